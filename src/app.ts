@@ -1,0 +1,86 @@
+/**
+ * The one place where the gateway is wired: core services are decorated on the
+ * root instance, and each capability is an encapsulated plugin that uses them.
+ */
+import { readFileSync } from 'node:fs';
+import Fastify, { type FastifyInstance } from 'fastify';
+import fp from 'fastify-plugin';
+import { ApiKeyStore, TokenService } from './auth/index.js';
+import type { Config, TenantConfig } from './config/index.js';
+import { loadOrCreateSecret } from './dataDir.js';
+import { VigieError } from './errors.js';
+import { loggerOptions } from './logging.js';
+import { Sfu, resolveWorkerBin } from './media/index.js';
+import apiPlugin from './api/index.js';
+import signalingPlugin, { type SignalingSession } from './signaling/index.js';
+import webPlugin from './web/index.js';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    config: Config;
+    tenants: ReadonlyMap<string, TenantConfig>;
+    sfu: Sfu;
+    tokens: TokenService;
+    apiKeys: ApiKeyStore;
+    signalingSessions: Map<string, SignalingSession>;
+  }
+}
+
+const corePlugin = fp(
+  async (app: FastifyInstance, opts: { config: Config }) => {
+    const { config } = opts;
+    const tenants = new Map(config.tenants.map((t) => [t.id, t]));
+    const hs256Secret = config.auth.hs256Secret ?? loadOrCreateSecret(config.dataDir, 'jwt-hs256.secret').value;
+    const sfu = new Sfu(
+      {
+        pool: {
+          size: config.media.workers,
+          workerBin: resolveWorkerBin(config.media.workerBin),
+          logLevel: config.media.workerLogLevel,
+          webRtcServer: config.media.webRtcServer
+            ? { ip: config.media.listenIp, announcedAddress: config.media.announcedAddress, basePort: config.media.webRtcServerPort, udp: config.media.enableUdp, tcp: config.media.enableTcp }
+            : undefined,
+        },
+        transport: config.media,
+        maxPeersPerRoom: config.media.maxPeersPerRoom,
+      },
+      app.log.child({ component: 'sfu' }),
+    );
+    await sfu.start();
+    app.decorate('config', config);
+    app.decorate('tenants', tenants);
+    app.decorate('sfu', sfu);
+    app.decorate('tokens', new TokenService({ ...config.auth, hs256Secret, isKnownTenant: (t) => tenants.has(t) }));
+    app.decorate('apiKeys', new ApiKeyStore(config.tenants));
+    app.addHook('onClose', async () => sfu.close());
+  },
+  { name: 'vigie-core' },
+);
+
+export async function buildApp(config: Config): Promise<FastifyInstance> {
+  const https = config.server.tlsCertFile
+    ? { https: { cert: readFileSync(config.server.tlsCertFile), key: readFileSync(config.server.tlsKeyFile!) } }
+    : {};
+  const app = Fastify({
+    ...https,
+    logger: loggerOptions(config),
+    trustProxy: config.server.trustProxy,
+    bodyLimit: 256 * 1024,
+  }) as unknown as FastifyInstance;
+
+  app.setErrorHandler((err: Error & { statusCode?: number }, req, reply) => {
+    if (err instanceof VigieError) return reply.code(err.httpStatus).send({ error: err.toJSON() });
+    const status = (err as { statusCode?: number }).statusCode ?? 500;
+    if (status === 429) return reply.code(429).send({ error: { code: 'RATE_LIMITED', message: err.message } });
+    if (status >= 400 && status < 500) return reply.code(status).send({ error: { code: 'INVALID_REQUEST', message: err.message } });
+    req.log.error({ err }, 'request failed');
+    return reply.code(500).send({ error: { code: 'INTERNAL', message: 'internal error' } });
+  });
+  app.setNotFoundHandler((req, reply) => reply.code(404).send({ error: { code: 'NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0]}` } }));
+
+  await app.register(corePlugin, { config });
+  await app.register(apiPlugin);
+  await app.register(signalingPlugin);
+  await app.register(webPlugin);
+  return app;
+}

@@ -1,0 +1,98 @@
+import os from 'node:os';
+import { z } from 'zod';
+
+/**
+ * Every scalar setting of the gateway, in one table. The loader, the error
+ * messages and the README's settings table all come from here, so a setting
+ * cannot exist in one place and be missing in another.
+ */
+export interface SettingSpec {
+  /** Dotted path in the config file and in the resulting object. */
+  readonly key: string;
+  /** Environment variable that overrides the file. */
+  readonly env: string;
+  readonly schema: z.ZodType;
+  /** Default shown in the README; `undefined` means "unset". */
+  readonly defaultLabel: string;
+  readonly doc: string;
+}
+
+const port = z.coerce.number().int().min(1).max(65535);
+const positiveInt = z.coerce.number().int().positive();
+const bool = z
+  .union([z.boolean(), z.enum(['true', 'false', '1', '0', 'yes', 'no'])])
+  .transform((v) => v === true || v === 'true' || v === '1' || v === 'yes');
+const csv = z
+  .union([z.array(z.string()), z.string()])
+  .transform((v) => (Array.isArray(v) ? v : v.split(',').map((s) => s.trim()).filter(Boolean)));
+const ip = z.union([z.ipv4(), z.ipv6()]);
+const url = z.url();
+
+function setting(key: string, env: string, schema: z.ZodType, defaultLabel: string, doc: string): SettingSpec {
+  return { key, env, schema, defaultLabel, doc };
+}
+
+export const SETTINGS: readonly SettingSpec[] = [
+  setting('configFile', 'VIGIE_CONFIG_FILE', z.string().min(1).optional(), 'unset', 'YAML or JSON file read before the environment; environment variables win.'),
+  setting('server.host', 'VIGIE_HOST', z.string().min(1).default('127.0.0.1'), '127.0.0.1', 'Address the HTTP/WebSocket server binds to.'),
+  setting('server.port', 'VIGIE_PORT', port.default(8080), '8080', 'HTTP/WebSocket port.'),
+  setting('server.publicUrl', 'VIGIE_PUBLIC_URL', url.optional(), 'http://HOST:PORT', 'Base URL used in join links handed to business apps.'),
+  setting('server.tlsCertFile', 'VIGIE_TLS_CERT_FILE', z.string().min(1).optional(), 'unset', 'PEM certificate; with the key, the server speaks HTTPS/WSS.'),
+  setting('server.tlsKeyFile', 'VIGIE_TLS_KEY_FILE', z.string().min(1).optional(), 'unset', 'PEM private key matching VIGIE_TLS_CERT_FILE.'),
+  setting('server.trustProxy', 'VIGIE_TRUST_PROXY', bool.default(false), 'false', 'Trust X-Forwarded-* headers (behind a reverse proxy).'),
+  setting('dataDir', 'VIGIE_DATA_DIR', z.string().min(1).default('./data'), './data', 'Where generated secrets and local state live.'),
+  setting('logLevel', 'VIGIE_LOG_LEVEL', z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'), 'info', 'pino log level.'),
+
+  setting('media.workers', 'VIGIE_MEDIA_WORKERS', positiveInt.max(64).default(os.availableParallelism()), 'number of cores', 'mediasoup workers in the pool.'),
+  setting('media.workerBin', 'MEDIASOUP_WORKER_BIN', z.string().min(1).optional(), 'auto', 'Path of the mediasoup-worker binary; found automatically when unset (see scripts/setup.sh).'),
+  setting('media.workerLogLevel', 'VIGIE_MEDIA_WORKER_LOG_LEVEL', z.enum(['debug', 'warn', 'error', 'none']).default('warn'), 'warn', 'mediasoup worker log level.'),
+  setting('media.listenIp', 'VIGIE_MEDIA_LISTEN_IP', ip.default('127.0.0.1'), '127.0.0.1', 'IP the media sockets listen on (0.0.0.0 on a server).'),
+  setting('media.announcedAddress', 'VIGIE_MEDIA_ANNOUNCED_ADDRESS', z.string().min(1).optional(), 'unset', 'Public IP or hostname given to clients in ICE candidates (NAT, cloud hosts).'),
+  setting('media.rtcMinPort', 'VIGIE_MEDIA_RTC_MIN_PORT', port.default(40000), '40000', 'Lowest UDP/TCP port for media.'),
+  setting('media.rtcMaxPort', 'VIGIE_MEDIA_RTC_MAX_PORT', port.default(49999), '49999', 'Highest UDP/TCP port for media.'),
+  setting('media.enableUdp', 'VIGIE_MEDIA_ENABLE_UDP', bool.default(true), 'true', 'Offer UDP ICE candidates.'),
+  setting('media.enableTcp', 'VIGIE_MEDIA_ENABLE_TCP', bool.default(true), 'true', 'Offer TCP ICE candidates.'),
+  setting('media.webRtcServer', 'VIGIE_MEDIA_WEBRTC_SERVER', bool.default(false), 'false', 'Single-port mode: each worker serves all transports on one port (firewall-friendly).'),
+  setting('media.webRtcServerPort', 'VIGIE_MEDIA_WEBRTC_SERVER_PORT', port.default(44444), '44444', 'First port of WebRtcServer mode; worker N listens on this port + N.'),
+  setting('media.initialOutgoingBitrate', 'VIGIE_MEDIA_INITIAL_OUTGOING_BITRATE', positiveInt.default(1_000_000), '1000000', 'Initial outgoing bitrate of WebRTC transports (bps).'),
+  setting('media.maxPeersPerRoom', 'VIGIE_MEDIA_MAX_PEERS_PER_ROOM', positiveInt.max(1000).default(50), '50', 'Peers allowed in one room.'),
+
+  setting('auth.issuer', 'VIGIE_AUTH_ISSUER', z.string().min(1).default('vigie'), 'vigie', 'Expected `iss` of access tokens (also used for tokens the gateway mints).'),
+  setting('auth.audience', 'VIGIE_AUTH_AUDIENCE', z.string().min(1).default('vigie'), 'vigie', 'Expected `aud` of access tokens.'),
+  setting('auth.hs256Secret', 'VIGIE_AUTH_HS256_SECRET', z.string().min(32, 'must be at least 32 characters').optional(), 'generated in DATA_DIR', 'Shared secret for HS256 tokens. Generated and kept in the data directory when unset.'),
+  setting('auth.jwksUrl', 'VIGIE_AUTH_JWKS_URL', url.optional(), 'unset', 'JWKS of an identity provider; tokens signed with RS256/ES256/EdDSA keys from it are accepted.'),
+  setting('auth.clockSkewSeconds', 'VIGIE_AUTH_CLOCK_SKEW_S', z.coerce.number().int().min(0).max(300).default(30), '30', 'Tolerance on exp/nbf/iat.'),
+  setting('auth.maxTokenTtlSeconds', 'VIGIE_AUTH_MAX_TOKEN_TTL_S', positiveInt.max(7 * 86400).default(86400), '86400', 'Longest TTL `POST /v1/tokens` will mint.'),
+
+  setting('signaling.maxFrameBytes', 'VIGIE_SIGNALING_MAX_FRAME_BYTES', positiveInt.min(1024).max(1 << 20).default(64 * 1024), '65536', 'Largest signaling frame accepted; larger ones are refused.'),
+  setting('signaling.ratePerSecond', 'VIGIE_SIGNALING_RATE_PER_S', positiveInt.max(10_000).default(50), '50', 'Sustained requests per second per connection.'),
+  setting('signaling.rateBurst', 'VIGIE_SIGNALING_RATE_BURST', positiveInt.max(10_000).default(100), '100', 'Burst of requests per connection above the sustained rate.'),
+
+  setting('ice.stunUrls', 'VIGIE_STUN_URLS', csv.default([]), 'none', 'Comma-separated stun: URLs given to clients.'),
+  setting('ice.turnUrls', 'VIGIE_TURN_URLS', csv.default([]), 'none', 'Comma-separated turn:/turns: URLs given to clients.'),
+  setting('ice.turnSecret', 'VIGIE_TURN_SECRET', z.string().min(16, 'must be at least 16 characters').optional(), 'unset', "coturn's static-auth-secret; time-limited credentials are derived from it."),
+  setting('ice.turnCredentialTtlSeconds', 'VIGIE_TURN_CREDENTIAL_TTL_S', positiveInt.max(86400).default(3600), '3600', 'Lifetime of issued TURN credentials.'),
+];
+
+/**
+ * Tenants are structured, so they come from the config file only. Issue #6
+ * adds an admin API on top of the same shape.
+ */
+export const tenantSchema = z.object({
+  id: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'lowercase letters, digits and dashes, at most 63'),
+  name: z.string().min(1).optional(),
+  /** Origins allowed to frame /embed (CSP frame-ancestors). */
+  embedOrigins: z.array(z.url().or(z.literal("'self'"))).default([]),
+  apiKeys: z
+    .array(
+      z.object({
+        id: z.string().regex(/^[A-Za-z0-9]{4,32}$/, '4 to 32 letters or digits'),
+        /** `sha256:<hex>` of the whole key; the clear key is never stored. */
+        hash: z.string().regex(/^sha256:[0-9a-f]{64}$/, 'must be sha256:<64 hex digits>'),
+        scopes: z.array(z.enum(['tokens:mint', 'rooms:read', 'rooms:write', 'recordings:read', 'admin'])).default(['tokens:mint']),
+        revoked: z.boolean().default(false),
+      }),
+    )
+    .default([]),
+});
+export type TenantConfig = z.infer<typeof tenantSchema>;

@@ -1,0 +1,38 @@
+/**
+ * Stable error codes shared by signaling and the REST API. Clients switch on
+ * `code`; `message` is for humans and may change.
+ */
+export const ERROR_CODES = ['INVALID_REQUEST', 'UNAUTHORIZED', 'FORBIDDEN', 'NOT_FOUND', 'RATE_LIMITED', 'INTERNAL'] as const;
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+const HTTP_STATUS: Record<ErrorCode, number> = {
+  INVALID_REQUEST: 400,
+  UNAUTHORIZED: 401,
+  FORBIDDEN: 403,
+  NOT_FOUND: 404,
+  RATE_LIMITED: 429,
+  INTERNAL: 500,
+};
+
+export class VigieError extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'VigieError';
+  }
+
+  get httpStatus(): number {
+    return HTTP_STATUS[this.code];
+  }
+
+  toJSON(): { code: ErrorCode; message: string } {
+    return { code: this.code, message: this.message };
+  }
+}
+
+/** Anything thrown that is not a VigieError is an internal error; its details stay in the log. */
+export function toVigieError(err: unknown): VigieError {
+  return err instanceof VigieError ? err : new VigieError('INTERNAL', 'internal error');
+}

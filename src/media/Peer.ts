@@ -1,0 +1,69 @@
+import { EventEmitter } from 'node:events';
+import { randomUUID } from 'node:crypto';
+import type { types as ms } from 'mediasoup';
+import type { AccessClaims } from '../auth/index.js';
+
+export type Notify = (method: string, data: Record<string, unknown>) => void;
+export type TrackSource = 'camera' | 'mic' | 'screen' | 'screen-audio' | 'bot';
+
+export interface PeerObserverEvents {
+  newtransport: [transport: ms.WebRtcTransport | ms.PlainTransport];
+  newproducer: [producer: ms.Producer];
+  newconsumer: [consumer: ms.Consumer];
+  close: [reason: string];
+}
+
+/**
+ * One participant in one room, as the media plane sees it: what it sends and
+ * receives. How it talks to the gateway is not its concern; it is handed a
+ * `notify` sink by whoever owns the connection.
+ */
+export class Peer {
+  readonly id = randomUUID();
+  readonly observer = new EventEmitter<PeerObserverEvents>();
+  readonly transports = new Map<string, ms.WebRtcTransport | ms.PlainTransport>();
+  readonly producers = new Map<string, ms.Producer>();
+  readonly consumers = new Map<string, ms.Consumer>();
+  readonly joinedAt = Date.now();
+  #closed = false;
+
+  constructor(
+    readonly claims: AccessClaims,
+    private readonly notifySink: Notify,
+  ) {}
+
+  get identity(): string {
+    return this.claims.identity;
+  }
+
+  get displayName(): string {
+    return this.claims.name ?? 'Guest';
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  notify(method: string, data: Record<string, unknown>): void {
+    if (!this.#closed) this.notifySink(method, data);
+  }
+
+  /** Public view sent to other participants; carries no identity, only the display name. */
+  describe(): { peerId: string; name: string; producers: Array<{ producerId: string; kind: string; source: unknown; paused: boolean }> } {
+    return {
+      peerId: this.id,
+      name: this.displayName,
+      producers: [...this.producers.values()].map((p) => ({ producerId: p.id, kind: p.kind, source: p.appData.source, paused: p.paused })),
+    };
+  }
+
+  close(reason: string): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const t of this.transports.values()) t.close();
+    this.transports.clear();
+    this.producers.clear();
+    this.consumers.clear();
+    this.observer.emit('close', reason);
+  }
+}

@@ -1,0 +1,283 @@
+import { EventEmitter } from 'node:events';
+import { randomUUID } from 'node:crypto';
+import type { types as ms } from 'mediasoup';
+import type { Logger } from '../logging.js';
+import { VigieError } from '../errors.js';
+import type { Peer, TrackSource } from './Peer.js';
+import type { WorkerSlot } from './WorkerPool.js';
+
+/** Per-peer ceilings: a misbehaving client cannot exhaust a worker. */
+export const PEER_LIMITS = { transports: 4, producers: 6, consumers: 300 } as const;
+
+export interface TransportSettings {
+  listenIp: string;
+  announcedAddress?: string;
+  rtcMinPort: number;
+  rtcMaxPort: number;
+  enableUdp: boolean;
+  enableTcp: boolean;
+  initialOutgoingBitrate: number;
+}
+
+export interface RoomObserverEvents {
+  newpeer: [peer: Peer];
+  peerleft: [peer: Peer, reason: string];
+  close: [reason: string];
+}
+
+export interface TransportDirection {
+  direction: 'send' | 'recv';
+}
+
+/**
+ * A room: one mediasoup router on one worker, its peers, and an active-speaker
+ * observer. A room lives from its first join to its last leave; each such life
+ * is one call, with its own `callId`.
+ */
+export class Room {
+  readonly callId = randomUUID();
+  readonly observer = new EventEmitter<RoomObserverEvents>();
+  readonly peers = new Map<string, Peer>();
+  readonly createdAt = Date.now();
+  #closed = false;
+
+  constructor(
+    readonly tenant: string,
+    readonly id: string,
+    readonly router: ms.Router,
+    readonly slot: WorkerSlot,
+    private readonly speakerObserver: ms.ActiveSpeakerObserver,
+    private readonly transportSettings: TransportSettings,
+    private readonly maxPeers: number,
+    private readonly log: Logger,
+  ) {
+    slot.routers++;
+    speakerObserver.on('dominantspeaker', ({ producer }) => {
+      const owner = this.#ownerOf(producer.id);
+      if (owner) this.broadcast('activeSpeaker', { peerId: owner.id, producerId: producer.id });
+    });
+    router.observer.once('close', () => this.close('router-closed'));
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  get key(): string {
+    return roomKey(this.tenant, this.id);
+  }
+
+  broadcast(method: string, data: Record<string, unknown>, except?: Peer): void {
+    for (const p of this.peers.values()) if (p !== except) p.notify(method, data);
+  }
+
+  findPeerByIdentity(identity: string): Peer | undefined {
+    for (const p of this.peers.values()) if (p.identity === identity) return p;
+    return undefined;
+  }
+
+  addPeer(peer: Peer): void {
+    if (this.#closed) throw new VigieError('NOT_FOUND', 'room is closed');
+    if (this.peers.size >= this.maxPeers) throw new VigieError('FORBIDDEN', `room is full (${this.maxPeers} participants)`);
+    this.peers.set(peer.id, peer);
+    this.slot.peers++;
+    this.broadcast('peerJoined', { peerId: peer.id, name: peer.displayName }, peer);
+    this.observer.emit('newpeer', peer);
+  }
+
+  removePeer(peer: Peer, reason: string): void {
+    if (!this.peers.delete(peer.id)) return;
+    this.slot.peers = Math.max(0, this.slot.peers - 1);
+    peer.close(reason);
+    this.broadcast('peerLeft', { peerId: peer.id, reason });
+    this.observer.emit('peerleft', peer, reason);
+    if (this.peers.size === 0) this.close('empty');
+  }
+
+  close(reason: string): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const peer of this.peers.values()) {
+      peer.notify('roomClosed', { reason });
+      peer.close(`room-closed:${reason}`);
+    }
+    this.peers.clear();
+    this.slot.routers = Math.max(0, this.slot.routers - 1);
+    if (!this.router.closed) this.router.close();
+    this.log.info({ tenant: this.tenant, room: this.id, callId: this.callId, reason }, 'room closed');
+    this.observer.emit('close', reason);
+  }
+
+  otherPeers(peer: Peer): ReturnType<Peer['describe']>[] {
+    return [...this.peers.values()].filter((p) => p !== peer).map((p) => p.describe());
+  }
+
+  async createWebRtcTransport(peer: Peer, { direction }: TransportDirection): Promise<Record<string, unknown>> {
+    if (peer.transports.size >= PEER_LIMITS.transports) throw new VigieError('FORBIDDEN', `at most ${PEER_LIMITS.transports} transports per participant`);
+    const s = this.transportSettings;
+    const common = {
+      enableUdp: s.enableUdp,
+      enableTcp: s.enableTcp,
+      preferUdp: true,
+      initialAvailableOutgoingBitrate: s.initialOutgoingBitrate,
+      appData: { peerId: peer.id, direction },
+    };
+    const transport = this.slot.webRtcServer
+      ? await this.router.createWebRtcTransport({ ...common, webRtcServer: this.slot.webRtcServer })
+      : await this.router.createWebRtcTransport({
+          ...common,
+          listenInfos: (['udp', 'tcp'] as const)
+            .filter((protocol) => (protocol === 'udp' ? s.enableUdp : s.enableTcp))
+            .map((protocol) => ({
+              protocol,
+              ip: s.listenIp,
+              announcedAddress: s.announcedAddress,
+              portRange: { min: s.rtcMinPort, max: s.rtcMaxPort },
+            })),
+        });
+    peer.transports.set(transport.id, transport);
+    transport.observer.once('close', () => peer.transports.delete(transport.id));
+    transport.on('dtlsstatechange', (state) => {
+      if (state === 'failed' || state === 'closed') {
+        this.log.warn({ room: this.id, peerId: peer.id, transportId: transport.id, state }, 'transport DTLS ended');
+      }
+    });
+    peer.observer.emit('newtransport', transport);
+    return {
+      transportId: transport.id,
+      iceParameters: transport.iceParameters,
+      iceCandidates: transport.iceCandidates,
+      dtlsParameters: transport.dtlsParameters,
+    };
+  }
+
+  async connectTransport(peer: Peer, transportId: string, dtlsParameters: ms.DtlsParameters): Promise<void> {
+    const transport = this.#transport(peer, transportId);
+    if (!('dtlsState' in transport)) throw new VigieError('INVALID_REQUEST', 'not a WebRTC transport');
+    if (transport.dtlsState !== 'new') throw new VigieError('INVALID_REQUEST', 'transport already connected');
+    await transport.connect({ dtlsParameters });
+  }
+
+  async restartIce(peer: Peer, transportId: string): Promise<ms.IceParameters> {
+    const transport = this.#transport(peer, transportId);
+    if (!('restartIce' in transport)) throw new VigieError('INVALID_REQUEST', 'not a WebRTC transport');
+    return transport.restartIce();
+  }
+
+  async produce(peer: Peer, req: { transportId: string; kind: ms.MediaKind; rtpParameters: ms.RtpParameters; source: TrackSource }): Promise<string> {
+    const transport = this.#transport(peer, req.transportId);
+    if (transport.appData.direction === 'recv') throw new VigieError('INVALID_REQUEST', 'cannot produce on a receive transport');
+    if (peer.producers.size >= PEER_LIMITS.producers) throw new VigieError('FORBIDDEN', `at most ${PEER_LIMITS.producers} tracks per participant`);
+    for (const p of peer.producers.values()) {
+      if (p.appData.source === req.source) throw new VigieError('INVALID_REQUEST', `a ${req.source} track is already published`);
+    }
+    const producer = await transport.produce({ kind: req.kind, rtpParameters: req.rtpParameters, appData: { peerId: peer.id, source: req.source } });
+    this.#adoptProducer(peer, producer);
+    return producer.id;
+  }
+
+  /** Registers a producer created elsewhere (e.g. a PlainTransport bot) and announces it. */
+  adoptProducer(peer: Peer, producer: ms.Producer): void {
+    this.#adoptProducer(peer, producer);
+  }
+
+  #adoptProducer(peer: Peer, producer: ms.Producer): void {
+    peer.producers.set(producer.id, producer);
+    producer.observer.once('close', () => {
+      peer.producers.delete(producer.id);
+      this.broadcast('producerClosed', { peerId: peer.id, producerId: producer.id }, peer);
+    });
+    if (producer.kind === 'audio') void this.speakerObserver.addProducer({ producerId: producer.id }).catch(() => undefined);
+    peer.observer.emit('newproducer', producer);
+    this.broadcast('newProducer', { peerId: peer.id, producerId: producer.id, kind: producer.kind, source: producer.appData.source, paused: producer.paused }, peer);
+  }
+
+  closeProducer(peer: Peer, producerId: string): void {
+    this.#producer(peer, producerId).close();
+  }
+
+  async setProducerPaused(peer: Peer, producerId: string, paused: boolean): Promise<void> {
+    const producer = this.#producer(peer, producerId);
+    if (paused) await producer.pause();
+    else await producer.resume();
+    this.broadcast(paused ? 'producerPaused' : 'producerResumed', { peerId: peer.id, producerId }, peer);
+  }
+
+  async consume(peer: Peer, req: { transportId: string; producerId: string; rtpCapabilities: ms.RtpCapabilities }): Promise<Record<string, unknown>> {
+    const transport = this.#transport(peer, req.transportId);
+    if (transport.appData.direction === 'send') throw new VigieError('INVALID_REQUEST', 'cannot consume on a send transport');
+    if (peer.consumers.size >= PEER_LIMITS.consumers) throw new VigieError('FORBIDDEN', `at most ${PEER_LIMITS.consumers} consumers per participant`);
+    const owner = this.#ownerOf(req.producerId);
+    if (!owner) throw new VigieError('NOT_FOUND', 'no such producer in this room');
+    if (owner === peer) throw new VigieError('INVALID_REQUEST', 'cannot consume your own track');
+    if (!this.router.canConsume({ producerId: req.producerId, rtpCapabilities: req.rtpCapabilities })) {
+      throw new VigieError('INVALID_REQUEST', 'your RTP capabilities cannot receive this track');
+    }
+    // Created paused, as mediasoup recommends: the client resumes once its
+    // consumer exists, so no early keyframe is lost.
+    const consumer = await transport.consume({
+      producerId: req.producerId,
+      rtpCapabilities: req.rtpCapabilities,
+      paused: true,
+      appData: { peerId: peer.id, producerPeerId: owner.id },
+    });
+    peer.consumers.set(consumer.id, consumer);
+    const closed = (reason: string) => {
+      if (!peer.consumers.delete(consumer.id)) return;
+      peer.notify('consumerClosed', { consumerId: consumer.id, reason });
+    };
+    consumer.on('transportclose', () => peer.consumers.delete(consumer.id));
+    consumer.on('producerclose', () => closed('producer-closed'));
+    consumer.on('score', (score) => peer.notify('consumerScore', { consumerId: consumer.id, score }));
+    consumer.on('layerschange', (layers) => peer.notify('consumerLayersChanged', { consumerId: consumer.id, layers: layers ?? null }));
+    peer.observer.emit('newconsumer', consumer);
+    return {
+      consumerId: consumer.id,
+      producerId: req.producerId,
+      peerId: owner.id,
+      kind: consumer.kind,
+      rtpParameters: consumer.rtpParameters,
+      type: consumer.type,
+      producerPaused: consumer.producerPaused,
+    };
+  }
+
+  async setConsumerPaused(peer: Peer, consumerId: string, paused: boolean): Promise<void> {
+    const consumer = this.#consumer(peer, consumerId);
+    if (paused) await consumer.pause();
+    else await consumer.resume();
+  }
+
+  async setPreferredLayers(peer: Peer, consumerId: string, layers: ms.ConsumerLayers): Promise<void> {
+    const consumer = this.#consumer(peer, consumerId);
+    if (consumer.type !== 'simulcast' && consumer.type !== 'svc') throw new VigieError('INVALID_REQUEST', 'consumer has no layers');
+    await consumer.setPreferredLayers(layers);
+  }
+
+  #ownerOf(producerId: string): Peer | undefined {
+    for (const p of this.peers.values()) if (p.producers.has(producerId)) return p;
+    return undefined;
+  }
+
+  #transport(peer: Peer, id: string) {
+    const t = peer.transports.get(id);
+    if (!t) throw new VigieError('NOT_FOUND', 'no such transport');
+    return t;
+  }
+
+  #producer(peer: Peer, id: string) {
+    const p = peer.producers.get(id);
+    if (!p) throw new VigieError('NOT_FOUND', 'no such producer');
+    return p;
+  }
+
+  #consumer(peer: Peer, id: string) {
+    const c = peer.consumers.get(id);
+    if (!c) throw new VigieError('NOT_FOUND', 'no such consumer');
+    return c;
+  }
+}
+
+export function roomKey(tenant: string, room: string): string {
+  return `${tenant}/${room}`;
+}

@@ -1,0 +1,82 @@
+import { EventEmitter } from 'node:events';
+import type { types as ms } from 'mediasoup';
+import type { Logger } from '../logging.js';
+import { MEDIA_CODECS } from './codecs.js';
+import { Room, roomKey, type TransportSettings } from './Room.js';
+import { WorkerPool, type WorkerPoolOptions } from './WorkerPool.js';
+
+export interface SfuOptions {
+  pool: WorkerPoolOptions;
+  transport: TransportSettings;
+  maxPeersPerRoom: number;
+}
+
+export interface SfuObserverEvents {
+  newroom: [room: Room];
+}
+
+/**
+ * The SFU: the worker pool and the rooms on it, keyed by tenant and room id.
+ * Telemetry and recording watch it through `observer`; they never own rooms.
+ */
+export class Sfu {
+  readonly observer = new EventEmitter<SfuObserverEvents>();
+  readonly pool: WorkerPool;
+  readonly #rooms = new Map<string, Room>();
+  /** Rooms being created, so two first joins share one router. */
+  readonly #pending = new Map<string, Promise<Room>>();
+
+  constructor(
+    private readonly options: SfuOptions,
+    private readonly log: Logger,
+  ) {
+    this.pool = new WorkerPool(options.pool, log.child({ component: 'worker-pool' }));
+    this.pool.observer.on('workerdied', (slot) => {
+      for (const room of [...this.#rooms.values()]) if (room.slot === slot) room.close('worker-died');
+    });
+  }
+
+  async start(): Promise<void> {
+    await this.pool.start();
+  }
+
+  get rooms(): ReadonlyMap<string, Room> {
+    return this.#rooms;
+  }
+
+  getRoom(tenant: string, room: string): Room | undefined {
+    const r = this.#rooms.get(roomKey(tenant, room));
+    return r && !r.closed ? r : undefined;
+  }
+
+  async getOrCreateRoom(tenant: string, roomId: string): Promise<Room> {
+    const key = roomKey(tenant, roomId);
+    const existing = this.getRoom(tenant, roomId);
+    if (existing) return existing;
+    let pending = this.#pending.get(key);
+    if (!pending) {
+      pending = this.#createRoom(tenant, roomId).finally(() => this.#pending.delete(key));
+      this.#pending.set(key, pending);
+    }
+    return pending;
+  }
+
+  async close(): Promise<void> {
+    for (const room of [...this.#rooms.values()]) room.close('shutdown');
+    await this.pool.close();
+  }
+
+  async #createRoom(tenant: string, roomId: string): Promise<Room> {
+    const slot = this.pool.leastLoaded();
+    const router: ms.Router = await slot.worker.createRouter({ mediaCodecs: MEDIA_CODECS, appData: { tenant, room: roomId } });
+    const speakers = await router.createActiveSpeakerObserver({ interval: 300 });
+    const room = new Room(tenant, roomId, router, slot, speakers, this.options.transport, this.options.maxPeersPerRoom, this.log.child({ component: 'room' }));
+    this.#rooms.set(room.key, room);
+    room.observer.once('close', () => {
+      if (this.#rooms.get(room.key) === room) this.#rooms.delete(room.key);
+    });
+    this.log.info({ tenant, room: roomId, callId: room.callId, worker: slot.index }, 'room created');
+    this.observer.emit('newroom', room);
+    return room;
+  }
+}

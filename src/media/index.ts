@@ -1,0 +1,16 @@
+/**
+ * Media plane: the mediasoup SFU.
+ *
+ * - WorkerPool: one worker per core, least-loaded placement, replacement on death.
+ * - Sfu: rooms by tenant and room id; one router per room.
+ * - Room / Peer: transports, producers and consumers of a call, with limits.
+ *
+ * Each class exposes an `observer` (typed EventEmitter) so telemetry and
+ * recording can watch the media plane without owning any of it.
+ */
+export * from './Sfu.js';
+export * from './Room.js';
+export * from './Peer.js';
+export * from './WorkerPool.js';
+export * from './codecs.js';
+export * from './workerBinary.js';

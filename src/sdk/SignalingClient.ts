@@ -1,0 +1,105 @@
+/**
+ * Client side of the signaling protocol (see src/signaling/protocol.ts). Runs
+ * in browsers and, with the `ws` package, in Node (tests, bots).
+ */
+
+export interface WebSocketLike {
+  readonly readyState: number;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+  addEventListener(type: 'open' | 'close' | 'error' | 'message', listener: (ev: any) => void): void;
+}
+
+export class SignalingError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly method: string,
+  ) {
+    super(`${method}: ${code}: ${message}`);
+    this.name = 'SignalingError';
+  }
+}
+
+type Listener = (data: any) => void;
+
+export class SignalingClient {
+  #nextId = 1;
+  readonly #pending = new Map<number, { method: string; resolve: (v: any) => void; reject: (e: Error) => void; timer: ReturnType<typeof setTimeout> }>();
+  readonly #listeners = new Map<string, Set<Listener>>();
+  readonly opened: Promise<void>;
+  closeInfo?: { code: number; reason: string };
+
+  constructor(
+    readonly socket: WebSocketLike,
+    private readonly timeoutMs = 15_000,
+  ) {
+    this.opened = new Promise((resolve, reject) => {
+      if (socket.readyState === 1) resolve();
+      socket.addEventListener('open', () => resolve());
+      socket.addEventListener('error', () => reject(new Error('signaling connection failed')));
+    });
+    socket.addEventListener('message', (ev: { data: unknown }) => this.#onMessage(String(ev.data)));
+    socket.addEventListener('close', (ev: { code: number; reason: string }) => {
+      this.closeInfo = { code: ev.code, reason: String(ev.reason ?? '') };
+      for (const [, p] of this.#pending) {
+        clearTimeout(p.timer);
+        p.reject(new SignalingError('DISCONNECTED', `connection closed (${ev.code})`, p.method));
+      }
+      this.#pending.clear();
+      this.#emit('close', this.closeInfo);
+    });
+  }
+
+  /** Sends a request and resolves with its `data`, or rejects with a SignalingError carrying the server's code. */
+  async request<T = any>(method: string, data: Record<string, unknown> = {}): Promise<T> {
+    await this.opened;
+    const id = this.#nextId++;
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#pending.delete(id);
+        reject(new SignalingError('TIMEOUT', `no answer in ${this.timeoutMs} ms`, method));
+      }, this.timeoutMs);
+      this.#pending.set(id, { method, resolve, reject, timer });
+      this.socket.send(JSON.stringify({ id, method, data }));
+    });
+  }
+
+  /** Subscribes to a notification (or to `close`, or to `error` for unsolicited error frames). */
+  on(method: string, listener: Listener): () => void {
+    let set = this.#listeners.get(method);
+    if (!set) this.#listeners.set(method, (set = new Set()));
+    set.add(listener);
+    return () => set.delete(listener);
+  }
+
+  close(): void {
+    this.socket.close(1000, 'bye');
+  }
+
+  #emit(method: string, data: unknown): void {
+    for (const l of this.#listeners.get(method) ?? []) l(data);
+  }
+
+  #onMessage(text: string): void {
+    let msg: any;
+    try {
+      msg = JSON.parse(text);
+    } catch {
+      return;
+    }
+    if (msg?.notification) {
+      this.#emit(msg.method, msg.data);
+      return;
+    }
+    const pending = typeof msg?.id === 'number' ? this.#pending.get(msg.id) : undefined;
+    if (!pending) {
+      if (msg?.ok === false) this.#emit('error', msg.error);
+      return;
+    }
+    this.#pending.delete(msg.id);
+    clearTimeout(pending.timer);
+    if (msg.ok) pending.resolve(msg.data);
+    else pending.reject(new SignalingError(msg.error?.code ?? 'INTERNAL', msg.error?.message ?? 'error', pending.method));
+  }
+}

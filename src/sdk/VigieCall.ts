@@ -1,0 +1,250 @@
+import { Device } from 'mediasoup-client';
+import type { types as msc } from 'mediasoup-client';
+import { SignalingClient, SignalingError } from './SignalingClient.js';
+
+export type Source = 'camera' | 'mic' | 'screen' | 'screen-audio';
+
+export interface RemotePeer {
+  peerId: string;
+  name: string;
+  /** Remote tracks by consumer id. */
+  tracks: Map<string, { consumerId: string; producerId: string; kind: 'audio' | 'video'; source?: string; track: MediaStreamTrack }>;
+}
+
+export interface VigieCallEvents {
+  peerJoined: { peerId: string; name: string };
+  peerLeft: { peerId: string; reason: string };
+  trackAdded: { peerId: string; consumerId: string; kind: 'audio' | 'video'; source?: string; track: MediaStreamTrack };
+  trackRemoved: { peerId: string; consumerId: string };
+  activeSpeaker: { peerId: string };
+  roomClosed: { reason: string };
+  disconnected: { code: number; reason: string };
+  error: { code: string; message: string };
+}
+
+export interface JoinOptions {
+  /** WebSocket URL; defaults to `/ws` on the page's own host. */
+  url?: string;
+  token: string;
+  /** Force TURN relay (e.g. strict corporate networks). */
+  relayOnly?: boolean;
+  /** Subscribe to other participants' tracks automatically (default true). */
+  autoSubscribe?: boolean;
+}
+
+/**
+ * A participant's side of a call: join with a token, publish camera, mic or
+ * screen, receive the others. Events: see VigieCallEvents.
+ */
+export class VigieCall {
+  readonly peers = new Map<string, RemotePeer>();
+  readonly producers = new Map<Source, msc.Producer>();
+  readonly consumers = new Map<string, msc.Consumer>();
+  #sendTransport?: msc.Transport;
+  #recvTransport?: msc.Transport;
+  #recvTransportReady?: Promise<msc.Transport>;
+  readonly #listeners = new Map<keyof VigieCallEvents, Set<(e: any) => void>>();
+  #left = false;
+
+  private constructor(
+    readonly signaling: SignalingClient,
+    readonly device: Device,
+    readonly info: { peerId: string; callId: string; tenant: string; room: string; name: string; grants: string[]; iceServers: RTCIceServer[] },
+    private readonly options: JoinOptions,
+  ) {}
+
+  static async join(options: JoinOptions): Promise<VigieCall> {
+    const url = options.url ?? `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
+    const signaling = new SignalingClient(new WebSocket(url));
+    const joined = await signaling.request('join', { token: options.token });
+    const device = new Device();
+    await device.load({ routerRtpCapabilities: joined.rtpCapabilities });
+    const call = new VigieCall(signaling, device, joined, options);
+    call.#wire();
+    for (const p of joined.peers as Array<{ peerId: string; name: string; producers: Array<{ producerId: string; kind: 'audio' | 'video'; source?: string }> }>) {
+      call.peers.set(p.peerId, { peerId: p.peerId, name: p.name, tracks: new Map() });
+      if (options.autoSubscribe !== false && call.can('subscribe')) {
+        for (const pr of p.producers) void call.subscribe(p.peerId, pr.producerId).catch((e) => call.#emitError(e));
+      }
+    }
+    return call;
+  }
+
+  can(grant: 'publish' | 'subscribe' | 'record' | 'admin'): boolean {
+    return this.info.grants.includes(grant) || this.info.grants.includes('admin');
+  }
+
+  on<K extends keyof VigieCallEvents>(event: K, listener: (e: VigieCallEvents[K]) => void): () => void {
+    let set = this.#listeners.get(event);
+    if (!set) this.#listeners.set(event, (set = new Set()));
+    set.add(listener);
+    return () => set.delete(listener);
+  }
+
+  async publishCamera(constraints: MediaTrackConstraints = { width: 640, height: 480 }): Promise<msc.Producer> {
+    const stream = await navigator.mediaDevices.getUserMedia({ video: constraints });
+    return this.publish('camera', stream.getVideoTracks()[0]!);
+  }
+
+  async publishMic(): Promise<msc.Producer> {
+    const stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+    return this.publish('mic', stream.getAudioTracks()[0]!);
+  }
+
+  async publishScreen(): Promise<msc.Producer> {
+    const stream = await navigator.mediaDevices.getDisplayMedia({ video: true });
+    const track = stream.getVideoTracks()[0]!;
+    track.addEventListener('ended', () => void this.unpublish('screen'));
+    return this.publish('screen', track);
+  }
+
+  async publish(source: Source, track: MediaStreamTrack): Promise<msc.Producer> {
+    const transport = await this.#ensureSendTransport();
+    const producer = await transport.produce({ track, appData: { source }, stopTracks: true });
+    this.producers.set(source, producer);
+    return producer;
+  }
+
+  async unpublish(source: Source): Promise<void> {
+    const producer = this.producers.get(source);
+    if (!producer) return;
+    this.producers.delete(source);
+    producer.close();
+    await this.signaling.request('closeProducer', { producerId: producer.id }).catch(() => undefined);
+  }
+
+  async setPaused(source: Source, paused: boolean): Promise<void> {
+    const producer = this.producers.get(source);
+    if (!producer) return;
+    if (paused) producer.pause();
+    else producer.resume();
+    await this.signaling.request(paused ? 'pauseProducer' : 'resumeProducer', { producerId: producer.id });
+  }
+
+  async subscribe(peerId: string, producerId: string): Promise<msc.Consumer> {
+    const transport = await this.#ensureRecvTransport();
+    const c = await this.signaling.request('consume', { transportId: transport.id, producerId, rtpCapabilities: this.device.rtpCapabilities });
+    const consumer = await transport.consume({ id: c.consumerId, producerId, kind: c.kind, rtpParameters: c.rtpParameters, appData: { peerId } });
+    this.consumers.set(consumer.id, consumer);
+    await this.signaling.request('resumeConsumer', { consumerId: consumer.id });
+    const peer = this.peers.get(peerId);
+    const entry = { consumerId: consumer.id, producerId, kind: consumer.kind as 'audio' | 'video', source: undefined as string | undefined, track: consumer.track };
+    peer?.tracks.set(consumer.id, entry);
+    this.#emit('trackAdded', { peerId, ...entry });
+    return consumer;
+  }
+
+  /** Stats of everything this participant sends and receives, as the browser sees it. */
+  async getStats(): Promise<{ outbound: Record<string, any[]>; inbound: Record<string, any[]> }> {
+    const outbound: Record<string, any[]> = {};
+    const inbound: Record<string, any[]> = {};
+    for (const [source, p] of this.producers) outbound[source] = [...(await p.getStats()).values()];
+    for (const [id, c] of this.consumers) inbound[id] = [...(await c.getStats()).values()];
+    return { outbound, inbound };
+  }
+
+  async leave(): Promise<void> {
+    if (this.#left) return;
+    this.#left = true;
+    await this.signaling.request('leave').catch(() => undefined);
+    this.#teardown();
+    this.signaling.close();
+  }
+
+  #teardown(): void {
+    for (const p of this.producers.values()) p.close();
+    for (const c of this.consumers.values()) c.close();
+    this.producers.clear();
+    this.consumers.clear();
+    this.#sendTransport?.close();
+    this.#recvTransport?.close();
+    this.#sendTransport = undefined;
+    this.#recvTransport = undefined;
+    this.#recvTransportReady = undefined;
+  }
+
+  async #createTransport(direction: 'send' | 'recv'): Promise<msc.Transport> {
+    const t = await this.signaling.request('createWebRtcTransport', { direction });
+    const options = {
+      id: t.transportId,
+      iceParameters: t.iceParameters,
+      iceCandidates: t.iceCandidates,
+      dtlsParameters: t.dtlsParameters,
+      iceServers: this.info.iceServers,
+      iceTransportPolicy: (this.options.relayOnly ? 'relay' : 'all') as RTCIceTransportPolicy,
+    };
+    const transport = direction === 'send' ? this.device.createSendTransport(options) : this.device.createRecvTransport(options);
+    transport.on('connect', ({ dtlsParameters }, callback, errback) => {
+      this.signaling.request('connectTransport', { transportId: transport.id, dtlsParameters }).then(callback, errback);
+    });
+    transport.on('connectionstatechange', (state) => {
+      if (state === 'failed') {
+        this.signaling
+          .request('restartIce', { transportId: transport.id })
+          .then(({ iceParameters }) => transport.restartIce({ iceParameters }))
+          .catch((e) => this.#emitError(e));
+      }
+    });
+    if (direction === 'send') {
+      transport.on('produce', ({ kind, rtpParameters, appData }, callback, errback) => {
+        this.signaling
+          .request('produce', { transportId: transport.id, kind, rtpParameters, source: appData.source })
+          .then(({ producerId }) => callback({ id: producerId }), errback);
+      });
+    }
+    return transport;
+  }
+
+  async #ensureSendTransport(): Promise<msc.Transport> {
+    this.#sendTransport ??= await this.#createTransport('send');
+    return this.#sendTransport;
+  }
+
+  #ensureRecvTransport(): Promise<msc.Transport> {
+    this.#recvTransportReady ??= this.#createTransport('recv').then((t) => (this.#recvTransport = t));
+    return this.#recvTransportReady;
+  }
+
+  #wire(): void {
+    const s = this.signaling;
+    s.on('peerJoined', ({ peerId, name }) => {
+      this.peers.set(peerId, { peerId, name, tracks: new Map() });
+      this.#emit('peerJoined', { peerId, name });
+    });
+    s.on('peerLeft', ({ peerId, reason }) => {
+      this.peers.delete(peerId);
+      this.#emit('peerLeft', { peerId, reason });
+    });
+    s.on('newProducer', ({ peerId, producerId }) => {
+      if (this.options.autoSubscribe !== false && this.can('subscribe')) void this.subscribe(peerId, producerId).catch((e) => this.#emitError(e));
+    });
+    s.on('consumerClosed', ({ consumerId }) => {
+      const consumer = this.consumers.get(consumerId);
+      if (!consumer) return;
+      consumer.close();
+      this.consumers.delete(consumerId);
+      const peerId = (consumer.appData as { peerId: string }).peerId;
+      this.peers.get(peerId)?.tracks.delete(consumerId);
+      this.#emit('trackRemoved', { peerId, consumerId });
+    });
+    s.on('activeSpeaker', ({ peerId }) => this.#emit('activeSpeaker', { peerId }));
+    s.on('roomClosed', ({ reason }) => {
+      this.#teardown();
+      this.peers.clear();
+      this.#emit('roomClosed', { reason });
+    });
+    s.on('error', (e) => this.#emit('error', e));
+    s.on('close', (info) => {
+      if (!this.#left) this.#emit('disconnected', info);
+    });
+  }
+
+  #emitError(err: unknown): void {
+    const e = err instanceof SignalingError ? { code: err.code, message: err.message } : { code: 'CLIENT', message: String((err as Error)?.message ?? err) };
+    this.#emit('error', e);
+  }
+
+  #emit<K extends keyof VigieCallEvents>(event: K, data: VigieCallEvents[K]): void {
+    for (const l of this.#listeners.get(event) ?? []) l(data);
+  }
+}

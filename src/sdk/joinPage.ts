@@ -1,0 +1,155 @@
+/**
+ * Script of the /join and /embed pages, bundled to /sdk/join-page.js. It uses
+ * the global `Vigie` SDK. In /embed it reports to the parent window with
+ * postMessage (events documented in the README), only to an allowed origin.
+ */
+import type * as VigieSdk from './index.js';
+
+declare global {
+  interface Window {
+    Vigie: typeof VigieSdk;
+    vigieCall?: VigieSdk.VigieCall;
+    vigieEvents: Array<{ type: string; data: unknown }>;
+  }
+}
+
+const body = document.body;
+const isEmbed = body.dataset.page === 'embed';
+const allowedOrigins: string[] = JSON.parse(body.dataset.embedOrigins ?? '[]');
+const statusEl = document.getElementById('status')!;
+const tilesEl = document.getElementById('tiles')!;
+const listEl = document.getElementById('participants')!;
+window.vigieEvents = [];
+
+/** The parent origin, when it is one the tenant allows; postMessage goes nowhere else. */
+function parentOrigin(): string | undefined {
+  if (!isEmbed || window.parent === window) return undefined;
+  const ancestor = (location as Location & { ancestorOrigins?: DOMStringList }).ancestorOrigins?.[0];
+  if (ancestor === location.origin) return ancestor;
+  return ancestor && allowedOrigins.includes(ancestor) ? ancestor : undefined;
+}
+const target = parentOrigin();
+
+function report(type: string, data: unknown = {}): void {
+  window.vigieEvents.push({ type, data });
+  if (target) window.parent.postMessage({ source: 'vigie', type, data }, target);
+}
+
+function setStatus(text: string): void {
+  statusEl.textContent = text;
+}
+
+function tile(id: string, name: string): HTMLElement {
+  let el = document.getElementById(`tile-${id}`);
+  if (!el) {
+    el = document.createElement('div');
+    el.id = `tile-${id}`;
+    el.className = 'tile';
+    const video = document.createElement('video');
+    video.autoplay = true;
+    video.playsInline = true;
+    video.muted = true;
+    const audio = document.createElement('audio');
+    audio.autoplay = true;
+    const label = document.createElement('span');
+    label.className = 'name';
+    label.textContent = name;
+    el.append(video, audio, label);
+    tilesEl.append(el);
+  }
+  return el;
+}
+
+function renderParticipants(call: VigieSdk.VigieCall): void {
+  listEl.replaceChildren(
+    ...[{ name: `${call.info.name} (you)` }, ...call.peers.values()].map((p) => {
+      const li = document.createElement('li');
+      li.textContent = p.name;
+      return li;
+    }),
+  );
+}
+
+async function main(): Promise<void> {
+  const params = new URLSearchParams(location.search);
+  const token = params.get('token');
+  // The token is a credential: keep it out of the address bar and history.
+  history.replaceState(null, '', location.pathname);
+  if (!token) throw Object.assign(new Error('this link has no token'), { code: 'UNAUTHORIZED' });
+  const relayOnly = params.get('relay') === '1';
+
+  const call = await window.Vigie.VigieCall.join({ token, relayOnly });
+  window.vigieCall = call;
+  setStatus(`In ${call.info.room}`);
+  report('joined', { peerId: call.info.peerId, room: call.info.room });
+  renderParticipants(call);
+
+  call.on('peerJoined', (p) => {
+    renderParticipants(call);
+    report('peerJoined', p);
+  });
+  call.on('peerLeft', (p) => {
+    document.getElementById(`tile-${p.peerId}`)?.remove();
+    renderParticipants(call);
+    report('peerLeft', p);
+  });
+  call.on('trackAdded', ({ peerId, kind, track }) => {
+    const el = tile(peerId, call.peers.get(peerId)?.name ?? 'Guest');
+    const media = el.querySelector(kind === 'video' ? 'video' : 'audio') as HTMLMediaElement;
+    media.srcObject = new MediaStream([track]);
+    void media.play().catch(() => undefined);
+    report('trackAdded', { peerId, kind });
+  });
+  call.on('activeSpeaker', ({ peerId }) => {
+    for (const el of tilesEl.querySelectorAll('.tile')) el.classList.toggle('speaking', el.id === `tile-${peerId}`);
+    report('activeSpeaker', { peerId });
+  });
+  call.on('roomClosed', ({ reason }) => {
+    setStatus(`Call ended (${reason})`);
+    tilesEl.replaceChildren();
+    report('roomClosed', { reason });
+  });
+  call.on('disconnected', (info) => {
+    setStatus('Disconnected');
+    report('disconnected', info);
+  });
+  call.on('error', (e) => report('error', e));
+
+  wireButtons(call);
+  if (call.can('publish')) {
+    const mine = tile('self', `${call.info.name} (you)`);
+    const cam = await call.publishCamera();
+    (mine.querySelector('video') as HTMLVideoElement).srcObject = new MediaStream([cam.track!]);
+    await call.publishMic();
+    report('published', { sources: [...call.producers.keys()] });
+  }
+}
+
+function wireButtons(call: VigieSdk.VigieCall): void {
+  const toggle = (id: string, fn: (on: boolean) => Promise<void>) => {
+    const btn = document.getElementById(id)!;
+    btn.addEventListener('click', () => {
+      const on = btn.getAttribute('aria-pressed') !== 'true';
+      btn.setAttribute('aria-pressed', String(on));
+      fn(on).catch((e) => report('error', { code: 'CLIENT', message: String(e) }));
+    });
+  };
+  toggle('toggle-mic', (muted) => call.setPaused('mic', muted));
+  toggle('toggle-cam', (off) => call.setPaused('camera', off));
+  toggle('share-screen', async (on) => {
+    if (on) await call.publishScreen();
+    else await call.unpublish('screen');
+  });
+  document.getElementById('leave')!.addEventListener('click', () => {
+    void call.leave().then(() => {
+      setStatus('You left the call');
+      tilesEl.replaceChildren();
+      report('left');
+    });
+  });
+}
+
+main().catch((err: Error & { code?: string }) => {
+  setStatus(`Could not join: ${err.message}`);
+  report('error', { code: err.code ?? 'CLIENT', message: err.message });
+});

@@ -1,0 +1,253 @@
+import type { WebSocket } from 'ws';
+import type { Logger } from '../logging.js';
+import { errors as msErrors } from 'mediasoup';
+import { hasGrant, iceServersFor, type TokenService } from '../auth/index.js';
+import type { Config } from '../config/index.js';
+import { VigieError, toVigieError } from '../errors.js';
+import { Peer, type Room, type Sfu } from '../media/index.js';
+import { envelopeSchema, REQUESTS, REQUIRED_GRANT, type Method, type RequestData, type ResponseFrame } from './protocol.js';
+import { TokenBucket } from './TokenBucket.js';
+
+export interface SessionContext {
+  sfu: Sfu;
+  tokens: TokenService;
+  config: Config;
+  log: Logger;
+  /** Live sessions by peer id, so a reconnect can evict the session it replaces. */
+  sessions: Map<string, SignalingSession>;
+}
+
+/** Close codes the SDK understands. */
+export const CLOSE_CODES = { replaced: 4000, rateLimited: 4008, tooBig: 1009 } as const;
+
+/** Rate-limit violations in a row before the connection is dropped. */
+const MAX_RATE_VIOLATIONS = 200;
+
+/**
+ * One WebSocket connection. Validates every frame, authorizes every request
+ * against the joined token's tenant, room and grants, and turns media-plane
+ * events into notifications.
+ */
+export class SignalingSession {
+  #peer?: Peer;
+  #room?: Room;
+  readonly #bucket: TokenBucket;
+  #rateViolations = 0;
+  #closed = false;
+  /** Requests are handled one at a time, in order, as a client expects. */
+  #queue: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly socket: WebSocket,
+    private readonly ctx: SessionContext,
+    private log: Logger,
+  ) {
+    this.#bucket = new TokenBucket(ctx.config.signaling.ratePerSecond, ctx.config.signaling.rateBurst);
+    socket.on('message', (raw, isBinary) => this.#onFrame(raw as Buffer, isBinary));
+    socket.on('close', () => this.#onClose());
+    socket.on('error', (err) => this.log.debug({ err }, 'websocket error'));
+  }
+
+  get peer(): Peer | undefined {
+    return this.#peer;
+  }
+
+  /** Ends this session because the same identity joined again elsewhere. */
+  evict(reason: string): void {
+    this.#notify('sessionReplaced', { reason });
+    this.#leave(reason);
+    this.socket.close(CLOSE_CODES.replaced, reason);
+  }
+
+  #onFrame(raw: Buffer, isBinary: boolean): void {
+    if (this.#closed) return;
+    if (!this.#bucket.take()) {
+      this.#send({ id: null, ok: false, error: { code: 'RATE_LIMITED', message: 'too many requests' } });
+      if (++this.#rateViolations > MAX_RATE_VIOLATIONS) this.socket.close(CLOSE_CODES.rateLimited, 'rate limited');
+      return;
+    }
+    this.#rateViolations = 0;
+    if (raw.length > this.ctx.config.signaling.maxFrameBytes) {
+      this.#send({ id: null, ok: false, error: { code: 'INVALID_REQUEST', message: `frame of ${raw.length} bytes exceeds the ${this.ctx.config.signaling.maxFrameBytes}-byte limit` } });
+      return;
+    }
+    if (isBinary) {
+      this.#send({ id: null, ok: false, error: { code: 'INVALID_REQUEST', message: 'binary frames are not accepted' } });
+      return;
+    }
+    let parsedJson: unknown;
+    try {
+      parsedJson = JSON.parse(raw.toString('utf8'));
+    } catch {
+      this.#send({ id: null, ok: false, error: { code: 'INVALID_REQUEST', message: 'frame is not valid JSON' } });
+      return;
+    }
+    const envelope = envelopeSchema.safeParse(parsedJson);
+    if (!envelope.success) {
+      const maybeId = (parsedJson as { id?: unknown } | null)?.id;
+      const id = typeof maybeId === 'number' || typeof maybeId === 'string' ? maybeId : null;
+      this.#send({ id, ok: false, error: { code: 'INVALID_REQUEST', message: `bad request envelope: ${summarize(envelope.error)}` } });
+      return;
+    }
+    const { id, method, data } = envelope.data;
+    this.#queue = this.#queue.then(() => this.#handle(id, method, data ?? {}));
+  }
+
+  async #handle(id: number | string, method: string, rawData: unknown): Promise<void> {
+    const started = performance.now();
+    try {
+      if (!Object.hasOwn(REQUESTS, method)) throw new VigieError('INVALID_REQUEST', `unknown method "${method}"`);
+      const m = method as Method;
+      const parsed = REQUESTS[m].safeParse(rawData);
+      if (!parsed.success) throw new VigieError('INVALID_REQUEST', `invalid ${m} request: ${summarize(parsed.error)}`);
+      const result = await this.#dispatch(m, parsed.data);
+      this.#send({ id, ok: true, data: result ?? {} });
+    } catch (err) {
+      const e = mapError(err);
+      if (e.code === 'INTERNAL') this.log.error({ err, method }, 'signaling request failed');
+      else this.log.debug({ method, code: e.code, reason: e.message }, 'signaling request refused');
+      this.#send({ id, ok: false, error: e.toJSON() });
+    } finally {
+      this.log.trace({ method, ms: performance.now() - started }, 'signaling request');
+    }
+  }
+
+  async #dispatch(method: Method, data: unknown): Promise<unknown> {
+    if (method === 'join') return this.#join(data as RequestData<'join'>);
+    const peer = this.#peer;
+    const room = this.#room;
+    if (!peer || !room || peer.closed) throw new VigieError('UNAUTHORIZED', 'join a room first');
+    if (Date.now() / 1000 > peer.claims.expiresAt + this.ctx.config.auth.clockSkewSeconds) {
+      throw new VigieError('UNAUTHORIZED', 'access token expired; join again with a fresh token');
+    }
+    const grant = REQUIRED_GRANT[method];
+    if (grant && !hasGrant(peer.claims, grant)) throw new VigieError('FORBIDDEN', `the ${grant} grant is required for ${method}`);
+
+    switch (method) {
+      case 'getRouterRtpCapabilities':
+        return { rtpCapabilities: room.router.rtpCapabilities };
+      case 'createWebRtcTransport': {
+        const { direction } = data as RequestData<'createWebRtcTransport'>;
+        const needed = direction === 'send' ? 'publish' : 'subscribe';
+        if (!hasGrant(peer.claims, needed)) throw new VigieError('FORBIDDEN', `the ${needed} grant is required for a ${direction} transport`);
+        return room.createWebRtcTransport(peer, { direction });
+      }
+      case 'connectTransport': {
+        const d = data as RequestData<'connectTransport'>;
+        await room.connectTransport(peer, d.transportId, d.dtlsParameters);
+        return {};
+      }
+      case 'restartIce':
+        return { iceParameters: await room.restartIce(peer, (data as RequestData<'restartIce'>).transportId) };
+      case 'produce': {
+        const d = data as RequestData<'produce'>;
+        return { producerId: await room.produce(peer, d as never) };
+      }
+      case 'closeProducer':
+        room.closeProducer(peer, (data as RequestData<'closeProducer'>).producerId);
+        return {};
+      case 'pauseProducer':
+      case 'resumeProducer':
+        await room.setProducerPaused(peer, (data as RequestData<'pauseProducer'>).producerId, method === 'pauseProducer');
+        return {};
+      case 'consume':
+        return room.consume(peer, data as never);
+      case 'pauseConsumer':
+      case 'resumeConsumer':
+        await room.setConsumerPaused(peer, (data as RequestData<'pauseConsumer'>).consumerId, method === 'pauseConsumer');
+        return {};
+      case 'setPreferredLayers': {
+        const d = data as RequestData<'setPreferredLayers'>;
+        await room.setPreferredLayers(peer, d.consumerId, { spatialLayer: d.spatialLayer, temporalLayer: d.temporalLayer });
+        return {};
+      }
+      case 'leave':
+        this.#leave('left');
+        return {};
+    }
+  }
+
+  async #join(req: RequestData<'join'>): Promise<unknown> {
+    if (this.#peer && !this.#peer.closed) throw new VigieError('INVALID_REQUEST', 'already joined; leave first');
+    const claims = await this.ctx.tokens.verify(req.token, { tenant: req.tenant, room: req.room });
+    const room = await this.ctx.sfu.getOrCreateRoom(claims.tenant, claims.room);
+
+    const previous = room.findPeerByIdentity(claims.identity);
+    if (previous) {
+      const oldSession = this.ctx.sessions.get(previous.id);
+      if (oldSession) oldSession.evict('replaced');
+      else room.removePeer(previous, 'replaced');
+    }
+
+    const peer = new Peer(claims, (method, data) => this.#notify(method, data));
+    room.addPeer(peer);
+    this.#peer = peer;
+    this.#room = room;
+    this.ctx.sessions.set(peer.id, this);
+    this.log = this.log.child({ tenant: claims.tenant, room: claims.room, peerId: peer.id });
+    room.observer.once('close', () => {
+      if (this.#room === room) {
+        this.#room = undefined;
+        this.#peer = undefined;
+        this.ctx.sessions.delete(peer.id);
+      }
+    });
+    this.log.info({ callId: room.callId }, 'peer joined');
+    return {
+      peerId: peer.id,
+      callId: room.callId,
+      tenant: claims.tenant,
+      room: claims.room,
+      name: peer.displayName,
+      grants: [...claims.grants],
+      rtpCapabilities: room.router.rtpCapabilities,
+      iceServers: iceServersFor(this.ctx.config.ice, peer.id),
+      peers: room.otherPeers(peer),
+    };
+  }
+
+  #leave(reason: string): void {
+    const peer = this.#peer;
+    const room = this.#room;
+    this.#peer = undefined;
+    this.#room = undefined;
+    if (!peer || !room) return;
+    this.ctx.sessions.delete(peer.id);
+    room.removePeer(peer, reason);
+    this.log.info({ reason }, 'peer left');
+  }
+
+  #onClose(): void {
+    this.#closed = true;
+    this.#leave('disconnected');
+  }
+
+  #notify(method: string, data: Record<string, unknown>): void {
+    this.#sendRaw({ notification: true, method, data });
+  }
+
+  #send(frame: ResponseFrame): void {
+    this.#sendRaw(frame);
+  }
+
+  #sendRaw(frame: unknown): void {
+    if (this.socket.readyState !== this.socket.OPEN) return;
+    this.socket.send(JSON.stringify(frame));
+  }
+}
+
+function summarize(error: { issues: Array<{ path: PropertyKey[]; message: string }> }): string {
+  return error.issues
+    .slice(0, 3)
+    .map((i) => (i.path.length ? `${i.path.map(String).join('.')}: ${i.message}` : i.message))
+    .join('; ');
+}
+
+/** mediasoup rejects bad RTP/DTLS parameters with TypeError or UnsupportedError: that is the client's fault. */
+function mapError(err: unknown): VigieError {
+  if (err instanceof VigieError) return err;
+  if (err instanceof TypeError || err instanceof msErrors.UnsupportedError) {
+    return new VigieError('INVALID_REQUEST', err.message.slice(0, 200));
+  }
+  return toVigieError(err);
+}

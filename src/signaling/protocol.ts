@@ -1,0 +1,113 @@
+import { z } from 'zod';
+import type { ErrorCode } from '../errors.js';
+import type { Grant } from '../auth/index.js';
+
+/**
+ * The signaling protocol over `/ws`. Client → server:
+ *   `{ id, method, data }`, answered by `{ id, ok: true, data }` or
+ *   `{ id, ok: false, error: { code, message } }`.
+ * Server → client notifications: `{ notification: true, method, data }`.
+ */
+
+const id = z.string().min(1).max(64);
+const looseObject = z.object({}).loose();
+
+const dtlsParameters = z.object({
+  role: z.enum(['auto', 'client', 'server']).optional(),
+  fingerprints: z
+    .array(z.object({ algorithm: z.enum(['sha-1', 'sha-224', 'sha-256', 'sha-384', 'sha-512']), value: z.string().max(256) }))
+    .min(1)
+    .max(8),
+});
+
+const rtpParameters = z
+  .object({
+    mid: z.string().max(32).optional(),
+    codecs: z
+      .array(z.object({ mimeType: z.string().max(64), payloadType: z.number().int().min(0).max(127), clockRate: z.number().int().positive() }).loose())
+      .min(1)
+      .max(16),
+    headerExtensions: z.array(looseObject).max(32).optional(),
+    encodings: z.array(looseObject).max(8).optional(),
+    rtcp: looseObject.optional(),
+  })
+  .loose();
+
+const rtpCapabilities = z
+  .object({
+    codecs: z.array(looseObject).max(64),
+    headerExtensions: z.array(looseObject).max(64).optional(),
+  })
+  .loose();
+
+export const REQUESTS = {
+  join: z.object({ token: z.string().min(1).max(8192), tenant: z.string().max(63).optional(), room: z.string().max(64).optional() }),
+  getRouterRtpCapabilities: z.object({}).strict(),
+  createWebRtcTransport: z.object({ direction: z.enum(['send', 'recv']) }),
+  connectTransport: z.object({ transportId: id, dtlsParameters }),
+  restartIce: z.object({ transportId: id }),
+  produce: z.object({
+    transportId: id,
+    kind: z.enum(['audio', 'video']),
+    rtpParameters,
+    source: z.enum(['camera', 'mic', 'screen', 'screen-audio']),
+  }),
+  closeProducer: z.object({ producerId: id }),
+  pauseProducer: z.object({ producerId: id }),
+  resumeProducer: z.object({ producerId: id }),
+  consume: z.object({ transportId: id, producerId: id, rtpCapabilities }),
+  pauseConsumer: z.object({ consumerId: id }),
+  resumeConsumer: z.object({ consumerId: id }),
+  setPreferredLayers: z.object({
+    consumerId: id,
+    spatialLayer: z.number().int().min(0).max(3),
+    temporalLayer: z.number().int().min(0).max(3).optional(),
+  }),
+  leave: z.object({}).strict(),
+} as const;
+
+export type Method = keyof typeof REQUESTS;
+export type RequestData<M extends Method> = z.infer<(typeof REQUESTS)[M]>;
+
+/** The grant each method needs, beyond having joined. */
+export const REQUIRED_GRANT: Partial<Record<Method, Grant>> = {
+  produce: 'publish',
+  closeProducer: 'publish',
+  pauseProducer: 'publish',
+  resumeProducer: 'publish',
+  consume: 'subscribe',
+  pauseConsumer: 'subscribe',
+  resumeConsumer: 'subscribe',
+  setPreferredLayers: 'subscribe',
+};
+
+export const envelopeSchema = z.object({
+  id: z.union([z.number().int().nonnegative(), z.string().min(1).max(64)]),
+  method: z.string().min(1).max(64),
+  data: z.unknown().optional(),
+});
+
+export type ResponseFrame =
+  | { id: number | string | null; ok: true; data: unknown }
+  | { id: number | string | null; ok: false; error: { code: ErrorCode; message: string } };
+
+export interface NotificationFrame {
+  notification: true;
+  method: string;
+  data: Record<string, unknown>;
+}
+
+export const NOTIFICATIONS = [
+  'peerJoined',
+  'peerLeft',
+  'newProducer',
+  'producerClosed',
+  'producerPaused',
+  'producerResumed',
+  'consumerClosed',
+  'consumerScore',
+  'consumerLayersChanged',
+  'activeSpeaker',
+  'roomClosed',
+  'sessionReplaced',
+] as const;

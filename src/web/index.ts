@@ -1,0 +1,66 @@
+/**
+ * Web pages: the join page (`/join?token=…`), the embeddable page
+ * (`/embed?token=…`) and the browser SDK bundle (`/sdk/*`).
+ *
+ * Needs `config` and `tokens`. The SDK is bundled by scripts/build-sdk.ts into
+ * dist/public. /embed may only be framed by the origins its tenant allows
+ * (CSP frame-ancestors); /join may not be framed at all.
+ */
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { FastifyInstance, FastifyReply } from 'fastify';
+import fastifyStatic from '@fastify/static';
+import { VigieError } from '../errors.js';
+import { callPage, errorPage, type PageKind } from './pages.js';
+
+export const PUBLIC_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../dist/public');
+
+function securityHeaders(reply: FastifyReply, frameAncestors: string): void {
+  reply
+    .header(
+      'content-security-policy',
+      [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self' 'unsafe-inline'",
+        "img-src 'self' data:",
+        "media-src 'self' blob: mediastream:",
+        "connect-src 'self'",
+        `frame-ancestors ${frameAncestors}`,
+      ].join('; '),
+    )
+    .header('referrer-policy', 'no-referrer')
+    .header('cache-control', 'no-store')
+    .header('x-content-type-options', 'nosniff')
+    .header('permissions-policy', 'camera=(self), microphone=(self), display-capture=(self)')
+    .type('text/html; charset=utf-8');
+}
+
+export default async function webPlugin(app: FastifyInstance): Promise<void> {
+  if (!existsSync(path.join(PUBLIC_DIR, 'vigie-sdk.js'))) {
+    throw new Error(`browser SDK bundle missing in ${PUBLIC_DIR}; run "npm run build:sdk"`);
+  }
+  await app.register(fastifyStatic, { root: PUBLIC_DIR, prefix: '/sdk/', cacheControl: true, maxAge: '1h' });
+
+  const page = (kind: PageKind) => async (req: { query: unknown }, reply: FastifyReply) => {
+    const token = (req.query as { token?: unknown }).token;
+    try {
+      const claims = await app.tokens.verify(token);
+      const tenant = app.tenants.get(claims.tenant);
+      const origins = kind === 'embed' ? ["'self'", ...(tenant?.embedOrigins ?? []).filter((o) => o !== "'self'")] : ["'self'"];
+      securityHeaders(reply, kind === 'embed' ? origins.join(' ') : "'none'");
+      return reply.send(callPage(kind, { embedOrigins: origins.filter((o) => o !== "'self'") }));
+    } catch (err) {
+      const e = err instanceof VigieError ? err : new VigieError('INTERNAL', 'internal error');
+      securityHeaders(reply, "'none'");
+      return reply.code(e.httpStatus).send(errorPage(e));
+    }
+  };
+  app.get('/join', page('join'));
+  app.get('/embed', page('embed'));
+  app.get('/', async (_req, reply) => {
+    securityHeaders(reply, "'none'");
+    return reply.send(errorPage(null));
+  });
+}
