@@ -57,13 +57,14 @@ const corePlugin = fp(
   { name: 'vigie-core' },
 );
 
-export async function buildApp(config: Config): Promise<FastifyInstance> {
+/** `logStream` lets tests read what is logged (e.g. to prove secrets are not). */
+export async function buildApp(config: Config, opts: { logStream?: NodeJS.WritableStream } = {}): Promise<FastifyInstance> {
   const https = config.server.tlsCertFile
     ? { https: { cert: readFileSync(config.server.tlsCertFile), key: readFileSync(config.server.tlsKeyFile!) } }
     : {};
   const app = Fastify({
     ...https,
-    logger: loggerOptions(config),
+    logger: opts.logStream ? { ...(loggerOptions(config) as object), stream: opts.logStream } : loggerOptions(config),
     trustProxy: config.server.trustProxy,
     bodyLimit: 256 * 1024,
   }) as unknown as FastifyInstance;

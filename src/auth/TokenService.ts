@@ -23,6 +23,8 @@ export interface TokenServiceOptions {
   audience: string;
   hs256Secret: string;
   jwksUrl?: string;
+  /** Least time between two JWKS refetches triggered by unknown kids. */
+  jwksCooldownMs?: number;
   clockSkewSeconds: number;
   isKnownTenant: (tenant: string) => boolean;
 }
@@ -49,7 +51,7 @@ export class TokenService {
   constructor(private readonly options: TokenServiceOptions) {
     this.#secret = new TextEncoder().encode(options.hs256Secret);
     if (options.jwksUrl) {
-      this.#jwks = createRemoteJWKSet(new URL(options.jwksUrl), { cooldownDuration: 30_000, cacheMaxAge: 10 * 60_000 });
+      this.#jwks = createRemoteJWKSet(new URL(options.jwksUrl), { cooldownDuration: options.jwksCooldownMs ?? 30_000, cacheMaxAge: 10 * 60_000 });
     }
   }
 

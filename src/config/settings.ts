@@ -35,7 +35,7 @@ function setting(key: string, env: string, schema: z.ZodType, defaultLabel: stri
 export const SETTINGS: readonly SettingSpec[] = [
   setting('configFile', 'VIGIE_CONFIG_FILE', z.string().min(1).optional(), 'unset', 'YAML or JSON file read before the environment; environment variables win.'),
   setting('server.host', 'VIGIE_HOST', z.string().min(1).default('127.0.0.1'), '127.0.0.1', 'Address the HTTP/WebSocket server binds to.'),
-  setting('server.port', 'VIGIE_PORT', port.default(8080), '8080', 'HTTP/WebSocket port.'),
+  setting('server.port', 'VIGIE_PORT', z.coerce.number().int().min(0).max(65535).default(8080), '8080', 'HTTP/WebSocket port (0: any free port).'),
   setting('server.publicUrl', 'VIGIE_PUBLIC_URL', url.optional(), 'http://HOST:PORT', 'Base URL used in join links handed to business apps.'),
   setting('server.tlsCertFile', 'VIGIE_TLS_CERT_FILE', z.string().min(1).optional(), 'unset', 'PEM certificate; with the key, the server speaks HTTPS/WSS.'),
   setting('server.tlsKeyFile', 'VIGIE_TLS_KEY_FILE', z.string().min(1).optional(), 'unset', 'PEM private key matching VIGIE_TLS_CERT_FILE.'),

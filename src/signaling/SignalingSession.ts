@@ -61,12 +61,6 @@ export class SignalingSession {
 
   #onFrame(raw: Buffer, isBinary: boolean): void {
     if (this.#closed) return;
-    if (!this.#bucket.take()) {
-      this.#send({ id: null, ok: false, error: { code: 'RATE_LIMITED', message: 'too many requests' } });
-      if (++this.#rateViolations > MAX_RATE_VIOLATIONS) this.socket.close(CLOSE_CODES.rateLimited, 'rate limited');
-      return;
-    }
-    this.#rateViolations = 0;
     if (raw.length > this.ctx.config.signaling.maxFrameBytes) {
       this.#send({ id: null, ok: false, error: { code: 'INVALID_REQUEST', message: `frame of ${raw.length} bytes exceeds the ${this.ctx.config.signaling.maxFrameBytes}-byte limit` } });
       return;
@@ -90,6 +84,13 @@ export class SignalingSession {
       return;
     }
     const { id, method, data } = envelope.data;
+    // Checked after parsing (cheap at this size) so the refusal names the request it refuses.
+    if (!this.#bucket.take()) {
+      this.#send({ id, ok: false, error: { code: 'RATE_LIMITED', message: 'too many requests; slow down' } });
+      if (++this.#rateViolations > MAX_RATE_VIOLATIONS) this.socket.close(CLOSE_CODES.rateLimited, 'rate limited');
+      return;
+    }
+    this.#rateViolations = 0;
     this.#queue = this.#queue.then(() => this.#handle(id, method, data ?? {}));
   }
 

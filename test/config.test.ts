@@ -1,0 +1,65 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { ConfigError, loadConfig, settingsMarkdownTable, SETTINGS } from '../src/config/index.js';
+
+test('defaults load and describe a local gateway', () => {
+  const c = loadConfig({});
+  assert.equal(c.server.port, 8080);
+  assert.equal(c.media.listenIp, '127.0.0.1');
+  assert.equal(c.signaling.maxFrameBytes, 65536);
+  assert.equal(c.server.publicUrl, 'http://127.0.0.1:8080');
+  assert.deepEqual(c.tenants, []);
+});
+
+test('every bad value is named, with the variable that carried it and why', () => {
+  try {
+    loadConfig({ VIGIE_PORT: '70000', VIGIE_MEDIA_LISTEN_IP: 'not-an-ip', VIGIE_AUTH_HS256_SECRET: 'short', VIGIE_LOG_LEVEL: 'loud' });
+    assert.fail('expected a ConfigError');
+  } catch (err) {
+    assert.ok(err instanceof ConfigError);
+    const text = err.problems.join('\n');
+    assert.equal(err.problems.length, 4, text);
+    assert.match(text, /VIGIE_PORT: .*65535.*70000/);
+    assert.match(text, /VIGIE_MEDIA_LISTEN_IP: .*not-an-ip/);
+    assert.match(text, /VIGIE_AUTH_HS256_SECRET: must be at least 32 characters/);
+    assert.match(text, /VIGIE_LOG_LEVEL: .*loud/);
+  }
+});
+
+test('cross-field rules: port range, TLS pair, TURN secret, announced address', () => {
+  assert.throws(() => loadConfig({ VIGIE_MEDIA_RTC_MIN_PORT: '5000', VIGIE_MEDIA_RTC_MAX_PORT: '4000' }), /must be lower than VIGIE_MEDIA_RTC_MAX_PORT/);
+  assert.throws(() => loadConfig({ VIGIE_TLS_CERT_FILE: '/x.pem' }), /must be set together/);
+  assert.throws(() => loadConfig({ VIGIE_TURN_URLS: 'turn:127.0.0.1:3478' }), /VIGIE_TURN_SECRET is not/);
+  assert.throws(() => loadConfig({ VIGIE_TURN_URLS: 'http://x', VIGIE_TURN_SECRET: 'x'.repeat(16) }), /not a turn: or turns: URL/);
+  assert.throws(() => loadConfig({ VIGIE_MEDIA_LISTEN_IP: '0.0.0.0' }), /VIGIE_MEDIA_ANNOUNCED_ADDRESS/);
+});
+
+test('config file is read, environment wins, tenants are validated', () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'vigie-cfg-'));
+  const file = path.join(dir, 'vigie.yaml');
+  writeFileSync(
+    file,
+    ['server:', '  port: 9000', 'media:', '  workers: 3', 'tenants:', '  - id: acme', '    embedOrigins: ["https://crm.example.fr"]'].join('\n'),
+  );
+  const c = loadConfig({ VIGIE_CONFIG_FILE: file, VIGIE_MEDIA_WORKERS: '1' });
+  assert.equal(c.server.port, 9000);
+  assert.equal(c.media.workers, 1);
+  assert.equal(c.tenants[0]!.id, 'acme');
+  assert.deepEqual(c.tenants[0]!.embedOrigins, ['https://crm.example.fr']);
+
+  writeFileSync(file, ['tenants:', '  - id: Bad_Tenant', '    apiKeys: [{ id: k1, hash: "md5:abc" }]', 'mystery: 1'].join('\n'));
+  assert.throws(
+    () => loadConfig({ VIGIE_CONFIG_FILE: file }),
+    (err: ConfigError) => err.problems.some((p) => p.includes('unknown top-level key "mystery"')) && err.problems.some((p) => p.startsWith('tenants.0.id')) && err.problems.some((p) => p.includes('sha256')),
+  );
+  assert.throws(() => loadConfig({ VIGIE_CONFIG_FILE: path.join(dir, 'missing.yaml') }), /cannot be read/);
+});
+
+test('the README documents every setting (table generated from the settings list)', () => {
+  const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+  assert.ok(readme.includes(settingsMarkdownTable()), 'README settings table is out of date: paste settingsMarkdownTable() output');
+  for (const s of SETTINGS) assert.ok(readme.includes(`\`${s.env}\``), s.env);
+});

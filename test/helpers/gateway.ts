@@ -1,0 +1,111 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { PassThrough } from 'node:stream';
+import { WebSocket } from 'ws';
+import type { FastifyInstance } from 'fastify';
+import { buildApp } from '../../src/app.js';
+import { generateApiKey, type Grant } from '../../src/auth/index.js';
+import { loadConfig, type Config } from '../../src/config/index.js';
+import { SignalingClient } from '../../src/sdk/SignalingClient.js';
+
+export const ACME_KEY = generateApiKey('acme01');
+export const GLOBEX_KEY = generateApiKey('globex01');
+export const REVOKED_KEY = generateApiKey('acmeold1');
+export const ROOMS_ONLY_KEY = generateApiKey('acmero1');
+
+export interface TestGateway {
+  app: FastifyInstance;
+  config: Config;
+  url: string;
+  wsUrl: string;
+  logs: () => string;
+  mint: (o: { room: string; identity: string; grants?: Grant[]; tenant?: string; name?: string; ttlSeconds?: number }) => Promise<string>;
+  connect: () => Promise<SignalingClient>;
+  close: () => Promise<void>;
+}
+
+/** A real gateway (real mediasoup workers) on an ephemeral port, with two tenants. */
+export async function startGateway(overrides: Record<string, any> = {}): Promise<TestGateway> {
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), 'vigie-test-'));
+  const config = loadConfig(
+    { MEDIASOUP_WORKER_BIN: process.env.MEDIASOUP_WORKER_BIN },
+    {
+      dataDir,
+      logLevel: 'info',
+      server: { host: '127.0.0.1', port: 0 },
+      media: { workers: 2, listenIp: '127.0.0.1', rtcMinPort: 40000, rtcMaxPort: 40999, ...overrides.media },
+      auth: { hs256Secret: 'test-secret-that-is-long-enough-0123456789', ...overrides.auth },
+      signaling: overrides.signaling,
+      ice: overrides.ice,
+      tenants: overrides.tenants ?? [
+        {
+          id: 'acme',
+          embedOrigins: overrides.embedOrigins ?? [],
+          apiKeys: [
+            { id: 'acme01', hash: ACME_KEY.hash, scopes: ['tokens:mint'] },
+            { id: 'acmeold1', hash: REVOKED_KEY.hash, scopes: ['tokens:mint'], revoked: true },
+            { id: 'acmero1', hash: ROOMS_ONLY_KEY.hash, scopes: ['rooms:read'] },
+          ],
+        },
+        { id: 'globex', apiKeys: [{ id: 'globex01', hash: GLOBEX_KEY.hash, scopes: ['tokens:mint'] }] },
+      ],
+    },
+  );
+  let logText = '';
+  const logStream = new PassThrough();
+  logStream.on('data', (chunk) => (logText += chunk.toString()));
+  const app = await buildApp(config, { logStream });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const port = (app.server.address() as { port: number }).port;
+  const url = `http://127.0.0.1:${port}`;
+  config.server.publicUrl = url;
+  const wsUrl = `ws://127.0.0.1:${port}/ws`;
+  const clients: SignalingClient[] = [];
+  return {
+    app,
+    config,
+    url,
+    wsUrl,
+    logs: () => logText,
+    mint: async (o) =>
+      (await app.tokens.mint({ tenant: o.tenant ?? 'acme', room: o.room, identity: o.identity, name: o.name ?? o.identity, grants: o.grants ?? ['publish', 'subscribe'], ttlSeconds: o.ttlSeconds ?? 600 })).token,
+    connect: async () => {
+      const c = new SignalingClient(new WebSocket(wsUrl) as never);
+      clients.push(c);
+      await c.opened;
+      return c;
+    },
+    close: async () => {
+      for (const c of clients) c.close();
+      await app.close();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Resolves with the next notification `method` that matches, or rejects after `ms`. */
+export function nextNotification<T = any>(client: SignalingClient, method: string, ms = 10_000, match: (d: T) => boolean = () => true): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      off();
+      reject(new Error(`no ${method} notification within ${ms} ms`));
+    }, ms);
+    const off = client.on(method, (d: T) => {
+      if (!match(d)) return;
+      clearTimeout(timer);
+      off();
+      resolve(d);
+    });
+  });
+}
+
+export async function expectCode(p: Promise<unknown>, code: string): Promise<void> {
+  try {
+    await p;
+  } catch (err) {
+    if ((err as { code?: string }).code === code) return;
+    throw new Error(`expected ${code}, got ${(err as { code?: string }).code}: ${(err as Error).message}`);
+  }
+  throw new Error(`expected ${code}, but the request succeeded`);
+}

@@ -1,0 +1,187 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { SignJWT } from 'jose';
+import { WebSocket } from 'ws';
+import { startGateway, nextNotification, expectCode, type TestGateway } from './helpers/gateway.js';
+
+let gw: TestGateway;
+before(async () => {
+  gw = await startGateway({ signaling: { ratePerSecond: 20, rateBurst: 40 } });
+});
+after(() => gw.close());
+
+/** Sends a raw frame and returns the next response frame (not a notification). */
+function raw(ws: WebSocket, frame: string | Buffer, binary = false): Promise<any> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('no response')), 5000);
+    const onMsg = (d: Buffer) => {
+      const msg = JSON.parse(d.toString());
+      if (msg.notification) return;
+      clearTimeout(timer);
+      ws.off('message', onMsg);
+      resolve(msg);
+    };
+    ws.on('message', onMsg);
+    ws.send(frame, { binary });
+  });
+}
+
+async function openRaw(): Promise<WebSocket> {
+  const ws = new WebSocket(gw.wsUrl);
+  await new Promise((r, j) => (ws.once('open', r), ws.once('error', j)));
+  return ws;
+}
+
+const fakeDtls = { role: 'client', fingerprints: [{ algorithm: 'sha-256', value: 'AB:'.repeat(31) + 'AB' }] };
+
+test('health and readiness', async () => {
+  assert.deepEqual((await gw.app.inject('/healthz')).json(), { status: 'ok' });
+  const ready = await gw.app.inject('/readyz');
+  assert.equal(ready.statusCode, 200);
+  assert.equal(ready.json().workers.length, 2);
+});
+
+test('malformed, oversized and out-of-order messages get the right code, and the server keeps serving other peers', async () => {
+  // A bystander in the same room, who must keep being served throughout.
+  const bystander = await gw.connect();
+  await bystander.request('join', { token: await gw.mint({ room: 'bad-input', identity: 'bystander' }) });
+
+  const ws = await openRaw();
+  const cases: Array<[string, string | Buffer, string, boolean?]> = [
+    ['not JSON', '{oops', 'INVALID_REQUEST'],
+    ['JSON array', '[1,2]', 'INVALID_REQUEST'],
+    ['no id', JSON.stringify({ method: 'join', data: {} }), 'INVALID_REQUEST'],
+    ['no method', JSON.stringify({ id: 1 }), 'INVALID_REQUEST'],
+    ['unknown method', JSON.stringify({ id: 2, method: 'reboot' }), 'INVALID_REQUEST'],
+    ['prototype key as method', JSON.stringify({ id: 3, method: '__proto__' }), 'INVALID_REQUEST'],
+    ['binary frame', Buffer.from([1, 2, 3]), 'INVALID_REQUEST', true],
+    ['oversized frame', JSON.stringify({ id: 4, method: 'join', data: { token: 'x'.repeat(70 * 1024) } }), 'INVALID_REQUEST'],
+    ['request before join', JSON.stringify({ id: 5, method: 'getRouterRtpCapabilities', data: {} }), 'UNAUTHORIZED'],
+    ['produce before join', JSON.stringify({ id: 6, method: 'produce', data: {} }), 'INVALID_REQUEST'],
+    ['join without token', JSON.stringify({ id: 7, method: 'join', data: {} }), 'INVALID_REQUEST'],
+    ['join with garbage token', JSON.stringify({ id: 8, method: 'join', data: { token: 'abc' } }), 'UNAUTHORIZED'],
+  ];
+  for (const [name, frame, code, binary] of cases) {
+    const res = await raw(ws, frame, binary);
+    assert.equal(res.ok, false, name);
+    assert.equal(res.error.code, code, `${name}: ${res.error.message}`);
+  }
+
+  // Now joined, out-of-order and invalid requests.
+  const peer = await gw.connect();
+  const joined = await peer.request('join', { token: await gw.mint({ room: 'bad-input', identity: 'mallory', grants: ['subscribe'] }) });
+  assert.ok(joined.peerId);
+  await expectCode(peer.request('join', { token: await gw.mint({ room: 'bad-input', identity: 'mallory' }) }), 'INVALID_REQUEST');
+  await expectCode(peer.request('connectTransport', { transportId: 'nope', dtlsParameters: fakeDtls }), 'NOT_FOUND');
+  await expectCode(peer.request('restartIce', { transportId: 'nope' }), 'NOT_FOUND');
+  await expectCode(peer.request('createWebRtcTransport', { direction: 'sideways' }), 'INVALID_REQUEST');
+  await expectCode(peer.request('createWebRtcTransport', { direction: 'send' }), 'FORBIDDEN');
+  await expectCode(peer.request('produce', { transportId: 'x', kind: 'video', rtpParameters: { codecs: [{ mimeType: 'video/VP8', payloadType: 96, clockRate: 90000 }] }, source: 'camera' }), 'FORBIDDEN');
+  const recv = await peer.request('createWebRtcTransport', { direction: 'recv' });
+  await expectCode(peer.request('connectTransport', { transportId: recv.transportId, dtlsParameters: { fingerprints: [] } }), 'INVALID_REQUEST');
+  await expectCode(peer.request('connectTransport', { transportId: recv.transportId, dtlsParameters: { fingerprints: [{ algorithm: 'md5', value: 'x' }] } }), 'INVALID_REQUEST');
+  await expectCode(peer.request('consume', { transportId: recv.transportId, producerId: 'no-such-producer', rtpCapabilities: { codecs: [] } }), 'NOT_FOUND');
+  await expectCode(peer.request('consume', { transportId: recv.transportId, producerId: 'x' }), 'INVALID_REQUEST');
+  await expectCode(peer.request('resumeConsumer', { consumerId: 'nope' }), 'NOT_FOUND');
+  await expectCode(peer.request('setPreferredLayers', { consumerId: 'nope', spatialLayer: 9 }), 'INVALID_REQUEST');
+  await expectCode(peer.request('getRouterRtpCapabilities', { extra: true }), 'INVALID_REQUEST');
+  for (let i = 0; i < 4; i++) await peer.request('createWebRtcTransport', { direction: 'recv' }).catch(() => undefined);
+  await expectCode(peer.request('createWebRtcTransport', { direction: 'recv' }), 'FORBIDDEN');
+
+  // A publisher with bad RTP parameters: mediasoup refuses them, the session lives on.
+  const pub = await gw.connect();
+  await pub.request('join', { token: await gw.mint({ room: 'bad-input', identity: 'pub' }) });
+  const send = await pub.request('createWebRtcTransport', { direction: 'send' });
+  await expectCode(pub.request('produce', { transportId: send.transportId, kind: 'video', rtpParameters: { codecs: [{ mimeType: 'video/NOPE', payloadType: 96, clockRate: 90000 }] }, source: 'camera' }), 'INVALID_REQUEST');
+  await expectCode(pub.request('consume', { transportId: send.transportId, producerId: 'x', rtpCapabilities: { codecs: [] } }), 'INVALID_REQUEST');
+  await expectCode(pub.request('produce', { transportId: send.transportId, kind: 'video', rtpParameters: { codecs: [] }, source: 'camera' }), 'INVALID_REQUEST');
+
+  // The bystander was served all along and still is.
+  const caps = await bystander.request('getRouterRtpCapabilities');
+  assert.ok(caps.rtpCapabilities.codecs.some((c: { mimeType: string }) => c.mimeType === 'video/VP8'));
+  assert.ok(['audio/opus', 'video/VP9', 'video/H264'].every((m) => caps.rtpCapabilities.codecs.some((c: { mimeType: string }) => c.mimeType === m)));
+  ws.close();
+});
+
+test('JWT attacks at join are refused with UNAUTHORIZED or FORBIDDEN', async () => {
+  const secret = new TextEncoder().encode(gw.config.auth.hs256Secret);
+  const now = Math.floor(Date.now() / 1000);
+  const make = (p: Record<string, unknown>, o: { alg?: string; kid?: string; iss?: string; aud?: string; exp?: number; nbf?: number } = {}) => {
+    const j = new SignJWT({ tenant: 'acme', room: 'jwt', grants: ['publish'], ...p })
+      .setProtectedHeader({ alg: o.alg ?? 'HS256', ...(o.kid ? { kid: o.kid } : {}) })
+      .setIssuer(o.iss ?? 'vigie')
+      .setAudience(o.aud ?? 'vigie')
+      .setSubject('eve')
+      .setExpirationTime(o.exp ?? now + 300);
+    if (o.nbf) j.setNotBefore(o.nbf);
+    return j.sign(secret);
+  };
+  const b64 = (o: object) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const cases: Array<[string, string, string, Record<string, unknown>?]> = [
+    ['alg none', `${b64({ alg: 'none' })}.${b64({ tenant: 'acme', room: 'jwt', grants: ['admin'], sub: 'eve', iss: 'vigie', aud: 'vigie', exp: now + 300 })}.`, 'UNAUTHORIZED'],
+    ['unknown kid (RS256, no JWKS here)', `${b64({ alg: 'RS256', kid: 'who' })}.${b64({ sub: 'eve' })}.c2ln`, 'UNAUTHORIZED'],
+    ['wrong audience', await make({}, { aud: 'other' }), 'UNAUTHORIZED'],
+    ['wrong issuer', await make({}, { iss: 'other' }), 'UNAUTHORIZED'],
+    ['expired', await make({}, { exp: now - 3600 }), 'UNAUTHORIZED'],
+    ['not yet valid', await make({}, { nbf: now + 3600 }), 'UNAUTHORIZED'],
+    ['unknown tenant', await make({ tenant: 'initech' }), 'FORBIDDEN'],
+    ['token for another room', await make({}), 'FORBIDDEN', { room: 'other-room' }],
+    ['token for another tenant', await make({}), 'FORBIDDEN', { tenant: 'globex' }],
+  ];
+  const c = await gw.connect();
+  for (const [name, token, code, extra] of cases) {
+    await expectCode(c.request('join', { token, ...extra }), code).catch((e) => assert.fail(`${name}: ${e.message}`));
+  }
+  // The same connection can still join with a good token.
+  const ok = await c.request('join', { token: await make({}), room: 'jwt', tenant: 'acme' });
+  assert.equal(ok.room, 'jwt');
+});
+
+test('notifications flow, and a reconnect with the same identity replaces the old session', async () => {
+  const a = await gw.connect();
+  const b1 = await gw.connect();
+  await a.request('join', { token: await gw.mint({ room: 'reconnect', identity: 'alice', name: 'Alice' }) });
+  const bJoined = nextNotification(a, 'peerJoined');
+  const first = await b1.request('join', { token: await gw.mint({ room: 'reconnect', identity: 'bob', name: 'Bob' }) });
+  assert.equal(first.peers.length, 1);
+  assert.equal(first.peers[0].name, 'Alice');
+  assert.equal((await bJoined).name, 'Bob');
+
+  const replaced = nextNotification(b1, 'sessionReplaced');
+  const left = nextNotification(a, 'peerLeft', 10_000, (d: any) => d.peerId === first.peerId);
+  const b1Closed = new Promise<any>((r) => b1.on('close', r));
+  const b2 = await gw.connect();
+  const second = await b2.request('join', { token: await gw.mint({ room: 'reconnect', identity: 'bob', name: 'Bob' }) });
+  assert.notEqual(second.peerId, first.peerId);
+  assert.equal((await replaced).reason, 'replaced');
+  assert.equal((await left).reason, 'replaced');
+  assert.equal((await b1Closed).code, 4000);
+  const room = gw.app.sfu.getRoom('acme', 'reconnect')!;
+  assert.equal(room.peers.size, 2, 'alice and the new bob session');
+
+  const leftAgain = nextNotification(a, 'peerLeft');
+  await b2.request('leave');
+  assert.equal((await leftAgain).reason, 'left');
+});
+
+test('each connection is rate-limited', async () => {
+  const c = await gw.connect();
+  await c.request('join', { token: await gw.mint({ room: 'rate', identity: 'spammer' }) });
+  const results = await Promise.allSettled(Array.from({ length: 120 }, () => c.request('getRouterRtpCapabilities')));
+  const ok = results.filter((r) => r.status === 'fulfilled').length;
+  const limited = results.filter((r) => r.status === 'rejected' && (r.reason as { code?: string }).code === 'RATE_LIMITED').length;
+  assert.equal(ok + limited, 120, 'every request is answered, served or refused');
+  assert.ok(ok >= 35 && limited >= 40, `burst (40, less the join) served (${ok}), the rest refused (${limited})`);
+  // After a pause the bucket refills and the connection is served again.
+  await new Promise((r) => setTimeout(r, 1000));
+  await c.request('getRouterRtpCapabilities');
+});
+
+test('tokens in URLs never reach the log', async () => {
+  const token = await gw.mint({ room: 'logs', identity: 'carol' });
+  await gw.app.inject(`/join?token=${token}`);
+  await gw.app.inject(`/embed?token=${token}`);
+  assert.ok(gw.logs().includes('token=[redacted]'));
+  assert.ok(!gw.logs().includes(token));
+  assert.ok(!gw.logs().includes(gw.config.auth.hs256Secret!));
+});
