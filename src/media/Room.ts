@@ -56,7 +56,9 @@ export class Room {
       const owner = this.#ownerOf(producer.id);
       if (owner) this.broadcast('activeSpeaker', { peerId: owner.id, producerId: producer.id });
     });
-    router.observer.once('close', () => this.close('router-closed'));
+    // mediasoup closes a dead worker's routers before it emits 'died', so the
+    // reason is read from the worker here rather than from the pool's event.
+    router.observer.once('close', () => this.close(slot.worker.died ? 'worker-died' : 'router-closed'));
   }
 
   get closed(): boolean {

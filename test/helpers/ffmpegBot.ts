@@ -1,0 +1,69 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import type { types as ms } from 'mediasoup';
+import { Peer, type Room } from '../../src/media/index.js';
+
+export interface FfmpegBot {
+  peer: Peer;
+  producer: ms.Producer;
+  transport: ms.PlainTransport;
+  ffmpeg: ChildProcess;
+  stderr: () => string;
+  stop: () => Promise<void>;
+}
+
+const VIDEO = { mimeType: 'video/VP8', payloadType: 101, clockRate: 90000, ssrc: 22222222 };
+const AUDIO = { mimeType: 'audio/opus', payloadType: 100, clockRate: 48000, channels: 2, ssrc: 11111111 };
+
+/**
+ * A participant made of ffmpeg: it encodes a test pattern (VP8) or a tone
+ * (Opus) and sends RTP into a PlainTransport producer, as a SIP gateway or a
+ * recording bot would. RTCP goes to its own port (rtcpMux off), because
+ * ffmpeg sends it from a separate socket.
+ */
+export async function startFfmpegBot(room: Room, opts: { kind: 'video' | 'audio'; bitrateKbps: number; name?: string; sendTo?: { ip: string; port: number; rtcpPort: number } }): Promise<FfmpegBot> {
+  const transport = await room.router.createPlainTransport({ listenInfo: { protocol: 'udp', ip: '127.0.0.1' }, rtcpMux: false, comedia: true });
+  const c = opts.kind === 'video' ? VIDEO : AUDIO;
+  const producer = await transport.produce({
+    kind: opts.kind,
+    rtpParameters: {
+      codecs: [{ mimeType: c.mimeType, payloadType: c.payloadType, clockRate: c.clockRate, ...(opts.kind === 'audio' ? { channels: 2 } : {}), rtcpFeedback: opts.kind === 'video' ? [{ type: 'nack' }, { type: 'nack', parameter: 'pli' }, { type: 'ccm', parameter: 'fir' }] : [] }],
+      encodings: [{ ssrc: c.ssrc }],
+      rtcp: { cname: `bot-${opts.kind}` },
+    },
+    appData: { source: 'bot' },
+  });
+  const peer = new Peer({ identity: `bot:${opts.name ?? opts.kind}`, tenant: room.tenant, room: room.id, grants: new Set(['publish']), name: opts.name ?? 'ffmpeg bot', expiresAt: Number.MAX_SAFE_INTEGER }, () => undefined);
+  room.addPeer(peer);
+  peer.transports.set(transport.id, transport);
+  room.adoptProducer(peer, producer);
+
+  const target = opts.sendTo ?? { ip: '127.0.0.1', port: transport.tuple.localPort, rtcpPort: transport.rtcpTuple!.localPort };
+  const input = opts.kind === 'video' ? ['-f', 'lavfi', '-i', 'testsrc=size=320x240:rate=15'] : ['-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000'];
+  const codec =
+    opts.kind === 'video'
+      ? ['-c:v', 'libvpx', '-b:v', `${opts.bitrateKbps}k`, '-minrate', `${opts.bitrateKbps}k`, '-maxrate', `${opts.bitrateKbps}k`, '-deadline', 'realtime', '-cpu-used', '8', '-g', '15', '-an']
+      : ['-c:a', 'libopus', '-b:a', `${opts.bitrateKbps}k`, '-ac', '2', '-vn'];
+  const args = ['-nostdin', '-loglevel', 'error', '-re', ...input, ...codec, '-ssrc', String(c.ssrc), '-payload_type', String(c.payloadType), '-f', 'rtp', `rtp://${target.ip}:${target.port}?rtcpport=${target.rtcpPort}&pkt_size=1200`];
+  const ffmpeg = spawn('ffmpeg', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  ffmpeg.stderr!.on('data', (d) => (err += d.toString()));
+  await new Promise<void>((resolve, reject) => {
+    ffmpeg.once('spawn', resolve);
+    ffmpeg.once('error', (e) => reject(new Error(`ffmpeg could not start (is Debian's ffmpeg installed?): ${e.message}`)));
+  });
+  return {
+    peer,
+    producer,
+    transport,
+    ffmpeg,
+    stderr: () => err,
+    stop: async () => {
+      if (ffmpeg.exitCode === null) {
+        const exited = new Promise((r) => ffmpeg.once('exit', r));
+        ffmpeg.kill('SIGTERM');
+        await exited;
+      }
+      if (!room.closed) room.removePeer(peer, 'bot-stopped');
+    },
+  };
+}
