@@ -33,7 +33,7 @@ export async function startGateway(overrides: Record<string, any> = {}): Promise
     {
       dataDir,
       logLevel: 'info',
-      server: { host: '127.0.0.1', port: 0 },
+      server: { host: '127.0.0.1', port: 0, ...overrides.server },
       media: { workers: 2, listenIp: '127.0.0.1', rtcMinPort: 40000, rtcMaxPort: 40999, ...overrides.media },
       auth: { hs256Secret: 'test-secret-that-is-long-enough-0123456789', ...overrides.auth },
       signaling: overrides.signaling,
@@ -58,9 +58,9 @@ export async function startGateway(overrides: Record<string, any> = {}): Promise
   const app = await buildApp(config, { logStream });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const port = (app.server.address() as { port: number }).port;
-  const url = `http://127.0.0.1:${port}`;
+  const url = `${config.server.tlsCertFile ? "https" : "http"}://127.0.0.1:${port}`;
   config.server.publicUrl = url;
-  const wsUrl = `ws://127.0.0.1:${port}/ws`;
+  const wsUrl = `${config.server.tlsCertFile ? "wss" : "ws"}://127.0.0.1:${port}/ws`;
   const clients: SignalingClient[] = [];
   return {
     app,
