@@ -44,6 +44,9 @@ export interface Config {
   };
   signaling: { maxFrameBytes: number; ratePerSecond: number; rateBurst: number };
   ice: { stunUrls: string[]; turnUrls: string[]; turnSecret?: string; turnCredentialTtlSeconds: number };
+  clickhouse: { url?: string; user: string; password?: string; database: string; cluster?: string; requestTimeoutMs: number };
+  telemetry: { enabled: boolean; statsIntervalMs: number; clientStatsIntervalMs: number; statsConcurrency: number; pseudonymSecret?: string };
+  writer: { batchRows: number; flushIntervalMs: number; maxBufferedRows: number; spoolMaxBytes: number; spoolFullPolicy: 'drop-oldest' | 'drop-newest' };
   tenants: TenantConfig[];
 }
 

@@ -72,6 +72,24 @@ export const SETTINGS: readonly SettingSpec[] = [
   setting('ice.turnUrls', 'VIGIE_TURN_URLS', csv.default([]), 'none', 'Comma-separated turn:/turns: URLs given to clients.'),
   setting('ice.turnSecret', 'VIGIE_TURN_SECRET', z.string().min(16, 'must be at least 16 characters').optional(), 'unset', "coturn's static-auth-secret; time-limited credentials are derived from it."),
   setting('ice.turnCredentialTtlSeconds', 'VIGIE_TURN_CREDENTIAL_TTL_S', positiveInt.max(86400).default(3600), '3600', 'Lifetime of issued TURN credentials.'),
+
+  setting('clickhouse.url', 'CLICKHOUSE_URL', url.optional(), 'unset (embedded)', 'HTTP URL of a clickhouse-server (production). Unset: the embedded ClickHouse engine (chdb) under DATA_DIR/clickhouse.'),
+  setting('clickhouse.user', 'CLICKHOUSE_USER', z.string().min(1).default('default'), 'default', 'ClickHouse user (HTTP mode).'),
+  setting('clickhouse.password', 'CLICKHOUSE_PASSWORD', z.string().optional(), 'unset', 'ClickHouse password (HTTP mode).'),
+  setting('clickhouse.database', 'CLICKHOUSE_DATABASE', z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/, 'letters, digits and _').default('vigie'), 'vigie', 'Database holding every Vigie table.'),
+  setting('clickhouse.cluster', 'CLICKHOUSE_CLUSTER', z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'a cluster name').optional(), 'unset', 'When set, DDL runs ON CLUSTER and tables use Replicated engines.'),
+  setting('clickhouse.requestTimeoutMs', 'CLICKHOUSE_REQUEST_TIMEOUT_MS', positiveInt.max(600_000).default(30_000), '30000', 'Timeout of one ClickHouse request.'),
+
+  setting('telemetry.enabled', 'VIGIE_TELEMETRY', bool.default(true), 'true', 'Collect stats and events into ClickHouse.'),
+  setting('telemetry.statsIntervalMs', 'VIGIE_STATS_INTERVAL_MS', z.coerce.number().int().min(1000, 'must be at least 1000 (1 s)').max(600_000).default(5000), '5000', 'Sampling interval of server-side track and transport stats.'),
+  setting('telemetry.clientStatsIntervalMs', 'VIGIE_CLIENT_STATS_INTERVAL_MS', z.coerce.number().int().min(1000, 'must be at least 1000 (1 s)').max(600_000).default(5000), '5000', 'How often the browser SDK reports its own getStats() summary.'),
+  setting('telemetry.statsConcurrency', 'VIGIE_STATS_CONCURRENCY', positiveInt.max(256).default(16), '16', 'getStats() calls in flight at once while sampling.'),
+  setting('telemetry.pseudonymSecret', 'VIGIE_PSEUDONYM_SECRET', z.string().min(32, 'must be at least 32 characters').optional(), 'generated in DATA_DIR', 'Master secret from which each tenant\'s pseudonymisation key is derived (HKDF).'),
+  setting('writer.batchRows', 'VIGIE_WRITER_BATCH_ROWS', positiveInt.max(1_000_000).default(5000), '5000', 'Rows per ClickHouse insert.'),
+  setting('writer.flushIntervalMs', 'VIGIE_WRITER_FLUSH_MS', positiveInt.min(50).max(60_000).default(2000), '2000', 'Longest time a row waits in memory before its batch is sent.'),
+  setting('writer.maxBufferedRows', 'VIGIE_WRITER_MAX_BUFFERED_ROWS', positiveInt.max(10_000_000).default(100_000), '100000', 'Rows held in memory at most; beyond it batches go straight to the spool.'),
+  setting('writer.spoolMaxBytes', 'VIGIE_SPOOL_MAX_BYTES', positiveInt.min(1 << 20).default(1 << 30), '1073741824', 'Disk the spool may use while ClickHouse is unavailable.'),
+  setting('writer.spoolFullPolicy', 'VIGIE_SPOOL_FULL_POLICY', z.enum(['drop-oldest', 'drop-newest']).default('drop-oldest'), 'drop-oldest', 'What a full spool gives up: its oldest segment, or the batch being written. Either way it is logged and counted.'),
 ];
 
 /**

@@ -1,0 +1,34 @@
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { createClient, type ClickHouseClient } from '@clickhouse/client';
+import { createChdbConnection } from 'chdb/connection';
+import type { Config } from '../config/index.js';
+
+export type { ClickHouseClient } from '@clickhouse/client';
+
+/**
+ * The one way to reach ClickHouse: `@clickhouse/client`, over HTTP to a
+ * clickhouse-server when CLICKHOUSE_URL is set, otherwise to the ClickHouse
+ * engine embedded by chdb (in-process, non-blocking, data in DATA_DIR).
+ * Everything above this sees the same client either way.
+ */
+export function createClickHouseClient(config: Pick<Config, 'clickhouse' | 'dataDir'>): ClickHouseClient {
+  const ch = config.clickhouse;
+  if (ch.url) {
+    return createClient({
+      url: ch.url,
+      username: ch.user,
+      password: ch.password ?? '',
+      request_timeout: ch.requestTimeoutMs,
+      // Retries are the writer's job (with its spool); the client must fail fast.
+      keep_alive: { enabled: true },
+      compression: { request: false, response: true },
+    });
+  }
+  const dir = path.join(config.dataDir, 'clickhouse');
+  mkdirSync(dir, { recursive: true });
+  // chdb types its connection against its own copy of @clickhouse/client-common;
+  // the runtime contract is the one @clickhouse/client expects.
+  const connection = createChdbConnection({ path: dir }) as unknown as NonNullable<Parameters<typeof createClient>[0]>['connection'];
+  return createClient({ connection });
+}

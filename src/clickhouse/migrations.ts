@@ -1,0 +1,212 @@
+import { createHash } from 'node:crypto';
+import type { ClickHouseClient } from '@clickhouse/client';
+import type { Logger } from '../logging.js';
+
+/** What a migration needs to write DDL for one server or for a cluster. */
+export interface SchemaContext {
+  db: string;
+  /** `''` on one server, ` ON CLUSTER 'name'` on a cluster. */
+  onCluster: string;
+  /** Engine clause: `MergeTree` or its Replicated twin, with ZooKeeper path and replica macros. */
+  engine(kind: 'MergeTree' | 'ReplacingMergeTree' | 'AggregatingMergeTree', ...args: string[]): string;
+  /** Table settings that make insert deduplication tokens effective on either engine family. */
+  dedupSettings: string;
+}
+
+export interface Migration {
+  version: number;
+  name: string;
+  statements(ctx: SchemaContext): string[];
+}
+
+export function schemaContext(db: string, cluster?: string): SchemaContext {
+  return {
+    db,
+    onCluster: cluster ? ` ON CLUSTER '${cluster}'` : '',
+    engine: (kind, ...args) => {
+      if (!cluster) return `${kind}${args.length ? `(${args.join(', ')})` : ''}`;
+      return `Replicated${kind}(${["'/clickhouse/tables/{shard}/{database}/{table}'", "'{replica}'", ...args].join(', ')})`;
+    },
+    // Non-replicated MergeTree ignores insert_deduplication_token unless a window is set.
+    dedupSettings: cluster ? 'replicated_deduplication_window = 10000' : 'non_replicated_deduplication_window = 10000',
+  };
+}
+
+/** Columns every telemetry row starts with: when, and whose call. */
+const CALL_KEY = `
+  ts DateTime64(3, 'UTC'),
+  tenant LowCardinality(String),
+  room String,
+  call_id String,
+  peer_id String,
+  participant String COMMENT 'pseudonym: HMAC of the identity with the tenant key'`;
+
+export const MIGRATIONS: Migration[] = [
+  {
+    version: 1,
+    name: 'telemetry: participants, track/transport/client stats, call events, call quality',
+    statements: ({ db, onCluster, engine, dedupSettings }) => [
+      `CREATE TABLE IF NOT EXISTS ${db}.participants${onCluster} (
+        tenant LowCardinality(String),
+        participant String,
+        identity String COMMENT 'the only clear identity in the database; erasure deletes it here',
+        display_name String,
+        first_seen DateTime64(3, 'UTC'),
+        updated_at DateTime64(3, 'UTC')
+      ) ENGINE = ${engine('ReplacingMergeTree', 'updated_at')} ORDER BY (tenant, participant) SETTINGS ${dedupSettings}`,
+
+      `CREATE TABLE IF NOT EXISTS ${db}.track_stats${onCluster} (${CALL_KEY},
+        track_id String COMMENT 'producer or consumer id',
+        producer_id String,
+        kind LowCardinality(String),
+        direction LowCardinality(String) COMMENT 'inbound: participant to SFU (producer); outbound: SFU to participant (consumer)',
+        source LowCardinality(String),
+        codec LowCardinality(String),
+        ssrc UInt32,
+        spatial_layer Int16,
+        temporal_layer Int16,
+        interval_ms UInt32,
+        bitrate_bps Float64,
+        packets UInt64,
+        bytes UInt64,
+        packets_lost Int64,
+        loss_fraction Float32,
+        jitter_ms Nullable(Float32),
+        rtt_ms Nullable(Float32),
+        nack_count UInt32,
+        pli_count UInt32,
+        fir_count UInt32,
+        score UInt8,
+        frame_rate Nullable(Float32),
+        frame_width Nullable(UInt16),
+        frame_height Nullable(UInt16),
+        mos Nullable(Float32),
+        video_quality Nullable(Float32)
+      ) ENGINE = ${engine('MergeTree')} PARTITION BY toYYYYMM(ts) ORDER BY (tenant, call_id, track_id, ts) SETTINGS ${dedupSettings}`,
+
+      `CREATE TABLE IF NOT EXISTS ${db}.transport_stats${onCluster} (${CALL_KEY},
+        transport_id String,
+        direction LowCardinality(String),
+        ice_state LowCardinality(String),
+        dtls_state LowCardinality(String),
+        protocol LowCardinality(String),
+        candidate_type LowCardinality(String) COMMENT 'host/srflx/relay as the client reports it; empty when unknown',
+        interval_ms UInt32,
+        bytes_received UInt64,
+        bytes_sent UInt64,
+        recv_bitrate_bps Float64,
+        send_bitrate_bps Float64,
+        available_outgoing_bitrate Nullable(Float64),
+        rtt_ms Nullable(Float32)
+      ) ENGINE = ${engine('MergeTree')} PARTITION BY toYYYYMM(ts) ORDER BY (tenant, call_id, transport_id, ts) SETTINGS ${dedupSettings}`,
+
+      `CREATE TABLE IF NOT EXISTS ${db}.call_events${onCluster} (${CALL_KEY},
+        event LowCardinality(String),
+        object_id String,
+        reason String,
+        attrs Map(String, String)
+      ) ENGINE = ${engine('MergeTree')} PARTITION BY toYYYYMM(ts) ORDER BY (tenant, call_id, ts) SETTINGS ${dedupSettings}`,
+
+      `CREATE TABLE IF NOT EXISTS ${db}.client_stats${onCluster} (${CALL_KEY},
+        kind LowCardinality(String),
+        direction LowCardinality(String) COMMENT 'outbound: what the browser sends; inbound: what it receives',
+        producer_id String,
+        consumer_id String,
+        ssrc UInt32,
+        bytes UInt64 COMMENT 'cumulative, as getStats() reports it',
+        packets UInt64,
+        packets_lost Int64,
+        jitter_ms Nullable(Float32),
+        jitter_buffer_delay_ms Nullable(Float32) COMMENT 'mean per emitted frame/sample',
+        freeze_count Nullable(UInt32),
+        total_freezes_duration_ms Nullable(Float32),
+        concealed_samples Nullable(UInt64),
+        total_samples_received Nullable(UInt64),
+        frames_decoded Nullable(UInt64),
+        frames_per_second Nullable(Float32),
+        frame_width Nullable(UInt16),
+        frame_height Nullable(UInt16),
+        candidate_type LowCardinality(String),
+        protocol LowCardinality(String),
+        rtt_ms Nullable(Float32),
+        available_outgoing_bitrate Nullable(Float64)
+      ) ENGINE = ${engine('MergeTree')} PARTITION BY toYYYYMM(ts) ORDER BY (tenant, call_id, ts) SETTINGS ${dedupSettings}`,
+
+      `CREATE TABLE IF NOT EXISTS ${db}.call_quality_agg${onCluster} (
+        tenant LowCardinality(String),
+        call_id String,
+        participant String,
+        room SimpleAggregateFunction(any, String),
+        started SimpleAggregateFunction(min, DateTime64(3, 'UTC')),
+        ended SimpleAggregateFunction(max, DateTime64(3, 'UTC')),
+        samples SimpleAggregateFunction(sum, UInt64),
+        loss_avg AggregateFunction(avg, Float32),
+        loss_p95 AggregateFunction(quantile(0.95), Float32),
+        jitter_avg AggregateFunction(avg, Nullable(Float32)),
+        jitter_p95 AggregateFunction(quantile(0.95), Nullable(Float32)),
+        rtt_avg AggregateFunction(avg, Nullable(Float32)),
+        rtt_p95 AggregateFunction(quantile(0.95), Nullable(Float32)),
+        mos_avg AggregateFunction(avg, Nullable(Float32)),
+        mos_p95 AggregateFunction(quantile(0.95), Nullable(Float32)),
+        mos_p05 AggregateFunction(quantile(0.05), Nullable(Float32))
+      ) ENGINE = ${engine('AggregatingMergeTree')} ORDER BY (tenant, call_id, participant)`,
+
+      `CREATE MATERIALIZED VIEW IF NOT EXISTS ${db}.call_quality_mv${onCluster} TO ${db}.call_quality_agg AS
+        SELECT tenant, call_id, participant, any(room) AS room, min(ts) AS started, max(ts) AS ended, count() AS samples,
+          avgState(loss_fraction) AS loss_avg, quantileState(0.95)(loss_fraction) AS loss_p95,
+          avgState(jitter_ms) AS jitter_avg, quantileState(0.95)(jitter_ms) AS jitter_p95,
+          avgState(rtt_ms) AS rtt_avg, quantileState(0.95)(rtt_ms) AS rtt_p95,
+          avgState(mos) AS mos_avg, quantileState(0.95)(mos) AS mos_p95, quantileState(0.05)(mos) AS mos_p05
+        FROM ${db}.track_stats GROUP BY tenant, call_id, participant`,
+
+      // One row per participant and call; the call's participants are the rows sharing its call_id.
+      `CREATE VIEW IF NOT EXISTS ${db}.call_summary${onCluster} AS
+        SELECT tenant, call_id, participant, any(room) AS room, min(started) AS started, max(ended) AS ended,
+          dateDiff('millisecond', min(started), max(ended)) / 1000 AS duration_s, sum(samples) AS samples,
+          avgMerge(loss_avg) AS loss_mean, quantileMerge(0.95)(loss_p95) AS loss_p95,
+          avgMerge(jitter_avg) AS jitter_mean_ms, quantileMerge(0.95)(jitter_p95) AS jitter_p95_ms,
+          avgMerge(rtt_avg) AS rtt_mean_ms, quantileMerge(0.95)(rtt_p95) AS rtt_p95_ms,
+          avgMerge(mos_avg) AS mos_mean, quantileMerge(0.95)(mos_p95) AS mos_p95, quantileMerge(0.05)(mos_p05) AS mos_p05
+        FROM ${db}.call_quality_agg GROUP BY tenant, call_id, participant`,
+    ],
+  },
+];
+
+function checksum(m: Migration): string {
+  return createHash('sha256').update(m.statements(schemaContext('db')).join(';\n')).digest('hex').slice(0, 16);
+}
+
+/**
+ * Applies the migrations not yet recorded in `schema_migrations`, in order.
+ * Every statement is idempotent (IF NOT EXISTS), so a run that died half way,
+ * or two gateways starting together, converge on the same schema.
+ */
+export async function migrate(client: ClickHouseClient, opts: { database: string; cluster?: string; log: Logger; migrations?: Migration[] }): Promise<number[]> {
+  const ctx = schemaContext(opts.database, opts.cluster);
+  const migrations = opts.migrations ?? MIGRATIONS;
+  await client.command({ query: `CREATE DATABASE IF NOT EXISTS ${ctx.db}${ctx.onCluster}` });
+  await client.command({
+    query: `CREATE TABLE IF NOT EXISTS ${ctx.db}.schema_migrations${ctx.onCluster} (version UInt32, name String, checksum String, applied_at DateTime64(3, 'UTC'))
+      ENGINE = ${ctx.engine('ReplacingMergeTree', 'applied_at')} ORDER BY version`,
+  });
+  const rs = await client.query({ query: `SELECT version, checksum FROM ${ctx.db}.schema_migrations FINAL`, format: 'JSONEachRow' });
+  const applied = new Map((await rs.json<{ version: number; checksum: string }>()).map((r) => [Number(r.version), r.checksum]));
+  const done: number[] = [];
+  for (const m of [...migrations].sort((a, b) => a.version - b.version)) {
+    const sum = checksum(m);
+    if (applied.has(m.version)) {
+      if (applied.get(m.version) !== sum) opts.log.warn({ version: m.version }, 'migration changed after it was applied; write a new migration instead');
+      continue;
+    }
+    opts.log.info({ version: m.version, name: m.name }, 'applying ClickHouse migration');
+    for (const statement of m.statements(ctx)) await client.command({ query: statement });
+    await client.insert({
+      table: `${ctx.db}.schema_migrations`,
+      values: [{ version: m.version, name: m.name, checksum: sum, applied_at: Date.now() }],
+      format: 'JSONEachRow',
+      clickhouse_settings: { insert_deduplication_token: `migration-${m.version}-${sum}` },
+    });
+    done.push(m.version);
+  }
+  return done;
+}
