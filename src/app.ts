@@ -12,6 +12,9 @@ import { VigieError } from './errors.js';
 import { loggerOptions } from './logging.js';
 import { Sfu, resolveWorkerBin } from './media/index.js';
 import apiPlugin from './api/index.js';
+import clickhousePlugin from './clickhouse/index.js';
+import telemetryPlugin from './telemetry/index.js';
+import httpTracing from './telemetry/httpTracing.js';
 import signalingPlugin, { type SignalingSession } from './signaling/index.js';
 import webPlugin from './web/index.js';
 
@@ -52,7 +55,9 @@ const corePlugin = fp(
     app.decorate('sfu', sfu);
     app.decorate('tokens', new TokenService({ ...config.auth, hs256Secret, isKnownTenant: (t) => tenants.has(t) }));
     app.decorate('apiKeys', new ApiKeyStore(config.tenants));
-    app.addHook('onClose', async () => sfu.close());
+    // preClose: rooms close (and their last events are recorded) before the
+    // onClose hooks flush the telemetry writer and close ClickHouse.
+    app.addHook('preClose', async () => sfu.close());
   },
   { name: 'vigie-core' },
 );
@@ -79,7 +84,10 @@ export async function buildApp(config: Config, opts: { logStream?: NodeJS.Writab
   });
   app.setNotFoundHandler((req, reply) => reply.code(404).send({ error: { code: 'NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0]}` } }));
 
+  await app.register(httpTracing);
   await app.register(corePlugin, { config });
+  await app.register(clickhousePlugin);
+  await app.register(telemetryPlugin);
   await app.register(apiPlugin);
   await app.register(signalingPlugin);
   await app.register(webPlugin);

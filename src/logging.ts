@@ -1,5 +1,6 @@
 import type { FastifyServerOptions } from 'fastify';
 import type { Config } from './config/index.js';
+import { traceMixin } from './telemetry/otel.js';
 
 /** Query parameters that carry credentials; their values never reach a log line. */
 const SECRET_QUERY = /([?&](?:token|access_token|api_key)=)[^&#]*/gi;
@@ -11,6 +12,7 @@ export function redactUrl(url: string): string {
 export function loggerOptions(config: Config): FastifyServerOptions['logger'] {
   return {
     level: config.logLevel,
+    mixin: traceMixin,
     redact: {
       paths: ['req.headers.authorization', 'req.headers["x-api-key"]', 'req.headers.cookie', 'token', '*.token', 'secret', '*.secret'],
       censor: '[redacted]',

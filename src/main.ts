@@ -7,6 +7,7 @@ import path from 'node:path';
 import { buildApp } from './app.js';
 import { generateApiKey } from './auth/index.js';
 import { ConfigError, loadConfig, type Config } from './config/index.js';
+import { startOpenTelemetry } from './telemetry/index.js';
 
 /**
  * With no tenants configured, a "demo" tenant is created once, with an API key
@@ -37,6 +38,8 @@ async function main(): Promise<void> {
     throw err;
   }
   ensureDemoTenant(config);
+  // Before the app: the tracer and meter providers must be registered first.
+  const otel = await startOpenTelemetry();
   const app = await buildApp(config);
   await app.listen({ host: config.server.host, port: config.server.port });
 
@@ -52,6 +55,7 @@ async function main(): Promise<void> {
   const shutdown = async (signal: string) => {
     app.log.info({ signal }, 'shutting down');
     await app.close();
+    await otel?.shutdown();
     process.exit(0);
   };
   process.once('SIGINT', () => void shutdown('SIGINT'));

@@ -60,6 +60,6 @@ test('config file is read, environment wins, tenants are validated', () => {
 
 test('the README documents every setting (table generated from the settings list)', () => {
   const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
-  assert.ok(readme.includes(settingsMarkdownTable()), 'README settings table is out of date: paste settingsMarkdownTable() output');
+  assert.ok(readme.includes(settingsMarkdownTable()), 'README settings table is out of date: run npm run docs:settings');
   for (const s of SETTINGS) assert.ok(readme.includes(`\`${s.env}\``), s.env);
 });

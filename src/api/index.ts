@@ -12,6 +12,7 @@ import rateLimit from '@fastify/rate-limit';
 import { z } from 'zod';
 import { GRANTS, ROOM_ID, type ApiKeyPrincipal, type ApiKeyScope } from '../auth/index.js';
 import { VigieError } from '../errors.js';
+import { annotateRequest } from '../telemetry/httpTracing.js';
 
 const mintBody = z.object({
   room: z.string().regex(ROOM_ID, 'room must be 1-64 letters, digits, _ or -'),
@@ -42,7 +43,9 @@ export default async function apiPlugin(app: FastifyInstance): Promise<void> {
     const pool = app.sfu.pool;
     const workers = pool.slots.map((s) => ({ index: s.index, pid: s.worker.pid, alive: !s.worker.died && !s.worker.closed, routers: s.routers, peers: s.peers }));
     const ready = pool.ready;
-    return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not-ready', workers });
+    // ClickHouse is reported but does not gate readiness: calls must go on while telemetry is spooled.
+    const telemetry = app.telemetry && { schemaReady: app.clickhouse.schemaReady, queuedRows: app.telemetry.writer.queuedRows, spoolBytes: app.telemetry.writer.spoolBytes };
+    return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not-ready', workers, telemetry });
   });
 
   await app.register(async (v1) => {
@@ -56,6 +59,7 @@ export default async function apiPlugin(app: FastifyInstance): Promise<void> {
 
     v1.post('/v1/tokens', async (req) => {
       const principal = requireApiKey(app, req, 'tokens:mint');
+      annotateRequest(req, { tenant: principal.tenant });
       const body = mintBody.safeParse(req.body ?? {});
       if (!body.success) throw new VigieError('INVALID_REQUEST', body.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '));
       const maxTtl = app.config.auth.maxTokenTtlSeconds;

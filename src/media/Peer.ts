@@ -6,10 +6,40 @@ import type { AccessClaims } from '../auth/index.js';
 export type Notify = (method: string, data: Record<string, unknown>) => void;
 export type TrackSource = 'camera' | 'mic' | 'screen' | 'screen-audio' | 'bot';
 
+/** What a browser reports of its own getStats(), already validated. */
+export interface ClientTrackStats {
+  kind: 'audio' | 'video';
+  direction: 'outbound' | 'inbound';
+  producerId?: string;
+  consumerId?: string;
+  ssrc: number;
+  bytes: number;
+  packets: number;
+  packetsLost: number;
+  jitterMs?: number;
+  jitterBufferDelayMs?: number;
+  freezeCount?: number;
+  totalFreezesDurationMs?: number;
+  concealedSamples?: number;
+  totalSamplesReceived?: number;
+  framesDecoded?: number;
+  framesPerSecond?: number;
+  frameWidth?: number;
+  frameHeight?: number;
+}
+
+export interface ClientStatsReport {
+  tracks: ClientTrackStats[];
+  candidatePair?: { candidateType?: string; protocol?: string; rttMs?: number; availableOutgoingBitrate?: number };
+}
+
 export interface PeerObserverEvents {
   newtransport: [transport: ms.WebRtcTransport | ms.PlainTransport];
   newproducer: [producer: ms.Producer];
   newconsumer: [consumer: ms.Consumer];
+  icerestart: [transport: ms.WebRtcTransport];
+  /** The participant's own view of its tracks; only tracks it owns are kept. */
+  clientstats: [report: ClientStatsReport];
   close: [reason: string];
 }
 
@@ -55,6 +85,15 @@ export class Peer {
       name: this.displayName,
       producers: [...this.producers.values()].map((p) => ({ producerId: p.id, kind: p.kind, source: p.appData.source, paused: p.paused })),
     };
+  }
+
+  /** Keeps only the tracks this peer sends or receives, so no one reports on another's media. */
+  reportClientStats(report: ClientStatsReport): number {
+    const tracks = report.tracks.filter((t) =>
+      t.direction === 'outbound' ? t.producerId !== undefined && this.producers.has(t.producerId) : t.consumerId !== undefined && this.consumers.has(t.consumerId),
+    );
+    this.observer.emit('clientstats', { ...report, tracks });
+    return tracks.length;
   }
 
   close(reason: string): void {

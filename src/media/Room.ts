@@ -163,7 +163,9 @@ export class Room {
   async restartIce(peer: Peer, transportId: string): Promise<ms.IceParameters> {
     const transport = this.#transport(peer, transportId);
     if (!('restartIce' in transport)) throw new VigieError('INVALID_REQUEST', 'not a WebRTC transport');
-    return transport.restartIce();
+    const iceParameters = await transport.restartIce();
+    peer.observer.emit('icerestart', transport);
+    return iceParameters;
   }
 
   async produce(peer: Peer, req: { transportId: string; kind: ms.MediaKind; rtpParameters: ms.RtpParameters; source: TrackSource }): Promise<string> {

@@ -45,6 +45,7 @@ export class VigieCall {
   #recvTransportReady?: Promise<msc.Transport>;
   readonly #listeners = new Map<keyof VigieCallEvents, Set<(e: any) => void>>();
   #left = false;
+  #statsTimer?: ReturnType<typeof setInterval>;
 
   private constructor(
     readonly signaling: SignalingClient,
@@ -61,6 +62,9 @@ export class VigieCall {
     await device.load({ routerRtpCapabilities: joined.rtpCapabilities });
     const call = new VigieCall(signaling, device, joined, options);
     call.#wire();
+    if (joined.clientStatsIntervalMs > 0) {
+      call.#statsTimer = setInterval(() => void call.reportStats().catch(() => undefined), joined.clientStatsIntervalMs);
+    }
     for (const p of joined.peers as Array<{ peerId: string; name: string; producers: Array<{ producerId: string; kind: 'audio' | 'video'; source?: string }> }>) {
       call.peers.set(p.peerId, { peerId: p.peerId, name: p.name, tracks: new Map() });
       if (options.autoSubscribe !== false && call.can('subscribe')) {
@@ -143,6 +147,79 @@ export class VigieCall {
     return { outbound, inbound };
   }
 
+  /**
+   * Sends the gateway a summary of this browser's getStats(): what it sends and
+   * receives, and its candidate pair, so the server's and the client's view of
+   * each track can be compared. Called every `clientStatsIntervalMs` after join.
+   */
+  async reportStats(): Promise<void> {
+    const tracks: Record<string, unknown>[] = [];
+    let pair: Record<string, unknown> | undefined;
+    const n = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
+    const pickPair = (stats: Map<string, any>) => {
+      if (pair) return;
+      const transport = [...stats.values()].find((r) => r.type === 'transport' && r.selectedCandidatePairId);
+      const cp = transport ? stats.get(transport.selectedCandidatePairId) : [...stats.values()].find((r) => r.type === 'candidate-pair' && r.nominated && r.state === 'succeeded');
+      if (!cp) return;
+      const local = stats.get(cp.localCandidateId);
+      pair = {
+        candidateType: local?.candidateType,
+        protocol: local?.candidateType === 'relay' ? (local?.relayProtocol ?? local?.protocol) : local?.protocol,
+        rttMs: n(cp.currentRoundTripTime) !== undefined ? cp.currentRoundTripTime * 1000 : undefined,
+        availableOutgoingBitrate: n(cp.availableOutgoingBitrate),
+      };
+    };
+    for (const producer of this.producers.values()) {
+      const stats = (await producer.getStats()) as unknown as Map<string, any>;
+      pickPair(stats);
+      for (const r of stats.values()) {
+        if (r.type !== 'outbound-rtp') continue;
+        const remote = [...stats.values()].find((x) => x.type === 'remote-inbound-rtp' && x.ssrc === r.ssrc);
+        tracks.push({
+          kind: r.kind,
+          direction: 'outbound',
+          producerId: producer.id,
+          ssrc: r.ssrc,
+          bytes: r.bytesSent ?? 0,
+          packets: r.packetsSent ?? 0,
+          packetsLost: remote?.packetsLost ?? 0,
+          jitterMs: n(remote?.jitter) !== undefined ? remote.jitter * 1000 : undefined,
+          framesPerSecond: n(r.framesPerSecond),
+          frameWidth: n(r.frameWidth),
+          frameHeight: n(r.frameHeight),
+        });
+      }
+    }
+    for (const consumer of this.consumers.values()) {
+      const stats = (await consumer.getStats()) as unknown as Map<string, any>;
+      pickPair(stats);
+      for (const r of stats.values()) {
+        if (r.type !== 'inbound-rtp') continue;
+        tracks.push({
+          kind: r.kind,
+          direction: 'inbound',
+          consumerId: consumer.id,
+          ssrc: r.ssrc,
+          bytes: r.bytesReceived ?? 0,
+          packets: r.packetsReceived ?? 0,
+          packetsLost: r.packetsLost ?? 0,
+          jitterMs: n(r.jitter) !== undefined ? r.jitter * 1000 : undefined,
+          jitterBufferDelayMs: r.jitterBufferEmittedCount > 0 ? (r.jitterBufferDelay / r.jitterBufferEmittedCount) * 1000 : undefined,
+          freezeCount: n(r.freezeCount),
+          totalFreezesDurationMs: n(r.totalFreezesDuration) !== undefined ? r.totalFreezesDuration * 1000 : undefined,
+          concealedSamples: n(r.concealedSamples),
+          totalSamplesReceived: n(r.totalSamplesReceived),
+          framesDecoded: n(r.framesDecoded),
+          framesPerSecond: n(r.framesPerSecond),
+          frameWidth: n(r.frameWidth),
+          frameHeight: n(r.frameHeight),
+        });
+      }
+    }
+    if (tracks.length === 0) return;
+    await this.signaling.request('clientStats', { tracks: tracks.slice(0, 64), ...(pair ? { candidatePair: pair } : {}) });
+  }
+
   async leave(): Promise<void> {
     if (this.#left) return;
     this.#left = true;
@@ -152,6 +229,7 @@ export class VigieCall {
   }
 
   #teardown(): void {
+    clearInterval(this.#statsTimer);
     for (const p of this.producers.values()) p.close();
     for (const c of this.consumers.values()) c.close();
     this.producers.clear();

@@ -1,4 +1,6 @@
 import type { WebSocket } from 'ws';
+import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
+import { tracer } from '../telemetry/otel.js';
 import type { Logger } from '../logging.js';
 import { errors as msErrors } from 'mediasoup';
 import { hasGrant, iceServersFor, type TokenService } from '../auth/index.js';
@@ -94,23 +96,31 @@ export class SignalingSession {
     this.#queue = this.#queue.then(() => this.#handle(id, method, data ?? {}));
   }
 
+  /** One span per request, with tenant and room once known; never the request's data (it can hold a token). */
   async #handle(id: number | string, method: string, rawData: unknown): Promise<void> {
-    const started = performance.now();
-    try {
-      if (!Object.hasOwn(REQUESTS, method)) throw new VigieError('INVALID_REQUEST', `unknown method "${method}"`);
-      const m = method as Method;
-      const parsed = REQUESTS[m].safeParse(rawData);
-      if (!parsed.success) throw new VigieError('INVALID_REQUEST', `invalid ${m} request: ${summarize(parsed.error)}`);
-      const result = await this.#dispatch(m, parsed.data);
-      this.#send({ id, ok: true, data: result ?? {} });
-    } catch (err) {
-      const e = mapError(err);
-      if (e.code === 'INTERNAL') this.log.error({ err, method }, 'signaling request failed');
-      else this.log.debug({ method, code: e.code, reason: e.message }, 'signaling request refused');
-      this.#send({ id, ok: false, error: e.toJSON() });
-    } finally {
-      this.log.trace({ method, ms: performance.now() - started }, 'signaling request');
-    }
+    const name = Object.hasOwn(REQUESTS, method) ? method : 'unknown';
+    await tracer().startActiveSpan(`signaling ${name}`, { kind: SpanKind.SERVER, attributes: { 'rpc.system': 'vigie-signaling', 'rpc.method': name } }, async (span) => {
+      try {
+        if (name === 'unknown') throw new VigieError('INVALID_REQUEST', `unknown method "${method.slice(0, 64)}"`);
+        const m = method as Method;
+        const parsed = REQUESTS[m].safeParse(rawData);
+        if (!parsed.success) throw new VigieError('INVALID_REQUEST', `invalid ${m} request: ${summarize(parsed.error)}`);
+        const result = await this.#dispatch(m, parsed.data);
+        this.#send({ id, ok: true, data: result ?? {} });
+      } catch (err) {
+        const e = mapError(err);
+        span.setAttribute('vigie.error_code', e.code);
+        if (e.code === 'INTERNAL') {
+          span.setStatus({ code: SpanStatusCode.ERROR });
+          this.log.error({ err, method: name }, 'signaling request failed');
+        } else this.log.debug({ method: name, code: e.code, reason: e.message }, 'signaling request refused');
+        this.#send({ id, ok: false, error: e.toJSON() });
+      } finally {
+        const claims = this.#peer?.claims;
+        if (claims) span.setAttributes({ 'vigie.tenant': claims.tenant, 'vigie.room': claims.room });
+        span.end();
+      }
+    });
   }
 
   async #dispatch(method: Method, data: unknown): Promise<unknown> {
@@ -165,6 +175,8 @@ export class SignalingSession {
       case 'leave':
         this.#leave('left');
         return {};
+      case 'clientStats':
+        return { accepted: peer.reportClientStats(data as RequestData<'clientStats'>) };
     }
   }
 
@@ -202,6 +214,7 @@ export class SignalingSession {
       name: peer.displayName,
       grants: [...claims.grants],
       rtpCapabilities: room.router.rtpCapabilities,
+      clientStatsIntervalMs: this.ctx.config.telemetry.enabled ? this.ctx.config.telemetry.clientStatsIntervalMs : 0,
       iceServers: iceServersFor(this.ctx.config.ice, peer.id),
       peers: room.otherPeers(peer),
     };

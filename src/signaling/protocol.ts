@@ -11,6 +11,8 @@ import type { Grant } from '../auth/index.js';
 
 const id = z.string().min(1).max(64);
 const looseObject = z.object({}).loose();
+const count = z.number().int().min(0).max(2 ** 53);
+const measure = z.number().min(0).max(1e12);
 
 const dtlsParameters = z.object({
   role: z.enum(['auto', 'client', 'server']).optional(),
@@ -64,6 +66,40 @@ export const REQUESTS = {
     temporalLayer: z.number().int().min(0).max(3).optional(),
   }),
   leave: z.object({}).strict(),
+  clientStats: z.object({
+    tracks: z
+      .array(
+        z.object({
+          kind: z.enum(['audio', 'video']),
+          direction: z.enum(['outbound', 'inbound']),
+          producerId: id.optional(),
+          consumerId: id.optional(),
+          ssrc: z.number().int().min(0).max(0xffffffff),
+          bytes: count,
+          packets: count,
+          packetsLost: z.number().int().min(-(2 ** 31)).max(2 ** 53),
+          jitterMs: measure.optional(),
+          jitterBufferDelayMs: measure.optional(),
+          freezeCount: count.optional(),
+          totalFreezesDurationMs: measure.optional(),
+          concealedSamples: count.optional(),
+          totalSamplesReceived: count.optional(),
+          framesDecoded: count.optional(),
+          framesPerSecond: z.number().min(0).max(1000).optional(),
+          frameWidth: z.number().int().min(0).max(16384).optional(),
+          frameHeight: z.number().int().min(0).max(16384).optional(),
+        }),
+      )
+      .max(64),
+    candidatePair: z
+      .object({
+        candidateType: z.enum(['host', 'srflx', 'prflx', 'relay']).optional(),
+        protocol: z.enum(['udp', 'tcp']).optional(),
+        rttMs: measure.optional(),
+        availableOutgoingBitrate: measure.optional(),
+      })
+      .optional(),
+  }),
 } as const;
 
 export type Method = keyof typeof REQUESTS;

@@ -1,0 +1,294 @@
+import type { types as ms } from 'mediasoup';
+import type { Logger } from '../logging.js';
+import type { ClientStatsReport, Peer, Room, Sfu } from '../media/index.js';
+import type { ClickHouseWriter } from './ClickHouseWriter.js';
+import { estimateMos, videoQualityScore } from './quality.js';
+import type { CallKeys } from './rows.js';
+import { runLimited, watchMediaPlane } from './watchMediaPlane.js';
+
+interface Counters {
+  packets: number;
+  bytes: number;
+  lost: number;
+  nack: number;
+  pli: number;
+  fir: number;
+  at: number;
+}
+
+interface TrackEntry {
+  role: 'producer' | 'consumer';
+  obj: ms.Producer | ms.Consumer;
+  room: Room;
+  peer: Peer;
+  codec: string;
+  clockRate: number;
+  source: string;
+  producerId: string;
+  createdAt: number;
+  prev: Map<number, Counters>;
+}
+
+interface TransportEntry {
+  obj: ms.WebRtcTransport;
+  room: Room;
+  peer: Peer;
+  direction: string;
+  prev: { rx: number; tx: number; at: number };
+}
+
+/** What the participant's browser last said about one track. */
+interface ClientView {
+  fps?: number;
+  width?: number;
+  height?: number;
+  freezeMs: number;
+  totalFreezesMs?: number;
+}
+
+interface PeerNetwork {
+  candidateType?: string;
+  protocol?: string;
+  rttMs?: number;
+}
+
+/**
+ * Samples every producer, consumer and WebRTC transport once per interval
+ * (getStats() concurrently, with a bound) and writes one row per track or
+ * transport, with deltas over the interval and quality scores. Also stores the
+ * browsers' own reports (client stats), and uses what they know that the
+ * server cannot see (frame rate, resolution, freezes, relay) to complete the
+ * server rows.
+ */
+export class StatsCollector {
+  readonly samplesTaken = { track_stats: 0, transport_stats: 0, client_stats: 0 };
+  skippedTicks = 0;
+  readonly #tracks = new Map<string, TrackEntry>();
+  readonly #transports = new Map<string, TransportEntry>();
+  readonly #clientView = new Map<string, ClientView>();
+  readonly #network = new WeakMap<Peer, PeerNetwork>();
+  #timer?: NodeJS.Timeout;
+  #sampling?: Promise<void>;
+  #unwatch?: () => void;
+
+  constructor(
+    private readonly sfu: Sfu,
+    private readonly writer: ClickHouseWriter,
+    private readonly keys: CallKeys,
+    private readonly options: { intervalMs: number; concurrency: number },
+    private readonly log: Logger,
+  ) {}
+
+  get trackedTracks(): number {
+    return this.#tracks.size;
+  }
+
+  start(): void {
+    this.#unwatch = watchMediaPlane(this.sfu, {
+      producerCreated: (room, peer, p) => this.#addTrack('producer', p, room, peer, p.rtpParameters, p.id),
+      consumerCreated: (room, peer, c) => this.#addTrack('consumer', c, room, peer, c.rtpParameters, c.producerId),
+      transportCreated: (room, peer, t) => {
+        if (!('iceState' in t)) return;
+        const entry: TransportEntry = { obj: t as ms.WebRtcTransport, room, peer, direction: String(t.appData.direction ?? ''), prev: { rx: 0, tx: 0, at: Date.now() } };
+        this.#transports.set(t.id, entry);
+        t.observer.once('close', () => this.#transports.delete(t.id));
+      },
+      clientStats: (room, peer, report) => this.#onClientStats(room, peer, report),
+    });
+    this.#timer = setInterval(() => {
+      if (this.#sampling) {
+        this.skippedTicks++;
+        this.log.warn({ intervalMs: this.options.intervalMs }, 'stats sampling still running at the next tick; tick skipped');
+        return;
+      }
+      this.#sampling = this.sampleOnce()
+        .catch((err) => this.log.error({ err }, 'stats sampling failed'))
+        .finally(() => (this.#sampling = undefined));
+    }, this.options.intervalMs);
+    this.#timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.#timer);
+    this.#unwatch?.();
+    await this.#sampling;
+  }
+
+  /** One sampling pass over everything tracked. */
+  async sampleOnce(): Promise<void> {
+    const tasks: Array<() => Promise<void>> = [];
+    for (const e of this.#tracks.values()) tasks.push(() => this.#sampleTrack(e));
+    for (const e of this.#transports.values()) tasks.push(() => this.#sampleTransport(e));
+    await runLimited(tasks, this.options.concurrency);
+  }
+
+  #addTrack(role: TrackEntry['role'], obj: ms.Producer | ms.Consumer, room: Room, peer: Peer, rtp: ms.RtpParameters, producerId: string): void {
+    const codec = rtp.codecs[0];
+    const source = role === 'producer' ? String(obj.appData.source ?? '') : String(this.#sourceOf(room, producerId));
+    this.#tracks.set(obj.id, { role, obj, room, peer, codec: codec?.mimeType ?? '', clockRate: codec?.clockRate ?? 90000, source, producerId, createdAt: Date.now(), prev: new Map() });
+    (obj.observer as ms.ProducerObserver).once('close', () => {
+      this.#tracks.delete(obj.id);
+      this.#clientView.delete(obj.id);
+    });
+  }
+
+  #sourceOf(room: Room, producerId: string): unknown {
+    for (const p of room.peers.values()) {
+      const producer = p.producers.get(producerId);
+      if (producer) return producer.appData.source ?? '';
+    }
+    return '';
+  }
+
+  async #sampleTrack(e: TrackEntry): Promise<void> {
+    let stats: Array<ms.ProducerStat | ms.ConsumerStat>;
+    try {
+      stats = await e.obj.getStats();
+    } catch {
+      return; // closed between listing and sampling
+    }
+    const now = Date.now();
+    const wanted = e.role === 'producer' ? 'inbound-rtp' : 'outbound-rtp';
+    const net = this.#network.get(e.peer);
+    const view = this.#clientView.get(e.obj.id);
+    const layers = e.role === 'consumer' ? (e.obj as ms.Consumer).currentLayers : undefined;
+    let index = 0;
+    for (const s of stats) {
+      if (s.type !== wanted) continue;
+      const prev = e.prev.get(s.ssrc) ?? { packets: 0, bytes: 0, lost: 0, nack: 0, pli: 0, fir: 0, at: e.createdAt };
+      const cur: Counters = { packets: s.packetCount, bytes: s.byteCount, lost: s.packetsLost, nack: s.nackCount, pli: s.pliCount, fir: s.firCount, at: now };
+      e.prev.set(s.ssrc, cur);
+      const intervalMs = Math.max(1, now - prev.at);
+      const packets = Math.max(0, cur.packets - prev.packets);
+      const lost = Math.max(0, cur.lost - prev.lost);
+      const lossFraction = packets + lost > 0 ? lost / (packets + lost) : 0;
+      const jitterMs = s.jitter > 0 ? (s.jitter / e.clockRate) * 1000 : e.role === 'producer' ? 0 : null;
+      const rttMs = s.roundTripTime ?? net?.rttMs ?? null;
+      if (e.role === 'consumer' && s.roundTripTime !== undefined && net) net.rttMs = s.roundTripTime;
+      const isAudio = e.obj.kind === 'audio';
+      this.writer.write('track_stats', {
+        ts: now,
+        ...this.keys.of(e.room, e.peer),
+        track_id: e.obj.id,
+        producer_id: e.producerId,
+        kind: e.obj.kind,
+        direction: e.role === 'producer' ? 'inbound' : 'outbound',
+        source: e.source,
+        codec: e.codec,
+        ssrc: s.ssrc,
+        spatial_layer: layers?.spatialLayer ?? (stats.length > 2 ? index : -1),
+        temporal_layer: layers?.temporalLayer ?? -1,
+        interval_ms: intervalMs,
+        bitrate_bps: ((cur.bytes - prev.bytes) * 8 * 1000) / intervalMs,
+        packets,
+        bytes: Math.max(0, cur.bytes - prev.bytes),
+        packets_lost: cur.lost - prev.lost,
+        loss_fraction: lossFraction,
+        jitter_ms: jitterMs,
+        rtt_ms: rttMs,
+        nack_count: Math.max(0, cur.nack - prev.nack),
+        pli_count: Math.max(0, cur.pli - prev.pli),
+        fir_count: Math.max(0, cur.fir - prev.fir),
+        score: s.score,
+        frame_rate: isAudio ? null : (view?.fps ?? null),
+        frame_width: isAudio ? null : (view?.width ?? null),
+        frame_height: isAudio ? null : (view?.height ?? null),
+        mos: isAudio ? estimateMos({ lossFraction, jitterMs: jitterMs ?? 0, rttMs: rttMs ?? 0 }) : null,
+        video_quality:
+          !isAudio && view?.width && view.height && view.fps !== undefined
+            ? videoQualityScore({ width: view.width, height: view.height, fps: view.fps, freezeMs: view.freezeMs, intervalMs })
+            : null,
+      });
+      this.samplesTaken.track_stats++;
+      index++;
+    }
+    if (view) view.freezeMs = 0;
+  }
+
+  async #sampleTransport(e: TransportEntry): Promise<void> {
+    let s: ms.WebRtcTransportStat | undefined;
+    try {
+      [s] = await e.obj.getStats();
+    } catch {
+      return;
+    }
+    if (!s) return;
+    const now = Date.now();
+    const intervalMs = Math.max(1, now - e.prev.at);
+    const rx = Math.max(0, s.bytesReceived - e.prev.rx);
+    const tx = Math.max(0, s.bytesSent - e.prev.tx);
+    e.prev = { rx: s.bytesReceived, tx: s.bytesSent, at: now };
+    const net = this.#network.get(e.peer);
+    this.writer.write('transport_stats', {
+      ts: now,
+      ...this.keys.of(e.room, e.peer),
+      transport_id: e.obj.id,
+      direction: e.direction,
+      ice_state: s.iceState,
+      dtls_state: s.dtlsState,
+      protocol: s.iceSelectedTuple?.protocol ?? '',
+      candidate_type: net?.candidateType ?? '',
+      interval_ms: intervalMs,
+      bytes_received: rx,
+      bytes_sent: tx,
+      recv_bitrate_bps: (rx * 8 * 1000) / intervalMs,
+      send_bitrate_bps: (tx * 8 * 1000) / intervalMs,
+      available_outgoing_bitrate: s.availableOutgoingBitrate ?? null,
+      rtt_ms: net?.rttMs ?? null,
+    });
+    this.samplesTaken.transport_stats++;
+  }
+
+  #onClientStats(room: Room, peer: Peer, report: ClientStatsReport): void {
+    const now = Date.now();
+    const key = this.keys.of(room, peer);
+    const pair = report.candidatePair;
+    if (pair) {
+      const net = this.#network.get(peer) ?? {};
+      if (pair.candidateType) net.candidateType = pair.candidateType;
+      if (pair.protocol) net.protocol = pair.protocol;
+      if (pair.rttMs !== undefined) net.rttMs = pair.rttMs;
+      this.#network.set(peer, net);
+    }
+    for (const t of report.tracks) {
+      const trackId = t.direction === 'outbound' ? t.producerId! : t.consumerId!;
+      const view = this.#clientView.get(trackId) ?? { freezeMs: 0 };
+      if (t.totalFreezesDurationMs !== undefined) {
+        view.freezeMs += Math.max(0, t.totalFreezesDurationMs - (view.totalFreezesMs ?? t.totalFreezesDurationMs));
+        view.totalFreezesMs = t.totalFreezesDurationMs;
+      }
+      view.fps = t.framesPerSecond ?? view.fps;
+      view.width = t.frameWidth ?? view.width;
+      view.height = t.frameHeight ?? view.height;
+      this.#clientView.set(trackId, view);
+      const producerId = t.direction === 'outbound' ? t.producerId! : (peer.consumers.get(t.consumerId!)?.producerId ?? '');
+      this.writer.write('client_stats', {
+        ts: now,
+        ...key,
+        kind: t.kind,
+        direction: t.direction,
+        producer_id: producerId,
+        consumer_id: t.consumerId ?? '',
+        ssrc: t.ssrc,
+        bytes: t.bytes,
+        packets: t.packets,
+        packets_lost: t.packetsLost,
+        jitter_ms: t.jitterMs ?? null,
+        jitter_buffer_delay_ms: t.jitterBufferDelayMs ?? null,
+        freeze_count: t.freezeCount ?? null,
+        total_freezes_duration_ms: t.totalFreezesDurationMs ?? null,
+        concealed_samples: t.concealedSamples ?? null,
+        total_samples_received: t.totalSamplesReceived ?? null,
+        frames_decoded: t.framesDecoded ?? null,
+        frames_per_second: t.framesPerSecond ?? null,
+        frame_width: t.frameWidth ?? null,
+        frame_height: t.frameHeight ?? null,
+        candidate_type: pair?.candidateType ?? '',
+        protocol: pair?.protocol ?? '',
+        rtt_ms: pair?.rttMs ?? null,
+        available_outgoing_bitrate: pair?.availableOutgoingBitrate ?? null,
+      });
+      this.samplesTaken.client_stats++;
+    }
+  }
+}

@@ -1,0 +1,72 @@
+/**
+ * Telemetry: per-track and per-transport stats, call events and client stats
+ * into ClickHouse, quality scores, and OpenTelemetry metrics.
+ *
+ * Needs `sfu`, `config` and `clickhouse`; decorates `telemetry`. It watches the
+ * media plane through its observers and never reaches into signaling: client
+ * stats arrive as a Peer observer event.
+ */
+import path from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import fp from 'fastify-plugin';
+import { loadOrCreateSecret } from '../dataDir.js';
+import { CallEventRecorder } from './CallEventRecorder.js';
+import { ClickHouseWriter } from './ClickHouseWriter.js';
+import { registerGatewayMetrics } from './gatewayMetrics.js';
+import { Pseudonymizer } from './Pseudonymizer.js';
+import { CallKeys } from './rows.js';
+import { Spool } from './Spool.js';
+import { StatsCollector } from './StatsCollector.js';
+
+export { ClickHouseWriter } from './ClickHouseWriter.js';
+export { Spool } from './Spool.js';
+export { Pseudonymizer } from './Pseudonymizer.js';
+export { StatsCollector } from './StatsCollector.js';
+export { CallEventRecorder } from './CallEventRecorder.js';
+export { estimateMos, videoQualityScore } from './quality.js';
+export { startOpenTelemetry, traceMixin, tracer, otlpConfigured } from './otel.js';
+
+export interface Telemetry {
+  writer: ClickHouseWriter;
+  collector: StatsCollector;
+  events: CallEventRecorder;
+  keys: CallKeys;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Undefined when VIGIE_TELEMETRY=false. */
+    telemetry?: Telemetry;
+  }
+}
+
+export default fp(
+  async (app: FastifyInstance) => {
+    const { config } = app;
+    if (!config.telemetry.enabled) {
+      registerGatewayMetrics(app.sfu);
+      app.log.info('telemetry disabled (VIGIE_TELEMETRY=false)');
+      return;
+    }
+    const log = app.log.child({ component: 'telemetry' });
+    const spool = new Spool(path.join(config.dataDir, 'spool'), config.writer.spoolMaxBytes, config.writer.spoolFullPolicy, log);
+    await spool.open();
+    const writer = new ClickHouseWriter(app.clickhouse.client, spool, { database: app.clickhouse.database, ...config.writer }, log);
+    writer.start();
+    const secret = config.telemetry.pseudonymSecret ?? loadOrCreateSecret(config.dataDir, 'pseudonym-master.secret').value;
+    const keys = new CallKeys(new Pseudonymizer(secret));
+    const collector = new StatsCollector(app.sfu, writer, keys, { intervalMs: config.telemetry.statsIntervalMs, concurrency: config.telemetry.statsConcurrency }, log);
+    const events = new CallEventRecorder(app.sfu, writer, keys);
+    collector.start();
+    events.start();
+    registerGatewayMetrics(app.sfu, writer);
+    app.decorate('telemetry', { writer, collector, events, keys });
+    // Runs before the SFU closes (hooks run in reverse), so final events are written.
+    app.addHook('onClose', async () => {
+      await collector.stop();
+      events.stop();
+      await writer.close();
+    });
+  },
+  { name: 'vigie-telemetry', dependencies: ['vigie-core', 'vigie-clickhouse'] },
+);
