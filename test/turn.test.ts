@@ -115,13 +115,32 @@ function selectedPairs(page: Page): Promise<SelectedPair[]> {
   });
 }
 
+/** What the gateway holds for 'turn-room', to explain a failure. */
+function roomState() {
+  const room = gw.app.sfu.getRoom('acme', 'turn-room');
+  return [...(room?.peers.values() ?? [])].map((p) => ({
+    identity: p.identity,
+    producers: [...p.producers.values()].map((x) => `${x.kind}:${x.id}`),
+    consumers: [...p.consumers.values()].map((x) => `${x.kind}:${x.producerId}${x.paused ? ' paused' : ''}${x.producerPaused ? ' producerPaused' : ''}`),
+  }));
+}
+
 test('two browsers in relay-only mode exchange audio and video through coturn', async () => {
   browser = await launchBrowser();
   const a = await openRelayPage('relay-a');
+  // relay-b joins once relay-a has published both tracks, so it learns of them from its
+  // join response. VigieCall.join() drops notifications that arrive between the join
+  // response and #wire() (while device.load() runs): a newProducer landing there is
+  // never consumed. Relay-only publishing is slow enough to hit that window often.
+  await waitFor('relay-a to publish', () => a.evaluate(() => (window as any).vigieEvents.map((e: { type: string }) => e.type) as string[]), (t) => t.includes('published'), 30_000);
   const b = await openRelayPage('relay-b');
 
   for (const [name, page] of [['relay-a', a], ['relay-b', b]] as const) {
-    await waitFor(`${name} to receive audio and video`, () => receivedMedia(page), (m) => m.videoTracks === 1 && m.audioTracks === 1 && m.framesDecoded > 5 && m.totalSamplesReceived > 0, 30_000);
+    await waitFor(`${name} to receive audio and video`, () => receivedMedia(page), (m) => m.videoTracks === 1 && m.audioTracks === 1 && m.framesDecoded > 5 && m.totalSamplesReceived > 0, 30_000).catch(
+      async (e: Error) => {
+        throw new Error(`${e.message}\nroom: ${JSON.stringify(roomState())}\npage consumers: ${JSON.stringify(await page.evaluate(() => [...(window as any).vigieCall.consumers.values()].map((c: any) => ({ kind: c.kind, paused: c.paused, producerId: c.producerId }))))}\npage events: ${JSON.stringify(await page.evaluate(() => (window as any).vigieEvents))}`);
+      },
+    );
     const pairs = await selectedPairs(page);
     assert.deepEqual(pairs.map((p) => p.source).sort(), ['consumer:audio', 'consumer:video', 'producer:camera', 'producer:mic'], `${name}: ${JSON.stringify(pairs)}`);
     for (const p of pairs) {

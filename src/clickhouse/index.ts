@@ -2,9 +2,9 @@
  * ClickHouse: the one client every capability uses, and the schema migrations.
  *
  * Decorates `clickhouse` ({ client, database, schemaReady }). Migrations run at
- * start; when a remote server is unreachable the gateway still starts (media
+ * start. When a remote server is unreachable the gateway still starts (media
  * must not depend on analytics), keeps retrying, and the writer spools rows
- * meanwhile.
+ * meanwhile; with the embedded engine a failed migration stops the start.
  */
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
@@ -39,6 +39,8 @@ export default fp(
         await migrate(client, { database: cfg.database, cluster: cfg.cluster, log });
         schemaReady = true;
       } catch (err) {
+        // The embedded engine cannot be "down": a failure there is a schema bug, and must stop the start.
+        if (!cfg.url) throw err;
         if (closed) return;
         const delay = Math.min(30_000, 500 * 2 ** n);
         log.error({ reason: (err as Error).message, retryInMs: delay }, 'ClickHouse migrations failed; retrying (telemetry is spooled meanwhile)');

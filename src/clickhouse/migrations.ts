@@ -152,7 +152,7 @@ export const MIGRATIONS: Migration[] = [
       ) ENGINE = ${engine('AggregatingMergeTree')} ORDER BY (tenant, call_id, participant)`,
 
       `CREATE MATERIALIZED VIEW IF NOT EXISTS ${db}.call_quality_mv${onCluster} TO ${db}.call_quality_agg AS
-        SELECT tenant, call_id, participant, any(room) AS room, min(ts) AS started, max(ts) AS ended, count() AS samples,
+        SELECT tenant, call_id, participant, any(track_stats.room) AS room, min(ts) AS started, max(ts) AS ended, count() AS samples,
           avgState(loss_fraction) AS loss_avg, quantileState(0.95)(loss_fraction) AS loss_p95,
           avgState(jitter_ms) AS jitter_avg, quantileState(0.95)(jitter_ms) AS jitter_p95,
           avgState(rtt_ms) AS rtt_avg, quantileState(0.95)(rtt_ms) AS rtt_p95,
@@ -160,14 +160,20 @@ export const MIGRATIONS: Migration[] = [
         FROM ${db}.track_stats GROUP BY tenant, call_id, participant`,
 
       // One row per participant and call; the call's participants are the rows sharing its call_id.
+      // Inner aliases never reuse a column name: ClickHouse resolves aliases before columns.
       `CREATE VIEW IF NOT EXISTS ${db}.call_summary${onCluster} AS
-        SELECT tenant, call_id, participant, any(room) AS room, min(started) AS started, max(ended) AS ended,
-          dateDiff('millisecond', min(started), max(ended)) / 1000 AS duration_s, sum(samples) AS samples,
-          avgMerge(loss_avg) AS loss_mean, quantileMerge(0.95)(loss_p95) AS loss_p95,
-          avgMerge(jitter_avg) AS jitter_mean_ms, quantileMerge(0.95)(jitter_p95) AS jitter_p95_ms,
-          avgMerge(rtt_avg) AS rtt_mean_ms, quantileMerge(0.95)(rtt_p95) AS rtt_p95_ms,
-          avgMerge(mos_avg) AS mos_mean, quantileMerge(0.95)(mos_p95) AS mos_p95, quantileMerge(0.05)(mos_p05) AS mos_p05
-        FROM ${db}.call_quality_agg GROUP BY tenant, call_id, participant`,
+        SELECT tenant, call_id, participant, room_name AS room, first_ts AS started, last_ts AS ended,
+          dateDiff('millisecond', first_ts, last_ts) / 1000 AS duration_s, sample_count AS samples,
+          m_loss AS loss_mean, q_loss AS loss_p95, m_jitter AS jitter_mean_ms, q_jitter AS jitter_p95_ms,
+          m_rtt AS rtt_mean_ms, q_rtt AS rtt_p95_ms, m_mos AS mos_mean, q95_mos AS mos_p95, q05_mos AS mos_p05
+        FROM (
+          SELECT tenant, call_id, participant, any(room) AS room_name, min(started) AS first_ts, max(ended) AS last_ts, sum(samples) AS sample_count,
+            avgMerge(loss_avg) AS m_loss, quantileMerge(0.95)(loss_p95) AS q_loss,
+            avgMerge(jitter_avg) AS m_jitter, quantileMerge(0.95)(jitter_p95) AS q_jitter,
+            avgMerge(rtt_avg) AS m_rtt, quantileMerge(0.95)(rtt_p95) AS q_rtt,
+            avgMerge(mos_avg) AS m_mos, quantileMerge(0.95)(mos_p95) AS q95_mos, quantileMerge(0.05)(mos_p05) AS q05_mos
+          FROM ${db}.call_quality_agg GROUP BY tenant, call_id, participant
+        )`,
     ],
   },
 ];

@@ -21,7 +21,8 @@ interface Segment {
 }
 
 const HEADER = 8; // u32 length + u32 crc32 of the payload
-const SEGMENT_BYTES = 8 << 20;
+/** Segments are at most 1/8 of the bound, so drop-oldest gives up an eighth at a time, not everything. */
+const MAX_SEGMENT_BYTES = 8 << 20;
 
 export type SpoolFullPolicy = 'drop-oldest' | 'drop-newest';
 
@@ -36,13 +37,16 @@ export class Spool {
   readonly #segments: Segment[] = [];
   #writer?: { seg: Segment; fh: FileHandle };
   #bytes = 0;
+  readonly #segmentBytes: number;
 
   constructor(
     private readonly dir: string,
     private readonly maxBytes: number,
     private readonly policy: SpoolFullPolicy,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.#segmentBytes = Math.min(MAX_SEGMENT_BYTES, Math.floor(maxBytes / 8));
+  }
 
   /** Reopens segments left by an earlier run, oldest first. */
   async open(): Promise<void> {
@@ -86,8 +90,10 @@ export class Spool {
 
     let dropped = 0;
     while (this.#bytes + record.length > this.maxBytes) {
-      if (this.policy === 'drop-newest' || this.#segments.length === 0 || (this.#segments.length === 1 && this.#writer)) {
-        this.log.error({ table: batch.table, rows: batch.rows.length, spoolBytes: this.#bytes }, 'spool full: batch dropped (drop-newest)');
+      const nothingOlder = this.#segments.length === 0 || (this.#segments.length === 1 && this.#writer !== undefined && this.#writer.seg.bytes + record.length > this.maxBytes);
+      if (this.policy === 'drop-newest' || nothingOlder) {
+        const why = this.policy === 'drop-newest' ? 'drop-newest' : 'larger than the whole spool';
+        this.log.error({ table: batch.table, rows: batch.rows.length, spoolBytes: this.#bytes }, `spool full: batch dropped (${why})`);
         return { stored: false, dropped: dropped + batch.rows.length };
       }
       const oldest = this.#segments[0]!;
@@ -97,7 +103,7 @@ export class Spool {
       await this.#removeHead();
     }
 
-    if (!this.#writer || this.#writer.seg.bytes + record.length > SEGMENT_BYTES) {
+    if (!this.#writer || (this.#writer.seg.bytes > 0 && this.#writer.seg.bytes + record.length > this.#segmentBytes)) {
       await this.#closeWriter();
       const seq = (this.#segments.at(-1)?.seq ?? 0) + 1;
       const seg: Segment = { seq, file: path.join(this.dir, `seg-${String(seq).padStart(12, '0')}.log`), bytes: 0, rows: 0, pending: [] };

@@ -20,7 +20,10 @@ const AUDIO = { mimeType: 'audio/opus', payloadType: 100, clockRate: 48000, chan
  * recording bot would. RTCP goes to its own port (rtcpMux off), because
  * ffmpeg sends it from a separate socket.
  */
-export async function startFfmpegBot(room: Room, opts: { kind: 'video' | 'audio'; bitrateKbps: number; name?: string; sendTo?: { ip: string; port: number; rtcpPort: number } }): Promise<FfmpegBot> {
+export async function startFfmpegBot(
+  room: Room,
+  opts: { kind: 'video' | 'audio'; bitrateKbps: number; name?: string; /** Puts something (a relay) between ffmpeg and the SFU; returns the port ffmpeg sends RTP to. */ through?: (sfuRtpPort: number) => Promise<number> },
+): Promise<FfmpegBot> {
   const transport = await room.router.createPlainTransport({ listenInfo: { protocol: 'udp', ip: '127.0.0.1' }, rtcpMux: false, comedia: true });
   const c = opts.kind === 'video' ? VIDEO : AUDIO;
   const producer = await transport.produce({
@@ -37,7 +40,8 @@ export async function startFfmpegBot(room: Room, opts: { kind: 'video' | 'audio'
   peer.transports.set(transport.id, transport);
   room.adoptProducer(peer, producer);
 
-  const target = opts.sendTo ?? { ip: '127.0.0.1', port: transport.tuple.localPort, rtcpPort: transport.rtcpTuple!.localPort };
+  const rtpPort = opts.through ? await opts.through(transport.tuple.localPort) : transport.tuple.localPort;
+  const target = { ip: '127.0.0.1', port: rtpPort, rtcpPort: transport.rtcpTuple!.localPort };
   const input = opts.kind === 'video' ? ['-f', 'lavfi', '-i', 'testsrc=size=320x240:rate=15'] : ['-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000'];
   const codec =
     opts.kind === 'video'

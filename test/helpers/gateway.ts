@@ -22,6 +22,8 @@ export interface TestGateway {
   logs: () => string;
   mint: (o: { room: string; identity: string; grants?: Grant[]; tenant?: string; name?: string; ttlSeconds?: number }) => Promise<string>;
   connect: () => Promise<SignalingClient>;
+  /** Runs a query on the gateway's ClickHouse (the embedded engine) after flushing the writer. */
+  query: <T = any>(sql: string, params?: Record<string, unknown>) => Promise<T[]>;
   close: () => Promise<void>;
 }
 
@@ -38,6 +40,8 @@ export async function startGateway(overrides: Record<string, any> = {}): Promise
       auth: { hs256Secret: 'test-secret-that-is-long-enough-0123456789', ...overrides.auth },
       signaling: overrides.signaling,
       ice: overrides.ice,
+      telemetry: overrides.telemetry,
+      writer: overrides.writer,
       tenants: overrides.tenants ?? [
         {
           id: 'acme',
@@ -75,6 +79,11 @@ export async function startGateway(overrides: Record<string, any> = {}): Promise
       clients.push(c);
       await c.opened;
       return c;
+    },
+    query: async <T,>(sql: string, params: Record<string, unknown> = {}) => {
+      await app.telemetry?.writer.flush();
+      const rs = await app.clickhouse.client.query({ query: sql, query_params: params, format: 'JSONEachRow' });
+      return rs.json<T>();
     },
     close: async () => {
       for (const c of clients) c.close();

@@ -1,0 +1,104 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import dgram from 'node:dgram';
+import type { Room } from '../src/media/index.js';
+import { startGateway, type TestGateway } from './helpers/gateway.js';
+import { startFfmpegBot, type FfmpegBot } from './helpers/ffmpegBot.js';
+import { startUdpRelay } from './helpers/udpRelay.js';
+
+let gw: TestGateway;
+const cleanups: Array<() => Promise<unknown> | unknown> = [];
+before(async () => {
+  gw = await startGateway({ telemetry: { statsIntervalMs: 1000 }, writer: { flushIntervalMs: 200 } });
+});
+after(async () => {
+  for (const c of cleanups.reverse()) await c();
+  await gw.close();
+});
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A bot whose RTP passes through a counting (and optionally dropping) relay. */
+async function botThroughRelay(room: Room, kind: 'video' | 'audio', kbps: number, dropEvery?: number) {
+  let relay!: Awaited<ReturnType<typeof startUdpRelay>>;
+  const bot: FfmpegBot = await startFfmpegBot(room, {
+    kind,
+    bitrateKbps: kbps,
+    name: `${kind}-${dropEvery ?? 'clean'}`,
+    through: async (port) => {
+      relay = await startUdpRelay({ ip: '127.0.0.1', port }, { dropEvery });
+      return relay.port;
+    },
+  });
+  cleanups.push(() => bot.stop(), () => relay.close());
+  return { bot, relay };
+}
+
+/** A consumer of `producerId` on a PlainTransport that sends to a local sink. */
+async function plainConsumer(room: Room, producerId: string) {
+  const sink = dgram.createSocket('udp4');
+  await new Promise<void>((r) => sink.bind(0, '127.0.0.1', r));
+  const transport = await room.router.createPlainTransport({ listenInfo: { protocol: 'udp', ip: '127.0.0.1' }, rtcpMux: true, comedia: false });
+  await transport.connect({ ip: '127.0.0.1', port: sink.address().port });
+  const consumer = await transport.consume({ producerId, rtpCapabilities: room.router.rtpCapabilities });
+  cleanups.push(() => transport.close(), () => sink.close());
+  return consumer;
+}
+
+test('bitrate: rows arrive for producer and consumer, within ±25% of the rate measured on the wire', async () => {
+  const room = await gw.app.sfu.getOrCreateRoom('acme', 'bitrate');
+  const { bot, relay } = await botThroughRelay(room, 'video', 400);
+  // The consumer is a track of the bot's own peer here; the collector follows
+  // producers and consumers that peers create, so track it through a peer.
+  const consumer = await plainConsumer(room, bot.producer.id);
+  bot.peer.consumers.set(consumer.id, consumer);
+  bot.peer.observer.emit('newconsumer', consumer);
+
+  await sleep(2500); // warm-up: encoder ramp-up and the first partial interval
+  const from = relay.snapshot();
+  await sleep(6000);
+  const to = relay.snapshot();
+  const wireBps = ((to.bytes - from.bytes) * 8 * 1000) / (to.at - from.at);
+
+  const rows = await gw.query<{ direction: string; n: string; bps: number }>(
+    `SELECT direction, count() AS n, sum(bytes) * 8 * 1000 / sum(interval_ms) AS bps
+     FROM vigie.track_stats
+     WHERE room = 'bitrate' AND producer_id = {p:String} AND ts > fromUnixTimestamp64Milli({from:Int64}) AND ts <= fromUnixTimestamp64Milli({to:Int64})
+     GROUP BY direction ORDER BY direction`,
+    { p: bot.producer.id, from: from.at + 1000, to: to.at },
+  );
+  assert.equal(rows.length, 2, `inbound and outbound rows: ${JSON.stringify(rows)}`);
+  for (const r of rows) {
+    assert.ok(Number(r.n) >= 4, `${r.direction}: ${r.n} samples`);
+    const ratio = r.bps / wireBps;
+    assert.ok(ratio > 0.75 && ratio < 1.25, `${r.direction}: recorded ${Math.round(r.bps)} bps vs ${Math.round(wireBps)} bps on the wire (ratio ${ratio.toFixed(3)})`);
+  }
+  const [meta] = await gw.query(`SELECT any(codec) AS codec, any(kind) AS kind, any(ssrc) AS ssrc, max(score) AS score FROM vigie.track_stats WHERE track_id = {id:String}`, { id: bot.producer.id });
+  assert.deepEqual({ codec: meta.codec, kind: meta.kind, ssrc: Number(meta.ssrc) }, { codec: 'video/VP8', kind: 'video', ssrc: 22222222 });
+  assert.ok(Number(meta.score) > 0);
+});
+
+test('loss: a relay dropping 5% of packets is recorded as 3–7% loss, and the audio MOS falls', async () => {
+  const room = await gw.app.sfu.getOrCreateRoom('acme', 'loss');
+  const lossyVideo = await botThroughRelay(room, 'video', 600, 20);
+  const lossyAudio = await botThroughRelay(room, 'audio', 64, 20);
+  const cleanAudio = await botThroughRelay(room, 'audio', 64);
+  await sleep(9000);
+  assert.ok(lossyVideo.relay.stats.dropped >= 5 && lossyAudio.relay.stats.dropped >= 15, `relays dropped ${lossyVideo.relay.stats.dropped} video and ${lossyAudio.relay.stats.dropped} audio packets`);
+
+  const loss = await gw.query<{ track_id: string; lost_total: string; packets_total: string; fraction: number; mos: number | null }>(
+    `SELECT track_id, sum(packets_lost) AS lost_total, sum(packets) AS packets_total, lost_total / (packets_total + lost_total) AS fraction, avg(mos) AS mos
+     FROM vigie.track_stats WHERE room = 'loss' AND direction = 'inbound' GROUP BY track_id`,
+  );
+  const byId = new Map(loss.map((r) => [r.track_id, r]));
+  for (const bot of [lossyVideo, lossyAudio]) {
+    const r = byId.get(bot.bot.producer.id)!;
+    console.log(`${bot.bot.producer.kind}: recorded loss ${(r.fraction * 100).toFixed(2)}% (${r.lost_total}/${r.packets_total}), relay dropped ${bot.relay.stats.dropped}/${bot.relay.stats.received}`);
+    assert.ok(r.fraction >= 0.03 && r.fraction <= 0.07, `${bot.bot.producer.kind}: recorded loss ${(r.fraction * 100).toFixed(2)}% (${r.lost_total}/${r.packets_total})`);
+  }
+  const clean = byId.get(cleanAudio.bot.producer.id)!;
+  assert.equal(Number(clean.lost_total), 0);
+  const lossyMos = byId.get(lossyAudio.bot.producer.id)!.mos!;
+  assert.ok(clean.mos! > 4.2, `clean audio MOS ${clean.mos}`);
+  assert.ok(lossyMos < clean.mos! - 0.5, `5% loss lowers the MOS (${lossyMos.toFixed(2)} vs ${clean.mos!.toFixed(2)})`);
+});
