@@ -1,6 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { createClient, type ClickHouseClient } from '@clickhouse/client';
+import { ClickHouseLogLevel, createClient, type ClickHouseClient } from '@clickhouse/client';
 import { createChdbConnection } from 'chdb/connection';
 import type { Config } from '../config/index.js';
 
@@ -22,6 +22,8 @@ export function createClickHouseClient(config: Pick<Config, 'clickhouse' | 'data
       request_timeout: ch.requestTimeoutMs,
       // Retries are the writer's job (with its spool); the client must fail fast.
       keep_alive: { enabled: true },
+      // Failures are logged once, structured, by whoever handles them (the writer, migrations).
+      log: { level: ClickHouseLogLevel.OFF },
       compression: { request: false, response: true },
     });
   }

@@ -42,6 +42,7 @@ export async function startGateway(overrides: Record<string, any> = {}): Promise
       ice: overrides.ice,
       telemetry: overrides.telemetry,
       writer: overrides.writer,
+      clickhouse: overrides.clickhouse,
       tenants: overrides.tenants ?? [
         {
           id: 'acme',

@@ -1,0 +1,96 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { startGateway, type TestGateway } from './helpers/gateway.js';
+import { launchBrowser, receivedMedia, waitFor } from './helpers/browser.js';
+
+let gw: TestGateway;
+let browser: Awaited<ReturnType<typeof launchBrowser>>;
+before(async () => {
+  gw = await startGateway({ telemetry: { statsIntervalMs: 1000, clientStatsIntervalMs: 1000 }, writer: { flushIntervalMs: 200 } });
+  browser = await launchBrowser();
+});
+after(async () => {
+  await browser?.close();
+  await gw?.close();
+});
+
+test('a browser call fills stats, client stats, transport stats, events and the call summary, under pseudonyms', async () => {
+  const pages = [];
+  for (const identity of ['alice@example.fr', 'bob@example.fr']) {
+    const page = await browser.context.newPage();
+    await page.goto(`${gw.url}/join?token=${await gw.mint({ room: 'quality', identity, name: identity.split('@')[0] })}`);
+    pages.push(page);
+  }
+  for (const page of pages) await waitFor('media', () => receivedMedia(page), (m) => m.framesDecoded > 10 && m.totalSamplesReceived > 0);
+  const callId = gw.app.sfu.getRoom('acme', 'quality')!.callId;
+  await new Promise((r) => setTimeout(r, 5000));
+
+  // Server and client rows describe the same tracks: same ids, same SSRCs, packet counts that agree.
+  const server = await gw.query<{ track_id: string; direction: string; kind: string; ssrc: string; packets: string }>(
+    `SELECT track_id, direction, any(kind) AS kind, any(ssrc) AS ssrc, sum(packets) AS packets FROM vigie.track_stats WHERE call_id = {c:String} GROUP BY track_id, direction`,
+    { c: callId },
+  );
+  const client = await gw.query<{ id: string; direction: string; ssrc: string; packets: string }>(
+    `SELECT if(direction = 'outbound', producer_id, consumer_id) AS id, direction, any(ssrc) AS ssrc, max(packets) AS packets FROM vigie.client_stats WHERE call_id = {c:String} GROUP BY id, direction`,
+    { c: callId },
+  );
+  assert.equal(server.length, 8, '2 producers and 2 consumers per participant');
+  const clientById = new Map(client.map((c) => [c.id, c]));
+  for (const s of server) {
+    const c = clientById.get(s.track_id);
+    assert.ok(c, `client stats for ${s.direction} ${s.kind} track ${s.track_id}`);
+    assert.equal(c.direction, s.direction === 'inbound' ? 'outbound' : 'inbound', 'the browser sends what the SFU receives');
+    assert.equal(Number(c.ssrc), Number(s.ssrc), `${s.kind} SSRC`);
+    const ratio = Number(c.packets) / Number(s.packets);
+    assert.ok(ratio > 0.7 && ratio < 1.3, `${s.direction} ${s.kind}: client ${c.packets} vs server ${s.packets} packets`);
+  }
+
+  // What only the browser knows completes the server rows: frame rate, resolution, candidate type.
+  const [video] = await gw.query(
+    `SELECT max(frame_width) AS w, max(frame_height) AS h, max(frame_rate) AS fps, max(video_quality) AS vq FROM vigie.track_stats WHERE call_id = {c:String} AND kind = 'video' AND direction = 'inbound'`,
+    { c: callId },
+  );
+  assert.ok(video.w >= 320 && video.h >= 240 && video.fps > 5, JSON.stringify(video));
+  assert.ok(video.vq >= 1 && video.vq <= 5);
+  const transports = await gw.query(
+    `SELECT direction, any(protocol) AS protocol, anyIf(candidate_type, candidate_type != '') AS candidate_type, max(bytes_received + bytes_sent) AS traffic FROM vigie.transport_stats WHERE call_id = {c:String} GROUP BY direction`,
+    { c: callId },
+  );
+  assert.deepEqual(transports.map((t) => t.direction).sort(), ['recv', 'send']);
+  for (const t of transports) {
+    assert.equal(t.protocol, 'udp');
+    assert.equal(t.candidate_type, 'host');
+    assert.ok(Number(t.traffic) > 0);
+  }
+
+  // Call events.
+  await pages[1]!.close();
+  await waitFor('peer.left', async () => (await gw.query(`SELECT count() AS c FROM vigie.call_events WHERE call_id = {c:String} AND event = 'peer.left'`, { c: callId }))[0].c, (c) => Number(c) === 1);
+  const events = await gw.query<{ event: string; n: string }>(`SELECT event, count() AS n FROM vigie.call_events WHERE call_id = {c:String} GROUP BY event`, { c: callId });
+  const ev = Object.fromEntries(events.map((e) => [e.event, Number(e.n)]));
+  assert.equal(ev['room.created'], 1);
+  assert.equal(ev['peer.joined'], 2);
+  assert.equal(ev['producer.created'], 4);
+  assert.equal(ev['consumer.created'], 4);
+  assert.ok(ev['transport.connected']! >= 4, JSON.stringify(ev));
+  assert.ok(ev['producer.closed']! >= 2 && ev['consumer.closed']! >= 2);
+
+  // Pseudonyms: the clear identity is only in `participants`.
+  const people = await gw.query<{ participant: string; identity: string }>(`SELECT participant, identity FROM vigie.participants FINAL WHERE tenant = 'acme' AND identity LIKE '%@example.fr'`);
+  assert.equal(people.length, 2);
+  const pseudonyms = new Set((await gw.query<{ participant: string }>(`SELECT DISTINCT participant FROM vigie.track_stats WHERE call_id = {c:String}`, { c: callId })).map((r) => r.participant));
+  assert.deepEqual(pseudonyms, new Set(people.map((p) => p.participant)));
+  for (const table of ['track_stats', 'transport_stats', 'client_stats', 'call_events']) {
+    const [hit] = await gw.query(`SELECT count() AS c FROM vigie.${table} WHERE position(toString(tuple(*)), 'example.fr') > 0`);
+    assert.equal(Number(hit.c), 0, `no clear identity in ${table}`);
+  }
+
+  // The per-call summary: one row per participant, with quality.
+  const summary = await gw.query(`SELECT participant, duration_s, samples, loss_mean, loss_p95, jitter_mean_ms, rtt_p95_ms, mos_mean, mos_p95 FROM vigie.call_summary WHERE call_id = {c:String}`, { c: callId });
+  assert.equal(summary.length, 2);
+  for (const row of summary) {
+    assert.ok(row.duration_s > 3, JSON.stringify(row));
+    assert.ok(row.mos_mean > 4 && row.mos_mean <= 4.5, `MOS on a clean loopback call: ${row.mos_mean}`);
+    assert.ok(row.loss_p95 < 0.01);
+  }
+});
