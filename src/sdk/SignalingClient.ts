@@ -29,6 +29,8 @@ export class SignalingClient {
   readonly #listeners = new Map<string, Set<Listener>>();
   readonly opened: Promise<void>;
   closeInfo?: { code: number; reason: string };
+  /** Notifications received while held, replayed in order on release. */
+  #held?: Array<[string, unknown]>;
 
   constructor(
     readonly socket: WebSocketLike,
@@ -73,6 +75,21 @@ export class SignalingClient {
     return () => set.delete(listener);
   }
 
+  /**
+   * Queues notifications instead of delivering them, until `releaseNotifications`.
+   * A client that still has async setup to do after `join` (loading the device)
+   * holds them so none is lost before its handlers exist.
+   */
+  holdNotifications(): void {
+    this.#held ??= [];
+  }
+
+  releaseNotifications(): void {
+    const held = this.#held ?? [];
+    this.#held = undefined;
+    for (const [method, data] of held) this.#emit(method, data);
+  }
+
   close(): void {
     this.socket.close(1000, 'bye');
   }
@@ -89,7 +106,8 @@ export class SignalingClient {
       return;
     }
     if (msg?.notification) {
-      this.#emit(msg.method, msg.data);
+      if (this.#held) this.#held.push([msg.method, msg.data]);
+      else this.#emit(msg.method, msg.data);
       return;
     }
     const pending = typeof msg?.id === 'number' ? this.#pending.get(msg.id) : undefined;

@@ -57,6 +57,9 @@ export class VigieCall {
   static async join(options: JoinOptions): Promise<VigieCall> {
     const url = options.url ?? `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
     const signaling = new SignalingClient(new WebSocket(url));
+    // Others may publish or join while the device loads: hold those
+    // notifications until the handlers below exist, then replay them.
+    signaling.holdNotifications();
     const joined = await signaling.request('join', { token: options.token });
     const device = new Device();
     await device.load({ routerRtpCapabilities: joined.rtpCapabilities });
@@ -71,6 +74,7 @@ export class VigieCall {
         for (const pr of p.producers) void call.subscribe(p.peerId, pr.producerId).catch((e) => call.#emitError(e));
       }
     }
+    signaling.releaseNotifications();
     return call;
   }
 

@@ -22,7 +22,15 @@ const AUDIO = { mimeType: 'audio/opus', payloadType: 100, clockRate: 48000, chan
  */
 export async function startFfmpegBot(
   room: Room,
-  opts: { kind: 'video' | 'audio'; bitrateKbps: number; name?: string; /** Puts something (a relay) between ffmpeg and the SFU; returns the port ffmpeg sends RTP to. */ through?: (sfuRtpPort: number) => Promise<number> },
+  opts: {
+    kind: 'video' | 'audio';
+    bitrateKbps: number;
+    name?: string;
+    /** Puts something (a relay) between ffmpeg and the SFU; returns the port ffmpeg sends RTP to. */
+    through?: (sfuRtpPort: number) => Promise<number>;
+    /** A pre-encoded VP8 file sent in a loop without re-encoding (cheap, for load tests). */
+    file?: string;
+  },
 ): Promise<FfmpegBot> {
   const transport = await room.router.createPlainTransport({ listenInfo: { protocol: 'udp', ip: '127.0.0.1' }, rtcpMux: false, comedia: true });
   const c = opts.kind === 'video' ? VIDEO : AUDIO;
@@ -42,9 +50,14 @@ export async function startFfmpegBot(
 
   const rtpPort = opts.through ? await opts.through(transport.tuple.localPort) : transport.tuple.localPort;
   const target = { ip: '127.0.0.1', port: rtpPort, rtcpPort: transport.rtcpTuple!.localPort };
-  const input = opts.kind === 'video' ? ['-f', 'lavfi', '-i', 'testsrc=size=320x240:rate=15'] : ['-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000'];
-  const codec =
-    opts.kind === 'video'
+  const input = opts.file
+    ? ['-stream_loop', '-1', '-i', opts.file]
+    : opts.kind === 'video'
+      ? ['-f', 'lavfi', '-i', 'testsrc=size=320x240:rate=15']
+      : ['-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000'];
+  const codec = opts.file
+    ? ['-c:v', 'copy', '-an']
+    : opts.kind === 'video'
       ? ['-c:v', 'libvpx', '-b:v', `${opts.bitrateKbps}k`, '-minrate', `${opts.bitrateKbps}k`, '-maxrate', `${opts.bitrateKbps}k`, '-deadline', 'realtime', '-cpu-used', '8', '-g', '15', '-an']
       : ['-c:a', 'libopus', '-b:a', `${opts.bitrateKbps}k`, '-ac', '2', '-vn'];
   const args = ['-nostdin', '-loglevel', 'error', '-re', ...input, ...codec, '-ssrc', String(c.ssrc), '-payload_type', String(c.payloadType), '-f', 'rtp', `rtp://${target.ip}:${target.port}?rtcpport=${target.rtcpPort}&pkt_size=1200`];
