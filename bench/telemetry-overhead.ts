@@ -2,8 +2,10 @@
  * CPU cost of telemetry: the same synthetic load (10 producers fed by ffmpeg,
  * each consumed 10 times) on a gateway with telemetry off, then on, in
  * alternating rounds. Measured: mediasoup worker CPU (getResourceUsage) plus
- * the gateway's Node CPU (process.cpuUsage). ffmpeg and the UDP sink run in
- * child processes and are not counted: they are the load, the same both ways.
+ * the gateway's Node CPU (process.cpuUsage). ffmpeg, the UDP sink and
+ * ClickHouse run in child processes and are not counted: ffmpeg and the sink
+ * are the load, the same both ways; ClickHouse is its own server in production
+ * (here the embedded engine behind test/helpers/chdbHttpServer.ts, over HTTP).
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
@@ -12,6 +14,7 @@ import path from 'node:path';
 import { Peer } from '../src/media/index.js';
 import { startGateway } from '../test/helpers/gateway.js';
 import { startFfmpegBot } from '../test/helpers/ffmpegBot.js';
+import { startChdbHttp } from '../test/helpers/chdbHttpServer.js';
 
 const PRODUCERS = 10;
 const CONSUMERS_PER_PRODUCER = 10;
@@ -27,8 +30,10 @@ execFileSync('ffmpeg', ['-loglevel', 'error', '-f', 'lavfi', '-i', 'testsrc=size
 const sink = spawn(process.execPath, ['-e', "const s=require('dgram').createSocket('udp4');s.on('message',()=>{});s.bind(0,'127.0.0.1',()=>console.log(s.address().port))"], { stdio: ['ignore', 'pipe', 'inherit'] });
 const sinkPort = await new Promise<number>((r) => sink.stdout!.once('data', (d) => r(Number(String(d).trim()))));
 
+const clickhouse = await startChdbHttp(path.join(dir, 'clickhouse'));
+
 async function round(telemetry: boolean): Promise<{ workerMs: number; nodeMs: number; rows: number }> {
-  const gw = await startGateway({ telemetry: { enabled: telemetry, statsIntervalMs: STATS_INTERVAL_MS }, media: { workers: 1 } });
+  const gw = await startGateway({ telemetry: { enabled: telemetry, statsIntervalMs: STATS_INTERVAL_MS }, media: { workers: 1 }, clickhouse: { url: clickhouse.url } });
   const room = await gw.app.sfu.getOrCreateRoom('acme', 'load');
   const bots = [];
   for (let i = 0; i < PRODUCERS; i++) bots.push(await startFfmpegBot(room, { kind: 'video', bitrateKbps: 500, file: clip, name: `p${i}` }));
@@ -54,7 +59,9 @@ async function round(telemetry: boolean): Promise<{ workerMs: number; nodeMs: nu
   const rows = gw.app.telemetry?.collector.samplesTaken.track_stats ?? 0;
   for (const b of bots) await b.stop();
   await gw.close();
-  return { workerMs: w1.ru_utime + w1.ru_stime - (w0.ru_utime + w0.ru_stime), nodeMs: (n1.user + n1.system) / 1000, rows };
+  const r = { workerMs: w1.ru_utime + w1.ru_stime - (w0.ru_utime + w0.ru_stime), nodeMs: (n1.user + n1.system) / 1000, rows };
+  console.error(`[telemetry ${telemetry ? 'on ' : 'off'}] worker ${r.workerMs} ms, node ${Math.round(r.nodeMs)} ms, track rows ${rows}`);
+  return r;
 }
 
 const off: Array<Awaited<ReturnType<typeof round>>> = [];
@@ -64,6 +71,7 @@ for (let i = 0; i < ROUNDS; i++) {
   on.push(await round(true));
 }
 sink.kill();
+await clickhouse.stop();
 const total = (rs: typeof off) => rs.reduce((s, r) => s + r.workerMs + r.nodeMs, 0);
 const sum = (rs: typeof off, k: 'workerMs' | 'nodeMs') => Math.round(rs.reduce((s, r) => s + r[k], 0));
 console.log(

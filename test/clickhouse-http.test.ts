@@ -35,3 +35,35 @@ test('production mode (CLICKHOUSE_URL) with the server unreachable: calls go on 
     await gw.close();
   }
 });
+
+test('production mode over HTTP: the ClickHouse process dies mid-run and comes back; rows equal samples, no duplicates', async () => {
+  const { mkdtempSync } = await import('node:fs');
+  const os = await import('node:os');
+  const path = await import('node:path');
+  const { startChdbHttp } = await import('./helpers/chdbHttpServer.js');
+  const server = await startChdbHttp(mkdtempSync(path.join(os.tmpdir(), 'vigie-ch-http-')));
+  const gw = await startGateway({ clickhouse: { url: server.url, requestTimeoutMs: 2000 }, telemetry: { statsIntervalMs: 1000 }, writer: { flushIntervalMs: 200 } });
+  try {
+    assert.equal(gw.app.clickhouse.schemaReady, true, 'migrations applied over HTTP');
+    const room = await gw.app.sfu.getOrCreateRoom('acme', 'http-outage');
+    const bot = await startFfmpegBot(room, { kind: 'audio', bitrateKbps: 32 });
+    await new Promise((r) => setTimeout(r, 2500));
+    await server.stop(); // connection refused from here on
+    await new Promise((r) => setTimeout(r, 3000));
+    const telemetry = gw.app.telemetry!;
+    assert.ok(telemetry.writer.counters.insertErrors > 0 && telemetry.writer.spoolBytes > 0, 'batches spooled during the outage');
+    await server.start();
+    await new Promise((r) => setTimeout(r, 1500));
+    await bot.stop();
+    await telemetry.collector.stop();
+    assert.ok(await telemetry.writer.drain(), 'spool replayed over HTTP');
+    const samples = telemetry.collector.samplesTaken.track_stats;
+    const [r] = await gw.query<{ n: string; distinct_samples: string }>(`SELECT count() AS n, uniqExact(track_id, ts) AS distinct_samples FROM vigie.track_stats`);
+    assert.ok(samples >= 6);
+    assert.equal(Number(r!.n), samples);
+    assert.equal(Number(r!.distinct_samples), samples);
+  } finally {
+    await gw.close();
+    await server.stop();
+  }
+});
