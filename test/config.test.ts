@@ -35,6 +35,8 @@ test('cross-field rules: port range, TLS pair, TURN secret, announced address', 
   assert.throws(() => loadConfig({ VIGIE_TURN_URLS: 'turn:127.0.0.1:3478' }), /VIGIE_TURN_SECRET is not/);
   assert.throws(() => loadConfig({ VIGIE_TURN_URLS: 'http://x', VIGIE_TURN_SECRET: 'x'.repeat(16) }), /not a turn: or turns: URL/);
   assert.throws(() => loadConfig({ VIGIE_MEDIA_LISTEN_IP: '0.0.0.0' }), /VIGIE_MEDIA_ANNOUNCED_ADDRESS/);
+  assert.throws(() => loadConfig({ VIGIE_STATS_INTERVAL_MS: '500' }), /VIGIE_STATS_INTERVAL_MS: must be at least 1000 \(1 s\)/);
+  assert.equal(loadConfig({}).telemetry.statsIntervalMs, 5000);
 });
 
 test('config file is read, environment wins, tenants are validated', () => {

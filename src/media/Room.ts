@@ -102,6 +102,7 @@ export class Room {
     for (const peer of this.peers.values()) {
       peer.notify('roomClosed', { reason });
       peer.close(`room-closed:${reason}`);
+      this.observer.emit('peerleft', peer, `room-closed:${reason}`);
     }
     this.peers.clear();
     this.slot.routers = Math.max(0, this.slot.routers - 1);
