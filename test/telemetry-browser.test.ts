@@ -53,7 +53,7 @@ test('a browser call fills stats, client stats, transport stats, events and the 
   assert.ok(video.w >= 320 && video.h >= 240 && video.fps > 5, JSON.stringify(video));
   assert.ok(video.vq >= 1 && video.vq <= 5);
   const transports = await gw.query(
-    `SELECT direction, any(protocol) AS protocol, anyIf(candidate_type, candidate_type != '') AS candidate_type, max(bytes_received + bytes_sent) AS traffic FROM vigie.transport_stats WHERE call_id = {c:String} GROUP BY direction`,
+    `SELECT direction, anyIf(protocol, protocol != '') AS protocol, anyIf(candidate_type, candidate_type != '') AS candidate_type, max(bytes_received + bytes_sent) AS traffic FROM vigie.transport_stats WHERE call_id = {c:String} GROUP BY direction`,
     { c: callId },
   );
   assert.deepEqual(transports.map((t) => t.direction).sort(), ['recv', 'send']);
