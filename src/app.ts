@@ -5,8 +5,10 @@
 import { readFileSync } from 'node:fs';
 import Fastify, { type FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
-import { ApiKeyStore, TokenService } from './auth/index.js';
-import type { Config, TenantConfig } from './config/index.js';
+import { TokenService } from './auth/index.js';
+import path from 'node:path';
+import type { Config } from './config/index.js';
+import { TenantRegistry } from './tenants/index.js';
 import { loadOrCreateSecret } from './dataDir.js';
 import { VigieError } from './errors.js';
 import { loggerOptions } from './logging.js';
@@ -17,14 +19,16 @@ import telemetryPlugin from './telemetry/index.js';
 import httpTracing from './telemetry/httpTracing.js';
 import signalingPlugin, { type SignalingSession } from './signaling/index.js';
 import webPlugin from './web/index.js';
+import webhooksPlugin from './webhooks/index.js';
+import { RoomDirectory } from './media/index.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
     config: Config;
-    tenants: ReadonlyMap<string, TenantConfig>;
+    tenants: TenantRegistry;
+    rooms: RoomDirectory;
     sfu: Sfu;
     tokens: TokenService;
-    apiKeys: ApiKeyStore;
     signalingSessions: Map<string, SignalingSession>;
   }
 }
@@ -32,7 +36,7 @@ declare module 'fastify' {
 const corePlugin = fp(
   async (app: FastifyInstance, opts: { config: Config }) => {
     const { config } = opts;
-    const tenants = new Map(config.tenants.map((t) => [t.id, t]));
+    const tenants = new TenantRegistry(config.tenants, path.join(config.dataDir, 'tenants.json'));
     const hs256Secret = config.auth.hs256Secret ?? loadOrCreateSecret(config.dataDir, 'jwt-hs256.secret').value;
     const sfu = new Sfu(
       {
@@ -52,9 +56,9 @@ const corePlugin = fp(
     await sfu.start();
     app.decorate('config', config);
     app.decorate('tenants', tenants);
+    app.decorate('rooms', new RoomDirectory(path.join(config.dataDir, 'rooms.json')));
     app.decorate('sfu', sfu);
     app.decorate('tokens', new TokenService({ ...config.auth, hs256Secret, isKnownTenant: (t) => tenants.has(t) }));
-    app.decorate('apiKeys', new ApiKeyStore(config.tenants));
     // preClose: rooms close (and their last events are recorded) before the
     // onClose hooks flush the telemetry writer and close ClickHouse.
     app.addHook('preClose', async () => sfu.close());
@@ -88,6 +92,7 @@ export async function buildApp(config: Config, opts: { logStream?: NodeJS.Writab
   await app.register(corePlugin, { config });
   await app.register(clickhousePlugin);
   await app.register(telemetryPlugin);
+  await app.register(webhooksPlugin);
   await app.register(apiPlugin);
   await app.register(signalingPlugin);
   await app.register(webPlugin);

@@ -107,7 +107,7 @@ test('JWKS: RS256, ES256 and EdDSA keys verify; unknown kids are refused; rotati
 
 test('API keys are checked by hash; revoked and unknown keys are refused', () => {
   const k = generateApiKey('tenantk1');
-  const store = new ApiKeyStore([{ id: 't', embedOrigins: [], apiKeys: [{ id: 'tenantk1', hash: k.hash, scopes: ['tokens:mint'], revoked: false }] }]);
+  const store = new ApiKeyStore([{ id: 't', embedOrigins: [], allowedLocations: ['FR'], retentionPolicy: 'default', webhooks: [], apiKeys: [{ id: 'tenantk1', hash: k.hash, scopes: ['tokens:mint'], revoked: false }] }]);
   assert.equal(store.authenticate(k.key).tenant, 't');
   assert.throws(() => store.authenticate(k.key.slice(0, -1) + (k.key.endsWith('A') ? 'B' : 'A')), { code: 'UNAUTHORIZED' });
   assert.throws(() => store.authenticate('vk_nobody00_' + 'x'.repeat(43)), { code: 'UNAUTHORIZED' });

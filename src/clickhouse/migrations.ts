@@ -176,6 +176,24 @@ export const MIGRATIONS: Migration[] = [
         )`,
     ],
   },
+  {
+    version: 2,
+    name: 'webhooks: one row per delivery attempt',
+    statements: ({ db, onCluster, engine, dedupSettings }) => [
+      `CREATE TABLE IF NOT EXISTS ${db}.webhook_attempts${onCluster} (
+        ts DateTime64(3, 'UTC'),
+        tenant LowCardinality(String),
+        endpoint_id String,
+        delivery_id String,
+        event LowCardinality(String),
+        attempt UInt16,
+        status_code UInt16,
+        outcome LowCardinality(String) COMMENT 'delivered, failed, refused (SSRF), endpoint-disabled',
+        error String,
+        duration_ms UInt32
+      ) ENGINE = ${engine('MergeTree')} PARTITION BY toYYYYMM(ts) ORDER BY (tenant, endpoint_id, ts) SETTINGS ${dedupSettings}`,
+    ],
+  },
 ];
 
 function checksum(m: Migration): string {

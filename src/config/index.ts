@@ -12,7 +12,7 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { SETTINGS, tenantSchema, type TenantConfig } from './settings.js';
 
-export { SETTINGS, type TenantConfig } from './settings.js';
+export { SETTINGS, tenantSchema, type TenantConfig, type WebhookEndpointConfig } from './settings.js';
 
 export interface Config {
   configFile?: string;
@@ -47,6 +47,10 @@ export interface Config {
   clickhouse: { url?: string; user: string; password?: string; database: string; cluster?: string; requestTimeoutMs: number };
   telemetry: { enabled: boolean; statsIntervalMs: number; clientStatsIntervalMs: number; statsConcurrency: number; pseudonymSecret?: string };
   writer: { batchRows: number; flushIntervalMs: number; maxBufferedRows: number; spoolMaxBytes: number; spoolFullPolicy: 'drop-oldest' | 'drop-newest' };
+  adminKeyHash?: string;
+  api: { ratePerMinute: number };
+  webhooks: { allowPrivateTargets: boolean; timeoutMs: number; maxAttempts: number; backoffBaseMs: number; disableAfterFailures: number; replayWindowSeconds: number };
+  quality: { alertMos: number; alertSeconds: number };
   tenants: TenantConfig[];
 }
 

@@ -90,6 +90,17 @@ export const SETTINGS: readonly SettingSpec[] = [
   setting('writer.maxBufferedRows', 'VIGIE_WRITER_MAX_BUFFERED_ROWS', positiveInt.max(10_000_000).default(100_000), '100000', 'Rows held in memory at most; beyond it batches go straight to the spool.'),
   setting('writer.spoolMaxBytes', 'VIGIE_SPOOL_MAX_BYTES', positiveInt.min(1 << 20).default(1 << 30), '1073741824', 'Disk the spool may use while ClickHouse is unavailable.'),
   setting('writer.spoolFullPolicy', 'VIGIE_SPOOL_FULL_POLICY', z.enum(['drop-oldest', 'drop-newest']).default('drop-oldest'), 'drop-oldest', 'What a full spool gives up: its oldest segment, or the batch being written. Either way it is logged and counted.'),
+
+  setting('adminKeyHash', 'VIGIE_ADMIN_KEY_HASH', z.string().regex(/^sha256:[0-9a-f]{64}$/, 'must be sha256:<64 hex digits>').optional(), 'unset (admin API off)', 'Hash of the operator key for /v1/admin (tenants, API keys). The key itself is never stored.'),
+  setting('api.ratePerMinute', 'VIGIE_API_RATE_PER_MIN', positiveInt.max(100_000).default(600), '600', 'REST requests per minute per API key (or per IP without one).'),
+  setting('webhooks.allowPrivateTargets', 'VIGIE_WEBHOOK_ALLOW_PRIVATE', bool.default(false), 'false', 'Allow webhook URLs that resolve to private, loopback or link-local addresses (SSRF protection off).'),
+  setting('webhooks.timeoutMs', 'VIGIE_WEBHOOK_TIMEOUT_MS', positiveInt.min(100).max(60_000).default(5000), '5000', 'Timeout of one delivery attempt.'),
+  setting('webhooks.maxAttempts', 'VIGIE_WEBHOOK_MAX_ATTEMPTS', positiveInt.max(100).default(12), '12', 'Attempts per delivery before it is given up.'),
+  setting('webhooks.backoffBaseMs', 'VIGIE_WEBHOOK_BACKOFF_MS', positiveInt.min(10).max(3_600_000).default(2000), '2000', 'First retry delay; doubles per attempt (capped at 1 h), with full jitter.'),
+  setting('webhooks.disableAfterFailures', 'VIGIE_WEBHOOK_DISABLE_AFTER', positiveInt.max(10_000).default(50), '50', 'Consecutive failed attempts after which an endpoint is disabled.'),
+  setting('webhooks.replayWindowSeconds', 'VIGIE_WEBHOOK_REPLAY_WINDOW_S', positiveInt.max(3600).default(300), '300', 'Replay window receivers should enforce on Vigie-Signature timestamps (documented, sent as a header).'),
+  setting('quality.alertMos', 'VIGIE_QUALITY_ALERT_MOS', z.coerce.number().min(1).max(4.5).default(3.1), '3.1', 'quality.alert fires when a participant\'s audio MOS stays below this…'),
+  setting('quality.alertSeconds', 'VIGIE_QUALITY_ALERT_SECONDS', positiveInt.max(3600).default(15), '15', '…for this many seconds.'),
 ];
 
 /**
@@ -112,5 +123,23 @@ export const tenantSchema = z.object({
       }),
     )
     .default([]),
+  /** Storage locations (ISO country codes) this tenant's recordings may be kept in. */
+  allowedLocations: z.array(z.string().regex(/^[A-Z]{2}$/, 'ISO 3166-1 alpha-2 country code')).min(1).default(['FR']),
+  /** Name of the retention policy (retention-policies/) that applies to this tenant. */
+  retentionPolicy: z.string().regex(/^[a-z0-9-]{1,64}$/).default('default'),
+  webhooks: z
+    .array(
+      z.object({
+        id: z.string().regex(/^[A-Za-z0-9_-]{4,64}$/),
+        url: z.url().refine((u) => /^https?:\/\//.test(u), 'must be http(s)'),
+        /** Event names, or ["*"] for all. */
+        events: z.array(z.string().min(1).max(64)).min(1).default(['*']),
+        /** Signing secret (HMAC-SHA256); needed in clear to sign, so the tenants file is kept 0600. */
+        secret: z.string().min(24),
+        enabled: z.boolean().default(true),
+      }),
+    )
+    .default([]),
 });
 export type TenantConfig = z.infer<typeof tenantSchema>;
+export type WebhookEndpointConfig = TenantConfig['webhooks'][number];

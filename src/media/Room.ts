@@ -5,6 +5,7 @@ import type { Logger } from '../logging.js';
 import { VigieError } from '../errors.js';
 import type { Peer, TrackSource } from './Peer.js';
 import type { WorkerSlot } from './WorkerPool.js';
+import type { RoomOptions } from './RoomDirectory.js';
 
 /** Per-peer ceilings: a misbehaving client cannot exhaust a worker. */
 export const PEER_LIMITS = { transports: 4, producers: 6, consumers: 300 } as const;
@@ -50,6 +51,8 @@ export class Room {
     private readonly transportSettings: TransportSettings,
     private readonly maxPeers: number,
     private readonly log: Logger,
+    /** Options the room opened with (recording policy, consent, retention). */
+    readonly options: RoomOptions = { recordingPolicy: 'manual', consentRequired: false },
   ) {
     slot.routers++;
     speakerObserver.on('dominantspeaker', ({ producer }) => {
@@ -195,6 +198,19 @@ export class Room {
     if (producer.kind === 'audio') void this.speakerObserver.addProducer({ producerId: producer.id }).catch(() => undefined);
     peer.observer.emit('newproducer', producer);
     this.broadcast('newProducer', { peerId: peer.id, producerId: producer.id, kind: producer.kind, source: producer.appData.source, paused: producer.paused }, peer);
+  }
+
+  /** Remote mute (by a moderator or the API): pauses the peer's tracks of `kind` and tells everyone. */
+  async muteProducers(peer: Peer, kind?: ms.MediaKind): Promise<string[]> {
+    const muted: string[] = [];
+    for (const p of peer.producers.values()) {
+      if ((kind && p.kind !== kind) || p.paused) continue;
+      await p.pause();
+      muted.push(p.id);
+      peer.notify('mutedByServer', { producerId: p.id, kind: p.kind });
+      this.broadcast('producerPaused', { peerId: peer.id, producerId: p.id }, peer);
+    }
+    return muted;
   }
 
   closeProducer(peer: Peer, producerId: string): void {

@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import type { types as ms } from 'mediasoup';
 import type { Logger } from '../logging.js';
 import { MEDIA_CODECS } from './codecs.js';
+import { roomOptionsSchema, type RoomOptions } from './RoomDirectory.js';
 import { Room, roomKey, type TransportSettings } from './Room.js';
 import { WorkerPool, type WorkerPoolOptions } from './WorkerPool.js';
 
@@ -49,13 +50,14 @@ export class Sfu {
     return r && !r.closed ? r : undefined;
   }
 
-  async getOrCreateRoom(tenant: string, roomId: string): Promise<Room> {
+  /** The room, opened on first use with `options` (defaults when not given). */
+  async getOrCreateRoom(tenant: string, roomId: string, options: RoomOptions = roomOptionsSchema.parse({})): Promise<Room> {
     const key = roomKey(tenant, roomId);
     const existing = this.getRoom(tenant, roomId);
     if (existing) return existing;
     let pending = this.#pending.get(key);
     if (!pending) {
-      pending = this.#createRoom(tenant, roomId).finally(() => this.#pending.delete(key));
+      pending = this.#createRoom(tenant, roomId, options).finally(() => this.#pending.delete(key));
       this.#pending.set(key, pending);
     }
     return pending;
@@ -66,11 +68,12 @@ export class Sfu {
     await this.pool.close();
   }
 
-  async #createRoom(tenant: string, roomId: string): Promise<Room> {
+  async #createRoom(tenant: string, roomId: string, options: RoomOptions): Promise<Room> {
     const slot = this.pool.leastLoaded();
     const router: ms.Router = await slot.worker.createRouter({ mediaCodecs: MEDIA_CODECS, appData: { tenant, room: roomId } });
     const speakers = await router.createActiveSpeakerObserver({ interval: 300 });
-    const room = new Room(tenant, roomId, router, slot, speakers, this.options.transport, this.options.maxPeersPerRoom, this.log.child({ component: 'room' }));
+    const maxPeers = Math.min(this.options.maxPeersPerRoom, options.maxParticipants ?? Infinity);
+    const room = new Room(tenant, roomId, router, slot, speakers, this.options.transport, maxPeers, this.log.child({ component: 'room' }), options);
     this.#rooms.set(room.key, room);
     room.observer.once('close', () => {
       if (this.#rooms.get(room.key) === room) this.#rooms.delete(room.key);

@@ -14,3 +14,4 @@ export * from './Peer.js';
 export * from './WorkerPool.js';
 export * from './codecs.js';
 export * from './workerBinary.js';
+export * from './RoomDirectory.js';

@@ -18,6 +18,10 @@ export interface VigieCallEvents {
   trackRemoved: { peerId: string; consumerId: string };
   activeSpeaker: { peerId: string };
   roomClosed: { reason: string };
+  /** A moderator muted one of this participant's tracks. */
+  mutedByServer: { producerId: string; kind: 'audio' | 'video' };
+  /** A moderator removed this participant from the call. */
+  removed: { reason: string };
   disconnected: { code: number; reason: string };
   error: { code: string; message: string };
 }
@@ -314,6 +318,16 @@ export class VigieCall {
       this.#teardown();
       this.peers.clear();
       this.#emit('roomClosed', { reason });
+    });
+    s.on('mutedByServer', ({ producerId, kind }) => {
+      for (const p of this.producers.values()) if (p.id === producerId) p.pause();
+      this.#emit('mutedByServer', { producerId, kind });
+    });
+    s.on('removed', ({ reason }) => {
+      this.#left = true;
+      this.#teardown();
+      this.peers.clear();
+      this.#emit('removed', { reason });
     });
     s.on('error', (e) => this.#emit('error', e));
     s.on('close', (info) => {

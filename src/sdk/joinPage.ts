@@ -113,6 +113,16 @@ async function main(): Promise<void> {
     setStatus('Disconnected');
     report('disconnected', info);
   });
+  call.on('mutedByServer', ({ kind }) => {
+    const btn = document.getElementById(kind === 'audio' ? 'toggle-mic' : 'toggle-cam');
+    btn?.setAttribute('aria-pressed', 'true');
+    report('mutedByServer', { kind });
+  });
+  call.on('removed', ({ reason }) => {
+    setStatus('You were removed from the call');
+    tilesEl.replaceChildren();
+    report('removed', { reason });
+  });
   call.on('error', (e) => report('error', e));
 
   wireButtons(call);

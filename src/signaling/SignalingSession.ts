@@ -6,12 +6,13 @@ import { errors as msErrors } from 'mediasoup';
 import { hasGrant, iceServersFor, type TokenService } from '../auth/index.js';
 import type { Config } from '../config/index.js';
 import { VigieError, toVigieError } from '../errors.js';
-import { Peer, type Room, type Sfu } from '../media/index.js';
+import { Peer, type Room, type RoomDirectory, type Sfu } from '../media/index.js';
 import { envelopeSchema, REQUESTS, REQUIRED_GRANT, type Method, type RequestData, type ResponseFrame } from './protocol.js';
 import { TokenBucket } from './TokenBucket.js';
 
 export interface SessionContext {
   sfu: Sfu;
+  rooms: RoomDirectory;
   tokens: TokenService;
   config: Config;
   log: Logger;
@@ -20,7 +21,7 @@ export interface SessionContext {
 }
 
 /** Close codes the SDK understands. */
-export const CLOSE_CODES = { replaced: 4000, rateLimited: 4008, tooBig: 1009 } as const;
+export const CLOSE_CODES = { replaced: 4000, removed: 4001, rateLimited: 4008, tooBig: 1009 } as const;
 
 /** Rate-limit violations in a row before the connection is dropped. */
 const MAX_RATE_VIOLATIONS = 200;
@@ -183,7 +184,7 @@ export class SignalingSession {
   async #join(req: RequestData<'join'>): Promise<unknown> {
     if (this.#peer && !this.#peer.closed) throw new VigieError('INVALID_REQUEST', 'already joined; leave first');
     const claims = await this.ctx.tokens.verify(req.token, { tenant: req.tenant, room: req.room });
-    const room = await this.ctx.sfu.getOrCreateRoom(claims.tenant, claims.room);
+    const room = await this.ctx.sfu.getOrCreateRoom(claims.tenant, claims.room, this.ctx.rooms.optionsFor(claims.tenant, claims.room));
 
     const previous = room.findPeerByIdentity(claims.identity);
     if (previous) {
@@ -204,6 +205,15 @@ export class SignalingSession {
         this.#peer = undefined;
         this.ctx.sessions.delete(peer.id);
       }
+    });
+    // Removed through the API: say so, then hang up.
+    peer.observer.once('close', (reason) => {
+      if (reason !== 'removed') return;
+      this.#notify('removed', { reason });
+      this.#peer = undefined;
+      this.#room = undefined;
+      this.ctx.sessions.delete(peer.id);
+      this.socket.close(CLOSE_CODES.removed, 'removed');
     });
     this.log.info({ callId: room.callId }, 'peer joined');
     return {

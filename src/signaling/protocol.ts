@@ -146,4 +146,6 @@ export const NOTIFICATIONS = [
   'activeSpeaker',
   'roomClosed',
   'sessionReplaced',
+  'removed',
+  'mutedByServer',
 ] as const;

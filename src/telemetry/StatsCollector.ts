@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import type { types as ms } from 'mediasoup';
 import type { Logger } from '../logging.js';
 import type { ClientStatsReport, Peer, Room, Sfu } from '../media/index.js';
@@ -60,7 +61,18 @@ interface PeerNetwork {
  * server cannot see (frame rate, resolution, freezes, relay) to complete the
  * server rows.
  */
+export interface AudioSample {
+  room: Room;
+  peer: Peer;
+  trackId: string;
+  direction: 'inbound' | 'outbound';
+  mos: number;
+  ts: number;
+}
+
 export class StatsCollector {
+  /** Each audio sample's MOS, for whoever watches call quality (alerts). */
+  readonly observer = new EventEmitter<{ audiosample: [sample: AudioSample] }>();
   readonly samplesTaken = { track_stats: 0, transport_stats: 0, client_stats: 0 };
   skippedTicks = 0;
   readonly #tracks = new Map<string, TrackEntry>();
@@ -166,6 +178,8 @@ export class StatsCollector {
       const rttMs = s.roundTripTime ?? net?.rttMs ?? null;
       if (e.role === 'consumer' && s.roundTripTime !== undefined && net) net.rttMs = s.roundTripTime;
       const isAudio = e.obj.kind === 'audio';
+      const mos = isAudio ? estimateMos({ lossFraction, jitterMs: jitterMs ?? 0, rttMs: rttMs ?? 0 }) : null;
+      if (mos !== null) this.observer.emit('audiosample', { room: e.room, peer: e.peer, trackId: e.obj.id, direction: e.role === 'producer' ? 'inbound' : 'outbound', mos, ts: now });
       this.writer.write('track_stats', {
         ts: now,
         ...this.keys.of(e.room, e.peer),
@@ -193,7 +207,7 @@ export class StatsCollector {
         frame_rate: isAudio ? null : (view?.fps ?? null),
         frame_width: isAudio ? null : (view?.width ?? null),
         frame_height: isAudio ? null : (view?.height ?? null),
-        mos: isAudio ? estimateMos({ lossFraction, jitterMs: jitterMs ?? 0, rttMs: rttMs ?? 0 }) : null,
+        mos,
         video_quality:
           !isAudio && view?.width && view.height && view.fps !== undefined
             ? videoQualityScore({ width: view.width, height: view.height, fps: view.fps, freezeMs: view.freezeMs, intervalMs })

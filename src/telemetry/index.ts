@@ -17,12 +17,14 @@ import { Pseudonymizer } from './Pseudonymizer.js';
 import { CallKeys } from './rows.js';
 import { Spool } from './Spool.js';
 import { StatsCollector } from './StatsCollector.js';
+import { QualityMonitor } from './QualityMonitor.js';
 
 export { ClickHouseWriter } from './ClickHouseWriter.js';
 export { Spool } from './Spool.js';
 export { Pseudonymizer } from './Pseudonymizer.js';
 export { StatsCollector } from './StatsCollector.js';
 export { CallEventRecorder } from './CallEventRecorder.js';
+export { QualityMonitor, type QualityAlert } from './QualityMonitor.js';
 export { estimateMos, videoQualityScore } from './quality.js';
 export { startOpenTelemetry, traceMixin, tracer, otlpConfigured } from './otel.js';
 
@@ -30,6 +32,7 @@ export interface Telemetry {
   writer: ClickHouseWriter;
   collector: StatsCollector;
   events: CallEventRecorder;
+  quality: QualityMonitor;
   keys: CallKeys;
 }
 
@@ -60,7 +63,8 @@ export default fp(
     collector.start();
     events.start();
     registerGatewayMetrics(app.sfu, writer);
-    app.decorate('telemetry', { writer, collector, events, keys });
+    const quality = new QualityMonitor(collector, config.quality.alertMos, config.quality.alertSeconds);
+    app.decorate('telemetry', { writer, collector, events, quality, keys });
     // Runs before the SFU closes (hooks run in reverse), so final events are written.
     app.addHook('onClose', async () => {
       await collector.stop();

@@ -1,0 +1,64 @@
+import type { FastifyInstance, RouteShorthandOptions } from 'fastify';
+import { z } from 'zod';
+import type { TenantConfig } from '../config/index.js';
+import { assertPublicTarget } from '../webhooks/index.js';
+import { requireOperator } from './principal.js';
+import { openapi, parse } from './schema.js';
+import { publicEndpoint, webhookBody } from './webhooks.js';
+
+const tenantParam = z.object({ tenant: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/) });
+const tenantBody = z.object({
+  name: z.string().min(1).max(128).optional(),
+  embedOrigins: z.array(z.string()).optional(),
+  allowedLocations: z.array(z.string()).optional(),
+  retentionPolicy: z.string().optional(),
+});
+const keyBody = z.object({ scopes: z.array(z.enum(['tokens:mint', 'rooms:read', 'rooms:write', 'recordings:read', 'admin'])).min(1) });
+
+/** What the admin API shows of a tenant: never a key hash or a webhook secret. */
+const publicTenant = (t: TenantConfig) => ({
+  ...t,
+  apiKeys: t.apiKeys.map(({ hash: _hash, ...k }) => k),
+  webhooks: t.webhooks.map(publicEndpoint),
+});
+
+/** Operator API (x-admin-key): tenants, their API keys and webhooks. */
+export async function adminRoutes(app: FastifyInstance): Promise<void> {
+  const opts = (summary: string, extra: Record<string, unknown> = {}): RouteShorthandOptions => ({ schema: { tags: ['admin'], summary, security: [{ adminKey: [] }], ...extra } });
+  app.addHook('onRequest', async (req) => requireOperator(app, req));
+
+  app.get('/v1/admin/tenants', opts('List tenants'), async () => ({ tenants: app.tenants.list().map(publicTenant) }));
+
+  app.put('/v1/admin/tenants/:tenant', opts('Create or update a tenant', { params: openapi(tenantParam), body: openapi(tenantBody) }), async (req) => {
+    const { tenant } = parse(tenantParam, req.params);
+    const t = app.tenants.upsert(tenant, parse(tenantBody, req.body));
+    req.log.info({ tenant }, 'tenant updated through the admin API');
+    return publicTenant(t);
+  });
+
+  app.delete('/v1/admin/tenants/:tenant', opts('Delete a tenant', { params: openapi(tenantParam) }), async (req, reply) => {
+    app.tenants.remove(parse(tenantParam, req.params).tenant);
+    return reply.code(204).send();
+  });
+
+  app.post('/v1/admin/tenants/:tenant/api-keys', opts('Create an API key (returned once)', { params: openapi(tenantParam), body: openapi(keyBody) }), async (req, reply) => {
+    const { tenant } = parse(tenantParam, req.params);
+    const created = app.tenants.createApiKey(tenant, parse(keyBody, req.body).scopes);
+    req.log.info({ tenant, keyId: created.id }, 'API key created');
+    return reply.code(201).send(created);
+  });
+
+  app.delete('/v1/admin/tenants/:tenant/api-keys/:keyId', opts('Revoke an API key', { params: openapi(tenantParam.extend({ keyId: z.string() })) }), async (req, reply) => {
+    const { tenant } = parse(tenantParam, req.params);
+    app.tenants.revokeApiKey(tenant, (req.params as { keyId: string }).keyId);
+    req.log.info({ tenant, keyId: (req.params as { keyId: string }).keyId }, 'API key revoked');
+    return reply.code(204).send();
+  });
+
+  app.post('/v1/admin/tenants/:tenant/webhooks', opts("Add a webhook endpoint to a tenant", { params: openapi(tenantParam), body: openapi(webhookBody) }), async (req, reply) => {
+    const { tenant } = parse(tenantParam, req.params);
+    const body = parse(webhookBody, req.body);
+    await assertPublicTarget(body.url, app.config.webhooks.allowPrivateTargets);
+    return reply.code(201).send(app.tenants.addWebhook(tenant, body));
+  });
+}

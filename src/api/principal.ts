@@ -1,0 +1,58 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { ApiKeyScope } from '../auth/index.js';
+import { VigieError } from '../errors.js';
+import { annotateRequest } from '../telemetry/httpTracing.js';
+
+/** Who is calling: always one tenant; a user token is further limited to its room. */
+export interface Principal {
+  tenant: string;
+  scopes: ReadonlySet<ApiKeyScope>;
+  /** Set for user JWTs: the only room they may act on. */
+  room?: string;
+  /** For logs and the audit trail: `key:<id>` or `user` (identities are not logged). */
+  actor: string;
+}
+
+export function apiKeyFrom(req: FastifyRequest): string | undefined {
+  const header = req.headers['x-api-key'];
+  if (typeof header === 'string') return header;
+  const auth = req.headers.authorization;
+  return auth?.startsWith('Bearer vk_') ? auth.slice('Bearer '.length) : undefined;
+}
+
+/** A tenant API key, or a participant JWT whose `admin` grant lets it manage its own room. */
+export async function authenticate(app: FastifyInstance, req: FastifyRequest): Promise<Principal> {
+  const key = apiKeyFrom(req);
+  let principal: Principal;
+  if (key) {
+    const p = app.tenants.authenticate(key);
+    principal = { tenant: p.tenant, scopes: p.scopes, actor: `key:${p.keyId}` };
+  } else if (req.headers.authorization?.startsWith('Bearer ')) {
+    const claims = await app.tokens.verify(req.headers.authorization.slice('Bearer '.length));
+    const scopes = new Set<ApiKeyScope>();
+    if (claims.grants.has('admin')) for (const s of ['rooms:read', 'rooms:write', 'recordings:read'] as const) scopes.add(s);
+    else if (claims.grants.has('record')) scopes.add('recordings:read');
+    principal = { tenant: claims.tenant, scopes, room: claims.room, actor: 'user' };
+  } else {
+    throw new VigieError('UNAUTHORIZED', 'send an API key (x-api-key) or a bearer token');
+  }
+  annotateRequest(req, { tenant: principal.tenant });
+  return principal;
+}
+
+export function requireScope(p: Principal, scope: ApiKeyScope, room?: string): void {
+  if (!p.scopes.has(scope) && !p.scopes.has('admin')) throw new VigieError('FORBIDDEN', `the ${scope} scope is required`);
+  if (room !== undefined && p.room !== undefined && p.room !== room) throw new VigieError('FORBIDDEN', 'this token is for another room');
+}
+
+/** Operator access to /v1/admin: `x-admin-key`, checked against VIGIE_ADMIN_KEY_HASH. */
+export function requireOperator(app: FastifyInstance, req: FastifyRequest): void {
+  const expected = app.config.adminKeyHash;
+  if (!expected) throw new VigieError('FORBIDDEN', 'the admin API is disabled (set VIGIE_ADMIN_KEY_HASH)');
+  const given = req.headers['x-admin-key'];
+  const digest = createHash('sha256').update(typeof given === 'string' ? given : '').digest();
+  if (typeof given !== 'string' || !timingSafeEqual(digest, Buffer.from(expected.slice('sha256:'.length), 'hex'))) {
+    throw new VigieError('UNAUTHORIZED', 'invalid admin key');
+  }
+}

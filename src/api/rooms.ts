@@ -1,0 +1,114 @@
+import type { FastifyInstance } from 'fastify';
+import { z } from 'zod';
+import { ROOM_ID } from '../auth/index.js';
+import { VigieError } from '../errors.js';
+import { roomOptionsSchema, type Room } from '../media/index.js';
+import { annotateRequest } from '../telemetry/httpTracing.js';
+import { authenticate, requireScope } from './principal.js';
+import { openapi, parse } from './schema.js';
+
+const roomParam = z.object({ room: z.string().regex(ROOM_ID) });
+const participantParam = roomParam.extend({ participantId: z.string().min(1).max(64) });
+const createBody = roomOptionsSchema.extend({ room: z.string().regex(ROOM_ID, 'room must be 1-64 letters, digits, _ or -') });
+const muteBody = z.object({ kind: z.enum(['audio', 'video']).optional() });
+
+function liveView(room: Room | undefined) {
+  if (!room) return null;
+  return { callId: room.callId, startedAt: new Date(room.createdAt).toISOString(), participants: room.peers.size };
+}
+
+/** Rooms and their participants, always within the caller's tenant: another tenant's room is simply not found. */
+export async function roomRoutes(app: FastifyInstance): Promise<void> {
+  const describe = (tenant: string, roomId: string) => {
+    const declared = app.rooms.get(tenant, roomId);
+    const live = app.sfu.getRoom(tenant, roomId);
+    if (!declared && !live) return undefined;
+    return { room: roomId, declared: Boolean(declared), options: live?.options ?? declared!.options, live: liveView(live) };
+  };
+  const findRoom = (tenant: string, roomId: string) => {
+    const d = describe(tenant, roomId);
+    if (!d) throw new VigieError('NOT_FOUND', 'no such room');
+    return d;
+  };
+  const findPeer = (tenant: string, roomId: string, participantId: string) => {
+    const room = app.sfu.getRoom(tenant, roomId);
+    const peer = room?.peers.get(participantId);
+    if (!room || !peer) throw new VigieError('NOT_FOUND', 'no such participant in this room');
+    return { room, peer };
+  };
+
+  app.post('/v1/rooms', { schema: { tags: ['rooms'], summary: 'Create (declare) a room with options', body: openapi(createBody) } }, async (req, reply) => {
+    const p = await authenticate(app, req);
+    const { room, ...options } = parse(createBody, req.body);
+    requireScope(p, 'rooms:write', room);
+    annotateRequest(req, { room });
+    app.rooms.declare(p.tenant, room, options);
+    req.log.info({ tenant: p.tenant, actor: p.actor, room }, 'room declared');
+    return reply.code(201).send(describe(p.tenant, room));
+  });
+
+  app.get('/v1/rooms', { schema: { tags: ['rooms'], summary: 'List declared and live rooms' } }, async (req) => {
+    const p = await authenticate(app, req);
+    requireScope(p, 'rooms:read');
+    const ids = new Set(app.rooms.list(p.tenant).map((r) => r.room));
+    for (const r of app.sfu.rooms.values()) if (r.tenant === p.tenant && !r.closed) ids.add(r.id);
+    const rooms = [...ids].filter((id) => p.room === undefined || id === p.room).sort().map((id) => describe(p.tenant, id)!);
+    return { rooms };
+  });
+
+  app.get('/v1/rooms/:room', { schema: { tags: ['rooms'], summary: 'Get a room', params: openapi(roomParam) } }, async (req) => {
+    const p = await authenticate(app, req);
+    const { room } = parse(roomParam, req.params);
+    requireScope(p, 'rooms:read', room);
+    return findRoom(p.tenant, room);
+  });
+
+  app.delete('/v1/rooms/:room', { schema: { tags: ['rooms'], summary: 'Close a room: ends its call and removes its declaration', params: openapi(roomParam) } }, async (req, reply) => {
+    const p = await authenticate(app, req);
+    const { room } = parse(roomParam, req.params);
+    requireScope(p, 'rooms:write', room);
+    findRoom(p.tenant, room);
+    app.sfu.getRoom(p.tenant, room)?.close('closed-by-api');
+    app.rooms.remove(p.tenant, room);
+    req.log.info({ tenant: p.tenant, actor: p.actor, room }, 'room closed through the API');
+    return reply.code(204).send();
+  });
+
+  app.get('/v1/rooms/:room/participants', { schema: { tags: ['participants'], summary: 'List the participants of a live room', params: openapi(roomParam) } }, async (req) => {
+    const p = await authenticate(app, req);
+    const { room } = parse(roomParam, req.params);
+    requireScope(p, 'rooms:read', room);
+    findRoom(p.tenant, room);
+    const live = app.sfu.getRoom(p.tenant, room);
+    return {
+      participants: [...(live?.peers.values() ?? [])].map((peer) => ({
+        participantId: peer.id,
+        identity: peer.identity,
+        name: peer.displayName,
+        joinedAt: new Date(peer.joinedAt).toISOString(),
+        tracks: [...peer.producers.values()].map((t) => ({ trackId: t.id, kind: t.kind, source: t.appData.source ?? null, paused: t.paused })),
+      })),
+    };
+  });
+
+  app.delete('/v1/rooms/:room/participants/:participantId', { schema: { tags: ['participants'], summary: 'Remove a participant', params: openapi(participantParam) } }, async (req, reply) => {
+    const p = await authenticate(app, req);
+    const { room, participantId } = parse(participantParam, req.params);
+    requireScope(p, 'rooms:write', room);
+    const found = findPeer(p.tenant, room, participantId);
+    found.room.removePeer(found.peer, 'removed');
+    req.log.info({ tenant: p.tenant, actor: p.actor, room, participantId }, 'participant removed through the API');
+    return reply.code(204).send();
+  });
+
+  app.post('/v1/rooms/:room/participants/:participantId/mute', { schema: { tags: ['participants'], summary: 'Mute a participant remotely (audio, video, or both)', params: openapi(participantParam), body: openapi(muteBody) } }, async (req) => {
+    const p = await authenticate(app, req);
+    const { room, participantId } = parse(participantParam, req.params);
+    const { kind } = parse(muteBody, req.body);
+    requireScope(p, 'rooms:write', room);
+    const found = findPeer(p.tenant, room, participantId);
+    const muted = await found.room.muteProducers(found.peer, kind);
+    req.log.info({ tenant: p.tenant, actor: p.actor, room, participantId, kind: kind ?? 'all', muted: muted.length }, 'participant muted through the API');
+    return { muted };
+  });
+}

@@ -1,0 +1,32 @@
+import type { FastifyInstance } from 'fastify';
+import { z } from 'zod';
+import { GRANTS, ROOM_ID } from '../auth/index.js';
+import { VigieError } from '../errors.js';
+import { authenticate, requireScope } from './principal.js';
+import { openapi, parse } from './schema.js';
+
+const mintBody = z.object({
+  room: z.string().regex(ROOM_ID, 'room must be 1-64 letters, digits, _ or -'),
+  identity: z.string().min(1).max(256),
+  name: z.string().min(1).max(128).optional(),
+  metadata: z.record(z.string(), z.unknown()).optional(),
+  grants: z.array(z.enum(GRANTS)).min(1).max(GRANTS.length).default(['publish', 'subscribe']),
+  ttlSeconds: z.number().int().min(30).optional(),
+});
+
+export async function tokenRoutes(app: FastifyInstance): Promise<void> {
+  app.post('/v1/tokens', { schema: { tags: ['tokens'], summary: 'Mint a join token and link (link + token integration)', body: openapi(mintBody), security: [{ apiKey: [] }] } }, async (req) => {
+    const principal = await authenticate(app, req);
+    requireScope(principal, 'tokens:mint');
+    if (principal.room !== undefined) throw new VigieError('FORBIDDEN', 'tokens are minted with an API key');
+    const body = parse(mintBody, req.body);
+    const maxTtl = app.config.auth.maxTokenTtlSeconds;
+    const ttlSeconds = body.ttlSeconds ?? Math.min(3600, maxTtl);
+    if (ttlSeconds > maxTtl) throw new VigieError('INVALID_REQUEST', `ttlSeconds may not exceed ${maxTtl}`);
+    const { token, expiresAt } = await app.tokens.mint({ ...body, tenant: principal.tenant, ttlSeconds });
+    req.log.info({ tenant: principal.tenant, actor: principal.actor, room: body.room, grants: body.grants, ttlSeconds }, 'join token minted');
+    const base = app.config.server.publicUrl;
+    const q = `token=${encodeURIComponent(token)}`;
+    return { token, expiresAt: new Date(expiresAt * 1000).toISOString(), joinUrl: `${base}/join?${q}`, embedUrl: `${base}/embed?${q}` };
+  });
+}

@@ -1,0 +1,48 @@
+import type { FastifyInstance } from 'fastify';
+import { z } from 'zod';
+import type { WebhookEndpointConfig } from '../config/index.js';
+import { assertPublicTarget, WEBHOOK_EVENTS } from '../webhooks/index.js';
+import { authenticate, requireScope } from './principal.js';
+import { openapi, parse } from './schema.js';
+
+export const webhookBody = z.object({
+  url: z.url().max(2048),
+  events: z.array(z.union([z.enum(WEBHOOK_EVENTS), z.literal('*')])).min(1).default(['*']),
+});
+const idParam = z.object({ id: z.string().min(1).max(64) });
+
+/** The secret is shown once, at creation; listings never carry it. */
+export const publicEndpoint = ({ secret: _secret, ...rest }: WebhookEndpointConfig) => rest;
+
+export async function webhookRoutes(app: FastifyInstance): Promise<void> {
+  app.get('/v1/webhooks', { schema: { tags: ['webhooks'], summary: "List the tenant's webhook endpoints" } }, async (req) => {
+    const p = await authenticate(app, req);
+    requireScope(p, 'admin');
+    return { endpoints: app.tenants.require(p.tenant).webhooks.map(publicEndpoint) };
+  });
+
+  app.post('/v1/webhooks', { schema: { tags: ['webhooks'], summary: 'Add a webhook endpoint (its signing secret is returned once)', body: openapi(webhookBody) } }, async (req, reply) => {
+    const p = await authenticate(app, req);
+    requireScope(p, 'admin');
+    const body = parse(webhookBody, req.body);
+    await assertPublicTarget(body.url, app.config.webhooks.allowPrivateTargets);
+    const endpoint = app.tenants.addWebhook(p.tenant, body);
+    req.log.info({ tenant: p.tenant, actor: p.actor, endpoint: endpoint.id }, 'webhook endpoint added');
+    return reply.code(201).send(endpoint);
+  });
+
+  app.delete('/v1/webhooks/:id', { schema: { tags: ['webhooks'], summary: 'Remove a webhook endpoint', params: openapi(idParam) } }, async (req, reply) => {
+    const p = await authenticate(app, req);
+    requireScope(p, 'admin');
+    app.tenants.removeWebhook(p.tenant, parse(idParam, req.params).id);
+    return reply.code(204).send();
+  });
+
+  app.post('/v1/webhooks/:id/enable', { schema: { tags: ['webhooks'], summary: 'Enable an endpoint again (after it was disabled for failures)', params: openapi(idParam) } }, async (req) => {
+    const p = await authenticate(app, req);
+    requireScope(p, 'admin');
+    const { id } = parse(idParam, req.params);
+    app.tenants.setWebhookEnabled(p.tenant, id, true);
+    return publicEndpoint(app.tenants.require(p.tenant).webhooks.find((w) => w.id === id)!);
+  });
+}
