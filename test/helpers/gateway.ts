@@ -13,6 +13,8 @@ export const ACME_KEY = generateApiKey('acme01');
 export const GLOBEX_KEY = generateApiKey('globex01');
 export const REVOKED_KEY = generateApiKey('acmeold1');
 export const ROOMS_ONLY_KEY = generateApiKey('acmero1');
+export const ROOMS_WRITE_KEY = generateApiKey('acmerw1');
+export const TENANT_ADMIN_KEY = generateApiKey('acmeadm1');
 
 export interface TestGateway {
   app: FastifyInstance;
@@ -29,7 +31,8 @@ export interface TestGateway {
 
 /** A real gateway (real mediasoup workers) on an ephemeral port, with two tenants. */
 export async function startGateway(overrides: Record<string, any> = {}): Promise<TestGateway> {
-  const dataDir = mkdtempSync(path.join(os.tmpdir(), 'vigie-test-'));
+  // A given dataDir is kept on close, so a test can start a second gateway on it (restart).
+  const dataDir: string = overrides.dataDir ?? mkdtempSync(path.join(os.tmpdir(), 'vigie-test-'));
   const config = loadConfig(
     { MEDIASOUP_WORKER_BIN: process.env.MEDIASOUP_WORKER_BIN },
     {
@@ -43,14 +46,21 @@ export async function startGateway(overrides: Record<string, any> = {}): Promise
       telemetry: overrides.telemetry,
       writer: overrides.writer,
       clickhouse: overrides.clickhouse,
+      webhooks: overrides.webhooks,
+      quality: overrides.quality,
+      api: overrides.api,
+      adminKeyHash: overrides.adminKeyHash,
       tenants: overrides.tenants ?? [
         {
           id: 'acme',
           embedOrigins: overrides.embedOrigins ?? [],
+          webhooks: overrides.acmeWebhooks ?? [],
           apiKeys: [
             { id: 'acme01', hash: ACME_KEY.hash, scopes: ['tokens:mint'] },
             { id: 'acmeold1', hash: REVOKED_KEY.hash, scopes: ['tokens:mint'], revoked: true },
             { id: 'acmero1', hash: ROOMS_ONLY_KEY.hash, scopes: ['rooms:read'] },
+            { id: 'acmerw1', hash: ROOMS_WRITE_KEY.hash, scopes: ['rooms:read', 'rooms:write'] },
+            { id: 'acmeadm1', hash: TENANT_ADMIN_KEY.hash, scopes: ['admin'] },
           ],
         },
         { id: 'globex', apiKeys: [{ id: 'globex01', hash: GLOBEX_KEY.hash, scopes: ['tokens:mint'] }] },
@@ -89,7 +99,7 @@ export async function startGateway(overrides: Record<string, any> = {}): Promise
     close: async () => {
       for (const c of clients) c.close();
       await app.close();
-      rmSync(dataDir, { recursive: true, force: true });
+      if (!overrides.dataDir) rmSync(dataDir, { recursive: true, force: true });
     },
   };
 }

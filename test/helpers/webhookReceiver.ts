@@ -1,0 +1,43 @@
+import Fastify from 'fastify';
+import { verifySignature } from '../../src/webhooks/index.js';
+
+export interface Received {
+  id: string;
+  event: string;
+  body: any;
+  signatureValid: boolean;
+  status: number;
+  at: number;
+}
+
+/**
+ * A business app's webhook endpoint on loopback. `respond` decides each
+ * answer (status code) from the delivery id and how often it was seen.
+ */
+export async function startWebhookReceiver(secretFor: () => string | undefined) {
+  const app = Fastify();
+  const seen = new Map<string, number>();
+  const received: Received[] = [];
+  let respond: (id: string, seenCount: number) => number = () => 200;
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => done(null, body));
+  app.post('/hook', async (req, reply) => {
+    const raw = req.body as string;
+    const id = String(req.headers['vigie-delivery-id']);
+    const count = (seen.get(id) ?? 0) + 1;
+    seen.set(id, count);
+    const status = respond(id, count);
+    const secret = secretFor();
+    received.push({ id, event: String(req.headers['vigie-event']), body: JSON.parse(raw), signatureValid: Boolean(secret) && verifySignature(secret!, req.headers['vigie-signature'] as string, raw), status, at: Date.now() });
+    return reply.code(status).send();
+  });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const port = (app.server.address() as { port: number }).port;
+  return {
+    url: `http://127.0.0.1:${port}/hook`,
+    received,
+    /** Deliveries answered 2xx, in arrival order. */
+    delivered: () => received.filter((r) => r.status >= 200 && r.status < 300),
+    setResponder: (fn: typeof respond) => (respond = fn),
+    close: () => app.close(),
+  };
+}

@@ -1,0 +1,31 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { TENANT_ADMIN_KEY, startGateway } from './helpers/gateway.js';
+import { startWebhookReceiver } from './helpers/webhookReceiver.js';
+import { waitFor } from './helpers/browser.js';
+import { isPrivateAddress } from '../src/webhooks/index.js';
+
+test('SSRF: private, loopback and link-local targets are refused, at registration and at delivery', async () => {
+  for (const a of ['127.0.0.1', '10.1.2.3', '172.20.0.1', '192.168.1.1', '169.254.169.254', '100.64.0.1', '0.0.0.0', '::1', 'fe80::1', 'fd00::1', '::ffff:127.0.0.1']) assert.ok(isPrivateAddress(a), a);
+  for (const a of ['8.8.8.8', '1.1.1.1', '2a00:1450:4007:80e::200e', '151.101.1.69']) assert.ok(!isPrivateAddress(a), a);
+
+  const receiver = await startWebhookReceiver(() => undefined);
+  // This endpoint arrives through the tenants file, as an operator mistake would: the dispatcher still refuses it.
+  const gw = await startGateway({ acmeWebhooks: [{ id: 'wh_loopback', url: receiver.url, events: ['*'], secret: 'x'.repeat(32), enabled: true }], webhooks: { allowPrivateTargets: false } });
+  try {
+    for (const url of ['http://127.0.0.1:9/hook', 'http://localhost/hook', 'http://10.0.0.5/', 'http://[::1]:8080/', 'http://169.254.169.254/latest/meta-data/', 'http://[::ffff:127.0.0.1]/', 'ftp://example.com/x', 'http://user:pw@example.com/']) {
+      const r = await gw.app.inject({ method: 'POST', url: '/v1/webhooks', headers: { 'x-api-key': TENANT_ADMIN_KEY.key }, payload: { url } });
+      assert.equal(r.statusCode, 400, `${url}: ${r.body}`);
+      assert.equal(r.json().error.code, 'INVALID_REQUEST');
+    }
+    const c = await gw.connect();
+    await c.request('join', { token: await gw.mint({ room: 'ssrf', identity: 'x' }) });
+    const attempts = await waitFor('refused attempts', () => gw.query(`SELECT outcome, error FROM vigie.webhook_attempts WHERE endpoint_id = 'wh_loopback'`), (r) => r.length >= 2);
+    assert.ok(attempts.every((a) => a.outcome === 'refused' && /private address/.test(a.error)), JSON.stringify(attempts));
+    assert.equal(receiver.received.length, 0, 'not one request reached the loopback target');
+    assert.equal(gw.app.webhooks.pendingCount, 0, 'refused deliveries are not retried');
+  } finally {
+    await gw.close();
+    await receiver.close();
+  }
+});
