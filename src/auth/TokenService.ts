@@ -45,11 +45,12 @@ export interface MintRequest {
  * HS256 join tokens for business apps.
  */
 export class TokenService {
-  readonly #secret: Uint8Array;
+  /** Imported once: jose would otherwise import a raw secret on every sign and verify. */
+  readonly #secret: Promise<CryptoKey>;
   readonly #jwks?: JWTVerifyGetKey;
 
   constructor(private readonly options: TokenServiceOptions) {
-    this.#secret = new TextEncoder().encode(options.hs256Secret);
+    this.#secret = crypto.subtle.importKey('raw', new TextEncoder().encode(options.hs256Secret), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign', 'verify']);
     if (options.jwksUrl) {
       this.#jwks = createRemoteJWKSet(new URL(options.jwksUrl), { cooldownDuration: options.jwksCooldownMs ?? 30_000, cacheMaxAge: 10 * 60_000 });
     }
@@ -71,7 +72,7 @@ export class TokenService {
     let payload: unknown;
     try {
       if (alg === 'HS256') {
-        ({ payload } = await jwtVerify(token, this.#secret, this.#verifyOptions(['HS256'])));
+        ({ payload } = await jwtVerify(token, await this.#secret, this.#verifyOptions(['HS256'])));
       } else if (alg && ASYMMETRIC_ALGS.includes(alg) && this.#jwks) {
         ({ payload } = await jwtVerify(token, this.#jwks, this.#verifyOptions(ASYMMETRIC_ALGS)));
       } else {
@@ -116,7 +117,7 @@ export class TokenService {
       .setIssuedAt(now)
       .setNotBefore(now)
       .setExpirationTime(expiresAt)
-      .sign(this.#secret);
+      .sign(await this.#secret);
     return { token, expiresAt };
   }
 

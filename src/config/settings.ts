@@ -92,7 +92,7 @@ export const SETTINGS: readonly SettingSpec[] = [
   setting('writer.spoolFullPolicy', 'VIGIE_SPOOL_FULL_POLICY', z.enum(['drop-oldest', 'drop-newest']).default('drop-oldest'), 'drop-oldest', 'What a full spool gives up: its oldest segment, or the batch being written. Either way it is logged and counted.'),
 
   setting('adminKeyHash', 'VIGIE_ADMIN_KEY_HASH', z.string().regex(/^sha256:[0-9a-f]{64}$/, 'must be sha256:<64 hex digits>').optional(), 'unset (admin API off)', 'Hash of the operator key for /v1/admin (tenants, API keys). The key itself is never stored.'),
-  setting('api.ratePerMinute', 'VIGIE_API_RATE_PER_MIN', positiveInt.max(100_000).default(600), '600', 'REST requests per minute per API key (or per IP without one).'),
+  setting('api.ratePerMinute', 'VIGIE_API_RATE_PER_MIN', positiveInt.max(100_000_000).default(600), '600', 'REST requests per minute per API key (or per IP without one).'),
   setting('webhooks.allowPrivateTargets', 'VIGIE_WEBHOOK_ALLOW_PRIVATE', bool.default(false), 'false', 'Allow webhook URLs that resolve to private, loopback or link-local addresses (SSRF protection off).'),
   setting('webhooks.timeoutMs', 'VIGIE_WEBHOOK_TIMEOUT_MS', positiveInt.min(100).max(60_000).default(5000), '5000', 'Timeout of one delivery attempt.'),
   setting('webhooks.maxAttempts', 'VIGIE_WEBHOOK_MAX_ATTEMPTS', positiveInt.max(100).default(12), '12', 'Attempts per delivery before it is given up.'),
