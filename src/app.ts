@@ -20,6 +20,8 @@ import httpTracing from './telemetry/httpTracing.js';
 import signalingPlugin, { type SignalingSession } from './signaling/index.js';
 import webPlugin from './web/index.js';
 import webhooksPlugin from './webhooks/index.js';
+import retentionPlugin from './retention/index.js';
+import recordingPlugin from './recording/index.js';
 import { RoomDirectory } from './media/index.js';
 
 declare module 'fastify' {
@@ -93,6 +95,8 @@ export async function buildApp(config: Config, opts: { logStream?: NodeJS.Writab
   await app.register(clickhousePlugin);
   await app.register(telemetryPlugin);
   await app.register(webhooksPlugin);
+  await app.register(retentionPlugin);
+  await app.register(recordingPlugin);
   await app.register(apiPlugin);
   await app.register(signalingPlugin);
   await app.register(webPlugin);

@@ -13,7 +13,7 @@ const tenantBody = z.object({
   allowedLocations: z.array(z.string()).optional(),
   retentionPolicy: z.string().optional(),
 });
-const keyBody = z.object({ scopes: z.array(z.enum(['tokens:mint', 'rooms:read', 'rooms:write', 'recordings:read', 'admin'])).min(1) });
+const keyBody = z.object({ scopes: z.array(z.enum(['tokens:mint', 'rooms:read', 'rooms:write', 'recordings:read', 'dpo', 'admin'])).min(1) });
 
 /** What the admin API shows of a tenant: never a key hash or a webhook secret. */
 const publicTenant = (t: TenantConfig) => ({

@@ -21,6 +21,7 @@ import { apiKeyFrom } from './principal.js';
 import { roomRoutes } from './rooms.js';
 import { tokenRoutes } from './tokens.js';
 import { webhookRoutes } from './webhooks.js';
+import { recordingRoutes } from './recordings.js';
 
 export { apiKeyFrom, authenticate, requireScope, type Principal } from './principal.js';
 
@@ -63,6 +64,7 @@ export default async function apiPlugin(app: FastifyInstance): Promise<void> {
     await v1.register(tokenRoutes);
     await v1.register(roomRoutes);
     await v1.register(webhookRoutes);
+    await v1.register(recordingRoutes);
     await v1.register(adminRoutes);
   });
 }

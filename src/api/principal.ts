@@ -12,6 +12,8 @@ export interface Principal {
   room?: string;
   /** For logs and the audit trail: `key:<id>` or `user` (identities are not logged). */
   actor: string;
+  /** A user token with the record (or admin) grant: may start and stop its room's recording. */
+  canRecord?: boolean;
 }
 
 export function apiKeyFrom(req: FastifyRequest): string | undefined {
@@ -33,7 +35,7 @@ export async function authenticate(app: FastifyInstance, req: FastifyRequest): P
     const scopes = new Set<ApiKeyScope>();
     if (claims.grants.has('admin')) for (const s of ['rooms:read', 'rooms:write', 'recordings:read'] as const) scopes.add(s);
     else if (claims.grants.has('record')) scopes.add('recordings:read');
-    principal = { tenant: claims.tenant, scopes, room: claims.room, actor: 'user' };
+    principal = { tenant: claims.tenant, scopes, room: claims.room, actor: 'user', canRecord: claims.grants.has('record') || claims.grants.has('admin') };
   } else {
     throw new VigieError('UNAUTHORIZED', 'send an API key (x-api-key) or a bearer token');
   }

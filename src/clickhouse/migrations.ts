@@ -194,6 +194,60 @@ export const MIGRATIONS: Migration[] = [
       ) ENGINE = ${engine('MergeTree')} PARTITION BY toYYYYMM(ts) ORDER BY (tenant, endpoint_id, ts) SETTINGS ${dedupSettings}`,
     ],
   },
+  {
+    version: 3,
+    name: 'recording: catalog, access records, retention deletions',
+    statements: ({ db, onCluster, engine, dedupSettings }) => [
+      // One row per stored file; updates are new versions (ReplacingMergeTree on updated_at).
+      `CREATE TABLE IF NOT EXISTS ${db}.recordings${onCluster} (
+        id String,
+        session_id String COMMENT 'one recording session of a room (start to stop)',
+        tenant LowCardinality(String),
+        room String,
+        call_id String,
+        participants Array(String) COMMENT 'pseudonyms',
+        tracks Array(String),
+        codecs Array(String),
+        started_at DateTime64(3, 'UTC'),
+        ended_at DateTime64(3, 'UTC'),
+        duration_s Float64,
+        size_bytes UInt64,
+        sha256 String,
+        content_type String,
+        storage_target String,
+        storage_country LowCardinality(String),
+        object_key String,
+        version_id String,
+        retain_until Nullable(DateTime64(3, 'UTC')),
+        lock_mode LowCardinality(String),
+        legal_hold UInt8,
+        retention_policy String,
+        status LowCardinality(String) COMMENT 'uploading, ready, failed, deleted',
+        deleted_at Nullable(DateTime64(3, 'UTC')),
+        deletion_reason String,
+        updated_at DateTime64(3, 'UTC')
+      ) ENGINE = ${engine('ReplacingMergeTree', 'updated_at')} ORDER BY (tenant, id) SETTINGS ${dedupSettings}`,
+      `CREATE TABLE IF NOT EXISTS ${db}.access_log${onCluster} (
+        ts DateTime64(3, 'UTC'),
+        tenant LowCardinality(String),
+        actor String COMMENT 'key:<id>, user, operator',
+        action LowCardinality(String),
+        target String,
+        source_ip String,
+        result LowCardinality(String)
+      ) ENGINE = ${engine('MergeTree')} PARTITION BY toYYYYMM(ts) ORDER BY (tenant, ts) SETTINGS ${dedupSettings}`,
+      `CREATE TABLE IF NOT EXISTS ${db}.retention_deletions${onCluster} (
+        ts DateTime64(3, 'UTC'),
+        tenant LowCardinality(String),
+        category LowCardinality(String),
+        object_id String,
+        object_key String,
+        version_id String,
+        policy String,
+        reason String
+      ) ENGINE = ${engine('MergeTree')} PARTITION BY toYYYYMM(ts) ORDER BY (tenant, ts) SETTINGS ${dedupSettings}`,
+    ],
+  },
 ];
 
 function checksum(m: Migration): string {

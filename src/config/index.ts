@@ -51,6 +51,21 @@ export interface Config {
   api: { ratePerMinute: number };
   webhooks: { allowPrivateTargets: boolean; timeoutMs: number; maxAttempts: number; backoffBaseMs: number; disableAfterFailures: number; replayWindowSeconds: number };
   quality: { alertMos: number; alertSeconds: number };
+  storage: {
+    driver: 'local' | 's3';
+    country: string;
+    region: string;
+    provider: string;
+    s3Endpoint?: string;
+    s3Bucket: string;
+    s3Region: string;
+    s3AccessKey?: string;
+    s3SecretKey?: string;
+    sse: 'none' | 's3' | 'kms';
+    kmsKeyId?: string;
+  };
+  recording: { segmentSeconds: number; presignTtlSeconds: number };
+  retention: { policiesDir: string; sweepIntervalSeconds: number };
   tenants: TenantConfig[];
 }
 
@@ -154,6 +169,10 @@ export function loadConfig(env: Env = process.env, overrides: Record<string, unk
     if (cfg.media.webRtcServer && cfg.media.webRtcServerPort + cfg.media.workers - 1 > 65535) {
       problems.push('VIGIE_MEDIA_WEBRTC_SERVER_PORT: port + workers exceeds 65535');
     }
+    if (cfg.storage.driver === 's3' && (!cfg.storage.s3Endpoint || !cfg.storage.s3AccessKey || !cfg.storage.s3SecretKey)) {
+      problems.push('VIGIE_STORAGE_DRIVER=s3 needs VIGIE_S3_ENDPOINT, VIGIE_S3_ACCESS_KEY and VIGIE_S3_SECRET_KEY');
+    }
+    if (cfg.storage.sse === 'kms' && !cfg.storage.kmsKeyId) problems.push('VIGIE_S3_SSE=kms needs VIGIE_S3_KMS_KEY_ID');
     if (cfg.media.listenIp === '0.0.0.0' && !cfg.media.announcedAddress) {
       problems.push('VIGIE_MEDIA_LISTEN_IP is 0.0.0.0: set VIGIE_MEDIA_ANNOUNCED_ADDRESS to the address clients reach');
     }
@@ -161,6 +180,7 @@ export function loadConfig(env: Env = process.env, overrides: Record<string, unk
   if (problems.length > 0) throw new ConfigError(problems);
 
   cfg.dataDir = path.resolve(cfg.dataDir);
+  cfg.retention.policiesDir = path.resolve(cfg.retention.policiesDir);
   if (!cfg.server.publicUrl) {
     const scheme = cfg.server.tlsCertFile ? 'https' : 'http';
     const host = cfg.server.host === '0.0.0.0' || cfg.server.host === '::' ? 'localhost' : cfg.server.host;

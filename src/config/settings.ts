@@ -101,6 +101,22 @@ export const SETTINGS: readonly SettingSpec[] = [
   setting('webhooks.replayWindowSeconds', 'VIGIE_WEBHOOK_REPLAY_WINDOW_S', positiveInt.max(3600).default(300), '300', 'Replay window receivers should enforce on Vigie-Signature timestamps (documented, sent as a header).'),
   setting('quality.alertMos', 'VIGIE_QUALITY_ALERT_MOS', z.coerce.number().min(1).max(4.5).default(3.1), '3.1', 'quality.alert fires when a participant\'s audio MOS stays below this…'),
   setting('quality.alertSeconds', 'VIGIE_QUALITY_ALERT_SECONDS', positiveInt.max(3600).default(15), '15', '…for this many seconds.'),
+
+  setting('storage.driver', 'VIGIE_STORAGE_DRIVER', z.enum(['local', 's3']).default('local'), 'local', 'Where recordings are kept: a local directory (DATA_DIR/objects) or an S3 bucket (MinIO in production).'),
+  setting('storage.country', 'VIGIE_STORAGE_COUNTRY', z.string().regex(/^[A-Z]{2}$/, 'ISO 3166-1 alpha-2 country code').default('FR'), 'FR', 'Country where the storage target keeps data (data residency).'),
+  setting('storage.region', 'VIGIE_STORAGE_REGION', z.string().min(1).default('local'), 'local', 'Region or site of the storage target, e.g. fr-par-1.'),
+  setting('storage.provider', 'VIGIE_STORAGE_PROVIDER', z.string().min(1).default('self-hosted'), 'self-hosted', 'Who operates the storage target (appears in the subprocessor report).'),
+  setting('storage.s3Endpoint', 'VIGIE_S3_ENDPOINT', url.optional(), 'unset', 'S3 endpoint URL (path-style), e.g. http://minio:9000.'),
+  setting('storage.s3Bucket', 'VIGIE_S3_BUCKET', z.string().regex(/^[a-z0-9][a-z0-9.-]{2,62}$/, 'an S3 bucket name').default('vigie-recordings'), 'vigie-recordings', 'Bucket; created with Object Lock if missing.'),
+  setting('storage.s3Region', 'VIGIE_S3_REGION', z.string().min(1).default('us-east-1'), 'us-east-1', 'S3 signing region.'),
+  setting('storage.s3AccessKey', 'VIGIE_S3_ACCESS_KEY', z.string().min(3).optional(), 'unset', 'S3 access key.'),
+  setting('storage.s3SecretKey', 'VIGIE_S3_SECRET_KEY', z.string().min(8).optional(), 'unset', 'S3 secret key.'),
+  setting('storage.sse', 'VIGIE_S3_SSE', z.enum(['none', 's3', 'kms']).default('none'), 'none', 'Server-side encryption of recordings: none, SSE-S3 (AES256) or SSE-KMS.'),
+  setting('storage.kmsKeyId', 'VIGIE_S3_KMS_KEY_ID', z.string().min(1).optional(), 'unset', 'KMS key id for SSE-KMS.'),
+  setting('recording.segmentSeconds', 'VIGIE_RECORDING_SEGMENT_S', positiveInt.min(10).max(86_400).default(600), '600', 'Long recordings are cut into files of this length.'),
+  setting('recording.presignTtlSeconds', 'VIGIE_RECORDING_URL_TTL_S', positiveInt.min(10).max(3600).default(300), '300', 'Lifetime of presigned download URLs.'),
+  setting('retention.policiesDir', 'VIGIE_RETENTION_POLICIES_DIR', z.string().min(1).default('./retention-policies'), './retention-policies', 'Folder of retention policy YAML files.'),
+  setting('retention.sweepIntervalSeconds', 'VIGIE_RETENTION_SWEEP_S', positiveInt.min(1).max(86_400).default(3600), '3600', 'How often expired recordings are looked for and deleted.'),
 ];
 
 /**
@@ -118,7 +134,7 @@ export const tenantSchema = z.object({
         id: z.string().regex(/^[A-Za-z0-9]{4,32}$/, '4 to 32 letters or digits'),
         /** `sha256:<hex>` of the whole key; the clear key is never stored. */
         hash: z.string().regex(/^sha256:[0-9a-f]{64}$/, 'must be sha256:<64 hex digits>'),
-        scopes: z.array(z.enum(['tokens:mint', 'rooms:read', 'rooms:write', 'recordings:read', 'admin'])).default(['tokens:mint']),
+        scopes: z.array(z.enum(['tokens:mint', 'rooms:read', 'rooms:write', 'recordings:read', 'dpo', 'admin'])).default(['tokens:mint']),
         revoked: z.boolean().default(false),
       }),
     )

@@ -20,6 +20,7 @@ export interface VigieCallEvents {
   roomClosed: { reason: string };
   /** A moderator muted one of this participant's tracks. */
   mutedByServer: { producerId: string; kind: 'audio' | 'video' };
+  recording: { active: boolean; consentRequired: boolean; recordingId?: string };
   /** A moderator removed this participant from the call. */
   removed: { reason: string };
   disconnected: { code: number; reason: string };
@@ -54,7 +55,7 @@ export class VigieCall {
   private constructor(
     readonly signaling: SignalingClient,
     readonly device: Device,
-    readonly info: { peerId: string; callId: string; tenant: string; room: string; name: string; grants: string[]; iceServers: RTCIceServer[] },
+    readonly info: { peerId: string; callId: string; tenant: string; room: string; name: string; grants: string[]; iceServers: RTCIceServer[]; recording: { active: boolean; consentRequired: boolean } },
     private readonly options: JoinOptions,
   ) {}
 
@@ -153,6 +154,19 @@ export class VigieCall {
     for (const [source, p] of this.producers) outbound[source] = [...(await p.getStats()).values()];
     for (const [id, c] of this.consumers) inbound[id] = [...(await c.getStats()).values()];
     return { outbound, inbound };
+  }
+
+  startRecording(): Promise<{ recordingId: string }> {
+    return this.signaling.request('startRecording');
+  }
+
+  stopRecording(): Promise<{ recordingId: string }> {
+    return this.signaling.request('stopRecording');
+  }
+
+  /** The participant's answer when the room requires consent to be recorded. */
+  async setRecordingConsent(given: boolean): Promise<void> {
+    await this.signaling.request('recordingConsent', { given });
   }
 
   /**
@@ -319,6 +333,8 @@ export class VigieCall {
       this.peers.clear();
       this.#emit('roomClosed', { reason });
     });
+    s.on('recordingStarted', ({ recordingId, consentRequired }) => this.#emit('recording', { active: true, consentRequired: Boolean(consentRequired), recordingId }));
+    s.on('recordingStopped', ({ recordingId }) => this.#emit('recording', { active: false, consentRequired: false, recordingId }));
     s.on('mutedByServer', ({ producerId, kind }) => {
       for (const p of this.producers.values()) if (p.id === producerId) p.pause();
       this.#emit('mutedByServer', { producerId, kind });

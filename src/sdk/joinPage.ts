@@ -113,6 +113,23 @@ async function main(): Promise<void> {
     setStatus('Disconnected');
     report('disconnected', info);
   });
+  const recordingEl = document.getElementById('recording')!;
+  const showRecording = (active: boolean, consentRequired: boolean) => {
+    recordingEl.classList.toggle('on', active);
+    consentEl.hidden = !(active && consentRequired);
+  };
+  const consentEl = document.getElementById('consent')!;
+  for (const [id, given] of [['consent-yes', true], ['consent-no', false]] as const) {
+    document.getElementById(id)!.addEventListener('click', () => {
+      consentEl.hidden = true;
+      void call.setRecordingConsent(given).then(() => report('recordingConsent', { given }));
+    });
+  }
+  showRecording(call.info.recording.active, call.info.recording.consentRequired);
+  call.on('recording', ({ active, consentRequired }) => {
+    showRecording(active, consentRequired);
+    report(active ? 'recordingStarted' : 'recordingStopped', {});
+  });
   call.on('mutedByServer', ({ kind }) => {
     const btn = document.getElementById(kind === 'audio' ? 'toggle-mic' : 'toggle-cam');
     btn?.setAttribute('aria-pressed', 'true');

@@ -5,6 +5,7 @@ import type { Logger } from '../logging.js';
 import { errors as msErrors } from 'mediasoup';
 import { hasGrant, iceServersFor, type TokenService } from '../auth/index.js';
 import type { Config } from '../config/index.js';
+import type { RecordingService } from '../recording/index.js';
 import { VigieError, toVigieError } from '../errors.js';
 import { Peer, type Room, type RoomDirectory, type Sfu } from '../media/index.js';
 import { envelopeSchema, REQUESTS, REQUIRED_GRANT, type Method, type RequestData, type ResponseFrame } from './protocol.js';
@@ -13,6 +14,7 @@ import { TokenBucket } from './TokenBucket.js';
 export interface SessionContext {
   sfu: Sfu;
   rooms: RoomDirectory;
+  recording?: RecordingService;
   tokens: TokenService;
   config: Config;
   log: Logger;
@@ -176,6 +178,15 @@ export class SignalingSession {
       case 'leave':
         this.#leave('left');
         return {};
+      case 'startRecording':
+      case 'stopRecording': {
+        if (!this.ctx.recording) throw new VigieError('FORBIDDEN', 'recording is unavailable on this gateway');
+        return method === 'startRecording' ? this.ctx.recording.start(room, 'participant') : this.ctx.recording.stop(room, 'stopped-by-participant');
+      }
+      case 'recordingConsent':
+        if (!this.ctx.recording) throw new VigieError('FORBIDDEN', 'recording is unavailable on this gateway');
+        this.ctx.recording.consent(room, peer, (data as RequestData<'recordingConsent'>).given);
+        return {};
       case 'clientStats':
         return { accepted: peer.reportClientStats(data as RequestData<'clientStats'>) };
     }
@@ -224,6 +235,7 @@ export class SignalingSession {
       name: peer.displayName,
       grants: [...claims.grants],
       rtpCapabilities: room.router.rtpCapabilities,
+      recording: { active: this.ctx.recording?.isRecording(room) ?? false, consentRequired: room.options.consentRequired, policy: room.options.recordingPolicy },
       clientStatsIntervalMs: this.ctx.config.telemetry.enabled ? this.ctx.config.telemetry.clientStatsIntervalMs : 0,
       iceServers: iceServersFor(this.ctx.config.ice, peer.id),
       peers: room.otherPeers(peer),

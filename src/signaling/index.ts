@@ -19,7 +19,7 @@ export default async function signalingPlugin(app: FastifyInstance): Promise<voi
     // only stops a peer from making the server buffer something huge.
     options: { maxPayload: Math.max(maxFrameBytes * 4, 256 * 1024) },
   });
-  const ctx: SessionContext = { sfu: app.sfu, rooms: app.rooms, tokens: app.tokens, config: app.config, log: app.log.child({ component: 'signaling' }), sessions: new Map() };
+  const ctx: SessionContext = { sfu: app.sfu, rooms: app.rooms, recording: app.recording?.service, tokens: app.tokens, config: app.config, log: app.log.child({ component: 'signaling' }), sessions: new Map() };
   app.decorate('signalingSessions', ctx.sessions);
   app.get('/ws', { websocket: true }, (socket, req) => {
     new SignalingSession(socket, ctx, ctx.log.child({ conn: req.id }));

@@ -66,6 +66,9 @@ export const REQUESTS = {
     temporalLayer: z.number().int().min(0).max(3).optional(),
   }),
   leave: z.object({}).strict(),
+  startRecording: z.object({}).strict(),
+  stopRecording: z.object({}).strict(),
+  recordingConsent: z.object({ given: z.boolean() }),
   clientStats: z.object({
     tracks: z
       .array(
@@ -115,6 +118,8 @@ export const REQUIRED_GRANT: Partial<Record<Method, Grant>> = {
   pauseConsumer: 'subscribe',
   resumeConsumer: 'subscribe',
   setPreferredLayers: 'subscribe',
+  startRecording: 'record',
+  stopRecording: 'record',
 };
 
 export const envelopeSchema = z.object({
@@ -148,4 +153,6 @@ export const NOTIFICATIONS = [
   'sessionReplaced',
   'removed',
   'mutedByServer',
+  'recordingStarted',
+  'recordingStopped',
 ] as const;

@@ -29,7 +29,10 @@ export type CallEventName =
   | 'consumer.layers'
   | 'worker.died'
   | 'recording.started'
-  | 'recording.stopped';
+  | 'recording.stopped'
+  | 'recording.failed'
+  | 'recording.consent_given'
+  | 'recording.consent_refused';
 
 /**
  * Turns media-plane lifecycle into `call_events` rows, and records each

@@ -44,6 +44,8 @@ export function callPage(kind: PageKind, opts: { embedOrigins: string[] }): stri
   <h1>Vigie</h1>
   <span id="recording" role="status" aria-live="polite">&#9679; Recording</span>
   <span id="status" role="status" aria-live="polite">Connecting…</span>
+  <span id="consent" hidden>This call is recorded. Do you agree to be recorded?
+    <button id="consent-yes" type="button">I agree</button> <button id="consent-no" type="button">I refuse</button></span>
   <button id="toggle-mic" type="button" aria-pressed="false">Mute</button>
   <button id="toggle-cam" type="button" aria-pressed="false">Camera off</button>
   <button id="share-screen" type="button" aria-pressed="false">Share screen</button>

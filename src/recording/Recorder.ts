@@ -1,0 +1,151 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import dgram from 'node:dgram';
+import { EventEmitter } from 'node:events';
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { types as ms } from 'mediasoup';
+import type { Logger } from '../logging.js';
+
+export interface RecorderEvents {
+  /** ffmpeg exited on its own (crash, or a stream it could not handle). */
+  crashed: [code: number | null, signal: string | null, stderr: string];
+  stopped: [files: string[]];
+}
+
+/** The container each codec combination is copied into, without transcoding. */
+export function containerFor(codecs: string[]): { ext: string; format: string; contentType: string } {
+  const lower = codecs.map((c) => c.toLowerCase());
+  if (lower.some((c) => c.endsWith('/h264'))) return { ext: 'mkv', format: 'matroska', contentType: 'video/x-matroska' };
+  if (lower.every((c) => c.startsWith('audio/'))) return { ext: 'ogg', format: 'ogg', contentType: 'audio/ogg' };
+  return { ext: 'webm', format: 'webm', contentType: 'video/webm' };
+}
+
+/** Two free consecutive UDP ports (RTP, RTCP) for ffmpeg to listen on. */
+async function freePortPair(): Promise<number> {
+  for (let i = 0; i < 50; i++) {
+    const a = dgram.createSocket('udp4');
+    const port = await new Promise<number>((r) => a.bind(0, '127.0.0.1', () => r(a.address().port)));
+    const even = port % 2 === 0 ? port : port + 1;
+    a.close();
+    const sockets = [dgram.createSocket('udp4'), dgram.createSocket('udp4')];
+    const ok = await Promise.all(
+      sockets.map((s, j) => new Promise<boolean>((r) => (s.once('error', () => r(false)), s.bind(even + j, '127.0.0.1', () => r(true))))),
+    );
+    for (const s of sockets) s.close();
+    if (ok.every(Boolean)) return even;
+  }
+  throw new Error('no free UDP port pair for the recorder');
+}
+
+/**
+ * Records one participant's tracks (audio and video muxed into one file) by
+ * consuming them on PlainTransports that send RTP to ffmpeg, which copies the
+ * streams into WebM/Ogg/Matroska, cut into segments.
+ */
+export class Recorder {
+  readonly observer = new EventEmitter<RecorderEvents>();
+  readonly startedAt = Date.now();
+  #ffmpeg?: ChildProcess;
+  #stderr = '';
+  #stopping = false;
+  #transports: ms.PlainTransport[] = [];
+  #consumers: ms.Consumer[] = [];
+  #keyframeTimer?: NodeJS.Timeout;
+
+  constructor(
+    private readonly router: ms.Router,
+    private readonly producers: ms.Producer[],
+    readonly dir: string,
+    private readonly segmentSeconds: number,
+    private readonly log: Logger,
+  ) {}
+
+  get codecs(): string[] {
+    return this.#consumers.map((c) => c.rtpParameters.codecs[0]!.mimeType);
+  }
+
+  async start(): Promise<void> {
+    await mkdir(this.dir, { recursive: true });
+    const media: string[] = [];
+    for (const producer of this.producers) {
+      const port = await freePortPair();
+      const transport = await this.router.createPlainTransport({ listenInfo: { protocol: 'udp', ip: '127.0.0.1' }, rtcpMux: false, comedia: false });
+      await transport.connect({ ip: '127.0.0.1', port, rtcpPort: port + 1 });
+      const consumer = await transport.consume({ producerId: producer.id, rtpCapabilities: this.router.rtpCapabilities, paused: true });
+      this.#transports.push(transport);
+      this.#consumers.push(consumer);
+      const codec = consumer.rtpParameters.codecs[0]!;
+      const [, name] = codec.mimeType.split('/');
+      const fmtp = Object.entries(codec.parameters ?? {}).map(([k, v]) => `${k}=${v}`).join(';');
+      media.push(
+        [
+          `m=${consumer.kind} ${port} RTP/AVP ${codec.payloadType}`,
+          `a=rtpmap:${codec.payloadType} ${name}/${codec.clockRate}${codec.channels ? `/${codec.channels}` : ''}`,
+          ...(fmtp ? [`a=fmtp:${codec.payloadType} ${fmtp}`] : []),
+          `a=rtcp:${port + 1}`,
+          'a=recvonly',
+        ].join('\n'),
+      );
+    }
+    const sdp = ['v=0', 'o=- 0 0 IN IP4 127.0.0.1', 's=vigie-recording', 'c=IN IP4 127.0.0.1', 't=0 0', ...media].join('\n') + '\n';
+    const sdpFile = path.join(this.dir, 'input.sdp');
+    await writeFile(sdpFile, sdp);
+    const { ext, format } = containerFor(this.codecs);
+    const args = [
+      '-nostdin', '-hide_banner', '-loglevel', 'warning',
+      '-protocol_whitelist', 'file,udp,rtp',
+      '-analyzeduration', '3000000', '-probesize', '5000000',
+      '-fflags', '+genpts',
+      '-i', sdpFile,
+      '-map', '0', '-c', 'copy',
+      '-f', 'segment', '-segment_time', String(this.segmentSeconds), '-segment_format', format, '-reset_timestamps', '1',
+      path.join(this.dir, `segment-%03d.${ext}`),
+    ];
+    const ffmpeg = spawn('ffmpeg', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    this.#ffmpeg = ffmpeg;
+    ffmpeg.stderr!.on('data', (d) => (this.#stderr = (this.#stderr + d.toString()).slice(-4000)));
+    ffmpeg.once('exit', (code, signal) => {
+      if (!this.#stopping) {
+        this.log.error({ code, signal, stderr: this.#stderr.slice(-500) }, 'recorder ffmpeg exited unexpectedly');
+        void this.#teardown().then(() => this.observer.emit('crashed', code, signal, this.#stderr));
+      }
+    });
+    await new Promise<void>((resolve, reject) => {
+      ffmpeg.once('spawn', resolve);
+      ffmpeg.once('error', (e) => reject(new Error(`cannot start ffmpeg: ${e.message}`)));
+    });
+    // ffmpeg opens its sockets after reading the SDP; RTP sent before that is lost,
+    // so resume only then, and ask for keyframes until it has one to start from.
+    await new Promise((r) => setTimeout(r, 400));
+    for (const c of this.#consumers) await c.resume();
+    const requestKeyFrames = () => {
+      for (const c of this.#consumers) if (c.kind === 'video') void c.requestKeyFrame().catch(() => undefined);
+    };
+    requestKeyFrames();
+    let n = 0;
+    this.#keyframeTimer = setInterval(() => (++n > 4 ? clearInterval(this.#keyframeTimer) : requestKeyFrames()), 500);
+  }
+
+  /** Stops cleanly: ffmpeg finalizes the last segment. Returns the segment files, in order. */
+  async stop(): Promise<string[]> {
+    this.#stopping = true;
+    const ffmpeg = this.#ffmpeg;
+    if (ffmpeg && ffmpeg.exitCode === null && ffmpeg.signalCode === null) {
+      const exited = new Promise((r) => ffmpeg.once('exit', r));
+      ffmpeg.kill('SIGINT');
+      const timer = setTimeout(() => ffmpeg.kill('SIGKILL'), 10_000);
+      await exited;
+      clearTimeout(timer);
+    }
+    await this.#teardown();
+    const files = (await readdir(this.dir)).filter((f) => f.startsWith('segment-')).sort().map((f) => path.join(this.dir, f));
+    this.observer.emit('stopped', files);
+    return files;
+  }
+
+  async #teardown(): Promise<void> {
+    clearInterval(this.#keyframeTimer);
+    for (const t of this.#transports) t.close();
+    this.#transports = [];
+  }
+}
