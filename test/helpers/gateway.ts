@@ -15,6 +15,9 @@ export const REVOKED_KEY = generateApiKey('acmeold1');
 export const ROOMS_ONLY_KEY = generateApiKey('acmero1');
 export const ROOMS_WRITE_KEY = generateApiKey('acmerw1');
 export const TENANT_ADMIN_KEY = generateApiKey('acmeadm1');
+export const DPO_KEY = generateApiKey('acmedpo1');
+export const VIEWER_KEY = generateApiKey('acmeview1');
+export const GLOBEX_VIEWER_KEY = generateApiKey('globexv1');
 
 export interface TestGateway {
   app: FastifyInstance;
@@ -48,6 +51,9 @@ export async function startGateway(overrides: Record<string, any> = {}): Promise
       clickhouse: overrides.clickhouse,
       webhooks: overrides.webhooks,
       quality: overrides.quality,
+      storage: overrides.storage,
+      recording: overrides.recording,
+      retention: overrides.retention,
       api: overrides.api,
       adminKeyHash: overrides.adminKeyHash,
       tenants: overrides.tenants ?? [
@@ -61,9 +67,18 @@ export async function startGateway(overrides: Record<string, any> = {}): Promise
             { id: 'acmero1', hash: ROOMS_ONLY_KEY.hash, scopes: ['rooms:read'] },
             { id: 'acmerw1', hash: ROOMS_WRITE_KEY.hash, scopes: ['rooms:read', 'rooms:write'] },
             { id: 'acmeadm1', hash: TENANT_ADMIN_KEY.hash, scopes: ['admin'] },
+            { id: 'acmedpo1', hash: DPO_KEY.hash, scopes: ['dpo'] },
+            { id: 'acmeview1', hash: VIEWER_KEY.hash, scopes: ['recordings:read'] },
           ],
         },
-        { id: 'globex', apiKeys: [{ id: 'globex01', hash: GLOBEX_KEY.hash, scopes: ['tokens:mint'] }] },
+        {
+          id: 'globex',
+          allowedLocations: overrides.globexLocations ?? ['FR'],
+          apiKeys: [
+            { id: 'globex01', hash: GLOBEX_KEY.hash, scopes: ['tokens:mint'] },
+            { id: 'globexv1', hash: GLOBEX_VIEWER_KEY.hash, scopes: ['recordings:read', 'admin'] },
+          ],
+        },
       ],
     },
   );

@@ -1,0 +1,113 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { DPO_KEY, GLOBEX_VIEWER_KEY, TENANT_ADMIN_KEY, VIEWER_KEY, startGateway, type TestGateway } from './helpers/gateway.js';
+import { launchBrowser, receivedMedia, waitFor } from './helpers/browser.js';
+
+let gw: TestGateway;
+let browser: Awaited<ReturnType<typeof launchBrowser>>;
+before(async () => {
+  gw = await startGateway({ writer: { flushIntervalMs: 100 }, globexLocations: ['DE'] });
+  browser = await launchBrowser();
+});
+after(async () => {
+  await browser?.close();
+  await gw?.close();
+});
+
+const api = (key: { key: string }, method: string, url: string, payload?: object, headers: Record<string, string> = {}) =>
+  gw.app.inject({ method: method as 'GET', url, headers: { 'x-api-key': key.key, ...headers }, ...(payload ? { payload } : {}) });
+
+function probe(file: string): { streams: string[]; duration: number } {
+  const out = JSON.parse(execFileSync('ffprobe', ['-v', 'error', '-show_entries', 'format=duration:stream=codec_type', '-of', 'json', file], { encoding: 'utf8' }));
+  return { streams: out.streams.map((s: { codec_type: string }) => s.codec_type).sort(), duration: Number(out.format.duration) };
+}
+
+test('a browser call is recorded: indicator, upload, catalog, playback with ffprobe, Range, locks, legal hold, isolation, access records', async () => {
+  const pages = [];
+  for (const identity of ['rec-agent', 'rec-customer']) {
+    const page = await browser.context.newPage();
+    await page.goto(`${gw.url}/join?token=${await gw.mint({ room: 'recorded', identity })}`);
+    pages.push(page);
+  }
+  for (const page of pages) await waitFor('media', () => receivedMedia(page), (m) => m.framesDecoded > 5 && m.totalSamplesReceived > 0);
+
+  const started = await api(TENANT_ADMIN_KEY, 'POST', '/v1/rooms/recorded/recording', { action: 'start' });
+  assert.equal(started.statusCode, 200, started.body);
+  const t0 = Date.now();
+  for (const page of pages) await waitFor('recording indicator', () => page.locator('#recording').getAttribute('class'), (c) => c === 'on');
+  await new Promise((r) => setTimeout(r, 6000));
+  const stopped = await api(TENANT_ADMIN_KEY, 'POST', '/v1/rooms/recorded/recording', { action: 'stop' });
+  const recordedS = (Date.now() - t0) / 1000;
+  assert.equal(stopped.statusCode, 200, stopped.body);
+  assert.equal(stopped.json().files, 2, 'one file per participant');
+  for (const page of pages) await waitFor('indicator off', () => page.locator('#recording').getAttribute('class'), (c) => c !== 'on');
+  assert.ok(await gw.app.recording!.service.drain());
+
+  const list = await api(VIEWER_KEY, 'GET', '/v1/recordings?room=recorded');
+  assert.equal(list.statusCode, 200, list.body);
+  const recs = list.json().recordings;
+  assert.equal(recs.length, 2);
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'vigie-rec-dl-'));
+  for (const r of recs) {
+    assert.equal(r.status, 'ready');
+    assert.match(r.objectKey, new RegExp(`^acme/\\d{4}/\\d{2}/\\d{2}/${r.callId}/${r.id}\\.webm$`));
+    assert.deepEqual([...r.codecs].sort(), ['audio/opus', 'video/VP8']);
+    assert.equal(r.lockMode, 'governance');
+    const retainDays = (Date.parse(r.retainUntil) - Date.now()) / 86_400_000;
+    assert.ok(retainDays > 29.9 && retainDays <= 30, `retain-until from the default policy: ${r.retainUntil}`);
+    const full = await api(VIEWER_KEY, 'GET', `/v1/recordings/${r.id}/download?mode=stream`);
+    assert.equal(full.statusCode, 200);
+    assert.equal(full.rawPayload.length, r.sizeBytes);
+    const file = path.join(dir, `${r.id}.webm`);
+    writeFileSync(file, full.rawPayload);
+    assert.equal(execFileSync('sha256sum', [file], { encoding: 'utf8' }).split(' ')[0], r.sha256);
+    const media = probe(file);
+    assert.deepEqual(media.streams, ['audio', 'video']);
+    assert.ok(Math.abs(media.duration - recordedS) <= 1, `ffprobe ${media.duration}s vs recorded ${recordedS}s`);
+    const part = await api(VIEWER_KEY, 'GET', `/v1/recordings/${r.id}/download?mode=stream`, undefined, { range: 'bytes=100-199' });
+    assert.equal(part.statusCode, 206);
+    assert.equal(part.headers['content-range'], `bytes 100-199/${r.sizeBytes}`);
+    assert.deepEqual(part.rawPayload, full.rawPayload.subarray(100, 200));
+  }
+  const [one] = recs;
+  // The local store cannot sign URLs, so "redirect" falls back to streaming.
+  assert.equal((await api(VIEWER_KEY, 'GET', `/v1/recordings/${one.id}/download`)).statusCode, 200);
+
+  const del = await api(TENANT_ADMIN_KEY, 'DELETE', `/v1/recordings/${one.id}`);
+  assert.equal(del.statusCode, 403);
+  assert.match(del.json().error.message, /locked \(governance\) until/);
+  assert.equal((await api(VIEWER_KEY, 'PUT', `/v1/recordings/${one.id}/legal-hold`, { on: true })).statusCode, 403, 'viewers cannot set legal holds');
+  assert.equal((await api(TENANT_ADMIN_KEY, 'PUT', `/v1/recordings/${one.id}/legal-hold`, { on: true })).statusCode, 403, 'nor admins: dpo only');
+  const held = await api(DPO_KEY, 'PUT', `/v1/recordings/${one.id}/legal-hold`, { on: true });
+  assert.equal(held.json().legalHold, true);
+  assert.equal((await api(VIEWER_KEY, 'GET', `/v1/recordings/${one.id}`)).json().legalHold, true);
+  assert.equal((await api(GLOBEX_VIEWER_KEY, 'GET', `/v1/recordings/${one.id}`)).statusCode, 404, "another tenant's recording id is not found");
+  assert.equal((await api(GLOBEX_VIEWER_KEY, 'GET', `/v1/recordings/${one.id}/download`)).statusCode, 404);
+  assert.equal((await api(VIEWER_KEY, 'GET', '/v1/recordings?limit=1')).json().recordings.length, 1);
+  const page2 = await api(VIEWER_KEY, 'GET', `/v1/recordings?limit=1&cursor=${(await api(VIEWER_KEY, 'GET', '/v1/recordings?limit=1')).json().nextCursor}`);
+  assert.equal(page2.json().recordings.length, 1, 'pagination');
+  assert.equal((await api(VIEWER_KEY, 'GET', `/v1/recordings?participant=${recs[0].participants[0]}`)).json().recordings.length, 1, 'search by participant');
+
+  const access = await gw.query<{ action: string; result: string; actor: string }>(`SELECT action, result, actor FROM vigie.access_log WHERE tenant IN ('acme', 'globex') ORDER BY ts`);
+  const seen = new Set(access.map((a) => `${a.action}:${a.result}`));
+  for (const a of ['recording.control:ok', 'recordings.list:ok', 'recording.download:ok', 'recording.delete:FORBIDDEN', 'recording.legal_hold:FORBIDDEN', 'recording.legal_hold:ok', 'recording.read:NOT_FOUND']) assert.ok(seen.has(a), `${a} in ${[...seen].join(', ')}`);
+  assert.ok(access.some((a) => a.actor === 'key:acmedpo1'));
+  const events = (await gw.query<{ event: string }>(`SELECT event FROM vigie.call_events WHERE room = 'recorded'`)).map((e) => e.event);
+  assert.ok(events.includes('recording.started') && events.includes('recording.stopped'));
+});
+
+test('data residency: a recording refuses to start when the storage location is not allowed for the tenant', async () => {
+  const c = await gw.connect();
+  await c.request('join', { token: await gw.mint({ tenant: 'globex', room: 'abroad', identity: 'g', grants: ['publish', 'subscribe', 'record'] }) });
+  await assert.rejects(c.request('startRecording'), (e: { code: string; message: string }) => e.code === 'FORBIDDEN' && /storage target local is in FR .* allows only DE/.test(e.message));
+  const viaApi = await api(GLOBEX_VIEWER_KEY, 'POST', '/v1/rooms/abroad/recording', { action: 'start' });
+  assert.equal(viaApi.statusCode, 403);
+  assert.match(viaApi.json().error.message, /allows only DE/);
+  const noGrant = await gw.connect();
+  await noGrant.request('join', { token: await gw.mint({ room: 'nogrant', identity: 'n' }) });
+  await assert.rejects(noGrant.request('startRecording'), { code: 'FORBIDDEN' });
+});
