@@ -60,6 +60,11 @@ export class Recorder {
     private readonly log: Logger,
   ) {}
 
+  /** The ffmpeg process, for supervision. */
+  get pid(): number | undefined {
+    return this.#ffmpeg?.pid;
+  }
+
   get codecs(): string[] {
     return this.#consumers.map((c) => c.rtpParameters.codecs[0]!.mimeType);
   }

@@ -107,6 +107,11 @@ export class RecordingService {
     this.#pendingDir = path.join(d.dataDir, 'recordings');
   }
 
+  /** ffmpeg pids of a room's recorders, by peer id (supervision, tests). */
+  recorderPids(room: Room): Map<string, number | undefined> {
+    return new Map([...(this.#sessions.get(room.key)?.recorders ?? new Map())].map(([id, e]) => [id, e.recorder.pid]));
+  }
+
   isRecording(room: Room): boolean {
     return this.#sessions.has(room.key);
   }

@@ -1,0 +1,136 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { complianceShortenings, loadPolicies, PolicyError, ttlStatements } from '../src/retention/index.js';
+import { retentionSchemaJson } from '../scripts/retention-schema.js';
+import { DPO_KEY, startGateway, type TestGateway } from './helpers/gateway.js';
+import { startFfmpegBot, type FfmpegBot } from './helpers/ffmpegBot.js';
+import { waitFor } from './helpers/browser.js';
+
+// A short policy: recordings kept 3 s (GOVERNANCE), stats deleted after 1 s for tenant "acme".
+const policies = mkdtempSync(path.join(os.tmpdir(), 'vigie-policies-'));
+cpSync(new URL('../retention-policies', import.meta.url), policies, { recursive: true });
+writeFileSync(
+  path.join(policies, 'short.yaml'),
+  `name: short\ntenants: [acme]\ncategories:\n  recordings: { duration: 3s, action: delete, lockMode: governance }\n  track_stats: { duration: 1s, action: delete }\n  client_stats: { duration: 1s, action: anonymize }\n  call_events: { duration: 1s, action: anonymize }\n  audit_log: { duration: 6y }\n  dsar_exports: { duration: 30d }\n`,
+);
+
+let gw: TestGateway;
+const bots: FfmpegBot[] = [];
+before(async () => {
+  gw = await startGateway({ writer: { flushIntervalMs: 100 }, retention: { policiesDir: policies, sweepIntervalSeconds: 3600 }, recording: { segmentSeconds: 10 } });
+});
+after(async () => {
+  for (const b of bots) await b.stop().catch(() => undefined);
+  await gw?.close();
+});
+
+async function botPair(room: string) {
+  const r = await gw.app.sfu.getOrCreateRoom('acme', room, gw.app.rooms.optionsFor('acme', room));
+  const video = await startFfmpegBot(r, { kind: 'video', bitrateKbps: 200, name: `${room}-v` });
+  const audio = await startFfmpegBot(r, { kind: 'audio', bitrateKbps: 32, name: `${room}-a` });
+  bots.push(video, audio);
+  return { room: r, video, audio };
+}
+const catalog = (room: string) => gw.query<{ id: string; status: string; legal_hold: number; participants: string[]; deletion_reason: string }>(`SELECT id, status, legal_hold, participants, deletion_reason FROM vigie.recordings FINAL WHERE room = {r:String} ORDER BY started_at`, { r: room });
+
+test('the published schema matches the loader, and every policy file validates', () => {
+  assert.equal(readFileSync(new URL('../retention-policies/schema.json', import.meta.url), 'utf8'), retentionSchemaJson(), 'run: npx tsx scripts/retention-schema.ts');
+  const loaded = loadPolicies(new URL('../retention-policies', import.meta.url).pathname);
+  assert.deepEqual([...loaded.keys()].sort(), ['default', 'regulated']);
+  const bad = mkdtempSync(path.join(os.tmpdir(), 'vigie-bad-policies-'));
+  writeFileSync(path.join(bad, 'default.yaml'), 'name: default\ncategories:\n  recordings: { duration: forever }\n');
+  assert.throws(() => loadPolicies(bad), (e: Error) => e instanceof PolicyError && /duration: a number and a unit/.test(e.message) && /track_stats/.test(e.message));
+});
+
+test('a policy set that would shorten a COMPLIANCE lock is refused', async () => {
+  const regulated = loadPolicies(new URL('../retention-policies', import.meta.url).pathname);
+  const shorter = structuredClone(regulated);
+  shorter.get('regulated')!.categories.recordings.duration = 86400;
+  assert.match(complianceShortenings(regulated, shorter)[0]!, /cannot shrink/);
+  const weaker = structuredClone(regulated);
+  weaker.get('regulated')!.categories.recordings.lockMode = 'governance';
+  assert.match(complianceShortenings(regulated, weaker)[0]!, /cannot leave COMPLIANCE/);
+  const gone = structuredClone(regulated);
+  gone.delete('regulated');
+  assert.match(complianceShortenings(regulated, gone)[0]!, /cannot be removed/);
+  assert.deepEqual(complianceShortenings(regulated, regulated), []);
+  // Through the running gateway: the applied set includes "regulated"; an edited folder is refused and the old set stays.
+  writeFileSync(path.join(policies, 'regulated.yaml'), readFileSync(path.join(policies, 'regulated.yaml'), 'utf8').replace('duration: 5y,   action: delete,    lockMode: compliance', 'duration: 1y,   action: delete,    lockMode: compliance'));
+  await assert.rejects(gw.app.retention.reload(), (e: Error) => e instanceof PolicyError && /regulated.*cannot shrink/s.test(e.message));
+  assert.equal(gw.app.retention.policies().get('regulated')!.categories.recordings.duration, 5 * 31_536_000);
+  cpSync(new URL('../retention-policies/regulated.yaml', import.meta.url), path.join(policies, 'regulated.yaml'));
+});
+
+test('per-tenant ClickHouse TTLs: expired stats rows are deleted, expired identities anonymised', async () => {
+  const stmts = ttlStatements('vigie', gw.app.retention.policies(), gw.app.tenants.list());
+  // acme deletes after 1 s; globex (default policy) anonymises instead, so its delete TTL is "never" (0).
+  assert.ok(stmts.some((s) => /track_stats MODIFY TTL .*transform\(tenant, \['acme', 'globex'\], \[1, 0\], 0\)/.test(s)), stmts[0]);
+  assert.ok(stmts.some((s) => /track_stats MODIFY COLUMN participant String TTL .*\[0, 34128000\], 34128000/.test(s)));
+  const old = Date.now() - 10_000;
+  for (const tenant of ['acme', 'globex']) {
+    gw.app.telemetry!.writer.write('call_events', { ts: old, tenant, room: 'ttl', call_id: 'ttl', peer_id: 'p', participant: `pseudo-${tenant}`, event: 'ttl.test', object_id: '', reason: '', attrs: {} });
+    gw.app.telemetry!.writer.write('track_stats', { ts: old, tenant, room: 'ttl', call_id: 'ttl', peer_id: 'p', participant: `pseudo-${tenant}`, track_id: 't', producer_id: 't', kind: 'audio', direction: 'inbound', source: '', codec: '', ssrc: 1, spatial_layer: -1, temporal_layer: -1, interval_ms: 1000, bitrate_bps: 1, packets: 1, bytes: 1, packets_lost: 0, loss_fraction: 0, jitter_ms: null, rtt_ms: null, nack_count: 0, pli_count: 0, fir_count: 0, score: 10, frame_rate: null, frame_width: null, frame_height: null, mos: null, video_quality: null });
+  }
+  await gw.app.telemetry!.writer.flush();
+  for (const t of ['call_events', 'track_stats']) await gw.app.clickhouse.client.command({ query: `OPTIMIZE TABLE vigie.${t} FINAL` });
+  const stats = await gw.query(`SELECT tenant FROM vigie.track_stats WHERE room = 'ttl' ORDER BY tenant`);
+  assert.deepEqual(stats.map((r) => r.tenant), ['globex'], "acme's expired stats rows are deleted; globex keeps them (anonymised after 395 days)");
+  const events = await gw.query(`SELECT tenant, participant, peer_id FROM vigie.call_events WHERE room = 'ttl' ORDER BY tenant`);
+  assert.deepEqual(events, [{ tenant: 'acme', participant: '', peer_id: '' }, { tenant: 'globex', participant: 'pseudo-globex', peer_id: 'p' }], 'acme events kept, identity columns anonymised');
+});
+
+test('the sweeper deletes expired recordings, skips legal holds, and records each deletion', async () => {
+  const { room } = await botPair('sweep');
+  await gw.app.recording!.service.start(room, 'test');
+  await new Promise((r) => setTimeout(r, 3000));
+  await gw.app.recording!.service.stop(room, 'test');
+  assert.ok(await gw.app.recording!.service.drain());
+  const recs = await catalog('sweep');
+  assert.equal(recs.length, 2);
+  const [kept, expired] = recs;
+  await gw.app.inject({ method: 'PUT', url: `/v1/recordings/${kept!.id}/legal-hold`, headers: { 'x-api-key': DPO_KEY.key }, payload: { on: true } });
+  await new Promise((r) => setTimeout(r, 3500));
+  assert.equal(await gw.app.recording!.sweeper.sweep(), 1);
+  const after = new Map((await catalog('sweep')).map((r) => [r.id, r]));
+  assert.equal(after.get(kept!.id)!.status, 'ready', 'legal hold stops the sweeper');
+  assert.equal(after.get(expired!.id)!.status, 'deleted');
+  assert.equal(after.get(expired!.id)!.deletion_reason, 'retention:short');
+  const [rec] = await gw.query(`SELECT category, object_id, version_id, policy FROM vigie.retention_deletions WHERE object_id = {id:String}`, { id: expired!.id });
+  assert.equal(rec.policy, 'short');
+  assert.ok(rec.version_id.length > 0);
+});
+
+test('consent: only participants who consent are recorded, and each answer is an event', async () => {
+  gw.app.rooms.declare('acme', 'consent', { consentRequired: true });
+  const { room, video, audio } = await botPair('consent');
+  await gw.app.recording!.service.start(room, 'test');
+  gw.app.recording!.service.consent(room, video.peer, true);
+  gw.app.recording!.service.consent(room, audio.peer, false);
+  await new Promise((r) => setTimeout(r, 2500));
+  await gw.app.recording!.service.stop(room, 'test');
+  assert.ok(await gw.app.recording!.service.drain());
+  const recs = await catalog('consent');
+  assert.equal(recs.length, 1);
+  assert.deepEqual(recs[0]!.participants, [gw.app.telemetry!.keys.participant(video.peer)]);
+  const events = (await gw.query(`SELECT event FROM vigie.call_events WHERE room = 'consent'`)).map((e) => e.event);
+  assert.ok(events.includes('recording.consent_given') && events.includes('recording.consent_refused'));
+});
+
+test('long recordings are cut into segments; an ffmpeg crash is detected and reported', async () => {
+  const { room } = await botPair('segments');
+  await gw.app.recording!.service.start(room, 'test');
+  await new Promise((r) => setTimeout(r, 12_500));
+  await gw.app.recording!.service.stop(room, 'test');
+  assert.ok(await gw.app.recording!.service.drain());
+  assert.ok((await catalog('segments')).length >= 4, 'two participants × at least two 10 s segments');
+
+  const crash = await botPair('crash');
+  await gw.app.recording!.service.start(crash.room, 'test');
+  const pids = await waitFor('recorders', async () => gw.app.recording!.service.recorderPids(crash.room), (m) => m.size === 2 && [...m.values()].every(Boolean));
+  process.kill([...pids.values()][0]!, 'SIGKILL');
+  await waitFor('recording.failed event', async () => (await gw.query(`SELECT count() AS c FROM vigie.call_events WHERE room = 'crash' AND event = 'recording.failed'`))[0].c, (c) => Number(c) === 1);
+  await gw.app.recording!.service.stop(crash.room, 'test');
+});
