@@ -64,7 +64,9 @@ export class S3ObjectStore implements ObjectStore {
   async stat(key: string, versionId: string): Promise<StoredObject> {
     const s = await this.#client.statObject(this.o.bucket, key, { versionId });
     const retention = (await this.#client.getObjectRetention(this.o.bucket, key, { versionId }).catch(() => undefined)) as { mode?: string; retainUntilDate?: string } | undefined;
-    const hold = await this.#client.getObjectLegalHold(this.o.bucket, key, { versionId }).catch(() => 'OFF');
+    // minio-js returns { Status } despite its string type, and throws when no hold was ever set.
+    const hold = (await this.#client.getObjectLegalHold(this.o.bucket, key, { versionId }).catch(() => undefined)) as unknown;
+    const held = hold === 'ON' || (hold as { Status?: string } | undefined)?.Status === 'ON';
     return {
       key,
       versionId,
@@ -72,7 +74,7 @@ export class S3ObjectStore implements ObjectStore {
       sha256: (s.metaData as Record<string, string>)['sha256'],
       retainUntil: retention?.retainUntilDate ? new Date(retention.retainUntilDate) : undefined,
       lockMode: retention?.mode as StoredObject['lockMode'],
-      legalHold: hold === 'ON',
+      legalHold: held,
     };
   }
 
