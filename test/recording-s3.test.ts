@@ -125,3 +125,18 @@ test('S3 down during an upload, and Vigie restarted meanwhile: the recording is 
   assert.equal(sha256(Buffer.concat(chunks)), pending.sha256);
   assert.match(gw.logs(), /resuming recording uploads left pending/);
 });
+
+test('large files go up in multipart, with SSE-KMS, and verify', async () => {
+  const { randomBytes } = await import('node:crypto');
+  const big = path.join(dataDir, 'big.bin');
+  const data = randomBytes(20 * 1024 * 1024);
+  writeFileSync(big, data);
+  const store = gw.app.recording!.store;
+  const { versionId } = await store.put('acme/multipart/test.bin', big, { contentType: 'application/octet-stream', sha256: sha256(data) });
+  const stat = await s3.statObject(BUCKET, 'acme/multipart/test.bin', { versionId });
+  assert.equal(stat.size, data.length);
+  assert.match(stat.etag, /-\d+$/, `multipart ETag (<md5>-<parts>): ${stat.etag}`);
+  assert.equal((await store.stat('acme/multipart/test.bin', versionId)).sha256, sha256(data));
+  assert.equal(stat.metaData['x-amz-server-side-encryption'], 'aws:kms', 'S3 reports SSE-KMS');
+  assert.equal(stat.metaData['x-amz-server-side-encryption-aws-kms-key-id'], rgw.kmsKeyId);
+});
