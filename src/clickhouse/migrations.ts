@@ -248,6 +248,42 @@ export const MIGRATIONS: Migration[] = [
       ) ENGINE = ${engine('MergeTree')} PARTITION BY toYYYYMM(ts) ORDER BY (tenant, ts) SETTINGS ${dedupSettings}`,
     ],
   },
+  {
+    version: 4,
+    name: 'compliance: hash-chained audit log, signed checkpoints, data-subject requests',
+    statements: ({ db, onCluster, engine, dedupSettings }) => [
+      `CREATE TABLE IF NOT EXISTS ${db}.audit_log${onCluster} (
+        tenant LowCardinality(String),
+        seq UInt64 COMMENT 'position in the tenant chain, from 1',
+        ts DateTime64(3, 'UTC'),
+        actor String,
+        action LowCardinality(String),
+        target String,
+        subject String COMMENT 'pseudonym of the data subject concerned, if any',
+        result LowCardinality(String),
+        source_ip String,
+        details String COMMENT 'canonical JSON',
+        prev_hash String,
+        hash String COMMENT 'sha256 of the canonical JSON of every other column'
+      ) ENGINE = ${engine('MergeTree')} ORDER BY (tenant, seq) SETTINGS ${dedupSettings}`,
+      `CREATE TABLE IF NOT EXISTS ${db}.audit_checkpoints${onCluster} (
+        tenant LowCardinality(String),
+        seq UInt64,
+        hash String,
+        ts DateTime64(3, 'UTC'),
+        jws String COMMENT 'compact JWS over {tenant, seq, hash, ts}'
+      ) ENGINE = ${engine('MergeTree')} ORDER BY (tenant, seq) SETTINGS ${dedupSettings}`,
+      `CREATE TABLE IF NOT EXISTS ${db}.dsar_requests${onCluster} (
+        ts DateTime64(3, 'UTC'),
+        tenant LowCardinality(String),
+        request_id String,
+        kind LowCardinality(String) COMMENT 'access or erasure',
+        subject String COMMENT 'pseudonym',
+        status LowCardinality(String),
+        summary String
+      ) ENGINE = ${engine('MergeTree')} ORDER BY (tenant, ts) SETTINGS ${dedupSettings}`,
+    ],
+  },
 ];
 
 function checksum(m: Migration): string {

@@ -62,10 +62,11 @@ export class LocalObjectStore implements ObjectStore {
     return undefined;
   }
 
-  async remove(key: string, versionId: string): Promise<void> {
+  async remove(key: string, versionId: string, options: { bypassGovernance?: boolean } = {}): Promise<void> {
     const m = await this.#meta(key, versionId);
     if (m.legalHold) throw new ObjectLockedError('object is under legal hold');
-    if (m.retainUntil && new Date(m.retainUntil) > new Date()) throw new ObjectLockedError(`object is locked (${m.lockMode}) until ${m.retainUntil}`);
+    const locked = m.retainUntil && new Date(m.retainUntil) > new Date();
+    if (locked && !(options.bypassGovernance && m.lockMode === 'GOVERNANCE')) throw new ObjectLockedError(`object is locked (${m.lockMode}) until ${m.retainUntil}`);
     const p = this.#paths(key, versionId);
     await rm(p.data, { force: true });
     await rm(p.meta, { force: true });

@@ -48,6 +48,7 @@ export interface ObjectStore {
   read(key: string, versionId: string, range?: { start: number; end: number }): Promise<Readable>;
   /** A short-lived signed URL, or undefined when the store cannot sign (then stream through the gateway). */
   presign(key: string, versionId: string, ttlSeconds: number): Promise<string | undefined>;
-  remove(key: string, versionId: string): Promise<void>;
+  /** `bypassGovernance`: an erasure request may lift a GOVERNANCE lock; nothing lifts COMPLIANCE or a legal hold. */
+  remove(key: string, versionId: string, options?: { bypassGovernance?: boolean }): Promise<void>;
   setLegalHold(key: string, versionId: string, on: boolean): Promise<void>;
 }

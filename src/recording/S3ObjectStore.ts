@@ -86,9 +86,9 @@ export class S3ObjectStore implements ObjectStore {
     return this.#client.presignedGetObject(this.o.bucket, key, ttlSeconds, { versionId });
   }
 
-  async remove(key: string, versionId: string): Promise<void> {
+  async remove(key: string, versionId: string, options: { bypassGovernance?: boolean } = {}): Promise<void> {
     try {
-      await this.#client.removeObject(this.o.bucket, key, { versionId });
+      await this.#client.removeObject(this.o.bucket, key, { versionId, governanceBypass: options.bypassGovernance });
     } catch (err) {
       if ((err as { code?: string }).code === 'AccessDenied') throw new ObjectLockedError(`object version is locked or on legal hold (${(err as Error).message})`);
       throw err;
