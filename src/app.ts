@@ -22,6 +22,7 @@ import webPlugin from './web/index.js';
 import webhooksPlugin from './webhooks/index.js';
 import retentionPlugin from './retention/index.js';
 import recordingPlugin from './recording/index.js';
+import compliancePlugin from './compliance/index.js';
 import { RoomDirectory } from './media/index.js';
 
 declare module 'fastify' {
@@ -97,6 +98,7 @@ export async function buildApp(config: Config, opts: { logStream?: NodeJS.Writab
   await app.register(webhooksPlugin);
   await app.register(retentionPlugin);
   await app.register(recordingPlugin);
+  await app.register(compliancePlugin);
   await app.register(apiPlugin);
   await app.register(signalingPlugin);
   await app.register(webPlugin);

@@ -45,6 +45,7 @@ export async function adminRoutes(app: FastifyInstance): Promise<void> {
     const { tenant } = parse(tenantParam, req.params);
     const created = app.tenants.createApiKey(tenant, parse(keyBody, req.body).scopes);
     req.log.info({ tenant, keyId: created.id }, 'API key created');
+    app.compliance?.record({ tenant, actor: 'operator', action: 'apikey.create', target: `key:${created.id}`, sourceIp: req.ip });
     return reply.code(201).send(created);
   });
 

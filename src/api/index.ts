@@ -22,6 +22,7 @@ import { roomRoutes } from './rooms.js';
 import { tokenRoutes } from './tokens.js';
 import { webhookRoutes } from './webhooks.js';
 import { recordingRoutes } from './recordings.js';
+import { complianceRoutes } from './compliance.js';
 
 export { apiKeyFrom, authenticate, requireScope, type Principal } from './principal.js';
 
@@ -52,6 +53,11 @@ export default async function apiPlugin(app: FastifyInstance): Promise<void> {
     return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not-ready', workers, telemetry, webhooksPending: app.webhooks.pendingCount });
   });
   app.get('/docs/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  // The public key that signs audit checkpoints and exports, for third parties to verify them.
+  app.get('/.well-known/jwks.json', { schema: { tags: ['compliance'], summary: 'Public keys of audit checkpoints and exports', security: [] } }, async (_req, reply) => {
+    if (!app.compliance) throw new VigieError('NOT_FOUND', 'compliance is unavailable on this gateway');
+    return reply.header('cache-control', 'public, max-age=300').send({ keys: [app.compliance.signer.publicJwk] });
+  });
 
   await app.register(async (v1) => {
     await v1.register(rateLimit, {
@@ -65,6 +71,7 @@ export default async function apiPlugin(app: FastifyInstance): Promise<void> {
     await v1.register(roomRoutes);
     await v1.register(webhookRoutes);
     await v1.register(recordingRoutes);
+    await v1.register(complianceRoutes);
     await v1.register(adminRoutes);
   });
 }

@@ -67,8 +67,11 @@ export async function recordingRoutes(app: FastifyInstance): Promise<void> {
     return app.recording;
   };
   const db = app.clickhouse.database;
-  const audit = (req: FastifyRequest, p: Principal | undefined, action: string, target: string, result: string) =>
+  // Access records: the plain access_log, and the tamper-evident audit chain.
+  const audit = (req: FastifyRequest, p: Principal | undefined, action: string, target: string, result: string) => {
     app.telemetry?.writer.write('access_log', { ts: Date.now(), tenant: p?.tenant ?? '', actor: p?.actor ?? 'anonymous', action, target, source_ip: req.ip, result });
+    if (p) app.compliance?.record({ tenant: p.tenant, actor: p.actor, action, target, result, sourceIp: req.ip });
+  };
   /** Runs a handler with its access record written whatever the outcome. */
   const audited = (action: string, handler: (req: FastifyRequest, reply: FastifyReply, p: Principal, target: (t: string) => void) => Promise<unknown>) =>
     async (req: FastifyRequest, reply: FastifyReply) => {

@@ -62,13 +62,14 @@ export class AuditLog {
   /** Loads each chain's head, so appends continue where the last run stopped. */
   async init(): Promise<void> {
     const rs = await this.client.query({
-      query: `SELECT tenant, max(seq) AS seq, argMax(hash, seq) AS hash FROM ${this.db}.audit_log GROUP BY tenant`,
+      // Aliases must not reuse column names: ClickHouse would resolve seq inside argMax to max(seq).
+      query: `SELECT tenant, max(seq) AS head_seq, argMax(hash, seq) AS head_hash FROM ${this.db}.audit_log GROUP BY tenant`,
       format: 'JSONEachRow',
     });
-    const cp = await this.client.query({ query: `SELECT tenant, max(seq) AS seq FROM ${this.db}.audit_checkpoints GROUP BY tenant`, format: 'JSONEachRow' });
-    const checkpoints = new Map((await cp.json<{ tenant: string; seq: string }>()).map((r) => [r.tenant, Number(r.seq)]));
-    for (const r of await rs.json<{ tenant: string; seq: string; hash: string }>()) {
-      this.#heads.set(r.tenant, { seq: Number(r.seq), hash: r.hash, lastCheckpointSeq: checkpoints.get(r.tenant) ?? 0, lastCheckpointAt: Date.now() });
+    const cp = await this.client.query({ query: `SELECT tenant, max(seq) AS last_seq FROM ${this.db}.audit_checkpoints GROUP BY tenant`, format: 'JSONEachRow' });
+    const checkpoints = new Map((await cp.json<{ tenant: string; last_seq: string }>()).map((r) => [r.tenant, Number(r.last_seq)]));
+    for (const r of await rs.json<{ tenant: string; head_seq: string; head_hash: string }>()) {
+      this.#heads.set(r.tenant, { seq: Number(r.head_seq), hash: r.head_hash, lastCheckpointSeq: checkpoints.get(r.tenant) ?? 0, lastCheckpointAt: Date.now() });
     }
   }
 

@@ -15,12 +15,13 @@ import { ObjectLockedError } from '../recording/index.js';
  * `identityColumns()` reads the live schema; a test fails when a table with
  * such a column is missing here, so a new table cannot be forgotten.
  */
-export const SUBJECT_TABLES: Record<string, { column: string; array?: boolean; erase: 'delete' | 'keep'; why?: string }> = {
+export const SUBJECT_TABLES: Record<string, { column: string; array?: boolean; erase: 'delete' | 'keep'; why?: string; /** Readable source for access exports, when the table holds aggregate states. */ readFrom?: string }> = {
   participants: { column: 'participant', erase: 'delete' },
   track_stats: { column: 'participant', erase: 'delete' },
   transport_stats: { column: 'participant', erase: 'delete' },
   client_stats: { column: 'participant', erase: 'delete' },
   call_events: { column: 'participant', erase: 'delete' },
+  call_quality_agg: { column: 'participant', erase: 'delete', readFrom: 'call_summary' },
   recordings: { column: 'participants', array: true, erase: 'delete' },
   audit_log: { column: 'subject', erase: 'keep', why: 'audit trail kept under GDPR art. 17(3)(b) (legal obligation, accountability); it holds only the pseudonym, which no longer maps to the person' },
   dsar_requests: { column: 'subject', erase: 'keep', why: 'record of the request itself, kept as proof it was answered (art. 5(2))' },
@@ -70,7 +71,8 @@ export async function dsarAccess(ctx: DsarContext, o: { tenant: string; identity
   for (const table of Object.keys(SUBJECT_TABLES)) {
     const file = path.join(dir, `${table}.jsonl`);
     const out = createWriteStream(file);
-    const rs = await ctx.client.query({ query: `SELECT * FROM ${ctx.db}.${table} ${table === 'recordings' || table === 'participants' ? 'FINAL' : ''} WHERE ${where(table)}`, query_params: { tenant: o.tenant, p: o.pseudonym }, format: 'JSONEachRow' });
+    const source = SUBJECT_TABLES[table]!.readFrom ?? table;
+    const rs = await ctx.client.query({ query: `SELECT * FROM ${ctx.db}.${source} ${table === 'recordings' || table === 'participants' ? 'FINAL' : ''} WHERE ${where(table)}`, query_params: { tenant: o.tenant, p: o.pseudonym }, format: 'JSONEachRow' });
     let rows = 0;
     for await (const batch of rs.stream()) {
       for (const r of batch as Array<{ text: string }>) {

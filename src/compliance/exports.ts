@@ -45,7 +45,8 @@ export async function exportAudit(o: { client: ClickHouseClient; db: string; ten
     await write(`<h1>Audit export — tenant ${html(o.tenant)}</h1><p>Period: ${o.from.toISOString()} to ${o.to.toISOString()}. Generated ${new Date().toISOString()} by Vigie. Verify with the detached signature and the published JWKS.</p><table><thead><tr>${COLUMNS.map((c) => `<th>${c}</th>`).join('')}</tr></thead><tbody>`);
   }
   const rs = await o.client.query({
-    query: `SELECT seq, toString(ts) AS ts, actor, action, target, subject, result, source_ip, details, hash FROM ${o.db}.audit_log
+    // ts_utc, not ts: ClickHouse resolves aliases before columns, also in WHERE.
+    query: `SELECT seq, toString(ts) AS ts_utc, actor, action, target, subject, result, source_ip, details, hash FROM ${o.db}.audit_log
             WHERE tenant = {t:String} AND ts >= fromUnixTimestamp64Milli({from:Int64}) AND ts < fromUnixTimestamp64Milli({to:Int64}) ORDER BY seq`,
     query_params: { t: o.tenant, from: o.from.getTime(), to: o.to.getTime() },
     format: 'JSONEachRow',
@@ -54,7 +55,8 @@ export async function exportAudit(o: { client: ClickHouseClient; db: string; ten
   for await (const batch of rs.stream()) {
     for (const r of batch as Array<{ json: <T>() => T }>) {
       const e = r.json<Record<string, unknown>>();
-      const row: Record<string, unknown> = { ...e, seq: Number(e.seq), legal_basis: legalBasis(String(e.action)) };
+      const { ts_utc, ...rest } = e;
+      const row: Record<string, unknown> = { ...rest, ts: ts_utc, seq: Number(e.seq), legal_basis: legalBasis(String(e.action)) };
       rows++;
       if (o.format === 'jsonl') await write(`${JSON.stringify(row)}\n`);
       else if (o.format === 'csv') await write(`${COLUMNS.map((c) => csvField(row[c])).join(',')}\n`);

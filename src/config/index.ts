@@ -66,6 +66,7 @@ export interface Config {
   };
   recording: { segmentSeconds: number; presignTtlSeconds: number };
   retention: { policiesDir: string; sweepIntervalSeconds: number };
+  compliance: { signingKeyFile?: string; checkpointEvery: number; checkpointMinutes: number; subprocessorsFile: string };
   tenants: TenantConfig[];
 }
 
@@ -181,6 +182,7 @@ export function loadConfig(env: Env = process.env, overrides: Record<string, unk
 
   cfg.dataDir = path.resolve(cfg.dataDir);
   cfg.retention.policiesDir = path.resolve(cfg.retention.policiesDir);
+  cfg.compliance.subprocessorsFile = path.resolve(cfg.compliance.subprocessorsFile);
   if (!cfg.server.publicUrl) {
     const scheme = cfg.server.tlsCertFile ? 'https' : 'http';
     const host = cfg.server.host === '0.0.0.0' || cfg.server.host === '::' ? 'localhost' : cfg.server.host;

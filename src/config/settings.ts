@@ -117,6 +117,11 @@ export const SETTINGS: readonly SettingSpec[] = [
   setting('recording.presignTtlSeconds', 'VIGIE_RECORDING_URL_TTL_S', positiveInt.min(10).max(3600).default(300), '300', 'Lifetime of presigned download URLs.'),
   setting('retention.policiesDir', 'VIGIE_RETENTION_POLICIES_DIR', z.string().min(1).default('./retention-policies'), './retention-policies', 'Folder of retention policy YAML files.'),
   setting('retention.sweepIntervalSeconds', 'VIGIE_RETENTION_SWEEP_S', positiveInt.min(1).max(86_400).default(3600), '3600', 'How often expired recordings are looked for and deleted.'),
+
+  setting('compliance.signingKeyFile', 'VIGIE_AUDIT_SIGNING_KEY_FILE', z.string().min(1).optional(), 'generated in DATA_DIR', 'Private ES256 JWK that signs audit checkpoints and exports; its public half is served at /.well-known/jwks.json.'),
+  setting('compliance.checkpointEvery', 'VIGIE_AUDIT_CHECKPOINT_EVERY', positiveInt.max(1_000_000).default(1000), '1000', 'A signed checkpoint every N audit entries per tenant…'),
+  setting('compliance.checkpointMinutes', 'VIGIE_AUDIT_CHECKPOINT_MINUTES', positiveInt.max(1440).default(10), '10', '…or every M minutes, whichever comes first.'),
+  setting('compliance.subprocessorsFile', 'VIGIE_SUBPROCESSORS_FILE', z.string().min(1).default('./compliance/subprocessors.yaml'), './compliance/subprocessors.yaml', 'Register of subprocessors the report checks the configuration against.'),
 ];
 
 /**

@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import type { ClickHouseClient } from '@clickhouse/client';
 import type { Logger } from '../logging.js';
 import { ObjectLockedError, type ObjectStore } from '../recording/ObjectStore.js';
@@ -18,6 +19,8 @@ export interface SweeperDeps {
  * and which object version.
  */
 export class Sweeper {
+  /** Each deletion, for the audit log. */
+  readonly observer = new EventEmitter<{ deleted: [row: CatalogRow] }>();
   #timer?: NodeJS.Timeout;
   #running?: Promise<number>;
 
@@ -62,6 +65,7 @@ export class Sweeper {
       const reason = `retention:${r.retention_policy}`;
       this.d.rows.write('recordings', { ...r, status: 'deleted', deleted_at: now, deletion_reason: reason, updated_at: now });
       this.d.rows.write('retention_deletions', { ts: now, tenant: r.tenant, category: 'recordings', object_id: r.id, object_key: r.object_key, version_id: r.version_id, policy: r.retention_policy, reason: `expired at ${r.retain_until}` });
+      this.observer.emit('deleted', r);
       this.d.webhook(r.tenant, 'retention.deleted', { category: 'recordings', recordingId: r.id, objectKey: r.object_key, versionId: r.version_id, policy: r.retention_policy, retainUntil: r.retain_until });
       deleted++;
     }

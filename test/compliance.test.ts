@@ -1,0 +1,179 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { createLocalJWKSet } from 'jose';
+import { identityColumns, loadSubprocessors, SUBJECT_TABLES, subprocessorReport, subprocessorReportMarkdown, verifyDigestSignature } from '../src/compliance/index.js';
+import { loadConfig } from '../src/config/index.js';
+import { DPO_KEY, TENANT_ADMIN_KEY, VIEWER_KEY, startGateway, type TestGateway } from './helpers/gateway.js';
+import { launchBrowser, receivedMedia, waitFor } from './helpers/browser.js';
+
+let gw: TestGateway;
+before(async () => {
+  gw = await startGateway({ writer: { flushIntervalMs: 100 } });
+});
+after(() => gw?.close());
+
+const dpo = (method: string, url: string, payload?: object) => gw.app.inject({ method: method as 'GET', url, headers: { 'x-api-key': DPO_KEY.key }, ...(payload ? { payload } : {}) });
+const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+const jwks = async () => createLocalJWKSet((await gw.app.inject('/.well-known/jwks.json')).json());
+const ch = () => gw.app.clickhouse.client;
+
+async function chain(tenant: string, n: number) {
+  for (let i = 1; i <= n; i++) await gw.app.compliance!.audit.append({ tenant, actor: 'key:test', action: 'recording.read', target: `recording:${i}`, details: { i } });
+  await gw.app.compliance!.audit.checkpointAll();
+}
+
+test('tampering: an altered, a deleted and an inserted entry are each named by the verification', async () => {
+  const audit = gw.app.compliance!.audit;
+  for (const t of ['chain-a', 'chain-b', 'chain-c']) await chain(t, 12);
+  for (const t of ['chain-a', 'chain-b', 'chain-c']) assert.deepEqual(await audit.verify(t), { ok: true, entries: 12, checkpoints: 1 });
+
+  await ch().command({ query: `ALTER TABLE vigie.audit_log UPDATE details = '{"i":999}' WHERE tenant = 'chain-a' AND seq = 7`, clickhouse_settings: { mutations_sync: '2' } });
+  const altered = await audit.verify('chain-a');
+  assert.deepEqual([altered.ok, altered.problem?.seq, altered.problem?.kind], [false, 7, 'altered']);
+
+  await ch().command({ query: `ALTER TABLE vigie.audit_log DELETE WHERE tenant = 'chain-b' AND seq = 5`, clickhouse_settings: { mutations_sync: '2' } });
+  const deleted = await audit.verify('chain-b');
+  assert.deepEqual([deleted.problem?.seq, deleted.problem?.kind], [5, 'deleted']);
+
+  const [row] = await gw.query(`SELECT * FROM vigie.audit_log WHERE tenant = 'chain-c' AND seq = 3`);
+  await ch().insert({ table: 'vigie.audit_log', values: [{ ...row, actor: 'key:forger', hash: 'f'.repeat(64) }], format: 'JSONEachRow', clickhouse_settings: { insert_deduplication_token: 'forged' } });
+  const inserted = await audit.verify('chain-c');
+  assert.equal(inserted.problem?.seq, 3);
+  assert.ok(['inserted', 'altered'].includes(inserted.problem!.kind), JSON.stringify(inserted.problem));
+
+  // Through the API and the CLI, for the DPO's own tenant.
+  const verify = await dpo('GET', '/v1/compliance/audit/verify');
+  assert.equal(verify.statusCode, 200);
+  assert.equal(verify.json().ok, true);
+  assert.equal((await gw.app.inject({ method: 'GET', url: '/v1/compliance/audit/verify', headers: { 'x-api-key': TENANT_ADMIN_KEY.key } })).statusCode, 403, 'DPO only');
+  const { stdout } = await promisify(execFile)(process.execPath, ['bin/vigie.mjs', 'audit', 'verify'], { env: { ...process.env, VIGIE_URL: gw.url, VIGIE_API_KEY: DPO_KEY.key } });
+  assert.equal(JSON.parse(stdout).ok, true);
+});
+
+test('DPO exports (JSON Lines, CSV, HTML, PDF) verify against the published JWKS, and fail after one byte is changed', async () => {
+  // Some access to personal data to export.
+  await gw.app.inject({ method: 'GET', url: '/v1/recordings', headers: { 'x-api-key': VIEWER_KEY.key } });
+  const from = new Date(Date.now() - 3600_000).toISOString();
+  const to = new Date(Date.now() + 60_000).toISOString();
+  const keys = await jwks();
+  for (const format of ['jsonl', 'csv', 'html', 'pdf']) {
+    const created = await dpo('POST', '/v1/compliance/exports', { from, to, format });
+    assert.equal(created.statusCode, 201, created.body);
+    const { jws, sha256: digest, download } = created.json();
+    const file = (await dpo('GET', download)).rawPayload;
+    assert.equal(sha256(file), digest);
+    assert.ok(await verifyDigestSignature(jws, sha256(file), keys), `${format} verifies`);
+    const tampered = Buffer.from(file);
+    const mid = Math.floor(tampered.length / 2);
+    tampered[mid] = tampered[mid]! ^ 0x01;
+    assert.equal(await verifyDigestSignature(jws, sha256(tampered), keys), false, `${format}: one changed byte breaks it`);
+    if (format === 'jsonl') {
+      const lines = file.toString().trim().split('\n').map((l) => JSON.parse(l));
+      assert.ok(lines.some((l) => l.action === 'recordings.list' && l.actor === 'key:acmeview1' && /6\(1\)/.test(l.legal_basis)), 'who accessed what, with the legal basis');
+    }
+    if (format === 'csv') assert.match(file.toString().split('\n')[0]!, /^seq,ts,actor,action,target,subject,result,source_ip,legal_basis,hash$/);
+    if (format === 'pdf') assert.equal(file.subarray(0, 5).toString(), '%PDF-');
+  }
+  // The CLI writes the export and its detached signature side by side.
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'vigie-cli-'));
+  const out = path.join(dir, 'audit.csv');
+  await promisify(execFile)(process.execPath, ['bin/vigie.mjs', 'report', 'audit', '--from', from, '--to', to, '--format', 'csv', '--out', out], { env: { ...process.env, VIGIE_URL: gw.url, VIGIE_API_KEY: DPO_KEY.key } });
+  assert.ok(await verifyDigestSignature(readFileSync(`${out}.jws`, 'utf8').trim(), sha256(readFileSync(out)), keys));
+});
+
+test('the subprocessor report flags an undeclared S3 endpoint and a location outside the EU', async () => {
+  const register = loadSubprocessors(new URL('../compliance/subprocessors.yaml', import.meta.url).pathname);
+  const clean = subprocessorReport(register, loadConfig({}), [], {});
+  assert.equal(clean.ok, true, JSON.stringify(clean.findings));
+  const declared = subprocessorReport(register, loadConfig({ VIGIE_STORAGE_DRIVER: 's3', VIGIE_S3_ENDPOINT: 'https://s3.fr-par.scw.cloud', VIGIE_S3_ACCESS_KEY: 'abc', VIGIE_S3_SECRET_KEY: 'abcdefgh' }), [], {});
+  assert.equal(declared.findings[0]!.processor, 'Scaleway Object Storage');
+  assert.deepEqual(declared.findings[0]!.flags, []);
+
+  const cfg = loadConfig({ VIGIE_STORAGE_DRIVER: 's3', VIGIE_S3_ENDPOINT: 'https://s3.us-east-1.amazonaws.com', VIGIE_S3_ACCESS_KEY: 'abc', VIGIE_S3_SECRET_KEY: 'abcdefgh', VIGIE_STORAGE_COUNTRY: 'US' });
+  const report = subprocessorReport(register, cfg, [], { OTEL_EXPORTER_OTLP_ENDPOINT: 'https://otlp.eu01.nr-data.net' });
+  assert.equal(report.ok, false);
+  const storage = report.findings.find((f) => f.component.startsWith('object storage'))!;
+  assert.ok(storage.flags.some((f) => f.startsWith('UNDECLARED_PROCESSOR')), JSON.stringify(storage));
+  assert.ok(storage.flags.includes('OUTSIDE_EU: US'));
+  assert.ok(report.findings.find((f) => f.component.startsWith('OpenTelemetry'))!.flags.some((f) => f.startsWith('UNDECLARED_PROCESSOR')));
+  assert.match(subprocessorReportMarkdown(report, register), /\| object storage \(recordings\) \| `https:\/\/s3\.us-east-1\.amazonaws\.com` \| \*\*undeclared\*\*/);
+  const viaApi = await dpo('GET', '/v1/compliance/reports/subprocessors?format=html');
+  assert.match(viaApi.body, /<table>/);
+  const ropa = await dpo('GET', '/v1/compliance/reports/ropa?format=md');
+  assert.match(ropa.body, /\| Call recording \|.*default: 30 day\(s\), then delete \(governance lock\)/);
+});
+
+test('every table with an identity or pseudonym column is covered by data-subject requests', async () => {
+  const cols = await identityColumns(ch(), 'vigie');
+  assert.ok(cols.length >= 8);
+  for (const { table, column } of cols) {
+    assert.ok(SUBJECT_TABLES[table], `table ${table} has a ${column} column but is not covered by DSAR (src/compliance/dsar.ts)`);
+    if (column !== 'identity') assert.equal(SUBJECT_TABLES[table]!.column, column, table);
+  }
+});
+
+test('DSAR after a browser call: access returns that participant only; erasure leaves no trace but what a legal hold keeps, and says so', async () => {
+  const browser = await launchBrowser();
+  const identities = ['alice.martin@example.fr', 'bruno.petit@example.fr'];
+  try {
+    const pages = [];
+    for (const identity of identities) {
+      const page = await browser.context.newPage();
+      await page.goto(`${gw.url}/join?token=${await gw.mint({ room: 'dsar', identity, name: identity.split('@')[0] })}`);
+      pages.push(page);
+    }
+    for (const page of pages) await waitFor('media', () => receivedMedia(page), (m) => m.framesDecoded > 5);
+    await gw.app.inject({ method: 'POST', url: '/v1/rooms/dsar/recording', headers: { 'x-api-key': TENANT_ADMIN_KEY.key }, payload: { action: 'start' } });
+    await new Promise((r) => setTimeout(r, 3000));
+    await gw.app.inject({ method: 'POST', url: '/v1/rooms/dsar/recording', headers: { 'x-api-key': TENANT_ADMIN_KEY.key }, payload: { action: 'stop' } });
+    assert.ok(await gw.app.recording!.service.drain());
+    await new Promise((r) => setTimeout(r, 1500));
+  } finally {
+    await browser.close();
+  }
+  const [alice, bruno] = identities.map((i) => gw.app.telemetry!.keys.pseudonymizer.pseudonym('acme', i));
+  const recs = (await gw.query(`SELECT id, participants FROM vigie.recordings FINAL WHERE room = 'dsar'`)) as Array<{ id: string; participants: string[] }>;
+  const held = recs.find((r) => r.participants.includes(alice!))!;
+  assert.equal((await dpo('PUT', `/v1/recordings/${held.id}/legal-hold`, { on: true })).statusCode, 200);
+
+  // Access.
+  const access = await dpo('POST', '/v1/compliance/dsar/access', { identity: identities[0] });
+  assert.equal(access.statusCode, 201, access.body);
+  const { download, jws, sha256: digest, files } = access.json();
+  const tar = (await dpo('GET', download)).rawPayload;
+  assert.equal(sha256(tar), digest);
+  assert.ok(await verifyDigestSignature(jws, digest, await jwks()), 'the archive is signed');
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'vigie-dsar-'));
+  writeFileSync(path.join(dir, 'a.tar'), tar);
+  await promisify(execFile)('tar', ['-xf', 'a.tar'], { cwd: dir });
+  const all = readdirSync(dir, { recursive: true }).map(String).filter((f) => f.endsWith('.jsonl')).map((f) => readFileSync(path.join(dir, f), 'utf8')).join('');
+  assert.ok(all.includes(alice!) && all.includes(identities[0]!), 'her pseudonym and identity are in it');
+  assert.ok(!all.includes(bruno!) && !all.includes(identities[1]!), "nobody else's");
+  for (const t of ['track_stats', 'client_stats', 'call_events', 'participants']) assert.ok(files.find((f: { file: string; rows: number }) => f.file === `${t}.jsonl`).rows > 0, `${t} rows exported`);
+  assert.ok(files.some((f: { file: string }) => f.file.startsWith('recordings/')), 'her recording is in the archive');
+
+  // Erasure.
+  const erased = await dpo('POST', '/v1/compliance/dsar/erasure', { identity: identities[0] });
+  assert.equal(erased.statusCode, 200, erased.body);
+  const result = erased.json();
+  assert.ok(result.kept.some((k: { what: string; reason: string }) => k.what === `recording ${held.id}` && /legal hold/.test(k.reason)), JSON.stringify(result.kept));
+  assert.ok(result.erased.find((e: { table: string; rows: number }) => e.table === 'track_stats').rows > 0);
+  // A scan of every table: the identity is nowhere; the pseudonym only where the result says it was kept.
+  const tables = (await gw.query<{ name: string }>(`SELECT name FROM system.tables WHERE database = 'vigie' AND engine NOT IN ('View', 'MaterializedView')`)).map((t) => t.name);
+  for (const t of tables) {
+    const [hit] = await gw.query(`SELECT count() AS c FROM vigie.${t} WHERE position(toString(tuple(*)), {id:String}) > 0`, { id: identities[0] });
+    assert.equal(Number(hit.c), 0, `identity found in ${t}`);
+    const [ps] = await gw.query(`SELECT count() AS c FROM vigie.${t} WHERE position(toString(tuple(*)), {p:String}) > 0`, { p: alice });
+    if (Number(ps.c) > 0) assert.ok(['recordings', 'audit_log', 'dsar_requests'].includes(t), `pseudonym left in ${t}`);
+  }
+  const [bRows] = await gw.query(`SELECT count() AS c FROM vigie.track_stats WHERE participant = {p:String}`, { p: bruno });
+  assert.ok(Number(bRows.c) > 0, "the other participant's data is untouched");
+  const [req] = await gw.query(`SELECT count() AS c FROM vigie.dsar_requests WHERE kind IN ('access', 'erasure')`);
+  assert.equal(Number(req.c), 2);
+});
