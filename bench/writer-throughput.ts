@@ -15,7 +15,7 @@ const BATCH = 5000;
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const log = pino({ level: 'warn' });
 const dataDir = mkdtempSync(path.join(os.tmpdir(), 'vigie-bench-writer-'));
-const client = createClickHouseClient({ dataDir, clickhouse: { user: 'default', database: 'vigie', requestTimeoutMs: 60_000 } });
+const client = await createClickHouseClient({ dataDir, clickhouse: { user: 'default', database: 'vigie', requestTimeoutMs: 60_000 } });
 await migrate(client, { database: 'vigie', log });
 
 const now = Date.now();

@@ -87,6 +87,14 @@ test('DPO exports (JSON Lines, CSV, HTML, PDF) verify against the published JWKS
   assert.ok(await verifyDigestSignature(readFileSync(`${out}.jws`, 'utf8').trim(), sha256(readFileSync(out)), keys));
 });
 
+test('the subprocessor register validates against its published schema', async () => {
+  const { subprocessorsSchemaJson } = await import('../scripts/compliance-schema.js');
+  assert.equal(readFileSync(new URL('../compliance/subprocessors.schema.json', import.meta.url), 'utf8'), subprocessorsSchemaJson(), 'run: npx tsx scripts/compliance-schema.ts');
+  const bad = path.join(mkdtempSync(path.join(os.tmpdir(), 'vigie-sub-')), 'bad.yaml');
+  writeFileSync(bad, 'controller: { name: x, country: FR }\nsubprocessors:\n  - { name: Acme, country: France }\n');
+  assert.throws(() => loadSubprocessors(bad), (e: Error) => /subprocessors\.0\.country: ISO 3166-1 alpha-2/.test(e.message) && /subprocessors\.0\.legalEntity/.test(e.message));
+});
+
 test('the subprocessor report flags an undeclared S3 endpoint and a location outside the EU', async () => {
   const register = loadSubprocessors(new URL('../compliance/subprocessors.yaml', import.meta.url).pathname);
   const clean = subprocessorReport(register, loadConfig({}), [], {});

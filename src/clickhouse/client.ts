@@ -1,7 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { ClickHouseLogLevel, createClient, type ClickHouseClient } from '@clickhouse/client';
-import { createChdbConnection } from 'chdb/connection';
 import type { Config } from '../config/index.js';
 
 export type { ClickHouseClient } from '@clickhouse/client';
@@ -12,7 +11,7 @@ export type { ClickHouseClient } from '@clickhouse/client';
  * engine embedded by chdb (in-process, non-blocking, data in DATA_DIR).
  * Everything above this sees the same client either way.
  */
-export function createClickHouseClient(config: Pick<Config, 'clickhouse' | 'dataDir'>): ClickHouseClient {
+export async function createClickHouseClient(config: Pick<Config, 'clickhouse' | 'dataDir'>): Promise<ClickHouseClient> {
   const ch = config.clickhouse;
   if (ch.url) {
     return createClient({
@@ -27,6 +26,8 @@ export function createClickHouseClient(config: Pick<Config, 'clickhouse' | 'data
       compression: { request: false, response: true },
     });
   }
+  // Loaded only when used: the engine is a ~500 MB library a server talking HTTP has no use for.
+  const { createChdbConnection } = await import('chdb/connection');
   const dir = path.join(config.dataDir, 'clickhouse');
   mkdirSync(dir, { recursive: true });
   // chdb types its connection against its own copy of @clickhouse/client-common;

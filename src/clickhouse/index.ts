@@ -30,7 +30,7 @@ declare module 'fastify' {
 export default fp(
   async (app: FastifyInstance) => {
     const { clickhouse: cfg } = app.config;
-    const client = createClickHouseClient(app.config);
+    const client = await createClickHouseClient(app.config);
     const log = app.log.child({ component: 'clickhouse' });
     let schemaReady = false;
     let closed = false;

@@ -16,6 +16,7 @@ export function legalBasis(action: string): string {
   return 'GDPR art. 6(1)(b)/(f) (service operation, accountability art. 5(2))';
 }
 
+const EXPORT_PAGE = 2000;
 const COLUMNS = ['seq', 'ts', 'actor', 'action', 'target', 'subject', 'result', 'source_ip', 'legal_basis', 'hash'] as const;
 
 function csvField(v: unknown): string {
@@ -44,17 +45,21 @@ export async function exportAudit(o: { client: ClickHouseClient; db: string; ten
     await write(`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Audit export ${html(o.tenant)}</title><style>body{font:11px sans-serif}table{border-collapse:collapse;width:100%}td,th{border:1px solid #999;padding:2px 4px;text-align:left;vertical-align:top}th{background:#eee}@page{size:A4 landscape;margin:10mm}</style></head><body>`);
     await write(`<h1>Audit export — tenant ${html(o.tenant)}</h1><p>Period: ${o.from.toISOString()} to ${o.to.toISOString()}. Generated ${new Date().toISOString()} by Vigie. Verify with the detached signature and the published JWKS.</p><table><thead><tr>${COLUMNS.map((c) => `<th>${c}</th>`).join('')}</tr></thead><tbody>`);
   }
-  const rs = await o.client.query({
-    // ts_utc, not ts: ClickHouse resolves aliases before columns, also in WHERE.
-    query: `SELECT seq, toString(ts) AS ts_utc, actor, action, target, subject, result, source_ip, details, hash FROM ${o.db}.audit_log
-            WHERE tenant = {t:String} AND ts >= fromUnixTimestamp64Milli({from:Int64}) AND ts < fromUnixTimestamp64Milli({to:Int64}) ORDER BY seq`,
-    query_params: { t: o.tenant, from: o.from.getTime(), to: o.to.getTime() },
-    format: 'JSONEachRow',
-  });
+  // Keyset pagination by seq, page by page: memory stays constant whatever the
+  // engine does with a result (the embedded one materializes whole results).
   let rows = 0;
-  for await (const batch of rs.stream()) {
-    for (const r of batch as Array<{ json: <T>() => T }>) {
-      const e = r.json<Record<string, unknown>>();
+  let after = 0;
+  for (;;) {
+    const rs = await o.client.query({
+      // ts_utc, not ts: ClickHouse resolves aliases before columns, also in WHERE.
+      query: `SELECT seq, toString(ts) AS ts_utc, actor, action, target, subject, result, source_ip, details, hash FROM ${o.db}.audit_log
+              WHERE tenant = {t:String} AND seq > {after:UInt64} AND ts >= fromUnixTimestamp64Milli({from:Int64}) AND ts < fromUnixTimestamp64Milli({to:Int64})
+              ORDER BY seq LIMIT {page:UInt32}`,
+      query_params: { t: o.tenant, after, page: EXPORT_PAGE, from: o.from.getTime(), to: o.to.getTime() },
+      format: 'JSONEachRow',
+    });
+    const page = await rs.json<Record<string, unknown>>();
+    for (const e of page) {
       const { ts_utc, ...rest } = e;
       const row: Record<string, unknown> = { ...rest, ts: ts_utc, seq: Number(e.seq), legal_basis: legalBasis(String(e.action)) };
       rows++;
@@ -62,6 +67,8 @@ export async function exportAudit(o: { client: ClickHouseClient; db: string; ten
       else if (o.format === 'csv') await write(`${COLUMNS.map((c) => csvField(row[c])).join(',')}\n`);
       else await write(`<tr>${COLUMNS.map((c) => `<td>${html(row[c])}</td>`).join('')}</tr>\n`);
     }
+    if (page.length < EXPORT_PAGE) break;
+    after = Number(page.at(-1)!.seq);
   }
   if (o.format === 'html') await write(`</tbody></table><p>${rows} entries.</p></body></html>\n`);
   out.end();
