@@ -103,6 +103,20 @@ test('a full spool follows its policy, and every row given up is counted and log
   }
 });
 
+test('an append racing the ack that empties its segment is not lost', async () => {
+  const spool = new Spool(mkdtempSync(path.join(os.tmpdir(), 'vigie-race-')), 1 << 20, 'drop-oldest', gw.app.log);
+  await spool.open();
+  for (let round = 0; round < 50; round++) {
+    await spool.append({ id: `a${round}`, table: 't', rows: [1] });
+    const head = (await spool.peek())!;
+    // The ack empties the segment the append is writing to, while the append is in flight.
+    await Promise.all([spool.append({ id: `b${round}`, table: 't', rows: [2] }), spool.ack(head.id)]);
+    assert.equal((await spool.peek())?.id, `b${round}`, `round ${round}`);
+    await spool.ack(`b${round}`);
+  }
+  assert.equal(spool.rows, 0);
+});
+
 test('migrations are recorded and idempotent', async () => {
   const { migrate } = await import('../src/clickhouse/index.js');
   assert.deepEqual(await migrate(ch(), { database: 'vigie', log: gw.app.log }), [], 'nothing left to apply');

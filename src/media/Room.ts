@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { randomUUID } from 'node:crypto';
 import type { types as ms } from 'mediasoup';
+import type { Config } from '../config/index.js';
 import type { Logger } from '../logging.js';
 import { VigieError } from '../errors.js';
 import type { Peer, TrackSource } from './Peer.js';
@@ -10,15 +11,8 @@ import type { RoomOptions } from './RoomDirectory.js';
 /** Per-peer ceilings: a misbehaving client cannot exhaust a worker. */
 export const PEER_LIMITS = { transports: 4, producers: 6, consumers: 300 } as const;
 
-export interface TransportSettings {
-  listenIp: string;
-  announcedAddress?: string;
-  rtcMinPort: number;
-  rtcMaxPort: number;
-  enableUdp: boolean;
-  enableTcp: boolean;
-  initialOutgoingBitrate: number;
-}
+/** The media settings a room's transports are created with. */
+export type TransportSettings = Pick<Config['media'], 'listenIp' | 'announcedAddress' | 'rtcMinPort' | 'rtcMaxPort' | 'enableUdp' | 'enableTcp' | 'initialOutgoingBitrate'>;
 
 export interface RoomObserverEvents {
   newpeer: [peer: Peer];

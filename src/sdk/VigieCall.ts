@@ -191,11 +191,15 @@ export class VigieCall {
         availableOutgoingBitrate: n(cp.availableOutgoingBitrate),
       };
     };
-    for (const producer of this.producers.values()) {
-      const stats = (await producer.getStats()) as unknown as Map<string, any>;
+    /** Each RTP report of one producer or consumer, with the selected candidate pair picked up on the way. */
+    const rtpReports = async (owner: msc.Producer | msc.Consumer, type: 'outbound-rtp' | 'inbound-rtp') => {
+      const stats = (await owner.getStats()) as unknown as Map<string, any>;
       pickPair(stats);
-      for (const r of stats.values()) {
-        if (r.type !== 'outbound-rtp') continue;
+      return { stats, reports: [...stats.values()].filter((r) => r.type === type) };
+    };
+    for (const producer of this.producers.values()) {
+      const { stats, reports } = await rtpReports(producer, 'outbound-rtp');
+      for (const r of reports) {
         const remote = [...stats.values()].find((x) => x.type === 'remote-inbound-rtp' && x.ssrc === r.ssrc);
         tracks.push({
           kind: r.kind,
@@ -213,10 +217,7 @@ export class VigieCall {
       }
     }
     for (const consumer of this.consumers.values()) {
-      const stats = (await consumer.getStats()) as unknown as Map<string, any>;
-      pickPair(stats);
-      for (const r of stats.values()) {
-        if (r.type !== 'inbound-rtp') continue;
+      for (const r of (await rtpReports(consumer, 'inbound-rtp')).reports) {
         tracks.push({
           kind: r.kind,
           direction: 'inbound',

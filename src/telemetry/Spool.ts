@@ -38,6 +38,18 @@ export class Spool {
   #writer?: { seg: Segment; fh: FileHandle };
   #bytes = 0;
   readonly #segmentBytes: number;
+  /**
+   * append, peek and ack run one at a time: an ack that empties the segment an
+   * append is still writing to would otherwise remove it under that append,
+   * and the batch would be lost without being counted.
+   */
+  #lock: Promise<unknown> = Promise.resolve();
+
+  #exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#lock.then(fn);
+    this.#lock = run.catch(() => undefined);
+    return run;
+  }
 
   constructor(
     private readonly dir: string,
@@ -81,7 +93,11 @@ export class Spool {
    * Appends a batch durably. `dropped` counts rows given up to make room
    * (drop-oldest) or refused (drop-newest, then `stored` is false).
    */
-  async append(batch: SpooledBatch): Promise<{ stored: boolean; dropped: number }> {
+  append(batch: SpooledBatch): Promise<{ stored: boolean; dropped: number }> {
+    return this.#exclusive(() => this.#append(batch));
+  }
+
+  async #append(batch: SpooledBatch): Promise<{ stored: boolean; dropped: number }> {
     const payload = Buffer.from(JSON.stringify(batch));
     const record = Buffer.allocUnsafe(HEADER + payload.length);
     record.writeUInt32LE(payload.length, 0);
@@ -121,7 +137,11 @@ export class Spool {
   }
 
   /** The oldest batch, without removing it. */
-  async peek(): Promise<SpooledBatch | undefined> {
+  peek(): Promise<SpooledBatch | undefined> {
+    return this.#exclusive(() => this.#peek());
+  }
+
+  async #peek(): Promise<SpooledBatch | undefined> {
     while (this.#segments.length > 0) {
       const head = this.#segments[0]!;
       head.pending ??= await this.#readSegment(head);
@@ -133,7 +153,11 @@ export class Spool {
   }
 
   /** Removes the batch `peek` returned, once ClickHouse has it. */
-  async ack(id: string): Promise<void> {
+  ack(id: string): Promise<void> {
+    return this.#exclusive(() => this.#ack(id));
+  }
+
+  async #ack(id: string): Promise<void> {
     const head = this.#segments[0];
     const first = head?.pending?.[0];
     if (!head || !first || first.id !== id) throw new Error('spool ack out of order');
@@ -145,8 +169,8 @@ export class Spool {
     }
   }
 
-  async close(): Promise<void> {
-    await this.#closeWriter();
+  close(): Promise<void> {
+    return this.#exclusive(() => this.#closeWriter());
   }
 
   async #closeWriter(): Promise<void> {
