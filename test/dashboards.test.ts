@@ -93,6 +93,20 @@ describe('dashboards: the generated JSON', () => {
     }
   });
 
+  test('panels fit the 24-column grid without overlapping', () => {
+    for (const d of dashboards) {
+      const boxes = ((d.panels ?? []) as unknown as Array<{ title: string; gridPos: { x: number; y: number; w: number; h: number } }>).map((p) => ({ title: p.title, ...p.gridPos }));
+      for (const b of boxes) assert.ok(b.x >= 0 && b.w > 0 && b.x + b.w <= 24, `${d.uid}: ${b.title} overflows the grid`);
+      for (const a of boxes) {
+        for (const b of boxes) {
+          if (a === b) continue;
+          const overlap = a.x < b.x + b.w && b.x < a.x + a.w && a.y < b.y + b.h && b.y < a.y + a.h;
+          assert.ok(!overlap, `${d.uid}: ${a.title} overlaps ${b.title}`);
+        }
+      }
+    }
+  });
+
   test('every query uses the ClickHouse plugin query model and is catalogued with the columns it returns', () => {
     const uids = new Set<string>();
     for (const d of dashboards) {

@@ -1,0 +1,187 @@
+/**
+ * Small wrappers over the SDK's panel builders, so each dashboard file reads
+ * as a list of panels: title, SQL, the columns it returns, and its looks.
+ */
+import * as barchart from '@grafana/grafana-foundation-sdk/barchart';
+import {
+  DashboardBuilder,
+  DashboardCursorSync,
+  DashboardLinkBuilder,
+  DashboardLinkType,
+  QueryVariableBuilder,
+  ThresholdsConfigBuilder,
+  ThresholdsMode,
+  VariableRefresh,
+  VariableSort,
+  type Dashboard,
+  type Panel,
+  type RowPanel,
+} from '@grafana/grafana-foundation-sdk/dashboard';
+import {
+  BigValueColorMode,
+  BigValueGraphMode,
+  GraphDrawStyle,
+  LegendDisplayMode,
+  LegendPlacement,
+  ReduceDataOptionsBuilder,
+  StackingConfigBuilder,
+  StackingMode,
+  TableSortByFieldStateBuilder,
+  VizLegendOptionsBuilder,
+  VizOrientation,
+} from '@grafana/grafana-foundation-sdk/common';
+import * as piechart from '@grafana/grafana-foundation-sdk/piechart';
+import * as stat from '@grafana/grafana-foundation-sdk/stat';
+import * as table from '@grafana/grafana-foundation-sdk/table';
+import * as timeseries from '@grafana/grafana-foundation-sdk/timeseries';
+import { CLICKHOUSE_DS, Format, type QueryCatalog } from './clickhouse.js';
+
+interface Common {
+  title: string;
+  description?: string;
+  sql: string;
+  columns: string[];
+  unit?: string;
+  w: number;
+  h: number;
+}
+
+export function timeSeriesPanel(cat: QueryCatalog, o: Common & { bars?: boolean; stack?: boolean; min?: number; max?: number; decimals?: number }): timeseries.PanelBuilder {
+  const p = new timeseries.PanelBuilder()
+    .title(o.title)
+    .datasource(CLICKHOUSE_DS)
+    .withTarget(cat.panel(o.title, o.sql, Format.TimeSeries, o.columns))
+    .span(o.w)
+    .height(o.h)
+    .lineWidth(1)
+    .fillOpacity(o.bars || o.stack ? 80 : 10)
+    .spanNulls(true)
+    .legend(new VizLegendOptionsBuilder().showLegend(true).displayMode(LegendDisplayMode.List).placement(LegendPlacement.Bottom).calcs([]));
+  if (o.description) p.description(o.description);
+  if (o.unit) p.unit(o.unit);
+  if (o.min !== undefined) p.min(o.min);
+  if (o.max !== undefined) p.max(o.max);
+  if (o.decimals !== undefined) p.decimals(o.decimals);
+  if (o.bars) p.drawStyle(GraphDrawStyle.Bars);
+  if (o.stack) p.stacking(new StackingConfigBuilder().mode(StackingMode.Normal));
+  return p;
+}
+
+export function statPanel(
+  cat: QueryCatalog,
+  o: Common & { decimals?: number; thresholds?: Array<{ value: number | null; color: string }>; units?: Record<string, string> },
+): stat.PanelBuilder {
+  const p = new stat.PanelBuilder()
+    .title(o.title)
+    .datasource(CLICKHOUSE_DS)
+    .withTarget(cat.panel(o.title, o.sql, Format.Table, o.columns))
+    .span(o.w)
+    .height(o.h)
+    .graphMode(BigValueGraphMode.None)
+    .colorMode(o.thresholds ? BigValueColorMode.Background : BigValueColorMode.Value)
+    .reduceOptions(new ReduceDataOptionsBuilder().calcs(['lastNotNull']).fields('').values(false));
+  if (o.description) p.description(o.description);
+  if (o.unit) p.unit(o.unit);
+  if (o.decimals !== undefined) p.decimals(o.decimals);
+  if (o.thresholds) p.thresholds(new ThresholdsConfigBuilder().mode(ThresholdsMode.Absolute).steps(o.thresholds));
+  for (const [field, unit] of Object.entries(o.units ?? {})) p.overrideByName(field, [{ id: 'unit', value: unit }]);
+  return p;
+}
+
+export function tablePanel(
+  cat: QueryCatalog,
+  o: Common & { links?: Array<{ field: string; title: string; url: string }>; units?: Record<string, string>; sortBy?: { displayName: string; desc?: boolean } },
+): table.PanelBuilder {
+  const p = new table.PanelBuilder()
+    .title(o.title)
+    .datasource(CLICKHOUSE_DS)
+    .withTarget(cat.panel(o.title, o.sql, Format.Table, o.columns))
+    .span(o.w)
+    .height(o.h)
+    .showHeader(true)
+    .frameIndex(0);
+  if (o.description) p.description(o.description);
+  if (o.unit) p.unit(o.unit);
+  for (const [field, unit] of Object.entries(o.units ?? {})) p.overrideByName(field, [{ id: 'unit', value: unit }]);
+  for (const l of o.links ?? []) p.overrideByName(l.field, [{ id: 'links', value: [{ title: l.title, url: l.url, targetBlank: false }] }]);
+  if (o.sortBy) p.sortBy([new TableSortByFieldStateBuilder().displayName(o.sortBy.displayName).desc(o.sortBy.desc ?? false)]);
+  return p;
+}
+
+export function barChartPanel(cat: QueryCatalog, o: Common & { xField: string }): barchart.PanelBuilder {
+  const p = new barchart.PanelBuilder()
+    .title(o.title)
+    .datasource(CLICKHOUSE_DS)
+    .withTarget(cat.panel(o.title, o.sql, Format.Table, o.columns))
+    .span(o.w)
+    .height(o.h)
+    .xField(o.xField)
+    .orientation(VizOrientation.Vertical)
+    .fillOpacity(80)
+    .legend(new VizLegendOptionsBuilder().showLegend(false).displayMode(LegendDisplayMode.List).placement(LegendPlacement.Bottom).calcs([]));
+  if (o.description) p.description(o.description);
+  if (o.unit) p.unit(o.unit);
+  return p;
+}
+
+export function pieChartPanel(cat: QueryCatalog, o: Common): piechart.PanelBuilder {
+  const p = new piechart.PanelBuilder()
+    .title(o.title)
+    .datasource(CLICKHOUSE_DS)
+    .withTarget(cat.panel(o.title, o.sql, Format.Table, o.columns))
+    .span(o.w)
+    .height(o.h)
+    .pieType(piechart.PieChartType.Donut)
+    .reduceOptions(new ReduceDataOptionsBuilder().calcs(['lastNotNull']).fields('').values(true))
+    .legend(new piechart.PieChartLegendOptionsBuilder().showLegend(true).displayMode(LegendDisplayMode.List).placement(LegendPlacement.Right).values([piechart.PieChartLegendValues.Percent]).calcs([]));
+  if (o.description) p.description(o.description);
+  if (o.unit) p.unit(o.unit);
+  return p;
+}
+
+/** A query variable whose options come from ClickHouse. */
+export function queryVariable(
+  cat: QueryCatalog,
+  o: { name: string; label: string; sql: string; columns: string[]; multi?: boolean; includeAll?: boolean; description?: string },
+): QueryVariableBuilder {
+  const q = cat.variable(o.name, o.sql, o.columns);
+  const v = new QueryVariableBuilder(o.name)
+    .label(o.label)
+    .datasource(CLICKHOUSE_DS)
+    .query(q)
+    .definition(q.rawSql)
+    .refresh(VariableRefresh.OnTimeRangeChanged)
+    .sort(VariableSort.Disabled)
+    .multi(o.multi ?? false)
+    .includeAll(o.includeAll ?? false);
+  if (o.description) v.description(o.description);
+  return v;
+}
+
+/** Dashboard defaults shared by every Vigie dashboard. */
+export function vigieDashboard(uid: string, title: string, description: string): DashboardBuilder {
+  return new DashboardBuilder(title)
+    .uid(uid)
+    .description(description)
+    .tags(['vigie'])
+    .editable()
+    .tooltip(DashboardCursorSync.Crosshair)
+    .timezone('browser')
+    .time({ from: 'now-6h', to: 'now' })
+    .refresh('1m')
+    .link(new DashboardLinkBuilder('Vigie dashboards').type(DashboardLinkType.Dashboards).tags(['vigie']).asDropdown(true).keepTime(true).includeVars(false).targetBlank(false));
+}
+
+/**
+ * Numbers the panels 1..n in layout order (Grafana needs ids unique in a
+ * dashboard; the SDK leaves them unset) and drops the SDK's builder-only keys.
+ */
+export function finish(builder: DashboardBuilder): Dashboard {
+  const d = builder.build();
+  let id = 0;
+  for (const p of (d.panels ?? []) as Array<Panel | RowPanel>) {
+    p.id = ++id;
+    if (p.type === 'row') for (const inner of (p as RowPanel).panels) inner.id = ++id;
+  }
+  return JSON.parse(JSON.stringify(d)) as Dashboard;
+}
