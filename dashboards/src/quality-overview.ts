@@ -152,55 +152,9 @@ export function qualityOverview() {
         decimals: 2,
       }),
     )
-    .withPanel(
-      timeSeriesPanel(cat, {
-        title: 'Packet loss percentiles',
-        description: 'Loss over each sampling interval, across every track.',
-        sql: `
-          SELECT $__timeInterval(ts) AS time,
-            100 * quantile(0.5)(loss_fraction) AS p50, 100 * quantile(0.95)(loss_fraction) AS p95, 100 * quantile(0.99)(loss_fraction) AS p99
-          FROM track_stats
-          WHERE $__timeFilter(ts) AND ${TENANTS}
-          GROUP BY time ORDER BY time`,
-        columns: ['time', 'p50', 'p95', 'p99'],
-        unit: 'percent',
-        w: 8,
-        h: 8,
-        min: 0,
-      }),
-    )
-    .withPanel(
-      timeSeriesPanel(cat, {
-        title: 'Jitter percentiles',
-        sql: `
-          SELECT $__timeInterval(ts) AS time,
-            quantile(0.5)(jitter_ms) AS p50, quantile(0.95)(jitter_ms) AS p95, quantile(0.99)(jitter_ms) AS p99
-          FROM track_stats
-          WHERE $__timeFilter(ts) AND ${TENANTS} AND jitter_ms IS NOT NULL
-          GROUP BY time ORDER BY time`,
-        columns: ['time', 'p50', 'p95', 'p99'],
-        unit: 'ms',
-        w: 8,
-        h: 8,
-        min: 0,
-      }),
-    )
-    .withPanel(
-      timeSeriesPanel(cat, {
-        title: 'RTT percentiles',
-        sql: `
-          SELECT $__timeInterval(ts) AS time,
-            quantile(0.5)(rtt_ms) AS p50, quantile(0.95)(rtt_ms) AS p95, quantile(0.99)(rtt_ms) AS p99
-          FROM track_stats
-          WHERE $__timeFilter(ts) AND ${TENANTS} AND rtt_ms IS NOT NULL
-          GROUP BY time ORDER BY time`,
-        columns: ['time', 'p50', 'p95', 'p99'],
-        unit: 'ms',
-        w: 8,
-        h: 8,
-        min: 0,
-      }),
-    )
+    .withPanel(percentilesOverTime(cat, { title: 'Packet loss percentiles', description: 'Loss over each sampling interval, across every track.', expr: '100 * loss_fraction', unit: 'percent' }))
+    .withPanel(percentilesOverTime(cat, { title: 'Jitter percentiles', expr: 'jitter_ms', unit: 'ms', nonNull: 'jitter_ms' }))
+    .withPanel(percentilesOverTime(cat, { title: 'RTT percentiles', expr: 'rtt_ms', unit: 'ms', nonNull: 'rtt_ms' }))
     .withRow(new RowBuilder('Calls to look at'))
     .withPanel(
       tablePanel(cat, {
@@ -232,4 +186,25 @@ export function qualityOverview() {
       }),
     );
   return { dashboard: finish(d), catalog: cat };
+}
+
+/** p50/p95/p99 of one track_stats measure over time: the same query shape for loss, jitter and RTT. */
+function percentilesOverTime(cat: Parameters<typeof timeSeriesPanel>[0], o: { title: string; description?: string; expr: string; unit: string; nonNull?: string }) {
+  const q = (p: number) => `quantile(${p})(${o.expr.replace(/^100 \* /, '')})`;
+  const scale = o.expr.startsWith('100 * ') ? '100 * ' : '';
+  return timeSeriesPanel(cat, {
+    title: o.title,
+    ...(o.description ? { description: o.description } : {}),
+    sql: `
+          SELECT $__timeInterval(ts) AS time,
+            ${scale}${q(0.5)} AS p50, ${scale}${q(0.95)} AS p95, ${scale}${q(0.99)} AS p99
+          FROM track_stats
+          WHERE $__timeFilter(ts) AND ${TENANTS}${o.nonNull ? ` AND ${o.nonNull} IS NOT NULL` : ''}
+          GROUP BY time ORDER BY time`,
+    columns: ['time', 'p50', 'p95', 'p99'],
+    unit: o.unit,
+    w: 8,
+    h: 8,
+    min: 0,
+  });
 }
