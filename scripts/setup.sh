@@ -59,8 +59,12 @@ fi
 # mediasoup's own postinstall would try to download a worker; pointing
 # MEDIASOUP_WORKER_BIN at the cache makes it skip on npm versions that run it.
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  say "installing npm packages (npm ci)"
-  MEDIASOUP_WORKER_BIN="${MEDIASOUP_WORKER_BIN:-$cached_worker}" npm ci --no-audit --no-fund --loglevel=error
+  # Not `npm ci`: chdb lists optional engine builds for darwin and linux-arm64
+  # that this registry does not serve, so the lockfile cannot hold them and
+  # `npm ci` refuses it as "out of sync". `npm install --no-save` installs the
+  # locked versions, skips the unavailable optional builds, and writes nothing.
+  say "installing npm packages (npm install from package-lock.json)"
+  MEDIASOUP_WORKER_BIN="${MEDIASOUP_WORKER_BIN:-$cached_worker}" npm install --no-save --no-audit --no-fund --loglevel=error
 fi
 
 # --- mediasoup worker ----------------------------------------------------------
