@@ -21,7 +21,8 @@ RUN apt-get update \
 WORKDIR /app
 COPY package.json package-lock.json ./
 # mediasoup's postinstall would download a prebuilt worker; with MEDIASOUP_WORKER_BIN set it skips.
-RUN MEDIASOUP_WORKER_BIN=/nonexistent npm ci --no-audit --no-fund --loglevel=error
+# npm install from the lockfile, not npm ci: see scripts/setup.sh (chdb optional builds).
+RUN MEDIASOUP_WORKER_BIN=/nonexistent npm install --no-save --no-audit --no-fund --loglevel=error
 COPY . .
 # setup.sh finds the packages and node_modules in place, builds the worker into
 # $XDG_CACHE_HOME/vigie (the cache mount) and the SDK bundle into dist/public.
