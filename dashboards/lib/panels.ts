@@ -158,6 +158,14 @@ export function queryVariable(
   return v;
 }
 
+/** The filter of dashboards whose tenant variable may select several tenants. */
+export const TENANTS = 'tenant IN (${tenant:sqlstring})';
+
+/** A multi-select "Tenant" variable; `sql` lists the tenants that have data. */
+export function tenantVariable(cat: QueryCatalog, sql: string): QueryVariableBuilder {
+  return queryVariable(cat, { name: 'tenant', label: 'Tenant', multi: true, includeAll: true, sql, columns: ['tenant'] });
+}
+
 /** Dashboard defaults shared by every Vigie dashboard. */
 export function vigieDashboard(uid: string, title: string, description: string): DashboardBuilder {
   return new DashboardBuilder(title)

@@ -4,25 +4,20 @@
  */
 import { RowBuilder } from '@grafana/grafana-foundation-sdk/dashboard';
 import { QueryCatalog } from '../lib/clickhouse.js';
-import { barChartPanel, finish, queryVariable, statPanel, tablePanel, timeSeriesPanel, vigieDashboard } from '../lib/panels.js';
+import { barChartPanel, finish, statPanel, tablePanel, TENANTS, tenantVariable, timeSeriesPanel, vigieDashboard } from '../lib/panels.js';
 import { DRILLDOWN_UID } from './call-drilldown.js';
 
 export const QUALITY_UID = 'vigie-call-quality';
 
-const TENANTS = 'tenant IN (${tenant:sqlstring})';
 
 export function qualityOverview() {
   const cat = new QueryCatalog(QUALITY_UID);
   const d = vigieDashboard(QUALITY_UID, 'Vigie · Call quality overview', 'Calls and participants, audio MOS, loss, jitter and RTT across all calls, and the worst calls of the period.')
     .withVariable(
-      queryVariable(cat, {
-        name: 'tenant',
-        label: 'Tenant',
-        multi: true,
-        includeAll: true,
-        sql: `SELECT DISTINCT tenant FROM call_events WHERE $__timeFilter(ts) AND tenant != '' ORDER BY tenant`,
-        columns: ['tenant'],
-      }),
+      tenantVariable(
+        cat,
+        `SELECT DISTINCT tenant FROM call_events WHERE $__timeFilter(ts) AND tenant != '' ORDER BY tenant`,
+      ),
     )
     .withRow(new RowBuilder('Volume'))
     .withPanel(

@@ -9,30 +9,25 @@
  */
 import { RowBuilder } from '@grafana/grafana-foundation-sdk/dashboard';
 import { QueryCatalog } from '../lib/clickhouse.js';
-import { finish, queryVariable, statPanel, tablePanel, timeSeriesPanel, vigieDashboard } from '../lib/panels.js';
+import { finish, statPanel, tablePanel, TENANTS, tenantVariable, timeSeriesPanel, vigieDashboard } from '../lib/panels.js';
 
 export const COMPLIANCE_UID = 'vigie-compliance';
 
-const TENANTS = 'tenant IN (${tenant:sqlstring})';
 
 export function recordingCompliance() {
   const cat = new QueryCatalog(COMPLIANCE_UID);
   const d = vigieDashboard(COMPLIANCE_UID, 'Vigie · Recording and compliance', 'Recordings and their retention, legal holds, deletions, the audit trail and data-subject requests: evidence for the DPO.')
     .withVariable(
-      queryVariable(cat, {
-        name: 'tenant',
-        label: 'Tenant',
-        multi: true,
-        includeAll: true,
-        sql: `
+      tenantVariable(
+        cat,
+        `
           SELECT DISTINCT tenant FROM (
             SELECT tenant FROM recordings
             UNION ALL SELECT tenant FROM audit_log WHERE $__timeFilter(ts)
             UNION ALL SELECT tenant FROM dsar_requests
             UNION ALL SELECT tenant FROM retention_deletions WHERE $__timeFilter(ts)
           ) WHERE tenant != '' ORDER BY tenant`,
-        columns: ['tenant'],
-      }),
+      ),
     )
     .withRow(new RowBuilder('Recordings'))
     .withPanel(
