@@ -1,3 +1,5 @@
+import type { z } from 'zod';
+
 /**
  * Stable error codes shared by signaling and the REST API. Clients switch on
  * `code`; `message` is for humans and may change.
@@ -30,6 +32,13 @@ export class VigieError extends Error {
   toJSON(): { code: ErrorCode; message: string } {
     return { code: this.code, message: this.message };
   }
+}
+
+/** Parses `value` with a zod schema, or throws INVALID_REQUEST naming every bad field. */
+export function parseOrInvalid<T extends z.ZodType>(schema: T, value: unknown): z.infer<T> {
+  const r = schema.safeParse(value ?? {});
+  if (!r.success) throw new VigieError('INVALID_REQUEST', r.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; '));
+  return r.data;
 }
 
 /** Anything thrown that is not a VigieError is an internal error; its details stay in the log. */

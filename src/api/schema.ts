@@ -1,5 +1,4 @@
 import { z } from 'zod';
-import { VigieError } from '../errors.js';
 
 /** JSON Schema for the OpenAPI document, from the same zod schema that validates. */
 export function openapi(schema: z.ZodType): Record<string, unknown> {
@@ -7,11 +6,7 @@ export function openapi(schema: z.ZodType): Record<string, unknown> {
   return json;
 }
 
-export function parse<T extends z.ZodType>(schema: T, value: unknown): z.infer<T> {
-  const r = schema.safeParse(value ?? {});
-  if (!r.success) throw new VigieError('INVALID_REQUEST', r.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; '));
-  return r.data;
-}
+export { parseOrInvalid as parse } from '../errors.js';
 
 export const errorBody = {
   type: 'object',

@@ -1,12 +1,13 @@
 import { execFile } from 'node:child_process';
-import { createHash, randomUUID } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { once } from 'node:events';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import type { ClickHouseClient } from '@clickhouse/client';
+import { sha256File } from '../files.js';
 import type { CatalogRow, ObjectStore } from '../recording/index.js';
 import { ObjectLockedError } from '../recording/index.js';
 
@@ -42,12 +43,6 @@ export async function identityColumns(client: ClickHouseClient, db: string): Pro
 function where(table: string) {
   const t = SUBJECT_TABLES[table]!;
   return t.array ? `tenant = {tenant:String} AND has(${t.column}, {p:String})` : `tenant = {tenant:String} AND ${t.column} = {p:String}`;
-}
-
-async function sha256File(file: string): Promise<string> {
-  const h = createHash('sha256');
-  for await (const c of createReadStream(file)) h.update(c as Buffer);
-  return h.digest('hex');
 }
 
 export interface DsarContext {

@@ -1,9 +1,11 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { createWriteStream, readFileSync } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import { once } from 'node:events';
 import { promisify } from 'node:util';
 import type { ClickHouseClient } from '@clickhouse/client';
+import { sha256File } from '../files.js';
+import { escapeHtml as html } from '../html.js';
 
 export type ExportFormat = 'jsonl' | 'csv' | 'html' | 'pdf';
 
@@ -22,9 +24,6 @@ const COLUMNS = ['seq', 'ts', 'actor', 'action', 'target', 'subject', 'result', 
 function csvField(v: unknown): string {
   const s = String(v ?? '');
   return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
-}
-function html(v: unknown): string {
-  return String(v ?? '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
 }
 
 /**
@@ -79,5 +78,5 @@ export async function exportAudit(o: { client: ClickHouseClient; db: string; ten
 /** Prints an HTML export to PDF with Debian's Chromium (headless). */
 export async function htmlToPdf(htmlFile: string, pdfFile: string, chromium = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'): Promise<string> {
   await promisify(execFile)(chromium, ['--headless', '--no-sandbox', '--disable-gpu', '--no-pdf-header-footer', `--print-to-pdf=${pdfFile}`, `file://${htmlFile}`], { timeout: 120_000 });
-  return createHash('sha256').update(readFileSync(pdfFile)).digest('hex');
+  return sha256File(pdfFile);
 }

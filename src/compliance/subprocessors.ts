@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import type { Config, TenantConfig } from '../config/index.js';
+import { escapeHtml } from '../html.js';
 
 export const EU_COUNTRIES = ['AT', 'BE', 'BG', 'HR', 'CY', 'CZ', 'DK', 'EE', 'FI', 'FR', 'DE', 'GR', 'HU', 'IE', 'IT', 'LV', 'LT', 'LU', 'MT', 'NL', 'PL', 'PT', 'RO', 'SK', 'SI', 'ES', 'SE'];
 
@@ -128,7 +129,7 @@ export function subprocessorReportMarkdown(r: SubprocessorReport, register: Subp
 }
 
 export function markdownToHtml(title: string, md: string): string {
-  const esc = (s: string) => s.replace(/[&<>]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;' })[c]!);
+  const esc = escapeHtml;
   const body = md
     .split('\n\n')
     .map((block) => {

@@ -1,7 +1,7 @@
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
-import { VigieError } from '../errors.js';
+import { parseOrInvalid } from '../errors.js';
 
 export const roomOptionsSchema = z.object({
   maxParticipants: z.number().int().min(1).max(1000).optional(),
@@ -52,9 +52,8 @@ export class RoomDirectory {
   }
 
   declare(tenant: string, room: string, input: unknown): DeclaredRoom {
-    const parsed = roomOptionsSchema.safeParse(input ?? {});
-    if (!parsed.success) throw new VigieError('INVALID_REQUEST', parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '));
-    const entry: DeclaredRoom = { tenant, room, options: parsed.data, createdAt: this.get(tenant, room)?.createdAt ?? new Date().toISOString() };
+    const options = parseOrInvalid(roomOptionsSchema, input);
+    const entry: DeclaredRoom = { tenant, room, options, createdAt: this.get(tenant, room)?.createdAt ?? new Date().toISOString() };
     this.#rooms.set(`${tenant}/${room}`, entry);
     this.#save();
     return entry;

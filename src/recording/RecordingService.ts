@@ -1,9 +1,9 @@
-import { createHash, randomUUID } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { randomUUID } from 'node:crypto';
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { ClickHouseClient } from '@clickhouse/client';
 import { VigieError } from '../errors.js';
+import { sha256File } from '../files.js';
 import type { Logger } from '../logging.js';
 import type { Peer, Room, Sfu } from '../media/index.js';
 import { policyFor, type RetentionPolicy } from '../retention/policy.js';
@@ -83,12 +83,6 @@ export interface CatalogRow {
   deleted_at: number | string | null;
   deletion_reason: string;
   updated_at: number;
-}
-
-async function sha256File(file: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
-  return hash.digest('hex');
 }
 
 /**

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { ApiKeyStore, generateApiKey, type ApiKeyPrincipal, type ApiKeyScope } from '../auth/index.js';
 import { tenantSchema, type TenantConfig, type WebhookEndpointConfig } from '../config/index.js';
-import { VigieError } from '../errors.js';
+import { parseOrInvalid, VigieError } from '../errors.js';
 
 export interface TenantRegistryEvents {
   changed: [tenant: string];
@@ -63,10 +63,9 @@ export class TenantRegistry {
   /** Creates or replaces a tenant's settings (API keys and webhooks are kept unless given). */
   upsert(id: string, input: unknown): TenantConfig {
     const current = this.#tenants.get(id);
-    const parsed = tenantSchema.safeParse({ ...(current ?? {}), ...(input as object), id });
-    if (!parsed.success) throw new VigieError('INVALID_REQUEST', parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '));
-    this.#save(parsed.data);
-    return parsed.data;
+    const tenant = parseOrInvalid(tenantSchema, { ...(current ?? {}), ...(input as object), id });
+    this.#save(tenant);
+    return tenant;
   }
 
   remove(id: string): void {
@@ -91,11 +90,8 @@ export class TenantRegistry {
 
   addWebhook(tenant: string, input: { url: string; events?: string[] }): WebhookEndpointConfig {
     const t = this.require(tenant);
-    const endpoint = z
-      .object({ url: z.url(), events: z.array(z.string().min(1).max(64)).min(1).default(['*']) })
-      .safeParse(input);
-    if (!endpoint.success) throw new VigieError('INVALID_REQUEST', endpoint.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '));
-    const created: WebhookEndpointConfig = { id: `wh_${randomBytes(6).toString('hex')}`, url: endpoint.data.url, events: endpoint.data.events, secret: `whsec_${randomBytes(24).toString('base64url')}`, enabled: true };
+    const endpoint = parseOrInvalid(z.object({ url: z.url(), events: z.array(z.string().min(1).max(64)).min(1).default(['*']) }), input);
+    const created: WebhookEndpointConfig = { id: `wh_${randomBytes(6).toString('hex')}`, url: endpoint.url, events: endpoint.events, secret: `whsec_${randomBytes(24).toString('base64url')}`, enabled: true };
     this.#save({ ...t, webhooks: [...t.webhooks, created] });
     return created;
   }

@@ -1,4 +1,5 @@
 import type { VigieError } from '../errors.js';
+import { escapeHtml } from '../html.js';
 
 export type PageKind = 'join' | 'embed';
 
@@ -25,9 +26,6 @@ const STYLE = `
   .error { max-width: 40rem; margin: 4rem auto; padding: 1rem 1.5rem; background: #2a1d1d; border-radius: 8px; }
 `;
 
-function escapeHtml(s: string): string {
-  return s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
-}
 
 /** The call page. Its script reads the token from the URL, then removes it from the address bar. */
 export function callPage(kind: PageKind, opts: { embedOrigins: string[] }): string {
