@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { createLocalJWKSet } from 'jose';
-import { identityColumns, loadSubprocessors, SUBJECT_TABLES, subprocessorReport, subprocessorReportMarkdown, verifyDigestSignature } from '../src/compliance/index.js';
+import { exportAudit, identityColumns, legalBasis, loadSubprocessors, SUBJECT_TABLES, subprocessorReport, subprocessorReportMarkdown, verifyDigestSignature } from '../src/compliance/index.js';
 import { loadConfig } from '../src/config/index.js';
 import { DPO_KEY, TENANT_ADMIN_KEY, VIEWER_KEY, startGateway, type TestGateway } from './helpers/gateway.js';
 import { launchBrowser, receivedMedia, waitFor } from './helpers/browser.js';
@@ -85,6 +85,52 @@ test('DPO exports (JSON Lines, CSV, HTML, PDF) verify against the published JWKS
   const out = path.join(dir, 'audit.csv');
   await promisify(execFile)(process.execPath, ['bin/vigie.mjs', 'report', 'audit', '--from', from, '--to', to, '--format', 'csv', '--out', out], { env: { ...process.env, VIGIE_URL: gw.url, VIGIE_API_KEY: DPO_KEY.key } });
   assert.ok(await verifyDigestSignature(readFileSync(`${out}.jws`, 'utf8').trim(), sha256(readFileSync(out)), keys));
+});
+
+test('audit exports: every format escapes hostile values, carries the legal basis of each rule, and pages through the whole period', async () => {
+  const tenant = 'export-edge';
+  const hostile = { actor: 'key:<script>alert(1)</script>', target: 'room:a "quoted", value\nnext & last' };
+  const actions = ['dsar.erase', 'retention.delete', 'recording.legal_hold.set', 'recording.delete', 'recording.read'];
+  for (const action of actions) await gw.app.compliance!.audit.append({ tenant, ...hostile, action, details: { why: 'test' } });
+  await gw.app.telemetry!.writer.flush();
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'vigie-export-'));
+  const period = { client: ch(), db: 'vigie', tenant, from: new Date(Date.now() - 3600_000), to: new Date(Date.now() + 60_000) };
+
+  const jsonl = await exportAudit({ ...period, format: 'jsonl', file: path.join(dir, 'a.jsonl') });
+  const lines = readFileSync(path.join(dir, 'a.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  assert.equal(jsonl.rows, actions.length);
+  assert.deepEqual(lines.map((l) => [l.seq, l.action, l.actor, l.target, l.legal_basis]), actions.map((a, i) => [i + 1, a, hostile.actor, hostile.target, legalBasis(a)]), 'the engine applies the same legal-basis rules as legalBasis()');
+  assert.deepEqual(JSON.parse(lines[0].details), { why: 'test' });
+  assert.match(lines[0].ts, /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}$/, 'UTC timestamp as text');
+
+  await exportAudit({ ...period, format: 'csv', file: path.join(dir, 'a.csv') });
+  const csv = readFileSync(path.join(dir, 'a.csv'), 'utf8');
+  assert.ok(csv.includes(`,"room:a ""quoted"", value\nnext & last",`), 'CSV quotes, doubles quotes, keeps the newline inside the field');
+
+  await exportAudit({ ...period, format: 'html', file: path.join(dir, 'a.html') });
+  const page = readFileSync(path.join(dir, 'a.html'), 'utf8');
+  assert.ok(!page.includes('<script>'), 'no markup from the data');
+  assert.ok(page.includes('<td>key:&lt;script>alert(1)&lt;/script></td>') && page.includes('next &amp; last'));
+  assert.equal(page.match(/<tr><td>/g)?.length, actions.length);
+
+  // More than two pages, with a period that cuts the chain at both ends.
+  await ch().command({
+    query: `INSERT INTO vigie.audit_log SELECT 'export-pages', number + 1, fromUnixTimestamp64Milli(toInt64(1795000000000 + number * 1000)), 'key:p', 'recording.read', '', '', 'ok', '', '{}', '', '' FROM numbers(30000)`,
+    clickhouse_settings: { insert_deduplication_token: 'export-pages' },
+  });
+  const cut = { ...period, tenant: 'export-pages', from: new Date(1795000000000 + 1000 * 1000), to: new Date(1795000000000 + 26_500 * 1000) };
+  const paged = await exportAudit({ ...cut, format: 'jsonl', file: path.join(dir, 'p.jsonl') });
+  const seqs = readFileSync(path.join(dir, 'p.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l).seq);
+  assert.equal(paged.rows, 25_500);
+  assert.deepEqual([seqs.length, seqs[0], seqs.at(-1), seqs.every((s, i) => i === 0 || s === seqs[i - 1] + 1)], [25_500, 1001, 26_500, true]);
+
+  const empty = await exportAudit({ ...period, tenant: 'nobody', format: 'csv', file: path.join(dir, 'e.csv') });
+  assert.equal(empty.rows, 0);
+  assert.equal(readFileSync(path.join(dir, 'e.csv'), 'utf8'), 'seq,ts,actor,action,target,subject,result,source_ip,legal_basis,hash\n');
+
+  // A failed export leaves no file behind to be mistaken for a complete one.
+  await assert.rejects(exportAudit({ ...period, db: 'no_such_db', format: 'jsonl', file: path.join(dir, 'x.jsonl') }));
+  assert.ok(!readdirSync(dir).includes('x.jsonl'));
 });
 
 test('the subprocessor register validates against its published schema', async () => {

@@ -10,6 +10,11 @@ export type { ClickHouseClient } from '@clickhouse/client';
  * clickhouse-server when CLICKHOUSE_URL is set, otherwise to the ClickHouse
  * engine embedded by chdb (in-process, non-blocking, data in DATA_DIR).
  * Everything above this sees the same client either way.
+ *
+ * One difference to keep in mind: the embedded connection applies
+ * `clickhouse_settings` as session-wide `SET` statements, so they outlive the
+ * query. Settings that change what a query means or how it is formatted go in
+ * the query's own SETTINGS clause (see compliance/exports.ts).
  */
 export async function createClickHouseClient(config: Pick<Config, 'clickhouse' | 'dataDir'>): Promise<ClickHouseClient> {
   const ch = config.clickhouse;
