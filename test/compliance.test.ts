@@ -9,6 +9,7 @@ import { promisify } from 'node:util';
 import { createLocalJWKSet } from 'jose';
 import { exportAudit, identityColumns, legalBasis, loadSubprocessors, SUBJECT_TABLES, subprocessorReport, subprocessorReportMarkdown, verifyDigestSignature } from '../src/compliance/index.js';
 import { loadConfig } from '../src/config/index.js';
+import type { VigieError } from '../src/errors.js';
 import { DPO_KEY, TENANT_ADMIN_KEY, VIEWER_KEY, startGateway, type TestGateway } from './helpers/gateway.js';
 import { launchBrowser, receivedMedia, waitFor } from './helpers/browser.js';
 
@@ -80,6 +81,10 @@ test('DPO exports (JSON Lines, CSV, HTML, PDF) verify against the published JWKS
     if (format === 'csv') assert.match(file.toString().split('\n')[0]!, /^seq,ts,actor,action,target,subject,result,source_ip,legal_basis,hash$/);
     if (format === 'pdf') assert.equal(file.subarray(0, 5).toString(), '%PDF-');
   }
+  const backwards = await dpo('POST', '/v1/compliance/exports', { from: to, to: from, format: 'csv' });
+  assert.deepEqual([backwards.statusCode, backwards.json().error.code], [400, 'INVALID_REQUEST']);
+  assert.match(backwards.json().error.message, /from must be before to/);
+
   // The CLI writes the export and its detached signature side by side.
   const dir = mkdtempSync(path.join(os.tmpdir(), 'vigie-cli-'));
   const out = path.join(dir, 'audit.csv');
@@ -127,6 +132,10 @@ test('audit exports: every format escapes hostile values, carries the legal basi
   const empty = await exportAudit({ ...period, tenant: 'nobody', format: 'csv', file: path.join(dir, 'e.csv') });
   assert.equal(empty.rows, 0);
   assert.equal(readFileSync(path.join(dir, 'e.csv'), 'utf8'), 'seq,ts,actor,action,target,subject,result,source_ip,legal_basis,hash\n');
+
+  // A period too long for a printable export is refused before any work, with a stable code.
+  await assert.rejects(exportAudit({ ...period, format: 'html', file: path.join(dir, 'big.html'), maxRows: 2, maxRowsReason: 'a PDF export' }), (e: VigieError) => e.code === 'INVALID_REQUEST' && /holds 5 audit entries; a PDF export is limited to 2/.test(e.message));
+  assert.ok(!readdirSync(dir).includes('big.html'));
 
   // A failed export leaves no file behind to be mistaken for a complete one.
   await assert.rejects(exportAudit({ ...period, db: 'no_such_db', format: 'jsonl', file: path.join(dir, 'x.jsonl') }));

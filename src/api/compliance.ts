@@ -9,6 +9,7 @@ import {
   dsarErase,
   exportAudit,
   htmlToPdf,
+  PDF_MAX_ROWS,
   markdownToHtml,
   recordOfProcessing,
   recordOfProcessingMarkdown,
@@ -20,7 +21,9 @@ import { VigieError } from '../errors.js';
 import { authenticate, type Principal } from './principal.js';
 import { openapi, parse } from './schema.js';
 
-const exportBody = z.object({ from: z.iso.datetime(), to: z.iso.datetime(), format: z.enum(['jsonl', 'csv', 'html', 'pdf']).default('jsonl') });
+const exportBody = z
+  .object({ from: z.iso.datetime(), to: z.iso.datetime(), format: z.enum(['jsonl', 'csv', 'html', 'pdf']).default('jsonl') })
+  .refine((b) => Date.parse(b.from) < Date.parse(b.to), { message: 'from must be before to', path: ['to'] });
 const dsarBody = z.object({ identity: z.string().min(1).max(256) });
 const idParam = z.object({ id: z.uuid() });
 const reportQuery = z.object({ format: z.enum(['json', 'md', 'html']).default('json') });
@@ -55,7 +58,8 @@ export async function complianceRoutes(app: FastifyInstance): Promise<void> {
     await flush();
     const format = body.format === 'pdf' ? 'html' : body.format;
     const file = path.join(exportsDir, `${id}.${format}`);
-    let { rows, sha256 } = await exportAudit({ client: app.clickhouse.client, db, tenant: p.tenant, from: new Date(body.from), to: new Date(body.to), format, file });
+    const pdfLimit = body.format === 'pdf' ? { maxRows: PDF_MAX_ROWS, maxRowsReason: 'a PDF export (use jsonl or csv for more)' } : {};
+    let { rows, sha256 } = await exportAudit({ client: app.clickhouse.client, db, tenant: p.tenant, from: new Date(body.from), to: new Date(body.to), format, file, ...pdfLimit });
     let ext: string = format;
     if (body.format === 'pdf') {
       sha256 = await htmlToPdf(file, path.join(exportsDir, `${id}.pdf`));

@@ -18,7 +18,7 @@ import { loadSubprocessors, type SubprocessorRegister } from './subprocessors.js
 
 export { AuditLog, entryHash, GENESIS, type AuditEntry, type AuditInput } from './AuditLog.js';
 export { loadSigner, verifyDigestSignature, canonicalJson, digestPayload, type Signer } from './signing.js';
-export { exportAudit, htmlToPdf, legalBasis, type ExportFormat } from './exports.js';
+export { exportAudit, htmlToPdf, legalBasis, PDF_MAX_ROWS, type ExportFormat } from './exports.js';
 export { loadSubprocessors, subprocessorReport, subprocessorReportMarkdown, subprocessorsSchema, markdownToHtml, EU_COUNTRIES } from './subprocessors.js';
 export { recordOfProcessing, recordOfProcessingMarkdown } from './ropa.js';
 export { dsarAccess, dsarErase, identityColumns, SUBJECT_TABLES, IDENTITY_COLUMN_NAMES } from './dsar.js';
