@@ -10,7 +10,9 @@
 //   vigie dsar export --identity ID [--out FILE]
 //   vigie dsar erase --identity ID
 // Exports are written with their detached signature next to them (FILE.jws).
-import { writeFileSync } from 'node:fs';
+import { createWriteStream, writeFileSync } from 'node:fs';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 
 const USAGE = `usage: vigie audit verify
        vigie report subprocessors|ropa [--format json|md|html] [--out FILE]
@@ -46,7 +48,8 @@ async function call(method, path, body) {
 async function download(created, fallbackName) {
   const res = await call('GET', created.download);
   const out = opts.out ?? fallbackName;
-  writeFileSync(out, Buffer.from(await res.arrayBuffer()));
+  // Streamed to disk: an export of a long period is hundreds of megabytes.
+  await pipeline(Readable.fromWeb(res.body), createWriteStream(out));
   writeFileSync(`${out}.jws`, `${created.jws}\n`);
   console.log(JSON.stringify({ file: out, signature: `${out}.jws`, sha256: created.sha256, kid: created.kid, verifyWith: `${base}/.well-known/jwks.json` }, null, 2));
 }
