@@ -6,6 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { DPO_KEY, GLOBEX_VIEWER_KEY, TENANT_ADMIN_KEY, VIEWER_KEY, startGateway, type TestGateway } from './helpers/gateway.js';
 import { launchBrowser, receivedMedia, waitFor } from './helpers/browser.js';
+import { startFfmpegBot } from './helpers/ffmpegBot.js';
 
 let gw: TestGateway;
 let browser: Awaited<ReturnType<typeof launchBrowser>>;
@@ -98,6 +99,48 @@ test('a browser call is recorded: indicator, upload, catalog, playback with ffpr
   assert.ok(access.some((a) => a.actor === 'key:acmedpo1'));
   const events = (await gw.query<{ event: string }>(`SELECT event FROM vigie.call_events WHERE room = 'recorded'`)).map((e) => e.event);
   assert.ok(events.includes('recording.started') && events.includes('recording.stopped'));
+});
+
+test('every codec is recorded without transcoding: H264 into Matroska, VP9 into WebM, Opus alone into Ogg', async (t) => {
+  const watcher = await gw.connect();
+  await watcher.request('join', { token: await gw.mint({ room: 'codecs', identity: 'codec-watcher' }) });
+  const room = gw.app.sfu.getRoom('acme', 'codecs')!;
+  const bots = [
+    await startFfmpegBot(room, { kind: 'video', videoCodec: 'h264', bitrateKbps: 400, name: 'h264' }),
+    await startFfmpegBot(room, { kind: 'video', videoCodec: 'vp9', bitrateKbps: 300, name: 'vp9' }),
+    await startFfmpegBot(room, { kind: 'audio', bitrateKbps: 32, name: 'opus' }),
+  ];
+  t.after(() => Promise.all(bots.map((b) => b.stop())));
+  for (const bot of bots) await waitFor(`${bot.peer.identity} RTP`, () => bot.producer.getStats(), (st) => (st[0]?.byteCount ?? 0) > 5_000);
+
+  assert.equal((await api(TENANT_ADMIN_KEY, 'POST', '/v1/rooms/codecs/recording', { action: 'start' })).statusCode, 200);
+  await new Promise((r) => setTimeout(r, 5000));
+  const stopped = await api(TENANT_ADMIN_KEY, 'POST', '/v1/rooms/codecs/recording', { action: 'stop' });
+  assert.equal(stopped.json().files, 3, `one file per bot: ${bots.map((b) => b.stderr()).join(' ')}`);
+  assert.ok(await gw.app.recording!.service.drain());
+
+  const recs: { id: string; objectKey: string; codecs: string[]; contentType?: string }[] = (await api(VIEWER_KEY, 'GET', '/v1/recordings?room=codecs')).json().recordings;
+  const byCodec = Object.fromEntries(recs.map((r) => [r.codecs.join('+'), r]));
+  const expected = [
+    { codecs: 'video/H264', ext: 'mkv', container: /matroska/, codec: 'h264' },
+    { codecs: 'video/VP9', ext: 'webm', container: /webm/, codec: 'vp9' },
+    { codecs: 'audio/opus', ext: 'ogg', container: /ogg/, codec: 'opus' },
+  ];
+  assert.deepEqual(Object.keys(byCodec).sort(), expected.map((e) => e.codecs).sort());
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'vigie-rec-codecs-'));
+  for (const e of expected) {
+    const r = byCodec[e.codecs]!;
+    assert.ok(r.objectKey.endsWith(`.${e.ext}`), r.objectKey);
+    const file = path.join(dir, `${r.id}.${e.ext}`);
+    writeFileSync(file, (await api(VIEWER_KEY, 'GET', `/v1/recordings/${r.id}/download?mode=stream`)).rawPayload);
+    const info = JSON.parse(execFileSync('ffprobe', ['-v', 'error', '-show_entries', 'format=format_name,duration:stream=codec_name,width', '-of', 'json', file], { encoding: 'utf8' }));
+    assert.match(info.format.format_name, e.container);
+    assert.deepEqual(info.streams.map((st: { codec_name: string }) => st.codec_name), [e.codec], `${e.codecs} copied, not transcoded`);
+    if (e.codecs.startsWith('video/')) assert.equal(info.streams[0].width, 320, 'the bot\'s 320x240 test pattern');
+    assert.ok(Number(info.format.duration) > 3, `${e.codecs}: ${info.format.duration}s of the ~5s recorded`);
+    // The bytes decode: ffmpeg reads the whole file without an error.
+    execFileSync('ffmpeg', ['-v', 'error', '-xerror', '-i', file, '-f', 'null', '-']);
+  }
 });
 
 test('data residency: a recording refuses to start when the storage location is not allowed for the tenant', async () => {

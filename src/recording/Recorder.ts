@@ -1,8 +1,9 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import dgram from 'node:dgram';
 import { EventEmitter } from 'node:events';
-import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import type { types as ms } from 'mediasoup';
 import type { Logger } from '../logging.js';
 
@@ -69,6 +70,10 @@ export class Recorder {
     return this.#consumers.map((c) => c.rtpParameters.codecs[0]!.mimeType);
   }
 
+  get #hasVp9(): boolean {
+    return this.codecs.some((c) => c.toLowerCase() === 'video/vp9');
+  }
+
   async start(): Promise<void> {
     await mkdir(this.dir, { recursive: true });
     const media: string[] = [];
@@ -103,6 +108,10 @@ export class Recorder {
       '-fflags', '+genpts',
       '-i', sdpFile,
       '-map', '0', '-c', 'copy',
+      // ffmpeg 5.1's RTP VP9 depacketizer does not flag keyframes, so stream copy would drop every
+      // packet waiting for one and write an empty file. VP9 is copied from the first packet, and the
+      // segments are cleaned up when they are closed (see #trimToFirstKeyframe).
+      ...(this.#hasVp9 ? ['-copyinkf'] : []),
       '-f', 'segment', '-segment_time', String(this.segmentSeconds), '-segment_format', format, '-reset_timestamps', '1',
       path.join(this.dir, `segment-%03d.${ext}`),
     ];
@@ -144,8 +153,29 @@ export class Recorder {
     }
     await this.#teardown();
     const files = (await readdir(this.dir)).filter((f) => f.startsWith('segment-')).sort().map((f) => path.join(this.dir, f));
+    if (this.#hasVp9) for (const file of files) await this.#trimToFirstKeyframe(file);
     this.observer.emit('stopped', files);
     return files;
+  }
+
+  /**
+   * A VP9 segment may begin with frames that depend on a keyframe it does not
+   * hold (a sender whose payload descriptors make every frame look like a
+   * keyframe to the SFU, or a cut between segments). A copy through ffmpeg's
+   * Matroska demuxer, which does flag keyframes, drops them: the file then
+   * decodes cleanly from its first frame. No transcoding; a failure keeps the
+   * original segment, which still plays after its first keyframe.
+   */
+  async #trimToFirstKeyframe(file: string): Promise<void> {
+    const { format } = containerFor(this.codecs);
+    const trimmed = `${file}.trimmed`;
+    try {
+      await promisify(execFile)('ffmpeg', ['-nostdin', '-v', 'error', '-i', file, '-map', '0', '-c', 'copy', '-avoid_negative_ts', 'make_zero', '-f', format, '-y', trimmed], { timeout: 120_000 });
+      if ((await stat(trimmed)).size > 0) await rename(trimmed, file);
+    } catch (err) {
+      this.log.warn({ file, reason: (err as Error).message.slice(0, 300) }, 'could not trim a VP9 segment to its first keyframe; keeping it as recorded');
+      await rm(trimmed, { force: true });
+    }
   }
 
   async #teardown(): Promise<void> {

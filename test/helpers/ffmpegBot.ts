@@ -11,11 +11,28 @@ export interface FfmpegBot {
   stop: () => Promise<void>;
 }
 
-const VIDEO = { mimeType: 'video/VP8', payloadType: 101, clockRate: 90000, ssrc: 22222222 };
-const AUDIO = { mimeType: 'audio/opus', payloadType: 100, clockRate: 48000, channels: 2, ssrc: 11111111 };
+/** What each codec needs: its RTP parameters (matching the router's capabilities in src/media/codecs.ts) and its ffmpeg encoder. */
+const CODECS = {
+  vp8: {
+    rtp: { mimeType: 'video/VP8', payloadType: 101, clockRate: 90000, ssrc: 22222222, parameters: {} },
+    encoder: (kbps: number) => ['-c:v', 'libvpx', '-b:v', `${kbps}k`, '-minrate', `${kbps}k`, '-maxrate', `${kbps}k`, '-deadline', 'realtime', '-cpu-used', '8', '-g', '15', '-an'],
+  },
+  vp9: {
+    rtp: { mimeType: 'video/VP9', payloadType: 103, clockRate: 90000, ssrc: 33333333, parameters: { 'profile-id': 0 } },
+    encoder: (kbps: number) => ['-c:v', 'libvpx-vp9', '-b:v', `${kbps}k`, '-deadline', 'realtime', '-cpu-used', '8', '-row-mt', '1', '-g', '15', '-pix_fmt', 'yuv420p', '-an', '-strict', 'experimental'],
+  },
+  h264: {
+    rtp: { mimeType: 'video/H264', payloadType: 107, clockRate: 90000, ssrc: 44444444, parameters: { 'packetization-mode': 1, 'profile-level-id': '42e01f', 'level-asymmetry-allowed': 1 } },
+    encoder: (kbps: number) => ['-c:v', 'libx264', '-profile:v', 'baseline', '-level', '3.1', '-preset', 'ultrafast', '-tune', 'zerolatency', '-b:v', `${kbps}k`, '-g', '15', '-bf', '0', '-pix_fmt', 'yuv420p', '-an'],
+  },
+  opus: {
+    rtp: { mimeType: 'audio/opus', payloadType: 100, clockRate: 48000, ssrc: 11111111, parameters: {} },
+    encoder: (kbps: number) => ['-c:a', 'libopus', '-b:a', `${kbps}k`, '-ac', '2', '-vn'],
+  },
+} as const;
 
 /**
- * A participant made of ffmpeg: it encodes a test pattern (VP8) or a tone
+ * A participant made of ffmpeg: it encodes a test pattern (VP8, VP9 or H264) or a tone
  * (Opus) and sends RTP into a PlainTransport producer, as a SIP gateway or a
  * recording bot would. RTCP goes to its own port (rtcpMux off), because
  * ffmpeg sends it from a separate socket.
@@ -30,14 +47,16 @@ export async function startFfmpegBot(
     through?: (sfuRtpPort: number) => Promise<number>;
     /** A pre-encoded VP8 file sent in a loop without re-encoding (cheap, for load tests). */
     file?: string;
+    /** The video codec (default VP8); audio is always Opus. */
+    videoCodec?: 'vp8' | 'vp9' | 'h264';
   },
 ): Promise<FfmpegBot> {
   const transport = await room.router.createPlainTransport({ listenInfo: { protocol: 'udp', ip: '127.0.0.1' }, rtcpMux: false, comedia: true });
-  const c = opts.kind === 'video' ? VIDEO : AUDIO;
+  const { rtp: c, encoder } = CODECS[opts.kind === 'video' ? (opts.videoCodec ?? 'vp8') : 'opus'];
   const producer = await transport.produce({
     kind: opts.kind,
     rtpParameters: {
-      codecs: [{ mimeType: c.mimeType, payloadType: c.payloadType, clockRate: c.clockRate, ...(opts.kind === 'audio' ? { channels: 2 } : {}), rtcpFeedback: opts.kind === 'video' ? [{ type: 'nack' }, { type: 'nack', parameter: 'pli' }, { type: 'ccm', parameter: 'fir' }] : [] }],
+      codecs: [{ mimeType: c.mimeType, payloadType: c.payloadType, clockRate: c.clockRate, parameters: c.parameters, ...(opts.kind === 'audio' ? { channels: 2 } : {}), rtcpFeedback: opts.kind === 'video' ? [{ type: 'nack' }, { type: 'nack', parameter: 'pli' }, { type: 'ccm', parameter: 'fir' }] : [] }],
       encodings: [{ ssrc: c.ssrc }],
       rtcp: { cname: `bot-${opts.kind}` },
     },
@@ -55,11 +74,7 @@ export async function startFfmpegBot(
     : opts.kind === 'video'
       ? ['-f', 'lavfi', '-i', 'testsrc=size=320x240:rate=15']
       : ['-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000'];
-  const codec = opts.file
-    ? ['-c:v', 'copy', '-an']
-    : opts.kind === 'video'
-      ? ['-c:v', 'libvpx', '-b:v', `${opts.bitrateKbps}k`, '-minrate', `${opts.bitrateKbps}k`, '-maxrate', `${opts.bitrateKbps}k`, '-deadline', 'realtime', '-cpu-used', '8', '-g', '15', '-an']
-      : ['-c:a', 'libopus', '-b:a', `${opts.bitrateKbps}k`, '-ac', '2', '-vn'];
+  const codec = opts.file ? ['-c:v', 'copy', '-an'] : encoder(opts.bitrateKbps);
   const args = ['-nostdin', '-loglevel', 'error', '-re', ...input, ...codec, '-ssrc', String(c.ssrc), '-payload_type', String(c.payloadType), '-f', 'rtp', `rtp://${target.ip}:${target.port}?rtcpport=${target.rtcpPort}&pkt_size=1200`];
   const ffmpeg = spawn('ffmpeg', args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
