@@ -28,10 +28,10 @@ after(async () => {
   await portal.close();
 });
 
-async function openJoinPage(identity: string, grants: Array<'publish' | 'subscribe'> = ['publish', 'subscribe']): Promise<Page> {
+async function openJoinPage(identity: string, grants: Array<'publish' | 'subscribe'> = ['publish', 'subscribe'], room = 'browser-call'): Promise<Page> {
   const page = await browser.context.newPage();
   page.on('pageerror', (e) => console.error(`[${identity}] page error:`, e.message));
-  const token = await gw.mint({ room: 'browser-call', identity, name: identity, grants });
+  const token = await gw.mint({ room, identity, name: identity, grants });
   const res = await page.goto(`${gw.url}/join?token=${token}`);
   assert.equal(res?.status(), 200);
   assert.equal(new URL(page.url()).search, '', 'the token is removed from the address bar');
@@ -58,6 +58,38 @@ test('two participants join through the join page, publish, and receive each oth
   const room = gw.app.sfu.getRoom('acme', 'browser-call')!;
   assert.equal(room.peers.size, 2);
   for (const p of room.peers.values()) assert.deepEqual([...p.producers.values()].map((x) => x.kind).sort(), ['audio', 'video']);
+});
+
+test('screen sharing: the join page button publishes the screen, the other side shows it in its own tile, and stopping removes it', async () => {
+  const carol = await openJoinPage('carol', ['publish', 'subscribe'], 'screen-share');
+  const dave = await openJoinPage('dave', ['publish', 'subscribe'], 'screen-share');
+  await waitFor('dave to receive carol', () => receivedMedia(dave), (m) => m.videoTracks === 1 && m.framesDecoded > 5);
+
+  await carol.click('#share-screen');
+  assert.equal(await carol.locator('#share-screen').getAttribute('aria-pressed'), 'true');
+  const room = gw.app.sfu.getRoom('acme', 'screen-share')!;
+  const carolPeer = [...room.peers.values()].find((p) => p.identity === 'carol')!;
+  await waitFor('a screen producer on the server', async () => [...carolPeer.producers.values()].map((p) => p.appData.source).sort(), (s) => s.length === 3);
+  assert.deepEqual([...carolPeer.producers.values()].map((p) => p.appData.source).sort(), ['camera', 'mic', 'screen']);
+
+  // Dave decodes two videos from carol: her camera in her tile, and the screen (Chromium's fake 1280x720 display) in its own.
+  await waitFor('dave to decode the screen', () => receivedMedia(dave), (m) => m.videoTracks === 2);
+  const screenTile = dave.locator('[id^="tile-screen-"]');
+  await waitFor('a screen tile', () => screenTile.count(), (n) => n === 1);
+  assert.equal(await screenTile.locator('.name').textContent(), 'carol (screen)');
+  const size = await waitFor('the screen to play', () => screenTile.locator('video').evaluate((v: HTMLVideoElement) => ({ w: v.videoWidth, h: v.videoHeight, t: v.currentTime })), (v) => v.w > 0 && v.t > 0.5);
+  assert.deepEqual([size.w, size.h], [1280, 720], 'the whole shared screen, not the 640x480 camera');
+  assert.ok(await dave.locator(`#tile-${carolPeer.id} video`).evaluate((v: HTMLVideoElement) => v.videoWidth === 640), 'the camera stays in carol\'s tile');
+
+  // Stopping the share closes the producer, and dave's screen tile goes away while the camera plays on.
+  await carol.click('#share-screen');
+  await waitFor('the screen producer to close', async () => carolPeer.producers.size, (n) => n === 2);
+  await waitFor('the screen tile to go', () => screenTile.count(), (n) => n === 0);
+  const after = await waitFor('dave back to one video', () => receivedMedia(dave), (m) => m.videoTracks === 1);
+  await new Promise((r) => setTimeout(r, 1000));
+  assert.ok((await receivedMedia(dave)).framesDecoded > after.framesDecoded, 'carol\'s camera still decodes');
+  await carol.close();
+  await dave.close();
 });
 
 test('a participant without the publish grant receives but is refused when it tries to produce', async () => {

@@ -254,6 +254,8 @@ export class Room {
       rtpParameters: consumer.rtpParameters,
       type: consumer.type,
       producerPaused: consumer.producerPaused,
+      // camera, mic, screen…: lets the receiver lay out a screen share apart from the sender's camera.
+      source: owner.producers.get(req.producerId)?.appData.source,
     };
   }
 

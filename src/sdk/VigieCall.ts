@@ -141,7 +141,7 @@ export class VigieCall {
     this.consumers.set(consumer.id, consumer);
     await this.signaling.request('resumeConsumer', { consumerId: consumer.id });
     const peer = this.peers.get(peerId);
-    const entry = { consumerId: consumer.id, producerId, kind: consumer.kind as 'audio' | 'video', source: undefined as string | undefined, track: consumer.track };
+    const entry = { consumerId: consumer.id, producerId, kind: consumer.kind as 'audio' | 'video', source: c.source as string | undefined, track: consumer.track };
     peer?.tracks.set(consumer.id, entry);
     this.#emit('trackAdded', { peerId, ...entry });
     return consumer;

@@ -93,12 +93,18 @@ async function main(): Promise<void> {
     renderParticipants(call);
     report('peerLeft', p);
   });
-  call.on('trackAdded', ({ peerId, kind, track }) => {
-    const el = tile(peerId, call.peers.get(peerId)?.name ?? 'Guest');
+  call.on('trackAdded', ({ peerId, consumerId, kind, source, track }) => {
+    const name = call.peers.get(peerId)?.name ?? 'Guest';
+    // A screen share gets its own tile, so the sender's camera stays in view beside it.
+    const el = source === 'screen' ? tile(`screen-${consumerId}`, `${name} (screen)`) : tile(peerId, name);
     const media = el.querySelector(kind === 'video' ? 'video' : 'audio') as HTMLMediaElement;
     media.srcObject = new MediaStream([track]);
     void media.play().catch(() => undefined);
-    report('trackAdded', { peerId, kind });
+    report('trackAdded', { peerId, kind, source });
+  });
+  call.on('trackRemoved', ({ peerId, consumerId }) => {
+    document.getElementById(`tile-screen-${consumerId}`)?.remove();
+    report('trackRemoved', { peerId });
   });
   call.on('activeSpeaker', ({ peerId }) => {
     for (const el of tilesEl.querySelectorAll('.tile')) el.classList.toggle('speaking', el.id === `tile-${peerId}`);
@@ -163,9 +169,17 @@ function wireButtons(call: VigieSdk.VigieCall): void {
   };
   toggle('toggle-mic', (muted) => call.setPaused('mic', muted));
   toggle('toggle-cam', (off) => call.setPaused('camera', off));
+  const shareBtn = document.getElementById('share-screen')!;
   toggle('share-screen', async (on) => {
-    if (on) await call.publishScreen();
-    else await call.unpublish('screen');
+    if (!on) return call.unpublish('screen');
+    try {
+      const producer = await call.publishScreen();
+      // Sharing can also end from the browser's own "Stop sharing" bar.
+      producer.track?.addEventListener('ended', () => shareBtn.setAttribute('aria-pressed', 'false'));
+    } catch (e) {
+      shareBtn.setAttribute('aria-pressed', 'false');
+      throw e;
+    }
   });
   document.getElementById('leave')!.addEventListener('click', () => {
     void call.leave().then(() => {
