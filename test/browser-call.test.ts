@@ -79,7 +79,7 @@ test('screen sharing: the join page button publishes the screen, the other side 
   assert.equal(await screenTile.locator('.name').textContent(), 'carol (screen)');
   const size = await waitFor('the screen to play', () => screenTile.locator('video').evaluate((v: HTMLVideoElement) => ({ w: v.videoWidth, h: v.videoHeight, t: v.currentTime })), (v) => v.w > 0 && v.t > 0.5);
   assert.deepEqual([size.w, size.h], [1280, 720], 'the whole shared screen, not the 640x480 camera');
-  assert.ok(await dave.locator(`#tile-${carolPeer.id} video`).evaluate((v: HTMLVideoElement) => v.videoWidth === 640), 'the camera stays in carol\'s tile');
+  assert.ok(await dave.locator(`#tile-${carolPeer.id} video`).evaluate((v: HTMLVideoElement) => v.videoWidth > 0 && v.videoWidth <= 640), 'the camera (a simulcast layer of 640x480) stays in carol\'s tile');
 
   // Stopping the share closes the producer, and dave's screen tile goes away while the camera plays on.
   await carol.click('#share-screen');
@@ -90,6 +90,44 @@ test('screen sharing: the join page button publishes the screen, the other side 
   assert.ok((await receivedMedia(dave)).framesDecoded > after.framesDecoded, 'carol\'s camera still decodes');
   await carol.close();
   await dave.close();
+});
+
+test('simulcast: the camera is sent in two layers, and setPreferredLayers switches what a receiver gets, as a call event and in track stats', async () => {
+  const erin = await openJoinPage('erin', ['publish', 'subscribe'], 'simulcast');
+  const frank = await openJoinPage('frank', ['subscribe'], 'simulcast');
+  const room = gw.app.sfu.getRoom('acme', 'simulcast')!;
+  const peerOf = (identity: string) => [...room.peers.values()].find((p) => p.identity === identity)!;
+  const camera = await waitFor('erin\'s camera', async () => [...peerOf('erin').producers.values()].find((p) => p.appData.source === 'camera'), Boolean);
+  // 640x480 is two layers in Chromium (320x240 and 640x480); it drops a third one silently.
+  assert.equal(camera!.type, 'simulcast');
+  assert.equal(camera!.rtpParameters.encodings!.length, 2);
+
+  const consumer = await waitFor('frank\'s video consumer', async () => [...peerOf('frank').consumers.values()].find((c) => c.kind === 'video'), Boolean);
+  assert.equal(consumer!.type, 'simulcast');
+  const width = () => frank.locator(`#tile-${peerOf('erin').id} video`).evaluate((v: HTMLVideoElement) => v.videoWidth);
+  await waitFor('the full 640-pixel layer once bandwidth allows', width, (w) => w === 640, 30_000);
+
+  // A thumbnail layout asks for the lowest layer, then the speaker view for the highest again.
+  const prefer = (layer: number) => frank.evaluate(([id, l]) => (window as any).vigieCall.setPreferredLayers(id, l), [consumer!.id, layer] as const);
+  await prefer(0);
+  await waitFor('the 320-pixel layer', width, (w) => w === 320);
+  assert.equal(consumer!.currentLayers?.spatialLayer, 0);
+  await prefer(1);
+  await waitFor('the 640-pixel layer again', width, (w) => w === 640);
+  assert.equal(consumer!.currentLayers?.spatialLayer, 1);
+
+  const events = await gw.query<{ spatial: string; temporal: string }>(`SELECT attrs['spatial'] AS spatial, attrs['temporal'] AS temporal FROM vigie.call_events WHERE room = 'simulcast' AND event = 'consumer.layers' AND object_id = '${consumer!.id}' ORDER BY ts`);
+  // Temporal layers change too (each is its own event); the spatial path must read 1, 0, 1 at the end.
+  const spatialPath = events.map((e) => e.spatial).filter((l, i, all) => i === 0 || l !== all[i - 1]);
+  assert.ok(/1,0,1$/.test(spatialPath.join(',')), `layer switches recorded as call events: ${JSON.stringify(events)}`);
+  const layers = await waitFor(
+    'one track_stats row per layer of the camera',
+    async () => (await gw.query<{ spatial_layer: number }>(`SELECT DISTINCT spatial_layer FROM vigie.track_stats WHERE track_id = '${camera!.id}' ORDER BY spatial_layer`)).map((l) => Number(l.spatial_layer)),
+    (l) => l.length === 2,
+  );
+  assert.deepEqual(layers, [0, 1]);
+  await erin.close();
+  await frank.close();
 });
 
 test('a participant without the publish grant receives but is refused when it tries to produce', async () => {

@@ -27,6 +27,21 @@ export interface VigieCallEvents {
   error: { code: string; message: string };
 }
 
+/**
+ * Simulcast layers for a camera of this height, lowest first as mediasoup
+ * expects. Chromium encodes at most 3 layers from 540 lines up, 2 from 360,
+ * and silently drops the others, so asking for more only misleads the SFU.
+ */
+export function simulcastEncodings(height: number): RTCRtpEncodingParameters[] | undefined {
+  const all: RTCRtpEncodingParameters[] = [
+    { scaleResolutionDownBy: 4, maxBitrate: 150_000 },
+    { scaleResolutionDownBy: 2, maxBitrate: 500_000 },
+    { scaleResolutionDownBy: 1, maxBitrate: 1_500_000 },
+  ];
+  const count = height >= 540 ? 3 : height >= 360 ? 2 : 1;
+  return count === 1 ? undefined : all.slice(-count).map((e, i, layers) => ({ ...e, scaleResolutionDownBy: 2 ** (layers.length - 1 - i) }));
+}
+
 export interface JoinOptions {
   /** WebSocket URL; defaults to `/ws` on the page's own host. */
   url?: string;
@@ -94,9 +109,17 @@ export class VigieCall {
     return () => set.delete(listener);
   }
 
-  async publishCamera(constraints: MediaTrackConstraints = { width: 640, height: 480 }): Promise<msc.Producer> {
+  /**
+   * Publishes the camera. By default as simulcast, so that the SFU can send
+   * each receiver the layer its network and its layout call for (see
+   * setPreferredLayers): as many layers as browsers encode at the captured
+   * size, each half the resolution of the next.
+   */
+  async publishCamera(constraints: MediaTrackConstraints = { width: 640, height: 480 }, options: { simulcast?: boolean } = {}): Promise<msc.Producer> {
     const stream = await navigator.mediaDevices.getUserMedia({ video: constraints });
-    return this.publish('camera', stream.getVideoTracks()[0]!);
+    const track = stream.getVideoTracks()[0]!;
+    const encodings = options.simulcast === false ? undefined : simulcastEncodings(track.getSettings().height ?? 480);
+    return this.publish('camera', track, encodings);
   }
 
   async publishMic(): Promise<msc.Producer> {
@@ -111,9 +134,9 @@ export class VigieCall {
     return this.publish('screen', track);
   }
 
-  async publish(source: Source, track: MediaStreamTrack): Promise<msc.Producer> {
+  async publish(source: Source, track: MediaStreamTrack, encodings?: RTCRtpEncodingParameters[]): Promise<msc.Producer> {
     const transport = await this.#ensureSendTransport();
-    const producer = await transport.produce({ track, appData: { source }, stopTracks: true });
+    const producer = await transport.produce({ track, encodings, appData: { source }, stopTracks: true });
     this.producers.set(source, producer);
     return producer;
   }
@@ -145,6 +168,15 @@ export class VigieCall {
     peer?.tracks.set(consumer.id, entry);
     this.#emit('trackAdded', { peerId, ...entry });
     return consumer;
+  }
+
+  /**
+   * Asks the SFU for one layer of a simulcast or SVC track: 0 is the lowest
+   * resolution. A thumbnail needs 0; the active speaker, the highest. The SFU
+   * still goes lower when the network cannot carry the preferred layer.
+   */
+  async setPreferredLayers(consumerId: string, spatialLayer: number, temporalLayer?: number): Promise<void> {
+    await this.signaling.request('setPreferredLayers', { consumerId, spatialLayer, ...(temporalLayer === undefined ? {} : { temporalLayer }) });
   }
 
   /** Stats of everything this participant sends and receives, as the browser sees it. */

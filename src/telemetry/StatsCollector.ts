@@ -164,7 +164,9 @@ export class StatsCollector {
     const net = this.#network.get(e.peer);
     const view = this.#clientView.get(e.obj.id);
     const layers = e.role === 'consumer' ? (e.obj as ms.Consumer).currentLayers : undefined;
-    let index = 0;
+    // A simulcast producer reports one stream per encoding; its layer is the encoding's position (lowest first).
+    const encodings = e.role === 'producer' ? ((e.obj as ms.Producer).rtpParameters.encodings ?? []) : [];
+    const producerLayer = (st: ms.ProducerStat | ms.ConsumerStat) => (encodings.length > 1 ? encodings.findIndex((enc) => (st.rid !== undefined && enc.rid === st.rid) || enc.ssrc === st.ssrc) : -1);
     for (const s of stats) {
       if (s.type !== wanted) continue;
       const prev = e.prev.get(s.ssrc) ?? { packets: 0, bytes: 0, lost: 0, nack: 0, pli: 0, fir: 0, at: e.createdAt };
@@ -190,7 +192,7 @@ export class StatsCollector {
         source: e.source,
         codec: e.codec,
         ssrc: s.ssrc,
-        spatial_layer: layers?.spatialLayer ?? (stats.length > 2 ? index : -1),
+        spatial_layer: layers?.spatialLayer ?? producerLayer(s),
         temporal_layer: layers?.temporalLayer ?? -1,
         interval_ms: intervalMs,
         bitrate_bps: ((cur.bytes - prev.bytes) * 8 * 1000) / intervalMs,
@@ -214,7 +216,6 @@ export class StatsCollector {
             : null,
       });
       this.samplesTaken.track_stats++;
-      index++;
     }
     if (view) view.freezeMs = 0;
   }
