@@ -25,18 +25,19 @@ test('a browser call fills stats, client stats, transport stats, events and the 
   const callId = gw.app.sfu.getRoom('acme', 'quality')!.callId;
   await new Promise((r) => setTimeout(r, 5000));
 
-  // Server and client rows describe the same tracks: same ids, same SSRCs, packet counts that agree.
+  // Server and client rows describe the same streams: same ids, same SSRCs, packet counts that agree.
+  // A simulcast camera is one stream per layer, each with its own SSRC.
   const server = await gw.query<{ track_id: string; direction: string; kind: string; ssrc: string; packets: string; last_ms: string }>(
-    `SELECT track_id, direction, any(kind) AS kind, any(ssrc) AS ssrc, sum(packets) AS packets, max(toUnixTimestamp64Milli(ts)) AS last_ms FROM vigie.track_stats WHERE call_id = {c:String} GROUP BY track_id, direction`,
+    `SELECT track_id, direction, any(kind) AS kind, ssrc, sum(packets) AS packets, max(toUnixTimestamp64Milli(ts)) AS last_ms FROM vigie.track_stats WHERE call_id = {c:String} GROUP BY track_id, direction, ssrc`,
     { c: callId },
   );
   const clientRows = await gw.query<{ id: string; direction: string; ssrc: string; packets: string; ms: string }>(
     `SELECT if(direction = 'outbound', producer_id, consumer_id) AS id, direction, ssrc, packets, toUnixTimestamp64Milli(ts) AS ms FROM vigie.client_stats WHERE call_id = {c:String}`,
     { c: callId },
   );
-  assert.equal(server.length, 8, '2 producers and 2 consumers per participant');
+  assert.equal(server.length, 10, 'per participant: a mic, a camera in 2 simulcast layers, and 2 consumers');
   for (const s of server) {
-    const mine = clientRows.filter((c) => c.id === s.track_id);
+    const mine = clientRows.filter((c) => c.id === s.track_id && Number(c.ssrc) === Number(s.ssrc));
     assert.ok(mine.length > 0, `client stats for ${s.direction} ${s.kind} track ${s.track_id}`);
     // The browser's counter at the moment nearest the server's last sample: both views of the same instant.
     const c = mine.reduce((best, r) => (Math.abs(Number(r.ms) - Number(s.last_ms)) < Math.abs(Number(best.ms) - Number(s.last_ms)) ? r : best));
