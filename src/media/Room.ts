@@ -75,9 +75,11 @@ export class Room {
     return undefined;
   }
 
-  addPeer(peer: Peer): void {
+  /** `replacing`: the same participant's previous session, about to leave; it does not count against the limit. */
+  addPeer(peer: Peer, { replacing }: { replacing?: Peer } = {}): void {
     if (this.#closed) throw new VigieError('NOT_FOUND', 'room is closed');
-    if (this.peers.size >= this.maxPeers) throw new VigieError('FORBIDDEN', `room is full (${this.maxPeers} participants)`);
+    const leaving = replacing && this.peers.has(replacing.id) ? 1 : 0;
+    if (this.peers.size - leaving >= this.maxPeers) throw new VigieError('FORBIDDEN', `room is full (${this.maxPeers} participants)`);
     this.peers.set(peer.id, peer);
     this.slot.peers++;
     this.broadcast('peerJoined', { peerId: peer.id, name: peer.displayName }, peer);

@@ -23,7 +23,12 @@ export interface VigieCallEvents {
   recording: { active: boolean; consentRequired: boolean; recordingId?: string };
   /** A moderator removed this participant from the call. */
   removed: { reason: string };
+  /** Gone for good: left, replaced by another tab, or every attempt to rejoin failed. */
   disconnected: { code: number; reason: string };
+  /** The connection dropped, or the room's media server died: rejoining with the same token and tracks. */
+  reconnecting: { attempt: number; reason: string };
+  /** Back in the call, with the same tracks published and the others' tracks received again. */
+  reconnected: { peerId: string };
   error: { code: string; message: string };
 }
 
@@ -50,7 +55,16 @@ export interface JoinOptions {
   relayOnly?: boolean;
   /** Subscribe to other participants' tracks automatically (default true). */
   autoSubscribe?: boolean;
+  /** Rejoin by itself after a dropped connection or a media server failure (default true). */
+  reconnect?: boolean;
 }
+
+/** Waits before each rejoin attempt; after the last, the call is disconnected for good. */
+const REJOIN_DELAYS_MS = [500, 1000, 2000, 4000, 8000];
+/** Close codes after which rejoining would be wrong: replaced by another session, removed, rate-limited. */
+const FINAL_CLOSE_CODES = new Set([1000, 4000, 4001, 4008]);
+
+type JoinedInfo = { peerId: string; callId: string; tenant: string; room: string; name: string; grants: string[]; iceServers: RTCIceServer[]; recording: { active: boolean; consentRequired: boolean } };
 
 /**
  * A participant's side of a call: join with a token, publish camera, mic or
@@ -65,37 +79,112 @@ export class VigieCall {
   #recvTransportReady?: Promise<msc.Transport>;
   readonly #listeners = new Map<keyof VigieCallEvents, Set<(e: any) => void>>();
   #left = false;
+  #rejoining = false;
   #statsTimer?: ReturnType<typeof setInterval>;
+  #signaling: SignalingClient;
+  /** What each published source was sent with, to publish it again after a rejoin. */
+  readonly #published = new Map<Source, { track: MediaStreamTrack; encodings?: RTCRtpEncodingParameters[] }>();
 
   private constructor(
-    readonly signaling: SignalingClient,
+    signaling: SignalingClient,
     readonly device: Device,
-    readonly info: { peerId: string; callId: string; tenant: string; room: string; name: string; grants: string[]; iceServers: RTCIceServer[]; recording: { active: boolean; consentRequired: boolean } },
+    readonly info: JoinedInfo,
     private readonly options: JoinOptions,
-  ) {}
+  ) {
+    this.#signaling = signaling;
+  }
+
+  /** The current signaling connection (a new one after each rejoin). */
+  get signaling(): SignalingClient {
+    return this.#signaling;
+  }
 
   static async join(options: JoinOptions): Promise<VigieCall> {
+    const { signaling, joined } = await VigieCall.#connectAndJoin(options);
+    const device = new Device();
+    await device.load({ routerRtpCapabilities: joined.rtpCapabilities });
+    const call = new VigieCall(signaling, device, VigieCall.#infoOf(joined), options);
+    call.#enter(joined);
+    return call;
+  }
+
+  static async #connectAndJoin(options: JoinOptions): Promise<{ signaling: SignalingClient; joined: any }> {
     const url = options.url ?? `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
     const signaling = new SignalingClient(new WebSocket(url));
     // Others may publish or join while the device loads: hold those
-    // notifications until the handlers below exist, then replay them.
+    // notifications until their handlers exist (see #enter), then replay them.
     signaling.holdNotifications();
-    const joined = await signaling.request('join', { token: options.token });
-    const device = new Device();
-    await device.load({ routerRtpCapabilities: joined.rtpCapabilities });
-    const call = new VigieCall(signaling, device, joined, options);
-    call.#wire();
+    try {
+      return { signaling, joined: await signaling.request('join', { token: options.token }) };
+    } catch (err) {
+      signaling.close();
+      throw err;
+    }
+  }
+
+  static #infoOf(joined: any): JoinedInfo {
+    const { peerId, callId, tenant, room, name, grants, iceServers, recording } = joined;
+    return { peerId, callId, tenant, room, name, grants, iceServers, recording };
+  }
+
+  /** Wires the connection, then receives the peers already in the room. */
+  #enter(joined: any): void {
+    this.#wire();
+    clearInterval(this.#statsTimer);
     if (joined.clientStatsIntervalMs > 0) {
-      call.#statsTimer = setInterval(() => void call.reportStats().catch(() => undefined), joined.clientStatsIntervalMs);
+      this.#statsTimer = setInterval(() => void this.reportStats().catch(() => undefined), joined.clientStatsIntervalMs);
     }
     for (const p of joined.peers as Array<{ peerId: string; name: string; producers: Array<{ producerId: string; kind: 'audio' | 'video'; source?: string }> }>) {
-      call.peers.set(p.peerId, { peerId: p.peerId, name: p.name, tracks: new Map() });
-      if (options.autoSubscribe !== false && call.can('subscribe')) {
-        for (const pr of p.producers) void call.subscribe(p.peerId, pr.producerId).catch((e) => call.#emitError(e));
+      this.peers.set(p.peerId, { peerId: p.peerId, name: p.name, tracks: new Map() });
+      if (this.options.autoSubscribe !== false && this.can('subscribe')) {
+        for (const pr of p.producers) void this.subscribe(p.peerId, pr.producerId).catch((e) => this.#emitError(e));
       }
     }
-    signaling.releaseNotifications();
-    return call;
+    this.#signaling.releaseNotifications();
+  }
+
+  /**
+   * Rejoins after the connection dropped or the room's media server died: a
+   * new connection, the same token (the gateway replaces the old session), the
+   * same tracks published again, and the others' tracks received again.
+   */
+  async #rejoin(reason: string): Promise<void> {
+    if (this.#rejoining || this.#left) return;
+    this.#rejoining = true;
+    this.#teardown({ keepTracks: true });
+    this.#signaling.close();
+    for (const [peerId, peer] of this.peers) for (const consumerId of peer.tracks.keys()) this.#emit('trackRemoved', { peerId, consumerId });
+    const before = new Set(this.peers.keys());
+    this.peers.clear();
+    let last = reason;
+    for (const [i, delay] of REJOIN_DELAYS_MS.entries()) {
+      this.#emit('reconnecting', { attempt: i + 1, reason: last });
+      await new Promise((r) => setTimeout(r, delay));
+      if (this.#left) return;
+      try {
+        const { signaling, joined } = await VigieCall.#connectAndJoin(this.options);
+        this.#signaling = signaling;
+        Object.assign(this.info, VigieCall.#infoOf(joined));
+        // A new room (after a media server death) may sit on a router with other capabilities; the codecs are the same.
+        for (const id of before) if (!joined.peers.some((p: { peerId: string }) => p.peerId === id)) this.#emit('peerLeft', { peerId: id, reason: 'left-while-reconnecting' });
+        this.#enter(joined);
+        for (const [source, { track, encodings }] of [...this.#published]) {
+          if (track.readyState === 'live') await this.publish(source, track, encodings);
+          else this.#published.delete(source);
+        }
+        this.#rejoining = false;
+        this.#emit('reconnected', { peerId: this.info.peerId });
+        return;
+      } catch (err) {
+        last = err instanceof Error ? err.message : String(err);
+        // A refused token (expired, revoked) will not get better by retrying.
+        if (err instanceof SignalingError && ['UNAUTHORIZED', 'FORBIDDEN'].includes(err.code)) break;
+      }
+    }
+    this.#rejoining = false;
+    this.#left = true;
+    this.#teardown();
+    this.#emit('disconnected', { code: this.#signaling.closeInfo?.code ?? 1006, reason: `could not rejoin: ${last}` });
   }
 
   can(grant: 'publish' | 'subscribe' | 'record' | 'admin'): boolean {
@@ -136,8 +225,10 @@ export class VigieCall {
 
   async publish(source: Source, track: MediaStreamTrack, encodings?: RTCRtpEncodingParameters[]): Promise<msc.Producer> {
     const transport = await this.#ensureSendTransport();
-    const producer = await transport.produce({ track, encodings, appData: { source }, stopTracks: true });
+    // The SDK stops tracks itself (unpublish, leave), so that a rejoin can send the same ones again.
+    const producer = await transport.produce({ track, encodings, appData: { source }, stopTracks: false });
     this.producers.set(source, producer);
+    this.#published.set(source, { track, encodings });
     return producer;
   }
 
@@ -145,7 +236,9 @@ export class VigieCall {
     const producer = this.producers.get(source);
     if (!producer) return;
     this.producers.delete(source);
+    this.#published.delete(source);
     producer.close();
+    producer.track?.stop();
     await this.signaling.request('closeProducer', { producerId: producer.id }).catch(() => undefined);
   }
 
@@ -283,9 +376,13 @@ export class VigieCall {
     this.signaling.close();
   }
 
-  #teardown(): void {
+  #teardown({ keepTracks = false } = {}): void {
     clearInterval(this.#statsTimer);
-    for (const p of this.producers.values()) p.close();
+    for (const p of this.producers.values()) {
+      p.close();
+      if (!keepTracks) p.track?.stop();
+    }
+    if (!keepTracks) this.#published.clear();
     for (const c of this.consumers.values()) c.close();
     this.producers.clear();
     this.consumers.clear();
@@ -362,6 +459,8 @@ export class VigieCall {
     });
     s.on('activeSpeaker', ({ peerId }) => this.#emit('activeSpeaker', { peerId }));
     s.on('roomClosed', ({ reason }) => {
+      // A media server death is an accident: the room opens again on a live worker, and the call rejoins it.
+      if (reason === 'worker-died' && this.options.reconnect !== false) return void this.#rejoin(reason);
       this.#teardown();
       this.peers.clear();
       this.#emit('roomClosed', { reason });
@@ -380,7 +479,9 @@ export class VigieCall {
     });
     s.on('error', (e) => this.#emit('error', e));
     s.on('close', (info) => {
-      if (!this.#left) this.#emit('disconnected', info);
+      if (this.#left || this.#rejoining || s !== this.#signaling) return;
+      if (this.options.reconnect !== false && !FINAL_CLOSE_CODES.has(info.code)) void this.#rejoin(`connection closed (${info.code})`);
+      else this.#emit('disconnected', info);
     });
   }
 

@@ -115,6 +115,15 @@ async function main(): Promise<void> {
     tilesEl.replaceChildren();
     report('roomClosed', { reason });
   });
+  call.on('reconnecting', ({ attempt, reason }) => {
+    setStatus(`Reconnecting… (attempt ${attempt})`);
+    report('reconnecting', { attempt, reason });
+  });
+  call.on('reconnected', ({ peerId }) => {
+    setStatus(`In ${call.info.room}`);
+    renderParticipants(call);
+    report('reconnected', { peerId });
+  });
   call.on('disconnected', (info) => {
     setStatus('Disconnected');
     report('disconnected', info);

@@ -197,15 +197,16 @@ export class SignalingSession {
     const claims = await this.ctx.tokens.verify(req.token, { tenant: req.tenant, room: req.room });
     const room = await this.ctx.sfu.getOrCreateRoom(claims.tenant, claims.room, this.ctx.rooms.optionsFor(claims.tenant, claims.room));
 
+    // The new session enters before the old one leaves: a participant alone in
+    // the room who reconnects must not close it by leaving first.
     const previous = room.findPeerByIdentity(claims.identity);
+    const peer = new Peer(claims, (method, data) => this.#notify(method, data));
+    room.addPeer(peer, { replacing: previous });
     if (previous) {
       const oldSession = this.ctx.sessions.get(previous.id);
       if (oldSession) oldSession.evict('replaced');
       else room.removePeer(previous, 'replaced');
     }
-
-    const peer = new Peer(claims, (method, data) => this.#notify(method, data));
-    room.addPeer(peer);
     this.#peer = peer;
     this.#room = room;
     this.ctx.sessions.set(peer.id, this);

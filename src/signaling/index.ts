@@ -1,18 +1,19 @@
 /**
  * Signaling: the WebSocket at `/ws`.
  *
- * Needs the `sfu`, `tokens` and `config` decorations; offers nothing to other
- * plugins. Each connection is a SignalingSession; see protocol.ts for the
- * messages and their schemas.
+ * Needs the `sfu`, `tokens` and `config` decorations; offers
+ * `signalingSessions`, the live connections by peer id. Each connection is a
+ * SignalingSession; see protocol.ts for the messages and their schemas.
  */
 import type { FastifyInstance } from 'fastify';
+import fp from 'fastify-plugin';
 import websocket from '@fastify/websocket';
 import { SignalingSession, type SessionContext } from './SignalingSession.js';
 
 export { SignalingSession, CLOSE_CODES } from './SignalingSession.js';
 export * from './protocol.js';
 
-export default async function signalingPlugin(app: FastifyInstance): Promise<void> {
+async function signalingPlugin(app: FastifyInstance): Promise<void> {
   const { maxFrameBytes } = app.config.signaling;
   await app.register(websocket, {
     // Frames above the configured limit get an error response; this hard cap
@@ -25,3 +26,5 @@ export default async function signalingPlugin(app: FastifyInstance): Promise<voi
     new SignalingSession(socket, ctx, ctx.log.child({ conn: req.id }));
   });
 }
+
+export default fp(signalingPlugin, { name: 'vigie-signaling', dependencies: ['vigie-core'] });
