@@ -25,7 +25,8 @@ COPY package.json package-lock.json ./
 RUN MEDIASOUP_WORKER_BIN=/nonexistent npm install --no-save --no-audit --no-fund --loglevel=error
 COPY . .
 # setup.sh finds the packages and node_modules in place, builds the worker into
-# $XDG_CACHE_HOME/vigie (the cache mount) and the SDK bundle into dist/public.
+# $XDG_CACHE_HOME/vigie (the cache mount), compiles the gateway into dist/server
+# and bundles the SDK into dist/public.
 RUN --mount=type=cache,target=/root/.cache/vigie \
     XDG_CACHE_HOME=/root/.cache bash scripts/setup.sh runtime \
  && mkdir -p /opt/vigie/cache/vigie \
@@ -52,4 +53,4 @@ USER node
 EXPOSE 8080/tcp 44444-44445/udp 44444-44445/tcp
 VOLUME ["/var/lib/vigie"]
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=5 CMD curl -fsS http://127.0.0.1:8080/readyz || exit 1
-CMD ["npx", "tsx", "src/main.ts"]
+CMD ["node", "--enable-source-maps", "dist/server/main.js"]

@@ -3,7 +3,8 @@
 # every `npm start` and `npm test`.
 #
 #   bash scripts/setup.sh runtime   Debian runtime libraries, npm packages,
-#                                   mediasoup worker, browser SDK bundle
+#                                   mediasoup worker, the compiled gateway,
+#                                   browser SDK bundle
 #   bash scripts/setup.sh test      the same, plus Chromium, coturn and ffmpeg
 #
 # The mediasoup worker is taken from MEDIASOUP_WORKER_BIN, or a prebuilt one in
@@ -71,6 +72,14 @@ fi
 if ! worker_available; then
   say "no mediasoup-worker $mediasoup_version for $platform: building it from the npm package's sources (about 8 minutes, once per machine)"
   bash scripts/mediasoup-worker/build.sh node_modules/mediasoup "$cached_worker"
+fi
+
+# --- the gateway, compiled ----------------------------------------------------------
+# Production runs plain JavaScript (dist/server); tests and tools run the TypeScript through tsx.
+server=dist/server/main.js
+if [ ! -f "$server" ] || [ -n "$(find src tsconfig.json tsconfig.build.json -newer "$server" -print -quit)" ]; then
+  say "compiling the gateway into dist/server"
+  npx --no-install tsc -p tsconfig.build.json
 fi
 
 # --- browser SDK bundle --------------------------------------------------------

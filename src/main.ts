@@ -3,6 +3,7 @@
  * the demo room. Configuration errors are printed in full and exit 78 (EX_CONFIG).
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { buildApp } from './app.js';
 import { generateApiKey } from './auth/index.js';
@@ -42,6 +43,8 @@ async function main(): Promise<void> {
   const otel = await startOpenTelemetry();
   const app = await buildApp(config);
   await app.listen({ host: config.server.host, port: config.server.port });
+  // VIGIE_PORT=0 picks a free port: the links handed out must name the one picked.
+  if (config.server.port === 0) config.server.publicUrl = config.server.publicUrl.replace(/:0$/, `:${(app.server.address() as AddressInfo).port}`);
 
   const demoTenant = config.tenants[0]!;
   const { token } = await app.tokens.mint({ tenant: demoTenant.id, room: 'demo', identity: `demo-${Date.now().toString(36)}`, name: 'Demo user', grants: ['publish', 'subscribe'], ttlSeconds: 12 * 3600 });

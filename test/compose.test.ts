@@ -138,7 +138,7 @@ describe('docker-compose.yml', () => {
     assert.ok(dockerfileImages('deploy/otel-collector/Dockerfile').some((i) => i.startsWith('otel/opentelemetry-collector-contrib:')));
     assert.match(read('Dockerfile'), /bash scripts\/setup\.sh runtime/);
     assert.match(read('Dockerfile'), /npm ci/);
-    assert.match(read('Dockerfile'), /CMD \["npx", "tsx", "src\/main\.ts"\]/);
+    assert.match(read('Dockerfile'), /CMD \["node", "--enable-source-maps", "dist\/server\/main\.js"\]/);
   });
 
   test('every image is pinned to a version, including the base images of what compose builds', () => {

@@ -14,7 +14,13 @@ import fastifyStatic from '@fastify/static';
 import { VigieError } from '../errors.js';
 import { callPage, errorPage, type PageKind } from './pages.js';
 
-export const PUBLIC_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../dist/public');
+/** dist/public at the project root, whether this module runs from src/ (tsx) or from the build in dist/server/. */
+export const PUBLIC_DIR = path.resolve(projectRoot(path.dirname(fileURLToPath(import.meta.url))), 'dist/public');
+
+function projectRoot(from: string): string {
+  for (let dir = from; dir !== path.dirname(dir); dir = path.dirname(dir)) if (existsSync(path.join(dir, 'package.json'))) return dir;
+  return process.cwd();
+}
 
 function securityHeaders(reply: FastifyReply, frameAncestors: string): void {
   reply
