@@ -64,8 +64,9 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
   # that this registry does not serve, so the lockfile cannot hold them and
   # `npm ci` refuses it as "out of sync". `npm install --no-save` installs the
   # locked versions, skips the unavailable optional builds, and writes nothing.
+  # --include=dev even under NODE_ENV=production: compiling the gateway needs typescript.
   say "installing npm packages (npm install from package-lock.json)"
-  MEDIASOUP_WORKER_BIN="${MEDIASOUP_WORKER_BIN:-$cached_worker}" npm install --no-save --no-audit --no-fund --loglevel=error
+  MEDIASOUP_WORKER_BIN="${MEDIASOUP_WORKER_BIN:-$cached_worker}" npm install --include=dev --no-save --no-audit --no-fund --loglevel=error
 fi
 
 # --- mediasoup worker ----------------------------------------------------------
