@@ -165,7 +165,7 @@ export class VigieCall {
         const { signaling, joined } = await VigieCall.#connectAndJoin(this.options);
         this.#signaling = signaling;
         Object.assign(this.info, VigieCall.#infoOf(joined));
-        // A new room (after a media server death) may sit on a router with other capabilities; the codecs are the same.
+        // The device keeps the capabilities it loaded: a reopened room's router offers the same codecs (src/media/codecs.ts).
         for (const id of before) if (!joined.peers.some((p: { peerId: string }) => p.peerId === id)) this.#emit('peerLeft', { peerId: id, reason: 'left-while-reconnecting' });
         this.#enter(joined);
         for (const [source, { track, encodings }] of [...this.#published]) {
