@@ -59,12 +59,14 @@ export async function complianceRoutes(app: FastifyInstance): Promise<void> {
     const format = body.format === 'pdf' ? 'html' : body.format;
     const file = path.join(exportsDir, `${id}.${format}`);
     const pdfLimit = body.format === 'pdf' ? { maxRows: PDF_MAX_ROWS, maxRowsReason: 'a PDF export (use jsonl or csv for more)' } : {};
+    const startedAt = performance.now();
     let { rows, sha256 } = await exportAudit({ client: app.clickhouse.client, db, tenant: p.tenant, from: new Date(body.from), to: new Date(body.to), format, file, ...pdfLimit });
     let ext: string = format;
     if (body.format === 'pdf') {
       sha256 = await htmlToPdf(file, path.join(exportsDir, `${id}.pdf`));
       ext = 'pdf';
     }
+    req.log.info({ exportId: id, tenant: p.tenant, format: body.format, rows, ms: Math.round(performance.now() - startedAt) }, 'audit export written');
     const jws = await c.signer.signDigest(sha256);
     await writeFile(path.join(exportsDir, `${id}.meta.json`), JSON.stringify({ tenant: p.tenant, ext, sha256, jws, rows }));
     c.record({ tenant: p.tenant, actor: p.actor, action: 'export.audit', target: `export:${id}`, sourceIp: req.ip, details: { from: body.from, to: body.to, format: body.format, rows, sha256 } });
