@@ -34,8 +34,9 @@ export interface VigieCallEvents {
 
 /**
  * Simulcast layers for a camera of this height, lowest first as mediasoup
- * expects. Chromium encodes at most 3 layers from 540 lines up, 2 from 360,
- * and silently drops the others, so asking for more only misleads the SFU.
+ * expects. Chromium encodes at most 3 layers from 540 lines up, 2 from 360
+ * (libwebrtc's table; at 640x480 a third layer is measurably dropped), and
+ * silently drops the others, so asking for more only misleads the SFU.
  */
 export function simulcastEncodings(height: number): RTCRtpEncodingParameters[] | undefined {
   const all: RTCRtpEncodingParameters[] = [
