@@ -34,6 +34,7 @@ import * as piechart from '@grafana/grafana-foundation-sdk/piechart';
 import * as stat from '@grafana/grafana-foundation-sdk/stat';
 import * as table from '@grafana/grafana-foundation-sdk/table';
 import * as timeseries from '@grafana/grafana-foundation-sdk/timeseries';
+import type * as cog from '@grafana/grafana-foundation-sdk/cog';
 import { CLICKHOUSE_DS, Format, type QueryCatalog } from './clickhouse.js';
 
 interface Common {
@@ -46,19 +47,36 @@ interface Common {
   h: number;
 }
 
+/** The setters every panel builder of the SDK has, whatever its visualization. */
+interface AnyPanelBuilder {
+  title(title: string): this;
+  datasource(datasource: typeof CLICKHOUSE_DS): this;
+  withTarget(target: cog.Builder<cog.Dataquery>): this;
+  span(w: number): this;
+  height(h: number): this;
+  description(description: string): this;
+  unit(unit: string): this;
+}
+
+/** Title, query and size: what a panel sets before its own looks. */
+function placed<P extends AnyPanelBuilder>(p: P, cat: QueryCatalog, o: Common, format: Format): P {
+  return p.title(o.title).datasource(CLICKHOUSE_DS).withTarget(cat.panel(o.title, o.sql, format, o.columns)).span(o.w).height(o.h);
+}
+
+/** Description and unit, when given: what a panel sets after its own looks. */
+function described<P extends AnyPanelBuilder>(p: P, o: Common): P {
+  if (o.description) p.description(o.description);
+  if (o.unit) p.unit(o.unit);
+  return p;
+}
+
 export function timeSeriesPanel(cat: QueryCatalog, o: Common & { bars?: boolean; stack?: boolean; min?: number; max?: number; decimals?: number }): timeseries.PanelBuilder {
-  const p = new timeseries.PanelBuilder()
-    .title(o.title)
-    .datasource(CLICKHOUSE_DS)
-    .withTarget(cat.panel(o.title, o.sql, Format.TimeSeries, o.columns))
-    .span(o.w)
-    .height(o.h)
+  const p = placed(new timeseries.PanelBuilder(), cat, o, Format.TimeSeries)
     .lineWidth(1)
     .fillOpacity(o.bars || o.stack ? 80 : 10)
     .spanNulls(true)
     .legend(new VizLegendOptionsBuilder().showLegend(true).displayMode(LegendDisplayMode.List).placement(LegendPlacement.Bottom).calcs([]));
-  if (o.description) p.description(o.description);
-  if (o.unit) p.unit(o.unit);
+  described(p, o);
   if (o.min !== undefined) p.min(o.min);
   if (o.max !== undefined) p.max(o.max);
   if (o.decimals !== undefined) p.decimals(o.decimals);
@@ -71,17 +89,11 @@ export function statPanel(
   cat: QueryCatalog,
   o: Common & { decimals?: number; thresholds?: Array<{ value: number | null; color: string }>; units?: Record<string, string> },
 ): stat.PanelBuilder {
-  const p = new stat.PanelBuilder()
-    .title(o.title)
-    .datasource(CLICKHOUSE_DS)
-    .withTarget(cat.panel(o.title, o.sql, Format.Table, o.columns))
-    .span(o.w)
-    .height(o.h)
+  const p = placed(new stat.PanelBuilder(), cat, o, Format.Table)
     .graphMode(BigValueGraphMode.None)
     .colorMode(o.thresholds ? BigValueColorMode.Background : BigValueColorMode.Value)
     .reduceOptions(new ReduceDataOptionsBuilder().calcs(['lastNotNull']).fields('').values(false));
-  if (o.description) p.description(o.description);
-  if (o.unit) p.unit(o.unit);
+  described(p, o);
   if (o.decimals !== undefined) p.decimals(o.decimals);
   if (o.thresholds) p.thresholds(new ThresholdsConfigBuilder().mode(ThresholdsMode.Absolute).steps(o.thresholds));
   for (const [field, unit] of Object.entries(o.units ?? {})) p.overrideByName(field, [{ id: 'unit', value: unit }]);
@@ -92,16 +104,10 @@ export function tablePanel(
   cat: QueryCatalog,
   o: Common & { links?: Array<{ field: string; title: string; url: string }>; units?: Record<string, string>; sortBy?: { displayName: string; desc?: boolean } },
 ): table.PanelBuilder {
-  const p = new table.PanelBuilder()
-    .title(o.title)
-    .datasource(CLICKHOUSE_DS)
-    .withTarget(cat.panel(o.title, o.sql, Format.Table, o.columns))
-    .span(o.w)
-    .height(o.h)
+  const p = placed(new table.PanelBuilder(), cat, o, Format.Table)
     .showHeader(true)
     .frameIndex(0);
-  if (o.description) p.description(o.description);
-  if (o.unit) p.unit(o.unit);
+  described(p, o);
   for (const [field, unit] of Object.entries(o.units ?? {})) p.overrideByName(field, [{ id: 'unit', value: unit }]);
   for (const l of o.links ?? []) p.overrideByName(l.field, [{ id: 'links', value: [{ title: l.title, url: l.url, targetBlank: false }] }]);
   if (o.sortBy) p.sortBy([new TableSortByFieldStateBuilder().displayName(o.sortBy.displayName).desc(o.sortBy.desc ?? false)]);
@@ -109,34 +115,20 @@ export function tablePanel(
 }
 
 export function barChartPanel(cat: QueryCatalog, o: Common & { xField: string }): barchart.PanelBuilder {
-  const p = new barchart.PanelBuilder()
-    .title(o.title)
-    .datasource(CLICKHOUSE_DS)
-    .withTarget(cat.panel(o.title, o.sql, Format.Table, o.columns))
-    .span(o.w)
-    .height(o.h)
+  const p = placed(new barchart.PanelBuilder(), cat, o, Format.Table)
     .xField(o.xField)
     .orientation(VizOrientation.Vertical)
     .fillOpacity(80)
     .legend(new VizLegendOptionsBuilder().showLegend(false).displayMode(LegendDisplayMode.List).placement(LegendPlacement.Bottom).calcs([]));
-  if (o.description) p.description(o.description);
-  if (o.unit) p.unit(o.unit);
-  return p;
+  return described(p, o);
 }
 
 export function pieChartPanel(cat: QueryCatalog, o: Common): piechart.PanelBuilder {
-  const p = new piechart.PanelBuilder()
-    .title(o.title)
-    .datasource(CLICKHOUSE_DS)
-    .withTarget(cat.panel(o.title, o.sql, Format.Table, o.columns))
-    .span(o.w)
-    .height(o.h)
+  const p = placed(new piechart.PanelBuilder(), cat, o, Format.Table)
     .pieType(piechart.PieChartType.Donut)
     .reduceOptions(new ReduceDataOptionsBuilder().calcs(['lastNotNull']).fields('').values(true))
     .legend(new piechart.PieChartLegendOptionsBuilder().showLegend(true).displayMode(LegendDisplayMode.List).placement(LegendPlacement.Right).values([piechart.PieChartLegendValues.Percent]).calcs([]));
-  if (o.description) p.description(o.description);
-  if (o.unit) p.unit(o.unit);
-  return p;
+  return described(p, o);
 }
 
 /** A query variable whose options come from ClickHouse. */
