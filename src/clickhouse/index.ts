@@ -11,7 +11,7 @@ import fp from 'fastify-plugin';
 import { createClickHouseClient, type ClickHouseClient } from './client.js';
 import { migrate } from './migrations.js';
 
-export { createClickHouseClient, type ClickHouseClient } from './client.js';
+export { createClickHouseClient, sqlString, type ClickHouseClient } from './client.js';
 export { migrate, MIGRATIONS, schemaContext } from './migrations.js';
 
 export interface ClickHouseHandle {

@@ -4,7 +4,7 @@ import { createWriteStream, existsSync, statSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { once } from 'node:events';
 import { promisify } from 'node:util';
-import type { ClickHouseClient } from '@clickhouse/client';
+import { sqlString, type ClickHouseClient } from '../clickhouse/index.js';
 import { VigieError } from '../errors.js';
 import { sha256File } from '../files.js';
 import { escapeHtml as html } from '../html.js';
@@ -24,7 +24,6 @@ export function legalBasis(action: string): string {
   return LEGAL_BASES.find(([prefix]) => action.startsWith(prefix))?.[1] ?? DEFAULT_LEGAL_BASIS;
 }
 
-const sqlString = (s: string) => `'${s.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
 /** The same table as `legalBasis`, evaluated by ClickHouse so that rows never have to be parsed in JS. */
 const LEGAL_BASIS_SQL = `multiIf(${LEGAL_BASES.map(([prefix, basis]) => `startsWith(action, ${sqlString(prefix)}), ${sqlString(basis)}`).join(', ')}, ${sqlString(DEFAULT_LEGAL_BASIS)})`;
 

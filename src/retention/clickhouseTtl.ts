@@ -1,4 +1,5 @@
 import type { ClickHouseClient } from '@clickhouse/client';
+import { sqlString } from '../clickhouse/index.js';
 import type { TenantConfig } from '../config/index.js';
 import { policyFor, type DataCategory, type RetentionPolicy } from './policy.js';
 
@@ -8,10 +9,6 @@ const TABLES: Partial<Record<DataCategory, { table: string; identityColumns: str
   client_stats: { table: 'client_stats', identityColumns: ['participant', 'peer_id'] },
   call_events: { table: 'call_events', identityColumns: ['participant', 'peer_id'] },
 };
-
-function literal(s: string): string {
-  return `'${s.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
-}
 
 /**
  * Per-tenant retention as ClickHouse TTLs. `delete` is a table TTL that drops
@@ -28,7 +25,7 @@ export function ttlStatements(db: string, policies: Map<string, RetentionPolicy>
       const secs: number[] = [];
       for (const tenant of tenants) {
         const rule = policyFor(policies, tenant.id, tenant.retentionPolicy).categories[category];
-        ids.push(literal(tenant.id));
+        ids.push(sqlString(tenant.id));
         secs.push(rule.action === action ? rule.duration : 0);
       }
       const def = fallback.categories[category].action === action ? fallback.categories[category].duration : 0;
