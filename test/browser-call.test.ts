@@ -95,16 +95,16 @@ test('screen sharing: the join page button publishes the screen, the other side 
 test('simulcast: the camera is sent in two layers, and setPreferredLayers switches what a receiver gets, as a call event and in track stats', async () => {
   const erin = await openJoinPage('erin', ['publish', 'subscribe'], 'simulcast');
   const frank = await openJoinPage('frank', ['subscribe'], 'simulcast');
-  const room = gw.app.sfu.getRoom('acme', 'simulcast')!;
-  const peerOf = (identity: string) => [...room.peers.values()].find((p) => p.identity === identity)!;
-  const camera = await waitFor('erin\'s camera', async () => [...peerOf('erin').producers.values()].find((p) => p.appData.source === 'camera'), Boolean);
+  // Undefined until that page has joined: the probes below wait for it.
+  const peerOf = (identity: string) => [...(gw.app.sfu.getRoom('acme', 'simulcast')?.peers.values() ?? [])].find((p) => p.identity === identity);
+  const camera = await waitFor('erin\'s camera', async () => [...(peerOf('erin')?.producers.values() ?? [])].find((p) => p.appData.source === 'camera'), Boolean);
   // 640x480 is two layers in Chromium (320x240 and 640x480); it drops a third one silently.
   assert.equal(camera!.type, 'simulcast');
   assert.equal(camera!.rtpParameters.encodings!.length, 2);
 
-  const consumer = await waitFor('frank\'s video consumer', async () => [...peerOf('frank').consumers.values()].find((c) => c.kind === 'video'), Boolean);
+  const consumer = await waitFor('frank\'s video consumer', async () => [...(peerOf('frank')?.consumers.values() ?? [])].find((c) => c.kind === 'video'), Boolean);
   assert.equal(consumer!.type, 'simulcast');
-  const width = () => frank.locator(`#tile-${peerOf('erin').id} video`).evaluate((v: HTMLVideoElement) => v.videoWidth);
+  const width = () => frank.locator(`#tile-${peerOf('erin')!.id} video`).evaluate((v: HTMLVideoElement) => v.videoWidth);
   await waitFor('the full 640-pixel layer once bandwidth allows', width, (w) => w === 640, 30_000);
 
   // A thumbnail layout asks for the lowest layer, then the speaker view for the highest again.

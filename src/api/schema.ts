@@ -7,8 +7,3 @@ export function openapi(schema: z.ZodType): Record<string, unknown> {
 }
 
 export { parseOrInvalid as parse } from '../errors.js';
-
-export const errorBody = {
-  type: 'object',
-  properties: { error: { type: 'object', properties: { code: { type: 'string', enum: ['INVALID_REQUEST', 'UNAUTHORIZED', 'FORBIDDEN', 'NOT_FOUND', 'RATE_LIMITED', 'INTERNAL'] }, message: { type: 'string' } } } },
-};

@@ -50,7 +50,7 @@ export class Room {
   ) {
     slot.routers++;
     speakerObserver.on('dominantspeaker', ({ producer }) => {
-      const owner = this.#ownerOf(producer.id);
+      const owner = this.ownerOf(producer.id);
       if (owner) this.broadcast('activeSpeaker', { peerId: owner.id, producerId: producer.id });
     });
     // mediasoup closes a dead worker's routers before it emits 'died', so the
@@ -224,7 +224,7 @@ export class Room {
     const transport = this.#transport(peer, req.transportId);
     if (transport.appData.direction === 'send') throw new VigieError('INVALID_REQUEST', 'cannot consume on a send transport');
     if (peer.consumers.size >= PEER_LIMITS.consumers) throw new VigieError('FORBIDDEN', `at most ${PEER_LIMITS.consumers} consumers per participant`);
-    const owner = this.#ownerOf(req.producerId);
+    const owner = this.ownerOf(req.producerId);
     if (!owner) throw new VigieError('NOT_FOUND', 'no such producer in this room');
     if (owner === peer) throw new VigieError('INVALID_REQUEST', 'cannot consume your own track');
     if (!this.router.canConsume({ producerId: req.producerId, rtpCapabilities: req.rtpCapabilities })) {
@@ -273,7 +273,8 @@ export class Room {
     await consumer.setPreferredLayers(layers);
   }
 
-  #ownerOf(producerId: string): Peer | undefined {
+  /** The participant who publishes this producer, if it is in the room. */
+  ownerOf(producerId: string): Peer | undefined {
     for (const p of this.peers.values()) if (p.producers.has(producerId)) return p;
     return undefined;
   }

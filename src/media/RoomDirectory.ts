@@ -2,6 +2,7 @@ import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { parseOrInvalid } from '../errors.js';
+import { roomKey } from './Room.js';
 
 export const roomOptionsSchema = z.object({
   maxParticipants: z.number().int().min(1).max(1000).optional(),
@@ -32,14 +33,14 @@ export class RoomDirectory {
 
   constructor(private readonly file: string) {
     try {
-      for (const r of JSON.parse(readFileSync(file, 'utf8')).rooms as DeclaredRoom[]) this.#rooms.set(`${r.tenant}/${r.room}`, r);
+      for (const r of JSON.parse(readFileSync(file, 'utf8')).rooms as DeclaredRoom[]) this.#rooms.set(roomKey(r.tenant, r.room), r);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(`cannot read ${file}: ${(err as Error).message}`);
     }
   }
 
   get(tenant: string, room: string): DeclaredRoom | undefined {
-    return this.#rooms.get(`${tenant}/${room}`);
+    return this.#rooms.get(roomKey(tenant, room));
   }
 
   /** The options a room opens with: declared, or the defaults. */
@@ -54,13 +55,13 @@ export class RoomDirectory {
   declare(tenant: string, room: string, input: unknown): DeclaredRoom {
     const options = parseOrInvalid(roomOptionsSchema, input);
     const entry: DeclaredRoom = { tenant, room, options, createdAt: this.get(tenant, room)?.createdAt ?? new Date().toISOString() };
-    this.#rooms.set(`${tenant}/${room}`, entry);
+    this.#rooms.set(roomKey(tenant, room), entry);
     this.#save();
     return entry;
   }
 
   remove(tenant: string, room: string): boolean {
-    const existed = this.#rooms.delete(`${tenant}/${room}`);
+    const existed = this.#rooms.delete(roomKey(tenant, room));
     if (existed) this.#save();
     return existed;
   }

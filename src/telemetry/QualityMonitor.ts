@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { Peer, Room } from '../media/index.js';
-import type { StatsCollector } from './StatsCollector.js';
+import type { AudioSample, StatsCollector } from './StatsCollector.js';
 
 export interface QualityAlert {
   room: Room;
@@ -28,10 +28,10 @@ export class QualityMonitor {
     collector.observer.on('audiosample', (s) => this.#onSample(s));
   }
 
-  #onSample({ room, peer, trackId, direction, mos, ts }: { room: Room; peer: Peer; trackId: string; direction: 'inbound' | 'outbound'; mos: number; ts: number }): void {
+  #onSample({ room, peer, trackId, direction, mos, ts }: AudioSample): void {
     const key = `${peer.id}/${trackId}`;
-    const st = this.#state.get(key) ?? { alerted: false };
-    this.#state.set(key, st);
+    let st = this.#state.get(key);
+    if (!st) this.#state.set(key, (st = { alerted: false }));
     if (mos >= this.threshold) {
       st.lowSince = undefined;
       st.alerted = false;

@@ -136,20 +136,12 @@ export class StatsCollector {
 
   #addTrack(role: TrackEntry['role'], obj: ms.Producer | ms.Consumer, room: Room, peer: Peer, rtp: ms.RtpParameters, producerId: string): void {
     const codec = rtp.codecs[0];
-    const source = role === 'producer' ? String(obj.appData.source ?? '') : String(this.#sourceOf(room, producerId));
+    const source = role === 'producer' ? String(obj.appData.source ?? '') : String(room.ownerOf(producerId)?.producers.get(producerId)?.appData.source ?? '');
     this.#tracks.set(obj.id, { role, obj, room, peer, codec: codec?.mimeType ?? '', clockRate: codec?.clockRate ?? 90000, source, producerId, createdAt: Date.now(), prev: new Map() });
     (obj.observer as ms.ProducerObserver).once('close', () => {
       this.#tracks.delete(obj.id);
       this.#clientView.delete(obj.id);
     });
-  }
-
-  #sourceOf(room: Room, producerId: string): unknown {
-    for (const p of room.peers.values()) {
-      const producer = p.producers.get(producerId);
-      if (producer) return producer.appData.source ?? '';
-    }
-    return '';
   }
 
   async #sampleTrack(e: TrackEntry): Promise<void> {
@@ -167,6 +159,8 @@ export class StatsCollector {
     // A simulcast producer reports one stream per encoding; its layer is the encoding's position (lowest first).
     const encodings = e.role === 'producer' ? ((e.obj as ms.Producer).rtpParameters.encodings ?? []) : [];
     const producerLayer = (st: ms.ProducerStat | ms.ConsumerStat) => (encodings.length > 1 ? encodings.findIndex((enc) => (st.rid !== undefined && enc.rid === st.rid) || enc.ssrc === st.ssrc) : -1);
+    const direction = e.role === 'producer' ? 'inbound' : 'outbound';
+    const keys = this.keys.of(e.room, e.peer);
     for (const s of stats) {
       if (s.type !== wanted) continue;
       const prev = e.prev.get(s.ssrc) ?? { packets: 0, bytes: 0, lost: 0, nack: 0, pli: 0, fir: 0, at: e.createdAt };
@@ -181,14 +175,14 @@ export class StatsCollector {
       if (e.role === 'consumer' && s.roundTripTime !== undefined && net) net.rttMs = s.roundTripTime;
       const isAudio = e.obj.kind === 'audio';
       const mos = isAudio ? estimateMos({ lossFraction, jitterMs: jitterMs ?? 0, rttMs: rttMs ?? 0 }) : null;
-      if (mos !== null) this.observer.emit('audiosample', { room: e.room, peer: e.peer, trackId: e.obj.id, direction: e.role === 'producer' ? 'inbound' : 'outbound', mos, ts: now });
+      if (mos !== null) this.observer.emit('audiosample', { room: e.room, peer: e.peer, trackId: e.obj.id, direction, mos, ts: now });
       this.writer.write('track_stats', {
         ts: now,
-        ...this.keys.of(e.room, e.peer),
+        ...keys,
         track_id: e.obj.id,
         producer_id: e.producerId,
         kind: e.obj.kind,
-        direction: e.role === 'producer' ? 'inbound' : 'outbound',
+        direction,
         source: e.source,
         codec: e.codec,
         ssrc: s.ssrc,

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import fastifyStatic from '@fastify/static';
-import { VigieError } from '../errors.js';
+import { toVigieError } from '../errors.js';
 import { callPage, errorPage, type PageKind } from './pages.js';
 
 /** dist/public at the project root, whether this module runs from src/ (tsx) or from the build in dist/server/. */
@@ -53,12 +53,12 @@ export default async function webPlugin(app: FastifyInstance): Promise<void> {
     const token = (req.query as { token?: unknown }).token;
     try {
       const claims = await app.tokens.verify(token);
-      const tenant = app.tenants.get(claims.tenant);
-      const origins = kind === 'embed' ? ["'self'", ...(tenant?.embedOrigins ?? []).filter((o) => o !== "'self'")] : ["'self'"];
-      securityHeaders(reply, kind === 'embed' ? origins.join(' ') : "'none'");
-      return reply.send(callPage(kind, { embedOrigins: origins.filter((o) => o !== "'self'") }));
+      // Only the embed page may be framed: by the page's own origin and those its tenant allows.
+      const allowed = kind === 'embed' ? (app.tenants.get(claims.tenant)?.embedOrigins ?? []).filter((o) => o !== "'self'") : [];
+      securityHeaders(reply, kind === 'embed' ? ["'self'", ...allowed].join(' ') : "'none'");
+      return reply.send(callPage(kind, { embedOrigins: allowed }));
     } catch (err) {
-      const e = err instanceof VigieError ? err : new VigieError('INTERNAL', 'internal error');
+      const e = toVigieError(err);
       securityHeaders(reply, "'none'");
       return reply.code(e.httpStatus).send(errorPage(e));
     }
