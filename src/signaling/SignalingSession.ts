@@ -211,21 +211,18 @@ export class SignalingSession {
     this.#room = room;
     this.ctx.sessions.set(peer.id, this);
     this.log = this.log.child({ tenant: claims.tenant, room: claims.room, peerId: peer.id });
-    room.observer.once('close', () => {
-      if (this.#room === room) {
-        this.#room = undefined;
-        this.#peer = undefined;
-        this.ctx.sessions.delete(peer.id);
-      }
-    });
-    // Removed through the API: say so, then hang up.
+    // The peer closes when it is removed or its room closes (leaving clears #peer first):
+    // one listener on the peer, which goes with it, rather than one per join on the room.
     peer.observer.once('close', (reason) => {
-      if (reason !== 'removed') return;
-      this.#notify('removed', { reason });
+      if (this.#peer !== peer) return;
       this.#peer = undefined;
       this.#room = undefined;
       this.ctx.sessions.delete(peer.id);
-      this.socket.close(CLOSE_CODES.removed, 'removed');
+      // Removed through the API: say so, then hang up.
+      if (reason === 'removed') {
+        this.#notify('removed', { reason });
+        this.socket.close(CLOSE_CODES.removed, 'removed');
+      }
     });
     this.log.info({ callId: room.callId }, 'peer joined');
     return {
