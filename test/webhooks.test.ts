@@ -56,7 +56,10 @@ test('a full browser call: the receiver gets the signed events, in order; remote
     assert.equal(await pages[1]!.locator('#toggle-mic').getAttribute('aria-pressed'), 'true', 'the mic button shows muted');
     assert.equal((await api('DELETE', `/v1/rooms/hooked/participants/${customerId}`)).statusCode, 204);
     await waitFor('removed on the page', () => pages[1]!.evaluate(() => (window as any).vigieEvents.map((e: { type: string }) => e.type)), (t: string[]) => t.includes('removed'));
+    const slot = gw.app.sfu.getRoom('acme', 'hooked')!.slot;
+    const peersOnWorker = slot.peers;
     assert.equal((await api('DELETE', '/v1/rooms/hooked')).statusCode, 204);
+    assert.equal(slot.peers, peersOnWorker - 1, 'closing the room gives back the load of the agent still in it');
 
     const events = await waitFor('room.ended', async () => ofRoom('hooked'), (r) => r.some((e) => e.event === 'room.ended'));
     const names = events.map((e) => e.event);

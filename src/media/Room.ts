@@ -103,6 +103,7 @@ export class Room {
       peer.close(`room-closed:${reason}`);
       this.observer.emit('peerleft', peer, `room-closed:${reason}`);
     }
+    this.slot.peers = Math.max(0, this.slot.peers - this.peers.size);
     this.peers.clear();
     this.slot.routers = Math.max(0, this.slot.routers - 1);
     if (!this.router.closed) this.router.close();

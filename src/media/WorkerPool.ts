@@ -94,8 +94,6 @@ export class WorkerPool {
       if (this.#closed) return;
       this.log.error({ worker: slot.index, pid: worker.pid, err: error }, 'mediasoup worker died; closing its rooms and replacing it');
       this.observer.emit('workerdied', slot, error);
-      slot.routers = 0;
-      slot.peers = 0;
       void this.#replace(slot);
     });
   }
