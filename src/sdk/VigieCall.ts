@@ -75,9 +75,8 @@ export class VigieCall {
   readonly peers = new Map<string, RemotePeer>();
   readonly producers = new Map<Source, msc.Producer>();
   readonly consumers = new Map<string, msc.Consumer>();
-  #sendTransport?: msc.Transport;
-  #recvTransport?: msc.Transport;
-  #recvTransportReady?: Promise<msc.Transport>;
+  /** One transport per direction, created on first use; callers at the same moment share its creation. */
+  #transports: Partial<Record<'send' | 'recv', Promise<msc.Transport>>> = {};
   readonly #listeners = new Map<keyof VigieCallEvents, Set<(e: any) => void>>();
   #left = false;
   #rejoining = false;
@@ -225,7 +224,7 @@ export class VigieCall {
   }
 
   async publish(source: Source, track: MediaStreamTrack, encodings?: RTCRtpEncodingParameters[]): Promise<msc.Producer> {
-    const transport = await this.#ensureSendTransport();
+    const transport = await this.#transport('send');
     // The SDK stops tracks itself (unpublish, leave), so that a rejoin can send the same ones again.
     const producer = await transport.produce({ track, encodings, appData: { source }, stopTracks: false });
     this.producers.set(source, producer);
@@ -252,7 +251,7 @@ export class VigieCall {
   }
 
   async subscribe(peerId: string, producerId: string): Promise<msc.Consumer> {
-    const transport = await this.#ensureRecvTransport();
+    const transport = await this.#transport('recv');
     const c = await this.signaling.request('consume', { transportId: transport.id, producerId, rtpCapabilities: this.device.rtpCapabilities });
     const consumer = await transport.consume({ id: c.consumerId, producerId, kind: c.kind, rtpParameters: c.rtpParameters, appData: { peerId } });
     this.consumers.set(consumer.id, consumer);
@@ -387,11 +386,8 @@ export class VigieCall {
     for (const c of this.consumers.values()) c.close();
     this.producers.clear();
     this.consumers.clear();
-    this.#sendTransport?.close();
-    this.#recvTransport?.close();
-    this.#sendTransport = undefined;
-    this.#recvTransport = undefined;
-    this.#recvTransportReady = undefined;
+    for (const ready of Object.values(this.#transports)) void ready.then((t) => t.close(), () => undefined);
+    this.#transports = {};
   }
 
   async #createTransport(direction: 'send' | 'recv'): Promise<msc.Transport> {
@@ -426,14 +422,14 @@ export class VigieCall {
     return transport;
   }
 
-  async #ensureSendTransport(): Promise<msc.Transport> {
-    this.#sendTransport ??= await this.#createTransport('send');
-    return this.#sendTransport;
-  }
-
-  #ensureRecvTransport(): Promise<msc.Transport> {
-    this.#recvTransportReady ??= this.#createTransport('recv').then((t) => (this.#recvTransport = t));
-    return this.#recvTransportReady;
+  #transport(direction: 'send' | 'recv'): Promise<msc.Transport> {
+    let ready = this.#transports[direction];
+    if (!ready) {
+      ready = this.#transports[direction] = this.#createTransport(direction);
+      // A failed creation is not kept: the next publish or subscribe tries again.
+      ready.catch(() => this.#transports[direction] === ready && delete this.#transports[direction]);
+    }
+    return ready;
   }
 
   #wire(): void {
