@@ -113,10 +113,13 @@ test('every codec is recorded without transcoding: H264 into Matroska, VP9 into 
   t.after(() => Promise.all(bots.map((b) => b.stop())));
   for (const bot of bots) await waitFor(`${bot.peer.identity} RTP`, () => bot.producer.getStats(), (st) => (st[0]?.byteCount ?? 0) > 5_000);
 
+  const listeners = () => [room.observer.listenerCount('close'), room.observer.listenerCount('newpeer'), ...bots.map((b) => b.peer.observer.listenerCount('newproducer'))];
+  const listenersBefore = listeners();
   assert.equal((await api(TENANT_ADMIN_KEY, 'POST', '/v1/rooms/codecs/recording', { action: 'start' })).statusCode, 200);
   await new Promise((r) => setTimeout(r, 5000));
   const stopped = await api(TENANT_ADMIN_KEY, 'POST', '/v1/rooms/codecs/recording', { action: 'stop' });
   assert.equal(stopped.json().files, 3, `one file per bot: ${bots.map((b) => b.stderr()).join(' ')}`);
+  assert.deepEqual(listeners(), listenersBefore, 'a stopped recording leaves no listener on the room or its participants');
   assert.ok(await gw.app.recording!.service.drain());
 
   const recs: { id: string; objectKey: string; codecs: string[]; contentType?: string }[] = (await api(VIEWER_KEY, 'GET', '/v1/recordings?room=codecs')).json().recordings;

@@ -37,6 +37,8 @@ interface Session {
   recorders: Map<string, { peer: Peer; recorder: Recorder }>;
   consent: Map<string, boolean>;
   restartTimers: Map<string, NodeJS.Timeout>;
+  /** Removes the listeners the session put on its room and participants. */
+  detach: () => void;
 }
 
 /** A finished file waiting to be uploaded; kept on disk so a restart resumes it. */
@@ -119,13 +121,24 @@ export class RecordingService {
     if (!tenant.allowedLocations.includes(where.country)) {
       throw new VigieError('FORBIDDEN', `recording refused: storage target ${this.d.store.name} is in ${where.country} (${where.region}, ${where.provider}), and tenant ${tenant.id} allows only ${tenant.allowedLocations.join(', ')}`);
     }
-    const session: Session = { id: randomUUID(), room, startedAt: Date.now(), recorders: new Map(), consent: new Map(), restartTimers: new Map() };
+    const onProducer = new Map<Peer, () => void>();
+    const watchPeer = (peer: Peer) => {
+      const restart = () => this.#schedule(session, peer, 1500);
+      onProducer.set(peer, restart);
+      peer.observer.on('newproducer', restart);
+    };
+    const onClose = () => void this.stop(room, 'room-closed').catch(() => undefined);
+    const detach = () => {
+      room.observer.off('newpeer', watchPeer);
+      room.observer.off('close', onClose);
+      for (const [peer, restart] of onProducer) peer.observer.off('newproducer', restart);
+    };
+    const session: Session = { id: randomUUID(), room, startedAt: Date.now(), recorders: new Map(), consent: new Map(), restartTimers: new Map(), detach };
     this.#sessions.set(room.key, session);
     for (const peer of room.peers.values()) this.#schedule(session, peer, 0);
-    const onPeer = (peer: Peer) => peer.observer.on('newproducer', () => this.#sessions.get(room.key) === session && this.#schedule(session, peer, 1500));
-    room.observer.on('newpeer', onPeer);
-    for (const peer of room.peers.values()) onPeer(peer);
-    room.observer.once('close', () => void this.stop(room, 'room-closed').catch(() => undefined));
+    room.observer.on('newpeer', watchPeer);
+    for (const peer of room.peers.values()) watchPeer(peer);
+    room.observer.once('close', onClose);
     room.broadcast('recordingStarted', { recordingId: session.id, consentRequired: room.options.consentRequired });
     this.d.event(room, undefined, 'recording.started', session.id, '', { actor });
     this.d.webhook(room.tenant, 'recording.started', { room: room.id, callId: room.callId, recordingId: session.id });
@@ -137,6 +150,7 @@ export class RecordingService {
     const session = this.#sessions.get(room.key);
     if (!session) throw new VigieError('INVALID_REQUEST', 'the room is not being recorded');
     this.#sessions.delete(room.key);
+    session.detach();
     for (const t of session.restartTimers.values()) clearTimeout(t);
     let files = 0;
     for (const [peerId] of session.recorders) files += await this.#finishPeer(session, peerId);
