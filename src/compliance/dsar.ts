@@ -16,14 +16,26 @@ import { ObjectLockedError } from '../recording/index.js';
  * `identityColumns()` reads the live schema; a test fails when a table with
  * such a column is missing here, so a new table cannot be forgotten.
  */
-export const SUBJECT_TABLES: Record<string, { column: string; array?: boolean; erase: 'delete' | 'keep'; why?: string; /** Readable source for access exports, when the table holds aggregate states. */ readFrom?: string }> = {
-  participants: { column: 'participant', erase: 'delete' },
+export const SUBJECT_TABLES: Record<
+  string,
+  {
+    column: string;
+    array?: boolean;
+    erase: 'delete' | 'keep';
+    why?: string;
+    /** Readable source for access exports, when the table holds aggregate states. */
+    readFrom?: string;
+    /** A ReplacingMergeTree: read with FINAL, so an access export shows each row's latest version only. */
+    final?: boolean;
+  }
+> = {
+  participants: { column: 'participant', erase: 'delete', final: true },
   track_stats: { column: 'participant', erase: 'delete' },
   transport_stats: { column: 'participant', erase: 'delete' },
   client_stats: { column: 'participant', erase: 'delete' },
   call_events: { column: 'participant', erase: 'delete' },
   call_quality_agg: { column: 'participant', erase: 'delete', readFrom: 'call_summary' },
-  recordings: { column: 'participants', array: true, erase: 'delete' },
+  recordings: { column: 'participants', array: true, erase: 'delete', final: true },
   audit_log: { column: 'subject', erase: 'keep', why: 'audit trail kept under GDPR art. 17(3)(b) (legal obligation, accountability); it holds only the pseudonym, which no longer maps to the person' },
   dsar_requests: { column: 'subject', erase: 'keep', why: 'record of the request itself, kept as proof it was answered (art. 5(2))' },
 };
@@ -63,11 +75,10 @@ export async function dsarAccess(ctx: DsarContext, o: { tenant: string; identity
   const dir = path.join(o.workDir, id);
   await mkdir(path.join(dir, 'recordings'), { recursive: true });
   const manifest: Array<{ file: string; rows?: number; sha256: string }> = [];
-  for (const table of Object.keys(SUBJECT_TABLES)) {
+  for (const [table, t] of Object.entries(SUBJECT_TABLES)) {
     const file = path.join(dir, `${table}.jsonl`);
     const out = createWriteStream(file);
-    const source = SUBJECT_TABLES[table]!.readFrom ?? table;
-    const rs = await ctx.client.query({ query: `SELECT * FROM ${ctx.db}.${source} ${table === 'recordings' || table === 'participants' ? 'FINAL' : ''} WHERE ${where(table)}`, query_params: { tenant: o.tenant, p: o.pseudonym }, format: 'JSONEachRow' });
+    const rs = await ctx.client.query({ query: `SELECT * FROM ${ctx.db}.${t.readFrom ?? table} ${t.final ? 'FINAL' : ''} WHERE ${where(table)}`, query_params: { tenant: o.tenant, p: o.pseudonym }, format: 'JSONEachRow' });
     let rows = 0;
     for await (const batch of rs.stream()) {
       for (const r of batch as Array<{ text: string }>) {
@@ -135,15 +146,15 @@ export async function dsarErase(ctx: DsarContext & { markRecording: (row: Catalo
   }
   await ctx.flush();
   for (const [table, t] of Object.entries(SUBJECT_TABLES)) {
-    const count = async () => Number((await (await ctx.client.query({ query: `SELECT count() AS c FROM ${ctx.db}.${table} WHERE ${where(table)}${table === 'recordings' ? ' AND id NOT IN {kept:Array(String)}' : ''}`, query_params: { ...params, kept: keptIds }, format: 'JSONEachRow' })).json<{ c: string }>())[0]!.c);
+    // A kept recording keeps its catalog row.
+    const filter = `${where(table)}${table === 'recordings' ? ' AND id NOT IN {kept:Array(String)}' : ''}`;
+    const query_params = { ...params, kept: keptIds };
+    const n = Number((await (await ctx.client.query({ query: `SELECT count() AS c FROM ${ctx.db}.${table} WHERE ${filter}`, query_params, format: 'JSONEachRow' })).json<{ c: string }>())[0]!.c);
     if (t.erase === 'keep') {
-      const n = await count();
       if (n) result.kept.push({ what: `${n} row(s) in ${table}`, reason: t.why! });
       continue;
     }
-    const n = await count();
-    const extra = table === 'recordings' ? ' AND id NOT IN {kept:Array(String)}' : '';
-    await ctx.client.command({ query: `ALTER TABLE ${ctx.db}.${table} DELETE WHERE ${where(table)}${extra}`, query_params: { ...params, kept: keptIds }, clickhouse_settings: { mutations_sync: '2' } });
+    await ctx.client.command({ query: `ALTER TABLE ${ctx.db}.${table} DELETE WHERE ${filter}`, query_params, clickhouse_settings: { mutations_sync: '2' } });
     result.erased.push({ table, rows: n });
   }
   return result;
