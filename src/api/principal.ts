@@ -45,7 +45,12 @@ export async function authenticate(app: FastifyInstance, req: FastifyRequest): P
 
 export function requireScope(p: Principal, scope: ApiKeyScope, room?: string): void {
   if (!p.scopes.has(scope) && !p.scopes.has('admin')) throw new VigieError('FORBIDDEN', `the ${scope} scope is required`);
-  if (room !== undefined && p.room !== undefined && p.room !== room) throw new VigieError('FORBIDDEN', 'this token is for another room');
+  if (room !== undefined) requireRoom(p, room);
+}
+
+/** A token made for one room acts on that room only; API keys are not bound to a room. */
+export function requireRoom(p: Principal, room: string): void {
+  if (p.room !== undefined && p.room !== room) throw new VigieError('FORBIDDEN', 'this token is for another room');
 }
 
 /** Operator access to /v1/admin: `x-admin-key`, checked against VIGIE_ADMIN_KEY_HASH. */

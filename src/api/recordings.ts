@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { ROOM_ID } from '../auth/index.js';
 import { VigieError } from '../errors.js';
 import { ObjectLockedError, type CatalogRow } from '../recording/index.js';
-import { authenticate, requireScope, type Principal } from './principal.js';
+import { authenticate, requireRoom, type Principal } from './principal.js';
 import { openapi, parse } from './schema.js';
 
 const idParam = z.object({ id: z.uuid() });
@@ -100,7 +100,7 @@ export async function recordingRoutes(app: FastifyInstance): Promise<void> {
     const { action } = parse(controlBody, req.body);
     target(`room:${room}`);
     if (!(p.scopes.has('admin') || p.canRecord)) throw new VigieError('FORBIDDEN', 'the admin scope or the record grant is required');
-    if (p.room !== undefined && p.room !== room) throw new VigieError('FORBIDDEN', 'this token is for another room');
+    requireRoom(p, room);
     const live = app.sfu.getRoom(p.tenant, room);
     if (!live) throw new VigieError('NOT_FOUND', 'no live call in this room');
     return action === 'start' ? recording().service.start(live, p.actor) : recording().service.stop(live, 'stopped-by-api');
@@ -140,7 +140,7 @@ export async function recordingRoutes(app: FastifyInstance): Promise<void> {
     const { id } = parse(idParam, req.params);
     target(`recording:${id}`);
     const row = await find(p.tenant, id);
-    requireScope(p, p.scopes.has('admin') ? 'admin' : p.scopes.has('dpo') ? 'dpo' : 'recordings:read', row.room);
+    requireRoom(p, row.room);
     return publicRow(row);
   }));
 
@@ -150,7 +150,7 @@ export async function recordingRoutes(app: FastifyInstance): Promise<void> {
     const { mode } = parse(downloadQuery, req.query);
     target(`recording:${id}`);
     const row = await find(p.tenant, id);
-    requireScope(p, p.scopes.has('admin') ? 'admin' : p.scopes.has('dpo') ? 'dpo' : 'recordings:read', row.room);
+    requireRoom(p, row.room);
     if (row.status !== 'ready') throw new VigieError('NOT_FOUND', `recording is ${row.status}`);
     const store = recording().store;
     if (mode === 'redirect') {
