@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync, renameSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { writeFileAtomicSync } from './files.js';
 import path from 'node:path';
 
 /**
@@ -16,7 +17,6 @@ export function loadOrCreateSecret(dataDir: string, name: string, bytes = 32): {
   }
   mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
   const value = randomBytes(bytes).toString('base64url');
-  writeFileSync(`${file}.tmp`, value, { mode: 0o600 });
-  renameSync(`${file}.tmp`, file);
+  writeFileAtomicSync(file, value, { mode: 0o600 });
   return { value, created: true };
 }

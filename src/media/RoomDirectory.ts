@@ -1,4 +1,5 @@
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { writeFileAtomicSync } from '../files.js';
 import path from 'node:path';
 import { z } from 'zod';
 import { parseOrInvalid } from '../errors.js';
@@ -68,7 +69,6 @@ export class RoomDirectory {
 
   #save(): void {
     mkdirSync(path.dirname(this.file), { recursive: true });
-    writeFileSync(`${this.file}.tmp`, JSON.stringify({ version: 1, rooms: [...this.#rooms.values()] }, null, 2));
-    renameSync(`${this.file}.tmp`, this.file);
+    writeFileAtomicSync(this.file, JSON.stringify({ version: 1, rooms: [...this.#rooms.values()] }, null, 2));
   }
 }

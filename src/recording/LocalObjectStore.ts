@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { copyFile, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { writeFileAtomic } from '../files.js';
+import { copyFile, mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { ObjectLockedError, type ObjectStore, type PutOptions, type StorageLocation, type StoredObject } from './ObjectStore.js';
@@ -87,7 +88,6 @@ export class LocalObjectStore implements ObjectStore {
   }
 
   async #writeMeta(file: string, m: Sidecar): Promise<void> {
-    await writeFile(`${file}.tmp`, JSON.stringify(m));
-    await rename(`${file}.tmp`, file);
+    await writeFileAtomic(file, JSON.stringify(m));
   }
 }

@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { ClickHouseClient } from '@clickhouse/client';
 import { VigieError } from '../errors.js';
-import { sha256File } from '../files.js';
+import { sha256File, writeFileAtomic } from '../files.js';
 import type { Logger } from '../logging.js';
 import type { Peer, Room, Sfu } from '../media/index.js';
 import { policyFor, type RetentionPolicy } from '../retention/policy.js';
@@ -233,8 +233,7 @@ export class RecordingService {
   async #saveManifest(m: UploadManifest): Promise<void> {
     await mkdir(path.join(this.#pendingDir, 'pending'), { recursive: true });
     const file = path.join(this.#pendingDir, 'pending', `${m.id}.json`);
-    await writeFile(`${file}.tmp`, JSON.stringify(m));
-    await rename(`${file}.tmp`, file);
+    await writeFileAtomic(file, JSON.stringify(m));
   }
 
   /** Uploads recordings left pending by an earlier run. */

@@ -8,7 +8,8 @@
  * a COMPLIANCE lock already promised is refused, at start as at reload; the
  * last applied set is kept in DATA_DIR/retention-applied.json to know.
  */
-import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { writeFileAtomicSync } from '../files.js';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
@@ -48,8 +49,7 @@ export default fp(
       const problems = complianceShortenings(readApplied(), next);
       if (problems.length) throw new PolicyError(`retention policies refused:\n  - ${problems.join('\n  - ')}`);
       if (app.clickhouse.schemaReady) await applyClickHouseTtls(app.clickhouse.client, app.clickhouse.database, next, app.tenants.list());
-      writeFileSync(`${appliedFile}.tmp`, JSON.stringify([...next.values()], null, 2));
-      renameSync(`${appliedFile}.tmp`, appliedFile);
+      writeFileAtomicSync(appliedFile, JSON.stringify([...next.values()], null, 2));
       current = next;
       log.info({ policies: [...next.keys()], dir: app.config.retention.policiesDir }, 'retention policies loaded');
       return next;

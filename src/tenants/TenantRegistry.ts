@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { writeFileAtomicSync } from '../files.js';
 import path from 'node:path';
 import { z } from 'zod';
 import { ApiKeyStore, generateApiKey, type ApiKeyPrincipal, type ApiKeyScope } from '../auth/index.js';
@@ -118,8 +119,7 @@ export class TenantRegistry {
     this.#keys = new ApiKeyStore([...this.#tenants.values()]);
     const managed = [...this.#managed].map((id) => this.#tenants.get(id) ?? { id, removed: true });
     mkdirSync(path.dirname(this.storeFile), { recursive: true });
-    writeFileSync(`${this.storeFile}.tmp`, JSON.stringify({ version: 1, tenants: managed }, null, 2), { mode: 0o600 });
-    renameSync(`${this.storeFile}.tmp`, this.storeFile);
+    writeFileAtomicSync(this.storeFile, JSON.stringify({ version: 1, tenants: managed }, null, 2), { mode: 0o600 });
     this.observer.emit('changed', changed);
   }
 

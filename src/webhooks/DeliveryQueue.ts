@@ -1,4 +1,5 @@
-import { appendFileSync, mkdirSync, openSync, closeSync, fsyncSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, openSync, closeSync, fsyncSync, readFileSync } from 'node:fs';
+import { writeFileAtomicSync } from '../files.js';
 import path from 'node:path';
 import type { Logger } from '../logging.js';
 
@@ -105,8 +106,7 @@ export class DeliveryQueue {
   #maybeCompact(): void {
     if (this.#lines < 1000 || this.#lines < this.#pending.size * 4) return;
     const text = this.pending().map((d) => JSON.stringify({ op: 'enqueue', d })).join('\n');
-    writeFileSync(`${this.file}.tmp`, text ? `${text}\n` : '');
-    renameSync(`${this.file}.tmp`, this.file);
+    writeFileAtomicSync(this.file, text ? `${text}\n` : '');
     this.#lines = this.#pending.size;
   }
 }
