@@ -1,12 +1,12 @@
 import type { FastifyInstance, RouteShorthandOptions } from 'fastify';
 import { z } from 'zod';
 import type { TenantConfig } from '../config/index.js';
-import { assertPublicTarget } from '../webhooks/index.js';
 import { requireOperator } from './principal.js';
 import { openapi, parse } from './schema.js';
-import { publicEndpoint, webhookBody } from './webhooks.js';
+import { addWebhookFromBody, publicEndpoint, webhookBody } from './webhooks.js';
 
 const tenantParam = z.object({ tenant: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/) });
+const keyParam = tenantParam.extend({ keyId: z.string() });
 const tenantBody = z.object({
   name: z.string().min(1).max(128).optional(),
   embedOrigins: z.array(z.string()).optional(),
@@ -49,17 +49,15 @@ export async function adminRoutes(app: FastifyInstance): Promise<void> {
     return reply.code(201).send(created);
   });
 
-  app.delete('/v1/admin/tenants/:tenant/api-keys/:keyId', opts('Revoke an API key', { params: openapi(tenantParam.extend({ keyId: z.string() })) }), async (req, reply) => {
-    const { tenant } = parse(tenantParam, req.params);
-    app.tenants.revokeApiKey(tenant, (req.params as { keyId: string }).keyId);
-    req.log.info({ tenant, keyId: (req.params as { keyId: string }).keyId }, 'API key revoked');
+  app.delete('/v1/admin/tenants/:tenant/api-keys/:keyId', opts('Revoke an API key', { params: openapi(keyParam) }), async (req, reply) => {
+    const { tenant, keyId } = parse(keyParam, req.params);
+    app.tenants.revokeApiKey(tenant, keyId);
+    req.log.info({ tenant, keyId }, 'API key revoked');
     return reply.code(204).send();
   });
 
   app.post('/v1/admin/tenants/:tenant/webhooks', opts("Add a webhook endpoint to a tenant", { params: openapi(tenantParam), body: openapi(webhookBody) }), async (req, reply) => {
     const { tenant } = parse(tenantParam, req.params);
-    const body = parse(webhookBody, req.body);
-    await assertPublicTarget(body.url, app.config.webhooks.allowPrivateTargets);
-    return reply.code(201).send(app.tenants.addWebhook(tenant, body));
+    return reply.code(201).send(await addWebhookFromBody(app, tenant, req.body));
   });
 }

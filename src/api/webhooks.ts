@@ -14,6 +14,13 @@ const idParam = z.object({ id: z.string().min(1).max(64) });
 /** The secret is shown once, at creation; listings never carry it. */
 export const publicEndpoint = ({ secret: _secret, ...rest }: WebhookEndpointConfig) => rest;
 
+/** Adds an endpoint from a request body: validated, and refused when it points at a private network (SSRF). */
+export async function addWebhookFromBody(app: FastifyInstance, tenant: string, rawBody: unknown): Promise<WebhookEndpointConfig> {
+  const body = parse(webhookBody, rawBody);
+  await assertPublicTarget(body.url, app.config.webhooks.allowPrivateTargets);
+  return app.tenants.addWebhook(tenant, body);
+}
+
 export async function webhookRoutes(app: FastifyInstance): Promise<void> {
   app.get('/v1/webhooks', { schema: { tags: ['webhooks'], summary: "List the tenant's webhook endpoints" } }, async (req) => {
     const p = await authenticate(app, req);
@@ -24,9 +31,7 @@ export async function webhookRoutes(app: FastifyInstance): Promise<void> {
   app.post('/v1/webhooks', { schema: { tags: ['webhooks'], summary: 'Add a webhook endpoint (its signing secret is returned once)', body: openapi(webhookBody) } }, async (req, reply) => {
     const p = await authenticate(app, req);
     requireScope(p, 'admin');
-    const body = parse(webhookBody, req.body);
-    await assertPublicTarget(body.url, app.config.webhooks.allowPrivateTargets);
-    const endpoint = app.tenants.addWebhook(p.tenant, body);
+    const endpoint = await addWebhookFromBody(app, p.tenant, req.body);
     req.log.info({ tenant: p.tenant, actor: p.actor, endpoint: endpoint.id }, 'webhook endpoint added');
     return reply.code(201).send(endpoint);
   });
