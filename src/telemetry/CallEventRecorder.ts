@@ -41,8 +41,6 @@ export type CallEventName =
  */
 export class CallEventRecorder {
   #unwatch?: () => void;
-  eventsRecorded = 0;
-
   constructor(
     private readonly sfu: Sfu,
     private readonly writer: ClickHouseWriter,
@@ -74,7 +72,6 @@ export class CallEventRecorder {
 
   /** Writes one event row; also used by other capabilities (e.g. recording). */
   record(room: Room, peer: Peer | undefined, event: CallEventName, objectId: string, reason = '', attrs: Record<string, string> = {}): void {
-    this.eventsRecorded++;
     this.writer.write('call_events', { ts: Date.now(), ...this.keys.of(room, peer), event, object_id: objectId, reason, attrs });
   }
 

@@ -14,9 +14,7 @@ export interface WriterCounters {
   rowsWritten: number;
   rowsDropped: number;
   rowsSpooled: number;
-  batchesWritten: number;
   insertErrors: number;
-  lastInsertMs: number;
 }
 
 /**
@@ -33,7 +31,7 @@ export interface WriterCounters {
  * - Only a full spool loses rows, per its policy; each is counted in rowsDropped.
  */
 export class ClickHouseWriter {
-  readonly counters: WriterCounters = { rowsWritten: 0, rowsDropped: 0, rowsSpooled: 0, batchesWritten: 0, insertErrors: 0, lastInsertMs: 0 };
+  readonly counters: WriterCounters = { rowsWritten: 0, rowsDropped: 0, rowsSpooled: 0, insertErrors: 0 };
   /** Called after every insert attempt, for latency metrics. */
   onInsert?: (ms: number, rows: number, ok: boolean) => void;
   readonly #buffers = new Map<string, unknown[]>();
@@ -155,8 +153,6 @@ export class ClickHouseWriter {
       });
       const ms = performance.now() - started;
       this.counters.rowsWritten += batch.rows.length;
-      this.counters.batchesWritten++;
-      this.counters.lastInsertMs = ms;
       this.onInsert?.(ms, batch.rows.length, true);
       this.#backoffMs = 500;
       return true;

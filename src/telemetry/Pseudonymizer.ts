@@ -11,7 +11,7 @@ export class Pseudonymizer {
 
   constructor(private readonly masterSecret: string) {}
 
-  keyFor(tenant: string): Buffer {
+  #keyFor(tenant: string): Buffer {
     let key = this.#keys.get(tenant);
     if (!key) {
       key = Buffer.from(hkdfSync('sha256', this.masterSecret, 'vigie-pseudonym-v1', `tenant:${tenant}`, 32));
@@ -22,6 +22,6 @@ export class Pseudonymizer {
 
   /** 128 bits, hex: enough to never collide within a tenant, short enough to index. */
   pseudonym(tenant: string, identity: string): string {
-    return createHmac('sha256', this.keyFor(tenant)).update(identity).digest('hex').slice(0, 32);
+    return createHmac('sha256', this.#keyFor(tenant)).update(identity).digest('hex').slice(0, 32);
   }
 }

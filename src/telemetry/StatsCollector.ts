@@ -74,7 +74,6 @@ export class StatsCollector {
   /** Each audio sample's MOS, for whoever watches call quality (alerts). */
   readonly observer = new EventEmitter<{ audiosample: [sample: AudioSample] }>();
   readonly samplesTaken = { track_stats: 0, transport_stats: 0, client_stats: 0 };
-  skippedTicks = 0;
   readonly #tracks = new Map<string, TrackEntry>();
   readonly #transports = new Map<string, TransportEntry>();
   readonly #clientView = new Map<string, ClientView>();
@@ -91,10 +90,6 @@ export class StatsCollector {
     private readonly log: Logger,
   ) {}
 
-  get trackedTracks(): number {
-    return this.#tracks.size;
-  }
-
   start(): void {
     this.#unwatch = watchMediaPlane(this.sfu, {
       producerCreated: (room, peer, p) => this.#addTrack('producer', p, room, peer, p.rtpParameters, p.id),
@@ -109,7 +104,6 @@ export class StatsCollector {
     });
     this.#timer = setInterval(() => {
       if (this.#sampling) {
-        this.skippedTicks++;
         this.log.warn({ intervalMs: this.options.intervalMs }, 'stats sampling still running at the next tick; tick skipped');
         return;
       }
