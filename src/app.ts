@@ -24,6 +24,7 @@ import retentionPlugin from './retention/index.js';
 import recordingPlugin from './recording/index.js';
 import compliancePlugin from './compliance/index.js';
 import { RoomDirectory } from './media/index.js';
+import demoPlugin, { type DemoSetup } from './demo/index.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -69,8 +70,11 @@ const corePlugin = fp(
   { name: 'vigie-core' },
 );
 
-/** `logStream` lets tests read what is logged (e.g. to prove secrets are not). */
-export async function buildApp(config: Config, opts: { logStream?: NodeJS.WritableStream } = {}): Promise<FastifyInstance> {
+/**
+ * `logStream` lets tests read what is logged (e.g. to prove secrets are not).
+ * `demo` serves the embedded demo link (src/demo), which only `npm start` sets up.
+ */
+export async function buildApp(config: Config, opts: { logStream?: NodeJS.WritableStream; demo?: DemoSetup } = {}): Promise<FastifyInstance> {
   const https = config.server.tlsCertFile
     ? { https: { cert: readFileSync(config.server.tlsCertFile), key: readFileSync(config.server.tlsKeyFile!) } }
     : {};
@@ -102,5 +106,6 @@ export async function buildApp(config: Config, opts: { logStream?: NodeJS.Writab
   await app.register(apiPlugin);
   await app.register(signalingPlugin);
   await app.register(webPlugin);
+  if (opts.demo) await app.register(demoPlugin, { demo: opts.demo });
   return app;
 }

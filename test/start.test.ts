@@ -2,45 +2,111 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { waitFor } from './helpers/browser.js';
+import { generateApiKey } from '../src/auth/index.js';
+import { loadConfig } from '../src/config/index.js';
+import { prepareDemo } from '../src/demo/index.js';
+import { TenantRegistry } from '../src/tenants/index.js';
+import type { Page } from 'playwright-core';
+import { launchBrowser, receivedMedia, waitFor } from './helpers/browser.js';
+
+function startCompiled(dataDir: string, extraEnv: Record<string, string> = {}) {
+  const gateway = spawn(process.execPath, ['--enable-source-maps', 'dist/server/main.js'], {
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, XDG_CACHE_HOME: process.env.XDG_CACHE_HOME, VIGIE_PORT: '0', VIGIE_DATA_DIR: dataDir, VIGIE_LOG_LEVEL: 'warn', ...extraEnv },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const output = { text: '' };
+  gateway.stdout!.on('data', (d) => (output.text += d));
+  gateway.stderr!.on('data', (d) => (output.text += d));
+  return { gateway, output };
+}
 
 // What `npm start` runs after its setup: the compiled gateway (setup.sh builds dist/server when the sources changed).
-test('the compiled gateway starts with embedded defaults: demo key and join link printed, pages and SDK served, clean stop', async (t) => {
+test('npm start on an empty data dir: the printed demo link, opened in two Chromium pages, holds a call with video and audio both ways', async (t) => {
   assert.ok(existsSync('dist/server/main.js'), 'dist/server/main.js is missing: scripts/setup.sh compiles it');
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'vigie-start-'));
   t.after(() => rmSync(dataDir, { recursive: true, force: true }));
-  const gateway = spawn(process.execPath, ['--enable-source-maps', 'dist/server/main.js'], {
-    env: { PATH: process.env.PATH, HOME: process.env.HOME, XDG_CACHE_HOME: process.env.XDG_CACHE_HOME, VIGIE_PORT: '0', VIGIE_DATA_DIR: dataDir, VIGIE_LOG_LEVEL: 'warn' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  gateway.stdout!.on('data', (d) => (out += d));
-  gateway.stderr!.on('data', (d) => (out += d));
+  const { gateway, output } = startCompiled(dataDir);
   t.after(() => gateway.exitCode === null && gateway.kill('SIGKILL'));
 
-  const printed = await waitFor('the join link', async () => out, (o) => /Demo join page \(valid 12 h\): (\S+)/.test(o) || gateway.exitCode !== null, 60_000);
+  const linkLine = /Demo join link \(each page that opens it joins the demo room as a new guest\): (\S+)/;
+  const printed = await waitFor('the demo link', async () => output.text, (o) => linkLine.test(o) || gateway.exitCode !== null, 60_000);
   assert.equal(gateway.exitCode, null, `the gateway exited: ${printed}`);
-  const join = /Demo join page \(valid 12 h\): (\S+)/.exec(printed)![1]!;
+  const link = linkLine.exec(printed)![1]!;
   const key = /Demo API key for tenant "demo" .*: (\S+)/.exec(printed)![1]!;
-  const base = new URL(join).origin;
+  const base = new URL(link).origin;
+  assert.doesNotMatch(printed, /token=|eyJ/, 'no join token is printed: the link mints one per visit');
 
   assert.equal((await fetch(`${base}/readyz`)).status, 200);
-  const page = await fetch(join);
-  assert.equal(page.status, 200);
-  const html = await page.text();
-  const sdk = /src="([^"]*vigie-sdk[^"]*\.js)"/.exec(html)?.[1];
-  assert.ok(sdk, 'the join page loads the SDK bundle');
-  const bundle = await fetch(new URL(sdk!, base));
-  assert.equal(bundle.status, 200, 'the SDK bundle is served from dist/public');
-  assert.ok((await bundle.text()).length > 10_000);
   const rooms = await fetch(`${base}/v1/rooms`, { headers: { 'x-api-key': key } });
   assert.equal(rooms.status, 200, 'the printed demo key works');
-  assert.equal(out.split(key).length - 1, 1, 'the key is printed once, and never logged');
+  assert.equal((await fetch(`${base}/demo/not-the-secret`, { redirect: 'manual' })).status, 404, 'only the printed link mints guests');
+
+  const browser = await launchBrowser();
+  t.after(() => browser.close());
+  const pages: Page[] = [];
+  for (const name of ['first', 'second']) {
+    const page = await browser.context.newPage();
+    page.on('pageerror', (e) => console.error(`[${name}] page error:`, e.message));
+    const res = await page.goto(link);
+    assert.equal(res?.status(), 200, `${name} page loads the join page`);
+    assert.equal(new URL(page.url()).pathname, '/join');
+    pages.push(page);
+  }
+  for (const [i, page] of pages.entries()) {
+    const first = await waitFor(`page ${i} to receive the other's audio and video`, () => receivedMedia(page), (m) => m.videoTracks === 1 && m.audioTracks === 1 && m.framesDecoded > 5 && m.totalSamplesReceived > 0, 30_000);
+    // Still flowing: later counters are higher, however long the wait took.
+    const later = await waitFor(`page ${i}'s media to keep flowing`, () => receivedMedia(page), (m) => m.framesDecoded > first.framesDecoded + 10 && m.totalSamplesReceived > first.totalSamplesReceived + 4800);
+    assert.equal(later.videoTracks, 1);
+  }
+  const status = await pages[0]!.locator('#status').textContent();
+  assert.doesNotMatch(status ?? '', /Could not join/);
+  const names = await waitFor('both guests listed', async () => pages[0]!.locator('#participants li').allTextContents(), (n) => n.length === 2);
+  assert.equal(new Set(names.map((n) => n.replace(' (you)', ''))).size, 2, `two distinct guests: ${names.join(', ')}`);
+  assert.equal(output.text.split(key).length - 1, 1, 'the key is printed once, and never logged');
 
   gateway.kill('SIGTERM');
   const [code] = await once(gateway, 'exit');
-  assert.equal(code, 0, out.slice(-2000));
+  assert.equal(code, 0, output.text.slice(-2000));
+});
+
+test('the compiled gateway prints no credential for configured tenants, nor in production', async (t) => {
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), 'vigie-start-prod-'));
+  t.after(() => rmSync(dataDir, { recursive: true, force: true }));
+  const { gateway, output } = startCompiled(dataDir, { NODE_ENV: 'production' });
+  t.after(() => gateway.exitCode === null && gateway.kill('SIGKILL'));
+  const printed = await waitFor('the banner', async () => output.text, (o) => /Vigie is running at/.test(o) || gateway.exitCode !== null, 60_000);
+  assert.equal(gateway.exitCode, null, printed);
+  assert.doesNotMatch(printed, /API key|Demo|token|eyJ/i);
+  assert.equal(existsSync(path.join(dataDir, 'demo-tenant.json')), false, 'no demo tenant is created in production');
+  gateway.kill('SIGTERM');
+  await once(gateway, 'exit');
+});
+
+test('tenants from every source are built by one schema: a demo tenant file from an older version, tenants passed in code', () => {
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), 'vigie-demo-'));
+  try {
+    const config = loadConfig({ VIGIE_DATA_DIR: dataDir });
+    // What earlier versions wrote: no webhooks, no allowedLocations, no retentionPolicy.
+    mkdirSync(dataDir, { recursive: true });
+    writeFileSync(path.join(dataDir, 'demo-tenant.json'), JSON.stringify({ id: 'demo', name: 'Demo tenant', embedOrigins: [], apiKeys: [{ id: 'abcd1234', hash: generateApiKey().hash, scopes: ['admin'] }] }));
+    const demo = prepareDemo(config, {});
+    assert.ok(demo, 'the demo applies with no tenant outside production');
+    assert.equal(demo.createdApiKey, undefined, 'an existing demo tenant keeps its key');
+    assert.deepEqual(config.tenants[0]!.webhooks, []);
+    assert.deepEqual(config.tenants[0]!.allowedLocations, ['FR']);
+    assert.equal(prepareDemo(loadConfig({ VIGIE_DATA_DIR: dataDir }), { NODE_ENV: 'production' }), undefined, 'no demo in production');
+    const withTenant = loadConfig({ VIGIE_DATA_DIR: dataDir }, { tenants: [{ id: 'acme' }] });
+    assert.equal(prepareDemo(withTenant, {}), undefined, 'no demo when tenants are configured');
+    assert.equal(withTenant.tenants.length, 1);
+
+    const registry = new TenantRegistry([{ id: 'bare' } as never], path.join(dataDir, 'tenants.json'));
+    assert.deepEqual(registry.require('bare').webhooks, []);
+    assert.deepEqual(registry.require('bare').apiKeys, []);
+    assert.equal(readFileSync(path.join(dataDir, 'demo-tenant.json'), 'utf8').includes('webhooks'), false, 'the file itself is not rewritten');
+  } finally {
+    rmSync(dataDir, { recursive: true, force: true });
+  }
 });

@@ -29,7 +29,9 @@ export class TenantRegistry {
     fileTenants: readonly TenantConfig[],
     private readonly storeFile: string,
   ) {
-    for (const t of fileTenants) this.#tenants.set(t.id, t);
+    // Every source goes through the one schema that fills the defaults, so no
+    // code path meets a half-built tenant (the admin API and tenants.json do too).
+    for (const t of fileTenants) this.#tenants.set(t.id, tenantSchema.parse(t));
     for (const t of this.#readStore()) {
       this.#tenants.set(t.id, t);
       this.#managed.add(t.id);
