@@ -72,7 +72,7 @@ test('npm start on an empty data dir: the printed demo link, opened in two Chrom
   assert.equal(code, 0, output.text.slice(-2000));
 });
 
-test('the compiled gateway prints no credential for configured tenants, nor in production', async (t) => {
+test('in production (NODE_ENV=production, as in the Docker image) the compiled gateway creates no demo tenant and prints no credential', async (t) => {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'vigie-start-prod-'));
   t.after(() => rmSync(dataDir, { recursive: true, force: true }));
   const { gateway, output } = startCompiled(dataDir, { NODE_ENV: 'production' });
@@ -85,7 +85,7 @@ test('the compiled gateway prints no credential for configured tenants, nor in p
   await once(gateway, 'exit');
 });
 
-test('tenants from every source are built by one schema: a demo tenant file from an older version, tenants passed in code', () => {
+test('tenants from every source are built by one schema (a demo tenant file from an older version, tenants passed in code); no demo with configured tenants', () => {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'vigie-demo-'));
   try {
     const config = loadConfig({ VIGIE_DATA_DIR: dataDir });
