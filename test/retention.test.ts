@@ -1,6 +1,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { readdir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { complianceShortenings, loadPolicies, PolicyError, ttlStatements } from '../src/retention/index.js';
@@ -122,7 +123,14 @@ test('consent: only participants who consent are recorded, and each answer is an
 test('long recordings are cut into segments; an ffmpeg crash is detected and reported', async () => {
   const { room } = await botPair('segments');
   await gw.app.recording!.service.start(room, 'test');
-  await new Promise((r) => setTimeout(r, 12_500));
+  // Stopped once each recorder has begun its second segment: a fixed wait failed when ffmpeg started late on a busy machine.
+  const active = path.join(gw.app.config.dataDir, 'recordings', 'active');
+  const secondSegments = async () => {
+    const dirs = await readdir(active).catch(() => [] as string[]);
+    const counts = await Promise.all(dirs.map(async (d) => (await readdir(path.join(active, d)).catch(() => [] as string[])).filter((f) => f.startsWith('segment-001')).length));
+    return counts.filter((n) => n > 0).length;
+  };
+  await waitFor('both recorders to start a second segment', secondSegments, (n) => n === 2, 60_000);
   await gw.app.recording!.service.stop(room, 'test');
   assert.ok(await gw.app.recording!.service.drain());
   assert.ok((await catalog('segments')).length >= 4, 'two participants × at least two 10 s segments');
