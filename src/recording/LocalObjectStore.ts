@@ -54,7 +54,14 @@ export class LocalObjectStore implements ObjectStore {
     for (const name of names.filter((n) => n.endsWith('.data'))) {
       const versionId = name.slice(0, -'.data'.length);
       const m = await this.#meta(key, versionId).catch(() => undefined);
-      if (m?.sha256 === o.sha256) return { versionId };
+      if (m?.sha256 !== o.sha256) continue;
+      // A version adopted from an earlier attempt keeps its lock, raised to COMPLIANCE if the policy asks for it now.
+      const raise = o.lock && (!m.lockMode || (m.lockMode === 'GOVERNANCE' && o.lock.mode === 'COMPLIANCE'));
+      if (raise || (o.legalHold && !m.legalHold)) {
+        const lock = raise ? { lockMode: o.lock!.mode, retainUntil: o.lock!.retainUntil.toISOString() } : {};
+        await this.#writeMeta(this.#paths(key, versionId).meta, { ...m, ...lock, legalHold: m.legalHold || Boolean(o.legalHold) });
+      }
+      return { versionId };
     }
     const versionId = randomUUID();
     const p = this.#paths(key, versionId);

@@ -303,7 +303,7 @@ export class RecordingService {
           const { versionId } = await this.d.store.put(key, m.file, { contentType: m.contentType, sha256, lock, legalHold: false });
           const stored = await this.d.store.stat(key, versionId);
           if (stored.size !== size || stored.sha256 !== sha256) throw new Error(`verification failed: stored ${stored.size} bytes sha256 ${stored.sha256}, expected ${size} ${sha256}`);
-          if (lock && (stored.lockMode !== lock.mode || !stored.retainUntil)) throw new Error(`verification failed: stored version ${versionId} has lock ${stored.lockMode ?? 'none'}, expected ${lock.mode}`);
+          if (lock && ((stored.lockMode !== lock.mode && stored.lockMode !== 'COMPLIANCE') || !stored.retainUntil)) throw new Error(`verification failed: stored version ${versionId} has lock ${stored.lockMode ?? 'none'}, expected ${lock.mode}`);
           // A version adopted from an earlier attempt is locked from that attempt: the catalog says what the store holds.
           const expiresAt = stored.retainUntil ?? retainUntil ?? new Date(Date.now() + rule.duration * 1000);
           this.d.rows.write('recordings', { ...base, version_id: versionId, retain_until: expiresAt.getTime(), status: 'ready', updated_at: Date.now() });

@@ -222,7 +222,9 @@ export class S3ObjectStore implements ObjectStore {
     }
     // Some servers ignore the lock headers of a multipart create (radosgw 16.2, measured):
     // then the lock goes on this same version, never on a new upload.
-    if (o.lock && !head['x-amz-object-lock-mode']) {
+    // A version adopted from an earlier attempt keeps its lock, raised to COMPLIANCE if the policy asks for it now.
+    const mode = head['x-amz-object-lock-mode'];
+    if (o.lock && (!mode || (mode === 'GOVERNANCE' && o.lock.mode === 'COMPLIANCE'))) {
       await this.#client.putObjectRetention(this.o.bucket, key, { versionId, mode: o.lock.mode as Minio.RETENTION_MODES, retainUntilDate: o.lock.retainUntil.toISOString() });
     }
     if (o.legalHold && head['x-amz-object-lock-legal-hold'] !== 'ON') await this.setLegalHold(key, versionId, true);
