@@ -107,6 +107,29 @@ function readConfigFile(file: string): Record<string, unknown> {
   return parsed as Record<string, unknown>;
 }
 
+/**
+ * A rejected value as shown in ConfigError, which is printed and logged: a
+ * secret setting shows only its length, and credentials in a URL are hidden.
+ */
+function echo(raw: unknown, secret = false): string {
+  if (secret) return raw === undefined || raw === null ? String(raw) : `a value of ${String(raw).length} characters, not shown: it is secret`;
+  return JSON.stringify(raw)?.replace(/\/\/[^/@\s"]*@/g, '//<credentials>@') ?? 'undefined';
+}
+
+/**
+ * Why the config file cannot be read, without its content: parsers quote the
+ * offending line (YAML) or a slice of the text (JSON), which may hold a secret.
+ */
+function parseFailure(err: unknown): string {
+  const e = err as Error & { code?: string; linePos?: { line: number; col: number }[] };
+  if (e.name === 'YAMLParseError' || e.linePos) return `invalid YAML (${e.code ?? 'syntax error'} at line ${e.linePos?.[0]?.line ?? '?'}, column ${e.linePos?.[0]?.col ?? '?'})`;
+  if (err instanceof SyntaxError) {
+    const at = /position \d+/.exec(e.message)?.[0];
+    return `invalid JSON${at ? ` at ${at}` : ''}`;
+  }
+  return e.message;
+}
+
 const KNOWN_TOP_LEVEL = new Set([...SETTINGS.map((s) => s.key.split('.')[0]!), 'tenants']);
 
 /** Reads and validates the configuration. Throws ConfigError listing every bad value. */
@@ -119,7 +142,7 @@ export function loadConfig(env: Env = process.env, overrides: Record<string, unk
       fileValues = readConfigFile(configFile);
     } catch (err) {
       if (err instanceof ConfigError) throw err;
-      throw new ConfigError([`VIGIE_CONFIG_FILE (${configFile}): cannot be read: ${(err as Error).message}`]);
+      throw new ConfigError([`VIGIE_CONFIG_FILE (${configFile}): cannot be read: ${parseFailure(err)}`]);
     }
     for (const key of Object.keys(fileValues)) {
       if (!KNOWN_TOP_LEVEL.has(key)) problems.push(`${configFile}: unknown top-level key "${key}"`);
@@ -137,7 +160,7 @@ export function loadConfig(env: Env = process.env, overrides: Record<string, unk
       if (result.data !== undefined) setPath(out, spec.key, result.data);
     } else {
       const reason = result.error.issues.map((i) => i.message).join('; ');
-      problems.push(`${source}: ${reason} (got ${JSON.stringify(raw)})`);
+      problems.push(`${source}: ${reason} (got ${echo(raw, spec.secret)})`);
     }
   }
 
