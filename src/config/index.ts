@@ -49,7 +49,7 @@ export interface Config {
   writer: { batchRows: number; flushIntervalMs: number; maxBufferedRows: number; spoolMaxBytes: number; spoolFullPolicy: 'drop-oldest' | 'drop-newest' };
   adminKeyHash?: string;
   api: { ratePerMinute: number };
-  webhooks: { allowPrivateTargets: boolean; timeoutMs: number; maxAttempts: number; backoffBaseMs: number; disableAfterFailures: number; replayWindowSeconds: number };
+  webhooks: { allowPrivateTargets: boolean; allowHttp: boolean; timeoutMs: number; maxAttempts: number; backoffBaseMs: number; disableAfterFailures: number; replayWindowSeconds: number };
   quality: { alertMos: number; alertSeconds: number };
   storage: {
     driver: 'local' | 's3';
@@ -195,6 +195,11 @@ export function loadConfig(env: Env = process.env, overrides: Record<string, unk
     }
     if (cfg.storage.driver === 's3' && (!cfg.storage.s3Endpoint || !cfg.storage.s3AccessKey || !cfg.storage.s3SecretKey)) {
       problems.push('VIGIE_STORAGE_DRIVER=s3 needs VIGIE_S3_ENDPOINT, VIGIE_S3_ACCESS_KEY and VIGIE_S3_SECRET_KEY');
+    }
+    if (!cfg.webhooks.allowHttp) {
+      for (const [i, t] of cfg.tenants.entries()) {
+        for (const [j, w] of t.webhooks.entries()) if (new URL(w.url).protocol !== 'https:') problems.push(`tenants.${i}.webhooks.${j}.url: must be https (deliveries carry identities); plain http needs VIGIE_WEBHOOK_ALLOW_HTTP=true`);
+      }
     }
     if (cfg.storage.sse === 'kms' && !cfg.storage.kmsKeyId) problems.push('VIGIE_S3_SSE=kms needs VIGIE_S3_KMS_KEY_ID');
     if (cfg.media.listenIp === '0.0.0.0' && !cfg.media.announcedAddress) {

@@ -98,6 +98,7 @@ export const SETTINGS: readonly SettingSpec[] = [
   setting('adminKeyHash', 'VIGIE_ADMIN_KEY_HASH', z.string().regex(/^sha256:[0-9a-f]{64}$/, 'must be sha256:<64 hex digits>').optional(), 'unset (admin API off)', 'Hash of the operator key for /v1/admin (tenants, API keys). The key itself is never stored.', SECRET),
   setting('api.ratePerMinute', 'VIGIE_API_RATE_PER_MIN', positiveInt.max(100_000_000).default(600), '600', 'REST requests per minute per API key (or per IP without one).'),
   setting('webhooks.allowPrivateTargets', 'VIGIE_WEBHOOK_ALLOW_PRIVATE', bool.default(false), 'false', 'Allow webhook URLs that resolve to private, loopback or link-local addresses (SSRF protection off).'),
+  setting('webhooks.allowHttp', 'VIGIE_WEBHOOK_ALLOW_HTTP', bool.default(false), 'false', 'Allow plain http:// webhook URLs. Off by default: deliveries carry participant identities, so they go over https only.'),
   setting('webhooks.timeoutMs', 'VIGIE_WEBHOOK_TIMEOUT_MS', positiveInt.min(100).max(60_000).default(5000), '5000', 'Timeout of one delivery attempt.'),
   setting('webhooks.maxAttempts', 'VIGIE_WEBHOOK_MAX_ATTEMPTS', positiveInt.max(100).default(12), '12', 'Attempts per delivery before it is given up.'),
   setting('webhooks.backoffBaseMs', 'VIGIE_WEBHOOK_BACKOFF_MS', positiveInt.min(10).max(3_600_000).default(2000), '2000', 'First retry delay; doubles per attempt (capped at 1 h), with full jitter.'),
