@@ -126,8 +126,17 @@ export class S3ObjectStore implements ObjectStore {
   async put(key: string, file: string, o: PutOptions): Promise<{ versionId: string }> {
     const plan = await planUpload(file);
     if (plan.sha256 !== o.sha256) throw new IntegrityError(`${file} hashes to ${plan.sha256}, not to the claimed ${o.sha256}`);
-    const versionId = (await this.#existingVersion(key, plan)) ?? (await this.#upload(key, file, plan, o));
-    await this.#verify(key, versionId, plan, o);
+    const existing = await this.#existingVersion(key, plan);
+    const versionId = existing ?? (await this.#upload(key, file, plan, o));
+    try {
+      await this.#verify(key, versionId, plan, o);
+    } catch (err) {
+      if (existing || !(err instanceof IntegrityError)) throw err;
+      // The server kept bytes other than the file's despite the checks: that version must not
+      // stay behind as an orphan. A COMPLIANCE lock cannot be lifted; the error then names it.
+      const left = await this.remove(key, versionId, { bypassGovernance: true }).then(() => '', (e: Error) => ` It could not be removed and is left in the bucket: ${e.message}`);
+      throw new IntegrityError(`${err.message}.${left}`);
+    }
     return { versionId };
   }
 
