@@ -99,6 +99,18 @@ test('S3: a body corrupted on its way is refused by the server, and no version i
   assert.deepEqual(await versions(key), []);
 });
 
+test('S3: when what the server reports for the new version does not match the file, the version is removed, not left as an orphan', async () => {
+  const { file: f, sha256 } = await file(1000);
+  const key = 'single/mismatch.webm';
+  proxy.fault = (r) => (r.method === 'HEAD' && r.url.startsWith(`/${bucket}/${key}?`) ? 'alter-etag' : undefined);
+  try {
+    await assert.rejects(store.put(key, f, { contentType: 'video/webm', sha256, lock: { mode: 'GOVERNANCE', retainUntil: inOneHour() } }), IntegrityError);
+  } finally {
+    proxy.fault = () => undefined;
+  }
+  assert.deepEqual(await versions(key), [], 'the unverified version (GOVERNANCE-locked) was removed');
+});
+
 test('S3: the answer to the PUT is lost after the server stored it; the retry returns that version and writes no other', async () => {
   const { file: f, sha256 } = await file(1000);
   const key = 'single/lost-answer.webm';

@@ -12,9 +12,10 @@ export interface ProxiedRequest {
 /**
  * What to do to one request: `corrupt-body` flips a byte of the body on its way to the
  * server; `lose-answer` lets the server handle the request, then closes the client's
- * socket instead of relaying the answer (the server did the work, the client cannot know).
+ * socket instead of relaying the answer (the server did the work, the client cannot know);
+ * `alter-etag` relays the answer with another ETag, as from a server that holds other bytes.
  */
-export type Fault = 'corrupt-body' | 'lose-answer' | undefined;
+export type Fault = 'corrupt-body' | 'lose-answer' | 'alter-etag' | undefined;
 
 export interface S3Proxy {
   /** `http://127.0.0.1:PORT`, to use as the S3 endpoint. */
@@ -49,6 +50,7 @@ export async function startS3Proxy(upstream: { host: string; port: number }): Pr
         ur.on('end', () => req.socket.destroy());
         return;
       }
+      if (fault === 'alter-etag' && ur.headers.etag) ur.headers.etag = `"${'0'.repeat(32)}"`;
       res.writeHead(ur.statusCode ?? 502, ur.headers);
       ur.pipe(res);
     });
