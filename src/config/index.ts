@@ -222,6 +222,6 @@ export function loadConfig(env: Env = process.env, overrides: Record<string, unk
 
 /** Markdown table of every setting, for the README (kept in sync by a test). */
 export function settingsMarkdownTable(): string {
-  const rows = SETTINGS.map((s) => `| \`${s.env}\` | \`${s.key}\` | ${s.defaultLabel} | ${s.doc} |`);
+  const rows = SETTINGS.map((s) => `| \`${s.env}\` | \`${s.key}\` | ${s.defaultLabel} | ${s.doc}${s.secret ? ' *Secret*: never echoed in errors.' : ''} |`);
   return ['| Variable | File key | Default | Meaning |', '| --- | --- | --- | --- |', ...rows].join('\n');
 }
