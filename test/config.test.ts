@@ -60,6 +60,47 @@ test('config file is read, environment wins, tenants are validated', () => {
   assert.throws(() => loadConfig({ VIGIE_CONFIG_FILE: path.join(dir, 'missing.yaml') }), /cannot be read/);
 });
 
+test('a rejected secret is never echoed: not from the environment, the config file, a URL, nor a file that does not parse', () => {
+  const secrets = {
+    VIGIE_AUTH_HS256_SECRET: 'hs256-too-short-Zq81',
+    VIGIE_TURN_SECRET: 'turn-short-Zq82',
+    VIGIE_PSEUDONYM_SECRET: 'pseudonym-too-short-Zq83',
+    VIGIE_S3_SECRET_KEY: 'Zq84',
+    VIGIE_ADMIN_KEY_HASH: 'vk_admin_clear_key_Zq85',
+  };
+  const problems = (fn: () => unknown): string => {
+    try {
+      fn();
+    } catch (err) {
+      assert.ok(err instanceof ConfigError, String(err));
+      return `${err.message}\n${err.problems.join('\n')}`;
+    }
+    return assert.fail('expected a ConfigError');
+  };
+  const fromEnv = problems(() => loadConfig(secrets));
+  for (const [name, value] of Object.entries(secrets)) {
+    assert.match(fromEnv, new RegExp(`${name}: .*not shown: it is secret`), `${name} is named`);
+    assert.ok(!fromEnv.includes(value), `${name}'s value is not echoed`);
+  }
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'vigie-cfg-secret-'));
+  const file = path.join(dir, 'vigie.yaml');
+  writeFileSync(file, ['clickhouse:', '  password: 12345678', '  url: "http://vigie:pw-in-url-Zq86@clickhouse:bad"'].join('\n'));
+  const fromFile = problems(() => loadConfig({ VIGIE_CONFIG_FILE: file }));
+  assert.match(fromFile, /clickhouse\.password .*not shown: it is secret/);
+  assert.ok(!fromFile.includes('12345678'), fromFile);
+  assert.match(fromFile, /clickhouse\.url .*<credentials>@clickhouse:bad/);
+  assert.ok(!fromFile.includes('pw-in-url-Zq86'), fromFile);
+  writeFileSync(file, ['auth:', '  hs256Secret: a: yaml-secret-Zq87'].join('\n'));
+  const badYaml = problems(() => loadConfig({ VIGIE_CONFIG_FILE: file }));
+  assert.match(badYaml, /cannot be read: invalid YAML .*line 2/);
+  assert.ok(!badYaml.includes('Zq87'), badYaml);
+  const json = path.join(dir, 'vigie.json');
+  writeFileSync(json, '{"auth": {"hs256Secret": json-secret-Zq88}}');
+  const badJson = problems(() => loadConfig({ VIGIE_CONFIG_FILE: json }));
+  assert.match(badJson, /cannot be read: invalid JSON/);
+  assert.ok(!badJson.includes('Zq88'), badJson);
+});
+
 test('the README documents every setting (table generated from the settings list)', () => {
   const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
   assert.ok(readme.includes(settingsMarkdownTable()), 'README settings table is out of date: run npm run docs:settings');

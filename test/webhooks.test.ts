@@ -12,7 +12,8 @@ import { startWebhookReceiver } from './helpers/webhookReceiver.js';
 const dataDir = mkdtempSync(path.join(os.tmpdir(), 'vigie-webhooks-'));
 const settings = {
   dataDir,
-  webhooks: { allowPrivateTargets: true, backoffBaseMs: 50, timeoutMs: 2000, disableAfterFailures: 6 },
+  // The receivers are local http servers: plain http is allowed for them.
+  webhooks: { allowPrivateTargets: true, allowHttp: true, backoffBaseMs: 50, timeoutMs: 2000, disableAfterFailures: 6 },
   telemetry: { statsIntervalMs: 1000 },
   writer: { flushIntervalMs: 100 },
   quality: { alertMos: 3.5, alertSeconds: 2 },
@@ -121,6 +122,9 @@ test('an endpoint that keeps failing is disabled, with an event to the others', 
     await waitFor('endpoint disabled', async () => gw.app.tenants.get('acme')!.webhooks.find((w) => w.id === deadId)!.enabled, (enabled) => enabled === false, 30_000);
     const notice = await waitFor('webhook.endpoint_disabled', async () => receiver.delivered().filter((r) => r.event === 'webhook.endpoint_disabled'), (r) => r.length === 1);
     assert.equal(notice[0]!.body.data.endpointId, deadId);
+    assert.equal(notice[0]!.body.data.host, new URL(dead.url).host);
+    assert.equal(notice[0]!.body.data.url, undefined, 'the event never carries the endpoint URL');
+    assert.ok(!JSON.stringify(notice[0]!.body).includes(dead.url), 'nor its path');
     const [row] = await gw.query(`SELECT count() AS c FROM vigie.webhook_attempts WHERE endpoint_id = {e:String} AND outcome = 'endpoint-disabled'`, { e: deadId });
     assert.equal(Number(row.c), 1);
     assert.ok(!(await gw.app.inject({ method: 'GET', url: '/v1/webhooks', headers: { 'x-api-key': TENANT_ADMIN_KEY.key } })).body.includes('whsec_'), 'listings never show secrets');

@@ -17,7 +17,7 @@ export const publicEndpoint = ({ secret: _secret, ...rest }: WebhookEndpointConf
 /** Adds an endpoint from a request body: validated, and refused when it points at a private network (SSRF). */
 export async function addWebhookFromBody(app: FastifyInstance, tenant: string, rawBody: unknown): Promise<WebhookEndpointConfig> {
   const body = parse(webhookBody, rawBody);
-  await assertPublicTarget(body.url, app.config.webhooks.allowPrivateTargets);
+  await assertPublicTarget(body.url, app.config.webhooks.allowPrivateTargets, app.config.webhooks.allowHttp);
   return app.tenants.addWebhook(tenant, body);
 }
 

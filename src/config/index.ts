@@ -49,7 +49,7 @@ export interface Config {
   writer: { batchRows: number; flushIntervalMs: number; maxBufferedRows: number; spoolMaxBytes: number; spoolFullPolicy: 'drop-oldest' | 'drop-newest' };
   adminKeyHash?: string;
   api: { ratePerMinute: number };
-  webhooks: { allowPrivateTargets: boolean; timeoutMs: number; maxAttempts: number; backoffBaseMs: number; disableAfterFailures: number; replayWindowSeconds: number };
+  webhooks: { allowPrivateTargets: boolean; allowHttp: boolean; timeoutMs: number; maxAttempts: number; backoffBaseMs: number; disableAfterFailures: number; replayWindowSeconds: number };
   quality: { alertMos: number; alertSeconds: number };
   storage: {
     driver: 'local' | 's3';
@@ -107,6 +107,29 @@ function readConfigFile(file: string): Record<string, unknown> {
   return parsed as Record<string, unknown>;
 }
 
+/**
+ * A rejected value as shown in ConfigError, which is printed and logged: a
+ * secret setting shows only its length, and credentials in a URL are hidden.
+ */
+function echo(raw: unknown, secret = false): string {
+  if (secret) return raw === undefined || raw === null ? String(raw) : `a value of ${String(raw).length} characters, not shown: it is secret`;
+  return JSON.stringify(raw)?.replace(/\/\/[^/@\s"]*@/g, '//<credentials>@') ?? 'undefined';
+}
+
+/**
+ * Why the config file cannot be read, without its content: parsers quote the
+ * offending line (YAML) or a slice of the text (JSON), which may hold a secret.
+ */
+function parseFailure(err: unknown): string {
+  const e = err as Error & { code?: string; linePos?: { line: number; col: number }[] };
+  if (e.name === 'YAMLParseError' || e.linePos) return `invalid YAML (${e.code ?? 'syntax error'} at line ${e.linePos?.[0]?.line ?? '?'}, column ${e.linePos?.[0]?.col ?? '?'})`;
+  if (err instanceof SyntaxError) {
+    const at = /position \d+/.exec(e.message)?.[0];
+    return `invalid JSON${at ? ` at ${at}` : ''}`;
+  }
+  return e.message;
+}
+
 const KNOWN_TOP_LEVEL = new Set([...SETTINGS.map((s) => s.key.split('.')[0]!), 'tenants']);
 
 /** Reads and validates the configuration. Throws ConfigError listing every bad value. */
@@ -119,7 +142,7 @@ export function loadConfig(env: Env = process.env, overrides: Record<string, unk
       fileValues = readConfigFile(configFile);
     } catch (err) {
       if (err instanceof ConfigError) throw err;
-      throw new ConfigError([`VIGIE_CONFIG_FILE (${configFile}): cannot be read: ${(err as Error).message}`]);
+      throw new ConfigError([`VIGIE_CONFIG_FILE (${configFile}): cannot be read: ${parseFailure(err)}`]);
     }
     for (const key of Object.keys(fileValues)) {
       if (!KNOWN_TOP_LEVEL.has(key)) problems.push(`${configFile}: unknown top-level key "${key}"`);
@@ -137,7 +160,7 @@ export function loadConfig(env: Env = process.env, overrides: Record<string, unk
       if (result.data !== undefined) setPath(out, spec.key, result.data);
     } else {
       const reason = result.error.issues.map((i) => i.message).join('; ');
-      problems.push(`${source}: ${reason} (got ${JSON.stringify(raw)})`);
+      problems.push(`${source}: ${reason} (got ${echo(raw, spec.secret)})`);
     }
   }
 
@@ -173,6 +196,11 @@ export function loadConfig(env: Env = process.env, overrides: Record<string, unk
     if (cfg.storage.driver === 's3' && (!cfg.storage.s3Endpoint || !cfg.storage.s3AccessKey || !cfg.storage.s3SecretKey)) {
       problems.push('VIGIE_STORAGE_DRIVER=s3 needs VIGIE_S3_ENDPOINT, VIGIE_S3_ACCESS_KEY and VIGIE_S3_SECRET_KEY');
     }
+    if (!cfg.webhooks.allowHttp) {
+      for (const [i, t] of cfg.tenants.entries()) {
+        for (const [j, w] of t.webhooks.entries()) if (new URL(w.url).protocol !== 'https:') problems.push(`tenants.${i}.webhooks.${j}.url: must be https (deliveries carry identities); plain http needs VIGIE_WEBHOOK_ALLOW_HTTP=true`);
+      }
+    }
     if (cfg.storage.sse === 'kms' && !cfg.storage.kmsKeyId) problems.push('VIGIE_S3_SSE=kms needs VIGIE_S3_KMS_KEY_ID');
     if (cfg.media.listenIp === '0.0.0.0' && !cfg.media.announcedAddress) {
       problems.push('VIGIE_MEDIA_LISTEN_IP is 0.0.0.0: set VIGIE_MEDIA_ANNOUNCED_ADDRESS to the address clients reach');
@@ -194,6 +222,6 @@ export function loadConfig(env: Env = process.env, overrides: Record<string, unk
 
 /** Markdown table of every setting, for the README (kept in sync by a test). */
 export function settingsMarkdownTable(): string {
-  const rows = SETTINGS.map((s) => `| \`${s.env}\` | \`${s.key}\` | ${s.defaultLabel} | ${s.doc} |`);
+  const rows = SETTINGS.map((s) => `| \`${s.env}\` | \`${s.key}\` | ${s.defaultLabel} | ${s.doc}${s.secret ? ' *Secret*: never echoed in errors.' : ''} |`);
   return ['| Variable | File key | Default | Meaning |', '| --- | --- | --- | --- |', ...rows].join('\n');
 }

@@ -15,6 +15,8 @@ export interface SettingSpec {
   /** Default shown in the README; `undefined` means "unset". */
   readonly defaultLabel: string;
   readonly doc: string;
+  /** A secret: a rejected value is never echoed in ConfigError (which ends up in logs). */
+  readonly secret?: boolean;
 }
 
 const port = z.coerce.number().int().min(1).max(65535);
@@ -28,9 +30,11 @@ const csv = z
 const ip = z.union([z.ipv4(), z.ipv6()]);
 const url = z.url();
 
-function setting(key: string, env: string, schema: z.ZodType, defaultLabel: string, doc: string): SettingSpec {
-  return { key, env, schema, defaultLabel, doc };
+function setting(key: string, env: string, schema: z.ZodType, defaultLabel: string, doc: string, options: { secret?: boolean } = {}): SettingSpec {
+  return { key, env, schema, defaultLabel, doc, ...options };
 }
+
+const SECRET = { secret: true };
 
 export const SETTINGS: readonly SettingSpec[] = [
   setting('configFile', 'VIGIE_CONFIG_FILE', z.string().min(1).optional(), 'unset', 'YAML or JSON file read before the environment; environment variables win.'),
@@ -59,7 +63,7 @@ export const SETTINGS: readonly SettingSpec[] = [
 
   setting('auth.issuer', 'VIGIE_AUTH_ISSUER', z.string().min(1).default('vigie'), 'vigie', 'Expected `iss` of access tokens (also used for tokens the gateway mints).'),
   setting('auth.audience', 'VIGIE_AUTH_AUDIENCE', z.string().min(1).default('vigie'), 'vigie', 'Expected `aud` of access tokens.'),
-  setting('auth.hs256Secret', 'VIGIE_AUTH_HS256_SECRET', z.string().min(32, 'must be at least 32 characters').optional(), 'generated in DATA_DIR', 'Shared secret for HS256 tokens. Generated and kept in the data directory when unset.'),
+  setting('auth.hs256Secret', 'VIGIE_AUTH_HS256_SECRET', z.string().min(32, 'must be at least 32 characters').optional(), 'generated in DATA_DIR', 'Shared secret for HS256 tokens. Generated and kept in the data directory when unset.', SECRET),
   setting('auth.jwksUrl', 'VIGIE_AUTH_JWKS_URL', url.optional(), 'unset', 'JWKS of an identity provider; tokens signed with RS256/ES256/EdDSA keys from it are accepted.'),
   setting('auth.clockSkewSeconds', 'VIGIE_AUTH_CLOCK_SKEW_S', z.coerce.number().int().min(0).max(300).default(30), '30', 'Tolerance on exp/nbf/iat.'),
   setting('auth.maxTokenTtlSeconds', 'VIGIE_AUTH_MAX_TOKEN_TTL_S', positiveInt.max(7 * 86400).default(86400), '86400', 'Longest TTL `POST /v1/tokens` will mint.'),
@@ -70,12 +74,12 @@ export const SETTINGS: readonly SettingSpec[] = [
 
   setting('ice.stunUrls', 'VIGIE_STUN_URLS', csv.default([]), 'none', 'Comma-separated stun: URLs given to clients.'),
   setting('ice.turnUrls', 'VIGIE_TURN_URLS', csv.default([]), 'none', 'Comma-separated turn:/turns: URLs given to clients.'),
-  setting('ice.turnSecret', 'VIGIE_TURN_SECRET', z.string().min(16, 'must be at least 16 characters').optional(), 'unset', "coturn's static-auth-secret; time-limited credentials are derived from it."),
+  setting('ice.turnSecret', 'VIGIE_TURN_SECRET', z.string().min(16, 'must be at least 16 characters').optional(), 'unset', "coturn's static-auth-secret; time-limited credentials are derived from it.", SECRET),
   setting('ice.turnCredentialTtlSeconds', 'VIGIE_TURN_CREDENTIAL_TTL_S', positiveInt.max(86400).default(3600), '3600', 'Lifetime of issued TURN credentials.'),
 
   setting('clickhouse.url', 'CLICKHOUSE_URL', url.optional(), 'unset (embedded)', 'HTTP URL of a clickhouse-server (production). Unset: the embedded ClickHouse engine (chdb) under DATA_DIR/clickhouse.'),
   setting('clickhouse.user', 'CLICKHOUSE_USER', z.string().min(1).default('default'), 'default', 'ClickHouse user (HTTP mode).'),
-  setting('clickhouse.password', 'CLICKHOUSE_PASSWORD', z.string().optional(), 'unset', 'ClickHouse password (HTTP mode).'),
+  setting('clickhouse.password', 'CLICKHOUSE_PASSWORD', z.string().optional(), 'unset', 'ClickHouse password (HTTP mode).', SECRET),
   setting('clickhouse.database', 'CLICKHOUSE_DATABASE', z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/, 'letters, digits and _').default('vigie'), 'vigie', 'Database holding every Vigie table.'),
   setting('clickhouse.cluster', 'CLICKHOUSE_CLUSTER', z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'a cluster name').optional(), 'unset', 'When set, DDL runs ON CLUSTER and tables use Replicated engines.'),
   setting('clickhouse.requestTimeoutMs', 'CLICKHOUSE_REQUEST_TIMEOUT_MS', positiveInt.max(600_000).default(30_000), '30000', 'Timeout of one ClickHouse request.'),
@@ -84,16 +88,17 @@ export const SETTINGS: readonly SettingSpec[] = [
   setting('telemetry.statsIntervalMs', 'VIGIE_STATS_INTERVAL_MS', z.coerce.number().int().min(1000, 'must be at least 1000 (1 s)').max(600_000).default(5000), '5000', 'Sampling interval of server-side track and transport stats.'),
   setting('telemetry.clientStatsIntervalMs', 'VIGIE_CLIENT_STATS_INTERVAL_MS', z.coerce.number().int().min(1000, 'must be at least 1000 (1 s)').max(600_000).default(5000), '5000', 'How often the browser SDK reports its own getStats() summary.'),
   setting('telemetry.statsConcurrency', 'VIGIE_STATS_CONCURRENCY', positiveInt.max(256).default(16), '16', 'getStats() calls in flight at once while sampling.'),
-  setting('telemetry.pseudonymSecret', 'VIGIE_PSEUDONYM_SECRET', z.string().min(32, 'must be at least 32 characters').optional(), 'generated in DATA_DIR', 'Master secret from which each tenant\'s pseudonymisation key is derived (HKDF).'),
+  setting('telemetry.pseudonymSecret', 'VIGIE_PSEUDONYM_SECRET', z.string().min(32, 'must be at least 32 characters').optional(), 'generated in DATA_DIR', 'Master secret from which each tenant\'s pseudonymisation key is derived (HKDF).', SECRET),
   setting('writer.batchRows', 'VIGIE_WRITER_BATCH_ROWS', positiveInt.max(1_000_000).default(5000), '5000', 'Rows per ClickHouse insert.'),
   setting('writer.flushIntervalMs', 'VIGIE_WRITER_FLUSH_MS', positiveInt.min(50).max(60_000).default(2000), '2000', 'Longest time a row waits in memory before its batch is sent.'),
   setting('writer.maxBufferedRows', 'VIGIE_WRITER_MAX_BUFFERED_ROWS', positiveInt.max(10_000_000).default(100_000), '100000', 'Rows held in memory at most; beyond it batches go straight to the spool.'),
   setting('writer.spoolMaxBytes', 'VIGIE_SPOOL_MAX_BYTES', positiveInt.min(1 << 20).default(1 << 30), '1073741824', 'Disk the spool may use while ClickHouse is unavailable.'),
   setting('writer.spoolFullPolicy', 'VIGIE_SPOOL_FULL_POLICY', z.enum(['drop-oldest', 'drop-newest']).default('drop-oldest'), 'drop-oldest', 'What a full spool gives up: its oldest segment, or the batch being written. Either way it is logged and counted.'),
 
-  setting('adminKeyHash', 'VIGIE_ADMIN_KEY_HASH', z.string().regex(/^sha256:[0-9a-f]{64}$/, 'must be sha256:<64 hex digits>').optional(), 'unset (admin API off)', 'Hash of the operator key for /v1/admin (tenants, API keys). The key itself is never stored.'),
+  setting('adminKeyHash', 'VIGIE_ADMIN_KEY_HASH', z.string().regex(/^sha256:[0-9a-f]{64}$/, 'must be sha256:<64 hex digits>').optional(), 'unset (admin API off)', 'Hash of the operator key for /v1/admin (tenants, API keys). The key itself is never stored.', SECRET),
   setting('api.ratePerMinute', 'VIGIE_API_RATE_PER_MIN', positiveInt.max(100_000_000).default(600), '600', 'REST requests per minute per API key (or per IP without one).'),
   setting('webhooks.allowPrivateTargets', 'VIGIE_WEBHOOK_ALLOW_PRIVATE', bool.default(false), 'false', 'Allow webhook URLs that resolve to private, loopback or link-local addresses (SSRF protection off).'),
+  setting('webhooks.allowHttp', 'VIGIE_WEBHOOK_ALLOW_HTTP', bool.default(false), 'false', 'Allow plain http:// webhook URLs. Off by default: deliveries carry participant identities, so they go over https only.'),
   setting('webhooks.timeoutMs', 'VIGIE_WEBHOOK_TIMEOUT_MS', positiveInt.min(100).max(60_000).default(5000), '5000', 'Timeout of one delivery attempt.'),
   setting('webhooks.maxAttempts', 'VIGIE_WEBHOOK_MAX_ATTEMPTS', positiveInt.max(100).default(12), '12', 'Attempts per delivery before it is given up.'),
   setting('webhooks.backoffBaseMs', 'VIGIE_WEBHOOK_BACKOFF_MS', positiveInt.min(10).max(3_600_000).default(2000), '2000', 'First retry delay; doubles per attempt (capped at 1 h), with full jitter.'),
@@ -110,7 +115,7 @@ export const SETTINGS: readonly SettingSpec[] = [
   setting('storage.s3Bucket', 'VIGIE_S3_BUCKET', z.string().regex(/^[a-z0-9][a-z0-9.-]{2,62}$/, 'an S3 bucket name').default('vigie-recordings'), 'vigie-recordings', 'Bucket; created with Object Lock if missing.'),
   setting('storage.s3Region', 'VIGIE_S3_REGION', z.string().min(1).default('us-east-1'), 'us-east-1', 'S3 signing region.'),
   setting('storage.s3AccessKey', 'VIGIE_S3_ACCESS_KEY', z.string().min(3).optional(), 'unset', 'S3 access key.'),
-  setting('storage.s3SecretKey', 'VIGIE_S3_SECRET_KEY', z.string().min(8).optional(), 'unset', 'S3 secret key.'),
+  setting('storage.s3SecretKey', 'VIGIE_S3_SECRET_KEY', z.string().min(8).optional(), 'unset', 'S3 secret key.', SECRET),
   setting('storage.sse', 'VIGIE_S3_SSE', z.enum(['none', 's3', 'kms']).default('none'), 'none', 'Server-side encryption of recordings: none, SSE-S3 (AES256) or SSE-KMS.'),
   setting('storage.kmsKeyId', 'VIGIE_S3_KMS_KEY_ID', z.string().min(1).optional(), 'unset', 'KMS key id for SSE-KMS.'),
   setting('recording.segmentSeconds', 'VIGIE_RECORDING_SEGMENT_S', positiveInt.min(10).max(86_400).default(600), '600', 'Long recordings are cut into files of this length.'),

@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { writeFileAtomic } from '../files.js';
-import { copyFile, mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { sha256File, writeFileAtomic } from '../files.js';
+import { copyFile, mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import { ObjectLockedError, type ObjectStore, type PutOptions, type StorageLocation, type StoredObject } from './ObjectStore.js';
+import { IntegrityError, ObjectLockedError, type ObjectStore, type PutOptions, type StorageLocation, type StoredObject } from './ObjectStore.js';
 
 interface Sidecar {
   size: number;
@@ -38,14 +38,42 @@ export class LocalObjectStore implements ObjectStore {
     return { data: path.join(dir, `${versionId}.data`), meta: path.join(dir, `${versionId}.json`), dir };
   }
 
+  /**
+   * The SHA-256 kept in the sidecar is read back from the stored copy, never
+   * taken from the caller; the sidecar (lock, legal hold) is written before the
+   * version exists, and what a failed attempt left of this key is removed.
+   */
   async put(key: string, file: string, o: PutOptions): Promise<{ versionId: string }> {
+    const dir = this.#paths(key, randomUUID()).dir;
+    await mkdir(dir, { recursive: true });
+    const names = await readdir(dir);
+    for (const name of names) {
+      // Leftovers of an attempt that failed before its data file was in place: no version, no lock.
+      if (name.endsWith('.tmp') || (name.endsWith('.json') && !names.includes(name.replace(/\.json$/, '.data')))) await rm(path.join(dir, name), { force: true });
+    }
+    for (const name of names.filter((n) => n.endsWith('.data'))) {
+      const versionId = name.slice(0, -'.data'.length);
+      const m = await this.#meta(key, versionId).catch(() => undefined);
+      if (m?.sha256 !== o.sha256) continue;
+      // A version adopted from an earlier attempt keeps its lock, raised to COMPLIANCE if the policy asks for it now.
+      const raise = o.lock && (!m.lockMode || (m.lockMode === 'GOVERNANCE' && o.lock.mode === 'COMPLIANCE'));
+      if (raise || (o.legalHold && !m.legalHold)) {
+        const lock = raise ? { lockMode: o.lock!.mode, retainUntil: o.lock!.retainUntil.toISOString() } : {};
+        await this.#writeMeta(this.#paths(key, versionId).meta, { ...m, ...lock, legalHold: m.legalHold || Boolean(o.legalHold) });
+      }
+      return { versionId };
+    }
     const versionId = randomUUID();
     const p = this.#paths(key, versionId);
-    await mkdir(p.dir, { recursive: true });
     await copyFile(file, `${p.data}.tmp`);
+    const sha256 = await sha256File(`${p.data}.tmp`);
+    if (sha256 !== o.sha256) {
+      await rm(`${p.data}.tmp`, { force: true });
+      throw new IntegrityError(`stored copy of ${key} hashes to ${sha256}, not to the claimed ${o.sha256}`);
+    }
+    const size = (await stat(`${p.data}.tmp`)).size;
+    await this.#writeMeta(p.meta, { size, sha256, contentType: o.contentType, retainUntil: o.lock?.retainUntil.toISOString(), lockMode: o.lock?.mode, legalHold: o.legalHold ?? false });
     await rename(`${p.data}.tmp`, p.data);
-    const size = (await stat(p.data)).size;
-    await this.#writeMeta(p.meta, { size, sha256: o.sha256, contentType: o.contentType, retainUntil: o.lock?.retainUntil.toISOString(), lockMode: o.lock?.mode, legalHold: false });
     return { versionId };
   }
 

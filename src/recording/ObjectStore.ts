@@ -22,8 +22,19 @@ export interface StoredObject {
 
 export interface PutOptions {
   contentType: string;
+  /** SHA-256 (hex) of the file; the store refuses to keep bytes that do not hash to it. */
   sha256: string;
   lock?: { mode: LockMode; retainUntil: Date };
+  /** Legal hold on the new version, set by the same request as the bytes (off when omitted). */
+  legalHold?: boolean;
+}
+
+/** The store holds, or would hold, bytes other than the ones claimed: nothing was kept as a good version. */
+export class IntegrityError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'IntegrityError';
+  }
 }
 
 /** Refused because of a retention lock or a legal hold: the object stays. */
@@ -43,6 +54,13 @@ export interface ObjectStore {
   readonly name: string;
   readonly location: StorageLocation;
   init(): Promise<void>;
+  /**
+   * Stores `file` as a version of `key` whose bytes the store itself has
+   * verified against `sha256`, with the lock and legal hold set on that same
+   * version. Idempotent: when a verified version with these bytes already
+   * exists (an earlier attempt whose answer was lost), that version is
+   * returned and no other is written, so a retry never leaves an orphan.
+   */
   put(key: string, file: string, options: PutOptions): Promise<{ versionId: string }>;
   stat(key: string, versionId: string): Promise<StoredObject>;
   read(key: string, versionId: string, range?: { start: number; end: number }): Promise<Readable>;

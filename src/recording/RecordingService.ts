@@ -298,10 +298,14 @@ export class RecordingService {
           // The lock runs from the upload, so a late upload is never protected for less than the policy says.
           const retainUntil = rule.lockMode === 'none' ? undefined : new Date(Date.now() + rule.duration * 1000);
           const lock = retainUntil ? { mode: rule.lockMode.toUpperCase() as 'GOVERNANCE' | 'COMPLIANCE', retainUntil } : undefined;
-          const { versionId } = await this.d.store.put(key, m.file, { contentType: m.contentType, sha256, lock });
+          // The store verifies the bytes and sets lock and hold in the same request; a retry
+          // after a lost answer gets back the version already written, not a second one.
+          const { versionId } = await this.d.store.put(key, m.file, { contentType: m.contentType, sha256, lock, legalHold: false });
           const stored = await this.d.store.stat(key, versionId);
           if (stored.size !== size || stored.sha256 !== sha256) throw new Error(`verification failed: stored ${stored.size} bytes sha256 ${stored.sha256}, expected ${size} ${sha256}`);
-          const expiresAt = retainUntil ?? new Date(Date.now() + rule.duration * 1000);
+          if (lock && ((stored.lockMode !== lock.mode && stored.lockMode !== 'COMPLIANCE') || !stored.retainUntil)) throw new Error(`verification failed: stored version ${versionId} has lock ${stored.lockMode ?? 'none'}, expected ${lock.mode}`);
+          // A version adopted from an earlier attempt is locked from that attempt: the catalog says what the store holds.
+          const expiresAt = stored.retainUntil ?? retainUntil ?? new Date(Date.now() + rule.duration * 1000);
           this.d.rows.write('recordings', { ...base, version_id: versionId, retain_until: expiresAt.getTime(), status: 'ready', updated_at: Date.now() });
           await this.d.rows.flush();
           await rm(m.file, { force: true });

@@ -7,7 +7,7 @@ import type { Logger } from '../logging.js';
 import type { TenantRegistry } from '../tenants/index.js';
 import type { Delivery, DeliveryQueue } from './DeliveryQueue.js';
 import { signatureHeader } from './signing.js';
-import { guardedLookup, isPrivateAddress } from './ssrf.js';
+import { guardedLookup, HTTP_REFUSED, isPrivateAddress } from './ssrf.js';
 
 export const WEBHOOK_EVENTS = [
   'room.started',
@@ -158,11 +158,14 @@ export class WebhookDispatcher {
     this.#failures.delete(`${tenant}/${ep.id}`);
     this.log.error({ tenant, endpoint: ep.id, failures }, 'webhook endpoint disabled after repeated failures');
     this.attempts?.write('webhook_attempts', { ts: Date.now(), tenant, endpoint_id: ep.id, delivery_id: '', event: 'webhook.endpoint_disabled', attempt: 0, status_code: 0, outcome: 'endpoint-disabled', error: `${failures} consecutive failures`, duration_ms: 0 });
-    this.publish(tenant, 'webhook.endpoint_disabled', { endpointId: ep.id, url: ep.url, consecutiveFailures: failures });
+    // The host only: a URL's path or query often carries the receiver's own secret token.
+    this.publish(tenant, 'webhook.endpoint_disabled', { endpointId: ep.id, host: new URL(ep.url).host, consecutiveFailures: failures });
   }
 
   #attempt(d: Delivery, ep: WebhookEndpointConfig): Promise<AttemptResult> {
     const url = new URL(ep.url);
+    // Endpoints from every source (config, tenants file, API) meet this check, not only the API's.
+    if (url.protocol !== 'https:' && !this.options.allowHttp) return Promise.resolve({ ok: false, status: 0, error: `refused: ${HTTP_REFUSED}`, permanent: true });
     const host = url.hostname.replace(/^\[|\]$/g, '');
     if (!this.options.allowPrivateTargets && net.isIP(host) && isPrivateAddress(host)) {
       return Promise.resolve({ ok: false, status: 0, error: `refused: ${host} is a private address`, permanent: true });

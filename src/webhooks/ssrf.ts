@@ -20,8 +20,14 @@ export function isPrivateAddress(address: string): boolean {
   return BLOCKED.check(address, net.isIPv6(address) ? 'ipv6' : 'ipv4');
 }
 
-/** Refuses a URL whose host is, or resolves to, a private address (checked when it is registered). */
-export async function assertPublicTarget(url: string, allowPrivate: boolean): Promise<void> {
+/** Why a plain-http target is refused; the same words at registration and at delivery. */
+export const HTTP_REFUSED = 'webhook URL must be https (deliveries carry identities); plain http needs VIGIE_WEBHOOK_ALLOW_HTTP=true';
+
+/**
+ * Refuses a URL that is not https (unless allowed), or whose host is, or
+ * resolves to, a private address (checked when it is registered).
+ */
+export async function assertPublicTarget(url: string, allowPrivate: boolean, allowHttp: boolean): Promise<void> {
   let u: URL;
   try {
     u = new URL(url);
@@ -30,6 +36,7 @@ export async function assertPublicTarget(url: string, allowPrivate: boolean): Pr
   }
   if (u.protocol !== 'https:' && u.protocol !== 'http:') throw new VigieError('INVALID_REQUEST', 'webhook URL must be http(s)');
   if (u.username || u.password) throw new VigieError('INVALID_REQUEST', 'webhook URL may not carry credentials');
+  if (u.protocol === 'http:' && !allowHttp) throw new VigieError('INVALID_REQUEST', HTTP_REFUSED);
   if (allowPrivate) return;
   const host = u.hostname.replace(/^\[|\]$/g, '');
   const addresses = net.isIP(host) ? [host] : await dns.lookup(host, { all: true }).then((r) => r.map((a) => a.address)).catch(() => {
