@@ -6,7 +6,7 @@ import { ApiKeyStore, generateApiKey, TokenService, turnCredentials } from '../s
 import { ACME_KEY, GLOBEX_KEY, REVOKED_KEY, ROOMS_ONLY_KEY, startGateway, type TestGateway } from './helpers/gateway.js';
 
 const SECRET = 'unit-test-secret-0123456789-abcdefghij';
-const base = { issuer: 'vigie', audience: 'vigie', hs256Secret: SECRET, clockSkewSeconds: 30, isKnownTenant: (t: string) => t === 'acme' || t === 'globex' };
+const base = { issuer: 'vigie', audience: 'vigie', hs256Secret: SECRET, clockSkewSeconds: 30, maxIdpTokenAgeSeconds: 3600, tenant: (t: string) => (t === 'acme' || t === 'globex' ? {} : undefined) };
 const claims = { tenant: 'acme', room: 'r1', grants: ['publish', 'subscribe'] };
 const now = () => Math.floor(Date.now() / 1000);
 
@@ -50,7 +50,7 @@ after(() => jwksServer.close());
 
 function signed(kid: string, payload = claims, extra: { sub?: string } = {}) {
   const k = keys[kid]!;
-  return new SignJWT(payload).setProtectedHeader({ alg: k.alg, kid }).setIssuer('vigie').setAudience('vigie').setSubject(extra.sub ?? 'bob').setExpirationTime(now() + 600).sign(k.privateKey);
+  return new SignJWT(payload).setProtectedHeader({ alg: k.alg, kid }).setIssuer('vigie').setAudience('vigie').setSubject(extra.sub ?? 'bob').setIssuedAt().setExpirationTime(now() + 600).sign(k.privateKey);
 }
 
 test('HS256 tokens: valid ones verify, attacks are refused with the right code', async () => {
