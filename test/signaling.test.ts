@@ -177,6 +177,14 @@ test('each connection is rate-limited', async () => {
   await c.request('getRouterRtpCapabilities');
 });
 
+test('a moderator (admin grant) publishes and subscribes, but records only with the record grant', async () => {
+  const mod = await gw.connect();
+  await mod.request('join', { token: await gw.mint({ room: 'moderated', identity: 'mod', grants: ['admin'] }) });
+  assert.ok((await mod.request('createWebRtcTransport', { direction: 'send' })).transportId, 'admin implies publish');
+  assert.ok((await mod.request('createWebRtcTransport', { direction: 'recv' })).transportId, 'admin implies subscribe');
+  await assert.rejects(mod.request('startRecording'), (e: { code: string; message: string }) => e.code === 'FORBIDDEN' && /record grant/.test(e.message));
+});
+
 test('every frame spends the budget: oversized, binary and invalid frames are rate-limited too', async () => {
   const ws = await openRaw();
   const junk: Array<[string | Buffer, boolean]> = [['{oops', false], [Buffer.from([1, 2, 3]), true], [JSON.stringify({ id: 1, method: 'join', data: { token: 'x'.repeat(70 * 1024) } }), false]];
