@@ -62,7 +62,7 @@ const corePlugin = fp(
     app.decorate('tenants', tenants);
     app.decorate('rooms', new RoomDirectory(path.join(config.dataDir, 'rooms.json')));
     app.decorate('sfu', sfu);
-    app.decorate('tokens', new TokenService({ ...config.auth, hs256Secret, isKnownTenant: (t) => tenants.has(t) }));
+    app.decorate('tokens', new TokenService({ ...config.auth, hs256Secret, tenant: (t) => tenants.get(t) }));
     // preClose: rooms close (and their last events are recorded) before the
     // onClose hooks flush the telemetry writer and close ClickHouse.
     app.addHook('preClose', async () => sfu.close());

@@ -1,6 +1,6 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -110,11 +110,62 @@ test('authorization: each case gets the right status and code', async () => {
   assert.ok(mine.body.rooms.every((r: { room: string }) => r.room === 'room-a'), 'a room-scoped token lists only its room');
 });
 
+test('user tokens: recordings need the recordings:read grant and stay in their room; a moderator cannot weaken its room', async () => {
+  // Two catalogued recordings of the same tenant, in two rooms (written as the recording service writes them).
+  const row = (room: string) => ({
+    id: randomUUID(), session_id: 's', tenant: 'acme', room, call_id: `call-${room}`, participants: [], tracks: [], codecs: ['audio/opus'],
+    started_at: Date.now(), ended_at: Date.now(), duration_s: 1, size_bytes: 10, sha256: '0'.repeat(64), content_type: 'audio/ogg',
+    storage_target: 'local', storage_country: 'FR', object_key: `acme/${room}.ogg`, version_id: '', retain_until: null, lock_mode: '',
+    legal_hold: 0, retention_policy: 'default', status: 'ready', deleted_at: null, deletion_reason: '', updated_at: Date.now(),
+  });
+  const mine = row('rec-a');
+  const theirs = row('rec-b');
+  gw.app.telemetry!.writer.write('recordings', mine);
+  gw.app.telemetry!.writer.write('recordings', theirs);
+  await gw.app.telemetry!.writer.flush();
+
+  const moderator = await gw.mint({ room: 'rec-a', identity: 'mod', grants: ['admin'] });
+  const recorder = await gw.mint({ room: 'rec-a', identity: 'rec', grants: ['publish', 'record'] });
+  const viewer = await gw.mint({ room: 'rec-a', identity: 'viewer', grants: ['recordings:read'] });
+  assert.equal((await call('GET', '/v1/recordings', bearer(moderator))).status, 403, 'the admin grant does not read recordings');
+  assert.equal((await call('GET', `/v1/recordings/${mine.id}`, bearer(moderator))).status, 403);
+  assert.equal((await call('GET', '/v1/recordings', bearer(recorder))).status, 403, 'nor does the record grant');
+  assert.equal((await call('POST', '/v1/rooms/rec-a/recording', bearer(moderator), { action: 'start' })).body.error.code, 'FORBIDDEN', 'the admin grant does not record');
+  const listed = await call('GET', '/v1/recordings', bearer(viewer));
+  assert.equal(listed.status, 200, JSON.stringify(listed.body));
+  assert.deepEqual(listed.body.recordings.map((r: { id: string }) => r.id), [mine.id], 'only its own room');
+  assert.deepEqual((await call('GET', '/v1/recordings?room=rec-b', bearer(viewer))).body.recordings, []);
+  assert.equal((await call('GET', `/v1/recordings/${mine.id}`, bearer(viewer))).status, 200);
+  assert.equal((await call('GET', `/v1/recordings/${theirs.id}`, bearer(viewer))).status, 403);
+  assert.equal((await call('GET', `/v1/recordings/${theirs.id}/download`, bearer(viewer))).status, 403);
+
+  // The app declares the room recorded with consent; its moderator cannot turn either off, nor forget the declaration.
+  assert.equal((await call('POST', '/v1/rooms', key(ROOMS_WRITE_KEY), { room: 'rec-a', recordingPolicy: 'always', consentRequired: true })).status, 201);
+  for (const change of [{ recordingPolicy: 'off' }, { recordingPolicy: 'manual' }, { consentRequired: false }, { retentionPolicy: 'short' }]) {
+    const r = await call('POST', '/v1/rooms', bearer(moderator), { room: 'rec-a', ...change });
+    assert.equal(r.status, 403, `${JSON.stringify(change)}: ${JSON.stringify(r.body)}`);
+  }
+  const resized = await call('POST', '/v1/rooms', bearer(moderator), { room: 'rec-a', maxParticipants: 5 });
+  assert.equal(resized.status, 201, JSON.stringify(resized.body));
+  assert.deepEqual(resized.body.options, { maxParticipants: 5, recordingPolicy: 'always', consentRequired: true }, 'what the app decided is kept');
+  assert.equal((await call('DELETE', '/v1/rooms/rec-a', bearer(moderator))).status, 204);
+  assert.equal(gw.app.rooms.optionsFor('acme', 'rec-a').recordingPolicy, 'always', 'the declaration outlives a moderator closing the call');
+  assert.equal((await call('DELETE', '/v1/rooms/rec-a', key(ROOMS_WRITE_KEY))).status, 204);
+  assert.equal(gw.app.rooms.get('acme', 'rec-a'), undefined, 'an API key does forget it');
+});
+
 test('operator admin API: tenants, keys shown once and stored hashed, revocation, persisted across a restart', async () => {
   const op = { 'x-admin-key': ADMIN_KEY };
   const put = await call('PUT', '/v1/admin/tenants/initech', op, { name: 'Initech', embedOrigins: ['https://portal.initech.fr'], allowedLocations: ['FR', 'DE'] });
   assert.equal(put.status, 200);
   assert.equal((await call('PUT', '/v1/admin/tenants/initech', op, { allowedLocations: ['france'] })).status, 400);
+  // Per-tenant token trust: set through the admin API, never shown back, never logged.
+  const ownSecret = `initech-${randomBytes(24).toString('hex')}`;
+  const trusted = await call('PUT', '/v1/admin/tenants/initech', op, { auth: { hs256Secret: ownSecret } });
+  assert.equal(trusted.status, 200, JSON.stringify(trusted.body));
+  assert.deepEqual(trusted.body.auth, { hs256Secret: 'set' });
+  assert.equal((await call('PUT', '/v1/admin/tenants/initech', op, { auth: { hs256Secret: 'short' } })).status, 400);
+  assert.ok(!JSON.stringify((await call('GET', '/v1/admin/tenants', op)).body).includes(ownSecret) && !gw.logs().includes(ownSecret), 'the tenant secret is neither shown nor logged');
   const created = await call('POST', '/v1/admin/tenants/initech/api-keys', op, { scopes: ['tokens:mint', 'rooms:read'] });
   assert.equal(created.status, 201);
   const minted = await call('POST', '/v1/tokens', { 'x-api-key': created.body.key }, { room: 'lobby', identity: 'bob' });

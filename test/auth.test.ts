@@ -1,12 +1,12 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import Fastify from 'fastify';
-import { exportJWK, generateKeyPair, SignJWT, type JWK } from 'jose';
+import { exportJWK, generateKeyPair, jwtVerify, SignJWT, type JWK } from 'jose';
 import { ApiKeyStore, generateApiKey, TokenService, turnCredentials } from '../src/auth/index.js';
 import { ACME_KEY, GLOBEX_KEY, REVOKED_KEY, ROOMS_ONLY_KEY, startGateway, type TestGateway } from './helpers/gateway.js';
 
 const SECRET = 'unit-test-secret-0123456789-abcdefghij';
-const base = { issuer: 'vigie', audience: 'vigie', hs256Secret: SECRET, clockSkewSeconds: 30, isKnownTenant: (t: string) => t === 'acme' || t === 'globex' };
+const base = { issuer: 'vigie', audience: 'vigie', hs256Secret: SECRET, clockSkewSeconds: 30, maxIdpTokenAgeSeconds: 3600, tenant: (t: string) => (t === 'acme' || t === 'globex' ? {} : undefined) };
 const claims = { tenant: 'acme', room: 'r1', grants: ['publish', 'subscribe'] };
 const now = () => Math.floor(Date.now() / 1000);
 
@@ -39,6 +39,11 @@ before(async () => {
     if (kid !== 'rsa-2') published.push({ ...(await exportJWK(publicKey)), kid, alg, use: 'sig' });
     else (keys[kid] as any).jwk = { ...(await exportJWK(publicKey)), kid, alg, use: 'sig' };
   }
+  // A second identity provider, globex's own, with its own key.
+  const globexIdp = await generateKeyPair('ES256', { extractable: true });
+  keys['globex-es'] = { privateKey: globexIdp.privateKey as CryptoKey, alg: 'ES256' };
+  const globexJwk = { ...(await exportJWK(globexIdp.publicKey)), kid: 'globex-es', alg: 'ES256', use: 'sig' };
+  jwksServer.get('/globex/jwks.json', async () => ({ keys: [globexJwk] }));
   jwksServer.get('/jwks.json', async () => {
     jwksFetches++;
     return { keys: published };
@@ -48,9 +53,11 @@ before(async () => {
 });
 after(() => jwksServer.close());
 
-function signed(kid: string, payload = claims, extra: { sub?: string } = {}) {
+function signed(kid: string, payload: Record<string, unknown> = claims, extra: { sub?: string; iat?: number | null; typ?: string } = {}) {
   const k = keys[kid]!;
-  return new SignJWT(payload).setProtectedHeader({ alg: k.alg, kid }).setIssuer('vigie').setAudience('vigie').setSubject(extra.sub ?? 'bob').setExpirationTime(now() + 600).sign(k.privateKey);
+  const jwt = new SignJWT(payload).setProtectedHeader({ alg: k.alg, kid, ...(extra.typ ? { typ: extra.typ } : {}) }).setIssuer('vigie').setAudience('vigie').setSubject(extra.sub ?? 'bob').setExpirationTime(now() + 600);
+  if (extra.iat !== null) jwt.setIssuedAt(extra.iat ?? now());
+  return jwt.sign(k.privateKey);
 }
 
 test('HS256 tokens: valid ones verify, attacks are refused with the right code', async () => {
@@ -105,6 +112,52 @@ test('JWKS: RS256, ES256 and EdDSA keys verify; unknown kids are refused; rotati
   assert.equal(await code(svc.verify(forged)), 'UNAUTHORIZED');
 });
 
+test("per-tenant trust: a tenant's own secret or JWKS signs for it alone, and the global keys no longer do", async () => {
+  const ACME_SECRET = 'acme-own-secret-0123456789-abcdefghijkl';
+  const tenants: Record<string, { auth?: { hs256Secret?: string; jwksUrl?: string } }> = {
+    acme: { auth: { hs256Secret: ACME_SECRET } },
+    globex: { auth: { jwksUrl: jwksUrl.replace('/jwks.json', '/globex/jwks.json') } },
+    initech: {},
+  };
+  const svc = new TokenService({ ...base, jwksUrl, jwksCooldownMs: 0, tenant: (t) => tenants[t] });
+  const forTenant = (tenant: string) => ({ ...claims, tenant });
+  const table: Array<[string, () => Promise<unknown>, string]> = [
+    ["acme's own secret signs for acme", async () => svc.verify(await hs(forTenant('acme'), { secret: ACME_SECRET })), 'OK'],
+    ['the global secret no longer signs for acme', async () => svc.verify(await hs(forTenant('acme'))), 'UNAUTHORIZED'],
+    ["acme's secret cannot sign for globex", async () => svc.verify(await hs(forTenant('globex'), { secret: ACME_SECRET })), 'UNAUTHORIZED'],
+    ["acme's secret cannot sign for initech (global trust)", async () => svc.verify(await hs(forTenant('initech'), { secret: ACME_SECRET })), 'UNAUTHORIZED'],
+    ['the global secret still signs for initech', async () => svc.verify(await hs(forTenant('initech'))), 'OK'],
+    ["globex's IdP signs for globex", async () => svc.verify(await signed('globex-es', forTenant('globex'))), 'OK'],
+    ["globex's IdP cannot sign for acme", async () => svc.verify(await signed('globex-es', forTenant('acme'))), 'UNAUTHORIZED'],
+    ["globex's IdP cannot sign for initech", async () => svc.verify(await signed('globex-es', forTenant('initech'))), 'UNAUTHORIZED'],
+    ['the global IdP no longer signs for globex', async () => svc.verify(await signed('ec-1', forTenant('globex'))), 'UNAUTHORIZED'],
+    ['the global IdP still signs for initech', async () => svc.verify(await signed('ec-1', forTenant('initech'))), 'OK'],
+    ['the global secret cannot sign for globex (IdP only)', async () => svc.verify(await hs(forTenant('globex'))), 'UNAUTHORIZED'],
+  ];
+  for (const [name, run, expected] of table) assert.equal(await code(run()), expected, name);
+
+  // Minting uses the tenant's own secret, and is refused for a tenant that trusts only its IdP.
+  const minted = await svc.mint({ tenant: 'acme', room: 'r1', identity: 'ann', grants: ['publish'], ttlSeconds: 60 });
+  assert.equal((await svc.verify(minted.token)).tenant, 'acme');
+  await assert.rejects(jwtVerify(minted.token, new TextEncoder().encode(SECRET)), 'not signed with the global secret');
+  assert.equal(await code(svc.mint({ tenant: 'globex', room: 'r1', identity: 'gus', grants: ['publish'], ttlSeconds: 60 })), 'FORBIDDEN');
+});
+
+test('typ must be an access token type, and identity-provider tokens must carry a recent iat', async () => {
+  const svc = new TokenService({ ...base, jwksUrl, jwksCooldownMs: 0, maxIdpTokenAgeSeconds: 600 });
+  const table: Array<[string, () => Promise<unknown>, string]> = [
+    ['typ JWT', async () => svc.verify(await signed('ec-1', claims, { typ: 'JWT' })), 'OK'],
+    ['typ at+jwt (RFC 9068)', async () => svc.verify(await signed('ec-1', claims, { typ: 'at+jwt' })), 'OK'],
+    ['typ dpop+jwt', async () => svc.verify(await signed('ec-1', claims, { typ: 'dpop+jwt' })), 'UNAUTHORIZED'],
+    ['typ logout+jwt', async () => svc.verify(await signed('ec-1', claims, { typ: 'logout+jwt' })), 'UNAUTHORIZED'],
+    ['HS256 with typ secevent+jwt', async () => svc.verify(await new SignJWT(claims).setProtectedHeader({ alg: 'HS256', typ: 'secevent+jwt' }).setIssuer('vigie').setAudience('vigie').setSubject('a').setExpirationTime(now() + 60).sign(new TextEncoder().encode(SECRET))), 'UNAUTHORIZED'],
+    ['IdP token without iat', async () => svc.verify(await signed('ec-1', claims, { iat: null })), 'UNAUTHORIZED'],
+    ['IdP token issued 20 min ago (limit 10)', async () => svc.verify(await signed('ec-1', claims, { iat: now() - 1200 })), 'UNAUTHORIZED'],
+    ['IdP token issued 5 min ago', async () => svc.verify(await signed('ec-1', claims, { iat: now() - 300 })), 'OK'],
+  ];
+  for (const [name, run, expected] of table) assert.equal(await code(run()), expected, name);
+});
+
 test('API keys are checked by hash; revoked and unknown keys are refused', () => {
   const k = generateApiKey('tenantk1');
   const store = new ApiKeyStore([{ id: 't', embedOrigins: [], allowedLocations: ['FR'], retentionPolicy: 'default', webhooks: [], apiKeys: [{ id: 'tenantk1', hash: k.hash, scopes: ['tokens:mint'], revoked: false }] }]);
@@ -153,4 +206,34 @@ test('POST /v1/tokens mints a join token and link for the API key\'s tenant', as
   const g = await gw.app.inject({ method: 'POST', url: '/v1/tokens', headers: { authorization: `Bearer ${GLOBEX_KEY.key}` }, payload: { room: 'support-42', identity: 'x' } });
   assert.equal((await gw.app.tokens.verify(g.json().token)).tenant, 'globex');
   assert.ok(!gw.logs().includes(ACME_KEY.key) && !gw.logs().includes(body.token), 'secrets never reach the log');
+
+  // Minting cannot escalate: each grant needs its scope (the tenant admin scope holds them all).
+  const moderatorKey = gw.app.tenants.createApiKey('acme', ['tokens:mint', 'tokens:moderator']);
+  const recorderKey = gw.app.tenants.createApiKey('acme', ['tokens:mint', 'tokens:recorder']);
+  const viewerMintKey = gw.app.tenants.createApiKey('acme', ['tokens:mint', 'recordings:read']);
+  const adminKey = gw.app.tenants.createApiKey('acme', ['admin']);
+  const mint = async (k: string, grants: string[]) => (await gw.app.inject({ method: 'POST', url: '/v1/tokens', headers: { 'x-api-key': k }, payload: { room: 'r', identity: 'i', grants } })).statusCode;
+  const escalation: Array<[string, string, string[], number]> = [
+    ['mint-only key mints admin', ACME_KEY.key, ['publish', 'admin'], 403],
+    ['mint-only key mints record', ACME_KEY.key, ['record'], 403],
+    ['mint-only key mints recordings:read', ACME_KEY.key, ['subscribe', 'recordings:read'], 403],
+    ['mint-only key mints publish+subscribe', ACME_KEY.key, ['publish', 'subscribe'], 200],
+    ['moderator key mints admin', moderatorKey.key, ['admin'], 200],
+    ['moderator key mints record', moderatorKey.key, ['admin', 'record'], 403],
+    ['recorder key mints record', recorderKey.key, ['publish', 'record'], 200],
+    ['recorder key mints admin', recorderKey.key, ['admin'], 403],
+    ['viewer key mints recordings:read', viewerMintKey.key, ['recordings:read'], 200],
+    ['tenant admin key mints everything', adminKey.key, ['publish', 'subscribe', 'record', 'admin', 'recordings:read'], 200],
+  ];
+  for (const [name, k, grants, status] of escalation) assert.equal(await mint(k, grants), status, name);
+
+  // A tenant with its own secret: POST /v1/tokens signs with it, and the admin API never shows it.
+  const OWN = 'globex-own-secret-abcdefghijklmnopqrstuvwxyz';
+  gw.app.tenants.upsert('globex', { auth: { hs256Secret: OWN } });
+  const own = await gw.app.inject({ method: 'POST', url: '/v1/tokens', headers: { authorization: `Bearer ${GLOBEX_KEY.key}` }, payload: { room: 'support-42', identity: 'x' } });
+  assert.equal(own.statusCode, 200, own.body);
+  await jwtVerify(own.json().token, new TextEncoder().encode(OWN));
+  assert.equal((await gw.app.tokens.verify(own.json().token)).tenant, 'globex');
+  assert.equal(await code(gw.app.tokens.verify(await gw.mint({ tenant: 'acme', room: 'r', identity: 'i' }))), 'OK', 'acme keeps the global secret');
+  assert.ok(!gw.logs().includes(OWN), 'a tenant secret never reaches the log');
 });

@@ -177,6 +177,49 @@ test('each connection is rate-limited', async () => {
   await c.request('getRouterRtpCapabilities');
 });
 
+test('a moderator (admin grant) publishes and subscribes, but records only with the record grant', async () => {
+  const mod = await gw.connect();
+  await mod.request('join', { token: await gw.mint({ room: 'moderated', identity: 'mod', grants: ['admin'] }) });
+  assert.ok((await mod.request('createWebRtcTransport', { direction: 'send' })).transportId, 'admin implies publish');
+  assert.ok((await mod.request('createWebRtcTransport', { direction: 'recv' })).transportId, 'admin implies subscribe');
+  await assert.rejects(mod.request('startRecording'), (e: { code: string; message: string }) => e.code === 'FORBIDDEN' && /record grant/.test(e.message));
+});
+
+test('every frame spends the budget: oversized, binary and invalid frames are rate-limited too', async () => {
+  const ws = await openRaw();
+  const junk: Array<[string | Buffer, boolean]> = [['{oops', false], [Buffer.from([1, 2, 3]), true], [JSON.stringify({ id: 1, method: 'join', data: { token: 'x'.repeat(70 * 1024) } }), false]];
+  const codes: string[] = [];
+  const all = new Promise<void>((resolve) => {
+    ws.on('message', (d: Buffer) => {
+      const msg = JSON.parse(d.toString());
+      if (!msg.notification) codes.push(msg.error?.code);
+      if (codes.length === 120) resolve();
+    });
+  });
+  for (let i = 0; i < 120; i++) ws.send(junk[i % 3]![0], { binary: junk[i % 3]![1] });
+  await all;
+  const limited = codes.filter((c) => c === 'RATE_LIMITED').length;
+  assert.ok(limited >= 40, `of 120 junk frames with a burst of 40, ${limited} were refused as RATE_LIMITED (the rest: INVALID_REQUEST)`);
+  ws.close();
+});
+
+test('a connection that keeps sending 25 times its rate is closed with 4008', async () => {
+  const ws = await openRaw();
+  ws.on('message', () => undefined);
+  const closed = new Promise<number>((resolve) => ws.once('close', (code) => resolve(code)));
+  // 500 frames a second against a limit of 20, for at most 6 seconds.
+  let id = 0;
+  const flood = setInterval(() => {
+    for (let i = 0; i < 10 && ws.readyState === ws.OPEN; i++) ws.send(JSON.stringify({ id: ++id, method: 'getRouterRtpCapabilities', data: {} }));
+  }, 20);
+  const code = await Promise.race([closed, new Promise<string>((r) => setTimeout(() => r('still open after 6 s'), 6000))]);
+  clearInterval(flood);
+  assert.equal(code, 4008, `closed after ${id} frames`);
+  // The server goes on serving everyone else.
+  const other = await gw.connect();
+  assert.equal((await other.request('join', { token: await gw.mint({ room: 'after-flood', identity: 'calm' }) })).room, 'after-flood');
+});
+
 test('tokens in URLs never reach the log', async () => {
   const token = await gw.mint({ room: 'logs', identity: 'carol' });
   await gw.app.inject(`/join?token=${token}`);

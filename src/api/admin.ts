@@ -1,6 +1,6 @@
 import type { FastifyInstance, RouteShorthandOptions } from 'fastify';
 import { z } from 'zod';
-import type { TenantConfig } from '../config/index.js';
+import { API_KEY_SCOPES, tenantAuthSchema, type TenantConfig } from '../config/index.js';
 import { requireOperator } from './principal.js';
 import { openapi, parse } from './schema.js';
 import { addWebhookFromBody, publicEndpoint, webhookBody } from './webhooks.js';
@@ -12,12 +12,15 @@ const tenantBody = z.object({
   embedOrigins: z.array(z.string()).optional(),
   allowedLocations: z.array(z.string()).optional(),
   retentionPolicy: z.string().optional(),
+  /** The tenant's own token trust (replaces the previous one). */
+  auth: tenantAuthSchema.optional(),
 });
-const keyBody = z.object({ scopes: z.array(z.enum(['tokens:mint', 'rooms:read', 'rooms:write', 'recordings:read', 'dpo', 'admin'])).min(1) });
+const keyBody = z.object({ scopes: z.array(z.enum(API_KEY_SCOPES)).min(1) });
 
-/** What the admin API shows of a tenant: never a key hash or a webhook secret. */
+/** What the admin API shows of a tenant: never a key hash, a token secret or a webhook secret. */
 const publicTenant = (t: TenantConfig) => ({
   ...t,
+  auth: t.auth && { jwksUrl: t.auth.jwksUrl, hs256Secret: t.auth.hs256Secret ? 'set' : undefined },
   apiKeys: t.apiKeys.map(({ hash: _hash, ...k }) => k),
   webhooks: t.webhooks.map(publicEndpoint),
 });

@@ -10,14 +10,15 @@
  * Callers authenticate with a tenant API key (scoped) or a user JWT (principal.ts);
  * every call is confined to the caller's tenant. Bodies are validated by zod,
  * the same schemas documented in OpenAPI. Errors: `{ error: { code, message } }`.
- * Requests are rate-limited per API key.
+ * Failed authentications are rate-limited per client address, and
+ * authenticated requests per verified caller, so that nobody can spend another's budget.
  */
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import { VigieError } from '../errors.js';
 import { adminRoutes } from './admin.js';
-import { apiKeyFrom } from './principal.js';
+import { authenticate, requireOperator } from './principal.js';
 import { roomRoutes } from './rooms.js';
 import { tokenRoutes } from './tokens.js';
 import { webhookRoutes } from './webhooks.js';
@@ -60,12 +61,30 @@ export default async function apiPlugin(app: FastifyInstance): Promise<void> {
   });
 
   await app.register(async (v1) => {
-    await v1.register(rateLimit, {
-      max: app.config.api.ratePerMinute,
-      timeWindow: '1 minute',
-      // Per API key: one tenant's burst must not starve another's.
-      keyGenerator: (req) => apiKeyFrom(req)?.split('_')[1] ?? req.ip,
-      errorResponseBuilder: (_req, ctx) => new VigieError('RATE_LIMITED', `rate limit of ${ctx.max} requests per ${ctx.after} exceeded`),
+    await v1.register(rateLimit, { global: false });
+    // The budget of a caller is spent only once its credential is verified: a key id
+    // alone (which anyone can put in a forged key) no longer names whose budget to spend.
+    const callers = new WeakMap<FastifyRequest, string>();
+    const perCaller = v1.createRateLimit({ max: app.config.api.ratePerMinute, timeWindow: '1 minute', keyGenerator: (req) => callers.get(req)! });
+    const authFailures = v1.createRateLimit({ max: app.config.api.authFailuresPerMinute, timeWindow: '1 minute', keyGenerator: (req) => req.ip });
+    type Outcome = Awaited<ReturnType<typeof perCaller>>;
+    const check = (reply: FastifyReply, r: Outcome, what: string) => {
+      if (r.isAllowed || !r.isExceeded) return;
+      reply.header('retry-after', r.ttlInSeconds);
+      throw new VigieError('RATE_LIMITED', `rate limit of ${r.max} ${what} per minute exceeded`);
+    };
+    // onRequest of this scope runs before the routes' own hooks (the operator check of /v1/admin).
+    v1.addHook('onRequest', async (req, reply) => {
+      let caller: string;
+      try {
+        caller = req.routeOptions.url?.startsWith('/v1/admin') ? (requireOperator(app, req), 'operator') : (await authenticate(app, req)).caller;
+      } catch (err) {
+        if (!(err instanceof VigieError) || err.code !== 'UNAUTHORIZED') return; // the handler meets it again
+        check(reply, await authFailures(req), 'failed authentications');
+        return; // the handler answers 401 (and records the attempt where it audits)
+      }
+      callers.set(req, caller);
+      check(reply, await perCaller(req), 'requests');
     });
     await v1.register(tokenRoutes);
     await v1.register(roomRoutes);

@@ -12,8 +12,10 @@ export interface Principal {
   room?: string;
   /** For logs and the audit trail: `key:<id>` or `user` (identities are not logged). */
   actor: string;
-  /** A user token with the record (or admin) grant: may start and stop its room's recording. */
+  /** A user token with the record grant: may start and stop its room's recording. */
   canRecord?: boolean;
+  /** Whose request budget this request spends: the verified key, or the token's tenant, room and identity. */
+  caller: string;
 }
 
 export function apiKeyFrom(req: FastifyRequest): string | undefined {
@@ -23,19 +25,41 @@ export function apiKeyFrom(req: FastifyRequest): string | undefined {
   return auth?.startsWith('Bearer vk_') ? auth.slice('Bearer '.length) : undefined;
 }
 
-/** A tenant API key, or a participant JWT whose `admin` grant lets it manage its own room. */
-export async function authenticate(app: FastifyInstance, req: FastifyRequest): Promise<Principal> {
+/** One authentication per request: the rate limiter and the handler share it. */
+const authenticated = new WeakMap<FastifyRequest, Promise<Principal>>();
+
+/**
+ * A tenant API key, or a participant JWT: its `admin` grant lets it manage its
+ * own room, its `recordings:read` grant read its own room's recordings.
+ */
+export function authenticate(app: FastifyInstance, req: FastifyRequest): Promise<Principal> {
+  let p = authenticated.get(req);
+  if (!p) {
+    p = authenticateOnce(app, req);
+    authenticated.set(req, p);
+  }
+  return p;
+}
+
+async function authenticateOnce(app: FastifyInstance, req: FastifyRequest): Promise<Principal> {
   const key = apiKeyFrom(req);
   let principal: Principal;
   if (key) {
     const p = app.tenants.authenticate(key);
-    principal = { tenant: p.tenant, scopes: p.scopes, actor: `key:${p.keyId}` };
+    principal = { tenant: p.tenant, scopes: p.scopes, actor: `key:${p.keyId}`, caller: `key:${p.keyId}` };
   } else if (req.headers.authorization?.startsWith('Bearer ')) {
     const claims = await app.tokens.verify(req.headers.authorization.slice('Bearer '.length));
     const scopes = new Set<ApiKeyScope>();
-    if (claims.grants.has('admin')) for (const s of ['rooms:read', 'rooms:write', 'recordings:read'] as const) scopes.add(s);
-    else if (claims.grants.has('record')) scopes.add('recordings:read');
-    principal = { tenant: claims.tenant, scopes, room: claims.room, actor: 'user', canRecord: claims.grants.has('record') || claims.grants.has('admin') };
+    if (claims.grants.has('admin')) scopes.add('rooms:read').add('rooms:write');
+    if (claims.grants.has('recordings:read')) scopes.add('recordings:read');
+    principal = {
+      tenant: claims.tenant,
+      scopes,
+      room: claims.room,
+      actor: 'user',
+      canRecord: claims.grants.has('record'),
+      caller: `user:${claims.tenant}:${claims.room}:${claims.identity}`,
+    };
   } else {
     throw new VigieError('UNAUTHORIZED', 'send an API key (x-api-key) or a bearer token');
   }

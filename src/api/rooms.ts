@@ -12,6 +12,9 @@ const participantParam = roomParam.extend({ participantId: z.string().min(1).max
 const createBody = roomOptionsSchema.extend({ room: z.string().regex(ROOM_ID, 'room must be 1-64 letters, digits, _ or -') });
 const muteBody = z.object({ kind: z.enum(['audio', 'video']).optional() });
 
+/** Options that only the business app (an API key) sets: a moderator cannot turn its room's recording or consent off. */
+const APP_ONLY_OPTIONS = ['recordingPolicy', 'consentRequired', 'retentionPolicy'] as const;
+
 function liveView(room: Room | undefined) {
   if (!room) return null;
   return { callId: room.callId, startedAt: new Date(room.createdAt).toISOString(), participants: room.peers.size };
@@ -42,6 +45,15 @@ export async function roomRoutes(app: FastifyInstance): Promise<void> {
     const { room, ...options } = parse(createBody, req.body);
     requireScope(p, 'rooms:write', room);
     annotateRequest(req, { room });
+    if (p.room !== undefined) {
+      // A moderator keeps what the app decided (or the defaults), and is told when it tries to change it.
+      const current = app.rooms.optionsFor(p.tenant, room);
+      const given = req.body as Record<string, unknown>;
+      for (const k of APP_ONLY_OPTIONS) {
+        if (k in given && options[k] !== current[k]) throw new VigieError('FORBIDDEN', `a moderator token cannot change ${k}; an API key with rooms:write can`);
+        Object.assign(options, { [k]: current[k] });
+      }
+    }
     app.rooms.declare(p.tenant, room, options);
     req.log.info({ tenant: p.tenant, actor: p.actor, room }, 'room declared');
     return reply.code(201).send(describe(p.tenant, room));
@@ -69,7 +81,8 @@ export async function roomRoutes(app: FastifyInstance): Promise<void> {
     requireScope(p, 'rooms:write', room);
     findRoom(p.tenant, room);
     app.sfu.getRoom(p.tenant, room)?.close('closed-by-api');
-    app.rooms.remove(p.tenant, room);
+    // A moderator ends the call but cannot forget the declaration: its room would reopen with default (weaker) options.
+    if (p.room === undefined) app.rooms.remove(p.tenant, room);
     req.log.info({ tenant: p.tenant, actor: p.actor, room }, 'room closed through the API');
     return reply.code(204).send();
   });

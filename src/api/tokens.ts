@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
-import { GRANTS, ROOM_ID } from '../auth/index.js';
+import { GRANTS, ROOM_ID, type ApiKeyScope, type Grant } from '../auth/index.js';
 import { VigieError } from '../errors.js';
 import { authenticate, requireScope } from './principal.js';
 import { openapi, parse } from './schema.js';
@@ -14,12 +14,25 @@ const mintBody = z.object({
   ttlSeconds: z.number().int().min(30).optional(),
 });
 
+/** The scope a key needs to put each grant in a token: a key never hands out more than it holds. */
+const SCOPE_FOR_GRANT: Record<Grant, ApiKeyScope> = {
+  publish: 'tokens:mint',
+  subscribe: 'tokens:mint',
+  admin: 'tokens:moderator',
+  record: 'tokens:recorder',
+  'recordings:read': 'recordings:read',
+};
+
 export async function tokenRoutes(app: FastifyInstance): Promise<void> {
   app.post('/v1/tokens', { schema: { tags: ['tokens'], summary: 'Mint a join token and link (link + token integration)', body: openapi(mintBody), security: [{ apiKey: [] }] } }, async (req) => {
     const principal = await authenticate(app, req);
     requireScope(principal, 'tokens:mint');
     if (principal.room !== undefined) throw new VigieError('FORBIDDEN', 'tokens are minted with an API key');
     const body = parse(mintBody, req.body);
+    for (const g of body.grants) {
+      const scope = SCOPE_FOR_GRANT[g];
+      if (!principal.scopes.has(scope) && !principal.scopes.has('admin')) throw new VigieError('FORBIDDEN', `minting the ${g} grant needs the ${scope} scope`);
+    }
     const maxTtl = app.config.auth.maxTokenTtlSeconds;
     const ttlSeconds = body.ttlSeconds ?? Math.min(3600, maxTtl);
     if (ttlSeconds > maxTtl) throw new VigieError('INVALID_REQUEST', `ttlSeconds may not exceed ${maxTtl}`);

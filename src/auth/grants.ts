@@ -1,4 +1,10 @@
-export const GRANTS = ['publish', 'subscribe', 'record', 'admin'] as const;
+/**
+ * What a user token allows. `admin` makes a moderator (manage its own room, and
+ * publish and subscribe); `record` starts and stops its room's recording;
+ * `recordings:read` lists and downloads its room's recordings. Neither of the
+ * last two is implied by `admin`: each must be granted, by a key allowed to.
+ */
+export const GRANTS = ['publish', 'subscribe', 'record', 'admin', 'recordings:read'] as const;
 export type Grant = (typeof GRANTS)[number];
 
 /** The verified content of an access token. */
@@ -14,5 +20,5 @@ export interface AccessClaims {
 }
 
 export function hasGrant(claims: Pick<AccessClaims, 'grants'>, grant: Grant): boolean {
-  return claims.grants.has(grant) || claims.grants.has('admin');
+  return claims.grants.has(grant) || (claims.grants.has('admin') && (grant === 'publish' || grant === 'subscribe'));
 }

@@ -12,7 +12,7 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { SETTINGS, tenantSchema, type TenantConfig } from './settings.js';
 
-export { SETTINGS, tenantSchema, type TenantConfig, type WebhookEndpointConfig } from './settings.js';
+export { API_KEY_SCOPES, SETTINGS, tenantAuthSchema, tenantSchema, type TenantConfig, type TenantAuthConfig, type WebhookEndpointConfig } from './settings.js';
 
 export interface Config {
   configFile?: string;
@@ -41,14 +41,15 @@ export interface Config {
     jwksUrl?: string;
     clockSkewSeconds: number;
     maxTokenTtlSeconds: number;
+    maxIdpTokenAgeSeconds: number;
   };
-  signaling: { maxFrameBytes: number; ratePerSecond: number; rateBurst: number };
+  signaling: { maxFrameBytes: number; ratePerSecond: number; rateBurst: number; maxConnectionsPerIp: number; joinTimeoutMs: number };
   ice: { stunUrls: string[]; turnUrls: string[]; turnSecret?: string; turnCredentialTtlSeconds: number };
   clickhouse: { url?: string; user: string; password?: string; database: string; cluster?: string; requestTimeoutMs: number };
   telemetry: { enabled: boolean; statsIntervalMs: number; clientStatsIntervalMs: number; statsConcurrency: number; pseudonymSecret?: string };
   writer: { batchRows: number; flushIntervalMs: number; maxBufferedRows: number; spoolMaxBytes: number; spoolFullPolicy: 'drop-oldest' | 'drop-newest' };
   adminKeyHash?: string;
-  api: { ratePerMinute: number };
+  api: { ratePerMinute: number; authFailuresPerMinute: number };
   webhooks: { allowPrivateTargets: boolean; allowHttp: boolean; timeoutMs: number; maxAttempts: number; backoffBaseMs: number; disableAfterFailures: number; replayWindowSeconds: number };
   quality: { alertMos: number; alertSeconds: number };
   storage: {

@@ -67,10 +67,13 @@ export const SETTINGS: readonly SettingSpec[] = [
   setting('auth.jwksUrl', 'VIGIE_AUTH_JWKS_URL', url.optional(), 'unset', 'JWKS of an identity provider; tokens signed with RS256/ES256/EdDSA keys from it are accepted.'),
   setting('auth.clockSkewSeconds', 'VIGIE_AUTH_CLOCK_SKEW_S', z.coerce.number().int().min(0).max(300).default(30), '30', 'Tolerance on exp/nbf/iat.'),
   setting('auth.maxTokenTtlSeconds', 'VIGIE_AUTH_MAX_TOKEN_TTL_S', positiveInt.max(7 * 86400).default(86400), '86400', 'Longest TTL `POST /v1/tokens` will mint.'),
+  setting('auth.maxIdpTokenAgeSeconds', 'VIGIE_AUTH_IDP_MAX_TOKEN_AGE_S', positiveInt.max(7 * 86400).default(3600), '3600', 'Oldest identity-provider (JWKS) token accepted, by its `iat`, whatever its `exp`; such tokens must carry `iat`.'),
 
   setting('signaling.maxFrameBytes', 'VIGIE_SIGNALING_MAX_FRAME_BYTES', positiveInt.min(1024).max(1 << 20).default(64 * 1024), '65536', 'Largest signaling frame accepted; larger ones are refused.'),
   setting('signaling.ratePerSecond', 'VIGIE_SIGNALING_RATE_PER_S', positiveInt.max(10_000).default(50), '50', 'Sustained requests per second per connection.'),
   setting('signaling.rateBurst', 'VIGIE_SIGNALING_RATE_BURST', positiveInt.max(10_000).default(100), '100', 'Burst of requests per connection above the sustained rate.'),
+  setting('signaling.maxConnectionsPerIp', 'VIGIE_SIGNALING_MAX_CONNECTIONS_PER_IP', positiveInt.max(100_000).default(100), '100', 'Open signaling connections allowed from one client address; more are closed with 1013.'),
+  setting('signaling.joinTimeoutMs', 'VIGIE_SIGNALING_JOIN_TIMEOUT_MS', positiveInt.min(500).max(300_000).default(10_000), '10000', 'A connection that has not joined a room this long after opening is closed with 1008.'),
 
   setting('ice.stunUrls', 'VIGIE_STUN_URLS', csv.default([]), 'none', 'Comma-separated stun: URLs given to clients.'),
   setting('ice.turnUrls', 'VIGIE_TURN_URLS', csv.default([]), 'none', 'Comma-separated turn:/turns: URLs given to clients.'),
@@ -96,7 +99,8 @@ export const SETTINGS: readonly SettingSpec[] = [
   setting('writer.spoolFullPolicy', 'VIGIE_SPOOL_FULL_POLICY', z.enum(['drop-oldest', 'drop-newest']).default('drop-oldest'), 'drop-oldest', 'What a full spool gives up: its oldest segment, or the batch being written. Either way it is logged and counted.'),
 
   setting('adminKeyHash', 'VIGIE_ADMIN_KEY_HASH', z.string().regex(/^sha256:[0-9a-f]{64}$/, 'must be sha256:<64 hex digits>').optional(), 'unset (admin API off)', 'Hash of the operator key for /v1/admin (tenants, API keys). The key itself is never stored.', SECRET),
-  setting('api.ratePerMinute', 'VIGIE_API_RATE_PER_MIN', positiveInt.max(100_000_000).default(600), '600', 'REST requests per minute per API key (or per IP without one).'),
+  setting('api.ratePerMinute', 'VIGIE_API_RATE_PER_MIN', positiveInt.max(100_000_000).default(600), '600', 'REST requests per minute per authenticated caller (verified API key, user token, or the operator key).'),
+  setting('api.authFailuresPerMinute', 'VIGIE_API_AUTH_FAILURES_PER_MIN', positiveInt.max(100_000_000).default(30), '30', 'Failed authentications per minute per client address; beyond it, requests from that address that fail to authenticate get 429.'),
   setting('webhooks.allowPrivateTargets', 'VIGIE_WEBHOOK_ALLOW_PRIVATE', bool.default(false), 'false', 'Allow webhook URLs that resolve to private, loopback or link-local addresses (SSRF protection off).'),
   setting('webhooks.allowHttp', 'VIGIE_WEBHOOK_ALLOW_HTTP', bool.default(false), 'false', 'Allow plain http:// webhook URLs. Off by default: deliveries carry participant identities, so they go over https only.'),
   setting('webhooks.timeoutMs', 'VIGIE_WEBHOOK_TIMEOUT_MS', positiveInt.min(100).max(60_000).default(5000), '5000', 'Timeout of one delivery attempt.'),
@@ -130,6 +134,27 @@ export const SETTINGS: readonly SettingSpec[] = [
 ];
 
 /**
+ * What an API key may be allowed. `tokens:moderator` and `tokens:recorder` let a
+ * minting key put the `admin` and `record` grants in a token; `recordings:read`
+ * also lets it mint the `recordings:read` grant.
+ */
+export const API_KEY_SCOPES = ['tokens:mint', 'tokens:moderator', 'tokens:recorder', 'rooms:read', 'rooms:write', 'recordings:read', 'dpo', 'admin'] as const;
+
+/**
+ * A tenant's own trust for user tokens. When set, only these keys sign for the
+ * tenant (the global secret and JWKS no longer do), and they sign for nobody else.
+ */
+export const tenantAuthSchema = z
+  .object({
+    /** HS256 secret of this tenant's business app; also what the gateway mints this tenant's tokens with. */
+    hs256Secret: z.string().min(32, 'must be at least 32 characters').optional(),
+    /** JWKS of this tenant's identity provider (RS256, ES256, EdDSA). */
+    jwksUrl: z.url().refine((u) => /^https?:\/\//.test(u), 'must be http(s)').optional(),
+  })
+  .strict()
+  .refine((a) => a.hs256Secret !== undefined || a.jwksUrl !== undefined, 'set hs256Secret, jwksUrl or both');
+
+/**
  * Tenants are structured, so they come from the config file only. Issue #6
  * adds an admin API on top of the same shape.
  */
@@ -144,11 +169,13 @@ export const tenantSchema = z.object({
         id: z.string().regex(/^[A-Za-z0-9]{4,32}$/, '4 to 32 letters or digits'),
         /** `sha256:<hex>` of the whole key; the clear key is never stored. */
         hash: z.string().regex(/^sha256:[0-9a-f]{64}$/, 'must be sha256:<64 hex digits>'),
-        scopes: z.array(z.enum(['tokens:mint', 'rooms:read', 'rooms:write', 'recordings:read', 'dpo', 'admin'])).default(['tokens:mint']),
+        scopes: z.array(z.enum(API_KEY_SCOPES)).default(['tokens:mint']),
         revoked: z.boolean().default(false),
       }),
     )
     .default([]),
+  /** Per-tenant token trust; unset: the global VIGIE_AUTH_HS256_SECRET and VIGIE_AUTH_JWKS_URL. */
+  auth: tenantAuthSchema.optional(),
   /** Storage locations (ISO country codes) this tenant's recordings may be kept in. */
   allowedLocations: z.array(z.string().regex(/^[A-Z]{2}$/, 'ISO 3166-1 alpha-2 country code')).min(1).default(['FR']),
   /** Name of the retention policy (retention-policies/) that applies to this tenant. */
@@ -169,3 +196,4 @@ export const tenantSchema = z.object({
 });
 export type TenantConfig = z.infer<typeof tenantSchema>;
 export type WebhookEndpointConfig = TenantConfig['webhooks'][number];
+export type TenantAuthConfig = z.infer<typeof tenantAuthSchema>;

@@ -25,8 +25,12 @@ export interface SessionContext {
 /** Close codes the SDK understands. */
 export const CLOSE_CODES = { replaced: 4000, removed: 4001, rateLimited: 4008, tooBig: 1009 } as const;
 
-/** Rate-limit violations in a row before the connection is dropped. */
-const MAX_RATE_VIOLATIONS = 200;
+/**
+ * Refused frames a connection may accumulate, in units of its burst, before it
+ * is dropped; the debt is forgiven at half the sustained rate. A burst is
+ * refused and forgiven; a connection that keeps sending above its rate is closed.
+ */
+const STRIKE_BURSTS = 4;
 
 /**
  * One WebSocket connection. Validates every frame, authorizes every request
@@ -37,7 +41,8 @@ export class SignalingSession {
   #peer?: Peer;
   #room?: Room;
   readonly #bucket: TokenBucket;
-  #rateViolations = 0;
+  /** Refused frames, as a bucket: empty means the connection keeps flooding. */
+  readonly #strikes: TokenBucket;
   #closed = false;
   /** Requests are handled one at a time, in order, as a client expects. */
   #queue: Promise<void> = Promise.resolve();
@@ -47,7 +52,9 @@ export class SignalingSession {
     private readonly ctx: SessionContext,
     private log: Logger,
   ) {
-    this.#bucket = new TokenBucket(ctx.config.signaling.ratePerSecond, ctx.config.signaling.rateBurst);
+    const { ratePerSecond, rateBurst } = ctx.config.signaling;
+    this.#bucket = new TokenBucket(ratePerSecond, rateBurst);
+    this.#strikes = new TokenBucket(ratePerSecond / 2, rateBurst * STRIKE_BURSTS);
     socket.on('message', (raw, isBinary) => this.#onFrame(raw as Buffer, isBinary));
     socket.on('close', () => this.#onClose());
     socket.on('error', (err) => this.log.debug({ err }, 'websocket error'));
@@ -66,6 +73,11 @@ export class SignalingSession {
 
   #onFrame(raw: Buffer, isBinary: boolean): void {
     if (this.#closed) return;
+    // Every frame spends budget, whatever it holds: oversized, binary and invalid ones too.
+    if (!this.#bucket.take()) {
+      this.#refuseOverLimit(raw, isBinary);
+      return;
+    }
     if (raw.length > this.ctx.config.signaling.maxFrameBytes) {
       this.#send({ id: null, ok: false, error: { code: 'INVALID_REQUEST', message: `frame of ${raw.length} bytes exceeds the ${this.ctx.config.signaling.maxFrameBytes}-byte limit` } });
       return;
@@ -89,14 +101,27 @@ export class SignalingSession {
       return;
     }
     const { id, method, data } = envelope.data;
-    // Checked after parsing (cheap at this size) so the refusal names the request it refuses.
-    if (!this.#bucket.take()) {
-      this.#send({ id, ok: false, error: { code: 'RATE_LIMITED', message: 'too many requests; slow down' } });
-      if (++this.#rateViolations > MAX_RATE_VIOLATIONS) this.socket.close(CLOSE_CODES.rateLimited, 'rate limited');
+    this.#queue = this.#queue.then(() => this.#handle(id, method, data ?? {}));
+  }
+
+  /** Refuses a frame over the rate limit, or closes a connection that keeps flooding. */
+  #refuseOverLimit(raw: Buffer, isBinary: boolean): void {
+    if (!this.#strikes.take()) {
+      this.#closed = true;
+      this.log.warn('signaling connection closed: it kept sending above its rate limit');
+      this.socket.close(CLOSE_CODES.rateLimited, 'rate limited');
       return;
     }
-    this.#rateViolations = 0;
-    this.#queue = this.#queue.then(() => this.#handle(id, method, data ?? {}));
+    // Name the refused request when it is small enough to read, so that the client's pending call ends now.
+    let id: unknown = null;
+    if (!isBinary && raw.length <= this.ctx.config.signaling.maxFrameBytes) {
+      try {
+        id = (JSON.parse(raw.toString('utf8')) as { id?: unknown } | null)?.id;
+      } catch {
+        // not JSON: refused without an id
+      }
+    }
+    this.#send({ id: typeof id === 'number' || typeof id === 'string' ? id : null, ok: false, error: { code: 'RATE_LIMITED', message: 'too many requests; slow down' } });
   }
 
   /** One span per request, with tenant and room once known; never the request's data (it can hold a token). */

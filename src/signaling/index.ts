@@ -4,6 +4,11 @@
  * Needs the `sfu`, `tokens` and `config` decorations; offers
  * `signalingSessions`, the live connections by peer id. Each connection is a
  * SignalingSession; see protocol.ts for the messages and their schemas.
+ *
+ * One client address holds at most `maxConnectionsPerIp` connections (more are
+ * closed with 1013, "try again later"), and a connection that has not joined a
+ * room within `joinTimeoutMs` is closed with 1008: sockets cost memory and file
+ * descriptors before any token is checked.
  */
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
@@ -14,7 +19,7 @@ export { SignalingSession, CLOSE_CODES } from './SignalingSession.js';
 export * from './protocol.js';
 
 async function signalingPlugin(app: FastifyInstance): Promise<void> {
-  const { maxFrameBytes } = app.config.signaling;
+  const { maxFrameBytes, maxConnectionsPerIp, joinTimeoutMs } = app.config.signaling;
   await app.register(websocket, {
     // Frames above the configured limit get an error response; this hard cap
     // only stops a peer from making the server buffer something huge.
@@ -22,8 +27,28 @@ async function signalingPlugin(app: FastifyInstance): Promise<void> {
   });
   const ctx: SessionContext = { sfu: app.sfu, rooms: app.rooms, recording: app.recording?.service, tokens: app.tokens, config: app.config, log: app.log.child({ component: 'signaling' }), sessions: new Map() };
   app.decorate('signalingSessions', ctx.sessions);
+  const openByIp = new Map<string, number>();
   app.get('/ws', { websocket: true }, (socket, req) => {
-    new SignalingSession(socket, ctx, ctx.log.child({ conn: req.id }));
+    const ip = req.ip;
+    const open = (openByIp.get(ip) ?? 0) + 1;
+    openByIp.set(ip, open);
+    socket.once('close', () => {
+      const left = (openByIp.get(ip) ?? 1) - 1;
+      if (left > 0) openByIp.set(ip, left);
+      else openByIp.delete(ip);
+    });
+    if (open > maxConnectionsPerIp) {
+      ctx.log.warn({ conn: req.id, open }, 'signaling connection refused: too many from one address');
+      socket.close(1013, 'too many connections from this address');
+      return;
+    }
+    const session = new SignalingSession(socket, ctx, ctx.log.child({ conn: req.id }));
+    const joinTimer = setTimeout(() => {
+      if (session.peer) return;
+      ctx.log.info({ conn: req.id }, 'signaling connection closed: no join in time');
+      socket.close(1008, 'join timeout');
+    }, joinTimeoutMs);
+    socket.once('close', () => clearTimeout(joinTimer));
   });
 }
 
