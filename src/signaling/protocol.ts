@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { boundedJson, type JsonLimits } from '../boundedJson.js';
 import type { ErrorCode } from '../errors.js';
 import type { Grant } from '../auth/index.js';
 
@@ -122,10 +123,18 @@ export const REQUIRED_GRANT: Partial<Record<Method, Grant>> = {
   stopRecording: 'record',
 };
 
+/**
+ * Request data is bounded before any method schema sees it: the loose parts of
+ * RTP parameters and capabilities reach mediasoup, which clones them
+ * recursively. Generous for real browsers (Chrome's capabilities are about 6
+ * levels and a few hundred values); the frame size is limited separately.
+ */
+export const REQUEST_DATA_LIMITS: JsonLimits = { maxDepth: 16, maxNodes: 10_000, maxStringLength: 8192, maxBytes: 1 << 20 };
+
 export const envelopeSchema = z.object({
   id: z.union([z.number().int().nonnegative(), z.string().min(1).max(64)]),
   method: z.string().min(1).max(64),
-  data: z.unknown().optional(),
+  data: boundedJson(REQUEST_DATA_LIMITS).optional(),
 });
 
 export type ResponseFrame =

@@ -1,0 +1,370 @@
+/**
+ * Property-based fuzzing of every REST route in the OpenAPI document and of
+ * every signaling method, against a real gateway (real mediasoup workers, real
+ * ClickHouse engine). Whatever a client sends, the answer is a 2xx/3xx, or a
+ * 4xx or a signaling error carrying one of the stable ERROR_CODES; never a
+ * 5xx, never INTERNAL, never a crash, and nothing is logged as an error.
+ *
+ * The seed is fixed and the number of runs bounded, so a failure reproduces
+ * and the file runs in a couple of minutes.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import fc from 'fast-check';
+import { WebSocket } from 'ws';
+import { z } from 'zod';
+import { generateApiKey } from '../src/auth/index.js';
+import { ERROR_CODES } from '../src/errors.js';
+import { REQUESTS } from '../src/signaling/protocol.js';
+import { startGateway, type TestGateway } from './helpers/gateway.js';
+
+const SEED = 1111;
+const REST_RUNS = Number(process.env.FUZZ_REST_RUNS ?? 30);
+const SIGNALING_RUNS = Number(process.env.FUZZ_SIGNALING_RUNS ?? 40);
+
+const ADMIN_KEY = 'fuzz-operator-key-0123456789abcdef';
+const ALL_SCOPES_KEY = generateApiKey('fuzzall1');
+const ROOM = 'fuzzroom';
+const SIG_ROOM = 'fuzzsig';
+
+let gw: TestGateway;
+let userToken: string;
+let sigToken: string;
+/** For the participant that joins before-join connections: another identity, so it never replaces the one under test. */
+let beforeToken: string;
+/** Ids that exist on the gateway, so generated requests also reach the code behind the NOT_FOUND checks. */
+const known = { participantIds: [] as string[], transportIds: [] as string[], producerIds: [] as string[], consumerIds: [] as string[] };
+
+// --- generated values that are not JSON-serializable as-is ---------------------
+
+/**
+ * A value nested `levels` deep, far beyond any stack: marked by a placeholder
+ * string and spliced in as text, since the test's own JSON.stringify would
+ * overflow on the real thing.
+ */
+const DEEP = /"\u0000deep:(\d+):(obj|arr)\u0000"/g;
+const deepValue = fc.tuple(fc.integer({ min: 2_000, max: 30_000 }), fc.constantFrom('obj', 'arr')).map(([n, k]) => `\u0000deep:${n}:${k}\u0000`);
+const serialize = (v: unknown): string =>
+  JSON.stringify(v).replace(DEEP, (_m, n: string, k: string) => (k === 'obj' ? '{"a":'.repeat(Number(n)) + '1' + '}'.repeat(Number(n)) : '['.repeat(Number(n)) + ']'.repeat(Number(n))));
+
+/** Something of the wrong kind: any JSON, or a value nested deeper than any stack. */
+const junk = fc.oneof({ weight: 4, arbitrary: fc.jsonValue({ maxDepth: 3 }) }, { weight: 1, arbitrary: deepValue });
+
+// --- JSON Schema (from the OpenAPI document or zod) to arbitraries ---------------
+
+type Schema = Record<string, any>;
+
+/** Mostly values the schema accepts (so requests get past validation), sometimes junk at any level. */
+function fromSchema(s: Schema | undefined, hints: Record<string, fc.Arbitrary<unknown>> = {}, name?: string): fc.Arbitrary<unknown> {
+  const valid = validFromSchema(s ?? {}, hints, name);
+  return fc.oneof({ weight: 6, arbitrary: valid }, { weight: 1, arbitrary: junk });
+}
+
+function validFromSchema(s: Schema, hints: Record<string, fc.Arbitrary<unknown>>, name?: string): fc.Arbitrary<unknown> {
+  if (name && hints[name]) return fc.oneof({ weight: 3, arbitrary: hints[name]! }, { weight: 1, arbitrary: plain(s, hints) });
+  return plain(s, hints);
+}
+
+function plain(s: Schema, hints: Record<string, fc.Arbitrary<unknown>>): fc.Arbitrary<unknown> {
+  if (Array.isArray(s.enum)) return fc.constantFrom(...s.enum);
+  if (s.const !== undefined) return fc.constant(s.const);
+  const alternatives = s.anyOf ?? s.oneOf;
+  if (Array.isArray(alternatives) && alternatives.length) return fc.oneof(...alternatives.map((a: Schema) => validFromSchema(a, hints)));
+  if (Array.isArray(s.allOf) && s.allOf.length) return validFromSchema(s.allOf[0], hints);
+  switch (s.type) {
+    case 'string':
+      if (s.format === 'date-time') return fc.date({ min: new Date('0001-01-01T00:00:00Z'), max: new Date('9999-12-31T23:59:59Z'), noInvalidDate: true }).map((d) => d.toISOString());
+      if (s.format === 'uuid') return fc.uuid();
+      if (s.format === 'uri') return fc.webUrl();
+      if (typeof s.pattern === 'string') return fc.stringMatching(new RegExp(s.pattern)).filter((x) => x.length <= (s.maxLength ?? 4096));
+      return fc.string({ minLength: s.minLength ?? 0, maxLength: Math.min(s.maxLength ?? 64, 300), unit: 'grapheme' });
+    case 'integer':
+      return fc.integer({ min: Math.max(s.minimum ?? -(2 ** 31), Number.MIN_SAFE_INTEGER), max: Math.min(s.maximum ?? 2 ** 31, Number.MAX_SAFE_INTEGER) });
+    case 'number':
+      return fc.double({ min: s.minimum ?? -1e15, max: s.maximum ?? 1e15, noNaN: true, noDefaultInfinity: true });
+    case 'boolean':
+      return fc.boolean();
+    case 'array':
+      return fc.array(fromSchema(s.items, hints), { minLength: s.minItems ?? 0, maxLength: Math.max(s.minItems ?? 0, Math.min(s.maxItems ?? 4, 4)) });
+    case 'object': {
+      const props: Record<string, fc.Arbitrary<unknown>> = {};
+      for (const [k, v] of Object.entries((s.properties ?? {}) as Record<string, Schema>)) props[k] = fromSchema(v, hints, k);
+      const record = fc.record(props, { requiredKeys: (s.required ?? []).filter((k: string) => k in props) });
+      if (!s.additionalProperties || Object.keys(props).length) return record;
+      return fc.dictionary(fc.string({ maxLength: 16 }), fromSchema(s.additionalProperties === true ? {} : s.additionalProperties, hints), { maxKeys: 4 });
+    }
+    default:
+      return fc.jsonValue({ maxDepth: 3 });
+  }
+}
+
+// --- answers -------------------------------------------------------------------
+
+const CODES: readonly string[] = ERROR_CODES;
+
+function assertRestAnswer(what: string, status: number, body: string): void {
+  assert.ok(status < 500, `${what} → ${status} ${body.slice(0, 300)}`);
+  if (status < 400) return;
+  let code: unknown;
+  try {
+    code = JSON.parse(body).error?.code;
+  } catch {
+    /* not JSON: reported below */
+  }
+  assert.ok(typeof code === 'string' && CODES.includes(code) && code !== 'INTERNAL', `${what} → ${status} without a stable error code: ${body.slice(0, 300)}`);
+}
+
+function assertSignalingAnswer(what: string, frame: any): void {
+  if (frame.ok === true) return;
+  const code = frame.error?.code;
+  assert.ok(CODES.includes(code) && code !== 'INTERNAL', `${what} → ${JSON.stringify(frame).slice(0, 300)}`);
+}
+
+/** Log lines at error level or above (pino: 50), which nothing a client sends may cause. */
+function loggedErrors(): string[] {
+  return gw
+    .logs()
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .filter((l) => (JSON.parse(l) as { level: number }).level >= 50);
+}
+
+// --- a raw signaling connection: one request in flight at a time ---------------
+
+class RawSocket {
+  readonly ws: WebSocket;
+  #waiting?: { resolve: (f: any) => void; reject: (e: Error) => void };
+  #closed?: { code: number; reason: string };
+  #nextId = 1;
+
+  constructor(url: string) {
+    this.ws = new WebSocket(url);
+    this.ws.on('message', (raw) => {
+      const frame = JSON.parse(raw.toString());
+      if (frame.notification) return;
+      const w = this.#waiting;
+      this.#waiting = undefined;
+      w?.resolve(frame);
+    });
+    this.ws.on('close', (code, reason) => {
+      this.#closed = { code, reason: reason.toString() };
+      this.#waiting?.reject(new Error(`socket closed (${code} ${reason.toString()})`));
+    });
+  }
+
+  static async open(url: string): Promise<RawSocket> {
+    const s = new RawSocket(url);
+    await new Promise<void>((resolve, reject) => {
+      s.ws.once('open', () => resolve());
+      s.ws.once('error', reject);
+    });
+    return s;
+  }
+
+  /** Sends a raw frame and resolves with the next response (not notification). */
+  send(frame: string | Buffer): Promise<any> {
+    if (this.#closed) return Promise.reject(new Error(`socket closed (${this.#closed.code} ${this.#closed.reason})`));
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('no answer within 30 s')), 30_000);
+      this.#waiting = {
+        resolve: (f) => (clearTimeout(timer), resolve(f)),
+        reject: (e) => (clearTimeout(timer), reject(e)),
+      };
+      this.ws.send(frame);
+    });
+  }
+
+  request(method: string, data: unknown): Promise<any> {
+    return this.send(serialize({ id: this.#nextId++, method, data }));
+  }
+
+  async ok(method: string, data: unknown): Promise<any> {
+    const f = await this.request(method, data);
+    assert.equal(f.ok, true, `${method}: ${JSON.stringify(f)}`);
+    return f.data;
+  }
+
+  close(): void {
+    this.ws.close();
+  }
+}
+
+const OPUS = { mimeType: 'audio/opus', payloadType: 100, clockRate: 48000, channels: 2, parameters: {}, rtcpFeedback: [] };
+let ssrc = 1000;
+const audioRtpParameters = () => ({ mid: '0', codecs: [OPUS], headerExtensions: [], encodings: [{ ssrc: ssrc++ }], rtcp: { cname: 'fuzz', reducedSize: true } });
+
+/** A participant with a send and a receive transport and one audio track. */
+async function joinedSocket(token: string): Promise<{ s: RawSocket; rtpCapabilities: unknown; peerId: string }> {
+  const s = await RawSocket.open(gw.wsUrl);
+  const joined = await s.ok('join', { token });
+  const send = await s.ok('createWebRtcTransport', { direction: 'send' });
+  const recv = await s.ok('createWebRtcTransport', { direction: 'recv' });
+  const { producerId } = await s.ok('produce', { transportId: send.id, kind: 'audio', rtpParameters: audioRtpParameters(), source: 'mic' });
+  known.transportIds.push(send.id, recv.id);
+  known.producerIds.push(producerId);
+  return { s, rtpCapabilities: joined.rtpCapabilities, peerId: joined.peerId };
+}
+
+before(async () => {
+  gw = await startGateway({
+    adminKeyHash: `sha256:${createHash('sha256').update(ADMIN_KEY).digest('hex')}`,
+    api: { ratePerMinute: 100_000_000 },
+    signaling: { ratePerSecond: 10_000, rateBurst: 10_000 },
+    tenants: [
+      { id: 'acme', apiKeys: [{ id: 'fuzzall1', hash: ALL_SCOPES_KEY.hash, scopes: ['tokens:mint', 'rooms:read', 'rooms:write', 'recordings:read', 'dpo', 'admin'] }] },
+      { id: 'globex', apiKeys: [] },
+    ],
+  });
+  userToken = await gw.mint({ room: ROOM, identity: 'fuzz-user', grants: ['publish', 'subscribe', 'record', 'admin'] });
+  sigToken = await gw.mint({ room: SIG_ROOM, identity: 'fuzz-sig', grants: ['publish', 'subscribe', 'record', 'admin'] });
+  beforeToken = await gw.mint({ room: SIG_ROOM, identity: 'fuzz-before', grants: ['publish', 'subscribe', 'record', 'admin'] });
+});
+
+after(async () => {
+  await gw?.close();
+});
+
+test('every REST route in the OpenAPI document answers any input with a 2xx-4xx and a stable error code, never a 5xx', async (t) => {
+  // A live room with a participant, so participant routes reach past NOT_FOUND.
+  const live = await joinedSocket(await gw.mint({ room: ROOM, identity: 'fuzz-present', grants: ['publish', 'subscribe'] }));
+  known.participantIds.push(live.peerId);
+
+  const doc = (await (await fetch(`${gw.url}/docs/openapi.json`)).json()) as { paths: Record<string, Record<string, Schema>> };
+  const routes = Object.entries(doc.paths).flatMap(([p, ops]) => Object.entries(ops).map(([method, op]) => ({ path: p, method: method.toUpperCase(), op })));
+  assert.ok(routes.length >= 25, `only ${routes.length} routes in the OpenAPI document`);
+
+  const hints: Record<string, fc.Arbitrary<unknown>> = {
+    room: fc.constantFrom(ROOM, SIG_ROOM),
+    participantId: fc.constantFrom(...known.participantIds),
+    tenant: fc.constantFrom('globex', 'fuzz-new'),
+    identity: fc.constantFrom('fuzz-user', 'fuzz-present'),
+    // A cursor as the API hands them out (base64url), forged.
+    cursor: fc
+      .oneof(
+        fc.string({ maxLength: 40 }),
+        fc.tuple(fc.string({ maxLength: 20 }), fc.string({ maxLength: 40 })).map(([ms, id]) => `${ms}|${id}`),
+        fc.jsonValue({ maxDepth: 2 }).map((v) => JSON.stringify(v) ?? ''),
+        fc.record({ startedMs: fc.oneof(fc.integer(), fc.double()), id: fc.oneof(fc.uuid(), fc.string()) }).map((v) => JSON.stringify(v)),
+      )
+      .chain((v) => fc.constantFrom(v, Buffer.from(v).toString('base64url'))),
+  };
+
+  for (const route of routes) {
+    await t.test(`${route.method} ${route.path}`, async () => {
+      const params: Schema[] = route.op.parameters ?? [];
+      const pathParams = params.filter((p) => p.in === 'path');
+      const queryParams = params.filter((p) => p.in === 'query');
+      const bodySchema: Schema | undefined = route.op.requestBody?.content?.['application/json']?.schema;
+      const adminRoute = JSON.stringify(route.op.security ?? []).includes('adminKey');
+      const request = fc.record({
+        path: fc.record(Object.fromEntries(pathParams.map((p) => [p.name, fc.oneof({ weight: 4, arbitrary: validFromSchema(p.schema ?? {}, hints, p.name) }, { weight: 1, arbitrary: fc.string({ maxLength: 80 }) })]))),
+        query: fc.tuple(
+          fc.record(Object.fromEntries(queryParams.map((p) => [p.name, fromSchema(p.schema, hints, p.name)])), { requiredKeys: [] }),
+          fc.dictionary(fc.string({ maxLength: 10 }), fc.string({ maxLength: 20 }), { maxKeys: 2 }),
+        ),
+        body: fc.oneof(
+          { weight: 6, arbitrary: fromSchema(bodySchema, hints).map((v) => serialize(v)) },
+          { weight: 1, arbitrary: fc.string({ maxLength: 200 }) },
+        ),
+        auth: adminRoute ? fc.constantFrom('admin', 'admin', 'admin', 'key', 'none') : fc.constantFrom('key', 'key', 'key', 'bearer', 'none'),
+      });
+      await fc.assert(
+        fc.asyncProperty(request, async (r) => {
+          let url = route.path.replace(/\{(\w+)\}/g, (_m, name: string) => encodeURIComponent(String((r.path as Record<string, unknown>)[name] ?? '')) || '%20');
+          const qs = new URLSearchParams();
+          for (const [k, v] of Object.entries({ ...r.query[1], ...r.query[0] })) qs.append(k, typeof v === 'string' ? v : serialize(v));
+          if ([...qs].length) url += `?${qs}`;
+          const headers: Record<string, string> = {};
+          if (r.auth === 'admin') headers['x-admin-key'] = ADMIN_KEY;
+          if (r.auth === 'key') headers['x-api-key'] = ALL_SCOPES_KEY.key;
+          if (r.auth === 'bearer') headers.authorization = `Bearer ${userToken}`;
+          const withBody = route.method !== 'GET' && route.method !== 'HEAD';
+          if (withBody) headers['content-type'] = 'application/json';
+          const res = await fetch(`${gw.url}${url}`, { method: route.method, headers, body: withBody ? r.body : undefined, redirect: 'manual' });
+          assertRestAnswer(`${route.method} ${url} body=${withBody ? r.body.slice(0, 200) : ''}`, res.status, await res.text());
+        }),
+        { seed: SEED, numRuns: REST_RUNS, endOnFailure: true },
+      );
+    });
+  }
+  live.s.close();
+});
+
+test('every signaling method answers any data, before and after joining, with a stable error code, never INTERNAL', async (t) => {
+  const hints: Record<string, fc.Arbitrary<unknown>> = {
+    transportId: fc.constant(null).chain(() => fc.constantFrom(...known.transportIds)),
+    producerId: fc.constant(null).chain(() => fc.constantFrom(...known.producerIds)),
+    consumerId: fc.constant(null).chain(() => fc.constantFrom(...known.producerIds, ...(known.consumerIds.length ? known.consumerIds : ['none']))),
+  };
+  // Another participant's track, for the fuzzed participant to consume.
+  const other = await joinedSocket(await gw.mint({ room: SIG_ROOM, identity: 'fuzz-other', grants: ['publish', 'subscribe'] }));
+  const me = await joinedSocket(sigToken);
+  const recvId = known.transportIds.at(-1)!;
+  const consumed = await me.s.ok('consume', { transportId: recvId, producerId: known.producerIds.at(-2), rtpCapabilities: me.rtpCapabilities });
+  known.consumerIds.push(consumed.consumerId);
+  hints.rtpCapabilities = fc.constant(me.rtpCapabilities);
+  hints.rtpParameters = fc.constant(null).map(() => audioRtpParameters());
+
+  const dataFor = (method: string, token: string) => {
+    const schema = z.toJSONSchema(REQUESTS[method as keyof typeof REQUESTS], { io: 'input', unrepresentable: 'any' }) as Schema;
+    return fromSchema(schema, { ...hints, token: fc.constant(token) });
+  };
+
+  const before = await RawSocket.open(gw.wsUrl);
+  for (const method of Object.keys(REQUESTS)) {
+    await t.test(`${method}, before joining`, async () => {
+      await fc.assert(
+        fc.asyncProperty(dataFor(method, beforeToken), async (data) => {
+          const f = await before.request(method, data);
+          assertSignalingAnswer(`${method} ${serialize(data).slice(0, 200)} (not joined)`, f);
+          if (f.ok && method === 'join') await before.ok('leave', {});
+        }),
+        { seed: SEED, numRuns: SIGNALING_RUNS, endOnFailure: true },
+      );
+    });
+  }
+
+  for (const method of Object.keys(REQUESTS)) {
+    await t.test(`${method}, joined`, async () => {
+      await fc.assert(
+        fc.asyncProperty(dataFor(method, sigToken), async (data) => {
+          // Leaving ends the session under test: it gets a session of its own.
+          const session = method === 'leave' ? (await joinedSocket(await gw.mint({ room: SIG_ROOM, identity: 'fuzz-leaver', grants: ['publish'] }))).s : me.s;
+          const f = await session.request(method, data);
+          assertSignalingAnswer(`${method} ${serialize(data).slice(0, 200)} (joined)`, f);
+          if (session !== me.s) session.close();
+        }),
+        { seed: SEED, numRuns: SIGNALING_RUNS, endOnFailure: true },
+      );
+    });
+  }
+
+  await t.test('raw frames: not JSON, wrong envelopes, binary, deep nesting', async () => {
+    const frame = fc.oneof(
+      fc.string({ maxLength: 200 }),
+      junk.map(serialize),
+      fc.record({ id: junk, method: fc.oneof(fc.constantFrom(...Object.keys(REQUESTS)), fc.string()), data: junk }, { requiredKeys: [] }).map(serialize),
+      fc.uint8Array({ maxLength: 64 }).map((b) => Buffer.from(b)),
+    );
+    await fc.assert(
+      fc.asyncProperty(frame, fc.boolean(), async (raw, joined) => {
+        const f = await (joined ? me.s : before).send(raw);
+        assertSignalingAnswer(`raw frame ${String(raw).slice(0, 200)}`, f);
+      }),
+      { seed: SEED, numRuns: SIGNALING_RUNS * 4, endOnFailure: true },
+    );
+  });
+
+  // Still joined and served after all of that.
+  assert.equal((await me.s.request('getRouterRtpCapabilities', {})).ok, true);
+  before.close();
+  other.s.close();
+  me.s.close();
+});
+
+test('the gateway is still ready afterwards, and nothing a client sent was logged as an error', async () => {
+  const ready = await fetch(`${gw.url}/readyz`);
+  assert.equal(ready.status, 200, await ready.text());
+  assert.deepEqual(loggedErrors().map((l) => l.slice(0, 500)), []);
+});
