@@ -66,6 +66,12 @@ export class Room {
   readonly peers = new Map<string, Peer>();
   readonly createdAt = Date.now();
   #closed = false;
+  /**
+   * Transports whose connect succeeded. dtlsState stays `new` until a DTLS
+   * handshake starts, and the worker refuses a second connect with a plain
+   * Error, which would reach the client as INTERNAL.
+   */
+  readonly #connected = new WeakSet<ms.Transport>();
 
   constructor(
     readonly tenant: string,
@@ -188,8 +194,9 @@ export class Room {
   async connectTransport(peer: Peer, transportId: string, dtlsParameters: ms.DtlsParameters): Promise<void> {
     const transport = this.#transport(peer, transportId);
     if (!('dtlsState' in transport)) throw new VigieError('INVALID_REQUEST', 'not a WebRTC transport');
-    if (transport.dtlsState !== 'new') throw new VigieError('INVALID_REQUEST', 'transport already connected');
+    if (transport.dtlsState !== 'new' || this.#connected.has(transport)) throw new VigieError('INVALID_REQUEST', 'transport already connected');
     await transport.connect({ dtlsParameters });
+    this.#connected.add(transport);
   }
 
   async restartIce(peer: Peer, transportId: string): Promise<ms.IceParameters> {
