@@ -370,6 +370,98 @@ test('every signaling method answers any data, before and after joining, with a 
   me.s.close();
 });
 
+// --- focused regressions: each input the fuzzer (or the issue) found, on its own ---
+
+const restCall = async (method: string, url: string, body?: string) => {
+  const res = await fetch(`${gw.url}${url}`, { method, headers: { 'x-api-key': ALL_SCOPES_KEY.key, ...(body === undefined ? {} : { 'content-type': 'application/json' }) }, body });
+  return { status: res.status, body: (await res.json()) as any };
+};
+
+test('POST /v1/tokens: metadata nested 20 000 levels deep is a 400 naming metadata, not a 500 (stack overflow when signing)', async () => {
+  const deep = '{"a":'.repeat(20_000) + '1' + '}'.repeat(20_000);
+  const r = await restCall('POST', '/v1/tokens', `{"room":"r1","identity":"u1","metadata":${deep}}`);
+  assert.equal(r.status, 400, JSON.stringify(r.body).slice(0, 300));
+  assert.equal(r.body.error.code, 'INVALID_REQUEST');
+  assert.match(r.body.error.message, /^metadata: nested deeper than 8 levels/);
+  // Metadata within the limits still mints a token that verifies.
+  const ok = await restCall('POST', '/v1/tokens', JSON.stringify({ room: 'r1', identity: 'u1', metadata: { a: { b: { c: [1, 'x', null] } } } }));
+  assert.equal(ok.status, 200, JSON.stringify(ok.body));
+  assert.deepEqual((await gw.app.tokens.verify(ok.body.token)).metadata, { a: { b: { c: [1, 'x', null] } } });
+  // Too large as a whole, or one string too long: refused too, before the token would outgrow what verify accepts.
+  for (const metadata of [{ s: 'x'.repeat(1025) }, Object.fromEntries(Array.from({ length: 8 }, (_, i) => [`k${i}`, 'y'.repeat(1000)]))]) {
+    const big = await restCall('POST', '/v1/tokens', JSON.stringify({ room: 'r1', identity: 'u1', metadata }));
+    assert.equal(big.status, 400, JSON.stringify(big.body));
+  }
+});
+
+test('a signed access token whose metadata nests too deep is refused as invalid claims', async () => {
+  const { SignJWT } = await import('jose');
+  // Arrays, to nest deep within the 8192 characters a token may have.
+  const deep = { a: JSON.parse('['.repeat(1_500) + ']'.repeat(1_500)) };
+  const token = await new SignJWT({ tenant: 'acme', room: SIG_ROOM, grants: ['subscribe'], metadata: deep })
+    .setProtectedHeader({ alg: 'HS256' })
+    .setIssuer(gw.config.auth.issuer)
+    .setAudience(gw.config.auth.audience)
+    .setSubject('deep-meta')
+    .setExpirationTime('10m')
+    .sign(new TextEncoder().encode(gw.config.auth.hs256Secret!));
+  await assert.rejects(gw.app.tokens.verify(token), (err: any) => err.code === 'UNAUTHORIZED' && /metadata: nested deeper/.test(err.message));
+});
+
+test('GET /v1/recordings: a forged cursor is a 400 naming the cursor, never NaN sent to ClickHouse', async () => {
+  const b64 = (s: string) => Buffer.from(s).toString('base64url');
+  const forged = [
+    b64('x|y'), // the old format with a non-numeric time: NaN
+    b64('{"startedMs":-1.7976931348623157e308,"id":"256039f9-33ad-451a-8000-0017603045a3"}'),
+    b64('{"startedMs":1,"id":"\' OR 1=1 --"}'),
+    b64('{"startedMs":1.5,"id":"256039f9-33ad-451a-8000-0017603045a3"}'),
+    b64('[]'),
+    'not base64!',
+  ];
+  for (const cursor of forged) {
+    const r = await restCall('GET', `/v1/recordings?cursor=${encodeURIComponent(cursor)}`);
+    assert.equal(r.status, 400, `${cursor}: ${JSON.stringify(r.body)}`);
+    assert.equal(r.body.error.code, 'INVALID_REQUEST');
+    assert.match(r.body.error.message, /^cursor: not a cursor this API issued/);
+  }
+  const valid = await restCall('GET', `/v1/recordings?cursor=${b64('{"startedMs":1795978000000,"id":"256039f9-33ad-451a-8000-0017603045a3"}')}`);
+  assert.equal(valid.status, 200, JSON.stringify(valid.body));
+});
+
+test('signaling: data nested deeper than the limit is INVALID_REQUEST before mediasoup clones it', async () => {
+  const { s } = await joinedSocket(await gw.mint({ room: SIG_ROOM, identity: 'fuzz-deep', grants: ['publish', 'subscribe'] }));
+  const transportId = known.transportIds.at(-2)!;
+  const deep = '['.repeat(20_000) + ']'.repeat(20_000);
+  const rtp = serialize({ ...audioRtpParameters(), mid: '7' }).replace(/}$/, `,"extra":${deep}}`);
+  const f = await s.send(`{"id":1,"method":"produce","data":{"transportId":"${transportId}","kind":"video","source":"camera","rtpParameters":${rtp}}}`);
+  assert.equal(f.ok, false);
+  assert.equal(f.error.code, 'INVALID_REQUEST', JSON.stringify(f));
+  assert.match(f.error.message, /nested deeper than 16 levels/);
+  s.close();
+});
+
+test('signaling: a track whose SSRC or MID is already routed on the transport, and a second connectTransport, are INVALID_REQUEST, not INTERNAL', async () => {
+  const usedSsrc = ssrc; // the next one audioRtpParameters hands out: joinedSocket's track
+  const { s } = await joinedSocket(await gw.mint({ room: SIG_ROOM, identity: 'fuzz-dup', grants: ['publish', 'subscribe'] }));
+  const [sendId, recvId] = known.transportIds.slice(-2) as [string, string];
+  // joinedSocket produced mid 0 with usedSsrc on this transport.
+  const sameMid = await s.request('produce', { transportId: sendId, kind: 'audio', source: 'screen-audio', rtpParameters: { ...audioRtpParameters(), mid: '0' } });
+  assert.equal(sameMid.error?.code, 'INVALID_REQUEST', JSON.stringify(sameMid));
+  assert.match(sameMid.error.message, /mid 0 is already used/);
+  const sameSsrc = await s.request('produce', { transportId: sendId, kind: 'audio', source: 'screen-audio', rtpParameters: { ...audioRtpParameters(), mid: '1', encodings: [{ ssrc: usedSsrc }] } });
+  assert.equal(sameSsrc.error?.code, 'INVALID_REQUEST', JSON.stringify(sameSsrc));
+  assert.match(sameSsrc.error.message, /ssrc \d+ is already used/);
+  // A distinct MID and SSRC on the same transport is still accepted.
+  assert.equal((await s.request('produce', { transportId: sendId, kind: 'audio', source: 'screen-audio', rtpParameters: { ...audioRtpParameters(), mid: '1' } })).ok, true);
+
+  const dtlsParameters = { role: 'client', fingerprints: [{ algorithm: 'sha-256', value: Array.from({ length: 32 }, () => 'AB').join(':') }] };
+  assert.equal((await s.request('connectTransport', { transportId: recvId, dtlsParameters })).ok, true);
+  const again = await s.request('connectTransport', { transportId: recvId, dtlsParameters });
+  assert.equal(again.error?.code, 'INVALID_REQUEST', JSON.stringify(again));
+  assert.match(again.error.message, /already connected/);
+  s.close();
+});
+
 test('the gateway is still ready afterwards, and nothing a client sent was logged as an error', async () => {
   const ready = await fetch(`${gw.url}/readyz`);
   assert.equal(ready.status, 200, await ready.text());
