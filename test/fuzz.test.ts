@@ -462,6 +462,40 @@ test('signaling: a track whose SSRC or MID is already routed on the transport, a
   s.close();
 });
 
+test('signaling: malformed RTP parameters and capabilities are refused by the schema, naming the field, before mediasoup sees them', async () => {
+  const { s } = await joinedSocket(await gw.mint({ room: SIG_ROOM, identity: 'fuzz-rtp', grants: ['publish', 'subscribe'] }));
+  const [sendId, recvId] = known.transportIds.slice(-2) as [string, string];
+  const base = audioRtpParameters();
+  const opus = base.codecs[0]!;
+  const badParameters: Array<[string, unknown]> = [
+    ['codecs.0.mimeType', { ...base, codecs: [{ ...opus, mimeType: 'opus' }] }],
+    ['codecs.0.clockRate', { ...base, codecs: [{ ...opus, clockRate: '48000' }] }],
+    ['codecs.0.parameters', { ...base, codecs: [{ ...opus, parameters: { useinbandfec: [1] } }] }],
+    ['codecs.0.parameters.apt', { ...base, codecs: [{ ...opus, parameters: { apt: '100' } }] }],
+    ['codecs.0.rtcpFeedback.0.type', { ...base, codecs: [{ ...opus, rtcpFeedback: [{ parameter: 'pli' }] }] }],
+    ['codecs', { ...base, codecs: [opus, { ...opus }] }],
+    ['headerExtensions.0.id', { ...base, headerExtensions: [{ uri: 'urn:ietf:params:rtp-hdrext:sdes:mid', id: 0 }] }],
+    ['encodings.0.ssrc', { ...base, encodings: [{ ssrc: 2 ** 32 }] }],
+    ['encodings.0.rtx.ssrc', { ...base, encodings: [{ ssrc: 5, rtx: {} }] }],
+    ['rtcp.reducedSize', { ...base, rtcp: { reducedSize: 'yes' } }],
+  ];
+  for (const [field, rtpParameters] of badParameters) {
+    const f = await s.request('produce', { transportId: sendId, kind: 'audio', source: 'screen-audio', rtpParameters });
+    assert.equal(f.error?.code, 'INVALID_REQUEST', `${field}: ${JSON.stringify(f)}`);
+    assert.ok(f.error.message.startsWith(`invalid produce request: rtpParameters.${field}`), `${field}: ${f.error.message}`);
+  }
+  const producerId = known.producerIds.at(-2)!;
+  for (const [field, rtpCapabilities] of [
+    ['codecs.0.mimeType', { codecs: [{ mimeType: 7, clockRate: 48000 }] }],
+    ['headerExtensions.0.kind', { codecs: [], headerExtensions: [{ kind: 'data', uri: 'x', preferredId: 1 }] }],
+  ] as const) {
+    const f = await s.request('consume', { transportId: recvId, producerId, rtpCapabilities });
+    assert.equal(f.error?.code, 'INVALID_REQUEST', `${field}: ${JSON.stringify(f)}`);
+    assert.ok(f.error.message.startsWith(`invalid consume request: rtpCapabilities.${field}`), `${field}: ${f.error.message}`);
+  }
+  s.close();
+});
+
 test('the gateway is still ready afterwards, and nothing a client sent was logged as an error', async () => {
   const ready = await fetch(`${gw.url}/readyz`);
   assert.equal(ready.status, 200, await ready.text());

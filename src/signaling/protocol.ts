@@ -67,7 +67,7 @@ const rtpParameters = z
       )
       .max(8)
       .optional(),
-    rtcp: z.object({ cname: z.string().min(1).max(256).optional(), reducedSize: z.boolean().optional() }).loose().optional(),
+    rtcp: z.object({ cname: z.string().max(256).optional(), reducedSize: z.boolean().optional() }).loose().optional(),
     msid: z.string().max(256).optional(),
   })
   .loose();
