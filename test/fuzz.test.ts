@@ -463,9 +463,11 @@ test('signaling: a track whose SSRC or MID is already routed on the transport, a
 });
 
 test('signaling: malformed RTP parameters and capabilities are refused by the schema, naming the field, before mediasoup sees them', async () => {
+  const other = await joinedSocket(await gw.mint({ room: SIG_ROOM, identity: 'fuzz-rtp-other', grants: ['publish', 'subscribe'] }));
+  const producerId = known.producerIds.at(-1)!; // other's track, to consume
   const { s } = await joinedSocket(await gw.mint({ room: SIG_ROOM, identity: 'fuzz-rtp', grants: ['publish', 'subscribe'] }));
   const [sendId, recvId] = known.transportIds.slice(-2) as [string, string];
-  const base = audioRtpParameters();
+  const base = { ...audioRtpParameters(), mid: '5' };
   const opus = base.codecs[0]!;
   const badParameters: Array<[string, unknown]> = [
     ['codecs.0.mimeType', { ...base, codecs: [{ ...opus, mimeType: 'opus' }] }],
@@ -484,7 +486,6 @@ test('signaling: malformed RTP parameters and capabilities are refused by the sc
     assert.equal(f.error?.code, 'INVALID_REQUEST', `${field}: ${JSON.stringify(f)}`);
     assert.ok(f.error.message.startsWith(`invalid produce request: rtpParameters.${field}`), `${field}: ${f.error.message}`);
   }
-  const producerId = known.producerIds.at(-2)!;
   for (const [field, rtpCapabilities] of [
     ['codecs.0.mimeType', { codecs: [{ mimeType: 7, clockRate: 48000 }] }],
     ['headerExtensions.0.kind', { codecs: [], headerExtensions: [{ kind: 'data', uri: 'x', preferredId: 1 }] }],
@@ -494,6 +495,7 @@ test('signaling: malformed RTP parameters and capabilities are refused by the sc
     assert.ok(f.error.message.startsWith(`invalid consume request: rtpCapabilities.${field}`), `${field}: ${f.error.message}`);
   }
   s.close();
+  other.s.close();
 });
 
 test('the gateway is still ready afterwards, and nothing a client sent was logged as an error', async () => {
