@@ -20,8 +20,8 @@ import { REQUESTS } from '../src/signaling/protocol.js';
 import { startGateway, type TestGateway } from './helpers/gateway.js';
 
 const SEED = Number(process.env.FUZZ_SEED ?? 1111);
-const REST_RUNS = Number(process.env.FUZZ_REST_RUNS ?? 30);
-const SIGNALING_RUNS = Number(process.env.FUZZ_SIGNALING_RUNS ?? 40);
+const REST_RUNS = Number(process.env.FUZZ_REST_RUNS ?? 100);
+const SIGNALING_RUNS = Number(process.env.FUZZ_SIGNALING_RUNS ?? 100);
 
 const ADMIN_KEY = 'fuzz-operator-key-0123456789abcdef';
 const ALL_SCOPES_KEY = generateApiKey('fuzzall1');
