@@ -298,6 +298,25 @@ test('every REST route in the OpenAPI document answers any input with a 2xx-4xx 
   live.s.close();
 });
 
+test('the pages outside the OpenAPI document (/join, /embed, /sdk/…) answer any query or path below 500', async () => {
+  const page = fc.record({
+    path: fc.oneof(fc.constantFrom('/join', '/embed', '/', '/sdk/vigie-sdk.js'), fc.string({ maxLength: 60 }).map((p) => `/sdk/${p}`), fc.string({ maxLength: 60 }).map((p) => `/${encodeURI(p)}`)),
+    token: fc.oneof(fc.constant(userToken), fc.string({ maxLength: 200 }), fc.constant(userToken).chain((t) => fc.integer({ min: 0, max: t.length - 1 }).map((i) => t.slice(0, i) + 'x' + t.slice(i + 1)))),
+    extra: fc.dictionary(fc.string({ maxLength: 10 }), fc.string({ maxLength: 20 }), { maxKeys: 2 }),
+    repeated: fc.boolean(),
+  });
+  await fc.assert(
+    fc.asyncProperty(page, async (r) => {
+      const qs = new URLSearchParams({ ...r.extra, token: r.token });
+      if (r.repeated) qs.append('token', r.token);
+      const res = await fetch(`${gw.url}${r.path}?${qs}`);
+      const body = await res.text();
+      assert.ok(res.status < 500, `GET ${r.path}?${qs} → ${res.status} ${body.slice(0, 300)}`);
+    }),
+    { seed: SEED, numRuns: REST_RUNS, endOnFailure: true },
+  );
+});
+
 test('every signaling method answers any data, before and after joining, with a stable error code, never INTERNAL', async (t) => {
   const hints: Record<string, fc.Arbitrary<unknown>> = {
     transportId: fc.constant(null).chain(() => fc.constantFrom(...known.transportIds)),
