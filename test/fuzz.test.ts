@@ -273,6 +273,18 @@ test('every REST route in the OpenAPI document answers any input with a 2xx-4xx 
           { weight: 1, arbitrary: fc.string({ maxLength: 200 }) },
         ),
         auth: adminRoute ? fc.constantFrom('admin', 'admin', 'admin', 'key', 'none') : fc.constantFrom('key', 'key', 'key', 'bearer', 'none'),
+        // Now and then a forged credential instead (a key id with a wrong secret, any string, a corrupted JWT).
+        forged: fc.option(
+          fc.oneof(
+            fc.string({ maxLength: 40 }).map((v) => ({ 'x-api-key': `vk_fuzzall1_${v}` })),
+            fc.string({ maxLength: 80 }).map((v) => ({ 'x-api-key': v })),
+            fc.string({ maxLength: 80 }).map((v) => ({ 'x-admin-key': v })),
+            fc.string({ maxLength: 200 }).map((v) => ({ authorization: v })),
+            fc.integer({ min: 0, max: 300 }).map((i) => ({ authorization: `Bearer ${userToken.slice(0, i)}x${userToken.slice(i + 1)}` })),
+          ),
+          { freq: 8 },
+        ),
+        contentType: fc.option(fc.constantFrom('text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', 'application/json; charset=latin1', 'application/jsonx', ''), { freq: 8 }),
       });
       await fc.assert(
         fc.asyncProperty(request, async (r) => {
@@ -285,7 +297,8 @@ test('every REST route in the OpenAPI document answers any input with a 2xx-4xx 
           if (r.auth === 'key') headers['x-api-key'] = ALL_SCOPES_KEY.key;
           if (r.auth === 'bearer') headers.authorization = `Bearer ${userToken}`;
           const withBody = route.method !== 'GET' && route.method !== 'HEAD';
-          if (withBody) headers['content-type'] = 'application/json';
+          if (withBody) headers['content-type'] = r.contentType ?? 'application/json';
+          if (r.forged) Object.assign(headers, r.forged);
           const res = await fetch(`${gw.url}${url}`, { method: route.method, headers, body: withBody ? r.body : undefined, redirect: 'manual' });
           assertRestAnswer(`${route.method} ${url} body=${withBody ? r.body.slice(0, 200) : ''}`, res.status, await res.text());
         }),
