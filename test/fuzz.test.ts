@@ -190,8 +190,12 @@ class RawSocket {
     return f.data;
   }
 
-  close(): void {
+  /** Closes and waits for the server's side to close, so the connection no longer counts against any per-address cap. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    const closed = new Promise((r) => this.ws.once('close', r));
     this.ws.close();
+    await closed;
   }
 }
 
@@ -306,7 +310,7 @@ test('every REST route in the OpenAPI document answers any input with a 2xx-4xx 
       );
     });
   }
-  live.s.close();
+  await live.s.close();
 });
 
 test('the pages outside the OpenAPI document (/join, /embed, /sdk/…) answer any query or path below 500', async () => {
@@ -348,9 +352,10 @@ test('every signaling method answers any data, before and after joining, with a 
     return fromSchema(schema, { ...hints, token: fc.constant(token) });
   };
 
-  const before = await RawSocket.open(gw.wsUrl);
+  // A connection of its own per method: a connection that never joins is not meant to live long.
   for (const method of Object.keys(REQUESTS)) {
     await t.test(`${method}, before joining`, async () => {
+      const before = await RawSocket.open(gw.wsUrl);
       await fc.assert(
         fc.asyncProperty(dataFor(method, beforeToken), async (data) => {
           const f = await before.request(method, data);
@@ -359,6 +364,7 @@ test('every signaling method answers any data, before and after joining, with a 
         }),
         { seed: SEED, numRuns: SIGNALING_RUNS, endOnFailure: true },
       );
+      await before.close();
     });
   }
 
@@ -370,7 +376,7 @@ test('every signaling method answers any data, before and after joining, with a 
           const session = method === 'leave' ? (await joinedSocket(await gw.mint({ room: SIG_ROOM, identity: 'fuzz-leaver', grants: ['publish', 'subscribe'] }))).s : me.s;
           const f = await session.request(method, data);
           assertSignalingAnswer(`${method} ${serialize(data).slice(0, 200)} (joined)`, f);
-          if (session !== me.s) session.close();
+          if (session !== me.s) await session.close();
         }),
         { seed: SEED, numRuns: SIGNALING_RUNS, endOnFailure: true },
       );
@@ -384,20 +390,21 @@ test('every signaling method answers any data, before and after joining, with a 
       fc.record({ id: junk, method: fc.oneof(fc.constantFrom(...Object.keys(REQUESTS)), fc.string()), data: junk }, { requiredKeys: [] }).map(serialize),
       fc.uint8Array({ maxLength: 64 }).map((b) => Buffer.from(b)),
     );
+    const unjoined = await RawSocket.open(gw.wsUrl);
     await fc.assert(
       fc.asyncProperty(frame, fc.boolean(), async (raw, joined) => {
-        const f = await (joined ? me.s : before).send(raw);
+        const f = await (joined ? me.s : unjoined).send(raw);
         assertSignalingAnswer(`raw frame ${String(raw).slice(0, 200)}`, f);
       }),
       { seed: SEED, numRuns: SIGNALING_RUNS * 4, endOnFailure: true },
     );
+    await unjoined.close();
   });
 
   // Still joined and served after all of that.
   assert.equal((await me.s.request('getRouterRtpCapabilities', {})).ok, true);
-  before.close();
-  other.s.close();
-  me.s.close();
+  await other.s.close();
+  await me.s.close();
 });
 
 // --- focused regressions: each input the fuzzer (or the issue) found, on its own ---
@@ -467,7 +474,7 @@ test('signaling: data nested deeper than the limit is INVALID_REQUEST before med
   assert.equal(f.ok, false);
   assert.equal(f.error.code, 'INVALID_REQUEST', JSON.stringify(f));
   assert.match(f.error.message, /nested deeper than 16 levels/);
-  s.close();
+  await s.close();
 });
 
 test('signaling: a track whose SSRC or MID is already routed on the transport, and a second connectTransport, are INVALID_REQUEST, not INTERNAL', async () => {
@@ -489,7 +496,7 @@ test('signaling: a track whose SSRC or MID is already routed on the transport, a
   const again = await s.request('connectTransport', { transportId: recvId, dtlsParameters });
   assert.equal(again.error?.code, 'INVALID_REQUEST', JSON.stringify(again));
   assert.match(again.error.message, /already connected/);
-  s.close();
+  await s.close();
 });
 
 test('signaling: malformed RTP parameters and capabilities are refused by the schema, naming the field, before mediasoup sees them', async () => {
@@ -524,8 +531,8 @@ test('signaling: malformed RTP parameters and capabilities are refused by the sc
     assert.equal(f.error?.code, 'INVALID_REQUEST', `${field}: ${JSON.stringify(f)}`);
     assert.ok(f.error.message.startsWith(`invalid consume request: rtpCapabilities.${field}`), `${field}: ${f.error.message}`);
   }
-  s.close();
-  other.s.close();
+  await s.close();
+  await other.s.close();
 });
 
 test('recording: a track closed while its recorder starts is skipped, not a failure to start (found by the fuzz test: startRecording, then closeProducer)', async () => {
@@ -542,7 +549,7 @@ test('recording: a track closed while its recorder starts is skipped, not a fail
     await recorder.start();
   } finally {
     await recorder.stop();
-    s.close();
+    await s.close();
   }
   assert.equal(producer.closed, true);
 });
