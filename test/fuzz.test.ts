@@ -431,6 +431,15 @@ test('POST /v1/tokens: metadata nested 20 000 levels deep is a 400 naming metada
   }
 });
 
+test('POST /v1/rooms: room metadata is bounded like token metadata (values and total size)', async () => {
+  const many = Object.fromEntries(Array.from({ length: 2_000 }, (_, i) => [`k${i}`, 'v']));
+  const r = await restCall('POST', '/v1/rooms', JSON.stringify({ room: 'meta-room', metadata: many }));
+  assert.equal(r.status, 400, JSON.stringify(r.body).slice(0, 300));
+  assert.match(r.body.error.message, /^metadata: more than 256 values/);
+  const ok = await restCall('POST', '/v1/rooms', JSON.stringify({ room: 'meta-room', metadata: { crm: 'ticket-42' } }));
+  assert.equal(ok.status, 201, JSON.stringify(ok.body));
+});
+
 test('a signed access token whose metadata nests too deep is refused as invalid claims', async () => {
   const { SignJWT } = await import('jose');
   // Arrays, to nest deep within the 8192 characters a token may have.
