@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { ROOM_ID } from '../auth/index.js';
 import { VigieError } from '../errors.js';
 import { ObjectLockedError, type CatalogRow } from '../recording/index.js';
+import { cursorCodec } from './cursor.js';
 import { authenticate, requireRoom, type Principal } from './principal.js';
 import { openapi, parse } from './schema.js';
 
@@ -10,6 +11,8 @@ const idParam = z.object({ id: z.uuid() });
 const roomParam = z.object({ room: z.string().regex(ROOM_ID) });
 const controlBody = z.object({ action: z.enum(['start', 'stop']) });
 const holdBody = z.object({ on: z.boolean() });
+/** Where the previous page ended: the last row's start (epoch ms) and id, in the listing's order. */
+const listCursor = cursorCodec(z.object({ startedMs: z.number().int().min(0).max(8.64e15), id: z.uuid() }).strict());
 const listQuery = z.object({
   room: z.string().regex(ROOM_ID).optional(),
   callId: z.string().max(64).optional(),
@@ -17,8 +20,7 @@ const listQuery = z.object({
   from: z.iso.datetime().optional(),
   to: z.iso.datetime().optional(),
   limit: z.coerce.number().int().min(1).max(200).default(50),
-  /** Opaque cursor from the previous page. */
-  cursor: z.string().max(200).optional(),
+  cursor: listCursor.param.optional(),
   includeDeleted: z.enum(['true', 'false']).default('false'),
 });
 const downloadQuery = z.object({ mode: z.enum(['redirect', 'stream']).default('redirect') });
@@ -120,9 +122,8 @@ export async function recordingRoutes(app: FastifyInstance): Promise<void> {
     if (q.from) (where.push('started_at >= parseDateTime64BestEffort({from:String}, 3)'), (params.from = q.from));
     if (q.to) (where.push('started_at < parseDateTime64BestEffort({to:String}, 3)'), (params.to = q.to));
     if (q.cursor) {
-      const [ms, id] = Buffer.from(q.cursor, 'base64url').toString().split('|');
       where.push('(toUnixTimestamp64Milli(started_at), id) < ({cms:Int64}, {cid:String})');
-      Object.assign(params, { cms: Number(ms), cid: id });
+      Object.assign(params, { cms: q.cursor.startedMs, cid: q.cursor.id });
     }
     await app.telemetry?.writer.flush();
     const rs = await app.clickhouse.client.query({
@@ -132,7 +133,7 @@ export async function recordingRoutes(app: FastifyInstance): Promise<void> {
     });
     const rows = await rs.json<CatalogRow & { started_ms: string }>();
     const last = rows.at(-1);
-    return { recordings: rows.map(publicRow), nextCursor: rows.length === q.limit && last ? Buffer.from(`${last.started_ms}|${last.id}`).toString('base64url') : null };
+    return { recordings: rows.map(publicRow), nextCursor: rows.length === q.limit && last ? listCursor.encode({ startedMs: Number(last.started_ms), id: last.id }) : null };
   }));
 
   app.get('/v1/recordings/:id', { schema: { tags: ['recordings'], summary: "One recording's metadata", params: openapi(idParam) } }, audited('recording.read', async (req, _reply, p, target) => {

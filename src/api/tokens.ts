@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { GRANTS, ROOM_ID, type ApiKeyScope, type Grant } from '../auth/index.js';
+import { boundedJsonObject, METADATA_LIMITS } from '../boundedJson.js';
 import { VigieError } from '../errors.js';
 import { authenticate, requireScope } from './principal.js';
 import { openapi, parse } from './schema.js';
@@ -9,7 +10,7 @@ const mintBody = z.object({
   room: z.string().regex(ROOM_ID, 'room must be 1-64 letters, digits, _ or -'),
   identity: z.string().min(1).max(256),
   name: z.string().min(1).max(128).optional(),
-  metadata: z.record(z.string(), z.unknown()).optional(),
+  metadata: boundedJsonObject(METADATA_LIMITS).optional(),
   grants: z.array(z.enum(GRANTS)).min(1).max(GRANTS.length).default(['publish', 'subscribe']),
   ttlSeconds: z.number().int().min(30).optional(),
 });

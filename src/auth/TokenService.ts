@@ -1,5 +1,6 @@
 import { createRemoteJWKSet, decodeJwt, decodeProtectedHeader, errors as joseErrors, jwtVerify, SignJWT, type JWTVerifyGetKey } from 'jose';
 import { z } from 'zod';
+import { boundedJsonObject, METADATA_LIMITS } from '../boundedJson.js';
 import { VigieError } from '../errors.js';
 import type { TenantAuthConfig } from '../config/index.js';
 import { GRANTS, type AccessClaims, type Grant } from './grants.js';
@@ -16,7 +17,7 @@ const claimsSchema = z.object({
   room: z.string().regex(ROOM_ID, 'room must be 1-64 letters, digits, _ or -'),
   grants: z.array(z.enum(GRANTS)).max(GRANTS.length),
   name: z.string().max(128).optional(),
-  metadata: z.record(z.string(), z.unknown()).optional(),
+  metadata: boundedJsonObject(METADATA_LIMITS).optional(),
   exp: z.number(),
 });
 

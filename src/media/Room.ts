@@ -25,6 +25,37 @@ export interface TransportDirection {
 }
 
 /**
+ * Why the worker would refuse `incoming` next to the producers already on its
+ * transport, or undefined. The worker routes RTP by SSRC, MID and RID and
+ * refuses a duplicate with a plain Error (not a TypeError), which would reach
+ * the client as INTERNAL; this applies the same rules as mediasoup's
+ * RtpListener::AddProducer, in the same order, so the client hears
+ * INVALID_REQUEST instead. `incoming` is not yet validated by mediasoup.
+ */
+export function rtpListenerConflict(existing: readonly ms.RtpParameters[], incoming: ms.RtpParameters): string | undefined {
+  const ssrcs = new Set<number>();
+  const mids = new Set<string>();
+  const rids = new Set<string>();
+  const ssrcsOf = (p: ms.RtpParameters) => (p.encodings ?? []).flatMap((e) => [e?.ssrc, e?.rtx?.ssrc]).filter((x): x is number => typeof x === 'number' && x !== 0);
+  const ridsOf = (p: ms.RtpParameters) => (p.encodings ?? []).map((e) => e?.rid).filter((x): x is string => typeof x === 'string' && x !== '');
+  for (const p of existing) {
+    for (const ssrc of ssrcsOf(p)) ssrcs.add(ssrc);
+    if (p.mid) mids.add(p.mid);
+    for (const rid of ridsOf(p)) rids.add(rid);
+  }
+  for (const ssrc of ssrcsOf(incoming)) {
+    if (ssrcs.has(ssrc)) return `ssrc ${ssrc} is already used on this transport`;
+    ssrcs.add(ssrc);
+  }
+  if (typeof incoming.mid === 'string' && incoming.mid !== '' && mids.has(incoming.mid)) return `mid ${incoming.mid} is already used on this transport`;
+  for (const rid of ridsOf(incoming)) {
+    if (rids.has(rid) && !incoming.mid) return `rid ${rid} is already used on this transport, and no mid tells the tracks apart`;
+    rids.add(rid);
+  }
+  return undefined;
+}
+
+/**
  * A room: one mediasoup router on one worker, its peers, and an active-speaker
  * observer. A room lives from its first join to its last leave; each such life
  * is one call, with its own `callId`.
@@ -35,6 +66,12 @@ export class Room {
   readonly peers = new Map<string, Peer>();
   readonly createdAt = Date.now();
   #closed = false;
+  /**
+   * Transports whose connect succeeded. dtlsState stays `new` until a DTLS
+   * handshake starts, and the worker refuses a second connect with a plain
+   * Error, which would reach the client as INTERNAL.
+   */
+  readonly #connected = new WeakSet<ms.Transport>();
 
   constructor(
     readonly tenant: string,
@@ -157,8 +194,9 @@ export class Room {
   async connectTransport(peer: Peer, transportId: string, dtlsParameters: ms.DtlsParameters): Promise<void> {
     const transport = this.#transport(peer, transportId);
     if (!('dtlsState' in transport)) throw new VigieError('INVALID_REQUEST', 'not a WebRTC transport');
-    if (transport.dtlsState !== 'new') throw new VigieError('INVALID_REQUEST', 'transport already connected');
+    if (transport.dtlsState !== 'new' || this.#connected.has(transport)) throw new VigieError('INVALID_REQUEST', 'transport already connected');
     await transport.connect({ dtlsParameters });
+    this.#connected.add(transport);
   }
 
   async restartIce(peer: Peer, transportId: string): Promise<ms.IceParameters> {
@@ -176,7 +214,10 @@ export class Room {
     for (const p of peer.producers.values()) {
       if (p.appData.source === req.source) throw new VigieError('INVALID_REQUEST', `a ${req.source} track is already published`);
     }
-    const producer = await transport.produce({ kind: req.kind, rtpParameters: req.rtpParameters, appData: { peerId: peer.id, source: req.source } });
+    const onTransport = [...peer.producers.values()].filter((p) => p.appData.transportId === transport.id && !p.closed).map((p) => p.rtpParameters);
+    const conflict = rtpListenerConflict(onTransport, req.rtpParameters);
+    if (conflict) throw new VigieError('INVALID_REQUEST', conflict);
+    const producer = await transport.produce({ kind: req.kind, rtpParameters: req.rtpParameters, appData: { peerId: peer.id, source: req.source, transportId: transport.id } });
     this.#adoptProducer(peer, producer);
     return producer.id;
   }

@@ -2,6 +2,7 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { writeFileAtomicSync } from '../files.js';
 import path from 'node:path';
 import { z } from 'zod';
+import { METADATA_LIMITS, withinLimits } from '../boundedJson.js';
 import { parseOrInvalid } from '../errors.js';
 import { roomKey } from './Room.js';
 
@@ -13,7 +14,7 @@ export const roomOptionsSchema = z.object({
   consentRequired: z.boolean().default(false),
   /** Retention policy name; the tenant's when unset. */
   retentionPolicy: z.string().regex(/^[a-z0-9-]{1,64}$/).optional(),
-  metadata: z.record(z.string(), z.string().max(256)).optional(),
+  metadata: z.record(z.string(), z.string().max(256)).superRefine(withinLimits(METADATA_LIMITS)).optional(),
 });
 export type RoomOptions = z.infer<typeof roomOptionsSchema>;
 

@@ -131,7 +131,10 @@ export class Recorder {
     // ffmpeg opens its sockets after reading the SDP; RTP sent before that is lost,
     // so resume only then, and ask for keyframes until it has one to start from.
     await new Promise((r) => setTimeout(r, 400));
-    for (const c of this.#consumers) await c.resume();
+    // A track closed meanwhile (its sender stopped it) has nothing left to resume: not a failure.
+    for (const c of this.#consumers) await c.resume().catch((err: unknown) => {
+      if (!c.closed) throw err;
+    });
     const requestKeyFrames = () => {
       for (const c of this.#consumers) if (c.kind === 'video') void c.requestKeyFrame().catch(() => undefined);
     };

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { boundedJson, type JsonLimits } from '../boundedJson.js';
 import type { ErrorCode } from '../errors.js';
 import type { Grant } from '../auth/index.js';
 
@@ -10,7 +11,6 @@ import type { Grant } from '../auth/index.js';
  */
 
 const id = z.string().min(1).max(64);
-const looseObject = z.object({}).loose();
 const count = z.number().int().min(0).max(2 ** 53);
 const measure = z.number().min(0).max(1e12);
 
@@ -22,23 +22,87 @@ const dtlsParameters = z.object({
     .max(8),
 });
 
+/*
+ * RTP parameters and capabilities are checked here, field by field, as
+ * mediasoup's ortc.validateAndNormalize* would (types, ranges, mandatory
+ * fields), so a malformed one is the client's INVALID_REQUEST before mediasoup
+ * sees it. Objects stay loose: browsers add fields mediasoup ignores.
+ */
+const uint32 = z.number().int().min(0).max(0xffffffff);
+const payloadType = z.number().int().min(0).max(127);
+const mimeType = z.string().max(64).regex(/^(audio|video)\/[A-Za-z0-9._+-]+$/i, 'must be audio/<codec> or video/<codec>');
+const codecParameters = z
+  .record(z.string().max(64), z.union([z.string().max(256), z.number()]))
+  .refine((p) => p.apt === undefined || typeof p.apt === 'number', { message: 'apt must be a number', path: ['apt'] })
+  .optional();
+const rtcpFeedback = z.array(z.object({ type: z.string().min(1).max(64), parameter: z.string().max(64).optional() }).loose()).max(32).optional();
+const clockRate = z.number().int().min(1).max(1_000_000);
+const channels = z.number().int().min(1).max(32).optional();
+
 const rtpParameters = z
   .object({
     mid: z.string().max(32).optional(),
     codecs: z
-      .array(z.object({ mimeType: z.string().max(64), payloadType: z.number().int().min(0).max(127), clockRate: z.number().int().positive() }).loose())
+      .array(z.object({ mimeType, payloadType, clockRate, channels, parameters: codecParameters, rtcpFeedback }).loose())
       .min(1)
-      .max(16),
-    headerExtensions: z.array(looseObject).max(32).optional(),
-    encodings: z.array(looseObject).max(8).optional(),
-    rtcp: looseObject.optional(),
+      .max(16)
+      .refine((codecs) => new Set(codecs.map((c) => c.payloadType)).size === codecs.length, 'payload types must be distinct'),
+    headerExtensions: z
+      .array(z.object({ uri: z.string().min(1).max(256), id: z.number().int().min(1).max(255), encrypt: z.boolean().optional(), parameters: codecParameters }).loose())
+      .max(32)
+      .optional(),
+    encodings: z
+      .array(
+        z
+          .object({
+            ssrc: uint32.optional(),
+            rid: z.string().max(32).optional(),
+            codecPayloadType: payloadType.optional(),
+            rtx: z.object({ ssrc: uint32 }).loose().optional(),
+            dtx: z.boolean().optional(),
+            scalabilityMode: z.string().max(16).optional(),
+            maxBitrate: uint32.optional(),
+          })
+          .loose(),
+      )
+      .max(8)
+      .optional(),
+    rtcp: z.object({ cname: z.string().max(256).optional(), reducedSize: z.boolean().optional() }).loose().optional(),
+    msid: z.string().max(256).optional(),
   })
   .loose();
 
 const rtpCapabilities = z
   .object({
-    codecs: z.array(looseObject).max(64),
-    headerExtensions: z.array(looseObject).max(64).optional(),
+    codecs: z
+      .array(
+        z
+          .object({
+            kind: z.enum(['audio', 'video']).optional(),
+            mimeType,
+            preferredPayloadType: payloadType.optional(),
+            clockRate,
+            channels,
+            parameters: codecParameters,
+            rtcpFeedback,
+          })
+          .loose(),
+      )
+      .max(64),
+    headerExtensions: z
+      .array(
+        z
+          .object({
+            kind: z.enum(['audio', 'video']),
+            uri: z.string().min(1).max(256),
+            preferredId: z.number().int().min(1).max(255),
+            preferredEncrypt: z.boolean().optional(),
+            direction: z.enum(['sendrecv', 'sendonly', 'recvonly', 'inactive']).optional(),
+          })
+          .loose(),
+      )
+      .max(64)
+      .optional(),
   })
   .loose();
 
@@ -122,10 +186,18 @@ export const REQUIRED_GRANT: Partial<Record<Method, Grant>> = {
   stopRecording: 'record',
 };
 
+/**
+ * Request data is bounded before any method schema sees it: the loose parts of
+ * RTP parameters and capabilities reach mediasoup, which clones them
+ * recursively. Generous for real browsers (Chrome's capabilities are about 6
+ * levels and a few hundred values); the frame size is limited separately.
+ */
+export const REQUEST_DATA_LIMITS: JsonLimits = { maxDepth: 16, maxNodes: 10_000, maxStringLength: 8192, maxBytes: 1 << 20 };
+
 export const envelopeSchema = z.object({
   id: z.union([z.number().int().nonnegative(), z.string().min(1).max(64)]),
   method: z.string().min(1).max(64),
-  data: z.unknown().optional(),
+  data: boundedJson(REQUEST_DATA_LIMITS).optional(),
 });
 
 export type ResponseFrame =
