@@ -121,6 +121,7 @@ export const SETTINGS: readonly SettingSpec[] = [
   setting('compliance.signingKeyFile', 'VIGIE_AUDIT_SIGNING_KEY_FILE', z.string().min(1).optional(), 'generated in DATA_DIR', 'Private ES256 JWK that signs audit checkpoints and exports; its public half is served at /.well-known/jwks.json.'),
   setting('compliance.checkpointEvery', 'VIGIE_AUDIT_CHECKPOINT_EVERY', positiveInt.max(1_000_000).default(1000), '1000', 'A signed checkpoint every N audit entries per tenant…'),
   setting('compliance.checkpointMinutes', 'VIGIE_AUDIT_CHECKPOINT_MINUTES', positiveInt.max(1440).default(10), '10', '…or every M minutes, whichever comes first.'),
+  setting('compliance.anchorRetentionDays', 'VIGIE_AUDIT_ANCHOR_RETENTION_DAYS', positiveInt.max(36_500).default(3650), '3650', 'With S3 storage, each signed audit checkpoint is also stored in the recordings bucket under a COMPLIANCE Object Lock of this many days (with local storage: an fsynced append-only file in DATA_DIR/audit).'),
   setting('compliance.subprocessorsFile', 'VIGIE_SUBPROCESSORS_FILE', z.string().min(1).default('./compliance/subprocessors.yaml'), './compliance/subprocessors.yaml', 'Register of subprocessors the report checks the configuration against.'),
 ];
 
