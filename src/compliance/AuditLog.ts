@@ -212,8 +212,11 @@ export class AuditLog {
     if (!this.#ready) throw notReady();
     await this.flush();
     const problems: ChainProblem[] = [];
+    // One problem per position and kind; what else is found about it is added to its detail.
     const report = (p: ChainProblem) => {
-      if (!problems.some((q) => q.seq === p.seq && q.kind === p.kind)) problems.push(p);
+      const same = problems.find((q) => q.seq === p.seq && q.kind === p.kind);
+      if (!same) problems.push(p);
+      else if (!same.detail.includes(p.detail)) same.detail += `; ${p.detail}`;
     };
 
     // Checkpoints first: a signed hash tells which side of a broken link is intact.
