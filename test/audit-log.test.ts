@@ -12,6 +12,7 @@ import path from 'node:path';
 import { entryHash, type AuditEntry } from '../src/compliance/index.js';
 import { ACME_KEY, DPO_KEY, ROOMS_WRITE_KEY, TENANT_ADMIN_KEY, startGateway, type TestGateway } from './helpers/gateway.js';
 import { startChdbHttp } from './helpers/chdbHttpServer.js';
+import { startFfmpegBot } from './helpers/ffmpegBot.js';
 
 let gw: TestGateway;
 const dataDir = mkdtempSync(path.join(os.tmpdir(), 'vigie-audit-'));
@@ -153,7 +154,7 @@ test('the signing key rotates: checkpoints signed by the retired key still verif
   assert.deepEqual(seqs, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
 });
 
-test('VIGIE_TELEMETRY=false does not switch off the audit log', async () => {
+test('VIGIE_TELEMETRY=false does not switch off the audit log or recording', async () => {
   // Its own engine, over HTTP: the embedded one holds one data directory per process, and gw has it.
   const chDir = mkdtempSync(path.join(os.tmpdir(), 'vigie-audit-ch-'));
   const server = await startChdbHttp(chDir);
@@ -162,9 +163,25 @@ test('VIGIE_TELEMETRY=false does not switch off the audit log', async () => {
     assert.ok(off.app.compliance, 'compliance is on');
     const minted = await off.app.inject({ method: 'POST', url: '/v1/tokens', headers: { 'x-api-key': ACME_KEY.key }, payload: { room: 'quiet', identity: 'x' } });
     assert.equal(minted.statusCode, 200, minted.body);
-    const r = await off.app.compliance!.audit.verify('acme');
-    assert.deepEqual([r.ok, r.entries], [true, 1]);
     assert.equal((await off.app.inject('/.well-known/jwks.json')).statusCode, 200);
+
+    assert.ok(off.app.recording, 'recording is on');
+    const room = await off.app.sfu.getOrCreateRoom('acme', 'quiet');
+    const bot = await startFfmpegBot(room, { kind: 'audio', bitrateKbps: 32 });
+    const control = (action: string) => off.app.inject({ method: 'POST', url: '/v1/rooms/quiet/recording', headers: { 'x-api-key': TENANT_ADMIN_KEY.key }, payload: { action } });
+    assert.equal((await control('start')).statusCode, 200);
+    await sleep(3000);
+    assert.equal((await control('stop')).statusCode, 200);
+    await bot.stop();
+    assert.ok(await off.app.recording!.service.drain());
+    const recs = await off.query<{ status: string }>(`SELECT status FROM vigie.recordings FINAL WHERE room = 'quiet'`);
+    assert.deepEqual(recs.map((x) => x.status), ['ready']);
+    const [stats] = await off.query<{ c: string }>(`SELECT count() AS c FROM vigie.track_stats`);
+    assert.equal(Number(stats!.c), 0, 'stats are not collected');
+
+    const r = await off.app.compliance!.audit.verify('acme');
+    assert.equal(r.ok, true);
+    assert.deepEqual((await off.query<{ action: string }>(`SELECT action FROM vigie.audit_log WHERE tenant = 'acme' ORDER BY seq`)).map((x) => x.action), ['token.mint', 'recording.control', 'recording.control']);
   } finally {
     await off.close();
     await server.stop();
@@ -187,6 +204,9 @@ test('no entry dropped or forked: ClickHouse down mid-run, then down at start, t
     // Mid-run outage: audited actions are still answered, each after its entry is fsynced in the journal.
     await server.stop();
     for (let i = 0; i < 20; i++) assert.equal((await mint(g, `during-${i}`)).statusCode, 200);
+    // More than the whole telemetry spool (1 MiB, drop-newest) holds: no audit entry is given up for it.
+    const blob = 'x'.repeat(64 * 1024);
+    for (let i = 0; i < 24; i++) await g.app.compliance!.audit.append({ tenant: 'bulk', actor: 'system', action: 'bulk.test', details: { i, blob } });
     assert.ok(existsSync(path.join(gwDir, 'audit-journal')));
     await g.close(); // still down: the journal keeps what ClickHouse has not taken
 
@@ -206,6 +226,8 @@ test('no entry dropped or forked: ClickHouse down mid-run, then down at start, t
     assert.equal(r.entries, 25, 'every answered action has its entry, none twice');
     const rows = await g.query<{ seq: string; target: string }>(`SELECT seq, target FROM vigie.audit_log WHERE tenant = 'acme' AND action = 'token.mint' ORDER BY seq`);
     assert.deepEqual(rows.map((x) => Number(x.seq)), Array.from({ length: 25 }, (_, i) => i + 1), 'one chain, continued, not restarted at 1');
+    const bulk = await g.app.compliance!.audit.verify('bulk');
+    assert.deepEqual([bulk.ok, bulk.entries], [true, 24]);
   } finally {
     await g.close();
     await server.stop();

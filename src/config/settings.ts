@@ -80,7 +80,7 @@ export const SETTINGS: readonly SettingSpec[] = [
   setting('clickhouse.cluster', 'CLICKHOUSE_CLUSTER', z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'a cluster name').optional(), 'unset', 'When set, DDL runs ON CLUSTER and tables use Replicated engines.'),
   setting('clickhouse.requestTimeoutMs', 'CLICKHOUSE_REQUEST_TIMEOUT_MS', positiveInt.max(600_000).default(30_000), '30000', 'Timeout of one ClickHouse request.'),
 
-  setting('telemetry.enabled', 'VIGIE_TELEMETRY', bool.default(true), 'true', 'Collect stats and events into ClickHouse.'),
+  setting('telemetry.enabled', 'VIGIE_TELEMETRY', bool.default(true), 'true', 'Collect stats and call events into ClickHouse. When false, the audit log, recording and data-subject requests stay on.'),
   setting('telemetry.statsIntervalMs', 'VIGIE_STATS_INTERVAL_MS', z.coerce.number().int().min(1000, 'must be at least 1000 (1 s)').max(600_000).default(5000), '5000', 'Sampling interval of server-side track and transport stats.'),
   setting('telemetry.clientStatsIntervalMs', 'VIGIE_CLIENT_STATS_INTERVAL_MS', z.coerce.number().int().min(1000, 'must be at least 1000 (1 s)').max(600_000).default(5000), '5000', 'How often the browser SDK reports its own getStats() summary.'),
   setting('telemetry.statsConcurrency', 'VIGIE_STATS_CONCURRENCY', positiveInt.max(256).default(16), '16', 'getStats() calls in flight at once while sampling.'),
