@@ -9,10 +9,12 @@ import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import * as Minio from 'minio';
 import { entryHash, type AuditEntry } from '../src/compliance/index.js';
 import { ACME_KEY, DPO_KEY, ROOMS_WRITE_KEY, TENANT_ADMIN_KEY, startGateway, type TestGateway } from './helpers/gateway.js';
 import { startChdbHttp } from './helpers/chdbHttpServer.js';
 import { startFfmpegBot } from './helpers/ffmpegBot.js';
+import { startRadosgw } from './helpers/radosgw.js';
 
 let gw: TestGateway;
 const dataDir = mkdtempSync(path.join(os.tmpdir(), 'vigie-audit-'));
@@ -233,5 +235,50 @@ test('no entry dropped or forked: ClickHouse down mid-run, then down at start, t
     await server.stop();
     rmSync(chDir, { recursive: true, force: true });
     rmSync(gwDir, { recursive: true, force: true });
+  }
+});
+
+test('with S3 storage, every checkpoint is anchored in the bucket under a COMPLIANCE lock, and verify compares the chain with the anchors', async () => {
+  const rgw = await startRadosgw();
+  const chDir = mkdtempSync(path.join(os.tmpdir(), 'vigie-audit-ch-'));
+  const server = await startChdbHttp(chDir);
+  const bucket = 'vigie-anchors';
+  const g = await startGateway({
+    clickhouse: { url: server.url },
+    compliance: { checkpointEvery: 3 },
+    storage: { driver: 's3', s3Endpoint: rgw.endpoint, s3AccessKey: rgw.accessKey, s3SecretKey: rgw.secretKey, s3Region: rgw.region, s3Bucket: bucket, sse: 'none', country: 'FR', region: 'fr-par-test', provider: 'Ceph RGW (test)' },
+  });
+  const s3 = new Minio.Client({ endPoint: rgw.host, port: rgw.port, useSSL: false, accessKey: rgw.accessKey, secretKey: rgw.secretKey, region: rgw.region, pathStyle: true });
+  try {
+    const audit = g.app.compliance!.audit;
+    for (let i = 1; i <= 7; i++) await audit.append({ tenant: 'anchored', actor: 'key:test', action: 'recording.read', target: `recording:${i}` });
+    assert.match(g.app.compliance!.anchors.where, /^object store s3:.*COMPLIANCE lock/);
+    assert.deepEqual(await audit.verify('anchored').then((r) => [r.ok, r.checkpoints, r.anchored]), [true, 2, 2]);
+
+    const versions: Array<{ name: string; versionId: string }> = [];
+    for await (const o of s3.listObjects(bucket, 'audit-anchors/anchored/', true, { IncludeVersion: true }) as AsyncIterable<{ name: string; versionId: string }>) versions.push(o);
+    assert.deepEqual(versions.map((v) => v.name).sort(), ['audit-anchors/anchored/00000000000000000003.json', 'audit-anchors/anchored/00000000000000000006.json']);
+    for (const v of versions) {
+      const retention = (await s3.getObjectRetention(bucket, v.name, { versionId: v.versionId })) as { mode?: string };
+      assert.equal(retention.mode, 'COMPLIANCE');
+      await assert.rejects(s3.removeObject(bucket, v.name, { versionId: v.versionId, governanceBypass: true }), (e: { code?: string }) => e.code === 'AccessDenied', 'not even the bucket owner can delete an anchor');
+    }
+    // A delete marker hides the newest anchor from a plain listing; it stays a version.
+    await s3.removeObject(bucket, 'audit-anchors/anchored/00000000000000000006.json');
+
+    // The tail and every checkpoint row are deleted from ClickHouse.
+    const cmd = (query: string) => g.app.clickhouse.client.command({ query, clickhouse_settings: { mutations_sync: '2' } });
+    await cmd(`ALTER TABLE vigie.audit_log DELETE WHERE tenant = 'anchored' AND seq >= 5`);
+    await cmd(`ALTER TABLE vigie.audit_checkpoints DELETE WHERE tenant = 'anchored'`);
+    const r = await audit.verify('anchored');
+    assert.equal(r.ok, false);
+    assert.equal(r.anchored, 2);
+    assert.ok(r.problems.some((p) => p.seq === 6 && p.kind === 'checkpoint' && /covered by a signed checkpoint, is missing/.test(p.detail)), JSON.stringify(r.problems));
+    assert.ok(r.problems.some((p) => p.seq === 3 && p.kind === 'checkpoint' && /deleted from audit_checkpoints; object store s3:/.test(p.detail)), JSON.stringify(r.problems));
+  } finally {
+    await g.close();
+    await server.stop();
+    await rgw.stop();
+    rmSync(chDir, { recursive: true, force: true });
   }
 });
