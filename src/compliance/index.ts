@@ -84,7 +84,13 @@ export default fp(
     app.recording?.sweeper.observer.on('deleted', (r) =>
       system({ tenant: r.tenant, actor: 'system:retention', action: 'retention.delete', target: `recording:${r.id}`, details: { policy: r.retention_policy, objectKey: r.object_key, versionId: r.version_id, retainUntil: r.retain_until } }),
     );
-    app.decorate('compliance', { audit, signer, anchors, subprocessors: () => register, record: (entry: AuditInput) => audit.append(entry) });
+    const record = (entry: AuditInput) => {
+      const appended = audit.append(entry);
+      // Callers await it; one that does not must not turn a refusal into an unhandled rejection.
+      appended.catch((err) => log.error({ err, action: entry.action, tenant: entry.tenant }, 'audit append failed'));
+      return appended;
+    };
+    app.decorate('compliance', { audit, signer, anchors, subprocessors: () => register, record });
     // "Every M minutes" holds even for a chain that gets no new entry to trigger it.
     const timer = setInterval(() => void audit.checkpointAll().catch((err) => log.error({ err }, 'audit checkpoint failed')), config.compliance.checkpointMinutes * 60_000);
     timer.unref();
