@@ -47,7 +47,7 @@ export async function complianceRoutes(app: FastifyInstance): Promise<void> {
     await app.compliance?.audit.flush();
   };
 
-  app.get('/v1/compliance/audit/verify', { schema: { tags: ['compliance'], summary: "Walk the tenant's audit chain; names the first altered, deleted or inserted entry" } }, async (req) => {
+  app.get('/v1/compliance/audit/verify', { schema: { tags: ['compliance'], summary: "Walk the tenant's audit chain against its signed checkpoints and their anchors; names every altered, deleted or inserted entry and every checkpoint whose entry is missing" } }, async (req) => {
     const { p, c } = await dpo(app, req);
     const result = await c.audit.verify(p.tenant);
     await c.record({ tenant: p.tenant, actor: p.actor, action: 'audit.verify', result: result.ok ? 'ok' : 'tampered', sourceIp: req.ip });
