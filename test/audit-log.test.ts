@@ -133,6 +133,7 @@ test('audited too: tenant changes, API keys, webhook changes, remote mute and re
   assert.equal(mute.subject, gw.app.telemetry!.keys.pseudonymizer.pseudonym('acme', 'loud@example.fr'), 'the muted person, pseudonymized');
   assert.ok(!rows.some((r) => r.details.includes(hook.secret) || r.details.includes(opHook.json().secret)), 'no webhook secret in the audit log');
   assert.deepEqual(JSON.parse(rows.find((r) => r.action === 'apikey.create')!.details), { scopes: ['admin'] });
+  assert.deepEqual(JSON.parse(rows.find((r) => r.action === 'tenant.update')!.details), { fields: ['name'] }, 'which settings changed, never their values');
 });
 
 test('the signing key rotates: checkpoints signed by the retired key still verify by kid, and the JWKS keeps its public half', async () => {

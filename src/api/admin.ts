@@ -33,8 +33,9 @@ export async function adminRoutes(app: FastifyInstance): Promise<void> {
     const { tenant } = parse(tenantParam, req.params);
     const body = parse(tenantBody, req.body);
     const existed = app.tenants.has(tenant);
+    // Which settings changed, not their values: a tenant may carry secrets (its token keys), and the chain is forever.
     const t = app.tenants.upsert(tenant, body);
-    await app.compliance?.record({ tenant, actor: 'operator', action: existed ? 'tenant.update' : 'tenant.create', target: `tenant:${tenant}`, sourceIp: req.ip, details: body });
+    await app.compliance?.record({ tenant, actor: 'operator', action: existed ? 'tenant.update' : 'tenant.create', target: `tenant:${tenant}`, sourceIp: req.ip, details: { fields: Object.keys(body).sort() } });
     req.log.info({ tenant }, 'tenant updated through the admin API');
     return publicTenant(t);
   });
