@@ -1,14 +1,17 @@
 /**
  * Compliance: evidence for the DPO.
  *
- * - AuditLog: one hash chain per tenant, signed checkpoints (JWS), verification.
+ * - AuditLog: one hash chain per tenant, appended through its own fsynced journal
+ *   (never dropped), signed checkpoints (JWS) anchored outside ClickHouse
+ *   (anchors.ts), verification against both, with every signing key by kid.
  * - exports: the DPO audit export (JSON Lines, CSV, HTML, PDF), streamed, with a
  *   detached JWS a third party checks against /.well-known/jwks.json.
  * - subprocessors / ropa: the register in compliance/subprocessors.yaml checked
  *   against the running configuration, and the record of processing (art. 30).
  * - dsar: data-subject access (signed archive) and erasure.
  *
- * Decorates `compliance`; other capabilities call `compliance.audit.append`.
+ * Decorates `compliance`; other capabilities `await compliance.record(...)`
+ * before answering the action it records.
  */
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
