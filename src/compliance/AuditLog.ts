@@ -179,9 +179,10 @@ export class AuditLog {
     const at = { seq: head.seq, hash: head.hash };
     const jws = await this.signer.sign({ tenant, ...at, ts });
     const cp: SignedCheckpoint = { tenant, ...at, ts, jws };
-    // Outside ClickHouse first: a checkpoint is done only once it is anchored.
+    // The row first (a local fsync), then the anchor (maybe S3): an anchor never lacks its row unless the
+    // row was deleted, which verify reports. The checkpoint is done only once anchored; else it is signed again.
+    await this.journal.persist(`checkpoint:${tenant}:${at.seq}:${ts}`, 'audit_checkpoints', [cp]);
     await this.anchors.append(cp);
-    await this.journal.persist(`checkpoint:${tenant}:${at.seq}:${at.hash}`, 'audit_checkpoints', [cp]);
     head.lastCheckpointSeq = Math.max(head.lastCheckpointSeq, at.seq);
     head.lastCheckpointAt = ts;
   }
