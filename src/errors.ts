@@ -4,7 +4,7 @@ import type { z } from 'zod';
  * Stable error codes shared by signaling and the REST API. Clients switch on
  * `code`; `message` is for humans and may change.
  */
-export const ERROR_CODES = ['INVALID_REQUEST', 'UNAUTHORIZED', 'FORBIDDEN', 'NOT_FOUND', 'RATE_LIMITED', 'INTERNAL'] as const;
+export const ERROR_CODES = ['INVALID_REQUEST', 'UNAUTHORIZED', 'FORBIDDEN', 'NOT_FOUND', 'RATE_LIMITED', 'INTERNAL', 'UNAVAILABLE'] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];
 
 const HTTP_STATUS: Record<ErrorCode, number> = {
@@ -14,6 +14,8 @@ const HTTP_STATUS: Record<ErrorCode, number> = {
   NOT_FOUND: 404,
   RATE_LIMITED: 429,
   INTERNAL: 500,
+  /** A dependency the action needs (e.g. the audit log's head) is not ready yet: retry later. */
+  UNAVAILABLE: 503,
 };
 
 export class VigieError extends Error {

@@ -32,7 +32,7 @@ async function chain(tenant: string, n: number) {
 test('tampering: an altered, a deleted and an inserted entry are each named by the verification', async () => {
   const audit = gw.app.compliance!.audit;
   for (const t of ['chain-a', 'chain-b', 'chain-c']) await chain(t, 12);
-  for (const t of ['chain-a', 'chain-b', 'chain-c']) assert.deepEqual(await audit.verify(t), { ok: true, entries: 12, checkpoints: 1 });
+  for (const t of ['chain-a', 'chain-b', 'chain-c']) assert.deepEqual(await audit.verify(t), { ok: true, entries: 12, checkpoints: 1, anchored: 1, problems: [] });
 
   await ch().command({ query: `ALTER TABLE vigie.audit_log UPDATE details = '{"i":999}' WHERE tenant = 'chain-a' AND seq = 7`, clickhouse_settings: { mutations_sync: '2' } });
   const altered = await audit.verify('chain-a');
@@ -97,7 +97,7 @@ test('audit exports: every format escapes hostile values, carries the legal basi
   const hostile = { actor: 'key:<script>alert(1)</script>', target: 'room:a "quoted", value\nnext & last' };
   const actions = ['dsar.erase', 'retention.delete', 'recording.legal_hold.set', 'recording.delete', 'recording.read'];
   for (const action of actions) await gw.app.compliance!.audit.append({ tenant, ...hostile, action, details: { why: 'test' } });
-  await gw.app.telemetry!.writer.flush();
+  await gw.app.compliance!.audit.flush();
   const dir = mkdtempSync(path.join(os.tmpdir(), 'vigie-export-'));
   const period = { client: ch(), db: 'vigie', tenant, from: new Date(Date.now() - 3600_000), to: new Date(Date.now() + 60_000) };
 

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { API_KEY_SCOPES, tenantAuthSchema, type TenantConfig } from '../config/index.js';
 import { requireOperator } from './principal.js';
 import { openapi, parse } from './schema.js';
-import { addWebhookFromBody, publicEndpoint, webhookBody } from './webhooks.js';
+import { addWebhookFromBody, auditWebhook, publicEndpoint, webhookBody } from './webhooks.js';
 
 const tenantParam = z.object({ tenant: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/) });
 const keyParam = tenantParam.extend({ keyId: z.string() });
@@ -34,33 +34,43 @@ export async function adminRoutes(app: FastifyInstance): Promise<void> {
 
   app.put('/v1/admin/tenants/:tenant', opts('Create or update a tenant', { params: openapi(tenantParam), body: openapi(tenantBody) }), async (req) => {
     const { tenant } = parse(tenantParam, req.params);
-    const t = app.tenants.upsert(tenant, parse(tenantBody, req.body));
+    const body = parse(tenantBody, req.body);
+    const existed = app.tenants.has(tenant);
+    // Which settings changed, not their values: a tenant may carry secrets (its token keys), and the chain is forever.
+    const t = app.tenants.upsert(tenant, body);
+    await app.compliance?.record({ tenant, actor: 'operator', action: existed ? 'tenant.update' : 'tenant.create', target: `tenant:${tenant}`, sourceIp: req.ip, details: { fields: Object.keys(body).sort() } });
     req.log.info({ tenant }, 'tenant updated through the admin API');
     return publicTenant(t);
   });
 
   app.delete('/v1/admin/tenants/:tenant', opts('Delete a tenant', { params: openapi(tenantParam) }), async (req, reply) => {
-    app.tenants.remove(parse(tenantParam, req.params).tenant);
+    const { tenant } = parse(tenantParam, req.params);
+    app.tenants.remove(tenant);
+    await app.compliance?.record({ tenant, actor: 'operator', action: 'tenant.delete', target: `tenant:${tenant}`, sourceIp: req.ip });
     return reply.code(204).send();
   });
 
   app.post('/v1/admin/tenants/:tenant/api-keys', opts('Create an API key (returned once)', { params: openapi(tenantParam), body: openapi(keyBody) }), async (req, reply) => {
     const { tenant } = parse(tenantParam, req.params);
-    const created = app.tenants.createApiKey(tenant, parse(keyBody, req.body).scopes);
+    const { scopes } = parse(keyBody, req.body);
+    const created = app.tenants.createApiKey(tenant, scopes);
     req.log.info({ tenant, keyId: created.id }, 'API key created');
-    app.compliance?.record({ tenant, actor: 'operator', action: 'apikey.create', target: `key:${created.id}`, sourceIp: req.ip });
+    await app.compliance?.record({ tenant, actor: 'operator', action: 'apikey.create', target: `key:${created.id}`, sourceIp: req.ip, details: { scopes } });
     return reply.code(201).send(created);
   });
 
   app.delete('/v1/admin/tenants/:tenant/api-keys/:keyId', opts('Revoke an API key', { params: openapi(keyParam) }), async (req, reply) => {
     const { tenant, keyId } = parse(keyParam, req.params);
     app.tenants.revokeApiKey(tenant, keyId);
+    await app.compliance?.record({ tenant, actor: 'operator', action: 'apikey.revoke', target: `key:${keyId}`, sourceIp: req.ip });
     req.log.info({ tenant, keyId }, 'API key revoked');
     return reply.code(204).send();
   });
 
   app.post('/v1/admin/tenants/:tenant/webhooks', opts("Add a webhook endpoint to a tenant", { params: openapi(tenantParam), body: openapi(webhookBody) }), async (req, reply) => {
     const { tenant } = parse(tenantParam, req.params);
-    return reply.code(201).send(await addWebhookFromBody(app, tenant, req.body));
+    const endpoint = await addWebhookFromBody(app, tenant, req.body);
+    await auditWebhook(app, req, tenant, 'operator', 'webhook.create', endpoint);
+    return reply.code(201).send(endpoint);
   });
 }

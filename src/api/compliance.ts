@@ -41,12 +41,16 @@ async function dpo(app: FastifyInstance, req: FastifyRequest): Promise<{ p: Prin
 export async function complianceRoutes(app: FastifyInstance): Promise<void> {
   const db = app.clickhouse.database;
   const exportsDir = path.join(app.config.dataDir, 'exports');
-  const flush = async () => app.telemetry?.writer.flush();
+  // Exports and data-subject requests read ClickHouse: what the writers (and the audit journal) still hold goes there first.
+  const flush = async () => {
+    await app.telemetry?.writer.flush();
+    await app.compliance?.audit.flush();
+  };
 
-  app.get('/v1/compliance/audit/verify', { schema: { tags: ['compliance'], summary: "Walk the tenant's audit chain; names the first altered, deleted or inserted entry" } }, async (req) => {
+  app.get('/v1/compliance/audit/verify', { schema: { tags: ['compliance'], summary: "Walk the tenant's audit chain against its signed checkpoints and their anchors; names every altered, deleted or inserted entry and every checkpoint whose entry is missing" } }, async (req) => {
     const { p, c } = await dpo(app, req);
     const result = await c.audit.verify(p.tenant);
-    c.record({ tenant: p.tenant, actor: p.actor, action: 'audit.verify', result: result.ok ? 'ok' : 'tampered', sourceIp: req.ip });
+    await c.record({ tenant: p.tenant, actor: p.actor, action: 'audit.verify', result: result.ok ? 'ok' : 'tampered', sourceIp: req.ip });
     return result;
   });
 
@@ -69,7 +73,7 @@ export async function complianceRoutes(app: FastifyInstance): Promise<void> {
     req.log.info({ exportId: id, tenant: p.tenant, format: body.format, rows, ms: Math.round(performance.now() - startedAt) }, 'audit export written');
     const jws = await c.signer.signDigest(sha256);
     await writeFile(path.join(exportsDir, `${id}.meta.json`), JSON.stringify({ tenant: p.tenant, ext, sha256, jws, rows }));
-    c.record({ tenant: p.tenant, actor: p.actor, action: 'export.audit', target: `export:${id}`, sourceIp: req.ip, details: { from: body.from, to: body.to, format: body.format, rows, sha256 } });
+    await c.record({ tenant: p.tenant, actor: p.actor, action: 'export.audit', target: `export:${id}`, sourceIp: req.ip, details: { from: body.from, to: body.to, format: body.format, rows, sha256 } });
     return reply.code(201).send({ id, rows, sha256, jws, kid: c.signer.kid, download: `/v1/compliance/exports/${id}` });
   });
 
@@ -80,7 +84,7 @@ export async function complianceRoutes(app: FastifyInstance): Promise<void> {
     if (!existsSync(metaFile)) throw new VigieError('NOT_FOUND', 'no such export');
     const meta = JSON.parse(await readFile(metaFile, 'utf8')) as { tenant: string; ext: string; sha256: string; jws: string };
     if (meta.tenant !== p.tenant) throw new VigieError('NOT_FOUND', 'no such export');
-    c.record({ tenant: p.tenant, actor: p.actor, action: 'export.download', target: `export:${id}`, sourceIp: req.ip });
+    await c.record({ tenant: p.tenant, actor: p.actor, action: 'export.download', target: `export:${id}`, sourceIp: req.ip });
     return reply
       .header('content-type', CONTENT_TYPES[meta.ext] ?? 'application/octet-stream')
       .header('content-disposition', `attachment; filename="vigie-${id}.${meta.ext}"`)
@@ -93,7 +97,7 @@ export async function complianceRoutes(app: FastifyInstance): Promise<void> {
     const { p, c } = await dpo(app, req);
     const { format } = parse(reportQuery, req.query);
     const report = subprocessorReport(c.subprocessors(), app.config, app.tenants.list().filter((t) => t.id === p.tenant));
-    c.record({ tenant: p.tenant, actor: p.actor, action: 'report.subprocessors', sourceIp: req.ip });
+    await c.record({ tenant: p.tenant, actor: p.actor, action: 'report.subprocessors', sourceIp: req.ip });
     if (format === 'json') return report;
     const md = subprocessorReportMarkdown(report, c.subprocessors());
     return format === 'md' ? reply.type('text/markdown').send(md) : reply.type('text/html').send(markdownToHtml('Subprocessors', md));
@@ -103,7 +107,7 @@ export async function complianceRoutes(app: FastifyInstance): Promise<void> {
     const { p, c } = await dpo(app, req);
     const { format } = parse(reportQuery, req.query);
     const ropa = recordOfProcessing(app.retention.policies(), c.subprocessors());
-    c.record({ tenant: p.tenant, actor: p.actor, action: 'report.ropa', sourceIp: req.ip });
+    await c.record({ tenant: p.tenant, actor: p.actor, action: 'report.ropa', sourceIp: req.ip });
     if (format === 'json') return ropa;
     const md = recordOfProcessingMarkdown(ropa);
     return format === 'md' ? reply.type('text/markdown').send(md) : reply.type('text/html').send(markdownToHtml('Record of processing', md));
@@ -120,7 +124,7 @@ export async function complianceRoutes(app: FastifyInstance): Promise<void> {
     const jws = await c.signer.signDigest(sha256);
     await writeFile(path.join(exportsDir, `${id}.meta.json`), JSON.stringify({ tenant: p.tenant, ext: 'tar', sha256, jws }));
     app.telemetry!.writer.write('dsar_requests', { ts: Date.now(), tenant: p.tenant, request_id: id, kind: 'access', subject: pseudonym, status: 'completed', summary: JSON.stringify(manifest.map((m) => ({ file: m.file, rows: m.rows }))) });
-    c.record({ tenant: p.tenant, actor: p.actor, action: 'dsar.access', subject: pseudonym, target: `export:${id}`, sourceIp: req.ip, details: { files: manifest.length } });
+    await c.record({ tenant: p.tenant, actor: p.actor, action: 'dsar.access', subject: pseudonym, target: `export:${id}`, sourceIp: req.ip, details: { files: manifest.length } });
     return reply.code(201).send({ id, sha256, jws, kid: c.signer.kid, files: manifest, download: `/v1/compliance/exports/${id}` });
   });
 
@@ -141,7 +145,7 @@ export async function complianceRoutes(app: FastifyInstance): Promise<void> {
     );
     const id = randomUUID();
     writer.write('dsar_requests', { ts: Date.now(), tenant: p.tenant, request_id: id, kind: 'erasure', subject: pseudonym, status: 'completed', summary: JSON.stringify(result) });
-    c.record({ tenant: p.tenant, actor: p.actor, action: 'dsar.erasure', subject: pseudonym, sourceIp: req.ip, details: { erased: result.erased, recordingsDeleted: result.recordingsDeleted.length, kept: result.kept } });
+    await c.record({ tenant: p.tenant, actor: p.actor, action: 'dsar.erasure', subject: pseudonym, sourceIp: req.ip, details: { erased: result.erased, recordingsDeleted: result.recordingsDeleted.length, kept: result.kept } });
     await flush();
     return { requestId: id, ...result };
   });

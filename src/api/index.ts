@@ -54,13 +54,18 @@ export default async function apiPlugin(app: FastifyInstance): Promise<void> {
     return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not-ready', workers, telemetry, webhooksPending: app.webhooks.pendingCount });
   });
   app.get('/docs/openapi.json', { schema: { hide: true } }, async () => app.swagger());
-  // The public key that signs audit checkpoints and exports, for third parties to verify them.
+  // Every public key that ever signed audit checkpoints and exports (current and retired), for third parties to verify them.
   app.get('/.well-known/jwks.json', { schema: { tags: ['compliance'], summary: 'Public keys of audit checkpoints and exports', security: [] } }, async (_req, reply) => {
     if (!app.compliance) throw new VigieError('NOT_FOUND', 'compliance is unavailable on this gateway');
-    return reply.header('cache-control', 'public, max-age=300').send({ keys: [app.compliance.signer.publicJwk] });
+    return reply.header('cache-control', 'public, max-age=300').send({ keys: app.compliance.signer.publicJwks });
   });
 
   await app.register(async (v1) => {
+    // The API's actions are audited; until the audit log can continue its chains (ClickHouse read
+    // once since start), they are refused with a retryable 503 rather than done unaudited or forked.
+    v1.addHook('onRequest', async () => {
+      if (app.compliance && !app.compliance.audit.ready) throw new VigieError('UNAVAILABLE', 'the audit log is not ready yet (ClickHouse cannot be read); retry shortly');
+    });
     await v1.register(rateLimit, { global: false });
     // The budget of a caller is spent only once its credential is verified: a key id
     // alone (which anyone can put in a forged key) no longer names whose budget to spend.

@@ -70,22 +70,27 @@ export async function recordingRoutes(app: FastifyInstance): Promise<void> {
   };
   const db = app.clickhouse.database;
   // Access records: the plain access_log, and the tamper-evident audit chain.
-  const audit = (req: FastifyRequest, p: Principal | undefined, action: string, target: string, result: string) => {
+  const audit = async (req: FastifyRequest, p: Principal | undefined, action: string, target: string, result: string) => {
     app.telemetry?.writer.write('access_log', { ts: Date.now(), tenant: p?.tenant ?? '', actor: p?.actor ?? 'anonymous', action, target, source_ip: req.ip, result });
-    if (p) app.compliance?.record({ tenant: p.tenant, actor: p.actor, action, target, result, sourceIp: req.ip });
+    if (p) await app.compliance?.record({ tenant: p.tenant, actor: p.actor, action, target, result, sourceIp: req.ip });
   };
   /** Runs a handler with its access record written whatever the outcome. */
   const audited = (action: string, handler: (req: FastifyRequest, reply: FastifyReply, p: Principal, target: (t: string) => void) => Promise<unknown>) =>
     async (req: FastifyRequest, reply: FastifyReply) => {
       let p: Principal | undefined;
       let target = '';
+      let ok = false;
       try {
         p = await authenticate(app, req);
         const out = await handler(req, reply, p, (t) => (target = t));
-        audit(req, p, action, target, 'ok');
+        ok = true;
+        // Durable before the answer; if it cannot be written, the caller gets that error instead.
+        await audit(req, p, action, target, 'ok');
         return out;
       } catch (err) {
-        audit(req, p, action, target, err instanceof VigieError ? err.code : 'INTERNAL');
+        if (ok) throw err;
+        // The refusal is answered with its own error; a failed audit append of it is logged.
+        await audit(req, p, action, target, err instanceof VigieError ? err.code : 'INTERNAL').catch((auditErr) => req.log.error({ err: auditErr, action }, 'audit append failed'));
         throw err;
       }
     };

@@ -93,7 +93,7 @@ export async function roomRoutes(app: FastifyInstance): Promise<void> {
     requireScope(p, 'rooms:read', room);
     findRoom(p.tenant, room);
     const live = app.sfu.getRoom(p.tenant, room);
-    app.compliance?.record({ tenant: p.tenant, actor: p.actor, action: 'participants.list', target: `room:${room}`, sourceIp: req.ip });
+    await app.compliance?.record({ tenant: p.tenant, actor: p.actor, action: 'participants.list', target: `room:${room}`, sourceIp: req.ip });
     return {
       participants: [...(live?.peers.values() ?? [])].map((peer) => ({
         participantId: peer.id,
@@ -111,7 +111,7 @@ export async function roomRoutes(app: FastifyInstance): Promise<void> {
     requireScope(p, 'rooms:write', room);
     const found = findPeer(p.tenant, room, participantId);
     found.room.removePeer(found.peer, 'removed');
-    app.compliance?.record({ tenant: p.tenant, actor: p.actor, action: 'participant.remove', target: `room:${room}`, subject: app.telemetry?.keys.participant(found.peer), sourceIp: req.ip });
+    await app.compliance?.record({ tenant: p.tenant, actor: p.actor, action: 'participant.remove', target: `room:${room}`, subject: app.telemetry?.keys.participant(found.peer), sourceIp: req.ip });
     req.log.info({ tenant: p.tenant, actor: p.actor, room, participantId }, 'participant removed through the API');
     return reply.code(204).send();
   });
@@ -123,6 +123,7 @@ export async function roomRoutes(app: FastifyInstance): Promise<void> {
     requireScope(p, 'rooms:write', room);
     const found = findPeer(p.tenant, room, participantId);
     const muted = await found.room.muteProducers(found.peer, kind);
+    await app.compliance?.record({ tenant: p.tenant, actor: p.actor, action: 'participant.mute', target: `room:${room}`, subject: app.telemetry?.keys.participant(found.peer), sourceIp: req.ip, details: { kind: kind ?? 'all', tracks: muted.length } });
     req.log.info({ tenant: p.tenant, actor: p.actor, room, participantId, kind: kind ?? 'all', muted: muted.length }, 'participant muted through the API');
     return { muted };
   });

@@ -39,7 +39,7 @@ export async function tokenRoutes(app: FastifyInstance): Promise<void> {
     if (ttlSeconds > maxTtl) throw new VigieError('INVALID_REQUEST', `ttlSeconds may not exceed ${maxTtl}`);
     const { token, expiresAt } = await app.tokens.mint({ ...body, tenant: principal.tenant, ttlSeconds });
     req.log.info({ tenant: principal.tenant, actor: principal.actor, room: body.room, grants: body.grants, ttlSeconds }, 'join token minted');
-    app.compliance?.record({ tenant: principal.tenant, actor: principal.actor, action: 'token.mint', target: `room:${body.room}`, subject: app.telemetry?.keys.pseudonymizer.pseudonym(principal.tenant, body.identity), sourceIp: req.ip, details: { grants: body.grants, ttlSeconds } });
+    await app.compliance?.record({ tenant: principal.tenant, actor: principal.actor, action: 'token.mint', target: `room:${body.room}`, subject: app.telemetry?.keys.pseudonymizer.pseudonym(principal.tenant, body.identity), sourceIp: req.ip, details: { grants: body.grants, ttlSeconds } });
     const base = app.config.server.publicUrl;
     const q = `token=${encodeURIComponent(token)}`;
     return { token, expiresAt: new Date(expiresAt * 1000).toISOString(), joinUrl: `${base}/join?${q}`, embedUrl: `${base}/embed?${q}` };

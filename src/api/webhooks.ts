@@ -1,4 +1,4 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { WebhookEndpointConfig } from '../config/index.js';
 import { assertPublicTarget, WEBHOOK_EVENTS } from '../webhooks/index.js';
@@ -21,6 +21,12 @@ export async function addWebhookFromBody(app: FastifyInstance, tenant: string, r
   return app.tenants.addWebhook(tenant, body);
 }
 
+/** Webhook changes are audited: where a tenant's call events go is the tenant's data flow. The secret never is. */
+export async function auditWebhook(app: FastifyInstance, req: FastifyRequest, tenant: string, actor: string, action: string, endpoint: Pick<WebhookEndpointConfig, 'id'> & Partial<WebhookEndpointConfig>): Promise<void> {
+  const { secret: _secret, ...details } = endpoint;
+  await app.compliance?.record({ tenant, actor, action, target: `webhook:${endpoint.id}`, sourceIp: req.ip, details });
+}
+
 export async function webhookRoutes(app: FastifyInstance): Promise<void> {
   app.get('/v1/webhooks', { schema: { tags: ['webhooks'], summary: "List the tenant's webhook endpoints" } }, async (req) => {
     const p = await authenticate(app, req);
@@ -32,6 +38,7 @@ export async function webhookRoutes(app: FastifyInstance): Promise<void> {
     const p = await authenticate(app, req);
     requireScope(p, 'admin');
     const endpoint = await addWebhookFromBody(app, p.tenant, req.body);
+    await auditWebhook(app, req, p.tenant, p.actor, 'webhook.create', endpoint);
     req.log.info({ tenant: p.tenant, actor: p.actor, endpoint: endpoint.id }, 'webhook endpoint added');
     return reply.code(201).send(endpoint);
   });
@@ -39,7 +46,9 @@ export async function webhookRoutes(app: FastifyInstance): Promise<void> {
   app.delete('/v1/webhooks/:id', { schema: { tags: ['webhooks'], summary: 'Remove a webhook endpoint', params: openapi(idParam) } }, async (req, reply) => {
     const p = await authenticate(app, req);
     requireScope(p, 'admin');
-    app.tenants.removeWebhook(p.tenant, parse(idParam, req.params).id);
+    const { id } = parse(idParam, req.params);
+    app.tenants.removeWebhook(p.tenant, id);
+    await auditWebhook(app, req, p.tenant, p.actor, 'webhook.delete', { id });
     return reply.code(204).send();
   });
 
@@ -48,6 +57,7 @@ export async function webhookRoutes(app: FastifyInstance): Promise<void> {
     requireScope(p, 'admin');
     const { id } = parse(idParam, req.params);
     app.tenants.setWebhookEnabled(p.tenant, id, true);
+    await auditWebhook(app, req, p.tenant, p.actor, 'webhook.enable', { id });
     return publicEndpoint(app.tenants.require(p.tenant).webhooks.find((w) => w.id === id)!);
   });
 }

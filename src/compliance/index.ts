@@ -1,22 +1,29 @@
 /**
  * Compliance: evidence for the DPO.
  *
- * - AuditLog: one hash chain per tenant, signed checkpoints (JWS), verification.
+ * - AuditLog: one hash chain per tenant, appended through its own fsynced journal
+ *   (never dropped), signed checkpoints (JWS) anchored outside ClickHouse
+ *   (anchors.ts), verification against both, with every signing key by kid.
  * - exports: the DPO audit export (JSON Lines, CSV, HTML, PDF), streamed, with a
  *   detached JWS a third party checks against /.well-known/jwks.json.
  * - subprocessors / ropa: the register in compliance/subprocessors.yaml checked
  *   against the running configuration, and the record of processing (art. 30).
  * - dsar: data-subject access (signed archive) and erasure.
  *
- * Decorates `compliance`; other capabilities call `compliance.audit.append`.
+ * Decorates `compliance`; other capabilities `await compliance.record(...)`
+ * before answering the action it records.
  */
+import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
-import { AuditLog, type AuditInput } from './AuditLog.js';
+import { ClickHouseWriter, Spool } from '../telemetry/index.js';
+import { FileAnchors, ObjectStoreAnchors, type CheckpointAnchors } from './anchors.js';
+import { AuditLog, type AuditEntry, type AuditInput } from './AuditLog.js';
 import { loadSigner, type Signer } from './signing.js';
 import { loadSubprocessors, type SubprocessorRegister } from './subprocessors.js';
 
-export { AuditLog, entryHash, GENESIS, type AuditEntry, type AuditInput } from './AuditLog.js';
+export { AuditLog, entryHash, GENESIS, type AuditEntry, type AuditInput, type VerifyResult } from './AuditLog.js';
+export { FileAnchors, ObjectStoreAnchors, type CheckpointAnchors, type SignedCheckpoint } from './anchors.js';
 export { loadSigner, verifyDigestSignature, canonicalJson, digestPayload, type Signer } from './signing.js';
 export { exportAudit, htmlToPdf, legalBasis, PDF_MAX_ROWS, type ExportFormat } from './exports.js';
 export { loadSubprocessors, subprocessorReport, subprocessorReportMarkdown, subprocessorsSchema, markdownToHtml, EU_COUNTRIES } from './subprocessors.js';
@@ -26,9 +33,14 @@ export { dsarAccess, dsarErase, identityColumns, SUBJECT_TABLES, IDENTITY_COLUMN
 export interface Compliance {
   audit: AuditLog;
   signer: Signer;
+  anchors: CheckpointAnchors;
   subprocessors: () => SubprocessorRegister;
-  /** Appends without waiting; failures are logged (an audit entry must not fail the action it records). */
-  record: (entry: AuditInput) => void;
+  /**
+   * Appends an entry and resolves once it is durable: await it before
+   * answering the audited action. Rejects with UNAVAILABLE while the audit log
+   * cannot continue its chains (ClickHouse unread since start).
+   */
+  record: (entry: AuditInput) => Promise<AuditEntry>;
 }
 
 declare module 'fastify' {
@@ -37,31 +49,61 @@ declare module 'fastify' {
   }
 }
 
+/** The journal never drops: its spool is unbounded (the disk is the limit, and a full disk fails the action). */
+const JOURNAL_UNBOUNDED = Number.MAX_SAFE_INTEGER;
+
 export default fp(
   async (app: FastifyInstance) => {
-    if (!app.telemetry) {
-      app.log.warn('compliance unavailable: VIGIE_TELEMETRY=false (the audit log is written through the telemetry writer)');
-      return;
-    }
+    const { config } = app;
     const log = app.log.child({ component: 'compliance' });
-    const signer = await loadSigner(app.config.dataDir, app.config.compliance.signingKeyFile);
-    const writer = app.telemetry.writer;
-    const audit = new AuditLog(app.clickhouse.client, app.clickhouse.database, writer, signer, { checkpointEvery: app.config.compliance.checkpointEvery, checkpointMinutes: app.config.compliance.checkpointMinutes }, log);
-    if (app.clickhouse.schemaReady) await audit.init();
-    const register = loadSubprocessors(app.config.compliance.subprocessorsFile);
-    const record = (entry: AuditInput) => void audit.append(entry).catch((err) => log.error({ err, action: entry.action }, 'audit append failed'));
-    record({ tenant: 'system', actor: 'system', action: 'retention.policies_loaded', details: { policies: [...app.retention.policies().keys()] } });
+    const signer = await loadSigner(config.dataDir, config.compliance.signingKeyFile);
+    // Audit rows have their own journal and writer, apart from telemetry's: no drop policy, and
+    // on whether telemetry is enabled or not.
+    const spool = new Spool(path.join(config.dataDir, 'audit-journal'), JOURNAL_UNBOUNDED, 'drop-newest', log);
+    await spool.open();
+    const journal = new ClickHouseWriter(app.clickhouse.client, spool, { database: app.clickhouse.database, ...config.writer }, log);
+    journal.start();
+    const store = app.recording?.store;
+    const anchors: CheckpointAnchors =
+      store?.listVersions && config.storage.driver === 's3'
+        ? new ObjectStoreAnchors(store as typeof store & Required<Pick<typeof store, 'listVersions'>>, config.compliance.anchorRetentionDays)
+        : new FileAnchors(path.join(config.dataDir, 'audit', 'anchors.jsonl'));
+    const audit = new AuditLog(app.clickhouse.client, app.clickhouse.database, journal, signer, anchors, { checkpointEvery: config.compliance.checkpointEvery, checkpointMinutes: config.compliance.checkpointMinutes }, log);
+
+    // The chains continue from their stored heads, never from 1: until those are read, audited actions are refused.
+    let closed = false;
+    const init = async (attempt: number): Promise<void> => {
+      if (closed) return;
+      const ok = app.clickhouse.schemaReady && (await audit.init(2000).catch((err) => (log.warn({ reason: (err as Error).message }, 'audit chain heads not readable yet'), false)));
+      if (ok) return;
+      if (attempt === 0) log.error('audit log not ready: ClickHouse cannot be read; audited actions answer UNAVAILABLE until it can');
+      setTimeout(() => void init(attempt + 1), Math.min(5000, 250 * 2 ** attempt)).unref();
+    };
+    await init(0);
+
+    const register = loadSubprocessors(config.compliance.subprocessorsFile);
+    const system = (entry: AuditInput) => void audit.appendWhenReady(entry).catch((err) => log.error({ err, action: entry.action }, 'audit append failed'));
+    system({ tenant: 'system', actor: 'system', action: 'retention.policies_loaded', details: { policies: [...app.retention.policies().keys()] } });
     app.recording?.sweeper.observer.on('deleted', (r) =>
-      record({ tenant: r.tenant, actor: 'system:retention', action: 'retention.delete', target: `recording:${r.id}`, details: { policy: r.retention_policy, objectKey: r.object_key, versionId: r.version_id, retainUntil: r.retain_until } }),
+      system({ tenant: r.tenant, actor: 'system:retention', action: 'retention.delete', target: `recording:${r.id}`, details: { policy: r.retention_policy, objectKey: r.object_key, versionId: r.version_id, retainUntil: r.retain_until } }),
     );
-    app.decorate('compliance', { audit, signer, subprocessors: () => register, record });
+    const record = (entry: AuditInput) => {
+      const appended = audit.append(entry);
+      // Callers await it; one that does not must not turn a refusal into an unhandled rejection.
+      appended.catch((err) => log.error({ err, action: entry.action, tenant: entry.tenant }, 'audit append failed'));
+      return appended;
+    };
+    app.decorate('compliance', { audit, signer, anchors, subprocessors: () => register, record });
     // "Every M minutes" holds even for a chain that gets no new entry to trigger it.
-    const timer = setInterval(() => void audit.checkpointAll().catch((err) => log.error({ err }, 'audit checkpoint failed')), app.config.compliance.checkpointMinutes * 60_000);
+    const timer = setInterval(() => void audit.checkpointAll().catch((err) => log.error({ err }, 'audit checkpoint failed')), config.compliance.checkpointMinutes * 60_000);
     timer.unref();
     app.addHook('onClose', async () => {
+      closed = true;
       clearInterval(timer);
-      await audit.checkpointAll().catch(() => undefined);
+      await audit.checkpointAll().catch((err) => log.error({ err }, 'final audit checkpoint failed'));
+      // What ClickHouse has not taken stays in the journal for the next start.
+      await journal.close();
     });
   },
-  { name: 'vigie-compliance', dependencies: ['vigie-core', 'vigie-clickhouse', 'vigie-telemetry', 'vigie-retention'] },
+  { name: 'vigie-compliance', dependencies: ['vigie-core', 'vigie-clickhouse', 'vigie-retention'] },
 );

@@ -67,7 +67,7 @@ export interface Config {
   };
   recording: { segmentSeconds: number; presignTtlSeconds: number };
   retention: { policiesDir: string; sweepIntervalSeconds: number };
-  compliance: { signingKeyFile?: string; checkpointEvery: number; checkpointMinutes: number; subprocessorsFile: string };
+  compliance: { signingKeyFile?: string; checkpointEvery: number; checkpointMinutes: number; anchorRetentionDays: number; subprocessorsFile: string };
   tenants: TenantConfig[];
 }
 

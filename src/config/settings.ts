@@ -87,7 +87,7 @@ export const SETTINGS: readonly SettingSpec[] = [
   setting('clickhouse.cluster', 'CLICKHOUSE_CLUSTER', z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'a cluster name').optional(), 'unset', 'When set, DDL runs ON CLUSTER and tables use Replicated engines.'),
   setting('clickhouse.requestTimeoutMs', 'CLICKHOUSE_REQUEST_TIMEOUT_MS', positiveInt.max(600_000).default(30_000), '30000', 'Timeout of one ClickHouse request.'),
 
-  setting('telemetry.enabled', 'VIGIE_TELEMETRY', bool.default(true), 'true', 'Collect stats and events into ClickHouse.'),
+  setting('telemetry.enabled', 'VIGIE_TELEMETRY', bool.default(true), 'true', 'Collect stats and call events into ClickHouse. When false, the audit log, recording and data-subject requests stay on.'),
   setting('telemetry.statsIntervalMs', 'VIGIE_STATS_INTERVAL_MS', z.coerce.number().int().min(1000, 'must be at least 1000 (1 s)').max(600_000).default(5000), '5000', 'Sampling interval of server-side track and transport stats.'),
   setting('telemetry.clientStatsIntervalMs', 'VIGIE_CLIENT_STATS_INTERVAL_MS', z.coerce.number().int().min(1000, 'must be at least 1000 (1 s)').max(600_000).default(5000), '5000', 'How often the browser SDK reports its own getStats() summary.'),
   setting('telemetry.statsConcurrency', 'VIGIE_STATS_CONCURRENCY', positiveInt.max(256).default(16), '16', 'getStats() calls in flight at once while sampling.'),
@@ -130,6 +130,7 @@ export const SETTINGS: readonly SettingSpec[] = [
   setting('compliance.signingKeyFile', 'VIGIE_AUDIT_SIGNING_KEY_FILE', z.string().min(1).optional(), 'generated in DATA_DIR', 'Private ES256 JWK that signs audit checkpoints and exports; its public half is served at /.well-known/jwks.json.'),
   setting('compliance.checkpointEvery', 'VIGIE_AUDIT_CHECKPOINT_EVERY', positiveInt.max(1_000_000).default(1000), '1000', 'A signed checkpoint every N audit entries per tenant…'),
   setting('compliance.checkpointMinutes', 'VIGIE_AUDIT_CHECKPOINT_MINUTES', positiveInt.max(1440).default(10), '10', '…or every M minutes, whichever comes first.'),
+  setting('compliance.anchorRetentionDays', 'VIGIE_AUDIT_ANCHOR_RETENTION_DAYS', positiveInt.max(36_500).default(3650), '3650', 'With S3 storage, each signed audit checkpoint is also stored in the recordings bucket under a COMPLIANCE Object Lock of this many days (with local storage: an fsynced append-only file in DATA_DIR/audit).'),
   setting('compliance.subprocessorsFile', 'VIGIE_SUBPROCESSORS_FILE', z.string().min(1).default('./compliance/subprocessors.yaml'), './compliance/subprocessors.yaml', 'Register of subprocessors the report checks the configuration against.'),
 ];
 

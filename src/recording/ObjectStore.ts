@@ -69,4 +69,12 @@ export interface ObjectStore {
   /** `bypassGovernance`: an erasure request may lift a GOVERNANCE lock; nothing lifts COMPLIANCE or a legal hold. */
   remove(key: string, versionId: string, options?: { bypassGovernance?: boolean }): Promise<void>;
   setLegalHold(key: string, versionId: string, on: boolean): Promise<void>;
+
+  // --- Audit anchors (src/compliance/anchors.ts) -------------------------------
+  /**
+   * Every stored version under `prefix`, including versions hidden behind a
+   * delete marker. Stores that cannot list leave it out; audit anchors then
+   * go to an append-only file instead.
+   */
+  listVersions?(prefix: string): Promise<Array<{ key: string; versionId: string }>>;
 }

@@ -276,4 +276,14 @@ export class S3ObjectStore implements ObjectStore {
   async setLegalHold(key: string, versionId: string, on: boolean): Promise<void> {
     await this.#client.setObjectLegalHold(this.o.bucket, key, { versionId, status: (on ? 'ON' : 'OFF') as Minio.LEGAL_HOLD_STATUS });
   }
+
+  // --- Audit anchors (ObjectStore.listVersions) ---------------------------------
+  async listVersions(prefix: string): Promise<Array<{ key: string; versionId: string }>> {
+    const out: Array<{ key: string; versionId: string }> = [];
+    const stream = this.#client.listObjects(this.o.bucket, prefix, true, { IncludeVersion: true });
+    for await (const item of stream as AsyncIterable<{ name?: string; versionId?: string; isDeleteMarker?: boolean }>) {
+      if (item.name && item.versionId && !item.isDeleteMarker) out.push({ key: item.name, versionId: item.versionId });
+    }
+    return out;
+  }
 }

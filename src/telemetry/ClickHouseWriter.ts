@@ -79,6 +79,20 @@ export class ClickHouseWriter {
     if (buf.length >= this.options.batchRows) this.#flushTable(table);
   }
 
+  /**
+   * Appends a batch to the spool and returns once it is fsynced there, then
+   * ships it in the background (the audit journal). Nothing is buffered in
+   * memory first, and a batch the spool does not store is an error for the
+   * caller, never a silent drop: give this writer a spool that cannot fill.
+   */
+  async persist(id: string, table: string, rows: unknown[]): Promise<void> {
+    if (this.#closed) throw new Error('writer closed');
+    const { stored } = await this.spool.append({ id, table, rows });
+    if (!stored) throw new Error(`the spool refused a batch for ${table}`);
+    this.counters.rowsSpooled += rows.length;
+    this.#startReplay();
+  }
+
   /** Sends everything buffered and waits until it is in ClickHouse or in the spool. */
   async flush(): Promise<void> {
     this.#flushAll();

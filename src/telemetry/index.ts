@@ -38,7 +38,7 @@ export interface Telemetry {
 
 declare module 'fastify' {
   interface FastifyInstance {
-    /** Undefined when VIGIE_TELEMETRY=false. */
+    /** Always set; with VIGIE_TELEMETRY=false its collector and call-event recorder are not started. */
     telemetry?: Telemetry;
   }
 }
@@ -46,11 +46,6 @@ declare module 'fastify' {
 export default fp(
   async (app: FastifyInstance) => {
     const { config } = app;
-    if (!config.telemetry.enabled) {
-      registerGatewayMetrics(app.sfu);
-      app.log.info('telemetry disabled (VIGIE_TELEMETRY=false)');
-      return;
-    }
     const log = app.log.child({ component: 'telemetry' });
     const spool = new Spool(path.join(config.dataDir, 'spool'), config.writer.spoolMaxBytes, config.writer.spoolFullPolicy, log);
     await spool.open();
@@ -60,8 +55,14 @@ export default fp(
     const keys = new CallKeys(new Pseudonymizer(secret));
     const collector = new StatsCollector(app.sfu, writer, keys, { intervalMs: config.telemetry.statsIntervalMs, concurrency: config.telemetry.statsConcurrency }, log);
     const events = new CallEventRecorder(app.sfu, writer, keys);
-    collector.start();
-    events.start();
+    // VIGIE_TELEMETRY=false stops the collection of stats and call events, and only that: the writer
+    // and the pseudonyms still serve the recording catalog, access records and data-subject requests.
+    if (config.telemetry.enabled) {
+      collector.start();
+      events.start();
+    } else {
+      app.log.info('telemetry disabled (VIGIE_TELEMETRY=false): no stats or call events are collected');
+    }
     registerGatewayMetrics(app.sfu, writer);
     const quality = new QualityMonitor(collector, config.quality.alertMos, config.quality.alertSeconds);
     app.decorate('telemetry', { writer, collector, events, quality, keys });

@@ -75,7 +75,8 @@ export async function startChdbHttp(dataDir: string): Promise<{ url: string; sto
     });
   };
   const stop = async () => {
-    if (!child || child.exitCode !== null) return;
+    // A killed child keeps exitCode null (it has a signalCode instead): stopping twice must not wait forever.
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
     const exited = new Promise((r) => child!.once('exit', r));
     child.kill('SIGKILL');
     await exited;

@@ -27,7 +27,7 @@ export interface TestGateway {
   logs: () => string;
   mint: (o: { room: string; identity: string; grants?: Grant[]; tenant?: string; name?: string; ttlSeconds?: number }) => Promise<string>;
   connect: () => Promise<SignalingClient>;
-  /** Runs a query on the gateway's ClickHouse (the embedded engine) after flushing the writer. */
+  /** Runs a query on the gateway's ClickHouse (the embedded engine) after flushing the writer and the audit journal. */
   query: <T = any>(sql: string, params?: Record<string, unknown>) => Promise<T[]>;
   close: () => Promise<void>;
 }
@@ -54,6 +54,7 @@ export async function startGateway(overrides: Record<string, any> = {}): Promise
       storage: overrides.storage,
       recording: overrides.recording,
       retention: overrides.retention,
+      compliance: overrides.compliance,
       api: overrides.api,
       adminKeyHash: overrides.adminKeyHash,
       tenants: overrides.tenants ?? [
@@ -108,6 +109,7 @@ export async function startGateway(overrides: Record<string, any> = {}): Promise
     },
     query: async <T,>(sql: string, params: Record<string, unknown> = {}) => {
       await app.telemetry?.writer.flush();
+      if (app.compliance?.audit.ready) await app.compliance.audit.flush();
       const rs = await app.clickhouse.client.query({ query: sql, query_params: params, format: 'JSONEachRow' });
       return rs.json<T>();
     },
