@@ -98,11 +98,11 @@ test('audited too: tenant changes, API keys, webhook changes, remote mute and re
   assert.equal((await inject('PUT', '/v1/admin/tenants/initech', op, { name: 'Initech SA' })).statusCode, 200);
   const key = (await inject('POST', '/v1/admin/tenants/initech/api-keys', op, { scopes: ['admin'] })).json();
   assert.equal((await inject('DELETE', `/v1/admin/tenants/initech/api-keys/${key.id}`, op)).statusCode, 204);
-  const opHook = await inject('POST', '/v1/admin/tenants/initech/webhooks', op, { url: 'http://127.0.0.1:9/op' });
+  const opHook = await inject('POST', '/v1/admin/tenants/initech/webhooks', op, { url: 'https://127.0.0.1:9/op' });
   assert.equal(opHook.statusCode, 201, opHook.body);
   assert.equal((await inject('DELETE', '/v1/admin/tenants/initech', op)).statusCode, 204);
 
-  const hook = (await inject('POST', '/v1/webhooks', admin, { url: 'http://127.0.0.1:9/hook' })).json();
+  const hook = (await inject('POST', '/v1/webhooks', admin, { url: 'https://127.0.0.1:9/hook' })).json();
   assert.equal((await inject('POST', `/v1/webhooks/${hook.id}/enable`, admin)).statusCode, 200);
   assert.equal((await inject('DELETE', `/v1/webhooks/${hook.id}`, admin)).statusCode, 204);
 
