@@ -23,16 +23,20 @@ import webhooksPlugin from './webhooks/index.js';
 import retentionPlugin from './retention/index.js';
 import recordingPlugin from './recording/index.js';
 import compliancePlugin from './compliance/index.js';
-import { RoomDirectory } from './media/index.js';
+import { RoomBans, RoomDirectory } from './media/index.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
     config: Config;
     tenants: TenantRegistry;
     rooms: RoomDirectory;
+    /** Identities removed from a room, refused at join until their token expires. */
+    roomBans: RoomBans;
     sfu: Sfu;
     tokens: TokenService;
     signalingSessions: Map<string, SignalingSession>;
+    /** SIGTERM: refuse joins, let calls end, and resolve when they have or at the deadline (seconds). */
+    drainSignaling: (deadlineSeconds?: number) => Promise<void>;
   }
 }
 
@@ -60,6 +64,7 @@ const corePlugin = fp(
     app.decorate('config', config);
     app.decorate('tenants', tenants);
     app.decorate('rooms', new RoomDirectory(path.join(config.dataDir, 'rooms.json')));
+    app.decorate('roomBans', new RoomBans(path.join(config.dataDir, 'room-bans.json')));
     app.decorate('sfu', sfu);
     app.decorate('tokens', new TokenService({ ...config.auth, hs256Secret, isKnownTenant: (t) => tenants.has(t) }));
     // preClose: rooms close (and their last events are recorded) before the

@@ -4,7 +4,7 @@ import type { z } from 'zod';
  * Stable error codes shared by signaling and the REST API. Clients switch on
  * `code`; `message` is for humans and may change.
  */
-export const ERROR_CODES = ['INVALID_REQUEST', 'UNAUTHORIZED', 'FORBIDDEN', 'NOT_FOUND', 'RATE_LIMITED', 'INTERNAL'] as const;
+export const ERROR_CODES = ['INVALID_REQUEST', 'UNAUTHORIZED', 'FORBIDDEN', 'NOT_FOUND', 'RATE_LIMITED', 'UNAVAILABLE', 'INTERNAL'] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];
 
 const HTTP_STATUS: Record<ErrorCode, number> = {
@@ -13,6 +13,8 @@ const HTTP_STATUS: Record<ErrorCode, number> = {
   FORBIDDEN: 403,
   NOT_FOUND: 404,
   RATE_LIMITED: 429,
+  /** The server is shutting down (draining): try again, elsewhere or shortly. */
+  UNAVAILABLE: 503,
   INTERNAL: 500,
 };
 

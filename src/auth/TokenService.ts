@@ -16,6 +16,7 @@ const claimsSchema = z.object({
   name: z.string().max(128).optional(),
   metadata: z.record(z.string(), z.unknown()).optional(),
   exp: z.number(),
+  iat: z.number().optional(),
 });
 
 export interface TokenServiceOptions {
@@ -97,6 +98,7 @@ export class TokenService {
       name: c.name,
       metadata: c.metadata,
       expiresAt: c.exp,
+      issuedAt: c.iat,
     };
   }
 

@@ -42,7 +42,7 @@ export interface Config {
     clockSkewSeconds: number;
     maxTokenTtlSeconds: number;
   };
-  signaling: { maxFrameBytes: number; ratePerSecond: number; rateBurst: number };
+  signaling: { maxFrameBytes: number; ratePerSecond: number; rateBurst: number; heartbeatTimeoutMs: number; tokenRefreshLeadSeconds: number; drainDeadlineSeconds: number };
   ice: { stunUrls: string[]; turnUrls: string[]; turnSecret?: string; turnCredentialTtlSeconds: number };
   clickhouse: { url?: string; user: string; password?: string; database: string; cluster?: string; requestTimeoutMs: number };
   telemetry: { enabled: boolean; statsIntervalMs: number; clientStatsIntervalMs: number; statsConcurrency: number; pseudonymSecret?: string };

@@ -153,6 +153,9 @@ export const NOTIFICATIONS = [
   'sessionReplaced',
   'removed',
   'mutedByServer',
+  'unmutedByServer',
+  'tokenRefreshed',
+  'serverDraining',
   'recordingStarted',
   'recordingStopped',
 ] as const;
