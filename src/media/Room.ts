@@ -159,7 +159,9 @@ export class Room {
   async connectTransport(peer: Peer, transportId: string, dtlsParameters: ms.DtlsParameters): Promise<void> {
     const transport = this.#transport(peer, transportId);
     if (!('dtlsState' in transport)) throw new VigieError('INVALID_REQUEST', 'not a WebRTC transport');
-    if (transport.dtlsState !== 'new') throw new VigieError('INVALID_REQUEST', 'transport already connected');
+    // dtlsState stays 'new' for a while after connect(): the flag catches a second call, which mediasoup would refuse as a plain Error.
+    if (transport.dtlsState !== 'new' || transport.appData.connectRequested) throw new VigieError('INVALID_REQUEST', 'transport already connected');
+    transport.appData.connectRequested = true;
     await clientParameters(() => transport.connect({ dtlsParameters }));
   }
 
