@@ -37,6 +37,7 @@ declare module 'fastify' {
     signalingSessions: Map<string, SignalingSession>;
     /** SIGTERM: refuse joins, let calls end, and resolve when they have or at the deadline (seconds). */
     drainSignaling: (deadlineSeconds?: number) => Promise<void>;
+    signalingDraining: () => boolean;
   }
 }
 

@@ -29,6 +29,8 @@ test('drain: participants are told and new joins refused; at the deadline the re
     let drained = false;
     const draining = gw.app.drainSignaling(4).then(() => (drained = true));
     for (const d of await Promise.all(told)) assert.deepEqual(d, { reason: 'server-shutdown', deadlineSeconds: 4 });
+    const readyz = await gw.app.inject('/readyz');
+    assert.deepEqual([readyz.statusCode, readyz.json().status], [503, 'draining'], 'a load balancer sends new calls elsewhere');
     const late = await gw.connect();
     await expectCode(late.request('join', { token: await gw.mint({ room: 'drain-c', identity: 'late' }) }), 'UNAVAILABLE');
     await leaver.request('leave');

@@ -136,6 +136,7 @@ export async function roomRoutes(app: FastifyInstance): Promise<void> {
     requireScope(p, 'rooms:write', room);
     const found = findPeer(p.tenant, room, participantId);
     const unmuted = found.room.unmuteProducers(found.peer, kind);
+    app.compliance?.record({ tenant: p.tenant, actor: p.actor, action: 'participant.unmute', target: `room:${room}`, subject: app.telemetry?.keys.participant(found.peer), sourceIp: req.ip });
     req.log.info({ tenant: p.tenant, actor: p.actor, room, participantId, kind: kind ?? 'all', unmuted: unmuted.length }, 'participant unmuted through the API');
     return { unmuted };
   });

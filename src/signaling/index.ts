@@ -3,7 +3,7 @@
  *
  * Needs the `sfu`, `tokens`, `roomBans` and `config` decorations; offers
  * `signalingSessions`, the live connections by peer id, and `drainSignaling`,
- * the graceful shutdown that SIGTERM runs. Each connection is a
+ * the graceful shutdown that SIGTERM runs (`signalingDraining` tells whether it has begun). Each connection is a
  * SignalingSession; see protocol.ts for the messages and their schemas.
  */
 import type { FastifyInstance } from 'fastify';
@@ -34,6 +34,7 @@ async function signalingPlugin(app: FastifyInstance): Promise<void> {
   };
   app.decorate('signalingSessions', ctx.sessions);
   app.decorate('drainSignaling', (deadlineSeconds = app.config.signaling.drainDeadlineSeconds) => drain(ctx, deadlineSeconds));
+  app.decorate('signalingDraining', () => ctx.draining);
   app.get('/ws', { websocket: true }, (socket, req) => {
     new SignalingSession(socket, ctx, ctx.log.child({ conn: req.id }));
   });
