@@ -1,5 +1,6 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import path from 'node:path';
 import { WebSocket } from 'ws';
 import { RoomBans } from '../src/media/index.js';
@@ -70,6 +71,41 @@ test('heartbeat: a peer that stops answering (no close frame) is removed with re
   assert.ok(peerOf('heartbeat', 'watcher'), 'a quiet but live connection is kept');
   await watcher.request('getRouterRtpCapabilities');
   silent.terminate();
+});
+
+test('heartbeat, client side: when the network is cut, the SDK client gives up on the connection (4009) rather than wait for TCP, and the server drops the peer', async () => {
+  // A TCP relay between client and gateway, whose "cut" stops forwarding both ways without closing anything.
+  let cut!: () => void;
+  const relay = net.createServer((client) => {
+    const upstream = net.connect(Number(new URL(gw.url).port), '127.0.0.1');
+    client.pipe(upstream);
+    upstream.pipe(client);
+    for (const s of [client, upstream]) s.on('error', () => undefined);
+    cut = () => {
+      client.unpipe(upstream);
+      upstream.unpipe(client);
+      client.pause();
+      upstream.pause();
+    };
+  });
+  await new Promise<void>((r) => relay.listen(0, '127.0.0.1', r));
+  try {
+    const c = new SignalingClient(new WebSocket(`ws://127.0.0.1:${(relay.address() as net.AddressInfo).port}/ws`) as never);
+    await c.opened;
+    const joined = await c.request('join', { token: await gw.mint({ room: 'hb-client', identity: 'behind-relay' }) });
+    assert.equal(joined.heartbeatTimeoutMs, 3000, 'the server tells the client its heartbeat');
+    const closed = new Promise<{ code: number; reason: string }>((r) => c.on('close', r));
+    c.keepAlive(joined.heartbeatTimeoutMs);
+    await sleep(2500);
+    assert.equal(c.closeInfo, undefined, 'answered pings keep the connection');
+
+    cut();
+    const outcome = await Promise.race([closed, new Promise((r) => setTimeout(r, 15_000, 'no close within 15 s').unref())]);
+    assert.deepEqual(outcome, { code: 4009, reason: 'heartbeat timeout' });
+    await waitFor('the server to drop the peer too', async () => peerOf('hb-client', 'behind-relay'), (p) => p === undefined, 15_000);
+  } finally {
+    relay.close();
+  }
 });
 
 test('join race: a socket that closes while its join waits for the room never adds a peer', async () => {

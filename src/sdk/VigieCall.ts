@@ -142,6 +142,7 @@ export class VigieCall {
   /** Wires the connection, then receives the peers already in the room. */
   #enter(joined: any): void {
     this.#wire();
+    if (joined.heartbeatTimeoutMs > 0) this.#signaling.keepAlive(joined.heartbeatTimeoutMs);
     clearInterval(this.#statsTimer);
     if (joined.clientStatsIntervalMs > 0) {
       this.#statsTimer = setInterval(() => void this.reportStats().catch(() => undefined), joined.clientStatsIntervalMs);

@@ -166,6 +166,7 @@ export class SignalingSession {
 
   async #dispatch(method: Method, data: unknown): Promise<unknown> {
     if (method === 'join') return this.#join(data as RequestData<'join'>);
+    if (method === 'ping') return {};
     const peer = this.#peer;
     const room = this.#room;
     if (!peer || !room || peer.closed) throw new VigieError('UNAUTHORIZED', 'join a room first');
@@ -293,6 +294,7 @@ export class SignalingSession {
         rtpCapabilities: room.router.rtpCapabilities,
         recording: { active: this.ctx.recording?.isRecording(room) ?? false, consentRequired: room.options.consentRequired, policy: room.options.recordingPolicy },
         clientStatsIntervalMs: this.ctx.config.telemetry.enabled ? this.ctx.config.telemetry.clientStatsIntervalMs : 0,
+        heartbeatTimeoutMs: this.ctx.config.signaling.heartbeatTimeoutMs,
         iceServers: iceServersFor(this.ctx.config.ice, peer.id),
         peers: room.otherPeers(peer),
       };
@@ -316,7 +318,8 @@ export class SignalingSession {
    */
   #scheduleTokenRefresh(peer: Peer, lifetimeSeconds: number): void {
     clearTimeout(this.#refreshTimer);
-    const lifetime = Math.max(1, Math.min(lifetimeSeconds, this.ctx.config.auth.maxTokenTtlSeconds));
+    // At least 10 s: a token joined moments before its expiry must not start a refresh every few milliseconds.
+    const lifetime = Math.max(10, Math.min(lifetimeSeconds, this.ctx.config.auth.maxTokenTtlSeconds));
     const lead = Math.min(this.ctx.config.signaling.tokenRefreshLeadSeconds, lifetime / 2);
     const delayMs = Math.max(0, (peer.expiresAt - lead) * 1000 - Date.now());
     this.#refreshTimer = setTimeout(() => void this.#refreshToken(peer, lifetime), delayMs).unref();
