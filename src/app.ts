@@ -23,7 +23,7 @@ import webhooksPlugin from './webhooks/index.js';
 import retentionPlugin from './retention/index.js';
 import recordingPlugin from './recording/index.js';
 import compliancePlugin from './compliance/index.js';
-import { RoomDirectory } from './media/index.js';
+import { RoomBans, RoomDirectory } from './media/index.js';
 import demoPlugin, { type DemoSetup } from './demo/index.js';
 
 declare module 'fastify' {
@@ -31,9 +31,14 @@ declare module 'fastify' {
     config: Config;
     tenants: TenantRegistry;
     rooms: RoomDirectory;
+    /** Identities removed from a room, refused at join until their token expires. */
+    roomBans: RoomBans;
     sfu: Sfu;
     tokens: TokenService;
     signalingSessions: Map<string, SignalingSession>;
+    /** SIGTERM: refuse joins, let calls end, and resolve when they have or at the deadline (seconds). */
+    drainSignaling: (deadlineSeconds?: number) => Promise<void>;
+    signalingDraining: () => boolean;
   }
 }
 
@@ -61,6 +66,7 @@ const corePlugin = fp(
     app.decorate('config', config);
     app.decorate('tenants', tenants);
     app.decorate('rooms', new RoomDirectory(path.join(config.dataDir, 'rooms.json')));
+    app.decorate('roomBans', new RoomBans(path.join(config.dataDir, 'room-bans.json')));
     app.decorate('sfu', sfu);
     app.decorate('tokens', new TokenService({ ...config.auth, hs256Secret, tenant: (t) => tenants.get(t) }));
     // preClose: rooms close (and their last events are recorded) before the

@@ -14,7 +14,7 @@ const HTTP_STATUS: Record<ErrorCode, number> = {
   NOT_FOUND: 404,
   RATE_LIMITED: 429,
   INTERNAL: 500,
-  /** A dependency the action needs (e.g. the audit log's head) is not ready yet: retry later. */
+  /** Not now: the server is draining, or a dependency the action needs (the audit log's head) is not ready. Retry, elsewhere or shortly. */
   UNAVAILABLE: 503,
 };
 

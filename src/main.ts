@@ -43,6 +43,8 @@ async function main(): Promise<void> {
 
   const shutdown = async (signal: string) => {
     app.log.info({ signal }, 'shutting down');
+    // SIGTERM (an orchestrator's stop) lets calls end first, up to VIGIE_DRAIN_DEADLINE_S; Ctrl-C does not wait.
+    if (signal === 'SIGTERM') await app.drainSignaling();
     await app.close();
     await otel?.shutdown();
     process.exit(0);

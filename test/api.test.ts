@@ -25,7 +25,7 @@ test('the OpenAPI document describes the API', async () => {
   const { status, body } = await call('GET', '/docs/openapi.json');
   assert.equal(status, 200);
   assert.match(body.openapi, /^3\./);
-  for (const p of ['/v1/tokens', '/v1/rooms', '/v1/rooms/{room}', '/v1/rooms/{room}/participants', '/v1/rooms/{room}/participants/{participantId}', '/v1/rooms/{room}/participants/{participantId}/mute', '/v1/webhooks', '/v1/admin/tenants', '/healthz', '/readyz']) {
+  for (const p of ['/v1/tokens', '/v1/rooms', '/v1/rooms/{room}', '/v1/rooms/{room}/participants', '/v1/rooms/{room}/participants/{participantId}', '/v1/rooms/{room}/participants/{participantId}/mute', '/v1/rooms/{room}/participants/{participantId}/unmute', '/v1/rooms/{room}/bans/lift', '/v1/webhooks', '/v1/admin/tenants', '/healthz', '/readyz']) {
     assert.ok(body.paths[p], `${p} documented`);
   }
   assert.deepEqual(Object.keys(body.paths['/v1/rooms'].post.requestBody.content['application/json'].schema.properties).sort(), ['consentRequired', 'maxParticipants', 'metadata', 'recordingPolicy', 'retentionPolicy', 'room']);

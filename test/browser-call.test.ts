@@ -2,7 +2,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import Fastify from 'fastify';
 import type { Page } from 'playwright-core';
-import { startGateway, type TestGateway } from './helpers/gateway.js';
+import { ROOMS_WRITE_KEY, startGateway, type TestGateway } from './helpers/gateway.js';
 import { launchBrowser, receivedMedia, waitFor } from './helpers/browser.js';
 
 let gw: TestGateway;
@@ -128,6 +128,32 @@ test('simulcast: the camera is sent in two layers, and setPreferredLayers switch
   assert.deepEqual(layers, [0, 1]);
   await erin.close();
   await frank.close();
+});
+
+test('remote mute: the join page locks the mic button while a moderator\'s mute holds, and the server refuses a resume even from a modified page', async () => {
+  const page = await openJoinPage('muted', ['publish', 'subscribe'], 'mute-page');
+  const events = () => page.evaluate(() => (window as any).vigieEvents as Array<{ type: string }>);
+  await waitFor('published', async () => (await events()).map((e) => e.type), (t) => t.includes('published'));
+  const peer = [...gw.app.sfu.getRoom('acme', 'mute-page')!.peers.values()][0]!;
+  const audio = [...peer.producers.values()].find((p) => p.kind === 'audio')!;
+  const moderate = (action: 'mute' | 'unmute') =>
+    fetch(`${gw.url}/v1/rooms/mute-page/participants/${peer.id}/${action}`, { method: 'POST', headers: { 'x-api-key': ROOMS_WRITE_KEY.key, 'content-type': 'application/json' }, body: JSON.stringify({ kind: 'audio' }) });
+  const mic = page.locator('#toggle-mic');
+
+  assert.equal((await moderate('mute')).status, 200);
+  await waitFor('the mic button locked', async () => [await mic.isDisabled(), await mic.getAttribute('title'), await mic.getAttribute('aria-pressed')], (v) => v.join() === 'true,Muted by a moderator,true');
+  assert.equal(await page.evaluate(() => (window as any).vigieCall.setPaused('mic', false).then(() => 'resumed', (e: { code: string }) => e.code)), 'FORBIDDEN');
+  // A page that skips the SDK's own check meets the server's.
+  const direct = await page.evaluate((producerId) => (window as any).vigieCall.signaling.request('resumeProducer', { producerId }).then(() => 'resumed', (e: { code: string }) => e.code), audio.id);
+  assert.equal(direct, 'FORBIDDEN');
+  assert.equal(audio.paused, true);
+
+  assert.equal((await moderate('unmute')).status, 200);
+  await waitFor('the mic button free again', async () => mic.isDisabled(), (d) => !d);
+  assert.equal(audio.paused, true, 'unmuting does not turn the mic on');
+  await mic.click();
+  await waitFor('the participant turns the mic on', async () => audio.paused, (p) => !p);
+  await page.close();
 });
 
 test('a participant without the publish grant receives but is refused when it tries to produce', async () => {

@@ -7,7 +7,8 @@ import { launchBrowser, receivedMedia, waitFor } from './helpers/browser.js';
 let gw: TestGateway;
 let browser: Awaited<ReturnType<typeof launchBrowser>>;
 before(async () => {
-  gw = await startGateway();
+  // No tolerance on exp, and tokens refreshed 5 s ahead: a short token really expires during its call.
+  gw = await startGateway({ auth: { clockSkewSeconds: 0 }, signaling: { tokenRefreshLeadSeconds: 5 } });
   browser = await launchBrowser();
 });
 after(async () => {
@@ -15,10 +16,10 @@ after(async () => {
   await gw?.close();
 });
 
-async function join(room: string, identity: string): Promise<Page> {
+async function join(room: string, identity: string, ttlSeconds?: number): Promise<Page> {
   const page = await browser.context.newPage();
   page.on('pageerror', (e) => console.error(`[${identity}] page error:`, e.message));
-  await page.goto(`${gw.url}/join?token=${await gw.mint({ room, identity, name: identity })}`);
+  await page.goto(`${gw.url}/join?token=${await gw.mint({ room, identity, name: identity, ttlSeconds })}`);
   return page;
 }
 
@@ -92,4 +93,24 @@ test('replaced by another tab: the first one is disconnected for good, and does 
   await waitFor('the second tab publishes', async () => peerOf('tabs', 'kim'), (p) => (p?.producers.size ?? 0) === 2);
   await first.close();
   await second.close();
+});
+
+test('a call outlives its first token: the SDK uses the refreshed one, and when the server restarts (1012) it rejoins with it', async () => {
+  const firstExp = Date.now() / 1000 + 12;
+  const lena = await join('long-call', 'lena', 12);
+  await waitFor('published', async () => (await events(lena)).map((e) => e.type), (t) => t.includes('published'));
+  await waitFor('a refreshed token', async () => (await events(lena)).map((e) => e.type), (t) => t.includes('tokenRefreshed'), 20_000);
+  await waitFor('the first token to expire', async () => Date.now() / 1000, (now) => now > firstExp + 1, 20_000);
+  // Requests after the first expiry still work.
+  assert.equal(await lena.evaluate(() => (window as any).vigieCall.setPaused('camera', true).then(() => 'ok', (e: Error) => e.message)), 'ok');
+  await lena.evaluate(() => (window as any).vigieCall.setPaused('camera', false));
+
+  // The server restarts (drain deadline): the SDK rejoins, which only the refreshed token allows now.
+  const session = gw.app.signalingSessions.get(peerOf('long-call', 'lena')!.id)!;
+  session.closeForRestart();
+  await waitFor('lena to rejoin', async () => (await events(lena)).map((e) => e.type), (t) => t.includes('reconnected') || t.includes('disconnected'));
+  const seen = await events(lena);
+  assert.ok(!seen.some((e) => e.type === 'disconnected'), `1012 is not the end of the call: ${JSON.stringify(seen.filter((e) => e.type === 'disconnected'))}`);
+  await waitFor('lena back with her tracks', async () => peerOf('long-call', 'lena'), (p) => (p?.producers.size ?? 0) === 2);
+  await lena.close();
 });

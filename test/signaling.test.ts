@@ -103,6 +103,44 @@ test('malformed, oversized and out-of-order messages get the right code, and the
   ws.close();
 });
 
+test('a bug of ours is INTERNAL, logged with its stack and context (never the token), and leaves no half-joined peer; bad parameters stay INVALID_REQUEST', async () => {
+  const first = await gw.connect();
+  await first.request('join', { token: await gw.mint({ room: 'our-bug', identity: 'first' }) });
+  const room = gw.app.sfu.getRoom('acme', 'our-bug')!;
+  // A listener of the media plane with a bug, like "t.webhooks is not iterable": a TypeError that no client caused.
+  const buggy = () => {
+    throw new TypeError('t.webhooks is not iterable');
+  };
+  room.observer.on('newpeer', buggy);
+  const token = await gw.mint({ room: 'our-bug', identity: 'second' });
+  const second = await gw.connect();
+  try {
+    await expectCode(second.request('join', { token }), 'INTERNAL');
+  } finally {
+    room.observer.off('newpeer', buggy);
+  }
+  const line = gw
+    .logs()
+    .split('\n')
+    .find((l) => l.includes('signaling request failed') && l.includes('t.webhooks is not iterable'));
+  assert.ok(line, 'the failure is logged');
+  const logged = JSON.parse(line!);
+  assert.equal(logged.level, 50, 'at error level');
+  assert.match(logged.err.stack, /TypeError: t\.webhooks is not iterable\n\s+at /, 'with its stack');
+  assert.equal(logged.method, 'join');
+  assert.ok(logged.requestId !== undefined && logged.conn, 'with the request and connection it came from');
+  assert.ok(!gw.logs().includes(token), 'never the token');
+  assert.deepEqual([...room.peers.values()].map((p) => p.identity), ['first'], 'the failed join left no peer behind');
+  // The same connection joins once the bug is gone.
+  assert.equal((await second.request('join', { token })).room, 'our-bug');
+
+  // The client's own bad parameters, refused by mediasoup, remain the client's error.
+  const send = await second.request('createWebRtcTransport', { direction: 'send' });
+  await expectCode(second.request('produce', { transportId: send.transportId, kind: 'audio', rtpParameters: { codecs: [{ mimeType: 'audio/opus', payloadType: 100, clockRate: 48000 }], encodings: [{ ssrc: 'not-a-number' }] }, source: 'mic' }), 'INVALID_REQUEST');
+  await second.request('connectTransport', { transportId: send.transportId, dtlsParameters: fakeDtls });
+  await expectCode(second.request('connectTransport', { transportId: send.transportId, dtlsParameters: fakeDtls }), 'INVALID_REQUEST');
+});
+
 test('JWT attacks at join are refused with UNAUTHORIZED or FORBIDDEN', async () => {
   const secret = new TextEncoder().encode(gw.config.auth.hs256Secret);
   const now = Math.floor(Date.now() / 1000);

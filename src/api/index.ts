@@ -48,10 +48,12 @@ export default async function apiPlugin(app: FastifyInstance): Promise<void> {
   app.get('/readyz', { schema: { tags: ['health'], summary: 'Readiness: every mediasoup worker is up', security: [] } }, async (_req, reply) => {
     const pool = app.sfu.pool;
     const workers = pool.slots.map((s) => ({ index: s.index, pid: s.worker.pid, alive: !s.worker.died && !s.worker.closed, routers: s.routers, peers: s.peers }));
-    const ready = pool.ready;
+    // Draining (SIGTERM): not ready, so that a load balancer sends new calls elsewhere.
+    const draining = app.signalingDraining?.() ?? false;
+    const ready = pool.ready && !draining;
     // ClickHouse is reported but does not gate readiness: calls must go on while telemetry is spooled.
     const telemetry = app.telemetry && { schemaReady: app.clickhouse.schemaReady, queuedRows: app.telemetry.writer.queuedRows, spoolBytes: app.telemetry.writer.spoolBytes };
-    return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not-ready', workers, telemetry, webhooksPending: app.webhooks.pendingCount });
+    return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : draining ? 'draining' : 'not-ready', workers, telemetry, webhooksPending: app.webhooks.pendingCount });
   });
   app.get('/docs/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   // Every public key that ever signed audit checkpoints and exports (current and retired), for third parties to verify them.

@@ -11,6 +11,7 @@ const roomParam = z.object({ room: z.string().regex(ROOM_ID) });
 const participantParam = roomParam.extend({ participantId: z.string().min(1).max(64) });
 const createBody = roomOptionsSchema.extend({ room: z.string().regex(ROOM_ID, 'room must be 1-64 letters, digits, _ or -') });
 const muteBody = z.object({ kind: z.enum(['audio', 'video']).optional() });
+const unbanBody = z.object({ identity: z.string().min(1).max(256) });
 
 /** Options that only the business app (an API key) sets: a moderator cannot turn its room's recording or consent off. */
 const APP_ONLY_OPTIONS = ['recordingPolicy', 'consentRequired', 'retentionPolicy'] as const;
@@ -110,10 +111,24 @@ export async function roomRoutes(app: FastifyInstance): Promise<void> {
     const { room, participantId } = parse(participantParam, req.params);
     requireScope(p, 'rooms:write', room);
     const found = findPeer(p.tenant, room, participantId);
+    // Banned before the peer goes, so its SDK cannot rejoin in between: until
+    // its token (as last refreshed) expires, or a ban lift.
+    app.roomBans.ban(p.tenant, room, found.peer.identity, found.peer.expiresAt);
     found.room.removePeer(found.peer, 'removed');
     await app.compliance?.record({ tenant: p.tenant, actor: p.actor, action: 'participant.remove', target: `room:${room}`, subject: app.telemetry?.keys.participant(found.peer), sourceIp: req.ip });
     req.log.info({ tenant: p.tenant, actor: p.actor, room, participantId }, 'participant removed through the API');
     return reply.code(204).send();
+  });
+
+  app.post('/v1/rooms/:room/bans/lift', { schema: { tags: ['participants'], summary: 'Let a removed identity join the room again before its token expires', params: openapi(roomParam), body: openapi(unbanBody) } }, async (req) => {
+    const p = await authenticate(app, req);
+    const { room } = parse(roomParam, req.params);
+    const { identity } = parse(unbanBody, req.body);
+    requireScope(p, 'rooms:write', room);
+    const lifted = app.roomBans.lift(p.tenant, room, identity);
+    app.compliance?.record({ tenant: p.tenant, actor: p.actor, action: 'participant.ban-lift', target: `room:${room}`, subject: app.telemetry?.keys.pseudonymizer.pseudonym(p.tenant, identity), sourceIp: req.ip });
+    req.log.info({ tenant: p.tenant, actor: p.actor, room, lifted }, 'ban lifted through the API');
+    return { lifted };
   });
 
   app.post('/v1/rooms/:room/participants/:participantId/mute', { schema: { tags: ['participants'], summary: 'Mute a participant remotely (audio, video, or both)', params: openapi(participantParam), body: openapi(muteBody) } }, async (req) => {
@@ -126,5 +141,17 @@ export async function roomRoutes(app: FastifyInstance): Promise<void> {
     await app.compliance?.record({ tenant: p.tenant, actor: p.actor, action: 'participant.mute', target: `room:${room}`, subject: app.telemetry?.keys.participant(found.peer), sourceIp: req.ip, details: { kind: kind ?? 'all', tracks: muted.length } });
     req.log.info({ tenant: p.tenant, actor: p.actor, room, participantId, kind: kind ?? 'all', muted: muted.length }, 'participant muted through the API');
     return { muted };
+  });
+
+  app.post('/v1/rooms/:room/participants/:participantId/unmute', { schema: { tags: ['participants'], summary: 'Lift a remote mute: the participant may turn the tracks on again', params: openapi(participantParam), body: openapi(muteBody) } }, async (req) => {
+    const p = await authenticate(app, req);
+    const { room, participantId } = parse(participantParam, req.params);
+    const { kind } = parse(muteBody, req.body);
+    requireScope(p, 'rooms:write', room);
+    const found = findPeer(p.tenant, room, participantId);
+    const unmuted = found.room.unmuteProducers(found.peer, kind);
+    app.compliance?.record({ tenant: p.tenant, actor: p.actor, action: 'participant.unmute', target: `room:${room}`, subject: app.telemetry?.keys.participant(found.peer), sourceIp: req.ip });
+    req.log.info({ tenant: p.tenant, actor: p.actor, room, participantId, kind: kind ?? 'all', unmuted: unmuted.length }, 'participant unmuted through the API');
+    return { unmuted };
   });
 }

@@ -19,6 +19,7 @@ const claimsSchema = z.object({
   name: z.string().max(128).optional(),
   metadata: boundedJsonObject(METADATA_LIMITS).optional(),
   exp: z.number(),
+  iat: z.number().optional(),
 });
 
 export interface TokenServiceOptions {
@@ -126,6 +127,7 @@ export class TokenService {
       name: c.name,
       metadata: c.metadata,
       expiresAt: c.exp,
+      issuedAt: c.iat,
     };
   }
 

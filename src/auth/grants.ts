@@ -17,6 +17,8 @@ export interface AccessClaims {
   name?: string;
   metadata?: Record<string, unknown>;
   expiresAt: number;
+  /** `iat`, when the token has one: with `expiresAt`, the lifetime a refreshed token gets again. */
+  issuedAt?: number;
 }
 
 export function hasGrant(claims: Pick<AccessClaims, 'grants'>, grant: Grant): boolean {

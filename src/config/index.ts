@@ -43,7 +43,7 @@ export interface Config {
     maxTokenTtlSeconds: number;
     maxIdpTokenAgeSeconds: number;
   };
-  signaling: { maxFrameBytes: number; ratePerSecond: number; rateBurst: number; maxConnectionsPerIp: number; joinTimeoutMs: number };
+  signaling: { maxFrameBytes: number; ratePerSecond: number; rateBurst: number; maxConnectionsPerIp: number; joinTimeoutMs: number; heartbeatTimeoutMs: number; tokenRefreshLeadSeconds: number; drainDeadlineSeconds: number };
   ice: { stunUrls: string[]; turnUrls: string[]; turnSecret?: string; turnCredentialTtlSeconds: number };
   clickhouse: { url?: string; user: string; password?: string; database: string; cluster?: string; requestTimeoutMs: number };
   telemetry: { enabled: boolean; statsIntervalMs: number; clientStatsIntervalMs: number; statsConcurrency: number; pseudonymSecret?: string };

@@ -71,6 +71,9 @@ export const SETTINGS: readonly SettingSpec[] = [
 
   setting('signaling.maxFrameBytes', 'VIGIE_SIGNALING_MAX_FRAME_BYTES', positiveInt.min(1024).max(1 << 20).default(64 * 1024), '65536', 'Largest signaling frame accepted; larger ones are refused.'),
   setting('signaling.ratePerSecond', 'VIGIE_SIGNALING_RATE_PER_S', positiveInt.max(10_000).default(50), '50', 'Sustained requests per second per connection.'),
+  setting('signaling.heartbeatTimeoutMs', 'VIGIE_SIGNALING_HEARTBEAT_TIMEOUT_MS', positiveInt.min(1000).max(600_000).default(30_000), '30000', 'A connection that answers no WebSocket ping for this long is dropped, and its participant leaves with reason `timeout`.'),
+  setting('signaling.tokenRefreshLeadSeconds', 'VIGIE_TOKEN_REFRESH_LEAD_S', positiveInt.max(86_400).default(300), '300', 'How long before its access token expires a connected participant is sent a fresh one (at most half the token\'s lifetime before).'),
+  setting('signaling.drainDeadlineSeconds', 'VIGIE_DRAIN_DEADLINE_S', positiveInt.max(86_400).default(30), '30', 'On SIGTERM, how long the gateway waits for calls to end before it tells the remaining participants to reconnect elsewhere and exits.'),
   setting('signaling.rateBurst', 'VIGIE_SIGNALING_RATE_BURST', positiveInt.max(10_000).default(100), '100', 'Burst of requests per connection above the sustained rate.'),
   setting('signaling.maxConnectionsPerIp', 'VIGIE_SIGNALING_MAX_CONNECTIONS_PER_IP', positiveInt.max(100_000).default(100), '100', 'Open signaling connections allowed from one client address; more are closed with 1013.'),
   setting('signaling.joinTimeoutMs', 'VIGIE_SIGNALING_JOIN_TIMEOUT_MS', positiveInt.min(500).max(300_000).default(10_000), '10000', 'A connection that has not joined a room this long after opening is closed with 1008.'),

@@ -55,12 +55,16 @@ export class Peer {
   readonly producers = new Map<string, ms.Producer>();
   readonly consumers = new Map<string, ms.Consumer>();
   readonly joinedAt = Date.now();
+  /** When the participant's access ends: its token's `exp`, moved on by each refreshed token. */
+  expiresAt: number;
   #closed = false;
 
   constructor(
     readonly claims: AccessClaims,
     private readonly notifySink: Notify,
-  ) {}
+  ) {
+    this.expiresAt = claims.expiresAt;
+  }
 
   get identity(): string {
     return this.claims.identity;

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { randomUUID } from 'node:crypto';
-import type { types as ms } from 'mediasoup';
+import { errors as msErrors, type types as ms } from 'mediasoup';
 import type { Config } from '../config/index.js';
 import type { Logger } from '../logging.js';
 import { VigieError } from '../errors.js';
@@ -65,6 +65,8 @@ export class Room {
   readonly observer = new EventEmitter<RoomObserverEvents>();
   readonly peers = new Map<string, Peer>();
   readonly createdAt = Date.now();
+  /** Kinds of track a moderator muted, by identity (see muteProducers). */
+  readonly #moderatorMutes = new Map<string, Set<ms.MediaKind>>();
   #closed = false;
   /**
    * Transports whose connect succeeded. dtlsState stays `new` until a DTLS
@@ -195,8 +197,9 @@ export class Room {
     const transport = this.#transport(peer, transportId);
     if (!('dtlsState' in transport)) throw new VigieError('INVALID_REQUEST', 'not a WebRTC transport');
     if (transport.dtlsState !== 'new' || this.#connected.has(transport)) throw new VigieError('INVALID_REQUEST', 'transport already connected');
-    await transport.connect({ dtlsParameters });
+    // Marked before the await: a second connect racing the first must be refused too.
     this.#connected.add(transport);
+    await clientParameters(() => transport.connect({ dtlsParameters }));
   }
 
   async restartIce(peer: Peer, transportId: string): Promise<ms.IceParameters> {
@@ -217,8 +220,12 @@ export class Room {
     const onTransport = [...peer.producers.values()].filter((p) => p.appData.transportId === transport.id && !p.closed).map((p) => p.rtpParameters);
     const conflict = rtpListenerConflict(onTransport, req.rtpParameters);
     if (conflict) throw new VigieError('INVALID_REQUEST', conflict);
-    const producer = await transport.produce({ kind: req.kind, rtpParameters: req.rtpParameters, appData: { peerId: peer.id, source: req.source, transportId: transport.id } });
+    const mutedByModerator = this.isMutedByModerator(peer, req.kind);
+    const producer = await clientParameters(() =>
+      transport.produce({ kind: req.kind, rtpParameters: req.rtpParameters, paused: mutedByModerator, appData: { peerId: peer.id, source: req.source, transportId: transport.id } }),
+    );
     this.#adoptProducer(peer, producer);
+    if (mutedByModerator) await this.#pauseByModerator(peer, producer);
     return producer.id;
   }
 
@@ -238,17 +245,49 @@ export class Room {
     this.broadcast('newProducer', { peerId: peer.id, producerId: producer.id, kind: producer.kind, source: producer.appData.source, paused: producer.paused }, peer);
   }
 
-  /** Remote mute (by a moderator or the API): pauses the peer's tracks of `kind` and tells everyone. */
+  /**
+   * Remote mute (by a moderator or the API): pauses the peer's tracks of `kind`
+   * (both kinds when unset) and tells everyone. The mute holds until
+   * `unmuteProducers`: the participant cannot resume those tracks, and tracks
+   * of that kind it publishes later (after a rejoin, say) start paused. It is
+   * kept by identity, so a reconnect does not lift it.
+   */
   async muteProducers(peer: Peer, kind?: ms.MediaKind): Promise<string[]> {
+    const kinds = this.#moderatorMutes.get(peer.identity) ?? new Set<ms.MediaKind>();
+    for (const k of kind ? [kind] : (['audio', 'video'] as const)) kinds.add(k);
+    this.#moderatorMutes.set(peer.identity, kinds);
     const muted: string[] = [];
     for (const p of peer.producers.values()) {
-      if ((kind && p.kind !== kind) || p.paused) continue;
-      await p.pause();
+      if (kind && p.kind !== kind) continue;
       muted.push(p.id);
-      peer.notify('mutedByServer', { producerId: p.id, kind: p.kind });
-      this.broadcast('producerPaused', { peerId: peer.id, producerId: p.id }, peer);
+      await this.#pauseByModerator(peer, p);
     }
     return muted;
+  }
+
+  /** Lifts a remote mute: the participant may turn its tracks on again (they stay paused until it does). */
+  unmuteProducers(peer: Peer, kind?: ms.MediaKind): string[] {
+    const kinds = this.#moderatorMutes.get(peer.identity);
+    for (const k of kind ? [kind] : (['audio', 'video'] as const)) kinds?.delete(k);
+    if (kinds?.size === 0) this.#moderatorMutes.delete(peer.identity);
+    const unmuted: string[] = [];
+    for (const p of peer.producers.values()) {
+      if ((kind && p.kind !== kind) || this.isMutedByModerator(peer, p.kind)) continue;
+      unmuted.push(p.id);
+      peer.notify('unmutedByServer', { producerId: p.id, kind: p.kind });
+    }
+    return unmuted;
+  }
+
+  isMutedByModerator(peer: Peer, kind: ms.MediaKind): boolean {
+    return this.#moderatorMutes.get(peer.identity)?.has(kind) ?? false;
+  }
+
+  async #pauseByModerator(peer: Peer, producer: ms.Producer): Promise<void> {
+    peer.notify('mutedByServer', { producerId: producer.id, kind: producer.kind });
+    if (producer.paused) return;
+    await producer.pause();
+    this.broadcast('producerPaused', { peerId: peer.id, producerId: producer.id }, peer);
   }
 
   closeProducer(peer: Peer, producerId: string): void {
@@ -257,6 +296,7 @@ export class Room {
 
   async setProducerPaused(peer: Peer, producerId: string, paused: boolean): Promise<void> {
     const producer = this.#producer(peer, producerId);
+    if (!paused && this.isMutedByModerator(peer, producer.kind)) throw new VigieError('FORBIDDEN', 'this track was muted by a moderator; only a moderator can unmute it');
     if (paused) await producer.pause();
     else await producer.resume();
     this.broadcast(paused ? 'producerPaused' : 'producerResumed', { peerId: peer.id, producerId }, peer);
@@ -274,12 +314,14 @@ export class Room {
     }
     // Created paused, as mediasoup recommends: the client resumes once its
     // consumer exists, so no early keyframe is lost.
-    const consumer = await transport.consume({
-      producerId: req.producerId,
-      rtpCapabilities: req.rtpCapabilities,
-      paused: true,
-      appData: { peerId: peer.id, producerPeerId: owner.id },
-    });
+    const consumer = await clientParameters(() =>
+      transport.consume({
+        producerId: req.producerId,
+        rtpCapabilities: req.rtpCapabilities,
+        paused: true,
+        appData: { peerId: peer.id, producerPeerId: owner.id },
+      }),
+    );
     peer.consumers.set(consumer.id, consumer);
     const closed = (reason: string) => {
       if (!peer.consumers.delete(consumer.id)) return;
@@ -312,7 +354,7 @@ export class Room {
   async setPreferredLayers(peer: Peer, consumerId: string, layers: ms.ConsumerLayers): Promise<void> {
     const consumer = this.#consumer(peer, consumerId);
     if (consumer.type !== 'simulcast' && consumer.type !== 'svc') throw new VigieError('INVALID_REQUEST', 'consumer has no layers');
-    await consumer.setPreferredLayers(layers);
+    await clientParameters(() => consumer.setPreferredLayers(layers));
   }
 
   /** The participant who publishes this producer, if it is in the room. */
@@ -337,6 +379,21 @@ export class Room {
     const c = peer.consumers.get(id);
     if (!c) throw new VigieError('NOT_FOUND', 'no such consumer');
     return c;
+  }
+}
+
+/**
+ * Runs one mediasoup call that is handed parameters the client sent (DTLS,
+ * RTP parameters or capabilities, layers). mediasoup rejects bad ones with a
+ * TypeError or UnsupportedError, which is then the client's fault. Only here:
+ * a TypeError anywhere else is a bug of ours, and stays INTERNAL.
+ */
+async function clientParameters<T>(call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (err) {
+    if (err instanceof TypeError || err instanceof msErrors.UnsupportedError) throw new VigieError('INVALID_REQUEST', err.message.slice(0, 200));
+    throw err;
   }
 }
 

@@ -78,6 +78,10 @@ export class WorkerPool {
       logLevel: this.options.logLevel,
       appData: { index },
     });
+    // mediasoup closes every worker on SIGTERM by itself, which would end all
+    // calls at once: the gateway drains first (src/main.ts) and closes the
+    // pool after. Its listener is public but untyped; SIGINT keeps it.
+    process.removeListener('SIGTERM', (worker as unknown as { onSignal: NodeJS.SignalsListener }).onSignal);
     const wrs = this.options.webRtcServer;
     if (!wrs) return { worker };
     const port = wrs.basePort + index;

@@ -15,3 +15,4 @@ export * from './WorkerPool.js';
 export * from './codecs.js';
 export * from './workerBinary.js';
 export * from './RoomDirectory.js';
+export * from './RoomBans.js';

@@ -23,6 +23,9 @@ export class SignalingError extends Error {
 
 type Listener = (data: any) => void;
 
+/** Close code of a connection the client gave up on because the server stopped answering; the SDK rejoins. */
+export const HEARTBEAT_TIMEOUT_CODE = 4009;
+
 export class SignalingClient {
   #nextId = 1;
   readonly #pending = new Map<number, { method: string; resolve: (v: any) => void; reject: (e: Error) => void; timer: ReturnType<typeof setTimeout> }>();
@@ -31,6 +34,7 @@ export class SignalingClient {
   closeInfo?: { code: number; reason: string };
   /** Notifications received while held, replayed in order on release. */
   #held?: Array<[string, unknown]>;
+  #keepAlive?: ReturnType<typeof setInterval>;
 
   constructor(
     readonly socket: WebSocketLike,
@@ -42,26 +46,49 @@ export class SignalingClient {
       socket.addEventListener('error', () => reject(new Error('signaling connection failed')));
     });
     socket.addEventListener('message', (ev: { data: unknown }) => this.#onMessage(String(ev.data)));
-    socket.addEventListener('close', (ev: { code: number; reason: string }) => {
-      this.closeInfo = { code: ev.code, reason: String(ev.reason ?? '') };
-      for (const [, p] of this.#pending) {
-        clearTimeout(p.timer);
-        p.reject(new SignalingError('DISCONNECTED', `connection closed (${ev.code})`, p.method));
-      }
-      this.#pending.clear();
-      this.#emit('close', this.closeInfo);
-    });
+    socket.addEventListener('close', (ev: { code: number; reason: string }) => this.#closed(ev.code, String(ev.reason ?? '')));
+  }
+
+  /**
+   * The client's half of the heartbeat: a `ping` request every third of
+   * `timeoutMs`, each allowed two thirds of it. A server that does not answer
+   * is taken as gone (code 4009, "heartbeat timeout") without waiting for TCP
+   * to notice, which on a half-open connection can take many minutes.
+   */
+  keepAlive(timeoutMs: number): void {
+    clearInterval(this.#keepAlive);
+    this.#keepAlive = setInterval(() => {
+      if (this.closeInfo) return clearInterval(this.#keepAlive);
+      this.request('ping', {}, (timeoutMs * 2) / 3).catch((err: SignalingError) => {
+        if (err.code !== 'TIMEOUT' || this.closeInfo) return;
+        this.#closed(HEARTBEAT_TIMEOUT_CODE, 'heartbeat timeout');
+        this.socket.close(HEARTBEAT_TIMEOUT_CODE, 'heartbeat timeout');
+      });
+    }, timeoutMs / 3);
+  }
+
+  /** Ends every pending request and tells the listeners, once, whichever of the socket or the heartbeat saw it first. */
+  #closed(code: number, reason: string): void {
+    if (this.closeInfo) return;
+    clearInterval(this.#keepAlive);
+    this.closeInfo = { code, reason };
+    for (const [, p] of this.#pending) {
+      clearTimeout(p.timer);
+      p.reject(new SignalingError('DISCONNECTED', `connection closed (${code})`, p.method));
+    }
+    this.#pending.clear();
+    this.#emit('close', this.closeInfo);
   }
 
   /** Sends a request and resolves with its `data`, or rejects with a SignalingError carrying the server's code. */
-  async request<T = any>(method: string, data: Record<string, unknown> = {}): Promise<T> {
+  async request<T = any>(method: string, data: Record<string, unknown> = {}, timeoutMs = this.timeoutMs): Promise<T> {
     await this.opened;
     const id = this.#nextId++;
     return new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#pending.delete(id);
-        reject(new SignalingError('TIMEOUT', `no answer in ${this.timeoutMs} ms`, method));
-      }, this.timeoutMs);
+        reject(new SignalingError('TIMEOUT', `no answer in ${timeoutMs} ms`, method));
+      }, timeoutMs);
       this.#pending.set(id, { method, resolve, reject, timer });
       this.socket.send(JSON.stringify({ id, method, data }));
     });
@@ -91,6 +118,7 @@ export class SignalingClient {
   }
 
   close(): void {
+    clearInterval(this.#keepAlive);
     this.socket.close(1000, 'bye');
   }
 

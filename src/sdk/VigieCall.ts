@@ -18,8 +18,14 @@ export interface VigieCallEvents {
   trackRemoved: { peerId: string; consumerId: string };
   activeSpeaker: { peerId: string };
   roomClosed: { reason: string };
-  /** A moderator muted one of this participant's tracks. */
+  /** A moderator muted one of this participant's tracks: it cannot be turned on again until `unmutedByServer`. */
   mutedByServer: { producerId: string; kind: 'audio' | 'video' };
+  /** A moderator lifted the mute: the participant may turn the track on again (it stays off until then). */
+  unmutedByServer: { producerId: string; kind: 'audio' | 'video' };
+  /** The server is shutting down; the call moves to another server (or this one restarted) by itself. */
+  serverDraining: { reason: string; deadlineSeconds: number };
+  /** The server sent a fresh access token; later requests and rejoins use it. */
+  tokenRefreshed: { expiresAt: number };
   recording: { active: boolean; consentRequired: boolean; recordingId?: string };
   /** A moderator removed this participant from the call. */
   removed: { reason: string };
@@ -62,7 +68,10 @@ export interface JoinOptions {
 
 /** Waits before each rejoin attempt; after the last, the call is disconnected for good. */
 const REJOIN_DELAYS_MS = [500, 1000, 2000, 4000, 8000];
-/** Close codes after which rejoining would be wrong: replaced by another session, removed, rate-limited. */
+/**
+ * Close codes after which rejoining would be wrong: replaced by another session, removed, rate-limited.
+ * Every other one rejoins, 1012 included: the server is restarting or draining, and the call moves on.
+ */
 const FINAL_CLOSE_CODES = new Set([1000, 4000, 4001, 4008]);
 
 type JoinedInfo = { peerId: string; callId: string; tenant: string; room: string; name: string; grants: string[]; iceServers: RTCIceServer[]; recording: { active: boolean; consentRequired: boolean } };
@@ -84,6 +93,8 @@ export class VigieCall {
   #signaling: SignalingClient;
   /** What each published source was sent with, to publish it again after a rejoin. */
   readonly #published = new Map<Source, { track: MediaStreamTrack; encodings?: RTCRtpEncodingParameters[] }>();
+  /** Producers a moderator muted: they stay off until unmuted. */
+  readonly mutedByModerator = new Set<string>();
 
   private constructor(
     signaling: SignalingClient,
@@ -103,7 +114,8 @@ export class VigieCall {
     const { signaling, joined } = await VigieCall.#connectAndJoin(options);
     const device = new Device();
     await device.load({ routerRtpCapabilities: joined.rtpCapabilities });
-    const call = new VigieCall(signaling, device, VigieCall.#infoOf(joined), options);
+    // A copy: the token in it is replaced by each refreshed one, and the caller's object is not ours to change.
+    const call = new VigieCall(signaling, device, VigieCall.#infoOf(joined), { ...options });
     call.#enter(joined);
     return call;
   }
@@ -130,6 +142,7 @@ export class VigieCall {
   /** Wires the connection, then receives the peers already in the room. */
   #enter(joined: any): void {
     this.#wire();
+    if (joined.heartbeatTimeoutMs > 0) this.#signaling.keepAlive(joined.heartbeatTimeoutMs);
     clearInterval(this.#statsTimer);
     if (joined.clientStatsIntervalMs > 0) {
       this.#statsTimer = setInterval(() => void this.reportStats().catch(() => undefined), joined.clientStatsIntervalMs);
@@ -227,6 +240,8 @@ export class VigieCall {
     const transport = await this.#transport('send');
     // The SDK stops tracks itself (unpublish, leave), so that a rejoin can send the same ones again.
     const producer = await transport.produce({ track, encodings, appData: { source }, stopTracks: false });
+    // Published while muted by a moderator (after a rejoin, say): the server told us during produce.
+    if (this.mutedByModerator.has(producer.id)) producer.pause();
     this.producers.set(source, producer);
     this.#published.set(source, { track, encodings });
     return producer;
@@ -245,9 +260,16 @@ export class VigieCall {
   async setPaused(source: Source, paused: boolean): Promise<void> {
     const producer = this.producers.get(source);
     if (!producer) return;
+    if (!paused && this.mutedByModerator.has(producer.id)) throw new SignalingError('FORBIDDEN', 'muted by a moderator', 'resumeProducer');
     if (paused) producer.pause();
     else producer.resume();
-    await this.signaling.request(paused ? 'pauseProducer' : 'resumeProducer', { producerId: producer.id });
+    try {
+      await this.signaling.request(paused ? 'pauseProducer' : 'resumeProducer', { producerId: producer.id });
+    } catch (err) {
+      // Refused (e.g. muted by a moderator meanwhile): the track stays as the server has it.
+      if (!paused) producer.pause();
+      throw err;
+    }
   }
 
   async subscribe(peerId: string, producerId: string): Promise<msc.Consumer> {
@@ -465,9 +487,19 @@ export class VigieCall {
     s.on('recordingStarted', ({ recordingId, consentRequired }) => this.#emit('recording', { active: true, consentRequired: Boolean(consentRequired), recordingId }));
     s.on('recordingStopped', ({ recordingId }) => this.#emit('recording', { active: false, consentRequired: false, recordingId }));
     s.on('mutedByServer', ({ producerId, kind }) => {
+      this.mutedByModerator.add(producerId);
       for (const p of this.producers.values()) if (p.id === producerId) p.pause();
       this.#emit('mutedByServer', { producerId, kind });
     });
+    s.on('unmutedByServer', ({ producerId, kind }) => {
+      this.mutedByModerator.delete(producerId);
+      this.#emit('unmutedByServer', { producerId, kind });
+    });
+    s.on('tokenRefreshed', ({ token, expiresAt }) => {
+      this.options.token = token;
+      this.#emit('tokenRefreshed', { expiresAt });
+    });
+    s.on('serverDraining', ({ reason, deadlineSeconds }) => this.#emit('serverDraining', { reason, deadlineSeconds }));
     s.on('removed', ({ reason }) => {
       this.#left = true;
       this.#teardown();

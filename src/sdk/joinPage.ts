@@ -145,10 +145,27 @@ async function main(): Promise<void> {
     showRecording(active, consentRequired);
     report(active ? 'recordingStarted' : 'recordingStopped', {});
   });
+  // A moderator's mute locks the button (the server refuses to resume the track) until it is lifted.
+  const moderatorLock = (kind: 'audio' | 'video', locked: boolean) => {
+    const btn = document.getElementById(kind === 'audio' ? 'toggle-mic' : 'toggle-cam') as HTMLButtonElement | null;
+    if (!btn) return;
+    if (locked) btn.setAttribute('aria-pressed', 'true');
+    btn.disabled = locked;
+    btn.title = locked ? 'Muted by a moderator' : '';
+    btn.classList.toggle('muted-by-moderator', locked);
+  };
   call.on('mutedByServer', ({ kind }) => {
-    const btn = document.getElementById(kind === 'audio' ? 'toggle-mic' : 'toggle-cam');
-    btn?.setAttribute('aria-pressed', 'true');
+    moderatorLock(kind, true);
     report('mutedByServer', { kind });
+  });
+  call.on('unmutedByServer', ({ kind }) => {
+    moderatorLock(kind, false);
+    report('unmutedByServer', { kind });
+  });
+  call.on('tokenRefreshed', ({ expiresAt }) => report('tokenRefreshed', { expiresAt }));
+  call.on('serverDraining', (d) => {
+    setStatus('The server is restarting; the call will resume by itself');
+    report('serverDraining', d);
   });
   call.on('removed', ({ reason }) => {
     setStatus('You were removed from the call');

@@ -2,12 +2,11 @@ import type { WebSocket } from 'ws';
 import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import { tracer } from '../telemetry/otel.js';
 import type { Logger } from '../logging.js';
-import { errors as msErrors } from 'mediasoup';
 import { hasGrant, iceServersFor, type TokenService } from '../auth/index.js';
 import type { Config } from '../config/index.js';
 import type { RecordingService } from '../recording/index.js';
 import { VigieError, toVigieError } from '../errors.js';
-import { Peer, type Room, type RoomDirectory, type Sfu } from '../media/index.js';
+import { Peer, type Room, type RoomBans, type RoomDirectory, type Sfu } from '../media/index.js';
 import { envelopeSchema, REQUESTS, REQUIRED_GRANT, type Method, type RequestData, type ResponseFrame } from './protocol.js';
 import { TokenBucket } from './TokenBucket.js';
 
@@ -20,10 +19,17 @@ export interface SessionContext {
   log: Logger;
   /** Live sessions by peer id, so a reconnect can evict the session it replaces. */
   sessions: Map<string, SignalingSession>;
+  /** Identities removed from a room, refused at join. */
+  bans: RoomBans;
+  /** Set on SIGTERM: joins are refused while the calls in progress end. */
+  draining: boolean;
 }
 
-/** Close codes the SDK understands. */
-export const CLOSE_CODES = { replaced: 4000, removed: 4001, rateLimited: 4008, tooBig: 1009 } as const;
+/**
+ * Close codes the SDK understands. `serverRestart` (1012, "service restart")
+ * is not final: the SDK rejoins, on another server or on this one restarted.
+ */
+export const CLOSE_CODES = { replaced: 4000, removed: 4001, rateLimited: 4008, tooBig: 1009, serverRestart: 1012 } as const;
 
 /**
  * Refused frames a connection may accumulate, in units of its burst, before it
@@ -46,6 +52,10 @@ export class SignalingSession {
   #closed = false;
   /** Requests are handled one at a time, in order, as a client expects. */
   #queue: Promise<void> = Promise.resolve();
+  /** Last time the client showed it is alive (a frame or a pong). */
+  #lastSeen = Date.now();
+  readonly #heartbeat: NodeJS.Timeout;
+  #refreshTimer?: NodeJS.Timeout;
 
   constructor(
     private readonly socket: WebSocket,
@@ -58,6 +68,15 @@ export class SignalingSession {
     socket.on('message', (raw, isBinary) => this.#onFrame(raw as Buffer, isBinary));
     socket.on('close', () => this.#onClose());
     socket.on('error', (err) => this.log.debug({ err }, 'websocket error'));
+    // A half-open connection (a laptop closed, a network cut) sends no close
+    // frame: without pings its peer, ports and recorder would stay forever.
+    // Pinged every third of the timeout, a client that missed two pongs is gone.
+    socket.on('pong', () => (this.#lastSeen = Date.now()));
+    const timeoutMs = ctx.config.signaling.heartbeatTimeoutMs;
+    this.#heartbeat = setInterval(() => {
+      if (Date.now() - this.#lastSeen > (timeoutMs * 2) / 3) return this.#timedOut();
+      if (socket.readyState === socket.OPEN) socket.ping();
+    }, timeoutMs / 3).unref();
   }
 
   get peer(): Peer | undefined {
@@ -71,8 +90,26 @@ export class SignalingSession {
     this.socket.close(CLOSE_CODES.replaced, reason);
   }
 
+  /** The server is going away: participants hear it now, and are told to reconnect elsewhere if still here at the deadline. */
+  announceDrain(deadlineSeconds: number): void {
+    this.#notify('serverDraining', { reason: 'server-shutdown', deadlineSeconds });
+  }
+
+  /** Closes with 1012: the SDK takes it as "rejoin", not as the end of the call. */
+  closeForRestart(): void {
+    this.#leave('server-shutdown');
+    this.socket.close(CLOSE_CODES.serverRestart, 'server-shutdown');
+  }
+
+  #timedOut(): void {
+    this.log.info({ silentMs: Date.now() - this.#lastSeen }, 'connection silent: dropped');
+    this.#leave('timeout');
+    this.socket.terminate();
+  }
+
   #onFrame(raw: Buffer, isBinary: boolean): void {
     if (this.#closed) return;
+    this.#lastSeen = Date.now();
     // Every frame spends budget, whatever it holds: oversized, binary and invalid ones too.
     if (!this.#bucket.take()) {
       this.#refuseOverLimit(raw, isBinary);
@@ -136,11 +173,12 @@ export class SignalingSession {
         const result = await this.#dispatch(m, parsed.data);
         this.#send({ id, ok: true, data: result ?? {} });
       } catch (err) {
-        const e = mapError(err);
+        const e = toVigieError(err);
         span.setAttribute('vigie.error_code', e.code);
         if (e.code === 'INTERNAL') {
           span.setStatus({ code: SpanStatusCode.ERROR });
-          this.log.error({ err, method: name }, 'signaling request failed');
+          // Not the client's doing: logged with its stack and what the request was (never its data, which can hold a token).
+          this.log.error({ err, method: name, requestId: id }, 'signaling request failed');
         } else this.log.debug({ method: name, code: e.code, reason: e.message }, 'signaling request refused');
         this.#send({ id, ok: false, error: e.toJSON() });
       } finally {
@@ -153,10 +191,11 @@ export class SignalingSession {
 
   async #dispatch(method: Method, data: unknown): Promise<unknown> {
     if (method === 'join') return this.#join(data as RequestData<'join'>);
+    if (method === 'ping') return {};
     const peer = this.#peer;
     const room = this.#room;
     if (!peer || !room || peer.closed) throw new VigieError('UNAUTHORIZED', 'join a room first');
-    if (Date.now() / 1000 > peer.claims.expiresAt + this.ctx.config.auth.clockSkewSeconds) {
+    if (Date.now() / 1000 > peer.expiresAt + this.ctx.config.auth.clockSkewSeconds) {
       throw new VigieError('UNAUTHORIZED', 'access token expired; join again with a fresh token');
     }
     const grant = REQUIRED_GRANT[method];
@@ -219,18 +258,30 @@ export class SignalingSession {
 
   async #join(req: RequestData<'join'>): Promise<unknown> {
     if (this.#peer && !this.#peer.closed) throw new VigieError('INVALID_REQUEST', 'already joined; leave first');
+    this.#assertMayEnter();
     const claims = await this.ctx.tokens.verify(req.token, { tenant: req.tenant, room: req.room });
+    if (this.ctx.bans.isBanned(claims.tenant, claims.room, claims.identity)) throw new VigieError('FORBIDDEN', 'you were removed from this room');
     const room = await this.ctx.sfu.getOrCreateRoom(claims.tenant, claims.room, this.ctx.rooms.optionsFor(claims.tenant, claims.room));
+    // The connection may have closed, or the server begun to drain, while the
+    // token was verified or the router created: such a session adds no peer.
+    try {
+      this.#assertMayEnter();
+    } catch (err) {
+      closeIfUnused(room);
+      throw err;
+    }
 
     // The new session enters before the old one leaves: a participant alone in
     // the room who reconnects must not close it by leaving first.
     const previous = room.findPeerByIdentity(claims.identity);
     const peer = new Peer(claims, (method, data) => this.#notify(method, data));
-    room.addPeer(peer, { replacing: previous });
-    if (previous) {
-      const oldSession = this.ctx.sessions.get(previous.id);
-      if (oldSession) oldSession.evict('replaced');
-      else room.removePeer(previous, 'replaced');
+    try {
+      room.addPeer(peer, { replacing: previous });
+    } catch (err) {
+      // A listener of the room may have thrown after the peer was added: take it out again.
+      if (room.peers.has(peer.id)) room.removePeer(peer, 'join-failed');
+      else closeIfUnused(room);
+      throw err;
     }
     this.#peer = peer;
     this.#room = room;
@@ -239,6 +290,7 @@ export class SignalingSession {
     // The peer closes when it is removed or its room closes (leaving clears #peer first):
     // one listener on the peer, which goes with it, rather than one per join on the room.
     peer.observer.once('close', (reason) => {
+      clearTimeout(this.#refreshTimer);
       if (this.#peer !== peer) return;
       this.#peer = undefined;
       this.#room = undefined;
@@ -249,20 +301,76 @@ export class SignalingSession {
         this.socket.close(CLOSE_CODES.removed, 'removed');
       }
     });
-    this.log.info({ callId: room.callId }, 'peer joined');
-    return {
-      peerId: peer.id,
-      callId: room.callId,
-      tenant: claims.tenant,
-      room: claims.room,
-      name: peer.displayName,
-      grants: [...claims.grants],
-      rtpCapabilities: room.router.rtpCapabilities,
-      recording: { active: this.ctx.recording?.isRecording(room) ?? false, consentRequired: room.options.consentRequired, policy: room.options.recordingPolicy },
-      clientStatsIntervalMs: this.ctx.config.telemetry.enabled ? this.ctx.config.telemetry.clientStatsIntervalMs : 0,
-      iceServers: iceServersFor(this.ctx.config.ice, peer.id),
-      peers: room.otherPeers(peer),
-    };
+    try {
+      if (previous) {
+        const oldSession = this.ctx.sessions.get(previous.id);
+        if (oldSession) oldSession.evict('replaced');
+        else room.removePeer(previous, 'replaced');
+      }
+      this.#scheduleTokenRefresh(peer, peer.expiresAt - (claims.issuedAt ?? Math.floor(peer.joinedAt / 1000)));
+      this.log.info({ callId: room.callId }, 'peer joined');
+      return {
+        peerId: peer.id,
+        callId: room.callId,
+        tenant: claims.tenant,
+        room: claims.room,
+        name: peer.displayName,
+        grants: [...claims.grants],
+        rtpCapabilities: room.router.rtpCapabilities,
+        recording: { active: this.ctx.recording?.isRecording(room) ?? false, consentRequired: room.options.consentRequired, policy: room.options.recordingPolicy },
+        clientStatsIntervalMs: this.ctx.config.telemetry.enabled ? this.ctx.config.telemetry.clientStatsIntervalMs : 0,
+        heartbeatTimeoutMs: this.ctx.config.signaling.heartbeatTimeoutMs,
+        iceServers: iceServersFor(this.ctx.config.ice, peer.id),
+        peers: room.otherPeers(peer),
+      };
+    } catch (err) {
+      this.#leave('join-failed');
+      throw err;
+    }
+  }
+
+  #assertMayEnter(): void {
+    if (this.#closed) throw new VigieError('INVALID_REQUEST', 'the connection closed during join');
+    if (this.ctx.draining) throw new VigieError('UNAVAILABLE', 'this server is shutting down; join again in a moment');
+  }
+
+  /**
+   * Sends the participant a fresh token before its own expires (as LiveKit
+   * does), so a call can outlast its first token: the SDK uses the new one for
+   * its requests and rejoins. The new token has the same claims and the same
+   * lifetime, and is sent half that lifetime or `tokenRefreshLeadSeconds`
+   * before expiry, whichever is sooner.
+   */
+  #scheduleTokenRefresh(peer: Peer, lifetimeSeconds: number): void {
+    clearTimeout(this.#refreshTimer);
+    // At least 10 s: a token joined moments before its expiry must not start a refresh every few milliseconds.
+    const lifetime = Math.max(10, Math.min(lifetimeSeconds, this.ctx.config.auth.maxTokenTtlSeconds));
+    const lead = Math.min(this.ctx.config.signaling.tokenRefreshLeadSeconds, lifetime / 2);
+    const delayMs = Math.max(0, (peer.expiresAt - lead) * 1000 - Date.now());
+    this.#refreshTimer = setTimeout(() => void this.#refreshToken(peer, lifetime), delayMs).unref();
+  }
+
+  async #refreshToken(peer: Peer, lifetimeSeconds: number): Promise<void> {
+    if (this.#peer !== peer || peer.closed) return;
+    const c = peer.claims;
+    try {
+      const { token, expiresAt } = await this.ctx.tokens.mint({
+        tenant: c.tenant,
+        room: c.room,
+        identity: c.identity,
+        grants: [...c.grants],
+        name: c.name,
+        metadata: c.metadata,
+        ttlSeconds: Math.round(lifetimeSeconds),
+      });
+      if (this.#peer !== peer || peer.closed) return;
+      peer.expiresAt = expiresAt;
+      this.#notify('tokenRefreshed', { token, expiresAt });
+      this.log.debug({ expiresAt }, 'access token refreshed');
+      this.#scheduleTokenRefresh(peer, lifetimeSeconds);
+    } catch (err) {
+      this.log.error({ err }, 'access token refresh failed');
+    }
   }
 
   #leave(reason: string): void {
@@ -278,6 +386,8 @@ export class SignalingSession {
 
   #onClose(): void {
     this.#closed = true;
+    clearInterval(this.#heartbeat);
+    clearTimeout(this.#refreshTimer);
     this.#leave('disconnected');
   }
 
@@ -302,11 +412,12 @@ function summarize(error: { issues: Array<{ path: PropertyKey[]; message: string
     .join('; ');
 }
 
-/** mediasoup rejects bad RTP/DTLS parameters with TypeError or UnsupportedError: that is the client's fault. */
-function mapError(err: unknown): VigieError {
-  if (err instanceof VigieError) return err;
-  if (err instanceof TypeError || err instanceof msErrors.UnsupportedError) {
-    return new VigieError('INVALID_REQUEST', err.message.slice(0, 200));
-  }
-  return toVigieError(err);
+/**
+ * A room a failed join opened and no one entered closes. Deferred: another
+ * join may hold the same new room and add its peer in this very tick.
+ */
+function closeIfUnused(room: Room): void {
+  setImmediate(() => {
+    if (room.peers.size === 0) room.close('empty');
+  });
 }

@@ -1,8 +1,9 @@
 /**
  * Signaling: the WebSocket at `/ws`.
  *
- * Needs the `sfu`, `tokens` and `config` decorations; offers
- * `signalingSessions`, the live connections by peer id. Each connection is a
+ * Needs the `sfu`, `tokens`, `roomBans` and `config` decorations; offers
+ * `signalingSessions`, the live connections by peer id, and `drainSignaling`,
+ * the graceful shutdown that SIGTERM runs (`signalingDraining` tells whether it has begun). Each connection is a
  * SignalingSession; see protocol.ts for the messages and their schemas.
  *
  * One client address holds at most `maxConnectionsPerIp` connections (more are
@@ -25,8 +26,20 @@ async function signalingPlugin(app: FastifyInstance): Promise<void> {
     // only stops a peer from making the server buffer something huge.
     options: { maxPayload: Math.max(maxFrameBytes * 4, 256 * 1024) },
   });
-  const ctx: SessionContext = { sfu: app.sfu, rooms: app.rooms, recording: app.recording?.service, tokens: app.tokens, config: app.config, log: app.log.child({ component: 'signaling' }), sessions: new Map() };
+  const ctx: SessionContext = {
+    sfu: app.sfu,
+    rooms: app.rooms,
+    recording: app.recording?.service,
+    tokens: app.tokens,
+    config: app.config,
+    log: app.log.child({ component: 'signaling' }),
+    sessions: new Map(),
+    bans: app.roomBans,
+    draining: false,
+  };
   app.decorate('signalingSessions', ctx.sessions);
+  app.decorate('drainSignaling', (deadlineSeconds = app.config.signaling.drainDeadlineSeconds) => drain(ctx, deadlineSeconds));
+  app.decorate('signalingDraining', () => ctx.draining);
   const openByIp = new Map<string, number>();
   app.get('/ws', { websocket: true }, (socket, req) => {
     const ip = req.ip;
@@ -50,6 +63,25 @@ async function signalingPlugin(app: FastifyInstance): Promise<void> {
     }, joinTimeoutMs);
     socket.once('close', () => clearTimeout(joinTimer));
   });
+}
+
+/**
+ * Graceful drain: joins are refused (UNAVAILABLE) from now on, participants
+ * are told the server is going away, and the calls in progress may end by
+ * themselves. Resolves when no room has anyone left, or at the deadline, when
+ * the remaining participants are closed with 1012 so that their SDK rejoins
+ * (another server behind the load balancer, or this one restarted).
+ */
+async function drain(ctx: SessionContext, deadlineSeconds: number): Promise<void> {
+  ctx.draining = true;
+  const live = () => [...ctx.sfu.rooms.values()].some((room) => !room.closed && room.peers.size > 0);
+  ctx.log.info({ deadlineSeconds, participants: ctx.sessions.size }, 'draining: new joins refused');
+  for (const session of ctx.sessions.values()) session.announceDrain(deadlineSeconds);
+  const deadline = Date.now() + deadlineSeconds * 1000;
+  while (live() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+  const remaining = [...ctx.sessions.values()];
+  for (const session of remaining) session.closeForRestart();
+  ctx.log.info({ closedAtDeadline: remaining.length }, 'drained');
 }
 
 export default fp(signalingPlugin, { name: 'vigie-signaling', dependencies: ['vigie-core'] });

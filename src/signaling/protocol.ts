@@ -130,6 +130,8 @@ export const REQUESTS = {
     temporalLayer: z.number().int().min(0).max(3).optional(),
   }),
   leave: z.object({}).strict(),
+  /** The client's heartbeat: browsers cannot send WebSocket pings, so the SDK sends this and expects the answer. */
+  ping: z.object({}).strict(),
   startRecording: z.object({}).strict(),
   stopRecording: z.object({}).strict(),
   recordingConsent: z.object({ given: z.boolean() }),
@@ -225,6 +227,9 @@ export const NOTIFICATIONS = [
   'sessionReplaced',
   'removed',
   'mutedByServer',
+  'unmutedByServer',
+  'tokenRefreshed',
+  'serverDraining',
   'recordingStarted',
   'recordingStopped',
 ] as const;
