@@ -126,7 +126,7 @@ export async function roomRoutes(app: FastifyInstance): Promise<void> {
     const { identity } = parse(unbanBody, req.body);
     requireScope(p, 'rooms:write', room);
     const lifted = app.roomBans.lift(p.tenant, room, identity);
-    app.compliance?.record({ tenant: p.tenant, actor: p.actor, action: 'participant.ban-lift', target: `room:${room}`, subject: app.telemetry?.keys.pseudonymizer.pseudonym(p.tenant, identity), sourceIp: req.ip });
+    await app.compliance?.record({ tenant: p.tenant, actor: p.actor, action: 'participant.ban-lift', target: `room:${room}`, subject: app.telemetry?.keys.pseudonymizer.pseudonym(p.tenant, identity), sourceIp: req.ip });
     req.log.info({ tenant: p.tenant, actor: p.actor, room, lifted }, 'ban lifted through the API');
     return { lifted };
   });
@@ -150,7 +150,7 @@ export async function roomRoutes(app: FastifyInstance): Promise<void> {
     requireScope(p, 'rooms:write', room);
     const found = findPeer(p.tenant, room, participantId);
     const unmuted = found.room.unmuteProducers(found.peer, kind);
-    app.compliance?.record({ tenant: p.tenant, actor: p.actor, action: 'participant.unmute', target: `room:${room}`, subject: app.telemetry?.keys.participant(found.peer), sourceIp: req.ip });
+    await app.compliance?.record({ tenant: p.tenant, actor: p.actor, action: 'participant.unmute', target: `room:${room}`, subject: app.telemetry?.keys.participant(found.peer), sourceIp: req.ip });
     req.log.info({ tenant: p.tenant, actor: p.actor, room, participantId, kind: kind ?? 'all', unmuted: unmuted.length }, 'participant unmuted through the API');
     return { unmuted };
   });

@@ -201,7 +201,8 @@ export class VigieCall {
   }
 
   can(grant: 'publish' | 'subscribe' | 'record' | 'admin'): boolean {
-    return this.info.grants.includes(grant) || this.info.grants.includes('admin');
+    // As the server decides (hasGrant in src/auth/grants.ts): a moderator publishes and subscribes, but records only with `record`.
+    return this.info.grants.includes(grant) || (this.info.grants.includes('admin') && (grant === 'publish' || grant === 'subscribe'));
   }
 
   on<K extends keyof VigieCallEvents>(event: K, listener: (e: VigieCallEvents[K]) => void): () => void {
