@@ -1,28 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { WebSocket } from 'ws';
-import { startGateway } from './helpers/gateway.js';
+import { rawFrame, startGateway } from './helpers/gateway.js';
 
 /**
  * Limits on signaling connections themselves, before any token is checked: a
  * gateway of its own, because one process holds one embedded ClickHouse.
  */
 
-/** Sends a frame and returns the next response frame (not a notification). */
-function raw(ws: WebSocket, frame: string): Promise<any> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('no response')), 5000);
-    const onMsg = (d: Buffer) => {
-      const msg = JSON.parse(d.toString());
-      if (msg.notification) return;
-      clearTimeout(timer);
-      ws.off('message', onMsg);
-      resolve(msg);
-    };
-    ws.on('message', onMsg);
-    ws.send(frame);
-  });
-}
 
 test('connections per address are capped, and a socket that does not join is closed', async (t) => {
   const capped = await startGateway({ media: { workers: 1 }, signaling: { maxConnectionsPerIp: 3, joinTimeoutMs: 3000 } });
@@ -41,7 +26,7 @@ test('connections per address are capped, and a socket that does not join is clo
   const [a, b, c] = [await open(), await open(), await open()];
   const d = await open();
   assert.equal((await d.closed).code, 1013, 'the fourth connection from one address is refused: try again later');
-  const joined = await raw(a.ws, JSON.stringify({ id: 1, method: 'join', data: { token: await capped.mint({ room: 'cap', identity: 'joiner' }) } }));
+  const joined = await rawFrame(a.ws, JSON.stringify({ id: 1, method: 'join', data: { token: await capped.mint({ room: 'cap', identity: 'joiner' }) } }));
   assert.equal(joined.ok, true, JSON.stringify(joined));
   for (const idle of [b, c]) {
     const { code, at } = await idle.closed;
@@ -51,6 +36,6 @@ test('connections per address are capped, and a socket that does not join is clo
   assert.equal(a.ws.readyState, WebSocket.OPEN, 'the joined connection stays');
   // The closed ones no longer count against the address.
   const e = await open();
-  assert.equal((await raw(e.ws, JSON.stringify({ id: 2, method: 'getRouterRtpCapabilities', data: {} }))).error.code, 'UNAUTHORIZED');
+  assert.equal((await rawFrame(e.ws, JSON.stringify({ id: 2, method: 'getRouterRtpCapabilities', data: {} }))).error.code, 'UNAUTHORIZED');
   for (const x of [a, e]) x.ws.close();
 });

@@ -2,7 +2,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { SignJWT } from 'jose';
 import { WebSocket } from 'ws';
-import { startGateway, nextNotification, expectCode, type TestGateway } from './helpers/gateway.js';
+import { startGateway, nextNotification, expectCode, rawFrame, type TestGateway } from './helpers/gateway.js';
 
 let gw: TestGateway;
 before(async () => {
@@ -10,21 +10,6 @@ before(async () => {
 });
 after(() => gw.close());
 
-/** Sends a raw frame and returns the next response frame (not a notification). */
-function raw(ws: WebSocket, frame: string | Buffer, binary = false): Promise<any> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('no response')), 5000);
-    const onMsg = (d: Buffer) => {
-      const msg = JSON.parse(d.toString());
-      if (msg.notification) return;
-      clearTimeout(timer);
-      ws.off('message', onMsg);
-      resolve(msg);
-    };
-    ws.on('message', onMsg);
-    ws.send(frame, { binary });
-  });
-}
 
 async function openRaw(): Promise<WebSocket> {
   const ws = new WebSocket(gw.wsUrl);
@@ -62,7 +47,7 @@ test('malformed, oversized and out-of-order messages get the right code, and the
     ['join with garbage token', JSON.stringify({ id: 8, method: 'join', data: { token: 'abc' } }), 'UNAUTHORIZED'],
   ];
   for (const [name, frame, code, binary] of cases) {
-    const res = await raw(ws, frame, binary);
+    const res = await rawFrame(ws, frame, binary);
     assert.equal(res.ok, false, name);
     assert.equal(res.error.code, code, `${name}: ${res.error.message}`);
   }

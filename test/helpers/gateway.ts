@@ -146,3 +146,19 @@ export async function expectCode(p: Promise<unknown>, code: string): Promise<voi
   }
   throw new Error(`expected ${code}, but the request succeeded`);
 }
+
+/** Sends a raw frame on a signaling socket and returns the next response frame (not a notification). */
+export function rawFrame(ws: WebSocket, frame: string | Buffer, binary = false): Promise<any> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('no response')), 5000);
+    const onMsg = (d: Buffer) => {
+      const msg = JSON.parse(d.toString());
+      if (msg.notification) return;
+      clearTimeout(timer);
+      ws.off('message', onMsg);
+      resolve(msg);
+    };
+    ws.on('message', onMsg);
+    ws.send(frame, { binary });
+  });
+}
