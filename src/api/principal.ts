@@ -14,6 +14,8 @@ export interface Principal {
   actor: string;
   /** A user token with the record (or admin) grant: may start and stop its room's recording. */
   canRecord?: boolean;
+  /** For user JWTs: the participant's pseudonym, so that their access records are theirs to erase. */
+  subject?: string;
 }
 
 export function apiKeyFrom(req: FastifyRequest): string | undefined {
@@ -35,7 +37,7 @@ export async function authenticate(app: FastifyInstance, req: FastifyRequest): P
     const scopes = new Set<ApiKeyScope>();
     if (claims.grants.has('admin')) for (const s of ['rooms:read', 'rooms:write', 'recordings:read'] as const) scopes.add(s);
     else if (claims.grants.has('record')) scopes.add('recordings:read');
-    principal = { tenant: claims.tenant, scopes, room: claims.room, actor: 'user', canRecord: claims.grants.has('record') || claims.grants.has('admin') };
+    principal = { tenant: claims.tenant, scopes, room: claims.room, actor: 'user', canRecord: claims.grants.has('record') || claims.grants.has('admin'), subject: app.telemetry?.keys.pseudonymizer.pseudonym(claims.tenant, claims.identity) };
   } else {
     throw new VigieError('UNAUTHORIZED', 'send an API key (x-api-key) or a bearer token');
   }
