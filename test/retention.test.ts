@@ -1,26 +1,34 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { complianceShortenings, loadPolicies, PolicyError, ttlStatements } from '../src/retention/index.js';
+import { complianceShortenings, FILE_RULES, fileRule, loadPolicies, PolicyError, TABLE_RULES, ttlStatements } from '../src/retention/index.js';
 import { retentionSchemaJson } from '../scripts/retention-schema.js';
 import { DPO_KEY, startGateway, type TestGateway } from './helpers/gateway.js';
 import { startFfmpegBot, type FfmpegBot } from './helpers/ffmpegBot.js';
 import { waitFor } from './helpers/browser.js';
+
+const CATEGORIES_6Y = (rest: string) =>
+  `categories:\n${rest}  participants: { duration: 395d }\n  transport_stats: { duration: 395d, action: anonymize }\n  call_quality: { duration: 395d }\n  access_log: { duration: 1y }\n  webhook_attempts: { duration: 90d }\n  audit_log: { duration: 6y }\n  dsar_exports: { duration: 30d }\n`;
 
 // A short policy: recordings kept 3 s (GOVERNANCE), stats deleted after 1 s for tenant "acme".
 const policies = mkdtempSync(path.join(os.tmpdir(), 'vigie-policies-'));
 cpSync(new URL('../retention-policies', import.meta.url), policies, { recursive: true });
 writeFileSync(
   path.join(policies, 'short.yaml'),
-  `name: short\ntenants: [acme]\ncategories:\n  recordings: { duration: 3s, action: delete, lockMode: governance }\n  track_stats: { duration: 1s, action: delete }\n  client_stats: { duration: 1s, action: anonymize }\n  call_events: { duration: 1s, action: anonymize }\n  audit_log: { duration: 6y }\n  dsar_exports: { duration: 30d }\n`,
+  `name: short\ntenants: [acme]\n${CATEGORIES_6Y('  recordings: { duration: 3s, action: delete, lockMode: governance }\n  track_stats: { duration: 1s, action: delete }\n  client_stats: { duration: 1s, action: anonymize }\n  call_events: { duration: 1s, action: anonymize }\n')}`,
 );
+
+const ADMIN_KEY = `adm_${randomBytes(24).toString('base64url')}`;
+const adminKeyHash = `sha256:${createHash('sha256').update(ADMIN_KEY).digest('hex')}`;
 
 let gw: TestGateway;
 const bots: FfmpegBot[] = [];
 before(async () => {
-  gw = await startGateway({ writer: { flushIntervalMs: 100 }, retention: { policiesDir: policies, sweepIntervalSeconds: 3600 }, recording: { segmentSeconds: 10 } });
+  gw = await startGateway({ adminKeyHash, writer: { flushIntervalMs: 100 }, retention: { policiesDir: policies, sweepIntervalSeconds: 3600 }, recording: { segmentSeconds: 10 } });
 });
 after(async () => {
   for (const b of bots) await b.stop().catch(() => undefined);
@@ -35,6 +43,7 @@ async function botPair(room: string) {
   return { room: r, video, audio };
 }
 const catalog = (room: string) => gw.query<{ id: string; status: string; legal_hold: number; participants: string[]; deletion_reason: string }>(`SELECT id, status, legal_hold, participants, deletion_reason FROM vigie.recordings FINAL WHERE room = {r:String} ORDER BY started_at`, { r: room });
+const putTenant = (tenant: string, body: object) => gw.app.inject({ method: 'PUT', url: `/v1/admin/tenants/${tenant}`, headers: { 'x-admin-key': ADMIN_KEY }, payload: body });
 
 test('the published schema matches the loader, and every policy file validates', () => {
   assert.equal(readFileSync(new URL('../retention-policies/schema.json', import.meta.url), 'utf8'), retentionSchemaJson(), 'run: npx tsx scripts/retention-schema.ts');
@@ -42,33 +51,65 @@ test('the published schema matches the loader, and every policy file validates',
   assert.deepEqual([...loaded.keys()].sort(), ['default', 'regulated']);
   const bad = mkdtempSync(path.join(os.tmpdir(), 'vigie-bad-policies-'));
   writeFileSync(path.join(bad, 'default.yaml'), 'name: default\ncategories:\n  recordings: { duration: forever }\n');
-  assert.throws(() => loadPolicies(bad), (e: Error) => e instanceof PolicyError && /duration: a number and a unit/.test(e.message) && /track_stats/.test(e.message));
+  assert.throws(() => loadPolicies(bad), (e: Error) => e instanceof PolicyError && /duration: a number and a unit/.test(e.message) && /track_stats/.test(e.message) && /access_log/.test(e.message));
+  // Anonymising a table keyed on the pseudonym, or the hash-chained audit log, is impossible: refused, not silently deleted.
+  writeFileSync(path.join(bad, 'default.yaml'), `name: default\n${CATEGORIES_6Y('  recordings: { duration: 3s }\n  track_stats: { duration: 1s }\n  client_stats: { duration: 1s }\n  call_events: { duration: 1s }\n').replace('audit_log: { duration: 6y }', 'audit_log: { duration: 6y, action: anonymize }')}`);
+  assert.throws(() => loadPolicies(bad), (e: Error) => e instanceof PolicyError && /categories\.audit_log\.action: "anonymize" is not possible/.test(e.message));
 });
 
-test('a policy set that would shorten a COMPLIANCE lock is refused', async () => {
-  const regulated = loadPolicies(new URL('../retention-policies', import.meta.url).pathname);
-  const shorter = structuredClone(regulated);
+test('COMPLIANCE locks: the guard compares each tenant\'s effective lock, not policy names; unknown policies are refused', async () => {
+  const set = loadPolicies(new URL('../retention-policies', import.meta.url).pathname);
+  const onRegulated = [{ id: 'bank', retentionPolicy: 'regulated' }];
+  const { problems, locks } = complianceShortenings(new Map(), set, onRegulated);
+  assert.deepEqual([problems, [...locks]], [[], [['bank', { policy: 'regulated', duration: 5 * 31_536_000 }]]]);
+  // Moving the tenant to a weaker policy, or shrinking its policy, is refused; so is an unknown name.
+  assert.match(complianceShortenings(locks, set, [{ id: 'bank', retentionPolicy: 'default' }]).problems[0]!, /tenant "bank".*promised a COMPLIANCE lock.*"default" locks them in governance mode/);
+  const shorter = structuredClone(set);
   shorter.get('regulated')!.categories.recordings.duration = 86400;
-  assert.match(complianceShortenings(regulated, shorter)[0]!, /cannot shrink/);
-  const weaker = structuredClone(regulated);
-  weaker.get('regulated')!.categories.recordings.lockMode = 'governance';
-  assert.match(complianceShortenings(regulated, weaker)[0]!, /cannot leave COMPLIANCE/);
-  const gone = structuredClone(regulated);
-  gone.delete('regulated');
-  assert.match(complianceShortenings(regulated, gone)[0]!, /cannot be removed/);
-  assert.deepEqual(complianceShortenings(regulated, regulated), []);
-  // Through the running gateway: the applied set includes "regulated"; an edited folder is refused and the old set stays.
+  assert.match(complianceShortenings(locks, shorter, onRegulated).problems[0]!, /cannot shrink from 157680000s \(policy "regulated"\) to 86400s/);
+  assert.match(complianceShortenings(locks, set, [{ id: 'bank', retentionPolicy: 'nope' }]).problems[0]!, /names the retention policy "nope", which does not exist/);
+  // The same lock under another name is fine: what counts is the effective duration.
+  const renamed = structuredClone(set);
+  renamed.set('mifid', { ...renamed.get('regulated')!, name: 'mifid' });
+  renamed.delete('regulated');
+  assert.deepEqual(complianceShortenings(locks, renamed, [{ id: 'bank', retentionPolicy: 'mifid' }]).problems, []);
+  // A tenant no longer configured keeps its promise.
+  assert.deepEqual([...complianceShortenings(locks, set, []).locks.keys()], ['bank']);
+
+  // Through the admin API: an unknown policy and a weaker one are refused with a clear 400; the guard file records the promise.
+  const unknown = await putTenant('globex', { retentionPolicy: 'nope' });
+  assert.equal(unknown.statusCode, 400, unknown.body);
+  assert.equal(unknown.json().error.code, 'INVALID_REQUEST');
+  assert.match(unknown.json().error.message, /"nope", which does not exist/);
+  assert.equal((await putTenant('globex', { retentionPolicy: 'regulated' })).statusCode, 200);
+  const guard = JSON.parse(readFileSync(path.join(gw.config.dataDir, 'retention-applied.json'), 'utf8'));
+  assert.deepEqual(guard.locks.globex, { policy: 'regulated', duration: 5 * 31_536_000 });
+  const weaker = await putTenant('globex', { retentionPolicy: 'default' });
+  assert.equal(weaker.statusCode, 400, weaker.body);
+  assert.match(weaker.json().error.message, /tenant "globex".*COMPLIANCE/);
+  assert.equal(gw.app.tenants.get('globex')!.retentionPolicy, 'regulated', 'the refused change is not applied');
+
+  // Through a reload: shrinking the policy globex is on is refused, and the old set stays.
   writeFileSync(path.join(policies, 'regulated.yaml'), readFileSync(path.join(policies, 'regulated.yaml'), 'utf8').replace('duration: 5y,   action: delete,    lockMode: compliance', 'duration: 1y,   action: delete,    lockMode: compliance'));
-  await assert.rejects(gw.app.retention.reload(), (e: Error) => e instanceof PolicyError && /regulated.*cannot shrink/s.test(e.message));
+  await assert.rejects(gw.app.retention.reload(), (e: Error) => e instanceof PolicyError && /globex.*cannot shrink/s.test(e.message));
   assert.equal(gw.app.retention.policies().get('regulated')!.categories.recordings.duration, 5 * 31_536_000);
   cpSync(new URL('../retention-policies/regulated.yaml', import.meta.url), path.join(policies, 'regulated.yaml'));
+  // A room cannot carry its own policy (it was never applied): refused, not ignored.
+  const room = await gw.app.inject({ method: 'POST', url: '/v1/rooms', headers: { 'x-api-key': (await import('./helpers/gateway.js')).ROOMS_WRITE_KEY.key }, payload: { room: 'r1', retentionPolicy: 'regulated' } });
+  assert.equal(room.statusCode, 400, room.body);
+  assert.match(room.json().error.message, /retentionPolicy is set per tenant/);
 });
 
-test('per-tenant ClickHouse TTLs: expired stats rows are deleted, expired identities anonymised', async () => {
-  const stmts = ttlStatements('vigie', gw.app.retention.policies(), gw.app.tenants.list());
-  // acme deletes after 1 s; globex (default policy) anonymises instead, so its delete TTL is "never" (0).
-  assert.ok(stmts.some((s) => /track_stats MODIFY TTL .*transform\(tenant, \['acme', 'globex'\], \[1, 0\], 0\)/.test(s)), stmts[0]);
-  assert.ok(stmts.some((s) => /track_stats MODIFY COLUMN participant String TTL .*\[0, 34128000\], 34128000/.test(s)));
+test('per-tenant ClickHouse TTLs: expired stats rows are deleted, expired identities anonymised; unchanged TTLs are not re-applied', async () => {
+  const tables = ttlStatements('vigie', gw.app.retention.policies(), gw.app.tenants.list());
+  const stmts = tables.flatMap((t) => t.statements);
+  // acme deletes after 1 s; globex (regulated) anonymises instead, so its delete TTL is "never" (60 years).
+  assert.ok(stmts.some((s) => /track_stats MODIFY TTL .*transform\(tenant, \['acme', 'globex'\], \[1, 1892160000\], 1892160000\)/.test(s)), stmts.join('\n'));
+  assert.ok(stmts.some((s) => /track_stats MODIFY COLUMN participant String TTL .*\[1892160000, 34128000\], 34128000/.test(s)));
+  assert.ok(stmts.some((s) => /audit_log MODIFY TTL .*\[189216000, 315360000\], 189216000/.test(s)), 'the audit log follows each tenant\'s audit_log duration (6 y, 10 y)');
+  assert.deepEqual(await gw.app.retention.applyTtls(), [], 'nothing changed since the start: no ALTER');
+  assert.equal((await putTenant('globex', { name: 'Globex Corp' })).statusCode, 200);
+  assert.deepEqual(await gw.app.retention.applyTtls(), [], 'a change that does not touch retention: no ALTER');
   const old = Date.now() - 10_000;
   for (const tenant of ['acme', 'globex']) {
     gw.app.telemetry!.writer.write('call_events', { ts: old, tenant, room: 'ttl', call_id: 'ttl', peer_id: 'p', participant: `pseudo-${tenant}`, event: 'ttl.test', object_id: '', reason: '', attrs: {} });
