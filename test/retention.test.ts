@@ -2,7 +2,6 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { complianceShortenings, FILE_RULES, fileRule, loadPolicies, PolicyError, TABLE_RULES, ttlStatements } from '../src/retention/index.js';
@@ -174,4 +173,120 @@ test('long recordings are cut into segments; an ffmpeg crash is detected and rep
   process.kill([...pids.values()][0]!, 'SIGKILL');
   await waitFor('recording.failed event', async () => (await gw.query(`SELECT count() AS c FROM vigie.call_events WHERE room = 'crash' AND event = 'recording.failed'`))[0].c, (c) => Number(c) === 1);
   await gw.app.recording!.service.stop(crash.room, 'test');
+});
+
+const relFiles = (dir: string) =>
+  readdirSync(dir, { recursive: true, withFileTypes: true })
+    .filter((f) => f.isFile())
+    .map((f) => path.relative(dir, path.join(f.parentPath, f.name)).split(path.sep).join('/'));
+
+test('every ClickHouse table and every file under DATA_DIR has a retention rule, and each table rule is applied as a TTL', async () => {
+  // Files only some paths create: an audit export, a DSAR archive, a webhook journal.
+  const from = new Date(Date.now() - 3600_000).toISOString();
+  assert.equal((await gw.app.inject({ method: 'POST', url: '/v1/compliance/exports', headers: { 'x-api-key': DPO_KEY.key }, payload: { from, to: new Date(Date.now() + 60_000).toISOString() } })).statusCode, 201);
+  assert.equal((await gw.app.inject({ method: 'POST', url: '/v1/compliance/dsar/access', headers: { 'x-api-key': DPO_KEY.key }, payload: { identity: 'sweep-v' } })).statusCode, 201);
+  gw.app.webhooks.queue.enqueue({ id: randomUUID(), tenant: 'acme', endpointId: 'gone', event: 'room.started', body: '{"room":"inventory"}', createdAt: Date.now(), attempts: 0, nextAt: Date.now() });
+
+  const tables = await gw.query<{ name: string; comment: string; engine_full: string }>(`SELECT name, comment, engine_full FROM system.tables WHERE database = 'vigie' AND engine NOT IN ('View', 'MaterializedView')`);
+  assert.ok(tables.length >= 14, tables.map((t) => t.name).join());
+  for (const t of tables) {
+    const rule = TABLE_RULES[t.name];
+    assert.ok(rule, `table ${t.name} has no retention rule: add it to TABLE_RULES in src/retention/inventory.ts`);
+    if ('category' in rule) {
+      assert.match(t.engine_full, / TTL toDateTime\(/, `${t.name}: its TTL is applied`);
+      assert.match(t.comment, /^vigie-ttl:[0-9a-f]{16}$/, t.name);
+    }
+  }
+  for (const name of ['participants', 'transport_stats', 'call_quality_agg', 'access_log', 'webhook_attempts', 'audit_log']) assert.ok('category' in TABLE_RULES[name]!, `${name} expires by its policy`);
+
+  const files = relFiles(gw.config.dataDir);
+  for (const expected of [/^exports\/[0-9a-f-]{36}\.tar$/, /^exports\/[0-9a-f-]{36}\.jsonl$/, /^webhooks\/deliveries\.jsonl$/, /^objects\//, /^secrets\/subject-salts\.jsonl$/, /^clickhouse\//]) {
+    assert.ok(files.some((f) => expected.test(f)), `the run created a file matching ${expected}: ${files.filter((f) => !f.startsWith('clickhouse/')).join(', ')}`);
+  }
+  const unruled = files.filter((f) => !fileRule(f));
+  assert.deepEqual(unruled, [], 'files under DATA_DIR without a retention rule: add them to FILE_RULES in src/retention/inventory.ts');
+  assert.ok(FILE_RULES.some((r) => r.pattern.test('spool/seg-000000000001.log')), 'the telemetry spool has its rule');
+});
+
+test('the data directory sweep deletes expired exports and archives, and compacts away finished webhook bodies', async () => {
+  const dir = path.join(gw.config.dataDir, 'exports');
+  const ids = [...new Set(readdirSync(dir).map((f) => /^[0-9a-f-]{36}/.exec(f)?.[0]).filter(Boolean))] as string[];
+  assert.ok(ids.length >= 2);
+  const [old, ...young] = ids;
+  const longAgo = new Date(Date.now() - 31 * 86400_000);
+  for (const f of readdirSync(dir).filter((f) => f.startsWith(old!))) utimesSync(path.join(dir, f), longAgo, longAgo);
+  await waitFor('the delivery to a removed endpoint given up', async () => gw.app.webhooks.queue.size, (n) => n === 0);
+  assert.match(readFileSync(path.join(gw.config.dataDir, 'webhooks', 'deliveries.jsonl'), 'utf8'), /inventory/);
+
+  const swept = await gw.app.retention.files.sweep();
+  assert.deepEqual(swept.exportsDeleted, [old], 'only the export older than 30 days (dsar_exports) is deleted');
+  assert.ok(!readdirSync(dir).some((f) => f.startsWith(old!)), 'its data and meta files are gone');
+  for (const id of young) assert.ok(readdirSync(dir).some((f) => f.startsWith(`${id}.meta.json`)), 'younger exports stay');
+  const [rec] = await gw.query(`SELECT category, policy FROM vigie.retention_deletions WHERE object_id = {id:String}`, { id: old });
+  assert.deepEqual(rec, { category: 'dsar_exports', policy: 'short' });
+  assert.ok(swept.journalLinesRemoved >= 2);
+  assert.equal(readFileSync(path.join(gw.config.dataDir, 'webhooks', 'deliveries.jsonl'), 'utf8'), '', 'no finished delivery body is left in the journal');
+});
+
+test('the guard file: corrupt, or missing while COMPLIANCE-locked recordings exist, stops the start', async () => {
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), 'vigie-guard-'));
+  // ClickHouse in its own process: one process holds one embedded engine, and this file's gateway has it.
+  const { startChdbHttp } = await import('./helpers/chdbHttpServer.js');
+  const server = await startChdbHttp(mkdtempSync(path.join(os.tmpdir(), 'vigie-ch-guard-')));
+  const opts = { dataDir, clickhouse: { url: server.url, requestTimeoutMs: 5000 }, retention: { policiesDir: policies }, tenants: [{ id: 'bank', retentionPolicy: 'regulated' }] };
+  const first = await startGateway(opts);
+  first.app.telemetry!.writer.write('recordings', { id: randomUUID(), tenant: 'bank', room: 'r', call_id: 'c', participants: [], status: 'ready', lock_mode: 'compliance', object_key: 'k', version_id: 'v', retention_policy: 'regulated', started_at: Date.now(), ended_at: Date.now(), updated_at: Date.now() });
+  await first.close();
+  const guard = path.join(dataDir, 'retention-applied.json');
+  assert.deepEqual(JSON.parse(readFileSync(guard, 'utf8')).locks, { bank: { policy: 'regulated', duration: 5 * 31_536_000 } });
+  const saved = readFileSync(guard, 'utf8');
+  try {
+    writeFileSync(guard, saved.slice(0, 20));
+    await assert.rejects(startGateway(opts), (e: Error) => e instanceof PolicyError && /retention guard .* is corrupt/.test(e.message));
+    rmSync(guard);
+    await assert.rejects(startGateway(opts), (e: Error) => e instanceof PolicyError && /is missing, but tenants bank have COMPLIANCE-locked recordings/.test(e.message));
+    writeFileSync(guard, saved);
+    // A tenant configured with an unknown policy is refused at start as well.
+    await assert.rejects(startGateway({ ...opts, tenants: [{ id: 'bank', retentionPolicy: 'regulated' }, { id: 'other', retentionPolicy: 'nope' }] }), (e: Error) => e instanceof PolicyError && /"nope", which does not exist/.test(e.message));
+    const again = await startGateway(opts);
+    await again.close();
+  } finally {
+    rmSync(dataDir, { recursive: true, force: true });
+    await server.stop();
+  }
+});
+
+test('a ClickHouse that becomes ready after the start gets its TTLs then; spooled rows past their rule are dropped or anonymised first', async () => {
+  const { startChdbHttp } = await import('./helpers/chdbHttpServer.js');
+  const server = await startChdbHttp(mkdtempSync(path.join(os.tmpdir(), 'vigie-ch-later-')));
+  await server.stop();
+  const g = await startGateway({ clickhouse: { url: server.url, requestTimeoutMs: 2000 }, writer: { flushIntervalMs: 100 }, retention: { policiesDir: policies, sweepIntervalSeconds: 3600 } });
+  try {
+    assert.equal(g.app.clickhouse.schemaReady, false);
+    assert.deepEqual(await g.app.retention.applyTtls(), []);
+    const old = Date.now() - 10_000;
+    const row = (tenant: string, participant: string) => ({ ts: old, tenant, room: 'spool', call_id: 'c', peer_id: 'p', participant, event: 'spool.test', object_id: '', reason: '', attrs: {} });
+    const w = g.app.telemetry!.writer;
+    // acme (policy "short"): participants deleted after 395 d, call events anonymised after 1 s; globex (default): 395 d.
+    w.write('participants', { tenant: 'acme', participant: 'pseudo-acme-map', identity: 'alice@acme', display_name: 'Alice', first_seen: old - 400 * 86400_000, updated_at: old - 400 * 86400_000 });
+    w.write('call_events', row('acme', 'pseudo-acme-old'));
+    w.write('call_events', row('globex', 'pseudo-globex-old'));
+    await w.flush();
+    const spoolText = () => relFiles(path.join(g.config.dataDir, 'spool')).map((f) => readFileSync(path.join(g.config.dataDir, 'spool', f), 'utf8')).join('');
+    assert.match(spoolText(), /alice@acme.*pseudo-acme-old/s, 'the rows wait in the spool');
+    const swept = await g.app.retention.files.sweep();
+    assert.equal(swept.spoolRowsRemoved, 1, 'the expired participants row is dropped');
+    assert.doesNotMatch(spoolText(), /alice@acme|pseudo-acme-old/, 'the expired identity is gone from the spool');
+    assert.match(spoolText(), /pseudo-globex-old/);
+
+    await server.start();
+    await waitFor('TTLs applied once ClickHouse is ready', async () => (g.app.clickhouse.schemaReady ? (await g.query<{ c: string }>(`SELECT count() AS c FROM system.tables WHERE database = 'vigie' AND startsWith(comment, 'vigie-ttl:')`))[0]!.c : '0'), (c) => Number(c) === Object.values(TABLE_RULES).filter((r) => 'category' in r).length, 60_000);
+    assert.ok(await w.drain());
+    assert.deepEqual(await g.query(`SELECT tenant, participant FROM vigie.call_events WHERE room = 'spool' ORDER BY tenant`), [{ tenant: 'acme', participant: '' }, { tenant: 'globex', participant: 'pseudo-globex-old' }]);
+    assert.equal(Number((await g.query(`SELECT count() AS c FROM vigie.participants`))[0].c), 0, 'the expired identity never reached ClickHouse');
+    assert.deepEqual(await g.app.retention.applyTtls(), [], 'applied once');
+  } finally {
+    await g.close();
+    await server.stop();
+  }
 });
