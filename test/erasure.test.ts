@@ -6,7 +6,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
-import { createClient } from '@clickhouse/client';
+import { ClickHouseLogLevel, createClient } from '@clickhouse/client';
 import { dsarErase } from '../src/compliance/index.js';
 import { ClickHouseWriter, Spool } from '../src/telemetry/index.js';
 import { DPO_KEY, startGateway, type TestGateway } from './helpers/gateway.js';
@@ -133,7 +133,7 @@ test('erasure removes the subject from the telemetry spool, and nobody else', as
   const log = pino({ level: 'silent' });
   const spool = new Spool(dir, 64 << 20, 'drop-oldest', log);
   await spool.open();
-  const down = createClient({ url: `http://127.0.0.1:${await closedPort()}`, request_timeout: 500 });
+  const down = createClient({ url: `http://127.0.0.1:${await closedPort()}`, request_timeout: 500, log: { level: ClickHouseLogLevel.OFF } });
   const writer = new ClickHouseWriter(down, spool, { database: 'vigie', batchRows: 1000, flushIntervalMs: 60_000, maxBufferedRows: 100_000 } as never, log);
   const keys = gw.app.telemetry!.keys.pseudonymizer;
   const [dave, erin] = ['dave@example.fr', 'erin@example.fr'].map((i) => keys.pseudonym('acme', i));
