@@ -100,6 +100,8 @@ test('COMPLIANCE locks: the guard compares each tenant\'s effective lock, not po
 });
 
 test('per-tenant ClickHouse TTLs: expired stats rows are deleted, expired identities anonymised; unchanged TTLs are not re-applied', async () => {
+  assert.equal((await putTenant('globex', { retentionPolicy: 'regulated' })).statusCode, 200);
+  await gw.app.retention.applyTtls();
   const tables = ttlStatements('vigie', gw.app.retention.policies(), gw.app.tenants.list());
   const stmts = tables.flatMap((t) => t.statements);
   // acme deletes after 1 s; globex (regulated) anonymises instead, so its delete TTL is "never" (60 years).
@@ -240,14 +242,20 @@ test('the guard file: corrupt, or missing while COMPLIANCE-locked recordings exi
   const guard = path.join(dataDir, 'retention-applied.json');
   assert.deepEqual(JSON.parse(readFileSync(guard, 'utf8')).locks, { bank: { policy: 'regulated', duration: 5 * 31_536_000 } });
   const saved = readFileSync(guard, 'utf8');
+  /** The start must be refused; a gateway that starts anyway is closed, so the failure does not leave it running. */
+  const refused = async (o: typeof opts, why: RegExp) => {
+    const started = await startGateway(o).catch((e: Error) => e);
+    if (!(started instanceof Error)) await started.close();
+    assert.ok(started instanceof PolicyError && why.test(started.message), `start refused with ${why}: got ${started instanceof Error ? started.message : 'a running gateway'}`);
+  };
   try {
     writeFileSync(guard, saved.slice(0, 20));
-    await assert.rejects(startGateway(opts), (e: Error) => e instanceof PolicyError && /retention guard .* is corrupt/.test(e.message));
+    await refused(opts, /retention guard .* is corrupt/);
     rmSync(guard);
-    await assert.rejects(startGateway(opts), (e: Error) => e instanceof PolicyError && /is missing, but tenants bank have COMPLIANCE-locked recordings/.test(e.message));
+    await refused(opts, /is missing, but tenants bank have COMPLIANCE-locked recordings/);
     writeFileSync(guard, saved);
     // A tenant configured with an unknown policy is refused at start as well.
-    await assert.rejects(startGateway({ ...opts, tenants: [{ id: 'bank', retentionPolicy: 'regulated' }, { id: 'other', retentionPolicy: 'nope' }] }), (e: Error) => e instanceof PolicyError && /"nope", which does not exist/.test(e.message));
+    await refused({ ...opts, tenants: [{ id: 'bank', retentionPolicy: 'regulated' }, { id: 'other', retentionPolicy: 'nope' }] }, /"nope", which does not exist/);
     const again = await startGateway(opts);
     await again.close();
   } finally {
