@@ -188,6 +188,11 @@ test('every ClickHouse table and every file under DATA_DIR has a retention rule,
   assert.equal((await gw.app.inject({ method: 'POST', url: '/v1/compliance/exports', headers: { 'x-api-key': DPO_KEY.key }, payload: { from, to: new Date(Date.now() + 60_000).toISOString() } })).statusCode, 201);
   assert.equal((await gw.app.inject({ method: 'POST', url: '/v1/compliance/dsar/access', headers: { 'x-api-key': DPO_KEY.key }, payload: { identity: 'sweep-v' } })).statusCode, 201);
   gw.app.webhooks.queue.enqueue({ id: randomUUID(), tenant: 'acme', endpointId: 'gone', event: 'room.started', body: '{"room":"inventory"}', createdAt: Date.now(), attempts: 0, nextAt: Date.now() });
+  // And what a call and a recording leave (made here too, so that this test does not depend on the ones before).
+  gw.app.telemetry!.keys.pseudonymizer.pseudonym('acme', 'inventory-user');
+  const media = path.join(mkdtempSync(path.join(os.tmpdir(), 'vigie-inv-')), 'r.webm');
+  writeFileSync(media, 'media');
+  await gw.app.recording!.store.put(`acme/inventory/${randomUUID()}.webm`, media, { contentType: 'video/webm', sha256: createHash('sha256').update('media').digest('hex') });
 
   const tables = await gw.query<{ name: string; comment: string; engine_full: string }>(`SELECT name, comment, engine_full FROM system.tables WHERE database = 'vigie' AND engine NOT IN ('View', 'MaterializedView')`);
   assert.ok(tables.length >= 14, tables.map((t) => t.name).join());
