@@ -274,6 +274,7 @@ test('a ClickHouse that becomes ready after the start gets its TTLs then; spoole
   const server = await startChdbHttp(mkdtempSync(path.join(os.tmpdir(), 'vigie-ch-later-')));
   await server.stop();
   const g = await startGateway({ clickhouse: { url: server.url, requestTimeoutMs: 2000 }, writer: { flushIntervalMs: 100 }, retention: { policiesDir: policies, sweepIntervalSeconds: 3600 } });
+  let up = false;
   try {
     assert.equal(g.app.clickhouse.schemaReady, false);
     assert.deepEqual(await g.app.retention.applyTtls(), []);
@@ -293,12 +294,15 @@ test('a ClickHouse that becomes ready after the start gets its TTLs then; spoole
     assert.match(spoolText(), /pseudo-globex-old/);
 
     await server.start();
+    up = true;
     await waitFor('TTLs applied once ClickHouse is ready', async () => (g.app.clickhouse.schemaReady ? (await g.query<{ c: string }>(`SELECT count() AS c FROM system.tables WHERE database = 'vigie' AND startsWith(comment, 'vigie-ttl:')`))[0]!.c : '0'), (c) => Number(c) === Object.values(TABLE_RULES).filter((r) => 'category' in r).length, 60_000);
     assert.ok(await w.drain());
     assert.deepEqual(await g.query(`SELECT tenant, participant FROM vigie.call_events WHERE room = 'spool' ORDER BY tenant`), [{ tenant: 'acme', participant: '' }, { tenant: 'globex', participant: 'pseudo-globex-old' }]);
     assert.equal(Number((await g.query(`SELECT count() AS c FROM vigie.participants`))[0].c), 0, 'the expired identity never reached ClickHouse');
     assert.deepEqual(await g.app.retention.applyTtls(), [], 'applied once');
   } finally {
+    // Closed with ClickHouse up, even when an assertion failed before it was started.
+    if (!up) await server.start();
     await g.close();
     await server.stop();
   }
