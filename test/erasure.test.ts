@@ -135,6 +135,10 @@ test('erasure removes the subject from the telemetry spool, and nobody else', as
   await spool.open();
   const down = createClient({ url: `http://127.0.0.1:${await closedPort()}`, request_timeout: 500, log: { level: ClickHouseLogLevel.OFF } });
   const writer = new ClickHouseWriter(down, spool, { database: 'vigie', batchRows: 1000, flushIntervalMs: 60_000, maxBufferedRows: 100_000 } as never, log);
+  after(async () => {
+    await writer.close();
+    await down.close();
+  });
   const keys = gw.app.telemetry!.keys.pseudonymizer;
   const [dave, erin] = ['dave@example.fr', 'erin@example.fr'].map((i) => keys.pseudonym('acme', i));
   for (const [identity, p] of [['dave@example.fr', dave], ['erin@example.fr', erin]] as const) {
@@ -159,6 +163,4 @@ test('erasure removes the subject from the telemetry spool, and nobody else', as
   assert.ok(!text().includes('dave@example.fr') && !text().includes(dave!), 'nothing of dave is left in the spool');
   assert.ok(text().includes('erin@example.fr') && text().includes(erin!), "erin's rows still wait for ClickHouse");
   assert.equal(spool.rows, 2);
-  await writer.close();
-  await down.close();
 });
