@@ -127,7 +127,7 @@ test('erasure reaches access records, every object version, DSAR archives, webho
   assert.equal(verify.ok, true, `the audit chain still verifies: ${JSON.stringify(verify)}`);
 });
 
-test('erasure removes the subject from the telemetry spool, and nobody else', async () => {
+test('erasure removes the subject from the telemetry spool, and nobody else', async (t) => {
   // A writer whose ClickHouse is down: its rows wait in a real spool on disk.
   const dir = mkdtempSync(path.join(os.tmpdir(), 'vigie-erase-spool-'));
   const log = pino({ level: 'silent' });
@@ -135,7 +135,7 @@ test('erasure removes the subject from the telemetry spool, and nobody else', as
   await spool.open();
   const down = createClient({ url: `http://127.0.0.1:${await closedPort()}`, request_timeout: 500, log: { level: ClickHouseLogLevel.OFF } });
   const writer = new ClickHouseWriter(down, spool, { database: 'vigie', batchRows: 1000, flushIntervalMs: 60_000, maxBufferedRows: 100_000 } as never, log);
-  after(async () => {
+  t.after(async () => {
     await writer.close();
     await down.close();
   });
