@@ -170,6 +170,10 @@ test('the subprocessor report flags an undeclared S3 endpoint and a location out
   assert.match(viaApi.body, /<table>/);
   const ropa = await dpo('GET', '/v1/compliance/reports/ropa?format=md');
   assert.match(ropa.body, /\| Call recording \|.*default: 30 day\(s\), then delete \(governance lock\)/);
+  // The record promises no more than the code does: no encryption at rest on the local store, erasure as it is done.
+  assert.doesNotMatch(ropa.body, /server-side encryption/);
+  assert.match(ropa.body, /\| Audit trail \|.*never altered, so its hash chain still verifies; erasure destroys the person's pseudonym salt/);
+  assert.match(ropa.body, /\| Access records \|.*default: 1 year\(s\), then delete/);
 });
 
 test('every table with an identity or pseudonym column is covered by data-subject requests', async () => {

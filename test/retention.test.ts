@@ -1,27 +1,34 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { complianceShortenings, loadPolicies, PolicyError, ttlStatements } from '../src/retention/index.js';
+import { complianceShortenings, FILE_RULES, fileRule, loadPolicies, PolicyError, TABLE_RULES, ttlStatements } from '../src/retention/index.js';
 import { retentionSchemaJson } from '../scripts/retention-schema.js';
 import { DPO_KEY, startGateway, type TestGateway } from './helpers/gateway.js';
 import { startFfmpegBot, type FfmpegBot } from './helpers/ffmpegBot.js';
 import { waitFor } from './helpers/browser.js';
+
+const CATEGORIES_6Y = (rest: string) =>
+  `categories:\n${rest}  participants: { duration: 395d }\n  transport_stats: { duration: 395d, action: anonymize }\n  call_quality: { duration: 395d }\n  access_log: { duration: 1y }\n  webhook_attempts: { duration: 90d }\n  audit_log: { duration: 6y }\n  dsar_exports: { duration: 30d }\n`;
 
 // A short policy: recordings kept 3 s (GOVERNANCE), stats deleted after 1 s for tenant "acme".
 const policies = mkdtempSync(path.join(os.tmpdir(), 'vigie-policies-'));
 cpSync(new URL('../retention-policies', import.meta.url), policies, { recursive: true });
 writeFileSync(
   path.join(policies, 'short.yaml'),
-  `name: short\ntenants: [acme]\ncategories:\n  recordings: { duration: 3s, action: delete, lockMode: governance }\n  track_stats: { duration: 1s, action: delete }\n  client_stats: { duration: 1s, action: anonymize }\n  call_events: { duration: 1s, action: anonymize }\n  audit_log: { duration: 6y }\n  dsar_exports: { duration: 30d }\n`,
+  `name: short\ntenants: [acme]\n${CATEGORIES_6Y('  recordings: { duration: 3s, action: delete, lockMode: governance }\n  track_stats: { duration: 1s, action: delete }\n  client_stats: { duration: 1s, action: anonymize }\n  call_events: { duration: 1s, action: anonymize }\n')}`,
 );
+
+const ADMIN_KEY = `adm_${randomBytes(24).toString('base64url')}`;
+const adminKeyHash = `sha256:${createHash('sha256').update(ADMIN_KEY).digest('hex')}`;
 
 let gw: TestGateway;
 const bots: FfmpegBot[] = [];
 before(async () => {
-  gw = await startGateway({ writer: { flushIntervalMs: 100 }, retention: { policiesDir: policies, sweepIntervalSeconds: 3600 }, recording: { segmentSeconds: 10 } });
+  gw = await startGateway({ adminKeyHash, writer: { flushIntervalMs: 100 }, retention: { policiesDir: policies, sweepIntervalSeconds: 3600 }, recording: { segmentSeconds: 10 } });
 });
 after(async () => {
   for (const b of bots) await b.stop().catch(() => undefined);
@@ -36,6 +43,7 @@ async function botPair(room: string) {
   return { room: r, video, audio };
 }
 const catalog = (room: string) => gw.query<{ id: string; status: string; legal_hold: number; participants: string[]; deletion_reason: string }>(`SELECT id, status, legal_hold, participants, deletion_reason FROM vigie.recordings FINAL WHERE room = {r:String} ORDER BY started_at`, { r: room });
+const putTenant = (tenant: string, body: object) => gw.app.inject({ method: 'PUT', url: `/v1/admin/tenants/${tenant}`, headers: { 'x-admin-key': ADMIN_KEY }, payload: body });
 
 test('the published schema matches the loader, and every policy file validates', () => {
   assert.equal(readFileSync(new URL('../retention-policies/schema.json', import.meta.url), 'utf8'), retentionSchemaJson(), 'run: npx tsx scripts/retention-schema.ts');
@@ -43,33 +51,67 @@ test('the published schema matches the loader, and every policy file validates',
   assert.deepEqual([...loaded.keys()].sort(), ['default', 'regulated']);
   const bad = mkdtempSync(path.join(os.tmpdir(), 'vigie-bad-policies-'));
   writeFileSync(path.join(bad, 'default.yaml'), 'name: default\ncategories:\n  recordings: { duration: forever }\n');
-  assert.throws(() => loadPolicies(bad), (e: Error) => e instanceof PolicyError && /duration: a number and a unit/.test(e.message) && /track_stats/.test(e.message));
+  assert.throws(() => loadPolicies(bad), (e: Error) => e instanceof PolicyError && /duration: a number and a unit/.test(e.message) && /track_stats/.test(e.message) && /access_log/.test(e.message));
+  // Anonymising a table keyed on the pseudonym, or the hash-chained audit log, is impossible: refused, not silently deleted.
+  writeFileSync(path.join(bad, 'default.yaml'), `name: default\n${CATEGORIES_6Y('  recordings: { duration: 3s }\n  track_stats: { duration: 1s }\n  client_stats: { duration: 1s }\n  call_events: { duration: 1s }\n').replace('audit_log: { duration: 6y }', 'audit_log: { duration: 6y, action: anonymize }')}`);
+  assert.throws(() => loadPolicies(bad), (e: Error) => e instanceof PolicyError && /categories\.audit_log\.action: "anonymize" is not possible/.test(e.message));
 });
 
-test('a policy set that would shorten a COMPLIANCE lock is refused', async () => {
-  const regulated = loadPolicies(new URL('../retention-policies', import.meta.url).pathname);
-  const shorter = structuredClone(regulated);
+test('COMPLIANCE locks: the guard compares each tenant\'s effective lock, not policy names; unknown policies are refused', async () => {
+  const set = loadPolicies(new URL('../retention-policies', import.meta.url).pathname);
+  const onRegulated = [{ id: 'bank', retentionPolicy: 'regulated' }];
+  const { problems, locks } = complianceShortenings(new Map(), set, onRegulated);
+  assert.deepEqual([problems, [...locks]], [[], [['bank', { policy: 'regulated', duration: 5 * 31_536_000 }]]]);
+  // Moving the tenant to a weaker policy, or shrinking its policy, is refused; so is an unknown name.
+  assert.match(complianceShortenings(locks, set, [{ id: 'bank', retentionPolicy: 'default' }]).problems[0]!, /tenant "bank".*promised a COMPLIANCE lock.*"default" locks them in governance mode/);
+  const shorter = structuredClone(set);
   shorter.get('regulated')!.categories.recordings.duration = 86400;
-  assert.match(complianceShortenings(regulated, shorter)[0]!, /cannot shrink/);
-  const weaker = structuredClone(regulated);
-  weaker.get('regulated')!.categories.recordings.lockMode = 'governance';
-  assert.match(complianceShortenings(regulated, weaker)[0]!, /cannot leave COMPLIANCE/);
-  const gone = structuredClone(regulated);
-  gone.delete('regulated');
-  assert.match(complianceShortenings(regulated, gone)[0]!, /cannot be removed/);
-  assert.deepEqual(complianceShortenings(regulated, regulated), []);
-  // Through the running gateway: the applied set includes "regulated"; an edited folder is refused and the old set stays.
+  assert.match(complianceShortenings(locks, shorter, onRegulated).problems[0]!, /cannot shrink from 157680000s \(policy "regulated"\) to 86400s/);
+  assert.match(complianceShortenings(locks, set, [{ id: 'bank', retentionPolicy: 'nope' }]).problems[0]!, /names the retention policy "nope", which does not exist/);
+  // The same lock under another name is fine: what counts is the effective duration.
+  const renamed = structuredClone(set);
+  renamed.set('mifid', { ...renamed.get('regulated')!, name: 'mifid' });
+  renamed.delete('regulated');
+  assert.deepEqual(complianceShortenings(locks, renamed, [{ id: 'bank', retentionPolicy: 'mifid' }]).problems, []);
+  // A tenant no longer configured keeps its promise.
+  assert.deepEqual([...complianceShortenings(locks, set, []).locks.keys()], ['bank']);
+
+  // Through the admin API: an unknown policy and a weaker one are refused with a clear 400; the guard file records the promise.
+  const unknown = await putTenant('globex', { retentionPolicy: 'nope' });
+  assert.equal(unknown.statusCode, 400, unknown.body);
+  assert.equal(unknown.json().error.code, 'INVALID_REQUEST');
+  assert.match(unknown.json().error.message, /"nope", which does not exist/);
+  assert.equal((await putTenant('globex', { retentionPolicy: 'regulated' })).statusCode, 200);
+  const guard = JSON.parse(readFileSync(path.join(gw.config.dataDir, 'retention-applied.json'), 'utf8'));
+  assert.deepEqual(guard.locks.globex, { policy: 'regulated', duration: 5 * 31_536_000 });
+  const weaker = await putTenant('globex', { retentionPolicy: 'default' });
+  assert.equal(weaker.statusCode, 400, weaker.body);
+  assert.match(weaker.json().error.message, /tenant "globex".*COMPLIANCE/);
+  assert.equal(gw.app.tenants.get('globex')!.retentionPolicy, 'regulated', 'the refused change is not applied');
+
+  // Through a reload: shrinking the policy globex is on is refused, and the old set stays.
   writeFileSync(path.join(policies, 'regulated.yaml'), readFileSync(path.join(policies, 'regulated.yaml'), 'utf8').replace('duration: 5y,   action: delete,    lockMode: compliance', 'duration: 1y,   action: delete,    lockMode: compliance'));
-  await assert.rejects(gw.app.retention.reload(), (e: Error) => e instanceof PolicyError && /regulated.*cannot shrink/s.test(e.message));
+  await assert.rejects(gw.app.retention.reload(), (e: Error) => e instanceof PolicyError && /globex.*cannot shrink/s.test(e.message));
   assert.equal(gw.app.retention.policies().get('regulated')!.categories.recordings.duration, 5 * 31_536_000);
   cpSync(new URL('../retention-policies/regulated.yaml', import.meta.url), path.join(policies, 'regulated.yaml'));
+  // A room cannot carry its own policy (it was never applied): refused, not ignored.
+  const room = await gw.app.inject({ method: 'POST', url: '/v1/rooms', headers: { 'x-api-key': (await import('./helpers/gateway.js')).ROOMS_WRITE_KEY.key }, payload: { room: 'r1', retentionPolicy: 'regulated' } });
+  assert.equal(room.statusCode, 400, room.body);
+  assert.match(room.json().error.message, /retentionPolicy is set per tenant/);
 });
 
-test('per-tenant ClickHouse TTLs: expired stats rows are deleted, expired identities anonymised', async () => {
-  const stmts = ttlStatements('vigie', gw.app.retention.policies(), gw.app.tenants.list());
-  // acme deletes after 1 s; globex (default policy) anonymises instead, so its delete TTL is "never" (0).
-  assert.ok(stmts.some((s) => /track_stats MODIFY TTL .*transform\(tenant, \['acme', 'globex'\], \[1, 0\], 0\)/.test(s)), stmts[0]);
-  assert.ok(stmts.some((s) => /track_stats MODIFY COLUMN participant String TTL .*\[0, 34128000\], 34128000/.test(s)));
+test('per-tenant ClickHouse TTLs: expired stats rows are deleted, expired identities anonymised; unchanged TTLs are not re-applied', async () => {
+  assert.equal((await putTenant('globex', { retentionPolicy: 'regulated' })).statusCode, 200);
+  await gw.app.retention.applyTtls();
+  const tables = ttlStatements('vigie', gw.app.retention.policies(), gw.app.tenants.list());
+  const stmts = tables.flatMap((t) => t.statements);
+  // acme deletes after 1 s; globex (regulated) anonymises instead, so its delete TTL is "never" (60 years).
+  assert.ok(stmts.some((s) => /track_stats MODIFY TTL .*transform\(tenant, \['acme', 'globex'\], \[1, 1892160000\], 1892160000\)/.test(s)), stmts.join('\n'));
+  assert.ok(stmts.some((s) => /track_stats MODIFY COLUMN participant String TTL .*\[1892160000, 34128000\], 34128000/.test(s)));
+  assert.ok(stmts.some((s) => /audit_log MODIFY TTL .*\[189216000, 315360000\], 189216000/.test(s)), 'the audit log follows each tenant\'s audit_log duration (6 y, 10 y)');
+  assert.deepEqual(await gw.app.retention.applyTtls(), [], 'nothing changed since the start: no ALTER');
+  assert.equal((await putTenant('globex', { name: 'Globex Corp' })).statusCode, 200);
+  assert.deepEqual(await gw.app.retention.applyTtls(), [], 'a change that does not touch retention: no ALTER');
   const old = Date.now() - 10_000;
   for (const tenant of ['acme', 'globex']) {
     gw.app.telemetry!.writer.write('call_events', { ts: old, tenant, room: 'ttl', call_id: 'ttl', peer_id: 'p', participant: `pseudo-${tenant}`, event: 'ttl.test', object_id: '', reason: '', attrs: {} });
@@ -141,4 +183,136 @@ test('long recordings are cut into segments; an ffmpeg crash is detected and rep
   process.kill([...pids.values()][0]!, 'SIGKILL');
   await waitFor('recording.failed event', async () => (await gw.query(`SELECT count() AS c FROM vigie.call_events WHERE room = 'crash' AND event = 'recording.failed'`))[0].c, (c) => Number(c) === 1);
   await gw.app.recording!.service.stop(crash.room, 'test');
+});
+
+const relFiles = (dir: string) =>
+  readdirSync(dir, { recursive: true, withFileTypes: true })
+    .filter((f) => f.isFile())
+    .map((f) => path.relative(dir, path.join(f.parentPath, f.name)).split(path.sep).join('/'));
+
+test('every ClickHouse table and every file under DATA_DIR has a retention rule, and each table rule is applied as a TTL', async () => {
+  // Files only some paths create: an audit export, a DSAR archive, a webhook journal.
+  const from = new Date(Date.now() - 3600_000).toISOString();
+  assert.equal((await gw.app.inject({ method: 'POST', url: '/v1/compliance/exports', headers: { 'x-api-key': DPO_KEY.key }, payload: { from, to: new Date(Date.now() + 60_000).toISOString() } })).statusCode, 201);
+  assert.equal((await gw.app.inject({ method: 'POST', url: '/v1/compliance/dsar/access', headers: { 'x-api-key': DPO_KEY.key }, payload: { identity: 'sweep-v' } })).statusCode, 201);
+  gw.app.webhooks.queue.enqueue({ id: randomUUID(), tenant: 'acme', endpointId: 'gone', event: 'room.started', body: '{"room":"inventory"}', createdAt: Date.now(), attempts: 0, nextAt: Date.now() });
+  // And what a call and a recording leave (made here too, so that this test does not depend on the ones before).
+  gw.app.telemetry!.keys.pseudonymizer.pseudonym('acme', 'inventory-user');
+  gw.app.roomBans.ban('acme', 'inventory', 'inventory-user', Date.now() / 1000 + 3600);
+  const media = path.join(mkdtempSync(path.join(os.tmpdir(), 'vigie-inv-')), 'r.webm');
+  writeFileSync(media, 'media');
+  await gw.app.recording!.store.put(`acme/inventory/${randomUUID()}.webm`, media, { contentType: 'video/webm', sha256: createHash('sha256').update('media').digest('hex') });
+
+  const tables = await gw.query<{ name: string; comment: string; engine_full: string }>(`SELECT name, comment, engine_full FROM system.tables WHERE database = 'vigie' AND engine NOT IN ('View', 'MaterializedView')`);
+  assert.ok(tables.length >= 14, tables.map((t) => t.name).join());
+  for (const t of tables) {
+    const rule = TABLE_RULES[t.name];
+    assert.ok(rule, `table ${t.name} has no retention rule: add it to TABLE_RULES in src/retention/inventory.ts`);
+    if ('category' in rule) {
+      assert.match(t.engine_full, / TTL toDateTime\(/, `${t.name}: its TTL is applied`);
+      assert.match(t.comment, /^vigie-ttl:[0-9a-f]{16}$/, t.name);
+    }
+  }
+  for (const name of ['participants', 'transport_stats', 'call_quality_agg', 'access_log', 'webhook_attempts', 'audit_log']) assert.ok('category' in TABLE_RULES[name]!, `${name} expires by its policy`);
+
+  const files = relFiles(gw.config.dataDir);
+  for (const expected of [/^exports\/[0-9a-f-]{36}\.tar$/, /^exports\/[0-9a-f-]{36}\.jsonl$/, /^webhooks\/deliveries\.jsonl$/, /^objects\//, /^secrets\/subject-salts\.jsonl$/, /^clickhouse\//, /^room-bans\.json$/]) {
+    assert.ok(files.some((f) => expected.test(f)), `the run created a file matching ${expected}: ${files.filter((f) => !f.startsWith('clickhouse/')).join(', ')}`);
+  }
+  const unruled = files.filter((f) => !fileRule(f));
+  assert.deepEqual(unruled, [], 'files under DATA_DIR without a retention rule: add them to FILE_RULES in src/retention/inventory.ts');
+  assert.ok(FILE_RULES.some((r) => r.pattern.test('spool/seg-000000000001.log')), 'the telemetry spool has its rule');
+});
+
+test('the data directory sweep deletes expired exports and archives, and compacts away finished webhook bodies', async () => {
+  const dir = path.join(gw.config.dataDir, 'exports');
+  const ids = [...new Set(readdirSync(dir).map((f) => /^[0-9a-f-]{36}/.exec(f)?.[0]).filter(Boolean))] as string[];
+  assert.ok(ids.length >= 2);
+  const [old, ...young] = ids;
+  const longAgo = new Date(Date.now() - 31 * 86400_000);
+  for (const f of readdirSync(dir).filter((f) => f.startsWith(old!))) utimesSync(path.join(dir, f), longAgo, longAgo);
+  await waitFor('the delivery to a removed endpoint given up', async () => gw.app.webhooks.queue.size, (n) => n === 0);
+  assert.match(readFileSync(path.join(gw.config.dataDir, 'webhooks', 'deliveries.jsonl'), 'utf8'), /inventory/);
+
+  const swept = await gw.app.retention.files.sweep();
+  assert.deepEqual(swept.exportsDeleted, [old], 'only the export older than 30 days (dsar_exports) is deleted');
+  assert.ok(!readdirSync(dir).some((f) => f.startsWith(old!)), 'its data and meta files are gone');
+  for (const id of young) assert.ok(readdirSync(dir).some((f) => f.startsWith(`${id}.meta.json`)), 'younger exports stay');
+  const [rec] = await gw.query(`SELECT category, policy FROM vigie.retention_deletions WHERE object_id = {id:String}`, { id: old });
+  assert.deepEqual(rec, { category: 'dsar_exports', policy: 'short' });
+  assert.ok(swept.journalLinesRemoved >= 2);
+  assert.equal(readFileSync(path.join(gw.config.dataDir, 'webhooks', 'deliveries.jsonl'), 'utf8'), '', 'no finished delivery body is left in the journal');
+});
+
+test('the guard file: corrupt, or missing while COMPLIANCE-locked recordings exist, stops the start', async () => {
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), 'vigie-guard-'));
+  // ClickHouse in its own process: one process holds one embedded engine, and this file's gateway has it.
+  const { startChdbHttp } = await import('./helpers/chdbHttpServer.js');
+  const server = await startChdbHttp(mkdtempSync(path.join(os.tmpdir(), 'vigie-ch-guard-')));
+  const opts = { dataDir, clickhouse: { url: server.url, requestTimeoutMs: 5000 }, retention: { policiesDir: policies }, tenants: [{ id: 'bank', retentionPolicy: 'regulated' }] };
+  const first = await startGateway(opts);
+  first.app.telemetry!.writer.write('recordings', { id: randomUUID(), tenant: 'bank', room: 'r', call_id: 'c', participants: [], status: 'ready', lock_mode: 'compliance', object_key: 'k', version_id: 'v', retention_policy: 'regulated', started_at: Date.now(), ended_at: Date.now(), updated_at: Date.now() });
+  await first.close();
+  const guard = path.join(dataDir, 'retention-applied.json');
+  assert.deepEqual(JSON.parse(readFileSync(guard, 'utf8')).locks, { bank: { policy: 'regulated', duration: 5 * 31_536_000 } });
+  const saved = readFileSync(guard, 'utf8');
+  /** The start must be refused; a gateway that starts anyway is closed, so the failure does not leave it running. */
+  const refused = async (o: typeof opts, why: RegExp) => {
+    const started = await startGateway(o).catch((e: Error) => e);
+    if (!(started instanceof Error)) await started.close();
+    assert.ok(started instanceof PolicyError && why.test(started.message), `start refused with ${why}: got ${started instanceof Error ? started.message : 'a running gateway'}`);
+  };
+  try {
+    writeFileSync(guard, saved.slice(0, 20));
+    await refused(opts, /retention guard .* is corrupt/);
+    rmSync(guard);
+    await refused(opts, /is missing, but tenants bank have COMPLIANCE-locked recordings/);
+    writeFileSync(guard, saved);
+    // A tenant configured with an unknown policy is refused at start as well.
+    await refused({ ...opts, tenants: [{ id: 'bank', retentionPolicy: 'regulated' }, { id: 'other', retentionPolicy: 'nope' }] }, /"nope", which does not exist/);
+    const again = await startGateway(opts);
+    await again.close();
+  } finally {
+    rmSync(dataDir, { recursive: true, force: true });
+    await server.stop();
+  }
+});
+
+test('a ClickHouse that becomes ready after the start gets its TTLs then; spooled rows past their rule are dropped or anonymised first', async () => {
+  const { startChdbHttp } = await import('./helpers/chdbHttpServer.js');
+  const server = await startChdbHttp(mkdtempSync(path.join(os.tmpdir(), 'vigie-ch-later-')));
+  await server.stop();
+  const g = await startGateway({ clickhouse: { url: server.url, requestTimeoutMs: 2000 }, writer: { flushIntervalMs: 100 }, retention: { policiesDir: policies, sweepIntervalSeconds: 3600 } });
+  let up = false;
+  try {
+    assert.equal(g.app.clickhouse.schemaReady, false);
+    assert.deepEqual(await g.app.retention.applyTtls(), []);
+    const old = Date.now() - 10_000;
+    const row = (tenant: string, participant: string) => ({ ts: old, tenant, room: 'spool', call_id: 'c', peer_id: 'p', participant, event: 'spool.test', object_id: '', reason: '', attrs: {} });
+    const w = g.app.telemetry!.writer;
+    // acme (policy "short"): participants deleted after 395 d, call events anonymised after 1 s; globex (default): 395 d.
+    w.write('participants', { tenant: 'acme', participant: 'pseudo-acme-map', identity: 'alice@acme', display_name: 'Alice', first_seen: old - 400 * 86400_000, updated_at: old - 400 * 86400_000 });
+    w.write('call_events', row('acme', 'pseudo-acme-old'));
+    w.write('call_events', row('globex', 'pseudo-globex-old'));
+    await w.flush();
+    const spoolText = () => relFiles(path.join(g.config.dataDir, 'spool')).map((f) => readFileSync(path.join(g.config.dataDir, 'spool', f), 'utf8')).join('');
+    assert.match(spoolText(), /alice@acme.*pseudo-acme-old/s, 'the rows wait in the spool');
+    const swept = await g.app.retention.files.sweep();
+    assert.equal(swept.spoolRowsRemoved, 1, 'the expired participants row is dropped');
+    assert.doesNotMatch(spoolText(), /alice@acme|pseudo-acme-old/, 'the expired identity is gone from the spool');
+    assert.match(spoolText(), /pseudo-globex-old/);
+
+    await server.start();
+    up = true;
+    await waitFor('TTLs applied once ClickHouse is ready', async () => (g.app.clickhouse.schemaReady ? (await g.query<{ c: string }>(`SELECT count() AS c FROM system.tables WHERE database = 'vigie' AND startsWith(comment, 'vigie-ttl:')`))[0]!.c : '0'), (c) => Number(c) === Object.values(TABLE_RULES).filter((r) => 'category' in r).length, 60_000);
+    assert.ok(await w.drain());
+    assert.deepEqual(await g.query(`SELECT tenant, participant FROM vigie.call_events WHERE room = 'spool' ORDER BY tenant`), [{ tenant: 'acme', participant: '' }, { tenant: 'globex', participant: 'pseudo-globex-old' }]);
+    assert.equal(Number((await g.query(`SELECT count() AS c FROM vigie.participants`))[0].c), 0, 'the expired identity never reached ClickHouse');
+    assert.deepEqual(await g.app.retention.applyTtls(), [], 'applied once');
+  } finally {
+    // Closed with ClickHouse up, even when an assertion failed before it was started.
+    if (!up) await server.start();
+    await g.close();
+    await server.stop();
+  }
 });

@@ -46,6 +46,11 @@ export async function complianceRoutes(app: FastifyInstance): Promise<void> {
     await app.telemetry?.writer.flush();
     await app.compliance?.audit.flush();
   };
+  /**
+   * A request about someone without a salt (never seen, or already erased) must
+   * not create one: it gets a value no pseudonym (32 hex digits) can equal.
+   */
+  const subjectPseudonym = (tenant: string, identity: string) => app.telemetry!.keys.pseudonymizer.existing(tenant, identity) ?? 'unknown-subject';
 
   app.get('/v1/compliance/audit/verify', { schema: { tags: ['compliance'], summary: "Walk the tenant's audit chain against its signed checkpoints and their anchors; names every altered, deleted or inserted entry and every checkpoint whose entry is missing" } }, async (req) => {
     const { p, c } = await dpo(app, req);
@@ -106,7 +111,7 @@ export async function complianceRoutes(app: FastifyInstance): Promise<void> {
   app.get('/v1/compliance/reports/ropa', { schema: { tags: ['compliance'], summary: 'Record of processing activities (GDPR art. 30)', querystring: openapi(reportQuery) } }, async (req, reply) => {
     const { p, c } = await dpo(app, req);
     const { format } = parse(reportQuery, req.query);
-    const ropa = recordOfProcessing(app.retention.policies(), c.subprocessors());
+    const ropa = recordOfProcessing(app.retention.policies(), c.subprocessors(), { sse: app.config.storage.sse, store: app.recording?.store.name.startsWith('s3:') ? 's3' : 'local' });
     await c.record({ tenant: p.tenant, actor: p.actor, action: 'report.ropa', sourceIp: req.ip });
     if (format === 'json') return ropa;
     const md = recordOfProcessingMarkdown(ropa);
@@ -116,13 +121,14 @@ export async function complianceRoutes(app: FastifyInstance): Promise<void> {
   app.post('/v1/compliance/dsar/access', { schema: { tags: ['compliance'], summary: 'Data-subject access: a signed archive of every row and recording about the person', body: openapi(dsarBody) } }, async (req, reply) => {
     const { p, c } = await dpo(app, req);
     const { identity } = parse(dsarBody, req.body);
-    const pseudonym = app.telemetry!.keys.pseudonymizer.pseudonym(p.tenant, identity);
+    const pseudonym = subjectPseudonym(p.tenant, identity);
     await mkdir(exportsDir, { recursive: true });
     const { archive, sha256, manifest } = await dsarAccess({ client: app.clickhouse.client, db, store: app.recording?.store, flush: async () => void (await flush()) }, { tenant: p.tenant, identity, pseudonym, workDir: exportsDir });
     const id = randomUUID();
     await rename(archive, path.join(exportsDir, `${id}.tar`));
     const jws = await c.signer.signDigest(sha256);
-    await writeFile(path.join(exportsDir, `${id}.meta.json`), JSON.stringify({ tenant: p.tenant, ext: 'tar', sha256, jws }));
+    // The subject is named so that their erasure finds and deletes this archive.
+    await writeFile(path.join(exportsDir, `${id}.meta.json`), JSON.stringify({ tenant: p.tenant, ext: 'tar', sha256, jws, subject: pseudonym }));
     app.telemetry!.writer.write('dsar_requests', { ts: Date.now(), tenant: p.tenant, request_id: id, kind: 'access', subject: pseudonym, status: 'completed', summary: JSON.stringify(manifest.map((m) => ({ file: m.file, rows: m.rows }))) });
     await c.record({ tenant: p.tenant, actor: p.actor, action: 'dsar.access', subject: pseudonym, target: `export:${id}`, sourceIp: req.ip, details: { files: manifest.length } });
     return reply.code(201).send({ id, sha256, jws, kid: c.signer.kid, files: manifest, download: `/v1/compliance/exports/${id}` });
@@ -131,7 +137,7 @@ export async function complianceRoutes(app: FastifyInstance): Promise<void> {
   app.post('/v1/compliance/dsar/erasure', { schema: { tags: ['compliance'], summary: "Data-subject erasure: the person's rows and recordings, except what a legal hold or a COMPLIANCE lock keeps", body: openapi(dsarBody) } }, async (req) => {
     const { p, c } = await dpo(app, req);
     const { identity } = parse(dsarBody, req.body);
-    const pseudonym = app.telemetry!.keys.pseudonymizer.pseudonym(p.tenant, identity);
+    const pseudonym = subjectPseudonym(p.tenant, identity);
     const writer = app.telemetry!.writer;
     const result = await dsarErase(
       {
@@ -140,8 +146,12 @@ export async function complianceRoutes(app: FastifyInstance): Promise<void> {
         store: app.recording?.store,
         flush: async () => void (await flush()),
         markRecording: (row, status, reason) => writer.write('recordings', { ...row, status, deleted_at: Date.now(), deletion_reason: reason, participants: [], updated_at: Date.now() }),
+        rewriteHeld: (fn) => writer.rewriteHeld(fn),
+        redactDeliveries: (fn) => app.webhooks.queue.redact(fn),
+        exportsDir,
+        forget: () => app.telemetry!.keys.pseudonymizer.forget(p.tenant, identity),
       },
-      { tenant: p.tenant, pseudonym },
+      { tenant: p.tenant, identity, pseudonym },
     );
     const id = randomUUID();
     writer.write('dsar_requests', { ts: Date.now(), tenant: p.tenant, request_id: id, kind: 'erasure', subject: pseudonym, status: 'completed', summary: JSON.stringify(result) });

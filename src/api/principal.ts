@@ -16,6 +16,8 @@ export interface Principal {
   canRecord?: boolean;
   /** Whose request budget this request spends: the verified key, or the token's tenant, room and identity. */
   caller: string;
+  /** For user JWTs: the participant's pseudonym, so that their access records are theirs to erase. */
+  subject?: string;
 }
 
 export function apiKeyFrom(req: FastifyRequest): string | undefined {
@@ -59,6 +61,7 @@ async function authenticateOnce(app: FastifyInstance, req: FastifyRequest): Prom
       actor: 'user',
       canRecord: claims.grants.has('record'),
       caller: `user:${claims.tenant}:${claims.room}:${claims.identity}`,
+      subject: app.telemetry?.keys.pseudonymizer.pseudonym(claims.tenant, claims.identity),
     };
   } else {
     throw new VigieError('UNAUTHORIZED', 'send an API key (x-api-key) or a bearer token');

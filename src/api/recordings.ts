@@ -71,7 +71,7 @@ export async function recordingRoutes(app: FastifyInstance): Promise<void> {
   const db = app.clickhouse.database;
   // Access records: the plain access_log, and the tamper-evident audit chain.
   const audit = async (req: FastifyRequest, p: Principal | undefined, action: string, target: string, result: string) => {
-    app.telemetry?.writer.write('access_log', { ts: Date.now(), tenant: p?.tenant ?? '', actor: p?.actor ?? 'anonymous', action, target, source_ip: req.ip, result });
+    app.telemetry?.writer.write('access_log', { ts: Date.now(), tenant: p?.tenant ?? '', actor: p?.actor ?? 'anonymous', subject: p?.subject ?? '', action, target, source_ip: req.ip, result });
     if (p) await app.compliance?.record({ tenant: p.tenant, actor: p.actor, action, target, result, sourceIp: req.ip });
   };
   /** Runs a handler with its access record written whatever the outcome. */

@@ -6,6 +6,7 @@
  * must not depend on analytics), keeps retrying, and the writer spools rows
  * meanwhile; with the embedded engine a failed migration stops the start.
  */
+import { EventEmitter } from 'node:events';
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { createClickHouseClient, type ClickHouseClient } from './client.js';
@@ -19,6 +20,8 @@ export interface ClickHouseHandle {
   database: string;
   /** True once every migration is applied. */
   readonly schemaReady: boolean;
+  /** `ready` when the schema becomes ready after the start (a remote server that was down). */
+  readonly observer: EventEmitter<{ ready: [] }>;
 }
 
 declare module 'fastify' {
@@ -34,10 +37,12 @@ export default fp(
     const log = app.log.child({ component: 'clickhouse' });
     let schemaReady = false;
     let closed = false;
+    const observer = new EventEmitter<{ ready: [] }>();
     const attempt = async (n: number): Promise<void> => {
       try {
         await migrate(client, { database: cfg.database, cluster: cfg.cluster, log });
         schemaReady = true;
+        if (n > 0) observer.emit('ready');
       } catch (err) {
         // The embedded engine cannot be "down": a failure there is a schema bug, and must stop the start.
         if (!cfg.url) throw err;
@@ -54,6 +59,7 @@ export default fp(
       get schemaReady() {
         return schemaReady;
       },
+      observer,
     });
     app.addHook('onClose', async () => {
       closed = true;

@@ -284,6 +284,13 @@ export const MIGRATIONS: Migration[] = [
       ) ENGINE = ${engine('MergeTree')} ORDER BY (tenant, ts) SETTINGS ${dedupSettings}`,
     ],
   },
+  {
+    version: 5,
+    name: 'retention: access records name the data subject who made them (erasure reaches them)',
+    statements: ({ db, onCluster }) => [
+      `ALTER TABLE ${db}.access_log${onCluster} ADD COLUMN IF NOT EXISTS subject String DEFAULT '' COMMENT 'pseudonym of the participant whose user token made the access; empty for API keys' AFTER actor`,
+    ],
+  },
 ];
 
 function checksum(m: Migration): string {

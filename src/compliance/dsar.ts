@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { once } from 'node:events';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -35,9 +35,14 @@ export const SUBJECT_TABLES: Record<
   client_stats: { column: 'participant', erase: 'delete' },
   call_events: { column: 'participant', erase: 'delete' },
   call_quality_agg: { column: 'participant', erase: 'delete', readFrom: 'call_summary' },
+  access_log: { column: 'subject', erase: 'delete' },
   recordings: { column: 'participants', array: true, erase: 'delete', final: true },
-  audit_log: { column: 'subject', erase: 'keep', why: 'audit trail kept under GDPR art. 17(3)(b) (legal obligation, accountability); it holds only the pseudonym, which no longer maps to the person' },
-  dsar_requests: { column: 'subject', erase: 'keep', why: 'record of the request itself, kept as proof it was answered (art. 5(2))' },
+  audit_log: {
+    column: 'subject',
+    erase: 'keep',
+    why: "audit trail kept under GDPR art. 17(3)(b) (legal obligation, accountability), unaltered so its hash chain still verifies; it holds only the pseudonym, and the person's salt is destroyed, so it can no longer be linked to them",
+  },
+  dsar_requests: { column: 'subject', erase: 'keep', why: "record of the request itself, kept as proof it was answered (art. 5(2)); it holds only the pseudonym, which the destroyed salt no longer links to the person" },
 };
 
 /** Column names that carry an identity or a pseudonym anywhere in the schema. */
@@ -109,18 +114,64 @@ export interface ErasureResult {
   subject: string;
   erased: Array<{ table: string; rows: number }>;
   recordingsDeleted: string[];
+  /** Object versions removed from the store, catalogued or not (a retried upload can leave several). */
+  objectVersionsDeleted: number;
+  /** What was removed outside ClickHouse. */
+  files: { spoolRows: number; webhookBodiesRedacted: number; exportsDeleted: string[] };
+  /** The per-subject salt was destroyed: the identity no longer leads to the pseudonym. */
+  saltDestroyed: boolean;
   kept: Array<{ what: string; reason: string }>;
+}
+
+export interface ErasureContext extends DsarContext {
+  markRecording: (row: CatalogRow, status: 'deleted', reason: string) => void;
+  /** Every row the telemetry writer still holds (memory, spool): `fn` returns undefined to remove one. */
+  rewriteHeld?: (fn: (table: string, row: unknown) => unknown) => Promise<number>;
+  /** The webhook journal: `fn` returns the redacted body of a pending delivery, or undefined to keep it. */
+  redactDeliveries?: (fn: (d: { body: string }) => string | undefined) => number;
+  /** DATA_DIR/exports: archives whose meta names the subject are deleted. */
+  exportsDir?: string;
+  /** Destroys the subject's salt; called last, once everything else is gone. */
+  forget: () => boolean;
+}
+
+const ERASED = '[erased]';
+
+/** Does a row (any table) carry the subject in one of its identity columns? */
+function rowIsSubject(row: unknown, values: ReadonlySet<string>): boolean {
+  const r = row as Record<string, unknown>;
+  return IDENTITY_COLUMN_NAMES.some((c) => {
+    const v = r[c];
+    return Array.isArray(v) ? v.some((x) => values.has(String(x))) : typeof v === 'string' && values.has(v);
+  });
+}
+
+/** The JSON body with every string equal to one of `values` replaced, or undefined when none is there. */
+function redactJson(body: string, values: ReadonlySet<string>): string | undefined {
+  let hit = false;
+  const walk = (v: unknown): unknown => {
+    if (typeof v === 'string' && values.has(v)) return ((hit = true), ERASED);
+    if (Array.isArray(v)) return v.map(walk);
+    if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, walk(x)]));
+    return v;
+  };
+  const out = JSON.stringify(walk(JSON.parse(body)));
+  return hit ? out : undefined;
 }
 
 /**
  * Erasure request: deletes the person's rows (ClickHouse mutations, waited
- * for) and recordings, except what a legal hold or a COMPLIANCE lock forbids
- * deleting; GOVERNANCE locks are bypassed, the request being the legal ground.
- * The result lists what was erased, what was kept, and why.
+ * for), every version of their recordings, the rows still on their way to
+ * ClickHouse (spool), their identity in pending webhook bodies (and the
+ * journal's history), and their access archives; then destroys their salt,
+ * so that what is kept (audit trail, records of requests, recordings under a
+ * legal hold or a COMPLIANCE lock) can no longer be linked back to them by
+ * recomputing the pseudonym. GOVERNANCE locks are bypassed, the request being
+ * the legal ground. The result lists what was erased, what was kept, and why.
  */
-export async function dsarErase(ctx: DsarContext & { markRecording: (row: CatalogRow, status: 'deleted', reason: string) => void }, o: { tenant: string; pseudonym: string }): Promise<ErasureResult> {
+export async function dsarErase(ctx: ErasureContext, o: { tenant: string; identity: string; pseudonym: string }): Promise<ErasureResult> {
   await ctx.flush();
-  const result: ErasureResult = { subject: o.pseudonym, erased: [], recordingsDeleted: [], kept: [] };
+  const result: ErasureResult = { subject: o.pseudonym, erased: [], recordingsDeleted: [], objectVersionsDeleted: 0, files: { spoolRows: 0, webhookBodiesRedacted: 0, exportsDeleted: [] }, saltDestroyed: false, kept: [] };
   const params = { tenant: o.tenant, p: o.pseudonym };
   // Recordings first: a kept recording keeps its catalog row (and its pseudonym) with it.
   const keptIds: string[] = [];
@@ -131,11 +182,21 @@ export async function dsarErase(ctx: DsarContext & { markRecording: (row: Catalo
       result.kept.push({ what: `recording ${r.id}`, reason: 'under legal hold (GDPR art. 17(3)(e), legal claims)' });
       continue;
     }
-    if (r.status === 'ready' && ctx.store) {
-      try {
-        await ctx.store.remove(r.object_key, r.version_id, { bypassGovernance: true });
-      } catch (err) {
-        if (!(err instanceof ObjectLockedError)) throw err;
+    if (ctx.store && r.object_key) {
+      // Every version under the key, not only the catalogued one: an upload retried after a failure leaves others.
+      const versions = new Set([...(await ctx.store.versions(r.object_key)), ...(r.version_id ? [r.version_id] : [])]);
+      let locked = false;
+      for (const v of versions) {
+        try {
+          await ctx.store.remove(r.object_key, v, { bypassGovernance: true });
+          result.objectVersionsDeleted++;
+        } catch (err) {
+          if ((err as { code?: string }).code === 'NoSuchVersion' || (err as { code?: string }).code === 'NoSuchKey') continue;
+          if (!(err instanceof ObjectLockedError)) throw err;
+          locked = true;
+        }
+      }
+      if (locked) {
         keptIds.push(r.id);
         result.kept.push({ what: `recording ${r.id}`, reason: `locked in COMPLIANCE mode until ${r.retain_until} (legal retention obligation, art. 17(3)(b))` });
         continue;
@@ -145,6 +206,11 @@ export async function dsarErase(ctx: DsarContext & { markRecording: (row: Catalo
     result.recordingsDeleted.push(r.id);
   }
   await ctx.flush();
+  // Display names are in the participants rows about to be deleted; pending webhook bodies carry them too.
+  const names = (await (await ctx.client.query({ query: `SELECT DISTINCT display_name FROM ${ctx.db}.participants WHERE ${where('participants')} AND display_name != ''`, query_params: params, format: 'JSONEachRow' })).json<{ display_name: string }>()).map((r) => r.display_name);
+  const subject = new Set([o.identity, o.pseudonym]);
+  // Rows still on their way are removed before the mutations, so none lands after them.
+  if (ctx.rewriteHeld) result.files.spoolRows = await ctx.rewriteHeld((table, row) => (SUBJECT_TABLES[table]?.erase !== 'keep' && rowIsSubject(row, subject) && !(table === 'recordings' && keptIds.includes((row as CatalogRow).id)) ? undefined : row));
   for (const [table, t] of Object.entries(SUBJECT_TABLES)) {
     // A kept recording keeps its catalog row.
     const filter = `${where(table)}${table === 'recordings' ? ' AND id NOT IN {kept:Array(String)}' : ''}`;
@@ -157,5 +223,24 @@ export async function dsarErase(ctx: DsarContext & { markRecording: (row: Catalo
     await ctx.client.command({ query: `ALTER TABLE ${ctx.db}.${table} DELETE WHERE ${filter}`, query_params, clickhouse_settings: { mutations_sync: '2' } });
     result.erased.push({ table, rows: n });
   }
+  const redact = new Set([...subject, ...names]);
+  if (ctx.redactDeliveries) result.files.webhookBodiesRedacted = ctx.redactDeliveries((d) => (d.body.includes(o.identity) || d.body.includes(o.pseudonym) ? redactJson(d.body, redact) : undefined));
+  if (ctx.exportsDir) result.files.exportsDeleted = await deleteSubjectExports(ctx.exportsDir, o.tenant, o.pseudonym);
+  result.saltDestroyed = ctx.forget();
   return result;
+}
+
+/** Deletes the DSAR access archives made for the subject (their meta names the subject's pseudonym). */
+async function deleteSubjectExports(dir: string, tenant: string, pseudonym: string): Promise<string[]> {
+  const deleted: string[] = [];
+  for (const f of await readdir(dir).catch(() => [] as string[])) {
+    if (!f.endsWith('.meta.json')) continue;
+    const meta = JSON.parse(await readFile(path.join(dir, f), 'utf8')) as { tenant?: string; subject?: string; ext?: string };
+    if (meta.tenant !== tenant || meta.subject !== pseudonym) continue;
+    const id = f.slice(0, -'.meta.json'.length);
+    await rm(path.join(dir, `${id}.${meta.ext}`), { force: true });
+    await rm(path.join(dir, f), { force: true });
+    deleted.push(id);
+  }
+  return deleted;
 }

@@ -12,8 +12,12 @@ export const roomOptionsSchema = z.object({
   recordingPolicy: z.enum(['off', 'manual', 'always']).default('manual'),
   /** Each participant must consent before their tracks are recorded. */
   consentRequired: z.boolean().default(false),
-  /** Retention policy name; the tenant's when unset. */
-  retentionPolicy: z.string().regex(/^[a-z0-9-]{1,64}$/).optional(),
+  /**
+   * Refused: retention is per tenant (the tenant's `retentionPolicy`). A room
+   * option was accepted once and never applied; refusing it says so instead of
+   * silently keeping a room's data under another policy than the one asked for.
+   */
+  retentionPolicy: z.never({ error: 'retentionPolicy is set per tenant (admin API), not per room' }).optional(),
   metadata: z.record(z.string(), z.string().max(256)).superRefine(withinLimits(METADATA_LIMITS)).optional(),
 });
 export type RoomOptions = z.infer<typeof roomOptionsSchema>;

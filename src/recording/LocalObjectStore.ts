@@ -92,11 +92,16 @@ export class LocalObjectStore implements ObjectStore {
   }
 
   async remove(key: string, versionId: string, options: { bypassGovernance?: boolean } = {}): Promise<void> {
-    const m = await this.#meta(key, versionId);
+    const p = this.#paths(key, versionId);
+    const m = await this.#meta(key, versionId).catch(async (err: { code?: string }) => {
+      // A data file whose sidecar was never written (a put that died half way) has no lock: it goes.
+      if (err.code === 'NoSuchVersion' && (await stat(p.data).catch(() => undefined))) return undefined;
+      throw err;
+    });
+    if (!m) return rm(p.data, { force: true });
     if (m.legalHold) throw new ObjectLockedError('object is under legal hold');
     const locked = m.retainUntil && new Date(m.retainUntil) > new Date();
     if (locked && !(options.bypassGovernance && m.lockMode === 'GOVERNANCE')) throw new ObjectLockedError(`object is locked (${m.lockMode}) until ${m.retainUntil}`);
-    const p = this.#paths(key, versionId);
     await rm(p.data, { force: true });
     await rm(p.meta, { force: true });
   }
@@ -104,6 +109,13 @@ export class LocalObjectStore implements ObjectStore {
   async setLegalHold(key: string, versionId: string, on: boolean): Promise<void> {
     const m = await this.#meta(key, versionId);
     await this.#writeMeta(this.#paths(key, versionId).meta, { ...m, legalHold: on });
+  }
+
+  async versions(key: string): Promise<string[]> {
+    const { dir } = this.#paths(key, 'x');
+    const names = await readdir(dir).catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? [] : Promise.reject(err)));
+    // A data file without its sidecar (a put that died half way) is a version too.
+    return [...new Set(names.filter((n) => /^[A-Za-z0-9-]+\.(data|json)$/.test(n)).map((n) => n.replace(/\.(data|json)$/, '')))];
   }
 
   async #meta(key: string, versionId: string): Promise<Sidecar> {

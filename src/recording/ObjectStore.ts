@@ -69,6 +69,8 @@ export interface ObjectStore {
   /** `bypassGovernance`: an erasure request may lift a GOVERNANCE lock; nothing lifts COMPLIANCE or a legal hold. */
   remove(key: string, versionId: string, options?: { bypassGovernance?: boolean }): Promise<void>;
   setLegalHold(key: string, versionId: string, on: boolean): Promise<void>;
+  /** Every version stored under the key (delete markers included), catalogued or not: erasure removes them all. */
+  versions(key: string): Promise<string[]>;
 
   // --- Audit anchors (src/compliance/anchors.ts) -------------------------------
   /**

@@ -273,6 +273,14 @@ export class S3ObjectStore implements ObjectStore {
     }
   }
 
+  async versions(key: string): Promise<string[]> {
+    const out: string[] = [];
+    for await (const o of this.#client.listObjects(this.o.bucket, key, false, { IncludeVersion: true }) as AsyncIterable<{ name?: string; versionId?: string | null }>) {
+      if (o.name === key && o.versionId) out.push(o.versionId);
+    }
+    return out;
+  }
+
   async setLegalHold(key: string, versionId: string, on: boolean): Promise<void> {
     await this.#client.setObjectLegalHold(this.o.bucket, key, { versionId, status: (on ? 'ON' : 'OFF') as Minio.LEGAL_HOLD_STATUS });
   }

@@ -63,7 +63,8 @@ export class Sweeper {
       }
       const now = Date.now();
       const reason = `retention:${r.retention_policy}`;
-      this.d.rows.write('recordings', { ...r, status: 'deleted', deleted_at: now, deletion_reason: reason, updated_at: now });
+      // The deleted version carries no pseudonym: the catalog row outlives the recording as a deletion record only.
+      this.d.rows.write('recordings', { ...r, participants: [], status: 'deleted', deleted_at: now, deletion_reason: reason, updated_at: now });
       this.d.rows.write('retention_deletions', { ts: now, tenant: r.tenant, category: 'recordings', object_id: r.id, object_key: r.object_key, version_id: r.version_id, policy: r.retention_policy, reason: `expired at ${r.retain_until}` });
       this.observer.emit('deleted', r);
       this.d.webhook(r.tenant, 'retention.deleted', { category: 'recordings', recordingId: r.id, objectKey: r.object_key, versionId: r.version_id, policy: r.retention_policy, retainUntil: r.retain_until });

@@ -1,44 +1,68 @@
+import { createHash } from 'node:crypto';
 import type { ClickHouseClient } from '@clickhouse/client';
 import { sqlString } from '../clickhouse/index.js';
-import type { TenantConfig } from '../config/index.js';
-import { policyFor, type DataCategory, type RetentionPolicy } from './policy.js';
-
-/** Tables whose rows carry identities (pseudonyms), by retention category. */
-const TABLES: Partial<Record<DataCategory, { table: string; identityColumns: string[] }>> = {
-  track_stats: { table: 'track_stats', identityColumns: ['participant', 'peer_id'] },
-  client_stats: { table: 'client_stats', identityColumns: ['participant', 'peer_id'] },
-  call_events: { table: 'call_events', identityColumns: ['participant', 'peer_id'] },
-};
+import { TABLE_RULES, type TtlRule } from './inventory.js';
+import { policyFor, type RetentionPolicy } from './policy.js';
 
 /**
- * Per-tenant retention as ClickHouse TTLs. `delete` is a table TTL that drops
- * expired rows; `anonymize` is a column TTL that resets the identity columns
- * to their default (empty) once expired, keeping the measurements.
- * The duration is chosen per row from its tenant.
+ * "Never" for a TTL: 60 years. ClickHouse TTLs are DateTime (seconds up to
+ * 2106), so a longer interval would wrap around to an earlier date.
  */
-export function ttlStatements(db: string, policies: Map<string, RetentionPolicy>, tenants: TenantConfig[], onCluster = ''): string[] {
-  const out: string[] = [];
+const NEVER = 60 * 31_536_000;
+
+export interface TableTtl {
+  table: string;
+  statements: string[];
+  /** Identifies the statements; kept in the table's comment so unchanged TTLs are not re-applied. */
+  fingerprint: string;
+}
+
+/**
+ * Per-tenant retention as ClickHouse TTLs, for every table with a TTL rule in
+ * the inventory. `delete` is a table TTL that drops expired rows; `anonymize`
+ * is a column TTL that resets the identity columns to '' once expired, keeping
+ * the measurements. The duration is chosen per row from its tenant; rows of a
+ * tenant no longer configured follow the "default" policy.
+ */
+export function ttlStatements(db: string, policies: Map<string, RetentionPolicy>, tenants: Array<{ id: string; retentionPolicy?: string }>, onCluster = ''): TableTtl[] {
   const fallback = policies.get('default')!;
-  for (const [category, t] of Object.entries(TABLES) as Array<[DataCategory, { table: string; identityColumns: string[] }]>) {
-    const byAction = (action: 'delete' | 'anonymize') => {
-      const ids: string[] = [];
-      const secs: number[] = [];
-      for (const tenant of tenants) {
-        const rule = policyFor(policies, tenant.id, tenant.retentionPolicy).categories[category];
-        ids.push(sqlString(tenant.id));
-        secs.push(rule.action === action ? rule.duration : 0);
-      }
-      const def = fallback.categories[category].action === action ? fallback.categories[category].duration : 0;
-      // 0 means "not this action for that tenant": pushed 1000 years out.
-      const far = 1000 * 31_536_000;
-      return `toDateTime(ts) + toIntervalSecond(if(transform(tenant, [${ids.join(', ')}], [${secs.join(', ')}], ${def}) = 0, ${far}, transform(tenant, [${ids.join(', ')}], [${secs.join(', ')}], ${def})))`;
+  const ids = tenants.map((t) => sqlString(t.id)).join(', ');
+  const rules = tenants.map((t) => policyFor(policies, t.id, t.retentionPolicy));
+  const out: TableTtl[] = [];
+  for (const [table, r] of Object.entries(TABLE_RULES)) {
+    if (!('category' in r)) continue;
+    const rule = r as TtlRule;
+    const seconds = (action: 'delete' | 'anonymize', p: RetentionPolicy) => {
+      const c = p.categories[rule.category];
+      return c.action === action ? Math.min(c.duration, NEVER) : NEVER;
     };
-    out.push(`ALTER TABLE ${db}.${t.table}${onCluster} MODIFY TTL ${byAction('delete')}`);
-    for (const col of t.identityColumns) out.push(`ALTER TABLE ${db}.${t.table}${onCluster} MODIFY COLUMN ${col} String TTL ${byAction('anonymize')}`);
+    const ttl = (action: 'delete' | 'anonymize') =>
+      `toDateTime(${rule.ts}) + toIntervalSecond(transform(tenant, [${ids}], [${rules.map((p) => seconds(action, p)).join(', ')}], ${seconds(action, fallback)}))`;
+    const statements = [`ALTER TABLE ${db}.${table}${onCluster} MODIFY TTL ${ttl('delete')}`];
+    for (const col of rule.identityColumns ?? []) statements.push(`ALTER TABLE ${db}.${table}${onCluster} MODIFY COLUMN ${col} String TTL ${ttl('anonymize')}`);
+    out.push({ table, statements, fingerprint: createHash('sha256').update(statements.join(';\n')).digest('hex').slice(0, 16) });
   }
   return out;
 }
 
-export async function applyClickHouseTtls(client: ClickHouseClient, db: string, policies: Map<string, RetentionPolicy>, tenants: TenantConfig[], onCluster = ''): Promise<void> {
-  for (const q of ttlStatements(db, policies, tenants, onCluster)) await client.command({ query: q });
+const COMMENT_PREFIX = 'vigie-ttl:';
+
+/**
+ * Applies the TTLs whose statements changed since they were last applied (the
+ * fingerprint is kept in each table's comment): a restart, or a tenant change
+ * that does not touch retention, costs no ALTER and no merge. Returns the
+ * tables altered.
+ */
+export async function applyClickHouseTtls(client: ClickHouseClient, db: string, policies: Map<string, RetentionPolicy>, tenants: Array<{ id: string; retentionPolicy?: string }>, onCluster = ''): Promise<string[]> {
+  const rs = await client.query({ query: `SELECT name, comment FROM system.tables WHERE database = {db:String}`, query_params: { db }, format: 'JSONEachRow' });
+  const comments = new Map((await rs.json<{ name: string; comment: string }>()).map((t) => [t.name, t.comment]));
+  const altered: string[] = [];
+  for (const t of ttlStatements(db, policies, tenants, onCluster)) {
+    if (comments.get(t.table) === `${COMMENT_PREFIX}${t.fingerprint}`) continue;
+    for (const q of t.statements) await client.command({ query: q });
+    // Written last: a run that dies half way leaves the old fingerprint, and the next run applies again.
+    await client.command({ query: `ALTER TABLE ${db}.${t.table}${onCluster} MODIFY COMMENT ${sqlString(`${COMMENT_PREFIX}${t.fingerprint}`)}` });
+    altered.push(t.table);
+  }
+  return altered;
 }

@@ -1,29 +1,42 @@
 /**
  * Retention: the YAML policies in retention-policies/ (schema published there),
- * applied as ClickHouse TTLs per tenant and category, as S3 Object Lock on
- * recordings (by the recording capability), and by a sweeper that deletes
- * expired recordings.
+ * applied to everything the gateway stores (src/retention/inventory.ts): as
+ * ClickHouse TTLs per tenant and category, as S3 Object Lock on recordings (by
+ * the recording capability) and a sweeper that deletes expired recordings, and
+ * by a sweep of the files under DATA_DIR (exports, spool, webhook journal).
  *
- * Decorates `retention` ({ policies, reload }). A policy set that would shorten
- * a COMPLIANCE lock already promised is refused, at start as at reload; the
- * last applied set is kept in DATA_DIR/retention-applied.json to know.
+ * Decorates `retention` ({ policies, policyOf, reload }). A tenant that names
+ * an unknown policy is refused, at start as through the admin API. A policy
+ * set or a tenant change that would shorten a COMPLIANCE lock already promised
+ * to a tenant is refused too; the promises are kept in
+ * DATA_DIR/retention-applied.json (the guard), whose loss or corruption stops
+ * the start rather than let a lock be shortened.
  */
-import { readFileSync } from 'node:fs';
-import { writeFileAtomicSync } from '../files.js';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
+import { VigieError } from '../errors.js';
 import { applyClickHouseTtls } from './clickhouseTtl.js';
-import { complianceShortenings, loadPolicies, PolicyError, type RetentionPolicy } from './policy.js';
+import { DataDirSweeper } from './DataDirSweeper.js';
+import { complianceShortenings, readGuard, writeGuard, type PromisedLock } from './guard.js';
+import { loadPolicies, policyFor, PolicyError, type RetentionPolicy } from './policy.js';
 
-export { loadPolicies, complianceShortenings, policyFor, PolicyError, DATA_CATEGORIES, type RetentionPolicy } from './policy.js';
+export { loadPolicies, policyFor, PolicyError, DATA_CATEGORIES, ANONYMIZABLE, type RetentionPolicy } from './policy.js';
+export { complianceShortenings, readGuard, type PromisedLock } from './guard.js';
 export { Sweeper } from './Sweeper.js';
+export { DataDirSweeper } from './DataDirSweeper.js';
 export { ttlStatements, applyClickHouseTtls } from './clickhouseTtl.js';
+export { TABLE_RULES, FILE_RULES, fileRule, expireRow } from './inventory.js';
 
 export interface Retention {
   policies(): Map<string, RetentionPolicy>;
+  /** The policy that applies to a tenant ("default" for a tenant no longer configured). */
+  policyOf(tenant: string): RetentionPolicy;
   /** Re-reads the policy folder; throws PolicyError (and keeps the current set) if refused. */
   reload(): Promise<Map<string, RetentionPolicy>>;
+  /** Applies the ClickHouse TTLs that changed; returns the tables altered (none when ClickHouse is not ready). */
+  applyTtls(): Promise<string[]>;
+  files: DataDirSweeper;
 }
 
 declare module 'fastify' {
@@ -34,31 +47,78 @@ declare module 'fastify' {
 
 export default fp(
   async (app: FastifyInstance) => {
-    const appliedFile = path.join(app.config.dataDir, 'retention-applied.json');
-    const readApplied = (): Map<string, RetentionPolicy> => {
-      try {
-        return new Map((JSON.parse(readFileSync(appliedFile, 'utf8')) as RetentionPolicy[]).map((p) => [p.name, p]));
-      } catch {
-        return new Map();
-      }
-    };
+    const guardFile = path.join(app.config.dataDir, 'retention-applied.json');
     const log = app.log.child({ component: 'retention' });
+    const ch = app.clickhouse;
+
+    /** A guard that is missing although COMPLIANCE-locked recordings exist was lost, not never written. */
+    const checkMissingGuard = async () => {
+      const rs = await ch.client.query({ query: `SELECT DISTINCT tenant FROM ${ch.database}.recordings WHERE lock_mode = 'compliance'`, format: 'JSONEachRow' });
+      const tenants = (await rs.json<{ tenant: string }>()).map((r) => r.tenant);
+      if (tenants.length) throw new PolicyError(`the retention guard ${guardFile} is missing, but tenants ${tenants.join(', ')} have COMPLIANCE-locked recordings: restore the file from a backup (it records the locks promised to each tenant)`);
+    };
+    let promised = readGuard(guardFile, app.tenants.list());
+    if (!promised) {
+      if (ch.schemaReady) await checkMissingGuard();
+      else ch.observer.once('ready', () => void checkMissingGuard().catch((err) => log.fatal({ reason: (err as Error).message }, 'retention guard lost; COMPLIANCE locks are not protected against shortening')));
+      promised = new Map<string, PromisedLock>();
+    }
+
     let current = new Map<string, RetentionPolicy>();
+    const policyOf = (tenant: string) => policyFor(current, tenant, app.tenants.get(tenant)?.retentionPolicy);
+    // One ALTER sequence at a time: a tenant change during a reload must not interleave its statements.
+    let ttlChain: Promise<unknown> = Promise.resolve();
+    const applyTtls = (): Promise<string[]> => {
+      const run = ttlChain.then(async () => {
+        if (!ch.schemaReady) return [];
+        const altered = await applyClickHouseTtls(ch.client, ch.database, current, app.tenants.list(), app.config.clickhouse.cluster ? ` ON CLUSTER '${app.config.clickhouse.cluster}'` : '');
+        if (altered.length) log.info({ tables: altered }, 'retention TTLs applied');
+        return altered;
+      });
+      ttlChain = run.catch(() => undefined);
+      return run;
+    };
+    const commit = (next: Map<string, RetentionPolicy>, tenants = app.tenants.list()) => {
+      const { problems, locks } = complianceShortenings(promised!, next, tenants);
+      if (problems.length) throw new PolicyError(`retention policies refused:\n  - ${problems.join('\n  - ')}`);
+      return locks;
+    };
     const reload = async () => {
       const next = loadPolicies(app.config.retention.policiesDir);
-      const problems = complianceShortenings(readApplied(), next);
-      if (problems.length) throw new PolicyError(`retention policies refused:\n  - ${problems.join('\n  - ')}`);
-      if (app.clickhouse.schemaReady) await applyClickHouseTtls(app.clickhouse.client, app.clickhouse.database, next, app.tenants.list());
-      writeFileAtomicSync(appliedFile, JSON.stringify([...next.values()], null, 2));
+      const locks = commit(next);
+      writeGuard(guardFile, locks);
+      promised = locks;
       current = next;
       log.info({ policies: [...next.keys()], dir: app.config.retention.policiesDir }, 'retention policies loaded');
+      await applyTtls();
       return next;
     };
     await reload();
-    app.tenants.observer.on('changed', () => {
-      if (app.clickhouse.schemaReady) void applyClickHouseTtls(app.clickhouse.client, app.clickhouse.database, current, app.tenants.list()).catch((err) => log.error({ err }, 'could not apply TTLs'));
+
+    // A tenant created or changed must name a policy that exists, and keep the locks promised to it.
+    app.tenants.addCheck((tenant) => {
+      try {
+        commit(current, [...app.tenants.list().filter((t) => t.id !== tenant.id), tenant]);
+      } catch (err) {
+        throw new VigieError('INVALID_REQUEST', (err as Error).message);
+      }
     });
-    app.decorate('retention', { policies: () => current, reload });
+    app.tenants.observer.on('changed', () => {
+      try {
+        promised = commit(current);
+        writeGuard(guardFile, promised);
+      } catch (err) {
+        log.error({ err }, 'retention guard not updated after a tenant change');
+      }
+      applyTtls().catch((err) => log.error({ err }, 'could not apply TTLs'));
+    });
+    // A remote ClickHouse that was down at start gets its TTLs once it is up.
+    ch.observer.on('ready', () => void applyTtls().catch((err) => log.error({ err }, 'could not apply TTLs')));
+
+    const files = new DataDirSweeper({ dataDir: app.config.dataDir, policyOf, writer: app.telemetry?.writer, journal: app.webhooks?.queue, log });
+    files.start(app.config.retention.sweepIntervalSeconds);
+    app.addHook('onClose', async () => files.stop());
+    app.decorate('retention', { policies: () => current, policyOf, reload, applyTtls, files });
   },
   { name: 'vigie-retention', dependencies: ['vigie-core', 'vigie-clickhouse'] },
 );

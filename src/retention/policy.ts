@@ -3,8 +3,33 @@ import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 
-export const DATA_CATEGORIES = ['recordings', 'track_stats', 'client_stats', 'call_events', 'audit_log', 'dsar_exports'] as const;
+/**
+ * Every kind of personal data the gateway keeps, each with its own rule in
+ * every policy. src/retention/inventory.ts maps each ClickHouse table and each
+ * file under DATA_DIR to one of these (a test fails when one is missing).
+ */
+export const DATA_CATEGORIES = [
+  'recordings',
+  'participants',
+  'track_stats',
+  'transport_stats',
+  'client_stats',
+  'call_events',
+  'call_quality',
+  'access_log',
+  'webhook_attempts',
+  'audit_log',
+  'dsar_exports',
+] as const;
 export type DataCategory = (typeof DATA_CATEGORIES)[number];
+
+/**
+ * Categories whose data can be anonymised in place: the identity columns are
+ * not part of the table's key. The others can only be deleted: `participants`
+ * and `call_quality` are keyed on the pseudonym, and an audit entry cannot be
+ * altered without breaking its hash chain.
+ */
+export const ANONYMIZABLE: ReadonlySet<DataCategory> = new Set(['track_stats', 'transport_stats', 'client_stats', 'call_events', 'access_log']);
 
 /** `30d`, `12h`, `6w`, `1y` (365 days): short and unambiguous in a YAML file a DPO reads. */
 const duration = z
@@ -52,6 +77,9 @@ export function loadPolicies(dir: string): Map<string, RetentionPolicy> {
       continue;
     }
     if (policies.has(parsed.data.name)) problems.push(`${file}: policy "${parsed.data.name}" is defined twice`);
+    for (const [category, rule] of Object.entries(parsed.data.categories) as Array<[DataCategory, CategoryRule]>) {
+      if (rule.action === 'anonymize' && !ANONYMIZABLE.has(category)) problems.push(`${file}: categories.${category}.action: "anonymize" is not possible for ${category}; use delete`);
+    }
     policies.set(parsed.data.name, { ...parsed.data, file });
   }
   if (!policies.has('default') && problems.length === 0) problems.push('no policy named "default"');
@@ -66,26 +94,10 @@ export function loadPolicies(dir: string): Map<string, RetentionPolicy> {
   return policies;
 }
 
-/**
- * A new policy set may not shorten a COMPLIANCE lock that an applied set
- * promised: objects already locked could not honour it, and the promise was
- * made to regulators. Returns the problems; empty means acceptable.
- */
-export function complianceShortenings(applied: Map<string, RetentionPolicy>, next: Map<string, RetentionPolicy>): string[] {
-  const problems: string[] = [];
-  for (const [name, old] of applied) {
-    const rule = old.categories.recordings;
-    if (rule.lockMode !== 'compliance') continue;
-    const now = next.get(name)?.categories.recordings;
-    if (!now) problems.push(`policy "${name}" locks recordings in COMPLIANCE mode and cannot be removed`);
-    else if (now.lockMode !== 'compliance') problems.push(`policy "${name}": recordings lock cannot leave COMPLIANCE mode`);
-    else if (now.duration < rule.duration) problems.push(`policy "${name}": recordings COMPLIANCE lock cannot shrink from ${rule.duration}s to ${now.duration}s`);
-  }
-  return problems;
-}
-
-/** The policy for a tenant: the one that names it, else the tenant's configured one, else "default". */
-export function policyFor(policies: Map<string, RetentionPolicy>, tenant: string, configured?: string): RetentionPolicy {
+/** The policy for a tenant: the one that names it, else the tenant's configured one; an unknown name is an error, never "default". */
+export function policyFor(policies: Map<string, RetentionPolicy>, tenant: string, configured = 'default'): RetentionPolicy {
   for (const p of policies.values()) if (p.tenants.includes(tenant)) return p;
-  return (configured && policies.get(configured)) || policies.get('default')!;
+  const p = policies.get(configured);
+  if (!p) throw new PolicyError(`tenant "${tenant}" names the retention policy "${configured}", which does not exist (policies: ${[...policies.keys()].join(', ')})`);
+  return p;
 }

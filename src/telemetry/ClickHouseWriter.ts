@@ -39,6 +39,8 @@ export class ClickHouseWriter {
   #inFlight = 0;
   #chain: Promise<void> = Promise.resolve();
   #replaying?: Promise<void>;
+  /** The replay's insert in flight, if any: a batch read from the spool before a rewrite. */
+  #replayInsert?: Promise<boolean>;
   #timer?: NodeJS.Timeout;
   #closed = false;
   #backoffMs = 500;
@@ -108,6 +110,19 @@ export class ClickHouseWriter {
       await Promise.race([this.#replaying, new Promise((r) => setTimeout(r, 100))]);
     }
     return this.spool.empty;
+  }
+
+  /**
+   * Passes every row the writer still holds (memory, spool) through `fn`,
+   * which returns the row to keep (possibly changed) or undefined to remove it
+   * (erasure, retention). Returns how many rows were removed, once no batch
+   * read before the rewrite can still reach ClickHouse unchanged.
+   */
+  async rewriteHeld(fn: (table: string, row: unknown) => unknown): Promise<number> {
+    await this.flush();
+    const removed = await this.spool.rewrite((b) => b.rows.map((r) => fn(b.table, r)).filter((r) => r !== undefined));
+    await this.#replayInsert;
+    return removed;
   }
 
   async close(): Promise<void> {
@@ -188,7 +203,10 @@ export class ClickHouseWriter {
     for (;;) {
       const batch = await this.spool.peek();
       if (!batch) break;
-      if (await this.#insert(batch)) {
+      this.#replayInsert = this.#insert(batch);
+      const inserted = await this.#replayInsert;
+      this.#replayInsert = undefined;
+      if (inserted) {
         await this.spool.ack(batch.id);
         replayed += batch.rows.length;
         continue;

@@ -1,6 +1,7 @@
 import { mkdir, open, readdir, readFile, rm, stat, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { crc32 } from 'node:zlib';
+import { writeFileAtomic } from '../files.js';
 import type { Logger } from '../logging.js';
 
 /** A batch as it waits on disk: its table, its rows, and its insert deduplication token. */
@@ -23,6 +24,16 @@ interface Segment {
 const HEADER = 8; // u32 length + u32 crc32 of the payload
 /** Segments are at most 1/8 of the bound, so drop-oldest gives up an eighth at a time, not everything. */
 const MAX_SEGMENT_BYTES = 8 << 20;
+
+/** One record: `[length][crc32][json]`. */
+function encode(batch: SpooledBatch): Buffer {
+  const payload = Buffer.from(JSON.stringify(batch));
+  const record = Buffer.allocUnsafe(HEADER + payload.length);
+  record.writeUInt32LE(payload.length, 0);
+  record.writeUInt32LE(crc32(payload), 4);
+  payload.copy(record, HEADER);
+  return record;
+}
 
 export type SpoolFullPolicy = 'drop-oldest' | 'drop-newest';
 
@@ -98,11 +109,7 @@ export class Spool {
   }
 
   async #append(batch: SpooledBatch): Promise<{ stored: boolean; dropped: number }> {
-    const payload = Buffer.from(JSON.stringify(batch));
-    const record = Buffer.allocUnsafe(HEADER + payload.length);
-    record.writeUInt32LE(payload.length, 0);
-    record.writeUInt32LE(crc32(payload), 4);
-    payload.copy(record, HEADER);
+    const record = encode(batch);
 
     let dropped = 0;
     while (this.#bytes + record.length > this.maxBytes) {
@@ -167,6 +174,42 @@ export class Spool {
       if (this.#writer?.seg === head) await this.#closeWriter();
       await this.#removeHead();
     }
+  }
+
+  /**
+   * Passes every spooled batch through `rows` (erasure, retention) and replaces
+   * each segment that changed, atomically, with what it returns. Batch ids are
+   * kept, so the batch being replayed is still acknowledged; other batches left
+   * empty are dropped. Returns how many rows were removed.
+   */
+  rewrite(rows: (batch: SpooledBatch) => unknown[]): Promise<number> {
+    return this.#exclusive(() => this.#rewrite(rows));
+  }
+
+  async #rewrite(fn: (batch: SpooledBatch) => unknown[]): Promise<number> {
+    // The next append starts a new segment: no file is rewritten under an open handle.
+    await this.#closeWriter();
+    let removed = 0;
+    for (const seg of this.#segments) {
+      // The head's pending list holds only unacknowledged batches: rewriting from it also drops what ClickHouse already has.
+      const batches = seg.pending ?? (await this.#readSegment(seg));
+      const kept: SpooledBatch[] = [];
+      let changed = false;
+      for (const [i, b] of batches.entries()) {
+        const rows = fn(b);
+        if (rows.length !== b.rows.length || rows.some((r, j) => r !== b.rows[j])) changed = true;
+        removed += b.rows.length - rows.length;
+        if (rows.length > 0 || (seg === this.#segments[0] && i === 0)) kept.push({ ...b, rows });
+      }
+      if (!changed) continue;
+      const buf = Buffer.concat(kept.map(encode));
+      await writeFileAtomic(seg.file, buf);
+      this.#bytes += buf.length - seg.bytes;
+      seg.bytes = buf.length;
+      seg.rows = kept.reduce((n, b) => n + b.rows.length, 0);
+      if (seg.pending) seg.pending = kept;
+    }
+    return removed;
   }
 
   close(): Promise<void> {

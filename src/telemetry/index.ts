@@ -52,7 +52,7 @@ export default fp(
     const writer = new ClickHouseWriter(app.clickhouse.client, spool, { database: app.clickhouse.database, ...config.writer }, log);
     writer.start();
     const secret = config.telemetry.pseudonymSecret ?? loadOrCreateSecret(config.dataDir, 'pseudonym-master.secret').value;
-    const keys = new CallKeys(new Pseudonymizer(secret));
+    const keys = new CallKeys(new Pseudonymizer(secret, path.join(config.dataDir, 'secrets', 'subject-salts.jsonl')));
     const collector = new StatsCollector(app.sfu, writer, keys, { intervalMs: config.telemetry.statsIntervalMs, concurrency: config.telemetry.statsConcurrency }, log);
     const events = new CallEventRecorder(app.sfu, writer, keys);
     // VIGIE_TELEMETRY=false stops the collection of stats and call events, and only that: the writer

@@ -23,6 +23,8 @@ export class TenantRegistry {
   readonly #tenants = new Map<string, TenantConfig>();
   /** Tenants whose current state came from the admin API, and is persisted. */
   readonly #managed = new Set<string>();
+  /** Checks another capability makes before a tenant change is accepted (e.g. retention: the policy exists). */
+  readonly #checks: Array<(tenant: TenantConfig) => void> = [];
   #keys: ApiKeyStore;
 
   constructor(
@@ -63,10 +65,16 @@ export class TenantRegistry {
     return principal;
   }
 
+  /** `check` throws (a VigieError) to refuse a created or updated tenant. */
+  addCheck(check: (tenant: TenantConfig) => void): void {
+    this.#checks.push(check);
+  }
+
   /** Creates or replaces a tenant's settings (API keys and webhooks are kept unless given). */
   upsert(id: string, input: unknown): TenantConfig {
     const current = this.#tenants.get(id);
     const tenant = parseOrInvalid(tenantSchema, { ...(current ?? {}), ...(input as object), id });
+    for (const check of this.#checks) check(tenant);
     this.#save(tenant);
     return tenant;
   }

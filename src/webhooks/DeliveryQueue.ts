@@ -103,10 +103,39 @@ export class DeliveryQueue {
     this.#lines++;
   }
 
-  #maybeCompact(): void {
-    if (this.#lines < 1000 || this.#lines < this.#pending.size * 4) return;
+  /**
+   * Replaces the body of each pending delivery for which `redact` returns a
+   * new one (erasure), then compacts, so that no older copy of a body stays in
+   * the journal. Returns how many deliveries were changed.
+   */
+  redact(redact: (d: Delivery) => string | undefined): number {
+    let changed = 0;
+    for (const d of this.#pending.values()) {
+      const body = redact(d);
+      if (body === undefined || body === d.body) continue;
+      d.body = body;
+      changed++;
+    }
+    if (changed) this.compact(true);
+    return changed;
+  }
+
+  /**
+   * Rewrites the journal with only the pending deliveries, dropping the bodies
+   * of those delivered or given up (the retention sweep calls it). Returns the
+   * number of lines removed. `force` rewrites even without history (bodies changed).
+   */
+  compact(force = false): number {
+    const removed = this.#lines - this.#pending.size;
+    if (removed === 0 && !force) return 0;
     const text = this.pending().map((d) => JSON.stringify({ op: 'enqueue', d })).join('\n');
     writeFileAtomicSync(this.file, text ? `${text}\n` : '');
     this.#lines = this.#pending.size;
+    return removed;
+  }
+
+  #maybeCompact(): void {
+    if (this.#lines < 1000 || this.#lines < this.#pending.size * 4) return;
+    this.compact();
   }
 }

@@ -53,7 +53,7 @@ export class WebhookDispatcher {
   #closed = false;
 
   constructor(
-    private readonly queue: DeliveryQueue,
+    readonly queue: DeliveryQueue,
     private readonly tenants: TenantRegistry,
     private readonly options: Config['webhooks'],
     private readonly attempts: AttemptSink | undefined,

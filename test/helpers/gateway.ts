@@ -87,7 +87,14 @@ export async function startGateway(overrides: Record<string, any> = {}): Promise
   const logStream = new PassThrough();
   logStream.on('data', (chunk) => (logText += chunk.toString()));
   const app = await buildApp(config, { logStream });
-  await app.listen({ host: '127.0.0.1', port: 0 });
+  try {
+    await app.listen({ host: '127.0.0.1', port: 0 });
+  } catch (err) {
+    // A start refused by a plugin must not leave workers and the embedded engine open for the next test.
+    await app.close().catch(() => undefined);
+    if (!overrides.dataDir) rmSync(dataDir, { recursive: true, force: true });
+    throw err;
+  }
   const port = (app.server.address() as { port: number }).port;
   const url = `${config.server.tlsCertFile ? "https" : "http"}://127.0.0.1:${port}`;
   config.server.publicUrl = url;

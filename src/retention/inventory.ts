@@ -1,0 +1,88 @@
+import type { DataCategory } from './policy.js';
+
+/**
+ * The inventory of everything the gateway stores, and the retention rule each
+ * follows. test/retention.test.ts lists the tables in ClickHouse and the files
+ * under DATA_DIR and fails on any that is not here, so a new table or file
+ * cannot be added without deciding how long it is kept.
+ */
+
+/** A table whose rows expire per tenant, by a ClickHouse TTL (src/retention/clickhouseTtl.ts). */
+export interface TtlRule {
+  category: DataCategory;
+  /** The column holding the row's time: the category's duration runs from it. */
+  ts: string;
+  /** Columns reset to '' when the category's action is `anonymize`. */
+  identityColumns?: string[];
+}
+
+/** A table or file whose lifetime some code manages, or which holds no personal data. */
+export interface ManagedRule {
+  managedBy: string;
+}
+
+export const TABLE_RULES: Record<string, TtlRule | ManagedRule> = {
+  participants: { category: 'participants', ts: 'updated_at' },
+  track_stats: { category: 'track_stats', ts: 'ts', identityColumns: ['participant', 'peer_id'] },
+  transport_stats: { category: 'transport_stats', ts: 'ts', identityColumns: ['participant', 'peer_id'] },
+  client_stats: { category: 'client_stats', ts: 'ts', identityColumns: ['participant', 'peer_id'] },
+  call_events: { category: 'call_events', ts: 'ts', identityColumns: ['participant', 'peer_id'] },
+  call_quality_agg: { category: 'call_quality', ts: 'ended' },
+  access_log: { category: 'access_log', ts: 'ts', identityColumns: ['subject', 'source_ip'] },
+  webhook_attempts: { category: 'webhook_attempts', ts: 'ts' },
+  // Evidence: kept as long as the audit trail it belongs to.
+  audit_log: { category: 'audit_log', ts: 'ts' },
+  audit_checkpoints: { category: 'audit_log', ts: 'ts' },
+  dsar_requests: { category: 'audit_log', ts: 'ts' },
+  retention_deletions: { category: 'audit_log', ts: 'ts' },
+  recordings: {
+    managedBy:
+      'one catalog row per recording, living as long as the recording (recordings rule: Object Lock, the sweeper, erasure); the version written at deletion carries no pseudonym (participants = [])',
+  },
+  schema_migrations: { managedBy: 'schema versions; no personal data' },
+};
+
+export interface FileRule {
+  /** Matches the path relative to DATA_DIR, with `/` separators. */
+  pattern: RegExp;
+  /** The policy category whose duration applies, if the rule is a duration. */
+  category?: DataCategory;
+  rule: string;
+}
+
+/** First match wins. */
+export const FILE_RULES: FileRule[] = [
+  { pattern: /^clickhouse\//, rule: "the embedded ClickHouse engine's storage: each table follows its TABLE_RULES entry" },
+  { pattern: /^objects\//, category: 'recordings', rule: 'recordings (local object store): Object Lock until retain-until, then deleted by the sweeper; erasure deletes every version' },
+  { pattern: /^recordings\/(active|pending)\//, category: 'recordings', rule: 'recordings being written or waiting for upload: deleted once the upload is verified, then the recordings rule' },
+  { pattern: /^exports\/[0-9a-f-]{36}(\.[a-z]+|\.meta\.json)$/, category: 'dsar_exports', rule: "audit exports and DSAR archives: deleted by the retention sweep once older than the tenant's dsar_exports duration; erasure deletes the subject's archives" },
+  { pattern: /^exports\/dsar-access-[0-9a-f-]{36}\.tar$|^exports\/[0-9a-f-]{36}\//, category: 'dsar_exports', rule: 'a DSAR archive being built: renamed or removed when the request ends, else swept with the exports' },
+  { pattern: /^spool\/seg-\d{12}\.log$/, rule: "telemetry rows waiting for ClickHouse: each row follows its table's rule (the sweep drops or anonymises spooled rows past it); erasure removes the subject's rows" },
+  { pattern: /^webhooks\/deliveries\.jsonl$/, rule: 'webhook journal: a delivery stays until delivered or given up (webhooks.maxAttempts); the sweep compacts the journal so finished bodies are gone; erasure redacts the subject from pending bodies' },
+  { pattern: /^audit-journal\/seg-\d{12}\.log$/, rule: 'audit entries (pseudonyms, addresses) journaled before the action is answered: removed once shipped to ClickHouse, then the audit_log rule' },
+  { pattern: /^audit\/anchors\.jsonl$/, rule: 'signed audit checkpoints anchored outside ClickHouse (local store): hashes and sequence numbers, no personal data; kept as evidence' },
+  { pattern: /^room-bans\.json$/, rule: 'removal bans: a SHA-256 of tenant, room and identity with an expiry, pruned when it expires' },
+  { pattern: /^secrets\/subject-salts\.jsonl$/, rule: "per-subject salts of the pseudonyms: erasure destroys the subject's salt, so no pseudonym left can be recomputed from the identity" },
+  { pattern: /^secrets\//, rule: 'keys and secrets; no personal data' },
+  { pattern: /^(tenants|rooms|demo-tenant|retention-applied)\.json$/, rule: 'configuration and state; no personal data' },
+  { pattern: /\.tmp$/, rule: 'a file being replaced atomically; renamed over its target at once' },
+];
+
+export function fileRule(relPath: string): FileRule | undefined {
+  return FILE_RULES.find((r) => r.pattern.test(relPath));
+}
+
+/**
+ * What a table's rule does to one row that has not reached ClickHouse yet (a
+ * spooled row), at `now`: kept, dropped, or returned with its identity columns
+ * reset. The same decision the table's TTL would make once it is inserted.
+ */
+export function expireRow(table: string, row: Record<string, unknown>, now: number, policyOf: (tenant: string) => { categories: Record<DataCategory, { duration: number; action: 'delete' | 'anonymize' }> }): 'keep' | 'drop' | Record<string, unknown> {
+  const rule = TABLE_RULES[table];
+  if (!rule || !('category' in rule)) return 'keep';
+  const at = Number(typeof row[rule.ts] === 'string' ? Date.parse(`${String(row[rule.ts]).replace(' ', 'T')}Z`) : row[rule.ts]);
+  const c = policyOf(String(row.tenant ?? '')).categories[rule.category];
+  if (!Number.isFinite(at) || at + c.duration * 1000 > now) return 'keep';
+  if (c.action === 'delete') return 'drop';
+  return { ...row, ...Object.fromEntries((rule.identityColumns ?? []).map((col) => [col, ''])) };
+}
