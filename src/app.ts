@@ -101,17 +101,25 @@ export async function buildApp(config: Config, opts: { logStream?: NodeJS.Writab
   });
   app.setNotFoundHandler((req, reply) => reply.code(404).send({ error: { code: 'NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0]}` } }));
 
-  await app.register(httpTracing);
-  await app.register(corePlugin, { config });
-  await app.register(clickhousePlugin);
-  await app.register(telemetryPlugin);
-  await app.register(webhooksPlugin);
-  await app.register(retentionPlugin);
-  await app.register(recordingPlugin);
-  await app.register(compliancePlugin);
-  await app.register(apiPlugin);
-  await app.register(signalingPlugin);
-  await app.register(webPlugin);
-  if (opts.demo) await app.register(demoPlugin, { demo: opts.demo });
+  try {
+    await app.register(httpTracing);
+    await app.register(corePlugin, { config });
+    await app.register(clickhousePlugin);
+    await app.register(telemetryPlugin);
+    await app.register(webhooksPlugin);
+    await app.register(retentionPlugin);
+    await app.register(recordingPlugin);
+    await app.register(compliancePlugin);
+    await app.register(apiPlugin);
+    await app.register(signalingPlugin);
+    await app.register(webPlugin);
+    if (opts.demo) await app.register(demoPlugin, { demo: opts.demo });
+  } catch (err) {
+    // A plugin that refuses the start (e.g. a corrupt retention guard) must not leave the mediasoup workers or the
+    // embedded engine behind: close() does not run the hooks of an app that never became ready.
+    await app.sfu?.close().catch(() => undefined);
+    await app.close().catch(() => undefined);
+    throw err;
+  }
   return app;
 }

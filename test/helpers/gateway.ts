@@ -90,8 +90,10 @@ export async function startGateway(overrides: Record<string, any> = {}): Promise
   try {
     await app.listen({ host: '127.0.0.1', port: 0 });
   } catch (err) {
-    // A start refused by a plugin must not leave workers and the embedded engine open for the next test.
+    // A start refused by a plugin must not leave workers and the embedded engine open for the next test:
+    // close() does not run the hooks of an app that never became ready, so the SFU is closed here.
     await app.close().catch(() => undefined);
+    await (app as Partial<FastifyInstance>).sfu?.close();
     if (!overrides.dataDir) rmSync(dataDir, { recursive: true, force: true });
     throw err;
   }
