@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { createReadStream, renameSync, writeFileSync } from 'node:fs';
+import { createReadStream, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { rename, writeFile } from 'node:fs/promises';
 
 /** SHA-256 of a file, streamed: recordings and archives can be large. */
@@ -22,4 +22,28 @@ export async function writeFileAtomic(file: string, data: string | Uint8Array, o
 export function writeFileAtomicSync(file: string, data: string, options: { mode?: number } = {}): void {
   writeFileSync(`${file}.tmp`, data, options);
   renameSync(`${file}.tmp`, file);
+}
+
+/**
+ * The entries of an append-only JSON Lines journal, in order; none if the file
+ * does not exist yet. A line that does not parse (the torn tail of an append a
+ * crash cut short) is passed to `onTorn` and skipped.
+ */
+export function readJsonLines<T>(file: string, onTorn: () => void = () => undefined): T[] {
+  let text = '';
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  const entries: T[] = [];
+  for (const line of text.split('\n')) {
+    if (!line) continue;
+    try {
+      entries.push(JSON.parse(line) as T);
+    } catch {
+      onTorn();
+    }
+  }
+  return entries;
 }

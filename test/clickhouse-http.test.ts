@@ -1,17 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import { startGateway } from './helpers/gateway.js';
 import { startFfmpegBot } from './helpers/ffmpegBot.js';
-
-/** A port with nothing listening on it. */
-async function closedPort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const { port } = srv.address() as net.AddressInfo;
-  await new Promise((r) => srv.close(r));
-  return port;
-}
+import { closedPort } from './helpers/ports.js';
 
 test('production mode (CLICKHOUSE_URL) with the server unreachable: calls go on and every row is spooled', async () => {
   const port = await closedPort();

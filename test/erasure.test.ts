@@ -2,7 +2,6 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomUUID } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
@@ -12,6 +11,7 @@ import { ClickHouseWriter, Spool } from '../src/telemetry/index.js';
 import { DPO_KEY, startGateway, type TestGateway } from './helpers/gateway.js';
 import { startRadosgw, type Radosgw } from './helpers/radosgw.js';
 import { waitFor } from './helpers/browser.js';
+import { closedPort } from './helpers/ports.js';
 
 // Erasure reaches everything that can be linked to the person: ClickHouse rows (access records
 // included), every version of their recordings in a real S3 server (Ceph RGW), their DSAR
@@ -22,14 +22,6 @@ const CAROL = 'carol.durand@example.fr';
 const BRUNO = 'bruno.petit@example.fr';
 const BUCKET = 'vigie-erasure';
 
-async function closedPort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const { port } = srv.address() as net.AddressInfo;
-  await new Promise((r) => srv.close(r));
-  return port;
-}
-
 let rgw: Radosgw;
 let gw: TestGateway;
 before(async () => {
@@ -37,7 +29,7 @@ before(async () => {
   gw = await startGateway({
     writer: { flushIntervalMs: 100 },
     // A webhook endpoint that is down: deliveries wait in the journal with the identities in their bodies.
-    acmeWebhooks: [{ id: 'hook1', url: `http://127.0.0.1:${await closedPort()}/hook`, secret: 'whsec_0123456789abcdefghijklmnop', events: ['*'] }],
+    acmeWebhooks: [{ id: 'hook1', url: `https://127.0.0.1:${await closedPort()}/hook`, secret: 'whsec_0123456789abcdefghijklmnop', events: ['*'] }],
     webhooks: { allowPrivateTargets: true, backoffBaseMs: 3_600_000 },
     storage: { driver: 's3', s3Endpoint: rgw.endpoint, s3AccessKey: rgw.accessKey, s3SecretKey: rgw.secretKey, s3Region: rgw.region, s3Bucket: BUCKET, country: 'FR', region: 'fr-par-test', provider: 'Ceph RGW (test)' },
   });
@@ -82,7 +74,7 @@ test('erasure reaches access records, every object version, DSAR archives, webho
   const [carol, bruno] = [CAROL, BRUNO].map((i) => keys.existing('acme', i)!);
   assert.ok(carol && bruno && carol !== bruno);
   // Carol reads her room's recordings with her own token: an access record that is hers.
-  const token = await gw.mint({ room: 'erase', identity: CAROL, grants: ['subscribe', 'record'] });
+  const token = await gw.mint({ room: 'erase', identity: CAROL, grants: ['subscribe', 'recordings:read'] });
   assert.equal((await gw.app.inject({ method: 'GET', url: '/v1/recordings?room=erase', headers: { authorization: `Bearer ${token}` } })).statusCode, 200);
   const carolRec = await storeRecording(CAROL, carol);
   const brunoRec = await storeRecording(BRUNO, bruno);

@@ -1,7 +1,7 @@
 import { createHmac, hkdfSync, randomBytes } from 'node:crypto';
-import { appendFileSync, closeSync, fsyncSync, mkdirSync, openSync, readFileSync } from 'node:fs';
+import { appendFileSync, closeSync, fsyncSync, mkdirSync, openSync } from 'node:fs';
 import path from 'node:path';
-import { writeFileAtomicSync } from '../files.js';
+import { readJsonLines, writeFileAtomicSync } from '../files.js';
 
 /**
  * One random salt per data subject, in an fsynced JSON Lines file
@@ -14,20 +14,8 @@ class SubjectSalts {
 
   constructor(private readonly file?: string) {
     if (!file) return;
-    let text = '';
-    try {
-      text = readFileSync(file, 'utf8');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    }
-    for (const line of text.split('\n')) {
-      if (!line) continue;
-      let e: { k: string; s?: string };
-      try {
-        e = JSON.parse(line);
-      } catch {
-        continue; // a torn last line: that salt was never used (its append did not return)
-      }
+    // A torn last line is skipped: that salt was never used (its append did not return).
+    for (const e of readJsonLines<{ k: string; s?: string }>(file)) {
       if (e.s) this.#salts.set(e.k, e.s);
       else this.#salts.delete(e.k);
     }

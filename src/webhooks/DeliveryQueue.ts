@@ -1,5 +1,5 @@
-import { appendFileSync, mkdirSync, openSync, closeSync, fsyncSync, readFileSync } from 'node:fs';
-import { writeFileAtomicSync } from '../files.js';
+import { appendFileSync, mkdirSync, openSync, closeSync, fsyncSync } from 'node:fs';
+import { readJsonLines, writeFileAtomicSync } from '../files.js';
 import path from 'node:path';
 import type { Logger } from '../logging.js';
 
@@ -35,21 +35,7 @@ export class DeliveryQueue {
     private readonly log: Logger,
   ) {
     mkdirSync(path.dirname(file), { recursive: true });
-    let text = '';
-    try {
-      text = readFileSync(file, 'utf8');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    }
-    for (const line of text.split('\n')) {
-      if (!line) continue;
-      let e: JournalEntry;
-      try {
-        e = JSON.parse(line);
-      } catch {
-        this.log.error({ file }, 'webhook journal has a torn last line; ignored');
-        continue;
-      }
+    for (const e of readJsonLines<JournalEntry>(file, () => this.log.error({ file }, 'webhook journal has a torn last line; ignored'))) {
       this.#lines++;
       if (e.op === 'enqueue') this.#pending.set(e.d.id, e.d);
       else if (e.op === 'attempt') {
