@@ -1,7 +1,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomUUID } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
@@ -155,4 +155,35 @@ test('erasure removes the subject from the telemetry spool, and nobody else', as
   assert.ok(!text().includes('dave@example.fr') && !text().includes(dave!), 'nothing of dave is left in the spool');
   assert.ok(text().includes('erin@example.fr') && text().includes(erin!), "erin's rows still wait for ClickHouse");
   assert.equal(spool.rows, 2);
+});
+
+test('erasure deletes the subject\'s recordings still waiting for upload, and they are never uploaded', async () => {
+  const keys = gw.app.telemetry!.keys.pseudonymizer;
+  const [fanny, gael] = ['fanny@example.fr', 'gael@example.fr'].map((i) => keys.pseudonym('acme', i));
+  // What a recorder leaves when the store cannot be reached: a media file and its upload manifest.
+  const pending = path.join(gw.config.dataDir, 'recordings', 'pending');
+  mkdirSync(pending, { recursive: true });
+  const manifest = (who: string) => {
+    const id = randomUUID();
+    const file = path.join(pending, `${id}.webm`);
+    writeFileSync(file, `media of ${who}`);
+    const m = { id, sessionId: randomUUID(), tenant: 'acme', room: 'pending', callId: randomUUID(), participants: [who], tracks: [], codecs: [], startedAt: Date.now() - 5000, endedAt: Date.now(), file, contentType: 'video/webm', attempts: 3 };
+    writeFileSync(path.join(pending, `${id}.json`), JSON.stringify(m));
+    return m;
+  };
+  const fannys = manifest(fanny!);
+  const gaels = manifest(gael!);
+
+  const res = await dpo('/v1/compliance/dsar/erasure', { identity: 'fanny@example.fr' });
+  assert.equal(res.statusCode, 200, res.body);
+  assert.deepEqual(res.json().files.pendingRecordingsDeleted, [fannys.id]);
+  assert.equal(existsSync(fannys.file), false, 'the media file is gone');
+  assert.equal(existsSync(path.join(pending, `${fannys.id}.json`)), false);
+  assert.equal(existsSync(gaels.file), true, "gael's recording still waits for upload");
+
+  // What is left is uploaded as usual; fanny's is not among it.
+  assert.equal(await gw.app.recording!.service.resumePending(), 1);
+  assert.ok(await gw.app.recording!.service.drain());
+  const ids = (await gw.query<{ id: string }>(`SELECT id FROM vigie.recordings FINAL WHERE room = 'pending' AND status = 'ready'`)).map((r) => r.id);
+  assert.deepEqual(ids, [gaels.id]);
 });

@@ -149,6 +149,7 @@ export async function complianceRoutes(app: FastifyInstance): Promise<void> {
         rewriteHeld: (fn) => writer.rewriteHeld(fn),
         redactDeliveries: (fn) => app.webhooks.queue.redact(fn),
         exportsDir,
+        discardPendingRecordings: app.recording ? () => app.recording!.service.discardPending(p.tenant, pseudonym) : undefined,
         forget: () => app.telemetry!.keys.pseudonymizer.forget(p.tenant, identity),
       },
       { tenant: p.tenant, identity, pseudonym },

@@ -117,7 +117,7 @@ export interface ErasureResult {
   /** Object versions removed from the store, catalogued or not (a retried upload can leave several). */
   objectVersionsDeleted: number;
   /** What was removed outside ClickHouse. */
-  files: { spoolRows: number; webhookBodiesRedacted: number; exportsDeleted: string[] };
+  files: { spoolRows: number; webhookBodiesRedacted: number; exportsDeleted: string[]; pendingRecordingsDeleted: string[] };
   /** The per-subject salt was destroyed: the identity no longer leads to the pseudonym. */
   saltDestroyed: boolean;
   kept: Array<{ what: string; reason: string }>;
@@ -131,6 +131,8 @@ export interface ErasureContext extends DsarContext {
   redactDeliveries?: (fn: (d: { body: string }) => string | undefined) => number;
   /** DATA_DIR/exports: archives whose meta names the subject are deleted. */
   exportsDir?: string;
+  /** Recordings of the subject still waiting for upload: deleted before they reach the store. Returns their ids. */
+  discardPendingRecordings?: () => Promise<string[]>;
   /** Destroys the subject's salt; called last, once everything else is gone. */
   forget: () => boolean;
 }
@@ -171,8 +173,10 @@ function redactJson(body: string, values: ReadonlySet<string>): string | undefin
  */
 export async function dsarErase(ctx: ErasureContext, o: { tenant: string; identity: string; pseudonym: string }): Promise<ErasureResult> {
   await ctx.flush();
-  const result: ErasureResult = { subject: o.pseudonym, erased: [], recordingsDeleted: [], objectVersionsDeleted: 0, files: { spoolRows: 0, webhookBodiesRedacted: 0, exportsDeleted: [] }, saltDestroyed: false, kept: [] };
+  const result: ErasureResult = { subject: o.pseudonym, erased: [], recordingsDeleted: [], objectVersionsDeleted: 0, files: { spoolRows: 0, webhookBodiesRedacted: 0, exportsDeleted: [], pendingRecordingsDeleted: [] }, saltDestroyed: false, kept: [] };
   const params = { tenant: o.tenant, p: o.pseudonym };
+  // Recordings not uploaded yet first: an upload finishing later would store the person again.
+  if (ctx.discardPendingRecordings) result.files.pendingRecordingsDeleted = await ctx.discardPendingRecordings();
   // Recordings first: a kept recording keeps its catalog row (and its pseudonym) with it.
   const keptIds: string[] = [];
   const rs = await ctx.client.query({ query: `SELECT * FROM ${ctx.db}.recordings FINAL WHERE ${where('recordings')} AND status != 'deleted'`, query_params: params, format: 'JSONEachRow' });

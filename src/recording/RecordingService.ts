@@ -97,6 +97,8 @@ export class RecordingService {
   readonly #sessions = new Map<string, Session>();
   readonly #pendingDir: string;
   #uploading = new Set<string>();
+  /** Pending recordings an erasure request removed: an upload in progress stops at its next attempt. */
+  readonly #discarded = new Set<string>();
   #closed = false;
 
   constructor(private readonly d: RecordingDeps) {
@@ -250,6 +252,26 @@ export class RecordingService {
   }
 
   /**
+   * Erasure: the tenant's recordings of `pseudonym` that are still waiting for
+   * upload are deleted here and never uploaded. Returns their ids.
+   */
+  async discardPending(tenant: string, pseudonym: string): Promise<string[]> {
+    const dir = path.join(this.#pendingDir, 'pending');
+    const ids: string[] = [];
+    for (const f of await readdir(dir).catch(() => [] as string[])) {
+      if (!f.endsWith('.json')) continue;
+      const m = JSON.parse(await readFile(path.join(dir, f), 'utf8')) as UploadManifest;
+      if (m.tenant !== tenant || !m.participants.includes(pseudonym)) continue;
+      this.#discarded.add(m.id);
+      await rm(m.file, { force: true });
+      await rm(path.join(dir, f), { force: true });
+      ids.push(m.id);
+    }
+    if (ids.length) this.d.log.info({ tenant, recordings: ids.length }, 'pending recordings discarded by an erasure request');
+    return ids;
+  }
+
+  /**
    * Uploads one file, then verifies it (size and SHA-256 read back from the
    * store) before the local copy is deleted. Retries forever with backoff:
    * a recording is never dropped because the store is down.
@@ -293,7 +315,7 @@ export class RecordingService {
       };
       this.d.rows.write('recordings', { ...base, version_id: '', retain_until: null, status: 'uploading', updated_at: Date.now() });
       for (;;) {
-        if (this.#closed) return;
+        if (this.#closed || this.#discarded.has(m.id)) return;
         try {
           // The lock runs from the upload, so a late upload is never protected for less than the policy says.
           const retainUntil = rule.lockMode === 'none' ? undefined : new Date(Date.now() + rule.duration * 1000);
@@ -314,6 +336,7 @@ export class RecordingService {
           this.d.log.info({ tenant: m.tenant, recording: m.id, key, versionId, size, attempts: m.attempts + 1 }, 'recording uploaded and verified');
           return;
         } catch (err) {
+          if (this.#discarded.has(m.id)) return;
           m.attempts++;
           await this.#saveManifest(m);
           const delay = Math.min(60_000, 500 * 2 ** Math.min(m.attempts, 7));
