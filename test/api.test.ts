@@ -141,10 +141,12 @@ test('user tokens: recordings need the recordings:read grant and stay in their r
 
   // The app declares the room recorded with consent; its moderator cannot turn either off, nor forget the declaration.
   assert.equal((await call('POST', '/v1/rooms', key(ROOMS_WRITE_KEY), { room: 'rec-a', recordingPolicy: 'always', consentRequired: true })).status, 201);
-  for (const change of [{ recordingPolicy: 'off' }, { recordingPolicy: 'manual' }, { consentRequired: false }, { retentionPolicy: 'short' }]) {
+  for (const change of [{ recordingPolicy: 'off' }, { recordingPolicy: 'manual' }, { consentRequired: false }]) {
     const r = await call('POST', '/v1/rooms', bearer(moderator), { room: 'rec-a', ...change });
     assert.equal(r.status, 403, `${JSON.stringify(change)}: ${JSON.stringify(r.body)}`);
   }
+  // Retention is the tenant's, for every caller: a room cannot name a policy at all.
+  assert.equal((await call('POST', '/v1/rooms', bearer(moderator), { room: 'rec-a', retentionPolicy: 'short' })).status, 400);
   const resized = await call('POST', '/v1/rooms', bearer(moderator), { room: 'rec-a', maxParticipants: 5 });
   assert.equal(resized.status, 201, JSON.stringify(resized.body));
   assert.deepEqual(resized.body.options, { maxParticipants: 5, recordingPolicy: 'always', consentRequired: true }, 'what the app decided is kept');

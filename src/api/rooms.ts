@@ -14,7 +14,7 @@ const muteBody = z.object({ kind: z.enum(['audio', 'video']).optional() });
 const unbanBody = z.object({ identity: z.string().min(1).max(256) });
 
 /** Options that only the business app (an API key) sets: a moderator cannot turn its room's recording or consent off. */
-const APP_ONLY_OPTIONS = ['recordingPolicy', 'consentRequired', 'retentionPolicy'] as const;
+const APP_ONLY_OPTIONS = ['recordingPolicy', 'consentRequired'] as const;
 
 function liveView(room: Room | undefined) {
   if (!room) return null;
