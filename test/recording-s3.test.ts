@@ -15,7 +15,7 @@ const policies = mkdtempSync(path.join(os.tmpdir(), 'vigie-s3-policies-'));
 cpSync(new URL('../retention-policies', import.meta.url), policies, { recursive: true });
 writeFileSync(
   path.join(policies, 'short.yaml'),
-  `name: short\ntenants: [acme]\ncategories:\n  recordings: { duration: 6s, action: delete, lockMode: governance }\n  track_stats: { duration: 395d, action: anonymize }\n  client_stats: { duration: 395d, action: anonymize }\n  call_events: { duration: 395d, action: anonymize }\n  audit_log: { duration: 6y }\n  dsar_exports: { duration: 30d }\n`,
+  `name: short\ntenants: [acme]\ncategories:\n  recordings: { duration: 6s, action: delete, lockMode: governance }\n  track_stats: { duration: 395d, action: anonymize }\n  client_stats: { duration: 395d, action: anonymize }\n  call_events: { duration: 395d, action: anonymize }\n  participants: { duration: 395d }\n  transport_stats: { duration: 395d, action: anonymize }\n  call_quality: { duration: 395d }\n  access_log: { duration: 1y }\n  webhook_attempts: { duration: 90d }\n  audit_log: { duration: 6y }\n  dsar_exports: { duration: 30d }\n`,
 );
 const dataDir = mkdtempSync(path.join(os.tmpdir(), 'vigie-s3-'));
 let rgw: Radosgw;
