@@ -14,6 +14,15 @@ interface Part {
   sha256: Buffer;
 }
 
+/** One entry of a versioned listing, as the minio client gives it. */
+interface ListedVersion {
+  name?: string;
+  versionId?: string | null;
+  size?: number;
+  isDeleteMarker?: boolean;
+  lastModified?: Date;
+}
+
 /** What the bytes of a file are, part by part, before anything is sent. */
 interface Plan {
   size: number;
@@ -143,8 +152,7 @@ export class S3ObjectStore implements ObjectStore {
   /** A version of `key` already holding these bytes: an earlier attempt that succeeded on the server. */
   async #existingVersion(key: string, plan: Plan): Promise<string | undefined> {
     const found: { versionId: string; lastModified: Date }[] = [];
-    const list = this.#client.listObjects(this.o.bucket, key, false, { IncludeVersion: true });
-    for await (const v of list as AsyncIterable<{ name?: string; versionId?: string; size?: number; etag?: string; isDeleteMarker?: boolean; lastModified?: Date }>) {
+    for await (const v of this.#versionListing(key, false)) {
       if (v.name !== key || v.isDeleteMarker || !v.versionId || v.size !== plan.size) continue;
       const head = await this.#head(key, v.versionId);
       if (head['x-amz-meta-sha256'] === plan.sha256 && this.#bytesMatch(head, plan)) found.push({ versionId: v.versionId, lastModified: v.lastModified ?? new Date(0) });
@@ -275,7 +283,7 @@ export class S3ObjectStore implements ObjectStore {
 
   async versions(key: string): Promise<string[]> {
     const out: string[] = [];
-    for await (const o of this.#client.listObjects(this.o.bucket, key, false, { IncludeVersion: true }) as AsyncIterable<{ name?: string; versionId?: string | null }>) {
+    for await (const o of this.#versionListing(key, false)) {
       if (o.name === key && o.versionId) out.push(o.versionId);
     }
     return out;
@@ -288,10 +296,14 @@ export class S3ObjectStore implements ObjectStore {
   // --- Audit anchors (ObjectStore.listVersions) ---------------------------------
   async listVersions(prefix: string): Promise<Array<{ key: string; versionId: string }>> {
     const out: Array<{ key: string; versionId: string }> = [];
-    const stream = this.#client.listObjects(this.o.bucket, prefix, true, { IncludeVersion: true });
-    for await (const item of stream as AsyncIterable<{ name?: string; versionId?: string; isDeleteMarker?: boolean }>) {
+    for await (const item of this.#versionListing(prefix, true)) {
       if (item.name && item.versionId && !item.isDeleteMarker) out.push({ key: item.name, versionId: item.versionId });
     }
     return out;
+  }
+
+  /** Every version (delete markers included) of the keys under `prefix`; `recursive` goes below the next "/". */
+  #versionListing(prefix: string, recursive: boolean): AsyncIterable<ListedVersion> {
+    return this.#client.listObjects(this.o.bucket, prefix, recursive, { IncludeVersion: true }) as AsyncIterable<ListedVersion>;
   }
 }
