@@ -1,14 +1,14 @@
-import { after, before, test } from 'node:test';
+import { afterAll, beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { ROOMS_ONLY_KEY, ROOMS_WRITE_KEY, startGateway, type TestGateway } from './helpers/gateway.js';
 
 const key = (k: { key: string }) => ({ 'x-api-key': k.key });
 
 let limited: TestGateway;
-before(async () => {
+beforeAll(async () => {
   limited = await startGateway({ api: { ratePerMinute: 5, authFailuresPerMinute: 10 }, media: { workers: 1 } });
 });
-after(() => limited.close());
+afterAll(() => limited.close());
 
 const get = async (headers: Record<string, string>, remoteAddress = '127.0.0.1') => limited.app.inject({ method: 'GET', url: '/v1/rooms', headers, remoteAddress });
 

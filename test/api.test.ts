@@ -1,4 +1,4 @@
-import { after, before, test } from 'node:test';
+import { afterAll, beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
@@ -9,10 +9,10 @@ import { ACME_KEY, GLOBEX_KEY, REVOKED_KEY, ROOMS_ONLY_KEY, ROOMS_WRITE_KEY, TEN
 const ADMIN_KEY = `adm_${randomBytes(24).toString('base64url')}`;
 const dataDir = mkdtempSync(path.join(os.tmpdir(), 'vigie-api-'));
 let gw: TestGateway;
-before(async () => {
+beforeAll(async () => {
   gw = await startGateway({ dataDir, adminKeyHash: `sha256:${createHash('sha256').update(ADMIN_KEY).digest('hex')}`, webhooks: { allowPrivateTargets: false } });
 });
-after(() => gw.close());
+afterAll(() => gw.close());
 
 async function call(method: string, url: string, headers: Record<string, string> = {}, payload?: unknown) {
   const res = await gw.app.inject({ method: method as 'GET', url, headers, ...(payload !== undefined ? { payload: payload as object } : {}) });

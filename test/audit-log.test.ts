@@ -3,7 +3,7 @@
  * dropped or forked across ClickHouse outages and restarts, the signing key can
  * rotate, and every administrative change is in it.
  */
-import { after, before, test } from 'node:test';
+import { afterAll, beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -21,10 +21,10 @@ let gw: TestGateway;
 const dataDir = mkdtempSync(path.join(os.tmpdir(), 'vigie-audit-'));
 const ADMIN_KEY = `adm_${randomBytes(24).toString('base64url')}`;
 const adminKeyHash = `sha256:${createHash('sha256').update(ADMIN_KEY).digest('hex')}`;
-before(async () => {
+beforeAll(async () => {
   gw = await startGateway({ dataDir, adminKeyHash, compliance: { checkpointEvery: 5 }, webhooks: { allowPrivateTargets: true } });
 });
-after(async () => {
+afterAll(async () => {
   await gw?.close();
   rmSync(dataDir, { recursive: true, force: true });
 });

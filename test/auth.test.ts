@@ -1,4 +1,4 @@
-import { after, before, test } from 'node:test';
+import { afterAll, beforeAll, onTestFinished, test } from 'vitest';
 import assert from 'node:assert/strict';
 import Fastify from 'fastify';
 import { exportJWK, generateKeyPair, jwtVerify, SignJWT, type JWK } from 'jose';
@@ -32,7 +32,7 @@ const keys: Record<string, { privateKey: CryptoKey; alg: string }> = {};
 let jwksUrl = '';
 let jwksFetches = 0;
 
-before(async () => {
+beforeAll(async () => {
   for (const [kid, alg] of [['rsa-1', 'RS256'], ['ec-1', 'ES256'], ['ed-1', 'EdDSA'], ['rsa-2', 'RS256']] as const) {
     const { publicKey, privateKey } = await generateKeyPair(alg, { extractable: true });
     keys[kid] = { privateKey: privateKey as CryptoKey, alg };
@@ -51,7 +51,7 @@ before(async () => {
   await jwksServer.listen({ host: '127.0.0.1', port: 0 });
   jwksUrl = `http://127.0.0.1:${(jwksServer.server.address() as { port: number }).port}/jwks.json`;
 });
-after(() => jwksServer.close());
+afterAll(() => jwksServer.close());
 
 function signed(kid: string, payload: Record<string, unknown> = claims, extra: { sub?: string; iat?: number | null; typ?: string } = {}) {
   const k = keys[kid]!;
@@ -176,9 +176,9 @@ test('TURN REST credentials follow coturn use-auth-secret', () => {
 });
 
 let gw: TestGateway;
-test('POST /v1/tokens mints a join token and link for the API key\'s tenant', async (t) => {
+test('POST /v1/tokens mints a join token and link for the API key\'s tenant', async () => {
   gw = await startGateway();
-  t.after(() => gw.close());
+  onTestFinished(() => gw.close());
   const res = await gw.app.inject({ method: 'POST', url: '/v1/tokens', headers: { 'x-api-key': ACME_KEY.key }, payload: { room: 'support-42', identity: 'customer-7', name: 'Ada', ttlSeconds: 300 } });
   assert.equal(res.statusCode, 200, res.body);
   const body = res.json();

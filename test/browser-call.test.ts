@@ -1,4 +1,4 @@
-import { after, before, test } from 'node:test';
+import { afterAll, beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import Fastify from 'fastify';
 import type { Page } from 'playwright-core';
@@ -16,13 +16,13 @@ portal.get('/', async (_req, reply) =>
 <iframe id="call" allow="camera; microphone" src="${gw.url}/embed?token=${embedToken}"></iframe>`),
 );
 
-before(async () => {
+beforeAll(async () => {
   await portal.listen({ host: '127.0.0.1', port: 0 });
   portalOrigin = `http://localhost:${(portal.server.address() as { port: number }).port}`;
   gw = await startGateway({ embedOrigins: [portalOrigin] });
   browser = await launchBrowser();
 });
-after(async () => {
+afterAll(async () => {
   await browser?.close();
   await gw?.close();
   await portal.close();

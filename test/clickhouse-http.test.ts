@@ -1,4 +1,4 @@
-import { test } from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import { startGateway } from './helpers/gateway.js';
 import { startFfmpegBot } from './helpers/ffmpegBot.js';

@@ -1,4 +1,4 @@
-import { after, before, test } from 'node:test';
+import { afterAll, beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -14,10 +14,10 @@ import { DPO_KEY, TENANT_ADMIN_KEY, VIEWER_KEY, startGateway, type TestGateway }
 import { launchBrowser, receivedMedia, waitFor } from './helpers/browser.js';
 
 let gw: TestGateway;
-before(async () => {
+beforeAll(async () => {
   gw = await startGateway({ writer: { flushIntervalMs: 100 } });
 });
-after(() => gw?.close());
+afterAll(() => gw?.close());
 
 const dpo = (method: string, url: string, payload?: object) => gw.app.inject({ method: method as 'GET', url, headers: { 'x-api-key': DPO_KEY.key }, ...(payload ? { payload } : {}) });
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');

@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { afterAll, beforeAll, describe, test } from 'vitest';
 import { fileURLToPath } from 'node:url';
 import { Ajv } from 'ajv';
 import type { Dashboard } from '@grafana/grafana-foundation-sdk/dashboard';
@@ -188,7 +188,7 @@ describe('dashboards: every query on ClickHouse over seeded rows', () => {
     for (const statement of text.split(/;\s*$/m).map((s) => s.trim()).filter(Boolean)) await gw.app.clickhouse.client.command({ query: statement });
   };
 
-  before(async () => {
+  beforeAll(async () => {
     gw = await startGateway();
     const db = gw.config.clickhouse.database;
     await runFile('dashboards/otel-metrics-tables.sql');
@@ -207,7 +207,7 @@ describe('dashboards: every query on ClickHouse over seeded rows', () => {
     await gw.app.clickhouse.client.command({ query: `USE ${db}` });
   });
 
-  after(async () => {
+  afterAll(async () => {
     await gw?.close();
   });
 
@@ -233,10 +233,12 @@ describe('dashboards: every query on ClickHouse over seeded rows', () => {
   });
 
   for (const b of built) {
-    test(`${b.dashboard.title}: every query returns its panel's columns and rows`, async (t) => {
+    describe(`${b.dashboard.title}: every query returns its panel's columns and rows`, () => {
       const d = dashboards.find((x) => x.uid === b.dashboard.uid)!;
-      // Variables resolve as Grafana resolves them: in order, each from its query; multi-value ones select all.
       const vars: ExpansionContext['vars'] = {};
+      // Variables resolve as Grafana resolves them: in order, each from its query; multi-value ones select all.
+      // The panels' tests below run after this one (vitest runs a file's tests in order) and use what it resolved.
+      test('its variables resolve to options', async () => {
       for (const v of (d.templating.list ?? []) as unknown as VariableJson[]) {
         const res = await exec(expandQuery(v.query.rawSql, { ...range, vars }));
         assert.ok(res.rows.length > 0, `variable ${v.name} has no options`);
@@ -244,10 +246,11 @@ describe('dashboards: every query on ClickHouse over seeded rows', () => {
         vars[v.name] = v.multi || v.includeAll ? values : values[0]!;
       }
       if (b.dashboard.uid === DRILLDOWN_UID) assert.ok(calls.some((c) => c.callId === vars.call), 'the call variable lists a seeded call');
+      });
 
       for (const q of queriesOf(d)) {
         const e = b.expectations.find((x) => x.kind === q.kind && x.name === q.name && x.refId === q.refId)!;
-        await t.test(`${q.kind} ${q.name}`, async () => {
+        test(`${q.kind} ${q.name}`, async () => {
           const sql = expandQuery(q.sql, { ...range, vars });
           let res: Awaited<ReturnType<typeof exec>>;
           try {

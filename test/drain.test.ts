@@ -1,4 +1,4 @@
-import { test } from 'node:test';
+import { onTestFinished, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -45,10 +45,10 @@ test('drain: participants are told and new joins refused; at the deadline the re
 });
 
 // What an orchestrator does: SIGTERM to the compiled gateway, as `npm start` runs it.
-test('SIGTERM: the process waits for the call in progress, refuses joins meanwhile, and exits once the room is empty', async (t) => {
+test('SIGTERM: the process waits for the call in progress, refuses joins meanwhile, and exits once the room is empty', async () => {
   assert.ok(existsSync('dist/server/main.js'), 'dist/server/main.js is missing: scripts/setup.sh compiles it');
   const dir = mkdtempSync(path.join(os.tmpdir(), 'vigie-drain-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
   const secret = 'drain-test-secret-that-is-long-enough-0123';
   const configFile = path.join(dir, 'config.json');
   writeFileSync(configFile, JSON.stringify({ tenants: [{ id: 'acme' }] }));
@@ -72,7 +72,9 @@ test('SIGTERM: the process waits for the call in progress, refuses joins meanwhi
   let out = '';
   gateway.stdout!.on('data', (d) => (out += d));
   gateway.stderr!.on('data', (d) => (out += d));
-  t.after(() => gateway.exitCode === null && gateway.kill('SIGKILL'));
+  onTestFinished(() => {
+    if (gateway.exitCode === null) gateway.kill('SIGKILL');
+  });
   const printed = await waitFor('the gateway to listen', async () => out, (o) => /Vigie is running at (\S+)/.test(o) || gateway.exitCode !== null, 60_000);
   assert.equal(gateway.exitCode, null, `the gateway exited: ${printed}`);
   const base = /Vigie is running at (\S+)/.exec(printed)![1]!;

@@ -1,4 +1,4 @@
-import { after, before, test } from 'node:test';
+import { afterAll, beforeAll, onTestFinished, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { createHash, randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -24,7 +24,7 @@ const BUCKET = 'vigie-erasure';
 
 let rgw: Radosgw;
 let gw: TestGateway;
-before(async () => {
+beforeAll(async () => {
   rgw = await startRadosgw();
   gw = await startGateway({
     writer: { flushIntervalMs: 100 },
@@ -34,7 +34,7 @@ before(async () => {
     storage: { driver: 's3', s3Endpoint: rgw.endpoint, s3AccessKey: rgw.accessKey, s3SecretKey: rgw.secretKey, s3Region: rgw.region, s3Bucket: BUCKET, country: 'FR', region: 'fr-par-test', provider: 'Ceph RGW (test)' },
   });
 });
-after(async () => {
+afterAll(async () => {
   await gw?.close();
   await rgw?.stop();
 });
@@ -119,7 +119,7 @@ test('erasure reaches access records, every object version, DSAR archives, webho
   assert.equal(verify.ok, true, `the audit chain still verifies: ${JSON.stringify(verify)}`);
 });
 
-test('erasure removes the subject from the telemetry spool, and nobody else', async (t) => {
+test('erasure removes the subject from the telemetry spool, and nobody else', async () => {
   // A writer whose ClickHouse is down: its rows wait in a real spool on disk.
   const dir = mkdtempSync(path.join(os.tmpdir(), 'vigie-erase-spool-'));
   const log = pino({ level: 'silent' });
@@ -127,7 +127,7 @@ test('erasure removes the subject from the telemetry spool, and nobody else', as
   await spool.open();
   const down = createClient({ url: `http://127.0.0.1:${await closedPort()}`, request_timeout: 500, log: { level: ClickHouseLogLevel.OFF } });
   const writer = new ClickHouseWriter(down, spool, { database: 'vigie', batchRows: 1000, flushIntervalMs: 60_000, maxBufferedRows: 100_000 } as never, log);
-  t.after(async () => {
+  onTestFinished(async () => {
     await writer.close();
     await down.close();
   });

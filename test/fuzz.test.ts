@@ -8,7 +8,7 @@
  * The seed is fixed and the number of runs bounded, so a failure reproduces
  * and the file runs in a couple of minutes.
  */
-import { after, before, test } from 'node:test';
+import { afterAll, beforeAll, describe, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
@@ -215,37 +215,45 @@ async function joinedSocket(token: string): Promise<{ s: RawSocket; rtpCapabilit
   return { s, rtpCapabilities: joined.rtpCapabilities, peerId: joined.peerId };
 }
 
-before(async () => {
-  gw = await startGateway({
-    adminKeyHash: `sha256:${createHash('sha256').update(ADMIN_KEY).digest('hex')}`,
-    api: { ratePerMinute: 100_000_000 },
-    signaling: { ratePerSecond: 10_000, rateBurst: 10_000 },
-    tenants: [
-      { id: 'acme', apiKeys: [{ id: 'fuzzall1', hash: ALL_SCOPES_KEY.hash, scopes: ['tokens:mint', 'rooms:read', 'rooms:write', 'recordings:read', 'dpo', 'admin'] }] },
-      { id: 'globex', apiKeys: [] },
-    ],
-  });
-  userToken = await gw.mint({ room: ROOM, identity: 'fuzz-user', grants: ['publish', 'subscribe', 'record', 'admin'] });
-  sigToken = await gw.mint({ room: SIG_ROOM, identity: 'fuzz-sig', grants: ['publish', 'subscribe', 'record', 'admin'] });
-  beforeToken = await gw.mint({ room: SIG_ROOM, identity: 'fuzz-before', grants: ['publish', 'subscribe', 'record', 'admin'] });
+// Started while the file is collected: each route of the OpenAPI document, and each signaling method, is a test
+// of its own, and the routes are only known once the gateway serves its document.
+gw = await startGateway({
+  adminKeyHash: `sha256:${createHash('sha256').update(ADMIN_KEY).digest('hex')}`,
+  api: { ratePerMinute: 100_000_000 },
+  signaling: { ratePerSecond: 10_000, rateBurst: 10_000 },
+  tenants: [
+    { id: 'acme', apiKeys: [{ id: 'fuzzall1', hash: ALL_SCOPES_KEY.hash, scopes: ['tokens:mint', 'rooms:read', 'rooms:write', 'recordings:read', 'dpo', 'admin'] }] },
+    { id: 'globex', apiKeys: [] },
+  ],
+});
+userToken = await gw.mint({ room: ROOM, identity: 'fuzz-user', grants: ['publish', 'subscribe', 'record', 'admin'] });
+sigToken = await gw.mint({ room: SIG_ROOM, identity: 'fuzz-sig', grants: ['publish', 'subscribe', 'record', 'admin'] });
+beforeToken = await gw.mint({ room: SIG_ROOM, identity: 'fuzz-before', grants: ['publish', 'subscribe', 'record', 'admin'] 
 });
 
-after(async () => {
+afterAll(async () => {
   await gw?.close();
 });
 
-test('every REST route in the OpenAPI document answers any input with a 2xx-4xx and a stable error code, never a 5xx', async (t) => {
-  // A live room with a participant, so participant routes reach past NOT_FOUND.
-  const live = await joinedSocket(await gw.mint({ room: ROOM, identity: 'fuzz-present', grants: ['publish', 'subscribe'] }));
-  known.participantIds.push(live.peerId);
+const doc = (await (await fetch(`${gw.url}/docs/openapi.json`)).json()) as { paths: Record<string, Record<string, Schema>> };
+const routes = Object.entries(doc.paths).flatMap(([p, ops]) => Object.entries(ops).map(([method, op]) => ({ path: p, method: method.toUpperCase(), op })));
 
-  const doc = (await (await fetch(`${gw.url}/docs/openapi.json`)).json()) as { paths: Record<string, Record<string, Schema>> };
-  const routes = Object.entries(doc.paths).flatMap(([p, ops]) => Object.entries(ops).map(([method, op]) => ({ path: p, method: method.toUpperCase(), op })));
-  assert.ok(routes.length >= 25, `only ${routes.length} routes in the OpenAPI document`);
+describe('every REST route in the OpenAPI document answers any input with a 2xx-4xx and a stable error code, never a 5xx', () => {
+  let live: Awaited<ReturnType<typeof joinedSocket>>;
+  beforeAll(async () => {
+    // A live room with a participant, so participant routes reach past NOT_FOUND.
+    live = await joinedSocket(await gw.mint({ room: ROOM, identity: 'fuzz-present', grants: ['publish', 'subscribe'] }));
+    known.participantIds.push(live.peerId);
+  });
+  afterAll(() => live?.s.close());
+
+  test('the document lists the API', () => {
+    assert.ok(routes.length >= 25, `only ${routes.length} routes in the OpenAPI document`);
+  });
 
   const hints: Record<string, fc.Arbitrary<unknown>> = {
     room: fc.constantFrom(ROOM, SIG_ROOM),
-    participantId: fc.constantFrom(...known.participantIds),
+    participantId: fc.constant(null).chain(() => fc.constantFrom(...known.participantIds)),
     tenant: fc.constantFrom('globex', 'fuzz-new'),
     identity: fc.constantFrom('fuzz-user', 'fuzz-present'),
     // A cursor as the API hands them out (base64url), forged.
@@ -260,7 +268,7 @@ test('every REST route in the OpenAPI document answers any input with a 2xx-4xx 
   };
 
   for (const route of routes) {
-    await t.test(`${route.method} ${route.path}`, async () => {
+    test(`${route.method} ${route.path}`, async () => {
       const params: Schema[] = route.op.parameters ?? [];
       const pathParams = params.filter((p) => p.in === 'path');
       const queryParams = params.filter((p) => p.in === 'query');
@@ -310,7 +318,6 @@ test('every REST route in the OpenAPI document answers any input with a 2xx-4xx 
       );
     });
   }
-  await live.s.close();
 });
 
 test('the pages outside the OpenAPI document (/join, /embed, /sdk/…) answer any query or path below 500', async () => {
@@ -332,20 +339,24 @@ test('the pages outside the OpenAPI document (/join, /embed, /sdk/…) answer an
   );
 });
 
-test('every signaling method answers any data, before and after joining, with a stable error code, never INTERNAL', async (t) => {
+describe('every signaling method answers any data, before and after joining, with a stable error code, never INTERNAL', () => {
   const hints: Record<string, fc.Arbitrary<unknown>> = {
     transportId: fc.constant(null).chain(() => fc.constantFrom(...known.transportIds)),
     producerId: fc.constant(null).chain(() => fc.constantFrom(...known.producerIds)),
     consumerId: fc.constant(null).chain(() => fc.constantFrom(...known.producerIds, ...(known.consumerIds.length ? known.consumerIds : ['none']))),
   };
-  // Another participant's track, for the fuzzed participant to consume.
-  const other = await joinedSocket(await gw.mint({ room: SIG_ROOM, identity: 'fuzz-other', grants: ['publish', 'subscribe'] }));
-  const me = await joinedSocket(sigToken);
-  const recvId = known.transportIds.at(-1)!;
-  const consumed = await me.s.ok('consume', { transportId: recvId, producerId: known.producerIds.at(-2), rtpCapabilities: me.rtpCapabilities });
-  known.consumerIds.push(consumed.consumerId);
-  hints.rtpCapabilities = fc.constant(me.rtpCapabilities);
-  hints.rtpParameters = fc.constant(null).map(() => audioRtpParameters());
+  let other: Awaited<ReturnType<typeof joinedSocket>>;
+  let me: Awaited<ReturnType<typeof joinedSocket>>;
+  beforeAll(async () => {
+    // Another participant's track, for the fuzzed participant to consume.
+    other = await joinedSocket(await gw.mint({ room: SIG_ROOM, identity: 'fuzz-other', grants: ['publish', 'subscribe'] }));
+    me = await joinedSocket(sigToken);
+    const recvId = known.transportIds.at(-1)!;
+    const consumed = await me.s.ok('consume', { transportId: recvId, producerId: known.producerIds.at(-2), rtpCapabilities: me.rtpCapabilities });
+    known.consumerIds.push(consumed.consumerId);
+    hints.rtpCapabilities = fc.constant(me.rtpCapabilities);
+    hints.rtpParameters = fc.constant(null).map(() => audioRtpParameters());
+  });
 
   const dataFor = (method: string, token: string) => {
     const schema = z.toJSONSchema(REQUESTS[method as keyof typeof REQUESTS], { io: 'input', unrepresentable: 'any' }) as Schema;
@@ -354,7 +365,7 @@ test('every signaling method answers any data, before and after joining, with a 
 
   // A connection of its own per method: a connection that never joins is not meant to live long.
   for (const method of Object.keys(REQUESTS)) {
-    await t.test(`${method}, before joining`, async () => {
+    test(`${method}, before joining`, async () => {
       const before = await RawSocket.open(gw.wsUrl);
       await fc.assert(
         fc.asyncProperty(dataFor(method, beforeToken), async (data) => {
@@ -369,7 +380,7 @@ test('every signaling method answers any data, before and after joining, with a 
   }
 
   for (const method of Object.keys(REQUESTS)) {
-    await t.test(`${method}, joined`, async () => {
+    test(`${method}, joined`, async () => {
       await fc.assert(
         fc.asyncProperty(dataFor(method, sigToken), async (data) => {
           // Leaving ends the session under test: it gets a session of its own.
@@ -383,7 +394,7 @@ test('every signaling method answers any data, before and after joining, with a 
     });
   }
 
-  await t.test('raw frames: not JSON, wrong envelopes, binary, deep nesting', async () => {
+  test('raw frames: not JSON, wrong envelopes, binary, deep nesting', async () => {
     const frame = fc.oneof(
       fc.string({ maxLength: 200 }),
       junk.map(serialize),
@@ -401,10 +412,11 @@ test('every signaling method answers any data, before and after joining, with a 
     await unjoined.close();
   });
 
-  // Still joined and served after all of that.
-  assert.equal((await me.s.request('getRouterRtpCapabilities', {})).ok, true);
-  await other.s.close();
-  await me.s.close();
+  test('still joined and served after all of that', async () => {
+    assert.equal((await me.s.request('getRouterRtpCapabilities', {})).ok, true);
+    await other.s.close();
+    await me.s.close();
+  });
 });
 
 // --- focused regressions: each input the fuzzer (or the issue) found, on its own ---

@@ -1,4 +1,4 @@
-import { after, before, test } from 'node:test';
+import { afterAll, beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { metrics } from '@opentelemetry/api';
 import { metrics as sdkMetrics, node, tracing } from '@opentelemetry/sdk-node';
@@ -16,10 +16,10 @@ const reader = new CollectOnDemand();
 metrics.setGlobalMeterProvider(new sdkMetrics.MeterProvider({ readers: [reader] }));
 
 let gw: TestGateway;
-before(async () => {
+beforeAll(async () => {
   gw = await startGateway({ writer: { flushIntervalMs: 100 } });
 });
-after(() => gw.close());
+afterAll(() => gw.close());
 
 test('OTLP export is on only when the standard OTEL_* variables ask for it', () => {
   assert.equal(otlpConfigured({}), false);

@@ -1,4 +1,4 @@
-import { after, before, test } from 'node:test';
+import { afterAll, beforeAll, onTestFinished, test } from 'vitest';
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
 import { startGateway, nextNotification, type TestGateway } from './helpers/gateway.js';
@@ -6,12 +6,12 @@ import { startFfmpegBot } from './helpers/ffmpegBot.js';
 import { waitFor } from './helpers/browser.js';
 
 let gw: TestGateway;
-before(async () => {
+beforeAll(async () => {
   gw = await startGateway();
 });
-after(() => gw.close());
+afterAll(() => gw.close());
 
-test('ffmpeg pushes RTP into a PlainTransport producer, and a consumer of it shows nonzero stats', async (t) => {
+test('ffmpeg pushes RTP into a PlainTransport producer, and a consumer of it shows nonzero stats', async () => {
   // A signaling participant, to see the bot's track announced.
   const watcher = await gw.connect();
   await watcher.request('join', { token: await gw.mint({ room: 'bot-room', identity: 'watcher' }) });
@@ -19,7 +19,7 @@ test('ffmpeg pushes RTP into a PlainTransport producer, and a consumer of it sho
 
   const announced = nextNotification(watcher, 'newProducer');
   const bot = await startFfmpegBot(room, { kind: 'video', bitrateKbps: 300 });
-  t.after(() => bot.stop());
+  onTestFinished(() => bot.stop());
   const notice = await announced;
   assert.equal(notice.producerId, bot.producer.id);
   assert.equal(notice.source, 'bot');
@@ -29,7 +29,9 @@ test('ffmpeg pushes RTP into a PlainTransport producer, and a consumer of it sho
   let received = 0;
   sink.on('message', () => received++);
   await new Promise<void>((r) => sink.bind(0, '127.0.0.1', r));
-  t.after(() => sink.close());
+  onTestFinished(() => {
+    sink.close();
+  });
   const out = await room.router.createPlainTransport({ listenInfo: { protocol: 'udp', ip: '127.0.0.1' }, rtcpMux: true, comedia: false });
   await out.connect({ ip: '127.0.0.1', port: sink.address().port });
   const consumer = await out.consume({ producerId: bot.producer.id, rtpCapabilities: room.router.rtpCapabilities, paused: false });

@@ -1,4 +1,4 @@
-import { after, before, test } from 'node:test';
+import { afterAll, beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -45,17 +45,17 @@ async function expectS3Error(p: Promise<unknown>, code: string): Promise<void> {
 
 const inOneHour = () => new Date(Date.now() + 3600_000);
 
-before(
+beforeAll(
   async () => {
     rgw = await startRadosgw();
     s3 = client(rgw);
     bucket = `vigie-lock-${randomBytes(4).toString('hex')}`;
     await s3.makeBucket(bucket, rgw.region, { ObjectLocking: true });
   },
-  { timeout: 180_000 },
+  180_000,
 );
 
-after(async () => {
+afterAll(async () => {
   await rgw?.stop();
 });
 

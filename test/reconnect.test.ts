@@ -1,4 +1,4 @@
-import { after, before, test } from 'node:test';
+import { afterAll, beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import type { Page } from 'playwright-core';
 import { startGateway, type TestGateway } from './helpers/gateway.js';
@@ -6,12 +6,12 @@ import { launchBrowser, receivedMedia, waitFor } from './helpers/browser.js';
 
 let gw: TestGateway;
 let browser: Awaited<ReturnType<typeof launchBrowser>>;
-before(async () => {
+beforeAll(async () => {
   // No tolerance on exp, and tokens refreshed 5 s ahead: a short token really expires during its call.
   gw = await startGateway({ auth: { clockSkewSeconds: 0 }, signaling: { tokenRefreshLeadSeconds: 5 } });
   browser = await launchBrowser();
 });
-after(async () => {
+afterAll(async () => {
   await browser?.close();
   await gw?.close();
 });

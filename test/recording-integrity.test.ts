@@ -1,4 +1,4 @@
-import { after, before, test } from 'node:test';
+import { afterAll, beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -24,7 +24,7 @@ let store: S3ObjectStore;
 let bucket: string;
 let dir: string;
 
-before(
+beforeAll(
   async () => {
     rgw = await startRadosgw();
     proxy = await startS3Proxy(rgw);
@@ -34,10 +34,10 @@ before(
     await store.init();
     dir = await mkdtemp(path.join(os.tmpdir(), 'vigie-integrity-'));
   },
-  { timeout: 180_000 },
+  180_000,
 );
 
-after(async () => {
+afterAll(async () => {
   await proxy?.close();
   await rgw?.stop();
   if (dir) await rm(dir, { recursive: true, force: true });

@@ -1,4 +1,4 @@
-import { after, before, test } from 'node:test';
+import { afterAll, beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -29,12 +29,12 @@ const settings = () => ({
   storage: { driver: 's3', s3Endpoint: rgw.endpoint, s3AccessKey: rgw.accessKey, s3SecretKey: rgw.secretKey, s3Region: rgw.region, s3Bucket: BUCKET, sse: 'kms', kmsKeyId: rgw.kmsKeyId, country: 'FR', region: 'fr-par-test', provider: 'Ceph RGW (test)' },
 });
 
-before(async () => {
+beforeAll(async () => {
   rgw = await startRadosgw();
   s3 = new Minio.Client({ endPoint: rgw.host, port: rgw.port, useSSL: false, accessKey: rgw.accessKey, secretKey: rgw.secretKey, region: rgw.region, pathStyle: true });
   gw = await startGateway(settings());
 });
-after(async () => {
+afterAll(async () => {
   await gw?.close();
   await rgw?.stop();
 });

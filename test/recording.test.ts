@@ -1,4 +1,4 @@
-import { after, before, test } from 'node:test';
+import { afterAll, beforeAll, onTestFinished, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -10,11 +10,11 @@ import { startFfmpegBot } from './helpers/ffmpegBot.js';
 
 let gw: TestGateway;
 let browser: Awaited<ReturnType<typeof launchBrowser>>;
-before(async () => {
+beforeAll(async () => {
   gw = await startGateway({ writer: { flushIntervalMs: 100 }, globexLocations: ['DE'] });
   browser = await launchBrowser();
 });
-after(async () => {
+afterAll(async () => {
   await browser?.close();
   await gw?.close();
 });
@@ -101,7 +101,7 @@ test('a browser call is recorded: indicator, upload, catalog, playback with ffpr
   assert.ok(events.includes('recording.started') && events.includes('recording.stopped'));
 });
 
-test('every codec is recorded without transcoding: H264 into Matroska, VP9 into WebM, Opus alone into Ogg', async (t) => {
+test('every codec is recorded without transcoding: H264 into Matroska, VP9 into WebM, Opus alone into Ogg', async () => {
   const watcher = await gw.connect();
   await watcher.request('join', { token: await gw.mint({ room: 'codecs', identity: 'codec-watcher' }) });
   const room = gw.app.sfu.getRoom('acme', 'codecs')!;
@@ -110,7 +110,9 @@ test('every codec is recorded without transcoding: H264 into Matroska, VP9 into 
     await startFfmpegBot(room, { kind: 'video', videoCodec: 'vp9', bitrateKbps: 300, name: 'vp9' }),
     await startFfmpegBot(room, { kind: 'audio', bitrateKbps: 32, name: 'opus' }),
   ];
-  t.after(() => Promise.all(bots.map((b) => b.stop())));
+  onTestFinished(async () => {
+    await Promise.all(bots.map((b) => b.stop()));
+  });
   for (const bot of bots) await waitFor(`${bot.peer.identity} RTP`, () => bot.producer.getStats(), (st) => (st[0]?.byteCount ?? 0) > 5_000);
 
   const listeners = () => [room.observer.listenerCount('close'), room.observer.listenerCount('newpeer'), ...bots.map((b) => b.peer.observer.listenerCount('newproducer'))];

@@ -1,4 +1,4 @@
-import { after, before, test } from 'node:test';
+import { afterAll, beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
@@ -27,10 +27,10 @@ const adminKeyHash = `sha256:${createHash('sha256').update(ADMIN_KEY).digest('he
 
 let gw: TestGateway;
 const bots: FfmpegBot[] = [];
-before(async () => {
+beforeAll(async () => {
   gw = await startGateway({ adminKeyHash, writer: { flushIntervalMs: 100 }, retention: { policiesDir: policies, sweepIntervalSeconds: 3600 }, recording: { segmentSeconds: 10 } });
 });
-after(async () => {
+afterAll(async () => {
   for (const b of bots) await b.stop().catch(() => undefined);
   await gw?.close();
 });

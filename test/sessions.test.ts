@@ -1,4 +1,4 @@
-import { after, before, test } from 'node:test';
+import { afterAll, beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import path from 'node:path';
@@ -14,14 +14,14 @@ import { waitFor } from './helpers/browser.js';
  * test/drain.test.ts.
  */
 let gw: TestGateway;
-before(async () => {
+beforeAll(async () => {
   gw = await startGateway({
     signaling: { heartbeatTimeoutMs: 3000, tokenRefreshLeadSeconds: 4 },
     // No tolerance on exp: a request after the first token's expiry is really after it.
     auth: { clockSkewSeconds: 0 },
   });
 });
-after(() => gw.close());
+afterAll(() => gw.close());
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const api = async (method: string, url: string, body?: unknown) => {

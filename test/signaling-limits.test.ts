@@ -1,4 +1,4 @@
-import { test } from 'node:test';
+import { onTestFinished, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { WebSocket } from 'ws';
 import { rawFrame, startGateway } from './helpers/gateway.js';
@@ -9,9 +9,9 @@ import { rawFrame, startGateway } from './helpers/gateway.js';
  */
 
 
-test('connections per address are capped, and a socket that does not join is closed', async (t) => {
+test('connections per address are capped, and a socket that does not join is closed', async () => {
   const capped = await startGateway({ media: { workers: 1 }, signaling: { maxConnectionsPerIp: 3, joinTimeoutMs: 3000 } });
-  t.after(() => capped.close());
+  onTestFinished(() => capped.close());
   const open = async () => {
     const ws = new WebSocket(capped.wsUrl);
     // Settles either way, so that a connection never closed fails the test instead of hanging it.

@@ -1,14 +1,14 @@
-import { after, before, test } from 'node:test';
+import { afterAll, beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { SignJWT } from 'jose';
 import { WebSocket } from 'ws';
 import { startGateway, nextNotification, expectCode, rawFrame, type TestGateway } from './helpers/gateway.js';
 
 let gw: TestGateway;
-before(async () => {
+beforeAll(async () => {
   gw = await startGateway({ signaling: { ratePerSecond: 20, rateBurst: 40 } });
 });
-after(() => gw.close());
+afterAll(() => gw.close());
 
 
 async function openRaw(): Promise<WebSocket> {

@@ -1,4 +1,4 @@
-import { test } from 'node:test';
+import { onTestFinished, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -24,12 +24,14 @@ function startCompiled(dataDir: string, extraEnv: Record<string, string> = {}) {
 }
 
 // What `npm start` runs after its setup: the compiled gateway (setup.sh builds dist/server when the sources changed).
-test('npm start on an empty data dir: the printed demo link, opened in two Chromium pages, holds a call with video and audio both ways', async (t) => {
+test('npm start on an empty data dir: the printed demo link, opened in two Chromium pages, holds a call with video and audio both ways', async () => {
   assert.ok(existsSync('dist/server/main.js'), 'dist/server/main.js is missing: scripts/setup.sh compiles it');
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'vigie-start-'));
-  t.after(() => rmSync(dataDir, { recursive: true, force: true }));
+  onTestFinished(() => rmSync(dataDir, { recursive: true, force: true }));
   const { gateway, output } = startCompiled(dataDir);
-  t.after(() => gateway.exitCode === null && gateway.kill('SIGKILL'));
+  onTestFinished(() => {
+    if (gateway.exitCode === null) gateway.kill('SIGKILL');
+  });
 
   const linkLine = /Demo join link \(each page that opens it joins the demo room as a new guest\): (\S+)/;
   const printed = await waitFor('the demo link', async () => output.text, (o) => linkLine.test(o) || gateway.exitCode !== null, 60_000);
@@ -45,7 +47,7 @@ test('npm start on an empty data dir: the printed demo link, opened in two Chrom
   assert.equal((await fetch(`${base}/demo/not-the-secret`, { redirect: 'manual' })).status, 404, 'only the printed link mints guests');
 
   const browser = await launchBrowser();
-  t.after(() => browser.close());
+  onTestFinished(() => browser.close());
   const pages: Page[] = [];
   for (const name of ['first', 'second']) {
     const page = await browser.context.newPage();
@@ -72,11 +74,13 @@ test('npm start on an empty data dir: the printed demo link, opened in two Chrom
   assert.equal(code, 0, output.text.slice(-2000));
 });
 
-test('in production (NODE_ENV=production, as in the Docker image) the compiled gateway creates no demo tenant and prints no credential', async (t) => {
+test('in production (NODE_ENV=production, as in the Docker image) the compiled gateway creates no demo tenant and prints no credential', async () => {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'vigie-start-prod-'));
-  t.after(() => rmSync(dataDir, { recursive: true, force: true }));
+  onTestFinished(() => rmSync(dataDir, { recursive: true, force: true }));
   const { gateway, output } = startCompiled(dataDir, { NODE_ENV: 'production' });
-  t.after(() => gateway.exitCode === null && gateway.kill('SIGKILL'));
+  onTestFinished(() => {
+    if (gateway.exitCode === null) gateway.kill('SIGKILL');
+  });
   const printed = await waitFor('the banner', async () => output.text, (o) => /Vigie is running at/.test(o) || gateway.exitCode !== null, 60_000);
   assert.equal(gateway.exitCode, null, printed);
   assert.doesNotMatch(printed, /API key|Demo|token|eyJ/i);

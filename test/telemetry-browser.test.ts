@@ -1,15 +1,15 @@
-import { after, before, test } from 'node:test';
+import { afterAll, beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { startGateway, type TestGateway } from './helpers/gateway.js';
 import { launchBrowser, receivedMedia, waitFor } from './helpers/browser.js';
 
 let gw: TestGateway;
 let browser: Awaited<ReturnType<typeof launchBrowser>>;
-before(async () => {
+beforeAll(async () => {
   gw = await startGateway({ telemetry: { statsIntervalMs: 1000, clientStatsIntervalMs: 1000 }, writer: { flushIntervalMs: 200 } });
   browser = await launchBrowser();
 });
-after(async () => {
+afterAll(async () => {
   await browser?.close();
   await gw?.close();
 });

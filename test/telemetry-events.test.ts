@@ -1,4 +1,4 @@
-import { after, before, test } from 'node:test';
+import { afterAll, beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { schemaContext, MIGRATIONS } from '../src/clickhouse/index.js';
 import { startGateway, nextNotification, type TestGateway } from './helpers/gateway.js';
@@ -6,10 +6,10 @@ import { startFfmpegBot } from './helpers/ffmpegBot.js';
 import { waitFor } from './helpers/browser.js';
 
 let gw: TestGateway;
-before(async () => {
+beforeAll(async () => {
   gw = await startGateway({ writer: { flushIntervalMs: 100 } });
 });
-after(() => gw.close());
+afterAll(() => gw.close());
 
 const events = async (room: string) =>
   (await gw.query<{ event: string; reason: string; attrs: Record<string, string> }>(`SELECT event, reason, attrs FROM vigie.call_events WHERE room = {r:String} ORDER BY ts`, { r: room }));

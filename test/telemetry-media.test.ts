@@ -1,4 +1,4 @@
-import { after, before, test } from 'node:test';
+import { afterAll, beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
 import type { Room } from '../src/media/index.js';
@@ -8,10 +8,10 @@ import { startUdpRelay } from './helpers/udpRelay.js';
 
 let gw: TestGateway;
 const cleanups: Array<() => Promise<unknown> | unknown> = [];
-before(async () => {
+beforeAll(async () => {
   gw = await startGateway({ telemetry: { statsIntervalMs: 1000 }, writer: { flushIntervalMs: 200 } });
 });
-after(async () => {
+afterAll(async () => {
   for (const c of cleanups.reverse()) await c();
   await gw.close();
 });

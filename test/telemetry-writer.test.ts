@@ -1,4 +1,4 @@
-import { after, before, test } from 'node:test';
+import { afterAll, beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { appendFileSync, mkdtempSync, readdirSync } from 'node:fs';
 import os from 'node:os';
@@ -8,13 +8,13 @@ import { startGateway, type TestGateway } from './helpers/gateway.js';
 import { startFfmpegBot } from './helpers/ffmpegBot.js';
 
 let gw: TestGateway;
-before(async () => {
+beforeAll(async () => {
   gw = await startGateway({ telemetry: { statsIntervalMs: 1000 }, writer: { flushIntervalMs: 200 } });
   await gw.app.clickhouse.client.command({
     query: `CREATE TABLE vigie.writer_test (id UInt32, batch String) ENGINE = MergeTree ORDER BY id SETTINGS non_replicated_deduplication_window = 1000`,
   });
 });
-after(() => gw.close());
+afterAll(() => gw.close());
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const ch = () => gw.app.clickhouse.client;

@@ -1,4 +1,4 @@
-import { after, before, test } from 'node:test';
+import { afterAll, beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import type { Page } from 'playwright-core';
@@ -12,13 +12,13 @@ let coturn: Coturn;
 let gw: TestGateway;
 let browser: Awaited<ReturnType<typeof launchBrowser>> | undefined;
 
-before(async () => {
+beforeAll(async () => {
   coturn = await startCoturn({ secret: TURN_SECRET, realm: 'vigie.test' });
   gw = await startGateway({
     ice: { turnUrls: [`${coturn.url}?transport=udp`], turnSecret: TURN_SECRET, stunUrls: [`stun:127.0.0.1:${coturn.port}`] },
   });
 });
-after(async () => {
+afterAll(async () => {
   await browser?.close();
   await gw?.close();
   await coturn?.stop();

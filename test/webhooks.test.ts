@@ -1,4 +1,4 @@
-import { after, before, test } from 'node:test';
+import { afterAll, beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
@@ -23,7 +23,7 @@ const secrets = new Map<string, string>();
 let receiver: Awaited<ReturnType<typeof startWebhookReceiver>>;
 let endpointId = '';
 
-before(async () => {
+beforeAll(async () => {
   receiver = await startWebhookReceiver(() => secrets.get('main'));
   gw = await startGateway(settings);
   const created = await gw.app.inject({ method: 'POST', url: '/v1/webhooks', headers: { 'x-api-key': TENANT_ADMIN_KEY.key }, payload: { url: receiver.url } });
@@ -31,7 +31,7 @@ before(async () => {
   endpointId = created.json().id;
   secrets.set('main', created.json().secret);
 });
-after(async () => {
+afterAll(async () => {
   await gw?.close();
   await receiver?.close();
 });

@@ -1,13 +1,13 @@
-import { after, before, test } from 'node:test';
+import { afterAll, beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { startGateway, nextNotification, type TestGateway } from './helpers/gateway.js';
 import { waitFor } from './helpers/browser.js';
 
 let gw: TestGateway;
-before(async () => {
+beforeAll(async () => {
   gw = await startGateway();
 });
-after(() => gw.close());
+afterAll(() => gw.close());
 
 test('a killed worker closes its rooms with a reason, is replaced, and new rooms work', async () => {
   const a = await gw.connect();
