@@ -100,6 +100,8 @@ export class RecordingService {
   /** Pending recordings an erasure request removed: an upload in progress stops at its next attempt. */
   readonly #discarded = new Set<string>();
   #closed = false;
+  /** Recorders being finished from event handlers; close() waits for them. */
+  readonly #finishing = new Set<Promise<void>>();
 
   constructor(private readonly d: RecordingDeps) {
     this.#pendingDir = path.join(d.dataDir, 'recordings');
@@ -192,11 +194,25 @@ export class RecordingService {
     recorder.observer.once('crashed', (code, signal) => {
       this.d.event(session.room, peer, 'recording.failed', session.id, 'ffmpeg-exited', { code: String(code), signal: String(signal) });
       this.d.webhook(session.room.tenant, 'recording.failed', { room: session.room.id, callId: session.room.callId, recordingId: session.id, participantId: peer.id, reason: `ffmpeg exited (code ${code}, signal ${signal})` });
-      void this.#finishPeer(session, peer.id);
+      this.#finishInBackground(session, peer.id);
     });
     session.recorders.set(peer.id, { peer, recorder });
     await recorder.start();
-    peer.observer.once('close', () => session.recorders.get(peer.id)?.recorder === recorder && void this.#finishPeer(session, peer.id));
+    peer.observer.once('close', () => {
+      if (session.recorders.get(peer.id)?.recorder === recorder) this.#finishInBackground(session, peer.id);
+    });
+  }
+
+  /**
+   * Finishes a participant's recorder from an event handler (the participant left, ffmpeg crashed): tracked, so
+   * close() waits for it, and a failure is logged rather than left as an unhandled rejection.
+   */
+  #finishInBackground(session: Session, peerId: string): void {
+    const done = this.#finishPeer(session, peerId)
+      .then(() => undefined)
+      .catch((err) => this.d.log.error({ err, recordingId: session.id, peerId }, 'could not finish a recorder'))
+      .finally(() => this.#finishing.delete(done));
+    this.#finishing.add(done);
   }
 
   /** Stops one participant's recorder and queues its files for upload. Returns how many. */
@@ -358,6 +374,7 @@ export class RecordingService {
 
   async close(): Promise<void> {
     for (const s of [...this.#sessions.values()]) await this.stop(s.room, 'shutdown').catch(() => undefined);
+    await Promise.all(this.#finishing);
     this.#closed = true;
   }
 }
