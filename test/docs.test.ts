@@ -118,8 +118,11 @@ describe.each(guides)('$file', (guide) => {
         if (!existsSync(path.join(ROOT, script))) problems.push(`${here}: no script ${m[2]}`);
       }
       for (const args of vigieCommands(text)) {
-        if (!CLI_COMMANDS.has(args.slice(0, 2).join(' '))) problems.push(`${here}: vigie ${args.slice(0, 2).join(' ')} is not a command of bin/vigie.mjs`);
-        else if (fenced) {
+        const command = args.slice(0, 2).join(' ');
+        const options = CLI_COMMANDS.get(command);
+        if (!options) problems.push(`${here}: vigie ${command} is not a command of bin/vigie.mjs`);
+        for (const option of options ? args.filter((a) => a.startsWith('--') && !options.has(a)) : []) problems.push(`${here}: vigie ${command} has no option ${option}`);
+        if (options && fenced) {
           // A full command line, run as given against a port nothing listens on: a valid one gets as far as
           // connecting and fails with 1; a usage error (an unknown or missing option) is 2.
           const run = spawnSync(process.execPath, [path.join(ROOT, 'bin/vigie.mjs'), ...args], {
@@ -158,11 +161,11 @@ function quotedNames(prose: string, from: number): string[] {
   return names;
 }
 
-/** The CLI's commands, as "group command", from the usage it prints. */
+/** The CLI's commands, as "group command", each with the options its usage line gives, from the usage it prints. */
 const usage = spawnSync(process.execPath, [path.join(ROOT, 'bin/vigie.mjs'), '--help'], { encoding: 'utf8' });
-const CLI_COMMANDS = new Set(
-  [...`${usage.stdout}${usage.stderr}`.matchAll(/\bvigie ([a-z-]+) ([a-z|-]+)/g)].flatMap((m) =>
-    m[2]!.split('|').map((command) => `${m[1]} ${command}`),
+const CLI_COMMANDS = new Map(
+  [...`${usage.stdout}${usage.stderr}`.matchAll(/\bvigie ([a-z-]+) ([a-z|-]+)([^\n]*)/g)].flatMap((m) =>
+    m[2]!.split('|').map((command) => [`${m[1]} ${command}`, new Set(m[3]!.match(/--[a-z-]+/g) ?? [])] as const),
   ),
 );
 
