@@ -163,7 +163,7 @@ function quotedNames(prose: string, from: number): string[] {
 
 /** The CLI's commands, as "group command", each with the options its usage line gives, from the usage it prints. */
 const usage = spawnSync(process.execPath, [path.join(ROOT, 'bin/vigie.mjs'), '--help'], { encoding: 'utf8' });
-const CLI_COMMANDS = new Map(
+const CLI_COMMANDS = new Map<string, Set<string>>(
   [...`${usage.stdout}${usage.stderr}`.matchAll(/\bvigie ([a-z-]+) ([a-z|-]+)([^\n]*)/g)].flatMap((m) =>
     m[2]!.split('|').map((command) => [`${m[1]} ${command}`, new Set(m[3]!.match(/--[a-z-]+/g) ?? [])] as const),
   ),
