@@ -14,13 +14,20 @@ const ROOT = path.resolve(import.meta.dirname, '..');
 const read = (file: string) => readFileSync(path.join(ROOT, file), 'utf8');
 
 /** The front page and one guide per audience. Drafts in docs/_incoming are not guides yet. */
-const GUIDES = ['README.md', ...readdirSync(path.join(ROOT, 'docs')).filter((f) => f.endsWith('.md')).map((f) => `docs/${f}`)];
+const GUIDES = [
+  'README.md',
+  ...readdirSync(path.join(ROOT, 'docs'))
+    .filter((f) => f.endsWith('.md'))
+    .map((f) => `docs/${f}`),
+];
 
 /**
  * Files a guide may link to before they exist on this branch, each made by another part of the work. Once the file
  * exists the entry must go (the link test says so), so this list only ever shrinks.
  */
-const PENDING = new Map([['docs/screenshots/call-en.png', 'the screenshots of issue #12 ("Screenshots of each page in both languages")']]);
+const PENDING = new Map([
+  ['docs/screenshots/call-en.png', 'the screenshots of issue #12 ("Screenshots of each page in both languages")'],
+]);
 
 interface Guide {
   file: string;
@@ -49,7 +56,7 @@ function load(file: string): Guide {
 const guides = GUIDES.map(load);
 const where = (g: Guide, at: number) => `${g.file}:${g.text.slice(0, at).split('\n').length}`;
 
-/** GitHub's heading anchors: the heading's text, lower-cased, without punctuation, spaces as dashes; repeats get -1, -2. */
+/** GitHub's heading anchors: the heading's text, lower-cased, without punctuation, spaces as dashes; repeats get -1. */
 function anchorsOf(markdown: string): Set<string> {
   const seen = new Map<string, number>();
   const anchors = new Set<string>();
@@ -77,13 +84,18 @@ describe.each(guides)('$file', (guide) => {
       const target = m[1]!;
       if (/^[a-z][a-z0-9+.-]*:/i.test(target)) continue; // https:, mailto:: not ours to check offline
       const [file, anchor] = target.split('#') as [string, string | undefined];
-      const resolved = file ? path.relative(ROOT, path.resolve(ROOT, path.dirname(guide.file), decodeURI(file))) : guide.file;
+      const resolved = file
+        ? path.relative(ROOT, path.resolve(ROOT, path.dirname(guide.file), decodeURI(file)))
+        : guide.file;
       const here = `${where(guide, m.index!)}: ${target}`;
+      const exists = existsSync(path.join(ROOT, resolved));
       if (resolved.startsWith('..')) problems.push(`${here}: leaves the repository`);
       else if (PENDING.has(resolved)) {
-        if (existsSync(path.join(ROOT, resolved))) problems.push(`${here}: ${resolved} exists now; remove it from PENDING in test/docs.test.ts`);
-      } else if (!existsSync(path.join(ROOT, resolved))) problems.push(`${here}: no such file ${resolved}`);
-      else if (anchor !== undefined && resolved.endsWith('.md') && !anchorsOfFile(resolved).has(anchor)) problems.push(`${here}: ${resolved} has no heading with the anchor #${anchor}`);
+        if (exists) problems.push(`${here}: ${resolved} exists now; remove it from PENDING in test/docs.test.ts`);
+      } else if (!exists) problems.push(`${here}: no such file ${resolved}`);
+      else if (anchor !== undefined && resolved.endsWith('.md') && !anchorsOfFile(resolved).has(anchor)) {
+        problems.push(`${here}: ${resolved} has no heading with the anchor #${anchor}`);
+      }
     }
     assert.deepEqual(problems, []);
   });
@@ -91,9 +103,11 @@ describe.each(guides)('$file', (guide) => {
   test('every repository path it names exists, and every test name it quotes is in the test file it names', () => {
     const problems: string[] = [];
     for (const { text, at } of guide.code) {
-      for (const m of text.matchAll(/(?<![\w./-])((?:src|test|scripts|bench|bin|deploy|dashboards|compliance|retention-policies|packages|docs|\.ci)\/[\w./-]*[\w/])/g)) {
+      for (const m of text.matchAll(REPOSITORY_PATH)) {
         const file = m[1]!;
-        if (!existsSync(path.join(ROOT, file)) && !PENDING.has(file)) problems.push(`${where(guide, at)}: no such file or folder ${file}`);
+        if (!existsSync(path.join(ROOT, file)) && !PENDING.has(file)) {
+          problems.push(`${where(guide, at)}: no such file or folder ${file}`);
+        }
       }
     }
     // `test/x.test.ts` ("a test's name…", "another…"): each quoted name, up to its ellipsis, is in that file.
@@ -102,7 +116,9 @@ describe.each(guides)('$file', (guide) => {
       const file = path.join(ROOT, m[1]!);
       if (!existsSync(file)) continue; // named above
       const source = readFileSync(file, 'utf8').replace(/\\(['"`])/g, '$1').replace(/\s+/g, ' ');
-      for (const name of names) if (!source.includes(name)) problems.push(`${where(guide, m.index!)}: ${m[1]} has no test named "${name}…"`);
+      for (const name of names) {
+        if (!source.includes(name)) problems.push(`${where(guide, m.index!)}: ${m[1]} has no test named "${name}…"`);
+      }
     }
     assert.deepEqual(problems, []);
   });
@@ -112,8 +128,11 @@ describe.each(guides)('$file', (guide) => {
     const scripts = (JSON.parse(read('package.json')) as { scripts: Record<string, string> }).scripts;
     for (const { text, at, fenced } of guide.code) {
       const here = where(guide, at);
-      for (const m of text.matchAll(/\bnpm (?:run ([\w:-]+)|(start|test)\b)/g)) if (!scripts[m[1] ?? m[2]!]) problems.push(`${here}: npm run ${m[1] ?? m[2]} is not a script of package.json`);
-      for (const m of text.matchAll(/(?:^|\s)(?:npx )?(?:tsx|node)((?: --?[\w-]+(?:=\S+)?)*) ((?!-)[\w./-]+\.(?:ts|mts|js|mjs|cjs))\b/g)) {
+      for (const m of text.matchAll(/\bnpm (?:run ([\w:-]+)|(start|test)\b)/g)) {
+        const script = m[1] ?? m[2]!;
+        if (!scripts[script]) problems.push(`${here}: npm run ${script} is not a script of package.json`);
+      }
+      for (const m of text.matchAll(NODE_SCRIPT)) {
         const script = m[2]!.replace(/^dist\/server\/(.*)\.js$/, 'src/$1.ts'); // the compiled gateway comes from src/
         if (!existsSync(path.join(ROOT, script))) problems.push(`${here}: no script ${m[2]}`);
       }
@@ -121,7 +140,9 @@ describe.each(guides)('$file', (guide) => {
         const command = args.slice(0, 2).join(' ');
         const options = CLI_COMMANDS.get(command);
         if (!options) problems.push(`${here}: vigie ${command} is not a command of bin/vigie.mjs`);
-        for (const option of options ? args.filter((a) => a.startsWith('--') && !options.has(a)) : []) problems.push(`${here}: vigie ${command} has no option ${option}`);
+        for (const option of options ? args.filter((a) => a.startsWith('--') && !options.has(a)) : []) {
+          problems.push(`${here}: vigie ${command} has no option ${option}`);
+        }
         if (options && fenced) {
           // A full command line, run as given against a port nothing listens on: a valid one gets as far as
           // connecting and fails with 1; a usage error (an unknown or missing option) is 2.
@@ -141,6 +162,13 @@ describe.each(guides)('$file', (guide) => {
     assert.deepEqual(problems, []);
   });
 });
+
+/** A path in the repository, in code: `src/…`, `test/…`, `docs/…` and the other top-level folders. */
+const REPOSITORY_PATH =
+  /(?<![\w./-])((?:src|test|scripts|bench|bin|deploy|dashboards|compliance|retention-policies|packages|docs|\.ci)\/[\w./-]*[\w/])/g;
+
+/** `node script.js`, `npx tsx script.ts`, with options before the script. */
+const NODE_SCRIPT = /(?:^|\s)(?:npx )?(?:tsx|node)((?: --?[\w-]+(?:=\S+)?)*) ((?!-)[\w./-]+\.(?:ts|mts|js|mjs|cjs))\b/g;
 
 /** The quoted strings ("…", “…” or *…*) inside the parentheses that start at `from`, each cut at its ellipsis. */
 function quotedNames(prose: string, from: number): string[] {
@@ -164,16 +192,23 @@ function quotedNames(prose: string, from: number): string[] {
 /** The CLI's commands, as "group command", each with the options its usage line gives, from the usage it prints. */
 const usage = spawnSync(process.execPath, [path.join(ROOT, 'bin/vigie.mjs'), '--help'], { encoding: 'utf8' });
 const CLI_COMMANDS = new Map<string, Set<string>>(
-  [...`${usage.stdout}${usage.stderr}`.matchAll(/\bvigie ([a-z-]+) ([a-z|-]+)([^\n]*)/g)].flatMap((m) =>
-    m[2]!.split('|').map((command) => [`${m[1]} ${command}`, new Set(m[3]!.match(/--[a-z-]+/g) ?? [])] as const),
-  ),
+  [...`${usage.stdout}${usage.stderr}`.matchAll(/\bvigie ([a-z-]+) ([a-z|-]+)([^\n]*)/g)].flatMap((m) => {
+    const options = new Set(m[3]!.match(/--[a-z-]+/g) ?? []);
+    return m[2]!.split('|').map((command) => [`${m[1]} ${command}`, options] as const);
+  }),
 );
+
+const VIGIE_ARGS = /(?: [^\s;&|#]+(?:\|[^\s;&|#]+)*| \[[^\]]*\])*/.source;
 
 /** `npx vigie …` (or a code line `vigie …`) as argument lists: `[--opt …]` dropped, `a|b` alternatives each. */
 function vigieCommands(code: string): string[][] {
-  const m = /(?:^|\s)npx vigie((?: [^\s;&|#]+(?:\|[^\s;&|#]+)*| \[[^\]]*\])*)/.exec(code) ?? /^\s*vigie((?: [^\s;&|#]+(?:\|[^\s;&|#]+)*| \[[^\]]*\])*)/.exec(code);
+  const m = new RegExp(`(?:^|\\s)npx vigie(${VIGIE_ARGS})`).exec(code) ?? new RegExp(`^\\s*vigie(${VIGIE_ARGS})`).exec(code);
   if (!m?.[1]?.trim() || m[1].trim().startsWith('…')) return []; // `npx vigie …`: the command line as a whole
-  const words = m[1]!.replace(/\[[^\]]*\]/g, ' ').trim().split(/\s+/).filter(Boolean).map((w) => (w === '…' || w === 'FILE' ? 'x' : w));
+  const words = m[1]!
+    .replace(/\[[^\]]*\]/g, ' ')
+    .trim()
+    .split(/\s+/)
+    .map((w) => (w === '…' || w === 'FILE' ? 'x' : w));
   const alternatives = words.findIndex((w) => w.includes('|') && !w.startsWith('-'));
   if (alternatives < 0) return [words.map((w) => w.split('|')[0]!)];
   return words[alternatives]!.split('|').map((alt) => words.map((w, i) => (i === alternatives ? alt : w.split('|')[0]!)));
@@ -190,9 +225,9 @@ function environmentVariables(code: string): string[] {
 
 const SETTING_ENVS = new Set(SETTINGS.map((s) => s.env));
 /** The repository's own files that read or define variables and constants: what a named variable must be found in. */
-const SOURCES = ['src', 'bin', 'scripts', 'test', 'bench', 'dashboards', 'deploy']
+const SOURCES = ['src', 'bin', 'scripts', 'test', 'bench', 'dashboards', 'deploy', 'packages']
   .flatMap((dir) => readdirSync(path.join(ROOT, dir), { recursive: true, encoding: 'utf8' }).map((f) => path.join(dir, f)))
-  .filter((f) => /\.(ts|mjs|js|sh|ya?ml|json)$/.test(f) && !f.includes('node_modules') && f !== 'test/docs.test.ts')
+  .filter((f) => /\.(ts|mjs|js|sh|ya?ml|json)$/.test(f) && !/node_modules|\/dist\//.test(f) && f !== 'test/docs.test.ts')
   .concat(['docker-compose.yml', '.env.example', 'Dockerfile'])
   .map((f) => read(f))
   .join('\n');
