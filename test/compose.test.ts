@@ -60,8 +60,8 @@ const OTEL_STANDARD = new Set([
   'OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE',
 ]);
 
-/** The compose-only variables docs/deployment.md documents (its marked table). */
-const docs = read('docs/deployment.md');
+/** The compose-only variables the operators' guide documents (its marked table). */
+const docs = read('docs/operators.md');
 const composeOnly = new Set(
   [...docs.slice(docs.indexOf('<!-- compose-only-vars:start -->'), docs.indexOf('<!-- compose-only-vars:end -->')).matchAll(/^\| `([A-Z0-9_]+)` \|/gm)].map((m) => m[1]!),
 );
@@ -160,12 +160,12 @@ describe('docker-compose.yml', () => {
 
   test('every VIGIE_*/CLICKHOUSE_* name in the file is a setting; every interpolated variable is a setting or a documented compose-only variable', () => {
     for (const m of composeText.matchAll(/\b((?:VIGIE|CLICKHOUSE)_[A-Z0-9_]+)\b/g)) assert.ok(SETTING_ENVS.has(m[1]!), `${m[1]} is not a setting`);
-    assert.ok(composeOnly.size >= 5, 'docs/deployment.md lists the compose-only variables');
+    assert.ok(composeOnly.size >= 5, 'docs/operators.md lists the compose-only variables');
     for (const v of composeOnly) {
       assert.ok(!SETTING_ENVS.has(v) && !v.startsWith('VIGIE_') && !v.startsWith('CLICKHOUSE_') && !v.startsWith('OTEL_'), `${v}: a compose-only variable must not look like a setting`);
       assert.ok(interpolations.some((i) => i.name === v), `${v} is documented as compose-only but compose does not use it`);
     }
-    for (const i of interpolations) assert.ok(SETTING_ENVS.has(i.name) || composeOnly.has(i.name), `\${${i.name}} is neither a setting nor documented in docs/deployment.md`);
+    for (const i of interpolations) assert.ok(SETTING_ENVS.has(i.name) || composeOnly.has(i.name), `\${${i.name}} is neither a setting nor documented in docs/operators.md`);
   });
 
   test('.env.example: known keys only, every required variable present, none unused', () => {

@@ -101,8 +101,8 @@ test('a rejected secret is never echoed: not from the environment, the config fi
   assert.ok(!badJson.includes('Zq88'), badJson);
 });
 
-test('the README documents every setting (table generated from the settings list)', () => {
-  const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
-  assert.ok(readme.includes(settingsMarkdownTable()), 'README settings table is out of date: run npm run docs:settings');
-  for (const s of SETTINGS) assert.ok(readme.includes(`\`${s.env}\``), s.env);
+test("the operators' guide documents every setting (table generated from the settings list)", () => {
+  const guide = readFileSync(new URL('../docs/operators.md', import.meta.url), 'utf8');
+  assert.ok(guide.includes(settingsMarkdownTable()), 'the settings table of docs/operators.md is out of date: run npm run docs:settings');
+  for (const s of SETTINGS) assert.ok(guide.includes(`\`${s.env}\``), s.env);
 });

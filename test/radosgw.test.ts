@@ -190,7 +190,7 @@ test('integrity headers (measured): a wrong Content-MD5 is refused on a PUT and 
   await expectS3Error(put('integrity/part', { 'Content-MD5': b64('md5', other) }, `partNumber=1&uploadId=${encodeURIComponent(uploadId)}`), 'BadDigest');
   await s3.abortMultipartUpload(bucket, 'integrity/part', uploadId);
   // radosgw 16.2 (Debian 12) ignores x-amz-checksum-*: a wrong one is stored. AWS refuses it
-  // (BadDigest). If this starts failing, radosgw checks it now: update the README's S3 section.
+  // (BadDigest). If this starts failing, radosgw checks it now: update the S3 storage section of docs/operators.md.
   const accepted = await put('integrity/checksum', { 'x-amz-checksum-sha256': b64('sha256', other) });
   assert.ok(accepted['x-amz-version-id'], 'radosgw 16.2 accepted a wrong x-amz-checksum-sha256');
 });

@@ -2,7 +2,7 @@
  * Configuration: one typed object, read once at start.
  *
  * Sources, later wins: built-in defaults, the optional config file
- * (VIGIE_CONFIG_FILE, YAML or JSON, nested keys as in the README), then
+ * (VIGIE_CONFIG_FILE, YAML or JSON, nested keys as in docs/operators.md), then
  * environment variables. Every bad value is reported together, each with the
  * variable that carried it and the reason, so a deployment is fixed in one go.
  */
@@ -221,7 +221,7 @@ export function loadConfig(env: Env = process.env, overrides: Record<string, unk
   return cfg;
 }
 
-/** Markdown table of every setting, for the README (kept in sync by a test). */
+/** Markdown table of every setting, for docs/operators.md (kept in sync by a test). */
 export function settingsMarkdownTable(): string {
   const rows = SETTINGS.map((s) => `| \`${s.env}\` | \`${s.key}\` | ${s.defaultLabel} | ${s.doc}${s.secret ? ' *Secret*: never echoed in errors.' : ''} |`);
   return ['| Variable | File key | Default | Meaning |', '| --- | --- | --- | --- |', ...rows].join('\n');

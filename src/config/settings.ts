@@ -3,7 +3,7 @@ import { z } from 'zod';
 
 /**
  * Every scalar setting of the gateway, in one table. The loader, the error
- * messages and the README's settings table all come from here, so a setting
+ * messages and the settings table of docs/operators.md all come from here, so a setting
  * cannot exist in one place and be missing in another.
  */
 export interface SettingSpec {
@@ -12,7 +12,7 @@ export interface SettingSpec {
   /** Environment variable that overrides the file. */
   readonly env: string;
   readonly schema: z.ZodType;
-  /** Default shown in the README; `undefined` means "unset". */
+  /** Default shown in the settings table of docs/operators.md; `undefined` means "unset". */
   readonly defaultLabel: string;
   readonly doc: string;
   /** A secret: a rejected value is never echoed in ConfigError (which ends up in logs). */
