@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { createReadStream, existsSync } from 'node:fs';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
@@ -97,12 +97,15 @@ export async function complianceRoutes(app: FastifyInstance): Promise<void> {
     const meta = JSON.parse(await readFile(metaFile, 'utf8')) as { tenant: string; ext: string; sha256: string; jws: string };
     if (meta.tenant !== p.tenant) throw new VigieError('NOT_FOUND', 'no such export');
     await c.record({ tenant: p.tenant, actor: p.actor, action: 'export.download', target: `export:${id}`, sourceIp: req.ip });
+    const file = path.join(exportsDir, `${id}.${meta.ext}`);
     return reply
       .header('content-type', CONTENT_TYPES[meta.ext] ?? 'application/octet-stream')
       .header('content-disposition', `attachment; filename="vigie-${id}.${meta.ext}"`)
       .header('x-vigie-sha256', meta.sha256)
       .header('x-vigie-signature', meta.jws)
-      .send(createReadStream(path.join(exportsDir, `${id}.${meta.ext}`)));
+      // The length lets a client show how much of a large export or archive it has.
+      .header('content-length', (await stat(file)).size)
+      .send(createReadStream(file));
   });
 
   app.get('/v1/compliance/reports/subprocessors', { schema: { tags: ['compliance'], summary: 'Subprocessors and data residency, checked against the running configuration', querystring: openapi(reportQuery) } }, async (req, reply) => {
