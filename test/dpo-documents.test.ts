@@ -290,6 +290,9 @@ describe('the DPO command line', () => {
     const files = (await run('tar', ['-tf', tar])).stdout.split('\n').filter((f) => f && !f.endsWith('/')).length;
     assert.equal(JSON.parse(dsar.stdout).file, tar);
     assert.match(dsar.stderr, new RegExp(`^vigie: dsar export: ${files} of ${files} files \\(100%\\), [\\d.]+ of [\\d.]+ MB$`, 'm'), dsar.stderr);
+    // On a terminal (a pseudo-terminal from util-linux's script), progress shows without --progress, rewritten in place.
+    const onTty = await run('script', ['-qec', `${process.execPath} bin/vigie.mjs dsar export --identity nobody@example.fr --out ${path.join(dir, 'tty.tar')}`, '/dev/null'], { env: { ...process.env, VIGIE_URL: gw.url, VIGIE_API_KEY: DPO_KEY.key } });
+    assert.ok(onTty.stdout.includes(`\r\x1b[2Kvigie: dsar export: ${files} of ${files} files (100%)`), JSON.stringify(onTty.stdout));
     const verified = await cli(['verify', tar]);
     assert.equal(JSON.parse(verified.stdout).ok, true, 'the archive verifies with vigie verify');
   });
