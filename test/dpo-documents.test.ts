@@ -146,6 +146,9 @@ describe('documents in French and English', () => {
     assert.deepEqual([badExport.statusCode, badExport.json().error.code], [400, 'INVALID_REQUEST']);
     const { stdout } = await cli(['report', 'subprocessors', '--format', 'md', '--lang', 'fr']);
     assert.match(stdout, /^# Sous-traitants et localisation des données/);
+    const out = path.join(tmp('vigie-cli-fr-'), 'audit.html');
+    await cli(['report', 'audit', '--from', new Date(Date.now() - 3600_000).toISOString(), '--to', new Date(Date.now() + 60_000).toISOString(), '--format', 'html', '--lang', 'fr', '--out', out]);
+    assert.match(readFileSync(out, 'utf8'), /<html lang="fr">.*<h2>Synthèse<\/h2>/s);
   });
 });
 
