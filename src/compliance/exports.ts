@@ -195,7 +195,7 @@ function htmlHead(o: { tenant: string; from: Date; to: Date; lang?: Lang; verifi
     `<p>${html(t('audit.verify.manual'))}</p>`,
     `<p>${html(t('audit.verify.hash'))}</p>`,
   ].join('');
-  const widths = { seq: 4, ts: 10, actor: 10, action: 9, target: 12, subject: 10, result: 5, source_ip: 8, legal_basis: 18, hash: 14 } satisfies Record<(typeof COLUMNS)[number], number>;
+  const widths = { seq: 3, ts: 10, actor: 10, action: 11, target: 12, subject: 10, result: 6, source_ip: 8, legal_basis: 16, hash: 14 } satisfies Record<(typeof COLUMNS)[number], number>;
   const style =
     'body{font:11px sans-serif}table{border-collapse:collapse}td,th{border:1px solid #999;padding:2px 4px;text-align:left;vertical-align:top;overflow-wrap:anywhere}th{background:#eee}' +
     '.summary{break-after:page}.entries{width:100%;table-layout:fixed}.entries td:last-child{font:8px monospace;word-break:break-all;color:#444}pre{white-space:pre-wrap;background:#f4f4f4;padding:4px}@page{size:A4 landscape;margin:10mm}';
