@@ -2,82 +2,81 @@
 // Vigie's DPO command line. It talks to a running gateway's REST API:
 //   VIGIE_URL      (default http://127.0.0.1:8080)
 //   VIGIE_API_KEY  a tenant API key with the dpo scope
-//
-//   vigie audit verify
-//   vigie report subprocessors [--format json|md|html] [--out FILE]
-//   vigie report ropa [--format json|md|html] [--out FILE]
-//   vigie report audit --from ISO --to ISO [--format jsonl|csv|html|pdf] [--out FILE]
-//   vigie dsar export --identity ID [--out FILE]
-//   vigie dsar erase --identity ID
-// Exports are written with their detached signature next to them (FILE.jws).
-import { createWriteStream, writeFileSync } from 'node:fs';
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+// `vigie --help` lists the commands (bin/commands.mjs); `vigie <command> --help` gives each one's options.
+// Data goes to stdout (or --out FILE); progress and errors go to stderr.
+import { parseArgs } from 'node:util';
+import { COMMANDS, CommandFailed, commandHelp, downloadTo, findCommand, generalHelp, progressReporter, UsageError } from './commands.mjs';
 
-const USAGE = `usage: vigie audit verify
-       vigie report subprocessors|ropa [--format json|md|html] [--out FILE]
-       vigie report audit --from ISO --to ISO [--format jsonl|csv|html|pdf] [--out FILE]
-       vigie dsar export --identity ID [--out FILE]
-       vigie dsar erase --identity ID
-environment: VIGIE_URL (default http://127.0.0.1:8080), VIGIE_API_KEY (a dpo key)`;
+const argv = process.argv.slice(2);
+const firstOption = argv.findIndex((a) => a.startsWith('-'));
+const words = firstOption === -1 ? argv : argv.slice(0, firstOption);
+const command = findCommand(words);
 
-const [, , group, command, ...rest] = process.argv;
-const opts = {};
-for (let i = 0; i < rest.length; i += 2) {
-  if (!rest[i]?.startsWith('--') || rest[i + 1] === undefined) fail(`bad option near "${rest[i] ?? ''}"`);
-  opts[rest[i].slice(2)] = rest[i + 1];
+function usage(message, help = command ? commandHelp(command) : generalHelp()) {
+  process.stderr.write(`vigie: ${message}\n\n${help}\n`);
+  process.exit(2);
 }
+
+if (!command) {
+  if (argv.length === 0 || argv[0] === '--help' || argv[0] === '-h' || argv[0] === 'help') {
+    process.stdout.write(`${generalHelp()}\n`);
+    process.exit(argv.length === 0 ? 2 : 0);
+  }
+  const group = COMMANDS.filter((c) => c.name.startsWith(`${argv[0]} `));
+  if (group.length && argv.slice(1).some((a) => a === '--help' || a === '-h')) {
+    process.stdout.write(`${generalHelp(group)}\n`);
+    process.exit(0);
+  }
+  usage(`unknown command "${words.join(' ') || argv[0]}"`, generalHelp());
+}
+
+let parsed;
+try {
+  parsed = parseArgs({
+    args: argv.slice(command.name.split(' ').length),
+    options: { ...Object.fromEntries(Object.entries(command.options).map(([k, o]) => [k, { type: o.type }])), help: { type: 'boolean', short: 'h' } },
+    allowPositionals: Boolean(command.positionals),
+    strict: true,
+  });
+} catch (err) {
+  usage(err.message);
+}
+if (parsed.values.help) {
+  process.stdout.write(`${commandHelp(command)}\n`);
+  process.exit(0);
+}
+
 const base = (process.env.VIGIE_URL ?? 'http://127.0.0.1:8080').replace(/\/+$/, '');
 const key = process.env.VIGIE_API_KEY;
 
-function fail(message, code = 2) {
-  console.error(`vigie: ${message}\n${USAGE}`);
-  process.exit(code);
-}
-
 async function call(method, path, body) {
-  if (!key) fail('VIGIE_API_KEY is not set');
-  const res = await fetch(`${base}${path}`, { method, headers: { 'x-api-key': key, ...(body ? { 'content-type': 'application/json' } : {}) }, body: body ? JSON.stringify(body) : undefined }).catch((e) => fail(`cannot reach ${base}: ${e.message}`, 1));
+  if (!key && command.needsKey !== false) throw new UsageError('VIGIE_API_KEY is not set');
+  const headers = { ...(key ? { 'x-api-key': key } : {}), ...(body ? { 'content-type': 'application/json' } : {}) };
+  const res = await fetch(`${base}${path}`, { method, headers, body: body ? JSON.stringify(body) : undefined }).catch((e) => {
+    throw new CommandFailed(`cannot reach ${base}: ${e.message}`);
+  });
   if (!res.ok) {
     const err = await res.json().catch(() => ({}));
-    fail(`${res.status} ${err.error?.code ?? ''}: ${err.error?.message ?? res.statusText}`, 1);
+    throw new CommandFailed(`${res.status} ${err.error?.code ?? ''}: ${err.error?.message ?? res.statusText}`);
   }
   return res;
 }
 
-async function download(created, fallbackName) {
-  const res = await call('GET', created.download);
-  const out = opts.out ?? fallbackName;
-  // Streamed to disk: an export of a long period is hundreds of megabytes.
-  await pipeline(Readable.fromWeb(res.body), createWriteStream(out));
-  writeFileSync(`${out}.jws`, `${created.jws}\n`);
-  console.log(JSON.stringify({ file: out, signature: `${out}.jws`, sha256: created.sha256, kid: created.kid, verifyWith: `${base}/.well-known/jwks.json` }, null, 2));
-}
-
-const show = async (res) => {
-  const text = await res.text();
-  if (opts.out) writeFileSync(opts.out, text);
-  else console.log(text);
+const ctx = {
+  base,
+  opts: parsed.values,
+  positionals: parsed.positionals,
+  call,
+  log: (text) => process.stdout.write(`${text}\n`),
+  // Only on a terminal, or when asked: a script reading stderr gets no noise.
+  progress: progressReporter(process.stderr, Boolean(parsed.values.progress) || Boolean(process.stderr.isTTY)),
+  download: (created, fallbackName, progress) => downloadTo(ctx, created, fallbackName, progress),
 };
 
-if (group === 'audit' && command === 'verify') {
-  const result = await (await call('GET', '/v1/compliance/audit/verify')).json();
-  console.log(JSON.stringify(result, null, 2));
-  process.exit(result.ok ? 0 : 3);
-} else if (group === 'report' && (command === 'subprocessors' || command === 'ropa')) {
-  await show(await call('GET', `/v1/compliance/reports/${command}?format=${opts.format ?? 'md'}`));
-} else if (group === 'report' && command === 'audit') {
-  if (!opts.from || !opts.to) fail('report audit needs --from and --to');
-  const format = opts.format ?? 'jsonl';
-  const created = await (await call('POST', '/v1/compliance/exports', { from: opts.from, to: opts.to, format })).json();
-  await download(created, `vigie-audit-${created.id}.${format}`);
-} else if (group === 'dsar' && command === 'export') {
-  if (!opts.identity) fail('dsar export needs --identity');
-  const created = await (await call('POST', '/v1/compliance/dsar/access', { identity: opts.identity })).json();
-  await download(created, `vigie-dsar-${created.id}.tar`);
-} else if (group === 'dsar' && command === 'erase') {
-  if (!opts.identity) fail('dsar erase needs --identity');
-  console.log(JSON.stringify(await (await call('POST', '/v1/compliance/dsar/erasure', { identity: opts.identity })).json(), null, 2));
-} else {
-  fail(group ? `unknown command "${[group, command].filter(Boolean).join(' ')}"` : 'no command');
+try {
+  process.exitCode = await command.run(ctx);
+} catch (err) {
+  if (err instanceof UsageError) usage(err.message);
+  process.stderr.write(`vigie: ${err instanceof CommandFailed ? err.message : err.stack}\n`);
+  process.exit(err instanceof CommandFailed ? err.exitCode : 1);
 }

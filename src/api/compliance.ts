@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { createReadStream, existsSync } from 'node:fs';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
@@ -17,16 +17,19 @@ import {
   subprocessorReportMarkdown,
   type Compliance,
 } from '../compliance/index.js';
+import { documentLanguage, LANGUAGES, translator } from '../compliance/i18n.js';
 import { VigieError } from '../errors.js';
 import { authenticate, type Principal } from './principal.js';
 import { openapi, parse } from './schema.js';
 
+/** The document's language; unset: the tenant's default language, else English. */
+const lang = z.enum(LANGUAGES).optional();
 const exportBody = z
-  .object({ from: z.iso.datetime(), to: z.iso.datetime(), format: z.enum(['jsonl', 'csv', 'html', 'pdf']).default('jsonl') })
+  .object({ from: z.iso.datetime(), to: z.iso.datetime(), format: z.enum(['jsonl', 'csv', 'html', 'pdf']).default('jsonl'), lang })
   .refine((b) => Date.parse(b.from) < Date.parse(b.to), { message: 'from must be before to', path: ['to'] });
 const dsarBody = z.object({ identity: z.string().min(1).max(256) });
 const idParam = z.object({ id: z.uuid() });
-const reportQuery = z.object({ format: z.enum(['json', 'md', 'html']).default('json') });
+const reportQuery = z.object({ format: z.enum(['json', 'md', 'html']).default('json'), lang });
 
 const CONTENT_TYPES: Record<string, string> = { jsonl: 'application/x-ndjson', csv: 'text/csv', html: 'text/html', pdf: 'application/pdf', tar: 'application/x-tar' };
 
@@ -50,6 +53,7 @@ export async function complianceRoutes(app: FastifyInstance): Promise<void> {
    * A request about someone without a salt (never seen, or already erased) must
    * not create one: it gets a value no pseudonym (32 hex digits) can equal.
    */
+  const languageOf = (p: Principal, asked: z.infer<typeof lang>) => documentLanguage(asked, app.tenants.get(p.tenant));
   const subjectPseudonym = (tenant: string, identity: string) => app.telemetry!.keys.pseudonymizer.existing(tenant, identity) ?? 'unknown-subject';
 
   app.get('/v1/compliance/audit/verify', { schema: { tags: ['compliance'], summary: "Walk the tenant's audit chain against its signed checkpoints and their anchors; names every altered, deleted or inserted entry and every checkpoint whose entry is missing" } }, async (req) => {
@@ -69,7 +73,10 @@ export async function complianceRoutes(app: FastifyInstance): Promise<void> {
     const file = path.join(exportsDir, `${id}.${format}`);
     const pdfLimit = body.format === 'pdf' ? { maxRows: PDF_MAX_ROWS, maxRowsReason: 'a PDF export (use jsonl or csv for more)' } : {};
     const startedAt = performance.now();
-    let { rows, sha256 } = await exportAudit({ client: app.clickhouse.client, db, tenant: p.tenant, from: new Date(body.from), to: new Date(body.to), format, file, ...pdfLimit });
+    const base = app.config.server.publicUrl;
+    const verification = { jwksUrl: `${base}/.well-known/jwks.json`, kid: c.signer.kid, baseUrl: base, fileName: `vigie-audit-${id}.${body.format}` };
+    const docLang = languageOf(p, body.lang);
+    let { rows, sha256 } = await exportAudit({ client: app.clickhouse.client, db, tenant: p.tenant, from: new Date(body.from), to: new Date(body.to), format, file, lang: docLang, verification, ...pdfLimit });
     let ext: string = format;
     if (body.format === 'pdf') {
       sha256 = await htmlToPdf(file, path.join(exportsDir, `${id}.pdf`));
@@ -78,7 +85,7 @@ export async function complianceRoutes(app: FastifyInstance): Promise<void> {
     req.log.info({ exportId: id, tenant: p.tenant, format: body.format, rows, ms: Math.round(performance.now() - startedAt) }, 'audit export written');
     const jws = await c.signer.signDigest(sha256);
     await writeFile(path.join(exportsDir, `${id}.meta.json`), JSON.stringify({ tenant: p.tenant, ext, sha256, jws, rows }));
-    await c.record({ tenant: p.tenant, actor: p.actor, action: 'export.audit', target: `export:${id}`, sourceIp: req.ip, details: { from: body.from, to: body.to, format: body.format, rows, sha256 } });
+    await c.record({ tenant: p.tenant, actor: p.actor, action: 'export.audit', target: `export:${id}`, sourceIp: req.ip, details: { from: body.from, to: body.to, format: body.format, lang: docLang, rows, sha256 } });
     return reply.code(201).send({ id, rows, sha256, jws, kid: c.signer.kid, download: `/v1/compliance/exports/${id}` });
   });
 
@@ -90,32 +97,39 @@ export async function complianceRoutes(app: FastifyInstance): Promise<void> {
     const meta = JSON.parse(await readFile(metaFile, 'utf8')) as { tenant: string; ext: string; sha256: string; jws: string };
     if (meta.tenant !== p.tenant) throw new VigieError('NOT_FOUND', 'no such export');
     await c.record({ tenant: p.tenant, actor: p.actor, action: 'export.download', target: `export:${id}`, sourceIp: req.ip });
+    const file = path.join(exportsDir, `${id}.${meta.ext}`);
     return reply
       .header('content-type', CONTENT_TYPES[meta.ext] ?? 'application/octet-stream')
       .header('content-disposition', `attachment; filename="vigie-${id}.${meta.ext}"`)
       .header('x-vigie-sha256', meta.sha256)
       .header('x-vigie-signature', meta.jws)
-      .send(createReadStream(path.join(exportsDir, `${id}.${meta.ext}`)));
+      // The length lets a client show how much of a large export or archive it has.
+      .header('content-length', (await stat(file)).size)
+      .send(createReadStream(file));
   });
 
   app.get('/v1/compliance/reports/subprocessors', { schema: { tags: ['compliance'], summary: 'Subprocessors and data residency, checked against the running configuration', querystring: openapi(reportQuery) } }, async (req, reply) => {
     const { p, c } = await dpo(app, req);
-    const { format } = parse(reportQuery, req.query);
-    const report = subprocessorReport(c.subprocessors(), app.config, app.tenants.list().filter((t) => t.id === p.tenant));
+    const query = parse(reportQuery, req.query);
+    const { format } = query;
+    const docLang = languageOf(p, query.lang);
+    const report = subprocessorReport(c.subprocessors(), app.config, app.tenants.list().filter((t) => t.id === p.tenant), process.env, docLang);
     await c.record({ tenant: p.tenant, actor: p.actor, action: 'report.subprocessors', sourceIp: req.ip });
     if (format === 'json') return report;
     const md = subprocessorReportMarkdown(report, c.subprocessors());
-    return format === 'md' ? reply.type('text/markdown').send(md) : reply.type('text/html').send(markdownToHtml('Subprocessors', md));
+    return format === 'md' ? reply.type('text/markdown').send(md) : reply.type('text/html').send(markdownToHtml(translator(docLang)('sub.title'), md, docLang));
   });
 
   app.get('/v1/compliance/reports/ropa', { schema: { tags: ['compliance'], summary: 'Record of processing activities (GDPR art. 30)', querystring: openapi(reportQuery) } }, async (req, reply) => {
     const { p, c } = await dpo(app, req);
-    const { format } = parse(reportQuery, req.query);
-    const ropa = recordOfProcessing(app.retention.policies(), c.subprocessors(), { sse: app.config.storage.sse, store: app.recording?.store.name.startsWith('s3:') ? 's3' : 'local' });
+    const query = parse(reportQuery, req.query);
+    const { format } = query;
+    const docLang = languageOf(p, query.lang);
+    const ropa = recordOfProcessing(app.retention.policies(), c.subprocessors(), { sse: app.config.storage.sse, store: app.recording?.store.name.startsWith('s3:') ? 's3' : 'local' }, docLang);
     await c.record({ tenant: p.tenant, actor: p.actor, action: 'report.ropa', sourceIp: req.ip });
     if (format === 'json') return ropa;
     const md = recordOfProcessingMarkdown(ropa);
-    return format === 'md' ? reply.type('text/markdown').send(md) : reply.type('text/html').send(markdownToHtml('Record of processing', md));
+    return format === 'md' ? reply.type('text/markdown').send(md) : reply.type('text/html').send(markdownToHtml(translator(docLang)('ropa.title'), md, docLang));
   });
 
   app.post('/v1/compliance/dsar/access', { schema: { tags: ['compliance'], summary: 'Data-subject access: a signed archive of every row and recording about the person', body: openapi(dsarBody) } }, async (req, reply) => {

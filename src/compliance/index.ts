@@ -9,6 +9,7 @@
  * - subprocessors / ropa: the register in compliance/subprocessors.yaml checked
  *   against the running configuration, and the record of processing (art. 30).
  * - dsar: data-subject access (signed archive) and erasure.
+ * - i18n: the one catalogue (English, French) of every fixed text in the DPO's documents.
  *
  * Decorates `compliance`; other capabilities `await compliance.record(...)`
  * before answering the action it records.

@@ -3,6 +3,7 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import type { Config, TenantConfig } from '../config/index.js';
 import { escapeHtml } from '../html.js';
+import { translator, type Lang, type Translate } from './i18n.js';
 
 export const EU_COUNTRIES = ['AT', 'BE', 'BG', 'HR', 'CY', 'CZ', 'DK', 'EE', 'FI', 'FR', 'DE', 'GR', 'HU', 'IE', 'IT', 'LV', 'LT', 'LU', 'MT', 'NL', 'PL', 'PT', 'RO', 'SK', 'SI', 'ES', 'SE'];
 
@@ -50,15 +51,15 @@ export interface ComponentFinding {
 }
 
 /** What the running configuration sends personal data to, endpoint by endpoint. */
-function components(config: Config, tenants: TenantConfig[], env: NodeJS.ProcessEnv): Array<{ component: string; endpoint: string; declaredLocation?: string }> {
+function components(config: Config, tenants: TenantConfig[], env: NodeJS.ProcessEnv, t: Translate): Array<{ component: string; endpoint: string; declaredLocation?: string }> {
   const out: Array<{ component: string; endpoint: string; declaredLocation?: string }> = [];
   const s = config.storage;
-  out.push({ component: 'object storage (recordings)', endpoint: s.driver === 's3' ? s.s3Endpoint! : 'local://data-dir', declaredLocation: s.country });
-  out.push({ component: 'ClickHouse (stats, events, catalog, audit)', endpoint: config.clickhouse.url ?? 'embedded://chdb' });
-  for (const u of config.ice.turnUrls) out.push({ component: 'TURN relay', endpoint: u });
+  out.push({ component: t('sub.component.storage'), endpoint: s.driver === 's3' ? s.s3Endpoint! : 'local://data-dir', declaredLocation: s.country });
+  out.push({ component: t('sub.component.clickhouse'), endpoint: config.clickhouse.url ?? 'embedded://chdb' });
+  for (const u of config.ice.turnUrls) out.push({ component: t('sub.component.turn'), endpoint: u });
   const otlp = env.OTEL_EXPORTER_OTLP_ENDPOINT ?? env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT;
-  if (otlp) out.push({ component: 'OpenTelemetry collector', endpoint: otlp });
-  for (const t of tenants) for (const w of t.webhooks) out.push({ component: `webhook target (tenant ${t.id})`, endpoint: w.url });
+  if (otlp) out.push({ component: t('sub.component.otel'), endpoint: otlp });
+  for (const tenant of tenants) for (const w of tenant.webhooks) out.push({ component: t('sub.component.webhook', { tenant: tenant.id }), endpoint: w.url });
   return out;
 }
 
@@ -76,11 +77,14 @@ function hostOf(endpoint: string): string {
 /**
  * Compares the register with what the configuration uses. Flags any endpoint
  * that belongs to no declared subprocessor (and is not internal), and any
- * location outside France (a note) or outside the EU (a finding).
+ * location outside France (a note) or outside the EU (a finding). Flags start
+ * with a stable code (UNDECLARED_PROCESSOR, LOCATION_MISMATCH, OUTSIDE_EU,
+ * OUTSIDE_FRANCE); the rest of each text is in `lang`.
  */
-export function subprocessorReport(register: SubprocessorRegister, config: Config, tenants: TenantConfig[], env: NodeJS.ProcessEnv = process.env) {
+export function subprocessorReport(register: SubprocessorRegister, config: Config, tenants: TenantConfig[], env: NodeJS.ProcessEnv = process.env, lang: Lang = 'en') {
+  const t = translator(lang);
   const findings: ComponentFinding[] = [];
-  for (const c of components(config, tenants, env)) {
+  for (const c of components(config, tenants, env, t)) {
     const host = hostOf(c.endpoint);
     const internal = register.internalHosts.some((p) => matches(host, p)) || host === 'localhost' || host === '127.0.0.1';
     const processor = register.subprocessors.find((p) => p.endpoints.some((e) => matches(host, e)));
@@ -88,47 +92,47 @@ export function subprocessorReport(register: SubprocessorRegister, config: Confi
     let locations: string[] = [];
     if (processor) locations = [...processor.hostingLocations];
     else if (internal) locations = [register.controller.country];
-    else flags.push('UNDECLARED_PROCESSOR: this endpoint belongs to no subprocessor in compliance/subprocessors.yaml');
+    else flags.push(t('sub.flag.undeclared'));
     if (c.declaredLocation) {
-      if (processor && !processor.hostingLocations.includes(c.declaredLocation)) flags.push(`LOCATION_MISMATCH: configured as ${c.declaredLocation}, but ${processor.name} declares ${processor.hostingLocations.join(', ')}`);
+      if (processor && !processor.hostingLocations.includes(c.declaredLocation)) flags.push(t('sub.flag.mismatch', { configured: c.declaredLocation, processor: processor.name, declared: processor.hostingLocations.join(', ') }));
       locations = [...new Set([...locations, c.declaredLocation])];
     }
     for (const l of locations) {
-      if (!EU_COUNTRIES.includes(l)) flags.push(`OUTSIDE_EU: ${l}`);
-      else if (l !== 'FR') flags.push(`OUTSIDE_FRANCE: ${l} (EU)`);
+      if (!EU_COUNTRIES.includes(l)) flags.push(t('sub.flag.outsideEu', { country: l }));
+      else if (l !== 'FR') flags.push(t('sub.flag.outsideFrance', { country: l }));
     }
-    findings.push({ component: c.component, endpoint: c.endpoint.replace(/\/\/[^@/]*@/, '//***@'), host, processor: processor?.name ?? (internal ? 'internal (operator infrastructure)' : null), locations, flags });
+    findings.push({ component: c.component, endpoint: c.endpoint.replace(/\/\/[^@/]*@/, '//***@'), host, processor: processor?.name ?? (internal ? t('sub.internal') : null), locations, flags });
   }
   const unused = register.subprocessors.filter((p) => !findings.some((f) => f.processor === p.name)).map((p) => p.name);
-  return { generatedAt: new Date().toISOString(), controller: register.controller, findings, declaredButUnused: unused, ok: findings.every((f) => !f.flags.some((x) => !x.startsWith('OUTSIDE_FRANCE'))) };
+  return { generatedAt: new Date().toISOString(), lang, controller: register.controller, findings, declaredButUnused: unused, ok: findings.every((f) => !f.flags.some((x) => !x.startsWith('OUTSIDE_FRANCE'))) };
 }
 
 export type SubprocessorReport = ReturnType<typeof subprocessorReport>;
 
 export function subprocessorReportMarkdown(r: SubprocessorReport, register: SubprocessorRegister): string {
+  const t = translator(r.lang);
+  const header = (...keys: Parameters<Translate>[0][]) => [`| ${keys.map((k) => t(k)).join(' | ')} |`, `|${' --- |'.repeat(keys.length)}`];
   const lines = [
-    `# Subprocessors and data residency`,
+    `# ${t('sub.title')}`,
     '',
-    `Controller: ${r.controller.name} (${r.controller.country}). Generated ${r.generatedAt}. Status: ${r.ok ? 'no finding' : '**findings to resolve**'}.`,
+    t('sub.status', { name: r.controller.name, country: r.controller.country, at: r.generatedAt, status: r.ok ? t('sub.status.ok') : t('sub.status.findings') }),
     '',
-    '## What the running configuration uses',
+    `## ${t('sub.used')}`,
     '',
-    '| Component | Endpoint | Processor | Locations | Flags |',
-    '| --- | --- | --- | --- | --- |',
-    ...r.findings.map((f) => `| ${f.component} | \`${f.endpoint}\` | ${f.processor ?? '**undeclared**'} | ${f.locations.join(', ') || '?'} | ${f.flags.join('<br>') || '—'} |`),
+    ...header('sub.col.component', 'sub.col.endpoint', 'sub.col.processor', 'sub.col.locations', 'sub.col.flags'),
+    ...r.findings.map((f) => `| ${f.component} | \`${f.endpoint}\` | ${f.processor ?? t('sub.undeclared')} | ${f.locations.join(', ') || '?'} | ${f.flags.join('<br>') || '—'} |`),
     '',
-    '## Register',
+    `## ${t('sub.register')}`,
     '',
-    '| Name | Legal entity | Country | Service | Purposes | Data | Hosting | DPA | Transfers |',
-    '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
-    ...register.subprocessors.map((p) => `| ${p.name} | ${p.legalEntity} | ${p.country} | ${p.service} | ${p.purposes.join(', ')} | ${p.dataCategories.join(', ')} | ${p.hostingLocations.join(', ')} | ${p.dpaReference} | ${p.transferMechanism} |`),
+    ...header('sub.col.name', 'sub.col.entity', 'sub.col.country', 'sub.col.service', 'sub.col.purposes', 'sub.col.data', 'sub.col.hosting', 'sub.col.dpa', 'sub.col.transfers'),
+    ...register.subprocessors.map((p) => `| ${p.name} | ${p.legalEntity} | ${p.country} | ${p.service} | ${p.purposes.join(', ')} | ${p.dataCategories.join(', ')} | ${p.hostingLocations.join(', ')} | ${p.dpaReference} | ${t(`sub.transfer.${p.transferMechanism}`)} |`),
     '',
-    r.declaredButUnused.length ? `Declared but not used by this configuration: ${r.declaredButUnused.join(', ')}.` : '',
+    r.declaredButUnused.length ? t('sub.unused', { list: r.declaredButUnused.join(', ') }) : '',
   ];
   return lines.join('\n');
 }
 
-export function markdownToHtml(title: string, md: string): string {
+export function markdownToHtml(title: string, md: string, lang: Lang = 'en'): string {
   const esc = escapeHtml;
   const body = md
     .split('\n\n')
@@ -142,5 +146,5 @@ export function markdownToHtml(title: string, md: string): string {
       return `<p>${esc(block)}</p>`;
     })
     .join('\n');
-  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${esc(title)}</title><style>body{font:13px sans-serif;max-width:70rem;margin:2rem auto}table{border-collapse:collapse}td,th{border:1px solid #999;padding:3px 6px;text-align:left}th{background:#eee}</style></head><body>${body}</body></html>`;
+  return `<!doctype html><html lang="${lang}"><head><meta charset="utf-8"><title>${esc(title)}</title><style>body{font:13px sans-serif;max-width:70rem;margin:2rem auto}table{border-collapse:collapse}td,th{border:1px solid #999;padding:3px 6px;text-align:left}th{background:#eee}</style></head><body>${body}</body></html>`;
 }
