@@ -1,4 +1,4 @@
-import { DATA_CATEGORIES, type RetentionPolicy } from '../retention/index.js';
+import type { DATA_CATEGORIES, RetentionPolicy } from '../retention/index.js';
 import type { SubprocessorRegister } from './subprocessors.js';
 
 const human = (seconds: number) => (seconds % 31_536_000 === 0 ? `${seconds / 31_536_000} year(s)` : seconds % 86400 === 0 ? `${seconds / 86400} day(s)` : `${seconds} s`);
