@@ -47,7 +47,8 @@ export class ClickHouseWriter {
   #wake?: () => void;
 
   constructor(
-    private readonly client: ClickHouseClient,
+    /** Only `insert`: the writer's one call to ClickHouse, and the seam its unit tests replace. */
+    private readonly client: Pick<ClickHouseClient, 'insert'>,
     private readonly spool: Spool,
     private readonly options: WriterOptions,
     private readonly log: Logger,
