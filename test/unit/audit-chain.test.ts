@@ -31,7 +31,12 @@ beforeAll(async () => {
   await migrate(client, { database: DB, log });
   const spool = new Spool(path.join(dir, 'audit-journal'), Number.MAX_SAFE_INTEGER, 'drop-newest', log);
   await spool.open();
-  journal = new ClickHouseWriter(client, spool, { database: DB, batchRows: 100, flushIntervalMs: 100, maxBufferedRows: 10_000 }, log);
+  journal = new ClickHouseWriter(
+    client,
+    spool,
+    { database: DB, batchRows: 100, flushIntervalMs: 100, maxBufferedRows: 10_000 },
+    log,
+  );
   journal.start();
   signer = await loadSigner(dir);
   anchors = new FileAnchors(path.join(dir, 'anchors.jsonl'));
@@ -52,7 +57,9 @@ async function auditLog(checkpointEvery = 5): Promise<AuditLog> {
 async function appendMany(audit: AuditLog, tenant: string, n: number): Promise<AuditEntry[]> {
   // Concurrent appends: the chain's queue must still give each its own position.
   const entries = await Promise.all(
-    Array.from({ length: n }, (_, i) => audit.append({ tenant, actor: 'key:unit', action: 'recording.read', target: `recording:${i}`, details: { i } })),
+    Array.from({ length: n }, (_, i) =>
+      audit.append({ tenant, actor: 'key:unit', action: 'recording.read', target: `recording:${i}`, details: { i } }),
+    ),
   );
   await audit.flush();
   return entries;
@@ -82,7 +89,10 @@ describe('the audit chain', () => {
       'the fifth entry is checkpointed outside ClickHouse',
     );
     const result = await audit.verify('acme');
-    assert.deepEqual({ ...result, problems: kinds(result) }, { ok: true, entries: 7, checkpoints: 1, anchored: 1, problems: [] });
+    assert.deepEqual(
+      { ...result, problems: kinds(result) },
+      { ok: true, entries: 7, checkpoints: 1, anchored: 1, problems: [] },
+    );
   });
 
   test('appends are refused before the heads are read back; after a restart the chain continues where it stopped', async () => {
@@ -108,7 +118,9 @@ describe('the audit chain', () => {
     // The forger recomputes the entry's own hash: the next entry's prev_hash still gives it away.
     const { hash: _old, ...body } = altered[2]!;
     const forged = entryHash({ ...body, actor: 'someone-else' });
-    await mutate(`ALTER TABLE ${DB}.audit_log UPDATE actor = 'someone-else', hash = '${forged}' WHERE tenant = 'altered' AND seq = 3`);
+    await mutate(
+      `ALTER TABLE ${DB}.audit_log UPDATE actor = 'someone-else', hash = '${forged}' WHERE tenant = 'altered' AND seq = 3`,
+    );
     assert.ok(kinds(await audit.verify('altered')).includes('altered@3'));
 
     await appendMany(audit, 'deleted', 4);
@@ -133,7 +145,9 @@ describe('the audit chain', () => {
     const truncated = await audit.verify('truncated');
     assert.equal(truncated.ok, false);
     assert.ok(kinds(truncated).includes('deleted@4'), kinds(truncated).join());
-    assert.ok(truncated.problems.some((p) => p.kind === 'checkpoint' && /deleted from audit_checkpoints/.test(p.detail)));
+    assert.ok(
+      truncated.problems.some((p) => p.kind === 'checkpoint' && /deleted from audit_checkpoints/.test(p.detail)),
+    );
   });
 
   test('a checkpoint that claims another hash than the one signed, or is signed by an unknown key, is named', async () => {
@@ -147,7 +161,9 @@ describe('the audit chain', () => {
     writeFileSync(file, lines.join('\n'));
     const edited = await audit.verify('signed');
     assert.ok(
-      edited.problems.some((p) => p.kind === 'checkpoint' && p.seq === 2 && /differs from what was signed/.test(p.detail)),
+      edited.problems.some(
+        (p) => p.kind === 'checkpoint' && p.seq === 2 && /differs from what was signed/.test(p.detail),
+      ),
       JSON.stringify(edited.problems),
     );
 
@@ -156,10 +172,18 @@ describe('the audit chain', () => {
     await appendMany(audit, 'foreign', 1);
     const [entry] = await appendMany(audit, 'foreign', 1);
     const ts = Date.now();
-    await anchors.append({ tenant: 'foreign', seq: 2, hash: entry!.hash, ts, jws: await other.sign({ tenant: 'foreign', seq: 2, hash: entry!.hash, ts }) });
+    await anchors.append({
+      tenant: 'foreign',
+      seq: 2,
+      hash: entry!.hash,
+      ts,
+      jws: await other.sign({ tenant: 'foreign', seq: 2, hash: entry!.hash, ts }),
+    });
     const foreign = await audit.verify('foreign');
     assert.ok(
-      foreign.problems.some((p) => p.kind === 'checkpoint' && p.seq === 2 && /anchor checkpoint at 2 is invalid/.test(p.detail)),
+      foreign.problems.some(
+        (p) => p.kind === 'checkpoint' && p.seq === 2 && /anchor checkpoint at 2 is invalid/.test(p.detail),
+      ),
       JSON.stringify(foreign.problems),
     );
   });

@@ -38,7 +38,10 @@ class FakeClickHouse {
   }
 }
 
-async function setup(options: Partial<WriterOptions> = {}, spool: { maxBytes?: number; policy?: SpoolFullPolicy } = {}) {
+async function setup(
+  options: Partial<WriterOptions> = {},
+  spool: { maxBytes?: number; policy?: SpoolFullPolicy } = {},
+) {
   const { log, messages } = capturedLogger();
   const s = new Spool(tempDir('writer'), spool.maxBytes ?? 1 << 20, spool.policy ?? 'drop-oldest', log);
   await s.open();
@@ -61,7 +64,11 @@ describe('ClickHouseWriter', () => {
   test('batches by size, and by time; each insert carries its own batch id as the deduplication token', async () => {
     const { ch, writer } = await setup({ batchRows: 3 });
     for (const r of rows(0, 7)) writer.write('t', r);
-    await waitFor('the two full batches', async () => ch.attempts.length, (n) => n === 2);
+    await waitFor(
+      'the two full batches',
+      async () => ch.attempts.length,
+      (n) => n === 2,
+    );
     await writer.flush();
     assert.deepEqual(
       ch.attempts.map((a) => [a.table, a.rows.length]),
@@ -77,7 +84,11 @@ describe('ClickHouseWriter', () => {
 
     const timed = await setup({ batchRows: 100, flushIntervalMs: 20 });
     timed.writer.write('t', { n: 1 });
-    await waitFor('the timer to flush a partial batch', async () => timed.ch.stored, (s) => s.length === 1);
+    await waitFor(
+      'the timer to flush a partial batch',
+      async () => timed.ch.stored,
+      (s) => s.length === 1,
+    );
   });
 
   test('an outage: refused batches go to the spool, later ones queue behind them, and the replay ships all in order with their tokens', async () => {
@@ -135,7 +146,9 @@ describe('ClickHouseWriter', () => {
     ch.down = true;
     for (const r of [...rows(0, 3, 'alice'), ...rows(3, 5, 'bob')]) writer.write('t', r);
     writer.write('t', { n: 5, who: 'alice' });
-    const removed = await writer.rewriteHeld((_table, row) => ((row as { who: string }).who === 'alice' ? undefined : row));
+    const removed = await writer.rewriteHeld((_table, row) =>
+      (row as { who: string }).who === 'alice' ? undefined : row,
+    );
     assert.equal(removed, 4);
     ch.down = false;
     assert.equal(await writer.drain(), true);

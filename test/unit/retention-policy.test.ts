@@ -60,7 +60,10 @@ describe('retention policies', () => {
     });
     assert.equal(policyFor(set, 'bank', 'default').name, 'bank', 'a policy naming the tenant wins over its setting');
     assert.equal(policyFor(set, 'shop').name, 'default');
-    assert.throws(() => policyFor(set, 'shop', 'gone'), /tenant "shop" names the retention policy "gone", which does not exist/);
+    assert.throws(
+      () => policyFor(set, 'shop', 'gone'),
+      /tenant "shop" names the retention policy "gone", which does not exist/,
+    );
   });
 
   test('an invalid set is refused as a whole, each problem named with its file', () => {
@@ -83,18 +86,21 @@ describe('retention policies', () => {
       'b.yaml': policy('b', {}, ['acme']),
     });
     assert.match(twice, /tenant "acme" is claimed by policies "a" and "b"/);
-    assert.match(loadError({ 'default.yaml': policy('default'), 'copy.yaml': policy('default') }), /policy "default" is defined twice/);
+    assert.match(
+      loadError({ 'default.yaml': policy('default'), 'copy.yaml': policy('default') }),
+      /policy "default" is defined twice/,
+    );
   });
 });
 
 describe('the COMPLIANCE-lock guard', () => {
   const policies = () =>
     loadPolicies(
-    policyDir({
-      'default.yaml': policy('default', locked('30d', 'governance')),
-      'regulated.yaml': policy('regulated', locked('5y')),
-      'longer.yaml': policy('longer', locked('10y')),
-      'shorter.yaml': policy('shorter', locked('1y')),
+      policyDir({
+        'default.yaml': policy('default', locked('30d', 'governance')),
+        'regulated.yaml': policy('regulated', locked('5y')),
+        'longer.yaml': policy('longer', locked('10y')),
+        'shorter.yaml': policy('shorter', locked('1y')),
       }),
     );
   const promised = new Map<string, PromisedLock>([['bank', { policy: 'regulated', duration: 5 * 365 * DAY }]]);
@@ -108,7 +114,10 @@ describe('the COMPLIANCE-lock guard', () => {
 
     const shrunk = complianceShortenings(promised, set, [{ id: 'bank', retentionPolicy: 'shorter' }]);
     assert.equal(shrunk.problems.length, 1);
-    assert.match(shrunk.problems[0]!, /cannot shrink from 157680000s \(policy "regulated"\) to 31536000s \(policy "shorter"\)/);
+    assert.match(
+      shrunk.problems[0]!,
+      /cannot shrink from 157680000s \(policy "regulated"\) to 31536000s \(policy "shorter"\)/,
+    );
     assert.deepEqual(shrunk.locks.get('bank'), promised.get('bank'), 'a refused change promises nothing new');
 
     const weaker = complianceShortenings(promised, set, [{ id: 'bank' }]);
@@ -128,14 +137,24 @@ describe('the COMPLIANCE-lock guard', () => {
     assert.equal(JSON.parse(readFileSync(file, 'utf8')).version, 2);
     assert.deepEqual(readGuard(file, []), promised);
 
-    for (const corrupt of ['{"version":2,"locks":{"bank":{"policy":"regulated","duration":-1}}}', '{"version":3,"locks":{}}', '{"vers']) {
+    for (const corrupt of [
+      '{"version":2,"locks":{"bank":{"policy":"regulated","duration":-1}}}',
+      '{"version":3,"locks":{}}',
+      '{"vers',
+    ]) {
       writeFileSync(file, corrupt);
-      assert.throws(() => readGuard(file, []), (e: Error) => e instanceof PolicyError && /is corrupt .* restore it from a backup/s.test(e.message));
+      assert.throws(
+        () => readGuard(file, []),
+        (e: Error) => e instanceof PolicyError && /is corrupt .* restore it from a backup/s.test(e.message),
+      );
     }
-    assert.throws(() => readGuard(dir, []), (e: Error) => e instanceof PolicyError && /cannot read the retention guard/.test(e.message));
+    assert.throws(
+      () => readGuard(dir, []),
+      (e: Error) => e instanceof PolicyError && /cannot read the retention guard/.test(e.message),
+    );
   });
 
-  test('a version 1 guard (the applied policies by name) becomes the locks those policies promise to today\'s tenants', () => {
+  test("a version 1 guard (the applied policies by name) becomes the locks those policies promise to today's tenants", () => {
     const set = policies();
     const file = path.join(tempDir('guard'), 'retention-applied.json');
     writeFileSync(file, JSON.stringify([set.get('regulated'), set.get('default')]));

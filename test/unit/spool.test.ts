@@ -107,8 +107,13 @@ describe('Spool', () => {
     const one = recordBytes(batch('b00', 2));
     // Segments are an eighth of the bound: with room for 16 records, each segment holds two.
     const { spool, messages } = await openSpool(tempDir('spool'), one * 16, 'drop-oldest');
-    for (let i = 0; i < 16; i++) assert.equal((await spool.append(batch(`b${String(i).padStart(2, '0')}`, 2))).stored, true);
-    assert.deepEqual(await spool.append(batch('b16', 2)), { stored: true, dropped: 4 }, 'one segment of two batches, four rows');
+    for (let i = 0; i < 16; i++)
+      assert.equal((await spool.append(batch(`b${String(i).padStart(2, '0')}`, 2))).stored, true);
+    assert.deepEqual(
+      await spool.append(batch('b16', 2)),
+      { stored: true, dropped: 4 },
+      'one segment of two batches, four rows',
+    );
     assert.ok(spool.bytes <= one * 16, 'the bound holds');
     assert.ok(messages().some((m) => m.includes('oldest segment dropped')));
     const ids = await drainIds(spool);
