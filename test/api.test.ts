@@ -79,7 +79,7 @@ test('authorization: each case gets the right status and code', async () => {
   const otherTenantJwt = await gw.mint({ tenant: 'globex', room: 'acme-private', identity: 'spy', grants: ['admin'] });
   const cases: Array<[string, string, string, Record<string, string>, unknown, number, string?]> = [
     ['no credentials', 'GET', '/v1/rooms', {}, undefined, 401, 'UNAUTHORIZED'],
-    ['garbage key', 'GET', '/v1/rooms', { 'x-api-key': 'vk_nope0000_' + 'x'.repeat(40) }, undefined, 401, 'UNAUTHORIZED'],
+    ['garbage key', 'GET', '/v1/rooms', { 'x-api-key': `vk_nope0000_${'x'.repeat(40)}` }, undefined, 401, 'UNAUTHORIZED'],
     ['revoked key', 'POST', '/v1/tokens', key(REVOKED_KEY), { room: 'r', identity: 'i' }, 401, 'UNAUTHORIZED'],
     ['expired-looking JWT', 'GET', '/v1/rooms', bearer('eyJhbGciOiJub25lIn0.e30.'), undefined, 401, 'UNAUTHORIZED'],
     ['wrong scope: read-only key creates a room', 'POST', '/v1/rooms', key(ROOMS_ONLY_KEY), { room: 'x' }, 403, 'FORBIDDEN'],

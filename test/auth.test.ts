@@ -163,7 +163,7 @@ test('API keys are checked by hash; revoked and unknown keys are refused', () =>
   const store = new ApiKeyStore([{ id: 't', embedOrigins: [], allowedLocations: ['FR'], retentionPolicy: 'default', webhooks: [], apiKeys: [{ id: 'tenantk1', hash: k.hash, scopes: ['tokens:mint'], revoked: false }] }]);
   assert.equal(store.authenticate(k.key).tenant, 't');
   assert.throws(() => store.authenticate(k.key.slice(0, -1) + (k.key.endsWith('A') ? 'B' : 'A')), { code: 'UNAUTHORIZED' });
-  assert.throws(() => store.authenticate('vk_nobody00_' + 'x'.repeat(43)), { code: 'UNAUTHORIZED' });
+  assert.throws(() => store.authenticate(`vk_nobody00_${'x'.repeat(43)}`), { code: 'UNAUTHORIZED' });
   assert.throws(() => store.authenticate(undefined), { code: 'UNAUTHORIZED' });
   assert.ok(!JSON.stringify(store).includes(k.key));
 });
@@ -190,7 +190,7 @@ test('POST /v1/tokens mints a join token and link for the API key\'s tenant', as
 
   const cases: Array<[string, Record<string, string>, unknown, number, string]> = [
     ['no key', {}, { room: 'r', identity: 'i' }, 401, 'UNAUTHORIZED'],
-    ['bad key', { 'x-api-key': 'vk_acme01_' + 'x'.repeat(43) }, { room: 'r', identity: 'i' }, 401, 'UNAUTHORIZED'],
+    ['bad key', { 'x-api-key': `vk_acme01_${'x'.repeat(43)}` }, { room: 'r', identity: 'i' }, 401, 'UNAUTHORIZED'],
     ['revoked key', { 'x-api-key': REVOKED_KEY.key }, { room: 'r', identity: 'i' }, 401, 'UNAUTHORIZED'],
     ['wrong scope', { 'x-api-key': ROOMS_ONLY_KEY.key }, { room: 'r', identity: 'i' }, 403, 'FORBIDDEN'],
     ['bad room', { 'x-api-key': ACME_KEY.key }, { room: '../x', identity: 'i' }, 400, 'INVALID_REQUEST'],

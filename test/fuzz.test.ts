@@ -44,10 +44,11 @@ const known = { participantIds: [] as string[], transportIds: [] as string[], pr
  * string and spliced in as text, since the test's own JSON.stringify would
  * overflow on the real thing.
  */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: NUL delimits the placeholder, since no generated string can hold it
 const DEEP = /"\u0000deep:(\d+):(obj|arr)\u0000"/g;
 const deepValue = fc.tuple(fc.integer({ min: 2_000, max: 30_000 }), fc.constantFrom('obj', 'arr')).map(([n, k]) => `\u0000deep:${n}:${k}\u0000`);
 const serialize = (v: unknown): string =>
-  JSON.stringify(v).replace(DEEP, (_m, n: string, k: string) => (k === 'obj' ? '{"a":'.repeat(Number(n)) + '1' + '}'.repeat(Number(n)) : '['.repeat(Number(n)) + ']'.repeat(Number(n))));
+  JSON.stringify(v).replace(DEEP, (_m, n: string, k: string) => (k === 'obj' ? `${'{"a":'.repeat(Number(n))}1${'}'.repeat(Number(n))}` : '['.repeat(Number(n)) + ']'.repeat(Number(n))));
 
 /** Something of the wrong kind: any JSON, or a value nested deeper than any stack. */
 const junk = fc.oneof({ weight: 4, arbitrary: fc.jsonValue({ maxDepth: 3 }) }, { weight: 1, arbitrary: deepValue });
@@ -173,8 +174,14 @@ class RawSocket {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error('no answer within 30 s')), 30_000);
       this.#waiting = {
-        resolve: (f) => (clearTimeout(timer), resolve(f)),
-        reject: (e) => (clearTimeout(timer), reject(e)),
+        resolve: (f) => {
+          clearTimeout(timer);
+          resolve(f);
+        },
+        reject: (e) => {
+          clearTimeout(timer);
+          reject(e);
+        },
       };
       this.ws.send(frame);
     });
@@ -323,7 +330,7 @@ describe('every REST route in the OpenAPI document answers any input with a 2xx-
 test('the pages outside the OpenAPI document (/join, /embed, /sdk/…) answer any query or path below 500', async () => {
   const page = fc.record({
     path: fc.oneof(fc.constantFrom('/join', '/embed', '/', '/sdk/vigie-sdk.js'), fc.string({ maxLength: 60 }).map((p) => `/sdk/${p}`), fc.string({ maxLength: 60 }).map((p) => `/${encodeURI(p)}`)),
-    token: fc.oneof(fc.constant(userToken), fc.string({ maxLength: 200 }), fc.constant(userToken).chain((t) => fc.integer({ min: 0, max: t.length - 1 }).map((i) => t.slice(0, i) + 'x' + t.slice(i + 1)))),
+    token: fc.oneof(fc.constant(userToken), fc.string({ maxLength: 200 }), fc.constant(userToken).chain((t) => fc.integer({ min: 0, max: t.length - 1 }).map((i) => `${t.slice(0, i)}x${t.slice(i + 1)}`))),
     extra: fc.dictionary(fc.string({ maxLength: 10 }), fc.string({ maxLength: 20 }), { maxKeys: 2 }),
     repeated: fc.boolean(),
   });
@@ -427,7 +434,7 @@ const restCall = async (method: string, url: string, body?: string) => {
 };
 
 test('POST /v1/tokens: metadata nested 20 000 levels deep is a 400 naming metadata, not a 500 (stack overflow when signing)', async () => {
-  const deep = '{"a":'.repeat(20_000) + '1' + '}'.repeat(20_000);
+  const deep = `${'{"a":'.repeat(20_000)}1${'}'.repeat(20_000)}`;
   const r = await restCall('POST', '/v1/tokens', `{"room":"r1","identity":"u1","metadata":${deep}}`);
   assert.equal(r.status, 400, JSON.stringify(r.body).slice(0, 300));
   assert.equal(r.body.error.code, 'INVALID_REQUEST');

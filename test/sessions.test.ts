@@ -54,7 +54,10 @@ test('heartbeat: a peer that stops answering (no close frame) is removed with re
   // A raw client that joins, then stops reading its socket: it answers no ping
   // and sends nothing, but never closes; the TCP connection stays up.
   const silent = new WebSocket(gw.wsUrl);
-  await new Promise((r, j) => (silent.once('open', r), silent.once('error', j)));
+  await new Promise((r, j) => {
+    silent.once('open', r);
+    silent.once('error', j);
+  });
   const token = await gw.mint({ room: 'heartbeat', identity: 'silent' });
   const silentJoined = await new Promise<any>((resolve) => {
     silent.once('message', (d) => resolve(JSON.parse(d.toString())));
@@ -122,7 +125,10 @@ test('join race: a socket that closes while its join waits for the room never ad
   };
   try {
     const ws = new WebSocket(gw.wsUrl);
-    await new Promise((r, j) => (ws.once('open', r), ws.once('error', j)));
+    await new Promise((r, j) => {
+      ws.once('open', r);
+      ws.once('error', j);
+    });
     ws.send(JSON.stringify({ id: 1, method: 'join', data: { token: await gw.mint({ room: 'race', identity: 'ghost' }) } }));
     await waitFor('the join to wait for its room', async () => entered, (n) => n === 1);
     ws.terminate();
@@ -138,7 +144,10 @@ test('join race: a socket that closes while its join waits for the room never ad
   // Without a gate too: joins whose sockets drop at once, many times over.
   for (let i = 0; i < 10; i++) {
     const ws = new WebSocket(gw.wsUrl);
-    await new Promise((r, j) => (ws.once('open', r), ws.once('error', j)));
+    await new Promise((r, j) => {
+      ws.once('open', r);
+      ws.once('error', j);
+    });
     ws.send(JSON.stringify({ id: 1, method: 'join', data: { token: await gw.mint({ room: `race-${i}`, identity: 'ghost' }) } }));
     ws.terminate();
   }

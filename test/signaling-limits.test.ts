@@ -19,7 +19,10 @@ test('connections per address are capped, and a socket that does not join is clo
       ws.once('close', (code) => resolve({ code, at: Date.now() }));
       setTimeout(() => resolve({ code: 'still open', at: Date.now() }), 15_000).unref();
     });
-    await new Promise((r, j) => (ws.once('open', r), ws.once('error', j)));
+    await new Promise((r, j) => {
+      ws.once('open', r);
+      ws.once('error', j);
+    });
     return { ws, closed };
   };
   const opened = Date.now();

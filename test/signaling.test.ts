@@ -13,11 +13,14 @@ afterAll(() => gw.close());
 
 async function openRaw(): Promise<WebSocket> {
   const ws = new WebSocket(gw.wsUrl);
-  await new Promise((r, j) => (ws.once('open', r), ws.once('error', j)));
+  await new Promise((r, j) => {
+    ws.once('open', r);
+    ws.once('error', j);
+  });
   return ws;
 }
 
-const fakeDtls = { role: 'client', fingerprints: [{ algorithm: 'sha-256', value: 'AB:'.repeat(31) + 'AB' }] };
+const fakeDtls = { role: 'client', fingerprints: [{ algorithm: 'sha-256', value: `${'AB:'.repeat(31)}AB` }] };
 
 test('health and readiness', async () => {
   assert.deepEqual((await gw.app.inject('/healthz')).json(), { status: 'ok' });

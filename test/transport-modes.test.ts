@@ -93,7 +93,10 @@ test('with a certificate, signaling is WSS', async () => {
   try {
     const port = (gw.app.server.address() as { port: number }).port;
     const plain = new WebSocket(`ws://127.0.0.1:${port}/ws`);
-    const plainFailed = await new Promise<boolean>((r) => (plain.once('open', () => r(false)), plain.once('error', () => r(true))));
+    const plainFailed = await new Promise<boolean>((r) => {
+      plain.once('open', () => r(false));
+      plain.once('error', () => r(true));
+    });
     assert.ok(plainFailed, 'plain ws is not served on a TLS port');
     const client = new SignalingClient(new WebSocket(`wss://127.0.0.1:${port}/ws`, { ca: readFileSync(cert), rejectUnauthorized: false }) as never);
     const joined = await client.request('join', { token: await gw.mint({ room: 'tls', identity: 't' }) });

@@ -42,10 +42,10 @@ function uclient(username: string, password: string): Promise<UclientResult> {
   });
 }
 
-const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+const escapeRegExp = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 /** coturn (-v) logs one such line for every allocation it grants. */
-const allocated = (username: string) => new RegExp(`user <${escape(username)}>: incoming packet ALLOCATE processed, success`);
-const unauthorized = (username: string) => new RegExp(`user <${escape(username)}>: incoming packet message processed, error 401: Unauthorized`);
+const allocated = (username: string) => new RegExp(`user <${escapeRegExp(username)}>: incoming packet ALLOCATE processed, success`);
+const unauthorized = (username: string) => new RegExp(`user <${escapeRegExp(username)}>: incoming packet message processed, error 401: Unauthorized`);
 const waitForLog = (what: string, re: RegExp) => waitFor(what, async () => re.test(coturn.logs()), (ok) => ok, 10_000);
 
 test('the credentials in the join response allocate on coturn; expired or forged ones are refused', async () => {
@@ -150,7 +150,7 @@ test('two browsers in relay-only mode exchange audio and video through coturn', 
     const turnUser = await page.evaluate(() => ((window as any).vigieCall.info.iceServers as RTCIceServer[]).find((s) => s.username)?.username as string);
     assert.ok(turnUser, `${name}: got TURN credentials`);
     await waitForLog(`coturn to log ${name}'s allocation`, allocated(turnUser));
-    await waitForLog(`coturn to let ${name} relay to the gateway`, new RegExp(`user <${escape(turnUser)}>: incoming packet CREATE_PERMISSION processed, success`));
+    await waitForLog(`coturn to let ${name} relay to the gateway`, new RegExp(`user <${escapeRegExp(turnUser)}>: incoming packet CREATE_PERMISSION processed, success`));
   }
   await a.close();
   await b.close();

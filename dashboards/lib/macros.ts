@@ -65,7 +65,7 @@ export function expandMacros(sql: string, ctx: Omit<ExpansionContext, 'vars'>): 
   const seconds = Math.max(Math.floor(ctx.intervalMs / 1000), 1);
   const millis = Math.max(Math.floor(ctx.intervalMs), 1);
   const oneArg = (name: string, args: string[] | undefined): string => {
-    if (!args || args.length !== 1 || !args[0]) throw new Error(`$__${name} expects 1 argument`);
+    if (args?.length !== 1 || !args[0]) throw new Error(`$__${name} expects 1 argument`);
     return args[0];
   };
   const macros: Record<string, (args: string[] | undefined) => string> = {

@@ -228,7 +228,9 @@ function seedCall(target: SeedTarget, plan: CallPlan, now: number, r: () => numb
   for (const c of consumers) {
     target.write('call_events', { ts: start + 8000, ...key(c.p), event: 'consumer.score', object_id: c.id, reason: '', attrs: { score: '10', producer_score: '10' } });
   }
-  people.forEach((p, i) => event(end - (people.length - i) * 1000, p, 'peer.left', p.peer, i === 0 ? 'left' : 'disconnected', { duration_ms: String(end - start - i * 4000) }));
+  for (const [i, p] of people.entries()) {
+    event(end - (people.length - i) * 1000, p, 'peer.left', p.peer, i === 0 ? 'left' : 'disconnected', { duration_ms: String(end - start - i * 4000) });
+  }
   event(end, undefined, 'room.closed', plan.room, 'empty', { duration_ms: String(end - start) });
   return { tenant: plan.tenant, room: plan.room, callId, participants: people.map((p) => p.participant) };
 }

@@ -84,7 +84,12 @@ export default async function apiPlugin(app: FastifyInstance): Promise<void> {
     v1.addHook('onRequest', async (req, reply) => {
       let caller: string;
       try {
-        caller = req.routeOptions.url?.startsWith('/v1/admin') ? (requireOperator(app, req), 'operator') : (await authenticate(app, req)).caller;
+        if (req.routeOptions.url?.startsWith('/v1/admin')) {
+          requireOperator(app, req);
+          caller = 'operator';
+        } else {
+          caller = (await authenticate(app, req)).caller;
+        }
       } catch (err) {
         if (!(err instanceof VigieError) || err.code !== 'UNAUTHORIZED') return; // the handler meets it again
         check(reply, await authFailures(req), 'failed authentications');

@@ -120,12 +120,17 @@ export async function recordingRoutes(app: FastifyInstance): Promise<void> {
     const where = ['tenant = {tenant:String}'];
     const params: Record<string, unknown> = { tenant: p.tenant, limit: q.limit };
     if (q.includeDeleted === 'false') where.push("status != 'deleted'");
-    if (q.room) (where.push('room = {room:String}'), (params.room = q.room));
-    if (p.room) (where.push('room = {scopedRoom:String}'), (params.scopedRoom = p.room));
-    if (q.callId) (where.push('call_id = {callId:String}'), (params.callId = q.callId));
-    if (q.participant) (where.push('has(participants, {participant:String})'), (params.participant = q.participant));
-    if (q.from) (where.push('started_at >= parseDateTime64BestEffort({from:String}, 3)'), (params.from = q.from));
-    if (q.to) (where.push('started_at < parseDateTime64BestEffort({to:String}, 3)'), (params.to = q.to));
+    const filter = (clause: string, name: string, value: string | undefined) => {
+      if (!value) return;
+      where.push(clause);
+      params[name] = value;
+    };
+    filter('room = {room:String}', 'room', q.room);
+    filter('room = {scopedRoom:String}', 'scopedRoom', p.room);
+    filter('call_id = {callId:String}', 'callId', q.callId);
+    filter('has(participants, {participant:String})', 'participant', q.participant);
+    filter('started_at >= parseDateTime64BestEffort({from:String}, 3)', 'from', q.from);
+    filter('started_at < parseDateTime64BestEffort({to:String}, 3)', 'to', q.to);
     if (q.cursor) {
       where.push('(toUnixTimestamp64Milli(started_at), id) < ({cms:Int64}, {cid:String})');
       Object.assign(params, { cms: q.cursor.startedMs, cid: q.cursor.id });

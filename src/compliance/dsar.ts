@@ -152,7 +152,10 @@ function rowIsSubject(row: unknown, values: ReadonlySet<string>): boolean {
 function redactJson(body: string, values: ReadonlySet<string>): string | undefined {
   let hit = false;
   const walk = (v: unknown): unknown => {
-    if (typeof v === 'string' && values.has(v)) return ((hit = true), ERASED);
+    if (typeof v === 'string' && values.has(v)) {
+      hit = true;
+      return ERASED;
+    }
     if (Array.isArray(v)) return v.map(walk);
     if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, walk(x)]));
     return v;

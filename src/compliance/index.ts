@@ -75,7 +75,10 @@ export default fp(
     let closed = false;
     const init = async (attempt: number): Promise<void> => {
       if (closed) return;
-      const ok = app.clickhouse.schemaReady && (await audit.init(2000).catch((err) => (log.warn({ reason: (err as Error).message }, 'audit chain heads not readable yet'), false)));
+      const ok = app.clickhouse.schemaReady && (await audit.init(2000).catch((err) => {
+          log.warn({ reason: (err as Error).message }, 'audit chain heads not readable yet');
+          return false;
+        }));
       if (ok) return;
       if (attempt === 0) log.error('audit log not ready: ClickHouse cannot be read; audited actions answer UNAVAILABLE until it can');
       setTimeout(() => void init(attempt + 1), Math.min(5000, 250 * 2 ** attempt)).unref();

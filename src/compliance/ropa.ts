@@ -1,5 +1,5 @@
-import { DATA_CATEGORIES, type RetentionPolicy } from '../retention/index.js';
-import { translator, type Lang, type Translate } from './i18n.js';
+import type { DATA_CATEGORIES, RetentionPolicy } from '../retention/index.js';
+import { type Lang, type Translate, translator } from './i18n.js';
 import type { SubprocessorRegister } from './subprocessors.js';
 
 const human = (t: Translate, seconds: number) =>

@@ -30,7 +30,10 @@ async function freePortPair(): Promise<number> {
     a.close();
     const sockets = [dgram.createSocket('udp4'), dgram.createSocket('udp4')];
     const ok = await Promise.all(
-      sockets.map((s, j) => new Promise<boolean>((r) => (s.once('error', () => r(false)), s.bind(even + j, '127.0.0.1', () => r(true))))),
+      sockets.map((s, j) => new Promise<boolean>((r) => {
+          s.once('error', () => r(false));
+          s.bind(even + j, '127.0.0.1', () => r(true));
+        })),
     );
     for (const s of sockets) s.close();
     if (ok.every(Boolean)) return even;
@@ -97,7 +100,7 @@ export class Recorder {
         ].join('\n'),
       );
     }
-    const sdp = ['v=0', 'o=- 0 0 IN IP4 127.0.0.1', 's=vigie-recording', 'c=IN IP4 127.0.0.1', 't=0 0', ...media].join('\n') + '\n';
+    const sdp = ['v=0', 'o=- 0 0 IN IP4 127.0.0.1', 's=vigie-recording', 'c=IN IP4 127.0.0.1', 't=0 0', ...media, ''].join('\n');
     const sdpFile = path.join(this.dir, 'input.sdp');
     await writeFile(sdpFile, sdp);
     const { ext, format } = containerFor(this.codecs);

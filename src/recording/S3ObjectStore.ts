@@ -257,7 +257,7 @@ export class S3ObjectStore implements ObjectStore {
       key,
       versionId,
       size: s.size,
-      sha256: (s.metaData as Record<string, string>)['sha256'],
+      sha256: (s.metaData as Record<string, string>).sha256,
       retainUntil: retention?.retainUntilDate ? new Date(retention.retainUntilDate) : undefined,
       lockMode: retention?.mode as StoredObject['lockMode'],
       legalHold: held,

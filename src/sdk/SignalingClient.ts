@@ -97,7 +97,10 @@ export class SignalingClient {
   /** Subscribes to a notification (or to `close`, or to `error` for unsolicited error frames). */
   on(method: string, listener: Listener): () => void {
     let set = this.#listeners.get(method);
-    if (!set) this.#listeners.set(method, (set = new Set()));
+    if (!set) {
+      set = new Set();
+      this.#listeners.set(method, set);
+    }
     set.add(listener);
     return () => set.delete(listener);
   }

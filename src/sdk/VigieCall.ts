@@ -207,7 +207,10 @@ export class VigieCall {
 
   on<K extends keyof VigieCallEvents>(event: K, listener: (e: VigieCallEvents[K]) => void): () => void {
     let set = this.#listeners.get(event);
-    if (!set) this.#listeners.set(event, (set = new Set()));
+    if (!set) {
+      set = new Set();
+      this.#listeners.set(event, set);
+    }
     set.add(listener);
     return () => set.delete(listener);
   }

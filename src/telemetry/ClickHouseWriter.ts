@@ -47,7 +47,8 @@ export class ClickHouseWriter {
   #wake?: () => void;
 
   constructor(
-    private readonly client: ClickHouseClient,
+    /** Only `insert`: the writer's one call to ClickHouse, and the seam its unit tests replace. */
+    private readonly client: Pick<ClickHouseClient, 'insert'>,
     private readonly spool: Spool,
     private readonly options: WriterOptions,
     private readonly log: Logger,
@@ -75,7 +76,10 @@ export class ClickHouseWriter {
       return;
     }
     let buf = this.#buffers.get(table);
-    if (!buf) this.#buffers.set(table, (buf = []));
+    if (!buf) {
+      buf = [];
+      this.#buffers.set(table, buf);
+    }
     buf.push(row);
     this.#buffered++;
     if (buf.length >= this.options.batchRows) this.#flushTable(table);
@@ -214,7 +218,10 @@ export class ClickHouseWriter {
       if (this.#closed) return;
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, this.#backoffMs);
-        this.#wake = () => (clearTimeout(t), resolve());
+        this.#wake = () => {
+          clearTimeout(t);
+          resolve();
+        };
       });
       if (this.#closed) return;
       this.#backoffMs = Math.min(this.#backoffMs * 2, 30_000);

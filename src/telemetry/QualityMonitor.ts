@@ -31,7 +31,10 @@ export class QualityMonitor {
   #onSample({ room, peer, trackId, direction, mos, ts }: AudioSample): void {
     const key = `${peer.id}/${trackId}`;
     let st = this.#state.get(key);
-    if (!st) this.#state.set(key, (st = { alerted: false }));
+    if (!st) {
+      st = { alerted: false };
+      this.#state.set(key, st);
+    }
     if (mos >= this.threshold) {
       st.lowSince = undefined;
       st.alerted = false;

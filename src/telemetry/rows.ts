@@ -18,7 +18,10 @@ export class CallKeys {
 
   participant(peer: Peer): string {
     let p = this.#pseudonyms.get(peer);
-    if (!p) this.#pseudonyms.set(peer, (p = this.pseudonymizer.pseudonym(peer.claims.tenant, peer.identity)));
+    if (!p) {
+      p = this.pseudonymizer.pseudonym(peer.claims.tenant, peer.identity);
+      this.#pseudonyms.set(peer, p);
+    }
     return p;
   }
 

@@ -55,7 +55,10 @@ async function serve(dataDir: string, port: number): Promise<void> {
     });
   });
   server.listen(port, '127.0.0.1', () => console.log(`ready ${(server.address() as { port: number }).port}`));
-  const stop = () => server.close(() => (session.close(), process.exit(0)));
+  const stop = () => server.close(() => {
+      session.close();
+      process.exit(0);
+    });
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
 }

@@ -161,7 +161,7 @@ export async function startRadosgw({ timeoutMs = 120_000 }: { timeoutMs?: number
       continue;
     }
     const dir = mkdtempSync(path.join(os.tmpdir(), 'vigie-radosgw-'));
-    const accessKey = 'VIGIE' + randomBytes(8).toString('hex').toUpperCase();
+    const accessKey = `VIGIE${randomBytes(8).toString('hex').toUpperCase()}`;
     const secretKey = randomBytes(24).toString('base64url');
     const kmsKeyId = 'vigie-test';
     live.add(dir);
