@@ -89,6 +89,9 @@ export async function buildApp(config: Config, opts: { logStream?: NodeJS.Writab
     logger: opts.logStream ? { ...(loggerOptions(config) as object), stream: opts.logStream } : loggerOptions(config),
     trustProxy: config.server.trustProxy,
     bodyLimit: 256 * 1024,
+    // Plugins wait on outside components at start (ClickHouse migrations and TTLs, the retention guard's query, S3),
+    // each bounded by its own request timeout; fastify's 10 s default failed starts on a loaded 2-core machine.
+    pluginTimeout: 120_000,
   }) as unknown as FastifyInstance;
 
   app.setErrorHandler((err: Error & { statusCode?: number }, req, reply) => {

@@ -250,12 +250,6 @@ test('the guard file: corrupt, or missing while COMPLIANCE-locked recordings exi
   const { startChdbHttp } = await import('./helpers/chdbHttpServer.js');
   const server = await startChdbHttp(mkdtempSync(path.join(os.tmpdir(), 'vigie-ch-guard-')));
   const opts = { dataDir, clickhouse: { url: server.url, requestTimeoutMs: 5000 }, retention: { policiesDir: policies }, tenants: [{ id: 'bank', retentionPolicy: 'regulated' }] };
-  const first = await startGateway(opts);
-  first.app.telemetry!.writer.write('recordings', { id: randomUUID(), tenant: 'bank', room: 'r', call_id: 'c', participants: [], status: 'ready', lock_mode: 'compliance', object_key: 'k', version_id: 'v', retention_policy: 'regulated', started_at: Date.now(), ended_at: Date.now(), updated_at: Date.now() });
-  await first.close();
-  const guard = path.join(dataDir, 'retention-applied.json');
-  assert.deepEqual(JSON.parse(readFileSync(guard, 'utf8')).locks, { bank: { policy: 'regulated', duration: 5 * 31_536_000 } });
-  const saved = readFileSync(guard, 'utf8');
   /** The start must be refused; a gateway that starts anyway is closed, so the failure does not leave it running. */
   const refused = async (o: typeof opts, why: RegExp) => {
     const started = await startGateway(o).catch((e: Error) => e);
@@ -263,6 +257,12 @@ test('the guard file: corrupt, or missing while COMPLIANCE-locked recordings exi
     assert.ok(started instanceof PolicyError && why.test(started.message), `start refused with ${why}: got ${started instanceof Error ? started.message : 'a running gateway'}`);
   };
   try {
+    const first = await startGateway(opts);
+    first.app.telemetry!.writer.write('recordings', { id: randomUUID(), tenant: 'bank', room: 'r', call_id: 'c', participants: [], status: 'ready', lock_mode: 'compliance', object_key: 'k', version_id: 'v', retention_policy: 'regulated', started_at: Date.now(), ended_at: Date.now(), updated_at: Date.now() });
+    await first.close();
+    const guard = path.join(dataDir, 'retention-applied.json');
+    assert.deepEqual(JSON.parse(readFileSync(guard, 'utf8')).locks, { bank: { policy: 'regulated', duration: 5 * 31_536_000 } });
+    const saved = readFileSync(guard, 'utf8');
     writeFileSync(guard, saved.slice(0, 20));
     await refused(opts, /retention guard .* is corrupt/);
     rmSync(guard);

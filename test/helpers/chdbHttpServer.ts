@@ -61,6 +61,9 @@ async function serve(dataDir: string, port: number): Promise<void> {
     });
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
+  // The parent holds our stdin: when it dies without stopping us (a test process killed), we go too, rather than
+  // live on as an orphan holding the test runner's stderr open.
+  process.stdin.on('end', stop).resume();
 }
 
 /** Runs the endpoint in a child process; `stop` and `start` simulate an outage (same data, same port). */
@@ -68,7 +71,7 @@ export async function startChdbHttp(dataDir: string): Promise<{ url: string; sto
   let child: ChildProcess | undefined;
   let port = 0;
   const start = async () => {
-    child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), dataDir, String(port)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), dataDir, String(port)], { stdio: ['pipe', 'pipe', 'inherit'] });
     port = await new Promise<number>((resolve, reject) => {
       child!.once('exit', (code) => reject(new Error(`chdb HTTP endpoint exited with ${code}`)));
       child!.stdout!.on('data', (d) => {
