@@ -43,7 +43,11 @@ function removeStale(): void {
     try {
       process.kill(Number(m[2]), 0);
     } catch {
-      execFileSync('ip', ['netns', 'delete', m[1]!], { stdio: 'ignore' });
+      try {
+        execFileSync('ip', ['netns', 'delete', m[1]!], { stdio: 'ignore' });
+      } catch {
+        // Another run removed it first.
+      }
     }
   }
 }
