@@ -37,6 +37,8 @@ beforeAll(async () => {
     telemetry: { statsIntervalMs: 1000, clientStatsIntervalMs: 1000 },
     writer: { flushIntervalMs: 200 },
   });
+  // Firefox ESR 153 has location.ancestorOrigins behind this pref (on by default); Firefox releases before it,
+  // still in use, have none. Off here, the embed page must find its parent the way those browsers need it to.
   firefox = await launchFirefox({ 'dom.location.ancestorOrigins.enabled': false });
   chromium = await launchBrowser();
 }, 120_000);

@@ -27,12 +27,14 @@ export async function launchBrowser(extraArgs: string[] = []): Promise<{ context
       ...extraArgs,
     ],
   });
-  return {
-    context,
-    close: async () => {
-      await context.close();
-      rmSync(dir, { recursive: true, force: true });
-    },
+  return { context, close: closeAndRemove(dir, () => context.close()) };
+}
+
+/** Closes a browser, then removes its profile. */
+function closeAndRemove(dir: string, close: () => Promise<void>): () => Promise<void> {
+  return async () => {
+    await close();
+    rmSync(dir, { recursive: true, force: true });
   };
 }
 
@@ -60,13 +62,7 @@ export async function launchFirefox(extraPrefs: Record<string, unknown> = {}): P
         ...extraPrefs,
       },
     });
-    return {
-      browser,
-      close: async () => {
-        await browser.close();
-        rmSync(dir, { recursive: true, force: true });
-      },
-    };
+    return { browser, close: closeAndRemove(dir, () => browser.close()) };
   } catch (err) {
     rmSync(dir, { recursive: true, force: true });
     throw err;
