@@ -5,7 +5,7 @@ import type { Frame as FirefoxFrame, Page as FirefoxPage } from 'puppeteer-core'
 import type { Page as ChromiumPage } from 'playwright-core';
 import { afterAll, beforeAll, describe, onTestFinished, test } from 'vitest';
 import { type Evaluates, launchBrowser, launchFirefox, receivedMedia, waitFor } from './helpers/browser.js';
-import { assertClientStatsMatchServer } from './helpers/clientStats.js';
+import { assertClientStatsMatchServer, waitForStatsWindow } from './helpers/clientStats.js';
 import { startGateway, type TestGateway } from './helpers/gateway.js';
 import { createMediaNamespace, type MediaNamespace } from './helpers/netns.js';
 
@@ -75,14 +75,16 @@ async function assertMediaBothWays(sides: Array<[string, Evaluates]>): Promise<v
   }
 }
 
-/** The server's side of a peer: its transports' selected ICE tuples are on the namespace's address, not loopback. */
+/**
+ * The server's side of a peer: its transports' selected ICE tuples are on the namespace's address, not loopback.
+ * Over UDP or TCP: mediasoup listens on both, and a loaded machine has seen Firefox nominate a TCP pair first.
+ */
 async function assertServedOnNamespace(room: string, identity: string): Promise<void> {
   const peer = peerOf(room, identity)!;
   const tuples = [...peer.transports.values()].map((t) => (t as ms.WebRtcTransport).iceSelectedTuple);
   assert.ok(tuples.length >= 2, `${identity}: a send and a receive transport`);
   for (const tuple of tuples) {
     assert.equal(tuple?.localAddress, ns.mediaIp, `${identity}: media on ${ns.mediaIp}: ${JSON.stringify(tuple)}`);
-    assert.equal(tuple?.protocol, 'udp');
   }
 }
 
@@ -106,7 +108,7 @@ describe('Firefox and Chromium in one call, media served on a network namespace'
     const peer = peerOf(room, 'fox')!;
     const trackIds = new Set([...peer.producers.keys(), ...peer.consumers.keys()]);
     const callId = gw.app.sfu.getRoom('acme', room)!.callId;
-    await waitFor('five seconds of stats from both sides', async () => (await gw.query<{ s: string }>(`SELECT dateDiff('second', min(ts), max(ts)) AS s FROM vigie.client_stats WHERE call_id = {c:String} AND (producer_id IN {ids:Array(String)} OR consumer_id IN {ids:Array(String)})`, { c: callId, ids: [...trackIds] }))[0]?.s, (s) => Number(s) >= 5, 60_000);
+    await waitForStatsWindow(gw, callId, trackIds);
     const streams = await assertClientStatsMatchServer(gw, callId, { trackIds, paddedVideo: true });
     const seen = [...streams.values()].map((rows) => `${rows[0]!.direction} ${rows[0]!.kind}`);
     // What the server receives from Firefox (its mic and each layer of its camera) and what it sends Firefox.

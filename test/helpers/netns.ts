@@ -52,15 +52,14 @@ function removeStale(): void {
   }
 }
 
-/** A /30 in 10.0.0.0/8 that no interface of this machine uses yet. */
+/** A /30 in 10.200.0.0-10.249.255.255, in a /24 that no interface of this machine uses yet. */
 function freeSubnet(): [string, string] {
   const used = ip(['-4', '-o', 'addr', 'show']);
   for (let i = 0; i < 50; i++) {
-    const [a, b, c] = randomBytes(3);
-    const base = `10.${200 + (a! % 50)}.${b}.${c! & 0xfc}`;
-    const prefix = base.slice(0, base.lastIndexOf('.') + 1);
-    const last = Number(base.slice(base.lastIndexOf('.') + 1));
-    if (!used.includes(` ${prefix}`)) return [`${prefix}${last + 1}`, `${prefix}${last + 2}`];
+    const [a = 0, b = 0, c = 0] = randomBytes(3);
+    const net = `10.${200 + (a % 50)}.${b}`;
+    const base = c & 0xfc;
+    if (!used.includes(` ${net}.`)) return [`${net}.${base + 1}`, `${net}.${base + 2}`];
   }
   throw new Error('netns helper: no free 10.x.y.z/30 subnet found');
 }
