@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import dgram from 'node:dgram';
+import { existsSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test } from 'vitest';
 import { createMediaNamespace } from './helpers/netns.js';
@@ -58,6 +61,7 @@ test('a run that fails removes its namespace on exit, and one killed outright is
   assert.match(namespaces(), new RegExp(`^${left}\\b`, 'm'), 'SIGKILL runs no cleanup');
   createMediaNamespace().close();
   assert.doesNotMatch(namespaces(), new RegExp(`^${left}\\b`, 'm'), 'the next run removed the stale namespace');
+  assert.equal(existsSync(path.join(os.tmpdir(), left)), false, 'and its worker wrapper');
 });
 
 test('without root, or without the ip command, it fails with a message that says why (it never skips)', () => {

@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { resolveWorkerBin } from '../../src/media/index.js';
@@ -35,7 +35,10 @@ function ip(args: string[]): string {
   }
 }
 
-/** Namespaces a crashed earlier run left behind: ours by prefix, with an owner process that is gone. */
+/** Where the worker wrapper of namespace `name` lives. */
+const wrapperDir = (name: string) => path.join(os.tmpdir(), name);
+
+/** Namespaces (and wrappers) a crashed earlier run left behind: ours by prefix, with an owner process that is gone. */
 function removeStale(): void {
   for (const line of ip(['netns', 'list']).split('\n')) {
     const m = new RegExp(`^(${PREFIX}(\\d+)-\\w+)`).exec(line);
@@ -48,6 +51,7 @@ function removeStale(): void {
       } catch {
         // Another run removed it first.
       }
+      rmSync(wrapperDir(m[1]!), { recursive: true, force: true });
     }
   }
 }
@@ -79,7 +83,7 @@ export function createMediaNamespace(): MediaNamespace {
   const hostIf = `vgh${id}`;
   const nsIf = `vgn${id}`;
   const [hostIp, mediaIp] = freeSubnet();
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'vigie-netns-'));
+  const dir = wrapperDir(name);
   let closed = false;
   const close = () => {
     if (closed) return;
@@ -98,6 +102,7 @@ export function createMediaNamespace(): MediaNamespace {
   };
   process.on('exit', close);
   try {
+    mkdirSync(dir);
     ip(['netns', 'add', name]);
     ip(['link', 'add', hostIf, 'type', 'veth', 'peer', 'name', nsIf]);
     ip(['link', 'set', nsIf, 'netns', name]);
