@@ -41,13 +41,17 @@ beforeAll(async () => {
   // still in use, have none. Off here, the embed page must find its parent the way those browsers need it to.
   firefox = await launchFirefox({ 'dom.location.ancestorOrigins.enabled': false });
   chromium = await launchBrowser();
-}, 120_000);
+});
 afterAll(async () => {
-  await firefox?.close();
-  await chromium?.close();
-  await gw?.close();
-  await portal.close();
-  ns?.close();
+  try {
+    await firefox?.close();
+    await chromium?.close();
+    await gw?.close();
+    await portal.close();
+  } finally {
+    // After the gateway, whose worker runs inside; the namespace goes even when a close above fails.
+    ns?.close();
+  }
 });
 
 async function firefoxPage(): Promise<FirefoxPage> {
