@@ -2,6 +2,7 @@ import { afterAll, beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { startGateway, type TestGateway } from './helpers/gateway.js';
 import { launchBrowser, receivedMedia, waitFor } from './helpers/browser.js';
+import { assertClientStatsMatchServer } from './helpers/clientStats.js';
 
 let gw: TestGateway;
 let browser: Awaited<ReturnType<typeof launchBrowser>>;
@@ -26,51 +27,8 @@ test('a browser call fills stats, client stats, transport stats, events and the 
   await new Promise((r) => setTimeout(r, 5000));
 
   // Server and client rows describe the same streams: same ids, same SSRCs, packet counts that agree.
-  // A simulcast camera is one stream per layer, each with its own SSRC.
-  const serverRows = await gw.query<{ track_id: string; direction: string; kind: string; ssrc: string; packets: string; ms: string }>(
-    `SELECT track_id, direction, kind, ssrc, packets, toUnixTimestamp64Milli(ts) AS ms FROM vigie.track_stats WHERE call_id = {c:String}`,
-    { c: callId },
-  );
-  const clientRows = await gw.query<{ id: string; direction: string; ssrc: string; packets: string; ms: string }>(
-    `SELECT if(direction = 'outbound', producer_id, consumer_id) AS id, direction, ssrc, packets, toUnixTimestamp64Milli(ts) AS ms FROM vigie.client_stats WHERE call_id = {c:String}`,
-    { c: callId },
-  );
-  const streams = new Map<string, typeof serverRows>();
-  for (const r of serverRows) {
-    const key = `${r.track_id}/${r.direction}/${r.ssrc}`;
-    streams.set(key, [...(streams.get(key) ?? []), r]);
-  }
+  const streams = await assertClientStatsMatchServer(gw, callId);
   assert.equal(streams.size, 10, 'per participant: a mic, a camera in 2 simulcast layers, and 2 consumers');
-  for (const rows of streams.values()) {
-    const s = rows[0]!;
-    const mine = clientRows.filter((c) => c.id === s.track_id && Number(c.ssrc) === Number(s.ssrc));
-    assert.ok(mine.length > 0, `client stats for ${s.direction} ${s.kind} track ${s.track_id}`);
-    assert.ok(mine.every((c) => c.direction === (s.direction === 'inbound' ? 'outbound' : 'inbound')), 'the browser sends what the SFU receives');
-    // Compare what each side counted over the same window of the call, from one server sample to the last:
-    // the browser's counter is interpolated at both instants between its own samples. Cumulative totals do
-    // not compare: the browser starts counting before the SFU knows the stream (packets that arrive while
-    // the produce request is in flight are dropped), which on a loaded machine is a second of traffic.
-    const seen = mine.map((c) => ({ ms: Number(c.ms), packets: Number(c.packets) })).sort((a, b) => a.ms - b.ms);
-    const clientAt = (t: number) => {
-      const before = seen.filter((c) => c.ms <= t).at(-1) ?? seen[0]!;
-      const after = seen.find((c) => c.ms > t && c !== before) ?? seen.filter((c) => c !== before).at(-1);
-      const rate = after && after.ms !== before.ms ? (after.packets - before.packets) / (after.ms - before.ms) : 0;
-      return { packets: before.packets + rate * (t - before.ms), rate };
-    };
-    const samples = rows.map((r) => ({ ms: Number(r.ms), packets: Number(r.packets) })).sort((a, b) => a.ms - b.ms);
-    const first = samples.find((r) => r.ms >= seen[0]!.ms) ?? samples[0]!;
-    const last = samples.at(-1)!;
-    assert.ok(last.ms - first.ms >= 2000, `${s.direction} ${s.kind} ssrc ${s.ssrc}: a window of at least 2 s to compare (${last.ms - first.ms} ms)`);
-    const serverCount = samples.filter((r) => r.ms > first.ms && r.ms <= last.ms).reduce((n, r) => n + r.packets, 0);
-    const [from, to] = [clientAt(first.ms), clientAt(last.ms)];
-    const clientCount = to.packets - from.packets;
-    // Left over: packets in flight and the sampling offsets at both ends, bounded by half a second of traffic each.
-    const allowed = 0.1 * serverCount + (Math.abs(from.rate) + Math.abs(to.rate)) * 500;
-    assert.ok(
-      Math.abs(clientCount - serverCount) <= allowed,
-      `${s.direction} ${s.kind} ssrc ${s.ssrc}: over ${first.ms}..${last.ms} the client counted ${clientCount.toFixed(0)}, the server ${serverCount}, allowed ${allowed.toFixed(0)}`,
-    );
-  }
 
   // What only the browser knows completes the server rows: frame rate, resolution, candidate type.
   const [video] = await gw.query(

@@ -21,18 +21,27 @@ const tilesEl = document.getElementById('tiles')!;
 const listEl = document.getElementById('participants')!;
 window.vigieEvents = [];
 
-/** The parent origin, when it is one the tenant allows; postMessage goes nowhere else. */
-function parentOrigin(): string | undefined {
-  if (!isEmbed || window.parent === window) return undefined;
-  const ancestor = (location as Location & { ancestorOrigins?: DOMStringList }).ancestorOrigins?.[0];
-  if (ancestor === location.origin) return ancestor;
-  return ancestor && allowedOrigins.includes(ancestor) ? ancestor : undefined;
+/**
+ * The origins postMessage may address: the parent's. Chromium and Safari name it in
+ * location.ancestorOrigins, and it is used when it is allowed. Firefox has no
+ * ancestorOrigins, so there the message is addressed to each origin the page's CSP
+ * frame-ancestors lets frame it (its own and the tenant's): that CSP guarantees the
+ * parent is one of them, and the browser delivers a message only when the target
+ * origin is the parent's, so it reaches the parent and nobody else. Never '*'.
+ */
+function parentOrigins(): string[] {
+  if (!isEmbed || window.parent === window) return [];
+  const framers = [location.origin, ...allowedOrigins];
+  const ancestors = (location as Location & { ancestorOrigins?: DOMStringList }).ancestorOrigins;
+  if (!ancestors) return framers;
+  const parent = ancestors[0];
+  return parent && framers.includes(parent) ? [parent] : [];
 }
-const target = parentOrigin();
+const targets = parentOrigins();
 
 function report(type: string, data: unknown = {}): void {
   window.vigieEvents.push({ type, data });
-  if (target) window.parent.postMessage({ source: 'vigie', type, data }, target);
+  for (const origin of targets) window.parent.postMessage({ source: 'vigie', type, data }, origin);
 }
 
 function setStatus(text: string): void {

@@ -1,9 +1,11 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { chromium, type BrowserContext } from 'playwright-core';
+import puppeteer, { type Browser } from 'puppeteer-core';
 
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+export const FIREFOX = process.env.FIREFOX_PATH ?? '/usr/bin/firefox-esr';
 
 /** Debian's Chromium with fake camera and mic; a fresh profile each time. */
 export async function launchBrowser(extraArgs: string[] = []): Promise<{ context: BrowserContext; close: () => Promise<void> }> {
@@ -25,13 +27,51 @@ export async function launchBrowser(extraArgs: string[] = []): Promise<{ context
       ...extraArgs,
     ],
   });
-  return {
-    context,
-    close: async () => {
-      await context.close();
-      rmSync(dir, { recursive: true, force: true });
-    },
+  return { context, close: closeAndRemove(dir, () => context.close()) };
+}
+
+/** Closes a browser, then removes its profile. */
+function closeAndRemove(dir: string, close: () => Promise<void>): () => Promise<void> {
+  return async () => {
+    await close();
+    rmSync(dir, { recursive: true, force: true });
   };
+}
+
+/**
+ * Debian's Firefox ESR, driven by puppeteer-core over WebDriver BiDi, with a fake
+ * camera and microphone; a fresh profile each time, removed on close. Firefox
+ * gathers no loopback ICE candidate: its media must go to a routable address
+ * (test/helpers/netns.ts).
+ */
+export async function launchFirefox(extraPrefs: Record<string, unknown> = {}): Promise<{ browser: Browser; close: () => Promise<void> }> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'vigie-firefox-'));
+  try {
+    const browser = await puppeteer.launch({
+      browser: 'firefox',
+      protocol: 'webDriverBiDi',
+      executablePath: FIREFOX,
+      headless: true,
+      userDataDir: dir,
+      extraPrefsFirefox: {
+        'media.navigator.streams.fake': true,
+        'media.navigator.permission.disabled': true,
+        // Received audio plays (and counts samples) without a user gesture, as in Chromium with its autoplay flag.
+        'media.autoplay.default': 0,
+        'media.autoplay.blocking_policy': 0,
+        ...extraPrefs,
+      },
+    });
+    return { browser, close: closeAndRemove(dir, () => browser.close()) };
+  } catch (err) {
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+/** A page or frame of either driver (playwright or puppeteer): both evaluate a function in the document. */
+export interface Evaluates {
+  evaluate<R>(fn: () => R | Promise<R>): Promise<R>;
 }
 
 export interface ReceivedMedia {
@@ -42,7 +82,7 @@ export interface ReceivedMedia {
 }
 
 /** Sums what a join page has received so far, from its consumers' getStats(). */
-export async function receivedMedia(page: Page): Promise<ReceivedMedia> {
+export async function receivedMedia(page: Evaluates): Promise<ReceivedMedia> {
   return page.evaluate(async () => {
     const call = (window as any).vigieCall;
     const out = { framesDecoded: 0, totalSamplesReceived: 0, videoTracks: 0, audioTracks: 0 };

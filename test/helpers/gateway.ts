@@ -37,7 +37,8 @@ export async function startGateway(overrides: Record<string, any> = {}): Promise
   // A given dataDir is kept on close, so a test can start a second gateway on it (restart).
   const dataDir: string = overrides.dataDir ?? mkdtempSync(path.join(os.tmpdir(), 'vigie-test-'));
   const config = loadConfig(
-    { MEDIASOUP_WORKER_BIN: process.env.MEDIASOUP_WORKER_BIN },
+    // A worker given by the test (e.g. one wrapped into a network namespace) wins over the environment's.
+    { MEDIASOUP_WORKER_BIN: overrides.media?.workerBin ?? process.env.MEDIASOUP_WORKER_BIN },
     {
       dataDir,
       logLevel: 'info',
