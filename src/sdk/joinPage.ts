@@ -231,7 +231,8 @@ async function main(): Promise<void> {
     report('trackRemoved', { peerId });
   });
   call.on('activeSpeaker', ({ peerId }) => {
-    for (const el of tilesEl.querySelectorAll('.tile')) el.classList.toggle('speaking', el.id === `tile-${peerId}`);
+    const speaking = `tile-${peerId === call.info.peerId ? 'self' : peerId}`;
+    for (const el of tilesEl.querySelectorAll('.tile')) el.classList.toggle('speaking', el.id === speaking);
     report('activeSpeaker', { peerId });
   });
   call.on('roomClosed', ({ reason }) => {
