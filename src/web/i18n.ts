@@ -85,7 +85,7 @@ const fr: Catalogue = {
   recordingStarted: 'Cet appel est maintenant enregistré.',
   recordingStopped: "L'enregistrement est arrêté.",
   consentTitle: "Consentement à l'enregistrement",
-  consentQuestion: 'Cet appel est enregistré. Acceptez-vous d’être enregistré ?',
+  consentQuestion: "Cet appel est enregistré. Acceptez-vous d'être enregistré ?",
   consentYes: "J'accepte",
   consentNo: 'Je refuse',
   mute: 'Couper le micro',

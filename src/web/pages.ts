@@ -21,8 +21,9 @@ const STYLE = `
   .tile.speaking { border-color: #4caf50; }
   .tile video { width: 100%; height: 100%; object-fit: cover; }
   .tile .name { position: absolute; left: .5rem; bottom: .5rem; background: #000c; padding: .1rem .4rem; border-radius: 4px; font-size: .85rem; }
-  .tile .speaking-badge { display: none; position: absolute; right: .5rem; top: .5rem; background: #1b5e20; padding: .1rem .4rem; border-radius: 4px; font-size: .85rem; }
-  .tile.speaking .speaking-badge { display: inline; }
+  .tile .speaking-badge { display: none; align-items: center; gap: .3rem; position: absolute; right: .5rem; top: .5rem; background: #1b5e20; padding: .1rem .4rem; border-radius: 4px; font-size: .85rem; }
+  .tile .speaking-badge svg { width: 1em; height: 1em; fill: currentColor; }
+  .tile.speaking .speaking-badge { display: inline-flex; }
   aside { width: 220px; }
   aside h2 { font-size: 1rem; }
   aside ul { list-style: none; padding: 0; margin: 0; }
@@ -31,9 +32,11 @@ const STYLE = `
   button { cursor: pointer; }
   button[aria-pressed="true"] { background: #8b2d2d; }
   :focus-visible { outline: 3px solid #ffd54f; outline-offset: 2px; }
-  #prejoin { max-width: 40rem; margin: 0 auto; display: grid; gap: .75rem; }
+  #prejoin { width: min(100%, 28rem); margin: 0 auto; display: grid; gap: .6rem; }
+  #prejoin p { margin: 0; font-size: .9rem; }
+  #join-button { justify-self: start; padding: .5rem 1.5rem; background: #1f6feb; border-color: #1f6feb; color: #fff; }
   #prejoin h2 { margin: 0; font-size: 1.25rem; }
-  #preview { width: 100%; aspect-ratio: 4 / 3; background: #000; border-radius: 8px; object-fit: cover; }
+  #preview { width: min(100%, 28rem); aspect-ratio: 4 / 3; background: #000; border-radius: 8px; object-fit: cover; }
   #prejoin label { display: grid; gap: .25rem; }
   #device-messages p { margin: 0; padding: .5rem .75rem; background: #3a2e12; border-radius: 6px; }
   #consent { position: fixed; inset: 30% auto auto 50%; transform: translateX(-50%); max-width: 30rem; padding: 1rem 1.5rem; background: #1c2026; border: 2px solid #ffd54f; border-radius: 8px; z-index: 10; }
