@@ -193,6 +193,24 @@ describe('pre-join screen', () => {
   });
 });
 
+describe('pre-join screen without a camera', () => {
+  test('a missing camera is explained, and the participant joins with the microphone only', async () => {
+    const page = await newPage('no-camera');
+    // A machine without a camera: the browser answers NotFoundError for video (the fake device cannot be unplugged).
+    await page.addInitScript(() => {
+      const real = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+      navigator.mediaDevices.getUserMedia = (c) => (c?.video ? Promise.reject(new DOMException('Requested device not found', 'NotFoundError')) : real(c));
+    });
+    await openPrejoin(page, `${gw.url}/join?token=${await gw.mint({ room: 'no-camera', identity: 'voice-only' })}`);
+    assert.deepEqual(await page.locator('#device-messages p').allTextContents(), [CATALOGUES.en.cameraMissing]);
+    await page.click('#join-button');
+    await waitEvent(page, 'published');
+    const peer = [...gw.app.sfu.getRoom('acme', 'no-camera')!.peers.values()][0]!;
+    assert.deepEqual([...peer.producers.values()].map((p) => p.kind), ['audio']);
+    await page.close();
+  });
+});
+
 describe('accessibility', () => {
   for (const lang of ['en', 'fr'] as const) {
     test(`axe: no serious or critical violation on the pre-join, join and embed screens (${lang})`, async () => {

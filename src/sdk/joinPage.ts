@@ -122,8 +122,10 @@ async function prejoin(section: HTMLElement): Promise<Choice> {
   const tracks: Partial<Record<DeviceKind, MediaStreamTrack>> = {};
   const problems = new Map<DeviceKind, string>();
   const showPreview = () => {
-    preview.srcObject = new MediaStream(Object.values(tracks).filter((tr) => tr.kind === 'video'));
-    void preview.play().catch(() => undefined);
+    const video = tracks.camera;
+    // No camera: no stream at all, as an empty one keeps the page's load event from ever firing.
+    preview.srcObject = video ? new MediaStream([video]) : null;
+    if (video) void preview.play().catch(() => undefined);
   };
   const renderProblems = () =>
     messagesEl.replaceChildren(
