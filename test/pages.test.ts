@@ -242,9 +242,11 @@ describe('accessibility', () => {
     await tabTo('camera-select');
     await tabTo('mic-select');
     await tabTo('name-input');
+    await page.keyboard.press('Enter');
+    assert.equal(await page.locator('#name-input').getAttribute('aria-invalid'), 'true', 'Enter without a name: asked for it');
     await page.keyboard.type('Kim');
     await tabTo('join-button');
-    await page.keyboard.press('Enter');
+    await page.keyboard.press('Space');
     await waitEvent(page, 'published');
     const pressed = () => page.locator('#toggle-mic').getAttribute('aria-pressed');
     await tabTo('toggle-mic');

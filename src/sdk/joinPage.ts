@@ -110,7 +110,7 @@ interface Choice {
  * use, the participant's name when the token has none, then "Join". A device
  * that is refused or missing is explained, and the call is joined without it.
  */
-async function prejoin(section: HTMLElement): Promise<Choice> {
+async function prejoin(form: HTMLFormElement): Promise<Choice> {
   const preview = document.getElementById('preview') as HTMLVideoElement;
   const messagesEl = document.getElementById('device-messages')!;
   const selects: Record<DeviceKind, HTMLSelectElement> = {
@@ -168,14 +168,16 @@ async function prejoin(section: HTMLElement): Promise<Choice> {
   }
   report('prejoin', { devices: { camera: !problems.has('camera'), microphone: !problems.has('microphone') } });
 
+  // A form, so that Enter in the name field joins as the button does.
   await new Promise<void>((resolve) => {
-    joinBtn.addEventListener('click', function onJoin() {
+    form.addEventListener('submit', function onJoin(e) {
+      e.preventDefault();
       if (nameInput && !nameInput.value.trim()) {
         nameInput.setAttribute('aria-invalid', 'true');
         nameInput.focus();
         return;
       }
-      joinBtn.removeEventListener('click', onJoin);
+      form.removeEventListener('submit', onJoin);
       resolve();
     });
   });
@@ -187,7 +189,7 @@ async function prejoin(section: HTMLElement): Promise<Choice> {
     if (tracks[kind]) choice[kind] = { deviceId: selects[kind].value || undefined };
     tracks[kind]?.stop();
   }
-  section.hidden = true;
+  form.hidden = true;
   document.getElementById('call')!.hidden = false;
   document.getElementById('controls')!.hidden = false;
   return choice;
@@ -201,9 +203,9 @@ async function main(): Promise<void> {
   if (!token) throw Object.assign(new Error(say('noToken')), { code: 'UNAUTHORIZED' });
   const relayOnly = params.get('relay') === '1';
 
-  const section = document.getElementById('prejoin');
+  const form = document.getElementById('prejoin') as HTMLFormElement | null;
   // /embed has no pre-join screen: it tries both devices.
-  const choice: Choice = section ? await prejoin(section) : { camera: {}, microphone: {} };
+  const choice: Choice = form ? await prejoin(form) : { camera: {}, microphone: {} };
   setStatus(say('connecting'));
   const call = await window.Vigie.VigieCall.join({ token, relayOnly, name: choice.name });
   window.vigieCall = call;

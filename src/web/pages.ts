@@ -52,15 +52,15 @@ function prejoinSection(lang: Language, askName: boolean): string {
     ? `<label for="name-input">${t(lang, 'yourName')}<input id="name-input" name="name" autocomplete="name" maxlength="128" required aria-describedby="name-hint"></label>
     <p id="name-hint">${t(lang, 'nameRequired')}</p>`
     : '';
-  return `<section id="prejoin" aria-labelledby="prejoin-title">
+  return `<form id="prejoin" aria-labelledby="prejoin-title" novalidate>
     <h2 id="prejoin-title">${t(lang, 'prejoinTitle')}</h2>
     <video id="preview" aria-label="${t(lang, 'preview')}" autoplay muted playsinline></video>
     <div id="device-messages" role="status" aria-live="polite"></div>
     <label for="camera-select">${t(lang, 'camera')}<select id="camera-select"></select></label>
     <label for="mic-select">${t(lang, 'microphone')}<select id="mic-select"></select></label>
     ${name}
-    <button id="join-button" type="button">${t(lang, 'join')}</button>
-  </section>`;
+    <button id="join-button" type="submit">${t(lang, 'join')}</button>
+  </form>`;
 }
 
 /**

@@ -86,7 +86,8 @@ export async function waitFor<T>(what: string, probe: () => Promise<T>, check: (
  */
 export async function joinThroughPage(page: Page, url: string, o: { name?: string } = {}): Promise<Response | null> {
   const res = await page.goto(url);
-  if (!res?.ok() || new URL(url, 'http://x').pathname !== '/join') return res;
+  // The page itself says whether it has a pre-join screen (a link may redirect to /join, as the demo link does).
+  if (!res?.ok() || (await page.locator('#prejoin').count()) === 0) return res;
   await page.waitForFunction(() => (window as any).vigieEvents?.some((e: { type: string }) => e.type === 'prejoin'));
   if (await page.locator('#name-input').count()) await page.fill('#name-input', o.name ?? 'Guest');
   await page.click('#join-button');
