@@ -268,6 +268,10 @@ describe('accessibility', () => {
     const other = await newPage('consent-other');
     await joinThroughPage(other, `${gw.url}/join?token=${await gw.mint({ room: 'consent', identity: 'other' })}`);
     await waitFor('media', () => receivedMedia(page), (m) => m.framesDecoded > 0);
+    // What the page script writes is in the page's language too.
+    assert.equal(await page.locator('#status').textContent(), 'Dans consent');
+    await waitFor('the list in French', () => page.locator('#participants li').allTextContents(), (n) => n.includes('consenting (vous)'));
+    assert.equal(await page.locator('#toggle-mic').textContent(), 'Couper le micro');
     await page.focus('#toggle-cam');
     const rec = await fetch(`${gw.url}/v1/rooms/consent/recording`, { method: 'POST', headers: { 'x-api-key': TENANT_ADMIN_KEY.key, 'content-type': 'application/json' }, body: JSON.stringify({ action: 'start' }) });
     assert.equal(rec.status, 200, await rec.text());

@@ -119,6 +119,20 @@ async function prejoin(form: HTMLFormElement): Promise<Choice> {
   };
   const nameInput = document.getElementById('name-input') as HTMLInputElement | null;
   const joinBtn = document.getElementById('join-button') as HTMLButtonElement;
+  // A form, so that Enter in the name field joins as the button does. Listened to at once: a "Join" before the
+  // devices opened must not submit the form natively (a reload without the token), it joins once they are.
+  const submitted = new Promise<void>((resolve) => {
+    form.addEventListener('submit', (e) => {
+      e.preventDefault();
+      if (nameInput && !nameInput.value.trim()) {
+        nameInput.setAttribute('aria-invalid', 'true');
+        nameInput.focus();
+        return;
+      }
+      nameInput?.removeAttribute('aria-invalid');
+      resolve();
+    });
+  });
   const tracks: Partial<Record<DeviceKind, MediaStreamTrack>> = {};
   const problems = new Map<DeviceKind, string>();
   const showPreview = () => {
@@ -168,19 +182,7 @@ async function prejoin(form: HTMLFormElement): Promise<Choice> {
   }
   report('prejoin', { devices: { camera: !problems.has('camera'), microphone: !problems.has('microphone') } });
 
-  // A form, so that Enter in the name field joins as the button does.
-  await new Promise<void>((resolve) => {
-    form.addEventListener('submit', function onJoin(e) {
-      e.preventDefault();
-      if (nameInput && !nameInput.value.trim()) {
-        nameInput.setAttribute('aria-invalid', 'true');
-        nameInput.focus();
-        return;
-      }
-      form.removeEventListener('submit', onJoin);
-      resolve();
-    });
-  });
+  await submitted;
   joinBtn.disabled = true;
   joinBtn.textContent = say('joining');
   // The call opens its own tracks on the chosen devices: the preview lets go of them.
