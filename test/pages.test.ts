@@ -292,8 +292,9 @@ describe('accessibility', () => {
     await waitEvent(page, 'recordingConsent');
     assert.equal(await dialog.isHidden(), true);
     assert.equal(await page.evaluate(() => document.activeElement?.id), 'toggle-cam', 'focus back where it was');
-    await fetch(`${gw.url}/v1/rooms/consent/recording`, { method: 'POST', headers: { 'x-api-key': TENANT_ADMIN_KEY.key, 'content-type': 'application/json' }, body: JSON.stringify({ action: 'stop' }) });
-    await waitFor('the end announced', () => page.locator('#announcer').textContent(), (t) => t === CATALOGUES.fr.recordingStopped);
+    const stop = await fetch(`${gw.url}/v1/rooms/consent/recording`, { method: 'POST', headers: { 'x-api-key': TENANT_ADMIN_KEY.key, 'content-type': 'application/json' }, body: JSON.stringify({ action: 'stop' }) });
+    assert.equal(stop.status, 200, await stop.text());
+    await waitFor('the end announced', () => page.locator('#announcer').textContent(), (t) => t === CATALOGUES.fr.recordingStopped, 60_000);
     await page.close();
     await other.close();
   });
@@ -304,7 +305,7 @@ describe('accessibility', () => {
     const b = await newPage('speaker-b');
     await joinThroughPage(b, `${gw.url}/join?token=${await gw.mint({ room: 'speaker', identity: 'speaker-b' })}`);
     // Chromium's fake microphone beeps: one of the two is the active speaker.
-    const badge = await waitFor('a speaking tile', () => b.locator('.tile.speaking .speaking-badge').allInnerTexts(), (t) => t.length === 1);
+    const badge = await waitFor('a speaking tile', () => b.locator('.tile.speaking .speaking-badge').allInnerTexts(), (t) => t.length === 1, 60_000);
     assert.match(badge[0]!, /Speaking/);
     await a.close();
     await b.close();

@@ -14,6 +14,8 @@ export async function launchBrowser(extraArgs: string[] = [], o: { mediaPermissi
   const context = await chromium.launchPersistentContext(dir, {
     executablePath: CHROMIUM,
     headless: true,
+    // The pages speak the browser's language (Accept-Language): tests that read their words get English whatever the machine's locale.
+    locale: 'en-US',
     args: [
       '--no-sandbox',
       '--disable-gpu',
