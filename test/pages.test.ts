@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { Page } from 'playwright-core';
 import { CATALOGUES, fromAcceptLanguage, type Catalogue } from '../src/web/i18n.js';
-import { ROOMS_WRITE_KEY, TENANT_ADMIN_KEY, startGateway, type TestGateway } from './helpers/gateway.js';
+import { ROOMS_WRITE_KEY, TENANT_ADMIN_KEY, expectCode, startGateway, type TestGateway } from './helpers/gateway.js';
 import { joinThroughPage, launchBrowser, receivedMedia, waitFor } from './helpers/browser.js';
 
 const AXE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
@@ -165,6 +165,13 @@ describe('pre-join screen', () => {
     const joined = await client.request('join', { token: await gw.mint({ room: 'named', identity: 'carl', name: 'Carl' }), name: 'The CEO' });
     assert.equal((joined as { name: string }).name, 'Carl');
     client.close();
+    // A name that is blank or too long is bad input: INVALID_REQUEST, and no one joins.
+    for (const name of ['   ', 'x'.repeat(129)]) {
+      const c = await gw.connect();
+      await expectCode(c.request('join', { token: await unnamedToken('named', 'bad-name'), name }), 'INVALID_REQUEST');
+      c.close();
+    }
+    assert.equal([...gw.app.sfu.getRoom('acme', 'named')!.peers.values()].some((p) => p.identity === 'bad-name'), false);
     await zoe.close();
     await bob.close();
   });
