@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import Fastify from 'fastify';
 import type { Page } from 'playwright-core';
 import { ROOMS_WRITE_KEY, startGateway, type TestGateway } from './helpers/gateway.js';
-import { launchBrowser, receivedMedia, waitFor } from './helpers/browser.js';
+import { joinThroughPage, launchBrowser, receivedMedia, waitFor } from './helpers/browser.js';
 
 let gw: TestGateway;
 let browser: Awaited<ReturnType<typeof launchBrowser>>;
@@ -32,7 +32,7 @@ async function openJoinPage(identity: string, grants: Array<'publish' | 'subscri
   const page = await browser.context.newPage();
   page.on('pageerror', (e) => console.error(`[${identity}] page error:`, e.message));
   const token = await gw.mint({ room, identity, name: identity, grants });
-  const res = await page.goto(`${gw.url}/join?token=${token}`);
+  const res = await joinThroughPage(page, `${gw.url}/join?token=${token}`);
   assert.equal(res?.status(), 200);
   assert.equal(new URL(page.url()).search, '', 'the token is removed from the address bar');
   return page;

@@ -11,7 +11,7 @@ import { exportAudit, identityColumns, legalBasis, loadSubprocessors, SUBJECT_TA
 import { loadConfig } from '../src/config/index.js';
 import type { VigieError } from '../src/errors.js';
 import { DPO_KEY, TENANT_ADMIN_KEY, VIEWER_KEY, startGateway, type TestGateway } from './helpers/gateway.js';
-import { launchBrowser, receivedMedia, waitFor } from './helpers/browser.js';
+import { joinThroughPage, launchBrowser, receivedMedia, waitFor } from './helpers/browser.js';
 
 let gw: TestGateway;
 beforeAll(async () => {
@@ -192,7 +192,7 @@ test('DSAR after a browser call: access returns that participant only; erasure l
     const pages = [];
     for (const identity of identities) {
       const page = await browser.context.newPage();
-      await page.goto(`${gw.url}/join?token=${await gw.mint({ room: 'dsar', identity, name: identity.split('@')[0] })}`);
+      await joinThroughPage(page, `${gw.url}/join?token=${await gw.mint({ room: 'dsar', identity, name: identity.split('@')[0] })}`);
       pages.push(page);
     }
     for (const page of pages) await waitFor('media', () => receivedMedia(page), (m) => m.framesDecoded > 5);

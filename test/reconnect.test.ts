@@ -2,7 +2,7 @@ import { afterAll, beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import type { Page } from 'playwright-core';
 import { startGateway, type TestGateway } from './helpers/gateway.js';
-import { launchBrowser, receivedMedia, waitFor } from './helpers/browser.js';
+import { joinThroughPage, launchBrowser, receivedMedia, waitFor } from './helpers/browser.js';
 
 let gw: TestGateway;
 let browser: Awaited<ReturnType<typeof launchBrowser>>;
@@ -19,7 +19,7 @@ afterAll(async () => {
 async function join(room: string, identity: string, ttlSeconds?: number): Promise<Page> {
   const page = await browser.context.newPage();
   page.on('pageerror', (e) => console.error(`[${identity}] page error:`, e.message));
-  await page.goto(`${gw.url}/join?token=${await gw.mint({ room, identity, name: identity, ttlSeconds })}`);
+  await joinThroughPage(page, `${gw.url}/join?token=${await gw.mint({ room, identity, name: identity, ttlSeconds })}`);
   return page;
 }
 

@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import * as Minio from 'minio';
 import { GLOBEX_VIEWER_KEY, TENANT_ADMIN_KEY, VIEWER_KEY, DPO_KEY, startGateway, type TestGateway } from './helpers/gateway.js';
-import { launchBrowser, receivedMedia, waitFor } from './helpers/browser.js';
+import { joinThroughPage, launchBrowser, receivedMedia, waitFor } from './helpers/browser.js';
 import { startFfmpegBot } from './helpers/ffmpegBot.js';
 import { startRadosgw, type Radosgw } from './helpers/radosgw.js';
 
@@ -48,7 +48,7 @@ test('a browser call recorded to S3: Object Lock retain-until from the policy, p
     const pages = [];
     for (const identity of ['s3-agent', 's3-customer']) {
       const page = await browser.context.newPage();
-      await page.goto(`${gw.url}/join?token=${await gw.mint({ room: 's3-call', identity })}`);
+      await joinThroughPage(page, `${gw.url}/join?token=${await gw.mint({ room: 's3-call', identity })}`);
       pages.push(page);
     }
     for (const page of pages) await waitFor('media', () => receivedMedia(page), (m) => m.framesDecoded > 5, 30_000);

@@ -5,7 +5,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { DPO_KEY, GLOBEX_VIEWER_KEY, TENANT_ADMIN_KEY, VIEWER_KEY, startGateway, type TestGateway } from './helpers/gateway.js';
-import { launchBrowser, receivedMedia, waitFor } from './helpers/browser.js';
+import { joinThroughPage, launchBrowser, receivedMedia, waitFor } from './helpers/browser.js';
 import { startFfmpegBot } from './helpers/ffmpegBot.js';
 
 let gw: TestGateway;
@@ -31,7 +31,7 @@ test('a browser call is recorded: indicator, upload, catalog, playback with ffpr
   const pages = [];
   for (const identity of ['rec-agent', 'rec-customer']) {
     const page = await browser.context.newPage();
-    await page.goto(`${gw.url}/join?token=${await gw.mint({ room: 'recorded', identity })}`);
+    await joinThroughPage(page, `${gw.url}/join?token=${await gw.mint({ room: 'recorded', identity })}`);
     pages.push(page);
   }
   for (const page of pages) await waitFor('media', () => receivedMedia(page), (m) => m.framesDecoded > 5 && m.totalSamplesReceived > 0);

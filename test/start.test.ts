@@ -10,7 +10,7 @@ import { loadConfig } from '../src/config/index.js';
 import { prepareDemo } from '../src/demo/index.js';
 import { TenantRegistry } from '../src/tenants/index.js';
 import type { Page } from 'playwright-core';
-import { launchBrowser, receivedMedia, waitFor } from './helpers/browser.js';
+import { joinThroughPage, launchBrowser, receivedMedia, waitFor } from './helpers/browser.js';
 
 function startCompiled(dataDir: string, extraEnv: Record<string, string> = {}) {
   const gateway = spawn(process.execPath, ['--enable-source-maps', 'dist/server/main.js'], {
@@ -52,7 +52,7 @@ test('npm start on an empty data dir: the printed demo link, opened in two Chrom
   for (const name of ['first', 'second']) {
     const page = await browser.context.newPage();
     page.on('pageerror', (e) => console.error(`[${name}] page error:`, e.message));
-    const res = await page.goto(link);
+    const res = await joinThroughPage(page, link);
     assert.equal(res?.status(), 200, `${name} page loads the join page`);
     assert.equal(new URL(page.url()).pathname, '/join');
     pages.push(page);

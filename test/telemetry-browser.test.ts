@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { startGateway, type TestGateway } from './helpers/gateway.js';
-import { launchBrowser, receivedMedia, waitFor } from './helpers/browser.js';
+import { joinThroughPage, launchBrowser, receivedMedia, waitFor } from './helpers/browser.js';
 import { assertClientStatsMatchServer } from './helpers/clientStats.js';
 
 let gw: TestGateway;
@@ -19,7 +19,7 @@ test('a browser call fills stats, client stats, transport stats, events and the 
   const pages = [];
   for (const identity of ['alice@example.fr', 'bob@example.fr']) {
     const page = await browser.context.newPage();
-    await page.goto(`${gw.url}/join?token=${await gw.mint({ room: 'quality', identity, name: identity.split('@')[0] })}`);
+    await joinThroughPage(page, `${gw.url}/join?token=${await gw.mint({ room: 'quality', identity, name: identity.split('@')[0] })}`);
     pages.push(page);
   }
   for (const page of pages) await waitFor('media', () => receivedMedia(page), (m) => m.framesDecoded > 10 && m.totalSamplesReceived > 0);

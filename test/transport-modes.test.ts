@@ -8,7 +8,7 @@ import type { Page } from 'playwright-core';
 import { WebSocket } from 'ws';
 import { SignalingClient } from '../src/sdk/SignalingClient.js';
 import { startGateway, type TestGateway } from './helpers/gateway.js';
-import { launchBrowser, receivedMedia, waitFor } from './helpers/browser.js';
+import { joinThroughPage, launchBrowser, receivedMedia, waitFor } from './helpers/browser.js';
 
 /** Opens two join pages in one room and waits until each decodes the other. */
 async function browserPair(gw: TestGateway, room: string): Promise<{ pages: Page[]; close: () => Promise<void> }> {
@@ -16,7 +16,7 @@ async function browserPair(gw: TestGateway, room: string): Promise<{ pages: Page
   const pages: Page[] = [];
   for (const identity of ['p1', 'p2']) {
     const page = await browser.context.newPage();
-    await page.goto(`${gw.url}/join?token=${await gw.mint({ room, identity })}`);
+    await joinThroughPage(page, `${gw.url}/join?token=${await gw.mint({ room, identity })}`);
     pages.push(page);
   }
   for (const page of pages) await waitFor('media both ways', () => receivedMedia(page), (m) => m.framesDecoded > 10 && m.totalSamplesReceived > 0);

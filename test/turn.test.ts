@@ -5,7 +5,7 @@ import type { Page } from 'playwright-core';
 import { turnCredentials } from '../src/auth/turnCredentials.js';
 import { startCoturn, type Coturn } from './helpers/coturn.js';
 import { startGateway, type TestGateway } from './helpers/gateway.js';
-import { launchBrowser, receivedMedia, waitFor } from './helpers/browser.js';
+import { joinThroughPage, launchBrowser, receivedMedia, waitFor } from './helpers/browser.js';
 
 const TURN_SECRET = 'turn-test-secret-0123456789abcdef';
 let coturn: Coturn;
@@ -83,7 +83,7 @@ async function openRelayPage(identity: string): Promise<Page> {
   const page = await browser!.context.newPage();
   page.on('pageerror', (e) => console.error(`[${identity}] page error:`, e.message));
   const token = await gw.mint({ room: 'turn-room', identity, name: identity });
-  const res = await page.goto(`${gw.url}/join?token=${token}&relay=1`);
+  const res = await joinThroughPage(page, `${gw.url}/join?token=${token}&relay=1`);
   assert.equal(res?.status(), 200);
   return page;
 }

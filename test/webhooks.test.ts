@@ -4,7 +4,7 @@ import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ROOMS_WRITE_KEY, TENANT_ADMIN_KEY, startGateway, type TestGateway } from './helpers/gateway.js';
-import { launchBrowser, receivedMedia, waitFor } from './helpers/browser.js';
+import { joinThroughPage, launchBrowser, receivedMedia, waitFor } from './helpers/browser.js';
 import { startFfmpegBot } from './helpers/ffmpegBot.js';
 import { startUdpRelay } from './helpers/udpRelay.js';
 import { startWebhookReceiver } from './helpers/webhookReceiver.js';
@@ -45,7 +45,7 @@ test('a full browser call: the receiver gets the signed events, in order; remote
     const pages: import('playwright-core').Page[] = [];
     for (const identity of ['agent', 'customer']) {
       const page = await browser.context.newPage();
-      await page.goto(`${gw.url}/join?token=${await gw.mint({ room: 'hooked', identity, name: identity })}`);
+      await joinThroughPage(page, `${gw.url}/join?token=${await gw.mint({ room: 'hooked', identity, name: identity })}`);
       await waitFor(`${identity} published`, () => page.evaluate(() => (window as any).vigieEvents.map((e: { type: string }) => e.type)), (t: string[]) => t.includes('published'));
       pages.push(page);
     }

@@ -1,6 +1,7 @@
 import type { FastifyInstance, RouteShorthandOptions } from 'fastify';
 import { z } from 'zod';
 import { API_KEY_SCOPES, tenantAuthSchema, type TenantConfig } from '../config/index.js';
+import { LANGUAGES } from '../web/i18n.js';
 import { requireOperator } from './principal.js';
 import { openapi, parse } from './schema.js';
 import { addWebhookFromBody, auditWebhook, publicEndpoint, webhookBody } from './webhooks.js';
@@ -10,6 +11,7 @@ const keyParam = tenantParam.extend({ keyId: z.string() });
 const tenantBody = z.object({
   name: z.string().min(1).max(128).optional(),
   embedOrigins: z.array(z.string()).optional(),
+  defaultLanguage: z.enum(LANGUAGES).optional(),
   allowedLocations: z.array(z.string()).optional(),
   retentionPolicy: z.string().optional(),
   /** The tenant's own token trust (replaces the previous one). */

@@ -1,5 +1,6 @@
 import os from 'node:os';
 import { z } from 'zod';
+import { LANGUAGES } from '../web/i18n.js';
 
 /**
  * Every scalar setting of the gateway, in one table. The loader, the error
@@ -167,6 +168,8 @@ export const tenantSchema = z.object({
   name: z.string().min(1).optional(),
   /** Origins allowed to frame /embed (CSP frame-ancestors). */
   embedOrigins: z.array(z.url().or(z.literal("'self'"))).default([]),
+  /** Language of the join and embed pages when neither `?lang=` nor the browser's Accept-Language names one they speak. */
+  defaultLanguage: z.enum(LANGUAGES).optional(),
   apiKeys: z
     .array(
       z.object({

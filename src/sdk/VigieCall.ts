@@ -64,6 +64,8 @@ export interface JoinOptions {
   autoSubscribe?: boolean;
   /** Rejoin by itself after a dropped connection or a media server failure (default true). */
   reconnect?: boolean;
+  /** Display name shown to the others when the token carries none (the token's name wins). */
+  name?: string;
 }
 
 /** Waits before each rejoin attempt; after the last, the call is disconnected for good. */
@@ -127,7 +129,7 @@ export class VigieCall {
     // notifications until their handlers exist (see #enter), then replay them.
     signaling.holdNotifications();
     try {
-      return { signaling, joined: await signaling.request('join', { token: options.token }) };
+      return { signaling, joined: await signaling.request('join', { token: options.token, ...(options.name ? { name: options.name } : {}) }) };
     } catch (err) {
       signaling.close();
       throw err;
@@ -228,8 +230,8 @@ export class VigieCall {
     return this.publish('camera', track, encodings);
   }
 
-  async publishMic(): Promise<msc.Producer> {
-    const stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+  async publishMic(constraints: MediaTrackConstraints = {}): Promise<msc.Producer> {
+    const stream = await navigator.mediaDevices.getUserMedia({ audio: constraints });
     return this.publish('mic', stream.getAudioTracks()[0]!);
   }
 

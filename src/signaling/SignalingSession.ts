@@ -274,7 +274,8 @@ export class SignalingSession {
     // The new session enters before the old one leaves: a participant alone in
     // the room who reconnects must not close it by leaving first.
     const previous = room.findPeerByIdentity(claims.identity);
-    const peer = new Peer(claims, (method, data) => this.#notify(method, data));
+    // A name typed on the pre-join screen fills in for a token without one; it never overrides the name the token vouches for.
+    const peer = new Peer(claims.name === undefined && req.name ? { ...claims, name: req.name } : claims, (method, data) => this.#notify(method, data));
     try {
       room.addPeer(peer, { replacing: previous });
     } catch (err) {

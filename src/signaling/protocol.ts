@@ -107,7 +107,13 @@ const rtpCapabilities = z
   .loose();
 
 export const REQUESTS = {
-  join: z.object({ token: z.string().min(1).max(8192), tenant: z.string().max(63).optional(), room: z.string().max(64).optional() }),
+  join: z.object({
+    token: z.string().min(1).max(8192),
+    tenant: z.string().max(63).optional(),
+    room: z.string().max(64).optional(),
+    /** The name the participant typed on the pre-join screen; used only when the token carries none. */
+    name: z.string().trim().min(1).max(128).optional(),
+  }),
   getRouterRtpCapabilities: z.object({}).strict(),
   createWebRtcTransport: z.object({ direction: z.enum(['send', 'recv']) }),
   connectTransport: z.object({ transportId: id, dtlsParameters }),

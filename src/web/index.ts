@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import fastifyStatic from '@fastify/static';
 import { toVigieError } from '../errors.js';
+import { pickLanguage } from './i18n.js';
 import { callPage, errorPage, type PageKind } from './pages.js';
 
 /** dist/public at the project root, whether this module runs from src/ (tsx) or from the build in dist/server/. */
@@ -49,24 +50,32 @@ export default async function webPlugin(app: FastifyInstance): Promise<void> {
   }
   await app.register(fastifyStatic, { root: PUBLIC_DIR, prefix: '/sdk/', cacheControl: true, maxAge: '1h' });
 
-  const page = (kind: PageKind) => async (req: { query: unknown }, reply: FastifyReply) => {
+  type PageRequest = { query: unknown; headers: { 'accept-language'?: string } };
+  const language = (req: PageRequest, tenant?: string) =>
+    pickLanguage({ query: (req.query as { lang?: unknown }).lang, acceptLanguage: req.headers['accept-language'], tenantDefault: tenant ? app.tenants.get(tenant)?.defaultLanguage : undefined });
+
+  const page = (kind: PageKind) => async (req: PageRequest, reply: FastifyReply) => {
     const token = (req.query as { token?: unknown }).token;
+    // The answer depends on Accept-Language: caches must key on it.
+    reply.header('vary', 'accept-language');
     try {
       const claims = await app.tokens.verify(token);
+      const tenant = app.tenants.get(claims.tenant);
       // Only the embed page may be framed: by the page's own origin and those its tenant allows.
-      const allowed = kind === 'embed' ? (app.tenants.get(claims.tenant)?.embedOrigins ?? []).filter((o) => o !== "'self'") : [];
+      const allowed = kind === 'embed' ? (tenant?.embedOrigins ?? []).filter((o) => o !== "'self'") : [];
       securityHeaders(reply, kind === 'embed' ? ["'self'", ...allowed].join(' ') : "'none'");
-      return reply.send(callPage(kind, { embedOrigins: allowed }));
+      return reply.send(callPage(kind, { embedOrigins: allowed, lang: language(req, claims.tenant), askName: claims.name === undefined }));
     } catch (err) {
       const e = toVigieError(err);
       securityHeaders(reply, "'none'");
-      return reply.code(e.httpStatus).send(errorPage(e));
+      return reply.code(e.httpStatus).send(errorPage(e, language(req)));
     }
   };
   app.get('/join', page('join'));
   app.get('/embed', page('embed'));
-  app.get('/', async (_req, reply) => {
+  app.get('/', async (req, reply) => {
     securityHeaders(reply, "'none'");
-    return reply.send(errorPage(null));
+    reply.header('vary', 'accept-language');
+    return reply.send(errorPage(null, language(req)));
   });
 }

@@ -1,18 +1,23 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { chromium, type BrowserContext } from 'playwright-core';
+import { chromium, type BrowserContext, type Page, type Response } from 'playwright-core';
 import puppeteer, { type Browser } from 'puppeteer-core';
 
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 export const FIREFOX = process.env.FIREFOX_PATH ?? '/usr/bin/firefox-esr';
 
-/** Debian's Chromium with fake camera and mic; a fresh profile each time. */
-export async function launchBrowser(extraArgs: string[] = []): Promise<{ context: BrowserContext; close: () => Promise<void> }> {
+/**
+ * Debian's Chromium with fake camera and mic; a fresh profile each time.
+ * `mediaPermission: false` leaves out the flag that grants camera and mic, so the page is refused them, as when a user says no.
+ */
+export async function launchBrowser(extraArgs: string[] = [], o: { mediaPermission?: boolean } = {}): Promise<{ context: BrowserContext; close: () => Promise<void> }> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'vigie-chromium-'));
   const context = await chromium.launchPersistentContext(dir, {
     executablePath: CHROMIUM,
     headless: true,
+    // The pages speak the browser's language (Accept-Language): tests that read their words get English whatever the machine's locale.
+    locale: 'en-US',
     args: [
       '--no-sandbox',
       '--disable-gpu',
@@ -21,7 +26,7 @@ export async function launchBrowser(extraArgs: string[] = []): Promise<{ context
       '--disable-background-networking',
       '--disable-component-update',
       '--disable-sync',
-      '--use-fake-ui-for-media-stream',
+      ...(o.mediaPermission === false ? ['--deny-permission-prompts'] : ['--use-fake-ui-for-media-stream']),
       '--use-fake-device-for-media-stream',
       '--autoplay-policy=no-user-gesture-required',
       ...extraArgs,
@@ -114,4 +119,19 @@ export async function waitFor<T>(what: string, probe: () => Promise<T>, check: (
     last = await probe();
   }
   return last;
+}
+
+/**
+ * Opens a /join or /embed link as a participant would: on /join, waits for
+ * the pre-join screen to have opened the devices, types `name` when the page
+ * asks for one, and clicks "Join". The one way tests enter a call through the page.
+ */
+export async function joinThroughPage(page: Page, url: string, o: { name?: string } = {}): Promise<Response | null> {
+  const res = await page.goto(url);
+  // The page itself says whether it has a pre-join screen (a link may redirect to /join, as the demo link does).
+  if (!res?.ok() || (await page.locator('#prejoin').count()) === 0) return res;
+  await page.waitForFunction(() => (window as any).vigieEvents?.some((e: { type: string }) => e.type === 'prejoin'));
+  if (await page.locator('#name-input').count()) await page.fill('#name-input', o.name ?? 'Guest');
+  await page.click('#join-button');
+  return res;
 }
