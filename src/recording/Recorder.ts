@@ -45,7 +45,13 @@ async function freePortPair(): Promise<number> {
  */
 export class Recorder {
   readonly observer = new EventEmitter<RecorderEvents>();
-  readonly startedAt = Date.now();
+  /**
+   * When media began to reach ffmpeg (its consumers resumed) and when ffmpeg was told to stop: the span the file
+   * covers. Spawning ffmpeg takes a while on a busy machine, so the time the recorder was created is not it.
+   */
+  #capturingSince?: number;
+  #capturedUntil?: number;
+  #starting?: Promise<void>;
   #ffmpeg?: ChildProcess;
   #stderr = '';
   #stopping = false;
@@ -66,6 +72,17 @@ export class Recorder {
     return this.#ffmpeg?.pid;
   }
 
+  /** When media began to reach ffmpeg; undefined until then. */
+  get capturingSince(): number | undefined {
+    return this.#capturingSince;
+  }
+
+  /** The span the recording covers, in epoch ms (from the stop request when it never started). */
+  get span(): { from: number; to: number } {
+    const to = this.#capturedUntil ?? Date.now();
+    return { from: this.#capturingSince ?? to, to };
+  }
+
   get codecs(): string[] {
     return this.#consumers.map((c) => c.rtpParameters.codecs[0]!.mimeType);
   }
@@ -74,7 +91,12 @@ export class Recorder {
     return this.codecs.some((c) => c.toLowerCase() === 'video/vp9');
   }
 
-  async start(): Promise<void> {
+  start(): Promise<void> {
+    this.#starting = this.#start();
+    return this.#starting;
+  }
+
+  async #start(): Promise<void> {
     await mkdir(this.dir, { recursive: true });
     const media: string[] = [];
     for (const producer of this.producers) {
@@ -120,6 +142,7 @@ export class Recorder {
     ffmpeg.stderr!.on('data', (d) => (this.#stderr = (this.#stderr + d.toString()).slice(-4000)));
     ffmpeg.once('exit', (code, signal) => {
       if (!this.#stopping) {
+        this.#capturedUntil = Date.now();
         this.log.error({ code, signal, stderr: this.#stderr.slice(-500) }, 'recorder ffmpeg exited unexpectedly');
         void this.#teardown().then(() => this.observer.emit('crashed', code, signal, this.#stderr));
       }
@@ -135,6 +158,7 @@ export class Recorder {
     for (const c of this.#consumers) await c.resume().catch((err: unknown) => {
       if (!c.closed) throw err;
     });
+    this.#capturingSince = Date.now();
     const requestKeyFrames = () => {
       for (const c of this.#consumers) if (c.kind === 'video') void c.requestKeyFrame().catch(() => undefined);
     };
@@ -146,6 +170,10 @@ export class Recorder {
   /** Stops cleanly: ffmpeg finalizes the last segment. Returns the segment files, in order. */
   async stop(): Promise<string[]> {
     this.#stopping = true;
+    // A stop that comes while ffmpeg is being started (a short recording on a busy machine) waits for it: stopping
+    // then would find no ffmpeg to stop, and the one started afterwards would be left running with its files.
+    await this.#starting?.catch(() => undefined);
+    this.#capturedUntil ??= Date.now();
     const ffmpeg = this.#ffmpeg;
     if (ffmpeg && ffmpeg.exitCode === null && ffmpeg.signalCode === null) {
       const exited = new Promise((r) => ffmpeg.once('exit', r));
