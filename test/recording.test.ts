@@ -8,6 +8,8 @@ import { DPO_KEY, GLOBEX_VIEWER_KEY, TENANT_ADMIN_KEY, VIEWER_KEY, startGateway,
 import { launchBrowser, receivedMedia, waitFor } from './helpers/browser.js';
 import { startFfmpegBot } from './helpers/ffmpegBot.js';
 import { recordersWithSegment } from './helpers/recording.js';
+import { Recorder } from '../src/recording/Recorder.js';
+import type { Logger } from '../src/logging.js';
 
 let gw: TestGateway;
 let browser: Awaited<ReturnType<typeof launchBrowser>>;
@@ -125,6 +127,7 @@ test('every codec is recorded without transcoding: H264 into Matroska, VP9 into 
   const listeners = () => [room.observer.listenerCount('close'), room.observer.listenerCount('newpeer'), ...bots.map((b) => b.peer.observer.listenerCount('newproducer'))];
   const listenersBefore = listeners();
   assert.equal((await api(TENANT_ADMIN_KEY, 'POST', '/v1/rooms/codecs/recording', { action: 'start' })).statusCode, 200);
+  await waitFor('the three recorders to write a file', () => recordersWithSegment(gw.app.config.dataDir, 0), (n) => n === 3, 120_000);
   await new Promise((r) => setTimeout(r, 5000));
   const stopped = await api(TENANT_ADMIN_KEY, 'POST', '/v1/rooms/codecs/recording', { action: 'stop' });
   assert.equal(stopped.json().files, 3, `one file per bot: ${bots.map((b) => b.stderr()).join(' ')}`);
@@ -153,6 +156,28 @@ test('every codec is recorded without transcoding: H264 into Matroska, VP9 into 
     // The bytes decode: ffmpeg reads the whole file without an error.
     execFileSync('ffmpeg', ['-v', 'error', '-xerror', '-i', file, '-f', 'null', '-']);
   }
+});
+
+test('a recorder stopped while it is still starting (a short recording on a busy machine) leaves no ffmpeg running', async () => {
+  const room = await gw.app.sfu.getOrCreateRoom('acme', 'short-lived');
+  const bot = await startFfmpegBot(room, { kind: 'audio', bitrateKbps: 32, name: 'short-lived' });
+  onTestFinished(() => bot.stop());
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'vigie-rec-short-'));
+  const recorder = new Recorder(room.router, [bot.producer], dir, 10, gw.app.log as unknown as Logger);
+  const starting = recorder.start();
+  await recorder.stop();
+  await starting;
+  const alive = (pid: number | undefined) => {
+    try {
+      return pid !== undefined && process.kill(pid, 0);
+    } catch {
+      return false;
+    }
+  };
+  onTestFinished(() => void (alive(recorder.pid) && process.kill(recorder.pid!, 'SIGKILL')));
+  assert.ok(recorder.pid !== undefined, 'the start went through to ffmpeg');
+  assert.equal(alive(recorder.pid), false, 'the stop waited for the start, and stopped the ffmpeg it spawned');
+  assert.ok(recorder.span.to >= recorder.span.from, 'an empty span, not a negative one');
 });
 
 test('data residency: a recording refuses to start when the storage location is not allowed for the tenant', async () => {
