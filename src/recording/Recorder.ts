@@ -1,7 +1,7 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import dgram from 'node:dgram';
 import { EventEmitter } from 'node:events';
-import { mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import type { types as ms } from 'mediasoup';
@@ -36,6 +36,14 @@ async function freePortPair(): Promise<number> {
     if (ok.every(Boolean)) return even;
   }
   throw new Error('no free UDP port pair for the recorder');
+}
+
+/** The local UDP ports something listens on (Linux's /proc/net/udp), or undefined where that cannot be read. */
+async function boundUdpPorts(): Promise<Set<number> | undefined> {
+  const table = await readFile('/proc/net/udp', 'utf8').catch(() => undefined);
+  if (table === undefined) return undefined;
+  // "  12: 0100007F:9C41 00000000:0000 07 ...": the local address and port, in hex, after the slot number.
+  return new Set(table.split('\n').slice(1).map((line) => Number.parseInt(line.trim().split(/\s+/)[1]?.split(':')[1] ?? '', 16)));
 }
 
 /**
@@ -99,8 +107,10 @@ export class Recorder {
   async #start(): Promise<void> {
     await mkdir(this.dir, { recursive: true });
     const media: string[] = [];
+    const ports: number[] = [];
     for (const producer of this.producers) {
       const port = await freePortPair();
+      ports.push(port, port + 1);
       const transport = await this.router.createPlainTransport({ listenInfo: { protocol: 'udp', ip: '127.0.0.1' }, rtcpMux: false, comedia: false });
       await transport.connect({ ip: '127.0.0.1', port, rtcpPort: port + 1 });
       const consumer = await transport.consume({ producerId: producer.id, rtpCapabilities: this.router.rtpCapabilities, paused: true });
@@ -151,9 +161,10 @@ export class Recorder {
       ffmpeg.once('spawn', resolve);
       ffmpeg.once('error', (e) => reject(new Error(`cannot start ffmpeg: ${e.message}`)));
     });
-    // ffmpeg opens its sockets after reading the SDP; RTP sent before that is lost,
-    // so resume only then, and ask for keyframes until it has one to start from.
-    await new Promise((r) => setTimeout(r, 400));
+    // ffmpeg opens its sockets after reading the SDP; RTP sent before that is lost, so resume only then, and ask
+    // for keyframes until it has one to start from. A fixed delay was not enough: on a busy machine ffmpeg took
+    // seconds to start, and the file missed them while the catalog counted them.
+    await this.#listening(ports);
     // A track closed meanwhile (its sender stopped it) has nothing left to resume: not a failure.
     for (const c of this.#consumers) await c.resume().catch((err: unknown) => {
       if (!c.closed) throw err;
@@ -165,6 +176,22 @@ export class Recorder {
     requestKeyFrames();
     let n = 0;
     this.#keyframeTimer = setInterval(() => (++n > 4 ? clearInterval(this.#keyframeTimer) : requestKeyFrames()), 500);
+  }
+
+  /** Resolves once ffmpeg listens on all `ports` (or has exited; or, where that cannot be seen, after a short delay). */
+  async #listening(ports: number[]): Promise<void> {
+    const ffmpeg = this.#ffmpeg!;
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const bound = await boundUdpPorts();
+      if (!bound) return void (await new Promise((r) => setTimeout(r, 400)));
+      if (ports.every((p) => bound.has(p)) || ffmpeg.exitCode !== null || ffmpeg.signalCode !== null || this.#stopping) return;
+      if (Date.now() > deadline) {
+        this.log.warn({ ports }, 'recorder ffmpeg is not listening after 30 s; sending media anyway');
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
   }
 
   /** Stops cleanly: ffmpeg finalizes the last segment. Returns the segment files, in order. */
