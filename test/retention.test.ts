@@ -2,14 +2,14 @@ import { afterAll, beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
-import { readdir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { complianceShortenings, FILE_RULES, fileRule, loadPolicies, PolicyError, TABLE_RULES, ttlStatements } from '../src/retention/index.js';
 import { retentionSchemaJson } from '../scripts/retention-schema.js';
 import { DPO_KEY, startGateway, type TestGateway } from './helpers/gateway.js';
-import { startFfmpegBot, type FfmpegBot } from './helpers/ffmpegBot.js';
+import { encodedLoop, startFfmpegBot, type FfmpegBot } from './helpers/ffmpegBot.js';
 import { waitFor } from './helpers/browser.js';
+import { recordersWithSegment } from './helpers/recording.js';
 
 const CATEGORIES_6Y = (rest: string) =>
   `categories:\n${rest}  participants: { duration: 395d }\n  transport_stats: { duration: 395d, action: anonymize }\n  call_quality: { duration: 395d }\n  access_log: { duration: 1y }\n  webhook_attempts: { duration: 90d }\n  audit_log: { duration: 6y }\n  dsar_exports: { duration: 30d }\n`;
@@ -35,10 +35,12 @@ afterAll(async () => {
   await gw?.close();
 });
 
+// The bots send pre-encoded media: the segment boundaries are in media time, which a live encoder on a busy
+// machine lets fall far behind the wall clock.
 async function botPair(room: string) {
   const r = await gw.app.sfu.getOrCreateRoom('acme', room, gw.app.rooms.optionsFor('acme', room));
-  const video = await startFfmpegBot(r, { kind: 'video', bitrateKbps: 200, name: `${room}-v` });
-  const audio = await startFfmpegBot(r, { kind: 'audio', bitrateKbps: 32, name: `${room}-a` });
+  const video = await startFfmpegBot(r, { kind: 'video', bitrateKbps: 200, name: `${room}-v`, file: await encodedLoop('video', 200) });
+  const audio = await startFfmpegBot(r, { kind: 'audio', bitrateKbps: 32, name: `${room}-a`, file: await encodedLoop('audio', 32) });
   bots.push(video, audio);
   return { room: r, video, audio };
 }
@@ -128,7 +130,7 @@ test('per-tenant ClickHouse TTLs: expired stats rows are deleted, expired identi
 test('the sweeper deletes expired recordings, skips legal holds, and records each deletion', async () => {
   const { room } = await botPair('sweep');
   await gw.app.recording!.service.start(room, 'test');
-  await new Promise((r) => setTimeout(r, 3000));
+  await waitFor('both recorders to write a file', () => recordersWithSegment(gw.app.config.dataDir, 0), (n) => n === 2, 120_000);
   await gw.app.recording!.service.stop(room, 'test');
   assert.ok(await gw.app.recording!.service.drain());
   const recs = await catalog('sweep');
@@ -152,7 +154,7 @@ test('consent: only participants who consent are recorded, and each answer is an
   await gw.app.recording!.service.start(room, 'test');
   gw.app.recording!.service.consent(room, video.peer, true);
   gw.app.recording!.service.consent(room, audio.peer, false);
-  await new Promise((r) => setTimeout(r, 2500));
+  await waitFor('the consenting participant\'s recorder to write a file', () => recordersWithSegment(gw.app.config.dataDir, 0), (n) => n === 1, 120_000);
   await gw.app.recording!.service.stop(room, 'test');
   assert.ok(await gw.app.recording!.service.drain());
   const recs = await catalog('consent');
@@ -165,14 +167,7 @@ test('consent: only participants who consent are recorded, and each answer is an
 test('long recordings are cut into segments; an ffmpeg crash is detected and reported', async () => {
   const { room } = await botPair('segments');
   await gw.app.recording!.service.start(room, 'test');
-  // Stopped once each recorder has begun its second segment: a fixed wait failed when ffmpeg started late on a busy machine.
-  const active = path.join(gw.app.config.dataDir, 'recordings', 'active');
-  const secondSegments = async () => {
-    const dirs = await readdir(active).catch(() => [] as string[]);
-    const counts = await Promise.all(dirs.map(async (d) => (await readdir(path.join(active, d)).catch(() => [] as string[])).filter((f) => f.startsWith('segment-001')).length));
-    return counts.filter((n) => n > 0).length;
-  };
-  await waitFor('both recorders to start a second segment', secondSegments, (n) => n === 2, 60_000);
+  await waitFor('both recorders to start a second segment', () => recordersWithSegment(gw.app.config.dataDir, 1), (n) => n === 2, 120_000);
   await gw.app.recording!.service.stop(room, 'test');
   assert.ok(await gw.app.recording!.service.drain());
   assert.ok((await catalog('segments')).length >= 4, 'two participants × at least two 10 s segments');

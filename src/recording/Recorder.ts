@@ -1,7 +1,7 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import dgram from 'node:dgram';
 import { EventEmitter } from 'node:events';
-import { mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import type { types as ms } from 'mediasoup';
@@ -41,6 +41,14 @@ async function freePortPair(): Promise<number> {
   throw new Error('no free UDP port pair for the recorder');
 }
 
+/** The local UDP ports something listens on (Linux's /proc/net/udp), or undefined where that cannot be read. */
+async function boundUdpPorts(): Promise<Set<number> | undefined> {
+  const table = await readFile('/proc/net/udp', 'utf8').catch(() => undefined);
+  if (table === undefined) return undefined;
+  // "  12: 0100007F:9C41 00000000:0000 07 ...": the local address and port, in hex, after the slot number.
+  return new Set(table.split('\n').slice(1).map((line) => Number.parseInt(line.trim().split(/\s+/)[1]?.split(':')[1] ?? '', 16)));
+}
+
 /**
  * Records one participant's tracks (audio and video muxed into one file) by
  * consuming them on PlainTransports that send RTP to ffmpeg, which copies the
@@ -48,7 +56,13 @@ async function freePortPair(): Promise<number> {
  */
 export class Recorder {
   readonly observer = new EventEmitter<RecorderEvents>();
-  readonly startedAt = Date.now();
+  /**
+   * When media began to reach ffmpeg (its consumers resumed) and when ffmpeg was told to stop: the span the file
+   * covers. Spawning ffmpeg takes a while on a busy machine, so the time the recorder was created is not it.
+   */
+  #capturingSince?: number;
+  #capturedUntil?: number;
+  #starting?: Promise<void>;
   #ffmpeg?: ChildProcess;
   #stderr = '';
   #stopping = false;
@@ -69,6 +83,17 @@ export class Recorder {
     return this.#ffmpeg?.pid;
   }
 
+  /** When media began to reach ffmpeg; undefined until then. */
+  get capturingSince(): number | undefined {
+    return this.#capturingSince;
+  }
+
+  /** The span the recording covers, in epoch ms (from the stop request when it never started). */
+  get span(): { from: number; to: number } {
+    const to = this.#capturedUntil ?? Date.now();
+    return { from: this.#capturingSince ?? to, to };
+  }
+
   get codecs(): string[] {
     return this.#consumers.map((c) => c.rtpParameters.codecs[0]!.mimeType);
   }
@@ -77,11 +102,18 @@ export class Recorder {
     return this.codecs.some((c) => c.toLowerCase() === 'video/vp9');
   }
 
-  async start(): Promise<void> {
+  start(): Promise<void> {
+    this.#starting = this.#start();
+    return this.#starting;
+  }
+
+  async #start(): Promise<void> {
     await mkdir(this.dir, { recursive: true });
     const media: string[] = [];
+    const ports: number[] = [];
     for (const producer of this.producers) {
       const port = await freePortPair();
+      ports.push(port, port + 1);
       const transport = await this.router.createPlainTransport({ listenInfo: { protocol: 'udp', ip: '127.0.0.1' }, rtcpMux: false, comedia: false });
       await transport.connect({ ip: '127.0.0.1', port, rtcpPort: port + 1 });
       const consumer = await transport.consume({ producerId: producer.id, rtpCapabilities: this.router.rtpCapabilities, paused: true });
@@ -123,6 +155,7 @@ export class Recorder {
     ffmpeg.stderr!.on('data', (d) => (this.#stderr = (this.#stderr + d.toString()).slice(-4000)));
     ffmpeg.once('exit', (code, signal) => {
       if (!this.#stopping) {
+        this.#capturedUntil = Date.now();
         this.log.error({ code, signal, stderr: this.#stderr.slice(-500) }, 'recorder ffmpeg exited unexpectedly');
         void this.#teardown().then(() => this.observer.emit('crashed', code, signal, this.#stderr));
       }
@@ -131,13 +164,15 @@ export class Recorder {
       ffmpeg.once('spawn', resolve);
       ffmpeg.once('error', (e) => reject(new Error(`cannot start ffmpeg: ${e.message}`)));
     });
-    // ffmpeg opens its sockets after reading the SDP; RTP sent before that is lost,
-    // so resume only then, and ask for keyframes until it has one to start from.
-    await new Promise((r) => setTimeout(r, 400));
+    // ffmpeg opens its sockets after reading the SDP; RTP sent before that is lost, so resume only then, and ask
+    // for keyframes until it has one to start from. A fixed delay was not enough: on a busy machine ffmpeg took
+    // seconds to start, and the file missed them while the catalog counted them.
+    await this.#listening(ports);
     // A track closed meanwhile (its sender stopped it) has nothing left to resume: not a failure.
     for (const c of this.#consumers) await c.resume().catch((err: unknown) => {
       if (!c.closed) throw err;
     });
+    this.#capturingSince = Date.now();
     const requestKeyFrames = () => {
       for (const c of this.#consumers) if (c.kind === 'video') void c.requestKeyFrame().catch(() => undefined);
     };
@@ -146,9 +181,29 @@ export class Recorder {
     this.#keyframeTimer = setInterval(() => (++n > 4 ? clearInterval(this.#keyframeTimer) : requestKeyFrames()), 500);
   }
 
+  /** Resolves once ffmpeg listens on all `ports` (or has exited; or, where that cannot be seen, after a short delay). */
+  async #listening(ports: number[]): Promise<void> {
+    const ffmpeg = this.#ffmpeg!;
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const bound = await boundUdpPorts();
+      if (!bound) return void (await new Promise((r) => setTimeout(r, 400)));
+      if (ports.every((p) => bound.has(p)) || ffmpeg.exitCode !== null || ffmpeg.signalCode !== null || this.#stopping) return;
+      if (Date.now() > deadline) {
+        this.log.warn({ ports }, 'recorder ffmpeg is not listening after 30 s; sending media anyway');
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
   /** Stops cleanly: ffmpeg finalizes the last segment. Returns the segment files, in order. */
   async stop(): Promise<string[]> {
     this.#stopping = true;
+    // A stop that comes while ffmpeg is being started (a short recording on a busy machine) waits for it: stopping
+    // then would find no ffmpeg to stop, and the one started afterwards would be left running with its files.
+    await this.#starting?.catch(() => undefined);
+    this.#capturedUntil ??= Date.now();
     const ffmpeg = this.#ffmpeg;
     if (ffmpeg && ffmpeg.exitCode === null && ffmpeg.signalCode === null) {
       const exited = new Promise((r) => ffmpeg.once('exit', r));

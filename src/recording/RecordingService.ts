@@ -221,7 +221,7 @@ export class RecordingService {
     if (!entry) return 0;
     session.recorders.delete(peerId);
     const files = await entry.recorder.stop();
-    const endedAt = Date.now();
+    const { from: startedAt, to: endedAt } = entry.recorder.span;
     const { contentType } = containerFor(entry.recorder.codecs);
     let queued = 0;
     for (const file of files) {
@@ -235,7 +235,7 @@ export class RecordingService {
         participants: [this.d.pseudonym(entry.peer)],
         tracks: [...entry.peer.producers.keys()],
         codecs: entry.recorder.codecs,
-        startedAt: entry.recorder.startedAt,
+        startedAt,
         endedAt,
         file,
         contentType,

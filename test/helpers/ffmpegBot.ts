@@ -1,4 +1,8 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
 import type { types as ms } from 'mediasoup';
 import { Peer, type Room } from '../../src/media/index.js';
 
@@ -31,6 +35,27 @@ const CODECS = {
   },
 } as const;
 
+const loops = new Map<string, Promise<string>>();
+
+/**
+ * A few seconds of VP8 (test pattern, a keyframe every second) or Opus (a tone), encoded once per process, for
+ * bots that send it in a loop. A live encoder falls behind real time on a busy machine (VP8 was seen at a tenth
+ * of it on 2 loaded cores), so a test that needs some seconds of media gets them later than the wall clock says;
+ * copying a file keeps the media clock on the wall clock.
+ */
+export function encodedLoop(kind: 'video' | 'audio', bitrateKbps: number): Promise<string> {
+  const key = `${kind}-${bitrateKbps}`;
+  let file = loops.get(key);
+  if (!file) {
+    const out = path.join(mkdtempSync(path.join(os.tmpdir(), 'vigie-bot-')), kind === 'video' ? 'loop.webm' : 'loop.ogg');
+    const { encoder } = CODECS[kind === 'video' ? 'vp8' : 'opus'];
+    const input = kind === 'video' ? ['-f', 'lavfi', '-i', 'testsrc=size=320x240:rate=15:duration=4'] : ['-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000:duration=4'];
+    file = promisify(execFile)('ffmpeg', ['-nostdin', '-v', 'error', ...input, ...encoder(bitrateKbps), '-y', out]).then(() => out);
+    loops.set(key, file);
+  }
+  return file;
+}
+
 /**
  * A participant made of ffmpeg: it encodes a test pattern (VP8, VP9 or H264) or a tone
  * (Opus) and sends RTP into a PlainTransport producer, as a SIP gateway or a
@@ -45,7 +70,7 @@ export async function startFfmpegBot(
     name?: string;
     /** Puts something (a relay) between ffmpeg and the SFU; returns the port ffmpeg sends RTP to. */
     through?: (sfuRtpPort: number) => Promise<number>;
-    /** A pre-encoded VP8 file sent in a loop without re-encoding (cheap, for load tests). */
+    /** A pre-encoded file (VP8 for video, Opus for audio; see `encodedLoop`) sent in a loop without re-encoding. */
     file?: string;
     /** The video codec (default VP8); audio is always Opus. */
     videoCodec?: 'vp8' | 'vp9' | 'h264';
@@ -74,7 +99,7 @@ export async function startFfmpegBot(
     : opts.kind === 'video'
       ? ['-f', 'lavfi', '-i', 'testsrc=size=320x240:rate=15']
       : ['-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000'];
-  const codec = opts.file ? ['-c:v', 'copy', '-an'] : encoder(opts.bitrateKbps);
+  const codec = opts.file ? (opts.kind === 'video' ? ['-c:v', 'copy', '-an'] : ['-c:a', 'copy', '-vn']) : encoder(opts.bitrateKbps);
   const args = ['-nostdin', '-loglevel', 'error', '-re', ...input, ...codec, '-ssrc', String(c.ssrc), '-payload_type', String(c.payloadType), '-f', 'rtp', `rtp://${target.ip}:${target.port}?rtcpport=${target.rtcpPort}&pkt_size=1200`];
   const ffmpeg = spawn('ffmpeg', args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
