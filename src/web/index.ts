@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import fastifyStatic from '@fastify/static';
 import { toVigieError } from '../errors.js';
+import { EARLY_JOIN_CSP_SOURCE } from './earlyJoin.js';
 import { callPage, errorPage, type PageKind } from './pages.js';
 
 /** dist/public at the project root, whether this module runs from src/ (tsx) or from the build in dist/server/. */
@@ -28,7 +29,7 @@ function securityHeaders(reply: FastifyReply, frameAncestors: string): void {
       'content-security-policy',
       [
         "default-src 'self'",
-        "script-src 'self'",
+        `script-src 'self' ${EARLY_JOIN_CSP_SOURCE}`,
         "style-src 'self' 'unsafe-inline'",
         "img-src 'self' data:",
         "media-src 'self' blob: mediastream:",

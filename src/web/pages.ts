@@ -1,5 +1,6 @@
 import type { VigieError } from '../errors.js';
 import { escapeHtml } from '../html.js';
+import { EARLY_JOIN_SCRIPT } from './earlyJoin.js';
 
 export type PageKind = 'join' | 'embed';
 
@@ -27,12 +28,17 @@ const STYLE = `
 `;
 
 
-/** The call page. Its script reads the token from the URL, then removes it from the address bar. */
-export function callPage(kind: PageKind, opts: { embedOrigins: string[] }): string {
+/**
+ * The call page. Its script reads the token from the URL, then removes it from the address bar.
+ * Unless `earlyJoin` is false (a page that waits for the user before joining), the first script
+ * in <head> connects and joins while the bundles load (see earlyJoin.ts).
+ */
+export function callPage(kind: PageKind, opts: { embedOrigins: string[]; earlyJoin?: boolean }): string {
   return `<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
+${opts.earlyJoin === false ? '' : `<script>${EARLY_JOIN_SCRIPT}</script>`}
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Vigie call</title>
 <style>${STYLE}</style>
