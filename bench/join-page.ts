@@ -25,15 +25,16 @@ const JOIN_BUTTON = /^(join|rejoindre)\b/i;
 const CLICK_MARK = 'bench:join-click';
 
 interface Sample {
-  /** ms from navigation start: the click (0 without a pre-join screen), the WebSocket open, the first remote frame. */
+  /** ms from navigation start: the click (0 without a pre-join screen), the page's HTML received, the WebSocket open, the first remote frame. */
   start: number;
+  html: number;
   wsOpen: number;
   frame: number;
 }
 
 /** Runs in every measured page before its own scripts. */
 function instrument(): void {
-  const bench: { wsOpen?: number; frame?: Promise<Omit<Sample, 'start'>> } = ((window as any).bench = {});
+  const bench: { wsOpen?: number; frame?: Promise<Pick<Sample, 'wsOpen' | 'frame'>> } = ((window as any).bench = {});
   const NativeWebSocket = window.WebSocket;
   window.WebSocket = class extends NativeWebSocket {
     constructor(...args: ConstructorParameters<typeof WebSocket>) {
@@ -102,9 +103,12 @@ async function measure(page: Page, target: Target, prejoin: boolean): Promise<Sa
     }, CLICK_MARK);
   }
   const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`${target}: no remote frame in 30 s`)), 30_000).unref());
-  const got = await Promise.race([page.evaluate(() => (window as any).bench.frame as Promise<Omit<Sample, 'start'>>), timeout]);
-  const start = await page.evaluate((mark) => performance.getEntriesByName(mark)[0]?.startTime ?? 0, CLICK_MARK);
-  return { start, ...got };
+  const got = await Promise.race([page.evaluate(() => (window as any).bench.frame as Promise<Pick<Sample, 'wsOpen' | 'frame'>>), timeout]);
+  const marks = await page.evaluate((mark) => ({
+    start: performance.getEntriesByName(mark)[0]?.startTime ?? 0,
+    html: (performance.getEntriesByType('navigation')[0] as PerformanceNavigationTiming).responseEnd,
+  }), CLICK_MARK);
+  return { ...marks, ...got };
 }
 
 /** One cold load (new context) then one warm load (same context) of a target. */
@@ -152,7 +156,7 @@ for (let i = 0; i < ROUNDS; i++) {
     const r = await round(target, prejoin);
     results[target].cold.push(r.cold);
     results[target].warm.push(r.warm);
-    const fmt = (s: Sample) => `frame ${Math.round(s.frame - s.start)} ms (ws open ${Math.round(s.wsOpen - s.start)})`;
+    const fmt = (s: Sample) => `frame ${Math.round(s.frame - s.start)} ms (html ${Math.round(s.html)}, ws open ${Math.round(s.wsOpen - s.start)})`;
     console.error(`[join-page] round ${i + 1} ${target.padEnd(5)} cold ${fmt(r.cold)}, warm ${fmt(r.warm)}`);
   }
 }
@@ -163,9 +167,9 @@ await bare.close();
 await gw.close();
 
 const summary = (kind: 'cold' | 'warm') => {
-  const ms = (t: Target, what: 'frame' | 'wsOpen') => Math.round(median(results[t][kind].map((s) => s[what] - s.start)));
+  const ms = (t: Target, what: 'frame' | 'wsOpen' | 'html') => Math.round(median(results[t][kind].map((s) => s[what] - s.start)));
   const frame = { bare: ms('bare', 'frame'), vigie: ms('vigie', 'frame') };
-  return { bareMs: frame.bare, vigieMs: frame.vigie, ratio: Number((frame.vigie / frame.bare).toFixed(3)), wsOpenMs: { bare: ms('bare', 'wsOpen'), vigie: ms('vigie', 'wsOpen') } };
+  return { bareMs: frame.bare, vigieMs: frame.vigie, ratio: Number((frame.vigie / frame.bare).toFixed(3)), htmlMs: { bare: ms('bare', 'html'), vigie: ms('vigie', 'html') }, wsOpenMs: { bare: ms('bare', 'wsOpen'), vigie: ms('vigie', 'wsOpen') } };
 };
 console.log(
   JSON.stringify({
