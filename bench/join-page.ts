@@ -25,16 +25,20 @@ const JOIN_BUTTON = /^(join|rejoindre)\b/i;
 const CLICK_MARK = 'bench:join-click';
 
 interface Sample {
-  /** ms from navigation start: the click (0 without a pre-join screen), the page's HTML received, the WebSocket open, the first remote frame. */
+  /**
+   * ms from navigation start: the click (0 without a pre-join screen), the page's HTML received, the WebSocket
+   * open, the remote video track created (its consumer exists in the page), the first remote frame decoded.
+   */
   start: number;
   html: number;
   wsOpen: number;
+  track: number;
   frame: number;
 }
 
 /** Runs in every measured page before its own scripts. */
 function instrument(): void {
-  const bench: { wsOpen?: number; frame?: Promise<Pick<Sample, 'wsOpen' | 'frame'>> } = ((window as any).bench = {});
+  const bench: { wsOpen?: number; frame?: Promise<Pick<Sample, 'wsOpen' | 'track' | 'frame'>> } = ((window as any).bench = {});
   const NativeWebSocket = window.WebSocket;
   window.WebSocket = class extends NativeWebSocket {
     constructor(...args: ConstructorParameters<typeof WebSocket>) {
@@ -51,6 +55,7 @@ function instrument(): void {
         super(...args);
         this.addEventListener('track', ({ track }) => {
           if (track.kind !== 'video') return;
+          const created = performance.now();
           // A clone, so that stopping the reader cannot touch the page's own track.
           const copy = track.clone();
           const reader = new Processor({ track: copy }).readable.getReader();
@@ -58,7 +63,7 @@ function instrument(): void {
             const frame = performance.now();
             value?.close();
             copy.stop();
-            resolve({ wsOpen: bench.wsOpen ?? Number.NaN, frame });
+            resolve({ wsOpen: bench.wsOpen ?? Number.NaN, track: created, frame });
           }, reject);
         });
       }
@@ -103,7 +108,7 @@ async function measure(page: Page, target: Target, prejoin: boolean): Promise<Sa
     }, CLICK_MARK);
   }
   const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`${target}: no remote frame in 30 s`)), 30_000).unref());
-  const got = await Promise.race([page.evaluate(() => (window as any).bench.frame as Promise<Pick<Sample, 'wsOpen' | 'frame'>>), timeout]);
+  const got = await Promise.race([page.evaluate(() => (window as any).bench.frame as Promise<Pick<Sample, 'wsOpen' | 'track' | 'frame'>>), timeout]);
   const marks = await page.evaluate((mark) => ({
     start: performance.getEntriesByName(mark)[0]?.startTime ?? 0,
     html: (performance.getEntriesByType('navigation')[0] as PerformanceNavigationTiming).responseEnd,
@@ -156,7 +161,7 @@ for (let i = 0; i < ROUNDS; i++) {
     const r = await round(target, prejoin);
     results[target].cold.push(r.cold);
     results[target].warm.push(r.warm);
-    const fmt = (s: Sample) => `frame ${Math.round(s.frame - s.start)} ms (html ${Math.round(s.html)}, ws open ${Math.round(s.wsOpen - s.start)})`;
+    const fmt = (s: Sample) => `frame ${Math.round(s.frame - s.start)} ms (html ${Math.round(s.html)}, ws open ${Math.round(s.wsOpen - s.start)}, track ${Math.round(s.track - s.start)})`;
     console.error(`[join-page] round ${i + 1} ${target.padEnd(5)} cold ${fmt(r.cold)}, warm ${fmt(r.warm)}`);
   }
 }
@@ -167,9 +172,9 @@ await bare.close();
 await gw.close();
 
 const summary = (kind: 'cold' | 'warm') => {
-  const ms = (t: Target, what: 'frame' | 'wsOpen' | 'html') => Math.round(median(results[t][kind].map((s) => s[what] - s.start)));
+  const ms = (t: Target, what: 'frame' | 'wsOpen' | 'html' | 'track') => Math.round(median(results[t][kind].map((s) => s[what] - s.start)));
   const frame = { bare: ms('bare', 'frame'), vigie: ms('vigie', 'frame') };
-  return { bareMs: frame.bare, vigieMs: frame.vigie, ratio: Number((frame.vigie / frame.bare).toFixed(3)), htmlMs: { bare: ms('bare', 'html'), vigie: ms('vigie', 'html') }, wsOpenMs: { bare: ms('bare', 'wsOpen'), vigie: ms('vigie', 'wsOpen') } };
+  return { bareMs: frame.bare, vigieMs: frame.vigie, ratio: Number((frame.vigie / frame.bare).toFixed(3)), htmlMs: { bare: ms('bare', 'html'), vigie: ms('vigie', 'html') }, wsOpenMs: { bare: ms('bare', 'wsOpen'), vigie: ms('vigie', 'wsOpen') }, trackMs: { bare: ms('bare', 'track'), vigie: ms('vigie', 'track') } };
 };
 console.log(
   JSON.stringify({

@@ -1,6 +1,6 @@
 import type { VigieError } from '../errors.js';
 import { escapeHtml } from '../html.js';
-import { EARLY_JOIN_SCRIPT } from './earlyJoin.js';
+import { CALL_PAGE_SCRIPTS, EARLY_JOIN_SCRIPT } from './earlyJoin.js';
 
 export type PageKind = 'join' | 'embed';
 
@@ -31,14 +31,16 @@ const STYLE = `
 /**
  * The call page. Its script reads the token from the URL, then removes it from the address bar.
  * Unless `earlyJoin` is false (a page that waits for the user before joining), the first script
- * in <head> connects and joins while the bundles load (see earlyJoin.ts).
+ * in <head> connects and joins while the bundles download, then adds them (see earlyJoin.ts);
+ * otherwise they are plain script tags at the end of <body>.
  */
 export function callPage(kind: PageKind, opts: { embedOrigins: string[]; earlyJoin?: boolean }): string {
+  const early = opts.earlyJoin !== false;
   return `<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
-${opts.earlyJoin === false ? '' : `<script>${EARLY_JOIN_SCRIPT}</script>`}
+${early ? `${CALL_PAGE_SCRIPTS.map((src) => `<link rel="preload" href="${src}" as="script">`).join('\n')}\n<script>${EARLY_JOIN_SCRIPT}</script>` : ''}
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Vigie call</title>
 <style>${STYLE}</style>
@@ -59,8 +61,7 @@ ${opts.earlyJoin === false ? '' : `<script>${EARLY_JOIN_SCRIPT}</script>`}
   <section id="tiles" aria-label="Participants' video"></section>
   <aside><h2>In the room</h2><ul id="participants"></ul></aside>
 </main>
-<script src="/sdk/vigie-sdk.js"></script>
-<script src="/sdk/join-page.js"></script>
+${early ? '' : CALL_PAGE_SCRIPTS.map((src) => `<script src="${src}"></script>`).join('\n')}
 </body>
 </html>`;
 }
