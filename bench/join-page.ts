@@ -13,6 +13,7 @@
  * received video track with a MediaStreamTrackProcessor (frames reach it as
  * they are decoded, whether or not the page shows them).
  */
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { startGateway } from '../test/helpers/gateway.js';
 import { CHROMIUM, CHROMIUM_ARGS, launchBrowser, waitFor } from '../test/helpers/browser.js';
@@ -31,6 +32,7 @@ interface Sample {
    */
   start: number;
   html: number;
+  wsCreated: number;
   wsOpen: number;
   track: number;
   frame: number;
@@ -38,11 +40,12 @@ interface Sample {
 
 /** Runs in every measured page before its own scripts. */
 function instrument(): void {
-  const bench: { wsOpen?: number; frame?: Promise<Pick<Sample, 'wsOpen' | 'track' | 'frame'>> } = ((window as any).bench = {});
+  const bench: { wsCreated?: number; wsOpen?: number; frame?: Promise<Pick<Sample, 'wsCreated' | 'wsOpen' | 'track' | 'frame'>> } = ((window as any).bench = {});
   const NativeWebSocket = window.WebSocket;
   window.WebSocket = class extends NativeWebSocket {
     constructor(...args: ConstructorParameters<typeof WebSocket>) {
       super(...args);
+      bench.wsCreated ??= performance.now();
       this.addEventListener('open', () => (bench.wsOpen ??= performance.now()));
     }
   };
@@ -63,7 +66,7 @@ function instrument(): void {
             const frame = performance.now();
             value?.close();
             copy.stop();
-            resolve({ wsOpen: bench.wsOpen ?? Number.NaN, track: created, frame });
+            resolve({ wsCreated: bench.wsCreated ?? Number.NaN, wsOpen: bench.wsOpen ?? Number.NaN, track: created, frame });
           }, reject);
         });
       }
@@ -108,7 +111,7 @@ async function measure(page: Page, target: Target, prejoin: boolean): Promise<Sa
     }, CLICK_MARK);
   }
   const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`${target}: no remote frame in 30 s`)), 30_000).unref());
-  const got = await Promise.race([page.evaluate(() => (window as any).bench.frame as Promise<Pick<Sample, 'wsOpen' | 'track' | 'frame'>>), timeout]);
+  const got = await Promise.race([page.evaluate(() => (window as any).bench.frame as Promise<Pick<Sample, 'wsCreated' | 'wsOpen' | 'track' | 'frame'>>), timeout]);
   const marks = await page.evaluate((mark) => ({
     start: performance.getEntriesByName(mark)[0]?.startTime ?? 0,
     html: (performance.getEntriesByType('navigation')[0] as PerformanceNavigationTiming).responseEnd,
@@ -117,7 +120,10 @@ async function measure(page: Page, target: Target, prejoin: boolean): Promise<Sa
 }
 
 /** One cold load (new context) then one warm load (same context) of a target. */
-async function round(target: Target, prejoin: boolean): Promise<{ cold: Sample; warm: Sample }> {
+async function round(target: Target, prejoin: boolean): Promise<{ cold: Sample; warm: Sample; loopDelayMaxMs: number }> {
+  // Both servers run in this process: a blocked event loop delays whichever page is being measured.
+  const loop = monitorEventLoopDelay({ resolution: 5 });
+  loop.enable();
   const context = await browser.newContext();
   await context.addInitScript(instrument);
   const page = await context.newPage();
@@ -127,8 +133,9 @@ async function round(target: Target, prejoin: boolean): Promise<{ cold: Sample; 
     await new Promise((r) => setTimeout(r, 1000)); // let the call settle before it is left
     const warm = await measure(page, target, prejoin);
     await new Promise((r) => setTimeout(r, 1000));
-    return { cold, warm };
+    return { cold, warm, loopDelayMaxMs: loop.max / 1e6 };
   } finally {
+    loop.disable();
     await context.close();
   }
 }
@@ -161,8 +168,8 @@ for (let i = 0; i < ROUNDS; i++) {
     const r = await round(target, prejoin);
     results[target].cold.push(r.cold);
     results[target].warm.push(r.warm);
-    const fmt = (s: Sample) => `frame ${Math.round(s.frame - s.start)} ms (html ${Math.round(s.html)}, ws open ${Math.round(s.wsOpen - s.start)}, track ${Math.round(s.track - s.start)})`;
-    console.error(`[join-page] round ${i + 1} ${target.padEnd(5)} cold ${fmt(r.cold)}, warm ${fmt(r.warm)}`);
+    const fmt = (s: Sample) => `frame ${Math.round(s.frame - s.start)} ms (html ${Math.round(s.html)}, ws ${Math.round(s.wsCreated - s.start)}–${Math.round(s.wsOpen - s.start)}, track ${Math.round(s.track - s.start)})`;
+    console.error(`[join-page] round ${i + 1} ${target.padEnd(5)} cold ${fmt(r.cold)}, warm ${fmt(r.warm)}; server event loop delay max ${Math.round(r.loopDelayMaxMs)} ms`);
   }
 }
 

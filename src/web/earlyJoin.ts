@@ -16,6 +16,9 @@ export const CALL_PAGE_SCRIPTS = ['/sdk/vigie-sdk.js', '/sdk/join-page.js'];
  * failed (the SDK then connects by itself), and at the latest after 2 s, so
  * that a network that holds WebSocket handshakes does not hold the page.
  *
+ * It also takes the token out of the address bar, before anything else runs;
+ * the link's query string stays readable as `window.vigieLinkSearch`.
+ *
  * What it leaves on `window.vigieEarlyJoin` ({ socket, token, buffer }) is
  * taken by `VigieCall.join` for the same token (src/sdk/VigieCall.ts,
  * `takeEarlyJoin`), which answers request id 0 from the buffered messages.
@@ -41,7 +44,11 @@ export const EARLY_JOIN_SCRIPT = `(function () {
     if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', add);
     else add();
   }
-  var token = new URLSearchParams(location.search).get('token');
+  var search = location.search;
+  var token = new URLSearchParams(search).get('token');
+  // The token is a credential: out of the address bar and history at once. The page's script reads the link's parameters from here.
+  window.vigieLinkSearch = search;
+  history.replaceState(null, '', location.pathname);
   if (!token || typeof WebSocket !== 'function') return load();
   var socket = new WebSocket((location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws');
   var early = (window.vigieEarlyJoin = { socket: socket, token: token, buffer: [] });
