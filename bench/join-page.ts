@@ -27,11 +27,13 @@ const CLICK_MARK = 'bench:join-click';
 
 interface Sample {
   /**
-   * ms from navigation start: the click (0 without a pre-join screen), the page's HTML received, the WebSocket
-   * open, the remote video track created (its consumer exists in the page), the first remote frame decoded.
+   * ms from navigation start: the click (0 without a pre-join screen), the page's HTML received, its first script
+   * run (this instrumentation: the previous page is gone by then), the WebSocket created and open, the remote video
+   * track created (its consumer exists in the page), the first remote frame decoded.
    */
   start: number;
   html: number;
+  firstScript: number;
   wsCreated: number;
   wsOpen: number;
   track: number;
@@ -40,7 +42,8 @@ interface Sample {
 
 /** Runs in every measured page before its own scripts. */
 function instrument(): void {
-  const bench: { wsCreated?: number; wsOpen?: number; frame?: Promise<Pick<Sample, 'wsCreated' | 'wsOpen' | 'track' | 'frame'>> } = ((window as any).bench = {});
+  const firstScript = performance.now();
+  const bench: { wsCreated?: number; wsOpen?: number; frame?: Promise<Pick<Sample, 'firstScript' | 'wsCreated' | 'wsOpen' | 'track' | 'frame'>> } = ((window as any).bench = {});
   const NativeWebSocket = window.WebSocket;
   window.WebSocket = class extends NativeWebSocket {
     constructor(...args: ConstructorParameters<typeof WebSocket>) {
@@ -66,7 +69,7 @@ function instrument(): void {
             const frame = performance.now();
             value?.close();
             copy.stop();
-            resolve({ wsCreated: bench.wsCreated ?? Number.NaN, wsOpen: bench.wsOpen ?? Number.NaN, track: created, frame });
+            resolve({ firstScript, wsCreated: bench.wsCreated ?? Number.NaN, wsOpen: bench.wsOpen ?? Number.NaN, track: created, frame });
           }, reject);
         });
       }
@@ -111,7 +114,7 @@ async function measure(page: Page, target: Target, prejoin: boolean): Promise<Sa
     }, CLICK_MARK);
   }
   const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`${target}: no remote frame in 30 s`)), 30_000).unref());
-  const got = await Promise.race([page.evaluate(() => (window as any).bench.frame as Promise<Pick<Sample, 'wsCreated' | 'wsOpen' | 'track' | 'frame'>>), timeout]);
+  const got = await Promise.race([page.evaluate(() => (window as any).bench.frame as Promise<Pick<Sample, 'firstScript' | 'wsCreated' | 'wsOpen' | 'track' | 'frame'>>), timeout]);
   const marks = await page.evaluate((mark) => ({
     start: performance.getEntriesByName(mark)[0]?.startTime ?? 0,
     html: (performance.getEntriesByType('navigation')[0] as PerformanceNavigationTiming).responseEnd,
@@ -168,7 +171,7 @@ for (let i = 0; i < ROUNDS; i++) {
     const r = await round(target, prejoin);
     results[target].cold.push(r.cold);
     results[target].warm.push(r.warm);
-    const fmt = (s: Sample) => `frame ${Math.round(s.frame - s.start)} ms (html ${Math.round(s.html)}, ws ${Math.round(s.wsCreated - s.start)}–${Math.round(s.wsOpen - s.start)}, track ${Math.round(s.track - s.start)})`;
+    const fmt = (s: Sample) => `frame ${Math.round(s.frame - s.start)} ms (html ${Math.round(s.html)}, script ${Math.round(s.firstScript)}, ws ${Math.round(s.wsCreated - s.start)}–${Math.round(s.wsOpen - s.start)}, track ${Math.round(s.track - s.start)})`;
     console.error(`[join-page] round ${i + 1} ${target.padEnd(5)} cold ${fmt(r.cold)}, warm ${fmt(r.warm)}; server event loop delay max ${Math.round(r.loopDelayMaxMs)} ms`);
   }
 }
