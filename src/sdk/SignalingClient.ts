@@ -84,14 +84,29 @@ export class SignalingClient {
   async request<T = any>(method: string, data: Record<string, unknown> = {}, timeoutMs = this.timeoutMs): Promise<T> {
     await this.opened;
     const id = this.#nextId++;
+    const answer = this.answerTo<T>(id, method, timeoutMs);
+    this.socket.send(JSON.stringify({ id, method, data }));
+    return answer;
+  }
+
+  /**
+   * The answer to request `id`, sent on this socket by someone else before this
+   * client existed: the call page's inline script sends `join` as id 0 while the
+   * SDK loads (src/web/earlyJoin.ts). Ids this client sends start at 1.
+   */
+  answerTo<T = any>(id: number, method: string, timeoutMs = this.timeoutMs): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#pending.delete(id);
         reject(new SignalingError('TIMEOUT', `no answer in ${timeoutMs} ms`, method));
       }, timeoutMs);
       this.#pending.set(id, { method, resolve, reject, timer });
-      this.socket.send(JSON.stringify({ id, method, data }));
     });
+  }
+
+  /** Handles messages the socket received before this client listened to it, in their order. */
+  replay(messages: string[]): void {
+    for (const text of messages) this.#onMessage(text);
   }
 
   /** Subscribes to a notification (or to `close`, or to `error` for unsolicited error frames). */

@@ -76,6 +76,34 @@ const REJOIN_DELAYS_MS = [500, 1000, 2000, 4000, 8000];
  */
 const FINAL_CLOSE_CODES = new Set([1000, 4000, 4001, 4008]);
 
+/** Request id of the `join` sent by the call page's inline script (src/web/earlyJoin.ts, which documents the contract). */
+const EARLY_JOIN_ID = 0;
+
+interface EarlyJoin {
+  socket: WebSocket;
+  token: string;
+  /** Messages received until the SDK takes the socket; undefined after. */
+  buffer?: string[];
+}
+
+/**
+ * The connection the call page opened and joined on before the SDK loaded, if
+ * it is for this join: same token, default URL, still open. It is taken once;
+ * one that is not used is closed, so that its participant does not linger in
+ * the room.
+ */
+function takeEarlyJoin(options: JoinOptions): (EarlyJoin & { buffer: string[] }) | undefined {
+  const w = globalThis as { vigieEarlyJoin?: EarlyJoin };
+  const early = w.vigieEarlyJoin;
+  if (!early?.buffer) return undefined;
+  delete w.vigieEarlyJoin;
+  const buffer = early.buffer;
+  early.buffer = undefined;
+  if (early.token === options.token && options.url === undefined && early.socket.readyState <= WebSocket.OPEN) return { ...early, buffer };
+  early.socket.close(1000, 'not used');
+  return undefined;
+}
+
 type JoinedInfo = { peerId: string; callId: string; tenant: string; room: string; name: string; grants: string[]; iceServers: RTCIceServer[]; recording: { active: boolean; consentRequired: boolean } };
 
 /**
@@ -123,13 +151,18 @@ export class VigieCall {
   }
 
   static async #connectAndJoin(options: JoinOptions): Promise<{ signaling: SignalingClient; joined: any }> {
+    const early = takeEarlyJoin(options);
     const url = options.url ?? `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
-    const signaling = new SignalingClient(new WebSocket(url));
+    const signaling = new SignalingClient(early?.socket ?? new WebSocket(url));
     // Others may publish or join while the device loads: hold those
     // notifications until their handlers exist (see #enter), then replay them.
     signaling.holdNotifications();
     try {
-      return { signaling, joined: await signaling.request('join', { token: options.token, ...(options.name ? { name: options.name } : {}) }) };
+      if (!early) return { signaling, joined: await signaling.request('join', { token: options.token, ...(options.name ? { name: options.name } : {}) }) };
+      // The page's script already sent the join: take its answer from what the socket received so far, or will.
+      const joined = signaling.answerTo(EARLY_JOIN_ID, 'join');
+      signaling.replay(early.buffer);
+      return { signaling, joined: await joined };
     } catch (err) {
       signaling.close();
       throw err;

@@ -13,6 +13,7 @@ declare global {
     Vigie: typeof VigieSdk;
     vigieCall?: VigieSdk.VigieCall;
     vigieEvents: Array<{ type: string; data: unknown }>;
+    vigieLinkSearch?: string;
   }
 }
 
@@ -207,7 +208,8 @@ async function prejoin(form: HTMLFormElement): Promise<Choice> {
 }
 
 async function main(): Promise<void> {
-  const params = new URLSearchParams(location.search);
+  // The page's early script (src/web/earlyJoin.ts) may already have taken the query string out of the address bar.
+  const params = new URLSearchParams(window.vigieLinkSearch ?? location.search);
   const token = params.get('token');
   // The token is a credential: keep it out of the address bar and history.
   history.replaceState(null, '', location.pathname);

@@ -13,6 +13,7 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import fastifyStatic from '@fastify/static';
 import { toVigieError } from '../errors.js';
 import { pickLanguage } from './i18n.js';
+import { EARLY_JOIN_CSP_SOURCE } from './earlyJoin.js';
 import { callPage, errorPage, type PageKind } from './pages.js';
 
 /** dist/public at the project root, whether this module runs from src/ (tsx) or from the build in dist/server/. */
@@ -29,7 +30,7 @@ function securityHeaders(reply: FastifyReply, frameAncestors: string): void {
       'content-security-policy',
       [
         "default-src 'self'",
-        "script-src 'self'",
+        `script-src 'self' ${EARLY_JOIN_CSP_SOURCE}`,
         "style-src 'self' 'unsafe-inline'",
         "img-src 'self' data:",
         "media-src 'self' blob: mediastream:",

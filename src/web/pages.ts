@@ -1,6 +1,7 @@
 import type { VigieError } from '../errors.js';
 import { escapeHtml } from '../html.js';
 import { type Language, errorText, t } from './i18n.js';
+import { CALL_PAGE_SCRIPTS, EARLY_JOIN_SCRIPT } from './earlyJoin.js';
 
 export type PageKind = 'join' | 'embed';
 
@@ -64,17 +65,20 @@ function prejoinSection(lang: Language, askName: boolean): string {
 }
 
 /**
- * The call page, in `lang`. Its script reads the token from the URL, then
- * removes it from the address bar. /join opens on the pre-join screen; /embed
- * joins at once (its host application has its own lobby).
+ * The call page, in `lang`. Its script reads the token from the URL, then removes it from the address bar.
+ * /join opens on the pre-join screen and joins on the click on "Join"; /embed joins at once (its host application
+ * has its own lobby), so its first script in <head> connects and joins while the bundles download, then adds them
+ * (see earlyJoin.ts). A page that waits for the user has plain script tags at the end of <body>.
  */
 export function callPage(kind: PageKind, opts: { embedOrigins: string[]; lang: Language; askName: boolean }): string {
   const { lang } = opts;
   const prejoin = kind === 'join';
+  const early = !prejoin;
   return `<!doctype html>
 <html lang="${lang}">
 <head>
 <meta charset="utf-8">
+${early ? `${CALL_PAGE_SCRIPTS.map((src) => `<link rel="preload" href="${src}" as="script">`).join('\n')}\n<script>${EARLY_JOIN_SCRIPT}</script>` : ''}
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>${t(lang, 'title')}</title>
 <style>${STYLE}</style>
@@ -104,8 +108,7 @@ export function callPage(kind: PageKind, opts: { embedOrigins: string[]; lang: L
     <aside aria-labelledby="participants-title"><h2 id="participants-title">${t(lang, 'inTheRoom')}</h2><ul id="participants"></ul></aside>
   </div>
 </main>
-<script src="/sdk/vigie-sdk.js"></script>
-<script src="/sdk/join-page.js"></script>
+${early ? '' : CALL_PAGE_SCRIPTS.map((src) => `<script src="${src}"></script>`).join('\n')}
 </body>
 </html>`;
 }

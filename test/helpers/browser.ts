@@ -7,6 +7,20 @@ import puppeteer, { type Browser } from 'puppeteer-core';
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 export const FIREFOX = process.env.FIREFOX_PATH ?? '/usr/bin/firefox-esr';
 
+/** Headless Debian Chromium with a fake camera and mic that need no permission prompt, and media that plays without a gesture. */
+export const CHROMIUM_ARGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--use-fake-ui-for-media-stream',
+  '--use-fake-device-for-media-stream',
+  '--autoplay-policy=no-user-gesture-required',
+];
+
 /**
  * Debian's Chromium with fake camera and mic; a fresh profile each time.
  * `mediaPermission: false` leaves out the flag that grants camera and mic, so the page is refused them, as when a user says no.
@@ -19,16 +33,7 @@ export async function launchBrowser(extraArgs: string[] = [], o: { mediaPermissi
     // The pages speak the browser's language (Accept-Language): tests that read their words get English whatever the machine's locale.
     locale: 'en-US',
     args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      ...(o.mediaPermission === false ? ['--deny-permission-prompts'] : ['--use-fake-ui-for-media-stream']),
-      '--use-fake-device-for-media-stream',
-      '--autoplay-policy=no-user-gesture-required',
+      ...(o.mediaPermission === false ? [...CHROMIUM_ARGS.filter((a) => a !== '--use-fake-ui-for-media-stream'), '--deny-permission-prompts'] : CHROMIUM_ARGS),
       ...extraArgs,
     ],
   });

@@ -1,0 +1,200 @@
+/**
+ * Time to the first remote frame: Vigie's join page against a minimal page on
+ * bare mediasoup (bench/join-page/), in Chromium on loopback, in alternating
+ * rounds. Each round loads each page cold (a new browser context: empty cache)
+ * then warm (a second load in the same context). The measure runs from
+ * navigation start, or from the click on "Join" when the page has a pre-join
+ * screen, to the first decoded frame of the remote video. The remote party is
+ * a page of the same kind already publishing camera and mic in each server,
+ * in another browser, for the whole run.
+ *
+ * The instrumentation is the same script in both pages, injected before any
+ * of theirs: it notes when a WebSocket opens and reads the first frame of each
+ * received video track with a MediaStreamTrackProcessor (frames reach it as
+ * they are decoded, whether or not the page shows them).
+ */
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { startGateway } from '../test/helpers/gateway.js';
+import { CHROMIUM, CHROMIUM_ARGS, launchBrowser, waitFor } from '../test/helpers/browser.js';
+import { startBareServer } from './join-page/bare-server.js';
+
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 8);
+/** The pre-join screen's button, in either language; the bare page's is named "Join" too. */
+const JOIN_BUTTON = /^(join|rejoindre)\b/i;
+/** Placed by the bench just before it clicks "Join": the start of the measure when present. */
+const CLICK_MARK = 'bench:join-click';
+
+interface Sample {
+  /**
+   * ms from navigation start: the click (0 without a pre-join screen), the page's HTML received, its first script
+   * run (this instrumentation: the previous page is gone by then), the WebSocket created and open, the remote video
+   * track created (its consumer exists in the page), the first remote frame decoded.
+   */
+  start: number;
+  html: number;
+  firstScript: number;
+  wsCreated: number;
+  wsOpen: number;
+  track: number;
+  frame: number;
+}
+
+/** Runs in every measured page before its own scripts. */
+function instrument(): void {
+  const firstScript = performance.now();
+  const bench: { wsCreated?: number; wsOpen?: number; frame?: Promise<Pick<Sample, 'firstScript' | 'wsCreated' | 'wsOpen' | 'track' | 'frame'>> } = ((window as any).bench = {});
+  const NativeWebSocket = window.WebSocket;
+  window.WebSocket = class extends NativeWebSocket {
+    constructor(...args: ConstructorParameters<typeof WebSocket>) {
+      super(...args);
+      bench.wsCreated ??= performance.now();
+      this.addEventListener('open', () => (bench.wsOpen ??= performance.now()));
+    }
+  };
+  const Processor = (window as any).MediaStreamTrackProcessor;
+  bench.frame = new Promise((resolve, reject) => {
+    if (typeof Processor !== 'function') return reject(new Error('this browser has no MediaStreamTrackProcessor'));
+    const NativePeerConnection = window.RTCPeerConnection;
+    window.RTCPeerConnection = class extends NativePeerConnection {
+      constructor(...args: ConstructorParameters<typeof RTCPeerConnection>) {
+        super(...args);
+        this.addEventListener('track', ({ track }) => {
+          if (track.kind !== 'video') return;
+          const created = performance.now();
+          // A clone, so that stopping the reader cannot touch the page's own track.
+          const copy = track.clone();
+          const reader = new Processor({ track: copy }).readable.getReader();
+          void reader.read().then(({ value }: { value?: { close(): void } }) => {
+            const frame = performance.now();
+            value?.close();
+            copy.stop();
+            resolve({ firstScript, wsCreated: bench.wsCreated ?? Number.NaN, wsOpen: bench.wsOpen ?? Number.NaN, track: created, frame });
+          }, reject);
+        });
+      }
+    };
+  });
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+const gw = await startGateway();
+const bare = await startBareServer();
+let seq = 0;
+const targets = {
+  bare: async (prejoin: boolean) => `${bare.url}/${prejoin ? '?prejoin=1' : ''}`,
+  vigie: async () => `${gw.url}/join?token=${await gw.mint({ room: 'bench', identity: `viewer-${++seq}`, grants: ['publish', 'subscribe'] })}`,
+};
+type Target = keyof typeof targets;
+
+// The remote party: one page on each server, publishing before the first measure and until the last.
+const remote = await launchBrowser();
+const vigieRemote = await remote.context.newPage();
+await vigieRemote.goto(`${gw.url}/join?token=${await gw.mint({ room: 'bench', identity: 'remote', grants: ['publish', 'subscribe'] })}`);
+const bareRemote = await remote.context.newPage();
+await bareRemote.goto(bare.url);
+await waitFor('the remote parties to publish', async () => [await vigieRemote.evaluate(() => (window as any).vigieEvents?.some((e: { type: string }) => e.type === 'published')), await bareRemote.evaluate(() => (window as any).bare.published)], (v) => v.every(Boolean), 60_000);
+// A Vigie page with a pre-join screen would have waited for its "Join" click; it has not published then.
+const browser: Browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+
+/** Loads the page, clicks "Join" if it has a pre-join screen, and waits for the first remote frame. */
+async function measure(page: Page, target: Target, prejoin: boolean): Promise<Sample> {
+  await page.goto(await targets[target](prejoin), { waitUntil: 'commit' });
+  if (prejoin) {
+    const button = page.getByRole('button', { name: JOIN_BUTTON });
+    await button.waitFor({ state: 'visible', timeout: 30_000 });
+    await button.evaluate((el: HTMLElement, mark) => {
+      performance.mark(mark);
+      el.click();
+    }, CLICK_MARK);
+  }
+  const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`${target}: no remote frame in 30 s`)), 30_000).unref());
+  const got = await Promise.race([page.evaluate(() => (window as any).bench.frame as Promise<Pick<Sample, 'firstScript' | 'wsCreated' | 'wsOpen' | 'track' | 'frame'>>), timeout]);
+  const marks = await page.evaluate((mark) => ({
+    start: performance.getEntriesByName(mark)[0]?.startTime ?? 0,
+    html: (performance.getEntriesByType('navigation')[0] as PerformanceNavigationTiming).responseEnd,
+  }), CLICK_MARK);
+  return { ...marks, ...got };
+}
+
+/** One cold load (new context) then one warm load (same context) of a target. */
+async function round(target: Target, prejoin: boolean): Promise<{ cold: Sample; warm: Sample; loopDelayMaxMs: number }> {
+  // Both servers run in this process: a blocked event loop delays whichever page is being measured.
+  const loop = monitorEventLoopDelay({ resolution: 5 });
+  loop.enable();
+  const context = await browser.newContext();
+  await context.addInitScript(instrument);
+  const page = await context.newPage();
+  page.on('pageerror', (e) => console.error(`[${target}] page error: ${e.message}`));
+  try {
+    const cold = await measure(page, target, prejoin);
+    await new Promise((r) => setTimeout(r, 1000)); // let the call settle before it is left
+    const warm = await measure(page, target, prejoin);
+    await new Promise((r) => setTimeout(r, 1000));
+    return { cold, warm, loopDelayMaxMs: loop.max / 1e6 };
+  } finally {
+    loop.disable();
+    await context.close();
+  }
+}
+
+/** Whether Vigie's page shows a "Join" button before its first remote frame: then both pages are measured from the click. */
+async function hasPrejoin(): Promise<boolean> {
+  const context = await browser.newContext();
+  await context.addInitScript(instrument);
+  const page = await context.newPage();
+  await page.goto(await targets.vigie());
+  const button = page.getByRole('button', { name: JOIN_BUTTON });
+  const first = await Promise.race([
+    page.evaluate(() => (window as any).bench.frame.then(() => 'frame')),
+    button.waitFor({ state: 'visible', timeout: 30_000 }).then(() => 'button', () => 'none'),
+  ]);
+  await context.close();
+  return first === 'button';
+}
+
+const prejoin = await hasPrejoin();
+console.error(`[join-page] measured from ${prejoin ? 'the click on "Join"' : 'navigation start'}`);
+// A round of each, not counted: the servers' and the browser's code paths warm up.
+await round('bare', prejoin);
+await round('vigie', prejoin);
+
+const results: Record<Target, { cold: Sample[]; warm: Sample[] }> = { bare: { cold: [], warm: [] }, vigie: { cold: [], warm: [] } };
+for (let i = 0; i < ROUNDS; i++) {
+  // Alternating which goes first cancels a drift in the machine's load.
+  for (const target of (i % 2 ? ['vigie', 'bare'] : ['bare', 'vigie']) as Target[]) {
+    const r = await round(target, prejoin);
+    results[target].cold.push(r.cold);
+    results[target].warm.push(r.warm);
+    const fmt = (s: Sample) => `frame ${Math.round(s.frame - s.start)} ms (html ${Math.round(s.html)}, script ${Math.round(s.firstScript)}, ws ${Math.round(s.wsCreated - s.start)}–${Math.round(s.wsOpen - s.start)}, track ${Math.round(s.track - s.start)})`;
+    console.error(`[join-page] round ${i + 1} ${target.padEnd(5)} cold ${fmt(r.cold)}, warm ${fmt(r.warm)}; server event loop delay max ${Math.round(r.loopDelayMaxMs)} ms`);
+  }
+}
+
+await browser.close();
+await remote.close();
+await bare.close();
+await gw.close();
+
+const summary = (kind: 'cold' | 'warm') => {
+  const ms = (t: Target, what: 'frame' | 'wsOpen' | 'html' | 'track') => Math.round(median(results[t][kind].map((s) => s[what] - s.start)));
+  const frame = { bare: ms('bare', 'frame'), vigie: ms('vigie', 'frame') };
+  return { bareMs: frame.bare, vigieMs: frame.vigie, ratio: Number((frame.vigie / frame.bare).toFixed(3)), htmlMs: { bare: ms('bare', 'html'), vigie: ms('vigie', 'html') }, wsOpenMs: { bare: ms('bare', 'wsOpen'), vigie: ms('vigie', 'wsOpen') }, trackMs: { bare: ms('bare', 'track'), vigie: ms('vigie', 'track') } };
+};
+console.log(
+  JSON.stringify({
+    bench: 'join-page',
+    from: prejoin ? 'click on Join' : 'navigation start',
+    to: 'first decoded remote video frame',
+    rounds: ROUNDS,
+    cold: summary('cold'),
+    warm: summary('warm'),
+    target: '≤ 1.1',
+  }),
+);
+process.exit(0);

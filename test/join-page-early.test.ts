@@ -1,0 +1,55 @@
+import { afterAll, beforeAll, test } from 'vitest';
+import assert from 'node:assert/strict';
+import { startGateway, type TestGateway } from './helpers/gateway.js';
+import { launchBrowser, receivedMedia, waitFor } from './helpers/browser.js';
+
+let gw: TestGateway;
+let browser: Awaited<ReturnType<typeof launchBrowser>>;
+
+beforeAll(async () => {
+  gw = await startGateway();
+  browser = await launchBrowser();
+});
+afterAll(async () => {
+  await browser?.close();
+  await gw?.close();
+});
+
+test('the join page joins before its SDK bundle has loaded, and the SDK carries on that one connection (src/web/earlyJoin.ts)', async () => {
+  const sender = await browser.context.newPage();
+  await sender.goto(`${gw.url}/join?token=${await gw.mint({ room: 'early', identity: 'sender' })}`);
+
+  const page = await browser.context.newPage();
+  const errors: string[] = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
+  const sockets: string[] = [];
+  page.on('websocket', (ws) => sockets.push(ws.url()));
+  // The SDK bundle is held back until the server has the participant in the room:
+  // only a script that runs before it, and connects by itself, can get it there.
+  let release!: () => void;
+  const held = new Promise<void>((r) => (release = r));
+  await page.route('**/sdk/vigie-sdk.js', async (route) => {
+    await held;
+    await route.continue();
+  });
+  const token = await gw.mint({ room: 'early', identity: 'early-bird' });
+  await page.goto(`${gw.url}/join?token=${token}`, { waitUntil: 'commit' });
+  const peer = await waitFor('the participant in the room while the SDK is held', async () => [...(gw.app.sfu.getRoom('acme', 'early')?.peers.values() ?? [])].find((p) => p.identity === 'early-bird'), Boolean);
+  assert.equal(await page.evaluate(() => typeof (window as { Vigie?: unknown }).Vigie), 'undefined', 'the SDK has not run yet');
+  assert.equal(await page.evaluate(() => location.search), '', 'the token left the address bar before any bundle ran');
+  release();
+
+  // The SDK takes the connection over: the same participant, no second socket, and the call works.
+  await waitFor('joined', () => page.evaluate(() => (window as any).vigieEvents?.map((e: { type: string }) => e.type) ?? []), (t: string[]) => t.includes('published'));
+  assert.equal(await page.evaluate(() => (window as any).vigieCall.info.peerId), peer!.id);
+  await waitFor('media from the sender', () => receivedMedia(page), (m) => m.videoTracks === 1 && m.framesDecoded > 5);
+  assert.deepEqual(sockets, [gw.wsUrl], 'one WebSocket, opened by the page script');
+  assert.deepEqual([...gw.app.sfu.getRoom('acme', 'early')!.peers.values()].map((p) => p.identity).sort(), ['early-bird', 'sender']);
+  assert.deepEqual(errors, [], 'no CSP violation or script error');
+
+  // And the other way: the newcomer's tracks, produced over the taken-over connection, reach the sender.
+  await waitFor('the sender to receive the newcomer', () => receivedMedia(sender), (m) => m.videoTracks === 1 && m.framesDecoded > 5);
+  await page.close();
+  await sender.close();
+});
