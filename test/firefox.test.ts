@@ -4,7 +4,7 @@ import type { types as ms } from 'mediasoup';
 import type { Frame as FirefoxFrame, Page as FirefoxPage } from 'puppeteer-core';
 import type { Page as ChromiumPage } from 'playwright-core';
 import { afterAll, beforeAll, describe, onTestFinished, test } from 'vitest';
-import { type Evaluates, launchBrowser, launchFirefox, receivedMedia, waitFor } from './helpers/browser.js';
+import { type Evaluates, joinThroughPage, launchBrowser, launchFirefox, receivedMedia, waitFor } from './helpers/browser.js';
 import { assertClientStatsMatchServer, waitForStatsWindow } from './helpers/clientStats.js';
 import { startGateway, type TestGateway } from './helpers/gateway.js';
 import { createMediaNamespace, type MediaNamespace } from './helpers/netns.js';
@@ -97,8 +97,12 @@ describe('Firefox and Chromium in one call, media served on a network namespace'
     const room = 'firefox-join';
     const fox = await firefoxPage();
     const chrome = await chromiumPage();
+    // Through the pre-join screen, as a user would: wait for it, then click "Join".
     await fox.goto(`${gw.url}/join?token=${await gw.mint({ room, identity: 'fox' })}`);
-    await chrome.goto(`${gw.url}/join?token=${await gw.mint({ room, identity: 'chrome' })}`);
+    await fox.waitForFunction(() => (window as any).vigieEvents?.some((e: { type: string }) => e.type === 'prejoin'));
+    if (await fox.$('#name-input')) await fox.type('#name-input', 'Fox');
+    await fox.click('#join-button');
+    await joinThroughPage(chrome, `${gw.url}/join?token=${await gw.mint({ room, identity: 'chrome' })}`);
 
     await assertMediaBothWays([
       ['firefox', fox],

@@ -15,9 +15,9 @@ afterAll(async () => {
   await gw?.close();
 });
 
-test('the join page joins before its SDK bundle has loaded, and the SDK carries on that one connection (src/web/earlyJoin.ts)', async () => {
+test('the embed page joins before its SDK bundle has loaded, and the SDK carries on that one connection (src/web/earlyJoin.ts)', async () => {
   const sender = await browser.context.newPage();
-  await sender.goto(`${gw.url}/join?token=${await gw.mint({ room: 'early', identity: 'sender' })}`);
+  await sender.goto(`${gw.url}/embed?token=${await gw.mint({ room: 'early', identity: 'sender' })}`);
 
   const page = await browser.context.newPage();
   const errors: string[] = [];
@@ -34,7 +34,7 @@ test('the join page joins before its SDK bundle has loaded, and the SDK carries 
     await route.continue();
   });
   const token = await gw.mint({ room: 'early', identity: 'early-bird' });
-  await page.goto(`${gw.url}/join?token=${token}`, { waitUntil: 'commit' });
+  await page.goto(`${gw.url}/embed?token=${token}`, { waitUntil: 'commit' });
   const peer = await waitFor('the participant in the room while the SDK is held', async () => [...(gw.app.sfu.getRoom('acme', 'early')?.peers.values() ?? [])].find((p) => p.identity === 'early-bird'), Boolean);
   assert.equal(await page.evaluate(() => typeof (window as { Vigie?: unknown }).Vigie), 'undefined', 'the SDK has not run yet');
   assert.equal(await page.evaluate(() => location.search), '', 'the token left the address bar before any bundle ran');
@@ -52,4 +52,15 @@ test('the join page joins before its SDK bundle has loaded, and the SDK carries 
   await waitFor('the sender to receive the newcomer', () => receivedMedia(sender), (m) => m.videoTracks === 1 && m.framesDecoded > 5);
   await page.close();
   await sender.close();
+});
+
+test('the join page, on its pre-join screen, joins nobody until the click on "Join"', async () => {
+  const page = await browser.context.newPage();
+  await page.goto(`${gw.url}/join?token=${await gw.mint({ room: 'lobby', identity: 'patient' })}`);
+  // The pre-join screen is up and the bundles have run: an early join would have reached the room by now.
+  await page.waitForFunction(() => (window as any).vigieEvents?.some((e: { type: string }) => e.type === 'prejoin'));
+  assert.equal(gw.app.sfu.getRoom('acme', 'lobby')?.peers.size ?? 0, 0, 'nobody in the room before the click');
+  await page.click('#join-button');
+  await waitFor('joined after the click', async () => gw.app.sfu.getRoom('acme', 'lobby')?.peers.size ?? 0, (n) => n === 1);
+  await page.close();
 });
