@@ -13,6 +13,8 @@ export function otlpConfigured(env: NodeJS.ProcessEnv = process.env): boolean {
   return Boolean(env.OTEL_EXPORTER_OTLP_ENDPOINT || env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT || env.OTEL_EXPORTER_OTLP_METRICS_ENDPOINT);
 }
 
+const serviceName = (env: NodeJS.ProcessEnv) => env.OTEL_SERVICE_NAME ?? 'vigie-gateway';
+
 export interface OpenTelemetryOptions {
   /** The Prometheus scrape endpoint (Config['metrics']); no port, no endpoint. */
   metrics?: { port?: number; host: string };
@@ -28,8 +30,9 @@ export async function startOpenTelemetry(env: NodeJS.ProcessEnv = process.env, o
   if (!otlp) {
     // Prometheus alone: a meter provider with its reader, and no tracing SDK (nothing would export the spans).
     const { metrics } = await import('@opentelemetry/api');
-    const { metrics: sdkMetrics } = await import('@opentelemetry/sdk-node');
-    const provider = new sdkMetrics.MeterProvider({ readers: [prometheus!.reader] });
+    const { metrics: sdkMetrics, resources } = await import('@opentelemetry/sdk-node');
+    const resource = resources.resourceFromAttributes({ 'service.name': serviceName(env) });
+    const provider = new sdkMetrics.MeterProvider({ resource, readers: [prometheus!.reader] });
     metrics.setGlobalMeterProvider(provider);
     return { metricsUrl: prometheus!.url, shutdown: async () => (await provider.shutdown(), await prometheus!.close()) };
   }
@@ -37,7 +40,7 @@ export async function startOpenTelemetry(env: NodeJS.ProcessEnv = process.env, o
   // NodeSDK reads OTEL_SERVICE_NAME, OTEL_EXPORTER_OTLP_*, OTEL_TRACES_SAMPLER, … itself. Given readers, it no longer
   // builds its OTLP metric reader from OTEL_METRICS_EXPORTER, so with Prometheus on that reader is built here.
   const metricReaders = prometheus ? [prometheus.reader, ...(await otlpMetricReaders(env))] : undefined;
-  const sdk = new NodeSDK({ serviceName: env.OTEL_SERVICE_NAME ?? 'vigie-gateway', instrumentations: [], metricReaders });
+  const sdk = new NodeSDK({ serviceName: serviceName(env), instrumentations: [], metricReaders });
   sdk.start();
   return { metricsUrl: prometheus?.url, shutdown: async () => (await sdk.shutdown(), await prometheus?.close()) };
 }

@@ -44,8 +44,8 @@ export async function startPrometheusEndpoint(opts: { host: string; port: number
   // preventServerStart: the exporter's own server answers text/plain 0.0.4; ours answers OpenMetrics.
   const reader = new PrometheusExporter({ preventServerStart: true });
   const serializer = new PrometheusSerializer();
-  // A scrape every few seconds is not worth a log line; a failed one is logged with its stack.
-  const server = Fastify({ logger: opts.logger ?? false, disableRequestLogging: true });
+  // A scrape every few seconds is not worth a log line (requests are logged at info); a failed one is, with its stack.
+  const server = Fastify({ logger: opts.logger ? { ...(opts.logger as object), level: 'warn' } : false });
   server.setErrorHandler((err, req, reply) => {
     req.log.error({ err }, 'metrics scrape failed');
     return reply.code(500).send({ error: { code: 'INTERNAL', message: 'internal error' } });
