@@ -42,7 +42,7 @@ export function registerGatewayMetrics(sfu: Sfu, writer?: ClickHouseWriter): voi
   meter.createObservableGauge('vigie.writer.queue_depth', { description: 'rows held in memory by the ClickHouse writer' }).addCallback((r) => r.observe(writer.queuedRows));
   meter.createObservableGauge('vigie.spool.bytes', { unit: 'By', description: 'disk used by the spool of rows ClickHouse has not taken yet' }).addCallback((r) => r.observe(writer.spoolBytes));
   meter.createObservableCounter('vigie.rows.written', { description: 'rows inserted into ClickHouse' }).addCallback((r) => r.observe(writer.counters.rowsWritten));
-  meter.createObservableCounter('vigie.rows.dropped', { description: 'rows given up (full spool)' }).addCallback((r) => r.observe(writer.counters.rowsDropped));
+  meter.createObservableCounter('vigie.rows.dropped', { description: 'rows given up: they will never reach ClickHouse' }).addCallback((r) => r.observe(writer.counters.rowsDropped));
   const latency = meter.createHistogram('vigie.clickhouse.insert_latency', { unit: 'ms', description: 'duration of each ClickHouse insert' });
   writer.onInsert = (ms, _rows, ok) => latency.record(ms, { ok });
 }
