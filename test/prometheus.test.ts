@@ -55,7 +55,7 @@ function assertOpenMetrics(text: string): Map<string, string> {
     const type = families.get(family);
     const suffixes = type === 'counter' ? ['_total', '_created'] : type === 'histogram' ? ['_bucket', '_count', '_sum', '_created'] : type === 'info' ? ['_info'] : [''];
     assert.ok(suffixes.some((s) => sample[1] === family + s), `${line}: a sample of ${family} (${type})`);
-    assert.ok(!Number.isNaN(Number(sample[3].replace(/^\+Inf$/, 'Infinity'))), `${line}: a number`);
+    assert.ok(!Number.isNaN(Number(sample[3]!.replace(/^\+Inf$/, 'Infinity'))), `${line}: a number`);
   }
   return families;
 }
