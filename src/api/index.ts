@@ -41,8 +41,10 @@ export default async function apiPlugin(app: FastifyInstance): Promise<void> {
       security: [{ apiKey: [] }, { bearer: [] }],
     },
   });
-  // Schemas are documentation here; zod validates in the handlers (one source of truth).
+  // Schemas are documentation here; zod validates in the handlers (one source of truth), and replies are
+  // sent as the handlers build them (a response schema never strips a field).
   app.setValidatorCompiler(() => () => true);
+  app.setSerializerCompiler(() => (data) => JSON.stringify(data));
 
   app.get('/healthz', { schema: { tags: ['health'], summary: 'Liveness', security: [] } }, async () => ({ status: 'ok' }));
   app.get('/readyz', { schema: { tags: ['health'], summary: 'Readiness: every mediasoup worker is up', security: [] } }, async (_req, reply) => {

@@ -4,7 +4,7 @@ import { GRANTS, ROOM_ID, type ApiKeyScope, type Grant } from '../auth/index.js'
 import { boundedJsonObject, METADATA_LIMITS } from '../boundedJson.js';
 import { VigieError } from '../errors.js';
 import { authenticate, requireScope } from './principal.js';
-import { openapi, parse } from './schema.js';
+import { errorResponses, openapi, parse } from './schema.js';
 
 const mintBody = z.object({
   room: z.string().regex(ROOM_ID, 'room must be 1-64 letters, digits, _ or -'),
@@ -13,6 +13,14 @@ const mintBody = z.object({
   metadata: boundedJsonObject(METADATA_LIMITS).optional(),
   grants: z.array(z.enum(GRANTS)).min(1).max(GRANTS.length).default(['publish', 'subscribe']),
   ttlSeconds: z.number().int().min(30).optional(),
+});
+
+/** What POST /v1/tokens answers: the token, when it expires, and the two pages that take it. */
+const minted = z.object({
+  token: z.string().describe('the join token (a JWT); hand it to the participant only'),
+  expiresAt: z.iso.datetime(),
+  joinUrl: z.url().describe('the join page with the token: a link to send, or to open'),
+  embedUrl: z.url().describe('the embed page with the token: the src of an iframe in an allowed origin'),
 });
 
 /** The scope a key needs to put each grant in a token: a key never hands out more than it holds. */
@@ -25,7 +33,7 @@ const SCOPE_FOR_GRANT: Record<Grant, ApiKeyScope> = {
 };
 
 export async function tokenRoutes(app: FastifyInstance): Promise<void> {
-  app.post('/v1/tokens', { schema: { tags: ['tokens'], summary: 'Mint a join token and link (link + token integration)', body: openapi(mintBody), security: [{ apiKey: [] }] } }, async (req) => {
+  app.post('/v1/tokens', { schema: { tags: ['tokens'], summary: 'Mint a join token and link (link + token integration)', body: openapi(mintBody), response: { 200: openapi(minted), ...errorResponses }, security: [{ apiKey: [] }] } }, async (req) => {
     const principal = await authenticate(app, req);
     requireScope(principal, 'tokens:mint');
     if (principal.room !== undefined) throw new VigieError('FORBIDDEN', 'tokens are minted with an API key');

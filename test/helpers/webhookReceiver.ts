@@ -1,5 +1,5 @@
 import Fastify from 'fastify';
-import { verifySignature } from '../../src/webhooks/index.js';
+import { verifyWebhookSignature } from '@vigie/server-sdk';
 
 export interface Received {
   id: string;
@@ -27,7 +27,7 @@ export async function startWebhookReceiver(secretFor: () => string | undefined) 
     seen.set(id, count);
     const status = respond(id, count);
     const secret = secretFor();
-    received.push({ id, event: String(req.headers['vigie-event']), body: JSON.parse(raw), signatureValid: Boolean(secret) && verifySignature(secret!, req.headers['vigie-signature'] as string, raw), status, at: Date.now() });
+    received.push({ id, event: String(req.headers['vigie-event']), body: JSON.parse(raw), signatureValid: Boolean(secret) && verifyWebhookSignature(secret!, req.headers['vigie-signature'] as string, raw), status, at: Date.now() });
     return reply.code(status).send();
   });
   await app.listen({ host: '127.0.0.1', port: 0 });
