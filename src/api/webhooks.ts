@@ -3,7 +3,7 @@ import { z } from 'zod';
 import type { WebhookEndpointConfig } from '../config/index.js';
 import { assertPublicTarget, WEBHOOK_EVENTS } from '../webhooks/index.js';
 import { authenticate, requireScope } from './principal.js';
-import { errorResponses, openapi, parse } from './schema.js';
+import { openapi, parse } from './schema.js';
 
 export const webhookBody = z.object({
   url: z.url().max(2048),
@@ -41,7 +41,7 @@ export async function webhookRoutes(app: FastifyInstance): Promise<void> {
     return { endpoints: app.tenants.require(p.tenant).webhooks.map(publicEndpoint) };
   });
 
-  app.post('/v1/webhooks', { schema: { tags: ['webhooks'], summary: 'Add a webhook endpoint (its signing secret is returned once)', body: openapi(webhookBody), response: { 201: openapi(createdEndpoint), ...errorResponses } } }, async (req, reply) => {
+  app.post('/v1/webhooks', { schema: { tags: ['webhooks'], summary: 'Add a webhook endpoint (its signing secret is returned once)', body: openapi(webhookBody), response: { 201: openapi(createdEndpoint) } } }, async (req, reply) => {
     const p = await authenticate(app, req);
     requireScope(p, 'admin');
     const endpoint = await addWebhookFromBody(app, p.tenant, req.body);
