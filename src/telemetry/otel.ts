@@ -61,6 +61,7 @@ async function otlpMetricReaders(env: NodeJS.ProcessEnv) {
   const interval = Number(env.OTEL_METRIC_EXPORT_INTERVAL) || undefined;
   return [new PeriodicExportingMetricReader({ exporter: new OTLPMetricExporter(), exportIntervalMillis: interval })];
 }
+
 export function tracer(): Tracer {
   return trace.getTracer('vigie');
 }
