@@ -34,11 +34,15 @@ test('the OpenAPI document describes the API', async () => {
 });
 
 test('rooms: create with options, list, get, participants, remove, close', async () => {
-  const created = await call('POST', '/v1/rooms', key(ROOMS_WRITE_KEY), { room: 'desk-1', maxParticipants: 2, recordingPolicy: 'always', consentRequired: true });
-  assert.equal(created.status, 201);
-  assert.deepEqual(created.body.options, { maxParticipants: 2, recordingPolicy: 'always', consentRequired: true });
-  assert.equal((await call('POST', '/v1/rooms', key(ROOMS_WRITE_KEY), { room: 'bad room!' })).status, 400);
-  assert.equal((await call('POST', '/v1/rooms', key(ROOMS_WRITE_KEY), { room: 'r', maxParticipants: 0 })).body.error.code, 'INVALID_REQUEST');
+  // The business app's calls go through the server SDK's typed client, over HTTP.
+  const writer = createVigieClient({ baseUrl: gw.url, apiKey: ROOMS_WRITE_KEY.key });
+  const reader = createVigieClient({ baseUrl: gw.url, apiKey: ROOMS_ONLY_KEY.key });
+  const desk1 = { params: { path: { room: 'desk-1' } } };
+  const created = await writer.POST('/v1/rooms', { body: { room: 'desk-1', maxParticipants: 2, recordingPolicy: 'always', consentRequired: true } });
+  assert.equal(created.response.status, 201);
+  assert.deepEqual(created.data!.options, { maxParticipants: 2, recordingPolicy: 'always', consentRequired: true });
+  assert.equal((await writer.POST('/v1/rooms', { body: { room: 'bad room!' } })).response.status, 400);
+  assert.equal((await writer.POST('/v1/rooms', { body: { room: 'r', maxParticipants: 0 } })).error!.error.code, 'INVALID_REQUEST');
 
   const a = await gw.connect();
   const b = await gw.connect();
@@ -48,29 +52,30 @@ test('rooms: create with options, list, get, participants, remove, close', async
   await assert.rejects(c.request('join', { token: await gw.mint({ room: 'desk-1', identity: 'third' }) }), { code: 'FORBIDDEN' }, 'maxParticipants: 2');
   assert.equal(gw.app.sfu.getRoom('acme', 'desk-1')!.options.recordingPolicy, 'always');
 
-  const list = await call('GET', '/v1/rooms', key(ROOMS_ONLY_KEY));
-  const desk = list.body.rooms.find((r: { room: string }) => r.room === 'desk-1');
+  const list = await reader.GET('/v1/rooms');
+  const desk = list.data!.rooms.find((r) => r.room === 'desk-1')!;
   assert.equal(desk.declared, true);
-  assert.equal(desk.live.participants, 2);
-  const one = await call('GET', '/v1/rooms/desk-1', key(ROOMS_ONLY_KEY));
-  assert.equal(one.body.live.callId, gw.app.sfu.getRoom('acme', 'desk-1')!.callId);
-  const people = await call('GET', '/v1/rooms/desk-1/participants', key(ROOMS_ONLY_KEY));
-  assert.deepEqual(people.body.participants.map((p: { identity: string }) => p.identity).sort(), ['agent-1', 'customer-1']);
+  assert.equal(desk.live!.participants, 2);
+  const one = await reader.GET('/v1/rooms/{room}', desk1);
+  assert.equal(one.data!.live!.callId, gw.app.sfu.getRoom('acme', 'desk-1')!.callId);
+  const people = await reader.GET('/v1/rooms/{room}/participants', desk1);
+  assert.deepEqual(people.data!.participants.map((p) => p.identity).sort(), ['agent-1', 'customer-1']);
 
   const removed = nextNotification(b, 'removed');
   const closedB = new Promise<any>((r) => b.on('close', r));
   const leftForA = nextNotification(a, 'peerLeft');
-  assert.equal((await call('DELETE', `/v1/rooms/desk-1/participants/${bJoined.peerId}`, key(ROOMS_WRITE_KEY))).status, 204);
+  const participant = (participantId: string) => ({ params: { path: { room: 'desk-1', participantId } } });
+  assert.equal((await writer.DELETE('/v1/rooms/{room}/participants/{participantId}', participant(bJoined.peerId))).response.status, 204);
   assert.equal((await removed).reason, 'removed');
   assert.equal((await closedB).code, 4001);
   assert.equal((await leftForA).reason, 'removed');
-  assert.equal((await call('DELETE', `/v1/rooms/desk-1/participants/${bJoined.peerId}`, key(ROOMS_WRITE_KEY))).status, 404);
-  assert.equal((await call('POST', `/v1/rooms/desk-1/participants/nobody/mute`, key(ROOMS_WRITE_KEY), {})).status, 404);
+  assert.equal((await writer.DELETE('/v1/rooms/{room}/participants/{participantId}', participant(bJoined.peerId))).error!.error.code, 'NOT_FOUND');
+  assert.equal((await writer.POST('/v1/rooms/{room}/participants/{participantId}/mute', { ...participant('nobody'), body: {} })).response.status, 404);
 
   const roomClosed = nextNotification(a, 'roomClosed');
-  assert.equal((await call('DELETE', '/v1/rooms/desk-1', key(ROOMS_WRITE_KEY))).status, 204);
+  assert.equal((await writer.DELETE('/v1/rooms/{room}', desk1)).response.status, 204);
   assert.equal((await roomClosed).reason, 'closed-by-api');
-  assert.equal((await call('GET', '/v1/rooms/desk-1', key(ROOMS_ONLY_KEY))).status, 404);
+  assert.equal((await reader.GET('/v1/rooms/{room}', desk1)).response.status, 404);
 });
 
 test('authorization: each case gets the right status and code', async () => {

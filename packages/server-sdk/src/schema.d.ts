@@ -224,6 +224,42 @@ export interface paths {
             requestBody?: never;
             responses: {
                 /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            rooms: {
+                                room: string;
+                                /** @description declared through POST /v1/rooms (its options outlive the call) */
+                                declared: boolean;
+                                options: {
+                                    maxParticipants?: number;
+                                    /**
+                                     * @default manual
+                                     * @enum {string}
+                                     */
+                                    recordingPolicy: "off" | "manual" | "always";
+                                    /** @default false */
+                                    consentRequired: boolean;
+                                    retentionPolicy?: unknown;
+                                    metadata?: {
+                                        [key: string]: string;
+                                    };
+                                };
+                                /** @description the call in progress, or null */
+                                live: {
+                                    callId: string;
+                                    /** Format: date-time */
+                                    startedAt: string;
+                                    participants: number;
+                                } | null;
+                            }[];
+                        };
+                    };
+                };
+                /** @description Default Response */
                 "4XX": {
                     headers: {
                         [name: string]: unknown;
@@ -285,6 +321,40 @@ export interface paths {
             };
             responses: {
                 /** @description Default Response */
+                201: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            room: string;
+                            /** @description declared through POST /v1/rooms (its options outlive the call) */
+                            declared: boolean;
+                            options: {
+                                maxParticipants?: number;
+                                /**
+                                 * @default manual
+                                 * @enum {string}
+                                 */
+                                recordingPolicy: "off" | "manual" | "always";
+                                /** @default false */
+                                consentRequired: boolean;
+                                retentionPolicy?: unknown;
+                                metadata?: {
+                                    [key: string]: string;
+                                };
+                            };
+                            /** @description the call in progress, or null */
+                            live: {
+                                callId: string;
+                                /** Format: date-time */
+                                startedAt: string;
+                                participants: number;
+                            } | null;
+                        };
+                    };
+                };
+                /** @description Default Response */
                 "4XX": {
                     headers: {
                         [name: string]: unknown;
@@ -341,6 +411,40 @@ export interface paths {
             };
             requestBody?: never;
             responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            room: string;
+                            /** @description declared through POST /v1/rooms (its options outlive the call) */
+                            declared: boolean;
+                            options: {
+                                maxParticipants?: number;
+                                /**
+                                 * @default manual
+                                 * @enum {string}
+                                 */
+                                recordingPolicy: "off" | "manual" | "always";
+                                /** @default false */
+                                consentRequired: boolean;
+                                retentionPolicy?: unknown;
+                                metadata?: {
+                                    [key: string]: string;
+                                };
+                            };
+                            /** @description the call in progress, or null */
+                            live: {
+                                callId: string;
+                                /** Format: date-time */
+                                startedAt: string;
+                                participants: number;
+                            } | null;
+                        };
+                    };
+                };
                 /** @description Default Response */
                 "4XX": {
                     headers: {
@@ -443,6 +547,30 @@ export interface paths {
             };
             requestBody?: never;
             responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            participants: {
+                                participantId: string;
+                                identity: string;
+                                name: string;
+                                /** Format: date-time */
+                                joinedAt: string;
+                                tracks: {
+                                    trackId: string;
+                                    /** @enum {string} */
+                                    kind: "audio" | "video";
+                                    source: string | null;
+                                    paused: boolean;
+                                }[];
+                            }[];
+                        };
+                    };
+                };
                 /** @description Default Response */
                 "4XX": {
                     headers: {
