@@ -86,7 +86,7 @@ export async function buildApp(config: Config, opts: { logStream?: NodeJS.Writab
     : {};
   const app = Fastify({
     ...https,
-    logger: opts.logStream ? { ...(loggerOptions(config) as object), stream: opts.logStream } : loggerOptions(config),
+    logger: loggerOptions(config, opts.logStream),
     trustProxy: config.server.trustProxy,
     bodyLimit: 256 * 1024,
     // Plugins wait on outside components at start (ClickHouse migrations and TTLs, the retention guard's query, S3),

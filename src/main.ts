@@ -6,6 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { buildApp } from './app.js';
 import { demoLink, prepareDemo } from './demo/index.js';
 import { ConfigError, loadConfig, type Config } from './config/index.js';
+import { loggerOptions } from './logging.js';
 import { startOpenTelemetry } from './telemetry/index.js';
 
 async function main(): Promise<void> {
@@ -23,7 +24,7 @@ async function main(): Promise<void> {
   // Printed at once: only the key's hash is kept, so a failed start must not lose it.
   if (demo?.createdApiKey) console.log(`Demo API key for tenant "demo" (shown once; only its hash is stored in ${demo.tenantFile}): ${demo.createdApiKey}`);
   // Before the app: the tracer and meter providers must be registered first.
-  const otel = await startOpenTelemetry();
+  const otel = await startOpenTelemetry(process.env, { metrics: config.metrics, logger: loggerOptions(config) });
   const app = await buildApp(config, { demo });
   await app.listen({ host: config.server.host, port: config.server.port });
   // VIGIE_PORT=0 picks a free port: the links handed out must name the one picked.
@@ -31,6 +32,7 @@ async function main(): Promise<void> {
 
   const base = config.server.publicUrl;
   console.log(`\nVigie is running at ${base}`);
+  if (otel?.metricsUrl) console.log(`  Prometheus metrics (OpenMetrics), on their own listener: ${otel.metricsUrl}`);
   // Credentials are printed for the embedded demo only: never for configured
   // tenants and never in production, where this output ends up in logs.
   if (demo) {

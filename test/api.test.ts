@@ -4,6 +4,7 @@ import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { createJoinLink, createVigieClient, VigieApiError } from '@vigie/server-sdk';
 import { ACME_KEY, GLOBEX_KEY, REVOKED_KEY, ROOMS_ONLY_KEY, ROOMS_WRITE_KEY, TENANT_ADMIN_KEY, nextNotification, startGateway, type TestGateway } from './helpers/gateway.js';
 
 const ADMIN_KEY = `adm_${randomBytes(24).toString('base64url')}`;
@@ -33,11 +34,15 @@ test('the OpenAPI document describes the API', async () => {
 });
 
 test('rooms: create with options, list, get, participants, remove, close', async () => {
-  const created = await call('POST', '/v1/rooms', key(ROOMS_WRITE_KEY), { room: 'desk-1', maxParticipants: 2, recordingPolicy: 'always', consentRequired: true });
-  assert.equal(created.status, 201);
-  assert.deepEqual(created.body.options, { maxParticipants: 2, recordingPolicy: 'always', consentRequired: true });
-  assert.equal((await call('POST', '/v1/rooms', key(ROOMS_WRITE_KEY), { room: 'bad room!' })).status, 400);
-  assert.equal((await call('POST', '/v1/rooms', key(ROOMS_WRITE_KEY), { room: 'r', maxParticipants: 0 })).body.error.code, 'INVALID_REQUEST');
+  // The business app's calls go through the server SDK's typed client, over HTTP.
+  const writer = createVigieClient({ baseUrl: gw.url, apiKey: ROOMS_WRITE_KEY.key });
+  const reader = createVigieClient({ baseUrl: gw.url, apiKey: ROOMS_ONLY_KEY.key });
+  const desk1 = { params: { path: { room: 'desk-1' } } };
+  const created = await writer.POST('/v1/rooms', { body: { room: 'desk-1', maxParticipants: 2, recordingPolicy: 'always', consentRequired: true } });
+  assert.equal(created.response.status, 201);
+  assert.deepEqual(created.data!.options, { maxParticipants: 2, recordingPolicy: 'always', consentRequired: true });
+  assert.equal((await writer.POST('/v1/rooms', { body: { room: 'bad room!' } })).response.status, 400);
+  assert.equal((await writer.POST('/v1/rooms', { body: { room: 'r', maxParticipants: 0 } })).error!.error.code, 'INVALID_REQUEST');
 
   const a = await gw.connect();
   const b = await gw.connect();
@@ -47,29 +52,30 @@ test('rooms: create with options, list, get, participants, remove, close', async
   await assert.rejects(c.request('join', { token: await gw.mint({ room: 'desk-1', identity: 'third' }) }), { code: 'FORBIDDEN' }, 'maxParticipants: 2');
   assert.equal(gw.app.sfu.getRoom('acme', 'desk-1')!.options.recordingPolicy, 'always');
 
-  const list = await call('GET', '/v1/rooms', key(ROOMS_ONLY_KEY));
-  const desk = list.body.rooms.find((r: { room: string }) => r.room === 'desk-1');
+  const list = await reader.GET('/v1/rooms');
+  const desk = list.data!.rooms.find((r) => r.room === 'desk-1')!;
   assert.equal(desk.declared, true);
-  assert.equal(desk.live.participants, 2);
-  const one = await call('GET', '/v1/rooms/desk-1', key(ROOMS_ONLY_KEY));
-  assert.equal(one.body.live.callId, gw.app.sfu.getRoom('acme', 'desk-1')!.callId);
-  const people = await call('GET', '/v1/rooms/desk-1/participants', key(ROOMS_ONLY_KEY));
-  assert.deepEqual(people.body.participants.map((p: { identity: string }) => p.identity).sort(), ['agent-1', 'customer-1']);
+  assert.equal(desk.live!.participants, 2);
+  const one = await reader.GET('/v1/rooms/{room}', desk1);
+  assert.equal(one.data!.live!.callId, gw.app.sfu.getRoom('acme', 'desk-1')!.callId);
+  const people = await reader.GET('/v1/rooms/{room}/participants', desk1);
+  assert.deepEqual(people.data!.participants.map((p) => p.identity).sort(), ['agent-1', 'customer-1']);
 
   const removed = nextNotification(b, 'removed');
   const closedB = new Promise<any>((r) => b.on('close', r));
   const leftForA = nextNotification(a, 'peerLeft');
-  assert.equal((await call('DELETE', `/v1/rooms/desk-1/participants/${bJoined.peerId}`, key(ROOMS_WRITE_KEY))).status, 204);
+  const participant = (participantId: string) => ({ params: { path: { room: 'desk-1', participantId } } });
+  assert.equal((await writer.DELETE('/v1/rooms/{room}/participants/{participantId}', participant(bJoined.peerId))).response.status, 204);
   assert.equal((await removed).reason, 'removed');
   assert.equal((await closedB).code, 4001);
   assert.equal((await leftForA).reason, 'removed');
-  assert.equal((await call('DELETE', `/v1/rooms/desk-1/participants/${bJoined.peerId}`, key(ROOMS_WRITE_KEY))).status, 404);
-  assert.equal((await call('POST', `/v1/rooms/desk-1/participants/nobody/mute`, key(ROOMS_WRITE_KEY), {})).status, 404);
+  assert.equal((await writer.DELETE('/v1/rooms/{room}/participants/{participantId}', participant(bJoined.peerId))).error!.error.code, 'NOT_FOUND');
+  assert.equal((await writer.POST('/v1/rooms/{room}/participants/{participantId}/mute', { ...participant('nobody'), body: {} })).response.status, 404);
 
   const roomClosed = nextNotification(a, 'roomClosed');
-  assert.equal((await call('DELETE', '/v1/rooms/desk-1', key(ROOMS_WRITE_KEY))).status, 204);
+  assert.equal((await writer.DELETE('/v1/rooms/{room}', desk1)).response.status, 204);
   assert.equal((await roomClosed).reason, 'closed-by-api');
-  assert.equal((await call('GET', '/v1/rooms/desk-1', key(ROOMS_ONLY_KEY))).status, 404);
+  assert.equal((await reader.GET('/v1/rooms/{room}', desk1)).response.status, 404);
 });
 
 test('authorization: each case gets the right status and code', async () => {
@@ -77,34 +83,39 @@ test('authorization: each case gets the right status and code', async () => {
   const adminJwt = await gw.mint({ room: 'room-a', identity: 'mod', grants: ['admin'] });
   const userJwt = await gw.mint({ room: 'room-a', identity: 'user', grants: ['publish', 'subscribe'] });
   const otherTenantJwt = await gw.mint({ tenant: 'globex', room: 'acme-private', identity: 'spy', grants: ['admin'] });
-  const cases: Array<[string, string, string, Record<string, string>, unknown, number, string?]> = [
-    ['no credentials', 'GET', '/v1/rooms', {}, undefined, 401, 'UNAUTHORIZED'],
-    ['garbage key', 'GET', '/v1/rooms', { 'x-api-key': `vk_nope0000_${'x'.repeat(40)}` }, undefined, 401, 'UNAUTHORIZED'],
-    ['revoked key', 'POST', '/v1/tokens', key(REVOKED_KEY), { room: 'r', identity: 'i' }, 401, 'UNAUTHORIZED'],
-    ['expired-looking JWT', 'GET', '/v1/rooms', bearer('eyJhbGciOiJub25lIn0.e30.'), undefined, 401, 'UNAUTHORIZED'],
-    ['wrong scope: read-only key creates a room', 'POST', '/v1/rooms', key(ROOMS_ONLY_KEY), { room: 'x' }, 403, 'FORBIDDEN'],
-    ['wrong scope: mint-only key lists rooms', 'GET', '/v1/rooms', key(ACME_KEY), undefined, 403, 'FORBIDDEN'],
-    ['wrong scope: rooms key mints tokens', 'POST', '/v1/tokens', key(ROOMS_WRITE_KEY), { room: 'r', identity: 'i' }, 403, 'FORBIDDEN'],
-    ['wrong scope: rooms key manages webhooks', 'GET', '/v1/webhooks', key(ROOMS_WRITE_KEY), undefined, 403, 'FORBIDDEN'],
-    ["another tenant's room: get", 'GET', '/v1/rooms/acme-private', key({ key: GLOBEX_KEY.key }), undefined, 403, 'FORBIDDEN'],
-    ["another tenant's room via its admin JWT", 'GET', '/v1/rooms/acme-private', bearer(otherTenantJwt), undefined, 404, 'NOT_FOUND'],
-    ["another tenant's room via its admin JWT: close", 'DELETE', '/v1/rooms/acme-private', bearer(otherTenantJwt), undefined, 404, 'NOT_FOUND'],
-    ['participant JWT without admin grant', 'GET', '/v1/rooms', bearer(userJwt), undefined, 403, 'FORBIDDEN'],
-    ['admin JWT for another room', 'GET', '/v1/rooms/acme-private', bearer(adminJwt), undefined, 403, 'FORBIDDEN'],
-    ['admin JWT mints tokens', 'POST', '/v1/tokens', bearer(adminJwt), { room: 'room-a', identity: 'i' }, 403, 'FORBIDDEN'],
-    ['admin API without key', 'GET', '/v1/admin/tenants', {}, undefined, 401, 'UNAUTHORIZED'],
-    ['admin API with a tenant key', 'GET', '/v1/admin/tenants', key(TENANT_ADMIN_KEY), undefined, 401, 'UNAUTHORIZED'],
-    ['admin API with the operator key', 'GET', '/v1/admin/tenants', { 'x-admin-key': ADMIN_KEY }, undefined, 200],
-    ['admin JWT on its own room', 'GET', '/v1/rooms', bearer(adminJwt), undefined, 200],
-    ['tenant admin key lists webhooks', 'GET', '/v1/webhooks', key(TENANT_ADMIN_KEY), undefined, 200],
-    ['unknown route', 'GET', '/v1/nothing', key(ROOMS_ONLY_KEY), undefined, 404, 'NOT_FOUND'],
-    ['malformed JSON', 'POST', '/v1/rooms', { ...key(ROOMS_WRITE_KEY), 'content-type': 'application/json' }, '{"room":', 400, 'INVALID_REQUEST'],
+  // Through the server SDK's typed client, over HTTP, as a business app calls the API.
+  const as = (headers: Record<string, string>) => createVigieClient({ baseUrl: gw.url, headers });
+  const room = (r: string) => ({ params: { path: { room: r } } });
+  type Outcome = { response: Response; error?: unknown };
+  const cases: Array<[string, () => Promise<Outcome>, number, string?]> = [
+    ['no credentials', () => as({}).GET('/v1/rooms'), 401, 'UNAUTHORIZED'],
+    ['garbage key', () => as({ 'x-api-key': 'vk_nope0000_' + 'x'.repeat(40) }).GET('/v1/rooms'), 401, 'UNAUTHORIZED'],
+    ['revoked key', () => as(key(REVOKED_KEY)).POST('/v1/tokens', { body: { room: 'r', identity: 'i' } }), 401, 'UNAUTHORIZED'],
+    ['expired-looking JWT', () => as(bearer('eyJhbGciOiJub25lIn0.e30.')).GET('/v1/rooms'), 401, 'UNAUTHORIZED'],
+    ['wrong scope: read-only key creates a room', () => as(key(ROOMS_ONLY_KEY)).POST('/v1/rooms', { body: { room: 'x' } }), 403, 'FORBIDDEN'],
+    ['wrong scope: mint-only key lists rooms', () => as(key(ACME_KEY)).GET('/v1/rooms'), 403, 'FORBIDDEN'],
+    ['wrong scope: rooms key mints tokens', () => as(key(ROOMS_WRITE_KEY)).POST('/v1/tokens', { body: { room: 'r', identity: 'i' } }), 403, 'FORBIDDEN'],
+    ['wrong scope: rooms key manages webhooks', () => as(key(ROOMS_WRITE_KEY)).GET('/v1/webhooks'), 403, 'FORBIDDEN'],
+    ["another tenant's room: get", () => as(key(GLOBEX_KEY)).GET('/v1/rooms/{room}', room('acme-private')), 403, 'FORBIDDEN'],
+    ["another tenant's room via its admin JWT", () => as(bearer(otherTenantJwt)).GET('/v1/rooms/{room}', room('acme-private')), 404, 'NOT_FOUND'],
+    ["another tenant's room via its admin JWT: close", () => as(bearer(otherTenantJwt)).DELETE('/v1/rooms/{room}', room('acme-private')), 404, 'NOT_FOUND'],
+    ['participant JWT without admin grant', () => as(bearer(userJwt)).GET('/v1/rooms'), 403, 'FORBIDDEN'],
+    ['admin JWT for another room', () => as(bearer(adminJwt)).GET('/v1/rooms/{room}', room('acme-private')), 403, 'FORBIDDEN'],
+    ['admin JWT mints tokens', () => as(bearer(adminJwt)).POST('/v1/tokens', { body: { room: 'room-a', identity: 'i' } }), 403, 'FORBIDDEN'],
+    ['admin API without key', () => as({}).GET('/v1/admin/tenants'), 401, 'UNAUTHORIZED'],
+    ['admin API with a tenant key', () => as(key(TENANT_ADMIN_KEY)).GET('/v1/admin/tenants'), 401, 'UNAUTHORIZED'],
+    ['admin API with the operator key', () => createVigieClient({ baseUrl: gw.url, adminKey: ADMIN_KEY }).GET('/v1/admin/tenants'), 200],
+    ['admin JWT on its own room', () => as(bearer(adminJwt)).GET('/v1/rooms'), 200],
+    ['tenant admin key lists webhooks', () => as(key(TENANT_ADMIN_KEY)).GET('/v1/webhooks'), 200],
+    ['unknown route', async () => ({ response: await fetch(`${gw.url}/v1/nothing`, { headers: key(ROOMS_ONLY_KEY) }) }), 404, 'NOT_FOUND'],
+    ['malformed JSON', () => as(key(ROOMS_WRITE_KEY)).POST('/v1/rooms', { body: { room: 'x' }, bodySerializer: () => '{"room":' }), 400, 'INVALID_REQUEST'],
   ];
   // The globex *key* has only tokens:mint, so reading rooms is a scope refusal; its admin JWT sees no acme room at all.
-  for (const [name, method, url, headers, payload, status, code] of cases) {
-    const r = await call(method, url, headers, payload);
-    assert.equal(r.status, status, `${name}: ${JSON.stringify(r.body)}`);
-    if (code) assert.equal(r.body.error.code, code, name);
+  for (const [name, request, status, code] of cases) {
+    const { response, error } = await request();
+    const body = error ?? (response.bodyUsed ? undefined : await response.json().catch(() => undefined));
+    assert.equal(response.status, status, `${name}: ${JSON.stringify(body)}`);
+    if (code) assert.equal((body as { error: { code: string } }).error.code, code, name);
   }
   const mine = await call('GET', '/v1/rooms', bearer(adminJwt));
   assert.ok(mine.body.rooms.every((r: { room: string }) => r.room === 'room-a'), 'a room-scoped token lists only its room');
@@ -170,20 +181,22 @@ test('operator admin API: tenants, keys shown once and stored hashed, revocation
   assert.ok(!JSON.stringify((await call('GET', '/v1/admin/tenants', op)).body).includes(ownSecret) && !gw.logs().includes(ownSecret), 'the tenant secret is neither shown nor logged');
   const created = await call('POST', '/v1/admin/tenants/initech/api-keys', op, { scopes: ['tokens:mint', 'rooms:read'] });
   assert.equal(created.status, 201);
-  const minted = await call('POST', '/v1/tokens', { 'x-api-key': created.body.key }, { room: 'lobby', identity: 'bob' });
-  assert.equal(minted.status, 200);
-  assert.equal((await gw.app.tokens.verify(minted.body.token)).tenant, 'initech');
+  // The new tenant's business app mints with its key through the server SDK (gw.url changes at the restart below).
+  const initechApp = () => createVigieClient({ baseUrl: gw.url, apiKey: created.body.key });
+  const revoked = (e: unknown) => e instanceof VigieApiError && e.status === 401 && e.code === 'UNAUTHORIZED';
+  const minted = await createJoinLink(initechApp(), { room: 'lobby', identity: 'bob' });
+  assert.equal((await gw.app.tokens.verify(minted.token)).tenant, 'initech');
   const listed = await call('GET', '/v1/admin/tenants', op);
   const initech = listed.body.tenants.find((t: { id: string }) => t.id === 'initech');
   assert.ok(!JSON.stringify(listed.body).includes(created.body.key) && !JSON.stringify(initech).includes('sha256:'), 'neither keys nor hashes are shown');
   assert.equal((await call('DELETE', `/v1/admin/tenants/initech/api-keys/${created.body.id}`, op)).status, 204);
-  assert.equal((await call('POST', '/v1/tokens', { 'x-api-key': created.body.key }, { room: 'lobby', identity: 'bob' })).status, 401);
+  await assert.rejects(createJoinLink(initechApp(), { room: 'lobby', identity: 'bob' }), revoked);
 
   // Restart on the same data directory: the tenant and the revocation are still there.
   await gw.close();
   gw = await startGateway({ dataDir, adminKeyHash: `sha256:${createHash('sha256').update(ADMIN_KEY).digest('hex')}` });
   assert.equal(gw.app.tenants.get('initech')?.name, 'Initech');
-  assert.equal((await call('POST', '/v1/tokens', { 'x-api-key': created.body.key }, { room: 'lobby', identity: 'bob' })).status, 401);
+  await assert.rejects(createJoinLink(initechApp(), { room: 'lobby', identity: 'bob' }), revoked);
   assert.equal((await call('DELETE', '/v1/admin/tenants/initech', op)).status, 204);
   assert.equal(gw.app.tenants.has('initech'), false);
 });

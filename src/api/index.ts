@@ -24,6 +24,7 @@ import { tokenRoutes } from './tokens.js';
 import { webhookRoutes } from './webhooks.js';
 import { recordingRoutes } from './recordings.js';
 import { complianceRoutes } from './compliance.js';
+import { errorResponses } from './schema.js';
 
 export { apiKeyFrom, authenticate, requireScope, type Principal } from './principal.js';
 
@@ -41,8 +42,14 @@ export default async function apiPlugin(app: FastifyInstance): Promise<void> {
       security: [{ apiKey: [] }, { bearer: [] }],
     },
   });
-  // Schemas are documentation here; zod validates in the handlers (one source of truth).
+  // Schemas are documentation here; zod validates in the handlers (one source of truth), and replies are
+  // sent as the handlers build them (a response schema never strips a field).
   app.setValidatorCompiler(() => () => true);
+  app.setSerializerCompiler(() => (data) => JSON.stringify(data));
+  // Every /v1 call answers a refusal or a failure with the error shape (the root error handler): documented once here.
+  app.addHook('onRoute', (route) => {
+    if (route.url.startsWith('/v1/')) route.schema = { ...route.schema, response: { ...errorResponses, ...(route.schema?.response as object | undefined) } };
+  });
 
   app.get('/healthz', { schema: { tags: ['health'], summary: 'Liveness', security: [] } }, async () => ({ status: 'ok' }));
   app.get('/readyz', { schema: { tags: ['health'], summary: 'Readiness: every mediasoup worker is up', security: [] } }, async (_req, reply) => {

@@ -13,6 +13,25 @@ const createBody = roomOptionsSchema.extend({ room: z.string().regex(ROOM_ID, 'r
 const muteBody = z.object({ kind: z.enum(['audio', 'video']).optional() });
 const unbanBody = z.object({ identity: z.string().min(1).max(256) });
 
+/** What the room routes answer (documentation and the server SDK's types; replies are not reshaped by them). */
+const roomView = z.object({
+  room: z.string(),
+  declared: z.boolean().describe('declared through POST /v1/rooms (its options outlive the call)'),
+  options: roomOptionsSchema,
+  live: z.object({ callId: z.string(), startedAt: z.iso.datetime(), participants: z.number().int() }).nullable().describe('the call in progress, or null'),
+});
+const participantsView = z.object({
+  participants: z.array(
+    z.object({
+      participantId: z.string(),
+      identity: z.string(),
+      name: z.string(),
+      joinedAt: z.iso.datetime(),
+      tracks: z.array(z.object({ trackId: z.string(), kind: z.enum(['audio', 'video']), source: z.string().nullable(), paused: z.boolean() })),
+    }),
+  ),
+});
+
 /** Options that only the business app (an API key) sets: a moderator cannot turn its room's recording or consent off. */
 const APP_ONLY_OPTIONS = ['recordingPolicy', 'consentRequired'] as const;
 
@@ -41,7 +60,7 @@ export async function roomRoutes(app: FastifyInstance): Promise<void> {
     return { room, peer };
   };
 
-  app.post('/v1/rooms', { schema: { tags: ['rooms'], summary: 'Create (declare) a room with options', body: openapi(createBody) } }, async (req, reply) => {
+  app.post('/v1/rooms', { schema: { tags: ['rooms'], summary: 'Create (declare) a room with options', body: openapi(createBody), response: { 201: openapi(roomView) } } }, async (req, reply) => {
     const p = await authenticate(app, req);
     const { room, ...options } = parse(createBody, req.body);
     requireScope(p, 'rooms:write', room);
@@ -60,7 +79,7 @@ export async function roomRoutes(app: FastifyInstance): Promise<void> {
     return reply.code(201).send(describe(p.tenant, room));
   });
 
-  app.get('/v1/rooms', { schema: { tags: ['rooms'], summary: 'List declared and live rooms' } }, async (req) => {
+  app.get('/v1/rooms', { schema: { tags: ['rooms'], summary: 'List declared and live rooms', response: { 200: openapi(z.object({ rooms: z.array(roomView) })) } } }, async (req) => {
     const p = await authenticate(app, req);
     requireScope(p, 'rooms:read');
     const ids = new Set(app.rooms.list(p.tenant).map((r) => r.room));
@@ -69,7 +88,7 @@ export async function roomRoutes(app: FastifyInstance): Promise<void> {
     return { rooms };
   });
 
-  app.get('/v1/rooms/:room', { schema: { tags: ['rooms'], summary: 'Get a room', params: openapi(roomParam) } }, async (req) => {
+  app.get('/v1/rooms/:room', { schema: { tags: ['rooms'], summary: 'Get a room', params: openapi(roomParam), response: { 200: openapi(roomView) } } }, async (req) => {
     const p = await authenticate(app, req);
     const { room } = parse(roomParam, req.params);
     requireScope(p, 'rooms:read', room);
@@ -88,7 +107,7 @@ export async function roomRoutes(app: FastifyInstance): Promise<void> {
     return reply.code(204).send();
   });
 
-  app.get('/v1/rooms/:room/participants', { schema: { tags: ['participants'], summary: 'List the participants of a live room', params: openapi(roomParam) } }, async (req) => {
+  app.get('/v1/rooms/:room/participants', { schema: { tags: ['participants'], summary: 'List the participants of a live room', params: openapi(roomParam), response: { 200: openapi(participantsView) } } }, async (req) => {
     const p = await authenticate(app, req);
     const { room } = parse(roomParam, req.params);
     requireScope(p, 'rooms:read', room);

@@ -15,6 +15,14 @@ const mintBody = z.object({
   ttlSeconds: z.number().int().min(30).optional(),
 });
 
+/** What POST /v1/tokens answers: the token, when it expires, and the two pages that take it. */
+const minted = z.object({
+  token: z.string().describe('the join token (a JWT); hand it to the participant only'),
+  expiresAt: z.iso.datetime(),
+  joinUrl: z.url().describe('the join page with the token: a link to send, or to open'),
+  embedUrl: z.url().describe('the embed page with the token: the src of an iframe in an allowed origin'),
+});
+
 /** The scope a key needs to put each grant in a token: a key never hands out more than it holds. */
 const SCOPE_FOR_GRANT: Record<Grant, ApiKeyScope> = {
   publish: 'tokens:mint',
@@ -25,7 +33,7 @@ const SCOPE_FOR_GRANT: Record<Grant, ApiKeyScope> = {
 };
 
 export async function tokenRoutes(app: FastifyInstance): Promise<void> {
-  app.post('/v1/tokens', { schema: { tags: ['tokens'], summary: 'Mint a join token and link (link + token integration)', body: openapi(mintBody), security: [{ apiKey: [] }] } }, async (req) => {
+  app.post('/v1/tokens', { schema: { tags: ['tokens'], summary: 'Mint a join token and link (link + token integration)', body: openapi(mintBody), response: { 200: openapi(minted) }, security: [{ apiKey: [] }] } }, async (req) => {
     const principal = await authenticate(app, req);
     requireScope(principal, 'tokens:mint');
     if (principal.room !== undefined) throw new VigieError('FORBIDDEN', 'tokens are minted with an API key');

@@ -10,6 +10,13 @@ export const webhookBody = z.object({
   events: z.array(z.union([z.enum(WEBHOOK_EVENTS), z.literal('*')])).min(1).default(['*']),
 });
 const idParam = z.object({ id: z.string().min(1).max(64) });
+const createdEndpoint = z.object({
+  id: z.string(),
+  url: z.url(),
+  events: z.array(z.string()),
+  secret: z.string().describe('the signing secret of Vigie-Signature, shown this once'),
+  enabled: z.boolean(),
+});
 
 /** The secret is shown once, at creation; listings never carry it. */
 export const publicEndpoint = ({ secret: _secret, ...rest }: WebhookEndpointConfig) => rest;
@@ -34,7 +41,7 @@ export async function webhookRoutes(app: FastifyInstance): Promise<void> {
     return { endpoints: app.tenants.require(p.tenant).webhooks.map(publicEndpoint) };
   });
 
-  app.post('/v1/webhooks', { schema: { tags: ['webhooks'], summary: 'Add a webhook endpoint (its signing secret is returned once)', body: openapi(webhookBody) } }, async (req, reply) => {
+  app.post('/v1/webhooks', { schema: { tags: ['webhooks'], summary: 'Add a webhook endpoint (its signing secret is returned once)', body: openapi(webhookBody), response: { 201: openapi(createdEndpoint) } } }, async (req, reply) => {
     const p = await authenticate(app, req);
     requireScope(p, 'admin');
     const endpoint = await addWebhookFromBody(app, p.tenant, req.body);

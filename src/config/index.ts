@@ -19,6 +19,8 @@ export interface Config {
   server: { host: string; port: number; publicUrl: string; tlsCertFile?: string; tlsKeyFile?: string; trustProxy: boolean };
   dataDir: string;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  logFormat: 'auto' | 'json' | 'pretty';
+  metrics: { port?: number; host: string };
   media: {
     workers: number;
     workerBin?: string;

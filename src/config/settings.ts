@@ -47,6 +47,9 @@ export const SETTINGS: readonly SettingSpec[] = [
   setting('server.trustProxy', 'VIGIE_TRUST_PROXY', bool.default(false), 'false', 'Trust X-Forwarded-* headers (behind a reverse proxy).'),
   setting('dataDir', 'VIGIE_DATA_DIR', z.string().min(1).default('./data'), './data', 'Where generated secrets and local state live.'),
   setting('logLevel', 'VIGIE_LOG_LEVEL', z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'), 'info', 'pino log level.'),
+  setting('logFormat', 'VIGIE_LOG_FORMAT', z.enum(['auto', 'json', 'pretty']).default('auto'), 'auto', 'Log lines on stdout: `pretty` (coloured, one readable line per event), `json` (one JSON object per line, for a log pipeline), or `auto`: pretty when stdout is a terminal, JSON otherwise.'),
+  setting('metrics.port', 'VIGIE_METRICS_PORT', port.optional(), 'unset (no /metrics)', 'Port of the Prometheus scrape endpoint `/metrics` (OpenMetrics), on its own listener apart from the public port. Unset: not served.'),
+  setting('metrics.host', 'VIGIE_METRICS_HOST', z.string().min(1).default('127.0.0.1'), '127.0.0.1', 'Address the `/metrics` listener binds to: loopback by default; a private address for a Prometheus on another host, never a public one.'),
 
   setting('media.workers', 'VIGIE_MEDIA_WORKERS', positiveInt.max(64).default(os.availableParallelism()), 'number of cores', 'mediasoup workers in the pool.'),
   setting('media.workerBin', 'MEDIASOUP_WORKER_BIN', z.string().min(1).optional(), 'auto', 'Path of the mediasoup-worker binary; found automatically when unset (see scripts/setup.sh).'),

@@ -20,14 +20,14 @@ export function registerGatewayMetrics(sfu: Sfu, writer?: ClickHouseWriter): voi
     }
     return pick(s);
   };
-  for (const [name, pick] of [
-    ['vigie.rooms', (s: { rooms: number }) => s.rooms],
-    ['vigie.peers', (s: { peers: number }) => s.peers],
-    ['vigie.producers', (s: { producers: number }) => s.producers],
-    ['vigie.consumers', (s: { consumers: number }) => s.consumers],
+  for (const [name, pick, description] of [
+    ['vigie.rooms', (s: { rooms: number }) => s.rooms, 'rooms open on this gateway'],
+    ['vigie.peers', (s: { peers: number }) => s.peers, 'participants joined'],
+    ['vigie.producers', (s: { producers: number }) => s.producers, 'tracks sent by participants'],
+    ['vigie.consumers', (s: { consumers: number }) => s.consumers, 'tracks received by participants'],
   ] as const) {
     const read = count(pick as never);
-    meter.createObservableGauge(name).addCallback((r) => r.observe(read()));
+    meter.createObservableGauge(name, { description }).addCallback((r) => r.observe(read()));
   }
   meter
     .createObservableCounter('vigie.worker.cpu', { unit: 's', description: 'CPU time of each mediasoup worker (user + system)' })
@@ -40,9 +40,9 @@ export function registerGatewayMetrics(sfu: Sfu, writer?: ClickHouseWriter): voi
     });
   if (!writer) return;
   meter.createObservableGauge('vigie.writer.queue_depth', { description: 'rows held in memory by the ClickHouse writer' }).addCallback((r) => r.observe(writer.queuedRows));
-  meter.createObservableGauge('vigie.spool.bytes', { unit: 'By' }).addCallback((r) => r.observe(writer.spoolBytes));
-  meter.createObservableCounter('vigie.rows.written').addCallback((r) => r.observe(writer.counters.rowsWritten));
-  meter.createObservableCounter('vigie.rows.dropped').addCallback((r) => r.observe(writer.counters.rowsDropped));
-  const latency = meter.createHistogram('vigie.clickhouse.insert_latency', { unit: 'ms' });
+  meter.createObservableGauge('vigie.spool.bytes', { unit: 'By', description: 'disk used by the spool of rows ClickHouse has not taken yet' }).addCallback((r) => r.observe(writer.spoolBytes));
+  meter.createObservableCounter('vigie.rows.written', { description: 'rows inserted into ClickHouse' }).addCallback((r) => r.observe(writer.counters.rowsWritten));
+  meter.createObservableCounter('vigie.rows.dropped', { description: 'rows given up: they will never reach ClickHouse' }).addCallback((r) => r.observe(writer.counters.rowsDropped));
+  const latency = meter.createHistogram('vigie.clickhouse.insert_latency', { unit: 'ms', description: 'duration of each ClickHouse insert' });
   writer.onInsert = (ms, _rows, ok) => latency.record(ms, { ok });
 }

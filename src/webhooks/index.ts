@@ -15,7 +15,7 @@ import { DeliveryQueue } from './DeliveryQueue.js';
 import { WebhookDispatcher } from './WebhookDispatcher.js';
 
 export { WebhookDispatcher, WEBHOOK_EVENTS, type WebhookEvent } from './WebhookDispatcher.js';
-export { signatureHeader, verifySignature } from './signing.js';
+export { signatureHeader } from './signing.js';
 export { assertPublicTarget, isPrivateAddress } from './ssrf.js';
 
 declare module 'fastify' {

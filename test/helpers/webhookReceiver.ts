@@ -1,10 +1,13 @@
 import Fastify from 'fastify';
-import { verifySignature } from '../../src/webhooks/index.js';
+import { verifyWebhookSignature } from '@vigie/server-sdk';
 
 export interface Received {
   id: string;
   event: string;
   body: any;
+  /** The body as received and its Vigie-Signature header, for checks of the signature itself. */
+  raw: string;
+  signature: string;
   signatureValid: boolean;
   status: number;
   at: number;
@@ -27,7 +30,8 @@ export async function startWebhookReceiver(secretFor: () => string | undefined) 
     seen.set(id, count);
     const status = respond(id, count);
     const secret = secretFor();
-    received.push({ id, event: String(req.headers['vigie-event']), body: JSON.parse(raw), signatureValid: Boolean(secret) && verifySignature(secret!, req.headers['vigie-signature'] as string, raw), status, at: Date.now() });
+    const signature = String(req.headers['vigie-signature']);
+    received.push({ id, event: String(req.headers['vigie-event']), body: JSON.parse(raw), raw, signature, signatureValid: Boolean(secret) && verifyWebhookSignature(secret!, signature, raw), status, at: Date.now() });
     return reply.code(status).send();
   });
   await app.listen({ host: '127.0.0.1', port: 0 });
