@@ -16,7 +16,7 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { startGateway } from '../test/helpers/gateway.js';
-import { CHROMIUM, CHROMIUM_ARGS, launchBrowser, waitFor } from '../test/helpers/browser.js';
+import { CHROMIUM, CHROMIUM_ARGS, joinThroughPage, launchBrowser, waitFor } from '../test/helpers/browser.js';
 import { startBareServer } from './join-page/bare-server.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 8);
@@ -88,14 +88,14 @@ const bare = await startBareServer();
 let seq = 0;
 const targets = {
   bare: async (prejoin: boolean) => `${bare.url}/${prejoin ? '?prejoin=1' : ''}`,
-  vigie: async () => `${gw.url}/join?token=${await gw.mint({ room: 'bench', identity: `viewer-${++seq}`, grants: ['publish', 'subscribe'] })}`,
+  vigie: async () => `${gw.url}/join?token=${await gw.mint({ room: 'bench', identity: `viewer-${++seq}`, name: 'Viewer', grants: ['publish', 'subscribe'] })}`,
 };
 type Target = keyof typeof targets;
 
 // The remote party: one page on each server, publishing before the first measure and until the last.
 const remote = await launchBrowser();
 const vigieRemote = await remote.context.newPage();
-await vigieRemote.goto(`${gw.url}/join?token=${await gw.mint({ room: 'bench', identity: 'remote', grants: ['publish', 'subscribe'] })}`);
+await joinThroughPage(vigieRemote, `${gw.url}/join?token=${await gw.mint({ room: 'bench', identity: 'remote', name: 'Remote', grants: ['publish', 'subscribe'] })}`);
 const bareRemote = await remote.context.newPage();
 await bareRemote.goto(bare.url);
 await waitFor('the remote parties to publish', async () => [await vigieRemote.evaluate(() => (window as any).vigieEvents?.some((e: { type: string }) => e.type === 'published')), await bareRemote.evaluate(() => (window as any).bare.published)], (v) => v.every(Boolean), 60_000);
