@@ -20,15 +20,29 @@ const barePort = (bare.server.address() as { port: number }).port;
 
 // Asynchronous on purpose: the servers under test live in this process's event loop.
 async function autocannon(url: string, extra: string[] = []): Promise<{ rps: number; p99: number }> {
-  const { stdout } = await promisify(execFile)('npx', ['--no-install', 'autocannon', '--json', '-c', String(CONNECTIONS), '-d', String(DURATION_S), ...extra, url], { encoding: 'utf8', maxBuffer: 64 << 20 });
+  const { stdout } = await promisify(execFile)(
+    'npx',
+    ['--no-install', 'autocannon', '--json', '-c', String(CONNECTIONS), '-d', String(DURATION_S), ...extra, url],
+    { encoding: 'utf8', maxBuffer: 64 << 20 },
+  );
   const r = JSON.parse(stdout);
-  if (r.non2xx > 0 || r.errors > 0) throw new Error(`${url}: ${r.non2xx} non-2xx (${JSON.stringify(r.statusCodeStats)}), ${r.errors} errors`);
+  if (r.non2xx > 0 || r.errors > 0)
+    throw new Error(`${url}: ${r.non2xx} non-2xx (${JSON.stringify(r.statusCodeStats)}), ${r.errors} errors`);
   return { rps: Math.round(r.requests.average), p99: r.latency.p99 };
 }
 
 const body = JSON.stringify({ room: 'bench', identity: 'user-1', grants: ['publish', 'subscribe'], ttlSeconds: 600 });
 const baseline = await autocannon(`http://127.0.0.1:${barePort}/bare`);
-const mint = await autocannon(`${gw.url}/v1/tokens`, ['-m', 'POST', '-H', `x-api-key=${ACME_KEY.key}`, '-H', 'content-type=application/json', '-b', body]);
+const mint = await autocannon(`${gw.url}/v1/tokens`, [
+  '-m',
+  'POST',
+  '-H',
+  `x-api-key=${ACME_KEY.key}`,
+  '-H',
+  'content-type=application/json',
+  '-b',
+  body,
+]);
 const list = await autocannon(`${gw.url}/v1/rooms`, ['-H', `x-api-key=${ROOMS_ONLY_KEY.key}`]);
 await bare.close();
 await gw.close();
@@ -38,7 +52,15 @@ console.log(
     connections: CONNECTIONS,
     durationS: DURATION_S,
     bareRoute: baseline,
-    mintToken: { ...mint, rpsRatio: Number((mint.rps / baseline.rps).toFixed(3)), p99Ratio: Number((mint.p99 / Math.max(1, baseline.p99)).toFixed(2)) },
-    listRooms: { ...list, rpsRatio: Number((list.rps / baseline.rps).toFixed(3)), p99Ratio: Number((list.p99 / Math.max(1, baseline.p99)).toFixed(2)) },
+    mintToken: {
+      ...mint,
+      rpsRatio: Number((mint.rps / baseline.rps).toFixed(3)),
+      p99Ratio: Number((mint.p99 / Math.max(1, baseline.p99)).toFixed(2)),
+    },
+    listRooms: {
+      ...list,
+      rpsRatio: Number((list.rps / baseline.rps).toFixed(3)),
+      p99Ratio: Number((list.p99 / Math.max(1, baseline.p99)).toFixed(2)),
+    },
   }),
 );

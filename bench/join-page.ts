@@ -43,7 +43,11 @@ interface Sample {
 /** Runs in every measured page before its own scripts. */
 function instrument(): void {
   const firstScript = performance.now();
-  const bench: { wsCreated?: number; wsOpen?: number; frame?: Promise<Pick<Sample, 'firstScript' | 'wsCreated' | 'wsOpen' | 'track' | 'frame'>> } = ((window as any).bench = {});
+  const bench: {
+    wsCreated?: number;
+    wsOpen?: number;
+    frame?: Promise<Pick<Sample, 'firstScript' | 'wsCreated' | 'wsOpen' | 'track' | 'frame'>>;
+  } = ((window as any).bench = {});
   const NativeWebSocket = window.WebSocket;
   window.WebSocket = class extends NativeWebSocket {
     constructor(...args: ConstructorParameters<typeof WebSocket>) {
@@ -69,7 +73,13 @@ function instrument(): void {
             const frame = performance.now();
             value?.close();
             copy.stop();
-            resolve({ firstScript, wsCreated: bench.wsCreated ?? Number.NaN, wsOpen: bench.wsOpen ?? Number.NaN, track: created, frame });
+            resolve({
+              firstScript,
+              wsCreated: bench.wsCreated ?? Number.NaN,
+              wsOpen: bench.wsOpen ?? Number.NaN,
+              track: created,
+              frame,
+            });
           }, reject);
         });
       }
@@ -88,17 +98,31 @@ const bare = await startBareServer();
 let seq = 0;
 const targets = {
   bare: async (prejoin: boolean) => `${bare.url}/${prejoin ? '?prejoin=1' : ''}`,
-  vigie: async () => `${gw.url}/join?token=${await gw.mint({ room: 'bench', identity: `viewer-${++seq}`, name: 'Viewer', grants: ['publish', 'subscribe'] })}`,
+  vigie: async () =>
+    `${gw.url}/join?token=${await gw.mint({ room: 'bench', identity: `viewer-${++seq}`, name: 'Viewer', grants: ['publish', 'subscribe'] })}`,
 };
 type Target = keyof typeof targets;
 
 // The remote party: one page on each server, publishing before the first measure and until the last.
 const remote = await launchBrowser();
 const vigieRemote = await remote.context.newPage();
-await joinThroughPage(vigieRemote, `${gw.url}/join?token=${await gw.mint({ room: 'bench', identity: 'remote', name: 'Remote', grants: ['publish', 'subscribe'] })}`);
+await joinThroughPage(
+  vigieRemote,
+  `${gw.url}/join?token=${await gw.mint({ room: 'bench', identity: 'remote', name: 'Remote', grants: ['publish', 'subscribe'] })}`,
+);
 const bareRemote = await remote.context.newPage();
 await bareRemote.goto(bare.url);
-await waitFor('the remote parties to publish', async () => [await vigieRemote.evaluate(() => (window as any).vigieEvents?.some((e: { type: string }) => e.type === 'published')), await bareRemote.evaluate(() => (window as any).bare.published)], (v) => v.every(Boolean), 60_000);
+await waitFor(
+  'the remote parties to publish',
+  async () => [
+    await vigieRemote.evaluate(() =>
+      (window as any).vigieEvents?.some((e: { type: string }) => e.type === 'published'),
+    ),
+    await bareRemote.evaluate(() => (window as any).bare.published),
+  ],
+  (v) => v.every(Boolean),
+  60_000,
+);
 // A Vigie page with a pre-join screen would have waited for its "Join" click; it has not published then.
 const browser: Browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
 
@@ -113,17 +137,33 @@ async function measure(page: Page, target: Target, prejoin: boolean): Promise<Sa
       el.click();
     }, CLICK_MARK);
   }
-  const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`${target}: no remote frame in 30 s`)), 30_000).unref());
-  const got = await Promise.race([page.evaluate(() => (window as any).bench.frame as Promise<Pick<Sample, 'firstScript' | 'wsCreated' | 'wsOpen' | 'track' | 'frame'>>), timeout]);
-  const marks = await page.evaluate((mark) => ({
-    start: performance.getEntriesByName(mark)[0]?.startTime ?? 0,
-    html: (performance.getEntriesByType('navigation')[0] as PerformanceNavigationTiming).responseEnd,
-  }), CLICK_MARK);
+  const timeout = new Promise<never>((_, reject) =>
+    setTimeout(() => reject(new Error(`${target}: no remote frame in 30 s`)), 30_000).unref(),
+  );
+  const got = await Promise.race([
+    page.evaluate(
+      () =>
+        (window as any).bench.frame as Promise<
+          Pick<Sample, 'firstScript' | 'wsCreated' | 'wsOpen' | 'track' | 'frame'>
+        >,
+    ),
+    timeout,
+  ]);
+  const marks = await page.evaluate(
+    (mark) => ({
+      start: performance.getEntriesByName(mark)[0]?.startTime ?? 0,
+      html: (performance.getEntriesByType('navigation')[0] as PerformanceNavigationTiming).responseEnd,
+    }),
+    CLICK_MARK,
+  );
   return { ...marks, ...got };
 }
 
 /** One cold load (new context) then one warm load (same context) of a target. */
-async function round(target: Target, prejoin: boolean): Promise<{ cold: Sample; warm: Sample; loopDelayMaxMs: number }> {
+async function round(
+  target: Target,
+  prejoin: boolean,
+): Promise<{ cold: Sample; warm: Sample; loopDelayMaxMs: number }> {
   // Both servers run in this process: a blocked event loop delays whichever page is being measured.
   const loop = monitorEventLoopDelay({ resolution: 5 });
   loop.enable();
@@ -152,7 +192,10 @@ async function hasPrejoin(): Promise<boolean> {
   const button = page.getByRole('button', { name: JOIN_BUTTON });
   const first = await Promise.race([
     page.evaluate(() => (window as any).bench.frame.then(() => 'frame')),
-    button.waitFor({ state: 'visible', timeout: 30_000 }).then(() => 'button', () => 'none'),
+    button.waitFor({ state: 'visible', timeout: 30_000 }).then(
+      () => 'button',
+      () => 'none',
+    ),
   ]);
   await context.close();
   return first === 'button';
@@ -164,15 +207,21 @@ console.error(`[join-page] measured from ${prejoin ? 'the click on "Join"' : 'na
 await round('bare', prejoin);
 await round('vigie', prejoin);
 
-const results: Record<Target, { cold: Sample[]; warm: Sample[] }> = { bare: { cold: [], warm: [] }, vigie: { cold: [], warm: [] } };
+const results: Record<Target, { cold: Sample[]; warm: Sample[] }> = {
+  bare: { cold: [], warm: [] },
+  vigie: { cold: [], warm: [] },
+};
 for (let i = 0; i < ROUNDS; i++) {
   // Alternating which goes first cancels a drift in the machine's load.
   for (const target of (i % 2 ? ['vigie', 'bare'] : ['bare', 'vigie']) as Target[]) {
     const r = await round(target, prejoin);
     results[target].cold.push(r.cold);
     results[target].warm.push(r.warm);
-    const fmt = (s: Sample) => `frame ${Math.round(s.frame - s.start)} ms (html ${Math.round(s.html)}, script ${Math.round(s.firstScript)}, ws ${Math.round(s.wsCreated - s.start)}–${Math.round(s.wsOpen - s.start)}, track ${Math.round(s.track - s.start)})`;
-    console.error(`[join-page] round ${i + 1} ${target.padEnd(5)} cold ${fmt(r.cold)}, warm ${fmt(r.warm)}; server event loop delay max ${Math.round(r.loopDelayMaxMs)} ms`);
+    const fmt = (s: Sample) =>
+      `frame ${Math.round(s.frame - s.start)} ms (html ${Math.round(s.html)}, script ${Math.round(s.firstScript)}, ws ${Math.round(s.wsCreated - s.start)}–${Math.round(s.wsOpen - s.start)}, track ${Math.round(s.track - s.start)})`;
+    console.error(
+      `[join-page] round ${i + 1} ${target.padEnd(5)} cold ${fmt(r.cold)}, warm ${fmt(r.warm)}; server event loop delay max ${Math.round(r.loopDelayMaxMs)} ms`,
+    );
   }
 }
 
@@ -182,9 +231,17 @@ await bare.close();
 await gw.close();
 
 const summary = (kind: 'cold' | 'warm') => {
-  const ms = (t: Target, what: 'frame' | 'wsOpen' | 'html' | 'track') => Math.round(median(results[t][kind].map((s) => s[what] - s.start)));
+  const ms = (t: Target, what: 'frame' | 'wsOpen' | 'html' | 'track') =>
+    Math.round(median(results[t][kind].map((s) => s[what] - s.start)));
   const frame = { bare: ms('bare', 'frame'), vigie: ms('vigie', 'frame') };
-  return { bareMs: frame.bare, vigieMs: frame.vigie, ratio: Number((frame.vigie / frame.bare).toFixed(3)), htmlMs: { bare: ms('bare', 'html'), vigie: ms('vigie', 'html') }, wsOpenMs: { bare: ms('bare', 'wsOpen'), vigie: ms('vigie', 'wsOpen') }, trackMs: { bare: ms('bare', 'track'), vigie: ms('vigie', 'track') } };
+  return {
+    bareMs: frame.bare,
+    vigieMs: frame.vigie,
+    ratio: Number((frame.vigie / frame.bare).toFixed(3)),
+    htmlMs: { bare: ms('bare', 'html'), vigie: ms('vigie', 'html') },
+    wsOpenMs: { bare: ms('bare', 'wsOpen'), vigie: ms('vigie', 'wsOpen') },
+    trackMs: { bare: ms('bare', 'track'), vigie: ms('vigie', 'track') },
+  };
 };
 console.log(
   JSON.stringify({

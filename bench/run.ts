@@ -9,10 +9,20 @@ import { fileURLToPath } from 'node:url';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const only = process.argv.slice(2);
-const benches = ['writer-throughput', 'telemetry-overhead', 'api-throughput', 'recording', 'audit-export', 'join-page'].filter((b) => only.length === 0 || only.includes(b));
+const benches = [
+  'writer-throughput',
+  'telemetry-overhead',
+  'api-throughput',
+  'recording',
+  'audit-export',
+  'join-page',
+].filter((b) => only.length === 0 || only.includes(b));
 for (const name of benches) {
   console.error(`[bench] ${name} …`);
-  const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(here, `${name}.ts`)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(here, `${name}.ts`)], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   if (r.status !== 0) {
     console.error(`[bench] ${name} failed (exit ${r.status})`);
     process.exitCode = 1;

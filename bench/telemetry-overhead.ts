@@ -24,23 +24,68 @@ const STATS_INTERVAL_MS = Number(process.env.BENCH_STATS_INTERVAL_MS ?? 5000);
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'vigie-bench-load-'));
 const clip = path.join(dir, 'clip.webm');
-execFileSync('ffmpeg', ['-loglevel', 'error', '-f', 'lavfi', '-i', 'testsrc=size=640x480:rate=30', '-t', '20', '-c:v', 'libvpx', '-b:v', '500k', '-deadline', 'realtime', '-cpu-used', '8', '-g', '30', clip]);
+execFileSync('ffmpeg', [
+  '-loglevel',
+  'error',
+  '-f',
+  'lavfi',
+  '-i',
+  'testsrc=size=640x480:rate=30',
+  '-t',
+  '20',
+  '-c:v',
+  'libvpx',
+  '-b:v',
+  '500k',
+  '-deadline',
+  'realtime',
+  '-cpu-used',
+  '8',
+  '-g',
+  '30',
+  clip,
+]);
 
 // The consumers' RTP goes to a sink in its own process, so receiving 50 Mbit/s is not counted.
-const sink = spawn(process.execPath, ['-e', "const s=require('dgram').createSocket('udp4');s.on('message',()=>{});s.bind(0,'127.0.0.1',()=>console.log(s.address().port))"], { stdio: ['ignore', 'pipe', 'inherit'] });
+const sink = spawn(
+  process.execPath,
+  [
+    '-e',
+    "const s=require('dgram').createSocket('udp4');s.on('message',()=>{});s.bind(0,'127.0.0.1',()=>console.log(s.address().port))",
+  ],
+  { stdio: ['ignore', 'pipe', 'inherit'] },
+);
 const sinkPort = await new Promise<number>((r) => sink.stdout!.once('data', (d) => r(Number(String(d).trim()))));
 
 const clickhouse = await startChdbHttp(path.join(dir, 'clickhouse'));
 
 async function round(telemetry: boolean): Promise<{ workerMs: number; nodeMs: number; rows: number }> {
-  const gw = await startGateway({ telemetry: { enabled: telemetry, statsIntervalMs: STATS_INTERVAL_MS }, media: { workers: 1 }, clickhouse: { url: clickhouse.url } });
+  const gw = await startGateway({
+    telemetry: { enabled: telemetry, statsIntervalMs: STATS_INTERVAL_MS },
+    media: { workers: 1 },
+    clickhouse: { url: clickhouse.url },
+  });
   const room = await gw.app.sfu.getOrCreateRoom('acme', 'load');
   const bots = [];
-  for (let i = 0; i < PRODUCERS; i++) bots.push(await startFfmpegBot(room, { kind: 'video', bitrateKbps: 500, file: clip, name: `p${i}` }));
+  for (let i = 0; i < PRODUCERS; i++)
+    bots.push(await startFfmpegBot(room, { kind: 'video', bitrateKbps: 500, file: clip, name: `p${i}` }));
   for (let v = 0; v < CONSUMERS_PER_PRODUCER; v++) {
-    const viewer = new Peer({ identity: `viewer-${v}`, tenant: 'acme', room: 'load', grants: new Set(['subscribe']), expiresAt: Number.MAX_SAFE_INTEGER }, () => undefined);
+    const viewer = new Peer(
+      {
+        identity: `viewer-${v}`,
+        tenant: 'acme',
+        room: 'load',
+        grants: new Set(['subscribe']),
+        expiresAt: Number.MAX_SAFE_INTEGER,
+      },
+      () => undefined,
+    );
     room.addPeer(viewer);
-    const t = await room.router.createPlainTransport({ listenInfo: { protocol: 'udp', ip: '127.0.0.1' }, rtcpMux: true, comedia: false });
+    const t = await room.router.createPlainTransport({
+      listenInfo: { protocol: 'udp', ip: '127.0.0.1' },
+      rtcpMux: true,
+      comedia: false,
+    });
     await t.connect({ ip: '127.0.0.1', port: sinkPort });
     viewer.transports.set(t.id, t);
     for (const bot of bots) {
@@ -59,8 +104,14 @@ async function round(telemetry: boolean): Promise<{ workerMs: number; nodeMs: nu
   const rows = gw.app.telemetry?.collector.samplesTaken.track_stats ?? 0;
   for (const b of bots) await b.stop();
   await gw.close();
-  const r = { workerMs: w1.ru_utime + w1.ru_stime - (w0.ru_utime + w0.ru_stime), nodeMs: (n1.user + n1.system) / 1000, rows };
-  console.error(`[telemetry ${telemetry ? 'on ' : 'off'}] worker ${r.workerMs} ms, node ${Math.round(r.nodeMs)} ms, track rows ${rows}`);
+  const r = {
+    workerMs: w1.ru_utime + w1.ru_stime - (w0.ru_utime + w0.ru_stime),
+    nodeMs: (n1.user + n1.system) / 1000,
+    rows,
+  };
+  console.error(
+    `[telemetry ${telemetry ? 'on ' : 'off'}] worker ${r.workerMs} ms, node ${Math.round(r.nodeMs)} ms, track rows ${rows}`,
+  );
   return r;
 }
 
@@ -82,7 +133,11 @@ console.log(
     measureMsPerRound: MEASURE_MS,
     rounds: ROUNDS,
     off: { workerCpuMs: sum(off, 'workerMs'), nodeCpuMs: sum(off, 'nodeMs') },
-    on: { workerCpuMs: sum(on, 'workerMs'), nodeCpuMs: sum(on, 'nodeMs'), trackRows: on.reduce((s, r) => s + r.rows, 0) },
+    on: {
+      workerCpuMs: sum(on, 'workerMs'),
+      nodeCpuMs: sum(on, 'nodeMs'),
+      trackRows: on.reduce((s, r) => s + r.rows, 0),
+    },
     ratio: Number((total(on) / total(off)).toFixed(3)),
     target: 'ratio <= 1.05',
   }),

@@ -16,18 +16,34 @@ export class CommandFailed extends Error {
 }
 
 const option = {
-  out: { type: 'string', value: 'FILE', help: 'write to FILE instead of stdout (exports: the file name; the signature goes to FILE.jws)' },
-  lang: { type: 'string', value: 'en|fr', help: "language of the document (default: the tenant's default language, else English)" },
-  progress: { type: 'boolean', help: 'show progress on stderr even when it is not a terminal (it is shown on a terminal anyway)' },
+  out: {
+    type: 'string',
+    value: 'FILE',
+    help: 'write to FILE instead of stdout (exports: the file name; the signature goes to FILE.jws)',
+  },
+  lang: {
+    type: 'string',
+    value: 'en|fr',
+    help: "language of the document (default: the tenant's default language, else English)",
+  },
+  progress: {
+    type: 'boolean',
+    help: 'show progress on stderr even when it is not a terminal (it is shown on a terminal anyway)',
+  },
 };
-const formatOption = (formats, fallback) => ({ type: 'string', value: formats.join('|'), help: `output format (default ${fallback})` });
+const formatOption = (formats, fallback) => ({
+  type: 'string',
+  value: formats.join('|'),
+  help: `output format (default ${fallback})`,
+});
 
 /** @typedef {{ base: string, opts: Record<string, any>, positionals: string[], call: Function, download: Function, log: (text: string) => void, progress: Function }} Context */
 
 export const COMMANDS = [
   {
     name: 'audit verify',
-    summary: "Walks the tenant's audit chain against its signed checkpoints and their anchors; exit code 3 if anything was altered, deleted or inserted.",
+    summary:
+      "Walks the tenant's audit chain against its signed checkpoints and their anchors; exit code 3 if anything was altered, deleted or inserted.",
     usage: 'vigie audit verify',
     example: 'vigie audit verify',
     options: {},
@@ -44,10 +60,16 @@ export const COMMANDS = [
         ? 'The record of processing activities (GDPR art. 30), generated from the retention policies, the subprocessors and the storage configuration.'
         : 'The subprocessors and where data lives, checked against the running configuration (undeclared endpoints, locations outside France or the EU).',
     usage: `vigie report ${report} [--format json|md|html] [--lang en|fr] [--out FILE]`,
-    example: report === 'ropa' ? 'vigie report ropa --format html --lang fr --out registre.html' : 'vigie report subprocessors --format md --out subprocessors.md',
+    example:
+      report === 'ropa'
+        ? 'vigie report ropa --format html --lang fr --out registre.html'
+        : 'vigie report subprocessors --format md --out subprocessors.md',
     options: { format: formatOption(['json', 'md', 'html'], 'md'), lang: option.lang, out: option.out },
     async run(ctx) {
-      const query = new URLSearchParams({ format: ctx.opts.format ?? 'md', ...(ctx.opts.lang ? { lang: ctx.opts.lang } : {}) });
+      const query = new URLSearchParams({
+        format: ctx.opts.format ?? 'md',
+        ...(ctx.opts.lang ? { lang: ctx.opts.lang } : {}),
+      });
       const text = await (await ctx.call('GET', `/v1/compliance/reports/${report}?${query}`)).text();
       if (ctx.opts.out) writeFileSync(ctx.opts.out, text);
       else ctx.log(text);
@@ -56,52 +78,94 @@ export const COMMANDS = [
   })),
   {
     name: 'report audit',
-    summary: 'The audit export of a period (who accessed which personal data, every deletion and erasure, with its legal basis), with its detached signature beside it (FILE.jws).',
-    usage: 'vigie report audit --from ISO --to ISO [--format jsonl|csv|html|pdf] [--lang en|fr] [--out FILE] [--progress]',
-    example: 'vigie report audit --from 2026-10-01T00:00:00Z --to 2026-11-01T00:00:00Z --format pdf --lang fr --out audit-octobre.pdf',
-    options: { from: { type: 'string', value: 'ISO', help: 'start of the period (ISO 8601, included)' }, to: { type: 'string', value: 'ISO', help: 'end of the period (ISO 8601, excluded)' }, format: formatOption(['jsonl', 'csv', 'html', 'pdf'], 'jsonl'), lang: option.lang, out: option.out, progress: option.progress },
+    summary:
+      'The audit export of a period (who accessed which personal data, every deletion and erasure, with its legal basis), with its detached signature beside it (FILE.jws).',
+    usage:
+      'vigie report audit --from ISO --to ISO [--format jsonl|csv|html|pdf] [--lang en|fr] [--out FILE] [--progress]',
+    example:
+      'vigie report audit --from 2026-10-01T00:00:00Z --to 2026-11-01T00:00:00Z --format pdf --lang fr --out audit-octobre.pdf',
+    options: {
+      from: { type: 'string', value: 'ISO', help: 'start of the period (ISO 8601, included)' },
+      to: { type: 'string', value: 'ISO', help: 'end of the period (ISO 8601, excluded)' },
+      format: formatOption(['jsonl', 'csv', 'html', 'pdf'], 'jsonl'),
+      lang: option.lang,
+      out: option.out,
+      progress: option.progress,
+    },
     async run(ctx) {
       if (!ctx.opts.from || !ctx.opts.to) throw new UsageError('report audit needs --from and --to');
       const format = ctx.opts.format ?? 'jsonl';
       const waiting = ctx.progress('report audit', 'the gateway is writing the export');
-      const created = await (await ctx.call('POST', '/v1/compliance/exports', { from: ctx.opts.from, to: ctx.opts.to, format, ...(ctx.opts.lang ? { lang: ctx.opts.lang } : {}) })).json();
+      const created = await (
+        await ctx.call('POST', '/v1/compliance/exports', {
+          from: ctx.opts.from,
+          to: ctx.opts.to,
+          format,
+          ...(ctx.opts.lang ? { lang: ctx.opts.lang } : {}),
+        })
+      ).json();
       waiting.done(`${created.rows} entries written`);
       // JSON Lines holds one entry a line, so its lines count entries; other formats count in bytes only.
-      await ctx.download(created, `vigie-audit-${created.id}.${format}`, { label: 'report audit', unit: 'entries', total: format === 'jsonl' ? created.rows : undefined, count: format === 'jsonl' ? countLines : undefined });
+      await ctx.download(created, `vigie-audit-${created.id}.${format}`, {
+        label: 'report audit',
+        unit: 'entries',
+        total: format === 'jsonl' ? created.rows : undefined,
+        count: format === 'jsonl' ? countLines : undefined,
+      });
       return 0;
     },
   },
   {
     name: 'dsar export',
-    summary: "A data subject's access request: a signed tar archive of every row and recording about the person, with a manifest of SHA-256s.",
+    summary:
+      "A data subject's access request: a signed tar archive of every row and recording about the person, with a manifest of SHA-256s.",
     usage: 'vigie dsar export --identity ID [--out FILE] [--progress]',
     example: 'vigie dsar export --identity alice.martin@example.fr --out alice.tar',
-    options: { identity: { type: 'string', value: 'ID', help: 'the identity the business app gives the person' }, out: option.out, progress: option.progress },
+    options: {
+      identity: { type: 'string', value: 'ID', help: 'the identity the business app gives the person' },
+      out: option.out,
+      progress: option.progress,
+    },
     async run(ctx) {
       if (!ctx.opts.identity) throw new UsageError('dsar export needs --identity');
       const waiting = ctx.progress('dsar export', 'the gateway is gathering the archive');
-      const created = await (await ctx.call('POST', '/v1/compliance/dsar/access', { identity: ctx.opts.identity })).json();
+      const created = await (
+        await ctx.call('POST', '/v1/compliance/dsar/access', { identity: ctx.opts.identity })
+      ).json();
       waiting.done(`${created.files.length} files gathered`);
       // Every file of the manifest, and the manifest itself.
-      await ctx.download(created, `vigie-dsar-${created.id}.tar`, { label: 'dsar export', unit: 'files', total: created.files.length + 1, count: tarFileCounter() });
+      await ctx.download(created, `vigie-dsar-${created.id}.tar`, {
+        label: 'dsar export',
+        unit: 'files',
+        total: created.files.length + 1,
+        count: tarFileCounter(),
+      });
       return 0;
     },
   },
   {
     name: 'dsar erase',
-    summary: "A data subject's erasure request: deletes the person's rows and recordings, and lists what a legal hold or a COMPLIANCE lock keeps.",
+    summary:
+      "A data subject's erasure request: deletes the person's rows and recordings, and lists what a legal hold or a COMPLIANCE lock keeps.",
     usage: 'vigie dsar erase --identity ID',
     example: 'vigie dsar erase --identity alice.martin@example.fr',
     options: { identity: { type: 'string', value: 'ID', help: 'the identity the business app gives the person' } },
     async run(ctx) {
       if (!ctx.opts.identity) throw new UsageError('dsar erase needs --identity');
-      ctx.log(JSON.stringify(await (await ctx.call('POST', '/v1/compliance/dsar/erasure', { identity: ctx.opts.identity })).json(), null, 2));
+      ctx.log(
+        JSON.stringify(
+          await (await ctx.call('POST', '/v1/compliance/dsar/erasure', { identity: ctx.opts.identity })).json(),
+          null,
+          2,
+        ),
+      );
       return 0;
     },
   },
   {
     name: 'verify',
-    summary: "Checks an export or archive against its detached signature (FILE.jws) and the gateway's published keys (JWKS); needs no API key. Exit code 3 if it does not verify.",
+    summary:
+      "Checks an export or archive against its detached signature (FILE.jws) and the gateway's published keys (JWKS); needs no API key. Exit code 3 if it does not verify.",
     usage: 'vigie verify FILE [--signature FILE.jws]',
     example: 'vigie verify audit-octobre.pdf',
     positionals: ['FILE'],
@@ -135,18 +199,37 @@ export const COMMANDS = [
 
 /** The command named by the leading words of `argv`, longest name first. */
 export function findCommand(words) {
-  return [...COMMANDS].sort((a, b) => b.name.split(' ').length - a.name.split(' ').length).find((c) => c.name.split(' ').every((w, i) => words[i] === w));
+  return [...COMMANDS]
+    .sort((a, b) => b.name.split(' ').length - a.name.split(' ').length)
+    .find((c) => c.name.split(' ').every((w, i) => words[i] === w));
 }
 
 export function commandHelp(c) {
-  const opts = Object.entries(c.options).map(([name, o]) => `  --${name}${o.value ? ` ${o.value}` : ''}\n      ${o.help}`);
-  return [`usage: ${c.usage}`, '', c.summary, ...(opts.length ? ['', 'options:', ...opts] : []), '', `example:\n  ${c.example}`].join('\n');
+  const opts = Object.entries(c.options).map(
+    ([name, o]) => `  --${name}${o.value ? ` ${o.value}` : ''}\n      ${o.help}`,
+  );
+  return [
+    `usage: ${c.usage}`,
+    '',
+    c.summary,
+    ...(opts.length ? ['', 'options:', ...opts] : []),
+    '',
+    `example:\n  ${c.example}`,
+  ].join('\n');
 }
 
-export const ENVIRONMENT = 'environment: VIGIE_URL (default http://127.0.0.1:8080), VIGIE_API_KEY (a tenant API key with the dpo scope)';
+export const ENVIRONMENT =
+  'environment: VIGIE_URL (default http://127.0.0.1:8080), VIGIE_API_KEY (a tenant API key with the dpo scope)';
 
 export function generalHelp(commands = COMMANDS) {
-  return ['usage: vigie <command> [options]    (vigie <command> --help for its options)', '', 'commands:', ...commands.map((c) => `  ${c.usage}\n      ${c.summary}\n      example: ${c.example}`), '', ENVIRONMENT].join('\n');
+  return [
+    'usage: vigie <command> [options]    (vigie <command> --help for its options)',
+    '',
+    'commands:',
+    ...commands.map((c) => `  ${c.usage}\n      ${c.summary}\n      example: ${c.example}`),
+    '',
+    ENVIRONMENT,
+  ].join('\n');
 }
 
 const MB = (bytes) => (bytes / 1e6).toFixed(1);
@@ -171,7 +254,10 @@ export function progressReporter(stream, enabled, everyMs = 1000) {
     return {
       done: (what) => write(`vigie: ${label}: ${what}`, true),
       update: ({ done, total, unit, bytes, totalBytes }, final = false) => {
-        const items = total === undefined ? '' : `${done} of ${total} ${unit}${total ? ` (${Math.round((100 * done) / total)}%)` : ''}, `;
+        const items =
+          total === undefined
+            ? ''
+            : `${done} of ${total} ${unit}${total ? ` (${Math.round((100 * done) / total)}%)` : ''}, `;
         write(`vigie: ${label}: ${items}${MB(bytes)} of ${totalBytes === undefined ? '?' : MB(totalBytes)} MB`, final);
       },
     };
@@ -190,7 +276,10 @@ export function progressStream(reporter, { total, unit, count, totalBytes }) {
       cb(null, chunk);
     },
     flush(cb) {
-      reporter.update({ done: total === undefined ? done : Math.min(done, total), total, unit, bytes, totalBytes }, true);
+      reporter.update(
+        { done: total === undefined ? done : Math.min(done, total), total, unit, bytes, totalBytes },
+        true,
+      );
       cb();
     },
   });
@@ -242,7 +331,24 @@ export async function downloadTo(ctx, created, fallbackName, progress) {
   const out = ctx.opts.out ?? fallbackName;
   const length = res.headers.get('content-length');
   const reporter = ctx.progress(progress.label, 'downloading');
-  await pipeline(Readable.fromWeb(res.body), progressStream(reporter, { ...progress, totalBytes: length === null ? undefined : Number(length) }), createWriteStream(out));
+  await pipeline(
+    Readable.fromWeb(res.body),
+    progressStream(reporter, { ...progress, totalBytes: length === null ? undefined : Number(length) }),
+    createWriteStream(out),
+  );
   writeFileSync(`${out}.jws`, `${created.jws}\n`);
-  ctx.log(JSON.stringify({ file: out, signature: `${out}.jws`, sha256: created.sha256, kid: created.kid, verifyWith: `${ctx.base}/.well-known/jwks.json`, verify: `vigie verify ${out}` }, null, 2));
+  ctx.log(
+    JSON.stringify(
+      {
+        file: out,
+        signature: `${out}.jws`,
+        sha256: created.sha256,
+        kid: created.kid,
+        verifyWith: `${ctx.base}/.well-known/jwks.json`,
+        verify: `vigie verify ${out}`,
+      },
+      null,
+      2,
+    ),
+  );
 }

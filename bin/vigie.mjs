@@ -5,7 +5,16 @@
 // `vigie --help` lists the commands (bin/commands.mjs); `vigie <command> --help` gives each one's options.
 // Data goes to stdout (or --out FILE); progress and errors go to stderr.
 import { parseArgs } from 'node:util';
-import { COMMANDS, CommandFailed, commandHelp, downloadTo, findCommand, generalHelp, progressReporter, UsageError } from './commands.mjs';
+import {
+  COMMANDS,
+  CommandFailed,
+  commandHelp,
+  downloadTo,
+  findCommand,
+  generalHelp,
+  progressReporter,
+  UsageError,
+} from './commands.mjs';
 
 const argv = process.argv.slice(2);
 const firstOption = argv.findIndex((a) => a.startsWith('-'));
@@ -34,7 +43,10 @@ let parsed;
 try {
   parsed = parseArgs({
     args: argv.slice(command.name.split(' ').length),
-    options: { ...Object.fromEntries(Object.entries(command.options).map(([k, o]) => [k, { type: o.type }])), help: { type: 'boolean', short: 'h' } },
+    options: {
+      ...Object.fromEntries(Object.entries(command.options).map(([k, o]) => [k, { type: o.type }])),
+      help: { type: 'boolean', short: 'h' },
+    },
     allowPositionals: Boolean(command.positionals),
     strict: true,
   });
@@ -52,9 +64,11 @@ const key = process.env.VIGIE_API_KEY;
 async function call(method, path, body) {
   if (!key && command.needsKey !== false) throw new UsageError('VIGIE_API_KEY is not set');
   const headers = { ...(key ? { 'x-api-key': key } : {}), ...(body ? { 'content-type': 'application/json' } : {}) };
-  const res = await fetch(`${base}${path}`, { method, headers, body: body ? JSON.stringify(body) : undefined }).catch((e) => {
-    throw new CommandFailed(`cannot reach ${base}: ${e.message}`);
-  });
+  const res = await fetch(`${base}${path}`, { method, headers, body: body ? JSON.stringify(body) : undefined }).catch(
+    (e) => {
+      throw new CommandFailed(`cannot reach ${base}: ${e.message}`);
+    },
+  );
   if (!res.ok) {
     const err = await res.json().catch(() => ({}));
     throw new CommandFailed(`${res.status} ${err.error?.code ?? ''}: ${err.error?.message ?? res.statusText}`);

@@ -27,4 +27,6 @@ if (check && stale.length) {
   console.error(`dashboards out of date: ${stale.join(', ')}. Run: npm run dashboards`);
   process.exit(1);
 }
-console.log(check ? 'dashboards up to date' : stale.length ? `wrote ${stale.join(', ')}` : 'dashboards already up to date');
+console.log(
+  check ? 'dashboards up to date' : stale.length ? `wrote ${stale.join(', ')}` : 'dashboards already up to date',
+);

@@ -54,7 +54,13 @@ const corePlugin = fp(
           workerBin: resolveWorkerBin(config.media.workerBin),
           logLevel: config.media.workerLogLevel,
           webRtcServer: config.media.webRtcServer
-            ? { ip: config.media.listenIp, announcedAddress: config.media.announcedAddress, basePort: config.media.webRtcServerPort, udp: config.media.enableUdp, tcp: config.media.enableTcp }
+            ? {
+                ip: config.media.listenIp,
+                announcedAddress: config.media.announcedAddress,
+                basePort: config.media.webRtcServerPort,
+                udp: config.media.enableUdp,
+                tcp: config.media.enableTcp,
+              }
             : undefined,
         },
         transport: config.media,
@@ -80,7 +86,10 @@ const corePlugin = fp(
  * `logStream` lets tests read what is logged (e.g. to prove secrets are not).
  * `demo` serves the embedded demo link (src/demo), which only `npm start` sets up.
  */
-export async function buildApp(config: Config, opts: { logStream?: NodeJS.WritableStream; demo?: DemoSetup } = {}): Promise<FastifyInstance> {
+export async function buildApp(
+  config: Config,
+  opts: { logStream?: NodeJS.WritableStream; demo?: DemoSetup } = {},
+): Promise<FastifyInstance> {
   const https = config.server.tlsCertFile
     ? { https: { cert: readFileSync(config.server.tlsCertFile), key: readFileSync(config.server.tlsKeyFile!) } }
     : {};
@@ -98,11 +107,14 @@ export async function buildApp(config: Config, opts: { logStream?: NodeJS.Writab
     if (err instanceof VigieError) return reply.code(err.httpStatus).send({ error: err.toJSON() });
     const status = (err as { statusCode?: number }).statusCode ?? 500;
     if (status === 429) return reply.code(429).send({ error: { code: 'RATE_LIMITED', message: err.message } });
-    if (status >= 400 && status < 500) return reply.code(status).send({ error: { code: 'INVALID_REQUEST', message: err.message } });
+    if (status >= 400 && status < 500)
+      return reply.code(status).send({ error: { code: 'INVALID_REQUEST', message: err.message } });
     req.log.error({ err }, 'request failed');
     return reply.code(500).send({ error: { code: 'INTERNAL', message: 'internal error' } });
   });
-  app.setNotFoundHandler((req, reply) => reply.code(404).send({ error: { code: 'NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0]}` } }));
+  app.setNotFoundHandler((req, reply) =>
+    reply.code(404).send({ error: { code: 'NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0]}` } }),
+  );
 
   try {
     await app.register(httpTracing);

@@ -63,7 +63,8 @@ function isPlainObject(v: object): boolean {
   return proto === Object.prototype || proto === null;
 }
 
-const describe = (l: JsonLimits) => `free-form JSON: at most ${l.maxDepth} levels deep, ${l.maxNodes} values, strings of ${l.maxStringLength} characters and ${l.maxBytes} bytes in all`;
+const describe = (l: JsonLimits) =>
+  `free-form JSON: at most ${l.maxDepth} levels deep, ${l.maxNodes} values, strings of ${l.maxStringLength} characters and ${l.maxBytes} bytes in all`;
 
 /** A zod refinement: the value is JSON within `limits` (for schemas that also type their values). */
 export function withinLimits(limits: JsonLimits) {
@@ -75,10 +76,16 @@ export function withinLimits(limits: JsonLimits) {
 
 /** Any JSON value within `limits`. */
 export function boundedJson(limits: JsonLimits) {
-  return z.unknown().superRefine(withinLimits(limits)).meta({ description: describe(limits) });
+  return z
+    .unknown()
+    .superRefine(withinLimits(limits))
+    .meta({ description: describe(limits) });
 }
 
 /** A JSON object (string keys, any JSON values) within `limits`. */
 export function boundedJsonObject(limits: JsonLimits) {
-  return z.record(z.string(), z.unknown()).superRefine(withinLimits(limits)).meta({ description: describe(limits) });
+  return z
+    .record(z.string(), z.unknown())
+    .superRefine(withinLimits(limits))
+    .meta({ description: describe(limits) });
 }

@@ -4,7 +4,15 @@ import type { z } from 'zod';
  * Stable error codes shared by signaling and the REST API. Clients switch on
  * `code`; `message` is for humans and may change.
  */
-export const ERROR_CODES = ['INVALID_REQUEST', 'UNAUTHORIZED', 'FORBIDDEN', 'NOT_FOUND', 'RATE_LIMITED', 'INTERNAL', 'UNAVAILABLE'] as const;
+export const ERROR_CODES = [
+  'INVALID_REQUEST',
+  'UNAUTHORIZED',
+  'FORBIDDEN',
+  'NOT_FOUND',
+  'RATE_LIMITED',
+  'INTERNAL',
+  'UNAVAILABLE',
+] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];
 
 const HTTP_STATUS: Record<ErrorCode, number> = {
@@ -39,7 +47,11 @@ export class VigieError extends Error {
 /** Parses `value` with a zod schema, or throws INVALID_REQUEST naming every bad field. */
 export function parseOrInvalid<T extends z.ZodType>(schema: T, value: unknown): z.infer<T> {
   const r = schema.safeParse(value ?? {});
-  if (!r.success) throw new VigieError('INVALID_REQUEST', r.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; '));
+  if (!r.success)
+    throw new VigieError(
+      'INVALID_REQUEST',
+      r.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; '),
+    );
   return r.data;
 }
 

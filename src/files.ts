@@ -13,7 +13,11 @@ export async function sha256File(file: string): Promise<string> {
  * Replaces a file whole or not at all: a reader, or a restart after a crash
  * mid-write, finds the old content or the new one, never half of it.
  */
-export async function writeFileAtomic(file: string, data: string | Uint8Array, options: { mode?: number } = {}): Promise<void> {
+export async function writeFileAtomic(
+  file: string,
+  data: string | Uint8Array,
+  options: { mode?: number } = {},
+): Promise<void> {
   await writeFile(`${file}.tmp`, data, options);
   await rename(`${file}.tmp`, file);
 }

@@ -27,11 +27,23 @@ export function loggerOptions(config: Config, stream?: NodeJS.WritableStream): F
     level: config.logLevel,
     mixin: traceMixin,
     redact: {
-      paths: ['req.headers.authorization', 'req.headers["x-api-key"]', 'req.headers.cookie', 'token', '*.token', 'secret', '*.secret'],
+      paths: [
+        'req.headers.authorization',
+        'req.headers["x-api-key"]',
+        'req.headers.cookie',
+        'token',
+        '*.token',
+        'secret',
+        '*.secret',
+      ],
       censor: '[redacted]',
     },
     serializers: {
-      req: (req: { method: string; url: string; ip?: string; id?: string }) => ({ method: req.method, url: redactUrl(req.url), remoteAddress: req.ip }),
+      req: (req: { method: string; url: string; ip?: string; id?: string }) => ({
+        method: req.method,
+        url: redactUrl(req.url),
+        remoteAddress: req.ip,
+      }),
     },
   };
   if (stream) return { ...options, stream };

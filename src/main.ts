@@ -22,13 +22,17 @@ async function main(): Promise<void> {
   }
   const demo = prepareDemo(config);
   // Printed at once: only the key's hash is kept, so a failed start must not lose it.
-  if (demo?.createdApiKey) console.log(`Demo API key for tenant "demo" (shown once; only its hash is stored in ${demo.tenantFile}): ${demo.createdApiKey}`);
+  if (demo?.createdApiKey)
+    console.log(
+      `Demo API key for tenant "demo" (shown once; only its hash is stored in ${demo.tenantFile}): ${demo.createdApiKey}`,
+    );
   // Before the app: the tracer and meter providers must be registered first.
   const otel = await startOpenTelemetry(process.env, { metrics: config.metrics, logger: loggerOptions(config) });
   const app = await buildApp(config, { demo });
   await app.listen({ host: config.server.host, port: config.server.port });
   // VIGIE_PORT=0 picks a free port: the links handed out must name the one picked.
-  if (config.server.port === 0) config.server.publicUrl = config.server.publicUrl.replace(/:0$/, `:${(app.server.address() as AddressInfo).port}`);
+  if (config.server.port === 0)
+    config.server.publicUrl = config.server.publicUrl.replace(/:0$/, `:${(app.server.address() as AddressInfo).port}`);
 
   const base = config.server.publicUrl;
   console.log(`\nVigie is running at ${base}`);
@@ -36,10 +40,16 @@ async function main(): Promise<void> {
   // Credentials are printed for the embedded demo only: never for configured
   // tenants and never in production, where this output ends up in logs.
   if (demo) {
-    console.log(`  Demo join link (each page that opens it joins the demo room as a new guest): ${demoLink(config, demo)}`);
-    console.log(`  Mint tokens:  curl -X POST ${base}/v1/tokens -H 'x-api-key: <demo key>' -H 'content-type: application/json' -d '{"room":"demo","identity":"alice"}'`);
+    console.log(
+      `  Demo join link (each page that opens it joins the demo room as a new guest): ${demoLink(config, demo)}`,
+    );
+    console.log(
+      `  Mint tokens:  curl -X POST ${base}/v1/tokens -H 'x-api-key: <demo key>' -H 'content-type: application/json' -d '{"room":"demo","identity":"alice"}'`,
+    );
   } else if (config.tenants.length === 0) {
-    console.log('  No tenant is configured: declare tenants in VIGIE_CONFIG_FILE, or create them with the admin API (VIGIE_ADMIN_KEY_HASH).');
+    console.log(
+      '  No tenant is configured: declare tenants in VIGIE_CONFIG_FILE, or create them with the admin API (VIGIE_ADMIN_KEY_HASH).',
+    );
   }
   console.log('');
 

@@ -10,7 +10,8 @@ beforeAll(async () => {
 });
 afterAll(() => limited.close());
 
-const get = async (headers: Record<string, string>, remoteAddress = '127.0.0.1') => limited.app.inject({ method: 'GET', url: '/v1/rooms', headers, remoteAddress });
+const get = async (headers: Record<string, string>, remoteAddress = '127.0.0.1') =>
+  limited.app.inject({ method: 'GET', url: '/v1/rooms', headers, remoteAddress });
 
 test('rate limit per verified API key', async () => {
   const codes: number[] = [];
@@ -30,7 +31,10 @@ test("forged keys carrying a victim's key id cannot spend the victim's budget; f
   const codes: number[] = [];
   for (let i = 0; i < 620; i++) codes.push((await get({ 'x-api-key': forged }, attacker)).statusCode);
   assert.deepEqual(codes.slice(0, 10), Array(10).fill(401), 'the first failures are answered 401');
-  assert.ok(codes.slice(10).every((c) => c === 429), 'beyond VIGIE_API_AUTH_FAILURES_PER_MIN, 429');
+  assert.ok(
+    codes.slice(10).every((c) => c === 429),
+    'beyond VIGIE_API_AUTH_FAILURES_PER_MIN, 429',
+  );
   // The same for a bearer token that does not verify, and for no credential at all.
   assert.equal((await get({ authorization: 'Bearer not.a.jwt' }, attacker)).statusCode, 429);
   assert.equal((await get({}, attacker)).statusCode, 429);
@@ -38,6 +42,14 @@ test("forged keys carrying a victim's key id cannot spend the victim's budget; f
   const victimCodes: number[] = [];
   for (let i = 0; i < 5; i++) victimCodes.push((await get({ 'x-api-key': victim.key }, '203.0.113.9')).statusCode);
   assert.deepEqual(victimCodes, [200, 200, 200, 200, 200], "the victim's whole budget is intact");
-  assert.equal((await get(key(ROOMS_WRITE_KEY), attacker)).statusCode, 200, 'a valid key from the attacking address still works: only failures are limited there');
-  assert.equal((await get({ 'x-api-key': forged }, '192.0.2.1')).statusCode, 401, 'another address has its own failure budget');
+  assert.equal(
+    (await get(key(ROOMS_WRITE_KEY), attacker)).statusCode,
+    200,
+    'a valid key from the attacking address still works: only failures are limited there',
+  );
+  assert.equal(
+    (await get({ 'x-api-key': forged }, '192.0.2.1')).statusCode,
+    401,
+    'another address has its own failure budget',
+  );
 });

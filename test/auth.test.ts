@@ -3,15 +3,37 @@ import assert from 'node:assert/strict';
 import Fastify from 'fastify';
 import { exportJWK, generateKeyPair, jwtVerify, SignJWT, type JWK } from 'jose';
 import { ApiKeyStore, generateApiKey, TokenService, turnCredentials } from '../src/auth/index.js';
-import { ACME_KEY, GLOBEX_KEY, REVOKED_KEY, ROOMS_ONLY_KEY, startGateway, type TestGateway } from './helpers/gateway.js';
+import {
+  ACME_KEY,
+  GLOBEX_KEY,
+  REVOKED_KEY,
+  ROOMS_ONLY_KEY,
+  startGateway,
+  type TestGateway,
+} from './helpers/gateway.js';
 
 const SECRET = 'unit-test-secret-0123456789-abcdefghij';
-const base = { issuer: 'vigie', audience: 'vigie', hs256Secret: SECRET, clockSkewSeconds: 30, maxIdpTokenAgeSeconds: 3600, tenant: (t: string) => (t === 'acme' || t === 'globex' ? {} : undefined) };
+const base = {
+  issuer: 'vigie',
+  audience: 'vigie',
+  hs256Secret: SECRET,
+  clockSkewSeconds: 30,
+  maxIdpTokenAgeSeconds: 3600,
+  tenant: (t: string) => (t === 'acme' || t === 'globex' ? {} : undefined),
+};
 const claims = { tenant: 'acme', room: 'r1', grants: ['publish', 'subscribe'] };
 const now = () => Math.floor(Date.now() / 1000);
 
-function hs(payload: Record<string, unknown>, opts: { secret?: string; iss?: string; aud?: string; exp?: number; nbf?: number; sub?: string } = {}) {
-  const jwt = new SignJWT(payload).setProtectedHeader({ alg: 'HS256' }).setIssuer(opts.iss ?? 'vigie').setAudience(opts.aud ?? 'vigie').setSubject(opts.sub ?? 'alice').setExpirationTime(opts.exp ?? now() + 600);
+function hs(
+  payload: Record<string, unknown>,
+  opts: { secret?: string; iss?: string; aud?: string; exp?: number; nbf?: number; sub?: string } = {},
+) {
+  const jwt = new SignJWT(payload)
+    .setProtectedHeader({ alg: 'HS256' })
+    .setIssuer(opts.iss ?? 'vigie')
+    .setAudience(opts.aud ?? 'vigie')
+    .setSubject(opts.sub ?? 'alice')
+    .setExpirationTime(opts.exp ?? now() + 600);
   if (opts.nbf) jwt.setNotBefore(opts.nbf);
   return jwt.sign(new TextEncoder().encode(opts.secret ?? SECRET));
 }
@@ -33,7 +55,12 @@ let jwksUrl = '';
 let jwksFetches = 0;
 
 beforeAll(async () => {
-  for (const [kid, alg] of [['rsa-1', 'RS256'], ['ec-1', 'ES256'], ['ed-1', 'EdDSA'], ['rsa-2', 'RS256']] as const) {
+  for (const [kid, alg] of [
+    ['rsa-1', 'RS256'],
+    ['ec-1', 'ES256'],
+    ['ed-1', 'EdDSA'],
+    ['rsa-2', 'RS256'],
+  ] as const) {
     const { publicKey, privateKey } = await generateKeyPair(alg, { extractable: true });
     keys[kid] = { privateKey: privateKey as CryptoKey, alg };
     if (kid !== 'rsa-2') published.push({ ...(await exportJWK(publicKey)), kid, alg, use: 'sig' });
@@ -53,9 +80,18 @@ beforeAll(async () => {
 });
 afterAll(() => jwksServer.close());
 
-function signed(kid: string, payload: Record<string, unknown> = claims, extra: { sub?: string; iat?: number | null; typ?: string } = {}) {
+function signed(
+  kid: string,
+  payload: Record<string, unknown> = claims,
+  extra: { sub?: string; iat?: number | null; typ?: string } = {},
+) {
   const k = keys[kid]!;
-  const jwt = new SignJWT(payload).setProtectedHeader({ alg: k.alg, kid, ...(extra.typ ? { typ: extra.typ } : {}) }).setIssuer('vigie').setAudience('vigie').setSubject(extra.sub ?? 'bob').setExpirationTime(now() + 600);
+  const jwt = new SignJWT(payload)
+    .setProtectedHeader({ alg: k.alg, kid, ...(extra.typ ? { typ: extra.typ } : {}) })
+    .setIssuer('vigie')
+    .setAudience('vigie')
+    .setSubject(extra.sub ?? 'bob')
+    .setExpirationTime(now() + 600);
   if (extra.iat !== null) jwt.setIssuedAt(extra.iat ?? now());
   return jwt.sign(k.privateKey);
 }
@@ -78,7 +114,11 @@ test('HS256 tokens: valid ones verify, attacks are refused with the right code',
     ['garbage', () => svc.verify('not.a.jwt'), 'UNAUTHORIZED'],
     ['missing', () => svc.verify(undefined), 'UNAUTHORIZED'],
     ['oversized', () => svc.verify('a'.repeat(9000)), 'UNAUTHORIZED'],
-    ['wrong secret', async () => svc.verify(await hs(claims, { secret: 'another-secret-of-sufficient-length!!' })), 'UNAUTHORIZED'],
+    [
+      'wrong secret',
+      async () => svc.verify(await hs(claims, { secret: 'another-secret-of-sufficient-length!!' })),
+      'UNAUTHORIZED',
+    ],
     ['tampered payload', () => svc.verify(tampered), 'UNAUTHORIZED'],
     ['wrong audience', async () => svc.verify(await hs(claims, { aud: 'someone-else' })), 'UNAUTHORIZED'],
     ['wrong issuer', async () => svc.verify(await hs(claims, { iss: 'evil' })), 'UNAUTHORIZED'],
@@ -122,17 +162,49 @@ test("per-tenant trust: a tenant's own secret or JWKS signs for it alone, and th
   const svc = new TokenService({ ...base, jwksUrl, jwksCooldownMs: 0, tenant: (t) => tenants[t] });
   const forTenant = (tenant: string) => ({ ...claims, tenant });
   const table: Array<[string, () => Promise<unknown>, string]> = [
-    ["acme's own secret signs for acme", async () => svc.verify(await hs(forTenant('acme'), { secret: ACME_SECRET })), 'OK'],
+    [
+      "acme's own secret signs for acme",
+      async () => svc.verify(await hs(forTenant('acme'), { secret: ACME_SECRET })),
+      'OK',
+    ],
     ['the global secret no longer signs for acme', async () => svc.verify(await hs(forTenant('acme'))), 'UNAUTHORIZED'],
-    ["acme's secret cannot sign for globex", async () => svc.verify(await hs(forTenant('globex'), { secret: ACME_SECRET })), 'UNAUTHORIZED'],
-    ["acme's secret cannot sign for initech (global trust)", async () => svc.verify(await hs(forTenant('initech'), { secret: ACME_SECRET })), 'UNAUTHORIZED'],
+    [
+      "acme's secret cannot sign for globex",
+      async () => svc.verify(await hs(forTenant('globex'), { secret: ACME_SECRET })),
+      'UNAUTHORIZED',
+    ],
+    [
+      "acme's secret cannot sign for initech (global trust)",
+      async () => svc.verify(await hs(forTenant('initech'), { secret: ACME_SECRET })),
+      'UNAUTHORIZED',
+    ],
     ['the global secret still signs for initech', async () => svc.verify(await hs(forTenant('initech'))), 'OK'],
     ["globex's IdP signs for globex", async () => svc.verify(await signed('globex-es', forTenant('globex'))), 'OK'],
-    ["globex's IdP cannot sign for acme", async () => svc.verify(await signed('globex-es', forTenant('acme'))), 'UNAUTHORIZED'],
-    ["globex's IdP cannot sign for initech", async () => svc.verify(await signed('globex-es', forTenant('initech'))), 'UNAUTHORIZED'],
-    ['the global IdP no longer signs for globex', async () => svc.verify(await signed('ec-1', forTenant('globex'))), 'UNAUTHORIZED'],
-    ['the global IdP still signs for initech', async () => svc.verify(await signed('ec-1', forTenant('initech'))), 'OK'],
-    ['the global secret cannot sign for globex (IdP only)', async () => svc.verify(await hs(forTenant('globex'))), 'UNAUTHORIZED'],
+    [
+      "globex's IdP cannot sign for acme",
+      async () => svc.verify(await signed('globex-es', forTenant('acme'))),
+      'UNAUTHORIZED',
+    ],
+    [
+      "globex's IdP cannot sign for initech",
+      async () => svc.verify(await signed('globex-es', forTenant('initech'))),
+      'UNAUTHORIZED',
+    ],
+    [
+      'the global IdP no longer signs for globex',
+      async () => svc.verify(await signed('ec-1', forTenant('globex'))),
+      'UNAUTHORIZED',
+    ],
+    [
+      'the global IdP still signs for initech',
+      async () => svc.verify(await signed('ec-1', forTenant('initech'))),
+      'OK',
+    ],
+    [
+      'the global secret cannot sign for globex (IdP only)',
+      async () => svc.verify(await hs(forTenant('globex'))),
+      'UNAUTHORIZED',
+    ],
   ];
   for (const [name, run, expected] of table) assert.equal(await code(run()), expected, name);
 
@@ -140,7 +212,10 @@ test("per-tenant trust: a tenant's own secret or JWKS signs for it alone, and th
   const minted = await svc.mint({ tenant: 'acme', room: 'r1', identity: 'ann', grants: ['publish'], ttlSeconds: 60 });
   assert.equal((await svc.verify(minted.token)).tenant, 'acme');
   await assert.rejects(jwtVerify(minted.token, new TextEncoder().encode(SECRET)), 'not signed with the global secret');
-  assert.equal(await code(svc.mint({ tenant: 'globex', room: 'r1', identity: 'gus', grants: ['publish'], ttlSeconds: 60 })), 'FORBIDDEN');
+  assert.equal(
+    await code(svc.mint({ tenant: 'globex', room: 'r1', identity: 'gus', grants: ['publish'], ttlSeconds: 60 })),
+    'FORBIDDEN',
+  );
 });
 
 test('typ must be an access token type, and identity-provider tokens must carry a recent iat', async () => {
@@ -150,9 +225,26 @@ test('typ must be an access token type, and identity-provider tokens must carry 
     ['typ at+jwt (RFC 9068)', async () => svc.verify(await signed('ec-1', claims, { typ: 'at+jwt' })), 'OK'],
     ['typ dpop+jwt', async () => svc.verify(await signed('ec-1', claims, { typ: 'dpop+jwt' })), 'UNAUTHORIZED'],
     ['typ logout+jwt', async () => svc.verify(await signed('ec-1', claims, { typ: 'logout+jwt' })), 'UNAUTHORIZED'],
-    ['HS256 with typ secevent+jwt', async () => svc.verify(await new SignJWT(claims).setProtectedHeader({ alg: 'HS256', typ: 'secevent+jwt' }).setIssuer('vigie').setAudience('vigie').setSubject('a').setExpirationTime(now() + 60).sign(new TextEncoder().encode(SECRET))), 'UNAUTHORIZED'],
+    [
+      'HS256 with typ secevent+jwt',
+      async () =>
+        svc.verify(
+          await new SignJWT(claims)
+            .setProtectedHeader({ alg: 'HS256', typ: 'secevent+jwt' })
+            .setIssuer('vigie')
+            .setAudience('vigie')
+            .setSubject('a')
+            .setExpirationTime(now() + 60)
+            .sign(new TextEncoder().encode(SECRET)),
+        ),
+      'UNAUTHORIZED',
+    ],
     ['IdP token without iat', async () => svc.verify(await signed('ec-1', claims, { iat: null })), 'UNAUTHORIZED'],
-    ['IdP token issued 20 min ago (limit 10)', async () => svc.verify(await signed('ec-1', claims, { iat: now() - 1200 })), 'UNAUTHORIZED'],
+    [
+      'IdP token issued 20 min ago (limit 10)',
+      async () => svc.verify(await signed('ec-1', claims, { iat: now() - 1200 })),
+      'UNAUTHORIZED',
+    ],
     ['IdP token issued 5 min ago', async () => svc.verify(await signed('ec-1', claims, { iat: now() - 300 })), 'OK'],
   ];
   for (const [name, run, expected] of table) assert.equal(await code(run()), expected, name);
@@ -160,9 +252,20 @@ test('typ must be an access token type, and identity-provider tokens must carry 
 
 test('API keys are checked by hash; revoked and unknown keys are refused', () => {
   const k = generateApiKey('tenantk1');
-  const store = new ApiKeyStore([{ id: 't', embedOrigins: [], allowedLocations: ['FR'], retentionPolicy: 'default', webhooks: [], apiKeys: [{ id: 'tenantk1', hash: k.hash, scopes: ['tokens:mint'], revoked: false }] }]);
+  const store = new ApiKeyStore([
+    {
+      id: 't',
+      embedOrigins: [],
+      allowedLocations: ['FR'],
+      retentionPolicy: 'default',
+      webhooks: [],
+      apiKeys: [{ id: 'tenantk1', hash: k.hash, scopes: ['tokens:mint'], revoked: false }],
+    },
+  ]);
   assert.equal(store.authenticate(k.key).tenant, 't');
-  assert.throws(() => store.authenticate(k.key.slice(0, -1) + (k.key.endsWith('A') ? 'B' : 'A')), { code: 'UNAUTHORIZED' });
+  assert.throws(() => store.authenticate(k.key.slice(0, -1) + (k.key.endsWith('A') ? 'B' : 'A')), {
+    code: 'UNAUTHORIZED',
+  });
   assert.throws(() => store.authenticate(`vk_nobody00_${'x'.repeat(43)}`), { code: 'UNAUTHORIZED' });
   assert.throws(() => store.authenticate(undefined), { code: 'UNAUTHORIZED' });
   assert.ok(!JSON.stringify(store).includes(k.key));
@@ -176,10 +279,15 @@ test('TURN REST credentials follow coturn use-auth-secret', () => {
 });
 
 let gw: TestGateway;
-test('POST /v1/tokens mints a join token and link for the API key\'s tenant', async () => {
+test("POST /v1/tokens mints a join token and link for the API key's tenant", async () => {
   gw = await startGateway();
   onTestFinished(() => gw.close());
-  const res = await gw.app.inject({ method: 'POST', url: '/v1/tokens', headers: { 'x-api-key': ACME_KEY.key }, payload: { room: 'support-42', identity: 'customer-7', name: 'Ada', ttlSeconds: 300 } });
+  const res = await gw.app.inject({
+    method: 'POST',
+    url: '/v1/tokens',
+    headers: { 'x-api-key': ACME_KEY.key },
+    payload: { room: 'support-42', identity: 'customer-7', name: 'Ada', ttlSeconds: 300 },
+  });
   assert.equal(res.statusCode, 200, res.body);
   const body = res.json();
   assert.match(body.joinUrl, new RegExp(`^${gw.url}/join\\?token=`));
@@ -194,8 +302,20 @@ test('POST /v1/tokens mints a join token and link for the API key\'s tenant', as
     ['revoked key', { 'x-api-key': REVOKED_KEY.key }, { room: 'r', identity: 'i' }, 401, 'UNAUTHORIZED'],
     ['wrong scope', { 'x-api-key': ROOMS_ONLY_KEY.key }, { room: 'r', identity: 'i' }, 403, 'FORBIDDEN'],
     ['bad room', { 'x-api-key': ACME_KEY.key }, { room: '../x', identity: 'i' }, 400, 'INVALID_REQUEST'],
-    ['ttl too long', { 'x-api-key': ACME_KEY.key }, { room: 'r', identity: 'i', ttlSeconds: 10 ** 7 }, 400, 'INVALID_REQUEST'],
-    ['unknown grant', { 'x-api-key': ACME_KEY.key }, { room: 'r', identity: 'i', grants: ['root'] }, 400, 'INVALID_REQUEST'],
+    [
+      'ttl too long',
+      { 'x-api-key': ACME_KEY.key },
+      { room: 'r', identity: 'i', ttlSeconds: 10 ** 7 },
+      400,
+      'INVALID_REQUEST',
+    ],
+    [
+      'unknown grant',
+      { 'x-api-key': ACME_KEY.key },
+      { room: 'r', identity: 'i', grants: ['root'] },
+      400,
+      'INVALID_REQUEST',
+    ],
   ];
   for (const [name, headers, payload, status, errCode] of cases) {
     const r = await gw.app.inject({ method: 'POST', url: '/v1/tokens', headers, payload: payload as object });
@@ -203,7 +323,12 @@ test('POST /v1/tokens mints a join token and link for the API key\'s tenant', as
     assert.equal(r.json().error.code, errCode, name);
   }
   // A key only ever mints for its own tenant.
-  const g = await gw.app.inject({ method: 'POST', url: '/v1/tokens', headers: { authorization: `Bearer ${GLOBEX_KEY.key}` }, payload: { room: 'support-42', identity: 'x' } });
+  const g = await gw.app.inject({
+    method: 'POST',
+    url: '/v1/tokens',
+    headers: { authorization: `Bearer ${GLOBEX_KEY.key}` },
+    payload: { room: 'support-42', identity: 'x' },
+  });
   assert.equal((await gw.app.tokens.verify(g.json().token)).tenant, 'globex');
   assert.ok(!gw.logs().includes(ACME_KEY.key) && !gw.logs().includes(body.token), 'secrets never reach the log');
 
@@ -212,7 +337,15 @@ test('POST /v1/tokens mints a join token and link for the API key\'s tenant', as
   const recorderKey = gw.app.tenants.createApiKey('acme', ['tokens:mint', 'tokens:recorder']);
   const viewerMintKey = gw.app.tenants.createApiKey('acme', ['tokens:mint', 'recordings:read']);
   const adminKey = gw.app.tenants.createApiKey('acme', ['admin']);
-  const mint = async (k: string, grants: string[]) => (await gw.app.inject({ method: 'POST', url: '/v1/tokens', headers: { 'x-api-key': k }, payload: { room: 'r', identity: 'i', grants } })).statusCode;
+  const mint = async (k: string, grants: string[]) =>
+    (
+      await gw.app.inject({
+        method: 'POST',
+        url: '/v1/tokens',
+        headers: { 'x-api-key': k },
+        payload: { room: 'r', identity: 'i', grants },
+      })
+    ).statusCode;
   const escalation: Array<[string, string, string[], number]> = [
     ['mint-only key mints admin', ACME_KEY.key, ['publish', 'admin'], 403],
     ['mint-only key mints record', ACME_KEY.key, ['record'], 403],
@@ -223,17 +356,31 @@ test('POST /v1/tokens mints a join token and link for the API key\'s tenant', as
     ['recorder key mints record', recorderKey.key, ['publish', 'record'], 200],
     ['recorder key mints admin', recorderKey.key, ['admin'], 403],
     ['viewer key mints recordings:read', viewerMintKey.key, ['recordings:read'], 200],
-    ['tenant admin key mints everything', adminKey.key, ['publish', 'subscribe', 'record', 'admin', 'recordings:read'], 200],
+    [
+      'tenant admin key mints everything',
+      adminKey.key,
+      ['publish', 'subscribe', 'record', 'admin', 'recordings:read'],
+      200,
+    ],
   ];
   for (const [name, k, grants, status] of escalation) assert.equal(await mint(k, grants), status, name);
 
   // A tenant with its own secret: POST /v1/tokens signs with it, and the admin API never shows it.
   const OWN = 'globex-own-secret-abcdefghijklmnopqrstuvwxyz';
   gw.app.tenants.upsert('globex', { auth: { hs256Secret: OWN } });
-  const own = await gw.app.inject({ method: 'POST', url: '/v1/tokens', headers: { authorization: `Bearer ${GLOBEX_KEY.key}` }, payload: { room: 'support-42', identity: 'x' } });
+  const own = await gw.app.inject({
+    method: 'POST',
+    url: '/v1/tokens',
+    headers: { authorization: `Bearer ${GLOBEX_KEY.key}` },
+    payload: { room: 'support-42', identity: 'x' },
+  });
   assert.equal(own.statusCode, 200, own.body);
   await jwtVerify(own.json().token, new TextEncoder().encode(OWN));
   assert.equal((await gw.app.tokens.verify(own.json().token)).tenant, 'globex');
-  assert.equal(await code(gw.app.tokens.verify(await gw.mint({ tenant: 'acme', room: 'r', identity: 'i' }))), 'OK', 'acme keeps the global secret');
+  assert.equal(
+    await code(gw.app.tokens.verify(await gw.mint({ tenant: 'acme', room: 'r', identity: 'i' }))),
+    'OK',
+    'acme keeps the global secret',
+  );
   assert.ok(!gw.logs().includes(OWN), 'a tenant secret never reaches the log');
 });

@@ -6,7 +6,11 @@ import { closedPort } from './helpers/ports.js';
 
 test('production mode (CLICKHOUSE_URL) with the server unreachable: calls go on and every row is spooled', async () => {
   const port = await closedPort();
-  const gw = await startGateway({ clickhouse: { url: `http://127.0.0.1:${port}`, requestTimeoutMs: 2000 }, telemetry: { statsIntervalMs: 1000 }, writer: { flushIntervalMs: 200 } });
+  const gw = await startGateway({
+    clickhouse: { url: `http://127.0.0.1:${port}`, requestTimeoutMs: 2000 },
+    telemetry: { statsIntervalMs: 1000 },
+    writer: { flushIntervalMs: 200 },
+  });
   try {
     const ready = (await gw.app.inject('/readyz')).json();
     assert.equal(ready.status, 'ready', 'media readiness does not depend on ClickHouse');
@@ -19,7 +23,10 @@ test('production mode (CLICKHOUSE_URL) with the server unreachable: calls go on 
     await w.flush();
     assert.equal(w.counters.rowsWritten, 0);
     assert.equal(w.counters.rowsDropped, 0);
-    assert.ok(w.counters.rowsSpooled >= gw.app.telemetry!.collector.samplesTaken.track_stats, `spooled ${w.counters.rowsSpooled}`);
+    assert.ok(
+      w.counters.rowsSpooled >= gw.app.telemetry!.collector.samplesTaken.track_stats,
+      `spooled ${w.counters.rowsSpooled}`,
+    );
     assert.ok(w.spoolBytes > 0);
     assert.match(gw.logs(), /ClickHouse migrations failed; retrying/);
   } finally {
@@ -33,7 +40,11 @@ test('production mode over HTTP: the ClickHouse process dies mid-run and comes b
   const path = await import('node:path');
   const { startChdbHttp } = await import('./helpers/chdbHttpServer.js');
   const server = await startChdbHttp(mkdtempSync(path.join(os.tmpdir(), 'vigie-ch-http-')));
-  const gw = await startGateway({ clickhouse: { url: server.url, requestTimeoutMs: 2000 }, telemetry: { statsIntervalMs: 1000 }, writer: { flushIntervalMs: 200 } });
+  const gw = await startGateway({
+    clickhouse: { url: server.url, requestTimeoutMs: 2000 },
+    telemetry: { statsIntervalMs: 1000 },
+    writer: { flushIntervalMs: 200 },
+  });
   try {
     assert.equal(gw.app.clickhouse.schemaReady, true, 'migrations applied over HTTP');
     const room = await gw.app.sfu.getOrCreateRoom('acme', 'http-outage');
@@ -42,14 +53,19 @@ test('production mode over HTTP: the ClickHouse process dies mid-run and comes b
     await server.stop(); // connection refused from here on
     await new Promise((r) => setTimeout(r, 3000));
     const telemetry = gw.app.telemetry!;
-    assert.ok(telemetry.writer.counters.insertErrors > 0 && telemetry.writer.spoolBytes > 0, 'batches spooled during the outage');
+    assert.ok(
+      telemetry.writer.counters.insertErrors > 0 && telemetry.writer.spoolBytes > 0,
+      'batches spooled during the outage',
+    );
     await server.start();
     await new Promise((r) => setTimeout(r, 1500));
     await bot.stop();
     await telemetry.collector.stop();
     assert.ok(await telemetry.writer.drain(), 'spool replayed over HTTP');
     const samples = telemetry.collector.samplesTaken.track_stats;
-    const [r] = await gw.query<{ n: string; distinct_samples: string }>(`SELECT count() AS n, uniqExact(track_id, ts) AS distinct_samples FROM vigie.track_stats`);
+    const [r] = await gw.query<{ n: string; distinct_samples: string }>(
+      `SELECT count() AS n, uniqExact(track_id, ts) AS distinct_samples FROM vigie.track_stats`,
+    );
     assert.ok(samples >= 6);
     assert.equal(Number(r!.n), samples);
     assert.equal(Number(r!.distinct_samples), samples);

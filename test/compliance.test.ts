@@ -7,7 +7,16 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { createLocalJWKSet } from 'jose';
-import { exportAudit, identityColumns, legalBasis, loadSubprocessors, SUBJECT_TABLES, subprocessorReport, subprocessorReportMarkdown, verifyDigestSignature } from '../src/compliance/index.js';
+import {
+  exportAudit,
+  identityColumns,
+  legalBasis,
+  loadSubprocessors,
+  SUBJECT_TABLES,
+  subprocessorReport,
+  subprocessorReportMarkdown,
+  verifyDigestSignature,
+} from '../src/compliance/index.js';
 import { loadConfig } from '../src/config/index.js';
 import type { VigieError } from '../src/errors.js';
 import { DPO_KEY, TENANT_ADMIN_KEY, VIEWER_KEY, startGateway, type TestGateway } from './helpers/gateway.js';
@@ -19,31 +28,56 @@ beforeAll(async () => {
 });
 afterAll(() => gw?.close());
 
-const dpo = (method: string, url: string, payload?: object) => gw.app.inject({ method: method as 'GET', url, headers: { 'x-api-key': DPO_KEY.key }, ...(payload ? { payload } : {}) });
+const dpo = (method: string, url: string, payload?: object) =>
+  gw.app.inject({
+    method: method as 'GET',
+    url,
+    headers: { 'x-api-key': DPO_KEY.key },
+    ...(payload ? { payload } : {}),
+  });
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const jwks = async () => createLocalJWKSet((await gw.app.inject('/.well-known/jwks.json')).json());
 const ch = () => gw.app.clickhouse.client;
 
 async function chain(tenant: string, n: number) {
-  for (let i = 1; i <= n; i++) await gw.app.compliance!.audit.append({ tenant, actor: 'key:test', action: 'recording.read', target: `recording:${i}`, details: { i } });
+  for (let i = 1; i <= n; i++)
+    await gw.app.compliance!.audit.append({
+      tenant,
+      actor: 'key:test',
+      action: 'recording.read',
+      target: `recording:${i}`,
+      details: { i },
+    });
   await gw.app.compliance!.audit.checkpointAll();
 }
 
 test('tampering: an altered, a deleted and an inserted entry are each named by the verification', async () => {
   const audit = gw.app.compliance!.audit;
   for (const t of ['chain-a', 'chain-b', 'chain-c']) await chain(t, 12);
-  for (const t of ['chain-a', 'chain-b', 'chain-c']) assert.deepEqual(await audit.verify(t), { ok: true, entries: 12, checkpoints: 1, anchored: 1, problems: [] });
+  for (const t of ['chain-a', 'chain-b', 'chain-c'])
+    assert.deepEqual(await audit.verify(t), { ok: true, entries: 12, checkpoints: 1, anchored: 1, problems: [] });
 
-  await ch().command({ query: `ALTER TABLE vigie.audit_log UPDATE details = '{"i":999}' WHERE tenant = 'chain-a' AND seq = 7`, clickhouse_settings: { mutations_sync: '2' } });
+  await ch().command({
+    query: `ALTER TABLE vigie.audit_log UPDATE details = '{"i":999}' WHERE tenant = 'chain-a' AND seq = 7`,
+    clickhouse_settings: { mutations_sync: '2' },
+  });
   const altered = await audit.verify('chain-a');
   assert.deepEqual([altered.ok, altered.problem?.seq, altered.problem?.kind], [false, 7, 'altered']);
 
-  await ch().command({ query: `ALTER TABLE vigie.audit_log DELETE WHERE tenant = 'chain-b' AND seq = 5`, clickhouse_settings: { mutations_sync: '2' } });
+  await ch().command({
+    query: `ALTER TABLE vigie.audit_log DELETE WHERE tenant = 'chain-b' AND seq = 5`,
+    clickhouse_settings: { mutations_sync: '2' },
+  });
   const deleted = await audit.verify('chain-b');
   assert.deepEqual([deleted.problem?.seq, deleted.problem?.kind], [5, 'deleted']);
 
   const [row] = await gw.query(`SELECT * FROM vigie.audit_log WHERE tenant = 'chain-c' AND seq = 3`);
-  await ch().insert({ table: 'vigie.audit_log', values: [{ ...row, actor: 'key:forger', hash: 'f'.repeat(64) }], format: 'JSONEachRow', clickhouse_settings: { insert_deduplication_token: 'forged' } });
+  await ch().insert({
+    table: 'vigie.audit_log',
+    values: [{ ...row, actor: 'key:forger', hash: 'f'.repeat(64) }],
+    format: 'JSONEachRow',
+    clickhouse_settings: { insert_deduplication_token: 'forged' },
+  });
   const inserted = await audit.verify('chain-c');
   assert.equal(inserted.problem?.seq, 3);
   assert.ok(['inserted', 'altered'].includes(inserted.problem!.kind), JSON.stringify(inserted.problem));
@@ -52,8 +86,20 @@ test('tampering: an altered, a deleted and an inserted entry are each named by t
   const verify = await dpo('GET', '/v1/compliance/audit/verify');
   assert.equal(verify.statusCode, 200);
   assert.equal(verify.json().ok, true);
-  assert.equal((await gw.app.inject({ method: 'GET', url: '/v1/compliance/audit/verify', headers: { 'x-api-key': TENANT_ADMIN_KEY.key } })).statusCode, 403, 'DPO only');
-  const { stdout } = await promisify(execFile)(process.execPath, ['bin/vigie.mjs', 'audit', 'verify'], { env: { ...process.env, VIGIE_URL: gw.url, VIGIE_API_KEY: DPO_KEY.key } });
+  assert.equal(
+    (
+      await gw.app.inject({
+        method: 'GET',
+        url: '/v1/compliance/audit/verify',
+        headers: { 'x-api-key': TENANT_ADMIN_KEY.key },
+      })
+    ).statusCode,
+    403,
+    'DPO only',
+  );
+  const { stdout } = await promisify(execFile)(process.execPath, ['bin/vigie.mjs', 'audit', 'verify'], {
+    env: { ...process.env, VIGIE_URL: gw.url, VIGIE_API_KEY: DPO_KEY.key },
+  });
   assert.equal(JSON.parse(stdout).ok, true);
 });
 
@@ -73,12 +119,29 @@ test('DPO exports (JSON Lines, CSV, HTML, PDF) verify against the published JWKS
     const tampered = Buffer.from(file);
     const mid = Math.floor(tampered.length / 2);
     tampered[mid] = tampered[mid]! ^ 0x01;
-    assert.equal(await verifyDigestSignature(jws, sha256(tampered), keys), false, `${format}: one changed byte breaks it`);
+    assert.equal(
+      await verifyDigestSignature(jws, sha256(tampered), keys),
+      false,
+      `${format}: one changed byte breaks it`,
+    );
     if (format === 'jsonl') {
-      const lines = file.toString().trim().split('\n').map((l) => JSON.parse(l));
-      assert.ok(lines.some((l) => l.action === 'recordings.list' && l.actor === 'key:acmeview1' && /6\(1\)/.test(l.legal_basis)), 'who accessed what, with the legal basis');
+      const lines = file
+        .toString()
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l));
+      assert.ok(
+        lines.some(
+          (l) => l.action === 'recordings.list' && l.actor === 'key:acmeview1' && /6\(1\)/.test(l.legal_basis),
+        ),
+        'who accessed what, with the legal basis',
+      );
     }
-    if (format === 'csv') assert.match(file.toString().split('\n')[0]!, /^seq,ts,actor,action,target,subject,result,source_ip,legal_basis,hash$/);
+    if (format === 'csv')
+      assert.match(
+        file.toString().split('\n')[0]!,
+        /^seq,ts,actor,action,target,subject,result,source_ip,legal_basis,hash$/,
+      );
     if (format === 'pdf') assert.equal(file.subarray(0, 5).toString(), '%PDF-');
   }
   const backwards = await dpo('POST', '/v1/compliance/exports', { from: to, to: from, format: 'csv' });
@@ -88,7 +151,11 @@ test('DPO exports (JSON Lines, CSV, HTML, PDF) verify against the published JWKS
   // The CLI writes the export and its detached signature side by side.
   const dir = mkdtempSync(path.join(os.tmpdir(), 'vigie-cli-'));
   const out = path.join(dir, 'audit.csv');
-  await promisify(execFile)(process.execPath, ['bin/vigie.mjs', 'report', 'audit', '--from', from, '--to', to, '--format', 'csv', '--out', out], { env: { ...process.env, VIGIE_URL: gw.url, VIGIE_API_KEY: DPO_KEY.key } });
+  await promisify(execFile)(
+    process.execPath,
+    ['bin/vigie.mjs', 'report', 'audit', '--from', from, '--to', to, '--format', 'csv', '--out', out],
+    { env: { ...process.env, VIGIE_URL: gw.url, VIGIE_API_KEY: DPO_KEY.key } },
+  );
   assert.ok(await verifyDigestSignature(readFileSync(`${out}.jws`, 'utf8').trim(), sha256(readFileSync(out)), keys));
 });
 
@@ -96,45 +163,90 @@ test('audit exports: every format escapes hostile values, carries the legal basi
   const tenant = 'export-edge';
   const hostile = { actor: 'key:<script>alert(1)</script>', target: 'room:a "quoted", value\nnext & last' };
   const actions = ['dsar.erase', 'retention.delete', 'recording.legal_hold.set', 'recording.delete', 'recording.read'];
-  for (const action of actions) await gw.app.compliance!.audit.append({ tenant, ...hostile, action, details: { why: 'test' } });
+  for (const action of actions)
+    await gw.app.compliance!.audit.append({ tenant, ...hostile, action, details: { why: 'test' } });
   await gw.app.compliance!.audit.flush();
   const dir = mkdtempSync(path.join(os.tmpdir(), 'vigie-export-'));
-  const period = { client: ch(), db: 'vigie', tenant, from: new Date(Date.now() - 3600_000), to: new Date(Date.now() + 60_000) };
+  const period = {
+    client: ch(),
+    db: 'vigie',
+    tenant,
+    from: new Date(Date.now() - 3600_000),
+    to: new Date(Date.now() + 60_000),
+  };
 
   const jsonl = await exportAudit({ ...period, format: 'jsonl', file: path.join(dir, 'a.jsonl') });
-  const lines = readFileSync(path.join(dir, 'a.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  const lines = readFileSync(path.join(dir, 'a.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
   assert.equal(jsonl.rows, actions.length);
-  assert.deepEqual(lines.map((l) => [l.seq, l.action, l.actor, l.target, l.legal_basis]), actions.map((a, i) => [i + 1, a, hostile.actor, hostile.target, legalBasis(a)]), 'the engine applies the same legal-basis rules as legalBasis()');
+  assert.deepEqual(
+    lines.map((l) => [l.seq, l.action, l.actor, l.target, l.legal_basis]),
+    actions.map((a, i) => [i + 1, a, hostile.actor, hostile.target, legalBasis(a)]),
+    'the engine applies the same legal-basis rules as legalBasis()',
+  );
   assert.deepEqual(JSON.parse(lines[0].details), { why: 'test' });
   assert.match(lines[0].ts, /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}$/, 'UTC timestamp as text');
 
   await exportAudit({ ...period, format: 'csv', file: path.join(dir, 'a.csv') });
   const csv = readFileSync(path.join(dir, 'a.csv'), 'utf8');
-  assert.ok(csv.includes(`,"room:a ""quoted"", value\nnext & last",`), 'CSV quotes, doubles quotes, keeps the newline inside the field');
+  assert.ok(
+    csv.includes(`,"room:a ""quoted"", value\nnext & last",`),
+    'CSV quotes, doubles quotes, keeps the newline inside the field',
+  );
 
   await exportAudit({ ...period, format: 'html', file: path.join(dir, 'a.html') });
   const page = readFileSync(path.join(dir, 'a.html'), 'utf8');
   assert.ok(!page.includes('<script>'), 'no markup from the data');
   assert.ok(page.includes('<td>key:&lt;script>alert(1)&lt;/script></td>') && page.includes('next &amp; last'));
-  assert.equal(page.slice(page.indexOf('<table class="entries">')).match(/<tr><td>/g)?.length, actions.length, 'one row per entry after the summary page');
+  assert.equal(
+    page.slice(page.indexOf('<table class="entries">')).match(/<tr><td>/g)?.length,
+    actions.length,
+    'one row per entry after the summary page',
+  );
 
   // More than two pages, with a period that cuts the chain at both ends.
   await ch().command({
     query: `INSERT INTO vigie.audit_log SELECT 'export-pages', number + 1, fromUnixTimestamp64Milli(toInt64(1795000000000 + number * 1000)), 'key:p', 'recording.read', '', '', 'ok', '', '{}', '', '' FROM numbers(30000)`,
     clickhouse_settings: { insert_deduplication_token: 'export-pages' },
   });
-  const cut = { ...period, tenant: 'export-pages', from: new Date(1795000000000 + 1000 * 1000), to: new Date(1795000000000 + 26_500 * 1000) };
+  const cut = {
+    ...period,
+    tenant: 'export-pages',
+    from: new Date(1795000000000 + 1000 * 1000),
+    to: new Date(1795000000000 + 26_500 * 1000),
+  };
   const paged = await exportAudit({ ...cut, format: 'jsonl', file: path.join(dir, 'p.jsonl') });
-  const seqs = readFileSync(path.join(dir, 'p.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l).seq);
+  const seqs = readFileSync(path.join(dir, 'p.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l).seq);
   assert.equal(paged.rows, 25_500);
-  assert.deepEqual([seqs.length, seqs[0], seqs.at(-1), seqs.every((s, i) => i === 0 || s === seqs[i - 1] + 1)], [25_500, 1001, 26_500, true]);
+  assert.deepEqual(
+    [seqs.length, seqs[0], seqs.at(-1), seqs.every((s, i) => i === 0 || s === seqs[i - 1] + 1)],
+    [25_500, 1001, 26_500, true],
+  );
 
   const empty = await exportAudit({ ...period, tenant: 'nobody', format: 'csv', file: path.join(dir, 'e.csv') });
   assert.equal(empty.rows, 0);
-  assert.equal(readFileSync(path.join(dir, 'e.csv'), 'utf8'), 'seq,ts,actor,action,target,subject,result,source_ip,legal_basis,hash\n');
+  assert.equal(
+    readFileSync(path.join(dir, 'e.csv'), 'utf8'),
+    'seq,ts,actor,action,target,subject,result,source_ip,legal_basis,hash\n',
+  );
 
   // A period too long for a printable export is refused before any work, with a stable code.
-  await assert.rejects(exportAudit({ ...period, format: 'html', file: path.join(dir, 'big.html'), maxRows: 2, maxRowsReason: 'a PDF export' }), (e: VigieError) => e.code === 'INVALID_REQUEST' && /holds 5 audit entries; a PDF export is limited to 2/.test(e.message));
+  await assert.rejects(
+    exportAudit({
+      ...period,
+      format: 'html',
+      file: path.join(dir, 'big.html'),
+      maxRows: 2,
+      maxRowsReason: 'a PDF export',
+    }),
+    (e: VigieError) =>
+      e.code === 'INVALID_REQUEST' && /holds 5 audit entries; a PDF export is limited to 2/.test(e.message),
+  );
   assert.ok(!readdirSync(dir).includes('big.html'));
 
   // A failed export leaves no file behind to be mistaken for a complete one.
@@ -144,35 +256,75 @@ test('audit exports: every format escapes hostile values, carries the legal basi
 
 test('the subprocessor register validates against its published schema', async () => {
   const { subprocessorsSchemaJson } = await import('../scripts/compliance-schema.js');
-  assert.equal(readFileSync(new URL('../compliance/subprocessors.schema.json', import.meta.url), 'utf8'), subprocessorsSchemaJson(), 'run: npx tsx scripts/compliance-schema.ts');
+  assert.equal(
+    readFileSync(new URL('../compliance/subprocessors.schema.json', import.meta.url), 'utf8'),
+    subprocessorsSchemaJson(),
+    'run: npx tsx scripts/compliance-schema.ts',
+  );
   const bad = path.join(mkdtempSync(path.join(os.tmpdir(), 'vigie-sub-')), 'bad.yaml');
   writeFileSync(bad, 'controller: { name: x, country: FR }\nsubprocessors:\n  - { name: Acme, country: France }\n');
-  assert.throws(() => loadSubprocessors(bad), (e: Error) => /subprocessors\.0\.country: ISO 3166-1 alpha-2/.test(e.message) && /subprocessors\.0\.legalEntity/.test(e.message));
+  assert.throws(
+    () => loadSubprocessors(bad),
+    (e: Error) =>
+      /subprocessors\.0\.country: ISO 3166-1 alpha-2/.test(e.message) &&
+      /subprocessors\.0\.legalEntity/.test(e.message),
+  );
 });
 
 test('the subprocessor report flags an undeclared S3 endpoint and a location outside the EU', async () => {
   const register = loadSubprocessors(new URL('../compliance/subprocessors.yaml', import.meta.url).pathname);
   const clean = subprocessorReport(register, loadConfig({}), [], {});
   assert.equal(clean.ok, true, JSON.stringify(clean.findings));
-  const declared = subprocessorReport(register, loadConfig({ VIGIE_STORAGE_DRIVER: 's3', VIGIE_S3_ENDPOINT: 'https://s3.fr-par.scw.cloud', VIGIE_S3_ACCESS_KEY: 'abc', VIGIE_S3_SECRET_KEY: 'abcdefgh' }), [], {});
+  const declared = subprocessorReport(
+    register,
+    loadConfig({
+      VIGIE_STORAGE_DRIVER: 's3',
+      VIGIE_S3_ENDPOINT: 'https://s3.fr-par.scw.cloud',
+      VIGIE_S3_ACCESS_KEY: 'abc',
+      VIGIE_S3_SECRET_KEY: 'abcdefgh',
+    }),
+    [],
+    {},
+  );
   assert.equal(declared.findings[0]!.processor, 'Scaleway Object Storage');
   assert.deepEqual(declared.findings[0]!.flags, []);
 
-  const cfg = loadConfig({ VIGIE_STORAGE_DRIVER: 's3', VIGIE_S3_ENDPOINT: 'https://s3.us-east-1.amazonaws.com', VIGIE_S3_ACCESS_KEY: 'abc', VIGIE_S3_SECRET_KEY: 'abcdefgh', VIGIE_STORAGE_COUNTRY: 'US' });
-  const report = subprocessorReport(register, cfg, [], { OTEL_EXPORTER_OTLP_ENDPOINT: 'https://otlp.eu01.nr-data.net' });
+  const cfg = loadConfig({
+    VIGIE_STORAGE_DRIVER: 's3',
+    VIGIE_S3_ENDPOINT: 'https://s3.us-east-1.amazonaws.com',
+    VIGIE_S3_ACCESS_KEY: 'abc',
+    VIGIE_S3_SECRET_KEY: 'abcdefgh',
+    VIGIE_STORAGE_COUNTRY: 'US',
+  });
+  const report = subprocessorReport(register, cfg, [], {
+    OTEL_EXPORTER_OTLP_ENDPOINT: 'https://otlp.eu01.nr-data.net',
+  });
   assert.equal(report.ok, false);
   const storage = report.findings.find((f) => f.component.startsWith('object storage'))!;
-  assert.ok(storage.flags.some((f) => f.startsWith('UNDECLARED_PROCESSOR')), JSON.stringify(storage));
+  assert.ok(
+    storage.flags.some((f) => f.startsWith('UNDECLARED_PROCESSOR')),
+    JSON.stringify(storage),
+  );
   assert.ok(storage.flags.includes('OUTSIDE_EU: US'));
-  assert.ok(report.findings.find((f) => f.component.startsWith('OpenTelemetry'))!.flags.some((f) => f.startsWith('UNDECLARED_PROCESSOR')));
-  assert.match(subprocessorReportMarkdown(report, register), /\| object storage \(recordings\) \| `https:\/\/s3\.us-east-1\.amazonaws\.com` \| \*\*undeclared\*\*/);
+  assert.ok(
+    report.findings
+      .find((f) => f.component.startsWith('OpenTelemetry'))!
+      .flags.some((f) => f.startsWith('UNDECLARED_PROCESSOR')),
+  );
+  assert.match(
+    subprocessorReportMarkdown(report, register),
+    /\| object storage \(recordings\) \| `https:\/\/s3\.us-east-1\.amazonaws\.com` \| \*\*undeclared\*\*/,
+  );
   const viaApi = await dpo('GET', '/v1/compliance/reports/subprocessors?format=html');
   assert.match(viaApi.body, /<table>/);
   const ropa = await dpo('GET', '/v1/compliance/reports/ropa?format=md');
   assert.match(ropa.body, /\| Call recording \|.*default: 30 day\(s\), then delete \(governance lock\)/);
   // The record promises no more than the code does: no encryption at rest on the local store, erasure as it is done.
   assert.doesNotMatch(ropa.body, /server-side encryption/);
-  assert.match(ropa.body, /\| Audit trail \|.*never altered, so its hash chain still verifies; erasure destroys the person's pseudonym salt/);
+  assert.match(
+    ropa.body,
+    /\| Audit trail \|.*never altered, so its hash chain still verifies; erasure destroys the person's pseudonym salt/,
+  );
   assert.match(ropa.body, /\| Access records \|.*default: 1 year\(s\), then delete/);
 });
 
@@ -180,7 +332,10 @@ test('every table with an identity or pseudonym column is covered by data-subjec
   const cols = await identityColumns(ch(), 'vigie');
   assert.ok(cols.length >= 8);
   for (const { table, column } of cols) {
-    assert.ok(SUBJECT_TABLES[table], `table ${table} has a ${column} column but is not covered by DSAR (src/compliance/dsar.ts)`);
+    assert.ok(
+      SUBJECT_TABLES[table],
+      `table ${table} has a ${column} column but is not covered by DSAR (src/compliance/dsar.ts)`,
+    );
     if (column !== 'identity') assert.equal(SUBJECT_TABLES[table]!.column, column, table);
   }
 });
@@ -192,20 +347,41 @@ test('DSAR after a browser call: access returns that participant only; erasure l
     const pages = [];
     for (const identity of identities) {
       const page = await browser.context.newPage();
-      await joinThroughPage(page, `${gw.url}/join?token=${await gw.mint({ room: 'dsar', identity, name: identity.split('@')[0] })}`);
+      await joinThroughPage(
+        page,
+        `${gw.url}/join?token=${await gw.mint({ room: 'dsar', identity, name: identity.split('@')[0] })}`,
+      );
       pages.push(page);
     }
-    for (const page of pages) await waitFor('media', () => receivedMedia(page), (m) => m.framesDecoded > 5);
-    await gw.app.inject({ method: 'POST', url: '/v1/rooms/dsar/recording', headers: { 'x-api-key': TENANT_ADMIN_KEY.key }, payload: { action: 'start' } });
+    for (const page of pages)
+      await waitFor(
+        'media',
+        () => receivedMedia(page),
+        (m) => m.framesDecoded > 5,
+      );
+    await gw.app.inject({
+      method: 'POST',
+      url: '/v1/rooms/dsar/recording',
+      headers: { 'x-api-key': TENANT_ADMIN_KEY.key },
+      payload: { action: 'start' },
+    });
     await new Promise((r) => setTimeout(r, 3000));
-    await gw.app.inject({ method: 'POST', url: '/v1/rooms/dsar/recording', headers: { 'x-api-key': TENANT_ADMIN_KEY.key }, payload: { action: 'stop' } });
+    await gw.app.inject({
+      method: 'POST',
+      url: '/v1/rooms/dsar/recording',
+      headers: { 'x-api-key': TENANT_ADMIN_KEY.key },
+      payload: { action: 'stop' },
+    });
     assert.ok(await gw.app.recording!.service.drain());
     await new Promise((r) => setTimeout(r, 1500));
   } finally {
     await browser.close();
   }
   const [alice, bruno] = identities.map((i) => gw.app.telemetry!.keys.pseudonymizer.pseudonym('acme', i));
-  const recs = (await gw.query(`SELECT id, participants FROM vigie.recordings FINAL WHERE room = 'dsar'`)) as Array<{ id: string; participants: string[] }>;
+  const recs = (await gw.query(`SELECT id, participants FROM vigie.recordings FINAL WHERE room = 'dsar'`)) as Array<{
+    id: string;
+    participants: string[];
+  }>;
   const held = recs.find((r) => r.participants.includes(alice!))!;
   assert.equal((await dpo('PUT', `/v1/recordings/${held.id}/legal-hold`, { on: true })).statusCode, 200);
 
@@ -219,27 +395,55 @@ test('DSAR after a browser call: access returns that participant only; erasure l
   const dir = mkdtempSync(path.join(os.tmpdir(), 'vigie-dsar-'));
   writeFileSync(path.join(dir, 'a.tar'), tar);
   await promisify(execFile)('tar', ['-xf', 'a.tar'], { cwd: dir });
-  const all = readdirSync(dir, { recursive: true }).map(String).filter((f) => f.endsWith('.jsonl')).map((f) => readFileSync(path.join(dir, f), 'utf8')).join('');
+  const all = readdirSync(dir, { recursive: true })
+    .map(String)
+    .filter((f) => f.endsWith('.jsonl'))
+    .map((f) => readFileSync(path.join(dir, f), 'utf8'))
+    .join('');
   assert.ok(all.includes(alice!) && all.includes(identities[0]!), 'her pseudonym and identity are in it');
   assert.ok(!all.includes(bruno!) && !all.includes(identities[1]!), "nobody else's");
-  for (const t of ['track_stats', 'client_stats', 'call_events', 'participants']) assert.ok(files.find((f: { file: string; rows: number }) => f.file === `${t}.jsonl`).rows > 0, `${t} rows exported`);
-  assert.ok(files.some((f: { file: string }) => f.file.startsWith('recordings/')), 'her recording is in the archive');
+  for (const t of ['track_stats', 'client_stats', 'call_events', 'participants'])
+    assert.ok(
+      files.find((f: { file: string; rows: number }) => f.file === `${t}.jsonl`).rows > 0,
+      `${t} rows exported`,
+    );
+  assert.ok(
+    files.some((f: { file: string }) => f.file.startsWith('recordings/')),
+    'her recording is in the archive',
+  );
 
   // Erasure.
   const erased = await dpo('POST', '/v1/compliance/dsar/erasure', { identity: identities[0] });
   assert.equal(erased.statusCode, 200, erased.body);
   const result = erased.json();
-  assert.ok(result.kept.some((k: { what: string; reason: string }) => k.what === `recording ${held.id}` && /legal hold/.test(k.reason)), JSON.stringify(result.kept));
+  assert.ok(
+    result.kept.some(
+      (k: { what: string; reason: string }) => k.what === `recording ${held.id}` && /legal hold/.test(k.reason),
+    ),
+    JSON.stringify(result.kept),
+  );
   assert.ok(result.erased.find((e: { table: string; rows: number }) => e.table === 'track_stats').rows > 0);
   // A scan of every table: the identity is nowhere; the pseudonym only where the result says it was kept.
-  const tables = (await gw.query<{ name: string }>(`SELECT name FROM system.tables WHERE database = 'vigie' AND engine NOT IN ('View', 'MaterializedView')`)).map((t) => t.name);
+  const tables = (
+    await gw.query<{ name: string }>(
+      `SELECT name FROM system.tables WHERE database = 'vigie' AND engine NOT IN ('View', 'MaterializedView')`,
+    )
+  ).map((t) => t.name);
   for (const t of tables) {
-    const [hit] = await gw.query(`SELECT count() AS c FROM vigie.${t} WHERE position(toString(tuple(*)), {id:String}) > 0`, { id: identities[0] });
+    const [hit] = await gw.query(
+      `SELECT count() AS c FROM vigie.${t} WHERE position(toString(tuple(*)), {id:String}) > 0`,
+      { id: identities[0] },
+    );
     assert.equal(Number(hit.c), 0, `identity found in ${t}`);
-    const [ps] = await gw.query(`SELECT count() AS c FROM vigie.${t} WHERE position(toString(tuple(*)), {p:String}) > 0`, { p: alice });
+    const [ps] = await gw.query(
+      `SELECT count() AS c FROM vigie.${t} WHERE position(toString(tuple(*)), {p:String}) > 0`,
+      { p: alice },
+    );
     if (Number(ps.c) > 0) assert.ok(['recordings', 'audit_log', 'dsar_requests'].includes(t), `pseudonym left in ${t}`);
   }
-  const [bRows] = await gw.query(`SELECT count() AS c FROM vigie.track_stats WHERE participant = {p:String}`, { p: bruno });
+  const [bRows] = await gw.query(`SELECT count() AS c FROM vigie.track_stats WHERE participant = {p:String}`, {
+    p: bruno,
+  });
   assert.ok(Number(bRows.c) > 0, "the other participant's data is untouched");
   const [req] = await gw.query(`SELECT count() AS c FROM vigie.dsar_requests WHERE kind IN ('access', 'erasure')`);
   assert.equal(Number(req.c), 2);

@@ -16,7 +16,12 @@ test('defaults load and describe a local gateway', () => {
 
 test('every bad value is named, with the variable that carried it and why', () => {
   try {
-    loadConfig({ VIGIE_PORT: '70000', VIGIE_MEDIA_LISTEN_IP: 'not-an-ip', VIGIE_AUTH_HS256_SECRET: 'short', VIGIE_LOG_LEVEL: 'loud' });
+    loadConfig({
+      VIGIE_PORT: '70000',
+      VIGIE_MEDIA_LISTEN_IP: 'not-an-ip',
+      VIGIE_AUTH_HS256_SECRET: 'short',
+      VIGIE_LOG_LEVEL: 'loud',
+    });
     assert.fail('expected a ConfigError');
   } catch (err) {
     assert.ok(err instanceof ConfigError);
@@ -30,12 +35,21 @@ test('every bad value is named, with the variable that carried it and why', () =
 });
 
 test('cross-field rules: port range, TLS pair, TURN secret, announced address', () => {
-  assert.throws(() => loadConfig({ VIGIE_MEDIA_RTC_MIN_PORT: '5000', VIGIE_MEDIA_RTC_MAX_PORT: '4000' }), /must be lower than VIGIE_MEDIA_RTC_MAX_PORT/);
+  assert.throws(
+    () => loadConfig({ VIGIE_MEDIA_RTC_MIN_PORT: '5000', VIGIE_MEDIA_RTC_MAX_PORT: '4000' }),
+    /must be lower than VIGIE_MEDIA_RTC_MAX_PORT/,
+  );
   assert.throws(() => loadConfig({ VIGIE_TLS_CERT_FILE: '/x.pem' }), /must be set together/);
   assert.throws(() => loadConfig({ VIGIE_TURN_URLS: 'turn:127.0.0.1:3478' }), /VIGIE_TURN_SECRET is not/);
-  assert.throws(() => loadConfig({ VIGIE_TURN_URLS: 'http://x', VIGIE_TURN_SECRET: 'x'.repeat(16) }), /not a turn: or turns: URL/);
+  assert.throws(
+    () => loadConfig({ VIGIE_TURN_URLS: 'http://x', VIGIE_TURN_SECRET: 'x'.repeat(16) }),
+    /not a turn: or turns: URL/,
+  );
   assert.throws(() => loadConfig({ VIGIE_MEDIA_LISTEN_IP: '0.0.0.0' }), /VIGIE_MEDIA_ANNOUNCED_ADDRESS/);
-  assert.throws(() => loadConfig({ VIGIE_STATS_INTERVAL_MS: '500' }), /VIGIE_STATS_INTERVAL_MS: must be at least 1000 \(1 s\)/);
+  assert.throws(
+    () => loadConfig({ VIGIE_STATS_INTERVAL_MS: '500' }),
+    /VIGIE_STATS_INTERVAL_MS: must be at least 1000 \(1 s\)/,
+  );
   assert.equal(loadConfig({}).telemetry.statsIntervalMs, 5000);
 });
 
@@ -44,7 +58,15 @@ test('config file is read, environment wins, tenants are validated', () => {
   const file = path.join(dir, 'vigie.yaml');
   writeFileSync(
     file,
-    ['server:', '  port: 9000', 'media:', '  workers: 3', 'tenants:', '  - id: acme', '    embedOrigins: ["https://crm.example.fr"]'].join('\n'),
+    [
+      'server:',
+      '  port: 9000',
+      'media:',
+      '  workers: 3',
+      'tenants:',
+      '  - id: acme',
+      '    embedOrigins: ["https://crm.example.fr"]',
+    ].join('\n'),
   );
   const c = loadConfig({ VIGIE_CONFIG_FILE: file, VIGIE_MEDIA_WORKERS: '1' });
   assert.equal(c.server.port, 9000);
@@ -52,10 +74,16 @@ test('config file is read, environment wins, tenants are validated', () => {
   assert.equal(c.tenants[0]!.id, 'acme');
   assert.deepEqual(c.tenants[0]!.embedOrigins, ['https://crm.example.fr']);
 
-  writeFileSync(file, ['tenants:', '  - id: Bad_Tenant', '    apiKeys: [{ id: k1, hash: "md5:abc" }]', 'mystery: 1'].join('\n'));
+  writeFileSync(
+    file,
+    ['tenants:', '  - id: Bad_Tenant', '    apiKeys: [{ id: k1, hash: "md5:abc" }]', 'mystery: 1'].join('\n'),
+  );
   assert.throws(
     () => loadConfig({ VIGIE_CONFIG_FILE: file }),
-    (err: ConfigError) => err.problems.some((p) => p.includes('unknown top-level key "mystery"')) && err.problems.some((p) => p.startsWith('tenants.0.id')) && err.problems.some((p) => p.includes('sha256')),
+    (err: ConfigError) =>
+      err.problems.some((p) => p.includes('unknown top-level key "mystery"')) &&
+      err.problems.some((p) => p.startsWith('tenants.0.id')) &&
+      err.problems.some((p) => p.includes('sha256')),
   );
   assert.throws(() => loadConfig({ VIGIE_CONFIG_FILE: path.join(dir, 'missing.yaml') }), /cannot be read/);
 });
@@ -84,7 +112,10 @@ test('a rejected secret is never echoed: not from the environment, the config fi
   }
   const dir = mkdtempSync(path.join(os.tmpdir(), 'vigie-cfg-secret-'));
   const file = path.join(dir, 'vigie.yaml');
-  writeFileSync(file, ['clickhouse:', '  password: 12345678', '  url: "http://vigie:pw-in-url-Zq86@clickhouse:bad"'].join('\n'));
+  writeFileSync(
+    file,
+    ['clickhouse:', '  password: 12345678', '  url: "http://vigie:pw-in-url-Zq86@clickhouse:bad"'].join('\n'),
+  );
   const fromFile = problems(() => loadConfig({ VIGIE_CONFIG_FILE: file }));
   assert.match(fromFile, /clickhouse\.password .*not shown: it is secret/);
   assert.ok(!fromFile.includes('12345678'), fromFile);
@@ -103,6 +134,9 @@ test('a rejected secret is never echoed: not from the environment, the config fi
 
 test("the operators' guide documents every setting (table generated from the settings list)", () => {
   const guide = readFileSync(new URL('../docs/operators.md', import.meta.url), 'utf8');
-  assert.ok(guide.includes(settingsMarkdownTable()), 'the settings table of docs/operators.md is out of date: run npm run docs:settings');
+  assert.ok(
+    guide.includes(settingsMarkdownTable()),
+    'the settings table of docs/operators.md is out of date: run npm run docs:settings',
+  );
   for (const s of SETTINGS) assert.ok(guide.includes(`\`${s.env}\``), s.env);
 });

@@ -23,8 +23,14 @@ import { startGateway, type TestGateway } from './helpers/gateway.js';
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const jsonDir = path.join(root, 'dashboards/json');
 const built = buildDashboards();
-const committed = new Map(readdirSync(jsonDir).filter((f) => f.endsWith('.json')).map((f) => [f, readFileSync(path.join(jsonDir, f), 'utf8')]));
-const dashboards = [...committed.values()].map((text) => JSON.parse(text) as Dashboard & { uid: string; title: string });
+const committed = new Map(
+  readdirSync(jsonDir)
+    .filter((f) => f.endsWith('.json'))
+    .map((f) => [f, readFileSync(path.join(jsonDir, f), 'utf8')]),
+);
+const dashboards = [...committed.values()].map(
+  (text) => JSON.parse(text) as Dashboard & { uid: string; title: string },
+);
 
 interface Target {
   refId: string;
@@ -49,38 +55,69 @@ interface VariableJson {
 }
 
 /** Every query of a dashboard JSON, with where it sits. */
-function queriesOf(d: Dashboard): Array<{ kind: QueryExpectation['kind']; name: string; refId: string; sql: string; format: number; target?: Target }> {
+function queriesOf(d: Dashboard): Array<{
+  kind: QueryExpectation['kind'];
+  name: string;
+  refId: string;
+  sql: string;
+  format: number;
+  target?: Target;
+}> {
   const out: ReturnType<typeof queriesOf> = [];
   for (const p of (d.panels ?? []) as unknown as PanelJson[]) {
-    for (const t of p.targets ?? []) out.push({ kind: 'panel', name: p.title, refId: t.refId, sql: t.rawSql, format: t.format, target: t });
+    for (const t of p.targets ?? [])
+      out.push({ kind: 'panel', name: p.title, refId: t.refId, sql: t.rawSql, format: t.format, target: t });
   }
-  for (const v of (d.templating.list ?? []) as unknown as VariableJson[]) out.push({ kind: 'variable', name: v.name, refId: v.name, sql: v.query.rawSql, format: Format.Table });
+  for (const v of (d.templating.list ?? []) as unknown as VariableJson[])
+    out.push({ kind: 'variable', name: v.name, refId: v.name, sql: v.query.rawSql, format: Format.Table });
   for (const a of (d.annotations.list ?? []) as unknown as Array<{ name: string; target: Target }>) {
-    out.push({ kind: 'annotation', name: a.name, refId: a.target.refId, sql: a.target.rawSql, format: a.target.format, target: a.target });
+    out.push({
+      kind: 'annotation',
+      name: a.name,
+      refId: a.target.refId,
+      sql: a.target.rawSql,
+      format: a.target.format,
+      target: a.target,
+    });
   }
   return out;
 }
 
 describe('dashboards: the generated JSON', () => {
   test('the committed JSON is what `npm run dashboards` generates', () => {
-    assert.deepEqual([...committed.keys()].sort(), built.map((b) => b.file).sort(), 'dashboards/json holds exactly the generated files');
-    for (const b of built) assert.ok(committed.get(b.file) === serialize(b.dashboard), `dashboards/json/${b.file} is out of date: run npm run dashboards`);
+    assert.deepEqual(
+      [...committed.keys()].sort(),
+      built.map((b) => b.file).sort(),
+      'dashboards/json holds exactly the generated files',
+    );
+    for (const b of built)
+      assert.ok(
+        committed.get(b.file) === serialize(b.dashboard),
+        `dashboards/json/${b.file} is out of date: run npm run dashboards`,
+      );
   });
 
   test('the committed JSON Schema is what the installed SDK types give', () => {
-    assert.ok(readFileSync(SCHEMA_FILE, 'utf8') === generateDashboardSchema(), 'dashboards/schema/dashboard.schema.json is out of date: run npm run dashboards:schema');
+    assert.ok(
+      readFileSync(SCHEMA_FILE, 'utf8') === generateDashboardSchema(),
+      'dashboards/schema/dashboard.schema.json is out of date: run npm run dashboards:schema',
+    );
   });
 
   test('every dashboard validates against the JSON Schema generated from the SDK types', () => {
     const schema = JSON.parse(readFileSync(SCHEMA_FILE, 'utf8'));
     const validate = new Ajv({ allErrors: true, strict: false }).compile(schema);
-    for (const d of dashboards) assert.ok(validate(d), `${d.uid}: ${JSON.stringify(validate.errors?.slice(0, 5), null, 1)}`);
+    for (const d of dashboards)
+      assert.ok(validate(d), `${d.uid}: ${JSON.stringify(validate.errors?.slice(0, 5), null, 1)}`);
 
     // The schema has teeth: each of these breaks it.
     const broken: Array<[string, (d: any) => void]> = [
       ['a target without SQL', (d) => delete d.panels.find((p: PanelJson) => p.targets).targets[0].rawSql],
       ['an unknown format', (d) => (d.panels.find((p: PanelJson) => p.targets).targets[0].format = 7)],
-      ['another datasource type', (d) => (d.panels.find((p: PanelJson) => p.targets).targets[0].datasource.type = 'prometheus')],
+      [
+        'another datasource type',
+        (d) => (d.panels.find((p: PanelJson) => p.targets).targets[0].datasource.type = 'prometheus'),
+      ],
       ['an unknown panel type', (d) => (d.panels.find((p: PanelJson) => p.targets).type = 'graph')],
       ['a misspelt panel option', (d) => (d.panels.find((p: PanelJson) => p.type === 'timeseries').options.legnd = {})],
       ['a panel without its grid position', (d) => (d.panels.find((p: PanelJson) => p.targets).gridPos = { w: 4 })],
@@ -95,8 +132,11 @@ describe('dashboards: the generated JSON', () => {
 
   test('panels fit the 24-column grid without overlapping', () => {
     for (const d of dashboards) {
-      const boxes = ((d.panels ?? []) as unknown as Array<{ title: string; gridPos: { x: number; y: number; w: number; h: number } }>).map((p) => ({ title: p.title, ...p.gridPos }));
-      for (const b of boxes) assert.ok(b.x >= 0 && b.w > 0 && b.x + b.w <= 24, `${d.uid}: ${b.title} overflows the grid`);
+      const boxes = (
+        (d.panels ?? []) as unknown as Array<{ title: string; gridPos: { x: number; y: number; w: number; h: number } }>
+      ).map((p) => ({ title: p.title, ...p.gridPos }));
+      for (const b of boxes)
+        assert.ok(b.x >= 0 && b.w > 0 && b.x + b.w <= 24, `${d.uid}: ${b.title} overflows the grid`);
       for (const a of boxes) {
         for (const b of boxes) {
           if (a === b) continue;
@@ -136,29 +176,46 @@ describe('dashboards: the generated JSON', () => {
   });
 
   test('Grafana never reads a clear identity: no query touches the participants table', () => {
-    for (const d of dashboards) for (const q of queriesOf(d)) assert.doesNotMatch(q.sql, /\b(FROM|JOIN)\s+(\w+\.)?participants\b/i, `${d.uid}: ${q.name}`);
+    for (const d of dashboards)
+      for (const q of queriesOf(d))
+        assert.doesNotMatch(q.sql, /\b(FROM|JOIN)\s+(\w+\.)?participants\b/i, `${d.uid}: ${q.name}`);
   });
 
   test('the worst-calls table links each call to the drill-down, with variables the drill-down has', () => {
     const overview = dashboards.find((d) => d.uid === 'vigie-call-quality')!;
-    const table = (overview.panels as unknown as PanelJson[]).find((p) => p.title === 'Worst calls' && p.type === 'table')!;
-    const links = table.fieldConfig!.overrides!.flatMap((o) => o.properties).filter((p) => p.id === 'links').flatMap((p) => p.value as Array<{ url: string }>);
+    const table = (overview.panels as unknown as PanelJson[]).find(
+      (p) => p.title === 'Worst calls' && p.type === 'table',
+    )!;
+    const links = table
+      .fieldConfig!.overrides!.flatMap((o) => o.properties)
+      .filter((p) => p.id === 'links')
+      .flatMap((p) => p.value as Array<{ url: string }>);
     assert.equal(links.length, 1);
     const url = new URL(links[0]!.url, 'http://grafana.invalid');
     assert.equal(url.pathname, `/d/${DRILLDOWN_UID}`);
     const drill = dashboards.find((d) => d.uid === DRILLDOWN_UID)!;
     const names = new Set((drill.templating.list ?? []).map((v) => v.name));
-    for (const key of url.searchParams.keys()) if (key.startsWith('var-')) assert.ok(names.has(key.slice(4)), `drill-down has no variable ${key.slice(4)}`);
+    for (const key of url.searchParams.keys())
+      if (key.startsWith('var-')) assert.ok(names.has(key.slice(4)), `drill-down has no variable ${key.slice(4)}`);
     assert.equal(url.searchParams.get('var-call'), '${__data.fields.call_id}');
   });
 
   test('macros and variables expand as Grafana and the ClickHouse plugin expand them', () => {
     const ctx = { from: new Date(1_700_000_000_123), to: new Date(1_700_003_600_456), intervalMs: 30_000 };
     // The plugin's own cases (pkg/macros/macros_test.go): seconds for DateTime, milliseconds for _ms.
-    assert.equal(expandMacros('$__timeFilter(ts)', ctx), 'ts >= toDateTime(1700000000) AND ts <= toDateTime(1700003600)');
-    assert.equal(expandMacros('$__timeFilter_ms(ts)', ctx), 'ts >= fromUnixTimestamp64Milli(1700000000123) AND ts <= fromUnixTimestamp64Milli(1700003600456)');
+    assert.equal(
+      expandMacros('$__timeFilter(ts)', ctx),
+      'ts >= toDateTime(1700000000) AND ts <= toDateTime(1700003600)',
+    );
+    assert.equal(
+      expandMacros('$__timeFilter_ms(ts)', ctx),
+      'ts >= fromUnixTimestamp64Milli(1700000000123) AND ts <= fromUnixTimestamp64Milli(1700003600456)',
+    );
     assert.equal(expandMacros('$__timeInterval(ts)', ctx), 'toStartOfInterval(toDateTime(ts), INTERVAL 30 second)');
-    assert.equal(expandMacros('$__timeInterval_ms(ts)', ctx), 'toStartOfInterval(toDateTime64(ts, 3), INTERVAL 30000 millisecond)');
+    assert.equal(
+      expandMacros('$__timeInterval_ms(ts)', ctx),
+      'toStartOfInterval(toDateTime64(ts, 3), INTERVAL 30000 millisecond)',
+    );
     assert.equal(expandMacros('$__fromTime AND $__toTime', ctx), 'toDateTime(1700000000) AND toDateTime(1700003600)');
     assert.equal(expandMacros('$__interval_s', { ...ctx, intervalMs: 200 }), '1');
     assert.equal(expandMacros('$__dateFilter(d)', ctx), "d >= toDate('2023-11-14') AND d <= toDate('2023-11-14')");
@@ -166,7 +223,10 @@ describe('dashboards: the generated JSON', () => {
     assert.throws(() => expandMacros('$__timeFiltr(ts)', ctx), /unknown macro/);
     // Grafana's variable formats.
     const vars = { tenant: ['acme', "o'hara"], call: 'c1' };
-    assert.equal(interpolateVariables('IN (${tenant:sqlstring}) AND c = ${call:sqlstring} AND $call', vars), "IN ('acme','o''hara') AND c = 'c1' AND c1");
+    assert.equal(
+      interpolateVariables('IN (${tenant:sqlstring}) AND c = ${call:sqlstring} AND $call', vars),
+      "IN ('acme','o''hara') AND c = 'c1' AND c1",
+    );
     assert.equal(interpolateVariables('$__timeFilter(ts) ${__from}', vars), '$__timeFilter(ts) ${__from}');
     assert.throws(() => interpolateVariables('${room}', vars), /unknown template variable/);
   });
@@ -180,12 +240,19 @@ describe('dashboards: every query on ClickHouse over seeded rows', () => {
 
   const exec = async (sql: string): Promise<{ names: string[]; types: string[]; rows: unknown[][] }> => {
     const rs = await gw.app.clickhouse.client.query({ query: sql, format: 'JSONCompactEachRowWithNamesAndTypes' });
-    const lines = (await rs.text()).split('\n').filter(Boolean).map((l) => JSON.parse(l) as unknown[]);
+    const lines = (await rs.text())
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as unknown[]);
     return { names: lines[0] as string[], types: lines[1] as string[], rows: lines.slice(2) };
   };
   const runFile = async (file: string) => {
     const text = readFileSync(path.join(root, file), 'utf8').replace(/^\s*--.*$/gm, '');
-    for (const statement of text.split(/;\s*$/m).map((s) => s.trim()).filter(Boolean)) await gw.app.clickhouse.client.command({ query: statement });
+    for (const statement of text
+      .split(/;\s*$/m)
+      .map((s) => s.trim())
+      .filter(Boolean))
+      await gw.app.clickhouse.client.command({ query: statement });
   };
 
   beforeAll(async () => {
@@ -197,7 +264,11 @@ describe('dashboards: every query on ClickHouse over seeded rows', () => {
       {
         write: (table, row) => writer.write(table, row),
         insert: async (table, rows) => {
-          await gw.app.clickhouse.client.insert({ table: table.includes('.') ? table : `${db}.${table}`, values: rows, format: 'JSONEachRow' });
+          await gw.app.clickhouse.client.insert({
+            table: table.includes('.') ? table : `${db}.${table}`,
+            values: rows,
+            format: 'JSONEachRow',
+          });
         },
       },
       now,
@@ -221,13 +292,26 @@ describe('dashboards: every query on ClickHouse over seeded rows', () => {
       await gw.app.clickhouse.client.command({ query: `USE ${db}` });
     }
     const columns = async (database: string) =>
-      new Map((await exec(`SELECT concat(table, '.', name), type FROM system.columns WHERE database = '${database}'`)).rows.map(([k, t]) => [k as string, t as string]));
+      new Map(
+        (
+          await exec(`SELECT concat(table, '.', name), type FROM system.columns WHERE database = '${database}'`)
+        ).rows.map(([k, t]) => [k as string, t as string]),
+      );
     const contract = await columns('dashboards_contract');
     const real = await columns(db);
     assert.ok(contract.size >= 30);
     for (const [column, type] of contract) assert.equal(real.get(column), type, `${db}.${column}`);
     // The issue's list, for the two tables it named first.
-    for (const c of ['recordings.id', 'recordings.started_at', 'recordings.size_bytes', 'recordings.legal_hold', 'recordings.deletion_reason', 'audit_log.seq', 'dsar_requests.kind', 'retention_deletions.version_id']) {
+    for (const c of [
+      'recordings.id',
+      'recordings.started_at',
+      'recordings.size_bytes',
+      'recordings.legal_hold',
+      'recordings.deletion_reason',
+      'audit_log.seq',
+      'dsar_requests.kind',
+      'retention_deletions.version_id',
+    ]) {
       assert.ok(contract.has(c), c);
     }
   });
@@ -239,13 +323,17 @@ describe('dashboards: every query on ClickHouse over seeded rows', () => {
       // Variables resolve as Grafana resolves them: in order, each from its query; multi-value ones select all.
       // The panels' tests below run after this one (vitest runs a file's tests in order) and use what it resolved.
       test('its variables resolve to options', async () => {
-      for (const v of (d.templating.list ?? []) as unknown as VariableJson[]) {
-        const res = await exec(expandQuery(v.query.rawSql, { ...range, vars }));
-        assert.ok(res.rows.length > 0, `variable ${v.name} has no options`);
-        const values = res.rows.map((r) => String(r[0]));
-        vars[v.name] = v.multi || v.includeAll ? values : values[0]!;
-      }
-      if (b.dashboard.uid === DRILLDOWN_UID) assert.ok(calls.some((c) => c.callId === vars.call), 'the call variable lists a seeded call');
+        for (const v of (d.templating.list ?? []) as unknown as VariableJson[]) {
+          const res = await exec(expandQuery(v.query.rawSql, { ...range, vars }));
+          assert.ok(res.rows.length > 0, `variable ${v.name} has no options`);
+          const values = res.rows.map((r) => String(r[0]));
+          vars[v.name] = v.multi || v.includeAll ? values : values[0]!;
+        }
+        if (b.dashboard.uid === DRILLDOWN_UID)
+          assert.ok(
+            calls.some((c) => c.callId === vars.call),
+            'the call variable lists a seeded call',
+          );
       });
 
       for (const q of queriesOf(d)) {
@@ -258,7 +346,8 @@ describe('dashboards: every query on ClickHouse over seeded rows', () => {
           } catch (err) {
             throw new Error(`${(err as Error).message}\n--- SQL ---\n${sql}`);
           }
-          for (const c of e.columns) assert.ok(res.names.includes(c), `column ${c} missing: got ${res.names.join(', ')}`);
+          for (const c of e.columns)
+            assert.ok(res.names.includes(c), `column ${c} missing: got ${res.names.join(', ')}`);
           assert.ok(res.rows.length > 0, `no rows\n--- SQL ---\n${sql}`);
           const typeOf = (c: string) => res.types[res.names.indexOf(c)]!;
           if (q.format === Format.TimeSeries || q.kind === 'annotation') {
@@ -267,8 +356,16 @@ describe('dashboards: every query on ClickHouse over seeded rows', () => {
           }
           if (q.format === Format.TimeSeries) {
             // Long format: string labels and numeric values; the plugin pivots the labels into series.
-            for (const c of res.names.slice(1)) assert.match(typeOf(c), /^(Nullable\()?(LowCardinality\()?(U?Int|Float|Decimal|String)/, `${c}: ${typeOf(c)}`);
-            assert.ok(res.names.slice(1).some((c) => /Int|Float|Decimal/.test(typeOf(c))), 'a numeric value column');
+            for (const c of res.names.slice(1))
+              assert.match(
+                typeOf(c),
+                /^(Nullable\()?(LowCardinality\()?(U?Int|Float|Decimal|String)/,
+                `${c}: ${typeOf(c)}`,
+              );
+            assert.ok(
+              res.names.slice(1).some((c) => /Int|Float|Decimal/.test(typeOf(c))),
+              'a numeric value column',
+            );
             const times = res.rows.map((r) => String(r[0]));
             assert.deepEqual(times, [...times].sort(), 'rows ordered by time');
           }
@@ -294,7 +391,10 @@ describe('dashboards: every query on ClickHouse over seeded rows', () => {
     const mix = await q('vigie-sfu', 'Transport mix (period)', { service: 'vigie-gateway' });
     assert.deepEqual(Object.fromEntries(mix.map((r) => [r.path, Number(r.transports)])), { relay: 4, tcp: 4, udp: 6 });
     const cpu = await q('vigie-sfu', 'Worker CPU', { service: 'vigie-gateway' });
-    assert.ok(cpu.every((r) => Number(r.cpu_pct) > 0 && Number(r.cpu_pct) < 100), 'worker CPU is a share of one core');
+    assert.ok(
+      cpu.every((r) => Number(r.cpu_pct) > 0 && Number(r.cpu_pct) < 100),
+      'worker CPU is a share of one core',
+    );
     const holds = await q('vigie-compliance', 'Legal holds', all);
     assert.equal(Number(holds[0]!.legal_holds), 1);
     const open = await q('vigie-compliance', 'Open requests', all);

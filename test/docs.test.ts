@@ -60,7 +60,10 @@ function anchorsOf(markdown: string): Set<string> {
   const anchors = new Set<string>();
   for (const m of markdown.matchAll(/^#{1,6}\s+(.+?)\s*#*$/gm)) {
     const text = m[1]!.replace(/!?\[([^\]]*)\]\([^)]*\)/g, '$1').replace(/[`*]/g, '');
-    const base = text.toLowerCase().replace(/[^\p{L}\p{M}\p{N}\p{Pc} -]/gu, '').replace(/ /g, '-');
+    const base = text
+      .toLowerCase()
+      .replace(/[^\p{L}\p{M}\p{N}\p{Pc} -]/gu, '')
+      .replace(/ /g, '-');
     const n = seen.get(base) ?? 0;
     seen.set(base, n + 1);
     anchors.add(n === 0 ? base : `${base}-${n}`);
@@ -113,7 +116,9 @@ describe.each(guides)('$file', (guide) => {
       const names = quotedNames(guide.prose, m.index! + m[0].length);
       const file = path.join(ROOT, m[1]!);
       if (!existsSync(file)) continue; // named above
-      const source = readFileSync(file, 'utf8').replace(/\\(['"`])/g, '$1').replace(/\s+/g, ' ');
+      const source = readFileSync(file, 'utf8')
+        .replace(/\\(['"`])/g, '$1')
+        .replace(/\s+/g, ' ');
       for (const name of names) {
         if (!source.includes(name)) problems.push(`${where(guide, m.index!)}: ${m[1]} has no test named "${name}…"`);
       }
@@ -178,7 +183,11 @@ function quotedNames(prose: string, from: number): string[] {
     if (close) {
       const end = prose.indexOf(close, i + 1);
       if (end < 0) break;
-      const name = prose.slice(i + 1, end).replace(/\s+/g, ' ').replace(/\s*(…|\.\.\.).*$/, '').trim();
+      const name = prose
+        .slice(i + 1, end)
+        .replace(/\s+/g, ' ')
+        .replace(/\s*(…|\.\.\.).*$/, '')
+        .trim();
       if (name) names.push(name);
       i = end;
     } else if (c === '(') depth++;
@@ -200,7 +209,8 @@ const VIGIE_ARGS = /(?: [^\s;&|#]+(?:\|[^\s;&|#]+)*| \[[^\]]*\])*/.source;
 
 /** `npx vigie …` (or a code line `vigie …`) as argument lists: `[--opt …]` dropped, `a|b` alternatives each. */
 function vigieCommands(code: string): string[][] {
-  const m = new RegExp(`(?:^|\\s)npx vigie(${VIGIE_ARGS})`).exec(code) ?? new RegExp(`^\\s*vigie(${VIGIE_ARGS})`).exec(code);
+  const m =
+    new RegExp(`(?:^|\\s)npx vigie(${VIGIE_ARGS})`).exec(code) ?? new RegExp(`^\\s*vigie(${VIGIE_ARGS})`).exec(code);
   if (!m?.[1]?.trim() || m[1].trim().startsWith('…')) return []; // `npx vigie …`: the command line as a whole
   const words = m[1]!
     .replace(/\[[^\]]*\]/g, ' ')
@@ -209,7 +219,9 @@ function vigieCommands(code: string): string[][] {
     .map((w) => (w === '…' || w === 'FILE' ? 'x' : w));
   const alternatives = words.findIndex((w) => w.includes('|') && !w.startsWith('-'));
   if (alternatives < 0) return [words.map((w) => w.split('|')[0]!)];
-  return words[alternatives]!.split('|').map((alt) => words.map((w, i) => (i === alternatives ? alt : w.split('|')[0]!)));
+  return words[alternatives]!.split('|').map((alt) =>
+    words.map((w, i) => (i === alternatives ? alt : w.split('|')[0]!)),
+  );
 }
 
 /** Names in code that look like environment variables: `NAME`, `NAME=value`, `export NAME=…`, `NAME=… command`. */
@@ -224,8 +236,12 @@ function environmentVariables(code: string): string[] {
 const SETTING_ENVS = new Set(SETTINGS.map((s) => s.env));
 /** The repository's own files that read or define variables and constants: what a named variable must be found in. */
 const SOURCES = ['src', 'bin', 'scripts', 'test', 'bench', 'dashboards', 'deploy', 'packages']
-  .flatMap((dir) => readdirSync(path.join(ROOT, dir), { recursive: true, encoding: 'utf8' }).map((f) => path.join(dir, f)))
-  .filter((f) => /\.(ts|mjs|js|sh|ya?ml|json)$/.test(f) && !/node_modules|\/dist\//.test(f) && f !== 'test/docs.test.ts')
+  .flatMap((dir) =>
+    readdirSync(path.join(ROOT, dir), { recursive: true, encoding: 'utf8' }).map((f) => path.join(dir, f)),
+  )
+  .filter(
+    (f) => /\.(ts|mjs|js|sh|ya?ml|json)$/.test(f) && !/node_modules|\/dist\//.test(f) && f !== 'test/docs.test.ts',
+  )
   .concat(['docker-compose.yml', '.env.example', 'Dockerfile'])
   .map((f) => read(f))
   .join('\n');

@@ -15,7 +15,7 @@ import { waitFor } from './helpers/browser.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** Resolves with `value` after `ms`, without keeping the test process alive. */
-const after = <T,>(ms: number, value: T) => new Promise<T>((r) => setTimeout(r, ms, value).unref());
+const after = <T>(ms: number, value: T) => new Promise<T>((r) => setTimeout(r, ms, value).unref());
 
 test('drain: participants are told and new joins refused; at the deadline the remaining ones are closed with 1012 (rejoin), not dropped for good', async () => {
   const gw = await startGateway({ media: { workers: 1 } });
@@ -30,9 +30,16 @@ test('drain: participants are told and new joins refused; at the deadline the re
     const draining = gw.app.drainSignaling(4).then(() => (drained = true));
     for (const d of await Promise.all(told)) assert.deepEqual(d, { reason: 'server-shutdown', deadlineSeconds: 4 });
     const readyz = await gw.app.inject('/readyz');
-    assert.deepEqual([readyz.statusCode, readyz.json().status], [503, 'draining'], 'a load balancer sends new calls elsewhere');
+    assert.deepEqual(
+      [readyz.statusCode, readyz.json().status],
+      [503, 'draining'],
+      'a load balancer sends new calls elsewhere',
+    );
     const late = await gw.connect();
-    await expectCode(late.request('join', { token: await gw.mint({ room: 'drain-c', identity: 'late' }) }), 'UNAVAILABLE');
+    await expectCode(
+      late.request('join', { token: await gw.mint({ room: 'drain-c', identity: 'late' }) }),
+      'UNAVAILABLE',
+    );
     await leaver.request('leave');
     await sleep(500);
     assert.equal(drained, false, 'a call is still going on: the drain waits for it');
@@ -75,7 +82,12 @@ test('SIGTERM: the process waits for the call in progress, refuses joins meanwhi
   onTestFinished(() => {
     if (gateway.exitCode === null) gateway.kill('SIGKILL');
   });
-  const printed = await waitFor('the gateway to listen', async () => out, (o) => /Vigie is running at (\S+)/.test(o) || gateway.exitCode !== null, 60_000);
+  const printed = await waitFor(
+    'the gateway to listen',
+    async () => out,
+    (o) => /Vigie is running at (\S+)/.test(o) || gateway.exitCode !== null,
+    60_000,
+  );
   assert.equal(gateway.exitCode, null, `the gateway exited: ${printed}`);
   const base = /Vigie is running at (\S+)/.exec(printed)![1]!;
   const wsUrl = `${base.replace(/^http/, 'ws')}/ws`;

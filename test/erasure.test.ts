@@ -29,9 +29,26 @@ beforeAll(async () => {
   gw = await startGateway({
     writer: { flushIntervalMs: 100 },
     // A webhook endpoint that is down: deliveries wait in the journal with the identities in their bodies.
-    acmeWebhooks: [{ id: 'hook1', url: `https://127.0.0.1:${await closedPort()}/hook`, secret: 'whsec_0123456789abcdefghijklmnop', events: ['*'] }],
+    acmeWebhooks: [
+      {
+        id: 'hook1',
+        url: `https://127.0.0.1:${await closedPort()}/hook`,
+        secret: 'whsec_0123456789abcdefghijklmnop',
+        events: ['*'],
+      },
+    ],
     webhooks: { allowPrivateTargets: true, backoffBaseMs: 3_600_000 },
-    storage: { driver: 's3', s3Endpoint: rgw.endpoint, s3AccessKey: rgw.accessKey, s3SecretKey: rgw.secretKey, s3Region: rgw.region, s3Bucket: BUCKET, country: 'FR', region: 'fr-par-test', provider: 'Ceph RGW (test)' },
+    storage: {
+      driver: 's3',
+      s3Endpoint: rgw.endpoint,
+      s3AccessKey: rgw.accessKey,
+      s3SecretKey: rgw.secretKey,
+      s3Region: rgw.region,
+      s3Bucket: BUCKET,
+      country: 'FR',
+      region: 'fr-par-test',
+      provider: 'Ceph RGW (test)',
+    },
   });
 });
 afterAll(async () => {
@@ -39,11 +56,15 @@ afterAll(async () => {
   await rgw?.stop();
 });
 
-const dpo = (url: string, payload: object) => gw.app.inject({ method: 'POST', url, headers: { 'x-api-key': DPO_KEY.key }, payload });
+const dpo = (url: string, payload: object) =>
+  gw.app.inject({ method: 'POST', url, headers: { 'x-api-key': DPO_KEY.key }, payload });
 const filesText = (dir: string) =>
   readdirSync(dir, { recursive: true, withFileTypes: true })
     .filter((f) => f.isFile())
-    .map((f) => ({ file: path.relative(dir, path.join(f.parentPath, f.name)), text: readFileSync(path.join(f.parentPath, f.name), 'latin1') }));
+    .map((f) => ({
+      file: path.relative(dir, path.join(f.parentPath, f.name)),
+      text: readFileSync(path.join(f.parentPath, f.name), 'latin1'),
+    }));
 
 /** Two versions under one key (a retried upload), GOVERNANCE-locked; the catalog names only the last. */
 async function storeRecording(who: string, pseudonym: string) {
@@ -55,10 +76,41 @@ async function storeRecording(who: string, pseudonym: string) {
   let versionId = '';
   for (const attempt of [1, 2]) {
     writeFileSync(file, `video of ${who}, attempt ${attempt}`);
-    ({ versionId } = await store.put(key, file, { contentType: 'video/webm', sha256: createHash('sha256').update(readFileSync(file)).digest('hex'), lock }));
+    ({ versionId } = await store.put(key, file, {
+      contentType: 'video/webm',
+      sha256: createHash('sha256').update(readFileSync(file)).digest('hex'),
+      lock,
+    }));
   }
   const now = Date.now();
-  gw.app.telemetry!.writer.write('recordings', { id, session_id: 's', tenant: 'acme', room: 'erase', call_id: 'c', participants: [pseudonym], tracks: [], codecs: [], started_at: now, ended_at: now, duration_s: 1, size_bytes: 10, sha256: '', content_type: 'video/webm', storage_target: store.name, storage_country: 'FR', object_key: key, version_id: versionId, retain_until: lock.retainUntil.getTime(), lock_mode: 'governance', legal_hold: 0, retention_policy: 'default', status: 'ready', deleted_at: null, deletion_reason: '', updated_at: now });
+  gw.app.telemetry!.writer.write('recordings', {
+    id,
+    session_id: 's',
+    tenant: 'acme',
+    room: 'erase',
+    call_id: 'c',
+    participants: [pseudonym],
+    tracks: [],
+    codecs: [],
+    started_at: now,
+    ended_at: now,
+    duration_s: 1,
+    size_bytes: 10,
+    sha256: '',
+    content_type: 'video/webm',
+    storage_target: store.name,
+    storage_country: 'FR',
+    object_key: key,
+    version_id: versionId,
+    retain_until: lock.retainUntil.getTime(),
+    lock_mode: 'governance',
+    legal_hold: 0,
+    retention_policy: 'default',
+    status: 'ready',
+    deleted_at: null,
+    deletion_reason: '',
+    updated_at: now,
+  });
   return { id, key };
 }
 
@@ -67,7 +119,9 @@ test('erasure reaches access records, every object version, DSAR archives, webho
   const clients = [];
   for (const identity of [CAROL, BRUNO]) {
     const c = await gw.connect();
-    await c.request('join', { token: await gw.mint({ room: 'erase', identity, name: identity.split('@')[0]!.replace('.', ' ') }) });
+    await c.request('join', {
+      token: await gw.mint({ room: 'erase', identity, name: identity.split('@')[0]!.replace('.', ' ') }),
+    });
     clients.push(c);
   }
   const keys = gw.app.telemetry!.keys.pseudonymizer;
@@ -75,11 +129,24 @@ test('erasure reaches access records, every object version, DSAR archives, webho
   assert.ok(carol && bruno && carol !== bruno);
   // Carol reads her room's recordings with her own token: an access record that is hers.
   const token = await gw.mint({ room: 'erase', identity: CAROL, grants: ['subscribe', 'recordings:read'] });
-  assert.equal((await gw.app.inject({ method: 'GET', url: '/v1/recordings?room=erase', headers: { authorization: `Bearer ${token}` } })).statusCode, 200);
+  assert.equal(
+    (
+      await gw.app.inject({
+        method: 'GET',
+        url: '/v1/recordings?room=erase',
+        headers: { authorization: `Bearer ${token}` },
+      })
+    ).statusCode,
+    200,
+  );
   const carolRec = await storeRecording(CAROL, carol);
   const brunoRec = await storeRecording(BRUNO, bruno);
   assert.equal((await gw.app.recording!.store.versions(carolRec.key)).length, 2);
-  await waitFor('deliveries pending', async () => readFileSync(path.join(gw.config.dataDir, 'webhooks', 'deliveries.jsonl'), 'utf8'), (t) => t.includes(CAROL) && t.includes(BRUNO));
+  await waitFor(
+    'deliveries pending',
+    async () => readFileSync(path.join(gw.config.dataDir, 'webhooks', 'deliveries.jsonl'), 'utf8'),
+    (t) => t.includes(CAROL) && t.includes(BRUNO),
+  );
   for (const c of clients) c.close();
   const [access] = await gw.query(`SELECT count() AS c FROM vigie.access_log WHERE subject = {p:String}`, { p: carol });
   assert.ok(Number(access.c) > 0, 'the access record names her pseudonym');
@@ -89,28 +156,54 @@ test('erasure reaches access records, every object version, DSAR archives, webho
   const res = await dpo('/v1/compliance/dsar/erasure', { identity: CAROL });
   assert.equal(res.statusCode, 200, res.body);
   const result = res.json();
-  assert.ok(result.erased.find((e: { table: string }) => e.table === 'access_log').rows > 0, JSON.stringify(result.erased));
+  assert.ok(
+    result.erased.find((e: { table: string }) => e.table === 'access_log').rows > 0,
+    JSON.stringify(result.erased),
+  );
   assert.deepEqual(result.recordingsDeleted, [carolRec.id]);
   assert.equal(result.objectVersionsDeleted, 2, 'both versions, the orphan one included');
-  assert.deepEqual(await gw.app.recording!.store.versions(carolRec.key), [], 'no version of her recording is left in the bucket');
-  assert.equal((await gw.app.recording!.store.versions(brunoRec.key)).length, 2, "the other participant's recording is untouched");
+  assert.deepEqual(
+    await gw.app.recording!.store.versions(carolRec.key),
+    [],
+    'no version of her recording is left in the bucket',
+  );
+  assert.equal(
+    (await gw.app.recording!.store.versions(brunoRec.key)).length,
+    2,
+    "the other participant's recording is untouched",
+  );
   assert.deepEqual(result.files.exportsDeleted, [archive.json().id]);
   assert.ok(result.files.webhookBodiesRedacted >= 1);
   assert.equal(result.saltDestroyed, true);
 
   // Nothing in ClickHouse holds her identity; her pseudonym only where the answer says it was kept.
-  const tables = (await gw.query<{ name: string }>(`SELECT name FROM system.tables WHERE database = 'vigie' AND engine NOT IN ('View', 'MaterializedView')`)).map((t) => t.name);
+  const tables = (
+    await gw.query<{ name: string }>(
+      `SELECT name FROM system.tables WHERE database = 'vigie' AND engine NOT IN ('View', 'MaterializedView')`,
+    )
+  ).map((t) => t.name);
   for (const t of tables) {
-    const [hit] = await gw.query(`SELECT count() AS c FROM vigie.${t} WHERE position(toString(tuple(*)), {id:String}) > 0`, { id: CAROL });
+    const [hit] = await gw.query(
+      `SELECT count() AS c FROM vigie.${t} WHERE position(toString(tuple(*)), {id:String}) > 0`,
+      { id: CAROL },
+    );
     assert.equal(Number(hit.c), 0, `identity found in ${t}`);
-    const [ps] = await gw.query(`SELECT count() AS c FROM vigie.${t} WHERE position(toString(tuple(*)), {p:String}) > 0`, { p: carol });
+    const [ps] = await gw.query(
+      `SELECT count() AS c FROM vigie.${t} WHERE position(toString(tuple(*)), {p:String}) > 0`,
+      { p: carol },
+    );
     if (Number(ps.c) > 0) assert.ok(['audit_log', 'dsar_requests'].includes(t), `pseudonym left in ${t}`);
   }
   // Nor any file under DATA_DIR (journal, exports, salts, spool, secrets), except the embedded engine's own storage.
   for (const { file, text } of filesText(gw.config.dataDir).filter((f) => !f.file.startsWith('clickhouse'))) {
-    for (const needle of [CAROL, carol, 'carol durand']) assert.ok(!text.includes(needle), `${needle} found in ${file}`);
+    for (const needle of [CAROL, carol, 'carol durand'])
+      assert.ok(!text.includes(needle), `${needle} found in ${file}`);
   }
-  assert.match(readFileSync(path.join(gw.config.dataDir, 'webhooks', 'deliveries.jsonl'), 'utf8'), /bruno\.petit@example\.fr/, "the other participant's pending deliveries are intact");
+  assert.match(
+    readFileSync(path.join(gw.config.dataDir, 'webhooks', 'deliveries.jsonl'), 'utf8'),
+    /bruno\.petit@example\.fr/,
+    "the other participant's pending deliveries are intact",
+  );
   // The identity no longer leads to the pseudonym that stays in the audit trail: its salt is gone.
   assert.equal(keys.existing('acme', CAROL), undefined);
   assert.notEqual(keys.pseudonym('acme', CAROL), carol, 'recomputing gives an unrelated pseudonym');
@@ -125,20 +218,53 @@ test('erasure removes the subject from the telemetry spool, and nobody else', as
   const log = pino({ level: 'silent' });
   const spool = new Spool(dir, 64 << 20, 'drop-oldest', log);
   await spool.open();
-  const down = createClient({ url: `http://127.0.0.1:${await closedPort()}`, request_timeout: 500, log: { level: ClickHouseLogLevel.OFF } });
-  const writer = new ClickHouseWriter(down, spool, { database: 'vigie', batchRows: 1000, flushIntervalMs: 60_000, maxBufferedRows: 100_000 } as never, log);
+  const down = createClient({
+    url: `http://127.0.0.1:${await closedPort()}`,
+    request_timeout: 500,
+    log: { level: ClickHouseLogLevel.OFF },
+  });
+  const writer = new ClickHouseWriter(
+    down,
+    spool,
+    { database: 'vigie', batchRows: 1000, flushIntervalMs: 60_000, maxBufferedRows: 100_000 } as never,
+    log,
+  );
   onTestFinished(async () => {
     await writer.close();
     await down.close();
   });
   const keys = gw.app.telemetry!.keys.pseudonymizer;
   const [dave, erin] = ['dave@example.fr', 'erin@example.fr'].map((i) => keys.pseudonym('acme', i));
-  for (const [identity, p] of [['dave@example.fr', dave], ['erin@example.fr', erin]] as const) {
-    writer.write('participants', { tenant: 'acme', participant: p, identity, display_name: identity, first_seen: Date.now(), updated_at: Date.now() });
-    writer.write('call_events', { ts: Date.now(), tenant: 'acme', room: 'spool', call_id: 'c', peer_id: 'x', participant: p, event: 'peer.joined', object_id: '', reason: '', attrs: {} });
+  for (const [identity, p] of [
+    ['dave@example.fr', dave],
+    ['erin@example.fr', erin],
+  ] as const) {
+    writer.write('participants', {
+      tenant: 'acme',
+      participant: p,
+      identity,
+      display_name: identity,
+      first_seen: Date.now(),
+      updated_at: Date.now(),
+    });
+    writer.write('call_events', {
+      ts: Date.now(),
+      tenant: 'acme',
+      room: 'spool',
+      call_id: 'c',
+      peer_id: 'x',
+      participant: p,
+      event: 'peer.joined',
+      object_id: '',
+      reason: '',
+      attrs: {},
+    });
   }
   await writer.flush();
-  const text = () => readdirSync(dir).map((f) => readFileSync(path.join(dir, f), 'utf8')).join('');
+  const text = () =>
+    readdirSync(dir)
+      .map((f) => readFileSync(path.join(dir, f), 'utf8'))
+      .join('');
   assert.ok(text().includes('dave@example.fr') && text().includes(dave!));
   const result = await dsarErase(
     {
@@ -157,7 +283,7 @@ test('erasure removes the subject from the telemetry spool, and nobody else', as
   assert.equal(spool.rows, 2);
 });
 
-test('erasure deletes the subject\'s recordings still waiting for upload, and they are never uploaded', async () => {
+test("erasure deletes the subject's recordings still waiting for upload, and they are never uploaded", async () => {
   const keys = gw.app.telemetry!.keys.pseudonymizer;
   const [fanny, gael] = ['fanny@example.fr', 'gael@example.fr'].map((i) => keys.pseudonym('acme', i));
   // What a recorder leaves when the store cannot be reached: a media file and its upload manifest.
@@ -167,7 +293,21 @@ test('erasure deletes the subject\'s recordings still waiting for upload, and th
     const id = randomUUID();
     const file = path.join(pending, `${id}.webm`);
     writeFileSync(file, `media of ${who}`);
-    const m = { id, sessionId: randomUUID(), tenant: 'acme', room: 'pending', callId: randomUUID(), participants: [who], tracks: [], codecs: [], startedAt: Date.now() - 5000, endedAt: Date.now(), file, contentType: 'video/webm', attempts: 3 };
+    const m = {
+      id,
+      sessionId: randomUUID(),
+      tenant: 'acme',
+      room: 'pending',
+      callId: randomUUID(),
+      participants: [who],
+      tracks: [],
+      codecs: [],
+      startedAt: Date.now() - 5000,
+      endedAt: Date.now(),
+      file,
+      contentType: 'video/webm',
+      attempts: 3,
+    };
     writeFileSync(path.join(pending, `${id}.json`), JSON.stringify(m));
     return m;
   };
@@ -184,6 +324,8 @@ test('erasure deletes the subject\'s recordings still waiting for upload, and th
   // What is left is uploaded as usual; fanny's is not among it.
   assert.equal(await gw.app.recording!.service.resumePending(), 1);
   assert.ok(await gw.app.recording!.service.drain());
-  const ids = (await gw.query<{ id: string }>(`SELECT id FROM vigie.recordings FINAL WHERE room = 'pending' AND status = 'ready'`)).map((r) => r.id);
+  const ids = (
+    await gw.query<{ id: string }>(`SELECT id FROM vigie.recordings FINAL WHERE room = 'pending' AND status = 'ready'`)
+  ).map((r) => r.id);
   assert.deepEqual(ids, [gaels.id]);
 });

@@ -4,7 +4,14 @@ import type { types as ms } from 'mediasoup';
 import type { Frame as FirefoxFrame, Page as FirefoxPage } from 'puppeteer-core';
 import type { Page as ChromiumPage } from 'playwright-core';
 import { afterAll, beforeAll, describe, onTestFinished, test } from 'vitest';
-import { type Evaluates, joinThroughPage, launchBrowser, launchFirefox, receivedMedia, waitFor } from './helpers/browser.js';
+import {
+  type Evaluates,
+  joinThroughPage,
+  launchBrowser,
+  launchFirefox,
+  receivedMedia,
+  waitFor,
+} from './helpers/browser.js';
 import { assertClientStatsMatchServer, waitForStatsWindow } from './helpers/clientStats.js';
 import { startGateway, type TestGateway } from './helpers/gateway.js';
 import { createMediaNamespace, type MediaNamespace } from './helpers/netns.js';
@@ -19,12 +26,10 @@ let chromium: Awaited<ReturnType<typeof launchBrowser>>;
 const portal = Fastify();
 let portalOrigin = '';
 portal.get('/', async (req, reply) =>
-  reply
-    .type('text/html')
-    .send(
-      `<!doctype html><script>window.got=[];addEventListener('message',e=>{if(e.data&&e.data.source==='vigie')got.push({origin:e.origin,type:e.data.type})})</script>
+  reply.type('text/html').send(
+    `<!doctype html><script>window.got=[];addEventListener('message',e=>{if(e.data&&e.data.source==='vigie')got.push({origin:e.origin,type:e.data.type})})</script>
 <iframe id="call" allow="camera; microphone" src="${gw.url}/embed?token=${encodeURIComponent((req.query as { token: string }).token)}"></iframe>`,
-    ),
+  ),
 );
 
 beforeAll(async () => {
@@ -68,13 +73,23 @@ async function chromiumPage(): Promise<ChromiumPage> {
   return page;
 }
 
-const peerOf = (room: string, identity: string) => [...(gw.app.sfu.getRoom('acme', room)?.peers.values() ?? [])].find((p) => p.identity === identity);
+const peerOf = (room: string, identity: string) =>
+  [...(gw.app.sfu.getRoom('acme', room)?.peers.values() ?? [])].find((p) => p.identity === identity);
 
 /** Both sides decode video and play audio from the other, and keep doing so. */
 async function assertMediaBothWays(sides: Array<[string, Evaluates]>): Promise<void> {
   for (const [name, doc] of sides) {
-    const first = await waitFor(`${name} to receive audio and video`, () => receivedMedia(doc), (m) => m.videoTracks === 1 && m.audioTracks === 1 && m.framesDecoded > 5 && m.totalSamplesReceived > 0, 60_000);
-    const later = await waitFor(`${name}'s media to keep flowing`, () => receivedMedia(doc), (m) => m.framesDecoded > first.framesDecoded + 10 && m.totalSamplesReceived > first.totalSamplesReceived + 48000);
+    const first = await waitFor(
+      `${name} to receive audio and video`,
+      () => receivedMedia(doc),
+      (m) => m.videoTracks === 1 && m.audioTracks === 1 && m.framesDecoded > 5 && m.totalSamplesReceived > 0,
+      60_000,
+    );
+    const later = await waitFor(
+      `${name}'s media to keep flowing`,
+      () => receivedMedia(doc),
+      (m) => m.framesDecoded > first.framesDecoded + 10 && m.totalSamplesReceived > first.totalSamplesReceived + 48000,
+    );
     assert.ok(later.framesDecoded > first.framesDecoded, name);
   }
 }
@@ -93,7 +108,7 @@ async function assertServedOnNamespace(room: string, identity: string): Promise<
 }
 
 describe('Firefox and Chromium in one call, media served on a network namespace', () => {
-  test('through the join page: media both ways, and Firefox\'s client stats match the server\'s rows in ClickHouse', async () => {
+  test("through the join page: media both ways, and Firefox's client stats match the server's rows in ClickHouse", async () => {
     const room = 'firefox-join';
     const fox = await firefoxPage();
     const chrome = await chromiumPage();
@@ -120,8 +135,13 @@ describe('Firefox and Chromium in one call, media served on a network namespace'
     const streams = await assertClientStatsMatchServer(gw, callId, { trackIds, paddedVideo: true });
     const seen = [...streams.values()].map((rows) => `${rows[0]!.direction} ${rows[0]!.kind}`);
     // What the server receives from Firefox (its mic and each layer of its camera) and what it sends Firefox.
-    for (const kind of ['inbound audio', 'inbound video', 'outbound audio', 'outbound video']) assert.ok(seen.includes(kind), `${kind} compared: ${seen.join(', ')}`);
-    assert.equal(seen.filter((k) => k.startsWith('outbound')).length, 2, 'one audio and one video consumer for Firefox');
+    for (const kind of ['inbound audio', 'inbound video', 'outbound audio', 'outbound video'])
+      assert.ok(seen.includes(kind), `${kind} compared: ${seen.join(', ')}`);
+    assert.equal(
+      seen.filter((k) => k.startsWith('outbound')).length,
+      2,
+      'one audio and one video consumer for Firefox',
+    );
   });
 
   test('through the embed page: media both ways, and the embed reports to the portal by postMessage in Firefox too', async () => {
@@ -130,8 +150,16 @@ describe('Firefox and Chromium in one call, media served on a network namespace'
     const chrome = await chromiumPage();
     await fox.goto(`${portalOrigin}/?token=${await gw.mint({ room, identity: 'fox-embedded' })}`);
     await chrome.goto(`${portalOrigin}/?token=${await gw.mint({ room, identity: 'chrome-embedded' })}`);
-    const foxFrame = await waitFor('the embed frame in Firefox', async () => fox.frames().find((f) => f.url().startsWith(`${gw.url}/embed`)), Boolean);
-    const chromeFrame = await waitFor('the embed frame in Chromium', async () => chrome.frame({ url: (u) => u.href.startsWith(`${gw.url}/embed`) }), Boolean);
+    const foxFrame = await waitFor(
+      'the embed frame in Firefox',
+      async () => fox.frames().find((f) => f.url().startsWith(`${gw.url}/embed`)),
+      Boolean,
+    );
+    const chromeFrame = await waitFor(
+      'the embed frame in Chromium',
+      async () => chrome.frame({ url: (u) => u.href.startsWith(`${gw.url}/embed`) }),
+      Boolean,
+    );
 
     await assertMediaBothWays([
       ['firefox (embedded)', foxFrame as FirefoxFrame],
@@ -146,11 +174,21 @@ describe('Firefox and Chromium in one call, media served on a network namespace'
     ] as const) {
       const events = await waitFor(
         `${name}: the portal hears "joined" and "trackAdded"`,
-        () => (page as Evaluates).evaluate(() => (window as unknown as { got: Array<{ origin: string; type: string }> }).got),
+        () =>
+          (page as Evaluates).evaluate(
+            () => (window as unknown as { got: Array<{ origin: string; type: string }> }).got,
+          ),
         (g) => g.some((e) => e.type === 'joined') && g.some((e) => e.type === 'trackAdded'),
       );
-      assert.ok(events.every((e) => e.origin === gw.url), `${name}: every message comes from the gateway's origin: ${JSON.stringify(events)}`);
+      assert.ok(
+        events.every((e) => e.origin === gw.url),
+        `${name}: every message comes from the gateway's origin: ${JSON.stringify(events)}`,
+      );
     }
-    assert.equal(await fox.evaluate(() => 'ancestorOrigins' in location), false, 'this Firefox still lacks location.ancestorOrigins');
+    assert.equal(
+      await fox.evaluate(() => 'ancestorOrigins' in location),
+      false,
+      'this Firefox still lacks location.ancestorOrigins',
+    );
   });
 });

@@ -35,7 +35,12 @@ let sigToken: string;
 /** For the participant that joins before-join connections: another identity, so it never replaces the one under test. */
 let beforeToken: string;
 /** Ids that exist on the gateway, so generated requests also reach the code behind the NOT_FOUND checks. */
-const known = { participantIds: [] as string[], transportIds: [] as string[], producerIds: [] as string[], consumerIds: [] as string[] };
+const known = {
+  participantIds: [] as string[],
+  transportIds: [] as string[],
+  producerIds: [] as string[],
+  consumerIds: [] as string[],
+};
 
 // --- generated values that are not JSON-serializable as-is ---------------------
 
@@ -46,9 +51,15 @@ const known = { participantIds: [] as string[], transportIds: [] as string[], pr
  */
 // biome-ignore lint/suspicious/noControlCharactersInRegex: NUL delimits the placeholder, since no generated string can hold it
 const DEEP = /"\u0000deep:(\d+):(obj|arr)\u0000"/g;
-const deepValue = fc.tuple(fc.integer({ min: 2_000, max: 30_000 }), fc.constantFrom('obj', 'arr')).map(([n, k]) => `\u0000deep:${n}:${k}\u0000`);
+const deepValue = fc
+  .tuple(fc.integer({ min: 2_000, max: 30_000 }), fc.constantFrom('obj', 'arr'))
+  .map(([n, k]) => `\u0000deep:${n}:${k}\u0000`);
 const serialize = (v: unknown): string =>
-  JSON.stringify(v).replace(DEEP, (_m, n: string, k: string) => (k === 'obj' ? `${'{"a":'.repeat(Number(n))}1${'}'.repeat(Number(n))}` : '['.repeat(Number(n)) + ']'.repeat(Number(n))));
+  JSON.stringify(v).replace(DEEP, (_m, n: string, k: string) =>
+    k === 'obj'
+      ? `${'{"a":'.repeat(Number(n))}1${'}'.repeat(Number(n))}`
+      : '['.repeat(Number(n)) + ']'.repeat(Number(n)),
+  );
 
 /** Something of the wrong kind: any JSON, or a value nested deeper than any stack. */
 const junk = fc.oneof({ weight: 4, arbitrary: fc.jsonValue({ maxDepth: 3 }) }, { weight: 1, arbitrary: deepValue });
@@ -58,13 +69,22 @@ const junk = fc.oneof({ weight: 4, arbitrary: fc.jsonValue({ maxDepth: 3 }) }, {
 type Schema = Record<string, any>;
 
 /** Mostly values the schema accepts (so requests get past validation), sometimes junk at any level. */
-function fromSchema(s: Schema | undefined, hints: Record<string, fc.Arbitrary<unknown>> = {}, name?: string): fc.Arbitrary<unknown> {
+function fromSchema(
+  s: Schema | undefined,
+  hints: Record<string, fc.Arbitrary<unknown>> = {},
+  name?: string,
+): fc.Arbitrary<unknown> {
   const valid = validFromSchema(s ?? {}, hints, name);
   return fc.oneof({ weight: 6, arbitrary: valid }, { weight: 1, arbitrary: junk });
 }
 
-function validFromSchema(s: Schema, hints: Record<string, fc.Arbitrary<unknown>>, name?: string): fc.Arbitrary<unknown> {
-  if (name && hints[name]) return fc.oneof({ weight: 3, arbitrary: hints[name]! }, { weight: 1, arbitrary: plain(s, hints) });
+function validFromSchema(
+  s: Schema,
+  hints: Record<string, fc.Arbitrary<unknown>>,
+  name?: string,
+): fc.Arbitrary<unknown> {
+  if (name && hints[name])
+    return fc.oneof({ weight: 3, arbitrary: hints[name]! }, { weight: 1, arbitrary: plain(s, hints) });
   return plain(s, hints);
 }
 
@@ -72,29 +92,45 @@ function plain(s: Schema, hints: Record<string, fc.Arbitrary<unknown>>): fc.Arbi
   if (Array.isArray(s.enum)) return fc.constantFrom(...s.enum);
   if (s.const !== undefined) return fc.constant(s.const);
   const alternatives = s.anyOf ?? s.oneOf;
-  if (Array.isArray(alternatives) && alternatives.length) return fc.oneof(...alternatives.map((a: Schema) => validFromSchema(a, hints)));
+  if (Array.isArray(alternatives) && alternatives.length)
+    return fc.oneof(...alternatives.map((a: Schema) => validFromSchema(a, hints)));
   if (Array.isArray(s.allOf) && s.allOf.length) return validFromSchema(s.allOf[0], hints);
   switch (s.type) {
     case 'string':
-      if (s.format === 'date-time') return fc.date({ min: new Date('0001-01-01T00:00:00Z'), max: new Date('9999-12-31T23:59:59Z'), noInvalidDate: true }).map((d) => d.toISOString());
+      if (s.format === 'date-time')
+        return fc
+          .date({ min: new Date('0001-01-01T00:00:00Z'), max: new Date('9999-12-31T23:59:59Z'), noInvalidDate: true })
+          .map((d) => d.toISOString());
       if (s.format === 'uuid') return fc.uuid();
       if (s.format === 'uri') return fc.webUrl();
-      if (typeof s.pattern === 'string') return fc.stringMatching(new RegExp(s.pattern)).filter((x) => x.length <= (s.maxLength ?? 4096));
+      if (typeof s.pattern === 'string')
+        return fc.stringMatching(new RegExp(s.pattern)).filter((x) => x.length <= (s.maxLength ?? 4096));
       return fc.string({ minLength: s.minLength ?? 0, maxLength: Math.min(s.maxLength ?? 64, 300), unit: 'grapheme' });
     case 'integer':
-      return fc.integer({ min: Math.max(s.minimum ?? -(2 ** 31), Number.MIN_SAFE_INTEGER), max: Math.min(s.maximum ?? 2 ** 31, Number.MAX_SAFE_INTEGER) });
+      return fc.integer({
+        min: Math.max(s.minimum ?? -(2 ** 31), Number.MIN_SAFE_INTEGER),
+        max: Math.min(s.maximum ?? 2 ** 31, Number.MAX_SAFE_INTEGER),
+      });
     case 'number':
       return fc.double({ min: s.minimum ?? -1e15, max: s.maximum ?? 1e15, noNaN: true, noDefaultInfinity: true });
     case 'boolean':
       return fc.boolean();
     case 'array':
-      return fc.array(fromSchema(s.items, hints), { minLength: s.minItems ?? 0, maxLength: Math.max(s.minItems ?? 0, Math.min(s.maxItems ?? 4, 4)) });
+      return fc.array(fromSchema(s.items, hints), {
+        minLength: s.minItems ?? 0,
+        maxLength: Math.max(s.minItems ?? 0, Math.min(s.maxItems ?? 4, 4)),
+      });
     case 'object': {
       const props: Record<string, fc.Arbitrary<unknown>> = {};
-      for (const [k, v] of Object.entries((s.properties ?? {}) as Record<string, Schema>)) props[k] = fromSchema(v, hints, k);
+      for (const [k, v] of Object.entries((s.properties ?? {}) as Record<string, Schema>))
+        props[k] = fromSchema(v, hints, k);
       const record = fc.record(props, { requiredKeys: (s.required ?? []).filter((k: string) => k in props) });
       if (!s.additionalProperties || Object.keys(props).length) return record;
-      return fc.dictionary(fc.string({ maxLength: 16 }), fromSchema(s.additionalProperties === true ? {} : s.additionalProperties, hints), { maxKeys: 4 });
+      return fc.dictionary(
+        fc.string({ maxLength: 16 }),
+        fromSchema(s.additionalProperties === true ? {} : s.additionalProperties, hints),
+        { maxKeys: 4 },
+      );
     }
     default:
       return fc.jsonValue({ maxDepth: 3 });
@@ -114,7 +150,10 @@ function assertRestAnswer(what: string, status: number, body: string): void {
   } catch {
     /* not JSON: reported below */
   }
-  assert.ok(typeof code === 'string' && CODES.includes(code) && code !== 'INTERNAL', `${what} → ${status} without a stable error code: ${body.slice(0, 300)}`);
+  assert.ok(
+    typeof code === 'string' && CODES.includes(code) && code !== 'INTERNAL',
+    `${what} → ${status} without a stable error code: ${body.slice(0, 300)}`,
+  );
 }
 
 function assertSignalingAnswer(what: string, frame: any): void {
@@ -206,9 +245,22 @@ class RawSocket {
   }
 }
 
-const OPUS = { mimeType: 'audio/opus', payloadType: 100, clockRate: 48000, channels: 2, parameters: {}, rtcpFeedback: [] };
+const OPUS = {
+  mimeType: 'audio/opus',
+  payloadType: 100,
+  clockRate: 48000,
+  channels: 2,
+  parameters: {},
+  rtcpFeedback: [],
+};
 let ssrc = 1000;
-const audioRtpParameters = () => ({ mid: '0', codecs: [OPUS], headerExtensions: [], encodings: [{ ssrc: ssrc++ }], rtcp: { cname: 'fuzz', reducedSize: true } });
+const audioRtpParameters = () => ({
+  mid: '0',
+  codecs: [OPUS],
+  headerExtensions: [],
+  encodings: [{ ssrc: ssrc++ }],
+  rtcp: { cname: 'fuzz', reducedSize: true },
+});
 
 /** A participant with a send and a receive transport and one audio track. */
 async function joinedSocket(token: string): Promise<{ s: RawSocket; rtpCapabilities: unknown; peerId: string }> {
@@ -216,7 +268,12 @@ async function joinedSocket(token: string): Promise<{ s: RawSocket; rtpCapabilit
   const joined = await s.ok('join', { token });
   const send = await s.ok('createWebRtcTransport', { direction: 'send' });
   const recv = await s.ok('createWebRtcTransport', { direction: 'recv' });
-  const { producerId } = await s.ok('produce', { transportId: send.transportId, kind: 'audio', rtpParameters: audioRtpParameters(), source: 'mic' });
+  const { producerId } = await s.ok('produce', {
+    transportId: send.transportId,
+    kind: 'audio',
+    rtpParameters: audioRtpParameters(),
+    source: 'mic',
+  });
   known.transportIds.push(send.transportId, recv.transportId);
   known.producerIds.push(producerId);
   return { s, rtpCapabilities: joined.rtpCapabilities, peerId: joined.peerId };
@@ -229,27 +286,45 @@ gw = await startGateway({
   api: { ratePerMinute: 100_000_000 },
   signaling: { ratePerSecond: 10_000, rateBurst: 10_000 },
   tenants: [
-    { id: 'acme', apiKeys: [{ id: 'fuzzall1', hash: ALL_SCOPES_KEY.hash, scopes: ['tokens:mint', 'rooms:read', 'rooms:write', 'recordings:read', 'dpo', 'admin'] }] },
+    {
+      id: 'acme',
+      apiKeys: [
+        {
+          id: 'fuzzall1',
+          hash: ALL_SCOPES_KEY.hash,
+          scopes: ['tokens:mint', 'rooms:read', 'rooms:write', 'recordings:read', 'dpo', 'admin'],
+        },
+      ],
+    },
     { id: 'globex', apiKeys: [] },
   ],
 });
 userToken = await gw.mint({ room: ROOM, identity: 'fuzz-user', grants: ['publish', 'subscribe', 'record', 'admin'] });
 sigToken = await gw.mint({ room: SIG_ROOM, identity: 'fuzz-sig', grants: ['publish', 'subscribe', 'record', 'admin'] });
-beforeToken = await gw.mint({ room: SIG_ROOM, identity: 'fuzz-before', grants: ['publish', 'subscribe', 'record', 'admin'] 
+beforeToken = await gw.mint({
+  room: SIG_ROOM,
+  identity: 'fuzz-before',
+  grants: ['publish', 'subscribe', 'record', 'admin'],
 });
 
 afterAll(async () => {
   await gw?.close();
 });
 
-const doc = (await (await fetch(`${gw.url}/docs/openapi.json`)).json()) as { paths: Record<string, Record<string, Schema>> };
-const routes = Object.entries(doc.paths).flatMap(([p, ops]) => Object.entries(ops).map(([method, op]) => ({ path: p, method: method.toUpperCase(), op })));
+const doc = (await (await fetch(`${gw.url}/docs/openapi.json`)).json()) as {
+  paths: Record<string, Record<string, Schema>>;
+};
+const routes = Object.entries(doc.paths).flatMap(([p, ops]) =>
+  Object.entries(ops).map(([method, op]) => ({ path: p, method: method.toUpperCase(), op })),
+);
 
 describe('every REST route in the OpenAPI document answers any input with a 2xx-4xx and a stable error code, never a 5xx', () => {
   let live: Awaited<ReturnType<typeof joinedSocket>>;
   beforeAll(async () => {
     // A live room with a participant, so participant routes reach past NOT_FOUND.
-    live = await joinedSocket(await gw.mint({ room: ROOM, identity: 'fuzz-present', grants: ['publish', 'subscribe'] }));
+    live = await joinedSocket(
+      await gw.mint({ room: ROOM, identity: 'fuzz-present', grants: ['publish', 'subscribe'] }),
+    );
     known.participantIds.push(live.peerId);
   });
   afterAll(() => live?.s.close());
@@ -269,7 +344,9 @@ describe('every REST route in the OpenAPI document answers any input with a 2xx-
         fc.string({ maxLength: 40 }),
         fc.tuple(fc.string({ maxLength: 20 }), fc.string({ maxLength: 40 })).map(([ms, id]) => `${ms}|${id}`),
         fc.jsonValue({ maxDepth: 2 }).map((v) => JSON.stringify(v) ?? ''),
-        fc.record({ startedMs: fc.oneof(fc.integer(), fc.double()), id: fc.oneof(fc.uuid(), fc.string()) }).map((v) => JSON.stringify(v)),
+        fc
+          .record({ startedMs: fc.oneof(fc.integer(), fc.double()), id: fc.oneof(fc.uuid(), fc.string()) })
+          .map((v) => JSON.stringify(v)),
       )
       .chain((v) => fc.constantFrom(v, Buffer.from(v).toString('base64url'))),
   };
@@ -282,16 +359,30 @@ describe('every REST route in the OpenAPI document answers any input with a 2xx-
       const bodySchema: Schema | undefined = route.op.requestBody?.content?.['application/json']?.schema;
       const adminRoute = JSON.stringify(route.op.security ?? []).includes('adminKey');
       const request = fc.record({
-        path: fc.record(Object.fromEntries(pathParams.map((p) => [p.name, fc.oneof({ weight: 4, arbitrary: validFromSchema(p.schema ?? {}, hints, p.name) }, { weight: 1, arbitrary: fc.string({ maxLength: 80 }) })]))),
+        path: fc.record(
+          Object.fromEntries(
+            pathParams.map((p) => [
+              p.name,
+              fc.oneof(
+                { weight: 4, arbitrary: validFromSchema(p.schema ?? {}, hints, p.name) },
+                { weight: 1, arbitrary: fc.string({ maxLength: 80 }) },
+              ),
+            ]),
+          ),
+        ),
         query: fc.tuple(
-          fc.record(Object.fromEntries(queryParams.map((p) => [p.name, fromSchema(p.schema, hints, p.name)])), { requiredKeys: [] }),
+          fc.record(Object.fromEntries(queryParams.map((p) => [p.name, fromSchema(p.schema, hints, p.name)])), {
+            requiredKeys: [],
+          }),
           fc.dictionary(fc.string({ maxLength: 10 }), fc.string({ maxLength: 20 }), { maxKeys: 2 }),
         ),
         body: fc.oneof(
           { weight: 6, arbitrary: fromSchema(bodySchema, hints).map((v) => serialize(v)) },
           { weight: 1, arbitrary: fc.string({ maxLength: 200 }) },
         ),
-        auth: adminRoute ? fc.constantFrom('admin', 'admin', 'admin', 'key', 'none') : fc.constantFrom('key', 'key', 'key', 'bearer', 'none'),
+        auth: adminRoute
+          ? fc.constantFrom('admin', 'admin', 'admin', 'key', 'none')
+          : fc.constantFrom('key', 'key', 'key', 'bearer', 'none'),
         // Now and then a forged credential instead (a key id with a wrong secret, any string, a corrupted JWT).
         forged: fc.option(
           fc.oneof(
@@ -299,17 +390,33 @@ describe('every REST route in the OpenAPI document answers any input with a 2xx-
             fc.string({ maxLength: 80 }).map((v) => ({ 'x-api-key': v })),
             fc.string({ maxLength: 80 }).map((v) => ({ 'x-admin-key': v })),
             fc.string({ maxLength: 200 }).map((v) => ({ authorization: v })),
-            fc.integer({ min: 0, max: 300 }).map((i) => ({ authorization: `Bearer ${userToken.slice(0, i)}x${userToken.slice(i + 1)}` })),
+            fc
+              .integer({ min: 0, max: 300 })
+              .map((i) => ({ authorization: `Bearer ${userToken.slice(0, i)}x${userToken.slice(i + 1)}` })),
           ),
           { freq: 8 },
         ),
-        contentType: fc.option(fc.constantFrom('text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', 'application/json; charset=latin1', 'application/jsonx', ''), { freq: 8 }),
+        contentType: fc.option(
+          fc.constantFrom(
+            'text/plain',
+            'application/x-www-form-urlencoded',
+            'multipart/form-data; boundary=x',
+            'application/json; charset=latin1',
+            'application/jsonx',
+            '',
+          ),
+          { freq: 8 },
+        ),
       });
       await fc.assert(
         fc.asyncProperty(request, async (r) => {
-          let url = route.path.replace(/\{(\w+)\}/g, (_m, name: string) => encodeURIComponent(String((r.path as Record<string, unknown>)[name] ?? '')) || '%20');
+          let url = route.path.replace(
+            /\{(\w+)\}/g,
+            (_m, name: string) => encodeURIComponent(String((r.path as Record<string, unknown>)[name] ?? '')) || '%20',
+          );
           const qs = new URLSearchParams();
-          for (const [k, v] of Object.entries({ ...r.query[1], ...r.query[0] })) qs.append(k, typeof v === 'string' ? v : serialize(v));
+          for (const [k, v] of Object.entries({ ...r.query[1], ...r.query[0] }))
+            qs.append(k, typeof v === 'string' ? v : serialize(v));
           if ([...qs].length) url += `?${qs}`;
           const headers: Record<string, string> = {};
           if (r.auth === 'admin') headers['x-admin-key'] = ADMIN_KEY;
@@ -318,8 +425,17 @@ describe('every REST route in the OpenAPI document answers any input with a 2xx-
           const withBody = route.method !== 'GET' && route.method !== 'HEAD';
           if (withBody) headers['content-type'] = r.contentType ?? 'application/json';
           if (r.forged) Object.assign(headers, r.forged);
-          const res = await fetch(`${gw.url}${url}`, { method: route.method, headers, body: withBody ? r.body : undefined, redirect: 'manual' });
-          assertRestAnswer(`${route.method} ${url} body=${withBody ? r.body.slice(0, 200) : ''}`, res.status, await res.text());
+          const res = await fetch(`${gw.url}${url}`, {
+            method: route.method,
+            headers,
+            body: withBody ? r.body : undefined,
+            redirect: 'manual',
+          });
+          assertRestAnswer(
+            `${route.method} ${url} body=${withBody ? r.body.slice(0, 200) : ''}`,
+            res.status,
+            await res.text(),
+          );
         }),
         { seed: SEED, numRuns: REST_RUNS, endOnFailure: true },
       );
@@ -329,8 +445,18 @@ describe('every REST route in the OpenAPI document answers any input with a 2xx-
 
 test('the pages outside the OpenAPI document (/join, /embed, /sdk/…) answer any query or path below 500', async () => {
   const page = fc.record({
-    path: fc.oneof(fc.constantFrom('/join', '/embed', '/', '/sdk/vigie-sdk.js'), fc.string({ maxLength: 60 }).map((p) => `/sdk/${p}`), fc.string({ maxLength: 60 }).map((p) => `/${encodeURI(p)}`)),
-    token: fc.oneof(fc.constant(userToken), fc.string({ maxLength: 200 }), fc.constant(userToken).chain((t) => fc.integer({ min: 0, max: t.length - 1 }).map((i) => `${t.slice(0, i)}x${t.slice(i + 1)}`))),
+    path: fc.oneof(
+      fc.constantFrom('/join', '/embed', '/', '/sdk/vigie-sdk.js'),
+      fc.string({ maxLength: 60 }).map((p) => `/sdk/${p}`),
+      fc.string({ maxLength: 60 }).map((p) => `/${encodeURI(p)}`),
+    ),
+    token: fc.oneof(
+      fc.constant(userToken),
+      fc.string({ maxLength: 200 }),
+      fc
+        .constant(userToken)
+        .chain((t) => fc.integer({ min: 0, max: t.length - 1 }).map((i) => `${t.slice(0, i)}x${t.slice(i + 1)}`)),
+    ),
     extra: fc.dictionary(fc.string({ maxLength: 10 }), fc.string({ maxLength: 20 }), { maxKeys: 2 }),
     repeated: fc.boolean(),
   });
@@ -350,23 +476,34 @@ describe('every signaling method answers any data, before and after joining, wit
   const hints: Record<string, fc.Arbitrary<unknown>> = {
     transportId: fc.constant(null).chain(() => fc.constantFrom(...known.transportIds)),
     producerId: fc.constant(null).chain(() => fc.constantFrom(...known.producerIds)),
-    consumerId: fc.constant(null).chain(() => fc.constantFrom(...known.producerIds, ...(known.consumerIds.length ? known.consumerIds : ['none']))),
+    consumerId: fc
+      .constant(null)
+      .chain(() => fc.constantFrom(...known.producerIds, ...(known.consumerIds.length ? known.consumerIds : ['none']))),
   };
   let other: Awaited<ReturnType<typeof joinedSocket>>;
   let me: Awaited<ReturnType<typeof joinedSocket>>;
   beforeAll(async () => {
     // Another participant's track, for the fuzzed participant to consume.
-    other = await joinedSocket(await gw.mint({ room: SIG_ROOM, identity: 'fuzz-other', grants: ['publish', 'subscribe'] }));
+    other = await joinedSocket(
+      await gw.mint({ room: SIG_ROOM, identity: 'fuzz-other', grants: ['publish', 'subscribe'] }),
+    );
     me = await joinedSocket(sigToken);
     const recvId = known.transportIds.at(-1)!;
-    const consumed = await me.s.ok('consume', { transportId: recvId, producerId: known.producerIds.at(-2), rtpCapabilities: me.rtpCapabilities });
+    const consumed = await me.s.ok('consume', {
+      transportId: recvId,
+      producerId: known.producerIds.at(-2),
+      rtpCapabilities: me.rtpCapabilities,
+    });
     known.consumerIds.push(consumed.consumerId);
     hints.rtpCapabilities = fc.constant(me.rtpCapabilities);
     hints.rtpParameters = fc.constant(null).map(() => audioRtpParameters());
   });
 
   const dataFor = (method: string, token: string) => {
-    const schema = z.toJSONSchema(REQUESTS[method as keyof typeof REQUESTS], { io: 'input', unrepresentable: 'any' }) as Schema;
+    const schema = z.toJSONSchema(REQUESTS[method as keyof typeof REQUESTS], {
+      io: 'input',
+      unrepresentable: 'any',
+    }) as Schema;
     return fromSchema(schema, { ...hints, token: fc.constant(token) });
   };
 
@@ -391,7 +528,14 @@ describe('every signaling method answers any data, before and after joining, wit
       await fc.assert(
         fc.asyncProperty(dataFor(method, sigToken), async (data) => {
           // Leaving ends the session under test: it gets a session of its own.
-          const session = method === 'leave' ? (await joinedSocket(await gw.mint({ room: SIG_ROOM, identity: 'fuzz-leaver', grants: ['publish', 'subscribe'] }))).s : me.s;
+          const session =
+            method === 'leave'
+              ? (
+                  await joinedSocket(
+                    await gw.mint({ room: SIG_ROOM, identity: 'fuzz-leaver', grants: ['publish', 'subscribe'] }),
+                  )
+                ).s
+              : me.s;
           const f = await session.request(method, data);
           assertSignalingAnswer(`${method} ${serialize(data).slice(0, 200)} (joined)`, f);
           if (session !== me.s) await session.close();
@@ -405,7 +549,12 @@ describe('every signaling method answers any data, before and after joining, wit
     const frame = fc.oneof(
       fc.string({ maxLength: 200 }),
       junk.map(serialize),
-      fc.record({ id: junk, method: fc.oneof(fc.constantFrom(...Object.keys(REQUESTS)), fc.string()), data: junk }, { requiredKeys: [] }).map(serialize),
+      fc
+        .record(
+          { id: junk, method: fc.oneof(fc.constantFrom(...Object.keys(REQUESTS)), fc.string()), data: junk },
+          { requiredKeys: [] },
+        )
+        .map(serialize),
       fc.uint8Array({ maxLength: 64 }).map((b) => Buffer.from(b)),
     );
     const unjoined = await RawSocket.open(gw.wsUrl);
@@ -429,7 +578,11 @@ describe('every signaling method answers any data, before and after joining, wit
 // --- focused regressions: each input the fuzzer (or the issue) found, on its own ---
 
 const restCall = async (method: string, url: string, body?: string) => {
-  const res = await fetch(`${gw.url}${url}`, { method, headers: { 'x-api-key': ALL_SCOPES_KEY.key, ...(body === undefined ? {} : { 'content-type': 'application/json' }) }, body });
+  const res = await fetch(`${gw.url}${url}`, {
+    method,
+    headers: { 'x-api-key': ALL_SCOPES_KEY.key, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    body,
+  });
   return { status: res.status, body: (await res.json()) as any };
 };
 
@@ -440,11 +593,18 @@ test('POST /v1/tokens: metadata nested 20 000 levels deep is a 400 naming metada
   assert.equal(r.body.error.code, 'INVALID_REQUEST');
   assert.match(r.body.error.message, /^metadata: nested deeper than 8 levels/);
   // Metadata within the limits still mints a token that verifies.
-  const ok = await restCall('POST', '/v1/tokens', JSON.stringify({ room: 'r1', identity: 'u1', metadata: { a: { b: { c: [1, 'x', null] } } } }));
+  const ok = await restCall(
+    'POST',
+    '/v1/tokens',
+    JSON.stringify({ room: 'r1', identity: 'u1', metadata: { a: { b: { c: [1, 'x', null] } } } }),
+  );
   assert.equal(ok.status, 200, JSON.stringify(ok.body));
   assert.deepEqual((await gw.app.tokens.verify(ok.body.token)).metadata, { a: { b: { c: [1, 'x', null] } } });
   // Too large as a whole, or one string too long: refused too, before the token would outgrow what verify accepts.
-  for (const metadata of [{ s: 'x'.repeat(1025) }, Object.fromEntries(Array.from({ length: 8 }, (_, i) => [`k${i}`, 'y'.repeat(1000)]))]) {
+  for (const metadata of [
+    { s: 'x'.repeat(1025) },
+    Object.fromEntries(Array.from({ length: 8 }, (_, i) => [`k${i}`, 'y'.repeat(1000)])),
+  ]) {
     const big = await restCall('POST', '/v1/tokens', JSON.stringify({ room: 'r1', identity: 'u1', metadata }));
     assert.equal(big.status, 400, JSON.stringify(big.body));
   }
@@ -470,7 +630,10 @@ test('a signed access token whose metadata nests too deep is refused as invalid 
     .setSubject('deep-meta')
     .setExpirationTime('10m')
     .sign(new TextEncoder().encode(gw.config.auth.hs256Secret!));
-  await assert.rejects(gw.app.tokens.verify(token), (err: any) => err.code === 'UNAUTHORIZED' && /metadata: nested deeper/.test(err.message));
+  await assert.rejects(
+    gw.app.tokens.verify(token),
+    (err: any) => err.code === 'UNAUTHORIZED' && /metadata: nested deeper/.test(err.message),
+  );
 });
 
 test('GET /v1/recordings: a forged cursor is a 400 naming the cursor, never NaN sent to ClickHouse', async () => {
@@ -489,16 +652,23 @@ test('GET /v1/recordings: a forged cursor is a 400 naming the cursor, never NaN 
     assert.equal(r.body.error.code, 'INVALID_REQUEST');
     assert.match(r.body.error.message, /^cursor: not a cursor this API issued/);
   }
-  const valid = await restCall('GET', `/v1/recordings?cursor=${b64('{"startedMs":1795978000000,"id":"256039f9-33ad-451a-8000-0017603045a3"}')}`);
+  const valid = await restCall(
+    'GET',
+    `/v1/recordings?cursor=${b64('{"startedMs":1795978000000,"id":"256039f9-33ad-451a-8000-0017603045a3"}')}`,
+  );
   assert.equal(valid.status, 200, JSON.stringify(valid.body));
 });
 
 test('signaling: data nested deeper than the limit is INVALID_REQUEST before mediasoup clones it', async () => {
-  const { s } = await joinedSocket(await gw.mint({ room: SIG_ROOM, identity: 'fuzz-deep', grants: ['publish', 'subscribe'] }));
+  const { s } = await joinedSocket(
+    await gw.mint({ room: SIG_ROOM, identity: 'fuzz-deep', grants: ['publish', 'subscribe'] }),
+  );
   const transportId = known.transportIds.at(-2)!;
   const deep = '['.repeat(20_000) + ']'.repeat(20_000);
   const rtp = serialize({ ...audioRtpParameters(), mid: '7' }).replace(/}$/, `,"extra":${deep}}`);
-  const f = await s.send(`{"id":1,"method":"produce","data":{"transportId":"${transportId}","kind":"video","source":"camera","rtpParameters":${rtp}}}`);
+  const f = await s.send(
+    `{"id":1,"method":"produce","data":{"transportId":"${transportId}","kind":"video","source":"camera","rtpParameters":${rtp}}}`,
+  );
   assert.equal(f.ok, false);
   assert.equal(f.error.code, 'INVALID_REQUEST', JSON.stringify(f));
   assert.match(f.error.message, /nested deeper than 16 levels/);
@@ -507,19 +677,44 @@ test('signaling: data nested deeper than the limit is INVALID_REQUEST before med
 
 test('signaling: a track whose SSRC or MID is already routed on the transport, and a second connectTransport, are INVALID_REQUEST, not INTERNAL', async () => {
   const usedSsrc = ssrc; // the next one audioRtpParameters hands out: joinedSocket's track
-  const { s } = await joinedSocket(await gw.mint({ room: SIG_ROOM, identity: 'fuzz-dup', grants: ['publish', 'subscribe'] }));
+  const { s } = await joinedSocket(
+    await gw.mint({ room: SIG_ROOM, identity: 'fuzz-dup', grants: ['publish', 'subscribe'] }),
+  );
   const [sendId, recvId] = known.transportIds.slice(-2) as [string, string];
   // joinedSocket produced mid 0 with usedSsrc on this transport.
-  const sameMid = await s.request('produce', { transportId: sendId, kind: 'audio', source: 'screen-audio', rtpParameters: { ...audioRtpParameters(), mid: '0' } });
+  const sameMid = await s.request('produce', {
+    transportId: sendId,
+    kind: 'audio',
+    source: 'screen-audio',
+    rtpParameters: { ...audioRtpParameters(), mid: '0' },
+  });
   assert.equal(sameMid.error?.code, 'INVALID_REQUEST', JSON.stringify(sameMid));
   assert.match(sameMid.error.message, /mid 0 is already used/);
-  const sameSsrc = await s.request('produce', { transportId: sendId, kind: 'audio', source: 'screen-audio', rtpParameters: { ...audioRtpParameters(), mid: '1', encodings: [{ ssrc: usedSsrc }] } });
+  const sameSsrc = await s.request('produce', {
+    transportId: sendId,
+    kind: 'audio',
+    source: 'screen-audio',
+    rtpParameters: { ...audioRtpParameters(), mid: '1', encodings: [{ ssrc: usedSsrc }] },
+  });
   assert.equal(sameSsrc.error?.code, 'INVALID_REQUEST', JSON.stringify(sameSsrc));
   assert.match(sameSsrc.error.message, /ssrc \d+ is already used/);
   // A distinct MID and SSRC on the same transport is still accepted.
-  assert.equal((await s.request('produce', { transportId: sendId, kind: 'audio', source: 'screen-audio', rtpParameters: { ...audioRtpParameters(), mid: '1' } })).ok, true);
+  assert.equal(
+    (
+      await s.request('produce', {
+        transportId: sendId,
+        kind: 'audio',
+        source: 'screen-audio',
+        rtpParameters: { ...audioRtpParameters(), mid: '1' },
+      })
+    ).ok,
+    true,
+  );
 
-  const dtlsParameters = { role: 'client', fingerprints: [{ algorithm: 'sha-256', value: Array.from({ length: 32 }, () => 'AB').join(':') }] };
+  const dtlsParameters = {
+    role: 'client',
+    fingerprints: [{ algorithm: 'sha-256', value: Array.from({ length: 32 }, () => 'AB').join(':') }],
+  };
   assert.equal((await s.request('connectTransport', { transportId: recvId, dtlsParameters })).ok, true);
   const again = await s.request('connectTransport', { transportId: recvId, dtlsParameters });
   assert.equal(again.error?.code, 'INVALID_REQUEST', JSON.stringify(again));
@@ -528,9 +723,13 @@ test('signaling: a track whose SSRC or MID is already routed on the transport, a
 });
 
 test('signaling: malformed RTP parameters and capabilities are refused by the schema, naming the field, before mediasoup sees them', async () => {
-  const other = await joinedSocket(await gw.mint({ room: SIG_ROOM, identity: 'fuzz-rtp-other', grants: ['publish', 'subscribe'] }));
+  const other = await joinedSocket(
+    await gw.mint({ room: SIG_ROOM, identity: 'fuzz-rtp-other', grants: ['publish', 'subscribe'] }),
+  );
   const producerId = known.producerIds.at(-1)!; // other's track, to consume
-  const { s } = await joinedSocket(await gw.mint({ room: SIG_ROOM, identity: 'fuzz-rtp', grants: ['publish', 'subscribe'] }));
+  const { s } = await joinedSocket(
+    await gw.mint({ room: SIG_ROOM, identity: 'fuzz-rtp', grants: ['publish', 'subscribe'] }),
+  );
   const [sendId, recvId] = known.transportIds.slice(-2) as [string, string];
   const base = { ...audioRtpParameters(), mid: '5' };
   const opus = base.codecs[0]!;
@@ -549,7 +748,10 @@ test('signaling: malformed RTP parameters and capabilities are refused by the sc
   for (const [field, rtpParameters] of badParameters) {
     const f = await s.request('produce', { transportId: sendId, kind: 'audio', source: 'screen-audio', rtpParameters });
     assert.equal(f.error?.code, 'INVALID_REQUEST', `${field}: ${JSON.stringify(f)}`);
-    assert.ok(f.error.message.startsWith(`invalid produce request: rtpParameters.${field}`), `${field}: ${f.error.message}`);
+    assert.ok(
+      f.error.message.startsWith(`invalid produce request: rtpParameters.${field}`),
+      `${field}: ${f.error.message}`,
+    );
   }
   for (const [field, rtpCapabilities] of [
     ['codecs.0.mimeType', { codecs: [{ mimeType: 7, clockRate: 48000 }] }],
@@ -557,7 +759,10 @@ test('signaling: malformed RTP parameters and capabilities are refused by the sc
   ] as const) {
     const f = await s.request('consume', { transportId: recvId, producerId, rtpCapabilities });
     assert.equal(f.error?.code, 'INVALID_REQUEST', `${field}: ${JSON.stringify(f)}`);
-    assert.ok(f.error.message.startsWith(`invalid consume request: rtpCapabilities.${field}`), `${field}: ${f.error.message}`);
+    assert.ok(
+      f.error.message.startsWith(`invalid consume request: rtpCapabilities.${field}`),
+      `${field}: ${f.error.message}`,
+    );
   }
   await s.close();
   await other.s.close();
@@ -565,9 +770,14 @@ test('signaling: malformed RTP parameters and capabilities are refused by the sc
 
 test('recording: a track closed while its recorder starts is skipped, not a failure to start (found by the fuzz test: startRecording, then closeProducer)', async () => {
   const { Recorder } = await import('../src/recording/index.js');
-  const { s } = await joinedSocket(await gw.mint({ room: SIG_ROOM, identity: 'fuzz-rec', grants: ['publish', 'subscribe'] }));
+  const { s } = await joinedSocket(
+    await gw.mint({ room: SIG_ROOM, identity: 'fuzz-rec', grants: ['publish', 'subscribe'] }),
+  );
   const room = gw.app.sfu.getRoom('acme', SIG_ROOM)!;
-  const producer = [...room.peers.values()].find((p) => p.identity === 'fuzz-rec')!.producers.values().next().value!;
+  const producer = [...room.peers.values()]
+    .find((p) => p.identity === 'fuzz-rec')!
+    .producers.values()
+    .next().value!;
   // The participant closes the track as soon as the recorder's consumer exists, before the recorder resumes it.
   const closeOnConsumer = (t: any) => t.observer.once('newconsumer', () => producer.close());
   room.router.observer.once('newtransport', closeOnConsumer);
@@ -585,5 +795,8 @@ test('recording: a track closed while its recorder starts is skipped, not a fail
 test('the gateway is still ready afterwards, and nothing a client sent was logged as an error', async () => {
   const ready = await fetch(`${gw.url}/readyz`);
   assert.equal(ready.status, 200, await ready.text());
-  assert.deepEqual(loggedErrors().map((l) => l.slice(0, 500)), []);
+  assert.deepEqual(
+    loggedErrors().map((l) => l.slice(0, 500)),
+    [],
+  );
 });

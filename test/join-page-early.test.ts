@@ -35,21 +35,45 @@ test('the embed page joins before its SDK bundle has loaded, and the SDK carries
   });
   const token = await gw.mint({ room: 'early', identity: 'early-bird' });
   await page.goto(`${gw.url}/embed?token=${token}`, { waitUntil: 'commit' });
-  const peer = await waitFor('the participant in the room while the SDK is held', async () => [...(gw.app.sfu.getRoom('acme', 'early')?.peers.values() ?? [])].find((p) => p.identity === 'early-bird'), Boolean);
-  assert.equal(await page.evaluate(() => typeof (window as { Vigie?: unknown }).Vigie), 'undefined', 'the SDK has not run yet');
+  const peer = await waitFor(
+    'the participant in the room while the SDK is held',
+    async () =>
+      [...(gw.app.sfu.getRoom('acme', 'early')?.peers.values() ?? [])].find((p) => p.identity === 'early-bird'),
+    Boolean,
+  );
+  assert.equal(
+    await page.evaluate(() => typeof (window as { Vigie?: unknown }).Vigie),
+    'undefined',
+    'the SDK has not run yet',
+  );
   assert.equal(await page.evaluate(() => location.search), '', 'the token left the address bar before any bundle ran');
   release();
 
   // The SDK takes the connection over: the same participant, no second socket, and the call works.
-  await waitFor('joined', () => page.evaluate(() => (window as any).vigieEvents?.map((e: { type: string }) => e.type) ?? []), (t: string[]) => t.includes('published'));
+  await waitFor(
+    'joined',
+    () => page.evaluate(() => (window as any).vigieEvents?.map((e: { type: string }) => e.type) ?? []),
+    (t: string[]) => t.includes('published'),
+  );
   assert.equal(await page.evaluate(() => (window as any).vigieCall.info.peerId), peer!.id);
-  await waitFor('media from the sender', () => receivedMedia(page), (m) => m.videoTracks === 1 && m.framesDecoded > 5);
+  await waitFor(
+    'media from the sender',
+    () => receivedMedia(page),
+    (m) => m.videoTracks === 1 && m.framesDecoded > 5,
+  );
   assert.deepEqual(sockets, [gw.wsUrl], 'one WebSocket, opened by the page script');
-  assert.deepEqual([...gw.app.sfu.getRoom('acme', 'early')!.peers.values()].map((p) => p.identity).sort(), ['early-bird', 'sender']);
+  assert.deepEqual([...gw.app.sfu.getRoom('acme', 'early')!.peers.values()].map((p) => p.identity).sort(), [
+    'early-bird',
+    'sender',
+  ]);
   assert.deepEqual(errors, [], 'no CSP violation or script error');
 
   // And the other way: the newcomer's tracks, produced over the taken-over connection, reach the sender.
-  await waitFor('the sender to receive the newcomer', () => receivedMedia(sender), (m) => m.videoTracks === 1 && m.framesDecoded > 5);
+  await waitFor(
+    'the sender to receive the newcomer',
+    () => receivedMedia(sender),
+    (m) => m.videoTracks === 1 && m.framesDecoded > 5,
+  );
   await page.close();
   await sender.close();
 });
@@ -61,6 +85,10 @@ test('the join page, on its pre-join screen, joins nobody until the click on "Jo
   await page.waitForFunction(() => (window as any).vigieEvents?.some((e: { type: string }) => e.type === 'prejoin'));
   assert.equal(gw.app.sfu.getRoom('acme', 'lobby')?.peers.size ?? 0, 0, 'nobody in the room before the click');
   await page.click('#join-button');
-  await waitFor('joined after the click', async () => gw.app.sfu.getRoom('acme', 'lobby')?.peers.size ?? 0, (n) => n === 1);
+  await waitFor(
+    'joined after the click',
+    async () => gw.app.sfu.getRoom('acme', 'lobby')?.peers.size ?? 0,
+    (n) => n === 1,
+  );
   await page.close();
 });

@@ -29,7 +29,10 @@ test('in a terminal the log is one readable line per event, with its level and t
   const lines = await startupOutput({ tty: true });
   const listening = lines.find((l) => l.includes('Server listening at'));
   assert.match(listening ?? '', PRETTY, lines.join('\n'));
-  assert.ok(lines.some((l) => PRETTY.test(l) && l.includes('mediasoup worker pool started')), lines.join('\n'));
+  assert.ok(
+    lines.some((l) => PRETTY.test(l) && l.includes('mediasoup worker pool started')),
+    lines.join('\n'),
+  );
   assert.ok(!lines.some(isJson), `no JSON line in a terminal:\n${lines.join('\n')}`);
   assert.ok(lines.coloured, 'levels are coloured in a terminal');
 });
@@ -37,17 +40,26 @@ test('in a terminal the log is one readable line per event, with its level and t
 test('into a pipe (a container log driver, a collector) the log stays one JSON object per line', async () => {
   const lines = await startupOutput({ tty: false });
   const logged = lines.filter(isJson).map((l) => JSON.parse(l));
-  assert.ok(logged.some((l) => l.msg?.startsWith('Server listening at') && l.level === 30), lines.join('\n'));
+  assert.ok(
+    logged.some((l) => l.msg?.startsWith('Server listening at') && l.level === 30),
+    lines.join('\n'),
+  );
   assert.ok(logged.some((l) => l.msg === 'mediasoup worker pool started' && l.component === 'worker-pool'));
   assert.ok(!lines.some((l) => PRETTY.test(l)), 'no pretty line in a pipe');
 });
 
 test('VIGIE_LOG_FORMAT forces either: JSON in a terminal, pretty into a pipe', async () => {
   const inTerminal = await startupOutput({ tty: true, format: 'json' });
-  assert.ok(inTerminal.some((l) => isJson(l) && JSON.parse(l).msg === 'mediasoup worker pool started'), inTerminal.join('\n'));
+  assert.ok(
+    inTerminal.some((l) => isJson(l) && JSON.parse(l).msg === 'mediasoup worker pool started'),
+    inTerminal.join('\n'),
+  );
   assert.ok(!inTerminal.some((l) => PRETTY.test(l)));
   const inPipe = await startupOutput({ tty: false, format: 'pretty' });
-  assert.ok(inPipe.some((l) => PRETTY.test(l) && l.includes('mediasoup worker pool started')), inPipe.join('\n'));
+  assert.ok(
+    inPipe.some((l) => PRETTY.test(l) && l.includes('mediasoup worker pool started')),
+    inPipe.join('\n'),
+  );
   assert.ok(!inPipe.some(isJson));
   assert.equal(inPipe.coloured, false, 'no colour codes in a file');
   assert.equal(prettyLogs('auto', true), true);

@@ -23,7 +23,10 @@ test('the namespace serves a UDP socket on its veth address, reachable from this
   const ns = createMediaNamespace();
   try {
     assert.match(namespaces(), new RegExp(`^${ns.name}\\b`, 'm'));
-    assert.match(execFileSync('ip', ['-n', ns.name, '-4', 'addr'], { encoding: 'utf8' }), new RegExp(`inet ${ns.mediaIp.replaceAll('.', '\\.')}/30`));
+    assert.match(
+      execFileSync('ip', ['-n', ns.name, '-4', 'addr'], { encoding: 'utf8' }),
+      new RegExp(`inet ${ns.mediaIp.replaceAll('.', '\\.')}/30`),
+    );
     // A UDP echo inside the namespace, on its address, started through the same wrapper style the worker uses.
     const echo = `const s=require('dgram').createSocket('udp4');s.on('message',(m,r)=>s.send(m,r.port,r.address));s.bind(0,'${ns.mediaIp}',()=>console.log(s.address().port))`;
     const server = spawn('ip', ['netns', 'exec', ns.name, process.execPath, '-e', echo]);
@@ -46,7 +49,10 @@ test('the namespace serves a UDP socket on its veth address, reachable from this
     ns.close();
   }
   assert.doesNotMatch(namespaces(), new RegExp(`^${ns.name}\\b`, 'm'));
-  assert.doesNotMatch(execFileSync('ip', ['-o', 'link'], { encoding: 'utf8' }), new RegExp(`vgh${ns.name.split('-').at(-1)}`));
+  assert.doesNotMatch(
+    execFileSync('ip', ['-o', 'link'], { encoding: 'utf8' }),
+    new RegExp(`vgh${ns.name.split('-').at(-1)}`),
+  );
 });
 
 test('a run that fails removes its namespace on exit, and one killed outright is removed by the next run', () => {
@@ -56,7 +62,9 @@ test('a run that fails removes its namespace on exit, and one killed outright is
   assert.match(name, /^vigie-t\d+-[0-9a-f]{6}$/, thrown.stderr);
   assert.doesNotMatch(namespaces(), new RegExp(`^${name}\\b`, 'm'));
 
-  const killed = child(`const ns = createMediaNamespace(); console.log(ns.name); process.kill(process.pid, 'SIGKILL');`);
+  const killed = child(
+    `const ns = createMediaNamespace(); console.log(ns.name); process.kill(process.pid, 'SIGKILL');`,
+  );
   const left = killed.stdout.trim();
   assert.match(namespaces(), new RegExp(`^${left}\\b`, 'm'), 'SIGKILL runs no cleanup');
   createMediaNamespace().close();

@@ -24,8 +24,18 @@ afterAll(() => gw.close());
 test('OTLP export is on only when the standard OTEL_* variables ask for it', () => {
   assert.equal(otlpConfigured({}), false);
   assert.equal(otlpConfigured({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318' }), true);
-  assert.equal(otlpConfigured({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318', OTEL_SDK_DISABLED: 'true' }), false);
-  assert.equal(otlpConfigured({ OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://c:4318/v1/traces', OTEL_TRACES_EXPORTER: 'none', OTEL_METRICS_EXPORTER: 'none' }), false);
+  assert.equal(
+    otlpConfigured({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318', OTEL_SDK_DISABLED: 'true' }),
+    false,
+  );
+  assert.equal(
+    otlpConfigured({
+      OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://c:4318/v1/traces',
+      OTEL_TRACES_EXPORTER: 'none',
+      OTEL_METRICS_EXPORTER: 'none',
+    }),
+    false,
+  );
 });
 
 test('one span per signaling request and per REST call, with tenant and room, never a token; logs carry the trace id', async () => {
@@ -33,8 +43,14 @@ test('one span per signaling request and per REST call, with tenant and room, ne
   const c = await gw.connect();
   await c.request('join', { token });
   await c.request('createWebRtcTransport', { direction: 'recv' });
-  await c.request('consume', { transportId: 'nope', producerId: 'x', rtpCapabilities: { codecs: [] } }).catch(() => undefined);
-  const res = await fetch(`${gw.url}/v1/tokens`, { method: 'POST', headers: { 'x-api-key': ACME_KEY.key, 'content-type': 'application/json' }, body: JSON.stringify({ room: 'traced', identity: 'x' }) });
+  await c
+    .request('consume', { transportId: 'nope', producerId: 'x', rtpCapabilities: { codecs: [] } })
+    .catch(() => undefined);
+  const res = await fetch(`${gw.url}/v1/tokens`, {
+    method: 'POST',
+    headers: { 'x-api-key': ACME_KEY.key, 'content-type': 'application/json' },
+    body: JSON.stringify({ room: 'traced', identity: 'x' }),
+  });
   assert.equal(res.status, 200);
 
   const finished = spans.getFinishedSpans();
@@ -49,10 +65,15 @@ test('one span per signaling request and per REST call, with tenant and room, ne
   assert.equal(rest.attributes['vigie.tenant'], 'acme');
   assert.equal(rest.attributes['http.response.status_code'], 200);
   for (const s of finished) {
-    for (const v of Object.values(s.attributes)) assert.ok(!String(v).includes(token) && !String(v).includes(ACME_KEY.key), `${s.name} carries a secret`);
+    for (const v of Object.values(s.attributes))
+      assert.ok(!String(v).includes(token) && !String(v).includes(ACME_KEY.key), `${s.name} carries a secret`);
   }
 
-  const lines = gw.logs().split('\n').filter(Boolean).map((l) => JSON.parse(l));
+  const lines = gw
+    .logs()
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l));
   const joinedLine = lines.find((l) => l.msg === 'peer joined');
   assert.equal(joinedLine.trace_id, join.spanContext().traceId);
   const mintedLine = lines.find((l) => l.msg === 'join token minted');
@@ -63,7 +84,18 @@ test('gateway metrics: rooms, peers, tracks, worker CPU, writer queue, spool, in
   await gw.app.telemetry!.writer.flush();
   const { resourceMetrics } = await reader.collect();
   const found = new Map(resourceMetrics.scopeMetrics.flatMap((s) => s.metrics).map((m) => [m.descriptor.name, m]));
-  for (const name of ['vigie.rooms', 'vigie.peers', 'vigie.producers', 'vigie.consumers', 'vigie.worker.cpu', 'vigie.writer.queue_depth', 'vigie.spool.bytes', 'vigie.clickhouse.insert_latency', 'vigie.rows.written', 'vigie.rows.dropped']) {
+  for (const name of [
+    'vigie.rooms',
+    'vigie.peers',
+    'vigie.producers',
+    'vigie.consumers',
+    'vigie.worker.cpu',
+    'vigie.writer.queue_depth',
+    'vigie.spool.bytes',
+    'vigie.clickhouse.insert_latency',
+    'vigie.rows.written',
+    'vigie.rows.dropped',
+  ]) {
     assert.ok(found.has(name), `${name} in ${[...found.keys()].join(', ')}`);
   }
   const value = (name: string) => (found.get(name)!.dataPoints[0] as { value: number }).value;

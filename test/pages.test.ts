@@ -23,7 +23,8 @@ afterAll(async () => {
 
 /** A token without a display name (the gateway helper's `mint` always names the participant). */
 const unnamedToken = async (room: string, identity: string) =>
-  (await gw.app.tokens.mint({ tenant: 'acme', room, identity, grants: ['publish', 'subscribe'], ttlSeconds: 600 })).token;
+  (await gw.app.tokens.mint({ tenant: 'acme', room, identity, grants: ['publish', 'subscribe'], ttlSeconds: 600 }))
+    .token;
 
 async function newPage(label: string, context = browser.context): Promise<Page> {
   const page = await context.newPage();
@@ -31,8 +32,14 @@ async function newPage(label: string, context = browser.context): Promise<Page> 
   return page;
 }
 
-const events = (page: Page) => page.evaluate(() => ((window as any).vigieEvents ?? []) as Array<{ type: string; data: any }>);
-const waitEvent = (page: Page, type: string) => waitFor(`${type} event`, async () => (await events(page)).map((e) => e.type), (t) => t.includes(type));
+const events = (page: Page) =>
+  page.evaluate(() => ((window as any).vigieEvents ?? []) as Array<{ type: string; data: any }>);
+const waitEvent = (page: Page, type: string) =>
+  waitFor(
+    `${type} event`,
+    async () => (await events(page)).map((e) => e.type),
+    (t) => t.includes(type),
+  );
 /** Opens /join and waits for the pre-join screen to have opened the devices. */
 async function openPrejoin(page: Page, url: string): Promise<void> {
   assert.equal((await page.goto(url))?.status(), 200);
@@ -46,7 +53,11 @@ async function seriousViolations(page: Page): Promise<Array<{ id: string; impact
     const r = await (window as any).axe.run(document);
     return r.violations
       .filter((v: { impact: string }) => v.impact === 'serious' || v.impact === 'critical')
-      .map((v: { id: string; impact: string; nodes: Array<{ target: string[] }> }) => ({ id: v.id, impact: v.impact, nodes: v.nodes.map((n) => n.target.join(' ')) }));
+      .map((v: { id: string; impact: string; nodes: Array<{ target: string[] }> }) => ({
+        id: v.id,
+        impact: v.impact,
+        nodes: v.nodes.map((n) => n.target.join(' ')),
+      }));
   });
 }
 
@@ -62,7 +73,9 @@ describe('languages', () => {
       }
     }
     // A French word in place of an English one, or the reverse, would be a copy, not a translation.
-    const same = (Object.keys(CATALOGUES.en) as Array<keyof Catalogue>).filter((k) => k !== 'errors' && CATALOGUES.en[k] === CATALOGUES.fr[k]);
+    const same = (Object.keys(CATALOGUES.en) as Array<keyof Catalogue>).filter(
+      (k) => k !== 'errors' && CATALOGUES.en[k] === CATALOGUES.fr[k],
+    );
     assert.deepEqual(same, []);
   });
 
@@ -77,7 +90,11 @@ describe('languages', () => {
   test('the page language: ?lang=, else Accept-Language, else the tenant default, else English; <html lang> says which', async () => {
     const token = await gw.mint({ room: 'lang', identity: 'lang-user' });
     const get = async (query: string, acceptLanguage?: string) => {
-      const res = await gw.app.inject({ method: 'GET', url: `/join?token=${token}${query}`, headers: acceptLanguage ? { 'accept-language': acceptLanguage } : {} });
+      const res = await gw.app.inject({
+        method: 'GET',
+        url: `/join?token=${token}${query}`,
+        headers: acceptLanguage ? { 'accept-language': acceptLanguage } : {},
+      });
       assert.equal(res.statusCode, 200);
       return res.body;
     };
@@ -95,16 +112,27 @@ describe('languages', () => {
       gw.app.tenants.upsert('acme', { defaultLanguage: 'fr' });
       assert.equal(lang(await get('')), 'fr', "the tenant's default");
       assert.equal(lang(await get('', 'en-GB')), 'en', 'Accept-Language wins over the tenant default');
-      assert.equal(lang(await get('', 'de')), 'fr', 'an Accept-Language the pages do not speak falls to the tenant default');
+      assert.equal(
+        lang(await get('', 'de')),
+        'fr',
+        'an Accept-Language the pages do not speak falls to the tenant default',
+      );
       assert.equal(lang(await get('&lang=en')), 'en', '?lang= wins over the tenant default');
-      assert.throws(() => gw.app.tenants.upsert('acme', { defaultLanguage: 'de' }), (e: { code?: string }) => e.code === 'INVALID_REQUEST');
+      assert.throws(
+        () => gw.app.tenants.upsert('acme', { defaultLanguage: 'de' }),
+        (e: { code?: string }) => e.code === 'INVALID_REQUEST',
+      );
     } finally {
       gw.app.tenants.upsert('acme', { defaultLanguage: undefined });
     }
   });
 
   test('the error page is translated too, by error code', async () => {
-    const fr = await gw.app.inject({ method: 'GET', url: '/join?token=not-a-token', headers: { 'accept-language': 'fr' } });
+    const fr = await gw.app.inject({
+      method: 'GET',
+      url: '/join?token=not-a-token',
+      headers: { 'accept-language': 'fr' },
+    });
     assert.equal(fr.statusCode, 401);
     assert.match(fr.body, /<html lang="fr">/);
     assert.match(fr.body, /Impossible de rejoindre/);
@@ -122,10 +150,26 @@ describe('pre-join screen', () => {
   test('shows the camera preview and lists the fake camera and microphone to choose from', async () => {
     const page = await newPage('preview');
     await openPrejoin(page, `${gw.url}/join?token=${await gw.mint({ room: 'prejoin', identity: 'previewer' })}`);
-    await waitFor('the preview to play', () => page.locator('#preview').evaluate((v: HTMLVideoElement) => ({ w: v.videoWidth, t: v.currentTime })), (v) => v.w > 0 && v.t > 0);
-    const listed = async (id: string) => page.locator(`#${id} option`).evaluateAll((os: HTMLOptionElement[]) => os.map((o) => ({ value: o.value, label: o.textContent })));
-    const devices = await page.evaluate(async () => (await navigator.mediaDevices.enumerateDevices()).map((d) => ({ kind: d.kind, value: d.deviceId, label: d.label })));
-    for (const [select, kind] of [['camera-select', 'videoinput'], ['mic-select', 'audioinput']] as const) {
+    await waitFor(
+      'the preview to play',
+      () => page.locator('#preview').evaluate((v: HTMLVideoElement) => ({ w: v.videoWidth, t: v.currentTime })),
+      (v) => v.w > 0 && v.t > 0,
+    );
+    const listed = async (id: string) =>
+      page
+        .locator(`#${id} option`)
+        .evaluateAll((os: HTMLOptionElement[]) => os.map((o) => ({ value: o.value, label: o.textContent })));
+    const devices = await page.evaluate(async () =>
+      (await navigator.mediaDevices.enumerateDevices()).map((d) => ({
+        kind: d.kind,
+        value: d.deviceId,
+        label: d.label,
+      })),
+    );
+    for (const [select, kind] of [
+      ['camera-select', 'videoinput'],
+      ['mic-select', 'audioinput'],
+    ] as const) {
       const expected = devices.filter((d) => d.kind === kind && d.value).map(({ value, label }) => ({ value, label }));
       assert.ok(expected.length > 0, `Chromium has a fake ${kind}`);
       assert.deepEqual(await listed(select), expected, `${select} lists the browser's devices by name`);
@@ -141,7 +185,7 @@ describe('pre-join screen', () => {
     await page.close();
   });
 
-  test('a name typed on the pre-join screen is what the other participant sees; a token\'s own name cannot be overridden', async () => {
+  test("a name typed on the pre-join screen is what the other participant sees; a token's own name cannot be overridden", async () => {
     const zoe = await newPage('zoe');
     await openPrejoin(zoe, `${gw.url}/join?token=${await unnamedToken('named', 'zoe-id')}`);
     const input = zoe.locator('#name-input');
@@ -155,14 +199,33 @@ describe('pre-join screen', () => {
 
     const bob = await newPage('bob');
     await joinThroughPage(bob, `${gw.url}/join?token=${await gw.mint({ room: 'named', identity: 'bob' })}`);
-    await waitFor('bob to list zoé', () => bob.locator('#participants li').allTextContents(), (n) => n.includes('Zoé Martin'));
+    await waitFor(
+      'bob to list zoé',
+      () => bob.locator('#participants li').allTextContents(),
+      (n) => n.includes('Zoé Martin'),
+    );
     const zoePeer = [...gw.app.sfu.getRoom('acme', 'named')!.peers.values()].find((p) => p.identity === 'zoe-id')!;
-    await waitFor("zoé's tile at bob's, labelled with her name", () => bob.locator(`#tile-${zoePeer.id} video`).getAttribute('aria-label').catch(() => null), (l) => l === 'Zoé Martin');
-    await waitFor('zoé to list bob', () => zoe.locator('#participants li').allTextContents(), (n) => n.includes('Zoé Martin (you)') && n.includes('bob'));
+    await waitFor(
+      "zoé's tile at bob's, labelled with her name",
+      () =>
+        bob
+          .locator(`#tile-${zoePeer.id} video`)
+          .getAttribute('aria-label')
+          .catch(() => null),
+      (l) => l === 'Zoé Martin',
+    );
+    await waitFor(
+      'zoé to list bob',
+      () => zoe.locator('#participants li').allTextContents(),
+      (n) => n.includes('Zoé Martin (you)') && n.includes('bob'),
+    );
 
     // The token's name is the one the business app vouches for: a name sent at join does not replace it.
     const client = await gw.connect();
-    const joined = await client.request('join', { token: await gw.mint({ room: 'named', identity: 'carl', name: 'Carl' }), name: 'The CEO' });
+    const joined = await client.request('join', {
+      token: await gw.mint({ room: 'named', identity: 'carl', name: 'Carl' }),
+      name: 'The CEO',
+    });
     assert.equal((joined as { name: string }).name, 'Carl');
     client.close();
     // A name that is blank or too long is bad input: INVALID_REQUEST, and no one joins.
@@ -171,7 +234,10 @@ describe('pre-join screen', () => {
       await expectCode(c.request('join', { token: await unnamedToken('named', 'bad-name'), name }), 'INVALID_REQUEST');
       c.close();
     }
-    assert.equal([...gw.app.sfu.getRoom('acme', 'named')!.peers.values()].some((p) => p.identity === 'bad-name'), false);
+    assert.equal(
+      [...gw.app.sfu.getRoom('acme', 'named')!.peers.values()].some((p) => p.identity === 'bad-name'),
+      false,
+    );
     await zoe.close();
     await bob.close();
   });
@@ -193,7 +259,10 @@ describe('pre-join screen', () => {
       // In French, the same.
       const fr = await newPage('denied-fr', denied.context);
       await openPrejoin(fr, `${gw.url}/join?lang=fr&token=${await gw.mint({ room: 'refused', identity: 'timide' })}`);
-      assert.deepEqual(await fr.locator('#device-messages p').allTextContents(), [CATALOGUES.fr.cameraRefused, CATALOGUES.fr.micRefused]);
+      assert.deepEqual(await fr.locator('#device-messages p').allTextContents(), [
+        CATALOGUES.fr.cameraRefused,
+        CATALOGUES.fr.micRefused,
+      ]);
     } finally {
       await denied.close();
     }
@@ -206,14 +275,18 @@ describe('pre-join screen without a camera', () => {
     // A machine without a camera: the browser answers NotFoundError for video (the fake device cannot be unplugged).
     await page.addInitScript(() => {
       const real = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
-      navigator.mediaDevices.getUserMedia = (c) => (c?.video ? Promise.reject(new DOMException('Requested device not found', 'NotFoundError')) : real(c));
+      navigator.mediaDevices.getUserMedia = (c) =>
+        c?.video ? Promise.reject(new DOMException('Requested device not found', 'NotFoundError')) : real(c);
     });
     await openPrejoin(page, `${gw.url}/join?token=${await gw.mint({ room: 'no-camera', identity: 'voice-only' })}`);
     assert.deepEqual(await page.locator('#device-messages p').allTextContents(), [CATALOGUES.en.cameraMissing]);
     await page.click('#join-button');
     await waitEvent(page, 'published');
     const peer = [...gw.app.sfu.getRoom('acme', 'no-camera')!.peers.values()][0]!;
-    assert.deepEqual([...peer.producers.values()].map((p) => p.kind), ['audio']);
+    assert.deepEqual(
+      [...peer.producers.values()].map((p) => p.kind),
+      ['audio'],
+    );
     await page.close();
   });
 });
@@ -222,17 +295,38 @@ describe('accessibility', () => {
   for (const lang of ['en', 'fr'] as const) {
     test(`axe: no serious or critical violation on the pre-join, join and embed screens (${lang})`, async () => {
       const page = await newPage(`axe-${lang}`);
-      await openPrejoin(page, `${gw.url}/join?lang=${lang}&token=${await unnamedToken(`axe-${lang}`, `axe-a-${lang}`)}`);
+      await openPrejoin(
+        page,
+        `${gw.url}/join?lang=${lang}&token=${await unnamedToken(`axe-${lang}`, `axe-a-${lang}`)}`,
+      );
       assert.deepEqual(await seriousViolations(page), [], 'pre-join');
       await page.fill('#name-input', 'Ada');
       await page.click('#join-button');
       const other = await newPage(`axe-other-${lang}`);
-      await joinThroughPage(other, `${gw.url}/join?lang=${lang}&token=${await gw.mint({ room: `axe-${lang}`, identity: `axe-b-${lang}` })}`);
-      await waitFor('media at the join page', () => receivedMedia(page), (m) => m.framesDecoded > 0);
+      await joinThroughPage(
+        other,
+        `${gw.url}/join?lang=${lang}&token=${await gw.mint({ room: `axe-${lang}`, identity: `axe-b-${lang}` })}`,
+      );
+      await waitFor(
+        'media at the join page',
+        () => receivedMedia(page),
+        (m) => m.framesDecoded > 0,
+      );
       assert.deepEqual(await seriousViolations(page), [], 'join page in a call');
       const embed = await newPage(`axe-embed-${lang}`);
-      assert.equal((await embed.goto(`${gw.url}/embed?lang=${lang}&token=${await gw.mint({ room: `axe-${lang}`, identity: `axe-c-${lang}` })}`))?.status(), 200);
-      await waitFor('media at the embed page', () => receivedMedia(embed), (m) => m.framesDecoded > 0);
+      assert.equal(
+        (
+          await embed.goto(
+            `${gw.url}/embed?lang=${lang}&token=${await gw.mint({ room: `axe-${lang}`, identity: `axe-c-${lang}` })}`,
+          )
+        )?.status(),
+        200,
+      );
+      await waitFor(
+        'media at the embed page',
+        () => receivedMedia(embed),
+        (m) => m.framesDecoded > 0,
+      );
       assert.deepEqual(await seriousViolations(embed), [], 'embed page in a call');
       for (const p of [page, other, embed]) await p.close();
     });
@@ -250,7 +344,11 @@ describe('accessibility', () => {
     await tabTo('mic-select');
     await tabTo('name-input');
     await page.keyboard.press('Enter');
-    assert.equal(await page.locator('#name-input').getAttribute('aria-invalid'), 'true', 'Enter without a name: asked for it');
+    assert.equal(
+      await page.locator('#name-input').getAttribute('aria-invalid'),
+      'true',
+      'Enter without a name: asked for it',
+    );
     await page.keyboard.type('Kim');
     await tabTo('join-button');
     await page.keyboard.press('Space');
@@ -268,40 +366,85 @@ describe('accessibility', () => {
   });
 
   test('recording: the notice is announced, and the consent request is a modal dialog that takes the focus', async () => {
-    assert.equal((await fetch(`${gw.url}/v1/rooms`, { method: 'POST', headers: { 'x-api-key': ROOMS_WRITE_KEY.key, 'content-type': 'application/json' }, body: JSON.stringify({ room: 'consent', consentRequired: true }) })).status, 201);
+    assert.equal(
+      (
+        await fetch(`${gw.url}/v1/rooms`, {
+          method: 'POST',
+          headers: { 'x-api-key': ROOMS_WRITE_KEY.key, 'content-type': 'application/json' },
+          body: JSON.stringify({ room: 'consent', consentRequired: true }),
+        })
+      ).status,
+      201,
+    );
     const page = await newPage('consent');
-    await joinThroughPage(page, `${gw.url}/join?lang=fr&token=${await gw.mint({ room: 'consent', identity: 'consenting' })}`);
+    await joinThroughPage(
+      page,
+      `${gw.url}/join?lang=fr&token=${await gw.mint({ room: 'consent', identity: 'consenting' })}`,
+    );
     await waitEvent(page, 'published');
     const other = await newPage('consent-other');
     await joinThroughPage(other, `${gw.url}/join?token=${await gw.mint({ room: 'consent', identity: 'other' })}`);
-    await waitFor('media', () => receivedMedia(page), (m) => m.framesDecoded > 0);
+    await waitFor(
+      'media',
+      () => receivedMedia(page),
+      (m) => m.framesDecoded > 0,
+    );
     // What the page script writes is in the page's language too.
     assert.equal(await page.locator('#status').textContent(), 'Dans consent');
-    await waitFor('the list in French', () => page.locator('#participants li').allTextContents(), (n) => n.includes('consenting (vous)'));
+    await waitFor(
+      'the list in French',
+      () => page.locator('#participants li').allTextContents(),
+      (n) => n.includes('consenting (vous)'),
+    );
     assert.equal(await page.locator('#toggle-mic').textContent(), 'Couper le micro');
     await page.focus('#toggle-cam');
-    const rec = await fetch(`${gw.url}/v1/rooms/consent/recording`, { method: 'POST', headers: { 'x-api-key': TENANT_ADMIN_KEY.key, 'content-type': 'application/json' }, body: JSON.stringify({ action: 'start' }) });
+    const rec = await fetch(`${gw.url}/v1/rooms/consent/recording`, {
+      method: 'POST',
+      headers: { 'x-api-key': TENANT_ADMIN_KEY.key, 'content-type': 'application/json' },
+      body: JSON.stringify({ action: 'start' }),
+    });
     assert.equal(rec.status, 200, await rec.text());
 
-    await waitFor('the announcement', () => page.locator('#announcer').textContent(), (t) => t === CATALOGUES.fr.recordingStarted);
+    await waitFor(
+      'the announcement',
+      () => page.locator('#announcer').textContent(),
+      (t) => t === CATALOGUES.fr.recordingStarted,
+    );
     assert.equal(await page.locator('#announcer').getAttribute('aria-live'), 'assertive');
     const dialog = page.locator('#consent');
-    await waitFor('the consent dialog', () => dialog.isVisible(), (v) => v);
+    await waitFor(
+      'the consent dialog',
+      () => dialog.isVisible(),
+      (v) => v,
+    );
     assert.equal(await dialog.getAttribute('role'), 'dialog');
     assert.equal(await dialog.getAttribute('aria-modal'), 'true');
     assert.equal(await page.evaluate(() => document.activeElement?.id), 'consent-yes', 'focus moved into the dialog');
     await page.keyboard.press('Tab');
     assert.equal(await page.evaluate(() => document.activeElement?.id), 'consent-no');
     await page.keyboard.press('Tab');
-    assert.equal(await page.evaluate(() => document.activeElement?.id), 'consent-yes', 'focus stays in the modal dialog');
+    assert.equal(
+      await page.evaluate(() => document.activeElement?.id),
+      'consent-yes',
+      'focus stays in the modal dialog',
+    );
     assert.deepEqual(await seriousViolations(page), [], 'with the dialog open');
     await page.keyboard.press('Enter');
     await waitEvent(page, 'recordingConsent');
     assert.equal(await dialog.isHidden(), true);
     assert.equal(await page.evaluate(() => document.activeElement?.id), 'toggle-cam', 'focus back where it was');
-    const stop = await fetch(`${gw.url}/v1/rooms/consent/recording`, { method: 'POST', headers: { 'x-api-key': TENANT_ADMIN_KEY.key, 'content-type': 'application/json' }, body: JSON.stringify({ action: 'stop' }) });
+    const stop = await fetch(`${gw.url}/v1/rooms/consent/recording`, {
+      method: 'POST',
+      headers: { 'x-api-key': TENANT_ADMIN_KEY.key, 'content-type': 'application/json' },
+      body: JSON.stringify({ action: 'stop' }),
+    });
     assert.equal(stop.status, 200, await stop.text());
-    await waitFor('the end announced', () => page.locator('#announcer').textContent(), (t) => t === CATALOGUES.fr.recordingStopped, 60_000);
+    await waitFor(
+      'the end announced',
+      () => page.locator('#announcer').textContent(),
+      (t) => t === CATALOGUES.fr.recordingStopped,
+      60_000,
+    );
     await page.close();
     await other.close();
   });
@@ -312,7 +455,12 @@ describe('accessibility', () => {
     const b = await newPage('speaker-b');
     await joinThroughPage(b, `${gw.url}/join?token=${await gw.mint({ room: 'speaker', identity: 'speaker-b' })}`);
     // Chromium's fake microphone beeps: one of the two is the active speaker.
-    const badge = await waitFor('a speaking tile', () => b.locator('.tile.speaking .speaking-badge').allInnerTexts(), (t) => t.length === 1, 60_000);
+    const badge = await waitFor(
+      'a speaking tile',
+      () => b.locator('.tile.speaking .speaking-badge').allInnerTexts(),
+      (t) => t.length === 1,
+      60_000,
+    );
     assert.match(badge[0]!, /Speaking/);
     await a.close();
     await b.close();

@@ -32,11 +32,23 @@ test('ffmpeg pushes RTP into a PlainTransport producer, and a consumer of it sho
   onTestFinished(() => {
     sink.close();
   });
-  const out = await room.router.createPlainTransport({ listenInfo: { protocol: 'udp', ip: '127.0.0.1' }, rtcpMux: true, comedia: false });
+  const out = await room.router.createPlainTransport({
+    listenInfo: { protocol: 'udp', ip: '127.0.0.1' },
+    rtcpMux: true,
+    comedia: false,
+  });
   await out.connect({ ip: '127.0.0.1', port: sink.address().port });
-  const consumer = await out.consume({ producerId: bot.producer.id, rtpCapabilities: room.router.rtpCapabilities, paused: false });
+  const consumer = await out.consume({
+    producerId: bot.producer.id,
+    rtpCapabilities: room.router.rtpCapabilities,
+    paused: false,
+  });
 
-  const producerStats = await waitFor('producer to receive RTP', () => bot.producer.getStats(), (s) => (s[0]?.byteCount ?? 0) > 10_000);
+  const producerStats = await waitFor(
+    'producer to receive RTP',
+    () => bot.producer.getStats(),
+    (s) => (s[0]?.byteCount ?? 0) > 10_000,
+  );
   assert.equal(producerStats[0]!.type, 'inbound-rtp');
   const consumerStats = await waitFor(
     'consumer to send RTP',

@@ -25,7 +25,9 @@ const FAMILIES: Array<[string, string]> = [
 ];
 
 async function scrape(url: string) {
-  const res = await fetch(url, { headers: { accept: 'application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5' } });
+  const res = await fetch(url, {
+    headers: { accept: 'application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5' },
+  });
   return { status: res.status, type: res.headers.get('content-type'), text: await res.text() };
 }
 
@@ -53,8 +55,18 @@ function assertOpenMetrics(text: string): Map<string, string> {
     const sample = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$/.exec(line);
     assert.ok(sample, `${line}: a sample`);
     const type = families.get(family);
-    const suffixes = type === 'counter' ? ['_total', '_created'] : type === 'histogram' ? ['_bucket', '_count', '_sum', '_created'] : type === 'info' ? ['_info'] : [''];
-    assert.ok(suffixes.some((s) => sample[1] === family + s), `${line}: a sample of ${family} (${type})`);
+    const suffixes =
+      type === 'counter'
+        ? ['_total', '_created']
+        : type === 'histogram'
+          ? ['_bucket', '_count', '_sum', '_created']
+          : type === 'info'
+            ? ['_info']
+            : [''];
+    assert.ok(
+      suffixes.some((s) => sample[1] === family + s),
+      `${line}: a sample of ${family} (${type})`,
+    );
     assert.ok(!Number.isNaN(Number(sample[3]!.replace(/^\+Inf$/, 'Infinity'))), `${line}: a number`);
   }
   return families;
@@ -66,9 +78,15 @@ describe('Prometheus /metrics on its own listener (the compiled gateway)', () =>
   let client: SignalingClient;
   beforeAll(async () => {
     metricsPort = await closedPort();
-    gw = await startCompiledGateway({ env: { VIGIE_METRICS_PORT: String(metricsPort), VIGIE_MEDIA_WORKERS: '2', VIGIE_WRITER_FLUSH_MS: '100' } });
+    gw = await startCompiledGateway({
+      env: { VIGIE_METRICS_PORT: String(metricsPort), VIGIE_MEDIA_WORKERS: '2', VIGIE_WRITER_FLUSH_MS: '100' },
+    });
     // One participant in a room, so that the gauges have something to count.
-    const minted = await fetch(`${gw.base}/v1/tokens`, { method: 'POST', headers: { 'x-api-key': gw.demoKey, 'content-type': 'application/json' }, body: JSON.stringify({ room: 'scraped', identity: 'ada' }) });
+    const minted = await fetch(`${gw.base}/v1/tokens`, {
+      method: 'POST',
+      headers: { 'x-api-key': gw.demoKey, 'content-type': 'application/json' },
+      body: JSON.stringify({ room: 'scraped', identity: 'ada' }),
+    });
     assert.equal(minted.status, 200);
     client = new SignalingClient(new WebSocket(`${gw.base.replace(/^http/, 'ws')}/ws`) as never);
     await client.opened;
@@ -79,10 +97,20 @@ describe('Prometheus /metrics on its own listener (the compiled gateway)', () =>
     if (gw) assert.equal(await gw.stop(), 0, gw.output().slice(-2000));
   });
 
-  test('a scrape is OpenMetrics, ends with # EOF, and has every gateway metric under the collector\'s name', async () => {
-    assert.match(gw.output(), new RegExp(`Prometheus metrics \\(OpenMetrics\\), on their own listener: http://127\\.0\\.0\\.1:${metricsPort}/metrics`));
+  test("a scrape is OpenMetrics, ends with # EOF, and has every gateway metric under the collector's name", async () => {
+    assert.match(
+      gw.output(),
+      new RegExp(
+        `Prometheus metrics \\(OpenMetrics\\), on their own listener: http://127\\.0\\.0\\.1:${metricsPort}/metrics`,
+      ),
+    );
     // The insert-latency histogram appears with the first ClickHouse insert (the join's rows).
-    const { status, type, text } = await waitFor('a scrape with the insert latency', () => scrape(`http://127.0.0.1:${metricsPort}/metrics`), (s) => s.text.includes('vigie_clickhouse_insert_latency_bucket'), 30_000);
+    const { status, type, text } = await waitFor(
+      'a scrape with the insert latency',
+      () => scrape(`http://127.0.0.1:${metricsPort}/metrics`),
+      (s) => s.text.includes('vigie_clickhouse_insert_latency_bucket'),
+      30_000,
+    );
     assert.equal(status, 200);
     assert.equal(type, OPENMETRICS);
     const families = assertOpenMetrics(text);
@@ -102,7 +130,9 @@ describe('Prometheus /metrics on its own listener (the compiled gateway)', () =>
     assert.equal(wrong.status, 404);
     assert.equal(((await wrong.json()) as { error: { code: string } }).error.code, 'NOT_FOUND');
     // Bound to loopback by default (VIGIE_METRICS_HOST): the machine's own network address does not answer.
-    const external = Object.values(os.networkInterfaces()).flat().find((i) => i && i.family === 'IPv4' && !i.internal);
+    const external = Object.values(os.networkInterfaces())
+      .flat()
+      .find((i) => i && i.family === 'IPv4' && !i.internal);
     assert.ok(external, 'this machine has a non-loopback IPv4 address');
     await assert.rejects(fetch(`http://${external!.address}:${metricsPort}/metrics`), /fetch failed/);
     // And off unless asked for.
@@ -119,14 +149,24 @@ test('with OTLP export on as well, the collector and Prometheus get the same met
   await new Promise<void>((r) => collector.listen(0, '127.0.0.1', r));
   const metricsPort = await closedPort();
   const gw = await startCompiledGateway({
-    env: { VIGIE_METRICS_PORT: String(metricsPort), OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${(collector.address() as { port: number }).port}`, OTEL_METRIC_EXPORT_INTERVAL: '500' },
+    env: {
+      VIGIE_METRICS_PORT: String(metricsPort),
+      OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${(collector.address() as { port: number }).port}`,
+      OTEL_METRIC_EXPORT_INTERVAL: '500',
+    },
   });
   try {
-    await waitFor('a metrics export to the collector', async () => posts, (p) => p.includes('/v1/metrics'), 30_000);
+    await waitFor(
+      'a metrics export to the collector',
+      async () => posts,
+      (p) => p.includes('/v1/metrics'),
+      30_000,
+    );
     const { type, text } = await scrape(`http://127.0.0.1:${metricsPort}/metrics`);
     assert.equal(type, OPENMETRICS);
     const families = assertOpenMetrics(text);
-    for (const [name, kind] of FAMILIES.filter(([n]) => n !== 'vigie_clickhouse_insert_latency')) assert.equal(families.get(name), kind, name);
+    for (const [name, kind] of FAMILIES.filter(([n]) => n !== 'vigie_clickhouse_insert_latency'))
+      assert.equal(families.get(name), kind, name);
   } finally {
     assert.equal(await gw.stop(), 0, gw.output().slice(-2000));
     collector.close();

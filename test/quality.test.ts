@@ -9,7 +9,10 @@ test('E-model MOS: a clean path scores high, and loss, jitter and delay each low
   const lossy = estimateMos({ lossFraction: 0.05, jitterMs: 0, rttMs: 0 });
   assert.ok(lossy > 2.9 && lossy < 3.5, `5% loss ${lossy}`);
   assert.ok(estimateMos({ lossFraction: 0, jitterMs: 60, rttMs: 0 }) < clean);
-  assert.ok(estimateMos({ lossFraction: 0, jitterMs: 0, rttMs: 600 }) < estimateMos({ lossFraction: 0, jitterMs: 0, rttMs: 300 }));
+  assert.ok(
+    estimateMos({ lossFraction: 0, jitterMs: 0, rttMs: 600 }) <
+      estimateMos({ lossFraction: 0, jitterMs: 0, rttMs: 300 }),
+  );
   assert.equal(estimateMos({ lossFraction: 1, jitterMs: 500, rttMs: 2000 }), 1);
   let prev = 5;
   for (let loss = 0; loss <= 0.3; loss += 0.01) {

@@ -45,15 +45,12 @@ async function expectS3Error(p: Promise<unknown>, code: string): Promise<void> {
 
 const inOneHour = () => new Date(Date.now() + 3600_000);
 
-beforeAll(
-  async () => {
-    rgw = await startRadosgw();
-    s3 = client(rgw);
-    bucket = `vigie-lock-${randomBytes(4).toString('hex')}`;
-    await s3.makeBucket(bucket, rgw.region, { ObjectLocking: true });
-  },
-  180_000,
-);
+beforeAll(async () => {
+  rgw = await startRadosgw();
+  s3 = client(rgw);
+  bucket = `vigie-lock-${randomBytes(4).toString('hex')}`;
+  await s3.makeBucket(bucket, rgw.region, { ObjectLocking: true });
+}, 180_000);
 
 afterAll(async () => {
   await rgw?.stop();
@@ -89,7 +86,9 @@ test('SSE-KMS with the testing key: accepted, reported, decrypted on read, encry
     const { stdout } = await run('rados', ['-c', conf, '-p', 'default.rgw.buckets.data', 'ls']);
     const name = stdout.split('\n').find((n) => n.endsWith(`__:${versionId}_${key}`));
     assert.ok(name, `no RADOS object for ${key} version ${versionId} in:\n${stdout}`);
-    const { stdout: raw } = await run('rados', ['-c', conf, '-p', 'default.rgw.buckets.data', 'get', name, '-'], { encoding: 'latin1' });
+    const { stdout: raw } = await run('rados', ['-c', conf, '-p', 'default.rgw.buckets.data', 'get', name, '-'], {
+      encoding: 'latin1',
+    });
     return raw;
   };
   const rawPlain = await radosGet('kms/plain.txt', plain.versionId!);
@@ -103,8 +102,16 @@ test('GOVERNANCE and COMPLIANCE retention: read back, no shortening, locked vers
   const g = await s3.putObject(bucket, 'ret/governance.txt', Buffer.from('g'), 1);
   const c = await s3.putObject(bucket, 'ret/compliance.txt', Buffer.from('c'), 1);
   const until = inOneHour();
-  await s3.putObjectRetention(bucket, 'ret/governance.txt', { versionId: g.versionId!, mode: 'GOVERNANCE', retainUntilDate: until.toISOString() });
-  await s3.putObjectRetention(bucket, 'ret/compliance.txt', { versionId: c.versionId!, mode: 'COMPLIANCE', retainUntilDate: until.toISOString() });
+  await s3.putObjectRetention(bucket, 'ret/governance.txt', {
+    versionId: g.versionId!,
+    mode: 'GOVERNANCE',
+    retainUntilDate: until.toISOString(),
+  });
+  await s3.putObjectRetention(bucket, 'ret/compliance.txt', {
+    versionId: c.versionId!,
+    mode: 'COMPLIANCE',
+    retainUntilDate: until.toISOString(),
+  });
 
   const gr = await s3.getObjectRetention(bucket, 'ret/governance.txt', { versionId: g.versionId! });
   const cr = await s3.getObjectRetention(bucket, 'ret/compliance.txt', { versionId: c.versionId! });
@@ -116,13 +123,30 @@ test('GOVERNANCE and COMPLIANCE retention: read back, no shortening, locked vers
 
   // shortening is refused
   const shorter = new Date(until.getTime() - 600_000).toISOString();
-  await expectS3Error(s3.putObjectRetention(bucket, 'ret/compliance.txt', { versionId: c.versionId!, mode: 'COMPLIANCE', retainUntilDate: shorter }), 'AccessDenied');
-  await expectS3Error(s3.putObjectRetention(bucket, 'ret/governance.txt', { versionId: g.versionId!, mode: 'GOVERNANCE', retainUntilDate: shorter }), 'AccessDenied');
+  await expectS3Error(
+    s3.putObjectRetention(bucket, 'ret/compliance.txt', {
+      versionId: c.versionId!,
+      mode: 'COMPLIANCE',
+      retainUntilDate: shorter,
+    }),
+    'AccessDenied',
+  );
+  await expectS3Error(
+    s3.putObjectRetention(bucket, 'ret/governance.txt', {
+      versionId: g.versionId!,
+      mode: 'GOVERNANCE',
+      retainUntilDate: shorter,
+    }),
+    'AccessDenied',
+  );
 
   // deleting a locked version is refused; bypass works for GOVERNANCE only
   await expectS3Error(s3.removeObject(bucket, 'ret/governance.txt', { versionId: g.versionId! }), 'AccessDenied');
   await expectS3Error(s3.removeObject(bucket, 'ret/compliance.txt', { versionId: c.versionId! }), 'AccessDenied');
-  await expectS3Error(s3.removeObject(bucket, 'ret/compliance.txt', { versionId: c.versionId!, governanceBypass: true }), 'AccessDenied');
+  await expectS3Error(
+    s3.removeObject(bucket, 'ret/compliance.txt', { versionId: c.versionId!, governanceBypass: true }),
+    'AccessDenied',
+  );
   await s3.removeObject(bucket, 'ret/governance.txt', { versionId: g.versionId!, governanceBypass: true });
   // HEAD of a deleted version: 404 without a body, so minio-js reports code 'NotFound'
   await expectS3Error(s3.statObject(bucket, 'ret/governance.txt', { versionId: g.versionId! }), 'NotFound');
@@ -133,7 +157,10 @@ test('legal hold on and off', async () => {
   const o = await s3.putObject(bucket, 'hold/a.txt', Buffer.from('held'), 4);
   const versionId = o.versionId!;
   // never set: radosgw answers 404 ObjectLockConfigurationNotFoundError (not Status OFF)
-  await expectS3Error(s3.getObjectLegalHold(bucket, 'hold/a.txt', { versionId }), 'ObjectLockConfigurationNotFoundError');
+  await expectS3Error(
+    s3.getObjectLegalHold(bucket, 'hold/a.txt', { versionId }),
+    'ObjectLockConfigurationNotFoundError',
+  );
   // typed as returning void in minio 8.0.7, but it returns a promise
   await s3.setObjectLegalHold(bucket, 'hold/a.txt', { status: 'ON', versionId });
   assert.deepEqual(await s3.getObjectLegalHold(bucket, 'hold/a.txt', { versionId }), { Status: 'ON' });
@@ -150,7 +177,10 @@ test('presigned GET works; a tampered signature gets 403', async () => {
   assert.equal(ok.status, 200);
   assert.equal(await ok.text(), 'presigned body');
 
-  const tampered = url.replace(/(X-Amz-Signature=[0-9a-f]*)([0-9a-f])$/, (_m, head: string, last: string) => head + (last === '0' ? '1' : '0'));
+  const tampered = url.replace(
+    /(X-Amz-Signature=[0-9a-f]*)([0-9a-f])$/,
+    (_m, head: string, last: string) => head + (last === '0' ? '1' : '0'),
+  );
   assert.notEqual(tampered, url);
   const bad = await fetch(tampered);
   assert.equal(bad.status, 403);
@@ -166,7 +196,9 @@ test('multipart upload of ~12 MB', async () => {
   const chunks = function* () {
     for (let o = 0; o < size; o += MiB) yield data.subarray(o, Math.min(o + MiB, size));
   };
-  const put = await mp.putObject(bucket, 'multipart/big.bin', Readable.from(chunks()), size, { 'Content-Type': 'application/octet-stream' });
+  const put = await mp.putObject(bucket, 'multipart/big.bin', Readable.from(chunks()), size, {
+    'Content-Type': 'application/octet-stream',
+  });
   assert.equal(put.etag, '', 'radosgw multipart: minio-js returns an empty ETag (use statObject)');
   assert.match(put.versionId ?? '', /^[A-Za-z0-9._-]{20,40}$/);
   const st = await mp.statObject(bucket, 'multipart/big.bin');
@@ -184,13 +216,26 @@ test('integrity headers (measured): a wrong Content-MD5 is refused on a PUT and 
   const other = randomBytes(1000);
   const b64 = (alg: string, b: Buffer) => createHash(alg).update(b).digest('base64');
   const put = (key: string, headers: Record<string, string>, query?: string) =>
-    s3.makeRequestAsync({ method: 'PUT', bucketName: bucket, objectName: key, headers, ...(query ? { query } : {}) }, body, [200]).then((r) => {
-      r.resume();
-      return r.headers;
-    });
+    s3
+      .makeRequestAsync(
+        { method: 'PUT', bucketName: bucket, objectName: key, headers, ...(query ? { query } : {}) },
+        body,
+        [200],
+      )
+      .then((r) => {
+        r.resume();
+        return r.headers;
+      });
   await expectS3Error(put('integrity/md5', { 'Content-MD5': b64('md5', other) }), 'BadDigest');
   const uploadId = await s3.initiateNewMultipartUpload(bucket, 'integrity/part', {});
-  await expectS3Error(put('integrity/part', { 'Content-MD5': b64('md5', other) }, `partNumber=1&uploadId=${encodeURIComponent(uploadId)}`), 'BadDigest');
+  await expectS3Error(
+    put(
+      'integrity/part',
+      { 'Content-MD5': b64('md5', other) },
+      `partNumber=1&uploadId=${encodeURIComponent(uploadId)}`,
+    ),
+    'BadDigest',
+  );
   await s3.abortMultipartUpload(bucket, 'integrity/part', uploadId);
   // radosgw 16.2 (Debian 12) ignores x-amz-checksum-*: a wrong one is stored. AWS refuses it
   // (BadDigest). If this starts failing, radosgw checks it now: update the S3 storage section of docs/operators.md.
@@ -198,7 +243,9 @@ test('integrity headers (measured): a wrong Content-MD5 is refused on a PUT and 
   assert.ok(accepted['x-amz-version-id'], 'radosgw 16.2 accepted a wrong x-amz-checksum-sha256');
 });
 
-test('S3 outage: stopGateway refuses connections, startGateway brings the same objects back', { timeout: 120_000 }, async () => {
+test('S3 outage: stopGateway refuses connections, startGateway brings the same objects back', {
+  timeout: 120_000,
+}, async () => {
   const body = `survivor ${randomBytes(6).toString('hex')}`;
   const put = await s3.putObject(bucket, 'outage/survivor.txt', Buffer.from(body), body.length);
 
@@ -211,10 +258,19 @@ test('S3 outage: stopGateway refuses connections, startGateway brings the same o
   assert.equal(st.versionId, put.versionId);
   assert.equal((await readAll(await s3.getObject(bucket, 'outage/survivor.txt'))).toString(), body);
   assert.equal((await s3.statObject(bucket, 'multipart/big.bin')).size, 12 * MiB + 123);
-  assert.equal((await s3.getObjectRetention(bucket, 'ret/compliance.txt', { versionId: (await s3.statObject(bucket, 'ret/compliance.txt')).versionId! }))?.mode, 'COMPLIANCE');
+  assert.equal(
+    (
+      await s3.getObjectRetention(bucket, 'ret/compliance.txt', {
+        versionId: (await s3.statObject(bucket, 'ret/compliance.txt')).versionId!,
+      })
+    )?.mode,
+    'COMPLIANCE',
+  );
 });
 
-test('S3 crash during an upload: the upload fails, and after restart the same key uploads fine', { timeout: 120_000 }, async () => {
+test('S3 crash during an upload: the upload fails, and after restart the same key uploads fine', {
+  timeout: 120_000,
+}, async () => {
   const mp = client(rgw, { partSize: 5 * MiB });
   const size = 20 * MiB;
   let sent = 0;
@@ -228,7 +284,10 @@ test('S3 crash during an upload: the upload fails, and after restart the same ke
     }
   };
   await assert.rejects(mp.putObject(bucket, 'outage/interrupted.bin', Readable.from(slow()), size), (e: any) => {
-    assert.ok(['ECONNREFUSED', 'ECONNRESET', 'EPIPE'].includes(e?.code) || /socket hang up/.test(e?.message), `unexpected error: ${e?.code} ${e?.message}`);
+    assert.ok(
+      ['ECONNREFUSED', 'ECONNRESET', 'EPIPE'].includes(e?.code) || /socket hang up/.test(e?.message),
+      `unexpected error: ${e?.code} ${e?.message}`,
+    );
     return true;
   });
   assert.ok(killed, 'the gateway was never stopped');

@@ -24,18 +24,33 @@ let store: S3ObjectStore;
 let bucket: string;
 let dir: string;
 
-beforeAll(
-  async () => {
-    rgw = await startRadosgw();
-    proxy = await startS3Proxy(rgw);
-    s3 = new Minio.Client({ endPoint: rgw.host, port: rgw.port, useSSL: false, pathStyle: true, region: rgw.region, accessKey: rgw.accessKey, secretKey: rgw.secretKey });
-    bucket = `vigie-integrity-${randomBytes(4).toString('hex')}`;
-    store = new S3ObjectStore({ endpoint: proxy.endpoint, accessKey: rgw.accessKey, secretKey: rgw.secretKey, bucket, region: rgw.region, sse: 'none' }, where);
-    await store.init();
-    dir = await mkdtemp(path.join(os.tmpdir(), 'vigie-integrity-'));
-  },
-  180_000,
-);
+beforeAll(async () => {
+  rgw = await startRadosgw();
+  proxy = await startS3Proxy(rgw);
+  s3 = new Minio.Client({
+    endPoint: rgw.host,
+    port: rgw.port,
+    useSSL: false,
+    pathStyle: true,
+    region: rgw.region,
+    accessKey: rgw.accessKey,
+    secretKey: rgw.secretKey,
+  });
+  bucket = `vigie-integrity-${randomBytes(4).toString('hex')}`;
+  store = new S3ObjectStore(
+    {
+      endpoint: proxy.endpoint,
+      accessKey: rgw.accessKey,
+      secretKey: rgw.secretKey,
+      bucket,
+      region: rgw.region,
+      sse: 'none',
+    },
+    where,
+  );
+  await store.init();
+  dir = await mkdtemp(path.join(os.tmpdir(), 'vigie-integrity-'));
+}, 180_000);
 
 afterAll(async () => {
   await proxy?.close();
@@ -52,23 +67,44 @@ async function file(bytes: number): Promise<{ file: string; sha256: string }> {
 
 async function versions(key: string): Promise<string[]> {
   const out: string[] = [];
-  for await (const v of s3.listObjects(bucket, key, false, { IncludeVersion: true }) as AsyncIterable<{ name: string; versionId: string }>) if (v.name === key) out.push(v.versionId);
+  for await (const v of s3.listObjects(bucket, key, false, { IncludeVersion: true }) as AsyncIterable<{
+    name: string;
+    versionId: string;
+  }>)
+    if (v.name === key) out.push(v.versionId);
   return out;
 }
 
 const inOneHour = () => new Date(Date.now() + 3600_000);
 /** Requests to `key` since `from`, without the listing and HEAD ones put() makes. */
-const writesTo = (key: string, from: number) => proxy.requests.slice(from).filter((r) => r.url.split('?')[0] === `/${bucket}/${key}` && r.method !== 'HEAD' && r.method !== 'GET');
+const writesTo = (key: string, from: number) =>
+  proxy.requests
+    .slice(from)
+    .filter((r) => r.url.split('?')[0] === `/${bucket}/${key}` && r.method !== 'HEAD' && r.method !== 'GET');
 
 test('S3: one PUT carries the bytes, Content-MD5, x-amz-checksum-sha256, the retention and the legal hold; no later request sets them', async () => {
   const { file: f, sha256 } = await file(1000);
   const key = 'single/locked.webm';
   const from = proxy.requests.length;
-  const { versionId } = await store.put(key, f, { contentType: 'video/webm', sha256, lock: { mode: 'GOVERNANCE', retainUntil: inOneHour() }, legalHold: true });
+  const { versionId } = await store.put(key, f, {
+    contentType: 'video/webm',
+    sha256,
+    lock: { mode: 'GOVERNANCE', retainUntil: inOneHour() },
+    legalHold: true,
+  });
   const writes = writesTo(key, from);
-  assert.deepEqual(writes.map((r) => `${r.method} ${r.url.split('?')[1] ?? ''}`), ['PUT '], 'one PUT, and no ?retention or ?legal-hold request after it');
+  assert.deepEqual(
+    writes.map((r) => `${r.method} ${r.url.split('?')[1] ?? ''}`),
+    ['PUT '],
+    'one PUT, and no ?retention or ?legal-hold request after it',
+  );
   const h = writes[0]!.headers;
-  assert.equal(h['content-md5'], createHash('md5').update(await readFile(f)).digest('base64'));
+  assert.equal(
+    h['content-md5'],
+    createHash('md5')
+      .update(await readFile(f))
+      .digest('base64'),
+  );
   assert.equal(h['x-amz-checksum-sha256'], Buffer.from(sha256, 'hex').toString('base64'));
   assert.equal(h['x-amz-object-lock-mode'], 'GOVERNANCE');
   assert.ok(h['x-amz-object-lock-retain-until-date']);
@@ -92,7 +128,9 @@ test('S3: a body corrupted on its way is refused by the server, and no version i
   const key = 'single/corrupted.webm';
   proxy.fault = (r) => (r.method === 'PUT' && r.url.startsWith(`/${bucket}/${key}`) ? 'corrupt-body' : undefined);
   try {
-    await assert.rejects(store.put(key, f, { contentType: 'video/webm', sha256 }), (e: { code?: string }) => ['BadDigest', 'XAmzContentSHA256Mismatch'].includes(e.code ?? ''));
+    await assert.rejects(store.put(key, f, { contentType: 'video/webm', sha256 }), (e: { code?: string }) =>
+      ['BadDigest', 'XAmzContentSHA256Mismatch'].includes(e.code ?? ''),
+    );
   } finally {
     proxy.fault = () => undefined;
   }
@@ -104,7 +142,10 @@ test('S3: when what the server reports for the new version does not match the fi
   const key = 'single/mismatch.webm';
   proxy.fault = (r) => (r.method === 'HEAD' && r.url.startsWith(`/${bucket}/${key}?`) ? 'alter-etag' : undefined);
   try {
-    await assert.rejects(store.put(key, f, { contentType: 'video/webm', sha256, lock: { mode: 'GOVERNANCE', retainUntil: inOneHour() } }), IntegrityError);
+    await assert.rejects(
+      store.put(key, f, { contentType: 'video/webm', sha256, lock: { mode: 'GOVERNANCE', retainUntil: inOneHour() } }),
+      IntegrityError,
+    );
   } finally {
     proxy.fault = () => undefined;
   }
@@ -115,8 +156,13 @@ test('S3: the answer to the PUT is lost after the server stored it; the retry re
   const { file: f, sha256 } = await file(1000);
   const key = 'single/lost-answer.webm';
   let lost = 0;
-  proxy.fault = (r) => (r.method === 'PUT' && r.url === `/${bucket}/${key}` && lost++ === 0 ? 'lose-answer' : undefined);
-  const opts = { contentType: 'video/webm', sha256, lock: { mode: 'COMPLIANCE' as const, retainUntil: new Date(Date.now() + 120_000) } };
+  proxy.fault = (r) =>
+    r.method === 'PUT' && r.url === `/${bucket}/${key}` && lost++ === 0 ? 'lose-answer' : undefined;
+  const opts = {
+    contentType: 'video/webm',
+    sha256,
+    lock: { mode: 'COMPLIANCE' as const, retainUntil: new Date(Date.now() + 120_000) },
+  };
   try {
     await assert.rejects(store.put(key, f, opts));
     const [first] = await versions(key);
@@ -129,13 +175,23 @@ test('S3: the answer to the PUT is lost after the server stored it; the retry re
   assert.equal((await versions(key)).length, 1, 'exactly one version: no orphan, locked or not');
 });
 
-test('S3 multipart: checksums on every part, the lock from the create request, and a lost completion answer leaves exactly one version', { timeout: 120_000 }, async () => {
+test('S3 multipart: checksums on every part, the lock from the create request, and a lost completion answer leaves exactly one version', {
+  timeout: 120_000,
+}, async () => {
   const { file: f, sha256 } = await file(12 * MiB);
   const key = 'multipart/lost-answer.webm';
   let lost = 0;
-  proxy.fault = (r) => (r.method === 'POST' && /[?&]uploadId=/.test(r.url) && r.url.startsWith(`/${bucket}/${key}?`) && lost++ === 0 ? 'lose-answer' : undefined);
+  proxy.fault = (r) =>
+    r.method === 'POST' && /[?&]uploadId=/.test(r.url) && r.url.startsWith(`/${bucket}/${key}?`) && lost++ === 0
+      ? 'lose-answer'
+      : undefined;
   const from = proxy.requests.length;
-  const opts = { contentType: 'video/webm', sha256, lock: { mode: 'GOVERNANCE' as const, retainUntil: inOneHour() }, legalHold: true };
+  const opts = {
+    contentType: 'video/webm',
+    sha256,
+    lock: { mode: 'GOVERNANCE' as const, retainUntil: inOneHour() },
+    legalHold: true,
+  };
   let versionId: string;
   try {
     await assert.rejects(store.put(key, f, opts));
@@ -151,7 +207,11 @@ test('S3 multipart: checksums on every part, the lock from the create request, a
   assert.equal(create.headers['x-amz-checksum-algorithm'], 'SHA256');
   const parts = writes.filter((r) => r.method === 'PUT' && /partNumber=/.test(r.url));
   assert.equal(parts.length, 2, 'two 8 MiB parts, once: the retry found the completed version');
-  for (const p of parts) assert.ok(p.headers['content-md5'] && p.headers['x-amz-checksum-sha256'], `part ${p.url} carries Content-MD5 and x-amz-checksum-sha256`);
+  for (const p of parts)
+    assert.ok(
+      p.headers['content-md5'] && p.headers['x-amz-checksum-sha256'],
+      `part ${p.url} carries Content-MD5 and x-amz-checksum-sha256`,
+    );
   const stored = await store.stat(key, versionId);
   assert.equal(stored.size, 12 * MiB);
   assert.equal(stored.lockMode, 'GOVERNANCE');
@@ -169,7 +229,12 @@ test('local store: the SHA-256 is read back from the stored copy, lock and legal
   // What a crashed attempt leaves: a half-copied file and a sidecar without its data.
   await writeFile(path.join(root, key, 'crashed.data.tmp'), 'partial');
   await writeFile(path.join(root, key, 'crashed.json'), '{}');
-  const opts = { contentType: 'video/webm', sha256, lock: { mode: 'COMPLIANCE' as const, retainUntil: inOneHour() }, legalHold: true };
+  const opts = {
+    contentType: 'video/webm',
+    sha256,
+    lock: { mode: 'COMPLIANCE' as const, retainUntil: inOneHour() },
+    legalHold: true,
+  };
   const { versionId } = await local.put(key, f, opts);
   const again = await local.put(key, f, opts);
   assert.equal(again.versionId, versionId, 'the retry returns the version already stored');

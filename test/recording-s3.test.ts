@@ -6,7 +6,14 @@ import { cpSync, mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import * as Minio from 'minio';
-import { GLOBEX_VIEWER_KEY, TENANT_ADMIN_KEY, VIEWER_KEY, DPO_KEY, startGateway, type TestGateway } from './helpers/gateway.js';
+import {
+  GLOBEX_VIEWER_KEY,
+  TENANT_ADMIN_KEY,
+  VIEWER_KEY,
+  DPO_KEY,
+  startGateway,
+  type TestGateway,
+} from './helpers/gateway.js';
 import { joinThroughPage, launchBrowser, receivedMedia, waitFor } from './helpers/browser.js';
 import { startFfmpegBot } from './helpers/ffmpegBot.js';
 import { startRadosgw, type Radosgw } from './helpers/radosgw.js';
@@ -26,12 +33,32 @@ const settings = () => ({
   dataDir,
   writer: { flushIntervalMs: 100 },
   retention: { policiesDir: policies, sweepIntervalSeconds: 3600 },
-  storage: { driver: 's3', s3Endpoint: rgw.endpoint, s3AccessKey: rgw.accessKey, s3SecretKey: rgw.secretKey, s3Region: rgw.region, s3Bucket: BUCKET, sse: 'kms', kmsKeyId: rgw.kmsKeyId, country: 'FR', region: 'fr-par-test', provider: 'Ceph RGW (test)' },
+  storage: {
+    driver: 's3',
+    s3Endpoint: rgw.endpoint,
+    s3AccessKey: rgw.accessKey,
+    s3SecretKey: rgw.secretKey,
+    s3Region: rgw.region,
+    s3Bucket: BUCKET,
+    sse: 'kms',
+    kmsKeyId: rgw.kmsKeyId,
+    country: 'FR',
+    region: 'fr-par-test',
+    provider: 'Ceph RGW (test)',
+  },
 });
 
 beforeAll(async () => {
   rgw = await startRadosgw();
-  s3 = new Minio.Client({ endPoint: rgw.host, port: rgw.port, useSSL: false, accessKey: rgw.accessKey, secretKey: rgw.secretKey, region: rgw.region, pathStyle: true });
+  s3 = new Minio.Client({
+    endPoint: rgw.host,
+    port: rgw.port,
+    useSSL: false,
+    accessKey: rgw.accessKey,
+    secretKey: rgw.secretKey,
+    region: rgw.region,
+    pathStyle: true,
+  });
   gw = await startGateway(settings());
 });
 afterAll(async () => {
@@ -39,7 +66,8 @@ afterAll(async () => {
   await rgw?.stop();
 });
 
-const api = (key: { key: string }, method: string, url: string, payload?: object) => gw.app.inject({ method: method as 'GET', url, headers: { 'x-api-key': key.key }, ...(payload ? { payload } : {}) });
+const api = (key: { key: string }, method: string, url: string, payload?: object) =>
+  gw.app.inject({ method: method as 'GET', url, headers: { 'x-api-key': key.key }, ...(payload ? { payload } : {}) });
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 test('a browser call recorded to S3: Object Lock retain-until from the policy, presigned download plays, tampering 403, locked delete refused, sweeper after expiry, legal hold', async () => {
@@ -51,10 +79,22 @@ test('a browser call recorded to S3: Object Lock retain-until from the policy, p
       await joinThroughPage(page, `${gw.url}/join?token=${await gw.mint({ room: 's3-call', identity })}`);
       pages.push(page);
     }
-    for (const page of pages) await waitFor('media', () => receivedMedia(page), (m) => m.framesDecoded > 5, 30_000);
-    assert.equal((await api(TENANT_ADMIN_KEY, 'POST', '/v1/rooms/s3-call/recording', { action: 'start' })).statusCode, 200);
+    for (const page of pages)
+      await waitFor(
+        'media',
+        () => receivedMedia(page),
+        (m) => m.framesDecoded > 5,
+        30_000,
+      );
+    assert.equal(
+      (await api(TENANT_ADMIN_KEY, 'POST', '/v1/rooms/s3-call/recording', { action: 'start' })).statusCode,
+      200,
+    );
     await new Promise((r) => setTimeout(r, 4000));
-    assert.equal((await api(TENANT_ADMIN_KEY, 'POST', '/v1/rooms/s3-call/recording', { action: 'stop' })).statusCode, 200);
+    assert.equal(
+      (await api(TENANT_ADMIN_KEY, 'POST', '/v1/rooms/s3-call/recording', { action: 'stop' })).statusCode,
+      200,
+    );
     assert.ok(await gw.app.recording!.service.drain());
   } finally {
     await browser.close();
@@ -65,9 +105,15 @@ test('a browser call recorded to S3: Object Lock retain-until from the policy, p
 
   // Read back straight from the bucket, not through Vigie.
   for (const r of recs) {
-    const retention = (await s3.getObjectRetention(BUCKET, r.objectKey, { versionId: r.versionId })) as { mode: string; retainUntilDate: string };
+    const retention = (await s3.getObjectRetention(BUCKET, r.objectKey, { versionId: r.versionId })) as {
+      mode: string;
+      retainUntilDate: string;
+    };
     assert.equal(retention.mode, 'GOVERNANCE');
-    assert.ok(Math.abs(Date.parse(retention.retainUntilDate) - Date.parse(r.retainUntil)) < 2000, `${retention.retainUntilDate} vs ${r.retainUntil}`);
+    assert.ok(
+      Math.abs(Date.parse(retention.retainUntilDate) - Date.parse(r.retainUntil)) < 2000,
+      `${retention.retainUntilDate} vs ${r.retainUntil}`,
+    );
     const stat = await s3.statObject(BUCKET, r.objectKey, { versionId: r.versionId });
     assert.equal(stat.size, r.sizeBytes);
     assert.equal(stat.metaData.sha256, r.sha256);
@@ -80,10 +126,22 @@ test('a browser call recorded to S3: Object Lock retain-until from the policy, p
   assert.equal(sha256(body), a.sha256);
   const file = path.join(dataDir, 'downloaded.webm');
   writeFileSync(file, body);
-  const probe = JSON.parse(execFileSync('ffprobe', ['-v', 'error', '-show_entries', 'format=duration:stream=codec_type', '-of', 'json', file], { encoding: 'utf8' }));
+  const probe = JSON.parse(
+    execFileSync(
+      'ffprobe',
+      ['-v', 'error', '-show_entries', 'format=duration:stream=codec_type', '-of', 'json', file],
+      { encoding: 'utf8' },
+    ),
+  );
   assert.deepEqual(probe.streams.map((s: { codec_type: string }) => s.codec_type).sort(), ['audio', 'video']);
-  assert.ok(Math.abs(Number(probe.format.duration) - a.durationS) <= 1, `ffprobe ${probe.format.duration}s vs ${a.durationS}s recorded`);
-  const tampered = url.replace(/X-Amz-Signature=([0-9a-f])/, (_m, c: string) => `X-Amz-Signature=${c === '0' ? '1' : '0'}`);
+  assert.ok(
+    Math.abs(Number(probe.format.duration) - a.durationS) <= 1,
+    `ffprobe ${probe.format.duration}s vs ${a.durationS}s recorded`,
+  );
+  const tampered = url.replace(
+    /X-Amz-Signature=([0-9a-f])/,
+    (_m, c: string) => `X-Amz-Signature=${c === '0' ? '1' : '0'}`,
+  );
   assert.equal((await fetch(tampered)).status, 403, 'a tampered signature is refused by S3');
   assert.equal((await api(GLOBEX_VIEWER_KEY, 'GET', `/v1/recordings/${a.id}`)).statusCode, 404);
 
@@ -96,8 +154,15 @@ test('a browser call recorded to S3: Object Lock retain-until from the policy, p
 
   await new Promise((r) => setTimeout(r, Math.max(0, Date.parse(a.retainUntil) - Date.now()) + 1000));
   assert.equal(await gw.app.recording!.sweeper.sweep(), 1, 'one expired, one on legal hold');
-  await assert.rejects(s3.statObject(BUCKET, a.objectKey, { versionId: a.versionId }), 'the expired version is gone from the bucket');
-  assert.equal((await s3.statObject(BUCKET, b.objectKey, { versionId: b.versionId })).size, b.sizeBytes, 'the held one stays');
+  await assert.rejects(
+    s3.statObject(BUCKET, a.objectKey, { versionId: a.versionId }),
+    'the expired version is gone from the bucket',
+  );
+  assert.equal(
+    (await s3.statObject(BUCKET, b.objectKey, { versionId: b.versionId })).size,
+    b.sizeBytes,
+    'the held one stays',
+  );
 });
 
 test('S3 down during an upload, and Vigie restarted meanwhile: the recording is uploaded once S3 is back, with an equal checksum', async () => {
@@ -108,7 +173,11 @@ test('S3 down during an upload, and Vigie restarted meanwhile: the recording is 
   await rgw.stopGateway({ kill: true });
   await gw.app.recording!.service.stop(room, 'test');
   await video.stop();
-  await waitFor('upload failures', async () => gw.logs().match(/recording upload failed; will retry/g)?.length ?? 0, (n) => n >= 1);
+  await waitFor(
+    'upload failures',
+    async () => gw.logs().match(/recording upload failed; will retry/g)?.length ?? 0,
+    (n) => n >= 1,
+  );
   const [pending] = await gw.query(`SELECT id, status, sha256 FROM vigie.recordings FINAL WHERE room = 's3-outage'`);
   assert.equal(pending.status, 'uploading');
 
@@ -116,12 +185,26 @@ test('S3 down during an upload, and Vigie restarted meanwhile: the recording is 
   await rgw.startGateway();
   gw = await startGateway(settings());
   assert.ok(await gw.app.recording!.service.drain(120_000));
-  await waitFor('uploaded after restart', async () => (await gw.query(`SELECT status FROM vigie.recordings FINAL WHERE id = {id:String}`, { id: pending.id }))[0].status, (s) => s === 'ready', 60_000);
-  const [row] = await gw.query(`SELECT object_key, version_id, sha256, size_bytes FROM vigie.recordings FINAL WHERE id = {id:String}`, { id: pending.id });
+  await waitFor(
+    'uploaded after restart',
+    async () =>
+      (await gw.query(`SELECT status FROM vigie.recordings FINAL WHERE id = {id:String}`, { id: pending.id }))[0]
+        .status,
+    (s) => s === 'ready',
+    60_000,
+  );
+  const [row] = await gw.query(
+    `SELECT object_key, version_id, sha256, size_bytes FROM vigie.recordings FINAL WHERE id = {id:String}`,
+    { id: pending.id },
+  );
   const stream = await s3.getObject(BUCKET, row.object_key, { versionId: row.version_id });
   const chunks: Buffer[] = [];
   for await (const c of stream) chunks.push(c as Buffer);
-  assert.equal(sha256(Buffer.concat(chunks)), row.sha256, 'checksum of what S3 holds equals the one computed before upload');
+  assert.equal(
+    sha256(Buffer.concat(chunks)),
+    row.sha256,
+    'checksum of what S3 holds equals the one computed before upload',
+  );
   assert.equal(sha256(Buffer.concat(chunks)), pending.sha256);
   assert.match(gw.logs(), /resuming recording uploads left pending/);
 });
@@ -132,7 +215,10 @@ test('large files go up in multipart, with SSE-KMS, and verify', async () => {
   const data = randomBytes(20 * 1024 * 1024);
   writeFileSync(big, data);
   const store = gw.app.recording!.store;
-  const { versionId } = await store.put('acme/multipart/test.bin', big, { contentType: 'application/octet-stream', sha256: sha256(data) });
+  const { versionId } = await store.put('acme/multipart/test.bin', big, {
+    contentType: 'application/octet-stream',
+    sha256: sha256(data),
+  });
   const stat = await s3.statObject(BUCKET, 'acme/multipart/test.bin', { versionId });
   assert.equal(stat.size, data.length);
   assert.match(stat.etag, /-\d+$/, `multipart ETag (<md5>-<parts>): ${stat.etag}`);

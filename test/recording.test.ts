@@ -4,7 +4,14 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { DPO_KEY, GLOBEX_VIEWER_KEY, TENANT_ADMIN_KEY, VIEWER_KEY, startGateway, type TestGateway } from './helpers/gateway.js';
+import {
+  DPO_KEY,
+  GLOBEX_VIEWER_KEY,
+  TENANT_ADMIN_KEY,
+  VIEWER_KEY,
+  startGateway,
+  type TestGateway,
+} from './helpers/gateway.js';
 import { joinThroughPage, launchBrowser, receivedMedia, waitFor } from './helpers/browser.js';
 import { startFfmpegBot } from './helpers/ffmpegBot.js';
 import { recordersWithSegment } from './helpers/recording.js';
@@ -22,12 +29,32 @@ afterAll(async () => {
   await gw?.close();
 });
 
-const api = (key: { key: string }, method: string, url: string, payload?: object, headers: Record<string, string> = {}) =>
-  gw.app.inject({ method: method as 'GET', url, headers: { 'x-api-key': key.key, ...headers }, ...(payload ? { payload } : {}) });
+const api = (
+  key: { key: string },
+  method: string,
+  url: string,
+  payload?: object,
+  headers: Record<string, string> = {},
+) =>
+  gw.app.inject({
+    method: method as 'GET',
+    url,
+    headers: { 'x-api-key': key.key, ...headers },
+    ...(payload ? { payload } : {}),
+  });
 
 function probe(file: string): { streams: string[]; duration: number } {
-  const out = JSON.parse(execFileSync('ffprobe', ['-v', 'error', '-show_entries', 'format=duration:stream=codec_type', '-of', 'json', file], { encoding: 'utf8' }));
-  return { streams: out.streams.map((s: { codec_type: string }) => s.codec_type).sort(), duration: Number(out.format.duration) };
+  const out = JSON.parse(
+    execFileSync(
+      'ffprobe',
+      ['-v', 'error', '-show_entries', 'format=duration:stream=codec_type', '-of', 'json', file],
+      { encoding: 'utf8' },
+    ),
+  );
+  return {
+    streams: out.streams.map((s: { codec_type: string }) => s.codec_type).sort(),
+    duration: Number(out.format.duration),
+  };
 }
 
 test('a browser call is recorded: indicator, upload, catalog, playback with ffprobe, Range, locks, legal hold, isolation, access records', async () => {
@@ -37,21 +64,41 @@ test('a browser call is recorded: indicator, upload, catalog, playback with ffpr
     await joinThroughPage(page, `${gw.url}/join?token=${await gw.mint({ room: 'recorded', identity })}`);
     pages.push(page);
   }
-  for (const page of pages) await waitFor('media', () => receivedMedia(page), (m) => m.framesDecoded > 5 && m.totalSamplesReceived > 0);
+  for (const page of pages)
+    await waitFor(
+      'media',
+      () => receivedMedia(page),
+      (m) => m.framesDecoded > 5 && m.totalSamplesReceived > 0,
+    );
 
   const started = await api(TENANT_ADMIN_KEY, 'POST', '/v1/rooms/recorded/recording', { action: 'start' });
   assert.equal(started.statusCode, 200, started.body);
   const t0 = Date.now();
-  for (const page of pages) await waitFor('recording indicator', () => page.locator('#recording').getAttribute('class'), (c) => c === 'on');
+  for (const page of pages)
+    await waitFor(
+      'recording indicator',
+      () => page.locator('#recording').getAttribute('class'),
+      (c) => c === 'on',
+    );
   // Five seconds from when both recorders have found their streams: ffmpeg and the browsers' keyframes come late on
   // a busy machine, and a recorder stopped before that leaves no file.
-  await waitFor('both recorders to write a file', () => recordersWithSegment(gw.app.config.dataDir, 0), (n) => n === 2, 120_000);
+  await waitFor(
+    'both recorders to write a file',
+    () => recordersWithSegment(gw.app.config.dataDir, 0),
+    (n) => n === 2,
+    120_000,
+  );
   await new Promise((r) => setTimeout(r, 5000));
   const stopped = await api(TENANT_ADMIN_KEY, 'POST', '/v1/rooms/recorded/recording', { action: 'stop' });
   const requestedS = (Date.now() - t0) / 1000;
   assert.equal(stopped.statusCode, 200, stopped.body);
   assert.equal(stopped.json().files, 2, 'one file per participant');
-  for (const page of pages) await waitFor('indicator off', () => page.locator('#recording').getAttribute('class'), (c) => c !== 'on');
+  for (const page of pages)
+    await waitFor(
+      'indicator off',
+      () => page.locator('#recording').getAttribute('class'),
+      (c) => c !== 'on',
+    );
   assert.ok(await gw.app.recording!.service.drain());
 
   const list = await api(VIEWER_KEY, 'GET', '/v1/recordings?room=recorded');
@@ -76,9 +123,14 @@ test('a browser call is recorded: indicator, upload, catalog, playback with ffpr
     assert.deepEqual(media.streams, ['audio', 'video']);
     // The catalog's duration is the span media reached the recorder (it starts some time after the start request on
     // a busy machine); the file holds all of it.
-    assert.ok(r.durationS >= 5 && r.durationS <= requestedS, `catalog duration ${r.durationS}s, between the 5 s recorded after the files began and the ${requestedS}s between the start and stop requests`);
+    assert.ok(
+      r.durationS >= 5 && r.durationS <= requestedS,
+      `catalog duration ${r.durationS}s, between the 5 s recorded after the files began and the ${requestedS}s between the start and stop requests`,
+    );
     assert.ok(Math.abs(media.duration - r.durationS) <= 1, `ffprobe ${media.duration}s vs catalog ${r.durationS}s`);
-    const part = await api(VIEWER_KEY, 'GET', `/v1/recordings/${r.id}/download?mode=stream`, undefined, { range: 'bytes=100-199' });
+    const part = await api(VIEWER_KEY, 'GET', `/v1/recordings/${r.id}/download?mode=stream`, undefined, {
+      range: 'bytes=100-199',
+    });
     assert.equal(part.statusCode, 206);
     assert.equal(part.headers['content-range'], `bytes 100-199/${r.sizeBytes}`);
     assert.deepEqual(part.rawPayload, full.rawPayload.subarray(100, 200));
@@ -90,23 +142,56 @@ test('a browser call is recorded: indicator, upload, catalog, playback with ffpr
   const del = await api(TENANT_ADMIN_KEY, 'DELETE', `/v1/recordings/${one.id}`);
   assert.equal(del.statusCode, 403);
   assert.match(del.json().error.message, /locked \(governance\) until/);
-  assert.equal((await api(VIEWER_KEY, 'PUT', `/v1/recordings/${one.id}/legal-hold`, { on: true })).statusCode, 403, 'viewers cannot set legal holds');
-  assert.equal((await api(TENANT_ADMIN_KEY, 'PUT', `/v1/recordings/${one.id}/legal-hold`, { on: true })).statusCode, 403, 'nor admins: dpo only');
+  assert.equal(
+    (await api(VIEWER_KEY, 'PUT', `/v1/recordings/${one.id}/legal-hold`, { on: true })).statusCode,
+    403,
+    'viewers cannot set legal holds',
+  );
+  assert.equal(
+    (await api(TENANT_ADMIN_KEY, 'PUT', `/v1/recordings/${one.id}/legal-hold`, { on: true })).statusCode,
+    403,
+    'nor admins: dpo only',
+  );
   const held = await api(DPO_KEY, 'PUT', `/v1/recordings/${one.id}/legal-hold`, { on: true });
   assert.equal(held.json().legalHold, true);
   assert.equal((await api(VIEWER_KEY, 'GET', `/v1/recordings/${one.id}`)).json().legalHold, true);
-  assert.equal((await api(GLOBEX_VIEWER_KEY, 'GET', `/v1/recordings/${one.id}`)).statusCode, 404, "another tenant's recording id is not found");
+  assert.equal(
+    (await api(GLOBEX_VIEWER_KEY, 'GET', `/v1/recordings/${one.id}`)).statusCode,
+    404,
+    "another tenant's recording id is not found",
+  );
   assert.equal((await api(GLOBEX_VIEWER_KEY, 'GET', `/v1/recordings/${one.id}/download`)).statusCode, 404);
   assert.equal((await api(VIEWER_KEY, 'GET', '/v1/recordings?limit=1')).json().recordings.length, 1);
-  const page2 = await api(VIEWER_KEY, 'GET', `/v1/recordings?limit=1&cursor=${(await api(VIEWER_KEY, 'GET', '/v1/recordings?limit=1')).json().nextCursor}`);
+  const page2 = await api(
+    VIEWER_KEY,
+    'GET',
+    `/v1/recordings?limit=1&cursor=${(await api(VIEWER_KEY, 'GET', '/v1/recordings?limit=1')).json().nextCursor}`,
+  );
   assert.equal(page2.json().recordings.length, 1, 'pagination');
-  assert.equal((await api(VIEWER_KEY, 'GET', `/v1/recordings?participant=${recs[0].participants[0]}`)).json().recordings.length, 1, 'search by participant');
+  assert.equal(
+    (await api(VIEWER_KEY, 'GET', `/v1/recordings?participant=${recs[0].participants[0]}`)).json().recordings.length,
+    1,
+    'search by participant',
+  );
 
-  const access = await gw.query<{ action: string; result: string; actor: string }>(`SELECT action, result, actor FROM vigie.access_log WHERE tenant IN ('acme', 'globex') ORDER BY ts`);
+  const access = await gw.query<{ action: string; result: string; actor: string }>(
+    `SELECT action, result, actor FROM vigie.access_log WHERE tenant IN ('acme', 'globex') ORDER BY ts`,
+  );
   const seen = new Set(access.map((a) => `${a.action}:${a.result}`));
-  for (const a of ['recording.control:ok', 'recordings.list:ok', 'recording.download:ok', 'recording.delete:FORBIDDEN', 'recording.legal_hold:FORBIDDEN', 'recording.legal_hold:ok', 'recording.read:NOT_FOUND']) assert.ok(seen.has(a), `${a} in ${[...seen].join(', ')}`);
+  for (const a of [
+    'recording.control:ok',
+    'recordings.list:ok',
+    'recording.download:ok',
+    'recording.delete:FORBIDDEN',
+    'recording.legal_hold:FORBIDDEN',
+    'recording.legal_hold:ok',
+    'recording.read:NOT_FOUND',
+  ])
+    assert.ok(seen.has(a), `${a} in ${[...seen].join(', ')}`);
   assert.ok(access.some((a) => a.actor === 'key:acmedpo1'));
-  const events = (await gw.query<{ event: string }>(`SELECT event FROM vigie.call_events WHERE room = 'recorded'`)).map((e) => e.event);
+  const events = (await gw.query<{ event: string }>(`SELECT event FROM vigie.call_events WHERE room = 'recorded'`)).map(
+    (e) => e.event,
+  );
   assert.ok(events.includes('recording.started') && events.includes('recording.stopped'));
 });
 
@@ -122,19 +207,42 @@ test('every codec is recorded without transcoding: H264 into Matroska, VP9 into 
   onTestFinished(async () => {
     await Promise.all(bots.map((b) => b.stop()));
   });
-  for (const bot of bots) await waitFor(`${bot.peer.identity} RTP`, () => bot.producer.getStats(), (st) => (st[0]?.byteCount ?? 0) > 5_000);
+  for (const bot of bots)
+    await waitFor(
+      `${bot.peer.identity} RTP`,
+      () => bot.producer.getStats(),
+      (st) => (st[0]?.byteCount ?? 0) > 5_000,
+    );
 
-  const listeners = () => [room.observer.listenerCount('close'), room.observer.listenerCount('newpeer'), ...bots.map((b) => b.peer.observer.listenerCount('newproducer'))];
+  const listeners = () => [
+    room.observer.listenerCount('close'),
+    room.observer.listenerCount('newpeer'),
+    ...bots.map((b) => b.peer.observer.listenerCount('newproducer')),
+  ];
   const listenersBefore = listeners();
-  assert.equal((await api(TENANT_ADMIN_KEY, 'POST', '/v1/rooms/codecs/recording', { action: 'start' })).statusCode, 200);
-  await waitFor('the three recorders to write a file', () => recordersWithSegment(gw.app.config.dataDir, 0), (n) => n === 3, 120_000);
+  assert.equal(
+    (await api(TENANT_ADMIN_KEY, 'POST', '/v1/rooms/codecs/recording', { action: 'start' })).statusCode,
+    200,
+  );
+  await waitFor(
+    'the three recorders to write a file',
+    () => recordersWithSegment(gw.app.config.dataDir, 0),
+    (n) => n === 3,
+    120_000,
+  );
   await new Promise((r) => setTimeout(r, 5000));
   const stopped = await api(TENANT_ADMIN_KEY, 'POST', '/v1/rooms/codecs/recording', { action: 'stop' });
   assert.equal(stopped.json().files, 3, `one file per bot: ${bots.map((b) => b.stderr()).join(' ')}`);
-  assert.deepEqual(listeners(), listenersBefore, 'a stopped recording leaves no listener on the room or its participants');
+  assert.deepEqual(
+    listeners(),
+    listenersBefore,
+    'a stopped recording leaves no listener on the room or its participants',
+  );
   assert.ok(await gw.app.recording!.service.drain());
 
-  const recs: { id: string; objectKey: string; codecs: string[]; contentType?: string }[] = (await api(VIEWER_KEY, 'GET', '/v1/recordings?room=codecs')).json().recordings;
+  const recs: { id: string; objectKey: string; codecs: string[]; contentType?: string }[] = (
+    await api(VIEWER_KEY, 'GET', '/v1/recordings?room=codecs')
+  ).json().recordings;
   const byCodec = Object.fromEntries(recs.map((r) => [r.codecs.join('+'), r]));
   const expected = [
     { codecs: 'video/H264', ext: 'mkv', container: /matroska/, codec: 'h264' },
@@ -148,10 +256,20 @@ test('every codec is recorded without transcoding: H264 into Matroska, VP9 into 
     assert.ok(r.objectKey.endsWith(`.${e.ext}`), r.objectKey);
     const file = path.join(dir, `${r.id}.${e.ext}`);
     writeFileSync(file, (await api(VIEWER_KEY, 'GET', `/v1/recordings/${r.id}/download?mode=stream`)).rawPayload);
-    const info = JSON.parse(execFileSync('ffprobe', ['-v', 'error', '-show_entries', 'format=format_name,duration:stream=codec_name,width', '-of', 'json', file], { encoding: 'utf8' }));
+    const info = JSON.parse(
+      execFileSync(
+        'ffprobe',
+        ['-v', 'error', '-show_entries', 'format=format_name,duration:stream=codec_name,width', '-of', 'json', file],
+        { encoding: 'utf8' },
+      ),
+    );
     assert.match(info.format.format_name, e.container);
-    assert.deepEqual(info.streams.map((st: { codec_name: string }) => st.codec_name), [e.codec], `${e.codecs} copied, not transcoded`);
-    if (e.codecs.startsWith('video/')) assert.equal(info.streams[0].width, 320, 'the bot\'s 320x240 test pattern');
+    assert.deepEqual(
+      info.streams.map((st: { codec_name: string }) => st.codec_name),
+      [e.codec],
+      `${e.codecs} copied, not transcoded`,
+    );
+    if (e.codecs.startsWith('video/')) assert.equal(info.streams[0].width, 320, "the bot's 320x240 test pattern");
     assert.ok(Number(info.format.duration) > 3, `${e.codecs}: ${info.format.duration}s of the ~5s recorded`);
     // The bytes decode: ffmpeg reads the whole file without an error.
     execFileSync('ffmpeg', ['-v', 'error', '-xerror', '-i', file, '-f', 'null', '-']);
@@ -182,8 +300,19 @@ test('a recorder stopped while it is still starting (a short recording on a busy
 
 test('data residency: a recording refuses to start when the storage location is not allowed for the tenant', async () => {
   const c = await gw.connect();
-  await c.request('join', { token: await gw.mint({ tenant: 'globex', room: 'abroad', identity: 'g', grants: ['publish', 'subscribe', 'record'] }) });
-  await assert.rejects(c.request('startRecording'), (e: { code: string; message: string }) => e.code === 'FORBIDDEN' && /storage target local is in FR .* allows only DE/.test(e.message));
+  await c.request('join', {
+    token: await gw.mint({
+      tenant: 'globex',
+      room: 'abroad',
+      identity: 'g',
+      grants: ['publish', 'subscribe', 'record'],
+    }),
+  });
+  await assert.rejects(
+    c.request('startRecording'),
+    (e: { code: string; message: string }) =>
+      e.code === 'FORBIDDEN' && /storage target local is in FR .* allows only DE/.test(e.message),
+  );
   const viaApi = await api(GLOBEX_VIEWER_KEY, 'POST', '/v1/rooms/abroad/recording', { action: 'start' });
   assert.equal(viaApi.statusCode, 403);
   assert.match(viaApi.json().error.message, /allows only DE/);

@@ -4,7 +4,15 @@ import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { complianceShortenings, FILE_RULES, fileRule, loadPolicies, PolicyError, TABLE_RULES, ttlStatements } from '../src/retention/index.js';
+import {
+  complianceShortenings,
+  FILE_RULES,
+  fileRule,
+  loadPolicies,
+  PolicyError,
+  TABLE_RULES,
+  ttlStatements,
+} from '../src/retention/index.js';
 import { retentionSchemaJson } from '../scripts/retention-schema.js';
 import { DPO_KEY, startGateway, type TestGateway } from './helpers/gateway.js';
 import { encodedLoop, startFfmpegBot, type FfmpegBot } from './helpers/ffmpegBot.js';
@@ -28,7 +36,12 @@ const adminKeyHash = `sha256:${createHash('sha256').update(ADMIN_KEY).digest('he
 let gw: TestGateway;
 const bots: FfmpegBot[] = [];
 beforeAll(async () => {
-  gw = await startGateway({ adminKeyHash, writer: { flushIntervalMs: 100 }, retention: { policiesDir: policies, sweepIntervalSeconds: 3600 }, recording: { segmentSeconds: 10 } });
+  gw = await startGateway({
+    adminKeyHash,
+    writer: { flushIntervalMs: 100 },
+    retention: { policiesDir: policies, sweepIntervalSeconds: 3600 },
+    recording: { segmentSeconds: 10 },
+  });
 });
 afterAll(async () => {
   for (const b of bots) await b.stop().catch(() => undefined);
@@ -39,37 +52,84 @@ afterAll(async () => {
 // machine lets fall far behind the wall clock.
 async function botPair(room: string) {
   const r = await gw.app.sfu.getOrCreateRoom('acme', room, gw.app.rooms.optionsFor('acme', room));
-  const video = await startFfmpegBot(r, { kind: 'video', bitrateKbps: 200, name: `${room}-v`, file: await encodedLoop('video', 200) });
-  const audio = await startFfmpegBot(r, { kind: 'audio', bitrateKbps: 32, name: `${room}-a`, file: await encodedLoop('audio', 32) });
+  const video = await startFfmpegBot(r, {
+    kind: 'video',
+    bitrateKbps: 200,
+    name: `${room}-v`,
+    file: await encodedLoop('video', 200),
+  });
+  const audio = await startFfmpegBot(r, {
+    kind: 'audio',
+    bitrateKbps: 32,
+    name: `${room}-a`,
+    file: await encodedLoop('audio', 32),
+  });
   bots.push(video, audio);
   return { room: r, video, audio };
 }
-const catalog = (room: string) => gw.query<{ id: string; status: string; legal_hold: number; participants: string[]; deletion_reason: string }>(`SELECT id, status, legal_hold, participants, deletion_reason FROM vigie.recordings FINAL WHERE room = {r:String} ORDER BY started_at`, { r: room });
-const putTenant = (tenant: string, body: object) => gw.app.inject({ method: 'PUT', url: `/v1/admin/tenants/${tenant}`, headers: { 'x-admin-key': ADMIN_KEY }, payload: body });
+const catalog = (room: string) =>
+  gw.query<{ id: string; status: string; legal_hold: number; participants: string[]; deletion_reason: string }>(
+    `SELECT id, status, legal_hold, participants, deletion_reason FROM vigie.recordings FINAL WHERE room = {r:String} ORDER BY started_at`,
+    { r: room },
+  );
+const putTenant = (tenant: string, body: object) =>
+  gw.app.inject({
+    method: 'PUT',
+    url: `/v1/admin/tenants/${tenant}`,
+    headers: { 'x-admin-key': ADMIN_KEY },
+    payload: body,
+  });
 
 test('the published schema matches the loader, and every policy file validates', () => {
-  assert.equal(readFileSync(new URL('../retention-policies/schema.json', import.meta.url), 'utf8'), retentionSchemaJson(), 'run: npx tsx scripts/retention-schema.ts');
+  assert.equal(
+    readFileSync(new URL('../retention-policies/schema.json', import.meta.url), 'utf8'),
+    retentionSchemaJson(),
+    'run: npx tsx scripts/retention-schema.ts',
+  );
   const loaded = loadPolicies(new URL('../retention-policies', import.meta.url).pathname);
   assert.deepEqual([...loaded.keys()].sort(), ['default', 'regulated']);
   const bad = mkdtempSync(path.join(os.tmpdir(), 'vigie-bad-policies-'));
   writeFileSync(path.join(bad, 'default.yaml'), 'name: default\ncategories:\n  recordings: { duration: forever }\n');
-  assert.throws(() => loadPolicies(bad), (e: Error) => e instanceof PolicyError && /duration: a number and a unit/.test(e.message) && /track_stats/.test(e.message) && /access_log/.test(e.message));
+  assert.throws(
+    () => loadPolicies(bad),
+    (e: Error) =>
+      e instanceof PolicyError &&
+      /duration: a number and a unit/.test(e.message) &&
+      /track_stats/.test(e.message) &&
+      /access_log/.test(e.message),
+  );
   // Anonymising a table keyed on the pseudonym, or the hash-chained audit log, is impossible: refused, not silently deleted.
-  writeFileSync(path.join(bad, 'default.yaml'), `name: default\n${CATEGORIES_6Y('  recordings: { duration: 3s }\n  track_stats: { duration: 1s }\n  client_stats: { duration: 1s }\n  call_events: { duration: 1s }\n').replace('audit_log: { duration: 6y }', 'audit_log: { duration: 6y, action: anonymize }')}`);
-  assert.throws(() => loadPolicies(bad), (e: Error) => e instanceof PolicyError && /categories\.audit_log\.action: "anonymize" is not possible/.test(e.message));
+  writeFileSync(
+    path.join(bad, 'default.yaml'),
+    `name: default\n${CATEGORIES_6Y('  recordings: { duration: 3s }\n  track_stats: { duration: 1s }\n  client_stats: { duration: 1s }\n  call_events: { duration: 1s }\n').replace('audit_log: { duration: 6y }', 'audit_log: { duration: 6y, action: anonymize }')}`,
+  );
+  assert.throws(
+    () => loadPolicies(bad),
+    (e: Error) =>
+      e instanceof PolicyError && /categories\.audit_log\.action: "anonymize" is not possible/.test(e.message),
+  );
 });
 
-test('COMPLIANCE locks: the guard compares each tenant\'s effective lock, not policy names; unknown policies are refused', async () => {
+test("COMPLIANCE locks: the guard compares each tenant's effective lock, not policy names; unknown policies are refused", async () => {
   const set = loadPolicies(new URL('../retention-policies', import.meta.url).pathname);
   const onRegulated = [{ id: 'bank', retentionPolicy: 'regulated' }];
   const { problems, locks } = complianceShortenings(new Map(), set, onRegulated);
   assert.deepEqual([problems, [...locks]], [[], [['bank', { policy: 'regulated', duration: 5 * 31_536_000 }]]]);
   // Moving the tenant to a weaker policy, or shrinking its policy, is refused; so is an unknown name.
-  assert.match(complianceShortenings(locks, set, [{ id: 'bank', retentionPolicy: 'default' }]).problems[0]!, /tenant "bank".*promised a COMPLIANCE lock.*"default" locks them in governance mode/);
+  assert.match(
+    complianceShortenings(locks, set, [{ id: 'bank', retentionPolicy: 'default' }]).problems[0]!,
+    /tenant "bank".*promised a COMPLIANCE lock.*"default" locks them in governance mode/,
+  );
   const shorter = structuredClone(set);
   shorter.get('regulated')!.categories.recordings.duration = 86400;
-  assert.match(complianceShortenings(locks, shorter, onRegulated).problems[0]!, /cannot shrink from 157680000s \(policy "regulated"\) to 86400s/);
-  assert.match(complianceShortenings(locks, set, [{ id: 'bank', retentionPolicy: 'nope' }]).problems[0]!, /names the retention policy "nope", which does not exist/);
+  assert.match(
+    complianceShortenings(locks, shorter, onRegulated).problems[0]!,
+    /cannot shrink from 157680000s \(policy "regulated"\) to 86400s/,
+  );
+  assert.match(
+    complianceShortenings(locks, set, [{ id: 'bank', retentionPolicy: 'nope' }]).problems[0]!,
+    /names the retention policy "nope", which does not exist/,
+  );
   // The same lock under another name is fine: what counts is the effective duration.
   const renamed = structuredClone(set);
   renamed.set('mifid', { ...renamed.get('regulated')!, name: 'mifid' });
@@ -92,12 +152,26 @@ test('COMPLIANCE locks: the guard compares each tenant\'s effective lock, not po
   assert.equal(gw.app.tenants.get('globex')!.retentionPolicy, 'regulated', 'the refused change is not applied');
 
   // Through a reload: shrinking the policy globex is on is refused, and the old set stays.
-  writeFileSync(path.join(policies, 'regulated.yaml'), readFileSync(path.join(policies, 'regulated.yaml'), 'utf8').replace('duration: 5y,   action: delete,    lockMode: compliance', 'duration: 1y,   action: delete,    lockMode: compliance'));
-  await assert.rejects(gw.app.retention.reload(), (e: Error) => e instanceof PolicyError && /globex.*cannot shrink/s.test(e.message));
+  writeFileSync(
+    path.join(policies, 'regulated.yaml'),
+    readFileSync(path.join(policies, 'regulated.yaml'), 'utf8').replace(
+      'duration: 5y,   action: delete,    lockMode: compliance',
+      'duration: 1y,   action: delete,    lockMode: compliance',
+    ),
+  );
+  await assert.rejects(
+    gw.app.retention.reload(),
+    (e: Error) => e instanceof PolicyError && /globex.*cannot shrink/s.test(e.message),
+  );
   assert.equal(gw.app.retention.policies().get('regulated')!.categories.recordings.duration, 5 * 31_536_000);
   cpSync(new URL('../retention-policies/regulated.yaml', import.meta.url), path.join(policies, 'regulated.yaml'));
   // A room cannot carry its own policy (it was never applied): refused, not ignored.
-  const room = await gw.app.inject({ method: 'POST', url: '/v1/rooms', headers: { 'x-api-key': (await import('./helpers/gateway.js')).ROOMS_WRITE_KEY.key }, payload: { room: 'r1', retentionPolicy: 'regulated' } });
+  const room = await gw.app.inject({
+    method: 'POST',
+    url: '/v1/rooms',
+    headers: { 'x-api-key': (await import('./helpers/gateway.js')).ROOMS_WRITE_KEY.key },
+    payload: { room: 'r1', retentionPolicy: 'regulated' },
+  });
   assert.equal(room.statusCode, 400, room.body);
   assert.match(room.json().error.message, /retentionPolicy is set per tenant/);
 });
@@ -108,42 +182,123 @@ test('per-tenant ClickHouse TTLs: expired stats rows are deleted, expired identi
   const tables = ttlStatements('vigie', gw.app.retention.policies(), gw.app.tenants.list());
   const stmts = tables.flatMap((t) => t.statements);
   // acme deletes after 1 s; globex (regulated) anonymises instead, so its delete TTL is "never" (60 years).
-  assert.ok(stmts.some((s) => /track_stats MODIFY TTL .*transform\(tenant, \['acme', 'globex'\], \[1, 1892160000\], 1892160000\)/.test(s)), stmts.join('\n'));
-  assert.ok(stmts.some((s) => /track_stats MODIFY COLUMN participant String TTL .*\[1892160000, 34128000\], 34128000/.test(s)));
-  assert.ok(stmts.some((s) => /audit_log MODIFY TTL .*\[189216000, 315360000\], 189216000/.test(s)), 'the audit log follows each tenant\'s audit_log duration (6 y, 10 y)');
+  assert.ok(
+    stmts.some((s) =>
+      /track_stats MODIFY TTL .*transform\(tenant, \['acme', 'globex'\], \[1, 1892160000\], 1892160000\)/.test(s),
+    ),
+    stmts.join('\n'),
+  );
+  assert.ok(
+    stmts.some((s) => /track_stats MODIFY COLUMN participant String TTL .*\[1892160000, 34128000\], 34128000/.test(s)),
+  );
+  assert.ok(
+    stmts.some((s) => /audit_log MODIFY TTL .*\[189216000, 315360000\], 189216000/.test(s)),
+    "the audit log follows each tenant's audit_log duration (6 y, 10 y)",
+  );
   assert.deepEqual(await gw.app.retention.applyTtls(), [], 'nothing changed since the start: no ALTER');
   assert.equal((await putTenant('globex', { name: 'Globex Corp' })).statusCode, 200);
   assert.deepEqual(await gw.app.retention.applyTtls(), [], 'a change that does not touch retention: no ALTER');
   const old = Date.now() - 10_000;
   for (const tenant of ['acme', 'globex']) {
-    gw.app.telemetry!.writer.write('call_events', { ts: old, tenant, room: 'ttl', call_id: 'ttl', peer_id: 'p', participant: `pseudo-${tenant}`, event: 'ttl.test', object_id: '', reason: '', attrs: {} });
-    gw.app.telemetry!.writer.write('track_stats', { ts: old, tenant, room: 'ttl', call_id: 'ttl', peer_id: 'p', participant: `pseudo-${tenant}`, track_id: 't', producer_id: 't', kind: 'audio', direction: 'inbound', source: '', codec: '', ssrc: 1, spatial_layer: -1, temporal_layer: -1, interval_ms: 1000, bitrate_bps: 1, packets: 1, bytes: 1, packets_lost: 0, loss_fraction: 0, jitter_ms: null, rtt_ms: null, nack_count: 0, pli_count: 0, fir_count: 0, score: 10, frame_rate: null, frame_width: null, frame_height: null, mos: null, video_quality: null });
+    gw.app.telemetry!.writer.write('call_events', {
+      ts: old,
+      tenant,
+      room: 'ttl',
+      call_id: 'ttl',
+      peer_id: 'p',
+      participant: `pseudo-${tenant}`,
+      event: 'ttl.test',
+      object_id: '',
+      reason: '',
+      attrs: {},
+    });
+    gw.app.telemetry!.writer.write('track_stats', {
+      ts: old,
+      tenant,
+      room: 'ttl',
+      call_id: 'ttl',
+      peer_id: 'p',
+      participant: `pseudo-${tenant}`,
+      track_id: 't',
+      producer_id: 't',
+      kind: 'audio',
+      direction: 'inbound',
+      source: '',
+      codec: '',
+      ssrc: 1,
+      spatial_layer: -1,
+      temporal_layer: -1,
+      interval_ms: 1000,
+      bitrate_bps: 1,
+      packets: 1,
+      bytes: 1,
+      packets_lost: 0,
+      loss_fraction: 0,
+      jitter_ms: null,
+      rtt_ms: null,
+      nack_count: 0,
+      pli_count: 0,
+      fir_count: 0,
+      score: 10,
+      frame_rate: null,
+      frame_width: null,
+      frame_height: null,
+      mos: null,
+      video_quality: null,
+    });
   }
   await gw.app.telemetry!.writer.flush();
-  for (const t of ['call_events', 'track_stats']) await gw.app.clickhouse.client.command({ query: `OPTIMIZE TABLE vigie.${t} FINAL` });
+  for (const t of ['call_events', 'track_stats'])
+    await gw.app.clickhouse.client.command({ query: `OPTIMIZE TABLE vigie.${t} FINAL` });
   const stats = await gw.query(`SELECT tenant FROM vigie.track_stats WHERE room = 'ttl' ORDER BY tenant`);
-  assert.deepEqual(stats.map((r) => r.tenant), ['globex'], "acme's expired stats rows are deleted; globex keeps them (anonymised after 395 days)");
-  const events = await gw.query(`SELECT tenant, participant, peer_id FROM vigie.call_events WHERE room = 'ttl' ORDER BY tenant`);
-  assert.deepEqual(events, [{ tenant: 'acme', participant: '', peer_id: '' }, { tenant: 'globex', participant: 'pseudo-globex', peer_id: 'p' }], 'acme events kept, identity columns anonymised');
+  assert.deepEqual(
+    stats.map((r) => r.tenant),
+    ['globex'],
+    "acme's expired stats rows are deleted; globex keeps them (anonymised after 395 days)",
+  );
+  const events = await gw.query(
+    `SELECT tenant, participant, peer_id FROM vigie.call_events WHERE room = 'ttl' ORDER BY tenant`,
+  );
+  assert.deepEqual(
+    events,
+    [
+      { tenant: 'acme', participant: '', peer_id: '' },
+      { tenant: 'globex', participant: 'pseudo-globex', peer_id: 'p' },
+    ],
+    'acme events kept, identity columns anonymised',
+  );
 });
 
 test('the sweeper deletes expired recordings, skips legal holds, and records each deletion', async () => {
   const { room } = await botPair('sweep');
   await gw.app.recording!.service.start(room, 'test');
-  await waitFor('both recorders to write a file', () => recordersWithSegment(gw.app.config.dataDir, 0), (n) => n === 2, 120_000);
+  await waitFor(
+    'both recorders to write a file',
+    () => recordersWithSegment(gw.app.config.dataDir, 0),
+    (n) => n === 2,
+    120_000,
+  );
   await gw.app.recording!.service.stop(room, 'test');
   assert.ok(await gw.app.recording!.service.drain());
   const recs = await catalog('sweep');
   assert.equal(recs.length, 2);
   const [kept, expired] = recs;
-  await gw.app.inject({ method: 'PUT', url: `/v1/recordings/${kept!.id}/legal-hold`, headers: { 'x-api-key': DPO_KEY.key }, payload: { on: true } });
+  await gw.app.inject({
+    method: 'PUT',
+    url: `/v1/recordings/${kept!.id}/legal-hold`,
+    headers: { 'x-api-key': DPO_KEY.key },
+    payload: { on: true },
+  });
   await new Promise((r) => setTimeout(r, 3500));
   assert.equal(await gw.app.recording!.sweeper.sweep(), 1);
   const after = new Map((await catalog('sweep')).map((r) => [r.id, r]));
   assert.equal(after.get(kept!.id)!.status, 'ready', 'legal hold stops the sweeper');
   assert.equal(after.get(expired!.id)!.status, 'deleted');
   assert.equal(after.get(expired!.id)!.deletion_reason, 'retention:short');
-  const [rec] = await gw.query(`SELECT category, object_id, version_id, policy FROM vigie.retention_deletions WHERE object_id = {id:String}`, { id: expired!.id });
+  const [rec] = await gw.query(
+    `SELECT category, object_id, version_id, policy FROM vigie.retention_deletions WHERE object_id = {id:String}`,
+    { id: expired!.id },
+  );
   assert.equal(rec.policy, 'short');
   assert.ok(rec.version_id.length > 0);
 });
@@ -154,7 +309,12 @@ test('consent: only participants who consent are recorded, and each answer is an
   await gw.app.recording!.service.start(room, 'test');
   gw.app.recording!.service.consent(room, video.peer, true);
   gw.app.recording!.service.consent(room, audio.peer, false);
-  await waitFor('the consenting participant\'s recorder to write a file', () => recordersWithSegment(gw.app.config.dataDir, 0), (n) => n === 1, 120_000);
+  await waitFor(
+    "the consenting participant's recorder to write a file",
+    () => recordersWithSegment(gw.app.config.dataDir, 0),
+    (n) => n === 1,
+    120_000,
+  );
   await gw.app.recording!.service.stop(room, 'test');
   assert.ok(await gw.app.recording!.service.drain());
   const recs = await catalog('consent');
@@ -167,16 +327,32 @@ test('consent: only participants who consent are recorded, and each answer is an
 test('long recordings are cut into segments; an ffmpeg crash is detected and reported', async () => {
   const { room } = await botPair('segments');
   await gw.app.recording!.service.start(room, 'test');
-  await waitFor('both recorders to start a second segment', () => recordersWithSegment(gw.app.config.dataDir, 1), (n) => n === 2, 120_000);
+  await waitFor(
+    'both recorders to start a second segment',
+    () => recordersWithSegment(gw.app.config.dataDir, 1),
+    (n) => n === 2,
+    120_000,
+  );
   await gw.app.recording!.service.stop(room, 'test');
   assert.ok(await gw.app.recording!.service.drain());
   assert.ok((await catalog('segments')).length >= 4, 'two participants × at least two 10 s segments');
 
   const crash = await botPair('crash');
   await gw.app.recording!.service.start(crash.room, 'test');
-  const pids = await waitFor('recorders', async () => gw.app.recording!.service.recorderPids(crash.room), (m) => m.size === 2 && [...m.values()].every(Boolean));
+  const pids = await waitFor(
+    'recorders',
+    async () => gw.app.recording!.service.recorderPids(crash.room),
+    (m) => m.size === 2 && [...m.values()].every(Boolean),
+  );
   process.kill([...pids.values()][0]!, 'SIGKILL');
-  await waitFor('recording.failed event', async () => (await gw.query(`SELECT count() AS c FROM vigie.call_events WHERE room = 'crash' AND event = 'recording.failed'`))[0].c, (c) => Number(c) === 1);
+  await waitFor(
+    'recording.failed event',
+    async () =>
+      (
+        await gw.query(`SELECT count() AS c FROM vigie.call_events WHERE room = 'crash' AND event = 'recording.failed'`)
+      )[0].c,
+    (c) => Number(c) === 1,
+  );
   await gw.app.recording!.service.stop(crash.room, 'test');
 });
 
@@ -188,17 +364,51 @@ const relFiles = (dir: string) =>
 test('every ClickHouse table and every file under DATA_DIR has a retention rule, and each table rule is applied as a TTL', async () => {
   // Files only some paths create: an audit export, a DSAR archive, a webhook journal.
   const from = new Date(Date.now() - 3600_000).toISOString();
-  assert.equal((await gw.app.inject({ method: 'POST', url: '/v1/compliance/exports', headers: { 'x-api-key': DPO_KEY.key }, payload: { from, to: new Date(Date.now() + 60_000).toISOString() } })).statusCode, 201);
-  assert.equal((await gw.app.inject({ method: 'POST', url: '/v1/compliance/dsar/access', headers: { 'x-api-key': DPO_KEY.key }, payload: { identity: 'sweep-v' } })).statusCode, 201);
-  gw.app.webhooks.queue.enqueue({ id: randomUUID(), tenant: 'acme', endpointId: 'gone', event: 'room.started', body: '{"room":"inventory"}', createdAt: Date.now(), attempts: 0, nextAt: Date.now() });
+  assert.equal(
+    (
+      await gw.app.inject({
+        method: 'POST',
+        url: '/v1/compliance/exports',
+        headers: { 'x-api-key': DPO_KEY.key },
+        payload: { from, to: new Date(Date.now() + 60_000).toISOString() },
+      })
+    ).statusCode,
+    201,
+  );
+  assert.equal(
+    (
+      await gw.app.inject({
+        method: 'POST',
+        url: '/v1/compliance/dsar/access',
+        headers: { 'x-api-key': DPO_KEY.key },
+        payload: { identity: 'sweep-v' },
+      })
+    ).statusCode,
+    201,
+  );
+  gw.app.webhooks.queue.enqueue({
+    id: randomUUID(),
+    tenant: 'acme',
+    endpointId: 'gone',
+    event: 'room.started',
+    body: '{"room":"inventory"}',
+    createdAt: Date.now(),
+    attempts: 0,
+    nextAt: Date.now(),
+  });
   // And what a call and a recording leave (made here too, so that this test does not depend on the ones before).
   gw.app.telemetry!.keys.pseudonymizer.pseudonym('acme', 'inventory-user');
   gw.app.roomBans.ban('acme', 'inventory', 'inventory-user', Date.now() / 1000 + 3600);
   const media = path.join(mkdtempSync(path.join(os.tmpdir(), 'vigie-inv-')), 'r.webm');
   writeFileSync(media, 'media');
-  await gw.app.recording!.store.put(`acme/inventory/${randomUUID()}.webm`, media, { contentType: 'video/webm', sha256: createHash('sha256').update('media').digest('hex') });
+  await gw.app.recording!.store.put(`acme/inventory/${randomUUID()}.webm`, media, {
+    contentType: 'video/webm',
+    sha256: createHash('sha256').update('media').digest('hex'),
+  });
 
-  const tables = await gw.query<{ name: string; comment: string; engine_full: string }>(`SELECT name, comment, engine_full FROM system.tables WHERE database = 'vigie' AND engine NOT IN ('View', 'MaterializedView')`);
+  const tables = await gw.query<{ name: string; comment: string; engine_full: string }>(
+    `SELECT name, comment, engine_full FROM system.tables WHERE database = 'vigie' AND engine NOT IN ('View', 'MaterializedView')`,
+  );
   assert.ok(tables.length >= 14, tables.map((t) => t.name).join());
   for (const t of tables) {
     const rule = TABLE_RULES[t.name];
@@ -208,35 +418,81 @@ test('every ClickHouse table and every file under DATA_DIR has a retention rule,
       assert.match(t.comment, /^vigie-ttl:[0-9a-f]{16}$/, t.name);
     }
   }
-  for (const name of ['participants', 'transport_stats', 'call_quality_agg', 'access_log', 'webhook_attempts', 'audit_log']) assert.ok('category' in TABLE_RULES[name]!, `${name} expires by its policy`);
+  for (const name of [
+    'participants',
+    'transport_stats',
+    'call_quality_agg',
+    'access_log',
+    'webhook_attempts',
+    'audit_log',
+  ])
+    assert.ok('category' in TABLE_RULES[name]!, `${name} expires by its policy`);
 
   const files = relFiles(gw.config.dataDir);
-  for (const expected of [/^exports\/[0-9a-f-]{36}\.tar$/, /^exports\/[0-9a-f-]{36}\.jsonl$/, /^webhooks\/deliveries\.jsonl$/, /^objects\//, /^secrets\/subject-salts\.jsonl$/, /^clickhouse\//, /^room-bans\.json$/]) {
-    assert.ok(files.some((f) => expected.test(f)), `the run created a file matching ${expected}: ${files.filter((f) => !f.startsWith('clickhouse/')).join(', ')}`);
+  for (const expected of [
+    /^exports\/[0-9a-f-]{36}\.tar$/,
+    /^exports\/[0-9a-f-]{36}\.jsonl$/,
+    /^webhooks\/deliveries\.jsonl$/,
+    /^objects\//,
+    /^secrets\/subject-salts\.jsonl$/,
+    /^clickhouse\//,
+    /^room-bans\.json$/,
+  ]) {
+    assert.ok(
+      files.some((f) => expected.test(f)),
+      `the run created a file matching ${expected}: ${files.filter((f) => !f.startsWith('clickhouse/')).join(', ')}`,
+    );
   }
   const unruled = files.filter((f) => !fileRule(f));
-  assert.deepEqual(unruled, [], 'files under DATA_DIR without a retention rule: add them to FILE_RULES in src/retention/inventory.ts');
-  assert.ok(FILE_RULES.some((r) => r.pattern.test('spool/seg-000000000001.log')), 'the telemetry spool has its rule');
+  assert.deepEqual(
+    unruled,
+    [],
+    'files under DATA_DIR without a retention rule: add them to FILE_RULES in src/retention/inventory.ts',
+  );
+  assert.ok(
+    FILE_RULES.some((r) => r.pattern.test('spool/seg-000000000001.log')),
+    'the telemetry spool has its rule',
+  );
 });
 
 test('the data directory sweep deletes expired exports and archives, and compacts away finished webhook bodies', async () => {
   const dir = path.join(gw.config.dataDir, 'exports');
-  const ids = [...new Set(readdirSync(dir).map((f) => /^[0-9a-f-]{36}/.exec(f)?.[0]).filter(Boolean))] as string[];
+  const ids = [
+    ...new Set(
+      readdirSync(dir)
+        .map((f) => /^[0-9a-f-]{36}/.exec(f)?.[0])
+        .filter(Boolean),
+    ),
+  ] as string[];
   assert.ok(ids.length >= 2);
   const [old, ...young] = ids;
   const longAgo = new Date(Date.now() - 31 * 86400_000);
   for (const f of readdirSync(dir).filter((f) => f.startsWith(old!))) utimesSync(path.join(dir, f), longAgo, longAgo);
-  await waitFor('the delivery to a removed endpoint given up', async () => gw.app.webhooks.queue.size, (n) => n === 0);
+  await waitFor(
+    'the delivery to a removed endpoint given up',
+    async () => gw.app.webhooks.queue.size,
+    (n) => n === 0,
+  );
   assert.match(readFileSync(path.join(gw.config.dataDir, 'webhooks', 'deliveries.jsonl'), 'utf8'), /inventory/);
 
   const swept = await gw.app.retention.files.sweep();
   assert.deepEqual(swept.exportsDeleted, [old], 'only the export older than 30 days (dsar_exports) is deleted');
   assert.ok(!readdirSync(dir).some((f) => f.startsWith(old!)), 'its data and meta files are gone');
-  for (const id of young) assert.ok(readdirSync(dir).some((f) => f.startsWith(`${id}.meta.json`)), 'younger exports stay');
-  const [rec] = await gw.query(`SELECT category, policy FROM vigie.retention_deletions WHERE object_id = {id:String}`, { id: old });
+  for (const id of young)
+    assert.ok(
+      readdirSync(dir).some((f) => f.startsWith(`${id}.meta.json`)),
+      'younger exports stay',
+    );
+  const [rec] = await gw.query(`SELECT category, policy FROM vigie.retention_deletions WHERE object_id = {id:String}`, {
+    id: old,
+  });
   assert.deepEqual(rec, { category: 'dsar_exports', policy: 'short' });
   assert.ok(swept.journalLinesRemoved >= 2);
-  assert.equal(readFileSync(path.join(gw.config.dataDir, 'webhooks', 'deliveries.jsonl'), 'utf8'), '', 'no finished delivery body is left in the journal');
+  assert.equal(
+    readFileSync(path.join(gw.config.dataDir, 'webhooks', 'deliveries.jsonl'), 'utf8'),
+    '',
+    'no finished delivery body is left in the journal',
+  );
 });
 
 test('the guard file: corrupt, or missing while COMPLIANCE-locked recordings exist, stops the start', async () => {
@@ -244,19 +500,43 @@ test('the guard file: corrupt, or missing while COMPLIANCE-locked recordings exi
   // ClickHouse in its own process: one process holds one embedded engine, and this file's gateway has it.
   const { startChdbHttp } = await import('./helpers/chdbHttpServer.js');
   const server = await startChdbHttp(mkdtempSync(path.join(os.tmpdir(), 'vigie-ch-guard-')));
-  const opts = { dataDir, clickhouse: { url: server.url, requestTimeoutMs: 5000 }, retention: { policiesDir: policies }, tenants: [{ id: 'bank', retentionPolicy: 'regulated' }] };
+  const opts = {
+    dataDir,
+    clickhouse: { url: server.url, requestTimeoutMs: 5000 },
+    retention: { policiesDir: policies },
+    tenants: [{ id: 'bank', retentionPolicy: 'regulated' }],
+  };
   /** The start must be refused; a gateway that starts anyway is closed, so the failure does not leave it running. */
   const refused = async (o: typeof opts, why: RegExp) => {
     const started = await startGateway(o).catch((e: Error) => e);
     if (!(started instanceof Error)) await started.close();
-    assert.ok(started instanceof PolicyError && why.test(started.message), `start refused with ${why}: got ${started instanceof Error ? started.message : 'a running gateway'}`);
+    assert.ok(
+      started instanceof PolicyError && why.test(started.message),
+      `start refused with ${why}: got ${started instanceof Error ? started.message : 'a running gateway'}`,
+    );
   };
   try {
     const first = await startGateway(opts);
-    first.app.telemetry!.writer.write('recordings', { id: randomUUID(), tenant: 'bank', room: 'r', call_id: 'c', participants: [], status: 'ready', lock_mode: 'compliance', object_key: 'k', version_id: 'v', retention_policy: 'regulated', started_at: Date.now(), ended_at: Date.now(), updated_at: Date.now() });
+    first.app.telemetry!.writer.write('recordings', {
+      id: randomUUID(),
+      tenant: 'bank',
+      room: 'r',
+      call_id: 'c',
+      participants: [],
+      status: 'ready',
+      lock_mode: 'compliance',
+      object_key: 'k',
+      version_id: 'v',
+      retention_policy: 'regulated',
+      started_at: Date.now(),
+      ended_at: Date.now(),
+      updated_at: Date.now(),
+    });
     await first.close();
     const guard = path.join(dataDir, 'retention-applied.json');
-    assert.deepEqual(JSON.parse(readFileSync(guard, 'utf8')).locks, { bank: { policy: 'regulated', duration: 5 * 31_536_000 } });
+    assert.deepEqual(JSON.parse(readFileSync(guard, 'utf8')).locks, {
+      bank: { policy: 'regulated', duration: 5 * 31_536_000 },
+    });
     const saved = readFileSync(guard, 'utf8');
     writeFileSync(guard, saved.slice(0, 20));
     await refused(opts, /retention guard .* is corrupt/);
@@ -264,7 +544,16 @@ test('the guard file: corrupt, or missing while COMPLIANCE-locked recordings exi
     await refused(opts, /is missing, but tenants bank have COMPLIANCE-locked recordings/);
     writeFileSync(guard, saved);
     // A tenant configured with an unknown policy is refused at start as well.
-    await refused({ ...opts, tenants: [{ id: 'bank', retentionPolicy: 'regulated' }, { id: 'other', retentionPolicy: 'nope' }] }, /"nope", which does not exist/);
+    await refused(
+      {
+        ...opts,
+        tenants: [
+          { id: 'bank', retentionPolicy: 'regulated' },
+          { id: 'other', retentionPolicy: 'nope' },
+        ],
+      },
+      /"nope", which does not exist/,
+    );
     const again = await startGateway(opts);
     await again.close();
   } finally {
@@ -277,20 +566,45 @@ test('a ClickHouse that becomes ready after the start gets its TTLs then; spoole
   const { startChdbHttp } = await import('./helpers/chdbHttpServer.js');
   const server = await startChdbHttp(mkdtempSync(path.join(os.tmpdir(), 'vigie-ch-later-')));
   await server.stop();
-  const g = await startGateway({ clickhouse: { url: server.url, requestTimeoutMs: 2000 }, writer: { flushIntervalMs: 100 }, retention: { policiesDir: policies, sweepIntervalSeconds: 3600 } });
+  const g = await startGateway({
+    clickhouse: { url: server.url, requestTimeoutMs: 2000 },
+    writer: { flushIntervalMs: 100 },
+    retention: { policiesDir: policies, sweepIntervalSeconds: 3600 },
+  });
   let up = false;
   try {
     assert.equal(g.app.clickhouse.schemaReady, false);
     assert.deepEqual(await g.app.retention.applyTtls(), []);
     const old = Date.now() - 10_000;
-    const row = (tenant: string, participant: string) => ({ ts: old, tenant, room: 'spool', call_id: 'c', peer_id: 'p', participant, event: 'spool.test', object_id: '', reason: '', attrs: {} });
+    const row = (tenant: string, participant: string) => ({
+      ts: old,
+      tenant,
+      room: 'spool',
+      call_id: 'c',
+      peer_id: 'p',
+      participant,
+      event: 'spool.test',
+      object_id: '',
+      reason: '',
+      attrs: {},
+    });
     const w = g.app.telemetry!.writer;
     // acme (policy "short"): participants deleted after 395 d, call events anonymised after 1 s; globex (default): 395 d.
-    w.write('participants', { tenant: 'acme', participant: 'pseudo-acme-map', identity: 'alice@acme', display_name: 'Alice', first_seen: old - 400 * 86400_000, updated_at: old - 400 * 86400_000 });
+    w.write('participants', {
+      tenant: 'acme',
+      participant: 'pseudo-acme-map',
+      identity: 'alice@acme',
+      display_name: 'Alice',
+      first_seen: old - 400 * 86400_000,
+      updated_at: old - 400 * 86400_000,
+    });
     w.write('call_events', row('acme', 'pseudo-acme-old'));
     w.write('call_events', row('globex', 'pseudo-globex-old'));
     await w.flush();
-    const spoolText = () => relFiles(path.join(g.config.dataDir, 'spool')).map((f) => readFileSync(path.join(g.config.dataDir, 'spool', f), 'utf8')).join('');
+    const spoolText = () =>
+      relFiles(path.join(g.config.dataDir, 'spool'))
+        .map((f) => readFileSync(path.join(g.config.dataDir, 'spool', f), 'utf8'))
+        .join('');
     assert.match(spoolText(), /alice@acme.*pseudo-acme-old/s, 'the rows wait in the spool');
     const swept = await g.app.retention.files.sweep();
     assert.equal(swept.spoolRowsRemoved, 1, 'the expired participants row is dropped');
@@ -299,10 +613,32 @@ test('a ClickHouse that becomes ready after the start gets its TTLs then; spoole
 
     await server.start();
     up = true;
-    await waitFor('TTLs applied once ClickHouse is ready', async () => (g.app.clickhouse.schemaReady ? (await g.query<{ c: string }>(`SELECT count() AS c FROM system.tables WHERE database = 'vigie' AND startsWith(comment, 'vigie-ttl:')`))[0]!.c : '0'), (c) => Number(c) === Object.values(TABLE_RULES).filter((r) => 'category' in r).length, 60_000);
+    await waitFor(
+      'TTLs applied once ClickHouse is ready',
+      async () =>
+        g.app.clickhouse.schemaReady
+          ? (
+              await g.query<{ c: string }>(
+                `SELECT count() AS c FROM system.tables WHERE database = 'vigie' AND startsWith(comment, 'vigie-ttl:')`,
+              )
+            )[0]!.c
+          : '0',
+      (c) => Number(c) === Object.values(TABLE_RULES).filter((r) => 'category' in r).length,
+      60_000,
+    );
     assert.ok(await w.drain());
-    assert.deepEqual(await g.query(`SELECT tenant, participant FROM vigie.call_events WHERE room = 'spool' ORDER BY tenant`), [{ tenant: 'acme', participant: '' }, { tenant: 'globex', participant: 'pseudo-globex-old' }]);
-    assert.equal(Number((await g.query(`SELECT count() AS c FROM vigie.participants`))[0].c), 0, 'the expired identity never reached ClickHouse');
+    assert.deepEqual(
+      await g.query(`SELECT tenant, participant FROM vigie.call_events WHERE room = 'spool' ORDER BY tenant`),
+      [
+        { tenant: 'acme', participant: '' },
+        { tenant: 'globex', participant: 'pseudo-globex-old' },
+      ],
+    );
+    assert.equal(
+      Number((await g.query(`SELECT count() AS c FROM vigie.participants`))[0].c),
+      0,
+      'the expired identity never reached ClickHouse',
+    );
     assert.deepEqual(await g.app.retention.applyTtls(), [], 'applied once');
   } finally {
     // Closed with ClickHouse up, even when an assertion failed before it was started.

@@ -1,7 +1,14 @@
 import { afterAll, beforeAll, describe, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { createJoinLink, createVigieClient, readWebhook, VigieApiError, verifyWebhookSignature, type VigieClient } from '@vigie/server-sdk';
+import {
+  createJoinLink,
+  createVigieClient,
+  readWebhook,
+  VigieApiError,
+  verifyWebhookSignature,
+  type VigieClient,
+} from '@vigie/server-sdk';
 import { schemaSource, SCHEMA_FILE } from '../scripts/sdk-schema.js';
 import { waitFor } from './helpers/browser.js';
 import { ACME_KEY, ROOMS_WRITE_KEY, TENANT_ADMIN_KEY, startGateway, type TestGateway } from './helpers/gateway.js';
@@ -22,14 +29,23 @@ afterAll(async () => {
   await receiver?.close();
 });
 
-test('the generated schema.d.ts is the one the gateway\'s OpenAPI document gives (npm run sdk:schema when not)', async () => {
+test("the generated schema.d.ts is the one the gateway's OpenAPI document gives (npm run sdk:schema when not)", async () => {
   const document = (await gw.app.inject({ url: '/docs/openapi.json' })).json();
-  assert.equal(readFileSync(SCHEMA_FILE, 'utf8'), await schemaSource(document), 'packages/server-sdk/src/schema.d.ts is stale: run npm run sdk:schema');
+  assert.equal(
+    readFileSync(SCHEMA_FILE, 'utf8'),
+    await schemaSource(document),
+    'packages/server-sdk/src/schema.d.ts is stale: run npm run sdk:schema',
+  );
 });
 
 describe('createJoinLink (POST /v1/tokens)', () => {
   test('mints a token for one participant, with the join and embed pages that take it', async () => {
-    const link = await createJoinLink(client(ACME_KEY), { room: 'sdk-room', identity: 'ada', name: 'Ada', ttlSeconds: 120 });
+    const link = await createJoinLink(client(ACME_KEY), {
+      room: 'sdk-room',
+      identity: 'ada',
+      name: 'Ada',
+      ttlSeconds: 120,
+    });
     const claims = await gw.app.tokens.verify(link.token);
     assert.deepEqual([claims.tenant, claims.room, claims.identity], ['acme', 'sdk-room', 'ada']);
     assert.equal(link.joinUrl, `${gw.url}/join?token=${encodeURIComponent(link.token)}`);
@@ -42,14 +58,29 @@ describe('createJoinLink (POST /v1/tokens)', () => {
 
   test('a refusal is a VigieApiError with the status and the stable code', async () => {
     const cases: Array<[string, VigieClient, Parameters<typeof createJoinLink>[1], number, string]> = [
-      ['unknown key', createVigieClient({ baseUrl: gw.url, apiKey: `vk_nope0000_${'x'.repeat(40)}` }), { room: 'r', identity: 'i' }, 401, 'UNAUTHORIZED'],
+      [
+        'unknown key',
+        createVigieClient({ baseUrl: gw.url, apiKey: `vk_nope0000_${'x'.repeat(40)}` }),
+        { room: 'r', identity: 'i' },
+        401,
+        'UNAUTHORIZED',
+      ],
       ['no key', createVigieClient({ baseUrl: gw.url }), { room: 'r', identity: 'i' }, 401, 'UNAUTHORIZED'],
       ['a key without tokens:mint', client(ROOMS_WRITE_KEY), { room: 'r', identity: 'i' }, 403, 'FORBIDDEN'],
-      ['a grant the key may not give', client(ACME_KEY), { room: 'r', identity: 'i', grants: ['admin'] }, 403, 'FORBIDDEN'],
+      [
+        'a grant the key may not give',
+        client(ACME_KEY),
+        { room: 'r', identity: 'i', grants: ['admin'] },
+        403,
+        'FORBIDDEN',
+      ],
       ['a bad room name', client(ACME_KEY), { room: 'bad room!', identity: 'i' }, 400, 'INVALID_REQUEST'],
     ];
     for (const [name, c, body, status, code] of cases) {
-      const err = await createJoinLink(c, body).then(() => undefined, (e: unknown) => e);
+      const err = await createJoinLink(c, body).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
       assert.ok(err instanceof VigieApiError, `${name}: ${String(err)}`);
       assert.deepEqual([err.status, err.code], [status, code], `${name}: ${err.message}`);
     }
@@ -58,12 +89,19 @@ describe('createJoinLink (POST /v1/tokens)', () => {
 
 describe('verifyWebhookSignature, on deliveries the gateway really signed', () => {
   beforeAll(async () => {
-    const { data, error } = await client(TENANT_ADMIN_KEY).POST('/v1/webhooks', { body: { url: receiver.url, events: ['room.started', 'participant.joined'] } });
+    const { data, error } = await client(TENANT_ADMIN_KEY).POST('/v1/webhooks', {
+      body: { url: receiver.url, events: ['room.started', 'participant.joined'] },
+    });
     assert.ok(data, JSON.stringify(error));
     secret = data.secret;
     const c = await gw.connect();
     await c.request('join', { token: await gw.mint({ room: 'hooked', identity: 'grace' }) });
-    await waitFor('two signed deliveries', async () => receiver.delivered().length, (n) => n >= 2, 30_000);
+    await waitFor(
+      'two signed deliveries',
+      async () => receiver.delivered().length,
+      (n) => n >= 2,
+      30_000,
+    );
   });
 
   test('accepts each delivery as received, and readWebhook gives its event', () => {
@@ -75,7 +113,13 @@ describe('verifyWebhookSignature, on deliveries the gateway really signed', () =
       assert.equal(event.event, d.event);
       assert.equal(event.tenant, 'acme');
     }
-    assert.deepEqual(receiver.delivered().map((d) => d.event).sort(), ['participant.joined', 'room.started']);
+    assert.deepEqual(
+      receiver
+        .delivered()
+        .map((d) => d.event)
+        .sort(),
+      ['participant.joined', 'room.started'],
+    );
   });
 
   test('refuses another secret, an altered body or signature, a replay outside the window, and a malformed header', () => {
@@ -85,15 +129,41 @@ describe('verifyWebhookSignature, on deliveries the gateway really signed', () =
     const flipped = v1.slice(0, -1) + (v1.endsWith('0') ? '1' : '0');
     assert.equal(verifyWebhookSignature(`${secret}x`, d.signature, d.raw), false, 'another secret');
     assert.equal(verifyWebhookSignature(secret!, d.signature, d.raw.replace('acme', 'acmf')), false, 'an altered body');
-    assert.equal(verifyWebhookSignature(secret!, d.signature, JSON.stringify(JSON.parse(d.raw), null, 1)), false, 'the body re-serialized, not as received');
+    assert.equal(
+      verifyWebhookSignature(secret!, d.signature, JSON.stringify(JSON.parse(d.raw), null, 1)),
+      false,
+      'the body re-serialized, not as received',
+    );
     assert.equal(verifyWebhookSignature(secret!, `t=${t},v1=${flipped}`, d.raw), false, 'an altered signature');
     assert.equal(verifyWebhookSignature(secret!, `t=${t + 1},v1=${v1}`, d.raw), false, 'another timestamp');
     // The replay window (default 300 s) on both sides, and a chosen one.
     assert.equal(verifyWebhookSignature(secret!, d.signature, d.raw, { now: (t + 299) * 1000 }), true);
-    assert.equal(verifyWebhookSignature(secret!, d.signature, d.raw, { now: (t + 301) * 1000 }), false, 'replayed later');
-    assert.equal(verifyWebhookSignature(secret!, d.signature, d.raw, { now: (t - 301) * 1000 }), false, 'from the future');
-    assert.equal(verifyWebhookSignature(secret!, d.signature, d.raw, { now: (t + 1000) * 1000, toleranceSeconds: 3600 }), true);
-    for (const header of [undefined, null, '', 'garbage', `v1=${v1}`, `t=${t}`, `t=${t},v1=`, `t=${t},v1=${v1.slice(2)}`, `t=abc,v1=${v1}`, `t=${t}.5,v1=${v1}`]) {
+    assert.equal(
+      verifyWebhookSignature(secret!, d.signature, d.raw, { now: (t + 301) * 1000 }),
+      false,
+      'replayed later',
+    );
+    assert.equal(
+      verifyWebhookSignature(secret!, d.signature, d.raw, { now: (t - 301) * 1000 }),
+      false,
+      'from the future',
+    );
+    assert.equal(
+      verifyWebhookSignature(secret!, d.signature, d.raw, { now: (t + 1000) * 1000, toleranceSeconds: 3600 }),
+      true,
+    );
+    for (const header of [
+      undefined,
+      null,
+      '',
+      'garbage',
+      `v1=${v1}`,
+      `t=${t}`,
+      `t=${t},v1=`,
+      `t=${t},v1=${v1.slice(2)}`,
+      `t=abc,v1=${v1}`,
+      `t=${t}.5,v1=${v1}`,
+    ]) {
       assert.equal(verifyWebhookSignature(secret!, header, d.raw), false, String(header));
     }
     assert.throws(() => readWebhook(secret!, `t=${t},v1=${flipped}`, d.raw), /invalid Vigie-Signature/);

@@ -27,24 +27,32 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const api = async (method: string, url: string, body?: unknown) => {
   const res = await fetch(`${gw.url}${url}`, {
     method,
-    headers: { 'x-api-key': ROOMS_WRITE_KEY.key, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    headers: {
+      'x-api-key': ROOMS_WRITE_KEY.key,
+      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+    },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   return { status: res.status, body: res.status === 204 ? undefined : await res.json() };
 };
-const peerOf = (room: string, identity: string) => [...(gw.app.sfu.getRoom('acme', room)?.peers.values() ?? [])].find((p) => p.identity === identity);
+const peerOf = (room: string, identity: string) =>
+  [...(gw.app.sfu.getRoom('acme', room)?.peers.values() ?? [])].find((p) => p.identity === identity);
 
 /** Valid Opus parameters: mediasoup accepts them on a send transport that is not even connected. */
 const opus = {
   mid: '0',
-  codecs: [{ mimeType: 'audio/opus', payloadType: 111, clockRate: 48000, channels: 2, parameters: {}, rtcpFeedback: [] }],
+  codecs: [
+    { mimeType: 'audio/opus', payloadType: 111, clockRate: 48000, channels: 2, parameters: {}, rtcpFeedback: [] },
+  ],
   headerExtensions: [],
   encodings: [{ ssrc: 11111111 }],
   rtcp: { cname: 'sessions-test' },
 };
 async function publishAudio(c: SignalingClient): Promise<string> {
   const send = await c.request('createWebRtcTransport', { direction: 'send' });
-  return (await c.request('produce', { transportId: send.transportId, kind: 'audio', rtpParameters: opus, source: 'mic' })).producerId;
+  return (
+    await c.request('produce', { transportId: send.transportId, kind: 'audio', rtpParameters: opus, source: 'mic' })
+  ).producerId;
 }
 
 test('heartbeat: a peer that stops answering (no close frame) is removed with reason "timeout"; a quiet live one stays', async () => {
@@ -93,7 +101,9 @@ test('heartbeat, client side: when the network is cut, the SDK client gives up o
   });
   await new Promise<void>((r) => relay.listen(0, '127.0.0.1', r));
   try {
-    const c = new SignalingClient(new WebSocket(`ws://127.0.0.1:${(relay.address() as net.AddressInfo).port}/ws`) as never);
+    const c = new SignalingClient(
+      new WebSocket(`ws://127.0.0.1:${(relay.address() as net.AddressInfo).port}/ws`) as never,
+    );
     await c.opened;
     const joined = await c.request('join', { token: await gw.mint({ room: 'hb-client', identity: 'behind-relay' }) });
     assert.equal(joined.heartbeatTimeoutMs, 3000, 'the server tells the client its heartbeat');
@@ -103,9 +113,17 @@ test('heartbeat, client side: when the network is cut, the SDK client gives up o
     assert.equal(c.closeInfo, undefined, 'answered pings keep the connection');
 
     cut();
-    const outcome = await Promise.race([closed, new Promise((r) => setTimeout(r, 15_000, 'no close within 15 s').unref())]);
+    const outcome = await Promise.race([
+      closed,
+      new Promise((r) => setTimeout(r, 15_000, 'no close within 15 s').unref()),
+    ]);
     assert.deepEqual(outcome, { code: 4009, reason: 'heartbeat timeout' });
-    await waitFor('the server to drop the peer too', async () => peerOf('hb-client', 'behind-relay'), (p) => p === undefined, 15_000);
+    await waitFor(
+      'the server to drop the peer too',
+      async () => peerOf('hb-client', 'behind-relay'),
+      (p) => p === undefined,
+      15_000,
+    );
   } finally {
     relay.close();
   }
@@ -129,8 +147,14 @@ test('join race: a socket that closes while its join waits for the room never ad
       ws.once('open', r);
       ws.once('error', j);
     });
-    ws.send(JSON.stringify({ id: 1, method: 'join', data: { token: await gw.mint({ room: 'race', identity: 'ghost' }) } }));
-    await waitFor('the join to wait for its room', async () => entered, (n) => n === 1);
+    ws.send(
+      JSON.stringify({ id: 1, method: 'join', data: { token: await gw.mint({ room: 'race', identity: 'ghost' }) } }),
+    );
+    await waitFor(
+      'the join to wait for its room',
+      async () => entered,
+      (n) => n === 1,
+    );
     ws.terminate();
     await sleep(300);
     release();
@@ -139,7 +163,12 @@ test('join race: a socket that closes while its join waits for the room never ad
     sfu.getOrCreateRoom = real;
   }
   assert.equal(peerOf('race', 'ghost'), undefined, 'no peer for a closed session');
-  await waitFor('the room the failed join opened to close', async () => gw.app.sfu.getRoom('acme', 'race'), (r) => r === undefined, 5000);
+  await waitFor(
+    'the room the failed join opened to close',
+    async () => gw.app.sfu.getRoom('acme', 'race'),
+    (r) => r === undefined,
+    5000,
+  );
 
   // Without a gate too: joins whose sockets drop at once, many times over.
   for (let i = 0; i < 10; i++) {
@@ -148,7 +177,13 @@ test('join race: a socket that closes while its join waits for the room never ad
       ws.once('open', r);
       ws.once('error', j);
     });
-    ws.send(JSON.stringify({ id: 1, method: 'join', data: { token: await gw.mint({ room: `race-${i}`, identity: 'ghost' }) } }));
+    ws.send(
+      JSON.stringify({
+        id: 1,
+        method: 'join',
+        data: { token: await gw.mint({ room: `race-${i}`, identity: 'ghost' }) },
+      }),
+    );
     ws.terminate();
   }
   await sleep(1500);
@@ -165,12 +200,23 @@ test('token expiry in a long call: the server sends a fresh token before exp; re
   assert.ok(fresh.expiresAt > firstExp, 'the new token outlives the first');
   assert.ok(Date.now() / 1000 < firstExp, 'sent before the first token expired');
   const claims = await gw.app.tokens.verify(fresh.token);
-  assert.deepEqual([claims.tenant, claims.room, claims.identity, [...claims.grants].sort()], ['acme', 'long-call', 'marathon', ['publish', 'subscribe']]);
+  assert.deepEqual(
+    [claims.tenant, claims.room, claims.identity, [...claims.grants].sort()],
+    ['acme', 'long-call', 'marathon', ['publish', 'subscribe']],
+  );
 
-  await waitFor('the first token to expire', async () => Date.now() / 1000, (now) => now > firstExp + 1, 15_000);
+  await waitFor(
+    'the first token to expire',
+    async () => Date.now() / 1000,
+    (now) => now > firstExp + 1,
+    15_000,
+  );
   await c.request('getRouterRtpCapabilities');
   assert.deepEqual(await c.request('clientStats', { tracks: [] }), { accepted: 0 });
-  await expectCode(gw.connect().then((other) => other.request('join', { token: firstToken })), 'UNAUTHORIZED');
+  await expectCode(
+    gw.connect().then((other) => other.request('join', { token: firstToken })),
+    'UNAUTHORIZED',
+  );
 
   // The SDK rejoins with the token it was last sent.
   const rejoin = await gw.connect();
@@ -189,9 +235,15 @@ test('removal means removal: a removed identity cannot rejoin until its token ex
   assert.equal((await api('DELETE', `/v1/rooms/ban/participants/${joined.peerId}`)).status, 204);
   await removed;
 
-  await expectCode(gw.connect().then((c) => c.request('join', { token })), 'FORBIDDEN');
+  await expectCode(
+    gw.connect().then((c) => c.request('join', { token })),
+    'FORBIDDEN',
+  );
   // A new token for the same identity does not get round it.
-  await expectCode(gw.connect().then(async (c) => c.request('join', { token: await gw.mint({ room: 'ban', identity: 'troll' }) })), 'FORBIDDEN');
+  await expectCode(
+    gw.connect().then(async (c) => c.request('join', { token: await gw.mint({ room: 'ban', identity: 'troll' }) })),
+    'FORBIDDEN',
+  );
   // Only that identity, only that room.
   await (await gw.connect()).request('join', { token: await gw.mint({ room: 'ban', identity: 'other' }) });
   await (await gw.connect()).request('join', { token: await gw.mint({ room: 'elsewhere', identity: 'troll' }) });
@@ -213,7 +265,9 @@ test('remote mute is enforced: the muted track cannot be resumed, even after a r
   const joined = await c.request('join', { token });
   const producerId = await publishAudio(c);
   const muted = nextNotification(c, 'mutedByServer');
-  assert.deepEqual((await api('POST', `/v1/rooms/mute/participants/${joined.peerId}/mute`, { kind: 'audio' })).body, { muted: [producerId] });
+  assert.deepEqual((await api('POST', `/v1/rooms/mute/participants/${joined.peerId}/mute`, { kind: 'audio' })).body, {
+    muted: [producerId],
+  });
   assert.deepEqual(await muted, { producerId, kind: 'audio' });
   await expectCode(c.request('resumeProducer', { producerId }), 'FORBIDDEN');
   assert.equal(peerOf('mute', 'loud')!.producers.get(producerId)!.paused, true);
@@ -229,9 +283,15 @@ test('remote mute is enforced: the muted track cannot be resumed, even after a r
   await expectCode(c2.request('resumeProducer', { producerId: producer2 }), 'FORBIDDEN');
 
   const unmuted = nextNotification(c2, 'unmutedByServer');
-  assert.deepEqual((await api('POST', `/v1/rooms/mute/participants/${rejoined.peerId}/unmute`, {})).body, { unmuted: [producer2] });
+  assert.deepEqual((await api('POST', `/v1/rooms/mute/participants/${rejoined.peerId}/unmute`, {})).body, {
+    unmuted: [producer2],
+  });
   assert.equal((await unmuted).producerId, producer2);
-  assert.equal(peerOf('mute', 'loud')!.producers.get(producer2)!.paused, true, 'unmuting lets the participant turn it on; it does not turn it on');
+  assert.equal(
+    peerOf('mute', 'loud')!.producers.get(producer2)!.paused,
+    true,
+    'unmuting lets the participant turn it on; it does not turn it on',
+  );
   await c2.request('resumeProducer', { producerId: producer2 });
   assert.equal(peerOf('mute', 'loud')!.producers.get(producer2)!.paused, false);
 });

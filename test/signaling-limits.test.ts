@@ -8,9 +8,11 @@ import { rawFrame, startGateway } from './helpers/gateway.js';
  * gateway of its own, because one process holds one embedded ClickHouse.
  */
 
-
 test('connections per address are capped, and a socket that does not join is closed', async () => {
-  const capped = await startGateway({ media: { workers: 1 }, signaling: { maxConnectionsPerIp: 3, joinTimeoutMs: 3000 } });
+  const capped = await startGateway({
+    media: { workers: 1 },
+    signaling: { maxConnectionsPerIp: 3, joinTimeoutMs: 3000 },
+  });
   onTestFinished(() => capped.close());
   const open = async () => {
     const ws = new WebSocket(capped.wsUrl);
@@ -29,7 +31,10 @@ test('connections per address are capped, and a socket that does not join is clo
   const [a, b, c] = [await open(), await open(), await open()];
   const d = await open();
   assert.equal((await d.closed).code, 1013, 'the fourth connection from one address is refused: try again later');
-  const joined = await rawFrame(a.ws, JSON.stringify({ id: 1, method: 'join', data: { token: await capped.mint({ room: 'cap', identity: 'joiner' }) } }));
+  const joined = await rawFrame(
+    a.ws,
+    JSON.stringify({ id: 1, method: 'join', data: { token: await capped.mint({ room: 'cap', identity: 'joiner' }) } }),
+  );
   assert.equal(joined.ok, true, JSON.stringify(joined));
   for (const idle of [b, c]) {
     const { code, at } = await idle.closed;
@@ -39,6 +44,9 @@ test('connections per address are capped, and a socket that does not join is clo
   assert.equal(a.ws.readyState, WebSocket.OPEN, 'the joined connection stays');
   // The closed ones no longer count against the address.
   const e = await open();
-  assert.equal((await rawFrame(e.ws, JSON.stringify({ id: 2, method: 'getRouterRtpCapabilities', data: {} }))).error.code, 'UNAUTHORIZED');
+  assert.equal(
+    (await rawFrame(e.ws, JSON.stringify({ id: 2, method: 'getRouterRtpCapabilities', data: {} }))).error.code,
+    'UNAUTHORIZED',
+  );
   for (const x of [a, e]) x.ws.close();
 });

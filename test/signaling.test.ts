@@ -10,7 +10,6 @@ beforeAll(async () => {
 });
 afterAll(() => gw.close());
 
-
 async function openRaw(): Promise<WebSocket> {
   const ws = new WebSocket(gw.wsUrl);
   await new Promise((r, j) => {
@@ -43,7 +42,11 @@ test('malformed, oversized and out-of-order messages get the right code, and the
     ['unknown method', JSON.stringify({ id: 2, method: 'reboot' }), 'INVALID_REQUEST'],
     ['prototype key as method', JSON.stringify({ id: 3, method: '__proto__' }), 'INVALID_REQUEST'],
     ['binary frame', Buffer.from([1, 2, 3]), 'INVALID_REQUEST', true],
-    ['oversized frame', JSON.stringify({ id: 4, method: 'join', data: { token: 'x'.repeat(70 * 1024) } }), 'INVALID_REQUEST'],
+    [
+      'oversized frame',
+      JSON.stringify({ id: 4, method: 'join', data: { token: 'x'.repeat(70 * 1024) } }),
+      'INVALID_REQUEST',
+    ],
     ['request before join', JSON.stringify({ id: 5, method: 'getRouterRtpCapabilities', data: {} }), 'UNAUTHORIZED'],
     ['produce before join', JSON.stringify({ id: 6, method: 'produce', data: {} }), 'INVALID_REQUEST'],
     ['join without token', JSON.stringify({ id: 7, method: 'join', data: {} }), 'INVALID_REQUEST'],
@@ -57,18 +60,47 @@ test('malformed, oversized and out-of-order messages get the right code, and the
 
   // Now joined, out-of-order and invalid requests.
   const peer = await gw.connect();
-  const joined = await peer.request('join', { token: await gw.mint({ room: 'bad-input', identity: 'mallory', grants: ['subscribe'] }) });
+  const joined = await peer.request('join', {
+    token: await gw.mint({ room: 'bad-input', identity: 'mallory', grants: ['subscribe'] }),
+  });
   assert.ok(joined.peerId);
-  await expectCode(peer.request('join', { token: await gw.mint({ room: 'bad-input', identity: 'mallory' }) }), 'INVALID_REQUEST');
+  await expectCode(
+    peer.request('join', { token: await gw.mint({ room: 'bad-input', identity: 'mallory' }) }),
+    'INVALID_REQUEST',
+  );
   await expectCode(peer.request('connectTransport', { transportId: 'nope', dtlsParameters: fakeDtls }), 'NOT_FOUND');
   await expectCode(peer.request('restartIce', { transportId: 'nope' }), 'NOT_FOUND');
   await expectCode(peer.request('createWebRtcTransport', { direction: 'sideways' }), 'INVALID_REQUEST');
   await expectCode(peer.request('createWebRtcTransport', { direction: 'send' }), 'FORBIDDEN');
-  await expectCode(peer.request('produce', { transportId: 'x', kind: 'video', rtpParameters: { codecs: [{ mimeType: 'video/VP8', payloadType: 96, clockRate: 90000 }] }, source: 'camera' }), 'FORBIDDEN');
+  await expectCode(
+    peer.request('produce', {
+      transportId: 'x',
+      kind: 'video',
+      rtpParameters: { codecs: [{ mimeType: 'video/VP8', payloadType: 96, clockRate: 90000 }] },
+      source: 'camera',
+    }),
+    'FORBIDDEN',
+  );
   const recv = await peer.request('createWebRtcTransport', { direction: 'recv' });
-  await expectCode(peer.request('connectTransport', { transportId: recv.transportId, dtlsParameters: { fingerprints: [] } }), 'INVALID_REQUEST');
-  await expectCode(peer.request('connectTransport', { transportId: recv.transportId, dtlsParameters: { fingerprints: [{ algorithm: 'md5', value: 'x' }] } }), 'INVALID_REQUEST');
-  await expectCode(peer.request('consume', { transportId: recv.transportId, producerId: 'no-such-producer', rtpCapabilities: { codecs: [] } }), 'NOT_FOUND');
+  await expectCode(
+    peer.request('connectTransport', { transportId: recv.transportId, dtlsParameters: { fingerprints: [] } }),
+    'INVALID_REQUEST',
+  );
+  await expectCode(
+    peer.request('connectTransport', {
+      transportId: recv.transportId,
+      dtlsParameters: { fingerprints: [{ algorithm: 'md5', value: 'x' }] },
+    }),
+    'INVALID_REQUEST',
+  );
+  await expectCode(
+    peer.request('consume', {
+      transportId: recv.transportId,
+      producerId: 'no-such-producer',
+      rtpCapabilities: { codecs: [] },
+    }),
+    'NOT_FOUND',
+  );
   await expectCode(peer.request('consume', { transportId: recv.transportId, producerId: 'x' }), 'INVALID_REQUEST');
   await expectCode(peer.request('resumeConsumer', { consumerId: 'nope' }), 'NOT_FOUND');
   await expectCode(peer.request('setPreferredLayers', { consumerId: 'nope', spatialLayer: 9 }), 'INVALID_REQUEST');
@@ -80,14 +112,37 @@ test('malformed, oversized and out-of-order messages get the right code, and the
   const pub = await gw.connect();
   await pub.request('join', { token: await gw.mint({ room: 'bad-input', identity: 'pub' }) });
   const send = await pub.request('createWebRtcTransport', { direction: 'send' });
-  await expectCode(pub.request('produce', { transportId: send.transportId, kind: 'video', rtpParameters: { codecs: [{ mimeType: 'video/NOPE', payloadType: 96, clockRate: 90000 }] }, source: 'camera' }), 'INVALID_REQUEST');
-  await expectCode(pub.request('consume', { transportId: send.transportId, producerId: 'x', rtpCapabilities: { codecs: [] } }), 'INVALID_REQUEST');
-  await expectCode(pub.request('produce', { transportId: send.transportId, kind: 'video', rtpParameters: { codecs: [] }, source: 'camera' }), 'INVALID_REQUEST');
+  await expectCode(
+    pub.request('produce', {
+      transportId: send.transportId,
+      kind: 'video',
+      rtpParameters: { codecs: [{ mimeType: 'video/NOPE', payloadType: 96, clockRate: 90000 }] },
+      source: 'camera',
+    }),
+    'INVALID_REQUEST',
+  );
+  await expectCode(
+    pub.request('consume', { transportId: send.transportId, producerId: 'x', rtpCapabilities: { codecs: [] } }),
+    'INVALID_REQUEST',
+  );
+  await expectCode(
+    pub.request('produce', {
+      transportId: send.transportId,
+      kind: 'video',
+      rtpParameters: { codecs: [] },
+      source: 'camera',
+    }),
+    'INVALID_REQUEST',
+  );
 
   // The bystander was served all along and still is.
   const caps = await bystander.request('getRouterRtpCapabilities');
   assert.ok(caps.rtpCapabilities.codecs.some((c: { mimeType: string }) => c.mimeType === 'video/VP8'));
-  assert.ok(['audio/opus', 'video/VP9', 'video/H264'].every((m) => caps.rtpCapabilities.codecs.some((c: { mimeType: string }) => c.mimeType === m)));
+  assert.ok(
+    ['audio/opus', 'video/VP9', 'video/H264'].every((m) =>
+      caps.rtpCapabilities.codecs.some((c: { mimeType: string }) => c.mimeType === m),
+    ),
+  );
   ws.close();
 });
 
@@ -118,21 +173,42 @@ test('a bug of ours is INTERNAL, logged with its stack and context (never the to
   assert.equal(logged.method, 'join');
   assert.ok(logged.requestId !== undefined && logged.conn, 'with the request and connection it came from');
   assert.ok(!gw.logs().includes(token), 'never the token');
-  assert.deepEqual([...room.peers.values()].map((p) => p.identity), ['first'], 'the failed join left no peer behind');
+  assert.deepEqual(
+    [...room.peers.values()].map((p) => p.identity),
+    ['first'],
+    'the failed join left no peer behind',
+  );
   // The same connection joins once the bug is gone.
   assert.equal((await second.request('join', { token })).room, 'our-bug');
 
   // The client's own bad parameters, refused by mediasoup, remain the client's error.
   const send = await second.request('createWebRtcTransport', { direction: 'send' });
-  await expectCode(second.request('produce', { transportId: send.transportId, kind: 'audio', rtpParameters: { codecs: [{ mimeType: 'audio/opus', payloadType: 100, clockRate: 48000 }], encodings: [{ ssrc: 'not-a-number' }] }, source: 'mic' }), 'INVALID_REQUEST');
+  await expectCode(
+    second.request('produce', {
+      transportId: send.transportId,
+      kind: 'audio',
+      rtpParameters: {
+        codecs: [{ mimeType: 'audio/opus', payloadType: 100, clockRate: 48000 }],
+        encodings: [{ ssrc: 'not-a-number' }],
+      },
+      source: 'mic',
+    }),
+    'INVALID_REQUEST',
+  );
   await second.request('connectTransport', { transportId: send.transportId, dtlsParameters: fakeDtls });
-  await expectCode(second.request('connectTransport', { transportId: send.transportId, dtlsParameters: fakeDtls }), 'INVALID_REQUEST');
+  await expectCode(
+    second.request('connectTransport', { transportId: send.transportId, dtlsParameters: fakeDtls }),
+    'INVALID_REQUEST',
+  );
 });
 
 test('JWT attacks at join are refused with UNAUTHORIZED or FORBIDDEN', async () => {
   const secret = new TextEncoder().encode(gw.config.auth.hs256Secret);
   const now = Math.floor(Date.now() / 1000);
-  const make = (p: Record<string, unknown>, o: { alg?: string; kid?: string; iss?: string; aud?: string; exp?: number; nbf?: number } = {}) => {
+  const make = (
+    p: Record<string, unknown>,
+    o: { alg?: string; kid?: string; iss?: string; aud?: string; exp?: number; nbf?: number } = {},
+  ) => {
     const j = new SignJWT({ tenant: 'acme', room: 'jwt', grants: ['publish'], ...p })
       .setProtectedHeader({ alg: o.alg ?? 'HS256', ...(o.kid ? { kid: o.kid } : {}) })
       .setIssuer(o.iss ?? 'vigie')
@@ -144,8 +220,16 @@ test('JWT attacks at join are refused with UNAUTHORIZED or FORBIDDEN', async () 
   };
   const b64 = (o: object) => Buffer.from(JSON.stringify(o)).toString('base64url');
   const cases: Array<[string, string, string, Record<string, unknown>?]> = [
-    ['alg none', `${b64({ alg: 'none' })}.${b64({ tenant: 'acme', room: 'jwt', grants: ['admin'], sub: 'eve', iss: 'vigie', aud: 'vigie', exp: now + 300 })}.`, 'UNAUTHORIZED'],
-    ['unknown kid (RS256, no JWKS here)', `${b64({ alg: 'RS256', kid: 'who' })}.${b64({ sub: 'eve' })}.c2ln`, 'UNAUTHORIZED'],
+    [
+      'alg none',
+      `${b64({ alg: 'none' })}.${b64({ tenant: 'acme', room: 'jwt', grants: ['admin'], sub: 'eve', iss: 'vigie', aud: 'vigie', exp: now + 300 })}.`,
+      'UNAUTHORIZED',
+    ],
+    [
+      'unknown kid (RS256, no JWKS here)',
+      `${b64({ alg: 'RS256', kid: 'who' })}.${b64({ sub: 'eve' })}.c2ln`,
+      'UNAUTHORIZED',
+    ],
     ['wrong audience', await make({}, { aud: 'other' }), 'UNAUTHORIZED'],
     ['wrong issuer', await make({}, { iss: 'other' }), 'UNAUTHORIZED'],
     ['expired', await make({}, { exp: now - 3600 }), 'UNAUTHORIZED'],
@@ -177,7 +261,9 @@ test('notifications flow, and a reconnect with the same identity replaces the ol
   const left = nextNotification(a, 'peerLeft', 10_000, (d: any) => d.peerId === first.peerId);
   const b1Closed = new Promise<any>((r) => b1.on('close', r));
   const b2 = await gw.connect();
-  const second = await b2.request('join', { token: await gw.mint({ room: 'reconnect', identity: 'bob', name: 'Bob' }) });
+  const second = await b2.request('join', {
+    token: await gw.mint({ room: 'reconnect', identity: 'bob', name: 'Bob' }),
+  });
   assert.notEqual(second.peerId, first.peerId);
   assert.equal((await replaced).reason, 'replaced');
   assert.equal((await left).reason, 'replaced');
@@ -195,7 +281,9 @@ test('each connection is rate-limited', async () => {
   await c.request('join', { token: await gw.mint({ room: 'rate', identity: 'spammer' }) });
   const results = await Promise.allSettled(Array.from({ length: 120 }, () => c.request('getRouterRtpCapabilities')));
   const ok = results.filter((r) => r.status === 'fulfilled').length;
-  const limited = results.filter((r) => r.status === 'rejected' && (r.reason as { code?: string }).code === 'RATE_LIMITED').length;
+  const limited = results.filter(
+    (r) => r.status === 'rejected' && (r.reason as { code?: string }).code === 'RATE_LIMITED',
+  ).length;
   assert.equal(ok + limited, 120, 'every request is answered, served or refused');
   assert.ok(ok >= 35 && limited >= 40, `burst (40, less the join) served (${ok}), the rest refused (${limited})`);
   // After a pause the bucket refills and the connection is served again.
@@ -208,12 +296,19 @@ test('a moderator (admin grant) publishes and subscribes, but records only with 
   await mod.request('join', { token: await gw.mint({ room: 'moderated', identity: 'mod', grants: ['admin'] }) });
   assert.ok((await mod.request('createWebRtcTransport', { direction: 'send' })).transportId, 'admin implies publish');
   assert.ok((await mod.request('createWebRtcTransport', { direction: 'recv' })).transportId, 'admin implies subscribe');
-  await assert.rejects(mod.request('startRecording'), (e: { code: string; message: string }) => e.code === 'FORBIDDEN' && /record grant/.test(e.message));
+  await assert.rejects(
+    mod.request('startRecording'),
+    (e: { code: string; message: string }) => e.code === 'FORBIDDEN' && /record grant/.test(e.message),
+  );
 });
 
 test('every frame spends the budget: oversized, binary and invalid frames are rate-limited too', async () => {
   const ws = await openRaw();
-  const junk: Array<[string | Buffer, boolean]> = [['{oops', false], [Buffer.from([1, 2, 3]), true], [JSON.stringify({ id: 1, method: 'join', data: { token: 'x'.repeat(70 * 1024) } }), false]];
+  const junk: Array<[string | Buffer, boolean]> = [
+    ['{oops', false],
+    [Buffer.from([1, 2, 3]), true],
+    [JSON.stringify({ id: 1, method: 'join', data: { token: 'x'.repeat(70 * 1024) } }), false],
+  ];
   const codes: string[] = [];
   const all = new Promise<void>((resolve) => {
     ws.on('message', (d: Buffer) => {
@@ -225,7 +320,10 @@ test('every frame spends the budget: oversized, binary and invalid frames are ra
   for (let i = 0; i < 120; i++) ws.send(junk[i % 3]![0], { binary: junk[i % 3]![1] });
   await all;
   const limited = codes.filter((c) => c === 'RATE_LIMITED').length;
-  assert.ok(limited >= 40, `of 120 junk frames with a burst of 40, ${limited} were refused as RATE_LIMITED (the rest: INVALID_REQUEST)`);
+  assert.ok(
+    limited >= 40,
+    `of 120 junk frames with a burst of 40, ${limited} were refused as RATE_LIMITED (the rest: INVALID_REQUEST)`,
+  );
   ws.close();
 });
 
@@ -236,14 +334,21 @@ test('a connection that keeps sending 25 times its rate is closed with 4008', as
   // 500 frames a second against a limit of 20, for at most 6 seconds.
   let id = 0;
   const flood = setInterval(() => {
-    for (let i = 0; i < 10 && ws.readyState === ws.OPEN; i++) ws.send(JSON.stringify({ id: ++id, method: 'getRouterRtpCapabilities', data: {} }));
+    for (let i = 0; i < 10 && ws.readyState === ws.OPEN; i++)
+      ws.send(JSON.stringify({ id: ++id, method: 'getRouterRtpCapabilities', data: {} }));
   }, 20);
-  const code = await Promise.race([closed, new Promise<string>((r) => setTimeout(() => r('still open after 6 s'), 6000))]);
+  const code = await Promise.race([
+    closed,
+    new Promise<string>((r) => setTimeout(() => r('still open after 6 s'), 6000)),
+  ]);
   clearInterval(flood);
   assert.equal(code, 4008, `closed after ${id} frames`);
   // The server goes on serving everyone else.
   const other = await gw.connect();
-  assert.equal((await other.request('join', { token: await gw.mint({ room: 'after-flood', identity: 'calm' }) })).room, 'after-flood');
+  assert.equal(
+    (await other.request('join', { token: await gw.mint({ room: 'after-flood', identity: 'calm' }) })).room,
+    'after-flood',
+  );
 });
 
 test('tokens in URLs never reach the log', async () => {

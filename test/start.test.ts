@@ -14,7 +14,15 @@ import { joinThroughPage, launchBrowser, receivedMedia, waitFor } from './helper
 
 function startCompiled(dataDir: string, extraEnv: Record<string, string> = {}) {
   const gateway = spawn(process.execPath, ['--enable-source-maps', 'dist/server/main.js'], {
-    env: { PATH: process.env.PATH, HOME: process.env.HOME, XDG_CACHE_HOME: process.env.XDG_CACHE_HOME, VIGIE_PORT: '0', VIGIE_DATA_DIR: dataDir, VIGIE_LOG_LEVEL: 'warn', ...extraEnv },
+    env: {
+      PATH: process.env.PATH,
+      HOME: process.env.HOME,
+      XDG_CACHE_HOME: process.env.XDG_CACHE_HOME,
+      VIGIE_PORT: '0',
+      VIGIE_DATA_DIR: dataDir,
+      VIGIE_LOG_LEVEL: 'warn',
+      ...extraEnv,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const output = { text: '' };
@@ -34,7 +42,12 @@ test('npm start on an empty data dir: the printed demo link, opened in two Chrom
   });
 
   const linkLine = /Demo join link \(each page that opens it joins the demo room as a new guest\): (\S+)/;
-  const printed = await waitFor('the demo link', async () => output.text, (o) => linkLine.test(o) || gateway.exitCode !== null, 60_000);
+  const printed = await waitFor(
+    'the demo link',
+    async () => output.text,
+    (o) => linkLine.test(o) || gateway.exitCode !== null,
+    60_000,
+  );
   assert.equal(gateway.exitCode, null, `the gateway exited: ${printed}`);
   const link = linkLine.exec(printed)![1]!;
   const key = /Demo API key for tenant "demo" .*: (\S+)/.exec(printed)![1]!;
@@ -44,7 +57,11 @@ test('npm start on an empty data dir: the printed demo link, opened in two Chrom
   assert.equal((await fetch(`${base}/readyz`)).status, 200);
   const rooms = await fetch(`${base}/v1/rooms`, { headers: { 'x-api-key': key } });
   assert.equal(rooms.status, 200, 'the printed demo key works');
-  assert.equal((await fetch(`${base}/demo/not-the-secret`, { redirect: 'manual' })).status, 404, 'only the printed link mints guests');
+  assert.equal(
+    (await fetch(`${base}/demo/not-the-secret`, { redirect: 'manual' })).status,
+    404,
+    'only the printed link mints guests',
+  );
 
   const browser = await launchBrowser();
   onTestFinished(() => browser.close());
@@ -58,14 +75,27 @@ test('npm start on an empty data dir: the printed demo link, opened in two Chrom
     pages.push(page);
   }
   for (const [i, page] of pages.entries()) {
-    const first = await waitFor(`page ${i} to receive the other's audio and video`, () => receivedMedia(page), (m) => m.videoTracks === 1 && m.audioTracks === 1 && m.framesDecoded > 5 && m.totalSamplesReceived > 0, 30_000);
+    const first = await waitFor(
+      `page ${i} to receive the other's audio and video`,
+      () => receivedMedia(page),
+      (m) => m.videoTracks === 1 && m.audioTracks === 1 && m.framesDecoded > 5 && m.totalSamplesReceived > 0,
+      30_000,
+    );
     // Still flowing: later counters are higher, however long the wait took.
-    const later = await waitFor(`page ${i}'s media to keep flowing`, () => receivedMedia(page), (m) => m.framesDecoded > first.framesDecoded + 10 && m.totalSamplesReceived > first.totalSamplesReceived + 4800);
+    const later = await waitFor(
+      `page ${i}'s media to keep flowing`,
+      () => receivedMedia(page),
+      (m) => m.framesDecoded > first.framesDecoded + 10 && m.totalSamplesReceived > first.totalSamplesReceived + 4800,
+    );
     assert.equal(later.videoTracks, 1);
   }
   const status = await pages[0]!.locator('#status').textContent();
   assert.doesNotMatch(status ?? '', /Could not join/);
-  const names = await waitFor('both guests listed', async () => pages[0]!.locator('#participants li').allTextContents(), (n) => n.length === 2);
+  const names = await waitFor(
+    'both guests listed',
+    async () => pages[0]!.locator('#participants li').allTextContents(),
+    (n) => n.length === 2,
+  );
   assert.equal(new Set(names.map((n) => n.replace(' (you)', ''))).size, 2, `two distinct guests: ${names.join(', ')}`);
   assert.equal(output.text.split(key).length - 1, 1, 'the key is printed once, and never logged');
 
@@ -81,7 +111,12 @@ test('in production (NODE_ENV=production, as in the Docker image) the compiled g
   onTestFinished(() => {
     if (gateway.exitCode === null) gateway.kill('SIGKILL');
   });
-  const printed = await waitFor('the banner', async () => output.text, (o) => /Vigie is running at/.test(o) || gateway.exitCode !== null, 60_000);
+  const printed = await waitFor(
+    'the banner',
+    async () => output.text,
+    (o) => /Vigie is running at/.test(o) || gateway.exitCode !== null,
+    60_000,
+  );
   assert.equal(gateway.exitCode, null, printed);
   assert.doesNotMatch(printed, /API key|Demo|token|eyJ/i);
   assert.equal(existsSync(path.join(dataDir, 'demo-tenant.json')), false, 'no demo tenant is created in production');
@@ -95,13 +130,25 @@ test('tenants from every source are built by one schema (a demo tenant file from
     const config = loadConfig({ VIGIE_DATA_DIR: dataDir });
     // What earlier versions wrote: no webhooks, no allowedLocations, no retentionPolicy.
     mkdirSync(dataDir, { recursive: true });
-    writeFileSync(path.join(dataDir, 'demo-tenant.json'), JSON.stringify({ id: 'demo', name: 'Demo tenant', embedOrigins: [], apiKeys: [{ id: 'abcd1234', hash: generateApiKey().hash, scopes: ['admin'] }] }));
+    writeFileSync(
+      path.join(dataDir, 'demo-tenant.json'),
+      JSON.stringify({
+        id: 'demo',
+        name: 'Demo tenant',
+        embedOrigins: [],
+        apiKeys: [{ id: 'abcd1234', hash: generateApiKey().hash, scopes: ['admin'] }],
+      }),
+    );
     const demo = prepareDemo(config, {});
     assert.ok(demo, 'the demo applies with no tenant outside production');
     assert.equal(demo.createdApiKey, undefined, 'an existing demo tenant keeps its key');
     assert.deepEqual(config.tenants[0]!.webhooks, []);
     assert.deepEqual(config.tenants[0]!.allowedLocations, ['FR']);
-    assert.equal(prepareDemo(loadConfig({ VIGIE_DATA_DIR: dataDir }), { NODE_ENV: 'production' }), undefined, 'no demo in production');
+    assert.equal(
+      prepareDemo(loadConfig({ VIGIE_DATA_DIR: dataDir }), { NODE_ENV: 'production' }),
+      undefined,
+      'no demo in production',
+    );
     const withTenant = loadConfig({ VIGIE_DATA_DIR: dataDir }, { tenants: [{ id: 'acme' }] });
     assert.equal(prepareDemo(withTenant, {}), undefined, 'no demo when tenants are configured');
     assert.equal(withTenant.tenants.length, 1);
@@ -109,7 +156,11 @@ test('tenants from every source are built by one schema (a demo tenant file from
     const registry = new TenantRegistry([{ id: 'bare' } as never], path.join(dataDir, 'tenants.json'));
     assert.deepEqual(registry.require('bare').webhooks, []);
     assert.deepEqual(registry.require('bare').apiKeys, []);
-    assert.equal(readFileSync(path.join(dataDir, 'demo-tenant.json'), 'utf8').includes('webhooks'), false, 'the file itself is not rewritten');
+    assert.equal(
+      readFileSync(path.join(dataDir, 'demo-tenant.json'), 'utf8').includes('webhooks'),
+      false,
+      'the file itself is not rewritten',
+    );
   } finally {
     rmSync(dataDir, { recursive: true, force: true });
   }

@@ -7,7 +7,10 @@ import { assertClientStatsMatchServer } from './helpers/clientStats.js';
 let gw: TestGateway;
 let browser: Awaited<ReturnType<typeof launchBrowser>>;
 beforeAll(async () => {
-  gw = await startGateway({ telemetry: { statsIntervalMs: 1000, clientStatsIntervalMs: 1000 }, writer: { flushIntervalMs: 200 } });
+  gw = await startGateway({
+    telemetry: { statsIntervalMs: 1000, clientStatsIntervalMs: 1000 },
+    writer: { flushIntervalMs: 200 },
+  });
   browser = await launchBrowser();
 });
 afterAll(async () => {
@@ -19,10 +22,18 @@ test('a browser call fills stats, client stats, transport stats, events and the 
   const pages = [];
   for (const identity of ['alice@example.fr', 'bob@example.fr']) {
     const page = await browser.context.newPage();
-    await joinThroughPage(page, `${gw.url}/join?token=${await gw.mint({ room: 'quality', identity, name: identity.split('@')[0] })}`);
+    await joinThroughPage(
+      page,
+      `${gw.url}/join?token=${await gw.mint({ room: 'quality', identity, name: identity.split('@')[0] })}`,
+    );
     pages.push(page);
   }
-  for (const page of pages) await waitFor('media', () => receivedMedia(page), (m) => m.framesDecoded > 10 && m.totalSamplesReceived > 0);
+  for (const page of pages)
+    await waitFor(
+      'media',
+      () => receivedMedia(page),
+      (m) => m.framesDecoded > 10 && m.totalSamplesReceived > 0,
+    );
   const callId = gw.app.sfu.getRoom('acme', 'quality')!.callId;
   await new Promise((r) => setTimeout(r, 5000));
 
@@ -50,8 +61,21 @@ test('a browser call fills stats, client stats, transport stats, events and the 
 
   // Call events.
   await pages[1]!.close();
-  await waitFor('peer.left', async () => (await gw.query(`SELECT count() AS c FROM vigie.call_events WHERE call_id = {c:String} AND event = 'peer.left'`, { c: callId }))[0].c, (c) => Number(c) === 1);
-  const events = await gw.query<{ event: string; n: string }>(`SELECT event, count() AS n FROM vigie.call_events WHERE call_id = {c:String} GROUP BY event`, { c: callId });
+  await waitFor(
+    'peer.left',
+    async () =>
+      (
+        await gw.query(
+          `SELECT count() AS c FROM vigie.call_events WHERE call_id = {c:String} AND event = 'peer.left'`,
+          { c: callId },
+        )
+      )[0].c,
+    (c) => Number(c) === 1,
+  );
+  const events = await gw.query<{ event: string; n: string }>(
+    `SELECT event, count() AS n FROM vigie.call_events WHERE call_id = {c:String} GROUP BY event`,
+    { c: callId },
+  );
   const ev = Object.fromEntries(events.map((e) => [e.event, Number(e.n)]));
   assert.equal(ev['room.created'], 1);
   assert.equal(ev['peer.joined'], 2);
@@ -61,17 +85,31 @@ test('a browser call fills stats, client stats, transport stats, events and the 
   assert.ok(ev['producer.closed']! >= 2 && ev['consumer.closed']! >= 2);
 
   // Pseudonyms: the clear identity is only in `participants`.
-  const people = await gw.query<{ participant: string; identity: string }>(`SELECT participant, identity FROM vigie.participants FINAL WHERE tenant = 'acme' AND identity LIKE '%@example.fr'`);
+  const people = await gw.query<{ participant: string; identity: string }>(
+    `SELECT participant, identity FROM vigie.participants FINAL WHERE tenant = 'acme' AND identity LIKE '%@example.fr'`,
+  );
   assert.equal(people.length, 2);
-  const pseudonyms = new Set((await gw.query<{ participant: string }>(`SELECT DISTINCT participant FROM vigie.track_stats WHERE call_id = {c:String}`, { c: callId })).map((r) => r.participant));
+  const pseudonyms = new Set(
+    (
+      await gw.query<{ participant: string }>(
+        `SELECT DISTINCT participant FROM vigie.track_stats WHERE call_id = {c:String}`,
+        { c: callId },
+      )
+    ).map((r) => r.participant),
+  );
   assert.deepEqual(pseudonyms, new Set(people.map((p) => p.participant)));
   for (const table of ['track_stats', 'transport_stats', 'client_stats', 'call_events']) {
-    const [hit] = await gw.query(`SELECT count() AS c FROM vigie.${table} WHERE position(toString(tuple(*)), 'example.fr') > 0`);
+    const [hit] = await gw.query(
+      `SELECT count() AS c FROM vigie.${table} WHERE position(toString(tuple(*)), 'example.fr') > 0`,
+    );
     assert.equal(Number(hit.c), 0, `no clear identity in ${table}`);
   }
 
   // The per-call summary: one row per participant, with quality.
-  const summary = await gw.query(`SELECT participant, duration_s, samples, loss_mean, loss_p95, jitter_mean_ms, rtt_p95_ms, mos_mean, mos_p95 FROM vigie.call_summary WHERE call_id = {c:String}`, { c: callId });
+  const summary = await gw.query(
+    `SELECT participant, duration_s, samples, loss_mean, loss_p95, jitter_mean_ms, rtt_p95_ms, mos_mean, mos_p95 FROM vigie.call_summary WHERE call_id = {c:String}`,
+    { c: callId },
+  );
   assert.equal(summary.length, 2);
   for (const row of summary) {
     assert.ok(row.duration_s > 3, JSON.stringify(row));

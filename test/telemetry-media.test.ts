@@ -31,7 +31,10 @@ async function botThroughRelay(room: Room, kind: 'video' | 'audio', kbps: number
       return relay.port;
     },
   });
-  cleanups.push(() => bot.stop(), () => relay.close());
+  cleanups.push(
+    () => bot.stop(),
+    () => relay.close(),
+  );
   return { bot, relay };
 }
 
@@ -39,10 +42,17 @@ async function botThroughRelay(room: Room, kind: 'video' | 'audio', kbps: number
 async function plainConsumer(room: Room, producerId: string) {
   const sink = dgram.createSocket('udp4');
   await new Promise<void>((r) => sink.bind(0, '127.0.0.1', r));
-  const transport = await room.router.createPlainTransport({ listenInfo: { protocol: 'udp', ip: '127.0.0.1' }, rtcpMux: true, comedia: false });
+  const transport = await room.router.createPlainTransport({
+    listenInfo: { protocol: 'udp', ip: '127.0.0.1' },
+    rtcpMux: true,
+    comedia: false,
+  });
   await transport.connect({ ip: '127.0.0.1', port: sink.address().port });
   const consumer = await transport.consume({ producerId, rtpCapabilities: room.router.rtpCapabilities });
-  cleanups.push(() => transport.close(), () => sink.close());
+  cleanups.push(
+    () => transport.close(),
+    () => sink.close(),
+  );
   return consumer;
 }
 
@@ -72,10 +82,19 @@ test('bitrate: rows arrive for producer and consumer, within ±25% of the rate m
   for (const r of rows) {
     assert.ok(Number(r.n) >= 4, `${r.direction}: ${r.n} samples`);
     const ratio = r.bps / wireBps;
-    assert.ok(ratio > 0.75 && ratio < 1.25, `${r.direction}: recorded ${Math.round(r.bps)} bps vs ${Math.round(wireBps)} bps on the wire (ratio ${ratio.toFixed(3)})`);
+    assert.ok(
+      ratio > 0.75 && ratio < 1.25,
+      `${r.direction}: recorded ${Math.round(r.bps)} bps vs ${Math.round(wireBps)} bps on the wire (ratio ${ratio.toFixed(3)})`,
+    );
   }
-  const [meta] = await gw.query(`SELECT any(codec) AS codec, any(kind) AS kind, any(ssrc) AS ssrc, max(score) AS score FROM vigie.track_stats WHERE track_id = {id:String}`, { id: bot.producer.id });
-  assert.deepEqual({ codec: meta.codec, kind: meta.kind, ssrc: Number(meta.ssrc) }, { codec: 'video/VP8', kind: 'video', ssrc: 22222222 });
+  const [meta] = await gw.query(
+    `SELECT any(codec) AS codec, any(kind) AS kind, any(ssrc) AS ssrc, max(score) AS score FROM vigie.track_stats WHERE track_id = {id:String}`,
+    { id: bot.producer.id },
+  );
+  assert.deepEqual(
+    { codec: meta.codec, kind: meta.kind, ssrc: Number(meta.ssrc) },
+    { codec: 'video/VP8', kind: 'video', ssrc: 22222222 },
+  );
   assert.ok(Number(meta.score) > 0);
 });
 
@@ -87,7 +106,12 @@ test('loss: a relay dropping 5% of packets is recorded as 3–7% loss, and the a
   // Until the relays have dropped enough packets (a fixed wait failed on a loaded 2-core CI, where the live VP8
   // encoder fell to a tenth of real time); then the senders stop, so that what the relays passed on is final.
   const relays = [lossyVideo, lossyAudio, cleanAudio];
-  await waitFor('the relays to drop 10 video and 25 audio packets', async () => ({ video: lossyVideo.relay.stats.dropped, audio: lossyAudio.relay.stats.dropped }), (d) => d.video >= 10 && d.audio >= 25, 180_000);
+  await waitFor(
+    'the relays to drop 10 video and 25 audio packets',
+    async () => ({ video: lossyVideo.relay.stats.dropped, audio: lossyAudio.relay.stats.dropped }),
+    (d) => d.video >= 10 && d.audio >= 25,
+    180_000,
+  );
   for (const b of relays) {
     const exited = new Promise((r) => b.bot.ffmpeg.once('exit', r));
     b.bot.ffmpeg.kill('SIGTERM');
@@ -103,15 +127,30 @@ test('loss: a relay dropping 5% of packets is recorded as 3–7% loss, and the a
         `SELECT track_id, sum(packets_lost) AS lost_total, sum(packets) AS packets_total, lost_total / (packets_total + lost_total) AS fraction, avgIf(mos, packets > 0) AS mos
          FROM vigie.track_stats WHERE room = 'loss' AND direction = 'inbound' GROUP BY track_id`,
       ),
-    (rows) => relays.every((b) => rows.some((r) => r.track_id === b.bot.producer.id && Number(r.packets_total) + Number(r.lost_total) >= b.relay.stats.received - 1)),
+    (rows) =>
+      relays.every((b) =>
+        rows.some(
+          (r) =>
+            r.track_id === b.bot.producer.id &&
+            Number(r.packets_total) + Number(r.lost_total) >= b.relay.stats.received - 1,
+        ),
+      ),
     60_000,
   );
   const byId = new Map(loss.map((r) => [r.track_id, r]));
   for (const bot of [lossyVideo, lossyAudio]) {
     const r = byId.get(bot.bot.producer.id)!;
-    console.log(`${bot.bot.producer.kind}: recorded loss ${(r.fraction * 100).toFixed(2)}% (${r.lost_total}/${r.packets_total}), relay dropped ${bot.relay.stats.dropped}/${bot.relay.stats.received}`);
-    assert.ok(r.fraction >= 0.03 && r.fraction <= 0.07, `${bot.bot.producer.kind}: recorded loss ${(r.fraction * 100).toFixed(2)}% (${r.lost_total}/${r.packets_total})`);
-    assert.ok(Math.abs(Number(r.lost_total) - bot.relay.stats.dropped) <= 1, `${bot.bot.producer.kind}: ${r.lost_total} lost vs ${bot.relay.stats.dropped} dropped by the relay`);
+    console.log(
+      `${bot.bot.producer.kind}: recorded loss ${(r.fraction * 100).toFixed(2)}% (${r.lost_total}/${r.packets_total}), relay dropped ${bot.relay.stats.dropped}/${bot.relay.stats.received}`,
+    );
+    assert.ok(
+      r.fraction >= 0.03 && r.fraction <= 0.07,
+      `${bot.bot.producer.kind}: recorded loss ${(r.fraction * 100).toFixed(2)}% (${r.lost_total}/${r.packets_total})`,
+    );
+    assert.ok(
+      Math.abs(Number(r.lost_total) - bot.relay.stats.dropped) <= 1,
+      `${bot.bot.producer.kind}: ${r.lost_total} lost vs ${bot.relay.stats.dropped} dropped by the relay`,
+    );
   }
   const clean = byId.get(cleanAudio.bot.producer.id)!;
   assert.equal(Number(clean.lost_total), 0);

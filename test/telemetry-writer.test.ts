@@ -18,10 +18,16 @@ afterAll(() => gw.close());
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const ch = () => gw.app.clickhouse.client;
-const count = async (table: string, where = '1') => Number((await gw.query<{ c: string }>(`SELECT count() AS c FROM vigie.${table} WHERE ${where}`))[0]!.c);
+const count = async (table: string, where = '1') =>
+  Number((await gw.query<{ c: string }>(`SELECT count() AS c FROM vigie.${table} WHERE ${where}`))[0]!.c);
 
 function writer(spool: Spool, batchRows = 10) {
-  return new ClickHouseWriter(ch(), spool, { database: 'vigie', batchRows, flushIntervalMs: 100, maxBufferedRows: 10_000 }, gw.app.log);
+  return new ClickHouseWriter(
+    ch(),
+    spool,
+    { database: 'vigie', batchRows, flushIntervalMs: 100, maxBufferedRows: 10_000 },
+    gw.app.log,
+  );
 }
 
 test('outage: ClickHouse refuses inserts mid-run; after it is back, rows equal samples taken, with no duplicates', async () => {
@@ -41,7 +47,9 @@ test('outage: ClickHouse refuses inserts mid-run; after it is back, rows equal s
   assert.ok(await telemetry.writer.drain(), 'spool replayed');
 
   const samples = telemetry.collector.samplesTaken.track_stats;
-  const [r] = await gw.query<{ n: string; distinct_samples: string }>(`SELECT count() AS n, uniqExact(track_id, ts) AS distinct_samples FROM vigie.track_stats`);
+  const [r] = await gw.query<{ n: string; distinct_samples: string }>(
+    `SELECT count() AS n, uniqExact(track_id, ts) AS distinct_samples FROM vigie.track_stats`,
+  );
   assert.ok(samples >= 6, `${samples} samples taken`);
   assert.equal(Number(r!.n), samples, 'one row per sample taken');
   assert.equal(Number(r!.distinct_samples), samples, 'no duplicates');
@@ -72,7 +80,12 @@ test('the spool survives a restart, skips a torn tail, and a replayed batch Clic
   await ch().command({ query: 'ATTACH TABLE vigie.writer_test' });
   // ClickHouse took the first batch but the ack was lost: it is inserted again with its token.
   const head = (await second.peek())!;
-  await ch().insert({ table: 'vigie.writer_test', values: head.rows, format: 'JSONEachRow', clickhouse_settings: { insert_deduplication_token: head.id } });
+  await ch().insert({
+    table: 'vigie.writer_test',
+    values: head.rows,
+    format: 'JSONEachRow',
+    clickhouse_settings: { insert_deduplication_token: head.id },
+  });
   const w2 = writer(second);
   w2.start();
   assert.ok(await w2.drain());
@@ -92,7 +105,11 @@ test('a full spool follows its policy, and every row given up is counted and log
       for (let id = 0; id < 200; id++) w.write('writer_test', { id, batch: `full-${policy}-padding-padding-padding` });
       await w.flush();
       assert.ok(w.counters.rowsDropped > 0, `${policy}: rows dropped`);
-      assert.equal(w.counters.rowsDropped + spool.rows, 200, `${policy}: every row is either kept or counted as dropped`);
+      assert.equal(
+        w.counters.rowsDropped + spool.rows,
+        200,
+        `${policy}: every row is either kept or counted as dropped`,
+      );
       assert.ok(spool.bytes <= 3000);
       await w.close();
     }
@@ -120,8 +137,26 @@ test('an append racing the ack that empties its segment is not lost', async () =
 test('migrations are recorded and idempotent', async () => {
   const { migrate, MIGRATIONS } = await import('../src/clickhouse/index.js');
   assert.deepEqual(await migrate(ch(), { database: 'vigie', log: gw.app.log }), [], 'nothing left to apply');
-  const rows = await gw.query<{ version: number }>('SELECT version FROM vigie.schema_migrations FINAL ORDER BY version');
-  assert.deepEqual(rows.map((r) => Number(r.version)), MIGRATIONS.map((m) => m.version), 'every migration recorded once');
-  const tables = (await gw.query<{ name: string }>("SELECT name FROM system.tables WHERE database = 'vigie' ORDER BY name")).map((r) => r.name);
-  for (const t of ['call_events', 'call_quality_agg', 'call_quality_mv', 'call_summary', 'client_stats', 'participants', 'track_stats', 'transport_stats']) assert.ok(tables.includes(t), t);
+  const rows = await gw.query<{ version: number }>(
+    'SELECT version FROM vigie.schema_migrations FINAL ORDER BY version',
+  );
+  assert.deepEqual(
+    rows.map((r) => Number(r.version)),
+    MIGRATIONS.map((m) => m.version),
+    'every migration recorded once',
+  );
+  const tables = (
+    await gw.query<{ name: string }>("SELECT name FROM system.tables WHERE database = 'vigie' ORDER BY name")
+  ).map((r) => r.name);
+  for (const t of [
+    'call_events',
+    'call_quality_agg',
+    'call_quality_mv',
+    'call_summary',
+    'client_stats',
+    'participants',
+    'track_stats',
+    'transport_stats',
+  ])
+    assert.ok(tables.includes(t), t);
 });

@@ -19,7 +19,12 @@ async function browserPair(gw: TestGateway, room: string): Promise<{ pages: Page
     await joinThroughPage(page, `${gw.url}/join?token=${await gw.mint({ room, identity })}`);
     pages.push(page);
   }
-  for (const page of pages) await waitFor('media both ways', () => receivedMedia(page), (m) => m.framesDecoded > 10 && m.totalSamplesReceived > 0);
+  for (const page of pages)
+    await waitFor(
+      'media both ways',
+      () => receivedMedia(page),
+      (m) => m.framesDecoded > 10 && m.totalSamplesReceived > 0,
+    );
   return { pages, close: browser.close };
 }
 
@@ -88,7 +93,27 @@ test('with a certificate, signaling is WSS', async () => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'vigie-tls-'));
   const cert = path.join(dir, 'cert.pem');
   const key = path.join(dir, 'key.pem');
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1', '-subj', '/CN=localhost', '-keyout', key, '-out', cert], { stdio: 'ignore' });
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-days',
+      '1',
+      '-subj',
+      '/CN=localhost',
+      '-keyout',
+      key,
+      '-out',
+      cert,
+    ],
+    { stdio: 'ignore' },
+  );
   const gw = await startGateway({ server: { tlsCertFile: cert, tlsKeyFile: key } });
   try {
     const port = (gw.app.server.address() as { port: number }).port;
@@ -98,7 +123,9 @@ test('with a certificate, signaling is WSS', async () => {
       plain.once('error', () => r(true));
     });
     assert.ok(plainFailed, 'plain ws is not served on a TLS port');
-    const client = new SignalingClient(new WebSocket(`wss://127.0.0.1:${port}/ws`, { ca: readFileSync(cert), rejectUnauthorized: false }) as never);
+    const client = new SignalingClient(
+      new WebSocket(`wss://127.0.0.1:${port}/ws`, { ca: readFileSync(cert), rejectUnauthorized: false }) as never,
+    );
     const joined = await client.request('join', { token: await gw.mint({ room: 'tls', identity: 't' }) });
     assert.equal(joined.room, 'tls');
     client.close();

@@ -26,7 +26,12 @@ let endpointId = '';
 beforeAll(async () => {
   receiver = await startWebhookReceiver(() => secrets.get('main'));
   gw = await startGateway(settings);
-  const created = await gw.app.inject({ method: 'POST', url: '/v1/webhooks', headers: { 'x-api-key': TENANT_ADMIN_KEY.key }, payload: { url: receiver.url } });
+  const created = await gw.app.inject({
+    method: 'POST',
+    url: '/v1/webhooks',
+    headers: { 'x-api-key': TENANT_ADMIN_KEY.key },
+    payload: { url: receiver.url },
+  });
   assert.equal(created.statusCode, 201, created.body);
   endpointId = created.json().id;
   secrets.set('main', created.json().secret);
@@ -37,7 +42,13 @@ afterAll(async () => {
 });
 
 const ofRoom = (room: string) => receiver.delivered().filter((r) => r.body.data.room === room);
-const api = (method: string, url: string, payload?: object) => gw.app.inject({ method: method as 'GET', url, headers: { 'x-api-key': ROOMS_WRITE_KEY.key }, ...(payload ? { payload } : {}) });
+const api = (method: string, url: string, payload?: object) =>
+  gw.app.inject({
+    method: method as 'GET',
+    url,
+    headers: { 'x-api-key': ROOMS_WRITE_KEY.key },
+    ...(payload ? { payload } : {}),
+  });
 
 test('a full browser call: the receiver gets the signed events, in order; remote mute and removal reach the page', async () => {
   const browser = await launchBrowser();
@@ -45,33 +56,89 @@ test('a full browser call: the receiver gets the signed events, in order; remote
     const pages: import('playwright-core').Page[] = [];
     for (const identity of ['agent', 'customer']) {
       const page = await browser.context.newPage();
-      await joinThroughPage(page, `${gw.url}/join?token=${await gw.mint({ room: 'hooked', identity, name: identity })}`);
-      await waitFor(`${identity} published`, () => page.evaluate(() => (window as any).vigieEvents.map((e: { type: string }) => e.type)), (t: string[]) => t.includes('published'));
+      await joinThroughPage(
+        page,
+        `${gw.url}/join?token=${await gw.mint({ room: 'hooked', identity, name: identity })}`,
+      );
+      await waitFor(
+        `${identity} published`,
+        () => page.evaluate(() => (window as any).vigieEvents.map((e: { type: string }) => e.type)),
+        (t: string[]) => t.includes('published'),
+      );
       pages.push(page);
     }
-    for (const page of pages) await waitFor('media', () => receivedMedia(page), (m) => m.framesDecoded > 5);
+    for (const page of pages)
+      await waitFor(
+        'media',
+        () => receivedMedia(page),
+        (m) => m.framesDecoded > 5,
+      );
 
     const customerId = await pages[1]!.evaluate(() => (window as any).vigieCall.info.peerId);
-    assert.equal((await api('POST', `/v1/rooms/hooked/participants/${customerId}/mute`, { kind: 'audio' })).statusCode, 200);
-    await waitFor('mutedByServer on the page', () => pages[1]!.evaluate(() => (window as any).vigieEvents.map((e: { type: string }) => e.type)), (t: string[]) => t.includes('mutedByServer'));
-    assert.equal(await pages[1]!.locator('#toggle-mic').getAttribute('aria-pressed'), 'true', 'the mic button shows muted');
+    assert.equal(
+      (await api('POST', `/v1/rooms/hooked/participants/${customerId}/mute`, { kind: 'audio' })).statusCode,
+      200,
+    );
+    await waitFor(
+      'mutedByServer on the page',
+      () => pages[1]!.evaluate(() => (window as any).vigieEvents.map((e: { type: string }) => e.type)),
+      (t: string[]) => t.includes('mutedByServer'),
+    );
+    assert.equal(
+      await pages[1]!.locator('#toggle-mic').getAttribute('aria-pressed'),
+      'true',
+      'the mic button shows muted',
+    );
     assert.equal((await api('DELETE', `/v1/rooms/hooked/participants/${customerId}`)).statusCode, 204);
-    await waitFor('removed on the page', () => pages[1]!.evaluate(() => (window as any).vigieEvents.map((e: { type: string }) => e.type)), (t: string[]) => t.includes('removed'));
+    await waitFor(
+      'removed on the page',
+      () => pages[1]!.evaluate(() => (window as any).vigieEvents.map((e: { type: string }) => e.type)),
+      (t: string[]) => t.includes('removed'),
+    );
     const slot = gw.app.sfu.getRoom('acme', 'hooked')!.slot;
     const peersOnWorker = slot.peers;
     assert.equal((await api('DELETE', '/v1/rooms/hooked')).statusCode, 204);
     assert.equal(slot.peers, peersOnWorker - 1, 'closing the room gives back the load of the agent still in it');
 
-    const events = await waitFor('room.ended', async () => ofRoom('hooked'), (r) => r.some((e) => e.event === 'room.ended'));
+    const events = await waitFor(
+      'room.ended',
+      async () => ofRoom('hooked'),
+      (r) => r.some((e) => e.event === 'room.ended'),
+    );
     const names = events.map((e) => e.event);
-    const expected = ['room.started', 'participant.joined', 'track.published', 'track.published', 'participant.joined', 'track.published', 'track.published', 'participant.left', 'participant.left', 'room.ended'];
-    assert.deepEqual(names.filter((n) => n !== 'track.unpublished'), expected, names.join(', '));
+    const expected = [
+      'room.started',
+      'participant.joined',
+      'track.published',
+      'track.published',
+      'participant.joined',
+      'track.published',
+      'track.published',
+      'participant.left',
+      'participant.left',
+      'room.ended',
+    ];
+    assert.deepEqual(
+      names.filter((n) => n !== 'track.unpublished'),
+      expected,
+      names.join(', '),
+    );
     assert.equal(names.filter((n) => n === 'track.unpublished').length, 4);
     for (const e of events) assert.ok(e.signatureValid, `${e.event} signature verifies`);
     const times = events.map((e) => Date.parse(e.body.createdAt));
-    assert.deepEqual(times, [...times].sort((a, b) => a - b), 'arrival order is publication order');
+    assert.deepEqual(
+      times,
+      [...times].sort((a, b) => a - b),
+      'arrival order is publication order',
+    );
     const left = events.filter((e) => e.event === 'participant.left');
-    assert.deepEqual(left.map((e) => [e.body.data.identity, e.body.data.reason]), [['customer', 'removed'], ['agent', 'room-closed:closed-by-api']]);
+    assert.deepEqual(
+      left.map((e) => [e.body.data.identity, e.body.data.reason]),
+      [
+        ['customer', 'removed'],
+        ['agent', 'room-closed:closed-by-api'],
+      ],
+    );
     assert.equal(new Set(events.map((e) => e.id)).size, events.length, 'one delivery id per event');
   } finally {
     await browser.close();
@@ -83,16 +150,29 @@ test('retries: a receiver that fails three times, then succeeds, gets each deliv
   const c = await gw.connect();
   await c.request('join', { token: await gw.mint({ room: 'flaky', identity: 'f' }) });
   await c.request('leave');
-  const delivered = await waitFor('flaky deliveries', async () => ofRoom('flaky'), (r) => r.some((e) => e.event === 'room.ended'), 30_000);
+  const delivered = await waitFor(
+    'flaky deliveries',
+    async () => ofRoom('flaky'),
+    (r) => r.some((e) => e.event === 'room.ended'),
+    30_000,
+  );
   receiver.setResponder(() => 200);
-  assert.deepEqual(delivered.map((e) => e.event), ['room.started', 'participant.joined', 'participant.left', 'room.ended']);
+  assert.deepEqual(
+    delivered.map((e) => e.event),
+    ['room.started', 'participant.joined', 'participant.left', 'room.ended'],
+  );
   assert.equal(new Set(delivered.map((e) => e.id)).size, 4, 'each delivered exactly once');
-  for (const d of delivered) assert.equal(receiver.received.filter((r) => r.id === d.id).length, 4, 'three failures then one success');
+  for (const d of delivered)
+    assert.equal(receiver.received.filter((r) => r.id === d.id).length, 4, 'three failures then one success');
   const attempts = await gw.query<{ outcomes: string[] }>(
     `SELECT groupArray(outcome) AS outcomes FROM (SELECT delivery_id, outcome, attempt FROM vigie.webhook_attempts WHERE delivery_id = {d:String} ORDER BY attempt)`,
     { d: delivered[0]!.id },
   );
-  assert.deepEqual(attempts[0]!.outcomes, ['failed', 'failed', 'failed', 'delivered'], 'every attempt is logged in ClickHouse');
+  assert.deepEqual(
+    attempts[0]!.outcomes,
+    ['failed', 'failed', 'failed', 'delivered'],
+    'every attempt is logged in ClickHouse',
+  );
 });
 
 test('a restart during retries loses nothing', async () => {
@@ -100,12 +180,24 @@ test('a restart during retries loses nothing', async () => {
   const c = await gw.connect();
   await c.request('join', { token: await gw.mint({ room: 'restart', identity: 'r' }) });
   await c.request('leave');
-  await waitFor('first attempts', async () => receiver.received.filter((r) => r.body.data.room === 'restart').length, (n) => n >= 1);
+  await waitFor(
+    'first attempts',
+    async () => receiver.received.filter((r) => r.body.data.room === 'restart').length,
+    (n) => n >= 1,
+  );
   await gw.close(); // deliveries still pending in the journal
   receiver.setResponder(() => 200);
   gw = await startGateway(settings);
-  const delivered = await waitFor('deliveries after restart', async () => ofRoom('restart'), (r) => r.length === 4, 30_000);
-  assert.deepEqual(delivered.map((e) => e.event), ['room.started', 'participant.joined', 'participant.left', 'room.ended']);
+  const delivered = await waitFor(
+    'deliveries after restart',
+    async () => ofRoom('restart'),
+    (r) => r.length === 4,
+    30_000,
+  );
+  assert.deepEqual(
+    delivered.map((e) => e.event),
+    ['room.started', 'participant.joined', 'participant.left', 'room.ended'],
+  );
   assert.equal(new Set(delivered.map((e) => e.id)).size, 4);
   assert.equal(gw.app.webhooks.pendingCount, 0);
 });
@@ -113,21 +205,43 @@ test('a restart during retries loses nothing', async () => {
 test('an endpoint that keeps failing is disabled, with an event to the others', async () => {
   const dead = await startWebhookReceiver(() => undefined);
   dead.setResponder(() => 500);
-  const created = await gw.app.inject({ method: 'POST', url: '/v1/webhooks', headers: { 'x-api-key': TENANT_ADMIN_KEY.key }, payload: { url: dead.url, events: ['room.started', 'room.ended'] } });
+  const created = await gw.app.inject({
+    method: 'POST',
+    url: '/v1/webhooks',
+    headers: { 'x-api-key': TENANT_ADMIN_KEY.key },
+    payload: { url: dead.url, events: ['room.started', 'room.ended'] },
+  });
   const deadId = created.json().id;
   try {
     const c = await gw.connect();
     await c.request('join', { token: await gw.mint({ room: 'dying', identity: 'd' }) });
     await c.request('leave');
-    await waitFor('endpoint disabled', async () => gw.app.tenants.get('acme')!.webhooks.find((w) => w.id === deadId)!.enabled, (enabled) => enabled === false, 30_000);
-    const notice = await waitFor('webhook.endpoint_disabled', async () => receiver.delivered().filter((r) => r.event === 'webhook.endpoint_disabled'), (r) => r.length === 1);
+    await waitFor(
+      'endpoint disabled',
+      async () => gw.app.tenants.get('acme')!.webhooks.find((w) => w.id === deadId)!.enabled,
+      (enabled) => enabled === false,
+      30_000,
+    );
+    const notice = await waitFor(
+      'webhook.endpoint_disabled',
+      async () => receiver.delivered().filter((r) => r.event === 'webhook.endpoint_disabled'),
+      (r) => r.length === 1,
+    );
     assert.equal(notice[0]!.body.data.endpointId, deadId);
     assert.equal(notice[0]!.body.data.host, new URL(dead.url).host);
     assert.equal(notice[0]!.body.data.url, undefined, 'the event never carries the endpoint URL');
     assert.ok(!JSON.stringify(notice[0]!.body).includes(dead.url), 'nor its path');
-    const [row] = await gw.query(`SELECT count() AS c FROM vigie.webhook_attempts WHERE endpoint_id = {e:String} AND outcome = 'endpoint-disabled'`, { e: deadId });
+    const [row] = await gw.query(
+      `SELECT count() AS c FROM vigie.webhook_attempts WHERE endpoint_id = {e:String} AND outcome = 'endpoint-disabled'`,
+      { e: deadId },
+    );
     assert.equal(Number(row.c), 1);
-    assert.ok(!(await gw.app.inject({ method: 'GET', url: '/v1/webhooks', headers: { 'x-api-key': TENANT_ADMIN_KEY.key } })).body.includes('whsec_'), 'listings never show secrets');
+    assert.ok(
+      !(
+        await gw.app.inject({ method: 'GET', url: '/v1/webhooks', headers: { 'x-api-key': TENANT_ADMIN_KEY.key } })
+      ).body.includes('whsec_'),
+      'listings never show secrets',
+    );
   } finally {
     await dead.close();
   }
@@ -145,9 +259,17 @@ test('quality.alert: a participant whose audio MOS stays low', async () => {
     },
   });
   try {
-    const alert = await waitFor('quality.alert', async () => receiver.delivered().filter((r) => r.event === 'quality.alert' && r.body.data.room === 'bad-line'), (r) => r.length >= 1, 20_000);
+    const alert = await waitFor(
+      'quality.alert',
+      async () => receiver.delivered().filter((r) => r.event === 'quality.alert' && r.body.data.room === 'bad-line'),
+      (r) => r.length >= 1,
+      20_000,
+    );
     assert.equal(alert[0]!.body.data.participantId, bot.peer.id);
-    assert.ok(alert[0]!.body.data.mos < 3.5 && alert[0]!.body.data.belowForSeconds >= 2, JSON.stringify(alert[0]!.body.data));
+    assert.ok(
+      alert[0]!.body.data.mos < 3.5 && alert[0]!.body.data.belowForSeconds >= 2,
+      JSON.stringify(alert[0]!.body.data),
+    );
   } finally {
     await bot.stop();
     await relay.close();

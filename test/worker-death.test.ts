@@ -40,7 +40,11 @@ test('a killed worker closes its rooms with a reason, is replaced, and new rooms
   assert.ok(t.iceCandidates.length > 0);
 
   // The dead worker is replaced and the gateway is ready again; the event is logged.
-  const ready = await waitFor('readiness after replacement', async () => (await gw.app.inject('/readyz')).json(), (r) => r.status === 'ready');
+  const ready = await waitFor(
+    'readiness after replacement',
+    async () => (await gw.app.inject('/readyz')).json(),
+    (r) => r.status === 'ready',
+  );
   assert.ok(!ready.workers.some((w: { pid: number }) => w.pid === deadPid));
   assert.equal(ready.workers.length, 2);
   assert.match(gw.logs(), /mediasoup worker died; closing its rooms and replacing it/);

@@ -56,7 +56,11 @@ let recv: Promise<types.Transport> | undefined;
 
 async function consume(producerId: string): Promise<void> {
   const transport = await (recv ??= createTransport('recv'));
-  const c = await request('consume', { transportId: transport.id, producerId, rtpCapabilities: device.rtpCapabilities });
+  const c = await request('consume', {
+    transportId: transport.id,
+    producerId,
+    rtpCapabilities: device.rtpCapabilities,
+  });
   const consumer = await transport.consume(c);
   const media = document.createElement(consumer.kind === 'video' ? 'video' : 'audio');
   media.autoplay = true;
@@ -79,9 +83,17 @@ async function main(): Promise<void> {
   for (const id of joined.producerIds) void consume(id);
 
   const send = await createTransport('send');
-  const camera = (await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 } })).getVideoTracks()[0]!;
+  const camera = (
+    await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 } })
+  ).getVideoTracks()[0]!;
   // The layers Vigie's SDK sends at 640x480 (simulcastEncodings), so that both servers forward the same media.
-  await send.produce({ track: camera, encodings: [{ scaleResolutionDownBy: 2, maxBitrate: 500_000 }, { scaleResolutionDownBy: 1, maxBitrate: 1_500_000 }] });
+  await send.produce({
+    track: camera,
+    encodings: [
+      { scaleResolutionDownBy: 2, maxBitrate: 500_000 },
+      { scaleResolutionDownBy: 1, maxBitrate: 1_500_000 },
+    ],
+  });
   const mic = (await navigator.mediaDevices.getUserMedia({ audio: true })).getAudioTracks()[0]!;
   await send.produce({ track: mic });
   window.bare.published = true;

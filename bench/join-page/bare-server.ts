@@ -43,15 +43,22 @@ export async function startBareServer(): Promise<BareServer> {
   });
   const script = bundle.outputFiles[0]!.contents;
 
-  const worker = await mediasoup.createWorker({ workerBin: resolveWorkerBin(process.env.MEDIASOUP_WORKER_BIN), logLevel: 'warn', rtcMinPort: 41000, rtcMaxPort: 41999 });
+  const worker = await mediasoup.createWorker({
+    workerBin: resolveWorkerBin(process.env.MEDIASOUP_WORKER_BIN),
+    logLevel: 'warn',
+    rtcMinPort: 41000,
+    rtcMaxPort: 41999,
+  });
   const router = await worker.createRouter({ mediaCodecs: MEDIA_CODECS });
   const producers = new Map<string, ms.Producer>();
   const sockets = new Set<WebSocket>();
 
   const http = createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://x');
-    if (url.pathname === '/') res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' }).end(PAGE);
-    else if (url.pathname === '/bare.js') res.writeHead(200, { 'content-type': 'text/javascript', 'cache-control': 'public, max-age=3600' }).end(script);
+    if (url.pathname === '/')
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' }).end(PAGE);
+    else if (url.pathname === '/bare.js')
+      res.writeHead(200, { 'content-type': 'text/javascript', 'cache-control': 'public, max-age=3600' }).end(script);
     else res.writeHead(404).end();
   });
   const wss = new WebSocketServer({ server: http, path: '/ws' });
@@ -73,22 +80,40 @@ export async function startBareServer(): Promise<BareServer> {
             initialAvailableOutgoingBitrate: 1_000_000,
           });
           transports.set(t.id, t);
-          return { id: t.id, iceParameters: t.iceParameters, iceCandidates: t.iceCandidates, dtlsParameters: t.dtlsParameters };
+          return {
+            id: t.id,
+            iceParameters: t.iceParameters,
+            iceCandidates: t.iceCandidates,
+            dtlsParameters: t.dtlsParameters,
+          };
         }
         case 'connectTransport':
           await transports.get(data.transportId)!.connect({ dtlsParameters: data.dtlsParameters });
           return {};
         case 'produce': {
-          const producer = await transports.get(data.transportId)!.produce({ kind: data.kind, rtpParameters: data.rtpParameters });
+          const producer = await transports
+            .get(data.transportId)!
+            .produce({ kind: data.kind, rtpParameters: data.rtpParameters });
           producers.set(producer.id, producer);
           producer.observer.once('close', () => producers.delete(producer.id));
-          for (const other of sockets) if (other !== ws) other.send(JSON.stringify({ notification: true, method: 'newProducer', data: { producerId: producer.id } }));
+          for (const other of sockets)
+            if (other !== ws)
+              other.send(
+                JSON.stringify({ notification: true, method: 'newProducer', data: { producerId: producer.id } }),
+              );
           return { id: producer.id };
         }
         case 'consume': {
-          const consumer = await transports.get(data.transportId)!.consume({ producerId: data.producerId, rtpCapabilities: data.rtpCapabilities, paused: true });
+          const consumer = await transports
+            .get(data.transportId)!
+            .consume({ producerId: data.producerId, rtpCapabilities: data.rtpCapabilities, paused: true });
           consumers.set(consumer.id, consumer);
-          return { id: consumer.id, producerId: data.producerId, kind: consumer.kind, rtpParameters: consumer.rtpParameters };
+          return {
+            id: consumer.id,
+            producerId: data.producerId,
+            kind: consumer.kind,
+            rtpParameters: consumer.rtpParameters,
+          };
         }
         case 'resumeConsumer':
           await consumers.get(data.consumerId)!.resume();

@@ -12,7 +12,10 @@ import type { DataSourceRef } from '@grafana/grafana-foundation-sdk/common';
 /** Provisioned by deploy/grafana/provisioning/datasources/clickhouse.yaml with this uid. */
 export const CLICKHOUSE_DS_UID = 'vigie-clickhouse';
 export const CLICKHOUSE_DS_TYPE = 'grafana-clickhouse-datasource';
-export const CLICKHOUSE_DS: { type: typeof CLICKHOUSE_DS_TYPE; uid: string } & DataSourceRef = { type: CLICKHOUSE_DS_TYPE, uid: CLICKHOUSE_DS_UID };
+export const CLICKHOUSE_DS: { type: typeof CLICKHOUSE_DS_TYPE; uid: string } & DataSourceRef = {
+  type: CLICKHOUSE_DS_TYPE,
+  uid: CLICKHOUSE_DS_UID,
+};
 
 /**
  * The database the collector's clickhouse exporter writes OpenTelemetry
@@ -30,7 +33,11 @@ export enum Format {
 
 export type QueryType = 'timeseries' | 'table' | 'logs';
 
-const QUERY_TYPE: Record<Format, QueryType> = { [Format.TimeSeries]: 'timeseries', [Format.Table]: 'table', [Format.Logs]: 'logs' };
+const QUERY_TYPE: Record<Format, QueryType> = {
+  [Format.TimeSeries]: 'timeseries',
+  [Format.Table]: 'table',
+  [Format.Logs]: 'logs',
+};
 
 /** grafana-clickhouse-datasource's query model (SQL editor). */
 export interface ClickHouseQuery {
@@ -96,20 +103,39 @@ export class QueryCatalog {
 
   /** A panel target. */
   panel(panel: string, sql: string, format: Format, columns: string[], refId = 'A'): ClickHouseQueryBuilder {
-    if (format === Format.TimeSeries && columns[0] !== 'time') throw new Error(`${this.dashboard}/${panel}: a time series query's first column must be "time"`);
+    if (format === Format.TimeSeries && columns[0] !== 'time')
+      throw new Error(`${this.dashboard}/${panel}: a time series query's first column must be "time"`);
     this.expectations.push({ dashboard: this.dashboard, kind: 'panel', name: panel, refId, format, columns });
     return new ClickHouseQueryBuilder(dedent(sql), format).refId(refId);
   }
 
   /** A template variable's query: first column the value, second (optional) the label. */
-  variable(name: string, sql: string, columns: string[]): { refId: string; queryType: 'sql'; editorType: 'sql'; rawSql: string } {
-    this.expectations.push({ dashboard: this.dashboard, kind: 'variable', name, refId: name, format: Format.Table, columns });
+  variable(
+    name: string,
+    sql: string,
+    columns: string[],
+  ): { refId: string; queryType: 'sql'; editorType: 'sql'; rawSql: string } {
+    this.expectations.push({
+      dashboard: this.dashboard,
+      kind: 'variable',
+      name,
+      refId: name,
+      format: Format.Table,
+      columns,
+    });
     return { refId: name, queryType: 'sql', editorType: 'sql', rawSql: dedent(sql) };
   }
 
   /** An annotation query: `time` required, then `text`, `title`, `tags`. */
   annotation(name: string, sql: string, columns: string[]): ClickHouseQueryBuilder {
-    this.expectations.push({ dashboard: this.dashboard, kind: 'annotation', name, refId: 'Anno', format: Format.Table, columns });
+    this.expectations.push({
+      dashboard: this.dashboard,
+      kind: 'annotation',
+      name,
+      refId: 'Anno',
+      format: Format.Table,
+      columns,
+    });
     return new ClickHouseQueryBuilder(dedent(sql), Format.Table).refId('Anno');
   }
 }

@@ -40,20 +40,23 @@ const FORMATS: Record<string, (values: string[]) => string> = {
 
 /** Step 1: Grafana's template variable interpolation. */
 export function interpolateVariables(sql: string, vars: ExpansionContext['vars']): string {
-  return sql.replace(/\$\{(\w+)(?::(\w+))?\}|\$(\w+)/g, (whole, braced: string | undefined, format: string | undefined, bare: string | undefined) => {
-    const name = (braced ?? bare)!;
-    if (name.startsWith('__')) return whole; // Grafana's own and the plugin's macros
-    if (!(name in vars)) throw new Error(`unknown template variable $${name}`);
-    const value = vars[name]!;
-    const values = Array.isArray(value) ? value : [value];
-    if (!format) {
-      // The plugin formats a multi-value selection as a quoted list; one value goes in as it is.
-      return Array.isArray(value) ? FORMATS.singlequote!(values) : values[0]!;
-    }
-    const f = FORMATS[format];
-    if (!f) throw new Error(`unsupported variable format ${format} in ${whole}`);
-    return f(values);
-  });
+  return sql.replace(
+    /\$\{(\w+)(?::(\w+))?\}|\$(\w+)/g,
+    (whole, braced: string | undefined, format: string | undefined, bare: string | undefined) => {
+      const name = (braced ?? bare)!;
+      if (name.startsWith('__')) return whole; // Grafana's own and the plugin's macros
+      if (!(name in vars)) throw new Error(`unknown template variable $${name}`);
+      const value = vars[name]!;
+      const values = Array.isArray(value) ? value : [value];
+      if (!format) {
+        // The plugin formats a multi-value selection as a quoted list; one value goes in as it is.
+        return Array.isArray(value) ? FORMATS.singlequote!(values) : values[0]!;
+      }
+      const f = FORMATS[format];
+      if (!f) throw new Error(`unsupported variable format ${format} in ${whole}`);
+      return f(values);
+    },
+  );
 }
 
 const toDateTime = (d: Date) => `toDateTime(${Math.floor(d.getTime() / 1000)})`;
@@ -86,7 +89,8 @@ export function expandMacros(sql: string, ctx: Omit<ExpansionContext, 'vars'>): 
       return `${c} >= ${toDate(ctx.from)} AND ${c} <= ${toDate(ctx.to)}`;
     },
     timeInterval: (a) => `toStartOfInterval(toDateTime(${oneArg('timeInterval', a)}), INTERVAL ${seconds} second)`,
-    timeInterval_ms: (a) => `toStartOfInterval(toDateTime64(${oneArg('timeInterval_ms', a)}, 3), INTERVAL ${millis} millisecond)`,
+    timeInterval_ms: (a) =>
+      `toStartOfInterval(toDateTime64(${oneArg('timeInterval_ms', a)}, 3), INTERVAL ${millis} millisecond)`,
     interval_s: () => String(seconds),
   };
   let out = '';
@@ -101,8 +105,12 @@ export function expandMacros(sql: string, ctx: Omit<ExpansionContext, 'vars'>): 
     if (sql[end] === '(') {
       const close = sql.indexOf(')', end);
       // The plugin's macro parser does not balance parentheses: keep arguments plain.
-      if (close < 0 || sql.slice(end + 1, close).includes('(')) throw new Error(`$__${name}: arguments must not contain parentheses`);
-      args = sql.slice(end + 1, close).split(',').map((s) => s.trim());
+      if (close < 0 || sql.slice(end + 1, close).includes('('))
+        throw new Error(`$__${name}: arguments must not contain parentheses`);
+      args = sql
+        .slice(end + 1, close)
+        .split(',')
+        .map((s) => s.trim());
       end = close + 1;
     }
     out += sql.slice(i, m.index) + fn(args);

@@ -60,7 +60,12 @@ interface AnyPanelBuilder {
 
 /** Title, query and size: what a panel sets before its own looks. */
 function placed<P extends AnyPanelBuilder>(p: P, cat: QueryCatalog, o: Common, format: Format): P {
-  return p.title(o.title).datasource(CLICKHOUSE_DS).withTarget(cat.panel(o.title, o.sql, format, o.columns)).span(o.w).height(o.h);
+  return p
+    .title(o.title)
+    .datasource(CLICKHOUSE_DS)
+    .withTarget(cat.panel(o.title, o.sql, format, o.columns))
+    .span(o.w)
+    .height(o.h);
 }
 
 /** Description and unit, when given: what a panel sets after its own looks. */
@@ -70,12 +75,21 @@ function described<P extends AnyPanelBuilder>(p: P, o: Common): P {
   return p;
 }
 
-export function timeSeriesPanel(cat: QueryCatalog, o: Common & { bars?: boolean; stack?: boolean; min?: number; max?: number; decimals?: number }): timeseries.PanelBuilder {
+export function timeSeriesPanel(
+  cat: QueryCatalog,
+  o: Common & { bars?: boolean; stack?: boolean; min?: number; max?: number; decimals?: number },
+): timeseries.PanelBuilder {
   const p = placed(new timeseries.PanelBuilder(), cat, o, Format.TimeSeries)
     .lineWidth(1)
     .fillOpacity(o.bars || o.stack ? 80 : 10)
     .spanNulls(true)
-    .legend(new VizLegendOptionsBuilder().showLegend(true).displayMode(LegendDisplayMode.List).placement(LegendPlacement.Bottom).calcs([]));
+    .legend(
+      new VizLegendOptionsBuilder()
+        .showLegend(true)
+        .displayMode(LegendDisplayMode.List)
+        .placement(LegendPlacement.Bottom)
+        .calcs([]),
+    );
   described(p, o);
   if (o.min !== undefined) p.min(o.min);
   if (o.max !== undefined) p.max(o.max);
@@ -87,7 +101,11 @@ export function timeSeriesPanel(cat: QueryCatalog, o: Common & { bars?: boolean;
 
 export function statPanel(
   cat: QueryCatalog,
-  o: Common & { decimals?: number; thresholds?: Array<{ value: number | null; color: string }>; units?: Record<string, string> },
+  o: Common & {
+    decimals?: number;
+    thresholds?: Array<{ value: number | null; color: string }>;
+    units?: Record<string, string>;
+  },
 ): stat.PanelBuilder {
   const p = placed(new stat.PanelBuilder(), cat, o, Format.Table)
     .graphMode(BigValueGraphMode.None)
@@ -102,15 +120,19 @@ export function statPanel(
 
 export function tablePanel(
   cat: QueryCatalog,
-  o: Common & { links?: Array<{ field: string; title: string; url: string }>; units?: Record<string, string>; sortBy?: { displayName: string; desc?: boolean } },
+  o: Common & {
+    links?: Array<{ field: string; title: string; url: string }>;
+    units?: Record<string, string>;
+    sortBy?: { displayName: string; desc?: boolean };
+  },
 ): table.PanelBuilder {
-  const p = placed(new table.PanelBuilder(), cat, o, Format.Table)
-    .showHeader(true)
-    .frameIndex(0);
+  const p = placed(new table.PanelBuilder(), cat, o, Format.Table).showHeader(true).frameIndex(0);
   described(p, o);
   for (const [field, unit] of Object.entries(o.units ?? {})) p.overrideByName(field, [{ id: 'unit', value: unit }]);
-  for (const l of o.links ?? []) p.overrideByName(l.field, [{ id: 'links', value: [{ title: l.title, url: l.url, targetBlank: false }] }]);
-  if (o.sortBy) p.sortBy([new TableSortByFieldStateBuilder().displayName(o.sortBy.displayName).desc(o.sortBy.desc ?? false)]);
+  for (const l of o.links ?? [])
+    p.overrideByName(l.field, [{ id: 'links', value: [{ title: l.title, url: l.url, targetBlank: false }] }]);
+  if (o.sortBy)
+    p.sortBy([new TableSortByFieldStateBuilder().displayName(o.sortBy.displayName).desc(o.sortBy.desc ?? false)]);
   return p;
 }
 
@@ -119,7 +141,13 @@ export function barChartPanel(cat: QueryCatalog, o: Common & { xField: string })
     .xField(o.xField)
     .orientation(VizOrientation.Vertical)
     .fillOpacity(80)
-    .legend(new VizLegendOptionsBuilder().showLegend(false).displayMode(LegendDisplayMode.List).placement(LegendPlacement.Bottom).calcs([]));
+    .legend(
+      new VizLegendOptionsBuilder()
+        .showLegend(false)
+        .displayMode(LegendDisplayMode.List)
+        .placement(LegendPlacement.Bottom)
+        .calcs([]),
+    );
   return described(p, o);
 }
 
@@ -127,14 +155,29 @@ export function pieChartPanel(cat: QueryCatalog, o: Common): piechart.PanelBuild
   const p = placed(new piechart.PanelBuilder(), cat, o, Format.Table)
     .pieType(piechart.PieChartType.Donut)
     .reduceOptions(new ReduceDataOptionsBuilder().calcs(['lastNotNull']).fields('').values(true))
-    .legend(new piechart.PieChartLegendOptionsBuilder().showLegend(true).displayMode(LegendDisplayMode.List).placement(LegendPlacement.Right).values([piechart.PieChartLegendValues.Percent]).calcs([]));
+    .legend(
+      new piechart.PieChartLegendOptionsBuilder()
+        .showLegend(true)
+        .displayMode(LegendDisplayMode.List)
+        .placement(LegendPlacement.Right)
+        .values([piechart.PieChartLegendValues.Percent])
+        .calcs([]),
+    );
   return described(p, o);
 }
 
 /** A query variable whose options come from ClickHouse. */
 export function queryVariable(
   cat: QueryCatalog,
-  o: { name: string; label: string; sql: string; columns: string[]; multi?: boolean; includeAll?: boolean; description?: string },
+  o: {
+    name: string;
+    label: string;
+    sql: string;
+    columns: string[];
+    multi?: boolean;
+    includeAll?: boolean;
+    description?: string;
+  },
 ): QueryVariableBuilder {
   const q = cat.variable(o.name, o.sql, o.columns);
   const v = new QueryVariableBuilder(o.name)
@@ -155,7 +198,14 @@ export const TENANTS = 'tenant IN (${tenant:sqlstring})';
 
 /** A multi-select "Tenant" variable; `sql` lists the tenants that have data. */
 export function tenantVariable(cat: QueryCatalog, sql: string): QueryVariableBuilder {
-  return queryVariable(cat, { name: 'tenant', label: 'Tenant', multi: true, includeAll: true, sql, columns: ['tenant'] });
+  return queryVariable(cat, {
+    name: 'tenant',
+    label: 'Tenant',
+    multi: true,
+    includeAll: true,
+    sql,
+    columns: ['tenant'],
+  });
 }
 
 /** Dashboard defaults shared by every Vigie dashboard. */
@@ -169,7 +219,15 @@ export function vigieDashboard(uid: string, title: string, description: string):
     .timezone('browser')
     .time({ from: 'now-6h', to: 'now' })
     .refresh('1m')
-    .link(new DashboardLinkBuilder('Vigie dashboards').type(DashboardLinkType.Dashboards).tags(['vigie']).asDropdown(true).keepTime(true).includeVars(false).targetBlank(false));
+    .link(
+      new DashboardLinkBuilder('Vigie dashboards')
+        .type(DashboardLinkType.Dashboards)
+        .tags(['vigie'])
+        .asDropdown(true)
+        .keepTime(true)
+        .includeVars(false)
+        .targetBlank(false),
+    );
 }
 
 /**

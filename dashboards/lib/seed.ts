@@ -54,9 +54,45 @@ interface CallPlan {
 }
 
 const PLANS: CallPlan[] = [
-  { tenant: 'acme', room: 'support-42', startMinAgo: 100, minutes: 30, people: 3, loss: 0.002, jitterMs: 4, rttMs: 35, protocol: 'udp', candidate: 'host', worker: 0 },
-  { tenant: 'acme', room: 'intake', startMinAgo: 60, minutes: 20, people: 2, loss: 0.06, jitterMs: 28, rttMs: 180, protocol: 'tcp', candidate: 'srflx', worker: 1 },
-  { tenant: 'globex', room: 'teleconsult-7', startMinAgo: 45, minutes: 25, people: 2, loss: 0.01, jitterMs: 9, rttMs: 70, protocol: 'udp', candidate: 'relay', worker: 0 },
+  {
+    tenant: 'acme',
+    room: 'support-42',
+    startMinAgo: 100,
+    minutes: 30,
+    people: 3,
+    loss: 0.002,
+    jitterMs: 4,
+    rttMs: 35,
+    protocol: 'udp',
+    candidate: 'host',
+    worker: 0,
+  },
+  {
+    tenant: 'acme',
+    room: 'intake',
+    startMinAgo: 60,
+    minutes: 20,
+    people: 2,
+    loss: 0.06,
+    jitterMs: 28,
+    rttMs: 180,
+    protocol: 'tcp',
+    candidate: 'srflx',
+    worker: 1,
+  },
+  {
+    tenant: 'globex',
+    room: 'teleconsult-7',
+    startMinAgo: 45,
+    minutes: 25,
+    people: 2,
+    loss: 0.01,
+    jitterMs: 9,
+    rttMs: 70,
+    protocol: 'udp',
+    candidate: 'relay',
+    worker: 0,
+  },
 ];
 
 const STEP_MS = 10_000;
@@ -65,7 +101,18 @@ export async function seed(target: SeedTarget, now: number): Promise<SeededCall[
   const r = rng(7);
   const calls: SeededCall[] = [];
   for (const plan of PLANS) calls.push(seedCall(target, plan, now, r));
-  target.write('call_events', { ts: now - 70 * 60_000, tenant: '', room: '', call_id: '', peer_id: '', participant: '', event: 'worker.died', object_id: '4242', reason: 'worker process exited with code 139', attrs: { worker: '1' } });
+  target.write('call_events', {
+    ts: now - 70 * 60_000,
+    tenant: '',
+    room: '',
+    call_id: '',
+    peer_id: '',
+    participant: '',
+    event: 'worker.died',
+    object_id: '4242',
+    reason: 'worker process exited with code 139',
+    attrs: { worker: '1' },
+  });
   await seedCompliance(target, now, calls, r);
   await seedMetrics(target, now, r);
   return calls;
@@ -76,19 +123,40 @@ function seedCall(target: SeedTarget, plan: CallPlan, now: number, r: () => numb
   const start = now - plan.startMinAgo * 60_000;
   const end = start + plan.minutes * 60_000;
   const people = Array.from({ length: plan.people }, () => ({ peer: hex(r, 12), participant: hex(r, 64) }));
-  const key = (p?: (typeof people)[number]) => ({ tenant: plan.tenant, room: plan.room, call_id: callId, peer_id: p?.peer ?? '', participant: p?.participant ?? '' });
-  const event = (ts: number, p: (typeof people)[number] | undefined, ev: string, objectId: string, reason = '', attrs: Record<string, string> = {}) =>
-    target.write('call_events', { ts, ...key(p), event: ev, object_id: objectId, reason, attrs });
+  const key = (p?: (typeof people)[number]) => ({
+    tenant: plan.tenant,
+    room: plan.room,
+    call_id: callId,
+    peer_id: p?.peer ?? '',
+    participant: p?.participant ?? '',
+  });
+  const event = (
+    ts: number,
+    p: (typeof people)[number] | undefined,
+    ev: string,
+    objectId: string,
+    reason = '',
+    attrs: Record<string, string> = {},
+  ) => target.write('call_events', { ts, ...key(p), event: ev, object_id: objectId, reason, attrs });
 
   event(start, undefined, 'room.created', plan.room, '', { worker: String(plan.worker) });
   // Each participant: a send and a receive transport, a mic and a camera, and a consumer of every other participant's tracks.
-  const producers = people.map((p) => ({ p, audio: uuid(r), video: uuid(r), audioSsrc: 1e8 + Math.floor(r() * 1e8), videoSsrc: 1e8 + Math.floor(r() * 1e8) }));
+  const producers = people.map((p) => ({
+    p,
+    audio: uuid(r),
+    video: uuid(r),
+    audioSsrc: 1e8 + Math.floor(r() * 1e8),
+    videoSsrc: 1e8 + Math.floor(r() * 1e8),
+  }));
   const transports = people.map((p) => ({ p, send: uuid(r), recv: uuid(r) }));
   people.forEach((p, i) => {
     const t0 = start + i * 4000;
     event(t0, p, 'peer.joined', p.peer, '', { grants: 'publish,subscribe' });
     const t = transports[i]!;
-    for (const [dir, id] of [['send', t.send], ['recv', t.recv]] as const) {
+    for (const [dir, id] of [
+      ['send', t.send],
+      ['recv', t.recv],
+    ] as const) {
       event(t0 + 200, p, 'transport.created', id, '', { direction: dir });
       event(t0 + 900, p, 'ice.state', id, '', { state: 'connected' });
       event(t0 + 1000, p, 'transport.connected', id, '', { protocol: plan.protocol });
@@ -97,13 +165,23 @@ function seedCall(target: SeedTarget, plan: CallPlan, now: number, r: () => numb
     event(t0 + 1200, p, 'producer.created', pr.audio, '', { kind: 'audio', codec: 'audio/opus', source: 'mic' });
     event(t0 + 1300, p, 'producer.created', pr.video, '', { kind: 'video', codec: 'video/VP8', source: 'camera' });
   });
-  const consumers: Array<{ p: (typeof people)[number]; of: (typeof producers)[number]; kind: 'audio' | 'video'; id: string; ssrc: number }> = [];
+  const consumers: Array<{
+    p: (typeof people)[number];
+    of: (typeof producers)[number];
+    kind: 'audio' | 'video';
+    id: string;
+    ssrc: number;
+  }> = [];
   for (const p of people) {
     for (const of of producers.filter((x) => x.p !== p)) {
       for (const kind of ['audio', 'video'] as const) {
         const id = uuid(r);
         consumers.push({ p, of, kind, id, ssrc: 1e8 + Math.floor(r() * 1e8) });
-        event(start + 6000, p, 'consumer.created', id, '', { kind, producer_id: kind === 'audio' ? of.audio : of.video, type: kind === 'audio' ? 'simple' : 'simulcast' });
+        event(start + 6000, p, 'consumer.created', id, '', {
+          kind,
+          producer_id: kind === 'audio' ? of.audio : of.video,
+          type: kind === 'audio' ? 'simple' : 'simulcast',
+        });
       }
     }
   }
@@ -129,7 +207,10 @@ function seedCall(target: SeedTarget, plan: CallPlan, now: number, r: () => numb
     // Worse in the middle of the call: the wobble.
     const bad = Math.abs(ts - wobble) < 90_000 ? 3 : 1;
     const sample = (base: number, spread: number) => Math.max(0, base * (1 + (r() - 0.5) * spread));
-    const row = (p: (typeof people)[number], o: { track: string; producer: string; kind: 'audio' | 'video'; direction: 'inbound' | 'outbound'; ssrc: number }) => {
+    const row = (
+      p: (typeof people)[number],
+      o: { track: string; producer: string; kind: 'audio' | 'video'; direction: 'inbound' | 'outbound'; ssrc: number },
+    ) => {
       const bitrate = o.kind === 'audio' ? sample(32_000, 0.2) : sample(plan.loss > 0.05 ? 450_000 : 1_200_000, 0.3);
       const packets = Math.round((bitrate / 8 / (o.kind === 'audio' ? 120 : 1100)) * (STEP_MS / 1000));
       const loss = Math.min(0.5, sample(plan.loss * bad, 1));
@@ -166,10 +247,19 @@ function seedCall(target: SeedTarget, plan: CallPlan, now: number, r: () => numb
         frame_width: o.kind === 'video' ? 1280 : null,
         frame_height: o.kind === 'video' ? 720 : null,
         mos,
-        video_quality: fps !== null ? videoQualityScore({ width: 1280, height: 720, fps, freezeMs: bad > 1 ? 400 : 0, intervalMs: STEP_MS }) : null,
+        video_quality:
+          fps !== null
+            ? videoQualityScore({ width: 1280, height: 720, fps, freezeMs: bad > 1 ? 400 : 0, intervalMs: STEP_MS })
+            : null,
       });
       // The browser's side of the same track: what it sends (producer) or receives (consumer).
-      const c = cumulative(o.track, packets, Math.round((bitrate / 8) * (STEP_MS / 1000)), lost, o.kind === 'video' && bad > 1);
+      const c = cumulative(
+        o.track,
+        packets,
+        Math.round((bitrate / 8) * (STEP_MS / 1000)),
+        lost,
+        o.kind === 'video' && bad > 1,
+      );
       target.write('client_stats', {
         ts: ts + 300,
         ...key(p),
@@ -182,7 +272,8 @@ function seedCall(target: SeedTarget, plan: CallPlan, now: number, r: () => numb
         packets: c.packets,
         packets_lost: o.direction === 'outbound' ? c.lost : 0,
         jitter_ms: sample(jitter, 0.2),
-        jitter_buffer_delay_ms: o.direction === 'outbound' ? sample(o.kind === 'audio' ? 40 + jitter * 2 : 60 + jitter * 2, 0.2) : null,
+        jitter_buffer_delay_ms:
+          o.direction === 'outbound' ? sample(o.kind === 'audio' ? 40 + jitter * 2 : 60 + jitter * 2, 0.2) : null,
         freeze_count: o.direction === 'outbound' && o.kind === 'video' ? c.freezes : null,
         total_freezes_duration_ms: o.direction === 'outbound' && o.kind === 'video' ? c.freezes * 400 : null,
         concealed_samples: o.direction === 'outbound' && o.kind === 'audio' ? c.lost * 960 : null,
@@ -201,9 +292,19 @@ function seedCall(target: SeedTarget, plan: CallPlan, now: number, r: () => numb
       row(pr.p, { track: pr.audio, producer: pr.audio, kind: 'audio', direction: 'inbound', ssrc: pr.audioSsrc });
       row(pr.p, { track: pr.video, producer: pr.video, kind: 'video', direction: 'inbound', ssrc: pr.videoSsrc });
     }
-    for (const c of consumers) row(c.p, { track: c.id, producer: c.kind === 'audio' ? c.of.audio : c.of.video, kind: c.kind, direction: 'outbound', ssrc: c.ssrc });
+    for (const c of consumers)
+      row(c.p, {
+        track: c.id,
+        producer: c.kind === 'audio' ? c.of.audio : c.of.video,
+        kind: c.kind,
+        direction: 'outbound',
+        ssrc: c.ssrc,
+      });
     for (const t of transports) {
-      for (const [direction, id] of [['send', t.send], ['recv', t.recv]] as const) {
+      for (const [direction, id] of [
+        ['send', t.send],
+        ['recv', t.recv],
+      ] as const) {
         const bitrate = sample(direction === 'send' ? 1_250_000 : 1_250_000 * (plan.people - 1), 0.2);
         target.write('transport_stats', {
           ts,
@@ -226,10 +327,19 @@ function seedCall(target: SeedTarget, plan: CallPlan, now: number, r: () => numb
     }
   }
   for (const c of consumers) {
-    target.write('call_events', { ts: start + 8000, ...key(c.p), event: 'consumer.score', object_id: c.id, reason: '', attrs: { score: '10', producer_score: '10' } });
+    target.write('call_events', {
+      ts: start + 8000,
+      ...key(c.p),
+      event: 'consumer.score',
+      object_id: c.id,
+      reason: '',
+      attrs: { score: '10', producer_score: '10' },
+    });
   }
   for (const [i, p] of people.entries()) {
-    event(end - (people.length - i) * 1000, p, 'peer.left', p.peer, i === 0 ? 'left' : 'disconnected', { duration_ms: String(end - start - i * 4000) });
+    event(end - (people.length - i) * 1000, p, 'peer.left', p.peer, i === 0 ? 'left' : 'disconnected', {
+      duration_ms: String(end - start - i * 4000),
+    });
   }
   event(end, undefined, 'room.closed', plan.room, 'empty', { duration_ms: String(end - start) });
   return { tenant: plan.tenant, room: plan.room, callId, participants: people.map((p) => p.participant) };
@@ -239,7 +349,18 @@ async function seedCompliance(target: SeedTarget, now: number, calls: SeededCall
   const DAY = 86_400_000;
   // Recordings: each call recorded (two files for the long one), plus older ones from the last days, some deleted, one on hold.
   const recordings: Array<Record<string, unknown>> = [];
-  const recording = (o: { tenant: string; room: string; callId: string; participants: string[]; startedAt: number; minutes: number; retainDays: number; hold?: boolean; deletedAt?: number; status?: string }) => {
+  const recording = (o: {
+    tenant: string;
+    room: string;
+    callId: string;
+    participants: string[];
+    startedAt: number;
+    minutes: number;
+    retainDays: number;
+    hold?: boolean;
+    deletedAt?: number;
+    status?: string;
+  }) => {
     const size = Math.round(o.minutes * 60 * (o.participants.length * 160_000));
     recordings.push({
       id: `rec_${hex(r, 16)}`,
@@ -270,25 +391,65 @@ async function seedCompliance(target: SeedTarget, now: number, calls: SeededCall
       updated_at: o.deletedAt ?? o.startedAt + o.minutes * 60_000,
     });
   };
-  for (const c of calls) recording({ ...c, startedAt: now - 90 * 60_000 + recordings.length * 600_000, minutes: 10, retainDays: c.tenant === 'acme' ? 20 : 90, hold: c.tenant === 'globex' });
+  for (const c of calls)
+    recording({
+      ...c,
+      startedAt: now - 90 * 60_000 + recordings.length * 600_000,
+      minutes: 10,
+      retainDays: c.tenant === 'acme' ? 20 : 90,
+      hold: c.tenant === 'globex',
+    });
   recording({ ...calls[0]!, startedAt: now - 80 * 60_000, minutes: 10, retainDays: 20 });
   recording({ ...calls[1]!, startedAt: now - 5 * 60 * 60_000, minutes: 3, retainDays: 30, status: 'failed' });
-  for (let day = 1; day <= 5; day++) recording({ ...calls[day % 2]!, startedAt: now - day * DAY, minutes: 15 + day, retainDays: 7, deletedAt: day > 3 ? now - 30 * 60_000 : undefined });
+  for (let day = 1; day <= 5; day++)
+    recording({
+      ...calls[day % 2]!,
+      startedAt: now - day * DAY,
+      minutes: 15 + day,
+      retainDays: 7,
+      deletedAt: day > 3 ? now - 30 * 60_000 : undefined,
+    });
   await target.insert('recordings', recordings);
 
   const deletions: Array<Record<string, unknown>> = [];
   for (const rec of recordings.filter((x) => x.deleted_at)) {
-    deletions.push({ ts: rec.deleted_at, tenant: rec.tenant, category: 'recordings', object_id: rec.id, object_key: rec.object_key, version_id: rec.version_id, policy: 'default', reason: 'expired' });
+    deletions.push({
+      ts: rec.deleted_at,
+      tenant: rec.tenant,
+      category: 'recordings',
+      object_id: rec.id,
+      object_key: rec.object_key,
+      version_id: rec.version_id,
+      policy: 'default',
+      reason: 'expired',
+    });
   }
   for (let i = 0; i < 6; i++) {
-    deletions.push({ ts: now - (20 + i * 15) * 60_000, tenant: i % 2 ? 'globex' : 'acme', category: i % 3 === 0 ? 'track_stats' : 'call_events', object_id: `ttl:${hex(r, 8)}`, object_key: '', version_id: '', policy: 'default', reason: 'ClickHouse TTL' });
+    deletions.push({
+      ts: now - (20 + i * 15) * 60_000,
+      tenant: i % 2 ? 'globex' : 'acme',
+      category: i % 3 === 0 ? 'track_stats' : 'call_events',
+      object_id: `ttl:${hex(r, 8)}`,
+      object_key: '',
+      version_id: '',
+      policy: 'default',
+      reason: 'ClickHouse TTL',
+    });
   }
   await target.insert('retention_deletions', deletions);
 
   // The audit trail: numbered per tenant, one refused action.
   const audit: Array<Record<string, unknown>> = [];
   const seqs = new Map<string, number>();
-  const actions = ['recording.read', 'recording.download', 'recordings.list', 'recording.legal_hold', 'dsar.access', 'audit.verify', 'tokens.mint'];
+  const actions = [
+    'recording.read',
+    'recording.download',
+    'recordings.list',
+    'recording.legal_hold',
+    'dsar.access',
+    'audit.verify',
+    'tokens.mint',
+  ];
   for (let i = 0; i < 40; i++) {
     const tenant = i % 3 === 2 ? 'globex' : 'acme';
     const seq = (seqs.get(tenant) ?? 0) + 1;
@@ -300,7 +461,11 @@ async function seedCompliance(target: SeedTarget, now: number, calls: SeededCall
       ts: now - (110 - i * 2.5) * 60_000,
       actor: i % 4 === 0 ? 'key:acmedpo1' : 'key:acme01',
       action,
-      target: action.startsWith('recording') ? `recording:${recordings[i % recordings.length]!.id}` : action === 'dsar.access' ? 'subject:pseudonym' : tenant,
+      target: action.startsWith('recording')
+        ? `recording:${recordings[i % recordings.length]!.id}`
+        : action === 'dsar.access'
+          ? 'subject:pseudonym'
+          : tenant,
       subject: action === 'dsar.access' ? hex(r, 64) : '',
       result: i === 17 ? 'FORBIDDEN' : 'ok',
       source_ip: '10.0.0.5',
@@ -318,17 +483,31 @@ async function seedCompliance(target: SeedTarget, now: number, calls: SeededCall
     const subject = hex(r, 64);
     for (const [t, status] of steps) dsar.push({ ts: t, tenant, request_id: id, kind, subject, status, summary: '{}' });
   };
-  req('acme', 'access', [[now - 2 * DAY, 'received'], [now - 2 * DAY + 3_600_000, 'completed']]);
-  req('acme', 'erasure', [[now - 40 * DAY, 'received'], [now - 39 * DAY, 'in_progress']]);
+  req('acme', 'access', [
+    [now - 2 * DAY, 'received'],
+    [now - 2 * DAY + 3_600_000, 'completed'],
+  ]);
+  req('acme', 'erasure', [
+    [now - 40 * DAY, 'received'],
+    [now - 39 * DAY, 'in_progress'],
+  ]);
   req('globex', 'erasure', [[now - 3 * 3_600_000, 'received']]);
-  req('globex', 'access', [[now - 100 * 60_000, 'received'], [now - 95 * 60_000, 'completed']]);
+  req('globex', 'access', [
+    [now - 100 * 60_000, 'received'],
+    [now - 95 * 60_000, 'completed'],
+  ]);
   await target.insert('dsar_requests', dsar);
 }
 
 /** The gateway's metrics, every 15 s, as the clickhouse exporter stores them (delta temporality). */
 async function seedMetrics(target: SeedTarget, now: number, r: () => number): Promise<void> {
   const STEP = 15_000;
-  const resource = { 'service.name': 'vigie-gateway', 'host.name': 'vigie-1', 'process.pid': '1', 'telemetry.sdk.language': 'nodejs' };
+  const resource = {
+    'service.name': 'vigie-gateway',
+    'host.name': 'vigie-1',
+    'process.pid': '1',
+    'telemetry.sdk.language': 'nodejs',
+  };
   const base = { ResourceAttributes: resource, ServiceName: 'vigie-gateway', ScopeName: 'vigie', ScopeVersion: '' };
   const t = (ms: number) => (ms / 1000).toFixed(3);
   const gauges: Array<Record<string, unknown>> = [];
@@ -339,16 +518,38 @@ async function seedMetrics(target: SeedTarget, now: number, r: () => number): Pr
     const minutesAgo = (now - ts) / 60_000;
     const active = PLANS.filter((p) => minutesAgo <= p.startMinAgo && minutesAgo >= p.startMinAgo - p.minutes);
     const peers = active.reduce((n, p) => n + p.people, 0);
-    const gauge = (name: string, value: number, unit = '') => gauges.push({ ...base, MetricName: name, MetricUnit: unit, Attributes: {}, StartTimeUnix: t(ts - STEP), TimeUnix: t(ts), Value: value });
+    const gauge = (name: string, value: number, unit = '') =>
+      gauges.push({
+        ...base,
+        MetricName: name,
+        MetricUnit: unit,
+        Attributes: {},
+        StartTimeUnix: t(ts - STEP),
+        TimeUnix: t(ts),
+        Value: value,
+      });
     gauge('vigie.rooms', active.length);
     gauge('vigie.peers', peers);
     gauge('vigie.producers', peers * 2);
-    gauge('vigie.consumers', active.reduce((n, p) => n + p.people * (p.people - 1) * 2, 0));
+    gauge(
+      'vigie.consumers',
+      active.reduce((n, p) => n + p.people * (p.people - 1) * 2, 0),
+    );
     const stalled = minutesAgo > 30 && minutesAgo < 33; // ClickHouse briefly unreachable: the queue and the spool grow
     gauge('vigie.writer.queue_depth', stalled ? 12_000 + Math.round(r() * 3000) : Math.round(r() * 400));
     gauge('vigie.spool.bytes', stalled ? 2_500_000 * (minutesAgo - 30) : 0, 'By');
     const sum = (name: string, value: number, attrs: Record<string, string> = {}, unit = '') =>
-      sums.push({ ...base, MetricName: name, MetricUnit: unit, Attributes: attrs, StartTimeUnix: t(ts - STEP), TimeUnix: t(ts), Value: value, AggregationTemporality: 1, IsMonotonic: true });
+      sums.push({
+        ...base,
+        MetricName: name,
+        MetricUnit: unit,
+        Attributes: attrs,
+        StartTimeUnix: t(ts - STEP),
+        TimeUnix: t(ts),
+        Value: value,
+        AggregationTemporality: 1,
+        IsMonotonic: true,
+      });
     for (const worker of [0, 1]) {
       const load = active.filter((p) => p.worker === worker).reduce((n, p) => n + p.people, 0);
       sum('vigie.worker.cpu', (STEP / 1000) * (0.01 + 0.06 * load + r() * 0.02), { worker: String(worker) }, 's');
@@ -364,9 +565,37 @@ async function seedMetrics(target: SeedTarget, now: number, r: () => number): Pr
         const i = bounds.findIndex((b) => ms <= b);
         counts[i < 0 ? bounds.length : i]!++;
       }
-      histograms.push({ ...base, MetricName: 'vigie.clickhouse.insert_latency', MetricUnit: 'ms', Attributes: { ok: 'true' }, StartTimeUnix: t(ts - STEP), TimeUnix: t(ts), Count: inserts, Sum: lat.reduce((a, b) => a + b, 0), BucketCounts: counts, ExplicitBounds: bounds, Min: Math.min(...lat), Max: Math.max(...lat), AggregationTemporality: 1 });
+      histograms.push({
+        ...base,
+        MetricName: 'vigie.clickhouse.insert_latency',
+        MetricUnit: 'ms',
+        Attributes: { ok: 'true' },
+        StartTimeUnix: t(ts - STEP),
+        TimeUnix: t(ts),
+        Count: inserts,
+        Sum: lat.reduce((a, b) => a + b, 0),
+        BucketCounts: counts,
+        ExplicitBounds: bounds,
+        Min: Math.min(...lat),
+        Max: Math.max(...lat),
+        AggregationTemporality: 1,
+      });
     } else {
-      histograms.push({ ...base, MetricName: 'vigie.clickhouse.insert_latency', MetricUnit: 'ms', Attributes: { ok: 'false' }, StartTimeUnix: t(ts - STEP), TimeUnix: t(ts), Count: 2, Sum: 60_000, BucketCounts: bounds.map(() => 0).concat([2]), ExplicitBounds: bounds, Min: 30_000, Max: 30_000, AggregationTemporality: 1 });
+      histograms.push({
+        ...base,
+        MetricName: 'vigie.clickhouse.insert_latency',
+        MetricUnit: 'ms',
+        Attributes: { ok: 'false' },
+        StartTimeUnix: t(ts - STEP),
+        TimeUnix: t(ts),
+        Count: 2,
+        Sum: 60_000,
+        BucketCounts: bounds.map(() => 0).concat([2]),
+        ExplicitBounds: bounds,
+        Min: 30_000,
+        Max: 30_000,
+        AggregationTemporality: 1,
+      });
     }
   }
   await target.insert('otel.otel_metrics_gauge', gauges);

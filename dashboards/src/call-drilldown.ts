@@ -17,7 +17,12 @@ const TRACK = `concat(substring(participant, 1, 8), ' ', kind, ' ', direction, '
 
 export function callDrilldown() {
   const cat = new QueryCatalog(DRILLDOWN_UID);
-  const perTrack = (title: string, expr: string, column: string, o: { unit?: string; description?: string; where?: string; min?: number; max?: number; w?: number } = {}) =>
+  const perTrack = (
+    title: string,
+    expr: string,
+    column: string,
+    o: { unit?: string; description?: string; where?: string; min?: number; max?: number; w?: number } = {},
+  ) =>
     timeSeriesPanel(cat, {
       title,
       description: o.description,
@@ -34,7 +39,11 @@ export function callDrilldown() {
       h: 8,
     });
 
-  const d = vigieDashboard(DRILLDOWN_UID, 'Vigie · Call drill-down', 'One call: its participants (pseudonyms), each track’s quality over time, call events, and the browser’s view beside the SFU’s.')
+  const d = vigieDashboard(
+    DRILLDOWN_UID,
+    'Vigie · Call drill-down',
+    'One call: its participants (pseudonyms), each track’s quality over time, call events, and the browser’s view beside the SFU’s.',
+  )
     .withVariable(
       queryVariable(cat, {
         name: 'tenant',
@@ -47,7 +56,8 @@ export function callDrilldown() {
       queryVariable(cat, {
         name: 'call',
         label: 'Call',
-        description: 'Calls of the tenant in the period, latest first: the value is the call id, the label its room and start.',
+        description:
+          'Calls of the tenant in the period, latest first: the value is the call id, the label its room and start.',
         sql: `
           SELECT call_id, concat(any(room), ' · ', formatDateTime(min(ts), '%Y-%m-%d %H:%i'), ' · ', substring(call_id, 1, 8)) AS label
           FROM call_events
@@ -100,7 +110,18 @@ export function callDrilldown() {
           FROM call_summary
           WHERE ${CALL} AND ${PARTICIPANTS}
           ORDER BY started`,
-        columns: ['participant', 'started', 'ended', 'duration_s', 'samples', 'mos_mean', 'mos_p05', 'loss_p95', 'jitter_p95_ms', 'rtt_p95_ms'],
+        columns: [
+          'participant',
+          'started',
+          'ended',
+          'duration_s',
+          'samples',
+          'mos_mean',
+          'mos_p05',
+          'loss_p95',
+          'jitter_p95_ms',
+          'rtt_p95_ms',
+        ],
         units: { duration_s: 's', loss_p95: 'percent', jitter_p95_ms: 'ms', rtt_p95_ms: 'ms' },
         w: 24,
         h: 6,
@@ -109,7 +130,8 @@ export function callDrilldown() {
     .withPanel(
       tablePanel(cat, {
         title: 'Tracks',
-        description: 'Every producer (inbound: participant to SFU) and consumer (outbound: SFU to participant) of the call.',
+        description:
+          'Every producer (inbound: participant to SFU) and consumer (outbound: SFU to participant) of the call.',
         sql: `
           SELECT track_id, participant, kind, direction, source, codec, ssrc, min(ts) AS first_sample, max(ts) AS last_sample,
             round(avg(bitrate_bps)) AS mean_bitrate_bps, sum(packets) AS packets, sum(packets_lost) AS packets_lost
@@ -117,7 +139,20 @@ export function callDrilldown() {
           WHERE $__timeFilter(ts) AND ${CALL} AND ${PARTICIPANTS}
           GROUP BY track_id, participant, kind, direction, source, codec, ssrc
           ORDER BY participant, kind, direction`,
-        columns: ['track_id', 'participant', 'kind', 'direction', 'source', 'codec', 'ssrc', 'first_sample', 'last_sample', 'mean_bitrate_bps', 'packets', 'packets_lost'],
+        columns: [
+          'track_id',
+          'participant',
+          'kind',
+          'direction',
+          'source',
+          'codec',
+          'ssrc',
+          'first_sample',
+          'last_sample',
+          'mean_bitrate_bps',
+          'packets',
+          'packets_lost',
+        ],
         units: { mean_bitrate_bps: 'bps' },
         w: 24,
         h: 7,
@@ -126,9 +161,17 @@ export function callDrilldown() {
     .withRow(new RowBuilder('Tracks over time (SFU view, track_stats)'))
     .withPanel(perTrack('Bitrate per track', 'avg(bitrate_bps)', 'bitrate', { unit: 'bps', min: 0 }))
     .withPanel(perTrack('Packet loss per track', '100 * avg(loss_fraction)', 'loss_pct', { unit: 'percent', min: 0 }))
-    .withPanel(perTrack('Jitter per track', 'avg(jitter_ms)', 'jitter', { unit: 'ms', min: 0, where: 'jitter_ms IS NOT NULL' }))
+    .withPanel(
+      perTrack('Jitter per track', 'avg(jitter_ms)', 'jitter', { unit: 'ms', min: 0, where: 'jitter_ms IS NOT NULL' }),
+    )
     .withPanel(perTrack('RTT per track', 'avg(rtt_ms)', 'rtt', { unit: 'ms', min: 0, where: 'rtt_ms IS NOT NULL' }))
-    .withPanel(perTrack('Score per track', 'avg(score)', 'mean_score', { description: 'mediasoup’s 0–10 transmission score.', min: 0, max: 10 }))
+    .withPanel(
+      perTrack('Score per track', 'avg(score)', 'mean_score', {
+        description: 'mediasoup’s 0–10 transmission score.',
+        min: 0,
+        max: 10,
+      }),
+    )
     .withPanel(
       perTrack('Quality per track (audio MOS, video score)', 'avg(coalesce(mos, video_quality))', 'quality', {
         description: 'Audio: MOS from the E-model; video: the 1–5 video quality heuristic.',
@@ -141,7 +184,8 @@ export function callDrilldown() {
     .withPanel(
       timeSeriesPanel(cat, {
         title: 'Jitter: SFU and browser',
-        description: 'The same tracks measured by the SFU (sfu …) and reported by the browser’s getStats() (browser …), by SSRC.',
+        description:
+          'The same tracks measured by the SFU (sfu …) and reported by the browser’s getStats() (browser …), by SSRC.',
         sql: `
           SELECT time, series, jitter FROM (
             SELECT $__timeInterval(ts) AS time, concat('sfu ', kind, ' ', direction, ' ssrc ', toString(ssrc)) AS series, avg(jitter_ms) AS jitter
@@ -164,7 +208,8 @@ export function callDrilldown() {
     .withPanel(
       timeSeriesPanel(cat, {
         title: 'RTT: SFU and browser',
-        description: 'Round-trip time per participant as the SFU measures it (RTCP) and as the browser’s selected candidate pair reports it.',
+        description:
+          'Round-trip time per participant as the SFU measures it (RTCP) and as the browser’s selected candidate pair reports it.',
         sql: `
           SELECT time, series, rtt FROM (
             SELECT $__timeInterval(ts) AS time, concat('sfu ', substring(participant, 1, 8)) AS series, avg(rtt_ms) AS rtt
@@ -187,7 +232,8 @@ export function callDrilldown() {
     .withPanel(
       timeSeriesPanel(cat, {
         title: 'Browser: jitter-buffer delay',
-        description: 'What the receiving browser reports: mean jitter-buffer delay per received track. Freezes are in the table beside.',
+        description:
+          'What the receiving browser reports: mean jitter-buffer delay per received track. Freezes are in the table beside.',
         sql: `
           SELECT $__timeInterval(ts) AS time, concat(substring(participant, 1, 8), ' ', kind, ' ssrc ', toString(ssrc)) AS track,
             avg(jitter_buffer_delay_ms) AS jitter_buffer_delay

@@ -4,15 +4,27 @@
  */
 import { RowBuilder } from '@grafana/grafana-foundation-sdk/dashboard';
 import { QueryCatalog } from '../lib/clickhouse.js';
-import { barChartPanel, finish, statPanel, tablePanel, TENANTS, tenantVariable, timeSeriesPanel, vigieDashboard } from '../lib/panels.js';
+import {
+  barChartPanel,
+  finish,
+  statPanel,
+  tablePanel,
+  TENANTS,
+  tenantVariable,
+  timeSeriesPanel,
+  vigieDashboard,
+} from '../lib/panels.js';
 import { DRILLDOWN_UID } from './call-drilldown.js';
 
 export const QUALITY_UID = 'vigie-call-quality';
 
-
 export function qualityOverview() {
   const cat = new QueryCatalog(QUALITY_UID);
-  const d = vigieDashboard(QUALITY_UID, 'Vigie · Call quality overview', 'Calls and participants, audio MOS, loss, jitter and RTT across all calls, and the worst calls of the period.')
+  const d = vigieDashboard(
+    QUALITY_UID,
+    'Vigie · Call quality overview',
+    'Calls and participants, audio MOS, loss, jitter and RTT across all calls, and the worst calls of the period.',
+  )
     .withVariable(
       tenantVariable(
         cat,
@@ -53,7 +65,8 @@ export function qualityOverview() {
     .withPanel(
       statPanel(cat, {
         title: 'Calls with poor audio',
-        description: 'Calls where at least one participant’s audio MOS 5th percentile fell below 3.1 (quality.alert threshold).',
+        description:
+          'Calls where at least one participant’s audio MOS 5th percentile fell below 3.1 (quality.alert threshold).',
         sql: `
           SELECT uniqExactIf(call_id, mos_p05 < 3.1) AS poor_calls
           FROM call_summary
@@ -85,7 +98,8 @@ export function qualityOverview() {
     .withPanel(
       statPanel(cat, {
         title: 'Relayed transports',
-        description: 'Share of connected transports that go through TURN (candidate type relay, as the browser reports it).',
+        description:
+          'Share of connected transports that go through TURN (candidate type relay, as the browser reports it).',
         sql: `
           SELECT round(100 * uniqExactIf(transport_id, candidate_type = 'relay') / greatest(uniqExact(transport_id), 1), 1) AS relayed_pct
           FROM transport_stats WHERE $__timeFilter(ts) AND ${TENANTS}`,
@@ -114,7 +128,8 @@ export function qualityOverview() {
     .withPanel(
       barChartPanel(cat, {
         title: 'Audio MOS distribution',
-        description: 'Audio samples (one per track and sampling interval) by MOS, in steps of 0.25. Above 4.0 is good, below 3.1 poor.',
+        description:
+          'Audio samples (one per track and sampling interval) by MOS, in steps of 0.25. Above 4.0 is good, below 3.1 poor.',
         sql: `
           SELECT concat(toString(bucket), '–', toString(bucket + 0.25)) AS mos, samples
           FROM (
@@ -147,14 +162,24 @@ export function qualityOverview() {
         decimals: 2,
       }),
     )
-    .withPanel(percentilesOverTime(cat, { title: 'Packet loss percentiles', description: 'Loss over each sampling interval, across every track.', expr: '100 * loss_fraction', unit: 'percent' }))
-    .withPanel(percentilesOverTime(cat, { title: 'Jitter percentiles', expr: 'jitter_ms', unit: 'ms', nonNull: 'jitter_ms' }))
+    .withPanel(
+      percentilesOverTime(cat, {
+        title: 'Packet loss percentiles',
+        description: 'Loss over each sampling interval, across every track.',
+        expr: '100 * loss_fraction',
+        unit: 'percent',
+      }),
+    )
+    .withPanel(
+      percentilesOverTime(cat, { title: 'Jitter percentiles', expr: 'jitter_ms', unit: 'ms', nonNull: 'jitter_ms' }),
+    )
     .withPanel(percentilesOverTime(cat, { title: 'RTT percentiles', expr: 'rtt_ms', unit: 'ms', nonNull: 'rtt_ms' }))
     .withRow(new RowBuilder('Calls to look at'))
     .withPanel(
       tablePanel(cat, {
         title: 'Worst calls',
-        description: 'Calls of the period, worst audio first (lowest MOS 5th percentile of any participant). Click a call id to open its drill-down.',
+        description:
+          'Calls of the period, worst audio first (lowest MOS 5th percentile of any participant). Click a call id to open its drill-down.',
         sql: `
           SELECT tenant, call_id, any(room) AS call_room, min(started) AS call_start, round(max(duration_s)) AS call_duration_s,
             count() AS participants,
@@ -167,7 +192,18 @@ export function qualityOverview() {
           GROUP BY tenant, call_id
           ORDER BY worst_mos_p05 ASC NULLS LAST, worst_loss_p95 DESC
           LIMIT 50`,
-        columns: ['tenant', 'call_id', 'call_room', 'call_start', 'call_duration_s', 'participants', 'worst_mos_p05', 'worst_loss_p95', 'worst_jitter_p95_ms', 'worst_rtt_p95_ms'],
+        columns: [
+          'tenant',
+          'call_id',
+          'call_room',
+          'call_start',
+          'call_duration_s',
+          'participants',
+          'worst_mos_p05',
+          'worst_loss_p95',
+          'worst_jitter_p95_ms',
+          'worst_rtt_p95_ms',
+        ],
         units: { call_duration_s: 's', worst_loss_p95: 'percent', worst_jitter_p95_ms: 'ms', worst_rtt_p95_ms: 'ms' },
         links: [
           {
@@ -184,7 +220,10 @@ export function qualityOverview() {
 }
 
 /** p50/p95/p99 of one track_stats measure over time: the same query shape for loss, jitter and RTT. */
-function percentilesOverTime(cat: Parameters<typeof timeSeriesPanel>[0], o: { title: string; description?: string; expr: string; unit: string; nonNull?: string }) {
+function percentilesOverTime(
+  cat: Parameters<typeof timeSeriesPanel>[0],
+  o: { title: string; description?: string; expr: string; unit: string; nonNull?: string },
+) {
   const q = (p: number) => `quantile(${p})(${o.expr.replace(/^100 \* /, '')})`;
   const scale = o.expr.startsWith('100 * ') ? '100 * ' : '';
   return timeSeriesPanel(cat, {

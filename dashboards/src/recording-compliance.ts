@@ -9,14 +9,25 @@
  */
 import { RowBuilder } from '@grafana/grafana-foundation-sdk/dashboard';
 import { QueryCatalog } from '../lib/clickhouse.js';
-import { finish, statPanel, tablePanel, TENANTS, tenantVariable, timeSeriesPanel, vigieDashboard } from '../lib/panels.js';
+import {
+  finish,
+  statPanel,
+  tablePanel,
+  TENANTS,
+  tenantVariable,
+  timeSeriesPanel,
+  vigieDashboard,
+} from '../lib/panels.js';
 
 export const COMPLIANCE_UID = 'vigie-compliance';
 
-
 export function recordingCompliance() {
   const cat = new QueryCatalog(COMPLIANCE_UID);
-  const d = vigieDashboard(COMPLIANCE_UID, 'Vigie · Recording and compliance', 'Recordings and their retention, legal holds, deletions, the audit trail and data-subject requests: evidence for the DPO.')
+  const d = vigieDashboard(
+    COMPLIANCE_UID,
+    'Vigie · Recording and compliance',
+    'Recordings and their retention, legal holds, deletions, the audit trail and data-subject requests: evidence for the DPO.',
+  )
     .withVariable(
       tenantVariable(
         cat,
@@ -69,7 +80,8 @@ export function recordingCompliance() {
     .withPanel(
       statPanel(cat, {
         title: 'Past retention, not deleted',
-        description: 'Recordings whose retention ended more than a day ago, not on hold and not deleted: the sweeper should have taken them.',
+        description:
+          'Recordings whose retention ended more than a day ago, not on hold and not deleted: the sweeper should have taken them.',
         sql: `
           SELECT countIf(retain_until < now() - INTERVAL 1 DAY) AS overdue
           FROM recordings FINAL
@@ -127,7 +139,19 @@ export function recordingCompliance() {
           WHERE ${TENANTS} AND deleted_at IS NULL AND (legal_hold = 1 OR retain_until <= now() + INTERVAL 30 DAY)
           ORDER BY legal_hold DESC, retain_until ASC
           LIMIT 200`,
-        columns: ['id', 'tenant', 'room', 'call_id', 'started_at', 'duration_s', 'size_bytes', 'storage_target', 'retain_until', 'legal_hold', 'days_left'],
+        columns: [
+          'id',
+          'tenant',
+          'room',
+          'call_id',
+          'started_at',
+          'duration_s',
+          'size_bytes',
+          'storage_target',
+          'retain_until',
+          'legal_hold',
+          'days_left',
+        ],
         units: { duration_s: 's', size_bytes: 'bytes' },
         w: 24,
         h: 8,
@@ -197,7 +221,8 @@ export function recordingCompliance() {
     .withPanel(
       statPanel(cat, {
         title: 'Audit sequence gaps',
-        description: 'Missing sequence numbers in each tenant’s audit trail over the period (the trail numbers every entry; a gap means an entry is missing).',
+        description:
+          'Missing sequence numbers in each tenant’s audit trail over the period (the trail numbers every entry; a gap means an entry is missing).',
         sql: `
           SELECT sum(toInt64(max_seq) - toInt64(min_seq) + 1 - entries) AS seq_gaps
           FROM (

@@ -35,7 +35,11 @@ function gaugeSql(metrics: string[], label: string): string {
 
 export function sfuInfrastructure() {
   const cat = new QueryCatalog(SFU_UID);
-  const d = vigieDashboard(SFU_UID, 'Vigie · SFU infrastructure', 'mediasoup workers, rooms and peers, how media reaches the SFU, ICE failures, and the telemetry pipeline into ClickHouse.')
+  const d = vigieDashboard(
+    SFU_UID,
+    'Vigie · SFU infrastructure',
+    'mediasoup workers, rooms and peers, how media reaches the SFU, ICE failures, and the telemetry pipeline into ClickHouse.',
+  )
     .withVariable(
       queryVariable(cat, {
         name: 'service',
@@ -49,7 +53,8 @@ export function sfuInfrastructure() {
     .withPanel(
       timeSeriesPanel(cat, {
         title: 'Worker CPU',
-        description: 'CPU time of each mediasoup worker (user + system) over wall time: 100% is one core. From vigie.worker.cpu.',
+        description:
+          'CPU time of each mediasoup worker (user + system) over wall time: 100% is one core. From vigie.worker.cpu.',
         sql: `
           SELECT $__timeInterval(TimeUnix) AS time, concat(${INSTANCE}, ' worker ', Attributes['worker']) AS worker,
             100 * sum(Value) / greatest(sum(dateDiff('millisecond', StartTimeUnix, TimeUnix)) / 1000, 0.001) AS cpu_pct
@@ -89,7 +94,8 @@ export function sfuInfrastructure() {
     .withPanel(
       timeSeriesPanel(cat, {
         title: 'Transport mix',
-        description: 'Connected WebRTC transports by path: relay (TURN, as the browser reports its candidate), else the ICE protocol, udp or tcp.',
+        description:
+          'Connected WebRTC transports by path: relay (TURN, as the browser reports its candidate), else the ICE protocol, udp or tcp.',
         sql: `
           SELECT $__timeInterval(ts) AS time,
             multiIf(candidate_type = 'relay', 'relay', protocol = 'udp', 'udp', protocol = 'tcp', 'tcp', 'unknown') AS path,
@@ -249,7 +255,8 @@ export function sfuInfrastructure() {
     .withPanel(
       timeSeriesPanel(cat, {
         title: 'Rows written, dropped, failed inserts',
-        description: 'Per interval: rows written (vigie.rows.written), rows given up by a full spool (vigie.rows.dropped), inserts ClickHouse refused or could not take.',
+        description:
+          'Per interval: rows written (vigie.rows.written), rows given up by a full spool (vigie.rows.dropped), inserts ClickHouse refused or could not take.',
         sql: `
           SELECT time, series, sum(v) AS value FROM (
             SELECT $__timeInterval(TimeUnix) AS time, replaceOne(MetricName, 'vigie.', '') AS series, sum(Value) AS v

@@ -29,50 +29,98 @@ const publicTenant = (t: TenantConfig) => ({
 
 /** Operator API (x-admin-key): tenants, their API keys and webhooks. */
 export async function adminRoutes(app: FastifyInstance): Promise<void> {
-  const opts = (summary: string, extra: Record<string, unknown> = {}): RouteShorthandOptions => ({ schema: { tags: ['admin'], summary, security: [{ adminKey: [] }], ...extra } });
+  const opts = (summary: string, extra: Record<string, unknown> = {}): RouteShorthandOptions => ({
+    schema: { tags: ['admin'], summary, security: [{ adminKey: [] }], ...extra },
+  });
   app.addHook('onRequest', async (req) => requireOperator(app, req));
 
   app.get('/v1/admin/tenants', opts('List tenants'), async () => ({ tenants: app.tenants.list().map(publicTenant) }));
 
-  app.put('/v1/admin/tenants/:tenant', opts('Create or update a tenant', { params: openapi(tenantParam), body: openapi(tenantBody) }), async (req) => {
-    const { tenant } = parse(tenantParam, req.params);
-    const body = parse(tenantBody, req.body);
-    const existed = app.tenants.has(tenant);
-    // Which settings changed, not their values: a tenant may carry secrets (its token keys), and the chain is forever.
-    const t = app.tenants.upsert(tenant, body);
-    await app.compliance?.record({ tenant, actor: 'operator', action: existed ? 'tenant.update' : 'tenant.create', target: `tenant:${tenant}`, sourceIp: req.ip, details: { fields: Object.keys(body).sort() } });
-    req.log.info({ tenant }, 'tenant updated through the admin API');
-    return publicTenant(t);
-  });
+  app.put(
+    '/v1/admin/tenants/:tenant',
+    opts('Create or update a tenant', { params: openapi(tenantParam), body: openapi(tenantBody) }),
+    async (req) => {
+      const { tenant } = parse(tenantParam, req.params);
+      const body = parse(tenantBody, req.body);
+      const existed = app.tenants.has(tenant);
+      // Which settings changed, not their values: a tenant may carry secrets (its token keys), and the chain is forever.
+      const t = app.tenants.upsert(tenant, body);
+      await app.compliance?.record({
+        tenant,
+        actor: 'operator',
+        action: existed ? 'tenant.update' : 'tenant.create',
+        target: `tenant:${tenant}`,
+        sourceIp: req.ip,
+        details: { fields: Object.keys(body).sort() },
+      });
+      req.log.info({ tenant }, 'tenant updated through the admin API');
+      return publicTenant(t);
+    },
+  );
 
-  app.delete('/v1/admin/tenants/:tenant', opts('Delete a tenant', { params: openapi(tenantParam) }), async (req, reply) => {
-    const { tenant } = parse(tenantParam, req.params);
-    app.tenants.remove(tenant);
-    await app.compliance?.record({ tenant, actor: 'operator', action: 'tenant.delete', target: `tenant:${tenant}`, sourceIp: req.ip });
-    return reply.code(204).send();
-  });
+  app.delete(
+    '/v1/admin/tenants/:tenant',
+    opts('Delete a tenant', { params: openapi(tenantParam) }),
+    async (req, reply) => {
+      const { tenant } = parse(tenantParam, req.params);
+      app.tenants.remove(tenant);
+      await app.compliance?.record({
+        tenant,
+        actor: 'operator',
+        action: 'tenant.delete',
+        target: `tenant:${tenant}`,
+        sourceIp: req.ip,
+      });
+      return reply.code(204).send();
+    },
+  );
 
-  app.post('/v1/admin/tenants/:tenant/api-keys', opts('Create an API key (returned once)', { params: openapi(tenantParam), body: openapi(keyBody) }), async (req, reply) => {
-    const { tenant } = parse(tenantParam, req.params);
-    const { scopes } = parse(keyBody, req.body);
-    const created = app.tenants.createApiKey(tenant, scopes);
-    req.log.info({ tenant, keyId: created.id }, 'API key created');
-    await app.compliance?.record({ tenant, actor: 'operator', action: 'apikey.create', target: `key:${created.id}`, sourceIp: req.ip, details: { scopes } });
-    return reply.code(201).send(created);
-  });
+  app.post(
+    '/v1/admin/tenants/:tenant/api-keys',
+    opts('Create an API key (returned once)', { params: openapi(tenantParam), body: openapi(keyBody) }),
+    async (req, reply) => {
+      const { tenant } = parse(tenantParam, req.params);
+      const { scopes } = parse(keyBody, req.body);
+      const created = app.tenants.createApiKey(tenant, scopes);
+      req.log.info({ tenant, keyId: created.id }, 'API key created');
+      await app.compliance?.record({
+        tenant,
+        actor: 'operator',
+        action: 'apikey.create',
+        target: `key:${created.id}`,
+        sourceIp: req.ip,
+        details: { scopes },
+      });
+      return reply.code(201).send(created);
+    },
+  );
 
-  app.delete('/v1/admin/tenants/:tenant/api-keys/:keyId', opts('Revoke an API key', { params: openapi(keyParam) }), async (req, reply) => {
-    const { tenant, keyId } = parse(keyParam, req.params);
-    app.tenants.revokeApiKey(tenant, keyId);
-    await app.compliance?.record({ tenant, actor: 'operator', action: 'apikey.revoke', target: `key:${keyId}`, sourceIp: req.ip });
-    req.log.info({ tenant, keyId }, 'API key revoked');
-    return reply.code(204).send();
-  });
+  app.delete(
+    '/v1/admin/tenants/:tenant/api-keys/:keyId',
+    opts('Revoke an API key', { params: openapi(keyParam) }),
+    async (req, reply) => {
+      const { tenant, keyId } = parse(keyParam, req.params);
+      app.tenants.revokeApiKey(tenant, keyId);
+      await app.compliance?.record({
+        tenant,
+        actor: 'operator',
+        action: 'apikey.revoke',
+        target: `key:${keyId}`,
+        sourceIp: req.ip,
+      });
+      req.log.info({ tenant, keyId }, 'API key revoked');
+      return reply.code(204).send();
+    },
+  );
 
-  app.post('/v1/admin/tenants/:tenant/webhooks', opts("Add a webhook endpoint to a tenant", { params: openapi(tenantParam), body: openapi(webhookBody) }), async (req, reply) => {
-    const { tenant } = parse(tenantParam, req.params);
-    const endpoint = await addWebhookFromBody(app, tenant, req.body);
-    await auditWebhook(app, req, tenant, 'operator', 'webhook.create', endpoint);
-    return reply.code(201).send(endpoint);
-  });
+  app.post(
+    '/v1/admin/tenants/:tenant/webhooks',
+    opts('Add a webhook endpoint to a tenant', { params: openapi(tenantParam), body: openapi(webhookBody) }),
+    async (req, reply) => {
+      const { tenant } = parse(tenantParam, req.params);
+      const endpoint = await addWebhookFromBody(app, tenant, req.body);
+      await auditWebhook(app, req, tenant, 'operator', 'webhook.create', endpoint);
+      return reply.code(201).send(endpoint);
+    },
+  );
 }

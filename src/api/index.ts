@@ -31,7 +31,11 @@ export { apiKeyFrom, authenticate, requireScope, type Principal } from './princi
 export default async function apiPlugin(app: FastifyInstance): Promise<void> {
   await app.register(swagger, {
     openapi: {
-      info: { title: 'Vigie API', version: '1', description: 'Rooms, participants, join tokens, webhooks and tenant administration.' },
+      info: {
+        title: 'Vigie API',
+        version: '1',
+        description: 'Rooms, participants, join tokens, webhooks and tenant administration.',
+      },
       components: {
         securitySchemes: {
           apiKey: { type: 'apiKey', in: 'header', name: 'x-api-key' },
@@ -48,39 +52,80 @@ export default async function apiPlugin(app: FastifyInstance): Promise<void> {
   app.setSerializerCompiler(() => (data) => JSON.stringify(data));
   // Every /v1 call answers a refusal or a failure with the error shape (the root error handler): documented once here.
   app.addHook('onRoute', (route) => {
-    if (route.url.startsWith('/v1/')) route.schema = { ...route.schema, response: { ...errorResponses, ...(route.schema?.response as object | undefined) } };
+    if (route.url.startsWith('/v1/'))
+      route.schema = {
+        ...route.schema,
+        response: { ...errorResponses, ...(route.schema?.response as object | undefined) },
+      };
   });
 
-  app.get('/healthz', { schema: { tags: ['health'], summary: 'Liveness', security: [] } }, async () => ({ status: 'ok' }));
-  app.get('/readyz', { schema: { tags: ['health'], summary: 'Readiness: every mediasoup worker is up', security: [] } }, async (_req, reply) => {
-    const pool = app.sfu.pool;
-    const workers = pool.slots.map((s) => ({ index: s.index, pid: s.worker.pid, alive: !s.worker.died && !s.worker.closed, routers: s.routers, peers: s.peers }));
-    // Draining (SIGTERM): not ready, so that a load balancer sends new calls elsewhere.
-    const draining = app.signalingDraining?.() ?? false;
-    const ready = pool.ready && !draining;
-    // ClickHouse is reported but does not gate readiness: calls must go on while telemetry is spooled.
-    const telemetry = app.telemetry && { schemaReady: app.clickhouse.schemaReady, queuedRows: app.telemetry.writer.queuedRows, spoolBytes: app.telemetry.writer.spoolBytes };
-    return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : draining ? 'draining' : 'not-ready', workers, telemetry, webhooksPending: app.webhooks.pendingCount });
-  });
+  app.get('/healthz', { schema: { tags: ['health'], summary: 'Liveness', security: [] } }, async () => ({
+    status: 'ok',
+  }));
+  app.get(
+    '/readyz',
+    { schema: { tags: ['health'], summary: 'Readiness: every mediasoup worker is up', security: [] } },
+    async (_req, reply) => {
+      const pool = app.sfu.pool;
+      const workers = pool.slots.map((s) => ({
+        index: s.index,
+        pid: s.worker.pid,
+        alive: !s.worker.died && !s.worker.closed,
+        routers: s.routers,
+        peers: s.peers,
+      }));
+      // Draining (SIGTERM): not ready, so that a load balancer sends new calls elsewhere.
+      const draining = app.signalingDraining?.() ?? false;
+      const ready = pool.ready && !draining;
+      // ClickHouse is reported but does not gate readiness: calls must go on while telemetry is spooled.
+      const telemetry = app.telemetry && {
+        schemaReady: app.clickhouse.schemaReady,
+        queuedRows: app.telemetry.writer.queuedRows,
+        spoolBytes: app.telemetry.writer.spoolBytes,
+      };
+      return reply.code(ready ? 200 : 503).send({
+        status: ready ? 'ready' : draining ? 'draining' : 'not-ready',
+        workers,
+        telemetry,
+        webhooksPending: app.webhooks.pendingCount,
+      });
+    },
+  );
   app.get('/docs/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   // Every public key that ever signed audit checkpoints and exports (current and retired), for third parties to verify them.
-  app.get('/.well-known/jwks.json', { schema: { tags: ['compliance'], summary: 'Public keys of audit checkpoints and exports', security: [] } }, async (_req, reply) => {
-    if (!app.compliance) throw new VigieError('NOT_FOUND', 'compliance is unavailable on this gateway');
-    return reply.header('cache-control', 'public, max-age=300').send({ keys: app.compliance.signer.publicJwks });
-  });
+  app.get(
+    '/.well-known/jwks.json',
+    { schema: { tags: ['compliance'], summary: 'Public keys of audit checkpoints and exports', security: [] } },
+    async (_req, reply) => {
+      if (!app.compliance) throw new VigieError('NOT_FOUND', 'compliance is unavailable on this gateway');
+      return reply.header('cache-control', 'public, max-age=300').send({ keys: app.compliance.signer.publicJwks });
+    },
+  );
 
   await app.register(async (v1) => {
     // The API's actions are audited; until the audit log can continue its chains (ClickHouse read
     // once since start), they are refused with a retryable 503 rather than done unaudited or forked.
     v1.addHook('onRequest', async () => {
-      if (app.compliance && !app.compliance.audit.ready) throw new VigieError('UNAVAILABLE', 'the audit log is not ready yet (ClickHouse cannot be read); retry shortly');
+      if (app.compliance && !app.compliance.audit.ready)
+        throw new VigieError(
+          'UNAVAILABLE',
+          'the audit log is not ready yet (ClickHouse cannot be read); retry shortly',
+        );
     });
     await v1.register(rateLimit, { global: false });
     // The budget of a caller is spent only once its credential is verified: a key id
     // alone (which anyone can put in a forged key) no longer names whose budget to spend.
     const callers = new WeakMap<FastifyRequest, string>();
-    const perCaller = v1.createRateLimit({ max: app.config.api.ratePerMinute, timeWindow: '1 minute', keyGenerator: (req) => callers.get(req)! });
-    const authFailures = v1.createRateLimit({ max: app.config.api.authFailuresPerMinute, timeWindow: '1 minute', keyGenerator: (req) => req.ip });
+    const perCaller = v1.createRateLimit({
+      max: app.config.api.ratePerMinute,
+      timeWindow: '1 minute',
+      keyGenerator: (req) => callers.get(req)!,
+    });
+    const authFailures = v1.createRateLimit({
+      max: app.config.api.authFailuresPerMinute,
+      timeWindow: '1 minute',
+      keyGenerator: (req) => req.ip,
+    });
     type Outcome = Awaited<ReturnType<typeof perCaller>>;
     const check = (reply: FastifyReply, r: Outcome, what: string) => {
       if (r.isAllowed || !r.isExceeded) return;

@@ -71,7 +71,8 @@ async function authenticateOnce(app: FastifyInstance, req: FastifyRequest): Prom
 }
 
 export function requireScope(p: Principal, scope: ApiKeyScope, room?: string): void {
-  if (!p.scopes.has(scope) && !p.scopes.has('admin')) throw new VigieError('FORBIDDEN', `the ${scope} scope is required`);
+  if (!p.scopes.has(scope) && !p.scopes.has('admin'))
+    throw new VigieError('FORBIDDEN', `the ${scope} scope is required`);
   if (room !== undefined) requireRoom(p, room);
 }
 
@@ -85,7 +86,9 @@ export function requireOperator(app: FastifyInstance, req: FastifyRequest): void
   const expected = app.config.adminKeyHash;
   if (!expected) throw new VigieError('FORBIDDEN', 'the admin API is disabled (set VIGIE_ADMIN_KEY_HASH)');
   const given = req.headers['x-admin-key'];
-  const digest = createHash('sha256').update(typeof given === 'string' ? given : '').digest();
+  const digest = createHash('sha256')
+    .update(typeof given === 'string' ? given : '')
+    .digest();
   if (typeof given !== 'string' || !timingSafeEqual(digest, Buffer.from(expected.slice('sha256:'.length), 'hex'))) {
     throw new VigieError('UNAUTHORIZED', 'invalid admin key');
   }

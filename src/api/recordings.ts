@@ -16,7 +16,10 @@ const listCursor = cursorCodec(z.object({ startedMs: z.number().int().min(0).max
 const listQuery = z.object({
   room: z.string().regex(ROOM_ID).optional(),
   callId: z.string().max(64).optional(),
-  participant: z.string().regex(/^[0-9a-f]{32}$/, 'a participant pseudonym').optional(),
+  participant: z
+    .string()
+    .regex(/^[0-9a-f]{32}$/, 'a participant pseudonym')
+    .optional(),
   from: z.iso.datetime().optional(),
   to: z.iso.datetime().optional(),
   limit: z.coerce.number().int().min(1).max(200).default(50),
@@ -28,7 +31,12 @@ const downloadQuery = z.object({ mode: z.enum(['redirect', 'stream']).default('r
 /** Recording roles: viewer (recordings:read), dpo, admin. */
 function requireRecordingRole(p: Principal, role: 'viewer' | 'dpo' | 'admin'): void {
   const has = (s: 'recordings:read' | 'dpo' | 'admin') => p.scopes.has(s);
-  const ok = role === 'viewer' ? has('recordings:read') || has('dpo') || has('admin') : role === 'dpo' ? has('dpo') : has('admin') || has('dpo');
+  const ok =
+    role === 'viewer'
+      ? has('recordings:read') || has('dpo') || has('admin')
+      : role === 'dpo'
+        ? has('dpo')
+        : has('admin') || has('dpo');
   if (!ok) throw new VigieError('FORBIDDEN', `the ${role} role is required`);
 }
 
@@ -70,12 +78,36 @@ export async function recordingRoutes(app: FastifyInstance): Promise<void> {
   };
   const db = app.clickhouse.database;
   // Access records: the plain access_log, and the tamper-evident audit chain.
-  const audit = async (req: FastifyRequest, p: Principal | undefined, action: string, target: string, result: string) => {
-    app.telemetry?.writer.write('access_log', { ts: Date.now(), tenant: p?.tenant ?? '', actor: p?.actor ?? 'anonymous', subject: p?.subject ?? '', action, target, source_ip: req.ip, result });
+  const audit = async (
+    req: FastifyRequest,
+    p: Principal | undefined,
+    action: string,
+    target: string,
+    result: string,
+  ) => {
+    app.telemetry?.writer.write('access_log', {
+      ts: Date.now(),
+      tenant: p?.tenant ?? '',
+      actor: p?.actor ?? 'anonymous',
+      subject: p?.subject ?? '',
+      action,
+      target,
+      source_ip: req.ip,
+      result,
+    });
     if (p) await app.compliance?.record({ tenant: p.tenant, actor: p.actor, action, target, result, sourceIp: req.ip });
   };
   /** Runs a handler with its access record written whatever the outcome. */
-  const audited = (action: string, handler: (req: FastifyRequest, reply: FastifyReply, p: Principal, target: (t: string) => void) => Promise<unknown>) =>
+  const audited =
+    (
+      action: string,
+      handler: (
+        req: FastifyRequest,
+        reply: FastifyReply,
+        p: Principal,
+        target: (t: string) => void,
+      ) => Promise<unknown>,
+    ) =>
     async (req: FastifyRequest, reply: FastifyReply) => {
       let p: Principal | undefined;
       let target = '';
@@ -90,128 +122,227 @@ export async function recordingRoutes(app: FastifyInstance): Promise<void> {
       } catch (err) {
         if (ok) throw err;
         // The refusal is answered with its own error; a failed audit append of it is logged.
-        await audit(req, p, action, target, err instanceof VigieError ? err.code : 'INTERNAL').catch((auditErr) => req.log.error({ err: auditErr, action }, 'audit append failed'));
+        await audit(req, p, action, target, err instanceof VigieError ? err.code : 'INTERNAL').catch((auditErr) =>
+          req.log.error({ err: auditErr, action }, 'audit append failed'),
+        );
         throw err;
       }
     };
   const find = async (tenant: string, id: string): Promise<CatalogRow> => {
     await app.telemetry?.writer.flush();
-    const rs = await app.clickhouse.client.query({ query: `SELECT * FROM ${db}.recordings FINAL WHERE tenant = {t:String} AND id = {id:String}`, query_params: { t: tenant, id }, format: 'JSONEachRow' });
+    const rs = await app.clickhouse.client.query({
+      query: `SELECT * FROM ${db}.recordings FINAL WHERE tenant = {t:String} AND id = {id:String}`,
+      query_params: { t: tenant, id },
+      format: 'JSONEachRow',
+    });
     const [row] = await rs.json<CatalogRow>();
     if (!row) throw new VigieError('NOT_FOUND', 'no such recording');
     return row;
   };
 
-  app.post('/v1/rooms/:room/recording', { schema: { tags: ['recordings'], summary: "Start or stop a room's recording (admin, or a token with the record grant)", params: openapi(roomParam), body: openapi(controlBody) } }, audited('recording.control', async (req, _reply, p, target) => {
-    const { room } = parse(roomParam, req.params);
-    const { action } = parse(controlBody, req.body);
-    target(`room:${room}`);
-    if (!(p.scopes.has('admin') || p.canRecord)) throw new VigieError('FORBIDDEN', 'the admin scope or the record grant is required');
-    requireRoom(p, room);
-    const live = app.sfu.getRoom(p.tenant, room);
-    if (!live) throw new VigieError('NOT_FOUND', 'no live call in this room');
-    return action === 'start' ? recording().service.start(live, p.actor) : recording().service.stop(live, 'stopped-by-api');
-  }));
+  app.post(
+    '/v1/rooms/:room/recording',
+    {
+      schema: {
+        tags: ['recordings'],
+        summary: "Start or stop a room's recording (admin, or a token with the record grant)",
+        params: openapi(roomParam),
+        body: openapi(controlBody),
+      },
+    },
+    audited('recording.control', async (req, _reply, p, target) => {
+      const { room } = parse(roomParam, req.params);
+      const { action } = parse(controlBody, req.body);
+      target(`room:${room}`);
+      if (!(p.scopes.has('admin') || p.canRecord))
+        throw new VigieError('FORBIDDEN', 'the admin scope or the record grant is required');
+      requireRoom(p, room);
+      const live = app.sfu.getRoom(p.tenant, room);
+      if (!live) throw new VigieError('NOT_FOUND', 'no live call in this room');
+      return action === 'start'
+        ? recording().service.start(live, p.actor)
+        : recording().service.stop(live, 'stopped-by-api');
+    }),
+  );
 
-  app.get('/v1/recordings', { schema: { tags: ['recordings'], summary: 'List and search recordings (room, call, participant, date range), paginated', querystring: openapi(listQuery) } }, audited('recordings.list', async (req, _reply, p, target) => {
-    requireRecordingRole(p, 'viewer');
-    const q = parse(listQuery, req.query);
-    target(JSON.stringify({ room: q.room, callId: q.callId, participant: q.participant }));
-    const where = ['tenant = {tenant:String}'];
-    const params: Record<string, unknown> = { tenant: p.tenant, limit: q.limit };
-    if (q.includeDeleted === 'false') where.push("status != 'deleted'");
-    const filter = (clause: string, name: string, value: string | undefined) => {
-      if (!value) return;
-      where.push(clause);
-      params[name] = value;
-    };
-    filter('room = {room:String}', 'room', q.room);
-    filter('room = {scopedRoom:String}', 'scopedRoom', p.room);
-    filter('call_id = {callId:String}', 'callId', q.callId);
-    filter('has(participants, {participant:String})', 'participant', q.participant);
-    filter('started_at >= parseDateTime64BestEffort({from:String}, 3)', 'from', q.from);
-    filter('started_at < parseDateTime64BestEffort({to:String}, 3)', 'to', q.to);
-    if (q.cursor) {
-      where.push('(toUnixTimestamp64Milli(started_at), id) < ({cms:Int64}, {cid:String})');
-      Object.assign(params, { cms: q.cursor.startedMs, cid: q.cursor.id });
-    }
-    await app.telemetry?.writer.flush();
-    const rs = await app.clickhouse.client.query({
-      query: `SELECT *, toUnixTimestamp64Milli(started_at) AS started_ms FROM ${db}.recordings FINAL WHERE ${where.join(' AND ')} ORDER BY started_at DESC, id DESC LIMIT {limit:UInt32}`,
-      query_params: params,
-      format: 'JSONEachRow',
-    });
-    const rows = await rs.json<CatalogRow & { started_ms: string }>();
-    const last = rows.at(-1);
-    return { recordings: rows.map(publicRow), nextCursor: rows.length === q.limit && last ? listCursor.encode({ startedMs: Number(last.started_ms), id: last.id }) : null };
-  }));
+  app.get(
+    '/v1/recordings',
+    {
+      schema: {
+        tags: ['recordings'],
+        summary: 'List and search recordings (room, call, participant, date range), paginated',
+        querystring: openapi(listQuery),
+      },
+    },
+    audited('recordings.list', async (req, _reply, p, target) => {
+      requireRecordingRole(p, 'viewer');
+      const q = parse(listQuery, req.query);
+      target(JSON.stringify({ room: q.room, callId: q.callId, participant: q.participant }));
+      const where = ['tenant = {tenant:String}'];
+      const params: Record<string, unknown> = { tenant: p.tenant, limit: q.limit };
+      if (q.includeDeleted === 'false') where.push("status != 'deleted'");
+      const filter = (clause: string, name: string, value: string | undefined) => {
+        if (!value) return;
+        where.push(clause);
+        params[name] = value;
+      };
+      filter('room = {room:String}', 'room', q.room);
+      filter('room = {scopedRoom:String}', 'scopedRoom', p.room);
+      filter('call_id = {callId:String}', 'callId', q.callId);
+      filter('has(participants, {participant:String})', 'participant', q.participant);
+      filter('started_at >= parseDateTime64BestEffort({from:String}, 3)', 'from', q.from);
+      filter('started_at < parseDateTime64BestEffort({to:String}, 3)', 'to', q.to);
+      if (q.cursor) {
+        where.push('(toUnixTimestamp64Milli(started_at), id) < ({cms:Int64}, {cid:String})');
+        Object.assign(params, { cms: q.cursor.startedMs, cid: q.cursor.id });
+      }
+      await app.telemetry?.writer.flush();
+      const rs = await app.clickhouse.client.query({
+        query: `SELECT *, toUnixTimestamp64Milli(started_at) AS started_ms FROM ${db}.recordings FINAL WHERE ${where.join(' AND ')} ORDER BY started_at DESC, id DESC LIMIT {limit:UInt32}`,
+        query_params: params,
+        format: 'JSONEachRow',
+      });
+      const rows = await rs.json<CatalogRow & { started_ms: string }>();
+      const last = rows.at(-1);
+      return {
+        recordings: rows.map(publicRow),
+        nextCursor:
+          rows.length === q.limit && last
+            ? listCursor.encode({ startedMs: Number(last.started_ms), id: last.id })
+            : null,
+      };
+    }),
+  );
 
-  app.get('/v1/recordings/:id', { schema: { tags: ['recordings'], summary: "One recording's metadata", params: openapi(idParam) } }, audited('recording.read', async (req, _reply, p, target) => {
-    requireRecordingRole(p, 'viewer');
-    const { id } = parse(idParam, req.params);
-    target(`recording:${id}`);
-    const row = await find(p.tenant, id);
-    requireRoom(p, row.room);
-    return publicRow(row);
-  }));
+  app.get(
+    '/v1/recordings/:id',
+    { schema: { tags: ['recordings'], summary: "One recording's metadata", params: openapi(idParam) } },
+    audited('recording.read', async (req, _reply, p, target) => {
+      requireRecordingRole(p, 'viewer');
+      const { id } = parse(idParam, req.params);
+      target(`recording:${id}`);
+      const row = await find(p.tenant, id);
+      requireRoom(p, row.room);
+      return publicRow(row);
+    }),
+  );
 
-  app.get('/v1/recordings/:id/download', { schema: { tags: ['recordings'], summary: 'Download: a short-lived presigned URL (302), or streamed through the gateway with Range support', params: openapi(idParam), querystring: openapi(downloadQuery) } }, audited('recording.download', async (req, reply, p, target) => {
-    requireRecordingRole(p, 'viewer');
-    const { id } = parse(idParam, req.params);
-    const { mode } = parse(downloadQuery, req.query);
-    target(`recording:${id}`);
-    const row = await find(p.tenant, id);
-    requireRoom(p, row.room);
-    if (row.status !== 'ready') throw new VigieError('NOT_FOUND', `recording is ${row.status}`);
-    const store = recording().store;
-    if (mode === 'redirect') {
-      const url = await store.presign(row.object_key, row.version_id, app.config.recording.presignTtlSeconds);
-      if (url) return reply.header('cache-control', 'no-store').redirect(url, 302);
-    }
-    const size = Number(row.size_bytes);
-    const m = /^bytes=(\d*)-(\d*)$/.exec(req.headers.range ?? '');
-    reply.header('accept-ranges', 'bytes').header('content-type', row.content_type).header('cache-control', 'no-store').header('content-disposition', `attachment; filename="${row.id}${row.object_key.slice(row.object_key.lastIndexOf('.'))}"`);
-    if (m && (m[1] || m[2])) {
-      const start = m[1] ? Number(m[1]) : Math.max(0, size - Number(m[2]));
-      const end = m[1] && m[2] ? Math.min(Number(m[2]), size - 1) : size - 1;
-      if (start > end || start >= size) return reply.code(416).header('content-range', `bytes */${size}`).send();
-      return reply.code(206).header('content-range', `bytes ${start}-${end}/${size}`).header('content-length', end - start + 1).send(await store.read(row.object_key, row.version_id, { start, end }));
-    }
-    return reply.header('content-length', size).send(await store.read(row.object_key, row.version_id));
-  }));
+  app.get(
+    '/v1/recordings/:id/download',
+    {
+      schema: {
+        tags: ['recordings'],
+        summary: 'Download: a short-lived presigned URL (302), or streamed through the gateway with Range support',
+        params: openapi(idParam),
+        querystring: openapi(downloadQuery),
+      },
+    },
+    audited('recording.download', async (req, reply, p, target) => {
+      requireRecordingRole(p, 'viewer');
+      const { id } = parse(idParam, req.params);
+      const { mode } = parse(downloadQuery, req.query);
+      target(`recording:${id}`);
+      const row = await find(p.tenant, id);
+      requireRoom(p, row.room);
+      if (row.status !== 'ready') throw new VigieError('NOT_FOUND', `recording is ${row.status}`);
+      const store = recording().store;
+      if (mode === 'redirect') {
+        const url = await store.presign(row.object_key, row.version_id, app.config.recording.presignTtlSeconds);
+        if (url) return reply.header('cache-control', 'no-store').redirect(url, 302);
+      }
+      const size = Number(row.size_bytes);
+      const m = /^bytes=(\d*)-(\d*)$/.exec(req.headers.range ?? '');
+      reply
+        .header('accept-ranges', 'bytes')
+        .header('content-type', row.content_type)
+        .header('cache-control', 'no-store')
+        .header(
+          'content-disposition',
+          `attachment; filename="${row.id}${row.object_key.slice(row.object_key.lastIndexOf('.'))}"`,
+        );
+      if (m && (m[1] || m[2])) {
+        const start = m[1] ? Number(m[1]) : Math.max(0, size - Number(m[2]));
+        const end = m[1] && m[2] ? Math.min(Number(m[2]), size - 1) : size - 1;
+        if (start > end || start >= size) return reply.code(416).header('content-range', `bytes */${size}`).send();
+        return reply
+          .code(206)
+          .header('content-range', `bytes ${start}-${end}/${size}`)
+          .header('content-length', end - start + 1)
+          .send(await store.read(row.object_key, row.version_id, { start, end }));
+      }
+      return reply.header('content-length', size).send(await store.read(row.object_key, row.version_id));
+    }),
+  );
 
-  app.put('/v1/recordings/:id/legal-hold', { schema: { tags: ['recordings'], summary: 'Set or clear a legal hold (dpo only)', params: openapi(idParam), body: openapi(holdBody) } }, audited('recording.legal_hold', async (req, _reply, p, target) => {
-    requireRecordingRole(p, 'dpo');
-    const { id } = parse(idParam, req.params);
-    const { on } = parse(holdBody, req.body);
-    target(`recording:${id}:${on ? 'on' : 'off'}`);
-    const row = await find(p.tenant, id);
-    if (row.status !== 'ready') throw new VigieError('INVALID_REQUEST', `recording is ${row.status}`);
-    const policy = app.retention.policies().get(row.retention_policy);
-    if (on && policy && !policy.categories.recordings.legalHoldAllowed) throw new VigieError('FORBIDDEN', `policy ${policy.name} does not allow legal holds`);
-    await recording().store.setLegalHold(row.object_key, row.version_id, on);
-    app.telemetry!.writer.write('recordings', { ...row, legal_hold: on ? 1 : 0, updated_at: Date.now() });
-    await app.telemetry!.writer.flush();
-    req.log.info({ tenant: p.tenant, actor: p.actor, recording: id, legalHold: on }, 'legal hold changed');
-    return publicRow({ ...row, legal_hold: on ? 1 : 0 });
-  }));
+  app.put(
+    '/v1/recordings/:id/legal-hold',
+    {
+      schema: {
+        tags: ['recordings'],
+        summary: 'Set or clear a legal hold (dpo only)',
+        params: openapi(idParam),
+        body: openapi(holdBody),
+      },
+    },
+    audited('recording.legal_hold', async (req, _reply, p, target) => {
+      requireRecordingRole(p, 'dpo');
+      const { id } = parse(idParam, req.params);
+      const { on } = parse(holdBody, req.body);
+      target(`recording:${id}:${on ? 'on' : 'off'}`);
+      const row = await find(p.tenant, id);
+      if (row.status !== 'ready') throw new VigieError('INVALID_REQUEST', `recording is ${row.status}`);
+      const policy = app.retention.policies().get(row.retention_policy);
+      if (on && policy && !policy.categories.recordings.legalHoldAllowed)
+        throw new VigieError('FORBIDDEN', `policy ${policy.name} does not allow legal holds`);
+      await recording().store.setLegalHold(row.object_key, row.version_id, on);
+      app.telemetry!.writer.write('recordings', { ...row, legal_hold: on ? 1 : 0, updated_at: Date.now() });
+      await app.telemetry!.writer.flush();
+      req.log.info({ tenant: p.tenant, actor: p.actor, recording: id, legalHold: on }, 'legal hold changed');
+      return publicRow({ ...row, legal_hold: on ? 1 : 0 });
+    }),
+  );
 
-  app.delete('/v1/recordings/:id', { schema: { tags: ['recordings'], summary: 'Delete a recording (refused while it is locked or on legal hold)', params: openapi(idParam) } }, audited('recording.delete', async (req, reply, p, target) => {
-    requireRecordingRole(p, 'admin');
-    const { id } = parse(idParam, req.params);
-    target(`recording:${id}`);
-    const row = await find(p.tenant, id);
-    if (row.status === 'deleted') throw new VigieError('NOT_FOUND', 'recording already deleted');
-    try {
-      await recording().store.remove(row.object_key, row.version_id);
-    } catch (err) {
-      if (err instanceof ObjectLockedError) throw new VigieError('FORBIDDEN', `recording cannot be deleted: ${row.legal_hold ? 'it is under legal hold' : `it is locked (${row.lock_mode}) until ${row.retain_until}`}`);
-      throw err;
-    }
-    const now = Date.now();
-    app.telemetry!.writer.write('recordings', { ...row, status: 'deleted', deleted_at: now, deletion_reason: `deleted-by:${p.actor}`, updated_at: now });
-    await app.telemetry!.writer.flush();
-    app.webhooks.publish(p.tenant, 'recording.deleted', { recordingId: id, room: row.room, callId: row.call_id, by: p.actor });
-    return reply.code(204).send();
-  }));
+  app.delete(
+    '/v1/recordings/:id',
+    {
+      schema: {
+        tags: ['recordings'],
+        summary: 'Delete a recording (refused while it is locked or on legal hold)',
+        params: openapi(idParam),
+      },
+    },
+    audited('recording.delete', async (req, reply, p, target) => {
+      requireRecordingRole(p, 'admin');
+      const { id } = parse(idParam, req.params);
+      target(`recording:${id}`);
+      const row = await find(p.tenant, id);
+      if (row.status === 'deleted') throw new VigieError('NOT_FOUND', 'recording already deleted');
+      try {
+        await recording().store.remove(row.object_key, row.version_id);
+      } catch (err) {
+        if (err instanceof ObjectLockedError)
+          throw new VigieError(
+            'FORBIDDEN',
+            `recording cannot be deleted: ${row.legal_hold ? 'it is under legal hold' : `it is locked (${row.lock_mode}) until ${row.retain_until}`}`,
+          );
+        throw err;
+      }
+      const now = Date.now();
+      app.telemetry!.writer.write('recordings', {
+        ...row,
+        status: 'deleted',
+        deleted_at: now,
+        deletion_reason: `deleted-by:${p.actor}`,
+        updated_at: now,
+      });
+      await app.telemetry!.writer.flush();
+      app.webhooks.publish(p.tenant, 'recording.deleted', {
+        recordingId: id,
+        room: row.room,
+        callId: row.call_id,
+        by: p.actor,
+      });
+      return reply.code(204).send();
+    }),
+  );
 }

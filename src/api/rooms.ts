@@ -9,7 +9,9 @@ import { openapi, parse } from './schema.js';
 
 const roomParam = z.object({ room: z.string().regex(ROOM_ID) });
 const participantParam = roomParam.extend({ participantId: z.string().min(1).max(64) });
-const createBody = roomOptionsSchema.extend({ room: z.string().regex(ROOM_ID, 'room must be 1-64 letters, digits, _ or -') });
+const createBody = roomOptionsSchema.extend({
+  room: z.string().regex(ROOM_ID, 'room must be 1-64 letters, digits, _ or -'),
+});
 const muteBody = z.object({ kind: z.enum(['audio', 'video']).optional() });
 const unbanBody = z.object({ identity: z.string().min(1).max(256) });
 
@@ -18,7 +20,10 @@ const roomView = z.object({
   room: z.string(),
   declared: z.boolean().describe('declared through POST /v1/rooms (its options outlive the call)'),
   options: roomOptionsSchema,
-  live: z.object({ callId: z.string(), startedAt: z.iso.datetime(), participants: z.number().int() }).nullable().describe('the call in progress, or null'),
+  live: z
+    .object({ callId: z.string(), startedAt: z.iso.datetime(), participants: z.number().int() })
+    .nullable()
+    .describe('the call in progress, or null'),
 });
 const participantsView = z.object({
   participants: z.array(
@@ -27,7 +32,14 @@ const participantsView = z.object({
       identity: z.string(),
       name: z.string(),
       joinedAt: z.iso.datetime(),
-      tracks: z.array(z.object({ trackId: z.string(), kind: z.enum(['audio', 'video']), source: z.string().nullable(), paused: z.boolean() })),
+      tracks: z.array(
+        z.object({
+          trackId: z.string(),
+          kind: z.enum(['audio', 'video']),
+          source: z.string().nullable(),
+          paused: z.boolean(),
+        }),
+      ),
     }),
   ),
 });
@@ -46,7 +58,12 @@ export async function roomRoutes(app: FastifyInstance): Promise<void> {
     const declared = app.rooms.get(tenant, roomId);
     const live = app.sfu.getRoom(tenant, roomId);
     if (!declared && !live) return undefined;
-    return { room: roomId, declared: Boolean(declared), options: live?.options ?? declared!.options, live: liveView(live) };
+    return {
+      room: roomId,
+      declared: Boolean(declared),
+      options: live?.options ?? declared!.options,
+      live: liveView(live),
+    };
   };
   const findRoom = (tenant: string, roomId: string) => {
     const d = describe(tenant, roomId);
@@ -60,117 +77,257 @@ export async function roomRoutes(app: FastifyInstance): Promise<void> {
     return { room, peer };
   };
 
-  app.post('/v1/rooms', { schema: { tags: ['rooms'], summary: 'Create (declare) a room with options', body: openapi(createBody), response: { 201: openapi(roomView) } } }, async (req, reply) => {
-    const p = await authenticate(app, req);
-    const { room, ...options } = parse(createBody, req.body);
-    requireScope(p, 'rooms:write', room);
-    annotateRequest(req, { room });
-    if (p.room !== undefined) {
-      // A moderator keeps what the app decided (or the defaults), and is told when it tries to change it.
-      const current = app.rooms.optionsFor(p.tenant, room);
-      const given = req.body as Record<string, unknown>;
-      for (const k of APP_ONLY_OPTIONS) {
-        if (k in given && options[k] !== current[k]) throw new VigieError('FORBIDDEN', `a moderator token cannot change ${k}; an API key with rooms:write can`);
-        Object.assign(options, { [k]: current[k] });
+  app.post(
+    '/v1/rooms',
+    {
+      schema: {
+        tags: ['rooms'],
+        summary: 'Create (declare) a room with options',
+        body: openapi(createBody),
+        response: { 201: openapi(roomView) },
+      },
+    },
+    async (req, reply) => {
+      const p = await authenticate(app, req);
+      const { room, ...options } = parse(createBody, req.body);
+      requireScope(p, 'rooms:write', room);
+      annotateRequest(req, { room });
+      if (p.room !== undefined) {
+        // A moderator keeps what the app decided (or the defaults), and is told when it tries to change it.
+        const current = app.rooms.optionsFor(p.tenant, room);
+        const given = req.body as Record<string, unknown>;
+        for (const k of APP_ONLY_OPTIONS) {
+          if (k in given && options[k] !== current[k])
+            throw new VigieError('FORBIDDEN', `a moderator token cannot change ${k}; an API key with rooms:write can`);
+          Object.assign(options, { [k]: current[k] });
+        }
       }
-    }
-    app.rooms.declare(p.tenant, room, options);
-    req.log.info({ tenant: p.tenant, actor: p.actor, room }, 'room declared');
-    return reply.code(201).send(describe(p.tenant, room));
-  });
+      app.rooms.declare(p.tenant, room, options);
+      req.log.info({ tenant: p.tenant, actor: p.actor, room }, 'room declared');
+      return reply.code(201).send(describe(p.tenant, room));
+    },
+  );
 
-  app.get('/v1/rooms', { schema: { tags: ['rooms'], summary: 'List declared and live rooms', response: { 200: openapi(z.object({ rooms: z.array(roomView) })) } } }, async (req) => {
-    const p = await authenticate(app, req);
-    requireScope(p, 'rooms:read');
-    const ids = new Set(app.rooms.list(p.tenant).map((r) => r.room));
-    for (const r of app.sfu.rooms.values()) if (r.tenant === p.tenant && !r.closed) ids.add(r.id);
-    const rooms = [...ids].filter((id) => p.room === undefined || id === p.room).sort().map((id) => describe(p.tenant, id)!);
-    return { rooms };
-  });
+  app.get(
+    '/v1/rooms',
+    {
+      schema: {
+        tags: ['rooms'],
+        summary: 'List declared and live rooms',
+        response: { 200: openapi(z.object({ rooms: z.array(roomView) })) },
+      },
+    },
+    async (req) => {
+      const p = await authenticate(app, req);
+      requireScope(p, 'rooms:read');
+      const ids = new Set(app.rooms.list(p.tenant).map((r) => r.room));
+      for (const r of app.sfu.rooms.values()) if (r.tenant === p.tenant && !r.closed) ids.add(r.id);
+      const rooms = [...ids]
+        .filter((id) => p.room === undefined || id === p.room)
+        .sort()
+        .map((id) => describe(p.tenant, id)!);
+      return { rooms };
+    },
+  );
 
-  app.get('/v1/rooms/:room', { schema: { tags: ['rooms'], summary: 'Get a room', params: openapi(roomParam), response: { 200: openapi(roomView) } } }, async (req) => {
-    const p = await authenticate(app, req);
-    const { room } = parse(roomParam, req.params);
-    requireScope(p, 'rooms:read', room);
-    return findRoom(p.tenant, room);
-  });
+  app.get(
+    '/v1/rooms/:room',
+    {
+      schema: {
+        tags: ['rooms'],
+        summary: 'Get a room',
+        params: openapi(roomParam),
+        response: { 200: openapi(roomView) },
+      },
+    },
+    async (req) => {
+      const p = await authenticate(app, req);
+      const { room } = parse(roomParam, req.params);
+      requireScope(p, 'rooms:read', room);
+      return findRoom(p.tenant, room);
+    },
+  );
 
-  app.delete('/v1/rooms/:room', { schema: { tags: ['rooms'], summary: 'Close a room: ends its call and removes its declaration', params: openapi(roomParam) } }, async (req, reply) => {
-    const p = await authenticate(app, req);
-    const { room } = parse(roomParam, req.params);
-    requireScope(p, 'rooms:write', room);
-    findRoom(p.tenant, room);
-    app.sfu.getRoom(p.tenant, room)?.close('closed-by-api');
-    // A moderator ends the call but cannot forget the declaration: its room would reopen with default (weaker) options.
-    if (p.room === undefined) app.rooms.remove(p.tenant, room);
-    req.log.info({ tenant: p.tenant, actor: p.actor, room }, 'room closed through the API');
-    return reply.code(204).send();
-  });
+  app.delete(
+    '/v1/rooms/:room',
+    {
+      schema: {
+        tags: ['rooms'],
+        summary: 'Close a room: ends its call and removes its declaration',
+        params: openapi(roomParam),
+      },
+    },
+    async (req, reply) => {
+      const p = await authenticate(app, req);
+      const { room } = parse(roomParam, req.params);
+      requireScope(p, 'rooms:write', room);
+      findRoom(p.tenant, room);
+      app.sfu.getRoom(p.tenant, room)?.close('closed-by-api');
+      // A moderator ends the call but cannot forget the declaration: its room would reopen with default (weaker) options.
+      if (p.room === undefined) app.rooms.remove(p.tenant, room);
+      req.log.info({ tenant: p.tenant, actor: p.actor, room }, 'room closed through the API');
+      return reply.code(204).send();
+    },
+  );
 
-  app.get('/v1/rooms/:room/participants', { schema: { tags: ['participants'], summary: 'List the participants of a live room', params: openapi(roomParam), response: { 200: openapi(participantsView) } } }, async (req) => {
-    const p = await authenticate(app, req);
-    const { room } = parse(roomParam, req.params);
-    requireScope(p, 'rooms:read', room);
-    findRoom(p.tenant, room);
-    const live = app.sfu.getRoom(p.tenant, room);
-    await app.compliance?.record({ tenant: p.tenant, actor: p.actor, action: 'participants.list', target: `room:${room}`, sourceIp: req.ip });
-    return {
-      participants: [...(live?.peers.values() ?? [])].map((peer) => ({
-        participantId: peer.id,
-        identity: peer.identity,
-        name: peer.displayName,
-        joinedAt: new Date(peer.joinedAt).toISOString(),
-        tracks: [...peer.producers.values()].map((t) => ({ trackId: t.id, kind: t.kind, source: t.appData.source ?? null, paused: t.paused })),
-      })),
-    };
-  });
+  app.get(
+    '/v1/rooms/:room/participants',
+    {
+      schema: {
+        tags: ['participants'],
+        summary: 'List the participants of a live room',
+        params: openapi(roomParam),
+        response: { 200: openapi(participantsView) },
+      },
+    },
+    async (req) => {
+      const p = await authenticate(app, req);
+      const { room } = parse(roomParam, req.params);
+      requireScope(p, 'rooms:read', room);
+      findRoom(p.tenant, room);
+      const live = app.sfu.getRoom(p.tenant, room);
+      await app.compliance?.record({
+        tenant: p.tenant,
+        actor: p.actor,
+        action: 'participants.list',
+        target: `room:${room}`,
+        sourceIp: req.ip,
+      });
+      return {
+        participants: [...(live?.peers.values() ?? [])].map((peer) => ({
+          participantId: peer.id,
+          identity: peer.identity,
+          name: peer.displayName,
+          joinedAt: new Date(peer.joinedAt).toISOString(),
+          tracks: [...peer.producers.values()].map((t) => ({
+            trackId: t.id,
+            kind: t.kind,
+            source: t.appData.source ?? null,
+            paused: t.paused,
+          })),
+        })),
+      };
+    },
+  );
 
-  app.delete('/v1/rooms/:room/participants/:participantId', { schema: { tags: ['participants'], summary: 'Remove a participant', params: openapi(participantParam) } }, async (req, reply) => {
-    const p = await authenticate(app, req);
-    const { room, participantId } = parse(participantParam, req.params);
-    requireScope(p, 'rooms:write', room);
-    const found = findPeer(p.tenant, room, participantId);
-    // Banned before the peer goes, so its SDK cannot rejoin in between: until
-    // its token (as last refreshed) expires, or a ban lift.
-    app.roomBans.ban(p.tenant, room, found.peer.identity, found.peer.expiresAt);
-    found.room.removePeer(found.peer, 'removed');
-    await app.compliance?.record({ tenant: p.tenant, actor: p.actor, action: 'participant.remove', target: `room:${room}`, subject: app.telemetry?.keys.participant(found.peer), sourceIp: req.ip });
-    req.log.info({ tenant: p.tenant, actor: p.actor, room, participantId }, 'participant removed through the API');
-    return reply.code(204).send();
-  });
+  app.delete(
+    '/v1/rooms/:room/participants/:participantId',
+    { schema: { tags: ['participants'], summary: 'Remove a participant', params: openapi(participantParam) } },
+    async (req, reply) => {
+      const p = await authenticate(app, req);
+      const { room, participantId } = parse(participantParam, req.params);
+      requireScope(p, 'rooms:write', room);
+      const found = findPeer(p.tenant, room, participantId);
+      // Banned before the peer goes, so its SDK cannot rejoin in between: until
+      // its token (as last refreshed) expires, or a ban lift.
+      app.roomBans.ban(p.tenant, room, found.peer.identity, found.peer.expiresAt);
+      found.room.removePeer(found.peer, 'removed');
+      await app.compliance?.record({
+        tenant: p.tenant,
+        actor: p.actor,
+        action: 'participant.remove',
+        target: `room:${room}`,
+        subject: app.telemetry?.keys.participant(found.peer),
+        sourceIp: req.ip,
+      });
+      req.log.info({ tenant: p.tenant, actor: p.actor, room, participantId }, 'participant removed through the API');
+      return reply.code(204).send();
+    },
+  );
 
-  app.post('/v1/rooms/:room/bans/lift', { schema: { tags: ['participants'], summary: 'Let a removed identity join the room again before its token expires', params: openapi(roomParam), body: openapi(unbanBody) } }, async (req) => {
-    const p = await authenticate(app, req);
-    const { room } = parse(roomParam, req.params);
-    const { identity } = parse(unbanBody, req.body);
-    requireScope(p, 'rooms:write', room);
-    const lifted = app.roomBans.lift(p.tenant, room, identity);
-    await app.compliance?.record({ tenant: p.tenant, actor: p.actor, action: 'participant.ban-lift', target: `room:${room}`, subject: app.telemetry?.keys.pseudonymizer.pseudonym(p.tenant, identity), sourceIp: req.ip });
-    req.log.info({ tenant: p.tenant, actor: p.actor, room, lifted }, 'ban lifted through the API');
-    return { lifted };
-  });
+  app.post(
+    '/v1/rooms/:room/bans/lift',
+    {
+      schema: {
+        tags: ['participants'],
+        summary: 'Let a removed identity join the room again before its token expires',
+        params: openapi(roomParam),
+        body: openapi(unbanBody),
+      },
+    },
+    async (req) => {
+      const p = await authenticate(app, req);
+      const { room } = parse(roomParam, req.params);
+      const { identity } = parse(unbanBody, req.body);
+      requireScope(p, 'rooms:write', room);
+      const lifted = app.roomBans.lift(p.tenant, room, identity);
+      await app.compliance?.record({
+        tenant: p.tenant,
+        actor: p.actor,
+        action: 'participant.ban-lift',
+        target: `room:${room}`,
+        subject: app.telemetry?.keys.pseudonymizer.pseudonym(p.tenant, identity),
+        sourceIp: req.ip,
+      });
+      req.log.info({ tenant: p.tenant, actor: p.actor, room, lifted }, 'ban lifted through the API');
+      return { lifted };
+    },
+  );
 
-  app.post('/v1/rooms/:room/participants/:participantId/mute', { schema: { tags: ['participants'], summary: 'Mute a participant remotely (audio, video, or both)', params: openapi(participantParam), body: openapi(muteBody) } }, async (req) => {
-    const p = await authenticate(app, req);
-    const { room, participantId } = parse(participantParam, req.params);
-    const { kind } = parse(muteBody, req.body);
-    requireScope(p, 'rooms:write', room);
-    const found = findPeer(p.tenant, room, participantId);
-    const muted = await found.room.muteProducers(found.peer, kind);
-    await app.compliance?.record({ tenant: p.tenant, actor: p.actor, action: 'participant.mute', target: `room:${room}`, subject: app.telemetry?.keys.participant(found.peer), sourceIp: req.ip, details: { kind: kind ?? 'all', tracks: muted.length } });
-    req.log.info({ tenant: p.tenant, actor: p.actor, room, participantId, kind: kind ?? 'all', muted: muted.length }, 'participant muted through the API');
-    return { muted };
-  });
+  app.post(
+    '/v1/rooms/:room/participants/:participantId/mute',
+    {
+      schema: {
+        tags: ['participants'],
+        summary: 'Mute a participant remotely (audio, video, or both)',
+        params: openapi(participantParam),
+        body: openapi(muteBody),
+      },
+    },
+    async (req) => {
+      const p = await authenticate(app, req);
+      const { room, participantId } = parse(participantParam, req.params);
+      const { kind } = parse(muteBody, req.body);
+      requireScope(p, 'rooms:write', room);
+      const found = findPeer(p.tenant, room, participantId);
+      const muted = await found.room.muteProducers(found.peer, kind);
+      await app.compliance?.record({
+        tenant: p.tenant,
+        actor: p.actor,
+        action: 'participant.mute',
+        target: `room:${room}`,
+        subject: app.telemetry?.keys.participant(found.peer),
+        sourceIp: req.ip,
+        details: { kind: kind ?? 'all', tracks: muted.length },
+      });
+      req.log.info(
+        { tenant: p.tenant, actor: p.actor, room, participantId, kind: kind ?? 'all', muted: muted.length },
+        'participant muted through the API',
+      );
+      return { muted };
+    },
+  );
 
-  app.post('/v1/rooms/:room/participants/:participantId/unmute', { schema: { tags: ['participants'], summary: 'Lift a remote mute: the participant may turn the tracks on again', params: openapi(participantParam), body: openapi(muteBody) } }, async (req) => {
-    const p = await authenticate(app, req);
-    const { room, participantId } = parse(participantParam, req.params);
-    const { kind } = parse(muteBody, req.body);
-    requireScope(p, 'rooms:write', room);
-    const found = findPeer(p.tenant, room, participantId);
-    const unmuted = found.room.unmuteProducers(found.peer, kind);
-    await app.compliance?.record({ tenant: p.tenant, actor: p.actor, action: 'participant.unmute', target: `room:${room}`, subject: app.telemetry?.keys.participant(found.peer), sourceIp: req.ip });
-    req.log.info({ tenant: p.tenant, actor: p.actor, room, participantId, kind: kind ?? 'all', unmuted: unmuted.length }, 'participant unmuted through the API');
-    return { unmuted };
-  });
+  app.post(
+    '/v1/rooms/:room/participants/:participantId/unmute',
+    {
+      schema: {
+        tags: ['participants'],
+        summary: 'Lift a remote mute: the participant may turn the tracks on again',
+        params: openapi(participantParam),
+        body: openapi(muteBody),
+      },
+    },
+    async (req) => {
+      const p = await authenticate(app, req);
+      const { room, participantId } = parse(participantParam, req.params);
+      const { kind } = parse(muteBody, req.body);
+      requireScope(p, 'rooms:write', room);
+      const found = findPeer(p.tenant, room, participantId);
+      const unmuted = found.room.unmuteProducers(found.peer, kind);
+      await app.compliance?.record({
+        tenant: p.tenant,
+        actor: p.actor,
+        action: 'participant.unmute',
+        target: `room:${room}`,
+        subject: app.telemetry?.keys.participant(found.peer),
+        sourceIp: req.ip,
+      });
+      req.log.info(
+        { tenant: p.tenant, actor: p.actor, room, participantId, kind: kind ?? 'all', unmuted: unmuted.length },
+        'participant unmuted through the API',
+      );
+      return { unmuted };
+    },
+  );
 }

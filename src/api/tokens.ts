@@ -33,23 +33,52 @@ const SCOPE_FOR_GRANT: Record<Grant, ApiKeyScope> = {
 };
 
 export async function tokenRoutes(app: FastifyInstance): Promise<void> {
-  app.post('/v1/tokens', { schema: { tags: ['tokens'], summary: 'Mint a join token and link (link + token integration)', body: openapi(mintBody), response: { 200: openapi(minted) }, security: [{ apiKey: [] }] } }, async (req) => {
-    const principal = await authenticate(app, req);
-    requireScope(principal, 'tokens:mint');
-    if (principal.room !== undefined) throw new VigieError('FORBIDDEN', 'tokens are minted with an API key');
-    const body = parse(mintBody, req.body);
-    for (const g of body.grants) {
-      const scope = SCOPE_FOR_GRANT[g];
-      if (!principal.scopes.has(scope) && !principal.scopes.has('admin')) throw new VigieError('FORBIDDEN', `minting the ${g} grant needs the ${scope} scope`);
-    }
-    const maxTtl = app.config.auth.maxTokenTtlSeconds;
-    const ttlSeconds = body.ttlSeconds ?? Math.min(3600, maxTtl);
-    if (ttlSeconds > maxTtl) throw new VigieError('INVALID_REQUEST', `ttlSeconds may not exceed ${maxTtl}`);
-    const { token, expiresAt } = await app.tokens.mint({ ...body, tenant: principal.tenant, ttlSeconds });
-    req.log.info({ tenant: principal.tenant, actor: principal.actor, room: body.room, grants: body.grants, ttlSeconds }, 'join token minted');
-    await app.compliance?.record({ tenant: principal.tenant, actor: principal.actor, action: 'token.mint', target: `room:${body.room}`, subject: app.telemetry?.keys.pseudonymizer.pseudonym(principal.tenant, body.identity), sourceIp: req.ip, details: { grants: body.grants, ttlSeconds } });
-    const base = app.config.server.publicUrl;
-    const q = `token=${encodeURIComponent(token)}`;
-    return { token, expiresAt: new Date(expiresAt * 1000).toISOString(), joinUrl: `${base}/join?${q}`, embedUrl: `${base}/embed?${q}` };
-  });
+  app.post(
+    '/v1/tokens',
+    {
+      schema: {
+        tags: ['tokens'],
+        summary: 'Mint a join token and link (link + token integration)',
+        body: openapi(mintBody),
+        response: { 200: openapi(minted) },
+        security: [{ apiKey: [] }],
+      },
+    },
+    async (req) => {
+      const principal = await authenticate(app, req);
+      requireScope(principal, 'tokens:mint');
+      if (principal.room !== undefined) throw new VigieError('FORBIDDEN', 'tokens are minted with an API key');
+      const body = parse(mintBody, req.body);
+      for (const g of body.grants) {
+        const scope = SCOPE_FOR_GRANT[g];
+        if (!principal.scopes.has(scope) && !principal.scopes.has('admin'))
+          throw new VigieError('FORBIDDEN', `minting the ${g} grant needs the ${scope} scope`);
+      }
+      const maxTtl = app.config.auth.maxTokenTtlSeconds;
+      const ttlSeconds = body.ttlSeconds ?? Math.min(3600, maxTtl);
+      if (ttlSeconds > maxTtl) throw new VigieError('INVALID_REQUEST', `ttlSeconds may not exceed ${maxTtl}`);
+      const { token, expiresAt } = await app.tokens.mint({ ...body, tenant: principal.tenant, ttlSeconds });
+      req.log.info(
+        { tenant: principal.tenant, actor: principal.actor, room: body.room, grants: body.grants, ttlSeconds },
+        'join token minted',
+      );
+      await app.compliance?.record({
+        tenant: principal.tenant,
+        actor: principal.actor,
+        action: 'token.mint',
+        target: `room:${body.room}`,
+        subject: app.telemetry?.keys.pseudonymizer.pseudonym(principal.tenant, body.identity),
+        sourceIp: req.ip,
+        details: { grants: body.grants, ttlSeconds },
+      });
+      const base = app.config.server.publicUrl;
+      const q = `token=${encodeURIComponent(token)}`;
+      return {
+        token,
+        expiresAt: new Date(expiresAt * 1000).toISOString(),
+        joinUrl: `${base}/join?${q}`,
+        embedUrl: `${base}/embed?${q}`,
+      };
+    },
+  );
 }

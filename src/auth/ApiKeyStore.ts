@@ -30,7 +30,12 @@ export class ApiKeyStore {
     for (const t of tenants) {
       for (const k of t.apiKeys) {
         if (this.#byId.has(k.id)) throw new Error(`API key id "${k.id}" is used by more than one key`);
-        this.#byId.set(k.id, { tenant: t.id, hash: Buffer.from(k.hash.slice('sha256:'.length), 'hex'), scopes: new Set(k.scopes), revoked: k.revoked });
+        this.#byId.set(k.id, {
+          tenant: t.id,
+          hash: Buffer.from(k.hash.slice('sha256:'.length), 'hex'),
+          scopes: new Set(k.scopes),
+          revoked: k.revoked,
+        });
       }
     }
   }

@@ -1,4 +1,12 @@
-import { createRemoteJWKSet, decodeJwt, decodeProtectedHeader, errors as joseErrors, jwtVerify, SignJWT, type JWTVerifyGetKey } from 'jose';
+import {
+  createRemoteJWKSet,
+  decodeJwt,
+  decodeProtectedHeader,
+  errors as joseErrors,
+  jwtVerify,
+  SignJWT,
+  type JWTVerifyGetKey,
+} from 'jose';
 import { z } from 'zod';
 import { boundedJsonObject, METADATA_LIMITS } from '../boundedJson.js';
 import { VigieError } from '../errors.js';
@@ -88,7 +96,10 @@ export class TokenService {
       throw new VigieError('UNAUTHORIZED', 'malformed access token');
     }
     if (header.typ !== undefined && !ACCESS_TOKEN_TYPES.has(String(header.typ).toLowerCase())) {
-      throw new VigieError('UNAUTHORIZED', `a token of type "${String(header.typ).slice(0, 32)}" is not an access token`);
+      throw new VigieError(
+        'UNAUTHORIZED',
+        `a token of type "${String(header.typ).slice(0, 32)}" is not an access token`,
+      );
     }
     const tenant = typeof claimedTenant === 'string' ? this.options.tenant(claimedTenant) : undefined;
     // An unknown tenant is checked against the global keys, so that only a validly signed token learns it is unknown.
@@ -113,12 +124,17 @@ export class TokenService {
     }
     const parsed = claimsSchema.safeParse(payload);
     if (!parsed.success) {
-      throw new VigieError('UNAUTHORIZED', `invalid token claims: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+      throw new VigieError(
+        'UNAUTHORIZED',
+        `invalid token claims: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
+      );
     }
     const c = parsed.data;
     if (!tenant) throw new VigieError('FORBIDDEN', 'token names an unknown tenant');
-    if (expect.tenant !== undefined && expect.tenant !== c.tenant) throw new VigieError('FORBIDDEN', 'token is for another tenant');
-    if (expect.room !== undefined && expect.room !== c.room) throw new VigieError('FORBIDDEN', 'token is for another room');
+    if (expect.tenant !== undefined && expect.tenant !== c.tenant)
+      throw new VigieError('FORBIDDEN', 'token is for another tenant');
+    if (expect.room !== undefined && expect.room !== c.room)
+      throw new VigieError('FORBIDDEN', 'token is for another room');
     return {
       identity: c.sub,
       tenant: c.tenant,
@@ -136,7 +152,11 @@ export class TokenService {
     if (!t) throw new VigieError('NOT_FOUND', 'no such tenant');
     // A tenant with its own trust is minted for with its own secret; one that trusts only its identity provider, not at all.
     const secret = t.auth ? t.auth.hs256Secret : this.options.hs256Secret;
-    if (!secret) throw new VigieError('FORBIDDEN', 'this tenant accepts tokens from its identity provider only; set its auth.hs256Secret to mint here');
+    if (!secret)
+      throw new VigieError(
+        'FORBIDDEN',
+        'this tenant accepts tokens from its identity provider only; set its auth.hs256Secret to mint here',
+      );
     const now = Math.floor(Date.now() / 1000);
     const expiresAt = now + req.ttlSeconds;
     const token = await new SignJWT({
@@ -170,7 +190,10 @@ export class TokenService {
   #secret(secret: string): Promise<CryptoKey> {
     let key = this.#secrets.get(secret);
     if (!key) {
-      key = crypto.subtle.importKey('raw', new TextEncoder().encode(secret), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign', 'verify']);
+      key = crypto.subtle.importKey('raw', new TextEncoder().encode(secret), { name: 'HMAC', hash: 'SHA-256' }, false, [
+        'sign',
+        'verify',
+      ]);
       this.#secrets.set(secret, key);
     }
     return key;
@@ -179,7 +202,10 @@ export class TokenService {
   #keySet(url: string): JWTVerifyGetKey {
     let set = this.#jwks.get(url);
     if (!set) {
-      set = createRemoteJWKSet(new URL(url), { cooldownDuration: this.options.jwksCooldownMs ?? 30_000, cacheMaxAge: 10 * 60_000 });
+      set = createRemoteJWKSet(new URL(url), {
+        cooldownDuration: this.options.jwksCooldownMs ?? 30_000,
+        cacheMaxAge: 10 * 60_000,
+      });
       this.#jwks.set(url, set);
     }
     return set;
@@ -188,15 +214,22 @@ export class TokenService {
 
 function mapJoseError(err: unknown): VigieError {
   if (err instanceof VigieError) return err;
-  if (err instanceof joseErrors.JWTExpired && err.claim === 'iat') return new VigieError('UNAUTHORIZED', 'identity-provider token is too old (iat beyond VIGIE_AUTH_IDP_MAX_TOKEN_AGE_S)');
+  if (err instanceof joseErrors.JWTExpired && err.claim === 'iat')
+    return new VigieError(
+      'UNAUTHORIZED',
+      'identity-provider token is too old (iat beyond VIGIE_AUTH_IDP_MAX_TOKEN_AGE_S)',
+    );
   if (err instanceof joseErrors.JWTExpired) return new VigieError('UNAUTHORIZED', 'access token expired');
   if (err instanceof joseErrors.JWTClaimValidationFailed) {
     if (err.claim === 'nbf') return new VigieError('UNAUTHORIZED', 'access token not yet valid');
     return new VigieError('UNAUTHORIZED', `access token claim "${err.claim}" is invalid (${err.reason})`);
   }
-  if (err instanceof joseErrors.JWKSNoMatchingKey) return new VigieError('UNAUTHORIZED', 'access token signed with an unknown key');
-  if (err instanceof joseErrors.JWSSignatureVerificationFailed) return new VigieError('UNAUTHORIZED', 'access token signature is invalid');
-  if (err instanceof joseErrors.JOSEAlgNotAllowed) return new VigieError('UNAUTHORIZED', 'access token algorithm is not accepted');
+  if (err instanceof joseErrors.JWKSNoMatchingKey)
+    return new VigieError('UNAUTHORIZED', 'access token signed with an unknown key');
+  if (err instanceof joseErrors.JWSSignatureVerificationFailed)
+    return new VigieError('UNAUTHORIZED', 'access token signature is invalid');
+  if (err instanceof joseErrors.JOSEAlgNotAllowed)
+    return new VigieError('UNAUTHORIZED', 'access token algorithm is not accepted');
   if (err instanceof joseErrors.JWKSTimeout || err instanceof joseErrors.JWKSInvalid) {
     return new VigieError('UNAUTHORIZED', 'signing keys are unavailable; try again');
   }

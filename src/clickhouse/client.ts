@@ -21,7 +21,9 @@ export function sqlString(s: string): string {
  * query. Settings that change what a query means or how it is formatted go in
  * the query's own SETTINGS clause (see compliance/exports.ts).
  */
-export async function createClickHouseClient(config: Pick<Config, 'clickhouse' | 'dataDir'>): Promise<ClickHouseClient> {
+export async function createClickHouseClient(
+  config: Pick<Config, 'clickhouse' | 'dataDir'>,
+): Promise<ClickHouseClient> {
   const ch = config.clickhouse;
   if (ch.url) {
     return createClient({
@@ -42,6 +44,8 @@ export async function createClickHouseClient(config: Pick<Config, 'clickhouse' |
   mkdirSync(dir, { recursive: true });
   // chdb types its connection against its own copy of @clickhouse/client-common;
   // the runtime contract is the one @clickhouse/client expects.
-  const connection = createChdbConnection({ path: dir }) as unknown as NonNullable<Parameters<typeof createClient>[0]>['connection'];
+  const connection = createChdbConnection({ path: dir }) as unknown as NonNullable<
+    Parameters<typeof createClient>[0]
+  >['connection'];
   return createClient({ connection });
 }

@@ -48,7 +48,10 @@ export default fp(
         if (!cfg.url) throw err;
         if (closed) return;
         const delay = Math.min(30_000, 500 * 2 ** n);
-        log.error({ reason: (err as Error).message, retryInMs: delay }, 'ClickHouse migrations failed; retrying (telemetry is spooled meanwhile)');
+        log.error(
+          { reason: (err as Error).message, retryInMs: delay },
+          'ClickHouse migrations failed; retrying (telemetry is spooled meanwhile)',
+        );
         setTimeout(() => void attempt(n + 1), delay).unref();
       }
     };

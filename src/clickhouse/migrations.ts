@@ -294,7 +294,10 @@ export const MIGRATIONS: Migration[] = [
 ];
 
 function checksum(m: Migration): string {
-  return createHash('sha256').update(m.statements(schemaContext('db')).join(';\n')).digest('hex').slice(0, 16);
+  return createHash('sha256')
+    .update(m.statements(schemaContext('db')).join(';\n'))
+    .digest('hex')
+    .slice(0, 16);
 }
 
 /**
@@ -302,7 +305,10 @@ function checksum(m: Migration): string {
  * Every statement is idempotent (IF NOT EXISTS), so a run that died half way,
  * or two gateways starting together, converge on the same schema.
  */
-export async function migrate(client: ClickHouseClient, opts: { database: string; cluster?: string; log: Logger; migrations?: Migration[] }): Promise<number[]> {
+export async function migrate(
+  client: ClickHouseClient,
+  opts: { database: string; cluster?: string; log: Logger; migrations?: Migration[] },
+): Promise<number[]> {
   const ctx = schemaContext(opts.database, opts.cluster);
   const migrations = opts.migrations ?? MIGRATIONS;
   await client.command({ query: `CREATE DATABASE IF NOT EXISTS ${ctx.db}${ctx.onCluster}` });
@@ -310,13 +316,19 @@ export async function migrate(client: ClickHouseClient, opts: { database: string
     query: `CREATE TABLE IF NOT EXISTS ${ctx.db}.schema_migrations${ctx.onCluster} (version UInt32, name String, checksum String, applied_at DateTime64(3, 'UTC'))
       ENGINE = ${ctx.engine('ReplacingMergeTree', 'applied_at')} ORDER BY version`,
   });
-  const rs = await client.query({ query: `SELECT version, checksum FROM ${ctx.db}.schema_migrations FINAL`, format: 'JSONEachRow' });
-  const applied = new Map((await rs.json<{ version: number; checksum: string }>()).map((r) => [Number(r.version), r.checksum]));
+  const rs = await client.query({
+    query: `SELECT version, checksum FROM ${ctx.db}.schema_migrations FINAL`,
+    format: 'JSONEachRow',
+  });
+  const applied = new Map(
+    (await rs.json<{ version: number; checksum: string }>()).map((r) => [Number(r.version), r.checksum]),
+  );
   const done: number[] = [];
   for (const m of [...migrations].sort((a, b) => a.version - b.version)) {
     const sum = checksum(m);
     if (applied.has(m.version)) {
-      if (applied.get(m.version) !== sum) opts.log.warn({ version: m.version }, 'migration changed after it was applied; write a new migration instead');
+      if (applied.get(m.version) !== sum)
+        opts.log.warn({ version: m.version }, 'migration changed after it was applied; write a new migration instead');
       continue;
     }
     opts.log.info({ version: m.version, name: m.name }, 'applying ClickHouse migration');

@@ -117,10 +117,20 @@ export class AuditLog {
       query: `SELECT tenant, max(seq) AS head_seq, argMax(hash, seq) AS head_hash FROM ${this.db}.audit_log GROUP BY tenant`,
       format: 'JSONEachRow',
     });
-    const cp = await this.client.query({ query: `SELECT tenant, max(seq) AS last_seq FROM ${this.db}.audit_checkpoints GROUP BY tenant`, format: 'JSONEachRow' });
-    const checkpoints = new Map((await cp.json<{ tenant: string; last_seq: string }>()).map((r) => [r.tenant, Number(r.last_seq)]));
+    const cp = await this.client.query({
+      query: `SELECT tenant, max(seq) AS last_seq FROM ${this.db}.audit_checkpoints GROUP BY tenant`,
+      format: 'JSONEachRow',
+    });
+    const checkpoints = new Map(
+      (await cp.json<{ tenant: string; last_seq: string }>()).map((r) => [r.tenant, Number(r.last_seq)]),
+    );
     for (const r of await rs.json<{ tenant: string; head_seq: string; head_hash: string }>()) {
-      this.#heads.set(r.tenant, { seq: Number(r.head_seq), hash: r.head_hash, lastCheckpointSeq: checkpoints.get(r.tenant) ?? 0, lastCheckpointAt: Date.now() });
+      this.#heads.set(r.tenant, {
+        seq: Number(r.head_seq),
+        hash: r.head_hash,
+        lastCheckpointSeq: checkpoints.get(r.tenant) ?? 0,
+        lastCheckpointAt: Date.now(),
+      });
     }
     this.#ready = true;
     this.#markReady();
@@ -136,7 +146,10 @@ export class AuditLog {
     if (!this.#ready) return Promise.reject(notReady());
     const tenant = input.tenant || 'system';
     const run = (this.#queues.get(tenant) ?? Promise.resolve()).then(() => this.#append(tenant, input));
-    this.#queues.set(tenant, run.catch(() => undefined));
+    this.#queues.set(
+      tenant,
+      run.catch(() => undefined),
+    );
     return run;
   }
 
@@ -147,7 +160,12 @@ export class AuditLog {
   }
 
   async #append(tenant: string, input: AuditInput): Promise<AuditEntry> {
-    const head = this.#heads.get(tenant) ?? { seq: 0, hash: GENESIS, lastCheckpointSeq: 0, lastCheckpointAt: Date.now() };
+    const head = this.#heads.get(tenant) ?? {
+      seq: 0,
+      hash: GENESIS,
+      lastCheckpointSeq: 0,
+      lastCheckpointAt: Date.now(),
+    };
     const body = {
       tenant,
       seq: head.seq + 1,
@@ -167,9 +185,14 @@ export class AuditLog {
     head.seq = entry.seq;
     head.hash = entry.hash;
     this.#heads.set(tenant, head);
-    if (head.seq - head.lastCheckpointSeq >= this.options.checkpointEvery || Date.now() - head.lastCheckpointAt >= this.options.checkpointMinutes * 60_000) {
+    if (
+      head.seq - head.lastCheckpointSeq >= this.options.checkpointEvery ||
+      Date.now() - head.lastCheckpointAt >= this.options.checkpointMinutes * 60_000
+    ) {
       // The entry is durable: a checkpoint that fails now is retried at the next append or tick.
-      await this.#checkpoint(tenant, head).catch((err) => this.log.error({ err, tenant, seq: head.seq }, 'audit checkpoint failed; retried later'));
+      await this.#checkpoint(tenant, head).catch((err) =>
+        this.log.error({ err, tenant, seq: head.seq }, 'audit checkpoint failed; retried later'),
+      );
     }
     return entry;
   }
@@ -193,15 +216,24 @@ export class AuditLog {
     for (const [tenant, head] of this.#heads) {
       if (head.seq <= head.lastCheckpointSeq) continue;
       // Through the chain's queue, so the head does not move while it is signed.
-      const run = (this.#queues.get(tenant) ?? Promise.resolve()).then(() => (head.seq > head.lastCheckpointSeq ? this.#checkpoint(tenant, head) : undefined));
-      this.#queues.set(tenant, run.catch(() => undefined));
+      const run = (this.#queues.get(tenant) ?? Promise.resolve()).then(() =>
+        head.seq > head.lastCheckpointSeq ? this.#checkpoint(tenant, head) : undefined,
+      );
+      this.#queues.set(
+        tenant,
+        run.catch(() => undefined),
+      );
       await run;
     }
   }
 
   /** Waits until every journaled entry is in ClickHouse (before reading the chain back: verification, exports). */
   async flush(): Promise<void> {
-    if (!(await this.journal.drain())) throw new VigieError('UNAVAILABLE', 'audit entries are waiting in the journal for ClickHouse; retry once it answers');
+    if (!(await this.journal.drain()))
+      throw new VigieError(
+        'UNAVAILABLE',
+        'audit entries are waiting in the journal for ClickHouse; retry once it answers',
+      );
   }
 
   /**
@@ -221,11 +253,20 @@ export class AuditLog {
     };
 
     // Checkpoints first: a signed hash tells which side of a broken link is intact.
-    const stored = await (await this.client.query({ query: `SELECT tenant, seq, hash, toUnixTimestamp64Milli(ts) AS ts, jws FROM ${this.db}.audit_checkpoints WHERE tenant = {t:String} ORDER BY seq`, query_params: { t: tenant }, format: 'JSONEachRow' })).json<SignedCheckpoint>();
+    const stored = await (
+      await this.client.query({
+        query: `SELECT tenant, seq, hash, toUnixTimestamp64Milli(ts) AS ts, jws FROM ${this.db}.audit_checkpoints WHERE tenant = {t:String} ORDER BY seq`,
+        query_params: { t: tenant },
+        format: 'JSONEachRow',
+      })
+    ).json<SignedCheckpoint>();
     const anchored = await this.anchors.list(tenant);
     const signed = new Map<number, string>();
     const seen = new Set<string>();
-    for (const [source, list] of [['anchor', anchored], ['stored', stored]] as const) {
+    for (const [source, list] of [
+      ['anchor', anchored],
+      ['stored', stored],
+    ] as const) {
       for (const raw of list) {
         const c = { ...raw, seq: Number(raw.seq) };
         if (seen.has(`${c.seq}:${c.jws}`)) continue;
@@ -233,17 +274,28 @@ export class AuditLog {
         try {
           const { payload } = await compactVerify(c.jws, this.signer.verificationKeys, { algorithms: ['ES256'] });
           const p = JSON.parse(new TextDecoder().decode(payload)) as { tenant: string; seq: number; hash: string };
-          if (p.tenant !== tenant || p.seq !== c.seq || p.hash !== c.hash) throw new Error('the checkpoint differs from what was signed');
-          if (signed.has(c.seq) && signed.get(c.seq) !== c.hash) throw new Error(`two signed checkpoints disagree on entry ${c.seq}`);
+          if (p.tenant !== tenant || p.seq !== c.seq || p.hash !== c.hash)
+            throw new Error('the checkpoint differs from what was signed');
+          if (signed.has(c.seq) && signed.get(c.seq) !== c.hash)
+            throw new Error(`two signed checkpoints disagree on entry ${c.seq}`);
           signed.set(c.seq, c.hash);
         } catch (err) {
-          report({ seq: c.seq, kind: 'checkpoint', detail: `${source} checkpoint at ${c.seq} is invalid: ${(err as Error).message}` });
+          report({
+            seq: c.seq,
+            kind: 'checkpoint',
+            detail: `${source} checkpoint at ${c.seq} is invalid: ${(err as Error).message}`,
+          });
         }
       }
     }
     const storedSeqs = new Set(stored.map((c) => Number(c.seq)));
     for (const c of anchored) {
-      if (!storedSeqs.has(Number(c.seq))) report({ seq: Number(c.seq), kind: 'checkpoint', detail: `the checkpoint at ${c.seq} was deleted from audit_checkpoints; ${this.anchors.where} still holds it` });
+      if (!storedSeqs.has(Number(c.seq)))
+        report({
+          seq: Number(c.seq),
+          kind: 'checkpoint',
+          detail: `the checkpoint at ${c.seq} was deleted from audit_checkpoints; ${this.anchors.where} still holds it`,
+        });
     }
 
     let prev: { seq: number; hash: string } | undefined;
@@ -271,13 +323,24 @@ export class AuditLog {
           report({ seq: lastSeq + 1, kind: 'deleted', detail: `entries ${lastSeq + 1}..${e.seq - 1} are missing` });
           prev = undefined;
         }
-        if (entryHash(body) !== hash) report({ seq: e.seq, kind: 'altered', detail: 'its content does not match its hash' });
+        if (entryHash(body) !== hash)
+          report({ seq: e.seq, kind: 'altered', detail: 'its content does not match its hash' });
         const expectedPrev = prev ? prev.hash : e.seq === 1 ? GENESIS : undefined;
         if (expectedPrev !== undefined && e.prev_hash !== expectedPrev) {
           // The link between prev and e is broken. If a signature vouches for prev, e was changed (its
           // prev_hash); otherwise prev was changed and its hash recomputed, so e no longer points at it.
-          if (!prev || signed.get(prev.seq) === prev.hash) report({ seq: e.seq, kind: 'altered', detail: `its prev_hash was changed: it does not chain to entry ${e.seq - 1}` });
-          else report({ seq: prev.seq, kind: 'altered', detail: `its hash was recomputed after a change: entry ${e.seq} recorded a different hash for it` });
+          if (!prev || signed.get(prev.seq) === prev.hash)
+            report({
+              seq: e.seq,
+              kind: 'altered',
+              detail: `its prev_hash was changed: it does not chain to entry ${e.seq - 1}`,
+            });
+          else
+            report({
+              seq: prev.seq,
+              kind: 'altered',
+              detail: `its hash was recomputed after a change: entry ${e.seq} recorded a different hash for it`,
+            });
         }
         prev = { seq: e.seq, hash };
         hashes.set(e.seq, hash);
@@ -289,18 +352,38 @@ export class AuditLog {
     const head = this.#heads.get(tenant);
     const lastSigned = Math.max(0, ...signed.keys());
     const knownEnd = Math.max(lastSigned, head?.seq ?? 0);
-    if (knownEnd > lastSeq) report({ seq: lastSeq + 1, kind: 'deleted', detail: `entries ${lastSeq + 1}..${knownEnd} are missing: the chain was truncated` });
+    if (knownEnd > lastSeq)
+      report({
+        seq: lastSeq + 1,
+        kind: 'deleted',
+        detail: `entries ${lastSeq + 1}..${knownEnd} are missing: the chain was truncated`,
+      });
     for (const [seq, hash] of [...signed].sort((a, b) => a[0] - b[0])) {
-      if (!hashes.has(seq)) report({ seq, kind: 'checkpoint', detail: `entry ${seq}, covered by a signed checkpoint, is missing` });
-      else if (hashes.get(seq) !== hash) report({ seq, kind: 'altered', detail: 'the chain was rewritten: it no longer matches the signed checkpoint' });
+      if (!hashes.has(seq))
+        report({ seq, kind: 'checkpoint', detail: `entry ${seq}, covered by a signed checkpoint, is missing` });
+      else if (hashes.get(seq) !== hash)
+        report({ seq, kind: 'altered', detail: 'the chain was rewritten: it no longer matches the signed checkpoint' });
     }
 
     problems.sort((a, b) => a.seq - b.seq);
-    const result: VerifyResult = { ok: problems.length === 0, entries, checkpoints: new Set([...stored, ...anchored].map((c) => Number(c.seq))).size, anchored: new Set(anchored.map((c) => Number(c.seq))).size, problems: problems.slice(0, MAX_PROBLEMS) };
+    const result: VerifyResult = {
+      ok: problems.length === 0,
+      entries,
+      checkpoints: new Set([...stored, ...anchored].map((c) => Number(c.seq))).size,
+      anchored: new Set(anchored.map((c) => Number(c.seq))).size,
+      problems: problems.slice(0, MAX_PROBLEMS),
+    };
     if (problems.length) result.problem = problems[0];
-    this.log.debug({ tenant, entries, checkpoints: result.checkpoints, problems: problems.length }, 'audit chain verified');
+    this.log.debug(
+      { tenant, entries, checkpoints: result.checkpoints, problems: problems.length },
+      'audit chain verified',
+    );
     return result;
   }
 }
 
-const notReady = () => new VigieError('UNAVAILABLE', 'the audit log is not ready: the chain heads cannot be read from ClickHouse yet, so audited actions are refused rather than forking the chain; retry shortly');
+const notReady = () =>
+  new VigieError(
+    'UNAVAILABLE',
+    'the audit log is not ready: the chain heads cannot be read from ClickHouse yet, so audited actions are refused rather than forking the chain; retry shortly',
+  );

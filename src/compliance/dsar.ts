@@ -42,13 +42,20 @@ export const SUBJECT_TABLES: Record<
     erase: 'keep',
     why: "audit trail kept under GDPR art. 17(3)(b) (legal obligation, accountability), unaltered so its hash chain still verifies; it holds only the pseudonym, and the person's salt is destroyed, so it can no longer be linked to them",
   },
-  dsar_requests: { column: 'subject', erase: 'keep', why: "record of the request itself, kept as proof it was answered (art. 5(2)); it holds only the pseudonym, which the destroyed salt no longer links to the person" },
+  dsar_requests: {
+    column: 'subject',
+    erase: 'keep',
+    why: 'record of the request itself, kept as proof it was answered (art. 5(2)); it holds only the pseudonym, which the destroyed salt no longer links to the person',
+  },
 };
 
 /** Column names that carry an identity or a pseudonym anywhere in the schema. */
 export const IDENTITY_COLUMN_NAMES = ['participant', 'participants', 'identity', 'subject'];
 
-export async function identityColumns(client: ClickHouseClient, db: string): Promise<Array<{ table: string; column: string }>> {
+export async function identityColumns(
+  client: ClickHouseClient,
+  db: string,
+): Promise<Array<{ table: string; column: string }>> {
   const rs = await client.query({
     query: `SELECT table, name AS column FROM system.columns WHERE database = {db:String} AND name IN ({names:Array(String)}) AND table NOT IN (SELECT name FROM system.tables WHERE database = {db:String} AND engine IN ('View', 'MaterializedView'))`,
     query_params: { db, names: IDENTITY_COLUMN_NAMES },
@@ -59,7 +66,9 @@ export async function identityColumns(client: ClickHouseClient, db: string): Pro
 
 function where(table: string) {
   const t = SUBJECT_TABLES[table]!;
-  return t.array ? `tenant = {tenant:String} AND has(${t.column}, {p:String})` : `tenant = {tenant:String} AND ${t.column} = {p:String}`;
+  return t.array
+    ? `tenant = {tenant:String} AND has(${t.column}, {p:String})`
+    : `tenant = {tenant:String} AND ${t.column} = {p:String}`;
 }
 
 export interface DsarContext {
@@ -74,7 +83,10 @@ export interface DsarContext {
  * JSON Lines), the recordings they appear in, and the audit entries about them,
  * packed in a tar archive with a manifest of SHA-256s. Returns the archive's digest.
  */
-export async function dsarAccess(ctx: DsarContext, o: { tenant: string; identity: string; pseudonym: string; workDir: string }): Promise<{ archive: string; sha256: string; manifest: Array<{ file: string; rows?: number; sha256: string }> }> {
+export async function dsarAccess(
+  ctx: DsarContext,
+  o: { tenant: string; identity: string; pseudonym: string; workDir: string },
+): Promise<{ archive: string; sha256: string; manifest: Array<{ file: string; rows?: number; sha256: string }> }> {
   await ctx.flush();
   const id = randomUUID();
   const dir = path.join(o.workDir, id);
@@ -83,7 +95,11 @@ export async function dsarAccess(ctx: DsarContext, o: { tenant: string; identity
   for (const [table, t] of Object.entries(SUBJECT_TABLES)) {
     const file = path.join(dir, `${table}.jsonl`);
     const out = createWriteStream(file);
-    const rs = await ctx.client.query({ query: `SELECT * FROM ${ctx.db}.${t.readFrom ?? table} ${t.final ? 'FINAL' : ''} WHERE ${where(table)}`, query_params: { tenant: o.tenant, p: o.pseudonym }, format: 'JSONEachRow' });
+    const rs = await ctx.client.query({
+      query: `SELECT * FROM ${ctx.db}.${t.readFrom ?? table} ${t.final ? 'FINAL' : ''} WHERE ${where(table)}`,
+      query_params: { tenant: o.tenant, p: o.pseudonym },
+      format: 'JSONEachRow',
+    });
     let rows = 0;
     for await (const batch of rs.stream()) {
       for (const r of batch as Array<{ text: string }>) {
@@ -96,14 +112,31 @@ export async function dsarAccess(ctx: DsarContext, o: { tenant: string; identity
     manifest.push({ file: `${table}.jsonl`, rows, sha256: await sha256File(file) });
   }
   if (ctx.store) {
-    const rs = await ctx.client.query({ query: `SELECT * FROM ${ctx.db}.recordings FINAL WHERE ${where('recordings')} AND status = 'ready'`, query_params: { tenant: o.tenant, p: o.pseudonym }, format: 'JSONEachRow' });
+    const rs = await ctx.client.query({
+      query: `SELECT * FROM ${ctx.db}.recordings FINAL WHERE ${where('recordings')} AND status = 'ready'`,
+      query_params: { tenant: o.tenant, p: o.pseudonym },
+      format: 'JSONEachRow',
+    });
     for (const r of await rs.json<CatalogRow>()) {
       const name = `recordings/${r.id}${path.extname(r.object_key)}`;
       await pipeline(await ctx.store.read(r.object_key, r.version_id), createWriteStream(path.join(dir, name)));
       manifest.push({ file: name, sha256: await sha256File(path.join(dir, name)) });
     }
   }
-  await writeFile(path.join(dir, 'manifest.json'), JSON.stringify({ tenant: o.tenant, subject: o.identity, pseudonym: o.pseudonym, generatedAt: new Date().toISOString(), files: manifest }, null, 2));
+  await writeFile(
+    path.join(dir, 'manifest.json'),
+    JSON.stringify(
+      {
+        tenant: o.tenant,
+        subject: o.identity,
+        pseudonym: o.pseudonym,
+        generatedAt: new Date().toISOString(),
+        files: manifest,
+      },
+      null,
+      2,
+    ),
+  );
   const archive = path.join(o.workDir, `dsar-access-${id}.tar`);
   await promisify(execFile)('tar', ['-cf', archive, '-C', dir, '.']);
   await rm(dir, { recursive: true, force: true });
@@ -117,7 +150,12 @@ export interface ErasureResult {
   /** Object versions removed from the store, catalogued or not (a retried upload can leave several). */
   objectVersionsDeleted: number;
   /** What was removed outside ClickHouse. */
-  files: { spoolRows: number; webhookBodiesRedacted: number; exportsDeleted: string[]; pendingRecordingsDeleted: string[] };
+  files: {
+    spoolRows: number;
+    webhookBodiesRedacted: number;
+    exportsDeleted: string[];
+    pendingRecordingsDeleted: string[];
+  };
   /** The per-subject salt was destroyed: the identity no longer leads to the pseudonym. */
   saltDestroyed: boolean;
   kept: Array<{ what: string; reason: string }>;
@@ -174,15 +212,30 @@ function redactJson(body: string, values: ReadonlySet<string>): string | undefin
  * recomputing the pseudonym. GOVERNANCE locks are bypassed, the request being
  * the legal ground. The result lists what was erased, what was kept, and why.
  */
-export async function dsarErase(ctx: ErasureContext, o: { tenant: string; identity: string; pseudonym: string }): Promise<ErasureResult> {
+export async function dsarErase(
+  ctx: ErasureContext,
+  o: { tenant: string; identity: string; pseudonym: string },
+): Promise<ErasureResult> {
   await ctx.flush();
-  const result: ErasureResult = { subject: o.pseudonym, erased: [], recordingsDeleted: [], objectVersionsDeleted: 0, files: { spoolRows: 0, webhookBodiesRedacted: 0, exportsDeleted: [], pendingRecordingsDeleted: [] }, saltDestroyed: false, kept: [] };
+  const result: ErasureResult = {
+    subject: o.pseudonym,
+    erased: [],
+    recordingsDeleted: [],
+    objectVersionsDeleted: 0,
+    files: { spoolRows: 0, webhookBodiesRedacted: 0, exportsDeleted: [], pendingRecordingsDeleted: [] },
+    saltDestroyed: false,
+    kept: [],
+  };
   const params = { tenant: o.tenant, p: o.pseudonym };
   // Recordings not uploaded yet first: an upload finishing later would store the person again.
   if (ctx.discardPendingRecordings) result.files.pendingRecordingsDeleted = await ctx.discardPendingRecordings();
   // Recordings first: a kept recording keeps its catalog row (and its pseudonym) with it.
   const keptIds: string[] = [];
-  const rs = await ctx.client.query({ query: `SELECT * FROM ${ctx.db}.recordings FINAL WHERE ${where('recordings')} AND status != 'deleted'`, query_params: params, format: 'JSONEachRow' });
+  const rs = await ctx.client.query({
+    query: `SELECT * FROM ${ctx.db}.recordings FINAL WHERE ${where('recordings')} AND status != 'deleted'`,
+    query_params: params,
+    format: 'JSONEachRow',
+  });
   for (const r of await rs.json<CatalogRow>()) {
     if (r.legal_hold) {
       keptIds.push(r.id);
@@ -198,14 +251,18 @@ export async function dsarErase(ctx: ErasureContext, o: { tenant: string; identi
           await ctx.store.remove(r.object_key, v, { bypassGovernance: true });
           result.objectVersionsDeleted++;
         } catch (err) {
-          if ((err as { code?: string }).code === 'NoSuchVersion' || (err as { code?: string }).code === 'NoSuchKey') continue;
+          if ((err as { code?: string }).code === 'NoSuchVersion' || (err as { code?: string }).code === 'NoSuchKey')
+            continue;
           if (!(err instanceof ObjectLockedError)) throw err;
           locked = true;
         }
       }
       if (locked) {
         keptIds.push(r.id);
-        result.kept.push({ what: `recording ${r.id}`, reason: `locked in COMPLIANCE mode until ${r.retain_until} (legal retention obligation, art. 17(3)(b))` });
+        result.kept.push({
+          what: `recording ${r.id}`,
+          reason: `locked in COMPLIANCE mode until ${r.retain_until} (legal retention obligation, art. 17(3)(b))`,
+        });
         continue;
       }
     }
@@ -214,24 +271,56 @@ export async function dsarErase(ctx: ErasureContext, o: { tenant: string; identi
   }
   await ctx.flush();
   // Display names are in the participants rows about to be deleted; pending webhook bodies carry them too.
-  const names = (await (await ctx.client.query({ query: `SELECT DISTINCT display_name FROM ${ctx.db}.participants WHERE ${where('participants')} AND display_name != ''`, query_params: params, format: 'JSONEachRow' })).json<{ display_name: string }>()).map((r) => r.display_name);
+  const names = (
+    await (
+      await ctx.client.query({
+        query: `SELECT DISTINCT display_name FROM ${ctx.db}.participants WHERE ${where('participants')} AND display_name != ''`,
+        query_params: params,
+        format: 'JSONEachRow',
+      })
+    ).json<{ display_name: string }>()
+  ).map((r) => r.display_name);
   const subject = new Set([o.identity, o.pseudonym]);
   // Rows still on their way are removed before the mutations, so none lands after them.
-  if (ctx.rewriteHeld) result.files.spoolRows = await ctx.rewriteHeld((table, row) => (SUBJECT_TABLES[table]?.erase !== 'keep' && rowIsSubject(row, subject) && !(table === 'recordings' && keptIds.includes((row as CatalogRow).id)) ? undefined : row));
+  if (ctx.rewriteHeld)
+    result.files.spoolRows = await ctx.rewriteHeld((table, row) =>
+      SUBJECT_TABLES[table]?.erase !== 'keep' &&
+      rowIsSubject(row, subject) &&
+      !(table === 'recordings' && keptIds.includes((row as CatalogRow).id))
+        ? undefined
+        : row,
+    );
   for (const [table, t] of Object.entries(SUBJECT_TABLES)) {
     // A kept recording keeps its catalog row.
     const filter = `${where(table)}${table === 'recordings' ? ' AND id NOT IN {kept:Array(String)}' : ''}`;
     const query_params = { ...params, kept: keptIds };
-    const n = Number((await (await ctx.client.query({ query: `SELECT count() AS c FROM ${ctx.db}.${table} WHERE ${filter}`, query_params, format: 'JSONEachRow' })).json<{ c: string }>())[0]!.c);
+    const n = Number(
+      (
+        await (
+          await ctx.client.query({
+            query: `SELECT count() AS c FROM ${ctx.db}.${table} WHERE ${filter}`,
+            query_params,
+            format: 'JSONEachRow',
+          })
+        ).json<{ c: string }>()
+      )[0]!.c,
+    );
     if (t.erase === 'keep') {
       if (n) result.kept.push({ what: `${n} row(s) in ${table}`, reason: t.why! });
       continue;
     }
-    await ctx.client.command({ query: `ALTER TABLE ${ctx.db}.${table} DELETE WHERE ${filter}`, query_params, clickhouse_settings: { mutations_sync: '2' } });
+    await ctx.client.command({
+      query: `ALTER TABLE ${ctx.db}.${table} DELETE WHERE ${filter}`,
+      query_params,
+      clickhouse_settings: { mutations_sync: '2' },
+    });
     result.erased.push({ table, rows: n });
   }
   const redact = new Set([...subject, ...names]);
-  if (ctx.redactDeliveries) result.files.webhookBodiesRedacted = ctx.redactDeliveries((d) => (d.body.includes(o.identity) || d.body.includes(o.pseudonym) ? redactJson(d.body, redact) : undefined));
+  if (ctx.redactDeliveries)
+    result.files.webhookBodiesRedacted = ctx.redactDeliveries((d) =>
+      d.body.includes(o.identity) || d.body.includes(o.pseudonym) ? redactJson(d.body, redact) : undefined,
+    );
   if (ctx.exportsDir) result.files.exportsDeleted = await deleteSubjectExports(ctx.exportsDir, o.tenant, o.pseudonym);
   result.saltDestroyed = ctx.forget();
   return result;
@@ -242,7 +331,11 @@ async function deleteSubjectExports(dir: string, tenant: string, pseudonym: stri
   const deleted: string[] = [];
   for (const f of await readdir(dir).catch(() => [] as string[])) {
     if (!f.endsWith('.meta.json')) continue;
-    const meta = JSON.parse(await readFile(path.join(dir, f), 'utf8')) as { tenant?: string; subject?: string; ext?: string };
+    const meta = JSON.parse(await readFile(path.join(dir, f), 'utf8')) as {
+      tenant?: string;
+      subject?: string;
+      ext?: string;
+    };
     if (meta.tenant !== tenant || meta.subject !== pseudonym) continue;
     const id = f.slice(0, -'.meta.json'.length);
     await rm(path.join(dir, `${id}.${meta.ext}`), { force: true });

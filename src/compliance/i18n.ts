@@ -42,17 +42,20 @@ const en = {
   'ropa.transfers': 'Transfers outside the EEA: {list}.',
   'ropa.security': 'Security measures: {list}.',
   'ropa.calls.name': 'Video calls',
-  'ropa.calls.purpose': 'Connecting participants in audio/video calls, and notifying the business app of who joins and leaves (webhooks)',
+  'ropa.calls.purpose':
+    'Connecting participants in audio/video calls, and notifying the business app of who joins and leaves (webhooks)',
   'ropa.calls.basis': 'Art. 6(1)(b) contract, or 6(1)(e) public task',
   'ropa.calls.subjects': 'Call participants',
   'ropa.calls.data': 'Identity given by the business app, display name, IP address, media (not stored unless recorded)',
-  'ropa.calls.retention': 'Media not stored; identity and display name (pseudonym mapping) — {participants}; webhook bodies (identity, display name) kept only until delivered or given up, then removed from the journal by the retention sweep',
+  'ropa.calls.retention':
+    'Media not stored; identity and display name (pseudonym mapping) — {participants}; webhook bodies (identity, display name) kept only until delivered or given up, then removed from the journal by the retention sweep',
   'ropa.quality.name': 'Call quality monitoring',
   'ropa.quality.purpose': 'Measuring and improving call quality (stats, events, MOS)',
   'ropa.quality.basis': 'Art. 6(1)(f) legitimate interest',
   'ropa.quality.subjects': 'Call participants (pseudonymised)',
   'ropa.quality.data': 'Pseudonym, network statistics, call events, browser statistics',
-  'ropa.quality.retention': 'track stats — {track}; transport stats — {transport}; client stats — {client}; events — {events}; per-call quality — {quality}',
+  'ropa.quality.retention':
+    'track stats — {track}; transport stats — {transport}; client stats — {client}; events — {events}; per-call quality — {quality}',
   'ropa.recording.name': 'Call recording',
   'ropa.recording.purpose': 'Recording calls where the room policy requires it (evidence, quality, training)',
   'ropa.recording.basis': 'Art. 6(1)(c) legal obligation or 6(1)(a) consent, per room policy',
@@ -73,7 +76,8 @@ const en = {
   'ropa.audit.basis': 'Art. 6(1)(c) legal obligation (art. 5(2), 32)',
   'ropa.audit.subjects': 'Staff and participants concerned by an access',
   'ropa.audit.data': 'Actor, action, target, pseudonym, IP address',
-  'ropa.audit.retention': "{audit}. Kept on erasure (art. 17(3)(b)) and never altered, so its hash chain still verifies; erasure destroys the person's pseudonym salt instead, so their entries can no longer be linked to them",
+  'ropa.audit.retention':
+    "{audit}. Kept on erasure (art. 17(3)(b)) and never altered, so its hash chain still verifies; erasure destroys the person's pseudonym salt instead, so their entries can no longer be linked to them",
   'ropa.dsar.name': 'Data subject requests',
   'ropa.dsar.purpose': 'Answering access and erasure requests',
   'ropa.dsar.basis': 'Art. 6(1)(c) legal obligation (art. 15-17)',
@@ -82,10 +86,12 @@ const en = {
   'ropa.dsar.retention':
     "archives — {exports}, and deleted at the person's erasure; records of requests — as the audit trail. Erasure deletes the person's rows, every version of their recordings (except under legal hold or a COMPLIANCE lock, which the answer lists), rows still in the telemetry spool, their identity in pending webhook bodies, and their archives, then destroys their salt",
   'ropa.security.transport': 'TLS for signaling and API, DTLS-SRTP for media',
-  'ropa.security.pseudonyms': 'Pseudonymisation (HMAC-SHA256 with a key per tenant and a random salt per person, destroyed at erasure) of stats, events, the recording catalog and the audit trail',
+  'ropa.security.pseudonyms':
+    'Pseudonymisation (HMAC-SHA256 with a key per tenant and a random salt per person, destroyed at erasure) of stats, events, the recording catalog and the audit trail',
   'ropa.security.s3Lock': 'Object Lock of recordings',
   'ropa.security.s3LockEncrypted': 'Object Lock of recordings and server-side encryption ({sse})',
-  'ropa.security.localLock': 'Object Lock semantics enforced by the local recording store (no encryption at rest by the gateway)',
+  'ropa.security.localLock':
+    'Object Lock semantics enforced by the local recording store (no encryption at rest by the gateway)',
   'ropa.security.audit': 'Hash-chained, signed audit log',
   'ropa.security.keys': 'API keys stored hashed; secrets never logged',
 
@@ -118,7 +124,8 @@ const en = {
   'sub.component.turn': 'TURN relay',
   'sub.component.otel': 'OpenTelemetry collector',
   'sub.component.webhook': 'webhook target (tenant {tenant})',
-  'sub.flag.undeclared': 'UNDECLARED_PROCESSOR: this endpoint belongs to no subprocessor in compliance/subprocessors.yaml',
+  'sub.flag.undeclared':
+    'UNDECLARED_PROCESSOR: this endpoint belongs to no subprocessor in compliance/subprocessors.yaml',
   'sub.flag.mismatch': 'LOCATION_MISMATCH: configured as {configured}, but {processor} declares {declared}',
   'sub.flag.outsideEu': 'OUTSIDE_EU: {country}',
   'sub.flag.outsideFrance': 'OUTSIDE_FRANCE: {country} (EU)',
@@ -146,12 +153,15 @@ const en = {
   'audit.recordings.total': 'Accesses to recordings (read, download): {n}.',
   'audit.more': '… and {n} more (the JSON Lines or CSV export of the same period lists every entry).',
   'audit.verify': 'How to verify this file',
-  'audit.verify.intro': 'This file is signed as a whole by the gateway: its SHA-256 digest is covered by a detached JWS (ES256), delivered beside the file as FILE.jws (and in the x-vigie-signature header of the download).',
+  'audit.verify.intro':
+    'This file is signed as a whole by the gateway: its SHA-256 digest is covered by a detached JWS (ES256), delivered beside the file as FILE.jws (and in the x-vigie-signature header of the download).',
   'audit.verify.kid': 'Signing key (kid): {kid}',
   'audit.verify.jwks': 'Public key set (JWKS): {url}',
   'audit.verify.command': 'Command (with the Vigie command line; VIGIE_URL is the gateway, no API key needed):',
-  'audit.verify.manual': 'Without Vigie: compute the SHA-256 of the file (sha256sum FILE) and check that the JWS, verified with the key of that kid from the JWKS, signs {"alg":"SHA-256","digest":"<that digest>"}. One changed byte in the file breaks the signature.',
-  'audit.verify.hash': 'The hash column is each entry\'s link in the tenant\'s hash chain (SHA-256, written in full); "vigie audit verify" checks the chain against its signed checkpoints.',
+  'audit.verify.manual':
+    'Without Vigie: compute the SHA-256 of the file (sha256sum FILE) and check that the JWS, verified with the key of that kid from the JWKS, signs {"alg":"SHA-256","digest":"<that digest>"}. One changed byte in the file breaks the signature.',
+  'audit.verify.hash':
+    'The hash column is each entry\'s link in the tenant\'s hash chain (SHA-256, written in full); "vigie audit verify" checks the chain against its signed checkpoints.',
   'audit.entries': 'Entries',
   'audit.count': '{rows} entries.',
   'audit.col.seq': 'No.',
@@ -196,10 +206,12 @@ const fr: Record<MessageKey, string> = {
   'ropa.transfers': "Transferts hors de l'EEE : {list}.",
   'ropa.security': 'Mesures de sécurité : {list}.',
   'ropa.calls.name': 'Appels vidéo',
-  'ropa.calls.purpose': "Mise en relation des participants en appel audio/vidéo, et information de l'application métier des arrivées et départs (webhooks)",
+  'ropa.calls.purpose':
+    "Mise en relation des participants en appel audio/vidéo, et information de l'application métier des arrivées et départs (webhooks)",
   'ropa.calls.basis': "Art. 6(1)(b) exécution d'un contrat, ou 6(1)(e) mission d'intérêt public",
   'ropa.calls.subjects': 'Participants aux appels',
-  'ropa.calls.data': "Identité transmise par l'application métier, nom affiché, adresse IP, flux audio et vidéo (non conservés sauf enregistrement)",
+  'ropa.calls.data':
+    "Identité transmise par l'application métier, nom affiché, adresse IP, flux audio et vidéo (non conservés sauf enregistrement)",
   'ropa.calls.retention':
     "Flux non conservés ; identité et nom affiché (table de correspondance des pseudonymes) — {participants} ; corps des webhooks (identité, nom affiché) conservés jusqu'à leur livraison ou leur abandon, puis retirés du journal par la purge de conservation",
   'ropa.quality.name': 'Suivi de la qualité des appels',
@@ -207,9 +219,11 @@ const fr: Record<MessageKey, string> = {
   'ropa.quality.basis': 'Art. 6(1)(f) intérêt légitime',
   'ropa.quality.subjects': 'Participants aux appels (pseudonymisés)',
   'ropa.quality.data': "Pseudonyme, statistiques réseau, événements d'appel, statistiques du navigateur",
-  'ropa.quality.retention': 'statistiques des pistes — {track} ; statistiques des transports — {transport} ; statistiques des clients — {client} ; événements — {events} ; qualité par appel — {quality}',
+  'ropa.quality.retention':
+    'statistiques des pistes — {track} ; statistiques des transports — {transport} ; statistiques des clients — {client} ; événements — {events} ; qualité par appel — {quality}',
   'ropa.recording.name': 'Enregistrement des appels',
-  'ropa.recording.purpose': "Enregistrement des appels lorsque la politique de la salle l'exige (preuve, qualité, formation)",
+  'ropa.recording.purpose':
+    "Enregistrement des appels lorsque la politique de la salle l'exige (preuve, qualité, formation)",
   'ropa.recording.basis': 'Art. 6(1)(c) obligation légale ou 6(1)(a) consentement, selon la politique de la salle',
   'ropa.recording.subjects': 'Participants enregistrés',
   'ropa.recording.data': 'Voix et image du participant, pseudonyme',
@@ -224,10 +238,10 @@ const fr: Record<MessageKey, string> = {
   'ropa.webhooks.subjects': 'Aucune directement (métadonnées de livraison)',
   'ropa.webhooks.data': "Point d'accès, nom de l'événement, issue, erreur",
   'ropa.audit.name': "Journal d'audit",
-  'ropa.audit.purpose': 'Responsabilité (accountability) : accès aux données personnelles et actions d\'administration',
+  'ropa.audit.purpose': "Responsabilité (accountability) : accès aux données personnelles et actions d'administration",
   'ropa.audit.basis': 'Art. 6(1)(c) obligation légale (art. 5(2), 32)',
   'ropa.audit.subjects': 'Personnels et participants concernés par un accès',
-  'ropa.audit.data': "Auteur, action, cible, pseudonyme, adresse IP",
+  'ropa.audit.data': 'Auteur, action, cible, pseudonyme, adresse IP',
   'ropa.audit.retention':
     "{audit}. Conservé lors d'un effacement (art. 17(3)(b)) et jamais modifié, pour que sa chaîne d'empreintes reste vérifiable ; l'effacement détruit à la place le sel du pseudonyme de la personne, si bien que ses entrées ne peuvent plus lui être rattachées",
   'ropa.dsar.name': 'Demandes des personnes concernées',
@@ -237,11 +251,14 @@ const fr: Record<MessageKey, string> = {
   'ropa.dsar.data': 'Données personnelles exportées ; la trace de chaque demande (pseudonyme)',
   'ropa.dsar.retention':
     "archives — {exports}, et supprimées lors de l'effacement de la personne ; traces des demandes — comme le journal d'audit. L'effacement supprime les lignes de la personne, toutes les versions de ses enregistrements (sauf sous conservation légale ou verrouillage COMPLIANCE, que la réponse énumère), les lignes encore dans la file de télémétrie, son identité dans les corps de webhooks en attente et ses archives, puis détruit son sel",
-  'ropa.security.transport': 'TLS pour la signalisation et l\'API, DTLS-SRTP pour les flux',
-  'ropa.security.pseudonyms': "Pseudonymisation (HMAC-SHA256 avec une clé par locataire et un sel aléatoire par personne, détruit à l'effacement) des statistiques, des événements, du catalogue des enregistrements et du journal d'audit",
+  'ropa.security.transport': "TLS pour la signalisation et l'API, DTLS-SRTP pour les flux",
+  'ropa.security.pseudonyms':
+    "Pseudonymisation (HMAC-SHA256 avec une clé par locataire et un sel aléatoire par personne, détruit à l'effacement) des statistiques, des événements, du catalogue des enregistrements et du journal d'audit",
   'ropa.security.s3Lock': 'Verrouillage des objets (Object Lock) des enregistrements',
-  'ropa.security.s3LockEncrypted': 'Verrouillage des objets (Object Lock) des enregistrements et chiffrement côté serveur ({sse})',
-  'ropa.security.localLock': "Sémantique de verrouillage des objets appliquée par le stockage local des enregistrements (pas de chiffrement au repos par la passerelle)",
+  'ropa.security.s3LockEncrypted':
+    'Verrouillage des objets (Object Lock) des enregistrements et chiffrement côté serveur ({sse})',
+  'ropa.security.localLock':
+    'Sémantique de verrouillage des objets appliquée par le stockage local des enregistrements (pas de chiffrement au repos par la passerelle)',
   'ropa.security.audit': "Journal d'audit chaîné par empreintes et signé",
   'ropa.security.keys': "Clés d'API conservées sous forme d'empreinte ; secrets jamais journalisés",
 
@@ -269,11 +286,12 @@ const fr: Record<MessageKey, string> = {
   'sub.unused': 'Déclarés mais non utilisés par cette configuration : {list}.',
   'sub.internal': "interne (infrastructure de l'exploitant)",
   'sub.component.storage': 'stockage objet (enregistrements)',
-  'sub.component.clickhouse': "ClickHouse (statistiques, événements, catalogue, audit)",
+  'sub.component.clickhouse': 'ClickHouse (statistiques, événements, catalogue, audit)',
   'sub.component.turn': 'relais TURN',
   'sub.component.otel': 'collecteur OpenTelemetry',
   'sub.component.webhook': 'destinataire de webhooks (locataire {tenant})',
-  'sub.flag.undeclared': "UNDECLARED_PROCESSOR : ce point d'accès n'appartient à aucun sous-traitant de compliance/subprocessors.yaml",
+  'sub.flag.undeclared':
+    "UNDECLARED_PROCESSOR : ce point d'accès n'appartient à aucun sous-traitant de compliance/subprocessors.yaml",
   'sub.flag.mismatch': 'LOCATION_MISMATCH : configuré en {configured}, mais {processor} déclare {declared}',
   'sub.flag.outsideEu': 'OUTSIDE_EU : {country}',
   'sub.flag.outsideFrance': 'OUTSIDE_FRANCE : {country} (UE)',
@@ -304,10 +322,12 @@ const fr: Record<MessageKey, string> = {
     "Ce fichier est signé en entier par la passerelle : son empreinte SHA-256 est couverte par une signature JWS détachée (ES256), fournie à côté du fichier sous le nom FICHIER.jws (et dans l'en-tête x-vigie-signature du téléchargement).",
   'audit.verify.kid': 'Clé de signature (kid) : {kid}',
   'audit.verify.jwks': 'Jeu de clés publiques (JWKS) : {url}',
-  'audit.verify.command': "Commande (avec la ligne de commande Vigie ; VIGIE_URL désigne la passerelle, aucune clé d'API n'est nécessaire) :",
+  'audit.verify.command':
+    "Commande (avec la ligne de commande Vigie ; VIGIE_URL désigne la passerelle, aucune clé d'API n'est nécessaire) :",
   'audit.verify.manual':
     'Sans Vigie : calculer le SHA-256 du fichier (sha256sum FICHIER) et vérifier que la JWS, contrôlée avec la clé de ce kid publiée dans le JWKS, signe {"alg":"SHA-256","digest":"<cette empreinte>"}. Un seul octet modifié dans le fichier invalide la signature.',
-  'audit.verify.hash': "La colonne d'empreinte est le maillon de chaque entrée dans la chaîne d'empreintes du locataire (SHA-256, écrit en entier) ; « vigie audit verify » contrôle la chaîne par rapport à ses points de contrôle signés.",
+  'audit.verify.hash':
+    "La colonne d'empreinte est le maillon de chaque entrée dans la chaîne d'empreintes du locataire (SHA-256, écrit en entier) ; « vigie audit verify » contrôle la chaîne par rapport à ses points de contrôle signés.",
   'audit.entries': 'Entrées',
   'audit.count': '{rows} entrées.',
   'audit.col.seq': 'N°',
@@ -332,7 +352,8 @@ export type Translate = (key: MessageKey, params?: Record<string, string | numbe
 /** The catalogue's text for `key` in `lang`, with its `{name}` placeholders filled. */
 export function translator(lang: Lang): Translate {
   const messages = CATALOGUES[lang];
-  return (key, params = {}) => messages[key].replace(/\{(\w+)\}/g, (whole, name: string) => (name in params ? String(params[name]) : whole));
+  return (key, params = {}) =>
+    messages[key].replace(/\{(\w+)\}/g, (whole, name: string) => (name in params ? String(params[name]) : whole));
 }
 
 /**

@@ -27,7 +27,14 @@ export { AuditLog, entryHash, GENESIS, type AuditEntry, type AuditInput, type Ve
 export { FileAnchors, ObjectStoreAnchors, type CheckpointAnchors, type SignedCheckpoint } from './anchors.js';
 export { loadSigner, verifyDigestSignature, canonicalJson, digestPayload, type Signer } from './signing.js';
 export { exportAudit, htmlToPdf, legalBasis, PDF_MAX_ROWS, type ExportFormat } from './exports.js';
-export { loadSubprocessors, subprocessorReport, subprocessorReportMarkdown, subprocessorsSchema, markdownToHtml, EU_COUNTRIES } from './subprocessors.js';
+export {
+  loadSubprocessors,
+  subprocessorReport,
+  subprocessorReportMarkdown,
+  subprocessorsSchema,
+  markdownToHtml,
+  EU_COUNTRIES,
+} from './subprocessors.js';
 export { recordOfProcessing, recordOfProcessingMarkdown } from './ropa.js';
 export { dsarAccess, dsarErase, identityColumns, SUBJECT_TABLES, IDENTITY_COLUMN_NAMES } from './dsar.js';
 
@@ -62,34 +69,70 @@ export default fp(
     // on whether telemetry is enabled or not.
     const spool = new Spool(path.join(config.dataDir, 'audit-journal'), JOURNAL_UNBOUNDED, 'drop-newest', log);
     await spool.open();
-    const journal = new ClickHouseWriter(app.clickhouse.client, spool, { database: app.clickhouse.database, ...config.writer }, log);
+    const journal = new ClickHouseWriter(
+      app.clickhouse.client,
+      spool,
+      { database: app.clickhouse.database, ...config.writer },
+      log,
+    );
     journal.start();
     const store = app.recording?.store;
     const anchors: CheckpointAnchors =
       store?.listVersions && config.storage.driver === 's3'
-        ? new ObjectStoreAnchors(store as typeof store & Required<Pick<typeof store, 'listVersions'>>, config.compliance.anchorRetentionDays)
+        ? new ObjectStoreAnchors(
+            store as typeof store & Required<Pick<typeof store, 'listVersions'>>,
+            config.compliance.anchorRetentionDays,
+          )
         : new FileAnchors(path.join(config.dataDir, 'audit', 'anchors.jsonl'));
-    const audit = new AuditLog(app.clickhouse.client, app.clickhouse.database, journal, signer, anchors, { checkpointEvery: config.compliance.checkpointEvery, checkpointMinutes: config.compliance.checkpointMinutes }, log);
+    const audit = new AuditLog(
+      app.clickhouse.client,
+      app.clickhouse.database,
+      journal,
+      signer,
+      anchors,
+      { checkpointEvery: config.compliance.checkpointEvery, checkpointMinutes: config.compliance.checkpointMinutes },
+      log,
+    );
 
     // The chains continue from their stored heads, never from 1: until those are read, audited actions are refused.
     let closed = false;
     const init = async (attempt: number): Promise<void> => {
       if (closed) return;
-      const ok = app.clickhouse.schemaReady && (await audit.init(2000).catch((err) => {
+      const ok =
+        app.clickhouse.schemaReady &&
+        (await audit.init(2000).catch((err) => {
           log.warn({ reason: (err as Error).message }, 'audit chain heads not readable yet');
           return false;
         }));
       if (ok) return;
-      if (attempt === 0) log.error('audit log not ready: ClickHouse cannot be read; audited actions answer UNAVAILABLE until it can');
+      if (attempt === 0)
+        log.error('audit log not ready: ClickHouse cannot be read; audited actions answer UNAVAILABLE until it can');
       setTimeout(() => void init(attempt + 1), Math.min(5000, 250 * 2 ** attempt)).unref();
     };
     await init(0);
 
     const register = loadSubprocessors(config.compliance.subprocessorsFile);
-    const system = (entry: AuditInput) => void audit.appendWhenReady(entry).catch((err) => log.error({ err, action: entry.action }, 'audit append failed'));
-    system({ tenant: 'system', actor: 'system', action: 'retention.policies_loaded', details: { policies: [...app.retention.policies().keys()] } });
+    const system = (entry: AuditInput) =>
+      void audit.appendWhenReady(entry).catch((err) => log.error({ err, action: entry.action }, 'audit append failed'));
+    system({
+      tenant: 'system',
+      actor: 'system',
+      action: 'retention.policies_loaded',
+      details: { policies: [...app.retention.policies().keys()] },
+    });
     app.recording?.sweeper.observer.on('deleted', (r) =>
-      system({ tenant: r.tenant, actor: 'system:retention', action: 'retention.delete', target: `recording:${r.id}`, details: { policy: r.retention_policy, objectKey: r.object_key, versionId: r.version_id, retainUntil: r.retain_until } }),
+      system({
+        tenant: r.tenant,
+        actor: 'system:retention',
+        action: 'retention.delete',
+        target: `recording:${r.id}`,
+        details: {
+          policy: r.retention_policy,
+          objectKey: r.object_key,
+          versionId: r.version_id,
+          retainUntil: r.retain_until,
+        },
+      }),
     );
     const record = (entry: AuditInput) => {
       const appended = audit.append(entry);
@@ -99,7 +142,10 @@ export default fp(
     };
     app.decorate('compliance', { audit, signer, anchors, subprocessors: () => register, record });
     // "Every M minutes" holds even for a chain that gets no new entry to trigger it.
-    const timer = setInterval(() => void audit.checkpointAll().catch((err) => log.error({ err }, 'audit checkpoint failed')), config.compliance.checkpointMinutes * 60_000);
+    const timer = setInterval(
+      () => void audit.checkpointAll().catch((err) => log.error({ err }, 'audit checkpoint failed')),
+      config.compliance.checkpointMinutes * 60_000,
+    );
     timer.unref();
     app.addHook('onClose', async () => {
       closed = true;

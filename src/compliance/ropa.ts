@@ -3,7 +3,11 @@ import { type Lang, type Translate, translator } from './i18n.js';
 import type { SubprocessorRegister } from './subprocessors.js';
 
 const human = (t: Translate, seconds: number) =>
-  seconds % 31_536_000 === 0 ? t('duration.years', { n: seconds / 31_536_000 }) : seconds % 86400 === 0 ? t('duration.days', { n: seconds / 86400 }) : t('duration.seconds', { n: seconds });
+  seconds % 31_536_000 === 0
+    ? t('duration.years', { n: seconds / 31_536_000 })
+    : seconds % 86400 === 0
+      ? t('duration.days', { n: seconds / 86400 })
+      : t('duration.seconds', { n: seconds });
 
 /**
  * Record of processing activities (GDPR art. 30), generated from what the
@@ -13,18 +17,40 @@ const human = (t: Translate, seconds: number) =>
  * (src/retention/inventory.ts), and erasure is described as it is done.
  * Written in `lang` (src/compliance/i18n.ts); the register's own entries appear as written.
  */
-export function recordOfProcessing(policies: Map<string, RetentionPolicy>, register: SubprocessorRegister, storage: { sse: 'none' | 's3' | 'kms'; store: 'local' | 's3' } = { sse: 'none', store: 'local' }, lang: Lang = 'en') {
+export function recordOfProcessing(
+  policies: Map<string, RetentionPolicy>,
+  register: SubprocessorRegister,
+  storage: { sse: 'none' | 's3' | 'kms'; store: 'local' | 's3' } = { sse: 'none', store: 'local' },
+  lang: Lang = 'en',
+) {
   const t = translator(lang);
-  const recipients = register.subprocessors.map((p) => t('ropa.recipient', { name: p.name, entity: p.legalEntity, country: p.country, mechanism: t(`sub.transfer.${p.transferMechanism}`) }));
+  const recipients = register.subprocessors.map((p) =>
+    t('ropa.recipient', {
+      name: p.name,
+      entity: p.legalEntity,
+      country: p.country,
+      mechanism: t(`sub.transfer.${p.transferMechanism}`),
+    }),
+  );
   const retention = (category: (typeof DATA_CATEGORIES)[number]) =>
     [...policies.values()]
       .map((p) => {
         const rule = p.categories[category];
-        const lock = rule.lockMode !== 'none' ? t('retention.lock', { mode: t(`retention.lock.${rule.lockMode}`) }) : '';
-        return t('retention.rule', { policy: p.name, duration: human(t, rule.duration), action: t(`retention.action.${rule.action}`) }) + lock;
+        const lock =
+          rule.lockMode !== 'none' ? t('retention.lock', { mode: t(`retention.lock.${rule.lockMode}`) }) : '';
+        return (
+          t('retention.rule', {
+            policy: p.name,
+            duration: human(t, rule.duration),
+            action: t(`retention.action.${rule.action}`),
+          }) + lock
+        );
       })
       .join('; ');
-  const activity = (id: 'calls' | 'quality' | 'recording' | 'access' | 'webhooks' | 'audit' | 'dsar', retained: string) => ({
+  const activity = (
+    id: 'calls' | 'quality' | 'recording' | 'access' | 'webhooks' | 'audit' | 'dsar',
+    retained: string,
+  ) => ({
     name: t(`ropa.${id}.name`),
     purpose: t(`ropa.${id}.purpose`),
     legalBasis: t(`ropa.${id}.basis`),
@@ -34,7 +60,16 @@ export function recordOfProcessing(policies: Map<string, RetentionPolicy>, regis
   });
   const activities = [
     activity('calls', t('ropa.calls.retention', { participants: retention('participants') })),
-    activity('quality', t('ropa.quality.retention', { track: retention('track_stats'), transport: retention('transport_stats'), client: retention('client_stats'), events: retention('call_events'), quality: retention('call_quality') })),
+    activity(
+      'quality',
+      t('ropa.quality.retention', {
+        track: retention('track_stats'),
+        transport: retention('transport_stats'),
+        client: retention('client_stats'),
+        events: retention('call_events'),
+        quality: retention('call_quality'),
+      }),
+    ),
     activity('recording', retention('recordings')),
     activity('access', retention('access_log')),
     activity('webhooks', retention('webhook_attempts')),
@@ -45,11 +80,23 @@ export function recordOfProcessing(policies: Map<string, RetentionPolicy>, regis
   const securityMeasures = [
     t('ropa.security.transport'),
     t('ropa.security.pseudonyms'),
-    storage.store === 's3' ? (storage.sse === 'none' ? t('ropa.security.s3Lock') : t('ropa.security.s3LockEncrypted', { sse })) : t('ropa.security.localLock'),
+    storage.store === 's3'
+      ? storage.sse === 'none'
+        ? t('ropa.security.s3Lock')
+        : t('ropa.security.s3LockEncrypted', { sse })
+      : t('ropa.security.localLock'),
     t('ropa.security.audit'),
     t('ropa.security.keys'),
   ];
-  return { generatedAt: new Date().toISOString(), lang, controller: register.controller, recipients, transfersOutsideEu: register.subprocessors.filter((p) => p.transferMechanism !== 'none (EEA)').map((p) => p.name), securityMeasures, activities };
+  return {
+    generatedAt: new Date().toISOString(),
+    lang,
+    controller: register.controller,
+    recipients,
+    transfersOutsideEu: register.subprocessors.filter((p) => p.transferMechanism !== 'none (EEA)').map((p) => p.name),
+    securityMeasures,
+    activities,
+  };
 }
 
 export function recordOfProcessingMarkdown(r: ReturnType<typeof recordOfProcessing>): string {
@@ -62,7 +109,9 @@ export function recordOfProcessingMarkdown(r: ReturnType<typeof recordOfProcessi
     '',
     `| ${[t('ropa.col.activity'), t('ropa.col.purpose'), t('ropa.col.basis'), t('ropa.col.subjects'), t('ropa.col.data'), t('ropa.col.retention')].join(' | ')} |`,
     '| --- | --- | --- | --- | --- | --- |',
-    ...r.activities.map((a) => `| ${a.name} | ${a.purpose} | ${a.legalBasis} | ${a.subjects} | ${a.data} | ${a.retention} |`),
+    ...r.activities.map(
+      (a) => `| ${a.name} | ${a.purpose} | ${a.legalBasis} | ${a.subjects} | ${a.data} | ${a.retention} |`,
+    ),
     '',
     t('ropa.recipients', { list: list(r.recipients) }),
     '',

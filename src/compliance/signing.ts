@@ -1,7 +1,16 @@
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { CompactSign, compactVerify, createLocalJWKSet, exportJWK, generateKeyPair, importJWK, type JWK, type JWTVerifyGetKey } from 'jose';
+import {
+  CompactSign,
+  compactVerify,
+  createLocalJWKSet,
+  exportJWK,
+  generateKeyPair,
+  importJWK,
+  type JWK,
+  type JWTVerifyGetKey,
+} from 'jose';
 import { writeFileAtomicSync } from '../files.js';
 
 export interface Signer {
@@ -33,7 +42,8 @@ export async function loadSigner(dataDir: string, keyFile?: string): Promise<Sig
   try {
     jwk = JSON.parse(readFileSync(file, 'utf8')) as JWK;
   } catch (err) {
-    if (keyFile || (err as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(`cannot read the audit signing key ${file}: ${(err as Error).message}`);
+    if (keyFile || (err as NodeJS.ErrnoException).code !== 'ENOENT')
+      throw new Error(`cannot read the audit signing key ${file}: ${(err as Error).message}`);
     const { privateKey } = await generateKeyPair('ES256', { extractable: true });
     jwk = await exportJWK(privateKey);
     jwk.kid = keyId(jwk);
@@ -60,7 +70,11 @@ export async function loadSigner(dataDir: string, keyFile?: string): Promise<Sig
   };
 }
 
-const keyId = (jwk: JWK) => `vigie-audit-${createHash('sha256').update(JSON.stringify([jwk.x, jwk.y])).digest('hex').slice(0, 12)}`;
+const keyId = (jwk: JWK) =>
+  `vigie-audit-${createHash('sha256')
+    .update(JSON.stringify([jwk.x, jwk.y]))
+    .digest('hex')
+    .slice(0, 12)}`;
 
 /**
  * Adds the current public key to the keyring of every key that ever signed,
@@ -70,7 +84,10 @@ const keyId = (jwk: JWK) => `vigie-audit-${createHash('sha256').update(JSON.stri
 function rememberPublicKey(ringFile: string, current: JWK): JWK[] {
   const ring = existsSync(ringFile) ? (JSON.parse(readFileSync(ringFile, 'utf8')) as { keys: JWK[] }).keys : [];
   const same = ring.find((k) => k.kid === current.kid);
-  if (same && (same.x !== current.x || same.y !== current.y)) throw new Error(`the audit signing key's kid ${current.kid} was already used by another key (${ringFile}): give the new key its own kid`);
+  if (same && (same.x !== current.x || same.y !== current.y))
+    throw new Error(
+      `the audit signing key's kid ${current.kid} was already used by another key (${ringFile}): give the new key its own kid`,
+    );
   if (!same) {
     ring.push(current);
     mkdirSync(path.dirname(ringFile), { recursive: true, mode: 0o700 });
@@ -102,5 +119,9 @@ export function canonicalJson(value: unknown): string {
   if (value === null || typeof value !== 'object') return JSON.stringify(value);
   if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
   const obj = value as Record<string, unknown>;
-  return `{${Object.keys(obj).filter((k) => obj[k] !== undefined).sort().map((k) => `${JSON.stringify(k)}:${canonicalJson(obj[k])}`).join(',')}}`;
+  return `{${Object.keys(obj)
+    .filter((k) => obj[k] !== undefined)
+    .sort()
+    .map((k) => `${JSON.stringify(k)}:${canonicalJson(obj[k])}`)
+    .join(',')}}`;
 }

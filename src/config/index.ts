@@ -12,11 +12,26 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { SETTINGS, tenantSchema, type TenantConfig } from './settings.js';
 
-export { API_KEY_SCOPES, SETTINGS, tenantAuthSchema, tenantSchema, type TenantConfig, type TenantAuthConfig, type WebhookEndpointConfig } from './settings.js';
+export {
+  API_KEY_SCOPES,
+  SETTINGS,
+  tenantAuthSchema,
+  tenantSchema,
+  type TenantConfig,
+  type TenantAuthConfig,
+  type WebhookEndpointConfig,
+} from './settings.js';
 
 export interface Config {
   configFile?: string;
-  server: { host: string; port: number; publicUrl: string; tlsCertFile?: string; tlsKeyFile?: string; trustProxy: boolean };
+  server: {
+    host: string;
+    port: number;
+    publicUrl: string;
+    tlsCertFile?: string;
+    tlsKeyFile?: string;
+    trustProxy: boolean;
+  };
   dataDir: string;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   logFormat: 'auto' | 'json' | 'pretty';
@@ -45,14 +60,50 @@ export interface Config {
     maxTokenTtlSeconds: number;
     maxIdpTokenAgeSeconds: number;
   };
-  signaling: { maxFrameBytes: number; ratePerSecond: number; rateBurst: number; maxConnectionsPerIp: number; joinTimeoutMs: number; heartbeatTimeoutMs: number; tokenRefreshLeadSeconds: number; drainDeadlineSeconds: number };
+  signaling: {
+    maxFrameBytes: number;
+    ratePerSecond: number;
+    rateBurst: number;
+    maxConnectionsPerIp: number;
+    joinTimeoutMs: number;
+    heartbeatTimeoutMs: number;
+    tokenRefreshLeadSeconds: number;
+    drainDeadlineSeconds: number;
+  };
   ice: { stunUrls: string[]; turnUrls: string[]; turnSecret?: string; turnCredentialTtlSeconds: number };
-  clickhouse: { url?: string; user: string; password?: string; database: string; cluster?: string; requestTimeoutMs: number };
-  telemetry: { enabled: boolean; statsIntervalMs: number; clientStatsIntervalMs: number; statsConcurrency: number; pseudonymSecret?: string };
-  writer: { batchRows: number; flushIntervalMs: number; maxBufferedRows: number; spoolMaxBytes: number; spoolFullPolicy: 'drop-oldest' | 'drop-newest' };
+  clickhouse: {
+    url?: string;
+    user: string;
+    password?: string;
+    database: string;
+    cluster?: string;
+    requestTimeoutMs: number;
+  };
+  telemetry: {
+    enabled: boolean;
+    statsIntervalMs: number;
+    clientStatsIntervalMs: number;
+    statsConcurrency: number;
+    pseudonymSecret?: string;
+  };
+  writer: {
+    batchRows: number;
+    flushIntervalMs: number;
+    maxBufferedRows: number;
+    spoolMaxBytes: number;
+    spoolFullPolicy: 'drop-oldest' | 'drop-newest';
+  };
   adminKeyHash?: string;
   api: { ratePerMinute: number; authFailuresPerMinute: number };
-  webhooks: { allowPrivateTargets: boolean; allowHttp: boolean; timeoutMs: number; maxAttempts: number; backoffBaseMs: number; disableAfterFailures: number; replayWindowSeconds: number };
+  webhooks: {
+    allowPrivateTargets: boolean;
+    allowHttp: boolean;
+    timeoutMs: number;
+    maxAttempts: number;
+    backoffBaseMs: number;
+    disableAfterFailures: number;
+    replayWindowSeconds: number;
+  };
   quality: { alertMos: number; alertSeconds: number };
   storage: {
     driver: 'local' | 's3';
@@ -69,7 +120,13 @@ export interface Config {
   };
   recording: { segmentSeconds: number; presignTtlSeconds: number };
   retention: { policiesDir: string; sweepIntervalSeconds: number };
-  compliance: { signingKeyFile?: string; checkpointEvery: number; checkpointMinutes: number; anchorRetentionDays: number; subprocessorsFile: string };
+  compliance: {
+    signingKeyFile?: string;
+    checkpointEvery: number;
+    checkpointMinutes: number;
+    anchorRetentionDays: number;
+    subprocessorsFile: string;
+  };
   tenants: TenantConfig[];
 }
 
@@ -115,7 +172,10 @@ function readConfigFile(file: string): Record<string, unknown> {
  * secret setting shows only its length, and credentials in a URL are hidden.
  */
 function echo(raw: unknown, secret = false): string {
-  if (secret) return raw === undefined || raw === null ? String(raw) : `a value of ${String(raw).length} characters, not shown: it is secret`;
+  if (secret)
+    return raw === undefined || raw === null
+      ? String(raw)
+      : `a value of ${String(raw).length} characters, not shown: it is secret`;
   return JSON.stringify(raw)?.replace(/\/\/[^/@\s"]*@/g, '//<credentials>@') ?? 'undefined';
 }
 
@@ -125,7 +185,8 @@ function echo(raw: unknown, secret = false): string {
  */
 function parseFailure(err: unknown): string {
   const e = err as Error & { code?: string; linePos?: { line: number; col: number }[] };
-  if (e.name === 'YAMLParseError' || e.linePos) return `invalid YAML (${e.code ?? 'syntax error'} at line ${e.linePos?.[0]?.line ?? '?'}, column ${e.linePos?.[0]?.col ?? '?'})`;
+  if (e.name === 'YAMLParseError' || e.linePos)
+    return `invalid YAML (${e.code ?? 'syntax error'} at line ${e.linePos?.[0]?.line ?? '?'}, column ${e.linePos?.[0]?.col ?? '?'})`;
   if (err instanceof SyntaxError) {
     const at = /position \d+/.exec(e.message)?.[0];
     return `invalid JSON${at ? ` at ${at}` : ''}`;
@@ -156,8 +217,18 @@ export function loadConfig(env: Env = process.env, overrides: Record<string, unk
   for (const spec of SETTINGS) {
     const fromEnv = env[spec.env];
     const fromOverride = getPath(overrides, spec.key);
-    const raw = fromEnv !== undefined && fromEnv !== '' ? fromEnv : fromOverride !== undefined ? fromOverride : getPath(fileValues, spec.key);
-    const source = fromEnv !== undefined && fromEnv !== '' ? spec.env : fromOverride !== undefined ? `${spec.key} (override)` : `${spec.key} (in ${configFile ?? 'defaults'})`;
+    const raw =
+      fromEnv !== undefined && fromEnv !== ''
+        ? fromEnv
+        : fromOverride !== undefined
+          ? fromOverride
+          : getPath(fileValues, spec.key);
+    const source =
+      fromEnv !== undefined && fromEnv !== ''
+        ? spec.env
+        : fromOverride !== undefined
+          ? `${spec.key} (override)`
+          : `${spec.key} (in ${configFile ?? 'defaults'})`;
     const result = spec.schema.safeParse(raw);
     if (result.success) {
       if (result.data !== undefined) setPath(out, spec.key, result.data);
@@ -183,7 +254,9 @@ export function loadConfig(env: Env = process.env, overrides: Record<string, unk
   const cfg = out as unknown as Config;
   if (problems.length === 0) {
     if (cfg.media.rtcMinPort >= cfg.media.rtcMaxPort) {
-      problems.push(`VIGIE_MEDIA_RTC_MIN_PORT (${cfg.media.rtcMinPort}) must be lower than VIGIE_MEDIA_RTC_MAX_PORT (${cfg.media.rtcMaxPort})`);
+      problems.push(
+        `VIGIE_MEDIA_RTC_MIN_PORT (${cfg.media.rtcMinPort}) must be lower than VIGIE_MEDIA_RTC_MAX_PORT (${cfg.media.rtcMaxPort})`,
+      );
     }
     if (Boolean(cfg.server.tlsCertFile) !== Boolean(cfg.server.tlsKeyFile)) {
       problems.push('VIGIE_TLS_CERT_FILE and VIGIE_TLS_KEY_FILE must be set together');
@@ -191,17 +264,26 @@ export function loadConfig(env: Env = process.env, overrides: Record<string, unk
     if (cfg.ice.turnUrls.length > 0 && !cfg.ice.turnSecret) {
       problems.push('VIGIE_TURN_URLS is set but VIGIE_TURN_SECRET is not: clients could not authenticate to TURN');
     }
-    for (const u of cfg.ice.turnUrls) if (!/^turns?:/.test(u)) problems.push(`VIGIE_TURN_URLS: "${u}" is not a turn: or turns: URL`);
-    for (const u of cfg.ice.stunUrls) if (!/^stuns?:/.test(u)) problems.push(`VIGIE_STUN_URLS: "${u}" is not a stun: URL`);
+    for (const u of cfg.ice.turnUrls)
+      if (!/^turns?:/.test(u)) problems.push(`VIGIE_TURN_URLS: "${u}" is not a turn: or turns: URL`);
+    for (const u of cfg.ice.stunUrls)
+      if (!/^stuns?:/.test(u)) problems.push(`VIGIE_STUN_URLS: "${u}" is not a stun: URL`);
     if (cfg.media.webRtcServer && cfg.media.webRtcServerPort + cfg.media.workers - 1 > 65535) {
       problems.push('VIGIE_MEDIA_WEBRTC_SERVER_PORT: port + workers exceeds 65535');
     }
-    if (cfg.storage.driver === 's3' && (!cfg.storage.s3Endpoint || !cfg.storage.s3AccessKey || !cfg.storage.s3SecretKey)) {
+    if (
+      cfg.storage.driver === 's3' &&
+      (!cfg.storage.s3Endpoint || !cfg.storage.s3AccessKey || !cfg.storage.s3SecretKey)
+    ) {
       problems.push('VIGIE_STORAGE_DRIVER=s3 needs VIGIE_S3_ENDPOINT, VIGIE_S3_ACCESS_KEY and VIGIE_S3_SECRET_KEY');
     }
     if (!cfg.webhooks.allowHttp) {
       for (const [i, t] of cfg.tenants.entries()) {
-        for (const [j, w] of t.webhooks.entries()) if (new URL(w.url).protocol !== 'https:') problems.push(`tenants.${i}.webhooks.${j}.url: must be https (deliveries carry identities); plain http needs VIGIE_WEBHOOK_ALLOW_HTTP=true`);
+        for (const [j, w] of t.webhooks.entries())
+          if (new URL(w.url).protocol !== 'https:')
+            problems.push(
+              `tenants.${i}.webhooks.${j}.url: must be https (deliveries carry identities); plain http needs VIGIE_WEBHOOK_ALLOW_HTTP=true`,
+            );
       }
     }
     if (cfg.storage.sse === 'kms' && !cfg.storage.kmsKeyId) problems.push('VIGIE_S3_SSE=kms needs VIGIE_S3_KMS_KEY_ID');
@@ -225,6 +307,9 @@ export function loadConfig(env: Env = process.env, overrides: Record<string, unk
 
 /** Markdown table of every setting, for docs/operators.md (kept in sync by a test). */
 export function settingsMarkdownTable(): string {
-  const rows = SETTINGS.map((s) => `| \`${s.env}\` | \`${s.key}\` | ${s.defaultLabel} | ${s.doc}${s.secret ? ' *Secret*: never echoed in errors.' : ''} |`);
+  const rows = SETTINGS.map(
+    (s) =>
+      `| \`${s.env}\` | \`${s.key}\` | ${s.defaultLabel} | ${s.doc}${s.secret ? ' *Secret*: never echoed in errors.' : ''} |`,
+  );
   return ['| Variable | File key | Default | Meaning |', '| --- | --- | --- | --- |', ...rows].join('\n');
 }

@@ -46,14 +46,21 @@ export function prepareDemo(config: Config, env: NodeJS.ProcessEnv = process.env
   if (!existsSync(tenantFile)) {
     const { id, key, hash } = generateApiKey();
     mkdirSync(config.dataDir, { recursive: true });
-    const tenant = tenantSchema.parse({ id: DEMO_TENANT, name: 'Demo tenant', apiKeys: [{ id, hash, scopes: ['admin'] }] });
+    const tenant = tenantSchema.parse({
+      id: DEMO_TENANT,
+      name: 'Demo tenant',
+      apiKeys: [{ id, hash, scopes: ['admin'] }],
+    });
     writeFileAtomicSync(tenantFile, JSON.stringify(tenant, null, 2), { mode: 0o600 });
     createdApiKey = key;
   }
   // Through the tenant schema like every other source: a file written by an
   // older version (no `webhooks`, say) gets today's defaults.
   const parsed = tenantSchema.safeParse(JSON.parse(readFileSync(tenantFile, 'utf8')));
-  if (!parsed.success) throw new Error(`${tenantFile} is not a valid tenant: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  if (!parsed.success)
+    throw new Error(
+      `${tenantFile} is not a valid tenant: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
+    );
   config.tenants.push(parsed.data);
   return { linkSecret: loadOrCreateSecret(config.dataDir, 'demo-link').value, createdApiKey, tenantFile };
 }
@@ -81,6 +88,9 @@ export default async function demoPlugin(app: FastifyInstance, opts: { demo: Dem
       grants: ['publish', 'subscribe'],
       ttlSeconds: GUEST_TOKEN_TTL_S,
     });
-    return reply.header('cache-control', 'no-store').header('referrer-policy', 'no-referrer').redirect(`/join?token=${token}`, 303);
+    return reply
+      .header('cache-control', 'no-store')
+      .header('referrer-policy', 'no-referrer')
+      .redirect(`/join?token=${token}`, 303);
   });
 }

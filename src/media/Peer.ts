@@ -83,18 +83,29 @@ export class Peer {
   }
 
   /** Public view sent to other participants; carries no identity, only the display name. */
-  describe(): { peerId: string; name: string; producers: Array<{ producerId: string; kind: string; source: unknown; paused: boolean }> } {
+  describe(): {
+    peerId: string;
+    name: string;
+    producers: Array<{ producerId: string; kind: string; source: unknown; paused: boolean }>;
+  } {
     return {
       peerId: this.id,
       name: this.displayName,
-      producers: [...this.producers.values()].map((p) => ({ producerId: p.id, kind: p.kind, source: p.appData.source, paused: p.paused })),
+      producers: [...this.producers.values()].map((p) => ({
+        producerId: p.id,
+        kind: p.kind,
+        source: p.appData.source,
+        paused: p.paused,
+      })),
     };
   }
 
   /** Keeps only the tracks this peer sends or receives, so no one reports on another's media. */
   reportClientStats(report: ClientStatsReport): number {
     const tracks = report.tracks.filter((t) =>
-      t.direction === 'outbound' ? t.producerId !== undefined && this.producers.has(t.producerId) : t.consumerId !== undefined && this.consumers.has(t.consumerId),
+      t.direction === 'outbound'
+        ? t.producerId !== undefined && this.producers.has(t.producerId)
+        : t.consumerId !== undefined && this.consumers.has(t.consumerId),
     );
     this.observer.emit('clientstats', { ...report, tracks });
     return tracks.length;

@@ -12,7 +12,10 @@ import type { RoomOptions } from './RoomDirectory.js';
 export const PEER_LIMITS = { transports: 4, producers: 6, consumers: 300 } as const;
 
 /** The media settings a room's transports are created with. */
-export type TransportSettings = Pick<Config['media'], 'listenIp' | 'announcedAddress' | 'rtcMinPort' | 'rtcMaxPort' | 'enableUdp' | 'enableTcp' | 'initialOutgoingBitrate'>;
+export type TransportSettings = Pick<
+  Config['media'],
+  'listenIp' | 'announcedAddress' | 'rtcMinPort' | 'rtcMaxPort' | 'enableUdp' | 'enableTcp' | 'initialOutgoingBitrate'
+>;
 
 export interface RoomObserverEvents {
   newpeer: [peer: Peer];
@@ -32,12 +35,19 @@ export interface TransportDirection {
  * RtpListener::AddProducer, in the same order, so the client hears
  * INVALID_REQUEST instead. `incoming` is not yet validated by mediasoup.
  */
-export function rtpListenerConflict(existing: readonly ms.RtpParameters[], incoming: ms.RtpParameters): string | undefined {
+export function rtpListenerConflict(
+  existing: readonly ms.RtpParameters[],
+  incoming: ms.RtpParameters,
+): string | undefined {
   const ssrcs = new Set<number>();
   const mids = new Set<string>();
   const rids = new Set<string>();
-  const ssrcsOf = (p: ms.RtpParameters) => (p.encodings ?? []).flatMap((e) => [e?.ssrc, e?.rtx?.ssrc]).filter((x): x is number => typeof x === 'number' && x !== 0);
-  const ridsOf = (p: ms.RtpParameters) => (p.encodings ?? []).map((e) => e?.rid).filter((x): x is string => typeof x === 'string' && x !== '');
+  const ssrcsOf = (p: ms.RtpParameters) =>
+    (p.encodings ?? [])
+      .flatMap((e) => [e?.ssrc, e?.rtx?.ssrc])
+      .filter((x): x is number => typeof x === 'number' && x !== 0);
+  const ridsOf = (p: ms.RtpParameters) =>
+    (p.encodings ?? []).map((e) => e?.rid).filter((x): x is string => typeof x === 'string' && x !== '');
   for (const p of existing) {
     for (const ssrc of ssrcsOf(p)) ssrcs.add(ssrc);
     if (p.mid) mids.add(p.mid);
@@ -47,9 +57,11 @@ export function rtpListenerConflict(existing: readonly ms.RtpParameters[], incom
     if (ssrcs.has(ssrc)) return `ssrc ${ssrc} is already used on this transport`;
     ssrcs.add(ssrc);
   }
-  if (typeof incoming.mid === 'string' && incoming.mid !== '' && mids.has(incoming.mid)) return `mid ${incoming.mid} is already used on this transport`;
+  if (typeof incoming.mid === 'string' && incoming.mid !== '' && mids.has(incoming.mid))
+    return `mid ${incoming.mid} is already used on this transport`;
   for (const rid of ridsOf(incoming)) {
-    if (rids.has(rid) && !incoming.mid) return `rid ${rid} is already used on this transport, and no mid tells the tracks apart`;
+    if (rids.has(rid) && !incoming.mid)
+      return `rid ${rid} is already used on this transport, and no mid tells the tracks apart`;
     rids.add(rid);
   }
   return undefined;
@@ -118,7 +130,8 @@ export class Room {
   addPeer(peer: Peer, { replacing }: { replacing?: Peer } = {}): void {
     if (this.#closed) throw new VigieError('NOT_FOUND', 'room is closed');
     const leaving = replacing && this.peers.has(replacing.id) ? 1 : 0;
-    if (this.peers.size - leaving >= this.maxPeers) throw new VigieError('FORBIDDEN', `room is full (${this.maxPeers} participants)`);
+    if (this.peers.size - leaving >= this.maxPeers)
+      throw new VigieError('FORBIDDEN', `room is full (${this.maxPeers} participants)`);
     this.peers.set(peer.id, peer);
     this.slot.peers++;
     this.broadcast('peerJoined', { peerId: peer.id, name: peer.displayName }, peer);
@@ -155,7 +168,8 @@ export class Room {
   }
 
   async createWebRtcTransport(peer: Peer, { direction }: TransportDirection): Promise<Record<string, unknown>> {
-    if (peer.transports.size >= PEER_LIMITS.transports) throw new VigieError('FORBIDDEN', `at most ${PEER_LIMITS.transports} transports per participant`);
+    if (peer.transports.size >= PEER_LIMITS.transports)
+      throw new VigieError('FORBIDDEN', `at most ${PEER_LIMITS.transports} transports per participant`);
     const s = this.transportSettings;
     const common = {
       enableUdp: s.enableUdp,
@@ -196,7 +210,8 @@ export class Room {
   async connectTransport(peer: Peer, transportId: string, dtlsParameters: ms.DtlsParameters): Promise<void> {
     const transport = this.#transport(peer, transportId);
     if (!('dtlsState' in transport)) throw new VigieError('INVALID_REQUEST', 'not a WebRTC transport');
-    if (transport.dtlsState !== 'new' || this.#connected.has(transport)) throw new VigieError('INVALID_REQUEST', 'transport already connected');
+    if (transport.dtlsState !== 'new' || this.#connected.has(transport))
+      throw new VigieError('INVALID_REQUEST', 'transport already connected');
     // Marked before the await: a second connect racing the first must be refused too.
     this.#connected.add(transport);
     await clientParameters(() => transport.connect({ dtlsParameters }));
@@ -210,19 +225,32 @@ export class Room {
     return iceParameters;
   }
 
-  async produce(peer: Peer, req: { transportId: string; kind: ms.MediaKind; rtpParameters: ms.RtpParameters; source: TrackSource }): Promise<string> {
+  async produce(
+    peer: Peer,
+    req: { transportId: string; kind: ms.MediaKind; rtpParameters: ms.RtpParameters; source: TrackSource },
+  ): Promise<string> {
     const transport = this.#transport(peer, req.transportId);
-    if (transport.appData.direction === 'recv') throw new VigieError('INVALID_REQUEST', 'cannot produce on a receive transport');
-    if (peer.producers.size >= PEER_LIMITS.producers) throw new VigieError('FORBIDDEN', `at most ${PEER_LIMITS.producers} tracks per participant`);
+    if (transport.appData.direction === 'recv')
+      throw new VigieError('INVALID_REQUEST', 'cannot produce on a receive transport');
+    if (peer.producers.size >= PEER_LIMITS.producers)
+      throw new VigieError('FORBIDDEN', `at most ${PEER_LIMITS.producers} tracks per participant`);
     for (const p of peer.producers.values()) {
-      if (p.appData.source === req.source) throw new VigieError('INVALID_REQUEST', `a ${req.source} track is already published`);
+      if (p.appData.source === req.source)
+        throw new VigieError('INVALID_REQUEST', `a ${req.source} track is already published`);
     }
-    const onTransport = [...peer.producers.values()].filter((p) => p.appData.transportId === transport.id && !p.closed).map((p) => p.rtpParameters);
+    const onTransport = [...peer.producers.values()]
+      .filter((p) => p.appData.transportId === transport.id && !p.closed)
+      .map((p) => p.rtpParameters);
     const conflict = rtpListenerConflict(onTransport, req.rtpParameters);
     if (conflict) throw new VigieError('INVALID_REQUEST', conflict);
     const mutedByModerator = this.isMutedByModerator(peer, req.kind);
     const producer = await clientParameters(() =>
-      transport.produce({ kind: req.kind, rtpParameters: req.rtpParameters, paused: mutedByModerator, appData: { peerId: peer.id, source: req.source, transportId: transport.id } }),
+      transport.produce({
+        kind: req.kind,
+        rtpParameters: req.rtpParameters,
+        paused: mutedByModerator,
+        appData: { peerId: peer.id, source: req.source, transportId: transport.id },
+      }),
     );
     this.#adoptProducer(peer, producer);
     if (mutedByModerator) await this.#pauseByModerator(peer, producer);
@@ -240,9 +268,20 @@ export class Room {
       peer.producers.delete(producer.id);
       this.broadcast('producerClosed', { peerId: peer.id, producerId: producer.id }, peer);
     });
-    if (producer.kind === 'audio') void this.speakerObserver.addProducer({ producerId: producer.id }).catch(() => undefined);
+    if (producer.kind === 'audio')
+      void this.speakerObserver.addProducer({ producerId: producer.id }).catch(() => undefined);
     peer.observer.emit('newproducer', producer);
-    this.broadcast('newProducer', { peerId: peer.id, producerId: producer.id, kind: producer.kind, source: producer.appData.source, paused: producer.paused }, peer);
+    this.broadcast(
+      'newProducer',
+      {
+        peerId: peer.id,
+        producerId: producer.id,
+        kind: producer.kind,
+        source: producer.appData.source,
+        paused: producer.paused,
+      },
+      peer,
+    );
   }
 
   /**
@@ -296,16 +335,22 @@ export class Room {
 
   async setProducerPaused(peer: Peer, producerId: string, paused: boolean): Promise<void> {
     const producer = this.#producer(peer, producerId);
-    if (!paused && this.isMutedByModerator(peer, producer.kind)) throw new VigieError('FORBIDDEN', 'this track was muted by a moderator; only a moderator can unmute it');
+    if (!paused && this.isMutedByModerator(peer, producer.kind))
+      throw new VigieError('FORBIDDEN', 'this track was muted by a moderator; only a moderator can unmute it');
     if (paused) await producer.pause();
     else await producer.resume();
     this.broadcast(paused ? 'producerPaused' : 'producerResumed', { peerId: peer.id, producerId }, peer);
   }
 
-  async consume(peer: Peer, req: { transportId: string; producerId: string; rtpCapabilities: ms.RtpCapabilities }): Promise<Record<string, unknown>> {
+  async consume(
+    peer: Peer,
+    req: { transportId: string; producerId: string; rtpCapabilities: ms.RtpCapabilities },
+  ): Promise<Record<string, unknown>> {
     const transport = this.#transport(peer, req.transportId);
-    if (transport.appData.direction === 'send') throw new VigieError('INVALID_REQUEST', 'cannot consume on a send transport');
-    if (peer.consumers.size >= PEER_LIMITS.consumers) throw new VigieError('FORBIDDEN', `at most ${PEER_LIMITS.consumers} consumers per participant`);
+    if (transport.appData.direction === 'send')
+      throw new VigieError('INVALID_REQUEST', 'cannot consume on a send transport');
+    if (peer.consumers.size >= PEER_LIMITS.consumers)
+      throw new VigieError('FORBIDDEN', `at most ${PEER_LIMITS.consumers} consumers per participant`);
     const owner = this.ownerOf(req.producerId);
     if (!owner) throw new VigieError('NOT_FOUND', 'no such producer in this room');
     if (owner === peer) throw new VigieError('INVALID_REQUEST', 'cannot consume your own track');
@@ -330,7 +375,9 @@ export class Room {
     consumer.on('transportclose', () => peer.consumers.delete(consumer.id));
     consumer.on('producerclose', () => closed('producer-closed'));
     consumer.on('score', (score) => peer.notify('consumerScore', { consumerId: consumer.id, score }));
-    consumer.on('layerschange', (layers) => peer.notify('consumerLayersChanged', { consumerId: consumer.id, layers: layers ?? null }));
+    consumer.on('layerschange', (layers) =>
+      peer.notify('consumerLayersChanged', { consumerId: consumer.id, layers: layers ?? null }),
+    );
     peer.observer.emit('newconsumer', consumer);
     return {
       consumerId: consumer.id,
@@ -353,7 +400,8 @@ export class Room {
 
   async setPreferredLayers(peer: Peer, consumerId: string, layers: ms.ConsumerLayers): Promise<void> {
     const consumer = this.#consumer(peer, consumerId);
-    if (consumer.type !== 'simulcast' && consumer.type !== 'svc') throw new VigieError('INVALID_REQUEST', 'consumer has no layers');
+    if (consumer.type !== 'simulcast' && consumer.type !== 'svc')
+      throw new VigieError('INVALID_REQUEST', 'consumer has no layers');
     await clientParameters(() => consumer.setPreferredLayers(layers));
   }
 
@@ -392,7 +440,8 @@ async function clientParameters<T>(call: () => Promise<T>): Promise<T> {
   try {
     return await call();
   } catch (err) {
-    if (err instanceof TypeError || err instanceof msErrors.UnsupportedError) throw new VigieError('INVALID_REQUEST', err.message.slice(0, 200));
+    if (err instanceof TypeError || err instanceof msErrors.UnsupportedError)
+      throw new VigieError('INVALID_REQUEST', err.message.slice(0, 200));
     throw err;
   }
 }

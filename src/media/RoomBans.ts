@@ -26,7 +26,8 @@ export class RoomBans {
       for (const b of JSON.parse(readFileSync(file, 'utf8')).bans as BanEntry[]) this.#bans.set(b.key, b.until);
     } catch (err) {
       // A missing file is an empty list; a corrupt one must not silently lift every ban.
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(`cannot read ${file}: ${(err as Error).message}`);
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT')
+        throw new Error(`cannot read ${file}: ${(err as Error).message}`);
     }
     this.#prune();
   }
@@ -64,5 +65,7 @@ export class RoomBans {
 }
 
 function banKey(tenant: string, room: string, identity: string): string {
-  return createHash('sha256').update(`${roomKey(tenant, room)}\0${identity}`).digest('hex');
+  return createHash('sha256')
+    .update(`${roomKey(tenant, room)}\0${identity}`)
+    .digest('hex');
 }

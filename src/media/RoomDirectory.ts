@@ -39,9 +39,11 @@ export class RoomDirectory {
 
   constructor(private readonly file: string) {
     try {
-      for (const r of JSON.parse(readFileSync(file, 'utf8')).rooms as DeclaredRoom[]) this.#rooms.set(roomKey(r.tenant, r.room), r);
+      for (const r of JSON.parse(readFileSync(file, 'utf8')).rooms as DeclaredRoom[])
+        this.#rooms.set(roomKey(r.tenant, r.room), r);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(`cannot read ${file}: ${(err as Error).message}`);
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT')
+        throw new Error(`cannot read ${file}: ${(err as Error).message}`);
     }
   }
 
@@ -60,7 +62,12 @@ export class RoomDirectory {
 
   declare(tenant: string, room: string, input: unknown): DeclaredRoom {
     const options = parseOrInvalid(roomOptionsSchema, input);
-    const entry: DeclaredRoom = { tenant, room, options, createdAt: this.get(tenant, room)?.createdAt ?? new Date().toISOString() };
+    const entry: DeclaredRoom = {
+      tenant,
+      room,
+      options,
+      createdAt: this.get(tenant, room)?.createdAt ?? new Date().toISOString(),
+    };
     this.#rooms.set(roomKey(tenant, room), entry);
     this.#save();
     return entry;

@@ -51,7 +51,11 @@ export class Sfu {
   }
 
   /** The room, opened on first use with `options` (defaults when not given). */
-  async getOrCreateRoom(tenant: string, roomId: string, options: RoomOptions = roomOptionsSchema.parse({})): Promise<Room> {
+  async getOrCreateRoom(
+    tenant: string,
+    roomId: string,
+    options: RoomOptions = roomOptionsSchema.parse({}),
+  ): Promise<Room> {
     const key = roomKey(tenant, roomId);
     const existing = this.getRoom(tenant, roomId);
     if (existing) return existing;
@@ -70,10 +74,23 @@ export class Sfu {
 
   async #createRoom(tenant: string, roomId: string, options: RoomOptions): Promise<Room> {
     const slot = this.pool.leastLoaded();
-    const router: ms.Router = await slot.worker.createRouter({ mediaCodecs: MEDIA_CODECS, appData: { tenant, room: roomId } });
+    const router: ms.Router = await slot.worker.createRouter({
+      mediaCodecs: MEDIA_CODECS,
+      appData: { tenant, room: roomId },
+    });
     const speakers = await router.createActiveSpeakerObserver({ interval: 300 });
     const maxPeers = Math.min(this.options.maxPeersPerRoom, options.maxParticipants ?? Infinity);
-    const room = new Room(tenant, roomId, router, slot, speakers, this.options.transport, maxPeers, this.log.child({ component: 'room' }), options);
+    const room = new Room(
+      tenant,
+      roomId,
+      router,
+      slot,
+      speakers,
+      this.options.transport,
+      maxPeers,
+      this.log.child({ component: 'room' }),
+      options,
+    );
     this.#rooms.set(room.key, room);
     room.observer.once('close', () => {
       if (this.#rooms.get(room.key) === room) this.#rooms.delete(room.key);

@@ -58,13 +58,19 @@ export class WorkerPool {
 
   /** Ready when every slot has a live worker. */
   get ready(): boolean {
-    return !this.#closed && this.#slots.length === this.options.size && this.#slots.every((s) => !s.worker.died && !s.worker.closed);
+    return (
+      !this.#closed &&
+      this.#slots.length === this.options.size &&
+      this.#slots.every((s) => !s.worker.died && !s.worker.closed)
+    );
   }
 
   leastLoaded(): WorkerSlot {
     const live = this.#slots.filter((s) => !s.worker.died && !s.worker.closed);
     if (live.length === 0) throw new Error('no live mediasoup worker');
-    return live.reduce((best, s) => (s.peers < best.peers || (s.peers === best.peers && s.routers < best.routers) ? s : best));
+    return live.reduce((best, s) =>
+      s.peers < best.peers || (s.peers === best.peers && s.routers < best.routers) ? s : best,
+    );
   }
 
   async close(): Promise<void> {
@@ -96,7 +102,10 @@ export class WorkerPool {
     const worker = slot.worker;
     worker.on('died', (error) => {
       if (this.#closed) return;
-      this.log.error({ worker: slot.index, pid: worker.pid, err: error }, 'mediasoup worker died; closing its rooms and replacing it');
+      this.log.error(
+        { worker: slot.index, pid: worker.pid, err: error },
+        'mediasoup worker died; closing its rooms and replacing it',
+      );
       this.observer.emit('workerdied', slot, error);
       void this.#replace(slot);
     });
@@ -117,7 +126,8 @@ export class WorkerPool {
     } catch (err) {
       this.log.error({ worker: slot.index, err, attempt }, 'could not replace mediasoup worker; retrying');
       this.observer.emit('workerreplacefailed', slot, err as Error);
-      if (!this.#closed && attempt < 10) setTimeout(() => void this.#replace(slot, attempt + 1), Math.min(30_000, 500 * 2 ** attempt)).unref();
+      if (!this.#closed && attempt < 10)
+        setTimeout(() => void this.#replace(slot, attempt + 1), Math.min(30_000, 500 * 2 ** attempt)).unref();
     }
   }
 }

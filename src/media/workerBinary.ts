@@ -41,5 +41,7 @@ export function resolveWorkerBin(explicit?: string): string {
   if (executable(prebuilt)) return prebuilt;
   const cached = cachedWorkerPath();
   if (executable(cached)) return cached;
-  throw new Error(`no mediasoup-worker binary found (looked at ${prebuilt} and ${cached}); run "npm run setup" to build it`);
+  throw new Error(
+    `no mediasoup-worker binary found (looked at ${prebuilt} and ${cached}); run "npm run setup" to build it`,
+  );
 }

@@ -4,7 +4,14 @@ import { sha256File, writeFileAtomic } from '../files.js';
 import { copyFile, mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import { IntegrityError, ObjectLockedError, type ObjectStore, type PutOptions, type StorageLocation, type StoredObject } from './ObjectStore.js';
+import {
+  IntegrityError,
+  ObjectLockedError,
+  type ObjectStore,
+  type PutOptions,
+  type StorageLocation,
+  type StoredObject,
+} from './ObjectStore.js';
 
 interface Sidecar {
   size: number;
@@ -33,7 +40,8 @@ export class LocalObjectStore implements ObjectStore {
   }
 
   #paths(key: string, versionId: string) {
-    if (key.split('/').some((p) => p === '..' || p === '') || !/^[A-Za-z0-9-]+$/.test(versionId)) throw new Error('invalid object key or version');
+    if (key.split('/').some((p) => p === '..' || p === '') || !/^[A-Za-z0-9-]+$/.test(versionId))
+      throw new Error('invalid object key or version');
     const dir = path.join(this.root, key);
     return { data: path.join(dir, `${versionId}.data`), meta: path.join(dir, `${versionId}.json`), dir };
   }
@@ -49,7 +57,8 @@ export class LocalObjectStore implements ObjectStore {
     const names = await readdir(dir);
     for (const name of names) {
       // Leftovers of an attempt that failed before its data file was in place: no version, no lock.
-      if (name.endsWith('.tmp') || (name.endsWith('.json') && !names.includes(name.replace(/\.json$/, '.data')))) await rm(path.join(dir, name), { force: true });
+      if (name.endsWith('.tmp') || (name.endsWith('.json') && !names.includes(name.replace(/\.json$/, '.data'))))
+        await rm(path.join(dir, name), { force: true });
     }
     for (const name of names.filter((n) => n.endsWith('.data'))) {
       const versionId = name.slice(0, -'.data'.length);
@@ -59,7 +68,11 @@ export class LocalObjectStore implements ObjectStore {
       const raise = o.lock && (!m.lockMode || (m.lockMode === 'GOVERNANCE' && o.lock.mode === 'COMPLIANCE'));
       if (raise || (o.legalHold && !m.legalHold)) {
         const lock = raise ? { lockMode: o.lock!.mode, retainUntil: o.lock!.retainUntil.toISOString() } : {};
-        await this.#writeMeta(this.#paths(key, versionId).meta, { ...m, ...lock, legalHold: m.legalHold || Boolean(o.legalHold) });
+        await this.#writeMeta(this.#paths(key, versionId).meta, {
+          ...m,
+          ...lock,
+          legalHold: m.legalHold || Boolean(o.legalHold),
+        });
       }
       return { versionId };
     }
@@ -72,14 +85,29 @@ export class LocalObjectStore implements ObjectStore {
       throw new IntegrityError(`stored copy of ${key} hashes to ${sha256}, not to the claimed ${o.sha256}`);
     }
     const size = (await stat(`${p.data}.tmp`)).size;
-    await this.#writeMeta(p.meta, { size, sha256, contentType: o.contentType, retainUntil: o.lock?.retainUntil.toISOString(), lockMode: o.lock?.mode, legalHold: o.legalHold ?? false });
+    await this.#writeMeta(p.meta, {
+      size,
+      sha256,
+      contentType: o.contentType,
+      retainUntil: o.lock?.retainUntil.toISOString(),
+      lockMode: o.lock?.mode,
+      legalHold: o.legalHold ?? false,
+    });
     await rename(`${p.data}.tmp`, p.data);
     return { versionId };
   }
 
   async stat(key: string, versionId: string): Promise<StoredObject> {
     const m = await this.#meta(key, versionId);
-    return { key, versionId, size: m.size, sha256: m.sha256, retainUntil: m.retainUntil ? new Date(m.retainUntil) : undefined, lockMode: m.lockMode, legalHold: m.legalHold };
+    return {
+      key,
+      versionId,
+      size: m.size,
+      sha256: m.sha256,
+      retainUntil: m.retainUntil ? new Date(m.retainUntil) : undefined,
+      lockMode: m.lockMode,
+      legalHold: m.legalHold,
+    };
   }
 
   async read(key: string, versionId: string, range?: { start: number; end: number }): Promise<Readable> {
@@ -101,7 +129,8 @@ export class LocalObjectStore implements ObjectStore {
     if (!m) return rm(p.data, { force: true });
     if (m.legalHold) throw new ObjectLockedError('object is under legal hold');
     const locked = m.retainUntil && new Date(m.retainUntil) > new Date();
-    if (locked && !(options.bypassGovernance && m.lockMode === 'GOVERNANCE')) throw new ObjectLockedError(`object is locked (${m.lockMode}) until ${m.retainUntil}`);
+    if (locked && !(options.bypassGovernance && m.lockMode === 'GOVERNANCE'))
+      throw new ObjectLockedError(`object is locked (${m.lockMode}) until ${m.retainUntil}`);
     await rm(p.data, { force: true });
     await rm(p.meta, { force: true });
   }
@@ -113,16 +142,23 @@ export class LocalObjectStore implements ObjectStore {
 
   async versions(key: string): Promise<string[]> {
     const { dir } = this.#paths(key, 'x');
-    const names = await readdir(dir).catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? [] : Promise.reject(err)));
+    const names = await readdir(dir).catch((err: NodeJS.ErrnoException) =>
+      err.code === 'ENOENT' ? [] : Promise.reject(err),
+    );
     // A data file without its sidecar (a put that died half way) is a version too.
-    return [...new Set(names.filter((n) => /^[A-Za-z0-9-]+\.(data|json)$/.test(n)).map((n) => n.replace(/\.(data|json)$/, '')))];
+    return [
+      ...new Set(
+        names.filter((n) => /^[A-Za-z0-9-]+\.(data|json)$/.test(n)).map((n) => n.replace(/\.(data|json)$/, '')),
+      ),
+    ];
   }
 
   async #meta(key: string, versionId: string): Promise<Sidecar> {
     try {
       return JSON.parse(await readFile(this.#paths(key, versionId).meta, 'utf8')) as Sidecar;
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw Object.assign(new Error('no such object version'), { code: 'NoSuchVersion' });
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT')
+        throw Object.assign(new Error('no such object version'), { code: 'NoSuchVersion' });
       throw err;
     }
   }

@@ -16,7 +16,8 @@ export interface RecorderEvents {
 /** The container each codec combination is copied into, without transcoding. */
 export function containerFor(codecs: string[]): { ext: string; format: string; contentType: string } {
   const lower = codecs.map((c) => c.toLowerCase());
-  if (lower.some((c) => c.endsWith('/h264'))) return { ext: 'mkv', format: 'matroska', contentType: 'video/x-matroska' };
+  if (lower.some((c) => c.endsWith('/h264')))
+    return { ext: 'mkv', format: 'matroska', contentType: 'video/x-matroska' };
   if (lower.every((c) => c.startsWith('audio/'))) return { ext: 'ogg', format: 'ogg', contentType: 'audio/ogg' };
   return { ext: 'webm', format: 'webm', contentType: 'video/webm' };
 }
@@ -30,10 +31,13 @@ async function freePortPair(): Promise<number> {
     a.close();
     const sockets = [dgram.createSocket('udp4'), dgram.createSocket('udp4')];
     const ok = await Promise.all(
-      sockets.map((s, j) => new Promise<boolean>((r) => {
-          s.once('error', () => r(false));
-          s.bind(even + j, '127.0.0.1', () => r(true));
-        })),
+      sockets.map(
+        (s, j) =>
+          new Promise<boolean>((r) => {
+            s.once('error', () => r(false));
+            s.bind(even + j, '127.0.0.1', () => r(true));
+          }),
+      ),
     );
     for (const s of sockets) s.close();
     if (ok.every(Boolean)) return even;
@@ -46,7 +50,12 @@ async function boundUdpPorts(): Promise<Set<number> | undefined> {
   const table = await readFile('/proc/net/udp', 'utf8').catch(() => undefined);
   if (table === undefined) return undefined;
   // "  12: 0100007F:9C41 00000000:0000 07 ...": the local address and port, in hex, after the slot number.
-  return new Set(table.split('\n').slice(1).map((line) => Number.parseInt(line.trim().split(/\s+/)[1]?.split(':')[1] ?? '', 16)));
+  return new Set(
+    table
+      .split('\n')
+      .slice(1)
+      .map((line) => Number.parseInt(line.trim().split(/\s+/)[1]?.split(':')[1] ?? '', 16)),
+  );
 }
 
 /**
@@ -114,14 +123,24 @@ export class Recorder {
     for (const producer of this.producers) {
       const port = await freePortPair();
       ports.push(port, port + 1);
-      const transport = await this.router.createPlainTransport({ listenInfo: { protocol: 'udp', ip: '127.0.0.1' }, rtcpMux: false, comedia: false });
+      const transport = await this.router.createPlainTransport({
+        listenInfo: { protocol: 'udp', ip: '127.0.0.1' },
+        rtcpMux: false,
+        comedia: false,
+      });
       await transport.connect({ ip: '127.0.0.1', port, rtcpPort: port + 1 });
-      const consumer = await transport.consume({ producerId: producer.id, rtpCapabilities: this.router.rtpCapabilities, paused: true });
+      const consumer = await transport.consume({
+        producerId: producer.id,
+        rtpCapabilities: this.router.rtpCapabilities,
+        paused: true,
+      });
       this.#transports.push(transport);
       this.#consumers.push(consumer);
       const codec = consumer.rtpParameters.codecs[0]!;
       const [, name] = codec.mimeType.split('/');
-      const fmtp = Object.entries(codec.parameters ?? {}).map(([k, v]) => `${k}=${v}`).join(';');
+      const fmtp = Object.entries(codec.parameters ?? {})
+        .map(([k, v]) => `${k}=${v}`)
+        .join(';');
       media.push(
         [
           `m=${consumer.kind} ${port} RTP/AVP ${codec.payloadType}`,
@@ -132,22 +151,49 @@ export class Recorder {
         ].join('\n'),
       );
     }
-    const sdp = ['v=0', 'o=- 0 0 IN IP4 127.0.0.1', 's=vigie-recording', 'c=IN IP4 127.0.0.1', 't=0 0', ...media, ''].join('\n');
+    const sdp = [
+      'v=0',
+      'o=- 0 0 IN IP4 127.0.0.1',
+      's=vigie-recording',
+      'c=IN IP4 127.0.0.1',
+      't=0 0',
+      ...media,
+      '',
+    ].join('\n');
     const sdpFile = path.join(this.dir, 'input.sdp');
     await writeFile(sdpFile, sdp);
     const { ext, format } = containerFor(this.codecs);
     const args = [
-      '-nostdin', '-hide_banner', '-loglevel', 'warning',
-      '-protocol_whitelist', 'file,udp,rtp',
-      '-analyzeduration', '3000000', '-probesize', '5000000',
-      '-fflags', '+genpts',
-      '-i', sdpFile,
-      '-map', '0', '-c', 'copy',
+      '-nostdin',
+      '-hide_banner',
+      '-loglevel',
+      'warning',
+      '-protocol_whitelist',
+      'file,udp,rtp',
+      '-analyzeduration',
+      '3000000',
+      '-probesize',
+      '5000000',
+      '-fflags',
+      '+genpts',
+      '-i',
+      sdpFile,
+      '-map',
+      '0',
+      '-c',
+      'copy',
       // ffmpeg 5.1's RTP VP9 depacketizer does not flag keyframes, so stream copy would drop every
       // packet waiting for one and write an empty file. VP9 is copied from the first packet, and the
       // segments are cleaned up when they are closed (see #trimToFirstKeyframe).
       ...(this.#hasVp9 ? ['-copyinkf'] : []),
-      '-f', 'segment', '-segment_time', String(this.segmentSeconds), '-segment_format', format, '-reset_timestamps', '1',
+      '-f',
+      'segment',
+      '-segment_time',
+      String(this.segmentSeconds),
+      '-segment_format',
+      format,
+      '-reset_timestamps',
+      '1',
       path.join(this.dir, `segment-%03d.${ext}`),
     ];
     const ffmpeg = spawn('ffmpeg', args, { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -169,9 +215,10 @@ export class Recorder {
     // seconds to start, and the file missed them while the catalog counted them.
     await this.#listening(ports);
     // A track closed meanwhile (its sender stopped it) has nothing left to resume: not a failure.
-    for (const c of this.#consumers) await c.resume().catch((err: unknown) => {
-      if (!c.closed) throw err;
-    });
+    for (const c of this.#consumers)
+      await c.resume().catch((err: unknown) => {
+        if (!c.closed) throw err;
+      });
     this.#capturingSince = Date.now();
     const requestKeyFrames = () => {
       for (const c of this.#consumers) if (c.kind === 'video') void c.requestKeyFrame().catch(() => undefined);
@@ -188,7 +235,8 @@ export class Recorder {
     for (;;) {
       const bound = await boundUdpPorts();
       if (!bound) return void (await new Promise((r) => setTimeout(r, 400)));
-      if (ports.every((p) => bound.has(p)) || ffmpeg.exitCode !== null || ffmpeg.signalCode !== null || this.#stopping) return;
+      if (ports.every((p) => bound.has(p)) || ffmpeg.exitCode !== null || ffmpeg.signalCode !== null || this.#stopping)
+        return;
       if (Date.now() > deadline) {
         this.log.warn({ ports }, 'recorder ffmpeg is not listening after 30 s; sending media anyway');
         return;
@@ -213,7 +261,10 @@ export class Recorder {
       clearTimeout(timer);
     }
     await this.#teardown();
-    const files = (await readdir(this.dir)).filter((f) => f.startsWith('segment-')).sort().map((f) => path.join(this.dir, f));
+    const files = (await readdir(this.dir))
+      .filter((f) => f.startsWith('segment-'))
+      .sort()
+      .map((f) => path.join(this.dir, f));
     if (this.#hasVp9) for (const file of files) await this.#trimToFirstKeyframe(file);
     this.observer.emit('stopped', files);
     return files;
@@ -231,10 +282,33 @@ export class Recorder {
     const { format } = containerFor(this.codecs);
     const trimmed = `${file}.trimmed`;
     try {
-      await promisify(execFile)('ffmpeg', ['-nostdin', '-v', 'error', '-i', file, '-map', '0', '-c', 'copy', '-avoid_negative_ts', 'make_zero', '-f', format, '-y', trimmed], { timeout: 120_000 });
+      await promisify(execFile)(
+        'ffmpeg',
+        [
+          '-nostdin',
+          '-v',
+          'error',
+          '-i',
+          file,
+          '-map',
+          '0',
+          '-c',
+          'copy',
+          '-avoid_negative_ts',
+          'make_zero',
+          '-f',
+          format,
+          '-y',
+          trimmed,
+        ],
+        { timeout: 120_000 },
+      );
       if ((await stat(trimmed)).size > 0) await rename(trimmed, file);
     } catch (err) {
-      this.log.warn({ file, reason: (err as Error).message.slice(0, 300) }, 'could not trim a VP9 segment to its first keyframe; keeping it as recorded');
+      this.log.warn(
+        { file, reason: (err as Error).message.slice(0, 300) },
+        'could not trim a VP9 segment to its first keyframe; keeping it as recorded',
+      );
       await rm(trimmed, { force: true });
     }
   }

@@ -23,7 +23,14 @@ export interface RecordingDeps {
   /** Durable row sink (the telemetry writer). */
   rows: { write(table: string, row: unknown): void; flush(): Promise<void> };
   pseudonym: (peer: Peer) => string;
-  event: (room: Room, peer: Peer | undefined, event: CallEventName, objectId: string, reason?: string, attrs?: Record<string, string>) => void;
+  event: (
+    room: Room,
+    peer: Peer | undefined,
+    event: CallEventName,
+    objectId: string,
+    reason?: string,
+    attrs?: Record<string, string>,
+  ) => void;
   webhook: (tenant: string, event: WebhookEvent, data: Record<string, unknown>) => void;
   dataDir: string;
   segmentSeconds: number;
@@ -123,7 +130,10 @@ export class RecordingService {
     const tenant = this.d.tenants.require(room.tenant);
     const where = this.d.store.location;
     if (!tenant.allowedLocations.includes(where.country)) {
-      throw new VigieError('FORBIDDEN', `recording refused: storage target ${this.d.store.name} is in ${where.country} (${where.region}, ${where.provider}), and tenant ${tenant.id} allows only ${tenant.allowedLocations.join(', ')}`);
+      throw new VigieError(
+        'FORBIDDEN',
+        `recording refused: storage target ${this.d.store.name} is in ${where.country} (${where.region}, ${where.provider}), and tenant ${tenant.id} allows only ${tenant.allowedLocations.join(', ')}`,
+      );
     }
     const onProducer = new Map<Peer, () => void>();
     const watchPeer = (peer: Peer) => {
@@ -137,7 +147,15 @@ export class RecordingService {
       room.observer.off('close', onClose);
       for (const [peer, restart] of onProducer) peer.observer.off('newproducer', restart);
     };
-    const session: Session = { id: randomUUID(), room, startedAt: Date.now(), recorders: new Map(), consent: new Map(), restartTimers: new Map(), detach };
+    const session: Session = {
+      id: randomUUID(),
+      room,
+      startedAt: Date.now(),
+      recorders: new Map(),
+      consent: new Map(),
+      restartTimers: new Map(),
+      detach,
+    };
     this.#sessions.set(room.key, session);
     for (const peer of room.peers.values()) this.#schedule(session, peer, 0);
     room.observer.on('newpeer', watchPeer);
@@ -160,7 +178,10 @@ export class RecordingService {
     for (const [peerId] of session.recorders) files += await this.#finishPeer(session, peerId);
     if (!room.closed) room.broadcast('recordingStopped', { recordingId: session.id, reason });
     this.d.event(room, undefined, 'recording.stopped', session.id, reason, { files: String(files) });
-    this.d.log.info({ tenant: room.tenant, room: room.id, recordingId: session.id, reason, files }, 'recording stopped');
+    this.d.log.info(
+      { tenant: room.tenant, room: room.id, recordingId: session.id, reason, files },
+      'recording stopped',
+    );
     return { recordingId: session.id, files };
   }
 
@@ -180,7 +201,13 @@ export class RecordingService {
     clearTimeout(session.restartTimers.get(peer.id));
     session.restartTimers.set(
       peer.id,
-      setTimeout(() => void this.#startPeer(session, peer).catch((err) => this.d.log.error({ err, peerId: peer.id }, 'could not start a recorder')), delayMs),
+      setTimeout(
+        () =>
+          void this.#startPeer(session, peer).catch((err) =>
+            this.d.log.error({ err, peerId: peer.id }, 'could not start a recorder'),
+          ),
+        delayMs,
+      ),
     );
   }
 
@@ -190,10 +217,25 @@ export class RecordingService {
     if (producers.length === 0) return;
     if (session.recorders.has(peer.id)) await this.#finishPeer(session, peer.id);
     const dir = path.join(this.#pendingDir, 'active', randomUUID());
-    const recorder = new Recorder(session.room.router, producers, dir, this.d.segmentSeconds, this.d.log.child({ component: 'recorder', peerId: peer.id }));
+    const recorder = new Recorder(
+      session.room.router,
+      producers,
+      dir,
+      this.d.segmentSeconds,
+      this.d.log.child({ component: 'recorder', peerId: peer.id }),
+    );
     recorder.observer.once('crashed', (code, signal) => {
-      this.d.event(session.room, peer, 'recording.failed', session.id, 'ffmpeg-exited', { code: String(code), signal: String(signal) });
-      this.d.webhook(session.room.tenant, 'recording.failed', { room: session.room.id, callId: session.room.callId, recordingId: session.id, participantId: peer.id, reason: `ffmpeg exited (code ${code}, signal ${signal})` });
+      this.d.event(session.room, peer, 'recording.failed', session.id, 'ffmpeg-exited', {
+        code: String(code),
+        signal: String(signal),
+      });
+      this.d.webhook(session.room.tenant, 'recording.failed', {
+        room: session.room.id,
+        callId: session.room.callId,
+        recordingId: session.id,
+        participantId: peer.id,
+        reason: `ffmpeg exited (code ${code}, signal ${signal})`,
+      });
       this.#finishInBackground(session, peer.id);
     });
     session.recorders.set(peer.id, { peer, recorder });
@@ -283,7 +325,8 @@ export class RecordingService {
       await rm(path.join(dir, f), { force: true });
       ids.push(m.id);
     }
-    if (ids.length) this.d.log.info({ tenant, recordings: ids.length }, 'pending recordings discarded by an erasure request');
+    if (ids.length)
+      this.d.log.info({ tenant, recordings: ids.length }, 'pending recordings discarded by an erasure request');
     return ids;
   }
 
@@ -329,34 +372,74 @@ export class RecordingService {
         deleted_at: null,
         deletion_reason: '',
       };
-      this.d.rows.write('recordings', { ...base, version_id: '', retain_until: null, status: 'uploading', updated_at: Date.now() });
+      this.d.rows.write('recordings', {
+        ...base,
+        version_id: '',
+        retain_until: null,
+        status: 'uploading',
+        updated_at: Date.now(),
+      });
       for (;;) {
         if (this.#closed || this.#discarded.has(m.id)) return;
         try {
           // The lock runs from the upload, so a late upload is never protected for less than the policy says.
           const retainUntil = rule.lockMode === 'none' ? undefined : new Date(Date.now() + rule.duration * 1000);
-          const lock = retainUntil ? { mode: rule.lockMode.toUpperCase() as 'GOVERNANCE' | 'COMPLIANCE', retainUntil } : undefined;
+          const lock = retainUntil
+            ? { mode: rule.lockMode.toUpperCase() as 'GOVERNANCE' | 'COMPLIANCE', retainUntil }
+            : undefined;
           // The store verifies the bytes and sets lock and hold in the same request; a retry
           // after a lost answer gets back the version already written, not a second one.
-          const { versionId } = await this.d.store.put(key, m.file, { contentType: m.contentType, sha256, lock, legalHold: false });
+          const { versionId } = await this.d.store.put(key, m.file, {
+            contentType: m.contentType,
+            sha256,
+            lock,
+            legalHold: false,
+          });
           const stored = await this.d.store.stat(key, versionId);
-          if (stored.size !== size || stored.sha256 !== sha256) throw new Error(`verification failed: stored ${stored.size} bytes sha256 ${stored.sha256}, expected ${size} ${sha256}`);
-          if (lock && ((stored.lockMode !== lock.mode && stored.lockMode !== 'COMPLIANCE') || !stored.retainUntil)) throw new Error(`verification failed: stored version ${versionId} has lock ${stored.lockMode ?? 'none'}, expected ${lock.mode}`);
+          if (stored.size !== size || stored.sha256 !== sha256)
+            throw new Error(
+              `verification failed: stored ${stored.size} bytes sha256 ${stored.sha256}, expected ${size} ${sha256}`,
+            );
+          if (lock && ((stored.lockMode !== lock.mode && stored.lockMode !== 'COMPLIANCE') || !stored.retainUntil))
+            throw new Error(
+              `verification failed: stored version ${versionId} has lock ${stored.lockMode ?? 'none'}, expected ${lock.mode}`,
+            );
           // A version adopted from an earlier attempt is locked from that attempt: the catalog says what the store holds.
           const expiresAt = stored.retainUntil ?? retainUntil ?? new Date(Date.now() + rule.duration * 1000);
-          this.d.rows.write('recordings', { ...base, version_id: versionId, retain_until: expiresAt.getTime(), status: 'ready', updated_at: Date.now() });
+          this.d.rows.write('recordings', {
+            ...base,
+            version_id: versionId,
+            retain_until: expiresAt.getTime(),
+            status: 'ready',
+            updated_at: Date.now(),
+          });
           await this.d.rows.flush();
           await rm(m.file, { force: true });
           await rm(path.join(this.#pendingDir, 'pending', `${m.id}.json`), { force: true });
-          this.d.webhook(m.tenant, 'recording.ready', { recordingId: m.id, sessionId: m.sessionId, room: m.room, callId: m.callId, sizeBytes: size, sha256, durationS: base.duration_s, retainUntil: expiresAt.toISOString() });
-          this.d.log.info({ tenant: m.tenant, recording: m.id, key, versionId, size, attempts: m.attempts + 1 }, 'recording uploaded and verified');
+          this.d.webhook(m.tenant, 'recording.ready', {
+            recordingId: m.id,
+            sessionId: m.sessionId,
+            room: m.room,
+            callId: m.callId,
+            sizeBytes: size,
+            sha256,
+            durationS: base.duration_s,
+            retainUntil: expiresAt.toISOString(),
+          });
+          this.d.log.info(
+            { tenant: m.tenant, recording: m.id, key, versionId, size, attempts: m.attempts + 1 },
+            'recording uploaded and verified',
+          );
           return;
         } catch (err) {
           if (this.#discarded.has(m.id)) return;
           m.attempts++;
           await this.#saveManifest(m);
           const delay = Math.min(60_000, 500 * 2 ** Math.min(m.attempts, 7));
-          this.d.log.warn({ recording: m.id, attempt: m.attempts, retryInMs: delay, reason: (err as Error).message?.slice(0, 200) }, 'recording upload failed; will retry');
+          this.d.log.warn(
+            { recording: m.id, attempt: m.attempts, retryInMs: delay, reason: (err as Error).message?.slice(0, 200) },
+            'recording upload failed; will retry',
+          );
           await new Promise((r) => setTimeout(r, delay));
         }
       }

@@ -3,7 +3,14 @@ import { open } from 'node:fs/promises';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 import * as Minio from 'minio';
-import { IntegrityError, ObjectLockedError, type ObjectStore, type PutOptions, type StorageLocation, type StoredObject } from './ObjectStore.js';
+import {
+  IntegrityError,
+  ObjectLockedError,
+  type ObjectStore,
+  type PutOptions,
+  type StorageLocation,
+  type StoredObject,
+} from './ObjectStore.js';
 
 const PART_SIZE = 8 * 1024 * 1024;
 
@@ -43,10 +50,18 @@ async function planUpload(file: string): Promise<Plan> {
     for (let offset = 0; offset < size || parts.length === 0; offset += PART_SIZE) {
       const buf = await readPart(fh, offset, Math.min(PART_SIZE, size - offset));
       whole.update(buf);
-      parts.push({ offset, length: buf.length, md5: createHash('md5').update(buf).digest(), sha256: createHash('sha256').update(buf).digest() });
+      parts.push({
+        offset,
+        length: buf.length,
+        md5: createHash('md5').update(buf).digest(),
+        sha256: createHash('sha256').update(buf).digest(),
+      });
     }
     const multipart = parts.length > 1;
-    const composite = (alg: 'md5' | 'sha256', enc: 'hex' | 'base64') => `${createHash(alg).update(Buffer.concat(parts.map((p) => p[alg]))).digest(enc)}-${parts.length}`;
+    const composite = (alg: 'md5' | 'sha256', enc: 'hex' | 'base64') =>
+      `${createHash(alg)
+        .update(Buffer.concat(parts.map((p) => p[alg])))
+        .digest(enc)}-${parts.length}`;
     return {
       size,
       sha256: whole.digest('hex'),
@@ -62,7 +77,8 @@ async function planUpload(file: string): Promise<Plan> {
 async function readPart(fh: Awaited<ReturnType<typeof open>>, offset: number, length: number): Promise<Buffer> {
   const buf = Buffer.alloc(length);
   const { bytesRead } = await fh.read(buf, 0, length, offset);
-  if (bytesRead !== length) throw new IntegrityError(`file shrank while being uploaded (${bytesRead} of ${length} bytes at ${offset})`);
+  if (bytesRead !== length)
+    throw new IntegrityError(`file shrank while being uploaded (${bytesRead} of ${length} bytes at ${offset})`);
   return buf;
 }
 
@@ -120,7 +136,11 @@ export class S3ObjectStore implements ObjectStore {
   }
 
   #sseHeaders(): Record<string, string> {
-    if (this.o.sse === 'kms') return { 'x-amz-server-side-encryption': 'aws:kms', 'x-amz-server-side-encryption-aws-kms-key-id': this.o.kmsKeyId ?? '' };
+    if (this.o.sse === 'kms')
+      return {
+        'x-amz-server-side-encryption': 'aws:kms',
+        'x-amz-server-side-encryption-aws-kms-key-id': this.o.kmsKeyId ?? '',
+      };
     if (this.o.sse === 's3') return { 'x-amz-server-side-encryption': 'AES256' };
     return {};
   }
@@ -134,7 +154,8 @@ export class S3ObjectStore implements ObjectStore {
    */
   async put(key: string, file: string, o: PutOptions): Promise<{ versionId: string }> {
     const plan = await planUpload(file);
-    if (plan.sha256 !== o.sha256) throw new IntegrityError(`${file} hashes to ${plan.sha256}, not to the claimed ${o.sha256}`);
+    if (plan.sha256 !== o.sha256)
+      throw new IntegrityError(`${file} hashes to ${plan.sha256}, not to the claimed ${o.sha256}`);
     const existing = await this.#existingVersion(key, plan);
     const versionId = existing ?? (await this.#upload(key, file, plan, o));
     try {
@@ -143,7 +164,10 @@ export class S3ObjectStore implements ObjectStore {
       if (existing || !(err instanceof IntegrityError)) throw err;
       // The server kept bytes other than the file's despite the checks: that version must not
       // stay behind as an orphan. A COMPLIANCE lock cannot be lifted; the error then names it.
-      const left = await this.remove(key, versionId, { bypassGovernance: true }).then(() => '', (e: Error) => ` It could not be removed and is left in the bucket: ${e.message}`);
+      const left = await this.remove(key, versionId, { bypassGovernance: true }).then(
+        () => '',
+        (e: Error) => ` It could not be removed and is left in the bucket: ${e.message}`,
+      );
       throw new IntegrityError(`${err.message}.${left}`);
     }
     return { versionId };
@@ -155,14 +179,19 @@ export class S3ObjectStore implements ObjectStore {
     for await (const v of this.#versionListing(key, false)) {
       if (v.name !== key || v.isDeleteMarker || !v.versionId || v.size !== plan.size) continue;
       const head = await this.#head(key, v.versionId);
-      if (head['x-amz-meta-sha256'] === plan.sha256 && this.#bytesMatch(head, plan)) found.push({ versionId: v.versionId, lastModified: v.lastModified ?? new Date(0) });
+      if (head['x-amz-meta-sha256'] === plan.sha256 && this.#bytesMatch(head, plan))
+        found.push({ versionId: v.versionId, lastModified: v.lastModified ?? new Date(0) });
     }
     found.sort((a, b) => b.lastModified.getTime() - a.lastModified.getTime());
     return found[0]?.versionId;
   }
 
   async #upload(key: string, file: string, plan: Plan, o: PutOptions): Promise<string> {
-    const headers: Record<string, string> = { 'Content-Type': o.contentType, 'x-amz-meta-sha256': plan.sha256, ...this.#sseHeaders() };
+    const headers: Record<string, string> = {
+      'Content-Type': o.contentType,
+      'x-amz-meta-sha256': plan.sha256,
+      ...this.#sseHeaders(),
+    };
     if (o.lock) {
       headers['x-amz-object-lock-mode'] = o.lock.mode;
       headers['x-amz-object-lock-retain-until-date'] = o.lock.retainUntil.toISOString();
@@ -172,26 +201,58 @@ export class S3ObjectStore implements ObjectStore {
     try {
       if (plan.parts.length === 1) {
         const body = await readPart(fh, 0, plan.size);
-        const res = await this.#client.makeRequestAsync({ method: 'PUT', bucketName: this.o.bucket, objectName: key, headers: { ...headers, ...integrityHeaders(plan.parts[0]!) } }, body, [200]);
+        const res = await this.#client.makeRequestAsync(
+          {
+            method: 'PUT',
+            bucketName: this.o.bucket,
+            objectName: key,
+            headers: { ...headers, ...integrityHeaders(plan.parts[0]!) },
+          },
+          body,
+          [200],
+        );
         res.resume();
         return this.#versionOf(res.headers);
       }
       // An upload left open by a crashed attempt holds parts nobody completes: abort it first.
-      for (let id = await this.#client.findUploadId(this.o.bucket, key), n = 0; id && n < 100; id = await this.#client.findUploadId(this.o.bucket, key), n++) {
+      for (
+        let id = await this.#client.findUploadId(this.o.bucket, key), n = 0;
+        id && n < 100;
+        id = await this.#client.findUploadId(this.o.bucket, key), n++
+      ) {
         await this.#client.abortMultipartUpload(this.o.bucket, key, id);
       }
-      const uploadId = await this.#client.initiateNewMultipartUpload(this.o.bucket, key, { ...headers, 'x-amz-checksum-algorithm': 'SHA256' });
+      const uploadId = await this.#client.initiateNewMultipartUpload(this.o.bucket, key, {
+        ...headers,
+        'x-amz-checksum-algorithm': 'SHA256',
+      });
       try {
         const done: string[] = [];
         for (const [i, part] of plan.parts.entries()) {
           const body = await readPart(fh, part.offset, part.length);
           const query = `partNumber=${i + 1}&uploadId=${encodeURIComponent(uploadId)}`;
-          const res = await this.#client.makeRequestAsync({ method: 'PUT', bucketName: this.o.bucket, objectName: key, query, headers: integrityHeaders(part) }, body, [200]);
+          const res = await this.#client.makeRequestAsync(
+            { method: 'PUT', bucketName: this.o.bucket, objectName: key, query, headers: integrityHeaders(part) },
+            body,
+            [200],
+          );
           res.resume();
-          done.push(`<Part><PartNumber>${i + 1}</PartNumber><ETag>${res.headers.etag ?? ''}</ETag><ChecksumSHA256>${part.sha256.toString('base64')}</ChecksumSHA256></Part>`);
+          done.push(
+            `<Part><PartNumber>${i + 1}</PartNumber><ETag>${res.headers.etag ?? ''}</ETag><ChecksumSHA256>${part.sha256.toString('base64')}</ChecksumSHA256></Part>`,
+          );
         }
         const xml = `<CompleteMultipartUpload xmlns="http://s3.amazonaws.com/doc/2006-03-01/">${done.join('')}</CompleteMultipartUpload>`;
-        const res = await this.#client.makeRequestAsync({ method: 'POST', bucketName: this.o.bucket, objectName: key, query: `uploadId=${encodeURIComponent(uploadId)}`, headers: {} }, xml, [200]);
+        const res = await this.#client.makeRequestAsync(
+          {
+            method: 'POST',
+            bucketName: this.o.bucket,
+            objectName: key,
+            query: `uploadId=${encodeURIComponent(uploadId)}`,
+            headers: {},
+          },
+          xml,
+          [200],
+        );
         let answer = '';
         for await (const chunk of res) answer += String(chunk);
         // S3 may answer 200 and put the failure in the body.
@@ -208,12 +269,23 @@ export class S3ObjectStore implements ObjectStore {
 
   #versionOf(headers: IncomingHttpHeaders): string {
     const versionId = headers['x-amz-version-id'];
-    if (typeof versionId !== 'string' || !versionId) throw new Error(`bucket ${this.o.bucket} is not versioned: recordings need Object Lock`);
+    if (typeof versionId !== 'string' || !versionId)
+      throw new Error(`bucket ${this.o.bucket} is not versioned: recordings need Object Lock`);
     return versionId;
   }
 
   async #head(key: string, versionId: string): Promise<IncomingHttpHeaders> {
-    const res = await this.#client.makeRequestAsync({ method: 'HEAD', bucketName: this.o.bucket, objectName: key, query: `versionId=${encodeURIComponent(versionId)}`, headers: { 'x-amz-checksum-mode': 'ENABLED' } }, '', [200]);
+    const res = await this.#client.makeRequestAsync(
+      {
+        method: 'HEAD',
+        bucketName: this.o.bucket,
+        objectName: key,
+        query: `versionId=${encodeURIComponent(versionId)}`,
+        headers: { 'x-amz-checksum-mode': 'ENABLED' },
+      },
+      '',
+      [200],
+    );
     res.resume();
     return res.headers;
   }
@@ -235,23 +307,33 @@ export class S3ObjectStore implements ObjectStore {
   async #verify(key: string, versionId: string, plan: Plan, o: PutOptions): Promise<void> {
     const head = await this.#head(key, versionId);
     if (!this.#bytesMatch(head, plan)) {
-      throw new IntegrityError(`stored version ${versionId} of ${key} does not match the file: ${head['content-length']} bytes, ETag ${head.etag}, checksum ${head['x-amz-checksum-sha256'] ?? 'none'}; expected ${plan.size} bytes, ETag ${plan.etag}, checksum ${plan.checksum}`);
+      throw new IntegrityError(
+        `stored version ${versionId} of ${key} does not match the file: ${head['content-length']} bytes, ETag ${head.etag}, checksum ${head['x-amz-checksum-sha256'] ?? 'none'}; expected ${plan.size} bytes, ETag ${plan.etag}, checksum ${plan.checksum}`,
+      );
     }
     // Some servers ignore the lock headers of a multipart create (radosgw 16.2, measured):
     // then the lock goes on this same version, never on a new upload.
     // A version adopted from an earlier attempt keeps its lock, raised to COMPLIANCE if the policy asks for it now.
     const mode = head['x-amz-object-lock-mode'];
     if (o.lock && (!mode || (mode === 'GOVERNANCE' && o.lock.mode === 'COMPLIANCE'))) {
-      await this.#client.putObjectRetention(this.o.bucket, key, { versionId, mode: o.lock.mode as Minio.RETENTION_MODES, retainUntilDate: o.lock.retainUntil.toISOString() });
+      await this.#client.putObjectRetention(this.o.bucket, key, {
+        versionId,
+        mode: o.lock.mode as Minio.RETENTION_MODES,
+        retainUntilDate: o.lock.retainUntil.toISOString(),
+      });
     }
     if (o.legalHold && head['x-amz-object-lock-legal-hold'] !== 'ON') await this.setLegalHold(key, versionId, true);
   }
 
   async stat(key: string, versionId: string): Promise<StoredObject> {
     const s = await this.#client.statObject(this.o.bucket, key, { versionId });
-    const retention = (await this.#client.getObjectRetention(this.o.bucket, key, { versionId }).catch(() => undefined)) as { mode?: string; retainUntilDate?: string } | undefined;
+    const retention = (await this.#client
+      .getObjectRetention(this.o.bucket, key, { versionId })
+      .catch(() => undefined)) as { mode?: string; retainUntilDate?: string } | undefined;
     // minio-js returns { Status } despite its string type, and throws when no hold was ever set.
-    const hold = (await this.#client.getObjectLegalHold(this.o.bucket, key, { versionId }).catch(() => undefined)) as unknown;
+    const hold = (await this.#client
+      .getObjectLegalHold(this.o.bucket, key, { versionId })
+      .catch(() => undefined)) as unknown;
     const held = hold === 'ON' || (hold as { Status?: string } | undefined)?.Status === 'ON';
     return {
       key,
@@ -265,7 +347,9 @@ export class S3ObjectStore implements ObjectStore {
   }
 
   async read(key: string, versionId: string, range?: { start: number; end: number }): Promise<Readable> {
-    return range ? this.#client.getPartialObject(this.o.bucket, key, range.start, range.end - range.start + 1, { versionId }) : this.#client.getObject(this.o.bucket, key, { versionId });
+    return range
+      ? this.#client.getPartialObject(this.o.bucket, key, range.start, range.end - range.start + 1, { versionId })
+      : this.#client.getObject(this.o.bucket, key, { versionId });
   }
 
   async presign(key: string, versionId: string, ttlSeconds: number): Promise<string> {
@@ -276,7 +360,8 @@ export class S3ObjectStore implements ObjectStore {
     try {
       await this.#client.removeObject(this.o.bucket, key, { versionId, governanceBypass: options.bypassGovernance });
     } catch (err) {
-      if ((err as { code?: string }).code === 'AccessDenied') throw new ObjectLockedError(`object version is locked or on legal hold (${(err as Error).message})`);
+      if ((err as { code?: string }).code === 'AccessDenied')
+        throw new ObjectLockedError(`object version is locked or on legal hold (${(err as Error).message})`);
       throw err;
     }
   }
@@ -290,7 +375,10 @@ export class S3ObjectStore implements ObjectStore {
   }
 
   async setLegalHold(key: string, versionId: string, on: boolean): Promise<void> {
-    await this.#client.setObjectLegalHold(this.o.bucket, key, { versionId, status: (on ? 'ON' : 'OFF') as Minio.LEGAL_HOLD_STATUS });
+    await this.#client.setObjectLegalHold(this.o.bucket, key, {
+      versionId,
+      status: (on ? 'ON' : 'OFF') as Minio.LEGAL_HOLD_STATUS,
+    });
   }
 
   // --- Audit anchors (ObjectStore.listVersions) ---------------------------------
@@ -304,6 +392,8 @@ export class S3ObjectStore implements ObjectStore {
 
   /** Every version (delete markers included) of the keys under `prefix`; `recursive` goes below the next "/". */
   #versionListing(prefix: string, recursive: boolean): AsyncIterable<ListedVersion> {
-    return this.#client.listObjects(this.o.bucket, prefix, recursive, { IncludeVersion: true }) as AsyncIterable<ListedVersion>;
+    return this.#client.listObjects(this.o.bucket, prefix, recursive, {
+      IncludeVersion: true,
+    }) as AsyncIterable<ListedVersion>;
   }
 }

@@ -34,18 +34,36 @@ export default fp(
     const { config } = app;
     const telemetry = app.telemetry;
     if (!telemetry) {
-      app.log.warn('recording unavailable: VIGIE_TELEMETRY=false (the recording catalog is written through the telemetry writer)');
+      app.log.warn(
+        'recording unavailable: VIGIE_TELEMETRY=false (the recording catalog is written through the telemetry writer)',
+      );
       return;
     }
     const s = config.storage;
     const location = { country: s.country, region: s.region, provider: s.provider };
     const store: ObjectStore =
       s.driver === 's3'
-        ? new S3ObjectStore({ endpoint: s.s3Endpoint!, accessKey: s.s3AccessKey!, secretKey: s.s3SecretKey!, bucket: s.s3Bucket, region: s.s3Region, sse: s.sse, kmsKeyId: s.kmsKeyId }, location)
+        ? new S3ObjectStore(
+            {
+              endpoint: s.s3Endpoint!,
+              accessKey: s.s3AccessKey!,
+              secretKey: s.s3SecretKey!,
+              bucket: s.s3Bucket,
+              region: s.s3Region,
+              sse: s.sse,
+              kmsKeyId: s.kmsKeyId,
+            },
+            location,
+          )
         : new LocalObjectStore(path.join(config.dataDir, 'objects'), location);
     const log = app.log.child({ component: 'recording' });
-    await store.init().catch((err) => log.error({ err, store: store.name }, 'object store not reachable at start; uploads will retry'));
-    const rows = { write: (t: string, r: unknown) => telemetry.writer.write(t, r), flush: () => telemetry.writer.flush() };
+    await store
+      .init()
+      .catch((err) => log.error({ err, store: store.name }, 'object store not reachable at start; uploads will retry'));
+    const rows = {
+      write: (t: string, r: unknown) => telemetry.writer.write(t, r),
+      flush: () => telemetry.writer.flush(),
+    };
     const webhook = app.webhooks.publish.bind(app.webhooks);
     const service = new RecordingService({
       sfu: app.sfu,
@@ -65,9 +83,21 @@ export default fp(
     // Rooms whose policy is "always" start recording with their call.
     app.sfu.observer.on('newroom', (room) => {
       if (room.options.recordingPolicy !== 'always') return;
-      room.observer.once('newpeer', () => void service.start(room, 'policy:always').catch((err) => log.error({ err, room: room.id }, 'automatic recording refused')));
+      room.observer.once(
+        'newpeer',
+        () =>
+          void service
+            .start(room, 'policy:always')
+            .catch((err) => log.error({ err, room: room.id }, 'automatic recording refused')),
+      );
     });
-    const sweeper = new Sweeper({ clickhouse: app.clickhouse, store, rows, webhook, log: app.log.child({ component: 'retention-sweeper' }) });
+    const sweeper = new Sweeper({
+      clickhouse: app.clickhouse,
+      store,
+      rows,
+      webhook,
+      log: app.log.child({ component: 'retention-sweeper' }),
+    });
     sweeper.start(config.retention.sweepIntervalSeconds);
     app.decorate('recording', { service, store, sweeper });
     app.addHook('preClose', async () => {
@@ -75,5 +105,8 @@ export default fp(
       await service.close();
     });
   },
-  { name: 'vigie-recording', dependencies: ['vigie-core', 'vigie-clickhouse', 'vigie-telemetry', 'vigie-webhooks', 'vigie-retention'] },
+  {
+    name: 'vigie-recording',
+    dependencies: ['vigie-core', 'vigie-clickhouse', 'vigie-telemetry', 'vigie-webhooks', 'vigie-retention'],
+  },
 );

@@ -9,7 +9,10 @@ export interface DataDirSweeperDeps {
   /** The policy of a tenant; "default" for a tenant no longer configured. */
   policyOf: (tenant: string) => RetentionPolicy;
   /** The telemetry writer: its spool, and the sink of deletion records. */
-  writer?: { rewriteHeld(fn: (table: string, row: unknown) => unknown): Promise<number>; write(table: string, row: unknown): void };
+  writer?: {
+    rewriteHeld(fn: (table: string, row: unknown) => unknown): Promise<number>;
+    write(table: string, row: unknown): void;
+  };
   /** The webhook journal. */
   journal?: { compact(): number };
   log: Logger;
@@ -29,7 +32,10 @@ export class DataDirSweeper {
   constructor(private readonly d: DataDirSweeperDeps) {}
 
   start(intervalSeconds: number): void {
-    this.#timer = setInterval(() => void this.sweep().catch((err) => this.d.log.error({ err }, 'data directory retention sweep failed')), intervalSeconds * 1000);
+    this.#timer = setInterval(
+      () => void this.sweep().catch((err) => this.d.log.error({ err }, 'data directory retention sweep failed')),
+      intervalSeconds * 1000,
+    );
     this.#timer.unref();
   }
 
@@ -38,7 +44,9 @@ export class DataDirSweeper {
   }
 
   /** One pass (passes never overlap). */
-  sweep(now = Date.now()): Promise<{ exportsDeleted: string[]; spoolRowsRemoved: number; journalLinesRemoved: number }> {
+  sweep(
+    now = Date.now(),
+  ): Promise<{ exportsDeleted: string[]; spoolRowsRemoved: number; journalLinesRemoved: number }> {
     this.#running ??= this.#sweep(now).finally(() => (this.#running = undefined));
     return this.#running as ReturnType<DataDirSweeper['sweep']>;
   }
@@ -51,7 +59,11 @@ export class DataDirSweeper {
         return r === 'keep' ? row : r === 'drop' ? undefined : r;
       })) ?? 0;
     const journalLinesRemoved = this.d.journal?.compact() ?? 0;
-    if (exportsDeleted.length || spoolRowsRemoved || journalLinesRemoved) this.d.log.info({ exportsDeleted: exportsDeleted.length, spoolRowsRemoved, journalLinesRemoved }, 'data directory retention applied');
+    if (exportsDeleted.length || spoolRowsRemoved || journalLinesRemoved)
+      this.d.log.info(
+        { exportsDeleted: exportsDeleted.length, spoolRowsRemoved, journalLinesRemoved },
+        'data directory retention applied',
+      );
     return { exportsDeleted, spoolRowsRemoved, journalLinesRemoved };
   }
 
@@ -67,13 +79,29 @@ export class DataDirSweeper {
     const deleted: string[] = [];
     for (const [id, files] of groups) {
       const meta = files.find((f) => f === `${id}.meta.json`);
-      const tenant = meta ? ((JSON.parse(await readFile(path.join(dir, meta), 'utf8').catch(() => '{}')) as { tenant?: string }).tenant ?? '') : '';
-      const born = Math.min(...(await Promise.all(files.map(async (f) => (await stat(path.join(dir, f)).catch(() => undefined))?.mtimeMs ?? now))));
+      const tenant = meta
+        ? ((JSON.parse(await readFile(path.join(dir, meta), 'utf8').catch(() => '{}')) as { tenant?: string }).tenant ??
+          '')
+        : '';
+      const born = Math.min(
+        ...(await Promise.all(
+          files.map(async (f) => (await stat(path.join(dir, f)).catch(() => undefined))?.mtimeMs ?? now),
+        )),
+      );
       const policy = this.d.policyOf(tenant);
       if (born + policy.categories.dsar_exports.duration * 1000 > now) continue;
       for (const f of files) await rm(path.join(dir, f), { recursive: true, force: true });
       deleted.push(id);
-      this.d.writer?.write('retention_deletions', { ts: now, tenant, category: 'dsar_exports', object_id: id, object_key: `exports/${id}`, version_id: '', policy: policy.name, reason: `older than ${policy.categories.dsar_exports.duration}s` });
+      this.d.writer?.write('retention_deletions', {
+        ts: now,
+        tenant,
+        category: 'dsar_exports',
+        object_id: id,
+        object_key: `exports/${id}`,
+        version_id: '',
+        policy: policy.name,
+        reason: `older than ${policy.categories.dsar_exports.duration}s`,
+      });
     }
     return deleted;
   }

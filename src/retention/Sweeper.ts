@@ -55,19 +55,48 @@ export class Sweeper {
         await this.d.store.remove(r.object_key, r.version_id);
       } catch (err) {
         if (err instanceof ObjectLockedError) {
-          this.d.log.warn({ tenant: r.tenant, recording: r.id, reason: err.message }, 'expired recording still locked in the store (legal hold set there?); kept');
+          this.d.log.warn(
+            { tenant: r.tenant, recording: r.id, reason: err.message },
+            'expired recording still locked in the store (legal hold set there?); kept',
+          );
           continue;
         }
-        this.d.log.error({ tenant: r.tenant, recording: r.id, err }, 'retention deletion failed; will retry next sweep');
+        this.d.log.error(
+          { tenant: r.tenant, recording: r.id, err },
+          'retention deletion failed; will retry next sweep',
+        );
         continue;
       }
       const now = Date.now();
       const reason = `retention:${r.retention_policy}`;
       // The deleted version carries no pseudonym: the catalog row outlives the recording as a deletion record only.
-      this.d.rows.write('recordings', { ...r, participants: [], status: 'deleted', deleted_at: now, deletion_reason: reason, updated_at: now });
-      this.d.rows.write('retention_deletions', { ts: now, tenant: r.tenant, category: 'recordings', object_id: r.id, object_key: r.object_key, version_id: r.version_id, policy: r.retention_policy, reason: `expired at ${r.retain_until}` });
+      this.d.rows.write('recordings', {
+        ...r,
+        participants: [],
+        status: 'deleted',
+        deleted_at: now,
+        deletion_reason: reason,
+        updated_at: now,
+      });
+      this.d.rows.write('retention_deletions', {
+        ts: now,
+        tenant: r.tenant,
+        category: 'recordings',
+        object_id: r.id,
+        object_key: r.object_key,
+        version_id: r.version_id,
+        policy: r.retention_policy,
+        reason: `expired at ${r.retain_until}`,
+      });
       this.observer.emit('deleted', r);
-      this.d.webhook(r.tenant, 'retention.deleted', { category: 'recordings', recordingId: r.id, objectKey: r.object_key, versionId: r.version_id, policy: r.retention_policy, retainUntil: r.retain_until });
+      this.d.webhook(r.tenant, 'retention.deleted', {
+        category: 'recordings',
+        recordingId: r.id,
+        objectKey: r.object_key,
+        versionId: r.version_id,
+        policy: r.retention_policy,
+        retainUntil: r.retain_until,
+      });
       deleted++;
     }
     if (deleted) this.d.log.info({ deleted, due: due.length }, 'retention sweep deleted expired recordings');

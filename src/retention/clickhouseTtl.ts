@@ -24,7 +24,12 @@ export interface TableTtl {
  * the measurements. The duration is chosen per row from its tenant; rows of a
  * tenant no longer configured follow the "default" policy.
  */
-export function ttlStatements(db: string, policies: Map<string, RetentionPolicy>, tenants: Array<{ id: string; retentionPolicy?: string }>, onCluster = ''): TableTtl[] {
+export function ttlStatements(
+  db: string,
+  policies: Map<string, RetentionPolicy>,
+  tenants: Array<{ id: string; retentionPolicy?: string }>,
+  onCluster = '',
+): TableTtl[] {
   const fallback = policies.get('default')!;
   const ids = tenants.map((t) => sqlString(t.id)).join(', ');
   const rules = tenants.map((t) => policyFor(policies, t.id, t.retentionPolicy));
@@ -39,8 +44,13 @@ export function ttlStatements(db: string, policies: Map<string, RetentionPolicy>
     const ttl = (action: 'delete' | 'anonymize') =>
       `toDateTime(${rule.ts}) + toIntervalSecond(transform(tenant, [${ids}], [${rules.map((p) => seconds(action, p)).join(', ')}], ${seconds(action, fallback)}))`;
     const statements = [`ALTER TABLE ${db}.${table}${onCluster} MODIFY TTL ${ttl('delete')}`];
-    for (const col of rule.identityColumns ?? []) statements.push(`ALTER TABLE ${db}.${table}${onCluster} MODIFY COLUMN ${col} String TTL ${ttl('anonymize')}`);
-    out.push({ table, statements, fingerprint: createHash('sha256').update(statements.join(';\n')).digest('hex').slice(0, 16) });
+    for (const col of rule.identityColumns ?? [])
+      statements.push(`ALTER TABLE ${db}.${table}${onCluster} MODIFY COLUMN ${col} String TTL ${ttl('anonymize')}`);
+    out.push({
+      table,
+      statements,
+      fingerprint: createHash('sha256').update(statements.join(';\n')).digest('hex').slice(0, 16),
+    });
   }
   return out;
 }
@@ -53,15 +63,27 @@ const COMMENT_PREFIX = 'vigie-ttl:';
  * that does not touch retention, costs no ALTER and no merge. Returns the
  * tables altered.
  */
-export async function applyClickHouseTtls(client: ClickHouseClient, db: string, policies: Map<string, RetentionPolicy>, tenants: Array<{ id: string; retentionPolicy?: string }>, onCluster = ''): Promise<string[]> {
-  const rs = await client.query({ query: `SELECT name, comment FROM system.tables WHERE database = {db:String}`, query_params: { db }, format: 'JSONEachRow' });
+export async function applyClickHouseTtls(
+  client: ClickHouseClient,
+  db: string,
+  policies: Map<string, RetentionPolicy>,
+  tenants: Array<{ id: string; retentionPolicy?: string }>,
+  onCluster = '',
+): Promise<string[]> {
+  const rs = await client.query({
+    query: `SELECT name, comment FROM system.tables WHERE database = {db:String}`,
+    query_params: { db },
+    format: 'JSONEachRow',
+  });
   const comments = new Map((await rs.json<{ name: string; comment: string }>()).map((t) => [t.name, t.comment]));
   const altered: string[] = [];
   for (const t of ttlStatements(db, policies, tenants, onCluster)) {
     if (comments.get(t.table) === `${COMMENT_PREFIX}${t.fingerprint}`) continue;
     for (const q of t.statements) await client.command({ query: q });
     // Written last: a run that dies half way leaves the old fingerprint, and the next run applies again.
-    await client.command({ query: `ALTER TABLE ${db}.${t.table}${onCluster} MODIFY COMMENT ${sqlString(`${COMMENT_PREFIX}${t.fingerprint}`)}` });
+    await client.command({
+      query: `ALTER TABLE ${db}.${t.table}${onCluster} MODIFY COMMENT ${sqlString(`${COMMENT_PREFIX}${t.fingerprint}`)}`,
+    });
     altered.push(t.table);
   }
   return altered;

@@ -24,7 +24,11 @@ type Tenant = { id: string; retentionPolicy?: string };
  * (empty: acceptable) and the promises to keep from now on. A tenant that is no
  * longer configured keeps its promise, so re-creating it restores the guard.
  */
-export function complianceShortenings(promised: Map<string, PromisedLock>, next: Map<string, RetentionPolicy>, tenants: Tenant[]): { problems: string[]; locks: Map<string, PromisedLock> } {
+export function complianceShortenings(
+  promised: Map<string, PromisedLock>,
+  next: Map<string, RetentionPolicy>,
+  tenants: Tenant[],
+): { problems: string[]; locks: Map<string, PromisedLock> } {
   const problems: string[] = [];
   const locks = new Map(promised);
   for (const t of tenants) {
@@ -37,9 +41,16 @@ export function complianceShortenings(promised: Map<string, PromisedLock>, next:
     }
     const rule = policy.categories.recordings;
     const before = promised.get(t.id);
-    if (before && rule.lockMode !== 'compliance') problems.push(`tenant "${t.id}": its recordings were promised a COMPLIANCE lock of ${before.duration}s (policy "${before.policy}"); policy "${policy.name}" locks them in ${rule.lockMode} mode`);
-    else if (before && rule.duration < before.duration) problems.push(`tenant "${t.id}": its recordings COMPLIANCE lock cannot shrink from ${before.duration}s (policy "${before.policy}") to ${rule.duration}s (policy "${policy.name}")`);
-    else if (rule.lockMode === 'compliance') locks.set(t.id, { policy: policy.name, duration: Math.max(rule.duration, before?.duration ?? 0) });
+    if (before && rule.lockMode !== 'compliance')
+      problems.push(
+        `tenant "${t.id}": its recordings were promised a COMPLIANCE lock of ${before.duration}s (policy "${before.policy}"); policy "${policy.name}" locks them in ${rule.lockMode} mode`,
+      );
+    else if (before && rule.duration < before.duration)
+      problems.push(
+        `tenant "${t.id}": its recordings COMPLIANCE lock cannot shrink from ${before.duration}s (policy "${before.policy}") to ${rule.duration}s (policy "${policy.name}")`,
+      );
+    else if (rule.lockMode === 'compliance')
+      locks.set(t.id, { policy: policy.name, duration: Math.max(rule.duration, before?.duration ?? 0) });
   }
   return { problems, locks };
 }
@@ -61,10 +72,21 @@ export function readGuard(file: string, tenants: Tenant[]): Map<string, Promised
   try {
     const json = JSON.parse(text) as unknown;
     // Version 1 kept the applied policies by name: its promises are those policies' effective rules for today's tenants.
-    if (Array.isArray(json)) return complianceShortenings(new Map(), new Map((json as RetentionPolicy[]).map((p) => [p.name, p])), tenants.filter((t) => (json as RetentionPolicy[]).some((p) => p.name === (t.retentionPolicy ?? 'default') || p.tenants.includes(t.id)))).locks;
+    if (Array.isArray(json))
+      return complianceShortenings(
+        new Map(),
+        new Map((json as RetentionPolicy[]).map((p) => [p.name, p])),
+        tenants.filter((t) =>
+          (json as RetentionPolicy[]).some(
+            (p) => p.name === (t.retentionPolicy ?? 'default') || p.tenants.includes(t.id),
+          ),
+        ),
+      ).locks;
     parsed = guardSchema.parse(json);
   } catch (err) {
-    throw new PolicyError(`the retention guard ${file} is corrupt (${(err as Error).message.slice(0, 300)}); restore it from a backup: it records the COMPLIANCE locks promised to each tenant`);
+    throw new PolicyError(
+      `the retention guard ${file} is corrupt (${(err as Error).message.slice(0, 300)}); restore it from a backup: it records the COMPLIANCE locks promised to each tenant`,
+    );
   }
   return new Map(Object.entries(parsed.locks));
 }

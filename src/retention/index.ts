@@ -53,14 +53,30 @@ export default fp(
 
     /** A guard that is missing although COMPLIANCE-locked recordings exist was lost, not never written. */
     const checkMissingGuard = async () => {
-      const rs = await ch.client.query({ query: `SELECT DISTINCT tenant FROM ${ch.database}.recordings WHERE lock_mode = 'compliance'`, format: 'JSONEachRow' });
+      const rs = await ch.client.query({
+        query: `SELECT DISTINCT tenant FROM ${ch.database}.recordings WHERE lock_mode = 'compliance'`,
+        format: 'JSONEachRow',
+      });
       const tenants = (await rs.json<{ tenant: string }>()).map((r) => r.tenant);
-      if (tenants.length) throw new PolicyError(`the retention guard ${guardFile} is missing, but tenants ${tenants.join(', ')} have COMPLIANCE-locked recordings: restore the file from a backup (it records the locks promised to each tenant)`);
+      if (tenants.length)
+        throw new PolicyError(
+          `the retention guard ${guardFile} is missing, but tenants ${tenants.join(', ')} have COMPLIANCE-locked recordings: restore the file from a backup (it records the locks promised to each tenant)`,
+        );
     };
     let promised = readGuard(guardFile, app.tenants.list());
     if (!promised) {
       if (ch.schemaReady) await checkMissingGuard();
-      else ch.observer.once('ready', () => void checkMissingGuard().catch((err) => log.fatal({ reason: (err as Error).message }, 'retention guard lost; COMPLIANCE locks are not protected against shortening')));
+      else
+        ch.observer.once(
+          'ready',
+          () =>
+            void checkMissingGuard().catch((err) =>
+              log.fatal(
+                { reason: (err as Error).message },
+                'retention guard lost; COMPLIANCE locks are not protected against shortening',
+              ),
+            ),
+        );
       promised = new Map<string, PromisedLock>();
     }
 
@@ -71,7 +87,13 @@ export default fp(
     const applyTtls = (): Promise<string[]> => {
       const run = ttlChain.then(async () => {
         if (!ch.schemaReady) return [];
-        const altered = await applyClickHouseTtls(ch.client, ch.database, current, app.tenants.list(), app.config.clickhouse.cluster ? ` ON CLUSTER '${app.config.clickhouse.cluster}'` : '');
+        const altered = await applyClickHouseTtls(
+          ch.client,
+          ch.database,
+          current,
+          app.tenants.list(),
+          app.config.clickhouse.cluster ? ` ON CLUSTER '${app.config.clickhouse.cluster}'` : '',
+        );
         if (altered.length) log.info({ tables: altered }, 'retention TTLs applied');
         return altered;
       });
@@ -115,7 +137,13 @@ export default fp(
     // A remote ClickHouse that was down at start gets its TTLs once it is up.
     ch.observer.on('ready', () => void applyTtls().catch((err) => log.error({ err }, 'could not apply TTLs')));
 
-    const files = new DataDirSweeper({ dataDir: app.config.dataDir, policyOf, writer: app.telemetry?.writer, journal: app.webhooks?.queue, log });
+    const files = new DataDirSweeper({
+      dataDir: app.config.dataDir,
+      policyOf,
+      writer: app.telemetry?.writer,
+      journal: app.webhooks?.queue,
+      log,
+    });
     files.start(app.config.retention.sweepIntervalSeconds);
     app.addHook('onClose', async () => files.stop());
     app.decorate('retention', { policies: () => current, policyOf, reload, applyTtls, files });

@@ -52,19 +52,59 @@ export interface FileRule {
 
 /** First match wins. */
 export const FILE_RULES: FileRule[] = [
-  { pattern: /^clickhouse\//, rule: "the embedded ClickHouse engine's storage: each table follows its TABLE_RULES entry" },
-  { pattern: /^objects\//, category: 'recordings', rule: 'recordings (local object store): Object Lock until retain-until, then deleted by the sweeper; erasure deletes every version' },
-  { pattern: /^recordings\/(active|pending)\//, category: 'recordings', rule: 'recordings being written or waiting for upload: deleted once the upload is verified, then the recordings rule' },
-  { pattern: /^exports\/[0-9a-f-]{36}(\.[a-z]+|\.meta\.json)$/, category: 'dsar_exports', rule: "audit exports and DSAR archives: deleted by the retention sweep once older than the tenant's dsar_exports duration; erasure deletes the subject's archives" },
-  { pattern: /^exports\/dsar-access-[0-9a-f-]{36}\.tar$|^exports\/[0-9a-f-]{36}\//, category: 'dsar_exports', rule: 'a DSAR archive being built: renamed or removed when the request ends, else swept with the exports' },
-  { pattern: /^spool\/seg-\d{12}\.log$/, rule: "telemetry rows waiting for ClickHouse: each row follows its table's rule (the sweep drops or anonymises spooled rows past it); erasure removes the subject's rows" },
-  { pattern: /^webhooks\/deliveries\.jsonl$/, rule: 'webhook journal: a delivery stays until delivered or given up (webhooks.maxAttempts); the sweep compacts the journal so finished bodies are gone; erasure redacts the subject from pending bodies' },
-  { pattern: /^audit-journal\/seg-\d{12}\.log$/, rule: 'audit entries (pseudonyms, addresses) journaled before the action is answered: removed once shipped to ClickHouse, then the audit_log rule' },
-  { pattern: /^audit\/anchors\.jsonl$/, rule: 'signed audit checkpoints anchored outside ClickHouse (local store): hashes and sequence numbers, no personal data; kept as evidence' },
-  { pattern: /^room-bans\.json$/, rule: 'removal bans: a SHA-256 of tenant, room and identity with an expiry, pruned when it expires' },
-  { pattern: /^secrets\/subject-salts\.jsonl$/, rule: "per-subject salts of the pseudonyms: erasure destroys the subject's salt, so no pseudonym left can be recomputed from the identity" },
+  {
+    pattern: /^clickhouse\//,
+    rule: "the embedded ClickHouse engine's storage: each table follows its TABLE_RULES entry",
+  },
+  {
+    pattern: /^objects\//,
+    category: 'recordings',
+    rule: 'recordings (local object store): Object Lock until retain-until, then deleted by the sweeper; erasure deletes every version',
+  },
+  {
+    pattern: /^recordings\/(active|pending)\//,
+    category: 'recordings',
+    rule: 'recordings being written or waiting for upload: deleted once the upload is verified, then the recordings rule',
+  },
+  {
+    pattern: /^exports\/[0-9a-f-]{36}(\.[a-z]+|\.meta\.json)$/,
+    category: 'dsar_exports',
+    rule: "audit exports and DSAR archives: deleted by the retention sweep once older than the tenant's dsar_exports duration; erasure deletes the subject's archives",
+  },
+  {
+    pattern: /^exports\/dsar-access-[0-9a-f-]{36}\.tar$|^exports\/[0-9a-f-]{36}\//,
+    category: 'dsar_exports',
+    rule: 'a DSAR archive being built: renamed or removed when the request ends, else swept with the exports',
+  },
+  {
+    pattern: /^spool\/seg-\d{12}\.log$/,
+    rule: "telemetry rows waiting for ClickHouse: each row follows its table's rule (the sweep drops or anonymises spooled rows past it); erasure removes the subject's rows",
+  },
+  {
+    pattern: /^webhooks\/deliveries\.jsonl$/,
+    rule: 'webhook journal: a delivery stays until delivered or given up (webhooks.maxAttempts); the sweep compacts the journal so finished bodies are gone; erasure redacts the subject from pending bodies',
+  },
+  {
+    pattern: /^audit-journal\/seg-\d{12}\.log$/,
+    rule: 'audit entries (pseudonyms, addresses) journaled before the action is answered: removed once shipped to ClickHouse, then the audit_log rule',
+  },
+  {
+    pattern: /^audit\/anchors\.jsonl$/,
+    rule: 'signed audit checkpoints anchored outside ClickHouse (local store): hashes and sequence numbers, no personal data; kept as evidence',
+  },
+  {
+    pattern: /^room-bans\.json$/,
+    rule: 'removal bans: a SHA-256 of tenant, room and identity with an expiry, pruned when it expires',
+  },
+  {
+    pattern: /^secrets\/subject-salts\.jsonl$/,
+    rule: "per-subject salts of the pseudonyms: erasure destroys the subject's salt, so no pseudonym left can be recomputed from the identity",
+  },
   { pattern: /^secrets\//, rule: 'keys and secrets; no personal data' },
-  { pattern: /^(tenants|rooms|demo-tenant|retention-applied)\.json$/, rule: 'configuration and state; no personal data' },
+  {
+    pattern: /^(tenants|rooms|demo-tenant|retention-applied)\.json$/,
+    rule: 'configuration and state; no personal data',
+  },
   { pattern: /\.tmp$/, rule: 'a file being replaced atomically; renamed over its target at once' },
 ];
 
@@ -77,10 +117,19 @@ export function fileRule(relPath: string): FileRule | undefined {
  * spooled row), at `now`: kept, dropped, or returned with its identity columns
  * reset. The same decision the table's TTL would make once it is inserted.
  */
-export function expireRow(table: string, row: Record<string, unknown>, now: number, policyOf: (tenant: string) => { categories: Record<DataCategory, { duration: number; action: 'delete' | 'anonymize' }> }): 'keep' | 'drop' | Record<string, unknown> {
+export function expireRow(
+  table: string,
+  row: Record<string, unknown>,
+  now: number,
+  policyOf: (tenant: string) => {
+    categories: Record<DataCategory, { duration: number; action: 'delete' | 'anonymize' }>;
+  },
+): 'keep' | 'drop' | Record<string, unknown> {
   const rule = TABLE_RULES[table];
   if (!rule || !('category' in rule)) return 'keep';
-  const at = Number(typeof row[rule.ts] === 'string' ? Date.parse(`${String(row[rule.ts]).replace(' ', 'T')}Z`) : row[rule.ts]);
+  const at = Number(
+    typeof row[rule.ts] === 'string' ? Date.parse(`${String(row[rule.ts]).replace(' ', 'T')}Z`) : row[rule.ts],
+  );
   const c = policyOf(String(row.tenant ?? '')).categories[rule.category];
   if (!Number.isFinite(at) || at + c.duration * 1000 > now) return 'keep';
   if (c.action === 'delete') return 'drop';

@@ -29,13 +29,21 @@ export type DataCategory = (typeof DATA_CATEGORIES)[number];
  * and `call_quality` are keyed on the pseudonym, and an audit entry cannot be
  * altered without breaking its hash chain.
  */
-export const ANONYMIZABLE: ReadonlySet<DataCategory> = new Set(['track_stats', 'transport_stats', 'client_stats', 'call_events', 'access_log']);
+export const ANONYMIZABLE: ReadonlySet<DataCategory> = new Set([
+  'track_stats',
+  'transport_stats',
+  'client_stats',
+  'call_events',
+  'access_log',
+]);
 
 /** `30d`, `12h`, `6w`, `1y` (365 days): short and unambiguous in a YAML file a DPO reads. */
 const duration = z
   .string()
   .regex(/^\d{1,5}[smhdwy]$/, 'a number and a unit: s, m, h, d, w or y (e.g. 30d)')
-  .transform((v) => Number(v.slice(0, -1)) * { s: 1, m: 60, h: 3600, d: 86400, w: 604800, y: 31_536_000 }[v.at(-1) as 's']);
+  .transform(
+    (v) => Number(v.slice(0, -1)) * { s: 1, m: 60, h: 3600, d: 86400, w: 604800, y: 31_536_000 }[v.at(-1) as 's'],
+  );
 
 const categoryRule = z
   .object({
@@ -52,7 +60,11 @@ export const policyFileSchema = z
     description: z.string().max(500).optional(),
     /** Tenants this policy applies to; the policy named "default" applies to every other tenant. */
     tenants: z.array(z.string()).default([]),
-    categories: z.object(Object.fromEntries(DATA_CATEGORIES.map((c) => [c, categoryRule])) as Record<DataCategory, typeof categoryRule>).strict(),
+    categories: z
+      .object(
+        Object.fromEntries(DATA_CATEGORIES.map((c) => [c, categoryRule])) as Record<DataCategory, typeof categoryRule>,
+      )
+      .strict(),
   })
   .strict();
 
@@ -69,7 +81,9 @@ export class PolicyError extends Error {}
 export function loadPolicies(dir: string): Map<string, RetentionPolicy> {
   const policies = new Map<string, RetentionPolicy>();
   const problems: string[] = [];
-  for (const file of readdirSync(dir).filter((f) => /\.ya?ml$/.test(f)).sort()) {
+  for (const file of readdirSync(dir)
+    .filter((f) => /\.ya?ml$/.test(f))
+    .sort()) {
     const full = path.join(dir, file);
     const parsed = policyFileSchema.safeParse(parseYaml(readFileSync(full, 'utf8')));
     if (!parsed.success) {
@@ -78,7 +92,10 @@ export function loadPolicies(dir: string): Map<string, RetentionPolicy> {
     }
     if (policies.has(parsed.data.name)) problems.push(`${file}: policy "${parsed.data.name}" is defined twice`);
     for (const [category, rule] of Object.entries(parsed.data.categories) as Array<[DataCategory, CategoryRule]>) {
-      if (rule.action === 'anonymize' && !ANONYMIZABLE.has(category)) problems.push(`${file}: categories.${category}.action: "anonymize" is not possible for ${category}; use delete`);
+      if (rule.action === 'anonymize' && !ANONYMIZABLE.has(category))
+        problems.push(
+          `${file}: categories.${category}.action: "anonymize" is not possible for ${category}; use delete`,
+        );
     }
     policies.set(parsed.data.name, { ...parsed.data, file });
   }
@@ -95,9 +112,16 @@ export function loadPolicies(dir: string): Map<string, RetentionPolicy> {
 }
 
 /** The policy for a tenant: the one that names it, else the tenant's configured one; an unknown name is an error, never "default". */
-export function policyFor(policies: Map<string, RetentionPolicy>, tenant: string, configured = 'default'): RetentionPolicy {
+export function policyFor(
+  policies: Map<string, RetentionPolicy>,
+  tenant: string,
+  configured = 'default',
+): RetentionPolicy {
   for (const p of policies.values()) if (p.tenants.includes(tenant)) return p;
   const p = policies.get(configured);
-  if (!p) throw new PolicyError(`tenant "${tenant}" names the retention policy "${configured}", which does not exist (policies: ${[...policies.keys()].join(', ')})`);
+  if (!p)
+    throw new PolicyError(
+      `tenant "${tenant}" names the retention policy "${configured}", which does not exist (policies: ${[...policies.keys()].join(', ')})`,
+    );
   return p;
 }

@@ -28,7 +28,10 @@ export const HEARTBEAT_TIMEOUT_CODE = 4009;
 
 export class SignalingClient {
   #nextId = 1;
-  readonly #pending = new Map<number, { method: string; resolve: (v: any) => void; reject: (e: Error) => void; timer: ReturnType<typeof setTimeout> }>();
+  readonly #pending = new Map<
+    number,
+    { method: string; resolve: (v: any) => void; reject: (e: Error) => void; timer: ReturnType<typeof setTimeout> }
+  >();
   readonly #listeners = new Map<string, Set<Listener>>();
   readonly opened: Promise<void>;
   closeInfo?: { code: number; reason: string };
@@ -46,7 +49,9 @@ export class SignalingClient {
       socket.addEventListener('error', () => reject(new Error('signaling connection failed')));
     });
     socket.addEventListener('message', (ev: { data: unknown }) => this.#onMessage(String(ev.data)));
-    socket.addEventListener('close', (ev: { code: number; reason: string }) => this.#closed(ev.code, String(ev.reason ?? '')));
+    socket.addEventListener('close', (ev: { code: number; reason: string }) =>
+      this.#closed(ev.code, String(ev.reason ?? '')),
+    );
   }
 
   /**
@@ -164,6 +169,7 @@ export class SignalingClient {
     this.#pending.delete(msg.id);
     clearTimeout(pending.timer);
     if (msg.ok) pending.resolve(msg.data);
-    else pending.reject(new SignalingError(msg.error?.code ?? 'INTERNAL', msg.error?.message ?? 'error', pending.method));
+    else
+      pending.reject(new SignalingError(msg.error?.code ?? 'INTERNAL', msg.error?.message ?? 'error', pending.method));
   }
 }

@@ -8,7 +8,10 @@ export interface RemotePeer {
   peerId: string;
   name: string;
   /** Remote tracks by consumer id. */
-  tracks: Map<string, { consumerId: string; producerId: string; kind: 'audio' | 'video'; source?: string; track: MediaStreamTrack }>;
+  tracks: Map<
+    string,
+    { consumerId: string; producerId: string; kind: 'audio' | 'video'; source?: string; track: MediaStreamTrack }
+  >;
 }
 
 export interface VigieCallEvents {
@@ -51,7 +54,9 @@ export function simulcastEncodings(height: number): RTCRtpEncodingParameters[] |
     { scaleResolutionDownBy: 1, maxBitrate: 1_500_000 },
   ];
   const count = height >= 540 ? 3 : height >= 360 ? 2 : 1;
-  return count === 1 ? undefined : all.slice(-count).map((e, i, layers) => ({ ...e, scaleResolutionDownBy: 2 ** (layers.length - 1 - i) }));
+  return count === 1
+    ? undefined
+    : all.slice(-count).map((e, i, layers) => ({ ...e, scaleResolutionDownBy: 2 ** (layers.length - 1 - i) }));
 }
 
 export interface JoinOptions {
@@ -99,12 +104,22 @@ function takeEarlyJoin(options: JoinOptions): (EarlyJoin & { buffer: string[] })
   delete w.vigieEarlyJoin;
   const buffer = early.buffer;
   early.buffer = undefined;
-  if (early.token === options.token && options.url === undefined && early.socket.readyState <= WebSocket.OPEN) return { ...early, buffer };
+  if (early.token === options.token && options.url === undefined && early.socket.readyState <= WebSocket.OPEN)
+    return { ...early, buffer };
   early.socket.close(1000, 'not used');
   return undefined;
 }
 
-type JoinedInfo = { peerId: string; callId: string; tenant: string; room: string; name: string; grants: string[]; iceServers: RTCIceServer[]; recording: { active: boolean; consentRequired: boolean } };
+type JoinedInfo = {
+  peerId: string;
+  callId: string;
+  tenant: string;
+  room: string;
+  name: string;
+  grants: string[];
+  iceServers: RTCIceServer[];
+  recording: { active: boolean; consentRequired: boolean };
+};
 
 /**
  * A participant's side of a call: join with a token, publish camera, mic or
@@ -158,7 +173,14 @@ export class VigieCall {
     // notifications until their handlers exist (see #enter), then replay them.
     signaling.holdNotifications();
     try {
-      if (!early) return { signaling, joined: await signaling.request('join', { token: options.token, ...(options.name ? { name: options.name } : {}) }) };
+      if (!early)
+        return {
+          signaling,
+          joined: await signaling.request('join', {
+            token: options.token,
+            ...(options.name ? { name: options.name } : {}),
+          }),
+        };
       // The page's script already sent the join: take its answer from what the socket received so far, or will.
       const joined = signaling.answerTo(EARLY_JOIN_ID, 'join');
       signaling.replay(early.buffer);
@@ -180,9 +202,16 @@ export class VigieCall {
     if (joined.heartbeatTimeoutMs > 0) this.#signaling.keepAlive(joined.heartbeatTimeoutMs);
     clearInterval(this.#statsTimer);
     if (joined.clientStatsIntervalMs > 0) {
-      this.#statsTimer = setInterval(() => void this.reportStats().catch(() => undefined), joined.clientStatsIntervalMs);
+      this.#statsTimer = setInterval(
+        () => void this.reportStats().catch(() => undefined),
+        joined.clientStatsIntervalMs,
+      );
     }
-    for (const p of joined.peers as Array<{ peerId: string; name: string; producers: Array<{ producerId: string; kind: 'audio' | 'video'; source?: string }> }>) {
+    for (const p of joined.peers as Array<{
+      peerId: string;
+      name: string;
+      producers: Array<{ producerId: string; kind: 'audio' | 'video'; source?: string }>;
+    }>) {
       this.peers.set(p.peerId, { peerId: p.peerId, name: p.name, tracks: new Map() });
       if (this.options.autoSubscribe !== false && this.can('subscribe')) {
         for (const pr of p.producers) void this.subscribe(p.peerId, pr.producerId).catch((e) => this.#emitError(e));
@@ -201,7 +230,8 @@ export class VigieCall {
     this.#rejoining = true;
     this.#teardown({ keepTracks: true });
     this.#signaling.close();
-    for (const [peerId, peer] of this.peers) for (const consumerId of peer.tracks.keys()) this.#emit('trackRemoved', { peerId, consumerId });
+    for (const [peerId, peer] of this.peers)
+      for (const consumerId of peer.tracks.keys()) this.#emit('trackRemoved', { peerId, consumerId });
     const before = new Set(this.peers.keys());
     this.peers.clear();
     let last = reason;
@@ -214,7 +244,9 @@ export class VigieCall {
         this.#signaling = signaling;
         Object.assign(this.info, VigieCall.#infoOf(joined));
         // The device keeps the capabilities it loaded: a reopened room's router offers the same codecs (src/media/codecs.ts).
-        for (const id of before) if (!joined.peers.some((p: { peerId: string }) => p.peerId === id)) this.#emit('peerLeft', { peerId: id, reason: 'left-while-reconnecting' });
+        for (const id of before)
+          if (!joined.peers.some((p: { peerId: string }) => p.peerId === id))
+            this.#emit('peerLeft', { peerId: id, reason: 'left-while-reconnecting' });
         this.#enter(joined);
         for (const [source, { track, encodings }] of [...this.#published]) {
           if (track.readyState === 'live') await this.publish(source, track, encodings);
@@ -237,7 +269,10 @@ export class VigieCall {
 
   can(grant: 'publish' | 'subscribe' | 'record' | 'admin'): boolean {
     // As the server decides (hasGrant in src/auth/grants.ts): a moderator publishes and subscribes, but records only with `record`.
-    return this.info.grants.includes(grant) || (this.info.grants.includes('admin') && (grant === 'publish' || grant === 'subscribe'));
+    return (
+      this.info.grants.includes(grant) ||
+      (this.info.grants.includes('admin') && (grant === 'publish' || grant === 'subscribe'))
+    );
   }
 
   on<K extends keyof VigieCallEvents>(event: K, listener: (e: VigieCallEvents[K]) => void): () => void {
@@ -256,7 +291,10 @@ export class VigieCall {
    * setPreferredLayers): as many layers as browsers encode at the captured
    * size, each half the resolution of the next.
    */
-  async publishCamera(constraints: MediaTrackConstraints = { width: 640, height: 480 }, options: { simulcast?: boolean } = {}): Promise<msc.Producer> {
+  async publishCamera(
+    constraints: MediaTrackConstraints = { width: 640, height: 480 },
+    options: { simulcast?: boolean } = {},
+  ): Promise<msc.Producer> {
     const stream = await navigator.mediaDevices.getUserMedia({ video: constraints });
     const track = stream.getVideoTracks()[0]!;
     const encodings = options.simulcast === false ? undefined : simulcastEncodings(track.getSettings().height ?? 480);
@@ -275,7 +313,11 @@ export class VigieCall {
     return this.publish('screen', track);
   }
 
-  async publish(source: Source, track: MediaStreamTrack, encodings?: RTCRtpEncodingParameters[]): Promise<msc.Producer> {
+  async publish(
+    source: Source,
+    track: MediaStreamTrack,
+    encodings?: RTCRtpEncodingParameters[],
+  ): Promise<msc.Producer> {
     const transport = await this.#transport('send');
     // The SDK stops tracks itself (unpublish, leave), so that a rejoin can send the same ones again.
     const producer = await transport.produce({ track, encodings, appData: { source }, stopTracks: false });
@@ -299,7 +341,8 @@ export class VigieCall {
   async setPaused(source: Source, paused: boolean): Promise<void> {
     const producer = this.producers.get(source);
     if (!producer) return;
-    if (!paused && this.mutedByModerator.has(producer.id)) throw new SignalingError('FORBIDDEN', 'muted by a moderator', 'resumeProducer');
+    if (!paused && this.mutedByModerator.has(producer.id))
+      throw new SignalingError('FORBIDDEN', 'muted by a moderator', 'resumeProducer');
     if (paused) producer.pause();
     else producer.resume();
     try {
@@ -313,12 +356,28 @@ export class VigieCall {
 
   async subscribe(peerId: string, producerId: string): Promise<msc.Consumer> {
     const transport = await this.#transport('recv');
-    const c = await this.signaling.request('consume', { transportId: transport.id, producerId, rtpCapabilities: this.device.rtpCapabilities });
-    const consumer = await transport.consume({ id: c.consumerId, producerId, kind: c.kind, rtpParameters: c.rtpParameters, appData: { peerId } });
+    const c = await this.signaling.request('consume', {
+      transportId: transport.id,
+      producerId,
+      rtpCapabilities: this.device.rtpCapabilities,
+    });
+    const consumer = await transport.consume({
+      id: c.consumerId,
+      producerId,
+      kind: c.kind,
+      rtpParameters: c.rtpParameters,
+      appData: { peerId },
+    });
     this.consumers.set(consumer.id, consumer);
     await this.signaling.request('resumeConsumer', { consumerId: consumer.id });
     const peer = this.peers.get(peerId);
-    const entry = { consumerId: consumer.id, producerId, kind: consumer.kind as 'audio' | 'video', source: c.source as string | undefined, track: consumer.track };
+    const entry = {
+      consumerId: consumer.id,
+      producerId,
+      kind: consumer.kind as 'audio' | 'video',
+      source: c.source as string | undefined,
+      track: consumer.track,
+    };
     peer?.tracks.set(consumer.id, entry);
     this.#emit('trackAdded', { peerId, ...entry });
     return consumer;
@@ -330,7 +389,11 @@ export class VigieCall {
    * still goes lower when the network cannot carry the preferred layer.
    */
   async setPreferredLayers(consumerId: string, spatialLayer: number, temporalLayer?: number): Promise<void> {
-    await this.signaling.request('setPreferredLayers', { consumerId, spatialLayer, ...(temporalLayer === undefined ? {} : { temporalLayer }) });
+    await this.signaling.request('setPreferredLayers', {
+      consumerId,
+      spatialLayer,
+      ...(temporalLayer === undefined ? {} : { temporalLayer }),
+    });
   }
 
   /** Stats of everything this participant sends and receives, as the browser sees it. */
@@ -367,7 +430,9 @@ export class VigieCall {
     const pickPair = (stats: Map<string, any>) => {
       if (pair) return;
       const transport = [...stats.values()].find((r) => r.type === 'transport' && r.selectedCandidatePairId);
-      const cp = transport ? stats.get(transport.selectedCandidatePairId) : [...stats.values()].find((r) => r.type === 'candidate-pair' && r.nominated && r.state === 'succeeded');
+      const cp = transport
+        ? stats.get(transport.selectedCandidatePairId)
+        : [...stats.values()].find((r) => r.type === 'candidate-pair' && r.nominated && r.state === 'succeeded');
       if (!cp) return;
       const local = stats.get(cp.localCandidateId);
       pair = {
@@ -413,7 +478,8 @@ export class VigieCall {
           packets: r.packetsReceived ?? 0,
           packetsLost: r.packetsLost ?? 0,
           jitterMs: n(r.jitter) !== undefined ? r.jitter * 1000 : undefined,
-          jitterBufferDelayMs: r.jitterBufferEmittedCount > 0 ? (r.jitterBufferDelay / r.jitterBufferEmittedCount) * 1000 : undefined,
+          jitterBufferDelayMs:
+            r.jitterBufferEmittedCount > 0 ? (r.jitterBufferDelay / r.jitterBufferEmittedCount) * 1000 : undefined,
           freezeCount: n(r.freezeCount),
           totalFreezesDurationMs: n(r.totalFreezesDuration) !== undefined ? r.totalFreezesDuration * 1000 : undefined,
           concealedSamples: n(r.concealedSamples),
@@ -426,7 +492,10 @@ export class VigieCall {
       }
     }
     if (tracks.length === 0) return;
-    await this.signaling.request('clientStats', { tracks: tracks.slice(0, 64), ...(pair ? { candidatePair: pair } : {}) });
+    await this.signaling.request('clientStats', {
+      tracks: tracks.slice(0, 64),
+      ...(pair ? { candidatePair: pair } : {}),
+    });
   }
 
   async leave(): Promise<void> {
@@ -447,7 +516,11 @@ export class VigieCall {
     for (const c of this.consumers.values()) c.close();
     this.producers.clear();
     this.consumers.clear();
-    for (const ready of Object.values(this.#transports)) void ready.then((t) => t.close(), () => undefined);
+    for (const ready of Object.values(this.#transports))
+      void ready.then(
+        (t) => t.close(),
+        () => undefined,
+      );
     this.#transports = {};
   }
 
@@ -461,7 +534,8 @@ export class VigieCall {
       iceServers: this.info.iceServers,
       iceTransportPolicy: (this.options.relayOnly ? 'relay' : 'all') as RTCIceTransportPolicy,
     };
-    const transport = direction === 'send' ? this.device.createSendTransport(options) : this.device.createRecvTransport(options);
+    const transport =
+      direction === 'send' ? this.device.createSendTransport(options) : this.device.createRecvTransport(options);
     transport.on('connect', ({ dtlsParameters }, callback, errback) => {
       this.signaling.request('connectTransport', { transportId: transport.id, dtlsParameters }).then(callback, errback);
     });
@@ -504,7 +578,8 @@ export class VigieCall {
       this.#emit('peerLeft', { peerId, reason });
     });
     s.on('newProducer', ({ peerId, producerId }) => {
-      if (this.options.autoSubscribe !== false && this.can('subscribe')) void this.subscribe(peerId, producerId).catch((e) => this.#emitError(e));
+      if (this.options.autoSubscribe !== false && this.can('subscribe'))
+        void this.subscribe(peerId, producerId).catch((e) => this.#emitError(e));
     });
     s.on('consumerClosed', ({ consumerId }) => {
       const consumer = this.consumers.get(consumerId);
@@ -523,8 +598,12 @@ export class VigieCall {
       this.peers.clear();
       this.#emit('roomClosed', { reason });
     });
-    s.on('recordingStarted', ({ recordingId, consentRequired }) => this.#emit('recording', { active: true, consentRequired: Boolean(consentRequired), recordingId }));
-    s.on('recordingStopped', ({ recordingId }) => this.#emit('recording', { active: false, consentRequired: false, recordingId }));
+    s.on('recordingStarted', ({ recordingId, consentRequired }) =>
+      this.#emit('recording', { active: true, consentRequired: Boolean(consentRequired), recordingId }),
+    );
+    s.on('recordingStopped', ({ recordingId }) =>
+      this.#emit('recording', { active: false, consentRequired: false, recordingId }),
+    );
     s.on('mutedByServer', ({ producerId, kind }) => {
       this.mutedByModerator.add(producerId);
       for (const p of this.producers.values()) if (p.id === producerId) p.pause();
@@ -548,13 +627,17 @@ export class VigieCall {
     s.on('error', (e) => this.#emit('error', e));
     s.on('close', (info) => {
       if (this.#left || this.#rejoining || s !== this.#signaling) return;
-      if (this.options.reconnect !== false && !FINAL_CLOSE_CODES.has(info.code)) void this.#rejoin(`connection closed (${info.code})`);
+      if (this.options.reconnect !== false && !FINAL_CLOSE_CODES.has(info.code))
+        void this.#rejoin(`connection closed (${info.code})`);
       else this.#emit('disconnected', info);
     });
   }
 
   #emitError(err: unknown): void {
-    const e = err instanceof SignalingError ? { code: err.code, message: err.message } : { code: 'CLIENT', message: String((err as Error)?.message ?? err) };
+    const e =
+      err instanceof SignalingError
+        ? { code: err.code, message: err.message }
+        : { code: 'CLIENT', message: String((err as Error)?.message ?? err) };
     this.#emit('error', e);
   }
 

@@ -66,8 +66,10 @@ type DeviceKind = 'camera' | 'microphone';
 /** Why a device cannot be used, in words that say what to do: refused, missing, or failing. */
 function deviceProblem(kind: DeviceKind, err: unknown): string {
   const name = (err as { name?: string }).name ?? '';
-  if (name === 'NotAllowedError' || name === 'SecurityError') return say(kind === 'camera' ? 'cameraRefused' : 'micRefused');
-  if (name === 'NotFoundError' || name === 'OverconstrainedError') return say(kind === 'camera' ? 'cameraMissing' : 'micMissing');
+  if (name === 'NotAllowedError' || name === 'SecurityError')
+    return say(kind === 'camera' ? 'cameraRefused' : 'micRefused');
+  if (name === 'NotFoundError' || name === 'OverconstrainedError')
+    return say(kind === 'camera' ? 'cameraMissing' : 'micMissing');
   return say('deviceFailed', { device: say(kind), reason: name || String(err) });
 }
 
@@ -91,7 +93,8 @@ function tile(id: string, name: string): HTMLElement {
     const speaking = document.createElement('span');
     speaking.className = 'speaking-badge';
     // A drawn loudspeaker: emoji fonts are not everywhere.
-    speaking.innerHTML = '<svg aria-hidden="true" viewBox="0 0 24 24"><path d="M3 9v6h4l5 5V4L7 9H3zm13.5 3A4.5 4.5 0 0 0 14 8v8a4.5 4.5 0 0 0 2.5-4zM14 3.2v2.1a7 7 0 0 1 0 13.4v2.1a9 9 0 0 0 0-17.6z"/></svg>';
+    speaking.innerHTML =
+      '<svg aria-hidden="true" viewBox="0 0 24 24"><path d="M3 9v6h4l5 5V4L7 9H3zm13.5 3A4.5 4.5 0 0 0 14 8v8a4.5 4.5 0 0 0 2.5-4zM14 3.2v2.1a7 7 0 0 1 0 13.4v2.1a9 9 0 0 0 0-17.6z"/></svg>';
     speaking.append(say('speaking'));
     el.append(video, audio, label, speaking);
     tilesEl.append(el);
@@ -165,7 +168,9 @@ async function prejoin(form: HTMLFormElement): Promise<Choice> {
     delete tracks[kind];
     const constraints = deviceId ? { deviceId: { exact: deviceId } } : true;
     try {
-      const stream = await navigator.mediaDevices.getUserMedia(kind === 'camera' ? { video: constraints } : { audio: constraints });
+      const stream = await navigator.mediaDevices.getUserMedia(
+        kind === 'camera' ? { video: constraints } : { audio: constraints },
+      );
       tracks[kind] = stream.getTracks()[0]!;
       problems.delete(kind);
     } catch (err) {
@@ -184,7 +189,9 @@ async function prejoin(form: HTMLFormElement): Promise<Choice> {
     const ofKind = devices.filter((d) => d.kind === (kind === 'camera' ? 'videoinput' : 'audioinput') && d.deviceId);
     const current = tracks[kind]?.getSettings().deviceId;
     select.replaceChildren(
-      ...ofKind.map((d, i) => new Option(d.label || `${say(kind)} ${i + 1}`, d.deviceId, false, d.deviceId === current)),
+      ...ofKind.map(
+        (d, i) => new Option(d.label || `${say(kind)} ${i + 1}`, d.deviceId, false, d.deviceId === current),
+      ),
     );
     if (ofKind.length === 0) select.append(new Option(say('noDevice'), ''));
     select.disabled = ofKind.length === 0 || problems.has(kind);
@@ -272,7 +279,9 @@ async function main(): Promise<void> {
     report('disconnected', info);
   });
   const recordingEl = document.getElementById('recording')!;
-  const consent = consentDialog((given) => void call.setRecordingConsent(given).then(() => report('recordingConsent', { given })));
+  const consent = consentDialog(
+    (given) => void call.setRecordingConsent(given).then(() => report('recordingConsent', { given })),
+  );
   const showRecording = (active: boolean, consentRequired: boolean) => {
     const was = recordingEl.classList.contains('on');
     recordingEl.classList.toggle('on', active);
@@ -325,7 +334,11 @@ async function publishChosen(call: VigieSdk.VigieCall, choice: Choice): Promise<
   const problems: string[] = [];
   if (choice.camera) {
     try {
-      const cam = await call.publishCamera({ width: 640, height: 480, ...(choice.camera.deviceId ? { deviceId: { exact: choice.camera.deviceId } } : {}) });
+      const cam = await call.publishCamera({
+        width: 640,
+        height: 480,
+        ...(choice.camera.deviceId ? { deviceId: { exact: choice.camera.deviceId } } : {}),
+      });
       (mine.querySelector('video') as HTMLVideoElement).srcObject = new MediaStream([cam.track!]);
     } catch (err) {
       problems.push(deviceProblem('camera', err));
@@ -356,7 +369,10 @@ function consentDialog(answer: (given: boolean) => void): { open: () => void; cl
     dialog.hidden = true;
     returnTo?.focus();
   };
-  for (const [id, given] of [['consent-yes', true], ['consent-no', false]] as const) {
+  for (const [id, given] of [
+    ['consent-yes', true],
+    ['consent-no', false],
+  ] as const) {
     document.getElementById(id)!.addEventListener('click', () => {
       close();
       answer(given);

@@ -7,7 +7,14 @@ import type { Config } from '../config/index.js';
 import type { RecordingService } from '../recording/index.js';
 import { VigieError, toVigieError } from '../errors.js';
 import { Peer, type Room, type RoomBans, type RoomDirectory, type Sfu } from '../media/index.js';
-import { envelopeSchema, REQUESTS, REQUIRED_GRANT, type Method, type RequestData, type ResponseFrame } from './protocol.js';
+import {
+  envelopeSchema,
+  REQUESTS,
+  REQUIRED_GRANT,
+  type Method,
+  type RequestData,
+  type ResponseFrame,
+} from './protocol.js';
 import { TokenBucket } from './TokenBucket.js';
 
 export interface SessionContext {
@@ -29,7 +36,13 @@ export interface SessionContext {
  * Close codes the SDK understands. `serverRestart` (1012, "service restart")
  * is not final: the SDK rejoins, on another server or on this one restarted.
  */
-export const CLOSE_CODES = { replaced: 4000, removed: 4001, rateLimited: 4008, tooBig: 1009, serverRestart: 1012 } as const;
+export const CLOSE_CODES = {
+  replaced: 4000,
+  removed: 4001,
+  rateLimited: 4008,
+  tooBig: 1009,
+  serverRestart: 1012,
+} as const;
 
 /**
  * Refused frames a connection may accumulate, in units of its burst, before it
@@ -116,11 +129,22 @@ export class SignalingSession {
       return;
     }
     if (raw.length > this.ctx.config.signaling.maxFrameBytes) {
-      this.#send({ id: null, ok: false, error: { code: 'INVALID_REQUEST', message: `frame of ${raw.length} bytes exceeds the ${this.ctx.config.signaling.maxFrameBytes}-byte limit` } });
+      this.#send({
+        id: null,
+        ok: false,
+        error: {
+          code: 'INVALID_REQUEST',
+          message: `frame of ${raw.length} bytes exceeds the ${this.ctx.config.signaling.maxFrameBytes}-byte limit`,
+        },
+      });
       return;
     }
     if (isBinary) {
-      this.#send({ id: null, ok: false, error: { code: 'INVALID_REQUEST', message: 'binary frames are not accepted' } });
+      this.#send({
+        id: null,
+        ok: false,
+        error: { code: 'INVALID_REQUEST', message: 'binary frames are not accepted' },
+      });
       return;
     }
     let parsedJson: unknown;
@@ -134,7 +158,11 @@ export class SignalingSession {
     if (!envelope.success) {
       const maybeId = (parsedJson as { id?: unknown } | null)?.id;
       const id = typeof maybeId === 'number' || typeof maybeId === 'string' ? maybeId : null;
-      this.#send({ id, ok: false, error: { code: 'INVALID_REQUEST', message: `bad request envelope: ${summarize(envelope.error)}` } });
+      this.#send({
+        id,
+        ok: false,
+        error: { code: 'INVALID_REQUEST', message: `bad request envelope: ${summarize(envelope.error)}` },
+      });
       return;
     }
     const { id, method, data } = envelope.data;
@@ -158,35 +186,44 @@ export class SignalingSession {
         // not JSON: refused without an id
       }
     }
-    this.#send({ id: typeof id === 'number' || typeof id === 'string' ? id : null, ok: false, error: { code: 'RATE_LIMITED', message: 'too many requests; slow down' } });
+    this.#send({
+      id: typeof id === 'number' || typeof id === 'string' ? id : null,
+      ok: false,
+      error: { code: 'RATE_LIMITED', message: 'too many requests; slow down' },
+    });
   }
 
   /** One span per request, with tenant and room once known; never the request's data (it can hold a token). */
   async #handle(id: number | string, method: string, rawData: unknown): Promise<void> {
     const name = Object.hasOwn(REQUESTS, method) ? method : 'unknown';
-    await tracer().startActiveSpan(`signaling ${name}`, { kind: SpanKind.SERVER, attributes: { 'rpc.system': 'vigie-signaling', 'rpc.method': name } }, async (span) => {
-      try {
-        if (name === 'unknown') throw new VigieError('INVALID_REQUEST', `unknown method "${method.slice(0, 64)}"`);
-        const m = method as Method;
-        const parsed = REQUESTS[m].safeParse(rawData);
-        if (!parsed.success) throw new VigieError('INVALID_REQUEST', `invalid ${m} request: ${summarize(parsed.error)}`);
-        const result = await this.#dispatch(m, parsed.data);
-        this.#send({ id, ok: true, data: result ?? {} });
-      } catch (err) {
-        const e = toVigieError(err);
-        span.setAttribute('vigie.error_code', e.code);
-        if (e.code === 'INTERNAL') {
-          span.setStatus({ code: SpanStatusCode.ERROR });
-          // Not the client's doing: logged with its stack and what the request was (never its data, which can hold a token).
-          this.log.error({ err, method: name, requestId: id }, 'signaling request failed');
-        } else this.log.debug({ method: name, code: e.code, reason: e.message }, 'signaling request refused');
-        this.#send({ id, ok: false, error: e.toJSON() });
-      } finally {
-        const claims = this.#peer?.claims;
-        if (claims) span.setAttributes({ 'vigie.tenant': claims.tenant, 'vigie.room': claims.room });
-        span.end();
-      }
-    });
+    await tracer().startActiveSpan(
+      `signaling ${name}`,
+      { kind: SpanKind.SERVER, attributes: { 'rpc.system': 'vigie-signaling', 'rpc.method': name } },
+      async (span) => {
+        try {
+          if (name === 'unknown') throw new VigieError('INVALID_REQUEST', `unknown method "${method.slice(0, 64)}"`);
+          const m = method as Method;
+          const parsed = REQUESTS[m].safeParse(rawData);
+          if (!parsed.success)
+            throw new VigieError('INVALID_REQUEST', `invalid ${m} request: ${summarize(parsed.error)}`);
+          const result = await this.#dispatch(m, parsed.data);
+          this.#send({ id, ok: true, data: result ?? {} });
+        } catch (err) {
+          const e = toVigieError(err);
+          span.setAttribute('vigie.error_code', e.code);
+          if (e.code === 'INTERNAL') {
+            span.setStatus({ code: SpanStatusCode.ERROR });
+            // Not the client's doing: logged with its stack and what the request was (never its data, which can hold a token).
+            this.log.error({ err, method: name, requestId: id }, 'signaling request failed');
+          } else this.log.debug({ method: name, code: e.code, reason: e.message }, 'signaling request refused');
+          this.#send({ id, ok: false, error: e.toJSON() });
+        } finally {
+          const claims = this.#peer?.claims;
+          if (claims) span.setAttributes({ 'vigie.tenant': claims.tenant, 'vigie.room': claims.room });
+          span.end();
+        }
+      },
+    );
   }
 
   async #dispatch(method: Method, data: unknown): Promise<unknown> {
@@ -199,7 +236,8 @@ export class SignalingSession {
       throw new VigieError('UNAUTHORIZED', 'access token expired; join again with a fresh token');
     }
     const grant = REQUIRED_GRANT[method];
-    if (grant && !hasGrant(peer.claims, grant)) throw new VigieError('FORBIDDEN', `the ${grant} grant is required for ${method}`);
+    if (grant && !hasGrant(peer.claims, grant))
+      throw new VigieError('FORBIDDEN', `the ${grant} grant is required for ${method}`);
 
     switch (method) {
       case 'getRouterRtpCapabilities':
@@ -207,7 +245,8 @@ export class SignalingSession {
       case 'createWebRtcTransport': {
         const { direction } = data as RequestData<'createWebRtcTransport'>;
         const needed = direction === 'send' ? 'publish' : 'subscribe';
-        if (!hasGrant(peer.claims, needed)) throw new VigieError('FORBIDDEN', `the ${needed} grant is required for a ${direction} transport`);
+        if (!hasGrant(peer.claims, needed))
+          throw new VigieError('FORBIDDEN', `the ${needed} grant is required for a ${direction} transport`);
         return room.createWebRtcTransport(peer, { direction });
       }
       case 'connectTransport': {
@@ -226,17 +265,28 @@ export class SignalingSession {
         return {};
       case 'pauseProducer':
       case 'resumeProducer':
-        await room.setProducerPaused(peer, (data as RequestData<'pauseProducer'>).producerId, method === 'pauseProducer');
+        await room.setProducerPaused(
+          peer,
+          (data as RequestData<'pauseProducer'>).producerId,
+          method === 'pauseProducer',
+        );
         return {};
       case 'consume':
         return room.consume(peer, data as never);
       case 'pauseConsumer':
       case 'resumeConsumer':
-        await room.setConsumerPaused(peer, (data as RequestData<'pauseConsumer'>).consumerId, method === 'pauseConsumer');
+        await room.setConsumerPaused(
+          peer,
+          (data as RequestData<'pauseConsumer'>).consumerId,
+          method === 'pauseConsumer',
+        );
         return {};
       case 'setPreferredLayers': {
         const d = data as RequestData<'setPreferredLayers'>;
-        await room.setPreferredLayers(peer, d.consumerId, { spatialLayer: d.spatialLayer, temporalLayer: d.temporalLayer });
+        await room.setPreferredLayers(peer, d.consumerId, {
+          spatialLayer: d.spatialLayer,
+          temporalLayer: d.temporalLayer,
+        });
         return {};
       }
       case 'leave':
@@ -245,7 +295,9 @@ export class SignalingSession {
       case 'startRecording':
       case 'stopRecording': {
         if (!this.ctx.recording) throw new VigieError('FORBIDDEN', 'recording is unavailable on this gateway');
-        return method === 'startRecording' ? this.ctx.recording.start(room, 'participant') : this.ctx.recording.stop(room, 'stopped-by-participant');
+        return method === 'startRecording'
+          ? this.ctx.recording.start(room, 'participant')
+          : this.ctx.recording.stop(room, 'stopped-by-participant');
       }
       case 'recordingConsent':
         if (!this.ctx.recording) throw new VigieError('FORBIDDEN', 'recording is unavailable on this gateway');
@@ -260,8 +312,13 @@ export class SignalingSession {
     if (this.#peer && !this.#peer.closed) throw new VigieError('INVALID_REQUEST', 'already joined; leave first');
     this.#assertMayEnter();
     const claims = await this.ctx.tokens.verify(req.token, { tenant: req.tenant, room: req.room });
-    if (this.ctx.bans.isBanned(claims.tenant, claims.room, claims.identity)) throw new VigieError('FORBIDDEN', 'you were removed from this room');
-    const room = await this.ctx.sfu.getOrCreateRoom(claims.tenant, claims.room, this.ctx.rooms.optionsFor(claims.tenant, claims.room));
+    if (this.ctx.bans.isBanned(claims.tenant, claims.room, claims.identity))
+      throw new VigieError('FORBIDDEN', 'you were removed from this room');
+    const room = await this.ctx.sfu.getOrCreateRoom(
+      claims.tenant,
+      claims.room,
+      this.ctx.rooms.optionsFor(claims.tenant, claims.room),
+    );
     // The connection may have closed, or the server begun to drain, while the
     // token was verified or the router created: such a session adds no peer.
     try {
@@ -275,7 +332,10 @@ export class SignalingSession {
     // the room who reconnects must not close it by leaving first.
     const previous = room.findPeerByIdentity(claims.identity);
     // A name typed on the pre-join screen fills in for a token without one; it never overrides the name the token vouches for.
-    const peer = new Peer(claims.name === undefined && req.name ? { ...claims, name: req.name } : claims, (method, data) => this.#notify(method, data));
+    const peer = new Peer(
+      claims.name === undefined && req.name ? { ...claims, name: req.name } : claims,
+      (method, data) => this.#notify(method, data),
+    );
     try {
       room.addPeer(peer, { replacing: previous });
     } catch (err) {
@@ -318,7 +378,11 @@ export class SignalingSession {
         name: peer.displayName,
         grants: [...claims.grants],
         rtpCapabilities: room.router.rtpCapabilities,
-        recording: { active: this.ctx.recording?.isRecording(room) ?? false, consentRequired: room.options.consentRequired, policy: room.options.recordingPolicy },
+        recording: {
+          active: this.ctx.recording?.isRecording(room) ?? false,
+          consentRequired: room.options.consentRequired,
+          policy: room.options.recordingPolicy,
+        },
         clientStatsIntervalMs: this.ctx.config.telemetry.enabled ? this.ctx.config.telemetry.clientStatsIntervalMs : 0,
         heartbeatTimeoutMs: this.ctx.config.signaling.heartbeatTimeoutMs,
         iceServers: iceServersFor(this.ctx.config.ice, peer.id),
@@ -372,7 +436,8 @@ export class SignalingSession {
     } catch (err) {
       // A tenant whose tokens come only from its identity provider has no key here to sign with:
       // its application hands participants fresh tokens, as the README says. Not a bug of ours.
-      if (err instanceof VigieError && err.code === 'FORBIDDEN') this.log.warn({ reason: err.message }, 'access token not refreshed');
+      if (err instanceof VigieError && err.code === 'FORBIDDEN')
+        this.log.warn({ reason: err.message }, 'access token not refreshed');
       else this.log.error({ err }, 'access token refresh failed');
     }
   }

@@ -38,7 +38,9 @@ async function signalingPlugin(app: FastifyInstance): Promise<void> {
     draining: false,
   };
   app.decorate('signalingSessions', ctx.sessions);
-  app.decorate('drainSignaling', (deadlineSeconds = app.config.signaling.drainDeadlineSeconds) => drain(ctx, deadlineSeconds));
+  app.decorate('drainSignaling', (deadlineSeconds = app.config.signaling.drainDeadlineSeconds) =>
+    drain(ctx, deadlineSeconds),
+  );
   app.decorate('signalingDraining', () => ctx.draining);
   const openByIp = new Map<string, number>();
   app.get('/ws', { websocket: true }, (socket, req) => {

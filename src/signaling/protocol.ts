@@ -11,13 +11,22 @@ import type { Grant } from '../auth/index.js';
  */
 
 const id = z.string().min(1).max(64);
-const count = z.number().int().min(0).max(2 ** 53);
+const count = z
+  .number()
+  .int()
+  .min(0)
+  .max(2 ** 53);
 const measure = z.number().min(0).max(1e12);
 
 const dtlsParameters = z.object({
   role: z.enum(['auto', 'client', 'server']).optional(),
   fingerprints: z
-    .array(z.object({ algorithm: z.enum(['sha-1', 'sha-224', 'sha-256', 'sha-384', 'sha-512']), value: z.string().max(256) }))
+    .array(
+      z.object({
+        algorithm: z.enum(['sha-1', 'sha-224', 'sha-256', 'sha-384', 'sha-512']),
+        value: z.string().max(256),
+      }),
+    )
     .min(1)
     .max(8),
 });
@@ -30,12 +39,18 @@ const dtlsParameters = z.object({
  */
 const uint32 = z.number().int().min(0).max(0xffffffff);
 const payloadType = z.number().int().min(0).max(127);
-const mimeType = z.string().max(64).regex(/^(audio|video)\/[A-Za-z0-9._+-]+$/i, 'must be audio/<codec> or video/<codec>');
+const mimeType = z
+  .string()
+  .max(64)
+  .regex(/^(audio|video)\/[A-Za-z0-9._+-]+$/i, 'must be audio/<codec> or video/<codec>');
 const codecParameters = z
   .record(z.string().max(64), z.union([z.string().max(256), z.number()]))
   .refine((p) => p.apt === undefined || typeof p.apt === 'number', { message: 'apt must be a number', path: ['apt'] })
   .optional();
-const rtcpFeedback = z.array(z.object({ type: z.string().min(1).max(64), parameter: z.string().max(64).optional() }).loose()).max(32).optional();
+const rtcpFeedback = z
+  .array(z.object({ type: z.string().min(1).max(64), parameter: z.string().max(64).optional() }).loose())
+  .max(32)
+  .optional();
 const clockRate = z.number().int().min(1).max(1_000_000);
 const channels = z.number().int().min(1).max(32).optional();
 
@@ -43,12 +58,26 @@ const rtpParameters = z
   .object({
     mid: z.string().max(32).optional(),
     codecs: z
-      .array(z.object({ mimeType, payloadType, clockRate, channels, parameters: codecParameters, rtcpFeedback }).loose())
+      .array(
+        z.object({ mimeType, payloadType, clockRate, channels, parameters: codecParameters, rtcpFeedback }).loose(),
+      )
       .min(1)
       .max(16)
-      .refine((codecs) => new Set(codecs.map((c) => c.payloadType)).size === codecs.length, 'payload types must be distinct'),
+      .refine(
+        (codecs) => new Set(codecs.map((c) => c.payloadType)).size === codecs.length,
+        'payload types must be distinct',
+      ),
     headerExtensions: z
-      .array(z.object({ uri: z.string().min(1).max(256), id: z.number().int().min(1).max(255), encrypt: z.boolean().optional(), parameters: codecParameters }).loose())
+      .array(
+        z
+          .object({
+            uri: z.string().min(1).max(256),
+            id: z.number().int().min(1).max(255),
+            encrypt: z.boolean().optional(),
+            parameters: codecParameters,
+          })
+          .loose(),
+      )
       .max(32)
       .optional(),
     encodings: z
@@ -67,7 +96,10 @@ const rtpParameters = z
       )
       .max(8)
       .optional(),
-    rtcp: z.object({ cname: z.string().max(256).optional(), reducedSize: z.boolean().optional() }).loose().optional(),
+    rtcp: z
+      .object({ cname: z.string().max(256).optional(), reducedSize: z.boolean().optional() })
+      .loose()
+      .optional(),
     msid: z.string().max(256).optional(),
   })
   .loose();
@@ -152,7 +184,11 @@ export const REQUESTS = {
           ssrc: z.number().int().min(0).max(0xffffffff),
           bytes: count,
           packets: count,
-          packetsLost: z.number().int().min(-(2 ** 31)).max(2 ** 53),
+          packetsLost: z
+            .number()
+            .int()
+            .min(-(2 ** 31))
+            .max(2 ** 53),
           jitterMs: measure.optional(),
           jitterBufferDelayMs: measure.optional(),
           freezeCount: count.optional(),
@@ -200,7 +236,12 @@ export const REQUIRED_GRANT: Partial<Record<Method, Grant>> = {
  * recursively. Generous for real browsers (Chrome's capabilities are about 6
  * levels and a few hundred values); the frame size is limited separately.
  */
-export const REQUEST_DATA_LIMITS: JsonLimits = { maxDepth: 16, maxNodes: 10_000, maxStringLength: 8192, maxBytes: 1 << 20 };
+export const REQUEST_DATA_LIMITS: JsonLimits = {
+  maxDepth: 16,
+  maxNodes: 10_000,
+  maxStringLength: 8192,
+  maxBytes: 1 << 20,
+};
 
 export const envelopeSchema = z.object({
   id: z.union([z.number().int().nonnegative(), z.string().min(1).max(64)]),

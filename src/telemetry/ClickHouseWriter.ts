@@ -192,7 +192,10 @@ export class ClickHouseWriter {
     } catch (err) {
       this.counters.insertErrors++;
       this.onInsert?.(performance.now() - started, batch.rows.length, false);
-      this.log.warn({ table: batch.table, rows: batch.rows.length, reason: (err as Error).message?.slice(0, 200) }, 'ClickHouse insert failed; batch kept in the spool');
+      this.log.warn(
+        { table: batch.table, rows: batch.rows.length, reason: (err as Error).message?.slice(0, 200) },
+        'ClickHouse insert failed; batch kept in the spool',
+      );
       return false;
     }
   }

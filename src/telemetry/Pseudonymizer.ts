@@ -45,7 +45,10 @@ class SubjectSalts {
   erase(key: string): boolean {
     if (!this.#salts.delete(key)) return false;
     // Rewritten whole: an appended tombstone would leave the salt in the file.
-    if (this.file) writeFileAtomicSync(this.file, [...this.#salts].map(([k, s]) => `${JSON.stringify({ k, s })}\n`).join(''), { mode: 0o600 });
+    if (this.file)
+      writeFileAtomicSync(this.file, [...this.#salts].map(([k, s]) => `${JSON.stringify({ k, s })}\n`).join(''), {
+        mode: 0o600,
+      });
     return true;
   }
 }

@@ -44,7 +44,15 @@ export class QualityMonitor {
     const below = (ts - st.lowSince) / 1000;
     if (!st.alerted && below >= this.seconds) {
       st.alerted = true;
-      this.observer.emit('alert', { room, peer, trackId, direction, mos, belowForSeconds: below, threshold: this.threshold });
+      this.observer.emit('alert', {
+        room,
+        peer,
+        trackId,
+        direction,
+        mos,
+        belowForSeconds: below,
+        threshold: this.threshold,
+      });
     }
   }
 }

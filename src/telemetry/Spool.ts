@@ -84,7 +84,11 @@ export class Spool {
       this.#segments.push(seg);
       this.#bytes += bytes;
     }
-    if (names.length) this.log.info({ segments: names.length, bytes: this.#bytes, rows: this.rows }, 'spool reopened with batches to replay');
+    if (names.length)
+      this.log.info(
+        { segments: names.length, bytes: this.#bytes, rows: this.rows },
+        'spool reopened with batches to replay',
+      );
   }
 
   get bytes(): number {
@@ -113,23 +117,39 @@ export class Spool {
 
     let dropped = 0;
     while (this.#bytes + record.length > this.maxBytes) {
-      const nothingOlder = this.#segments.length === 0 || (this.#segments.length === 1 && this.#writer !== undefined && this.#writer.seg.bytes + record.length > this.maxBytes);
+      const nothingOlder =
+        this.#segments.length === 0 ||
+        (this.#segments.length === 1 &&
+          this.#writer !== undefined &&
+          this.#writer.seg.bytes + record.length > this.maxBytes);
       if (this.policy === 'drop-newest' || nothingOlder) {
         const why = this.policy === 'drop-newest' ? 'drop-newest' : 'larger than the whole spool';
-        this.log.error({ table: batch.table, rows: batch.rows.length, spoolBytes: this.#bytes }, `spool full: batch dropped (${why})`);
+        this.log.error(
+          { table: batch.table, rows: batch.rows.length, spoolBytes: this.#bytes },
+          `spool full: batch dropped (${why})`,
+        );
         return { stored: false, dropped: dropped + batch.rows.length };
       }
       const oldest = this.#segments[0]!;
       if (this.#writer?.seg === oldest) await this.#closeWriter();
       dropped += oldest.rows;
-      this.log.error({ segment: path.basename(oldest.file), rows: oldest.rows, spoolBytes: this.#bytes }, 'spool full: oldest segment dropped (drop-oldest)');
+      this.log.error(
+        { segment: path.basename(oldest.file), rows: oldest.rows, spoolBytes: this.#bytes },
+        'spool full: oldest segment dropped (drop-oldest)',
+      );
       await this.#removeHead();
     }
 
     if (!this.#writer || (this.#writer.seg.bytes > 0 && this.#writer.seg.bytes + record.length > this.#segmentBytes)) {
       await this.#closeWriter();
       const seq = (this.#segments.at(-1)?.seq ?? 0) + 1;
-      const seg: Segment = { seq, file: path.join(this.dir, `seg-${String(seq).padStart(12, '0')}.log`), bytes: 0, rows: 0, pending: [] };
+      const seg: Segment = {
+        seq,
+        file: path.join(this.dir, `seg-${String(seq).padStart(12, '0')}.log`),
+        bytes: 0,
+        rows: 0,
+        pending: [],
+      };
       this.#writer = { seg, fh: await open(seg.file, 'a') };
       this.#segments.push(seg);
     }
@@ -238,14 +258,20 @@ export class Spool {
       const sum = buf.readUInt32LE(off + 4);
       const end = off + HEADER + len;
       if (end > buf.length || crc32(buf.subarray(off + HEADER, end)) !== sum) {
-        this.log.error({ segment: path.basename(seg.file), offset: off, lostBytes: buf.length - off }, 'spool segment has a torn or corrupted record; the rest of it is skipped');
+        this.log.error(
+          { segment: path.basename(seg.file), offset: off, lostBytes: buf.length - off },
+          'spool segment has a torn or corrupted record; the rest of it is skipped',
+        );
         break;
       }
       out.push(JSON.parse(buf.subarray(off + HEADER, end).toString('utf8')) as SpooledBatch);
       off = end;
     }
     if (off < buf.length && off + HEADER > buf.length) {
-      this.log.error({ segment: path.basename(seg.file), lostBytes: buf.length - off }, 'spool segment ends with a partial header; skipped');
+      this.log.error(
+        { segment: path.basename(seg.file), lostBytes: buf.length - off },
+        'spool segment ends with a partial header; skipped',
+      );
     }
     return out;
   }

@@ -96,7 +96,13 @@ export class StatsCollector {
       consumerCreated: (room, peer, c) => this.#addTrack('consumer', c, room, peer, c.rtpParameters, c.producerId),
       transportCreated: (room, peer, t) => {
         if (!('iceState' in t)) return;
-        const entry: TransportEntry = { obj: t as ms.WebRtcTransport, room, peer, direction: String(t.appData.direction ?? ''), prev: { rx: 0, tx: 0, at: Date.now() } };
+        const entry: TransportEntry = {
+          obj: t as ms.WebRtcTransport,
+          room,
+          peer,
+          direction: String(t.appData.direction ?? ''),
+          prev: { rx: 0, tx: 0, at: Date.now() },
+        };
         this.#transports.set(t.id, entry);
         t.observer.once('close', () => this.#transports.delete(t.id));
       },
@@ -104,7 +110,10 @@ export class StatsCollector {
     });
     this.#timer = setInterval(() => {
       if (this.#sampling) {
-        this.log.warn({ intervalMs: this.options.intervalMs }, 'stats sampling still running at the next tick; tick skipped');
+        this.log.warn(
+          { intervalMs: this.options.intervalMs },
+          'stats sampling still running at the next tick; tick skipped',
+        );
         return;
       }
       this.#sampling = this.sampleOnce()
@@ -128,10 +137,31 @@ export class StatsCollector {
     await runLimited(tasks, this.options.concurrency);
   }
 
-  #addTrack(role: TrackEntry['role'], obj: ms.Producer | ms.Consumer, room: Room, peer: Peer, rtp: ms.RtpParameters, producerId: string): void {
+  #addTrack(
+    role: TrackEntry['role'],
+    obj: ms.Producer | ms.Consumer,
+    room: Room,
+    peer: Peer,
+    rtp: ms.RtpParameters,
+    producerId: string,
+  ): void {
     const codec = rtp.codecs[0];
-    const source = role === 'producer' ? String(obj.appData.source ?? '') : String(room.ownerOf(producerId)?.producers.get(producerId)?.appData.source ?? '');
-    this.#tracks.set(obj.id, { role, obj, room, peer, codec: codec?.mimeType ?? '', clockRate: codec?.clockRate ?? 90000, source, producerId, createdAt: Date.now(), prev: new Map() });
+    const source =
+      role === 'producer'
+        ? String(obj.appData.source ?? '')
+        : String(room.ownerOf(producerId)?.producers.get(producerId)?.appData.source ?? '');
+    this.#tracks.set(obj.id, {
+      role,
+      obj,
+      room,
+      peer,
+      codec: codec?.mimeType ?? '',
+      clockRate: codec?.clockRate ?? 90000,
+      source,
+      producerId,
+      createdAt: Date.now(),
+      prev: new Map(),
+    });
     (obj.observer as ms.ProducerObserver).once('close', () => {
       this.#tracks.delete(obj.id);
       this.#clientView.delete(obj.id);
@@ -152,13 +182,24 @@ export class StatsCollector {
     const layers = e.role === 'consumer' ? (e.obj as ms.Consumer).currentLayers : undefined;
     // A simulcast producer reports one stream per encoding; its layer is the encoding's position (lowest first).
     const encodings = e.role === 'producer' ? ((e.obj as ms.Producer).rtpParameters.encodings ?? []) : [];
-    const producerLayer = (st: ms.ProducerStat | ms.ConsumerStat) => (encodings.length > 1 ? encodings.findIndex((enc) => (st.rid !== undefined && enc.rid === st.rid) || enc.ssrc === st.ssrc) : -1);
+    const producerLayer = (st: ms.ProducerStat | ms.ConsumerStat) =>
+      encodings.length > 1
+        ? encodings.findIndex((enc) => (st.rid !== undefined && enc.rid === st.rid) || enc.ssrc === st.ssrc)
+        : -1;
     const direction = e.role === 'producer' ? 'inbound' : 'outbound';
     const keys = this.keys.of(e.room, e.peer);
     for (const s of stats) {
       if (s.type !== wanted) continue;
       const prev = e.prev.get(s.ssrc) ?? { packets: 0, bytes: 0, lost: 0, nack: 0, pli: 0, fir: 0, at: e.createdAt };
-      const cur: Counters = { packets: s.packetCount, bytes: s.byteCount, lost: s.packetsLost, nack: s.nackCount, pli: s.pliCount, fir: s.firCount, at: now };
+      const cur: Counters = {
+        packets: s.packetCount,
+        bytes: s.byteCount,
+        lost: s.packetsLost,
+        nack: s.nackCount,
+        pli: s.pliCount,
+        fir: s.firCount,
+        at: now,
+      };
       e.prev.set(s.ssrc, cur);
       const intervalMs = Math.max(1, now - prev.at);
       const packets = Math.max(0, cur.packets - prev.packets);
@@ -169,7 +210,8 @@ export class StatsCollector {
       if (e.role === 'consumer' && s.roundTripTime !== undefined && net) net.rttMs = s.roundTripTime;
       const isAudio = e.obj.kind === 'audio';
       const mos = isAudio ? estimateMos({ lossFraction, jitterMs: jitterMs ?? 0, rttMs: rttMs ?? 0 }) : null;
-      if (mos !== null) this.observer.emit('audiosample', { room: e.room, peer: e.peer, trackId: e.obj.id, direction, mos, ts: now });
+      if (mos !== null)
+        this.observer.emit('audiosample', { room: e.room, peer: e.peer, trackId: e.obj.id, direction, mos, ts: now });
       this.writer.write('track_stats', {
         ts: now,
         ...keys,
@@ -200,7 +242,13 @@ export class StatsCollector {
         mos,
         video_quality:
           !isAudio && view?.width && view.height && view.fps !== undefined
-            ? videoQualityScore({ width: view.width, height: view.height, fps: view.fps, freezeMs: view.freezeMs, intervalMs })
+            ? videoQualityScore({
+                width: view.width,
+                height: view.height,
+                fps: view.fps,
+                freezeMs: view.freezeMs,
+                intervalMs,
+              })
             : null,
       });
       this.samplesTaken.track_stats++;
@@ -264,7 +312,8 @@ export class StatsCollector {
       view.width = t.frameWidth ?? view.width;
       view.height = t.frameHeight ?? view.height;
       this.#clientView.set(trackId, view);
-      const producerId = t.direction === 'outbound' ? t.producerId! : (peer.consumers.get(t.consumerId!)?.producerId ?? '');
+      const producerId =
+        t.direction === 'outbound' ? t.producerId! : (peer.consumers.get(t.consumerId!)?.producerId ?? '');
       this.writer.write('client_stats', {
         ts: now,
         ...key,

@@ -30,7 +30,10 @@ export function registerGatewayMetrics(sfu: Sfu, writer?: ClickHouseWriter): voi
     meter.createObservableGauge(name, { description }).addCallback((r) => r.observe(read()));
   }
   meter
-    .createObservableCounter('vigie.worker.cpu', { unit: 's', description: 'CPU time of each mediasoup worker (user + system)' })
+    .createObservableCounter('vigie.worker.cpu', {
+      unit: 's',
+      description: 'CPU time of each mediasoup worker (user + system)',
+    })
     .addCallback(async (r) => {
       for (const slot of sfu.pool.slots) {
         if (slot.worker.died || slot.worker.closed) continue;
@@ -39,10 +42,24 @@ export function registerGatewayMetrics(sfu: Sfu, writer?: ClickHouseWriter): voi
       }
     });
   if (!writer) return;
-  meter.createObservableGauge('vigie.writer.queue_depth', { description: 'rows held in memory by the ClickHouse writer' }).addCallback((r) => r.observe(writer.queuedRows));
-  meter.createObservableGauge('vigie.spool.bytes', { unit: 'By', description: 'disk used by the spool of rows ClickHouse has not taken yet' }).addCallback((r) => r.observe(writer.spoolBytes));
-  meter.createObservableCounter('vigie.rows.written', { description: 'rows inserted into ClickHouse' }).addCallback((r) => r.observe(writer.counters.rowsWritten));
-  meter.createObservableCounter('vigie.rows.dropped', { description: 'rows given up: they will never reach ClickHouse' }).addCallback((r) => r.observe(writer.counters.rowsDropped));
-  const latency = meter.createHistogram('vigie.clickhouse.insert_latency', { unit: 'ms', description: 'duration of each ClickHouse insert' });
+  meter
+    .createObservableGauge('vigie.writer.queue_depth', { description: 'rows held in memory by the ClickHouse writer' })
+    .addCallback((r) => r.observe(writer.queuedRows));
+  meter
+    .createObservableGauge('vigie.spool.bytes', {
+      unit: 'By',
+      description: 'disk used by the spool of rows ClickHouse has not taken yet',
+    })
+    .addCallback((r) => r.observe(writer.spoolBytes));
+  meter
+    .createObservableCounter('vigie.rows.written', { description: 'rows inserted into ClickHouse' })
+    .addCallback((r) => r.observe(writer.counters.rowsWritten));
+  meter
+    .createObservableCounter('vigie.rows.dropped', { description: 'rows given up: they will never reach ClickHouse' })
+    .addCallback((r) => r.observe(writer.counters.rowsDropped));
+  const latency = meter.createHistogram('vigie.clickhouse.insert_latency', {
+    unit: 'ms',
+    description: 'duration of each ClickHouse insert',
+  });
   writer.onInsert = (ms, _rows, ok) => latency.record(ms, { ok });
 }

@@ -24,7 +24,10 @@ export default fp(
   async (app: FastifyInstance) => {
     app.addHook('onRequest', (req, _reply, done) => {
       const route = req.routeOptions.url ?? 'unmatched';
-      const span = tracer().startSpan(`${req.method} ${route}`, { kind: SpanKind.SERVER, attributes: { 'http.request.method': req.method, 'http.route': route } });
+      const span = tracer().startSpan(`${req.method} ${route}`, {
+        kind: SpanKind.SERVER,
+        attributes: { 'http.request.method': req.method, 'http.route': route },
+      });
       req.span = span;
       context.with(trace.setSpan(context.active(), span), done);
     });

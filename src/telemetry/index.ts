@@ -47,13 +47,30 @@ export default fp(
   async (app: FastifyInstance) => {
     const { config } = app;
     const log = app.log.child({ component: 'telemetry' });
-    const spool = new Spool(path.join(config.dataDir, 'spool'), config.writer.spoolMaxBytes, config.writer.spoolFullPolicy, log);
+    const spool = new Spool(
+      path.join(config.dataDir, 'spool'),
+      config.writer.spoolMaxBytes,
+      config.writer.spoolFullPolicy,
+      log,
+    );
     await spool.open();
-    const writer = new ClickHouseWriter(app.clickhouse.client, spool, { database: app.clickhouse.database, ...config.writer }, log);
+    const writer = new ClickHouseWriter(
+      app.clickhouse.client,
+      spool,
+      { database: app.clickhouse.database, ...config.writer },
+      log,
+    );
     writer.start();
-    const secret = config.telemetry.pseudonymSecret ?? loadOrCreateSecret(config.dataDir, 'pseudonym-master.secret').value;
+    const secret =
+      config.telemetry.pseudonymSecret ?? loadOrCreateSecret(config.dataDir, 'pseudonym-master.secret').value;
     const keys = new CallKeys(new Pseudonymizer(secret, path.join(config.dataDir, 'secrets', 'subject-salts.jsonl')));
-    const collector = new StatsCollector(app.sfu, writer, keys, { intervalMs: config.telemetry.statsIntervalMs, concurrency: config.telemetry.statsConcurrency }, log);
+    const collector = new StatsCollector(
+      app.sfu,
+      writer,
+      keys,
+      { intervalMs: config.telemetry.statsIntervalMs, concurrency: config.telemetry.statsConcurrency },
+      log,
+    );
     const events = new CallEventRecorder(app.sfu, writer, keys);
     // VIGIE_TELEMETRY=false stops the collection of stats and call events, and only that: the writer
     // and the pseudonyms still serve the recording catalog, access records and data-subject requests.

@@ -10,7 +10,11 @@ export function otlpConfigured(env: NodeJS.ProcessEnv = process.env): boolean {
   if (env.OTEL_SDK_DISABLED === 'true') return false;
   const exporters = [env.OTEL_TRACES_EXPORTER, env.OTEL_METRICS_EXPORTER].filter(Boolean);
   if (exporters.length > 0 && exporters.every((e) => e === 'none')) return false;
-  return Boolean(env.OTEL_EXPORTER_OTLP_ENDPOINT || env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT || env.OTEL_EXPORTER_OTLP_METRICS_ENDPOINT);
+  return Boolean(
+    env.OTEL_EXPORTER_OTLP_ENDPOINT ||
+      env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ||
+      env.OTEL_EXPORTER_OTLP_METRICS_ENDPOINT,
+  );
 }
 
 const serviceName = (env: NodeJS.ProcessEnv) => env.OTEL_SERVICE_NAME ?? 'vigie-gateway';
@@ -22,11 +26,21 @@ export interface OpenTelemetryOptions {
   logger?: FastifyServerOptions['logger'];
 }
 
-export async function startOpenTelemetry(env: NodeJS.ProcessEnv = process.env, opts: OpenTelemetryOptions = {}): Promise<{ shutdown: () => Promise<void>; metricsUrl?: string } | undefined> {
+export async function startOpenTelemetry(
+  env: NodeJS.ProcessEnv = process.env,
+  opts: OpenTelemetryOptions = {},
+): Promise<{ shutdown: () => Promise<void>; metricsUrl?: string } | undefined> {
   const otlp = otlpConfigured(env);
   const port = opts.metrics?.port;
   if (!otlp && port === undefined) return undefined;
-  const prometheus = port === undefined ? undefined : await (await import('./prometheus.js')).startPrometheusEndpoint({ host: opts.metrics!.host, port, logger: opts.logger });
+  const prometheus =
+    port === undefined
+      ? undefined
+      : await (await import('./prometheus.js')).startPrometheusEndpoint({
+          host: opts.metrics!.host,
+          port,
+          logger: opts.logger,
+        });
   if (!otlp) {
     // Prometheus alone: a meter provider with its reader, and no tracing SDK (nothing would export the spans).
     const { metrics } = await import('@opentelemetry/api');
@@ -34,7 +48,10 @@ export async function startOpenTelemetry(env: NodeJS.ProcessEnv = process.env, o
     const resource = resources.resourceFromAttributes({ 'service.name': serviceName(env) });
     const provider = new sdkMetrics.MeterProvider({ resource, readers: [prometheus!.reader] });
     metrics.setGlobalMeterProvider(provider);
-    return { metricsUrl: prometheus!.url, shutdown: async () => (await provider.shutdown(), await prometheus!.close()) };
+    return {
+      metricsUrl: prometheus!.url,
+      shutdown: async () => (await provider.shutdown(), await prometheus!.close()),
+    };
   }
   const { NodeSDK } = await import('@opentelemetry/sdk-node');
   // NodeSDK reads OTEL_SERVICE_NAME, OTEL_EXPORTER_OTLP_*, OTEL_TRACES_SAMPLER, … itself. Given readers, it no longer
@@ -54,9 +71,11 @@ async function otlpMetricReaders(env: NodeJS.ProcessEnv) {
   if (!wanted.includes('otlp') || wanted.includes('none')) return [];
   const protocol = env.OTEL_EXPORTER_OTLP_METRICS_PROTOCOL ?? env.OTEL_EXPORTER_OTLP_PROTOCOL ?? 'http/protobuf';
   const { OTLPMetricExporter } =
-    protocol === 'grpc' ? await import('@opentelemetry/exporter-metrics-otlp-grpc')
-    : protocol === 'http/json' ? await import('@opentelemetry/exporter-metrics-otlp-http')
-    : await import('@opentelemetry/exporter-metrics-otlp-proto');
+    protocol === 'grpc'
+      ? await import('@opentelemetry/exporter-metrics-otlp-grpc')
+      : protocol === 'http/json'
+        ? await import('@opentelemetry/exporter-metrics-otlp-http')
+        : await import('@opentelemetry/exporter-metrics-otlp-proto');
   const { PeriodicExportingMetricReader } = (await import('@opentelemetry/sdk-node')).metrics;
   const interval = Number(env.OTEL_METRIC_EXPORT_INTERVAL) || undefined;
   return [new PeriodicExportingMetricReader({ exporter: new OTLPMetricExporter(), exportIntervalMillis: interval })];

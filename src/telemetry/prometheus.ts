@@ -25,7 +25,8 @@ export function toOpenMetrics(text: string): string {
     for (const line of lines) {
       if (!line.startsWith('#')) out.push(line);
       else if (line.startsWith('# TYPE ')) out.push(`# TYPE ${family} ${familyType}`);
-      else if (line.startsWith('# HELP ')) out.push(`# HELP ${family} ${line.slice(`# HELP ${name} `.length).replace(/(?<!\\)"/g, '\\"')}`);
+      else if (line.startsWith('# HELP '))
+        out.push(`# HELP ${family} ${line.slice(`# HELP ${name} `.length).replace(/(?<!\\)"/g, '\\"')}`);
       else {
         const unit = line.slice(`# UNIT ${name} `.length);
         if (family.endsWith(`_${unit}`)) out.push(`# UNIT ${family} ${unit}`);
@@ -40,7 +41,11 @@ export function toOpenMetrics(text: string): string {
  * the public port: operators expose it to their scraper only. `reader` joins the gateway's MeterProvider,
  * beside the OTLP reader when there is one, so both see the same instruments.
  */
-export async function startPrometheusEndpoint(opts: { host: string; port: number; logger?: FastifyServerOptions['logger'] }): Promise<{ reader: PrometheusExporter; url: string; close: () => Promise<void> }> {
+export async function startPrometheusEndpoint(opts: {
+  host: string;
+  port: number;
+  logger?: FastifyServerOptions['logger'];
+}): Promise<{ reader: PrometheusExporter; url: string; close: () => Promise<void> }> {
   // preventServerStart: the exporter's own server answers text/plain 0.0.4; ours answers OpenMetrics.
   const reader = new PrometheusExporter({ preventServerStart: true });
   const serializer = new PrometheusSerializer();
@@ -54,7 +59,18 @@ export async function startPrometheusEndpoint(opts: { host: string; port: number
     const { resourceMetrics } = await reader.collect();
     return reply.type(OPENMETRICS_CONTENT_TYPE).send(toOpenMetrics(serializer.serialize(resourceMetrics)));
   });
-  server.setNotFoundHandler((req, reply) => reply.code(404).send({ error: { code: 'NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0]}; metrics are at GET /metrics` } }));
+  server.setNotFoundHandler((req, reply) =>
+    reply.code(404).send({
+      error: {
+        code: 'NOT_FOUND',
+        message: `no route ${req.method} ${req.url.split('?')[0]}; metrics are at GET /metrics`,
+      },
+    }),
+  );
   await server.listen({ host: opts.host, port: opts.port });
-  return { reader, url: `http://${opts.host.includes(':') ? `[${opts.host}]` : opts.host}:${opts.port}/metrics`, close: () => server.close() };
+  return {
+    reader,
+    url: `http://${opts.host.includes(':') ? `[${opts.host}]` : opts.host}:${opts.port}/metrics`,
+    close: () => server.close(),
+  };
 }

@@ -26,6 +26,12 @@ export class CallKeys {
   }
 
   of(room: Room, peer?: Peer): CallKey {
-    return { tenant: room.tenant, room: room.id, call_id: room.callId, peer_id: peer?.id ?? '', participant: peer ? this.participant(peer) : '' };
+    return {
+      tenant: room.tenant,
+      room: room.id,
+      call_id: room.callId,
+      peer_id: peer?.id ?? '',
+      participant: peer ? this.participant(peer) : '',
+    };
   }
 }

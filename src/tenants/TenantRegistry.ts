@@ -101,8 +101,17 @@ export class TenantRegistry {
 
   addWebhook(tenant: string, input: { url: string; events?: string[] }): WebhookEndpointConfig {
     const t = this.require(tenant);
-    const endpoint = parseOrInvalid(z.object({ url: z.url(), events: z.array(z.string().min(1).max(64)).min(1).default(['*']) }), input);
-    const created: WebhookEndpointConfig = { id: `wh_${randomBytes(6).toString('hex')}`, url: endpoint.url, events: endpoint.events, secret: `whsec_${randomBytes(24).toString('base64url')}`, enabled: true };
+    const endpoint = parseOrInvalid(
+      z.object({ url: z.url(), events: z.array(z.string().min(1).max(64)).min(1).default(['*']) }),
+      input,
+    );
+    const created: WebhookEndpointConfig = {
+      id: `wh_${randomBytes(6).toString('hex')}`,
+      url: endpoint.url,
+      events: endpoint.events,
+      secret: `whsec_${randomBytes(24).toString('base64url')}`,
+      enabled: true,
+    };
     this.#save({ ...t, webhooks: [...t.webhooks, created] });
     return created;
   }

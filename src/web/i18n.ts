@@ -117,9 +117,12 @@ const fr: Catalogue = {
   nameRequired: 'Indiquez votre nom pour que les autres sachent qui vous êtes.',
   join: 'Rejoindre',
   joining: 'Connexion…',
-  cameraRefused: "La caméra est bloquée : autorisez-la dans votre navigateur pour être vu. Vous pouvez rejoindre l'appel sans elle.",
-  micRefused: "Le micro est bloqué : autorisez-le dans votre navigateur pour être entendu. Vous pouvez rejoindre l'appel sans lui.",
-  cameraMissing: "Aucune caméra n'a été trouvée. Vous pouvez rejoindre l'appel : les autres vous entendront sans vous voir.",
+  cameraRefused:
+    "La caméra est bloquée : autorisez-la dans votre navigateur pour être vu. Vous pouvez rejoindre l'appel sans elle.",
+  micRefused:
+    "Le micro est bloqué : autorisez-le dans votre navigateur pour être entendu. Vous pouvez rejoindre l'appel sans lui.",
+  cameraMissing:
+    "Aucune caméra n'a été trouvée. Vous pouvez rejoindre l'appel : les autres vous entendront sans vous voir.",
   micMissing: "Aucun micro n'a été trouvé. Vous pouvez rejoindre l'appel : les autres vous verront sans vous entendre.",
   deviceFailed: "Impossible de démarrer : {device} ({reason}). Vous pouvez rejoindre l'appel sans.",
   cannotJoin: 'Impossible de rejoindre',
@@ -130,7 +133,7 @@ const fr: Catalogue = {
     INVALID_REQUEST: "La demande n'est pas valide.",
     UNAUTHORIZED: 'Ce lien est invalide ou a expiré. Demandez-en un nouveau.',
     FORBIDDEN: "Vous n'êtes pas autorisé à rejoindre cet appel.",
-    NOT_FOUND: "Cet appel est introuvable.",
+    NOT_FOUND: 'Cet appel est introuvable.',
     RATE_LIMITED: 'Trop de tentatives. Attendez un instant et réessayez.',
     INTERNAL: 'Une erreur est survenue de notre côté. Réessayez plus tard.',
     UNAVAILABLE: 'Le service est occupé ou redémarre. Réessayez dans un instant.',
@@ -150,7 +153,7 @@ export function t(lang: Language, key: TextKey, vars: Record<string, string | nu
 /** The translated message of an error code; unknown codes read as a client-side failure. */
 export function errorText(lang: Language, code: string | undefined): string {
   const errors = CATALOGUES[lang].errors;
-  return (code && code in errors ? errors[code as keyof typeof errors] : errors.CLIENT);
+  return code && code in errors ? errors[code as keyof typeof errors] : errors.CLIENT;
 }
 
 export function isLanguage(value: unknown): value is Language {

@@ -20,7 +20,8 @@ import { callPage, errorPage, type PageKind } from './pages.js';
 export const PUBLIC_DIR = path.resolve(projectRoot(path.dirname(fileURLToPath(import.meta.url))), 'dist/public');
 
 function projectRoot(from: string): string {
-  for (let dir = from; dir !== path.dirname(dir); dir = path.dirname(dir)) if (existsSync(path.join(dir, 'package.json'))) return dir;
+  for (let dir = from; dir !== path.dirname(dir); dir = path.dirname(dir))
+    if (existsSync(path.join(dir, 'package.json'))) return dir;
   return process.cwd();
 }
 
@@ -53,7 +54,11 @@ export default async function webPlugin(app: FastifyInstance): Promise<void> {
 
   type PageRequest = { query: unknown; headers: { 'accept-language'?: string } };
   const language = (req: PageRequest, tenant?: string) =>
-    pickLanguage({ query: (req.query as { lang?: unknown }).lang, acceptLanguage: req.headers['accept-language'], tenantDefault: tenant ? app.tenants.get(tenant)?.defaultLanguage : undefined });
+    pickLanguage({
+      query: (req.query as { lang?: unknown }).lang,
+      acceptLanguage: req.headers['accept-language'],
+      tenantDefault: tenant ? app.tenants.get(tenant)?.defaultLanguage : undefined,
+    });
 
   const page = (kind: PageKind) => async (req: PageRequest, reply: FastifyReply) => {
     const token = (req.query as { token?: unknown }).token;
@@ -65,7 +70,13 @@ export default async function webPlugin(app: FastifyInstance): Promise<void> {
       // Only the embed page may be framed: by the page's own origin and those its tenant allows.
       const allowed = kind === 'embed' ? (tenant?.embedOrigins ?? []).filter((o) => o !== "'self'") : [];
       securityHeaders(reply, kind === 'embed' ? ["'self'", ...allowed].join(' ') : "'none'");
-      return reply.send(callPage(kind, { embedOrigins: allowed, lang: language(req, claims.tenant), askName: claims.name === undefined }));
+      return reply.send(
+        callPage(kind, {
+          embedOrigins: allowed,
+          lang: language(req, claims.tenant),
+          askName: claims.name === undefined,
+        }),
+      );
     } catch (err) {
       const e = toVigieError(err);
       securityHeaders(reply, "'none'");

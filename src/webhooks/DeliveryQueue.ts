@@ -35,7 +35,9 @@ export class DeliveryQueue {
     private readonly log: Logger,
   ) {
     mkdirSync(path.dirname(file), { recursive: true });
-    for (const e of readJsonLines<JournalEntry>(file, () => this.log.error({ file }, 'webhook journal has a torn last line; ignored'))) {
+    for (const e of readJsonLines<JournalEntry>(file, () =>
+      this.log.error({ file }, 'webhook journal has a torn last line; ignored'),
+    )) {
       this.#lines++;
       if (e.op === 'enqueue') this.#pending.set(e.d.id, e.d);
       else if (e.op === 'attempt') {
@@ -43,7 +45,8 @@ export class DeliveryQueue {
         if (d) Object.assign(d, { attempts: e.attempts, nextAt: e.nextAt });
       } else this.#pending.delete(e.id);
     }
-    if (this.#pending.size) this.log.info({ pending: this.#pending.size }, 'webhook deliveries resumed from the journal');
+    if (this.#pending.size)
+      this.log.info({ pending: this.#pending.size }, 'webhook deliveries resumed from the journal');
   }
 
   get size(): number {
@@ -114,7 +117,9 @@ export class DeliveryQueue {
   compact(force = false): number {
     const removed = this.#lines - this.#pending.size;
     if (removed === 0 && !force) return 0;
-    const text = this.pending().map((d) => JSON.stringify({ op: 'enqueue', d })).join('\n');
+    const text = this.pending()
+      .map((d) => JSON.stringify({ op: 'enqueue', d }))
+      .join('\n');
     writeFileAtomicSync(this.file, text ? `${text}\n` : '');
     this.#lines = this.#pending.size;
     return removed;

@@ -141,10 +141,23 @@ export class WebhookDispatcher {
     }
     const failures = (this.#failures.get(key) ?? 0) + 1;
     this.#failures.set(key, failures);
-    this.log.warn({ tenant: d.tenant, endpoint: ep.id, delivery: d.id, attempt, status: result.status, reason: result.error.slice(0, 200) }, 'webhook delivery attempt failed');
+    this.log.warn(
+      {
+        tenant: d.tenant,
+        endpoint: ep.id,
+        delivery: d.id,
+        attempt,
+        status: result.status,
+        reason: result.error.slice(0, 200),
+      },
+      'webhook delivery attempt failed',
+    );
     if (result.permanent || attempt >= this.options.maxAttempts) {
       this.queue.dead(d, result.permanent ? result.error : `gave up after ${attempt} attempts`);
-      this.log.error({ tenant: d.tenant, endpoint: ep.id, delivery: d.id, attempts: attempt }, 'webhook delivery given up');
+      this.log.error(
+        { tenant: d.tenant, endpoint: ep.id, delivery: d.id, attempts: attempt },
+        'webhook delivery given up',
+      );
     } else {
       // Exponential backoff with "equal jitter": half fixed, half random.
       const ceiling = Math.min(3_600_000, this.options.backoffBaseMs * 2 ** (attempt - 1));
@@ -157,15 +170,31 @@ export class WebhookDispatcher {
     this.tenants.setWebhookEnabled(tenant, ep.id, false);
     this.#failures.delete(`${tenant}/${ep.id}`);
     this.log.error({ tenant, endpoint: ep.id, failures }, 'webhook endpoint disabled after repeated failures');
-    this.attempts?.write('webhook_attempts', { ts: Date.now(), tenant, endpoint_id: ep.id, delivery_id: '', event: 'webhook.endpoint_disabled', attempt: 0, status_code: 0, outcome: 'endpoint-disabled', error: `${failures} consecutive failures`, duration_ms: 0 });
+    this.attempts?.write('webhook_attempts', {
+      ts: Date.now(),
+      tenant,
+      endpoint_id: ep.id,
+      delivery_id: '',
+      event: 'webhook.endpoint_disabled',
+      attempt: 0,
+      status_code: 0,
+      outcome: 'endpoint-disabled',
+      error: `${failures} consecutive failures`,
+      duration_ms: 0,
+    });
     // The host only: a URL's path or query often carries the receiver's own secret token.
-    this.publish(tenant, 'webhook.endpoint_disabled', { endpointId: ep.id, host: new URL(ep.url).host, consecutiveFailures: failures });
+    this.publish(tenant, 'webhook.endpoint_disabled', {
+      endpointId: ep.id,
+      host: new URL(ep.url).host,
+      consecutiveFailures: failures,
+    });
   }
 
   #attempt(d: Delivery, ep: WebhookEndpointConfig): Promise<AttemptResult> {
     const url = new URL(ep.url);
     // Endpoints from every source (config, tenants file, API) meet this check, not only the API's.
-    if (url.protocol !== 'https:' && !this.options.allowHttp) return Promise.resolve({ ok: false, status: 0, error: `refused: ${HTTP_REFUSED}`, permanent: true });
+    if (url.protocol !== 'https:' && !this.options.allowHttp)
+      return Promise.resolve({ ok: false, status: 0, error: `refused: ${HTTP_REFUSED}`, permanent: true });
     const host = url.hostname.replace(/^\[|\]$/g, '');
     if (!this.options.allowPrivateTargets && net.isIP(host) && isPrivateAddress(host)) {
       return Promise.resolve({ ok: false, status: 0, error: `refused: ${host} is a private address`, permanent: true });
@@ -182,15 +211,31 @@ export class WebhookDispatcher {
     };
     const lib = url.protocol === 'https:' ? https : http;
     return new Promise((resolve) => {
-      const req = lib.request(url, { method: 'POST', headers, timeout: this.options.timeoutMs, lookup: guardedLookup(this.options.allowPrivateTargets) as never }, (res) => {
-        res.resume();
-        res.on('end', () => {
-          const status = res.statusCode ?? 0;
-          resolve({ ok: status >= 200 && status < 300, status, error: status >= 300 ? `HTTP ${status}` : '', permanent: false });
-        });
-      });
+      const req = lib.request(
+        url,
+        {
+          method: 'POST',
+          headers,
+          timeout: this.options.timeoutMs,
+          lookup: guardedLookup(this.options.allowPrivateTargets) as never,
+        },
+        (res) => {
+          res.resume();
+          res.on('end', () => {
+            const status = res.statusCode ?? 0;
+            resolve({
+              ok: status >= 200 && status < 300,
+              status,
+              error: status >= 300 ? `HTTP ${status}` : '',
+              permanent: false,
+            });
+          });
+        },
+      );
       req.on('timeout', () => req.destroy(new Error(`timed out after ${this.options.timeoutMs} ms`)));
-      req.on('error', (err: Error & { code?: string }) => resolve({ ok: false, status: 0, error: err.message, permanent: err.code === 'ESSRF' }));
+      req.on('error', (err: Error & { code?: string }) =>
+        resolve({ ok: false, status: 0, error: err.message, permanent: err.code === 'ESSRF' }),
+      );
       req.end(d.body);
     });
   }

@@ -32,11 +32,38 @@ export default fp(
     const publish = dispatcher.publish.bind(dispatcher);
     const unwatch = watchMediaPlane(app.sfu, {
       roomCreated: (room) => publish(room.tenant, 'room.started', { room: room.id, callId: room.callId }),
-      roomClosed: (room, reason) => publish(room.tenant, 'room.ended', { room: room.id, callId: room.callId, reason, durationMs: Date.now() - room.createdAt }),
-      peerJoined: (room, peer) => publish(room.tenant, 'participant.joined', { room: room.id, callId: room.callId, participantId: peer.id, identity: peer.identity, name: peer.displayName }),
-      peerLeft: (room, peer, reason) => publish(room.tenant, 'participant.left', { room: room.id, callId: room.callId, participantId: peer.id, identity: peer.identity, reason }),
+      roomClosed: (room, reason) =>
+        publish(room.tenant, 'room.ended', {
+          room: room.id,
+          callId: room.callId,
+          reason,
+          durationMs: Date.now() - room.createdAt,
+        }),
+      peerJoined: (room, peer) =>
+        publish(room.tenant, 'participant.joined', {
+          room: room.id,
+          callId: room.callId,
+          participantId: peer.id,
+          identity: peer.identity,
+          name: peer.displayName,
+        }),
+      peerLeft: (room, peer, reason) =>
+        publish(room.tenant, 'participant.left', {
+          room: room.id,
+          callId: room.callId,
+          participantId: peer.id,
+          identity: peer.identity,
+          reason,
+        }),
       producerCreated: (room, peer, producer) => {
-        const track = { room: room.id, callId: room.callId, participantId: peer.id, trackId: producer.id, kind: producer.kind, source: producer.appData.source ?? null };
+        const track = {
+          room: room.id,
+          callId: room.callId,
+          participantId: peer.id,
+          trackId: producer.id,
+          kind: producer.kind,
+          source: producer.appData.source ?? null,
+        };
         publish(room.tenant, 'track.published', track);
         producer.observer.once('close', () => publish(room.tenant, 'track.unpublished', track));
       },

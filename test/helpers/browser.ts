@@ -25,7 +25,10 @@ export const CHROMIUM_ARGS = [
  * Debian's Chromium with fake camera and mic; a fresh profile each time.
  * `mediaPermission: false` leaves out the flag that grants camera and mic, so the page is refused them, as when a user says no.
  */
-export async function launchBrowser(extraArgs: string[] = [], o: { mediaPermission?: boolean } = {}): Promise<{ context: BrowserContext; close: () => Promise<void> }> {
+export async function launchBrowser(
+  extraArgs: string[] = [],
+  o: { mediaPermission?: boolean } = {},
+): Promise<{ context: BrowserContext; close: () => Promise<void> }> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'vigie-chromium-'));
   const context = await chromium.launchPersistentContext(dir, {
     executablePath: CHROMIUM,
@@ -33,7 +36,9 @@ export async function launchBrowser(extraArgs: string[] = [], o: { mediaPermissi
     // The pages speak the browser's language (Accept-Language): tests that read their words get English whatever the machine's locale.
     locale: 'en-US',
     args: [
-      ...(o.mediaPermission === false ? [...CHROMIUM_ARGS.filter((a) => a !== '--use-fake-ui-for-media-stream'), '--deny-permission-prompts'] : CHROMIUM_ARGS),
+      ...(o.mediaPermission === false
+        ? [...CHROMIUM_ARGS.filter((a) => a !== '--use-fake-ui-for-media-stream'), '--deny-permission-prompts']
+        : CHROMIUM_ARGS),
       ...extraArgs,
     ],
   });
@@ -54,7 +59,9 @@ function closeAndRemove(dir: string, close: () => Promise<void>): () => Promise<
  * gathers no loopback ICE candidate: its media must go to a routable address
  * (test/helpers/netns.ts).
  */
-export async function launchFirefox(extraPrefs: Record<string, unknown> = {}): Promise<{ browser: Browser; close: () => Promise<void> }> {
+export async function launchFirefox(
+  extraPrefs: Record<string, unknown> = {},
+): Promise<{ browser: Browser; close: () => Promise<void> }> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'vigie-firefox-'));
   try {
     const browser = await puppeteer.launch({
@@ -115,7 +122,12 @@ export async function receivedMedia(page: Evaluates): Promise<ReceivedMedia> {
 }
 
 /** Polls until `check` passes or `ms` runs out; returns the last value. */
-export async function waitFor<T>(what: string, probe: () => Promise<T>, check: (v: T) => boolean, ms = 20_000): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  probe: () => Promise<T>,
+  check: (v: T) => boolean,
+  ms = 20_000,
+): Promise<T> {
   const deadline = Date.now() + ms;
   let last: T = await probe();
   while (!check(last)) {

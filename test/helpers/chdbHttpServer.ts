@@ -14,7 +14,18 @@ import http from 'node:http';
 import { fileURLToPath } from 'node:url';
 
 /** URL parameters that are not ClickHouse settings. */
-const NOT_SETTINGS = new Set(['query', 'query_id', 'database', 'default_format', 'user', 'password', 'session_id', 'session_timeout', 'session_check', 'role']);
+const NOT_SETTINGS = new Set([
+  'query',
+  'query_id',
+  'database',
+  'default_format',
+  'user',
+  'password',
+  'session_id',
+  'session_timeout',
+  'session_check',
+  'role',
+]);
 
 async function serve(dataDir: string, port: number): Promise<void> {
   const { Session } = await import('chdb');
@@ -37,12 +48,20 @@ async function serve(dataDir: string, port: number): Promise<void> {
         const insert = urlQuery && /^\s*INSERT\s+INTO\s+(\S+)(?:\s*\(([^)]*)\))?\s+FORMAT\s+(\w+)\s*$/i.exec(urlQuery);
         if (insert) {
           const columns = insert[2]?.split(',').map((c) => c.trim().replace(/^`|`$/g, ''));
-          await session.insert({ table: insert[1]!, values: body, format: insert[3] as 'JSONEachRow', settings, ...(columns ? { columns } : {}) });
+          await session.insert({
+            table: insert[1]!,
+            values: body,
+            format: insert[3] as 'JSONEachRow',
+            settings,
+            ...(columns ? { columns } : {}),
+          });
           res.setHeader('X-ClickHouse-Summary', '{}');
           return void res.end();
         }
         const sql = [urlQuery, body.toString('utf8')].filter(Boolean).join('\n');
-        const result = Object.keys(params).length ? await session.queryBindAsync(sql, params) : await session.queryAsync(sql);
+        const result = Object.keys(params).length
+          ? await session.queryBindAsync(sql, params)
+          : await session.queryAsync(sql);
         res.setHeader('X-ClickHouse-Summary', '{}');
         res.end(Buffer.from(result.bytes()));
       } catch (err) {
@@ -55,7 +74,8 @@ async function serve(dataDir: string, port: number): Promise<void> {
     });
   });
   server.listen(port, '127.0.0.1', () => console.log(`ready ${(server.address() as { port: number }).port}`));
-  const stop = () => server.close(() => {
+  const stop = () =>
+    server.close(() => {
       session.close();
       process.exit(0);
     });
@@ -67,11 +87,15 @@ async function serve(dataDir: string, port: number): Promise<void> {
 }
 
 /** Runs the endpoint in a child process; `stop` and `start` simulate an outage (same data, same port). */
-export async function startChdbHttp(dataDir: string): Promise<{ url: string; stop: () => Promise<void>; start: () => Promise<void> }> {
+export async function startChdbHttp(
+  dataDir: string,
+): Promise<{ url: string; stop: () => Promise<void>; start: () => Promise<void> }> {
   let child: ChildProcess | undefined;
   let port = 0;
   const start = async () => {
-    child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), dataDir, String(port)], { stdio: ['pipe', 'pipe', 'inherit'] });
+    child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), dataDir, String(port)], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
     port = await new Promise<number>((resolve, reject) => {
       child!.once('exit', (code) => reject(new Error(`chdb HTTP endpoint exited with ${code}`)));
       child!.stdout!.on('data', (d) => {

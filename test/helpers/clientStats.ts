@@ -7,7 +7,12 @@ import type { TestGateway } from './gateway.js';
  * after the browser's first row for it: a simulcast layer the browser turns on late (Firefox does) appears in
  * its getStats() late, and has a shorter history than the call. A stream without client rows reads -1.
  */
-export async function waitForStatsWindow(gw: TestGateway, callId: string, trackIds: Set<string>, ms = 3000): Promise<void> {
+export async function waitForStatsWindow(
+  gw: TestGateway,
+  callId: string,
+  trackIds: Set<string>,
+  ms = 3000,
+): Promise<void> {
   await waitFor(
     `${ms} ms of stats on every stream`,
     async () =>
@@ -38,9 +43,20 @@ export async function waitForStatsWindow(gw: TestGateway, callId: string, trackI
  * the browser must have counted at least what the SFU received, and a layer it held back for most of the call
  * (too short a window to compare) is passed over, as long as one layer of its video is compared.
  */
-export async function assertClientStatsMatchServer(gw: TestGateway, callId: string, opts: { trackIds?: Set<string>; paddedVideo?: boolean } = {}): Promise<Map<string, Array<{ track_id: string; direction: string; kind: string; ssrc: string }>>> {
+export async function assertClientStatsMatchServer(
+  gw: TestGateway,
+  callId: string,
+  opts: { trackIds?: Set<string>; paddedVideo?: boolean } = {},
+): Promise<Map<string, Array<{ track_id: string; direction: string; kind: string; ssrc: string }>>> {
   // A simulcast camera is one stream per layer, each with its own SSRC.
-  const serverRows = await gw.query<{ track_id: string; direction: string; kind: string; ssrc: string; packets: string; ms: string }>(
+  const serverRows = await gw.query<{
+    track_id: string;
+    direction: string;
+    kind: string;
+    ssrc: string;
+    packets: string;
+    ms: string;
+  }>(
     `SELECT track_id, direction, kind, ssrc, packets, toUnixTimestamp64Milli(ts) AS ms FROM vigie.track_stats WHERE call_id = {c:String}`,
     { c: callId },
   );
@@ -59,7 +75,10 @@ export async function assertClientStatsMatchServer(gw: TestGateway, callId: stri
     const s = rows[0]!;
     const mine = clientRows.filter((c) => c.id === s.track_id && Number(c.ssrc) === Number(s.ssrc));
     assert.ok(mine.length > 0, `client stats for ${s.direction} ${s.kind} track ${s.track_id} ssrc ${s.ssrc}`);
-    assert.ok(mine.every((c) => c.direction === (s.direction === 'inbound' ? 'outbound' : 'inbound')), 'the browser sends what the SFU receives');
+    assert.ok(
+      mine.every((c) => c.direction === (s.direction === 'inbound' ? 'outbound' : 'inbound')),
+      'the browser sends what the SFU receives',
+    );
     // Compare what each side counted over the same window of the call, from one server sample to the last:
     // the browser's counter is interpolated at both instants between its own samples. Cumulative totals do
     // not compare: the browser starts counting before the SFU knows the stream (packets that arrive while
@@ -80,7 +99,10 @@ export async function assertClientStatsMatchServer(gw: TestGateway, callId: stri
       heldBack.push(key);
       continue;
     }
-    assert.ok(last.ms - first.ms >= 2000, `${s.direction} ${s.kind} ssrc ${s.ssrc}: a window of at least 2 s to compare (${last.ms - first.ms} ms)`);
+    assert.ok(
+      last.ms - first.ms >= 2000,
+      `${s.direction} ${s.kind} ssrc ${s.ssrc}: a window of at least 2 s to compare (${last.ms - first.ms} ms)`,
+    );
     const serverCount = samples.filter((r) => r.ms > first.ms && r.ms <= last.ms).reduce((n, r) => n + r.packets, 0);
     const [from, to] = [clientAt(first.ms), clientAt(last.ms)];
     const clientCount = to.packets - from.packets;
@@ -94,6 +116,9 @@ export async function assertClientStatsMatchServer(gw: TestGateway, callId: stri
     }
   }
   const sentVideo = [...streams.values()].filter(([r]) => r!.direction === 'inbound' && r!.kind === 'video').length;
-  assert.ok(sentVideo === 0 || heldBack.length < sentVideo, `at least one layer of the browser's video compared (held back: ${heldBack.join(', ')})`);
+  assert.ok(
+    sentVideo === 0 || heldBack.length < sentVideo,
+    `at least one layer of the browser's video compared (held back: ${heldBack.join(', ')})`,
+  );
   return streams;
 }

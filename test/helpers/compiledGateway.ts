@@ -18,13 +18,26 @@ export interface CompiledGateway {
  * What `npm start` runs after its setup (dist/server/main.js, which scripts/setup.sh compiles), on an empty data
  * directory. `tty`: under `script` (util-linux), so that its stdout is a pseudo-terminal as in an operator's shell.
  */
-export async function startCompiledGateway(opts: { env?: Record<string, string>; tty?: boolean } = {}): Promise<CompiledGateway> {
+export async function startCompiledGateway(
+  opts: { env?: Record<string, string>; tty?: boolean } = {},
+): Promise<CompiledGateway> {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'vigie-compiled-'));
   const command = [process.execPath, '--enable-source-maps', 'dist/server/main.js'];
-  const env = { PATH: process.env.PATH, HOME: process.env.HOME, XDG_CACHE_HOME: process.env.XDG_CACHE_HOME, VIGIE_PORT: '0', VIGIE_DATA_DIR: dataDir, ...opts.env };
+  const env = {
+    PATH: process.env.PATH,
+    HOME: process.env.HOME,
+    XDG_CACHE_HOME: process.env.XDG_CACHE_HOME,
+    VIGIE_PORT: '0',
+    VIGIE_DATA_DIR: dataDir,
+    ...opts.env,
+  };
   // detached: its own process group, so that stop() reaches the gateway under `script` too.
   const child = opts.tty
-    ? spawn('script', ['-qfec', command.join(' '), '/dev/null'], { env, stdio: ['pipe', 'pipe', 'pipe'], detached: true })
+    ? spawn('script', ['-qfec', command.join(' '), '/dev/null'], {
+        env,
+        stdio: ['pipe', 'pipe', 'pipe'],
+        detached: true,
+      })
     : spawn(command[0]!, command.slice(1), { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   let text = '';
   child.stdout!.on('data', (d) => (text += d));
@@ -37,7 +50,12 @@ export async function startCompiledGateway(opts: { env?: Record<string, string>;
     return code as number | null;
   };
   try {
-    const banner = await waitFor('the start banner', async () => text, (o) => /Vigie is running at/.test(o) || child.exitCode !== null, 90_000);
+    const banner = await waitFor(
+      'the start banner',
+      async () => text,
+      (o) => /Vigie is running at/.test(o) || child.exitCode !== null,
+      90_000,
+    );
     const base = /Vigie is running at (\S+)/.exec(banner)?.[1];
     const demoKey = /Demo API key for tenant "demo" .*: (\S+)/.exec(banner)?.[1];
     if (!base || !demoKey) throw new Error(`the gateway did not start: ${banner}`);

@@ -21,7 +21,10 @@ export interface Coturn {
 /** Throws if `turnserver` is not installed: the TURN tests must fail, never skip. */
 function assertInstalled(): void {
   const r = spawnSync(TURNSERVER, ['--version'], { encoding: 'utf8' });
-  if (r.error) throw new Error(`coturn's turnserver is required for the TURN tests and could not be run (${TURNSERVER}): ${r.error.message}. Install it with: apt-get install coturn`);
+  if (r.error)
+    throw new Error(
+      `coturn's turnserver is required for the TURN tests and could not be run (${TURNSERVER}): ${r.error.message}. Install it with: apt-get install coturn`,
+    );
 }
 
 async function udpFree(port: number): Promise<boolean> {
@@ -73,7 +76,13 @@ function stopProcess(child: ChildProcess): Promise<void> {
  * port in 34000-34999 and a relay range in 35000-39999. Resolves once coturn logs that
  * its UDP listener is open and its TCP listener accepts connections.
  */
-export async function startCoturn({ secret, realm = 'vigie.test' }: { secret: string; realm?: string }): Promise<Coturn> {
+export async function startCoturn({
+  secret,
+  realm = 'vigie.test',
+}: {
+  secret: string;
+  realm?: string;
+}): Promise<Coturn> {
   assertInstalled();
   const failures: string[] = [];
   for (let attempt = 0; attempt < 8; attempt++) {
@@ -143,7 +152,9 @@ export async function startCoturn({ secret, realm = 'vigie.test' }: { secret: st
       };
     }
     await cleanup();
-    failures.push(`port ${port}: not ready (exit ${child.exitCode ?? child.signalCode ?? 'none'}); log tail:\n${logText.split('\n').slice(-15).join('\n')}`);
+    failures.push(
+      `port ${port}: not ready (exit ${child.exitCode ?? child.signalCode ?? 'none'}); log tail:\n${logText.split('\n').slice(-15).join('\n')}`,
+    );
   }
   throw new Error(`coturn did not start after 8 attempts:\n${failures.join('\n')}`);
 }

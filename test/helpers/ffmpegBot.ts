@@ -19,15 +19,75 @@ export interface FfmpegBot {
 const CODECS = {
   vp8: {
     rtp: { mimeType: 'video/VP8', payloadType: 101, clockRate: 90000, ssrc: 22222222, parameters: {} },
-    encoder: (kbps: number) => ['-c:v', 'libvpx', '-b:v', `${kbps}k`, '-minrate', `${kbps}k`, '-maxrate', `${kbps}k`, '-deadline', 'realtime', '-cpu-used', '8', '-g', '15', '-an'],
+    encoder: (kbps: number) => [
+      '-c:v',
+      'libvpx',
+      '-b:v',
+      `${kbps}k`,
+      '-minrate',
+      `${kbps}k`,
+      '-maxrate',
+      `${kbps}k`,
+      '-deadline',
+      'realtime',
+      '-cpu-used',
+      '8',
+      '-g',
+      '15',
+      '-an',
+    ],
   },
   vp9: {
     rtp: { mimeType: 'video/VP9', payloadType: 103, clockRate: 90000, ssrc: 33333333, parameters: { 'profile-id': 0 } },
-    encoder: (kbps: number) => ['-c:v', 'libvpx-vp9', '-b:v', `${kbps}k`, '-deadline', 'realtime', '-cpu-used', '8', '-row-mt', '1', '-g', '15', '-pix_fmt', 'yuv420p', '-an', '-strict', 'experimental'],
+    encoder: (kbps: number) => [
+      '-c:v',
+      'libvpx-vp9',
+      '-b:v',
+      `${kbps}k`,
+      '-deadline',
+      'realtime',
+      '-cpu-used',
+      '8',
+      '-row-mt',
+      '1',
+      '-g',
+      '15',
+      '-pix_fmt',
+      'yuv420p',
+      '-an',
+      '-strict',
+      'experimental',
+    ],
   },
   h264: {
-    rtp: { mimeType: 'video/H264', payloadType: 107, clockRate: 90000, ssrc: 44444444, parameters: { 'packetization-mode': 1, 'profile-level-id': '42e01f', 'level-asymmetry-allowed': 1 } },
-    encoder: (kbps: number) => ['-c:v', 'libx264', '-profile:v', 'baseline', '-level', '3.1', '-preset', 'ultrafast', '-tune', 'zerolatency', '-b:v', `${kbps}k`, '-g', '15', '-bf', '0', '-pix_fmt', 'yuv420p', '-an'],
+    rtp: {
+      mimeType: 'video/H264',
+      payloadType: 107,
+      clockRate: 90000,
+      ssrc: 44444444,
+      parameters: { 'packetization-mode': 1, 'profile-level-id': '42e01f', 'level-asymmetry-allowed': 1 },
+    },
+    encoder: (kbps: number) => [
+      '-c:v',
+      'libx264',
+      '-profile:v',
+      'baseline',
+      '-level',
+      '3.1',
+      '-preset',
+      'ultrafast',
+      '-tune',
+      'zerolatency',
+      '-b:v',
+      `${kbps}k`,
+      '-g',
+      '15',
+      '-bf',
+      '0',
+      '-pix_fmt',
+      'yuv420p',
+      '-an',
+    ],
   },
   opus: {
     rtp: { mimeType: 'audio/opus', payloadType: 100, clockRate: 48000, ssrc: 11111111, parameters: {} },
@@ -47,10 +107,24 @@ export function encodedLoop(kind: 'video' | 'audio', bitrateKbps: number): Promi
   const key = `${kind}-${bitrateKbps}`;
   let file = loops.get(key);
   if (!file) {
-    const out = path.join(mkdtempSync(path.join(os.tmpdir(), 'vigie-bot-')), kind === 'video' ? 'loop.webm' : 'loop.ogg');
+    const out = path.join(
+      mkdtempSync(path.join(os.tmpdir(), 'vigie-bot-')),
+      kind === 'video' ? 'loop.webm' : 'loop.ogg',
+    );
     const { encoder } = CODECS[kind === 'video' ? 'vp8' : 'opus'];
-    const input = kind === 'video' ? ['-f', 'lavfi', '-i', 'testsrc=size=320x240:rate=15:duration=4'] : ['-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000:duration=4'];
-    file = promisify(execFile)('ffmpeg', ['-nostdin', '-v', 'error', ...input, ...encoder(bitrateKbps), '-y', out]).then(() => out);
+    const input =
+      kind === 'video'
+        ? ['-f', 'lavfi', '-i', 'testsrc=size=320x240:rate=15:duration=4']
+        : ['-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000:duration=4'];
+    file = promisify(execFile)('ffmpeg', [
+      '-nostdin',
+      '-v',
+      'error',
+      ...input,
+      ...encoder(bitrateKbps),
+      '-y',
+      out,
+    ]).then(() => out);
     loops.set(key, file);
   }
   return file;
@@ -76,18 +150,44 @@ export async function startFfmpegBot(
     videoCodec?: 'vp8' | 'vp9' | 'h264';
   },
 ): Promise<FfmpegBot> {
-  const transport = await room.router.createPlainTransport({ listenInfo: { protocol: 'udp', ip: '127.0.0.1' }, rtcpMux: false, comedia: true });
+  const transport = await room.router.createPlainTransport({
+    listenInfo: { protocol: 'udp', ip: '127.0.0.1' },
+    rtcpMux: false,
+    comedia: true,
+  });
   const { rtp: c, encoder } = CODECS[opts.kind === 'video' ? (opts.videoCodec ?? 'vp8') : 'opus'];
   const producer = await transport.produce({
     kind: opts.kind,
     rtpParameters: {
-      codecs: [{ mimeType: c.mimeType, payloadType: c.payloadType, clockRate: c.clockRate, parameters: c.parameters, ...(opts.kind === 'audio' ? { channels: 2 } : {}), rtcpFeedback: opts.kind === 'video' ? [{ type: 'nack' }, { type: 'nack', parameter: 'pli' }, { type: 'ccm', parameter: 'fir' }] : [] }],
+      codecs: [
+        {
+          mimeType: c.mimeType,
+          payloadType: c.payloadType,
+          clockRate: c.clockRate,
+          parameters: c.parameters,
+          ...(opts.kind === 'audio' ? { channels: 2 } : {}),
+          rtcpFeedback:
+            opts.kind === 'video'
+              ? [{ type: 'nack' }, { type: 'nack', parameter: 'pli' }, { type: 'ccm', parameter: 'fir' }]
+              : [],
+        },
+      ],
       encodings: [{ ssrc: c.ssrc }],
       rtcp: { cname: `bot-${opts.kind}` },
     },
     appData: { source: 'bot' },
   });
-  const peer = new Peer({ identity: `bot:${opts.name ?? opts.kind}`, tenant: room.tenant, room: room.id, grants: new Set(['publish']), name: opts.name ?? 'ffmpeg bot', expiresAt: Number.MAX_SAFE_INTEGER }, () => undefined);
+  const peer = new Peer(
+    {
+      identity: `bot:${opts.name ?? opts.kind}`,
+      tenant: room.tenant,
+      room: room.id,
+      grants: new Set(['publish']),
+      name: opts.name ?? 'ffmpeg bot',
+      expiresAt: Number.MAX_SAFE_INTEGER,
+    },
+    () => undefined,
+  );
   room.addPeer(peer);
   peer.transports.set(transport.id, transport);
   room.adoptProducer(peer, producer);
@@ -99,14 +199,34 @@ export async function startFfmpegBot(
     : opts.kind === 'video'
       ? ['-f', 'lavfi', '-i', 'testsrc=size=320x240:rate=15']
       : ['-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000'];
-  const codec = opts.file ? (opts.kind === 'video' ? ['-c:v', 'copy', '-an'] : ['-c:a', 'copy', '-vn']) : encoder(opts.bitrateKbps);
-  const args = ['-nostdin', '-loglevel', 'error', '-re', ...input, ...codec, '-ssrc', String(c.ssrc), '-payload_type', String(c.payloadType), '-f', 'rtp', `rtp://${target.ip}:${target.port}?rtcpport=${target.rtcpPort}&pkt_size=1200`];
+  const codec = opts.file
+    ? opts.kind === 'video'
+      ? ['-c:v', 'copy', '-an']
+      : ['-c:a', 'copy', '-vn']
+    : encoder(opts.bitrateKbps);
+  const args = [
+    '-nostdin',
+    '-loglevel',
+    'error',
+    '-re',
+    ...input,
+    ...codec,
+    '-ssrc',
+    String(c.ssrc),
+    '-payload_type',
+    String(c.payloadType),
+    '-f',
+    'rtp',
+    `rtp://${target.ip}:${target.port}?rtcpport=${target.rtcpPort}&pkt_size=1200`,
+  ];
   const ffmpeg = spawn('ffmpeg', args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   ffmpeg.stderr!.on('data', (d) => (err += d.toString()));
   await new Promise<void>((resolve, reject) => {
     ffmpeg.once('spawn', resolve);
-    ffmpeg.once('error', (e) => reject(new Error(`ffmpeg could not start (is Debian's ffmpeg installed?): ${e.message}`)));
+    ffmpeg.once('error', (e) =>
+      reject(new Error(`ffmpeg could not start (is Debian's ffmpeg installed?): ${e.message}`)),
+    );
   });
   return {
     peer,

@@ -25,7 +25,14 @@ export interface TestGateway {
   url: string;
   wsUrl: string;
   logs: () => string;
-  mint: (o: { room: string; identity: string; grants?: Grant[]; tenant?: string; name?: string; ttlSeconds?: number }) => Promise<string>;
+  mint: (o: {
+    room: string;
+    identity: string;
+    grants?: Grant[];
+    tenant?: string;
+    name?: string;
+    ttlSeconds?: number;
+  }) => Promise<string>;
   connect: () => Promise<SignalingClient>;
   /** Runs a query on the gateway's ClickHouse (the embedded engine) after flushing the writer and the audit journal. */
   query: <T = any>(sql: string, params?: Record<string, unknown>) => Promise<T[]>;
@@ -99,9 +106,9 @@ export async function startGateway(overrides: Record<string, any> = {}): Promise
     throw err;
   }
   const port = (app.server.address() as { port: number }).port;
-  const url = `${config.server.tlsCertFile ? "https" : "http"}://127.0.0.1:${port}`;
+  const url = `${config.server.tlsCertFile ? 'https' : 'http'}://127.0.0.1:${port}`;
   config.server.publicUrl = url;
-  const wsUrl = `${config.server.tlsCertFile ? "wss" : "ws"}://127.0.0.1:${port}/ws`;
+  const wsUrl = `${config.server.tlsCertFile ? 'wss' : 'ws'}://127.0.0.1:${port}/ws`;
   const clients: SignalingClient[] = [];
   return {
     app,
@@ -110,14 +117,23 @@ export async function startGateway(overrides: Record<string, any> = {}): Promise
     wsUrl,
     logs: () => logText,
     mint: async (o) =>
-      (await app.tokens.mint({ tenant: o.tenant ?? 'acme', room: o.room, identity: o.identity, name: o.name ?? o.identity, grants: o.grants ?? ['publish', 'subscribe'], ttlSeconds: o.ttlSeconds ?? 600 })).token,
+      (
+        await app.tokens.mint({
+          tenant: o.tenant ?? 'acme',
+          room: o.room,
+          identity: o.identity,
+          name: o.name ?? o.identity,
+          grants: o.grants ?? ['publish', 'subscribe'],
+          ttlSeconds: o.ttlSeconds ?? 600,
+        })
+      ).token,
     connect: async () => {
       const c = new SignalingClient(new WebSocket(wsUrl) as never);
       clients.push(c);
       await c.opened;
       return c;
     },
-    query: async <T,>(sql: string, params: Record<string, unknown> = {}) => {
+    query: async <T>(sql: string, params: Record<string, unknown> = {}) => {
       await app.telemetry?.writer.flush();
       if (app.compliance?.audit.ready) await app.compliance.audit.flush();
       const rs = await app.clickhouse.client.query({ query: sql, query_params: params, format: 'JSONEachRow' });
@@ -132,7 +148,12 @@ export async function startGateway(overrides: Record<string, any> = {}): Promise
 }
 
 /** Resolves with the next notification `method` that matches, or rejects after `ms`. */
-export function nextNotification<T = any>(client: SignalingClient, method: string, ms = 10_000, match: (d: T) => boolean = () => true): Promise<T> {
+export function nextNotification<T = any>(
+  client: SignalingClient,
+  method: string,
+  ms = 10_000,
+  match: (d: T) => boolean = () => true,
+): Promise<T> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       off();

@@ -30,7 +30,8 @@ function ip(args: string[]): string {
     return execFileSync('ip', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
   } catch (err) {
     const e = err as NodeJS.ErrnoException & { stderr?: string };
-    if (e.code === 'ENOENT') throw new Error('netns helper: the `ip` command is missing; install iproute2 (bash scripts/setup.sh test)');
+    if (e.code === 'ENOENT')
+      throw new Error('netns helper: the `ip` command is missing; install iproute2 (bash scripts/setup.sh test)');
     throw new Error(`netns helper: \`ip ${args.join(' ')}\` failed: ${e.stderr?.trim() || e.message}`);
   }
 }
@@ -75,7 +76,8 @@ function freeSubnet(): [string, string] {
  * is missing: a test that needs it must not pass without it.
  */
 export function createMediaNamespace(): MediaNamespace {
-  if (process.getuid?.() !== 0) throw new Error('netns helper: creating a network namespace needs root (CAP_NET_ADMIN); run the test as root');
+  if (process.getuid?.() !== 0)
+    throw new Error('netns helper: creating a network namespace needs root (CAP_NET_ADMIN); run the test as root');
   removeStale();
   const id = randomBytes(3).toString('hex');
   const name = `${PREFIX}${process.pid}-${id}`;
@@ -91,7 +93,10 @@ export function createMediaNamespace(): MediaNamespace {
     process.off('exit', close);
     // Deleting the namespace also deletes the veth pair once no process is left in it; the host end is removed
     // explicitly so that the pair goes even if a worker still runs inside.
-    for (const args of [['link', 'delete', hostIf], ['netns', 'delete', name]]) {
+    for (const args of [
+      ['link', 'delete', hostIf],
+      ['netns', 'delete', name],
+    ]) {
       try {
         execFileSync('ip', args, { stdio: 'ignore' });
       } catch {
@@ -114,7 +119,10 @@ export function createMediaNamespace(): MediaNamespace {
     // Replies to candidates on the machine's other addresses go back over the veth too.
     ip(['-n', name, 'route', 'add', 'default', 'via', hostIp]);
     const workerBin = path.join(dir, 'mediasoup-worker');
-    writeFileSync(workerBin, `#!/bin/sh\nexec ip netns exec ${name} ${resolveWorkerBin(process.env.MEDIASOUP_WORKER_BIN)} "$@"\n`);
+    writeFileSync(
+      workerBin,
+      `#!/bin/sh\nexec ip netns exec ${name} ${resolveWorkerBin(process.env.MEDIASOUP_WORKER_BIN)} "$@"\n`,
+    );
     chmodSync(workerBin, 0o755);
     return { name, mediaIp, hostIp, workerBin, close };
   } catch (err) {

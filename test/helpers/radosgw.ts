@@ -77,7 +77,13 @@ interface RunResult {
   timedOut: boolean;
 }
 
-function run(cmd: string, args: string[], timeoutMs: number, onOutput: (s: string) => void, env?: NodeJS.ProcessEnv): Promise<RunResult> {
+function run(
+  cmd: string,
+  args: string[],
+  timeoutMs: number,
+  onOutput: (s: string) => void,
+  env?: NodeJS.ProcessEnv,
+): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     // detached: the script gets its own process group, so a timeout kills its children too.
     // The Ceph daemons it starts daemonize (setsid) and are not in that group.
@@ -166,7 +172,13 @@ export async function startRadosgw({ timeoutMs = 120_000 }: { timeoutMs?: number
     const kmsKeyId = 'vigie-test';
     live.add(dir);
     const env = { ...process.env, RADOSGW_KMS_KEY_NAME: kmsKeyId };
-    const r = await run('bash', [START, dir, String(port), accessKey, secretKey, String(port + 1)], timeoutMs, append, env);
+    const r = await run(
+      'bash',
+      [START, dir, String(port), accessKey, secretKey, String(port + 1)],
+      timeoutMs,
+      append,
+      env,
+    );
     const endpoint = `http://127.0.0.1:${port}`;
     if (r.code === 0 && r.output.includes(`READY ${endpoint}`)) {
       let stopped = false;
@@ -176,7 +188,8 @@ export async function startRadosgw({ timeoutMs = 120_000 }: { timeoutMs?: number
       };
       const startGateway = async () => {
         const s = await run('bash', [START, '--gateway', dir], timeoutMs, append);
-        if (s.code !== 0 || !s.output.includes(`READY ${endpoint}`)) throw new Error(describe('start.sh --gateway', s, timeoutMs));
+        if (s.code !== 0 || !s.output.includes(`READY ${endpoint}`))
+          throw new Error(describe('start.sh --gateway', s, timeoutMs));
       };
       return {
         endpoint,

@@ -10,6 +10,10 @@ export async function recordersWithSegment(dataDir: string, n: number): Promise<
   const active = path.join(dataDir, 'recordings', 'active');
   const prefix = `segment-${String(n).padStart(3, '0')}`;
   const dirs = await readdir(active).catch(() => [] as string[]);
-  const found = await Promise.all(dirs.map(async (d) => (await readdir(path.join(active, d)).catch(() => [] as string[])).some((f) => f.startsWith(prefix))));
+  const found = await Promise.all(
+    dirs.map(async (d) =>
+      (await readdir(path.join(active, d)).catch(() => [] as string[])).some((f) => f.startsWith(prefix)),
+    ),
+  );
   return found.filter(Boolean).length;
 }

@@ -35,25 +35,40 @@ export interface S3Proxy {
  * the client sent. Headers are forwarded unchanged, so SigV4 signatures stay valid.
  */
 export async function startS3Proxy(upstream: { host: string; port: number }): Promise<S3Proxy> {
-  const proxy: S3Proxy = { endpoint: '', host: '127.0.0.1', port: 0, requests: [], fault: () => undefined, close: async () => undefined };
+  const proxy: S3Proxy = {
+    endpoint: '',
+    host: '127.0.0.1',
+    port: 0,
+    requests: [],
+    fault: () => undefined,
+    close: async () => undefined,
+  };
   const server = http.createServer(async (req, res) => {
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
     const body = Buffer.concat(chunks);
-    const seen: ProxiedRequest = { method: req.method ?? '', url: req.url ?? '', headers: req.headers, bodyBytes: body.length };
+    const seen: ProxiedRequest = {
+      method: req.method ?? '',
+      url: req.url ?? '',
+      headers: req.headers,
+      bodyBytes: body.length,
+    };
     proxy.requests.push(seen);
     const fault = proxy.fault(seen);
     if (fault === 'corrupt-body' && body.length > 0) body[body.length >> 1] = body[body.length >> 1]! ^ 0xff;
-    const up = http.request({ host: upstream.host, port: upstream.port, method: req.method, path: req.url, headers: req.headers }, (ur) => {
-      if (fault === 'lose-answer') {
-        ur.resume();
-        ur.on('end', () => req.socket.destroy());
-        return;
-      }
-      if (fault === 'alter-etag' && ur.headers.etag) ur.headers.etag = `"${'0'.repeat(32)}"`;
-      res.writeHead(ur.statusCode ?? 502, ur.headers);
-      ur.pipe(res);
-    });
+    const up = http.request(
+      { host: upstream.host, port: upstream.port, method: req.method, path: req.url, headers: req.headers },
+      (ur) => {
+        if (fault === 'lose-answer') {
+          ur.resume();
+          ur.on('end', () => req.socket.destroy());
+          return;
+        }
+        if (fault === 'alter-etag' && ur.headers.etag) ur.headers.etag = `"${'0'.repeat(32)}"`;
+        res.writeHead(ur.statusCode ?? 502, ur.headers);
+        ur.pipe(res);
+      },
+    );
     up.on('error', () => req.socket.destroy());
     up.end(body);
   });

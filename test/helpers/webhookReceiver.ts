@@ -31,7 +31,16 @@ export async function startWebhookReceiver(secretFor: () => string | undefined) 
     const status = respond(id, count);
     const secret = secretFor();
     const signature = String(req.headers['vigie-signature']);
-    received.push({ id, event: String(req.headers['vigie-event']), body: JSON.parse(raw), raw, signature, signatureValid: Boolean(secret) && verifyWebhookSignature(secret!, signature, raw), status, at: Date.now() });
+    received.push({
+      id,
+      event: String(req.headers['vigie-event']),
+      body: JSON.parse(raw),
+      raw,
+      signature,
+      signatureValid: Boolean(secret) && verifyWebhookSignature(secret!, signature, raw),
+      status,
+      at: Date.now(),
+    });
     return reply.code(status).send();
   });
   await app.listen({ host: '127.0.0.1', port: 0 });

@@ -22,12 +22,21 @@ export interface VigieClientOptions extends ClientOptions {
   adminKey?: string;
 }
 
-export function createVigieClient({ apiKey, bearerToken, adminKey, headers, ...options }: VigieClientOptions): VigieClient {
+export function createVigieClient({
+  apiKey,
+  bearerToken,
+  adminKey,
+  headers,
+  ...options
+}: VigieClientOptions): VigieClient {
   const credentials: Record<string, string> = {};
   if (apiKey) credentials['x-api-key'] = apiKey;
   if (bearerToken) credentials.authorization = `Bearer ${bearerToken}`;
   if (adminKey) credentials['x-admin-key'] = adminKey;
-  return createClient<paths>({ ...options, headers: { ...credentials, ...(headers as Record<string, string> | undefined) } });
+  return createClient<paths>({
+    ...options,
+    headers: { ...credentials, ...(headers as Record<string, string> | undefined) },
+  });
 }
 
 type MintOperation = paths['/v1/tokens']['post'];
@@ -50,7 +59,11 @@ export class VigieApiError extends Error {
   /** From an openapi-fetch result's `response` and `error`. */
   static from(response: Response, error: unknown): VigieApiError {
     const body = (error as { error?: { code?: ErrorCode; message?: string } } | undefined)?.error;
-    return new VigieApiError(response.status, body?.code ?? (response.status >= 500 ? 'INTERNAL' : 'INVALID_REQUEST'), body?.message ?? `HTTP ${response.status}`);
+    return new VigieApiError(
+      response.status,
+      body?.code ?? (response.status >= 500 ? 'INTERNAL' : 'INVALID_REQUEST'),
+      body?.message ?? `HTTP ${response.status}`,
+    );
   }
 }
 
@@ -79,7 +92,12 @@ export interface VerifyOptions {
  * parsing. The timestamp is signed with the body, so a captured delivery replayed outside the window fails; the
  * comparison takes the same time whichever byte differs.
  */
-export function verifyWebhookSignature(secret: string, header: string | null | undefined, rawBody: string | Buffer, options: VerifyOptions = {}): boolean {
+export function verifyWebhookSignature(
+  secret: string,
+  header: string | null | undefined,
+  rawBody: string | Buffer,
+  options: VerifyOptions = {},
+): boolean {
   if (!header) return false;
   let timestamp = Number.NaN;
   const signatures: Buffer[] = [];
@@ -97,7 +115,10 @@ export function verifyWebhookSignature(secret: string, header: string | null | u
 }
 
 /** The delivery's event, once its signature is checked; throws when it is not from the gateway (answer 400 then). */
-export function readWebhook<T = { id: string; event: string; tenant: string; createdAt: string; data: Record<string, unknown> }>(secret: string, header: string | null | undefined, rawBody: string | Buffer, options?: VerifyOptions): T {
-  if (!verifyWebhookSignature(secret, header, rawBody, options)) throw new Error('invalid Vigie-Signature: not from the gateway, altered, or outside the replay window');
+export function readWebhook<
+  T = { id: string; event: string; tenant: string; createdAt: string; data: Record<string, unknown> },
+>(secret: string, header: string | null | undefined, rawBody: string | Buffer, options?: VerifyOptions): T {
+  if (!verifyWebhookSignature(secret, header, rawBody, options))
+    throw new Error('invalid Vigie-Signature: not from the gateway, altered, or outside the replay window');
   return JSON.parse(rawBody.toString()) as T;
 }
