@@ -47,7 +47,8 @@ function instrument(): void {
     wsCreated?: number;
     wsOpen?: number;
     frame?: Promise<Pick<Sample, 'firstScript' | 'wsCreated' | 'wsOpen' | 'track' | 'frame'>>;
-  } = ((window as any).bench = {});
+  } = {};
+  (window as any).bench = bench;
   const NativeWebSocket = window.WebSocket;
   window.WebSocket = class extends NativeWebSocket {
     constructor(...args: ConstructorParameters<typeof WebSocket>) {
@@ -132,6 +133,8 @@ async function measure(page: Page, target: Target, prejoin: boolean): Promise<Sa
   if (prejoin) {
     const button = page.getByRole('button', { name: JOIN_BUTTON });
     await button.waitFor({ state: 'visible', timeout: 30_000 });
+    // Clickable once the page's script handles it (Vigie's button is disabled in the HTML until then).
+    await page.waitForFunction(() => !(document.querySelector('button[type=submit], button') as HTMLButtonElement | null)?.disabled);
     await button.evaluate((el: HTMLElement, mark) => {
       performance.mark(mark);
       el.click();

@@ -30,7 +30,7 @@ const shot = async (page: Page, name: string) => {
   console.log(`docs/screenshots/${name}.png`);
 };
 const events = (page: Page) =>
-  page.evaluate(() => ((window as any).vigieEvents ?? []).map((e: { type: string }) => e.type) as string[]);
+  page.evaluate(() => ((window as { vigieEvents?: Array<{ type: string }> }).vigieEvents ?? []).map((e) => e.type));
 
 try {
   for (const lang of LANGUAGES) {

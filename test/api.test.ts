@@ -146,7 +146,7 @@ test('authorization: each case gets the right status and code', async () => {
   type Outcome = { response: Response; error?: unknown };
   const cases: Array<[string, () => Promise<Outcome>, number, string?]> = [
     ['no credentials', () => as({}).GET('/v1/rooms'), 401, 'UNAUTHORIZED'],
-    ['garbage key', () => as({ 'x-api-key': 'vk_nope0000_' + 'x'.repeat(40) }).GET('/v1/rooms'), 401, 'UNAUTHORIZED'],
+    ['garbage key', () => as({ 'x-api-key': `vk_nope0000_${'x'.repeat(40)}` }).GET('/v1/rooms'), 401, 'UNAUTHORIZED'],
     [
       'revoked key',
       () => as(key(REVOKED_KEY)).POST('/v1/tokens', { body: { room: 'r', identity: 'i' } }),

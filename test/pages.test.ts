@@ -147,6 +147,17 @@ describe('languages', () => {
 });
 
 describe('pre-join screen', () => {
+  test('"Join" is disabled in the HTML until the page script handles it (a click before would submit the form natively and reload the page without its token)', async () => {
+    const html = await (
+      await fetch(`${gw.url}/join?token=${await gw.mint({ room: 'prejoin-html', identity: 'early' })}`)
+    ).text();
+    assert.match(html, /<button id="join-button" type="submit" disabled>/);
+    const page = await newPage('enabled');
+    await openPrejoin(page, `${gw.url}/join?token=${await gw.mint({ room: 'prejoin-html', identity: 'early' })}`);
+    assert.equal(await page.locator('#join-button').isEnabled(), true, 'enabled once the script listens');
+    await page.close();
+  });
+
   test('shows the camera preview and lists the fake camera and microphone to choose from', async () => {
     const page = await newPage('preview');
     await openPrejoin(page, `${gw.url}/join?token=${await gw.mint({ room: 'prejoin', identity: 'previewer' })}`);
@@ -452,6 +463,13 @@ describe('accessibility', () => {
   test('the active speaker is shown in words, not by colour alone', async () => {
     const a = await newPage('speaker-a');
     await joinThroughPage(a, `${gw.url}/join?token=${await gw.mint({ room: 'speaker', identity: 'speaker-a' })}`);
+    // Alone in the room, a is the dominant speaker; b, joining after that, must be told (the observer says it once).
+    await waitFor(
+      'a to be the active speaker',
+      () => a.locator('.tile.speaking').count(),
+      (n) => n === 1,
+      60_000,
+    );
     const b = await newPage('speaker-b');
     await joinThroughPage(b, `${gw.url}/join?token=${await gw.mint({ room: 'speaker', identity: 'speaker-b' })}`);
     // Chromium's fake microphone beeps: one of the two is the active speaker.

@@ -55,7 +55,8 @@ async function createTransport(direction: 'send' | 'recv'): Promise<types.Transp
 let recv: Promise<types.Transport> | undefined;
 
 async function consume(producerId: string): Promise<void> {
-  const transport = await (recv ??= createTransport('recv'));
+  recv ??= createTransport('recv');
+  const transport = await recv;
   const c = await request('consume', {
     transportId: transport.id,
     producerId,

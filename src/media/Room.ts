@@ -80,6 +80,8 @@ export class Room {
   /** Kinds of track a moderator muted, by identity (see muteProducers). */
   readonly #moderatorMutes = new Map<string, Set<ms.MediaKind>>();
   #closed = false;
+  /** The producer the ActiveSpeakerObserver last named dominant. */
+  #dominant: string | undefined;
   /**
    * Transports whose connect succeeded. dtlsState stays `new` until a DTLS
    * handshake starts, and the worker refuses a second connect with a plain
@@ -102,7 +104,9 @@ export class Room {
     slot.routers++;
     speakerObserver.on('dominantspeaker', ({ producer }) => {
       const owner = this.ownerOf(producer.id);
-      if (owner) this.broadcast('activeSpeaker', { peerId: owner.id, producerId: producer.id });
+      if (!owner) return;
+      this.#dominant = producer.id;
+      this.broadcast('activeSpeaker', { peerId: owner.id, producerId: producer.id });
     });
     // mediasoup closes a dead worker's routers before it emits 'died', so the
     // reason is read from the worker here rather than from the pool's event.
@@ -135,6 +139,9 @@ export class Room {
     this.peers.set(peer.id, peer);
     this.slot.peers++;
     this.broadcast('peerJoined', { peerId: peer.id, name: peer.displayName }, peer);
+    // The observer speaks only when the dominant speaker changes: a newcomer is told who it is now.
+    const speaker = this.#dominant === undefined ? undefined : this.ownerOf(this.#dominant);
+    if (speaker) peer.notify('activeSpeaker', { peerId: speaker.id, producerId: this.#dominant });
     this.observer.emit('newpeer', peer);
   }
 

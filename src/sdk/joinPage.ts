@@ -73,12 +73,15 @@ function deviceProblem(kind: DeviceKind, err: unknown): string {
   return say('deviceFailed', { device: say(kind), reason: name || String(err) });
 }
 
+/** The tile of the active speaker, which may be named before its tile exists (a newcomer is told at once). */
+let speakingTileId: string | undefined;
+
 function tile(id: string, name: string): HTMLElement {
   let el = document.getElementById(`tile-${id}`);
   if (!el) {
     el = document.createElement('div');
     el.id = `tile-${id}`;
-    el.className = 'tile';
+    el.className = el.id === speakingTileId ? 'tile speaking' : 'tile';
     const video = document.createElement('video');
     video.autoplay = true;
     video.playsInline = true;
@@ -146,6 +149,8 @@ async function prejoin(form: HTMLFormElement): Promise<Choice> {
       resolve();
     });
   });
+  // Disabled in the HTML until now: clicked before this script ran, the form would submit natively.
+  joinBtn.disabled = false;
   const tracks: Partial<Record<DeviceKind, MediaStreamTrack>> = {};
   const problems = new Map<DeviceKind, string>();
   const showPreview = () => {
@@ -256,8 +261,8 @@ async function main(): Promise<void> {
     report('trackRemoved', { peerId });
   });
   call.on('activeSpeaker', ({ peerId }) => {
-    const speaking = `tile-${peerId === call.info.peerId ? 'self' : peerId}`;
-    for (const el of tilesEl.querySelectorAll('.tile')) el.classList.toggle('speaking', el.id === speaking);
+    speakingTileId = `tile-${peerId === call.info.peerId ? 'self' : peerId}`;
+    for (const el of tilesEl.querySelectorAll('.tile')) el.classList.toggle('speaking', el.id === speakingTileId);
     report('activeSpeaker', { peerId });
   });
   call.on('roomClosed', ({ reason }) => {

@@ -50,7 +50,10 @@ export async function startOpenTelemetry(
     metrics.setGlobalMeterProvider(provider);
     return {
       metricsUrl: prometheus!.url,
-      shutdown: async () => (await provider.shutdown(), await prometheus!.close()),
+      shutdown: async () => {
+        await provider.shutdown();
+        await prometheus!.close();
+      },
     };
   }
   const { NodeSDK } = await import('@opentelemetry/sdk-node');
@@ -59,7 +62,13 @@ export async function startOpenTelemetry(
   const metricReaders = prometheus ? [prometheus.reader, ...(await otlpMetricReaders(env))] : undefined;
   const sdk = new NodeSDK({ serviceName: serviceName(env), instrumentations: [], metricReaders });
   sdk.start();
-  return { metricsUrl: prometheus?.url, shutdown: async () => (await sdk.shutdown(), await prometheus?.close()) };
+  return {
+    metricsUrl: prometheus?.url,
+    shutdown: async () => {
+      await sdk.shutdown();
+      await prometheus?.close();
+    },
+  };
 }
 
 /**

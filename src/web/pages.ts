@@ -60,7 +60,7 @@ function prejoinSection(lang: Language, askName: boolean): string {
     <label for="camera-select">${t(lang, 'camera')}<select id="camera-select"></select></label>
     <label for="mic-select">${t(lang, 'microphone')}<select id="mic-select"></select></label>
     ${name}
-    <button id="join-button" type="submit">${t(lang, 'join')}</button>
+    <button id="join-button" type="submit" disabled>${t(lang, 'join')}</button>
   </form>`;
 }
 
