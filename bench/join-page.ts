@@ -134,7 +134,9 @@ async function measure(page: Page, target: Target, prejoin: boolean): Promise<Sa
     const button = page.getByRole('button', { name: JOIN_BUTTON });
     await button.waitFor({ state: 'visible', timeout: 30_000 });
     // Clickable once the page's script handles it (Vigie's button is disabled in the HTML until then).
-    await page.waitForFunction(() => !(document.querySelector('button[type=submit], button') as HTMLButtonElement | null)?.disabled);
+    await page.waitForFunction(
+      () => !(document.querySelector('button[type=submit], button') as HTMLButtonElement | null)?.disabled,
+    );
     await button.evaluate((el: HTMLElement, mark) => {
       performance.mark(mark);
       el.click();
