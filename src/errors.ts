@@ -22,7 +22,10 @@ const HTTP_STATUS: Record<ErrorCode, number> = {
   NOT_FOUND: 404,
   RATE_LIMITED: 429,
   INTERNAL: 500,
-  /** Not now: the server is draining, or a dependency the action needs (the audit log's head) is not ready. Retry, elsewhere or shortly. */
+  /**
+   * Not now: the server is draining, or a dependency the action needs (the audit log's head) is not ready. Retry,
+   * elsewhere or shortly.
+   */
   UNAVAILABLE: 503,
 };
 

@@ -48,7 +48,8 @@ export function loggerOptions(config: Config, stream?: NodeJS.WritableStream): F
   };
   if (stream) return { ...options, stream };
   if (!prettyLogs(config.logFormat)) return options;
-  // Colours only when stdout is a terminal (pino-pretty's default), so VIGIE_LOG_FORMAT=pretty into a file stays plain text.
+  // Colours only when stdout is a terminal (pino-pretty's default), so VIGIE_LOG_FORMAT=pretty into a file stays plain
+  // text.
   return { ...options, stream: pinoPretty({ translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' }) };
 }
 export type { FastifyBaseLogger as Logger } from 'fastify';

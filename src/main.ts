@@ -48,7 +48,8 @@ async function main(): Promise<void> {
     );
   } else if (config.tenants.length === 0) {
     console.log(
-      '  No tenant is configured: declare tenants in VIGIE_CONFIG_FILE, or create them with the admin API (VIGIE_ADMIN_KEY_HASH).',
+      '  No tenant is configured: declare tenants in VIGIE_CONFIG_FILE, or create them with the admin API ' +
+      '(VIGIE_ADMIN_KEY_HASH).',
     );
   }
   console.log('');

@@ -43,7 +43,8 @@ export async function adminRoutes(app: FastifyInstance): Promise<void> {
       const { tenant } = parse(tenantParam, req.params);
       const body = parse(tenantBody, req.body);
       const existed = app.tenants.has(tenant);
-      // Which settings changed, not their values: a tenant may carry secrets (its token keys), and the chain is forever.
+      // Which settings changed, not their values: a tenant may carry secrets (its token keys), and the chain is
+      // forever.
       const t = app.tenants.upsert(tenant, body);
       await app.compliance?.record({
         tenant,

@@ -55,7 +55,8 @@ async function dpo(app: FastifyInstance, req: FastifyRequest): Promise<{ p: Prin
 export async function complianceRoutes(app: FastifyInstance): Promise<void> {
   const db = app.clickhouse.database;
   const exportsDir = path.join(app.config.dataDir, 'exports');
-  // Exports and data-subject requests read ClickHouse: what the writers (and the audit journal) still hold goes there first.
+  // Exports and data-subject requests read ClickHouse: what the writers (and the audit journal) still hold goes there
+  // first.
   const flush = async () => {
     await app.telemetry?.writer.flush();
     await app.compliance?.audit.flush();
@@ -74,7 +75,8 @@ export async function complianceRoutes(app: FastifyInstance): Promise<void> {
       schema: {
         tags: ['compliance'],
         summary:
-          "Walk the tenant's audit chain against its signed checkpoints and their anchors; names every altered, deleted or inserted entry and every checkpoint whose entry is missing",
+          "Walk the tenant's audit chain against its signed checkpoints and their anchors; names every altered, " +
+          "deleted or inserted entry and every checkpoint whose entry is missing",
       },
     },
     async (req) => {

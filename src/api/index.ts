@@ -92,7 +92,8 @@ export default async function apiPlugin(app: FastifyInstance): Promise<void> {
     },
   );
   app.get('/docs/openapi.json', { schema: { hide: true } }, async () => app.swagger());
-  // Every public key that ever signed audit checkpoints and exports (current and retired), for third parties to verify them.
+  // Every public key that ever signed audit checkpoints and exports (current and retired), for third parties to verify
+  // them.
   app.get(
     '/.well-known/jwks.json',
     { schema: { tags: ['compliance'], summary: 'Public keys of audit checkpoints and exports', security: [] } },

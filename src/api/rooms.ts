@@ -44,7 +44,9 @@ const participantsView = z.object({
   ),
 });
 
-/** Options that only the business app (an API key) sets: a moderator cannot turn its room's recording or consent off. */
+/**
+ * Options that only the business app (an API key) sets: a moderator cannot turn its room's recording or consent off.
+ */
 const APP_ONLY_OPTIONS = ['recordingPolicy', 'consentRequired'] as const;
 
 function liveView(room: Room | undefined) {
@@ -163,7 +165,8 @@ export async function roomRoutes(app: FastifyInstance): Promise<void> {
       requireScope(p, 'rooms:write', room);
       findRoom(p.tenant, room);
       app.sfu.getRoom(p.tenant, room)?.close('closed-by-api');
-      // A moderator ends the call but cannot forget the declaration: its room would reopen with default (weaker) options.
+      // A moderator ends the call but cannot forget the declaration: its room would reopen with default (weaker)
+      // options.
       if (p.room === undefined) app.rooms.remove(p.tenant, room);
       req.log.info({ tenant: p.tenant, actor: p.actor, room }, 'room closed through the API');
       return reply.code(204).send();

@@ -150,7 +150,8 @@ export class TokenService {
   async mint(req: MintRequest): Promise<{ token: string; expiresAt: number }> {
     const t = this.options.tenant(req.tenant);
     if (!t) throw new VigieError('NOT_FOUND', 'no such tenant');
-    // A tenant with its own trust is minted for with its own secret; one that trusts only its identity provider, not at all.
+    // A tenant with its own trust is minted for with its own secret; one that trusts only its identity provider, not at
+    // all.
     const secret = t.auth ? t.auth.hs256Secret : this.options.hs256Secret;
     if (!secret)
       throw new VigieError(

@@ -5,7 +5,10 @@ import type { Config } from '../config/index.js';
 
 export type { ClickHouseClient } from '@clickhouse/client';
 
-/** A ClickHouse string literal, for the few places SQL must be built from text (DDL, SETTINGS); values go in query_params. */
+/**
+ * A ClickHouse string literal, for the few places SQL must be built from text (DDL, SETTINGS); values go in
+ * query_params.
+ */
 export function sqlString(s: string): string {
   return `'${s.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
 }

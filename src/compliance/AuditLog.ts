@@ -385,5 +385,6 @@ export class AuditLog {
 const notReady = () =>
   new VigieError(
     'UNAVAILABLE',
-    'the audit log is not ready: the chain heads cannot be read from ClickHouse yet, so audited actions are refused rather than forking the chain; retry shortly',
+    'the audit log is not ready: the chain heads cannot be read from ClickHouse yet, so audited actions are ' +
+    'refused rather than forking the chain; retry shortly',
   );

@@ -40,12 +40,17 @@ export const SUBJECT_TABLES: Record<
   audit_log: {
     column: 'subject',
     erase: 'keep',
-    why: "audit trail kept under GDPR art. 17(3)(b) (legal obligation, accountability), unaltered so its hash chain still verifies; it holds only the pseudonym, and the person's salt is destroyed, so it can no longer be linked to them",
+    why:
+      "audit trail kept under GDPR art. 17(3)(b) (legal obligation, accountability), unaltered so its hash chain " +
+      "still verifies; it holds only the pseudonym, and the person's salt is destroyed, so it can no longer be " +
+      "linked to them",
   },
   dsar_requests: {
     column: 'subject',
     erase: 'keep',
-    why: 'record of the request itself, kept as proof it was answered (art. 5(2)); it holds only the pseudonym, which the destroyed salt no longer links to the person',
+    why:
+      'record of the request itself, kept as proof it was answered (art. 5(2)); it holds only the pseudonym, which ' +
+      'the destroyed salt no longer links to the person',
   },
 };
 

@@ -155,7 +155,8 @@ export async function exportAudit(o: {
     const select = columns
       .map((c) => (c === 'ts' ? 'toString(ts) AS ts' : c === 'legal_basis' ? `${legalBasisSql(t)} AS legal_basis` : c))
       .join(', ');
-    // A SETTINGS clause, not clickhouse_settings: the embedded engine turns those into session-wide SETs that would outlive the query.
+    // A SETTINGS clause, not clickhouse_settings: the embedded engine turns those into session-wide SETs that would
+    // outlive the query.
     const querySettings = Object.entries({ prefer_column_name_to_alias: 1, ...settings })
       .map(([k, v]) => `${k} = ${typeof v === 'number' ? v : sqlString(v)}`)
       .join(', ');
@@ -186,7 +187,10 @@ interface Summary {
   counts: { actions: number; actors: number; recordingRows: number };
 }
 
-/** The summary page's numbers, counted by ClickHouse over exactly the export's snapshot (the same period and seq bounds). */
+/**
+ * The summary page's numbers, counted by ClickHouse over exactly the export's snapshot (the same period and seq
+ * bounds).
+ */
 async function summarize(o: {
   client: ClickHouseClient;
   db: string;

@@ -118,21 +118,24 @@ export const SETTINGS: readonly SettingSpec[] = [
     'VIGIE_LOG_FORMAT',
     z.enum(['auto', 'json', 'pretty']).default('auto'),
     'auto',
-    'Log lines on stdout: `pretty` (coloured, one readable line per event), `json` (one JSON object per line, for a log pipeline), or `auto`: pretty when stdout is a terminal, JSON otherwise.',
+    'Log lines on stdout: `pretty` (coloured, one readable line per event), `json` (one JSON object per line, for ' +
+    'a log pipeline), or `auto`: pretty when stdout is a terminal, JSON otherwise.',
   ),
   setting(
     'metrics.port',
     'VIGIE_METRICS_PORT',
     port.optional(),
     'unset (no /metrics)',
-    'Port of the Prometheus scrape endpoint `/metrics` (OpenMetrics), on its own listener apart from the public port. Unset: not served.',
+    'Port of the Prometheus scrape endpoint `/metrics` (OpenMetrics), on its own listener apart from the public ' +
+    'port. Unset: not served.',
   ),
   setting(
     'metrics.host',
     'VIGIE_METRICS_HOST',
     z.string().min(1).default('127.0.0.1'),
     '127.0.0.1',
-    'Address the `/metrics` listener binds to: loopback by default; a private address for a Prometheus on another host, never a public one.',
+    'Address the `/metrics` listener binds to: loopback by default; a private address for a Prometheus on another ' +
+    'host, never a public one.',
   ),
 
   setting(
@@ -288,21 +291,24 @@ export const SETTINGS: readonly SettingSpec[] = [
     'VIGIE_SIGNALING_HEARTBEAT_TIMEOUT_MS',
     positiveInt.min(1000).max(600_000).default(30_000),
     '30000',
-    'A connection that answers no WebSocket ping for this long is dropped, and its participant leaves with reason `timeout`.',
+    'A connection that answers no WebSocket ping for this long is dropped, and its participant leaves with reason ' +
+    '`timeout`.',
   ),
   setting(
     'signaling.tokenRefreshLeadSeconds',
     'VIGIE_TOKEN_REFRESH_LEAD_S',
     positiveInt.max(86_400).default(300),
     '300',
-    "How long before its access token expires a connected participant is sent a fresh one (at most half the token's lifetime before).",
+    "How long before its access token expires a connected participant is sent a fresh one (at most half the " +
+    "token's lifetime before).",
   ),
   setting(
     'signaling.drainDeadlineSeconds',
     'VIGIE_DRAIN_DEADLINE_S',
     positiveInt.max(86_400).default(30),
     '30',
-    'On SIGTERM, how long the gateway waits for calls to end before it tells the remaining participants to reconnect elsewhere and exits.',
+    'On SIGTERM, how long the gateway waits for calls to end before it tells the remaining participants to ' +
+    'reconnect elsewhere and exits.',
   ),
   setting(
     'signaling.rateBurst',
@@ -355,7 +361,8 @@ export const SETTINGS: readonly SettingSpec[] = [
     'CLICKHOUSE_URL',
     url.optional(),
     'unset (embedded)',
-    'HTTP URL of a clickhouse-server (production). Unset: the embedded ClickHouse engine (chdb) under DATA_DIR/clickhouse.',
+    'HTTP URL of a clickhouse-server (production). Unset: the embedded ClickHouse engine (chdb) under ' +
+    'DATA_DIR/clickhouse.',
   ),
   setting(
     'clickhouse.user',
@@ -405,7 +412,8 @@ export const SETTINGS: readonly SettingSpec[] = [
     'VIGIE_TELEMETRY',
     bool.default(true),
     'true',
-    'Collect stats and call events into ClickHouse. When false, the audit log, recording and data-subject requests stay on.',
+    'Collect stats and call events into ClickHouse. When false, the audit log, recording and data-subject requests ' +
+    'stay on.',
   ),
   setting(
     'telemetry.statsIntervalMs',
@@ -495,7 +503,8 @@ export const SETTINGS: readonly SettingSpec[] = [
     'VIGIE_API_AUTH_FAILURES_PER_MIN',
     positiveInt.max(100_000_000).default(30),
     '30',
-    'Failed authentications per minute per client address; beyond it, requests from that address that fail to authenticate get 429.',
+    'Failed authentications per minute per client address; beyond it, requests from that address that fail to ' +
+    'authenticate get 429.',
   ),
   setting(
     'webhooks.allowPrivateTargets',
@@ -509,7 +518,8 @@ export const SETTINGS: readonly SettingSpec[] = [
     'VIGIE_WEBHOOK_ALLOW_HTTP',
     bool.default(false),
     'false',
-    'Allow plain http:// webhook URLs. Off by default: deliveries carry participant identities, so they go over https only.',
+    'Allow plain http:// webhook URLs. Off by default: deliveries carry participant identities, so they go over ' +
+    'https only.',
   ),
   setting(
     'webhooks.timeoutMs',
@@ -688,7 +698,8 @@ export const SETTINGS: readonly SettingSpec[] = [
     'VIGIE_AUDIT_ANCHOR_RETENTION_DAYS',
     positiveInt.max(36_500).default(3650),
     '3650',
-    'With S3 storage, each signed audit checkpoint is also stored in the recordings bucket under a COMPLIANCE Object Lock of this many days (with local storage: an fsynced append-only file in DATA_DIR/audit).',
+    'With S3 storage, each signed audit checkpoint is also stored in the recordings bucket under a COMPLIANCE ' +
+    'Object Lock of this many days (with local storage: an fsynced append-only file in DATA_DIR/audit).',
   ),
   setting(
     'compliance.subprocessorsFile',
@@ -741,7 +752,9 @@ export const tenantSchema = z.object({
   name: z.string().min(1).optional(),
   /** Origins allowed to frame /embed (CSP frame-ancestors). */
   embedOrigins: z.array(z.url().or(z.literal("'self'"))).default([]),
-  /** Language of the join and embed pages when neither `?lang=` nor the browser's Accept-Language names one they speak. */
+  /**
+   * Language of the join and embed pages when neither `?lang=` nor the browser's Accept-Language names one they speak.
+   */
   defaultLanguage: z.enum(LANGUAGES).optional(),
   apiKeys: z
     .array(

@@ -228,7 +228,9 @@ export class Recorder {
     this.#keyframeTimer = setInterval(() => (++n > 4 ? clearInterval(this.#keyframeTimer) : requestKeyFrames()), 500);
   }
 
-  /** Resolves once ffmpeg listens on all `ports` (or has exited; or, where that cannot be seen, after a short delay). */
+  /**
+   * Resolves once ffmpeg listens on all `ports` (or has exited; or, where that cannot be seen, after a short delay).
+   */
   async #listening(ports: number[]): Promise<void> {
     const ffmpeg = this.#ffmpeg!;
     const deadline = Date.now() + 30_000;

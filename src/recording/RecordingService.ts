@@ -404,7 +404,8 @@ export class RecordingService {
             throw new Error(
               `verification failed: stored version ${versionId} has lock ${stored.lockMode ?? 'none'}, expected ${lock.mode}`,
             );
-          // A version adopted from an earlier attempt is locked from that attempt: the catalog says what the store holds.
+          // A version adopted from an earlier attempt is locked from that attempt: the catalog says what the store
+          // holds.
           const expiresAt = stored.retainUntil ?? retainUntil ?? new Date(Date.now() + rule.duration * 1000);
           this.d.rows.write('recordings', {
             ...base,

@@ -67,7 +67,10 @@ export class DataDirSweeper {
     return { exportsDeleted, spoolRowsRemoved, journalLinesRemoved };
   }
 
-  /** Exports by id: `<id>.meta.json` names the tenant; files without one (a request that died) follow the default policy. */
+  /**
+   * Exports by id: `<id>.meta.json` names the tenant; files without one (a request that died) follow the default
+   * policy.
+   */
   async #exports(now: number): Promise<string[]> {
     const dir = path.join(this.d.dataDir, 'exports');
     const names = await readdir(dir).catch(() => [] as string[]);

@@ -71,7 +71,8 @@ export function readGuard(file: string, tenants: Tenant[]): Map<string, Promised
   let parsed: z.infer<typeof guardSchema>;
   try {
     const json = JSON.parse(text) as unknown;
-    // Version 1 kept the applied policies by name: its promises are those policies' effective rules for today's tenants.
+    // Version 1 kept the applied policies by name: its promises are those policies' effective rules for today's
+    // tenants.
     if (Array.isArray(json))
       return complianceShortenings(
         new Map(),

@@ -37,7 +37,8 @@ export const TABLE_RULES: Record<string, TtlRule | ManagedRule> = {
   retention_deletions: { category: 'audit_log', ts: 'ts' },
   recordings: {
     managedBy:
-      'one catalog row per recording, living as long as the recording (recordings rule: Object Lock, the sweeper, erasure); the version written at deletion carries no pseudonym (participants = [])',
+      'one catalog row per recording, living as long as the recording (recordings rule: Object Lock, the sweeper, ' +
+      'erasure); the version written at deletion carries no pseudonym (participants = [])',
   },
   schema_migrations: { managedBy: 'schema versions; no personal data' },
 };
@@ -59,17 +60,23 @@ export const FILE_RULES: FileRule[] = [
   {
     pattern: /^objects\//,
     category: 'recordings',
-    rule: 'recordings (local object store): Object Lock until retain-until, then deleted by the sweeper; erasure deletes every version',
+    rule:
+      'recordings (local object store): Object Lock until retain-until, then deleted by the sweeper; erasure ' +
+      'deletes every version',
   },
   {
     pattern: /^recordings\/(active|pending)\//,
     category: 'recordings',
-    rule: 'recordings being written or waiting for upload: deleted once the upload is verified, then the recordings rule',
+    rule:
+      'recordings being written or waiting for upload: deleted once the upload is verified, then the recordings ' +
+      'rule',
   },
   {
     pattern: /^exports\/[0-9a-f-]{36}(\.[a-z]+|\.meta\.json)$/,
     category: 'dsar_exports',
-    rule: "audit exports and DSAR archives: deleted by the retention sweep once older than the tenant's dsar_exports duration; erasure deletes the subject's archives",
+    rule:
+      "audit exports and DSAR archives: deleted by the retention sweep once older than the tenant's dsar_exports " +
+      "duration; erasure deletes the subject's archives",
   },
   {
     pattern: /^exports\/dsar-access-[0-9a-f-]{36}\.tar$|^exports\/[0-9a-f-]{36}\//,
@@ -78,19 +85,27 @@ export const FILE_RULES: FileRule[] = [
   },
   {
     pattern: /^spool\/seg-\d{12}\.log$/,
-    rule: "telemetry rows waiting for ClickHouse: each row follows its table's rule (the sweep drops or anonymises spooled rows past it); erasure removes the subject's rows",
+    rule:
+      "telemetry rows waiting for ClickHouse: each row follows its table's rule (the sweep drops or anonymises " +
+      "spooled rows past it); erasure removes the subject's rows",
   },
   {
     pattern: /^webhooks\/deliveries\.jsonl$/,
-    rule: 'webhook journal: a delivery stays until delivered or given up (webhooks.maxAttempts); the sweep compacts the journal so finished bodies are gone; erasure redacts the subject from pending bodies',
+    rule:
+      'webhook journal: a delivery stays until delivered or given up (webhooks.maxAttempts); the sweep compacts ' +
+      'the journal so finished bodies are gone; erasure redacts the subject from pending bodies',
   },
   {
     pattern: /^audit-journal\/seg-\d{12}\.log$/,
-    rule: 'audit entries (pseudonyms, addresses) journaled before the action is answered: removed once shipped to ClickHouse, then the audit_log rule',
+    rule:
+      'audit entries (pseudonyms, addresses) journaled before the action is answered: removed once shipped to ' +
+      'ClickHouse, then the audit_log rule',
   },
   {
     pattern: /^audit\/anchors\.jsonl$/,
-    rule: 'signed audit checkpoints anchored outside ClickHouse (local store): hashes and sequence numbers, no personal data; kept as evidence',
+    rule:
+      'signed audit checkpoints anchored outside ClickHouse (local store): hashes and sequence numbers, no ' +
+      'personal data; kept as evidence',
   },
   {
     pattern: /^room-bans\.json$/,
@@ -98,7 +113,9 @@ export const FILE_RULES: FileRule[] = [
   },
   {
     pattern: /^secrets\/subject-salts\.jsonl$/,
-    rule: "per-subject salts of the pseudonyms: erasure destroys the subject's salt, so no pseudonym left can be recomputed from the identity",
+    rule:
+      "per-subject salts of the pseudonyms: erasure destroys the subject's salt, so no pseudonym left can be " +
+      "recomputed from the identity",
   },
   { pattern: /^secrets\//, rule: 'keys and secrets; no personal data' },
   {

@@ -111,7 +111,10 @@ export function loadPolicies(dir: string): Map<string, RetentionPolicy> {
   return policies;
 }
 
-/** The policy for a tenant: the one that names it, else the tenant's configured one; an unknown name is an error, never "default". */
+/**
+ * The policy for a tenant: the one that names it, else the tenant's configured one; an unknown name is an error, never
+ * "default".
+ */
 export function policyFor(
   policies: Map<string, RetentionPolicy>,
   tenant: string,

@@ -72,7 +72,9 @@ export class SignalingClient {
     }, timeoutMs / 3);
   }
 
-  /** Ends every pending request and tells the listeners, once, whichever of the socket or the heartbeat saw it first. */
+  /**
+   * Ends every pending request and tells the listeners, once, whichever of the socket or the heartbeat saw it first.
+   */
   #closed(code: number, reason: string): void {
     if (this.closeInfo) return;
     clearInterval(this.#keepAlive);

@@ -81,7 +81,9 @@ const REJOIN_DELAYS_MS = [500, 1000, 2000, 4000, 8000];
  */
 const FINAL_CLOSE_CODES = new Set([1000, 4000, 4001, 4008]);
 
-/** Request id of the `join` sent by the call page's inline script (src/web/earlyJoin.ts, which documents the contract). */
+/**
+ * Request id of the `join` sent by the call page's inline script (src/web/earlyJoin.ts, which documents the contract).
+ */
 const EARLY_JOIN_ID = 0;
 
 interface EarlyJoin {
@@ -243,7 +245,8 @@ export class VigieCall {
         const { signaling, joined } = await VigieCall.#connectAndJoin(this.options);
         this.#signaling = signaling;
         Object.assign(this.info, VigieCall.#infoOf(joined));
-        // The device keeps the capabilities it loaded: a reopened room's router offers the same codecs (src/media/codecs.ts).
+        // The device keeps the capabilities it loaded: a reopened room's router offers the same codecs
+        // (src/media/codecs.ts).
         for (const id of before)
           if (!joined.peers.some((p: { peerId: string }) => p.peerId === id))
             this.#emit('peerLeft', { peerId: id, reason: 'left-while-reconnecting' });
@@ -268,7 +271,8 @@ export class VigieCall {
   }
 
   can(grant: 'publish' | 'subscribe' | 'record' | 'admin'): boolean {
-    // As the server decides (hasGrant in src/auth/grants.ts): a moderator publishes and subscribes, but records only with `record`.
+    // As the server decides (hasGrant in src/auth/grants.ts): a moderator publishes and subscribes, but records only
+    // with `record`.
     return (
       this.info.grants.includes(grant) ||
       (this.info.grants.includes('admin') && (grant === 'publish' || grant === 'subscribe'))

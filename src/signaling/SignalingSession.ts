@@ -103,7 +103,10 @@ export class SignalingSession {
     this.socket.close(CLOSE_CODES.replaced, reason);
   }
 
-  /** The server is going away: participants hear it now, and are told to reconnect elsewhere if still here at the deadline. */
+  /**
+   * The server is going away: participants hear it now, and are told to reconnect elsewhere if still here at the
+   * deadline.
+   */
   announceDrain(deadlineSeconds: number): void {
     this.#notify('serverDraining', { reason: 'server-shutdown', deadlineSeconds });
   }
@@ -213,7 +216,8 @@ export class SignalingSession {
           span.setAttribute('vigie.error_code', e.code);
           if (e.code === 'INTERNAL') {
             span.setStatus({ code: SpanStatusCode.ERROR });
-            // Not the client's doing: logged with its stack and what the request was (never its data, which can hold a token).
+            // Not the client's doing: logged with its stack and what the request was (never its data, which can hold a
+            // token).
             this.log.error({ err, method: name, requestId: id }, 'signaling request failed');
           } else this.log.debug({ method: name, code: e.code, reason: e.message }, 'signaling request refused');
           this.#send({ id, ok: false, error: e.toJSON() });
@@ -331,7 +335,8 @@ export class SignalingSession {
     // The new session enters before the old one leaves: a participant alone in
     // the room who reconnects must not close it by leaving first.
     const previous = room.findPeerByIdentity(claims.identity);
-    // A name typed on the pre-join screen fills in for a token without one; it never overrides the name the token vouches for.
+    // A name typed on the pre-join screen fills in for a token without one; it never overrides the name the token
+    // vouches for.
     const peer = new Peer(
       claims.name === undefined && req.name ? { ...claims, name: req.name } : claims,
       (method, data) => this.#notify(method, data),

@@ -92,7 +92,10 @@ export class Pseudonymizer {
     return createHmac('sha256', this.#keyFor(tenant)).update(`${salt}\0${identity}`).digest('hex').slice(0, 32);
   }
 
-  /** The subject's pseudonym, creating their salt on first use. 128 bits, hex: enough to never collide within a tenant, short enough to index. */
+  /**
+   * The subject's pseudonym, creating their salt on first use. 128 bits, hex: enough to never collide within a tenant,
+   * short enough to index.
+   */
   pseudonym(tenant: string, identity: string): string {
     const key = this.#lookup(tenant, identity);
     return this.#hash(tenant, this.#salts.get(key) ?? this.#salts.create(key), identity);

@@ -211,7 +211,8 @@ export class Spool {
     await this.#closeWriter();
     let removed = 0;
     for (const seg of this.#segments) {
-      // The head's pending list holds only unacknowledged batches: rewriting from it also drops what ClickHouse already has.
+      // The head's pending list holds only unacknowledged batches: rewriting from it also drops what ClickHouse already
+      // has.
       const batches = seg.pending ?? (await this.#readSegment(seg));
       const kept: SpooledBatch[] = [];
       let changed = false;

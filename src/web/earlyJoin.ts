@@ -46,7 +46,8 @@ export const EARLY_JOIN_SCRIPT = `(function () {
   }
   var search = location.search;
   var token = new URLSearchParams(search).get('token');
-  // The token is a credential: out of the address bar and history at once. The page's script reads the link's parameters from here.
+  // The token is a credential: out of the address bar and history at once. The page's script reads the link's
+  // parameters from here.
   window.vigieLinkSearch = search;
   history.replaceState(null, '', location.pathname);
   if (!token || typeof WebSocket !== 'function') return load();
