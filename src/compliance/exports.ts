@@ -304,7 +304,8 @@ function htmlHead(
     hash: 14,
   } satisfies Record<(typeof COLUMNS)[number], number>;
   const style =
-    'body{font:11px sans-serif}table{border-collapse:collapse}td,th{border:1px solid #999;padding:2px 4px;text-align:left;vertical-align:top;overflow-wrap:anywhere}th{background:#eee}' +
+    'body{font:11px sans-serif}table{border-collapse:collapse}td,th{border:1px solid #999;padding:2px ' +
+    '4px;text-align:left;vertical-align:top;overflow-wrap:anywhere}th{background:#eee}' +
     '.summary{break-after:page}.entries{width:100%;table-layout:fixed}.entries td:last-child{font:8px monospace;word-break:break-all;color:#444}pre{white-space:pre-wrap;background:#f4f4f4;padding:4px}@page{size:A4 landscape;margin:10mm}';
   return (
     `<!doctype html><html lang="${o.lang ?? 'en'}"><head><meta charset="utf-8"><title>${html(t('audit.title', { tenant: o.tenant }))}</title><style>${style}</style></head><body>` +

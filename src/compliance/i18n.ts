@@ -56,7 +56,8 @@ const en = {
   'ropa.quality.subjects': 'Call participants (pseudonymised)',
   'ropa.quality.data': 'Pseudonym, network statistics, call events, browser statistics',
   'ropa.quality.retention':
-    'track stats — {track}; transport stats — {transport}; client stats — {client}; events — {events}; per-call ' +
+    'track stats — {track}; transport stats — {transport}; client stats — {client}; events — {events}; ' +
+    'per-call ' +
     'quality — {quality}',
   'ropa.recording.name': 'Call recording',
   'ropa.recording.purpose': 'Recording calls where the room policy requires it (evidence, quality, training)',
@@ -87,7 +88,8 @@ const en = {
   'ropa.dsar.subjects': 'Requesting participants',
   'ropa.dsar.data': 'Exported personal data; the record of each request (pseudonym)',
   'ropa.dsar.retention':
-    "archives — {exports}, and deleted at the person's erasure; records of requests — as the audit trail. Erasure " +
+    "archives — {exports}, and deleted at the person's erasure; records of requests — as the audit trail. " +
+    "Erasure " +
     "deletes the person's rows, every version of their recordings (except under legal hold or a COMPLIANCE lock, " +
     "which the answer lists), rows still in the telemetry spool, their identity in pending webhook bodies, and " +
     "their archives, then destroys their salt",
@@ -223,11 +225,13 @@ const fr: Record<MessageKey, string> = {
   'ropa.calls.basis': "Art. 6(1)(b) exécution d'un contrat, ou 6(1)(e) mission d'intérêt public",
   'ropa.calls.subjects': 'Participants aux appels',
   'ropa.calls.data':
-    "Identité transmise par l'application métier, nom affiché, adresse IP, flux audio et vidéo (non conservés sauf " +
+    "Identité transmise par l'application métier, nom affiché, adresse IP, flux audio et vidéo (non " +
+    "conservés sauf " +
     "enregistrement)",
   'ropa.calls.retention':
     "Flux non conservés ; identité et nom affiché (table de correspondance des pseudonymes) — {participants} ; " +
-    "corps des webhooks (identité, nom affiché) conservés jusqu'à leur livraison ou leur abandon, puis retirés du " +
+    "corps des webhooks (identité, nom affiché) conservés jusqu'à leur livraison ou leur abandon, puis " +
+    "retirés du " +
     "journal par la purge de conservation",
   'ropa.quality.name': 'Suivi de la qualité des appels',
   'ropa.quality.purpose': 'Mesure et amélioration de la qualité des appels (statistiques, événements, MOS)',
@@ -235,7 +239,8 @@ const fr: Record<MessageKey, string> = {
   'ropa.quality.subjects': 'Participants aux appels (pseudonymisés)',
   'ropa.quality.data': "Pseudonyme, statistiques réseau, événements d'appel, statistiques du navigateur",
   'ropa.quality.retention':
-    'statistiques des pistes — {track} ; statistiques des transports — {transport} ; statistiques des clients — ' +
+    'statistiques des pistes — {track} ; statistiques des transports — {transport} ; statistiques des clients ' +
+    '— ' +
     '{client} ; événements — {events} ; qualité par appel — {quality}',
   'ropa.recording.name': 'Enregistrement des appels',
   'ropa.recording.purpose':
@@ -254,7 +259,8 @@ const fr: Record<MessageKey, string> = {
   'ropa.webhooks.subjects': 'Aucune directement (métadonnées de livraison)',
   'ropa.webhooks.data': "Point d'accès, nom de l'événement, issue, erreur",
   'ropa.audit.name': "Journal d'audit",
-  'ropa.audit.purpose': "Responsabilité (accountability) : accès aux données personnelles et actions d'administration",
+  'ropa.audit.purpose':
+    "Responsabilité (accountability) : accès aux données personnelles et actions d'administration",
   'ropa.audit.basis': 'Art. 6(1)(c) obligation légale (art. 5(2), 32)',
   'ropa.audit.subjects': 'Personnels et participants concernés par un accès',
   'ropa.audit.data': 'Auteur, action, cible, pseudonyme, adresse IP',
@@ -270,7 +276,8 @@ const fr: Record<MessageKey, string> = {
   'ropa.dsar.retention':
     "archives — {exports}, et supprimées lors de l'effacement de la personne ; traces des demandes — comme le " +
     "journal d'audit. L'effacement supprime les lignes de la personne, toutes les versions de ses enregistrements " +
-    "(sauf sous conservation légale ou verrouillage COMPLIANCE, que la réponse énumère), les lignes encore dans la " +
+    "(sauf sous conservation légale ou verrouillage COMPLIANCE, que la réponse énumère), les lignes encore " +
+    "dans la " +
     "file de télémétrie, son identité dans les corps de webhooks en attente et ses archives, puis détruit son sel",
   'ropa.security.transport': "TLS pour la signalisation et l'API, DTLS-SRTP pour les flux",
   'ropa.security.pseudonyms':
@@ -343,14 +350,17 @@ const fr: Record<MessageKey, string> = {
   'audit.verify': 'Vérifier ce fichier',
   'audit.verify.intro':
     "Ce fichier est signé en entier par la passerelle : son empreinte SHA-256 est couverte par une signature JWS " +
-    "détachée (ES256), fournie à côté du fichier sous le nom FICHIER.jws (et dans l'en-tête x-vigie-signature du " +
+    "détachée (ES256), fournie à côté du fichier sous le nom FICHIER.jws (et dans l'en-tête " +
+    "x-vigie-signature du " +
     "téléchargement).",
   'audit.verify.kid': 'Clé de signature (kid) : {kid}',
   'audit.verify.jwks': 'Jeu de clés publiques (JWKS) : {url}',
   'audit.verify.command':
-    "Commande (avec la ligne de commande Vigie ; VIGIE_URL désigne la passerelle, aucune clé d'API n'est nécessaire) :",
+    "Commande (avec la ligne de commande Vigie ; VIGIE_URL désigne la passerelle, aucune clé d'API n'est " +
+    "nécessaire) :",
   'audit.verify.manual':
-    'Sans Vigie : calculer le SHA-256 du fichier (sha256sum FICHIER) et vérifier que la JWS, contrôlée avec la clé ' +
+    'Sans Vigie : calculer le SHA-256 du fichier (sha256sum FICHIER) et vérifier que la JWS, contrôlée avec la ' +
+    'clé ' +
     'de ce kid publiée dans le JWKS, signe {"alg":"SHA-256","digest":"<cette empreinte>"}. Un seul octet modifié ' +
     'dans le fichier invalide la signature.',
   'audit.verify.hash':
