@@ -64,7 +64,8 @@ function isPlainObject(v: object): boolean {
 }
 
 const describe = (l: JsonLimits) =>
-  `free-form JSON: at most ${l.maxDepth} levels deep, ${l.maxNodes} values, strings of ${l.maxStringLength} characters and ${l.maxBytes} bytes in all`;
+  `free-form JSON: at most ${l.maxDepth} levels deep, ${l.maxNodes} values, strings of ${l.maxStringLength} ` +
+  `characters and ${l.maxBytes} bytes in all`;
 
 /** A zod refinement: the value is JSON within `limits` (for schemas that also type their values). */
 export function withinLimits(limits: JsonLimits) {

@@ -24,7 +24,8 @@ async function main(): Promise<void> {
   // Printed at once: only the key's hash is kept, so a failed start must not lose it.
   if (demo?.createdApiKey)
     console.log(
-      `Demo API key for tenant "demo" (shown once; only its hash is stored in ${demo.tenantFile}): ${demo.createdApiKey}`,
+      `Demo API key for tenant "demo" (shown once; only its hash is stored in ${demo.tenantFile}): ` +
+      `${demo.createdApiKey}`,
     );
   // Before the app: the tracer and meter providers must be registered first.
   const otel = await startOpenTelemetry(process.env, { metrics: config.metrics, logger: loggerOptions(config) });
@@ -44,7 +45,8 @@ async function main(): Promise<void> {
       `  Demo join link (each page that opens it joins the demo room as a new guest): ${demoLink(config, demo)}`,
     );
     console.log(
-      `  Mint tokens:  curl -X POST ${base}/v1/tokens -H 'x-api-key: <demo key>' -H 'content-type: application/json' -d '{"room":"demo","identity":"alice"}'`,
+      `  Mint tokens:  curl -X POST ${base}/v1/tokens -H 'x-api-key: <demo key>' -H 'content-type: ` +
+      `application/json' -d '{"room":"demo","identity":"alice"}'`,
     );
   } else if (config.tenants.length === 0) {
     console.log(

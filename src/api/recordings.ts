@@ -323,7 +323,8 @@ export async function recordingRoutes(app: FastifyInstance): Promise<void> {
         if (err instanceof ObjectLockedError)
           throw new VigieError(
             'FORBIDDEN',
-            `recording cannot be deleted: ${row.legal_hold ? 'it is under legal hold' : `it is locked (${row.lock_mode}) until ${row.retain_until}`}`,
+            `recording cannot be deleted: ` +
+            `${row.legal_hold ? 'it is under legal hold' : `it is locked (${row.lock_mode}) until ${row.retain_until}`}`,
           );
         throw err;
       }

@@ -134,7 +134,8 @@ export async function exportAudit(o: {
   if (o.maxRows !== undefined && rows > o.maxRows)
     throw new VigieError(
       'INVALID_REQUEST',
-      `the period holds ${rows} audit entries; ${o.maxRowsReason ?? 'this export'} is limited to ${o.maxRows}: choose a shorter period`,
+      `the period holds ${rows} audit entries; ${o.maxRowsReason ?? 'this export'} is limited to ${o.maxRows}: ` +
+      `choose a shorter period`,
     );
 
   const out = createWriteStream(o.file);
@@ -286,7 +287,8 @@ function htmlHead(
       ? `<ul><li>${html(t('audit.verify.kid', { kid: v.kid }))}</li><li>${html(t('audit.verify.jwks', { url: v.jwksUrl }))}</li></ul>`
       : '',
     v
-      ? `<p>${html(t('audit.verify.command'))}</p><pre class="verify-command">${html(`VIGIE_URL=${v.baseUrl} vigie verify ${v.fileName}`)}</pre>`
+      ? `<p>${html(t('audit.verify.command'))}</p><pre ` +
+        `class="verify-command">${html(`VIGIE_URL=${v.baseUrl} vigie verify ${v.fileName}`)}</pre>`
       : '',
     `<p>${html(t('audit.verify.manual'))}</p>`,
     `<p>${html(t('audit.verify.hash'))}</p>`,

@@ -86,7 +86,8 @@ function rememberPublicKey(ringFile: string, current: JWK): JWK[] {
   const same = ring.find((k) => k.kid === current.kid);
   if (same && (same.x !== current.x || same.y !== current.y))
     throw new Error(
-      `the audit signing key's kid ${current.kid} was already used by another key (${ringFile}): give the new key its own kid`,
+      `the audit signing key's kid ${current.kid} was already used by another key (${ringFile}): give the new key ` +
+      `its own kid`,
     );
   if (!same) {
     ring.push(current);

@@ -201,7 +201,8 @@ export function subprocessorReportMarkdown(r: SubprocessorReport, register: Subp
     ...header('sub.col.component', 'sub.col.endpoint', 'sub.col.processor', 'sub.col.locations', 'sub.col.flags'),
     ...r.findings.map(
       (f) =>
-        `| ${f.component} | \`${f.endpoint}\` | ${f.processor ?? t('sub.undeclared')} | ${f.locations.join(', ') || '?'} | ${f.flags.join('<br>') || '—'} |`,
+        `| ${f.component} | \`${f.endpoint}\` | ${f.processor ?? t('sub.undeclared')} | ` +
+        `${f.locations.join(', ') || '?'} | ${f.flags.join('<br>') || '—'} |`,
     ),
     '',
     `## ${t('sub.register')}`,
@@ -219,7 +220,9 @@ export function subprocessorReportMarkdown(r: SubprocessorReport, register: Subp
     ),
     ...register.subprocessors.map(
       (p) =>
-        `| ${p.name} | ${p.legalEntity} | ${p.country} | ${p.service} | ${p.purposes.join(', ')} | ${p.dataCategories.join(', ')} | ${p.hostingLocations.join(', ')} | ${p.dpaReference} | ${t(`sub.transfer.${p.transferMechanism}`)} |`,
+        `| ${p.name} | ${p.legalEntity} | ${p.country} | ${p.service} | ${p.purposes.join(', ')} | ` +
+        `${p.dataCategories.join(', ')} | ${p.hostingLocations.join(', ')} | ${p.dpaReference} | ` +
+        `${t(`sub.transfer.${p.transferMechanism}`)} |`,
     ),
     '',
     r.declaredButUnused.length ? t('sub.unused', { list: r.declaredButUnused.join(', ') }) : '',
@@ -252,5 +255,8 @@ export function markdownToHtml(title: string, md: string, lang: Lang = 'en'): st
       return `<p>${esc(block)}</p>`;
     })
     .join('\n');
-  return `<!doctype html><html lang="${lang}"><head><meta charset="utf-8"><title>${esc(title)}</title><style>body{font:13px sans-serif;max-width:70rem;margin:2rem auto}table{border-collapse:collapse}td,th{border:1px solid #999;padding:3px 6px;text-align:left}th{background:#eee}</style></head><body>${body}</body></html>`;
+  return `<!doctype html><html lang="${lang}"><head><meta ` +
+    `charset="utf-8"><title>${esc(title)}</title><style>body{font:13px sans-serif;max-width:70rem;margin:2rem ` +
+    `auto}table{border-collapse:collapse}td,th{border:1px solid #999;padding:3px ` +
+    `6px;text-align:left}th{background:#eee}</style></head><body>${body}</body></html>`;
 }

@@ -186,7 +186,8 @@ function echo(raw: unknown, secret = false): string {
 function parseFailure(err: unknown): string {
   const e = err as Error & { code?: string; linePos?: { line: number; col: number }[] };
   if (e.name === 'YAMLParseError' || e.linePos)
-    return `invalid YAML (${e.code ?? 'syntax error'} at line ${e.linePos?.[0]?.line ?? '?'}, column ${e.linePos?.[0]?.col ?? '?'})`;
+    return `invalid YAML (${e.code ?? 'syntax error'} at line ${e.linePos?.[0]?.line ?? '?'}, column ` +
+      `${e.linePos?.[0]?.col ?? '?'})`;
   if (err instanceof SyntaxError) {
     const at = /position \d+/.exec(e.message)?.[0];
     return `invalid JSON${at ? ` at ${at}` : ''}`;
@@ -255,7 +256,8 @@ export function loadConfig(env: Env = process.env, overrides: Record<string, unk
   if (problems.length === 0) {
     if (cfg.media.rtcMinPort >= cfg.media.rtcMaxPort) {
       problems.push(
-        `VIGIE_MEDIA_RTC_MIN_PORT (${cfg.media.rtcMinPort}) must be lower than VIGIE_MEDIA_RTC_MAX_PORT (${cfg.media.rtcMaxPort})`,
+        `VIGIE_MEDIA_RTC_MIN_PORT (${cfg.media.rtcMinPort}) must be lower than VIGIE_MEDIA_RTC_MAX_PORT ` +
+        `(${cfg.media.rtcMaxPort})`,
       );
     }
     if (Boolean(cfg.server.tlsCertFile) !== Boolean(cfg.server.tlsKeyFile)) {
@@ -282,7 +284,8 @@ export function loadConfig(env: Env = process.env, overrides: Record<string, unk
         for (const [j, w] of t.webhooks.entries())
           if (new URL(w.url).protocol !== 'https:')
             problems.push(
-              `tenants.${i}.webhooks.${j}.url: must be https (deliveries carry identities); plain http needs VIGIE_WEBHOOK_ALLOW_HTTP=true`,
+              `tenants.${i}.webhooks.${j}.url: must be https (deliveries carry identities); plain http needs ` +
+              `VIGIE_WEBHOOK_ALLOW_HTTP=true`,
             );
       }
     }
@@ -309,7 +312,8 @@ export function loadConfig(env: Env = process.env, overrides: Record<string, unk
 export function settingsMarkdownTable(): string {
   const rows = SETTINGS.map(
     (s) =>
-      `| \`${s.env}\` | \`${s.key}\` | ${s.defaultLabel} | ${s.doc}${s.secret ? ' *Secret*: never echoed in errors.' : ''} |`,
+      `| \`${s.env}\` | \`${s.key}\` | ${s.defaultLabel} | ` +
+      `${s.doc}${s.secret ? ' *Secret*: never echoed in errors.' : ''} |`,
   );
   return ['| Variable | File key | Default | Meaning |', '| --- | --- | --- | --- |', ...rows].join('\n');
 }

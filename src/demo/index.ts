@@ -59,7 +59,8 @@ export function prepareDemo(config: Config, env: NodeJS.ProcessEnv = process.env
   const parsed = tenantSchema.safeParse(JSON.parse(readFileSync(tenantFile, 'utf8')));
   if (!parsed.success)
     throw new Error(
-      `${tenantFile} is not a valid tenant: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
+      `${tenantFile} is not a valid tenant: ` +
+      `${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
     );
   config.tenants.push(parsed.data);
   return { linkSecret: loadOrCreateSecret(config.dataDir, 'demo-link').value, createdApiKey, tenantFile };

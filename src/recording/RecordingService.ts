@@ -132,7 +132,8 @@ export class RecordingService {
     if (!tenant.allowedLocations.includes(where.country)) {
       throw new VigieError(
         'FORBIDDEN',
-        `recording refused: storage target ${this.d.store.name} is in ${where.country} (${where.region}, ${where.provider}), and tenant ${tenant.id} allows only ${tenant.allowedLocations.join(', ')}`,
+        `recording refused: storage target ${this.d.store.name} is in ${where.country} (${where.region}, ` +
+        `${where.provider}), and tenant ${tenant.id} allows only ${tenant.allowedLocations.join(', ')}`,
       );
     }
     const onProducer = new Map<Peer, () => void>();
@@ -402,7 +403,8 @@ export class RecordingService {
             );
           if (lock && ((stored.lockMode !== lock.mode && stored.lockMode !== 'COMPLIANCE') || !stored.retainUntil))
             throw new Error(
-              `verification failed: stored version ${versionId} has lock ${stored.lockMode ?? 'none'}, expected ${lock.mode}`,
+              `verification failed: stored version ${versionId} has lock ${stored.lockMode ?? 'none'}, expected ` +
+              `${lock.mode}`,
             );
           // A version adopted from an earlier attempt is locked from that attempt: the catalog says what the store
           // holds.

@@ -241,7 +241,8 @@ export class S3ObjectStore implements ObjectStore {
             `<Part><PartNumber>${i + 1}</PartNumber><ETag>${res.headers.etag ?? ''}</ETag><ChecksumSHA256>${part.sha256.toString('base64')}</ChecksumSHA256></Part>`,
           );
         }
-        const xml = `<CompleteMultipartUpload xmlns="http://s3.amazonaws.com/doc/2006-03-01/">${done.join('')}</CompleteMultipartUpload>`;
+        const xml = `<CompleteMultipartUpload ` +
+          `xmlns="http://s3.amazonaws.com/doc/2006-03-01/">${done.join('')}</CompleteMultipartUpload>`;
         const res = await this.#client.makeRequestAsync(
           {
             method: 'POST',
@@ -308,7 +309,9 @@ export class S3ObjectStore implements ObjectStore {
     const head = await this.#head(key, versionId);
     if (!this.#bytesMatch(head, plan)) {
       throw new IntegrityError(
-        `stored version ${versionId} of ${key} does not match the file: ${head['content-length']} bytes, ETag ${head.etag}, checksum ${head['x-amz-checksum-sha256'] ?? 'none'}; expected ${plan.size} bytes, ETag ${plan.etag}, checksum ${plan.checksum}`,
+        `stored version ${versionId} of ${key} does not match the file: ${head['content-length']} bytes, ETag ` +
+        `${head.etag}, checksum ${head['x-amz-checksum-sha256'] ?? 'none'}; expected ${plan.size} bytes, ETag ` +
+        `${plan.etag}, checksum ${plan.checksum}`,
       );
     }
     // Some servers ignore the lock headers of a multipart create (radosgw 16.2, measured):

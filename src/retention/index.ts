@@ -60,7 +60,8 @@ export default fp(
       const tenants = (await rs.json<{ tenant: string }>()).map((r) => r.tenant);
       if (tenants.length)
         throw new PolicyError(
-          `the retention guard ${guardFile} is missing, but tenants ${tenants.join(', ')} have COMPLIANCE-locked recordings: restore the file from a backup (it records the locks promised to each tenant)`,
+          `the retention guard ${guardFile} is missing, but tenants ${tenants.join(', ')} have COMPLIANCE-locked ` +
+          `recordings: restore the file from a backup (it records the locks promised to each tenant)`,
         );
     };
     let promised = readGuard(guardFile, app.tenants.list());

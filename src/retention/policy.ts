@@ -124,7 +124,8 @@ export function policyFor(
   const p = policies.get(configured);
   if (!p)
     throw new PolicyError(
-      `tenant "${tenant}" names the retention policy "${configured}", which does not exist (policies: ${[...policies.keys()].join(', ')})`,
+      `tenant "${tenant}" names the retention policy "${configured}", which does not exist (policies: ` +
+      `${[...policies.keys()].join(', ')})`,
     );
   return p;
 }

@@ -118,5 +118,7 @@ export function errorPage(err: VigieError | null, lang: Language): string {
   const body = err
     ? `<h1>${t(lang, 'cannotJoin')}</h1><p>${escapeHtml(errorText(lang, err.code))}</p><p><code>${err.code}</code></p>`
     : `<h1>${t(lang, 'gatewayTitle')}</h1><p>${escapeHtml(t(lang, 'gatewayHint'))}</p>`;
-  return `<!doctype html><html lang="${lang}"><head><meta charset="utf-8"><title>Vigie</title><style>${STYLE}</style></head><body><main class="error">${body}</main></body></html>`;
+  return `<!doctype html><html lang="${lang}"><head><meta ` +
+    `charset="utf-8"><title>Vigie</title><style>${STYLE}</style></head><body><main ` +
+    `class="error">${body}</main></body></html>`;
 }
