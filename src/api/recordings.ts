@@ -198,7 +198,11 @@ export async function recordingRoutes(app: FastifyInstance): Promise<void> {
       }
       await app.telemetry?.writer.flush();
       const rs = await app.clickhouse.client.query({
-        query: `SELECT *, toUnixTimestamp64Milli(started_at) AS started_ms FROM ${db}.recordings FINAL WHERE ${where.join(' AND ')} ORDER BY started_at DESC, id DESC LIMIT {limit:UInt32}`,
+        query: `SELECT *, toUnixTimestamp64Milli(started_at) AS started_ms
+                FROM ${db}.recordings FINAL
+                WHERE ${where.join(' AND ')}
+                ORDER BY started_at DESC, id DESC
+                LIMIT {limit:UInt32}`,
         query_params: params,
         format: 'JSONEachRow',
       });
@@ -320,12 +324,10 @@ export async function recordingRoutes(app: FastifyInstance): Promise<void> {
       try {
         await recording().store.remove(row.object_key, row.version_id);
       } catch (err) {
-        if (err instanceof ObjectLockedError)
-          throw new VigieError(
-            'FORBIDDEN',
-            `recording cannot be deleted: ` +
-            `${row.legal_hold ? 'it is under legal hold' : `it is locked (${row.lock_mode}) until ${row.retain_until}`}`,
-          );
+        if (err instanceof ObjectLockedError) {
+          const why = row.legal_hold ? 'it is under legal hold' : `it is locked (${row.lock_mode}) until ${row.retain_until}`;
+          throw new VigieError('FORBIDDEN', `recording cannot be deleted: ${why}`);
+        }
         throw err;
       }
       const now = Date.now();

@@ -114,7 +114,9 @@ export class AuditLog {
     if (!(await this.journal.drain(drainTimeoutMs))) return false;
     const rs = await this.client.query({
       // Aliases must not reuse column names: ClickHouse would resolve seq inside argMax to max(seq).
-      query: `SELECT tenant, max(seq) AS head_seq, argMax(hash, seq) AS head_hash FROM ${this.db}.audit_log GROUP BY tenant`,
+      query: `SELECT tenant, max(seq) AS head_seq, argMax(hash, seq) AS head_hash
+              FROM ${this.db}.audit_log
+              GROUP BY tenant`,
       format: 'JSONEachRow',
     });
     const cp = await this.client.query({
@@ -255,7 +257,10 @@ export class AuditLog {
     // Checkpoints first: a signed hash tells which side of a broken link is intact.
     const stored = await (
       await this.client.query({
-        query: `SELECT tenant, seq, hash, toUnixTimestamp64Milli(ts) AS ts, jws FROM ${this.db}.audit_checkpoints WHERE tenant = {t:String} ORDER BY seq`,
+        query: `SELECT tenant, seq, hash, toUnixTimestamp64Milli(ts) AS ts, jws
+                FROM ${this.db}.audit_checkpoints
+                WHERE tenant = {t:String}
+                ORDER BY seq`,
         query_params: { t: tenant },
         format: 'JSONEachRow',
       })
@@ -305,8 +310,12 @@ export class AuditLog {
     const hashes = new Map<number, string>();
     for (let from = 0; ; from += PAGE) {
       const rs = await this.client.query({
-        query: `SELECT tenant, seq, toUnixTimestamp64Milli(ts) AS ts, actor, action, target, subject, result, source_ip, details, prev_hash, hash
-                FROM ${this.db}.audit_log WHERE tenant = {t:String} ORDER BY seq, hash LIMIT {limit:UInt32} OFFSET {offset:UInt64}`,
+        query: `SELECT tenant, seq, toUnixTimestamp64Milli(ts) AS ts, actor, action, target, subject, result, source_ip,
+                       details, prev_hash, hash
+                FROM ${this.db}.audit_log
+                WHERE tenant = {t:String}
+                ORDER BY seq, hash
+                LIMIT {limit:UInt32} OFFSET {offset:UInt64}`,
         query_params: { t: tenant, limit: PAGE, offset: from },
         format: 'JSONEachRow',
       });

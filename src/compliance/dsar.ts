@@ -62,7 +62,14 @@ export async function identityColumns(
   db: string,
 ): Promise<Array<{ table: string; column: string }>> {
   const rs = await client.query({
-    query: `SELECT table, name AS column FROM system.columns WHERE database = {db:String} AND name IN ({names:Array(String)}) AND table NOT IN (SELECT name FROM system.tables WHERE database = {db:String} AND engine IN ('View', 'MaterializedView'))`,
+    query: `SELECT table, name AS column
+            FROM system.columns
+            WHERE database = {db:String}
+              AND name IN ({names:Array(String)})
+              AND table NOT IN (
+                SELECT name FROM system.tables
+                WHERE database = {db:String} AND engine IN ('View', 'MaterializedView')
+              )`,
     query_params: { db, names: IDENTITY_COLUMN_NAMES },
     format: 'JSONEachRow',
   });
@@ -279,7 +286,9 @@ export async function dsarErase(
   const names = (
     await (
       await ctx.client.query({
-        query: `SELECT DISTINCT display_name FROM ${ctx.db}.participants WHERE ${where('participants')} AND display_name != ''`,
+        query: `SELECT DISTINCT display_name
+                FROM ${ctx.db}.participants
+                WHERE ${where('participants')} AND display_name != ''`,
         query_params: params,
         format: 'JSONEachRow',
       })

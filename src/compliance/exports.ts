@@ -26,8 +26,10 @@ export function legalBasis(action: string, lang: Lang = 'en'): string {
 }
 
 /** The same table as `legalBasis`, evaluated by ClickHouse so that rows never have to be parsed in JS. */
-const legalBasisSql = (t: Translate) =>
-  `multiIf(${LEGAL_BASES.map(([prefix, basis]) => `startsWith(action, ${sqlString(prefix)}), ${sqlString(t(basis))}`).join(', ')}, ${sqlString(t(DEFAULT_LEGAL_BASIS))})`;
+const legalBasisSql = (t: Translate) => {
+  const cases = LEGAL_BASES.map(([prefix, basis]) => `startsWith(action, ${sqlString(prefix)}), ${sqlString(t(basis))}`);
+  return `multiIf(${cases.join(', ')}, ${sqlString(t(DEFAULT_LEGAL_BASIS))})`;
+};
 
 /** The audited actions that give access to a recording's content (the summary counts them apart). */
 export const RECORDING_ACCESS_ACTIONS = ['recording.read', 'recording.download'];
@@ -121,7 +123,8 @@ export async function exportAudit(o: {
   verification?: ExportVerification;
 }): Promise<{ rows: number; sha256: string }> {
   const t = translator(o.lang ?? 'en');
-  const period = `tenant = {t:String} AND ts >= fromUnixTimestamp64Milli({from:Int64}) AND ts < fromUnixTimestamp64Milli({to:Int64})`;
+  const period = `tenant = {t:String}
+    AND ts >= fromUnixTimestamp64Milli({from:Int64}) AND ts < fromUnixTimestamp64Milli({to:Int64})`;
   const params = { t: o.tenant, from: o.from.getTime(), to: o.to.getTime() };
   // The chain's seq bounds the snapshot, and cuts it into pages on the primary key (tenant, seq).
   const bounds = await o.client.query({
@@ -163,7 +166,12 @@ export async function exportAudit(o: {
       .join(', ');
     for (let lo = first; rows > 0 && lo <= last; lo += EXPORT_PAGE) {
       const page = await o.client.exec({
-        query: `SELECT ${select} FROM ${o.db}.audit_log WHERE ${period} AND seq BETWEEN {lo:UInt64} AND {hi:UInt64} ORDER BY seq SETTINGS ${querySettings} FORMAT ${format}`,
+        query: `SELECT ${select}
+                FROM ${o.db}.audit_log
+                WHERE ${period} AND seq BETWEEN {lo:UInt64} AND {hi:UInt64}
+                ORDER BY seq
+                SETTINGS ${querySettings}
+                FORMAT ${format}`,
         query_params: { ...params, lo, hi: Math.min(lo + EXPORT_PAGE - 1, last) },
       });
       for await (const chunk of page.stream) await write(chunk as Buffer);
@@ -203,7 +211,12 @@ async function summarize(o: {
     (await o.client.query({ query, query_params: { ...o.params, ...extra }, format: 'JSONEachRow' })).json<T>();
   const grouped = async (column: 'action' | 'actor') => {
     const rows = await q<{ key: string; n: string; groups: string }>(
-      `SELECT ${column} AS key, count() AS n, count() OVER () AS groups FROM ${o.db}.audit_log WHERE ${where} GROUP BY key ORDER BY n DESC, key LIMIT ${SUMMARY_ROWS}`,
+      `SELECT ${column} AS key, count() AS n, count() OVER () AS groups
+       FROM ${o.db}.audit_log
+       WHERE ${where}
+       GROUP BY key
+       ORDER BY n DESC, key
+       LIMIT ${SUMMARY_ROWS}`,
     );
     return { rows: rows.map((r) => ({ key: r.key, n: Number(r.n) })), groups: Number(rows[0]?.groups ?? 0) };
   };
@@ -217,8 +230,13 @@ async function summarize(o: {
     groups: string;
     total: string;
   }>(
-    `SELECT target, actor, count() AS n, toString(min(ts)) AS first, toString(max(ts)) AS last, count() OVER () AS groups, sum(count()) OVER () AS total
-     FROM ${o.db}.audit_log WHERE ${where} AND action IN {actions:Array(String)} GROUP BY target, actor ORDER BY target, actor LIMIT ${SUMMARY_ROWS}`,
+    `SELECT target, actor, count() AS n, toString(min(ts)) AS first, toString(max(ts)) AS last,
+            count() OVER () AS groups, sum(count()) OVER () AS total
+     FROM ${o.db}.audit_log
+     WHERE ${where} AND action IN {actions:Array(String)}
+     GROUP BY target, actor
+     ORDER BY target, actor
+     LIMIT ${SUMMARY_ROWS}`,
     { actions: RECORDING_ACCESS_ACTIONS },
   );
   return {

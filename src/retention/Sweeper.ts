@@ -45,7 +45,10 @@ export class Sweeper {
     const db = this.d.clickhouse.database;
     await this.d.rows.flush();
     const rs = await this.d.clickhouse.client.query({
-      query: `SELECT * FROM ${db}.recordings FINAL WHERE status = 'ready' AND legal_hold = 0 AND retain_until IS NOT NULL AND retain_until <= now64(3) ORDER BY retain_until LIMIT 1000`,
+      query: `SELECT * FROM ${db}.recordings FINAL
+              WHERE status = 'ready' AND legal_hold = 0 AND retain_until IS NOT NULL AND retain_until <= now64(3)
+              ORDER BY retain_until
+              LIMIT 1000`,
       format: 'JSONEachRow',
     });
     const due = await rs.json<CatalogRow>();

@@ -41,8 +41,12 @@ export function ttlStatements(
       const c = p.categories[rule.category];
       return c.action === action ? Math.min(c.duration, NEVER) : NEVER;
     };
-    const ttl = (action: 'delete' | 'anonymize') =>
-      `toDateTime(${rule.ts}) + toIntervalSecond(transform(tenant, [${ids}], [${rules.map((p) => seconds(action, p)).join(', ')}], ${seconds(action, fallback)}))`;
+    // Built as one line: the statements' text is fingerprinted (a changed text would alter the tables again).
+    const ttl = (action: 'delete' | 'anonymize') => {
+      const durations = rules.map((p) => seconds(action, p)).join(', ');
+      const otherwise = seconds(action, fallback);
+      return `toDateTime(${rule.ts}) + toIntervalSecond(transform(tenant, [${ids}], [${durations}], ${otherwise}))`;
+    };
     const statements = [`ALTER TABLE ${db}.${table}${onCluster} MODIFY TTL ${ttl('delete')}`];
     for (const col of rule.identityColumns ?? [])
       statements.push(`ALTER TABLE ${db}.${table}${onCluster} MODIFY COLUMN ${col} String TTL ${ttl('anonymize')}`);
@@ -81,9 +85,8 @@ export async function applyClickHouseTtls(
     if (comments.get(t.table) === `${COMMENT_PREFIX}${t.fingerprint}`) continue;
     for (const q of t.statements) await client.command({ query: q });
     // Written last: a run that dies half way leaves the old fingerprint, and the next run applies again.
-    await client.command({
-      query: `ALTER TABLE ${db}.${t.table}${onCluster} MODIFY COMMENT ${sqlString(`${COMMENT_PREFIX}${t.fingerprint}`)}`,
-    });
+    const comment = sqlString(`${COMMENT_PREFIX}${t.fingerprint}`);
+    await client.command({ query: `ALTER TABLE ${db}.${t.table}${onCluster} MODIFY COMMENT ${comment}` });
     altered.push(t.table);
   }
   return altered;
