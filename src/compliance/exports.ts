@@ -265,8 +265,10 @@ function htmlHead(
   t: Translate,
   s: { rows: number; first: number; last: number; summary?: Summary },
 ): string {
+  const row = (cells: Array<string | number>) => `<tr>${cells.map((c) => `<td>${html(c)}</td>`).join('')}</tr>`;
   const table = (cls: string, head: MessageKey[], body: Array<Array<string | number>>, total: number) =>
-    `<table class="${cls}"><thead><tr>${head.map((k) => `<th>${html(t(k))}</th>`).join('')}</tr></thead><tbody>${body.map((r) => `<tr>${r.map((c) => `<td>${html(c)}</td>`).join('')}</tr>`).join('')}</tbody></table>` +
+    `<table class="${cls}"><thead><tr>${head.map((k) => `<th>${html(t(k))}</th>`).join('')}</tr></thead>` +
+    `<tbody>${body.map(row).join('')}</tbody></table>` +
     (total > body.length ? `<p>${html(t('audit.more', { n: total - body.length }))}</p>` : '');
   const v = o.verification;
   const summary = s.summary
@@ -289,7 +291,8 @@ function htmlHead(
         `<h3>${html(t('audit.recordings'))}</h3>`,
         s.summary.recordingAccesses === 0
           ? `<p>${html(t('audit.recordings.none'))}</p>`
-          : `<p class="recording-accesses">${html(t('audit.recordings.total', { n: s.summary.recordingAccesses }))}</p>` +
+          : `<p class="recording-accesses">` +
+            `${html(t('audit.recordings.total', { n: s.summary.recordingAccesses }))}</p>` +
             table(
               'recordings',
               ['audit.col.recording', 'audit.col.actor', 'audit.col.entries', 'audit.col.first', 'audit.col.last'],
@@ -302,11 +305,12 @@ function htmlHead(
     `<h3>${html(t('audit.verify'))}</h3>`,
     `<p>${html(t('audit.verify.intro'))}</p>`,
     v
-      ? `<ul><li>${html(t('audit.verify.kid', { kid: v.kid }))}</li><li>${html(t('audit.verify.jwks', { url: v.jwksUrl }))}</li></ul>`
+      ? `<ul><li>${html(t('audit.verify.kid', { kid: v.kid }))}</li>` +
+        `<li>${html(t('audit.verify.jwks', { url: v.jwksUrl }))}</li></ul>`
       : '',
     v
-      ? `<p>${html(t('audit.verify.command'))}</p><pre ` +
-        `class="verify-command">${html(`VIGIE_URL=${v.baseUrl} vigie verify ${v.fileName}`)}</pre>`
+      ? `<p>${html(t('audit.verify.command'))}</p>` +
+        `<pre class="verify-command">${html(`VIGIE_URL=${v.baseUrl} vigie verify ${v.fileName}`)}</pre>`
       : '',
     `<p>${html(t('audit.verify.manual'))}</p>`,
     `<p>${html(t('audit.verify.hash'))}</p>`,
@@ -324,14 +328,21 @@ function htmlHead(
     hash: 14,
   } satisfies Record<(typeof COLUMNS)[number], number>;
   const style =
-    'body{font:11px sans-serif}table{border-collapse:collapse}td,th{border:1px solid #999;padding:2px ' +
-    '4px;text-align:left;vertical-align:top;overflow-wrap:anywhere}th{background:#eee}' +
-    '.summary{break-after:page}.entries{width:100%;table-layout:fixed}.entries td:last-child{font:8px monospace;word-break:break-all;color:#444}pre{white-space:pre-wrap;background:#f4f4f4;padding:4px}@page{size:A4 landscape;margin:10mm}';
+    'body{font:11px sans-serif}table{border-collapse:collapse}' +
+    'td,th{border:1px solid #999;padding:2px 4px;text-align:left;vertical-align:top;overflow-wrap:anywhere}' +
+    'th{background:#eee}' +
+    '.summary{break-after:page}.entries{width:100%;table-layout:fixed}' +
+    '.entries td:last-child{font:8px monospace;word-break:break-all;color:#444}' +
+    'pre{white-space:pre-wrap;background:#f4f4f4;padding:4px}@page{size:A4 landscape;margin:10mm}';
+  const title = html(t('audit.title', { tenant: o.tenant }));
+  const period = html(t('audit.period', { from: o.from.toISOString(), to: o.to.toISOString(), at: new Date().toISOString() }));
   return (
-    `<!doctype html><html lang="${o.lang ?? 'en'}"><head><meta charset="utf-8"><title>${html(t('audit.title', { tenant: o.tenant }))}</title><style>${style}</style></head><body>` +
-    `<section class="summary"><h1>${html(t('audit.title', { tenant: o.tenant }))}</h1><p>${html(t('audit.period', { from: o.from.toISOString(), to: o.to.toISOString(), at: new Date().toISOString() }))}</p>` +
+    `<!doctype html><html lang="${o.lang ?? 'en'}"><head><meta charset="utf-8">` +
+    `<title>${title}</title><style>${style}</style></head><body>` +
+    `<section class="summary"><h1>${title}</h1><p>${period}</p>` +
     `<h2>${html(t('audit.summary'))}</h2>${summary}${verify}</section>` +
-    `<h2>${html(t('audit.entries'))}</h2><table class="entries"><colgroup>${COLUMNS.map((c) => `<col style="width:${widths[c]}%">`).join('')}</colgroup>` +
+    `<h2>${html(t('audit.entries'))}</h2><table class="entries">` +
+    `<colgroup>${COLUMNS.map((c) => `<col style="width:${widths[c]}%">`).join('')}</colgroup>` +
     `<thead><tr>${COLUMNS.map((c) => `<th>${html(t(`audit.col.${c}`))}</th>`).join('')}</tr></thead><tbody>`
   );
 }

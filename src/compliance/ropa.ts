@@ -107,8 +107,7 @@ export function recordOfProcessingMarkdown(r: ReturnType<typeof recordOfProcessi
     '',
     t('ropa.controller', { name: r.controller.name, country: r.controller.country, at: r.generatedAt }),
     '',
-    `| ` +
-    `${[t('ropa.col.activity'), t('ropa.col.purpose'), t('ropa.col.basis'), t('ropa.col.subjects'), t('ropa.col.data'), t('ropa.col.retention')].join(' | ')} |`,
+    `| ${(['activity', 'purpose', 'basis', 'subjects', 'data', 'retention'] as const).map((c) => t(`ropa.col.${c}`)).join(' | ')} |`,
     '| --- | --- | --- | --- | --- | --- |',
     ...r.activities.map(
       (a) => `| ${a.name} | ${a.purpose} | ${a.legalBasis} | ${a.subjects} | ${a.data} | ${a.retention} |`,

@@ -348,7 +348,8 @@ export class RecordingService {
       const day = new Date(m.startedAt);
       const ext = path.extname(m.file);
       // Every path segment is ours: tenant ids are validated, the rest are dates and UUIDs.
-      const key = `${m.tenant}/${day.getUTCFullYear()}/${String(day.getUTCMonth() + 1).padStart(2, '0')}/${String(day.getUTCDate()).padStart(2, '0')}/${m.callId}/${m.id}${ext}`;
+      const two = (n: number) => String(n).padStart(2, '0');
+      const key = `${m.tenant}/${day.getUTCFullYear()}/${two(day.getUTCMonth() + 1)}/${two(day.getUTCDate())}/${m.callId}/${m.id}${ext}`;
       const base: Omit<CatalogRow, 'version_id' | 'retain_until' | 'status' | 'updated_at'> = {
         id: m.id,
         session_id: m.sessionId,

@@ -238,11 +238,13 @@ export class S3ObjectStore implements ObjectStore {
           );
           res.resume();
           done.push(
-            `<Part><PartNumber>${i + 1}</PartNumber><ETag>${res.headers.etag ?? ''}</ETag><ChecksumSHA256>${part.sha256.toString('base64')}</ChecksumSHA256></Part>`,
+            `<Part><PartNumber>${i + 1}</PartNumber><ETag>${res.headers.etag ?? ''}</ETag>` +
+              `<ChecksumSHA256>${part.sha256.toString('base64')}</ChecksumSHA256></Part>`,
           );
         }
-        const xml = `<CompleteMultipartUpload ` +
-          `xmlns="http://s3.amazonaws.com/doc/2006-03-01/">${done.join('')}</CompleteMultipartUpload>`;
+        const xml =
+          '<CompleteMultipartUpload xmlns="http://s3.amazonaws.com/doc/2006-03-01/">' +
+          `${done.join('')}</CompleteMultipartUpload>`;
         const res = await this.#client.makeRequestAsync(
           {
             method: 'POST',

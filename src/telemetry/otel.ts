@@ -72,8 +72,9 @@ export async function startOpenTelemetry(
 }
 
 /**
- * What NodeSDK builds from OTEL_METRICS_EXPORTER (unset: otlp) for OTLP: a periodic reader (OTEL_METRIC_EXPORT_INTERVAL)
- * around the exporter of OTEL_EXPORTER_OTLP_[METRICS_]PROTOCOL. These exporters are sdk-node's own dependencies.
+ * What NodeSDK builds from OTEL_METRICS_EXPORTER (unset: otlp) for OTLP: a periodic reader
+ * (OTEL_METRIC_EXPORT_INTERVAL) around the exporter of OTEL_EXPORTER_OTLP_[METRICS_]PROTOCOL. These exporters are
+ * sdk-node's own dependencies.
  */
 async function otlpMetricReaders(env: NodeJS.ProcessEnv) {
   const wanted = (env.OTEL_METRICS_EXPORTER ?? 'otlp').split(',').map((s) => s.trim());

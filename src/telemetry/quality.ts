@@ -12,7 +12,8 @@
  *                                                   (the delay impairment as simplified by Cole & Rosenbluth,
  *                                                    "Voice over IP performance monitoring", ACM CCR 2001)
  *   Ie,eff = Ie + (95 − Ie) · Ppl / (Ppl / BurstR + Bpl)
- *                                                   (G.107 §7.4, eq. 7-29; Ppl is the loss in %, BurstR = 1 for random loss)
+ *                                                   (G.107 §7.4, eq. 7-29; Ppl is the loss in %, BurstR = 1 for
+ *                                                    random loss)
  *   Ie = 0, Bpl = 10 for Opus                       (G.113 Appendix I has no entry for Opus; these are the usual
  *                                                    values for a wideband codec with packet loss concealment)
  *   MOS = 1 + 0.035 R + R (R − 60)(100 − R) · 7·10⁻⁶, clamped to [1, 4.5]   (G.107 Annex B, eq. B-4)
