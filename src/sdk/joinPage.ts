@@ -98,7 +98,8 @@ function tile(id: string, name: string): HTMLElement {
     // A drawn loudspeaker: emoji fonts are not everywhere.
     speaking.innerHTML =
       '<svg aria-hidden="true" viewBox="0 0 24 24">' +
-      '<path d="M3 9v6h4l5 5V4L7 9H3zm13.5 3A4.5 4.5 0 0 0 14 8v8a4.5 4.5 0 0 0 2.5-4zM14 3.2v2.1a7 7 0 0 1 0 13.4v2.1a9 9 0 0 0 0-17.6z"/>' +
+      '<path d="M3 9v6h4l5 5V4L7 9H3zm13.5 3A4.5 4.5 0 0 0 14 8v8a4.5 4.5 0 0 0 2.5-4z' +
+      'M14 3.2v2.1a7 7 0 0 1 0 13.4v2.1a9 9 0 0 0 0-17.6z"/>' +
       '</svg>';
     speaking.append(say('speaking'));
     el.append(video, audio, label, speaking);
