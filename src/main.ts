@@ -25,7 +25,7 @@ async function main(): Promise<void> {
   if (demo?.createdApiKey)
     console.log(
       `Demo API key for tenant "demo" (shown once; only its hash is stored in ${demo.tenantFile}): ` +
-      `${demo.createdApiKey}`,
+        `${demo.createdApiKey}`,
     );
   // Before the app: the tracer and meter providers must be registered first.
   const otel = await startOpenTelemetry(process.env, { metrics: config.metrics, logger: loggerOptions(config) });
@@ -46,12 +46,12 @@ async function main(): Promise<void> {
     );
     console.log(
       `  Mint tokens:  curl -X POST ${base}/v1/tokens -H 'x-api-key: <demo key>' -H 'content-type: ` +
-      `application/json' -d '{"room":"demo","identity":"alice"}'`,
+        `application/json' -d '{"room":"demo","identity":"alice"}'`,
     );
   } else if (config.tenants.length === 0) {
     console.log(
       '  No tenant is configured: declare tenants in VIGIE_CONFIG_FILE, or create them with the admin API ' +
-      '(VIGIE_ADMIN_KEY_HASH).',
+        '(VIGIE_ADMIN_KEY_HASH).',
     );
   }
   console.log('');

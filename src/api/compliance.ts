@@ -76,7 +76,7 @@ export async function complianceRoutes(app: FastifyInstance): Promise<void> {
         tags: ['compliance'],
         summary:
           "Walk the tenant's audit chain against its signed checkpoints and their anchors; names every altered, " +
-          "deleted or inserted entry and every checkpoint whose entry is missing",
+          'deleted or inserted entry and every checkpoint whose entry is missing',
       },
     },
     async (req) => {

@@ -325,7 +325,9 @@ export async function recordingRoutes(app: FastifyInstance): Promise<void> {
         await recording().store.remove(row.object_key, row.version_id);
       } catch (err) {
         if (err instanceof ObjectLockedError) {
-          const why = row.legal_hold ? 'it is under legal hold' : `it is locked (${row.lock_mode}) until ${row.retain_until}`;
+          const why = row.legal_hold
+            ? 'it is under legal hold'
+            : `it is locked (${row.lock_mode}) until ${row.retain_until}`;
           throw new VigieError('FORBIDDEN', `recording cannot be deleted: ${why}`);
         }
         throw err;

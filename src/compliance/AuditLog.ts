@@ -395,5 +395,5 @@ const notReady = () =>
   new VigieError(
     'UNAVAILABLE',
     'the audit log is not ready: the chain heads cannot be read from ClickHouse yet, so audited actions are ' +
-    'refused rather than forking the chain; retry shortly',
+      'refused rather than forking the chain; retry shortly',
   );

@@ -41,9 +41,9 @@ export const SUBJECT_TABLES: Record<
     column: 'subject',
     erase: 'keep',
     why:
-      "audit trail kept under GDPR art. 17(3)(b) (legal obligation, accountability), unaltered so its hash chain " +
+      'audit trail kept under GDPR art. 17(3)(b) (legal obligation, accountability), unaltered so its hash chain ' +
       "still verifies; it holds only the pseudonym, and the person's salt is destroyed, so it can no longer be " +
-      "linked to them",
+      'linked to them',
   },
   dsar_requests: {
     column: 'subject',

@@ -27,7 +27,9 @@ export function legalBasis(action: string, lang: Lang = 'en'): string {
 
 /** The same table as `legalBasis`, evaluated by ClickHouse so that rows never have to be parsed in JS. */
 const legalBasisSql = (t: Translate) => {
-  const cases = LEGAL_BASES.map(([prefix, basis]) => `startsWith(action, ${sqlString(prefix)}), ${sqlString(t(basis))}`);
+  const cases = LEGAL_BASES.map(
+    ([prefix, basis]) => `startsWith(action, ${sqlString(prefix)}), ${sqlString(t(basis))}`,
+  );
   return `multiIf(${cases.join(', ')}, ${sqlString(t(DEFAULT_LEGAL_BASIS))})`;
 };
 
@@ -138,7 +140,7 @@ export async function exportAudit(o: {
     throw new VigieError(
       'INVALID_REQUEST',
       `the period holds ${rows} audit entries; ${o.maxRowsReason ?? 'this export'} is limited to ${o.maxRows}: ` +
-      `choose a shorter period`,
+        `choose a shorter period`,
     );
 
   const out = createWriteStream(o.file);
@@ -335,7 +337,9 @@ function htmlHead(
     '.entries td:last-child{font:8px monospace;word-break:break-all;color:#444}' +
     'pre{white-space:pre-wrap;background:#f4f4f4;padding:4px}@page{size:A4 landscape;margin:10mm}';
   const title = html(t('audit.title', { tenant: o.tenant }));
-  const period = html(t('audit.period', { from: o.from.toISOString(), to: o.to.toISOString(), at: new Date().toISOString() }));
+  const period = html(
+    t('audit.period', { from: o.from.toISOString(), to: o.to.toISOString(), at: new Date().toISOString() }),
+  );
   return (
     `<!doctype html><html lang="${o.lang ?? 'en'}"><head><meta charset="utf-8">` +
     `<title>${title}</title><style>${style}</style></head><body>` +

@@ -56,8 +56,7 @@ const en = {
   'ropa.quality.subjects': 'Call participants (pseudonymised)',
   'ropa.quality.data': 'Pseudonym, network statistics, call events, browser statistics',
   'ropa.quality.retention':
-    'track stats — {track}; transport stats — {transport}; client stats — {client}; events — {events}; ' +
-    'per-call ' +
+    'track stats — {track}; transport stats — {transport}; client stats — {client}; events — {events}; per-call ' +
     'quality — {quality}',
   'ropa.recording.name': 'Call recording',
   'ropa.recording.purpose': 'Recording calls where the room policy requires it (evidence, quality, training)',
@@ -80,7 +79,7 @@ const en = {
   'ropa.audit.subjects': 'Staff and participants concerned by an access',
   'ropa.audit.data': 'Actor, action, target, pseudonym, IP address',
   'ropa.audit.retention':
-    "{audit}. Kept on erasure (art. 17(3)(b)) and never altered, so its hash chain still verifies; erasure " +
+    '{audit}. Kept on erasure (art. 17(3)(b)) and never altered, so its hash chain still verifies; erasure ' +
     "destroys the person's pseudonym salt instead, so their entries can no longer be linked to them",
   'ropa.dsar.name': 'Data subject requests',
   'ropa.dsar.purpose': 'Answering access and erasure requests',
@@ -88,11 +87,10 @@ const en = {
   'ropa.dsar.subjects': 'Requesting participants',
   'ropa.dsar.data': 'Exported personal data; the record of each request (pseudonym)',
   'ropa.dsar.retention':
-    "archives — {exports}, and deleted at the person's erasure; records of requests — as the audit trail. " +
-    "Erasure " +
+    "archives — {exports}, and deleted at the person's erasure; records of requests — as the audit trail. Erasure " +
     "deletes the person's rows, every version of their recordings (except under legal hold or a COMPLIANCE lock, " +
-    "which the answer lists), rows still in the telemetry spool, their identity in pending webhook bodies, and " +
-    "their archives, then destroys their salt",
+    'which the answer lists), rows still in the telemetry spool, their identity in pending webhook bodies, and ' +
+    'their archives, then destroys their salt',
   'ropa.security.transport': 'TLS for signaling and API, DTLS-SRTP for media',
   'ropa.security.pseudonyms':
     'Pseudonymisation (HMAC-SHA256 with a key per tenant and a random salt per person, destroyed at erasure) of ' +
@@ -169,11 +167,11 @@ const en = {
   'audit.verify.jwks': 'Public key set (JWKS): {url}',
   'audit.verify.command': 'Command (with the Vigie command line; VIGIE_URL is the gateway, no API key needed):',
   'audit.verify.manual':
-    'Without Vigie: compute the SHA-256 of the file (sha256sum FILE) and check that the JWS, verified with the key ' +
-    'of that kid from the JWKS, signs {"alg":"SHA-256","digest":"<that digest>"}. One changed byte in the file ' +
-    'breaks the signature.',
+    'Without Vigie: compute the SHA-256 of the file (sha256sum FILE) and check that the JWS, verified with the ' +
+    'key of that kid from the JWKS, signs {"alg":"SHA-256","digest":"<that digest>"}. One changed byte in the ' +
+    'file breaks the signature.',
   'audit.verify.hash':
-    'The hash column is each entry\'s link in the tenant\'s hash chain (SHA-256, written in full); "vigie audit ' +
+    "The hash column is each entry's link in the tenant's hash chain (SHA-256, written in full); \"vigie audit " +
     'verify" checks the chain against its signed checkpoints.',
   'audit.entries': 'Entries',
   'audit.count': '{rows} entries.',
@@ -221,26 +219,23 @@ const fr: Record<MessageKey, string> = {
   'ropa.calls.name': 'Appels vidéo',
   'ropa.calls.purpose':
     "Mise en relation des participants en appel audio/vidéo, et information de l'application métier des arrivées " +
-    "et départs (webhooks)",
+    'et départs (webhooks)',
   'ropa.calls.basis': "Art. 6(1)(b) exécution d'un contrat, ou 6(1)(e) mission d'intérêt public",
   'ropa.calls.subjects': 'Participants aux appels',
   'ropa.calls.data':
-    "Identité transmise par l'application métier, nom affiché, adresse IP, flux audio et vidéo (non " +
-    "conservés sauf " +
-    "enregistrement)",
+    "Identité transmise par l'application métier, nom affiché, adresse IP, flux audio et vidéo (non conservés " +
+    'sauf enregistrement)',
   'ropa.calls.retention':
-    "Flux non conservés ; identité et nom affiché (table de correspondance des pseudonymes) — {participants} ; " +
-    "corps des webhooks (identité, nom affiché) conservés jusqu'à leur livraison ou leur abandon, puis " +
-    "retirés du " +
-    "journal par la purge de conservation",
+    'Flux non conservés ; identité et nom affiché (table de correspondance des pseudonymes) — {participants} ; ' +
+    "corps des webhooks (identité, nom affiché) conservés jusqu'à leur livraison ou leur abandon, puis retirés du " +
+    'journal par la purge de conservation',
   'ropa.quality.name': 'Suivi de la qualité des appels',
   'ropa.quality.purpose': 'Mesure et amélioration de la qualité des appels (statistiques, événements, MOS)',
   'ropa.quality.basis': 'Art. 6(1)(f) intérêt légitime',
   'ropa.quality.subjects': 'Participants aux appels (pseudonymisés)',
   'ropa.quality.data': "Pseudonyme, statistiques réseau, événements d'appel, statistiques du navigateur",
   'ropa.quality.retention':
-    'statistiques des pistes — {track} ; statistiques des transports — {transport} ; statistiques des clients ' +
-    '— ' +
+    'statistiques des pistes — {track} ; statistiques des transports — {transport} ; statistiques des clients — ' +
     '{client} ; événements — {events} ; qualité par appel — {quality}',
   'ropa.recording.name': 'Enregistrement des appels',
   'ropa.recording.purpose':
@@ -259,15 +254,14 @@ const fr: Record<MessageKey, string> = {
   'ropa.webhooks.subjects': 'Aucune directement (métadonnées de livraison)',
   'ropa.webhooks.data': "Point d'accès, nom de l'événement, issue, erreur",
   'ropa.audit.name': "Journal d'audit",
-  'ropa.audit.purpose':
-    "Responsabilité (accountability) : accès aux données personnelles et actions d'administration",
+  'ropa.audit.purpose': "Responsabilité (accountability) : accès aux données personnelles et actions d'administration",
   'ropa.audit.basis': 'Art. 6(1)(c) obligation légale (art. 5(2), 32)',
   'ropa.audit.subjects': 'Personnels et participants concernés par un accès',
   'ropa.audit.data': 'Auteur, action, cible, pseudonyme, adresse IP',
   'ropa.audit.retention':
     "{audit}. Conservé lors d'un effacement (art. 17(3)(b)) et jamais modifié, pour que sa chaîne d'empreintes " +
     "reste vérifiable ; l'effacement détruit à la place le sel du pseudonyme de la personne, si bien que ses " +
-    "entrées ne peuvent plus lui être rattachées",
+    'entrées ne peuvent plus lui être rattachées',
   'ropa.dsar.name': 'Demandes des personnes concernées',
   'ropa.dsar.purpose': "Réponse aux demandes d'accès et d'effacement",
   'ropa.dsar.basis': 'Art. 6(1)(c) obligation légale (art. 15-17)',
@@ -276,19 +270,19 @@ const fr: Record<MessageKey, string> = {
   'ropa.dsar.retention':
     "archives — {exports}, et supprimées lors de l'effacement de la personne ; traces des demandes — comme le " +
     "journal d'audit. L'effacement supprime les lignes de la personne, toutes les versions de ses enregistrements " +
-    "(sauf sous conservation légale ou verrouillage COMPLIANCE, que la réponse énumère), les lignes encore " +
-    "dans la " +
-    "file de télémétrie, son identité dans les corps de webhooks en attente et ses archives, puis détruit son sel",
+    '(sauf sous conservation légale ou verrouillage COMPLIANCE, que la réponse énumère), les lignes encore dans ' +
+    'la file de télémétrie, son identité dans les corps de webhooks en attente et ses archives, puis détruit son ' +
+    'sel',
   'ropa.security.transport': "TLS pour la signalisation et l'API, DTLS-SRTP pour les flux",
   'ropa.security.pseudonyms':
-    "Pseudonymisation (HMAC-SHA256 avec une clé par locataire et un sel aléatoire par personne, détruit à " +
+    'Pseudonymisation (HMAC-SHA256 avec une clé par locataire et un sel aléatoire par personne, détruit à ' +
     "l'effacement) des statistiques, des événements, du catalogue des enregistrements et du journal d'audit",
   'ropa.security.s3Lock': 'Verrouillage des objets (Object Lock) des enregistrements',
   'ropa.security.s3LockEncrypted':
     'Verrouillage des objets (Object Lock) des enregistrements et chiffrement côté serveur ({sse})',
   'ropa.security.localLock':
-    'Sémantique de verrouillage des objets appliquée par le stockage local des enregistrements (pas de chiffrement ' +
-    'au repos par la passerelle)',
+    'Sémantique de verrouillage des objets appliquée par le stockage local des enregistrements (pas de ' +
+    'chiffrement au repos par la passerelle)',
   'ropa.security.audit': "Journal d'audit chaîné par empreintes et signé",
   'ropa.security.keys': "Clés d'API conservées sous forme d'empreinte ; secrets jamais journalisés",
 
@@ -349,23 +343,20 @@ const fr: Record<MessageKey, string> = {
   'audit.more': "… et {n} de plus (l'export JSON Lines ou CSV de la même période donne chaque entrée).",
   'audit.verify': 'Vérifier ce fichier',
   'audit.verify.intro':
-    "Ce fichier est signé en entier par la passerelle : son empreinte SHA-256 est couverte par une signature JWS " +
-    "détachée (ES256), fournie à côté du fichier sous le nom FICHIER.jws (et dans l'en-tête " +
-    "x-vigie-signature du " +
-    "téléchargement).",
+    'Ce fichier est signé en entier par la passerelle : son empreinte SHA-256 est couverte par une signature JWS ' +
+    "détachée (ES256), fournie à côté du fichier sous le nom FICHIER.jws (et dans l'en-tête x-vigie-signature du " +
+    'téléchargement).',
   'audit.verify.kid': 'Clé de signature (kid) : {kid}',
   'audit.verify.jwks': 'Jeu de clés publiques (JWKS) : {url}',
   'audit.verify.command':
-    "Commande (avec la ligne de commande Vigie ; VIGIE_URL désigne la passerelle, aucune clé d'API n'est " +
-    "nécessaire) :",
+    "Commande (avec la ligne de commande Vigie ; VIGIE_URL désigne la passerelle, aucune clé d'API n'est nécessaire) :",
   'audit.verify.manual':
     'Sans Vigie : calculer le SHA-256 du fichier (sha256sum FICHIER) et vérifier que la JWS, contrôlée avec la ' +
-    'clé ' +
-    'de ce kid publiée dans le JWKS, signe {"alg":"SHA-256","digest":"<cette empreinte>"}. Un seul octet modifié ' +
-    'dans le fichier invalide la signature.',
+    'clé de ce kid publiée dans le JWKS, signe {"alg":"SHA-256","digest":"<cette empreinte>"}. Un seul octet ' +
+    'modifié dans le fichier invalide la signature.',
   'audit.verify.hash':
     "La colonne d'empreinte est le maillon de chaque entrée dans la chaîne d'empreintes du locataire (SHA-256, " +
-    "écrit en entier) ; « vigie audit verify » contrôle la chaîne par rapport à ses points de contrôle signés.",
+    'écrit en entier) ; « vigie audit verify » contrôle la chaîne par rapport à ses points de contrôle signés.',
   'audit.entries': 'Entrées',
   'audit.count': '{rows} entrées.',
   'audit.col.seq': 'N°',

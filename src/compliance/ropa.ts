@@ -102,12 +102,15 @@ export function recordOfProcessing(
 export function recordOfProcessingMarkdown(r: ReturnType<typeof recordOfProcessing>): string {
   const t = translator(r.lang);
   const list = (items: string[]) => items.join('; ') || t('none');
+  const columns = (['activity', 'purpose', 'basis', 'subjects', 'data', 'retention'] as const).map((c) =>
+    t(`ropa.col.${c}`),
+  );
   return [
     `# ${t('ropa.title')}`,
     '',
     t('ropa.controller', { name: r.controller.name, country: r.controller.country, at: r.generatedAt }),
     '',
-    `| ${(['activity', 'purpose', 'basis', 'subjects', 'data', 'retention'] as const).map((c) => t(`ropa.col.${c}`)).join(' | ')} |`,
+    `| ${columns.join(' | ')} |`,
     '| --- | --- | --- | --- | --- | --- |',
     ...r.activities.map(
       (a) => `| ${a.name} | ${a.purpose} | ${a.legalBasis} | ${a.subjects} | ${a.data} | ${a.retention} |`,

@@ -87,7 +87,7 @@ function rememberPublicKey(ringFile: string, current: JWK): JWK[] {
   if (same && (same.x !== current.x || same.y !== current.y))
     throw new Error(
       `the audit signing key's kid ${current.kid} was already used by another key (${ringFile}): give the new key ` +
-      `its own kid`,
+        `its own kid`,
     );
   if (!same) {
     ring.push(current);

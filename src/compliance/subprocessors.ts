@@ -255,8 +255,10 @@ export function markdownToHtml(title: string, md: string, lang: Lang = 'en'): st
       return `<p>${esc(block)}</p>`;
     })
     .join('\n');
-  return `<!doctype html><html lang="${lang}"><head><meta ` +
+  return (
+    `<!doctype html><html lang="${lang}"><head><meta ` +
     `charset="utf-8"><title>${esc(title)}</title><style>body{font:13px sans-serif;max-width:70rem;margin:2rem ` +
     `auto}table{border-collapse:collapse}td,th{border:1px solid #999;padding:3px ` +
-    `6px;text-align:left}th{background:#eee}</style></head><body>${body}</body></html>`;
+    `6px;text-align:left}th{background:#eee}</style></head><body>${body}</body></html>`
+  );
 }

@@ -186,8 +186,10 @@ function echo(raw: unknown, secret = false): string {
 function parseFailure(err: unknown): string {
   const e = err as Error & { code?: string; linePos?: { line: number; col: number }[] };
   if (e.name === 'YAMLParseError' || e.linePos)
-    return `invalid YAML (${e.code ?? 'syntax error'} at line ${e.linePos?.[0]?.line ?? '?'}, column ` +
-      `${e.linePos?.[0]?.col ?? '?'})`;
+    return (
+      `invalid YAML (${e.code ?? 'syntax error'} at line ${e.linePos?.[0]?.line ?? '?'}, column ` +
+      `${e.linePos?.[0]?.col ?? '?'})`
+    );
   if (err instanceof SyntaxError) {
     const at = /position \d+/.exec(e.message)?.[0];
     return `invalid JSON${at ? ` at ${at}` : ''}`;
@@ -257,7 +259,7 @@ export function loadConfig(env: Env = process.env, overrides: Record<string, unk
     if (cfg.media.rtcMinPort >= cfg.media.rtcMaxPort) {
       problems.push(
         `VIGIE_MEDIA_RTC_MIN_PORT (${cfg.media.rtcMinPort}) must be lower than VIGIE_MEDIA_RTC_MAX_PORT ` +
-        `(${cfg.media.rtcMaxPort})`,
+          `(${cfg.media.rtcMaxPort})`,
       );
     }
     if (Boolean(cfg.server.tlsCertFile) !== Boolean(cfg.server.tlsKeyFile)) {
@@ -285,7 +287,7 @@ export function loadConfig(env: Env = process.env, overrides: Record<string, unk
           if (new URL(w.url).protocol !== 'https:')
             problems.push(
               `tenants.${i}.webhooks.${j}.url: must be https (deliveries carry identities); plain http needs ` +
-              `VIGIE_WEBHOOK_ALLOW_HTTP=true`,
+                `VIGIE_WEBHOOK_ALLOW_HTTP=true`,
             );
       }
     }

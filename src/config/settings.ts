@@ -119,7 +119,7 @@ export const SETTINGS: readonly SettingSpec[] = [
     z.enum(['auto', 'json', 'pretty']).default('auto'),
     'auto',
     'Log lines on stdout: `pretty` (coloured, one readable line per event), `json` (one JSON object per line, for ' +
-    'a log pipeline), or `auto`: pretty when stdout is a terminal, JSON otherwise.',
+      'a log pipeline), or `auto`: pretty when stdout is a terminal, JSON otherwise.',
   ),
   setting(
     'metrics.port',
@@ -127,7 +127,7 @@ export const SETTINGS: readonly SettingSpec[] = [
     port.optional(),
     'unset (no /metrics)',
     'Port of the Prometheus scrape endpoint `/metrics` (OpenMetrics), on its own listener apart from the public ' +
-    'port. Unset: not served.',
+      'port. Unset: not served.',
   ),
   setting(
     'metrics.host',
@@ -135,7 +135,7 @@ export const SETTINGS: readonly SettingSpec[] = [
     z.string().min(1).default('127.0.0.1'),
     '127.0.0.1',
     'Address the `/metrics` listener binds to: loopback by default; a private address for a Prometheus on another ' +
-    'host, never a public one.',
+      'host, never a public one.',
   ),
 
   setting(
@@ -292,15 +292,15 @@ export const SETTINGS: readonly SettingSpec[] = [
     positiveInt.min(1000).max(600_000).default(30_000),
     '30000',
     'A connection that answers no WebSocket ping for this long is dropped, and its participant leaves with reason ' +
-    '`timeout`.',
+      '`timeout`.',
   ),
   setting(
     'signaling.tokenRefreshLeadSeconds',
     'VIGIE_TOKEN_REFRESH_LEAD_S',
     positiveInt.max(86_400).default(300),
     '300',
-    "How long before its access token expires a connected participant is sent a fresh one (at most half the " +
-    "token's lifetime before).",
+    'How long before its access token expires a connected participant is sent a fresh one (at most half the ' +
+      "token's lifetime before).",
   ),
   setting(
     'signaling.drainDeadlineSeconds',
@@ -308,7 +308,7 @@ export const SETTINGS: readonly SettingSpec[] = [
     positiveInt.max(86_400).default(30),
     '30',
     'On SIGTERM, how long the gateway waits for calls to end before it tells the remaining participants to ' +
-    'reconnect elsewhere and exits.',
+      'reconnect elsewhere and exits.',
   ),
   setting(
     'signaling.rateBurst',
@@ -362,7 +362,7 @@ export const SETTINGS: readonly SettingSpec[] = [
     url.optional(),
     'unset (embedded)',
     'HTTP URL of a clickhouse-server (production). Unset: the embedded ClickHouse engine (chdb) under ' +
-    'DATA_DIR/clickhouse.',
+      'DATA_DIR/clickhouse.',
   ),
   setting(
     'clickhouse.user',
@@ -413,7 +413,7 @@ export const SETTINGS: readonly SettingSpec[] = [
     bool.default(true),
     'true',
     'Collect stats and call events into ClickHouse. When false, the audit log, recording and data-subject requests ' +
-    'stay on.',
+      'stay on.',
   ),
   setting(
     'telemetry.statsIntervalMs',
@@ -504,7 +504,7 @@ export const SETTINGS: readonly SettingSpec[] = [
     positiveInt.max(100_000_000).default(30),
     '30',
     'Failed authentications per minute per client address; beyond it, requests from that address that fail to ' +
-    'authenticate get 429.',
+      'authenticate get 429.',
   ),
   setting(
     'webhooks.allowPrivateTargets',
@@ -519,7 +519,7 @@ export const SETTINGS: readonly SettingSpec[] = [
     bool.default(false),
     'false',
     'Allow plain http:// webhook URLs. Off by default: deliveries carry participant identities, so they go over ' +
-    'https only.',
+      'https only.',
   ),
   setting(
     'webhooks.timeoutMs',
@@ -699,7 +699,7 @@ export const SETTINGS: readonly SettingSpec[] = [
     positiveInt.max(36_500).default(3650),
     '3650',
     'With S3 storage, each signed audit checkpoint is also stored in the recordings bucket under a COMPLIANCE ' +
-    'Object Lock of this many days (with local storage: an fsynced append-only file in DATA_DIR/audit).',
+      'Object Lock of this many days (with local storage: an fsynced append-only file in DATA_DIR/audit).',
   ),
   setting(
     'compliance.subprocessorsFile',

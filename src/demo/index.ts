@@ -60,7 +60,7 @@ export function prepareDemo(config: Config, env: NodeJS.ProcessEnv = process.env
   if (!parsed.success)
     throw new Error(
       `${tenantFile} is not a valid tenant: ` +
-      `${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
+        `${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
     );
   config.tenants.push(parsed.data);
   return { linkSecret: loadOrCreateSecret(config.dataDir, 'demo-link').value, createdApiKey, tenantFile };

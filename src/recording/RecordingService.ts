@@ -133,7 +133,7 @@ export class RecordingService {
       throw new VigieError(
         'FORBIDDEN',
         `recording refused: storage target ${this.d.store.name} is in ${where.country} (${where.region}, ` +
-        `${where.provider}), and tenant ${tenant.id} allows only ${tenant.allowedLocations.join(', ')}`,
+          `${where.provider}), and tenant ${tenant.id} allows only ${tenant.allowedLocations.join(', ')}`,
       );
     }
     const onProducer = new Map<Peer, () => void>();
@@ -349,7 +349,8 @@ export class RecordingService {
       const ext = path.extname(m.file);
       // Every path segment is ours: tenant ids are validated, the rest are dates and UUIDs.
       const two = (n: number) => String(n).padStart(2, '0');
-      const key = `${m.tenant}/${day.getUTCFullYear()}/${two(day.getUTCMonth() + 1)}/${two(day.getUTCDate())}/${m.callId}/${m.id}${ext}`;
+      const date = `${day.getUTCFullYear()}/${two(day.getUTCMonth() + 1)}/${two(day.getUTCDate())}`;
+      const key = `${m.tenant}/${date}/${m.callId}/${m.id}${ext}`;
       const base: Omit<CatalogRow, 'version_id' | 'retain_until' | 'status' | 'updated_at'> = {
         id: m.id,
         session_id: m.sessionId,
@@ -405,7 +406,7 @@ export class RecordingService {
           if (lock && ((stored.lockMode !== lock.mode && stored.lockMode !== 'COMPLIANCE') || !stored.retainUntil))
             throw new Error(
               `verification failed: stored version ${versionId} has lock ${stored.lockMode ?? 'none'}, expected ` +
-              `${lock.mode}`,
+                `${lock.mode}`,
             );
           // A version adopted from an earlier attempt is locked from that attempt: the catalog says what the store
           // holds.

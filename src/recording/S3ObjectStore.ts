@@ -312,8 +312,8 @@ export class S3ObjectStore implements ObjectStore {
     if (!this.#bytesMatch(head, plan)) {
       throw new IntegrityError(
         `stored version ${versionId} of ${key} does not match the file: ${head['content-length']} bytes, ETag ` +
-        `${head.etag}, checksum ${head['x-amz-checksum-sha256'] ?? 'none'}; expected ${plan.size} bytes, ETag ` +
-        `${plan.etag}, checksum ${plan.checksum}`,
+          `${head.etag}, checksum ${head['x-amz-checksum-sha256'] ?? 'none'}; expected ${plan.size} bytes, ETag ` +
+          `${plan.etag}, checksum ${plan.checksum}`,
       );
     }
     // Some servers ignore the lock headers of a multipart create (radosgw 16.2, measured):

@@ -44,12 +44,12 @@ export function complianceShortenings(
     if (before && rule.lockMode !== 'compliance')
       problems.push(
         `tenant "${t.id}": its recordings were promised a COMPLIANCE lock of ${before.duration}s (policy ` +
-        `"${before.policy}"); policy "${policy.name}" locks them in ${rule.lockMode} mode`,
+          `"${before.policy}"); policy "${policy.name}" locks them in ${rule.lockMode} mode`,
       );
     else if (before && rule.duration < before.duration)
       problems.push(
         `tenant "${t.id}": its recordings COMPLIANCE lock cannot shrink from ${before.duration}s (policy ` +
-        `"${before.policy}") to ${rule.duration}s (policy "${policy.name}")`,
+          `"${before.policy}") to ${rule.duration}s (policy "${policy.name}")`,
       );
     else if (rule.lockMode === 'compliance')
       locks.set(t.id, { policy: policy.name, duration: Math.max(rule.duration, before?.duration ?? 0) });
@@ -89,7 +89,7 @@ export function readGuard(file: string, tenants: Tenant[]): Map<string, Promised
   } catch (err) {
     throw new PolicyError(
       `the retention guard ${file} is corrupt (${(err as Error).message.slice(0, 300)}); restore it from a ` +
-      `backup: it records the COMPLIANCE locks promised to each tenant`,
+        `backup: it records the COMPLIANCE locks promised to each tenant`,
     );
   }
   return new Map(Object.entries(parsed.locks));

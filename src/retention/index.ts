@@ -61,7 +61,7 @@ export default fp(
       if (tenants.length)
         throw new PolicyError(
           `the retention guard ${guardFile} is missing, but tenants ${tenants.join(', ')} have COMPLIANCE-locked ` +
-          `recordings: restore the file from a backup (it records the locks promised to each tenant)`,
+            `recordings: restore the file from a backup (it records the locks promised to each tenant)`,
         );
     };
     let promised = readGuard(guardFile, app.tenants.list());

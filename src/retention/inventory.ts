@@ -115,7 +115,7 @@ export const FILE_RULES: FileRule[] = [
     pattern: /^secrets\/subject-salts\.jsonl$/,
     rule:
       "per-subject salts of the pseudonyms: erasure destroys the subject's salt, so no pseudonym left can be " +
-      "recomputed from the identity",
+      'recomputed from the identity',
   },
   { pattern: /^secrets\//, rule: 'keys and secrets; no personal data' },
   {

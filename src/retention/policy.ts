@@ -125,7 +125,7 @@ export function policyFor(
   if (!p)
     throw new PolicyError(
       `tenant "${tenant}" names the retention policy "${configured}", which does not exist (policies: ` +
-      `${[...policies.keys()].join(', ')})`,
+        `${[...policies.keys()].join(', ')})`,
     );
   return p;
 }

@@ -118,15 +118,13 @@ const fr: Catalogue = {
   join: 'Rejoindre',
   joining: 'Connexion…',
   cameraRefused:
-    "La caméra est bloquée : autorisez-la dans votre navigateur pour être vu. Vous pouvez rejoindre l'appel " +
-    "sans elle.",
+    "La caméra est bloquée : autorisez-la dans votre navigateur pour être vu. Vous pouvez rejoindre l'appel sans elle.",
   micRefused:
     "Le micro est bloqué : autorisez-le dans votre navigateur pour être entendu. Vous pouvez rejoindre l'appel " +
-    "sans lui.",
+    'sans lui.',
   cameraMissing:
     "Aucune caméra n'a été trouvée. Vous pouvez rejoindre l'appel : les autres vous entendront sans vous voir.",
-  micMissing:
-    "Aucun micro n'a été trouvé. Vous pouvez rejoindre l'appel : les autres vous verront sans vous entendre.",
+  micMissing: "Aucun micro n'a été trouvé. Vous pouvez rejoindre l'appel : les autres vous verront sans vous entendre.",
   deviceFailed: "Impossible de démarrer : {device} ({reason}). Vous pouvez rejoindre l'appel sans.",
   cannotJoin: 'Impossible de rejoindre',
   gatewayTitle: 'Passerelle Vigie',

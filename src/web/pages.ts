@@ -32,8 +32,8 @@ const STYLE = `
   aside h2 { font-size: 1rem; }
   aside ul { list-style: none; padding: 0; margin: 0; }
   aside li { padding: .25rem 0; }
-  button, select, input { font: inherit; background: #2d333b; color: inherit; border: 1px solid #6e7781; border-radius: 6px;
-    padding: .3rem .7rem; }
+  button, select, input { font: inherit; background: #2d333b; color: inherit; border: 1px solid #6e7781;
+    border-radius: 6px; padding: .3rem .7rem; }
   button { cursor: pointer; }
   button[aria-pressed="true"] { background: #8b2d2d; }
   :focus-visible { outline: 3px solid #ffd54f; outline-offset: 2px; }
@@ -44,8 +44,8 @@ const STYLE = `
   #preview { width: min(100%, 28rem); aspect-ratio: 4 / 3; background: #000; border-radius: 8px; object-fit: cover; }
   #prejoin label { display: grid; gap: .25rem; }
   #device-messages p { margin: 0; padding: .5rem .75rem; background: #3a2e12; border-radius: 6px; }
-  #consent { position: fixed; inset: 30% auto auto 50%; transform: translateX(-50%); max-width: 30rem; padding: 1rem 1.5rem;
-    background: #1c2026; border: 2px solid #ffd54f; border-radius: 8px; z-index: 10; }
+  #consent { position: fixed; inset: 30% auto auto 50%; transform: translateX(-50%); max-width: 30rem;
+    padding: 1rem 1.5rem; background: #1c2026; border: 2px solid #ffd54f; border-radius: 8px; z-index: 10; }
   #consent h2 { margin-top: 0; font-size: 1.1rem; }
   .visually-hidden { position: absolute; width: 1px; height: 1px; overflow: hidden; clip-path: inset(50%);
     white-space: nowrap; }
@@ -56,8 +56,8 @@ const STYLE = `
 /** The pre-join screen of /join: preview, device choice, the name when the token has none, and "Join". */
 function prejoinSection(lang: Language, askName: boolean): string {
   const name = askName
-    ? `<label for="name-input">${t(lang, 'yourName')}<input id="name-input" name="name" autocomplete="name" maxlength="128"
-      required aria-describedby="name-hint"></label>
+    ? `<label for="name-input">${t(lang, 'yourName')}<input id="name-input" name="name" autocomplete="name"
+      maxlength="128" required aria-describedby="name-hint"></label>
     <p id="name-hint">${t(lang, 'nameRequired')}</p>`
     : '';
   return `<form id="prejoin" aria-labelledby="prejoin-title" novalidate>
@@ -82,7 +82,8 @@ export function callPage(kind: PageKind, opts: { embedOrigins: string[]; lang: L
   const prejoin = kind === 'join';
   const early = !prejoin;
   const earlyJoin = early
-    ? `${CALL_PAGE_SCRIPTS.map((src) => `<link rel="preload" href="${src}" as="script">`).join('\n')}\n<script>${EARLY_JOIN_SCRIPT}</script>`
+    ? `${CALL_PAGE_SCRIPTS.map((src) => `<link rel="preload" href="${src}" as="script">`).join('\n')}\n` +
+      `<script>${EARLY_JOIN_SCRIPT}</script>`
     : '';
   return `<!doctype html>
 <html lang="${lang}">
@@ -132,7 +133,7 @@ export function errorPage(err: VigieError | null, lang: Language): string {
     ? `<h1>${t(lang, 'cannotJoin')}</h1><p>${escapeHtml(errorText(lang, err.code))}</p><p><code>${err.code}</code></p>`
     : `<h1>${t(lang, 'gatewayTitle')}</h1><p>${escapeHtml(t(lang, 'gatewayHint'))}</p>`;
   return (
-    `<!doctype html><html lang="${lang}"><head><meta charset="utf-8"><title>Vigie</title><style>${STYLE}</style></head>` +
-    `<body><main class="error">${body}</main></body></html>`
+    `<!doctype html><html lang="${lang}"><head><meta charset="utf-8"><title>Vigie</title>` +
+    `<style>${STYLE}</style></head><body><main class="error">${body}</main></body></html>`
   );
 }

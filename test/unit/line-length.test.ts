@@ -28,5 +28,9 @@ test(`no line of src/ is longer than ${MAX} characters`, () => {
         if (width > MAX) long.push(`${file}:${i + 1}: ${width} characters`);
       });
   }
-  assert.deepEqual(long, [], `lines over ${MAX} characters (re-wrap the comment, split the string):\n${long.join('\n')}`);
+  assert.deepEqual(
+    long,
+    [],
+    `lines over ${MAX} characters (re-wrap the comment, split the string):\n${long.join('\n')}`,
+  );
 });
