@@ -129,6 +129,11 @@ type JoinedInfo = {
  */
 export class VigieCall {
   readonly peers = new Map<string, RemotePeer>();
+  /**
+   * The participant speaking now, as last announced. A newcomer is told at once, which can be before the page
+   * listens for 'activeSpeaker' (join() resolves after the held notifications are replayed): read it after join().
+   */
+  activeSpeaker: string | undefined;
   readonly producers = new Map<Source, msc.Producer>();
   readonly consumers = new Map<string, msc.Consumer>();
   /** One transport per direction, created on first use; callers at the same moment share its creation. */
@@ -594,7 +599,10 @@ export class VigieCall {
       this.peers.get(peerId)?.tracks.delete(consumerId);
       this.#emit('trackRemoved', { peerId, consumerId });
     });
-    s.on('activeSpeaker', ({ peerId }) => this.#emit('activeSpeaker', { peerId }));
+    s.on('activeSpeaker', ({ peerId }) => {
+      this.activeSpeaker = peerId;
+      this.#emit('activeSpeaker', { peerId });
+    });
     s.on('roomClosed', ({ reason }) => {
       // A media server death is an accident: the room opens again on a live worker, and the call rejoins it.
       if (reason === 'worker-died' && this.options.reconnect !== false) return void this.#rejoin(reason);

@@ -263,11 +263,14 @@ async function main(): Promise<void> {
     document.getElementById(`tile-screen-${consumerId}`)?.remove();
     report('trackRemoved', { peerId });
   });
-  call.on('activeSpeaker', ({ peerId }) => {
+  const showSpeaker = (peerId: string) => {
     speakingTileId = `tile-${peerId === call.info.peerId ? 'self' : peerId}`;
     for (const el of tilesEl.querySelectorAll('.tile')) el.classList.toggle('speaking', el.id === speakingTileId);
     report('activeSpeaker', { peerId });
-  });
+  };
+  call.on('activeSpeaker', ({ peerId }) => showSpeaker(peerId));
+  // Announced while joining, before this listener existed.
+  if (call.activeSpeaker) showSpeaker(call.activeSpeaker);
   call.on('roomClosed', ({ reason }) => {
     setStatus(say('callEnded', { reason }));
     tilesEl.replaceChildren();

@@ -113,6 +113,8 @@ export class ClickHouseWriter {
       this.#startReplay();
       await Promise.race([this.#replaying, new Promise((r) => setTimeout(r, 100))]);
     }
+    // Empty once the last batch is acknowledged: the replay then ends at once (and says so); wait for that.
+    if (this.spool.empty) await this.#replaying;
     return this.spool.empty;
   }
 

@@ -3,2795 +3,2296 @@
  */
 
 export interface paths {
-  '/healthz': {
-    parameters: {
-      query?: never;
-      header?: never;
-      path?: never;
-      cookie?: never;
-    };
-    /** Liveness */
-    get: {
-      parameters: {
-        query?: never;
-        header?: never;
-        path?: never;
-        cookie?: never;
-      };
-      requestBody?: never;
-      responses: {
-        /** @description Default Response */
-        200: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content?: never;
+    "/healthz": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
         };
-      };
-    };
-    put?: never;
-    post?: never;
-    delete?: never;
-    options?: never;
-    head?: never;
-    patch?: never;
-    trace?: never;
-  };
-  '/readyz': {
-    parameters: {
-      query?: never;
-      header?: never;
-      path?: never;
-      cookie?: never;
-    };
-    /** Readiness: every mediasoup worker is up */
-    get: {
-      parameters: {
-        query?: never;
-        header?: never;
-        path?: never;
-        cookie?: never;
-      };
-      requestBody?: never;
-      responses: {
-        /** @description Default Response */
-        200: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content?: never;
-        };
-      };
-    };
-    put?: never;
-    post?: never;
-    delete?: never;
-    options?: never;
-    head?: never;
-    patch?: never;
-    trace?: never;
-  };
-  '/.well-known/jwks.json': {
-    parameters: {
-      query?: never;
-      header?: never;
-      path?: never;
-      cookie?: never;
-    };
-    /** Public keys of audit checkpoints and exports */
-    get: {
-      parameters: {
-        query?: never;
-        header?: never;
-        path?: never;
-        cookie?: never;
-      };
-      requestBody?: never;
-      responses: {
-        /** @description Default Response */
-        200: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content?: never;
-        };
-      };
-    };
-    put?: never;
-    post?: never;
-    delete?: never;
-    options?: never;
-    head?: never;
-    patch?: never;
-    trace?: never;
-  };
-  '/v1/tokens': {
-    parameters: {
-      query?: never;
-      header?: never;
-      path?: never;
-      cookie?: never;
-    };
-    get?: never;
-    put?: never;
-    /** Mint a join token and link (link + token integration) */
-    post: {
-      parameters: {
-        query?: never;
-        header?: never;
-        path?: never;
-        cookie?: never;
-      };
-      requestBody: {
-        content: {
-          'application/json': {
-            room: string;
-            identity: string;
-            name?: string;
-            /** @description free-form JSON: at most 8 levels deep, 256 values, strings of 1024 characters and 4096 bytes in all */
-            metadata?: {
-              [key: string]: unknown;
+        /** Liveness */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
             };
-            /**
-             * @default [
-             *       "publish",
-             *       "subscribe"
-             *     ]
-             */
-            grants?: ('publish' | 'subscribe' | 'record' | 'admin' | 'recordings:read')[];
-            ttlSeconds?: number;
-          };
-        };
-      };
-      responses: {
-        /** @description Default Response */
-        200: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': {
-              /** @description the join token (a JWT); hand it to the participant only */
-              token: string;
-              /** Format: date-time */
-              expiresAt: string;
-              /**
-               * Format: uri
-               * @description the join page with the token: a link to send, or to open
-               */
-              joinUrl: string;
-              /**
-               * Format: uri
-               * @description the embed page with the token: the src of an iframe in an allowed origin
-               */
-              embedUrl: string;
-            };
-          };
-        };
-        /** @description Default Response */
-        '4XX': {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': {
-              error: {
-                /** @enum {string} */
-                code:
-                  | 'INVALID_REQUEST'
-                  | 'UNAUTHORIZED'
-                  | 'FORBIDDEN'
-                  | 'NOT_FOUND'
-                  | 'RATE_LIMITED'
-                  | 'INTERNAL'
-                  | 'UNAVAILABLE';
-                message: string;
-              };
-            };
-          };
-        };
-        /** @description Default Response */
-        '5XX': {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': {
-              error: {
-                /** @enum {string} */
-                code:
-                  | 'INVALID_REQUEST'
-                  | 'UNAUTHORIZED'
-                  | 'FORBIDDEN'
-                  | 'NOT_FOUND'
-                  | 'RATE_LIMITED'
-                  | 'INTERNAL'
-                  | 'UNAVAILABLE';
-                message: string;
-              };
-            };
-          };
-        };
-      };
-    };
-    delete?: never;
-    options?: never;
-    head?: never;
-    patch?: never;
-    trace?: never;
-  };
-  '/v1/rooms': {
-    parameters: {
-      query?: never;
-      header?: never;
-      path?: never;
-      cookie?: never;
-    };
-    /** List declared and live rooms */
-    get: {
-      parameters: {
-        query?: never;
-        header?: never;
-        path?: never;
-        cookie?: never;
-      };
-      requestBody?: never;
-      responses: {
-        /** @description Default Response */
-        200: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': {
-              rooms: {
-                room: string;
-                /** @description declared through POST /v1/rooms (its options outlive the call) */
-                declared: boolean;
-                options: {
-                  maxParticipants?: number;
-                  /**
-                   * @default manual
-                   * @enum {string}
-                   */
-                  recordingPolicy: 'off' | 'manual' | 'always';
-                  /** @default false */
-                  consentRequired: boolean;
-                  retentionPolicy?: unknown;
-                  metadata?: {
-                    [key: string]: string;
-                  };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
                 };
-                /** @description the call in progress, or null */
-                live: {
-                  callId: string;
-                  /** Format: date-time */
-                  startedAt: string;
-                  participants: number;
-                } | null;
-              }[];
             };
-          };
         };
-        /** @description Default Response */
-        '4XX': {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': {
-              error: {
-                /** @enum {string} */
-                code:
-                  | 'INVALID_REQUEST'
-                  | 'UNAUTHORIZED'
-                  | 'FORBIDDEN'
-                  | 'NOT_FOUND'
-                  | 'RATE_LIMITED'
-                  | 'INTERNAL'
-                  | 'UNAVAILABLE';
-                message: string;
-              };
-            };
-          };
-        };
-        /** @description Default Response */
-        '5XX': {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': {
-              error: {
-                /** @enum {string} */
-                code:
-                  | 'INVALID_REQUEST'
-                  | 'UNAUTHORIZED'
-                  | 'FORBIDDEN'
-                  | 'NOT_FOUND'
-                  | 'RATE_LIMITED'
-                  | 'INTERNAL'
-                  | 'UNAVAILABLE';
-                message: string;
-              };
-            };
-          };
-        };
-      };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
     };
-    put?: never;
-    /** Create (declare) a room with options */
-    post: {
-      parameters: {
-        query?: never;
-        header?: never;
-        path?: never;
-        cookie?: never;
-      };
-      requestBody: {
-        content: {
-          'application/json': {
-            maxParticipants?: number;
-            /**
-             * @default manual
-             * @enum {string}
-             */
-            recordingPolicy?: 'off' | 'manual' | 'always';
-            /** @default false */
-            consentRequired?: boolean;
-            retentionPolicy?: unknown;
-            metadata?: {
-              [key: string]: string;
-            };
-            room: string;
-          };
+    "/readyz": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
         };
-      };
-      responses: {
-        /** @description Default Response */
-        201: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': {
-              room: string;
-              /** @description declared through POST /v1/rooms (its options outlive the call) */
-              declared: boolean;
-              options: {
-                maxParticipants?: number;
-                /**
-                 * @default manual
-                 * @enum {string}
-                 */
-                recordingPolicy: 'off' | 'manual' | 'always';
-                /** @default false */
-                consentRequired: boolean;
-                retentionPolicy?: unknown;
-                metadata?: {
-                  [key: string]: string;
+        /** Readiness: every mediasoup worker is up */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
                 };
-              };
-              /** @description the call in progress, or null */
-              live: {
-                callId: string;
-                /** Format: date-time */
-                startedAt: string;
-                participants: number;
-              } | null;
             };
-          };
         };
-        /** @description Default Response */
-        '4XX': {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': {
-              error: {
-                /** @enum {string} */
-                code:
-                  | 'INVALID_REQUEST'
-                  | 'UNAUTHORIZED'
-                  | 'FORBIDDEN'
-                  | 'NOT_FOUND'
-                  | 'RATE_LIMITED'
-                  | 'INTERNAL'
-                  | 'UNAVAILABLE';
-                message: string;
-              };
-            };
-          };
-        };
-        /** @description Default Response */
-        '5XX': {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': {
-              error: {
-                /** @enum {string} */
-                code:
-                  | 'INVALID_REQUEST'
-                  | 'UNAUTHORIZED'
-                  | 'FORBIDDEN'
-                  | 'NOT_FOUND'
-                  | 'RATE_LIMITED'
-                  | 'INTERNAL'
-                  | 'UNAVAILABLE';
-                message: string;
-              };
-            };
-          };
-        };
-      };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
     };
-    delete?: never;
-    options?: never;
-    head?: never;
-    patch?: never;
-    trace?: never;
-  };
-  '/v1/rooms/{room}': {
-    parameters: {
-      query?: never;
-      header?: never;
-      path?: never;
-      cookie?: never;
-    };
-    /** Get a room */
-    get: {
-      parameters: {
-        query?: never;
-        header?: never;
-        path: {
-          room: string;
+    "/.well-known/jwks.json": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
         };
-        cookie?: never;
-      };
-      requestBody?: never;
-      responses: {
-        /** @description Default Response */
-        200: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': {
-              room: string;
-              /** @description declared through POST /v1/rooms (its options outlive the call) */
-              declared: boolean;
-              options: {
-                maxParticipants?: number;
-                /**
-                 * @default manual
-                 * @enum {string}
-                 */
-                recordingPolicy: 'off' | 'manual' | 'always';
-                /** @default false */
-                consentRequired: boolean;
-                retentionPolicy?: unknown;
-                metadata?: {
-                  [key: string]: string;
+        /** Public keys of audit checkpoints and exports */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
                 };
-              };
-              /** @description the call in progress, or null */
-              live: {
-                callId: string;
-                /** Format: date-time */
-                startedAt: string;
-                participants: number;
-              } | null;
             };
-          };
         };
-        /** @description Default Response */
-        '4XX': {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': {
-              error: {
-                /** @enum {string} */
-                code:
-                  | 'INVALID_REQUEST'
-                  | 'UNAUTHORIZED'
-                  | 'FORBIDDEN'
-                  | 'NOT_FOUND'
-                  | 'RATE_LIMITED'
-                  | 'INTERNAL'
-                  | 'UNAVAILABLE';
-                message: string;
-              };
-            };
-          };
-        };
-        /** @description Default Response */
-        '5XX': {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': {
-              error: {
-                /** @enum {string} */
-                code:
-                  | 'INVALID_REQUEST'
-                  | 'UNAUTHORIZED'
-                  | 'FORBIDDEN'
-                  | 'NOT_FOUND'
-                  | 'RATE_LIMITED'
-                  | 'INTERNAL'
-                  | 'UNAVAILABLE';
-                message: string;
-              };
-            };
-          };
-        };
-      };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
     };
-    put?: never;
-    post?: never;
-    /** Close a room: ends its call and removes its declaration */
-    delete: {
-      parameters: {
-        query?: never;
-        header?: never;
-        path: {
-          room: string;
+    "/v1/tokens": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
         };
-        cookie?: never;
-      };
-      requestBody?: never;
-      responses: {
-        /** @description Default Response */
-        '4XX': {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': {
-              error: {
-                /** @enum {string} */
-                code:
-                  | 'INVALID_REQUEST'
-                  | 'UNAUTHORIZED'
-                  | 'FORBIDDEN'
-                  | 'NOT_FOUND'
-                  | 'RATE_LIMITED'
-                  | 'INTERNAL'
-                  | 'UNAVAILABLE';
-                message: string;
-              };
+        get?: never;
+        put?: never;
+        /** Mint a join token and link (link + token integration) */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
             };
-          };
-        };
-        /** @description Default Response */
-        '5XX': {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': {
-              error: {
-                /** @enum {string} */
-                code:
-                  | 'INVALID_REQUEST'
-                  | 'UNAUTHORIZED'
-                  | 'FORBIDDEN'
-                  | 'NOT_FOUND'
-                  | 'RATE_LIMITED'
-                  | 'INTERNAL'
-                  | 'UNAVAILABLE';
-                message: string;
-              };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        room: string;
+                        identity: string;
+                        name?: string;
+                        /** @description free-form JSON: at most 8 levels deep, 256 values, strings of 1024 characters and 4096 bytes in all */
+                        metadata?: {
+                            [key: string]: unknown;
+                        };
+                        /**
+                         * @default [
+                         *       "publish",
+                         *       "subscribe"
+                         *     ]
+                         */
+                        grants?: ("publish" | "subscribe" | "record" | "admin" | "recordings:read")[];
+                        ttlSeconds?: number;
+                    };
+                };
             };
-          };
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            /** @description the join token (a JWT); hand it to the participant only */
+                            token: string;
+                            /** Format: date-time */
+                            expiresAt: string;
+                            /**
+                             * Format: uri
+                             * @description the join page with the token: a link to send, or to open
+                             */
+                            joinUrl: string;
+                            /**
+                             * Format: uri
+                             * @description the embed page with the token: the src of an iframe in an allowed origin
+                             */
+                            embedUrl: string;
+                        };
+                    };
+                };
+                /** @description Default Response */
+                "4XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                /** @enum {string} */
+                                code: "INVALID_REQUEST" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE";
+                                message: string;
+                            };
+                        };
+                    };
+                };
+                /** @description Default Response */
+                "5XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                /** @enum {string} */
+                                code: "INVALID_REQUEST" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE";
+                                message: string;
+                            };
+                        };
+                    };
+                };
+            };
         };
-      };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
     };
-    options?: never;
-    head?: never;
-    patch?: never;
-    trace?: never;
-  };
-  '/v1/rooms/{room}/participants': {
-    parameters: {
-      query?: never;
-      header?: never;
-      path?: never;
-      cookie?: never;
+    "/v1/rooms": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List declared and live rooms */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            rooms: {
+                                room: string;
+                                /** @description declared through POST /v1/rooms (its options outlive the call) */
+                                declared: boolean;
+                                options: {
+                                    maxParticipants?: number;
+                                    /**
+                                     * @default manual
+                                     * @enum {string}
+                                     */
+                                    recordingPolicy: "off" | "manual" | "always";
+                                    /** @default false */
+                                    consentRequired: boolean;
+                                    retentionPolicy?: unknown;
+                                    metadata?: {
+                                        [key: string]: string;
+                                    };
+                                };
+                                /** @description the call in progress, or null */
+                                live: {
+                                    callId: string;
+                                    /** Format: date-time */
+                                    startedAt: string;
+                                    participants: number;
+                                } | null;
+                            }[];
+                        };
+                    };
+                };
+                /** @description Default Response */
+                "4XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                /** @enum {string} */
+                                code: "INVALID_REQUEST" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE";
+                                message: string;
+                            };
+                        };
+                    };
+                };
+                /** @description Default Response */
+                "5XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                /** @enum {string} */
+                                code: "INVALID_REQUEST" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE";
+                                message: string;
+                            };
+                        };
+                    };
+                };
+            };
+        };
+        put?: never;
+        /** Create (declare) a room with options */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        maxParticipants?: number;
+                        /**
+                         * @default manual
+                         * @enum {string}
+                         */
+                        recordingPolicy?: "off" | "manual" | "always";
+                        /** @default false */
+                        consentRequired?: boolean;
+                        retentionPolicy?: unknown;
+                        metadata?: {
+                            [key: string]: string;
+                        };
+                        room: string;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                201: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            room: string;
+                            /** @description declared through POST /v1/rooms (its options outlive the call) */
+                            declared: boolean;
+                            options: {
+                                maxParticipants?: number;
+                                /**
+                                 * @default manual
+                                 * @enum {string}
+                                 */
+                                recordingPolicy: "off" | "manual" | "always";
+                                /** @default false */
+                                consentRequired: boolean;
+                                retentionPolicy?: unknown;
+                                metadata?: {
+                                    [key: string]: string;
+                                };
+                            };
+                            /** @description the call in progress, or null */
+                            live: {
+                                callId: string;
+                                /** Format: date-time */
+                                startedAt: string;
+                                participants: number;
+                            } | null;
+                        };
+                    };
+                };
+                /** @description Default Response */
+                "4XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                /** @enum {string} */
+                                code: "INVALID_REQUEST" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE";
+                                message: string;
+                            };
+                        };
+                    };
+                };
+                /** @description Default Response */
+                "5XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                /** @enum {string} */
+                                code: "INVALID_REQUEST" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE";
+                                message: string;
+                            };
+                        };
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
     };
-    /** List the participants of a live room */
-    get: {
-      parameters: {
-        query?: never;
-        header?: never;
-        path: {
-          room: string;
+    "/v1/rooms/{room}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
         };
-        cookie?: never;
-      };
-      requestBody?: never;
-      responses: {
-        /** @description Default Response */
-        200: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': {
-              participants: {
-                participantId: string;
-                identity: string;
-                name: string;
-                /** Format: date-time */
-                joinedAt: string;
-                tracks: {
-                  trackId: string;
-                  /** @enum {string} */
-                  kind: 'audio' | 'video';
-                  source: string | null;
-                  paused: boolean;
-                }[];
-              }[];
+        /** Get a room */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    room: string;
+                };
+                cookie?: never;
             };
-          };
-        };
-        /** @description Default Response */
-        '4XX': {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': {
-              error: {
-                /** @enum {string} */
-                code:
-                  | 'INVALID_REQUEST'
-                  | 'UNAUTHORIZED'
-                  | 'FORBIDDEN'
-                  | 'NOT_FOUND'
-                  | 'RATE_LIMITED'
-                  | 'INTERNAL'
-                  | 'UNAVAILABLE';
-                message: string;
-              };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            room: string;
+                            /** @description declared through POST /v1/rooms (its options outlive the call) */
+                            declared: boolean;
+                            options: {
+                                maxParticipants?: number;
+                                /**
+                                 * @default manual
+                                 * @enum {string}
+                                 */
+                                recordingPolicy: "off" | "manual" | "always";
+                                /** @default false */
+                                consentRequired: boolean;
+                                retentionPolicy?: unknown;
+                                metadata?: {
+                                    [key: string]: string;
+                                };
+                            };
+                            /** @description the call in progress, or null */
+                            live: {
+                                callId: string;
+                                /** Format: date-time */
+                                startedAt: string;
+                                participants: number;
+                            } | null;
+                        };
+                    };
+                };
+                /** @description Default Response */
+                "4XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                /** @enum {string} */
+                                code: "INVALID_REQUEST" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE";
+                                message: string;
+                            };
+                        };
+                    };
+                };
+                /** @description Default Response */
+                "5XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                /** @enum {string} */
+                                code: "INVALID_REQUEST" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE";
+                                message: string;
+                            };
+                        };
+                    };
+                };
             };
-          };
         };
-        /** @description Default Response */
-        '5XX': {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': {
-              error: {
-                /** @enum {string} */
-                code:
-                  | 'INVALID_REQUEST'
-                  | 'UNAUTHORIZED'
-                  | 'FORBIDDEN'
-                  | 'NOT_FOUND'
-                  | 'RATE_LIMITED'
-                  | 'INTERNAL'
-                  | 'UNAVAILABLE';
-                message: string;
-              };
+        put?: never;
+        post?: never;
+        /** Close a room: ends its call and removes its declaration */
+        delete: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    room: string;
+                };
+                cookie?: never;
             };
-          };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                "4XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                /** @enum {string} */
+                                code: "INVALID_REQUEST" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE";
+                                message: string;
+                            };
+                        };
+                    };
+                };
+                /** @description Default Response */
+                "5XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                /** @enum {string} */
+                                code: "INVALID_REQUEST" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE";
+                                message: string;
+                            };
+                        };
+                    };
+                };
+            };
         };
-      };
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
     };
-    put?: never;
-    post?: never;
-    delete?: never;
-    options?: never;
-    head?: never;
-    patch?: never;
-    trace?: never;
-  };
-  '/v1/rooms/{room}/participants/{participantId}': {
-    parameters: {
-      query?: never;
-      header?: never;
-      path?: never;
-      cookie?: never;
+    "/v1/rooms/{room}/participants": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List the participants of a live room */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    room: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            participants: {
+                                participantId: string;
+                                identity: string;
+                                name: string;
+                                /** Format: date-time */
+                                joinedAt: string;
+                                tracks: {
+                                    trackId: string;
+                                    /** @enum {string} */
+                                    kind: "audio" | "video";
+                                    source: string | null;
+                                    paused: boolean;
+                                }[];
+                            }[];
+                        };
+                    };
+                };
+                /** @description Default Response */
+                "4XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                /** @enum {string} */
+                                code: "INVALID_REQUEST" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE";
+                                message: string;
+                            };
+                        };
+                    };
+                };
+                /** @description Default Response */
+                "5XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                /** @enum {string} */
+                                code: "INVALID_REQUEST" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE";
+                                message: string;
+                            };
+                        };
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
     };
-    get?: never;
-    put?: never;
-    post?: never;
-    /** Remove a participant */
-    delete: {
-      parameters: {
-        query?: never;
-        header?: never;
-        path: {
-          room: string;
-          participantId: string;
+    "/v1/rooms/{room}/participants/{participantId}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
         };
-        cookie?: never;
-      };
-      requestBody?: never;
-      responses: {
-        /** @description Default Response */
-        '4XX': {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': {
-              error: {
-                /** @enum {string} */
-                code:
-                  | 'INVALID_REQUEST'
-                  | 'UNAUTHORIZED'
-                  | 'FORBIDDEN'
-                  | 'NOT_FOUND'
-                  | 'RATE_LIMITED'
-                  | 'INTERNAL'
-                  | 'UNAVAILABLE';
-                message: string;
-              };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Remove a participant */
+        delete: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    room: string;
+                    participantId: string;
+                };
+                cookie?: never;
             };
-          };
-        };
-        /** @description Default Response */
-        '5XX': {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': {
-              error: {
-                /** @enum {string} */
-                code:
-                  | 'INVALID_REQUEST'
-                  | 'UNAUTHORIZED'
-                  | 'FORBIDDEN'
-                  | 'NOT_FOUND'
-                  | 'RATE_LIMITED'
-                  | 'INTERNAL'
-                  | 'UNAVAILABLE';
-                message: string;
-              };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                "4XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                /** @enum {string} */
+                                code: "INVALID_REQUEST" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE";
+                                message: string;
+                            };
+                        };
+                    };
+                };
+                /** @description Default Response */
+                "5XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                /** @enum {string} */
+                                code: "INVALID_REQUEST" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE";
+                                message: string;
+                            };
+                        };
+                    };
+                };
             };
-          };
         };
-      };
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
     };
-    options?: never;
-    head?: never;
-    patch?: never;
-    trace?: never;
-  };
-  '/v1/rooms/{room}/bans/lift': {
-    parameters: {
-      query?: never;
-      header?: never;
-      path?: never;
-      cookie?: never;
+    "/v1/rooms/{room}/bans/lift": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Let a removed identity join the room again before its token expires */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    room: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        identity: string;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                "4XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                /** @enum {string} */
+                                code: "INVALID_REQUEST" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE";
+                                message: string;
+                            };
+                        };
+                    };
+                };
+                /** @description Default Response */
+                "5XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                /** @enum {string} */
+                                code: "INVALID_REQUEST" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE";
+                                message: string;
+                            };
+                        };
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
     };
-    get?: never;
-    put?: never;
-    /** Let a removed identity join the room again before its token expires */
-    post: {
-      parameters: {
-        query?: never;
-        header?: never;
-        path: {
-          room: string;
+    "/v1/rooms/{room}/participants/{participantId}/mute": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
         };
-        cookie?: never;
-      };
-      requestBody: {
-        content: {
-          'application/json': {
-            identity: string;
-          };
-        };
-      };
-      responses: {
-        /** @description Default Response */
-        '4XX': {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': {
-              error: {
-                /** @enum {string} */
-                code:
-                  | 'INVALID_REQUEST'
-                  | 'UNAUTHORIZED'
-                  | 'FORBIDDEN'
-                  | 'NOT_FOUND'
-                  | 'RATE_LIMITED'
-                  | 'INTERNAL'
-                  | 'UNAVAILABLE';
-                message: string;
-              };
+        get?: never;
+        put?: never;
+        /** Mute a participant remotely (audio, video, or both) */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    room: string;
+                    participantId: string;
+                };
+                cookie?: never;
             };
-          };
-        };
-        /** @description Default Response */
-        '5XX': {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': {
-              error: {
-                /** @enum {string} */
-                code:
-                  | 'INVALID_REQUEST'
-                  | 'UNAUTHORIZED'
-                  | 'FORBIDDEN'
-                  | 'NOT_FOUND'
-                  | 'RATE_LIMITED'
-                  | 'INTERNAL'
-                  | 'UNAVAILABLE';
-                message: string;
-              };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        /** @enum {string} */
+                        kind?: "audio" | "video";
+                    };
+                };
             };
-          };
+            responses: {
+                /** @description Default Response */
+                "4XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                /** @enum {string} */
+                                code: "INVALID_REQUEST" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE";
+                                message: string;
+                            };
+                        };
+                    };
+                };
+                /** @description Default Response */
+                "5XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                /** @enum {string} */
+                                code: "INVALID_REQUEST" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE";
+                                message: string;
+                            };
+                        };
+                    };
+                };
+            };
         };
-      };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
     };
-    delete?: never;
-    options?: never;
-    head?: never;
-    patch?: never;
-    trace?: never;
-  };
-  '/v1/rooms/{room}/participants/{participantId}/mute': {
-    parameters: {
-      query?: never;
-      header?: never;
-      path?: never;
-      cookie?: never;
+    "/v1/rooms/{room}/participants/{participantId}/unmute": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Lift a remote mute: the participant may turn the tracks on again */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    room: string;
+                    participantId: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        /** @enum {string} */
+                        kind?: "audio" | "video";
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                "4XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                /** @enum {string} */
+                                code: "INVALID_REQUEST" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE";
+                                message: string;
+                            };
+                        };
+                    };
+                };
+                /** @description Default Response */
+                "5XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                /** @enum {string} */
+                                code: "INVALID_REQUEST" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE";
+                                message: string;
+                            };
+                        };
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
     };
-    get?: never;
-    put?: never;
-    /** Mute a participant remotely (audio, video, or both) */
-    post: {
-      parameters: {
-        query?: never;
-        header?: never;
-        path: {
-          room: string;
-          participantId: string;
+    "/v1/webhooks": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
         };
-        cookie?: never;
-      };
-      requestBody: {
-        content: {
-          'application/json': {
-            /** @enum {string} */
-            kind?: 'audio' | 'video';
-          };
-        };
-      };
-      responses: {
-        /** @description Default Response */
-        '4XX': {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': {
-              error: {
-                /** @enum {string} */
-                code:
-                  | 'INVALID_REQUEST'
-                  | 'UNAUTHORIZED'
-                  | 'FORBIDDEN'
-                  | 'NOT_FOUND'
-                  | 'RATE_LIMITED'
-                  | 'INTERNAL'
-                  | 'UNAVAILABLE';
-                message: string;
-              };
+        /** List the tenant's webhook endpoints */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
             };
-          };
-        };
-        /** @description Default Response */
-        '5XX': {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': {
-              error: {
-                /** @enum {string} */
-                code:
-                  | 'INVALID_REQUEST'
-                  | 'UNAUTHORIZED'
-                  | 'FORBIDDEN'
-                  | 'NOT_FOUND'
-                  | 'RATE_LIMITED'
-                  | 'INTERNAL'
-                  | 'UNAVAILABLE';
-                message: string;
-              };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                "4XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                /** @enum {string} */
+                                code: "INVALID_REQUEST" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE";
+                                message: string;
+                            };
+                        };
+                    };
+                };
+                /** @description Default Response */
+                "5XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                /** @enum {string} */
+                                code: "INVALID_REQUEST" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE";
+                                message: string;
+                            };
+                        };
+                    };
+                };
             };
-          };
         };
-      };
+        put?: never;
+        /** Add a webhook endpoint (its signing secret is returned once) */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        /** Format: uri */
+                        url: string;
+                        /**
+                         * @default [
+                         *       "*"
+                         *     ]
+                         */
+                        events?: (("room.started" | "room.ended" | "participant.joined" | "participant.left" | "track.published" | "track.unpublished" | "recording.started" | "recording.ready" | "recording.failed" | "recording.deleted" | "retention.deleted" | "quality.alert" | "webhook.endpoint_disabled") | "*")[];
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                201: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            id: string;
+                            /** Format: uri */
+                            url: string;
+                            events: string[];
+                            /** @description the signing secret of Vigie-Signature, shown this once */
+                            secret: string;
+                            enabled: boolean;
+                        };
+                    };
+                };
+                /** @description Default Response */
+                "4XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                /** @enum {string} */
+                                code: "INVALID_REQUEST" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE";
+                                message: string;
+                            };
+                        };
+                    };
+                };
+                /** @description Default Response */
+                "5XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                /** @enum {string} */
+                                code: "INVALID_REQUEST" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE";
+                                message: string;
+                            };
+                        };
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
     };
-    delete?: never;
-    options?: never;
-    head?: never;
-    patch?: never;
-    trace?: never;
-  };
-  '/v1/rooms/{room}/participants/{participantId}/unmute': {
-    parameters: {
-      query?: never;
-      header?: never;
-      path?: never;
-      cookie?: never;
+    "/v1/webhooks/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Remove a webhook endpoint */
+        delete: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                "4XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                /** @enum {string} */
+                                code: "INVALID_REQUEST" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE";
+                                message: string;
+                            };
+                        };
+                    };
+                };
+                /** @description Default Response */
+                "5XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                /** @enum {string} */
+                                code: "INVALID_REQUEST" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE";
+                                message: string;
+                            };
+                        };
+                    };
+                };
+            };
+        };
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
     };
-    get?: never;
-    put?: never;
-    /** Lift a remote mute: the participant may turn the tracks on again */
-    post: {
-      parameters: {
-        query?: never;
-        header?: never;
-        path: {
-          room: string;
-          participantId: string;
+    "/v1/webhooks/{id}/enable": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
         };
-        cookie?: never;
-      };
-      requestBody: {
-        content: {
-          'application/json': {
-            /** @enum {string} */
-            kind?: 'audio' | 'video';
-          };
-        };
-      };
-      responses: {
-        /** @description Default Response */
-        '4XX': {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': {
-              error: {
-                /** @enum {string} */
-                code:
-                  | 'INVALID_REQUEST'
-                  | 'UNAUTHORIZED'
-                  | 'FORBIDDEN'
-                  | 'NOT_FOUND'
-                  | 'RATE_LIMITED'
-                  | 'INTERNAL'
-                  | 'UNAVAILABLE';
-                message: string;
-              };
+        get?: never;
+        put?: never;
+        /** Enable an endpoint again (after it was disabled for failures) */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
             };
-          };
-        };
-        /** @description Default Response */
-        '5XX': {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': {
-              error: {
-                /** @enum {string} */
-                code:
-                  | 'INVALID_REQUEST'
-                  | 'UNAUTHORIZED'
-                  | 'FORBIDDEN'
-                  | 'NOT_FOUND'
-                  | 'RATE_LIMITED'
-                  | 'INTERNAL'
-                  | 'UNAVAILABLE';
-                message: string;
-              };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                "4XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                /** @enum {string} */
+                                code: "INVALID_REQUEST" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE";
+                                message: string;
+                            };
+                        };
+                    };
+                };
+                /** @description Default Response */
+                "5XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                /** @enum {string} */
+                                code: "INVALID_REQUEST" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE";
+                                message: string;
+                            };
+                        };
+                    };
+                };
             };
-          };
         };
-      };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
     };
-    delete?: never;
-    options?: never;
-    head?: never;
-    patch?: never;
-    trace?: never;
-  };
-  '/v1/webhooks': {
-    parameters: {
-      query?: never;
-      header?: never;
-      path?: never;
-      cookie?: never;
+    "/v1/rooms/{room}/recording": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Start or stop a room's recording (admin, or a token with the record grant) */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    room: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        /** @enum {string} */
+                        action: "start" | "stop";
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                "4XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                /** @enum {string} */
+                                code: "INVALID_REQUEST" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE";
+                                message: string;
+                            };
+                        };
+                    };
+                };
+                /** @description Default Response */
+                "5XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                /** @enum {string} */
+                                code: "INVALID_REQUEST" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE";
+                                message: string;
+                            };
+                        };
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
     };
-    /** List the tenant's webhook endpoints */
-    get: {
-      parameters: {
-        query?: never;
-        header?: never;
-        path?: never;
-        cookie?: never;
-      };
-      requestBody?: never;
-      responses: {
-        /** @description Default Response */
-        '4XX': {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': {
-              error: {
-                /** @enum {string} */
-                code:
-                  | 'INVALID_REQUEST'
-                  | 'UNAUTHORIZED'
-                  | 'FORBIDDEN'
-                  | 'NOT_FOUND'
-                  | 'RATE_LIMITED'
-                  | 'INTERNAL'
-                  | 'UNAVAILABLE';
-                message: string;
-              };
-            };
-          };
+    "/v1/recordings": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
         };
-        /** @description Default Response */
-        '5XX': {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': {
-              error: {
-                /** @enum {string} */
-                code:
-                  | 'INVALID_REQUEST'
-                  | 'UNAUTHORIZED'
-                  | 'FORBIDDEN'
-                  | 'NOT_FOUND'
-                  | 'RATE_LIMITED'
-                  | 'INTERNAL'
-                  | 'UNAVAILABLE';
-                message: string;
-              };
+        /** List and search recordings (room, call, participant, date range), paginated */
+        get: {
+            parameters: {
+                query?: {
+                    room?: string;
+                    callId?: string;
+                    participant?: string;
+                    from?: string;
+                    to?: string;
+                    limit?: number;
+                    /** @description Opaque cursor from the previous page (nextCursor). */
+                    cursor?: string;
+                    includeDeleted?: "true" | "false";
+                };
+                header?: never;
+                path?: never;
+                cookie?: never;
             };
-          };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                "4XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                /** @enum {string} */
+                                code: "INVALID_REQUEST" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE";
+                                message: string;
+                            };
+                        };
+                    };
+                };
+                /** @description Default Response */
+                "5XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                /** @enum {string} */
+                                code: "INVALID_REQUEST" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE";
+                                message: string;
+                            };
+                        };
+                    };
+                };
+            };
         };
-      };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
     };
-    put?: never;
-    /** Add a webhook endpoint (its signing secret is returned once) */
-    post: {
-      parameters: {
-        query?: never;
-        header?: never;
-        path?: never;
-        cookie?: never;
-      };
-      requestBody: {
-        content: {
-          'application/json': {
-            /** Format: uri */
-            url: string;
-            /**
-             * @default [
-             *       "*"
-             *     ]
-             */
-            events?: (
-              | (
-                  | 'room.started'
-                  | 'room.ended'
-                  | 'participant.joined'
-                  | 'participant.left'
-                  | 'track.published'
-                  | 'track.unpublished'
-                  | 'recording.started'
-                  | 'recording.ready'
-                  | 'recording.failed'
-                  | 'recording.deleted'
-                  | 'retention.deleted'
-                  | 'quality.alert'
-                  | 'webhook.endpoint_disabled'
-                )
-              | '*'
-            )[];
-          };
+    "/v1/recordings/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
         };
-      };
-      responses: {
-        /** @description Default Response */
-        201: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': {
-              id: string;
-              /** Format: uri */
-              url: string;
-              events: string[];
-              /** @description the signing secret of Vigie-Signature, shown this once */
-              secret: string;
-              enabled: boolean;
+        /** One recording's metadata */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
             };
-          };
-        };
-        /** @description Default Response */
-        '4XX': {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': {
-              error: {
-                /** @enum {string} */
-                code:
-                  | 'INVALID_REQUEST'
-                  | 'UNAUTHORIZED'
-                  | 'FORBIDDEN'
-                  | 'NOT_FOUND'
-                  | 'RATE_LIMITED'
-                  | 'INTERNAL'
-                  | 'UNAVAILABLE';
-                message: string;
-              };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                "4XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                /** @enum {string} */
+                                code: "INVALID_REQUEST" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE";
+                                message: string;
+                            };
+                        };
+                    };
+                };
+                /** @description Default Response */
+                "5XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                /** @enum {string} */
+                                code: "INVALID_REQUEST" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE";
+                                message: string;
+                            };
+                        };
+                    };
+                };
             };
-          };
         };
-        /** @description Default Response */
-        '5XX': {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': {
-              error: {
-                /** @enum {string} */
-                code:
-                  | 'INVALID_REQUEST'
-                  | 'UNAUTHORIZED'
-                  | 'FORBIDDEN'
-                  | 'NOT_FOUND'
-                  | 'RATE_LIMITED'
-                  | 'INTERNAL'
-                  | 'UNAVAILABLE';
-                message: string;
-              };
+        put?: never;
+        post?: never;
+        /** Delete a recording (refused while it is locked or on legal hold) */
+        delete: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
             };
-          };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                "4XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                /** @enum {string} */
+                                code: "INVALID_REQUEST" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE";
+                                message: string;
+                            };
+                        };
+                    };
+                };
+                /** @description Default Response */
+                "5XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                /** @enum {string} */
+                                code: "INVALID_REQUEST" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE";
+                                message: string;
+                            };
+                        };
+                    };
+                };
+            };
         };
-      };
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
     };
-    delete?: never;
-    options?: never;
-    head?: never;
-    patch?: never;
-    trace?: never;
-  };
-  '/v1/webhooks/{id}': {
-    parameters: {
-      query?: never;
-      header?: never;
-      path?: never;
-      cookie?: never;
+    "/v1/recordings/{id}/download": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Download: a short-lived presigned URL (302), or streamed through the gateway with Range support */
+        get: {
+            parameters: {
+                query?: {
+                    mode?: "redirect" | "stream";
+                };
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                "4XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                /** @enum {string} */
+                                code: "INVALID_REQUEST" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE";
+                                message: string;
+                            };
+                        };
+                    };
+                };
+                /** @description Default Response */
+                "5XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                /** @enum {string} */
+                                code: "INVALID_REQUEST" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE";
+                                message: string;
+                            };
+                        };
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
     };
-    get?: never;
-    put?: never;
-    post?: never;
-    /** Remove a webhook endpoint */
-    delete: {
-      parameters: {
-        query?: never;
-        header?: never;
-        path: {
-          id: string;
+    "/v1/recordings/{id}/legal-hold": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
         };
-        cookie?: never;
-      };
-      requestBody?: never;
-      responses: {
-        /** @description Default Response */
-        '4XX': {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': {
-              error: {
-                /** @enum {string} */
-                code:
-                  | 'INVALID_REQUEST'
-                  | 'UNAUTHORIZED'
-                  | 'FORBIDDEN'
-                  | 'NOT_FOUND'
-                  | 'RATE_LIMITED'
-                  | 'INTERNAL'
-                  | 'UNAVAILABLE';
-                message: string;
-              };
+        get?: never;
+        /** Set or clear a legal hold (dpo only) */
+        put: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
             };
-          };
-        };
-        /** @description Default Response */
-        '5XX': {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': {
-              error: {
-                /** @enum {string} */
-                code:
-                  | 'INVALID_REQUEST'
-                  | 'UNAUTHORIZED'
-                  | 'FORBIDDEN'
-                  | 'NOT_FOUND'
-                  | 'RATE_LIMITED'
-                  | 'INTERNAL'
-                  | 'UNAVAILABLE';
-                message: string;
-              };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        on: boolean;
+                    };
+                };
             };
-          };
+            responses: {
+                /** @description Default Response */
+                "4XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                /** @enum {string} */
+                                code: "INVALID_REQUEST" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE";
+                                message: string;
+                            };
+                        };
+                    };
+                };
+                /** @description Default Response */
+                "5XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                /** @enum {string} */
+                                code: "INVALID_REQUEST" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE";
+                                message: string;
+                            };
+                        };
+                    };
+                };
+            };
         };
-      };
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
     };
-    options?: never;
-    head?: never;
-    patch?: never;
-    trace?: never;
-  };
-  '/v1/webhooks/{id}/enable': {
-    parameters: {
-      query?: never;
-      header?: never;
-      path?: never;
-      cookie?: never;
+    "/v1/compliance/audit/verify": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Walk the tenant's audit chain against its signed checkpoints and their anchors; names every altered, deleted or inserted entry and every checkpoint whose entry is missing */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                "4XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                /** @enum {string} */
+                                code: "INVALID_REQUEST" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE";
+                                message: string;
+                            };
+                        };
+                    };
+                };
+                /** @description Default Response */
+                "5XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                /** @enum {string} */
+                                code: "INVALID_REQUEST" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE";
+                                message: string;
+                            };
+                        };
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
     };
-    get?: never;
-    put?: never;
-    /** Enable an endpoint again (after it was disabled for failures) */
-    post: {
-      parameters: {
-        query?: never;
-        header?: never;
-        path: {
-          id: string;
+    "/v1/compliance/exports": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
         };
-        cookie?: never;
-      };
-      requestBody?: never;
-      responses: {
-        /** @description Default Response */
-        '4XX': {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': {
-              error: {
-                /** @enum {string} */
-                code:
-                  | 'INVALID_REQUEST'
-                  | 'UNAUTHORIZED'
-                  | 'FORBIDDEN'
-                  | 'NOT_FOUND'
-                  | 'RATE_LIMITED'
-                  | 'INTERNAL'
-                  | 'UNAVAILABLE';
-                message: string;
-              };
+        get?: never;
+        put?: never;
+        /** DPO audit export for a period (JSON Lines, CSV, HTML or PDF) with a detached JWS */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
             };
-          };
-        };
-        /** @description Default Response */
-        '5XX': {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': {
-              error: {
-                /** @enum {string} */
-                code:
-                  | 'INVALID_REQUEST'
-                  | 'UNAUTHORIZED'
-                  | 'FORBIDDEN'
-                  | 'NOT_FOUND'
-                  | 'RATE_LIMITED'
-                  | 'INTERNAL'
-                  | 'UNAVAILABLE';
-                message: string;
-              };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        /** Format: date-time */
+                        from: string;
+                        /** Format: date-time */
+                        to: string;
+                        /**
+                         * @default jsonl
+                         * @enum {string}
+                         */
+                        format?: "jsonl" | "csv" | "html" | "pdf";
+                        /** @enum {string} */
+                        lang?: "en" | "fr";
+                    };
+                };
             };
-          };
+            responses: {
+                /** @description Default Response */
+                "4XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                /** @enum {string} */
+                                code: "INVALID_REQUEST" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE";
+                                message: string;
+                            };
+                        };
+                    };
+                };
+                /** @description Default Response */
+                "5XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                /** @enum {string} */
+                                code: "INVALID_REQUEST" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE";
+                                message: string;
+                            };
+                        };
+                    };
+                };
+            };
         };
-      };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
     };
-    delete?: never;
-    options?: never;
-    head?: never;
-    patch?: never;
-    trace?: never;
-  };
-  '/v1/rooms/{room}/recording': {
-    parameters: {
-      query?: never;
-      header?: never;
-      path?: never;
-      cookie?: never;
+    "/v1/compliance/exports/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Download an export or a data-subject archive */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                "4XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                /** @enum {string} */
+                                code: "INVALID_REQUEST" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE";
+                                message: string;
+                            };
+                        };
+                    };
+                };
+                /** @description Default Response */
+                "5XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                /** @enum {string} */
+                                code: "INVALID_REQUEST" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE";
+                                message: string;
+                            };
+                        };
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
     };
-    get?: never;
-    put?: never;
-    /** Start or stop a room's recording (admin, or a token with the record grant) */
-    post: {
-      parameters: {
-        query?: never;
-        header?: never;
-        path: {
-          room: string;
+    "/v1/compliance/reports/subprocessors": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
         };
-        cookie?: never;
-      };
-      requestBody: {
-        content: {
-          'application/json': {
-            /** @enum {string} */
-            action: 'start' | 'stop';
-          };
-        };
-      };
-      responses: {
-        /** @description Default Response */
-        '4XX': {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': {
-              error: {
-                /** @enum {string} */
-                code:
-                  | 'INVALID_REQUEST'
-                  | 'UNAUTHORIZED'
-                  | 'FORBIDDEN'
-                  | 'NOT_FOUND'
-                  | 'RATE_LIMITED'
-                  | 'INTERNAL'
-                  | 'UNAVAILABLE';
-                message: string;
-              };
+        /** Subprocessors and data residency, checked against the running configuration */
+        get: {
+            parameters: {
+                query?: {
+                    format?: "json" | "md" | "html";
+                    lang?: "en" | "fr";
+                };
+                header?: never;
+                path?: never;
+                cookie?: never;
             };
-          };
-        };
-        /** @description Default Response */
-        '5XX': {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': {
-              error: {
-                /** @enum {string} */
-                code:
-                  | 'INVALID_REQUEST'
-                  | 'UNAUTHORIZED'
-                  | 'FORBIDDEN'
-                  | 'NOT_FOUND'
-                  | 'RATE_LIMITED'
-                  | 'INTERNAL'
-                  | 'UNAVAILABLE';
-                message: string;
-              };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                "4XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                /** @enum {string} */
+                                code: "INVALID_REQUEST" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE";
+                                message: string;
+                            };
+                        };
+                    };
+                };
+                /** @description Default Response */
+                "5XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                /** @enum {string} */
+                                code: "INVALID_REQUEST" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE";
+                                message: string;
+                            };
+                        };
+                    };
+                };
             };
-          };
         };
-      };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
     };
-    delete?: never;
-    options?: never;
-    head?: never;
-    patch?: never;
-    trace?: never;
-  };
-  '/v1/recordings': {
-    parameters: {
-      query?: never;
-      header?: never;
-      path?: never;
-      cookie?: never;
+    "/v1/compliance/reports/ropa": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Record of processing activities (GDPR art. 30) */
+        get: {
+            parameters: {
+                query?: {
+                    format?: "json" | "md" | "html";
+                    lang?: "en" | "fr";
+                };
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                "4XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                /** @enum {string} */
+                                code: "INVALID_REQUEST" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE";
+                                message: string;
+                            };
+                        };
+                    };
+                };
+                /** @description Default Response */
+                "5XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                /** @enum {string} */
+                                code: "INVALID_REQUEST" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE";
+                                message: string;
+                            };
+                        };
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
     };
-    /** List and search recordings (room, call, participant, date range), paginated */
-    get: {
-      parameters: {
-        query?: {
-          room?: string;
-          callId?: string;
-          participant?: string;
-          from?: string;
-          to?: string;
-          limit?: number;
-          /** @description Opaque cursor from the previous page (nextCursor). */
-          cursor?: string;
-          includeDeleted?: 'true' | 'false';
+    "/v1/compliance/dsar/access": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
         };
-        header?: never;
-        path?: never;
-        cookie?: never;
-      };
-      requestBody?: never;
-      responses: {
-        /** @description Default Response */
-        '4XX': {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': {
-              error: {
-                /** @enum {string} */
-                code:
-                  | 'INVALID_REQUEST'
-                  | 'UNAUTHORIZED'
-                  | 'FORBIDDEN'
-                  | 'NOT_FOUND'
-                  | 'RATE_LIMITED'
-                  | 'INTERNAL'
-                  | 'UNAVAILABLE';
-                message: string;
-              };
+        get?: never;
+        put?: never;
+        /** Data-subject access: a signed archive of every row and recording about the person */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
             };
-          };
-        };
-        /** @description Default Response */
-        '5XX': {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': {
-              error: {
-                /** @enum {string} */
-                code:
-                  | 'INVALID_REQUEST'
-                  | 'UNAUTHORIZED'
-                  | 'FORBIDDEN'
-                  | 'NOT_FOUND'
-                  | 'RATE_LIMITED'
-                  | 'INTERNAL'
-                  | 'UNAVAILABLE';
-                message: string;
-              };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        identity: string;
+                    };
+                };
             };
-          };
+            responses: {
+                /** @description Default Response */
+                "4XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                /** @enum {string} */
+                                code: "INVALID_REQUEST" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE";
+                                message: string;
+                            };
+                        };
+                    };
+                };
+                /** @description Default Response */
+                "5XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                /** @enum {string} */
+                                code: "INVALID_REQUEST" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE";
+                                message: string;
+                            };
+                        };
+                    };
+                };
+            };
         };
-      };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
     };
-    put?: never;
-    post?: never;
-    delete?: never;
-    options?: never;
-    head?: never;
-    patch?: never;
-    trace?: never;
-  };
-  '/v1/recordings/{id}': {
-    parameters: {
-      query?: never;
-      header?: never;
-      path?: never;
-      cookie?: never;
+    "/v1/compliance/dsar/erasure": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Data-subject erasure: the person's rows and recordings, except what a legal hold or a COMPLIANCE lock keeps */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        identity: string;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                "4XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                /** @enum {string} */
+                                code: "INVALID_REQUEST" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE";
+                                message: string;
+                            };
+                        };
+                    };
+                };
+                /** @description Default Response */
+                "5XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                /** @enum {string} */
+                                code: "INVALID_REQUEST" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE";
+                                message: string;
+                            };
+                        };
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
     };
-    /** One recording's metadata */
-    get: {
-      parameters: {
-        query?: never;
-        header?: never;
-        path: {
-          id: string;
+    "/v1/admin/tenants": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
         };
-        cookie?: never;
-      };
-      requestBody?: never;
-      responses: {
-        /** @description Default Response */
-        '4XX': {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': {
-              error: {
-                /** @enum {string} */
-                code:
-                  | 'INVALID_REQUEST'
-                  | 'UNAUTHORIZED'
-                  | 'FORBIDDEN'
-                  | 'NOT_FOUND'
-                  | 'RATE_LIMITED'
-                  | 'INTERNAL'
-                  | 'UNAVAILABLE';
-                message: string;
-              };
+        /** List tenants */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
             };
-          };
-        };
-        /** @description Default Response */
-        '5XX': {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': {
-              error: {
-                /** @enum {string} */
-                code:
-                  | 'INVALID_REQUEST'
-                  | 'UNAUTHORIZED'
-                  | 'FORBIDDEN'
-                  | 'NOT_FOUND'
-                  | 'RATE_LIMITED'
-                  | 'INTERNAL'
-                  | 'UNAVAILABLE';
-                message: string;
-              };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                "4XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                /** @enum {string} */
+                                code: "INVALID_REQUEST" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE";
+                                message: string;
+                            };
+                        };
+                    };
+                };
+                /** @description Default Response */
+                "5XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                /** @enum {string} */
+                                code: "INVALID_REQUEST" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE";
+                                message: string;
+                            };
+                        };
+                    };
+                };
             };
-          };
         };
-      };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
     };
-    put?: never;
-    post?: never;
-    /** Delete a recording (refused while it is locked or on legal hold) */
-    delete: {
-      parameters: {
-        query?: never;
-        header?: never;
-        path: {
-          id: string;
+    "/v1/admin/tenants/{tenant}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
         };
-        cookie?: never;
-      };
-      requestBody?: never;
-      responses: {
-        /** @description Default Response */
-        '4XX': {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': {
-              error: {
-                /** @enum {string} */
-                code:
-                  | 'INVALID_REQUEST'
-                  | 'UNAUTHORIZED'
-                  | 'FORBIDDEN'
-                  | 'NOT_FOUND'
-                  | 'RATE_LIMITED'
-                  | 'INTERNAL'
-                  | 'UNAVAILABLE';
-                message: string;
-              };
+        get?: never;
+        /** Create or update a tenant */
+        put: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    tenant: string;
+                };
+                cookie?: never;
             };
-          };
-        };
-        /** @description Default Response */
-        '5XX': {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': {
-              error: {
-                /** @enum {string} */
-                code:
-                  | 'INVALID_REQUEST'
-                  | 'UNAUTHORIZED'
-                  | 'FORBIDDEN'
-                  | 'NOT_FOUND'
-                  | 'RATE_LIMITED'
-                  | 'INTERNAL'
-                  | 'UNAVAILABLE';
-                message: string;
-              };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        name?: string;
+                        embedOrigins?: string[];
+                        /** @enum {string} */
+                        defaultLanguage?: "en" | "fr";
+                        allowedLocations?: string[];
+                        retentionPolicy?: string;
+                        auth?: {
+                            hs256Secret?: string;
+                            /** Format: uri */
+                            jwksUrl?: string;
+                        };
+                    };
+                };
             };
-          };
+            responses: {
+                /** @description Default Response */
+                "4XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                /** @enum {string} */
+                                code: "INVALID_REQUEST" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE";
+                                message: string;
+                            };
+                        };
+                    };
+                };
+                /** @description Default Response */
+                "5XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                /** @enum {string} */
+                                code: "INVALID_REQUEST" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE";
+                                message: string;
+                            };
+                        };
+                    };
+                };
+            };
         };
-      };
+        post?: never;
+        /** Delete a tenant */
+        delete: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    tenant: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                "4XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                /** @enum {string} */
+                                code: "INVALID_REQUEST" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE";
+                                message: string;
+                            };
+                        };
+                    };
+                };
+                /** @description Default Response */
+                "5XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                /** @enum {string} */
+                                code: "INVALID_REQUEST" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE";
+                                message: string;
+                            };
+                        };
+                    };
+                };
+            };
+        };
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
     };
-    options?: never;
-    head?: never;
-    patch?: never;
-    trace?: never;
-  };
-  '/v1/recordings/{id}/download': {
-    parameters: {
-      query?: never;
-      header?: never;
-      path?: never;
-      cookie?: never;
+    "/v1/admin/tenants/{tenant}/api-keys": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Create an API key (returned once) */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    tenant: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        scopes: ("tokens:mint" | "tokens:moderator" | "tokens:recorder" | "rooms:read" | "rooms:write" | "recordings:read" | "dpo" | "admin")[];
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                "4XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                /** @enum {string} */
+                                code: "INVALID_REQUEST" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE";
+                                message: string;
+                            };
+                        };
+                    };
+                };
+                /** @description Default Response */
+                "5XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                /** @enum {string} */
+                                code: "INVALID_REQUEST" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE";
+                                message: string;
+                            };
+                        };
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
     };
-    /** Download: a short-lived presigned URL (302), or streamed through the gateway with Range support */
-    get: {
-      parameters: {
-        query?: {
-          mode?: 'redirect' | 'stream';
+    "/v1/admin/tenants/{tenant}/api-keys/{keyId}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
         };
-        header?: never;
-        path: {
-          id: string;
-        };
-        cookie?: never;
-      };
-      requestBody?: never;
-      responses: {
-        /** @description Default Response */
-        '4XX': {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': {
-              error: {
-                /** @enum {string} */
-                code:
-                  | 'INVALID_REQUEST'
-                  | 'UNAUTHORIZED'
-                  | 'FORBIDDEN'
-                  | 'NOT_FOUND'
-                  | 'RATE_LIMITED'
-                  | 'INTERNAL'
-                  | 'UNAVAILABLE';
-                message: string;
-              };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Revoke an API key */
+        delete: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    tenant: string;
+                    keyId: string;
+                };
+                cookie?: never;
             };
-          };
-        };
-        /** @description Default Response */
-        '5XX': {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': {
-              error: {
-                /** @enum {string} */
-                code:
-                  | 'INVALID_REQUEST'
-                  | 'UNAUTHORIZED'
-                  | 'FORBIDDEN'
-                  | 'NOT_FOUND'
-                  | 'RATE_LIMITED'
-                  | 'INTERNAL'
-                  | 'UNAVAILABLE';
-                message: string;
-              };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                "4XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                /** @enum {string} */
+                                code: "INVALID_REQUEST" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE";
+                                message: string;
+                            };
+                        };
+                    };
+                };
+                /** @description Default Response */
+                "5XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                /** @enum {string} */
+                                code: "INVALID_REQUEST" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE";
+                                message: string;
+                            };
+                        };
+                    };
+                };
             };
-          };
         };
-      };
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
     };
-    put?: never;
-    post?: never;
-    delete?: never;
-    options?: never;
-    head?: never;
-    patch?: never;
-    trace?: never;
-  };
-  '/v1/recordings/{id}/legal-hold': {
-    parameters: {
-      query?: never;
-      header?: never;
-      path?: never;
-      cookie?: never;
+    "/v1/admin/tenants/{tenant}/webhooks": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Add a webhook endpoint to a tenant */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    tenant: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        /** Format: uri */
+                        url: string;
+                        /**
+                         * @default [
+                         *       "*"
+                         *     ]
+                         */
+                        events?: (("room.started" | "room.ended" | "participant.joined" | "participant.left" | "track.published" | "track.unpublished" | "recording.started" | "recording.ready" | "recording.failed" | "recording.deleted" | "retention.deleted" | "quality.alert" | "webhook.endpoint_disabled") | "*")[];
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                "4XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                /** @enum {string} */
+                                code: "INVALID_REQUEST" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE";
+                                message: string;
+                            };
+                        };
+                    };
+                };
+                /** @description Default Response */
+                "5XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                /** @enum {string} */
+                                code: "INVALID_REQUEST" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE";
+                                message: string;
+                            };
+                        };
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
     };
-    get?: never;
-    /** Set or clear a legal hold (dpo only) */
-    put: {
-      parameters: {
-        query?: never;
-        header?: never;
-        path: {
-          id: string;
-        };
-        cookie?: never;
-      };
-      requestBody: {
-        content: {
-          'application/json': {
-            on: boolean;
-          };
-        };
-      };
-      responses: {
-        /** @description Default Response */
-        '4XX': {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': {
-              error: {
-                /** @enum {string} */
-                code:
-                  | 'INVALID_REQUEST'
-                  | 'UNAUTHORIZED'
-                  | 'FORBIDDEN'
-                  | 'NOT_FOUND'
-                  | 'RATE_LIMITED'
-                  | 'INTERNAL'
-                  | 'UNAVAILABLE';
-                message: string;
-              };
-            };
-          };
-        };
-        /** @description Default Response */
-        '5XX': {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': {
-              error: {
-                /** @enum {string} */
-                code:
-                  | 'INVALID_REQUEST'
-                  | 'UNAUTHORIZED'
-                  | 'FORBIDDEN'
-                  | 'NOT_FOUND'
-                  | 'RATE_LIMITED'
-                  | 'INTERNAL'
-                  | 'UNAVAILABLE';
-                message: string;
-              };
-            };
-          };
-        };
-      };
-    };
-    post?: never;
-    delete?: never;
-    options?: never;
-    head?: never;
-    patch?: never;
-    trace?: never;
-  };
-  '/v1/compliance/audit/verify': {
-    parameters: {
-      query?: never;
-      header?: never;
-      path?: never;
-      cookie?: never;
-    };
-    /** Walk the tenant's audit chain against its signed checkpoints and their anchors; names every altered, deleted or inserted entry and every checkpoint whose entry is missing */
-    get: {
-      parameters: {
-        query?: never;
-        header?: never;
-        path?: never;
-        cookie?: never;
-      };
-      requestBody?: never;
-      responses: {
-        /** @description Default Response */
-        '4XX': {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': {
-              error: {
-                /** @enum {string} */
-                code:
-                  | 'INVALID_REQUEST'
-                  | 'UNAUTHORIZED'
-                  | 'FORBIDDEN'
-                  | 'NOT_FOUND'
-                  | 'RATE_LIMITED'
-                  | 'INTERNAL'
-                  | 'UNAVAILABLE';
-                message: string;
-              };
-            };
-          };
-        };
-        /** @description Default Response */
-        '5XX': {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': {
-              error: {
-                /** @enum {string} */
-                code:
-                  | 'INVALID_REQUEST'
-                  | 'UNAUTHORIZED'
-                  | 'FORBIDDEN'
-                  | 'NOT_FOUND'
-                  | 'RATE_LIMITED'
-                  | 'INTERNAL'
-                  | 'UNAVAILABLE';
-                message: string;
-              };
-            };
-          };
-        };
-      };
-    };
-    put?: never;
-    post?: never;
-    delete?: never;
-    options?: never;
-    head?: never;
-    patch?: never;
-    trace?: never;
-  };
-  '/v1/compliance/exports': {
-    parameters: {
-      query?: never;
-      header?: never;
-      path?: never;
-      cookie?: never;
-    };
-    get?: never;
-    put?: never;
-    /** DPO audit export for a period (JSON Lines, CSV, HTML or PDF) with a detached JWS */
-    post: {
-      parameters: {
-        query?: never;
-        header?: never;
-        path?: never;
-        cookie?: never;
-      };
-      requestBody: {
-        content: {
-          'application/json': {
-            /** Format: date-time */
-            from: string;
-            /** Format: date-time */
-            to: string;
-            /**
-             * @default jsonl
-             * @enum {string}
-             */
-            format?: 'jsonl' | 'csv' | 'html' | 'pdf';
-          };
-        };
-      };
-      responses: {
-        /** @description Default Response */
-        '4XX': {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': {
-              error: {
-                /** @enum {string} */
-                code:
-                  | 'INVALID_REQUEST'
-                  | 'UNAUTHORIZED'
-                  | 'FORBIDDEN'
-                  | 'NOT_FOUND'
-                  | 'RATE_LIMITED'
-                  | 'INTERNAL'
-                  | 'UNAVAILABLE';
-                message: string;
-              };
-            };
-          };
-        };
-        /** @description Default Response */
-        '5XX': {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': {
-              error: {
-                /** @enum {string} */
-                code:
-                  | 'INVALID_REQUEST'
-                  | 'UNAUTHORIZED'
-                  | 'FORBIDDEN'
-                  | 'NOT_FOUND'
-                  | 'RATE_LIMITED'
-                  | 'INTERNAL'
-                  | 'UNAVAILABLE';
-                message: string;
-              };
-            };
-          };
-        };
-      };
-    };
-    delete?: never;
-    options?: never;
-    head?: never;
-    patch?: never;
-    trace?: never;
-  };
-  '/v1/compliance/exports/{id}': {
-    parameters: {
-      query?: never;
-      header?: never;
-      path?: never;
-      cookie?: never;
-    };
-    /** Download an export or a data-subject archive */
-    get: {
-      parameters: {
-        query?: never;
-        header?: never;
-        path: {
-          id: string;
-        };
-        cookie?: never;
-      };
-      requestBody?: never;
-      responses: {
-        /** @description Default Response */
-        '4XX': {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': {
-              error: {
-                /** @enum {string} */
-                code:
-                  | 'INVALID_REQUEST'
-                  | 'UNAUTHORIZED'
-                  | 'FORBIDDEN'
-                  | 'NOT_FOUND'
-                  | 'RATE_LIMITED'
-                  | 'INTERNAL'
-                  | 'UNAVAILABLE';
-                message: string;
-              };
-            };
-          };
-        };
-        /** @description Default Response */
-        '5XX': {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': {
-              error: {
-                /** @enum {string} */
-                code:
-                  | 'INVALID_REQUEST'
-                  | 'UNAUTHORIZED'
-                  | 'FORBIDDEN'
-                  | 'NOT_FOUND'
-                  | 'RATE_LIMITED'
-                  | 'INTERNAL'
-                  | 'UNAVAILABLE';
-                message: string;
-              };
-            };
-          };
-        };
-      };
-    };
-    put?: never;
-    post?: never;
-    delete?: never;
-    options?: never;
-    head?: never;
-    patch?: never;
-    trace?: never;
-  };
-  '/v1/compliance/reports/subprocessors': {
-    parameters: {
-      query?: never;
-      header?: never;
-      path?: never;
-      cookie?: never;
-    };
-    /** Subprocessors and data residency, checked against the running configuration */
-    get: {
-      parameters: {
-        query?: {
-          format?: 'json' | 'md' | 'html';
-        };
-        header?: never;
-        path?: never;
-        cookie?: never;
-      };
-      requestBody?: never;
-      responses: {
-        /** @description Default Response */
-        '4XX': {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': {
-              error: {
-                /** @enum {string} */
-                code:
-                  | 'INVALID_REQUEST'
-                  | 'UNAUTHORIZED'
-                  | 'FORBIDDEN'
-                  | 'NOT_FOUND'
-                  | 'RATE_LIMITED'
-                  | 'INTERNAL'
-                  | 'UNAVAILABLE';
-                message: string;
-              };
-            };
-          };
-        };
-        /** @description Default Response */
-        '5XX': {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': {
-              error: {
-                /** @enum {string} */
-                code:
-                  | 'INVALID_REQUEST'
-                  | 'UNAUTHORIZED'
-                  | 'FORBIDDEN'
-                  | 'NOT_FOUND'
-                  | 'RATE_LIMITED'
-                  | 'INTERNAL'
-                  | 'UNAVAILABLE';
-                message: string;
-              };
-            };
-          };
-        };
-      };
-    };
-    put?: never;
-    post?: never;
-    delete?: never;
-    options?: never;
-    head?: never;
-    patch?: never;
-    trace?: never;
-  };
-  '/v1/compliance/reports/ropa': {
-    parameters: {
-      query?: never;
-      header?: never;
-      path?: never;
-      cookie?: never;
-    };
-    /** Record of processing activities (GDPR art. 30) */
-    get: {
-      parameters: {
-        query?: {
-          format?: 'json' | 'md' | 'html';
-        };
-        header?: never;
-        path?: never;
-        cookie?: never;
-      };
-      requestBody?: never;
-      responses: {
-        /** @description Default Response */
-        '4XX': {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': {
-              error: {
-                /** @enum {string} */
-                code:
-                  | 'INVALID_REQUEST'
-                  | 'UNAUTHORIZED'
-                  | 'FORBIDDEN'
-                  | 'NOT_FOUND'
-                  | 'RATE_LIMITED'
-                  | 'INTERNAL'
-                  | 'UNAVAILABLE';
-                message: string;
-              };
-            };
-          };
-        };
-        /** @description Default Response */
-        '5XX': {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': {
-              error: {
-                /** @enum {string} */
-                code:
-                  | 'INVALID_REQUEST'
-                  | 'UNAUTHORIZED'
-                  | 'FORBIDDEN'
-                  | 'NOT_FOUND'
-                  | 'RATE_LIMITED'
-                  | 'INTERNAL'
-                  | 'UNAVAILABLE';
-                message: string;
-              };
-            };
-          };
-        };
-      };
-    };
-    put?: never;
-    post?: never;
-    delete?: never;
-    options?: never;
-    head?: never;
-    patch?: never;
-    trace?: never;
-  };
-  '/v1/compliance/dsar/access': {
-    parameters: {
-      query?: never;
-      header?: never;
-      path?: never;
-      cookie?: never;
-    };
-    get?: never;
-    put?: never;
-    /** Data-subject access: a signed archive of every row and recording about the person */
-    post: {
-      parameters: {
-        query?: never;
-        header?: never;
-        path?: never;
-        cookie?: never;
-      };
-      requestBody: {
-        content: {
-          'application/json': {
-            identity: string;
-          };
-        };
-      };
-      responses: {
-        /** @description Default Response */
-        '4XX': {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': {
-              error: {
-                /** @enum {string} */
-                code:
-                  | 'INVALID_REQUEST'
-                  | 'UNAUTHORIZED'
-                  | 'FORBIDDEN'
-                  | 'NOT_FOUND'
-                  | 'RATE_LIMITED'
-                  | 'INTERNAL'
-                  | 'UNAVAILABLE';
-                message: string;
-              };
-            };
-          };
-        };
-        /** @description Default Response */
-        '5XX': {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': {
-              error: {
-                /** @enum {string} */
-                code:
-                  | 'INVALID_REQUEST'
-                  | 'UNAUTHORIZED'
-                  | 'FORBIDDEN'
-                  | 'NOT_FOUND'
-                  | 'RATE_LIMITED'
-                  | 'INTERNAL'
-                  | 'UNAVAILABLE';
-                message: string;
-              };
-            };
-          };
-        };
-      };
-    };
-    delete?: never;
-    options?: never;
-    head?: never;
-    patch?: never;
-    trace?: never;
-  };
-  '/v1/compliance/dsar/erasure': {
-    parameters: {
-      query?: never;
-      header?: never;
-      path?: never;
-      cookie?: never;
-    };
-    get?: never;
-    put?: never;
-    /** Data-subject erasure: the person's rows and recordings, except what a legal hold or a COMPLIANCE lock keeps */
-    post: {
-      parameters: {
-        query?: never;
-        header?: never;
-        path?: never;
-        cookie?: never;
-      };
-      requestBody: {
-        content: {
-          'application/json': {
-            identity: string;
-          };
-        };
-      };
-      responses: {
-        /** @description Default Response */
-        '4XX': {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': {
-              error: {
-                /** @enum {string} */
-                code:
-                  | 'INVALID_REQUEST'
-                  | 'UNAUTHORIZED'
-                  | 'FORBIDDEN'
-                  | 'NOT_FOUND'
-                  | 'RATE_LIMITED'
-                  | 'INTERNAL'
-                  | 'UNAVAILABLE';
-                message: string;
-              };
-            };
-          };
-        };
-        /** @description Default Response */
-        '5XX': {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': {
-              error: {
-                /** @enum {string} */
-                code:
-                  | 'INVALID_REQUEST'
-                  | 'UNAUTHORIZED'
-                  | 'FORBIDDEN'
-                  | 'NOT_FOUND'
-                  | 'RATE_LIMITED'
-                  | 'INTERNAL'
-                  | 'UNAVAILABLE';
-                message: string;
-              };
-            };
-          };
-        };
-      };
-    };
-    delete?: never;
-    options?: never;
-    head?: never;
-    patch?: never;
-    trace?: never;
-  };
-  '/v1/admin/tenants': {
-    parameters: {
-      query?: never;
-      header?: never;
-      path?: never;
-      cookie?: never;
-    };
-    /** List tenants */
-    get: {
-      parameters: {
-        query?: never;
-        header?: never;
-        path?: never;
-        cookie?: never;
-      };
-      requestBody?: never;
-      responses: {
-        /** @description Default Response */
-        '4XX': {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': {
-              error: {
-                /** @enum {string} */
-                code:
-                  | 'INVALID_REQUEST'
-                  | 'UNAUTHORIZED'
-                  | 'FORBIDDEN'
-                  | 'NOT_FOUND'
-                  | 'RATE_LIMITED'
-                  | 'INTERNAL'
-                  | 'UNAVAILABLE';
-                message: string;
-              };
-            };
-          };
-        };
-        /** @description Default Response */
-        '5XX': {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': {
-              error: {
-                /** @enum {string} */
-                code:
-                  | 'INVALID_REQUEST'
-                  | 'UNAUTHORIZED'
-                  | 'FORBIDDEN'
-                  | 'NOT_FOUND'
-                  | 'RATE_LIMITED'
-                  | 'INTERNAL'
-                  | 'UNAVAILABLE';
-                message: string;
-              };
-            };
-          };
-        };
-      };
-    };
-    put?: never;
-    post?: never;
-    delete?: never;
-    options?: never;
-    head?: never;
-    patch?: never;
-    trace?: never;
-  };
-  '/v1/admin/tenants/{tenant}': {
-    parameters: {
-      query?: never;
-      header?: never;
-      path?: never;
-      cookie?: never;
-    };
-    get?: never;
-    /** Create or update a tenant */
-    put: {
-      parameters: {
-        query?: never;
-        header?: never;
-        path: {
-          tenant: string;
-        };
-        cookie?: never;
-      };
-      requestBody: {
-        content: {
-          'application/json': {
-            name?: string;
-            embedOrigins?: string[];
-            allowedLocations?: string[];
-            retentionPolicy?: string;
-            auth?: {
-              hs256Secret?: string;
-              /** Format: uri */
-              jwksUrl?: string;
-            };
-          };
-        };
-      };
-      responses: {
-        /** @description Default Response */
-        '4XX': {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': {
-              error: {
-                /** @enum {string} */
-                code:
-                  | 'INVALID_REQUEST'
-                  | 'UNAUTHORIZED'
-                  | 'FORBIDDEN'
-                  | 'NOT_FOUND'
-                  | 'RATE_LIMITED'
-                  | 'INTERNAL'
-                  | 'UNAVAILABLE';
-                message: string;
-              };
-            };
-          };
-        };
-        /** @description Default Response */
-        '5XX': {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': {
-              error: {
-                /** @enum {string} */
-                code:
-                  | 'INVALID_REQUEST'
-                  | 'UNAUTHORIZED'
-                  | 'FORBIDDEN'
-                  | 'NOT_FOUND'
-                  | 'RATE_LIMITED'
-                  | 'INTERNAL'
-                  | 'UNAVAILABLE';
-                message: string;
-              };
-            };
-          };
-        };
-      };
-    };
-    post?: never;
-    /** Delete a tenant */
-    delete: {
-      parameters: {
-        query?: never;
-        header?: never;
-        path: {
-          tenant: string;
-        };
-        cookie?: never;
-      };
-      requestBody?: never;
-      responses: {
-        /** @description Default Response */
-        '4XX': {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': {
-              error: {
-                /** @enum {string} */
-                code:
-                  | 'INVALID_REQUEST'
-                  | 'UNAUTHORIZED'
-                  | 'FORBIDDEN'
-                  | 'NOT_FOUND'
-                  | 'RATE_LIMITED'
-                  | 'INTERNAL'
-                  | 'UNAVAILABLE';
-                message: string;
-              };
-            };
-          };
-        };
-        /** @description Default Response */
-        '5XX': {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': {
-              error: {
-                /** @enum {string} */
-                code:
-                  | 'INVALID_REQUEST'
-                  | 'UNAUTHORIZED'
-                  | 'FORBIDDEN'
-                  | 'NOT_FOUND'
-                  | 'RATE_LIMITED'
-                  | 'INTERNAL'
-                  | 'UNAVAILABLE';
-                message: string;
-              };
-            };
-          };
-        };
-      };
-    };
-    options?: never;
-    head?: never;
-    patch?: never;
-    trace?: never;
-  };
-  '/v1/admin/tenants/{tenant}/api-keys': {
-    parameters: {
-      query?: never;
-      header?: never;
-      path?: never;
-      cookie?: never;
-    };
-    get?: never;
-    put?: never;
-    /** Create an API key (returned once) */
-    post: {
-      parameters: {
-        query?: never;
-        header?: never;
-        path: {
-          tenant: string;
-        };
-        cookie?: never;
-      };
-      requestBody: {
-        content: {
-          'application/json': {
-            scopes: (
-              | 'tokens:mint'
-              | 'tokens:moderator'
-              | 'tokens:recorder'
-              | 'rooms:read'
-              | 'rooms:write'
-              | 'recordings:read'
-              | 'dpo'
-              | 'admin'
-            )[];
-          };
-        };
-      };
-      responses: {
-        /** @description Default Response */
-        '4XX': {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': {
-              error: {
-                /** @enum {string} */
-                code:
-                  | 'INVALID_REQUEST'
-                  | 'UNAUTHORIZED'
-                  | 'FORBIDDEN'
-                  | 'NOT_FOUND'
-                  | 'RATE_LIMITED'
-                  | 'INTERNAL'
-                  | 'UNAVAILABLE';
-                message: string;
-              };
-            };
-          };
-        };
-        /** @description Default Response */
-        '5XX': {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': {
-              error: {
-                /** @enum {string} */
-                code:
-                  | 'INVALID_REQUEST'
-                  | 'UNAUTHORIZED'
-                  | 'FORBIDDEN'
-                  | 'NOT_FOUND'
-                  | 'RATE_LIMITED'
-                  | 'INTERNAL'
-                  | 'UNAVAILABLE';
-                message: string;
-              };
-            };
-          };
-        };
-      };
-    };
-    delete?: never;
-    options?: never;
-    head?: never;
-    patch?: never;
-    trace?: never;
-  };
-  '/v1/admin/tenants/{tenant}/api-keys/{keyId}': {
-    parameters: {
-      query?: never;
-      header?: never;
-      path?: never;
-      cookie?: never;
-    };
-    get?: never;
-    put?: never;
-    post?: never;
-    /** Revoke an API key */
-    delete: {
-      parameters: {
-        query?: never;
-        header?: never;
-        path: {
-          tenant: string;
-          keyId: string;
-        };
-        cookie?: never;
-      };
-      requestBody?: never;
-      responses: {
-        /** @description Default Response */
-        '4XX': {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': {
-              error: {
-                /** @enum {string} */
-                code:
-                  | 'INVALID_REQUEST'
-                  | 'UNAUTHORIZED'
-                  | 'FORBIDDEN'
-                  | 'NOT_FOUND'
-                  | 'RATE_LIMITED'
-                  | 'INTERNAL'
-                  | 'UNAVAILABLE';
-                message: string;
-              };
-            };
-          };
-        };
-        /** @description Default Response */
-        '5XX': {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': {
-              error: {
-                /** @enum {string} */
-                code:
-                  | 'INVALID_REQUEST'
-                  | 'UNAUTHORIZED'
-                  | 'FORBIDDEN'
-                  | 'NOT_FOUND'
-                  | 'RATE_LIMITED'
-                  | 'INTERNAL'
-                  | 'UNAVAILABLE';
-                message: string;
-              };
-            };
-          };
-        };
-      };
-    };
-    options?: never;
-    head?: never;
-    patch?: never;
-    trace?: never;
-  };
-  '/v1/admin/tenants/{tenant}/webhooks': {
-    parameters: {
-      query?: never;
-      header?: never;
-      path?: never;
-      cookie?: never;
-    };
-    get?: never;
-    put?: never;
-    /** Add a webhook endpoint to a tenant */
-    post: {
-      parameters: {
-        query?: never;
-        header?: never;
-        path: {
-          tenant: string;
-        };
-        cookie?: never;
-      };
-      requestBody: {
-        content: {
-          'application/json': {
-            /** Format: uri */
-            url: string;
-            /**
-             * @default [
-             *       "*"
-             *     ]
-             */
-            events?: (
-              | (
-                  | 'room.started'
-                  | 'room.ended'
-                  | 'participant.joined'
-                  | 'participant.left'
-                  | 'track.published'
-                  | 'track.unpublished'
-                  | 'recording.started'
-                  | 'recording.ready'
-                  | 'recording.failed'
-                  | 'recording.deleted'
-                  | 'retention.deleted'
-                  | 'quality.alert'
-                  | 'webhook.endpoint_disabled'
-                )
-              | '*'
-            )[];
-          };
-        };
-      };
-      responses: {
-        /** @description Default Response */
-        '4XX': {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': {
-              error: {
-                /** @enum {string} */
-                code:
-                  | 'INVALID_REQUEST'
-                  | 'UNAUTHORIZED'
-                  | 'FORBIDDEN'
-                  | 'NOT_FOUND'
-                  | 'RATE_LIMITED'
-                  | 'INTERNAL'
-                  | 'UNAVAILABLE';
-                message: string;
-              };
-            };
-          };
-        };
-        /** @description Default Response */
-        '5XX': {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': {
-              error: {
-                /** @enum {string} */
-                code:
-                  | 'INVALID_REQUEST'
-                  | 'UNAUTHORIZED'
-                  | 'FORBIDDEN'
-                  | 'NOT_FOUND'
-                  | 'RATE_LIMITED'
-                  | 'INTERNAL'
-                  | 'UNAVAILABLE';
-                message: string;
-              };
-            };
-          };
-        };
-      };
-    };
-    delete?: never;
-    options?: never;
-    head?: never;
-    patch?: never;
-    trace?: never;
-  };
 }
 export type webhooks = Record<string, never>;
 export interface components {
-  schemas: never;
-  responses: never;
-  parameters: never;
-  requestBodies: never;
-  headers: never;
-  pathItems: never;
+    schemas: never;
+    responses: never;
+    parameters: never;
+    requestBodies: never;
+    headers: never;
+    pathItems: never;
 }
 export type $defs = Record<string, never>;
 export type operations = Record<string, never>;
