@@ -17,7 +17,7 @@ import {
   subprocessorReportMarkdown,
   type Compliance,
 } from '../compliance/index.js';
-import { documentLanguage, LANGUAGES, translator } from '../compliance/i18n.js';
+import { documentLanguage, LANGUAGES, type Lang, translator } from '../compliance/i18n.js';
 import { VigieError } from '../errors.js';
 import { authenticate, type Principal } from './principal.js';
 import { openapi, parse } from './schema.js';
@@ -205,64 +205,66 @@ export async function complianceRoutes(app: FastifyInstance): Promise<void> {
     },
   );
 
-  app.get(
-    '/v1/compliance/reports/subprocessors',
-    {
-      schema: {
-        tags: ['compliance'],
-        summary: 'Subprocessors and data residency, checked against the running configuration',
-        querystring: openapi(reportQuery),
+  /**
+   * A DPO report: built in the caller's language, its access audited, then sent as JSON, Markdown or HTML.
+   * The subprocessor report and the record of processing differ only in what they build.
+   */
+  function reportRoute<R>(o: {
+    path: string;
+    summary: string;
+    action: 'report.subprocessors' | 'report.ropa';
+    title: 'sub.title' | 'ropa.title';
+    build: (p: Principal, c: Compliance, lang: Lang) => R;
+    markdown: (report: R, c: Compliance) => string;
+  }): void {
+    app.get(
+      o.path,
+      { schema: { tags: ['compliance'], summary: o.summary, querystring: openapi(reportQuery) } },
+      async (req, reply) => {
+        const { p, c } = await dpo(app, req);
+        const query = parse(reportQuery, req.query);
+        const docLang = languageOf(p, query.lang);
+        const report = o.build(p, c, docLang);
+        await c.record({ tenant: p.tenant, actor: p.actor, action: o.action, sourceIp: req.ip });
+        if (query.format === 'json') return report;
+        const md = o.markdown(report, c);
+        return query.format === 'md'
+          ? reply.type('text/markdown').send(md)
+          : reply.type('text/html').send(markdownToHtml(translator(docLang)(o.title), md, docLang));
       },
-    },
-    async (req, reply) => {
-      const { p, c } = await dpo(app, req);
-      const query = parse(reportQuery, req.query);
-      const { format } = query;
-      const docLang = languageOf(p, query.lang);
-      const report = subprocessorReport(
+    );
+  }
+
+  reportRoute({
+    path: '/v1/compliance/reports/subprocessors',
+    summary: 'Subprocessors and data residency, checked against the running configuration',
+    action: 'report.subprocessors',
+    title: 'sub.title',
+    build: (p, c, lang) =>
+      subprocessorReport(
         c.subprocessors(),
         app.config,
         app.tenants.list().filter((t) => t.id === p.tenant),
         process.env,
-        docLang,
-      );
-      await c.record({ tenant: p.tenant, actor: p.actor, action: 'report.subprocessors', sourceIp: req.ip });
-      if (format === 'json') return report;
-      const md = subprocessorReportMarkdown(report, c.subprocessors());
-      return format === 'md'
-        ? reply.type('text/markdown').send(md)
-        : reply.type('text/html').send(markdownToHtml(translator(docLang)('sub.title'), md, docLang));
-    },
-  );
+        lang,
+      ),
+    markdown: (report, c) => subprocessorReportMarkdown(report, c.subprocessors()),
+  });
 
-  app.get(
-    '/v1/compliance/reports/ropa',
-    {
-      schema: {
-        tags: ['compliance'],
-        summary: 'Record of processing activities (GDPR art. 30)',
-        querystring: openapi(reportQuery),
-      },
-    },
-    async (req, reply) => {
-      const { p, c } = await dpo(app, req);
-      const query = parse(reportQuery, req.query);
-      const { format } = query;
-      const docLang = languageOf(p, query.lang);
-      const ropa = recordOfProcessing(
+  reportRoute({
+    path: '/v1/compliance/reports/ropa',
+    summary: 'Record of processing activities (GDPR art. 30)',
+    action: 'report.ropa',
+    title: 'ropa.title',
+    build: (_p, c, lang) =>
+      recordOfProcessing(
         app.retention.policies(),
         c.subprocessors(),
         { sse: app.config.storage.sse, store: app.recording?.store.name.startsWith('s3:') ? 's3' : 'local' },
-        docLang,
-      );
-      await c.record({ tenant: p.tenant, actor: p.actor, action: 'report.ropa', sourceIp: req.ip });
-      if (format === 'json') return ropa;
-      const md = recordOfProcessingMarkdown(ropa);
-      return format === 'md'
-        ? reply.type('text/markdown').send(md)
-        : reply.type('text/html').send(markdownToHtml(translator(docLang)('ropa.title'), md, docLang));
-    },
-  );
+        lang,
+      ),
+    markdown: (ropa) => recordOfProcessingMarkdown(ropa),
+  });
 
   app.post(
     '/v1/compliance/dsar/access',
