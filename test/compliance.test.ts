@@ -19,7 +19,14 @@ import {
 } from '../src/compliance/index.js';
 import { loadConfig } from '../src/config/index.js';
 import type { VigieError } from '../src/errors.js';
-import { DPO_KEY, TENANT_ADMIN_KEY, VIEWER_KEY, startGateway, type TestGateway } from './helpers/gateway.js';
+import {
+  DPO_KEY,
+  dpoRequest,
+  TENANT_ADMIN_KEY,
+  VIEWER_KEY,
+  startGateway,
+  type TestGateway,
+} from './helpers/gateway.js';
 import { joinThroughPage, launchBrowser, receivedMedia, waitFor } from './helpers/browser.js';
 
 let gw: TestGateway;
@@ -28,13 +35,7 @@ beforeAll(async () => {
 });
 afterAll(() => gw?.close());
 
-const dpo = (method: string, url: string, payload?: object) =>
-  gw.app.inject({
-    method: method as 'GET',
-    url,
-    headers: { 'x-api-key': DPO_KEY.key },
-    ...(payload ? { payload } : {}),
-  });
+const dpo = (method: string, url: string, payload?: object) => dpoRequest(gw, method, url, payload);
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const jwks = async () => createLocalJWKSet((await gw.app.inject('/.well-known/jwks.json')).json());
 const ch = () => gw.app.clickhouse.client;

@@ -17,7 +17,7 @@ import {
 import { CATALOGUES, documentLanguage, LANGUAGES, translator, type Lang } from '../src/compliance/i18n.js';
 import { loadConfig } from '../src/config/index.js';
 import { COMMANDS } from '../bin/commands.mjs';
-import { DPO_KEY, startGateway, type TestGateway } from './helpers/gateway.js';
+import { DPO_KEY, dpoRequest, startGateway, type TestGateway } from './helpers/gateway.js';
 import { launchBrowser } from './helpers/browser.js';
 
 const run = promisify(execFile);
@@ -27,13 +27,7 @@ beforeAll(async () => {
 });
 afterAll(() => gw?.close());
 
-const dpo = (method: string, url: string, payload?: object) =>
-  gw.app.inject({
-    method: method as 'GET',
-    url,
-    headers: { 'x-api-key': DPO_KEY.key },
-    ...(payload ? { payload } : {}),
-  });
+const dpo = (method: string, url: string, payload?: object) => dpoRequest(gw, method, url, payload);
 const tmp = (prefix: string) => mkdtempSync(path.join(os.tmpdir(), prefix));
 const cli = (args: string[], env: Record<string, string> = {}) =>
   run(process.execPath, ['bin/vigie.mjs', ...args], {

@@ -19,6 +19,16 @@ export const DPO_KEY = generateApiKey('acmedpo1');
 export const VIEWER_KEY = generateApiKey('acmeview1');
 export const GLOBEX_VIEWER_KEY = generateApiKey('globexv1');
 
+/** A request to the gateway with the DPO key (in-process, through fastify's inject). */
+export function dpoRequest(gw: TestGateway, method: string, url: string, payload?: object) {
+  return gw.app.inject({
+    method: method as 'GET',
+    url,
+    headers: { 'x-api-key': DPO_KEY.key },
+    ...(payload ? { payload } : {}),
+  });
+}
+
 export interface TestGateway {
   app: FastifyInstance;
   config: Config;
