@@ -78,17 +78,21 @@ test('the embed page joins before its SDK bundle has loaded, and the SDK carries
   await sender.close();
 });
 
-test('the join page, on its pre-join screen, joins nobody until the click on "Join"', async () => {
+test('the join page, on its pre-join screen, joins nobody until the click on "Join", then joins on the socket it opened meanwhile', async () => {
   const page = await browser.context.newPage();
+  const sockets: string[] = [];
+  page.on('websocket', (ws) => sockets.push(ws.url()));
   await page.goto(`${gw.url}/join?token=${await gw.mint({ room: 'lobby', identity: 'patient' })}`);
   // The pre-join screen is up and the bundles have run: an early join would have reached the room by now.
   await page.waitForFunction(() => (window as any).vigieEvents?.some((e: { type: string }) => e.type === 'prejoin'));
   assert.equal(gw.app.sfu.getRoom('acme', 'lobby')?.peers.size ?? 0, 0, 'nobody in the room before the click');
+  assert.deepEqual(sockets, [gw.wsUrl], 'the signaling socket is open on the pre-join screen');
   await page.click('#join-button');
   await waitFor(
     'joined after the click',
     async () => gw.app.sfu.getRoom('acme', 'lobby')?.peers.size ?? 0,
     (n) => n === 1,
   );
+  assert.deepEqual(sockets, [gw.wsUrl], 'and the join went over it');
   await page.close();
 });

@@ -71,6 +71,12 @@ export interface JoinOptions {
   reconnect?: boolean;
   /** Display name shown to the others when the token carries none (the token's name wins). */
   name?: string;
+  /**
+   * A signaling socket the page opened already, e.g. on its pre-join screen, so that joining does not wait for a
+   * handshake. Used if still connecting or open; otherwise (the server closes sockets that do not join within
+   * `VIGIE_SIGNALING_JOIN_TIMEOUT_MS`) a new one is opened.
+   */
+  socket?: WebSocket;
 }
 
 /** Waits before each rejoin attempt; after the last, the call is disconnected for good. */
@@ -175,7 +181,9 @@ export class VigieCall {
   static async #connectAndJoin(options: JoinOptions): Promise<{ signaling: SignalingClient; joined: any }> {
     const early = takeEarlyJoin(options);
     const url = options.url ?? `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
-    const signaling = new SignalingClient(early?.socket ?? new WebSocket(url));
+    const ready = options.socket && options.socket.readyState <= WebSocket.OPEN ? options.socket : undefined;
+    if (options.socket && !ready) options.socket.close();
+    const signaling = new SignalingClient(early?.socket ?? ready ?? new WebSocket(url));
     // Others may publish or join while the device loads: hold those
     // notifications until their handlers exist (see #enter), then replay them.
     signaling.holdNotifications();

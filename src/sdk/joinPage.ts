@@ -232,10 +232,15 @@ async function main(): Promise<void> {
   const relayOnly = params.get('relay') === '1';
 
   const form = document.getElementById('prejoin') as HTMLFormElement | null;
+  // While the user is on the pre-join screen, the signaling socket opens: "Join" then sends the join at once.
+  // Nothing is sent on it before the click (/embed joins from its first script instead, see earlyJoin.ts).
+  const socket = form
+    ? new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`)
+    : undefined;
   // /embed has no pre-join screen: it tries both devices.
   const choice: Choice = form ? await prejoin(form) : { camera: {}, microphone: {} };
   setStatus(say('connecting'));
-  const call = await window.Vigie.VigieCall.join({ token, relayOnly, name: choice.name });
+  const call = await window.Vigie.VigieCall.join({ token, relayOnly, name: choice.name, socket });
   window.vigieCall = call;
   setStatus(say('inRoom', { room: call.info.room }));
   report('joined', { peerId: call.info.peerId, room: call.info.room });
