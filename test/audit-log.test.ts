@@ -14,6 +14,7 @@ import { entryHash, type AuditEntry } from '../src/compliance/index.js';
 import { Spool } from '../src/telemetry/index.js';
 import {
   ACME_KEY,
+  appendAuditEntries,
   DPO_KEY,
   ROOMS_WRITE_KEY,
   TENANT_ADMIN_KEY,
@@ -46,14 +47,7 @@ const ch = () => gw.app.clickhouse.client;
 const mutate = (query: string) => ch().command({ query, clickhouse_settings: { mutations_sync: '2' } });
 
 async function chain(tenant: string, n: number) {
-  for (let i = 1; i <= n; i++)
-    await gw.app.compliance!.audit.append({
-      tenant,
-      actor: 'key:test',
-      action: 'recording.read',
-      target: `recording:${i}`,
-      details: { i },
-    });
+  await appendAuditEntries(gw, tenant, n);
   await gw.app.compliance!.audit.flush();
 }
 

@@ -20,6 +20,7 @@ import {
 import { loadConfig } from '../src/config/index.js';
 import type { VigieError } from '../src/errors.js';
 import {
+  appendAuditEntries,
   DPO_KEY,
   dpoRequest,
   TENANT_ADMIN_KEY,
@@ -41,14 +42,7 @@ const jwks = async () => createLocalJWKSet((await gw.app.inject('/.well-known/jw
 const ch = () => gw.app.clickhouse.client;
 
 async function chain(tenant: string, n: number) {
-  for (let i = 1; i <= n; i++)
-    await gw.app.compliance!.audit.append({
-      tenant,
-      actor: 'key:test',
-      action: 'recording.read',
-      target: `recording:${i}`,
-      details: { i },
-    });
+  await appendAuditEntries(gw, tenant, n);
   await gw.app.compliance!.audit.checkpointAll();
 }
 

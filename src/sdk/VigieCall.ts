@@ -178,9 +178,14 @@ export class VigieCall {
     return call;
   }
 
+  /** The gateway's signaling endpoint on the page's own host: where `join` connects unless given `url`. */
+  static signalingUrl(): string {
+    return `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
+  }
+
   static async #connectAndJoin(options: JoinOptions): Promise<{ signaling: SignalingClient; joined: any }> {
     const early = takeEarlyJoin(options);
-    const url = options.url ?? `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
+    const url = options.url ?? VigieCall.signalingUrl();
     const ready = options.socket && options.socket.readyState <= WebSocket.OPEN ? options.socket : undefined;
     if (options.socket && !ready) options.socket.close();
     const signaling = new SignalingClient(early?.socket ?? ready ?? new WebSocket(url));

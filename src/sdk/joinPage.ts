@@ -234,9 +234,7 @@ async function main(): Promise<void> {
   const form = document.getElementById('prejoin') as HTMLFormElement | null;
   // While the user is on the pre-join screen, the signaling socket opens: "Join" then sends the join at once.
   // Nothing is sent on it before the click (/embed joins from its first script instead, see earlyJoin.ts).
-  const socket = form
-    ? new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`)
-    : undefined;
+  const socket = form ? new WebSocket(window.Vigie.VigieCall.signalingUrl()) : undefined;
   // /embed has no pre-join screen: it tries both devices.
   const choice: Choice = form ? await prejoin(form) : { camera: {}, microphone: {} };
   setStatus(say('connecting'));

@@ -19,6 +19,18 @@ export const DPO_KEY = generateApiKey('acmedpo1');
 export const VIEWER_KEY = generateApiKey('acmeview1');
 export const GLOBEX_VIEWER_KEY = generateApiKey('globexv1');
 
+/** Appends `n` audit entries (recording reads) to a tenant's chain; the caller flushes or checkpoints as it needs. */
+export async function appendAuditEntries(gw: TestGateway, tenant: string, n: number): Promise<void> {
+  for (let i = 1; i <= n; i++)
+    await gw.app.compliance!.audit.append({
+      tenant,
+      actor: 'key:test',
+      action: 'recording.read',
+      target: `recording:${i}`,
+      details: { i },
+    });
+}
+
 /** A request to the gateway with the DPO key (in-process, through fastify's inject). */
 export function dpoRequest(gw: TestGateway, method: string, url: string, payload?: object) {
   return gw.app.inject({
