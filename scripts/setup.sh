@@ -5,7 +5,7 @@
 #   bash scripts/setup.sh runtime   Debian runtime libraries, npm packages,
 #                                   mediasoup worker, the compiled gateway,
 #                                   browser SDK bundle
-#   bash scripts/setup.sh test      the same, plus Chromium, Firefox ESR, iproute2
+#   bash scripts/setup.sh test      the same, plus PostgreSQL 15, Chromium, Firefox ESR, iproute2
 #                                   (network namespaces), coturn, ffmpeg and radosgw
 #
 # The mediasoup worker is taken from MEDIASOUP_WORKER_BIN, or a prebuilt one in
@@ -36,7 +36,7 @@ worker_available() {
 # --- Debian packages -----------------------------------------------------------
 runtime_pkgs=(libuv1 libssl3 libsrtp2-1 libabsl20220623)
 build_pkgs=(build-essential pkg-config meson ninja-build python3 libuv1-dev libssl-dev libsrtp2-dev libabsl-dev libflatbuffers-dev flatbuffers-compiler)
-test_pkgs=(chromium firefox-esr iproute2 coturn ffmpeg radosgw ceph-mon ceph-osd ceph-common)
+test_pkgs=(chromium firefox-esr iproute2 coturn ffmpeg radosgw ceph-mon ceph-osd ceph-common postgresql)
 
 wanted=("${runtime_pkgs[@]}")
 worker_available || wanted+=("${build_pkgs[@]}")

@@ -25,6 +25,7 @@ import recordingPlugin from './recording/index.js';
 import compliancePlugin from './compliance/index.js';
 import { RoomBans, RoomDirectory } from './media/index.js';
 import demoPlugin, { type DemoSetup } from './demo/index.js';
+import storePlugin from './store/index.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -118,6 +119,7 @@ export async function buildApp(
 
   try {
     await app.register(httpTracing);
+    await app.register(storePlugin, { config });
     await app.register(corePlugin, { config });
     await app.register(clickhousePlugin);
     await app.register(telemetryPlugin);

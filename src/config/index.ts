@@ -1,3 +1,4 @@
+import os from 'node:os';
 /**
  * Configuration: one typed object, read once at start.
  *
@@ -71,6 +72,9 @@ export interface Config {
     drainDeadlineSeconds: number;
   };
   ice: { stunUrls: string[]; turnUrls: string[]; turnSecret?: string; turnCredentialTtlSeconds: number };
+  /** This node among those sharing one PostgreSQL (`id` defaults to the host name). */
+  node: { id: string; region: string };
+  database: { url?: string; poolSize: number };
   clickhouse: {
     url?: string;
     user: string;
@@ -255,6 +259,12 @@ export function loadConfig(env: Env = process.env, overrides: Record<string, unk
   }
 
   const cfg = out as unknown as Config;
+  // Host names can hold characters a node id may not; the default keeps the valid ones.
+  cfg.node.id ??=
+    os
+      .hostname()
+      .replace(/[^A-Za-z0-9_.-]/g, '-')
+      .slice(0, 64) || 'node';
   if (problems.length === 0) {
     if (cfg.media.rtcMinPort >= cfg.media.rtcMaxPort) {
       problems.push(

@@ -357,6 +357,47 @@ export const SETTINGS: readonly SettingSpec[] = [
   ),
 
   setting(
+    'node.id',
+    'VIGIE_NODE_ID',
+    z
+      .string()
+      .regex(/^[A-Za-z0-9_.-]{1,64}$/, 'letters, digits, _ . and -')
+      .optional(),
+    'the host name',
+    'This node among the nodes that share one PostgreSQL: named in the node registry, in telemetry rows and in ' +
+      'logs. Unique per node.',
+  ),
+  setting(
+    'node.region',
+    'VIGIE_NODE_REGION',
+    z
+      .string()
+      .regex(/^[A-Za-z0-9_.-]{1,64}$/, 'letters, digits, _ . and -')
+      .default('default'),
+    'default',
+    'Region of this node, for placement with region affinity.',
+  ),
+  setting(
+    'database.url',
+    'VIGIE_DATABASE_URL',
+    z
+      .string()
+      .regex(/^postgres(ql)?:\/\//, 'a postgres:// or postgresql:// URL')
+      .optional(),
+    'unset (embedded)',
+    'PostgreSQL server holding the control plane (tenants, keys, rooms, the webhook outbox, audit chain heads, ' +
+      'nodes) shared by every node. Unset: the embedded engine (PGlite, one node) under DATA_DIR/postgres.',
+    SECRET,
+  ),
+  setting(
+    'database.poolSize',
+    'VIGIE_DATABASE_POOL_SIZE',
+    positiveInt.max(200).default(10),
+    '10',
+    'Connections each node keeps to the PostgreSQL server (LISTEN and singleton locks take one more each).',
+  ),
+
+  setting(
     'clickhouse.url',
     'CLICKHOUSE_URL',
     url.optional(),

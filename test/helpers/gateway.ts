@@ -79,6 +79,8 @@ export async function startGateway(overrides: Record<string, any> = {}): Promise
       telemetry: overrides.telemetry,
       writer: overrides.writer,
       clickhouse: overrides.clickhouse,
+      database: overrides.database,
+      node: overrides.node,
       webhooks: overrides.webhooks,
       quality: overrides.quality,
       storage: overrides.storage,

@@ -1,0 +1,231 @@
+/**
+ * The control plane's PostgreSQL: one interface over the embedded engine
+ * (PGlite, real PostgreSQL compiled to WebAssembly, in-process, data under
+ * DATA_DIR) and a PostgreSQL server (`pg`, through VIGIE_DATABASE_URL). The
+ * same SQL runs on both; what differs is how connections are held: PGlite is
+ * one session, a server is a pool, and LISTEN and session advisory locks each
+ * keep a connection of their own there.
+ */
+import { mkdirSync } from 'node:fs';
+import { PGlite } from '@electric-sql/pglite';
+import pg from 'pg';
+
+export interface Queryable {
+  /** One statement with `$1`-style parameters. */
+  query<T = Record<string, unknown>>(sql: string, params?: readonly unknown[]): Promise<{ rows: T[] }>;
+}
+
+/** A session advisory lock: held until released, or until the connection holding it dies. */
+export interface AdvisoryLease {
+  /** Resolves when the lock is lost without release() (the server dropped the connection). */
+  readonly lost: Promise<void>;
+  release(): Promise<void>;
+}
+
+export interface Database extends Queryable {
+  readonly kind: 'pglite' | 'postgres';
+  /** Runs `fn` in one transaction: committed if it resolves, rolled back if it throws. */
+  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
+  /** Several statements without parameters (migrations). */
+  exec(sql: string): Promise<void>;
+  /** LISTEN on `channel`; resolves to the function that stops listening. */
+  listen(channel: string, onNotify: (payload: string) => void): Promise<() => Promise<void>>;
+  notify(channel: string, payload: string): Promise<void>;
+  /**
+   * Takes the session advisory lock `key` if no one holds it, on any node.
+   * Singletons (the retention sweeper, TTL application, anchoring) run while
+   * they hold one; if their node dies, its connection does, and so does the lock.
+   */
+  tryAdvisoryLock(key: string): Promise<AdvisoryLease | undefined>;
+  close(): Promise<void>;
+}
+
+/** Advisory lock keys are bigints; names are hashed by PostgreSQL itself so every node agrees. */
+const LOCK_KEY_SQL = 'hashtextextended($1, 0)';
+
+class PgliteDatabase implements Database {
+  readonly kind = 'pglite' as const;
+  readonly #db: PGlite;
+  /** PGlite is one session, where advisory locks are reentrant: this node's holders are tracked here. */
+  readonly #held = new Set<string>();
+
+  constructor(db: PGlite) {
+    this.#db = db;
+  }
+
+  async query<T>(sql: string, params: readonly unknown[] = []): Promise<{ rows: T[] }> {
+    const r = await this.#db.query<T>(sql, params as unknown[]);
+    return { rows: r.rows };
+  }
+
+  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
+    return this.#db.transaction((tx) =>
+      fn({
+        query: async <R>(sql: string, params: readonly unknown[] = []) => ({
+          rows: (await tx.query<R>(sql, params as unknown[])).rows,
+        }),
+      }),
+    );
+  }
+
+  async exec(sql: string): Promise<void> {
+    await this.#db.exec(sql);
+  }
+
+  listen(channel: string, onNotify: (payload: string) => void): Promise<() => Promise<void>> {
+    return this.#db.listen(channel, onNotify).then((unlisten) => () => unlisten());
+  }
+
+  async notify(channel: string, payload: string): Promise<void> {
+    await this.#db.query('SELECT pg_notify($1, $2)', [channel, payload]);
+  }
+
+  async tryAdvisoryLock(key: string): Promise<AdvisoryLease | undefined> {
+    if (this.#held.has(key)) return undefined;
+    const { rows } = await this.query<{ ok: boolean }>(`SELECT pg_try_advisory_lock(${LOCK_KEY_SQL}) AS ok`, [key]);
+    if (!rows[0]?.ok) return undefined;
+    this.#held.add(key);
+    return {
+      lost: new Promise(() => {}),
+      release: async () => {
+        if (!this.#held.delete(key)) return;
+        await this.query(`SELECT pg_advisory_unlock(${LOCK_KEY_SQL})`, [key]);
+      },
+    };
+  }
+
+  close(): Promise<void> {
+    return this.#db.close();
+  }
+}
+
+class PostgresDatabase implements Database {
+  readonly kind = 'postgres' as const;
+  readonly #pool: pg.Pool;
+  readonly #url: string;
+  /** One connection for every LISTEN of this node, opened on the first. */
+  #listener?: Promise<pg.Client>;
+  readonly #channels = new Map<string, Set<(payload: string) => void>>();
+  /** Clients opened outside the pool (the listener, lock holders), closed with the database. */
+  readonly #clients = new Set<pg.Client>();
+
+  constructor(url: string, poolSize: number) {
+    this.#url = url;
+    this.#pool = new pg.Pool({ connectionString: url, max: poolSize });
+    // An idle pooled connection the server closed is an event, not a crash; the pool opens another.
+    this.#pool.on('error', () => undefined);
+  }
+
+  async query<T>(sql: string, params: readonly unknown[] = []): Promise<{ rows: T[] }> {
+    const r = await this.#pool.query(sql, params as unknown[]);
+    return { rows: r.rows as T[] };
+  }
+
+  async transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
+    const client = await this.#pool.connect();
+    try {
+      await client.query('BEGIN');
+      const result = await fn({
+        query: async <R>(sql: string, params: readonly unknown[] = []) => ({
+          rows: (await client.query(sql, params as unknown[])).rows as R[],
+        }),
+      });
+      await client.query('COMMIT');
+      return result;
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    } finally {
+      client.release();
+    }
+  }
+
+  async exec(sql: string): Promise<void> {
+    await this.#pool.query(sql);
+  }
+
+  async #connect(): Promise<pg.Client> {
+    const client = new pg.Client({ connectionString: this.#url });
+    client.on('error', () => undefined);
+    this.#clients.add(client);
+    client.on('end', () => this.#clients.delete(client));
+    await client.connect();
+    return client;
+  }
+
+  async listen(channel: string, onNotify: (payload: string) => void): Promise<() => Promise<void>> {
+    this.#listener ??= this.#connect().then((client) => {
+      client.on('notification', (n) => {
+        for (const cb of this.#channels.get(n.channel) ?? []) cb(n.payload ?? '');
+      });
+      return client;
+    });
+    const client = await this.#listener;
+    let subs = this.#channels.get(channel);
+    if (!subs) {
+      subs = new Set();
+      this.#channels.set(channel, subs);
+      await client.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
+    }
+    subs.add(onNotify);
+    return async () => {
+      subs.delete(onNotify);
+      if (subs.size === 0 && this.#channels.get(channel) === subs) {
+        this.#channels.delete(channel);
+        await client.query(`UNLISTEN ${pg.escapeIdentifier(channel)}`).catch(() => undefined);
+      }
+    };
+  }
+
+  async notify(channel: string, payload: string): Promise<void> {
+    await this.#pool.query('SELECT pg_notify($1, $2)', [channel, payload]);
+  }
+
+  async tryAdvisoryLock(key: string): Promise<AdvisoryLease | undefined> {
+    // A session lock lives as long as its connection: the holder keeps one of its own, outside the pool.
+    const client = await this.#connect();
+    const { rows } = await client.query(`SELECT pg_try_advisory_lock(${LOCK_KEY_SQL}) AS ok`, [key]);
+    if (!rows[0]?.ok) {
+      await client.end();
+      return undefined;
+    }
+    let released = false;
+    const lost = new Promise<void>((resolve) =>
+      client.on('end', () => {
+        if (!released) resolve();
+      }),
+    );
+    return {
+      lost,
+      release: async () => {
+        if (released) return;
+        released = true;
+        await client.end().catch(() => undefined);
+      },
+    };
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.#clients].map((c) => c.end().catch(() => undefined)));
+    await this.#pool.end();
+  }
+}
+
+export interface DatabaseOptions {
+  /** A PostgreSQL server (`postgres://…`); unset: the embedded engine in `dataDir`. */
+  url?: string;
+  /** Where the embedded engine keeps its files. */
+  dataDir: string;
+  /** Connections to the server per node. */
+  poolSize?: number;
+}
+
+export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
+  if (opts.url) {
+    const db = new PostgresDatabase(opts.url, opts.poolSize ?? 10);
+    await db.query('SELECT 1');
+    return db;
+  }
+  mkdirSync(opts.dataDir, { recursive: true });
+  return new PgliteDatabase(await PGlite.create(opts.dataDir));
+}

@@ -1,0 +1,44 @@
+/**
+ * The control plane's store: PostgreSQL, embedded (PGlite) or a server.
+ *
+ * Decorates `db`. Modules that own control-plane tables apply their own
+ * migrations with `migrateStore` when they start (one owner per table).
+ * ClickHouse keeps telemetry and the analytical copies that dashboards read;
+ * what is mutated, shared between nodes or strictly ordered lives here.
+ */
+import path from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import fp from 'fastify-plugin';
+import type { Config } from '../config/index.js';
+import { type Database, openDatabase } from './Database.js';
+
+export { openDatabase, type AdvisoryLease, type Database, type Queryable } from './Database.js';
+export { migrateStore, type StoreMigration } from './migrations.js';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    db: Database;
+  }
+}
+
+/** The embedded engine's files, under the data dir. */
+export const embeddedDatabaseDir = (config: Config) => path.join(config.dataDir, 'postgres');
+
+export default fp(
+  async (app: FastifyInstance, opts: { config: Config }) => {
+    const { database } = opts.config;
+    const db = await openDatabase({
+      url: database.url,
+      poolSize: database.poolSize,
+      dataDir: embeddedDatabaseDir(opts.config),
+    });
+    app.log.info(
+      { store: db.kind },
+      db.kind === 'pglite' ? 'control plane: embedded PostgreSQL' : 'control plane: PostgreSQL server',
+    );
+    app.decorate('db', db);
+    // Registered before every capability, so closed after all of them (fastify runs onClose hooks last-in first-out).
+    app.addHook('onClose', async () => db.close());
+  },
+  { name: 'vigie-store' },
+);

@@ -1,0 +1,144 @@
+/**
+ * The control plane's store on both engines it runs on: the embedded PGlite
+ * and a real PostgreSQL 15 server from Debian. Same SQL, same guarantees.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, test } from 'vitest';
+import type { Logger } from '../src/logging.js';
+import { type Database, migrateStore, openDatabase, type StoreMigration } from '../src/store/index.js';
+import { waitFor } from './helpers/browser.js';
+import { type PostgresServer, startPostgres } from './helpers/postgres.js';
+
+const log = pino({ level: 'silent' }) as unknown as Logger;
+
+const MIGRATIONS: StoreMigration[] = [
+  { version: 1, name: 'things', sql: 'CREATE TABLE things (id text PRIMARY KEY, n integer NOT NULL);' },
+  { version: 2, name: 'things.note', sql: "ALTER TABLE things ADD COLUMN note text NOT NULL DEFAULT '';\n" },
+];
+
+describe.each(['pglite', 'postgres'] as const)('store on %s', (kind) => {
+  let server: PostgresServer | undefined;
+  let dir: string;
+  let db: Database;
+  /** A second node's connection to the same store (PGlite is one process: the same instance). */
+  let other: Database;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(path.join(os.tmpdir(), 'vigie-store-'));
+    if (kind === 'postgres') server = await startPostgres();
+    db = await openDatabase({ url: server?.url, dataDir: dir });
+    other = server ? await openDatabase({ url: server.url, dataDir: dir }) : db;
+  });
+  afterAll(async () => {
+    if (other !== db) await other?.close();
+    await db?.close();
+    await server?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('migrations apply once, even when two nodes start together', async () => {
+    assert.equal(db.kind, kind);
+    const [a, b] = await Promise.all([
+      migrateStore(db, 'test', MIGRATIONS, log),
+      migrateStore(other, 'test', MIGRATIONS, log),
+    ]);
+    assert.deepEqual([...a, ...b].sort(), [1, 2]);
+    assert.deepEqual(await migrateStore(db, 'test', MIGRATIONS, log), []);
+    const { rows } = await db.query<{ owner: string; version: number }>(
+      "SELECT owner, version FROM schema_migrations WHERE owner = 'test' ORDER BY version",
+    );
+    assert.deepEqual(
+      rows.map((r) => r.version),
+      [1, 2],
+    );
+  });
+
+  test('a migration that fails leaves nothing behind and is retried on the next start', async () => {
+    const bad: StoreMigration = { version: 3, name: 'bad', sql: 'CREATE TABLE half (id text);\nSELECT 1/0;' };
+    await assert.rejects(migrateStore(db, 'test', [...MIGRATIONS, bad], log), /division by zero/);
+    const { rows } = await db.query("SELECT to_regclass('half') AS t");
+    assert.equal(rows[0]!.t, null);
+    const fixed = { ...bad, sql: 'CREATE TABLE half (id text);' };
+    assert.deepEqual(await migrateStore(db, 'test', [...MIGRATIONS, fixed], log), [3]);
+  });
+
+  test('a transaction commits when it resolves and leaves nothing when it throws', async () => {
+    await db.transaction(async (tx) => {
+      await tx.query('INSERT INTO things (id, n) VALUES ($1, $2)', ['kept', 1]);
+    });
+    await assert.rejects(
+      db.transaction(async (tx) => {
+        await tx.query('INSERT INTO things (id, n) VALUES ($1, $2)', ['dropped', 2]);
+        throw new Error('changed my mind');
+      }),
+      /changed my mind/,
+    );
+    const { rows } = await other.query<{ id: string }>('SELECT id FROM things ORDER BY id');
+    assert.deepEqual(
+      rows.map((r) => r.id),
+      ['kept'],
+    );
+  });
+
+  test('a notification reaches every node that listens', async () => {
+    const got: string[] = [];
+    const stop = await other.listen('vigie_test', (p) => got.push(p));
+    await db.notify('vigie_test', 'tenant acme changed');
+    await waitFor(
+      'the notification',
+      async () => got.length,
+      (n) => n === 1,
+    );
+    assert.deepEqual(got, ['tenant acme changed']);
+    await stop();
+    await db.notify('vigie_test', 'after unlisten');
+    await db.query('SELECT 1');
+    await new Promise((r) => setTimeout(r, 200));
+    assert.deepEqual(got, ['tenant acme changed']);
+  });
+
+  test('an advisory lock has one holder at a time, and passes on when released', async () => {
+    const first = await db.tryAdvisoryLock('vigie:test-singleton');
+    assert.ok(first, 'the first node takes the lock');
+    assert.equal(await other.tryAdvisoryLock('vigie:test-singleton'), undefined, 'a second holder is refused');
+    await first.release();
+    const second = await other.tryAdvisoryLock('vigie:test-singleton');
+    assert.ok(second, 'the lock passes on after release');
+    await second.release();
+  });
+});
+
+describe('store on a PostgreSQL server: node death', () => {
+  let server: PostgresServer;
+  let a: Database;
+  let b: Database;
+  beforeAll(async () => {
+    server = await startPostgres();
+    a = await openDatabase({ url: server.url, dataDir: '/nonexistent' });
+    b = await openDatabase({ url: server.url, dataDir: '/nonexistent' });
+  });
+  afterAll(async () => {
+    await a?.close();
+    await b?.close();
+    await server?.stop();
+  });
+
+  test("a singleton's lock moves to another node when its holder's connection dies", async () => {
+    const lease = await a.tryAdvisoryLock('vigie:retention-sweeper');
+    assert.ok(lease);
+    assert.equal(await b.tryAdvisoryLock('vigie:retention-sweeper'), undefined);
+    // What a node's death looks like to the server: its connection ends.
+    await b.query(
+      `SELECT pg_terminate_backend(pid) FROM pg_locks
+        WHERE locktype = 'advisory' AND objid::bigint = (hashtextextended('vigie:retention-sweeper', 0) & 4294967295)`,
+    );
+    await lease.lost;
+    const taken = await b.tryAdvisoryLock('vigie:retention-sweeper');
+    assert.ok(taken, 'another node takes the lock');
+    await taken.release();
+  });
+});
