@@ -1,6 +1,7 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { seedEmbeddedDatabase } from './pgliteTemplate.js';
 import { PassThrough } from 'node:stream';
 import { WebSocket } from 'ws';
 import type { FastifyInstance } from 'fastify';
@@ -65,6 +66,8 @@ export interface TestGateway {
 export async function startGateway(overrides: Record<string, any> = {}): Promise<TestGateway> {
   // A given dataDir is kept on close, so a test can start a second gateway on it (restart).
   const dataDir: string = overrides.dataDir ?? mkdtempSync(path.join(os.tmpdir(), 'vigie-test-'));
+  const embeddedDb = path.join(dataDir, 'postgres');
+  if (!overrides.database?.url && !existsSync(embeddedDb)) await seedEmbeddedDatabase(embeddedDb);
   const config = loadConfig(
     // A worker given by the test (e.g. one wrapped into a network namespace) wins over the environment's.
     { MEDIASOUP_WORKER_BIN: overrides.media?.workerBin ?? process.env.MEDIASOUP_WORKER_BIN },
