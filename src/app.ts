@@ -9,7 +9,6 @@ import { TokenService } from './auth/index.js';
 import path from 'node:path';
 import type { Config } from './config/index.js';
 import { TenantRegistry } from './tenants/index.js';
-import { loadOrCreateSecret } from './dataDir.js';
 import { VigieError } from './errors.js';
 import { loggerOptions } from './logging.js';
 import { Sfu, resolveWorkerBin } from './media/index.js';
@@ -25,7 +24,7 @@ import recordingPlugin from './recording/index.js';
 import compliancePlugin from './compliance/index.js';
 import { RoomBans, RoomDirectory } from './media/index.js';
 import demoPlugin, { type DemoSetup } from './demo/index.js';
-import storePlugin from './store/index.js';
+import storePlugin, { sharedSecret } from './store/index.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -47,7 +46,7 @@ const corePlugin = fp(
   async (app: FastifyInstance, opts: { config: Config }) => {
     const { config } = opts;
     const tenants = new TenantRegistry(config.tenants, path.join(config.dataDir, 'tenants.json'));
-    const hs256Secret = config.auth.hs256Secret ?? loadOrCreateSecret(config.dataDir, 'jwt-hs256.secret').value;
+    const hs256Secret = config.auth.hs256Secret ?? (await sharedSecret(app.db, 'jwt-hs256.secret', config.dataDir));
     const sfu = new Sfu(
       {
         pool: {
@@ -80,7 +79,7 @@ const corePlugin = fp(
     // onClose hooks flush the telemetry writer and close ClickHouse.
     app.addHook('preClose', async () => sfu.close());
   },
-  { name: 'vigie-core' },
+  { name: 'vigie-core', dependencies: ['vigie-store'] },
 );
 
 /**

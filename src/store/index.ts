@@ -11,9 +11,12 @@ import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import type { Config } from '../config/index.js';
 import { type Database, openDatabase } from './Database.js';
+import { migrateStore } from './migrations.js';
+import { SECRETS_MIGRATIONS } from './secrets.js';
 
 export { openDatabase, type AdvisoryLease, type Database, type Queryable } from './Database.js';
 export { migrateStore, type StoreMigration } from './migrations.js';
+export { sharedSecret } from './secrets.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -36,6 +39,12 @@ export default fp(
       { store: db.kind },
       db.kind === 'pglite' ? 'control plane: embedded PostgreSQL' : 'control plane: PostgreSQL server',
     );
+    try {
+      await migrateStore(db, 'store', SECRETS_MIGRATIONS, app.log);
+    } catch (err) {
+      await db.close();
+      throw err;
+    }
     app.decorate('db', db);
     // Registered before every capability, so closed after all of them (fastify runs onClose hooks last-in first-out).
     app.addHook('onClose', async () => db.close());

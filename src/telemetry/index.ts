@@ -9,7 +9,7 @@
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
-import { loadOrCreateSecret } from '../dataDir.js';
+import { sharedSecret } from '../store/index.js';
 import { CallEventRecorder } from './CallEventRecorder.js';
 import { ClickHouseWriter } from './ClickHouseWriter.js';
 import { registerGatewayMetrics } from './gatewayMetrics.js';
@@ -62,7 +62,7 @@ export default fp(
     );
     writer.start();
     const secret =
-      config.telemetry.pseudonymSecret ?? loadOrCreateSecret(config.dataDir, 'pseudonym-master.secret').value;
+      config.telemetry.pseudonymSecret ?? (await sharedSecret(app.db, 'pseudonym-master.secret', config.dataDir));
     const keys = new CallKeys(new Pseudonymizer(secret, path.join(config.dataDir, 'secrets', 'subject-salts.jsonl')));
     const collector = new StatsCollector(
       app.sfu,
@@ -90,5 +90,5 @@ export default fp(
       await writer.close();
     });
   },
-  { name: 'vigie-telemetry', dependencies: ['vigie-core', 'vigie-clickhouse'] },
+  { name: 'vigie-telemetry', dependencies: ['vigie-store', 'vigie-core', 'vigie-clickhouse'] },
 );
