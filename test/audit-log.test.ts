@@ -194,7 +194,7 @@ test('audited too: tenant changes, API keys, webhook changes, remote mute and re
   const mute = rows.find((r) => r.action === 'participant.mute')!;
   assert.equal(
     mute.subject,
-    gw.app.telemetry!.keys.pseudonymizer.pseudonym('acme', 'loud@example.fr'),
+    await gw.app.telemetry!.keys.pseudonymizer.pseudonym('acme', 'loud@example.fr'),
     'the muted person, pseudonymized',
   );
   assert.ok(

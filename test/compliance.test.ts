@@ -372,11 +372,18 @@ test('DSAR after a browser call: access returns that participant only; erasure l
   } finally {
     await browser.close();
   }
-  const [alice, bruno] = identities.map((i) => gw.app.telemetry!.keys.pseudonymizer.pseudonym('acme', i));
-  const recs = (await gw.query(`SELECT id, participants FROM vigie.recordings FINAL WHERE room = 'dsar'`)) as Array<{
-    id: string;
-    participants: string[];
-  }>;
+  const [alice, bruno] = await Promise.all(
+    identities.map((i) => gw.app.telemetry!.keys.pseudonymizer.pseudonym('acme', i)),
+  );
+  // The catalog is written once each upload ends: wait for both participants' recordings.
+  const recs = await waitFor(
+    "both participants' recordings in the catalog",
+    () =>
+      gw.query<{ id: string; participants: string[] }>(
+        `SELECT id, participants FROM vigie.recordings FINAL WHERE room = 'dsar'`,
+      ),
+    (rows) => [alice, bruno].every((who) => rows.some((r) => r.participants.includes(who!))),
+  );
   const held = recs.find((r) => r.participants.includes(alice!))!;
   assert.equal((await dpo('PUT', `/v1/recordings/${held.id}/legal-hold`, { on: true })).statusCode, 200);
 

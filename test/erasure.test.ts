@@ -125,7 +125,7 @@ test('erasure reaches access records, every object version, DSAR archives, webho
     clients.push(c);
   }
   const keys = gw.app.telemetry!.keys.pseudonymizer;
-  const [carol, bruno] = [CAROL, BRUNO].map((i) => keys.existing('acme', i)!);
+  const [carol, bruno] = (await Promise.all([CAROL, BRUNO].map((i) => keys.existing('acme', i)))) as string[];
   assert.ok(carol && bruno && carol !== bruno);
   // Carol reads her room's recordings with her own token: an access record that is hers.
   const token = await gw.mint({ room: 'erase', identity: CAROL, grants: ['subscribe', 'recordings:read'] });
@@ -205,9 +205,9 @@ test('erasure reaches access records, every object version, DSAR archives, webho
     "the other participant's pending deliveries are intact",
   );
   // The identity no longer leads to the pseudonym that stays in the audit trail: its salt is gone.
-  assert.equal(keys.existing('acme', CAROL), undefined);
-  assert.notEqual(keys.pseudonym('acme', CAROL), carol, 'recomputing gives an unrelated pseudonym');
-  assert.equal(keys.existing('acme', BRUNO), bruno);
+  assert.equal(await keys.existing('acme', CAROL), undefined);
+  assert.notEqual(await keys.pseudonym('acme', CAROL), carol, 'recomputing gives an unrelated pseudonym');
+  assert.equal(await keys.existing('acme', BRUNO), bruno);
   const verify = await gw.app.compliance!.audit.verify('acme');
   assert.equal(verify.ok, true, `the audit chain still verifies: ${JSON.stringify(verify)}`);
 });
@@ -234,7 +234,7 @@ test('erasure removes the subject from the telemetry spool, and nobody else', as
     await down.close();
   });
   const keys = gw.app.telemetry!.keys.pseudonymizer;
-  const [dave, erin] = ['dave@example.fr', 'erin@example.fr'].map((i) => keys.pseudonym('acme', i));
+  const [dave, erin] = await Promise.all(['dave@example.fr', 'erin@example.fr'].map((i) => keys.pseudonym('acme', i)));
   for (const [identity, p] of [
     ['dave@example.fr', dave],
     ['erin@example.fr', erin],
@@ -285,7 +285,9 @@ test('erasure removes the subject from the telemetry spool, and nobody else', as
 
 test("erasure deletes the subject's recordings still waiting for upload, and they are never uploaded", async () => {
   const keys = gw.app.telemetry!.keys.pseudonymizer;
-  const [fanny, gael] = ['fanny@example.fr', 'gael@example.fr'].map((i) => keys.pseudonym('acme', i));
+  const [fanny, gael] = await Promise.all(
+    ['fanny@example.fr', 'gael@example.fr'].map((i) => keys.pseudonym('acme', i)),
+  );
   // What a recorder leaves when the store cannot be reached: a media file and its upload manifest.
   const pending = path.join(gw.config.dataDir, 'recordings', 'pending');
   mkdirSync(pending, { recursive: true });

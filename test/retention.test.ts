@@ -7,6 +7,7 @@ import path from 'node:path';
 import {
   complianceShortenings,
   FILE_RULES,
+  STORE_TABLE_RULES,
   fileRule,
   loadPolicies,
   PolicyError,
@@ -397,7 +398,7 @@ test('every ClickHouse table and every file under DATA_DIR has a retention rule,
     nextAt: Date.now(),
   });
   // And what a call and a recording leave (made here too, so that this test does not depend on the ones before).
-  gw.app.telemetry!.keys.pseudonymizer.pseudonym('acme', 'inventory-user');
+  await gw.app.telemetry!.keys.pseudonymizer.pseudonym('acme', 'inventory-user');
   gw.app.roomBans.ban('acme', 'inventory', 'inventory-user', Date.now() / 1000 + 3600);
   const media = path.join(mkdtempSync(path.join(os.tmpdir(), 'vigie-inv-')), 'r.webm');
   writeFileSync(media, 'media');
@@ -434,7 +435,7 @@ test('every ClickHouse table and every file under DATA_DIR has a retention rule,
     /^exports\/[0-9a-f-]{36}\.jsonl$/,
     /^webhooks\/deliveries\.jsonl$/,
     /^objects\//,
-    /^secrets\/subject-salts\.jsonl$/,
+    /^postgres\//,
     /^clickhouse\//,
     /^room-bans\.json$/,
   ]) {
@@ -443,6 +444,15 @@ test('every ClickHouse table and every file under DATA_DIR has a retention rule,
       `the run created a file matching ${expected}: ${files.filter((f) => !f.startsWith('clickhouse/')).join(', ')}`,
     );
   }
+  const storeTables = (
+    await gw.app.db.query<{ name: string }>("SELECT tablename AS name FROM pg_tables WHERE schemaname = 'public'")
+  ).rows.map((r) => r.name);
+  assert.ok(storeTables.includes('subject_salts'), storeTables.join());
+  for (const name of storeTables)
+    assert.ok(
+      STORE_TABLE_RULES[name],
+      `PostgreSQL table ${name} has no retention rule: add it to STORE_TABLE_RULES in src/retention/inventory.ts`,
+    );
   const unruled = files.filter((f) => !fileRule(f));
   assert.deepEqual(
     unruled,

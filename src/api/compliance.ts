@@ -66,8 +66,8 @@ export async function complianceRoutes(app: FastifyInstance): Promise<void> {
    * not create one: it gets a value no pseudonym (32 hex digits) can equal.
    */
   const languageOf = (p: Principal, asked: z.infer<typeof lang>) => documentLanguage(asked, app.tenants.get(p.tenant));
-  const subjectPseudonym = (tenant: string, identity: string) =>
-    app.telemetry!.keys.pseudonymizer.existing(tenant, identity) ?? 'unknown-subject';
+  const subjectPseudonym = async (tenant: string, identity: string) =>
+    (await app.telemetry!.keys.pseudonymizer.existing(tenant, identity)) ?? 'unknown-subject';
 
   app.get(
     '/v1/compliance/audit/verify',
@@ -278,7 +278,7 @@ export async function complianceRoutes(app: FastifyInstance): Promise<void> {
     async (req, reply) => {
       const { p, c } = await dpo(app, req);
       const { identity } = parse(dsarBody, req.body);
-      const pseudonym = subjectPseudonym(p.tenant, identity);
+      const pseudonym = await subjectPseudonym(p.tenant, identity);
       await mkdir(exportsDir, { recursive: true });
       const { archive, sha256, manifest } = await dsarAccess(
         { client: app.clickhouse.client, db, store: app.recording?.store, flush: async () => void (await flush()) },
@@ -329,7 +329,7 @@ export async function complianceRoutes(app: FastifyInstance): Promise<void> {
     async (req) => {
       const { p, c } = await dpo(app, req);
       const { identity } = parse(dsarBody, req.body);
-      const pseudonym = subjectPseudonym(p.tenant, identity);
+      const pseudonym = await subjectPseudonym(p.tenant, identity);
       const writer = app.telemetry!.writer;
       const result = await dsarErase(
         {

@@ -61,7 +61,7 @@ async function authenticateOnce(app: FastifyInstance, req: FastifyRequest): Prom
       actor: 'user',
       canRecord: claims.grants.has('record'),
       caller: `user:${claims.tenant}:${claims.room}:${claims.identity}`,
-      subject: app.telemetry?.keys.pseudonymizer.pseudonym(claims.tenant, claims.identity),
+      subject: await app.telemetry?.keys.pseudonymizer.pseudonym(claims.tenant, claims.identity),
     };
   } else {
     throw new VigieError('UNAUTHORIZED', 'send an API key (x-api-key) or a bearer token');

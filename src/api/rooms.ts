@@ -259,7 +259,7 @@ export async function roomRoutes(app: FastifyInstance): Promise<void> {
         actor: p.actor,
         action: 'participant.ban-lift',
         target: `room:${room}`,
-        subject: app.telemetry?.keys.pseudonymizer.pseudonym(p.tenant, identity),
+        subject: await app.telemetry?.keys.pseudonymizer.pseudonym(p.tenant, identity),
         sourceIp: req.ip,
       });
       req.log.info({ tenant: p.tenant, actor: p.actor, room, lifted }, 'ban lifted through the API');

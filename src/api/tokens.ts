@@ -67,7 +67,7 @@ export async function tokenRoutes(app: FastifyInstance): Promise<void> {
         actor: principal.actor,
         action: 'token.mint',
         target: `room:${body.room}`,
-        subject: app.telemetry?.keys.pseudonymizer.pseudonym(principal.tenant, body.identity),
+        subject: await app.telemetry?.keys.pseudonymizer.pseudonym(principal.tenant, body.identity),
         sourceIp: req.ip,
         details: { grants: body.grants, ttlSeconds },
       });

@@ -184,7 +184,7 @@ export interface ErasureContext extends DsarContext {
   /** Recordings of the subject still waiting for upload: deleted before they reach the store. Returns their ids. */
   discardPendingRecordings?: () => Promise<string[]>;
   /** Destroys the subject's salt; called last, once everything else is gone. */
-  forget: () => boolean;
+  forget: () => Promise<boolean>;
 }
 
 const ERASED = '[erased]';
@@ -336,7 +336,7 @@ export async function dsarErase(
       d.body.includes(o.identity) || d.body.includes(o.pseudonym) ? redactJson(d.body, redact) : undefined,
     );
   if (ctx.exportsDir) result.files.exportsDeleted = await deleteSubjectExports(ctx.exportsDir, o.tenant, o.pseudonym);
-  result.saltDestroyed = ctx.forget();
+  result.saltDestroyed = await ctx.forget();
   return result;
 }
 

@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { types as ms } from 'mediasoup';
+import type { AccessClaims } from '../auth/index.js';
 import type { Logger } from '../logging.js';
 import { MEDIA_CODECS } from './codecs.js';
 import { roomOptionsSchema, type RoomOptions } from './RoomDirectory.js';
@@ -26,6 +27,7 @@ export class Sfu {
   readonly #rooms = new Map<string, Room>();
   /** Rooms being created, so two first joins share one router. */
   readonly #pending = new Map<string, Promise<Room>>();
+  readonly #joinHooks: Array<(claims: AccessClaims) => Promise<void>> = [];
 
   constructor(
     private readonly options: SfuOptions,
@@ -48,6 +50,20 @@ export class Sfu {
   getRoom(tenant: string, room: string): Room | undefined {
     const r = this.#rooms.get(roomKey(tenant, room));
     return r && !r.closed ? r : undefined;
+  }
+
+  /**
+   * Work a capability must finish before a participant enters a room: the
+   * telemetry prepares their pseudonym (a read, or an insert, in PostgreSQL)
+   * so that every row of the call can be keyed without waiting. The media plane
+   * does not know what the hooks do; signaling runs them with the room's creation.
+   */
+  addJoinHook(hook: (claims: AccessClaims) => Promise<void>): void {
+    this.#joinHooks.push(hook);
+  }
+
+  async prepareJoin(claims: AccessClaims): Promise<void> {
+    await Promise.all(this.#joinHooks.map((hook) => hook(claims)));
   }
 
   /** The room, opened on first use with `options` (defaults when not given). */

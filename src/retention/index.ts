@@ -26,7 +26,7 @@ export { complianceShortenings, readGuard, type PromisedLock } from './guard.js'
 export { Sweeper } from './Sweeper.js';
 export { DataDirSweeper } from './DataDirSweeper.js';
 export { ttlStatements, applyClickHouseTtls } from './clickhouseTtl.js';
-export { TABLE_RULES, FILE_RULES, fileRule, expireRow } from './inventory.js';
+export { TABLE_RULES, STORE_TABLE_RULES, FILE_RULES, fileRule, expireRow } from './inventory.js';
 
 export interface Retention {
   policies(): Map<string, RetentionPolicy>;

@@ -43,6 +43,21 @@ export const TABLE_RULES: Record<string, TtlRule | ManagedRule> = {
   schema_migrations: { managedBy: 'schema versions; no personal data' },
 };
 
+/**
+ * The control plane's tables in PostgreSQL (embedded or a server): what each
+ * holds of people, and what bounds its life. A test lists the tables of the
+ * store after a run and fails on any without a rule here.
+ */
+export const STORE_TABLE_RULES: Record<string, ManagedRule> = {
+  schema_migrations: { managedBy: 'schema versions; no personal data' },
+  shared_secrets: { managedBy: 'secrets every node shares (token signing, pseudonym master secret); no personal data' },
+  subject_salts: {
+    managedBy:
+      "one salt per data subject, keyed by an HMAC of the identity (no identity): erasure deletes the subject's " +
+      'salt on every node, so no pseudonym left can be recomputed from the identity',
+  },
+};
+
 export interface FileRule {
   /** Matches the path relative to DATA_DIR, with `/` separators. */
   pattern: RegExp;
@@ -112,10 +127,8 @@ export const FILE_RULES: FileRule[] = [
     rule: 'removal bans: a SHA-256 of tenant, room and identity with an expiry, pruned when it expires',
   },
   {
-    pattern: /^secrets\/subject-salts\.jsonl$/,
-    rule:
-      "per-subject salts of the pseudonyms: erasure destroys the subject's salt, so no pseudonym left can be " +
-      'recomputed from the identity',
+    pattern: /^postgres\//,
+    rule: 'the embedded PostgreSQL (PGlite) of the control plane: each of its tables has its rule in STORE_TABLE_RULES',
   },
   { pattern: /^secrets\//, rule: 'keys and secrets; no personal data' },
   {

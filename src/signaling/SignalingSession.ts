@@ -318,11 +318,21 @@ export class SignalingSession {
     const claims = await this.ctx.tokens.verify(req.token, { tenant: req.tenant, room: req.room });
     if (this.ctx.bans.isBanned(claims.tenant, claims.room, claims.identity))
       throw new VigieError('FORBIDDEN', 'you were removed from this room');
-    const room = await this.ctx.sfu.getOrCreateRoom(
+    const opening = this.ctx.sfu.getOrCreateRoom(
       claims.tenant,
       claims.room,
       this.ctx.rooms.optionsFor(claims.tenant, claims.room),
     );
+    // Awaited below; marked handled now so that a failure while prepareJoin runs is not an unhandled rejection.
+    opening.catch(() => undefined);
+    // In parallel with the room's creation: the capabilities' preparations (e.g. the participant's pseudonym).
+    try {
+      await this.ctx.sfu.prepareJoin(claims);
+    } catch (err) {
+      opening.then(closeIfUnused, () => undefined);
+      throw err;
+    }
+    const room = await opening;
     // The connection may have closed, or the server begun to drain, while the
     // token was verified or the router created: such a session adds no peer.
     try {

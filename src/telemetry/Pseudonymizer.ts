@@ -1,55 +1,93 @@
 import { createHmac, hkdfSync, randomBytes } from 'node:crypto';
-import { appendFileSync, closeSync, fsyncSync, mkdirSync, openSync } from 'node:fs';
-import path from 'node:path';
-import { readJsonLines, writeFileAtomicSync } from '../files.js';
+import { existsSync, rmSync } from 'node:fs';
+import { readJsonLines } from '../files.js';
+import type { Logger } from '../logging.js';
+import { type Database, migrateStore, type StoreMigration } from '../store/index.js';
+
+export const PSEUDONYM_MIGRATIONS: StoreMigration[] = [
+  {
+    version: 1,
+    name: 'subject_salts: one random salt per data subject, shared by every node',
+    sql: `CREATE TABLE IF NOT EXISTS subject_salts (
+      lookup text PRIMARY KEY,
+      salt text NOT NULL,
+      created_at timestamptz NOT NULL DEFAULT now()
+    );`,
+  },
+];
+
+/** Erasures on one node reach the others' caches through this channel (the payload is the lookup key). */
+const ERASED = 'vigie_subject_salt_erased';
 
 /**
- * One random salt per data subject, in an fsynced JSON Lines file
- * (DATA_DIR/secrets/subject-salts.jsonl, 0600), found by a lookup key (an HMAC
- * of the identity). Erasure removes the subject's salt and rewrites the file
- * without it: from then on the identity no longer leads to the pseudonym.
+ * One random salt per data subject, in PostgreSQL (table `subject_salts`),
+ * found by a lookup key (an HMAC of the identity): every node gives one person
+ * one pseudonym. The first node to see a subject creates the salt; a node that
+ * loses that race takes the winner's (`ON CONFLICT DO NOTHING`), so a pseudonym
+ * is never written with a salt that is not the stored one. Erasure deletes the
+ * row and tells every node to drop its cached copy: from then on the identity
+ * no longer leads to the pseudonym.
  */
 class SubjectSalts {
-  readonly #salts = new Map<string, string>();
+  readonly #cache = new Map<string, string>();
 
-  constructor(private readonly file?: string) {
-    if (!file) return;
-    // A torn last line is skipped: that salt was never used (its append did not return).
-    for (const e of readJsonLines<{ k: string; s?: string }>(file)) {
-      if (e.s) this.#salts.set(e.k, e.s);
-      else this.#salts.delete(e.k);
+  constructor(private readonly db: Database) {}
+
+  /** Tables, the previous version's salt file (imported once), and the erasure channel. */
+  async start(legacyFile: string, log: Logger): Promise<void> {
+    await migrateStore(this.db, 'pseudonyms', PSEUDONYM_MIGRATIONS, log);
+    // The previous version kept salts in an fsynced JSON Lines file; a torn last line was never used.
+    const legacy = new Map<string, string>();
+    for (const e of readJsonLines<{ k: string; s?: string }>(legacyFile)) {
+      if (e.s) legacy.set(e.k, e.s);
+      else legacy.delete(e.k);
     }
+    if (legacy.size > 0) {
+      await this.db.transaction(async (tx) => {
+        for (const [k, s] of legacy)
+          await tx.query('INSERT INTO subject_salts (lookup, salt) VALUES ($1, $2) ON CONFLICT DO NOTHING', [k, s]);
+      });
+      log.info({ salts: legacy.size, file: legacyFile }, 'subject salts imported into PostgreSQL');
+    }
+    // Deleted, not kept aside: a copy would outlive the erasure of the salts it holds.
+    if (existsSync(legacyFile)) rmSync(legacyFile);
+    await this.db.listen(ERASED, (key) => this.#cache.delete(key));
   }
 
-  get(key: string): string | undefined {
-    return this.#salts.get(key);
+  cached(key: string): string | undefined {
+    return this.#cache.get(key);
+  }
+
+  async find(key: string): Promise<string | undefined> {
+    const hit = this.#cache.get(key);
+    if (hit !== undefined) return hit;
+    const { rows } = await this.db.query<{ salt: string }>('SELECT salt FROM subject_salts WHERE lookup = $1', [key]);
+    if (rows[0]) this.#cache.set(key, rows[0].salt);
+    return rows[0]?.salt;
   }
 
   /** Durable before it is returned: a pseudonym is never written with a salt a crash could lose. */
-  create(key: string): string {
-    const salt = randomBytes(16).toString('base64url');
-    if (this.file) {
-      mkdirSync(path.dirname(this.file), { recursive: true, mode: 0o700 });
-      const fd = openSync(this.file, 'a', 0o600);
-      try {
-        appendFileSync(fd, `${JSON.stringify({ k: key, s: salt })}\n`);
-        fsyncSync(fd);
-      } finally {
-        closeSync(fd);
-      }
-    }
-    this.#salts.set(key, salt);
+  async ensure(key: string): Promise<string> {
+    const known = await this.find(key);
+    if (known !== undefined) return known;
+    const { rows } = await this.db.query<{ salt: string }>(
+      'INSERT INTO subject_salts (lookup, salt) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING salt',
+      [key, randomBytes(16).toString('base64url')],
+    );
+    // No row returned: another node created it between our read and our insert; theirs is the salt.
+    const salt = rows[0]?.salt ?? (await this.find(key));
+    if (salt === undefined) throw new Error('subject salt: created by another node, then not found');
+    this.#cache.set(key, salt);
     return salt;
   }
 
-  erase(key: string): boolean {
-    if (!this.#salts.delete(key)) return false;
-    // Rewritten whole: an appended tombstone would leave the salt in the file.
-    if (this.file)
-      writeFileAtomicSync(this.file, [...this.#salts].map(([k, s]) => `${JSON.stringify({ k, s })}\n`).join(''), {
-        mode: 0o600,
-      });
-    return true;
+  async erase(key: string): Promise<boolean> {
+    this.#cache.delete(key);
+    const { rows } = await this.db.query('DELETE FROM subject_salts WHERE lookup = $1 RETURNING lookup', [key]);
+    await this.db.notify(ERASED, key);
+    // A deleted row stays in the table's pages until they are rewritten: rewrite them now, as the salt file was.
+    if (rows.length > 0) await this.db.query('VACUUM FULL subject_salts');
+    return rows.length > 0;
   }
 }
 
@@ -67,12 +105,16 @@ export class Pseudonymizer {
   readonly #keys = new Map<string, Buffer>();
   readonly #salts: SubjectSalts;
 
-  /** `saltsFile`: where the per-subject salts are kept; in memory only without it. */
   constructor(
     private readonly masterSecret: string,
-    saltsFile?: string,
+    db: Database,
   ) {
-    this.#salts = new SubjectSalts(saltsFile);
+    this.#salts = new SubjectSalts(db);
+  }
+
+  /** `legacySaltsFile`: where the previous version kept the salts (imported once, then deleted). */
+  start(legacySaltsFile: string, log: Logger): Promise<void> {
+    return this.#salts.start(legacySaltsFile, log);
   }
 
   #keyFor(tenant: string): Buffer {
@@ -96,19 +138,27 @@ export class Pseudonymizer {
    * The subject's pseudonym, creating their salt on first use. 128 bits, hex: enough to never collide within a tenant,
    * short enough to index.
    */
-  pseudonym(tenant: string, identity: string): string {
-    const key = this.#lookup(tenant, identity);
-    return this.#hash(tenant, this.#salts.get(key) ?? this.#salts.create(key), identity);
+  async pseudonym(tenant: string, identity: string): Promise<string> {
+    return this.#hash(tenant, await this.#salts.ensure(this.#lookup(tenant, identity)), identity);
   }
 
-  /** The subject's pseudonym if they have one (data-subject requests must not create one). */
-  existing(tenant: string, identity: string): string | undefined {
-    const salt = this.#salts.get(this.#lookup(tenant, identity));
+  /**
+   * The pseudonym from this node's cache, for code that cannot wait (telemetry rows): a participant's salt is
+   * fetched or created before they enter a room (see the telemetry plugin's join hook), so it is there.
+   */
+  cached(tenant: string, identity: string): string | undefined {
+    const salt = this.#salts.cached(this.#lookup(tenant, identity));
     return salt === undefined ? undefined : this.#hash(tenant, salt, identity);
   }
 
-  /** Destroys the subject's salt (erasure). A later call of `pseudonym` gives a new, unrelated pseudonym. */
-  forget(tenant: string, identity: string): boolean {
+  /** The subject's pseudonym if they have one (data-subject requests must not create one). */
+  async existing(tenant: string, identity: string): Promise<string | undefined> {
+    const salt = await this.#salts.find(this.#lookup(tenant, identity));
+    return salt === undefined ? undefined : this.#hash(tenant, salt, identity);
+  }
+
+  /** Destroys the subject's salt (erasure), on every node. A later `pseudonym` is new and unrelated. */
+  forget(tenant: string, identity: string): Promise<boolean> {
     return this.#salts.erase(this.#lookup(tenant, identity));
   }
 }

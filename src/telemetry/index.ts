@@ -63,7 +63,11 @@ export default fp(
     writer.start();
     const secret =
       config.telemetry.pseudonymSecret ?? (await sharedSecret(app.db, 'pseudonym-master.secret', config.dataDir));
-    const keys = new CallKeys(new Pseudonymizer(secret, path.join(config.dataDir, 'secrets', 'subject-salts.jsonl')));
+    const pseudonymizer = new Pseudonymizer(secret, app.db);
+    await pseudonymizer.start(path.join(config.dataDir, 'secrets', 'subject-salts.jsonl'), log);
+    const keys = new CallKeys(pseudonymizer, log);
+    // Before a participant enters a room, their salt is in this node's cache: rows can be keyed without waiting.
+    app.sfu.addJoinHook(async (claims) => void (await pseudonymizer.pseudonym(claims.tenant, claims.identity)));
     const collector = new StatsCollector(
       app.sfu,
       writer,
