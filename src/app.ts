@@ -46,7 +46,13 @@ declare module 'fastify' {
 const corePlugin = fp(
   async (app: FastifyInstance, opts: { config: Config }) => {
     const { config } = opts;
-    const tenants = new TenantRegistry(config.tenants, path.join(config.dataDir, 'tenants.json'));
+    const tenants = await TenantRegistry.open({
+      db: app.db,
+      fileTenants: config.tenants,
+      legacyFile: path.join(config.dataDir, 'tenants.json'),
+      log: app.log.child({ component: 'tenants' }),
+    });
+    app.addHook('onClose', async () => tenants.close());
     const hs256Secret = config.auth.hs256Secret ?? loadOrCreateSecret(config.dataDir, 'jwt-hs256.secret').value;
     const sfu = new Sfu(
       {
@@ -80,7 +86,7 @@ const corePlugin = fp(
     // onClose hooks flush the telemetry writer and close ClickHouse.
     app.addHook('preClose', async () => sfu.close());
   },
-  { name: 'vigie-core' },
+  { name: 'vigie-core', dependencies: ['vigie-store'] },
 );
 
 /**
