@@ -122,6 +122,12 @@ export const FILE_RULES: FileRule[] = [
     pattern: /^(tenants|rooms|demo-tenant|retention-applied)\.json$/,
     rule: 'configuration and state; no personal data',
   },
+  {
+    pattern: /^tenants\.json\.imported(\.\d+)?$/,
+    rule:
+      'tenants.json of a version before the control plane store, imported into its tenants table at the first ' +
+      'start: kept as it was (0600, key hashes and webhook secrets), never read again; no personal data',
+  },
   { pattern: /\.tmp$/, rule: 'a file being replaced atomically; renamed over its target at once' },
 ];
 
