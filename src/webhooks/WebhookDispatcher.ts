@@ -171,7 +171,8 @@ export class WebhookDispatcher {
       // In the store, so every node stops delivering to it.
       await this.tenants.setWebhookEnabled(tenant, ep.id, false);
     } catch (err) {
-      // Removed meanwhile (NOT_FOUND), or the store is unreachable: nothing to disable now; its failures go on counting.
+      // Removed meanwhile (NOT_FOUND), or the store is unreachable: nothing disabled now, its failures go on
+      // counting and the next one tries again.
       this.log.warn({ err, tenant, endpoint: ep.id }, 'webhook endpoint not disabled');
       return;
     }
