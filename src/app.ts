@@ -45,7 +45,13 @@ declare module 'fastify' {
 const corePlugin = fp(
   async (app: FastifyInstance, opts: { config: Config }) => {
     const { config } = opts;
-    const tenants = new TenantRegistry(config.tenants, path.join(config.dataDir, 'tenants.json'));
+    const tenants = await TenantRegistry.open({
+      db: app.db,
+      fileTenants: config.tenants,
+      legacyFile: path.join(config.dataDir, 'tenants.json'),
+      log: app.log.child({ component: 'tenants' }),
+    });
+    app.addHook('onClose', async () => tenants.close());
     const hs256Secret = config.auth.hs256Secret ?? (await sharedSecret(app.db, 'jwt-hs256.secret', config.dataDir));
     const sfu = new Sfu(
       {

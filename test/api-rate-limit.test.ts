@@ -25,7 +25,7 @@ test('rate limit per verified API key', async () => {
 
 test("forged keys carrying a victim's key id cannot spend the victim's budget; failed authentications are limited per address", async () => {
   // The attacker knows the victim's key id (it is in every key the victim sends), not its secret.
-  const victim = limited.app.tenants.createApiKey('acme', ['rooms:read']);
+  const victim = await limited.app.tenants.createApiKey('acme', ['rooms:read']);
   const forged = `vk_${victim.id}_${'A'.repeat(43)}`;
   const attacker = '198.51.100.7';
   const codes: number[] = [];

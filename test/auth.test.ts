@@ -333,10 +333,10 @@ test("POST /v1/tokens mints a join token and link for the API key's tenant", asy
   assert.ok(!gw.logs().includes(ACME_KEY.key) && !gw.logs().includes(body.token), 'secrets never reach the log');
 
   // Minting cannot escalate: each grant needs its scope (the tenant admin scope holds them all).
-  const moderatorKey = gw.app.tenants.createApiKey('acme', ['tokens:mint', 'tokens:moderator']);
-  const recorderKey = gw.app.tenants.createApiKey('acme', ['tokens:mint', 'tokens:recorder']);
-  const viewerMintKey = gw.app.tenants.createApiKey('acme', ['tokens:mint', 'recordings:read']);
-  const adminKey = gw.app.tenants.createApiKey('acme', ['admin']);
+  const moderatorKey = await gw.app.tenants.createApiKey('acme', ['tokens:mint', 'tokens:moderator']);
+  const recorderKey = await gw.app.tenants.createApiKey('acme', ['tokens:mint', 'tokens:recorder']);
+  const viewerMintKey = await gw.app.tenants.createApiKey('acme', ['tokens:mint', 'recordings:read']);
+  const adminKey = await gw.app.tenants.createApiKey('acme', ['admin']);
   const mint = async (k: string, grants: string[]) =>
     (
       await gw.app.inject({
@@ -367,7 +367,7 @@ test("POST /v1/tokens mints a join token and link for the API key's tenant", asy
 
   // A tenant with its own secret: POST /v1/tokens signs with it, and the admin API never shows it.
   const OWN = 'globex-own-secret-abcdefghijklmnopqrstuvwxyz';
-  gw.app.tenants.upsert('globex', { auth: { hs256Secret: OWN } });
+  await gw.app.tenants.upsert('globex', { auth: { hs256Secret: OWN } });
   const own = await gw.app.inject({
     method: 'POST',
     url: '/v1/tokens',

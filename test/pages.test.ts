@@ -109,7 +109,7 @@ describe('languages', () => {
       assert.equal(lang(await get('&lang=fr')), 'fr', '?lang=');
       assert.equal(lang(await get('&lang=de', 'fr')), 'fr', 'an unknown ?lang= is ignored');
 
-      gw.app.tenants.upsert('acme', { defaultLanguage: 'fr' });
+      await gw.app.tenants.upsert('acme', { defaultLanguage: 'fr' });
       assert.equal(lang(await get('')), 'fr', "the tenant's default");
       assert.equal(lang(await get('', 'en-GB')), 'en', 'Accept-Language wins over the tenant default');
       assert.equal(
@@ -118,12 +118,12 @@ describe('languages', () => {
         'an Accept-Language the pages do not speak falls to the tenant default',
       );
       assert.equal(lang(await get('&lang=en')), 'en', '?lang= wins over the tenant default');
-      assert.throws(
-        () => gw.app.tenants.upsert('acme', { defaultLanguage: 'de' }),
+      await assert.rejects(
+        gw.app.tenants.upsert('acme', { defaultLanguage: 'de' }),
         (e: { code?: string }) => e.code === 'INVALID_REQUEST',
       );
     } finally {
-      gw.app.tenants.upsert('acme', { defaultLanguage: undefined });
+      await gw.app.tenants.upsert('acme', { defaultLanguage: undefined });
     }
   });
 

@@ -9,8 +9,13 @@ import { generateApiKey } from '../src/auth/index.js';
 import { loadConfig } from '../src/config/index.js';
 import { prepareDemo } from '../src/demo/index.js';
 import { TenantRegistry } from '../src/tenants/index.js';
+import { openDatabase } from '../src/store/index.js';
+import type { Logger } from '../src/logging.js';
+import { pino } from 'pino';
 import type { Page } from 'playwright-core';
 import { joinThroughPage, launchBrowser, receivedMedia, waitFor } from './helpers/browser.js';
+
+const silentLog = pino({ level: 'silent' }) as unknown as Logger;
 
 function startCompiled(dataDir: string, extraEnv: Record<string, string> = {}) {
   const gateway = spawn(process.execPath, ['--enable-source-maps', 'dist/server/main.js'], {
@@ -124,7 +129,7 @@ test('in production (NODE_ENV=production, as in the Docker image) the compiled g
   await once(gateway, 'exit');
 });
 
-test('tenants from every source are built by one schema (a demo tenant file from an older version, tenants passed in code); no demo with configured tenants', () => {
+test('tenants from every source are built by one schema (a demo tenant file from an older version, tenants passed in code); no demo with configured tenants', async () => {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'vigie-demo-'));
   try {
     const config = loadConfig({ VIGIE_DATA_DIR: dataDir });
@@ -153,9 +158,12 @@ test('tenants from every source are built by one schema (a demo tenant file from
     assert.equal(prepareDemo(withTenant, {}), undefined, 'no demo when tenants are configured');
     assert.equal(withTenant.tenants.length, 1);
 
-    const registry = new TenantRegistry([{ id: 'bare' } as never], path.join(dataDir, 'tenants.json'));
+    const db = await openDatabase({ dataDir: path.join(dataDir, 'postgres') });
+    const registry = await TenantRegistry.open({ db, fileTenants: [{ id: 'bare' } as never], log: silentLog });
     assert.deepEqual(registry.require('bare').webhooks, []);
     assert.deepEqual(registry.require('bare').apiKeys, []);
+    await registry.close();
+    await db.close();
     assert.equal(
       readFileSync(path.join(dataDir, 'demo-tenant.json'), 'utf8').includes('webhooks'),
       false,

@@ -45,7 +45,7 @@ export async function adminRoutes(app: FastifyInstance): Promise<void> {
       const existed = app.tenants.has(tenant);
       // Which settings changed, not their values: a tenant may carry secrets (its token keys), and the chain is
       // forever.
-      const t = app.tenants.upsert(tenant, body);
+      const t = await app.tenants.upsert(tenant, body);
       await app.compliance?.record({
         tenant,
         actor: 'operator',
@@ -64,7 +64,7 @@ export async function adminRoutes(app: FastifyInstance): Promise<void> {
     opts('Delete a tenant', { params: openapi(tenantParam) }),
     async (req, reply) => {
       const { tenant } = parse(tenantParam, req.params);
-      app.tenants.remove(tenant);
+      await app.tenants.remove(tenant);
       await app.compliance?.record({
         tenant,
         actor: 'operator',
@@ -82,7 +82,7 @@ export async function adminRoutes(app: FastifyInstance): Promise<void> {
     async (req, reply) => {
       const { tenant } = parse(tenantParam, req.params);
       const { scopes } = parse(keyBody, req.body);
-      const created = app.tenants.createApiKey(tenant, scopes);
+      const created = await app.tenants.createApiKey(tenant, scopes);
       req.log.info({ tenant, keyId: created.id }, 'API key created');
       await app.compliance?.record({
         tenant,
@@ -101,7 +101,7 @@ export async function adminRoutes(app: FastifyInstance): Promise<void> {
     opts('Revoke an API key', { params: openapi(keyParam) }),
     async (req, reply) => {
       const { tenant, keyId } = parse(keyParam, req.params);
-      app.tenants.revokeApiKey(tenant, keyId);
+      await app.tenants.revokeApiKey(tenant, keyId);
       await app.compliance?.record({
         tenant,
         actor: 'operator',

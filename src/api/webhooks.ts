@@ -86,7 +86,7 @@ export async function webhookRoutes(app: FastifyInstance): Promise<void> {
       const p = await authenticate(app, req);
       requireScope(p, 'admin');
       const { id } = parse(idParam, req.params);
-      app.tenants.removeWebhook(p.tenant, id);
+      await app.tenants.removeWebhook(p.tenant, id);
       await auditWebhook(app, req, p.tenant, p.actor, 'webhook.delete', { id });
       return reply.code(204).send();
     },
@@ -105,7 +105,7 @@ export async function webhookRoutes(app: FastifyInstance): Promise<void> {
       const p = await authenticate(app, req);
       requireScope(p, 'admin');
       const { id } = parse(idParam, req.params);
-      app.tenants.setWebhookEnabled(p.tenant, id, true);
+      await app.tenants.setWebhookEnabled(p.tenant, id, true);
       await auditWebhook(app, req, p.tenant, p.actor, 'webhook.enable', { id });
       return publicEndpoint(app.tenants.require(p.tenant).webhooks.find((w) => w.id === id)!);
     },

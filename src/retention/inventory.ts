@@ -51,6 +51,11 @@ export const TABLE_RULES: Record<string, TtlRule | ManagedRule> = {
 export const STORE_TABLE_RULES: Record<string, ManagedRule> = {
   schema_migrations: { managedBy: 'schema versions; no personal data' },
   shared_secrets: { managedBy: 'secrets every node shares (token signing, pseudonym master secret); no personal data' },
+  tenants: {
+    managedBy:
+      'tenants changed through the admin API (settings, API key hashes, webhook endpoints and secrets); no personal ' +
+      'data; a removed tenant stays as a tombstone',
+  },
   subject_salts: {
     managedBy:
       "one salt per data subject, keyed by an HMAC of the identity (no identity): erasure deletes the subject's " +
@@ -134,6 +139,12 @@ export const FILE_RULES: FileRule[] = [
   {
     pattern: /^(tenants|rooms|demo-tenant|retention-applied)\.json$/,
     rule: 'configuration and state; no personal data',
+  },
+  {
+    pattern: /^tenants\.json\.imported(\.\d+)?$/,
+    rule:
+      'tenants.json of a version before the control plane store, imported into its tenants table at the first ' +
+      'start: kept as it was (0600, key hashes and webhook secrets), never read again; no personal data',
   },
   { pattern: /\.tmp$/, rule: 'a file being replaced atomically; renamed over its target at once' },
 ];

@@ -163,11 +163,19 @@ export class WebhookDispatcher {
       const ceiling = Math.min(3_600_000, this.options.backoffBaseMs * 2 ** (attempt - 1));
       this.queue.retryLater(d, Date.now() + ceiling / 2 + Math.random() * (ceiling / 2));
     }
-    if (failures >= this.options.disableAfterFailures) this.#disable(d.tenant, ep, failures);
+    if (failures >= this.options.disableAfterFailures) await this.#disable(d.tenant, ep, failures);
   }
 
-  #disable(tenant: string, ep: WebhookEndpointConfig, failures: number): void {
-    this.tenants.setWebhookEnabled(tenant, ep.id, false);
+  async #disable(tenant: string, ep: WebhookEndpointConfig, failures: number): Promise<void> {
+    try {
+      // In the store, so every node stops delivering to it.
+      await this.tenants.setWebhookEnabled(tenant, ep.id, false);
+    } catch (err) {
+      // Removed meanwhile (NOT_FOUND), or the store is unreachable: nothing disabled now, its failures go on
+      // counting and the next one tries again.
+      this.log.warn({ err, tenant, endpoint: ep.id }, 'webhook endpoint not disabled');
+      return;
+    }
     this.#failures.delete(`${tenant}/${ep.id}`);
     this.log.error({ tenant, endpoint: ep.id, failures }, 'webhook endpoint disabled after repeated failures');
     this.attempts?.write('webhook_attempts', {
