@@ -125,11 +125,13 @@ export class AuditLog {
    * ships what the old local journal holds, then imports each chain's head
    * from ClickHouse (once for all nodes), so the chains continue where the
    * version before stopped. Resolves false (and stays not ready) while
-   * ClickHouse cannot be read for that import; the caller retries.
+   * ClickHouse cannot be read for that import (`clickhouseReady` false, or
+   * failing); the caller retries. Once imported, ClickHouse is not needed.
    */
-  async init(drainTimeoutMs = 10_000): Promise<boolean> {
+  async init(drainTimeoutMs = 10_000, clickhouseReady = () => true): Promise<boolean> {
     if (this.#ready) return true;
     await migrateStore(this.store, 'audit', STORE_MIGRATIONS, this.log);
+    if ((this.#legacy || !(await this.#imported(this.store))) && !clickhouseReady()) return false;
     if (this.#legacy) {
       if (!(await this.#legacy.drain(drainTimeoutMs))) return false;
       await this.#legacy.retire();

@@ -137,12 +137,12 @@ export default fp(
     let closed = false;
     const init = async (attempt: number): Promise<void> => {
       if (closed) return;
-      const ok =
-        app.clickhouse.schemaReady &&
-        (await audit.init(2000).catch((err) => {
+      const ok = await audit
+        .init(2000, () => app.clickhouse.schemaReady)
+        .catch((err) => {
           log.warn({ reason: (err as Error).message }, 'audit chain heads not readable yet');
           return false;
-        }));
+        });
       if (ok) return;
       if (attempt === 0)
         log.error(
