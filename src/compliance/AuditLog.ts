@@ -331,11 +331,15 @@ export class AuditLog {
     return true;
   }
 
-  /** Releases the anchoring lock and stops shipping; the outbox keeps what is left for any node. */
-  async close(): Promise<void> {
+  /**
+   * Releases the anchoring lock and stops shipping, after a short wait for
+   * ClickHouse to take what is left; the outbox keeps the rest for any node.
+   */
+  async close(drainTimeoutMs = 2000): Promise<void> {
     const lease = this.#lease;
     this.#lease = undefined;
     await lease?.release();
+    if (this.#ready) await this.shipper.drain(drainTimeoutMs).catch(() => false);
     await this.shipper.close();
   }
 
