@@ -3,7 +3,8 @@
  *
  * - AuditLog: one hash chain per tenant, appended in PostgreSQL under a lock on its
  *   head (one chain on any number of nodes), shipped to ClickHouse from an outbox;
- *   signed checkpoints (JWS) anchored outside ClickHouse (anchors.ts), verification against both, with every signing key by kid.
+ *   signed checkpoints (JWS) anchored outside ClickHouse (anchors.ts), verification
+ *   against both, with every signing key by kid.
  * - exports: the DPO audit export (JSON Lines, CSV, HTML, PDF), streamed, with a
  *   detached JWS a third party checks against /.well-known/jwks.json.
  * - subprocessors / ropa: the register in compliance/subprocessors.yaml checked
