@@ -164,3 +164,11 @@ test('the periodic checkpoints are signed by one node at a time, and another tak
   const r = await writer.verify('idle');
   assert.deepEqual([r.ok, r.entries, r.checkpoints, r.anchored], [true, 3, 2, 2], JSON.stringify(r.problems));
 });
+
+test('with the control plane down, an append is refused as UNAVAILABLE (retryable), never answered as done', async () => {
+  const audit = nodes[0]!;
+  await server.stop();
+  await assert.rejects(audit.append({ tenant: 'shared', actor: 'node:0', action: 'recording.read' }), {
+    code: 'UNAVAILABLE',
+  });
+});

@@ -189,7 +189,14 @@ export class AuditLog {
    */
   append(input: AuditInput): Promise<AuditEntry> {
     if (!this.#ready) return Promise.reject(notReady());
-    return this.#append(input.tenant || 'system', input);
+    return this.#append(input.tenant || 'system', input).catch((err) => {
+      if (!unreachable(err)) throw err;
+      this.log.warn({ reason: (err as Error).message }, 'audit append refused: the control plane cannot be reached');
+      throw new VigieError(
+        'UNAVAILABLE',
+        'the audit log cannot reach its store (PostgreSQL), so audited actions are refused; retry shortly',
+      );
+    });
   }
 
   /** For what the gateway does on its own (retention sweeps): waits for the heads instead of refusing. */
@@ -507,6 +514,20 @@ export class AuditLog {
     );
     return result;
   }
+}
+
+/**
+ * The control plane is down or its connection was cut (PostgreSQL classes 08
+ * "connection exception" and 57P "operator intervention", or the socket): a
+ * retryable outage, not a bug of ours.
+ */
+function unreachable(err: unknown): boolean {
+  const code = String((err as { code?: unknown })?.code ?? '');
+  return (
+    /^(08|57P)/.test(code) ||
+    ['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT'].includes(code) ||
+    /Connection terminated|connection .*closed|Client has encountered a connection error/i.test(String(err))
+  );
 }
 
 const notReady = () =>
