@@ -4,6 +4,9 @@ import { compactVerify } from 'jose';
 import { VigieError } from '../errors.js';
 import type { Logger } from '../logging.js';
 import type { CheckpointAnchors, SignedCheckpoint } from './anchors.js';
+import { type AdvisoryLease, type Database, migrateStore, type Queryable } from '../store/index.js';
+import { AuditShipper } from './AuditShipper.js';
+import { STORE_MIGRATIONS } from './schema.js';
 import { canonicalJson, type Signer } from './signing.js';
 
 export interface AuditInput {
@@ -47,15 +50,18 @@ export interface VerifyResult {
   problems: ChainProblem[];
 }
 
-/** The durable path of audit rows: fsynced in a local journal when it resolves, shipped to ClickHouse after. */
-export interface AuditJournal {
-  persist(id: string, table: string, rows: unknown[]): Promise<void>;
+/** The journal of the version before (a local spool shipped to ClickHouse): emptied once, then set aside. */
+export interface LegacyJournal {
   /** Waits until everything journaled is in ClickHouse; false when it could not be shipped in time. */
   drain(timeoutMs?: number): Promise<boolean>;
+  /** Closes it and renames it `<name>.imported` (never deleted). */
+  retire(): Promise<void>;
 }
 
 export const GENESIS = '0'.repeat(64);
 const MAX_PROBLEMS = 1000;
+/** The session advisory lock of the node that signs the periodic checkpoints (one node at a time). */
+export const ANCHORING_LOCK = 'vigie:audit-anchoring';
 
 export function entryHash(e: Omit<AuditEntry, 'hash'>): string {
   return createHash('sha256').update(canonicalJson(e)).digest('hex');
@@ -70,48 +76,83 @@ interface Head {
 
 /**
  * Tamper-evident audit log: one hash chain per tenant, each entry carrying
- * the hash of the one before (SHA-256 over canonical JSON). Appends to a chain
- * go through one queue, so order holds under concurrency. Every N entries or
+ * the hash of the one before (SHA-256 over canonical JSON). Every N entries or
  * M minutes a checkpoint is signed (JWS, ES256) and anchored outside
  * ClickHouse, so a rewritten or truncated chain cannot be passed off as the
  * original.
  *
- * Nothing is dropped or forked: an entry is fsynced in the journal before
- * `append` resolves (so before the audited action is answered), never under a
- * drop policy, and appends are refused (UNAVAILABLE) until the chains' heads
- * have been read back from ClickHouse after the journal was shipped there.
+ * Nothing is dropped or forked, on any number of nodes: an entry is appended
+ * in one PostgreSQL transaction that locks its chain's head row, inserts the
+ * entry in the outbox and moves the head, committed before `append` resolves
+ * (so before the audited action is answered). ClickHouse receives its copy
+ * after, from the outbox (AuditShipper). Appends are refused (UNAVAILABLE)
+ * until the heads the version before kept in ClickHouse have been imported.
  */
 export class AuditLog {
-  readonly #heads = new Map<string, Head>();
-  readonly #queues = new Map<string, Promise<unknown>>();
+  readonly shipper: AuditShipper;
+  #legacy?: LegacyJournal;
+  #lease?: AdvisoryLease;
   #ready = false;
   #markReady!: () => void;
   readonly #whenReady = new Promise<void>((resolve) => (this.#markReady = resolve));
 
   constructor(
+    private readonly store: Database,
     private readonly client: ClickHouseClient,
     private readonly db: string,
-    private readonly journal: AuditJournal,
     private readonly signer: Signer,
     private readonly anchors: CheckpointAnchors,
     private readonly options: { checkpointEvery: number; checkpointMinutes: number },
     private readonly log: Logger,
-  ) {}
+    legacy?: LegacyJournal,
+  ) {
+    this.#legacy = legacy;
+    this.shipper = new AuditShipper(store, client, db, log);
+  }
 
   /** True once every chain's head is known: appends are accepted. */
   get ready(): boolean {
     return this.#ready;
   }
 
+  /** True while this node holds the anchoring lock and signs the periodic checkpoints. */
+  get anchoring(): boolean {
+    return this.#lease !== undefined;
+  }
+
   /**
-   * Ships what the journal holds from an earlier run, then loads each chain's
-   * head from ClickHouse, which then holds everything: appends continue where
-   * the last run stopped. Resolves false (and stays not ready) while either
-   * cannot be done; the caller retries.
+   * Applies the audit tables' migrations; on the first start after an upgrade,
+   * ships what the old local journal holds, then imports each chain's head
+   * from ClickHouse (once for all nodes), so the chains continue where the
+   * version before stopped. Resolves false (and stays not ready) while
+   * ClickHouse cannot be read for that import (`clickhouseReady` false, or
+   * failing); the caller retries. Once imported, ClickHouse is not needed.
    */
-  async init(drainTimeoutMs = 10_000): Promise<boolean> {
+  async init(drainTimeoutMs = 10_000, clickhouseReady = () => true): Promise<boolean> {
     if (this.#ready) return true;
-    if (!(await this.journal.drain(drainTimeoutMs))) return false;
+    await migrateStore(this.store, 'audit', STORE_MIGRATIONS, this.log);
+    if ((this.#legacy || !(await this.#imported(this.store))) && !clickhouseReady()) return false;
+    if (this.#legacy) {
+      if (!(await this.#legacy.drain(drainTimeoutMs))) return false;
+      await this.#legacy.retire();
+      this.#legacy = undefined;
+    }
+    if (!(await this.#imported(this.store))) await this.#importHeads();
+    this.shipper.start();
+    this.#ready = true;
+    this.#markReady();
+    const { rows } = await this.store.query<{ n: string }>('SELECT count(*)::text AS n FROM audit_heads');
+    this.log.info({ chains: Number(rows[0]?.n) }, 'audit log ready: chain heads in the control plane');
+    return true;
+  }
+
+  async #imported(q: Queryable): Promise<boolean> {
+    const { rows } = await q.query("SELECT 1 FROM audit_imports WHERE source = 'clickhouse'");
+    return rows.length > 0;
+  }
+
+  /** The version before kept the heads in memory, read from audit_log at start: they are read the same way, once. */
+  async #importHeads(): Promise<void> {
     const rs = await this.client.query({
       // Aliases must not reuse column names: ClickHouse would resolve seq inside argMax to max(seq).
       query: `SELECT tenant, max(seq) AS head_seq, argMax(hash, seq) AS head_hash
@@ -126,33 +167,36 @@ export class AuditLog {
     const checkpoints = new Map(
       (await cp.json<{ tenant: string; last_seq: string }>()).map((r) => [r.tenant, Number(r.last_seq)]),
     );
-    for (const r of await rs.json<{ tenant: string; head_seq: string; head_hash: string }>()) {
-      this.#heads.set(r.tenant, {
-        seq: Number(r.head_seq),
-        hash: r.head_hash,
-        lastCheckpointSeq: checkpoints.get(r.tenant) ?? 0,
-        lastCheckpointAt: Date.now(),
-      });
-    }
-    this.#ready = true;
-    this.#markReady();
-    this.log.info({ chains: this.#heads.size }, 'audit log ready: chain heads loaded');
-    return true;
+    const heads = await rs.json<{ tenant: string; head_seq: string; head_hash: string }>();
+    await this.store.transaction(async (tx) => {
+      // Nodes upgraded together: one imports, the others find it done.
+      await tx.query("SELECT pg_advisory_xact_lock(hashtextextended('vigie:audit-import', 0))");
+      if (await this.#imported(tx)) return;
+      for (const h of heads)
+        await tx.query(
+          `INSERT INTO audit_heads (tenant, seq, hash, last_checkpoint_seq, last_checkpoint_at)
+           VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant) DO NOTHING`,
+          [h.tenant, Number(h.head_seq), h.head_hash, checkpoints.get(h.tenant) ?? 0, Date.now()],
+        );
+      await tx.query("INSERT INTO audit_imports (source, chains) VALUES ('clickhouse', $1)", [heads.length]);
+      this.log.info({ chains: heads.length }, 'audit chain heads imported from ClickHouse');
+    });
   }
 
   /**
-   * Appends an entry; resolves once it is durable. Refused with UNAVAILABLE
+   * Appends an entry; resolves once it is committed. Refused with UNAVAILABLE
    * before the heads are known, so an audited action is not answered then.
    */
   append(input: AuditInput): Promise<AuditEntry> {
     if (!this.#ready) return Promise.reject(notReady());
-    const tenant = input.tenant || 'system';
-    const run = (this.#queues.get(tenant) ?? Promise.resolve()).then(() => this.#append(tenant, input));
-    this.#queues.set(
-      tenant,
-      run.catch(() => undefined),
-    );
-    return run;
+    return this.#append(input.tenant || 'system', input).catch((err) => {
+      if (!unreachable(err)) throw err;
+      this.log.warn({ reason: (err as Error).message }, 'audit append refused: the control plane cannot be reached');
+      throw new VigieError(
+        'UNAVAILABLE',
+        'the audit log cannot reach its store (PostgreSQL), so audited actions are refused; retry shortly',
+      );
+    });
   }
 
   /** For what the gateway does on its own (retention sweeps): waits for the heads instead of refusing. */
@@ -161,80 +205,157 @@ export class AuditLog {
     return this.append(input);
   }
 
+  /** Locks the chain's head row until the transaction ends: appends and checkpoints on any node wait for it. */
+  async #lockHead(tx: Queryable, tenant: string): Promise<Head> {
+    await tx.query(
+      `INSERT INTO audit_heads (tenant, seq, hash, last_checkpoint_seq, last_checkpoint_at)
+       VALUES ($1, 0, $2, 0, $3) ON CONFLICT (tenant) DO NOTHING`,
+      [tenant, GENESIS, Date.now()],
+    );
+    const { rows } = await tx.query<{ seq: string; hash: string; cp_seq: string; cp_at: string }>(
+      `SELECT seq, hash, last_checkpoint_seq AS cp_seq, last_checkpoint_at AS cp_at
+       FROM audit_heads WHERE tenant = $1 FOR UPDATE`,
+      [tenant],
+    );
+    const r = rows[0]!;
+    return { seq: Number(r.seq), hash: r.hash, lastCheckpointSeq: Number(r.cp_seq), lastCheckpointAt: Number(r.cp_at) };
+  }
+
   async #append(tenant: string, input: AuditInput): Promise<AuditEntry> {
-    const head = this.#heads.get(tenant) ?? {
-      seq: 0,
-      hash: GENESIS,
-      lastCheckpointSeq: 0,
-      lastCheckpointAt: Date.now(),
-    };
-    const body = {
-      tenant,
-      seq: head.seq + 1,
-      ts: Date.now(),
-      actor: input.actor,
-      action: input.action,
-      target: input.target ?? '',
-      subject: input.subject ?? '',
-      result: input.result ?? 'ok',
-      source_ip: input.sourceIp ?? '',
-      details: canonicalJson(input.details ?? {}),
-      prev_hash: head.hash,
-    };
-    const entry: AuditEntry = { ...body, hash: entryHash(body) };
-    // The id is the insert's deduplication token: a batch shipped twice (crash before the ack) is stored once.
-    await this.journal.persist(`audit:${tenant}:${entry.seq}:${entry.hash}`, 'audit_log', [entry]);
-    head.seq = entry.seq;
-    head.hash = entry.hash;
-    this.#heads.set(tenant, head);
-    if (
-      head.seq - head.lastCheckpointSeq >= this.options.checkpointEvery ||
-      Date.now() - head.lastCheckpointAt >= this.options.checkpointMinutes * 60_000
-    ) {
-      // The entry is durable: a checkpoint that fails now is retried at the next append or tick.
-      await this.#checkpoint(tenant, head).catch((err) =>
-        this.log.error({ err, tenant, seq: head.seq }, 'audit checkpoint failed; retried later'),
+    const { entry, checkpoint } = await this.store.transaction(async (tx) => {
+      const head = await this.#lockHead(tx, tenant);
+      const body = {
+        tenant,
+        seq: head.seq + 1,
+        ts: Date.now(),
+        actor: input.actor,
+        action: input.action,
+        target: input.target ?? '',
+        subject: input.subject ?? '',
+        result: input.result ?? 'ok',
+        source_ip: input.sourceIp ?? '',
+        details: canonicalJson(input.details ?? {}),
+        prev_hash: head.hash,
+      };
+      const entry: AuditEntry = { ...body, hash: entryHash(body) };
+      await AuditShipper.enqueue(tx, 'audit_log', entry);
+      await tx.query('UPDATE audit_heads SET seq = $2, hash = $3 WHERE tenant = $1', [tenant, entry.seq, entry.hash]);
+      const due =
+        entry.seq - head.lastCheckpointSeq >= this.options.checkpointEvery ||
+        Date.now() - head.lastCheckpointAt >= this.options.checkpointMinutes * 60_000;
+      const at = { ...head, seq: entry.seq, hash: entry.hash };
+      return { entry, checkpoint: due ? await this.#signCheckpoint(tx, tenant, at) : undefined };
+    });
+    this.shipper.kick();
+    // The entry is committed: a checkpoint that cannot be anchored now is signed again at the next append or tick.
+    if (checkpoint)
+      await this.#anchor(checkpoint).catch((err) =>
+        this.log.error({ err, tenant, seq: entry.seq }, 'audit checkpoint failed; retried later'),
       );
-    }
     return entry;
   }
 
-  async #checkpoint(tenant: string, head: Head): Promise<void> {
+  /**
+   * Signs a checkpoint at the locked head, queues its row and records it in
+   * the head, in the caller's transaction: two nodes never sign the same one.
+   */
+  async #signCheckpoint(tx: Queryable, tenant: string, head: Head): Promise<{ cp: SignedCheckpoint; previous: Head }> {
     const ts = Date.now();
     const at = { seq: head.seq, hash: head.hash };
     const jws = await this.signer.sign({ tenant, ...at, ts });
     const cp: SignedCheckpoint = { tenant, ...at, ts, jws };
-    // The row first (a local fsync), then the anchor (maybe S3): an anchor never lacks its row unless the
-    // row was deleted, which verify reports. The checkpoint is done only once anchored; else it is signed again.
-    await this.journal.persist(`checkpoint:${tenant}:${at.seq}:${ts}`, 'audit_checkpoints', [cp]);
-    await this.anchors.append(cp);
-    head.lastCheckpointSeq = Math.max(head.lastCheckpointSeq, at.seq);
-    head.lastCheckpointAt = ts;
+    await AuditShipper.enqueue(tx, 'audit_checkpoints', cp);
+    await tx.query('UPDATE audit_heads SET last_checkpoint_seq = $2, last_checkpoint_at = $3 WHERE tenant = $1', [
+      tenant,
+      at.seq,
+      ts,
+    ]);
+    return { cp, previous: head };
   }
 
-  /** Signs a checkpoint now for every chain with entries after its last one (shutdown, tests). */
-  async checkpointAll(): Promise<void> {
-    if (!this.#ready) return;
-    for (const [tenant, head] of this.#heads) {
-      if (head.seq <= head.lastCheckpointSeq) continue;
-      // Through the chain's queue, so the head does not move while it is signed.
-      const run = (this.#queues.get(tenant) ?? Promise.resolve()).then(() =>
-        head.seq > head.lastCheckpointSeq ? this.#checkpoint(tenant, head) : undefined,
+  /**
+   * The row first (committed), then the anchor (maybe S3): an anchor never
+   * lacks its row unless the row was deleted, which verify reports. The
+   * checkpoint is done only once anchored; else the head forgets it, and it is
+   * signed again.
+   */
+  async #anchor({ cp, previous }: { cp: SignedCheckpoint; previous: Head }): Promise<void> {
+    try {
+      await this.anchors.append(cp);
+    } catch (err) {
+      await this.store.query(
+        `UPDATE audit_heads SET last_checkpoint_seq = $2, last_checkpoint_at = $3
+         WHERE tenant = $1 AND last_checkpoint_seq = $4`,
+        [cp.tenant, previous.lastCheckpointSeq, previous.lastCheckpointAt, cp.seq],
       );
-      this.#queues.set(
-        tenant,
-        run.catch(() => undefined),
-      );
-      await run;
+      throw err;
     }
   }
 
-  /** Waits until every journaled entry is in ClickHouse (before reading the chain back: verification, exports). */
+  /**
+   * Signs a checkpoint for every chain with entries after its last one
+   * (shutdown, tests), or only for those whose last one is older than
+   * `olderThanMs` (the periodic tick).
+   */
+  async checkpointAll(olderThanMs = 0): Promise<void> {
+    if (!this.#ready) return;
+    const { rows } = await this.store.query<{ tenant: string }>(
+      'SELECT tenant FROM audit_heads WHERE seq > last_checkpoint_seq AND last_checkpoint_at <= $1 ORDER BY tenant',
+      [Date.now() - olderThanMs],
+    );
+    for (const { tenant } of rows) {
+      const signed = await this.store.transaction(async (tx) => {
+        const head = await this.#lockHead(tx, tenant);
+        return head.seq > head.lastCheckpointSeq ? this.#signCheckpoint(tx, tenant, head) : undefined;
+      });
+      if (!signed) continue;
+      this.shipper.kick();
+      await this.#anchor(signed);
+    }
+  }
+
+  /**
+   * The periodic checkpoints ("every M minutes", for chains that get no new
+   * entry to trigger one) are signed by one node at a time: the holder of the
+   * anchoring lock. When its node dies, its connection does, the lock is
+   * free, and the next node to tick takes over. Returns whether this node
+   * holds it.
+   */
+  async anchoringTick(): Promise<boolean> {
+    if (!this.#ready) return false;
+    if (!this.#lease) {
+      const lease = await this.store.tryAdvisoryLock(ANCHORING_LOCK);
+      if (!lease) return false;
+      this.#lease = lease;
+      this.log.info('audit anchoring: this node signs the periodic checkpoints');
+      void lease.lost.then(() => {
+        if (this.#lease !== lease) return;
+        this.#lease = undefined;
+        this.log.warn('audit anchoring lock lost (connection to the control plane gone); another node takes over');
+      });
+    }
+    await this.checkpointAll(this.options.checkpointMinutes * 60_000);
+    return true;
+  }
+
+  /**
+   * Releases the anchoring lock and stops shipping, after a short wait for
+   * ClickHouse to take what is left; the outbox keeps the rest for any node.
+   */
+  async close(drainTimeoutMs = 2000): Promise<void> {
+    const lease = this.#lease;
+    this.#lease = undefined;
+    await lease?.release();
+    if (this.#ready) await this.shipper.drain(drainTimeoutMs).catch(() => false);
+    await this.shipper.close();
+  }
+
+  /** Waits until every committed entry is in ClickHouse (before reading the chain back: verification, exports). */
   async flush(): Promise<void> {
-    if (!(await this.journal.drain()))
+    if (!(await this.shipper.drain()))
       throw new VigieError(
         'UNAVAILABLE',
-        'audit entries are waiting in the journal for ClickHouse; retry once it answers',
+        'audit entries are waiting in the control plane for ClickHouse; retry once it answers',
       );
   }
 
@@ -358,7 +479,11 @@ export class AuditLog {
       if (page.length < PAGE) break;
     }
 
-    const head = this.#heads.get(tenant);
+    const { rows: headRows } = await this.store.query<{ seq: string }>(
+      'SELECT seq FROM audit_heads WHERE tenant = $1',
+      [tenant],
+    );
+    const head = headRows[0] ? { seq: Number(headRows[0].seq) } : undefined;
     const lastSigned = Math.max(0, ...signed.keys());
     const knownEnd = Math.max(lastSigned, head?.seq ?? 0);
     if (knownEnd > lastSeq)
@@ -391,9 +516,23 @@ export class AuditLog {
   }
 }
 
+/**
+ * The control plane is down or its connection was cut (PostgreSQL classes 08
+ * "connection exception" and 57P "operator intervention", or the socket): a
+ * retryable outage, not a bug of ours.
+ */
+function unreachable(err: unknown): boolean {
+  const code = String((err as { code?: unknown })?.code ?? '');
+  return (
+    /^(08|57P)/.test(code) ||
+    ['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT'].includes(code) ||
+    /Connection terminated|connection .*closed|Client has encountered a connection error/i.test(String(err))
+  );
+}
+
 const notReady = () =>
   new VigieError(
     'UNAVAILABLE',
-    'the audit log is not ready: the chain heads cannot be read from ClickHouse yet, so audited actions are ' +
-      'refused rather than forking the chain; retry shortly',
+    'the audit log is not ready: the chain heads cannot be imported from ClickHouse yet, so audited actions ' +
+      'are refused rather than forking the chain; retry shortly',
   );

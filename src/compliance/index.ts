@@ -1,9 +1,10 @@
 /**
  * Compliance: evidence for the DPO.
  *
- * - AuditLog: one hash chain per tenant, appended through its own fsynced journal
- *   (never dropped), signed checkpoints (JWS) anchored outside ClickHouse
- *   (anchors.ts), verification against both, with every signing key by kid.
+ * - AuditLog: one hash chain per tenant, appended in PostgreSQL under a lock on its
+ *   head (one chain on any number of nodes), shipped to ClickHouse from an outbox;
+ *   signed checkpoints (JWS) anchored outside ClickHouse (anchors.ts), verification
+ *   against both, with every signing key by kid.
  * - exports: the DPO audit export (JSON Lines, CSV, HTML, PDF), streamed, with a
  *   detached JWS a third party checks against /.well-known/jwks.json.
  * - subprocessors / ropa: the register in compliance/subprocessors.yaml checked
@@ -14,16 +15,27 @@
  * Decorates `compliance`; other capabilities `await compliance.record(...)`
  * before answering the action it records.
  */
+import { existsSync } from 'node:fs';
+import { rename } from 'node:fs/promises';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { ClickHouseWriter, Spool } from '../telemetry/index.js';
 import { FileAnchors, ObjectStoreAnchors, type CheckpointAnchors } from './anchors.js';
+import type { Logger } from '../logging.js';
 import { AuditLog, type AuditEntry, type AuditInput } from './AuditLog.js';
 import { loadSigner, type Signer } from './signing.js';
 import { loadSubprocessors, type SubprocessorRegister } from './subprocessors.js';
 
-export { AuditLog, entryHash, GENESIS, type AuditEntry, type AuditInput, type VerifyResult } from './AuditLog.js';
+export {
+  ANCHORING_LOCK,
+  AuditLog,
+  entryHash,
+  GENESIS,
+  type AuditEntry,
+  type AuditInput,
+  type VerifyResult,
+} from './AuditLog.js';
 export { FileAnchors, ObjectStoreAnchors, type CheckpointAnchors, type SignedCheckpoint } from './anchors.js';
 export { loadSigner, verifyDigestSignature, canonicalJson, digestPayload, type Signer } from './signing.js';
 export { exportAudit, htmlToPdf, legalBasis, PDF_MAX_ROWS, type ExportFormat } from './exports.js';
@@ -57,25 +69,52 @@ declare module 'fastify' {
   }
 }
 
-/** The journal never drops: its spool is unbounded (the disk is the limit, and a full disk fails the action). */
+/** The journal never dropped: its spool is unbounded. */
 const JOURNAL_UNBOUNDED = Number.MAX_SAFE_INTEGER;
+/** How often a node checks for chains due a periodic checkpoint, and tries to take over anchoring. */
+const ANCHORING_TICK_MS = 30_000;
+
+/**
+ * The local journal where the version before fsynced audit entries until
+ * ClickHouse took them. If one is left, it is shipped (its batches keep their
+ * deduplication tokens) before the heads are imported, then renamed
+ * `audit-journal.imported`.
+ */
+async function openLegacyJournal(app: FastifyInstance, log: Logger) {
+  const dir = path.join(app.config.dataDir, 'audit-journal');
+  if (!existsSync(dir)) return undefined;
+  const spool = new Spool(dir, JOURNAL_UNBOUNDED, 'drop-newest', log);
+  await spool.open();
+  const writer = new ClickHouseWriter(
+    app.clickhouse.client,
+    spool,
+    { database: app.clickhouse.database, ...app.config.writer },
+    log,
+  );
+  writer.start();
+  let closed = false;
+  const close = async () => {
+    if (closed) return;
+    closed = true;
+    await writer.close();
+  };
+  return {
+    drain: (timeoutMs?: number) => writer.drain(timeoutMs),
+    retire: async () => {
+      await close();
+      await rename(dir, `${dir}.imported`);
+      log.info({ dir: `${dir}.imported` }, 'the audit journal of the version before is shipped and set aside');
+    },
+    close,
+  };
+}
 
 export default fp(
   async (app: FastifyInstance) => {
     const { config } = app;
     const log = app.log.child({ component: 'compliance' });
     const signer = await loadSigner(config.dataDir, config.compliance.signingKeyFile);
-    // Audit rows have their own journal and writer, apart from telemetry's: no drop policy, and
-    // on whether telemetry is enabled or not.
-    const spool = new Spool(path.join(config.dataDir, 'audit-journal'), JOURNAL_UNBOUNDED, 'drop-newest', log);
-    await spool.open();
-    const journal = new ClickHouseWriter(
-      app.clickhouse.client,
-      spool,
-      { database: app.clickhouse.database, ...config.writer },
-      log,
-    );
-    journal.start();
+    const legacy = await openLegacyJournal(app, log);
     const store = app.recording?.store;
     const anchors: CheckpointAnchors =
       store?.listVersions && config.storage.driver === 's3'
@@ -85,28 +124,32 @@ export default fp(
           )
         : new FileAnchors(path.join(config.dataDir, 'audit', 'anchors.jsonl'));
     const audit = new AuditLog(
+      app.db,
       app.clickhouse.client,
       app.clickhouse.database,
-      journal,
       signer,
       anchors,
       { checkpointEvery: config.compliance.checkpointEvery, checkpointMinutes: config.compliance.checkpointMinutes },
       log,
+      legacy,
     );
 
-    // The chains continue from their stored heads, never from 1: until those are read, audited actions are refused.
+    // The chains continue from their stored heads, never from 1: until those are imported, audited actions are refused.
     let closed = false;
     const init = async (attempt: number): Promise<void> => {
       if (closed) return;
-      const ok =
-        app.clickhouse.schemaReady &&
-        (await audit.init(2000).catch((err) => {
+      const ok = await audit
+        .init(2000, () => app.clickhouse.schemaReady)
+        .catch((err) => {
           log.warn({ reason: (err as Error).message }, 'audit chain heads not readable yet');
           return false;
-        }));
+        });
       if (ok) return;
       if (attempt === 0)
-        log.error('audit log not ready: ClickHouse cannot be read; audited actions answer UNAVAILABLE until it can');
+        log.error(
+          'audit log not ready: the chain heads cannot be imported from ClickHouse; audited actions answer ' +
+            'UNAVAILABLE until they are',
+        );
       setTimeout(() => void init(attempt + 1), Math.min(5000, 250 * 2 ** attempt)).unref();
     };
     await init(0);
@@ -141,19 +184,21 @@ export default fp(
       return appended;
     };
     app.decorate('compliance', { audit, signer, anchors, subprocessors: () => register, record });
-    // "Every M minutes" holds even for a chain that gets no new entry to trigger it.
+    // "Every M minutes" holds even for a chain that gets no new entry to trigger it; one node at a time signs
+    // those (the anchoring lock), and it ticks more often than M so that another node takes over soon after.
     const timer = setInterval(
-      () => void audit.checkpointAll().catch((err) => log.error({ err }, 'audit checkpoint failed')),
-      config.compliance.checkpointMinutes * 60_000,
+      () => void audit.anchoringTick().catch((err) => log.error({ err }, 'audit checkpoint failed')),
+      Math.min(ANCHORING_TICK_MS, config.compliance.checkpointMinutes * 60_000),
     );
     timer.unref();
     app.addHook('onClose', async () => {
       closed = true;
       clearInterval(timer);
       await audit.checkpointAll().catch((err) => log.error({ err }, 'final audit checkpoint failed'));
-      // What ClickHouse has not taken stays in the journal for the next start.
-      await journal.close();
+      // What ClickHouse has not taken stays in the outbox for any node.
+      await audit.close();
+      await legacy?.close();
     });
   },
-  { name: 'vigie-compliance', dependencies: ['vigie-core', 'vigie-clickhouse', 'vigie-retention'] },
+  { name: 'vigie-compliance', dependencies: ['vigie-store', 'vigie-core', 'vigie-clickhouse', 'vigie-retention'] },
 );

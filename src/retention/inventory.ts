@@ -116,10 +116,10 @@ export const FILE_RULES: FileRule[] = [
       'the journal so finished bodies are gone; erasure redacts the subject from pending bodies',
   },
   {
-    pattern: /^audit-journal\/seg-\d{12}\.log$/,
+    pattern: /^audit-journal(\.imported)?\/seg-\d{12}\.log$/,
     rule:
-      'audit entries (pseudonyms, addresses) journaled before the action is answered: removed once shipped to ' +
-      'ClickHouse, then the audit_log rule',
+      'audit entries (pseudonyms, addresses) journaled by versions before the control plane: shipped to ' +
+      'ClickHouse at the first start, then set aside as audit-journal.imported; then the audit_log rule',
   },
   {
     pattern: /^audit\/anchors\.jsonl$/,

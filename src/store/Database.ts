@@ -123,6 +123,11 @@ class PostgresDatabase implements Database {
 
   async transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
     const client = await this.#pool.connect();
+    // A connection the server drops while checked out (failover, restart) fails the statement in flight; its
+    // 'error' event must not also become an uncaught exception that ends the process.
+    let broken: Error | undefined;
+    const onError = (err: Error) => (broken = err);
+    client.on('error', onError);
     try {
       await client.query('BEGIN');
       const result = await fn({
@@ -136,7 +141,9 @@ class PostgresDatabase implements Database {
       await client.query('ROLLBACK').catch(() => undefined);
       throw err;
     } finally {
-      client.release();
+      client.off('error', onError);
+      // A broken connection is discarded rather than handed to the next caller.
+      client.release(broken);
     }
   }
 

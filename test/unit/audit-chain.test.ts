@@ -9,19 +9,18 @@ import { FileAnchors } from '../../src/compliance/anchors.js';
 import { type AuditEntry, AuditLog, entryHash, GENESIS } from '../../src/compliance/AuditLog.js';
 import { loadSigner, type Signer } from '../../src/compliance/signing.js';
 import type { Config } from '../../src/config/index.js';
-import { ClickHouseWriter } from '../../src/telemetry/ClickHouseWriter.js';
-import { Spool } from '../../src/telemetry/Spool.js';
+import { type Database, openDatabase } from '../../src/store/index.js';
 import { capturedLogger } from '../helpers/unit.js';
 
-// The hash chain and its verification, on the embedded ClickHouse engine (chdb, in this process) with the journal,
-// signer and anchors the gateway uses: no gateway, no mediasoup. audit-log.test.ts covers outages, restarts of the
+// The hash chain and its verification, on the embedded ClickHouse engine (chdb, in this process) and the embedded
+// control plane (PGlite) with the signer and anchors the gateway uses: no gateway, no mediasoup. audit-log.test.ts covers outages, restarts of the
 // whole gateway, S3 anchors and key rotation.
 
 const DB = 'vigie';
 const { log } = capturedLogger();
 let dir: string;
 let client: ClickHouseClient;
-let journal: ClickHouseWriter;
+let db: Database;
 let signer: Signer;
 let anchors: FileAnchors;
 
@@ -29,33 +28,28 @@ beforeAll(async () => {
   dir = mkdtempSync(path.join(os.tmpdir(), 'vigie-unit-audit-'));
   client = await createClickHouseClient({ clickhouse: {} as Config['clickhouse'], dataDir: dir });
   await migrate(client, { database: DB, log });
-  const spool = new Spool(path.join(dir, 'audit-journal'), Number.MAX_SAFE_INTEGER, 'drop-newest', log);
-  await spool.open();
-  journal = new ClickHouseWriter(
-    client,
-    spool,
-    { database: DB, batchRows: 100, flushIntervalMs: 100, maxBufferedRows: 10_000 },
-    log,
-  );
-  journal.start();
+  db = await openDatabase({ dataDir: path.join(dir, 'postgres') });
   signer = await loadSigner(dir);
   anchors = new FileAnchors(path.join(dir, 'anchors.jsonl'));
 });
 afterAll(async () => {
-  await journal?.close();
+  for (const a of logs) await a.close();
+  await db?.close();
   await client?.close();
   rmSync(dir, { recursive: true, force: true });
 });
 
-/** An audit log as the gateway builds one, over the same ClickHouse, journal and anchors (a restart makes another). */
+const logs: AuditLog[] = [];
+/** An audit log as the gateway builds one, over the same stores and anchors (a restart makes another). */
 async function auditLog(checkpointEvery = 5): Promise<AuditLog> {
-  const audit = new AuditLog(client, DB, journal, signer, anchors, { checkpointEvery, checkpointMinutes: 60 }, log);
+  const audit = new AuditLog(db, client, DB, signer, anchors, { checkpointEvery, checkpointMinutes: 60 }, log);
+  logs.push(audit);
   assert.equal(await audit.init(), true);
   return audit;
 }
 
 async function appendMany(audit: AuditLog, tenant: string, n: number): Promise<AuditEntry[]> {
-  // Concurrent appends: the chain's queue must still give each its own position.
+  // Concurrent appends: the lock on the chain's head must still give each its own position.
   const entries = await Promise.all(
     Array.from({ length: n }, (_, i) =>
       audit.append({ tenant, actor: 'key:unit', action: 'recording.read', target: `recording:${i}`, details: { i } }),
@@ -96,7 +90,7 @@ describe('the audit chain', () => {
   });
 
   test('appends are refused before the heads are read back; after a restart the chain continues where it stopped', async () => {
-    const cold = new AuditLog(client, DB, journal, signer, anchors, { checkpointEvery: 5, checkpointMinutes: 60 }, log);
+    const cold = new AuditLog(db, client, DB, signer, anchors, { checkpointEvery: 5, checkpointMinutes: 60 }, log);
     await assert.rejects(cold.append({ tenant: 'acme', actor: 'a', action: 'x' }), { code: 'UNAVAILABLE' });
     await assert.rejects(cold.verify('acme'), { code: 'UNAVAILABLE' });
 
@@ -128,7 +122,7 @@ describe('the audit chain', () => {
     assert.deepEqual(kinds(await audit.verify('deleted')), ['deleted@2']);
 
     const [, second] = await appendMany(audit, 'inserted', 3);
-    // Its own deduplication token: the embedded engine would otherwise reuse the journal's last one and drop the row.
+    // Its own deduplication token: the embedded engine would otherwise reuse the shipper's last one and drop the row.
     await client.insert({
       table: `${DB}.audit_log`,
       values: [{ ...second, target: 'recording:extra' }],

@@ -1,0 +1,143 @@
+import { randomUUID } from 'node:crypto';
+import type { ClickHouseClient } from '@clickhouse/client';
+import type { Logger } from '../logging.js';
+import type { Database, Queryable } from '../store/index.js';
+
+export interface ShipperOptions {
+  /** How often the outbox is looked at for rows no append woke this node for (another node's, a failed insert's). */
+  pollMs: number;
+  batchRows: number;
+}
+
+/**
+ * Ships the audit outbox (PostgreSQL) to ClickHouse, the analytical copy that
+ * exports and verification read.
+ *
+ * A batch's rows are marked with its id before the insert, and the id is the
+ * insert's deduplication token: a batch sent again (a node crashed before
+ * deleting it, two nodes sent it at once) holds the same rows under the same
+ * token and is stored once. Any node ships any node's rows, so the entries of a
+ * node that died still reach ClickHouse; a row leaves the outbox only once
+ * ClickHouse has acknowledged it.
+ */
+export class AuditShipper {
+  #running?: Promise<void>;
+  #again = false;
+  #timer?: NodeJS.Timeout;
+  #closed = false;
+  #failing = false;
+
+  constructor(
+    private readonly db: Database,
+    private readonly client: Pick<ClickHouseClient, 'insert'>,
+    private readonly database: string,
+    private readonly log: Logger,
+    private readonly options: ShipperOptions = { pollMs: 2000, batchRows: 1000 },
+  ) {}
+
+  /** Queues a row for ClickHouse, in the caller's transaction: it is shipped only if that commits. */
+  static enqueue(tx: Queryable, table: 'audit_log' | 'audit_checkpoints', row: { tenant: string; seq: number }) {
+    return tx.query('INSERT INTO audit_outbox (tbl, tenant, seq, body) VALUES ($1, $2, $3, $4)', [
+      table,
+      row.tenant,
+      row.seq,
+      JSON.stringify(row),
+    ]);
+  }
+
+  start(): void {
+    if (this.#timer || this.#closed) return;
+    this.#timer = setInterval(() => this.kick(), this.options.pollMs);
+    this.#timer.unref();
+    this.kick();
+  }
+
+  /** Ships what the outbox holds now, in the background; one run at a time per node. */
+  kick(): void {
+    if (this.#closed) return;
+    if (this.#running) {
+      this.#again = true;
+      return;
+    }
+    this.#running = this.#run().finally(() => (this.#running = undefined));
+  }
+
+  async #run(): Promise<void> {
+    do {
+      this.#again = false;
+      try {
+        while (!this.#closed && (await this.shipOnce()));
+        if (this.#failing) this.log.info('audit outbox shipped to ClickHouse again');
+        this.#failing = false;
+      } catch (err) {
+        // Kept in the outbox; the next poll or append tries again.
+        if (!this.#failing)
+          this.log.warn({ reason: (err as Error).message?.slice(0, 200) }, 'audit outbox not shipped; kept, retried');
+        this.#failing = true;
+        return;
+      }
+    } while (this.#again && !this.#closed);
+  }
+
+  /** Ships one batch (a pending one first, else a new one); false when the outbox had nothing to ship. */
+  async shipOnce(): Promise<boolean> {
+    const pending = await this.db.query<{ batch: string }>(
+      'SELECT batch FROM audit_outbox WHERE batch IS NOT NULL ORDER BY id LIMIT 1',
+    );
+    const batch = pending.rows[0]?.batch ?? (await this.#formBatch());
+    if (!batch) return false;
+    const { rows } = await this.db.query<{ tbl: string; body: Record<string, unknown> | string }>(
+      'SELECT tbl, body FROM audit_outbox WHERE batch = $1 ORDER BY tenant, seq, id',
+      [batch],
+    );
+    if (rows[0])
+      await this.client.insert({
+        table: `${this.database}.${rows[0].tbl}`,
+        values: rows.map((r) => (typeof r.body === 'string' ? JSON.parse(r.body) : r.body)),
+        format: 'JSONEachRow',
+        // Every insert carries its token: the embedded engine keeps settings for the session.
+        clickhouse_settings: { insert_deduplication_token: batch },
+      });
+    await this.db.query('DELETE FROM audit_outbox WHERE batch = $1', [batch]);
+    return true;
+  }
+
+  /** Marks up to batchRows unbatched rows of one table as a new batch (committed before it is sent). */
+  async #formBatch(): Promise<string | undefined> {
+    const id = `audit:${randomUUID()}`;
+    const { rows } = await this.db.query(
+      `UPDATE audit_outbox SET batch = $1 WHERE id IN (
+         SELECT id FROM audit_outbox
+         WHERE batch IS NULL AND tbl = (SELECT tbl FROM audit_outbox WHERE batch IS NULL ORDER BY id LIMIT 1)
+         ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED)
+       RETURNING id`,
+      [id, this.options.batchRows],
+    );
+    return rows.length ? id : undefined;
+  }
+
+  /**
+   * Waits until every row in the outbox when called is in ClickHouse (before
+   * reading the chain back); false when it could not be shipped in time.
+   */
+  async drain(timeoutMs = 30_000): Promise<boolean> {
+    const { rows } = await this.db.query<{ last: string | null }>('SELECT max(id)::text AS last FROM audit_outbox');
+    const last = rows[0]?.last;
+    if (last == null) return true;
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const left = await this.db.query('SELECT 1 FROM audit_outbox WHERE id <= $1 LIMIT 1', [last]);
+      if (left.rows.length === 0) return true;
+      if (Date.now() >= deadline || this.#closed) return false;
+      this.kick();
+      await Promise.race([this.#running, new Promise((r) => setTimeout(r, 100))]);
+    }
+  }
+
+  /** Stops shipping; what is left stays in the outbox for any node. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    clearInterval(this.#timer);
+    await this.#running;
+  }
+}
