@@ -51,6 +51,13 @@ export const TABLE_RULES: Record<string, TtlRule | ManagedRule> = {
 export const STORE_TABLE_RULES: Record<string, ManagedRule> = {
   schema_migrations: { managedBy: 'schema versions; no personal data' },
   shared_secrets: { managedBy: 'secrets every node shares (token signing, pseudonym master secret); no personal data' },
+  audit_heads: { managedBy: "each tenant's audit chain head (seq, hashes, times): kept as long as the chain" },
+  audit_outbox: {
+    managedBy:
+      'audit entries (pseudonyms, source IPs) until ClickHouse acknowledges them (seconds; longer during a ' +
+      'ClickHouse outage), then deleted here: the audit_log rule applies',
+  },
+  audit_imports: { managedBy: "the record of a previous version's audit journal import; no personal data" },
   tenants: {
     managedBy:
       'tenants changed through the admin API (settings, API key hashes, webhook endpoints and secrets); no personal ' +
