@@ -38,7 +38,9 @@ beforeAll(async () => {
   client = await createClickHouseClient({ clickhouse: {} as Config['clickhouse'], dataDir: dir });
   await migrate(client, { database: DB, log });
   // The nodes share the signing key (VIGIE_AUDIT_SIGNING_KEY_FILE on a shared secret) and the anchors.
-  signer = await loadSigner(dir);
+  const keyRing = await openDatabase({ url: server.url, dataDir: dir });
+  signer = await loadSigner(dir, undefined, keyRing, log);
+  dbs.push(keyRing);
   anchors = new FileAnchors(path.join(dir, 'anchors.jsonl'));
 });
 afterAll(async () => {

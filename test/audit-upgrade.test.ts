@@ -75,7 +75,10 @@ test('a data dir of the version before: the journal is shipped and set aside, th
   const ch = await createClickHouseClient({ clickhouse: { url: server.url } as Config['clickhouse'], dataDir });
   await migrate(ch, { database: 'vigie', log });
   await ch.insert({ table: 'vigie.audit_log', values: chain.slice(0, 5), format: 'JSONEachRow' });
-  const signer = await loadSigner(dataDir);
+  // The previous version's key, in its data dir: the gateway started below takes the same one.
+  const scratch = await openDatabase({ dataDir: 'memory://' });
+  const signer = await loadSigner(dataDir, undefined, scratch, log);
+  await scratch.close();
   const at = { tenant: 'acme', seq: 5, hash: chain[4]!.hash, ts: Date.now() - 30_000 };
   const cp = { ...at, jws: await signer.sign(at) };
   await ch.insert({ table: 'vigie.audit_checkpoints', values: [cp], format: 'JSONEachRow' });

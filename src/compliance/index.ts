@@ -113,7 +113,7 @@ export default fp(
   async (app: FastifyInstance) => {
     const { config } = app;
     const log = app.log.child({ component: 'compliance' });
-    const signer = await loadSigner(config.dataDir, config.compliance.signingKeyFile);
+    const signer = await loadSigner(config.dataDir, config.compliance.signingKeyFile, app.db, log);
     const legacy = await openLegacyJournal(app, log);
     const store = app.recording?.store;
     const anchors: CheckpointAnchors =

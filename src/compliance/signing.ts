@@ -11,13 +11,17 @@ import {
   type JWK,
   type JWTVerifyGetKey,
 } from 'jose';
-import { writeFileAtomicSync } from '../files.js';
+import type { Logger } from '../logging.js';
+import { type Database, migrateStore, type StoreMigration } from '../store/index.js';
 
 export interface Signer {
   kid: string;
   publicJwk: JWK;
-  /** Every public key that ever signed here (the current one first): what verification and the JWKS use. */
-  publicJwks: JWK[];
+  /**
+   * Every public key that ever signed on any node of this control plane (this node's current one first): what
+   * verification and the JWKS use. Kept current as other nodes add theirs.
+   */
+  readonly publicJwks: JWK[];
   /** Resolves a JWS's `kid` to one of `publicJwks`. */
   verificationKeys: JWTVerifyGetKey;
   /** Compact JWS over a JSON payload. */
@@ -32,11 +36,21 @@ export interface Signer {
  * directory. Its public half is published at /.well-known/jwks.json.
  *
  * Rotation: point VIGIE_AUDIT_SIGNING_KEY_FILE at a new key (or remove the
- * generated one) and restart. Every public key that ever signed is kept in
- * `DATA_DIR/secrets/audit-signing-keys.public.json`, so checkpoints and exports
+ * generated one) and restart. Every public key that ever signed is kept in the
+ * control plane's PostgreSQL (`audit_signing_keys`), so checkpoints and exports
  * signed before the rotation still verify, by their `kid`, and stay in the JWKS.
+ *
+ * Several nodes: each signs with its own private key, which never leaves it;
+ * their public keys meet in that table, and each node's JWKS lists them all
+ * (a node learns of another's new key by NOTIFY, or when a signature names a
+ * kid it does not know yet). The previous version's ring file is imported.
  */
-export async function loadSigner(dataDir: string, keyFile?: string): Promise<Signer> {
+export async function loadSigner(
+  dataDir: string,
+  keyFile: string | undefined,
+  db: Database,
+  log: Logger,
+): Promise<Signer> {
   const file = keyFile ?? path.join(dataDir, 'secrets', 'audit-signing-key.jwk');
   let jwk: JWK;
   try {
@@ -55,13 +69,16 @@ export async function loadSigner(dataDir: string, keyFile?: string): Promise<Sig
   // A key without a kid gets one from its public point, so two such keys never share one.
   const kid = jwk.kid ?? keyId(jwk);
   const publicJwk: JWK = { ...publicHalf, kid, alg: 'ES256', use: 'sig' };
-  const publicJwks = rememberPublicKey(path.join(dataDir, 'secrets', 'audit-signing-keys.public.json'), publicJwk);
+  const ring = new KeyRing(db, publicJwk);
+  await ring.open(path.join(dataDir, 'secrets', 'audit-signing-keys.public.json'), log);
   const sign = (payload: Uint8Array) => new CompactSign(payload).setProtectedHeader({ alg: 'ES256', kid }).sign(key);
   return {
     kid,
     publicJwk,
-    publicJwks,
-    verificationKeys: createLocalJWKSet({ keys: publicJwks }),
+    get publicJwks() {
+      return ring.keys;
+    },
+    verificationKeys: (header, token) => ring.verificationKey(header, token),
     sign: (payload) => sign(new TextEncoder().encode(JSON.stringify(payload))),
     signDigest: async (sha256Hex) => {
       const [h, , s] = (await sign(new TextEncoder().encode(digestPayload(sha256Hex)))).split('.');
@@ -76,25 +93,70 @@ const keyId = (jwk: JWK) =>
     .digest('hex')
     .slice(0, 12)}`;
 
-/**
- * Adds the current public key to the keyring of every key that ever signed,
- * and returns the keyring, current key first. A new key may not reuse a
- * retired key's kid: old signatures would then be checked against it and fail.
- */
-function rememberPublicKey(ringFile: string, current: JWK): JWK[] {
-  const ring = existsSync(ringFile) ? (JSON.parse(readFileSync(ringFile, 'utf8')) as { keys: JWK[] }).keys : [];
-  const same = ring.find((k) => k.kid === current.kid);
-  if (same && (same.x !== current.x || same.y !== current.y))
-    throw new Error(
-      `the audit signing key's kid ${current.kid} was already used by another key (${ringFile}): give the new key ` +
-        `its own kid`,
-    );
-  if (!same) {
-    ring.push(current);
-    mkdirSync(path.dirname(ringFile), { recursive: true, mode: 0o700 });
-    writeFileAtomicSync(ringFile, JSON.stringify({ keys: ring }, null, 2));
+export const SIGNING_KEY_MIGRATIONS: StoreMigration[] = [
+  {
+    version: 1,
+    name: 'audit_signing_keys: the public half of every key that signed on any node',
+    sql: `CREATE TABLE IF NOT EXISTS audit_signing_keys (
+      kid text PRIMARY KEY,
+      jwk jsonb NOT NULL,
+      added_at timestamptz NOT NULL DEFAULT now()
+    );`,
+  },
+];
+
+const KEYS_CHANGED = 'vigie_audit_signing_keys';
+
+/** The public keys of every node, past and present, with this node's current key first. */
+class KeyRing {
+  #keys: JWK[] = [];
+  #jwks: JWTVerifyGetKey = createLocalJWKSet({ keys: [] });
+
+  constructor(
+    private readonly db: Database,
+    private readonly current: JWK,
+  ) {}
+
+  get keys(): JWK[] {
+    return this.#keys;
   }
-  return [current, ...ring.filter((k) => k.kid !== current.kid)];
+
+  async open(legacyRingFile: string, log: Logger): Promise<void> {
+    await migrateStore(this.db, 'audit-signing', SIGNING_KEY_MIGRATIONS, log);
+    const legacy = existsSync(legacyRingFile)
+      ? (JSON.parse(readFileSync(legacyRingFile, 'utf8')) as { keys: JWK[] }).keys
+      : [];
+    await this.db.transaction(async (tx) => {
+      for (const jwk of [...legacy, this.current])
+        await tx.query('INSERT INTO audit_signing_keys (kid, jwk) VALUES ($1, $2) ON CONFLICT (kid) DO NOTHING', [
+          jwk.kid,
+          JSON.stringify(jwk),
+        ]);
+    });
+    await this.reload();
+    // A new key may not reuse a retired key's kid: old signatures would then be checked against it and fail.
+    const same = this.#keys.find((k) => k.kid === this.current.kid);
+    if (same && (same.x !== this.current.x || same.y !== this.current.y))
+      throw new Error(
+        `the audit signing key's kid ${this.current.kid} was already used by another key: give the new key its own kid`,
+      );
+    await this.db.listen(KEYS_CHANGED, () => void this.reload().catch(() => undefined));
+    await this.db.notify(KEYS_CHANGED, String(this.current.kid));
+  }
+
+  async reload(): Promise<void> {
+    const { rows } = await this.db.query<{ jwk: JWK | string }>('SELECT jwk FROM audit_signing_keys ORDER BY added_at');
+    const all = rows.map((r) => (typeof r.jwk === 'string' ? (JSON.parse(r.jwk) as JWK) : r.jwk));
+    this.#keys = [this.current, ...all.filter((k) => k.kid !== this.current.kid)];
+    this.#jwks = createLocalJWKSet({ keys: this.#keys });
+  }
+
+  /** The key a signature names; a kid not known yet may be another node's new key: read the table once more. */
+  async verificationKey(...args: Parameters<JWTVerifyGetKey>): Promise<Awaited<ReturnType<JWTVerifyGetKey>>> {
+    const [header] = args;
+    if (header.kid && !this.#keys.some((k) => k.kid === header.kid)) await this.reload();
+    return this.#jwks(...args);
+  }
 }
 
 /** What a detached export signature covers: the file's SHA-256, as a short JSON text. */

@@ -221,7 +221,7 @@ class PostgresDatabase implements Database {
 export interface DatabaseOptions {
   /** A PostgreSQL server (`postgres://…`); unset: the embedded engine in `dataDir`. */
   url?: string;
-  /** Where the embedded engine keeps its files. */
+  /** Where the embedded engine keeps its files (`memory://`: nowhere). */
   dataDir: string;
   /** Connections to the server per node. */
   poolSize?: number;
@@ -233,6 +233,7 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
     await db.query('SELECT 1');
     return db;
   }
-  mkdirSync(opts.dataDir, { recursive: true });
+  // `memory://`: a store that lives as long as the process (tools and tests that need no files).
+  if (!opts.dataDir.startsWith('memory://')) mkdirSync(opts.dataDir, { recursive: true });
   return new PgliteDatabase(await PGlite.create(opts.dataDir));
 }

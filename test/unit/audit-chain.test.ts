@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, test } from 'vitest';
+import { afterAll, beforeAll, describe, onTestFinished, test } from 'vitest';
 import { type ClickHouseClient, createClickHouseClient } from '../../src/clickhouse/client.js';
 import { migrate } from '../../src/clickhouse/migrations.js';
 import { FileAnchors } from '../../src/compliance/anchors.js';
@@ -29,7 +29,7 @@ beforeAll(async () => {
   client = await createClickHouseClient({ clickhouse: {} as Config['clickhouse'], dataDir: dir });
   await migrate(client, { database: DB, log });
   db = await openDatabase({ dataDir: path.join(dir, 'postgres') });
-  signer = await loadSigner(dir);
+  signer = await loadSigner(dir, undefined, db, log);
   anchors = new FileAnchors(path.join(dir, 'anchors.jsonl'));
 });
 afterAll(async () => {
@@ -162,7 +162,10 @@ describe('the audit chain', () => {
     );
 
     // A checkpoint signed by a key this gateway never had.
-    const other = await loadSigner(mkdtempSync(path.join(dir, 'other-key-')));
+    // Another control plane, whose key ring this one never sees.
+    const elsewhere = await openDatabase({ dataDir: 'memory://' });
+    onTestFinished(() => elsewhere.close());
+    const other = await loadSigner(mkdtempSync(path.join(dir, 'other-key-')), undefined, elsewhere, log);
     await appendMany(audit, 'foreign', 1);
     const [entry] = await appendMany(audit, 'foreign', 1);
     const ts = Date.now();
