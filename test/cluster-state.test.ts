@@ -10,7 +10,7 @@ import { createHmac, hkdfSync } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { jwtVerify } from 'jose';
+import { compactVerify, jwtVerify } from 'jose';
 import { afterAll, beforeAll, test } from 'vitest';
 import { startChdbHttp } from './helpers/chdbHttpServer.js';
 import { waitFor } from './helpers/browser.js';
@@ -112,4 +112,17 @@ test("an erasure on one node destroys the subject's salt for every node", async 
   );
   assert.equal(await b!.existing('acme', 'erin@example.fr'), undefined);
   assert.notEqual(await b!.pseudonym('acme', 'erin@example.fr'), before);
+});
+
+test("each node signs with its own key, and every node's JWKS verifies the others' signatures", async () => {
+  const [a, b] = nodes.map((n) => n.app.compliance!.signer);
+  assert.notEqual(a!.kid, b!.kid, 'private keys never leave their node');
+  const jwks = (await nodes[0]!.app.inject('/.well-known/jwks.json')).json() as { keys: Array<{ kid: string }> };
+  assert.ok(
+    jwks.keys.some((k) => k.kid === b!.kid),
+    `node A's JWKS lists node B's key: ${jwks.keys.map((k) => k.kid)}`,
+  );
+  const jws = await b!.sign({ checkpoint: 'signed on node B' });
+  const { payload } = await compactVerify(jws, a!.verificationKeys, { algorithms: ['ES256'] });
+  assert.deepEqual(JSON.parse(new TextDecoder().decode(payload)), { checkpoint: 'signed on node B' });
 });

@@ -58,6 +58,9 @@ export const STORE_TABLE_RULES: Record<string, ManagedRule> = {
       'ClickHouse outage), then deleted here: the audit_log rule applies',
   },
   audit_imports: { managedBy: "the record of a previous version's audit journal import; no personal data" },
+  audit_signing_keys: {
+    managedBy: 'the public half of every key that signed audit checkpoints and exports, on any node; kept as evidence',
+  },
   tenants: {
     managedBy:
       'tenants changed through the admin API (settings, API key hashes, webhook endpoints and secrets); no personal ' +
