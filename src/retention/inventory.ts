@@ -108,8 +108,10 @@ export const FILE_RULES: FileRule[] = [
       'personal data; kept as evidence',
   },
   {
-    pattern: /^room-bans\.json$/,
-    rule: 'removal bans: a SHA-256 of tenant, room and identity with an expiry, pruned when it expires',
+    pattern: /^room-bans\.json\.imported$/,
+    rule:
+      'removal bans of the version before PostgreSQL, imported into room_bans: SHA-256 hashes with an expiry, ' +
+      'no identity in clear; kept as the import left it',
   },
   {
     pattern: /^secrets\/subject-salts\.jsonl$/,
@@ -119,7 +121,7 @@ export const FILE_RULES: FileRule[] = [
   },
   { pattern: /^secrets\//, rule: 'keys and secrets; no personal data' },
   {
-    pattern: /^(tenants|rooms|demo-tenant|retention-applied)\.json$/,
+    pattern: /^(tenants|rooms|demo-tenant|retention-applied)\.json$|^rooms\.json\.imported$/,
     rule: 'configuration and state; no personal data',
   },
   { pattern: /\.tmp$/, rule: 'a file being replaced atomically; renamed over its target at once' },
