@@ -5,38 +5,26 @@
  * instance underneath). No gateway here; test/rooms-postgres.test.ts runs one.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { pino } from 'pino';
-import { afterAll, beforeAll, describe, onTestFinished, test } from 'vitest';
+import { beforeAll, describe, onTestFinished, test } from 'vitest';
 import type { Logger } from '../src/logging.js';
 import { RoomBans, RoomDirectory } from '../src/media/index.js';
-import { type Database, openDatabase } from '../src/store/index.js';
+import type { Database } from '../src/store/index.js';
 import { waitFor } from './helpers/browser.js';
-import { type PostgresServer, startPostgres } from './helpers/postgres.js';
+import { useStore } from './helpers/postgres.js';
 
 const log = pino({ level: 'silent' }) as unknown as Logger;
 const inAnHour = () => Date.now() / 1000 + 3600;
 
 describe.each(['pglite', 'postgres'] as const)('rooms on %s', (kind) => {
-  let server: PostgresServer | undefined;
-  let dir: string;
+  const store = useStore(kind);
   let db: Database;
-  /** A second node's connection to the same store (PGlite is one process: the same instance). */
   let other: Database;
-
-  beforeAll(async () => {
-    dir = mkdtempSync(path.join(os.tmpdir(), 'vigie-rooms-'));
-    if (kind === 'postgres') server = await startPostgres();
-    db = await openDatabase({ url: server?.url, dataDir: path.join(dir, 'postgres') });
-    other = server ? await openDatabase({ url: server.url, dataDir: dir }) : db;
-  });
-  afterAll(async () => {
-    if (other !== db) await other?.close();
-    await db?.close();
-    await server?.stop();
-    rmSync(dir, { recursive: true, force: true });
+  let dir: string;
+  beforeAll(() => {
+    ({ db, other, dir } = store);
   });
 
   /** Two nodes' directories, closed at the end of the test. */

@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import type { Logger } from '../logging.js';
-import { type Database, migrateStore } from '../store/index.js';
+import type { Database } from '../store/index.js';
 import { roomKey } from './Room.js';
-import { importLegacyFile, listenChanges, notifyChange, ROOM_BANS_MIGRATIONS } from './roomStore.js';
+import { notifyChange, startRoomsTable } from './roomStore.js';
 
 interface BanEntry {
   /** SHA-256 of tenant, room and identity: the table names no one in clear. */
@@ -39,19 +39,12 @@ export class RoomBans {
   /** Applies the `room-bans` migrations, imports room-bans.json once, listens for other nodes' bans, loads all. */
   static async open(opts: RoomBansOptions): Promise<RoomBans> {
     const bans = new RoomBans(opts.db);
-    await migrateStore(opts.db, 'room-bans', ROOM_BANS_MIGRATIONS, opts.log);
-    if (opts.legacyFile) {
-      const n = await importLegacyFile(opts.legacyFile, (content) => bans.#import(content));
-      if (n) opts.log.info({ bans: n, file: opts.legacyFile }, 'room bans imported into PostgreSQL');
-    }
-    // Listening before the load: a ban committed in between is read again, never missed.
-    bans.#unlisten = await listenChanges(
-      opts.db,
-      async (change) => {
+    bans.#unlisten = await startRoomsTable(opts, 'room-bans', {
+      importLegacy: (content) => bans.#import(content),
+      onChange: async (change) => {
         if (change.t === 'ban') await bans.#reload(change.key);
       },
-      (err) => opts.log.error({ err }, 'room bans: a ban from another node could not be read'),
-    );
+    });
     const { rows } = await opts.db.query<BanEntry>(
       'SELECT key, until FROM room_bans WHERE until > extract(epoch FROM now())',
     );

@@ -2,9 +2,9 @@ import { z } from 'zod';
 import { METADATA_LIMITS, withinLimits } from '../boundedJson.js';
 import { parseOrInvalid } from '../errors.js';
 import type { Logger } from '../logging.js';
-import { type Database, migrateStore, type Queryable } from '../store/index.js';
+import type { Database, Queryable } from '../store/index.js';
 import { type Room, roomKey } from './Room.js';
-import { importLegacyFile, listenChanges, notifyChange, ROOMS_MIGRATIONS } from './roomStore.js';
+import { notifyChange, startRoomsTable } from './roomStore.js';
 import type { Sfu } from './Sfu.js';
 
 export const roomOptionsSchema = z.object({
@@ -120,19 +120,12 @@ export class RoomDirectory {
    */
   static async open(opts: RoomDirectoryOptions): Promise<RoomDirectory> {
     const dir = new RoomDirectory(opts);
-    await migrateStore(opts.db, 'rooms', ROOMS_MIGRATIONS, opts.log);
-    if (opts.legacyFile) {
-      const n = await importLegacyFile(opts.legacyFile, (content) => dir.#importRooms(content));
-      if (n) opts.log.info({ rooms: n, file: opts.legacyFile }, 'declared rooms imported into PostgreSQL');
-    }
-    // Listening before the load: a change committed in between is read again, never missed.
-    dir.#unlisten = await listenChanges(
-      opts.db,
-      async (change) => {
+    dir.#unlisten = await startRoomsTable(opts, 'rooms', {
+      importLegacy: (content) => dir.#importRooms(content),
+      onChange: async (change) => {
         if (change.t === 'room') await dir.#reload(change.tenant, change.room);
       },
-      (err) => opts.log.error({ err }, 'room directory: a change from another node could not be read'),
-    );
+    });
     const { rows } = await opts.db.query<RoomRow>(`SELECT ${ROOM_COLUMNS} FROM rooms`);
     for (const r of rows) dir.#rooms.set(roomKey(r.tenant, r.room), toDeclared(r));
     await opts.db.query('DELETE FROM room_placements WHERE node_id = $1', [opts.nodeId]);

@@ -5,7 +5,8 @@
  * version before the store.
  */
 import { readFileSync, renameSync } from 'node:fs';
-import type { Database, StoreMigration } from '../store/index.js';
+import type { Logger } from '../logging.js';
+import { type Database, migrateStore, type StoreMigration } from '../store/index.js';
 
 /** One NOTIFY per change of a declared room or a ban; the payload names the row, each node reads it back. */
 export const ROOMS_CHANNEL = 'vigie_rooms';
@@ -60,7 +61,7 @@ export async function notifyChange(tx: Pick<Database, 'query'>, change: RoomsCha
  * earlier one. Errors go to `onError`; a change missed is read again with the
  * next change of the same row.
  */
-export function listenChanges(
+function listenChanges(
   db: Database,
   apply: (change: RoomsChange) => Promise<void>,
   onError: (err: unknown) => void,
@@ -102,4 +103,27 @@ export async function importLegacyFile(file: string, load: (content: unknown) =>
   const n = await load(content);
   renameSync(file, `${file}.imported`);
   return n;
+}
+
+const MIGRATIONS = { rooms: ROOMS_MIGRATIONS, 'room-bans': ROOM_BANS_MIGRATIONS };
+
+/**
+ * What the directory and the bans do at start before loading their rows:
+ * migrate the owner's tables, import its JSON file once, and listen for
+ * changes. Listening comes before the load, so a change committed in between
+ * is read again rather than missed. Resolves to the function that stops listening.
+ */
+export async function startRoomsTable(
+  o: { db: Database; log: Logger; legacyFile?: string },
+  owner: keyof typeof MIGRATIONS,
+  rows: { importLegacy: (content: unknown) => Promise<number>; onChange: (change: RoomsChange) => Promise<void> },
+): Promise<() => Promise<void>> {
+  await migrateStore(o.db, owner, MIGRATIONS[owner], o.log);
+  if (o.legacyFile) {
+    const n = await importLegacyFile(o.legacyFile, rows.importLegacy);
+    if (n) o.log.info({ owner, rows: n, file: o.legacyFile }, 'imported into PostgreSQL');
+  }
+  return listenChanges(o.db, rows.onChange, (err) =>
+    o.log.error({ err, owner }, 'a change from another node could not be read'),
+  );
 }
