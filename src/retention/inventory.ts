@@ -124,6 +124,12 @@ export const FILE_RULES: FileRule[] = [
     pattern: /^(tenants|rooms|demo-tenant|retention-applied)\.json$|^rooms\.json\.imported$/,
     rule: 'configuration and state; no personal data',
   },
+  {
+    pattern: /^postgres\//,
+    rule:
+      "the control plane's embedded PostgreSQL (PGlite): each table follows its owner's rule (room_bans: hashes, " +
+      'deleted once expired; rooms and placements: no personal data)',
+  },
   { pattern: /\.tmp$/, rule: 'a file being replaced atomically; renamed over its target at once' },
 ];
 
