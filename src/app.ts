@@ -53,6 +53,17 @@ const corePlugin = fp(
     });
     app.addHook('onClose', async () => tenants.close());
     const hs256Secret = config.auth.hs256Secret ?? (await sharedSecret(app.db, 'jwt-hs256.secret', config.dataDir));
+    // Declared rooms and bans live in PostgreSQL, shared by every node; rooms.json and room-bans.json of the
+    // version before are imported on the first start. Opened before the workers start: a corrupt file stops the
+    // start with no worker left behind.
+    const log = app.log.child({ component: 'rooms' });
+    const rooms = await RoomDirectory.open({
+      db: app.db,
+      nodeId: config.node.id,
+      log,
+      legacyFile: path.join(config.dataDir, 'rooms.json'),
+    });
+    const roomBans = await RoomBans.open({ db: app.db, log, legacyFile: path.join(config.dataDir, 'room-bans.json') });
     const sfu = new Sfu(
       {
         pool: {
@@ -77,13 +88,19 @@ const corePlugin = fp(
     await sfu.start();
     app.decorate('config', config);
     app.decorate('tenants', tenants);
-    app.decorate('rooms', new RoomDirectory(path.join(config.dataDir, 'rooms.json')));
-    app.decorate('roomBans', new RoomBans(path.join(config.dataDir, 'room-bans.json')));
+    rooms.follow(sfu);
+    app.decorate('rooms', rooms);
+    app.decorate('roomBans', roomBans);
     app.decorate('sfu', sfu);
     app.decorate('tokens', new TokenService({ ...config.auth, hs256Secret, tenant: (t) => tenants.get(t) }));
     // preClose: rooms close (and their last events are recorded) before the
     // onClose hooks flush the telemetry writer and close ClickHouse.
     app.addHook('preClose', async () => sfu.close());
+    // Before the store closes (its onClose hook runs after this one): the rooms just closed release their placements.
+    app.addHook('onClose', async () => {
+      await rooms.close();
+      await roomBans.close();
+    });
   },
   { name: 'vigie-core', dependencies: ['vigie-store'] },
 );

@@ -1,7 +1,6 @@
-import { afterAll, beforeAll, test } from 'vitest';
+import { afterAll, beforeAll, onTestFinished, test } from 'vitest';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import path from 'node:path';
 import { WebSocket } from 'ws';
 import { RoomBans } from '../src/media/index.js';
 import { SignalingClient } from '../src/sdk/SignalingClient.js';
@@ -247,11 +246,12 @@ test('removal means removal: a removed identity cannot rejoin until its token ex
   // Only that identity, only that room.
   await (await gw.connect()).request('join', { token: await gw.mint({ room: 'ban', identity: 'other' }) });
   await (await gw.connect()).request('join', { token: await gw.mint({ room: 'elsewhere', identity: 'troll' }) });
-  // Kept across a restart: the ban file names no one in clear, and is read back.
-  const file = path.join(gw.config.dataDir, 'room-bans.json');
-  assert.ok(new RoomBans(file).isBanned('acme', 'ban', 'troll'));
-  const { readFileSync } = await import('node:fs');
-  assert.ok(!readFileSync(file, 'utf8').includes('troll'));
+  // Kept across a restart: the ban table names no one in clear, and is read back.
+  const reopened = await RoomBans.open({ db: gw.app.db, log: gw.app.log });
+  onTestFinished(() => reopened.close());
+  assert.ok(reopened.isBanned('acme', 'ban', 'troll'));
+  const { rows } = await gw.app.db.query('SELECT * FROM room_bans');
+  assert.ok(rows.length > 0 && !JSON.stringify(rows).includes('troll'));
 
   assert.deepEqual((await api('POST', '/v1/rooms/ban/bans/lift', { identity: 'troll' })).body, { lifted: true });
   const back = await (await gw.connect()).request('join', { token });

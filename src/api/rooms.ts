@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { ROOM_ID } from '../auth/index.js';
 import { VigieError } from '../errors.js';
-import { roomOptionsSchema, type Room } from '../media/index.js';
+import { type RoomPlacement, roomOptionsSchema, type Room } from '../media/index.js';
 import { annotateRequest } from '../telemetry/httpTracing.js';
 import { authenticate, requireScope } from './principal.js';
 import { openapi, parse } from './schema.js';
@@ -23,7 +23,11 @@ const roomView = z.object({
   live: z
     .object({ callId: z.string(), startedAt: z.iso.datetime(), participants: z.number().int() })
     .nullable()
-    .describe('the call in progress, or null'),
+    .describe('the call in progress on the node that answers, or null'),
+  node: z
+    .string()
+    .nullable()
+    .describe('the node (VIGIE_NODE_ID) whose call the room is in, on any node; null when no call is open'),
 });
 const participantsView = z.object({
   participants: z.array(
@@ -56,19 +60,22 @@ function liveView(room: Room | undefined) {
 
 /** Rooms and their participants, always within the caller's tenant: another tenant's room is simply not found. */
 export async function roomRoutes(app: FastifyInstance): Promise<void> {
-  const describe = (tenant: string, roomId: string) => {
+  /** `placement`: where the room's call is when it is not on this node (undefined: look it up). */
+  const describe = async (tenant: string, roomId: string, placement?: RoomPlacement | null) => {
     const declared = app.rooms.get(tenant, roomId);
     const live = app.sfu.getRoom(tenant, roomId);
-    if (!declared && !live) return undefined;
+    const placed = live ? undefined : placement === undefined ? await app.rooms.placement(tenant, roomId) : placement;
+    if (!declared && !live && !placed) return undefined;
     return {
       room: roomId,
       declared: Boolean(declared),
-      options: live?.options ?? declared!.options,
+      options: live?.options ?? declared?.options ?? roomOptionsSchema.parse({}),
       live: liveView(live),
+      node: live ? app.rooms.nodeId : (placed?.nodeId ?? null),
     };
   };
-  const findRoom = (tenant: string, roomId: string) => {
-    const d = describe(tenant, roomId);
+  const findRoom = async (tenant: string, roomId: string) => {
+    const d = await describe(tenant, roomId);
     if (!d) throw new VigieError('NOT_FOUND', 'no such room');
     return d;
   };
@@ -104,9 +111,9 @@ export async function roomRoutes(app: FastifyInstance): Promise<void> {
           Object.assign(options, { [k]: current[k] });
         }
       }
-      app.rooms.declare(p.tenant, room, options);
+      await app.rooms.declare(p.tenant, room, options);
       req.log.info({ tenant: p.tenant, actor: p.actor, room }, 'room declared');
-      return reply.code(201).send(describe(p.tenant, room));
+      return reply.code(201).send(await describe(p.tenant, room));
     },
   );
 
@@ -124,10 +131,12 @@ export async function roomRoutes(app: FastifyInstance): Promise<void> {
       requireScope(p, 'rooms:read');
       const ids = new Set(app.rooms.list(p.tenant).map((r) => r.room));
       for (const r of app.sfu.rooms.values()) if (r.tenant === p.tenant && !r.closed) ids.add(r.id);
-      const rooms = [...ids]
-        .filter((id) => p.room === undefined || id === p.room)
-        .sort()
-        .map((id) => describe(p.tenant, id)!);
+      // One query for the rooms whose call is on another node, rather than one per room.
+      const placements = await app.rooms.placements(p.tenant);
+      for (const id of placements.keys()) ids.add(id);
+      const rooms = [];
+      for (const id of [...ids].filter((id) => p.room === undefined || id === p.room).sort())
+        rooms.push((await describe(p.tenant, id, placements.get(id) ?? null))!);
       return { rooms };
     },
   );
@@ -146,7 +155,7 @@ export async function roomRoutes(app: FastifyInstance): Promise<void> {
       const p = await authenticate(app, req);
       const { room } = parse(roomParam, req.params);
       requireScope(p, 'rooms:read', room);
-      return findRoom(p.tenant, room);
+      return await findRoom(p.tenant, room);
     },
   );
 
@@ -163,11 +172,11 @@ export async function roomRoutes(app: FastifyInstance): Promise<void> {
       const p = await authenticate(app, req);
       const { room } = parse(roomParam, req.params);
       requireScope(p, 'rooms:write', room);
-      findRoom(p.tenant, room);
+      await findRoom(p.tenant, room);
       app.sfu.getRoom(p.tenant, room)?.close('closed-by-api');
       // A moderator ends the call but cannot forget the declaration: its room would reopen with default (weaker)
       // options.
-      if (p.room === undefined) app.rooms.remove(p.tenant, room);
+      if (p.room === undefined) await app.rooms.remove(p.tenant, room);
       req.log.info({ tenant: p.tenant, actor: p.actor, room }, 'room closed through the API');
       return reply.code(204).send();
     },
@@ -187,7 +196,7 @@ export async function roomRoutes(app: FastifyInstance): Promise<void> {
       const p = await authenticate(app, req);
       const { room } = parse(roomParam, req.params);
       requireScope(p, 'rooms:read', room);
-      findRoom(p.tenant, room);
+      await findRoom(p.tenant, room);
       const live = app.sfu.getRoom(p.tenant, room);
       await app.compliance?.record({
         tenant: p.tenant,
@@ -223,7 +232,7 @@ export async function roomRoutes(app: FastifyInstance): Promise<void> {
       const found = findPeer(p.tenant, room, participantId);
       // Banned before the peer goes, so its SDK cannot rejoin in between: until
       // its token (as last refreshed) expires, or a ban lift.
-      app.roomBans.ban(p.tenant, room, found.peer.identity, found.peer.expiresAt);
+      await app.roomBans.ban(p.tenant, room, found.peer.identity, found.peer.expiresAt);
       found.room.removePeer(found.peer, 'removed');
       await app.compliance?.record({
         tenant: p.tenant,
@@ -253,7 +262,7 @@ export async function roomRoutes(app: FastifyInstance): Promise<void> {
       const { room } = parse(roomParam, req.params);
       const { identity } = parse(unbanBody, req.body);
       requireScope(p, 'rooms:write', room);
-      const lifted = app.roomBans.lift(p.tenant, room, identity);
+      const lifted = await app.roomBans.lift(p.tenant, room, identity);
       await app.compliance?.record({
         tenant: p.tenant,
         actor: p.actor,

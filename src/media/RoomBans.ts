@@ -1,49 +1,88 @@
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync } from 'node:fs';
-import path from 'node:path';
-import { writeFileAtomicSync } from '../files.js';
+import type { Logger } from '../logging.js';
+import type { Database } from '../store/index.js';
 import { roomKey } from './Room.js';
+import { notifyChange, startRoomsTable } from './roomStore.js';
 
 interface BanEntry {
-  /** SHA-256 of tenant, room and identity: the file names no one in clear. */
+  /** SHA-256 of tenant, room and identity: the table names no one in clear. */
   key: string;
   /** Unix seconds; the ban lifts by itself then. */
   until: number;
 }
 
+export interface RoomBansOptions {
+  db: Database;
+  log: Logger;
+  /** DATA_DIR/room-bans.json of the version before the store: imported on first start, then renamed `.imported`. */
+  legacyFile?: string;
+}
+
 /**
  * Identities removed from a room, refused at join until the token they held
- * expires (or an API call lifts the ban). Kept in DATA_DIR/room-bans.json so a
- * restart does not let a removed participant back in; each entry holds only a
- * hash and an expiry, and expired entries are dropped whenever the file is
- * written or read.
+ * expires (or an API call lifts the ban). Kept in PostgreSQL (table
+ * `room_bans`) so that neither a restart nor another node lets a removed
+ * participant back in, and in memory on every node so that a join checks it
+ * without a round trip: each ban or lift commits with a NOTIFY on
+ * `vigie_rooms`, and every node reads the row back. Each entry holds only a
+ * hash and an expiry; expired entries are dropped whenever a ban is written.
  */
 export class RoomBans {
   readonly #bans = new Map<string, number>();
+  readonly #db: Database;
+  #unlisten?: () => Promise<void>;
 
-  constructor(private readonly file: string) {
-    try {
-      for (const b of JSON.parse(readFileSync(file, 'utf8')).bans as BanEntry[]) this.#bans.set(b.key, b.until);
-    } catch (err) {
-      // A missing file is an empty list; a corrupt one must not silently lift every ban.
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT')
-        throw new Error(`cannot read ${file}: ${(err as Error).message}`);
-    }
+  private constructor(db: Database) {
+    this.#db = db;
+  }
+
+  /** Applies the `room-bans` migrations, imports room-bans.json once, listens for other nodes' bans, loads all. */
+  static async open(opts: RoomBansOptions): Promise<RoomBans> {
+    const bans = new RoomBans(opts.db);
+    bans.#unlisten = await startRoomsTable(opts, 'room-bans', {
+      importLegacy: (content) => bans.#import(content),
+      onChange: async (change) => {
+        if (change.t === 'ban') await bans.#reload(change.key);
+      },
+    });
+    const { rows } = await opts.db.query<BanEntry>(
+      'SELECT key, until FROM room_bans WHERE until > extract(epoch FROM now())',
+    );
+    for (const b of rows) bans.#bans.set(b.key, b.until);
+    return bans;
+  }
+
+  /**
+   * Bans `identity` from the room until `until` (unix seconds); a longer ban
+   * already in place is kept. Resolves once it is committed: from then on every
+   * node refuses the identity (the others within the NOTIFY's delivery).
+   */
+  async ban(tenant: string, room: string, identity: string, until: number): Promise<void> {
+    const key = banKey(tenant, room, identity);
+    const kept = await this.#db.transaction(async (tx) => {
+      const { rows } = await tx.query<{ until: number }>(
+        `INSERT INTO room_bans (key, until) VALUES ($1, $2)
+         ON CONFLICT (key) DO UPDATE SET until = GREATEST(room_bans.until, EXCLUDED.until) RETURNING until`,
+        [key, until],
+      );
+      await tx.query('DELETE FROM room_bans WHERE until <= extract(epoch FROM now())');
+      await notifyChange(tx, { t: 'ban', key });
+      return rows[0]!.until;
+    });
+    this.#bans.set(key, kept);
     this.#prune();
   }
 
-  /** Bans `identity` from the room until `until` (unix seconds); a longer ban already in place is kept. */
-  ban(tenant: string, room: string, identity: string, until: number): void {
-    const key = banKey(tenant, room, identity);
-    this.#bans.set(key, Math.max(until, this.#bans.get(key) ?? 0));
-    this.#save();
-  }
-
   /** Lifts a ban; false when there was none. */
-  lift(tenant: string, room: string, identity: string): boolean {
-    const had = this.isBanned(tenant, room, identity);
-    if (this.#bans.delete(banKey(tenant, room, identity))) this.#save();
-    return had;
+  async lift(tenant: string, room: string, identity: string): Promise<boolean> {
+    const key = banKey(tenant, room, identity);
+    const lifted = await this.#db.transaction(async (tx) => {
+      const { rows } = await tx.query<{ until: number }>('DELETE FROM room_bans WHERE key = $1 RETURNING until', [key]);
+      if (rows.length) await notifyChange(tx, { t: 'ban', key });
+      return rows[0];
+    });
+    this.#bans.delete(key);
+    return lifted !== undefined && lifted.until > Date.now() / 1000;
   }
 
   isBanned(tenant: string, room: string, identity: string): boolean {
@@ -51,16 +90,35 @@ export class RoomBans {
     return until !== undefined && until > Date.now() / 1000;
   }
 
+  async close(): Promise<void> {
+    await this.#unlisten?.();
+    this.#unlisten = undefined;
+  }
+
   #prune(): void {
     const now = Date.now() / 1000;
     for (const [key, until] of this.#bans) if (until <= now) this.#bans.delete(key);
   }
 
-  #save(): void {
-    this.#prune();
-    const bans: BanEntry[] = [...this.#bans].map(([key, until]) => ({ key, until }));
-    mkdirSync(path.dirname(this.file), { recursive: true });
-    writeFileAtomicSync(this.file, JSON.stringify({ bans }), { mode: 0o600 });
+  async #reload(key: string): Promise<void> {
+    const { rows } = await this.#db.query<BanEntry>('SELECT key, until FROM room_bans WHERE key = $1', [key]);
+    if (rows[0]) this.#bans.set(key, rows[0].until);
+    else this.#bans.delete(key);
+  }
+
+  /** room-bans.json: `{ bans: BanEntry[] }`; expired entries are not imported. */
+  async #import(content: unknown): Promise<number> {
+    const now = Date.now() / 1000;
+    const bans = ((content as { bans?: BanEntry[] }).bans ?? []).filter((b) => b.until > now);
+    await this.#db.transaction(async (tx) => {
+      for (const b of bans)
+        await tx.query(
+          `INSERT INTO room_bans (key, until) VALUES ($1, $2)
+           ON CONFLICT (key) DO UPDATE SET until = GREATEST(room_bans.until, EXCLUDED.until)`,
+          [b.key, b.until],
+        );
+    });
+    return bans.length;
   }
 }
 

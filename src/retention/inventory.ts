@@ -61,6 +61,11 @@ export const STORE_TABLE_RULES: Record<string, ManagedRule> = {
   audit_signing_keys: {
     managedBy: 'the public half of every key that signed audit checkpoints and exports, on any node; kept as evidence',
   },
+  rooms: { managedBy: 'declared rooms and their options; no personal data' },
+  room_placements: { managedBy: 'which node holds each open call; released when the call ends; no personal data' },
+  room_bans: {
+    managedBy: 'removal bans: a SHA-256 of tenant, room and identity with an expiry, deleted once expired',
+  },
   tenants: {
     managedBy:
       'tenants changed through the admin API (settings, API key hashes, webhook endpoints and secrets); no personal ' +
@@ -138,8 +143,10 @@ export const FILE_RULES: FileRule[] = [
       'personal data; kept as evidence',
   },
   {
-    pattern: /^room-bans\.json$/,
-    rule: 'removal bans: a SHA-256 of tenant, room and identity with an expiry, pruned when it expires',
+    pattern: /^room-bans\.json\.imported$/,
+    rule:
+      'removal bans of the version before PostgreSQL, imported into room_bans: SHA-256 hashes with an expiry, ' +
+      'no identity in clear; kept as the import left it',
   },
   {
     pattern: /^postgres\//,
@@ -147,7 +154,7 @@ export const FILE_RULES: FileRule[] = [
   },
   { pattern: /^secrets\//, rule: 'keys and secrets; no personal data' },
   {
-    pattern: /^(tenants|rooms|demo-tenant|retention-applied)\.json$/,
+    pattern: /^(tenants|rooms|demo-tenant|retention-applied)\.json$|^rooms\.json\.imported$/,
     rule: 'configuration and state; no personal data',
   },
   {

@@ -2,6 +2,8 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { chownSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { afterAll, beforeAll } from 'vitest';
+import { type Database, openDatabase } from '../../src/store/index.js';
 import { closedPort } from './ports.js';
 
 /**
@@ -77,4 +79,26 @@ export async function startPostgres(): Promise<PostgresServer> {
       }
     },
   };
+}
+
+/**
+ * For a `describe` block on `kind`: a store (PGlite in a temporary directory,
+ * or a fresh PostgreSQL server) and a second node's connection to it (PGlite
+ * is one process: the same instance). Filled in by beforeAll, closed by afterAll.
+ */
+export function useStore(kind: 'pglite' | 'postgres'): { db: Database; other: Database; dir: string } {
+  const s = {} as { db: Database; other: Database; dir: string; server?: PostgresServer };
+  beforeAll(async () => {
+    s.dir = mkdtempSync(path.join(os.tmpdir(), 'vigie-store-'));
+    if (kind === 'postgres') s.server = await startPostgres();
+    s.db = await openDatabase({ url: s.server?.url, dataDir: path.join(s.dir, 'postgres') });
+    s.other = s.server ? await openDatabase({ url: s.server.url, dataDir: s.dir }) : s.db;
+  });
+  afterAll(async () => {
+    if (s.other !== s.db) await s.other?.close();
+    await s.db?.close();
+    await s.server?.stop();
+    rmSync(s.dir, { recursive: true, force: true });
+  });
+  return s;
 }

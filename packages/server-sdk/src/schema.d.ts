@@ -248,13 +248,15 @@ export interface paths {
                                         [key: string]: string;
                                     };
                                 };
-                                /** @description the call in progress, or null */
+                                /** @description the call in progress on the node that answers, or null */
                                 live: {
                                     callId: string;
                                     /** Format: date-time */
                                     startedAt: string;
                                     participants: number;
                                 } | null;
+                                /** @description the node (VIGIE_NODE_ID) whose call the room is in, on any node; null when no call is open */
+                                node: string | null;
                             }[];
                         };
                     };
@@ -344,13 +346,15 @@ export interface paths {
                                     [key: string]: string;
                                 };
                             };
-                            /** @description the call in progress, or null */
+                            /** @description the call in progress on the node that answers, or null */
                             live: {
                                 callId: string;
                                 /** Format: date-time */
                                 startedAt: string;
                                 participants: number;
                             } | null;
+                            /** @description the node (VIGIE_NODE_ID) whose call the room is in, on any node; null when no call is open */
+                            node: string | null;
                         };
                     };
                 };
@@ -435,13 +439,15 @@ export interface paths {
                                     [key: string]: string;
                                 };
                             };
-                            /** @description the call in progress, or null */
+                            /** @description the call in progress on the node that answers, or null */
                             live: {
                                 callId: string;
                                 /** Format: date-time */
                                 startedAt: string;
                                 participants: number;
                             } | null;
+                            /** @description the node (VIGIE_NODE_ID) whose call the room is in, on any node; null when no call is open */
+                            node: string | null;
                         };
                     };
                 };
