@@ -233,9 +233,9 @@ export class Room {
       const placed = this.#routerOf.get(peer.id);
       if (placed) return placed;
       if (this.#closed || !this.peers.has(peer.id)) throw new VigieError('NOT_FOUND', 'not in this room');
-      const open = this.#openRouter();
-      if (open) this.#place(peer, open);
-      else await this.#grow();
+      const chosen = this.#openRouter() ?? (await this.#grow());
+      // Placed by a concurrent call, or gone, while the router was made: the loop sees it.
+      if (!this.#routerOf.has(peer.id) && this.peers.has(peer.id) && !chosen.closed) this.#place(peer, chosen);
     }
   }
 
