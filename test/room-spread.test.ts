@@ -214,3 +214,52 @@ test('a room past its router consumer budget spreads to another worker, piped bo
     'the workers carry nothing once the room is closed',
   );
 });
+
+test('a worker dying under the second router of a room: its participants rejoin, the call goes on', async () => {
+  const { room, a, b, s1, s3, s1FromA } = await spreadRoom('span');
+  await s3.consume(a);
+  const s1FromB = await s1.consume(b);
+  // A signaling participant: both routers are full and on every worker, so it joins the least loaded, the second.
+  const c = await gw.connect();
+  await c.request('join', { token: await gw.mint({ room: 'span', identity: 'c' }) });
+  await c.request('createWebRtcTransport', { direction: 'recv' });
+  const [first, second] = room.routers;
+  assert.equal(room.routerOf(room.findPeerByIdentity('c')!), second!.router);
+
+  const closedC = nextNotification(c, 'roomClosed');
+  process.kill(second!.slot.worker.pid!, 'SIGKILL');
+  // The SDK rejoins on `worker-died` (as when a whole room's worker dies) and is placed on a live router.
+  assert.deepEqual(await closedC, { reason: 'worker-died' });
+  await waitFor(
+    'the second router to be gone',
+    async () => room.routers.length,
+    (n) => n === 1,
+  );
+  assert.ok(!room.closed, 'the room stays open for the participants on the first router');
+  assert.equal(room.routers[0], first);
+  assert.deepEqual(s3.notices.find((n) => n.method === 'roomClosed')?.data, { reason: 'worker-died' });
+  assert.deepEqual([...room.peers.values()].map((p) => p.identity).sort(), ['bot:a', 'sink:s1', 'sink:s2']);
+  // The pipe's far end closes with the dead router; the worker then tells the consumers on the first router.
+  await waitFor(
+    "s1's consumer of b (its producer died with the worker) to close, and s1 to be told",
+    async () => s1.notices.some((n) => n.method === 'consumerClosed' && n.data.consumerId === s1FromB.id),
+    (told) => told && s1FromB.closed,
+  );
+  assert.ok(
+    s1.notices.some((n) => n.method === 'peerLeft' && n.data.peerId === b.peer.id),
+    's1 sees b leave',
+  );
+  const before = (await s1FromA.getStats()).find((s) => s.type === 'outbound-rtp')!.packetCount;
+  await waitFor(
+    'media on the first router to go on',
+    async () => (await s1FromA.getStats()).find((s) => s.type === 'outbound-rtp')?.packetCount ?? 0,
+    (n) => n > before + 20,
+  );
+
+  // The participant rejoins the same call on the same connection.
+  const rejoined = await c.request('join', { token: await gw.mint({ room: 'span', identity: 'c' }) });
+  assert.equal(rejoined.callId, room.callId);
+  const t = await c.request('createWebRtcTransport', { direction: 'recv' });
+  assert.ok(t.iceCandidates.length > 0);
+  assert.ok(!room.routerOf(room.findPeerByIdentity('c')!).closed);
+});
