@@ -225,6 +225,20 @@ test('a worker dying under the second router of a room: its participants rejoin,
   await c.request('createWebRtcTransport', { direction: 'recv' });
   const [first, second] = room.routers;
   assert.equal(room.routerOf(room.findPeerByIdentity('c')!), second!.router);
+  // A voice on the second router is piped to the first, where the room's active-speaker observer listens.
+  const voice = await startFfmpegBot(room, {
+    kind: 'audio',
+    bitrateKbps: 32,
+    name: 'v',
+    file: await encodedLoop('audio', 32),
+  });
+  onTestFinished(() => voice.stop());
+  assert.equal(room.routerOf(voice.peer), second!.router);
+  await waitFor(
+    'the voice to reach the active-speaker observer on the first router',
+    async () => (await first!.router.dump()).mapProducerIdObserverIds.find((m) => m.key === voice.producer.id),
+    (m) => (m?.values.length ?? 0) === 1,
+  );
 
   const closedC = nextNotification(c, 'roomClosed');
   process.kill(second!.slot.worker.pid!, 'SIGKILL');
