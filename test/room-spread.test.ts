@@ -2,7 +2,14 @@ import { afterAll, beforeAll, onTestFinished, test } from 'vitest';
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
 import type { types as ms } from 'mediasoup';
-import { ROOMS_WRITE_KEY, nextNotification, startGateway, type TestGateway } from './helpers/gateway.js';
+import {
+  ROOMS_WRITE_KEY,
+  TENANT_ADMIN_KEY,
+  nextNotification,
+  startGateway,
+  type TestGateway,
+} from './helpers/gateway.js';
+import { recordersWithSegment } from './helpers/recording.js';
 import { encodedLoop, startFfmpegBot, type FfmpegBot } from './helpers/ffmpegBot.js';
 import { waitFor } from './helpers/browser.js';
 import { Peer, type Room } from '../src/media/index.js';
@@ -213,6 +220,28 @@ test('a room past its router consumer budget spreads to another worker, piped bo
     ],
     'the workers carry nothing once the room is closed',
   );
+});
+
+test("a spread room's recording records each participant on the router its tracks are on", async () => {
+  const { room, a, b } = await spreadRoom('rec');
+  assert.notEqual(room.routerOf(b.peer), room.routerOf(a.peer), 'the two bots are on different routers');
+  const recording = (action: 'start' | 'stop') =>
+    gw.app.inject({
+      method: 'POST',
+      url: '/v1/rooms/rec/recording',
+      headers: { 'x-api-key': TENANT_ADMIN_KEY.key },
+      payload: { action },
+    });
+  assert.equal((await recording('start')).statusCode, 200);
+  await waitFor(
+    'a recorder per bot to write a file',
+    () => recordersWithSegment(gw.app.config.dataDir, 0),
+    (n) => n === 2,
+    120_000,
+  );
+  const stopped = await recording('stop');
+  assert.equal(stopped.json().files, 2, 'one file per bot, the one on the second router included');
+  assert.ok(await gw.app.recording!.service.drain());
 });
 
 test('a worker dying under the second router of a room: its participants rejoin, the call goes on', async () => {
