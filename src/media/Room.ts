@@ -263,13 +263,17 @@ export class Room {
   }
 
   async #addRouter(): Promise<RoomRouter> {
-    const made = await this.spread.addRouter(new Set(this.#routers.map((r) => r.slot)));
-    if (this.#closed) {
+    const made = await this.spread.addRouter(new Set(this.#routers.map((r) => r.slot))).catch((err: unknown) => {
+      // A worker dying as it is asked: the room's live routers serve, beyond the budget, rather than refuse the join.
+      this.log.error({ err, room: this.id, callId: this.callId }, 'could not add a router to the room');
+      return undefined;
+    });
+    const live = this.#routers.filter((r) => !r.closed);
+    if (this.#closed || live.length === 0) {
       made?.router.close();
       throw new VigieError('NOT_FOUND', 'room is closed');
     }
     if (!made) {
-      const live = this.#routers.filter((r) => !r.closed);
       this.log.warn(
         { room: this.id, callId: this.callId, budget: this.spread.consumerBudget },
         'every worker already serves this room; placing beyond the router consumer budget',
