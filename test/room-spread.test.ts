@@ -197,6 +197,19 @@ test('a room past its router consumer budget spreads to another worker, piped bo
   );
   assert.equal(Number(consumersSeen[0]!.n), 5, 'consumers on both routers are recorded in the same call');
 
+  // A producer that closes takes its pipes along: its pipe producer on the second router goes, and its consumers.
+  await a.stop();
+  await waitFor(
+    "a's pipe producer on the second router to close",
+    async () => (await second!.router.dump()).mapProducerIdConsumerIds.some((m) => m.key === a.producer.id),
+    (present) => !present,
+  );
+  await waitFor(
+    "s3's and s4's consumers of a to close",
+    async () => s3FromA.closed && s3.peer.consumers.size === 0,
+    (closed) => closed,
+  );
+
   // Closing the room through the API closes both routers and the pipes between them.
   assert.ok(pipes.length > 0, 'pipe transports were created on the first router');
   const closed = await gw.app.inject({
