@@ -82,6 +82,7 @@ const corePlugin = fp(
         },
         transport: config.media,
         maxPeersPerRoom: config.media.maxPeersPerRoom,
+        routerConsumerBudget: config.media.routerConsumerBudget,
       },
       app.log.child({ component: 'sfu' }),
     );

@@ -51,6 +51,7 @@ export interface Config {
     webRtcServerPort: number;
     initialOutgoingBitrate: number;
     maxPeersPerRoom: number;
+    routerConsumerBudget: number;
   };
   auth: {
     issuer: string;

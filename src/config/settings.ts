@@ -217,6 +217,14 @@ export const SETTINGS: readonly SettingSpec[] = [
     '50',
     'Peers allowed in one room.',
   ),
+  setting(
+    'media.routerConsumerBudget',
+    'VIGIE_MEDIA_ROUTER_CONSUMER_BUDGET',
+    positiveInt.default(400),
+    '400',
+    'Consumers one router of a room carries before new participants are served by a router on another worker, ' +
+      'linked with pipeToRouter (mediasoup: a worker handles about 500 consumers).',
+  ),
 
   setting(
     'auth.issuer',

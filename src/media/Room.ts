@@ -7,6 +7,7 @@ import { VigieError } from '../errors.js';
 import type { Peer, TrackSource } from './Peer.js';
 import type { WorkerSlot } from './WorkerPool.js';
 import type { RoomOptions } from './RoomDirectory.js';
+import { RoomRouter, type RouterLoad } from './RoomRouter.js';
 
 /** Per-peer ceilings: a misbehaving client cannot exhaust a worker. */
 export const PEER_LIMITS = { transports: 4, producers: 6, consumers: 300 } as const;
@@ -16,6 +17,18 @@ export type TransportSettings = Pick<
   Config['media'],
   'listenIp' | 'announcedAddress' | 'rtcMinPort' | 'rtcMaxPort' | 'enableUdp' | 'enableTcp' | 'initialOutgoingBitrate'
 >;
+
+/**
+ * How a room grows beyond one worker: the consumer budget of one router, and a way to get a router on a worker
+ * the room does not use yet (undefined when there is none).
+ */
+export interface RoomSpread {
+  consumerBudget: number;
+  addRouter: (avoid: ReadonlySet<WorkerSlot>) => Promise<{ router: ms.Router; slot: WorkerSlot } | undefined>;
+}
+
+/** One router for the whole room: what a room gets when it is not told how to spread. */
+const NO_SPREAD: RoomSpread = { consumerBudget: Infinity, addRouter: async () => undefined };
 
 export interface RoomObserverEvents {
   newpeer: [peer: Peer];
@@ -68,9 +81,12 @@ export function rtpListenerConflict(
 }
 
 /**
- * A room: one mediasoup router on one worker, its peers, and an active-speaker
- * observer. A room lives from its first join to its last leave; each such life
- * is one call, with its own `callId`.
+ * A room: its peers, an active-speaker observer, and its mediasoup routers. It
+ * starts on one router (`router`, on `slot`'s worker); when that router carries
+ * the consumer budget, new participants are served by a router on another
+ * worker, and producers are piped with `pipeToRouter` to the routers where they
+ * have consumers. A room lives from its first join to its last leave; each
+ * such life is one call, with its own `callId`, whatever routers it spans.
  */
 export class Room {
   readonly callId = randomUUID();
@@ -88,6 +104,14 @@ export class Room {
    * Error, which would reach the client as INTERNAL.
    */
   readonly #connected = new WeakSet<ms.Transport>();
+  /** The room's routers, the first one (`router`) first. */
+  readonly #routers: RoomRouter[] = [];
+  /** The router serving each participant, by peer id: its transports, producers and consumers are there. */
+  readonly #routerOf = new Map<string, RoomRouter>();
+  /** A router being added on another worker, shared by the participants who wait for it. */
+  #growing?: Promise<RoomRouter>;
+  /** Producers piped to other routers: producer id, then destination router id. Each pair is piped once. */
+  readonly #pipes = new Map<string, Map<string, Promise<void>>>();
 
   constructor(
     readonly tenant: string,
@@ -100,8 +124,9 @@ export class Room {
     private readonly log: Logger,
     /** Options the room opened with (recording policy, consent, retention). */
     readonly options: RoomOptions = { recordingPolicy: 'manual', consentRequired: false },
+    private readonly spread: RoomSpread = NO_SPREAD,
   ) {
-    slot.routers++;
+    this.#routers.push(new RoomRouter(router, slot));
     speakerObserver.on('dominantspeaker', ({ producer }) => {
       const owner = this.ownerOf(producer.id);
       if (!owner) return;
@@ -137,7 +162,9 @@ export class Room {
     if (this.peers.size - leaving >= this.maxPeers)
       throw new VigieError('FORBIDDEN', `room is full (${this.maxPeers} participants)`);
     this.peers.set(peer.id, peer);
-    this.slot.peers++;
+    // Placed now when a router has room; otherwise when it first needs one (routerFor), as that may mean a new one.
+    const open = this.#openRouter();
+    if (open) this.#place(peer, open);
     this.broadcast('peerJoined', { peerId: peer.id, name: peer.displayName }, peer);
     // The observer speaks only when the dominant speaker changes: a newcomer is told who it is now.
     const speaker = this.#dominant === undefined ? undefined : this.ownerOf(this.#dominant);
@@ -147,7 +174,7 @@ export class Room {
 
   removePeer(peer: Peer, reason: string): void {
     if (!this.peers.delete(peer.id)) return;
-    this.slot.peers = Math.max(0, this.slot.peers - 1);
+    this.#unplace(peer);
     peer.close(reason);
     this.broadcast('peerLeft', { peerId: peer.id, reason });
     this.observer.emit('peerleft', peer, reason);
@@ -162,12 +189,152 @@ export class Room {
       peer.close(`room-closed:${reason}`);
       this.observer.emit('peerleft', peer, `room-closed:${reason}`);
     }
-    this.slot.peers = Math.max(0, this.slot.peers - this.peers.size);
     this.peers.clear();
-    this.slot.routers = Math.max(0, this.slot.routers - 1);
-    if (!this.router.closed) this.router.close();
+    this.#routerOf.clear();
+    // Closing a router closes its pipe transports, and mediasoup closes their other ends.
+    for (const r of [...this.#routers]) if (!r.closed) r.router.close();
     this.log.info({ tenant: this.tenant, room: this.id, callId: this.callId, reason }, 'room closed');
     this.observer.emit('close', reason);
+  }
+
+  /** The routers the room spans, the first one first. */
+  get routers(): readonly RoomRouter[] {
+    return this.#routers;
+  }
+
+  /** Peers and consumers on each of the room's routers. */
+  load(): RouterLoad[] {
+    return this.#routers.map((r) => ({
+      tenant: this.tenant,
+      room: this.id,
+      routerId: r.router.id,
+      worker: r.slot.index,
+      peers: r.peers.size,
+      consumers: r.consumers,
+    }));
+  }
+
+  /** The router a participant's media is on: where it was placed, else the room's first. */
+  routerOf(peer: Peer): ms.Router {
+    return (this.#routerOf.get(peer.id) ?? this.#routers[0]!).router;
+  }
+
+  /**
+   * The router that serves this participant, placing it first when it has none: on a router of the room under the
+   * consumer budget, else on a new router on another worker. When every worker already holds one of the room's
+   * routers, the least-loaded of them takes it beyond the budget: a full node still admits the participant.
+   */
+  async routerFor(peer: Peer): Promise<ms.Router> {
+    return (await this.#placed(peer)).router;
+  }
+
+  async #placed(peer: Peer): Promise<RoomRouter> {
+    for (;;) {
+      const placed = this.#routerOf.get(peer.id);
+      if (placed) return placed;
+      if (this.#closed || !this.peers.has(peer.id)) throw new VigieError('NOT_FOUND', 'not in this room');
+      const chosen = this.#openRouter() ?? (await this.#grow());
+      // Placed by a concurrent call, or gone, while the router was made: the loop sees it.
+      if (!this.#routerOf.has(peer.id) && this.peers.has(peer.id) && !chosen.closed) this.#place(peer, chosen);
+    }
+  }
+
+  #openRouter(): RoomRouter | undefined {
+    return this.#routers.find((r) => !r.closed && r.consumers < this.spread.consumerBudget);
+  }
+
+  #place(peer: Peer, r: RoomRouter): void {
+    r.add(peer.id);
+    this.#routerOf.set(peer.id, r);
+  }
+
+  /** Takes a participant off its router; a router other than the first closes with its last participant. */
+  #unplace(peer: Peer): void {
+    const r = this.#routerOf.get(peer.id);
+    if (!r) return;
+    this.#routerOf.delete(peer.id);
+    r.delete(peer.id);
+    if (r !== this.#routers[0] && r.peers.size === 0 && !r.closed) r.router.close();
+  }
+
+  #grow(): Promise<RoomRouter> {
+    this.#growing ??= this.#addRouter().finally(() => (this.#growing = undefined));
+    return this.#growing;
+  }
+
+  async #addRouter(): Promise<RoomRouter> {
+    const made = await this.spread.addRouter(new Set(this.#routers.map((r) => r.slot))).catch((err: unknown) => {
+      // A worker dying as it is asked: the room's live routers serve, beyond the budget, rather than refuse the join.
+      this.log.error({ err, room: this.id, callId: this.callId }, 'could not add a router to the room');
+      return undefined;
+    });
+    const live = this.#routers.filter((r) => !r.closed);
+    if (this.#closed || live.length === 0) {
+      made?.router.close();
+      throw new VigieError('NOT_FOUND', 'room is closed');
+    }
+    if (!made) {
+      this.log.warn(
+        { room: this.id, callId: this.callId, budget: this.spread.consumerBudget },
+        'every worker already serves this room; placing beyond the router consumer budget',
+      );
+      return live.reduce((best, r) => (r.consumers < best.consumers ? r : best));
+    }
+    const added = new RoomRouter(made.router, made.slot);
+    this.#routers.push(added);
+    made.router.observer.once('close', () => this.#routerClosed(added));
+    this.log.info(
+      {
+        tenant: this.tenant,
+        room: this.id,
+        callId: this.callId,
+        worker: made.slot.index,
+        routers: this.#routers.length,
+      },
+      'room spread to another worker',
+    );
+    return added;
+  }
+
+  /**
+   * A router other than the first closed: emptied, or its worker died. Its participants leave the room with the
+   * reason the whole room would give (`worker-died`: the SDK rejoins and is placed on a live router); the call and
+   * the participants on other routers go on.
+   */
+  #routerClosed(r: RoomRouter): void {
+    this.#routers.splice(this.#routers.indexOf(r), 1);
+    for (const byRouter of this.#pipes.values()) byRouter.delete(r.router.id);
+    if (this.#closed) return;
+    const reason = r.slot.worker.died ? 'worker-died' : 'router-closed';
+    for (const [peerId, placed] of [...this.#routerOf]) {
+      const peer = this.peers.get(peerId);
+      if (placed !== r || !peer) continue;
+      peer.notify('roomClosed', { reason });
+      this.removePeer(peer, `room-closed:${reason}`);
+    }
+  }
+
+  /** Makes a producer of `from` consumable on `to`, once per producer and router; mediasoup keeps its id. */
+  async #pipe(producerId: string, from: RoomRouter, to: RoomRouter): Promise<void> {
+    const byRouter = this.#pipes.get(producerId) ?? new Map<string, Promise<void>>();
+    this.#pipes.set(producerId, byRouter);
+    let pipe = byRouter.get(to.router.id);
+    if (!pipe) {
+      const forget = () => byRouter.get(to.router.id) === pipe && byRouter.delete(to.router.id);
+      // mediasoup closes the pipe producer with the producer, and either with its router.
+      pipe = from.router
+        .pipeToRouter({ producerId, router: to.router })
+        .then(({ pipeProducer }) => void pipeProducer?.observer.once('close', forget));
+      byRouter.set(to.router.id, pipe);
+      pipe.catch(forget);
+    }
+    try {
+      await pipe;
+    } catch (err) {
+      if (err instanceof msErrors.NotFoundError || from.closed || to.closed)
+        throw new VigieError('NOT_FOUND', 'no such producer in this room');
+      throw err;
+    }
   }
 
   otherPeers(peer: Peer): ReturnType<Peer['describe']>[] {
@@ -177,6 +344,7 @@ export class Room {
   async createWebRtcTransport(peer: Peer, { direction }: TransportDirection): Promise<Record<string, unknown>> {
     if (peer.transports.size >= PEER_LIMITS.transports)
       throw new VigieError('FORBIDDEN', `at most ${PEER_LIMITS.transports} transports per participant`);
+    const placed = await this.#placed(peer);
     const s = this.transportSettings;
     const common = {
       enableUdp: s.enableUdp,
@@ -185,9 +353,9 @@ export class Room {
       initialAvailableOutgoingBitrate: s.initialOutgoingBitrate,
       appData: { peerId: peer.id, direction },
     };
-    const transport = this.slot.webRtcServer
-      ? await this.router.createWebRtcTransport({ ...common, webRtcServer: this.slot.webRtcServer })
-      : await this.router.createWebRtcTransport({
+    const transport = placed.slot.webRtcServer
+      ? await placed.router.createWebRtcTransport({ ...common, webRtcServer: placed.slot.webRtcServer })
+      : await placed.router.createWebRtcTransport({
           ...common,
           listenInfos: (['udp', 'tcp'] as const)
             .filter((protocol) => (protocol === 'udp' ? s.enableUdp : s.enableTcp))
@@ -272,11 +440,18 @@ export class Room {
   #adoptProducer(peer: Peer, producer: ms.Producer): void {
     peer.producers.set(producer.id, producer);
     producer.observer.once('close', () => {
+      this.#pipes.delete(producer.id);
       peer.producers.delete(producer.id);
       this.broadcast('producerClosed', { peerId: peer.id, producerId: producer.id }, peer);
     });
+    // The active speaker is chosen on the first router: a voice from another router is piped there.
+    const origin = this.#routerOf.get(peer.id);
     if (producer.kind === 'audio')
-      void this.speakerObserver.addProducer({ producerId: producer.id }).catch(() => undefined);
+      void (
+        origin && origin !== this.#routers[0] ? this.#pipe(producer.id, origin, this.#routers[0]!) : Promise.resolve()
+      )
+        .then(() => this.speakerObserver.addProducer({ producerId: producer.id }))
+        .catch(() => undefined);
     peer.observer.emit('newproducer', producer);
     this.broadcast(
       'newProducer',
@@ -361,9 +536,13 @@ export class Room {
     const owner = this.ownerOf(req.producerId);
     if (!owner) throw new VigieError('NOT_FOUND', 'no such producer in this room');
     if (owner === peer) throw new VigieError('INVALID_REQUEST', 'cannot consume your own track');
-    if (!this.router.canConsume({ producerId: req.producerId, rtpCapabilities: req.rtpCapabilities })) {
+    const origin = this.#routerOf.get(owner.id) ?? this.#routers[0]!;
+    if (!origin.router.canConsume({ producerId: req.producerId, rtpCapabilities: req.rtpCapabilities })) {
       throw new VigieError('INVALID_REQUEST', 'your RTP capabilities cannot receive this track');
     }
+    // The track is received where the participant is: piped there first when its producer is on another router.
+    const here = await this.#placed(peer);
+    if (here !== origin) await this.#pipe(req.producerId, origin, here);
     // Created paused, as mediasoup recommends: the client resumes once its
     // consumer exists, so no early keyframe is lost.
     const consumer = await clientParameters(() =>

@@ -5,12 +5,22 @@ import type { Logger } from '../logging.js';
 import { MEDIA_CODECS } from './codecs.js';
 import { roomOptionsSchema, type RoomOptions } from './RoomDirectory.js';
 import { Room, roomKey, type TransportSettings } from './Room.js';
-import { WorkerPool, type WorkerPoolOptions } from './WorkerPool.js';
+import type { RouterLoad } from './RoomRouter.js';
+import { WorkerPool, type WorkerPoolOptions, type WorkerSlot } from './WorkerPool.js';
 
 export interface SfuOptions {
   pool: WorkerPoolOptions;
   transport: TransportSettings;
   maxPeersPerRoom: number;
+  /** Consumers one router of a room carries before new participants go to a router on another worker. */
+  routerConsumerBudget: number;
+}
+
+/** The media load of this node, for the node registry: totals, and each router's share. */
+export interface SfuLoad {
+  peers: number;
+  consumers: number;
+  routers: RouterLoad[];
 }
 
 export interface SfuObserverEvents {
@@ -83,6 +93,16 @@ export class Sfu {
     return pending;
   }
 
+  load(): SfuLoad {
+    const rooms = [...this.#rooms.values()].filter((r) => !r.closed);
+    const routers = rooms.flatMap((r) => r.load());
+    return {
+      peers: rooms.reduce((n, r) => n + r.peers.size, 0),
+      consumers: routers.reduce((n, r) => n + r.consumers, 0),
+      routers,
+    };
+  }
+
   async close(): Promise<void> {
     for (const room of [...this.#rooms.values()]) room.close('shutdown');
     await this.pool.close();
@@ -90,10 +110,8 @@ export class Sfu {
 
   async #createRoom(tenant: string, roomId: string, options: RoomOptions): Promise<Room> {
     const slot = this.pool.leastLoaded();
-    const router: ms.Router = await slot.worker.createRouter({
-      mediaCodecs: MEDIA_CODECS,
-      appData: { tenant, room: roomId },
-    });
+    if (!slot) throw new Error('no live mediasoup worker');
+    const router = await this.#createRouter(slot, tenant, roomId);
     const speakers = await router.createActiveSpeakerObserver({ interval: 300 });
     const maxPeers = Math.min(this.options.maxPeersPerRoom, options.maxParticipants ?? Infinity);
     const room = new Room(
@@ -106,6 +124,13 @@ export class Sfu {
       maxPeers,
       this.log.child({ component: 'room' }),
       options,
+      {
+        consumerBudget: this.options.routerConsumerBudget,
+        addRouter: async (avoid) => {
+          const other = this.pool.leastLoaded(avoid);
+          return other && { router: await this.#createRouter(other, tenant, roomId), slot: other };
+        },
+      },
     );
     this.#rooms.set(room.key, room);
     room.observer.once('close', () => {
@@ -114,5 +139,10 @@ export class Sfu {
     this.log.info({ tenant, room: roomId, callId: room.callId, worker: slot.index }, 'room created');
     this.observer.emit('newroom', room);
     return room;
+  }
+
+  /** Every router of every room offers the same codecs, so one set of RTP capabilities serves the whole room. */
+  #createRouter(slot: WorkerSlot, tenant: string, room: string): Promise<ms.Router> {
+    return slot.worker.createRouter({ mediaCodecs: MEDIA_CODECS, appData: { tenant, room } });
   }
 }

@@ -65,9 +65,10 @@ export class WorkerPool {
     );
   }
 
-  leastLoaded(): WorkerSlot {
-    const live = this.#slots.filter((s) => !s.worker.died && !s.worker.closed);
-    if (live.length === 0) throw new Error('no live mediasoup worker');
+  /** The live slot with the fewest peers (then routers), leaving out `avoid`; undefined when none is left. */
+  leastLoaded(avoid: ReadonlySet<WorkerSlot> = new Set()): WorkerSlot | undefined {
+    const live = this.#slots.filter((s) => !s.worker.died && !s.worker.closed && !avoid.has(s));
+    if (live.length === 0) return undefined;
     return live.reduce((best, s) =>
       s.peers < best.peers || (s.peers === best.peers && s.routers < best.routers) ? s : best,
     );

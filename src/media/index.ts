@@ -2,7 +2,8 @@
  * Media plane: the mediasoup SFU.
  *
  * - WorkerPool: one worker per core, least-loaded placement, replacement on death.
- * - Sfu: rooms by tenant and room id; one router per room.
+ * - Sfu: rooms by tenant and room id; one router per room until it reaches the consumer budget.
+ * - RoomRouter: one of a room's routers (on one worker) and its load; producers are piped between them.
  * - Room / Peer: transports, producers and consumers of a call, with limits.
  *
  * Each class exposes an `observer` (typed EventEmitter) so telemetry and
@@ -10,6 +11,7 @@
  */
 export * from './Sfu.js';
 export * from './Room.js';
+export * from './RoomRouter.js';
 export * from './Peer.js';
 export * from './WorkerPool.js';
 export * from './codecs.js';

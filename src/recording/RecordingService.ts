@@ -218,8 +218,9 @@ export class RecordingService {
     if (producers.length === 0) return;
     if (session.recorders.has(peer.id)) await this.#finishPeer(session, peer.id);
     const dir = path.join(this.#pendingDir, 'active', randomUUID());
+    // Where the participant's tracks are: a room may span several routers.
     const recorder = new Recorder(
-      session.room.router,
+      session.room.routerOf(peer),
       producers,
       dir,
       this.d.segmentSeconds,

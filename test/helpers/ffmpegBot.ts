@@ -150,11 +150,25 @@ export async function startFfmpegBot(
     videoCodec?: 'vp8' | 'vp9' | 'h264';
   },
 ): Promise<FfmpegBot> {
-  const transport = await room.router.createPlainTransport({
+  const peer = new Peer(
+    {
+      identity: `bot:${opts.name ?? opts.kind}`,
+      tenant: room.tenant,
+      room: room.id,
+      grants: new Set(['publish']),
+      name: opts.name ?? 'ffmpeg bot',
+      expiresAt: Number.MAX_SAFE_INTEGER,
+    },
+    () => undefined,
+  );
+  room.addPeer(peer);
+  // On the router the room places the bot on: in a room spread over several workers, not always the first.
+  const transport = await (await room.routerFor(peer)).createPlainTransport({
     listenInfo: { protocol: 'udp', ip: '127.0.0.1' },
     rtcpMux: false,
     comedia: true,
   });
+  peer.transports.set(transport.id, transport);
   const { rtp: c, encoder } = CODECS[opts.kind === 'video' ? (opts.videoCodec ?? 'vp8') : 'opus'];
   const producer = await transport.produce({
     kind: opts.kind,
@@ -177,19 +191,6 @@ export async function startFfmpegBot(
     },
     appData: { source: 'bot' },
   });
-  const peer = new Peer(
-    {
-      identity: `bot:${opts.name ?? opts.kind}`,
-      tenant: room.tenant,
-      room: room.id,
-      grants: new Set(['publish']),
-      name: opts.name ?? 'ffmpeg bot',
-      expiresAt: Number.MAX_SAFE_INTEGER,
-    },
-    () => undefined,
-  );
-  room.addPeer(peer);
-  peer.transports.set(transport.id, transport);
   room.adoptProducer(peer, producer);
 
   const rtpPort = opts.through ? await opts.through(transport.tuple.localPort) : transport.tuple.localPort;
