@@ -177,8 +177,8 @@ export interface ErasureContext extends DsarContext {
   markRecording: (row: CatalogRow, status: 'deleted', reason: string) => void;
   /** Every row the telemetry writer still holds (memory, spool): `fn` returns undefined to remove one. */
   rewriteHeld?: (fn: (table: string, row: unknown) => unknown) => Promise<number>;
-  /** The webhook journal: `fn` returns the redacted body of a pending delivery, or undefined to keep it. */
-  redactDeliveries?: (fn: (d: { body: string }) => string | undefined) => number;
+  /** The webhook outbox: `fn` returns the redacted body of a pending delivery, or undefined to keep it. */
+  redactDeliveries?: (fn: (d: { body: string }) => string | undefined) => Promise<number>;
   /** DATA_DIR/exports: archives whose meta names the subject are deleted. */
   exportsDir?: string;
   /** Recordings of the subject still waiting for upload: deleted before they reach the store. Returns their ids. */
@@ -332,7 +332,7 @@ export async function dsarErase(
   }
   const redact = new Set([...subject, ...names]);
   if (ctx.redactDeliveries)
-    result.files.webhookBodiesRedacted = ctx.redactDeliveries((d) =>
+    result.files.webhookBodiesRedacted = await ctx.redactDeliveries((d) =>
       d.body.includes(o.identity) || d.body.includes(o.pseudonym) ? redactJson(d.body, redact) : undefined,
     );
   if (ctx.exportsDir) result.files.exportsDeleted = await deleteSubjectExports(ctx.exportsDir, o.tenant, o.pseudonym);

@@ -90,10 +90,17 @@ export const FILE_RULES: FileRule[] = [
       "spooled rows past it); erasure removes the subject's rows",
   },
   {
-    pattern: /^webhooks\/deliveries\.jsonl$/,
+    pattern: /^postgres\//,
     rule:
-      'webhook journal: a delivery stays until delivered or given up (webhooks.maxAttempts); the sweep compacts ' +
-      'the journal so finished bodies are gone; erasure redacts the subject from pending bodies',
+      "the embedded PostgreSQL engine's storage (control plane): the webhook outbox keeps a delivery until it is " +
+      'delivered or given up (webhooks.maxAttempts), then deletes it; the sweep vacuums it so finished bodies ' +
+      'leave its pages; erasure redacts the subject from pending bodies',
+  },
+  {
+    pattern: /^webhooks\/deliveries\.jsonl(\.imported)?$/,
+    rule:
+      'webhook journal of versions before the PostgreSQL outbox: imported into the outbox at the first start, then ' +
+      'renamed .imported and kept as the upgrade backup; the operator deletes it once the upgrade is confirmed',
   },
   {
     pattern: /^audit-journal\/seg-\d{12}\.log$/,
