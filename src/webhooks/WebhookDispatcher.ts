@@ -94,7 +94,9 @@ export class WebhookDispatcher {
   async close(): Promise<void> {
     this.#closed = true;
     clearInterval(this.#timer);
-    await this.#unlisten?.().catch(() => undefined);
+    const unlisten = this.#unlisten;
+    this.#unlisten = undefined;
+    await unlisten?.().catch(() => undefined);
     await this.#tail;
     while (this.#pumping || this.#inFlight.size > 0) {
       await Promise.all(this.#inFlight);
