@@ -144,6 +144,44 @@ describe.each(['postgres', 'pglite'] as const)('webhook outbox on %s', (kind) =>
     for (const n of three) await n.dispatcher.close();
   });
 
+  test('claims racing on separate connections never hand one delivery to two nodes', async () => {
+    const dbs = await Promise.all(
+      [0, 1, 2].map(async () => shared ?? (await openDatabase({ url: server!.url, dataDir: dir }))),
+    );
+    onTestFinished(async () => {
+      await dbs[0]!.query("DELETE FROM webhook_outbox WHERE tenant = 'race'");
+      for (const db of dbs) if (db !== shared) await db.close();
+    });
+    await migrateStore(dbs[0]!, 'webhooks', STORE_MIGRATIONS, log);
+    const queues = dbs.map((db, i) => new DeliveryQueue(db, `race-${i}`, log));
+    // One delivery per endpoint: every row is a head, so every row is claimable at once.
+    const now = Date.now();
+    await queues[0]!.enqueue(
+      Array.from({ length: 300 }, (_, i) => ({
+        id: `race-${i}`,
+        tenant: 'race',
+        endpointId: `ep-${i}`,
+        event: 'room.started',
+        body: '{}',
+        createdAt: now,
+        attempts: 0,
+        nextAt: now,
+      })),
+    );
+    const claimed: string[] = [];
+    await Promise.all(
+      queues.map(async (q) => {
+        for (;;) {
+          const batch = await q.claim(7, 60_000, []);
+          if (batch.length === 0) return;
+          claimed.push(...batch.map((d) => d.id));
+        }
+      }),
+    );
+    assert.equal(claimed.length, new Set(claimed).size, 'no delivery claimed twice');
+    assert.equal(claimed.length, 300, 'every delivery claimed');
+  });
+
   // A node of its own dies only on a server: PGlite is in-process, one node, and dies with its dispatchers.
   if (kind === 'postgres')
     test('a node that dies with a delivery in flight: another sends it again (same id) once the lease expires', async () => {
