@@ -102,9 +102,15 @@ describe.each(['postgres', 'pglite'] as const)('webhook outbox on %s', (kind) =>
 
   test('three dispatchers drain one outbox: each delivery once, in enqueue order per endpoint', async () => {
     const three = [await startNode('node-a', false), await startNode('node-b', false), await startNode('node-c')];
+    // Stopped after this test, even a failed one: the next tests count on their own nodes only.
+    onTestFinished(async () => {
+      for (const n of three) await n.dispatcher.close();
+    });
     // Every 7th first attempt fails: the delivery stays its endpoint's head, and the ones behind it wait.
-    let seen = 0;
-    for (const r of receivers) r.setResponder((_id, count) => (count === 1 && ++seen % 7 === 0 ? 503 : 200));
+    for (const r of receivers) {
+      let seen = 0;
+      r.setResponder((_id, count) => (count === 1 && ++seen % 7 === 0 ? 503 : 200));
+    }
     const N = 40;
     // Published from the three nodes in turn; each publish resolves once its rows are in the outbox.
     for (let i = 0; i < N; i++) {
@@ -141,7 +147,6 @@ describe.each(['postgres', 'pglite'] as const)('webhook outbox on %s', (kind) =>
       const workers = three.filter((n) => n.attempts.some((a) => a.outcome === 'delivered'));
       assert.ok(workers.length >= 2, `more than one node delivered (${three.map((n) => n.attempts.length)})`);
     }
-    for (const n of three) await n.dispatcher.close();
   });
 
   test('claims racing on separate connections never hand one delivery to two nodes', async () => {
@@ -180,6 +185,28 @@ describe.each(['postgres', 'pglite'] as const)('webhook outbox on %s', (kind) =>
     );
     assert.equal(claimed.length, new Set(claimed).size, 'no delivery claimed twice');
     assert.equal(claimed.length, 300, 'every delivery claimed');
+  });
+
+  test('a delivery enqueued on one node wakes an idle dispatcher on another at once (LISTEN/NOTIFY), not at its next poll', async () => {
+    for (const r of receivers) r.setResponder(() => 200);
+    const publisher = await startNode('node-publisher', false);
+    // Its poll would come long after this test's deadline: only the notification can wake it.
+    const idle = await startNode('node-idle', true, { ...OPTIONS, pollMs: 60_000 });
+    onTestFinished(() => idle.dispatcher.close());
+    const before = receivers[1]!.delivered().length;
+    assert.equal(await publisher.dispatcher.publish('acme', 'room.ended', { room: 'wake' }), 2);
+    await waitFor(
+      'the idle node woken',
+      async () => receivers[1]!.delivered().filter((d) => d.body.data.room === 'wake'),
+      (d) => d.length === 1,
+      15_000,
+    );
+    assert.ok(receivers[1]!.delivered().length > before);
+    assert.ok(
+      idle.attempts.some((a) => a.outcome === 'delivered'),
+      'sent by the idle node',
+    );
+    await outboxEmpty(idle);
   });
 
   // A node of its own dies only on a server: PGlite is in-process, one node, and dies with its dispatchers.

@@ -70,6 +70,7 @@ export class WebhookDispatcher {
   #tail: Promise<unknown> = Promise.resolve();
   #timer?: NodeJS.Timeout;
   #unlisten?: () => Promise<void>;
+  #started = false;
   #pumping = false;
   #again = false;
   #closed = false;
@@ -84,6 +85,7 @@ export class WebhookDispatcher {
 
   /** Starts polling the outbox, and waking on `vigie_webhooks` notifications when `db` is given. */
   async start(db?: Pick<Database, 'listen'>): Promise<void> {
+    this.#started = true;
     if (db) this.#unlisten = await db.listen(OUTBOX_CHANNEL, () => this.#pump());
     this.#timer = setInterval(() => this.#pump(), this.options.pollMs);
     this.#timer.unref();
@@ -141,7 +143,7 @@ export class WebhookDispatcher {
 
   /** Claims what is due and starts sending it; runs again if woken meanwhile. */
   #pump(): void {
-    if (this.#closed) return;
+    if (this.#closed || !this.#started) return;
     if (this.#pumping) {
       this.#again = true;
       return;
