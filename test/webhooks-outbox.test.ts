@@ -193,6 +193,8 @@ describe.each(['postgres', 'pglite'] as const)('webhook outbox on %s', (kind) =>
     // Its poll would come long after this test's deadline: only the notification can wake it.
     const idle = await startNode('node-idle', true, { ...OPTIONS, pollMs: 60_000 });
     onTestFinished(() => idle.dispatcher.close());
+    // Its first look at the outbox, made at start, is over once a later query answers (PGlite runs them in turn).
+    await idle.dispatcher.pendingCount();
     const before = receivers[1]!.delivered().length;
     assert.equal(await publisher.dispatcher.publish('acme', 'room.ended', { room: 'wake' }), 2);
     await waitFor(
