@@ -217,8 +217,8 @@ function redactJson(body: string, values: ReadonlySet<string>): string | undefin
 /**
  * Erasure request: deletes the person's rows (ClickHouse mutations, waited
  * for), every version of their recordings, the rows still on their way to
- * ClickHouse (spool), their identity in pending webhook bodies (and the
- * journal's history), and their access archives; then destroys their salt,
+ * ClickHouse (spool), their identity in pending webhook bodies (the outbox,
+ * vacuumed after), and their access archives; then destroys their salt,
  * so that what is kept (audit trail, records of requests, recordings under a
  * legal hold or a COMPLIANCE lock) can no longer be linked back to them by
  * recomputing the pseudonym. GOVERNANCE locks are bypassed, the request being

@@ -22,8 +22,8 @@ export interface DataDirSweeperDeps {
  * Applies the retention rules of the files under DATA_DIR (see FILE_RULES):
  * audit exports and DSAR archives older than their tenant's `dsar_exports`
  * duration are deleted, spooled telemetry rows past their table's rule are
- * dropped or anonymised, and the webhook journal is compacted so that the
- * bodies of finished deliveries are gone.
+ * dropped or anonymised, and the webhook outbox is vacuumed so that the
+ * bodies of finished deliveries (their rows deleted) leave its pages.
  */
 export class DataDirSweeper {
   #timer?: NodeJS.Timeout;
