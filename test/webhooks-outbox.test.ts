@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, onTestFinished, test } from 'vitest';
-import type { Config } from '../src/config/index.js';
+import { type Config, ConfigError, loadConfig } from '../src/config/index.js';
 import type { Logger } from '../src/logging.js';
 import { type Database, migrateStore, openDatabase } from '../src/store/index.js';
 import { TenantRegistry } from '../src/tenants/index.js';
@@ -271,4 +271,13 @@ describe.each(['postgres', 'pglite'] as const)('webhook outbox on %s', (kind) =>
         (s) => s.length === 2,
       );
     });
+});
+
+test('a lease shorter than an attempt is refused at config load: the attempt would outlive it and be sent twice', () => {
+  assert.throws(
+    () => loadConfig({ VIGIE_WEBHOOK_LEASE_MS: '4000', VIGIE_WEBHOOK_TIMEOUT_MS: '5000' }),
+    (e: ConfigError) =>
+      e instanceof ConfigError && e.problems.some((p) => /VIGIE_WEBHOOK_LEASE_MS must exceed/.test(p)),
+  );
+  assert.equal(loadConfig({ VIGIE_WEBHOOK_LEASE_MS: '6000', VIGIE_WEBHOOK_TIMEOUT_MS: '5000' }).webhooks.leaseMs, 6000);
 });
