@@ -169,7 +169,11 @@ export class WebhookDispatcher {
       for (const ep of t.webhooks) if (!ep.enabled) skip.push(endpointKey({ tenant: t.id, endpointId: ep.id }));
     const claimed = await this.queue.claim(free, this.options.leaseMs, skip);
     for (const d of claimed) {
-      if (this.#closed) break;
+      // Closed during the claim: the lease goes back now rather than when it expires.
+      if (this.#closed) {
+        await this.queue.release(d);
+        continue;
+      }
       const key = endpointKey(d);
       this.#busy.add(key);
       const run = this.#deliver(d)
