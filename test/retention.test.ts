@@ -387,16 +387,18 @@ test('every ClickHouse table and every file under DATA_DIR has a retention rule,
     ).statusCode,
     201,
   );
-  gw.app.webhooks.queue.enqueue({
-    id: randomUUID(),
-    tenant: 'acme',
-    endpointId: 'gone',
-    event: 'room.started',
-    body: '{"room":"inventory"}',
-    createdAt: Date.now(),
-    attempts: 0,
-    nextAt: Date.now(),
-  });
+  await gw.app.webhooks.queue.enqueue([
+    {
+      id: randomUUID(),
+      tenant: 'acme',
+      endpointId: 'gone',
+      event: 'room.started',
+      body: '{"room":"inventory"}',
+      createdAt: Date.now(),
+      attempts: 0,
+      nextAt: Date.now(),
+    },
+  ]);
   // And what a call and a recording leave (made here too, so that this test does not depend on the ones before).
   await gw.app.telemetry!.keys.pseudonymizer.pseudonym('acme', 'inventory-user');
   await gw.app.roomBans.ban('acme', 'inventory', 'inventory-user', Date.now() / 1000 + 3600);
@@ -433,7 +435,7 @@ test('every ClickHouse table and every file under DATA_DIR has a retention rule,
   for (const expected of [
     /^exports\/[0-9a-f-]{36}\.tar$/,
     /^exports\/[0-9a-f-]{36}\.jsonl$/,
-    /^webhooks\/deliveries\.jsonl$/,
+    /^postgres\//,
     /^objects\//,
     /^postgres\//,
     /^clickhouse\//,
@@ -464,7 +466,7 @@ test('every ClickHouse table and every file under DATA_DIR has a retention rule,
   );
 });
 
-test('the data directory sweep deletes expired exports and archives, and compacts away finished webhook bodies', async () => {
+test('the data directory sweep deletes expired exports and archives; finished webhook bodies leave the outbox', async () => {
   const dir = path.join(gw.config.dataDir, 'exports');
   const ids = [
     ...new Set(
@@ -479,10 +481,11 @@ test('the data directory sweep deletes expired exports and archives, and compact
   for (const f of readdirSync(dir).filter((f) => f.startsWith(old!))) utimesSync(path.join(dir, f), longAgo, longAgo);
   await waitFor(
     'the delivery to a removed endpoint given up',
-    async () => gw.app.webhooks.queue.size,
+    async () => gw.app.webhooks.queue.size(),
     (n) => n === 0,
   );
-  assert.match(readFileSync(path.join(gw.config.dataDir, 'webhooks', 'deliveries.jsonl'), 'utf8'), /inventory/);
+  const { rows } = await gw.app.db.query("SELECT id FROM webhook_outbox WHERE body LIKE '%inventory%'");
+  assert.deepEqual(rows, [], 'a delivery given up is deleted from the outbox, body included');
 
   const swept = await gw.app.retention.files.sweep();
   assert.deepEqual(swept.exportsDeleted, [old], 'only the export older than 30 days (dsar_exports) is deleted');
@@ -496,12 +499,7 @@ test('the data directory sweep deletes expired exports and archives, and compact
     id: old,
   });
   assert.deepEqual(rec, { category: 'dsar_exports', policy: 'short' });
-  assert.ok(swept.journalLinesRemoved >= 2);
-  assert.equal(
-    readFileSync(path.join(gw.config.dataDir, 'webhooks', 'deliveries.jsonl'), 'utf8'),
-    '',
-    'no finished delivery body is left in the journal',
-  );
+  assert.equal(swept.journalLinesRemoved, 0, 'the outbox has no history to compact, only a vacuum');
 });
 
 test('the guard file: corrupt, or missing while COMPLIANCE-locked recordings exist, stops the start', async () => {

@@ -65,7 +65,7 @@ test('SSRF: private, loopback and link-local targets are refused, at registratio
       JSON.stringify(attempts),
     );
     assert.equal(receiver.received.length, 0, 'not one request reached the loopback target');
-    assert.equal(gw.app.webhooks.pendingCount, 0, 'refused deliveries are not retried');
+    assert.equal(await gw.app.webhooks.pendingCount(), 0, 'refused deliveries are not retried');
   } finally {
     await gw.close();
     await receiver.close();
@@ -139,7 +139,7 @@ test('plain http is refused unless VIGIE_WEBHOOK_ALLOW_HTTP: at registration, at
       JSON.stringify(attempts),
     );
     assert.equal(receiver.received.length, 0, 'not one request went out over plain http');
-    assert.equal(gw.app.webhooks.pendingCount, 0, 'refused deliveries are not retried');
+    assert.equal(await gw.app.webhooks.pendingCount(), 0, 'refused deliveries are not retried');
   } finally {
     await gw.close();
     await receiver.close();

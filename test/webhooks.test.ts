@@ -199,7 +199,7 @@ test('a restart during retries loses nothing', async () => {
     ['room.started', 'participant.joined', 'participant.left', 'room.ended'],
   );
   assert.equal(new Set(delivered.map((e) => e.id)).size, 4);
-  assert.equal(gw.app.webhooks.pendingCount, 0);
+  assert.equal(await gw.app.webhooks.pendingCount(), 0);
 });
 
 test('an endpoint that keeps failing is disabled, with an event to the others', async () => {

@@ -87,7 +87,7 @@ export default async function apiPlugin(app: FastifyInstance): Promise<void> {
         status: ready ? 'ready' : draining ? 'draining' : 'not-ready',
         workers,
         telemetry,
-        webhooksPending: app.webhooks.pendingCount,
+        webhooksPending: await app.webhooks.pendingCount().catch(() => undefined),
       });
     },
   );

@@ -177,8 +177,8 @@ export interface ErasureContext extends DsarContext {
   markRecording: (row: CatalogRow, status: 'deleted', reason: string) => void;
   /** Every row the telemetry writer still holds (memory, spool): `fn` returns undefined to remove one. */
   rewriteHeld?: (fn: (table: string, row: unknown) => unknown) => Promise<number>;
-  /** The webhook journal: `fn` returns the redacted body of a pending delivery, or undefined to keep it. */
-  redactDeliveries?: (fn: (d: { body: string }) => string | undefined) => number;
+  /** The webhook outbox: `fn` returns the redacted body of a pending delivery, or undefined to keep it. */
+  redactDeliveries?: (fn: (d: { body: string }) => string | undefined) => Promise<number>;
   /** DATA_DIR/exports: archives whose meta names the subject are deleted. */
   exportsDir?: string;
   /** Recordings of the subject still waiting for upload: deleted before they reach the store. Returns their ids. */
@@ -217,8 +217,8 @@ function redactJson(body: string, values: ReadonlySet<string>): string | undefin
 /**
  * Erasure request: deletes the person's rows (ClickHouse mutations, waited
  * for), every version of their recordings, the rows still on their way to
- * ClickHouse (spool), their identity in pending webhook bodies (and the
- * journal's history), and their access archives; then destroys their salt,
+ * ClickHouse (spool), their identity in pending webhook bodies (the outbox,
+ * vacuumed after), and their access archives; then destroys their salt,
  * so that what is kept (audit trail, records of requests, recordings under a
  * legal hold or a COMPLIANCE lock) can no longer be linked back to them by
  * recomputing the pseudonym. GOVERNANCE locks are bypassed, the request being
@@ -332,7 +332,7 @@ export async function dsarErase(
   }
   const redact = new Set([...subject, ...names]);
   if (ctx.redactDeliveries)
-    result.files.webhookBodiesRedacted = ctx.redactDeliveries((d) =>
+    result.files.webhookBodiesRedacted = await ctx.redactDeliveries((d) =>
       d.body.includes(o.identity) || d.body.includes(o.pseudonym) ? redactJson(d.body, redact) : undefined,
     );
   if (ctx.exportsDir) result.files.exportsDeleted = await deleteSubjectExports(ctx.exportsDir, o.tenant, o.pseudonym);

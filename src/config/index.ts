@@ -108,6 +108,8 @@ export interface Config {
     backoffBaseMs: number;
     disableAfterFailures: number;
     replayWindowSeconds: number;
+    leaseMs: number;
+    pollMs: number;
   };
   quality: { alertMos: number; alertSeconds: number };
   storage: {
@@ -302,6 +304,10 @@ export function loadConfig(env: Env = process.env, overrides: Record<string, unk
             );
       }
     }
+    if (cfg.webhooks.leaseMs <= cfg.webhooks.timeoutMs)
+      problems.push(
+        'VIGIE_WEBHOOK_LEASE_MS must exceed VIGIE_WEBHOOK_TIMEOUT_MS: a lease ending mid-attempt sends twice',
+      );
     if (cfg.storage.sse === 'kms' && !cfg.storage.kmsKeyId) problems.push('VIGIE_S3_SSE=kms needs VIGIE_S3_KMS_KEY_ID');
     if (cfg.media.listenIp === '0.0.0.0' && !cfg.media.announcedAddress) {
       problems.push('VIGIE_MEDIA_LISTEN_IP is 0.0.0.0: set VIGIE_MEDIA_ANNOUNCED_ADDRESS to the address clients reach');

@@ -599,6 +599,22 @@ export const SETTINGS: readonly SettingSpec[] = [
     'Consecutive failed attempts after which an endpoint is disabled.',
   ),
   setting(
+    'webhooks.leaseMs',
+    'VIGIE_WEBHOOK_LEASE_MS',
+    positiveInt.min(1000).max(3_600_000).default(60_000),
+    '60000',
+    'Lease of a node on a delivery it is sending. When the node dies, another one sends the delivery again (same ' +
+      'id) once the lease has expired. Must exceed webhooks.timeoutMs.',
+  ),
+  setting(
+    'webhooks.pollMs',
+    'VIGIE_WEBHOOK_POLL_MS',
+    positiveInt.min(10).max(60_000).default(500),
+    '500',
+    'How often each node looks for due deliveries (retries, expired leases). New deliveries also wake every node ' +
+      'at once through a PostgreSQL notification.',
+  ),
+  setting(
     'webhooks.replayWindowSeconds',
     'VIGIE_WEBHOOK_REPLAY_WINDOW_S',
     positiveInt.max(3600).default(300),

@@ -13,8 +13,8 @@ export interface DataDirSweeperDeps {
     rewriteHeld(fn: (table: string, row: unknown) => unknown): Promise<number>;
     write(table: string, row: unknown): void;
   };
-  /** The webhook journal. */
-  journal?: { compact(): number };
+  /** The webhook outbox: vacuumed, so that finished bodies leave its pages. */
+  journal?: { compact(): Promise<number> };
   log: Logger;
 }
 
@@ -22,8 +22,8 @@ export interface DataDirSweeperDeps {
  * Applies the retention rules of the files under DATA_DIR (see FILE_RULES):
  * audit exports and DSAR archives older than their tenant's `dsar_exports`
  * duration are deleted, spooled telemetry rows past their table's rule are
- * dropped or anonymised, and the webhook journal is compacted so that the
- * bodies of finished deliveries are gone.
+ * dropped or anonymised, and the webhook outbox is vacuumed so that the
+ * bodies of finished deliveries (their rows deleted) leave its pages.
  */
 export class DataDirSweeper {
   #timer?: NodeJS.Timeout;
@@ -58,7 +58,7 @@ export class DataDirSweeper {
         const r = expireRow(table, row as Record<string, unknown>, now, this.d.policyOf);
         return r === 'keep' ? row : r === 'drop' ? undefined : r;
       })) ?? 0;
-    const journalLinesRemoved = this.d.journal?.compact() ?? 0;
+    const journalLinesRemoved = (await this.d.journal?.compact()) ?? 0;
     if (exportsDeleted.length || spoolRowsRemoved || journalLinesRemoved)
       this.d.log.info(
         { exportsDeleted: exportsDeleted.length, spoolRowsRemoved, journalLinesRemoved },

@@ -3,7 +3,7 @@
  * applied to everything the gateway stores (src/retention/inventory.ts): as
  * ClickHouse TTLs per tenant and category, as S3 Object Lock on recordings (by
  * the recording capability) and a sweeper that deletes expired recordings, and
- * by a sweep of the files under DATA_DIR (exports, spool, webhook journal).
+ * by a sweep of the files under DATA_DIR (exports, spool) and of the webhook outbox.
  *
  * Decorates `retention` ({ policies, policyOf, reload }). A tenant that names
  * an unknown policy is refused, at start as through the admin API. A policy

@@ -66,6 +66,11 @@ export const STORE_TABLE_RULES: Record<string, ManagedRule> = {
   room_bans: {
     managedBy: 'removal bans: a SHA-256 of tenant, room and identity with an expiry, deleted once expired',
   },
+  webhook_outbox: {
+    managedBy:
+      'webhook deliveries (bodies may name people) until delivered or given up (webhooks.maxAttempts), then ' +
+      'deleted; the sweep vacuums the table; erasure redacts the subject from pending bodies',
+  },
   tenants: {
     managedBy:
       'tenants changed through the admin API (settings, API key hashes, webhook endpoints and secrets); no personal ' +
@@ -127,8 +132,8 @@ export const FILE_RULES: FileRule[] = [
   {
     pattern: /^webhooks\/deliveries\.jsonl$/,
     rule:
-      'webhook journal: a delivery stays until delivered or given up (webhooks.maxAttempts); the sweep compacts ' +
-      'the journal so finished bodies are gone; erasure redacts the subject from pending bodies',
+      'webhook journal of versions before the PostgreSQL outbox: imported into the outbox at the first start, then ' +
+      'deleted (its bodies name people: a copy would escape their erasure)',
   },
   {
     pattern: /^audit-journal(\.imported)?\/seg-\d{12}\.log$/,

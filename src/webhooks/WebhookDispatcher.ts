@@ -5,7 +5,14 @@ import net from 'node:net';
 import type { Config, WebhookEndpointConfig } from '../config/index.js';
 import type { Logger } from '../logging.js';
 import type { TenantRegistry } from '../tenants/index.js';
-import type { Delivery, DeliveryQueue } from './DeliveryQueue.js';
+import type { Database } from '../store/index.js';
+import {
+  type ClaimedDelivery,
+  type Delivery,
+  type DeliveryQueue,
+  endpointKey,
+  OUTBOX_CHANNEL,
+} from './DeliveryQueue.js';
 import { signatureHeader } from './signing.js';
 import { guardedLookup, HTTP_REFUSED, isPrivateAddress } from './ssrf.js';
 
@@ -39,85 +46,154 @@ interface AttemptResult {
   permanent: boolean;
 }
 
+/** What the dispatcher reads of the tenants: their endpoints, and disabling one. */
+export type WebhookTenants = Pick<TenantRegistry, 'get' | 'list' | 'setWebhookEnabled'>;
+
+/** Endpoints one node sends to at once (each endpoint is sent to one delivery at a time). */
+const MAX_IN_FLIGHT = 32;
+
 /**
- * Delivers events to each tenant's endpoints. Per endpoint, deliveries go out
- * one at a time in the order they were published (a failing one holds the
- * ones behind it), so a receiver sees events in order. Failed attempts are
- * retried with exponential backoff and jitter; the queue is durable; each
- * delivery keeps its id across attempts so receivers can drop duplicates.
+ * Delivers events to each tenant's endpoints, from the outbox every node
+ * shares. Per endpoint, deliveries go out one at a time in the order they were
+ * enqueued (a failing one holds the ones behind it), whichever node sends
+ * them, so a receiver sees events in order. Failed attempts are retried with
+ * exponential backoff and jitter; each delivery keeps its id across attempts
+ * and nodes, so receivers drop duplicates by id (a node that dies after
+ * sending and before recording the answer leaves one resend).
  */
 export class WebhookDispatcher {
+  /** Endpoints (tenant/endpoint) this node is sending to now. */
   readonly #busy = new Set<string>();
+  readonly #inFlight = new Set<Promise<void>>();
   readonly #failures = new Map<string, number>();
+  /** Publishes go to the outbox one after the other: a node's events keep their order per endpoint. */
+  #tail: Promise<unknown> = Promise.resolve();
   #timer?: NodeJS.Timeout;
+  #unlisten?: () => Promise<void>;
+  #started = false;
+  #pumping = false;
+  #again = false;
   #closed = false;
 
   constructor(
     readonly queue: DeliveryQueue,
-    private readonly tenants: TenantRegistry,
+    private readonly tenants: WebhookTenants,
     private readonly options: Config['webhooks'],
     private readonly attempts: AttemptSink | undefined,
     private readonly log: Logger,
   ) {}
 
-  start(): void {
-    this.#timer = setInterval(() => this.#pump(), 250);
+  /** Starts polling the outbox, and waking on `vigie_webhooks` notifications when `db` is given. */
+  async start(db?: Pick<Database, 'listen'>): Promise<void> {
+    this.#started = true;
+    if (db) this.#unlisten = await db.listen(OUTBOX_CHANNEL, () => this.#pump());
+    this.#timer = setInterval(() => this.#pump(), this.options.pollMs);
     this.#timer.unref();
     this.#pump();
   }
 
+  /** Stops claiming, and waits for the attempts in flight to be recorded. */
   async close(): Promise<void> {
     this.#closed = true;
     clearInterval(this.#timer);
-    while (this.#busy.size > 0) await new Promise((r) => setTimeout(r, 20));
+    const unlisten = this.#unlisten;
+    this.#unlisten = undefined;
+    await unlisten?.().catch(() => undefined);
+    await this.#tail;
+    while (this.#pumping || this.#inFlight.size > 0) {
+      await Promise.all(this.#inFlight);
+      if (this.#pumping) await new Promise((r) => setTimeout(r, 10));
+    }
   }
 
-  get pendingCount(): number {
-    return this.queue.size;
+  /** Deliveries pending in the outbox (every node's), in flight included. */
+  pendingCount(): Promise<number> {
+    return this.queue.size();
   }
 
-  /** Queues `event` for every enabled endpoint of the tenant whose filter matches. */
-  publish(tenant: string, event: WebhookEvent, data: Record<string, unknown>): number {
+  /**
+   * Queues `event` for every enabled endpoint of the tenant whose filter
+   * matches; resolves with their number once they are in the outbox. A store
+   * that refuses the insert is logged, and the promise resolves to 0.
+   */
+  publish(tenant: string, event: WebhookEvent, data: Record<string, unknown>): Promise<number> {
     const t = this.tenants.get(tenant);
-    if (!t) return 0;
-    let queued = 0;
-    for (const ep of t.webhooks) {
+    const deliveries: Delivery[] = [];
+    for (const ep of t?.webhooks ?? []) {
       if (!ep.enabled || !(ep.events.includes('*') || ep.events.includes(event))) continue;
       const id = `dlv_${randomUUID()}`;
       const createdAt = Date.now();
       const body = JSON.stringify({ id, event, tenant, createdAt: new Date(createdAt).toISOString(), data });
-      this.queue.enqueue({ id, tenant, endpointId: ep.id, event, body, createdAt, attempts: 0, nextAt: createdAt });
-      queued++;
+      deliveries.push({ id, tenant, endpointId: ep.id, event, body, createdAt, attempts: 0, nextAt: createdAt });
     }
-    if (queued) setImmediate(() => this.#pump());
-    return queued;
+    if (deliveries.length === 0) return Promise.resolve(0);
+    const queued = this.#tail.then(() => this.queue.enqueue(deliveries));
+    this.#tail = queued.catch(() => undefined);
+    return queued.then(
+      () => {
+        this.#pump();
+        return deliveries.length;
+      },
+      (err) => {
+        this.log.error({ err, tenant, event, deliveries: deliveries.length }, 'webhook event not queued: store failed');
+        return 0;
+      },
+    );
   }
 
+  /** Claims what is due and starts sending it; runs again if woken meanwhile. */
   #pump(): void {
-    if (this.#closed) return;
-    const now = Date.now();
-    const heads = new Map<string, Delivery>();
-    for (const d of this.queue.pending()) {
-      const key = `${d.tenant}/${d.endpointId}`;
-      if (!heads.has(key)) heads.set(key, d);
+    if (this.#closed || !this.#started) return;
+    if (this.#pumping) {
+      this.#again = true;
+      return;
     }
-    for (const [key, d] of heads) {
-      if (this.#busy.has(key) || d.nextAt > now) continue;
-      const ep = this.tenants.get(d.tenant)?.webhooks.find((w) => w.id === d.endpointId);
-      if (!ep) {
-        this.queue.dead(d, 'endpoint removed');
+    this.#pumping = true;
+    void this.#claimAndSend()
+      .catch((err) => this.log.error({ err }, 'webhook outbox could not be read'))
+      .finally(() => {
+        this.#pumping = false;
+        if (this.#again && !this.#closed) {
+          this.#again = false;
+          this.#pump();
+        }
+      });
+  }
+
+  async #claimAndSend(): Promise<void> {
+    const free = MAX_IN_FLIGHT - this.#busy.size;
+    if (free <= 0) return;
+    // Disabled endpoints keep their deliveries until they are enabled again.
+    const skip = [...this.#busy];
+    for (const t of this.tenants.list())
+      for (const ep of t.webhooks) if (!ep.enabled) skip.push(endpointKey({ tenant: t.id, endpointId: ep.id }));
+    const claimed = await this.queue.claim(free, this.options.leaseMs, skip);
+    for (const d of claimed) {
+      // Closed during the claim: the lease goes back now rather than when it expires.
+      if (this.#closed) {
+        await this.queue.release(d);
         continue;
       }
-      if (!ep.enabled) continue; // kept until the endpoint is enabled again
+      const key = endpointKey(d);
       this.#busy.add(key);
-      void this.#deliver(d, ep).finally(() => {
-        this.#busy.delete(key);
-        setImmediate(() => this.#pump());
-      });
+      const run = this.#deliver(d)
+        .catch((err) => this.log.error({ err, delivery: d.id }, 'webhook delivery outcome not kept'))
+        .finally(() => {
+          this.#busy.delete(key);
+          this.#inFlight.delete(run);
+          this.#pump();
+        });
+      this.#inFlight.add(run);
     }
   }
 
-  async #deliver(d: Delivery, ep: WebhookEndpointConfig): Promise<void> {
+  async #deliver(d: ClaimedDelivery): Promise<void> {
+    const ep = this.tenants.get(d.tenant)?.webhooks.find((w) => w.id === d.endpointId);
+    if (!ep) {
+      await this.queue.dead(d, 'endpoint removed');
+      return;
+    }
+    if (!ep.enabled) return this.queue.release(d); // disabled since the claim: kept for when it is enabled again
     const started = Date.now();
     const result = await this.#attempt(d, ep);
     const attempt = d.attempts + 1;
@@ -133,10 +209,10 @@ export class WebhookDispatcher {
       error: result.error.slice(0, 300),
       duration_ms: Date.now() - started,
     });
-    const key = `${d.tenant}/${ep.id}`;
+    const key = endpointKey(d);
     if (result.ok) {
       this.#failures.delete(key);
-      this.queue.done(d);
+      await this.queue.done(d);
       return;
     }
     const failures = (this.#failures.get(key) ?? 0) + 1;
@@ -153,7 +229,7 @@ export class WebhookDispatcher {
       'webhook delivery attempt failed',
     );
     if (result.permanent || attempt >= this.options.maxAttempts) {
-      this.queue.dead(d, result.permanent ? result.error : `gave up after ${attempt} attempts`);
+      await this.queue.dead(d, result.permanent ? result.error : `gave up after ${attempt} attempts`);
       this.log.error(
         { tenant: d.tenant, endpoint: ep.id, delivery: d.id, attempts: attempt },
         'webhook delivery given up',
@@ -161,7 +237,7 @@ export class WebhookDispatcher {
     } else {
       // Exponential backoff with "equal jitter": half fixed, half random.
       const ceiling = Math.min(3_600_000, this.options.backoffBaseMs * 2 ** (attempt - 1));
-      this.queue.retryLater(d, Date.now() + ceiling / 2 + Math.random() * (ceiling / 2));
+      await this.queue.retryLater(d, ceiling / 2 + Math.random() * (ceiling / 2));
     }
     if (failures >= this.options.disableAfterFailures) await this.#disable(d.tenant, ep, failures);
   }
@@ -191,7 +267,7 @@ export class WebhookDispatcher {
       duration_ms: 0,
     });
     // The host only: a URL's path or query often carries the receiver's own secret token.
-    this.publish(tenant, 'webhook.endpoint_disabled', {
+    void this.publish(tenant, 'webhook.endpoint_disabled', {
       endpointId: ep.id,
       host: new URL(ep.url).host,
       consecutiveFailures: failures,

@@ -2,16 +2,20 @@
  * Webhooks: signed, retried, durable deliveries of call lifecycle and quality
  * events to each tenant's endpoints.
  *
- * Needs `config`, `sfu`, `tenants` and (optionally) `telemetry`; decorates
- * `webhooks`. Events come from the media plane's observers and from the
- * telemetry quality monitor; recording and retention publish theirs through
+ * Needs `config`, `db`, `sfu`, `tenants` and (optionally) `telemetry`;
+ * decorates `webhooks`. Pending deliveries are in the PostgreSQL outbox every
+ * node shares (table `webhook_outbox`, owner `webhooks`, src/webhooks/schema.ts).
+ * Events come from the media plane's observers and from the telemetry quality
+ * monitor; recording and retention publish theirs through
  * `app.webhooks.publish`.
  */
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
+import { migrateStore } from '../store/index.js';
 import { watchMediaPlane } from '../telemetry/watchMediaPlane.js';
 import { DeliveryQueue } from './DeliveryQueue.js';
+import { STORE_MIGRATIONS } from './schema.js';
 import { WebhookDispatcher } from './WebhookDispatcher.js';
 
 export { WebhookDispatcher, WEBHOOK_EVENTS, type WebhookEvent } from './WebhookDispatcher.js';
@@ -27,7 +31,11 @@ declare module 'fastify' {
 export default fp(
   async (app: FastifyInstance) => {
     const log = app.log.child({ component: 'webhooks' });
-    const queue = new DeliveryQueue(path.join(app.config.dataDir, 'webhooks', 'deliveries.jsonl'), log);
+    await migrateStore(app.db, 'webhooks', STORE_MIGRATIONS, log);
+    const queue = new DeliveryQueue(app.db, app.config.node.id, log);
+    // The fsynced journal of the versions before the outbox: its pending deliveries move in, keeping their ids.
+    await queue.releaseStale();
+    await queue.importJournal(path.join(app.config.dataDir, 'webhooks', 'deliveries.jsonl'));
     const dispatcher = new WebhookDispatcher(queue, app.tenants, app.config.webhooks, app.telemetry?.writer, log);
     const publish = dispatcher.publish.bind(dispatcher);
     const unwatch = watchMediaPlane(app.sfu, {
@@ -81,12 +89,12 @@ export default fp(
         threshold: a.threshold,
       }),
     );
-    dispatcher.start();
+    await dispatcher.start(app.db);
     app.decorate('webhooks', dispatcher);
     app.addHook('onClose', async () => {
       unwatch();
       await dispatcher.close();
     });
   },
-  { name: 'vigie-webhooks', dependencies: ['vigie-core'] },
+  { name: 'vigie-webhooks', dependencies: ['vigie-store', 'vigie-core'] },
 );

@@ -15,20 +15,21 @@ export interface Received {
 
 /**
  * A business app's webhook endpoint on loopback. `respond` decides each
- * answer (status code) from the delivery id and how often it was seen.
+ * answer (status code) from the delivery id and how often it was seen; a
+ * promise holds the answer back (a request left in flight).
  */
 export async function startWebhookReceiver(secretFor: () => string | undefined) {
   const app = Fastify();
   const seen = new Map<string, number>();
   const received: Received[] = [];
-  let respond: (id: string, seenCount: number) => number = () => 200;
+  let respond: (id: string, seenCount: number) => number | Promise<number> = () => 200;
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => done(null, body));
   app.post('/hook', async (req, reply) => {
     const raw = req.body as string;
     const id = String(req.headers['vigie-delivery-id']);
     const count = (seen.get(id) ?? 0) + 1;
     seen.set(id, count);
-    const status = respond(id, count);
+    const status = await respond(id, count);
     const secret = secretFor();
     const signature = String(req.headers['vigie-signature']);
     received.push({
