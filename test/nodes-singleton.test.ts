@@ -51,7 +51,11 @@ describe('singletons on a PostgreSQL server', () => {
         },
         (err) => assert.fail(String(err)),
       );
-      return { s, events, stop: async () => (stopJob(), await s.stop()) };
+      const stop = async () => {
+        stopJob();
+        await s.stop();
+      };
+      return { s, events, stop };
     };
     const na = await node('a', a);
     const nb = await node('b', b);
