@@ -4,7 +4,6 @@
  * as separate nodes would.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -15,10 +14,10 @@ import type { Logger } from '../src/logging.js';
 import { type NodeLoad, NodeRegistry, type NodeRegistryOptions, STORE_MIGRATIONS } from '../src/nodes/index.js';
 import { type Database, migrateStore, openDatabase } from '../src/store/index.js';
 import { waitFor } from './helpers/browser.js';
+import { IDLE, registryOptions, startRegistryNode } from './helpers/nodes.js';
 import { type PostgresServer, startPostgres } from './helpers/postgres.js';
 
 const log = pino({ level: 'silent' }) as unknown as Logger;
-const IDLE: NodeLoad = { workers: 2, rooms: 0, peers: 0, consumers: 0, cpu: 0 };
 
 describe.each(['pglite', 'postgres'] as const)('node registry on %s', (kind) => {
   let server: PostgresServer | undefined;
@@ -42,20 +41,7 @@ describe.each(['pglite', 'postgres'] as const)('node registry on %s', (kind) => 
   /** A started registry on its own connection, stopped when the test ends. */
   async function node(id: string, o: Partial<NodeRegistryOptions> & { load?: () => Promise<NodeLoad> } = {}) {
     const conn = await connect();
-    const registry = new NodeRegistry(
-      conn,
-      {
-        id,
-        region: 'eu',
-        publicUrl: () => `http://${id}.test`,
-        heartbeatSeconds: 0.2,
-        deadAfterSeconds: 1,
-        retrySeconds: 0.5,
-        load: async () => IDLE,
-        ...o,
-      },
-      log,
-    );
+    const registry = new NodeRegistry(conn, registryOptions(id, o), log);
     await registry.start();
     onTestFinished(async () => {
       await registry.stop();
@@ -92,15 +78,7 @@ describe.each(['pglite', 'postgres'] as const)('node registry on %s', (kind) => 
     onTestFinished(async () => {
       if (conn !== db) await conn.close();
     });
-    const opts = {
-      id: 'n-dup',
-      region: 'eu',
-      publicUrl: () => 'http://other.test',
-      heartbeatSeconds: 0.2,
-      deadAfterSeconds: 1,
-      retrySeconds: 0.5,
-      load: async () => IDLE,
-    };
+    const opts = registryOptions('n-dup', { publicUrl: () => 'http://other.test' });
     const second = new NodeRegistry(conn, opts, log);
     await assert.rejects(second.start(), (err: Error) => {
       assert.ok(err instanceof ConfigError);
@@ -149,23 +127,8 @@ describe('node registry on a PostgreSQL server: node death', () => {
   });
 
   test('a node killed with SIGKILL is shown dead, and its id can start again at once', async () => {
-    const crashy = spawn(process.execPath, ['--import', 'tsx', 'test/helpers/registryNode.ts', server.url, 'crashy'], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    onTestFinished(() => void crashy.kill('SIGKILL'));
-    await new Promise<void>((resolve, reject) => {
-      crashy.stdout.on('data', (d: Buffer) => d.toString().includes('registered') && resolve());
-      crashy.once('exit', (code) => reject(new Error(`the node process exited (${code}) before registering`)));
-    });
-    const opts: NodeRegistryOptions = {
-      id: 'crashy',
-      region: 'eu',
-      publicUrl: () => 'http://crashy-restarted.test',
-      heartbeatSeconds: 0.2,
-      deadAfterSeconds: 1,
-      retrySeconds: 0.5,
-      load: async () => IDLE,
-    };
+    const crashy = await startRegistryNode(server.url, 'crashy');
+    const opts = registryOptions('crashy', { publicUrl: () => 'http://crashy-restarted.test' });
     const watcher = new NodeRegistry(observer, { ...opts, id: 'watcher' }, log);
     assert.equal((await watcher.liveNodes()).find((n) => n.id === 'crashy')?.alive, true);
     // While it lives, its id is taken.

@@ -7,22 +7,11 @@ import { pino } from 'pino';
 import type { Logger } from '../../src/logging.js';
 import { NodeRegistry } from '../../src/nodes/index.js';
 import { openDatabase } from '../../src/store/index.js';
+import { registryOptions } from './nodes.js';
 
 const [url, id] = process.argv.slice(2) as [string, string];
 const db = await openDatabase({ url, dataDir: '/nonexistent' });
-const registry = new NodeRegistry(
-  db,
-  {
-    id,
-    region: 'eu',
-    publicUrl: () => `http://${id}.test`,
-    heartbeatSeconds: 0.2,
-    deadAfterSeconds: 1,
-    retrySeconds: 0.5,
-    load: async () => ({ workers: 1, rooms: 0, peers: 0, consumers: 0, cpu: 0 }),
-  },
-  pino({ level: 'silent' }) as unknown as Logger,
-);
+const registry = new NodeRegistry(db, registryOptions(id), pino({ level: 'silent' }) as unknown as Logger);
 await registry.start();
 console.log('registered');
 setInterval(() => undefined, 60_000);
