@@ -95,6 +95,19 @@ describe.each(['pglite', 'postgres'] as const)('node registry on %s', (kind) => 
     assert.equal((await third.liveNodes()).find((n) => n.id === 'n-dup')?.publicUrl, 'http://other.test');
   });
 
+  test('rows of nodes silent for a week are forgotten when a node starts', async () => {
+    const old = await node('n-old');
+    await old.stop();
+    await db.query("UPDATE nodes SET heartbeat_at = now() - interval '8 days' WHERE id = 'n-old'");
+    const recent = await node('n-recent');
+    await recent.stop();
+    await db.query("UPDATE nodes SET heartbeat_at = now() - interval '6 days' WHERE id = 'n-recent'");
+    const r = await node('n-new');
+    const ids = (await r.list()).map((n) => n.id);
+    assert.ok(!ids.includes('n-old'), ids.join());
+    assert.ok(ids.includes('n-recent'), ids.join());
+  });
+
   test('draining is published, and placement picks the least-loaded live node that is not draining', async () => {
     const busy = { workers: 2, rooms: 2, peers: 8, consumers: 40, cpu: 0.5 };
     const light = { workers: 2, rooms: 1, peers: 2, consumers: 4, cpu: 0.1 };

@@ -56,6 +56,9 @@ export interface NodeRegistryObserverEvents {
   replaced: [];
 }
 
+/** How long the registry keeps the row of a node that stopped or died. */
+export const FORGET_AFTER_DAYS = 7;
+
 const iso = (v: Date | string | null) => (v === null ? null : new Date(v).toISOString());
 
 /**
@@ -101,6 +104,8 @@ export class NodeRegistry {
           'give each node its own id',
       ]);
     }
+    // Nodes named after short-lived hosts (containers) come and go: rows silent for a week are forgotten.
+    await this.db.query(`DELETE FROM nodes WHERE heartbeat_at < now() - interval '${FORGET_AFTER_DAYS} days'`);
     const load = await this.options.load();
     await this.db.query(
       `INSERT INTO nodes (id, instance, public_url, region, started_at, heartbeat_at, stopped_at, draining,
@@ -158,7 +163,7 @@ export class NodeRegistry {
     await this.heartbeat();
   }
 
-  /** Every node ever registered, with its liveness by the database's clock. */
+  /** Every node registered in the last FORGET_AFTER_DAYS, with its liveness by the database's clock. */
   async list(): Promise<NodeInfo[]> {
     const { rows } = await this.db.query<NodeRow>(
       `SELECT *, (stopped_at IS NULL AND heartbeat_at > now() - make_interval(secs => $1)) AS alive
