@@ -25,6 +25,7 @@ import compliancePlugin from './compliance/index.js';
 import { RoomBans, RoomDirectory } from './media/index.js';
 import demoPlugin, { type DemoSetup } from './demo/index.js';
 import storePlugin, { sharedSecret } from './store/index.js';
+import nodesPlugin from './nodes/index.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -144,6 +145,7 @@ export async function buildApp(
     await app.register(httpTracing);
     await app.register(storePlugin, { config });
     await app.register(corePlugin, { config });
+    await app.register(nodesPlugin);
     await app.register(clickhousePlugin);
     await app.register(telemetryPlugin);
     await app.register(webhooksPlugin);

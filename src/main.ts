@@ -29,7 +29,18 @@ async function main(): Promise<void> {
     );
   // Before the app: the tracer and meter providers must be registered first.
   const otel = await startOpenTelemetry(process.env, { metrics: config.metrics, logger: loggerOptions(config) });
-  const app = await buildApp(config, { demo });
+  let app: Awaited<ReturnType<typeof buildApp>>;
+  try {
+    app = await buildApp(config, { demo });
+  } catch (err) {
+    // A start refused for its configuration (e.g. a node id another live node has) is EX_CONFIG too.
+    if (err instanceof ConfigError) {
+      console.error(err.message);
+      await otel?.shutdown();
+      process.exit(78);
+    }
+    throw err;
+  }
   await app.listen({ host: config.server.host, port: config.server.port });
   // VIGIE_PORT=0 picks a free port: the links handed out must name the one picked.
   if (config.server.port === 0)
@@ -59,7 +70,12 @@ async function main(): Promise<void> {
   const shutdown = async (signal: string) => {
     app.log.info({ signal }, 'shutting down');
     // SIGTERM (an orchestrator's stop) lets calls end first, up to VIGIE_DRAIN_DEADLINE_S; Ctrl-C does not wait.
-    if (signal === 'SIGTERM') await app.drainSignaling();
+    if (signal === 'SIGTERM') {
+      // Published at once, so placement on other nodes stops choosing this one while its calls end.
+      const drained = app.drainSignaling();
+      await app.nodes.registry.markDraining();
+      await drained;
+    }
     await app.close();
     await otel?.shutdown();
     process.exit(0);

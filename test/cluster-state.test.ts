@@ -43,10 +43,12 @@ beforeAll(async () => {
     path.join(upgraded, 'secrets', 'subject-salts.jsonl'),
     `${JSON.stringify({ k: hmac(`salt-lookup\0${OLD_SUBJECT}`), s: OLD_SALT })}\n`,
   );
-  for (const dataDir of [upgraded, undefined]) {
+  for (const [i, dataDir] of [upgraded, undefined].entries()) {
     nodes.push(
       await startGateway({
         dataDir,
+        // Two live nodes with one id is a configuration error the node registry refuses.
+        node: { id: `node-${i + 1}` },
         database: { url: pg.url },
         clickhouse: { url: chdb.url },
         // No configured secret: each node takes the one the cluster generated.

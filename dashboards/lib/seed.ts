@@ -100,7 +100,8 @@ const STEP_MS = 10_000;
 export async function seed(target: SeedTarget, now: number): Promise<SeededCall[]> {
   const r = rng(7);
   const calls: SeededCall[] = [];
-  for (const plan of PLANS) calls.push(seedCall(target, plan, now, r));
+  // Calls spread over two nodes, as a cluster's rows are (the SFU dashboard's per-node view).
+  for (const [i, plan] of PLANS.entries()) calls.push(seedCall(target, plan, now, r, SEED_NODES[i % 2]!));
   target.write('call_events', {
     ts: now - 70 * 60_000,
     tenant: '',
@@ -108,6 +109,7 @@ export async function seed(target: SeedTarget, now: number): Promise<SeededCall[
     call_id: '',
     peer_id: '',
     participant: '',
+    node: SEED_NODES[0],
     event: 'worker.died',
     object_id: '4242',
     reason: 'worker process exited with code 139',
@@ -118,7 +120,10 @@ export async function seed(target: SeedTarget, now: number): Promise<SeededCall[
   return calls;
 }
 
-function seedCall(target: SeedTarget, plan: CallPlan, now: number, r: () => number): SeededCall {
+/** The node ids the seeded rows carry. */
+export const SEED_NODES = ['vigie-1', 'vigie-2'];
+
+function seedCall(target: SeedTarget, plan: CallPlan, now: number, r: () => number, node: string): SeededCall {
   const callId = uuid(r);
   const start = now - plan.startMinAgo * 60_000;
   const end = start + plan.minutes * 60_000;
@@ -129,6 +134,7 @@ function seedCall(target: SeedTarget, plan: CallPlan, now: number, r: () => numb
     call_id: callId,
     peer_id: p?.peer ?? '',
     participant: p?.participant ?? '',
+    node,
   });
   const event = (
     ts: number,

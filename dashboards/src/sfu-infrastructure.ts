@@ -1,6 +1,7 @@
 /**
  * 3. SFU infrastructure: worker CPU; rooms, peers, producers and consumers;
- * the transport mix (udp, tcp, relay); ICE failures; the ClickHouse writer's
+ * the transport mix (udp, tcp, relay); ICE failures; joins and transports per
+ * node (telemetry rows name their node); the ClickHouse writer's
  * queue, spool and insert latency.
  *
  * The gateway's OpenTelemetry metrics (src/telemetry/gatewayMetrics.ts) reach
@@ -191,6 +192,40 @@ export function sfuInfrastructure() {
         columns: ['tcp'],
         w: 6,
         h: 5,
+      }),
+    )
+    .withRow(new RowBuilder('Nodes'))
+    .withPanel(
+      timeSeriesPanel(cat, {
+        title: 'Participants joined, per node',
+        description:
+          'peer.joined call events by the node (VIGIE_NODE_ID) that served them: how rooms spread over the nodes.',
+        sql: `
+          SELECT $__timeInterval(ts) AS time, if(node = '', '(unnamed)', node) AS node, count() AS joins
+          FROM call_events
+          WHERE $__timeFilter(ts) AND event = 'peer.joined'
+          GROUP BY time, node ORDER BY time`,
+        columns: ['time', 'node', 'joins'],
+        bars: true,
+        stack: true,
+        min: 0,
+        w: 12,
+        h: 8,
+      }),
+    )
+    .withPanel(
+      timeSeriesPanel(cat, {
+        title: 'Media transports, per node',
+        description: 'WebRTC transports sampled in the interval, by the node that carries them.',
+        sql: `
+          SELECT $__timeInterval(ts) AS time, if(node = '', '(unnamed)', node) AS node, uniqExact(transport_id) AS transports
+          FROM transport_stats
+          WHERE $__timeFilter(ts)
+          GROUP BY time, node ORDER BY time`,
+        columns: ['time', 'node', 'transports'],
+        min: 0,
+        w: 12,
+        h: 8,
       }),
     )
     .withRow(new RowBuilder('Telemetry pipeline (ClickHouse writer)'))

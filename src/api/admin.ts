@@ -36,6 +36,12 @@ export async function adminRoutes(app: FastifyInstance): Promise<void> {
 
   app.get('/v1/admin/tenants', opts('List tenants'), async () => ({ tenants: app.tenants.list().map(publicTenant) }));
 
+  // The registry shared by every node: any node answers for all of them, dead ones included (shown not alive).
+  app.get('/v1/admin/nodes', opts('List the nodes, their liveness and load'), async () => ({
+    self: app.nodes.registry.id,
+    nodes: await app.nodes.registry.list(),
+  }));
+
   app.put(
     '/v1/admin/tenants/:tenant',
     opts('Create or update a tenant', { params: openapi(tenantParam), body: openapi(tenantBody) }),

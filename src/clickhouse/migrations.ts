@@ -291,6 +291,15 @@ export const MIGRATIONS: Migration[] = [
       `ALTER TABLE ${db}.access_log${onCluster} ADD COLUMN IF NOT EXISTS subject String DEFAULT '' COMMENT 'pseudonym of the participant whose user token made the access; empty for API keys' AFTER actor`,
     ],
   },
+  {
+    version: 6,
+    name: 'nodes: telemetry rows name the node that wrote them',
+    statements: ({ db, onCluster }) =>
+      ['track_stats', 'transport_stats', 'call_events', 'client_stats'].map(
+        (t) =>
+          `ALTER TABLE ${db}.${t}${onCluster} ADD COLUMN IF NOT EXISTS node LowCardinality(String) DEFAULT '' COMMENT 'node id (VIGIE_NODE_ID) of the gateway that wrote the row; empty in rows written before node ids' AFTER participant`,
+      ),
+  },
 ];
 
 function checksum(m: Migration): string {

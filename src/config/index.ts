@@ -75,6 +75,7 @@ export interface Config {
   ice: { stunUrls: string[]; turnUrls: string[]; turnSecret?: string; turnCredentialTtlSeconds: number };
   /** This node among those sharing one PostgreSQL (`id` defaults to the host name). */
   node: { id: string; region: string };
+  nodes: { heartbeatSeconds: number; deadAfterSeconds: number; singletonRetrySeconds: number };
   database: { url?: string; poolSize: number };
   clickhouse: {
     url?: string;
@@ -273,6 +274,12 @@ export function loadConfig(env: Env = process.env, overrides: Record<string, unk
       problems.push(
         `VIGIE_MEDIA_RTC_MIN_PORT (${cfg.media.rtcMinPort}) must be lower than VIGIE_MEDIA_RTC_MAX_PORT ` +
           `(${cfg.media.rtcMaxPort})`,
+      );
+    }
+    if (cfg.nodes.deadAfterSeconds <= cfg.nodes.heartbeatSeconds) {
+      problems.push(
+        `VIGIE_NODES_DEAD_AFTER_S (${cfg.nodes.deadAfterSeconds}) must exceed VIGIE_NODES_HEARTBEAT_S ` +
+          `(${cfg.nodes.heartbeatSeconds}): a live node would be seen dead between two heartbeats`,
       );
     }
     if (Boolean(cfg.server.tlsCertFile) !== Boolean(cfg.server.tlsKeyFile)) {

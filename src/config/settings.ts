@@ -386,6 +386,29 @@ export const SETTINGS: readonly SettingSpec[] = [
     'Region of this node, for placement with region affinity.',
   ),
   setting(
+    'nodes.heartbeatSeconds',
+    'VIGIE_NODES_HEARTBEAT_S',
+    positiveInt.max(300).default(2),
+    '2',
+    'How often this node publishes its liveness and load (peers, consumers, worker CPU) in the node registry.',
+  ),
+  setting(
+    'nodes.deadAfterSeconds',
+    'VIGIE_NODES_DEAD_AFTER_S',
+    positiveInt.max(3600).default(10),
+    '10',
+    'A node whose last heartbeat is older than this is dead: placement skips it and its rooms are released. ' +
+      'Must exceed VIGIE_NODES_HEARTBEAT_S.',
+  ),
+  setting(
+    'nodes.singletonRetrySeconds',
+    'VIGIE_NODES_SINGLETON_RETRY_S',
+    positiveInt.max(300).default(3),
+    '3',
+    'How often a node retries taking the lock of a one-node job (retention sweeper, TTL application) that ' +
+      'another node holds: the longest a job stays without a node after its holder died, plus the server noticing.',
+  ),
+  setting(
     'database.url',
     'VIGIE_DATABASE_URL',
     z

@@ -98,7 +98,7 @@ export default fp(
       webhook,
       log: app.log.child({ component: 'retention-sweeper' }),
     });
-    sweeper.start(config.retention.sweepIntervalSeconds);
+    sweeper.start(config.retention.sweepIntervalSeconds, await app.nodes.singleton('retention-sweeper'));
     app.decorate('recording', { service, store, sweeper });
     app.addHook('preClose', async () => {
       sweeper.stop();
@@ -107,6 +107,13 @@ export default fp(
   },
   {
     name: 'vigie-recording',
-    dependencies: ['vigie-core', 'vigie-clickhouse', 'vigie-telemetry', 'vigie-webhooks', 'vigie-retention'],
+    dependencies: [
+      'vigie-core',
+      'vigie-clickhouse',
+      'vigie-telemetry',
+      'vigie-webhooks',
+      'vigie-retention',
+      'vigie-nodes',
+    ],
   },
 );

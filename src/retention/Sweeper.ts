@@ -20,14 +20,17 @@ export interface SweeperDeps {
  */
 export class Sweeper {
   /** Each deletion, for the audit log. */
-  readonly observer = new EventEmitter<{ deleted: [row: CatalogRow] }>();
+  readonly observer = new EventEmitter<{ deleted: [row: CatalogRow]; swept: [deleted: number] }>();
   #timer?: NodeJS.Timeout;
   #running?: Promise<number>;
 
   constructor(private readonly d: SweeperDeps) {}
 
-  start(intervalSeconds: number): void {
-    this.#timer = setInterval(() => void this.sweep(), intervalSeconds * 1000);
+  /** Sweeps every `intervalSeconds`; given a singleton, only while this node holds it (one node sweeps). */
+  start(intervalSeconds: number, singleton?: { readonly held: boolean }): void {
+    this.#timer = setInterval(() => {
+      if (singleton?.held !== false) void this.sweep();
+    }, intervalSeconds * 1000);
     this.#timer.unref();
   }
 
@@ -104,6 +107,7 @@ export class Sweeper {
     }
     if (deleted) this.d.log.info({ deleted, due: due.length }, 'retention sweep deleted expired recordings');
     await this.d.rows.flush();
+    this.observer.emit('swept', deleted);
     return deleted;
   }
 }

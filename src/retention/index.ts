@@ -34,7 +34,10 @@ export interface Retention {
   policyOf(tenant: string): RetentionPolicy;
   /** Re-reads the policy folder; throws PolicyError (and keeps the current set) if refused. */
   reload(): Promise<Map<string, RetentionPolicy>>;
-  /** Applies the ClickHouse TTLs that changed; returns the tables altered (none when ClickHouse is not ready). */
+  /**
+   * Applies the ClickHouse TTLs that changed; returns the tables altered (none when ClickHouse is not ready, or
+   * when another node holds the TTL singleton).
+   */
   applyTtls(): Promise<string[]>;
   files: DataDirSweeper;
 }
@@ -81,13 +84,15 @@ export default fp(
       promised = new Map<string, PromisedLock>();
     }
 
+    // TTLs are table-wide: one node applies them (the others would repeat the same ALTERs and merges).
+    const ttlLock = await app.nodes.singleton('retention-ttl');
     let current = new Map<string, RetentionPolicy>();
     const policyOf = (tenant: string) => policyFor(current, tenant, app.tenants.get(tenant)?.retentionPolicy);
     // One ALTER sequence at a time: a tenant change during a reload must not interleave its statements.
     let ttlChain: Promise<unknown> = Promise.resolve();
     const applyTtls = (): Promise<string[]> => {
       const run = ttlChain.then(async () => {
-        if (!ch.schemaReady) return [];
+        if (!ch.schemaReady || !ttlLock.held) return [];
         const altered = await applyClickHouseTtls(
           ch.client,
           ch.database,
@@ -135,6 +140,8 @@ export default fp(
       }
       applyTtls().catch((err) => log.error({ err }, 'could not apply TTLs'));
     });
+    // The node that takes the job over (its holder died) applies what may have changed since.
+    ttlLock.observer.on('acquired', () => void applyTtls().catch((err) => log.error({ err }, 'could not apply TTLs')));
     // A remote ClickHouse that was down at start gets its TTLs once it is up.
     ch.observer.on('ready', () => void applyTtls().catch((err) => log.error({ err }, 'could not apply TTLs')));
 
@@ -149,5 +156,5 @@ export default fp(
     app.addHook('onClose', async () => files.stop());
     app.decorate('retention', { policies: () => current, policyOf, reload, applyTtls, files });
   },
-  { name: 'vigie-retention', dependencies: ['vigie-core', 'vigie-clickhouse'] },
+  { name: 'vigie-retention', dependencies: ['vigie-core', 'vigie-clickhouse', 'vigie-nodes'] },
 );

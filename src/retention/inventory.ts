@@ -51,6 +51,10 @@ export const TABLE_RULES: Record<string, TtlRule | ManagedRule> = {
 export const STORE_TABLE_RULES: Record<string, ManagedRule> = {
   schema_migrations: { managedBy: 'schema versions; no personal data' },
   shared_secrets: { managedBy: 'secrets every node shares (token signing, pseudonym master secret); no personal data' },
+  nodes: {
+    managedBy:
+      'one row per node (URL, region, heartbeat, load); no personal data; forgotten 7 days after it went silent',
+  },
   audit_heads: { managedBy: "each tenant's audit chain head (seq, hashes, times): kept as long as the chain" },
   audit_outbox: {
     managedBy:

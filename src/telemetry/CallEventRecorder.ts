@@ -81,6 +81,7 @@ export class CallEventRecorder {
           call_id: '',
           peer_id: '',
           participant: '',
+          node: this.keys.node,
           event: 'worker.died',
           object_id: String(slot.worker.pid),
           reason: error.message.slice(0, 200),

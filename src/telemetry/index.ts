@@ -65,7 +65,7 @@ export default fp(
       config.telemetry.pseudonymSecret ?? (await sharedSecret(app.db, 'pseudonym-master.secret', config.dataDir));
     const pseudonymizer = new Pseudonymizer(secret, app.db);
     await pseudonymizer.start(path.join(config.dataDir, 'secrets', 'subject-salts.jsonl'), log);
-    const keys = new CallKeys(pseudonymizer, log);
+    const keys = new CallKeys(pseudonymizer, log, config.node.id);
     // Before a participant enters a room, their salt is in this node's cache: rows can be keyed without waiting.
     app.sfu.addJoinHook(async (claims) => void (await pseudonymizer.pseudonym(claims.tenant, claims.identity)));
     const collector = new StatsCollector(

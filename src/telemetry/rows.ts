@@ -9,6 +9,8 @@ export interface CallKey {
   call_id: string;
   peer_id: string;
   participant: string;
+  /** The node that wrote the row (config.node.id): one call's rows may come from several nodes. */
+  node: string;
 }
 
 /** Builds call keys, computing each peer's pseudonym once. */
@@ -18,6 +20,7 @@ export class CallKeys {
   constructor(
     readonly pseudonymizer: Pseudonymizer,
     private readonly log: Logger,
+    readonly node: string,
   ) {}
 
   /**
@@ -50,6 +53,7 @@ export class CallKeys {
       call_id: room.callId,
       peer_id: peer?.id ?? '',
       participant: peer ? this.participant(peer) : '',
+      node: this.node,
     };
   }
 }

@@ -84,6 +84,7 @@ export async function startGateway(overrides: Record<string, any> = {}): Promise
       clickhouse: overrides.clickhouse,
       database: overrides.database,
       node: overrides.node,
+      nodes: overrides.nodes,
       webhooks: overrides.webhooks,
       quality: overrides.quality,
       storage: overrides.storage,
