@@ -141,4 +141,28 @@ describe('store on a PostgreSQL server: node death', () => {
     assert.ok(taken, 'another node takes the lock');
     await taken.release();
   });
+
+  test('a listener whose connection is cut listens again, and is told to read what it missed', async () => {
+    const got: string[] = [];
+    let resyncs = 0;
+    const stop = await a.listen(
+      'vigie_test_cut',
+      (p) => got.push(p),
+      () => resyncs++,
+    );
+    // What a failover looks like to this node: the server ends its listening connection.
+    await b.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'vigie-listen'");
+    await waitFor(
+      'the resync',
+      async () => resyncs,
+      (n) => n >= 1,
+    );
+    await b.notify('vigie_test_cut', 'after the cut');
+    await waitFor(
+      'the notification after the cut',
+      async () => got,
+      (g) => g.includes('after the cut'),
+    );
+    await stop();
+  });
 });

@@ -140,7 +140,8 @@ class KeyRing {
       throw new Error(
         `the audit signing key's kid ${this.current.kid} was already used by another key: give the new key its own kid`,
       );
-    await this.db.listen(KEYS_CHANGED, () => void this.reload().catch(() => undefined));
+    const reload = () => void this.reload().catch(() => undefined);
+    await this.db.listen(KEYS_CHANGED, reload, reload);
     await this.db.notify(KEYS_CHANGED, String(this.current.kid));
   }
 

@@ -44,12 +44,18 @@ export class RoomBans {
       onChange: async (change) => {
         if (change.t === 'ban') await bans.#reload(change.key);
       },
+      reloadAll: () => bans.#reloadAll(),
     });
-    const { rows } = await opts.db.query<BanEntry>(
+    await bans.#reloadAll();
+    return bans;
+  }
+
+  async #reloadAll(): Promise<void> {
+    const { rows } = await this.#db.query<BanEntry>(
       'SELECT key, until FROM room_bans WHERE until > extract(epoch FROM now())',
     );
-    for (const b of rows) bans.#bans.set(b.key, b.until);
-    return bans;
+    this.#bans.clear();
+    for (const b of rows) this.#bans.set(b.key, b.until);
   }
 
   /**

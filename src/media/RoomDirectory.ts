@@ -125,11 +125,17 @@ export class RoomDirectory {
       onChange: async (change) => {
         if (change.t === 'room') await dir.#reload(change.tenant, change.room);
       },
+      reloadAll: () => dir.#reloadAll(),
     });
-    const { rows } = await opts.db.query<RoomRow>(`SELECT ${ROOM_COLUMNS} FROM rooms`);
-    for (const r of rows) dir.#rooms.set(roomKey(r.tenant, r.room), toDeclared(r));
+    await dir.#reloadAll();
     await opts.db.query('DELETE FROM room_placements WHERE node_id = $1', [opts.nodeId]);
     return dir;
+  }
+
+  async #reloadAll(): Promise<void> {
+    const { rows } = await this.#db.query<RoomRow>(`SELECT ${ROOM_COLUMNS} FROM rooms`);
+    this.#rooms.clear();
+    for (const r of rows) this.#rooms.set(roomKey(r.tenant, r.room), toDeclared(r));
   }
 
   get(tenant: string, room: string): DeclaredRoom | undefined {

@@ -64,19 +64,27 @@ export async function notifyChange(tx: Pick<Database, 'query'>, change: RoomsCha
 function listenChanges(
   db: Database,
   apply: (change: RoomsChange) => Promise<void>,
+  resync: () => Promise<void>,
   onError: (err: unknown) => void,
 ): Promise<() => Promise<void>> {
   let chain = Promise.resolve();
-  return db.listen(ROOMS_CHANNEL, (payload) => {
-    let change: RoomsChange;
-    try {
-      change = JSON.parse(payload) as RoomsChange;
-    } catch (err) {
-      onError(err);
-      return;
-    }
-    chain = chain.then(() => apply(change)).catch(onError);
-  });
+  return db.listen(
+    ROOMS_CHANNEL,
+    (payload) => {
+      let change: RoomsChange;
+      try {
+        change = JSON.parse(payload) as RoomsChange;
+      } catch (err) {
+        onError(err);
+        return;
+      }
+      chain = chain.then(() => apply(change)).catch(onError);
+    },
+    // The listening connection was lost and opened again: changes made meanwhile were not announced.
+    () => {
+      chain = chain.then(resync).catch(onError);
+    },
+  );
 }
 
 /**
@@ -116,14 +124,19 @@ const MIGRATIONS = { rooms: ROOMS_MIGRATIONS, 'room-bans': ROOM_BANS_MIGRATIONS 
 export async function startRoomsTable(
   o: { db: Database; log: Logger; legacyFile?: string },
   owner: keyof typeof MIGRATIONS,
-  rows: { importLegacy: (content: unknown) => Promise<number>; onChange: (change: RoomsChange) => Promise<void> },
+  rows: {
+    importLegacy: (content: unknown) => Promise<number>;
+    onChange: (change: RoomsChange) => Promise<void>;
+    /** Reads the whole table again (after the listening connection was lost). */
+    reloadAll: () => Promise<void>;
+  },
 ): Promise<() => Promise<void>> {
   await migrateStore(o.db, owner, MIGRATIONS[owner], o.log);
   if (o.legacyFile) {
     const n = await importLegacyFile(o.legacyFile, rows.importLegacy);
     if (n) o.log.info({ owner, rows: n, file: o.legacyFile }, 'imported into PostgreSQL');
   }
-  return listenChanges(o.db, rows.onChange, (err) =>
+  return listenChanges(o.db, rows.onChange, rows.reloadAll, (err) =>
     o.log.error({ err, owner }, 'a change from another node could not be read'),
   );
 }

@@ -28,8 +28,17 @@ export interface Database extends Queryable {
   transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
   /** Several statements without parameters (migrations). */
   exec(sql: string): Promise<void>;
-  /** LISTEN on `channel`; resolves to the function that stops listening. */
-  listen(channel: string, onNotify: (payload: string) => void): Promise<() => Promise<void>>;
+  /**
+   * LISTEN on `channel`; resolves to the function that stops listening. If the
+   * connection that listens is lost (a server restart, a failover), it is opened
+   * again and `onResync` is called: notifications sent meanwhile are lost, so
+   * the listener reads again whatever it keeps a copy of.
+   */
+  listen(
+    channel: string,
+    onNotify: (payload: string) => void,
+    onResync?: () => void,
+  ): Promise<() => Promise<void>>;
   notify(channel: string, payload: string): Promise<void>;
   /**
    * Takes the session advisory lock `key` if no one holds it, on any node.
@@ -72,6 +81,7 @@ class PgliteDatabase implements Database {
     await this.#db.exec(sql);
   }
 
+  // In-process: the session cannot be lost, so there is never anything to resync.
   listen(channel: string, onNotify: (payload: string) => void): Promise<() => Promise<void>> {
     return this.#db.listen(channel, onNotify).then((unlisten) => () => unlisten());
   }
@@ -99,13 +109,19 @@ class PgliteDatabase implements Database {
   }
 }
 
+interface Subscriber {
+  onNotify: (payload: string) => void;
+  onResync?: () => void;
+}
+
 class PostgresDatabase implements Database {
   readonly kind = 'postgres' as const;
   readonly #pool: pg.Pool;
   readonly #url: string;
-  /** One connection for every LISTEN of this node, opened on the first. */
+  /** One connection for every LISTEN of this node, opened on the first, and again when lost. */
   #listener?: Promise<pg.Client>;
-  readonly #channels = new Map<string, Set<(payload: string) => void>>();
+  readonly #channels = new Map<string, Set<Subscriber>>();
+  #closed = false;
   /** Clients opened outside the pool (the listener, lock holders), closed with the database. */
   readonly #clients = new Set<pg.Client>();
 
@@ -160,26 +176,64 @@ class PostgresDatabase implements Database {
     return client;
   }
 
-  async listen(channel: string, onNotify: (payload: string) => void): Promise<() => Promise<void>> {
-    this.#listener ??= this.#connect().then((client) => {
+  /** Opens the listening connection; when it is lost, opens it again (backing off) and has every listener resync. */
+  #openListener(): Promise<pg.Client> {
+    const opening = (async () => {
+      const client = await this.#connect();
+      // Which connection this is, for the operator's pg_stat_activity (and the test that cuts it).
+      await client.query("SET application_name = 'vigie-listen'");
       client.on('notification', (n) => {
-        for (const cb of this.#channels.get(n.channel) ?? []) cb(n.payload ?? '');
+        for (const s of this.#channels.get(n.channel) ?? []) s.onNotify(n.payload ?? '');
+      });
+      for (const channel of this.#channels.keys()) await client.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
+      client.once('end', () => {
+        if (this.#closed || this.#listener !== opening) return;
+        this.#listener = undefined;
+        void this.#relisten(0);
       });
       return client;
+    })();
+    this.#listener = opening;
+    opening.catch(() => {
+      if (this.#listener === opening) this.#listener = undefined;
     });
-    const client = await this.#listener;
+    return opening;
+  }
+
+  async #relisten(attempt: number): Promise<void> {
+    if (this.#closed || this.#channels.size === 0) return;
+    try {
+      await this.#openListener();
+    } catch {
+      const delay = Math.min(10_000, 250 * 2 ** attempt);
+      setTimeout(() => void this.#relisten(attempt + 1), delay).unref();
+      return;
+    }
+    for (const subs of this.#channels.values()) for (const s of subs) s.onResync?.();
+  }
+
+  async listen(
+    channel: string,
+    onNotify: (payload: string) => void,
+    onResync?: () => void,
+  ): Promise<() => Promise<void>> {
+    const subscriber: Subscriber = { onNotify, onResync };
     let subs = this.#channels.get(channel);
+    const first = !subs;
     if (!subs) {
       subs = new Set();
       this.#channels.set(channel, subs);
-      await client.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
     }
-    subs.add(onNotify);
+    subs.add(subscriber);
+    const client = await (this.#listener ?? this.#openListener());
+    // A listener opened before this channel existed does not LISTEN on it yet.
+    if (first) await client.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
     return async () => {
-      subs.delete(onNotify);
+      subs.delete(subscriber);
       if (subs.size === 0 && this.#channels.get(channel) === subs) {
         this.#channels.delete(channel);
-        await client.query(`UNLISTEN ${pg.escapeIdentifier(channel)}`).catch(() => undefined);
+        const current = await this.#listener?.catch(() => undefined);
+        await current?.query(`UNLISTEN ${pg.escapeIdentifier(channel)}`).catch(() => undefined);
       }
     };
   }
@@ -213,6 +267,7 @@ class PostgresDatabase implements Database {
   }
 
   async close(): Promise<void> {
+    this.#closed = true;
     await Promise.all([...this.#clients].map((c) => c.end().catch(() => undefined)));
     await this.#pool.end();
   }

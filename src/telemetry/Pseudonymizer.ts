@@ -51,7 +51,12 @@ class SubjectSalts {
     }
     // Deleted, not kept aside: a copy would outlive the erasure of the salts it holds.
     if (existsSync(legacyFile)) rmSync(legacyFile);
-    await this.db.listen(ERASED, (key) => this.#cache.delete(key));
+    // After a lost connection, erasures made meanwhile were not announced: forget every cached salt.
+    await this.db.listen(
+      ERASED,
+      (key) => this.#cache.delete(key),
+      () => this.#cache.clear(),
+    );
   }
 
   cached(key: string): string | undefined {

@@ -78,13 +78,23 @@ export class TenantRegistry {
     await migrateStore(opts.db, 'tenants', STORE_MIGRATIONS, opts.log);
     if (opts.legacyFile) await registry.#importLegacy(opts.legacyFile);
     // Listen before loading: a change committed in between is then reloaded, not missed.
-    registry.#unlisten = await opts.db.listen(TENANTS_CHANNEL, (id) => registry.#onNotify(id));
-    const { rows } = await opts.db.query<TenantRow & { id: string }>(
-      'SELECT id, config, removed, version FROM tenants',
+    registry.#unlisten = await opts.db.listen(
+      TENANTS_CHANNEL,
+      (id) => registry.#onNotify(id),
+      // The listening connection was lost and opened again: read every tenant, in case one changed meanwhile.
+      () =>
+        void registry
+          .#loadAll(true)
+          .catch((err) => registry.#log.error({ err }, 'could not reload the tenants after a lost connection')),
     );
-    for (const row of rows) registry.#applyRow(row.id, row, false);
+    await registry.#loadAll(false);
     registry.#rebuildKeys();
     return registry;
+  }
+
+  async #loadAll(emit: boolean): Promise<void> {
+    const { rows } = await this.#db.query<TenantRow & { id: string }>('SELECT id, config, removed, version FROM tenants');
+    for (const row of rows) this.#applyRow(row.id, row, emit);
   }
 
   async close(): Promise<void> {

@@ -86,7 +86,12 @@ export class WebhookDispatcher {
   /** Starts polling the outbox, and waking on `vigie_webhooks` notifications when `db` is given. */
   async start(db?: Pick<Database, 'listen'>): Promise<void> {
     this.#started = true;
-    if (db) this.#unlisten = await db.listen(OUTBOX_CHANNEL, () => this.#pump());
+    if (db)
+      this.#unlisten = await db.listen(
+        OUTBOX_CHANNEL,
+        () => this.#pump(),
+        () => this.#pump(),
+      );
     this.#timer = setInterval(() => this.#pump(), this.options.pollMs);
     this.#timer.unref();
     this.#pump();
