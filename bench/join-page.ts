@@ -18,6 +18,7 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import { startGateway } from '../test/helpers/gateway.js';
 import { CHROMIUM, CHROMIUM_ARGS, joinThroughPage, launchBrowser, waitFor } from '../test/helpers/browser.js';
 import { startBareServer } from './join-page/bare-server.js';
+import { type Frame, type Step, STEP_NAMES, type StepName, steps, tapServers } from './join-page/steps.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 8);
 /** The pre-join screen's button, in either language; the bare page's is named "Join" too. */
@@ -38,7 +39,14 @@ interface Sample {
   wsOpen: number;
   track: number;
   frame: number;
+  /** Each signaling request on the way to the frame, as the page and the server saw it (ms from the start). */
+  steps: Map<StepName, Step>;
+  /** The longest event-loop stall of the process that runs the servers, from the click to the frame. */
+  loopDelayMaxMs: number;
 }
+
+/** What the page reports: times from its navigation start, and its sockets' frames on the wall clock. */
+type PageSample = Pick<Sample, 'firstScript' | 'wsCreated' | 'wsOpen' | 'track' | 'frame'> & { frames: Frame[] };
 
 /** Runs in every measured page before its own scripts. */
 function instrument(): void {
@@ -46,8 +54,17 @@ function instrument(): void {
   const bench: {
     wsCreated?: number;
     wsOpen?: number;
-    frame?: Promise<Pick<Sample, 'firstScript' | 'wsCreated' | 'wsOpen' | 'track' | 'frame'>>;
-  } = {};
+    frames: Frame[];
+    frame?: Promise<PageSample>;
+  } = { frames: [] };
+  const wallClock = () => performance.timeOrigin + performance.now();
+  const parse = (raw: unknown) => {
+    try {
+      return JSON.parse(String(raw));
+    } catch {
+      return undefined;
+    }
+  };
   (window as any).bench = bench;
   const NativeWebSocket = window.WebSocket;
   window.WebSocket = class extends NativeWebSocket {
@@ -55,6 +72,12 @@ function instrument(): void {
       super(...args);
       bench.wsCreated ??= performance.now();
       this.addEventListener('open', () => (bench.wsOpen ??= performance.now()));
+      // Every signaling frame, for the step timings (bench/join-page/steps.ts): the same on both pages.
+      this.addEventListener('message', (ev) => bench.frames.push({ t: wallClock(), dir: 'in', msg: parse(ev.data) }));
+    }
+    override send(data: string) {
+      bench.frames.push({ t: wallClock(), dir: 'out', msg: parse(data) });
+      super.send(data);
     }
   };
   const Processor = (window as any).MediaStreamTrackProcessor;
@@ -80,6 +103,7 @@ function instrument(): void {
               wsOpen: bench.wsOpen ?? Number.NaN,
               track: created,
               frame,
+              frames: bench.frames,
             });
           }, reject);
         });
@@ -94,6 +118,7 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
+const tap = tapServers();
 const gw = await startGateway();
 const bare = await startBareServer();
 let seq = 0;
@@ -129,6 +154,9 @@ const browser: Browser = await chromium.launch({ executablePath: CHROMIUM, headl
 
 /** Loads the page, clicks "Join" if it has a pre-join screen, and waits for the first remote frame. */
 async function measure(page: Page, target: Target, prejoin: boolean): Promise<Sample> {
+  // Both servers run in this process: a blocked event loop delays whichever page is being measured.
+  const loop = monitorEventLoopDelay({ resolution: 1 });
+  if (!prejoin) loop.enable();
   await page.goto(await targets[target](prejoin), { waitUntil: 'commit' });
   if (prejoin) {
     const button = page.getByRole('button', { name: JOIN_BUTTON });
@@ -137,6 +165,7 @@ async function measure(page: Page, target: Target, prejoin: boolean): Promise<Sa
     await page.waitForFunction(
       () => !(document.querySelector('button[type=submit], button') as HTMLButtonElement | null)?.disabled,
     );
+    loop.enable();
     await button.evaluate((el: HTMLElement, mark) => {
       performance.mark(mark);
       el.click();
@@ -145,23 +174,29 @@ async function measure(page: Page, target: Target, prejoin: boolean): Promise<Sa
   const timeout = new Promise<never>((_, reject) =>
     setTimeout(() => reject(new Error(`${target}: no remote frame in 30 s`)), 30_000).unref(),
   );
-  const got = await Promise.race([
-    page.evaluate(
-      () =>
-        (window as any).bench.frame as Promise<
-          Pick<Sample, 'firstScript' | 'wsCreated' | 'wsOpen' | 'track' | 'frame'>
-        >,
-    ),
+  const { frames: _early, ...got } = await Promise.race([
+    page.evaluate(() => (window as any).bench.frame as Promise<PageSample>),
     timeout,
   ]);
+  loop.disable();
   const marks = await page.evaluate(
     (mark) => ({
+      origin: performance.timeOrigin,
       start: performance.getEntriesByName(mark)[0]?.startTime ?? 0,
       html: (performance.getEntriesByType('navigation')[0] as PerformanceNavigationTiming).responseEnd,
+      // Read now rather than with the frame: the last answers can come just after it.
+      frames: (window as any).bench.frames as Frame[],
     }),
     CLICK_MARK,
   );
-  return { ...marks, ...got };
+  const { origin, frames, ...rest } = marks;
+  const port = Number(new URL(target === 'bare' ? bare.url : gw.url).port);
+  return {
+    ...rest,
+    ...got,
+    steps: steps(frames, tap.connections(port), origin + rest.start),
+    loopDelayMaxMs: loop.max / 1e6,
+  };
 }
 
 /** One cold load (new context) then one warm load (same context) of a target. */
@@ -212,6 +247,12 @@ console.error(`[join-page] measured from ${prejoin ? 'the click on "Join"' : 'na
 await round('bare', prejoin);
 await round('vigie', prejoin);
 
+/** Each step as page sent / server received / server answered / page had the answer, in ms from the start. */
+const fmtStep = (st: Step | undefined) =>
+  [st?.sent, st?.received, st?.answered, st?.done].map((t) => (t === undefined ? '-' : Math.round(t))).join('/');
+const fmtSteps = (s: Sample) =>
+  `${STEP_NAMES.map((n) => `${n} ${fmtStep(s.steps.get(n))}`).join(', ')}; loop max ${Math.round(s.loopDelayMaxMs)} ms`;
+
 const results: Record<Target, { cold: Sample[]; warm: Sample[] }> = {
   bare: { cold: [], warm: [] },
   vigie: { cold: [], warm: [] },
@@ -226,6 +267,9 @@ for (let i = 0; i < ROUNDS; i++) {
       `frame ${Math.round(s.frame - s.start)} ms (html ${Math.round(s.html)}, script ${Math.round(s.firstScript)}, ws ${Math.round(s.wsCreated - s.start)}–${Math.round(s.wsOpen - s.start)}, track ${Math.round(s.track - s.start)})`;
     console.error(
       `[join-page] round ${i + 1} ${target.padEnd(5)} cold ${fmt(r.cold)}, warm ${fmt(r.warm)}; server event loop delay max ${Math.round(r.loopDelayMaxMs)} ms`,
+    );
+    console.error(
+      `[join-page]   steps ${target.padEnd(5)} cold ${fmtSteps(r.cold)}\n[join-page]   steps ${target.padEnd(5)} warm ${fmtSteps(r.warm)}`,
     );
   }
 }
@@ -246,6 +290,25 @@ const summary = (kind: 'cold' | 'warm') => {
     htmlMs: { bare: ms('bare', 'html'), vigie: ms('vigie', 'html') },
     wsOpenMs: { bare: ms('bare', 'wsOpen'), vigie: ms('vigie', 'wsOpen') },
     trackMs: { bare: ms('bare', 'track'), vigie: ms('vigie', 'track') },
+    // Median of each step's four times (page sent / server received / server answered / page had the answer).
+    steps: Object.fromEntries(
+      (['bare', 'vigie'] as const).map((t) => [
+        t,
+        Object.fromEntries(
+          STEP_NAMES.map((n) => {
+            const of = (k: keyof Step) => {
+              const xs = results[t][kind].map((s) => s.steps.get(n)?.[k]).filter((x): x is number => x !== undefined);
+              return xs.length ? Math.round(median(xs)) : undefined;
+            };
+            return [n, `${of('sent') ?? '-'}/${of('received') ?? '-'}/${of('answered') ?? '-'}/${of('done') ?? '-'}`];
+          }),
+        ),
+      ]),
+    ),
+    loopDelayMaxMs: {
+      bare: Math.round(median(results.bare[kind].map((s) => s.loopDelayMaxMs))),
+      vigie: Math.round(median(results.vigie[kind].map((s) => s.loopDelayMaxMs))),
+    },
   };
 };
 console.log(
