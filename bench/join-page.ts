@@ -18,6 +18,7 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import { startGateway } from '../test/helpers/gateway.js';
 import { CHROMIUM, CHROMIUM_ARGS, joinThroughPage, launchBrowser, waitFor } from '../test/helpers/browser.js';
 import { startBareServer } from './join-page/bare-server.js';
+import { WindowProfiler } from './join-page/profile.js';
 import { type Frame, type Step, STEP_NAMES, type StepName, steps, tapServers } from './join-page/steps.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 8);
@@ -119,6 +120,8 @@ function median(xs: number[]): number {
 }
 
 const tap = tapServers();
+const profiler = process.env.BENCH_PROFILE === '1' ? new WindowProfiler() : undefined;
+await profiler?.start();
 const gw = await startGateway();
 const bare = await startBareServer();
 let seq = 0;
@@ -153,7 +156,7 @@ await waitFor(
 const browser: Browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
 
 /** Loads the page, clicks "Join" if it has a pre-join screen, and waits for the first remote frame. */
-async function measure(page: Page, target: Target, prejoin: boolean): Promise<Sample> {
+async function measure(page: Page, target: Target, prejoin: boolean, kind: 'cold' | 'warm'): Promise<Sample> {
   // Both servers run in this process: a blocked event loop delays whichever page is being measured.
   const loop = monitorEventLoopDelay({ resolution: 1 });
   if (!prejoin) loop.enable();
@@ -166,6 +169,7 @@ async function measure(page: Page, target: Target, prejoin: boolean): Promise<Sa
       () => !(document.querySelector('button[type=submit], button') as HTMLButtonElement | null)?.disabled,
     );
     loop.enable();
+    await profiler?.begin();
     await button.evaluate((el: HTMLElement, mark) => {
       performance.mark(mark);
       el.click();
@@ -179,6 +183,7 @@ async function measure(page: Page, target: Target, prejoin: boolean): Promise<Sa
     timeout,
   ]);
   loop.disable();
+  if (prejoin) await profiler?.end(`${target} ${kind}`);
   const marks = await page.evaluate(
     (mark) => ({
       origin: performance.timeOrigin,
@@ -199,6 +204,15 @@ async function measure(page: Page, target: Target, prejoin: boolean): Promise<Sa
   };
 }
 
+/** A new browser context (an empty cache) whose pages run the instrumentation first. */
+async function instrumentedContext() {
+  const context = await browser.newContext();
+  // tsx compiles named functions with esbuild's `__name` helper, which the page does not have.
+  await context.addInitScript({ content: 'globalThis.__name ??= (f) => f;' });
+  await context.addInitScript(instrument);
+  return context;
+}
+
 /** One cold load (new context) then one warm load (same context) of a target. */
 async function round(
   target: Target,
@@ -207,14 +221,13 @@ async function round(
   // Both servers run in this process: a blocked event loop delays whichever page is being measured.
   const loop = monitorEventLoopDelay({ resolution: 5 });
   loop.enable();
-  const context = await browser.newContext();
-  await context.addInitScript(instrument);
+  const context = await instrumentedContext();
   const page = await context.newPage();
   page.on('pageerror', (e) => console.error(`[${target}] page error: ${e.message}`));
   try {
-    const cold = await measure(page, target, prejoin);
+    const cold = await measure(page, target, prejoin, 'cold');
     await new Promise((r) => setTimeout(r, 1000)); // let the call settle before it is left
-    const warm = await measure(page, target, prejoin);
+    const warm = await measure(page, target, prejoin, 'warm');
     await new Promise((r) => setTimeout(r, 1000));
     return { cold, warm, loopDelayMaxMs: loop.max / 1e6 };
   } finally {
@@ -225,8 +238,7 @@ async function round(
 
 /** Whether Vigie's page shows a "Join" button before its first remote frame: then both pages are measured from the click. */
 async function hasPrejoin(): Promise<boolean> {
-  const context = await browser.newContext();
-  await context.addInitScript(instrument);
+  const context = await instrumentedContext();
   const page = await context.newPage();
   await page.goto(await targets.vigie());
   const button = page.getByRole('button', { name: JOIN_BUTTON });
@@ -274,6 +286,7 @@ for (let i = 0; i < ROUNDS; i++) {
   }
 }
 
+if (profiler) console.error(profiler.report());
 await browser.close();
 await remote.close();
 await bare.close();

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { startGateway, type TestGateway } from './helpers/gateway.js';
-import { launchBrowser, receivedMedia, waitFor } from './helpers/browser.js';
+import { joinThroughPage, launchBrowser, receivedMedia, waitFor } from './helpers/browser.js';
 
 let gw: TestGateway;
 let browser: Awaited<ReturnType<typeof launchBrowser>>;
@@ -95,4 +95,36 @@ test('the join page, on its pre-join screen, joins nobody until the click on "Jo
   );
   assert.deepEqual(sockets, [gw.wsUrl], 'and the join went over it');
   await page.close();
+});
+
+test('the join answer carries the recv transport: the page asks for no createWebRtcTransport to receive, and receives on it', async () => {
+  const sender = await browser.context.newPage();
+  await joinThroughPage(sender, `${gw.url}/join?token=${await gw.mint({ room: 'recv-join', identity: 'sender' })}`);
+  await waitFor(
+    'the sender to publish',
+    () => sender.evaluate(() => (window as any).vigieEvents?.some((e: { type: string }) => e.type === 'published')),
+    Boolean,
+  );
+
+  const page = await browser.context.newPage();
+  const sent: Array<{ method?: string; data?: any }> = [];
+  page.on('websocket', (ws) => ws.on('framesent', ({ payload }) => sent.push(JSON.parse(String(payload)))));
+  await joinThroughPage(page, `${gw.url}/join?token=${await gw.mint({ room: 'recv-join', identity: 'receiver' })}`);
+  await waitFor(
+    'media from the sender',
+    () => receivedMedia(page),
+    (m) => m.videoTracks === 1 && m.framesDecoded > 5,
+  );
+  const requests = sent.map((f) => `${f.method}${f.data?.direction ? ` ${f.data.direction}` : ''}`);
+  assert.equal(sent.find((f) => f.method === 'join')?.data.recvTransport, true, 'the SDK asks for it with the join');
+  assert.ok(!requests.includes('createWebRtcTransport recv'), `no recv transport requested: ${requests.join(', ')}`);
+  assert.ok(requests.includes('consume'), 'it consumed');
+  // The transport the page receives on is the one the server made with the join.
+  const peerId = await page.evaluate(() => (window as any).vigieCall.info.peerId);
+  const peer = gw.app.sfu.getRoom('acme', 'recv-join')!.peers.get(peerId)!;
+  const recv = [...peer.transports.values()].filter((t) => t.appData.direction === 'recv');
+  assert.equal(recv.length, 1);
+  assert.equal(sent.find((f) => f.method === 'consume')?.data.transportId, recv[0]!.id);
+  await page.close();
+  await sender.close();
 });
