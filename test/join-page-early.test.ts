@@ -128,3 +128,50 @@ test('the join answer carries the recv transport: the page asks for no createWeb
   await page.close();
   await sender.close();
 });
+
+test('the pre-join screen has the browser work out its media capabilities: after the click, the join waits for no probe', async () => {
+  const sender = await browser.context.newPage();
+  await joinThroughPage(sender, `${gw.url}/join?token=${await gw.mint({ room: 'probe', identity: 'sender' })}`);
+  const page = await browser.context.newPage();
+  // Every RTCPeerConnection of the page, and whether it ever got a remote description: mediasoup-client's probes of
+  // the native capabilities (Device.load) only make an offer and close; a transport's connection gets an answer.
+  await page.addInitScript(() => {
+    const pcs: Array<{ remote: boolean }> = [];
+    const entries = new WeakMap<RTCPeerConnection, { remote: boolean }>();
+    (window as any).pcs = pcs;
+    const Native = window.RTCPeerConnection;
+    const setRemote = Native.prototype.setRemoteDescription;
+    Native.prototype.setRemoteDescription = function (this: RTCPeerConnection, ...args: unknown[]) {
+      const entry = entries.get(this);
+      if (entry) entry.remote = true;
+      return setRemote.apply(this, args as never);
+    } as typeof setRemote;
+    window.RTCPeerConnection = class extends Native {
+      constructor(...args: ConstructorParameters<typeof RTCPeerConnection>) {
+        super(...args);
+        const entry = { remote: false };
+        entries.set(this, entry);
+        pcs.push(entry);
+      }
+    };
+  });
+  await page.goto(`${gw.url}/join?token=${await gw.mint({ room: 'probe', identity: 'prober' })}`);
+  await page.waitForFunction(() => (window as any).vigieEvents?.some((e: { type: string }) => e.type === 'prejoin'));
+  const pcs = () => page.evaluate(() => (window as any).pcs as Array<{ remote: boolean }>);
+  const before = await pcs();
+  assert.equal(before.length, 2, 'the two probes (receiving, sending) ran on the pre-join screen');
+  await page.click('#join-button');
+  await waitFor(
+    'media from the sender',
+    () => receivedMedia(page),
+    (m) => m.videoTracks === 1 && m.framesDecoded > 5,
+  );
+  const after = (await pcs()).slice(before.length);
+  assert.deepEqual(
+    after.map((pc) => pc.remote),
+    [true, true],
+    'after the click, only the two transports (receive, send): no probe',
+  );
+  await page.close();
+  await sender.close();
+});

@@ -114,8 +114,11 @@ function nameRequests(frames: Frame[]): Map<number | string, StepName> {
     if (!req) continue;
     const answer = msg.data ?? {};
     let name: string | undefined;
-    if (req.method === 'join') name = 'join';
-    else if (req.method === 'createWebRtcTransport' || req.method === 'createTransport') {
+    if (req.method === 'join') {
+      name = 'join';
+      // Vigie's join can carry the recv transport (its `connectTransport` is then named after it).
+      if (answer.recvTransport) transports.set(answer.recvTransport.transportId, 'recv');
+    } else if (req.method === 'createWebRtcTransport' || req.method === 'createTransport') {
       transports.set(answer.transportId ?? answer.id, req.data.direction);
       name = `transport ${req.data.direction}`;
     } else if (req.method === 'connectTransport') name = `connect ${transports.get(req.data.transportId)}`;
