@@ -11,13 +11,18 @@
  * The instrumentation is the same script in both pages, injected before any
  * of theirs: it notes when a WebSocket opens and reads the first frame of each
  * received video track with a MediaStreamTrackProcessor (frames reach it as
- * they are decoded, whether or not the page shows them).
+ * they are decoded, whether or not the page shows them). It also records the
+ * pages' signaling frames, and the servers theirs, for the time of each step
+ * (bench/join-page/steps.ts). The bare server runs in a process of its own
+ * (bench/join-page/bare-process.ts), so that neither server's work stalls the
+ * other; the gateway shares this one with the browsers' driver.
+ * BENCH_PROFILE=1 adds a CPU profile of this process (bench/join-page/profile.ts).
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { startGateway } from '../test/helpers/gateway.js';
 import { CHROMIUM, CHROMIUM_ARGS, joinThroughPage, launchBrowser, waitFor } from '../test/helpers/browser.js';
-import { startBareServer } from './join-page/bare-server.js';
+import { startBareProcess } from './join-page/bare-process.js';
 import { WindowProfiler } from './join-page/profile.js';
 import { type Frame, type Step, STEP_NAMES, type StepName, steps, tapServers } from './join-page/steps.js';
 
@@ -42,7 +47,7 @@ interface Sample {
   frame: number;
   /** Each signaling request on the way to the frame, as the page and the server saw it (ms from the start). */
   steps: Map<StepName, Step>;
-  /** The longest event-loop stall of the process that runs the servers, from the click to the frame. */
+  /** The longest event-loop stall of the gateway's process, from the click to the frame. */
   loopDelayMaxMs: number;
 }
 
@@ -123,7 +128,7 @@ const tap = tapServers();
 const profiler = process.env.BENCH_PROFILE === '1' ? new WindowProfiler() : undefined;
 await profiler?.start();
 const gw = await startGateway();
-const bare = await startBareServer();
+const bare = await startBareProcess();
 let seq = 0;
 const targets = {
   bare: async (prejoin: boolean) => `${bare.url}/${prejoin ? '?prejoin=1' : ''}`,
@@ -157,7 +162,8 @@ const browser: Browser = await chromium.launch({ executablePath: CHROMIUM, headl
 
 /** Loads the page, clicks "Join" if it has a pre-join screen, and waits for the first remote frame. */
 async function measure(page: Page, target: Target, prejoin: boolean, kind: 'cold' | 'warm'): Promise<Sample> {
-  // Both servers run in this process: a blocked event loop delays whichever page is being measured.
+  // The gateway's process, which also drives the browsers (the bare server has its own): a stall here delays Vigie's
+  // answers, and the driver's, which both pages wait for alike.
   const loop = monitorEventLoopDelay({ resolution: 1 });
   if (!prejoin) loop.enable();
   await page.goto(await targets[target](prejoin), { waitUntil: 'commit' });
@@ -195,11 +201,11 @@ async function measure(page: Page, target: Target, prejoin: boolean, kind: 'cold
     CLICK_MARK,
   );
   const { origin, frames, ...rest } = marks;
-  const port = Number(new URL(target === 'bare' ? bare.url : gw.url).port);
+  const server = target === 'bare' ? await bare.connections() : tap.connections(Number(new URL(gw.url).port));
   return {
     ...rest,
     ...got,
-    steps: steps(frames, tap.connections(port), origin + rest.start),
+    steps: steps(frames, server, origin + rest.start),
     loopDelayMaxMs: loop.max / 1e6,
   };
 }
@@ -218,7 +224,7 @@ async function round(
   target: Target,
   prejoin: boolean,
 ): Promise<{ cold: Sample; warm: Sample; loopDelayMaxMs: number }> {
-  // Both servers run in this process: a blocked event loop delays whichever page is being measured.
+  // The gateway's process (see measure).
   const loop = monitorEventLoopDelay({ resolution: 5 });
   loop.enable();
   const context = await instrumentedContext();
