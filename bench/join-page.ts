@@ -182,7 +182,18 @@ async function measure(page: Page, target: Target, prejoin: boolean, kind: 'cold
     }, CLICK_MARK);
   }
   const timeout = new Promise<never>((_, reject) =>
-    setTimeout(() => reject(new Error(`${target}: no remote frame in 30 s`)), 30_000).unref(),
+    setTimeout(async () => {
+      // What the page got to: its events (Vigie's page reports them) and its signaling, for the report.
+      const seen = await page
+        .evaluate(() => ({
+          events: ((window as any).vigieEvents ?? []).map((e: { type: string }) => e.type),
+          frames: ((window as any).bench.frames as Frame[]).map(
+            (f) => `${f.dir} ${f.msg?.method ?? ''}${f.msg?.id ?? ''}${(f.msg as any)?.ok === false ? ' error' : ''}`,
+          ),
+        }))
+        .catch((e: Error) => e.message);
+      reject(new Error(`${target} ${kind}: no remote frame in 30 s; the page saw ${JSON.stringify(seen)}`));
+    }, 30_000).unref(),
   );
   const { frames: _early, ...got } = await Promise.race([
     page.evaluate(() => (window as any).bench.frame as Promise<PageSample>),
