@@ -13,18 +13,13 @@
  * received video track with a MediaStreamTrackProcessor (frames reach it as
  * they are decoded, whether or not the page shows them). It also records the
  * pages' signaling frames, and the servers theirs, for the time of each step
- * (bench/join-page/steps.ts). The bare server runs in a process of its own
- * (bench/join-page/bare-process.ts), so that neither server's work stalls the
- * other; the gateway shares this one with the browsers' driver.
- * BENCH_PROFILE=1 adds a CPU profile of this process (bench/join-page/profile.ts).
+ * (bench/join-page/steps.ts). Each server runs in a process of its own, and
+ * this one drives the browsers (bench/join-page/server-process.ts).
  */
-import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import { startGateway } from '../test/helpers/gateway.js';
 import { CHROMIUM, CHROMIUM_ARGS, joinThroughPage, launchBrowser, waitFor } from '../test/helpers/browser.js';
-import { startBareProcess } from './join-page/bare-process.js';
-import { WindowProfiler } from './join-page/profile.js';
-import { type Frame, type Step, STEP_NAMES, type StepName, steps, tapServers } from './join-page/steps.js';
+import { startServerProcess } from './join-page/server-process.js';
+import { type Frame, type Step, STEP_NAMES, type StepName, steps } from './join-page/steps.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 8);
 /** The pre-join screen's button, in either language; the bare page's is named "Join" too. */
@@ -47,7 +42,7 @@ interface Sample {
   frame: number;
   /** Each signaling request on the way to the frame, as the page and the server saw it (ms from the start). */
   steps: Map<StepName, Step>;
-  /** The longest event-loop stall of the gateway's process, from the click to the frame. */
+  /** The longest event-loop stall of the server's process, from the click to the frame. */
   loopDelayMaxMs: number;
 }
 
@@ -124,26 +119,20 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
-const tap = tapServers();
-const profiler = process.env.BENCH_PROFILE === '1' ? new WindowProfiler() : undefined;
-await profiler?.start();
-const gw = await startGateway();
-const bare = await startBareProcess();
+// Each server in its own process (bench/join-page/server-process.ts).
+const [gw, bare] = await Promise.all([startServerProcess('vigie'), startServerProcess('bare')]);
+const servers = { bare, vigie: gw };
 let seq = 0;
 const targets = {
   bare: async (prejoin: boolean) => `${bare.url}/${prejoin ? '?prejoin=1' : ''}`,
-  vigie: async () =>
-    `${gw.url}/join?token=${await gw.mint({ room: 'bench', identity: `viewer-${++seq}`, name: 'Viewer', grants: ['publish', 'subscribe'] })}`,
+  vigie: async () => `${gw.url}/join?token=${await gw.mint({ identity: `viewer-${++seq}`, name: 'Viewer' })}`,
 };
 type Target = keyof typeof targets;
 
 // The remote party: one page on each server, publishing before the first measure and until the last.
 const remote = await launchBrowser();
 const vigieRemote = await remote.context.newPage();
-await joinThroughPage(
-  vigieRemote,
-  `${gw.url}/join?token=${await gw.mint({ room: 'bench', identity: 'remote', name: 'Remote', grants: ['publish', 'subscribe'] })}`,
-);
+await joinThroughPage(vigieRemote, `${gw.url}/join?token=${await gw.mint({ identity: 'remote', name: 'Remote' })}`);
 const bareRemote = await remote.context.newPage();
 await bareRemote.goto(bare.url);
 await waitFor(
@@ -162,10 +151,8 @@ const browser: Browser = await chromium.launch({ executablePath: CHROMIUM, headl
 
 /** Loads the page, clicks "Join" if it has a pre-join screen, and waits for the first remote frame. */
 async function measure(page: Page, target: Target, prejoin: boolean, kind: 'cold' | 'warm'): Promise<Sample> {
-  // The gateway's process, which also drives the browsers (the bare server has its own): a stall here delays Vigie's
-  // answers, and the driver's, which both pages wait for alike.
-  const loop = monitorEventLoopDelay({ resolution: 1 });
-  if (!prejoin) loop.enable();
+  // The server's longest event-loop stall is read from the click (or navigation) to the frame: reset it now.
+  if (!prejoin) await servers[target].loopDelayMaxMs();
   await page.goto(await targets[target](prejoin), { waitUntil: 'commit' });
   if (prejoin) {
     const button = page.getByRole('button', { name: JOIN_BUTTON });
@@ -174,8 +161,7 @@ async function measure(page: Page, target: Target, prejoin: boolean, kind: 'cold
     await page.waitForFunction(
       () => !(document.querySelector('button[type=submit], button') as HTMLButtonElement | null)?.disabled,
     );
-    loop.enable();
-    await profiler?.begin();
+    await servers[target].loopDelayMaxMs();
     await button.evaluate((el: HTMLElement, mark) => {
       performance.mark(mark);
       el.click();
@@ -199,8 +185,7 @@ async function measure(page: Page, target: Target, prejoin: boolean, kind: 'cold
     page.evaluate(() => (window as any).bench.frame as Promise<PageSample>),
     timeout,
   ]);
-  loop.disable();
-  if (prejoin) await profiler?.end(`${target} ${kind}`);
+  const loopDelayMaxMs = await servers[target].loopDelayMaxMs();
   const marks = await page.evaluate(
     (mark) => ({
       origin: performance.timeOrigin,
@@ -212,12 +197,12 @@ async function measure(page: Page, target: Target, prejoin: boolean, kind: 'cold
     CLICK_MARK,
   );
   const { origin, frames, ...rest } = marks;
-  const server = target === 'bare' ? await bare.connections() : tap.connections(Number(new URL(gw.url).port));
+  const server = await servers[target].connections();
   return {
     ...rest,
     ...got,
     steps: steps(frames, server, origin + rest.start),
-    loopDelayMaxMs: loop.max / 1e6,
+    loopDelayMaxMs,
   };
 }
 
@@ -231,13 +216,7 @@ async function instrumentedContext() {
 }
 
 /** One cold load (new context) then one warm load (same context) of a target. */
-async function round(
-  target: Target,
-  prejoin: boolean,
-): Promise<{ cold: Sample; warm: Sample; loopDelayMaxMs: number }> {
-  // The gateway's process (see measure).
-  const loop = monitorEventLoopDelay({ resolution: 5 });
-  loop.enable();
+async function round(target: Target, prejoin: boolean): Promise<{ cold: Sample; warm: Sample }> {
   const context = await instrumentedContext();
   const page = await context.newPage();
   page.on('pageerror', (e) => console.error(`[${target}] page error: ${e.message}`));
@@ -246,9 +225,8 @@ async function round(
     await new Promise((r) => setTimeout(r, 1000)); // let the call settle before it is left
     const warm = await measure(page, target, prejoin, 'warm');
     await new Promise((r) => setTimeout(r, 1000));
-    return { cold, warm, loopDelayMaxMs: loop.max / 1e6 };
+    return { cold, warm };
   } finally {
-    loop.disable();
     await context.close();
   }
 }
@@ -280,7 +258,7 @@ await round('vigie', prejoin);
 const fmtStep = (st: Step | undefined) =>
   [st?.sent, st?.received, st?.answered, st?.done].map((t) => (t === undefined ? '-' : Math.round(t))).join('/');
 const fmtSteps = (s: Sample) =>
-  `${STEP_NAMES.map((n) => `${n} ${fmtStep(s.steps.get(n))}`).join(', ')}; loop max ${Math.round(s.loopDelayMaxMs)} ms`;
+  `${STEP_NAMES.map((n) => `${n} ${fmtStep(s.steps.get(n))}`).join(', ')}; server loop stall max ${Math.round(s.loopDelayMaxMs)} ms`;
 
 const results: Record<Target, { cold: Sample[]; warm: Sample[] }> = {
   bare: { cold: [], warm: [] },
@@ -294,16 +272,13 @@ for (let i = 0; i < ROUNDS; i++) {
     results[target].warm.push(r.warm);
     const fmt = (s: Sample) =>
       `frame ${Math.round(s.frame - s.start)} ms (html ${Math.round(s.html)}, script ${Math.round(s.firstScript)}, ws ${Math.round(s.wsCreated - s.start)}–${Math.round(s.wsOpen - s.start)}, track ${Math.round(s.track - s.start)})`;
-    console.error(
-      `[join-page] round ${i + 1} ${target.padEnd(5)} cold ${fmt(r.cold)}, warm ${fmt(r.warm)}; server event loop delay max ${Math.round(r.loopDelayMaxMs)} ms`,
-    );
+    console.error(`[join-page] round ${i + 1} ${target.padEnd(5)} cold ${fmt(r.cold)}, warm ${fmt(r.warm)}`);
     console.error(
       `[join-page]   steps ${target.padEnd(5)} cold ${fmtSteps(r.cold)}\n[join-page]   steps ${target.padEnd(5)} warm ${fmtSteps(r.warm)}`,
     );
   }
 }
 
-if (profiler) console.error(profiler.report());
 await browser.close();
 await remote.close();
 await bare.close();
