@@ -173,6 +173,8 @@ async function measure(page: Page, target: Target, prejoin: boolean, kind: 'cold
       const seen = await page
         .evaluate(() => ({
           events: ((window as any).vigieEvents ?? []).map((e: { type: string }) => e.type),
+          status: document.getElementById('status')?.textContent,
+          ws: [(window as any).bench.wsCreated, (window as any).bench.wsOpen].map(Math.round),
           frames: ((window as any).bench.frames as Frame[]).map(
             (f) => `${f.dir} ${f.msg?.method ?? ''}${f.msg?.id ?? ''}${(f.msg as any)?.ok === false ? ' error' : ''}`,
           ),
