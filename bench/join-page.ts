@@ -157,15 +157,15 @@ async function measure(page: Page, target: Target, prejoin: boolean, kind: 'cold
   if (prejoin) {
     const button = page.getByRole('button', { name: JOIN_BUTTON });
     await button.waitFor({ state: 'visible', timeout: 30_000 });
-    // Clickable once the page's script handles it (Vigie's button is disabled in the HTML until then).
-    await page.waitForFunction(
-      () => !(document.querySelector('button[type=submit], button') as HTMLButtonElement | null)?.disabled,
-    );
     await servers[target].loopDelayMaxMs();
-    await button.evaluate((el: HTMLElement, mark) => {
-      performance.mark(mark);
-      el.click();
-    }, CLICK_MARK);
+    // The measure starts when the click reaches the button. A real click (Playwright's), once the button is enabled:
+    // Vigie's is disabled in the HTML until its script handles it.
+    await button.evaluate(
+      (el: HTMLElement, mark) =>
+        el.addEventListener('click', () => performance.mark(mark), { capture: true, once: true }),
+      CLICK_MARK,
+    );
+    await button.click({ timeout: 30_000 });
   }
   const timeout = new Promise<never>((_, reject) =>
     setTimeout(async () => {
@@ -174,6 +174,7 @@ async function measure(page: Page, target: Target, prejoin: boolean, kind: 'cold
         .evaluate(() => ({
           events: ((window as any).vigieEvents ?? []).map((e: { type: string }) => e.type),
           status: document.getElementById('status')?.textContent,
+          button: document.querySelector('button')?.outerHTML,
           ws: [(window as any).bench.wsCreated, (window as any).bench.wsOpen].map(Math.round),
           frames: ((window as any).bench.frames as Frame[]).map(
             (f) => `${f.dir} ${f.msg?.method ?? ''}${f.msg?.id ?? ''}${(f.msg as any)?.ok === false ? ' error' : ''}`,

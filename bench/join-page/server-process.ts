@@ -67,6 +67,8 @@ if (process.argv[2] === '--child') {
     const mint: ServerProcess['mint'] = (o) => gw.mint({ room: 'bench', grants: ['publish', 'subscribe'], ...o });
     server = { url: gw.url, close: gw.close, mint };
   }
+  // The benchmark is gone (it crashed, or was stopped): so is its server.
+  process.on('disconnect', () => process.exit(1));
   const port = Number(new URL(server.url).port);
   const loop = monitorEventLoopDelay({ resolution: 1 });
   loop.enable();
