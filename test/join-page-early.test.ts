@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { startGateway, type TestGateway } from './helpers/gateway.js';
-import { launchBrowser, receivedMedia, waitFor } from './helpers/browser.js';
+import { joinThroughPage, launchBrowser, receivedMedia, waitFor } from './helpers/browser.js';
 
 let gw: TestGateway;
 let browser: Awaited<ReturnType<typeof launchBrowser>>;
@@ -95,4 +95,83 @@ test('the join page, on its pre-join screen, joins nobody until the click on "Jo
   );
   assert.deepEqual(sockets, [gw.wsUrl], 'and the join went over it');
   await page.close();
+});
+
+test('the join answer carries the recv transport: the page asks for no createWebRtcTransport to receive, and receives on it', async () => {
+  const sender = await browser.context.newPage();
+  await joinThroughPage(sender, `${gw.url}/join?token=${await gw.mint({ room: 'recv-join', identity: 'sender' })}`);
+  await waitFor(
+    'the sender to publish',
+    () => sender.evaluate(() => (window as any).vigieEvents?.some((e: { type: string }) => e.type === 'published')),
+    Boolean,
+  );
+
+  const page = await browser.context.newPage();
+  const sent: Array<{ method?: string; data?: any }> = [];
+  page.on('websocket', (ws) => ws.on('framesent', ({ payload }) => sent.push(JSON.parse(String(payload)))));
+  await joinThroughPage(page, `${gw.url}/join?token=${await gw.mint({ room: 'recv-join', identity: 'receiver' })}`);
+  await waitFor(
+    'media from the sender',
+    () => receivedMedia(page),
+    (m) => m.videoTracks === 1 && m.framesDecoded > 5,
+  );
+  const requests = sent.map((f) => `${f.method}${f.data?.direction ? ` ${f.data.direction}` : ''}`);
+  assert.equal(sent.find((f) => f.method === 'join')?.data.recvTransport, true, 'the SDK asks for it with the join');
+  assert.ok(!requests.includes('createWebRtcTransport recv'), `no recv transport requested: ${requests.join(', ')}`);
+  assert.ok(requests.includes('consume'), 'it consumed');
+  // The transport the page receives on is the one the server made with the join.
+  const peerId = await page.evaluate(() => (window as any).vigieCall.info.peerId);
+  const peer = gw.app.sfu.getRoom('acme', 'recv-join')!.peers.get(peerId)!;
+  const recv = [...peer.transports.values()].filter((t) => t.appData.direction === 'recv');
+  assert.equal(recv.length, 1);
+  assert.equal(sent.find((f) => f.method === 'consume')?.data.transportId, recv[0]!.id);
+  await page.close();
+  await sender.close();
+});
+
+test('the pre-join screen has the browser work out its media capabilities: after the click, the join waits for no probe', async () => {
+  const sender = await browser.context.newPage();
+  await joinThroughPage(sender, `${gw.url}/join?token=${await gw.mint({ room: 'probe', identity: 'sender' })}`);
+  const page = await browser.context.newPage();
+  // Every RTCPeerConnection of the page, and whether it ever got a remote description: mediasoup-client's probes of
+  // the native capabilities (Device.load) only make an offer and close; a transport's connection gets an answer.
+  await page.addInitScript(() => {
+    const pcs: Array<{ remote: boolean }> = [];
+    const entries = new WeakMap<RTCPeerConnection, { remote: boolean }>();
+    (window as any).pcs = pcs;
+    const Native = window.RTCPeerConnection;
+    const setRemote = Native.prototype.setRemoteDescription;
+    Native.prototype.setRemoteDescription = function (this: RTCPeerConnection, ...args: unknown[]) {
+      const entry = entries.get(this);
+      if (entry) entry.remote = true;
+      return setRemote.apply(this, args as never);
+    } as typeof setRemote;
+    window.RTCPeerConnection = class extends Native {
+      constructor(...args: ConstructorParameters<typeof RTCPeerConnection>) {
+        super(...args);
+        const entry = { remote: false };
+        entries.set(this, entry);
+        pcs.push(entry);
+      }
+    };
+  });
+  await page.goto(`${gw.url}/join?token=${await gw.mint({ room: 'probe', identity: 'prober' })}`);
+  await page.waitForFunction(() => (window as any).vigieEvents?.some((e: { type: string }) => e.type === 'prejoin'));
+  const pcs = () => page.evaluate(() => (window as any).pcs as Array<{ remote: boolean }>);
+  const before = await pcs();
+  assert.equal(before.length, 2, 'the two probes (receiving, sending) ran on the pre-join screen');
+  await page.click('#join-button');
+  await waitFor(
+    'media from the sender',
+    () => receivedMedia(page),
+    (m) => m.videoTracks === 1 && m.framesDecoded > 5,
+  );
+  const after = (await pcs()).slice(before.length);
+  assert.deepEqual(
+    after.map((pc) => pc.remote),
+    [true, true],
+    'after the click, only the two transports (receive, send): no probe',
+  );
+  await page.close();
+  await sender.close();
 });

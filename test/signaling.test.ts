@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { SignJWT } from 'jose';
 import { WebSocket } from 'ws';
 import { startGateway, nextNotification, expectCode, rawFrame, type TestGateway } from './helpers/gateway.js';
+import { waitFor } from './helpers/browser.js';
 
 let gw: TestGateway;
 beforeAll(async () => {
@@ -358,4 +359,47 @@ test('tokens in URLs never reach the log', async () => {
   assert.ok(gw.logs().includes('token=[redacted]'));
   assert.ok(!gw.logs().includes(token));
   assert.ok(!gw.logs().includes(gw.config.auth.hs256Secret!));
+});
+
+test("join creates the recv transport when asked and the token allows subscribing; it counts as the peer's own", async () => {
+  const join = async (identity: string, grants: Array<'publish' | 'subscribe'>, recvTransport?: boolean) => {
+    const c = await gw.connect();
+    const token = await gw.mint({ room: 'recv-with-join', identity, grants });
+    return {
+      c,
+      joined: await c.request<any>('join', { token, ...(recvTransport === undefined ? {} : { recvTransport }) }),
+    };
+  };
+  const peerOf = (peerId: string) => gw.app.sfu.getRoom('acme', 'recv-with-join')!.peers.get(peerId)!;
+
+  const viewer = await join('viewer', ['subscribe'], true);
+  const t = viewer.joined.recvTransport;
+  assert.ok(t, 'the answer carries the transport');
+  assert.equal(typeof t.transportId, 'string');
+  assert.ok(t.iceCandidates.length > 0 && t.iceParameters.usernameFragment && t.dtlsParameters.fingerprints.length);
+  const transport = peerOf(viewer.joined.peerId).transports.get(t.transportId);
+  assert.equal(transport?.appData.direction, 'recv', 'the server has it, as a recv transport of this peer');
+  // It is the peer's like any other: connecting it works once, and the transport limit counts it.
+  await viewer.c.request('connectTransport', { transportId: t.transportId, dtlsParameters: fakeDtls });
+  await expectCode(
+    viewer.c.request('connectTransport', { transportId: t.transportId, dtlsParameters: fakeDtls }),
+    'INVALID_REQUEST',
+  );
+  for (let i = 1; i < 4; i++) await viewer.c.request('createWebRtcTransport', { direction: 'recv' });
+  await expectCode(viewer.c.request('createWebRtcTransport', { direction: 'recv' }), 'FORBIDDEN');
+
+  // Not asked, or not allowed to subscribe: no transport.
+  const plain = await join('plain', ['publish', 'subscribe']);
+  assert.equal(plain.joined.recvTransport, undefined);
+  assert.equal(peerOf(plain.joined.peerId).transports.size, 0);
+  const speaker = await join('speaker', ['publish'], true);
+  assert.equal(speaker.joined.recvTransport, undefined, 'a token without subscribe gets no recv transport');
+  assert.equal(peerOf(speaker.joined.peerId).transports.size, 0);
+  await expectCode((await gw.connect()).request('join', { token: 'x', recvTransport: 'yes' }), 'INVALID_REQUEST');
+
+  // It goes with the peer.
+  viewer.c.close();
+  await waitFor('the transport to close with its peer', async () => transport!.closed, Boolean);
+  plain.c.close();
+  speaker.c.close();
 });

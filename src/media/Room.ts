@@ -366,6 +366,11 @@ export class Room {
               portRange: { min: s.rtcMinPort, max: s.rtcMaxPort },
             })),
         });
+    // The peer left while the worker created it: nothing would ever close it before the room does.
+    if (peer.closed) {
+      transport.close();
+      throw new VigieError('INVALID_REQUEST', 'the participant left while its transport was created');
+    }
     peer.transports.set(transport.id, transport);
     transport.observer.once('close', () => peer.transports.delete(transport.id));
     transport.on('dtlsstatechange', (state) => {

@@ -235,6 +235,8 @@ async function main(): Promise<void> {
   // While the user is on the pre-join screen, the signaling socket opens: "Join" then sends the join at once.
   // Nothing is sent on it before the click (/embed joins from its first script instead, see earlyJoin.ts).
   const socket = form ? new WebSocket(window.Vigie.VigieCall.signalingUrl()) : undefined;
+  // And the browser works out its media capabilities, which the join would otherwise wait for.
+  if (form) window.Vigie.VigieCall.prepare();
   // /embed has no pre-join screen: it tries both devices.
   const choice: Choice = form ? await prejoin(form) : { camera: {}, microphone: {} };
   setStatus(say('connecting'));

@@ -384,8 +384,15 @@ export class SignalingSession {
         else room.removePeer(previous, 'replaced');
       }
       this.#scheduleTokenRefresh(peer, peer.expiresAt - (claims.issuedAt ?? Math.floor(peer.joinedAt / 1000)));
+      // Asked for by the SDK: its first consume then needs no createWebRtcTransport round trip first. Created as that
+      // request would create it (same room method, same grant), once the peer is in the room and watched.
+      const recvTransport =
+        req.recvTransport && hasGrant(claims, 'subscribe')
+          ? await room.createWebRtcTransport(peer, { direction: 'recv' })
+          : undefined;
       this.log.info({ callId: room.callId }, 'peer joined');
       return {
+        ...(recvTransport ? { recvTransport } : {}),
         peerId: peer.id,
         callId: room.callId,
         tenant: claims.tenant,

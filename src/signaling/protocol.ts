@@ -145,6 +145,11 @@ export const REQUESTS = {
     room: z.string().max(64).optional(),
     /** The name the participant typed on the pre-join screen; used only when the token carries none. */
     name: z.string().trim().min(1).max(128).optional(),
+    /**
+     * Create the receive transport with the join and send it in the answer (when the token allows subscribing), so
+     * that the first consume does not wait for a createWebRtcTransport round trip.
+     */
+    recvTransport: z.boolean().optional(),
   }),
   getRouterRtpCapabilities: z.object({}).strict(),
   createWebRtcTransport: z.object({ direction: z.enum(['send', 'recv']) }),

@@ -19,6 +19,8 @@ export const CALL_PAGE_SCRIPTS = ['/sdk/vigie-sdk.js', '/sdk/join-page.js'];
  * It also takes the token out of the address bar, before anything else runs;
  * the link's query string stays readable as `window.vigieLinkSearch`.
  *
+ * It asks for the receive transport with the join, as the SDK does (the page subscribes to everyone).
+ *
  * What it leaves on `window.vigieEarlyJoin` ({ socket, token, buffer }) is
  * taken by `VigieCall.join` for the same token (src/sdk/VigieCall.ts,
  * `takeEarlyJoin`), which answers request id 0 from the buffered messages.
@@ -55,7 +57,7 @@ export const EARLY_JOIN_SCRIPT = `(function () {
   var early = (window.vigieEarlyJoin = { socket: socket, token: token, buffer: [] });
   socket.addEventListener('message', function (ev) { if (early.buffer) early.buffer.push(String(ev.data)); });
   socket.addEventListener('open', function () {
-    socket.send(JSON.stringify({ id: 0, method: 'join', data: { token: token } }));
+    socket.send(JSON.stringify({ id: 0, method: 'join', data: { token: token, recvTransport: true } }));
     load();
   });
   socket.addEventListener('error', load);
