@@ -24,7 +24,7 @@ import { startChdbHttp } from './helpers/chdbHttpServer.js';
 import { waitFor } from './helpers/browser.js';
 import { startFfmpegBot } from './helpers/ffmpegBot.js';
 import { startRadosgw } from './helpers/radosgw.js';
-import { recordersWithSegment } from './helpers/recording.js';
+import { recordFromFirstFiles } from './helpers/recording.js';
 
 let gw: TestGateway;
 const dataDir = mkdtempSync(path.join(os.tmpdir(), 'vigie-audit-'));
@@ -271,15 +271,7 @@ test('VIGIE_TELEMETRY=false does not switch off the audit log or recording', asy
         payload: { action },
       });
     assert.equal((await control('start')).statusCode, 200);
-    // Recorded from when the recorders have found their streams: stopped before that, ffmpeg leaves no file
-    // (on a busy machine, ffmpeg and the first keyframes come late).
-    await waitFor(
-      'the recorders to write a file',
-      () => recordersWithSegment(off.app.config.dataDir, 0),
-      (n) => n >= 1,
-      120_000,
-    );
-    await sleep(1000);
+    await recordFromFirstFiles(off.app.config.dataDir, 1, 1000);
     assert.equal((await control('stop')).statusCode, 200);
     await bot.stop();
     assert.ok(await off.app.recording!.service.drain());

@@ -29,7 +29,7 @@ import {
   type TestGateway,
 } from './helpers/gateway.js';
 import { joinThroughPage, launchBrowser, receivedMedia, waitFor } from './helpers/browser.js';
-import { recordersWithSegment } from './helpers/recording.js';
+import { recordFromFirstFiles } from './helpers/recording.js';
 
 let gw: TestGateway;
 beforeAll(async () => {
@@ -361,15 +361,7 @@ test('DSAR after a browser call: access returns that participant only; erasure l
       headers: { 'x-api-key': TENANT_ADMIN_KEY.key },
       payload: { action: 'start' },
     });
-    // Recorded from when the recorders have found their streams: stopped before that, ffmpeg leaves no file
-    // (on a busy machine, ffmpeg and the first keyframes come late).
-    await waitFor(
-      'the recorders to write a file',
-      () => recordersWithSegment(gw.app.config.dataDir, 0),
-      (n) => n >= 2,
-      120_000,
-    );
-    await new Promise((r) => setTimeout(r, 1000));
+    await recordFromFirstFiles(gw.app.config.dataDir, 2, 1000);
     await gw.app.inject({
       method: 'POST',
       url: '/v1/rooms/dsar/recording',

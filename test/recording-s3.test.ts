@@ -17,7 +17,7 @@ import {
 import { joinThroughPage, launchBrowser, receivedMedia, waitFor } from './helpers/browser.js';
 import { startFfmpegBot } from './helpers/ffmpegBot.js';
 import { startRadosgw, type Radosgw } from './helpers/radosgw.js';
-import { recordersWithSegment } from './helpers/recording.js';
+import { recordFromFirstFiles } from './helpers/recording.js';
 
 const policies = mkdtempSync(path.join(os.tmpdir(), 'vigie-s3-policies-'));
 cpSync(new URL('../retention-policies', import.meta.url), policies, { recursive: true });
@@ -91,15 +91,7 @@ test('a browser call recorded to S3: Object Lock retain-until from the policy, p
       (await api(TENANT_ADMIN_KEY, 'POST', '/v1/rooms/s3-call/recording', { action: 'start' })).statusCode,
       200,
     );
-    // Recorded from when the recorders have found their streams: stopped before that, ffmpeg leaves no file
-    // (on a busy machine, ffmpeg and the first keyframes come late).
-    await waitFor(
-      'the recorders to write a file',
-      () => recordersWithSegment(gw.app.config.dataDir, 0),
-      (n) => n >= 2,
-      120_000,
-    );
-    await new Promise((r) => setTimeout(r, 2000));
+    await recordFromFirstFiles(gw.app.config.dataDir, 2, 2000);
     assert.equal(
       (await api(TENANT_ADMIN_KEY, 'POST', '/v1/rooms/s3-call/recording', { action: 'stop' })).statusCode,
       200,
@@ -178,15 +170,7 @@ test('S3 down during an upload, and Vigie restarted meanwhile: the recording is 
   const room = await gw.app.sfu.getOrCreateRoom('acme', 's3-outage');
   const video = await startFfmpegBot(room, { kind: 'video', bitrateKbps: 300 });
   await gw.app.recording!.service.start(room, 'test');
-  // Recorded from when the recorders have found their streams: stopped before that, ffmpeg leaves no file
-  // (on a busy machine, ffmpeg and the first keyframes come late).
-  await waitFor(
-    'the recorders to write a file',
-    () => recordersWithSegment(gw.app.config.dataDir, 0),
-    (n) => n >= 1,
-    120_000,
-  );
-  await new Promise((r) => setTimeout(r, 1500));
+  await recordFromFirstFiles(gw.app.config.dataDir, 1, 1500);
   await rgw.stopGateway({ kill: true });
   await gw.app.recording!.service.stop(room, 'test');
   await video.stop();

@@ -34,11 +34,7 @@ export interface Database extends Queryable {
    * again and `onResync` is called: notifications sent meanwhile are lost, so
    * the listener reads again whatever it keeps a copy of.
    */
-  listen(
-    channel: string,
-    onNotify: (payload: string) => void,
-    onResync?: () => void,
-  ): Promise<() => Promise<void>>;
+  listen(channel: string, onNotify: (payload: string) => void, onResync?: () => void): Promise<() => Promise<void>>;
   notify(channel: string, payload: string): Promise<void>;
   /**
    * Takes the session advisory lock `key` if no one holds it, on any node.

@@ -93,7 +93,9 @@ export class TenantRegistry {
   }
 
   async #loadAll(emit: boolean): Promise<void> {
-    const { rows } = await this.#db.query<TenantRow & { id: string }>('SELECT id, config, removed, version FROM tenants');
+    const { rows } = await this.#db.query<TenantRow & { id: string }>(
+      'SELECT id, config, removed, version FROM tenants',
+    );
     for (const row of rows) this.#applyRow(row.id, row, emit);
   }
 

@@ -1,4 +1,5 @@
 import { readdir } from 'node:fs/promises';
+import { waitFor } from './browser.js';
 import path from 'node:path';
 
 /**
@@ -16,4 +17,19 @@ export async function recordersWithSegment(dataDir: string, n: number): Promise<
     ),
   );
   return found.filter(Boolean).length;
+}
+
+/**
+ * Waits until `n` recorders under `dataDir` have found their streams and written their first file, then records
+ * `thenMs` more. Stopped before that, ffmpeg leaves no file (on a busy machine, ffmpeg and the first keyframes come
+ * late), so a recording test that must produce files records from this point, not for a fixed time.
+ */
+export async function recordFromFirstFiles(dataDir: string, n: number, thenMs: number): Promise<void> {
+  await waitFor(
+    `${n} recorder(s) to write a file`,
+    () => recordersWithSegment(dataDir, 0),
+    (found) => found >= n,
+    120_000,
+  );
+  await new Promise((r) => setTimeout(r, thenMs));
 }
