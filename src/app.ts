@@ -25,7 +25,7 @@ import compliancePlugin from './compliance/index.js';
 import { RoomBans, RoomDirectory } from './media/index.js';
 import demoPlugin, { type DemoSetup } from './demo/index.js';
 import storePlugin, { sharedSecret } from './store/index.js';
-import nodesPlugin from './nodes/index.js';
+import nodesPlugin, { isNodeLive } from './nodes/index.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -63,6 +63,8 @@ const corePlugin = fp(
       nodeId: config.node.id,
       log,
       legacyFile: path.join(config.dataDir, 'rooms.json'),
+      // A room placed on a node whose heartbeats stopped is taken over by the node its participants rejoin.
+      isNodeLive: (nodeId, tx) => isNodeLive(tx, nodeId, config.nodes.deadAfterSeconds),
     });
     const roomBans = await RoomBans.open({ db: app.db, log, legacyFile: path.join(config.dataDir, 'room-bans.json') });
     const sfu = new Sfu(

@@ -21,7 +21,6 @@ import {
   type TestGateway,
 } from './helpers/gateway.js';
 import { startChdbHttp } from './helpers/chdbHttpServer.js';
-import { waitFor } from './helpers/browser.js';
 import { startFfmpegBot } from './helpers/ffmpegBot.js';
 import { startRadosgw } from './helpers/radosgw.js';
 import { recordFromFirstFiles } from './helpers/recording.js';
@@ -43,7 +42,6 @@ afterAll(async () => {
   rmSync(dataDir, { recursive: true, force: true });
 });
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const ch = () => gw.app.clickhouse.client;
 const mutate = (query: string) => ch().command({ query, clickhouse_settings: { mutations_sync: '2' } });
 

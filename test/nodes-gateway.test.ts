@@ -94,6 +94,29 @@ describe('a gateway as a node on a PostgreSQL server', () => {
     assert.equal((await nodeNamed('gw-1'))?.alive, true, 'this node is untouched');
   });
 
+  test('a room placed on a node that died is taken over by this node when someone joins it here', async () => {
+    // gw-2's heartbeats stopped in the test before: a room it held is orphaned.
+    await other.query(
+      `INSERT INTO room_placements (tenant, room, node_id, call_id, placed_at)
+       VALUES ('acme', 'orphaned', 'gw-2', 'call-of-a-dead-node', now())`,
+    );
+    const client = await gw.connect();
+    await client.request('join', { token: await gw.mint({ room: 'orphaned', identity: 'rejoiner' }) });
+    // The room is placed as it opens, beside the join.
+    const placement = await waitFor(
+      'the placement taken over',
+      async () =>
+        (
+          await other.query<{ node_id: string; call_id: string }>(
+            "SELECT node_id, call_id FROM room_placements WHERE tenant = 'acme' AND room = 'orphaned'",
+          )
+        ).rows[0],
+      (p) => p?.node_id === 'gw-1',
+    );
+    assert.equal(placement?.call_id, gw.app.sfu.getRoom('acme', 'orphaned')!.callId);
+    client.close();
+  });
+
   test('a second node with this node id is refused while this one lives', async () => {
     const twin = new NodeRegistry(other, registryOptions('gw-1', { publicUrl: () => 'http://twin.test' }), log);
     await assert.rejects(twin.start(), (err: Error) => err instanceof ConfigError && /"gw-1"/.test(err.message));

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { ConfigError } from '../config/index.js';
 import type { Logger } from '../logging.js';
-import type { Database } from '../store/index.js';
+import type { Database, Queryable } from '../store/index.js';
 import type { NodeLoad } from './load.js';
 import { Singleton } from './Singleton.js';
 
@@ -58,6 +58,21 @@ export interface NodeRegistryObserverEvents {
 
 /** How long the registry keeps the row of a node that stopped or died. */
 export const FORGET_AFTER_DAYS = 7;
+
+/** A node is alive while it has not stopped and its last heartbeat is younger than `$1` seconds (the database's clock). */
+const ALIVE = '(stopped_at IS NULL AND heartbeat_at > now() - make_interval(secs => $1))';
+
+/**
+ * Whether `nodeId` is alive, read in the caller's transaction: the room directory asks before it takes over a
+ * room placed on another node. A node the registry does not know is not alive.
+ */
+export async function isNodeLive(q: Queryable, nodeId: string, deadAfterSeconds: number): Promise<boolean> {
+  const { rows } = await q.query<{ alive: boolean }>(`SELECT ${ALIVE} AS alive FROM nodes WHERE id = $2`, [
+    deadAfterSeconds,
+    nodeId,
+  ]);
+  return rows[0]?.alive === true;
+}
 
 const iso = (v: Date | string | null) => (v === null ? null : new Date(v).toISOString());
 
@@ -165,11 +180,9 @@ export class NodeRegistry {
 
   /** Every node registered in the last FORGET_AFTER_DAYS, with its liveness by the database's clock. */
   async list(): Promise<NodeInfo[]> {
-    const { rows } = await this.db.query<NodeRow>(
-      `SELECT *, (stopped_at IS NULL AND heartbeat_at > now() - make_interval(secs => $1)) AS alive
-         FROM nodes ORDER BY id`,
-      [this.options.deadAfterSeconds],
-    );
+    const { rows } = await this.db.query<NodeRow>(`SELECT *, ${ALIVE} AS alive FROM nodes ORDER BY id`, [
+      this.options.deadAfterSeconds,
+    ]);
     return rows.map(toInfo);
   }
 

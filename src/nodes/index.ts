@@ -13,7 +13,7 @@ import { NodeRegistry } from './NodeRegistry.js';
 import { STORE_MIGRATIONS } from './schema.js';
 import { Singleton } from './Singleton.js';
 
-export { NodeRegistry, type NodeInfo, type NodeRegistryOptions } from './NodeRegistry.js';
+export { isNodeLive, NodeRegistry, type NodeInfo, type NodeRegistryOptions } from './NodeRegistry.js';
 export { Singleton, type SingletonObserverEvents } from './Singleton.js';
 export { sfuLoad, type NodeLoad } from './load.js';
 export { STORE_MIGRATIONS } from './schema.js';
