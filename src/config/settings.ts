@@ -397,8 +397,8 @@ export const SETTINGS: readonly SettingSpec[] = [
     'VIGIE_NODES_DEAD_AFTER_S',
     positiveInt.max(3600).default(10),
     '10',
-    'A node whose last heartbeat is older than this is dead: placement skips it and its rooms are released. ' +
-      'Must exceed VIGIE_NODES_HEARTBEAT_S.',
+    'A node whose last heartbeat is older than this is dead: placement skips it, and its rooms are taken over ' +
+      'where they are next joined. Must exceed VIGIE_NODES_HEARTBEAT_S.',
   ),
   setting(
     'nodes.singletonRetrySeconds',

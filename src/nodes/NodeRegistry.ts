@@ -59,7 +59,7 @@ export interface NodeRegistryObserverEvents {
 /** How long the registry keeps the row of a node that stopped or died. */
 export const FORGET_AFTER_DAYS = 7;
 
-/** A node is alive while it has not stopped and its last heartbeat is younger than `$1` seconds (the database's clock). */
+/** A node is alive while it has not stopped and its last heartbeat is younger than `$1` seconds (database clock). */
 const ALIVE = '(stopped_at IS NULL AND heartbeat_at > now() - make_interval(secs => $1))';
 
 /**
