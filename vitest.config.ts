@@ -6,6 +6,8 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    // VIGIE_TEST_DATABASE=postgres: the same suite with every gateway's control plane on a PostgreSQL server.
+    globalSetup: process.env.VIGIE_TEST_DATABASE === 'postgres' ? ['test/helpers/postgresSuite.ts'] : [],
     pool: 'forks',
     fileParallelism: false,
     // No timed assertions: these bound a hung component, not a slow machine (CI has 2 cores).

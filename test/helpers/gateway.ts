@@ -2,6 +2,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { seedEmbeddedDatabase } from './pgliteTemplate.js';
+import { gatewayDatabaseUrl, onPostgresServer } from './postgresSuite.js';
 import { PassThrough } from 'node:stream';
 import { WebSocket } from 'ws';
 import type { FastifyInstance } from 'fastify';
@@ -67,7 +68,12 @@ export async function startGateway(overrides: Record<string, any> = {}): Promise
   // A given dataDir is kept on close, so a test can start a second gateway on it (restart).
   const dataDir: string = overrides.dataDir ?? mkdtempSync(path.join(os.tmpdir(), 'vigie-test-'));
   const embeddedDb = path.join(dataDir, 'postgres');
-  if (!overrides.database?.url && !existsSync(embeddedDb)) await seedEmbeddedDatabase(embeddedDb);
+  // A test that names its store keeps it; every other gateway of a PostgreSQL run gets a database on the server.
+  const database =
+    overrides.database?.url || !onPostgresServer()
+      ? overrides.database
+      : { ...overrides.database, url: await gatewayDatabaseUrl(dataDir) };
+  if (!database?.url && !existsSync(embeddedDb)) await seedEmbeddedDatabase(embeddedDb);
   const config = loadConfig(
     // A worker given by the test (e.g. one wrapped into a network namespace) wins over the environment's.
     { MEDIASOUP_WORKER_BIN: overrides.media?.workerBin ?? process.env.MEDIASOUP_WORKER_BIN },
@@ -82,7 +88,7 @@ export async function startGateway(overrides: Record<string, any> = {}): Promise
       telemetry: overrides.telemetry,
       writer: overrides.writer,
       clickhouse: overrides.clickhouse,
-      database: overrides.database,
+      database,
       node: overrides.node,
       nodes: overrides.nodes,
       webhooks: overrides.webhooks,
