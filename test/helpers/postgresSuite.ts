@@ -6,9 +6,7 @@
  * of its own on it, named by its data directory so that a gateway restarted on
  * the same data directory finds its control plane again, as a node does.
  */
-import { randomUUID } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import path from 'node:path';
+import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { inject } from 'vitest';
 import type { TestProject } from 'vitest/node';
@@ -30,22 +28,22 @@ export default async function setup(project: TestProject): Promise<() => Promise
   return () => server.stop();
 }
 
-/** The URL of the database of the gateway whose data directory is `dataDir`, created on first use. */
+/**
+ * The URL of the database of the gateway whose data directory is `dataDir`,
+ * created on first use. Its name is derived from the directory (no marker file
+ * in it: the retention inventory checks every file there).
+ */
 export async function gatewayDatabaseUrl(dataDir: string): Promise<string> {
   const base = inject('postgresSuiteUrl');
   if (!base) throw new Error('VIGIE_TEST_DATABASE=postgres, but the global setup started no PostgreSQL server');
-  const marker = path.join(dataDir, 'test-postgres-database');
-  let name = existsSync(marker) ? readFileSync(marker, 'utf8').trim() : '';
-  if (!name) {
-    name = `gw_${randomUUID().replaceAll('-', '')}`;
-    const admin = new pg.Client({ connectionString: base });
-    await admin.connect();
-    try {
-      await admin.query(`CREATE DATABASE ${name}`);
-    } finally {
-      await admin.end();
-    }
-    writeFileSync(marker, name);
+  const name = `gw_${createHash('sha256').update(dataDir).digest('hex').slice(0, 32)}`;
+  const admin = new pg.Client({ connectionString: base });
+  await admin.connect();
+  try {
+    const { rowCount } = await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [name]);
+    if (!rowCount) await admin.query(`CREATE DATABASE ${name}`);
+  } finally {
+    await admin.end();
   }
   const url = new URL(base);
   url.pathname = `/${name}`;
