@@ -11,6 +11,7 @@ import path from 'node:path';
 import { afterAll, test } from 'vitest';
 import { generateApiKey } from '../src/auth/index.js';
 import { startGateway, type TestGateway } from './helpers/gateway.js';
+import { onPostgresServer } from './helpers/postgresSuite.js';
 
 const dataDir = mkdtempSync(path.join(os.tmpdir(), 'vigie-tenants-import-'));
 let gw: TestGateway | undefined;
@@ -44,7 +45,7 @@ test('tenants.json from the previous version is imported at the first start, ren
 
   gw = await startGateway({ dataDir });
   const check = async () => {
-    assert.equal(gw!.app.db.kind, 'pglite');
+    assert.equal(gw!.app.db.kind, onPostgresServer() ? 'postgres' : 'pglite');
     const res = await gw!.app.inject({ method: 'GET', url: '/v1/webhooks', headers: { 'x-api-key': key.key } });
     assert.equal(res.statusCode, 200, 'the imported key authenticates');
     assert.deepEqual(
