@@ -2,7 +2,14 @@ import { createHmac, hkdfSync, randomBytes } from 'node:crypto';
 import { existsSync, rmSync } from 'node:fs';
 import { readJsonLines } from '../files.js';
 import type { Logger } from '../logging.js';
-import { type Database, migrateStore, type StoreMigration } from '../store/index.js';
+import {
+  type Database,
+  type KeyValueTable,
+  migrateStore,
+  readOrInsert,
+  readValue,
+  type StoreMigration,
+} from '../store/index.js';
 
 export const PSEUDONYM_MIGRATIONS: StoreMigration[] = [
   {
@@ -15,6 +22,8 @@ export const PSEUDONYM_MIGRATIONS: StoreMigration[] = [
     );`,
   },
 ];
+
+const SALTS: KeyValueTable = { table: 'subject_salts', key: 'lookup', value: 'salt' };
 
 /** Erasures on one node reach the others' caches through this channel (the payload is the lookup key). */
 const ERASED = 'vigie_subject_salt_erased';
@@ -66,22 +75,16 @@ class SubjectSalts {
   async find(key: string): Promise<string | undefined> {
     const hit = this.#cache.get(key);
     if (hit !== undefined) return hit;
-    const { rows } = await this.db.query<{ salt: string }>('SELECT salt FROM subject_salts WHERE lookup = $1', [key]);
-    if (rows[0]) this.#cache.set(key, rows[0].salt);
-    return rows[0]?.salt;
+    const salt = await readValue(this.db, SALTS, key);
+    if (salt !== undefined) this.#cache.set(key, salt);
+    return salt;
   }
 
   /** Durable before it is returned: a pseudonym is never written with a salt a crash could lose. */
   async ensure(key: string): Promise<string> {
-    const known = await this.find(key);
-    if (known !== undefined) return known;
-    const { rows } = await this.db.query<{ salt: string }>(
-      'INSERT INTO subject_salts (lookup, salt) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING salt',
-      [key, randomBytes(16).toString('base64url')],
-    );
-    // No row returned: another node created it between our read and our insert; theirs is the salt.
-    const salt = rows[0]?.salt ?? (await this.find(key));
-    if (salt === undefined) throw new Error('subject salt: created by another node, then not found');
+    const hit = this.#cache.get(key);
+    if (hit !== undefined) return hit;
+    const salt = await readOrInsert(this.db, SALTS, key, () => randomBytes(16).toString('base64url'));
     this.#cache.set(key, salt);
     return salt;
   }
