@@ -110,6 +110,13 @@ interface Subscriber {
   onResync?: () => void;
 }
 
+interface LockConnection {
+  client: pg.Client;
+  ended: boolean;
+  /** Locks held on it, each with the function that tells its lease it was lost. */
+  held: Map<string, () => void>;
+}
+
 class PostgresDatabase implements Database {
   readonly kind = 'postgres' as const;
   readonly #pool: pg.Pool;
@@ -118,7 +125,10 @@ class PostgresDatabase implements Database {
   #listener?: Promise<pg.Client>;
   readonly #channels = new Map<string, Set<Subscriber>>();
   #closed = false;
-  /** Clients opened outside the pool (the listener, lock holders), closed with the database. */
+  /** This node's session advisory locks live on one kept connection (see #lockConnection). */
+  #locker?: Promise<LockConnection>;
+  readonly #trying = new Set<string>();
+  /** Clients opened outside the pool (the listener, the lock holder), closed with the database. */
   readonly #clients = new Set<pg.Client>();
 
   constructor(url: string, poolSize: number) {
@@ -238,28 +248,59 @@ class PostgresDatabase implements Database {
     await this.#pool.query('SELECT pg_notify($1, $2)', [channel, payload]);
   }
 
+  /**
+   * The connection that holds this node's session advisory locks, opened at the
+   * first try and kept: singletons retry every few seconds on every node, and a
+   * connection per try would cost the server a backend each time.
+   */
+  #lockConnection(): Promise<LockConnection> {
+    if (this.#locker) return this.#locker;
+    const opening = (async () => {
+      const client = await this.#connect();
+      const conn: LockConnection = { client, ended: false, held: new Map() };
+      client.once('end', () => {
+        conn.ended = true;
+        if (this.#locker === opening) this.#locker = undefined;
+        // The server dropped every lock of this session with it: each holder is told.
+        for (const lost of conn.held.values()) lost();
+        conn.held.clear();
+      });
+      // Which connection this is, for the operator's pg_stat_activity.
+      await client.query("SET application_name = 'vigie-locks'");
+      return conn;
+    })();
+    this.#locker = opening;
+    opening.catch(() => {
+      if (this.#locker === opening) this.#locker = undefined;
+    });
+    return opening;
+  }
+
   async tryAdvisoryLock(key: string): Promise<AdvisoryLease | undefined> {
-    // A session lock lives as long as its connection: the holder keeps one of its own, outside the pool.
-    const client = await this.#connect();
-    const { rows } = await client.query(`SELECT pg_try_advisory_lock(${LOCK_KEY_SQL}) AS ok`, [key]);
-    if (!rows[0]?.ok) {
-      await client.end();
-      return undefined;
+    // Session locks are reentrant within their session: a second holder on this node is refused here.
+    if (this.#trying.has(key)) return undefined;
+    this.#trying.add(key);
+    try {
+      const conn = await this.#lockConnection();
+      if (conn.held.has(key)) return undefined;
+      const { rows } = await conn.client.query(`SELECT pg_try_advisory_lock(${LOCK_KEY_SQL}) AS ok`, [key]);
+      if (!rows[0]?.ok) return undefined;
+      let onLost = () => undefined as void;
+      const lost = new Promise<void>((resolve) => (onLost = resolve));
+      // Lost between the answer and now: the lease is born lost, and its holder learns it at once.
+      if (conn.ended) onLost();
+      else conn.held.set(key, onLost);
+      return {
+        lost,
+        release: async () => {
+          if (conn.held.get(key) !== onLost) return;
+          conn.held.delete(key);
+          await conn.client.query(`SELECT pg_advisory_unlock(${LOCK_KEY_SQL})`, [key]).catch(() => undefined);
+        },
+      };
+    } finally {
+      this.#trying.delete(key);
     }
-    let released = false;
-    const lost = new Promise<void>((resolve) =>
-      client.on('end', () => {
-        if (!released) resolve();
-      }),
-    );
-    return {
-      lost,
-      release: async () => {
-        if (released) return;
-        released = true;
-        await client.end().catch(() => undefined);
-      },
-    };
   }
 
   async close(): Promise<void> {
