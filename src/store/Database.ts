@@ -285,7 +285,7 @@ class PostgresDatabase implements Database {
       if (conn.held.has(key)) return undefined;
       const { rows } = await conn.client.query(`SELECT pg_try_advisory_lock(${LOCK_KEY_SQL}) AS ok`, [key]);
       if (!rows[0]?.ok) return undefined;
-      let onLost = () => undefined as void;
+      let onLost: () => void = () => undefined;
       const lost = new Promise<void>((resolve) => (onLost = resolve));
       // Lost between the answer and now: the lease is born lost, and its holder learns it at once.
       if (conn.ended) onLost();
