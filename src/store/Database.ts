@@ -29,6 +29,13 @@ export interface Database extends Queryable {
   /** Several statements without parameters (migrations). */
   exec(sql: string): Promise<void>;
   /**
+   * `VACUUM FULL table`: rewrites its pages, so deleted rows are no longer on
+   * disk. It needs the table's ACCESS EXCLUSIVE lock, and every reader and
+   * writer queues behind it while it waits: it waits `lockTimeoutMs` at most,
+   * then gives up (resolves false) rather than stall them behind a long transaction.
+   */
+  rewriteTable(table: string, lockTimeoutMs: number): Promise<boolean>;
+  /**
    * LISTEN on `channel`; resolves to the function that stops listening. If the
    * connection that listens is lost (a server restart, a failover), it is opened
    * again and `onResync` is called: notifications sent meanwhile are lost, so
@@ -75,6 +82,12 @@ class PgliteDatabase implements Database {
 
   async exec(sql: string): Promise<void> {
     await this.#db.exec(sql);
+  }
+
+  // One session: nothing else can hold a lock while this runs, so there is nothing to wait for.
+  async rewriteTable(table: string): Promise<boolean> {
+    await this.#db.exec(`VACUUM FULL ${table}`);
+    return true;
   }
 
   // In-process: the session cannot be lost, so there is never anything to resync.
@@ -171,6 +184,26 @@ class PostgresDatabase implements Database {
 
   async exec(sql: string): Promise<void> {
     await this.#pool.query(sql);
+  }
+
+  async rewriteTable(table: string, lockTimeoutMs: number): Promise<boolean> {
+    // VACUUM cannot run in a transaction, so SET LOCAL is not available: the setting is set and reset on the
+    // pooled connection that runs it.
+    const client = await this.#pool.connect();
+    let broken: Error | undefined;
+    try {
+      await client.query(`SET lock_timeout = ${Math.max(1, Math.round(lockTimeoutMs))}`);
+      await client.query(`VACUUM FULL ${pg.escapeIdentifier(table)}`);
+      return true;
+    } catch (err) {
+      // 55P03 lock_not_available: the lock was not granted within the timeout.
+      if ((err as { code?: string }).code === '55P03') return false;
+      broken = err as Error;
+      throw err;
+    } finally {
+      if (!broken) await client.query('RESET lock_timeout').catch((err: Error) => (broken = err));
+      client.release(broken);
+    }
   }
 
   async #connect(): Promise<pg.Client> {
