@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { pino } from 'pino';
-import { afterAll, beforeAll, test } from 'vitest';
+import { afterAll, beforeAll, onTestFinished, test } from 'vitest';
 import type { Logger } from '../src/logging.js';
 import { type Database, openDatabase } from '../src/store/index.js';
 import { Pseudonymizer } from '../src/telemetry/Pseudonymizer.js';
@@ -63,6 +63,8 @@ test('an erasure while a long transaction reads the salts answers, joins go on, 
   // VACUUM FULL must wait for, and while VACUUM FULL waits, every later reader and writer waits behind it.
   const reader = new pg.Client({ connectionString: server.url });
   await reader.connect();
+  // Whatever happens, the long transaction ends with the test (else closing the store would wait on it).
+  onTestFinished(() => reader.end().catch(() => undefined));
   await reader.query('BEGIN');
   await reader.query('SELECT count(*) FROM subject_salts');
 
@@ -81,7 +83,6 @@ test('an erasure while a long transaction reads the salts answers, joins go on, 
   assert.ok(await inTableFile(salt), 'not rewritten yet: the long transaction still holds the table');
 
   await reader.query('COMMIT');
-  await reader.end();
   await waitFor(
     "the salt to leave the table's file",
     async () => inTableFile(salt),
@@ -105,12 +106,13 @@ test('a rewrite its node could not finish (it stopped) is finished by the next n
     .rows[0]!.salt;
   const reader = new pg.Client({ connectionString: server.url });
   await reader.connect();
+  // Whatever happens, the long transaction ends with the test (else closing the store would wait on it).
+  onTestFinished(() => reader.end().catch(() => undefined));
   await reader.query('BEGIN');
   await reader.query('SELECT count(*) FROM subject_salts');
   assert.equal(await nodeA.forget('acme', 'gail@example.fr'), true);
   nodeA.stop();
   await reader.query('COMMIT');
-  await reader.end();
   assert.ok(await inTableFile(salt), 'its node stopped before the rewrite');
 
   const nodeB = new Pseudonymizer(SECRET, b);
