@@ -18,7 +18,8 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const read = (file: string) => readFileSync(path.join(root, file), 'utf8');
 
 const composeText = read('docker-compose.yml');
-const compose = parseYaml(composeText) as {
+// Merge keys (`<<: *vigie-node`): both gateway nodes share one definition, as docker compose reads it.
+const compose = parseYaml(composeText, { merge: true }) as {
   services: Record<string, Service>;
   volumes?: Record<string, unknown>;
 };
@@ -145,8 +146,11 @@ describe('docker-compose.yml', () => {
       'minio',
       'minio-init',
       'otel-collector',
+      'postgres',
       'vigie',
+      'vigie-2',
     ]);
+    assert.match(services.postgres!.image!, /^postgres:\d+\.\d+/, 'PostgreSQL, pinned');
     assert.match(services.clickhouse!.image!, /^clickhouse\/clickhouse-server:25\.\d+\.\d+/, 'ClickHouse 25.x');
     assert.match(services.minio!.image!, /^minio\/minio:/);
     assert.match(services['minio-init']!.image!, /^minio\/mc:/);
@@ -174,6 +178,28 @@ describe('docker-compose.yml', () => {
     }
     // The Grafana plugin too.
     assert.match(environmentOf(services.grafana!).GF_INSTALL_PLUGINS!, /^grafana-clickhouse-datasource \d+\.\d+\.\d+$/);
+  });
+
+  test('two gateway nodes on one PostgreSQL: distinct ids, URLs, media ports and data volumes', () => {
+    const nodes = [services.vigie!, services['vigie-2']!];
+    const envs = nodes.map(environmentOf);
+    assert.notEqual(envs[0]!.VIGIE_NODE_ID, envs[1]!.VIGIE_NODE_ID, 'distinct VIGIE_NODE_ID');
+    assert.ok(
+      envs.every((e) => e.VIGIE_NODE_ID),
+      'each node names itself',
+    );
+    assert.notEqual(envs[0]!.VIGIE_PUBLIC_URL, envs[1]!.VIGIE_PUBLIC_URL, "each node's own URL");
+    assert.notEqual(envs[0]!.VIGIE_MEDIA_WEBRTC_SERVER_PORT, envs[1]!.VIGIE_MEDIA_WEBRTC_SERVER_PORT);
+    for (const [i, s] of nodes.entries()) {
+      const url = new URL(envs[i]!.VIGIE_DATABASE_URL!.replace(/\$\{[^}]*\}/g, 'x'));
+      assert.equal(url.hostname, 'postgres', 'the control plane is the postgres service');
+      assert.equal(url.pathname, `/${environmentOf(services.postgres!).POSTGRES_DB}`);
+      assert.equal(url.username, environmentOf(services.postgres!).POSTGRES_USER);
+      assert.equal(envs[i]!.VIGIE_DATABASE_URL, envs[0]!.VIGIE_DATABASE_URL, 'both nodes on the same database');
+      assert.equal((s.depends_on as Record<string, { condition: string }>).postgres?.condition, 'service_healthy');
+    }
+    const dataVolumes = nodes.map((s) => (s.volumes as string[]).find((v) => v.endsWith(':/var/lib/vigie')));
+    assert.ok(dataVolumes[0] && dataVolumes[1] && dataVolumes[0] !== dataVolumes[1], 'a data dir per node');
   });
 
   test('the vigie service uses only gateway settings and standard OTEL_* variables', () => {
@@ -238,9 +264,21 @@ describe('docker-compose.yml', () => {
             : `${key.toLowerCase()}-0123456789abcdef0123456789abcdef`,
         );
     filled.set('VIGIE_CONFIG_FILE', '/etc/vigie/config.example.yaml');
-    const env = Object.fromEntries(
-      Object.entries(environmentOf(services.vigie!)).map(([k, v]) => [k, interpolate(v, filled)]),
-    );
+    const envOf = (service: string) =>
+      Object.fromEntries(
+        Object.entries(environmentOf(services[service]!)).map(([k, v]) => [k, interpolate(v, filled)]),
+      );
+    const node2 = envOf('vigie-2');
+    node2.VIGIE_CONFIG_FILE = node2.VIGIE_CONFIG_FILE!.replace('/etc/vigie', path.join(root, 'deploy/vigie'));
+    const config2 = loadConfig(node2);
+    assert.equal(config2.node.id, 'vigie-2');
+    assert.match(config2.database.url ?? '', /^postgres:\/\/vigie:.+@postgres:5432\/vigie$/);
+    for (let i = 0; i < config2.media.workers; i++)
+      assert.ok(
+        publishedPorts().some((p) => p.service === 'vigie-2' && p.port === config2.media.webRtcServerPort + i),
+        `node 2, worker ${i}: port not published`,
+      );
+    const env = envOf('vigie');
     // The config file as mounted (./deploy/vigie → /etc/vigie).
     env.VIGIE_CONFIG_FILE = env.VIGIE_CONFIG_FILE!.replace('/etc/vigie', path.join(root, 'deploy/vigie'));
     const config = loadConfig(env);
@@ -320,7 +358,7 @@ describe('docker-compose.yml', () => {
       }
     }
     assert.deepEqual([...declared].sort(), [...used].sort(), 'every declared volume is used');
-    for (const stateful of ['vigie', 'clickhouse', 'minio', 'grafana']) {
+    for (const stateful of ['vigie', 'vigie-2', 'postgres', 'clickhouse', 'minio', 'grafana']) {
       assert.ok(
         (services[stateful]!.volumes ?? []).some((v) => typeof v === 'string' && !v.startsWith('.')),
         `${stateful} keeps its data in a named volume`,

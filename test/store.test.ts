@@ -142,6 +142,34 @@ describe('store on a PostgreSQL server: node death', () => {
     await taken.release();
   });
 
+  test('a node that keeps trying for a lock another node holds does it on one kept connection', async () => {
+    const lease = await a.tryAdvisoryLock('vigie:ttl');
+    assert.ok(lease);
+    // Sessions the server has opened so far (counted by PostgreSQL itself; a backend's count is flushed when it
+    // ends, so connections opened and closed per try are all counted by the time they are gone).
+    const sessions = async () =>
+      Number(
+        (
+          await a.query<{ n: string }>(
+            'SELECT sessions::text AS n FROM pg_stat_database WHERE datname = current_database()',
+          )
+        ).rows[0]!.n,
+      );
+    assert.equal(await b.tryAdvisoryLock('vigie:ttl'), undefined, 'held by the other node');
+    const before = await sessions();
+    const tries = 8;
+    for (let i = 0; i < tries; i++) assert.equal(await b.tryAdvisoryLock('vigie:ttl'), undefined);
+    const opened = (await sessions()) - before;
+    // A kept connection counts once at most (its count may be flushed late), and so may a pooled one.
+    assert.ok(opened <= 2, `${tries} tries opened ${opened} connections`);
+    // The kept connection still carries the lock when it is finally free, and a lost lease still says so.
+    await lease.release();
+    const taken = await b.tryAdvisoryLock('vigie:ttl');
+    assert.ok(taken, 'the lock passes on');
+    await a.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'vigie-locks'");
+    await taken.lost;
+  });
+
   test('a listener whose connection is cut listens again, and is told to read what it missed', async () => {
     const got: string[] = [];
     let resyncs = 0;

@@ -4,9 +4,8 @@
  * node hears of a change, and the one-time import of the JSON files of the
  * version before the store.
  */
-import { readFileSync, renameSync } from 'node:fs';
 import type { Logger } from '../logging.js';
-import { type Database, migrateStore, type StoreMigration } from '../store/index.js';
+import { type Database, importLegacyFile, migrateStore, type StoreMigration } from '../store/index.js';
 
 /** One NOTIFY per change of a declared room or a ban; the payload names the row, each node reads it back. */
 export const ROOMS_CHANNEL = 'vigie_rooms';
@@ -87,32 +86,6 @@ function listenChanges(
   );
 }
 
-/**
- * Imports a JSON state file of the version before the store, once: `load`
- * writes its content into PostgreSQL (idempotently: a crash before the rename
- * imports it again), then the file is renamed `<name>.imported`, never deleted.
- * A missing file is nothing to import; a corrupt one stops the start rather
- * than silently dropping what it held.
- */
-export async function importLegacyFile(file: string, load: (content: unknown) => Promise<number>): Promise<number> {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0;
-    throw new Error(`cannot read ${file}: ${(err as Error).message}`);
-  }
-  let content: unknown;
-  try {
-    content = JSON.parse(text);
-  } catch (err) {
-    throw new Error(`cannot import ${file}: ${(err as Error).message}`);
-  }
-  const n = await load(content);
-  renameSync(file, `${file}.imported`);
-  return n;
-}
-
 const MIGRATIONS = { rooms: ROOMS_MIGRATIONS, 'room-bans': ROOM_BANS_MIGRATIONS };
 
 /**
@@ -133,7 +106,7 @@ export async function startRoomsTable(
 ): Promise<() => Promise<void>> {
   await migrateStore(o.db, owner, MIGRATIONS[owner], o.log);
   if (o.legacyFile) {
-    const n = await importLegacyFile(o.legacyFile, rows.importLegacy);
+    const n = (await importLegacyFile(o.legacyFile, rows.importLegacy))?.rows;
     if (n) o.log.info({ owner, rows: n, file: o.legacyFile }, 'imported into PostgreSQL');
   }
   return listenChanges(o.db, rows.onChange, rows.reloadAll, (err) =>

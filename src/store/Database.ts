@@ -29,6 +29,13 @@ export interface Database extends Queryable {
   /** Several statements without parameters (migrations). */
   exec(sql: string): Promise<void>;
   /**
+   * `VACUUM FULL table`: rewrites its pages, so deleted rows are no longer on
+   * disk. It needs the table's ACCESS EXCLUSIVE lock, and every reader and
+   * writer queues behind it while it waits: it waits `lockTimeoutMs` at most,
+   * then gives up (resolves false) rather than stall them behind a long transaction.
+   */
+  rewriteTable(table: string, lockTimeoutMs: number): Promise<boolean>;
+  /**
    * LISTEN on `channel`; resolves to the function that stops listening. If the
    * connection that listens is lost (a server restart, a failover), it is opened
    * again and `onResync` is called: notifications sent meanwhile are lost, so
@@ -77,6 +84,12 @@ class PgliteDatabase implements Database {
     await this.#db.exec(sql);
   }
 
+  // One session: nothing else can hold a lock while this runs, so there is nothing to wait for.
+  async rewriteTable(table: string): Promise<boolean> {
+    await this.#db.exec(`VACUUM FULL ${table}`);
+    return true;
+  }
+
   // In-process: the session cannot be lost, so there is never anything to resync.
   listen(channel: string, onNotify: (payload: string) => void): Promise<() => Promise<void>> {
     return this.#db.listen(channel, onNotify).then((unlisten) => () => unlisten());
@@ -110,6 +123,13 @@ interface Subscriber {
   onResync?: () => void;
 }
 
+interface LockConnection {
+  client: pg.Client;
+  ended: boolean;
+  /** Locks held on it, each with the function that tells its lease it was lost. */
+  held: Map<string, () => void>;
+}
+
 class PostgresDatabase implements Database {
   readonly kind = 'postgres' as const;
   readonly #pool: pg.Pool;
@@ -118,7 +138,10 @@ class PostgresDatabase implements Database {
   #listener?: Promise<pg.Client>;
   readonly #channels = new Map<string, Set<Subscriber>>();
   #closed = false;
-  /** Clients opened outside the pool (the listener, lock holders), closed with the database. */
+  /** This node's session advisory locks live on one kept connection (see #lockConnection). */
+  #locker?: Promise<LockConnection>;
+  readonly #trying = new Set<string>();
+  /** Clients opened outside the pool (the listener, the lock holder), closed with the database. */
   readonly #clients = new Set<pg.Client>();
 
   constructor(url: string, poolSize: number) {
@@ -161,6 +184,26 @@ class PostgresDatabase implements Database {
 
   async exec(sql: string): Promise<void> {
     await this.#pool.query(sql);
+  }
+
+  async rewriteTable(table: string, lockTimeoutMs: number): Promise<boolean> {
+    // VACUUM cannot run in a transaction, so SET LOCAL is not available: the setting is set and reset on the
+    // pooled connection that runs it.
+    const client = await this.#pool.connect();
+    let broken: Error | undefined;
+    try {
+      await client.query(`SET lock_timeout = ${Math.max(1, Math.round(lockTimeoutMs))}`);
+      await client.query(`VACUUM FULL ${pg.escapeIdentifier(table)}`);
+      return true;
+    } catch (err) {
+      // 55P03 lock_not_available: the lock was not granted within the timeout.
+      if ((err as { code?: string }).code === '55P03') return false;
+      broken = err as Error;
+      throw err;
+    } finally {
+      if (!broken) await client.query('RESET lock_timeout').catch((err: Error) => (broken = err));
+      client.release(broken);
+    }
   }
 
   async #connect(): Promise<pg.Client> {
@@ -238,28 +281,59 @@ class PostgresDatabase implements Database {
     await this.#pool.query('SELECT pg_notify($1, $2)', [channel, payload]);
   }
 
+  /**
+   * The connection that holds this node's session advisory locks, opened at the
+   * first try and kept: singletons retry every few seconds on every node, and a
+   * connection per try would cost the server a backend each time.
+   */
+  #lockConnection(): Promise<LockConnection> {
+    if (this.#locker) return this.#locker;
+    const opening = (async () => {
+      const client = await this.#connect();
+      const conn: LockConnection = { client, ended: false, held: new Map() };
+      client.once('end', () => {
+        conn.ended = true;
+        if (this.#locker === opening) this.#locker = undefined;
+        // The server dropped every lock of this session with it: each holder is told.
+        for (const lost of conn.held.values()) lost();
+        conn.held.clear();
+      });
+      // Which connection this is, for the operator's pg_stat_activity.
+      await client.query("SET application_name = 'vigie-locks'");
+      return conn;
+    })();
+    this.#locker = opening;
+    opening.catch(() => {
+      if (this.#locker === opening) this.#locker = undefined;
+    });
+    return opening;
+  }
+
   async tryAdvisoryLock(key: string): Promise<AdvisoryLease | undefined> {
-    // A session lock lives as long as its connection: the holder keeps one of its own, outside the pool.
-    const client = await this.#connect();
-    const { rows } = await client.query(`SELECT pg_try_advisory_lock(${LOCK_KEY_SQL}) AS ok`, [key]);
-    if (!rows[0]?.ok) {
-      await client.end();
-      return undefined;
+    // Session locks are reentrant within their session: a second holder on this node is refused here.
+    if (this.#trying.has(key)) return undefined;
+    this.#trying.add(key);
+    try {
+      const conn = await this.#lockConnection();
+      if (conn.held.has(key)) return undefined;
+      const { rows } = await conn.client.query(`SELECT pg_try_advisory_lock(${LOCK_KEY_SQL}) AS ok`, [key]);
+      if (!rows[0]?.ok) return undefined;
+      let onLost: () => void = () => undefined;
+      const lost = new Promise<void>((resolve) => (onLost = resolve));
+      // Lost between the answer and now: the lease is born lost, and its holder learns it at once.
+      if (conn.ended) onLost();
+      else conn.held.set(key, onLost);
+      return {
+        lost,
+        release: async () => {
+          if (conn.held.get(key) !== onLost) return;
+          conn.held.delete(key);
+          await conn.client.query(`SELECT pg_advisory_unlock(${LOCK_KEY_SQL})`, [key]).catch(() => undefined);
+        },
+      };
+    } finally {
+      this.#trying.delete(key);
     }
-    let released = false;
-    const lost = new Promise<void>((resolve) =>
-      client.on('end', () => {
-        if (!released) resolve();
-      }),
-    );
-    return {
-      lost,
-      release: async () => {
-        if (released) return;
-        released = true;
-        await client.end().catch(() => undefined);
-      },
-    };
   }
 
   async close(): Promise<void> {

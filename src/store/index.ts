@@ -15,8 +15,9 @@ import { migrateStore } from './migrations.js';
 import { SECRETS_MIGRATIONS } from './secrets.js';
 
 export { openDatabase, type AdvisoryLease, type Database, type Queryable } from './Database.js';
+export { importLegacyFile, type LegacyImport, type LegacyImportOptions } from './legacy.js';
 export { migrateStore, type StoreMigration } from './migrations.js';
-export { sharedSecret } from './secrets.js';
+export { type KeyValueTable, readOrInsert, readValue, sharedSecret } from './secrets.js';
 
 declare module 'fastify' {
   interface FastifyInstance {

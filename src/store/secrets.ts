@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import type { Database } from './Database.js';
+import type { Database, Queryable } from './Database.js';
 import type { StoreMigration } from './migrations.js';
 
 export const SECRETS_MIGRATIONS: StoreMigration[] = [
@@ -28,19 +28,52 @@ export const SECRETS_MIGRATIONS: StoreMigration[] = [
  * files; operators who keep them elsewhere set them in the configuration.
  */
 export async function sharedSecret(db: Database, name: string, dataDir: string, bytes = 32): Promise<string> {
-  const read = async () =>
-    (await db.query<{ value: string }>('SELECT value FROM shared_secrets WHERE name = $1', [name])).rows[0]?.value;
-  const existing = await read();
-  if (existing !== undefined) return existing;
-  const legacy = readLegacy(path.join(dataDir, 'secrets', name));
-  const { rows } = await db.query<{ value: string }>(
-    'INSERT INTO shared_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING RETURNING value',
-    [name, legacy ?? randomBytes(bytes).toString('base64url')],
+  return readOrInsert(
+    db,
+    SHARED_SECRETS,
+    name,
+    () => readLegacy(path.join(dataDir, 'secrets', name)) ?? randomBytes(bytes).toString('base64url'),
   );
-  if (rows[0]) return rows[0].value;
-  // Another node inserted it between our read and our insert: theirs is the secret.
-  const winner = await read();
-  if (winner === undefined) throw new Error(`shared secret ${name}: inserted by another node, yet not found`);
+}
+
+/** A table of one text value per text key, named by constants of the module that owns it (never by input). */
+export interface KeyValueTable {
+  table: string;
+  key: string;
+  value: string;
+}
+
+const SHARED_SECRETS: KeyValueTable = { table: 'shared_secrets', key: 'name', value: 'value' };
+
+/** The value stored under `key`, if any. */
+export async function readValue(db: Queryable, t: KeyValueTable, key: string): Promise<string | undefined> {
+  const { rows } = await db.query<{ v: string }>(`SELECT ${t.value} AS v FROM ${t.table} WHERE ${t.key} = $1`, [key]);
+  return rows[0]?.v;
+}
+
+/**
+ * The value stored under `key`, created by `create` if there is none yet, the
+ * same on every node: the insert is `ON CONFLICT DO NOTHING`, and a node that
+ * loses the race between its read and its insert takes the winner's value, so
+ * no caller ever uses a value that is not the stored one.
+ */
+export async function readOrInsert(
+  db: Queryable,
+  t: KeyValueTable,
+  key: string,
+  create: () => string,
+): Promise<string> {
+  const existing = await readValue(db, t, key);
+  if (existing !== undefined) return existing;
+  const { rows } = await db.query<{ v: string }>(
+    `INSERT INTO ${t.table} (${t.key}, ${t.value}) VALUES ($1, $2) ON CONFLICT (${t.key}) DO NOTHING
+     RETURNING ${t.value} AS v`,
+    [key, create()],
+  );
+  if (rows[0]) return rows[0].v;
+  // Another node inserted it between our read and our insert: theirs is the value.
+  const winner = await readValue(db, t, key);
+  if (winner === undefined) throw new Error(`${t.table}: a row inserted by another node, yet not found`);
   return winner;
 }
 

@@ -2,7 +2,14 @@ import { createHmac, hkdfSync, randomBytes } from 'node:crypto';
 import { existsSync, rmSync } from 'node:fs';
 import { readJsonLines } from '../files.js';
 import type { Logger } from '../logging.js';
-import { type Database, migrateStore, type StoreMigration } from '../store/index.js';
+import {
+  type Database,
+  type KeyValueTable,
+  migrateStore,
+  readOrInsert,
+  readValue,
+  type StoreMigration,
+} from '../store/index.js';
 
 export const PSEUDONYM_MIGRATIONS: StoreMigration[] = [
   {
@@ -14,7 +21,25 @@ export const PSEUDONYM_MIGRATIONS: StoreMigration[] = [
       created_at timestamptz NOT NULL DEFAULT now()
     );`,
   },
+  {
+    version: 2,
+    name: 'subject_salts_erased: erasures whose salts may still be in the pages of subject_salts',
+    sql: `CREATE TABLE IF NOT EXISTS subject_salts_erased (
+      id bigserial PRIMARY KEY,
+      erased_at timestamptz NOT NULL DEFAULT now()
+    );`,
+  },
 ];
+
+/**
+ * How long the rewrite of subject_salts may wait for its lock. Joins read and
+ * insert salts, and queue behind a rewrite that waits: this bounds how long.
+ */
+const REWRITE_LOCK_TIMEOUT_MS = 200;
+/** Between two tries when the lock was not granted (a long transaction reads the table): doubling up to this. */
+const REWRITE_RETRY_MAX_MS = 30_000;
+
+const SALTS: KeyValueTable = { table: 'subject_salts', key: 'lookup', value: 'salt' };
 
 /** Erasures on one node reach the others' caches through this channel (the payload is the lookup key). */
 const ERASED = 'vigie_subject_salt_erased';
@@ -30,11 +55,18 @@ const ERASED = 'vigie_subject_salt_erased';
  */
 class SubjectSalts {
   readonly #cache = new Map<string, string>();
+  #log?: Logger;
+  #rewriting?: Promise<void>;
+  #queued?: Promise<void>;
+  #retry?: NodeJS.Timeout;
+  #failures = 0;
+  #stopped = false;
 
   constructor(private readonly db: Database) {}
 
   /** Tables, the previous version's salt file (imported once), and the erasure channel. */
   async start(legacyFile: string, log: Logger): Promise<void> {
+    this.#log = log;
     await migrateStore(this.db, 'pseudonyms', PSEUDONYM_MIGRATIONS, log);
     // The previous version kept salts in an fsynced JSON Lines file; a torn last line was never used.
     const legacy = new Map<string, string>();
@@ -57,6 +89,8 @@ class SubjectSalts {
       (key) => this.#cache.delete(key),
       () => this.#cache.clear(),
     );
+    // An erasure whose rewrite had not happened yet when its node stopped (or died) is finished here.
+    void this.rewrite();
   }
 
   cached(key: string): string | undefined {
@@ -66,33 +100,80 @@ class SubjectSalts {
   async find(key: string): Promise<string | undefined> {
     const hit = this.#cache.get(key);
     if (hit !== undefined) return hit;
-    const { rows } = await this.db.query<{ salt: string }>('SELECT salt FROM subject_salts WHERE lookup = $1', [key]);
-    if (rows[0]) this.#cache.set(key, rows[0].salt);
-    return rows[0]?.salt;
+    const salt = await readValue(this.db, SALTS, key);
+    if (salt !== undefined) this.#cache.set(key, salt);
+    return salt;
   }
 
   /** Durable before it is returned: a pseudonym is never written with a salt a crash could lose. */
   async ensure(key: string): Promise<string> {
-    const known = await this.find(key);
-    if (known !== undefined) return known;
-    const { rows } = await this.db.query<{ salt: string }>(
-      'INSERT INTO subject_salts (lookup, salt) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING salt',
-      [key, randomBytes(16).toString('base64url')],
-    );
-    // No row returned: another node created it between our read and our insert; theirs is the salt.
-    const salt = rows[0]?.salt ?? (await this.find(key));
-    if (salt === undefined) throw new Error('subject salt: created by another node, then not found');
+    const hit = this.#cache.get(key);
+    if (hit !== undefined) return hit;
+    const salt = await readOrInsert(this.db, SALTS, key, () => randomBytes(16).toString('base64url'));
     this.#cache.set(key, salt);
     return salt;
   }
 
+  /**
+   * Deletes the salt, and notes the erasure in the same transaction: a deleted
+   * row stays in the table's pages until they are rewritten (VACUUM FULL), and
+   * the note is what tells any node, even after a restart, that they must be.
+   */
   async erase(key: string): Promise<boolean> {
     this.#cache.delete(key);
-    const { rows } = await this.db.query('DELETE FROM subject_salts WHERE lookup = $1 RETURNING lookup', [key]);
+    const erased = await this.db.transaction(async (tx) => {
+      const { rows } = await tx.query('DELETE FROM subject_salts WHERE lookup = $1 RETURNING lookup', [key]);
+      if (rows.length > 0) await tx.query('INSERT INTO subject_salts_erased DEFAULT VALUES');
+      return rows.length > 0;
+    });
     await this.db.notify(ERASED, key);
-    // A deleted row stays in the table's pages until they are rewritten: rewrite them now, as the salt file was.
-    if (rows.length > 0) await this.db.query('VACUUM FULL subject_salts');
-    return rows.length > 0;
+    // Usually the lock is free and the salt is off the disk before the answer; else the rewrite goes on in the
+    // background, so that joins (which read and insert salts) never queue behind a rewrite that waits.
+    if (erased) await this.rewrite();
+    return erased;
+  }
+
+  /** Rewrites subject_salts if an erasure asks for it; tries again later if its lock was not granted in time. */
+  rewrite(): Promise<void> {
+    // A rewrite already running may have read the erasures before the latest: one more follows it.
+    if (this.#rewriting) {
+      this.#queued ??= this.#rewriting.then(() => {
+        this.#queued = undefined;
+        return this.rewrite();
+      });
+      return this.#queued;
+    }
+    this.#rewriting = this.#rewrite().finally(() => (this.#rewriting = undefined));
+    return this.#rewriting;
+  }
+
+  async #rewrite(): Promise<void> {
+    clearTimeout(this.#retry);
+    try {
+      const { rows } = await this.db.query<{ upto: string | null }>(
+        'SELECT max(id)::text AS upto FROM subject_salts_erased',
+      );
+      const upto = rows[0]?.upto;
+      if (upto == null) return;
+      if (await this.db.rewriteTable('subject_salts', REWRITE_LOCK_TIMEOUT_MS)) {
+        await this.db.query('DELETE FROM subject_salts_erased WHERE id <= $1', [upto]);
+        this.#failures = 0;
+        return;
+      }
+      this.#log?.info({ attempt: this.#failures + 1 }, 'subject salts: rewrite postponed, the table is in use');
+    } catch (err) {
+      if (this.#stopped) return;
+      this.#log?.error({ err }, 'subject salts: the rewrite after an erasure failed; will try again');
+    }
+    if (this.#stopped) return;
+    const delay = Math.min(REWRITE_RETRY_MAX_MS, 500 * 2 ** this.#failures++);
+    this.#retry = setTimeout(() => void this.rewrite(), delay);
+    this.#retry.unref();
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    clearTimeout(this.#retry);
   }
 }
 
@@ -120,6 +201,16 @@ export class Pseudonymizer {
   /** `legacySaltsFile`: where the previous version kept the salts (imported once, then deleted). */
   start(legacySaltsFile: string, log: Logger): Promise<void> {
     return this.#salts.start(legacySaltsFile, log);
+  }
+
+  /** Stops retrying a postponed rewrite (the node is closing; the next node to start finishes it). */
+  stop(): void {
+    this.#salts.stop();
+  }
+
+  /** Rewrites the salts' table now if an erasure still asks for it (see `forget`). */
+  rewriteErased(): Promise<void> {
+    return this.#salts.rewrite();
   }
 
   #keyFor(tenant: string): Buffer {
@@ -162,7 +253,11 @@ export class Pseudonymizer {
     return salt === undefined ? undefined : this.#hash(tenant, salt, identity);
   }
 
-  /** Destroys the subject's salt (erasure), on every node. A later `pseudonym` is new and unrelated. */
+  /**
+   * Destroys the subject's salt (erasure), on every node. A later `pseudonym` is new and unrelated. The salt is
+   * unreadable at once; its bytes leave the disk when subject_salts is rewritten, before this resolves unless a
+   * long transaction holds the table, and then as soon as it ends (retried in the background, by any node).
+   */
   forget(tenant: string, identity: string): Promise<boolean> {
     return this.#salts.erase(this.#lookup(tenant, identity));
   }

@@ -92,6 +92,7 @@ export default fp(
       await collector.stop();
       events.stop();
       await writer.close();
+      pseudonymizer.stop();
     });
   },
   { name: 'vigie-telemetry', dependencies: ['vigie-store', 'vigie-core', 'vigie-clickhouse'] },

@@ -1,12 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { existsSync, readFileSync, renameSync } from 'node:fs';
 import { z } from 'zod';
 import { ApiKeyStore, generateApiKey, type ApiKeyPrincipal, type ApiKeyScope } from '../auth/index.js';
 import { tenantSchema, type TenantConfig, type WebhookEndpointConfig } from '../config/index.js';
 import { parseOrInvalid, VigieError } from '../errors.js';
 import type { Logger } from '../logging.js';
-import { type Database, migrateStore, type Queryable } from '../store/index.js';
+import { type Database, importLegacyFile, migrateStore, type Queryable } from '../store/index.js';
 import { STORE_MIGRATIONS } from './schema.js';
 
 export interface TenantRegistryEvents {
@@ -277,31 +276,31 @@ export class TenantRegistry {
    * after a crash before the rename changes nothing. Then renamed, never deleted.
    */
   async #importLegacy(file: string): Promise<void> {
-    let raw: { tenants?: Array<TenantConfig | { id: string; removed: true }> };
-    try {
-      raw = JSON.parse(readFileSync(file, 'utf8'));
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-      throw new Error(`cannot read ${file}: ${(err as Error).message}`);
-    }
-    const entries = (raw.tenants ?? []).map((t) => ('removed' in t ? t : tenantSchema.parse(t)));
-    const imported = await this.#db.transaction(async (tx) => {
-      let n = 0;
-      for (const t of entries) {
-        const removed = 'removed' in t;
-        const { rows } = await tx.query(
-          `INSERT INTO tenants (id, config, removed, version) VALUES ($1, $2::jsonb, $3, 1)
-           ON CONFLICT (id) DO NOTHING RETURNING id`,
-          [t.id, removed ? null : JSON.stringify(t), removed],
-        );
-        if (rows.length) await tx.query('SELECT pg_notify($1, $2)', [TENANTS_CHANNEL, t.id]);
-        n += rows.length;
-      }
-      return n;
-    });
-    const target = existsSync(`${file}.imported`) ? `${file}.imported.${Date.now()}` : `${file}.imported`;
-    renameSync(file, target);
-    this.#log.info({ file, renamedTo: target, tenants: imported }, 'tenants.json imported into the store');
+    const done = await importLegacyFile(
+      file,
+      async (content) => {
+        const raw = content as { tenants?: Array<TenantConfig | { id: string; removed: true }> };
+        const entries = (raw.tenants ?? []).map((t) => ('removed' in t ? t : tenantSchema.parse(t)));
+        return this.#db.transaction(async (tx) => {
+          let n = 0;
+          for (const t of entries) {
+            const removed = 'removed' in t;
+            const { rows } = await tx.query(
+              `INSERT INTO tenants (id, config, removed, version) VALUES ($1, $2::jsonb, $3, 1)
+               ON CONFLICT (id) DO NOTHING RETURNING id`,
+              [t.id, removed ? null : JSON.stringify(t), removed],
+            );
+            if (rows.length) await tx.query('SELECT pg_notify($1, $2)', [TENANTS_CHANNEL, t.id]);
+            n += rows.length;
+          }
+          return n;
+        });
+      },
+      // An operator may have put a tenants.json back after an earlier import: neither copy is lost.
+      { keepEarlier: true },
+    );
+    if (done)
+      this.#log.info({ file, renamedTo: done.renamedTo, tenants: done.rows }, 'tenants.json imported into the store');
   }
 }
 
