@@ -24,7 +24,7 @@ import recordingPlugin from './recording/index.js';
 import compliancePlugin from './compliance/index.js';
 import { RoomBans, RoomDirectory } from './media/index.js';
 import demoPlugin, { type DemoSetup } from './demo/index.js';
-import storePlugin, { sharedSecret } from './store/index.js';
+import storePlugin, { sharedSecret, StoreUnavailableError } from './store/index.js';
 import nodesPlugin, { isNodeLive } from './nodes/index.js';
 
 declare module 'fastify' {
@@ -131,6 +131,8 @@ export async function buildApp(
   }) as unknown as FastifyInstance;
 
   app.setErrorHandler((err: Error & { statusCode?: number }, req, reply) => {
+    if (err instanceof StoreUnavailableError)
+      req.log.warn({ reason: (err.cause as Error | undefined)?.message }, 'control plane unreachable: answered 503');
     if (err instanceof VigieError) return reply.code(err.httpStatus).send({ error: err.toJSON() });
     const status = (err as { statusCode?: number }).statusCode ?? 500;
     if (status === 429) return reply.code(429).send({ error: { code: 'RATE_LIMITED', message: err.message } });

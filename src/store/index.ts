@@ -14,7 +14,14 @@ import { type Database, openDatabase } from './Database.js';
 import { migrateStore } from './migrations.js';
 import { SECRETS_MIGRATIONS } from './secrets.js';
 
-export { openDatabase, type AdvisoryLease, type Database, type Queryable } from './Database.js';
+export {
+  isConnectionError,
+  openDatabase,
+  StoreUnavailableError,
+  type AdvisoryLease,
+  type Database,
+  type Queryable,
+} from './Database.js';
 export { migrateStore, type StoreMigration } from './migrations.js';
 export { sharedSecret } from './secrets.js';
 
