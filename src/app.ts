@@ -26,6 +26,7 @@ import { RoomBans, RoomDirectory } from './media/index.js';
 import demoPlugin, { type DemoSetup } from './demo/index.js';
 import storePlugin, { sharedSecret, StoreUnavailableError } from './store/index.js';
 import nodesPlugin, { isNodeLive } from './nodes/index.js';
+import clusterIdentityPlugin from './nodes/clusterIdentity.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -149,8 +150,11 @@ export async function buildApp(
     await app.register(httpTracing);
     await app.register(storePlugin, { config });
     await app.register(corePlugin, { config });
-    await app.register(nodesPlugin);
     await app.register(clickhousePlugin);
+    // Before the node registers and anything writes telemetry or audit copies: a node on another ClickHouse than
+    // its cluster's is refused.
+    await app.register(clusterIdentityPlugin);
+    await app.register(nodesPlugin);
     await app.register(telemetryPlugin);
     await app.register(webhooksPlugin);
     await app.register(retentionPlugin);

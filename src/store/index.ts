@@ -23,7 +23,7 @@ export {
   type Queryable,
 } from './Database.js';
 export { migrateStore, type StoreMigration } from './migrations.js';
-export { sharedSecret } from './secrets.js';
+export { sharedSecret, sharedValue } from './secrets.js';
 
 declare module 'fastify' {
   interface FastifyInstance {

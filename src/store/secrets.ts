@@ -28,20 +28,38 @@ export const SECRETS_MIGRATIONS: StoreMigration[] = [
  * files; operators who keep them elsewhere set them in the configuration.
  */
 export async function sharedSecret(db: Database, name: string, dataDir: string, bytes = 32): Promise<string> {
+  return (
+    await sharedValue(
+      db,
+      name,
+      async () => readLegacy(path.join(dataDir, 'secrets', name)) ?? randomBytes(bytes).toString('base64url'),
+    )
+  ).value;
+}
+
+/**
+ * A value every node must agree on, under `name` in `shared_secrets`: the one stored, or else `create()`'s, stored
+ * by the first node (`ON CONFLICT DO NOTHING`, so two nodes starting together agree). `created` tells the node whose
+ * value won; `create` may prepare what the value names (it runs before the value is visible to other nodes).
+ */
+export async function sharedValue(
+  db: Database,
+  name: string,
+  create: () => Promise<string>,
+): Promise<{ value: string; created: boolean }> {
   const read = async () =>
     (await db.query<{ value: string }>('SELECT value FROM shared_secrets WHERE name = $1', [name])).rows[0]?.value;
   const existing = await read();
-  if (existing !== undefined) return existing;
-  const legacy = readLegacy(path.join(dataDir, 'secrets', name));
+  if (existing !== undefined) return { value: existing, created: false };
   const { rows } = await db.query<{ value: string }>(
     'INSERT INTO shared_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING RETURNING value',
-    [name, legacy ?? randomBytes(bytes).toString('base64url')],
+    [name, await create()],
   );
-  if (rows[0]) return rows[0].value;
-  // Another node inserted it between our read and our insert: theirs is the secret.
+  if (rows[0]) return { value: rows[0].value, created: true };
+  // Another node inserted it between our read and our insert: theirs is the value.
   const winner = await read();
-  if (winner === undefined) throw new Error(`shared secret ${name}: inserted by another node, yet not found`);
-  return winner;
+  if (winner === undefined) throw new Error(`shared value ${name}: inserted by another node, yet not found`);
+  return { value: winner, created: false };
 }
 
 function readLegacy(file: string): string | undefined {
