@@ -6,7 +6,6 @@
  * starts. One PostgreSQL server, two ClickHouse endpoints (chdb over HTTP).
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -14,6 +13,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, test } from 'vitest';
 import { ConfigError } from '../src/config/index.js';
 import { startChdbHttp } from './helpers/chdbHttpServer.js';
+import { spawnCompiled } from './helpers/compiledGateway.js';
 import { startGateway, type TestGateway } from './helpers/gateway.js';
 import { type PostgresServer, startPostgres } from './helpers/postgres.js';
 
@@ -81,23 +81,9 @@ test('a node on another ClickHouse endpoint is refused with a ConfigError naming
 test('a node left on the embedded ClickHouse exits 78 (EX_CONFIG) with the reason', async () => {
   const cluster = nodes[0]!.app.clusterIdentity!;
   const dataDir = tempDir('vigie-embedded-');
-  const child = spawn(process.execPath, ['--enable-source-maps', 'dist/server/main.js'], {
-    env: {
-      PATH: process.env.PATH,
-      HOME: process.env.HOME,
-      XDG_CACHE_HOME: process.env.XDG_CACHE_HOME,
-      VIGIE_PORT: '0',
-      VIGIE_DATA_DIR: dataDir,
-      VIGIE_NODE_ID: 'node-embedded',
-      VIGIE_DATABASE_URL: pg.url,
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let output = '';
-  child.stdout!.on('data', (d) => (output += d));
-  child.stderr!.on('data', (d) => (output += d));
-  const [code] = await once(child, 'exit');
-  assert.equal(code, 78, output);
-  assert.match(output, new RegExp(`this node's ClickHouse \\(embedded engine in ${dataDir}/clickhouse\\)`));
-  assert.match(output, new RegExp(`are cluster ${cluster.id}`));
+  const { gateway, output } = spawnCompiled(dataDir, { VIGIE_NODE_ID: 'node-embedded', VIGIE_DATABASE_URL: pg.url });
+  const [code] = await once(gateway, 'exit');
+  assert.equal(code, 78, output.text);
+  assert.match(output.text, new RegExp(`this node's ClickHouse \\(embedded engine in ${dataDir}/clickhouse\\)`));
+  assert.match(output.text, new RegExp(`are cluster ${cluster.id}`));
 });
