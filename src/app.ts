@@ -24,8 +24,9 @@ import recordingPlugin from './recording/index.js';
 import compliancePlugin from './compliance/index.js';
 import { RoomBans, RoomDirectory } from './media/index.js';
 import demoPlugin, { type DemoSetup } from './demo/index.js';
-import storePlugin, { sharedSecret } from './store/index.js';
+import storePlugin, { sharedSecret, StoreUnavailableError } from './store/index.js';
 import nodesPlugin, { isNodeLive } from './nodes/index.js';
+import clusterIdentityPlugin from './nodes/clusterIdentity.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -131,6 +132,8 @@ export async function buildApp(
   }) as unknown as FastifyInstance;
 
   app.setErrorHandler((err: Error & { statusCode?: number }, req, reply) => {
+    if (err instanceof StoreUnavailableError)
+      req.log.warn({ reason: (err.cause as Error | undefined)?.message }, 'control plane unreachable: answered 503');
     if (err instanceof VigieError) return reply.code(err.httpStatus).send({ error: err.toJSON() });
     const status = (err as { statusCode?: number }).statusCode ?? 500;
     if (status === 429) return reply.code(429).send({ error: { code: 'RATE_LIMITED', message: err.message } });
@@ -147,8 +150,11 @@ export async function buildApp(
     await app.register(httpTracing);
     await app.register(storePlugin, { config });
     await app.register(corePlugin, { config });
-    await app.register(nodesPlugin);
     await app.register(clickhousePlugin);
+    // Before the node registers and anything writes telemetry or audit copies: a node on another ClickHouse than
+    // its cluster's is refused.
+    await app.register(clusterIdentityPlugin);
+    await app.register(nodesPlugin);
     await app.register(telemetryPlugin);
     await app.register(webhooksPlugin);
     await app.register(retentionPlugin);

@@ -1,6 +1,5 @@
 import { onTestFinished, test } from 'vitest';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -14,34 +13,16 @@ import type { Logger } from '../src/logging.js';
 import { pino } from 'pino';
 import type { Page } from 'playwright-core';
 import { joinThroughPage, launchBrowser, receivedMedia, waitFor } from './helpers/browser.js';
+import { spawnCompiled } from './helpers/compiledGateway.js';
 
 const silentLog = pino({ level: 'silent' }) as unknown as Logger;
-
-function startCompiled(dataDir: string, extraEnv: Record<string, string> = {}) {
-  const gateway = spawn(process.execPath, ['--enable-source-maps', 'dist/server/main.js'], {
-    env: {
-      PATH: process.env.PATH,
-      HOME: process.env.HOME,
-      XDG_CACHE_HOME: process.env.XDG_CACHE_HOME,
-      VIGIE_PORT: '0',
-      VIGIE_DATA_DIR: dataDir,
-      VIGIE_LOG_LEVEL: 'warn',
-      ...extraEnv,
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const output = { text: '' };
-  gateway.stdout!.on('data', (d) => (output.text += d));
-  gateway.stderr!.on('data', (d) => (output.text += d));
-  return { gateway, output };
-}
 
 // What `npm start` runs after its setup: the compiled gateway (setup.sh builds dist/server when the sources changed).
 test('npm start on an empty data dir: the printed demo link, opened in two Chromium pages, holds a call with video and audio both ways', async () => {
   assert.ok(existsSync('dist/server/main.js'), 'dist/server/main.js is missing: scripts/setup.sh compiles it');
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'vigie-start-'));
   onTestFinished(() => rmSync(dataDir, { recursive: true, force: true }));
-  const { gateway, output } = startCompiled(dataDir);
+  const { gateway, output } = spawnCompiled(dataDir);
   onTestFinished(() => {
     if (gateway.exitCode === null) gateway.kill('SIGKILL');
   });
@@ -112,7 +93,7 @@ test('npm start on an empty data dir: the printed demo link, opened in two Chrom
 test('in production (NODE_ENV=production, as in the Docker image) the compiled gateway creates no demo tenant and prints no credential', async () => {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'vigie-start-prod-'));
   onTestFinished(() => rmSync(dataDir, { recursive: true, force: true }));
-  const { gateway, output } = startCompiled(dataDir, { NODE_ENV: 'production' });
+  const { gateway, output } = spawnCompiled(dataDir, { NODE_ENV: 'production' });
   onTestFinished(() => {
     if (gateway.exitCode === null) gateway.kill('SIGKILL');
   });

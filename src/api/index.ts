@@ -24,6 +24,7 @@ import { tokenRoutes } from './tokens.js';
 import { webhookRoutes } from './webhooks.js';
 import { recordingRoutes } from './recordings.js';
 import { complianceRoutes } from './compliance.js';
+import forwarding from './forward.js';
 import { errorResponses } from './schema.js';
 
 export { apiKeyFrom, authenticate, requireScope, type Principal } from './principal.js';
@@ -113,6 +114,8 @@ export default async function apiPlugin(app: FastifyInstance): Promise<void> {
           'the audit log is not ready yet (ClickHouse cannot be read); retry shortly',
         );
     });
+    // Before the rate limits: a call forwarded by another node counts against its caller's address.
+    await v1.register(forwarding);
     await v1.register(rateLimit, { global: false });
     // The budget of a caller is spent only once its credential is verified: a key id
     // alone (which anyone can put in a forged key) no longer names whose budget to spend.

@@ -143,6 +143,8 @@ export async function recordingRoutes(app: FastifyInstance): Promise<void> {
   app.post(
     '/v1/rooms/:room/recording',
     {
+      // Before the access record: the owner of the room records the call, once.
+      preHandler: app.forwardRoomCall,
       schema: {
         tags: ['recordings'],
         summary: "Start or stop a room's recording (admin, or a token with the record grant)",

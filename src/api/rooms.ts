@@ -144,6 +144,7 @@ export async function roomRoutes(app: FastifyInstance): Promise<void> {
   app.get(
     '/v1/rooms/:room',
     {
+      preHandler: app.forwardRoomCall,
       schema: {
         tags: ['rooms'],
         summary: 'Get a room',
@@ -162,6 +163,7 @@ export async function roomRoutes(app: FastifyInstance): Promise<void> {
   app.delete(
     '/v1/rooms/:room',
     {
+      preHandler: app.forwardRoomCall,
       schema: {
         tags: ['rooms'],
         summary: 'Close a room: ends its call and removes its declaration',
@@ -185,6 +187,7 @@ export async function roomRoutes(app: FastifyInstance): Promise<void> {
   app.get(
     '/v1/rooms/:room/participants',
     {
+      preHandler: app.forwardRoomCall,
       schema: {
         tags: ['participants'],
         summary: 'List the participants of a live room',
@@ -224,7 +227,10 @@ export async function roomRoutes(app: FastifyInstance): Promise<void> {
 
   app.delete(
     '/v1/rooms/:room/participants/:participantId',
-    { schema: { tags: ['participants'], summary: 'Remove a participant', params: openapi(participantParam) } },
+    {
+      preHandler: app.forwardRoomCall,
+      schema: { tags: ['participants'], summary: 'Remove a participant', params: openapi(participantParam) },
+    },
     async (req, reply) => {
       const p = await authenticate(app, req);
       const { room, participantId } = parse(participantParam, req.params);
@@ -279,6 +285,7 @@ export async function roomRoutes(app: FastifyInstance): Promise<void> {
   app.post(
     '/v1/rooms/:room/participants/:participantId/mute',
     {
+      preHandler: app.forwardRoomCall,
       schema: {
         tags: ['participants'],
         summary: 'Mute a participant remotely (audio, video, or both)',
@@ -313,6 +320,7 @@ export async function roomRoutes(app: FastifyInstance): Promise<void> {
   app.post(
     '/v1/rooms/:room/participants/:participantId/unmute',
     {
+      preHandler: app.forwardRoomCall,
       schema: {
         tags: ['participants'],
         summary: 'Lift a remote mute: the participant may turn the tracks on again',

@@ -401,6 +401,14 @@ export const SETTINGS: readonly SettingSpec[] = [
       'where they are next joined. Must exceed VIGIE_NODES_HEARTBEAT_S.',
   ),
   setting(
+    'nodes.forwardTimeoutSeconds',
+    'VIGIE_NODES_FORWARD_TIMEOUT_S',
+    positiveInt.max(300).default(10),
+    '10',
+    'How long a node waits for the node that holds a room when it forwards a REST call on that room (remove, ' +
+      'mute, record, close) there; past it the caller gets 503 UNAVAILABLE.',
+  ),
+  setting(
     'nodes.singletonRetrySeconds',
     'VIGIE_NODES_SINGLETON_RETRY_S',
     positiveInt.max(300).default(3),

@@ -9,6 +9,7 @@
 import { mkdirSync } from 'node:fs';
 import { PGlite } from '@electric-sql/pglite';
 import pg from 'pg';
+import { VigieError } from '../errors.js';
 
 export interface Queryable {
   /** One statement with `$1`-style parameters. */
@@ -50,6 +51,46 @@ export interface Database extends Queryable {
    */
   tryAdvisoryLock(key: string): Promise<AdvisoryLease | undefined>;
   close(): Promise<void>;
+}
+
+/** SQLSTATEs of a server that is going away or not accepting connections (besides class 08, connection exception). */
+const SERVER_GONE = new Set(['57P01', '57P02', '57P03', '53300']);
+/** What `pg` throws when the connection is lost or cannot be made, for want of a code. */
+const CONNECTION_LOST =
+  /Connection terminated|connection error and is not queryable|timeout exceeded when trying to connect/;
+
+/**
+ * Whether `err` says the server is unreachable (refused, reset, timed out, shutting down) rather than that a
+ * statement is wrong: the one place where a control-plane outage is told apart from a bug.
+ */
+export function isConnectionError(err: unknown): boolean {
+  const e = err as { code?: unknown; message?: unknown; errors?: unknown[] } | undefined;
+  if (!e || typeof e !== 'object') return false;
+  const code = typeof e.code === 'string' ? e.code : '';
+  if (code.startsWith('E') && /^E[A-Z]+$/.test(code)) return true; // ECONNREFUSED, ECONNRESET, ETIMEDOUT, EPIPE…
+  if (code.startsWith('08') || SERVER_GONE.has(code)) return true;
+  if (typeof e.message === 'string' && CONNECTION_LOST.test(e.message)) return true;
+  return Array.isArray(e.errors) && e.errors.some(isConnectionError); // AggregateError: each address refused
+}
+
+/**
+ * The control plane cannot be reached: every action that reads or writes it answers 503 UNAVAILABLE (retry), never
+ * 500. Calls already open go on (media does not need PostgreSQL); the pool reconnects by itself when it is back.
+ */
+export class StoreUnavailableError extends VigieError {
+  constructor(cause: unknown) {
+    super('UNAVAILABLE', 'the control plane (PostgreSQL) is unreachable; retry shortly');
+    this.cause = cause;
+  }
+}
+
+/** Rethrows a lost or refused connection as StoreUnavailableError; any other error as it is. */
+async function mapOutage<T>(p: Promise<T>): Promise<T> {
+  try {
+    return await p;
+  } catch (err) {
+    throw isConnectionError(err) && !(err instanceof VigieError) ? new StoreUnavailableError(err) : err;
+  }
 }
 
 /** Advisory lock keys are bigints; names are hashed by PostgreSQL itself so every node agrees. */
@@ -146,17 +187,22 @@ class PostgresDatabase implements Database {
 
   constructor(url: string, poolSize: number) {
     this.#url = url;
-    this.#pool = new pg.Pool({ connectionString: url, max: poolSize });
+    // A server that does not answer at all (a partition) fails a request after 10 s rather than holding it forever.
+    this.#pool = new pg.Pool({ connectionString: url, max: poolSize, connectionTimeoutMillis: 10_000 });
     // An idle pooled connection the server closed is an event, not a crash; the pool opens another.
     this.#pool.on('error', () => undefined);
   }
 
   async query<T>(sql: string, params: readonly unknown[] = []): Promise<{ rows: T[] }> {
-    const r = await this.#pool.query(sql, params as unknown[]);
+    const r = await mapOutage(this.#pool.query(sql, params as unknown[]));
     return { rows: r.rows as T[] };
   }
 
-  async transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
+  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
+    return mapOutage(this.#transaction(fn));
+  }
+
+  async #transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
     const client = await this.#pool.connect();
     // A connection the server drops while checked out (failover, restart) fails the statement in flight; its
     // 'error' event must not also become an uncaught exception that ends the process.
@@ -183,7 +229,7 @@ class PostgresDatabase implements Database {
   }
 
   async exec(sql: string): Promise<void> {
-    await this.#pool.query(sql);
+    await mapOutage(this.#pool.query(sql));
   }
 
   async rewriteTable(table: string, lockTimeoutMs: number): Promise<boolean> {
@@ -278,7 +324,7 @@ class PostgresDatabase implements Database {
   }
 
   async notify(channel: string, payload: string): Promise<void> {
-    await this.#pool.query('SELECT pg_notify($1, $2)', [channel, payload]);
+    await mapOutage(this.#pool.query('SELECT pg_notify($1, $2)', [channel, payload]));
   }
 
   /**

@@ -14,10 +14,17 @@ import { type Database, openDatabase } from './Database.js';
 import { migrateStore } from './migrations.js';
 import { SECRETS_MIGRATIONS } from './secrets.js';
 
-export { openDatabase, type AdvisoryLease, type Database, type Queryable } from './Database.js';
+export {
+  isConnectionError,
+  openDatabase,
+  StoreUnavailableError,
+  type AdvisoryLease,
+  type Database,
+  type Queryable,
+} from './Database.js';
 export { importLegacyFile, type LegacyImport, type LegacyImportOptions } from './legacy.js';
 export { migrateStore, type StoreMigration } from './migrations.js';
-export { type KeyValueTable, readOrInsert, readValue, sharedSecret } from './secrets.js';
+export { type KeyValueTable, readOrInsert, readValue, sharedSecret, sharedValue } from './secrets.js';
 
 declare module 'fastify' {
   interface FastifyInstance {

@@ -45,6 +45,13 @@ export interface KeyValueTable {
 
 const SHARED_SECRETS: KeyValueTable = { table: 'shared_secrets', key: 'name', value: 'value' };
 
+/**
+ * A value every node must agree on, under `name` in `shared_secrets`: the one stored, or else `create()`'s, stored
+ * by the first node. `create` may prepare what the value names: it runs before the value is visible to other nodes.
+ */
+export const sharedValue = (db: Queryable, name: string, create: () => Promise<string>): Promise<string> =>
+  readOrInsert(db, SHARED_SECRETS, name, create);
+
 /** The value stored under `key`, if any. */
 export async function readValue(db: Queryable, t: KeyValueTable, key: string): Promise<string | undefined> {
   const { rows } = await db.query<{ v: string }>(`SELECT ${t.value} AS v FROM ${t.table} WHERE ${t.key} = $1`, [key]);
@@ -61,14 +68,14 @@ export async function readOrInsert(
   db: Queryable,
   t: KeyValueTable,
   key: string,
-  create: () => string,
+  create: () => string | Promise<string>,
 ): Promise<string> {
   const existing = await readValue(db, t, key);
   if (existing !== undefined) return existing;
   const { rows } = await db.query<{ v: string }>(
     `INSERT INTO ${t.table} (${t.key}, ${t.value}) VALUES ($1, $2) ON CONFLICT (${t.key}) DO NOTHING
      RETURNING ${t.value} AS v`,
-    [key, create()],
+    [key, await create()],
   );
   if (rows[0]) return rows[0].v;
   // Another node inserted it between our read and our insert: theirs is the value.

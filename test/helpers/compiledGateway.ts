@@ -65,3 +65,23 @@ export async function startCompiledGateway(
     throw err;
   }
 }
+
+/** The compiled gateway (dist/server/main.js) on `dataDir`, without waiting for anything; its output is collected. */
+export function spawnCompiled(dataDir: string, extraEnv: Record<string, string> = {}) {
+  const gateway = spawn(process.execPath, ['--enable-source-maps', 'dist/server/main.js'], {
+    env: {
+      PATH: process.env.PATH,
+      HOME: process.env.HOME,
+      XDG_CACHE_HOME: process.env.XDG_CACHE_HOME,
+      VIGIE_PORT: '0',
+      VIGIE_DATA_DIR: dataDir,
+      VIGIE_LOG_LEVEL: 'warn',
+      ...extraEnv,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const output = { text: '' };
+  gateway.stdout!.on('data', (d) => (output.text += d));
+  gateway.stderr!.on('data', (d) => (output.text += d));
+  return { gateway, output };
+}

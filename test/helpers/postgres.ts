@@ -18,6 +18,10 @@ export interface PostgresServer {
   dir: string;
   /** Stops the server (`pg_ctl stop -m fast`) and removes its directory. Idempotent. */
   stop(): Promise<void>;
+  /** An outage: stops the server (its clients' connections are closed), keeping its data and port. */
+  halt(): Promise<void>;
+  /** Ends an outage: starts the server again on the same port with the same data. */
+  resume(): Promise<void>;
 }
 
 const BIN = '/usr/lib/postgresql/15/bin';
@@ -53,27 +57,39 @@ export async function startPostgres(): Promise<PostgresServer> {
   const data = path.join(dir, 'data');
   const port = await closedPort();
   run('initdb', ['-D', data, '-A', 'trust', '-U', 'vigie', '--no-sync', '-E', 'UTF8']);
-  run('pg_ctl', [
-    '-D',
-    data,
-    '-w',
-    '-l',
-    path.join(dir, 'log'),
-    '-o',
-    `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200`,
-    'start',
-  ]);
+  let running = false;
+  const halt = () => {
+    run('pg_ctl', ['-D', data, '-m', 'fast', '-w', 'stop']);
+    running = false;
+  };
+  const start = () => {
+    run('pg_ctl', [
+      '-D',
+      data,
+      '-w',
+      '-l',
+      path.join(dir, 'log'),
+      '-o',
+      `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200`,
+      'start',
+    ]);
+    running = true;
+  };
+  start();
   run('createdb', ['-h', '127.0.0.1', '-p', String(port), '-U', 'vigie', 'vigie']);
   let stopped = false;
   return {
     url: `postgres://vigie@127.0.0.1:${port}/vigie`,
     port,
     dir,
+    halt: async () => halt(),
+    resume: async () => start(),
     stop: async () => {
       if (stopped) return;
       stopped = true;
       try {
-        run('pg_ctl', ['-D', data, '-m', 'fast', '-w', 'stop']);
+        // A server halted by the test is already stopped.
+        if (running) halt();
       } finally {
         rmSync(dir, { recursive: true, force: true });
       }
