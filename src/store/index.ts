@@ -17,6 +17,7 @@ import { SECRETS_MIGRATIONS } from './secrets.js';
 export { openDatabase, type AdvisoryLease, type Database, type Queryable } from './Database.js';
 export { migrateStore, type StoreMigration } from './migrations.js';
 export { sharedSecret } from './secrets.js';
+export { importOnce, importWhenReady } from './imports.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
