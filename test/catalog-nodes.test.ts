@@ -195,10 +195,36 @@ test('a deletion and a legal hold racing on one recording from two connections: 
       a.app.recording!.catalog,
       new RecordingCatalog({ db: other, copy: { write: () => undefined, flush: async () => {} }, log: b.app.log }),
     ];
-    const row = (await a.app.recording!.catalog.list({ tenant: 'acme', includeDeleted: true, limit: 1 }))[0]!;
     for (let i = 0; i < 20; i++) {
       const id = randomUUID();
-      await catalogs[0]!.putUpload({ ...row, id, status: 'ready', legal_hold: 0, deleted_at: null, participants: [] });
+      await catalogs[0]!.putUpload({
+        id,
+        session_id: 's',
+        tenant: 'acme',
+        room: 'race',
+        call_id: 'c',
+        participants: [],
+        tracks: [],
+        codecs: [],
+        started_at: Date.now(),
+        ended_at: Date.now(),
+        duration_s: 1,
+        size_bytes: 1,
+        sha256: '',
+        content_type: 'video/webm',
+        storage_target: 'test',
+        storage_country: 'FR',
+        object_key: `acme/race/${id}.webm`,
+        version_id: 'v',
+        retain_until: Date.now() - 1000,
+        lock_mode: 'none',
+        legal_hold: 0,
+        retention_policy: 'short',
+        status: 'ready',
+        deleted_at: null,
+        deletion_reason: '',
+        updated_at: Date.now(),
+      });
       const [claim, hold] = await Promise.allSettled([
         catalogs[i % 2]!.claimDeletion('acme', id, ['ready']),
         catalogs[(i + 1) % 2]!.setLegalHold(
