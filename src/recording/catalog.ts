@@ -147,8 +147,10 @@ export class RecordingCatalog {
     });
   }
 
-  #copy(rows: CatalogRow[]): void {
+  /** Sends the copy of committed changes: in ClickHouse, or in the telemetry spool while it is down, on return. */
+  async #copy(rows: CatalogRow[]): Promise<void> {
     for (const r of rows) this.d.copy.write('recordings', toCopy(r));
+    await this.d.copy.flush();
   }
 
   /**
@@ -167,7 +169,7 @@ export class RecordingCatalog {
       [JSON.stringify([toPg(row)])],
     );
     const written = rows.map(fromPg);
-    this.#copy(written);
+    await this.#copy(written);
     return written[0];
   }
 
@@ -275,7 +277,7 @@ export class RecordingCatalog {
     }
     const { rows } = on ? { rows: [] } : await this.d.db.transaction((tx) => write(tx, false));
     const after = rows[0] ? fromPg(rows[0]) : await this.require(tenant, id);
-    this.#copy([after]);
+    await this.#copy([after]);
     return after;
   }
 
@@ -323,7 +325,7 @@ export class RecordingCatalog {
       [row.tenant, row.id, reason, opts.forget],
     );
     const after = fromPg(rows[0]!);
-    this.#copy([after]);
+    await this.#copy([after]);
     return after;
   }
 
