@@ -197,8 +197,15 @@ export class RecordingCatalog {
     add((n) => `room = ${n}`, q.room);
     add((n) => `call_id = ${n}`, q.callId);
     add((n) => `${n} = ANY (participants)`, q.participant);
-    add((n) => `started_at >= ${n}::timestamptz`, q.from);
-    add((n) => `started_at < ${n}::timestamptz`, q.to);
+    // As epoch milliseconds: any ISO 8601 year (0000 included) is then a time PostgreSQL can compare.
+    const ms = (iso?: string) => {
+      if (iso === undefined) return undefined;
+      const t = Date.parse(iso);
+      if (Number.isNaN(t)) throw new VigieError('INVALID_REQUEST', `not a valid time: ${iso.slice(0, 40)}`);
+      return t;
+    };
+    add((n) => `started_at >= to_timestamp(${n}::double precision / 1000)`, ms(q.from));
+    add((n) => `started_at < to_timestamp(${n}::double precision / 1000)`, ms(q.to));
     if (q.after) {
       params.push(q.after.startedMs, q.after.id);
       where.push(
