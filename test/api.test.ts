@@ -260,16 +260,15 @@ test('user tokens: recordings need the recordings:read grant and stay in their r
     lock_mode: '',
     legal_hold: 0,
     retention_policy: 'default',
-    status: 'ready',
+    status: 'ready' as const,
     deleted_at: null,
     deletion_reason: '',
     updated_at: Date.now(),
   });
   const mine = row('rec-a');
   const theirs = row('rec-b');
-  gw.app.telemetry!.writer.write('recordings', mine);
-  gw.app.telemetry!.writer.write('recordings', theirs);
-  await gw.app.telemetry!.writer.flush();
+  await gw.app.recording!.catalog.putUpload(mine);
+  await gw.app.recording!.catalog.putUpload(theirs);
 
   const moderator = await gw.mint({ room: 'rec-a', identity: 'mod', grants: ['admin'] });
   const recorder = await gw.mint({ room: 'rec-a', identity: 'rec', grants: ['publish', 'record'] });

@@ -448,6 +448,18 @@ test('DSAR after a browser call: access returns that participant only; erasure l
     p: bruno,
   });
   assert.ok(Number(bRows.c) > 0, "the other participant's data is untouched");
-  const [req] = await gw.query(`SELECT count() AS c FROM vigie.dsar_requests WHERE kind IN ('access', 'erasure')`);
-  assert.equal(Number(req.c), 2);
+  // The requests are recorded on PostgreSQL, received then completed; ClickHouse has a copy of each status.
+  const requests = await gw.app.compliance!.dsar.list('acme', 10);
+  assert.deepEqual(requests.map((r) => [r.kind, r.status]).sort(), [
+    ['access', 'completed'],
+    ['erasure', 'completed'],
+  ]);
+  await gw.app.telemetry!.writer.flush();
+  const copies = await gw.query<{ request_id: string; statuses: string[] }>(
+    `SELECT request_id, arraySort(groupArray(status)) AS statuses FROM vigie.dsar_requests GROUP BY request_id`,
+  );
+  assert.deepEqual(
+    copies.map((c) => [c.request_id, c.statuses]).sort(),
+    requests.map((r) => [r.requestId, ['completed', 'received']]).sort(),
+  );
 });

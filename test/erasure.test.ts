@@ -89,7 +89,7 @@ async function storeRecording(who: string, pseudonym: string) {
     }));
   }
   const now = Date.now();
-  gw.app.telemetry!.writer.write('recordings', {
+  await gw.app.recording!.catalog.putUpload({
     id,
     session_id: 's',
     tenant: 'acme',
@@ -112,7 +112,7 @@ async function storeRecording(who: string, pseudonym: string) {
     lock_mode: 'governance',
     legal_hold: 0,
     retention_policy: 'default',
-    status: 'ready',
+    status: 'ready' as const,
     deleted_at: null,
     deletion_reason: '',
     updated_at: now,
@@ -280,7 +280,6 @@ test('erasure removes the subject from the telemetry spool, and nobody else', as
       client: gw.app.clickhouse.client,
       db: 'vigie',
       flush: () => writer.flush(),
-      markRecording: () => undefined,
       rewriteHeld: (fn) => writer.rewriteHeld(fn),
       forget: () => keys.forget('acme', 'dave@example.fr'),
     },

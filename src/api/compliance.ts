@@ -68,6 +68,32 @@ export async function complianceRoutes(app: FastifyInstance): Promise<void> {
   const languageOf = (p: Principal, asked: z.infer<typeof lang>) => documentLanguage(asked, app.tenants.get(p.tenant));
   const subjectPseudonym = async (tenant: string, identity: string) =>
     (await app.telemetry!.keys.pseudonymizer.existing(tenant, identity)) ?? 'unknown-subject';
+  /** Where a data-subject request reads: ClickHouse, and the catalog and the requests on PostgreSQL. */
+  const dsarContext = (c: Compliance) => ({
+    client: app.clickhouse.client,
+    db,
+    store: app.recording?.store,
+    catalog: app.recording?.catalog,
+    controlPlane: {
+      dsar_requests: (tenant: string, subject: string) => c.dsar.ofSubject(tenant, subject),
+      ...(app.recording && {
+        recordings: (tenant: string, subject: string) =>
+          app.recording!.catalog.ofSubject(tenant, subject, ['uploading', 'ready', 'failed', 'deleting', 'deleted']),
+      }),
+    },
+    flush: async () => void (await flush()),
+  });
+  /** Runs the work of a request; if it throws, the request is recorded as failed (still to answer), then rethrown. */
+  const answering = async <T>(requestId: string, work: () => Promise<T>): Promise<T> => {
+    try {
+      return await work();
+    } catch (err) {
+      await app.compliance?.dsar
+        .close(requestId, 'failed', (err as Error).message?.slice(0, 500) ?? 'failed')
+        .catch((closeErr) => app.log.error({ err: closeErr, requestId }, 'could not record a DSAR request as failed'));
+      throw err;
+    }
+  };
 
   app.get(
     '/v1/compliance/audit/verify',
@@ -280,11 +306,10 @@ export async function complianceRoutes(app: FastifyInstance): Promise<void> {
       const { identity } = parse(dsarBody, req.body);
       const pseudonym = await subjectPseudonym(p.tenant, identity);
       await mkdir(exportsDir, { recursive: true });
-      const { archive, sha256, manifest } = await dsarAccess(
-        { client: app.clickhouse.client, db, store: app.recording?.store, flush: async () => void (await flush()) },
-        { tenant: p.tenant, identity, pseudonym, workDir: exportsDir },
+      const { requestId: id } = await c.dsar.open(p.tenant, 'access', pseudonym);
+      const { archive, sha256, manifest } = await answering(id, () =>
+        dsarAccess(dsarContext(c), { tenant: p.tenant, identity, pseudonym, workDir: exportsDir }),
       );
-      const id = randomUUID();
       await rename(archive, path.join(exportsDir, `${id}.tar`));
       const jws = await c.signer.signDigest(sha256);
       // The subject is named so that their erasure finds and deletes this archive.
@@ -292,15 +317,7 @@ export async function complianceRoutes(app: FastifyInstance): Promise<void> {
         path.join(exportsDir, `${id}.meta.json`),
         JSON.stringify({ tenant: p.tenant, ext: 'tar', sha256, jws, subject: pseudonym }),
       );
-      app.telemetry!.writer.write('dsar_requests', {
-        ts: Date.now(),
-        tenant: p.tenant,
-        request_id: id,
-        kind: 'access',
-        subject: pseudonym,
-        status: 'completed',
-        summary: JSON.stringify(manifest.map((m) => ({ file: m.file, rows: m.rows }))),
-      });
+      await c.dsar.close(id, 'completed', JSON.stringify(manifest.map((m) => ({ file: m.file, rows: m.rows }))));
       await c.record({
         tenant: p.tenant,
         actor: p.actor,
@@ -331,41 +348,23 @@ export async function complianceRoutes(app: FastifyInstance): Promise<void> {
       const { identity } = parse(dsarBody, req.body);
       const pseudonym = await subjectPseudonym(p.tenant, identity);
       const writer = app.telemetry!.writer;
-      const result = await dsarErase(
-        {
-          client: app.clickhouse.client,
-          db,
-          store: app.recording?.store,
-          flush: async () => void (await flush()),
-          markRecording: (row, status, reason) =>
-            writer.write('recordings', {
-              ...row,
-              status,
-              deleted_at: Date.now(),
-              deletion_reason: reason,
-              participants: [],
-              updated_at: Date.now(),
-            }),
-          rewriteHeld: (fn) => writer.rewriteHeld(fn),
-          redactDeliveries: (fn) => app.webhooks.queue.redact(fn),
-          exportsDir,
-          discardPendingRecordings: app.recording
-            ? () => app.recording!.service.discardPending(p.tenant, pseudonym)
-            : undefined,
-          forget: () => app.telemetry!.keys.pseudonymizer.forget(p.tenant, identity),
-        },
-        { tenant: p.tenant, identity, pseudonym },
+      const { requestId: id } = await c.dsar.open(p.tenant, 'erasure', pseudonym);
+      const result = await answering(id, () =>
+        dsarErase(
+          {
+            ...dsarContext(c),
+            rewriteHeld: (fn) => writer.rewriteHeld(fn),
+            redactDeliveries: (fn) => app.webhooks.queue.redact(fn),
+            exportsDir,
+            discardPendingRecordings: app.recording
+              ? () => app.recording!.service.discardPending(p.tenant, pseudonym)
+              : undefined,
+            forget: () => app.telemetry!.keys.pseudonymizer.forget(p.tenant, identity),
+          },
+          { tenant: p.tenant, identity, pseudonym },
+        ),
       );
-      const id = randomUUID();
-      writer.write('dsar_requests', {
-        ts: Date.now(),
-        tenant: p.tenant,
-        request_id: id,
-        kind: 'erasure',
-        subject: pseudonym,
-        status: 'completed',
-        summary: JSON.stringify(result),
-      });
+      await c.dsar.close(id, 'completed', JSON.stringify(result));
       await c.record({
         tenant: p.tenant,
         actor: p.actor,

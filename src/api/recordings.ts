@@ -76,7 +76,6 @@ export async function recordingRoutes(app: FastifyInstance): Promise<void> {
     if (!app.recording) throw new VigieError('FORBIDDEN', 'recording is unavailable on this gateway');
     return app.recording;
   };
-  const db = app.clickhouse.database;
   // Access records: the plain access_log, and the tamper-evident audit chain.
   const audit = async (
     req: FastifyRequest,
@@ -128,17 +127,7 @@ export async function recordingRoutes(app: FastifyInstance): Promise<void> {
         throw err;
       }
     };
-  const find = async (tenant: string, id: string): Promise<CatalogRow> => {
-    await app.telemetry?.writer.flush();
-    const rs = await app.clickhouse.client.query({
-      query: `SELECT * FROM ${db}.recordings FINAL WHERE tenant = {t:String} AND id = {id:String}`,
-      query_params: { t: tenant, id },
-      format: 'JSONEachRow',
-    });
-    const [row] = await rs.json<CatalogRow>();
-    if (!row) throw new VigieError('NOT_FOUND', 'no such recording');
-    return row;
-  };
+  const find = (tenant: string, id: string): Promise<CatalogRow> => recording().catalog.require(tenant, id);
 
   app.post(
     '/v1/rooms/:room/recording',
@@ -180,41 +169,25 @@ export async function recordingRoutes(app: FastifyInstance): Promise<void> {
       requireRecordingRole(p, 'viewer');
       const q = parse(listQuery, req.query);
       target(JSON.stringify({ room: q.room, callId: q.callId, participant: q.participant }));
-      const where = ['tenant = {tenant:String}'];
-      const params: Record<string, unknown> = { tenant: p.tenant, limit: q.limit };
-      if (q.includeDeleted === 'false') where.push("status != 'deleted'");
-      const filter = (clause: string, name: string, value: string | undefined) => {
-        if (!value) return;
-        where.push(clause);
-        params[name] = value;
-      };
-      filter('room = {room:String}', 'room', q.room);
-      filter('room = {scopedRoom:String}', 'scopedRoom', p.room);
-      filter('call_id = {callId:String}', 'callId', q.callId);
-      filter('has(participants, {participant:String})', 'participant', q.participant);
-      filter('started_at >= parseDateTime64BestEffort({from:String}, 3)', 'from', q.from);
-      filter('started_at < parseDateTime64BestEffort({to:String}, 3)', 'to', q.to);
-      if (q.cursor) {
-        where.push('(toUnixTimestamp64Milli(started_at), id) < ({cms:Int64}, {cid:String})');
-        Object.assign(params, { cms: q.cursor.startedMs, cid: q.cursor.id });
-      }
-      await app.telemetry?.writer.flush();
-      const rs = await app.clickhouse.client.query({
-        query: `SELECT *, toUnixTimestamp64Milli(started_at) AS started_ms
-                FROM ${db}.recordings FINAL
-                WHERE ${where.join(' AND ')}
-                ORDER BY started_at DESC, id DESC
-                LIMIT {limit:UInt32}`,
-        query_params: params,
-        format: 'JSONEachRow',
+      // A room-scoped token sees its room only, whatever the query asks.
+      if (p.room && q.room && q.room !== p.room) return { recordings: [], nextCursor: null };
+      const rows = await recording().catalog.list({
+        tenant: p.tenant,
+        room: p.room ?? q.room,
+        callId: q.callId,
+        participant: q.participant,
+        from: q.from,
+        to: q.to,
+        includeDeleted: q.includeDeleted === 'true',
+        after: q.cursor,
+        limit: q.limit,
       });
-      const rows = await rs.json<CatalogRow & { started_ms: string }>();
       const last = rows.at(-1);
       return {
         recordings: rows.map(publicRow),
         nextCursor:
           rows.length === q.limit && last
-            ? listCursor.encode({ startedMs: Number(last.started_ms), id: last.id })
+            ? listCursor.encode({ startedMs: Date.parse(String(last.started_at)), id: last.id })
             : null,
       };
     }),
@@ -295,16 +268,19 @@ export async function recordingRoutes(app: FastifyInstance): Promise<void> {
       const { id } = parse(idParam, req.params);
       const { on } = parse(holdBody, req.body);
       target(`recording:${id}:${on ? 'on' : 'off'}`);
-      const row = await find(p.tenant, id);
-      if (row.status !== 'ready') throw new VigieError('INVALID_REQUEST', `recording is ${row.status}`);
-      const policy = app.retention.policies().get(row.retention_policy);
-      if (on && policy && !policy.categories.recordings.legalHoldAllowed)
-        throw new VigieError('FORBIDDEN', `policy ${policy.name} does not allow legal holds`);
-      await recording().store.setLegalHold(row.object_key, row.version_id, on);
-      app.telemetry!.writer.write('recordings', { ...row, legal_hold: on ? 1 : 0, updated_at: Date.now() });
-      await app.telemetry!.writer.flush();
+      const row = await recording().catalog.setLegalHold(
+        p.tenant,
+        id,
+        on,
+        (r) => {
+          const policy = app.retention.policies().get(r.retention_policy);
+          if (on && policy && !policy.categories.recordings.legalHoldAllowed)
+            throw new VigieError('FORBIDDEN', `policy ${policy.name} does not allow legal holds`);
+        },
+        (r) => recording().store.setLegalHold(r.object_key, r.version_id, on),
+      );
       req.log.info({ tenant: p.tenant, actor: p.actor, recording: id, legalHold: on }, 'legal hold changed');
-      return publicRow({ ...row, legal_hold: on ? 1 : 0 });
+      return publicRow(row);
     }),
   );
 
@@ -321,11 +297,17 @@ export async function recordingRoutes(app: FastifyInstance): Promise<void> {
       requireRecordingRole(p, 'admin');
       const { id } = parse(idParam, req.params);
       target(`recording:${id}`);
-      const row = await find(p.tenant, id);
-      if (row.status === 'deleted') throw new VigieError('NOT_FOUND', 'recording already deleted');
+      const catalog = recording().catalog;
+      const { row, refusal } = await catalog.claimDeletion(p.tenant, id, ['ready', 'uploading', 'failed']);
+      if (refusal === 'missing' || !row) throw new VigieError('NOT_FOUND', 'no such recording');
+      if (refusal === 'deleted') throw new VigieError('NOT_FOUND', 'recording already deleted');
+      if (refusal === 'legal-hold')
+        throw new VigieError('FORBIDDEN', 'recording cannot be deleted: it is under legal hold');
+      if (refusal) throw new VigieError('INVALID_REQUEST', `recording is ${row.status}`);
       try {
         await recording().store.remove(row.object_key, row.version_id);
       } catch (err) {
+        await catalog.releaseClaim(row);
         if (err instanceof ObjectLockedError) {
           const why = row.legal_hold
             ? 'it is under legal hold'
@@ -334,15 +316,7 @@ export async function recordingRoutes(app: FastifyInstance): Promise<void> {
         }
         throw err;
       }
-      const now = Date.now();
-      app.telemetry!.writer.write('recordings', {
-        ...row,
-        status: 'deleted',
-        deleted_at: now,
-        deletion_reason: `deleted-by:${p.actor}`,
-        updated_at: now,
-      });
-      await app.telemetry!.writer.flush();
+      await catalog.finishDeletion(row, `deleted-by:${p.actor}`, { forget: false });
       app.webhooks.publish(p.tenant, 'recording.deleted', {
         recordingId: id,
         room: row.room,

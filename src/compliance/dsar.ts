@@ -8,7 +8,7 @@ import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import type { ClickHouseClient } from '@clickhouse/client';
 import { sha256File } from '../files.js';
-import type { CatalogRow, ObjectStore } from '../recording/index.js';
+import type { CatalogRow, ObjectStore, RecordingCatalog } from '../recording/index.js';
 import { ObjectLockedError } from '../recording/index.js';
 
 /**
@@ -87,8 +87,14 @@ export interface DsarContext {
   client: ClickHouseClient;
   db: string;
   store?: ObjectStore;
+  /** The recordings catalog (PostgreSQL): what the person appears in; its ClickHouse copy is only a copy. */
+  catalog?: RecordingCatalog;
+  /** Subject tables whose truth is on PostgreSQL, by name: their rows about the person, read there. */
+  controlPlane?: Record<string, (tenant: string, pseudonym: string) => Promise<unknown[]>>;
   flush: () => Promise<void>;
 }
+
+const LIVE_STATUSES: CatalogRow['status'][] = ['uploading', 'ready', 'failed', 'deleting'];
 
 /**
  * Access request: every row about the person (each subject table, streamed to
@@ -107,29 +113,28 @@ export async function dsarAccess(
   for (const [table, t] of Object.entries(SUBJECT_TABLES)) {
     const file = path.join(dir, `${table}.jsonl`);
     const out = createWriteStream(file);
-    const rs = await ctx.client.query({
-      query: `SELECT * FROM ${ctx.db}.${t.readFrom ?? table} ${t.final ? 'FINAL' : ''} WHERE ${where(table)}`,
-      query_params: { tenant: o.tenant, p: o.pseudonym },
-      format: 'JSONEachRow',
-    });
     let rows = 0;
-    for await (const batch of rs.stream()) {
-      for (const r of batch as Array<{ text: string }>) {
-        rows++;
-        if (!out.write(`${r.text}\n`)) await once(out, 'drain');
-      }
+    const write = async (line: string) => {
+      rows++;
+      if (!out.write(`${line}\n`)) await once(out, 'drain');
+    };
+    // A table whose truth is on PostgreSQL is read there, not from its ClickHouse copy.
+    const fromStore = ctx.controlPlane?.[table];
+    if (fromStore) for (const r of await fromStore(o.tenant, o.pseudonym)) await write(JSON.stringify(r));
+    else {
+      const rs = await ctx.client.query({
+        query: `SELECT * FROM ${ctx.db}.${t.readFrom ?? table} ${t.final ? 'FINAL' : ''} WHERE ${where(table)}`,
+        query_params: { tenant: o.tenant, p: o.pseudonym },
+        format: 'JSONEachRow',
+      });
+      for await (const batch of rs.stream()) for (const r of batch as Array<{ text: string }>) await write(r.text);
     }
     out.end();
     await once(out, 'finish');
     manifest.push({ file: `${table}.jsonl`, rows, sha256: await sha256File(file) });
   }
-  if (ctx.store) {
-    const rs = await ctx.client.query({
-      query: `SELECT * FROM ${ctx.db}.recordings FINAL WHERE ${where('recordings')} AND status = 'ready'`,
-      query_params: { tenant: o.tenant, p: o.pseudonym },
-      format: 'JSONEachRow',
-    });
-    for (const r of await rs.json<CatalogRow>()) {
+  if (ctx.store && ctx.catalog) {
+    for (const r of await ctx.catalog.ofSubject(o.tenant, o.pseudonym, ['ready'])) {
       const name = `recordings/${r.id}${path.extname(r.object_key)}`;
       await pipeline(await ctx.store.read(r.object_key, r.version_id), createWriteStream(path.join(dir, name)));
       manifest.push({ file: name, sha256: await sha256File(path.join(dir, name)) });
@@ -174,7 +179,6 @@ export interface ErasureResult {
 }
 
 export interface ErasureContext extends DsarContext {
-  markRecording: (row: CatalogRow, status: 'deleted', reason: string) => void;
   /** Every row the telemetry writer still holds (memory, spool): `fn` returns undefined to remove one. */
   rewriteHeld?: (fn: (table: string, row: unknown) => unknown) => Promise<number>;
   /** The webhook outbox: `fn` returns the redacted body of a pending delivery, or undefined to keep it. */
@@ -243,33 +247,47 @@ export async function dsarErase(
   if (ctx.discardPendingRecordings) result.files.pendingRecordingsDeleted = await ctx.discardPendingRecordings();
   // Recordings first: a kept recording keeps its catalog row (and its pseudonym) with it.
   const keptIds: string[] = [];
-  const rs = await ctx.client.query({
-    query: `SELECT * FROM ${ctx.db}.recordings FINAL WHERE ${where('recordings')} AND status != 'deleted'`,
-    query_params: params,
-    format: 'JSONEachRow',
-  });
-  for (const r of await rs.json<CatalogRow>()) {
-    if (r.legal_hold) {
+  const catalog = ctx.catalog;
+  for (const found of catalog ? await catalog.ofSubject(o.tenant, o.pseudonym, LIVE_STATUSES) : []) {
+    // Claimed in a transaction on the row: a legal hold set meanwhile, on any node, keeps the recording.
+    const { row: r, refusal } = await catalog!.claimDeletion(o.tenant, found.id, ['uploading', 'ready', 'failed']);
+    if (!r || refusal === 'missing' || refusal === 'deleted') continue;
+    if (refusal) {
       keptIds.push(r.id);
-      result.kept.push({ what: `recording ${r.id}`, reason: 'under legal hold (GDPR art. 17(3)(e), legal claims)' });
+      result.kept.push({
+        what: `recording ${r.id}`,
+        reason:
+          refusal === 'legal-hold'
+            ? 'under legal hold (GDPR art. 17(3)(e), legal claims)'
+            : 'being deleted by another request at the same time; a new erasure request completes it',
+      });
       continue;
     }
     if (ctx.store && r.object_key) {
       // Every version under the key, not only the catalogued one: an upload retried after a failure leaves others.
-      const versions = new Set([...(await ctx.store.versions(r.object_key)), ...(r.version_id ? [r.version_id] : [])]);
       let locked = false;
-      for (const v of versions) {
-        try {
-          await ctx.store.remove(r.object_key, v, { bypassGovernance: true });
-          result.objectVersionsDeleted++;
-        } catch (err) {
-          if ((err as { code?: string }).code === 'NoSuchVersion' || (err as { code?: string }).code === 'NoSuchKey')
-            continue;
-          if (!(err instanceof ObjectLockedError)) throw err;
-          locked = true;
+      try {
+        const versions = new Set([
+          ...(await ctx.store.versions(r.object_key)),
+          ...(r.version_id ? [r.version_id] : []),
+        ]);
+        for (const v of versions) {
+          try {
+            await ctx.store.remove(r.object_key, v, { bypassGovernance: true });
+            result.objectVersionsDeleted++;
+          } catch (err) {
+            const code = (err as { code?: string }).code;
+            if (code === 'NoSuchVersion' || code === 'NoSuchKey') continue;
+            if (!(err instanceof ObjectLockedError)) throw err;
+            locked = true;
+          }
         }
+      } catch (err) {
+        await catalog!.releaseClaim(r);
+        throw err;
       }
       if (locked) {
+        await catalog!.releaseClaim(r);
         keptIds.push(r.id);
         result.kept.push({
           what: `recording ${r.id}`,
@@ -278,7 +296,7 @@ export async function dsarErase(
         continue;
       }
     }
-    ctx.markRecording(r, 'deleted', 'erasure-request');
+    await catalog!.finishDeletion(r, 'erasure-request', { forget: true });
     result.recordingsDeleted.push(r.id);
   }
   await ctx.flush();

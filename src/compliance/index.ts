@@ -24,6 +24,8 @@ import { ClickHouseWriter, Spool } from '../telemetry/index.js';
 import { FileAnchors, ObjectStoreAnchors, type CheckpointAnchors } from './anchors.js';
 import type { Logger } from '../logging.js';
 import { AuditLog, type AuditEntry, type AuditInput } from './AuditLog.js';
+import { DsarRequests } from './dsarRequests.js';
+import { importWhenReady } from '../store/index.js';
 import { loadSigner, type Signer } from './signing.js';
 import { loadSubprocessors, type SubprocessorRegister } from './subprocessors.js';
 
@@ -49,6 +51,7 @@ export {
 } from './subprocessors.js';
 export { recordOfProcessing, recordOfProcessingMarkdown } from './ropa.js';
 export { dsarAccess, dsarErase, identityColumns, SUBJECT_TABLES, IDENTITY_COLUMN_NAMES } from './dsar.js';
+export { DsarRequests, DSAR_MIGRATIONS, type DsarRequest } from './dsarRequests.js';
 
 export interface Compliance {
   audit: AuditLog;
@@ -61,6 +64,8 @@ export interface Compliance {
    * cannot continue its chains (ClickHouse unread since start).
    */
   record: (entry: AuditInput) => Promise<AuditEntry>;
+  /** Data-subject requests and their status (PostgreSQL). */
+  dsar: DsarRequests;
 }
 
 declare module 'fastify' {
@@ -154,6 +159,11 @@ export default fp(
     };
     await init(0);
 
+    const dsar = new DsarRequests(app.db, app.telemetry?.writer, log);
+    await dsar.migrate();
+    // The requests of the version before are in ClickHouse: imported once, as soon as ClickHouse can be read.
+    await importWhenReady(app.clickhouse, 'DSAR requests', log, () => dsar.importFromClickHouse(app.clickhouse));
+
     const register = loadSubprocessors(config.compliance.subprocessorsFile);
     const system = (entry: AuditInput) =>
       void audit.appendWhenReady(entry).catch((err) => log.error({ err, action: entry.action }, 'audit append failed'));
@@ -183,7 +193,7 @@ export default fp(
       appended.catch((err) => log.error({ err, action: entry.action, tenant: entry.tenant }, 'audit append failed'));
       return appended;
     };
-    app.decorate('compliance', { audit, signer, anchors, subprocessors: () => register, record });
+    app.decorate('compliance', { audit, signer, anchors, subprocessors: () => register, record, dsar });
     // "Every M minutes" holds even for a chain that gets no new entry to trigger it; one node at a time signs
     // those (the anchoring lock), and it ticks more often than M so that another node takes over soon after.
     const timer = setInterval(

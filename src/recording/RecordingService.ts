@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import type { ClickHouseClient } from '@clickhouse/client';
 import { VigieError } from '../errors.js';
 import { sha256File, writeFileAtomic } from '../files.js';
 import type { Logger } from '../logging.js';
@@ -10,6 +9,7 @@ import { policyFor, type RetentionPolicy } from '../retention/policy.js';
 import type { TenantRegistry } from '../tenants/index.js';
 import type { CallEventName } from '../telemetry/CallEventRecorder.js';
 import type { WebhookEvent } from '../webhooks/index.js';
+import type { RecordingCatalog } from './catalog.js';
 import type { ObjectStore } from './ObjectStore.js';
 import { containerFor, Recorder } from './Recorder.js';
 
@@ -19,9 +19,8 @@ export interface RecordingDeps {
   store: ObjectStore;
   tenants: TenantRegistry;
   policies: () => Map<string, RetentionPolicy>;
-  clickhouse: { client: ClickHouseClient; database: string };
-  /** Durable row sink (the telemetry writer). */
-  rows: { write(table: string, row: unknown): void; flush(): Promise<void> };
+  /** The catalog on PostgreSQL (which also writes its analytical copy to ClickHouse). */
+  catalog: RecordingCatalog;
   pseudonym: (peer: Peer) => string;
   event: (
     room: Room,
@@ -88,16 +87,17 @@ export interface CatalogRow {
   lock_mode: string;
   legal_hold: number;
   retention_policy: string;
-  status: 'uploading' | 'ready' | 'failed' | 'deleted';
+  /** `deleting`: claimed by a node that is removing the object (PostgreSQL only; never copied to ClickHouse). */
+  status: 'uploading' | 'ready' | 'failed' | 'deleting' | 'deleted';
   deleted_at: number | string | null;
   deletion_reason: string;
-  updated_at: number;
+  updated_at: number | string;
 }
 
 /**
  * Room recordings: one file per participant (audio and video muxed), cut into
  * segments, uploaded to the object store under the tenant's retention policy,
- * and catalogued in ClickHouse. Local files are removed only once the upload
+ * and catalogued in PostgreSQL. Local files are removed only once the upload
  * is verified; pending uploads survive a restart.
  */
 export class RecordingService {
@@ -376,16 +376,20 @@ export class RecordingService {
         deleted_at: null,
         deletion_reason: '',
       };
-      this.d.rows.write('recordings', {
-        ...base,
-        version_id: '',
-        retain_until: null,
-        status: 'uploading',
-        updated_at: Date.now(),
-      });
+      let listed = false;
       for (;;) {
         if (this.#closed || this.#discarded.has(m.id)) return;
         try {
+          if (!listed) {
+            await this.d.catalog.putUpload({
+              ...base,
+              version_id: '',
+              retain_until: null,
+              status: 'uploading',
+              updated_at: Date.now(),
+            });
+            listed = true;
+          }
           // The lock runs from the upload, so a late upload is never protected for less than the policy says.
           const retainUntil = rule.lockMode === 'none' ? undefined : new Date(Date.now() + rule.duration * 1000);
           const lock = retainUntil
@@ -412,14 +416,14 @@ export class RecordingService {
           // A version adopted from an earlier attempt is locked from that attempt: the catalog says what the store
           // holds.
           const expiresAt = stored.retainUntil ?? retainUntil ?? new Date(Date.now() + rule.duration * 1000);
-          this.d.rows.write('recordings', {
+          // Catalogued before the local copy goes: a crash in between uploads again and adopts this version.
+          await this.d.catalog.putUpload({
             ...base,
             version_id: versionId,
             retain_until: expiresAt.getTime(),
             status: 'ready',
             updated_at: Date.now(),
           });
-          await this.d.rows.flush();
           await rm(m.file, { force: true });
           await rm(path.join(this.#pendingDir, 'pending', `${m.id}.json`), { force: true });
           this.d.webhook(m.tenant, 'recording.ready', {

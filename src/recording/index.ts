@@ -1,16 +1,19 @@
 /**
  * Recording: room recordings through PlainTransports into ffmpeg, stored in
  * an object store (S3/MinIO, or a local directory by default) under the
- * tenant's retention policy and data-residency rules, catalogued in ClickHouse.
+ * tenant's retention policy and data-residency rules, catalogued in PostgreSQL
+ * (with an analytical copy in ClickHouse).
  *
- * Needs `sfu`, `tenants`, `clickhouse`, `telemetry`, `webhooks`, `retention`;
- * decorates `recording` ({ service, store, sweeper }). Control is exposed by the
+ * Needs `db`, `sfu`, `tenants`, `clickhouse`, `telemetry`, `webhooks`, `retention`;
+ * decorates `recording` ({ service, store, sweeper, catalog }). Control is exposed by the
  * REST API and by signaling; retrieval by the REST API.
  */
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { Sweeper } from '../retention/index.js';
+import { importWhenReady } from '../store/index.js';
+import { RecordingCatalog } from './catalog.js';
 import { LocalObjectStore } from './LocalObjectStore.js';
 import type { ObjectStore } from './ObjectStore.js';
 import { RecordingService } from './RecordingService.js';
@@ -18,6 +21,7 @@ import { S3ObjectStore } from './S3ObjectStore.js';
 
 export { Recorder, containerFor } from './Recorder.js';
 export { RecordingService, type CatalogRow } from './RecordingService.js';
+export { RecordingCatalog, RECORDINGS_MIGRATIONS } from './catalog.js';
 export { ObjectLockedError, type ObjectStore, type StorageLocation } from './ObjectStore.js';
 export { LocalObjectStore } from './LocalObjectStore.js';
 export { S3ObjectStore } from './S3ObjectStore.js';
@@ -25,7 +29,7 @@ export { S3ObjectStore } from './S3ObjectStore.js';
 declare module 'fastify' {
   interface FastifyInstance {
     /** Undefined when telemetry is off: the catalog is written through its writer. */
-    recording?: { service: RecordingService; store: ObjectStore; sweeper: Sweeper };
+    recording?: { service: RecordingService; store: ObjectStore; sweeper: Sweeper; catalog: RecordingCatalog };
   }
 }
 
@@ -65,13 +69,18 @@ export default fp(
       flush: () => telemetry.writer.flush(),
     };
     const webhook = app.webhooks.publish.bind(app.webhooks);
+    const catalog = new RecordingCatalog({ db: app.db, copy: rows, log });
+    await catalog.migrate();
+    // The catalog of the version before is in ClickHouse: imported once, as soon as ClickHouse can be read.
+    await importWhenReady(app.clickhouse, 'the recordings catalog', log, () =>
+      catalog.importFromClickHouse(app.clickhouse),
+    );
     const service = new RecordingService({
       sfu: app.sfu,
       store,
       tenants: app.tenants,
       policies: () => app.retention.policies(),
-      clickhouse: app.clickhouse,
-      rows,
+      catalog,
       pseudonym: (peer) => telemetry.keys.participant(peer),
       event: (room, peer, event, id, reason, attrs) => telemetry.events.record(room, peer, event, id, reason, attrs),
       webhook,
@@ -92,14 +101,14 @@ export default fp(
       );
     });
     const sweeper = new Sweeper({
-      clickhouse: app.clickhouse,
+      catalog,
       store,
       rows,
       webhook,
       log: app.log.child({ component: 'retention-sweeper' }),
     });
     sweeper.start(config.retention.sweepIntervalSeconds, await app.nodes.singleton('retention-sweeper'));
-    app.decorate('recording', { service, store, sweeper });
+    app.decorate('recording', { service, store, sweeper, catalog });
     app.addHook('preClose', async () => {
       sweeper.stop();
       await service.close();
@@ -108,6 +117,7 @@ export default fp(
   {
     name: 'vigie-recording',
     dependencies: [
+      'vigie-store',
       'vigie-core',
       'vigie-clickhouse',
       'vigie-telemetry',

@@ -1,12 +1,13 @@
 import { EventEmitter } from 'node:events';
-import type { ClickHouseClient } from '@clickhouse/client';
 import type { Logger } from '../logging.js';
 import { ObjectLockedError, type ObjectStore } from '../recording/ObjectStore.js';
+import type { RecordingCatalog } from '../recording/catalog.js';
 import type { CatalogRow } from '../recording/RecordingService.js';
 import type { WebhookEvent } from '../webhooks/index.js';
 
 export interface SweeperDeps {
-  clickhouse: { client: ClickHouseClient; database: string };
+  /** The catalog on PostgreSQL: a legal hold set through any node is read here before each deletion. */
+  catalog: RecordingCatalog;
   store: ObjectStore;
   rows: { write(table: string, row: unknown): void; flush(): Promise<void> };
   webhook: (tenant: string, event: WebhookEvent, data: Record<string, unknown>) => void;
@@ -45,21 +46,18 @@ export class Sweeper {
   }
 
   async #sweep(): Promise<number> {
-    const db = this.d.clickhouse.database;
-    await this.d.rows.flush();
-    const rs = await this.d.clickhouse.client.query({
-      query: `SELECT * FROM ${db}.recordings FINAL
-              WHERE status = 'ready' AND legal_hold = 0 AND retain_until IS NOT NULL AND retain_until <= now64(3)
-              ORDER BY retain_until
-              LIMIT 1000`,
-      format: 'JSONEachRow',
-    });
-    const due = await rs.json<CatalogRow>();
+    const due = await this.d.catalog.due(1000);
     let deleted = 0;
-    for (const r of due) {
+    for (const candidate of due) {
+      // The claim re-reads the row in a transaction: a hold set since the listing, on any node, wins.
+      const { row: r, refusal } = await this.d.catalog.claimDeletion(candidate.tenant, candidate.id, ['ready'], {
+        expired: true,
+      });
+      if (!r || refusal) continue;
       try {
         await this.d.store.remove(r.object_key, r.version_id);
       } catch (err) {
+        await this.d.catalog.releaseClaim(r);
         if (err instanceof ObjectLockedError) {
           this.d.log.warn(
             { tenant: r.tenant, recording: r.id, reason: err.message },
@@ -75,15 +73,8 @@ export class Sweeper {
       }
       const now = Date.now();
       const reason = `retention:${r.retention_policy}`;
-      // The deleted version carries no pseudonym: the catalog row outlives the recording as a deletion record only.
-      this.d.rows.write('recordings', {
-        ...r,
-        participants: [],
-        status: 'deleted',
-        deleted_at: now,
-        deletion_reason: reason,
-        updated_at: now,
-      });
+      // The row outlives the recording as a deletion record only: without pseudonyms.
+      await this.d.catalog.finishDeletion(r, reason, { forget: true });
       this.d.rows.write('retention_deletions', {
         ts: now,
         tenant: r.tenant,

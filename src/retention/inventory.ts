@@ -37,8 +37,9 @@ export const TABLE_RULES: Record<string, TtlRule | ManagedRule> = {
   retention_deletions: { category: 'audit_log', ts: 'ts' },
   recordings: {
     managedBy:
-      'one catalog row per recording, living as long as the recording (recordings rule: Object Lock, the sweeper, ' +
-      'erasure); the version written at deletion carries no pseudonym (participants = [])',
+      'analytical copy of the PostgreSQL catalog (dashboards), written by the catalog after each change: one row ' +
+      'per recording, living as long as the recording (recordings rule: Object Lock, the sweeper, erasure); the ' +
+      'version written at deletion by the sweeper or an erasure carries no pseudonym (participants = [])',
   },
   schema_migrations: { managedBy: 'schema versions; no personal data' },
 };
@@ -80,6 +81,18 @@ export const STORE_TABLE_RULES: Record<string, ManagedRule> = {
       'tenants changed through the admin API (settings, API key hashes, webhook endpoints and secrets); no personal ' +
       'data; a removed tenant stays as a tombstone',
   },
+  recordings: {
+    managedBy:
+      'the recordings catalog (pseudonyms of the participants): one row per recording, living as long as the ' +
+      'recording (recordings rule: Object Lock, the sweeper, erasure); the row left at deletion by the sweeper or ' +
+      'an erasure carries no pseudonym',
+  },
+  dsar_requests: {
+    managedBy:
+      "data-subject requests (the subject's pseudonym, kind, status, summary): kept as proof each was answered " +
+      "(art. 5(2)); the person's salt is destroyed by an erasure, so the pseudonym no longer leads to them",
+  },
+  store_imports: { managedBy: "the record of one-time imports of a previous version's data; no personal data" },
   subject_salts: {
     managedBy:
       "one salt per data subject, keyed by an HMAC of the identity (no identity): erasure deletes the subject's " +
