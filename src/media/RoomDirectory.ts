@@ -104,6 +104,8 @@ export class RoomDirectory {
   /** Placements being written or released for rooms of this node, awaited by close(). */
   readonly #pending = new Set<Promise<unknown>>();
   #unlisten?: () => Promise<void>;
+  /** Set by releaseAll (drain): rooms that still open here are not placed. */
+  #leaving = false;
   readonly nodeId: string;
 
   private constructor(opts: RoomDirectoryOptions) {
@@ -233,6 +235,9 @@ export class RoomDirectory {
    * but the next join of each room, on any node, places it anew elsewhere.
    */
   async releaseAll(): Promise<number> {
+    // Rooms opened just before are placed first (follow), so that their placement is released too.
+    this.#leaving = true;
+    while (this.#pending.size) await Promise.all([...this.#pending]);
     const { rows } = await this.#db.query('DELETE FROM room_placements WHERE node_id = $1 RETURNING room', [
       this.nodeId,
     ]);
@@ -277,6 +282,7 @@ export class RoomDirectory {
   }
 
   #track(room: Room): void {
+    if (this.#leaving) return;
     const { tenant, id, callId } = room;
     const placing = this.place(tenant, id, callId).then(
       ({ placed, placement }) => {
