@@ -26,6 +26,7 @@ import { RoomBans, RoomDirectory } from './media/index.js';
 import demoPlugin, { type DemoSetup } from './demo/index.js';
 import storePlugin, { sharedSecret } from './store/index.js';
 import nodesPlugin, { isNodeLive } from './nodes/index.js';
+import cascadePlugin from './cascade/index.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -156,6 +157,7 @@ export async function buildApp(
     await app.register(compliancePlugin);
     await app.register(apiPlugin);
     await app.register(signalingPlugin);
+    await app.register(cascadePlugin);
     await app.register(webPlugin);
     if (opts.demo) await app.register(demoPlugin, { demo: opts.demo });
   } catch (err) {

@@ -75,7 +75,12 @@ export interface Config {
   ice: { stunUrls: string[]; turnUrls: string[]; turnSecret?: string; turnCredentialTtlSeconds: number };
   /** This node among those sharing one PostgreSQL (`id` defaults to the host name). */
   node: { id: string; region: string };
-  nodes: { heartbeatSeconds: number; deadAfterSeconds: number; singletonRetrySeconds: number };
+  nodes: {
+    heartbeatSeconds: number;
+    deadAfterSeconds: number;
+    singletonRetrySeconds: number;
+    consumerCapacity: number;
+  };
   database: { url?: string; poolSize: number };
   clickhouse: {
     url?: string;

@@ -6,7 +6,7 @@ import { hasGrant, iceServersFor, type TokenService } from '../auth/index.js';
 import type { Config } from '../config/index.js';
 import type { RecordingService } from '../recording/index.js';
 import { VigieError, toVigieError } from '../errors.js';
-import { Peer, type Room, type RoomBans, type RoomDirectory, type Sfu } from '../media/index.js';
+import { Peer, type Room, type RoomBans, type RoomDirectory, type RoomOptions, type Sfu } from '../media/index.js';
 import {
   envelopeSchema,
   REQUESTS,
@@ -30,6 +30,8 @@ export interface SessionContext {
   bans: RoomBans;
   /** Set on SIGTERM: joins are refused while the calls in progress end. */
   draining: boolean;
+  /** The room a join enters (src/cascade: it may extend another node's room); the SFU's own when unset. */
+  openRoom?: (tenant: string, room: string, options: RoomOptions) => Promise<Room>;
 }
 
 /**
@@ -318,11 +320,10 @@ export class SignalingSession {
     const claims = await this.ctx.tokens.verify(req.token, { tenant: req.tenant, room: req.room });
     if (this.ctx.bans.isBanned(claims.tenant, claims.room, claims.identity))
       throw new VigieError('FORBIDDEN', 'you were removed from this room');
-    const opening = this.ctx.sfu.getOrCreateRoom(
-      claims.tenant,
-      claims.room,
-      this.ctx.rooms.optionsFor(claims.tenant, claims.room),
-    );
+    const options = this.ctx.rooms.optionsFor(claims.tenant, claims.room);
+    const opening = this.ctx.openRoom
+      ? this.ctx.openRoom(claims.tenant, claims.room, options)
+      : this.ctx.sfu.getOrCreateRoom(claims.tenant, claims.room, options);
     // Awaited below; marked handled now so that a failure while prepareJoin runs is not an unhandled rejection.
     opening.catch(() => undefined);
     // In parallel with the room's creation: the capabilities' preparations (e.g. the participant's pseudonym).

@@ -36,6 +36,11 @@ async function signalingPlugin(app: FastifyInstance): Promise<void> {
     sessions: new Map(),
     bans: app.roomBans,
     draining: false,
+    // Registered after signaling (it serves its link on signaling's WebSocket support): looked up at each join.
+    openRoom: (tenant, room, options) =>
+      app.hasDecorator('cascade')
+        ? app.cascade.openRoom(tenant, room, options)
+        : app.sfu.getOrCreateRoom(tenant, room, options),
   };
   app.decorate('signalingSessions', ctx.sessions);
   app.decorate('drainSignaling', (deadlineSeconds = app.config.signaling.drainDeadlineSeconds) =>
