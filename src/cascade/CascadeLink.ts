@@ -258,6 +258,11 @@ export class CascadeLink {
       this.#fail(err, 'invalid message on a room link');
       return;
     }
+    // The end of the room, at once: the socket's close, which follows, must not get in first with a vaguer reason.
+    if (parsed.t === 'closed') {
+      this.close(parsed.reason);
+      return;
+    }
     this.#queue = this.#queue
       .then(() => this.#apply(parsed))
       .catch((err) => this.#fail(err, `could not apply a ${parsed.t} message of a room link`));
@@ -330,7 +335,6 @@ export class CascadeLink {
         return;
       }
       case 'closed':
-        this.close(m.reason);
         return;
     }
   }
