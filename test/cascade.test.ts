@@ -11,17 +11,17 @@ import os from 'node:os';
 import path from 'node:path';
 import { SignJWT } from 'jose';
 import type { types as ms } from 'mediasoup';
-import { afterAll, beforeAll, onTestFinished, test } from 'vitest';
+import { afterAll, beforeAll, test } from 'vitest';
 import WebSocket from 'ws';
 import { LINK_PATH } from '../src/cascade/index.js';
 import type { Room } from '../src/media/index.js';
 import { waitFor } from './helpers/browser.js';
 import { startChdbHttp } from './helpers/chdbHttpServer.js';
-import { encodedLoop, startFfmpegBot, type FfmpegBot } from './helpers/ffmpegBot.js';
+import type { FfmpegBot } from './helpers/ffmpegBot.js';
 import { nextNotification, startGateway, type TestGateway } from './helpers/gateway.js';
 import { type PostgresServer, startPostgres } from './helpers/postgres.js';
 import { recordersWithSegment } from './helpers/recording.js';
-import { flowing, startSink } from './helpers/rtpSink.js';
+import { flowing, startLoopBot, startSink } from './helpers/rtpSink.js';
 
 let pg: PostgresServer;
 let chdb: Awaited<ReturnType<typeof startChdbHttp>>;
@@ -59,24 +59,13 @@ afterAll(async () => {
   rmSync(chdbDir, { recursive: true, force: true });
 });
 
-async function startBot(room: Room, name: string): Promise<FfmpegBot> {
-  const bot = await startFfmpegBot(room, {
-    kind: 'video',
-    bitrateKbps: 300,
-    name,
-    file: await encodedLoop('video', 300),
-  });
-  onTestFinished(() => bot.stop());
-  return bot;
-}
-
 /** Opens `roomId` on node A with a bot in it, and waits until the room is placed on A. */
-async function roomOnA(roomId: string): Promise<{ room: Room; bot: FfmpegBot }> {
-  const room = await a.app.sfu.getOrCreateRoom('acme', roomId, a.app.rooms.optionsFor('acme', roomId));
-  const bot = await startBot(room, `bot-a-${roomId}`);
+async function roomOnA(roomId: string, tenant = 'acme'): Promise<{ room: Room; bot: FfmpegBot }> {
+  const room = await a.app.sfu.getOrCreateRoom(tenant, roomId, a.app.rooms.optionsFor(tenant, roomId));
+  const bot = await startLoopBot(room, `bot-a-${roomId}`);
   await waitFor(
     'the room placed on node A',
-    () => a.app.rooms.placement('acme', roomId),
+    () => a.app.rooms.placement(tenant, roomId),
     (p) => p?.nodeId === 'node-a',
   );
   return { room, bot };
@@ -114,7 +103,7 @@ test('a join on a node of another region extends the room: one call, media both 
   );
 
   // A participant on B sends too; each node has a receiver of the other's track.
-  const botB = await startBot(roomB, 'bot-b');
+  const botB = await startLoopBot(roomB, 'bot-b');
   await waitFor(
     "B's track to be announced on A",
     async () => roomA.peers.get(botB.peer.id)?.producers.has(botB.producer.id),
@@ -252,13 +241,7 @@ test('closing the room on the owner closes its extension; the last participant l
 });
 
 test('a tenant without region affinity is not extended: the join opens its own room', async () => {
-  const room = await a.app.sfu.getOrCreateRoom('globex', 'alone');
-  const bot = await startBot(room, 'bot-globex');
-  await waitFor(
-    'the room placed on node A',
-    () => a.app.rooms.placement('globex', 'alone'),
-    (p) => p?.nodeId === 'node-a',
-  );
+  const { room, bot } = await roomOnA('alone', 'globex');
   const client = await b.connect();
   const joined = await client.request('join', {
     token: await b.mint({ tenant: 'globex', room: 'alone', identity: 'gus' }),

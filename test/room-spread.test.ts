@@ -9,10 +9,9 @@ import {
   type TestGateway,
 } from './helpers/gateway.js';
 import { recordersWithSegment } from './helpers/recording.js';
-import { flowing, startSink } from './helpers/rtpSink.js';
-import { encodedLoop, startFfmpegBot, type FfmpegBot } from './helpers/ffmpegBot.js';
+import { flowing, startLoopBot, startSink } from './helpers/rtpSink.js';
+import { encodedLoop, startFfmpegBot } from './helpers/ffmpegBot.js';
 import { waitFor } from './helpers/browser.js';
-import type { Room } from '../src/media/index.js';
 
 // A budget of two consumers per router: a handful of ffmpeg bots and RTP sinks spread a room over both workers.
 let gw: TestGateway;
@@ -21,26 +20,15 @@ beforeAll(async () => {
 });
 afterAll(() => gw.close());
 
-async function startBot(room: Room, name: string): Promise<FfmpegBot> {
-  const bot = await startFfmpegBot(room, {
-    kind: 'video',
-    bitrateKbps: 300,
-    name,
-    file: await encodedLoop('video', 300),
-  });
-  onTestFinished(() => bot.stop());
-  return bot;
-}
-
 /** Two bots and three sinks: the first router fills up, the second bot and the third sink land on another worker. */
 async function spreadRoom(roomId: string) {
   const room = await gw.app.sfu.getOrCreateRoom('acme', roomId);
-  const a = await startBot(room, 'a');
+  const a = await startLoopBot(room, 'a');
   const s1 = await startSink(room, 's1');
   const s2 = await startSink(room, 's2');
   const s1FromA = await s1.consume(a);
   await s2.consume(a);
-  const b = await startBot(room, 'b');
+  const b = await startLoopBot(room, 'b');
   const s3 = await startSink(room, 's3');
   return { room, a, b, s1, s2, s3, s1FromA };
 }

@@ -3,7 +3,7 @@ import type { types as ms } from 'mediasoup';
 import { onTestFinished } from 'vitest';
 import { Peer, type Room } from '../../src/media/index.js';
 import { waitFor } from './browser.js';
-import type { FfmpegBot } from './ffmpegBot.js';
+import { encodedLoop, startFfmpegBot, type FfmpegBot } from './ffmpegBot.js';
 
 /**
  * A receiving participant without a browser: a PlainTransport on the router the room places it on, sending what it
@@ -61,4 +61,16 @@ export function flowing(consumer: ms.Consumer, what: string) {
     (s) => (s?.packetCount ?? 0) > 20 && (s?.byteCount ?? 0) > 10_000,
     60_000,
   );
+}
+
+/** A video bot sending a pre-encoded VP8 loop at 300 kb/s (see `encodedLoop`), stopped when the test finishes. */
+export async function startLoopBot(room: Room, name: string): Promise<FfmpegBot> {
+  const bot = await startFfmpegBot(room, {
+    kind: 'video',
+    bitrateKbps: 300,
+    name,
+    file: await encodedLoop('video', 300),
+  });
+  onTestFinished(() => bot.stop());
+  return bot;
 }
