@@ -240,6 +240,28 @@ test('closing the room on the owner closes its extension; the last participant l
   );
 });
 
+test('a link that goes silent is found dead: the extension closes, and the owner drops its participants', async () => {
+  const { room: roomA } = await roomOnA('silent');
+  const { client, joined } = await joinOnB('silent', 'dan');
+  await waitFor(
+    "B's participant to stand in on A",
+    async () => roomA.peers.has(joined.peerId),
+    (has) => has,
+  );
+  const linkA = [...a.app.cascade.links].find((l) => l.room === roomA)!;
+  // Node A stops reading its end (as a frozen process or a cut network would): no message, no pong reaches B.
+  const closed = nextNotification(client, 'roomClosed', 30_000);
+  linkA.socket.pause();
+  assert.equal((await closed).reason, 'cascade-link-dead');
+  await waitFor(
+    "B's participant to leave the room on A",
+    async () => roomA.peers.has(joined.peerId),
+    (has) => !has,
+    30_000,
+  );
+  assert.equal(roomA.closed, false, "A's call goes on");
+});
+
 test('a tenant without region affinity is not extended: the join opens its own room', async () => {
   const { room, bot } = await roomOnA('alone', 'globex');
   const client = await b.connect();

@@ -75,7 +75,8 @@ export class CascadeLink {
   readonly room: Room;
   readonly remoteNodeId: string;
   readonly role: 'owner' | 'edge';
-  readonly #socket: WebSocket;
+  /** The WebSocket to the other node (announcements, and ping/pong to tell a dead link). */
+  readonly socket: WebSocket;
   readonly #opts: CascadeLinkOptions;
   readonly #log: Logger;
   #transport?: ms.PipeTransport;
@@ -97,20 +98,19 @@ export class CascadeLink {
     this.room = opts.room;
     this.remoteNodeId = opts.remoteNodeId;
     this.role = opts.role;
-    this.#socket = opts.socket;
+    this.socket = opts.socket;
     this.#log = opts.log.child({ tenant: opts.room.tenant, room: opts.room.id, callId: opts.room.callId });
     this.#queue = this.#start();
     this.#queue.catch((err) => this.#fail(err, 'could not open the pipe transport'));
-    this.#socket.on('message', (raw) => this.#onMessage(raw as Buffer));
-    this.#socket.on('pong', () => (this.#lastSeen = Date.now()));
-    this.#socket.on('close', () => this.close('link-closed'));
-    this.#socket.on('error', (err) => this.#log.warn({ err: err.message }, 'room link error'));
+    this.socket.on('message', (raw) => this.#onMessage(raw as Buffer));
+    this.socket.on('pong', () => (this.#lastSeen = Date.now()));
+    this.socket.on('close', () => this.close('link-closed'));
+    this.socket.on('error', (err) => this.#log.warn({ err: err.message }, 'room link error'));
     this.#heartbeat = setInterval(() => {
       if (Date.now() - this.#lastSeen > opts.deadAfterMs) {
         this.#log.warn({ remoteNode: this.remoteNodeId }, 'room link silent: closed as dead');
-        this.#socket.terminate();
         this.close('link-dead');
-      } else if (this.#socket.readyState === this.#socket.OPEN) this.#socket.ping();
+      } else if (this.socket.readyState === this.socket.OPEN) this.socket.ping();
     }, opts.deadAfterMs / 3).unref();
 
     const onPeer = (peer: Peer) => this.#announce(peer);
@@ -148,8 +148,10 @@ export class CascadeLink {
     this.#closed = true;
     clearInterval(this.#heartbeat);
     this.#detach();
-    if (this.#socket.readyState === this.#socket.OPEN || this.#socket.readyState === this.#socket.CONNECTING)
-      this.#socket.close(1000, reason.slice(0, 100));
+    // A dead link has no one to say goodbye to: its TCP connection is cut at once.
+    if (reason === 'link-dead') this.socket.terminate();
+    else if (this.socket.readyState === this.socket.OPEN || this.socket.readyState === this.socket.CONNECTING)
+      this.socket.close(1000, reason.slice(0, 100));
     this.#transport?.close();
     if (this.role === 'edge') {
       // The edge serves the owner's call: without the link its participants would be in a call of their own.
@@ -355,7 +357,7 @@ export class CascadeLink {
   }
 
   #send(m: LinkMessage): void {
-    if (this.#socket.readyState === this.#socket.OPEN) this.#socket.send(JSON.stringify(m));
+    if (this.socket.readyState === this.socket.OPEN) this.socket.send(JSON.stringify(m));
   }
 
   #fail(err: unknown, what: string): void {
