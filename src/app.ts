@@ -27,6 +27,7 @@ import demoPlugin, { type DemoSetup } from './demo/index.js';
 import storePlugin, { sharedSecret, StoreUnavailableError } from './store/index.js';
 import nodesPlugin, { isNodeLive } from './nodes/index.js';
 import clusterIdentityPlugin from './nodes/clusterIdentity.js';
+import cascadePlugin from './cascade/index.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -162,6 +163,7 @@ export async function buildApp(
     await app.register(compliancePlugin);
     await app.register(apiPlugin);
     await app.register(signalingPlugin);
+    await app.register(cascadePlugin);
     await app.register(webPlugin);
     if (opts.demo) await app.register(demoPlugin, { demo: opts.demo });
   } catch (err) {

@@ -1,6 +1,5 @@
 import { afterAll, beforeAll, onTestFinished, test } from 'vitest';
 import assert from 'node:assert/strict';
-import dgram from 'node:dgram';
 import type { types as ms } from 'mediasoup';
 import {
   ROOMS_WRITE_KEY,
@@ -10,9 +9,9 @@ import {
   type TestGateway,
 } from './helpers/gateway.js';
 import { recordersWithSegment } from './helpers/recording.js';
-import { encodedLoop, startFfmpegBot, type FfmpegBot } from './helpers/ffmpegBot.js';
+import { flowing, startLoopBot, startSink } from './helpers/rtpSink.js';
+import { encodedLoop, startFfmpegBot } from './helpers/ffmpegBot.js';
 import { waitFor } from './helpers/browser.js';
-import { Peer, type Room } from '../src/media/index.js';
 
 // A budget of two consumers per router: a handful of ffmpeg bots and RTP sinks spread a room over both workers.
 let gw: TestGateway;
@@ -21,84 +20,15 @@ beforeAll(async () => {
 });
 afterAll(() => gw.close());
 
-/**
- * A receiving participant without a browser: a PlainTransport on the router the room places it on, sending what it
- * consumes to a local UDP socket. It consumes through Room.consume, as a browser's request would.
- */
-async function startSink(room: Room, name: string) {
-  const notices: Array<{ method: string; data: Record<string, unknown> }> = [];
-  const peer = new Peer(
-    {
-      identity: `sink:${name}`,
-      tenant: room.tenant,
-      room: room.id,
-      grants: new Set(['subscribe']),
-      name,
-      expiresAt: Number.MAX_SAFE_INTEGER,
-    },
-    (method, data) => notices.push({ method, data }),
-  );
-  room.addPeer(peer);
-  const router = await room.routerFor(peer);
-  const socket = dgram.createSocket('udp4');
-  await new Promise<void>((r) => socket.bind(0, '127.0.0.1', r));
-  onTestFinished(() => {
-    socket.close();
-  });
-  const transport = await router.createPlainTransport({
-    listenInfo: { protocol: 'udp', ip: '127.0.0.1' },
-    rtcpMux: true,
-    comedia: false,
-  });
-  await transport.connect({ ip: '127.0.0.1', port: socket.address().port });
-  peer.transports.set(transport.id, transport);
-  return {
-    peer,
-    router,
-    notices,
-    /** Consumes the bot's track (resumed at once) and returns the consumer. */
-    consume: async (bot: FfmpegBot): Promise<ms.Consumer> => {
-      const { consumerId } = (await room.consume(peer, {
-        transportId: transport.id,
-        producerId: bot.producer.id,
-        rtpCapabilities: router.rtpCapabilities,
-      })) as { consumerId: string };
-      await room.setConsumerPaused(peer, consumerId, false);
-      return peer.consumers.get(consumerId)!;
-    },
-  };
-}
-
-/** Waits until the consumer has sent RTP on: packets that crossed from the producer's router, when they differ. */
-function flowing(consumer: ms.Consumer, what: string) {
-  return waitFor(
-    what,
-    async () => (await consumer.getStats()).find((s) => s.type === 'outbound-rtp'),
-    (s) => (s?.packetCount ?? 0) > 20 && (s?.byteCount ?? 0) > 10_000,
-    60_000,
-  );
-}
-
-async function startBot(room: Room, name: string): Promise<FfmpegBot> {
-  const bot = await startFfmpegBot(room, {
-    kind: 'video',
-    bitrateKbps: 300,
-    name,
-    file: await encodedLoop('video', 300),
-  });
-  onTestFinished(() => bot.stop());
-  return bot;
-}
-
 /** Two bots and three sinks: the first router fills up, the second bot and the third sink land on another worker. */
 async function spreadRoom(roomId: string) {
   const room = await gw.app.sfu.getOrCreateRoom('acme', roomId);
-  const a = await startBot(room, 'a');
+  const a = await startLoopBot(room, 'a');
   const s1 = await startSink(room, 's1');
   const s2 = await startSink(room, 's2');
   const s1FromA = await s1.consume(a);
   await s2.consume(a);
-  const b = await startBot(room, 'b');
+  const b = await startLoopBot(room, 'b');
   const s3 = await startSink(room, 's3');
   return { room, a, b, s1, s2, s3, s1FromA };
 }

@@ -80,6 +80,7 @@ export interface Config {
     deadAfterSeconds: number;
     singletonRetrySeconds: number;
     forwardTimeoutSeconds: number;
+    consumerCapacity: number;
   };
   database: { url?: string; poolSize: number };
   clickhouse: {

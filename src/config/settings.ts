@@ -417,6 +417,14 @@ export const SETTINGS: readonly SettingSpec[] = [
       'another node holds: the longest a job stays without a node after its holder died, plus the server noticing.',
   ),
   setting(
+    'nodes.consumerCapacity',
+    'VIGIE_NODES_CONSUMER_CAPACITY',
+    z.coerce.number().int().min(0).default(0),
+    '0',
+    'Consumers a node carries before it counts as full: a join that reaches another node for a room on a full ' +
+      'node extends the room to that node (a room that spans nodes, linked by SRTP pipe transports). 0: no limit.',
+  ),
+  setting(
     'database.url',
     'VIGIE_DATABASE_URL',
     z
@@ -870,6 +878,11 @@ export const tenantSchema = z.object({
     .array(z.string().regex(/^[A-Z]{2}$/, 'ISO 3166-1 alpha-2 country code'))
     .min(1)
     .default(['FR']),
+  /**
+   * A join that reaches a node in another region than the node holding the room is served there: the room extends
+   * to that node (a room that spans nodes), so each participant's media stays in its own region.
+   */
+  regionAffinity: z.boolean().optional(),
   /** Name of the retention policy (retention-policies/) that applies to this tenant. */
   retentionPolicy: z
     .string()

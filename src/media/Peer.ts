@@ -49,7 +49,7 @@ export interface PeerObserverEvents {
  * `notify` sink by whoever owns the connection.
  */
 export class Peer {
-  readonly id = randomUUID();
+  readonly id: string;
   readonly observer = new EventEmitter<PeerObserverEvents>();
   readonly transports = new Map<string, ms.WebRtcTransport | ms.PlainTransport>();
   readonly producers = new Map<string, ms.Producer>();
@@ -59,10 +59,17 @@ export class Peer {
   expiresAt: number;
   #closed = false;
 
+  /**
+   * `remote`: a participant served by another node of a room that spans nodes (src/cascade), standing in here for
+   * its tracks. It has the id it has on its own node; that node records it and writes its telemetry, this one does
+   * not.
+   */
   constructor(
     readonly claims: AccessClaims,
     private readonly notifySink: Notify,
+    readonly remote?: { nodeId: string; id: string },
   ) {
+    this.id = remote?.id ?? randomUUID();
     this.expiresAt = claims.expiresAt;
   }
 

@@ -89,7 +89,6 @@ export function rtpListenerConflict(
  * such life is one call, with its own `callId`, whatever routers it spans.
  */
 export class Room {
-  readonly callId = randomUUID();
   readonly observer = new EventEmitter<RoomObserverEvents>();
   readonly peers = new Map<string, Peer>();
   readonly createdAt = Date.now();
@@ -125,6 +124,8 @@ export class Room {
     /** Options the room opened with (recording policy, consent, retention). */
     readonly options: RoomOptions = { recordingPolicy: 'manual', consentRequired: false },
     private readonly spread: RoomSpread = NO_SPREAD,
+    /** The call's id: a new one, or the owning node's when this node extends a call that spans nodes. */
+    readonly callId: string = randomUUID(),
   ) {
     this.#routers.push(new RoomRouter(router, slot));
     speakerObserver.on('dominantspeaker', ({ producer }) => {
@@ -163,7 +164,8 @@ export class Room {
       throw new VigieError('FORBIDDEN', `room is full (${this.maxPeers} participants)`);
     this.peers.set(peer.id, peer);
     // Placed now when a router has room; otherwise when it first needs one (routerFor), as that may mean a new one.
-    const open = this.#openRouter();
+    // A participant of another node is on the first router: the link between the nodes ends there.
+    const open = peer.remote ? this.#routers[0] : this.#openRouter();
     if (open) this.#place(peer, open);
     this.broadcast('peerJoined', { peerId: peer.id, name: peer.displayName }, peer);
     // The observer speaks only when the dominant speaker changes: a newcomer is told who it is now.
@@ -335,6 +337,13 @@ export class Room {
         throw new VigieError('NOT_FOUND', 'no such producer in this room');
       throw err;
     }
+  }
+
+  /** Makes a producer of the room consumable on its first router (where links to other nodes end). */
+  async pipeToFirstRouter(producerId: string): Promise<void> {
+    const owner = this.ownerOf(producerId);
+    const origin = owner && this.#routerOf.get(owner.id);
+    if (origin && origin !== this.#routers[0]) await this.#pipe(producerId, origin, this.#routers[0]!);
   }
 
   otherPeers(peer: Peer): ReturnType<Peer['describe']>[] {

@@ -76,18 +76,22 @@ export class Sfu {
     await Promise.all(this.#joinHooks.map((hook) => hook(claims)));
   }
 
-  /** The room, opened on first use with `options` (defaults when not given). */
+  /**
+   * The room, opened on first use with `options` (defaults when not given) and `callId` (a new one when not given:
+   * a node extending another node's call passes that call's id).
+   */
   async getOrCreateRoom(
     tenant: string,
     roomId: string,
     options: RoomOptions = roomOptionsSchema.parse({}),
+    callId?: string,
   ): Promise<Room> {
     const key = roomKey(tenant, roomId);
     const existing = this.getRoom(tenant, roomId);
     if (existing) return existing;
     let pending = this.#pending.get(key);
     if (!pending) {
-      pending = this.#createRoom(tenant, roomId, options).finally(() => this.#pending.delete(key));
+      pending = this.#createRoom(tenant, roomId, options, callId).finally(() => this.#pending.delete(key));
       this.#pending.set(key, pending);
     }
     return pending;
@@ -108,7 +112,7 @@ export class Sfu {
     await this.pool.close();
   }
 
-  async #createRoom(tenant: string, roomId: string, options: RoomOptions): Promise<Room> {
+  async #createRoom(tenant: string, roomId: string, options: RoomOptions, callId?: string): Promise<Room> {
     const slot = this.pool.leastLoaded();
     if (!slot) throw new Error('no live mediasoup worker');
     const router = await this.#createRouter(slot, tenant, roomId);
@@ -131,6 +135,7 @@ export class Sfu {
           return other && { router: await this.#createRouter(other, tenant, roomId), slot: other };
         },
       },
+      callId,
     );
     this.#rooms.set(room.key, room);
     room.observer.once('close', () => {

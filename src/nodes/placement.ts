@@ -5,7 +5,11 @@ import type { NodeInfo } from './NodeRegistry.js';
  * (the signaling answer REDIRECT names it). One decision for the whole
  * cluster, so that every node sends the joins of one room to the same place.
  */
-export type JoinDecision = { kind: 'local' } | { kind: 'redirect'; node: NodeInfo };
+export type JoinDecision =
+  | { kind: 'local' }
+  | { kind: 'redirect'; node: NodeInfo }
+  /** Served here, in the owner's call extended to this node (src/cascade: the owner is full, or region affinity). */
+  | { kind: 'extend'; owner: NodeInfo };
 
 export interface JoinSituation {
   /** The node that received the join. */
@@ -18,12 +22,15 @@ export interface JoinSituation {
   owner?: NodeInfo;
   /** The live nodes, with their last published load (this node included when it heartbeats). */
   live: NodeInfo[];
+  /** Whether a room that `owner` serves extends to this node rather than sending the join there (src/cascade). */
+  extendsHere?: (owner: NodeInfo) => boolean;
 }
 
 /**
  * The rule, in order:
  * 1. a room open or placed here is served here, unless this node drains;
- * 2. a room placed on another live node is served there;
+ * 2. a room placed on another live node is served there, unless it extends here (the owner is full, or the tenant
+ *    keeps media in its participants' regions: src/cascade) and this node does not drain;
  * 3. otherwise the room goes to the least-loaded live node that does not drain (see `lessLoaded`), this node on a
  *    tie. A draining node with no other node to send to serves the join itself (and refuses it, as it drains).
  */
@@ -31,7 +38,10 @@ export function decideJoin(s: JoinSituation): JoinDecision {
   if (s.openHere && !s.draining) return { kind: 'local' };
   // Placed here by a join being redirected here, or by one opening the room now.
   if (s.owner?.id === s.self && !s.draining) return { kind: 'local' };
-  if (s.owner && s.owner.id !== s.self) return { kind: 'redirect', node: s.owner };
+  if (s.owner && s.owner.id !== s.self)
+    return !s.draining && s.extendsHere?.(s.owner)
+      ? { kind: 'extend', owner: s.owner }
+      : { kind: 'redirect', node: s.owner };
   const candidates = s.live.filter((n) => !n.draining && !(s.draining && n.id === s.self));
   let best: NodeInfo | undefined;
   for (const n of candidates) {

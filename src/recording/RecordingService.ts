@@ -198,6 +198,8 @@ export class RecordingService {
 
   /** Starts, or restarts with its current tracks, the recorder of one participant. */
   #schedule(session: Session, peer: Peer, delayMs: number): void {
+    // A participant of another node, in a room that spans nodes: its own node records it.
+    if (peer.remote) return;
     if (session.room.options.consentRequired && session.consent.get(peer.id) !== true) return;
     clearTimeout(session.restartTimers.get(peer.id));
     session.restartTimers.set(

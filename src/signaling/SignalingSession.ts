@@ -6,7 +6,7 @@ import { hasGrant, iceServersFor, type TokenService } from '../auth/index.js';
 import type { Config } from '../config/index.js';
 import type { RecordingService } from '../recording/index.js';
 import { VigieError, toVigieError } from '../errors.js';
-import { Peer, type Room, type RoomBans, type RoomDirectory, type Sfu } from '../media/index.js';
+import { Peer, type Room, type RoomBans, type RoomDirectory, type RoomOptions, type Sfu } from '../media/index.js';
 import {
   envelopeSchema,
   REQUESTS,
@@ -16,7 +16,7 @@ import {
   type ResponseFrame,
 } from './protocol.js';
 import { TokenBucket } from './TokenBucket.js';
-import type { NodeRegistry } from '../nodes/index.js';
+import type { NodeInfo, NodeRegistry } from '../nodes/index.js';
 import { confirmPlacement, otherNodesUrls, routeJoin } from './routing.js';
 
 export interface SessionContext {
@@ -37,6 +37,10 @@ export interface SessionContext {
   draining: boolean;
   /** The cluster's nodes: where each join is served (routing.ts), and where the SDK may rejoin. */
   registry: NodeRegistry;
+  /** Whether a join here for a room `owner` serves extends the room to this node (src/cascade) instead of moving. */
+  extendsHere?: (tenant: string, owner: NodeInfo) => boolean;
+  /** The room a join enters (src/cascade: it may extend another node's room); the SFU's own when unset. */
+  openRoom?: (tenant: string, room: string, options: RoomOptions) => Promise<Room>;
 }
 
 /**
@@ -326,15 +330,14 @@ export class SignalingSession {
     const claims = await this.ctx.tokens.verify(req.token, { tenant: req.tenant, room: req.room });
     if (this.ctx.bans.isBanned(claims.tenant, claims.room, claims.identity))
       throw new VigieError('FORBIDDEN', 'you were removed from this room');
-    // Served here, or answered REDIRECT to the node that serves the room; after the token check, so that only a
-    // participant of the room learns where it is.
+    // Served here (a room of its own, or another node's room extended here, src/cascade), or answered REDIRECT to
+    // the node that serves the room; after the token check, so that only a participant of the room learns where it is.
     await routeJoin(this.ctx, claims.tenant, claims.room);
     this.#assertMayEnter();
-    const opening = this.ctx.sfu.getOrCreateRoom(
-      claims.tenant,
-      claims.room,
-      this.ctx.rooms.optionsFor(claims.tenant, claims.room),
-    );
+    const options = this.ctx.rooms.optionsFor(claims.tenant, claims.room);
+    const opening = this.ctx.openRoom
+      ? this.ctx.openRoom(claims.tenant, claims.room, options)
+      : this.ctx.sfu.getOrCreateRoom(claims.tenant, claims.room, options);
     // Awaited below; marked handled now so that a failure while prepareJoin runs is not an unhandled rejection.
     opening.catch(() => undefined);
     // In parallel with the room's creation: the capabilities' preparations (e.g. the participant's pseudonym).

@@ -37,6 +37,12 @@ async function signalingPlugin(app: FastifyInstance): Promise<void> {
     bans: app.roomBans,
     draining: false,
     registry: app.nodes.registry,
+    // Registered after signaling (it serves its link on signaling's WebSocket support): looked up at each join.
+    openRoom: (tenant, room, options) =>
+      app.hasDecorator('cascade')
+        ? app.cascade.openRoom(tenant, room, options)
+        : app.sfu.getOrCreateRoom(tenant, room, options),
+    extendsHere: (tenant, owner) => app.hasDecorator('cascade') && app.cascade.extendsHere(tenant, owner),
   };
   app.decorate('signalingSessions', ctx.sessions);
   app.decorate('drainSignaling', (deadlineSeconds = app.config.signaling.drainDeadlineSeconds) =>

@@ -8,6 +8,8 @@ export interface RoutingContext {
   rooms: RoomDirectory;
   registry: NodeRegistry;
   draining: boolean;
+  /** Whether a join here for a room `owner` serves extends the room to this node (src/cascade) instead of moving. */
+  extendsHere?: (tenant: string, owner: NodeInfo) => boolean;
 }
 
 /**
@@ -27,9 +29,16 @@ export async function routeJoin(ctx: RoutingContext, tenant: string, room: strin
   const [placement, live] = await Promise.all([ctx.rooms.placement(tenant, room), ctx.registry.liveNodes()]);
   // A placement on a dead node is not an owner: the room is placed again, and taken over where it opens.
   const owner = placement && live.find((n) => n.id === placement.nodeId);
-  const decision = decideJoin({ self, draining: ctx.draining, openHere, owner, live });
-  // Here; or, draining with no node to send the join to, refused as the drain says (UNAVAILABLE).
-  if (decision.kind === 'local') return;
+  const decision = decideJoin({
+    self,
+    draining: ctx.draining,
+    openHere,
+    owner,
+    live,
+    extendsHere: (n) => ctx.extendsHere?.(tenant, n) ?? false,
+  });
+  // Here, or extended here from its owner; or, draining with no node to send the join to, refused as the drain says.
+  if (decision.kind !== 'redirect') return;
   let target = decision.node;
   if (owner?.id !== target.id) {
     const { placed, placement: won } = await ctx.rooms.place(tenant, room, randomUUID(), target.id);
@@ -48,7 +57,8 @@ export async function routeJoin(ctx: RoutingContext, tenant: string, room: strin
  */
 export async function confirmPlacement(ctx: RoutingContext, room: Room): Promise<void> {
   const placement = await ctx.rooms.placedWhere(room);
-  if (!placement || placement.nodeId === ctx.registry.id) return;
+  // The same call id: this room is the owner's call extended here (src/cascade), not a rival opening.
+  if (!placement || placement.nodeId === ctx.registry.id || placement.callId === room.callId) return;
   const winner = await liveNode(ctx, placement.nodeId);
   if (winner) throw redirectTo(winner);
 }

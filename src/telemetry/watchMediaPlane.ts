@@ -26,7 +26,8 @@ export function watchMediaPlane(sfu: Sfu, handlers: MediaPlaneHandlers): () => v
     if (!active) return;
     handlers.roomCreated?.(room);
     room.observer.on('newpeer', (peer) => {
-      if (!active) return;
+      // A participant of another node (a room that spans nodes): its events and stats are written by its own node.
+      if (!active || peer.remote) return;
       handlers.peerJoined?.(room, peer);
       peer.observer.on('newtransport', (t) => active && handlers.transportCreated?.(room, peer, t));
       peer.observer.on('icerestart', (t) => active && handlers.iceRestarted?.(room, peer, t));
@@ -34,7 +35,7 @@ export function watchMediaPlane(sfu: Sfu, handlers: MediaPlaneHandlers): () => v
       peer.observer.on('newconsumer', (c) => active && handlers.consumerCreated?.(room, peer, c));
       peer.observer.on('clientstats', (r) => active && handlers.clientStats?.(room, peer, r));
     });
-    room.observer.on('peerleft', (peer, reason) => active && handlers.peerLeft?.(room, peer, reason));
+    room.observer.on('peerleft', (peer, reason) => active && !peer.remote && handlers.peerLeft?.(room, peer, reason));
     room.observer.once('close', (reason) => active && handlers.roomClosed?.(room, reason));
   };
   const onWorkerDied = (slot: WorkerSlot, error: Error) => active && handlers.workerDied?.(slot, error);

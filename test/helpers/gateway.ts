@@ -102,6 +102,7 @@ export async function startGateway(overrides: Record<string, any> = {}): Promise
       tenants: overrides.tenants ?? [
         {
           id: 'acme',
+          regionAffinity: overrides.acmeRegionAffinity,
           embedOrigins: overrides.embedOrigins ?? [],
           webhooks: overrides.acmeWebhooks ?? [],
           apiKeys: [

@@ -1,0 +1,276 @@
+/**
+ * A room that spans two nodes (cascading). Node A (region eu-west) holds the room; a join for it reaches node B
+ * (region eu-east) for a tenant with region affinity, so B serves the participant and extends the room over a
+ * link to A: SRTP pipe transports between the nodes' routers, and an authenticated WebSocket for who is in the room.
+ * Both gateways run in this process on one PostgreSQL server and one ClickHouse endpoint (a separate process), as
+ * test/cluster-state.test.ts does; participants are ffmpeg RTP bots and RTP sinks, plus one signaling client on B.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { SignJWT } from 'jose';
+import type { types as ms } from 'mediasoup';
+import { afterAll, beforeAll, test } from 'vitest';
+import WebSocket from 'ws';
+import { LINK_PATH } from '../src/cascade/index.js';
+import type { Room } from '../src/media/index.js';
+import { waitFor } from './helpers/browser.js';
+import { startChdbHttp } from './helpers/chdbHttpServer.js';
+import type { FfmpegBot } from './helpers/ffmpegBot.js';
+import { nextNotification, startGateway, type TestGateway } from './helpers/gateway.js';
+import { type PostgresServer, startPostgres } from './helpers/postgres.js';
+import { recordersWithSegment } from './helpers/recording.js';
+import { flowing, startLoopBot, startSink } from './helpers/rtpSink.js';
+
+let pg: PostgresServer;
+let chdb: Awaited<ReturnType<typeof startChdbHttp>>;
+let chdbDir: string;
+let a: TestGateway;
+let b: TestGateway;
+
+beforeAll(async () => {
+  pg = await startPostgres();
+  chdbDir = mkdtempSync(path.join(os.tmpdir(), 'vigie-chdb-'));
+  chdb = await startChdbHttp(chdbDir);
+  const node = async (id: string, region: string) => {
+    const gw = await startGateway({
+      node: { id, region },
+      nodes: { heartbeatSeconds: 1, deadAfterSeconds: 6 },
+      database: { url: pg.url },
+      clickhouse: { url: chdb.url },
+      writer: { flushIntervalMs: 100 },
+      media: { workers: 1 },
+      acmeRegionAffinity: true,
+    });
+    // The public URL is known once the gateway listens: published now rather than at the next heartbeat.
+    await gw.app.nodes.registry.heartbeat();
+    return gw;
+  };
+  a = await node('node-a', 'eu-west');
+  b = await node('node-b', 'eu-east');
+});
+
+afterAll(async () => {
+  await b?.close();
+  await a?.close();
+  await chdb?.stop();
+  await pg?.stop();
+  rmSync(chdbDir, { recursive: true, force: true });
+});
+
+/** Opens `roomId` on node A with a bot in it, and waits until the room is placed on A. */
+async function roomOnA(roomId: string, tenant = 'acme'): Promise<{ room: Room; bot: FfmpegBot }> {
+  const room = await a.app.sfu.getOrCreateRoom(tenant, roomId, a.app.rooms.optionsFor(tenant, roomId));
+  const bot = await startLoopBot(room, `bot-a-${roomId}`);
+  await waitFor(
+    'the room placed on node A',
+    () => a.app.rooms.placement(tenant, roomId),
+    (p) => p?.nodeId === 'node-a',
+  );
+  return { room, bot };
+}
+
+async function joinOnB(roomId: string, identity: string) {
+  const client = await b.connect();
+  const joined = await client.request('join', { token: await b.mint({ room: roomId, identity }) });
+  return { client, joined };
+}
+
+test('a join on a node of another region extends the room: one call, media both ways over SRTP, recorded per node', async () => {
+  await a.app.rooms.declare('acme', 'spans', { recordingPolicy: 'always' });
+  await waitFor(
+    "node B to see the room's declaration",
+    async () => b.app.rooms.get('acme', 'spans')?.options.recordingPolicy,
+    (p) => p === 'always',
+  );
+  const { room: roomA, bot: botA } = await roomOnA('spans');
+
+  // Bea joins through node B: the room is extended there, in the owner's call, with A's participant in it.
+  const { joined } = await joinOnB('spans', 'bea');
+  assert.equal(joined.callId, roomA.callId, 'the participant on B is in the call of node A');
+  const roomB = b.app.sfu.getRoom('acme', 'spans')!;
+  assert.ok(roomB, 'the room is open on node B');
+  assert.equal(roomB.callId, roomA.callId);
+  const seen = (joined.peers as Array<{ peerId: string; producers: Array<{ producerId: string }> }>).find(
+    (p) => p.peerId === botA.peer.id,
+  );
+  assert.ok(seen, `the participant on B sees A's participant: ${JSON.stringify(joined.peers)}`);
+  await waitFor(
+    "A's track to be announced on B",
+    async () => roomB.peers.get(botA.peer.id)?.producers.has(botA.producer.id),
+    (has) => has === true,
+  );
+
+  // A participant on B sends too; each node has a receiver of the other's track.
+  const botB = await startLoopBot(roomB, 'bot-b');
+  await waitFor(
+    "B's track to be announced on A",
+    async () => roomA.peers.get(botB.peer.id)?.producers.has(botB.producer.id),
+    (has) => has === true,
+  );
+  const sinkA = await startSink(roomA, 'sink-a');
+  const sinkB = await startSink(roomB, 'sink-b');
+  await flowing(await sinkA.consume(botB.producer.id), "RTP from B's participant to a receiver on A");
+  await flowing(await sinkB.consume(botA.producer.id), "RTP from A's participant to a receiver on B");
+
+  // The link: one pipe transport on each node, SRTP on both, carrying media both ways.
+  const [linkA] = [...a.app.cascade.links];
+  const [linkB] = [...b.app.cascade.links];
+  assert.ok(linkA && linkB, 'each node holds the link');
+  assert.equal(linkA.role, 'owner');
+  assert.equal(linkB.role, 'edge');
+  for (const [name, link] of [
+    ['A', linkA],
+    ['B', linkB],
+  ] as const) {
+    const t = link.transport!;
+    assert.ok(t.srtpParameters?.keyBase64, `node ${name}'s pipe transport has SRTP`);
+    const [stats] = (await t.getStats()) as ms.PipeTransportStat[];
+    assert.ok((stats?.bytesReceived ?? 0) > 10_000, `node ${name}'s pipe transport received media`);
+  }
+
+  // One call in ClickHouse: each node writes its own participants' events, under A's call id, and no stand-in's.
+  const rows = await waitFor(
+    'the joins of both nodes in ClickHouse',
+    () =>
+      a.query<{ call_id: string; node: string; peer_id: string }>(
+        `SELECT call_id, node, peer_id FROM vigie.call_events WHERE room = 'spans' AND event = 'peer.joined'`,
+      ),
+    (r) => r.length >= 5,
+  );
+  assert.deepEqual([...new Set(rows.map((r) => r.call_id))], [roomA.callId], 'one call id');
+  const joinedOn = (nodeId: string) =>
+    rows
+      .filter((r) => r.node === nodeId)
+      .map((r) => r.peer_id)
+      .sort();
+  assert.deepEqual(joinedOn('node-a'), [botA.peer.id, sinkA.peer.id].sort());
+  assert.deepEqual(joinedOn('node-b'), [joined.peerId, botB.peer.id, sinkB.peer.id].sort());
+
+  // Each node records its own sender, once: one recording per participant.
+  await waitFor(
+    'a recorder on each node',
+    async () => [await recordersWithSegment(a.config.dataDir, 0), await recordersWithSegment(b.config.dataDir, 0)],
+    ([onA, onB]) => onA === 1 && onB === 1,
+    120_000,
+  );
+  assert.deepEqual([...a.app.recording!.service.recorderPids(roomA).keys()], [botA.peer.id]);
+  assert.deepEqual([...b.app.recording!.service.recorderPids(roomB).keys()], [botB.peer.id]);
+});
+
+test('a node link is refused without a valid token for that very call', async () => {
+  const { room } = await roomOnA('guarded');
+  const links = a.app.cascade.links.size;
+  const url = new URL(LINK_PATH, a.wsUrl);
+  url.search = new URLSearchParams({ tenant: 'acme', room: 'guarded', callId: room.callId }).toString();
+  const status = (headers: Record<string, string>) =>
+    new Promise<number>((resolve, reject) => {
+      const ws = new WebSocket(url, { headers });
+      ws.once('unexpected-response', (_req, res) => {
+        resolve(res.statusCode ?? 0);
+        ws.terminate();
+      });
+      ws.once('open', () => {
+        ws.close();
+        resolve(101);
+      });
+      ws.once('error', reject);
+    });
+  const token = (key: string, claims: { aud?: string; callId?: string } = {}) =>
+    new SignJWT({ callId: claims.callId ?? room.callId })
+      .setProtectedHeader({ alg: 'HS256' })
+      .setIssuer('node-b')
+      .setAudience(claims.aud ?? 'node-a')
+      .setSubject('acme/guarded')
+      .setIssuedAt()
+      .setExpirationTime('30s')
+      .sign(new TextEncoder().encode(key));
+  assert.equal(await status({}), 401, 'no token');
+  assert.equal(await status({ authorization: `Bearer ${await token('not-the-cluster-secret')}` }), 401, 'wrong key');
+  // A participant's join token (signed with the tenants' HS256 secret) is not a node's.
+  const join = await a.mint({ room: 'guarded', identity: 'mallory' });
+  assert.equal(await status({ authorization: `Bearer ${join}` }), 401, 'a join token');
+  assert.equal(a.app.cascade.links.size, links, 'no link was opened');
+  assert.ok(!a.logs().includes(join), 'the refused token is not logged');
+});
+
+test('closing the room on the owner closes its extension; the last participant leaving B ends the link', async () => {
+  const { room: roomA, bot: botA } = await roomOnA('ends');
+  const first = await joinOnB('ends', 'cleo');
+  const roomB = b.app.sfu.getRoom('acme', 'ends')!;
+  assert.equal(roomB.callId, roomA.callId);
+  await waitFor(
+    "B's participant to stand in on A",
+    async () => roomA.peers.has(first.joined.peerId),
+    (has) => has,
+  );
+
+  // Leaving B: its room there closes, and its participant is gone from A; A's call goes on.
+  await first.client.request('leave', {});
+  await waitFor(
+    'the extension on B to close',
+    async () => roomB.closed,
+    (c) => c,
+  );
+  await waitFor(
+    "B's participant to leave the room on A",
+    async () => roomA.peers.has(first.joined.peerId),
+    (has) => !has,
+  );
+  assert.equal(roomA.closed, false);
+  assert.ok(roomA.peers.has(botA.peer.id));
+
+  // Joined again, then the owner closes the room: the participant on B hears it, and the extension closes.
+  const second = await joinOnB('ends', 'cleo');
+  const roomB2 = b.app.sfu.getRoom('acme', 'ends')!;
+  assert.equal(roomB2.callId, roomA.callId);
+  const closed = nextNotification(second.client, 'roomClosed');
+  roomA.close('closed-by-api');
+  assert.equal((await closed).reason, 'closed-by-api');
+  await waitFor(
+    'the extension on B to close',
+    async () => roomB2.closed,
+    (c) => c,
+  );
+  await waitFor(
+    'no link of the room left',
+    async () => [...a.app.cascade.links, ...b.app.cascade.links].filter((l) => l.room.id === 'ends').length,
+    (n) => n === 0,
+  );
+});
+
+test('a link that goes silent is found dead: the extension closes, and the owner drops its participants', async () => {
+  const { room: roomA } = await roomOnA('silent');
+  const { client, joined } = await joinOnB('silent', 'dan');
+  await waitFor(
+    "B's participant to stand in on A",
+    async () => roomA.peers.has(joined.peerId),
+    (has) => has,
+  );
+  const linkA = [...a.app.cascade.links].find((l) => l.room === roomA)!;
+  // Node A stops reading its end (as a frozen process or a cut network would): no message, no pong reaches B.
+  const closed = nextNotification(client, 'roomClosed', 30_000);
+  linkA.socket.pause();
+  assert.equal((await closed).reason, 'cascade-link-dead');
+  await waitFor(
+    "B's participant to leave the room on A",
+    async () => roomA.peers.has(joined.peerId),
+    (has) => !has,
+    30_000,
+  );
+  assert.equal(roomA.closed, false, "A's call goes on");
+});
+
+test('a tenant without region affinity is not extended: the join opens its own room', async () => {
+  const { room, bot } = await roomOnA('alone', 'globex');
+  const client = await b.connect();
+  const joined = await client.request('join', {
+    token: await b.mint({ tenant: 'globex', room: 'alone', identity: 'gus' }),
+  });
+  assert.notEqual(joined.callId, room.callId);
+  assert.equal(
+    (joined.peers as Array<{ peerId: string }>).some((p) => p.peerId === bot.peer.id),
+    false,
+  );
+});
