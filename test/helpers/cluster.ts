@@ -12,6 +12,7 @@ import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { SETTINGS } from '../../src/config/settings.js';
 import { waitFor } from './browser.js';
 import { startChdbHttp } from './chdbHttpServer.js';
 import { type PostgresServer, startPostgres } from './postgres.js';
@@ -153,7 +154,7 @@ export async function startCluster(o: ClusterOptions): Promise<Cluster> {
       VIGIE_CONFIG_FILE: configFile,
       VIGIE_LOG_FORMAT: 'json',
       VIGIE_DATABASE_URL: pg.url,
-      VIGIE_CLICKHOUSE_URL: ch.url,
+      CLICKHOUSE_URL: ch.url,
       VIGIE_STORAGE_DRIVER: 's3',
       VIGIE_S3_ENDPOINT: s3.endpoint,
       VIGIE_S3_ACCESS_KEY: s3.accessKey,
@@ -165,6 +166,10 @@ export async function startCluster(o: ClusterOptions): Promise<Cluster> {
       VIGIE_NODES_DEAD_AFTER_S: '4',
       ...o.env,
     };
+    // A misspelt variable is silently ignored by the gateway (each node would then use its own embedded engine).
+    const known = new Set(SETTINGS.map((x) => x.env));
+    const unknown = Object.keys(env).filter((k) => /^(VIGIE|CLICKHOUSE)_/.test(k) && !known.has(k));
+    if (unknown.length) throw new Error(`startCluster: not settings of src/config/settings.ts: ${unknown.join(', ')}`);
     const count = o.count ?? 3;
     const nodes = await Promise.all(
       Array.from({ length: count }, (_, i) => {
