@@ -12,6 +12,7 @@ export const ERROR_CODES = [
   'RATE_LIMITED',
   'INTERNAL',
   'UNAVAILABLE',
+  'REDIRECT',
 ] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];
 
@@ -27,12 +28,25 @@ const HTTP_STATUS: Record<ErrorCode, number> = {
    * elsewhere or shortly.
    */
   UNAVAILABLE: 503,
+  /**
+   * Not here: the room is served by another node, which `redirect` names ({ nodeId, url }). Clients go there with
+   * the same request (the SDK does it by itself). 421 is HTTP's "Misdirected Request".
+   */
+  REDIRECT: 421,
 };
+
+/** Where a REDIRECT sends the client: the node that serves the room, and its signaling WebSocket URL. */
+export interface RedirectTarget {
+  nodeId: string;
+  url: string;
+}
 
 export class VigieError extends Error {
   constructor(
     readonly code: ErrorCode,
     message: string,
+    /** With REDIRECT: where to go instead. */
+    readonly redirect?: RedirectTarget,
   ) {
     super(message);
     this.name = 'VigieError';
@@ -42,8 +56,8 @@ export class VigieError extends Error {
     return HTTP_STATUS[this.code];
   }
 
-  toJSON(): { code: ErrorCode; message: string } {
-    return { code: this.code, message: this.message };
+  toJSON(): { code: ErrorCode; message: string; redirect?: RedirectTarget } {
+    return { code: this.code, message: this.message, ...(this.redirect ? { redirect: this.redirect } : {}) };
   }
 }
 

@@ -70,12 +70,8 @@ async function main(): Promise<void> {
   const shutdown = async (signal: string) => {
     app.log.info({ signal }, 'shutting down');
     // SIGTERM (an orchestrator's stop) lets calls end first, up to VIGIE_DRAIN_DEADLINE_S; Ctrl-C does not wait.
-    if (signal === 'SIGTERM') {
-      // Published at once, so placement on other nodes stops choosing this one while its calls end.
-      const drained = app.drainSignaling();
-      await app.nodes.registry.markDraining();
-      await drained;
-    }
+    // The drain tells the node registry at once, so placement on other nodes stops choosing this one.
+    if (signal === 'SIGTERM') await app.drainSignaling();
     await app.close();
     await otel?.shutdown();
     process.exit(0);

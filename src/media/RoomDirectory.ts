@@ -182,19 +182,26 @@ export class RoomDirectory {
   }
 
   /**
-   * Places the room's call on this node unless a live node holds it already,
-   * atomically across nodes: the first placement inserts the row; a later one
-   * locks it and takes it over only from this node or a dead one. `placed` is
-   * false when another node won, and `placement` then names it.
+   * Places the room's call on `nodeId` (this node unless given) unless another
+   * live node holds it already, atomically across nodes: the first placement
+   * inserts the row; a later one locks it and takes it over only from this
+   * node, `nodeId` itself or a dead node. `placed` is false when another node
+   * won, and `placement` then names it. A node placing a room on another one
+   * (a join it redirects there) leaves a row that node already holds as it is.
    */
-  async place(tenant: string, room: string, callId: string): Promise<{ placed: boolean; placement: RoomPlacement }> {
+  async place(
+    tenant: string,
+    room: string,
+    callId: string,
+    nodeId = this.nodeId,
+  ): Promise<{ placed: boolean; placement: RoomPlacement }> {
     return this.#db.transaction(async (tx) => {
       // A row released between the insert and the lock is gone: the insert is tried again.
       for (;;) {
         const inserted = await tx.query<PlacementRow>(
           `INSERT INTO room_placements (tenant, room, node_id, call_id) VALUES ($1, $2, $3, $4)
            ON CONFLICT (tenant, room) DO NOTHING RETURNING ${PLACEMENT_COLUMNS}`,
-          [tenant, room, this.nodeId, callId],
+          [tenant, room, nodeId, callId],
         );
         if (inserted.rows[0]) return { placed: true, placement: toPlacement(inserted.rows[0]) };
         const { rows } = await tx.query<PlacementRow>(
@@ -203,16 +210,33 @@ export class RoomDirectory {
         );
         const current = rows[0];
         if (!current) continue;
-        if (current.node_id !== this.nodeId && (await this.#isNodeLive(current.node_id, tx)))
+        if (current.node_id === nodeId && nodeId !== this.nodeId)
+          return { placed: true, placement: toPlacement(current) };
+        if (
+          current.node_id !== this.nodeId &&
+          current.node_id !== nodeId &&
+          (await this.#isNodeLive(current.node_id, tx))
+        )
           return { placed: false, placement: toPlacement(current) };
         const taken = await tx.query<PlacementRow>(
           `UPDATE room_placements SET node_id = $3, call_id = $4, placed_at = now()
            WHERE tenant = $1 AND room = $2 RETURNING ${PLACEMENT_COLUMNS}`,
-          [tenant, room, this.nodeId, callId],
+          [tenant, room, nodeId, callId],
         );
         return { placed: true, placement: toPlacement(taken.rows[0]!) };
       }
     });
+  }
+
+  /**
+   * Releases every placement of this node (drain): the calls open here go on,
+   * but the next join of each room, on any node, places it anew elsewhere.
+   */
+  async releaseAll(): Promise<number> {
+    const { rows } = await this.#db.query('DELETE FROM room_placements WHERE node_id = $1 RETURNING room', [
+      this.nodeId,
+    ]);
+    return rows.length;
   }
 
   /** Releases the placement of this call on this node; false when it did not hold it (another call or node does). */
@@ -243,9 +267,10 @@ export class RoomDirectory {
 
   /**
    * Records where the SFU's rooms are: each room that opens here is placed on
-   * this node, and released when it closes. Placement itself (sending a join to
-   * the owning node) is not decided here; a room another node holds still opens
-   * here, and is logged.
+   * this node with its call id, and released when it closes. Joins are sent to
+   * the owning node before a room opens (src/signaling/routing.ts), which claims
+   * the placement first; a room another node won in a race still opens here,
+   * and is logged.
    */
   follow(sfu: Sfu): void {
     sfu.observer.on('newroom', (room) => this.#track(room));

@@ -95,6 +95,8 @@ export class NodeRegistry {
   #beat?: Promise<void>;
   #draining = false;
   #replaced = false;
+  /** The live nodes as last read (liveNodes, and each heartbeat). */
+  #lastLive: NodeInfo[] = [];
 
   constructor(
     private readonly db: Database,
@@ -169,6 +171,8 @@ export class NodeRegistry {
       this.observer.emit('replaced');
       return;
     }
+    // Kept for what needs the cluster's nodes without a round trip (the join answer lists them).
+    await this.liveNodes();
     this.observer.emit('heartbeat', load);
   }
 
@@ -187,7 +191,13 @@ export class NodeRegistry {
   }
 
   async liveNodes(): Promise<NodeInfo[]> {
-    return (await this.list()).filter((n) => n.alive);
+    this.#lastLive = (await this.list()).filter((n) => n.alive);
+    return this.#lastLive;
+  }
+
+  /** The live nodes as the last heartbeat (or liveNodes call) read them; at most `heartbeatSeconds` old. */
+  lastLive(): NodeInfo[] {
+    return this.#lastLive;
   }
 
   /**

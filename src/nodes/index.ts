@@ -16,6 +16,7 @@ import { Singleton } from './Singleton.js';
 export { isNodeLive, NodeRegistry, type NodeInfo, type NodeRegistryOptions } from './NodeRegistry.js';
 export { Singleton, type SingletonObserverEvents } from './Singleton.js';
 export { sfuLoad, type NodeLoad } from './load.js';
+export { decideJoin, lessLoaded, signalingUrlOf, type JoinDecision, type JoinSituation } from './placement.js';
 export { STORE_MIGRATIONS } from './schema.js';
 
 export interface Nodes {

@@ -10,11 +10,25 @@ export interface WebSocketLike {
   addEventListener(type: 'open' | 'close' | 'error' | 'message', listener: (ev: any) => void): void;
 }
 
+/** Where a `REDIRECT` answer sends a join: the node that serves the room, and its signaling URL. */
+export interface Redirect {
+  nodeId: string;
+  url: string;
+}
+
+/**
+ * Redirects the SDK follows for one join before it gives up with `REDIRECT_LOOP`: a room is served by one node,
+ * so more hops mean the nodes disagree (or keep changing their minds).
+ */
+export const MAX_JOIN_REDIRECTS = 3;
+
 export class SignalingError extends Error {
   constructor(
     readonly code: string,
     message: string,
     readonly method: string,
+    /** With code `REDIRECT`: where the request should go instead. */
+    readonly redirect?: Redirect,
   ) {
     super(`${method}: ${code}: ${message}`);
     this.name = 'SignalingError';
@@ -45,9 +59,24 @@ export class SignalingClient {
   ) {
     this.opened = new Promise((resolve, reject) => {
       if (socket.readyState === 1) resolve();
-      socket.addEventListener('open', () => resolve());
-      socket.addEventListener('error', () => reject(new Error('signaling connection failed')));
+      // A server that vanished (a node whose machine is gone) may never refuse the handshake: give up on it.
+      const timer = setTimeout(() => {
+        reject(new SignalingError('DISCONNECTED', `no connection in ${timeoutMs} ms`, 'connect'));
+        if (socket.readyState !== 1) socket.close();
+      }, timeoutMs);
+      socket.addEventListener('open', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      const failed = () => {
+        clearTimeout(timer);
+        reject(new SignalingError('DISCONNECTED', 'signaling connection failed', 'connect'));
+      };
+      socket.addEventListener('error', failed);
+      socket.addEventListener('close', failed);
     });
+    // Rejections are handled by whoever sends a request; a client that never does must not leave one unhandled.
+    this.opened.catch(() => undefined);
     socket.addEventListener('message', (ev: { data: unknown }) => this.#onMessage(String(ev.data)));
     socket.addEventListener('close', (ev: { code: number; reason: string }) =>
       this.#closed(ev.code, String(ev.reason ?? '')),
@@ -172,6 +201,13 @@ export class SignalingClient {
     clearTimeout(pending.timer);
     if (msg.ok) pending.resolve(msg.data);
     else
-      pending.reject(new SignalingError(msg.error?.code ?? 'INTERNAL', msg.error?.message ?? 'error', pending.method));
+      pending.reject(
+        new SignalingError(
+          msg.error?.code ?? 'INTERNAL',
+          msg.error?.message ?? 'error',
+          pending.method,
+          msg.error?.redirect,
+        ),
+      );
   }
 }

@@ -1,6 +1,6 @@
 import type { Device, types as msc } from 'mediasoup-client';
 import { newDevice, warmUpDevice } from './device.js';
-import { SignalingClient, SignalingError } from './SignalingClient.js';
+import { MAX_JOIN_REDIRECTS, SignalingClient, SignalingError } from './SignalingClient.js';
 
 export type Source = 'camera' | 'mic' | 'screen' | 'screen-audio';
 
@@ -79,8 +79,12 @@ export interface JoinOptions {
   socket?: WebSocket;
 }
 
-/** Waits before each rejoin attempt; after the last, the call is disconnected for good. */
-const REJOIN_DELAYS_MS = [500, 1000, 2000, 4000, 8000];
+/**
+ * Waits before each rejoin attempt; after the last, the call is disconnected for good. About 30 s in all: long
+ * enough for the cluster to declare a dead node dead (VIGIE_NODES_DEAD_AFTER_S, 10 s by default), after which its
+ * rooms are placed again where their participants rejoin.
+ */
+const REJOIN_DELAYS_MS = [500, 1000, 2000, 4000, 8000, 8000, 8000];
 /**
  * Close codes after which rejoining would be wrong: replaced by another session, removed, rate-limited.
  * Every other one rejoins, 1012 included: the server is restarting or draining, and the call moves on.
@@ -126,6 +130,9 @@ type ServerTransport = {
   dtlsParameters: msc.DtlsParameters;
 };
 
+/** A join answered: on which connection, at which node's URL (after redirects), and the answer. */
+type Joined = { signaling: SignalingClient; joined: any; url: string };
+
 type JoinedInfo = {
   peerId: string;
   callId: string;
@@ -157,18 +164,26 @@ export class VigieCall {
   #rejoining = false;
   #statsTimer?: ReturnType<typeof setInterval>;
   #signaling: SignalingClient;
+  /** The signaling URL of the node this call is on (where the last join, after its redirects, was answered). */
+  #url: string;
+  /** The other live nodes' signaling URLs, as the last join's answer listed them: where to rejoin if ours is gone. */
+  #nodes: string[] = [];
+  /** The URL this call first joined through (`options.url` or the page's host). */
+  readonly #origin: string;
   /** What each published source was sent with, to publish it again after a rejoin. */
   readonly #published = new Map<Source, { track: MediaStreamTrack; encodings?: RTCRtpEncodingParameters[] }>();
   /** Producers a moderator muted: they stay off until unmuted. */
   readonly mutedByModerator = new Set<string>();
 
   private constructor(
-    signaling: SignalingClient,
+    joined: Joined,
     readonly device: Device,
     readonly info: JoinedInfo,
     private readonly options: JoinOptions,
   ) {
-    this.#signaling = signaling;
+    this.#signaling = joined.signaling;
+    this.#url = joined.url;
+    this.#origin = options.url ?? VigieCall.signalingUrl();
   }
 
   /** The current signaling connection (a new one after each rejoin). */
@@ -187,11 +202,12 @@ export class VigieCall {
   static async join(options: JoinOptions): Promise<VigieCall> {
     // While the join goes to the server and back (if prepare() did not run earlier).
     warmUpDevice();
-    const { signaling, joined } = await VigieCall.#connectAndJoin(options);
+    const first = await VigieCall.#connectAndJoin(options);
+    const { joined } = first;
     const device = newDevice();
     await device.load({ routerRtpCapabilities: joined.rtpCapabilities });
     // A copy: the token in it is replaced by each refreshed one, and the caller's object is not ours to change.
-    const call = new VigieCall(signaling, device, VigieCall.#infoOf(joined), { ...options });
+    const call = new VigieCall(first, device, VigieCall.#infoOf(joined), { ...options });
     call.#enter(joined);
     return call;
   }
@@ -201,34 +217,74 @@ export class VigieCall {
     return `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
   }
 
-  static async #connectAndJoin(options: JoinOptions): Promise<{ signaling: SignalingClient; joined: any }> {
+  /**
+   * Opens a connection and joins. A join that reaches a node which does not serve the room is answered REDIRECT:
+   * the SDK then joins again, with the same token, on a new connection to the node named, at most
+   * MAX_JOIN_REDIRECTS times (more is a loop, refused as REDIRECT_LOOP). The first hop may use the socket the page
+   * opened, or the join the call page sent already (takeEarlyJoin).
+   */
+  static async #connectAndJoin(options: JoinOptions): Promise<Joined> {
     const early = takeEarlyJoin(options);
-    const url = options.url ?? VigieCall.signalingUrl();
+    let url = options.url ?? VigieCall.signalingUrl();
     const ready = options.socket && options.socket.readyState <= WebSocket.OPEN ? options.socket : undefined;
     if (options.socket && !ready) options.socket.close();
-    const signaling = new SignalingClient(early?.socket ?? ready ?? new WebSocket(url));
-    // Others may publish or join while the device loads: hold those
-    // notifications until their handlers exist (see #enter), then replay them.
-    signaling.holdNotifications();
-    try {
-      if (!early)
-        return {
-          signaling,
-          joined: await signaling.request('join', {
-            token: options.token,
-            ...(options.name ? { name: options.name } : {}),
-            // Receiving from the start: the server creates the recv transport with the join (one round trip less).
-            ...(options.autoSubscribe === false ? {} : { recvTransport: true }),
-          }),
-        };
-      // The page's script already sent the join: take its answer from what the socket received so far, or will.
-      const joined = signaling.answerTo(EARLY_JOIN_ID, 'join');
-      signaling.replay(early.buffer);
-      return { signaling, joined: await joined };
-    } catch (err) {
-      signaling.close();
-      throw err;
+    let socket = early?.socket ?? ready ?? new WebSocket(url);
+    const hops: string[] = [];
+    for (;;) {
+      const signaling = new SignalingClient(socket);
+      // Others may publish or join while the device loads: hold those
+      // notifications until their handlers exist (see #enter), then replay them.
+      signaling.holdNotifications();
+      try {
+        const joined = await VigieCall.#sendJoin(signaling, options, hops.length ? undefined : early);
+        return { signaling, joined, url: socket.url || url };
+      } catch (err) {
+        signaling.close();
+        if (!(err instanceof SignalingError) || err.code !== 'REDIRECT' || !err.redirect) throw err;
+        hops.push(err.redirect.nodeId);
+        if (hops.length > MAX_JOIN_REDIRECTS)
+          throw new SignalingError(
+            'REDIRECT_LOOP',
+            `the nodes keep redirecting this join: ${hops.join(' → ')}`,
+            'join',
+          );
+        url = err.redirect.url;
+        socket = new WebSocket(url);
+      }
     }
+  }
+
+  static async #sendJoin(signaling: SignalingClient, options: JoinOptions, early?: { buffer: string[] }): Promise<any> {
+    if (!early)
+      return signaling.request('join', {
+        token: options.token,
+        ...(options.name ? { name: options.name } : {}),
+        // Receiving from the start: the server creates the recv transport with the join (one round trip less).
+        ...(options.autoSubscribe === false ? {} : { recvTransport: true }),
+      });
+    // The page's script already sent the join: take its answer from what the socket received so far, or will.
+    const joined = signaling.answerTo(EARLY_JOIN_ID, 'join');
+    signaling.replay(early.buffer);
+    return joined;
+  }
+
+  /**
+   * Where a rejoin goes, in this order: the node the call was on (a dropped connection, a restarted or draining
+   * node, which redirects), the other live nodes its last join listed, and the URL it first joined through. The
+   * first that answers the join wins; a refused token ends the search, since every node refuses it.
+   */
+  async #joinAnywhere(): Promise<Joined> {
+    let failure: unknown;
+    for (const url of new Set([this.#url, ...this.#nodes, this.#origin])) {
+      if (this.#left) break;
+      try {
+        return await VigieCall.#connectAndJoin({ ...this.options, url, socket: undefined });
+      } catch (err) {
+        if (err instanceof SignalingError && ['UNAUTHORIZED', 'FORBIDDEN'].includes(err.code)) throw err;
+        failure = err;
+      }
+    }
+    throw failure ?? new Error('left');
   }
 
   static #infoOf(joined: any): JoinedInfo {
@@ -238,6 +294,7 @@ export class VigieCall {
 
   /** Wires the connection, then receives the peers already in the room. */
   #enter(joined: any): void {
+    this.#nodes = Array.isArray(joined.nodes) ? joined.nodes.filter((u: unknown) => typeof u === 'string') : [];
     this.#wire();
     // Created by the server with the join (asked for by #connectAndJoin): the subscriptions below use it at once.
     if (joined.recvTransport) this.#transports.recv = Promise.resolve(this.#useTransport('recv', joined.recvTransport));
@@ -282,8 +339,9 @@ export class VigieCall {
       await new Promise((r) => setTimeout(r, delay));
       if (this.#left) return;
       try {
-        const { signaling, joined } = await VigieCall.#connectAndJoin(this.options);
+        const { signaling, joined, url } = await this.#joinAnywhere();
         this.#signaling = signaling;
+        this.#url = url;
         Object.assign(this.info, VigieCall.#infoOf(joined));
         // The device keeps the capabilities it loaded: a reopened room's router offers the same codecs
         // (src/media/codecs.ts).

@@ -16,6 +16,8 @@ import {
   type ResponseFrame,
 } from './protocol.js';
 import { TokenBucket } from './TokenBucket.js';
+import type { NodeRegistry } from '../nodes/index.js';
+import { otherNodesUrls, routeJoin } from './routing.js';
 
 export interface SessionContext {
   sfu: Sfu;
@@ -28,8 +30,13 @@ export interface SessionContext {
   sessions: Map<string, SignalingSession>;
   /** Identities removed from a room, refused at join. */
   bans: RoomBans;
-  /** Set on SIGTERM: joins are refused while the calls in progress end. */
+  /**
+   * Set on SIGTERM: this node takes no new rooms and sends joins to other nodes (routing.ts); with no other node,
+   * joins are refused while the calls in progress end.
+   */
   draining: boolean;
+  /** The cluster's nodes: where each join is served (routing.ts), and where the SDK may rejoin. */
+  registry: NodeRegistry;
 }
 
 /**
@@ -318,6 +325,9 @@ export class SignalingSession {
     const claims = await this.ctx.tokens.verify(req.token, { tenant: req.tenant, room: req.room });
     if (this.ctx.bans.isBanned(claims.tenant, claims.room, claims.identity))
       throw new VigieError('FORBIDDEN', 'you were removed from this room');
+    // Served here, or answered REDIRECT to the node that serves the room; after the token check, so that only a
+    // participant of the room learns where it is.
+    await routeJoin(this.ctx, claims.tenant, claims.room);
     const opening = this.ctx.sfu.getOrCreateRoom(
       claims.tenant,
       claims.room,
@@ -409,6 +419,7 @@ export class SignalingSession {
         heartbeatTimeoutMs: this.ctx.config.signaling.heartbeatTimeoutMs,
         iceServers: iceServersFor(this.ctx.config.ice, peer.id),
         peers: room.otherPeers(peer),
+        nodes: otherNodesUrls(this.ctx.registry),
       };
     } catch (err) {
       this.#leave('join-failed');

@@ -36,10 +36,11 @@ async function signalingPlugin(app: FastifyInstance): Promise<void> {
     sessions: new Map(),
     bans: app.roomBans,
     draining: false,
+    registry: app.nodes.registry,
   };
   app.decorate('signalingSessions', ctx.sessions);
   app.decorate('drainSignaling', (deadlineSeconds = app.config.signaling.drainDeadlineSeconds) =>
-    drain(ctx, deadlineSeconds),
+    drain(ctx, deadlineSeconds, () => leaveRooms(app)),
   );
   app.decorate('signalingDraining', () => ctx.draining);
   const openByIp = new Map<string, number>();
@@ -68,14 +69,32 @@ async function signalingPlugin(app: FastifyInstance): Promise<void> {
 }
 
 /**
- * Graceful drain: joins are refused (UNAVAILABLE) from now on, participants
- * are told the server is going away, and the calls in progress may end by
- * themselves. Resolves when no room has anyone left, or at the deadline, when
- * the remaining participants are closed with 1012 so that their SDK rejoins
- * (another server behind the load balancer, or this one restarted).
+ * Several nodes: a draining node tells the registry at once (placement skips
+ * it) and releases its rooms' placements, so that the first participant who
+ * rejoins elsewhere places the room there and the others follow. A failure is
+ * logged: the drain goes on, and the heartbeat publishes the flag later.
  */
-async function drain(ctx: SessionContext, deadlineSeconds: number): Promise<void> {
+async function leaveRooms(app: FastifyInstance): Promise<void> {
+  try {
+    await app.nodes.registry.markDraining();
+    const released = await app.rooms.releaseAll();
+    app.log.info({ component: 'signaling', released }, 'draining: room placements released');
+  } catch (err) {
+    app.log.error({ err, component: 'signaling' }, 'draining: room placements not released');
+  }
+}
+
+/**
+ * Graceful drain: joins are sent to other nodes (or refused, UNAVAILABLE, with
+ * none) from now on, participants are told the server is going away, and the
+ * calls in progress may end by themselves. Resolves when no room has anyone
+ * left, or at the deadline, when the remaining participants are closed with
+ * 1012 so that their SDK rejoins (another node, another server behind the load
+ * balancer, or this one restarted).
+ */
+async function drain(ctx: SessionContext, deadlineSeconds: number, leaveRooms: () => Promise<void>): Promise<void> {
   ctx.draining = true;
+  await leaveRooms();
   const live = () => [...ctx.sfu.rooms.values()].some((room) => !room.closed && room.peers.size > 0);
   ctx.log.info({ deadlineSeconds, participants: ctx.sessions.size }, 'draining: new joins refused');
   for (const session of ctx.sessions.values()) session.announceDrain(deadlineSeconds);
@@ -86,4 +105,4 @@ async function drain(ctx: SessionContext, deadlineSeconds: number): Promise<void
   ctx.log.info({ closedAtDeadline: remaining.length }, 'drained');
 }
 
-export default fp(signalingPlugin, { name: 'vigie-signaling', dependencies: ['vigie-core'] });
+export default fp(signalingPlugin, { name: 'vigie-signaling', dependencies: ['vigie-core', 'vigie-nodes'] });

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { boundedJson, type JsonLimits } from '../boundedJson.js';
-import type { ErrorCode } from '../errors.js';
+import type { ErrorCode, RedirectTarget } from '../errors.js';
 import type { Grant } from '../auth/index.js';
 
 /**
@@ -8,6 +8,12 @@ import type { Grant } from '../auth/index.js';
  *   `{ id, method, data }`, answered by `{ id, ok: true, data }` or
  *   `{ id, ok: false, error: { code, message } }`.
  * Server → client notifications: `{ notification: true, method, data }`.
+ *
+ * Several nodes: a `join` that reaches a node which does not serve the room is
+ * answered `{ ok: false, error: { code: 'REDIRECT', message, redirect: { nodeId, url } } }`: the client opens a
+ * WebSocket to `url` (the serving node's `/ws`) and sends the same join there. The SDK follows up to
+ * MAX_JOIN_REDIRECTS (src/sdk/SignalingClient.ts) hops. A successful join's answer lists, in `nodes`, the
+ * signaling URLs of the other live nodes, where the SDK rejoins if this node is gone.
  */
 
 const id = z.string().min(1).max(64);
@@ -256,7 +262,11 @@ export const envelopeSchema = z.object({
 
 export type ResponseFrame =
   | { id: number | string | null; ok: true; data: unknown }
-  | { id: number | string | null; ok: false; error: { code: ErrorCode; message: string } };
+  | {
+      id: number | string | null;
+      ok: false;
+      error: { code: ErrorCode; message: string; redirect?: RedirectTarget };
+    };
 
 export interface NotificationFrame {
   notification: true;

@@ -72,6 +72,7 @@ const en = {
     RATE_LIMITED: 'Too many attempts. Wait a moment and try again.',
     INTERNAL: 'Something went wrong on our side. Try again later.',
     UNAVAILABLE: 'The service is busy or restarting. Try again in a moment.',
+    REDIRECT: 'This call is served by another server, which could not be reached. Try again in a moment.',
     CLIENT: 'Your browser could not complete the request.',
   } satisfies Record<ErrorCode | 'CLIENT', string>,
 };
@@ -138,6 +139,7 @@ const fr: Catalogue = {
     RATE_LIMITED: 'Trop de tentatives. Attendez un instant et réessayez.',
     INTERNAL: 'Une erreur est survenue de notre côté. Réessayez plus tard.',
     UNAVAILABLE: 'Le service est occupé ou redémarre. Réessayez dans un instant.',
+    REDIRECT: "Cet appel est servi par un autre serveur, qui n'a pas pu être joint. Réessayez dans un instant.",
     CLIENT: "Votre navigateur n'a pas pu terminer la demande.",
   },
 };
