@@ -8,7 +8,7 @@ import { createClient } from '@clickhouse/client';
 import { WebSocket } from 'ws';
 import { afterAll, beforeAll, test } from 'vitest';
 import { generateApiKey } from '../src/auth/index.js';
-import { SignalingClient } from '../src/sdk/SignalingClient.js';
+import { SignalingClient, SignalingError } from '../src/sdk/SignalingClient.js';
 import { type Database, openDatabase } from '../src/store/index.js';
 import { waitFor } from './helpers/browser.js';
 import { type Cluster, type ClusterNode, portsOf, startCluster } from './helpers/cluster.js';
@@ -87,11 +87,28 @@ test('ten concurrent audited actions on three nodes produce one chain that verif
   const result = (await res.json()) as { ok: boolean; entries: number; checkpoints: number; problems: unknown[] };
   if (result.problems.length) {
     const ch0 = createClient({ url: cluster.clickhouseUrl });
-    const rows0 = await (await ch0.query({ query: "SELECT seq, action, target FROM vigie.audit_log WHERE tenant = 'acme' ORDER BY seq", format: 'JSONEachRow' })).json();
+    const rows0 = await (
+      await ch0.query({
+        query: "SELECT seq, action, target FROM vigie.audit_log WHERE tenant = 'acme' ORDER BY seq",
+        format: 'JSONEachRow',
+      })
+    ).json();
     console.log('DEBUG ch rows', JSON.stringify(rows0));
-    console.log('DEBUG outbox', JSON.stringify((await db.query('SELECT id, tbl, tenant, seq, batch FROM audit_outbox')).rows));
+    console.log(
+      'DEBUG outbox',
+      JSON.stringify((await db.query('SELECT id, tbl, tenant, seq, batch FROM audit_outbox')).rows),
+    );
     console.log('DEBUG heads', JSON.stringify((await db.query('SELECT * FROM audit_heads')).rows));
-    for (const n of cluster.nodes) console.log('DEBUG', n.id, n.output().split('\n').filter((l) => /audit|outbox|error|warn/i.test(l)).join('\n'));
+    for (const n of cluster.nodes)
+      console.log(
+        'DEBUG',
+        n.id,
+        n
+          .output()
+          .split('\n')
+          .filter((l) => /audit|outbox|error|warn/i.test(l))
+          .join('\n'),
+      );
   }
   assert.deepEqual(result.problems, []);
   assert.equal(result.ok, true);
@@ -119,14 +136,27 @@ test('ten concurrent audited actions on three nodes produce one chain that verif
   }
 });
 
-/** Joins `room` through `node` as `identity`: a room.started and a participant.joined for every endpoint. */
+/**
+ * Joins `room` through `node` as `identity`, following a REDIRECT to the node that serves the room as the SDK does:
+ * a room.started and a participant.joined for every endpoint, wherever the room is placed.
+ */
 async function join(node: ClusterNode, room: string, identity: string): Promise<void> {
   const token = await mint(node, room, identity);
-  const client = new SignalingClient(new WebSocket(node.wsUrl) as never);
-  clients.push(client);
-  await client.opened;
-  const joined = await client.request('join', { token });
-  assert.equal(joined.room, room);
+  let url = node.wsUrl;
+  for (let hop = 0; ; hop++) {
+    const client = new SignalingClient(new WebSocket(url) as never);
+    clients.push(client);
+    await client.opened;
+    try {
+      const joined = await client.request('join', { token });
+      assert.equal(joined.room, room);
+      return;
+    } catch (err) {
+      if (!(err instanceof SignalingError) || err.code !== 'REDIRECT' || !err.redirect || hop >= 3) throw err;
+      client.close();
+      url = err.redirect.url;
+    }
+  }
 }
 
 /** The participant.joined deliveries enqueued so far, by room. */

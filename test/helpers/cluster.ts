@@ -1,7 +1,8 @@
 /**
  * Three Vigie nodes as separate processes, as the issue's scale-out tests ask: one PostgreSQL server (Debian's 15),
  * one ClickHouse endpoint (chdb behind HTTP, its own process), one object store (Ceph RADOS Gateway), and N gateways
- * (`node --import tsx src/main.ts`: always the current sources), each bound to its own loopback address (127.0.0.2,
+ * (dist/server/main.js, what operators run; refused when older than src/: run `bash scripts/setup.sh test`), each
+ * bound to its own loopback address (127.0.0.2,
  * 127.0.0.3, …: all of 127/8 is local on Linux) for HTTP and media, with its own data directory and node id. A node
  * is killed the way a machine dies: SIGKILL to its process group (the gateway and its mediasoup workers).
  *
@@ -9,7 +10,7 @@
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { SETTINGS } from '../../src/config/settings.js';
@@ -19,6 +20,18 @@ import { type PostgresServer, startPostgres } from './postgres.js';
 import { type Radosgw, startRadosgw } from './radosgw.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
+const SERVER = path.join(ROOT, 'dist/server/main.js');
+
+/** The compiled gateway must be the sources': a stale one would test yesterday's code (scripts/setup.sh compiles). */
+function assertCompiled(): void {
+  const built = existsSync(SERVER) ? statSync(SERVER).mtimeMs : 0;
+  const stale = execFileSync('find', ['src', 'tsconfig.json', 'tsconfig.build.json', '-newermt', `@${built / 1000}`], {
+    cwd: ROOT,
+    encoding: 'utf8',
+  }).trim();
+  if (!built || stale)
+    throw new Error(`dist/server is missing or older than ${stale.split('\n')[0]}: run bash scripts/setup.sh test`);
+}
 
 export interface ClusterNode {
   /** `node-1`, `node-2`, … */
@@ -63,7 +76,7 @@ export interface ClusterOptions {
 async function startNode(id: string, address: string, env: Record<string, string>): Promise<ClusterNode> {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), `vigie-${id}-`));
   // detached: its own process group, so that kill() reaches its mediasoup workers too, as a machine's death would.
-  const child: ChildProcess = spawn(process.execPath, ['--enable-source-maps', '--import', 'tsx', 'src/main.ts'], {
+  const child: ChildProcess = spawn(process.execPath, ['--enable-source-maps', SERVER], {
     cwd: ROOT,
     env: { ...env, VIGIE_NODE_ID: id, VIGIE_HOST: address, VIGIE_DATA_DIR: dataDir },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -83,7 +96,8 @@ async function startNode(id: string, address: string, env: Record<string, string
       `${id} to start`,
       async () => text,
       (t) => /Vigie is running at/.test(t) || !alive(),
-      120_000,
+      // Three gateways starting at once on a loaded 2-core machine; a hung one fails here.
+      180_000,
     );
     const url = /Vigie is running at (\S+)/.exec(banner)?.[1];
     if (!url) throw new Error(`${id} did not start:\n${banner.slice(-4000)}`);
@@ -108,6 +122,7 @@ async function startNode(id: string, address: string, env: Record<string, string
 }
 
 export async function startCluster(o: ClusterOptions): Promise<Cluster> {
+  assertCompiled();
   const dir = mkdtempSync(path.join(os.tmpdir(), 'vigie-cluster-'));
   const started: Partial<Cluster> & { nodes: ClusterNode[] } = { nodes: [] };
   let chdb: Awaited<ReturnType<typeof startChdbHttp>> | undefined;
