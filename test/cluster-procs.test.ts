@@ -11,7 +11,14 @@ import { generateApiKey } from '../src/auth/index.js';
 import { SignalingClient, SignalingError } from '../src/sdk/SignalingClient.js';
 import { type Database, openDatabase } from '../src/store/index.js';
 import { waitFor } from './helpers/browser.js';
-import { type Cluster, type ClusterNode, portsOf, startCluster } from './helpers/cluster.js';
+import {
+  type Cluster,
+  type ClusterNode,
+  clusterTenant,
+  portsOf,
+  startCluster,
+  WEBHOOK_ENV,
+} from './helpers/cluster.js';
 import { assertExactlyOnceInOrder, type Enqueued, logOutbox, slowReceivers } from './helpers/webhookLedger.js';
 
 const MINT = generateApiKey('acme01');
@@ -29,29 +36,9 @@ beforeAll(async () => {
   // Slow enough that a delivery is in flight most of the time.
   hooks = await slowReceivers(ENDPOINTS, SECRET, 150);
   cluster = await startCluster({
-    tenants: [
-      {
-        id: 'acme',
-        apiKeys: [
-          { id: 'acme01', hash: MINT.hash, scopes: ['tokens:mint'] },
-          { id: 'acmedpo1', hash: DPO.hash, scopes: ['dpo'] },
-        ],
-        webhooks: hooks.receivers.map((r) => ({ id: r.endpoint, url: r.url, secret: SECRET, events: ['*'] })),
-      },
-    ],
-    env: {
-      VIGIE_WEBHOOK_ALLOW_HTTP: 'true',
-      VIGIE_WEBHOOK_ALLOW_PRIVATE: 'true',
-      // Far above the receivers' delay: an attempt that times out would be sent again, legitimately, and blur
-      // which repeats come from the kill.
-      VIGIE_WEBHOOK_TIMEOUT_MS: '8000',
-      // A killed node's deliveries are sent again by another once this has passed.
-      VIGIE_WEBHOOK_LEASE_MS: '10000',
-      VIGIE_WEBHOOK_POLL_MS: '200',
-      VIGIE_WEBHOOK_BACKOFF_MS: '100',
-      // Checkpoints signed all along the concurrent appends, by whichever node appends the entry that is due.
-      VIGIE_AUDIT_CHECKPOINT_EVERY: '3',
-    },
+    tenants: [clusterTenant(MINT, hooks.receivers, SECRET, DPO)],
+    // Checkpoints signed all along the concurrent appends, by whichever node appends the entry that is due.
+    env: { ...WEBHOOK_ENV, VIGIE_AUDIT_CHECKPOINT_EVERY: '3' },
   });
   db = await openDatabase({ url: cluster.pg.url, dataDir: '/nonexistent' });
   enqueued = await logOutbox(db);
@@ -85,31 +72,6 @@ test('ten concurrent audited actions on three nodes produce one chain that verif
   const res = await api(b, DPO, 'GET', '/v1/compliance/audit/verify');
   assert.equal(res.status, 200, await res.clone().text());
   const result = (await res.json()) as { ok: boolean; entries: number; checkpoints: number; problems: unknown[] };
-  if (result.problems.length) {
-    const ch0 = createClient({ url: cluster.clickhouseUrl });
-    const rows0 = await (
-      await ch0.query({
-        query: "SELECT seq, action, target FROM vigie.audit_log WHERE tenant = 'acme' ORDER BY seq",
-        format: 'JSONEachRow',
-      })
-    ).json();
-    console.log('DEBUG ch rows', JSON.stringify(rows0));
-    console.log(
-      'DEBUG outbox',
-      JSON.stringify((await db.query('SELECT id, tbl, tenant, seq, batch FROM audit_outbox')).rows),
-    );
-    console.log('DEBUG heads', JSON.stringify((await db.query('SELECT * FROM audit_heads')).rows));
-    for (const n of cluster.nodes)
-      console.log(
-        'DEBUG',
-        n.id,
-        n
-          .output()
-          .split('\n')
-          .filter((l) => /audit|outbox|error|warn/i.test(l))
-          .join('\n'),
-      );
-  }
   assert.deepEqual(result.problems, []);
   assert.equal(result.ok, true);
   assert.ok(result.checkpoints >= 3, `checkpoints every 3 entries were signed: ${result.checkpoints}`);

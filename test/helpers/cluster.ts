@@ -16,6 +16,7 @@ import path from 'node:path';
 import { SETTINGS } from '../../src/config/settings.js';
 import { waitFor } from './browser.js';
 import { startChdbHttp } from './chdbHttpServer.js';
+import { closedPort } from './ports.js';
 import { type PostgresServer, startPostgres } from './postgres.js';
 import { type Radosgw, startRadosgw } from './radosgw.js';
 
@@ -69,6 +70,36 @@ export interface ClusterOptions {
   count?: number;
 }
 
+/** Webhook settings for tests across nodes: plain http to loopback receivers, quick polls and retries. */
+export const WEBHOOK_ENV: Record<string, string> = {
+  VIGIE_WEBHOOK_ALLOW_HTTP: 'true',
+  VIGIE_WEBHOOK_ALLOW_PRIVATE: 'true',
+  // Far above the receivers' delay: an attempt that times out would be sent again, legitimately, and blur which
+  // repeats come from a kill.
+  VIGIE_WEBHOOK_TIMEOUT_MS: '8000',
+  // A killed node's deliveries are sent again by another once this has passed.
+  VIGIE_WEBHOOK_LEASE_MS: '10000',
+  VIGIE_WEBHOOK_POLL_MS: '200',
+  VIGIE_WEBHOOK_BACKOFF_MS: '100',
+};
+
+/** Tenant `acme`: a key that mints tokens, optionally a DPO key, and one webhook endpoint per receiver (all events). */
+export function clusterTenant(
+  mint: { hash: string },
+  receivers: Array<{ endpoint: string; url: string }>,
+  secret: string,
+  dpo?: { hash: string },
+) {
+  return {
+    id: 'acme',
+    apiKeys: [
+      { id: 'acme01', hash: mint.hash, scopes: ['tokens:mint'] },
+      ...(dpo ? [{ id: 'acmedpo1', hash: dpo.hash, scopes: ['dpo'] }] : []),
+    ],
+    webhooks: receivers.map((r) => ({ id: r.endpoint, url: r.url, secret, events: ['*'] })),
+  };
+}
+
 /**
  * Starts one gateway process on `address`, resolves once it printed its start banner; rejects with its output when it
  * exits first or never gets there.
@@ -78,7 +109,14 @@ async function startNode(id: string, address: string, env: Record<string, string
   // detached: its own process group, so that kill() reaches its mediasoup workers too, as a machine's death would.
   const child: ChildProcess = spawn(process.execPath, ['--enable-source-maps', SERVER], {
     cwd: ROOT,
-    env: { ...env, VIGIE_NODE_ID: id, VIGIE_HOST: address, VIGIE_DATA_DIR: dataDir },
+    // A fixed port, not 0: the node registers its public URL (where other nodes redirect joins) as it starts.
+    env: {
+      ...env,
+      VIGIE_NODE_ID: id,
+      VIGIE_HOST: address,
+      VIGIE_PORT: String(await closedPort(address)),
+      VIGIE_DATA_DIR: dataDir,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
   });
@@ -165,7 +203,6 @@ export async function startCluster(o: ClusterOptions): Promise<Cluster> {
       HOME: process.env.HOME ?? '',
       ...(process.env.XDG_CACHE_HOME ? { XDG_CACHE_HOME: process.env.XDG_CACHE_HOME } : {}),
       ...(process.env.MEDIASOUP_WORKER_BIN ? { MEDIASOUP_WORKER_BIN: process.env.MEDIASOUP_WORKER_BIN } : {}),
-      VIGIE_PORT: '0',
       VIGIE_CONFIG_FILE: configFile,
       VIGIE_LOG_FORMAT: 'json',
       VIGIE_DATABASE_URL: pg.url,
