@@ -321,13 +321,15 @@ export class SignalingSession {
 
   async #join(req: RequestData<'join'>): Promise<unknown> {
     if (this.#peer && !this.#peer.closed) throw new VigieError('INVALID_REQUEST', 'already joined; leave first');
-    this.#assertMayEnter();
+    // Not #assertMayEnter yet: a draining node still answers a join, with REDIRECT to a node that takes rooms.
+    if (this.#closed) throw new VigieError('INVALID_REQUEST', 'the connection closed during join');
     const claims = await this.ctx.tokens.verify(req.token, { tenant: req.tenant, room: req.room });
     if (this.ctx.bans.isBanned(claims.tenant, claims.room, claims.identity))
       throw new VigieError('FORBIDDEN', 'you were removed from this room');
     // Served here, or answered REDIRECT to the node that serves the room; after the token check, so that only a
     // participant of the room learns where it is.
     await routeJoin(this.ctx, claims.tenant, claims.room);
+    this.#assertMayEnter();
     const opening = this.ctx.sfu.getOrCreateRoom(
       claims.tenant,
       claims.room,

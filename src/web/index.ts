@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import fastifyStatic from '@fastify/static';
 import { toVigieError } from '../errors.js';
+import { signalingUrlOf } from '../nodes/index.js';
 import { pickLanguage } from './i18n.js';
 import { EARLY_JOIN_CSP_SOURCE } from './earlyJoin.js';
 import { callPage, errorPage, type PageKind } from './pages.js';
@@ -25,7 +26,7 @@ function projectRoot(from: string): string {
   return process.cwd();
 }
 
-function securityHeaders(reply: FastifyReply, frameAncestors: string): void {
+function securityHeaders(reply: FastifyReply, frameAncestors: string, connectTo: string[] = []): void {
   reply
     .header(
       'content-security-policy',
@@ -35,7 +36,7 @@ function securityHeaders(reply: FastifyReply, frameAncestors: string): void {
         "style-src 'self' 'unsafe-inline'",
         "img-src 'self' data:",
         "media-src 'self' blob: mediastream:",
-        "connect-src 'self'",
+        ["connect-src 'self'", ...connectTo].join(' '),
         `frame-ancestors ${frameAncestors}`,
       ].join('; '),
     )
@@ -60,6 +61,10 @@ export default async function webPlugin(app: FastifyInstance): Promise<void> {
       tenantDefault: tenant ? app.tenants.get(tenant)?.defaultLanguage : undefined,
     });
 
+  // A call page's SDK may be sent to another node (REDIRECT) or rejoin through one: their signaling is allowed.
+  const clusterSignaling = () => [
+    ...new Set(app.nodes.registry.lastLive().map((n) => new URL(signalingUrlOf(n.publicUrl)).origin)),
+  ];
   const page = (kind: PageKind) => async (req: PageRequest, reply: FastifyReply) => {
     const token = (req.query as { token?: unknown }).token;
     // The answer depends on Accept-Language: caches must key on it.
@@ -69,7 +74,7 @@ export default async function webPlugin(app: FastifyInstance): Promise<void> {
       const tenant = app.tenants.get(claims.tenant);
       // Only the embed page may be framed: by the page's own origin and those its tenant allows.
       const allowed = kind === 'embed' ? (tenant?.embedOrigins ?? []).filter((o) => o !== "'self'") : [];
-      securityHeaders(reply, kind === 'embed' ? ["'self'", ...allowed].join(' ') : "'none'");
+      securityHeaders(reply, kind === 'embed' ? ["'self'", ...allowed].join(' ') : "'none'", clusterSignaling());
       return reply.send(
         callPage(kind, {
           embedOrigins: allowed,
