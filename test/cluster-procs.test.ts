@@ -169,6 +169,21 @@ test('webhooks exactly once by delivery id, in order per endpoint, across a SIGK
   hooks.release();
   const orphanIds = new Set(orphans.map((o) => o.id));
 
+  // More events, on the nodes left, once they hold the victim dead (its heartbeat older than
+  // VIGIE_NODES_DEAD_AFTER_S, and a heartbeat more for each node to have read it): until then a new room may
+  // still be placed on it, and its join sent there.
+  await waitFor(
+    `${victim.id} dead in the registry`,
+    async () =>
+      (
+        await db.query<{ dead: boolean }>(
+          "SELECT heartbeat_at < now() - interval '6 seconds' AS dead FROM nodes WHERE id = $1",
+          [victim.id],
+        )
+      ).rows[0]?.dead,
+    (dead) => dead === true,
+    60_000,
+  );
   // More events, on the nodes left.
   const first = rooms.length;
   for (let i = first; i < first + 8; i++) {
