@@ -104,6 +104,10 @@ export class RoomDirectory {
   /** Placements being written or released for rooms of this node, awaited by close(). */
   readonly #pending = new Set<Promise<unknown>>();
   #unlisten?: () => Promise<void>;
+  /** Where each room opened here was placed, as its opening recorded it (see placedWhere). */
+  readonly #placed = new WeakMap<Room, Promise<RoomPlacement | undefined>>();
+  /** Set by releaseAll (drain): rooms that still open here are not placed. */
+  #leaving = false;
   readonly nodeId: string;
 
   private constructor(opts: RoomDirectoryOptions) {
@@ -233,6 +237,9 @@ export class RoomDirectory {
    * but the next join of each room, on any node, places it anew elsewhere.
    */
   async releaseAll(): Promise<number> {
+    // Rooms opened just before are placed first (follow), so that their placement is released too.
+    this.#leaving = true;
+    while (this.#pending.size) await Promise.all([...this.#pending]);
     const { rows } = await this.#db.query('DELETE FROM room_placements WHERE node_id = $1 RETURNING room', [
       this.nodeId,
     ]);
@@ -277,14 +284,22 @@ export class RoomDirectory {
   }
 
   #track(room: Room): void {
+    if (this.#leaving) return;
     const { tenant, id, callId } = room;
+    // The room's own call id: a join claims a new room by opening it here, and sends its participant to the
+    // other node if that node won (src/signaling/routing.ts).
     const placing = this.place(tenant, id, callId).then(
       ({ placed, placement }) => {
         if (!placed)
           this.#log.warn({ tenant, room: id, callId, owner: placement.nodeId }, 'room opened here is placed elsewhere');
+        return placement;
       },
-      (err) => this.#log.error({ err, tenant, room: id, callId }, 'room placement could not be recorded'),
+      (err) => {
+        this.#log.error({ err, tenant, room: id, callId }, 'room placement could not be recorded');
+        return undefined;
+      },
     );
+    this.#placed.set(room, placing);
     this.#hold(placing);
     room.observer.once('close', () => {
       this.#hold(
@@ -293,6 +308,14 @@ export class RoomDirectory {
           .catch((err) => this.#log.error({ err, tenant, room: id, callId }, 'room placement could not be released')),
       );
     });
+  }
+
+  /**
+   * Where the room's call was placed when it opened here (no round trip once known): this node, or the node that
+   * won when two opened it at once; undefined when the placement could not be written or the node drains.
+   */
+  placedWhere(room: Room): Promise<RoomPlacement | undefined> {
+    return this.#placed.get(room) ?? Promise.resolve(undefined);
   }
 
   #hold(p: Promise<unknown>): void {

@@ -17,7 +17,7 @@ import {
 } from './protocol.js';
 import { TokenBucket } from './TokenBucket.js';
 import type { NodeRegistry } from '../nodes/index.js';
-import { otherNodesUrls, routeJoin } from './routing.js';
+import { confirmPlacement, otherNodesUrls, routeJoin } from './routing.js';
 
 export interface SessionContext {
   sfu: Sfu;
@@ -349,6 +349,7 @@ export class SignalingSession {
     // token was verified or the router created: such a session adds no peer.
     try {
       this.#assertMayEnter();
+      await confirmPlacement(this.ctx, room);
     } catch (err) {
       closeIfUnused(room);
       throw err;

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { VigieError } from '../errors.js';
-import type { RoomDirectory, Sfu } from '../media/index.js';
+import type { Room, RoomDirectory, Sfu } from '../media/index.js';
 import { decideJoin, type NodeInfo, type NodeRegistry, signalingUrlOf } from '../nodes/index.js';
 
 export interface RoutingContext {
@@ -12,12 +12,12 @@ export interface RoutingContext {
 
 /**
  * Sends a join to the node that serves its room, before the room opens:
- * returns when it is served here (the placement is claimed for this node
- * first, so two nodes that both chose themselves do not open one room twice),
- * or throws REDIRECT naming the node to join instead. A room this node sends
- * elsewhere is placed there at once, so that every node sends its later joins
- * to the same node. A join into a room open here needs no round trip to the
- * control plane.
+ * returns when it is served here, or throws REDIRECT naming the node to join
+ * instead. A room this node sends elsewhere is placed there at once, so that
+ * every node sends its later joins to the same node (with a call id that the
+ * room's own replaces when it opens there). A room served here is placed as it
+ * opens; confirmPlacement then checks that no other node won it meanwhile. A
+ * join into a room open here needs no round trip to the control plane.
  */
 export async function routeJoin(ctx: RoutingContext, tenant: string, room: string): Promise<void> {
   const open = ctx.sfu.getRoom(tenant, room);
@@ -28,20 +28,33 @@ export async function routeJoin(ctx: RoutingContext, tenant: string, room: strin
   // A placement on a dead node is not an owner: the room is placed again, and taken over where it opens.
   const owner = placement && live.find((n) => n.id === placement.nodeId);
   const decision = decideJoin({ self, draining: ctx.draining, openHere, owner, live });
-  // Draining with no node to send the join to: the join is refused as the drain says (UNAVAILABLE).
-  if (decision.kind === 'local' && (openHere || ctx.draining)) return;
-  const target = decision.kind === 'redirect' ? decision.node : undefined;
-  let serving = target?.id ?? self;
-  if (owner?.id !== serving) {
-    // Claimed now for the chosen node (here: before the room opens). The room's own call id replaces this one when
-    // it opens (RoomDirectory.follow).
-    const { placed, placement: won } = await ctx.rooms.place(tenant, room, randomUUID(), serving);
-    if (!placed) serving = won.nodeId;
+  // Here; or, draining with no node to send the join to, refused as the drain says (UNAVAILABLE).
+  if (decision.kind === 'local') return;
+  let target = decision.node;
+  if (owner?.id !== target.id) {
+    const { placed, placement: won } = await ctx.rooms.place(tenant, room, randomUUID(), target.id);
+    if (!placed) {
+      const winner = won.nodeId === self ? undefined : await liveNode(ctx, won.nodeId);
+      if (!winner) return;
+      target = winner;
+    }
   }
-  if (serving === self) return;
-  const node = serving === target?.id ? target : (await ctx.registry.liveNodes()).find((n) => n.id === serving);
-  if (!node) throw new VigieError('UNAVAILABLE', 'the node serving this room just went away; join again in a moment');
-  throw redirectTo(node);
+  throw redirectTo(target);
+}
+
+/**
+ * After a room opened here for a join: when two nodes opened it at once, the
+ * one whose placement won serves it, and this join is sent there.
+ */
+export async function confirmPlacement(ctx: RoutingContext, room: Room): Promise<void> {
+  const placement = await ctx.rooms.placedWhere(room);
+  if (!placement || placement.nodeId === ctx.registry.id) return;
+  const winner = await liveNode(ctx, placement.nodeId);
+  if (winner) throw redirectTo(winner);
+}
+
+async function liveNode(ctx: RoutingContext, id: string): Promise<NodeInfo | undefined> {
+  return (await ctx.registry.liveNodes()).find((n) => n.id === id);
 }
 
 export function redirectTo(node: NodeInfo): VigieError {
