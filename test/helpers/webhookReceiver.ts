@@ -22,14 +22,15 @@ export async function startWebhookReceiver(secretFor: () => string | undefined) 
   const app = Fastify();
   const seen = new Map<string, number>();
   const received: Received[] = [];
-  let respond: (id: string, seenCount: number) => number | Promise<number> = () => 200;
+  /** `remotePort`: the sender's side of the connection, to tell which process sent it (see cluster.ts `portsOf`). */
+  let respond: (id: string, seenCount: number, remotePort: number) => number | Promise<number> = () => 200;
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => done(null, body));
   app.post('/hook', async (req, reply) => {
     const raw = req.body as string;
     const id = String(req.headers['vigie-delivery-id']);
     const count = (seen.get(id) ?? 0) + 1;
     seen.set(id, count);
-    const status = await respond(id, count);
+    const status = await respond(id, count, req.socket.remotePort ?? 0);
     const secret = secretFor();
     const signature = String(req.headers['vigie-signature']);
     received.push({
