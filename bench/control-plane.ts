@@ -40,6 +40,8 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 8);
 /** Joins counted for the statements per join (each round is two joins: cold and warm). */
 const COUNT_ROUNDS = Number(process.env.BENCH_COUNT_ROUNDS ?? 3);
 /** The last commit before the control plane (d02fe2d): the single-node build. */
+/** Rooms opened and closed for the statements per room. */
+const COUNT_ROOMS = 20;
 const SINGLE_NODE_COMMIT = process.env.BENCH_SINGLE_NODE_COMMIT ?? 'd02fe2d^';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -129,6 +131,11 @@ try {
   const joinsSeconds = (Date.now() - joinsStart) / 1000;
   const joinCount = 2 * COUNT_ROUNDS;
   const perJoin = (joins.total - idleRate * joinsSeconds) / joinCount;
+  // The joins above go to a room already open; a room's first join also places it (and its close releases it).
+  const roomsStart = Date.now();
+  await pg.openRooms(COUNT_ROOMS);
+  const rooms = await pg.statements();
+  const perRoom = (rooms.total - (idleRate * (Date.now() - roomsStart)) / 1000) / COUNT_ROOMS;
   const top = (c: StatementCount, per: number) =>
     Object.fromEntries(
       Object.entries(c.byStatement)
@@ -168,6 +175,8 @@ try {
         joins: joinCount,
         perJoin: Number(perJoin.toFixed(1)),
         perJoinByStatement: top(joins, joinCount),
+        perRoomOpenAndClose: Number(perRoom.toFixed(1)),
+        perRoomByStatement: top(rooms, COUNT_ROOMS),
       },
       target: 'ratios ≤ 1.1',
     }),

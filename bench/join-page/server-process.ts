@@ -40,12 +40,14 @@ export interface ServerProcess {
    * `log_statement = all` (which costs the server a little: call it after the timed rounds) and returns nothing.
    */
   statements: () => Promise<StatementCount>;
+  /** Vigie: opens `n` new rooms one after the other, and closes each (a room's placement and its release). */
+  openRooms: (n: number) => Promise<void>;
   /** The gateway's node heartbeat interval (s); undefined for bare and legacy servers. */
   heartbeatSeconds?: number;
   close: () => Promise<void>;
 }
 
-type Command = 'frames' | 'loop' | 'mint' | 'statements' | 'close';
+type Command = 'frames' | 'loop' | 'mint' | 'statements' | 'rooms' | 'close';
 
 /** Each Vigie kind gets its own RTC port range, so that three gateways on one machine never race for a port. */
 const PORTS: Record<ServerKind, [number, number]> = {
@@ -80,6 +82,7 @@ export async function startServerProcess(kind: ServerKind, root?: string): Promi
     loopDelayMaxMs: () => call('loop'),
     mint: (o) => call('mint', o),
     statements: () => call('statements'),
+    openRooms: (n) => call('rooms', n),
     close: async () => {
       child.send({ id: -1, cmd: 'close' });
       await exited;
@@ -96,6 +99,7 @@ if (process.argv[2] === '--child') {
     close: () => Promise<void>;
     mint?: ServerProcess['mint'];
     statements?: () => Promise<StatementCount>;
+    openRooms?: ServerProcess['openRooms'];
     heartbeatSeconds?: number;
   };
   if (kind === 'bare') server = await (await import('./bare-server.js')).startBareServer();
@@ -118,6 +122,10 @@ if (process.argv[2] === '--child') {
       },
       mint,
       statements: pg ? statementCounter(pg) : undefined,
+      openRooms: async (n) => {
+        for (let i = 0; i < n; i++) (await gw.app.sfu.getOrCreateRoom('acme', `bench-room-${i}`)).close('bench');
+        await new Promise((r) => setTimeout(r, 1000)); // the placements are written after the room opens
+      },
       heartbeatSeconds: (gw.config as { nodes?: { heartbeatSeconds: number } }).nodes?.heartbeatSeconds,
     };
   }
@@ -135,6 +143,7 @@ if (process.argv[2] === '--child') {
     if (cmd === 'frames') result = tap.connections(port);
     else if (cmd === 'mint') result = await server.mint!(arg);
     else if (cmd === 'statements') result = await server.statements!();
+    else if (cmd === 'rooms') result = await server.openRooms!(arg);
     else {
       result = loop.max / 1e6;
       loop.reset();
