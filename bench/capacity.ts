@@ -26,6 +26,7 @@ import { Peer, type Room, resolveWorkerBin } from '../src/media/index.js';
 import { startChdbHttp } from '../test/helpers/chdbHttpServer.js';
 import { startFfmpegBot } from '../test/helpers/ffmpegBot.js';
 import { startGateway } from '../test/helpers/gateway.js';
+import { waitFor } from '../test/helpers/browser.js';
 
 const STEP = Number(process.env.BENCH_STEP ?? 20);
 const MAX = Number(process.env.BENCH_MAX_CONSUMERS ?? 400);
@@ -38,7 +39,7 @@ const TARGET_CPU = 0.8;
 const dir = mkdtempSync(path.join(os.tmpdir(), 'vigie-bench-capacity-'));
 const clip = path.join(dir, 'clip.webm');
 execFileSync('ffmpeg', [
-  ...['-loglevel', 'error', '-f', 'lavfi', '-i', 'testsrc=size=1280x720:rate=30', '-t', '20'],
+  ...['-loglevel', 'error', '-f', 'lavfi', '-i', 'testsrc=size=640x480:rate=30', '-t', '10'],
   ...['-c:v', 'libvpx', '-b:v', `${KBPS}k`, '-minrate', `${KBPS}k`, '-maxrate', `${KBPS}k`],
   ...['-deadline', 'realtime', '-cpu-used', '8', '-g', '30', clip],
 ]);
@@ -74,8 +75,16 @@ interface Sfu {
 async function bareSfu(): Promise<Sfu> {
   const worker = await mediasoup.createWorker({ workerBin: resolveWorkerBin(), logLevel: 'warn' });
   const router = await worker.createRouter({ mediaCodecs: MEDIA_CODECS });
-  // The bot's helper needs only these three of a room: bare mediasoup keeps no participants.
-  const room = { tenant: 'bare', id: 'bare', addPeer() {}, routerFor: async () => router, adoptProducer() {} };
+  // The bot's helper needs only these of a room: bare mediasoup keeps no participants.
+  const room = {
+    tenant: 'bare',
+    id: 'bare',
+    closed: false,
+    addPeer() {},
+    removePeer() {},
+    routerFor: async () => router,
+    adoptProducer() {},
+  };
   return { worker, router, room: room as unknown as Room, adopt: () => {}, close: async () => worker.close() };
 }
 
@@ -131,6 +140,7 @@ async function ramp(kind: 'bare' | 'vigie', max = MAX) {
   let n = 0;
   try {
     while (n < max) {
+      const before = sinkPackets;
       for (let k = 0; k < STEP; k++, n++) {
         const t = await sfu.router.createPlainTransport({
           listenInfo: { protocol: 'udp', ip: '127.0.0.1' },
@@ -141,6 +151,13 @@ async function ramp(kind: 'bare' | 'vigie', max = MAX) {
         const c = await t.consume({ producerId: bot.producer.id, rtpCapabilities: sfu.router.rtpCapabilities });
         sfu.adopt(t, c, n);
       }
+      // ffmpeg can take seconds to start on a loaded machine, and a video consumer forwards from a keyframe on.
+      await waitFor(
+        'RTP at the sink',
+        async () => sinkPackets,
+        (v) => v > before,
+        60_000,
+      );
       await new Promise((r) => setTimeout(r, SETTLE_MS));
       const [c0, p0, t0] = [await workerCpuMs(sfu.worker), sinkPackets, Date.now()];
       await new Promise((r) => setTimeout(r, WINDOW_MS));
@@ -203,7 +220,7 @@ try {
   console.log(
     JSON.stringify({
       bench: 'capacity',
-      load: `1 VP8 producer at ${KBPS} kbit/s (1280x720, 30 fps, ffmpeg -c copy), consumers on PlainTransports`,
+      load: `1 VP8 producer at ${KBPS} kbit/s (640x480, 30 fps, ffmpeg -c copy), consumers on PlainTransports`,
       step: STEP,
       windowMs: WINDOW_MS,
       rounds: ROUNDS,

@@ -18,7 +18,7 @@
  * projection to N nodes in bench/README.md.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, realpathSync, rmSync, symlinkSync } from 'node:fs';
+import { mkdtempSync, readFileSync, realpathSync, rmSync, symlinkSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -73,6 +73,8 @@ function checkOutSingleNode(): { root: string; commit: string; remove: () => voi
   }
 }
 
+const loadavg = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+const loadAtStart = loadavg();
 const single = checkOutSingleNode();
 const servers: Record<'postgres' | 'pglite' | 'single', ServerProcess> = {} as never;
 const remote = await launchBrowser();
@@ -144,6 +146,8 @@ try {
         .map(([k, v]) => [k, Number((v / per).toFixed(2))]),
     );
 
+  const pgbench = await pg.pgbench();
+
   const summary = (kind: 'cold' | 'warm') => {
     const frame = Object.fromEntries(names.map((t) => [t, medianMs(results[t][kind], 'frame')])) as Record<
       Target,
@@ -178,6 +182,8 @@ try {
         perRoomOpenAndClose: Number(perRoom.toFixed(1)),
         perRoomByStatement: top(rooms, COUNT_ROOMS),
       },
+      pgbench,
+      loadavg: { start: loadAtStart, end: loadavg() },
       target: 'ratios ≤ 1.1',
     }),
   );

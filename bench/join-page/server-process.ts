@@ -12,7 +12,7 @@
  * child starts (test/helpers/postgres.ts); `vigie-legacy`, the gateway of an
  * older checkout at `root` (its own test/helpers/gateway.ts and SDK bundle).
  */
-import { fork } from 'node:child_process';
+import { fork, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -40,6 +40,11 @@ export interface ServerProcess {
    * `log_statement = all` (which costs the server a little: call it after the timed rounds) and returns nothing.
    */
   statements: () => Promise<StatementCount>;
+  /**
+   * vigie-postgres: what the same PostgreSQL server carries under pgbench's TPC-B-like script (7 statements a
+   * transaction, BEGIN and END included), with 8 clients for 10 s, after the measures: its statements per second.
+   */
+  pgbench: () => Promise<{ tps: number; statementsPerSecond: number }>;
   /** Vigie: opens `n` new rooms one after the other, and closes each (a room's placement and its release). */
   openRooms: (n: number) => Promise<void>;
   /** The gateway's node heartbeat interval (s); undefined for bare and legacy servers. */
@@ -47,7 +52,7 @@ export interface ServerProcess {
   close: () => Promise<void>;
 }
 
-type Command = 'frames' | 'loop' | 'mint' | 'statements' | 'rooms' | 'close';
+type Command = 'frames' | 'loop' | 'mint' | 'statements' | 'rooms' | 'pgbench' | 'close';
 
 /** Each Vigie kind gets its own RTC port range, so that three gateways on one machine never race for a port. */
 const PORTS: Record<ServerKind, [number, number]> = {
@@ -83,6 +88,7 @@ export async function startServerProcess(kind: ServerKind, root?: string): Promi
     mint: (o) => call('mint', o),
     statements: () => call('statements'),
     openRooms: (n) => call('rooms', n),
+    pgbench: () => call('pgbench'),
     close: async () => {
       child.send({ id: -1, cmd: 'close' });
       await exited;
@@ -100,6 +106,7 @@ if (process.argv[2] === '--child') {
     mint?: ServerProcess['mint'];
     statements?: () => Promise<StatementCount>;
     openRooms?: ServerProcess['openRooms'];
+    pgbench?: ServerProcess['pgbench'];
     heartbeatSeconds?: number;
   };
   if (kind === 'bare') server = await (await import('./bare-server.js')).startBareServer();
@@ -122,6 +129,7 @@ if (process.argv[2] === '--child') {
       },
       mint,
       statements: pg ? statementCounter(pg) : undefined,
+      pgbench: pg ? () => pgbench(pg.port) : undefined,
       openRooms: async (n) => {
         for (let i = 0; i < n; i++) (await gw.app.sfu.getOrCreateRoom('acme', `bench-room-${i}`)).close('bench');
         await new Promise((r) => setTimeout(r, 1000)); // the placements are written after the room opens
@@ -144,6 +152,7 @@ if (process.argv[2] === '--child') {
     else if (cmd === 'mint') result = await server.mint!(arg);
     else if (cmd === 'statements') result = await server.statements!();
     else if (cmd === 'rooms') result = await server.openRooms!(arg);
+    else if (cmd === 'pgbench') result = await server.pgbench!();
     else {
       result = loop.max / 1e6;
       loop.reset();
@@ -151,6 +160,21 @@ if (process.argv[2] === '--child') {
     process.send!({ id, result });
   });
   process.send!({ id: 0, result: { url: server.url, heartbeatSeconds: server.heartbeatSeconds } });
+}
+
+/** pgbench's TPC-B-like script on its own tables (scale 1) in the server's database. */
+async function pgbench(port: number): Promise<{ tps: number; statementsPerSecond: number }> {
+  const bin = '/usr/lib/postgresql/15/bin/pgbench';
+  const conn = ['-h', '127.0.0.1', '-p', String(port), '-U', 'vigie'];
+  const run = (args: string[]) => {
+    const r = spawnSync(bin, [...conn, ...args, 'vigie'], { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`pgbench ${args.join(' ')} failed: ${r.stderr}`);
+    return r.stdout;
+  };
+  run(['-i', '-q', '-s', '1']);
+  const out = run(['-c', '8', '-j', '2', '-T', '10']);
+  const tps = Number(/tps = ([\d.]+)/.exec(out)?.[1]);
+  return { tps: Math.round(tps), statementsPerSecond: Math.round(tps * 7) };
 }
 
 /**
