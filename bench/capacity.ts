@@ -39,7 +39,8 @@ const TARGET_CPU = 0.8;
 const dir = mkdtempSync(path.join(os.tmpdir(), 'vigie-bench-capacity-'));
 const clip = path.join(dir, 'clip.webm');
 execFileSync('ffmpeg', [
-  ...['-loglevel', 'error', '-f', 'lavfi', '-i', 'testsrc=size=640x480:rate=30', '-t', '10'],
+  // Noise, so that VP8 reaches its bitrate (a test pattern compresses to a fraction of it).
+  ...['-loglevel', 'error', '-f', 'lavfi', '-i', 'color=c=gray:s=640x480:r=30,noise=alls=40:allf=t', '-t', '10'],
   ...['-c:v', 'libvpx', '-b:v', `${KBPS}k`, '-minrate', `${KBPS}k`, '-maxrate', `${KBPS}k`],
   ...['-deadline', 'realtime', '-cpu-used', '8', '-g', '30', clip],
 ]);
@@ -91,7 +92,8 @@ async function bareSfu(): Promise<Sfu> {
 async function vigieSfu(): Promise<Sfu> {
   const gw = await startGateway({
     telemetry: { enabled: true },
-    media: { workers: 1 },
+    // One room of every consumer: its participant limit out of the way.
+    media: { workers: 1, maxPeersPerRoom: 10_000 },
     clickhouse: { url: clickhouse.url },
   });
   const room = await gw.app.sfu.getOrCreateRoom('acme', 'capacity');
