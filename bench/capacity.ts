@@ -93,7 +93,7 @@ async function vigieSfu(): Promise<Sfu> {
   const gw = await startGateway({
     telemetry: { enabled: true },
     // One room of every consumer: its participant limit out of the way.
-    media: { workers: 1, maxPeersPerRoom: 10_000 },
+    media: { workers: 1, maxPeersPerRoom: 1000 },
     clickhouse: { url: clickhouse.url },
   });
   const room = await gw.app.sfu.getOrCreateRoom('acme', 'capacity');
