@@ -28,10 +28,10 @@ import { startFfmpegBot } from '../test/helpers/ffmpegBot.js';
 import { startGateway } from '../test/helpers/gateway.js';
 import { waitFor } from '../test/helpers/browser.js';
 
-const STEP = Number(process.env.BENCH_STEP ?? 20);
-const MAX = Number(process.env.BENCH_MAX_CONSUMERS ?? 400);
+const STEP = Number(process.env.BENCH_STEP ?? 50);
+const MAX = Number(process.env.BENCH_MAX_CONSUMERS ?? 500);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
-const WINDOW_MS = Number(process.env.BENCH_WINDOW_MS ?? 4000);
+const WINDOW_MS = Number(process.env.BENCH_WINDOW_MS ?? 3000);
 const SETTLE_MS = 1500;
 const KBPS = Number(process.env.BENCH_KBPS ?? 2000);
 const TARGET_CPU = 0.8;
@@ -40,7 +40,7 @@ const dir = mkdtempSync(path.join(os.tmpdir(), 'vigie-bench-capacity-'));
 const clip = path.join(dir, 'clip.webm');
 execFileSync('ffmpeg', [
   // Noise, so that VP8 reaches its bitrate (a test pattern compresses to a fraction of it).
-  ...['-loglevel', 'error', '-f', 'lavfi', '-i', 'color=c=gray:s=640x480:r=30,noise=alls=40:allf=t', '-t', '10'],
+  ...['-loglevel', 'error', '-f', 'lavfi', '-i', 'color=c=gray:s=640x480:r=30,noise=alls=40:allf=t', '-t', '4'],
   ...['-c:v', 'libvpx', '-b:v', `${KBPS}k`, '-minrate', `${KBPS}k`, '-maxrate', `${KBPS}k`],
   ...['-deadline', 'realtime', '-cpu-used', '8', '-g', '30', clip],
 ]);
