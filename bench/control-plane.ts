@@ -127,17 +127,18 @@ try {
   await new Promise((r) => setTimeout(r, idleSeconds * 1000));
   const idle = await pg.statements();
   const idleRate = idle.total / ((Date.now() - idleStart) / 1000);
-  const joinsStart = Date.now();
   for (let i = 0; i < COUNT_ROUNDS; i++) await round('postgres', prejoin[0]!);
   const joins = await pg.statements();
-  const joinsSeconds = (Date.now() - joinsStart) / 1000;
   const joinCount = 2 * COUNT_ROUNDS;
-  const perJoin = (joins.total - idleRate * joinsSeconds) / joinCount;
+  // What the joins caused: the statements an idle node does not run (its periodic ones vary too much with the
+  // machine's load to be subtracted as a rate).
+  const caused = (c: StatementCount) =>
+    Object.entries(c.byStatement).reduce((sum, [k, v]) => (k in idle.byStatement ? sum : sum + v), 0);
+  const perJoin = caused(joins) / joinCount;
   // The joins above go to a room already open; a room's first join also places it (and its close releases it).
-  const roomsStart = Date.now();
   await pg.openRooms(COUNT_ROOMS);
   const rooms = await pg.statements();
-  const perRoom = (rooms.total - (idleRate * (Date.now() - roomsStart)) / 1000) / COUNT_ROOMS;
+  const perRoom = caused(rooms) / COUNT_ROOMS;
   const top = (c: StatementCount, per: number) =>
     Object.fromEntries(
       Object.entries(c.byStatement)
