@@ -213,10 +213,17 @@ try {
     consumersAt80: results[kind].map((r) => r.consumersAt80),
     how: results[kind].map((r) => r.how),
     // Worker CPU per consumer at the last step (ms of CPU per second per consumer).
+    points: results[kind].map((r) => r.points.map((p) => [p.consumers, Number(p.cpu.toFixed(3)), p.sinkPps])),
     cpuPerConsumerMs: results[kind].map((r) =>
       Number(((1000 * r.points.at(-1)!.cpu) / r.points.at(-1)!.consumers).toFixed(3)),
     ),
   });
+  // Worker CPU per packet forwarded to the sink, over every step of a kind's ramps: on a loaded machine ffmpeg falls
+  // behind real time, so a consumer carries fewer packets than the clip's rate, and per packet is the fairer unit.
+  const usPerPacket = (kind: 'bare' | 'vigie') => {
+    const pts = results[kind].flatMap((r) => r.points).filter((p) => p.sinkPps > 0);
+    return (1e6 * pts.reduce((s, p) => s + p.cpu, 0)) / pts.reduce((s, p) => s + p.sinkPps, 0);
+  };
   const bare = mean(results.bare.map((r) => r.consumersAt80));
   const vigie = mean(results.vigie.map((r) => r.consumersAt80));
   console.log(
@@ -229,6 +236,11 @@ try {
       bare: of('bare'),
       vigie: of('vigie'),
       ratio: Number((vigie / bare).toFixed(3)),
+      workerUsPerPacket: {
+        bare: Number(usPerPacket('bare').toFixed(2)),
+        vigie: Number(usPerPacket('vigie').toFixed(2)),
+      },
+      ratioPerPacket: Number((usPerPacket('bare') / usPerPacket('vigie')).toFixed(3)),
       loadavg: load,
       target: 'ratio >= 0.95',
     }),
