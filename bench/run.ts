@@ -16,6 +16,8 @@ const benches = [
   'recording',
   'audit-export',
   'join-page',
+  'control-plane',
+  'capacity',
 ].filter((b) => only.length === 0 || only.includes(b));
 for (const name of benches) {
   console.error(`[bench] ${name} …`);
