@@ -16,7 +16,7 @@ import { waitFor } from './helpers/browser.js';
 import { startChdbHttp } from './helpers/chdbHttpServer.js';
 import { DPO_KEY, startGateway, type TestGateway, VIEWER_KEY } from './helpers/gateway.js';
 import { type PostgresServer, startPostgres } from './helpers/postgres.js';
-import { type Radosgw, startRadosgw } from './helpers/radosgw.js';
+import { type Radosgw, radosgwStorage, startRadosgw } from './helpers/radosgw.js';
 
 // Recordings of tenant acme are kept 3 s (GOVERNANCE lock), so that the sweeper has something to delete.
 const policies = mkdtempSync(path.join(os.tmpdir(), 'vigie-policies-'));
@@ -52,17 +52,7 @@ beforeAll(async () => {
         clickhouse: { url: chdb.url, requestTimeoutMs: 3000 },
         writer: { flushIntervalMs: 100 },
         retention: { policiesDir: policies, sweepIntervalSeconds: 3600 },
-        storage: {
-          driver: 's3',
-          s3Endpoint: rgw.endpoint,
-          s3AccessKey: rgw.accessKey,
-          s3SecretKey: rgw.secretKey,
-          s3Region: rgw.region,
-          s3Bucket: 'vigie-catalog-nodes',
-          country: 'FR',
-          region: 'fr-par-test',
-          provider: 'Ceph RGW (test)',
-        },
+        storage: radosgwStorage(rgw, 'vigie-catalog-nodes'),
       }),
     );
 }, 300_000);

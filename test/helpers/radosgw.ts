@@ -230,3 +230,16 @@ export async function startRadosgw({ timeoutMs = 120_000 }: { timeoutMs?: number
   }
   throw new Error(`radosgw did not start:\n${failures.join('\n\n')}`);
 }
+
+/** The gateway's `storage` settings for a bucket of this radosgw, as a French data centre (residency checks pass). */
+export const radosgwStorage = (rgw: Radosgw, bucket: string) => ({
+  driver: 's3' as const,
+  s3Endpoint: rgw.endpoint,
+  s3AccessKey: rgw.accessKey,
+  s3SecretKey: rgw.secretKey,
+  s3Region: rgw.region,
+  s3Bucket: bucket,
+  country: 'FR',
+  region: 'fr-par-test',
+  provider: 'Ceph RGW (test)',
+});
