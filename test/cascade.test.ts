@@ -252,7 +252,9 @@ test('a link that goes silent is found dead: the extension closes, and the owner
   // Node A stops reading its end (as a frozen process or a cut network would): no message, no pong reaches B.
   const closed = nextNotification(client, 'roomClosed', 30_000);
   linkA.socket.pause();
-  assert.equal((await closed).reason, 'cascade-link-dead');
+  // Either end may find the link dead first: B (no pong from A), or A (it reads nothing either), which then cuts
+  // the connection B sees closing.
+  assert.match((await closed).reason, /^cascade-link-(dead|closed)$/);
   await waitFor(
     "B's participant to leave the room on A",
     async () => roomA.peers.has(joined.peerId),
