@@ -41,6 +41,8 @@ beforeAll(async () => {
       clickhouse: { url: chdb.url },
       writer: { flushIntervalMs: 100 },
       media: { workers: 1 },
+      // A join that extends a room waits for the link; on a loaded 2-core machine that was seen beyond 10 s.
+      signaling: { joinTimeoutMs: 60_000 },
       acmeRegionAffinity: true,
     });
     // The public URL is known once the gateway listens: published now rather than at the next heartbeat.
