@@ -41,6 +41,8 @@ beforeAll(async () => {
       clickhouse: { url: chdb.url },
       writer: { flushIntervalMs: 100 },
       media: { workers: 1 },
+      // A join that extends a room waits for the link; on a loaded 2-core machine that was seen beyond 10 s.
+      signaling: { joinTimeoutMs: 60_000 },
       acmeRegionAffinity: true,
     });
     // The public URL is known once the gateway listens: published now rather than at the next heartbeat.
@@ -252,7 +254,9 @@ test('a link that goes silent is found dead: the extension closes, and the owner
   // Node A stops reading its end (as a frozen process or a cut network would): no message, no pong reaches B.
   const closed = nextNotification(client, 'roomClosed', 30_000);
   linkA.socket.pause();
-  assert.equal((await closed).reason, 'cascade-link-dead');
+  // Either end may find the link dead first: B (no pong from A), or A (it reads nothing either), which then cuts
+  // the connection B sees closing.
+  assert.match((await closed).reason, /^cascade-link-(dead|closed)$/);
   await waitFor(
     "B's participant to leave the room on A",
     async () => roomA.peers.has(joined.peerId),
