@@ -60,7 +60,10 @@ fi
 # --- npm packages --------------------------------------------------------------
 # mediasoup's own postinstall would try to download a worker; pointing
 # MEDIASOUP_WORKER_BIN at the cache makes it skip on npm versions that run it.
-if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+# Installed when the lockfile's content differs from the one last installed, not by file times: a fresh checkout
+# (a clone, a git worktree) gives the lockfile a new time without changing what it locks.
+lock_sum=$(sha256sum package-lock.json | cut -d' ' -f1)
+if [ ! -f node_modules/.package-lock.json ] || [ "$(cat node_modules/.vigie-lock.sha256 2>/dev/null)" != "$lock_sum" ]; then
   # Not `npm ci`: chdb lists optional engine builds for darwin and linux-arm64
   # that this registry does not serve, so the lockfile cannot hold them and
   # `npm ci` refuses it as "out of sync". `npm install --no-save` installs the
@@ -68,6 +71,7 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
   # --include=dev even under NODE_ENV=production: compiling the gateway needs typescript.
   say "installing npm packages (npm install from package-lock.json)"
   MEDIASOUP_WORKER_BIN="${MEDIASOUP_WORKER_BIN:-$cached_worker}" npm install --include=dev --no-save --no-audit --no-fund --loglevel=error
+  echo "$lock_sum" > node_modules/.vigie-lock.sha256
 fi
 
 # --- mediasoup worker ----------------------------------------------------------
