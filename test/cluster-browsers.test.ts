@@ -10,14 +10,7 @@ import { afterAll, beforeAll, test } from 'vitest';
 import { generateApiKey } from '../src/auth/index.js';
 import { type Database, openDatabase } from '../src/store/index.js';
 import { joinThroughPage, launchBrowser, receivedMedia, waitFor } from './helpers/browser.js';
-import {
-  type Cluster,
-  type ClusterNode,
-  clusterTenant,
-  portsOf,
-  startCluster,
-  WEBHOOK_ENV,
-} from './helpers/cluster.js';
+import { type Cluster, type ClusterNode, clusterTenant, startCluster, WEBHOOK_ENV } from './helpers/cluster.js';
 import { assertExactlyOnceInOrder, type Enqueued, logOutbox, slowReceivers } from './helpers/webhookLedger.js';
 
 const MINT = generateApiKey('acme01');
@@ -111,9 +104,7 @@ test('SIGKILL the owning node: the participants are back in a call on another no
   const owner = cluster.nodes.find((n) => n.id === before.node_id)!;
   const oldCall = before.call_id;
   // The deliveries the owner is sending at this moment are held unanswered: it dies before it records them.
-  const ports = new Set(hooks.receivers.flatMap((r) => [...portsOf(owner.pid, Number(new URL(r.url).port))]));
-  const orphans = hooks.inFlight().filter((x) => ports.has(x.remotePort));
-  for (const x of orphans) x.hold = true;
+  const orphans = hooks.holdFrom(owner.pid);
   await owner.kill();
   hooks.release();
 

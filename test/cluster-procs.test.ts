@@ -11,14 +11,7 @@ import { generateApiKey } from '../src/auth/index.js';
 import { SignalingClient, SignalingError } from '../src/sdk/SignalingClient.js';
 import { type Database, openDatabase } from '../src/store/index.js';
 import { waitFor } from './helpers/browser.js';
-import {
-  type Cluster,
-  type ClusterNode,
-  clusterTenant,
-  portsOf,
-  startCluster,
-  WEBHOOK_ENV,
-} from './helpers/cluster.js';
+import { type Cluster, type ClusterNode, clusterTenant, startCluster, WEBHOOK_ENV } from './helpers/cluster.js';
 import { assertExactlyOnceInOrder, type Enqueued, logOutbox, slowReceivers } from './helpers/webhookLedger.js';
 
 const MINT = generateApiKey('acme01');
@@ -133,14 +126,6 @@ test('webhooks exactly once by delivery id, in order per endpoint, across a SIGK
   const [a, b, c] = cluster.nodes as [ClusterNode, ClusterNode, ClusterNode];
   const victim = b;
   const rooms: string[] = [];
-  const receiverPorts = hooks.receivers.map((r) => Number(new URL(r.url).port));
-  const held = () => {
-    const ports = new Set(receiverPorts.flatMap((p) => [...portsOf(victim.pid, p)]));
-    const mine = hooks.inFlight().filter((x) => ports.has(x.remotePort));
-    // Held unanswered until the kill, in this very tick: the node dies before it can record an answer.
-    for (const x of mine) x.hold = true;
-    return mine;
-  };
   // Events produced on the three nodes, in turn, until the victim is caught sending one (any node sends any
   // delivery: which one claims it is up to the outbox).
   let producing = true;
@@ -152,7 +137,7 @@ test('webhooks exactly once by delivery id, in order per endpoint, across a SIGK
   })();
   const orphans = await waitFor(
     `${victim.id} to have a delivery in flight`,
-    async () => held(),
+    async () => hooks.holdFrom(victim.pid),
     (h) => h.length > 0,
     90_000,
   ).finally(() => (producing = false));

@@ -7,6 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import type { Database } from '../../src/store/index.js';
+import { portsOf } from './cluster.js';
 import { startWebhookReceiver } from './webhookReceiver.js';
 
 export interface Enqueued {
@@ -79,6 +80,16 @@ export async function slowReceivers(endpoints: string[], secret: string, delayMs
     receivers,
     arrivals,
     inFlight: () => arrivals.filter((a) => a.answered === undefined),
+    /**
+     * Holds the requests process `pid` is sending now (found by their connections, `portsOf`), in this very tick:
+     * killed next, it dies before it can record an answer. Returns them.
+     */
+    holdFrom: (pid: number) => {
+      const ports = new Set(receivers.flatMap((r) => [...portsOf(pid, Number(new URL(r.url).port))]));
+      const held = arrivals.filter((a) => a.answered === undefined && ports.has(a.remotePort));
+      for (const a of held) a.hold = true;
+      return held;
+    },
     release: () => {
       for (const a of arrivals) a.hold = false;
     },
