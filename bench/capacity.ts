@@ -13,7 +13,10 @@
  * ramp crosses 80% (interpolated between its two steps); a ramp that never
  * gets there (a machine too loaded to give the worker 80% of a core) is
  * extrapolated with a least-squares line through its steps, and says so.
- * Ramps alternate between the two, after a warm-up ramp of each.
+ * Ramps alternate between the two, after a warm-up ramp of each. The worker's
+ * CPU per packet the sink received is reported too, with its ratio: when
+ * ffmpeg cannot keep real time (a loaded machine), consumers carry fewer
+ * packets than the clip's rate and the per-consumer figures mean little.
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
