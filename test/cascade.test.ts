@@ -266,15 +266,17 @@ test('a link that goes silent is found dead: the extension closes, and the owner
   assert.equal(roomA.closed, false, "A's call goes on");
 });
 
-test('a tenant without region affinity is not extended: the join opens its own room', async () => {
-  const { room, bot } = await roomOnA('alone', 'globex');
+test('a tenant without region affinity is not extended: the join is sent to the owner (REDIRECT)', async () => {
+  const { room } = await roomOnA('alone', 'globex');
   const client = await b.connect();
-  const joined = await client.request('join', {
+  const joining = client.request('join', {
     token: await b.mint({ tenant: 'globex', room: 'alone', identity: 'gus' }),
   });
-  assert.notEqual(joined.callId, room.callId);
-  assert.equal(
-    (joined.peers as Array<{ peerId: string }>).some((p) => p.peerId === bot.peer.id),
-    false,
-  );
+  await assert.rejects(joining, (err: { code?: string; redirect?: { nodeId: string } }) => {
+    assert.equal(err.code, 'REDIRECT');
+    assert.equal(err.redirect?.nodeId, 'node-a');
+    return true;
+  });
+  assert.equal(b.app.sfu.getRoom('globex', 'alone'), undefined, 'no room of its own opened on node B');
+  assert.equal(a.app.sfu.getRoom('globex', 'alone'), room);
 });
