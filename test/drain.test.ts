@@ -1,6 +1,5 @@
 import { onTestFinished, test } from 'vitest';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -10,6 +9,7 @@ import { WebSocket } from 'ws';
 import { SignalingClient } from '../src/sdk/SignalingClient.js';
 import { expectCode, nextNotification, startGateway } from './helpers/gateway.js';
 import { waitFor } from './helpers/browser.js';
+import { spawnCompiled } from './helpers/compiledGateway.js';
 
 /** Graceful drain (SIGTERM): participants told, joins refused, exit when the rooms are empty or at the deadline. */
 
@@ -59,32 +59,21 @@ test('SIGTERM: the process waits for the call in progress, refuses joins meanwhi
   const secret = 'drain-test-secret-that-is-long-enough-0123';
   const configFile = path.join(dir, 'config.json');
   writeFileSync(configFile, JSON.stringify({ tenants: [{ id: 'acme' }] }));
-  const gateway = spawn(process.execPath, ['--enable-source-maps', 'dist/server/main.js'], {
-    env: {
-      PATH: process.env.PATH,
-      HOME: process.env.HOME,
-      XDG_CACHE_HOME: process.env.XDG_CACHE_HOME,
-      VIGIE_PORT: '0',
-      VIGIE_DATA_DIR: path.join(dir, 'data'),
-      VIGIE_CONFIG_FILE: configFile,
-      VIGIE_AUTH_HS256_SECRET: secret,
-      VIGIE_MEDIA_WORKERS: '1',
-      VIGIE_TELEMETRY: 'false',
-      VIGIE_LOG_LEVEL: 'info',
-      // Long: the exit must come from the room emptying, not from the deadline.
-      VIGIE_DRAIN_DEADLINE_S: '600',
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
+  const { gateway, output } = spawnCompiled(path.join(dir, 'data'), {
+    VIGIE_CONFIG_FILE: configFile,
+    VIGIE_AUTH_HS256_SECRET: secret,
+    VIGIE_MEDIA_WORKERS: '1',
+    VIGIE_TELEMETRY: 'false',
+    VIGIE_LOG_LEVEL: 'info',
+    // Long: the exit must come from the room emptying, not from the deadline.
+    VIGIE_DRAIN_DEADLINE_S: '600',
   });
-  let out = '';
-  gateway.stdout!.on('data', (d) => (out += d));
-  gateway.stderr!.on('data', (d) => (out += d));
   onTestFinished(() => {
     if (gateway.exitCode === null) gateway.kill('SIGKILL');
   });
   const printed = await waitFor(
     'the gateway to listen',
-    async () => out,
+    async () => output.text,
     (o) => /Vigie is running at (\S+)/.test(o) || gateway.exitCode !== null,
     60_000,
   );
@@ -110,7 +99,10 @@ test('SIGTERM: the process waits for the call in progress, refuses joins meanwhi
   await participant.request('join', { token: await token('alice') });
   const told = nextNotification(participant, 'serverDraining', 20_000);
   gateway.kill('SIGTERM');
-  assert.equal((await told.catch((e) => assert.fail(`${e.message}: ${out.slice(-3000)}`))).reason, 'server-shutdown');
+  assert.equal(
+    (await told.catch((e) => assert.fail(`${e.message}: ${output.text.slice(-3000)}`))).reason,
+    'server-shutdown',
+  );
   const late = await connect();
   await expectCode(late.request('join', { token: await token('bob') }), 'UNAVAILABLE');
   late.close();
@@ -122,5 +114,5 @@ test('SIGTERM: the process waits for the call in progress, refuses joins meanwhi
   await participant.request('leave');
   participant.close();
   const [code] = await Promise.race([exited, after(60_000, ['did not exit within 60 s'])]);
-  assert.equal(code, 0, out.slice(-2000));
+  assert.equal(code, 0, output.text.slice(-2000));
 });

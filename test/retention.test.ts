@@ -503,7 +503,30 @@ test('the data directory sweep deletes expired exports and archives; finished we
   assert.equal(swept.journalLinesRemoved, 0, 'the outbox has no history to compact, only a vacuum');
 });
 
-test('the guard file: corrupt, or missing while COMPLIANCE-locked recordings exist, stops the start', async () => {
+/** A recording of tenant `bank` under a COMPLIANCE lock, as the catalog's ClickHouse copy holds it. */
+const lockedRecording = (gw: TestGateway) =>
+  gw.app.telemetry!.writer.write('recordings', {
+    id: randomUUID(),
+    tenant: 'bank',
+    room: 'r',
+    call_id: 'c',
+    participants: [],
+    status: 'ready',
+    lock_mode: 'compliance',
+    object_key: 'k',
+    version_id: 'v',
+    retention_policy: 'regulated',
+    started_at: Date.now(),
+    ended_at: Date.now(),
+    updated_at: Date.now(),
+  });
+
+const promises = async (gw: TestGateway) =>
+  (
+    await gw.app.db.query<{ tenant: string; policy: string; duration: string }>('SELECT * FROM retention_promises')
+  ).rows.map((r) => ({ tenant: r.tenant, policy: r.policy, duration: Number(r.duration) }));
+
+test('the COMPLIANCE-lock promises: lost while locked recordings exist, or a corrupt guard file to import, stops the start', async () => {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'vigie-guard-'));
   // ClickHouse in its own process: one process holds one embedded engine, and this file's gateway has it.
   const { startChdbHttp } = await import('./helpers/chdbHttpServer.js');
@@ -523,34 +546,20 @@ test('the guard file: corrupt, or missing while COMPLIANCE-locked recordings exi
       `start refused with ${why}: got ${started instanceof Error ? started.message : 'a running gateway'}`,
     );
   };
+  const bank = { policy: 'regulated', duration: 5 * 31_536_000 };
   try {
     const first = await startGateway(opts);
-    first.app.telemetry!.writer.write('recordings', {
-      id: randomUUID(),
-      tenant: 'bank',
-      room: 'r',
-      call_id: 'c',
-      participants: [],
-      status: 'ready',
-      lock_mode: 'compliance',
-      object_key: 'k',
-      version_id: 'v',
-      retention_policy: 'regulated',
-      started_at: Date.now(),
-      ended_at: Date.now(),
-      updated_at: Date.now(),
-    });
+    lockedRecording(first);
+    assert.deepEqual(await promises(first), [{ tenant: 'bank', ...bank }]);
+    // The promises lost (a control plane restored from an old backup, say) while locked recordings exist.
+    await first.app.db.query('DELETE FROM retention_promises');
     await first.close();
+    await refused(opts, /retention promises .* are missing, but tenants bank have COMPLIANCE-locked recordings/);
+    // The guard file of the version before the store is imported once: a corrupt one stops the start.
     const guard = path.join(dataDir, 'retention-applied.json');
-    assert.deepEqual(JSON.parse(readFileSync(guard, 'utf8')).locks, {
-      bank: { policy: 'regulated', duration: 5 * 31_536_000 },
-    });
-    const saved = readFileSync(guard, 'utf8');
-    writeFileSync(guard, saved.slice(0, 20));
+    writeFileSync(guard, JSON.stringify({ version: 2 }));
     await refused(opts, /retention guard .* is corrupt/);
-    rmSync(guard);
-    await refused(opts, /is missing, but tenants bank have COMPLIANCE-locked recordings/);
-    writeFileSync(guard, saved);
+    writeFileSync(guard, JSON.stringify({ version: 2, locks: { bank } }));
     // A tenant configured with an unknown policy is refused at start as well.
     await refused(
       {
@@ -563,10 +572,49 @@ test('the guard file: corrupt, or missing while COMPLIANCE-locked recordings exi
       /"nope", which does not exist/,
     );
     const again = await startGateway(opts);
+    assert.deepEqual(await promises(again), [{ tenant: 'bank', ...bank }], 'the file is imported');
+    assert.ok(readdirSync(dataDir).includes('retention-applied.json.imported'), 'then set aside');
     await again.close();
   } finally {
     rmSync(dataDir, { recursive: true, force: true });
     await server.stop();
+  }
+});
+
+test('a node added to a cluster with COMPLIANCE-locked recordings keeps the promises the others made, and starts', async () => {
+  const { startChdbHttp } = await import('./helpers/chdbHttpServer.js');
+  const { startPostgres } = await import('./helpers/postgres.js');
+  const clickhouse = await startChdbHttp(mkdtempSync(path.join(os.tmpdir(), 'vigie-ch-nodes-')));
+  const pg = await startPostgres();
+  const dirs: string[] = [];
+  const node = (id: string, retentionPolicy = 'regulated') => {
+    const dataDir = mkdtempSync(path.join(os.tmpdir(), 'vigie-node-'));
+    dirs.push(dataDir);
+    return startGateway({
+      dataDir,
+      node: { id },
+      database: { url: pg.url },
+      clickhouse: { url: clickhouse.url, requestTimeoutMs: 5000 },
+      retention: { policiesDir: policies },
+      tenants: [{ id: 'bank', retentionPolicy }],
+    });
+  };
+  try {
+    const a = await node('node-a');
+    lockedRecording(a);
+    await a.app.telemetry!.writer.flush();
+    await a.close();
+    // A new node, on an empty data dir: the promise node A made holds it too.
+    const b = await node('node-b');
+    assert.deepEqual(await promises(b), [{ tenant: 'bank', policy: 'regulated', duration: 5 * 31_536_000 }]);
+    await b.close();
+    await assert.rejects(node('node-c', 'default'), (e: Error) =>
+      /COMPLIANCE lock cannot shrink|locks them in/.test(e.message),
+    );
+  } finally {
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+    await pg.stop();
+    await clickhouse.stop();
   }
 });
 

@@ -1,7 +1,24 @@
-import { readFileSync } from 'node:fs';
 import { z } from 'zod';
-import { writeFileAtomicSync } from '../files.js';
+import type { Database, Queryable, StoreMigration } from '../store/index.js';
 import { policyFor, PolicyError, type RetentionPolicy } from './policy.js';
+
+/**
+ * Owner `retention`: the COMPLIANCE lock promised to each tenant's recordings,
+ * shared by every node (a node added later must keep the promises the others
+ * made). A promise only grows.
+ */
+export const RETENTION_MIGRATIONS: StoreMigration[] = [
+  {
+    version: 1,
+    name: 'retention_promises',
+    sql: `CREATE TABLE retention_promises (
+  tenant text PRIMARY KEY,
+  policy text NOT NULL,
+  duration bigint NOT NULL CHECK (duration > 0),
+  updated_at timestamptz NOT NULL DEFAULT now());
+`,
+  },
+];
 
 /** The COMPLIANCE lock promised to one tenant's recordings. */
 export interface PromisedLock {
@@ -57,22 +74,36 @@ export function complianceShortenings(
   return { problems, locks };
 }
 
+/** The promises every node keeps (table `retention_promises`). */
+export async function readPromises(db: Queryable): Promise<Map<string, PromisedLock>> {
+  const { rows } = await db.query<{ tenant: string; policy: string; duration: string | number }>(
+    'SELECT tenant, policy, duration FROM retention_promises',
+  );
+  return new Map(rows.map((r) => [r.tenant, { policy: r.policy, duration: Number(r.duration) }]));
+}
+
+/** Records `locks`; a promise already longer (made by another node meanwhile) is kept. */
+export async function keepPromises(db: Database, locks: Map<string, PromisedLock>): Promise<void> {
+  await db.transaction(async (tx) => {
+    for (const [tenant, lock] of locks)
+      await tx.query(
+        `INSERT INTO retention_promises (tenant, policy, duration) VALUES ($1, $2, $3)
+         ON CONFLICT (tenant) DO UPDATE SET
+           policy = CASE WHEN EXCLUDED.duration >= retention_promises.duration
+                         THEN EXCLUDED.policy ELSE retention_promises.policy END,
+           duration = GREATEST(retention_promises.duration, EXCLUDED.duration), updated_at = now()`,
+        [tenant, lock.policy, lock.duration],
+      );
+  });
+}
+
 /**
- * The guard file (DATA_DIR/retention-applied.json). Missing: undefined (the
- * caller decides whether that can be a first start). Unreadable or invalid:
- * a PolicyError, never an empty guard that would let any lock be shortened.
+ * The promises of a guard file of the version before the store
+ * (DATA_DIR/retention-applied.json), imported once. Invalid: a PolicyError,
+ * never an empty guard that would let any lock be shortened.
  */
-export function readGuard(file: string, tenants: Tenant[]): Map<string, PromisedLock> | undefined {
-  let text: string;
+export function parseGuardFile(file: string, json: unknown, tenants: Tenant[]): Map<string, PromisedLock> {
   try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new PolicyError(`cannot read the retention guard ${file}: ${(err as Error).message}`);
-  }
-  let parsed: z.infer<typeof guardSchema>;
-  try {
-    const json = JSON.parse(text) as unknown;
     // Version 1 kept the applied policies by name: its promises are those policies' effective rules for today's
     // tenants.
     if (Array.isArray(json))
@@ -85,16 +116,11 @@ export function readGuard(file: string, tenants: Tenant[]): Map<string, Promised
           ),
         ),
       ).locks;
-    parsed = guardSchema.parse(json);
+    return new Map(Object.entries(guardSchema.parse(json).locks));
   } catch (err) {
     throw new PolicyError(
       `the retention guard ${file} is corrupt (${(err as Error).message.slice(0, 300)}); restore it from a ` +
         `backup: it records the COMPLIANCE locks promised to each tenant`,
     );
   }
-  return new Map(Object.entries(parsed.locks));
-}
-
-export function writeGuard(file: string, locks: Map<string, PromisedLock>): void {
-  writeFileAtomicSync(file, JSON.stringify({ version: 2, locks: Object.fromEntries(locks) }, null, 2));
 }

@@ -8,9 +8,11 @@
  * Decorates `retention` ({ policies, policyOf, reload }). A tenant that names
  * an unknown policy is refused, at start as through the admin API. A policy
  * set or a tenant change that would shorten a COMPLIANCE lock already promised
- * to a tenant is refused too; the promises are kept in
- * DATA_DIR/retention-applied.json (the guard), whose loss or corruption stops
- * the start rather than let a lock be shortened.
+ * to a tenant is refused too; the promises are kept in PostgreSQL (table
+ * `retention_promises`, shared by every node; the guard file of the version
+ * before, DATA_DIR/retention-applied.json, is imported once), and their loss
+ * while COMPLIANCE-locked recordings exist stops the start rather than let a
+ * lock be shortened.
  */
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
@@ -18,11 +20,18 @@ import fp from 'fastify-plugin';
 import { VigieError } from '../errors.js';
 import { applyClickHouseTtls } from './clickhouseTtl.js';
 import { DataDirSweeper } from './DataDirSweeper.js';
-import { complianceShortenings, readGuard, writeGuard, type PromisedLock } from './guard.js';
+import { migrateStore, importLegacyFile } from '../store/index.js';
+import {
+  complianceShortenings,
+  keepPromises,
+  parseGuardFile,
+  readPromises,
+  RETENTION_MIGRATIONS,
+} from './guard.js';
 import { loadPolicies, policyFor, PolicyError, type RetentionPolicy } from './policy.js';
 
 export { loadPolicies, policyFor, PolicyError, DATA_CATEGORIES, ANONYMIZABLE, type RetentionPolicy } from './policy.js';
-export { complianceShortenings, readGuard, type PromisedLock } from './guard.js';
+export { complianceShortenings, RETENTION_MIGRATIONS, type PromisedLock } from './guard.js';
 export { Sweeper } from './Sweeper.js';
 export { DataDirSweeper } from './DataDirSweeper.js';
 export { ttlStatements, applyClickHouseTtls } from './clickhouseTtl.js';
@@ -54,7 +63,15 @@ export default fp(
     const log = app.log.child({ component: 'retention' });
     const ch = app.clickhouse;
 
-    /** A guard that is missing although COMPLIANCE-locked recordings exist was lost, not never written. */
+    await migrateStore(app.db, 'retention', RETENTION_MIGRATIONS, log);
+    const imported = await importLegacyFile(guardFile, async (content) => {
+      const locks = parseGuardFile(guardFile, content, app.tenants.list());
+      await keepPromises(app.db, locks);
+      return locks.size;
+    });
+    if (imported) log.info({ tenants: imported.rows, file: guardFile }, 'retention guard imported into PostgreSQL');
+
+    /** No promise although COMPLIANCE-locked recordings exist: the promises were lost, not never made. */
     const checkMissingGuard = async () => {
       const rs = await ch.client.query({
         query: `SELECT DISTINCT tenant FROM ${ch.database}.recordings WHERE lock_mode = 'compliance'`,
@@ -63,12 +80,13 @@ export default fp(
       const tenants = (await rs.json<{ tenant: string }>()).map((r) => r.tenant);
       if (tenants.length)
         throw new PolicyError(
-          `the retention guard ${guardFile} is missing, but tenants ${tenants.join(', ')} have COMPLIANCE-locked ` +
-            `recordings: restore the file from a backup (it records the locks promised to each tenant)`,
+          `the retention promises (PostgreSQL table retention_promises) are missing, but tenants ` +
+            `${tenants.join(', ')} have COMPLIANCE-locked recordings: restore the control plane from a backup ` +
+            `(it records the locks promised to each tenant)`,
         );
     };
-    let promised = readGuard(guardFile, app.tenants.list());
-    if (!promised) {
+    let promised = await readPromises(app.db);
+    if (!promised.size) {
       if (ch.schemaReady) await checkMissingGuard();
       else
         ch.observer.once(
@@ -77,11 +95,10 @@ export default fp(
             void checkMissingGuard().catch((err) =>
               log.fatal(
                 { reason: (err as Error).message },
-                'retention guard lost; COMPLIANCE locks are not protected against shortening',
+                'retention promises lost; COMPLIANCE locks are not protected against shortening',
               ),
             ),
         );
-      promised = new Map<string, PromisedLock>();
     }
 
     // TTLs are table-wide: one node applies them (the others would repeat the same ALTERs and merges).
@@ -113,8 +130,10 @@ export default fp(
     };
     const reload = async () => {
       const next = loadPolicies(app.config.retention.policiesDir);
+      // Another node may have promised more since: checked against what every node promised.
+      promised = await readPromises(app.db);
       const locks = commit(next);
-      writeGuard(guardFile, locks);
+      await keepPromises(app.db, locks);
       promised = locks;
       current = next;
       log.info({ policies: [...next.keys()], dir: app.config.retention.policiesDir }, 'retention policies loaded');
@@ -132,12 +151,12 @@ export default fp(
       }
     });
     app.tenants.observer.on('changed', () => {
-      try {
+      const keeping = (async () => {
+        promised = await readPromises(app.db);
         promised = commit(current);
-        writeGuard(guardFile, promised);
-      } catch (err) {
-        log.error({ err }, 'retention guard not updated after a tenant change');
-      }
+        await keepPromises(app.db, promised);
+      })();
+      keeping.catch((err) => log.error({ err }, 'retention promises not updated after a tenant change'));
       applyTtls().catch((err) => log.error({ err }, 'could not apply TTLs'));
     });
     // The node that takes the job over (its holder died) applies what may have changed since.
@@ -156,5 +175,5 @@ export default fp(
     app.addHook('onClose', async () => files.stop());
     app.decorate('retention', { policies: () => current, policyOf, reload, applyTtls, files });
   },
-  { name: 'vigie-retention', dependencies: ['vigie-core', 'vigie-clickhouse', 'vigie-nodes'] },
+  { name: 'vigie-retention', dependencies: ['vigie-store', 'vigie-core', 'vigie-clickhouse', 'vigie-nodes'] },
 );

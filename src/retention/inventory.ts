@@ -42,6 +42,9 @@ export const TABLE_RULES: Record<string, TtlRule | ManagedRule> = {
       'version written at deletion by the sweeper or an erasure carries no pseudonym (participants = [])',
   },
   schema_migrations: { managedBy: 'schema versions; no personal data' },
+  cluster_identity: {
+    managedBy: 'the cluster id each node found in this ClickHouse (src/nodes/clusterIdentity.ts); no personal data',
+  },
 };
 
 /**
@@ -55,6 +58,9 @@ export const STORE_TABLE_RULES: Record<string, ManagedRule> = {
   nodes: {
     managedBy:
       'one row per node (URL, region, heartbeat, load); no personal data; forgotten 7 days after it went silent',
+  },
+  retention_promises: {
+    managedBy: "the COMPLIANCE lock promised to each tenant's recordings (tenant id, policy, duration); kept for good",
   },
   audit_heads: { managedBy: "each tenant's audit chain head (seq, hashes, times): kept as long as the chain" },
   audit_outbox: {
@@ -176,7 +182,7 @@ export const FILE_RULES: FileRule[] = [
   },
   { pattern: /^secrets\//, rule: 'keys and secrets; no personal data' },
   {
-    pattern: /^(tenants|rooms|demo-tenant|retention-applied)\.json$|^rooms\.json\.imported$/,
+    pattern: /^(tenants|rooms|demo-tenant|retention-applied)\.json$|^(rooms|retention-applied)\.json\.imported$/,
     rule: 'configuration and state; no personal data',
   },
   {

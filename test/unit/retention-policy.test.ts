@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, test } from 'vitest';
 import { stringify } from 'yaml';
-import { complianceShortenings, type PromisedLock, readGuard, writeGuard } from '../../src/retention/guard.js';
+import { complianceShortenings, parseGuardFile, type PromisedLock } from '../../src/retention/guard.js';
 import { DATA_CATEGORIES, loadPolicies, PolicyError, policyFor } from '../../src/retention/policy.js';
 import { tempDir } from '../helpers/unit.js';
 
@@ -129,40 +129,28 @@ describe('the COMPLIANCE-lock guard', () => {
     assert.deepEqual([...fresh.locks.keys()], ['bank']);
   });
 
-  test('the guard file: missing is undefined, written and read back as it was, corrupt or unreadable is an error, never an empty guard', () => {
-    const dir = tempDir('guard');
-    const file = path.join(dir, 'retention-applied.json');
-    assert.equal(readGuard(file, []), undefined);
-    writeGuard(file, promised);
-    assert.equal(JSON.parse(readFileSync(file, 'utf8')).version, 2);
-    assert.deepEqual(readGuard(file, []), promised);
-
+  test('the guard file of the version before the store: read as it was, corrupt is an error, never an empty guard', () => {
+    const file = 'retention-applied.json';
+    assert.deepEqual(parseGuardFile(file, { version: 2, locks: Object.fromEntries(promised) }, []), promised);
     for (const corrupt of [
-      '{"version":2,"locks":{"bank":{"policy":"regulated","duration":-1}}}',
-      '{"version":3,"locks":{}}',
-      '{"vers',
+      { version: 2, locks: { bank: { policy: 'regulated', duration: -1 } } },
+      { version: 3, locks: {} },
+      { vers: 1 },
     ]) {
-      writeFileSync(file, corrupt);
       assert.throws(
-        () => readGuard(file, []),
+        () => parseGuardFile(file, corrupt, []),
         (e: Error) => e instanceof PolicyError && /is corrupt .* restore it from a backup/s.test(e.message),
       );
     }
-    assert.throws(
-      () => readGuard(dir, []),
-      (e: Error) => e instanceof PolicyError && /cannot read the retention guard/.test(e.message),
-    );
   });
 
   test("a version 1 guard (the applied policies by name) becomes the locks those policies promise to today's tenants", () => {
     const set = policies();
-    const file = path.join(tempDir('guard'), 'retention-applied.json');
-    writeFileSync(file, JSON.stringify([set.get('regulated'), set.get('default')]));
-    const locks = readGuard(file, [
-      { id: 'bank', retentionPolicy: 'regulated' },
-      { id: 'shop' },
-      { id: 'other', retentionPolicy: 'longer' },
-    ]);
+    const locks = parseGuardFile(
+      'retention-applied.json',
+      [set.get('regulated'), set.get('default')],
+      [{ id: 'bank', retentionPolicy: 'regulated' }, { id: 'shop' }, { id: 'other', retentionPolicy: 'longer' }],
+    );
     assert.deepEqual([...locks!], [['bank', { policy: 'regulated', duration: 5 * 365 * DAY }]]);
   });
 });
