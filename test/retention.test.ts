@@ -146,8 +146,11 @@ test("COMPLIANCE locks: the guard compares each tenant's effective lock, not pol
   assert.equal(unknown.json().error.code, 'INVALID_REQUEST');
   assert.match(unknown.json().error.message, /"nope", which does not exist/);
   assert.equal((await putTenant('globex', { retentionPolicy: 'regulated' })).statusCode, 200);
-  const guard = JSON.parse(readFileSync(path.join(gw.config.dataDir, 'retention-applied.json'), 'utf8'));
-  assert.deepEqual(guard.locks.globex, { policy: 'regulated', duration: 5 * 31_536_000 });
+  await waitFor(
+    "globex's promise in PostgreSQL",
+    async () => (await promises(gw)).find((p) => p.tenant === 'globex'),
+    (p) => p?.duration === 5 * 31_536_000 && p.policy === 'regulated',
+  );
   const weaker = await putTenant('globex', { retentionPolicy: 'default' });
   assert.equal(weaker.statusCode, 400, weaker.body);
   assert.match(weaker.json().error.message, /tenant "globex".*COMPLIANCE/);

@@ -6,6 +6,9 @@
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, test } from 'vitest';
 import type { Logger } from '../src/logging.js';
@@ -13,10 +16,14 @@ import { openDatabase } from '../src/store/index.js';
 import { TenantRegistry } from '../src/tenants/index.js';
 import { waitFor } from './helpers/browser.js';
 import { startGateway, type TestGateway } from './helpers/gateway.js';
+import { startChdbHttp } from './helpers/chdbHttpServer.js';
 import { type PostgresServer, startPostgres } from './helpers/postgres.js';
 
 const ADMIN_KEY = `adm_${randomBytes(24).toString('base64url')}`;
 let server: PostgresServer;
+/** One ClickHouse for the gateway and its restart: nodes of one PostgreSQL share it (cluster identity). */
+let clickhouse: Awaited<ReturnType<typeof startChdbHttp>>;
+let clickhouseDir: string;
 let gw: TestGateway | undefined;
 /** Everything every gateway of this file logged. */
 let logs = '';
@@ -24,17 +31,22 @@ let logs = '';
 const start = () =>
   startGateway({
     database: { url: server.url },
+    clickhouse: { url: clickhouse.url },
     adminKeyHash: `sha256:${createHash('sha256').update(ADMIN_KEY).digest('hex')}`,
     webhooks: { allowPrivateTargets: true, allowHttp: true },
   });
 
 beforeAll(async () => {
   server = await startPostgres();
+  clickhouseDir = mkdtempSync(path.join(os.tmpdir(), 'vigie-chdb-'));
+  clickhouse = await startChdbHttp(clickhouseDir);
   gw = await start();
 });
 afterAll(async () => {
   await gw?.close();
   await server?.stop();
+  await clickhouse?.stop();
+  if (clickhouseDir) rmSync(clickhouseDir, { recursive: true, force: true });
 });
 
 async function call(method: string, url: string, headers: Record<string, string>, payload?: object) {

@@ -21,13 +21,7 @@ import { VigieError } from '../errors.js';
 import { applyClickHouseTtls } from './clickhouseTtl.js';
 import { DataDirSweeper } from './DataDirSweeper.js';
 import { migrateStore, importLegacyFile } from '../store/index.js';
-import {
-  complianceShortenings,
-  keepPromises,
-  parseGuardFile,
-  readPromises,
-  RETENTION_MIGRATIONS,
-} from './guard.js';
+import { complianceShortenings, keepPromises, parseGuardFile, readPromises, RETENTION_MIGRATIONS } from './guard.js';
 import { loadPolicies, policyFor, PolicyError, type RetentionPolicy } from './policy.js';
 
 export { loadPolicies, policyFor, PolicyError, DATA_CATEGORIES, ANONYMIZABLE, type RetentionPolicy } from './policy.js';

@@ -104,6 +104,16 @@ export const STORE_TABLE_RULES: Record<string, ManagedRule> = {
       "one salt per data subject, keyed by an HMAC of the identity (no identity): erasure deletes the subject's " +
       'salt on every node, so no pseudonym left can be recomputed from the identity',
   },
+  subject_salts_erased: {
+    managedBy:
+      'one row per erasure whose salt may still sit in the pages of subject_salts until the table is rewritten ' +
+      '(a counter, no identity); deleted once the rewrite is done',
+  },
+  webhook_endpoint_failures: {
+    managedBy:
+      'consecutive failed deliveries per webhook endpoint, counted by every node together; cleared by a success or ' +
+      'when the endpoint is disabled; no personal data',
+  },
 };
 
 export interface FileRule {
