@@ -278,6 +278,36 @@ describe.each(['postgres', 'pglite'] as const)('webhook outbox on %s', (kind) =>
         (s) => s.length === 2,
       );
     });
+
+  test('the failures that disable an endpoint are counted by all nodes together, not per node', async () => {
+    const r1 = receivers[1]!;
+    r1.received.length = 0;
+    r1.setResponder(() => 503);
+    onTestFinished(async () => {
+      r1.setResponder(() => 200);
+      await tenants.setWebhookEnabled('acme', 'hook1', true);
+    });
+    // Backoff long enough that the last failure is recorded, and the endpoint disabled, before another attempt.
+    const options = { ...OPTIONS, disableAfterFailures: 6, backoffBaseMs: 50 };
+    const first = await startNode('node-fails-first', true, options);
+    await first.dispatcher.publish('acme', 'room.started', { room: 'failing' });
+    await waitFor(
+      'two failed attempts from the first node',
+      async () => r1.received.length,
+      (n) => n >= 2,
+    );
+    await first.dispatcher.close();
+    const byFirst = r1.received.length;
+    assert.ok(byFirst < 6, `the first node alone made ${byFirst} attempts`);
+    await startNode('node-fails-next', true, options);
+    await waitFor(
+      'the endpoint disabled',
+      async () => tenants.get('acme')?.webhooks.find((w) => w.id === 'hook1')?.enabled,
+      (enabled) => enabled === false,
+      60_000,
+    );
+    assert.equal(r1.received.length, 6, `6 failures in all (${byFirst} on the first node), whichever node made them`);
+  });
 });
 
 test('a lease shorter than an attempt is refused at config load: the attempt would outlive it and be sent twice', () => {

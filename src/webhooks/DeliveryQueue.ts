@@ -153,6 +153,28 @@ export class DeliveryQueue {
     return rows.length > 0;
   }
 
+  /**
+   * One more consecutive failure of the endpoint, whichever node saw it; resolves to the count. The count is
+   * shared, so an endpoint is disabled after `VIGIE_WEBHOOK_DISABLE_AFTER` failures however many nodes send to it.
+   */
+  async countFailure(tenant: string, endpointId: string): Promise<number> {
+    const { rows } = await this.db.query<{ failures: number }>(
+      `INSERT INTO webhook_endpoint_failures (tenant, endpoint_id, failures) VALUES ($1, $2, 1)
+       ON CONFLICT (tenant, endpoint_id) DO UPDATE SET failures = webhook_endpoint_failures.failures + 1
+       RETURNING failures`,
+      [tenant, endpointId],
+    );
+    return rows[0]!.failures;
+  }
+
+  /** The endpoint answered (or was disabled): its count of consecutive failures starts again. */
+  async clearFailures(tenant: string, endpointId: string): Promise<void> {
+    await this.db.query('DELETE FROM webhook_endpoint_failures WHERE tenant = $1 AND endpoint_id = $2', [
+      tenant,
+      endpointId,
+    ]);
+  }
+
   /** Another attempt after `delayMs`; the lease is released and the delivery stays its endpoint's head. */
   async retryLater(d: ClaimedDelivery, delayMs: number): Promise<boolean> {
     const { rows } = await this.db.query(

@@ -65,7 +65,6 @@ export class WebhookDispatcher {
   /** Endpoints (tenant/endpoint) this node is sending to now. */
   readonly #busy = new Set<string>();
   readonly #inFlight = new Set<Promise<void>>();
-  readonly #failures = new Map<string, number>();
   /** Publishes go to the outbox one after the other: a node's events keep their order per endpoint. */
   #tail: Promise<unknown> = Promise.resolve();
   #timer?: NodeJS.Timeout;
@@ -214,14 +213,12 @@ export class WebhookDispatcher {
       error: result.error.slice(0, 300),
       duration_ms: Date.now() - started,
     });
-    const key = endpointKey(d);
     if (result.ok) {
-      this.#failures.delete(key);
       await this.queue.done(d);
+      await this.queue.clearFailures(d.tenant, ep.id);
       return;
     }
-    const failures = (this.#failures.get(key) ?? 0) + 1;
-    this.#failures.set(key, failures);
+    const failures = await this.queue.countFailure(d.tenant, ep.id);
     this.log.warn(
       {
         tenant: d.tenant,
@@ -257,7 +254,7 @@ export class WebhookDispatcher {
       this.log.warn({ err, tenant, endpoint: ep.id }, 'webhook endpoint not disabled');
       return;
     }
-    this.#failures.delete(`${tenant}/${ep.id}`);
+    await this.queue.clearFailures(tenant, ep.id);
     this.log.error({ tenant, endpoint: ep.id, failures }, 'webhook endpoint disabled after repeated failures');
     this.attempts?.write('webhook_attempts', {
       ts: Date.now(),

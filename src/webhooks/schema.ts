@@ -32,4 +32,16 @@ CREATE TABLE webhook_outbox (
 CREATE INDEX webhook_outbox_endpoint ON webhook_outbox (tenant, endpoint_id, seq);
 `,
   },
+  {
+    version: 2,
+    name: 'webhook_endpoint_failures: consecutive failures per endpoint, counted by every node together',
+    sql: `
+CREATE TABLE IF NOT EXISTS webhook_endpoint_failures (
+  tenant text NOT NULL,
+  endpoint_id text NOT NULL,
+  failures integer NOT NULL,
+  PRIMARY KEY (tenant, endpoint_id)
+);
+`,
+  },
 ];
