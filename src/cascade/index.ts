@@ -139,6 +139,11 @@ export class Cascade {
     const url = new URL(LINK_PATH, ownerUrl.replace(/^http/, 'ws'));
     url.search = new URLSearchParams({ tenant: room.tenant, room: room.id, callId: room.callId }).toString();
     const socket = new WebSocket(url, { headers: { authorization: `Bearer ${token}` }, handshakeTimeout: 10_000 });
+    // The owner speaks first, as soon as the link is up: frames that come with the upgrade's answer are read before
+    // this function resumes after 'open', and would find no listener. They are kept, then handed to the link.
+    const early: WebSocket.RawData[] = [];
+    const keep = (raw: WebSocket.RawData) => early.push(raw);
+    socket.on('message', keep);
     await new Promise<void>((resolve, reject) => {
       socket.once('open', () => resolve());
       socket.once('unexpected-response', (_req, res) => {
@@ -147,7 +152,9 @@ export class Cascade {
       });
       socket.once('error', reject);
     });
+    socket.off('message', keep);
     const link = this.#adopt(room, socket, ownerId, 'edge');
+    for (const raw of early) socket.emit('message', raw, false);
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(
         () => reject(new Error('the owner did not announce its participants')),
