@@ -200,7 +200,11 @@ test('a restart during retries loses nothing', async () => {
   );
   assert.equal(new Set(delivered.map((e) => e.id)).size, 4);
   // The receiver has the last delivery before its node has read the answer and settled it in the outbox.
-  await waitFor('the outbox settled', () => gw.app.webhooks.pendingCount(), (n) => n === 0);
+  await waitFor(
+    'the outbox settled',
+    () => gw.app.webhooks.pendingCount(),
+    (n) => n === 0,
+  );
 });
 
 test('an endpoint that keeps failing is disabled, with an event to the others', async () => {
