@@ -238,6 +238,7 @@ describe.each(['postgres', 'pglite'] as const)('webhook outbox on %s', (kind) =>
       });
       // Its attempt would outlast the time this test takes to kill it: nothing is recorded before it dies.
       const doomed = await startNode('node-doomed', true, { ...OPTIONS, timeoutMs: 10_000, leaseMs: 12_000 });
+      onTestFinished(() => doomed.dispatcher.close());
       for (let i = 0; i < 5; i++) await doomed.dispatcher.publish('acme', 'room.started', { room: 'takeover', i });
       await waitFor(
         'the first delivery in flight',
@@ -252,6 +253,8 @@ describe.each(['postgres', 'pglite'] as const)('webhook outbox on %s', (kind) =>
       // The node dies: its connections to the store go with it, and it records nothing more.
       await doomed.db.close();
       const heir = await startNode('node-heir');
+      // Stopped after this test: a node left polling would send the next test's deliveries under its own limits.
+      onTestFinished(() => heir.dispatcher.close());
       const delivered = await waitFor(
         'every delivery to hook0, sent by the other node',
         async () => r0!.delivered().filter((d) => d.body.data.room === 'takeover'),
@@ -289,6 +292,7 @@ describe.each(['postgres', 'pglite'] as const)('webhook outbox on %s', (kind) =>
     });
     // Backoff long enough that the last failure is recorded, and the endpoint disabled, before another attempt.
     const options = { ...OPTIONS, disableAfterFailures: 6, backoffBaseMs: 50 };
+    // Only this test's nodes send: every other one was stopped by its own test.
     const first = await startNode('node-fails-first', true, options);
     await first.dispatcher.publish('acme', 'room.started', { room: 'failing' });
     await waitFor(
