@@ -4,10 +4,20 @@ import { compactVerify } from 'jose';
 import { VigieError } from '../errors.js';
 import type { Logger } from '../logging.js';
 import type { CheckpointAnchors, SignedCheckpoint } from './anchors.js';
-import { type AdvisoryLease, type Database, migrateStore, type Queryable } from '../store/index.js';
+import {
+  type AdvisoryLease,
+  type Database,
+  importedAlready,
+  importOnce,
+  migrateStore,
+  type Queryable,
+} from '../store/index.js';
 import { AuditShipper } from './AuditShipper.js';
 import { STORE_MIGRATIONS } from './schema.js';
 import { canonicalJson, type Signer } from './signing.js';
+
+/** The one-time import of the chain heads the version before kept in ClickHouse (`store_imports`). */
+const HEADS_IMPORT = 'clickhouse:audit_heads';
 
 export interface AuditInput {
   tenant: string;
@@ -131,13 +141,14 @@ export class AuditLog {
   async init(drainTimeoutMs = 10_000, clickhouseReady = () => true): Promise<boolean> {
     if (this.#ready) return true;
     await migrateStore(this.store, 'audit', STORE_MIGRATIONS, this.log);
-    if ((this.#legacy || !(await this.#imported(this.store))) && !clickhouseReady()) return false;
+    if ((this.#legacy || !(await importedAlready(this.store, HEADS_IMPORT, this.log))) && !clickhouseReady())
+      return false;
     if (this.#legacy) {
       if (!(await this.#legacy.drain(drainTimeoutMs))) return false;
       await this.#legacy.retire();
       this.#legacy = undefined;
     }
-    if (!(await this.#imported(this.store))) await this.#importHeads();
+    await this.#importHeads();
     this.shipper.start();
     this.#ready = true;
     this.#markReady();
@@ -146,40 +157,35 @@ export class AuditLog {
     return true;
   }
 
-  async #imported(q: Queryable): Promise<boolean> {
-    const { rows } = await q.query("SELECT 1 FROM audit_imports WHERE source = 'clickhouse'");
-    return rows.length > 0;
-  }
-
-  /** The version before kept the heads in memory, read from audit_log at start: they are read the same way, once. */
+  /**
+   * The version before kept the heads in memory, read from audit_log at start: they are read the same way, once
+   * for the cluster (nodes upgraded together: one imports, the others find it done).
+   */
   async #importHeads(): Promise<void> {
-    const rs = await this.client.query({
-      // Aliases must not reuse column names: ClickHouse would resolve seq inside argMax to max(seq).
-      query: `SELECT tenant, max(seq) AS head_seq, argMax(hash, seq) AS head_hash
-              FROM ${this.db}.audit_log
-              GROUP BY tenant`,
-      format: 'JSONEachRow',
-    });
-    const cp = await this.client.query({
-      query: `SELECT tenant, max(seq) AS last_seq FROM ${this.db}.audit_checkpoints GROUP BY tenant`,
-      format: 'JSONEachRow',
-    });
-    const checkpoints = new Map(
-      (await cp.json<{ tenant: string; last_seq: string }>()).map((r) => [r.tenant, Number(r.last_seq)]),
-    );
-    const heads = await rs.json<{ tenant: string; head_seq: string; head_hash: string }>();
-    await this.store.transaction(async (tx) => {
-      // Nodes upgraded together: one imports, the others find it done.
-      await tx.query("SELECT pg_advisory_xact_lock(hashtextextended('vigie:audit-import', 0))");
-      if (await this.#imported(tx)) return;
+    await importOnce(this.store, HEADS_IMPORT, this.log, async (tx) => {
+      const rs = await this.client.query({
+        // Aliases must not reuse column names: ClickHouse would resolve seq inside argMax to max(seq).
+        query: `SELECT tenant, max(seq) AS head_seq, argMax(hash, seq) AS head_hash
+                FROM ${this.db}.audit_log
+                GROUP BY tenant`,
+        format: 'JSONEachRow',
+      });
+      const cp = await this.client.query({
+        query: `SELECT tenant, max(seq) AS last_seq FROM ${this.db}.audit_checkpoints GROUP BY tenant`,
+        format: 'JSONEachRow',
+      });
+      const checkpoints = new Map(
+        (await cp.json<{ tenant: string; last_seq: string }>()).map((r) => [r.tenant, Number(r.last_seq)]),
+      );
+      const heads = await rs.json<{ tenant: string; head_seq: string; head_hash: string }>();
+      // A head already here (appended since) is newer than ClickHouse's copy: it is kept.
       for (const h of heads)
         await tx.query(
           `INSERT INTO audit_heads (tenant, seq, hash, last_checkpoint_seq, last_checkpoint_at)
            VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant) DO NOTHING`,
           [h.tenant, Number(h.head_seq), h.head_hash, checkpoints.get(h.tenant) ?? 0, Date.now()],
         );
-      await tx.query("INSERT INTO audit_imports (source, chains) VALUES ('clickhouse', $1)", [heads.length]);
-      this.log.info({ chains: heads.length }, 'audit chain heads imported from ClickHouse');
+      return heads.length;
     });
   }
 

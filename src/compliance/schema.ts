@@ -9,8 +9,11 @@ import type { StoreMigration } from '../store/index.js';
  *   that appended it until ClickHouse has acknowledged its copy. `batch` is
  *   written before the insert and is the insert's deduplication token, so a
  *   batch sent twice is stored once.
- * - `audit_imports`: the heads were taken once from what the version before
- *   kept in ClickHouse; a node starting later does not take them again.
+ *
+ * The heads were taken once from what the version before kept in ClickHouse:
+ * that import is recorded with the store's other one-time imports
+ * (`store_imports`, source `clickhouse:audit_heads`), and version 2 drops the
+ * table version 1 kept it in.
  */
 export const STORE_MIGRATIONS: StoreMigration[] = [
   {
@@ -39,5 +42,10 @@ CREATE TABLE IF NOT EXISTS audit_imports (
   imported_at timestamptz NOT NULL DEFAULT now()
 );
 `,
+  },
+  {
+    version: 2,
+    name: 'the import of the heads is recorded in store_imports (importOnce), like every one-time import',
+    sql: 'DROP TABLE IF EXISTS audit_imports;',
   },
 ];

@@ -68,7 +68,6 @@ export const STORE_TABLE_RULES: Record<string, ManagedRule> = {
       'audit entries (pseudonyms, source IPs) until ClickHouse acknowledges them (seconds; longer during a ' +
       'ClickHouse outage), then deleted here: the audit_log rule applies',
   },
-  audit_imports: { managedBy: "the record of a previous version's audit journal import; no personal data" },
   audit_signing_keys: {
     managedBy: 'the public half of every key that signed audit checkpoints and exports, on any node; kept as evidence',
   },

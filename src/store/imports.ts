@@ -41,6 +41,13 @@ export async function importOnce(
   return n;
 }
 
+/** Whether `source` was imported already, by any node (so what it would be imported from is not needed). */
+export async function importedAlready(db: Database, source: string, log: Logger): Promise<boolean> {
+  await migrateStore(db, 'store-imports', IMPORTS_MIGRATIONS, log);
+  const { rows } = await db.query('SELECT 1 FROM store_imports WHERE source = $1', [source]);
+  return rows.length > 0;
+}
+
 /**
  * Runs an import from ClickHouse now if its schema is ready (a failure then
  * stops the start: nothing is imported by halves, and the next start tries

@@ -25,7 +25,7 @@ export {
 export { importLegacyFile, type LegacyImport, type LegacyImportOptions } from './legacy.js';
 export { migrateStore, type StoreMigration } from './migrations.js';
 export { type KeyValueTable, readOrInsert, readValue, sharedSecret, sharedValue } from './secrets.js';
-export { importOnce, importWhenReady } from './imports.js';
+export { importedAlready, importOnce, importWhenReady } from './imports.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
