@@ -28,6 +28,7 @@ import storePlugin, { sharedSecret, StoreUnavailableError } from './store/index.
 import nodesPlugin, { isNodeLive } from './nodes/index.js';
 import clusterIdentityPlugin from './nodes/clusterIdentity.js';
 import cascadePlugin from './cascade/index.js';
+import websocket from '@fastify/websocket';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -162,8 +163,13 @@ export async function buildApp(
     await app.register(recordingPlugin);
     await app.register(compliancePlugin);
     await app.register(apiPlugin);
-    await app.register(signalingPlugin);
+    // WebSocket support, for the signaling socket and the nodes' room links. Frames above the configured limit get
+    // an error response from signaling; this hard cap only stops a peer from making the server buffer something huge.
+    await app.register(websocket, {
+      options: { maxPayload: Math.max(config.signaling.maxFrameBytes * 4, 256 * 1024) },
+    });
     await app.register(cascadePlugin);
+    await app.register(signalingPlugin);
     await app.register(webPlugin);
     if (opts.demo) await app.register(demoPlugin, { demo: opts.demo });
   } catch (err) {

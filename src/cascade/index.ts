@@ -6,8 +6,8 @@
  * authenticated with a short-lived HS256 token signed with a secret every node shares (`cascade-link.secret`);
  * never a tenant's key.
  *
- * Needs `sfu`, `rooms`, `tenants`, `config`, `db` and `nodes`; decorates `cascade` (Cascade), which signaling
- * asks to open a room at each join.
+ * Needs `sfu`, `rooms`, `tenants`, `config`, `db`, `nodes` and WebSocket support; decorates `cascade` (Cascade),
+ * which signaling asks to open a room at each join.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
@@ -267,5 +267,5 @@ export default fp(
     );
     app.addHook('preClose', async () => cascade.close());
   },
-  { name: 'vigie-cascade', dependencies: ['vigie-core', 'vigie-store', 'vigie-nodes', 'vigie-signaling'] },
+  { name: 'vigie-cascade', dependencies: ['vigie-core', 'vigie-store', 'vigie-nodes', '@fastify/websocket'] },
 );

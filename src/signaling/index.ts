@@ -1,7 +1,7 @@
 /**
  * Signaling: the WebSocket at `/ws`.
  *
- * Needs the `sfu`, `tokens`, `roomBans` and `config` decorations; offers
+ * Needs the `sfu`, `tokens`, `roomBans`, `config` and `cascade` decorations and WebSocket support; offers
  * `signalingSessions`, the live connections by peer id, and `drainSignaling`,
  * the graceful shutdown that SIGTERM runs (`signalingDraining` tells whether it has begun). Each connection is a
  * SignalingSession; see protocol.ts for the messages and their schemas.
@@ -13,19 +13,13 @@
  */
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
-import websocket from '@fastify/websocket';
 import { SignalingSession, type SessionContext } from './SignalingSession.js';
 
 export { SignalingSession, CLOSE_CODES } from './SignalingSession.js';
 export * from './protocol.js';
 
 async function signalingPlugin(app: FastifyInstance): Promise<void> {
-  const { maxFrameBytes, maxConnectionsPerIp, joinTimeoutMs } = app.config.signaling;
-  await app.register(websocket, {
-    // Frames above the configured limit get an error response; this hard cap
-    // only stops a peer from making the server buffer something huge.
-    options: { maxPayload: Math.max(maxFrameBytes * 4, 256 * 1024) },
-  });
+  const { maxConnectionsPerIp, joinTimeoutMs } = app.config.signaling;
   const ctx: SessionContext = {
     sfu: app.sfu,
     rooms: app.rooms,
@@ -37,12 +31,8 @@ async function signalingPlugin(app: FastifyInstance): Promise<void> {
     bans: app.roomBans,
     draining: false,
     registry: app.nodes.registry,
-    // Registered after signaling (it serves its link on signaling's WebSocket support): looked up at each join.
-    openRoom: (tenant, room, options) =>
-      app.hasDecorator('cascade')
-        ? app.cascade.openRoom(tenant, room, options)
-        : app.sfu.getOrCreateRoom(tenant, room, options),
-    extendsHere: (tenant, owner) => app.hasDecorator('cascade') && app.cascade.extendsHere(tenant, owner),
+    openRoom: (tenant, room, options) => app.cascade.openRoom(tenant, room, options),
+    extendsHere: (tenant, owner) => app.cascade.extendsHere(tenant, owner),
   };
   app.decorate('signalingSessions', ctx.sessions);
   app.decorate('drainSignaling', (deadlineSeconds = app.config.signaling.drainDeadlineSeconds) =>
@@ -111,4 +101,7 @@ async function drain(ctx: SessionContext, deadlineSeconds: number, leaveRooms: (
   ctx.log.info({ closedAtDeadline: remaining.length }, 'drained');
 }
 
-export default fp(signalingPlugin, { name: 'vigie-signaling', dependencies: ['vigie-core', 'vigie-nodes'] });
+export default fp(signalingPlugin, {
+  name: 'vigie-signaling',
+  dependencies: ['vigie-core', 'vigie-nodes', 'vigie-cascade', '@fastify/websocket'],
+});
