@@ -18,7 +18,7 @@ import type { Room } from '../src/media/index.js';
 import { waitFor } from './helpers/browser.js';
 import { startChdbHttp } from './helpers/chdbHttpServer.js';
 import type { FfmpegBot } from './helpers/ffmpegBot.js';
-import { nextNotification, startGateway, type TestGateway } from './helpers/gateway.js';
+import { nextNotification, startGateway, TENANT_ADMIN_KEY, type TestGateway } from './helpers/gateway.js';
 import { type PostgresServer, startPostgres } from './helpers/postgres.js';
 import { recordersWithSegment } from './helpers/recording.js';
 import { flowing, startLoopBot, startSink } from './helpers/rtpSink.js';
@@ -71,6 +71,16 @@ async function roomOnA(roomId: string, tenant = 'acme'): Promise<{ room: Room; b
     (p) => p?.nodeId === 'node-a',
   );
   return { room, bot };
+}
+
+/** A REST call to a node, as a business app behind a load balancer would make it. */
+async function api(node: TestGateway, method: string, url: string, body?: object) {
+  const res = await fetch(`${node.url}${url}`, {
+    method,
+    headers: { 'x-api-key': TENANT_ADMIN_KEY.key, ...(body ? { 'content-type': 'application/json' } : {}) },
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  return { status: res.status, text: await res.text() };
 }
 
 async function joinOnB(roomId: string, identity: string) {
@@ -159,6 +169,112 @@ test('a join on a node of another region extends the room: one call, media both 
   );
   assert.deepEqual([...a.app.recording!.service.recorderPids(roomA).keys()], [botA.peer.id]);
   assert.deepEqual([...b.app.recording!.service.recorderPids(roomB).keys()], [botB.peer.id]);
+});
+
+test('a track crosses the link only while something on the other node receives it', async () => {
+  const { room: roomA, bot: botA } = await roomOnA('demand');
+  // A participant on B who receives nothing: the room extends there, and A's track is announced to it.
+  const { client } = await joinOnB('demand', 'dora');
+  const roomB = b.app.sfu.getRoom('acme', 'demand')!;
+  await waitFor(
+    "A's track to be announced on B",
+    async () => roomB.peers.get(botA.peer.id)?.producers.has(botA.producer.id),
+    (has) => has === true,
+  );
+  const link = [...a.app.cascade.links].find((l) => l.room === roomA)!;
+  const crossing = () => link.sending(botA.producer.id);
+  assert.equal(crossing(), false, 'nobody on B receives it: it does not cross');
+  assert.equal(roomB.isWanted(botA.producer.id), false);
+
+  // A receiver on B: the track crosses, and reaches it.
+  const sinkB = await startSink(roomB, 'sink-demand');
+  const consumer = await sinkB.consume(botA.producer.id);
+  await flowing(consumer, "RTP from A's participant to the receiver on B");
+  assert.equal(crossing(), true, 'received on B: it crosses');
+
+  // Paused by its receiver, the track stops crossing; resumed, it crosses again; once its consumer is gone, not.
+  for (const [paused, expected] of [
+    [true, false],
+    [false, true],
+  ] as const) {
+    await roomB.setConsumerPaused(sinkB.peer, consumer.id, paused);
+    await waitFor(
+      `the track ${expected ? 'crossing again' : 'no longer crossing'}`,
+      async () => crossing(),
+      (c) => c === expected,
+    );
+  }
+  consumer.close();
+  await waitFor(
+    'the track no longer crossing once nothing on B receives it',
+    async () => crossing(),
+    (c) => c === false,
+  );
+  await client.request('leave', {});
+});
+
+test('moderating a participant of the other node through the owner acts on the node that serves it', async () => {
+  const { room: roomA } = await roomOnA('moderated');
+  const { joined } = await joinOnB('moderated', 'bea');
+  const roomB = b.app.sfu.getRoom('acme', 'moderated')!;
+  const botB = await startLoopBot(roomB, 'bot-b-moderated');
+  await waitFor(
+    "B's track to stand in on A",
+    async () => roomA.peers.get(botB.peer.id)?.producers.has(botB.producer.id),
+    (has) => has === true,
+  );
+  const onA = (method: string, url: string, body?: object) => api(a, method, url, body);
+
+  // Muted through A: the track is paused where its sender is, so every node stops receiving it.
+  const muted = await onA('POST', `/v1/rooms/moderated/participants/${botB.peer.id}/mute`, { kind: 'video' });
+  assert.equal(muted.status, 200, muted.text);
+  assert.deepEqual(JSON.parse(muted.text).muted, [botB.producer.id]);
+  assert.equal(botB.producer.paused, true, "the producer on B is paused, not only A's stand-in");
+
+  // Removed through A: the participant leaves B, and is banned there under their own identity.
+  const removed = await onA('DELETE', `/v1/rooms/moderated/participants/${joined.peerId}`);
+  assert.equal(removed.status, 204, removed.text);
+  assert.equal(roomB.peers.has(joined.peerId), false, 'gone from the node that served them');
+  await waitFor(
+    'the participant gone from the owner too',
+    async () => roomA.peers.has(joined.peerId),
+    (has) => !has,
+  );
+  assert.equal(b.app.roomBans.isBanned('acme', 'moderated', 'bea'), true, 'banned under their identity');
+});
+
+test('a recording started on one node of the call starts on the other, and stops there too', async () => {
+  const { room: roomA, bot: botA } = await roomOnA('relayed');
+  const { client } = await joinOnB('relayed', 'rhea');
+  const roomB = b.app.sfu.getRoom('acme', 'relayed')!;
+  const botB = await startLoopBot(roomB, 'bot-b-relayed');
+  await waitFor(
+    "B's track to stand in on A",
+    async () => roomA.peers.get(botB.peer.id)?.producers.has(botB.producer.id),
+    (has) => has === true,
+  );
+  const recording = (gw: TestGateway) => gw.app.recording!.service;
+
+  // Started through the owner: B records its own participant.
+  const started = await api(a, 'POST', '/v1/rooms/relayed/recording', { action: 'start' });
+  assert.equal(started.status, 200, started.text);
+  await waitFor(
+    "a recorder of B's participant on B",
+    async () => [...recording(b).recorderPids(roomB).keys()],
+    (ids) => ids.includes(botB.peer.id),
+    60_000,
+  );
+  assert.deepEqual([...recording(a).recorderPids(roomA).keys()], [botA.peer.id], 'A records its own participant');
+
+  // Stopped through the edge (the room is open there): A stops too.
+  const stopped = await api(b, 'POST', '/v1/rooms/relayed/recording', { action: 'stop' });
+  assert.equal(stopped.status, 200, stopped.text);
+  await waitFor(
+    'the recording stopped on A',
+    async () => recording(a).isRecording(roomA),
+    (on) => on === false,
+  );
+  await client.request('leave', {});
 });
 
 test('a node link is refused without a valid token for that very call', async () => {

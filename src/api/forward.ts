@@ -10,6 +10,10 @@
  * this node would, and no credential of the node's own is ever added: a hop
  * grants nothing. The owner alone acts, audits and answers.
  *
+ * In a room that spans nodes (src/cascade), a call naming a participant that
+ * stands in here for another node's (remove, mute, unmute) is sent to the
+ * node that serves that participant, where its media and its ban are.
+ *
  * The hop is marked with `x-vigie-forwarded`: the sending node's id, the
  * caller's address (for the owner's access records) and an HMAC of both and of
  * the request line under a secret the nodes share. The owner never forwards a
@@ -60,21 +64,41 @@ export default fp(
       Object.defineProperty(req, 'ip', { value: ip, configurable: true });
     });
 
+    /**
+     * The node that acts on the call: for a room open here, the node serving the participant it names when that
+     * participant stands in here for another node's (a room that spans nodes); else the room's owner.
+     */
+    const actingNode = async (req: FastifyRequest, tenant: string, room: string) => {
+      const live = app.sfu.getRoom(tenant, room);
+      if (!live) {
+        const placement = await app.rooms.placement(tenant, room);
+        if (!placement || placement.nodeId === app.rooms.nodeId) return undefined;
+        return { nodeId: placement.nodeId, what: `room ${room}`, relays: false };
+      }
+      const participantId = (req.params as { participantId?: string }).participantId;
+      const remote = participantId ? live.peers.get(participantId)?.remote : undefined;
+      if (!remote) return undefined;
+      // The owner relays between the nodes that extend its room, so a call may reach a participant's node through
+      // it: edge, owner, edge.
+      const relays = (await app.rooms.placement(tenant, room))?.nodeId === app.rooms.nodeId;
+      return { nodeId: remote.nodeId, what: `participant ${participantId}`, relays };
+    };
+
     app.decorate('forwardRoomCall', async (req: FastifyRequest, reply: FastifyReply) => {
       const room = (req.params as { room?: string }).room;
       // A call that cannot be authenticated, or names no valid room, is answered here by the route itself.
       if (!room || !ROOM_ID.test(room)) return;
       const principal = await authenticate(app, req).catch(() => undefined);
-      if (!principal || app.sfu.getRoom(principal.tenant, room)) return;
-      const placement = await app.rooms.placement(principal.tenant, room);
-      if (!placement || placement.nodeId === app.rooms.nodeId) return;
-      // A dead owner's rooms are gone with it: the route answers as for a room with no call.
-      const owner = (await app.nodes.registry.liveNodes()).find((n) => n.id === placement.nodeId);
+      if (!principal) return;
+      const acting = await actingNode(req, principal.tenant, room);
+      if (!acting) return;
+      // A dead node's rooms are gone with it: the route answers as for a room with no call.
+      const owner = (await app.nodes.registry.liveNodes()).find((n) => n.id === acting.nodeId);
       if (!owner) return;
-      if (forwarded.has(req))
+      if (forwarded.has(req) && !acting.relays)
         throw new VigieError(
           'UNAVAILABLE',
-          `room ${room} is on node ${owner.id}, but this call was already forwarded here by another node: ` +
+          `${acting.what} is on node ${owner.id}, but this call was already forwarded here by another node: ` +
             'the room moved meanwhile, or nodes share one public URL (VIGIE_PUBLIC_URL must name each node); retry',
         );
       const headers: Record<string, string> = {
@@ -104,10 +128,13 @@ export default fp(
         );
         throw new VigieError(
           'UNAVAILABLE',
-          `room ${room} is on node ${owner.id}, which did not answer (${(err as Error).name}); retry shortly`,
+          `${acting.what} is on node ${owner.id}, which did not answer (${(err as Error).name}); retry shortly`,
         );
       }
-      req.log.info({ room, owner: owner.id, status: answer.status }, 'call forwarded to the node that holds the room');
+      req.log.info(
+        { room, owner: owner.id, status: answer.status },
+        'call forwarded to the node that holds the room or the participant',
+      );
       reply.code(answer.status);
       for (const h of ANSWER_HEADERS) {
         const v = answer.headers.get(h);

@@ -34,6 +34,10 @@ export const linkMessageSchema = z.discriminatedUnion('t', [
   }),
   z.object({ t: z.literal('producerClosed'), producerId: id }),
   z.object({ t: z.literal('producerPaused'), producerId: id, paused: z.boolean() }),
+  /** Something on this side started (or stopped) receiving one of the other side's tracks: it crosses only then. */
+  z.object({ t: z.literal('demand'), producerId: id, wanted: z.boolean() }),
+  /** The call's recording started (or stopped) on this side: the other side records its own participants too. */
+  z.object({ t: z.literal('recording'), on: z.boolean() }),
   /** The room closed on this side, for this reason: the other side closes what it holds of it. */
   z.object({ t: z.literal('closed'), reason: z.string().max(200) }),
 ]);
@@ -59,16 +63,20 @@ export interface CascadeLinkOptions {
 export interface CascadeLinkObserverEvents {
   /** The other side announced its participants (and this side has its pipe transport). */
   ready: [];
+  /** The other side's recording of the call started (`on`) or stopped. */
+  recording: [on: boolean];
   close: [reason: string];
 }
 
 /**
  * One room's link between two nodes: a PipeTransport on each node's first router of the room, with SRTP between
  * them, and a WebSocket over which each side announces its participants and their tracks. Every track of a
- * participant on one side is piped to the other (consumed on this side's pipe transport, produced with the same id
- * on the other's), where a stand-in Peer (`peer.remote`) holds it: the room's participants see and consume it as
- * any other. Telemetry and recording skip the stand-ins: each node writes and records its own participants, under
- * the one call id.
+ * participant on one side is announced to the other (consumed on this side's pipe transport, produced with the same
+ * id on the other's), where a stand-in Peer (`peer.remote`) holds it: the room's participants see and consume it as
+ * any other. Its media crosses only while something on the other side receives it (`demand`, from
+ * Room.isWanted there): the pipe consumer here stays paused until then, so a track nobody watches on a node costs
+ * no bandwidth between the nodes. Telemetry and recording skip the stand-ins: each node writes and records its own
+ * participants, under the one call id.
  */
 export class CascadeLink {
   readonly observer = new EventEmitter<CascadeLinkObserverEvents>();
@@ -114,6 +122,10 @@ export class CascadeLink {
     }, opts.deadAfterMs / 3).unref();
 
     const onPeer = (peer: Peer) => this.#announce(peer);
+    // A track of the other side is wanted here, or no longer: the other side pipes it only while it is.
+    const onDemand = (producerId: string, wanted: boolean) => {
+      if (this.#remoteProducer(producerId)) this.#send({ t: 'demand', producerId, wanted });
+    };
     const onLeft = (peer: Peer, reason: string) => this.#onPeerLeft(peer, reason);
     const onClose = (reason: string) => {
       this.#send({ t: 'closed', reason });
@@ -122,7 +134,9 @@ export class CascadeLink {
     this.room.observer.on('newpeer', onPeer);
     this.room.observer.on('peerleft', onLeft);
     this.room.observer.once('close', onClose);
+    this.room.observer.on('demand', onDemand);
     this.#detach = () => {
+      this.room.observer.off('demand', onDemand);
       this.room.observer.off('newpeer', onPeer);
       this.room.observer.off('peerleft', onLeft);
       this.room.observer.off('close', onClose);
@@ -136,6 +150,17 @@ export class CascadeLink {
   /** This side's pipe transport (once created): SRTP, tuple, stats. */
   get transport(): ms.PipeTransport | undefined {
     return this.#transport;
+  }
+
+  /** Tells the other side that this side's recording of the call started or stopped. */
+  tellRecording(on: boolean): void {
+    if (!this.#closed) this.#send({ t: 'recording', on });
+  }
+
+  /** Whether this side's track `producerId` crosses the link now (the other side wants it). */
+  sending(producerId: string): boolean {
+    const consumer = this.#sent.get(producerId);
+    return !!consumer && !consumer.closed && !consumer.paused;
   }
 
   /** Participants of the other side standing in here. */
@@ -225,6 +250,8 @@ export class CascadeLink {
       if (this.#closed || !transport || producer.closed) return;
       await this.room.pipeToFirstRouter(producer.id);
       const consumer = await transport.consume({ producerId: producer.id });
+      // Paused until the other side wants it (a `demand` message; mediasoup's pipe consumers cannot start paused).
+      await consumer.pause();
       if (this.#closed || this.#sent.has(producer.id)) {
         consumer.close();
         return;
@@ -325,6 +352,18 @@ export class CascadeLink {
       case 'producerClosed':
         this.#remoteProducer(m.producerId)?.producer.close();
         return;
+      case 'demand': {
+        const consumer = this.#sent.get(m.producerId);
+        if (!consumer || consumer.closed) return;
+        if (!m.wanted) {
+          await consumer.pause();
+          return;
+        }
+        await consumer.resume();
+        // Whoever receives it there starts with a key frame rather than waiting for the next one.
+        if (consumer.kind === 'video') await consumer.requestKeyFrame();
+        return;
+      }
       case 'producerPaused': {
         const found = this.#remoteProducer(m.producerId);
         if (!found) return;
@@ -336,6 +375,9 @@ export class CascadeLink {
         });
         return;
       }
+      case 'recording':
+        this.observer.emit('recording', m.on);
+        return;
       case 'closed':
         return;
     }

@@ -34,6 +34,8 @@ export interface RoomObserverEvents {
   newpeer: [peer: Peer];
   peerleft: [peer: Peer, reason: string];
   close: [reason: string];
+  /** The first consumer in the room started receiving a producer (`wanted`), or the last one stopped. */
+  demand: [producerId: string, wanted: boolean];
 }
 
 export interface TransportDirection {
@@ -105,6 +107,15 @@ export class Room {
   readonly #connected = new WeakSet<ms.Transport>();
   /** The room's routers, the first one (`router`) first. */
   readonly #routers: RoomRouter[] = [];
+  /** Consumers receiving each producer now, on all the room's routers (see isWanted). */
+  readonly #receiving = new Map<string, number>();
+  readonly #onReceiving = (producerId: string, delta: 1 | -1): void => {
+    const before = this.#receiving.get(producerId) ?? 0;
+    const after = before + delta;
+    if (after > 0) this.#receiving.set(producerId, after);
+    else this.#receiving.delete(producerId);
+    if (before === 0 || after === 0) this.observer.emit('demand', producerId, after > 0);
+  };
   /** The router serving each participant, by peer id: its transports, producers and consumers are there. */
   readonly #routerOf = new Map<string, RoomRouter>();
   /** A router being added on another worker, shared by the participants who wait for it. */
@@ -127,7 +138,7 @@ export class Room {
     /** The call's id: a new one, or the owning node's when this node extends a call that spans nodes. */
     readonly callId: string = randomUUID(),
   ) {
-    this.#routers.push(new RoomRouter(router, slot));
+    this.#routers.push(new RoomRouter(router, slot, this.#onReceiving));
     speakerObserver.on('dominantspeaker', ({ producer }) => {
       const owner = this.ownerOf(producer.id);
       if (!owner) return;
@@ -282,7 +293,7 @@ export class Room {
       );
       return live.reduce((best, r) => (r.consumers < best.consumers ? r : best));
     }
-    const added = new RoomRouter(made.router, made.slot);
+    const added = new RoomRouter(made.router, made.slot, this.#onReceiving);
     this.#routers.push(added);
     made.router.observer.once('close', () => this.#routerClosed(added));
     this.log.info(
@@ -344,6 +355,15 @@ export class Room {
     const owner = this.ownerOf(producerId);
     const origin = owner && this.#routerOf.get(owner.id);
     if (origin && origin !== this.#routers[0]) await this.#pipe(producerId, origin, this.#routers[0]!);
+  }
+
+  /**
+   * Whether some consumer in the room receives `producerId` now: a participant's (not paused), a recorder's, a pipe
+   * to another router or node that carries it. A node link pipes a track to the other node only while it is wanted
+   * there (src/cascade).
+   */
+  isWanted(producerId: string): boolean {
+    return this.#receiving.has(producerId);
   }
 
   otherPeers(peer: Peer): ReturnType<Peer['describe']>[] {

@@ -28,12 +28,15 @@ export class RoomRouter {
   constructor(
     readonly router: ms.Router,
     readonly slot: WorkerSlot,
+    /** A consumer here started (+1) or stopped (-1) receiving its producer: see Room.isWanted. */
+    private readonly onReceiving: (producerId: string, delta: 1 | -1) => void = () => undefined,
   ) {
     slot.routers++;
     router.observer.on('newtransport', (transport) => {
       transport.observer.on('newconsumer', (consumer) => {
         this.#consumers++;
         consumer.observer.once('close', () => this.#consumers--);
+        this.#watchReceiving(consumer);
       });
     });
     router.observer.once('close', () => {
@@ -45,6 +48,22 @@ export class RoomRouter {
 
   get closed(): boolean {
     return this.router.closed;
+  }
+
+  /** Reports each change of whether `consumer` receives media: not paused by whoever receives it, and open. */
+  #watchReceiving(consumer: ms.Consumer): void {
+    let receiving = false;
+    const update = () => {
+      // `paused` is the consumer's own state; a paused producer does not make its consumers unwanted.
+      const now = !consumer.closed && !consumer.paused;
+      if (now === receiving) return;
+      receiving = now;
+      this.onReceiving(consumer.producerId, now ? 1 : -1);
+    };
+    update();
+    consumer.observer.on('pause', update);
+    consumer.observer.on('resume', update);
+    consumer.observer.once('close', update);
   }
 
   get consumers(): number {

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'node:events';
 import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { VigieError } from '../errors.js';
@@ -94,6 +95,18 @@ export interface CatalogRow {
   updated_at: number | string;
 }
 
+export interface RecordingServiceObserverEvents {
+  /** A room's recording started on this node (`relayed`: because another node of a call that spans nodes did). */
+  started: [room: Room, recordingId: string, relayed: boolean];
+  stopped: [room: Room, reason: string, relayed: boolean];
+}
+
+/** How a recording was asked for: by this node's caller, or relayed from another node of the same call. */
+export interface RecordingControl {
+  /** Another node of the call published the webhook already: this node records, and does not announce it again. */
+  relayed?: boolean;
+}
+
 /**
  * Room recordings: one file per participant (audio and video muxed), cut into
  * segments, uploaded to the object store under the tenant's retention policy,
@@ -101,6 +114,8 @@ export interface CatalogRow {
  * is verified; pending uploads survive a restart.
  */
 export class RecordingService {
+  /** Starts and stops, to watch without owning (src/cascade relays them to the other nodes of a call). */
+  readonly observer = new EventEmitter<RecordingServiceObserverEvents>();
   readonly #sessions = new Map<string, Session>();
   readonly #pendingDir: string;
   #uploading = new Set<string>();
@@ -124,7 +139,7 @@ export class RecordingService {
   }
 
   /** Starts recording a room; refuses when the room or the tenant's residency rules forbid it. */
-  async start(room: Room, actor: string): Promise<{ recordingId: string }> {
+  async start(room: Room, actor: string, control: RecordingControl = {}): Promise<{ recordingId: string }> {
     if (this.#sessions.has(room.key)) throw new VigieError('INVALID_REQUEST', 'the room is already being recorded');
     if (room.options.recordingPolicy === 'off') throw new VigieError('FORBIDDEN', 'recording is off for this room');
     const tenant = this.d.tenants.require(room.tenant);
@@ -164,12 +179,18 @@ export class RecordingService {
     room.observer.once('close', onClose);
     room.broadcast('recordingStarted', { recordingId: session.id, consentRequired: room.options.consentRequired });
     this.d.event(room, undefined, 'recording.started', session.id, '', { actor });
-    this.d.webhook(room.tenant, 'recording.started', { room: room.id, callId: room.callId, recordingId: session.id });
+    if (!control.relayed)
+      this.d.webhook(room.tenant, 'recording.started', { room: room.id, callId: room.callId, recordingId: session.id });
     this.d.log.info({ tenant: room.tenant, room: room.id, recordingId: session.id, actor }, 'recording started');
+    this.observer.emit('started', room, session.id, control.relayed === true);
     return { recordingId: session.id };
   }
 
-  async stop(room: Room, reason: string): Promise<{ recordingId: string; files: number }> {
+  async stop(
+    room: Room,
+    reason: string,
+    control: RecordingControl = {},
+  ): Promise<{ recordingId: string; files: number }> {
     const session = this.#sessions.get(room.key);
     if (!session) throw new VigieError('INVALID_REQUEST', 'the room is not being recorded');
     this.#sessions.delete(room.key);
@@ -183,6 +204,7 @@ export class RecordingService {
       { tenant: room.tenant, room: room.id, recordingId: session.id, reason, files },
       'recording stopped',
     );
+    this.observer.emit('stopped', room, reason, control.relayed === true);
     return { recordingId: session.id, files };
   }
 
