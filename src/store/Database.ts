@@ -7,7 +7,7 @@
  * keep a connection of their own there.
  */
 import { mkdirSync } from 'node:fs';
-import { PGlite } from '@electric-sql/pglite';
+import type { PGlite } from '@electric-sql/pglite';
 import pg from 'pg';
 import { VigieError } from '../errors.js';
 
@@ -77,6 +77,12 @@ export function isConnectionError(err: unknown): boolean {
  * The control plane cannot be reached: every action that reads or writes it answers 503 UNAVAILABLE (retry), never
  * 500. Calls already open go on (media does not need PostgreSQL); the pool reconnects by itself when it is back.
  */
+/**
+ * TCP keepalive on every connection to the server, probing after 30 s of silence: a connection whose server (or the
+ * path to it) vanished without a word is found dead by this node's kernel, rather than held until the next write.
+ */
+const KEEPALIVE = { keepAlive: true, keepAliveInitialDelayMillis: 30_000 } as const;
+
 export class StoreUnavailableError extends VigieError {
   constructor(cause: unknown) {
     super('UNAVAILABLE', 'the control plane (PostgreSQL) is unreachable; retry shortly');
@@ -187,8 +193,16 @@ class PostgresDatabase implements Database {
 
   constructor(url: string, poolSize: number) {
     this.#url = url;
-    // A server that does not answer at all (a partition) fails a request after 10 s rather than holding it forever.
-    this.#pool = new pg.Pool({ connectionString: url, max: poolSize, connectionTimeoutMillis: 10_000 });
+    this.#pool = new pg.Pool({
+      connectionString: url,
+      max: poolSize,
+      // Two connections stay open however idle the node: a join's statements never wait for a TCP and
+      // authentication handshake (the pool would close every idle connection after 10 s).
+      min: Math.min(2, poolSize),
+      // A server that does not answer at all (a partition) fails a request after 10 s rather than holding it forever.
+      connectionTimeoutMillis: 10_000,
+      ...KEEPALIVE,
+    });
     // An idle pooled connection the server closed is an event, not a crash; the pool opens another.
     this.#pool.on('error', () => undefined);
   }
@@ -253,7 +267,7 @@ class PostgresDatabase implements Database {
   }
 
   async #connect(): Promise<pg.Client> {
-    const client = new pg.Client({ connectionString: this.#url });
+    const client = new pg.Client({ connectionString: this.#url, ...KEEPALIVE });
     client.on('error', () => undefined);
     this.#clients.add(client);
     client.on('end', () => this.#clients.delete(client));
@@ -406,5 +420,7 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
   }
   // `memory://`: a store that lives as long as the process (tools and tests that need no files).
   if (!opts.dataDir.startsWith('memory://')) mkdirSync(opts.dataDir, { recursive: true });
+  // Loaded only here: the engine's module costs about 50 MB of memory, which a node on a server never needs.
+  const { PGlite } = await import('@electric-sql/pglite');
   return new PgliteDatabase(await PGlite.create(opts.dataDir));
 }
