@@ -6,8 +6,9 @@
  * authenticated with a short-lived HS256 token signed with a secret every node shares (`cascade-link.secret`);
  * never a tenant's key.
  *
- * Needs `sfu`, `rooms`, `tenants`, `config`, `db` and `nodes`; decorates `cascade` (Cascade), which signaling
- * asks to open a room at each join.
+ * Needs `sfu`, `rooms`, `tenants`, `config`, `db` and `nodes`, and `recording` when the gateway records (a room's
+ * recording is started and stopped on every node the room spans, each node recording its own participants);
+ * decorates `cascade` (Cascade), which signaling asks to open a room at each join.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
@@ -19,6 +20,7 @@ import { VigieError } from '../errors.js';
 import type { Logger } from '../logging.js';
 import type { Room, RoomDirectory, RoomOptions, Sfu } from '../media/index.js';
 import type { NodeInfo, NodeRegistry } from '../nodes/index.js';
+import type { RecordingService } from '../recording/index.js';
 import { sharedSecret } from '../store/index.js';
 import type { TenantRegistry } from '../tenants/index.js';
 import { CascadeLink } from './CascadeLink.js';
@@ -53,6 +55,8 @@ export interface CascadeDeps {
   config: Config;
   /** The HS256 key every node shares for link tokens. */
   key: Uint8Array;
+  /** This node's recordings, if it records: a room's recording starts and stops on every node it spans. */
+  recording?: RecordingService;
   log: Logger;
 }
 
@@ -182,6 +186,7 @@ export class Cascade {
       role,
       transport: this.#d.config.media,
       deadAfterMs: this.#d.config.nodes.deadAfterSeconds * 1000,
+      recording: this.#d.recording,
       log: this.#d.log,
     });
     this.#links.add(link);
@@ -241,6 +246,7 @@ export default fp(
       registry: app.nodes.registry,
       config: app.config,
       key: new TextEncoder().encode(await sharedSecret(app.db, 'cascade-link.secret', app.config.dataDir)),
+      recording: app.recording?.service,
       log: app.log.child({ component: 'cascade' }),
     });
     app.decorate('cascade', cascade);

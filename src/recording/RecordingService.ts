@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'node:events';
 import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { VigieError } from '../errors.js';
@@ -94,6 +95,20 @@ export interface CatalogRow {
   updated_at: number | string;
 }
 
+export interface RecordingServiceObserverEvents {
+  /** A room's recording began here; `relayed` when another node of a room that spans nodes started it. */
+  started: [room: Room, recordingId: string, relayed: boolean];
+  /** A room's recording stops here (its files are being finished). */
+  stopped: [room: Room, recordingId: string, reason: string];
+}
+
+export interface StartOptions {
+  /** The session id: a room that spans nodes is one recording session, started on each node (src/cascade). */
+  recordingId?: string;
+  /** Started because another node of the room did: that node sent the `recording.started` webhook. */
+  relayed?: boolean;
+}
+
 /**
  * Room recordings: one file per participant (audio and video muxed), cut into
  * segments, uploaded to the object store under the tenant's retention policy,
@@ -101,6 +116,7 @@ export interface CatalogRow {
  * is verified; pending uploads survive a restart.
  */
 export class RecordingService {
+  readonly observer = new EventEmitter<RecordingServiceObserverEvents>();
   readonly #sessions = new Map<string, Session>();
   readonly #pendingDir: string;
   #uploading = new Set<string>();
@@ -123,8 +139,13 @@ export class RecordingService {
     return this.#sessions.has(room.key);
   }
 
+  /** The id of the room's recording session here, if it is being recorded. */
+  recordingId(room: Room): string | undefined {
+    return this.#sessions.get(room.key)?.id;
+  }
+
   /** Starts recording a room; refuses when the room or the tenant's residency rules forbid it. */
-  async start(room: Room, actor: string): Promise<{ recordingId: string }> {
+  async start(room: Room, actor: string, o: StartOptions = {}): Promise<{ recordingId: string }> {
     if (this.#sessions.has(room.key)) throw new VigieError('INVALID_REQUEST', 'the room is already being recorded');
     if (room.options.recordingPolicy === 'off') throw new VigieError('FORBIDDEN', 'recording is off for this room');
     const tenant = this.d.tenants.require(room.tenant);
@@ -149,7 +170,7 @@ export class RecordingService {
       for (const [peer, restart] of onProducer) peer.observer.off('newproducer', restart);
     };
     const session: Session = {
-      id: randomUUID(),
+      id: o.recordingId ?? randomUUID(),
       room,
       startedAt: Date.now(),
       recorders: new Map(),
@@ -164,8 +185,10 @@ export class RecordingService {
     room.observer.once('close', onClose);
     room.broadcast('recordingStarted', { recordingId: session.id, consentRequired: room.options.consentRequired });
     this.d.event(room, undefined, 'recording.started', session.id, '', { actor });
-    this.d.webhook(room.tenant, 'recording.started', { room: room.id, callId: room.callId, recordingId: session.id });
+    if (!o.relayed)
+      this.d.webhook(room.tenant, 'recording.started', { room: room.id, callId: room.callId, recordingId: session.id });
     this.d.log.info({ tenant: room.tenant, room: room.id, recordingId: session.id, actor }, 'recording started');
+    this.observer.emit('started', room, session.id, o.relayed ?? false);
     return { recordingId: session.id };
   }
 
@@ -174,6 +197,8 @@ export class RecordingService {
     if (!session) throw new VigieError('INVALID_REQUEST', 'the room is not being recorded');
     this.#sessions.delete(room.key);
     session.detach();
+    // Before the files are finished: the other nodes of a room that spans nodes stop theirs at the same time.
+    this.observer.emit('stopped', room, session.id, reason);
     for (const t of session.restartTimers.values()) clearTimeout(t);
     let files = 0;
     for (const [peerId] of session.recorders) files += await this.#finishPeer(session, peerId);
