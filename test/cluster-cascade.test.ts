@@ -42,6 +42,7 @@ beforeAll(async () => {
     ],
     env: {
       VIGIE_WRITER_FLUSH_MS: '200',
+      VIGIE_STATS_INTERVAL_MS: '1000',
       // A join that extends a room waits for the link to the owner; slow on a loaded 2-core machine.
       VIGIE_SIGNALING_JOIN_TIMEOUT_MS: '60000',
     },
