@@ -142,7 +142,8 @@ test('a room spanning two nodes: a participant on each, media both ways, one cal
       media: await Promise.all([alice, bob].map(receivedMedia)),
     }),
     (s) =>
-      s.info.every((i) => i.callId === call) && s.media.every((m) => m.framesDecoded > 10 && m.totalSamplesReceived > 0),
+      s.info.every((i) => i.callId === call) &&
+      s.media.every((m) => m.framesDecoded > 10 && m.totalSamplesReceived > 0),
     90_000,
   );
   const bobPeer = seen.info[1]!.peerId!;
