@@ -396,3 +396,28 @@ test('a tenant without region affinity is not extended: the join is sent to the 
   assert.equal(b.app.sfu.getRoom('globex', 'alone'), undefined, 'no room of its own opened on node B');
   assert.equal(a.app.sfu.getRoom('globex', 'alone'), room);
 });
+
+test("a recording started on the edge starts on the owner in the same session; a stop on the owner stops the edge's", async () => {
+  const { room: roomA } = await roomOnA('relayed');
+  const { joined } = await joinOnB('relayed', 'eve');
+  const roomB = b.app.sfu.getRoom('acme', 'relayed')!;
+  await waitFor(
+    "B's participant to stand in on A",
+    async () => roomA.peers.has(joined.peerId),
+    (has) => has,
+  );
+  const [onA, onB] = [a.app.recording!.service, b.app.recording!.service];
+  const { recordingId } = await onB.start(roomB, 'test');
+  await waitFor(
+    'the owner to record in the same session',
+    async () => onA.recordingId(roomA),
+    (id) => id === recordingId,
+  );
+  await onA.stop(roomA, 'stopped-by-api');
+  await waitFor(
+    "the edge's recording to stop",
+    async () => onB.isRecording(roomB),
+    (recording) => !recording,
+  );
+  assert.equal(onA.isRecording(roomA), false, 'the echo of the stop does not start the owner again');
+});

@@ -4,6 +4,7 @@ import type { WebSocket } from 'ws';
 import { z } from 'zod';
 import type { Logger } from '../logging.js';
 import { Peer, type Room, type TransportSettings } from '../media/index.js';
+import type { RecordingService } from '../recording/index.js';
 
 /**
  * What the two nodes of a link say to each other, one JSON object per WebSocket message. Both sides speak the same
@@ -36,8 +37,16 @@ export const linkMessageSchema = z.discriminatedUnion('t', [
   z.object({ t: z.literal('producerPaused'), producerId: id, paused: z.boolean() }),
   /** Something on this side started (or stopped) receiving one of the other side's tracks: it crosses only then. */
   z.object({ t: z.literal('demand'), producerId: id, wanted: z.boolean() }),
-  /** The call's recording started (or stopped) on this side: the other side records its own participants too. */
-  z.object({ t: z.literal('recording'), on: z.boolean() }),
+  /**
+   * The room's recording started (`active`) or stopped on this side: the other side starts or stops its own, in the
+   * same session, so that each node records its own participants of the one call.
+   */
+  z.object({
+    t: z.literal('recording'),
+    recordingId: id,
+    active: z.boolean(),
+    reason: z.string().max(200).optional(),
+  }),
   /** The room closed on this side, for this reason: the other side closes what it holds of it. */
   z.object({ t: z.literal('closed'), reason: z.string().max(200) }),
 ]);
@@ -57,14 +66,14 @@ export interface CascadeLinkOptions {
   transport: Pick<TransportSettings, 'listenIp' | 'announcedAddress' | 'rtcMinPort' | 'rtcMaxPort'>;
   /** A link silent this long (no message, no pong) is dead. */
   deadAfterMs: number;
+  /** This node's recordings, when it records: the room's recording is started and stopped on both sides at once. */
+  recording?: Pick<RecordingService, 'observer' | 'recordingId' | 'start' | 'stop'>;
   log: Logger;
 }
 
 export interface CascadeLinkObserverEvents {
   /** The other side announced its participants (and this side has its pipe transport). */
   ready: [];
-  /** The other side's recording of the call started (`on`) or stopped. */
-  recording: [on: boolean];
   close: [reason: string];
 }
 
@@ -96,6 +105,8 @@ export class CascadeLink {
   readonly #announced = new Set<string>();
   /** Pipe consumers of this side's tracks, by producer id. */
   readonly #sent = new Map<string, ms.Consumer>();
+  /** Recording sessions that stopped on either side: a late echo of their start does not begin them again. */
+  readonly #endedRecordings = new Set<string>();
   #closed = false;
   #lastSeen = Date.now();
   readonly #heartbeat: NodeJS.Timeout;
@@ -131,15 +142,30 @@ export class CascadeLink {
       this.#send({ t: 'closed', reason });
       this.close(reason);
     };
+    const onRecordingStarted = (room: Room, recordingId: string) => {
+      if (room === this.room) this.#send({ t: 'recording', recordingId, active: true });
+    };
+    const onRecordingStopped = (room: Room, recordingId: string, reason: string) => {
+      if (room !== this.room) return;
+      this.#endedRecordings.add(recordingId);
+      // Only a decision to stop is relayed: one side's room closing or its node shutting down leaves the other's
+      // recording going.
+      if (!room.closed && reason !== 'room-closed' && reason !== 'shutdown')
+        this.#send({ t: 'recording', recordingId, active: false, reason });
+    };
     this.room.observer.on('newpeer', onPeer);
     this.room.observer.on('peerleft', onLeft);
     this.room.observer.once('close', onClose);
     this.room.observer.on('demand', onDemand);
+    opts.recording?.observer.on('started', onRecordingStarted);
+    opts.recording?.observer.on('stopped', onRecordingStopped);
     this.#detach = () => {
       this.room.observer.off('demand', onDemand);
       this.room.observer.off('newpeer', onPeer);
       this.room.observer.off('peerleft', onLeft);
       this.room.observer.off('close', onClose);
+      opts.recording?.observer.off('started', onRecordingStarted);
+      opts.recording?.observer.off('stopped', onRecordingStopped);
     };
   }
 
@@ -150,11 +176,6 @@ export class CascadeLink {
   /** This side's pipe transport (once created): SRTP, tuple, stats. */
   get transport(): ms.PipeTransport | undefined {
     return this.#transport;
-  }
-
-  /** Tells the other side that this side's recording of the call started or stopped. */
-  tellRecording(on: boolean): void {
-    if (!this.#closed) this.#send({ t: 'recording', on });
   }
 
   /** Whether this side's track `producerId` crosses the link now (the other side wants it). */
@@ -216,6 +237,9 @@ export class CascadeLink {
       srtpParameters: { cryptoSuite: srtp.cryptoSuite, keyBase64: srtp.keyBase64 },
     });
     for (const peer of this.room.peers.values()) this.#announce(peer);
+    // Before 'ready': a participant who joins the other side while the call is recorded is recorded from the start.
+    const recordingId = this.#opts.recording?.recordingId(this.room);
+    if (recordingId) this.#send({ t: 'recording', recordingId, active: true });
     this.#send({ t: 'ready' });
   }
 
@@ -376,11 +400,34 @@ export class CascadeLink {
         return;
       }
       case 'recording':
-        this.observer.emit('recording', m.on);
+        await this.#applyRecording(m);
         return;
       case 'closed':
         return;
     }
+  }
+
+  /** The other side's recording started or stopped: this side's follows (an echo of its own is a no-op). */
+  async #applyRecording(m: Extract<LinkMessage, { t: 'recording' }>): Promise<void> {
+    const recording = this.#opts.recording;
+    if (!recording || this.room.closed) return;
+    const current = recording.recordingId(this.room);
+    // Refused or failed here (e.g. the tenant's residency rules on this node's store): logged; the link is fine.
+    const failed = (err: unknown) =>
+      this.#log.warn(
+        { err, remoteNode: this.remoteNodeId, recordingId: m.recordingId, active: m.active },
+        'could not follow the recording of the other node',
+      );
+    if (m.active) {
+      if (current || this.#endedRecordings.has(m.recordingId)) return;
+      await recording
+        .start(this.room, `node:${this.remoteNodeId}`, { recordingId: m.recordingId, relayed: true })
+        .catch(failed);
+      return;
+    }
+    this.#endedRecordings.add(m.recordingId);
+    // Not awaited: finishing the files takes a while, and the link's next messages must not wait for it.
+    if (current) void recording.stop(this.room, m.reason ?? 'stopped-on-another-node').catch(failed);
   }
 
   #remoteProducer(producerId: string): { standIn: Peer; producer: ms.Producer } | undefined {

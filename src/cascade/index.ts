@@ -6,8 +6,9 @@
  * authenticated with a short-lived HS256 token signed with a secret every node shares (`cascade-link.secret`);
  * never a tenant's key.
  *
- * Needs `sfu`, `rooms`, `tenants`, `config`, `db`, `nodes` and WebSocket support (and `recording` when it is on);
- * decorates `cascade` (Cascade), which signaling asks to open a room at each join.
+ * Needs `sfu`, `rooms`, `tenants`, `config`, `db`, `nodes`, WebSocket support, and `recording` when it records
+ * (a room's recording is started and stopped on every node the room spans, each node recording its own
+ * participants); decorates `cascade` (Cascade), which signaling asks to open a room at each join.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
@@ -51,11 +52,11 @@ export interface CascadeDeps {
   rooms: RoomDirectory;
   tenants: TenantRegistry;
   registry: NodeRegistry;
-  /** When recording is on: a call's recording starts and stops on all its nodes together. */
-  recording?: RecordingService;
   config: Config;
   /** The HS256 key every node shares for link tokens. */
   key: Uint8Array;
+  /** This node's recordings, if it records: a room's recording starts and stops on every node it spans. */
+  recording?: RecordingService;
   log: Logger;
 }
 
@@ -185,47 +186,12 @@ export class Cascade {
       role,
       transport: this.#d.config.media,
       deadAfterMs: this.#d.config.nodes.deadAfterSeconds * 1000,
+      recording: this.#d.recording,
       log: this.#d.log,
     });
     this.#links.add(link);
     link.observer.once('close', () => this.#links.delete(link));
-    this.#relayRecording(link);
     return link;
-  }
-
-  /**
-   * One call, one recording: started or stopped on either node of a link (by the API, a token's grant, the room's
-   * policy), it starts or stops on the other too, where each node records its own participants. Through the owner it
-   * reaches every node of the call. A node refusing (its storage rules, a room with recording off) logs why.
-   */
-  #relayRecording(link: CascadeLink): void {
-    const recording = this.#d.recording;
-    if (!recording) return;
-    const { room } = link;
-    const onStarted = (r: Room) => r === room && link.tellRecording(true);
-    // A room closing stops its recording on each node by itself.
-    const onStopped = (r: Room, reason: string) => r === room && reason !== 'room-closed' && link.tellRecording(false);
-    recording.observer.on('started', onStarted);
-    recording.observer.on('stopped', onStopped);
-    link.observer.once('close', () => {
-      recording.observer.off('started', onStarted);
-      recording.observer.off('stopped', onStopped);
-    });
-    link.observer.on('recording', (on) => {
-      if (on === recording.isRecording(room) || room.closed) return;
-      const by = `node:${link.remoteNodeId}`;
-      const done = on
-        ? recording.start(room, by, { relayed: true })
-        : recording.stop(room, `stopped-on-${by}`, { relayed: true });
-      done.catch((err: unknown) =>
-        this.#d.log.warn(
-          { err, tenant: room.tenant, room: room.id, callId: room.callId, remoteNode: link.remoteNodeId, on },
-          'the recording of a call that spans nodes could not follow the other node here',
-        ),
-      );
-    });
-    // Joined while the call is recorded: this side records its participants too.
-    if (recording.isRecording(room)) link.tellRecording(true);
   }
 
   /**
@@ -278,9 +244,9 @@ export default fp(
       rooms: app.rooms,
       tenants: app.tenants,
       registry: app.nodes.registry,
-      recording: app.recording?.service,
       config: app.config,
       key: new TextEncoder().encode(await sharedSecret(app.db, 'cascade-link.secret', app.config.dataDir)),
+      recording: app.recording?.service,
       log: app.log.child({ component: 'cascade' }),
     });
     app.decorate('cascade', cascade);

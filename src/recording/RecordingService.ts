@@ -96,14 +96,16 @@ export interface CatalogRow {
 }
 
 export interface RecordingServiceObserverEvents {
-  /** A room's recording started on this node (`relayed`: because another node of a call that spans nodes did). */
+  /** A room's recording began here; `relayed` when another node of a room that spans nodes started it. */
   started: [room: Room, recordingId: string, relayed: boolean];
-  stopped: [room: Room, reason: string, relayed: boolean];
+  /** A room's recording stops here (its files are being finished). */
+  stopped: [room: Room, recordingId: string, reason: string];
 }
 
-/** How a recording was asked for: by this node's caller, or relayed from another node of the same call. */
-export interface RecordingControl {
-  /** Another node of the call published the webhook already: this node records, and does not announce it again. */
+export interface StartOptions {
+  /** The session id: a room that spans nodes is one recording session, started on each node (src/cascade). */
+  recordingId?: string;
+  /** Started because another node of the room did: that node sent the `recording.started` webhook. */
   relayed?: boolean;
 }
 
@@ -114,7 +116,6 @@ export interface RecordingControl {
  * is verified; pending uploads survive a restart.
  */
 export class RecordingService {
-  /** Starts and stops, to watch without owning (src/cascade relays them to the other nodes of a call). */
   readonly observer = new EventEmitter<RecordingServiceObserverEvents>();
   readonly #sessions = new Map<string, Session>();
   readonly #pendingDir: string;
@@ -138,8 +139,13 @@ export class RecordingService {
     return this.#sessions.has(room.key);
   }
 
+  /** The id of the room's recording session here, if it is being recorded. */
+  recordingId(room: Room): string | undefined {
+    return this.#sessions.get(room.key)?.id;
+  }
+
   /** Starts recording a room; refuses when the room or the tenant's residency rules forbid it. */
-  async start(room: Room, actor: string, control: RecordingControl = {}): Promise<{ recordingId: string }> {
+  async start(room: Room, actor: string, o: StartOptions = {}): Promise<{ recordingId: string }> {
     if (this.#sessions.has(room.key)) throw new VigieError('INVALID_REQUEST', 'the room is already being recorded');
     if (room.options.recordingPolicy === 'off') throw new VigieError('FORBIDDEN', 'recording is off for this room');
     const tenant = this.d.tenants.require(room.tenant);
@@ -164,7 +170,7 @@ export class RecordingService {
       for (const [peer, restart] of onProducer) peer.observer.off('newproducer', restart);
     };
     const session: Session = {
-      id: randomUUID(),
+      id: o.recordingId ?? randomUUID(),
       room,
       startedAt: Date.now(),
       recorders: new Map(),
@@ -179,22 +185,20 @@ export class RecordingService {
     room.observer.once('close', onClose);
     room.broadcast('recordingStarted', { recordingId: session.id, consentRequired: room.options.consentRequired });
     this.d.event(room, undefined, 'recording.started', session.id, '', { actor });
-    if (!control.relayed)
+    if (!o.relayed)
       this.d.webhook(room.tenant, 'recording.started', { room: room.id, callId: room.callId, recordingId: session.id });
     this.d.log.info({ tenant: room.tenant, room: room.id, recordingId: session.id, actor }, 'recording started');
-    this.observer.emit('started', room, session.id, control.relayed === true);
+    this.observer.emit('started', room, session.id, o.relayed ?? false);
     return { recordingId: session.id };
   }
 
-  async stop(
-    room: Room,
-    reason: string,
-    control: RecordingControl = {},
-  ): Promise<{ recordingId: string; files: number }> {
+  async stop(room: Room, reason: string): Promise<{ recordingId: string; files: number }> {
     const session = this.#sessions.get(room.key);
     if (!session) throw new VigieError('INVALID_REQUEST', 'the room is not being recorded');
     this.#sessions.delete(room.key);
     session.detach();
+    // Before the files are finished: the other nodes of a room that spans nodes stop theirs at the same time.
+    this.observer.emit('stopped', room, session.id, reason);
     for (const t of session.restartTimers.values()) clearTimeout(t);
     let files = 0;
     for (const [peerId] of session.recorders) files += await this.#finishPeer(session, peerId);
@@ -204,7 +208,6 @@ export class RecordingService {
       { tenant: room.tenant, room: room.id, recordingId: session.id, reason, files },
       'recording stopped',
     );
-    this.observer.emit('stopped', room, reason, control.relayed === true);
     return { recordingId: session.id, files };
   }
 

@@ -44,6 +44,8 @@ export interface ClusterNode {
   /** `ws://127.0.0.N:PORT/ws` */
   wsUrl: string;
   pid: number;
+  /** Its VIGIE_DATA_DIR (recordings being written are under `recordings/active`: test/helpers/recording.ts). */
+  dataDir: string;
   /** Everything it wrote to stdout and stderr so far (JSON log lines). */
   output: () => string;
   alive: () => boolean;
@@ -67,6 +69,8 @@ export interface ClusterOptions {
   tenants: unknown[];
   /** Settings for every node, as environment variables (they win over the defaults below). */
   env?: Record<string, string>;
+  /** Settings of one node only (its index in start order, from 0), over `env`: e.g. each node its own region. */
+  nodeEnv?: (index: number) => Record<string, string>;
   count?: number;
 }
 
@@ -145,6 +149,7 @@ async function startNode(id: string, address: string, env: Record<string, string
       url,
       wsUrl: `${url.replace(/^http/, 'ws')}/ws`,
       pid: child.pid!,
+      dataDir,
       output: () => text,
       alive,
       kill: async () => {
@@ -219,10 +224,12 @@ export async function startCluster(o: ClusterOptions): Promise<Cluster> {
       ...o.env,
     };
     // A misspelt variable is silently ignored by the gateway (each node would then use its own embedded engine).
-    const known = new Set(SETTINGS.map((x) => x.env));
-    const unknown = Object.keys(env).filter((k) => /^(VIGIE|CLICKHOUSE)_/.test(k) && !known.has(k));
-    if (unknown.length) throw new Error(`startCluster: not settings of src/config/settings.ts: ${unknown.join(', ')}`);
     const count = o.count ?? 3;
+    const known = new Set(SETTINGS.map((x) => x.env));
+    const unknown = [env, ...Array.from({ length: count }, (_, i) => o.nodeEnv?.(i) ?? {})]
+      .flatMap((e) => Object.keys(e))
+      .filter((k) => /^(VIGIE|CLICKHOUSE)_/.test(k) && !known.has(k));
+    if (unknown.length) throw new Error(`startCluster: not settings of src/config/settings.ts: ${unknown.join(', ')}`);
     const nodes = await Promise.all(
       Array.from({ length: count }, (_, i) => {
         const address = `127.0.0.${i + 2}`;
@@ -234,6 +241,7 @@ export async function startCluster(o: ClusterOptions): Promise<Cluster> {
           VIGIE_MEDIA_ANNOUNCED_ADDRESS: address,
           VIGIE_MEDIA_RTC_MIN_PORT: String(minPort),
           VIGIE_MEDIA_RTC_MAX_PORT: String(minPort + 499),
+          ...o.nodeEnv?.(i),
         }).then((n) => {
           started.nodes.push(n);
           return n;
