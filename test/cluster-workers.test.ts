@@ -1,7 +1,7 @@
 /**
- * A room beyond one worker's budget, with Vigie nodes as separate processes (test/helpers/cluster.ts: compiled
- * gateways, one PostgreSQL server, one ClickHouse endpoint over HTTP, radosgw S3): each node has two mediasoup
- * workers and a router consumer budget of four. Two Chromium participants fill the room's first router (each
+ * A room beyond one worker's budget, with three Vigie nodes as separate processes (test/helpers/cluster.ts:
+ * compiled gateways, one PostgreSQL server, one ClickHouse endpoint over HTTP, radosgw S3): each node has two
+ * mediasoup workers and a router consumer budget of four. Two Chromium participants fill the room's first router (each
  * receives the other's camera and microphone: four consumers); the third is served by a router on the other worker,
  * linked by pipeToRouter, and every participant receives every other one's video and audio.
  *
@@ -29,8 +29,6 @@ beforeAll(async () => {
   cluster = await startCluster({
     tenants: [clusterTenant(MINT, [], 'whsec_unused_0123456789abcdef')],
     env: { VIGIE_MEDIA_WORKERS: '2', VIGIE_MEDIA_ROUTER_CONSUMER_BUDGET: String(BUDGET) },
-    // Two nodes: the participants join through either, and the room is served by one of them.
-    count: 2,
   });
   browser = await launchBrowser();
 }, 300_000);
@@ -128,12 +126,13 @@ async function tracksInClickHouse(callId: string): Promise<TrackRow[]> {
 }
 
 test("a room beyond one worker's consumer budget: consumers on two workers, media flowing to all", async () => {
-  const [one, two] = cluster.nodes as [ClusterNode, ClusterNode];
+  // Each joins through another node; the SDKs follow the redirects to the one that serves the room.
+  const [one, two, three] = cluster.nodes as [ClusterNode, ClusterNode, ClusterNode];
   await join(one, 'alice');
   await join(two, 'bob');
   // Alice and Bob receive each other: the first router carries its budget, and a newcomer needs another.
   await everyoneReceivesEveryone('alice and bob to receive each other');
-  await join(two, 'carol');
+  await join(three, 'carol');
   const seen = await everyoneReceivesEveryone('each of the three to receive the two others');
   const [alice, bob, carol] = seen.map((s) => s.peerId!) as [string, string, string];
   const callId = seen[0]!.callId!;
