@@ -126,6 +126,18 @@ test('a room past its router consumer budget spreads to another worker, piped bo
     "SELECT count() AS n FROM vigie.call_events WHERE room = 'big' AND event = 'consumer.created'",
   );
   assert.equal(Number(consumersSeen[0]!.n), 5, 'consumers on both routers are recorded in the same call');
+  // Each row names the worker its consumer is on: s1's and s2's on the first, s3's and s4's on the second.
+  const byWorker = await gw.query<{ worker: string; router: string; n: string }>(
+    "SELECT attrs['worker'] AS worker, attrs['router'] AS router, count() AS n FROM vigie.call_events " +
+      "WHERE room = 'big' AND event = 'consumer.created' GROUP BY worker, router ORDER BY n DESC",
+  );
+  assert.deepEqual(
+    byWorker.map((r) => [r.worker, r.router, Number(r.n)]),
+    [
+      [String(first!.slot.index), first!.router.id, 3],
+      [String(second!.slot.index), second!.router.id, 2],
+    ],
+  );
 
   // A producer that closes takes its pipes along: its pipe producer on the second router goes, and its consumers.
   await a.stop();

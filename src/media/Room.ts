@@ -229,7 +229,16 @@ export class Room {
 
   /** The router a participant's media is on: where it was placed, else the room's first. */
   routerOf(peer: Peer): ms.Router {
-    return (this.#routerOf.get(peer.id) ?? this.#routers[0]!).router;
+    return this.#servedBy(peer).router;
+  }
+
+  /** The worker of that router: telemetry shows with it which workers a room's tracks are on. */
+  slotOf(peer: Peer): WorkerSlot {
+    return this.#servedBy(peer).slot;
+  }
+
+  #servedBy(peer: Peer): RoomRouter {
+    return this.#routerOf.get(peer.id) ?? this.#routers[0]!;
   }
 
   /**

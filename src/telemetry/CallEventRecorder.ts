@@ -133,6 +133,7 @@ export class CallEventRecorder {
       kind: p.kind,
       codec,
       source: String(p.appData.source ?? ''),
+      ...servedBy(room, peer),
     });
     p.observer.once('close', () => this.record(room, peer, 'producer.closed', p.id));
     p.observer.on('pause', () => this.record(room, peer, 'producer.paused', p.id));
@@ -143,7 +144,12 @@ export class CallEventRecorder {
   }
 
   #watchConsumer(room: Room, peer: Peer, c: ms.Consumer): void {
-    this.record(room, peer, 'consumer.created', c.id, '', { kind: c.kind, producer_id: c.producerId, type: c.type });
+    this.record(room, peer, 'consumer.created', c.id, '', {
+      kind: c.kind,
+      producer_id: c.producerId,
+      type: c.type,
+      ...servedBy(room, peer),
+    });
     c.observer.once('close', () => this.record(room, peer, 'consumer.closed', c.id));
     c.observer.on('pause', () => this.record(room, peer, 'consumer.paused', c.id));
     c.observer.on('resume', () => this.record(room, peer, 'consumer.resumed', c.id));
@@ -161,3 +167,12 @@ export class CallEventRecorder {
     );
   }
 }
+
+/**
+ * Where a participant's tracks are: the worker (its index on the node) and the router. A room beyond one worker's
+ * consumer budget spans several (Room.routerFor); without this, which worker carries what is in-process state only.
+ */
+const servedBy = (room: Room, peer: Peer) => ({
+  worker: String(room.slotOf(peer).index),
+  router: room.routerOf(peer).id,
+});
