@@ -277,6 +277,31 @@ test('a recording started on one node of the call starts on the other, and stops
   await client.request('leave', {});
 });
 
+test("a link message of a kind this node does not know (a newer node's) is ignored: the call goes on", async () => {
+  const { room: roomA } = await roomOnA('newer');
+  await joinOnB('newer', 'nia');
+  const roomB = b.app.sfu.getRoom('acme', 'newer')!;
+  const linkA = [...a.app.cascade.links].find((l) => l.room === roomA)!;
+  const linkB = [...b.app.cascade.links].find((l) => l.room === roomB)!;
+  linkA.socket.send(JSON.stringify({ t: 'from-a-newer-version', anything: [1, 2] }));
+  // What follows on the link is still mirrored: a participant who arrives on A after it stands in on B.
+  const late = await startLoopBot(roomA, 'bot-a-late');
+  await waitFor(
+    "the late participant's track announced on B",
+    async () => roomB.peers.get(late.peer.id)?.producers.has(late.producer.id),
+    (has) => has === true,
+  );
+  assert.equal(linkB.closed, false, 'the link is open');
+  assert.equal(roomB.closed, false, 'the extension is open');
+  // A message of a known kind that does not hold is still a broken link.
+  linkA.socket.send(JSON.stringify({ t: 'producerClosed' }));
+  await waitFor(
+    'the extension closed on a malformed message',
+    async () => roomB.closed,
+    (c) => c,
+  );
+});
+
 test('a node link is refused without a valid token for that very call', async () => {
   const { room } = await roomOnA('guarded');
   const links = a.app.cascade.links.size;

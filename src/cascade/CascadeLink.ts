@@ -51,6 +51,7 @@ export const linkMessageSchema = z.discriminatedUnion('t', [
   z.object({ t: z.literal('closed'), reason: z.string().max(200) }),
 ]);
 export type LinkMessage = z.infer<typeof linkMessageSchema>;
+const LINK_MESSAGE_TYPES: ReadonlySet<string> = new Set(linkMessageSchema.options.map((o) => o.shape.t.value));
 
 export interface CascadeLinkOptions {
   room: Room;
@@ -107,6 +108,8 @@ export class CascadeLink {
   readonly #sent = new Map<string, ms.Consumer>();
   /** Recording sessions that stopped on either side: a late echo of their start does not begin them again. */
   readonly #endedRecordings = new Set<string>();
+  /** Message types of a newer node ignored on this link (each logged once). */
+  readonly #unknownTypes = new Set<string>();
   #closed = false;
   #lastSeen = Date.now();
   readonly #heartbeat: NodeJS.Timeout;
@@ -305,9 +308,22 @@ export class CascadeLink {
     this.#lastSeen = Date.now();
     let parsed: LinkMessage;
     try {
-      parsed = linkMessageSchema.parse(JSON.parse(raw.toString('utf8')));
+      const json: unknown = JSON.parse(raw.toString('utf8'));
+      const t = (json as { t?: unknown } | null)?.t;
+      // A kind of message a newer node sends (during a rolling upgrade): what it says is not mirrored here, but
+      // everything this node knows still is, so the call goes on.
+      if (typeof t === 'string' && !LINK_MESSAGE_TYPES.has(t)) {
+        const type = t.slice(0, 64);
+        if (!this.#unknownTypes.has(type) && this.#unknownTypes.size < 32) {
+          this.#unknownTypes.add(type);
+          this.#log.warn({ remoteNode: this.remoteNodeId, type }, 'room link message of an unknown type: ignored');
+        }
+        return;
+      }
+      parsed = linkMessageSchema.parse(json);
     } catch (err) {
-      // The other node runs another version, or has a bug: the link cannot be trusted to mirror the room.
+      // A message of a known kind that does not hold: the other node has a bug, and the link cannot be trusted to
+      // mirror the room.
       this.#fail(err, 'invalid message on a room link');
       return;
     }
