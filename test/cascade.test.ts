@@ -302,6 +302,32 @@ test("a link message of a kind this node does not know (a newer node's) is ignor
   );
 });
 
+test('a demand for a track that ends meanwhile leaves the link open', async () => {
+  const { room: roomA } = await roomOnA('ending');
+  await joinOnB('ending', 'eve');
+  const roomB = b.app.sfu.getRoom('acme', 'ending')!;
+  const leaving = await startLoopBot(roomA, 'bot-a-leaving');
+  await waitFor(
+    "the leaving participant's track announced on B",
+    async () => roomB.peers.get(leaving.peer.id)?.producers.has(leaving.producer.id),
+    (has) => has === true,
+  );
+  const linkA = [...a.app.cascade.links].find((l) => l.room === roomA)!;
+  // B wants the track just as it ends on A: the pipe consumer is gone by the time A acts on the demand.
+  leaving.producer.close();
+  linkA.socket.emit(
+    'message',
+    Buffer.from(JSON.stringify({ t: 'demand', producerId: leaving.producer.id, wanted: true })),
+  );
+  await waitFor(
+    'the ended track gone from B',
+    async () => roomB.peers.get(leaving.peer.id)?.producers.has(leaving.producer.id),
+    (has) => has !== true,
+  );
+  assert.equal(linkA.closed, false, 'the link is open');
+  assert.equal(roomB.closed, false, 'the extension is open');
+});
+
 test('a node link is refused without a valid token for that very call', async () => {
   const { room } = await roomOnA('guarded');
   const links = a.app.cascade.links.size;

@@ -395,13 +395,22 @@ export class CascadeLink {
       case 'demand': {
         const consumer = this.#sent.get(m.producerId);
         if (!consumer || consumer.closed) return;
-        if (!m.wanted) {
-          await consumer.pause();
-          return;
+        try {
+          if (!m.wanted) await consumer.pause();
+          else {
+            await consumer.resume();
+            // Whoever receives it there starts with a key frame rather than waiting for the next one.
+            if (consumer.kind === 'video') await consumer.requestKeyFrame();
+          }
+        } catch (err) {
+          // One track, not the call: most often it ended meanwhile (its participant left; the worker has dropped
+          // its pipe before this side hears it), and there is nothing left to pipe. The link and its other tracks
+          // go on either way.
+          this.#log.warn(
+            { remoteNode: this.remoteNodeId, producerId: m.producerId, wanted: m.wanted, reason: String(err) },
+            "could not follow the other side's demand for a track",
+          );
         }
-        await consumer.resume();
-        // Whoever receives it there starts with a key frame rather than waiting for the next one.
-        if (consumer.kind === 'video') await consumer.requestKeyFrame();
         return;
       }
       case 'producerPaused': {
