@@ -27,6 +27,7 @@ import { CHROMIUM, CHROMIUM_ARGS, launchBrowser } from '../test/helpers/browser.
 import {
   fmtSample,
   joinPageMeasurer,
+  median,
   medianMs,
   type Sample,
   stepMedians,
@@ -71,6 +72,30 @@ function checkOutSingleNode(): { root: string; commit: string; remove: () => voi
     remove();
     throw e;
   }
+}
+
+/**
+ * A 95% interval for the ratio of two medians, by a paired bootstrap over the rounds: a round's joins to both
+ * targets are drawn together, so that a drift of the machine's load between rounds moves both. One round's time to a
+ * first frame varies by a factor of two (the remote's next key frame, the decoder's start), so the median ratio
+ * of a run of 30 rounds moves by about ±0.1 from run to run: the interval says how far this run's ratio can be trusted.
+ */
+function ratioInterval(a: number[], b: number[], draws = 4000): [number, number] {
+  let seed = 0x9e3779b9; // deterministic, so that the same samples give the same interval
+  const random = () => {
+    seed = (seed * 1664525 + 1013904223) >>> 0;
+    return seed / 2 ** 32;
+  };
+  const ratios: number[] = [];
+  for (let d = 0; d < draws; d++) {
+    const pick = a.map(() => Math.floor(random() * a.length));
+    ratios.push(median(pick.map((i) => a[i]!)) / median(pick.map((i) => b[i]!)));
+  }
+  ratios.sort((x, y) => x - y);
+  return [ratios[Math.floor(draws * 0.025)]!, ratios[Math.floor(draws * 0.975)]!].map((r) => Number(r.toFixed(3))) as [
+    number,
+    number,
+  ];
 }
 
 const loadavg = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
@@ -150,6 +175,7 @@ try {
   const pgbench = await pg.pgbench();
 
   const summary = (kind: 'cold' | 'warm') => {
+    const frameOf = (t: Target) => results[t][kind].map((s) => s.frame - s.start);
     const frame = Object.fromEntries(names.map((t) => [t, medianMs(results[t][kind], 'frame')])) as Record<
       Target,
       number
@@ -157,6 +183,8 @@ try {
     return {
       frameMs: frame,
       ratioPostgresToPglite: Number((frame.postgres / frame.pglite).toFixed(3)),
+      ratioPostgresToPgliteCi95: ratioInterval(frameOf('postgres'), frameOf('pglite')),
+      ratioPostgresToSingleNodeCi95: ratioInterval(frameOf('postgres'), frameOf('single')),
       ratioPostgresToSingleNode: Number((frame.postgres / frame.single).toFixed(3)),
       ratioPgliteToSingleNode: Number((frame.pglite / frame.single).toFixed(3)),
       wsOpenMs: Object.fromEntries(names.map((t) => [t, medianMs(results[t][kind], 'wsOpen')])),

@@ -31,6 +31,8 @@ export interface Sample {
   wsOpen: number;
   track: number;
   frame: number;
+  /** The first decoded frame's height: the simulcast layer the SFU forwarded first (a larger key frame arrives later). */
+  frameHeight: number;
   /** Each signaling request on the way to the frame, as the page and the server saw it (ms from the start). */
   steps: Map<StepName, Step>;
   /** The longest event-loop stall of the server's process, from the click to the frame. */
@@ -38,7 +40,9 @@ export interface Sample {
 }
 
 /** What the page reports: times from its navigation start, and its sockets' frames on the wall clock. */
-type PageSample = Pick<Sample, 'firstScript' | 'wsCreated' | 'wsOpen' | 'track' | 'frame'> & { frames: Frame[] };
+type PageSample = Pick<Sample, 'firstScript' | 'wsCreated' | 'wsOpen' | 'track' | 'frame' | 'frameHeight'> & {
+  frames: Frame[];
+};
 
 /** Runs in every measured page before its own scripts. */
 export function instrument(): void {
@@ -85,8 +89,9 @@ export function instrument(): void {
           // A clone, so that stopping the reader cannot touch the page's own track.
           const copy = track.clone();
           const reader = new Processor({ track: copy }).readable.getReader();
-          void reader.read().then(({ value }: { value?: { close(): void } }) => {
+          void reader.read().then(({ value }: { value?: { codedHeight: number; close(): void } }) => {
             const frame = performance.now();
+            const frameHeight = value?.codedHeight ?? 0;
             value?.close();
             copy.stop();
             resolve({
@@ -95,6 +100,7 @@ export function instrument(): void {
               wsOpen: bench.wsOpen ?? Number.NaN,
               track: created,
               frame,
+              frameHeight,
               frames: bench.frames,
             });
           }, reject);
@@ -251,7 +257,7 @@ export function stepMedians(samples: Sample[]): Record<StepName, string> {
 
 /** One line of a round's result, for the log. */
 export const fmtSample = (s: Sample) =>
-  `frame ${Math.round(s.frame - s.start)} ms (html ${Math.round(s.html)}, script ${Math.round(s.firstScript)}, ws ${Math.round(s.wsCreated - s.start)}–${Math.round(s.wsOpen - s.start)}, track ${Math.round(s.track - s.start)})`;
+  `frame ${Math.round(s.frame - s.start)} ms ${s.frameHeight}p (html ${Math.round(s.html)}, script ${Math.round(s.firstScript)}, ws ${Math.round(s.wsCreated - s.start)}–${Math.round(s.wsOpen - s.start)}, track ${Math.round(s.track - s.start)})`;
 
 /** A Vigie page in `context` that joins with `token` and publishes its camera and mic: the remote party. */
 export async function vigieRemote(context: BrowserContext, url: string): Promise<Page> {
