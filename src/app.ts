@@ -15,6 +15,7 @@ import { Sfu, resolveWorkerBin } from './media/index.js';
 import apiPlugin from './api/index.js';
 import clickhousePlugin from './clickhouse/index.js';
 import telemetryPlugin from './telemetry/index.js';
+import diagnosisPlugin from './diagnosis/index.js';
 import httpTracing from './telemetry/httpTracing.js';
 import signalingPlugin, { type SignalingSession } from './signaling/index.js';
 import webPlugin from './web/index.js';
@@ -158,6 +159,7 @@ export async function buildApp(
     await app.register(clusterIdentityPlugin);
     await app.register(nodesPlugin);
     await app.register(telemetryPlugin);
+    await app.register(diagnosisPlugin);
     await app.register(webhooksPlugin);
     await app.register(retentionPlugin);
     await app.register(recordingPlugin);

@@ -32,7 +32,9 @@ export type CallEventName =
   | 'recording.stopped'
   | 'recording.failed'
   | 'recording.consent_given'
-  | 'recording.consent_refused';
+  | 'recording.consent_refused'
+  | 'quality.issue'
+  | 'quality.resolved';
 
 /**
  * Turns media-plane lifecycle into `call_events` rows, and records each

@@ -28,6 +28,8 @@ interface TrackEntry {
   producerId: string;
   createdAt: number;
   prev: Map<number, Counters>;
+  /** All streams of the track together, at the last sample (for `tracksample`). */
+  sampled?: { packets: number; lost: number; bytes: number; at: number };
 }
 
 interface TransportEntry {
@@ -70,9 +72,29 @@ export interface AudioSample {
   ts: number;
 }
 
+/** One track's figures over one sampling interval, as the SFU measured them: what call diagnosis reads. */
+export interface TrackSample {
+  room: Room;
+  /** The participant whose track it is: the publisher of a producer, the subscriber of a consumer. */
+  peer: Peer;
+  role: 'producer' | 'consumer';
+  kind: ms.MediaKind;
+  trackId: string;
+  producerId: string;
+  /** A consumer's or producer's own pause (a consumer also stops when its producer pauses). */
+  paused: boolean;
+  ts: number;
+  intervalMs: number;
+  packets: number;
+  lossFraction: number;
+  bitrateBps: number;
+  /** mediasoup's score of the stream (0–10). */
+  score: number;
+}
+
 export class StatsCollector {
-  /** Each audio sample's MOS, for whoever watches call quality (alerts). */
-  readonly observer = new EventEmitter<{ audiosample: [sample: AudioSample] }>();
+  /** Each audio sample's MOS, for whoever watches call quality (alerts), and every track's sample (diagnosis). */
+  readonly observer = new EventEmitter<{ audiosample: [sample: AudioSample]; tracksample: [sample: TrackSample] }>();
   readonly samplesTaken = { track_stats: 0, transport_stats: 0, client_stats: 0 };
   readonly #tracks = new Map<string, TrackEntry>();
   readonly #transports = new Map<string, TransportEntry>();
@@ -254,6 +276,45 @@ export class StatsCollector {
       this.samplesTaken.track_stats++;
     }
     if (view) view.freezeMs = 0;
+    this.#emitTrackSample(e, stats, now);
+  }
+
+  /**
+   * One sample per track and interval: a simulcast producer's streams are summed, as what matters to diagnosis is
+   * what the participant sent, whatever the layer.
+   */
+  #emitTrackSample(e: TrackEntry, stats: Array<ms.ProducerStat | ms.ConsumerStat>, now: number): void {
+    const wanted = e.role === 'producer' ? 'inbound-rtp' : 'outbound-rtp';
+    const streams = stats.filter((s) => s.type === wanted);
+    const prev = e.sampled ?? { packets: 0, lost: 0, bytes: 0, at: e.createdAt };
+    const cur = { packets: 0, lost: 0, bytes: 0, at: now };
+    let score = 10;
+    for (const s of streams) {
+      cur.packets += s.packetCount;
+      cur.lost += s.packetsLost;
+      cur.bytes += s.byteCount;
+      score = Math.min(score, s.score);
+    }
+    e.sampled = cur;
+    const packets = Math.max(0, cur.packets - prev.packets);
+    const lost = Math.max(0, cur.lost - prev.lost);
+    const intervalMs = Math.max(1, now - prev.at);
+    const obj = e.obj as ms.Consumer;
+    this.observer.emit('tracksample', {
+      room: e.room,
+      peer: e.peer,
+      role: e.role,
+      kind: e.obj.kind,
+      trackId: e.obj.id,
+      producerId: e.producerId,
+      paused: e.role === 'consumer' ? obj.paused || obj.producerPaused : e.obj.paused,
+      ts: now,
+      intervalMs,
+      packets,
+      lossFraction: packets + lost > 0 ? lost / (packets + lost) : 0,
+      bitrateBps: (Math.max(0, cur.bytes - prev.bytes) * 8 * 1000) / intervalMs,
+      score: streams.length ? score : 0,
+    });
   }
 
   async #sampleTransport(e: TransportEntry): Promise<void> {

@@ -29,6 +29,7 @@ export const WEBHOOK_EVENTS = [
   'recording.deleted',
   'retention.deleted',
   'quality.alert',
+  'quality.issue',
   'webhook.endpoint_disabled',
 ] as const;
 export type WebhookEvent = (typeof WEBHOOK_EVENTS)[number];

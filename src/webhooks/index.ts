@@ -89,6 +89,22 @@ export default fp(
         threshold: a.threshold,
       }),
     );
+    app.diagnosis.observer.on('issue', (i) =>
+      publish(i.room.tenant, 'quality.issue', {
+        room: i.room.id,
+        callId: i.room.callId,
+        issueId: i.id,
+        issue: i.kind,
+        direction: i.direction,
+        participantId: i.peer.id,
+        identity: i.peer.identity,
+        trackId: i.trackId,
+        kind: i.mediaKind,
+        startedAt: new Date(i.startedAt).toISOString(),
+        affectedParticipantIds: i.affected.map((p) => p.id),
+        evidence: i.evidence,
+      }),
+    );
     await dispatcher.start(app.db);
     app.decorate('webhooks', dispatcher);
     app.addHook('onClose', async () => {
@@ -96,5 +112,5 @@ export default fp(
       await dispatcher.close();
     });
   },
-  { name: 'vigie-webhooks', dependencies: ['vigie-store', 'vigie-core'] },
+  { name: 'vigie-webhooks', dependencies: ['vigie-store', 'vigie-core', 'vigie-diagnosis'] },
 );

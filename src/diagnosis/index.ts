@@ -1,0 +1,32 @@
+/**
+ * Call diagnosis: detectors that run on the stats the telemetry collects and
+ * say what went wrong in a call, whose network it was and who suffered from
+ * it, as `quality.issue` / `quality.resolved` call events (and, through the
+ * webhooks, `quality.issue` notifications).
+ *
+ * Needs `sfu` and `telemetry`; decorates `diagnosis`.
+ */
+import type { FastifyInstance } from 'fastify';
+import fp from 'fastify-plugin';
+import { CallDiagnosis } from './CallDiagnosis.js';
+
+export { CallDiagnosis, DIAGNOSIS_RULES, type IssueKind, type QualityIssue } from './CallDiagnosis.js';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    diagnosis: CallDiagnosis;
+  }
+}
+
+export default fp(
+  async (app: FastifyInstance) => {
+    const telemetry = app.telemetry;
+    if (!telemetry) throw new Error('call diagnosis needs the telemetry plugin');
+    const diagnosis = new CallDiagnosis(app.sfu, telemetry.collector, telemetry.events, telemetry.keys);
+    // Without telemetry there are no samples to judge: the detectors run only when stats are collected.
+    if (app.config.telemetry.enabled) diagnosis.start();
+    app.decorate('diagnosis', diagnosis);
+    app.addHook('onClose', async () => diagnosis.stop());
+  },
+  { name: 'vigie-diagnosis', dependencies: ['vigie-core', 'vigie-telemetry'] },
+);

@@ -1,0 +1,209 @@
+import { afterAll, beforeAll, onTestFinished, test } from 'vitest';
+import assert from 'node:assert/strict';
+import { Peer, type Room } from '../src/media/index.js';
+import type { QualityIssue } from '../src/diagnosis/index.js';
+import { startGateway, type TestGateway } from './helpers/gateway.js';
+import { startFfmpegBot } from './helpers/ffmpegBot.js';
+import { startUdpRelay } from './helpers/udpRelay.js';
+import { startRtpReceiver } from './helpers/rtpReceiver.js';
+import { waitFor } from './helpers/browser.js';
+
+/**
+ * Call diagnosis on real media: ffmpeg publishes VP8 into the SFU, a receiver
+ * that sends RTCP reports as a client would subscribes, and packets are dropped
+ * on the wire (a UDP relay) on one side at a time. Each detector must name the
+ * right participant and direction, and a clean call must raise nothing.
+ */
+let gw: TestGateway;
+beforeAll(async () => {
+  gw = await startGateway({ telemetry: { statsIntervalMs: 1000 }, writer: { flushIntervalMs: 200 } });
+});
+afterAll(() => gw.close());
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A publisher made of ffmpeg, its RTP through a relay whose drop rate the test changes (`loss.dropEvery`). */
+async function publisher(room: Room, name: string) {
+  const loss: { dropEvery?: number } = {};
+  let relay!: Awaited<ReturnType<typeof startUdpRelay>>;
+  const bot = await startFfmpegBot(room, {
+    kind: 'video',
+    bitrateKbps: 400,
+    name,
+    through: async (port) => {
+      relay = await startUdpRelay({ ip: '127.0.0.1', port }, loss);
+      return relay.port;
+    },
+  });
+  onTestFinished(async () => {
+    await bot.stop();
+    await relay.close();
+  });
+  return { bot, loss, peer: room.ownerOf(bot.producer.id)! };
+}
+
+/**
+ * A subscriber: a participant whose consumer sends over a PlainTransport, through a dropping relay, to a receiver
+ * that reports its loss back in RTCP; `connected: false` leaves the transport without a destination.
+ */
+async function subscriber(room: Room, producerId: string, name: string, { connected = true } = {}) {
+  const peer = new Peer(
+    {
+      identity: name,
+      tenant: room.tenant,
+      room: room.id,
+      grants: new Set(['subscribe']),
+      expiresAt: Number.MAX_SAFE_INTEGER,
+    },
+    () => undefined,
+  );
+  room.addPeer(peer);
+  const transport = await room.router.createPlainTransport({
+    listenInfo: { protocol: 'udp', ip: '127.0.0.1' },
+    rtcpMux: false,
+    comedia: false,
+  });
+  const receiver = await startRtpReceiver();
+  const loss: { dropEvery?: number } = {};
+  const relay = await startUdpRelay({ ip: '127.0.0.1', port: receiver.rtpPort }, loss);
+  onTestFinished(async () => {
+    transport.close();
+    receiver.close();
+    await relay.close();
+  });
+  if (connected) {
+    await transport.connect({ ip: '127.0.0.1', port: relay.port, rtcpPort: receiver.rtcpPort });
+    receiver.reportTo({ ip: '127.0.0.1', port: transport.rtcpTuple!.localPort });
+  }
+  peer.transports.set(transport.id, transport);
+  const consumer = await transport.consume({ producerId, rtpCapabilities: room.router.rtpCapabilities });
+  peer.consumers.set(consumer.id, consumer);
+  peer.observer.emit('newconsumer', consumer);
+  return { peer, loss, receiver, consumer };
+}
+
+/** The issues the diagnosis raises in a room from now on. */
+function issuesOf(room: Room) {
+  const raised: QualityIssue[] = [];
+  const resolved: QualityIssue[] = [];
+  const onIssue = (i: QualityIssue) => i.room === room && raised.push(i);
+  const onResolved = (i: QualityIssue) => i.room === room && resolved.push(i);
+  gw.app.diagnosis.observer.on('issue', onIssue);
+  gw.app.diagnosis.observer.on('resolved', onResolved);
+  onTestFinished(() => {
+    gw.app.diagnosis.observer.off('issue', onIssue);
+    gw.app.diagnosis.observer.off('resolved', onResolved);
+  });
+  return { raised, resolved };
+}
+
+const participant = (p: Peer) => gw.app.telemetry!.keys.participant(p);
+
+test('a clean call raises no issue', async () => {
+  const room = await gw.app.sfu.getOrCreateRoom('acme', 'diag-clean');
+  const seen = issuesOf(room);
+  const alice = await publisher(room, 'alice');
+  const bob = await subscriber(room, alice.bot.producer.id, 'bob');
+  // Ten samples of media flowing both ways (RTP to Bob, reports back).
+  await waitFor(
+    'media to flow to the subscriber',
+    async () => bob.receiver.received(),
+    (n) => n > 50,
+  );
+  await sleep(10_000);
+  assert.deepEqual(
+    seen.raised.map((i) => `${i.kind} ${i.peer.identity}`),
+    [],
+    'no detector fires on a clean call',
+  );
+});
+
+test("the publisher's uplink loss is the publisher's issue, seen by its subscribers, and it ends when the loss does", async () => {
+  const room = await gw.app.sfu.getOrCreateRoom('acme', 'diag-uplink');
+  const seen = issuesOf(room);
+  const alice = await publisher(room, 'alice');
+  const bob = await subscriber(room, alice.bot.producer.id, 'bob');
+  await waitFor(
+    'media to flow to the subscriber',
+    async () => bob.receiver.received(),
+    (n) => n > 50,
+  );
+  alice.loss.dropEvery = 8; // 12.5% of Alice's packets lost on the way to the SFU
+  const issue = await waitFor(
+    'an uplink issue',
+    async () => seen.raised.find((i) => i.kind === 'uplink_loss'),
+    Boolean,
+  );
+  assert.equal(issue!.peer, alice.peer, "it is Alice's network");
+  assert.equal(issue!.direction, 'uplink');
+  assert.deepEqual(issue!.affected, [bob.peer], 'Bob, who watches her, suffers from it');
+  assert.ok(issue!.evidence.loss_pct! >= 5, `evidence: ${JSON.stringify(issue!.evidence)}`);
+  // Bob's reports carry the same loss, but it is not Bob's downlink.
+  assert.deepEqual(
+    seen.raised.filter((i) => i.kind !== 'uplink_loss').map((i) => `${i.kind} ${i.peer.identity}`),
+    [],
+  );
+  alice.loss.dropEvery = undefined;
+  await waitFor('the issue to end', async () => seen.resolved.find((i) => i.id === issue!.id), Boolean);
+
+  const rows = await gw.query<{ event: string; participant: string; reason: string; attrs: Record<string, string> }>(
+    `SELECT event, participant, reason, attrs FROM vigie.call_events
+     WHERE room = 'diag-uplink' AND event LIKE 'quality.%' ORDER BY ts`,
+  );
+  assert.deepEqual(
+    rows.map((r) => [r.event, r.participant, r.attrs.issue, r.attrs.direction, r.attrs.affected, r.reason]),
+    [
+      ['quality.issue', participant(alice.peer), 'uplink_loss', 'uplink', participant(bob.peer), ''],
+      ['quality.resolved', participant(alice.peer), 'uplink_loss', 'uplink', participant(bob.peer), 'recovered'],
+    ],
+  );
+  assert.ok(Number(rows[0]!.attrs.loss_pct) >= 5, 'the evidence is stored with the event');
+  assert.ok(Number(rows[1]!.attrs.duration_ms) > 0);
+});
+
+test("a subscriber's downlink loss is that subscriber's issue alone", async () => {
+  const room = await gw.app.sfu.getOrCreateRoom('acme', 'diag-downlink');
+  const seen = issuesOf(room);
+  const alice = await publisher(room, 'alice');
+  const bob = await subscriber(room, alice.bot.producer.id, 'bob');
+  const carol = await subscriber(room, alice.bot.producer.id, 'carol');
+  await waitFor(
+    'media to flow to both',
+    async () => Math.min(bob.receiver.received(), carol.receiver.received()),
+    (n) => n > 50,
+  );
+  carol.loss.dropEvery = 8;
+  const issue = await waitFor(
+    'a downlink issue',
+    async () => seen.raised.find((i) => i.kind === 'downlink_loss'),
+    Boolean,
+  );
+  assert.equal(issue!.peer, carol.peer, "it is Carol's network");
+  assert.equal(issue!.direction, 'downlink');
+  assert.deepEqual(issue!.affected, [carol.peer]);
+  assert.equal(issue!.evidence.producer_loss_pct, 0, 'what Alice sent arrived whole');
+  await sleep(3000);
+  assert.deepEqual(
+    seen.raised.map((i) => `${i.kind} ${i.peer.identity}`),
+    ['downlink_loss carol'],
+    'neither Alice nor Bob is blamed',
+  );
+});
+
+test('a track that reaches the SFU but not one of its subscribers is one-way media for that subscriber', async () => {
+  const room = await gw.app.sfu.getOrCreateRoom('acme', 'diag-oneway');
+  const seen = issuesOf(room);
+  const alice = await publisher(room, 'alice');
+  const dave = await subscriber(room, alice.bot.producer.id, 'dave', { connected: false });
+  const issue = await waitFor(
+    'a one-way issue',
+    async () => seen.raised.find((i) => i.kind === 'one_way_media'),
+    Boolean,
+  );
+  assert.equal(issue!.peer, dave.peer);
+  assert.ok(issue!.evidence.producer_packets! > 0, "Alice's track was flowing into the SFU");
+  assert.equal(issue!.evidence.packets, 0);
+  // Dave leaves: the issue ends with his track.
+  dave.consumer.close();
+  await waitFor('the issue to end', async () => seen.resolved.find((i) => i.id === issue!.id), Boolean);
+});

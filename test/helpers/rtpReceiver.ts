@@ -1,0 +1,72 @@
+import dgram from 'node:dgram';
+
+/**
+ * An RTP receiver that does what a subscriber's client does for the SFU's
+ * statistics: it counts what arrives and sends an RTCP receiver report (RFC
+ * 3550 §6.4.2) every second, from its RTCP socket, with the loss it saw. Put
+ * behind a dropping relay, it makes the SFU see a subscriber's downlink loss
+ * exactly as a browser's reports would show it.
+ */
+export async function startRtpReceiver() {
+  const rtp = dgram.createSocket('udp4');
+  const rtcp = dgram.createSocket('udp4');
+  await Promise.all([rtp, rtcp].map((s) => new Promise<void>((r) => s.bind(0, '127.0.0.1', r))));
+  /** Per media SSRC: the first and highest extended sequence numbers and the packets received. */
+  const streams = new Map<
+    number,
+    { base: number; highest: number; received: number; prior: { expected: number; received: number } }
+  >();
+  let rtcpTarget: { ip: string; port: number } | undefined;
+  rtp.on('message', (msg) => {
+    if (msg.length < 12 || msg[0]! >> 6 !== 2) return;
+    const seq = msg.readUInt16BE(2);
+    const ssrc = msg.readUInt32BE(8);
+    const st = streams.get(ssrc);
+    if (!st) {
+      streams.set(ssrc, { base: seq, highest: seq, received: 1, prior: { expected: 0, received: 0 } });
+      return;
+    }
+    st.received++;
+    // Extends the 16-bit sequence number by the cycles seen (wraps forward only).
+    let ext = (st.highest & ~0xffff) | seq;
+    if (ext < st.highest - 0x8000) ext += 0x10000;
+    if (ext > st.highest) st.highest = ext;
+  });
+  const report = () => {
+    if (!rtcpTarget) return;
+    for (const [ssrc, st] of streams) {
+      const expected = st.highest - st.base + 1;
+      const lost = Math.max(0, expected - st.received);
+      const dExpected = expected - st.prior.expected;
+      const dReceived = st.received - st.prior.received;
+      st.prior = { expected, received: st.received };
+      const fraction =
+        dExpected > 0 ? Math.max(0, Math.min(255, Math.floor(((dExpected - dReceived) * 256) / dExpected))) : 0;
+      const rr = Buffer.alloc(32);
+      rr[0] = 0x81; // V=2, one report block
+      rr[1] = 201; // RR
+      rr.writeUInt16BE(7, 2); // length in 32-bit words, minus one
+      rr.writeUInt32BE(0x5eed5eed, 4); // our own SSRC
+      rr.writeUInt32BE(ssrc, 8);
+      rr.writeUInt32BE((((fraction & 0xff) << 24) | (lost & 0xffffff)) >>> 0, 12);
+      rr.writeUInt32BE(st.highest >>> 0, 16);
+      // Jitter, last SR and delay since it: zero (no sender report is tracked).
+      rtcp.send(rr, rtcpTarget.port, rtcpTarget.ip);
+    }
+  };
+  const timer = setInterval(report, 1000);
+  return {
+    rtpPort: rtp.address().port,
+    rtcpPort: rtcp.address().port,
+    /** Where the reports go: the SFU transport's RTCP port. */
+    reportTo: (target: { ip: string; port: number }) => {
+      rtcpTarget = target;
+    },
+    received: () => [...streams.values()].reduce((n, s) => n + s.received, 0),
+    close: () => {
+      clearInterval(timer);
+      rtp.close();
+      rtcp.close();
+    },
+  };
+}
