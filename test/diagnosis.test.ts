@@ -1,5 +1,7 @@
 import { afterAll, beforeAll, onTestFinished, test } from 'vitest';
 import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import os from 'node:os';
 import { Peer, type Room } from '../src/media/index.js';
 import type { QualityIssue } from '../src/diagnosis/index.js';
 import { startGateway, type TestGateway } from './helpers/gateway.js';
@@ -112,7 +114,7 @@ test('a clean call raises no issue', async () => {
   );
   await sleep(10_000);
   assert.deepEqual(
-    seen.raised.map((i) => `${i.kind} ${i.peer.identity}`),
+    seen.raised.map((i) => `${i.kind} ${i.peer?.identity}`),
     [],
     'no detector fires on a clean call',
   );
@@ -140,7 +142,7 @@ test("the publisher's uplink loss is the publisher's issue, seen by its subscrib
   assert.ok(issue!.evidence.loss_pct! >= 5, `evidence: ${JSON.stringify(issue!.evidence)}`);
   // Bob's reports carry the same loss, but it is not Bob's downlink.
   assert.deepEqual(
-    seen.raised.filter((i) => i.kind !== 'uplink_loss').map((i) => `${i.kind} ${i.peer.identity}`),
+    seen.raised.filter((i) => i.kind !== 'uplink_loss').map((i) => `${i.kind} ${i.peer?.identity}`),
     [],
   );
   alice.loss.dropEvery = undefined;
@@ -184,7 +186,7 @@ test("a subscriber's downlink loss is that subscriber's issue alone", async () =
   assert.equal(issue!.evidence.producer_loss_pct, 0, 'what Alice sent arrived whole');
   await sleep(3000);
   assert.deepEqual(
-    seen.raised.map((i) => `${i.kind} ${i.peer.identity}`),
+    seen.raised.map((i) => `${i.kind} ${i.peer?.identity}`),
     ['downlink_loss carol'],
     'neither Alice nor Bob is blamed',
   );
@@ -206,4 +208,59 @@ test('a track that reaches the SFU but not one of its subscribers is one-way med
   // Dave leaves: the issue ends with his track.
   dave.consumer.close();
   await waitFor('the issue to end', async () => seen.resolved.find((i) => i.id === issue!.id), Boolean);
+});
+
+test("a worker starved of CPU is the server's issue: every participant on it is affected, and nobody's network is blamed", async () => {
+  const room = await gw.app.sfu.getOrCreateRoom('acme', 'diag-overload');
+  const seen = issuesOf(room);
+  const alice = await publisher(room, 'alice');
+  const bob = await subscriber(room, alice.bot.producer.id, 'bob');
+  await waitFor(
+    'media to flow to the subscriber',
+    async () => bob.receiver.received(),
+    (n) => n > 50,
+  );
+  const slot = room.slotOf(alice.peer);
+  // The worker gets the weakest CPU share on core 0, where two busy loops get the strongest.
+  const pid = slot.worker.pid;
+  execFileSync('taskset', ['-p', '-c', '0', String(pid)], { stdio: 'ignore' });
+  execFileSync('renice', ['-n', '19', '-p', String(pid)], { stdio: 'ignore' });
+  const hogs = [0, 1].map(() =>
+    spawn('taskset', ['-c', '0', 'nice', '-n', '-20', process.execPath, '-e', 'for(;;);'], { stdio: 'ignore' }),
+  );
+  const release = () => {
+    for (const h of hogs) h.kill('SIGKILL');
+    execFileSync('renice', ['-n', '0', '-p', String(pid)], { stdio: 'ignore' });
+    execFileSync('taskset', ['-p', '-c', `0-${os.cpus().length - 1}`, String(pid)], { stdio: 'ignore' });
+  };
+  onTestFinished(release);
+  const issue = await waitFor(
+    'an overload issue',
+    async () => seen.raised.find((i) => i.kind === 'sfu_overload'),
+    Boolean,
+  );
+  release();
+  assert.equal(issue!.direction, 'server');
+  assert.equal(issue!.peer, undefined, "nobody's network");
+  assert.equal(issue!.worker, slot.index);
+  assert.deepEqual(new Set(issue!.affected), new Set([alice.peer, bob.peer]));
+  assert.ok(issue!.evidence.latency_ms! >= 250, `evidence: ${JSON.stringify(issue!.evidence)}`);
+  await waitFor('the overload to end', async () => seen.resolved.find((i) => i.id === issue!.id), Boolean);
+  // The packets the starved worker could not read were lost, but on the server, not on Alice's or Bob's network.
+  await sleep(3000);
+  assert.deepEqual(
+    seen.raised.map((i) => `${i.kind} ${i.peer?.identity ?? 'server'}`),
+    ['sfu_overload server'],
+  );
+  const rows = await gw.query<{ event: string; participant: string; object_id: string; attrs: Record<string, string> }>(
+    `SELECT event, participant, object_id, attrs FROM vigie.call_events
+     WHERE room = 'diag-overload' AND event LIKE 'quality.%' ORDER BY ts`,
+  );
+  assert.deepEqual(
+    rows.map((r) => [r.event, r.participant, r.object_id, r.attrs.issue, r.attrs.direction, r.attrs.worker]),
+    [
+      ['quality.issue', '', `worker-${slot.index}`, 'sfu_overload', 'server', String(slot.index)],
+      ['quality.resolved', '', `worker-${slot.index}`, 'sfu_overload', 'server', String(slot.index)],
+    ],
+  );
 });

@@ -4,9 +4,10 @@ import type { CallEventRecorder } from '../telemetry/CallEventRecorder.js';
 import type { CallKeys } from '../telemetry/rows.js';
 import type { StatsCollector, TrackSample } from '../telemetry/StatsCollector.js';
 import { watchMediaPlane } from '../telemetry/watchMediaPlane.js';
+import type { WorkerHealth, WorkerHealthSample } from './WorkerHealth.js';
 
 /** What a detector found wrong. */
-export type IssueKind = 'uplink_loss' | 'downlink_loss' | 'one_way_media';
+export type IssueKind = 'uplink_loss' | 'downlink_loss' | 'one_way_media' | 'sfu_overload';
 
 /**
  * The rules' thresholds, documented in docs/operators.md ("Call diagnosis"). An issue starts after
@@ -21,17 +22,30 @@ export const DIAGNOSIS_RULES = {
   endSamples: 2,
   /** Samples in a row in which the publisher's track flows into the SFU but none of it reaches one subscriber. */
   oneWaySamples: 3,
+  /**
+   * A worker is strained when it answers a request on its channel this late (ms), or uses this share of its core;
+   * healthy again below the second pair. While strained, loss on its tracks is not blamed on anyone's network.
+   */
+  workerLatencyStartMs: 250,
+  workerCpuStart: 0.85,
+  workerLatencyEndMs: 100,
+  workerCpuEnd: 0.7,
 } as const;
 
 export interface QualityIssue {
   id: string;
   kind: IssueKind;
-  /** Whose network or client it is: the publisher for an uplink issue, the subscriber for a downlink one. */
   room: Room;
-  peer: Peer;
-  direction: 'uplink' | 'downlink';
-  /** The track that showed it (a producer for uplink issues, a consumer for downlink ones). */
+  /**
+   * Whose network or client it is: the publisher for an uplink issue, the subscriber for a downlink one; none when
+   * the fault is the server's.
+   */
+  peer?: Peer;
+  direction: 'uplink' | 'downlink' | 'server';
+  /** The track that showed it (a producer for uplink issues, a consumer for downlink ones); '' for the server. */
   trackId: string;
+  /** The worker (its index on this node) of a server issue. */
+  worker?: number;
   mediaKind: string;
   startedAt: number;
   /** The participants who suffered from it: the publisher's subscribers, or the one subscriber. */
@@ -57,19 +71,24 @@ export class CallDiagnosis {
   readonly #state = new Map<string, Tracked>();
   /** The last sample of each producer, as its subscribers' samples are judged against it. */
   readonly #producers = new Map<string, TrackSample>();
+  /** Each worker's run of strained and healthy samples, by process id, and the issues it caused, by room. */
+  readonly #workers = new Map<number, { bad: number; good: number; strained: boolean; issues: QualityIssue[] }>();
   #seq = 0;
   #unwatch?: () => void;
   readonly #onSample = (s: TrackSample) => this.#sample(s);
+  readonly #onWorker = (s: WorkerHealthSample) => this.#workerSample(s);
 
   constructor(
     private readonly sfu: Sfu,
     private readonly collector: StatsCollector,
+    private readonly workers: WorkerHealth,
     private readonly events: CallEventRecorder,
     private readonly keys: CallKeys,
   ) {}
 
   start(): void {
     this.collector.observer.on('tracksample', this.#onSample);
+    this.workers.observer.on('sample', this.#onWorker);
     this.#unwatch = watchMediaPlane(this.sfu, {
       producerCreated: (_room, _peer, p) =>
         p.observer.once('close', () => {
@@ -82,6 +101,7 @@ export class CallDiagnosis {
 
   stop(): void {
     this.collector.observer.off('tracksample', this.#onSample);
+    this.workers.observer.off('sample', this.#onWorker);
     this.#unwatch?.();
   }
 
@@ -91,6 +111,8 @@ export class CallDiagnosis {
   }
 
   #sample(s: TrackSample): void {
+    // A strained worker loses and delays packets itself: that is its issue (sfu_overload), not a network's.
+    if (this.#workers.get(s.room.slotOf(s.peer).worker.pid)?.strained) return;
     if (s.role === 'producer') {
       this.#producers.set(s.trackId, s);
       if (s.paused) return;
@@ -154,6 +176,45 @@ export class CallDiagnosis {
     }
   }
 
+  #workerSample({ slot, ts, cpu = 0, latencyMs }: WorkerHealthSample): void {
+    const pid = slot.worker.pid;
+    const w = this.#workers.get(pid) ?? { bad: 0, good: 0, strained: false, issues: [] };
+    this.#workers.set(pid, w);
+    const bad = latencyMs >= DIAGNOSIS_RULES.workerLatencyStartMs || cpu >= DIAGNOSIS_RULES.workerCpuStart;
+    const good = latencyMs < DIAGNOSIS_RULES.workerLatencyEndMs && cpu < DIAGNOSIS_RULES.workerCpuEnd;
+    w.bad = bad ? w.bad + 1 : 0;
+    w.good = good ? w.good + 1 : 0;
+    if (bad) w.strained = true;
+    if (!w.issues.length && w.bad >= DIAGNOSIS_RULES.startSamples) {
+      // One issue per call on the worker: each call's diagnosis tells its own participants what happened.
+      for (const room of this.sfu.rooms.values()) {
+        const affected = [...room.peers.values()].filter((p) => !p.remote && room.slotOf(p) === slot);
+        if (!affected.length) continue;
+        const issue: QualityIssue = {
+          id: `${room.callId}/${++this.#seq}`,
+          kind: 'sfu_overload',
+          room,
+          direction: 'server',
+          trackId: '',
+          worker: slot.index,
+          mediaKind: '',
+          startedAt: ts,
+          affected,
+          evidence: { cpu_pct: Math.round(cpu * 100), latency_ms: Math.round(latencyMs) },
+        };
+        w.issues.push(issue);
+        this.#record('quality.issue', issue, '');
+        this.observer.emit('issue', issue);
+      }
+    } else if (w.good >= DIAGNOSIS_RULES.endSamples) {
+      w.strained = false;
+      for (const issue of w.issues.splice(0)) {
+        this.#record('quality.resolved', issue, 'recovered');
+        this.observer.emit('resolved', issue);
+      }
+    }
+  }
+
   #endTrack(trackId: string, reason: string): void {
     for (const [key, t] of this.#state) {
       if (!key.endsWith(`/${trackId}`)) continue;
@@ -181,7 +242,9 @@ export class CallDiagnosis {
     };
     for (const [k, v] of Object.entries(issue.evidence)) attrs[k] = String(v);
     if (event === 'quality.resolved') attrs.duration_ms = String(Date.now() - issue.startedAt);
-    this.events.record(issue.room, issue.peer, event, issue.trackId, reason, attrs);
+    if (issue.worker !== undefined) attrs.worker = String(issue.worker);
+    const objectId = issue.worker !== undefined ? `worker-${issue.worker}` : issue.trackId;
+    this.events.record(issue.room, issue.peer, event, objectId, reason, attrs);
   }
 }
 

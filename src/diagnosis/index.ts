@@ -9,6 +9,7 @@
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { CallDiagnosis } from './CallDiagnosis.js';
+import { WorkerHealth } from './WorkerHealth.js';
 
 export { CallDiagnosis, DIAGNOSIS_RULES, type IssueKind, type QualityIssue } from './CallDiagnosis.js';
 
@@ -22,11 +23,18 @@ export default fp(
   async (app: FastifyInstance) => {
     const telemetry = app.telemetry;
     if (!telemetry) throw new Error('call diagnosis needs the telemetry plugin');
-    const diagnosis = new CallDiagnosis(app.sfu, telemetry.collector, telemetry.events, telemetry.keys);
+    const workers = new WorkerHealth(app.sfu, app.config.telemetry.statsIntervalMs);
+    const diagnosis = new CallDiagnosis(app.sfu, telemetry.collector, workers, telemetry.events, telemetry.keys);
     // Without telemetry there are no samples to judge: the detectors run only when stats are collected.
-    if (app.config.telemetry.enabled) diagnosis.start();
+    if (app.config.telemetry.enabled) {
+      workers.start();
+      diagnosis.start();
+    }
     app.decorate('diagnosis', diagnosis);
-    app.addHook('onClose', async () => diagnosis.stop());
+    app.addHook('onClose', async () => {
+      workers.stop();
+      diagnosis.stop();
+    });
   },
   { name: 'vigie-diagnosis', dependencies: ['vigie-core', 'vigie-telemetry'] },
 );
