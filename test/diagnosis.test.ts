@@ -139,7 +139,7 @@ test("the publisher's uplink loss is the publisher's issue, seen by its subscrib
   assert.equal(issue!.peer, alice.peer, "it is Alice's network");
   assert.equal(issue!.direction, 'uplink');
   assert.deepEqual(issue!.affected, [bob.peer], 'Bob, who watches her, suffers from it');
-  assert.ok(issue!.evidence.loss_pct! >= 5, `evidence: ${JSON.stringify(issue!.evidence)}`);
+  assert.ok(Number(issue!.evidence.loss_pct) >= 5, `evidence: ${JSON.stringify(issue!.evidence)}`);
   // Bob's reports carry the same loss, but it is not Bob's downlink.
   assert.deepEqual(
     seen.raised.filter((i) => i.kind !== 'uplink_loss').map((i) => `${i.kind} ${i.peer?.identity}`),
@@ -203,7 +203,7 @@ test('a track that reaches the SFU but not one of its subscribers is one-way med
     Boolean,
   );
   assert.equal(issue!.peer, dave.peer);
-  assert.ok(issue!.evidence.producer_packets! > 0, "Alice's track was flowing into the SFU");
+  assert.ok(Number(issue!.evidence.producer_packets) > 0, "Alice's track was flowing into the SFU");
   assert.equal(issue!.evidence.packets, 0);
   // Dave leaves: the issue ends with his track.
   dave.consumer.close();
@@ -244,7 +244,7 @@ test("a worker starved of CPU is the server's issue: every participant on it is 
   assert.equal(issue!.peer, undefined, "nobody's network");
   assert.equal(issue!.worker, slot.index);
   assert.deepEqual(new Set(issue!.affected), new Set([alice.peer, bob.peer]));
-  assert.ok(issue!.evidence.latency_ms! >= 250, `evidence: ${JSON.stringify(issue!.evidence)}`);
+  assert.ok(Number(issue!.evidence.latency_ms) >= 250, `evidence: ${JSON.stringify(issue!.evidence)}`);
   await waitFor('the overload to end', async () => seen.resolved.find((i) => i.id === issue!.id), Boolean);
   // The packets the starved worker could not read were lost, but on the server, not on Alice's or Bob's network.
   await sleep(3000);

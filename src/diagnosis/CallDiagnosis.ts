@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import type { Peer, Room, Sfu } from '../media/index.js';
+import type { ClientStatsReport, ClientTrackStats, Peer, Room, Sfu } from '../media/index.js';
 import type { CallEventRecorder } from '../telemetry/CallEventRecorder.js';
 import type { CallKeys } from '../telemetry/rows.js';
 import type { StatsCollector, TrackSample } from '../telemetry/StatsCollector.js';
@@ -7,7 +7,17 @@ import { watchMediaPlane } from '../telemetry/watchMediaPlane.js';
 import type { WorkerHealth, WorkerHealthSample } from './WorkerHealth.js';
 
 /** What a detector found wrong. */
-export type IssueKind = 'uplink_loss' | 'downlink_loss' | 'one_way_media' | 'sfu_overload';
+export type IssueKind =
+  | 'uplink_loss'
+  | 'downlink_loss'
+  | 'one_way_media'
+  | 'sfu_overload'
+  | 'encoder_limited'
+  | 'video_frozen'
+  | 'turn_relay';
+
+/** The figures that triggered an issue (numbers, or a reason as the browser gave it). */
+export type Evidence = Record<string, number | string>;
 
 /**
  * The rules' thresholds, documented in docs/operators.md ("Call diagnosis"). An issue starts after
@@ -30,6 +40,12 @@ export const DIAGNOSIS_RULES = {
   workerCpuStart: 0.85,
   workerLatencyEndMs: 100,
   workerCpuEnd: 0.7,
+  /**
+   * Frozen video: a report in which the subscriber's browser counted new freezes that last this long together
+   * (ms). Chromium counts a freeze from three frame intervals (300 ms at 10 fps): a clean call on a busy machine
+   * has some of 400–500 ms, which nobody calls frozen video; a second is what a viewer notices.
+   */
+  freezeMs: 1000,
 } as const;
 
 export interface QualityIssue {
@@ -41,7 +57,8 @@ export interface QualityIssue {
    * the fault is the server's.
    */
   peer?: Peer;
-  direction: 'uplink' | 'downlink' | 'server';
+  /** `both` for a route (a relayed connection carries both directions). */
+  direction: 'uplink' | 'downlink' | 'server' | 'both';
   /** The track that showed it (a producer for uplink issues, a consumer for downlink ones); '' for the server. */
   trackId: string;
   /** The worker (its index on this node) of a server issue. */
@@ -51,8 +68,10 @@ export interface QualityIssue {
   /** The participants who suffered from it: the publisher's subscribers, or the one subscriber. */
   affected: Peer[];
   /** The figures that triggered it. */
-  evidence: Record<string, number>;
+  evidence: Evidence;
 }
+
+type IssueDraft = Omit<QualityIssue, 'id'>;
 
 interface Tracked {
   bad: number;
@@ -71,6 +90,8 @@ export class CallDiagnosis {
   readonly #state = new Map<string, Tracked>();
   /** The last sample of each producer, as its subscribers' samples are judged against it. */
   readonly #producers = new Map<string, TrackSample>();
+  /** Each inbound video's freeze count and total freeze time at its last client report, by consumer. */
+  readonly #freezes = new Map<string, { count: number; ms: number }>();
   /** Each worker's run of strained and healthy samples, by process id, and the issues it caused, by room. */
   readonly #workers = new Map<number, { bad: number; good: number; strained: boolean; issues: QualityIssue[] }>();
   #seq = 0;
@@ -95,7 +116,13 @@ export class CallDiagnosis {
           this.#producers.delete(p.id);
           this.#endTrack(p.id, 'track closed');
         }),
-      consumerCreated: (_room, _peer, c) => c.observer.once('close', () => this.#endTrack(c.id, 'track closed')),
+      consumerCreated: (_room, _peer, c) =>
+        c.observer.once('close', () => {
+          this.#freezes.delete(c.id);
+          this.#endTrack(c.id, 'track closed');
+        }),
+      clientStats: (room, peer, report) => this.#clientStats(room, peer, report),
+      peerLeft: (_room, peer) => this.#endTrack(peer.id, 'participant left'),
     });
   }
 
@@ -116,12 +143,11 @@ export class CallDiagnosis {
     if (s.role === 'producer') {
       this.#producers.set(s.trackId, s);
       if (s.paused) return;
-      this.#judge(
-        'uplink_loss',
-        s,
-        s.lossFraction >= DIAGNOSIS_RULES.lossStart,
-        s.lossFraction < DIAGNOSIS_RULES.lossEnd,
-      );
+      this.#judge(`uplink_loss/${s.trackId}`, {
+        bad: s.lossFraction >= DIAGNOSIS_RULES.lossStart,
+        good: s.lossFraction < DIAGNOSIS_RULES.lossEnd,
+        issue: () => this.#trackIssue('uplink_loss', s),
+      });
       return;
     }
     // A consumer: what the SFU sent to one subscriber, against what it received from the publisher.
@@ -129,49 +155,137 @@ export class CallDiagnosis {
     if (s.paused || !upstream || upstream.paused) return;
     // Loss the publisher's uplink already had reaches every subscriber: it is not this subscriber's downlink.
     const upstreamClean = upstream.lossFraction < DIAGNOSIS_RULES.lossEnd;
-    this.#judge(
-      'downlink_loss',
-      s,
-      upstreamClean && s.lossFraction >= DIAGNOSIS_RULES.lossStart,
-      s.lossFraction < DIAGNOSIS_RULES.lossEnd,
-      { producer_loss_pct: pct(upstream.lossFraction) },
-    );
-    this.#judge('one_way_media', s, upstream.packets > 0 && s.packets === 0, s.packets > 0, {
-      producer_packets: upstream.packets,
+    this.#judge(`downlink_loss/${s.trackId}`, {
+      bad: upstreamClean && s.lossFraction >= DIAGNOSIS_RULES.lossStart,
+      good: s.lossFraction < DIAGNOSIS_RULES.lossEnd,
+      issue: () => this.#trackIssue('downlink_loss', s, { producer_loss_pct: pct(upstream.lossFraction) }),
+    });
+    this.#judge(`one_way_media/${s.trackId}`, {
+      bad: upstream.packets > 0 && s.packets === 0,
+      good: s.packets > 0,
+      needed: DIAGNOSIS_RULES.oneWaySamples,
+      issue: () => this.#trackIssue('one_way_media', s, { producer_packets: upstream.packets }),
     });
   }
 
-  /** One detector's verdict on one sample: counts bad and good samples in a row, and starts or ends the issue. */
-  #judge(kind: IssueKind, s: TrackSample, bad: boolean, good: boolean, extra: Record<string, number> = {}): void {
-    const key = `${kind}/${s.trackId}`;
+  /** What the participant's browser says: its encoder's limits, its frozen videos, its route (relay or not). */
+  #clientStats(room: Room, peer: Peer, report: ClientStatsReport): void {
+    const ts = Date.now();
+    const base = { room, peer, startedAt: ts, mediaKind: 'video' };
+    const limited = new Map<string, ClientTrackStats>();
+    for (const t of report.tracks) {
+      if (t.kind !== 'video') continue;
+      if (t.direction === 'outbound' && t.producerId) {
+        // A simulcast track reports each layer: the track is limited when one of its layers says so.
+        const seen = limited.get(t.producerId);
+        if (!seen || (seen.qualityLimitationReason ?? 'none') === 'none') limited.set(t.producerId, t);
+      } else if (t.direction === 'inbound' && t.consumerId) {
+        const prev = this.#freezes.get(t.consumerId);
+        const now = { count: t.freezeCount ?? 0, ms: t.totalFreezesDurationMs ?? 0 };
+        this.#freezes.set(t.consumerId, now);
+        if (!prev) continue;
+        const frozenMs = Math.max(0, now.ms - prev.ms);
+        const consumerId = t.consumerId;
+        const publisher = room.ownerOf(peer.consumers.get(consumerId)?.producerId ?? '');
+        this.#judge(`video_frozen/${consumerId}`, {
+          bad: now.count > prev.count && frozenMs >= DIAGNOSIS_RULES.freezeMs,
+          good: now.count === prev.count,
+          needed: 1,
+          issue: () => ({
+            ...base,
+            kind: 'video_frozen',
+            direction: 'downlink',
+            trackId: consumerId,
+            affected: [peer],
+            evidence: {
+              freezes: now.count - prev.count,
+              frozen_ms: Math.round(frozenMs),
+              fps: t.framesPerSecond ?? 0,
+              ...(publisher ? { publisher: this.keys.participant(publisher) } : {}),
+            },
+          }),
+        });
+      }
+    }
+    for (const [producerId, t] of limited) {
+      const reason = t.qualityLimitationReason ?? 'none';
+      this.#judge(`encoder_limited/${producerId}`, {
+        bad: reason === 'cpu' || reason === 'bandwidth',
+        good: reason === 'none',
+        issue: () => ({
+          ...base,
+          kind: 'encoder_limited',
+          direction: 'uplink',
+          trackId: producerId,
+          affected: subscribersOf(room, producerId),
+          evidence: {
+            reason,
+            fps: t.framesPerSecond ?? 0,
+            width: t.frameWidth ?? 0,
+            height: t.frameHeight ?? 0,
+          },
+        }),
+      });
+    }
+    const route = report.candidatePair?.candidateType;
+    if (route)
+      this.#judge(`turn_relay/${peer.id}`, {
+        bad: route === 'relay',
+        good: route !== 'relay',
+        needed: 1,
+        ends: 1,
+        issue: () => ({
+          ...base,
+          mediaKind: '',
+          kind: 'turn_relay',
+          direction: 'both',
+          trackId: '',
+          affected: [peer],
+          evidence: { protocol: report.candidatePair?.protocol ?? '', rtt_ms: report.candidatePair?.rttMs ?? 0 },
+        }),
+      });
+  }
+
+  /** An issue of one track, with the SFU's figures for it as evidence. */
+  #trackIssue(kind: IssueKind, s: TrackSample, extra: Evidence = {}): IssueDraft {
+    return {
+      kind,
+      room: s.room,
+      peer: s.peer,
+      direction: s.role === 'producer' ? 'uplink' : 'downlink',
+      trackId: s.trackId,
+      mediaKind: s.kind,
+      startedAt: s.ts,
+      affected: s.role === 'producer' ? subscribersOf(s.room, s.trackId) : [s.peer],
+      evidence: {
+        loss_pct: pct(s.lossFraction),
+        packets: s.packets,
+        bitrate_kbps: Math.round(s.bitrateBps / 1000),
+        score: s.score,
+        interval_ms: s.intervalMs,
+        ...extra,
+      },
+    };
+  }
+
+  /**
+   * One detector's verdict on one observation: counts bad and good observations in a row, and starts the issue
+   * after `needed` bad ones, ends it after `ends` good ones.
+   */
+  #judge(
+    key: string,
+    v: { bad: boolean; good: boolean; needed?: number; ends?: number; issue: () => IssueDraft },
+  ): void {
     const t = this.#state.get(key) ?? { bad: 0, good: 0 };
     this.#state.set(key, t);
-    t.bad = bad ? t.bad + 1 : 0;
-    t.good = good ? t.good + 1 : 0;
-    const needed = kind === 'one_way_media' ? DIAGNOSIS_RULES.oneWaySamples : DIAGNOSIS_RULES.startSamples;
-    if (!t.issue && t.bad >= needed) {
-      t.issue = {
-        id: `${s.room.callId}/${++this.#seq}`,
-        kind,
-        room: s.room,
-        peer: s.peer,
-        direction: s.role === 'producer' ? 'uplink' : 'downlink',
-        trackId: s.trackId,
-        mediaKind: s.kind,
-        startedAt: s.ts,
-        affected: s.role === 'producer' ? subscribersOf(s.room, s.trackId) : [s.peer],
-        evidence: {
-          loss_pct: pct(s.lossFraction),
-          packets: s.packets,
-          bitrate_kbps: Math.round(s.bitrateBps / 1000),
-          score: s.score,
-          interval_ms: s.intervalMs,
-          ...extra,
-        },
-      };
+    t.bad = v.bad ? t.bad + 1 : 0;
+    t.good = v.good ? t.good + 1 : 0;
+    if (!t.issue && t.bad >= (v.needed ?? DIAGNOSIS_RULES.startSamples)) {
+      const draft = v.issue();
+      t.issue = { id: `${draft.room.callId}/${++this.#seq}`, ...draft };
       this.#record('quality.issue', t.issue, '');
       this.observer.emit('issue', t.issue);
-    } else if (t.issue && t.good >= DIAGNOSIS_RULES.endSamples) {
+    } else if (t.issue && t.good >= (v.ends ?? DIAGNOSIS_RULES.endSamples)) {
       this.#end(key, t, 'recovered');
     }
   }

@@ -26,6 +26,8 @@ export interface ClientTrackStats {
   framesPerSecond?: number;
   frameWidth?: number;
   frameHeight?: number;
+  /** What limits the encoder of an outbound video (WebRTC stats `qualityLimitationReason`). */
+  qualityLimitationReason?: 'none' | 'cpu' | 'bandwidth' | 'other';
 }
 
 export interface ClientStatsReport {

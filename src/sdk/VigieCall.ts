@@ -41,6 +41,9 @@ export interface VigieCallEvents {
   error: { code: string; message: string };
 }
 
+/** The values of `qualityLimitationReason` the gateway accepts (WebRTC stats); any other is left out. */
+const LIMITATION_REASONS = new Set(['none', 'cpu', 'bandwidth', 'other']);
+
 /**
  * Simulcast layers for a camera of this height, lowest first as mediasoup
  * expects. Chromium encodes at most 3 layers from 540 lines up, 2 from 360
@@ -566,6 +569,9 @@ export class VigieCall {
           framesPerSecond: n(r.framesPerSecond),
           frameWidth: n(r.frameWidth),
           frameHeight: n(r.frameHeight),
+          qualityLimitationReason: LIMITATION_REASONS.has(r.qualityLimitationReason)
+            ? r.qualityLimitationReason
+            : undefined,
         });
       }
     }

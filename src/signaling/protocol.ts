@@ -210,6 +210,7 @@ export const REQUESTS = {
           framesPerSecond: z.number().min(0).max(1000).optional(),
           frameWidth: z.number().int().min(0).max(16384).optional(),
           frameHeight: z.number().int().min(0).max(16384).optional(),
+          qualityLimitationReason: z.enum(['none', 'cpu', 'bandwidth', 'other']).optional(),
         }),
       )
       .max(64),

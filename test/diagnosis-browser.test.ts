@@ -1,0 +1,135 @@
+import { afterAll, beforeAll, onTestFinished, test } from 'vitest';
+import assert from 'node:assert/strict';
+import type { types as ms } from 'mediasoup';
+import type { QualityIssue } from '../src/diagnosis/index.js';
+import type { Room } from '../src/media/index.js';
+import { startCoturn, type Coturn } from './helpers/coturn.js';
+import { startGateway, type TestGateway } from './helpers/gateway.js';
+import { joinThroughPage, launchBrowser, receivedMedia, waitFor } from './helpers/browser.js';
+
+/**
+ * The detectors that read what the browsers report (client stats): an encoder limited by bandwidth, frozen video,
+ * a connection through a TURN relay; and a clean two-party Chromium call that raises nothing.
+ */
+const TURN_SECRET = 'turn-test-secret-0123456789abcdef';
+let coturn: Coturn;
+let gw: TestGateway;
+let browser: Awaited<ReturnType<typeof launchBrowser>>;
+beforeAll(async () => {
+  coturn = await startCoturn({ secret: TURN_SECRET, realm: 'vigie.test' });
+  gw = await startGateway({
+    telemetry: { statsIntervalMs: 1000, clientStatsIntervalMs: 1000 },
+    writer: { flushIntervalMs: 200 },
+    ice: { turnUrls: [`${coturn.url}?transport=udp`], turnSecret: TURN_SECRET },
+  });
+  browser = await launchBrowser();
+});
+afterAll(async () => {
+  await browser?.close();
+  await gw?.close();
+  await coturn?.stop();
+});
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Alice and Bob (and whoever else is named) in a room, each seeing the others' video; `relay` joins through TURN. */
+async function call(room: string, names: string[], { relay = [] as string[] } = {}) {
+  const pages = [];
+  for (const name of names) {
+    const page = await browser.context.newPage();
+    onTestFinished(() => page.close());
+    const token = await gw.mint({ room, identity: name, name });
+    await joinThroughPage(page, `${gw.url}/join?token=${token}${relay.includes(name) ? '&relay=1' : ''}`);
+    pages.push(page);
+  }
+  for (const page of pages)
+    await waitFor(
+      'media',
+      () => receivedMedia(page),
+      (m) => m.framesDecoded > 10 && m.totalSamplesReceived > 0,
+    );
+  const r = gw.app.sfu.getRoom('acme', room)!;
+  return { room: r, peer: (name: string) => r.findPeerByIdentity(name)! };
+}
+
+/** The issues raised and resolved in a room from now on. */
+function issuesOf(room: () => Room | undefined) {
+  const raised: QualityIssue[] = [];
+  const resolved: QualityIssue[] = [];
+  const onIssue = (i: QualityIssue) => i.room === room() && raised.push(i);
+  const onResolved = (i: QualityIssue) => i.room === room() && resolved.push(i);
+  gw.app.diagnosis.observer.on('issue', onIssue);
+  gw.app.diagnosis.observer.on('resolved', onResolved);
+  onTestFinished(() => {
+    gw.app.diagnosis.observer.off('issue', onIssue);
+    gw.app.diagnosis.observer.off('resolved', onResolved);
+  });
+  return {
+    raised,
+    resolved,
+    list: () => raised.map((i) => `${i.kind} ${i.peer?.identity ?? 'server'}`),
+    /** Their evidence too, for a failure's message. */
+    detail: () => JSON.stringify(raised.map((i) => [i.kind, i.peer?.identity, i.evidence])),
+  };
+}
+
+test('a clean two-party Chromium call raises no issue', async () => {
+  const seen = issuesOf(() => gw.app.sfu.getRoom('acme', 'diag-b-clean'));
+  await call('diag-b-clean', ['alice', 'bob']);
+  await sleep(10_000);
+  assert.deepEqual(seen.list(), [], seen.detail());
+});
+
+test("an encoder held back by the bandwidth is the publisher's issue, seen by whoever watches", async () => {
+  const seen = issuesOf(() => gw.app.sfu.getRoom('acme', 'diag-b-bwe'));
+  const { peer } = await call('diag-b-bwe', ['alice', 'bob']);
+  // The SFU tells Alice's browser it may send no more than 80 kbit/s (REMB): her encoder must scale down.
+  const send = [...peer('alice').transports.values()].find((t) => t.appData.direction === 'send') as ms.WebRtcTransport;
+  await send.setMaxIncomingBitrate(80_000);
+  const issue = await waitFor(
+    'an encoder limitation',
+    async () => seen.raised.find((i) => i.kind === 'encoder_limited'),
+    Boolean,
+  );
+  assert.equal(issue!.peer, peer('alice'));
+  assert.equal(issue!.direction, 'uplink');
+  assert.equal(issue!.evidence.reason, 'bandwidth');
+  assert.deepEqual(issue!.affected, [peer('bob')]);
+  assert.deepEqual(
+    seen.list().filter((l) => !l.startsWith('encoder_limited')),
+    [],
+    'no loss, no freeze blamed on anyone',
+  );
+});
+
+test("video that stops reaching one subscriber for a while is a freeze on that subscriber's side", async () => {
+  const seen = issuesOf(() => gw.app.sfu.getRoom('acme', 'diag-b-freeze'));
+  const { peer } = await call('diag-b-freeze', ['alice', 'bob']);
+  const video = [...peer('bob').consumers.values()].find((c) => c.kind === 'video')!;
+  // The SFU holds Alice's video from Bob for two seconds, without telling his browser: it sees a freeze.
+  await video.pause();
+  await sleep(2000);
+  await video.resume();
+  await video.requestKeyFrame();
+  const issue = await waitFor('a freeze', async () => seen.raised.find((i) => i.kind === 'video_frozen'), Boolean);
+  assert.equal(issue!.peer, peer('bob'));
+  assert.equal(issue!.direction, 'downlink');
+  assert.deepEqual(issue!.affected, [peer('bob')]);
+  assert.ok(Number(issue!.evidence.frozen_ms) >= 1000, JSON.stringify(issue!.evidence));
+  assert.equal(issue!.evidence.publisher, gw.app.telemetry!.keys.participant(peer('alice')));
+  await waitFor('the freeze to be over', async () => seen.resolved.find((i) => i.id === issue!.id), Boolean);
+});
+
+test('a participant connected through the TURN relay is reported, and only that one', async () => {
+  const seen = issuesOf(() => gw.app.sfu.getRoom('acme', 'diag-b-relay'));
+  const { peer } = await call('diag-b-relay', ['alice', 'carol'], { relay: ['carol'] });
+  const issue = await waitFor('a relayed route', async () => seen.raised.find((i) => i.kind === 'turn_relay'), Boolean);
+  assert.equal(issue!.peer, peer('carol'));
+  assert.equal(issue!.direction, 'both');
+  assert.equal(issue!.evidence.protocol, 'udp');
+  await sleep(3000);
+  assert.deepEqual(seen.list(), ['turn_relay carol']);
+  // Carol leaves: her route's issue ends with her.
+  gw.app.sfu.getRoom('acme', 'diag-b-relay')!.removePeer(peer('carol'), 'test');
+  await waitFor('the relay issue to end', async () => seen.resolved.find((i) => i.id === issue!.id), Boolean);
+});
