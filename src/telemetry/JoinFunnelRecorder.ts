@@ -21,7 +21,7 @@ interface Funnel {
   peer: Peer;
   joinedAt: number;
   at: Partial<Record<FunnelStep, number>>;
-  /** The steps this join began and should reach: a WebRTC transport of a direction, a producer, a consumer of a kind. */
+  /** The steps this join began and should reach: a WebRTC transport, a producer, a consumer of each kind. */
   expected: Set<FunnelStep>;
   failure?: { step: FunnelStep; code: string; reason: string };
   timer: NodeJS.Timeout;
