@@ -388,6 +388,16 @@ describe('dashboards: every query on ClickHouse over seeded rows', () => {
     assert.equal(worst.length, 3);
     assert.equal(worst[0]!.call_room, 'intake', 'the lossy call comes first');
     assert.ok(Number(worst[0]!.worst_mos_p05) < 3.1 && Number(worst[2]!.worst_mos_p05) > 4, JSON.stringify(worst));
+    const joins = await q('vigie-call-quality', 'Join funnel per tenant', all);
+    assert.deepEqual(
+      joins.map((j) => [j.tenant, Number(j.joins), Number(j.refused_or_failed)]),
+      [
+        ['acme', 6, 1],
+        ['globex', 2, 0],
+      ],
+      'one row per join; the refused one counted, and left out of the percentiles',
+    );
+    for (const j of joins) assert.ok(Number(j.first_frame_p50) > Number(j.joined_p50) && j.first_frame_p95 !== null);
     const mix = await q('vigie-sfu', 'Transport mix (period)', { service: 'vigie-gateway' });
     assert.deepEqual(Object.fromEntries(mix.map((r) => [r.path, Number(r.transports)])), { relay: 4, tcp: 4, udp: 6 });
     const cpu = await q('vigie-sfu', 'Worker CPU', { service: 'vigie-gateway' });

@@ -120,6 +120,55 @@ export async function seed(target: SeedTarget, now: number): Promise<SeededCall[
   return calls;
 }
 
+/**
+ * One join_funnel row per participant, a join every 4 s from the call's start; slower through TURN or over TCP.
+ * The lossy call also has a refused join (a removed participant trying again). Its own random sequence: the other
+ * seeded figures stay as they were.
+ */
+function seedJoins(target: SeedTarget, plan: CallPlan, start: number, keys: Array<Record<string, string>>): void {
+  const r = rng(plan.startMinAgo);
+  const slow = plan.candidate === 'relay' || plan.protocol === 'tcp' ? 3 : 1;
+  const ms = (base: number) => Math.round((base + r() * base) * slow);
+  const none = { failed_step: '', error_code: '', reason: '' };
+  keys.forEach((key, i) => {
+    const joined = ms(40);
+    const send = joined + ms(150);
+    const recv = joined + ms(120);
+    target.write('join_funnel', {
+      ts: start + i * 4000 - joined,
+      ...key,
+      outcome: 'joined',
+      ...none,
+      token_issued_ms: -ms(800),
+      ws_open_ms: -ms(30),
+      joined_ms: joined,
+      send_connected_ms: send,
+      recv_connected_ms: recv,
+      first_rtp_ms: send + ms(15),
+      first_frame_ms: recv + ms(250),
+      first_audio_ms: recv + ms(120),
+    });
+  });
+  if (plan.loss > 0.05)
+    target.write('join_funnel', {
+      ts: start + 5 * 60_000,
+      ...keys[1],
+      peer_id: '',
+      outcome: 'failed',
+      failed_step: 'joined',
+      error_code: 'FORBIDDEN',
+      reason: 'you were removed from this room',
+      token_issued_ms: -2000,
+      ws_open_ms: -12,
+      joined_ms: null,
+      send_connected_ms: null,
+      recv_connected_ms: null,
+      first_rtp_ms: null,
+      first_frame_ms: null,
+      first_audio_ms: null,
+    });
+}
+
 /** The node ids the seeded rows carry. */
 export const SEED_NODES = ['vigie-1', 'vigie-2'];
 
@@ -171,6 +220,12 @@ function seedCall(target: SeedTarget, plan: CallPlan, now: number, r: () => numb
     event(t0 + 1200, p, 'producer.created', pr.audio, '', { kind: 'audio', codec: 'audio/opus', source: 'mic' });
     event(t0 + 1300, p, 'producer.created', pr.video, '', { kind: 'video', codec: 'video/VP8', source: 'camera' });
   });
+  seedJoins(
+    target,
+    plan,
+    start,
+    people.map((p) => key(p)),
+  );
   const consumers: Array<{
     p: (typeof people)[number];
     of: (typeof producers)[number];

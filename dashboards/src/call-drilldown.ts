@@ -15,6 +15,18 @@ const PARTICIPANTS = `participant IN (\${participant:sqlstring})`;
 /** A readable series name for a track: participant (short pseudonym), kind, direction, track id. */
 const TRACK = `concat(substring(participant, 1, 8), ' ', kind, ' ', direction, ' ', substring(track_id, 1, 8))`;
 
+/** The join funnel's step columns, in the order a join reaches them. */
+const JOIN_STEPS = [
+  'token_issued_ms',
+  'ws_open_ms',
+  'joined_ms',
+  'send_connected_ms',
+  'recv_connected_ms',
+  'first_rtp_ms',
+  'first_frame_ms',
+  'first_audio_ms',
+];
+
 export function callDrilldown() {
   const cat = new QueryCatalog(DRILLDOWN_UID);
   const perTrack = (
@@ -292,6 +304,23 @@ export function callDrilldown() {
       }),
     )
     .withRow(new RowBuilder('Events'))
+    .withPanel(
+      tablePanel(cat, {
+        title: 'Join funnel',
+        description:
+          'Each join of the chosen participants: milliseconds from the join request to each step (token issue and WebSocket opening come before it, hence negative), and how it ended. A refused join stops at "joined" with its error code.',
+        sql: `
+          SELECT ts AS join_start, substring(participant, 1, 8) AS who, outcome, failed_step, error_code, reason,
+            token_issued_ms, ws_open_ms, joined_ms, send_connected_ms, recv_connected_ms, first_rtp_ms, first_frame_ms, first_audio_ms
+          FROM join_funnel
+          WHERE $__timeFilter(ts) AND ${CALL} AND ${PARTICIPANTS}
+          ORDER BY ts`,
+        columns: ['join_start', 'who', 'outcome', 'failed_step', 'error_code', 'reason', ...JOIN_STEPS],
+        units: Object.fromEntries(JOIN_STEPS.map((c) => [c, 'ms'])),
+        w: 24,
+        h: 6,
+      }),
+    )
     .withPanel(
       tablePanel(cat, {
         title: 'Call events',

@@ -174,6 +174,47 @@ export function qualityOverview() {
       percentilesOverTime(cat, { title: 'Jitter percentiles', expr: 'jitter_ms', unit: 'ms', nonNull: 'jitter_ms' }),
     )
     .withPanel(percentilesOverTime(cat, { title: 'RTT percentiles', expr: 'rtt_ms', unit: 'ms', nonNull: 'rtt_ms' }))
+    .withRow(new RowBuilder('Joins'))
+    .withPanel(
+      tablePanel(cat, {
+        title: 'Join funnel per tenant',
+        description:
+          'Joins of the period (one join_funnel row each), those refused or abandoned, and the median and 95th percentile of the time from the join request to each step: in the room, transports connected (ICE and DTLS), first RTP at the SFU, first frame decoded and first audio played in the browser.',
+        sql: `
+          SELECT tenant, count() AS joins, countIf(outcome = 'failed') AS refused_or_failed, countIf(outcome = 'abandoned') AS gave_up,
+            ${FUNNEL_COLUMNS.map(([c, n]) => `round(quantile(0.5)(${c})) AS ${n}_p50, round(quantile(0.95)(${c})) AS ${n}_p95`).join(',\n            ')}
+          FROM join_funnel
+          WHERE $__timeFilter(ts) AND ${TENANTS}
+          GROUP BY tenant ORDER BY tenant`,
+        columns: [
+          'tenant',
+          'joins',
+          'refused_or_failed',
+          'gave_up',
+          ...FUNNEL_COLUMNS.flatMap(([, n]) => [`${n}_p50`, `${n}_p95`]),
+        ],
+        units: Object.fromEntries(FUNNEL_COLUMNS.flatMap(([, n]) => [`${n}_p50`, `${n}_p95`].map((c) => [c, 'ms']))),
+        w: 24,
+        h: 6,
+      }),
+    )
+    .withPanel(
+      timeSeriesPanel(cat, {
+        title: 'Join to first frame',
+        description:
+          'Per tenant, median and 95th percentile of the time from the join request to the first video frame the browser decoded.',
+        sql: `
+          SELECT $__timeInterval(ts) AS time, tenant, quantile(0.5)(first_frame_ms) AS p50, quantile(0.95)(first_frame_ms) AS p95
+          FROM join_funnel
+          WHERE $__timeFilter(ts) AND ${TENANTS} AND first_frame_ms IS NOT NULL
+          GROUP BY time, tenant ORDER BY time`,
+        columns: ['time', 'tenant', 'p50', 'p95'],
+        unit: 'ms',
+        w: 24,
+        h: 8,
+        min: 0,
+      }),
+    )
     .withRow(new RowBuilder('Calls to look at'))
     .withPanel(
       tablePanel(cat, {
@@ -218,6 +259,16 @@ export function qualityOverview() {
     );
   return { dashboard: finish(d), catalog: cat };
 }
+
+/** The join funnel's steps after the join request: column, and the short name of its percentiles. */
+const FUNNEL_COLUMNS = [
+  ['joined_ms', 'joined'],
+  ['send_connected_ms', 'send_connected'],
+  ['recv_connected_ms', 'recv_connected'],
+  ['first_rtp_ms', 'first_rtp'],
+  ['first_frame_ms', 'first_frame'],
+  ['first_audio_ms', 'first_audio'],
+] as const;
 
 /** p50/p95/p99 of one track_stats measure over time: the same query shape for loss, jitter and RTT. */
 function percentilesOverTime(

@@ -300,6 +300,27 @@ export const MIGRATIONS: Migration[] = [
           `ALTER TABLE ${db}.${t}${onCluster} ADD COLUMN IF NOT EXISTS node LowCardinality(String) DEFAULT '' COMMENT 'node id (VIGIE_NODE_ID) of the gateway that wrote the row; empty in rows written before node ids' AFTER participant`,
       ),
   },
+  {
+    version: 7,
+    name: 'telemetry: the join funnel, one row per join (src/telemetry/JoinFunnelRecorder.ts)',
+    statements: ({ db, onCluster, engine, dedupSettings }) => [
+      `CREATE TABLE IF NOT EXISTS ${db}.join_funnel${onCluster} (${CALL_KEY},
+        node LowCardinality(String) COMMENT 'node id (VIGIE_NODE_ID) of the gateway that wrote the row',
+        outcome LowCardinality(String) COMMENT 'joined, failed, abandoned',
+        failed_step LowCardinality(String) COMMENT 'the first step not reached, when failed or abandoned',
+        error_code LowCardinality(String) COMMENT 'the code the join was refused with (src/errors.ts), DTLS_FAILED or TIMEOUT',
+        reason String COMMENT 'why the row was written before every step: refusal message or leave reason',
+        token_issued_ms Nullable(Int64) COMMENT 'iat of the token (to the second), usually before the start',
+        ws_open_ms Nullable(Int64) COMMENT 'the WebSocket opened, usually before the start',
+        joined_ms Nullable(Int32),
+        send_connected_ms Nullable(Int32) COMMENT 'send transport: ICE and DTLS connected',
+        recv_connected_ms Nullable(Int32) COMMENT 'receive transport: ICE and DTLS connected',
+        first_rtp_ms Nullable(Int32) COMMENT 'first RTP of the participant received by the SFU',
+        first_frame_ms Nullable(Int32) COMMENT 'first video frame decoded, as the browser reports it',
+        first_audio_ms Nullable(Int32) COMMENT 'first audio played, as the browser reports it'
+      ) ENGINE = ${engine('MergeTree')} PARTITION BY toYYYYMM(ts) ORDER BY (tenant, call_id, ts) SETTINGS ${dedupSettings}`,
+    ],
+  },
 ];
 
 function checksum(m: Migration): string {

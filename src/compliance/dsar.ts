@@ -34,6 +34,7 @@ export const SUBJECT_TABLES: Record<
   transport_stats: { column: 'participant', erase: 'delete' },
   client_stats: { column: 'participant', erase: 'delete' },
   call_events: { column: 'participant', erase: 'delete' },
+  join_funnel: { column: 'participant', erase: 'delete' },
   call_quality_agg: { column: 'participant', erase: 'delete', readFrom: 'call_summary' },
   access_log: { column: 'subject', erase: 'delete' },
   recordings: { column: 'participants', array: true, erase: 'delete', final: true },

@@ -54,9 +54,9 @@ const en = {
   'ropa.quality.purpose': 'Measuring and improving call quality (stats, events, MOS)',
   'ropa.quality.basis': 'Art. 6(1)(f) legitimate interest',
   'ropa.quality.subjects': 'Call participants (pseudonymised)',
-  'ropa.quality.data': 'Pseudonym, network statistics, call events, browser statistics',
+  'ropa.quality.data': 'Pseudonym, network statistics, call events and join times, browser statistics',
   'ropa.quality.retention':
-    'track stats — {track}; transport stats — {transport}; client stats — {client}; events — {events}; per-call ' +
+    'track stats — {track}; transport stats — {transport}; client stats — {client}; events and join funnel — {events}; per-call ' +
     'quality — {quality}',
   'ropa.recording.name': 'Call recording',
   'ropa.recording.purpose': 'Recording calls where the room policy requires it (evidence, quality, training)',
@@ -233,10 +233,11 @@ const fr: Record<MessageKey, string> = {
   'ropa.quality.purpose': 'Mesure et amélioration de la qualité des appels (statistiques, événements, MOS)',
   'ropa.quality.basis': 'Art. 6(1)(f) intérêt légitime',
   'ropa.quality.subjects': 'Participants aux appels (pseudonymisés)',
-  'ropa.quality.data': "Pseudonyme, statistiques réseau, événements d'appel, statistiques du navigateur",
+  'ropa.quality.data':
+    "Pseudonyme, statistiques réseau, événements d'appel et durées de connexion, statistiques du navigateur",
   'ropa.quality.retention':
     'statistiques des pistes — {track} ; statistiques des transports — {transport} ; statistiques des clients — ' +
-    '{client} ; événements — {events} ; qualité par appel — {quality}',
+    '{client} ; événements et étapes de connexion — {events} ; qualité par appel — {quality}',
   'ropa.recording.name': 'Enregistrement des appels',
   'ropa.recording.purpose':
     "Enregistrement des appels lorsque la politique de la salle l'exige (preuve, qualité, formation)",

@@ -95,6 +95,7 @@ export interface Config {
     enabled: boolean;
     statsIntervalMs: number;
     clientStatsIntervalMs: number;
+    joinFunnelTimeoutMs: number;
     statsConcurrency: number;
     pseudonymSecret?: string;
   };

@@ -518,6 +518,14 @@ export const SETTINGS: readonly SettingSpec[] = [
     'How often the browser SDK reports its own getStats() summary.',
   ),
   setting(
+    'telemetry.joinFunnelTimeoutMs',
+    'VIGIE_JOIN_FUNNEL_TIMEOUT_MS',
+    z.coerce.number().int().min(1000, 'must be at least 1000 (1 s)').max(600_000).default(60_000),
+    '60000',
+    'How long after entering its room a join waits for its last steps (first RTP, first frame, first audio) ' +
+      'before its join_funnel row is written with what it reached.',
+  ),
+  setting(
     'telemetry.statsConcurrency',
     'VIGIE_STATS_CONCURRENCY',
     positiveInt.max(256).default(16),

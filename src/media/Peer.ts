@@ -42,6 +42,8 @@ export interface PeerObserverEvents {
   icerestart: [transport: ms.WebRtcTransport];
   /** The participant's own view of its tracks; only tracks it owns are kept. */
   clientstats: [report: ClientStatsReport];
+  /** The participant's browser decoded its first video frame or played its first audio of one of its consumers. */
+  mediastarted: [kind: 'audio' | 'video', at: number];
   close: [reason: string];
 }
 
@@ -57,6 +59,12 @@ export class Peer {
   readonly producers = new Map<string, ms.Producer>();
   readonly consumers = new Map<string, ms.Consumer>();
   readonly joinedAt = Date.now();
+  /**
+   * When this join began (the join request reached the gateway), and when its connection opened: the start of the
+   * join funnel (src/telemetry/JoinFunnelRecorder.ts). The connection may have opened long before (a pre-join screen).
+   */
+  readonly joinStartedAt: number;
+  readonly connectionOpenedAt: number;
   /** When the participant's access ends: its token's `exp`, moved on by each refreshed token. */
   expiresAt: number;
   #closed = false;
@@ -70,9 +78,12 @@ export class Peer {
     readonly claims: AccessClaims,
     private readonly notifySink: Notify,
     readonly remote?: { nodeId: string; id: string },
+    timing?: { startedAt: number; connectionOpenedAt: number },
   ) {
     this.id = remote?.id ?? randomUUID();
     this.expiresAt = claims.expiresAt;
+    this.joinStartedAt = timing?.startedAt ?? this.joinedAt;
+    this.connectionOpenedAt = timing?.connectionOpenedAt ?? this.joinStartedAt;
   }
 
   get identity(): string {
@@ -118,6 +129,17 @@ export class Peer {
     );
     this.observer.emit('clientstats', { ...report, tracks });
     return tracks.length;
+  }
+
+  /**
+   * The browser saw the first media of one of its consumers (a decoded frame, played audio). A consumer it does not
+   * own is not its to report: false, nothing emitted.
+   */
+  reportMediaStarted(consumerId: string): boolean {
+    const consumer = this.consumers.get(consumerId);
+    if (!consumer) return false;
+    this.observer.emit('mediastarted', consumer.kind, Date.now());
+    return true;
   }
 
   close(reason: string): void {

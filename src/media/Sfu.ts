@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { types as ms } from 'mediasoup';
 import type { AccessClaims } from '../auth/index.js';
+import type { ErrorCode } from '../errors.js';
 import type { Logger } from '../logging.js';
 import { MEDIA_CODECS } from './codecs.js';
 import { roomOptionsSchema, type RoomOptions } from './RoomDirectory.js';
@@ -23,8 +24,25 @@ export interface SfuLoad {
   routers: RouterLoad[];
 }
 
+/**
+ * A join that did not enter its room although its token was valid: the tenant, room and identity are the token's
+ * (trusted). A join refused before its token was verified is never reported: it has no tenant anyone vouched for.
+ */
+export interface RefusedJoin {
+  claims: AccessClaims;
+  /** When the join request arrived, and when its connection opened (ms since the epoch). */
+  startedAt: number;
+  connectionOpenedAt: number;
+  /** The stable error code the client was answered with (src/errors.ts). */
+  code: ErrorCode;
+  reason: string;
+  /** The connection closed while the join was under way: the participant went away, nothing refused them. */
+  abandoned: boolean;
+}
+
 export interface SfuObserverEvents {
   newroom: [room: Room];
+  joinrefused: [join: RefusedJoin];
 }
 
 /**
@@ -74,6 +92,14 @@ export class Sfu {
 
   async prepareJoin(claims: AccessClaims): Promise<void> {
     await Promise.all(this.#joinHooks.map((hook) => hook(claims)));
+  }
+
+  /**
+   * Signaling tells the media plane of a join that did not make it in, so that what watches the SFU (the join funnel
+   * of the telemetry) sees failed joins as well as the peers that entered.
+   */
+  joinRefused(join: RefusedJoin): void {
+    this.observer.emit('joinrefused', join);
   }
 
   /**

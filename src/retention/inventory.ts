@@ -27,6 +27,8 @@ export const TABLE_RULES: Record<string, TtlRule | ManagedRule> = {
   transport_stats: { category: 'transport_stats', ts: 'ts', identityColumns: ['participant', 'peer_id'] },
   client_stats: { category: 'client_stats', ts: 'ts', identityColumns: ['participant', 'peer_id'] },
   call_events: { category: 'call_events', ts: 'ts', identityColumns: ['participant', 'peer_id'] },
+  // The join funnel is the call's lifecycle per participant: kept and anonymised as its call events are.
+  join_funnel: { category: 'call_events', ts: 'ts', identityColumns: ['participant', 'peer_id'] },
   call_quality_agg: { category: 'call_quality', ts: 'ended' },
   access_log: { category: 'access_log', ts: 'ts', identityColumns: ['subject', 'source_ip'] },
   webhook_attempts: { category: 'webhook_attempts', ts: 'ts' },

@@ -147,6 +147,10 @@ type JoinedInfo = {
   recording: { active: boolean; consentRequired: boolean };
 };
 
+/** How often, and how long, a new consumer's stats are read for the join funnel's first frame and first audio. */
+const FIRST_MEDIA_POLL_MS = 50;
+const FIRST_MEDIA_WAIT_MS = 30_000;
+
 /**
  * A participant's side of a call: join with a token, publish camera, mic or
  * screen, receive the others. Events: see VigieCallEvents.
@@ -177,6 +181,8 @@ export class VigieCall {
   readonly #published = new Map<Source, { track: MediaStreamTrack; encodings?: RTCRtpEncodingParameters[] }>();
   /** Producers a moderator muted: they stay off until unmuted. */
   readonly mutedByModerator = new Set<string>();
+  /** The kinds whose first media this join reported (the gateway's join funnel); each join starts afresh. */
+  #firstMedia = new Set<string>();
 
   private constructor(
     joined: Joined,
@@ -297,6 +303,7 @@ export class VigieCall {
 
   /** Wires the connection, then receives the peers already in the room. */
   #enter(joined: any): void {
+    this.#firstMedia = new Set();
     this.#nodes = Array.isArray(joined.nodes) ? joined.nodes.filter((u: unknown) => typeof u === 'string') : [];
     this.#wire();
     // Created by the server with the join (asked for by #connectAndJoin): the subscriptions below use it at once.
@@ -475,6 +482,7 @@ export class VigieCall {
     });
     this.consumers.set(consumer.id, consumer);
     await this.signaling.request('resumeConsumer', { consumerId: consumer.id });
+    this.#watchFirstMedia(consumer);
     const peer = this.peers.get(peerId);
     const entry = {
       consumerId: consumer.id,
@@ -604,6 +612,34 @@ export class VigieCall {
       tracks: tracks.slice(0, 64),
       ...(pair ? { candidatePair: pair } : {}),
     });
+  }
+
+  /**
+   * Tells the gateway when this join decoded its first video frame and played its first audio (once per kind): the
+   * last steps of its join funnel. Read from the receiver's stats (framesDecoded, totalSamplesReceived), polled
+   * every FIRST_MEDIA_POLL_MS until media arrives, for at most FIRST_MEDIA_WAIT_MS; the gateway stamps the report
+   * on arrival, so the client's clock does not matter.
+   */
+  #watchFirstMedia(consumer: msc.Consumer): void {
+    const kind = consumer.kind;
+    const signaling = this.#signaling;
+    const reported = this.#firstMedia;
+    const deadline = Date.now() + FIRST_MEDIA_WAIT_MS;
+    const poll = async (): Promise<void> => {
+      if (reported.has(kind) || consumer.closed || signaling !== this.#signaling || Date.now() > deadline) return;
+      const stats = (await consumer.getStats().catch(() => undefined)) as Map<string, any> | undefined;
+      const started = [...(stats?.values() ?? [])].some(
+        (r) => r.type === 'inbound-rtp' && (kind === 'video' ? r.framesDecoded > 0 : r.totalSamplesReceived > 0),
+      );
+      if (!started) {
+        setTimeout(() => void poll(), FIRST_MEDIA_POLL_MS);
+        return;
+      }
+      if (reported.has(kind) || signaling !== this.#signaling) return;
+      reported.add(kind);
+      await signaling.request('mediaStarted', { consumerId: consumer.id }).catch(() => undefined);
+    };
+    void poll();
   }
 
   async leave(): Promise<void> {

@@ -2,7 +2,7 @@ import type { WebSocket } from 'ws';
 import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import { tracer } from '../telemetry/otel.js';
 import type { Logger } from '../logging.js';
-import { hasGrant, iceServersFor, type TokenService } from '../auth/index.js';
+import { hasGrant, iceServersFor, type AccessClaims, type TokenService } from '../auth/index.js';
 import type { Config } from '../config/index.js';
 import type { RecordingService } from '../recording/index.js';
 import { VigieError, toVigieError } from '../errors.js';
@@ -43,6 +43,13 @@ export interface SessionContext {
   openRoom?: (tenant: string, room: string, options: RoomOptions) => Promise<Room>;
 }
 
+/** One join request on its way in: when it began, and its verified claims once known. */
+interface JoinAttempt {
+  startedAt: number;
+  connectionOpenedAt: number;
+  claims?: AccessClaims;
+}
+
 /**
  * Close codes the SDK understands. `serverRestart` (1012, "service restart")
  * is not final: the SDK rejoins, on another server or on this one restarted.
@@ -80,6 +87,8 @@ export class SignalingSession {
   #lastSeen = Date.now();
   readonly #heartbeat: NodeJS.Timeout;
   #refreshTimer?: NodeJS.Timeout;
+  /** When the WebSocket opened: the join funnel's "WebSocket open" step. */
+  readonly #openedAt = Date.now();
 
   constructor(
     private readonly socket: WebSocket,
@@ -320,14 +329,40 @@ export class SignalingSession {
         return {};
       case 'clientStats':
         return { accepted: peer.reportClientStats(data as RequestData<'clientStats'>) };
+      case 'mediaStarted':
+        return { accepted: peer.reportMediaStarted((data as RequestData<'mediaStarted'>).consumerId) };
     }
   }
 
+  /**
+   * A join, and its report to the media plane when it fails after its token was verified (the join funnel counts it
+   * for the token's tenant). A REDIRECT is no failure: the node it names records the join.
+   */
   async #join(req: RequestData<'join'>): Promise<unknown> {
+    const attempt: JoinAttempt = { startedAt: Date.now(), connectionOpenedAt: this.#openedAt };
+    try {
+      return await this.#enter(req, attempt);
+    } catch (err) {
+      const e = toVigieError(err);
+      if (attempt.claims && e.code !== 'REDIRECT')
+        this.ctx.sfu.joinRefused({
+          ...attempt,
+          claims: attempt.claims,
+          code: e.code,
+          // Our own bug's message is for the log, not for a table read by dashboards.
+          reason: e.code === 'INTERNAL' ? 'internal error' : e.message.slice(0, 200),
+          abandoned: this.#closed,
+        });
+      throw err;
+    }
+  }
+
+  async #enter(req: RequestData<'join'>, attempt: JoinAttempt): Promise<unknown> {
     if (this.#peer && !this.#peer.closed) throw new VigieError('INVALID_REQUEST', 'already joined; leave first');
     // Not #assertMayEnter yet: a draining node still answers a join, with REDIRECT to a node that takes rooms.
     if (this.#closed) throw new VigieError('INVALID_REQUEST', 'the connection closed during join');
     const claims = await this.ctx.tokens.verify(req.token, { tenant: req.tenant, room: req.room });
+    attempt.claims = claims;
     if (this.ctx.bans.isBanned(claims.tenant, claims.room, claims.identity))
       throw new VigieError('FORBIDDEN', 'you were removed from this room');
     // Served here (a room of its own, or another node's room extended here, src/cascade), or answered REDIRECT to
@@ -366,6 +401,8 @@ export class SignalingSession {
     const peer = new Peer(
       claims.name === undefined && req.name ? { ...claims, name: req.name } : claims,
       (method, data) => this.#notify(method, data),
+      undefined,
+      attempt,
     );
     try {
       room.addPeer(peer, { replacing: previous });

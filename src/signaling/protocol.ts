@@ -184,6 +184,11 @@ export const REQUESTS = {
   startRecording: z.object({}).strict(),
   stopRecording: z.object({}).strict(),
   recordingConsent: z.object({ given: z.boolean() }),
+  /**
+   * The browser decoded the first video frame, or played the first audio, of this consumer: the join funnel's last
+   * steps. Sent once per kind and join, at the moment it is seen; the gateway stamps it on arrival.
+   */
+  mediaStarted: z.object({ consumerId: id }),
   clientStats: z.object({
     tracks: z
       .array(

@@ -14,6 +14,7 @@ import { CallEventRecorder } from './CallEventRecorder.js';
 import { ClickHouseWriter } from './ClickHouseWriter.js';
 import { registerGatewayMetrics } from './gatewayMetrics.js';
 import { Pseudonymizer } from './Pseudonymizer.js';
+import { JoinFunnelRecorder } from './JoinFunnelRecorder.js';
 import { CallKeys } from './rows.js';
 import { Spool } from './Spool.js';
 import { StatsCollector } from './StatsCollector.js';
@@ -24,6 +25,7 @@ export { Spool } from './Spool.js';
 export { Pseudonymizer } from './Pseudonymizer.js';
 export { StatsCollector } from './StatsCollector.js';
 export { CallEventRecorder } from './CallEventRecorder.js';
+export { JoinFunnelRecorder, FUNNEL_STEPS, type FunnelStep, type JoinOutcome } from './JoinFunnelRecorder.js';
 export { QualityMonitor, type QualityAlert } from './QualityMonitor.js';
 export { estimateMos, videoQualityScore } from './quality.js';
 export { startOpenTelemetry, traceMixin, tracer, otlpConfigured } from './otel.js';
@@ -32,6 +34,7 @@ export interface Telemetry {
   writer: ClickHouseWriter;
   collector: StatsCollector;
   events: CallEventRecorder;
+  funnel: JoinFunnelRecorder;
   quality: QualityMonitor;
   keys: CallKeys;
 }
@@ -76,21 +79,24 @@ export default fp(
       log,
     );
     const events = new CallEventRecorder(app.sfu, writer, keys);
+    const funnel = new JoinFunnelRecorder(app.sfu, writer, keys, config.telemetry.joinFunnelTimeoutMs, log);
     // VIGIE_TELEMETRY=false stops the collection of stats and call events, and only that: the writer
     // and the pseudonyms still serve the recording catalog, access records and data-subject requests.
     if (config.telemetry.enabled) {
       collector.start();
       events.start();
+      funnel.start();
     } else {
       app.log.info('telemetry disabled (VIGIE_TELEMETRY=false): no stats or call events are collected');
     }
     registerGatewayMetrics(app.sfu, writer);
     const quality = new QualityMonitor(collector, config.quality.alertMos, config.quality.alertSeconds);
-    app.decorate('telemetry', { writer, collector, events, quality, keys });
+    app.decorate('telemetry', { writer, collector, events, funnel, quality, keys });
     // Runs before the SFU closes (hooks run in reverse), so final events are written.
     app.addHook('onClose', async () => {
       await collector.stop();
       events.stop();
+      funnel.stop();
       await writer.close();
       pseudonymizer.stop();
     });

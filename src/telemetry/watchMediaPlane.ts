@@ -1,5 +1,5 @@
 import type { types as ms } from 'mediasoup';
-import type { ClientStatsReport, Peer, Room, Sfu, WorkerSlot } from '../media/index.js';
+import type { ClientStatsReport, Peer, RefusedJoin, Room, Sfu, WorkerSlot } from '../media/index.js';
 
 /** Callbacks for what happens in the media plane; every one is optional. */
 export interface MediaPlaneHandlers {
@@ -12,6 +12,8 @@ export interface MediaPlaneHandlers {
   producerCreated?(room: Room, peer: Peer, producer: ms.Producer): void;
   consumerCreated?(room: Room, peer: Peer, consumer: ms.Consumer): void;
   clientStats?(room: Room, peer: Peer, report: ClientStatsReport): void;
+  mediaStarted?(room: Room, peer: Peer, kind: 'audio' | 'video', at: number): void;
+  joinRefused?(join: RefusedJoin): void;
   workerDied?(slot: WorkerSlot, error: Error): void;
 }
 
@@ -34,16 +36,20 @@ export function watchMediaPlane(sfu: Sfu, handlers: MediaPlaneHandlers): () => v
       peer.observer.on('newproducer', (p) => active && handlers.producerCreated?.(room, peer, p));
       peer.observer.on('newconsumer', (c) => active && handlers.consumerCreated?.(room, peer, c));
       peer.observer.on('clientstats', (r) => active && handlers.clientStats?.(room, peer, r));
+      peer.observer.on('mediastarted', (kind, at) => active && handlers.mediaStarted?.(room, peer, kind, at));
     });
     room.observer.on('peerleft', (peer, reason) => active && !peer.remote && handlers.peerLeft?.(room, peer, reason));
     room.observer.once('close', (reason) => active && handlers.roomClosed?.(room, reason));
   };
   const onWorkerDied = (slot: WorkerSlot, error: Error) => active && handlers.workerDied?.(slot, error);
+  const onJoinRefused = (join: RefusedJoin) => active && handlers.joinRefused?.(join);
   sfu.observer.on('newroom', onRoom);
+  sfu.observer.on('joinrefused', onJoinRefused);
   sfu.pool.observer.on('workerdied', onWorkerDied);
   return () => {
     active = false;
     sfu.observer.off('newroom', onRoom);
+    sfu.observer.off('joinrefused', onJoinRefused);
     sfu.pool.observer.off('workerdied', onWorkerDied);
   };
 }
