@@ -36,7 +36,7 @@ worker_available() {
 # --- Debian packages -----------------------------------------------------------
 runtime_pkgs=(libuv1 libssl3 libsrtp2-1 libabsl20220623)
 build_pkgs=(build-essential pkg-config meson ninja-build python3 libuv1-dev libssl-dev libsrtp2-dev libabsl-dev libflatbuffers-dev flatbuffers-compiler)
-test_pkgs=(chromium firefox-esr iproute2 coturn ffmpeg radosgw ceph-mon ceph-osd ceph-common postgresql)
+test_pkgs=(chromium firefox-esr iproute2 nftables coturn ffmpeg radosgw ceph-mon ceph-osd ceph-common postgresql)
 
 wanted=("${runtime_pkgs[@]}")
 worker_available || wanted+=("${build_pkgs[@]}")

@@ -252,7 +252,7 @@ test('an endpoint that keeps failing is disabled, with an event to the others', 
   }
 });
 
-test('quality.alert: a participant whose audio MOS stays low', async () => {
+test('quality.alert and quality.issue: a participant whose uplink loses packets', async () => {
   const room = await gw.app.sfu.getOrCreateRoom('acme', 'bad-line');
   let relay!: Awaited<ReturnType<typeof startUdpRelay>>;
   const bot = await startFfmpegBot(room, {
@@ -275,6 +275,19 @@ test('quality.alert: a participant whose audio MOS stays low', async () => {
       alert[0]!.body.data.mos < 3.5 && alert[0]!.body.data.belowForSeconds >= 2,
       JSON.stringify(alert[0]!.body.data),
     );
+    // The diagnosis says why: the bot's own uplink loses a quarter of its packets.
+    const [issue] = await waitFor(
+      'quality.issue',
+      async () => receiver.delivered().filter((r) => r.event === 'quality.issue' && r.body.data.room === 'bad-line'),
+      (r) => r.length >= 1,
+      20_000,
+    );
+    assert.deepEqual(
+      [issue!.body.data.issue, issue!.body.data.direction, issue!.body.data.participantId, issue!.body.data.kind],
+      ['uplink_loss', 'uplink', bot.peer.id, 'audio'],
+    );
+    assert.ok(issue!.body.data.evidence.loss_pct >= 20, JSON.stringify(issue!.body.data));
+    assert.equal(issue!.body.data.callId, room.callId);
   } finally {
     await bot.stop();
     await relay.close();

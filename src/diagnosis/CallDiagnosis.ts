@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import type { types as ms } from 'mediasoup';
 import type { ClientStatsReport, ClientTrackStats, Peer, Room, Sfu } from '../media/index.js';
 import type { CallEventRecorder } from '../telemetry/CallEventRecorder.js';
 import type { CallKeys } from '../telemetry/rows.js';
@@ -14,7 +15,8 @@ export type IssueKind =
   | 'sfu_overload'
   | 'encoder_limited'
   | 'video_frozen'
-  | 'turn_relay';
+  | 'turn_relay'
+  | 'ice_restart_failed';
 
 /** The figures that triggered an issue (numbers, or a reason as the browser gave it). */
 export type Evidence = Record<string, number | string>;
@@ -46,6 +48,11 @@ export const DIAGNOSIS_RULES = {
    * has some of 400–500 ms, which nobody calls frozen video; a second is what a viewer notices.
    */
   freezeMs: 1000,
+  /**
+   * An ICE restart recovers when, this long after it (ms), the transport is connected and receives again. Until
+   * then, the issue is open; it is checked again at each interval and ends when media comes back.
+   */
+  iceRestartRecoverMs: 10_000,
 } as const;
 
 export interface QualityIssue {
@@ -69,6 +76,8 @@ export interface QualityIssue {
   affected: Peer[];
   /** The figures that triggered it. */
   evidence: Evidence;
+  /** When it ended; unset while it lasts. */
+  endedAt?: number;
 }
 
 type IssueDraft = Omit<QualityIssue, 'id'>;
@@ -94,7 +103,10 @@ export class CallDiagnosis {
   readonly #freezes = new Map<string, { count: number; ms: number }>();
   /** Each worker's run of strained and healthy samples, by process id, and the issues it caused, by room. */
   readonly #workers = new Map<number, { bad: number; good: number; strained: boolean; issues: QualityIssue[] }>();
+  /** Issues ended in the last minute: a freeze is counted when it ends, maybe after its cause did. */
+  #recent: QualityIssue[] = [];
   #seq = 0;
+  #active = false;
   #unwatch?: () => void;
   readonly #onSample = (s: TrackSample) => this.#sample(s);
   readonly #onWorker = (s: WorkerHealthSample) => this.#workerSample(s);
@@ -105,9 +117,11 @@ export class CallDiagnosis {
     private readonly workers: WorkerHealth,
     private readonly events: CallEventRecorder,
     private readonly keys: CallKeys,
+    private readonly options: { intervalMs: number },
   ) {}
 
   start(): void {
+    this.#active = true;
     this.collector.observer.on('tracksample', this.#onSample);
     this.workers.observer.on('sample', this.#onWorker);
     this.#unwatch = watchMediaPlane(this.sfu, {
@@ -123,10 +137,12 @@ export class CallDiagnosis {
         }),
       clientStats: (room, peer, report) => this.#clientStats(room, peer, report),
       peerLeft: (_room, peer) => this.#endTrack(peer.id, 'participant left'),
+      iceRestarted: (room, peer, t) => void this.#watchIceRestart(room, peer, t),
     });
   }
 
   stop(): void {
+    this.#active = false;
     this.collector.observer.off('tracksample', this.#onSample);
     this.workers.observer.off('sample', this.#onWorker);
     this.#unwatch?.();
@@ -134,7 +150,10 @@ export class CallDiagnosis {
 
   /** The issues open now. */
   openIssues(): QualityIssue[] {
-    return [...this.#state.values()].flatMap((t) => (t.issue ? [t.issue] : []));
+    return [
+      ...[...this.#state.values()].flatMap((t) => (t.issue ? [t.issue] : [])),
+      ...[...this.#workers.values()].flatMap((w) => w.issues),
+    ];
   }
 
   #sample(s: TrackSample): void {
@@ -191,19 +210,26 @@ export class CallDiagnosis {
           bad: now.count > prev.count && frozenMs >= DIAGNOSIS_RULES.freezeMs,
           good: now.count === prev.count,
           needed: 1,
-          issue: () => ({
-            ...base,
-            kind: 'video_frozen',
-            direction: 'downlink',
-            trackId: consumerId,
-            affected: [peer],
-            evidence: {
-              freezes: now.count - prev.count,
-              frozen_ms: Math.round(frozenMs),
-              fps: t.framesPerSecond ?? 0,
-              ...(publisher ? { publisher: this.keys.participant(publisher) } : {}),
-            },
-          }),
+          issue: () => {
+            // The viewer sees the freeze whoever caused it: the publisher's side or the server, when an issue of
+            // theirs covered the time the video froze, or else the viewer's own downlink.
+            const cause = this.#causeOfFreeze(room, publisher, ts - frozenMs);
+            return {
+              ...base,
+              kind: 'video_frozen',
+              peer: cause ? cause.peer : peer,
+              direction: cause ? cause.direction : 'downlink',
+              trackId: consumerId,
+              affected: [peer],
+              evidence: {
+                freezes: now.count - prev.count,
+                frozen_ms: Math.round(frozenMs),
+                fps: t.framesPerSecond ?? 0,
+                ...(publisher ? { publisher: this.keys.participant(publisher) } : {}),
+                ...(cause ? { cause: cause.kind, cause_id: cause.id } : {}),
+              },
+            };
+          },
         });
       }
     }
@@ -244,6 +270,60 @@ export class CallDiagnosis {
           evidence: { protocol: report.candidatePair?.protocol ?? '', rtt_ms: report.candidatePair?.rttMs ?? 0 },
         }),
       });
+  }
+
+  /**
+   * After an ICE restart, whether media comes back: the transport connected and receiving again within
+   * `iceRestartRecoverMs`, or an `ice_restart_failed` issue that ends when it does.
+   */
+  async #watchIceRestart(room: Room, peer: Peer, t: ms.WebRtcTransport): Promise<void> {
+    const key = `ice_restart_failed/${t.id}`;
+    const read = async () => (await t.getStats().catch(() => []))[0];
+    const first = await read();
+    if (!first) return;
+    const restartedAt = Date.now();
+    let received = first.bytesReceived;
+    const check = async () => {
+      if (t.closed || !this.#active) return;
+      const now = await read();
+      if (!now) return;
+      const flowing = now.bytesReceived > received && (now.iceState === 'connected' || now.iceState === 'completed');
+      received = now.bytesReceived;
+      this.#judge(key, {
+        bad: !flowing,
+        good: flowing,
+        needed: 1,
+        ends: 1,
+        issue: () => ({
+          kind: 'ice_restart_failed',
+          room,
+          peer,
+          direction: 'both',
+          trackId: '',
+          mediaKind: '',
+          startedAt: Date.now(),
+          affected: [peer],
+          evidence: { ice_state: now.iceState, since_restart_ms: Date.now() - restartedAt },
+        }),
+      });
+      // Watched until media flows again; a restart that recovered in time leaves no issue.
+      if (this.#state.get(key)?.issue) setTimeout(check, this.options.intervalMs).unref();
+      else this.#state.delete(key);
+    };
+    t.observer.once('close', () => this.#endTrack(t.id, 'transport closed'));
+    setTimeout(check, DIAGNOSIS_RULES.iceRestartRecoverMs).unref();
+  }
+
+  /** An issue of the publisher's side or of the server, open or ended after `since`, in the same call. */
+  #causeOfFreeze(room: Room, publisher: Peer | undefined, since: number): QualityIssue | undefined {
+    const candidates = [...this.openIssues(), ...this.#recent];
+    return candidates.find(
+      (i) =>
+        i.room === room &&
+        (i.endedAt ?? Number.POSITIVE_INFINITY) >= since &&
+        (i.direction === 'server' ||
+          (publisher !== undefined && i.peer === publisher && (i.direction === 'uplink' || i.direction === 'both'))),
+    );
   }
 
   /** An issue of one track, with the SFU's figures for it as evidence. */
@@ -355,7 +435,12 @@ export class CallDiagnosis {
       affected: issue.affected.map((p) => this.keys.participant(p)).join(','),
     };
     for (const [k, v] of Object.entries(issue.evidence)) attrs[k] = String(v);
-    if (event === 'quality.resolved') attrs.duration_ms = String(Date.now() - issue.startedAt);
+    if (event === 'quality.resolved') {
+      const now = Date.now();
+      issue.endedAt = now;
+      this.#recent = [...this.#recent.filter((i) => i.endedAt! > now - 60_000), issue];
+      attrs.duration_ms = String(now - issue.startedAt);
+    }
     if (issue.worker !== undefined) attrs.worker = String(issue.worker);
     const objectId = issue.worker !== undefined ? `worker-${issue.worker}` : issue.trackId;
     this.events.record(issue.room, issue.peer, event, objectId, reason, attrs);

@@ -24,7 +24,9 @@ export default fp(
     const telemetry = app.telemetry;
     if (!telemetry) throw new Error('call diagnosis needs the telemetry plugin');
     const workers = new WorkerHealth(app.sfu, app.config.telemetry.statsIntervalMs);
-    const diagnosis = new CallDiagnosis(app.sfu, telemetry.collector, workers, telemetry.events, telemetry.keys);
+    const diagnosis = new CallDiagnosis(app.sfu, telemetry.collector, workers, telemetry.events, telemetry.keys, {
+      intervalMs: app.config.telemetry.statsIntervalMs,
+    });
     // Without telemetry there are no samples to judge: the detectors run only when stats are collected.
     if (app.config.telemetry.enabled) {
       workers.start();

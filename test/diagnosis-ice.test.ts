@@ -1,0 +1,114 @@
+import { afterAll, beforeAll, onTestFinished, test } from 'vitest';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import type { types as ms } from 'mediasoup';
+import type { QualityIssue } from '../src/diagnosis/index.js';
+import { createMediaNamespace, type MediaNamespace } from './helpers/netns.js';
+import { startGateway, type TestGateway } from './helpers/gateway.js';
+import { joinThroughPage, launchBrowser, receivedMedia, waitFor } from './helpers/browser.js';
+
+/**
+ * ICE restarts that do not recover. The worker runs in its own network namespace, where nftables can cut one
+ * participant's path (and only it) while the SFU restarts that participant's ICE.
+ */
+let ns: MediaNamespace;
+let gw: TestGateway;
+let browser: Awaited<ReturnType<typeof launchBrowser>>;
+beforeAll(async () => {
+  ns = createMediaNamespace();
+  gw = await startGateway({
+    media: { workers: 1, listenIp: ns.mediaIp, workerBin: ns.workerBin },
+    telemetry: { statsIntervalMs: 1000, clientStatsIntervalMs: 1000 },
+    writer: { flushIntervalMs: 200 },
+  });
+  browser = await launchBrowser();
+});
+afterAll(async () => {
+  try {
+    await browser?.close();
+    await gw?.close();
+  } finally {
+    ns?.close();
+  }
+});
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const nft = (...args: string[]) => execFileSync('ip', ['netns', 'exec', ns.name, 'nft', ...args], { stdio: 'pipe' });
+
+/** Alice and Bob in a call; Alice's send transport, which the test restarts. */
+async function call(room: string) {
+  for (const name of ['alice', 'bob']) {
+    const page = await browser.context.newPage();
+    onTestFinished(() => page.close());
+    await joinThroughPage(page, `${gw.url}/join?token=${await gw.mint({ room, identity: name, name })}`);
+    await waitFor(
+      'media',
+      () => receivedMedia(page),
+      (m) => m.framesDecoded > 10 || name === 'alice',
+    );
+  }
+  const r = gw.app.sfu.getRoom('acme', room)!;
+  const alice = r.findPeerByIdentity('alice')!;
+  const send = [...alice.transports.values()].find((t) => t.appData.direction === 'send') as ms.WebRtcTransport;
+  await waitFor('Alice to be connected', async () => send.iceSelectedTuple, Boolean);
+  const raised: QualityIssue[] = [];
+  const resolved: QualityIssue[] = [];
+  const onIssue = (i: QualityIssue) => i.room === r && raised.push(i);
+  const onResolved = (i: QualityIssue) => i.room === r && resolved.push(i);
+  gw.app.diagnosis.observer.on('issue', onIssue).on('resolved', onResolved);
+  onTestFinished(() => {
+    gw.app.diagnosis.observer.off('issue', onIssue).off('resolved', onResolved);
+  });
+  return { room: r, alice, send, raised, resolved };
+}
+
+test('an ICE restart after which media flows leaves no issue', async () => {
+  const { room, alice, send, raised } = await call('ice-ok');
+  await room.restartIce(alice, send.id);
+  await sleep(14_000);
+  assert.deepEqual(
+    raised.map((i) => i.kind),
+    [],
+  );
+});
+
+test("an ICE restart after which nothing arrives is the participant's issue, until media comes back", async () => {
+  const { room, alice, send, raised, resolved } = await call('ice-cut');
+  // Alice's path to the SFU is cut inside the namespace: her packets no longer reach the worker.
+  const port = send.iceSelectedTuple!.localPort;
+  nft('add', 'table', 'inet', 'vigie');
+  onTestFinished(() => {
+    try {
+      nft('delete', 'table', 'inet', 'vigie');
+    } catch {
+      // Already removed below.
+    }
+  });
+  nft('add', 'chain', 'inet', 'vigie', 'in', '{ type filter hook input priority 0; }');
+  nft('add', 'rule', 'inet', 'vigie', 'in', 'udp', 'dport', String(port), 'drop');
+  await room.restartIce(alice, send.id);
+  const issue = await waitFor(
+    'a failed restart',
+    async () => raised.find((i) => i.kind === 'ice_restart_failed'),
+    Boolean,
+  );
+  assert.equal(issue!.peer, alice);
+  assert.equal(issue!.direction, 'both');
+  assert.ok(Number(issue!.evidence.since_restart_ms) >= 10_000, JSON.stringify(issue!.evidence));
+  nft('delete', 'table', 'inet', 'vigie');
+  await waitFor('media to come back', async () => resolved.find((i) => i.id === issue!.id), Boolean, 30_000);
+  // Bob's view of Alice froze meanwhile: counted when it thawed, and put down to Alice's side, not Bob's.
+  const freeze = await waitFor(
+    'Bob to report the freeze',
+    async () => raised.find((i) => i.kind === 'video_frozen'),
+    Boolean,
+  );
+  assert.equal(freeze!.affected[0]!.identity, 'bob');
+  const causes = raised.filter((i) => i.peer === alice).map((i) => i.id);
+  assert.ok(causes.includes(String(freeze!.evidence.cause_id)), JSON.stringify(freeze!.evidence));
+  // Whatever else the cut showed (her encoder, starved of bandwidth, may say so too), all of it is on Alice's side.
+  assert.deepEqual(
+    raised.filter((i) => i.peer !== alice).map((i) => `${i.kind} ${i.peer?.identity ?? 'server'}`),
+    [],
+  );
+});
