@@ -68,9 +68,9 @@ export async function callRoutes(app: FastifyInstance): Promise<void> {
       },
     },
     audited(app)('call.diagnosis', async (req, _reply, p, target) => {
-      requireScope(p, 'rooms:read');
       const { callId } = parse(callParam, req.params);
       target(`call:${callId}`);
+      requireScope(p, 'rooms:read');
       // What this node's writer still holds is part of the call (a call in progress is diagnosed up to now).
       await app.telemetry?.writer.flush();
       const call = await findCall(client, db, p.tenant, callId);
