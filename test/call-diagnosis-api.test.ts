@@ -130,6 +130,52 @@ test("the diagnosis names Alice's uplink loss, the subscriber it hurt, when, and
     assert.ok(Number(funnelTable!.n) ? Array.isArray(x.joinFunnel) : x.joinFunnel === null, JSON.stringify(x));
 });
 
+test("a subscriber's downlink loss is hers alone: her verdict says so, the others have none", async () => {
+  const room = await gw.app.sfu.getOrCreateRoom('acme', 'diag-api-down');
+  const resolved: QualityIssue[] = [];
+  gw.app.diagnosis.observer.on('resolved', (i) => i.room === room && resolved.push(i));
+  for (const identity of ['bot:dan', 'erin', 'carol'])
+    await gw.app.telemetry!.keys.pseudonymizer.pseudonym('acme', identity);
+  const dan = await lossyPublisher(room, 'dan');
+  const erin = await lossySubscriber(room, dan.bot.producer.id, 'erin');
+  const carol = await lossySubscriber(room, dan.bot.producer.id, 'carol');
+  await waitFor(
+    'media to flow to both',
+    async () => Math.min(erin.receiver.received(), carol.receiver.received()),
+    (n) => n > 50,
+  );
+  carol.loss.dropEvery = 8;
+  const issue = await waitFor(
+    'an issue',
+    async () => gw.app.diagnosis.openIssues().find((i) => i.room === room),
+    Boolean,
+  );
+  // Read while it lasts: a call in progress is diagnosed up to now.
+  const open = (await api(ROOMS_ONLY_KEY, 'GET', `/v1/calls/${room.callId}/diagnosis`)).json();
+  assert.deepEqual(
+    open.issues.map((i: { issue: string; name: string; endedAt: string | null }) => [i.issue, i.name, i.endedAt]),
+    [['downlink_loss', 'carol', null]],
+    JSON.stringify(open),
+  );
+  carol.loss.dropEvery = undefined;
+  await waitFor('the issue to end', async () => resolved.find((i) => i.id === issue!.id), Boolean);
+  const d = (await api(ROOMS_ONLY_KEY, 'GET', `/v1/calls/${room.callId}/diagnosis`)).json();
+  const [found] = d.issues;
+  assert.equal(found.direction, 'downlink');
+  assert.deepEqual(found.affected, [{ participant: gw.app.telemetry!.keys.participant(carol.peer), name: 'carol' }]);
+  const verdicts = Object.fromEntries(
+    d.participants.map((x: { name: string; verdict: string }) => [x.name, x.verdict]),
+  );
+  const clock = (iso: string) => iso.slice(11, 19);
+  assert.deepEqual(verdicts, {
+    dan: 'No issue was detected for dan.',
+    erin: 'No issue was detected for erin.',
+    carol:
+      `carol's downlink lost ${found.evidence.loss_pct}% of the video packets sent to them from ` +
+      `${clock(found.startedAt)} to ${clock(found.endedAt)} UTC; only carol was affected.`,
+  });
+});
+
 test("another tenant's key gets the 404 of a call that does not exist, and a key without rooms:read a 403", async () => {
   const unknown = await api(ROOMS_ONLY_KEY, 'GET', '/v1/calls/00000000-0000-4000-8000-000000000000/diagnosis');
   assert.equal(unknown.statusCode, 404);

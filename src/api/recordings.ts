@@ -182,7 +182,13 @@ export async function recordingRoutes(app: FastifyInstance): Promise<void> {
       target(`recording:${id}`);
       const row = await find(p.tenant, id);
       requireRoom(p, row.room);
-      return { ...publicRow(row), qualityIssues: await qualityTimeline(row) };
+      // The catalog is the control plane's and answers without ClickHouse; the quality timeline is telemetry's, and
+      // an outage of it leaves the timeline out (null) rather than the recording unreadable.
+      const qualityIssues = await qualityTimeline(row).catch((err) => {
+        req.log.warn({ err, recording: id }, 'quality timeline unavailable (ClickHouse)');
+        return null;
+      });
+      return { ...publicRow(row), qualityIssues };
     }),
   );
 
