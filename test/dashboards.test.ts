@@ -411,5 +411,36 @@ describe('dashboards: every query on ClickHouse over seeded rows', () => {
     assert.deepEqual([Number(open[0]!.open_requests), Number(open[0]!.overdue_30d)], [2, 1]);
     const gaps = await q('vigie-compliance', 'Audit sequence gaps', all);
     assert.equal(Number(gaps[0]!.seq_gaps), 0);
+    // Each seeded call has one uplink issue of its second participant, seen by the others: a region from its
+    // quality.issue to its quality.resolved event, on the timeline of whose network it was and of who suffered.
+    const call = calls.find((c) => c.participants.length === 3)!;
+    const [first, second, third] = call.participants;
+    const issues = (participant: string[]) =>
+      q(DRILLDOWN_UID, 'Quality issues', { tenant: call.tenant, call: call.callId, participant });
+    const region = await issues([second!]);
+    assert.equal(region.length, 1, JSON.stringify(region));
+    assert.equal(
+      Date.parse(`${region[0]!.timeEnd}Z`.replace(' ', 'T')) - Date.parse(`${region[0]!.time}Z`.replace(' ', 'T')),
+      75_000,
+      'start to end',
+    );
+    assert.equal(region[0]!.tags, 'uplink_loss');
+    assert.match(
+      String(region[0]!.text),
+      new RegExp(`^uplink loss on the uplink of ${second!.slice(0, 8)} \\(video\\)`),
+    );
+    assert.match(String(region[0]!.text), /affected: 2 · recovered$/);
+    assert.equal((await issues([third!])).length, 1, 'shown to who suffered from it');
+    assert.equal((await issues([first!, third!])).length, 1, 'once');
+    const other = calls.find((c) => c.callId !== call.callId)!;
+    const elsewhere = await q(DRILLDOWN_UID, 'Quality issues', {
+      tenant: other.tenant,
+      call: other.callId,
+      participant: [other.participants[0]!],
+    });
+    assert.ok(
+      elsewhere.every((r) => !String(r.text).includes(second!.slice(0, 8))),
+      "another call's regions are its own",
+    );
   });
 });

@@ -2,12 +2,10 @@ import { afterAll, beforeAll, onTestFinished, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import os from 'node:os';
-import { Peer, type Room } from '../src/media/index.js';
+import type { Peer, Room } from '../src/media/index.js';
 import type { QualityIssue } from '../src/diagnosis/index.js';
 import { startGateway, type TestGateway } from './helpers/gateway.js';
-import { startFfmpegBot } from './helpers/ffmpegBot.js';
-import { startUdpRelay } from './helpers/udpRelay.js';
-import { startRtpReceiver } from './helpers/rtpReceiver.js';
+import { lossyPublisher, lossySubscriber } from './helpers/lossyMedia.js';
 import { waitFor } from './helpers/browser.js';
 
 /**
@@ -23,66 +21,6 @@ beforeAll(async () => {
 afterAll(() => gw.close());
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** A publisher made of ffmpeg, its RTP through a relay whose drop rate the test changes (`loss.dropEvery`). */
-async function publisher(room: Room, name: string) {
-  const loss: { dropEvery?: number } = {};
-  let relay!: Awaited<ReturnType<typeof startUdpRelay>>;
-  const bot = await startFfmpegBot(room, {
-    kind: 'video',
-    bitrateKbps: 400,
-    name,
-    through: async (port) => {
-      relay = await startUdpRelay({ ip: '127.0.0.1', port }, loss);
-      return relay.port;
-    },
-  });
-  onTestFinished(async () => {
-    await bot.stop();
-    await relay.close();
-  });
-  return { bot, loss, peer: room.ownerOf(bot.producer.id)! };
-}
-
-/**
- * A subscriber: a participant whose consumer sends over a PlainTransport, through a dropping relay, to a receiver
- * that reports its loss back in RTCP; `connected: false` leaves the transport without a destination.
- */
-async function subscriber(room: Room, producerId: string, name: string, { connected = true } = {}) {
-  const peer = new Peer(
-    {
-      identity: name,
-      tenant: room.tenant,
-      room: room.id,
-      grants: new Set(['subscribe']),
-      expiresAt: Number.MAX_SAFE_INTEGER,
-    },
-    () => undefined,
-  );
-  room.addPeer(peer);
-  const transport = await room.router.createPlainTransport({
-    listenInfo: { protocol: 'udp', ip: '127.0.0.1' },
-    rtcpMux: false,
-    comedia: false,
-  });
-  const receiver = await startRtpReceiver();
-  const loss: { dropEvery?: number } = {};
-  const relay = await startUdpRelay({ ip: '127.0.0.1', port: receiver.rtpPort }, loss);
-  onTestFinished(async () => {
-    transport.close();
-    receiver.close();
-    await relay.close();
-  });
-  if (connected) {
-    await transport.connect({ ip: '127.0.0.1', port: relay.port, rtcpPort: receiver.rtcpPort });
-    receiver.reportTo({ ip: '127.0.0.1', port: transport.rtcpTuple!.localPort });
-  }
-  peer.transports.set(transport.id, transport);
-  const consumer = await transport.consume({ producerId, rtpCapabilities: room.router.rtpCapabilities });
-  peer.consumers.set(consumer.id, consumer);
-  peer.observer.emit('newconsumer', consumer);
-  return { peer, loss, receiver, consumer };
-}
 
 /** The issues the diagnosis raises in a room from now on. */
 function issuesOf(room: Room) {
@@ -104,8 +42,8 @@ const participant = (p: Peer) => gw.app.telemetry!.keys.participant(p);
 test('a clean call raises no issue', async () => {
   const room = await gw.app.sfu.getOrCreateRoom('acme', 'diag-clean');
   const seen = issuesOf(room);
-  const alice = await publisher(room, 'alice');
-  const bob = await subscriber(room, alice.bot.producer.id, 'bob');
+  const alice = await lossyPublisher(room, 'alice');
+  const bob = await lossySubscriber(room, alice.bot.producer.id, 'bob');
   // Ten samples of media flowing both ways (RTP to Bob, reports back).
   await waitFor(
     'media to flow to the subscriber',
@@ -123,8 +61,8 @@ test('a clean call raises no issue', async () => {
 test("the publisher's uplink loss is the publisher's issue, seen by its subscribers, and it ends when the loss does", async () => {
   const room = await gw.app.sfu.getOrCreateRoom('acme', 'diag-uplink');
   const seen = issuesOf(room);
-  const alice = await publisher(room, 'alice');
-  const bob = await subscriber(room, alice.bot.producer.id, 'bob');
+  const alice = await lossyPublisher(room, 'alice');
+  const bob = await lossySubscriber(room, alice.bot.producer.id, 'bob');
   await waitFor(
     'media to flow to the subscriber',
     async () => bob.receiver.received(),
@@ -166,9 +104,9 @@ test("the publisher's uplink loss is the publisher's issue, seen by its subscrib
 test("a subscriber's downlink loss is that subscriber's issue alone", async () => {
   const room = await gw.app.sfu.getOrCreateRoom('acme', 'diag-downlink');
   const seen = issuesOf(room);
-  const alice = await publisher(room, 'alice');
-  const bob = await subscriber(room, alice.bot.producer.id, 'bob');
-  const carol = await subscriber(room, alice.bot.producer.id, 'carol');
+  const alice = await lossyPublisher(room, 'alice');
+  const bob = await lossySubscriber(room, alice.bot.producer.id, 'bob');
+  const carol = await lossySubscriber(room, alice.bot.producer.id, 'carol');
   await waitFor(
     'media to flow to both',
     async () => Math.min(bob.receiver.received(), carol.receiver.received()),
@@ -195,8 +133,8 @@ test("a subscriber's downlink loss is that subscriber's issue alone", async () =
 test('a track that reaches the SFU but not one of its subscribers is one-way media for that subscriber', async () => {
   const room = await gw.app.sfu.getOrCreateRoom('acme', 'diag-oneway');
   const seen = issuesOf(room);
-  const alice = await publisher(room, 'alice');
-  const dave = await subscriber(room, alice.bot.producer.id, 'dave', { connected: false });
+  const alice = await lossyPublisher(room, 'alice');
+  const dave = await lossySubscriber(room, alice.bot.producer.id, 'dave', { connected: false });
   const issue = await waitFor(
     'a one-way issue',
     async () => seen.raised.find((i) => i.kind === 'one_way_media'),
@@ -213,8 +151,8 @@ test('a track that reaches the SFU but not one of its subscribers is one-way med
 test("a worker starved of CPU is the server's issue: every participant on it is affected, and nobody's network is blamed", async () => {
   const room = await gw.app.sfu.getOrCreateRoom('acme', 'diag-overload');
   const seen = issuesOf(room);
-  const alice = await publisher(room, 'alice');
-  const bob = await subscriber(room, alice.bot.producer.id, 'bob');
+  const alice = await lossyPublisher(room, 'alice');
+  const bob = await lossySubscriber(room, alice.bot.producer.id, 'bob');
   await waitFor(
     'media to flow to the subscriber',
     async () => bob.receiver.received(),

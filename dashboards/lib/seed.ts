@@ -252,6 +252,24 @@ function seedCall(target: SeedTarget, plan: CallPlan, now: number, r: () => numb
   event(wobble + 2000, people[0], 'ice.restart', transports[0]!.recv);
   event(wobble + 3000, people[0], 'ice.state', transports[0]!.recv, '', { state: 'connected' });
   if (plan.loss > 0.05) event(wobble + 60_000, people[1], 'transport.failed', transports[1]!.send, 'dtls-failed');
+  // The wobble as the call diagnosis (src/diagnosis) sees it: the second participant's uplink loses video packets,
+  // and everyone who receives that video suffers. Ids and figures are fixed, so the random draws stay as they were.
+  const lossy = people[1] ?? people[0]!;
+  const issue = {
+    issue_id: `${callId}/1`,
+    issue: 'uplink_loss',
+    direction: 'uplink',
+    kind: 'video',
+    affected: people
+      .filter((p) => p !== lossy)
+      .map((p) => p.participant)
+      .join(','),
+    loss_pct: String(Math.round(plan.loss * 3 * 1000) / 10),
+    packets: '110',
+  };
+  const lossyVideo = producers.find((x) => x.p === lossy)!.video;
+  event(wobble - 30_000, lossy, 'quality.issue', lossyVideo, '', issue);
+  event(wobble + 45_000, lossy, 'quality.resolved', lossyVideo, 'recovered', { ...issue, duration_ms: '75000' });
 
   const counters = new Map<string, { packets: number; bytes: number; lost: number; freezes: number }>();
   const cumulative = (id: string, packets: number, bytes: number, lost: number, froze: boolean) => {

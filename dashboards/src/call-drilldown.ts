@@ -1,6 +1,7 @@
 /**
  * 2. Call drill-down: one call, its participants and tracks. Each track's
- * bitrate, loss, jitter, RTT and score over time; call events as annotations;
+ * bitrate, loss, jitter, RTT and score over time; call events as annotations, and
+ * quality issues (src/diagnosis) as regions on the timeline of whose network it was;
  * the browser's view (client_stats) beside the SFU's (track_stats).
  */
 import { AnnotationQueryBuilder, RowBuilder } from '@grafana/grafana-foundation-sdk/dashboard';
@@ -104,9 +105,41 @@ export function callDrilldown() {
               event AS tags
             FROM call_events
             WHERE $__timeFilter(ts) AND ${CALL} AND (participant = '' OR ${PARTICIPANTS})
-              AND event NOT IN ('producer.score', 'consumer.score', 'consumer.layers')
+              AND event NOT IN ('producer.score', 'consumer.score', 'consumer.layers', 'quality.issue', 'quality.resolved')
             ORDER BY ts`,
             ['time', 'title', 'text', 'tags'],
+          ),
+        ),
+    )
+    .annotation(
+      new AnnotationQueryBuilder()
+        .name('Quality issues')
+        .datasource(CLICKHOUSE_DS)
+        .enable(true)
+        .iconColor('#F2495C')
+        .target(
+          // One region per issue (src/diagnosis): from its quality.issue event to its quality.resolved one, or to
+          // now while it lasts. Shown when the participant whose network it is, or one who suffered from it, is
+          // chosen.
+          cat.annotation(
+            'Quality issues',
+            `
+            SELECT min(ts) AS time,
+              if(countIf(event = 'quality.resolved') > 0, maxIf(ts, event = 'quality.resolved'), now64(3, 'UTC')) AS timeEnd,
+              concat(replaceAll(anyIf(attrs['issue'], event = 'quality.issue'), '_', ' '), ' · ', substring(anyIf(participant, event = 'quality.issue'), 1, 8)) AS title,
+              concat(replaceAll(anyIf(attrs['issue'], event = 'quality.issue'), '_', ' '), ' on the ', anyIf(attrs['direction'], event = 'quality.issue'),
+                ' of ', substring(anyIf(participant, event = 'quality.issue'), 1, 8), ' (', anyIf(attrs['kind'], event = 'quality.issue'), ')',
+                if(anyIf(attrs['loss_pct'], event = 'quality.issue') != '', concat(': ', anyIf(attrs['loss_pct'], event = 'quality.issue'), '% lost'), ''),
+                '; affected: ', toString(length(splitByChar(',', anyIf(attrs['affected'], event = 'quality.issue')))),
+                if(countIf(event = 'quality.resolved') > 0, concat(' · ', anyIf(reason, event = 'quality.resolved')), ' · ongoing')) AS text,
+              anyIf(attrs['issue'], event = 'quality.issue') AS tags
+            FROM call_events
+            WHERE $__timeFilter(ts) AND ${CALL} AND event IN ('quality.issue', 'quality.resolved')
+              AND (${PARTICIPANTS} OR hasAny(splitByChar(',', attrs['affected']), [\${participant:sqlstring}]))
+            GROUP BY attrs['issue_id']
+            HAVING countIf(event = 'quality.issue') > 0
+            ORDER BY time`,
+            ['time', 'timeEnd', 'title', 'text', 'tags'],
           ),
         ),
     )

@@ -5,6 +5,7 @@
  * - `POST /v1/tokens`: join tokens and links (tokens.ts).
  * - `/v1/rooms…`: rooms and participants (rooms.ts).
  * - `/v1/webhooks…`: the tenant's webhook endpoints (webhooks.ts).
+ * - `GET /v1/calls/{callId}/diagnosis`: a call's quality issues and verdicts (calls.ts).
  * - `/v1/admin…`: the operator's tenant administration (admin.ts).
  *
  * Callers authenticate with a tenant API key (scoped) or a user JWT (principal.ts);
@@ -24,6 +25,7 @@ import { tokenRoutes } from './tokens.js';
 import { webhookRoutes } from './webhooks.js';
 import { recordingRoutes } from './recordings.js';
 import { complianceRoutes } from './compliance.js';
+import { callRoutes } from './calls.js';
 import forwarding from './forward.js';
 import { errorResponses } from './schema.js';
 
@@ -158,6 +160,7 @@ export default async function apiPlugin(app: FastifyInstance): Promise<void> {
     await v1.register(roomRoutes);
     await v1.register(webhookRoutes);
     await v1.register(recordingRoutes);
+    await v1.register(callRoutes);
     await v1.register(complianceRoutes);
     await v1.register(adminRoutes);
   });

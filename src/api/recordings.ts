@@ -1,10 +1,12 @@
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { ROOM_ID } from '../auth/index.js';
 import { VigieError } from '../errors.js';
 import { ObjectLockedError, type CatalogRow } from '../recording/index.js';
+import { callIssues } from '../diagnosis/report.js';
 import { cursorCodec } from './cursor.js';
-import { authenticate, requireRoom, type Principal } from './principal.js';
+import { audited as auditedRoutes } from './audited.js';
+import { requireRoom, type Principal } from './principal.js';
 import { openapi, parse } from './schema.js';
 
 const idParam = z.object({ id: z.uuid() });
@@ -76,57 +78,35 @@ export async function recordingRoutes(app: FastifyInstance): Promise<void> {
     if (!app.recording) throw new VigieError('FORBIDDEN', 'recording is unavailable on this gateway');
     return app.recording;
   };
-  // Access records: the plain access_log, and the tamper-evident audit chain.
-  const audit = async (
-    req: FastifyRequest,
-    p: Principal | undefined,
-    action: string,
-    target: string,
-    result: string,
-  ) => {
-    app.telemetry?.writer.write('access_log', {
-      ts: Date.now(),
-      tenant: p?.tenant ?? '',
-      actor: p?.actor ?? 'anonymous',
-      subject: p?.subject ?? '',
-      action,
-      target,
-      source_ip: req.ip,
-      result,
+  // Every call, allowed or not, writes its access record (access_log and the audit chain).
+  const audited = auditedRoutes(app);
+  /**
+   * The call's quality issues that overlap the file, with offsets from its start, so that a reviewer can jump to
+   * the moment that was degraded. An issue that began before the file starts at offset 0; one still going on when
+   * the file ends has no end offset.
+   */
+  const qualityTimeline = async (row: CatalogRow) => {
+    await app.telemetry?.writer.flush();
+    // The catalog's times are ISO 8601 (or epoch ms in an upload's row).
+    const fromMs = new Date(row.started_at).getTime();
+    const toMs = new Date(row.ended_at).getTime();
+    const issues = await callIssues(app.clickhouse.client, app.clickhouse.database, row.tenant, row.call_id, {
+      fromMs,
+      toMs,
     });
-    if (p) await app.compliance?.record({ tenant: p.tenant, actor: p.actor, action, target, result, sourceIp: req.ip });
+    return issues.map((i) => ({
+      issueId: i.issueId,
+      issue: i.issue,
+      direction: i.direction,
+      kind: i.kind,
+      participant: i.participant,
+      startOffsetMs: Math.max(0, i.startedMs - fromMs),
+      endOffsetMs: i.endedMs === null || i.endedMs > toMs ? null : i.endedMs - fromMs,
+      startedAt: new Date(i.startedMs).toISOString(),
+      endedAt: i.endedMs === null ? null : new Date(i.endedMs).toISOString(),
+      evidence: i.evidence,
+    }));
   };
-  /** Runs a handler with its access record written whatever the outcome. */
-  const audited =
-    (
-      action: string,
-      handler: (
-        req: FastifyRequest,
-        reply: FastifyReply,
-        p: Principal,
-        target: (t: string) => void,
-      ) => Promise<unknown>,
-    ) =>
-    async (req: FastifyRequest, reply: FastifyReply) => {
-      let p: Principal | undefined;
-      let target = '';
-      let ok = false;
-      try {
-        p = await authenticate(app, req);
-        const out = await handler(req, reply, p, (t) => (target = t));
-        ok = true;
-        // Durable before the answer; if it cannot be written, the caller gets that error instead.
-        await audit(req, p, action, target, 'ok');
-        return out;
-      } catch (err) {
-        if (ok) throw err;
-        // The refusal is answered with its own error; a failed audit append of it is logged.
-        await audit(req, p, action, target, err instanceof VigieError ? err.code : 'INTERNAL').catch((auditErr) =>
-          req.log.error({ err: auditErr, action }, 'audit append failed'),
-        );
-        throw err;
-      }
-    };
   const find = (tenant: string, id: string): Promise<CatalogRow> => recording().catalog.require(tenant, id);
 
   app.post(
@@ -202,7 +182,13 @@ export async function recordingRoutes(app: FastifyInstance): Promise<void> {
       target(`recording:${id}`);
       const row = await find(p.tenant, id);
       requireRoom(p, row.room);
-      return publicRow(row);
+      // The catalog is the control plane's and answers without ClickHouse; the quality timeline is telemetry's, and
+      // an outage of it leaves the timeline out (null) rather than the recording unreadable.
+      const qualityIssues = await qualityTimeline(row).catch((err) => {
+        req.log.warn({ err, recording: id }, 'quality timeline unavailable (ClickHouse)');
+        return null;
+      });
+      return { ...publicRow(row), qualityIssues };
     }),
   );
 

@@ -944,7 +944,7 @@ export interface paths {
                          *       "*"
                          *     ]
                          */
-                        events?: (("room.started" | "room.ended" | "participant.joined" | "participant.left" | "track.published" | "track.unpublished" | "recording.started" | "recording.ready" | "recording.failed" | "recording.deleted" | "retention.deleted" | "quality.alert" | "webhook.endpoint_disabled") | "*")[];
+                        events?: (("room.started" | "room.ended" | "participant.joined" | "participant.left" | "track.published" | "track.unpublished" | "recording.started" | "recording.ready" | "recording.failed" | "recording.deleted" | "retention.deleted" | "quality.alert" | "quality.issue" | "webhook.endpoint_disabled") | "*")[];
                     };
                 };
             };
@@ -1476,6 +1476,123 @@ export interface paths {
                 };
             };
         };
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/calls/{callId}/diagnosis": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A call's diagnosis: participants, their join funnel, each quality issue (whose, which direction, when, who suffered, evidence) and one verdict per participant (rooms:read) */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    callId: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            callId: string;
+                            room: string;
+                            /** Format: date-time */
+                            startedAt: string;
+                            participants: {
+                                /** @description pseudonym, as in the telemetry and the recordings */
+                                participant: string;
+                                /** @description null once the participant has been erased */
+                                identity: string | null;
+                                name: string | null;
+                                peerIds: string[];
+                                /** Format: date-time */
+                                joinedAt: string;
+                                /** Format: date-time */
+                                leftAt: string | null;
+                                /** @description one entry per join, the join_funnel table's columns; null where the funnel is not recorded */
+                                joinFunnel: {
+                                    [key: string]: unknown;
+                                }[] | null;
+                                /** @description one line in plain English */
+                                verdict: string;
+                            }[];
+                            issues: {
+                                issueId: string;
+                                /** @description the detector: uplink_loss, downlink_loss, one_way_media; more may come */
+                                issue: string;
+                                direction: string;
+                                kind: string;
+                                /** @description whose network or client it is (the publisher's for an uplink issue) */
+                                participant: string;
+                                name: string | null;
+                                trackId: string;
+                                /** Format: date-time */
+                                startedAt: string;
+                                /**
+                                 * Format: date-time
+                                 * @description null while the issue lasts
+                                 */
+                                endedAt: string | null;
+                                resolution: string | null;
+                                affected: {
+                                    participant: string;
+                                    name: string | null;
+                                }[];
+                                evidence: {
+                                    [key: string]: number | string;
+                                };
+                            }[];
+                        };
+                    };
+                };
+                /** @description Default Response */
+                "4XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                /** @enum {string} */
+                                code: "INVALID_REQUEST" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE" | "REDIRECT";
+                                message: string;
+                            };
+                        };
+                    };
+                };
+                /** @description Default Response */
+                "5XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                /** @enum {string} */
+                                code: "INVALID_REQUEST" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE" | "REDIRECT";
+                                message: string;
+                            };
+                        };
+                    };
+                };
+            };
+        };
+        put?: never;
         post?: never;
         delete?: never;
         options?: never;
@@ -2304,7 +2421,7 @@ export interface paths {
                          *       "*"
                          *     ]
                          */
-                        events?: (("room.started" | "room.ended" | "participant.joined" | "participant.left" | "track.published" | "track.unpublished" | "recording.started" | "recording.ready" | "recording.failed" | "recording.deleted" | "retention.deleted" | "quality.alert" | "webhook.endpoint_disabled") | "*")[];
+                        events?: (("room.started" | "room.ended" | "participant.joined" | "participant.left" | "track.published" | "track.unpublished" | "recording.started" | "recording.ready" | "recording.failed" | "recording.deleted" | "retention.deleted" | "quality.alert" | "quality.issue" | "webhook.endpoint_disabled") | "*")[];
                     };
                 };
             };
