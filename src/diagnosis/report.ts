@@ -232,6 +232,22 @@ function ownClause(name: string, i: StoredIssue, nameOf: (p: string) => string):
       return `${name}'s downlink lost ${lost} of the ${media} packets sent to them ${span(i)}; only ${name} was affected`;
     case 'one_way_media':
       return `${name} received none of a ${media} track that reached the server ${span(i)} (one-way media)`;
+    case 'encoder_limited':
+      return (
+        `${name}'s ${i.evidence.reason === 'cpu' ? 'computer' : 'connection'} held back their video encoder ` +
+        `(${i.evidence.reason}) ${span(i)}` +
+        (others.length ? `; everyone who received it was affected (${names(others)})` : '')
+      );
+    case 'video_frozen': {
+      const seconds = `${Math.round(Number(i.evidence.frozen_ms ?? 0) / 100) / 10} s`;
+      return i.direction === 'downlink'
+        ? `${name}'s video froze for ${seconds} ${span(i)}, on their own downlink`
+        : `${name}'s side froze the video ${names(others)} received, for ${seconds}, ${span(i)}`;
+    }
+    case 'turn_relay':
+      return `${name} was connected through the TURN relay ${span(i)} (a restrictive network: more delay)`;
+    case 'ice_restart_failed':
+      return `${name}'s connection was lost and an ICE restart did not bring it back ${span(i)}`;
     default:
       // A detector this version does not know by name: said with its own name, still whose and when.
       return `${name}'s ${i.direction || 'connection'} had ${i.issue.replaceAll('_', ' ')} (${media}) ${span(i)}`;
@@ -247,7 +263,12 @@ export function verdictFor(participant: string, issues: StoredIssue[], nameOf: (
   const own = issues.filter((i) => i.participant === participant).map((i) => ownClause(name, i, nameOf));
   const suffered = issues
     .filter((i) => i.participant !== participant && i.affected.includes(participant))
-    .map((i) => `${nameOf(i.participant)}'s ${i.issue.replaceAll('_', ' ')} ${span(i)}`);
+    .map((i) =>
+      // An issue of the server (an overloaded worker) has no participant at fault.
+      i.participant
+        ? `${nameOf(i.participant)}'s ${i.issue.replaceAll('_', ' ')} ${span(i)}`
+        : `the server's ${i.issue.replaceAll('_', ' ')}${i.evidence.worker !== undefined ? ` (worker ${i.evidence.worker})` : ''} ${span(i)}`,
+    );
   if (!own.length && !suffered.length) return `No issue was detected for ${name}.`;
   const parts = [...own];
   if (suffered.length)

@@ -1,0 +1,65 @@
+import { test } from 'vitest';
+import assert from 'node:assert/strict';
+import { type StoredIssue, verdictFor } from '../../src/diagnosis/report.js';
+
+/** The verdict of each detector, in words a support agent can read out: whose side, what, when, who suffered. */
+const T0 = Date.UTC(2026, 10, 30, 10, 2, 0);
+const names: Record<string, string> = { a: 'Alice', b: 'Bob' };
+const nameOf = (p: string) => names[p] ?? p;
+const issue = (o: Partial<StoredIssue>): StoredIssue => ({
+  issueId: 'c/1',
+  issue: 'uplink_loss',
+  direction: 'uplink',
+  kind: 'video',
+  participant: 'a',
+  peerId: 'pa',
+  trackId: 't',
+  startedMs: T0,
+  endedMs: T0 + 180_000,
+  resolution: 'recovered',
+  affected: ['b'],
+  evidence: {},
+  ...o,
+});
+
+test('each detector has its own words, and the server is named as the server', () => {
+  const cases: Array<[Partial<StoredIssue>, string, string]> = [
+    [
+      { issue: 'encoder_limited', evidence: { reason: 'cpu' } },
+      'a',
+      "Alice's computer held back their video encoder (cpu) from 10:02:00 to 10:05:00 UTC; everyone who received it was affected (Bob).",
+    ],
+    [
+      {
+        issue: 'video_frozen',
+        direction: 'downlink',
+        participant: 'b',
+        affected: ['b'],
+        evidence: { frozen_ms: 2400 },
+      },
+      'b',
+      "Bob's video froze for 2.4 s from 10:02:00 to 10:05:00 UTC, on their own downlink.",
+    ],
+    [
+      { issue: 'video_frozen', direction: 'both', evidence: { frozen_ms: 12_000, cause: 'ice_restart_failed' } },
+      'a',
+      "Alice's side froze the video Bob received, for 12 s, from 10:02:00 to 10:05:00 UTC.",
+    ],
+    [
+      { issue: 'turn_relay', direction: 'both', affected: ['a'], endedMs: null, resolution: null },
+      'a',
+      'Alice was connected through the TURN relay since 10:02:00 UTC (still going on) (a restrictive network: more delay).',
+    ],
+    [
+      { issue: 'ice_restart_failed', direction: 'both', affected: ['a'] },
+      'a',
+      "Alice's connection was lost and an ICE restart did not bring it back from 10:02:00 to 10:05:00 UTC.",
+    ],
+    [
+      { issue: 'sfu_overload', direction: 'server', participant: '', affected: ['a', 'b'], evidence: { worker: 1 } },
+      'b',
+      "Bob's own network was fine; Bob suffered from the server's sfu overload (worker 1) from 10:02:00 to 10:05:00 UTC.",
+    ],
+  ];
+  for (const [o, who, expected] of cases) assert.equal(verdictFor(who, [issue(o)], nameOf), expected);
+});
