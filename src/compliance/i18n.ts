@@ -56,8 +56,8 @@ const en = {
   'ropa.quality.subjects': 'Call participants (pseudonymised)',
   'ropa.quality.data': 'Pseudonym, network statistics, call events and join times, browser statistics',
   'ropa.quality.retention':
-    'track stats — {track}; transport stats — {transport}; client stats — {client}; events and join funnel — {events}; per-call ' +
-    'quality — {quality}',
+    'track stats — {track}; transport stats — {transport}; client stats — {client}; ' +
+    'events and join funnel — {events}; per-call quality — {quality}',
   'ropa.recording.name': 'Call recording',
   'ropa.recording.purpose': 'Recording calls where the room policy requires it (evidence, quality, training)',
   'ropa.recording.basis': 'Art. 6(1)(c) legal obligation or 6(1)(a) consent, per room policy',

@@ -205,6 +205,9 @@ export async function callJoinFunnel(
 /** `10:02:03` (UTC): verdicts speak of one call, so the time of day is enough. */
 const clock = (ms: number) => new Date(ms).toISOString().slice(11, 19);
 
+/** ` (worker 1)`: which worker of the server an issue was on, when it says. */
+const workerOf = (i: StoredIssue) => (i.evidence.worker !== undefined ? ` (worker ${i.evidence.worker})` : '');
+
 /** When an issue happened, in words. */
 function span(i: StoredIssue): string {
   return i.endedMs === null
@@ -229,7 +232,10 @@ function ownClause(name: string, i: StoredIssue, nameOf: (p: string) => string):
         (others.length ? `everyone who received it was affected (${names(others)})` : 'nobody was receiving it')
       );
     case 'downlink_loss':
-      return `${name}'s downlink lost ${lost} of the ${media} packets sent to them ${span(i)}; only ${name} was affected`;
+      return (
+        `${name}'s downlink lost ${lost} of the ${media} packets sent to them ${span(i)}; ` +
+        `only ${name} was affected`
+      );
     case 'one_way_media':
       return `${name} received none of a ${media} track that reached the server ${span(i)} (one-way media)`;
     case 'encoder_limited':
@@ -267,7 +273,7 @@ export function verdictFor(participant: string, issues: StoredIssue[], nameOf: (
       // An issue of the server (an overloaded worker) has no participant at fault.
       i.participant
         ? `${nameOf(i.participant)}'s ${i.issue.replaceAll('_', ' ')} ${span(i)}`
-        : `the server's ${i.issue.replaceAll('_', ' ')}${i.evidence.worker !== undefined ? ` (worker ${i.evidence.worker})` : ''} ${span(i)}`,
+        : `the server's ${i.issue.replaceAll('_', ' ')}${workerOf(i)} ${span(i)}`,
     );
   if (!own.length && !suffered.length) return `No issue was detected for ${name}.`;
   const parts = [...own];
