@@ -57,7 +57,7 @@ try {
   }
 
   const exporter = (format: 'jsonl' | 'csv' | 'html') => async () => {
-    global.gc?.();
+    global.gc?.(); // with --expose-gc (bench/run.ts): the baseline's pages are not counted in the export's peak
     exporting = true;
     peakRss = Math.max(peakRss, process.memoryUsage().rss);
     try {
