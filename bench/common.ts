@@ -34,7 +34,7 @@ export function benchTempDir(name: string): string {
     }
   }
   tempDirs.add(dir);
-  // Said on stderr, which the bench's JSON line does not use: test/unit/bench-cleanup.test.ts checks it is gone.
+  // Said on stderr, which the bench's JSON line does not use: test/bench-cleanup.test.ts checks it is gone.
   console.error(`[bench] temporary folder ${dir}`);
   return dir;
 }

@@ -17,7 +17,7 @@ import { startFfmpegBot } from '../test/helpers/ffmpegBot.js';
 import { startChdbHttp } from '../test/helpers/chdbHttpServer.js';
 import { benchTempDir, ratioInterval, rotated, sum } from './common.js';
 
-// The load's size is settable only so that test/unit/bench-cleanup.test.ts can run the bench in a few seconds.
+// The load's size is settable only so that test/bench-cleanup.test.ts can run the bench in a few seconds.
 const PRODUCERS = Number(process.env.BENCH_PRODUCERS ?? 10);
 const CONSUMERS_PER_PRODUCER = Number(process.env.BENCH_CONSUMERS_PER_PRODUCER ?? 10);
 const CLIP_S = Number(process.env.BENCH_CLIP_S ?? 20);

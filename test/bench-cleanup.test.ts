@@ -5,14 +5,14 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, test } from 'vitest';
-import { waitFor } from '../helpers/browser.js';
-import { tempDir } from '../helpers/unit.js';
+import { waitFor } from './helpers/browser.js';
+import { tempDir } from './helpers/unit.js';
 
 // The benchmarks' temporary folders (a clip, ClickHouse data, exports: up to gigabytes) are removed when a bench
 // ends, fails or is interrupted. Each run below gets its own TMPDIR, so that what it leaves there is its own, whatever
 // else runs on the machine meanwhile.
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const benchDir = path.join(root, 'bench');
 
 interface Run {
