@@ -5,34 +5,26 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { onProcessEnd } from '../test/helpers/processEnd.js';
 
 const tempDirs = new Set<string>();
 const removeTempDirs = () => {
   for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
   tempDirs.clear();
 };
+let hooked = false;
 
 /**
  * A new folder under the system's temporary directory (`vigie-bench-<name>-XXXXXX`), removed when the process ends:
- * at the end of the script, on `process.exit`, on an uncaught error or rejection (all of which emit `exit`), and on
- * SIGINT or SIGTERM (whose default action would skip `exit`). A bench's clip, ClickHouse data and exports run to
- * gigabytes; a failed or interrupted run must not leave them behind. Children writing into the folder (a ClickHouse
- * endpoint) are the bench's to stop first, in a `finally`.
+ * at the end of the script, on `process.exit`, on an uncaught error or rejection, and on SIGINT or SIGTERM
+ * (`onProcessEnd`). A bench's clip, ClickHouse data and exports run to gigabytes; a failed or interrupted run must not
+ * leave them behind. Children writing into the folder (a ClickHouse endpoint) are the bench's to stop first, in a
+ * `finally`.
  */
 export function benchTempDir(name: string): string {
   const dir = mkdtempSync(path.join(os.tmpdir(), `vigie-bench-${name}-`));
-  if (tempDirs.size === 0) {
-    process.once('exit', removeTempDirs);
-    for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-      const onSignal = () => {
-        removeTempDirs();
-        process.removeListener(signal, onSignal);
-        // Die by the signal, as without this handler, unless something else handles it (as test/helpers/radosgw.ts).
-        if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
-      };
-      process.on(signal, onSignal);
-    }
-  }
+  if (!hooked) onProcessEnd(removeTempDirs);
+  hooked = true;
   tempDirs.add(dir);
   // Said on stderr, which the bench's JSON line does not use: test/bench-cleanup.test.ts checks it is gone.
   console.error(`[bench] temporary folder ${dir}`);
