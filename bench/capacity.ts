@@ -19,8 +19,7 @@
  * packets than the clip's rate and the per-consumer figures mean little.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import os from 'node:os';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import * as mediasoup from 'mediasoup';
 import type { types as ms } from 'mediasoup';
@@ -30,6 +29,7 @@ import { startChdbHttp } from '../test/helpers/chdbHttpServer.js';
 import { startFfmpegBot } from '../test/helpers/ffmpegBot.js';
 import { startGateway } from '../test/helpers/gateway.js';
 import { waitFor } from '../test/helpers/browser.js';
+import { benchTempDir } from './common.js';
 
 const STEP = Number(process.env.BENCH_STEP ?? 50);
 const MAX = Number(process.env.BENCH_MAX_CONSUMERS ?? 500);
@@ -39,7 +39,7 @@ const SETTLE_MS = 1500;
 const KBPS = Number(process.env.BENCH_KBPS ?? 2000);
 const TARGET_CPU = 0.8;
 
-const dir = mkdtempSync(path.join(os.tmpdir(), 'vigie-bench-capacity-'));
+const dir = benchTempDir('capacity');
 const clip = path.join(dir, 'clip.webm');
 execFileSync('ffmpeg', [
   // Noise, so that VP8 reaches its bitrate (a test pattern compresses to a fraction of it).
@@ -250,7 +250,7 @@ try {
   );
 } finally {
   sink.kill();
+  // Before the folder holding its data is removed (at exit, by benchTempDir).
   await clickhouse.stop();
-  rmSync(dir, { recursive: true, force: true });
 }
 process.exit(0);

@@ -18,8 +18,7 @@
  * projection to N nodes in bench/README.md.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, realpathSync, rmSync, symlinkSync } from 'node:fs';
-import os from 'node:os';
+import { readFileSync, realpathSync, rmSync, symlinkSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
@@ -27,7 +26,6 @@ import { CHROMIUM, CHROMIUM_ARGS, launchBrowser } from '../test/helpers/browser.
 import {
   fmtSample,
   joinPageMeasurer,
-  median,
   medianMs,
   type Sample,
   stepMedians,
@@ -35,6 +33,7 @@ import {
   vigieRemote,
   waitPublished,
 } from './join-page/measure.js';
+import { benchTempDir, ratioInterval, rotated } from './common.js';
 import { type ServerProcess, type StatementCount, startServerProcess } from './join-page/server-process.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 8);
@@ -54,7 +53,7 @@ const git = (...args: string[]) => {
 
 /** The single-node build's tree in a temporary worktree, with this checkout's node_modules and its own SDK bundle. */
 function checkOutSingleNode(): { root: string; commit: string; remove: () => void } {
-  const parent = mkdtempSync(path.join(os.tmpdir(), 'vigie-bench-single-'));
+  const parent = benchTempDir('single');
   const root = path.join(parent, 'tree');
   git('worktree', 'add', '--detach', root, SINGLE_NODE_COMMIT);
   const remove = () => {
@@ -72,30 +71,6 @@ function checkOutSingleNode(): { root: string; commit: string; remove: () => voi
     remove();
     throw e;
   }
-}
-
-/**
- * A 95% interval for the ratio of two medians, by a paired bootstrap over the rounds: a round's joins to both
- * targets are drawn together, so that a drift of the machine's load between rounds moves both. One round's time to a
- * first frame varies by a factor of two (the remote's next key frame, the decoder's start), so the median ratio
- * of a run of 30 rounds moves by about ±0.1 from run to run: the interval says how far this run's ratio can be trusted.
- */
-function ratioInterval(a: number[], b: number[], draws = 4000): [number, number] {
-  let seed = 0x9e3779b9; // deterministic, so that the same samples give the same interval
-  const random = () => {
-    seed = (seed * 1664525 + 1013904223) >>> 0;
-    return seed / 2 ** 32;
-  };
-  const ratios: number[] = [];
-  for (let d = 0; d < draws; d++) {
-    const pick = a.map(() => Math.floor(random() * a.length));
-    ratios.push(median(pick.map((i) => a[i]!)) / median(pick.map((i) => b[i]!)));
-  }
-  ratios.sort((x, y) => x - y);
-  return [ratios[Math.floor(draws * 0.025)]!, ratios[Math.floor(draws * 0.975)]!].map((r) => Number(r.toFixed(3))) as [
-    number,
-    number,
-  ];
 }
 
 const loadavg = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
@@ -134,7 +109,7 @@ try {
   >;
   for (let i = 0; i < ROUNDS; i++) {
     // Rotating which goes first cancels a drift in the machine's load.
-    for (const t of [...names.slice(i % 3), ...names.slice(0, i % 3)]) {
+    for (const t of rotated(names, i)) {
       const r = await round(t, prejoin[0]!);
       results[t].cold.push(r.cold);
       results[t].warm.push(r.warm);

@@ -22,7 +22,6 @@ import {
   fmtSample,
   fmtSteps,
   joinPageMeasurer,
-  median,
   medianMs,
   type Sample,
   stepMedians,
@@ -30,6 +29,7 @@ import {
   vigieRemote,
   waitPublished,
 } from './join-page/measure.js';
+import { median } from './common.js';
 import { startServerProcess } from './join-page/server-process.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 8);

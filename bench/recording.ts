@@ -8,20 +8,21 @@
  */
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import * as Minio from 'minio';
 import { Recorder, S3ObjectStore } from '../src/recording/index.js';
 import { startGateway } from '../test/helpers/gateway.js';
 import { startFfmpegBot } from '../test/helpers/ffmpegBot.js';
 import { startRadosgw } from '../test/helpers/radosgw.js';
+import { benchTempDir, median } from './common.js';
 
 const TRACKS = 4;
 const RECORD_MS = Number(process.env.BENCH_RECORD_MS ?? 15_000);
 const FILE_MB = Number(process.env.BENCH_FILE_MB ?? 64);
 const ROUNDS = 3;
-const dir = mkdtempSync(path.join(os.tmpdir(), 'vigie-bench-rec-'));
+// The clip, the recordings and the upload's file, removed at exit (benchTempDir).
+const dir = benchTempDir('rec');
 const clockTicks = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }));
 const cpuMs = (pid: number) => {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -137,7 +138,6 @@ for (let i = 0; i < ROUNDS; i++) {
   storeRates.push(FILE_MB / ((performance.now() - t) / 1000));
 }
 await rgw.stop();
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 console.log(
   JSON.stringify({
     bench: 'recording',

@@ -1,28 +1,32 @@
 /**
  * CPU cost of telemetry: the same synthetic load (10 producers fed by ffmpeg,
- * each consumed 10 times) on a gateway with telemetry off, then on, in
- * alternating rounds. Measured: mediasoup worker CPU (getResourceUsage) plus
+ * each consumed 10 times) on a gateway with telemetry off and on, in rounds
+ * that alternate which goes first, after a warm-up round of each that is not
+ * counted (the first gateway of the process pays its start-up: module loading,
+ * JIT, the first worker). Measured: mediasoup worker CPU (getResourceUsage) plus
  * the gateway's Node CPU (process.cpuUsage). ffmpeg, the UDP sink and
  * ClickHouse run in child processes and are not counted: ffmpeg and the sink
  * are the load, the same both ways; ClickHouse is its own server in production
  * (here the embedded engine behind test/helpers/chdbHttpServer.ts, over HTTP).
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { Peer } from '../src/media/index.js';
 import { startGateway } from '../test/helpers/gateway.js';
 import { startFfmpegBot } from '../test/helpers/ffmpegBot.js';
 import { startChdbHttp } from '../test/helpers/chdbHttpServer.js';
+import { benchTempDir, ratioInterval, rotated, sum } from './common.js';
 
-const PRODUCERS = 10;
-const CONSUMERS_PER_PRODUCER = 10;
+// The load's size is settable only so that test/bench-cleanup.test.ts can run the bench in a few seconds.
+const PRODUCERS = Number(process.env.BENCH_PRODUCERS ?? 10);
+const CONSUMERS_PER_PRODUCER = Number(process.env.BENCH_CONSUMERS_PER_PRODUCER ?? 10);
+const CLIP_S = Number(process.env.BENCH_CLIP_S ?? 20);
+const SETTLE_MS = Number(process.env.BENCH_SETTLE_MS ?? 3000);
 const MEASURE_MS = Number(process.env.BENCH_MEASURE_MS ?? 20_000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
 const STATS_INTERVAL_MS = Number(process.env.BENCH_STATS_INTERVAL_MS ?? 5000);
 
-const dir = mkdtempSync(path.join(os.tmpdir(), 'vigie-bench-load-'));
+const dir = benchTempDir('load');
 const clip = path.join(dir, 'clip.webm');
 execFileSync('ffmpeg', [
   '-loglevel',
@@ -32,7 +36,7 @@ execFileSync('ffmpeg', [
   '-i',
   'testsrc=size=640x480:rate=30',
   '-t',
-  '20',
+  String(CLIP_S),
   '-c:v',
   'libvpx',
   '-b:v',
@@ -55,76 +59,91 @@ const sink = spawn(
   ],
   { stdio: ['ignore', 'pipe', 'inherit'] },
 );
-const sinkPort = await new Promise<number>((r) => sink.stdout!.once('data', (d) => r(Number(String(d).trim()))));
 
-const clickhouse = await startChdbHttp(path.join(dir, 'clickhouse'));
+type Mode = 'off' | 'on';
+interface Round {
+  workerMs: number;
+  nodeMs: number;
+  rows: number;
+}
 
-async function round(telemetry: boolean): Promise<{ workerMs: number; nodeMs: number; rows: number }> {
+async function round(sinkPort: number, clickhouseUrl: string, mode: Mode, counted: boolean): Promise<Round> {
   const gw = await startGateway({
-    telemetry: { enabled: telemetry, statsIntervalMs: STATS_INTERVAL_MS },
+    telemetry: { enabled: mode === 'on', statsIntervalMs: STATS_INTERVAL_MS },
     media: { workers: 1 },
-    clickhouse: { url: clickhouse.url },
+    clickhouse: { url: clickhouseUrl },
   });
-  const room = await gw.app.sfu.getOrCreateRoom('acme', 'load');
-  const bots = [];
-  for (let i = 0; i < PRODUCERS; i++)
-    bots.push(await startFfmpegBot(room, { kind: 'video', bitrateKbps: 500, file: clip, name: `p${i}` }));
-  for (let v = 0; v < CONSUMERS_PER_PRODUCER; v++) {
-    const viewer = new Peer(
-      {
-        identity: `viewer-${v}`,
-        tenant: 'acme',
-        room: 'load',
-        grants: new Set(['subscribe']),
-        expiresAt: Number.MAX_SAFE_INTEGER,
-      },
-      () => undefined,
-    );
-    room.addPeer(viewer);
-    const t = await room.router.createPlainTransport({
-      listenInfo: { protocol: 'udp', ip: '127.0.0.1' },
-      rtcpMux: true,
-      comedia: false,
-    });
-    await t.connect({ ip: '127.0.0.1', port: sinkPort });
-    viewer.transports.set(t.id, t);
-    for (const bot of bots) {
-      const c = await t.consume({ producerId: bot.producer.id, rtpCapabilities: room.router.rtpCapabilities });
-      viewer.consumers.set(c.id, c);
-      viewer.observer.emit('newconsumer', c);
+  const bots: Array<Awaited<ReturnType<typeof startFfmpegBot>>> = [];
+  try {
+    const room = await gw.app.sfu.getOrCreateRoom('acme', 'load');
+    for (let i = 0; i < PRODUCERS; i++)
+      bots.push(await startFfmpegBot(room, { kind: 'video', bitrateKbps: 500, file: clip, name: `p${i}` }));
+    for (let v = 0; v < CONSUMERS_PER_PRODUCER; v++) {
+      const viewer = new Peer(
+        {
+          identity: `viewer-${v}`,
+          tenant: 'acme',
+          room: 'load',
+          grants: new Set(['subscribe']),
+          expiresAt: Number.MAX_SAFE_INTEGER,
+        },
+        () => undefined,
+      );
+      room.addPeer(viewer);
+      const t = await room.router.createPlainTransport({
+        listenInfo: { protocol: 'udp', ip: '127.0.0.1' },
+        rtcpMux: true,
+        comedia: false,
+      });
+      await t.connect({ ip: '127.0.0.1', port: sinkPort });
+      viewer.transports.set(t.id, t);
+      for (const bot of bots) {
+        const c = await t.consume({ producerId: bot.producer.id, rtpCapabilities: room.router.rtpCapabilities });
+        viewer.consumers.set(c.id, c);
+        viewer.observer.emit('newconsumer', c);
+      }
     }
+    await new Promise((r) => setTimeout(r, SETTLE_MS));
+    const worker = gw.app.sfu.pool.slots[0]!.worker;
+    const w0 = await worker.getResourceUsage();
+    const n0 = process.cpuUsage();
+    await new Promise((r) => setTimeout(r, MEASURE_MS));
+    const w1 = await worker.getResourceUsage();
+    const n1 = process.cpuUsage(n0);
+    const r = {
+      workerMs: w1.ru_utime + w1.ru_stime - (w0.ru_utime + w0.ru_stime),
+      nodeMs: (n1.user + n1.system) / 1000,
+      rows: gw.app.telemetry?.collector.samplesTaken.track_stats ?? 0,
+    };
+    console.error(
+      `[telemetry ${mode.padEnd(3)}]${counted ? '' : ' (warm-up)'} worker ${r.workerMs} ms, node ${Math.round(r.nodeMs)} ms, track rows ${r.rows}`,
+    );
+    return r;
+  } finally {
+    for (const b of bots) await b.stop();
+    await gw.close();
   }
-  await new Promise((r) => setTimeout(r, 3000)); // settle
-  const worker = gw.app.sfu.pool.slots[0]!.worker;
-  const w0 = await worker.getResourceUsage();
-  const n0 = process.cpuUsage();
-  await new Promise((r) => setTimeout(r, MEASURE_MS));
-  const w1 = await worker.getResourceUsage();
-  const n1 = process.cpuUsage(n0);
-  const rows = gw.app.telemetry?.collector.samplesTaken.track_stats ?? 0;
-  for (const b of bots) await b.stop();
-  await gw.close();
-  const r = {
-    workerMs: w1.ru_utime + w1.ru_stime - (w0.ru_utime + w0.ru_stime),
-    nodeMs: (n1.user + n1.system) / 1000,
-    rows,
-  };
-  console.error(
-    `[telemetry ${telemetry ? 'on ' : 'off'}] worker ${r.workerMs} ms, node ${Math.round(r.nodeMs)} ms, track rows ${rows}`,
-  );
-  return r;
 }
 
-const off: Array<Awaited<ReturnType<typeof round>>> = [];
-const on: Array<Awaited<ReturnType<typeof round>>> = [];
-for (let i = 0; i < ROUNDS; i++) {
-  off.push(await round(false));
-  on.push(await round(true));
+const modes: Mode[] = ['off', 'on'];
+const results: Record<Mode, Round[]> = { off: [], on: [] };
+let clickhouse: Awaited<ReturnType<typeof startChdbHttp>> | undefined;
+try {
+  const sinkPort = await new Promise<number>((r) => sink.stdout!.once('data', (d) => r(Number(String(d).trim()))));
+  clickhouse = await startChdbHttp(path.join(dir, 'clickhouse'));
+  // Not counted: the first gateway of the process carries its start-up (about 4–5 points of every ratio when it
+  // was always an "off" round).
+  for (const mode of modes) await round(sinkPort, clickhouse.url, mode, false);
+  for (let i = 0; i < ROUNDS; i++)
+    for (const mode of rotated(modes, i)) results[mode].push(await round(sinkPort, clickhouse.url, mode, true));
+} finally {
+  sink.kill();
+  // Before the folder holding its data is removed (at exit, by benchTempDir).
+  await clickhouse?.stop();
 }
-sink.kill();
-await clickhouse.stop();
-const total = (rs: typeof off) => rs.reduce((s, r) => s + r.workerMs + r.nodeMs, 0);
-const sum = (rs: typeof off, k: 'workerMs' | 'nodeMs') => Math.round(rs.reduce((s, r) => s + r[k], 0));
+const { off, on } = results;
+const totals = (rs: Round[]) => rs.map((r) => r.workerMs + r.nodeMs);
+const total = (rs: Round[], k: 'workerMs' | 'nodeMs') => Math.round(sum(rs.map((r) => r[k])));
 console.log(
   JSON.stringify({
     bench: 'telemetry-overhead',
@@ -132,13 +151,17 @@ console.log(
     statsIntervalMs: STATS_INTERVAL_MS,
     measureMsPerRound: MEASURE_MS,
     rounds: ROUNDS,
-    off: { workerCpuMs: sum(off, 'workerMs'), nodeCpuMs: sum(off, 'nodeMs') },
+    warmUp: 'one round of each, not counted; then rounds alternate which goes first',
+    off: { workerCpuMs: total(off, 'workerMs'), nodeCpuMs: total(off, 'nodeMs') },
     on: {
-      workerCpuMs: sum(on, 'workerMs'),
-      nodeCpuMs: sum(on, 'nodeMs'),
-      trackRows: on.reduce((s, r) => s + r.rows, 0),
+      workerCpuMs: total(on, 'workerMs'),
+      nodeCpuMs: total(on, 'nodeMs'),
+      trackRows: sum(on.map((r) => r.rows)),
     },
-    ratio: Number((total(on) / total(off)).toFixed(3)),
+    // The ratio of the CPU summed over the measured rounds; its interval from a paired bootstrap over the rounds.
+    ratio: Number((sum(totals(on)) / sum(totals(off))).toFixed(3)),
+    ratioCi95: ratioInterval(totals(on), totals(off), sum),
+    roundRatios: on.map((r, i) => Number(((r.workerMs + r.nodeMs) / (off[i]!.workerMs + off[i]!.nodeMs)).toFixed(3))),
     target: 'ratio <= 1.05',
   }),
 );

@@ -10,6 +10,7 @@
  */
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { joinThroughPage, waitFor } from '../../test/helpers/browser.js';
+import { median } from '../common.js';
 import type { ServerProcess } from './server-process.js';
 import { type Frame, type Step, STEP_NAMES, type StepName, steps } from './steps.js';
 
@@ -108,12 +109,6 @@ export function instrument(): void {
       }
     };
   });
-}
-
-export function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
 /** A page to measure: its server, and the URL that joins it (with or without the pre-join screen, for bare). */

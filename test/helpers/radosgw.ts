@@ -5,6 +5,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { onProcessEnd } from './processEnd.js';
 
 const SCRIPTS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../scripts/radosgw');
 const START = path.join(SCRIPTS, 'start.sh');
@@ -137,16 +138,7 @@ function installExitHook(): void {
     }
     live.clear();
   };
-  process.once('exit', killAll);
-  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-    const onSignal = () => {
-      killAll();
-      process.removeListener(sig, onSignal);
-      // keep the default behaviour (die by the signal) unless someone else handles it
-      if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
-    };
-    process.on(sig, onSignal);
-  }
+  onProcessEnd(killAll);
 }
 
 /**
