@@ -102,6 +102,30 @@ test("an encoder held back by the bandwidth is the publisher's issue, seen by wh
   );
 });
 
+test("a subscriber whose bandwidth holds them on a lower layer is that subscriber's downlink congestion", async () => {
+  const seen = issuesOf(() => gw.app.sfu.getRoom('acme', 'diag-b-congestion'));
+  const { peer } = await call('diag-b-congestion', ['alice', 'bob']);
+  // The SFU may send Bob no more than 250 kbit/s: Alice's top layer (500 kbit/s) no longer fits.
+  const recv = [...peer('bob').transports.values()].find((t) => t.appData.direction === 'recv') as ms.WebRtcTransport;
+  await recv.setMaxOutgoingBitrate(250_000);
+  const issue = await waitFor(
+    'downlink congestion',
+    async () => seen.raised.find((i) => i.kind === 'downlink_congestion'),
+    Boolean,
+    // The SFU's estimate of Bob's bandwidth comes down over some seconds before the layer changes.
+    60_000,
+  );
+  assert.equal(issue!.peer, peer('bob'));
+  assert.equal(issue!.direction, 'downlink');
+  assert.deepEqual(issue!.affected, [peer('bob')]);
+  assert.ok(Number(issue!.evidence.layer) < Number(issue!.evidence.wanted_layer), JSON.stringify(issue!.evidence));
+  assert.deepEqual(
+    seen.list().filter((l) => !l.startsWith('downlink_congestion')),
+    [],
+    'nothing blamed on Alice',
+  );
+});
+
 test("video that stops reaching one subscriber for a while is a freeze on that subscriber's side", async () => {
   const seen = issuesOf(() => gw.app.sfu.getRoom('acme', 'diag-b-freeze'));
   const { peer } = await call('diag-b-freeze', ['alice', 'bob']);

@@ -16,7 +16,8 @@ export type IssueKind =
   | 'encoder_limited'
   | 'video_frozen'
   | 'turn_relay'
-  | 'ice_restart_failed';
+  | 'ice_restart_failed'
+  | 'downlink_congestion';
 
 /** The figures that triggered an issue (numbers, or a reason as the browser gave it). */
 export type Evidence = Record<string, number | string>;
@@ -34,6 +35,12 @@ export const DIAGNOSIS_RULES = {
   endSamples: 2,
   /** Samples in a row in which the publisher's track flows into the SFU but none of it reaches one subscriber. */
   oneWaySamples: 3,
+  /**
+   * Samples in a row in which a subscriber gets a lower simulcast layer than the publisher sends and the subscriber
+   * asked for: the SFU's estimate of the subscriber's bandwidth holds it down. Longer than the others, as a call's
+   * first seconds climb the layers while the estimate grows.
+   */
+  congestionSamples: 4,
   /**
    * A worker is strained when it answers a request on its channel this late (ms), or uses this share of its core;
    * healthy again below the second pair. While strained, loss on its tracks is not blamed on anyone's network.
@@ -179,6 +186,18 @@ export class CallDiagnosis {
       good: s.lossFraction < DIAGNOSIS_RULES.lossEnd,
       issue: () => this.#trackIssue('downlink_loss', s, { producer_loss_pct: pct(upstream.lossFraction) }),
     });
+    if (s.layers && upstream.activeStreams) {
+      const top = upstream.activeStreams - 1;
+      const wanted = Math.min(top, s.layers.preferred ?? top);
+      const current = s.layers.current ?? -1;
+      this.#judge(`downlink_congestion/${s.trackId}`, {
+        bad: current < wanted,
+        good: current >= wanted,
+        needed: DIAGNOSIS_RULES.congestionSamples,
+        issue: () =>
+          this.#trackIssue('downlink_congestion', s, { layer: current, sender_top_layer: top, wanted_layer: wanted }),
+      });
+    }
     this.#judge(`one_way_media/${s.trackId}`, {
       bad: upstream.packets > 0 && s.packets === 0,
       good: s.packets > 0,

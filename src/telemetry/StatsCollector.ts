@@ -90,6 +90,10 @@ export interface TrackSample {
   bitrateBps: number;
   /** mediasoup's score of the stream (0–10). */
   score: number;
+  /** A producer's streams that carried packets in the interval: the simulcast layers its sender sends now. */
+  activeStreams?: number;
+  /** A simulcast consumer's spatial layer now (none while no layer fits), and the one its subscriber asked for. */
+  layers?: { current?: number; preferred?: number };
 }
 
 export class StatsCollector {
@@ -210,9 +214,11 @@ export class StatsCollector {
         : -1;
     const direction = e.role === 'producer' ? 'inbound' : 'outbound';
     const keys = this.keys.of(e.room, e.peer);
+    let activeStreams = 0;
     for (const s of stats) {
       if (s.type !== wanted) continue;
       const prev = e.prev.get(s.ssrc) ?? { packets: 0, bytes: 0, lost: 0, nack: 0, pli: 0, fir: 0, at: e.createdAt };
+      if (s.packetCount > prev.packets) activeStreams++;
       const cur: Counters = {
         packets: s.packetCount,
         bytes: s.byteCount,
@@ -276,14 +282,19 @@ export class StatsCollector {
       this.samplesTaken.track_stats++;
     }
     if (view) view.freezeMs = 0;
-    this.#emitTrackSample(e, stats, now);
+    this.#emitTrackSample(e, stats, now, activeStreams);
   }
 
   /**
    * One sample per track and interval: a simulcast producer's streams are summed, as what matters to diagnosis is
    * what the participant sent, whatever the layer.
    */
-  #emitTrackSample(e: TrackEntry, stats: Array<ms.ProducerStat | ms.ConsumerStat>, now: number): void {
+  #emitTrackSample(
+    e: TrackEntry,
+    stats: Array<ms.ProducerStat | ms.ConsumerStat>,
+    now: number,
+    activeStreams: number,
+  ): void {
     const wanted = e.role === 'producer' ? 'inbound-rtp' : 'outbound-rtp';
     const streams = stats.filter((s) => s.type === wanted);
     const prev = e.sampled ?? { packets: 0, lost: 0, bytes: 0, at: e.createdAt };
@@ -314,6 +325,11 @@ export class StatsCollector {
       lossFraction: packets + lost > 0 ? lost / (packets + lost) : 0,
       bitrateBps: (Math.max(0, cur.bytes - prev.bytes) * 8 * 1000) / intervalMs,
       score: streams.length ? score : 0,
+      ...(e.role === 'producer'
+        ? { activeStreams }
+        : obj.type === 'simulcast' || obj.type === 'svc'
+          ? { layers: { current: obj.currentLayers?.spatialLayer, preferred: obj.preferredLayers?.spatialLayer } }
+          : {}),
     });
   }
 
