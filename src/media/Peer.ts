@@ -26,6 +26,11 @@ export interface ClientTrackStats {
   framesPerSecond?: number;
   frameWidth?: number;
   frameHeight?: number;
+  /** Outbound video: what the sender captures, and the factor this layer scales it down by. */
+  captureFps?: number;
+  captureWidth?: number;
+  captureHeight?: number;
+  scaleResolutionDownBy?: number;
 }
 
 export interface ClientStatsReport {

@@ -552,8 +552,13 @@ export class VigieCall {
     };
     for (const producer of this.producers.values()) {
       const { stats, reports } = await rtpReports(producer, 'outbound-rtp');
+      const encodings = producer.rtpSender?.getParameters().encodings ?? [];
       for (const r of reports) {
         const remote = [...stats.values()].find((x) => x.type === 'remote-inbound-rtp' && x.ssrc === r.ssrc);
+        // What the sender means to send, against which the server scores the video: the captured frames, and the
+        // factor this layer scales them down by (the browser may shrink it further, short of CPU or bandwidth).
+        const source = r.kind === 'video' ? stats.get(r.mediaSourceId) : undefined;
+        const encoding = encodings.length === 1 ? encodings[0] : encodings.find((e) => e.rid === r.rid);
         tracks.push({
           kind: r.kind,
           direction: 'outbound',
@@ -566,6 +571,10 @@ export class VigieCall {
           framesPerSecond: n(r.framesPerSecond),
           frameWidth: n(r.frameWidth),
           frameHeight: n(r.frameHeight),
+          captureFps: n(source?.framesPerSecond),
+          captureWidth: n(source?.width),
+          captureHeight: n(source?.height),
+          scaleResolutionDownBy: source ? n(encoding?.scaleResolutionDownBy) : undefined,
         });
       }
     }
