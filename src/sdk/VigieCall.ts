@@ -553,11 +553,12 @@ export class VigieCall {
     for (const producer of this.producers.values()) {
       const { stats, reports } = await rtpReports(producer, 'outbound-rtp');
       const encodings = producer.rtpSender?.getParameters().encodings ?? [];
+      // What the sender means to send, against which the server scores the video: the camera's settings, and the
+      // factor each layer scales them down by. Not the media-source stats: when the encoder needs fewer frames
+      // (short of CPU, or a maxFramerate), Chromium has the source deliver fewer, and those read as captured.
+      const capture = producer.kind === 'video' ? producer.track?.getSettings() : undefined;
       for (const r of reports) {
         const remote = [...stats.values()].find((x) => x.type === 'remote-inbound-rtp' && x.ssrc === r.ssrc);
-        // What the sender means to send, against which the server scores the video: the captured frames, and the
-        // factor this layer scales them down by (the browser may shrink it further, short of CPU or bandwidth).
-        const source = r.kind === 'video' ? stats.get(r.mediaSourceId) : undefined;
         const encoding = encodings.length === 1 ? encodings[0] : encodings.find((e) => e.rid === r.rid);
         tracks.push({
           kind: r.kind,
@@ -571,10 +572,10 @@ export class VigieCall {
           framesPerSecond: n(r.framesPerSecond),
           frameWidth: n(r.frameWidth),
           frameHeight: n(r.frameHeight),
-          captureFps: n(source?.framesPerSecond),
-          captureWidth: n(source?.width),
-          captureHeight: n(source?.height),
-          scaleResolutionDownBy: source ? n(encoding?.scaleResolutionDownBy) : undefined,
+          captureFps: n(capture?.frameRate),
+          captureWidth: n(capture?.width),
+          captureHeight: n(capture?.height),
+          scaleResolutionDownBy: capture ? n(encoding?.scaleResolutionDownBy) : undefined,
         });
       }
     }
