@@ -1,8 +1,9 @@
-import { afterAll, beforeAll, test } from 'vitest';
+import { afterAll, beforeAll, onTestFinished, test } from 'vitest';
 import assert from 'node:assert/strict';
 import type { Page } from 'playwright-core';
 import { startGateway, type TestGateway } from './helpers/gateway.js';
 import { joinThroughPage, launchBrowser, waitFor } from './helpers/browser.js';
+import { startFfmpegBot } from './helpers/ffmpegBot.js';
 
 // The video score on a real call: two Chromium participants (fake camera, 640×480 at 20 fps, simulcast in two
 // layers) on loopback. A clean call scores as clean; then one impairment at a time, each of which must lower the
@@ -31,6 +32,7 @@ const GOOD = 4;
 
 /** One stream of the call: whose camera, seen from where. `upload`: the SFU receiving it; else a viewer. */
 type Stream = 'alice upload' | 'bob upload' | "bob's view of alice" | "alice's view of bob";
+type Scores = Record<Stream, { median: number; fps: number[]; width: number }>;
 
 test('a clean call scores as clean; a lower layer for one viewer, or a sender that encodes fewer frames than it captures, lowers only the streams it hits', async () => {
   const pages: Record<'alice' | 'bob', Page> = {} as never;
@@ -53,43 +55,57 @@ test('a clean call scores as clean; a lower layer for one viewer, or a sender th
     Boolean,
   );
   const callId = room()!.callId;
-  const streamOf = (r: { peer_id: string; direction: string; producer_id: string }): Stream => {
+  const streamOf = (r: { direction: string; producer_id: string }): Stream => {
     const sender = r.producer_id === camera('alice')!.id ? 'alice' : 'bob';
     if (r.direction === 'inbound') return `${sender} upload`;
     return sender === 'alice' ? "bob's view of alice" : "alice's view of bob";
   };
 
-  /** The scores of each stream over the rows written after `since` (ms), once each has `rows` of them. */
-  const scoresSince = async (since: number, rows = 5) => {
-    const read = async () =>
-      gw.query<{
-        peer_id: string;
-        direction: string;
-        producer_id: string;
-        n: string;
-        median: number;
-        min: number;
-        fps: number;
-        w: number;
-      }>(
-        `SELECT peer_id, direction, producer_id, count() AS n, median(video_quality) AS median, min(video_quality) AS min,
-                median(frame_rate) AS fps, median(frame_width) AS w
-         FROM vigie.track_stats
-         WHERE call_id = {c:String} AND kind = 'video' AND video_quality IS NOT NULL
-           AND toUnixTimestamp64Milli(ts) > {since:Int64} AND (direction = 'outbound' OR spatial_layer = 1)
-         GROUP BY peer_id, direction, producer_id`,
-        { c: callId, since },
-      );
-    const all = await waitFor(
-      `${rows} scored rows of each of the 4 streams`,
-      read,
-      (r) => r.length === 4 && r.every((s) => Number(s.n) >= rows),
-      60_000,
+  /** Each stream's median score, frame rate and width over its last 5 scored rows after `since` (ms). */
+  const lastRows = async (since: number): Promise<Scores | undefined> => {
+    const rows = await gw.query<{
+      direction: string;
+      producer_id: string;
+      samples: Array<[string, number, number, number]>;
+    }>(
+      `SELECT direction, producer_id,
+              groupArray((toUnixTimestamp64Milli(ts), video_quality, frame_rate, frame_width)) AS samples
+       FROM vigie.track_stats
+       WHERE call_id = {c:String} AND kind = 'video' AND video_quality IS NOT NULL
+         AND toUnixTimestamp64Milli(ts) > {since:Int64} AND (direction = 'outbound' OR spatial_layer = 1)
+       GROUP BY direction, producer_id`,
+      { c: callId, since },
     );
-    return Object.fromEntries(
-      all.map((r) => [streamOf(r), { median: Number(r.median), min: Number(r.min), fps: r.fps, width: r.w }]),
-    ) as Record<Stream, { median: number; min: number; fps: number; width: number }>;
+    const median = (v: number[]) => v.sort((a, b) => a - b)[Math.floor(v.length / 2)]!;
+    const scores: Partial<Scores> = {};
+    for (const r of rows) {
+      const last = r.samples
+        .map((x) => x.map(Number))
+        .sort((a, b) => a[0]! - b[0]!)
+        .slice(-5);
+      if (last.length < 5) return undefined;
+      scores[streamOf(r)] = {
+        median: median(last.map((x) => x[1]!)),
+        fps: last.map((x) => x[2]!),
+        width: last[4]![3]!,
+      };
+    }
+    return rows.length === 4 ? (scores as Scores) : undefined;
   };
+  /**
+   * Waits for the scores of the rows written from now on to read as `check` says, over 5 samples at once. On a
+   * loaded machine (2 cores shared with other tests) Chromium sometimes decodes 3 fps of a clean call for a few
+   * seconds, which the score rightly reports: the claims are about the call while the machine keeps up, so a window
+   * where it did not is waited out. The old formula never scored a clean call above 2.9, in any window.
+   */
+  const settle = (what: string, check: (s: Scores) => boolean, since = Date.now()) =>
+    waitFor(
+      what,
+      () => lastRows(since),
+      (s) => s !== undefined && check(s),
+      120_000,
+    ) as Promise<Scores>;
+  const good = (s: Scores, streams: Stream[]) => streams.every((name) => s[name].median >= GOOD);
   /** What a page decodes of the other's camera, in its own getStats(). */
   const received = (page: Page) =>
     page.evaluate(async () => {
@@ -99,10 +115,6 @@ test('a clean call scores as clean; a lower layer for one viewer, or a sender th
         .find((r) => r.type === 'inbound-rtp' && r.kind === 'video');
       return { width: video?.frameWidth ?? 0, fps: video?.framesPerSecond ?? 0 };
     });
-  const clean = (s: Record<Stream, { median: number }>, streams: Stream[]) => {
-    for (const name of streams) assert.ok(s[name].median >= GOOD, `${name} is clean: ${JSON.stringify(s)}`);
-  };
-
   // Clean: once each viewer gets the full layer (bandwidth estimation ramps up first), every stream scores ≥ 4.
   for (const page of Object.values(pages))
     await waitFor(
@@ -111,9 +123,8 @@ test('a clean call scores as clean; a lower layer for one viewer, or a sender th
       (r) => r.width === 640,
       60_000,
     );
-  const cleanScores = await scoresSince(Date.now());
-  console.log('clean call', cleanScores);
-  clean(cleanScores, ['alice upload', 'bob upload', "bob's view of alice", "alice's view of bob"]);
+  const ALL: Stream[] = ['alice upload', 'bob upload', "bob's view of alice", "alice's view of bob"];
+  console.log('clean call', await settle('every stream scored as clean', (s) => good(s, ALL)));
 
   // Bob asks for Alice's lower layer (a thumbnail layout, or his own bandwidth): his view of her loses a quarter
   // of the pixels, and only his view. Alice still sends both layers as she means to.
@@ -127,16 +138,22 @@ test('a clean call scores as clean; a lower layer for one viewer, or a sender th
     'the 320-pixel layer',
     () => received(pages.bob),
     (r) => r.width === 320,
+    60_000,
   );
-  const lowLayer = await scoresSince(Date.now());
+  const lowLayer = await settle(
+    "Bob's view of Alice below good, and only it",
+    (s) =>
+      s["bob's view of alice"].width === 320 &&
+      s["bob's view of alice"].median < GOOD &&
+      good(s, ['alice upload', 'bob upload', "alice's view of bob"]),
+  );
   console.log('bob on the low layer', lowLayer);
-  assert.ok(lowLayer["bob's view of alice"].median < GOOD, JSON.stringify(lowLayer));
-  clean(lowLayer, ['alice upload', 'bob upload', "alice's view of bob"]);
   await prefer(1);
   await waitFor(
     'the 640-pixel layer again',
     () => received(pages.bob),
     (r) => r.width === 640,
+    60_000,
   );
 
   // Alice's encoder sends 5 of the 20 frames she captures (as a CPU-starved one does): her upload and every viewer
@@ -151,10 +168,58 @@ test('a clean call scores as clean; a lower layer for one viewer, or a sender th
     '5 fps at Bob',
     () => received(pages.bob),
     (r) => r.fps > 0 && r.fps <= 6,
+    60_000,
   );
-  const slowSender = await scoresSince(Date.now());
+  const slowSender = await settle(
+    "Alice's upload and Bob's view of it below good, and only those",
+    (s) =>
+      s["bob's view of alice"].fps.every((f) => f <= 6) &&
+      s['alice upload'].median < GOOD &&
+      s["bob's view of alice"].median < GOOD &&
+      good(s, ['bob upload', "alice's view of bob"]),
+  );
   console.log('alice encodes 5 fps', slowSender);
-  assert.ok(slowSender['alice upload'].median < GOOD, JSON.stringify(slowSender));
-  assert.ok(slowSender["bob's view of alice"].median < GOOD, JSON.stringify(slowSender));
-  clean(slowSender, ['bob upload', "alice's view of bob"]);
+
+  // Alice turns her camera off: nothing to judge, so no score, rather than the bottom of the scale on the dashboard.
+  await pages.alice.evaluate(() => (window as any).vigieCall.setPaused('camera', true));
+  await waitFor('the paused camera at the SFU', async () => viewerOf('bob', 'alice')?.producerPaused, Boolean);
+  const since = Date.now();
+  const paused = await waitFor(
+    "3 rows of each stream of Alice's paused camera",
+    async () =>
+      gw.query<{ direction: string; n: string; scored: string }>(
+        `SELECT direction, count() AS n, countIf(video_quality IS NOT NULL) AS scored FROM vigie.track_stats
+         WHERE call_id = {c:String} AND producer_id = {p:String} AND toUnixTimestamp64Milli(ts) > {since:Int64}
+         GROUP BY direction`,
+        { c: callId, p: camera('alice')!.id, since },
+      ),
+    (r) => r.length === 2 && r.every((d) => Number(d.n) >= 3),
+  );
+  for (const d of paused) assert.equal(Number(d.scored), 0, `no score while paused: ${JSON.stringify(paused)}`);
+});
+
+test('a sender that says nothing of what it captures (an RTP bot) is judged against the most its stream has shown', async () => {
+  const page = await browser.context.newPage();
+  onTestFinished(() => page.close());
+  await joinThroughPage(page, `${gw.url}/join?token=${await gw.mint({ room: 'bot-score', identity: 'viewer' })}`);
+  const room = await waitFor('the room', async () => gw.app.sfu.getRoom('acme', 'bot-score'), Boolean);
+  // ffmpeg's test pattern, 320×240 at 15 fps: half the old formula's fixed 30 fps, and a sixth of its pixel scale.
+  const bot = await startFfmpegBot(room!, { kind: 'video', bitrateKbps: 300 });
+  onTestFinished(() => bot.stop());
+  // The stream starts (its frame rate ramps up to 15), and a loaded machine may decode fewer frames for a while:
+  // the claim is that 5 scored rows in a row read as clean once it runs as it means to. The old formula gave 1.78.
+  const rows = await waitFor(
+    "the viewer's view of the bot scored as clean over 5 rows",
+    async () =>
+      (
+        await gw.query<{ video_quality: number; frame_rate: number }>(
+          `SELECT video_quality, frame_rate FROM vigie.track_stats WHERE call_id = {c:String} AND producer_id = {p:String}
+             AND direction = 'outbound' AND video_quality IS NOT NULL ORDER BY ts DESC LIMIT 5`,
+          { c: room!.callId, p: bot.producer.id },
+        )
+      ).map((r) => ({ score: Number(r.video_quality), fps: Number(r.frame_rate) })),
+    (r) => r.length === 5 && r.map((x) => x.score).sort((a, b) => a - b)[2]! >= GOOD,
+    120_000,
+  );
+  console.log('an RTP bot seen by a browser', rows);
 });

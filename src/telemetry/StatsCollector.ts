@@ -47,6 +47,8 @@ interface ClientView {
   totalFreezesMs?: number;
   /** The most this stream has shown: the video score's reference when its sender does not say what it captures. */
   best?: VideoReference;
+  /** The last few frame rates reported: the most shown is their median's, so that one noisy second sets no bar. */
+  recentFps: number[];
 }
 
 /** What a sender's browser says it means to send on a video producer, against which its video is scored. */
@@ -339,7 +341,7 @@ export class StatsCollector {
       const trackId = t.direction === 'outbound' ? t.producerId! : t.consumerId!;
       const views = this.#clientView.get(trackId) ?? new Map<number, ClientView>();
       this.#clientView.set(trackId, views);
-      const view = views.get(t.ssrc) ?? { freezeMs: 0 };
+      const view = views.get(t.ssrc) ?? { freezeMs: 0, recentFps: [] };
       views.set(t.ssrc, view);
       if (t.totalFreezesDurationMs !== undefined) {
         view.freezeMs += Math.max(0, t.totalFreezesDurationMs - (view.totalFreezesMs ?? t.totalFreezesDurationMs));
@@ -348,6 +350,7 @@ export class StatsCollector {
       view.fps = t.framesPerSecond ?? view.fps;
       view.width = t.frameWidth ?? view.width;
       view.height = t.frameHeight ?? view.height;
+      if (t.framesPerSecond !== undefined) view.recentFps = [...view.recentFps.slice(-4), t.framesPerSecond];
       if (view.width && view.height && view.fps !== undefined) view.best = bestOf(view.best, view);
       if (t.direction === 'outbound' && t.captureFps && t.captureWidth && t.captureHeight) {
         const intent = this.#intent.get(trackId) ?? { capture: { width: 0, height: 0, fps: 0 }, scales: new Map() };
@@ -388,10 +391,10 @@ export class StatsCollector {
   }
 }
 
-function bestOf(best: VideoReference | undefined, seen: { width?: number; height?: number; fps?: number }) {
+function bestOf(best: VideoReference | undefined, seen: ClientView): VideoReference {
   const width = seen.width ?? 0;
   const height = seen.height ?? 0;
-  const fps = seen.fps ?? 0;
+  const fps = [...seen.recentFps].sort((a, b) => a - b)[Math.floor(seen.recentFps.length / 2)] ?? 0;
   if (!best) return { width, height, fps };
   const larger = width * height > best.width * best.height;
   return { width: larger ? width : best.width, height: larger ? height : best.height, fps: Math.max(fps, best.fps) };
