@@ -1,27 +1,15 @@
-import { afterAll, beforeAll, onTestFinished, test } from 'vitest';
+import { onTestFinished, test } from 'vitest';
 import assert from 'node:assert/strict';
 import type { Page } from 'playwright-core';
-import { startGateway, type TestGateway } from './helpers/gateway.js';
-import { joinThroughPage, launchBrowser, waitFor } from './helpers/browser.js';
+import { telemetrySuite } from './helpers/telemetrySuite.js';
+import { joinThroughPage, waitFor } from './helpers/browser.js';
 import { startFfmpegBot } from './helpers/ffmpegBot.js';
 
 // The video score on a real call: two Chromium participants (fake camera, 640×480 at 20 fps, simulcast in two
 // layers) on loopback. A clean call scores as clean; then one impairment at a time, each of which must lower the
 // score of the participant and direction it hits, and only those.
 
-let gw: TestGateway;
-let browser: Awaited<ReturnType<typeof launchBrowser>>;
-beforeAll(async () => {
-  gw = await startGateway({
-    telemetry: { statsIntervalMs: 1000, clientStatsIntervalMs: 1000 },
-    writer: { flushIntervalMs: 200 },
-  });
-  browser = await launchBrowser();
-});
-afterAll(async () => {
-  await browser?.close();
-  await gw?.close();
-});
+const suite = telemetrySuite();
 
 /**
  * "Good" on the 1–5 scale (ITU-T P.800's ACR labels): what a clean call must reach, in each direction. A clean
@@ -35,6 +23,7 @@ type Stream = 'alice upload' | 'bob upload' | "bob's view of alice" | "alice's v
 type Scores = Record<Stream, { median: number; fps: number[]; width: number }>;
 
 test('a clean call scores as clean; a lower layer for one viewer, or a sender that encodes fewer frames than it captures, lowers only the streams it hits', async () => {
+  const { gw, browser } = suite;
   const pages: Record<'alice' | 'bob', Page> = {} as never;
   for (const name of ['alice', 'bob'] as const) {
     pages[name] = await browser.context.newPage();
@@ -106,23 +95,24 @@ test('a clean call scores as clean; a lower layer for one viewer, or a sender th
       120_000,
     ) as Promise<Scores>;
   const good = (s: Scores, streams: Stream[]) => streams.every((name) => s[name].median >= GOOD);
-  /** What a page decodes of the other's camera, in its own getStats(). */
-  const received = (page: Page) =>
-    page.evaluate(async () => {
-      const { inbound } = await (window as any).vigieCall.getStats();
-      const video = (Object.values(inbound) as any[][])
-        .flat()
-        .find((r) => r.type === 'inbound-rtp' && r.kind === 'video');
-      return { width: video?.frameWidth ?? 0, fps: video?.framesPerSecond ?? 0 };
-    });
-  // Clean: once each viewer gets the full layer (bandwidth estimation ramps up first), every stream scores ≥ 4.
-  for (const page of Object.values(pages))
-    await waitFor(
-      'the full 640-pixel layer',
-      () => received(page),
-      (r) => r.width === 640,
+  /** Waits for what a page decodes of the other's camera (its own getStats()) to pass `check`. */
+  const decodes = (what: string, page: Page, check: (r: { width: number; fps: number }) => boolean) =>
+    waitFor(
+      what,
+      () =>
+        page.evaluate(async () => {
+          const { inbound } = await (window as any).vigieCall.getStats();
+          const video = (Object.values(inbound) as any[][])
+            .flat()
+            .find((r) => r.type === 'inbound-rtp' && r.kind === 'video');
+          return { width: video?.frameWidth ?? 0, fps: video?.framesPerSecond ?? 0 };
+        }),
+      check,
       60_000,
     );
+
+  // Clean: once each viewer gets the full layer (bandwidth estimation ramps up first), every stream scores ≥ 4.
+  for (const page of Object.values(pages)) await decodes('the full 640-pixel layer', page, (r) => r.width === 640);
   const ALL: Stream[] = ['alice upload', 'bob upload', "bob's view of alice", "alice's view of bob"];
   console.log('clean call', await settle('every stream scored as clean', (s) => good(s, ALL)));
 
@@ -134,12 +124,7 @@ test('a clean call scores as clean; a lower layer for one viewer, or a sender th
       layer,
     ] as const);
   await prefer(0);
-  await waitFor(
-    'the 320-pixel layer',
-    () => received(pages.bob),
-    (r) => r.width === 320,
-    60_000,
-  );
+  await decodes('the 320-pixel layer', pages.bob, (r) => r.width === 320);
   const lowLayer = await settle(
     "Bob's view of Alice below good, and only it",
     (s) =>
@@ -149,12 +134,7 @@ test('a clean call scores as clean; a lower layer for one viewer, or a sender th
   );
   console.log('bob on the low layer', lowLayer);
   await prefer(1);
-  await waitFor(
-    'the 640-pixel layer again',
-    () => received(pages.bob),
-    (r) => r.width === 640,
-    60_000,
-  );
+  await decodes('the 640-pixel layer again', pages.bob, (r) => r.width === 640);
 
   // Alice's encoder sends 5 of the 20 frames she captures (as a CPU-starved one does): her upload and every viewer
   // of her lose, Bob's camera and Alice's view of it do not.
@@ -164,12 +144,7 @@ test('a clean call scores as clean; a lower layer for one viewer, or a sender th
     for (const e of params.encodings) e.maxFramerate = 5;
     await sender.setParameters(params);
   });
-  await waitFor(
-    '5 fps at Bob',
-    () => received(pages.bob),
-    (r) => r.fps > 0 && r.fps <= 6,
-    60_000,
-  );
+  await decodes('5 fps at Bob', pages.bob, (r) => r.fps > 0 && r.fps <= 6);
   const slowSender = await settle(
     "Alice's upload and Bob's view of it below good, and only those",
     (s) =>
@@ -199,6 +174,7 @@ test('a clean call scores as clean; a lower layer for one viewer, or a sender th
 });
 
 test('a sender that says nothing of what it captures (an RTP bot) is judged against the most its stream has shown', async () => {
+  const { gw, browser } = suite;
   const page = await browser.context.newPage();
   onTestFinished(() => page.close());
   await joinThroughPage(page, `${gw.url}/join?token=${await gw.mint({ room: 'bot-score', identity: 'viewer' })}`);
