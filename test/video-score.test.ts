@@ -171,6 +171,33 @@ test('a clean call scores as clean; a lower layer for one viewer, or a sender th
     (r) => r.length === 2 && r.every((d) => Number(d.n) >= 3),
   );
   for (const d of paused) assert.equal(Number(d.scored), 0, `no score while paused: ${JSON.stringify(paused)}`);
+
+  // Alice shares her screen (Chromium's fake display: 1280×720, set to 30 fps, giving 20). A screen gives frames as
+  // it changes, below the rate it is set to, and is judged against what it gives: Bob's view of it is clean. Against
+  // its 30 fps setting it would read 4.14 whatever the machine does; the bar is 4.5 for that reason.
+  await pages.alice.evaluate(() => (window as any).vigieCall.publishScreen());
+  const screen = await waitFor(
+    "Bob's view of Alice's screen",
+    async () => {
+      const shared = [...(peer('alice')?.producers.values() ?? [])].find((p) => p.appData.source === 'screen');
+      return [...(peer('bob')?.consumers.values() ?? [])].find((c) => c.producerId === shared?.id);
+    },
+    Boolean,
+  );
+  const screenScores = await waitFor(
+    "Bob's view of the screen scored as clean over 5 rows",
+    async () =>
+      (
+        await gw.query<{ video_quality: number; frame_rate: number }>(
+          `SELECT video_quality, frame_rate FROM vigie.track_stats WHERE call_id = {c:String} AND producer_id = {p:String}
+             AND direction = 'outbound' AND video_quality IS NOT NULL ORDER BY ts DESC LIMIT 5`,
+          { c: callId, p: screen!.producerId },
+        )
+      ).map((r) => ({ score: Number(r.video_quality), fps: Number(r.frame_rate) })),
+    (r) => r.length === 5 && r.map((x) => x.score).sort((a, b) => a - b)[2]! >= 4.5,
+    120_000,
+  );
+  console.log("bob's view of alice's screen", screenScores);
 });
 
 test('a sender that says nothing of what it captures (an RTP bot) is judged against the most its stream has shown', async () => {
