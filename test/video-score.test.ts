@@ -4,6 +4,8 @@ import type { Page } from 'playwright-core';
 import { telemetrySuite } from './helpers/telemetrySuite.js';
 import { joinThroughPage, waitFor } from './helpers/browser.js';
 import { startFfmpegBot } from './helpers/ffmpegBot.js';
+import type { TestGateway } from './helpers/gateway.js';
+import { startUdpRelay } from './helpers/udpRelay.js';
 
 // The video score on a real call: two Chromium participants (fake camera, 640×480 at 20 fps, simulcast in two
 // layers) on loopback. A clean call scores as clean; then one impairment at a time, each of which must lower the
@@ -21,6 +23,32 @@ const GOOD = 4;
 /** One stream of the call: whose camera, seen from where. `upload`: the SFU receiving it; else a viewer. */
 type Stream = 'alice upload' | 'bob upload' | "bob's view of alice" | "alice's view of bob";
 type Scores = Record<Stream, { median: number; fps: number[]; width: number }>;
+
+/**
+ * Waits until the last 5 scored rows of the views of `producerId` (its consumers) have a median score that passes
+ * `check`; returns those rows, newest first.
+ */
+function viewsOf(
+  gw: TestGateway,
+  callId: string,
+  producerId: string,
+  what: string,
+  check: (median: number) => boolean,
+) {
+  return waitFor(
+    what,
+    async () =>
+      (
+        await gw.query<{ video_quality: number; frame_rate: number }>(
+          `SELECT video_quality, frame_rate FROM vigie.track_stats WHERE call_id = {c:String} AND producer_id = {p:String}
+             AND direction = 'outbound' AND video_quality IS NOT NULL ORDER BY ts DESC LIMIT 5`,
+          { c: callId, p: producerId },
+        )
+      ).map((r) => ({ score: Number(r.video_quality), fps: Number(r.frame_rate) })),
+    (r) => r.length === 5 && check(r.map((x) => x.score).sort((a, b) => a - b)[2]!),
+    120_000,
+  );
+}
 
 test('a clean call scores as clean; a lower layer for one viewer, or a sender that encodes fewer frames than it captures, lowers only the streams it hits', async () => {
   const { gw, browser } = suite;
@@ -184,45 +212,55 @@ test('a clean call scores as clean; a lower layer for one viewer, or a sender th
     },
     Boolean,
   );
-  const screenScores = await waitFor(
+  const screenScores = await viewsOf(
+    gw,
+    callId,
+    screen!.producerId,
     "Bob's view of the screen scored as clean over 5 rows",
-    async () =>
-      (
-        await gw.query<{ video_quality: number; frame_rate: number }>(
-          `SELECT video_quality, frame_rate FROM vigie.track_stats WHERE call_id = {c:String} AND producer_id = {p:String}
-             AND direction = 'outbound' AND video_quality IS NOT NULL ORDER BY ts DESC LIMIT 5`,
-          { c: callId, p: screen!.producerId },
-        )
-      ).map((r) => ({ score: Number(r.video_quality), fps: Number(r.frame_rate) })),
-    (r) => r.length === 5 && r.map((x) => x.score).sort((a, b) => a - b)[2]! >= 4.5,
-    120_000,
+    (median) => median >= 4.5,
   );
   console.log("bob's view of alice's screen", screenScores);
 });
 
-test('a sender that says nothing of what it captures (an RTP bot) is judged against the most its stream has shown', async () => {
+test('a sender that says nothing of what it captures (an RTP bot) is judged against the most its stream has shown, and loss on its way in lowers its views', async () => {
   const { gw, browser } = suite;
   const page = await browser.context.newPage();
   onTestFinished(() => page.close());
   await joinThroughPage(page, `${gw.url}/join?token=${await gw.mint({ room: 'bot-score', identity: 'viewer' })}`);
   const room = await waitFor('the room', async () => gw.app.sfu.getRoom('acme', 'bot-score'), Boolean);
-  // ffmpeg's test pattern, 320×240 at 15 fps: half the old formula's fixed 30 fps, and a sixth of its pixel scale.
-  const bot = await startFfmpegBot(room!, { kind: 'video', bitrateKbps: 300 });
+  // ffmpeg's test pattern, 320×240 at 15 fps: half the old formula's fixed 30 fps, and a sixth of its pixel scale. It
+  // goes through a relay whose options are read at each packet, so that loss can start mid-call.
+  const relayOptions: { dropEvery?: number } = {};
+  let relay: Awaited<ReturnType<typeof startUdpRelay>> | undefined;
+  onTestFinished(() => relay?.close());
+  const bot = await startFfmpegBot(room!, {
+    kind: 'video',
+    bitrateKbps: 300,
+    through: async (port) => {
+      relay = await startUdpRelay({ ip: '127.0.0.1', port }, relayOptions);
+      return relay.port;
+    },
+  });
   onTestFinished(() => bot.stop());
   // The stream starts (its frame rate ramps up to 15), and a loaded machine may decode fewer frames for a while:
   // the claim is that 5 scored rows in a row read as clean once it runs as it means to. The old formula gave 1.78.
-  const rows = await waitFor(
-    "the viewer's view of the bot scored as clean over 5 rows",
-    async () =>
-      (
-        await gw.query<{ video_quality: number; frame_rate: number }>(
-          `SELECT video_quality, frame_rate FROM vigie.track_stats WHERE call_id = {c:String} AND producer_id = {p:String}
-             AND direction = 'outbound' AND video_quality IS NOT NULL ORDER BY ts DESC LIMIT 5`,
-          { c: room!.callId, p: bot.producer.id },
-        )
-      ).map((r) => ({ score: Number(r.video_quality), fps: Number(r.frame_rate) })),
-    (r) => r.length === 5 && r.map((x) => x.score).sort((a, b) => a - b)[2]! >= GOOD,
-    120_000,
+  const clean = await viewsOf(
+    gw,
+    room!.callId,
+    bot.producer.id,
+    'the view of the bot scored as clean',
+    (m) => m >= GOOD,
   );
-  console.log('an RTP bot seen by a browser', rows);
+  console.log('an RTP bot seen by a browser', clean);
+
+  // 1 packet in 10 lost on the bot's way in: ffmpeg does not retransmit, so the viewer decodes fewer frames.
+  relayOptions.dropEvery = 10;
+  const lossy = await viewsOf(
+    gw,
+    room!.callId,
+    bot.producer.id,
+    'the view of the lossy bot below good',
+    (m) => m < GOOD,
+  );
+  console.log('the same bot losing 10% on its way in', lossy);
 });
