@@ -45,9 +45,12 @@ interface ClientView {
   height?: number;
   freezeMs: number;
   totalFreezesMs?: number;
-  /** The most this stream has shown: the video score's reference when its sender does not say what it captures. */
-  best?: VideoReference;
-  /** The last few frame rates reported: the most shown is their median's, so that one noisy second sets no bar. */
+  /** The largest frame this stream has shown: the video score's reference when its sender says nothing of it. */
+  largest?: { width: number; height: number };
+  /**
+   * The frame rates of the last 60 reports: their median is the reference frame rate when the sender says nothing
+   * of it. Not the highest: a receiver catching up after a stall reports bursts of 30 fps and more.
+   */
   recentFps: number[];
 }
 
@@ -269,7 +272,7 @@ export class StatsCollector {
    * no browser report yet, or a paused track.
    */
   #videoQuality(e: TrackEntry, ssrc: number, view: ClientView | undefined, intervalMs: number, lossFraction: number) {
-    if (!view?.width || !view.height || view.fps === undefined || !view.best) return null;
+    if (!view?.width || !view.height || view.fps === undefined || !view.largest) return null;
     const paused = e.obj.paused || (e.role === 'consumer' && (e.obj as ms.Consumer).producerPaused);
     if (paused) return null;
     const intent = this.#intent.get(e.producerId);
@@ -280,7 +283,7 @@ export class StatsCollector {
           height: intent.capture.height / (scale ?? 1),
           fps: intent.capture.fps,
         }
-      : view.best;
+      : { ...view.largest, fps: median(view.recentFps) };
     return videoQualityScore({
       width: view.width,
       height: view.height,
@@ -350,8 +353,13 @@ export class StatsCollector {
       view.fps = t.framesPerSecond ?? view.fps;
       view.width = t.frameWidth ?? view.width;
       view.height = t.frameHeight ?? view.height;
-      if (t.framesPerSecond !== undefined) view.recentFps = [...view.recentFps.slice(-4), t.framesPerSecond];
-      if (view.width && view.height && view.fps !== undefined) view.best = bestOf(view.best, view);
+      if (t.framesPerSecond !== undefined) view.recentFps = [...view.recentFps.slice(-59), t.framesPerSecond];
+      if (
+        view.width &&
+        view.height &&
+        view.width * view.height > (view.largest?.width ?? 0) * (view.largest?.height ?? 0)
+      )
+        view.largest = { width: view.width, height: view.height };
       if (t.direction === 'outbound' && t.captureFps && t.captureWidth && t.captureHeight) {
         const intent = this.#intent.get(trackId) ?? { capture: { width: 0, height: 0, fps: 0 }, scales: new Map() };
         intent.capture = { width: t.captureWidth, height: t.captureHeight, fps: t.captureFps };
@@ -391,11 +399,6 @@ export class StatsCollector {
   }
 }
 
-function bestOf(best: VideoReference | undefined, seen: ClientView): VideoReference {
-  const width = seen.width ?? 0;
-  const height = seen.height ?? 0;
-  const fps = [...seen.recentFps].sort((a, b) => a - b)[Math.floor(seen.recentFps.length / 2)] ?? 0;
-  if (!best) return { width, height, fps };
-  const larger = width * height > best.width * best.height;
-  return { width: larger ? width : best.width, height: larger ? height : best.height, fps: Math.max(fps, best.fps) };
+function median(values: number[]): number {
+  return [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? 0;
 }
