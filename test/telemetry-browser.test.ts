@@ -1,24 +1,13 @@
-import { afterAll, beforeAll, test } from 'vitest';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
-import { startGateway, type TestGateway } from './helpers/gateway.js';
-import { joinThroughPage, launchBrowser, receivedMedia, waitFor } from './helpers/browser.js';
+import { telemetrySuite } from './helpers/telemetrySuite.js';
+import { joinThroughPage, receivedMedia, waitFor } from './helpers/browser.js';
 import { assertClientStatsMatchServer } from './helpers/clientStats.js';
 
-let gw: TestGateway;
-let browser: Awaited<ReturnType<typeof launchBrowser>>;
-beforeAll(async () => {
-  gw = await startGateway({
-    telemetry: { statsIntervalMs: 1000, clientStatsIntervalMs: 1000 },
-    writer: { flushIntervalMs: 200 },
-  });
-  browser = await launchBrowser();
-});
-afterAll(async () => {
-  await browser?.close();
-  await gw?.close();
-});
+const suite = telemetrySuite();
 
 test('a browser call fills stats, client stats, transport stats, events and the call summary, under pseudonyms', async () => {
+  const { gw, browser } = suite;
   const pages = [];
   for (const identity of ['alice@example.fr', 'bob@example.fr']) {
     const page = await browser.context.newPage();

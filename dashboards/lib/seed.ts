@@ -328,7 +328,15 @@ function seedCall(target: SeedTarget, plan: CallPlan, now: number, r: () => numb
         mos,
         video_quality:
           fps !== null
-            ? videoQualityScore({ width: 1280, height: 720, fps, freezeMs: bad > 1 ? 400 : 0, intervalMs: STEP_MS })
+            ? videoQualityScore({
+                width: 1280,
+                height: 720,
+                fps,
+                reference: { width: 1280, height: 720, fps: 30 },
+                freezeMs: bad > 1 ? 400 : 0,
+                intervalMs: STEP_MS,
+                lossFraction: loss,
+              })
             : null,
       });
       // The browser's side of the same track: what it sends (producer) or receives (consumer).

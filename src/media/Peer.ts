@@ -28,6 +28,11 @@ export interface ClientTrackStats {
   frameHeight?: number;
   /** What limits the encoder of an outbound video (WebRTC stats `qualityLimitationReason`). */
   qualityLimitationReason?: 'none' | 'cpu' | 'bandwidth' | 'other';
+  /** Outbound video: what the sender captures, and the factor this layer scales it down by. */
+  captureFps?: number;
+  captureWidth?: number;
+  captureHeight?: number;
+  scaleResolutionDownBy?: number;
 }
 
 export interface ClientStatsReport {

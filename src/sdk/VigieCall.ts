@@ -561,10 +561,19 @@ export class VigieCall {
       pickPair(stats);
       return { stats, reports: [...stats.values()].filter((r) => r.type === type) };
     };
-    for (const producer of this.producers.values()) {
+    for (const [source, producer] of this.producers) {
       const { stats, reports } = await rtpReports(producer, 'outbound-rtp');
+      const encodings = producer.rtpSender?.getParameters().encodings ?? [];
+      // What the sender means to send, against which the server scores the video: the camera's settings, and the
+      // factor each layer scales them down by. Not the media-source stats for a camera: when the encoder needs fewer
+      // frames (short of CPU, or a maxFramerate), Chromium has the source deliver fewer, and those read as captured.
+      // A screen, though, gives a frame when it changes (a still slide, one or two a second), below the rate it is
+      // set to: its frame rate is what the source delivers.
+      const capture = producer.kind === 'video' ? producer.track?.getSettings() : undefined;
       for (const r of reports) {
         const remote = [...stats.values()].find((x) => x.type === 'remote-inbound-rtp' && x.ssrc === r.ssrc);
+        const encoding = encodings.length === 1 ? encodings[0] : encodings.find((e) => e.rid === r.rid);
+        const delivered = source === 'screen' ? stats.get(r.mediaSourceId) : undefined;
         tracks.push({
           kind: r.kind,
           direction: 'outbound',
@@ -580,6 +589,10 @@ export class VigieCall {
           qualityLimitationReason: LIMITATION_REASONS.has(r.qualityLimitationReason)
             ? r.qualityLimitationReason
             : undefined,
+          captureFps: n(delivered ? delivered.framesPerSecond : capture?.frameRate),
+          captureWidth: n(capture?.width),
+          captureHeight: n(capture?.height),
+          scaleResolutionDownBy: capture ? n(encoding?.scaleResolutionDownBy) : undefined,
         });
       }
     }

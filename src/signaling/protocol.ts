@@ -216,6 +216,11 @@ export const REQUESTS = {
           frameWidth: z.number().int().min(0).max(16384).optional(),
           frameHeight: z.number().int().min(0).max(16384).optional(),
           qualityLimitationReason: z.enum(['none', 'cpu', 'bandwidth', 'other']).optional(),
+          /** Outbound video: the sender's captured frames, and how much this layer scales them down. */
+          captureFps: z.number().min(0).max(1000).optional(),
+          captureWidth: z.number().int().min(0).max(16384).optional(),
+          captureHeight: z.number().int().min(0).max(16384).optional(),
+          scaleResolutionDownBy: z.number().min(1).max(1024).optional(),
         }),
       )
       .max(64),

@@ -3,7 +3,7 @@ import type { types as ms } from 'mediasoup';
 import type { Logger } from '../logging.js';
 import type { ClientStatsReport, Peer, Room, Sfu } from '../media/index.js';
 import type { ClickHouseWriter } from './ClickHouseWriter.js';
-import { estimateMos, videoQualityScore } from './quality.js';
+import { estimateMos, type VideoReference, videoQualityScore } from './quality.js';
 import type { CallKeys } from './rows.js';
 import { runLimited, watchMediaPlane } from './watchMediaPlane.js';
 
@@ -40,13 +40,27 @@ interface TransportEntry {
   prev: { rx: number; tx: number; at: number };
 }
 
-/** What the participant's browser last said about one track. */
+/** What the participant's browser last said about one stream: a track, or one layer of a simulcast track. */
 interface ClientView {
   fps?: number;
   width?: number;
   height?: number;
   freezeMs: number;
   totalFreezesMs?: number;
+  /** The largest frame this stream has shown: the video score's reference when its sender says nothing of it. */
+  largest?: { width: number; height: number };
+  /**
+   * The frame rates of the last 60 reports: their median is the reference frame rate when the sender says nothing
+   * of it. Not the highest: a receiver catching up after a stall reports bursts of 30 fps and more.
+   */
+  recentFps: number[];
+}
+
+/** What a sender's browser says it means to send on a video producer, against which its video is scored. */
+interface SenderIntent {
+  capture: VideoReference;
+  /** Each layer's scale-down factor, by SSRC. */
+  scales: Map<number, number>;
 }
 
 interface PeerNetwork {
@@ -102,7 +116,10 @@ export class StatsCollector {
   readonly samplesTaken = { track_stats: 0, transport_stats: 0, client_stats: 0 };
   readonly #tracks = new Map<string, TrackEntry>();
   readonly #transports = new Map<string, TransportEntry>();
-  readonly #clientView = new Map<string, ClientView>();
+  /** By track id, then SSRC: each layer of a simulcast producer is its own stream. */
+  readonly #clientView = new Map<string, Map<number, ClientView>>();
+  /** By producer id. */
+  readonly #intent = new Map<string, SenderIntent>();
   readonly #network = new WeakMap<Peer, PeerNetwork>();
   #timer?: NodeJS.Timeout;
   #sampling?: Promise<void>;
@@ -191,6 +208,7 @@ export class StatsCollector {
     (obj.observer as ms.ProducerObserver).once('close', () => {
       this.#tracks.delete(obj.id);
       this.#clientView.delete(obj.id);
+      if (role === 'producer') this.#intent.delete(obj.id);
     });
   }
 
@@ -204,7 +222,7 @@ export class StatsCollector {
     const now = Date.now();
     const wanted = e.role === 'producer' ? 'inbound-rtp' : 'outbound-rtp';
     const net = this.#network.get(e.peer);
-    const view = this.#clientView.get(e.obj.id);
+    const views = this.#clientView.get(e.obj.id);
     const layers = e.role === 'consumer' ? (e.obj as ms.Consumer).currentLayers : undefined;
     // A simulcast producer reports one stream per encoding; its layer is the encoding's position (lowest first).
     const encodings = e.role === 'producer' ? ((e.obj as ms.Producer).rtpParameters.encodings ?? []) : [];
@@ -229,6 +247,7 @@ export class StatsCollector {
         at: now,
       };
       e.prev.set(s.ssrc, cur);
+      const view = views?.get(s.ssrc);
       const intervalMs = Math.max(1, now - prev.at);
       const packets = Math.max(0, cur.packets - prev.packets);
       const lost = Math.max(0, cur.lost - prev.lost);
@@ -268,20 +287,11 @@ export class StatsCollector {
         frame_width: isAudio ? null : (view?.width ?? null),
         frame_height: isAudio ? null : (view?.height ?? null),
         mos,
-        video_quality:
-          !isAudio && view?.width && view.height && view.fps !== undefined
-            ? videoQualityScore({
-                width: view.width,
-                height: view.height,
-                fps: view.fps,
-                freezeMs: view.freezeMs,
-                intervalMs,
-              })
-            : null,
+        video_quality: isAudio ? null : this.#videoQuality(e, s.ssrc, view, intervalMs, lossFraction),
       });
       this.samplesTaken.track_stats++;
+      if (view) view.freezeMs = 0;
     }
-    if (view) view.freezeMs = 0;
     this.#emitTrackSample(e, stats, now, activeStreams);
   }
 
@@ -333,6 +343,35 @@ export class StatsCollector {
     });
   }
 
+  /**
+   * The video score of one stream over the interval, against what its sender means to send (src/telemetry/quality.ts):
+   * for a viewer, the sender's top layer; for the sender's own upload, this layer. Null when there is nothing to judge:
+   * no browser report yet, or a paused track.
+   */
+  #videoQuality(e: TrackEntry, ssrc: number, view: ClientView | undefined, intervalMs: number, lossFraction: number) {
+    if (!view?.width || !view.height || view.fps === undefined || !view.largest) return null;
+    const paused = e.obj.paused || (e.role === 'consumer' && (e.obj as ms.Consumer).producerPaused);
+    if (paused) return null;
+    const intent = this.#intent.get(e.producerId);
+    const scale = intent && (e.role === 'producer' ? intent.scales.get(ssrc) : Math.min(...intent.scales.values()));
+    const reference = intent
+      ? {
+          width: intent.capture.width / (scale ?? 1),
+          height: intent.capture.height / (scale ?? 1),
+          fps: intent.capture.fps,
+        }
+      : { ...view.largest, fps: median(view.recentFps) };
+    return videoQualityScore({
+      width: view.width,
+      height: view.height,
+      fps: view.fps,
+      reference,
+      freezeMs: view.freezeMs,
+      intervalMs,
+      lossFraction,
+    });
+  }
+
   async #sampleTransport(e: TransportEntry): Promise<void> {
     let s: ms.WebRtcTransportStat | undefined;
     try {
@@ -380,7 +419,10 @@ export class StatsCollector {
     }
     for (const t of report.tracks) {
       const trackId = t.direction === 'outbound' ? t.producerId! : t.consumerId!;
-      const view = this.#clientView.get(trackId) ?? { freezeMs: 0 };
+      const views = this.#clientView.get(trackId) ?? new Map<number, ClientView>();
+      this.#clientView.set(trackId, views);
+      const view = views.get(t.ssrc) ?? { freezeMs: 0, recentFps: [] };
+      views.set(t.ssrc, view);
       if (t.totalFreezesDurationMs !== undefined) {
         view.freezeMs += Math.max(0, t.totalFreezesDurationMs - (view.totalFreezesMs ?? t.totalFreezesDurationMs));
         view.totalFreezesMs = t.totalFreezesDurationMs;
@@ -388,7 +430,19 @@ export class StatsCollector {
       view.fps = t.framesPerSecond ?? view.fps;
       view.width = t.frameWidth ?? view.width;
       view.height = t.frameHeight ?? view.height;
-      this.#clientView.set(trackId, view);
+      if (t.framesPerSecond !== undefined) view.recentFps = [...view.recentFps.slice(-59), t.framesPerSecond];
+      if (
+        view.width &&
+        view.height &&
+        view.width * view.height > (view.largest?.width ?? 0) * (view.largest?.height ?? 0)
+      )
+        view.largest = { width: view.width, height: view.height };
+      if (t.direction === 'outbound' && t.captureFps && t.captureWidth && t.captureHeight) {
+        const intent = this.#intent.get(trackId) ?? { capture: { width: 0, height: 0, fps: 0 }, scales: new Map() };
+        intent.capture = { width: t.captureWidth, height: t.captureHeight, fps: t.captureFps };
+        intent.scales.set(t.ssrc, t.scaleResolutionDownBy ?? 1);
+        this.#intent.set(trackId, intent);
+      }
       const producerId =
         t.direction === 'outbound' ? t.producerId! : (peer.consumers.get(t.consumerId!)?.producerId ?? '');
       this.writer.write('client_stats', {
@@ -420,4 +474,8 @@ export class StatsCollector {
       this.samplesTaken.client_stats++;
     }
   }
+}
+
+function median(values: number[]): number {
+  return [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? 0;
 }

@@ -18,15 +18,26 @@
  *                                                    values for a wideband codec with packet loss concealment)
  *   MOS = 1 + 0.035 R + R (R − 60)(100 − R) · 7·10⁻⁶, clamped to [1, 4.5]   (G.107 Annex B, eq. B-4)
  *
- * Video: a 1–5 score from what viewers notice most: resolution, frame rate and
- * freezes. It is a heuristic that follows the shape of ITU-T P.1203.1: quality
- * grows with the log of the pixel count and sub-linearly with the frame rate,
- * and stalling is penalized in proportion to the time it takes.
+ * Video: a 1–5 score of how much of what the sender means to send a viewer
+ * gets: judged against the sender's own capture and layer, not against a fixed
+ * 30 fps and 1080p, so that a clean call scores as clean whatever camera it
+ * uses. The terms follow the shape of ITU-T P.1203.1 (quality grows with the
+ * log of the pixel count and sub-linearly with the frame rate; stalling costs
+ * in proportion to its time); the constants are calibrated on the impairments
+ * that matter to an operator (docs/operators.md, "Quality scores").
  *
- *   VQ = 1 + 4 · Res · Fps · (1 − Freeze)
- *   Res    = clamp(ln(pixels / 19 200) / ln(2 073 600 / 19 200), 0.1, 1)   (160×120 → 0.1 floor, 1080p → 1)
- *   Fps    = clamp(fps / 30, 0, 1)^0.6
+ *   VQ     = 1 + 4 · Res · Fps · Loss · (1 − Freeze)
+ *   Res    = clamp(1 + 0.175 · log2(pixels / reference pixels), 0, 1)   (a quarter of the pixels, one simulcast
+ *                                                                     step down, → 0.65)
+ *   Fps    = clamp(fps / reference fps, 0, 1)^0.6                       (a quarter of the frames → 0.44)
+ *   Loss   = 20 / (20 + loss in %)                                      (the form of G.107 eq. 7-29 with Bpl = 20:
+ *                                                                     NACK repairs most video loss; 5% → 0.8)
  *   Freeze = clamp(freeze time / interval, 0, 1)
+ *
+ * The reference is the sender's captured frame rate, and the size of the layer
+ * the stream is meant to carry: for a viewer, the sender's top layer (a lower
+ * layer, whatever the reason, is less picture); for the sender's upload, the
+ * layer's own size (a layer the encoder shrinks is a sender that degrades).
  */
 
 export interface AudioNetwork {
@@ -50,19 +61,34 @@ export function estimateMos({ lossFraction, jitterMs, rttMs }: AudioNetwork): nu
   return Math.min(4.5, Math.max(1, mos));
 }
 
+/** What the sender means a stream to carry: its captured frame rate and the size of the layer. */
+export interface VideoReference {
+  width: number;
+  height: number;
+  fps: number;
+}
+
 export interface VideoObservation {
   width: number;
   height: number;
   fps: number;
-  /** Time spent frozen during the interval, ms. */
+  reference: VideoReference;
+  /** Time spent frozen during the interval, ms (0 when unknown: only receivers measure it). */
   freezeMs: number;
   intervalMs: number;
+  /** Fraction of packets lost over the interval, 0..1. */
+  lossFraction: number;
 }
 
-export function videoQualityScore({ width, height, fps, freezeMs, intervalMs }: VideoObservation): number {
-  const pixels = Math.max(1, width * height);
-  const res = Math.min(1, Math.max(0.1, Math.log(pixels / 19_200) / Math.log(2_073_600 / 19_200)));
-  const rate = Math.min(1, Math.max(0, fps / 30)) ** 0.6;
-  const freeze = intervalMs > 0 ? Math.min(1, Math.max(0, freezeMs / intervalMs)) : 0;
-  return 1 + 4 * res * rate * (1 - freeze);
+const clamp01 = (v: number) => Math.min(1, Math.max(0, v));
+
+export function videoQualityScore(o: VideoObservation): number {
+  const pixels = Math.max(0, o.width * o.height);
+  const refPixels = o.reference.width * o.reference.height;
+  // A frame of zero pixels is no picture at all: log2(0) is −∞, and the clamp makes it 0.
+  const res = refPixels > 0 ? clamp01(1 + 0.175 * Math.log2(pixels / refPixels)) : 1;
+  const rate = o.reference.fps > 0 ? clamp01(o.fps / o.reference.fps) ** 0.6 : 1;
+  const loss = 20 / (20 + clamp01(o.lossFraction) * 100);
+  const freeze = o.intervalMs > 0 ? clamp01(o.freezeMs / o.intervalMs) : 0;
+  return 1 + 4 * res * rate * loss * (1 - freeze);
 }
