@@ -250,6 +250,11 @@ function ownClause(name: string, i: StoredIssue, nameOf: (p: string) => string):
         ? `${name}'s video froze for ${seconds} ${span(i)}, on their own downlink`
         : `${name}'s side froze the video ${names(others)} received, for ${seconds}, ${span(i)}`;
     }
+    case 'downlink_congestion':
+      return (
+        `${name}'s downlink held their ${media} below the quality the sender sent (layer ${i.evidence.layer} of ` +
+        `${i.evidence.sender_top_layer}) ${span(i)}; only ${name} was affected`
+      );
     case 'turn_relay':
       return `${name} was connected through the TURN relay ${span(i)} (a restrictive network: more delay)`;
     case 'ice_restart_failed':

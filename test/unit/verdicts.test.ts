@@ -46,6 +46,17 @@ test('each detector has its own words, and the server is named as the server', (
       "Alice's side froze the video Bob received, for 12 s, from 10:02:00 to 10:05:00 UTC.",
     ],
     [
+      {
+        issue: 'downlink_congestion',
+        direction: 'downlink',
+        participant: 'b',
+        affected: ['b'],
+        evidence: { layer: 0, sender_top_layer: 1 },
+      },
+      'b',
+      "Bob's downlink held their video below the quality the sender sent (layer 0 of 1) from 10:02:00 to 10:05:00 UTC; only Bob was affected.",
+    ],
+    [
       { issue: 'turn_relay', direction: 'both', affected: ['a'], endedMs: null, resolution: null },
       'a',
       'Alice was connected through the TURN relay since 10:02:00 UTC (still going on) (a restrictive network: more delay).',
