@@ -34,6 +34,7 @@ import { chromium } from 'playwright-core';
 import { CHROMIUM, CHROMIUM_ARGS, launchBrowser } from '../test/helpers/browser.js';
 import {
   fmtSample,
+  fmtSteps,
   joinPageMeasurer,
   median,
   medianMs,
@@ -156,6 +157,9 @@ try {
       results[t].warm.push(r.warm);
       console.error(
         `[control-plane] round ${i + 1} ${t.padEnd(8)} cold ${fmtSample(r.cold)}, warm ${fmtSample(r.warm)}`,
+      );
+      console.error(
+        `[control-plane]   steps cold ${fmtSteps(r.cold)}\n[control-plane]   steps warm ${fmtSteps(r.warm)}`,
       );
     }
   }
