@@ -111,6 +111,15 @@ function ratioInterval(a: number[], b: number[], draws = 4000): [number, number]
   ];
 }
 
+/** Median ms from the page's answer to the video consumer's resume to its first decoded frame. */
+const resumeToFrame = (samples: Sample[]) => {
+  const xs = samples.flatMap((s) => {
+    const resumed = s.steps.get('resume video')?.done;
+    return resumed === undefined ? [] : [s.frame - s.start - resumed];
+  });
+  return xs.length ? Math.round(median(xs)) : undefined;
+};
+
 const loadavg = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
 const loadAtStart = loadavg();
 const single = checkOutSingleNode();
@@ -208,6 +217,9 @@ try {
       ratioPostgresToSingleNode: Number((frame.postgres / frame.single).toFixed(3)),
       ratioPgliteToSingleNode: Number((frame.pglite / frame.single).toFixed(3)),
       wsOpenMs: Object.fromEntries(names.map((t) => [t, medianMs(results[t][kind], 'wsOpen')])),
+      // What the remote party decides: from the page's answer to `resumeConsumer` to the first decoded frame (the
+      // recv transport's DTLS, the next key frame, the decoder). The bot's stream makes it the same on every target.
+      resumeToFrameMs: Object.fromEntries(names.map((t) => [t, resumeToFrame(results[t][kind])])),
       steps: Object.fromEntries(names.map((t) => [t, stepMedians(results[t][kind])])),
     };
   };
