@@ -12,7 +12,15 @@
  *   worktree that shares this checkout's node_modules, removed at the end.
  *
  * Each gateway runs in its own process (bench/join-page/server-process.ts),
- * with a remote party already publishing in its room. Afterwards the bench
+ * with a remote party already publishing in its room. The remote party is, by
+ * default, an RTP bot (bench/join-page/rtp-bot.ts) created inside each
+ * gateway's process: ffmpeg sends the same pre-encoded VP8 clip, every frame a
+ * key frame, to all three, so the first frame follows a consumer's resume by at
+ * most one frame interval whatever the target. With a Chromium page as the
+ * remote (`BENCH_REMOTE=chromium`, as before 2026-11-30), each target had its
+ * own live encoder whose key frame, sent on request at that page's bandwidth
+ * estimate, was most of the spread between rounds, and a per-target effect
+ * that rotating the order does not cancel. Afterwards the bench
  * counts the statements the PostgreSQL server runs for one join, and per
  * heartbeat of an idle node (its log with `log_statement = all`), for the
  * projection to N nodes in bench/README.md.
@@ -25,6 +33,7 @@ import { chromium } from 'playwright-core';
 import { CHROMIUM, CHROMIUM_ARGS, launchBrowser } from '../test/helpers/browser.js';
 import {
   fmtSample,
+  fmtSteps,
   joinPageMeasurer,
   medianMs,
   type Sample,
@@ -33,7 +42,8 @@ import {
   vigieRemote,
   waitPublished,
 } from './join-page/measure.js';
-import { benchTempDir, ratioInterval, rotated } from './common.js';
+import { benchTempDir, median, ratioInterval, rotated } from './common.js';
+import { BOT_FPS, encodeBotClip } from './join-page/rtp-bot.js';
 import { type ServerProcess, type StatementCount, startServerProcess } from './join-page/server-process.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 8);
@@ -43,6 +53,9 @@ const COUNT_ROUNDS = Number(process.env.BENCH_COUNT_ROUNDS ?? 3);
 /** Rooms opened and closed for the statements per room. */
 const COUNT_ROOMS = 20;
 const SINGLE_NODE_COMMIT = process.env.BENCH_SINGLE_NODE_COMMIT ?? 'd02fe2d^';
+/** The remote party: `bot` (the default: the same RTP stream into every room) or `chromium` (a page per room). */
+const REMOTE = process.env.BENCH_REMOTE ?? 'bot';
+if (REMOTE !== 'bot' && REMOTE !== 'chromium') throw new Error(`BENCH_REMOTE is bot or chromium, not ${REMOTE}`);
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const git = (...args: string[]) => {
@@ -73,11 +86,21 @@ function checkOutSingleNode(): { root: string; commit: string; remove: () => voi
   }
 }
 
+/** Median ms from the page's answer to the video consumer's resume to its first decoded frame. */
+const resumeToFrame = (samples: Sample[]) => {
+  const xs = samples.flatMap((s) => {
+    const resumed = s.steps.get('resume video')?.done;
+    return resumed === undefined ? [] : [s.frame - s.start - resumed];
+  });
+  return xs.length ? Math.round(median(xs)) : undefined;
+};
+
 const loadavg = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
 const loadAtStart = loadavg();
 const single = checkOutSingleNode();
 const servers: Record<'postgres' | 'pglite' | 'single', ServerProcess> = {} as never;
-const remote = await launchBrowser();
+const remote = REMOTE === 'chromium' ? await launchBrowser() : undefined;
+const clip = REMOTE === 'bot' ? await encodeBotClip() : undefined;
 const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
 try {
   [servers.postgres, servers.pglite, servers.single] = await Promise.all([
@@ -94,9 +117,12 @@ try {
     names.map((t) => [t, { server: servers[t], url: () => url(t, `viewer-${++seq}`) }]),
   ) as Record<Target, { server: ServerProcess; url: () => Promise<string> }>;
 
-  // The remote party: one page in each room, publishing before the first measure and until the last.
-  const remotes = await Promise.all(names.map(async (t) => vigieRemote(remote.context, await url(t, 'remote'))));
-  await waitPublished(remotes.map((page) => () => vigiePublished(page)));
+  // The remote party, in each room, publishing before the first measure and until the last.
+  if (remote) {
+    const remotes = await Promise.all(names.map(async (t) => vigieRemote(remote.context, await url(t, 'remote'))));
+    await waitPublished(remotes.map((page) => () => vigiePublished(page)));
+  } else await Promise.all(names.map((t) => servers[t].bot(clip!)));
+  console.error(`[control-plane] remote party: ${REMOTE === 'bot' ? `RTP bot (${clip})` : 'Chromium pages'}`);
   const { round, hasPrejoin } = joinPageMeasurer(browser, targets);
   const prejoin = await Promise.all(names.map(hasPrejoin));
   if (new Set(prejoin).size !== 1) throw new Error(`the pages differ in their pre-join screen: ${prejoin}`);
@@ -115,6 +141,9 @@ try {
       results[t].warm.push(r.warm);
       console.error(
         `[control-plane] round ${i + 1} ${t.padEnd(8)} cold ${fmtSample(r.cold)}, warm ${fmtSample(r.warm)}`,
+      );
+      console.error(
+        `[control-plane]   steps cold ${fmtSteps(r.cold)}\n[control-plane]   steps warm ${fmtSteps(r.warm)}`,
       );
     }
   }
@@ -163,6 +192,9 @@ try {
       ratioPostgresToSingleNode: Number((frame.postgres / frame.single).toFixed(3)),
       ratioPgliteToSingleNode: Number((frame.pglite / frame.single).toFixed(3)),
       wsOpenMs: Object.fromEntries(names.map((t) => [t, medianMs(results[t][kind], 'wsOpen')])),
+      // What the remote party decides: from the page's answer to `resumeConsumer` to the first decoded frame (the
+      // recv transport's DTLS, the next key frame, the decoder). The bot's stream makes it the same on every target.
+      resumeToFrameMs: Object.fromEntries(names.map((t) => [t, resumeToFrame(results[t][kind])])),
       steps: Object.fromEntries(names.map((t) => [t, stepMedians(results[t][kind])])),
     };
   };
@@ -172,6 +204,8 @@ try {
       from: prejoin[0] ? 'click on Join' : 'navigation start',
       to: 'first decoded remote video frame',
       singleNodeCommit: single.commit,
+      remote:
+        REMOTE === 'bot' ? `RTP bot: VP8 640x480 ${BOT_FPS} fps, every frame a key frame` : 'Chromium page per target',
       rounds: ROUNDS,
       cold: summary('cold'),
       warm: summary('warm'),
@@ -193,8 +227,9 @@ try {
   );
 } finally {
   await browser.close();
-  await remote.close();
+  await remote?.close();
   for (const s of Object.values(servers)) await s?.close();
   single.remove();
+  if (clip) rmSync(path.dirname(clip), { recursive: true, force: true });
 }
 process.exit(0);

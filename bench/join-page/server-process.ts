@@ -5,7 +5,8 @@
  * stats sampling, fsyncs) does not stall the bare server, and neither shares
  * its event loop with the driver. Run as a child, a server answers `frames`
  * (its sockets' signaling frames, bench/join-page/steps.ts), `mint` (Vigie: a
- * token), `statements` (vigie-postgres) and `close` over IPC.
+ * token), `bot` (Vigie: the remote party as an RTP bot in the benchmark's room,
+ * bench/join-page/rtp-bot.ts), `statements` (vigie-postgres) and `close` over IPC.
  *
  * Kinds: `bare` (bench/join-page/bare-server.ts); `vigie`, the gateway on its
  * embedded PGlite; `vigie-postgres`, the same on a PostgreSQL 15 server the
@@ -17,6 +18,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
+import type { RunningBot } from './rtp-bot.js';
 import type { Frame } from './steps.js';
 
 export type ServerKind = 'bare' | 'vigie' | 'vigie-postgres' | 'vigie-legacy';
@@ -36,6 +38,11 @@ export interface ServerProcess {
   /** Vigie: an access token for the benchmark's room. */
   mint: (o: { identity: string; name: string }) => Promise<string>;
   /**
+   * Vigie: an RTP bot joins the benchmark's room and sends the pre-encoded clip `file` (bench/join-page/rtp-bot.ts),
+   * until the server closes; resolves once its producer has received media.
+   */
+  bot: (file: string) => Promise<{ producerId: string }>;
+  /**
    * vigie-postgres: the statements PostgreSQL logged since the previous call. The first call turns on
    * `log_statement = all` (which costs the server a little: call it after the timed rounds) and returns nothing.
    */
@@ -52,7 +59,7 @@ export interface ServerProcess {
   close: () => Promise<void>;
 }
 
-type Command = 'frames' | 'loop' | 'mint' | 'statements' | 'rooms' | 'pgbench' | 'close';
+type Command = 'frames' | 'loop' | 'mint' | 'bot' | 'statements' | 'rooms' | 'pgbench' | 'close';
 
 /** Each Vigie kind gets its own RTC port range, so that three gateways on one machine never race for a port. */
 const PORTS: Record<ServerKind, [number, number]> = {
@@ -69,12 +76,16 @@ export async function startServerProcess(kind: ServerKind, root?: string): Promi
   });
   const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
   let next = 0;
-  const waiting = new Map<number, (result: any) => void>();
-  child.on('message', (m: { id: number; result: unknown }) => waiting.get(m.id)?.(m.result));
+  const waiting = new Map<number, { resolve: (result: any) => void; reject: (e: Error) => void }>();
+  child.on('message', (m: { id: number; result: unknown; error?: string }) => {
+    const w = waiting.get(m.id);
+    if (m.error === undefined) w?.resolve(m.result);
+    else w?.reject(new Error(`the ${kind} server failed: ${m.error}`));
+  });
   const call = <T>(cmd: Command, arg?: unknown) =>
     new Promise<T>((resolve, reject) => {
       const id = next++;
-      waiting.set(id, resolve);
+      waiting.set(id, { resolve, reject });
       void exited.then((code) => reject(new Error(`the ${kind} server exited (${code})`)));
       if (id > 0) child.send({ id, cmd, arg });
     });
@@ -86,6 +97,7 @@ export async function startServerProcess(kind: ServerKind, root?: string): Promi
     connections: () => call('frames'),
     loopDelayMaxMs: () => call('loop'),
     mint: (o) => call('mint', o),
+    bot: (file) => call('bot', file),
     statements: () => call('statements'),
     openRooms: (n) => call('rooms', n),
     pgbench: () => call('pgbench'),
@@ -104,6 +116,7 @@ if (process.argv[2] === '--child') {
     url: string;
     close: () => Promise<void>;
     mint?: ServerProcess['mint'];
+    bot?: ServerProcess['bot'];
     statements?: () => Promise<StatementCount>;
     openRooms?: ServerProcess['openRooms'];
     pgbench?: ServerProcess['pgbench'];
@@ -113,21 +126,33 @@ if (process.argv[2] === '--child') {
   else {
     const pg =
       kind === 'vigie-postgres' ? await (await import('../../test/helpers/postgres.js')).startPostgres() : null;
-    // The legacy gateway is the older checkout's own, with its own sources and SDK bundle.
-    const helper = kind === 'vigie-legacy' ? path.join(process.argv[4]!, 'test/helpers/gateway.ts') : '';
+    // The legacy gateway is the older checkout's own, with its own sources, SDK bundle and test helpers.
+    const tree =
+      kind === 'vigie-legacy' ? process.argv[4]! : path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+    const helper = kind === 'vigie-legacy' ? path.join(tree, 'test/helpers/gateway.ts') : '';
     const { startGateway } = (
       helper ? await import(helper) : await import('../../test/helpers/gateway.js')
     ) as typeof import('../../test/helpers/gateway.js');
     const [rtcMinPort, rtcMaxPort] = PORTS[kind];
     const gw = await startGateway({ media: { rtcMinPort, rtcMaxPort }, ...(pg ? { database: { url: pg.url } } : {}) });
     const mint: ServerProcess['mint'] = (o) => gw.mint({ room: 'bench', grants: ['publish', 'subscribe'], ...o });
+    let bot: RunningBot | undefined;
+    // Its ffmpeg is this process's child: it goes with this process, however that ends.
+    process.once('exit', () => bot?.ffmpeg.kill());
     server = {
       url: gw.url,
       close: async () => {
+        await bot?.stop();
         await gw.close();
         await pg?.stop();
       },
       mint,
+      bot: async (file) => {
+        if (bot) throw new Error('the room has its bot already');
+        const { startBot } = await import('./rtp-bot.js');
+        bot = await startBot(tree, gw, { tenant: 'acme', room: 'bench', file });
+        return { producerId: bot.producer.id };
+      },
       statements: pg ? statementCounter(pg) : undefined,
       pgbench: pg ? () => pgbench(pg.port) : undefined,
       openRooms: async (n) => {
@@ -142,20 +167,28 @@ if (process.argv[2] === '--child') {
   const port = Number(new URL(server.url).port);
   const loop = monitorEventLoopDelay({ resolution: 1 });
   loop.enable();
+  const answer = async (cmd: Command, arg?: any): Promise<unknown> => {
+    if (cmd === 'frames') return tap.connections(port);
+    if (cmd === 'mint') return server.mint!(arg);
+    if (cmd === 'bot') return server.bot!(arg);
+    if (cmd === 'statements') return server.statements!();
+    if (cmd === 'rooms') return server.openRooms!(arg);
+    if (cmd === 'pgbench') return server.pgbench!();
+    const max = loop.max / 1e6;
+    loop.reset();
+    return max;
+  };
   process.on('message', async ({ id, cmd, arg }: { id: number; cmd: Command; arg?: any }) => {
     if (cmd === 'close') {
       await server.close();
       process.exit(0);
     }
     let result: unknown;
-    if (cmd === 'frames') result = tap.connections(port);
-    else if (cmd === 'mint') result = await server.mint!(arg);
-    else if (cmd === 'statements') result = await server.statements!();
-    else if (cmd === 'rooms') result = await server.openRooms!(arg);
-    else if (cmd === 'pgbench') result = await server.pgbench!();
-    else {
-      result = loop.max / 1e6;
-      loop.reset();
+    try {
+      result = await answer(cmd, arg);
+    } catch (e) {
+      process.send!({ id, error: (e as Error).stack ?? String(e) });
+      return;
     }
     process.send!({ id, result });
   });
