@@ -9,7 +9,8 @@ import path from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, test } from 'vitest';
 import type { Logger } from '../src/logging.js';
-import { type Database, migrateStore, openDatabase, type StoreMigration } from '../src/store/index.js';
+import { Pseudonymizer } from '../src/telemetry/Pseudonymizer.js';
+import { type Database, insertOrRead, migrateStore, openDatabase, type StoreMigration } from '../src/store/index.js';
 import { waitFor } from './helpers/browser.js';
 import { type PostgresServer, startPostgres } from './helpers/postgres.js';
 
@@ -38,6 +39,45 @@ describe.each(['pglite', 'postgres'] as const)('store on %s', (kind) => {
     await db?.close();
     await server?.stop();
     rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('a value made on the spot is stored or read in one round trip, and two nodes racing agree on one', async () => {
+    await db.query('CREATE TABLE IF NOT EXISTS kv_test (k text PRIMARY KEY, v text NOT NULL)');
+    const t = { table: 'kv_test', key: 'k', value: 'v' };
+    // The statements one call sends: a first-time participant's join waits for each of them.
+    const counted = (q: Database) => {
+      const sent: string[] = [];
+      return { sent, db: { query: (sql: string, params?: unknown[]) => (sent.push(sql), q.query(sql, params)) } };
+    };
+    const first = counted(db);
+    assert.equal(await insertOrRead(first.db as never, t, 'alice', 'salt-1'), 'salt-1', 'stored');
+    const again = counted(db);
+    assert.equal(
+      await insertOrRead(again.db as never, t, 'alice', 'salt-2'),
+      'salt-1',
+      'the stored one, not a new one',
+    );
+    assert.deepEqual([first.sent.length, again.sent.length], [1, 1]);
+    const raced = await Promise.all(
+      Array.from({ length: 8 }, (_, i) => insertOrRead(i % 2 ? other : db, t, 'bob', `salt-${i}`)),
+    );
+    assert.equal(new Set(raced).size, 1, `every node gets the one stored salt: ${raced}`);
+  });
+
+  test("a participant seen for the first time costs their join one statement (their salt's)", async () => {
+    const pseudonyms = new Pseudonymizer('m'.repeat(32), db);
+    await pseudonyms.start(path.join(dir, 'no-legacy-salts.jsonl'), log);
+    const sent: string[] = [];
+    const query = db.query.bind(db);
+    db.query = ((sql: string, params?: unknown[]) => (sent.push(sql), query(sql, params))) as typeof db.query;
+    try {
+      const first = await pseudonyms.pseudonym('acme', 'carol@example.fr');
+      assert.equal(sent.length, 1, sent.join('\n'));
+      assert.equal(await new Pseudonymizer('m'.repeat(32), other).pseudonym('acme', 'carol@example.fr'), first);
+    } finally {
+      db.query = query;
+      pseudonyms.stop();
+    }
   });
 
   test('migrations apply once, even when two nodes start together', async () => {

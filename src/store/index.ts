@@ -24,7 +24,14 @@ export {
 } from './Database.js';
 export { importLegacyFile, type LegacyImport, type LegacyImportOptions } from './legacy.js';
 export { migrateStore, type StoreMigration } from './migrations.js';
-export { type KeyValueTable, readOrInsert, readValue, sharedSecret, sharedValue } from './secrets.js';
+export {
+  insertOrRead,
+  type KeyValueTable,
+  readOrInsert,
+  readValue,
+  sharedSecret,
+  sharedValue,
+} from './secrets.js';
 export { importedAlready, importOnce, importWhenReady } from './imports.js';
 
 declare module 'fastify' {

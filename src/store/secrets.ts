@@ -84,6 +84,27 @@ export async function readOrInsert(
   return winner;
 }
 
+/**
+ * The value stored under `key`, or else `candidate`, stored: in one statement, so one round trip, for values that
+ * cost nothing to make (a participant's salt, on the path of their first join). A node that loses the race to
+ * another's insert committed meanwhile reads the winner's value, as `readOrInsert` does.
+ */
+export async function insertOrRead(db: Queryable, t: KeyValueTable, key: string, candidate: string): Promise<string> {
+  const { rows } = await db.query<{ v: string }>(
+    `WITH inserted AS (
+       INSERT INTO ${t.table} (${t.key}, ${t.value}) VALUES ($1, $2) ON CONFLICT (${t.key}) DO NOTHING
+       RETURNING ${t.value} AS v
+     )
+     SELECT v FROM inserted UNION ALL SELECT ${t.value} AS v FROM ${t.table} WHERE ${t.key} = $1 LIMIT 1`,
+    [key, candidate],
+  );
+  if (rows[0]) return rows[0].v;
+  // Inserted by another node after this statement's snapshot: not visible to it, but committed now.
+  const winner = await readValue(db, t, key);
+  if (winner === undefined) throw new Error(`${t.table}: a row inserted by another node, yet not found`);
+  return winner;
+}
+
 function readLegacy(file: string): string | undefined {
   try {
     return readFileSync(file, 'utf8').trim() || undefined;

@@ -6,7 +6,7 @@ import {
   type Database,
   type KeyValueTable,
   migrateStore,
-  readOrInsert,
+  insertOrRead,
   readValue,
   type StoreMigration,
 } from '../store/index.js';
@@ -109,7 +109,8 @@ class SubjectSalts {
   async ensure(key: string): Promise<string> {
     const hit = this.#cache.get(key);
     if (hit !== undefined) return hit;
-    const salt = await readOrInsert(this.db, SALTS, key, () => randomBytes(16).toString('base64url'));
+    // One round trip: a first-time participant's join waits for it.
+    const salt = await insertOrRead(this.db, SALTS, key, randomBytes(16).toString('base64url'));
     this.#cache.set(key, salt);
     return salt;
   }
