@@ -12,7 +12,7 @@ import {
   migrateStore,
   type Queryable,
 } from '../store/index.js';
-import { AuditShipper } from './AuditShipper.js';
+import { AuditShipper, type ShipperOptions } from './AuditShipper.js';
 import { STORE_MIGRATIONS } from './schema.js';
 import { canonicalJson, type Signer } from './signing.js';
 
@@ -112,12 +112,16 @@ export class AuditLog {
     private readonly db: string,
     private readonly signer: Signer,
     private readonly anchors: CheckpointAnchors,
-    private readonly options: { checkpointEvery: number; checkpointMinutes: number },
+    private readonly options: {
+      checkpointEvery: number;
+      checkpointMinutes: number;
+      shipping?: Partial<ShipperOptions>;
+    },
     private readonly log: Logger,
     legacy?: LegacyJournal,
   ) {
     this.#legacy = legacy;
-    this.shipper = new AuditShipper(store, client, db, log);
+    this.shipper = new AuditShipper(store, client, db, log, options.shipping);
   }
 
   /** True once every chain's head is known: appends are accepted. */
@@ -211,17 +215,16 @@ export class AuditLog {
     return this.append(input);
   }
 
-  /** Locks the chain's head row until the transaction ends: appends and checkpoints on any node wait for it. */
+  /**
+   * Locks the chain's head row until the transaction ends: appends and checkpoints on any node wait for it. One
+   * statement creates the head if new and locks and reads it (a no-op update takes the row lock, as FOR UPDATE does).
+   */
   async #lockHead(tx: Queryable, tenant: string): Promise<Head> {
-    await tx.query(
-      `INSERT INTO audit_heads (tenant, seq, hash, last_checkpoint_seq, last_checkpoint_at)
-       VALUES ($1, 0, $2, 0, $3) ON CONFLICT (tenant) DO NOTHING`,
-      [tenant, GENESIS, Date.now()],
-    );
     const { rows } = await tx.query<{ seq: string; hash: string; cp_seq: string; cp_at: string }>(
-      `SELECT seq, hash, last_checkpoint_seq AS cp_seq, last_checkpoint_at AS cp_at
-       FROM audit_heads WHERE tenant = $1 FOR UPDATE`,
-      [tenant],
+      `INSERT INTO audit_heads (tenant, seq, hash, last_checkpoint_seq, last_checkpoint_at)
+       VALUES ($1, 0, $2, 0, $3) ON CONFLICT (tenant) DO UPDATE SET tenant = EXCLUDED.tenant
+       RETURNING seq, hash, last_checkpoint_seq AS cp_seq, last_checkpoint_at AS cp_at`,
+      [tenant, GENESIS, Date.now()],
     );
     const r = rows[0]!;
     return { seq: Number(r.seq), hash: r.hash, lastCheckpointSeq: Number(r.cp_seq), lastCheckpointAt: Number(r.cp_at) };
@@ -244,15 +247,20 @@ export class AuditLog {
         prev_hash: head.hash,
       };
       const entry: AuditEntry = { ...body, hash: entryHash(body) };
-      await AuditShipper.enqueue(tx, 'audit_log', entry);
-      await tx.query('UPDATE audit_heads SET seq = $2, hash = $3 WHERE tenant = $1', [tenant, entry.seq, entry.hash]);
+      await AuditShipper.enqueueWith(
+        tx,
+        'audit_log',
+        entry,
+        'UPDATE audit_heads SET seq = $6, hash = $7 WHERE tenant = $5',
+        [tenant, entry.seq, entry.hash],
+      );
       const due =
         entry.seq - head.lastCheckpointSeq >= this.options.checkpointEvery ||
         Date.now() - head.lastCheckpointAt >= this.options.checkpointMinutes * 60_000;
       const at = { ...head, seq: entry.seq, hash: entry.hash };
       return { entry, checkpoint: due ? await this.#signCheckpoint(tx, tenant, at) : undefined };
     });
-    this.shipper.kick();
+    this.shipper.queued();
     // The entry is committed: a checkpoint that cannot be anchored now is signed again at the next append or tick.
     if (checkpoint)
       await this.#anchor(checkpoint).catch((err) =>
