@@ -1,5 +1,7 @@
 /**
- * How the audit outbox reaches ClickHouse: the rows of many appends travel in
+ * Appends at once to one tenant share a transaction (group commit), each
+ * answered once its entry is committed. How the audit outbox reaches
+ * ClickHouse: the rows of many appends travel in
  * one batch (shipping per append was most of an audited request's cost), they
  * arrive without anyone flushing, in chain order, and rows a node left in the
  * outbox when it stopped are shipped by the next start. Embedded store
@@ -127,4 +129,27 @@ test('rows left in the outbox by a node that stopped before shipping them reach 
   assert.deepEqual(await shippedSeqs('restart'), upTo(8));
   const r = await a.verify('restart');
   assert.deepEqual([r.ok, r.problems], [true, []], 'the chain is unbroken across the restart');
+});
+
+test('appends at once to one tenant share transactions, each answered with its own committed entry, the chain whole', async () => {
+  const a = await start({ delayMs: 3_600_000, pollMs: 3_600_000 });
+  const entries = await Promise.all(Array.from({ length: 20 }, (_, i) => append(a, 'group', i + 1)));
+  assert.deepEqual(
+    entries.map((e) => e.seq),
+    upTo(20),
+  );
+  // xmin: the transaction that inserted the row.
+  const { rows } = await db!.query<{ n: string; tx: string }>(
+    `SELECT seq::text AS n, xmin::text AS tx FROM audit_outbox WHERE tenant = 'group' ORDER BY seq`,
+  );
+  assert.deepEqual(
+    rows.map((r) => Number(r.n)),
+    upTo(20),
+    'every entry committed before its append answered',
+  );
+  const transactions = new Set(rows.map((r) => r.tx)).size;
+  assert.ok(transactions <= 2, `20 appends in ${transactions} transactions`);
+  const r = await a.verify('group');
+  assert.deepEqual([r.ok, r.entries, r.problems], [true, 20, []]);
+  await stop();
 });

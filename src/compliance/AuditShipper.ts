@@ -52,23 +52,27 @@ export class AuditShipper {
 
   /** Queues a row for ClickHouse, in the caller's transaction: it is shipped only if that commits. */
   static enqueue(tx: Queryable, table: 'audit_log' | 'audit_checkpoints', row: { tenant: string; seq: number }) {
-    return AuditShipper.enqueueWith(tx, table, row, 'SELECT 1', []);
+    return AuditShipper.enqueueWith(tx, table, [row], 'SELECT 1', []);
   }
 
   /**
-   * The same, and `then` (a statement whose parameters start at $5) in the same statement: the embedded store
-   * executes each statement on the main thread, so an append spends one fewer there.
+   * Queues rows (in this order), and runs `then` (a statement whose parameters start at $3) in the same statement:
+   * the embedded store executes each statement on the main thread, so an append spends as few as it can there.
    */
   static enqueueWith(
     tx: Queryable,
     table: 'audit_log' | 'audit_checkpoints',
-    row: { tenant: string; seq: number },
+    rows: readonly { tenant: string; seq: number }[],
     then: string,
     params: readonly unknown[],
   ) {
     return tx.query(
-      `WITH queued AS (INSERT INTO audit_outbox (tbl, tenant, seq, body) VALUES ($1, $2, $3, $4)) ${then}`,
-      [table, row.tenant, row.seq, JSON.stringify(row), ...params],
+      `WITH queued AS (
+         INSERT INTO audit_outbox (tbl, tenant, seq, body)
+         SELECT $1, r.body->>'tenant', (r.body->>'seq')::bigint, r.body
+         FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS r(body, n) ORDER BY r.n)
+       ${then}`,
+      [table, JSON.stringify(rows), ...params],
     );
   }
 
@@ -80,11 +84,12 @@ export class AuditShipper {
   }
 
   /**
-   * An append committed a row: shipped with the others of the next `delayMs`, or at once when `batchRows` wait.
+   * Appends committed rows: shipped with the others of the next `delayMs`, or at once when `batchRows` wait.
    */
-  queued(): void {
+  queued(rows = 1): void {
     if (this.#closed) return;
-    if (++this.#queued >= this.options.batchRows) this.kick();
+    this.#queued += rows;
+    if (this.#queued >= this.options.batchRows) this.kick();
     else this.#soon ??= setTimeout(() => this.kick(), this.options.delayMs);
   }
 
