@@ -12,7 +12,7 @@ import {
   migrateStore,
   type Queryable,
 } from '../store/index.js';
-import { AuditShipper } from './AuditShipper.js';
+import { AuditShipper, type ShipperOptions } from './AuditShipper.js';
 import { STORE_MIGRATIONS } from './schema.js';
 import { canonicalJson, type Signer } from './signing.js';
 
@@ -70,6 +70,15 @@ export interface LegacyJournal {
 
 export const GENESIS = '0'.repeat(64);
 const MAX_PROBLEMS = 1000;
+/** At most this many appends of a tenant share one transaction. */
+const MAX_GROUP = 100;
+
+/** An append waiting for its tenant's next transaction on this node. */
+interface Waiting {
+  input: AuditInput;
+  resolve: (entry: AuditEntry) => void;
+  reject: (err: unknown) => void;
+}
 /** The session advisory lock of the node that signs the periodic checkpoints (one node at a time). */
 export const ANCHORING_LOCK = 'vigie:audit-anchoring';
 
@@ -104,6 +113,8 @@ export class AuditLog {
   #lease?: AdvisoryLease;
   #ready = false;
   #markReady!: () => void;
+  /** Per tenant, the appends waiting while one of its transactions runs on this node (see #append). */
+  readonly #waiting = new Map<string, Waiting[]>();
   readonly #whenReady = new Promise<void>((resolve) => (this.#markReady = resolve));
 
   constructor(
@@ -112,12 +123,16 @@ export class AuditLog {
     private readonly db: string,
     private readonly signer: Signer,
     private readonly anchors: CheckpointAnchors,
-    private readonly options: { checkpointEvery: number; checkpointMinutes: number },
+    private readonly options: {
+      checkpointEvery: number;
+      checkpointMinutes: number;
+      shipping?: Partial<ShipperOptions>;
+    },
     private readonly log: Logger,
     legacy?: LegacyJournal,
   ) {
     this.#legacy = legacy;
-    this.shipper = new AuditShipper(store, client, db, log);
+    this.shipper = new AuditShipper(store, client, db, log, options.shipping);
   }
 
   /** True once every chain's head is known: appends are accepted. */
@@ -211,28 +226,77 @@ export class AuditLog {
     return this.append(input);
   }
 
-  /** Locks the chain's head row until the transaction ends: appends and checkpoints on any node wait for it. */
+  /**
+   * Locks the chain's head row until the transaction ends: appends and checkpoints on any node wait for it. One
+   * statement creates the head if new and locks and reads it (a no-op update takes the row lock, as FOR UPDATE does).
+   */
   async #lockHead(tx: Queryable, tenant: string): Promise<Head> {
-    await tx.query(
-      `INSERT INTO audit_heads (tenant, seq, hash, last_checkpoint_seq, last_checkpoint_at)
-       VALUES ($1, 0, $2, 0, $3) ON CONFLICT (tenant) DO NOTHING`,
-      [tenant, GENESIS, Date.now()],
-    );
     const { rows } = await tx.query<{ seq: string; hash: string; cp_seq: string; cp_at: string }>(
-      `SELECT seq, hash, last_checkpoint_seq AS cp_seq, last_checkpoint_at AS cp_at
-       FROM audit_heads WHERE tenant = $1 FOR UPDATE`,
-      [tenant],
+      `INSERT INTO audit_heads (tenant, seq, hash, last_checkpoint_seq, last_checkpoint_at)
+       VALUES ($1, 0, $2, 0, $3) ON CONFLICT (tenant) DO UPDATE SET tenant = EXCLUDED.tenant
+       RETURNING seq, hash, last_checkpoint_seq AS cp_seq, last_checkpoint_at AS cp_at`,
+      [tenant, GENESIS, Date.now()],
     );
     const r = rows[0]!;
     return { seq: Number(r.seq), hash: r.hash, lastCheckpointSeq: Number(r.cp_seq), lastCheckpointAt: Number(r.cp_at) };
   }
 
-  async #append(tenant: string, input: AuditInput): Promise<AuditEntry> {
-    const { entry, checkpoint } = await this.store.transaction(async (tx) => {
-      const head = await this.#lockHead(tx, tenant);
+  /**
+   * Appends of a tenant that arrive while one of its transactions runs wait and share the next one (group
+   * commit): each transaction costs the store several statements whatever it holds, and with the embedded engine
+   * those run on the main thread. Each append still resolves only once its own entry is committed.
+   */
+  #append(tenant: string, input: AuditInput): Promise<AuditEntry> {
+    return new Promise((resolve, reject) => {
+      const queue = this.#waiting.get(tenant);
+      if (queue) return void queue.push({ input, resolve, reject });
+      this.#waiting.set(tenant, [{ input, resolve, reject }]);
+      void this.#commitWaiting(tenant);
+    });
+  }
+
+  async #commitWaiting(tenant: string): Promise<void> {
+    const queue = this.#waiting.get(tenant)!;
+    while (queue.length > 0) {
+      // One turn of the event loop first: the embedded engine runs a whole transaction without yielding to I/O, so
+      // the requests that arrive meanwhile reach this queue only now, and join this group rather than each start one.
+      await new Promise(setImmediate);
+      const group = queue.splice(0, MAX_GROUP);
+      try {
+        const { entries, checkpoint } = await this.store.transaction((tx) =>
+          this.#appendGroup(
+            tx,
+            tenant,
+            group.map((w) => w.input),
+          ),
+        );
+        // Those after a checkpoint's entry go in the next transaction, first.
+        queue.unshift(...group.slice(entries.length));
+        this.shipper.queued(entries.length);
+        // The entries are committed: a checkpoint that cannot be anchored now is signed again at the next append or
+        // tick.
+        if (checkpoint)
+          await this.#anchor(checkpoint).catch((err) =>
+            this.log.error({ err, tenant, seq: checkpoint.cp.seq }, 'audit checkpoint failed; retried later'),
+          );
+        for (const [i, entry] of entries.entries()) group[i]!.resolve(entry);
+      } catch (err) {
+        for (const w of group) w.reject(err);
+      }
+    }
+    this.#waiting.delete(tenant);
+  }
+
+  /** Chains the inputs after the locked head, up to the first entry a checkpoint is due at (signed here). */
+  async #appendGroup(tx: Queryable, tenant: string, inputs: AuditInput[]) {
+    const head = await this.#lockHead(tx, tenant);
+    const entries: AuditEntry[] = [];
+    let prev = { seq: head.seq, hash: head.hash };
+    let due = false;
+    for (const input of inputs) {
       const body = {
         tenant,
-        seq: head.seq + 1,
+        seq: prev.seq + 1,
         ts: Date.now(),
         actor: input.actor,
         action: input.action,
@@ -241,24 +305,25 @@ export class AuditLog {
         result: input.result ?? 'ok',
         source_ip: input.sourceIp ?? '',
         details: canonicalJson(input.details ?? {}),
-        prev_hash: head.hash,
+        prev_hash: prev.hash,
       };
       const entry: AuditEntry = { ...body, hash: entryHash(body) };
-      await AuditShipper.enqueue(tx, 'audit_log', entry);
-      await tx.query('UPDATE audit_heads SET seq = $2, hash = $3 WHERE tenant = $1', [tenant, entry.seq, entry.hash]);
-      const due =
+      entries.push(entry);
+      prev = entry;
+      due =
         entry.seq - head.lastCheckpointSeq >= this.options.checkpointEvery ||
         Date.now() - head.lastCheckpointAt >= this.options.checkpointMinutes * 60_000;
-      const at = { ...head, seq: entry.seq, hash: entry.hash };
-      return { entry, checkpoint: due ? await this.#signCheckpoint(tx, tenant, at) : undefined };
-    });
-    this.shipper.kick();
-    // The entry is committed: a checkpoint that cannot be anchored now is signed again at the next append or tick.
-    if (checkpoint)
-      await this.#anchor(checkpoint).catch((err) =>
-        this.log.error({ err, tenant, seq: entry.seq }, 'audit checkpoint failed; retried later'),
-      );
-    return entry;
+      if (due) break;
+    }
+    await AuditShipper.enqueueWith(
+      tx,
+      'audit_log',
+      entries,
+      'UPDATE audit_heads SET seq = $4, hash = $5 WHERE tenant = $3',
+      [tenant, prev.seq, prev.hash],
+    );
+    const at = { ...head, seq: prev.seq, hash: prev.hash };
+    return { entries, checkpoint: due ? await this.#signCheckpoint(tx, tenant, at) : undefined };
   }
 
   /**
