@@ -47,7 +47,11 @@ describe.each(['pglite', 'postgres'] as const)('store on %s', (kind) => {
     // The statements one call sends: a first-time participant's join waits for each of them.
     const counted = (q: Database) => {
       const sent: string[] = [];
-      return { sent, db: { query: (sql: string, params?: unknown[]) => (sent.push(sql), q.query(sql, params)) } };
+      const query = (sql: string, params?: unknown[]) => {
+        sent.push(sql);
+        return q.query(sql, params);
+      };
+      return { sent, db: { query } };
     };
     const first = counted(db);
     assert.equal(await insertOrRead(first.db as never, t, 'alice', 'salt-1'), 'salt-1', 'stored');
@@ -69,7 +73,10 @@ describe.each(['pglite', 'postgres'] as const)('store on %s', (kind) => {
     await pseudonyms.start(path.join(dir, 'no-legacy-salts.jsonl'), log);
     const sent: string[] = [];
     const query = db.query.bind(db);
-    db.query = ((sql: string, params?: unknown[]) => (sent.push(sql), query(sql, params))) as typeof db.query;
+    db.query = ((sql: string, params?: unknown[]) => {
+      sent.push(sql);
+      return query(sql, params);
+    }) as typeof db.query;
     try {
       const first = await pseudonyms.pseudonym('acme', 'carol@example.fr');
       assert.equal(sent.length, 1, sent.join('\n'));
