@@ -2,12 +2,12 @@ import { afterAll, beforeAll, onTestFinished, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import os from 'node:os';
-import { Peer, type Room } from '../src/media/index.js';
+import type { Peer, Room } from '../src/media/index.js';
 import type { QualityIssue } from '../src/diagnosis/index.js';
 import { startGateway, type TestGateway } from './helpers/gateway.js';
 import { startFfmpegBot } from './helpers/ffmpegBot.js';
 import { startUdpRelay } from './helpers/udpRelay.js';
-import { startRtpReceiver } from './helpers/rtpReceiver.js';
+import { startPlainSubscriber } from './helpers/plainSubscriber.js';
 import { waitFor } from './helpers/browser.js';
 
 /**
@@ -44,44 +44,12 @@ async function publisher(room: Room, name: string) {
   return { bot, loss, peer: room.ownerOf(bot.producer.id)! };
 }
 
-/**
- * A subscriber: a participant whose consumer sends over a PlainTransport, through a dropping relay, to a receiver
- * that reports its loss back in RTCP; `connected: false` leaves the transport without a destination.
- */
+/** A subscriber behind a relay whose drop rate the test changes (`loss.dropEvery`); see startPlainSubscriber. */
 async function subscriber(room: Room, producerId: string, name: string, { connected = true } = {}) {
-  const peer = new Peer(
-    {
-      identity: name,
-      tenant: room.tenant,
-      room: room.id,
-      grants: new Set(['subscribe']),
-      expiresAt: Number.MAX_SAFE_INTEGER,
-    },
-    () => undefined,
-  );
-  room.addPeer(peer);
-  const transport = await room.router.createPlainTransport({
-    listenInfo: { protocol: 'udp', ip: '127.0.0.1' },
-    rtcpMux: false,
-    comedia: false,
-  });
-  const receiver = await startRtpReceiver();
   const loss: { dropEvery?: number } = {};
-  const relay = await startUdpRelay({ ip: '127.0.0.1', port: receiver.rtpPort }, loss);
-  onTestFinished(async () => {
-    transport.close();
-    receiver.close();
-    await relay.close();
-  });
-  if (connected) {
-    await transport.connect({ ip: '127.0.0.1', port: relay.port, rtcpPort: receiver.rtcpPort });
-    receiver.reportTo({ ip: '127.0.0.1', port: transport.rtcpTuple!.localPort });
-  }
-  peer.transports.set(transport.id, transport);
-  const consumer = await transport.consume({ producerId, rtpCapabilities: room.router.rtpCapabilities });
-  peer.consumers.set(consumer.id, consumer);
-  peer.observer.emit('newconsumer', consumer);
-  return { peer, loss, receiver, consumer };
+  const sub = await startPlainSubscriber(room, producerId, name, { connected, loss });
+  onTestFinished(sub.close);
+  return { ...sub, loss };
 }
 
 /** The issues the diagnosis raises in a room from now on. */
