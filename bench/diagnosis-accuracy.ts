@@ -10,7 +10,7 @@
  *   RTP into the SFU for uplink loss, one subscriber's receiver for downlink loss), P in 8–15%;
  * - rate: `tc tbf` at RATE_KBIT behind an htb class that a u32 filter feeds with the same one path;
  * - one-way media: the same nftables rule dropping 100% of one subscriber's RTP;
- * - a CPU-starved worker: at nice 19 in a cgroup (v1 `cpu`) of 5 ms per 100 ms, with a busy loop at nice -20.
+ * - a CPU-starved worker: at nice 19 in a cgroup (v1 `cpu`) of 2 ms per second, with a busy loop at nice -20.
  *
  * The whole run happens in a network namespace of its own (the script re-executes itself inside one), so its
  * nftables rules and qdiscs touch no other process of this shared machine, and every participant's path is a
@@ -30,10 +30,10 @@ import { waitFor } from '../test/helpers/browser.js';
 
 /** Waves of trials; each wave runs one trial of each entry of WAVE at once. */
 const WAVES = Number(process.env.BENCH_WAVES ?? 15);
-const FAULT_MS = Number(process.env.BENCH_FAULT_MS ?? 8000);
+const FAULT_MS = Number(process.env.BENCH_FAULT_MS ?? 6000);
 /** Clean media before the fault (anything raised then is a false positive) and after it (it should end). */
-const BEFORE_MS = Number(process.env.BENCH_BEFORE_MS ?? 3000);
-const AFTER_MS = Number(process.env.BENCH_AFTER_MS ?? 4000);
+const BEFORE_MS = Number(process.env.BENCH_BEFORE_MS ?? 2000);
+const AFTER_MS = Number(process.env.BENCH_AFTER_MS ?? 3000);
 /** An issue raised this long after the fault was removed still counts for it: the last sample covers the fault. */
 const GRACE_MS = 2000;
 const RATE_KBIT = 120;
@@ -73,7 +73,7 @@ interface TrialResult {
   fault: Fault;
   param: string;
   /** What was raised, as `kind who direction`, and whether it was the injected fault (in time). */
-  raised: Array<{ label: string; match: boolean; afterMs: number }>;
+  raised: Array<{ label: string; match: boolean; afterMs: number; evidence: string }>;
   setupFailed?: string;
 }
 
@@ -157,17 +157,18 @@ async function tbfLimit(port: number, kbit: number): Promise<() => Promise<void>
 const CPU_CGROUP = '/sys/fs/cgroup/cpu';
 /**
  * Starves a worker of CPU as a noisy neighbour would, without touching the rest of the machine: the worker (at nice
- * 19) shares a cgroup (v1 `cpu`) with a busy loop (at nice -20), and the cgroup may use 5 ms of CPU per 100 ms. The
- * loop takes almost all of that (the weights are 88761 to 15), so the worker gets microseconds per period, as in
- * test/diagnosis.test.ts, where the loops take a whole core. Undone by the returned function.
+ * 19) shares a cgroup (v1 `cpu`) with a busy loop (at nice -20), and the cgroup may use 2 ms of CPU per second. The
+ * loop takes almost all of that (the weights are 88761 to 15), so the worker waits up to a second at a time, as in
+ * test/diagnosis.test.ts, where the loops take a whole core. (Without the loop, the quota alone starves nothing:
+ * a worker of one small call uses less than a millisecond per second.) Undone by the returned function.
  */
 function starve(pid: number, name: string): () => void {
   const own = /(?:^|\n)\d+:(?:[^:\n]*,)?cpu(?:,[^:\n]*)?:([^\n]*)/.exec(readFileSync(`/proc/${pid}/cgroup`, 'utf8'));
   const home = `${CPU_CGROUP}${own?.[1] === '/' ? '' : (own?.[1] ?? '')}`;
   const dir = `${CPU_CGROUP}/${name}`;
   mkdirSync(dir);
-  writeFileSync(`${dir}/cpu.cfs_period_us`, '100000');
-  writeFileSync(`${dir}/cpu.cfs_quota_us`, '5000');
+  writeFileSync(`${dir}/cpu.cfs_period_us`, '1000000');
+  writeFileSync(`${dir}/cpu.cfs_quota_us`, '2000');
   const hog = spawn('nice', ['-n', '-20', 'sh', '-c', 'while :; do :; done'], { stdio: 'ignore' });
   writeFileSync(`${dir}/cgroup.procs`, String(hog.pid));
   writeFileSync(`${dir}/cgroup.procs`, String(pid));
@@ -216,14 +217,6 @@ async function main(): Promise<void> {
     const raised: Array<{ issue: QualityIssue; at: number }> = [];
     const onIssue = (issue: QualityIssue) => issue.room === room && raised.push({ issue, at: Date.now() });
     gw.app.diagnosis.observer.on('issue', onIssue);
-    const maxLoss: Record<string, number> = {};
-    const onSample = (t: { room: unknown; role: string; peer: Peer; lossFraction: number; packets: number }) => {
-      if (t.room !== room) return;
-      const k = `${t.role}:${t.peer.identity}`;
-      maxLoss[k] = Math.max(maxLoss[k] ?? 0, t.lossFraction);
-      if (process.env.BENCH_VERBOSE === '2') console.error(name, k, t.packets, t.lossFraction);
-    };
-    if (process.env.BENCH_VERBOSE) gw.app.telemetry!.collector.observer.on('tracksample', onSample);
     const cleanup: Array<() => unknown> = [];
     const result: TrialResult = { fault, param: '', raised: [] };
     try {
@@ -255,7 +248,6 @@ async function main(): Promise<void> {
       else if (fault === 'downlink_rate') remove = await tbfLimit(target.receiver.rtpPort, RATE_KBIT);
       else if (fault === 'overload') remove = starve(slot.worker.pid, `vigie-acc${process.pid}-${name}`);
       cleanup.push(remove);
-      if (process.env.BENCH_VERBOSE === '2') console.error(await run('nft', ['list', 'ruleset']));
       result.param = fault.endsWith('_loss')
         ? `${pct}%`
         : fault.endsWith('_rate')
@@ -280,14 +272,17 @@ async function main(): Promise<void> {
           issue.kind === expected.kind &&
           issue.direction === expected.direction &&
           (expected.direction === 'server' ? w === 'server' : w === expected.who);
-        result.raised.push({ label: `${issue.kind} ${w} ${issue.direction}`, match, afterMs: at - injectedAt });
+        result.raised.push({
+          label: `${issue.kind} ${w} ${issue.direction}`,
+          match,
+          afterMs: at - injectedAt,
+          evidence: JSON.stringify(issue.evidence),
+        });
       }
     } catch (err) {
       result.setupFailed = (err as Error).message;
     } finally {
       gw.app.diagnosis.observer.off('issue', onIssue);
-      gw.app.telemetry!.collector.observer.off('tracksample', onSample);
-      if (process.env.BENCH_VERBOSE) result.param += ` ${JSON.stringify(maxLoss)}`;
       for (const c of cleanup.reverse()) await Promise.resolve(c()).catch(() => undefined);
       if (!room.closed) room.close('bench');
     }
@@ -311,7 +306,16 @@ async function main(): Promise<void> {
   }
   clearInterval(loadTimer);
   await gw.close();
-  console.log(JSON.stringify(score(results, { load, durationS: Math.round((Date.now() - startedAt) / 1000) })));
+  const scored = score(results, { load, durationS: Math.round((Date.now() - startedAt) / 1000) });
+  // The table for bench/README.md.
+  console.error(
+    '| detector | injected | TP | FP | FN | precision | recall |\n| --- | --- | --- | --- | --- | --- | --- |',
+  );
+  for (const [d, t] of Object.entries(scored.detectors))
+    console.error(
+      `| \`${d}\` | ${t.injected} | ${t.tp} | ${t.fp} | ${t.fn} | ${t.precision ?? '–'} | ${t.recall ?? '–'} |`,
+    );
+  console.log(JSON.stringify(scored));
 }
 
 function score(results: TrialResult[], run: { load: number[]; durationS: number }) {
@@ -322,6 +326,8 @@ function score(results: TrialResult[], run: { load: number[]; durationS: number 
   for (const d of DETECTORS) table[d] = { injected: 0, tp: 0, fp: 0, fn: 0, precision: null, recall: null };
   const confusions = new Map<string, number>();
   const errors = new Set<string>();
+  /** Each false positive: the trial's fault, what fired, when (ms from the injection; negative: before it), why. */
+  const falseAlarms: string[] = [];
   const latencies: Record<string, number[]> = {};
   const byFault: Record<string, { trials: number; detected: number; setupFailed: number }> = {};
   for (const r of results) {
@@ -348,6 +354,7 @@ function score(results: TrialResult[], run: { load: number[]; durationS: number 
       table[kind].fp++;
       const key = `${r.fault}${r.param ? ` ${r.param}` : ''} → ${x.label}`;
       confusions.set(key, (confusions.get(key) ?? 0) + 1);
+      falseAlarms.push(`${r.fault} → ${x.label} at ${x.afterMs} ms ${x.evidence}`);
     }
   }
   for (const t of Object.values(table)) {
@@ -365,6 +372,7 @@ function score(results: TrialResult[], run: { load: number[]; durationS: number 
     detectors: table,
     detectionMsMedian: Object.fromEntries(Object.entries(latencies).map(([k, v]) => [k, median(v)])),
     confusions: Object.fromEntries(confusions),
+    falseAlarms,
     ...(errors.size ? { errors: [...errors] } : {}),
     durationS: run.durationS,
     load1: {
