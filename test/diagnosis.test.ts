@@ -69,6 +69,37 @@ function issuesOf(room: Room) {
 
 const participant = (p: Peer) => gw.app.telemetry!.keys.participant(p);
 
+// First in the file, so that the two calls are placed on the two workers (each on the least-loaded one).
+test('a stalled worker holds up the samples, and the diagnosis, of no call on another worker', async () => {
+  const stalledRoom = await gw.app.sfu.getOrCreateRoom('acme', 'diag-stalled');
+  const dan = await publisher(stalledRoom, 'dan');
+  await subscriber(stalledRoom, dan.bot.producer.id, 'erin');
+  const room = await gw.app.sfu.getOrCreateRoom('acme', 'diag-neighbour');
+  const seen = issuesOf(room);
+  const alice = await publisher(room, 'alice');
+  const carol = await subscriber(room, alice.bot.producer.id, 'carol');
+  const stalled = stalledRoom.slotOf(dan.peer).worker;
+  assert.notEqual(room.slotOf(alice.peer).worker, stalled, 'the two calls are on different workers');
+  await waitFor(
+    'media to flow to the subscriber',
+    async () => carol.receiver.received(),
+    (n) => n > 50,
+  );
+  // The extreme of a worker starved of CPU: it answers nothing (its getStats() included) until the test ends.
+  process.kill(stalled.pid, 'SIGSTOP');
+  onTestFinished(() => {
+    process.kill(stalled.pid, 'SIGCONT');
+  });
+  carol.loss.dropEvery = 8;
+  const issue = await waitFor(
+    "a downlink issue on the other worker's call",
+    async () => seen.raised.find((i) => i.kind === 'downlink_loss'),
+    Boolean,
+    10_000,
+  );
+  assert.equal(issue!.peer, carol.peer);
+});
+
 test('a clean call raises no issue', async () => {
   const room = await gw.app.sfu.getOrCreateRoom('acme', 'diag-clean');
   const seen = issuesOf(room);
