@@ -29,8 +29,8 @@ import { startPlainSubscriber } from '../test/helpers/plainSubscriber.js';
 import { waitFor } from '../test/helpers/browser.js';
 
 /** Waves of trials; each wave runs one trial of each entry of WAVE at once. */
-const WAVES = Number(process.env.BENCH_WAVES ?? 15);
-const FAULT_MS = Number(process.env.BENCH_FAULT_MS ?? 6000);
+const WAVES = Number(process.env.BENCH_WAVES ?? 10);
+const FAULT_MS = Number(process.env.BENCH_FAULT_MS ?? 8000);
 /** Clean media before the fault (anything raised then is a false positive) and after it (it should end). */
 const BEFORE_MS = Number(process.env.BENCH_BEFORE_MS ?? 2000);
 const AFTER_MS = Number(process.env.BENCH_AFTER_MS ?? 3000);
@@ -41,20 +41,26 @@ const BITRATE_KBPS = 400;
 const LOSS_PCTS = [8, 10, 12, 15];
 
 type Fault = 'clean' | 'uplink_loss' | 'downlink_loss' | 'uplink_rate' | 'downlink_rate' | 'one_way' | 'overload';
-/** One wave: two clean calls, two of each loss and one-way fault, one of each rate limit, two starved workers. */
+/**
+ * One wave: three clean calls, three one-way and three starved workers, and for each loss detector two calls with
+ * random loss and one with a rate limit; ten waves give each detector 30 faults, and 30 clean calls.
+ */
 const WAVE: Fault[] = process.env.BENCH_ONLY
   ? (process.env.BENCH_ONLY.split(',') as Fault[])
   : [
       'clean',
       'clean',
+      'clean',
       'uplink_loss',
       'uplink_loss',
-      'downlink_loss',
-      'downlink_loss',
-      'one_way',
-      'one_way',
       'uplink_rate',
+      'downlink_loss',
+      'downlink_loss',
       'downlink_rate',
+      'one_way',
+      'one_way',
+      'one_way',
+      'overload',
       'overload',
       'overload',
     ];
