@@ -2,7 +2,7 @@ import { afterAll, beforeAll, onTestFinished, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import os from 'node:os';
-import type { Peer, Room } from '../src/media/index.js';
+import { Peer, type Room } from '../src/media/index.js';
 import type { QualityIssue } from '../src/diagnosis/index.js';
 import { startGateway, type TestGateway } from './helpers/gateway.js';
 import { startFfmpegBot } from './helpers/ffmpegBot.js';
@@ -188,6 +188,59 @@ test("a subscriber's downlink loss is that subscriber's issue alone", async () =
     seen.raised.map((i) => `${i.kind} ${i.peer?.identity}`),
     ['downlink_loss carol'],
     'neither Alice nor Bob is blamed',
+  );
+});
+
+test("a publisher's loss that its latest sample missed is not blamed on a subscriber's downlink", async () => {
+  // mediasoup counts a producer's loss when it sends its own receiver report (every 0.5–1.5 s for video), the
+  // subscriber's when the subscriber's report arrives (every second): under bursty upstream loss (a tbf rate limit,
+  // in bench/diagnosis-accuracy.ts) one producer sample can show none of the loss its subscriber's sample still
+  // carries. That alignment cannot be produced on demand with real media, so the samples are given to the detectors
+  // as the collector emits them, for participants of a real room.
+  const room = await gw.app.sfu.getOrCreateRoom('acme', 'diag-lag');
+  const seen = issuesOf(room);
+  const [pub, sub] = ['alice', 'bob'].map((identity) => {
+    const peer = new Peer(
+      { identity, tenant: 'acme', room: room.id, grants: new Set(['publish', 'subscribe']), expiresAt: 8.64e15 },
+      () => undefined,
+    );
+    room.addPeer(peer);
+    return peer;
+  });
+  onTestFinished(() => room.close('test'));
+  const sample = (role: 'producer' | 'consumer', lossFraction: number) =>
+    gw.app.telemetry!.collector.observer.emit('tracksample', {
+      room,
+      peer: role === 'producer' ? pub! : sub!,
+      role,
+      kind: 'video',
+      trackId: role === 'producer' ? 'lag-producer' : 'lag-consumer',
+      producerId: 'lag-producer',
+      paused: false,
+      ts: Date.now(),
+      intervalMs: 1000,
+      packets: 20,
+      lossFraction,
+      bitrateBps: 150_000,
+      score: 8,
+    });
+  // Two seconds of upstream loss that both see; then two clean samples of the publisher (the first one missed the
+  // last of the loss) while the subscriber's reports still carry it; then both are clean.
+  for (const [up, down] of [
+    [0.2, 0.2],
+    [0.2, 0.2],
+    [0, 0.2],
+    [0, 0.2],
+    [0, 0],
+    [0, 0],
+  ] as const) {
+    sample('producer', up);
+    sample('consumer', down);
+  }
+  assert.deepEqual(
+    seen.raised.map((i) => `${i.kind} ${i.peer?.identity}`),
+    ['uplink_loss alice'],
+    "the publisher's uplink, and not the subscriber's downlink",
   );
 });
 
