@@ -67,6 +67,17 @@ function issuesOf(room: Room) {
   return { raised, resolved };
 }
 
+/** Once media flows to a subscriber (some packets received, its reports going back). */
+const flowing = (sub: { receiver: { received: () => number } }) =>
+  waitFor(
+    'media to flow to the subscriber',
+    async () => sub.receiver.received(),
+    (n) => n > 50,
+  );
+
+/** What was raised, as `kind participant`. */
+const labels = (raised: QualityIssue[]) => raised.map((i) => `${i.kind} ${i.peer?.identity}`);
+
 const participant = (p: Peer) => gw.app.telemetry!.keys.participant(p);
 
 // First in the file, so that the two calls are placed on the two workers (each on the least-loaded one).
@@ -80,11 +91,7 @@ test('a stalled worker holds up the samples, and the diagnosis, of no call on an
   const carol = await subscriber(room, alice.bot.producer.id, 'carol');
   const stalled = stalledRoom.slotOf(dan.peer).worker;
   assert.notEqual(room.slotOf(alice.peer).worker, stalled, 'the two calls are on different workers');
-  await waitFor(
-    'media to flow to the subscriber',
-    async () => carol.receiver.received(),
-    (n) => n > 50,
-  );
+  await flowing(carol);
   // The extreme of a worker starved of CPU: it answers nothing (its getStats() included) until the test ends.
   process.kill(stalled.pid, 'SIGSTOP');
   onTestFinished(() => {
@@ -106,17 +113,9 @@ test('a clean call raises no issue', async () => {
   const alice = await publisher(room, 'alice');
   const bob = await subscriber(room, alice.bot.producer.id, 'bob');
   // Ten samples of media flowing both ways (RTP to Bob, reports back).
-  await waitFor(
-    'media to flow to the subscriber',
-    async () => bob.receiver.received(),
-    (n) => n > 50,
-  );
+  await flowing(bob);
   await sleep(10_000);
-  assert.deepEqual(
-    seen.raised.map((i) => `${i.kind} ${i.peer?.identity}`),
-    [],
-    'no detector fires on a clean call',
-  );
+  assert.deepEqual(labels(seen.raised), [], 'no detector fires on a clean call');
 });
 
 test("the publisher's uplink loss is the publisher's issue, seen by its subscribers, and it ends when the loss does", async () => {
@@ -124,11 +123,7 @@ test("the publisher's uplink loss is the publisher's issue, seen by its subscrib
   const seen = issuesOf(room);
   const alice = await publisher(room, 'alice');
   const bob = await subscriber(room, alice.bot.producer.id, 'bob');
-  await waitFor(
-    'media to flow to the subscriber',
-    async () => bob.receiver.received(),
-    (n) => n > 50,
-  );
+  await flowing(bob);
   alice.loss.dropEvery = 8; // 12.5% of Alice's packets lost on the way to the SFU
   const issue = await waitFor(
     'an uplink issue',
@@ -184,11 +179,7 @@ test("a subscriber's downlink loss is that subscriber's issue alone", async () =
   assert.deepEqual(issue!.affected, [carol.peer]);
   assert.equal(issue!.evidence.producer_loss_pct, 0, 'what Alice sent arrived whole');
   await sleep(3000);
-  assert.deepEqual(
-    seen.raised.map((i) => `${i.kind} ${i.peer?.identity}`),
-    ['downlink_loss carol'],
-    'neither Alice nor Bob is blamed',
-  );
+  assert.deepEqual(labels(seen.raised), ['downlink_loss carol'], 'neither Alice nor Bob is blamed');
 });
 
 test("a publisher's loss that its latest sample missed is not blamed on a subscriber's downlink", async () => {
@@ -238,7 +229,7 @@ test("a publisher's loss that its latest sample missed is not blamed on a subscr
     sample('consumer', down);
   }
   assert.deepEqual(
-    seen.raised.map((i) => `${i.kind} ${i.peer?.identity}`),
+    labels(seen.raised),
     ['uplink_loss alice'],
     "the publisher's uplink, and not the subscriber's downlink",
   );
@@ -267,11 +258,7 @@ test("a worker starved of CPU is the server's issue: every participant on it is 
   const seen = issuesOf(room);
   const alice = await publisher(room, 'alice');
   const bob = await subscriber(room, alice.bot.producer.id, 'bob');
-  await waitFor(
-    'media to flow to the subscriber',
-    async () => bob.receiver.received(),
-    (n) => n > 50,
-  );
+  await flowing(bob);
   const slot = room.slotOf(alice.peer);
   // The worker gets the weakest CPU share on core 0, where two busy loops get the strongest.
   const pid = slot.worker.pid;
