@@ -7,7 +7,8 @@
  *
  * Faults, each held FAULT_MS then removed:
  * - loss: nftables `numgen random mod 100 < P drop` on the UDP port of one participant's path (the publisher's
- *   RTP into the SFU for uplink loss, one subscriber's receiver for downlink loss), P in 8–15%;
+ *   RTP into the SFU for uplink loss, one subscriber's receiver for downlink loss), P in 8–15%, on the `input`
+ *   hook (a drop on `output` returns EPERM to the sender, and ffmpeg exits on it);
  * - rate: `tc tbf` at RATE_KBIT behind an htb class that a u32 filter feeds with the same one path;
  * - one-way media: the same nftables rule dropping 100% of one subscriber's RTP;
  * - a CPU-starved worker: at nice 19 in a cgroup (v1 `cpu`) of 2 ms per second, with a busy loop at nice -20.
@@ -36,6 +37,7 @@ const BEFORE_MS = Number(process.env.BENCH_BEFORE_MS ?? 2000);
 const AFTER_MS = Number(process.env.BENCH_AFTER_MS ?? 3000);
 /** An issue raised this long after the fault was removed still counts for it: the last sample covers the fault. */
 const GRACE_MS = 2000;
+/** Under what the clip really sends: its 400 kbit/s target comes out at about 150 kbit/s for a test pattern. */
 const RATE_KBIT = 120;
 const BITRATE_KBPS = 400;
 const LOSS_PCTS = [8, 10, 12, 15];
