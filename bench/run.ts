@@ -18,6 +18,7 @@ const benches = [
   'join-page',
   'control-plane',
   'capacity',
+  'diagnosis-accuracy',
 ].filter((b) => only.length === 0 || only.includes(b));
 for (const name of benches) {
   console.error(`[bench] ${name} …`);

@@ -106,6 +106,8 @@ export class CallDiagnosis {
   readonly #state = new Map<string, Tracked>();
   /** The last sample of each producer, as its subscribers' samples are judged against it. */
   readonly #producers = new Map<string, TrackSample>();
+  /** Each producer's loss in the sample before its last. */
+  readonly #priorLoss = new Map<string, number>();
   /** Each inbound video's freeze count and total freeze time at its last client report, by consumer. */
   readonly #freezes = new Map<string, { count: number; ms: number }>();
   /** Each worker's run of strained and healthy samples, by process id, and the issues it caused, by room. */
@@ -135,6 +137,7 @@ export class CallDiagnosis {
       producerCreated: (_room, _peer, p) =>
         p.observer.once('close', () => {
           this.#producers.delete(p.id);
+          this.#priorLoss.delete(p.id);
           this.#endTrack(p.id, 'track closed');
         }),
       consumerCreated: (_room, _peer, c) =>
@@ -167,6 +170,7 @@ export class CallDiagnosis {
     // A strained worker loses and delays packets itself: that is its issue (sfu_overload), not a network's.
     if (this.#workers.get(s.room.slotOf(s.peer).worker.pid)?.strained) return;
     if (s.role === 'producer') {
+      this.#priorLoss.set(s.trackId, this.#producers.get(s.trackId)?.lossFraction ?? 0);
       this.#producers.set(s.trackId, s);
       if (s.paused) return;
       this.#judge(`uplink_loss/${s.trackId}`, {
@@ -180,11 +184,14 @@ export class CallDiagnosis {
     const upstream = this.#producers.get(s.producerId);
     if (s.paused || !upstream || upstream.paused) return;
     // Loss the publisher's uplink already had reaches every subscriber: it is not this subscriber's downlink.
-    const upstreamClean = upstream.lossFraction < DIAGNOSIS_RULES.lossEnd;
+    // mediasoup counts a producer's loss when it sends its own receiver report, every 0.5–1.5 s for video, so one
+    // sample can miss a loss that the subscriber's report (every second) still carries: clean twice running.
+    const upstreamLoss = Math.max(upstream.lossFraction, this.#priorLoss.get(s.producerId) ?? 0);
+    const upstreamClean = upstreamLoss < DIAGNOSIS_RULES.lossEnd;
     this.#judge(`downlink_loss/${s.trackId}`, {
       bad: upstreamClean && s.lossFraction >= DIAGNOSIS_RULES.lossStart,
       good: s.lossFraction < DIAGNOSIS_RULES.lossEnd,
-      issue: () => this.#trackIssue('downlink_loss', s, { producer_loss_pct: pct(upstream.lossFraction) }),
+      issue: () => this.#trackIssue('downlink_loss', s, { producer_loss_pct: pct(upstreamLoss) }),
     });
     if (s.layers && upstream.activeStreams) {
       const top = upstream.activeStreams - 1;

@@ -122,7 +122,8 @@ export class StatsCollector {
   readonly #intent = new Map<string, SenderIntent>();
   readonly #network = new WeakMap<Peer, PeerNetwork>();
   #timer?: NodeJS.Timeout;
-  #sampling?: Promise<void>;
+  /** The sampling pass running on each worker, by process id. */
+  readonly #sampling = new Map<number, Promise<void>>();
   #unwatch?: () => void;
 
   constructor(
@@ -151,33 +152,54 @@ export class StatsCollector {
       },
       clientStats: (room, peer, report) => this.#onClientStats(room, peer, report),
     });
-    this.#timer = setInterval(() => {
-      if (this.#sampling) {
-        this.log.warn(
-          { intervalMs: this.options.intervalMs },
-          'stats sampling still running at the next tick; tick skipped',
-        );
-        return;
-      }
-      this.#sampling = this.sampleOnce()
-        .catch((err) => this.log.error({ err }, 'stats sampling failed'))
-        .finally(() => (this.#sampling = undefined));
-    }, this.options.intervalMs);
+    this.#timer = setInterval(() => this.#tick(), this.options.intervalMs);
     this.#timer.unref();
   }
 
   async stop(): Promise<void> {
     clearInterval(this.#timer);
     this.#unwatch?.();
-    await this.#sampling;
+    await Promise.all(this.#sampling.values());
   }
 
   /** One sampling pass over everything tracked. */
   async sampleOnce(): Promise<void> {
-    const tasks: Array<() => Promise<void>> = [];
-    for (const e of this.#tracks.values()) tasks.push(() => this.#sampleTrack(e));
-    for (const e of this.#transports.values()) tasks.push(() => this.#sampleTransport(e));
-    await runLimited(tasks, this.options.concurrency);
+    await Promise.all([...this.#tasksByWorker().values()].map((tasks) => runLimited(tasks, this.options.concurrency)));
+  }
+
+  /**
+   * Each worker is sampled on its own: a worker starved of CPU answers its `getStats()` seconds late, and a pass
+   * that waited for it would leave every call on every other worker unsampled (and undiagnosed) meanwhile. A worker
+   * whose previous pass still runs skips this tick.
+   */
+  #tick(): void {
+    for (const [pid, tasks] of this.#tasksByWorker()) {
+      if (this.#sampling.has(pid)) {
+        this.log.warn(
+          { worker: pid, intervalMs: this.options.intervalMs },
+          "a worker's stats sampling still running at the next tick; tick skipped for it",
+        );
+        continue;
+      }
+      const pass = runLimited(tasks, this.options.concurrency)
+        .catch((err) => this.log.error({ err, worker: pid }, 'stats sampling failed'))
+        .finally(() => this.#sampling.delete(pid));
+      this.#sampling.set(pid, pass);
+    }
+  }
+
+  /** What to sample, by the process id of the worker that holds it. */
+  #tasksByWorker(): Map<number, Array<() => Promise<void>>> {
+    const byWorker = new Map<number, Array<() => Promise<void>>>();
+    const add = (room: Room, peer: Peer, task: () => Promise<void>) => {
+      const pid = room.slotOf(peer).worker.pid;
+      const tasks = byWorker.get(pid) ?? [];
+      tasks.push(task);
+      byWorker.set(pid, tasks);
+    };
+    for (const e of this.#tracks.values()) add(e.room, e.peer, () => this.#sampleTrack(e));
+    for (const e of this.#transports.values()) add(e.room, e.peer, () => this.#sampleTransport(e));
+    return byWorker;
   }
 
   #addTrack(

@@ -1,7 +1,7 @@
 import { onTestFinished } from 'vitest';
-import { Peer, type Room } from '../../src/media/index.js';
+import type { Room } from '../../src/media/index.js';
 import { startFfmpegBot } from './ffmpegBot.js';
-import { startRtpReceiver } from './rtpReceiver.js';
+import { startPlainSubscriber } from './plainSubscriber.js';
 import { startUdpRelay } from './udpRelay.js';
 
 /**
@@ -31,43 +31,12 @@ export async function lossyPublisher(room: Room, name: string) {
 }
 
 /**
- * A subscriber named `name` (identity and display name): a participant whose consumer sends over a PlainTransport,
- * through a dropping relay, to a receiver that reports its loss back in RTCP; `connected: false` leaves the
- * transport without a destination.
+ * A subscriber named `name` (identity and display name) behind a relay whose drop rate the test changes
+ * (`loss.dropEvery`): see `startPlainSubscriber`; `connected: false` leaves its transport without a destination.
  */
 export async function lossySubscriber(room: Room, producerId: string, name: string, { connected = true } = {}) {
-  const peer = new Peer(
-    {
-      identity: name,
-      name,
-      tenant: room.tenant,
-      room: room.id,
-      grants: new Set(['subscribe']),
-      expiresAt: Number.MAX_SAFE_INTEGER,
-    },
-    () => undefined,
-  );
-  room.addPeer(peer);
-  const transport = await room.router.createPlainTransport({
-    listenInfo: { protocol: 'udp', ip: '127.0.0.1' },
-    rtcpMux: false,
-    comedia: false,
-  });
-  const receiver = await startRtpReceiver();
   const loss: { dropEvery?: number } = {};
-  const relay = await startUdpRelay({ ip: '127.0.0.1', port: receiver.rtpPort }, loss);
-  onTestFinished(async () => {
-    transport.close();
-    receiver.close();
-    await relay.close();
-  });
-  if (connected) {
-    await transport.connect({ ip: '127.0.0.1', port: relay.port, rtcpPort: receiver.rtcpPort });
-    receiver.reportTo({ ip: '127.0.0.1', port: transport.rtcpTuple!.localPort });
-  }
-  peer.transports.set(transport.id, transport);
-  const consumer = await transport.consume({ producerId, rtpCapabilities: room.router.rtpCapabilities });
-  peer.consumers.set(consumer.id, consumer);
-  peer.observer.emit('newconsumer', consumer);
-  return { peer, loss, receiver, consumer };
+  const sub = await startPlainSubscriber(room, producerId, name, { connected, loss });
+  onTestFinished(sub.close);
+  return { ...sub, loss };
 }

@@ -1,0 +1,424 @@
+/**
+ * Accuracy of call diagnosis (issue #14, "Accuracy, measured"): trials of a fresh call each — an ffmpeg bot
+ * publishing VP8 and two subscribers whose receivers send RTCP reports — with exactly one fault injected by the
+ * kernel on one participant and one direction, or none (a clean call). What the detectors raise is scored against
+ * what was injected: a true positive names the injected participant and direction, anything else is a false
+ * positive, and an injected fault that raises nothing of its kind is a false negative.
+ *
+ * Faults, each held FAULT_MS then removed:
+ * - loss: nftables `numgen random mod 100 < P drop` on the UDP port of one participant's path (the publisher's
+ *   RTP into the SFU for uplink loss, one subscriber's receiver for downlink loss), P in 8–15%, on the `input`
+ *   hook (a drop on `output` returns EPERM to the sender, and ffmpeg exits on it);
+ * - rate: `tc tbf` at RATE_KBIT behind an htb class that a u32 filter feeds with the same one path;
+ * - one-way media: the same nftables rule dropping 100% of one subscriber's RTP;
+ * - a CPU-starved worker: at nice 19 in a cgroup (v1 `cpu`) of 2 ms per second, with a busy loop at nice -20.
+ *
+ * The whole run happens in a network namespace of its own (the script re-executes itself inside one), so its
+ * nftables rules and qdiscs touch no other process of this shared machine, and every participant's path is a
+ * UDP port pair on that namespace's loopback. Several trials run at once, one fault per call and each call's
+ * media on its own ports; starved workers carry one call each and nothing else.
+ */
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { fileURLToPath } from 'node:url';
+import type { QualityIssue } from '../src/diagnosis/index.js';
+import type { Peer, WorkerSlot } from '../src/media/index.js';
+import { startGateway } from '../test/helpers/gateway.js';
+import { encodedLoop, startFfmpegBot } from '../test/helpers/ffmpegBot.js';
+import { startPlainSubscriber } from '../test/helpers/plainSubscriber.js';
+import { waitFor } from '../test/helpers/browser.js';
+
+/** Waves of trials; each wave runs one trial of each entry of WAVE at once. */
+const WAVES = Number(process.env.BENCH_WAVES ?? 10);
+const FAULT_MS = Number(process.env.BENCH_FAULT_MS ?? 8000);
+/** Clean media before the fault (anything raised then is a false positive) and after it (it should end). */
+const BEFORE_MS = Number(process.env.BENCH_BEFORE_MS ?? 2000);
+const AFTER_MS = Number(process.env.BENCH_AFTER_MS ?? 3000);
+/** An issue raised this long after the fault was removed still counts for it: the last sample covers the fault. */
+const GRACE_MS = 2000;
+/** Under what the clip really sends: its 400 kbit/s target comes out at about 150 kbit/s for a test pattern. */
+const RATE_KBIT = 120;
+const BITRATE_KBPS = 400;
+const LOSS_PCTS = [8, 10, 12, 15];
+
+type Fault = 'clean' | 'uplink_loss' | 'downlink_loss' | 'uplink_rate' | 'downlink_rate' | 'one_way' | 'overload';
+/**
+ * One wave: three clean calls, three one-way and three starved workers, and for each loss detector two calls with
+ * random loss and one with a rate limit; ten waves give each detector 30 faults, and 30 clean calls.
+ */
+const WAVE: Fault[] = process.env.BENCH_ONLY
+  ? (process.env.BENCH_ONLY.split(',') as Fault[])
+  : [
+      'clean',
+      'clean',
+      'clean',
+      'uplink_loss',
+      'uplink_loss',
+      'uplink_rate',
+      'downlink_loss',
+      'downlink_loss',
+      'downlink_rate',
+      'one_way',
+      'one_way',
+      'one_way',
+      'overload',
+      'overload',
+      'overload',
+    ];
+/** What each fault should raise: the detector, and whose and which direction. */
+const EXPECTED: Record<Exclude<Fault, 'clean'>, { kind: string; who: 'publisher' | 'target'; direction: string }> = {
+  uplink_loss: { kind: 'uplink_loss', who: 'publisher', direction: 'uplink' },
+  uplink_rate: { kind: 'uplink_loss', who: 'publisher', direction: 'uplink' },
+  downlink_loss: { kind: 'downlink_loss', who: 'target', direction: 'downlink' },
+  downlink_rate: { kind: 'downlink_loss', who: 'target', direction: 'downlink' },
+  one_way: { kind: 'one_way_media', who: 'target', direction: 'downlink' },
+  overload: { kind: 'sfu_overload', who: 'target', direction: 'server' },
+};
+const DETECTORS = ['uplink_loss', 'downlink_loss', 'one_way_media', 'sfu_overload'];
+
+interface TrialResult {
+  fault: Fault;
+  param: string;
+  /** What was raised, as `kind who direction`, and whether it was the injected fault (in time). */
+  raised: Array<{ label: string; match: boolean; afterMs: number; evidence: string }>;
+  setupFailed?: string;
+}
+
+/** Runs a command, feeding it `input`; throws with its stderr when it fails. */
+function run(cmd: string, args: string[], input?: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(cmd, args, { stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    p.stdout!.on('data', (d) => (out += d));
+    p.stderr!.on('data', (d) => (err += d));
+    p.on('error', reject);
+    p.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`${cmd} ${args.join(' ')}: ${err}`))));
+    p.stdin?.end(input);
+  });
+}
+
+let chainSeq = 0;
+/** nftables: drops `pct`% of the UDP packets to `port` (in this namespace), until the returned function runs. */
+async function nftDrop(port: number, pct: number): Promise<() => Promise<void>> {
+  const chain = `f${++chainSeq}`;
+  const verdict = pct >= 100 ? 'drop' : `numgen random mod 100 < ${pct} drop`;
+  await run(
+    'nft',
+    ['-f', '-'],
+    `add chain inet vigie_acc ${chain} { type filter hook input priority 0; }\nadd rule inet vigie_acc ${chain} udp dport ${port} ${verdict}\n`,
+  );
+  return () =>
+    run('nft', ['-f', '-'], `flush chain inet vigie_acc ${chain}\ndelete chain inet vigie_acc ${chain}\n`).then(
+      () => undefined,
+    );
+}
+
+let classSeq = 0x10;
+/** tc: a token bucket (tbf) at `kbit` on the UDP packets to `port`, fed by a u32 filter into an htb class of its own. */
+async function tbfLimit(port: number, kbit: number): Promise<() => Promise<void>> {
+  const minor = (++classSeq).toString(16);
+  const prio = String(classSeq);
+  await run('tc', ['class', 'add', 'dev', 'lo', 'parent', '1:', 'classid', `1:${minor}`, 'htb', 'rate', '10gbit']);
+  await run('tc', [
+    'qdisc',
+    'add',
+    'dev',
+    'lo',
+    'parent',
+    `1:${minor}`,
+    'tbf',
+    'rate',
+    `${kbit}kbit`,
+    'burst',
+    '4kb',
+    'latency',
+    '50ms',
+  ]);
+  await run('tc', [
+    'filter',
+    'add',
+    'dev',
+    'lo',
+    'parent',
+    '1:',
+    'protocol',
+    'ip',
+    'prio',
+    prio,
+    'u32',
+    'match',
+    'ip',
+    'dport',
+    String(port),
+    '0xffff',
+    'flowid',
+    `1:${minor}`,
+  ]);
+  return async () => {
+    await run('tc', ['filter', 'del', 'dev', 'lo', 'parent', '1:', 'protocol', 'ip', 'prio', prio]);
+    await run('tc', ['class', 'del', 'dev', 'lo', 'classid', `1:${minor}`]);
+  };
+}
+
+const CPU_CGROUP = '/sys/fs/cgroup/cpu';
+/**
+ * Starves a worker of CPU as a noisy neighbour would, without touching the rest of the machine: the worker (at nice
+ * 19) shares a cgroup (v1 `cpu`) with a busy loop (at nice -20), and the cgroup may use 2 ms of CPU per second. The
+ * loop takes almost all of that (the weights are 88761 to 15), so the worker waits up to a second at a time, as in
+ * test/diagnosis.test.ts, where the loops take a whole core. (Without the loop, the quota alone starves nothing:
+ * a worker of one small call uses less than a millisecond per second.) Undone by the returned function.
+ */
+function starve(pid: number, name: string): () => void {
+  const own = /(?:^|\n)\d+:(?:[^:\n]*,)?cpu(?:,[^:\n]*)?:([^\n]*)/.exec(readFileSync(`/proc/${pid}/cgroup`, 'utf8'));
+  const home = `${CPU_CGROUP}${own?.[1] === '/' ? '' : (own?.[1] ?? '')}`;
+  const dir = `${CPU_CGROUP}/${name}`;
+  mkdirSync(dir);
+  writeFileSync(`${dir}/cpu.cfs_period_us`, '1000000');
+  writeFileSync(`${dir}/cpu.cfs_quota_us`, '2000');
+  const hog = spawn('nice', ['-n', '-20', 'sh', '-c', 'while :; do :; done'], { stdio: 'ignore' });
+  writeFileSync(`${dir}/cgroup.procs`, String(hog.pid));
+  writeFileSync(`${dir}/cgroup.procs`, String(pid));
+  execFileSync('renice', ['-n', '19', '-p', String(pid)], { stdio: 'ignore' });
+  return () => {
+    execFileSync('renice', ['-n', '0', '-p', String(pid)], { stdio: 'ignore' });
+    // Both leave the cgroup first: an empty one can go at once.
+    writeFileSync(`${home}/cgroup.procs`, String(pid));
+    writeFileSync(`${home}/cgroup.procs`, String(hog.pid));
+    hog.kill('SIGKILL');
+    rmdirSync(dir);
+  };
+}
+
+async function main(): Promise<void> {
+  await run('nft', ['add', 'table', 'inet', 'vigie_acc']);
+  // Every packet on the loopback passes an htb root; only the tbf classes a fault adds limit anything.
+  await run('tc', ['qdisc', 'add', 'dev', 'lo', 'root', 'handle', '1:', 'htb', 'default', '1', 'r2q', '100000']);
+  await run('tc', ['class', 'add', 'dev', 'lo', 'parent', '1:', 'classid', '1:1', 'htb', 'rate', '10gbit']);
+
+  const starvedWorkers = WAVE.filter((f) => f === 'overload').length;
+  const gw = await startGateway({
+    telemetry: { statsIntervalMs: 1000 },
+    media: { workers: 2 + starvedWorkers },
+  });
+  gw.app.diagnosis.observer.setMaxListeners(WAVE.length + 10);
+  const pool = gw.app.sfu.pool;
+  // Each call goes on the worker the bench chooses: the network faults' calls share the first two, and a call whose
+  // worker is starved is the only one on it (its neighbours would be right to report the overload too).
+  let placeOn: WorkerSlot | undefined;
+  const leastLoaded = pool.leastLoaded.bind(pool);
+  pool.leastLoaded = (avoid) => placeOn ?? leastLoaded(avoid);
+  const clip = await encodedLoop('video', BITRATE_KBPS);
+
+  const load: number[] = [];
+  const loadTimer = setInterval(() => load.push(os.loadavg()[0]!), 5000);
+  const startedAt = Date.now();
+  const results: TrialResult[] = [];
+  let n = 0;
+
+  async function trial(fault: Fault, slot: WorkerSlot, index: number): Promise<TrialResult> {
+    const name = `acc-${++n}`;
+    placeOn = slot;
+    const room = await gw.app.sfu.getOrCreateRoom('acme', name);
+    placeOn = undefined;
+    const raised: Array<{ issue: QualityIssue; at: number }> = [];
+    const onIssue = (issue: QualityIssue) => issue.room === room && raised.push({ issue, at: Date.now() });
+    gw.app.diagnosis.observer.on('issue', onIssue);
+    const cleanup: Array<() => unknown> = [];
+    const result: TrialResult = { fault, param: '', raised: [] };
+    try {
+      const bot = await startFfmpegBot(room, { kind: 'video', bitrateKbps: BITRATE_KBPS, file: clip, name: 'pub' });
+      cleanup.push(bot.stop);
+      const subs: Array<Awaited<ReturnType<typeof startPlainSubscriber>>> = [];
+      for (const who of ['sub1', 'sub2']) {
+        const sub = await startPlainSubscriber(room, bot.producer.id, who);
+        cleanup.push(sub.close);
+        subs.push(sub);
+      }
+      await waitFor(
+        'media to reach both subscribers',
+        async () => Math.min(...subs.map((s) => s.receiver.received())),
+        (x) => x > 30,
+        20_000,
+      );
+      await sleep(BEFORE_MS);
+      // The subscriber that suffers a downlink fault alternates, so that naming the right one is tested.
+      const target = subs[index % 2]!;
+      const pubPort = bot.transport.tuple.localPort;
+      const pct = LOSS_PCTS[index % LOSS_PCTS.length]!;
+      const injectedAt = Date.now();
+      let remove: () => unknown = () => undefined;
+      if (fault === 'uplink_loss') remove = await nftDrop(pubPort, pct);
+      else if (fault === 'downlink_loss') remove = await nftDrop(target.receiver.rtpPort, pct);
+      else if (fault === 'one_way') remove = await nftDrop(target.receiver.rtpPort, 100);
+      else if (fault === 'uplink_rate') remove = await tbfLimit(pubPort, RATE_KBIT);
+      else if (fault === 'downlink_rate') remove = await tbfLimit(target.receiver.rtpPort, RATE_KBIT);
+      else if (fault === 'overload') remove = starve(slot.worker.pid, `vigie-acc${process.pid}-${name}`);
+      cleanup.push(remove);
+      result.param = fault.endsWith('_loss')
+        ? `${pct}%`
+        : fault.endsWith('_rate')
+          ? `${RATE_KBIT} kbit/s`
+          : fault === 'overload'
+            ? 'starved'
+            : '';
+      await sleep(FAULT_MS);
+      await remove();
+      cleanup.pop();
+      const removedAt = Date.now();
+      await sleep(AFTER_MS);
+      const who = (p?: Peer) =>
+        p === undefined ? 'server' : p === bot.peer ? 'publisher' : p === target.peer ? 'target' : 'other';
+      const expected = fault === 'clean' ? undefined : EXPECTED[fault];
+      for (const { issue, at } of raised) {
+        const w = who(issue.peer);
+        const inTime = at >= injectedAt && at <= removedAt + GRACE_MS;
+        const match =
+          !!expected &&
+          inTime &&
+          issue.kind === expected.kind &&
+          issue.direction === expected.direction &&
+          (expected.direction === 'server' ? w === 'server' : w === expected.who);
+        result.raised.push({
+          label: `${issue.kind} ${w} ${issue.direction}`,
+          match,
+          afterMs: at - injectedAt,
+          evidence: JSON.stringify(issue.evidence),
+        });
+      }
+    } catch (err) {
+      result.setupFailed = (err as Error).message;
+    } finally {
+      gw.app.diagnosis.observer.off('issue', onIssue);
+      for (const c of cleanup.reverse()) await Promise.resolve(c()).catch(() => undefined);
+      if (!room.closed) room.close('bench');
+    }
+    return result;
+  }
+
+  const netSlots = pool.slots.slice(0, 2);
+  const starvedSlots = pool.slots.slice(2);
+  for (let w = 0; w < WAVES; w++) {
+    let net = 0;
+    let starved = 0;
+    const wave = WAVE.map((fault, i) =>
+      trial(fault, fault === 'overload' ? starvedSlots[starved++]! : netSlots[net++ % 2]!, w * WAVE.length + i),
+    );
+    const done = await Promise.all(wave);
+    if (process.env.BENCH_VERBOSE)
+      for (const r of done)
+        console.error(`  ${r.fault} ${r.param}: ${JSON.stringify(r.raised)} ${r.setupFailed ?? ''}`);
+    results.push(...done);
+    console.error(`[diagnosis-accuracy] wave ${w + 1}/${WAVES} done, ${Math.round((Date.now() - startedAt) / 1000)} s`);
+  }
+  clearInterval(loadTimer);
+  await gw.close();
+  const scored = score(results, { load, durationS: Math.round((Date.now() - startedAt) / 1000) });
+  // The table for bench/README.md.
+  console.error(
+    '| detector | injected | TP | FP | FN | precision | recall |\n| --- | --- | --- | --- | --- | --- | --- |',
+  );
+  for (const [d, t] of Object.entries(scored.detectors))
+    console.error(
+      `| \`${d}\` | ${t.injected} | ${t.tp} | ${t.fp} | ${t.fn} | ${t.precision ?? '–'} | ${t.recall ?? '–'} |`,
+    );
+  console.log(JSON.stringify(scored));
+}
+
+function score(results: TrialResult[], run: { load: number[]; durationS: number }) {
+  const table: Record<
+    string,
+    { injected: number; tp: number; fp: number; fn: number; precision: number | null; recall: number | null }
+  > = {};
+  for (const d of DETECTORS) table[d] = { injected: 0, tp: 0, fp: 0, fn: 0, precision: null, recall: null };
+  const confusions = new Map<string, number>();
+  const errors = new Set<string>();
+  /** Each false positive: the trial's fault, what fired, when (ms from the injection; negative: before it), why. */
+  const falseAlarms: string[] = [];
+  const latencies: Record<string, number[]> = {};
+  const byFault: Record<string, { trials: number; detected: number; setupFailed: number }> = {};
+  for (const r of results) {
+    byFault[r.fault] ??= { trials: 0, detected: 0, setupFailed: 0 };
+    const f = byFault[r.fault]!;
+    if (r.setupFailed) {
+      f.setupFailed++;
+      errors.add(r.setupFailed);
+      continue;
+    }
+    f.trials++;
+    const expected = r.fault === 'clean' ? undefined : EXPECTED[r.fault];
+    if (expected) table[expected.kind]!.injected++;
+    const hit = r.raised.find((x) => x.match);
+    if (expected && hit) {
+      table[expected.kind]!.tp++;
+      f.detected++;
+      latencies[expected.kind] = [...(latencies[expected.kind] ?? []), hit.afterMs];
+    } else if (expected) table[expected.kind]!.fn++;
+    for (const x of r.raised) {
+      if (x.match) continue;
+      const kind = x.label.split(' ')[0]!;
+      table[kind] ??= { injected: 0, tp: 0, fp: 0, fn: 0, precision: null, recall: null };
+      table[kind].fp++;
+      const key = `${r.fault}${r.param ? ` ${r.param}` : ''} → ${x.label}`;
+      confusions.set(key, (confusions.get(key) ?? 0) + 1);
+      falseAlarms.push(`${r.fault} → ${x.label} at ${x.afterMs} ms ${x.evidence}`);
+    }
+  }
+  for (const t of Object.values(table)) {
+    t.precision = t.tp + t.fp > 0 ? round3(t.tp / (t.tp + t.fp)) : null;
+    t.recall = t.injected > 0 ? round3(t.tp / t.injected) : null;
+  }
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  return {
+    bench: 'diagnosis-accuracy',
+    date: new Date().toISOString(),
+    waves: WAVES,
+    faultMs: FAULT_MS,
+    trials: results.length,
+    byFault,
+    detectors: table,
+    detectionMsMedian: Object.fromEntries(Object.entries(latencies).map(([k, v]) => [k, median(v)])),
+    confusions: Object.fromEntries(confusions),
+    falseAlarms,
+    ...(errors.size ? { errors: [...errors] } : {}),
+    durationS: run.durationS,
+    load1: {
+      cores: os.cpus().length,
+      min: Math.min(...run.load),
+      max: Math.max(...run.load),
+      mean: round3(run.load.reduce((a, b) => a + b, 0) / Math.max(1, run.load.length)),
+    },
+  };
+}
+
+const round3 = (x: number) => Math.round(x * 1000) / 1000;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+const NETNS_ENV = 'VIGIE_ACC_NETNS';
+if (!process.env[NETNS_ENV]) {
+  // Re-run this script inside a namespace of its own, with its loopback up, and remove the namespace after.
+  const ns = `vigie-acc${process.pid}`;
+  execFileSync('ip', ['netns', 'add', ns]);
+  try {
+    execFileSync('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+    // nsenter changes the network namespace only (`ip netns exec` would also remount /sys, hiding the cgroups).
+    const r = spawnSync(
+      'nsenter',
+      [
+        `--net=/run/netns/${ns}`,
+        process.execPath,
+        '--import',
+        'tsx',
+        fileURLToPath(import.meta.url),
+        ...process.argv.slice(2),
+      ],
+      { stdio: 'inherit', env: { ...process.env, [NETNS_ENV]: ns } },
+    );
+    process.exitCode = r.status ?? 1;
+  } finally {
+    execFileSync('ip', ['netns', 'delete', ns]);
+  }
+} else {
+  await main();
+}

@@ -1,0 +1,54 @@
+import { Peer, type Room } from '../../src/media/index.js';
+import { startRtpReceiver } from './rtpReceiver.js';
+import { startUdpRelay } from './udpRelay.js';
+
+/**
+ * A subscriber without a browser: a participant whose consumer sends over a PlainTransport to a receiver that
+ * reports its loss back in RTCP, as a client would. `loss` puts a relay that drops every Nth packet on the way
+ * (its `dropEvery` can change while media flows); `connected: false` leaves the transport without a destination.
+ */
+export async function startPlainSubscriber(
+  room: Room,
+  producerId: string,
+  name: string,
+  { connected = true, loss }: { connected?: boolean; loss?: { dropEvery?: number } } = {},
+) {
+  const peer = new Peer(
+    {
+      identity: name,
+      name,
+      tenant: room.tenant,
+      room: room.id,
+      grants: new Set(['subscribe']),
+      expiresAt: Number.MAX_SAFE_INTEGER,
+    },
+    () => undefined,
+  );
+  room.addPeer(peer);
+  const transport = await room.router.createPlainTransport({
+    listenInfo: { protocol: 'udp', ip: '127.0.0.1' },
+    rtcpMux: false,
+    comedia: false,
+  });
+  const receiver = await startRtpReceiver();
+  const relay = loss ? await startUdpRelay({ ip: '127.0.0.1', port: receiver.rtpPort }, loss) : undefined;
+  if (connected) {
+    await transport.connect({ ip: '127.0.0.1', port: relay?.port ?? receiver.rtpPort, rtcpPort: receiver.rtcpPort });
+    receiver.reportTo({ ip: '127.0.0.1', port: transport.rtcpTuple!.localPort });
+  }
+  peer.transports.set(transport.id, transport);
+  const consumer = await transport.consume({ producerId, rtpCapabilities: room.router.rtpCapabilities });
+  peer.consumers.set(consumer.id, consumer);
+  peer.observer.emit('newconsumer', consumer);
+  return {
+    peer,
+    receiver,
+    consumer,
+    transport,
+    close: async () => {
+      transport.close();
+      receiver.close();
+      await relay?.close();
+    },
+  };
+}
