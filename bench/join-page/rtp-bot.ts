@@ -15,11 +15,10 @@
  * by at most one frame interval (50 ms), whatever the PLI does.
  */
 import { execFile } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { waitFor } from '../../test/helpers/browser.js';
+import { benchTempDir } from '../common.js';
 
 /** The clip's frame rate: a new consumer waits at most one interval for its first key frame. */
 export const BOT_FPS = 20;
@@ -31,7 +30,8 @@ const KBPS = 1500;
  * forwards is one the viewer decodes on its own. Encoded once per run, sent to every target.
  */
 export async function encodeBotClip(): Promise<string> {
-  const out = path.join(mkdtempSync(path.join(os.tmpdir(), 'vigie-bench-bot-')), 'all-intra.webm');
+  // Removed when the process ends, like every bench's temporary folder.
+  const out = path.join(benchTempDir('bot'), 'all-intra.webm');
   await promisify(execFile)('ffmpeg', [
     ...['-nostdin', '-v', 'error', '-f', 'lavfi', '-i', `testsrc=size=640x480:rate=${BOT_FPS}:duration=4`],
     ...['-c:v', 'libvpx', '-b:v', `${KBPS}k`, '-minrate', `${KBPS}k`, '-maxrate', `${KBPS}k`],

@@ -134,7 +134,14 @@ if (process.argv[2] === '--child') {
       helper ? await import(helper) : await import('../../test/helpers/gateway.js')
     ) as typeof import('../../test/helpers/gateway.js');
     const [rtcMinPort, rtcMaxPort] = PORTS[kind];
-    const gw = await startGateway({ media: { rtcMinPort, rtcMaxPort }, ...(pg ? { database: { url: pg.url } } : {}) });
+    // A gateway that fails to start must not leave its PostgreSQL server running after this process is gone.
+    const gw = await startGateway({
+      media: { rtcMinPort, rtcMaxPort },
+      ...(pg ? { database: { url: pg.url } } : {}),
+    }).catch(async (err) => {
+      await pg?.stop();
+      throw err;
+    });
     const mint: ServerProcess['mint'] = (o) => gw.mint({ room: 'bench', grants: ['publish', 'subscribe'], ...o });
     let bot: RunningBot | undefined;
     // Its ffmpeg is this process's child: it goes with this process, however that ends.
