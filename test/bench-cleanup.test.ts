@@ -71,8 +71,10 @@ function assertCleanedUp(r: Run, tmp: string, atLeast = 1): void {
   assert.deepEqual(leftIn(tmp), []);
 }
 
-// Each run is a small process of its own with its own TMPDIR: they run concurrently.
-describe.concurrent('benchTempDir removes its folder however the process ends', () => {
+// Each run is a small process of its own with its own TMPDIR. One after the other: `tempDir` removes its folder
+// when the test that made it ends, and in concurrent tests the global `onTestFinished` can attach to another test,
+// which removed a running test's TMPDIR under it (CI run of 8c006cf: scandir ENOENT).
+describe('benchTempDir removes its folder however the process ends', () => {
   const common = path.join(benchDir, 'common.ts');
   const script = (then: string) =>
     `const { benchTempDir } = await import(${JSON.stringify(common)});
