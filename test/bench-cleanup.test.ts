@@ -24,10 +24,17 @@ interface Run {
   exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
+function withoutSuiteDatabase(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const { VIGIE_TEST_DATABASE: _, ...rest } = env;
+  return rest;
+}
+
 function run(args: string[], tmp: string, env: Record<string, string> = {}): Run {
   const child = spawn(process.execPath, ['--import', 'tsx', ...args], {
     cwd: root,
-    env: { ...process.env, ...env, TMPDIR: tmp },
+    // A bench is a program of its own, outside the suite: the suite's switch to its PostgreSQL server
+    // (test:postgres) names a server only vitest's global setup can hand over, so the bench runs embedded.
+    env: { ...withoutSuiteDatabase(process.env), ...env, TMPDIR: tmp },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stdout = '';
