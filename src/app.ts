@@ -9,7 +9,7 @@ import { TokenService } from './auth/index.js';
 import path from 'node:path';
 import type { Config } from './config/index.js';
 import { TenantRegistry } from './tenants/index.js';
-import { VigieError } from './errors.js';
+import { VigieError, isComponentOutage } from './errors.js';
 import { loggerOptions } from './logging.js';
 import { Sfu, resolveWorkerBin } from './media/index.js';
 import apiPlugin from './api/index.js';
@@ -142,6 +142,14 @@ export async function buildApp(
     if (status === 429) return reply.code(429).send({ error: { code: 'RATE_LIMITED', message: err.message } });
     if (status >= 400 && status < 500)
       return reply.code(status).send({ error: { code: 'INVALID_REQUEST', message: err.message } });
+    if (isComponentOutage(err)) {
+      req.log.warn(
+        { reason: err.message, code: (err as { code?: string }).code },
+        'component unreachable: answered 503',
+      );
+      const message = 'a component this action needs (ClickHouse or the object store) is unreachable; retry shortly';
+      return reply.code(503).send({ error: { code: 'UNAVAILABLE', message } });
+    }
     req.log.error({ err }, 'request failed');
     return reply.code(500).send({ error: { code: 'INTERNAL', message: 'internal error' } });
   });

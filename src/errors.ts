@@ -72,6 +72,34 @@ export function parseOrInvalid<T extends z.ZodType>(schema: T, value: unknown): 
   return r.data;
 }
 
+/** What Node's sockets (and undici) throw when a server cannot be reached or drops the connection. */
+const NETWORK_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ECONNABORTED',
+  'ETIMEDOUT',
+  'EPIPE',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'UND_ERR_SOCKET',
+]);
+
+/**
+ * Whether `err` says a component the action needed (ClickHouse, the object store) was unreachable or timed out,
+ * rather than that our code is wrong: a retryable outage, answered 503 UNAVAILABLE and logged as a warning, not an
+ * INTERNAL error. Only network failures count; a query the server refuses is still our bug.
+ */
+export function isComponentOutage(err: unknown): boolean {
+  const e = err as { code?: unknown; message?: unknown; errors?: unknown[] } | undefined;
+  if (!e || typeof e !== 'object') return false;
+  if (typeof e.code === 'string' && NETWORK_CODES.has(e.code)) return true;
+  // @clickhouse/client's request_timeout, which carries no code.
+  if (e.message === 'Timeout error.') return true;
+  return Array.isArray(e.errors) && e.errors.length > 0 && e.errors.every(isComponentOutage);
+}
+
 /** Anything thrown that is not a VigieError is an internal error; its details stay in the log. */
 export function toVigieError(err: unknown): VigieError {
   return err instanceof VigieError ? err : new VigieError('INTERNAL', 'internal error');

@@ -1,6 +1,9 @@
 import { test } from 'vitest';
 import assert from 'node:assert/strict';
-import { startGateway } from './helpers/gateway.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { TENANT_ADMIN_KEY, startGateway } from './helpers/gateway.js';
 import { startFfmpegBot } from './helpers/ffmpegBot.js';
 import { closedPort } from './helpers/ports.js';
 
@@ -72,5 +75,32 @@ test('production mode over HTTP: the ClickHouse process dies mid-run and comes b
   } finally {
     await gw.close();
     await server.stop();
+  }
+});
+
+test('a read that needs ClickHouse while it is unreachable is a retryable 503 UNAVAILABLE, logged as such, not a 500', async () => {
+  const { startChdbHttp } = await import('./helpers/chdbHttpServer.js');
+  const chDir = mkdtempSync(path.join(os.tmpdir(), 'vigie-ch-read-'));
+  const server = await startChdbHttp(chDir);
+  const gw = await startGateway({ clickhouse: { url: server.url, requestTimeoutMs: 2000 } });
+  try {
+    const diagnosis = () =>
+      gw.app.inject({
+        method: 'GET',
+        url: '/v1/calls/call-during-outage/diagnosis',
+        headers: { 'x-api-key': TENANT_ADMIN_KEY.key },
+      });
+    assert.equal((await diagnosis()).json().error.code, 'NOT_FOUND', 'the audit log is ready and the call unknown');
+    await server.stop(); // connection refused from here on; audited reads go on through the control plane
+    const res = await diagnosis();
+    assert.equal(res.statusCode, 503, res.body);
+    assert.equal(res.json().error.code, 'UNAVAILABLE');
+    assert.match(res.json().error.message, /ClickHouse or the object store\) is unreachable; retry/);
+    assert.match(gw.logs(), /component unreachable: answered 503/);
+    assert.doesNotMatch(gw.logs(), /request failed/);
+  } finally {
+    await gw.close();
+    await server.stop();
+    rmSync(chDir, { recursive: true, force: true });
   }
 });
