@@ -161,3 +161,32 @@ test('appends at once to one tenant, each from its own turn of the event loop as
   assert.deepEqual([r.ok, r.entries, r.problems], [true, 20, []]);
   await stop();
 });
+
+test('an append whose details cannot be serialized fails alone: the others of its group are committed and chained', async () => {
+  const a = await start({ delayMs: 3_600_000, pollMs: 3_600_000 });
+  const results = await Promise.allSettled(
+    Array.from(
+      { length: 5 },
+      (_, i) =>
+        new Promise<AuditEntry>((resolve, reject) =>
+          setImmediate(() =>
+            (i === 2
+              ? a.append({ tenant: 'mixed', actor: 'key:test', action: 'recording.read', details: { n: 1n } })
+              : append(a, 'mixed', i + 1)
+            ).then(resolve, reject),
+          ),
+        ),
+    ),
+  );
+  assert.deepEqual(
+    results.map((r) => r.status),
+    ['fulfilled', 'fulfilled', 'rejected', 'fulfilled', 'fulfilled'],
+  );
+  assert.deepEqual(
+    results.flatMap((r) => (r.status === 'fulfilled' ? [r.value.seq] : [])),
+    upTo(4),
+  );
+  const r = await a.verify('mixed');
+  assert.deepEqual([r.ok, r.entries, r.problems], [true, 4, []]);
+  await stop();
+});

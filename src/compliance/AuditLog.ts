@@ -76,6 +76,8 @@ const MAX_GROUP = 100;
 /** An append waiting for its tenant's next transaction on this node. */
 interface Waiting {
   input: AuditInput;
+  /** The details, serialized before the entry joins a group: one that cannot be fails alone, not its group. */
+  details: string;
   resolve: (entry: AuditEntry) => void;
   reject: (err: unknown) => void;
 }
@@ -248,9 +250,10 @@ export class AuditLog {
    */
   #append(tenant: string, input: AuditInput): Promise<AuditEntry> {
     return new Promise((resolve, reject) => {
+      const details = canonicalJson(input.details ?? {}); // throws (rejects) for this append only
       const queue = this.#waiting.get(tenant);
-      if (queue) return void queue.push({ input, resolve, reject });
-      this.#waiting.set(tenant, [{ input, resolve, reject }]);
+      if (queue) return void queue.push({ input, details, resolve, reject });
+      this.#waiting.set(tenant, [{ input, details, resolve, reject }]);
       void this.#commitWaiting(tenant);
     });
   }
@@ -263,13 +266,7 @@ export class AuditLog {
       await new Promise(setImmediate);
       const group = queue.splice(0, MAX_GROUP);
       try {
-        const { entries, checkpoint } = await this.store.transaction((tx) =>
-          this.#appendGroup(
-            tx,
-            tenant,
-            group.map((w) => w.input),
-          ),
-        );
+        const { entries, checkpoint } = await this.store.transaction((tx) => this.#appendGroup(tx, tenant, group));
         // Those after a checkpoint's entry go in the next transaction, first.
         queue.unshift(...group.slice(entries.length));
         this.shipper.queued(entries.length);
@@ -288,12 +285,12 @@ export class AuditLog {
   }
 
   /** Chains the inputs after the locked head, up to the first entry a checkpoint is due at (signed here). */
-  async #appendGroup(tx: Queryable, tenant: string, inputs: AuditInput[]) {
+  async #appendGroup(tx: Queryable, tenant: string, group: Waiting[]) {
     const head = await this.#lockHead(tx, tenant);
     const entries: AuditEntry[] = [];
     let prev = { seq: head.seq, hash: head.hash };
     let due = false;
-    for (const input of inputs) {
+    for (const { input, details } of group) {
       const body = {
         tenant,
         seq: prev.seq + 1,
@@ -304,7 +301,7 @@ export class AuditLog {
         subject: input.subject ?? '',
         result: input.result ?? 'ok',
         source_ip: input.sourceIp ?? '',
-        details: canonicalJson(input.details ?? {}),
+        details,
         prev_hash: prev.hash,
       };
       const entry: AuditEntry = { ...body, hash: entryHash(body) };
