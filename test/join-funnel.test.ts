@@ -2,6 +2,7 @@ import { afterAll, beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { expectCode, nextNotification, ROOMS_WRITE_KEY, startGateway, type TestGateway } from './helpers/gateway.js';
 import { joinThroughPage, launchBrowser, receivedMedia, waitFor } from './helpers/browser.js';
+import type { CallKey } from '../src/telemetry/rows.js';
 
 let gw: TestGateway;
 let browser: Awaited<ReturnType<typeof launchBrowser>>;
@@ -14,13 +15,8 @@ afterAll(async () => {
   await gw?.close();
 });
 
-interface FunnelRow {
-  tenant: string;
-  room: string;
-  call_id: string;
-  peer_id: string;
-  participant: string;
-  node: string;
+/** A `join_funnel` row: whose join (the key every telemetry row carries), and its steps. */
+interface FunnelRow extends CallKey {
   outcome: string;
   failed_step: string;
   error_code: string;
