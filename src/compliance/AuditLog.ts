@@ -117,6 +117,9 @@ export class AuditLog {
   #markReady!: () => void;
   /** Per tenant, the appends waiting while one of its transactions runs on this node (see #append). */
   readonly #waiting = new Map<string, Waiting[]>();
+  /** The group commits running, each until its tenant's queue is empty: closing waits for them. */
+  readonly #commits = new Set<Promise<void>>();
+  #closing = false;
   readonly #whenReady = new Promise<void>((resolve) => (this.#markReady = resolve));
 
   constructor(
@@ -212,6 +215,8 @@ export class AuditLog {
    */
   append(input: AuditInput): Promise<AuditEntry> {
     if (!this.#ready) return Promise.reject(notReady());
+    if (this.#closing)
+      return Promise.reject(new VigieError('UNAVAILABLE', 'the gateway is shutting down; retry on another node'));
     return this.#append(input.tenant || 'system', input).catch((err) => {
       if (!unreachable(err)) throw err;
       this.log.warn({ reason: (err as Error).message }, 'audit append refused: the control plane cannot be reached');
@@ -254,7 +259,8 @@ export class AuditLog {
       const queue = this.#waiting.get(tenant);
       if (queue) return void queue.push({ input, details, resolve, reject });
       this.#waiting.set(tenant, [{ input, details, resolve, reject }]);
-      void this.#commitWaiting(tenant);
+      const commit = this.#commitWaiting(tenant).finally(() => this.#commits.delete(commit));
+      this.#commits.add(commit);
     });
   }
 
@@ -411,11 +417,21 @@ export class AuditLog {
    * ClickHouse to take what is left; the outbox keeps the rest for any node.
    */
   async close(drainTimeoutMs = 2000): Promise<void> {
+    await this.settle();
     const lease = this.#lease;
     this.#lease = undefined;
     await lease?.release();
     if (this.#ready) await this.shipper.drain(drainTimeoutMs).catch(() => false);
     await this.shipper.close();
+  }
+
+  /**
+   * Refuses new appends and waits until those already accepted are committed (or refused by the store): an entry
+   * appended just before a shutdown, without its caller waiting for it, is not lost when the store closes.
+   */
+  async settle(): Promise<void> {
+    this.#closing = true;
+    while (this.#commits.size > 0) await Promise.all(this.#commits);
   }
 
   /** Waits until every committed entry is in ClickHouse (before reading the chain back: verification, exports). */

@@ -204,6 +204,8 @@ export default fp(
     app.addHook('onClose', async () => {
       closed = true;
       clearInterval(timer);
+      // What was appended and not yet committed goes in first, and the final checkpoint covers it.
+      await audit.settle();
       await audit.checkpointAll().catch((err) => log.error({ err }, 'final audit checkpoint failed'));
       // What ClickHouse has not taken stays in the outbox for any node.
       await audit.close();
