@@ -95,11 +95,23 @@ test("an encoder held back by the bandwidth is the publisher's issue, seen by wh
   assert.equal(issue!.direction, 'uplink');
   assert.equal(issue!.evidence.reason, 'bandwidth');
   assert.deepEqual(issue!.affected, [peer('bob')]);
-  assert.deepEqual(
-    seen.list().filter((l) => !l.startsWith('encoder_limited')),
-    [],
-    'no loss, no freeze blamed on anyone',
+  // The SFU sees it at its ingress too, without the browser's word: Alice's top layer no longer arrives.
+  const narrow = await waitFor(
+    'uplink congestion',
+    async () => seen.raised.find((i) => i.kind === 'uplink_congestion'),
+    Boolean,
   );
+  assert.equal(narrow!.peer, peer('alice'));
+  assert.equal(narrow!.direction, 'uplink');
+  assert.deepEqual(narrow!.affected, [peer('bob')]);
+  assert.ok(Number(narrow!.evidence.layers) < Number(narrow!.evidence.sender_top_layers), seen.detail());
+  // Bob's video may freeze while his consumer moves to the layer that still arrives: that is put down to Alice.
+  assert.deepEqual(
+    seen.list().filter((l) => !/^(encoder_limited|uplink_congestion|video_frozen) alice$/.test(l)),
+    [],
+    `no loss blamed on anyone: ${seen.detail()}`,
+  );
+  assert.deepEqual([...new Set(seen.raised.map((i) => i.peer?.identity))], ['alice'], 'nothing blamed on Bob');
 });
 
 test("a subscriber whose bandwidth holds them on a lower layer is that subscriber's downlink congestion", async () => {

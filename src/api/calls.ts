@@ -32,7 +32,13 @@ const diagnosisView = z.object({
   issues: z.array(
     z.object({
       issueId: z.string(),
-      issue: z.string().describe('the detector: uplink_loss, downlink_loss, one_way_media; more may come'),
+      issue: z
+        .string()
+        .describe(
+          'the detector (docs/operators.md, "Call diagnosis"): uplink_loss, uplink_congestion, downlink_loss, ' +
+            'downlink_congestion, one_way_media, sfu_overload, encoder_limited, video_frozen, turn_relay, ' +
+            'ice_restart_failed; more may come',
+        ),
       direction: z.string(),
       kind: z.string(),
       participant: z.string().describe("whose network or client it is (the publisher's for an uplink issue)"),

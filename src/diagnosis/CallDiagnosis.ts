@@ -10,6 +10,7 @@ import type { WorkerHealth, WorkerHealthSample } from './WorkerHealth.js';
 /** What a detector found wrong. */
 export type IssueKind =
   | 'uplink_loss'
+  | 'uplink_congestion'
   | 'downlink_loss'
   | 'one_way_media'
   | 'sfu_overload'
@@ -41,6 +42,12 @@ export const DIAGNOSIS_RULES = {
    * first seconds climb the layers while the estimate grows.
    */
   congestionSamples: 4,
+  /**
+   * A video publisher sends fewer simulcast layers than it has sent since it started, this many samples in a row:
+   * its browser's estimate of its uplink no longer fits them (a browser adds layers as its estimate grows and drops
+   * the top ones when it falls). Seen at the SFU's ingress, with or without the browser's own reports.
+   */
+  uplinkCongestionSamples: 3,
   /**
    * A worker is strained when it answers a request on its channel this late (ms), or uses this share of its core;
    * healthy again below the second pair. While strained, loss on its tracks is not blamed on anyone's network.
@@ -108,6 +115,8 @@ export class CallDiagnosis {
   readonly #producers = new Map<string, TrackSample>();
   /** Each producer's loss in the sample before its last. */
   readonly #priorLoss = new Map<string, number>();
+  /** The most simulcast layers each video producer has sent at once, and its bitrate then (bit/s). */
+  readonly #fullest = new Map<string, { layers: number; bitrateBps: number }>();
   /** Each inbound video's freeze count and total freeze time at its last client report, by consumer. */
   readonly #freezes = new Map<string, { count: number; ms: number }>();
   /** Each worker's run of strained and healthy samples, by process id, and the issues it caused, by room. */
@@ -138,6 +147,7 @@ export class CallDiagnosis {
         p.observer.once('close', () => {
           this.#producers.delete(p.id);
           this.#priorLoss.delete(p.id);
+          this.#fullest.delete(p.id);
           this.#endTrack(p.id, 'track closed');
         }),
       consumerCreated: (_room, _peer, c) =>
@@ -178,6 +188,7 @@ export class CallDiagnosis {
         good: s.lossFraction < DIAGNOSIS_RULES.lossEnd,
         issue: () => this.#trackIssue('uplink_loss', s),
       });
+      this.#uplinkLayers(s);
       return;
     }
     // A consumer: what the SFU sent to one subscriber, against what it received from the publisher.
@@ -210,6 +221,31 @@ export class CallDiagnosis {
       good: s.packets > 0,
       needed: DIAGNOSIS_RULES.oneWaySamples,
       issue: () => this.#trackIssue('one_way_media', s, { producer_packets: upstream.packets }),
+    });
+  }
+
+  /**
+   * A simulcast video publisher whose layers at the SFU's ingress fall below the most it has sent: its uplink has
+   * become too narrow for them. A publisher sending nothing at all is not judged here (paused, or gone: other rules).
+   */
+  #uplinkLayers(s: TrackSample): void {
+    const layers = s.activeStreams ?? 0;
+    if (s.kind !== 'video' || layers === 0) return;
+    const fullest = this.#fullest.get(s.trackId);
+    if (!fullest || layers > fullest.layers || (layers === fullest.layers && s.bitrateBps > fullest.bitrateBps))
+      this.#fullest.set(s.trackId, { layers, bitrateBps: s.bitrateBps });
+    const most = this.#fullest.get(s.trackId)!;
+    if (most.layers < 2) return; // one stream: a layer count says nothing
+    this.#judge(`uplink_congestion/${s.trackId}`, {
+      bad: layers < most.layers,
+      good: layers >= most.layers,
+      needed: DIAGNOSIS_RULES.uplinkCongestionSamples,
+      issue: () =>
+        this.#trackIssue('uplink_congestion', s, {
+          layers,
+          sender_top_layers: most.layers,
+          full_bitrate_kbps: Math.round(most.bitrateBps / 1000),
+        }),
     });
   }
 

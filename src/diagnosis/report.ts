@@ -231,6 +231,13 @@ function ownClause(name: string, i: StoredIssue, nameOf: (p: string) => string):
         `${name}'s uplink lost ${lost} of ${media} packets ${span(i)}; ` +
         (others.length ? `everyone who received it was affected (${names(others)})` : 'nobody was receiving it')
       );
+    case 'uplink_congestion':
+      return (
+        `${name}'s uplink became too narrow for their ${media}: they sent ${i.evidence.layers} of their ` +
+        `${i.evidence.sender_top_layers} quality layers (${i.evidence.bitrate_kbps} kbit/s, down from ` +
+        `${i.evidence.full_bitrate_kbps}) ${span(i)}` +
+        (others.length ? `; everyone who received it was affected (${names(others)})` : '')
+      );
     case 'downlink_loss':
       return (
         `${name}'s downlink lost ${lost} of the ${media} packets sent to them ${span(i)}; ` +

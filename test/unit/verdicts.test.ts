@@ -31,6 +31,14 @@ test('each detector has its own words, and the server is named as the server', (
     ],
     [
       {
+        issue: 'uplink_congestion',
+        evidence: { layers: 1, sender_top_layers: 2, bitrate_kbps: 74, full_bitrate_kbps: 1210 },
+      },
+      'a',
+      "Alice's uplink became too narrow for their video: they sent 1 of their 2 quality layers (74 kbit/s, down from 1210) from 10:02:00 to 10:05:00 UTC; everyone who received it was affected (Bob).",
+    ],
+    [
+      {
         issue: 'video_frozen',
         direction: 'downlink',
         participant: 'b',
