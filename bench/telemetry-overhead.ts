@@ -15,6 +15,7 @@ import { Peer } from '../src/media/index.js';
 import { startGateway } from '../test/helpers/gateway.js';
 import { startFfmpegBot } from '../test/helpers/ffmpegBot.js';
 import { startChdbHttp } from '../test/helpers/chdbHttpServer.js';
+import { startUdpRelay } from '../test/helpers/udpRelay.js';
 import { benchTempDir, ratioInterval, rotated, sum } from './common.js';
 
 // The load's size is settable only so that test/bench-cleanup.test.ts can run the bench in a few seconds.
@@ -25,6 +26,11 @@ const SETTLE_MS = Number(process.env.BENCH_SETTLE_MS ?? 3000);
 const MEASURE_MS = Number(process.env.BENCH_MEASURE_MS ?? 20_000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
 const STATS_INTERVAL_MS = Number(process.env.BENCH_STATS_INTERVAL_MS ?? 5000);
+// Tracks in trouble are sampled at this finer interval (the gateway's default, 1 s, unless set; 0 turns it off).
+const FOCUS_INTERVAL_MS = process.env.BENCH_FOCUS_INTERVAL_MS ? Number(process.env.BENCH_FOCUS_INTERVAL_MS) : undefined;
+// This many publishers lose 5% of their packets on the way in (a relay drops every 20th), in both modes: their
+// tracks, and their viewers', are the ones in trouble.
+const LOSSY_PRODUCERS = Number(process.env.BENCH_LOSSY_PRODUCERS ?? 0);
 
 const dir = benchTempDir('load');
 const clip = path.join(dir, 'clip.webm');
@@ -69,15 +75,29 @@ interface Round {
 
 async function round(sinkPort: number, clickhouseUrl: string, mode: Mode, counted: boolean): Promise<Round> {
   const gw = await startGateway({
-    telemetry: { enabled: mode === 'on', statsIntervalMs: STATS_INTERVAL_MS },
+    telemetry: {
+      enabled: mode === 'on',
+      statsIntervalMs: STATS_INTERVAL_MS,
+      ...(FOCUS_INTERVAL_MS !== undefined ? { focusIntervalMs: FOCUS_INTERVAL_MS } : {}),
+    },
     media: { workers: 1 },
     clickhouse: { url: clickhouseUrl },
   });
   const bots: Array<Awaited<ReturnType<typeof startFfmpegBot>>> = [];
+  const relays: Array<{ close: () => Promise<void> }> = [];
   try {
     const room = await gw.app.sfu.getOrCreateRoom('acme', 'load');
-    for (let i = 0; i < PRODUCERS; i++)
-      bots.push(await startFfmpegBot(room, { kind: 'video', bitrateKbps: 500, file: clip, name: `p${i}` }));
+    for (let i = 0; i < PRODUCERS; i++) {
+      const through =
+        i < LOSSY_PRODUCERS
+          ? async (port: number) => {
+              const relay = await startUdpRelay({ ip: '127.0.0.1', port }, { dropEvery: 20 });
+              relays.push(relay);
+              return relay.port;
+            }
+          : undefined;
+      bots.push(await startFfmpegBot(room, { kind: 'video', bitrateKbps: 500, file: clip, name: `p${i}`, through }));
+    }
     for (let v = 0; v < CONSUMERS_PER_PRODUCER; v++) {
       const viewer = new Peer(
         {
@@ -121,6 +141,7 @@ async function round(sinkPort: number, clickhouseUrl: string, mode: Mode, counte
     return r;
   } finally {
     for (const b of bots) await b.stop();
+    for (const r of relays) await r.close();
     await gw.close();
   }
 }
@@ -149,6 +170,8 @@ console.log(
     bench: 'telemetry-overhead',
     load: `${PRODUCERS} producers x ${CONSUMERS_PER_PRODUCER} consumers, VP8 ~500 kbit/s each (ffmpeg -c copy)`,
     statsIntervalMs: STATS_INTERVAL_MS,
+    focusIntervalMs: FOCUS_INTERVAL_MS ?? 'default (1000)',
+    lossyProducers: LOSSY_PRODUCERS,
     measureMsPerRound: MEASURE_MS,
     rounds: ROUNDS,
     warmUp: 'one round of each, not counted; then rounds alternate which goes first',

@@ -94,6 +94,7 @@ export interface Config {
   telemetry: {
     enabled: boolean;
     statsIntervalMs: number;
+    focusIntervalMs: number;
     clientStatsIntervalMs: number;
     joinFunnelTimeoutMs: number;
     statsConcurrency: number;

@@ -511,6 +511,19 @@ export const SETTINGS: readonly SettingSpec[] = [
     'Sampling interval of server-side track and transport stats.',
   ),
   setting(
+    'telemetry.focusIntervalMs',
+    'VIGIE_STATS_FOCUS_INTERVAL_MS',
+    z.coerce
+      .number()
+      .int()
+      .refine((v) => v === 0 || (v >= 1000 && v <= 600_000), 'must be 0 (off) or between 1000 and 600000')
+      .default(1000),
+    '1000',
+    'Sampling interval of the tracks in trouble: those whose loss score the SFU lowered, or whose layer it changed, ' +
+      'for 10 such intervals after the last sign. The call diagnosis sees issues at this pace while the others are ' +
+      'sampled every VIGIE_STATS_INTERVAL_MS. 0 turns it off; it has no effect at or above that interval.',
+  ),
+  setting(
     'telemetry.clientStatsIntervalMs',
     'VIGIE_CLIENT_STATS_INTERVAL_MS',
     z.coerce.number().int().min(1000, 'must be at least 1000 (1 s)').max(600_000).default(5000),

@@ -30,6 +30,10 @@ interface TrackEntry {
   prev: Map<number, Counters>;
   /** All streams of the track together, at the last sample (for `tracksample`). */
   sampled?: { packets: number; lost: number; bytes: number; at: number };
+  /** A `getStats()` of it is in flight: another pass skips it rather than read its counters out of order. */
+  busy?: boolean;
+  /** Sampled every focus interval until then (ms since the epoch): it showed trouble. */
+  focusUntil: number;
 }
 
 interface TransportEntry {
@@ -122,6 +126,8 @@ export class StatsCollector {
   readonly #intent = new Map<string, SenderIntent>();
   readonly #network = new WeakMap<Peer, PeerNetwork>();
   #timer?: NodeJS.Timeout;
+  #focusTimer?: NodeJS.Timeout;
+  #focusPass?: Promise<void>;
   /** The sampling pass running on each worker, by process id. */
   readonly #sampling = new Map<number, Promise<void>>();
   #unwatch?: () => void;
@@ -130,7 +136,12 @@ export class StatsCollector {
     private readonly sfu: Sfu,
     private readonly writer: ClickHouseWriter,
     private readonly keys: CallKeys,
-    private readonly options: { intervalMs: number; concurrency: number },
+    private readonly options: {
+      intervalMs: number;
+      concurrency: number;
+      /** 0: off. Otherwise the interval at which tracks that show trouble are sampled (see `#focus`). */
+      focusIntervalMs?: number;
+    },
     private readonly log: Logger,
   ) {}
 
@@ -154,12 +165,54 @@ export class StatsCollector {
     });
     this.#timer = setInterval(() => this.#tick(), this.options.intervalMs);
     this.#timer.unref();
+    const focus = this.options.focusIntervalMs ?? 0;
+    if (focus > 0 && focus < this.options.intervalMs) {
+      this.#focusTimer = setInterval(() => this.#focusTick(), focus);
+      this.#focusTimer.unref();
+    }
   }
 
   async stop(): Promise<void> {
     clearInterval(this.#timer);
+    clearInterval(this.#focusTimer);
     this.#unwatch?.();
-    await Promise.all(this.#sampling.values());
+    await Promise.all([...this.#sampling.values(), this.#focusPass]);
+  }
+
+  /** How long a track stays in focus after its last sign of trouble: enough samples for an issue to end. */
+  get #focusHoldMs(): number {
+    return 10 * (this.options.focusIntervalMs ?? 0);
+  }
+
+  /**
+   * Puts a track in focus: sampled every focus interval, not only every interval, for a while. Every track is
+   * sampled at the interval (5 s by default) for the rows the dashboards read; each `getStats()` costs the gateway
+   * tens of microseconds of CPU, so sampling them all every second costs more than the SFU itself spends forwarding
+   * (bench/README.md, "Telemetry overhead"). The worker already tells, for free, which track is in trouble: it
+   * emits a score (0–10) when the loss it measures moves it, and a consumer's layer change. Those tracks, and the
+   * producer a consumer's figures are judged against, are sampled at the finer interval, so that the diagnosis sees
+   * an issue, and its end, within seconds.
+   */
+  #focus(e: TrackEntry): void {
+    const until = Date.now() + this.#focusHoldMs;
+    e.focusUntil = until;
+    if (e.role === 'consumer') {
+      const upstream = this.#tracks.get(e.producerId);
+      if (upstream) upstream.focusUntil = Math.max(upstream.focusUntil, until);
+    }
+  }
+
+  #focusTick(): void {
+    if (this.#focusPass) return;
+    const now = Date.now();
+    const due = (this.options.focusIntervalMs ?? 0) * 0.75;
+    const tasks = [...this.#tracks.values()]
+      .filter((e) => e.focusUntil > now && now - (e.sampled?.at ?? 0) >= due)
+      .map((e) => () => this.#sampleTrack(e));
+    if (!tasks.length) return;
+    this.#focusPass = runLimited(tasks, this.options.concurrency)
+      .catch((err) => this.log.error({ err }, 'focused stats sampling failed'))
+      .finally(() => (this.#focusPass = undefined));
   }
 
   /** One sampling pass over everything tracked. */
@@ -215,7 +268,7 @@ export class StatsCollector {
       role === 'producer'
         ? String(obj.appData.source ?? '')
         : String(room.ownerOf(producerId)?.producers.get(producerId)?.appData.source ?? '');
-    this.#tracks.set(obj.id, {
+    const entry: TrackEntry = {
       role,
       obj,
       room,
@@ -226,7 +279,23 @@ export class StatsCollector {
       producerId,
       createdAt: Date.now(),
       prev: new Map(),
-    });
+      focusUntil: 0,
+    };
+    this.#tracks.set(obj.id, entry);
+    if ((this.options.focusIntervalMs ?? 0) > 0) {
+      // The worker's own signs of trouble (see #focus); a score of 10 is a clean stream.
+      if (role === 'producer')
+        (obj as ms.Producer).observer.on('score', (scores) => {
+          if (scores.some((sc) => sc.score < 10)) this.#focus(entry);
+        });
+      else {
+        const consumer = obj as ms.Consumer;
+        consumer.observer.on('score', (sc) => {
+          if (sc.score < 10 || sc.producerScore < 10) this.#focus(entry);
+        });
+        consumer.observer.on('layerschange', () => this.#focus(entry));
+      }
+    }
     (obj.observer as ms.ProducerObserver).once('close', () => {
       this.#tracks.delete(obj.id);
       this.#clientView.delete(obj.id);
@@ -235,11 +304,15 @@ export class StatsCollector {
   }
 
   async #sampleTrack(e: TrackEntry): Promise<void> {
+    if (e.busy) return;
     let stats: Array<ms.ProducerStat | ms.ConsumerStat>;
+    e.busy = true;
     try {
       stats = await e.obj.getStats();
     } catch {
       return; // closed between listing and sampling
+    } finally {
+      e.busy = false;
     }
     const now = Date.now();
     const wanted = e.role === 'producer' ? 'inbound-rtp' : 'outbound-rtp';
@@ -343,6 +416,11 @@ export class StatsCollector {
     const lost = Math.max(0, cur.lost - prev.lost);
     const intervalMs = Math.max(1, now - prev.at);
     const obj = e.obj as ms.Consumer;
+    const lossFraction = packets + lost > 0 ? lost / (packets + lost) : 0;
+    // Still in trouble: stays in focus for as long as it lasts, not only after the worker's last score change.
+    const below =
+      e.role === 'consumer' && (obj.currentLayers?.spatialLayer ?? 0) < (obj.preferredLayers?.spatialLayer ?? 0);
+    if ((this.options.focusIntervalMs ?? 0) > 0 && (lossFraction > 0 || score < 10 || below)) this.#focus(e);
     this.observer.emit('tracksample', {
       room: e.room,
       peer: e.peer,
@@ -354,7 +432,7 @@ export class StatsCollector {
       ts: now,
       intervalMs,
       packets,
-      lossFraction: packets + lost > 0 ? lost / (packets + lost) : 0,
+      lossFraction,
       bitrateBps: (Math.max(0, cur.bytes - prev.bytes) * 8 * 1000) / intervalMs,
       score: streams.length ? score : 0,
       ...(e.role === 'producer'

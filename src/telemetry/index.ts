@@ -75,7 +75,11 @@ export default fp(
       app.sfu,
       writer,
       keys,
-      { intervalMs: config.telemetry.statsIntervalMs, concurrency: config.telemetry.statsConcurrency },
+      {
+        intervalMs: config.telemetry.statsIntervalMs,
+        concurrency: config.telemetry.statsConcurrency,
+        focusIntervalMs: config.telemetry.focusIntervalMs,
+      },
       log,
     );
     const events = new CallEventRecorder(app.sfu, writer, keys);

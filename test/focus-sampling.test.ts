@@ -1,0 +1,115 @@
+import { afterAll, beforeAll, onTestFinished, test } from 'vitest';
+import assert from 'node:assert/strict';
+import type { QualityIssue } from '../src/diagnosis/index.js';
+import type { Room } from '../src/media/index.js';
+import { startGateway, type TestGateway } from './helpers/gateway.js';
+import { lossyPublisher, lossySubscriber } from './helpers/lossyMedia.js';
+import { waitFor } from './helpers/browser.js';
+
+/**
+ * Focused sampling: every track is sampled at the stats interval (here 10 minutes, so never during the test), and a
+ * track the worker scores below 10 (loss) is sampled every second until it is clean again. The diagnosis sees an
+ * uplink and a downlink issue, and their end, within seconds; a clean call costs no sample at all. Real media: ffmpeg
+ * behind a dropping UDP relay, a subscriber that reports its loss in RTCP.
+ */
+let gw: TestGateway;
+beforeAll(async () => {
+  gw = await startGateway({
+    telemetry: { statsIntervalMs: 600_000, focusIntervalMs: 1000 },
+    writer: { flushIntervalMs: 200 },
+  });
+});
+afterAll(() => gw?.close());
+
+function issuesOf(room: Room) {
+  const raised: QualityIssue[] = [];
+  const resolved: QualityIssue[] = [];
+  const onIssue = (i: QualityIssue) => i.room === room && raised.push(i);
+  const onResolved = (i: QualityIssue) => i.room === room && resolved.push(i);
+  gw.app.diagnosis.observer.on('issue', onIssue);
+  gw.app.diagnosis.observer.on('resolved', onResolved);
+  onTestFinished(() => {
+    gw.app.diagnosis.observer.off('issue', onIssue);
+    gw.app.diagnosis.observer.off('resolved', onResolved);
+  });
+  return { raised, resolved };
+}
+
+const trackRows = async (room: string) =>
+  Number(
+    (
+      await gw.query<{ n: string }>(`SELECT count() AS n FROM vigie.track_stats WHERE room = {room:String}`, { room })
+    )[0]!.n,
+  );
+
+test('a clean call is not sampled between intervals: no track row at all while the interval has not come', async () => {
+  const room = await gw.app.sfu.getOrCreateRoom('acme', 'focus-clean');
+  const seen = issuesOf(room);
+  const alice = await lossyPublisher(room, 'alice');
+  const bob = await lossySubscriber(room, alice.bot.producer.id, 'bob');
+  await waitFor(
+    'media to flow to the subscriber',
+    async () => bob.receiver.received(),
+    (n) => n > 50,
+  );
+  await new Promise((r) => setTimeout(r, 6000));
+  await gw.app.telemetry!.writer.flush();
+  assert.equal(await trackRows('focus-clean'), 0);
+  assert.deepEqual(seen.raised, []);
+});
+
+test("a publisher's uplink loss is seen within seconds, sampled only once the worker's score shows it, and ends", async () => {
+  const room = await gw.app.sfu.getOrCreateRoom('acme', 'focus-uplink');
+  const seen = issuesOf(room);
+  const alice = await lossyPublisher(room, 'alice');
+  const bob = await lossySubscriber(room, alice.bot.producer.id, 'bob');
+  await waitFor(
+    'media to flow to the subscriber',
+    async () => bob.receiver.received(),
+    (n) => n > 50,
+  );
+  alice.loss.dropEvery = 8; // 12.5%
+  const issue = await waitFor(
+    'an uplink issue',
+    async () => seen.raised.find((i) => i.kind === 'uplink_loss'),
+    Boolean,
+    30_000,
+  );
+  assert.equal(issue!.peer, alice.peer);
+  assert.deepEqual(issue!.affected, [bob.peer]);
+  assert.deepEqual(
+    seen.raised.map((i) => i.kind),
+    ['uplink_loss'],
+    'not blamed on Bob',
+  );
+  alice.loss.dropEvery = undefined;
+  await waitFor('the issue to end', async () => seen.resolved.find((i) => i.id === issue!.id), Boolean, 30_000);
+  await gw.app.telemetry!.writer.flush();
+  assert.ok((await trackRows('focus-uplink')) > 0, 'the focused samples are stored as rows');
+});
+
+test("a subscriber's downlink loss is seen within seconds, judged against the publisher sampled with it", async () => {
+  const room = await gw.app.sfu.getOrCreateRoom('acme', 'focus-downlink');
+  const seen = issuesOf(room);
+  const alice = await lossyPublisher(room, 'alice');
+  const bob = await lossySubscriber(room, alice.bot.producer.id, 'bob');
+  await waitFor(
+    'media to flow to the subscriber',
+    async () => bob.receiver.received(),
+    (n) => n > 50,
+  );
+  bob.loss.dropEvery = 8;
+  const issue = await waitFor(
+    'a downlink issue',
+    async () => seen.raised.find((i) => i.kind === 'downlink_loss'),
+    Boolean,
+    30_000,
+  );
+  assert.equal(issue!.peer, bob.peer);
+  assert.deepEqual(issue!.affected, [bob.peer]);
+  assert.deepEqual(
+    seen.raised.map((i) => i.kind),
+    ['downlink_loss'],
+    'not blamed on Alice',
+  );
+});
