@@ -1,9 +1,8 @@
 import { afterAll, beforeAll, onTestFinished, test } from 'vitest';
 import assert from 'node:assert/strict';
 import type { types as ms } from 'mediasoup';
-import type { QualityIssue } from '../src/diagnosis/index.js';
-import type { Room } from '../src/media/index.js';
 import { startCoturn, type Coturn } from './helpers/coturn.js';
+import { issuesOf } from './helpers/issues.js';
 import { startGateway, type TestGateway } from './helpers/gateway.js';
 import { joinThroughPage, launchBrowser, receivedMedia, waitFor } from './helpers/browser.js';
 
@@ -52,36 +51,15 @@ async function call(room: string, names: string[], { relay = [] as string[] } = 
   return { room: r, peer: (name: string) => r.findPeerByIdentity(name)! };
 }
 
-/** The issues raised and resolved in a room from now on. */
-function issuesOf(room: () => Room | undefined) {
-  const raised: QualityIssue[] = [];
-  const resolved: QualityIssue[] = [];
-  const onIssue = (i: QualityIssue) => i.room === room() && raised.push(i);
-  const onResolved = (i: QualityIssue) => i.room === room() && resolved.push(i);
-  gw.app.diagnosis.observer.on('issue', onIssue);
-  gw.app.diagnosis.observer.on('resolved', onResolved);
-  onTestFinished(() => {
-    gw.app.diagnosis.observer.off('issue', onIssue);
-    gw.app.diagnosis.observer.off('resolved', onResolved);
-  });
-  return {
-    raised,
-    resolved,
-    list: () => raised.map((i) => `${i.kind} ${i.peer?.identity ?? 'server'}`),
-    /** Their evidence too, for a failure's message. */
-    detail: () => JSON.stringify(raised.map((i) => [i.kind, i.peer?.identity, i.evidence])),
-  };
-}
-
 test('a clean two-party Chromium call raises no issue', async () => {
-  const seen = issuesOf(() => gw.app.sfu.getRoom('acme', 'diag-b-clean'));
+  const seen = issuesOf(gw, () => gw.app.sfu.getRoom('acme', 'diag-b-clean'));
   await call('diag-b-clean', ['alice', 'bob']);
   await sleep(10_000);
   assert.deepEqual(seen.list(), [], seen.detail());
 });
 
 test("an encoder held back by the bandwidth is the publisher's issue, seen by whoever watches", async () => {
-  const seen = issuesOf(() => gw.app.sfu.getRoom('acme', 'diag-b-bwe'));
+  const seen = issuesOf(gw, () => gw.app.sfu.getRoom('acme', 'diag-b-bwe'));
   const { peer } = await call('diag-b-bwe', ['alice', 'bob']);
   // The SFU tells Alice's browser it may send no more than 80 kbit/s (REMB): her encoder must scale down.
   const send = [...peer('alice').transports.values()].find((t) => t.appData.direction === 'send') as ms.WebRtcTransport;
@@ -115,7 +93,7 @@ test("an encoder held back by the bandwidth is the publisher's issue, seen by wh
 });
 
 test("a subscriber whose bandwidth holds them on a lower layer is that subscriber's downlink congestion", async () => {
-  const seen = issuesOf(() => gw.app.sfu.getRoom('acme', 'diag-b-congestion'));
+  const seen = issuesOf(gw, () => gw.app.sfu.getRoom('acme', 'diag-b-congestion'));
   const { peer } = await call('diag-b-congestion', ['alice', 'bob']);
   // The SFU may send Bob no more than 250 kbit/s: Alice's top layer (500 kbit/s) no longer fits.
   const recv = [...peer('bob').transports.values()].find((t) => t.appData.direction === 'recv') as ms.WebRtcTransport;
@@ -139,7 +117,7 @@ test("a subscriber whose bandwidth holds them on a lower layer is that subscribe
 });
 
 test("video that stops reaching one subscriber for a while is a freeze on that subscriber's side", async () => {
-  const seen = issuesOf(() => gw.app.sfu.getRoom('acme', 'diag-b-freeze'));
+  const seen = issuesOf(gw, () => gw.app.sfu.getRoom('acme', 'diag-b-freeze'));
   const { peer } = await call('diag-b-freeze', ['alice', 'bob']);
   const video = [...peer('bob').consumers.values()].find((c) => c.kind === 'video')!;
   // The SFU holds Alice's video from Bob for two seconds, without telling his browser: it sees a freeze.
@@ -157,7 +135,7 @@ test("video that stops reaching one subscriber for a while is a freeze on that s
 });
 
 test('a participant connected through the TURN relay is reported, and only that one', async () => {
-  const seen = issuesOf(() => gw.app.sfu.getRoom('acme', 'diag-b-relay'));
+  const seen = issuesOf(gw, () => gw.app.sfu.getRoom('acme', 'diag-b-relay'));
   const { peer } = await call('diag-b-relay', ['alice', 'carol'], { relay: ['carol'] });
   const issue = await waitFor('a relayed route', async () => seen.raised.find((i) => i.kind === 'turn_relay'), Boolean);
   assert.equal(issue!.peer, peer('carol'));

@@ -2,8 +2,9 @@ import { afterAll, beforeAll, onTestFinished, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import os from 'node:os';
-import { Peer, type Room } from '../src/media/index.js';
+import { Peer } from '../src/media/index.js';
 import type { QualityIssue } from '../src/diagnosis/index.js';
+import { issuesOf } from './helpers/issues.js';
 import { startGateway, type TestGateway } from './helpers/gateway.js';
 import { lossyPublisher, lossySubscriber } from './helpers/lossyMedia.js';
 import { waitFor } from './helpers/browser.js';
@@ -21,21 +22,6 @@ beforeAll(async () => {
 afterAll(() => gw.close());
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** The issues the diagnosis raises in a room from now on. */
-function issuesOf(room: Room) {
-  const raised: QualityIssue[] = [];
-  const resolved: QualityIssue[] = [];
-  const onIssue = (i: QualityIssue) => i.room === room && raised.push(i);
-  const onResolved = (i: QualityIssue) => i.room === room && resolved.push(i);
-  gw.app.diagnosis.observer.on('issue', onIssue);
-  gw.app.diagnosis.observer.on('resolved', onResolved);
-  onTestFinished(() => {
-    gw.app.diagnosis.observer.off('issue', onIssue);
-    gw.app.diagnosis.observer.off('resolved', onResolved);
-  });
-  return { raised, resolved };
-}
 
 /** Once media flows to a subscriber (some packets received, its reports going back). */
 const flowing = (sub: { receiver: { received: () => number } }) =>
@@ -56,7 +42,7 @@ test('a stalled worker holds up the samples, and the diagnosis, of no call on an
   const dan = await lossyPublisher(stalledRoom, 'dan');
   await lossySubscriber(stalledRoom, dan.bot.producer.id, 'erin');
   const room = await gw.app.sfu.getOrCreateRoom('acme', 'diag-neighbour');
-  const seen = issuesOf(room);
+  const seen = issuesOf(gw, room);
   const alice = await lossyPublisher(room, 'alice');
   const carol = await lossySubscriber(room, alice.bot.producer.id, 'carol');
   const stalled = stalledRoom.slotOf(dan.peer).worker;
@@ -79,7 +65,7 @@ test('a stalled worker holds up the samples, and the diagnosis, of no call on an
 
 test('a clean call raises no issue', async () => {
   const room = await gw.app.sfu.getOrCreateRoom('acme', 'diag-clean');
-  const seen = issuesOf(room);
+  const seen = issuesOf(gw, room);
   const alice = await lossyPublisher(room, 'alice');
   const bob = await lossySubscriber(room, alice.bot.producer.id, 'bob');
   // Ten samples of media flowing both ways (RTP to Bob, reports back).
@@ -90,7 +76,7 @@ test('a clean call raises no issue', async () => {
 
 test("the publisher's uplink loss is the publisher's issue, seen by its subscribers, and it ends when the loss does", async () => {
   const room = await gw.app.sfu.getOrCreateRoom('acme', 'diag-uplink');
-  const seen = issuesOf(room);
+  const seen = issuesOf(gw, room);
   const alice = await lossyPublisher(room, 'alice');
   const bob = await lossySubscriber(room, alice.bot.producer.id, 'bob');
   await flowing(bob);
@@ -129,7 +115,7 @@ test("the publisher's uplink loss is the publisher's issue, seen by its subscrib
 
 test("a subscriber's downlink loss is that subscriber's issue alone", async () => {
   const room = await gw.app.sfu.getOrCreateRoom('acme', 'diag-downlink');
-  const seen = issuesOf(room);
+  const seen = issuesOf(gw, room);
   const alice = await lossyPublisher(room, 'alice');
   const bob = await lossySubscriber(room, alice.bot.producer.id, 'bob');
   const carol = await lossySubscriber(room, alice.bot.producer.id, 'carol');
@@ -159,7 +145,7 @@ test("a publisher's loss that its latest sample missed is not blamed on a subscr
   // carries. That alignment cannot be produced on demand with real media, so the samples are given to the detectors
   // as the collector emits them, for participants of a real room.
   const room = await gw.app.sfu.getOrCreateRoom('acme', 'diag-lag');
-  const seen = issuesOf(room);
+  const seen = issuesOf(gw, room);
   const [pub, sub] = ['alice', 'bob'].map((identity) => {
     const peer = new Peer(
       { identity, tenant: 'acme', room: room.id, grants: new Set(['publish', 'subscribe']), expiresAt: 8.64e15 },
@@ -207,7 +193,7 @@ test("a publisher's loss that its latest sample missed is not blamed on a subscr
 
 test('a track that reaches the SFU but not one of its subscribers is one-way media for that subscriber', async () => {
   const room = await gw.app.sfu.getOrCreateRoom('acme', 'diag-oneway');
-  const seen = issuesOf(room);
+  const seen = issuesOf(gw, room);
   const alice = await lossyPublisher(room, 'alice');
   const dave = await lossySubscriber(room, alice.bot.producer.id, 'dave', { connected: false });
   const issue = await waitFor(
@@ -225,7 +211,7 @@ test('a track that reaches the SFU but not one of its subscribers is one-way med
 
 test("a worker starved of CPU is the server's issue: every participant on it is affected, and nobody's network is blamed", async () => {
   const room = await gw.app.sfu.getOrCreateRoom('acme', 'diag-overload');
-  const seen = issuesOf(room);
+  const seen = issuesOf(gw, room);
   const alice = await lossyPublisher(room, 'alice');
   const bob = await lossySubscriber(room, alice.bot.producer.id, 'bob');
   await flowing(bob);

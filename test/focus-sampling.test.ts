@@ -1,7 +1,6 @@
-import { afterAll, beforeAll, onTestFinished, test } from 'vitest';
+import { afterAll, beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
-import type { QualityIssue } from '../src/diagnosis/index.js';
-import type { Room } from '../src/media/index.js';
+import { issuesOf } from './helpers/issues.js';
 import { startGateway, type TestGateway } from './helpers/gateway.js';
 import { lossyPublisher, lossySubscriber } from './helpers/lossyMedia.js';
 import { waitFor } from './helpers/browser.js';
@@ -21,20 +20,6 @@ beforeAll(async () => {
 });
 afterAll(() => gw?.close());
 
-function issuesOf(room: Room) {
-  const raised: QualityIssue[] = [];
-  const resolved: QualityIssue[] = [];
-  const onIssue = (i: QualityIssue) => i.room === room && raised.push(i);
-  const onResolved = (i: QualityIssue) => i.room === room && resolved.push(i);
-  gw.app.diagnosis.observer.on('issue', onIssue);
-  gw.app.diagnosis.observer.on('resolved', onResolved);
-  onTestFinished(() => {
-    gw.app.diagnosis.observer.off('issue', onIssue);
-    gw.app.diagnosis.observer.off('resolved', onResolved);
-  });
-  return { raised, resolved };
-}
-
 const trackRows = async (room: string) =>
   Number(
     (
@@ -42,9 +27,10 @@ const trackRows = async (room: string) =>
     )[0]!.n,
   );
 
-test('a clean call is not sampled between intervals: no track row at all while the interval has not come', async () => {
-  const room = await gw.app.sfu.getOrCreateRoom('acme', 'focus-clean');
-  const seen = issuesOf(room);
+/** Alice publishing to Bob, each behind a relay whose loss the test sets, once media flows; and the issues raised. */
+async function call(name: string) {
+  const room = await gw.app.sfu.getOrCreateRoom('acme', name);
+  const seen = issuesOf(gw, room);
   const alice = await lossyPublisher(room, 'alice');
   const bob = await lossySubscriber(room, alice.bot.producer.id, 'bob');
   await waitFor(
@@ -52,6 +38,15 @@ test('a clean call is not sampled between intervals: no track row at all while t
     async () => bob.receiver.received(),
     (n) => n > 50,
   );
+  return { seen, alice, bob };
+}
+
+/** The issue of this kind, once raised (focused samples come every second: well within the wait). */
+const raisedIssue = (seen: ReturnType<typeof issuesOf>, kind: string) =>
+  waitFor(`a ${kind} issue`, async () => seen.raised.find((i) => i.kind === kind), Boolean, 30_000);
+
+test('a clean call is not sampled between intervals: no track row at all while the interval has not come', async () => {
+  const { seen } = await call('focus-clean');
   await new Promise((r) => setTimeout(r, 6000));
   await gw.app.telemetry!.writer.flush();
   assert.equal(await trackRows('focus-clean'), 0);
@@ -59,22 +54,9 @@ test('a clean call is not sampled between intervals: no track row at all while t
 });
 
 test("a publisher's uplink loss is seen within seconds, sampled only once the worker's score shows it, and ends", async () => {
-  const room = await gw.app.sfu.getOrCreateRoom('acme', 'focus-uplink');
-  const seen = issuesOf(room);
-  const alice = await lossyPublisher(room, 'alice');
-  const bob = await lossySubscriber(room, alice.bot.producer.id, 'bob');
-  await waitFor(
-    'media to flow to the subscriber',
-    async () => bob.receiver.received(),
-    (n) => n > 50,
-  );
+  const { seen, alice, bob } = await call('focus-uplink');
   alice.loss.dropEvery = 8; // 12.5%
-  const issue = await waitFor(
-    'an uplink issue',
-    async () => seen.raised.find((i) => i.kind === 'uplink_loss'),
-    Boolean,
-    30_000,
-  );
+  const issue = await raisedIssue(seen, 'uplink_loss');
   assert.equal(issue!.peer, alice.peer);
   assert.deepEqual(issue!.affected, [bob.peer]);
   assert.deepEqual(
@@ -89,22 +71,9 @@ test("a publisher's uplink loss is seen within seconds, sampled only once the wo
 });
 
 test("a subscriber's downlink loss is seen within seconds, judged against the publisher sampled with it", async () => {
-  const room = await gw.app.sfu.getOrCreateRoom('acme', 'focus-downlink');
-  const seen = issuesOf(room);
-  const alice = await lossyPublisher(room, 'alice');
-  const bob = await lossySubscriber(room, alice.bot.producer.id, 'bob');
-  await waitFor(
-    'media to flow to the subscriber',
-    async () => bob.receiver.received(),
-    (n) => n > 50,
-  );
+  const { seen, bob } = await call('focus-downlink');
   bob.loss.dropEvery = 8;
-  const issue = await waitFor(
-    'a downlink issue',
-    async () => seen.raised.find((i) => i.kind === 'downlink_loss'),
-    Boolean,
-    30_000,
-  );
+  const issue = await raisedIssue(seen, 'downlink_loss');
   assert.equal(issue!.peer, bob.peer);
   assert.deepEqual(issue!.affected, [bob.peer]);
   assert.deepEqual(
