@@ -12,6 +12,7 @@ const only = process.argv.slice(2);
 const benches = [
   'writer-throughput',
   'telemetry-overhead',
+  'getstats-cost',
   'api-throughput',
   'recording',
   'audit-export',

@@ -418,9 +418,14 @@ export class StatsCollector {
     const obj = e.obj as ms.Consumer;
     const lossFraction = packets + lost > 0 ? lost / (packets + lost) : 0;
     // Still in trouble: stays in focus for as long as it lasts, not only after the worker's last score change.
+    const paused = e.role === 'consumer' ? obj.paused || obj.producerPaused : e.obj.paused;
+    // A consumer held below the layer asked for; not a paused one, which has no layer and sends nothing on purpose.
     const below =
-      e.role === 'consumer' && (obj.currentLayers?.spatialLayer ?? 0) < (obj.preferredLayers?.spatialLayer ?? 0);
-    if ((this.options.focusIntervalMs ?? 0) > 0 && (lossFraction > 0 || score < 10 || below)) this.#focus(e);
+      e.role === 'consumer' &&
+      !paused &&
+      obj.preferredLayers !== undefined &&
+      (obj.currentLayers?.spatialLayer ?? -1) < obj.preferredLayers.spatialLayer;
+    if ((this.options.focusIntervalMs ?? 0) > 0 && !paused && (lossFraction > 0 || score < 10 || below)) this.#focus(e);
     this.observer.emit('tracksample', {
       room: e.room,
       peer: e.peer,
@@ -428,7 +433,7 @@ export class StatsCollector {
       kind: e.obj.kind,
       trackId: e.obj.id,
       producerId: e.producerId,
-      paused: e.role === 'consumer' ? obj.paused || obj.producerPaused : e.obj.paused,
+      paused,
       ts: now,
       intervalMs,
       packets,
