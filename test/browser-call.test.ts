@@ -82,6 +82,18 @@ test('two participants join through the join page, publish, and receive each oth
   assert.equal(room.peers.size, 2);
   for (const p of room.peers.values())
     assert.deepEqual([...p.producers.values()].map((x) => x.kind).sort(), ['audio', 'video']);
+
+  // A producer made while a join runs is named twice, by the join answer and by a newProducer notification (CI saw a
+  // page play the other's voice twice): subscribing to one producer again, even twice at once, adds no consumer.
+  const again = await alice.evaluate(async () => {
+    const call = (window as any).vigieCall;
+    const [peerId, peer] = [...call.peers.entries()].find(([, p]: [string, any]) => p.tracks.size > 0)!;
+    const { producerId, consumerId } = [...peer.tracks.values()][0];
+    const before = call.consumers.size;
+    const [a, b] = await Promise.all([call.subscribe(peerId, producerId), call.subscribe(peerId, producerId)]);
+    return { ids: [a.id === consumerId, b.id === consumerId], before, after: call.consumers.size };
+  });
+  assert.deepEqual(again, { ids: [true, true], before: 2, after: 2 });
 });
 
 test('screen sharing: the join page button publishes the screen, the other side shows it in its own tile, and stopping removes it', async () => {

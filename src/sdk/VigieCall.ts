@@ -164,6 +164,8 @@ export class VigieCall {
   activeSpeaker: string | undefined;
   readonly producers = new Map<Source, msc.Producer>();
   readonly consumers = new Map<string, msc.Consumer>();
+  /** The consumer of each producer, by producer id, from the moment its subscription is asked for. */
+  readonly #subscriptions = new Map<string, Promise<msc.Consumer>>();
   /** One transport per direction, created on first use; callers at the same moment share its creation. */
   #transports: Partial<Record<'send' | 'recv', Promise<msc.Transport>>> = {};
   readonly #listeners = new Map<keyof VigieCallEvents, Set<(e: any) => void>>();
@@ -466,7 +468,19 @@ export class VigieCall {
     }
   }
 
-  async subscribe(peerId: string, producerId: string): Promise<msc.Consumer> {
+  subscribe(peerId: string, producerId: string): Promise<msc.Consumer> {
+    // One consumer per producer: the join answer and a `newProducer` notification both name a producer made while
+    // this join ran, and a second consumer would play the same voice twice.
+    const existing = this.#subscriptions.get(producerId);
+    if (existing) return existing;
+    const subscribing = this.#subscribe(peerId, producerId);
+    this.#subscriptions.set(producerId, subscribing);
+    const forget = () => this.#subscriptions.get(producerId) === subscribing && this.#subscriptions.delete(producerId);
+    subscribing.then((c) => (c.closed ? forget() : c.observer.once('close', forget)), forget);
+    return subscribing;
+  }
+
+  async #subscribe(peerId: string, producerId: string): Promise<msc.Consumer> {
     const transport = await this.#transport('recv');
     const c = await this.signaling.request('consume', {
       transportId: transport.id,
@@ -673,6 +687,7 @@ export class VigieCall {
     for (const c of this.consumers.values()) c.close();
     this.producers.clear();
     this.consumers.clear();
+    this.#subscriptions.clear();
     for (const ready of Object.values(this.#transports))
       void ready.then(
         (t) => t.close(),
