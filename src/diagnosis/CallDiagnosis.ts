@@ -208,8 +208,15 @@ export class CallDiagnosis {
       const top = upstream.activeStreams - 1;
       const wanted = Math.min(top, s.layers.preferred ?? top);
       const current = s.layers.current ?? -1;
+      // After the publisher's own trouble (its path cut, its uplink narrowed) the SFU climbs back to the top layer
+      // over seconds, for every subscriber at once: that is the publisher's issue, not this subscriber's downlink.
+      const publisherTrouble = this.#upstreamIssue(
+        s.room,
+        upstream.peer,
+        s.ts - DIAGNOSIS_RULES.congestionSamples * 2 * this.options.intervalMs,
+      );
       this.#judge(`downlink_congestion/${s.trackId}`, {
-        bad: current < wanted,
+        bad: current < wanted && !publisherTrouble,
         good: current >= wanted,
         needed: DIAGNOSIS_RULES.congestionSamples,
         issue: () =>
@@ -275,7 +282,7 @@ export class CallDiagnosis {
           issue: () => {
             // The viewer sees the freeze whoever caused it: the publisher's side or the server, when an issue of
             // theirs covered the time the video froze, or else the viewer's own downlink.
-            const cause = this.#causeOfFreeze(room, publisher, ts - frozenMs);
+            const cause = this.#upstreamIssue(room, publisher, ts - frozenMs);
             return {
               ...base,
               kind: 'video_frozen',
@@ -377,7 +384,7 @@ export class CallDiagnosis {
   }
 
   /** An issue of the publisher's side or of the server, open or ended after `since`, in the same call. */
-  #causeOfFreeze(room: Room, publisher: Peer | undefined, since: number): QualityIssue | undefined {
+  #upstreamIssue(room: Room, publisher: Peer | undefined, since: number): QualityIssue | undefined {
     const candidates = [...this.openIssues(), ...this.#recent];
     return candidates.find(
       (i) =>
