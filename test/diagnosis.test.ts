@@ -259,3 +259,28 @@ test("a worker starved of CPU is the server's issue: every participant on it is 
     ],
   );
 });
+
+test("a gateway whose own event loop is held up does not blame its workers: the probe's wait is the loop's", async () => {
+  const room = await gw.app.sfu.getOrCreateRoom('acme', 'diag-busy-gateway');
+  const seen = issuesOf(gw, room);
+  const alice = await lossyPublisher(room, 'alice');
+  const bob = await lossySubscriber(room, alice.bot.producer.id, 'bob');
+  await flowing(bob);
+  // For 8 s, blocks of 1.2 s of synchronous work, one after the other (a turn of the loop between them), as a
+  // gateway swamped by its own work would be: every probe's answer waits for the loop, while the workers are idle.
+  const until = Date.now() + 8000;
+  await new Promise<void>((resolve) => {
+    const block = () => {
+      const end = Date.now() + 1200;
+      while (Date.now() < end);
+      if (Date.now() < until) setImmediate(block);
+      else resolve();
+    };
+    setImmediate(block);
+  });
+  await sleep(2000);
+  assert.deepEqual(
+    seen.raised.filter((i) => i.kind === 'sfu_overload').map((i) => JSON.stringify(i.evidence)),
+    [],
+  );
+});

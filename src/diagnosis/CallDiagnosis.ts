@@ -439,12 +439,14 @@ export class CallDiagnosis {
     }
   }
 
-  #workerSample({ slot, ts, cpu = 0, latencyMs }: WorkerHealthSample): void {
+  #workerSample({ slot, ts, cpu = 0, latencyMs, loopDelayMs }: WorkerHealthSample): void {
     const pid = slot.worker.pid;
     const w = this.#workers.get(pid) ?? { bad: 0, good: 0, strained: false, issues: [] };
     this.#workers.set(pid, w);
-    const bad = latencyMs >= DIAGNOSIS_RULES.workerLatencyStartMs || cpu >= DIAGNOSIS_RULES.workerCpuStart;
-    const good = latencyMs < DIAGNOSIS_RULES.workerLatencyEndMs && cpu < DIAGNOSIS_RULES.workerCpuEnd;
+    // What the gateway's own busy event loop added to the answer's wait is not the worker's lateness.
+    const late = Math.max(0, latencyMs - loopDelayMs);
+    const bad = late >= DIAGNOSIS_RULES.workerLatencyStartMs || cpu >= DIAGNOSIS_RULES.workerCpuStart;
+    const good = late < DIAGNOSIS_RULES.workerLatencyEndMs && cpu < DIAGNOSIS_RULES.workerCpuEnd;
     w.bad = bad ? w.bad + 1 : 0;
     w.good = good ? w.good + 1 : 0;
     if (bad) w.strained = true;
@@ -463,7 +465,11 @@ export class CallDiagnosis {
           mediaKind: '',
           startedAt: ts,
           affected,
-          evidence: { cpu_pct: Math.round(cpu * 100), latency_ms: Math.round(latencyMs) },
+          evidence: {
+            cpu_pct: Math.round(cpu * 100),
+            latency_ms: Math.round(latencyMs),
+            loop_delay_ms: Math.round(loopDelayMs),
+          },
         };
         w.issues.push(issue);
         this.#record('quality.issue', issue, '');

@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import { type IntervalHistogram, monitorEventLoopDelay } from 'node:perf_hooks';
 import type { Sfu, WorkerSlot } from '../media/index.js';
 
 /** One worker's health over one interval. */
@@ -13,6 +14,11 @@ export interface WorkerHealthSample {
    * interval, this is the time waited so far.
    */
   latencyMs: number;
+  /**
+   * The longest this gateway's own event loop was held up since the previous tick (ms). The probe's answer waits for
+   * the loop too: a gateway busy with its own work makes every worker look late, and that part is not the worker's.
+   */
+  loopDelayMs: number;
 }
 
 /**
@@ -25,6 +31,7 @@ export class WorkerHealth {
   readonly #prev = new Map<number, { cpuMs: number; at: number }>();
   readonly #pending = new Map<number, number>();
   #timer?: NodeJS.Timeout;
+  #loop?: IntervalHistogram;
 
   constructor(
     private readonly sfu: Sfu,
@@ -32,22 +39,34 @@ export class WorkerHealth {
   ) {}
 
   start(): void {
+    this.#loop = monitorEventLoopDelay({ resolution: 10 });
+    this.#loop.enable();
     this.#timer = setInterval(() => this.#tick(), this.intervalMs);
     this.#timer.unref();
   }
 
   stop(): void {
     clearInterval(this.#timer);
+    this.#loop?.disable();
+  }
+
+  /** The event loop's longest delay since the last tick, in ms (the histogram counts in nanoseconds). */
+  #loopDelayMs(): number {
+    const max = this.#loop?.max ?? 0;
+    // Before any delay is recorded, max is a huge sentinel.
+    return max > 0 && max < 3.6e12 ? max / 1e6 : 0;
   }
 
   #tick(): void {
     const now = Date.now();
+    const loopDelayMs = this.#loopDelayMs();
+    this.#loop?.reset();
     for (const slot of this.sfu.pool.slots) {
       const { worker } = slot;
       if (worker.died || worker.closed) continue;
       const sentAt = this.#pending.get(worker.pid);
       if (sentAt !== undefined) {
-        this.observer.emit('sample', { slot, ts: now, latencyMs: now - sentAt });
+        this.observer.emit('sample', { slot, ts: now, latencyMs: now - sentAt, loopDelayMs });
         continue;
       }
       this.#pending.set(worker.pid, now);
@@ -60,7 +79,9 @@ export class WorkerHealth {
           this.#prev.set(worker.pid, { cpuMs, at });
           const cpu =
             prev && at > prev.at ? Math.min(1, Math.max(0, (cpuMs - prev.cpuMs) / (at - prev.at))) : undefined;
-          this.observer.emit('sample', { slot, ts: at, cpu, latencyMs: at - now });
+          // The loop's delay since this tick, which held up this answer too, and the tick's own before it.
+          const delay = Math.max(loopDelayMs, this.#loopDelayMs());
+          this.observer.emit('sample', { slot, ts: at, cpu, latencyMs: at - now, loopDelayMs: delay });
         })
         .catch(() => undefined) // closed meanwhile: the pool replaces it, and its rooms close
         .finally(() => this.#pending.delete(worker.pid));
