@@ -119,7 +119,6 @@ export class AuditLog {
   readonly #waiting = new Map<string, Waiting[]>();
   /** The group commits running, each until its tenant's queue is empty: closing waits for them. */
   readonly #commits = new Set<Promise<void>>();
-  #closing = false;
   readonly #whenReady = new Promise<void>((resolve) => (this.#markReady = resolve));
 
   constructor(
@@ -215,8 +214,6 @@ export class AuditLog {
    */
   append(input: AuditInput): Promise<AuditEntry> {
     if (!this.#ready) return Promise.reject(notReady());
-    if (this.#closing)
-      return Promise.reject(new VigieError('UNAVAILABLE', 'the gateway is shutting down; retry on another node'));
     return this.#append(input.tenant || 'system', input).catch((err) => {
       if (!unreachable(err)) throw err;
       this.log.warn({ reason: (err as Error).message }, 'audit append refused: the control plane cannot be reached');
@@ -426,11 +423,12 @@ export class AuditLog {
   }
 
   /**
-   * Refuses new appends and waits until those already accepted are committed (or refused by the store): an entry
-   * appended just before a shutdown, without its caller waiting for it, is not lost when the store closes.
+   * Waits until the appends already made are committed (or refused by the store): an entry appended just before a
+   * shutdown, without its caller waiting for it, is not lost when the store closes. Appends are still taken
+   * meanwhile and after: the store closes last, and what other capabilities record while they stop (a retention
+   * deletion) is committed too.
    */
   async settle(): Promise<void> {
-    this.#closing = true;
     while (this.#commits.size > 0) await Promise.all(this.#commits);
   }
 
