@@ -439,12 +439,12 @@ export class CallDiagnosis {
     }
   }
 
-  #workerSample({ slot, ts, cpu = 0, latencyMs, loopDelayMs }: WorkerHealthSample): void {
+  #workerSample({ slot, ts, cpu = 0, latencyMs, loopBusyMs }: WorkerHealthSample): void {
     const pid = slot.worker.pid;
     const w = this.#workers.get(pid) ?? { bad: 0, good: 0, strained: false, issues: [] };
     this.#workers.set(pid, w);
     // What the gateway's own busy event loop added to the answer's wait is not the worker's lateness.
-    const late = Math.max(0, latencyMs - loopDelayMs);
+    const late = Math.max(0, latencyMs - loopBusyMs);
     const bad = late >= DIAGNOSIS_RULES.workerLatencyStartMs || cpu >= DIAGNOSIS_RULES.workerCpuStart;
     const good = late < DIAGNOSIS_RULES.workerLatencyEndMs && cpu < DIAGNOSIS_RULES.workerCpuEnd;
     w.bad = bad ? w.bad + 1 : 0;
@@ -468,7 +468,7 @@ export class CallDiagnosis {
           evidence: {
             cpu_pct: Math.round(cpu * 100),
             latency_ms: Math.round(latencyMs),
-            loop_delay_ms: Math.round(loopDelayMs),
+            loop_busy_ms: Math.round(loopBusyMs),
           },
         };
         w.issues.push(issue);

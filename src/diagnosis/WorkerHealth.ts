@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { type IntervalHistogram, monitorEventLoopDelay } from 'node:perf_hooks';
+import { type EventLoopUtilization, performance } from 'node:perf_hooks';
 import type { Sfu, WorkerSlot } from '../media/index.js';
 
 /** One worker's health over one interval. */
@@ -15,10 +15,10 @@ export interface WorkerHealthSample {
    */
   latencyMs: number;
   /**
-   * The longest this gateway's own event loop was held up since the previous tick (ms). The probe's answer waits for
-   * the loop too: a gateway busy with its own work makes every worker look late, and that part is not the worker's.
+   * How long this gateway's own event loop was busy while the probe waited (ms). The answer waits for the loop too:
+   * a gateway busy with its own work makes every worker look late, and that part is not the worker's.
    */
-  loopDelayMs: number;
+  loopBusyMs: number;
 }
 
 /**
@@ -29,9 +29,9 @@ export interface WorkerHealthSample {
 export class WorkerHealth {
   readonly observer = new EventEmitter<{ sample: [sample: WorkerHealthSample] }>();
   readonly #prev = new Map<number, { cpuMs: number; at: number }>();
-  readonly #pending = new Map<number, number>();
+  /** The probe in flight to each worker: when it was sent, and the event loop's utilization then. */
+  readonly #pending = new Map<number, { sentAt: number; loop: EventLoopUtilization }>();
   #timer?: NodeJS.Timeout;
-  #loop?: IntervalHistogram;
 
   constructor(
     private readonly sfu: Sfu,
@@ -39,37 +39,36 @@ export class WorkerHealth {
   ) {}
 
   start(): void {
-    this.#loop = monitorEventLoopDelay({ resolution: 10 });
-    this.#loop.enable();
     this.#timer = setInterval(() => this.#tick(), this.intervalMs);
     this.#timer.unref();
   }
 
   stop(): void {
     clearInterval(this.#timer);
-    this.#loop?.disable();
   }
 
-  /** The event loop's longest delay since the last tick, in ms (the histogram counts in nanoseconds). */
-  #loopDelayMs(): number {
-    const max = this.#loop?.max ?? 0;
-    // Before any delay is recorded, max is a huge sentinel.
-    return max > 0 && max < 3.6e12 ? max / 1e6 : 0;
+  /**
+   * The time the event loop spent running code (not waiting for I/O) since `since`: an answer that arrived meanwhile
+   * waited at most that long for it. All of it is counted, so a loop busy but not stuck takes a little more off the
+   * wait than it added; a worker that is really late stays late.
+   */
+  static #busyMs(since: EventLoopUtilization): number {
+    return performance.eventLoopUtilization(since).active;
   }
 
   #tick(): void {
     const now = Date.now();
-    const loopDelayMs = this.#loopDelayMs();
-    this.#loop?.reset();
     for (const slot of this.sfu.pool.slots) {
       const { worker } = slot;
       if (worker.died || worker.closed) continue;
-      const sentAt = this.#pending.get(worker.pid);
-      if (sentAt !== undefined) {
-        this.observer.emit('sample', { slot, ts: now, latencyMs: now - sentAt, loopDelayMs });
+      const pending = this.#pending.get(worker.pid);
+      if (pending) {
+        const loopBusyMs = WorkerHealth.#busyMs(pending.loop);
+        this.observer.emit('sample', { slot, ts: now, latencyMs: now - pending.sentAt, loopBusyMs });
         continue;
       }
-      this.#pending.set(worker.pid, now);
+      const loop = performance.eventLoopUtilization();
+      this.#pending.set(worker.pid, { sentAt: now, loop });
       worker
         .getResourceUsage()
         .then((u) => {
@@ -79,9 +78,8 @@ export class WorkerHealth {
           this.#prev.set(worker.pid, { cpuMs, at });
           const cpu =
             prev && at > prev.at ? Math.min(1, Math.max(0, (cpuMs - prev.cpuMs) / (at - prev.at))) : undefined;
-          // The loop's delay since this tick, which held up this answer too, and the tick's own before it.
-          const delay = Math.max(loopDelayMs, this.#loopDelayMs());
-          this.observer.emit('sample', { slot, ts: at, cpu, latencyMs: at - now, loopDelayMs: delay });
+          const loopBusyMs = WorkerHealth.#busyMs(loop);
+          this.observer.emit('sample', { slot, ts: at, cpu, latencyMs: at - now, loopBusyMs });
         })
         .catch(() => undefined) // closed meanwhile: the pool replaces it, and its rooms close
         .finally(() => this.#pending.delete(worker.pid));
