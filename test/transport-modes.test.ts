@@ -9,6 +9,7 @@ import { WebSocket } from 'ws';
 import { SignalingClient } from '../src/sdk/SignalingClient.js';
 import { startGateway, type TestGateway } from './helpers/gateway.js';
 import { joinThroughPage, launchBrowser, receivedMedia, waitFor } from './helpers/browser.js';
+import { freePortRun } from './helpers/ports.js';
 
 /** Opens two join pages in one room and waits until each decodes the other. */
 async function browserPair(gw: TestGateway, room: string): Promise<{ pages: Page[]; close: () => Promise<void> }> {
@@ -43,7 +44,8 @@ function selectedPair(page: Page): Promise<{ protocol: string; candidateType: st
 }
 
 test('WebRtcServer mode: every transport of a worker shares one port, and media flows through it', async () => {
-  const base = 41000 + Math.floor(Math.random() * 500) * 2;
+  // A port from the ephemeral range was once taken by a parallel test's outgoing connection (EADDRINUSE).
+  const base = await freePortRun(2);
   const gw = await startGateway({ media: { webRtcServer: true, webRtcServerPort: base } });
   try {
     const c = await gw.connect();
