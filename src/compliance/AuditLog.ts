@@ -3,6 +3,7 @@ import type { ClickHouseClient } from '@clickhouse/client';
 import { compactVerify } from 'jose';
 import { VigieError } from '../errors.js';
 import type { Logger } from '../logging.js';
+import { isConnectionError } from '../store/index.js';
 import type { CheckpointAnchors, SignedCheckpoint } from './anchors.js';
 import {
   type AdvisoryLease,
@@ -215,7 +216,7 @@ export class AuditLog {
   append(input: AuditInput): Promise<AuditEntry> {
     if (!this.#ready) return Promise.reject(notReady());
     return this.#append(input.tenant || 'system', input).catch((err) => {
-      if (!unreachable(err)) throw err;
+      if (!isConnectionError(err)) throw err;
       this.log.warn({ reason: (err as Error).message }, 'audit append refused: the control plane cannot be reached');
       throw new VigieError(
         'UNAVAILABLE',
@@ -596,20 +597,6 @@ export class AuditLog {
     );
     return result;
   }
-}
-
-/**
- * The control plane is down or its connection was cut (PostgreSQL classes 08
- * "connection exception" and 57P "operator intervention", or the socket): a
- * retryable outage, not a bug of ours.
- */
-function unreachable(err: unknown): boolean {
-  const code = String((err as { code?: unknown })?.code ?? '');
-  return (
-    /^(08|57P)/.test(code) ||
-    ['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT'].includes(code) ||
-    /Connection terminated|connection .*closed|Client has encountered a connection error/i.test(String(err))
-  );
 }
 
 const notReady = () =>

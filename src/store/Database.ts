@@ -9,7 +9,7 @@
 import { mkdirSync } from 'node:fs';
 import type { PGlite } from '@electric-sql/pglite';
 import pg from 'pg';
-import { VigieError } from '../errors.js';
+import { isComponentOutage, VigieError } from '../errors.js';
 
 export interface Queryable {
   /** One statement with `$1`-style parameters. */
@@ -53,24 +53,26 @@ export interface Database extends Queryable {
   close(): Promise<void>;
 }
 
-/** SQLSTATEs of a server that is going away or not accepting connections (besides class 08, connection exception). */
-const SERVER_GONE = new Set(['57P01', '57P02', '57P03', '53300']);
+/**
+ * SQLSTATE classes of a server that cannot be used: 08 (connection exception), 57P (operator intervention: shutting
+ * down, cannot connect now), and 53300 (too many connections).
+ */
+const SERVER_GONE = /^(08|57P|53300$)/;
 /** What `pg` throws when the connection is lost or cannot be made, for want of a code. */
 const CONNECTION_LOST =
-  /Connection terminated|connection error and is not queryable|timeout exceeded when trying to connect/;
+  /Connection terminated|connection error and is not queryable|timeout exceeded when trying to connect|connection .*closed/i;
 
 /**
  * Whether `err` says the server is unreachable (refused, reset, timed out, shutting down) rather than that a
  * statement is wrong: the one place where a control-plane outage is told apart from a bug.
  */
 export function isConnectionError(err: unknown): boolean {
+  if (isComponentOutage(err)) return true; // refused, reset, timed out: the same network failures as any component
   const e = err as { code?: unknown; message?: unknown; errors?: unknown[] } | undefined;
   if (!e || typeof e !== 'object') return false;
   const code = typeof e.code === 'string' ? e.code : '';
-  if (code.startsWith('E') && /^E[A-Z]+$/.test(code)) return true; // ECONNREFUSED, ECONNRESET, ETIMEDOUT, EPIPE…
-  if (code.startsWith('08') || SERVER_GONE.has(code)) return true;
-  if (typeof e.message === 'string' && CONNECTION_LOST.test(e.message)) return true;
-  return Array.isArray(e.errors) && e.errors.some(isConnectionError); // AggregateError: each address refused
+  if (SERVER_GONE.test(code)) return true;
+  return typeof e.message === 'string' && CONNECTION_LOST.test(e.message);
 }
 
 /**
