@@ -131,6 +131,8 @@ export class StatsCollector {
   /** The sampling pass running on each worker, by process id. */
   readonly #sampling = new Map<number, Promise<void>>();
   #unwatch?: () => void;
+  /** The focus interval in use; 0 when focused sampling is off, or no finer than the interval itself. */
+  readonly #focusMs: number;
 
   constructor(
     private readonly sfu: Sfu,
@@ -143,7 +145,10 @@ export class StatsCollector {
       focusIntervalMs?: number;
     },
     private readonly log: Logger,
-  ) {}
+  ) {
+    const focus = options.focusIntervalMs ?? 0;
+    this.#focusMs = focus > 0 && focus < options.intervalMs ? focus : 0;
+  }
 
   start(): void {
     this.#unwatch = watchMediaPlane(this.sfu, {
@@ -165,9 +170,8 @@ export class StatsCollector {
     });
     this.#timer = setInterval(() => this.#tick(), this.options.intervalMs);
     this.#timer.unref();
-    const focus = this.options.focusIntervalMs ?? 0;
-    if (focus > 0 && focus < this.options.intervalMs) {
-      this.#focusTimer = setInterval(() => this.#focusTick(), focus);
+    if (this.#focusMs > 0) {
+      this.#focusTimer = setInterval(() => this.#focusTick(), this.#focusMs);
       this.#focusTimer.unref();
     }
   }
@@ -181,7 +185,7 @@ export class StatsCollector {
 
   /** How long a track stays in focus after its last sign of trouble: enough samples for an issue to end. */
   get #focusHoldMs(): number {
-    return 10 * (this.options.focusIntervalMs ?? 0);
+    return 10 * this.#focusMs;
   }
 
   /**
@@ -205,7 +209,7 @@ export class StatsCollector {
   #focusTick(): void {
     if (this.#focusPass) return;
     const now = Date.now();
-    const due = (this.options.focusIntervalMs ?? 0) * 0.75;
+    const due = this.#focusMs * 0.75;
     const tasks = [...this.#tracks.values()]
       .filter((e) => e.focusUntil > now && now - (e.sampled?.at ?? 0) >= due)
       .map((e) => () => this.#sampleTrack(e));
@@ -282,7 +286,7 @@ export class StatsCollector {
       focusUntil: 0,
     };
     this.#tracks.set(obj.id, entry);
-    if ((this.options.focusIntervalMs ?? 0) > 0) {
+    if (this.#focusMs > 0) {
       // The worker's own signs of trouble (see #focus); a score of 10 is a clean stream.
       if (role === 'producer')
         (obj as ms.Producer).observer.on('score', (scores) => {
@@ -418,14 +422,14 @@ export class StatsCollector {
     const obj = e.obj as ms.Consumer;
     const lossFraction = packets + lost > 0 ? lost / (packets + lost) : 0;
     // Still in trouble: stays in focus for as long as it lasts, not only after the worker's last score change.
-    const paused = e.role === 'consumer' ? obj.paused || obj.producerPaused : e.obj.paused;
+    const paused = isPaused(e);
     // A consumer held below the layer asked for; not a paused one, which has no layer and sends nothing on purpose.
     const below =
       e.role === 'consumer' &&
       !paused &&
       obj.preferredLayers !== undefined &&
       (obj.currentLayers?.spatialLayer ?? -1) < obj.preferredLayers.spatialLayer;
-    if ((this.options.focusIntervalMs ?? 0) > 0 && !paused && (lossFraction > 0 || score < 10 || below)) this.#focus(e);
+    if (this.#focusMs > 0 && !paused && (lossFraction > 0 || score < 10 || below)) this.#focus(e);
     this.observer.emit('tracksample', {
       room: e.room,
       peer: e.peer,
@@ -455,8 +459,7 @@ export class StatsCollector {
    */
   #videoQuality(e: TrackEntry, ssrc: number, view: ClientView | undefined, intervalMs: number, lossFraction: number) {
     if (!view?.width || !view.height || view.fps === undefined || !view.largest) return null;
-    const paused = e.obj.paused || (e.role === 'consumer' && (e.obj as ms.Consumer).producerPaused);
-    if (paused) return null;
+    if (isPaused(e)) return null;
     const intent = this.#intent.get(e.producerId);
     const scale = intent && (e.role === 'producer' ? intent.scales.get(ssrc) : Math.min(...intent.scales.values()));
     const reference = intent
@@ -583,4 +586,9 @@ export class StatsCollector {
 
 function median(values: number[]): number {
   return [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? 0;
+}
+
+/** A track that sends nothing on purpose: paused itself, or a consumer of a paused producer. */
+function isPaused(e: TrackEntry): boolean {
+  return e.obj.paused || (e.role === 'consumer' && (e.obj as ms.Consumer).producerPaused);
 }
