@@ -59,8 +59,15 @@ export interface Database extends Queryable {
  */
 const SERVER_GONE = /^(08|57P|53300$)/;
 /** What `pg` throws when the connection is lost or cannot be made, for want of a code. */
-const CONNECTION_LOST =
-  /Connection terminated|connection error and is not queryable|timeout exceeded when trying to connect|connection .*closed/i;
+const CONNECTION_LOST = new RegExp(
+  [
+    'Connection terminated',
+    'connection error and is not queryable',
+    'timeout exceeded when trying to connect',
+    'connection .*closed',
+  ].join('|'),
+  'i',
+);
 
 /**
  * Whether `err` says the server is unreachable (refused, reset, timed out, shutting down) rather than that a
