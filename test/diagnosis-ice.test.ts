@@ -110,3 +110,36 @@ test("an ICE restart after which nothing arrives is the participant's issue, unt
     [],
   );
 });
+
+test("a network that swallows all the SFU sends one subscriber is one-way media on that subscriber's downlink", async () => {
+  const { room, alice, raised, resolved } = await call('one-way-net');
+  const bob = room.findPeerByIdentity('bob')!;
+  const recv = [...bob.transports.values()].find((t) => t.appData.direction === 'recv') as ms.WebRtcTransport;
+  await waitFor("Bob's receive path", async () => recv.iceSelectedTuple, Boolean);
+  // Everything the worker sends Bob is dropped as it leaves the namespace. His receiver reports then show no loss
+  // (nothing arrives past the last packet they count), so the SFU's figures stay clean: only his browser can tell.
+  nft('add', 'table', 'inet', 'vigie');
+  onTestFinished(() => {
+    try {
+      nft('delete', 'table', 'inet', 'vigie');
+    } catch {
+      // Already removed below.
+    }
+  });
+  nft('add', 'chain', 'inet', 'vigie', 'out', '{ type filter hook output priority 0; }');
+  nft('add', 'rule', 'inet', 'vigie', 'out', 'udp', 'sport', String(recv.iceSelectedTuple!.localPort), 'drop');
+  const issue = await waitFor('one-way media', async () => raised.find((i) => i.kind === 'one_way_media'), Boolean);
+  nft('delete', 'table', 'inet', 'vigie');
+  assert.equal(issue!.peer, bob);
+  assert.equal(issue!.direction, 'downlink');
+  assert.deepEqual(issue!.affected, [bob]);
+  assert.equal(issue!.evidence.received_packets, 0);
+  assert.ok(Number(issue!.evidence.sfu_sent_packets) >= 10, JSON.stringify(issue!.evidence));
+  assert.equal(issue!.evidence.publisher, gw.app.telemetry!.keys.participant(alice));
+  await waitFor('media to come back', async () => resolved.find((i) => i.id === issue!.id), Boolean, 30_000);
+  // Whatever else the blackout showed (Bob's video froze), none of it is put on Alice or the server.
+  assert.deepEqual(
+    raised.filter((i) => i.peer !== bob).map((i) => `${i.kind} ${i.peer?.identity ?? 'server'}`),
+    [],
+  );
+});

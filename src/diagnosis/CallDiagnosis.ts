@@ -37,6 +37,14 @@ export const DIAGNOSIS_RULES = {
   /** Samples in a row in which the publisher's track flows into the SFU but none of it reaches one subscriber. */
   oneWaySamples: 3,
   /**
+   * A subscriber's browser reports, this many in a row, that it received no packet of a track while the SFU sent
+   * it at least `oneWaySentPackets`: its network swallows what the SFU sends (the SFU's own figures cannot see
+   * that, see docs/operators.md). The SFU's count comes from its samples, which may lag a report by one interval:
+   * three reports, so a pause that lines up badly with one of them is not an issue.
+   */
+  oneWayReports: 3,
+  oneWaySentPackets: 10,
+  /**
    * Samples in a row in which a subscriber gets a lower simulcast layer than the publisher sends and the subscriber
    * asked for: the SFU's estimate of the subscriber's bandwidth holds it down. Longer than the others, as a call's
    * first seconds climb the layers while the estimate grows.
@@ -119,6 +127,10 @@ export class CallDiagnosis {
   readonly #fullest = new Map<string, { layers: number; bitrateBps: number }>();
   /** Each inbound video's freeze count and total freeze time at its last client report, by consumer. */
   readonly #freezes = new Map<string, { count: number; ms: number }>();
+  /** Packets the SFU has sent on each consumer, summed from its samples. */
+  readonly #sent = new Map<string, number>();
+  /** At each consumer's last client report: the packets its browser had received, and the SFU had sent. */
+  readonly #delivered = new Map<string, { received: number; sent: number }>();
   /** Each worker's run of strained and healthy samples, by process id, and the issues it caused, by room. */
   readonly #workers = new Map<number, { bad: number; good: number; strained: boolean; issues: QualityIssue[] }>();
   /** Issues ended in the last minute: a freeze is counted when it ends, maybe after its cause did. */
@@ -153,6 +165,8 @@ export class CallDiagnosis {
       consumerCreated: (_room, _peer, c) =>
         c.observer.once('close', () => {
           this.#freezes.delete(c.id);
+          this.#sent.delete(c.id);
+          this.#delivered.delete(c.id);
           this.#endTrack(c.id, 'track closed');
         }),
       clientStats: (room, peer, report) => this.#clientStats(room, peer, report),
@@ -192,6 +206,7 @@ export class CallDiagnosis {
       return;
     }
     // A consumer: what the SFU sent to one subscriber, against what it received from the publisher.
+    this.#sent.set(s.trackId, (this.#sent.get(s.trackId) ?? 0) + s.packets);
     const upstream = this.#producers.get(s.producerId);
     if (s.paused || !upstream || upstream.paused) return;
     // Loss the publisher's uplink already had reaches every subscriber: it is not this subscriber's downlink.
@@ -261,7 +276,9 @@ export class CallDiagnosis {
     const ts = Date.now();
     const base = { room, peer, startedAt: ts, mediaKind: 'video' };
     const limited = new Map<string, ClientTrackStats>();
+    const strained = this.#workers.get(room.slotOf(peer).worker.pid)?.strained;
     for (const t of report.tracks) {
+      if (t.direction === 'inbound' && t.consumerId && !strained) this.#delivery(room, peer, t, t.consumerId, ts);
       if (t.kind !== 'video') continue;
       if (t.direction === 'outbound' && t.producerId) {
         // A simulcast track reports each layer: the track is limited when one of its layers says so.
@@ -339,6 +356,41 @@ export class CallDiagnosis {
           evidence: { protocol: report.candidatePair?.protocol ?? '', rtt_ms: report.candidatePair?.rttMs ?? 0 },
         }),
       });
+  }
+
+  /**
+   * One-way media the SFU cannot see: it sends a track to a subscriber whose browser reports receiving none of it.
+   * A network that drops everything towards one subscriber leaves the SFU's figures clean (the subscriber's
+   * receiver reports count loss only up to the last packet that arrived), so the browser's count is the evidence.
+   */
+  #delivery(room: Room, peer: Peer, t: ClientTrackStats, consumerId: string, ts: number): void {
+    const prev = this.#delivered.get(consumerId);
+    const now = { received: t.packets, sent: this.#sent.get(consumerId) ?? 0 };
+    this.#delivered.set(consumerId, now);
+    if (!prev) return;
+    const sent = now.sent - prev.sent;
+    const received = Math.max(0, now.received - prev.received);
+    const publisher = room.ownerOf(peer.consumers.get(consumerId)?.producerId ?? '');
+    this.#judge(`one_way_media:delivery/${consumerId}`, {
+      bad: received === 0 && sent >= DIAGNOSIS_RULES.oneWaySentPackets,
+      good: received > 0,
+      needed: DIAGNOSIS_RULES.oneWayReports,
+      issue: () => ({
+        room,
+        peer,
+        startedAt: ts,
+        kind: 'one_way_media',
+        direction: 'downlink',
+        trackId: consumerId,
+        mediaKind: t.kind,
+        affected: [peer],
+        evidence: {
+          sfu_sent_packets: sent,
+          received_packets: received,
+          ...(publisher ? { publisher: this.keys.participant(publisher) } : {}),
+        },
+      }),
+    });
   }
 
   /**
