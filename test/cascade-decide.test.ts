@@ -13,6 +13,7 @@ const owner = (o: Partial<NodeInfo> & { consumers?: number } = {}): NodeInfo => 
   heartbeatAt: '2026-01-01T00:00:00.000Z',
   stoppedAt: null,
   alive: true,
+  beating: true,
   draining: false,
   load: { workers: 2, rooms: 1, peers: 10, consumers: o.consumers ?? 100, cpu: 0.2 },
   ...o,

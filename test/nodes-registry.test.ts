@@ -11,7 +11,13 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, onTestFinished, test } from 'vitest';
 import { ConfigError } from '../src/config/index.js';
 import type { Logger } from '../src/logging.js';
-import { type NodeLoad, NodeRegistry, type NodeRegistryOptions, STORE_MIGRATIONS } from '../src/nodes/index.js';
+import {
+  decideJoin,
+  type NodeLoad,
+  NodeRegistry,
+  type NodeRegistryOptions,
+  STORE_MIGRATIONS,
+} from '../src/nodes/index.js';
 import { type Database, migrateStore, openDatabase } from '../src/store/index.js';
 import { waitFor } from './helpers/browser.js';
 import { IDLE, registryOptions, startRegistryNode } from './helpers/nodes.js';
@@ -108,21 +114,35 @@ describe.each(['pglite', 'postgres'] as const)('node registry on %s', (kind) => 
     assert.ok(ids.includes('n-recent'), ids.join());
   });
 
-  test('draining is published, and placement picks the least-loaded live node that is not draining', async () => {
+  test('draining and missed heartbeats are published, and placement passes over those nodes', async () => {
     const busy = { workers: 2, rooms: 2, peers: 8, consumers: 40, cpu: 0.5 };
     const light = { workers: 2, rooms: 1, peers: 2, consumers: 4, cpu: 0.1 };
-    const a = await node('p-busy', { load: async () => busy });
+    // The reader counts a node beating for two of its own heartbeat periods (4 s), and alive for 30 s; p-idle beats
+    // once, as it starts.
+    const a = await node('p-busy', { load: async () => busy, heartbeatSeconds: 2, deadAfterSeconds: 30 });
     const b = await node('p-light', { load: async () => light });
-    const c = await node('p-us', { region: 'us', load: async () => IDLE });
-    const leastIn = async (region?: string) => (await a.leastLoaded(region))?.id ?? 'none';
-    // Other tests' nodes may still be listed: compare among this test's.
-    assert.equal(await leastIn('us'), 'p-us');
-    assert.equal(await leastIn('eu'), 'p-light');
+    const c = await node('p-idle', { load: async () => IDLE, heartbeatSeconds: 3600 });
+    // Other tests' nodes may still be listed: placement is decided among this test's.
+    const ours = async () => (await a.liveNodes()).filter((n) => n.id.startsWith('p-'));
+    const placed = async () => {
+      const d = decideJoin({ self: 'p-busy', draining: false, openHere: false, live: await ours() });
+      return d.kind === 'redirect' ? d.node.id : 'p-busy';
+    };
+    assert.equal(await placed(), 'p-idle');
+    // A node that missed a beat (killed, say) is still alive, but gets no new room.
+    await db.query("UPDATE nodes SET heartbeat_at = now() - interval '5 seconds' WHERE id = 'p-idle'");
+    const silent = (await ours()).find((n) => n.id === 'p-idle')!;
+    assert.deepEqual([silent.alive, silent.beating], [true, false]);
+    assert.equal(await placed(), 'p-light');
     await b.markDraining();
     assert.equal((await a.list()).find((n) => n.id === 'p-light')?.draining, true);
-    assert.equal(await leastIn('eu'), 'p-busy', 'a draining node takes no new rooms');
+    assert.equal(await placed(), 'p-busy', 'a draining node takes no new rooms');
     await c.stop();
-    assert.equal(await leastIn('us'), 'none', 'a stopped node takes no new rooms');
+    assert.equal(
+      (await ours()).find((n) => n.id === 'p-idle'),
+      undefined,
+      'a stopped node is not live',
+    );
   });
 });
 

@@ -30,6 +30,11 @@ export interface NodeInfo {
   stoppedAt: string | null;
   /** Heartbeat younger than `deadAfterSeconds` and not stopped. */
   alive: boolean;
+  /**
+   * Heartbeat younger than two heartbeat periods. A node that missed a beat may have died: it gets no new room, but
+   * it keeps its rooms until it is dead (a slow control plane must not split a call between two nodes).
+   */
+  beating: boolean;
   draining: boolean;
   load: NodeLoad;
 }
@@ -43,6 +48,7 @@ interface NodeRow {
   stopped_at: Date | string | null;
   draining: boolean;
   alive: boolean;
+  beating: boolean;
   workers: number;
   rooms: number;
   peers: number;
@@ -61,6 +67,8 @@ export const FORGET_AFTER_DAYS = 7;
 
 /** A node is alive while it has not stopped and its last heartbeat is younger than `$1` seconds (database clock). */
 const ALIVE = '(stopped_at IS NULL AND heartbeat_at > now() - make_interval(secs => $1))';
+/** ... and beating while its last heartbeat is younger than `$2` seconds, two heartbeat periods. */
+const BEATING = '(stopped_at IS NULL AND heartbeat_at > now() - make_interval(secs => $2))';
 
 /**
  * Whether `nodeId` is alive, read in the caller's transaction: the room directory asks before it takes over a
@@ -184,9 +192,10 @@ export class NodeRegistry {
 
   /** Every node registered in the last FORGET_AFTER_DAYS, with its liveness by the database's clock. */
   async list(): Promise<NodeInfo[]> {
-    const { rows } = await this.db.query<NodeRow>(`SELECT *, ${ALIVE} AS alive FROM nodes ORDER BY id`, [
-      this.options.deadAfterSeconds,
-    ]);
+    const { rows } = await this.db.query<NodeRow>(
+      `SELECT *, ${ALIVE} AS alive, ${BEATING} AS beating FROM nodes ORDER BY id`,
+      [this.options.deadAfterSeconds, 2 * this.options.heartbeatSeconds],
+    );
     return rows.map(toInfo);
   }
 
@@ -198,24 +207,6 @@ export class NodeRegistry {
   /** The live nodes as the last heartbeat (or liveNodes call) read them; at most `heartbeatSeconds` old. */
   lastLive(): NodeInfo[] {
     return this.#lastLive;
-  }
-
-  /**
-   * Where to place a new room: the live, not draining node (in `region` when
-   * given) with the fewest consumers per worker, then the lowest worker CPU,
-   * then the fewest peers.
-   */
-  async leastLoaded(region?: string): Promise<NodeInfo | undefined> {
-    const candidates = (await this.liveNodes()).filter((n) => !n.draining && (!region || n.region === region));
-    const perWorker = (n: NodeInfo) => n.load.consumers / Math.max(1, n.load.workers);
-    candidates.sort(
-      (a, b) =>
-        perWorker(a) - perWorker(b) ||
-        a.load.cpu - b.load.cpu ||
-        a.load.peers - b.load.peers ||
-        a.id.localeCompare(b.id),
-    );
-    return candidates[0];
   }
 
   /** Stops the heartbeat and marks the node stopped (it is shown, not alive); releases its id. */
@@ -244,6 +235,7 @@ function toInfo(r: NodeRow): NodeInfo {
     heartbeatAt: iso(r.heartbeat_at)!,
     stoppedAt: iso(r.stopped_at),
     alive: r.alive,
+    beating: r.beating,
     draining: r.draining,
     load: { workers: r.workers, rooms: r.rooms, peers: r.peers, consumers: r.consumers, cpu: Number(r.cpu) },
   };

@@ -5,7 +5,7 @@ import type { NodeInfo, NodeLoad } from '../../src/nodes/index.js';
 
 // The placement rule on its own (src/nodes/placement.ts); test/nodes-routing.test.ts runs it on three real nodes.
 
-const node = (id: string, load: Partial<NodeLoad> = {}, draining = false): NodeInfo => ({
+const node = (id: string, load: Partial<NodeLoad> = {}, draining = false, beating = true): NodeInfo => ({
   id,
   publicUrl: `http://${id}.test:8080`,
   region: 'eu',
@@ -13,6 +13,7 @@ const node = (id: string, load: Partial<NodeLoad> = {}, draining = false): NodeI
   heartbeatAt: '',
   stoppedAt: null,
   alive: true,
+  beating,
   draining,
   load: { workers: 2, rooms: 0, peers: 0, consumers: 0, cpu: 0, ...load },
 });
@@ -51,6 +52,14 @@ describe('decideJoin', () => {
     assert.equal(target(decide({ live, draining: true, openHere: true, owner: live[0] })), 'b');
     assert.equal(target(decide({ live: [node('a', {}, true)], draining: true })), 'here', 'no one to send it to');
     assert.equal(target(decide({ live: [node('a'), node('b', {}, true)] })), 'here', 'a draining node is skipped');
+  });
+
+  test('a node that missed a heartbeat gets no new room, but keeps the rooms placed on it until it is dead', () => {
+    const silent = node('b', {}, false, false);
+    const live = [node('a', { consumers: 100 }), silent, node('c', { consumers: 50 })];
+    assert.equal(target(decide({ live })), 'c', 'the idle but silent node is passed over');
+    assert.equal(target(decide({ live, owner: silent })), 'b', 'its own room is still sent to it');
+    assert.equal(target(decide({ self: 'b', live })), 'here', 'a node always counts itself as beating');
   });
 
   test("a node's signaling URL comes from its public URL", () => {
