@@ -35,6 +35,25 @@ afterAll(async () => {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const nft = (...args: string[]) => execFileSync('ip', ['netns', 'exec', ns.name, 'nft', ...args], { stdio: 'pipe' });
 
+/**
+ * Drops, inside the worker's namespace, the UDP packets that arrive on (`in`: dport) or leave from (`out`: sport) one
+ * of the worker's ports. Returns what lifts the cut; it is lifted when the test ends anyway.
+ */
+function cut(hook: 'in' | 'out', port: number): () => void {
+  let lifted = false;
+  const lift = () => {
+    if (lifted) return;
+    lifted = true;
+    nft('delete', 'table', 'inet', 'vigie');
+  };
+  nft('add', 'table', 'inet', 'vigie');
+  onTestFinished(lift);
+  const hookName = hook === 'in' ? 'input' : 'output';
+  nft('add', 'chain', 'inet', 'vigie', hook, `{ type filter hook ${hookName} priority 0; }`);
+  nft('add', 'rule', 'inet', 'vigie', hook, 'udp', hook === 'in' ? 'dport' : 'sport', String(port), 'drop');
+  return lift;
+}
+
 /** Alice and Bob in a call; Alice's send transport, which the test restarts. */
 async function call(room: string) {
   for (const name of ['alice', 'bob']) {
@@ -75,17 +94,7 @@ test('an ICE restart after which media flows leaves no issue', async () => {
 test("an ICE restart after which nothing arrives is the participant's issue, until media comes back", async () => {
   const { room, alice, send, raised, resolved } = await call('ice-cut');
   // Alice's path to the SFU is cut inside the namespace: her packets no longer reach the worker.
-  const port = send.iceSelectedTuple!.localPort;
-  nft('add', 'table', 'inet', 'vigie');
-  onTestFinished(() => {
-    try {
-      nft('delete', 'table', 'inet', 'vigie');
-    } catch {
-      // Already removed below.
-    }
-  });
-  nft('add', 'chain', 'inet', 'vigie', 'in', '{ type filter hook input priority 0; }');
-  nft('add', 'rule', 'inet', 'vigie', 'in', 'udp', 'dport', String(port), 'drop');
+  const lift = cut('in', send.iceSelectedTuple!.localPort);
   await room.restartIce(alice, send.id);
   const issue = await waitFor(
     'a failed restart',
@@ -95,7 +104,7 @@ test("an ICE restart after which nothing arrives is the participant's issue, unt
   assert.equal(issue!.peer, alice);
   assert.equal(issue!.direction, 'both');
   assert.ok(Number(issue!.evidence.since_restart_ms) >= 10_000, JSON.stringify(issue!.evidence));
-  nft('delete', 'table', 'inet', 'vigie');
+  lift();
   await waitFor('media to come back', async () => resolved.find((i) => i.id === issue!.id), Boolean, 30_000);
   // Bob's view of Alice froze meanwhile. Whether his browser counts it as a freeze depends on the frame rate Alice's
   // encoder had fallen to (Chromium counts from three frame intervals), so it is not awaited: if it is reported, it
@@ -118,18 +127,9 @@ test("a network that swallows all the SFU sends one subscriber is one-way media 
   await waitFor("Bob's receive path", async () => recv.iceSelectedTuple, Boolean);
   // Everything the worker sends Bob is dropped as it leaves the namespace. His receiver reports then show no loss
   // (nothing arrives past the last packet they count), so the SFU's figures stay clean: only his browser can tell.
-  nft('add', 'table', 'inet', 'vigie');
-  onTestFinished(() => {
-    try {
-      nft('delete', 'table', 'inet', 'vigie');
-    } catch {
-      // Already removed below.
-    }
-  });
-  nft('add', 'chain', 'inet', 'vigie', 'out', '{ type filter hook output priority 0; }');
-  nft('add', 'rule', 'inet', 'vigie', 'out', 'udp', 'sport', String(recv.iceSelectedTuple!.localPort), 'drop');
+  const lift = cut('out', recv.iceSelectedTuple!.localPort);
   const issue = await waitFor('one-way media', async () => raised.find((i) => i.kind === 'one_way_media'), Boolean);
-  nft('delete', 'table', 'inet', 'vigie');
+  lift();
   assert.equal(issue!.peer, bob);
   assert.equal(issue!.direction, 'downlink');
   assert.deepEqual(issue!.affected, [bob]);
