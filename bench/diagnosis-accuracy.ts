@@ -13,6 +13,11 @@
  * - one-way media: the same nftables rule dropping 100% of one subscriber's RTP;
  * - a CPU-starved worker: at nice 19 in a cgroup (v1 `cpu`) of 2 ms per second, with a busy loop at nice -20.
  *
+ * Browser trials (`clean_browser`, `one_way_browser`), run on their own with BENCH_ONLY: the same publisher, and two
+ * Chromium subscribers (the join page, publishing their fake camera too) instead of RTP receivers. `one_way_browser`
+ * drops everything the SFU sends one of them: a blackout the SFU's own figures cannot see, only the browser's
+ * reports (client stats, every second here).
+ *
  * The whole run happens in a network namespace of its own (the script re-executes itself inside one), so its
  * nftables rules and qdiscs touch no other process of this shared machine, and every participant's path is a
  * UDP port pair on that namespace's loopback. Several trials run at once, one fault per call and each call's
@@ -23,11 +28,12 @@ import { mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import type { QualityIssue } from '../src/diagnosis/index.js';
-import type { Peer, WorkerSlot } from '../src/media/index.js';
+import type { Peer, Room, WorkerSlot } from '../src/media/index.js';
+import type { types } from 'mediasoup';
 import { startGateway } from '../test/helpers/gateway.js';
 import { encodedLoop, startFfmpegBot } from '../test/helpers/ffmpegBot.js';
 import { startPlainSubscriber } from '../test/helpers/plainSubscriber.js';
-import { waitFor } from '../test/helpers/browser.js';
+import { joinThroughPage, launchBrowser, receivedMedia, waitFor } from '../test/helpers/browser.js';
 
 /** Waves of trials; each wave runs one trial of each entry of WAVE at once. */
 const WAVES = Number(process.env.BENCH_WAVES ?? 10);
@@ -42,7 +48,18 @@ const RATE_KBIT = 120;
 const BITRATE_KBPS = 400;
 const LOSS_PCTS = [8, 10, 12, 15];
 
-type Fault = 'clean' | 'uplink_loss' | 'downlink_loss' | 'uplink_rate' | 'downlink_rate' | 'one_way' | 'overload';
+type Fault =
+  | 'clean'
+  | 'uplink_loss'
+  | 'downlink_loss'
+  | 'uplink_rate'
+  | 'downlink_rate'
+  | 'one_way'
+  | 'overload'
+  | 'clean_browser'
+  | 'one_way_browser';
+const BROWSER_FAULTS: Fault[] = ['clean_browser', 'one_way_browser'];
+type WebRtcTransport = types.WebRtcTransport;
 /**
  * One wave: three clean calls, three one-way and three starved workers, and for each loss detector two calls with
  * random loss and one with a rate limit; ten waves give each detector 30 faults, and 30 clean calls.
@@ -66,14 +83,21 @@ const WAVE: Fault[] = process.env.BENCH_ONLY
       'overload',
       'overload',
     ];
-/** What each fault should raise: the detector, and whose and which direction. */
-const EXPECTED: Record<Exclude<Fault, 'clean'>, { kind: string; who: 'publisher' | 'target'; direction: string }> = {
+/**
+ * What each fault should raise: the detector, and whose and which direction; `consistent` lists other detectors that
+ * may rightly fire on the same participant and direction (a blackout freezes the video too), neither hit nor miss.
+ */
+const EXPECTED: Record<
+  Exclude<Fault, 'clean' | 'clean_browser'>,
+  { kind: string; who: 'publisher' | 'target'; direction: string; consistent?: string[] }
+> = {
   uplink_loss: { kind: 'uplink_loss', who: 'publisher', direction: 'uplink' },
   uplink_rate: { kind: 'uplink_loss', who: 'publisher', direction: 'uplink' },
   downlink_loss: { kind: 'downlink_loss', who: 'target', direction: 'downlink' },
   downlink_rate: { kind: 'downlink_loss', who: 'target', direction: 'downlink' },
   one_way: { kind: 'one_way_media', who: 'target', direction: 'downlink' },
   overload: { kind: 'sfu_overload', who: 'target', direction: 'server' },
+  one_way_browser: { kind: 'one_way_media', who: 'target', direction: 'downlink', consistent: ['video_frozen'] },
 };
 const DETECTORS = ['uplink_loss', 'downlink_loss', 'one_way_media', 'sfu_overload'];
 
@@ -81,7 +105,7 @@ interface TrialResult {
   fault: Fault;
   param: string;
   /** What was raised, as `kind who direction`, and whether it was the injected fault (in time). */
-  raised: Array<{ label: string; match: boolean; afterMs: number; evidence: string }>;
+  raised: Array<{ label: string; match: boolean; consistent?: boolean; afterMs: number; evidence: string }>;
   setupFailed?: string;
 }
 
@@ -191,6 +215,61 @@ function starve(pid: number, name: string): () => void {
   };
 }
 
+const expectedOf = (f: Fault) => (f === 'clean' || f === 'clean_browser' ? undefined : EXPECTED[f]);
+
+/** A subscriber of a trial: whose peer, the port its media arrives on (the faults' target), what it received. */
+interface Subscriber {
+  peer: Peer;
+  port: () => number;
+  received: () => Promise<number>;
+  close: () => unknown;
+}
+
+async function rtpSubscriber(room: Room, producerId: string, who: string): Promise<Subscriber> {
+  const sub = await startPlainSubscriber(room, producerId, who);
+  return {
+    peer: sub.peer,
+    port: () => sub.receiver.rtpPort,
+    received: async () => sub.receiver.received(),
+    close: sub.close,
+  };
+}
+
+let gw: Awaited<ReturnType<typeof startGateway>>;
+let browser: Awaited<ReturnType<typeof launchBrowser>> | undefined;
+
+/** A Chromium page joined through the join page: the port is its browser's end of the SFU's receive transport. */
+async function browserSubscriber(room: Room, roomName: string, who: string): Promise<Subscriber> {
+  browser ??= await launchBrowser();
+  const page = await browser.context.newPage();
+  try {
+    await joinThroughPage(page, `${gw.url}/join?token=${await gw.mint({ room: roomName, identity: who, name: who })}`);
+    const peer = (await waitFor('the page to join', async () => room.findPeerByIdentity(who), Boolean, 20_000))!;
+    const recv = await waitFor(
+      'its receive transport to connect',
+      async () =>
+        [...peer.transports.values()].find(
+          (t) => t.appData.direction === 'recv' && (t as WebRtcTransport).iceSelectedTuple,
+        ) as WebRtcTransport | undefined,
+      Boolean,
+      20_000,
+    );
+    return {
+      peer,
+      port: () => {
+        const port = recv!.iceSelectedTuple?.remotePort;
+        if (!port) throw new Error(`${who}: its receive transport has no selected path`);
+        return port;
+      },
+      received: async () => (await receivedMedia(page)).framesDecoded,
+      close: () => page.close(),
+    };
+  } catch (err) {
+    await page.close();
+    throw err;
+  }
+}
+
 async function main(): Promise<void> {
   await run('nft', ['add', 'table', 'inet', 'vigie_acc']);
   // Every packet on the loopback passes an htb root; only the tbf classes a fault adds limit anything.
@@ -198,8 +277,9 @@ async function main(): Promise<void> {
   await run('tc', ['class', 'add', 'dev', 'lo', 'parent', '1:', 'classid', '1:1', 'htb', 'rate', '10gbit']);
 
   const starvedWorkers = WAVE.filter((f) => f === 'overload').length;
-  const gw = await startGateway({
-    telemetry: { statsIntervalMs: 1000 },
+  gw = await startGateway({
+    // Client stats every second, as the browser trials' detector counts reports (3 of them).
+    telemetry: { statsIntervalMs: 1000, clientStatsIntervalMs: 1000 },
     media: { workers: 2 + starvedWorkers },
   });
   gw.app.diagnosis.observer.setMaxListeners(WAVE.length + 10);
@@ -230,15 +310,17 @@ async function main(): Promise<void> {
     try {
       const bot = await startFfmpegBot(room, { kind: 'video', bitrateKbps: BITRATE_KBPS, file: clip, name: 'pub' });
       cleanup.push(bot.stop);
-      const subs: Array<Awaited<ReturnType<typeof startPlainSubscriber>>> = [];
+      const subs: Subscriber[] = [];
       for (const who of ['sub1', 'sub2']) {
-        const sub = await startPlainSubscriber(room, bot.producer.id, who);
+        const sub = BROWSER_FAULTS.includes(fault)
+          ? await browserSubscriber(room, name, who)
+          : await rtpSubscriber(room, bot.producer.id, who);
         cleanup.push(sub.close);
         subs.push(sub);
       }
       await waitFor(
         'media to reach both subscribers',
-        async () => Math.min(...subs.map((s) => s.receiver.received())),
+        async () => Math.min(...(await Promise.all(subs.map((s) => s.received())))),
         (x) => x > 30,
         20_000,
       );
@@ -250,10 +332,10 @@ async function main(): Promise<void> {
       const injectedAt = Date.now();
       let remove: () => unknown = () => undefined;
       if (fault === 'uplink_loss') remove = await nftDrop(pubPort, pct);
-      else if (fault === 'downlink_loss') remove = await nftDrop(target.receiver.rtpPort, pct);
-      else if (fault === 'one_way') remove = await nftDrop(target.receiver.rtpPort, 100);
+      else if (fault === 'downlink_loss') remove = await nftDrop(target.port(), pct);
+      else if (fault === 'one_way' || fault === 'one_way_browser') remove = await nftDrop(target.port(), 100);
       else if (fault === 'uplink_rate') remove = await tbfLimit(pubPort, RATE_KBIT);
-      else if (fault === 'downlink_rate') remove = await tbfLimit(target.receiver.rtpPort, RATE_KBIT);
+      else if (fault === 'downlink_rate') remove = await tbfLimit(target.port(), RATE_KBIT);
       else if (fault === 'overload') remove = starve(slot.worker.pid, `vigie-acc${process.pid}-${name}`);
       cleanup.push(remove);
       result.param = fault.endsWith('_loss')
@@ -270,19 +352,19 @@ async function main(): Promise<void> {
       await sleep(AFTER_MS);
       const who = (p?: Peer) =>
         p === undefined ? 'server' : p === bot.peer ? 'publisher' : p === target.peer ? 'target' : 'other';
-      const expected = fault === 'clean' ? undefined : EXPECTED[fault];
+      const expected = expectedOf(fault);
       for (const { issue, at } of raised) {
         const w = who(issue.peer);
         const inTime = at >= injectedAt && at <= removedAt + GRACE_MS;
-        const match =
+        const there =
           !!expected &&
           inTime &&
-          issue.kind === expected.kind &&
           issue.direction === expected.direction &&
           (expected.direction === 'server' ? w === 'server' : w === expected.who);
         result.raised.push({
           label: `${issue.kind} ${w} ${issue.direction}`,
-          match,
+          match: there && issue.kind === expected.kind,
+          consistent: there && !!expected.consistent?.includes(issue.kind),
           afterMs: at - injectedAt,
           evidence: JSON.stringify(issue.evidence),
         });
@@ -313,6 +395,7 @@ async function main(): Promise<void> {
     console.error(`[diagnosis-accuracy] wave ${w + 1}/${WAVES} done, ${Math.round((Date.now() - startedAt) / 1000)} s`);
   }
   clearInterval(loadTimer);
+  await browser?.close();
   await gw.close();
   const scored = score(results, { load, durationS: Math.round((Date.now() - startedAt) / 1000) });
   // The table for bench/README.md.
@@ -347,7 +430,7 @@ function score(results: TrialResult[], run: { load: number[]; durationS: number 
       continue;
     }
     f.trials++;
-    const expected = r.fault === 'clean' ? undefined : EXPECTED[r.fault];
+    const expected = expectedOf(r.fault);
     if (expected) table[expected.kind]!.injected++;
     const hit = r.raised.find((x) => x.match);
     if (expected && hit) {
@@ -356,7 +439,7 @@ function score(results: TrialResult[], run: { load: number[]; durationS: number 
       latencies[expected.kind] = [...(latencies[expected.kind] ?? []), hit.afterMs];
     } else if (expected) table[expected.kind]!.fn++;
     for (const x of r.raised) {
-      if (x.match) continue;
+      if (x.match || x.consistent) continue;
       const kind = x.label.split(' ')[0]!;
       table[kind] ??= { injected: 0, tp: 0, fp: 0, fn: 0, precision: null, recall: null };
       table[kind].fp++;

@@ -11,7 +11,9 @@
  */
 import { execFileSync, spawn } from 'node:child_process';
 import path from 'node:path';
+import type { types as ms } from 'mediasoup';
 import { Peer } from '../src/media/index.js';
+import { envelopeSchema, REQUESTS } from '../src/signaling/protocol.js';
 import { startGateway } from '../test/helpers/gateway.js';
 import { startFfmpegBot } from '../test/helpers/ffmpegBot.js';
 import { startChdbHttp } from '../test/helpers/chdbHttpServer.js';
@@ -31,6 +33,10 @@ const FOCUS_INTERVAL_MS = process.env.BENCH_FOCUS_INTERVAL_MS ? Number(process.e
 // This many publishers lose 5% of their packets on the way in (a relay drops every 20th), in both modes: their
 // tracks, and their viewers', are the ones in trouble.
 const LOSSY_PRODUCERS = Number(process.env.BENCH_LOSSY_PRODUCERS ?? 0);
+// With telemetry on, each viewer's browser also reports its own getStats() summary (client stats) every
+// VIGIE_CLIENT_STATS_INTERVAL_MS, one inbound video per producer: counted from the frame's text on (see clientReports).
+const CLIENT_STATS = process.env.BENCH_CLIENT_STATS === '1';
+const CLIENT_STATS_INTERVAL_MS = Number(process.env.BENCH_CLIENT_STATS_INTERVAL_MS ?? 5000);
 
 const dir = benchTempDir('load');
 const clip = path.join(dir, 'clip.webm');
@@ -66,11 +72,71 @@ const sink = spawn(
   { stdio: ['ignore', 'pipe', 'inherit'] },
 );
 
+/**
+ * A browser's client stats, as the gateway handles them: the text of the SDK's `clientStats` request (one inbound
+ * video per consumer, with the fields Chromium gives), parsed, validated by the signaling schemas and handed to the
+ * peer, and the answer serialized, every `everyMs` for each viewer. Not counted: the WebSocket's framing and
+ * unmasking of the frame, its rate limiter, and the request's span (a no-op without an OpenTelemetry exporter).
+ * Returns what stops the reports.
+ */
+function clientReports(viewers: Array<{ peer: Peer; consumers: ms.Consumer[] }>, everyMs: number): () => void {
+  const started = Date.now();
+  let seq = 0;
+  const report = (consumers: ms.Consumer[]) => {
+    const s = (Date.now() - started) / 1000;
+    return {
+      tracks: consumers.map((c) => ({
+        kind: 'video',
+        direction: 'inbound',
+        consumerId: c.id,
+        ssrc: c.rtpParameters.encodings![0]!.ssrc!,
+        bytes: Math.round(s * 62_500),
+        packets: Math.round(s * 60),
+        packetsLost: 0,
+        jitterMs: 2.5,
+        jitterBufferDelayMs: 38.2,
+        freezeCount: 0,
+        totalFreezesDurationMs: 0,
+        framesDecoded: Math.round(s * 30),
+        framesPerSecond: 30,
+        frameWidth: 640,
+        frameHeight: 480,
+      })),
+      candidatePair: { candidateType: 'host', protocol: 'udp', rttMs: 0.8, availableOutgoingBitrate: 2_500_000 },
+    };
+  };
+  const timers = viewers.map(({ peer, consumers }, i) => {
+    // Staggered, as browsers that joined at different times are.
+    const start = setTimeout(
+      () => {
+        const tick = () => {
+          const text = JSON.stringify({ id: ++seq, method: 'clientStats', data: report(consumers) });
+          const envelope = envelopeSchema.parse(JSON.parse(text));
+          const data = REQUESTS.clientStats.parse(envelope.data);
+          JSON.stringify({ id: envelope.id, ok: true, data: { accepted: peer.reportClientStats(data) } });
+        };
+        tick();
+        interval = setInterval(tick, everyMs);
+      },
+      (everyMs * i) / viewers.length,
+    );
+    let interval: NodeJS.Timeout | undefined;
+    return () => {
+      clearTimeout(start);
+      clearInterval(interval);
+    };
+  });
+  return () => {
+    for (const stop of timers) stop();
+  };
+}
+
 type Mode = 'off' | 'on';
 interface Round {
   workerMs: number;
   nodeMs: number;
   rows: number;
+  clientRows: number;
 }
 
 async function round(sinkPort: number, clickhouseUrl: string, mode: Mode, counted: boolean): Promise<Round> {
@@ -78,6 +144,7 @@ async function round(sinkPort: number, clickhouseUrl: string, mode: Mode, counte
     telemetry: {
       enabled: mode === 'on',
       statsIntervalMs: STATS_INTERVAL_MS,
+      clientStatsIntervalMs: CLIENT_STATS_INTERVAL_MS,
       ...(FOCUS_INTERVAL_MS !== undefined ? { focusIntervalMs: FOCUS_INTERVAL_MS } : {}),
     },
     media: { workers: 1 },
@@ -85,6 +152,7 @@ async function round(sinkPort: number, clickhouseUrl: string, mode: Mode, counte
   });
   const bots: Array<Awaited<ReturnType<typeof startFfmpegBot>>> = [];
   const relays: Array<{ close: () => Promise<void> }> = [];
+  let stopReports: () => void = () => undefined;
   try {
     const room = await gw.app.sfu.getOrCreateRoom('acme', 'load');
     for (let i = 0; i < PRODUCERS; i++) {
@@ -98,6 +166,7 @@ async function round(sinkPort: number, clickhouseUrl: string, mode: Mode, counte
           : undefined;
       bots.push(await startFfmpegBot(room, { kind: 'video', bitrateKbps: 500, file: clip, name: `p${i}`, through }));
     }
+    const viewers: Array<{ peer: Peer; consumers: ms.Consumer[] }> = [];
     for (let v = 0; v < CONSUMERS_PER_PRODUCER; v++) {
       const viewer = new Peer(
         {
@@ -117,12 +186,16 @@ async function round(sinkPort: number, clickhouseUrl: string, mode: Mode, counte
       });
       await t.connect({ ip: '127.0.0.1', port: sinkPort });
       viewer.transports.set(t.id, t);
+      const consumers: ms.Consumer[] = [];
       for (const bot of bots) {
         const c = await t.consume({ producerId: bot.producer.id, rtpCapabilities: room.router.rtpCapabilities });
         viewer.consumers.set(c.id, c);
         viewer.observer.emit('newconsumer', c);
+        consumers.push(c);
       }
+      viewers.push({ peer: viewer, consumers });
     }
+    if (CLIENT_STATS && mode === 'on') stopReports = clientReports(viewers, CLIENT_STATS_INTERVAL_MS);
     await new Promise((r) => setTimeout(r, SETTLE_MS));
     const worker = gw.app.sfu.pool.slots[0]!.worker;
     const w0 = await worker.getResourceUsage();
@@ -134,12 +207,14 @@ async function round(sinkPort: number, clickhouseUrl: string, mode: Mode, counte
       workerMs: w1.ru_utime + w1.ru_stime - (w0.ru_utime + w0.ru_stime),
       nodeMs: (n1.user + n1.system) / 1000,
       rows: gw.app.telemetry?.collector.samplesTaken.track_stats ?? 0,
+      clientRows: gw.app.telemetry?.collector.samplesTaken.client_stats ?? 0,
     };
     console.error(
-      `[telemetry ${mode.padEnd(3)}]${counted ? '' : ' (warm-up)'} worker ${r.workerMs} ms, node ${Math.round(r.nodeMs)} ms, track rows ${r.rows}`,
+      `[telemetry ${mode.padEnd(3)}]${counted ? '' : ' (warm-up)'} worker ${r.workerMs} ms, node ${Math.round(r.nodeMs)} ms, track rows ${r.rows}, client rows ${r.clientRows}`,
     );
     return r;
   } finally {
+    stopReports();
     for (const b of bots) await b.stop();
     for (const r of relays) await r.close();
     await gw.close();
@@ -172,6 +247,7 @@ console.log(
     statsIntervalMs: STATS_INTERVAL_MS,
     focusIntervalMs: FOCUS_INTERVAL_MS ?? 'default (1000)',
     lossyProducers: LOSSY_PRODUCERS,
+    clientStats: CLIENT_STATS ? `every ${CLIENT_STATS_INTERVAL_MS} ms per viewer, telemetry on` : 'none',
     measureMsPerRound: MEASURE_MS,
     rounds: ROUNDS,
     warmUp: 'one round of each, not counted; then rounds alternate which goes first',
@@ -180,6 +256,7 @@ console.log(
       workerCpuMs: total(on, 'workerMs'),
       nodeCpuMs: total(on, 'nodeMs'),
       trackRows: sum(on.map((r) => r.rows)),
+      clientStatsRows: sum(on.map((r) => r.clientRows)),
     },
     // The ratio of the CPU summed over the measured rounds; its interval from a paired bootstrap over the rounds.
     ratio: Number((sum(totals(on)) / sum(totals(off))).toFixed(3)),
