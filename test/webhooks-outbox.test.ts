@@ -218,6 +218,24 @@ describe.each(['postgres', 'pglite'] as const)('webhook outbox on %s', (kind) =>
     await outboxEmpty(idle);
   });
 
+  test('an idle node woken by notifications backs off its polling of the outbox, up to 8 times the poll interval', async () => {
+    const quiet = await startNode('node-quiet', false);
+    onTestFinished(() => quiet.dispatcher.close());
+    await outboxEmpty(quiet);
+    let claims = 0;
+    const claim = quiet.dispatcher.queue.claim.bind(quiet.dispatcher.queue);
+    quiet.dispatcher.queue.claim = (...args) => {
+      claims++;
+      return claim(...args);
+    };
+    await quiet.dispatcher.start(quiet.db);
+    await new Promise((r) => setTimeout(r, 3000));
+    // Every 50 ms, 60 looks in 3 s; backing off (50, 100, 200, then 400 ms) at most 11. A slow machine only makes
+    // fewer.
+    assert.ok(claims <= 11, `${claims} looks at an empty outbox in 3 s`);
+    assert.ok(claims >= 1, 'it looked at start');
+  });
+
   // A node of its own dies only on a server: PGlite is in-process, one node, and dies with its dispatchers.
   if (kind === 'postgres')
     test('a node that dies with a delivery in flight: another sends it again (same id) once the lease expires', async () => {

@@ -521,7 +521,8 @@ export const SETTINGS: readonly SettingSpec[] = [
     '1000',
     'Sampling interval of the tracks in trouble: those whose loss score the SFU lowered, or whose layer it changed, ' +
       'for 10 such intervals after the last sign. The call diagnosis sees issues at this pace while the others are ' +
-      'sampled every VIGIE_STATS_INTERVAL_MS. 0 turns it off; it has no effect at or above that interval.',
+      'sampled every VIGIE_STATS_INTERVAL_MS; the workers are probed for overload at this pace too. 0 turns it off; ' +
+      'it has no effect at or above that interval.',
   ),
   setting(
     'telemetry.clientStatsIntervalMs',
@@ -672,7 +673,8 @@ export const SETTINGS: readonly SettingSpec[] = [
     positiveInt.min(10).max(60_000).default(500),
     '500',
     'How often each node looks for due deliveries (retries, expired leases). New deliveries also wake every node ' +
-      'at once through a PostgreSQL notification.',
+      'at once through a PostgreSQL notification, so a node that finds nothing backs off, doubling the wait up to 8 ' +
+      'times this; a retry the node schedules wakes it at its time.',
   ),
   setting(
     'webhooks.replayWindowSeconds',

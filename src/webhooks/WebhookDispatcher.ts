@@ -52,6 +52,12 @@ export type WebhookTenants = Pick<TenantRegistry, 'get' | 'list' | 'setWebhookEn
 
 /** Endpoints one node sends to at once (each endpoint is sent to one delivery at a time). */
 const MAX_IN_FLIGHT = 32;
+/**
+ * While notifications wake a node for every new delivery, its look at the outbox for the rest (a retry another node
+ * scheduled, a dead node's expired lease, an endpoint enabled again) backs off, doubling from `pollMs` up to this many
+ * times `pollMs` while it finds nothing: an idle node's polling was most of its load on PostgreSQL.
+ */
+const IDLE_POLL_FACTOR = 8;
 
 /**
  * Delivers events to each tenant's endpoints, from the outbox every node
@@ -69,6 +75,10 @@ export class WebhookDispatcher {
   /** Publishes go to the outbox one after the other: a node's events keep their order per endpoint. */
   #tail: Promise<unknown> = Promise.resolve();
   #timer?: NodeJS.Timeout;
+  /** When the timer fires (epoch ms). */
+  #timerAt = 0;
+  /** The wait before the next look at the outbox; see IDLE_POLL_FACTOR. */
+  #pollMs: number;
   #unlisten?: () => Promise<void>;
   #started = false;
   #pumping = false;
@@ -81,7 +91,9 @@ export class WebhookDispatcher {
     private readonly options: Config['webhooks'],
     private readonly attempts: AttemptSink | undefined,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.#pollMs = options.pollMs;
+  }
 
   /** Starts polling the outbox, and waking on `vigie_webhooks` notifications when `db` is given. */
   async start(db?: Pick<Database, 'listen'>): Promise<void> {
@@ -92,15 +104,26 @@ export class WebhookDispatcher {
         () => this.#pump(),
         () => this.#pump(),
       );
-    this.#timer = setInterval(() => this.#pump(), this.options.pollMs);
-    this.#timer.unref();
     this.#pump();
+  }
+
+  /** Looks at the outbox again within `ms`; an earlier look already due stands. */
+  #wakeWithin(ms: number): void {
+    const at = Date.now() + ms;
+    if (this.#closed || (this.#timer && this.#timerAt <= at)) return;
+    clearTimeout(this.#timer);
+    this.#timerAt = at;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.#pump();
+    }, ms);
+    this.#timer.unref();
   }
 
   /** Stops claiming, and waits for the attempts in flight to be recorded. */
   async close(): Promise<void> {
     this.#closed = true;
-    clearInterval(this.#timer);
+    clearTimeout(this.#timer);
     const unlisten = this.#unlisten;
     this.#unlisten = undefined;
     await unlisten?.().catch(() => undefined);
@@ -155,9 +178,15 @@ export class WebhookDispatcher {
     }
     this.#pumping = true;
     void this.#claimAndSend()
+      .then((busy) => {
+        // Without notifications, polling is how new deliveries are found: it does not back off.
+        const idle = this.#unlisten && !busy;
+        this.#pollMs = idle ? Math.min(this.#pollMs * 2, this.options.pollMs * IDLE_POLL_FACTOR) : this.options.pollMs;
+      })
       .catch((err) => this.log.error({ err }, 'webhook outbox could not be read'))
       .finally(() => {
         this.#pumping = false;
+        this.#wakeWithin(this.#pollMs);
         if (this.#again && !this.#closed) {
           this.#again = false;
           this.#pump();
@@ -165,9 +194,10 @@ export class WebhookDispatcher {
       });
   }
 
-  async #claimAndSend(): Promise<void> {
+  /** Whether there was work: deliveries claimed, or none could be for want of room. */
+  async #claimAndSend(): Promise<boolean> {
     const free = MAX_IN_FLIGHT - this.#busy.size;
-    if (free <= 0) return;
+    if (free <= 0) return true;
     // Disabled endpoints keep their deliveries until they are enabled again.
     const skip = [...this.#busy];
     for (const t of this.tenants.list())
@@ -190,6 +220,7 @@ export class WebhookDispatcher {
         });
       this.#inFlight.add(run);
     }
+    return claimed.length > 0;
   }
 
   async #deliver(d: ClaimedDelivery): Promise<void> {
@@ -240,7 +271,9 @@ export class WebhookDispatcher {
     } else {
       // Exponential backoff with "equal jitter": half fixed, half random.
       const ceiling = Math.min(3_600_000, this.options.backoffBaseMs * 2 ** (attempt - 1));
-      await this.queue.retryLater(d, ceiling / 2 + Math.random() * (ceiling / 2));
+      const delayMs = ceiling / 2 + Math.random() * (ceiling / 2);
+      await this.queue.retryLater(d, delayMs);
+      this.#wakeWithin(delayMs);
     }
     if (failures >= this.options.disableAfterFailures) await this.#disable(d.tenant, ep, failures);
   }
