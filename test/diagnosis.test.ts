@@ -225,6 +225,17 @@ test("after the publisher's trouble, a subscriber's climb back to the top layer 
   assert.deepEqual(labels(seen.raised), ['uplink_loss alice', 'downlink_congestion bob']);
 });
 
+test("a subscriber whose bandwidth affords no layer at all is that subscriber's congestion, not one-way media", async () => {
+  // The SFU sends nothing to a simulcast consumer it holds below the lowest layer: seen in the accuracy bench with
+  // Chromium behind a 120 kbit/s downlink, where both detectors fired for one cause.
+  const { seen, sample } = await givenSamples('diag-nolayer');
+  for (let i = 0; i < 6; i++) {
+    sample('producer', { activeStreams: 3 });
+    sample('consumer', { packets: 0, bitrateBps: 0, layers: { current: undefined, preferred: 2 } });
+  }
+  assert.deepEqual(labels(seen.raised), ['downlink_congestion bob']);
+});
+
 test('a track that reaches the SFU but not one of its subscribers is one-way media for that subscriber', async () => {
   const room = await gw.app.sfu.getOrCreateRoom('acme', 'diag-oneway');
   const seen = issuesOf(gw, room);

@@ -238,8 +238,11 @@ export class CallDiagnosis {
           this.#trackIssue('downlink_congestion', s, { layer: current, sender_top_layer: top, wanted_layer: wanted }),
       });
     }
+    // A simulcast consumer held below its lowest layer (the subscriber's bandwidth affords none) sends nothing as well:
+    // that is its downlink congestion, judged above, not a second issue.
+    const noLayer = s.layers !== undefined && (s.layers.current ?? -1) < 0;
     this.#judge(`one_way_media/${s.trackId}`, {
-      bad: upstream.packets > 0 && s.packets === 0,
+      bad: upstream.packets > 0 && s.packets === 0 && !noLayer,
       good: s.packets > 0,
       needed: DIAGNOSIS_RULES.oneWaySamples,
       issue: () => this.#trackIssue('one_way_media', s, { producer_packets: upstream.packets }),
