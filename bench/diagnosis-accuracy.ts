@@ -13,10 +13,15 @@
  * - one-way media: the same nftables rule dropping 100% of one subscriber's RTP;
  * - a CPU-starved worker: at nice 19 in a cgroup (v1 `cpu`) of 2 ms per second, with a busy loop at nice -20.
  *
- * Browser trials (`clean_browser`, `one_way_browser`), run on their own with BENCH_ONLY: the same publisher, and two
- * Chromium subscribers (the join page, publishing their fake camera too) instead of RTP receivers. `one_way_browser`
- * drops everything the SFU sends one of them: a blackout the SFU's own figures cannot see, only the browser's
- * reports (client stats, every second here).
+ * Browser trials, run on their own with BENCH_ONLY (a few at once: each page encodes its fake camera in simulcast):
+ * the same publisher, and two Chromium subscribers (the join page, publishing their fake camera too) instead of RTP
+ * receivers, one of them the target:
+ * - `clean_browser`: nothing;
+ * - `one_way_browser`: everything the SFU sends the target is dropped, a blackout the SFU's own figures cannot see,
+ *   only the browser's reports (client stats, every second here);
+ * - `freeze_browser`: the same for FREEZE_MS only, a freeze the viewer notices;
+ * - `uplink_rate_browser`, `downlink_rate_browser`: the tbf limit on the target's uplink (its encoder is held back and
+ *   drops layers) or downlink (the SFU holds it on a lower layer).
  *
  * The whole run happens in a network namespace of its own (the script re-executes itself inside one), so its
  * nftables rules and qdiscs touch no other process of this shared machine, and every participant's path is a
@@ -57,8 +62,19 @@ type Fault =
   | 'one_way'
   | 'overload'
   | 'clean_browser'
-  | 'one_way_browser';
-const BROWSER_FAULTS: Fault[] = ['clean_browser', 'one_way_browser'];
+  | 'one_way_browser'
+  | 'uplink_rate_browser'
+  | 'downlink_rate_browser'
+  | 'freeze_browser';
+const BROWSER_FAULTS: Fault[] = [
+  'clean_browser',
+  'one_way_browser',
+  'uplink_rate_browser',
+  'downlink_rate_browser',
+  'freeze_browser',
+];
+/** The blackout of `freeze_browser` (ms): a freeze a viewer notices (at least a second), short of one-way media. */
+const FREEZE_MS = 2000;
 type WebRtcTransport = types.WebRtcTransport;
 /**
  * One wave: three clean calls, three one-way and three starved workers, and for each loss detector two calls with
@@ -84,22 +100,43 @@ const WAVE: Fault[] = process.env.BENCH_ONLY
       'overload',
     ];
 /**
- * What each fault should raise: the detector, and whose and which direction; `consistent` lists other detectors that
- * may rightly fire on the same participant and direction (a blackout freezes the video too), neither hit nor miss.
+ * What each fault should raise: the detectors (each is scored: a fault that raises one but not the other is a hit for
+ * the first and a miss for the second), and whose and which direction; `consistent` lists other detectors that may
+ * rightly fire on the same participant and direction (a blackout freezes the video too), neither hit nor miss.
  */
 const EXPECTED: Record<
   Exclude<Fault, 'clean' | 'clean_browser'>,
-  { kind: string; who: 'publisher' | 'target'; direction: string; consistent?: string[] }
+  { kinds: string[]; who: 'publisher' | 'target'; direction: string; consistent?: string[] }
 > = {
-  uplink_loss: { kind: 'uplink_loss', who: 'publisher', direction: 'uplink' },
-  uplink_rate: { kind: 'uplink_loss', who: 'publisher', direction: 'uplink' },
-  downlink_loss: { kind: 'downlink_loss', who: 'target', direction: 'downlink' },
-  downlink_rate: { kind: 'downlink_loss', who: 'target', direction: 'downlink' },
-  one_way: { kind: 'one_way_media', who: 'target', direction: 'downlink' },
-  overload: { kind: 'sfu_overload', who: 'target', direction: 'server' },
-  one_way_browser: { kind: 'one_way_media', who: 'target', direction: 'downlink', consistent: ['video_frozen'] },
+  uplink_loss: { kinds: ['uplink_loss'], who: 'publisher', direction: 'uplink' },
+  uplink_rate: { kinds: ['uplink_loss'], who: 'publisher', direction: 'uplink' },
+  downlink_loss: { kinds: ['downlink_loss'], who: 'target', direction: 'downlink' },
+  downlink_rate: { kinds: ['downlink_loss'], who: 'target', direction: 'downlink' },
+  one_way: { kinds: ['one_way_media'], who: 'target', direction: 'downlink' },
+  overload: { kinds: ['sfu_overload'], who: 'target', direction: 'server' },
+  one_way_browser: { kinds: ['one_way_media'], who: 'target', direction: 'downlink', consistent: ['video_frozen'] },
+  // A Chromium publisher (simulcast) whose uplink is capped: its encoder says so, and it drops layers.
+  uplink_rate_browser: {
+    kinds: ['encoder_limited', 'uplink_congestion'],
+    who: 'target',
+    direction: 'uplink',
+    consistent: ['uplink_loss', 'video_frozen'],
+  },
+  // A Chromium subscriber whose downlink is capped: the SFU holds it on a lower layer of the other browser's video.
+  downlink_rate_browser: {
+    kinds: ['downlink_congestion'],
+    who: 'target',
+    direction: 'downlink',
+    consistent: ['downlink_loss', 'video_frozen'],
+  },
+  // Two seconds of nothing towards one Chromium subscriber: a freeze it notices, too short for one-way media.
+  freeze_browser: { kinds: ['video_frozen'], who: 'target', direction: 'downlink' },
 };
-const DETECTORS = ['uplink_loss', 'downlink_loss', 'one_way_media', 'sfu_overload'];
+function expectedOf(f: Fault) {
+  return f === 'clean' || f === 'clean_browser' ? undefined : EXPECTED[f];
+}
+/** The detectors this run's faults test: each gets its row, even with nothing raised. */
+const DETECTORS = [...new Set(WAVE.flatMap((f) => expectedOf(f)?.kinds ?? []))];
 
 interface TrialResult {
   fault: Fault;
@@ -215,12 +252,12 @@ function starve(pid: number, name: string): () => void {
   };
 }
 
-const expectedOf = (f: Fault) => (f === 'clean' || f === 'clean_browser' ? undefined : EXPECTED[f]);
-
 /** A subscriber of a trial: whose peer, the port its media arrives on (the faults' target), what it received. */
 interface Subscriber {
   peer: Peer;
   port: () => number;
+  /** A browser's: the SFU's port its uplink arrives on. */
+  sendPort?: () => number;
   received: () => Promise<number>;
   close: () => unknown;
 }
@@ -245,22 +282,25 @@ async function browserSubscriber(room: Room, roomName: string, who: string): Pro
   try {
     await joinThroughPage(page, `${gw.url}/join?token=${await gw.mint({ room: roomName, identity: who, name: who })}`);
     const peer = (await waitFor('the page to join', async () => room.findPeerByIdentity(who), Boolean, 20_000))!;
-    const recv = await waitFor(
-      'its receive transport to connect',
-      async () =>
-        [...peer.transports.values()].find(
-          (t) => t.appData.direction === 'recv' && (t as WebRtcTransport).iceSelectedTuple,
-        ) as WebRtcTransport | undefined,
-      Boolean,
-      20_000,
-    );
+    const connected = (direction: string) =>
+      waitFor(
+        `its ${direction} transport to connect`,
+        async () =>
+          [...peer.transports.values()].find(
+            (t) => t.appData.direction === direction && (t as WebRtcTransport).iceSelectedTuple,
+          ) as WebRtcTransport | undefined,
+        Boolean,
+        20_000,
+      );
+    const [recv, send] = [await connected('recv'), await connected('send')];
+    const portOf = (port: number | undefined, what: string) => {
+      if (!port) throw new Error(`${who}: its ${what} transport has no selected path`);
+      return port;
+    };
     return {
       peer,
-      port: () => {
-        const port = recv!.iceSelectedTuple?.remotePort;
-        if (!port) throw new Error(`${who}: its receive transport has no selected path`);
-        return port;
-      },
+      port: () => portOf(recv!.iceSelectedTuple?.remotePort, 'receive'),
+      sendPort: () => portOf(send!.iceSelectedTuple?.localPort, 'send'),
       received: async () => (await receivedMedia(page)).framesDecoded,
       close: () => page.close(),
     };
@@ -337,15 +377,24 @@ async function main(): Promise<void> {
       else if (fault === 'uplink_rate') remove = await tbfLimit(pubPort, RATE_KBIT);
       else if (fault === 'downlink_rate') remove = await tbfLimit(target.port(), RATE_KBIT);
       else if (fault === 'overload') remove = starve(slot.worker.pid, `vigie-acc${process.pid}-${name}`);
+      else if (fault === 'uplink_rate_browser') remove = await tbfLimit(target.sendPort!(), RATE_KBIT);
+      else if (fault === 'downlink_rate_browser') remove = await tbfLimit(target.port(), RATE_KBIT);
+      else if (fault === 'freeze_browser') remove = await nftDrop(target.port(), 100);
       cleanup.push(remove);
       result.param = fault.endsWith('_loss')
         ? `${pct}%`
-        : fault.endsWith('_rate')
+        : fault.includes('_rate')
           ? `${RATE_KBIT} kbit/s`
           : fault === 'overload'
             ? 'starved'
             : '';
-      await sleep(FAULT_MS);
+      if (fault === 'freeze_browser') {
+        // A short blackout, then the rest of the fault's time with media back: the freeze is reported as it ends.
+        await sleep(FREEZE_MS);
+        await remove();
+        remove = () => undefined;
+        await sleep(FAULT_MS - FREEZE_MS);
+      } else await sleep(FAULT_MS);
       await remove();
       cleanup.pop();
       const removedAt = Date.now();
@@ -363,7 +412,7 @@ async function main(): Promise<void> {
           (expected.direction === 'server' ? w === 'server' : w === expected.who);
         result.raised.push({
           label: `${issue.kind} ${w} ${issue.direction}`,
-          match: there && issue.kind === expected.kind,
+          match: there && expected.kinds.includes(issue.kind),
           consistent: there && !!expected.consistent?.includes(issue.kind),
           afterMs: at - injectedAt,
           evidence: JSON.stringify(issue.evidence),
@@ -431,13 +480,15 @@ function score(results: TrialResult[], run: { load: number[]; durationS: number 
     }
     f.trials++;
     const expected = expectedOf(r.fault);
-    if (expected) table[expected.kind]!.injected++;
-    const hit = r.raised.find((x) => x.match);
-    if (expected && hit) {
-      table[expected.kind]!.tp++;
-      f.detected++;
-      latencies[expected.kind] = [...(latencies[expected.kind] ?? []), hit.afterMs];
-    } else if (expected) table[expected.kind]!.fn++;
+    for (const kind of expected?.kinds ?? []) {
+      table[kind]!.injected++;
+      const hit = r.raised.find((x) => x.match && x.label.startsWith(`${kind} `));
+      if (hit) {
+        table[kind]!.tp++;
+        latencies[kind] = [...(latencies[kind] ?? []), hit.afterMs];
+      } else table[kind]!.fn++;
+    }
+    if (r.raised.some((x) => x.match)) f.detected++;
     for (const x of r.raised) {
       if (x.match || x.consistent) continue;
       const kind = x.label.split(' ')[0]!;
@@ -485,6 +536,13 @@ if (!process.env[NETNS_ENV]) {
   execFileSync('ip', ['netns', 'add', ns]);
   try {
     execFileSync('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+    // With the loopback alone, Chromium counts itself offline and gathers no ICE candidate at all: a network (a veth
+    // pair, both ends here; this kernel has no dummy device) with a default route. Media stays on the loopback.
+    execFileSync('ip', ['-n', ns, 'link', 'add', 'acc0', 'type', 'veth', 'peer', 'name', 'acc1']);
+    execFileSync('ip', ['-n', ns, 'addr', 'add', '10.255.0.1/24', 'dev', 'acc0']);
+    execFileSync('ip', ['-n', ns, 'link', 'set', 'acc0', 'up']);
+    execFileSync('ip', ['-n', ns, 'link', 'set', 'acc1', 'up']);
+    execFileSync('ip', ['-n', ns, 'route', 'add', 'default', 'dev', 'acc0']);
     // nsenter changes the network namespace only (`ip netns exec` would also remount /sys, hiding the cgroups).
     const r = spawnSync(
       'nsenter',
