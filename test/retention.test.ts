@@ -1,7 +1,16 @@
 import { afterAll, beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import {
+  cpSync,
+  type Dirent,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {
@@ -361,10 +370,23 @@ test('long recordings are cut into segments; an ffmpeg crash is detected and rep
   await gw.app.recording!.service.stop(crash.room, 'test');
 });
 
-const relFiles = (dir: string) =>
-  readdirSync(dir, { recursive: true, withFileTypes: true })
-    .filter((f) => f.isFile())
-    .map((f) => path.relative(dir, path.join(f.parentPath, f.name)).split(path.sep).join('/'));
+/**
+ * The files under `dir`, relative, with `/`. A folder that goes while it is read is skipped: the embedded ClickHouse
+ * engine merges parts in the background, in `tmp_merge_*` folders it removes (CI once failed on one with ENOENT).
+ */
+function relFiles(dir: string, under = ''): string[] {
+  let entries: Dirent[];
+  try {
+    entries = readdirSync(path.join(dir, under), { withFileTypes: true });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT' && under) return [];
+    throw err;
+  }
+  return entries.flatMap((e) => {
+    const rel = under ? `${under}/${e.name}` : e.name;
+    return e.isDirectory() ? relFiles(dir, rel) : e.isFile() ? [rel] : [];
+  });
+}
 
 test('every ClickHouse table and every file under DATA_DIR has a retention rule, and each table rule is applied as a TTL', async () => {
   // Files only some paths create: an audit export, a DSAR archive, a webhook journal.
