@@ -1,15 +1,17 @@
-import { afterAll, beforeAll, test } from 'vitest';
+import { afterAll, beforeAll, onTestFinished, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { issuesOf } from './helpers/issues.js';
 import { startGateway, type TestGateway } from './helpers/gateway.js';
 import { lossyPublisher, lossySubscriber } from './helpers/lossyMedia.js';
 import { waitFor } from './helpers/browser.js';
+import { starveProcess } from './helpers/starve.js';
 
 /**
  * Focused sampling: every track is sampled at the stats interval (here 10 minutes, so never during the test), and a
  * track the worker scores below 10 (loss) is sampled every second until it is clean again. The diagnosis sees an
- * uplink and a downlink issue, and their end, within seconds; a clean call costs no sample at all. Real media: ffmpeg
- * behind a dropping UDP relay, a subscriber that reports its loss in RTCP.
+ * uplink and a downlink issue, and their end, within seconds; a clean call costs no sample at all. The workers are
+ * probed at the focus pace too, so a starved one is seen within seconds. Real media: ffmpeg behind a dropping UDP
+ * relay, a subscriber that reports its loss in RTCP.
  */
 let gw: TestGateway;
 beforeAll(async () => {
@@ -38,7 +40,7 @@ async function call(name: string) {
     async () => bob.receiver.received(),
     (n) => n > 50,
   );
-  return { seen, alice, bob };
+  return { room, seen, alice, bob };
 }
 
 /** The issue of this kind, once raised (focused samples come every second: well within the wait). */
@@ -81,4 +83,16 @@ test("a subscriber's downlink loss is seen within seconds, judged against the pu
     ['downlink_loss'],
     'not blamed on Alice',
   );
+});
+
+test('a starved worker is seen within seconds: the workers are probed at the focus pace, not the interval', async () => {
+  const { room, seen, alice, bob } = await call('focus-overload');
+  const slot = room.slotOf(alice.peer);
+  const release = starveProcess(slot.worker.pid);
+  onTestFinished(release);
+  const issue = await raisedIssue(seen, 'sfu_overload');
+  release();
+  assert.equal(issue!.worker, slot.index);
+  assert.deepEqual(new Set(issue!.affected), new Set([alice.peer, bob.peer]));
+  await waitFor('the overload to end', async () => seen.resolved.find((i) => i.id === issue!.id), Boolean, 30_000);
 });

@@ -23,7 +23,9 @@ export default fp(
   async (app: FastifyInstance) => {
     const telemetry = app.telemetry;
     if (!telemetry) throw new Error('call diagnosis needs the telemetry plugin');
-    const workers = new WorkerHealth(app.sfu, app.config.telemetry.statsIntervalMs);
+    // A probe is one cheap request per worker, and workers are few: probed at the finest pace the tracks are, an
+    // overload is seen within seconds, and no loss it causes meanwhile is blamed on a participant's network.
+    const workers = new WorkerHealth(app.sfu, telemetry.collector.finestIntervalMs);
     const diagnosis = new CallDiagnosis(app.sfu, telemetry.collector, workers, telemetry.events, telemetry.keys, {
       intervalMs: app.config.telemetry.statsIntervalMs,
     });

@@ -134,6 +134,11 @@ export class StatsCollector {
   /** The focus interval in use; 0 when focused sampling is off, or no finer than the interval itself. */
   readonly #focusMs: number;
 
+  /** The finest interval at which this collector samples: the focus interval when it is on, else the interval. */
+  get finestIntervalMs(): number {
+    return this.#focusMs || this.options.intervalMs;
+  }
+
   constructor(
     private readonly sfu: Sfu,
     private readonly writer: ClickHouseWriter,
