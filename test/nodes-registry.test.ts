@@ -117,8 +117,8 @@ describe.each(['pglite', 'postgres'] as const)('node registry on %s', (kind) => 
   test('draining and missed heartbeats are published, and placement passes over those nodes', async () => {
     const busy = { workers: 2, rooms: 2, peers: 8, consumers: 40, cpu: 0.5 };
     const light = { workers: 2, rooms: 1, peers: 2, consumers: 4, cpu: 0.1 };
-    // The reader counts a node beating for two of its own heartbeat periods (4 s), and alive for 30 s; p-idle beats
-    // once, as it starts.
+    // The reader counts a node beating for half its dead-after time (15 s), and alive for 30 s; p-idle beats once, as
+    // it starts.
     const a = await node('p-busy', { load: async () => busy, heartbeatSeconds: 2, deadAfterSeconds: 30 });
     const b = await node('p-light', { load: async () => light });
     const c = await node('p-idle', { load: async () => IDLE, heartbeatSeconds: 3600 });
@@ -129,8 +129,8 @@ describe.each(['pglite', 'postgres'] as const)('node registry on %s', (kind) => 
       return d.kind === 'redirect' ? d.node.id : 'p-busy';
     };
     assert.equal(await placed(), 'p-idle');
-    // A node that missed a beat (killed, say) is still alive, but gets no new room.
-    await db.query("UPDATE nodes SET heartbeat_at = now() - interval '5 seconds' WHERE id = 'p-idle'");
+    // A node silent that long (killed, say) is still alive, but gets no new room.
+    await db.query("UPDATE nodes SET heartbeat_at = now() - interval '20 seconds' WHERE id = 'p-idle'");
     const silent = (await ours()).find((n) => n.id === 'p-idle')!;
     assert.deepEqual([silent.alive, silent.beating], [true, false]);
     assert.equal(await placed(), 'p-light');

@@ -31,8 +31,8 @@ export interface NodeInfo {
   /** Heartbeat younger than `deadAfterSeconds` and not stopped. */
   alive: boolean;
   /**
-   * Heartbeat younger than two heartbeat periods. A node that missed a beat may have died: it gets no new room, but
-   * it keeps its rooms until it is dead (a slow control plane must not split a call between two nodes).
+   * Heartbeat younger than `beatingSeconds`. A node silent that long may have died: it gets no new room, but it keeps
+   * its rooms until it is dead (a slow control plane must not split a call between two nodes).
    */
   beating: boolean;
   draining: boolean;
@@ -67,8 +67,15 @@ export const FORGET_AFTER_DAYS = 7;
 
 /** A node is alive while it has not stopped and its last heartbeat is younger than `$1` seconds (database clock). */
 const ALIVE = '(stopped_at IS NULL AND heartbeat_at > now() - make_interval(secs => $1))';
-/** ... and beating while its last heartbeat is younger than `$2` seconds, two heartbeat periods. */
+/** ... and beating while its last heartbeat is younger than `$2` seconds (beatingSeconds). */
 const BEATING = '(stopped_at IS NULL AND heartbeat_at > now() - make_interval(secs => $2))';
+
+/**
+ * How long a node may be silent and still get new rooms: half the time after which it is dead, and at least two
+ * heartbeat periods, so that one late beat on a busy machine does not take it out of placement (5 s by default).
+ */
+export const beatingSeconds = (o: { heartbeatSeconds: number; deadAfterSeconds: number }) =>
+  Math.max(2 * o.heartbeatSeconds, o.deadAfterSeconds / 2);
 
 /**
  * Whether `nodeId` is alive, read in the caller's transaction: the room directory asks before it takes over a
@@ -194,7 +201,7 @@ export class NodeRegistry {
   async list(): Promise<NodeInfo[]> {
     const { rows } = await this.db.query<NodeRow>(
       `SELECT *, ${ALIVE} AS alive, ${BEATING} AS beating FROM nodes ORDER BY id`,
-      [this.options.deadAfterSeconds, 2 * this.options.heartbeatSeconds],
+      [this.options.deadAfterSeconds, beatingSeconds(this.options)],
     );
     return rows.map(toInfo);
   }

@@ -33,8 +33,8 @@ export interface JoinSituation {
  *    keeps media in its participants' regions: src/cascade) and this node does not drain;
  * 3. otherwise the room goes to the least-loaded live node that does not drain (see `lessLoaded`), this node on a
  *    tie. A draining node with no other node to send to serves the join itself (and refuses it, as it drains).
- *    A node that missed a heartbeat (not `beating`) is not chosen: killed, it would get every new room, as the
- *    least loaded, until it is declared dead.
+ *    A node silent for half its dead-after time (not `beating`) is not chosen: killed, it would get every new room,
+ *    as the least loaded, until it is declared dead.
  */
 export function decideJoin(s: JoinSituation): JoinDecision {
   if (s.openHere && !s.draining) return { kind: 'local' };
