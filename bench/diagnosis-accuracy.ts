@@ -562,4 +562,7 @@ if (!process.env[NETNS_ENV]) {
   }
 } else {
   await main();
+  // Done: after the browser trials something of Chromium's (playwright's connection) kept the process alive for
+  // minutes after the results were printed, and the namespace waited for it.
+  process.exit(process.exitCode ?? 0);
 }
