@@ -171,7 +171,7 @@ async function givenSamples(name: string) {
       score: 8,
       ...o,
     });
-  return { seen, sample };
+  return { seen, sample, pub: pub!, sub: sub! };
 }
 
 test("a publisher's loss that its latest sample missed is not blamed on a subscriber's downlink", async () => {
@@ -234,6 +234,38 @@ test("a subscriber whose bandwidth affords no layer at all is that subscriber's 
     sample('consumer', { packets: 0, bitrateBps: 0, layers: { current: undefined, preferred: 2 } });
   }
   assert.deepEqual(labels(seen.raised), ['downlink_congestion bob']);
+});
+
+test("a browser that receives nothing while the SFU sends is one-way media, when a report comes before the SFU's sample", async () => {
+  // At the defaults, the browser reports and the collector samples every 5 s each: when the two line up, one report
+  // can come before the SFU's next sample. That report has nothing to judge, and must not reset the run of bad ones.
+  const { seen, sample, sub } = await givenSamples('diag-delivery');
+  const report = (received: number) =>
+    sub.observer.emit('clientstats', {
+      tracks: [
+        {
+          kind: 'video',
+          direction: 'inbound',
+          consumerId: 'diag-delivery-consumer',
+          ssrc: 1,
+          bytes: 0,
+          packets: received,
+          packetsLost: 0,
+        },
+      ],
+    });
+  sample('producer', {});
+  sample('consumer', {});
+  report(100);
+  // The blackout: the SFU sends 20 packets a sample, the browser receives none; the second report comes early.
+  for (const early of [false, true, false, false]) {
+    if (!early) {
+      sample('producer', {});
+      sample('consumer', {});
+    }
+    report(100);
+  }
+  assert.deepEqual(labels(seen.raised), ['one_way_media bob']);
 });
 
 test('a track that reaches the SFU but not one of its subscribers is one-way media for that subscriber', async () => {

@@ -127,10 +127,11 @@ export class CallDiagnosis {
   readonly #fullest = new Map<string, { layers: number; bitrateBps: number }>();
   /** Each inbound video's freeze count and total freeze time at its last client report, by consumer. */
   readonly #freezes = new Map<string, { count: number; ms: number }>();
-  /** Packets the SFU has sent on each consumer, summed from its samples. */
+  /** Packets the SFU has sent on each consumer, summed from its samples, and how many samples. */
   readonly #sent = new Map<string, number>();
-  /** At each consumer's last client report: the packets its browser had received, and the SFU had sent. */
-  readonly #delivered = new Map<string, { received: number; sent: number }>();
+  readonly #sampleCount = new Map<string, number>();
+  /** At each consumer's last judged client report: what its browser had received, and the SFU had sent. */
+  readonly #delivered = new Map<string, { received: number; sent: number; samples: number }>();
   /** Each worker's run of strained and healthy samples, by process id, and the issues it caused, by room. */
   readonly #workers = new Map<number, { bad: number; good: number; strained: boolean; issues: QualityIssue[] }>();
   /** Issues ended in the last minute: a freeze is counted when it ends, maybe after its cause did. */
@@ -166,6 +167,7 @@ export class CallDiagnosis {
         c.observer.once('close', () => {
           this.#freezes.delete(c.id);
           this.#sent.delete(c.id);
+          this.#sampleCount.delete(c.id);
           this.#delivered.delete(c.id);
           this.#endTrack(c.id, 'track closed');
         }),
@@ -207,6 +209,7 @@ export class CallDiagnosis {
     }
     // A consumer: what the SFU sent to one subscriber, against what it received from the publisher.
     this.#sent.set(s.trackId, (this.#sent.get(s.trackId) ?? 0) + s.packets);
+    this.#sampleCount.set(s.trackId, this.#samples(s.trackId) + 1);
     const upstream = this.#producers.get(s.producerId);
     if (s.paused || !upstream || upstream.paused) return;
     // Loss the publisher's uplink already had reaches every subscriber: it is not this subscriber's downlink.
@@ -368,7 +371,13 @@ export class CallDiagnosis {
    */
   #delivery(room: Room, peer: Peer, t: ClientTrackStats, consumerId: string, ts: number): void {
     const prev = this.#delivered.get(consumerId);
-    const now = { received: t.packets, sent: this.#sent.get(consumerId) ?? 0 };
+    const now = { received: t.packets, sent: this.#sent.get(consumerId) ?? 0, samples: this.#samples(consumerId) };
+    if (prev && now.samples === prev.samples && now.received === prev.received) {
+      // No SFU sample since the last report (the report came before the collector's next tick) and nothing received:
+      // nothing to judge yet. The window stays open until a sample comes; a report judged "not bad" here would
+      // reset the run of bad ones.
+      return;
+    }
     this.#delivered.set(consumerId, now);
     if (!prev) return;
     const sent = now.sent - prev.sent;
@@ -394,6 +403,10 @@ export class CallDiagnosis {
         },
       }),
     });
+  }
+
+  #samples(consumerId: string): number {
+    return this.#sampleCount.get(consumerId) ?? 0;
   }
 
   /**
