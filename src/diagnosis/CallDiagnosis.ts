@@ -127,9 +127,8 @@ export class CallDiagnosis {
   readonly #fullest = new Map<string, { layers: number; bitrateBps: number }>();
   /** Each inbound video's freeze count and total freeze time at its last client report, by consumer. */
   readonly #freezes = new Map<string, { count: number; ms: number }>();
-  /** Packets the SFU has sent on each consumer, summed from its samples, and how many samples. */
-  readonly #sent = new Map<string, number>();
-  readonly #sampleCount = new Map<string, number>();
+  /** What the SFU has sent on each consumer: its packets, summed from its samples, and how many samples. */
+  readonly #sent = new Map<string, { packets: number; samples: number }>();
   /** At each consumer's last judged client report: what its browser had received, and the SFU had sent. */
   readonly #delivered = new Map<string, { received: number; sent: number; samples: number }>();
   /** Each worker's run of strained and healthy samples, by process id, and the issues it caused, by room. */
@@ -167,7 +166,6 @@ export class CallDiagnosis {
         c.observer.once('close', () => {
           this.#freezes.delete(c.id);
           this.#sent.delete(c.id);
-          this.#sampleCount.delete(c.id);
           this.#delivered.delete(c.id);
           this.#endTrack(c.id, 'track closed');
         }),
@@ -193,8 +191,7 @@ export class CallDiagnosis {
   }
 
   #sample(s: TrackSample): void {
-    // A strained worker loses and delays packets itself: that is its issue (sfu_overload), not a network's.
-    if (this.#workers.get(s.room.slotOf(s.peer).worker.pid)?.strained) return;
+    if (this.#strained(s.room, s.peer)) return; // its issue is sfu_overload
     if (s.role === 'producer') {
       this.#priorLoss.set(s.trackId, this.#producers.get(s.trackId)?.lossFraction ?? 0);
       this.#producers.set(s.trackId, s);
@@ -208,8 +205,8 @@ export class CallDiagnosis {
       return;
     }
     // A consumer: what the SFU sent to one subscriber, against what it received from the publisher.
-    this.#sent.set(s.trackId, (this.#sent.get(s.trackId) ?? 0) + s.packets);
-    this.#sampleCount.set(s.trackId, this.#samples(s.trackId) + 1);
+    const sent = this.#sent.get(s.trackId) ?? { packets: 0, samples: 0 };
+    this.#sent.set(s.trackId, { packets: sent.packets + s.packets, samples: sent.samples + 1 });
     const upstream = this.#producers.get(s.producerId);
     if (s.paused || !upstream || upstream.paused) return;
     // Loss the publisher's uplink already had reaches every subscriber: it is not this subscriber's downlink.
@@ -282,7 +279,7 @@ export class CallDiagnosis {
     const ts = Date.now();
     const base = { room, peer, startedAt: ts, mediaKind: 'video' };
     const limited = new Map<string, ClientTrackStats>();
-    const strained = this.#workers.get(room.slotOf(peer).worker.pid)?.strained;
+    const strained = this.#strained(room, peer);
     for (const t of report.tracks) {
       if (t.direction === 'inbound' && t.consumerId && !strained) this.#delivery(room, peer, t, t.consumerId, ts);
       if (t.kind !== 'video') continue;
@@ -371,7 +368,8 @@ export class CallDiagnosis {
    */
   #delivery(room: Room, peer: Peer, t: ClientTrackStats, consumerId: string, ts: number): void {
     const prev = this.#delivered.get(consumerId);
-    const now = { received: t.packets, sent: this.#sent.get(consumerId) ?? 0, samples: this.#samples(consumerId) };
+    const sent = this.#sent.get(consumerId) ?? { packets: 0, samples: 0 };
+    const now = { received: t.packets, sent: sent.packets, samples: sent.samples };
     if (prev && now.samples === prev.samples && now.received === prev.received) {
       // No SFU sample since the last report (the report came before the collector's next tick) and nothing received:
       // nothing to judge yet. The window stays open until a sample comes; a report judged "not bad" here would
@@ -380,11 +378,11 @@ export class CallDiagnosis {
     }
     this.#delivered.set(consumerId, now);
     if (!prev) return;
-    const sent = now.sent - prev.sent;
+    const sentSince = now.sent - prev.sent;
     const received = Math.max(0, now.received - prev.received);
     const publisher = room.ownerOf(peer.consumers.get(consumerId)?.producerId ?? '');
     this.#judge(`one_way_media:delivery/${consumerId}`, {
-      bad: received === 0 && sent >= DIAGNOSIS_RULES.oneWaySentPackets,
+      bad: received === 0 && sentSince >= DIAGNOSIS_RULES.oneWaySentPackets,
       good: received > 0,
       needed: DIAGNOSIS_RULES.oneWayReports,
       issue: () => ({
@@ -397,7 +395,7 @@ export class CallDiagnosis {
         mediaKind: t.kind,
         affected: [peer],
         evidence: {
-          sfu_sent_packets: sent,
+          sfu_sent_packets: sentSince,
           received_packets: received,
           ...(publisher ? { publisher: this.keys.participant(publisher) } : {}),
         },
@@ -405,8 +403,9 @@ export class CallDiagnosis {
     });
   }
 
-  #samples(consumerId: string): number {
-    return this.#sampleCount.get(consumerId) ?? 0;
+  /** A strained worker loses and delays packets itself: loss on its tracks is its issue, not a network's. */
+  #strained(room: Room, peer: Peer): boolean {
+    return this.#workers.get(room.slotOf(peer).worker.pid)?.strained ?? false;
   }
 
   /**
