@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, onTestFinished, test } from 'vitest';
 import assert from 'node:assert/strict';
+import type { types as ms } from 'mediasoup';
 import { Peer } from '../src/media/index.js';
 import type { QualityIssue } from '../src/diagnosis/index.js';
 import type { TrackSample } from '../src/telemetry/StatsCollector.js';
@@ -266,6 +267,56 @@ test("a browser that receives nothing while the SFU sends is one-way media, when
     report(100);
   }
   assert.deepEqual(labels(seen.raised), ['one_way_media bob']);
+});
+
+test("a viewer's freeze reported before the publisher's encoder says why is still put down to the publisher", async () => {
+  // CI saw this order with real browsers: Bob's report of a freeze came before the two reports of Alice's that raise
+  // her encoder's limitation (her uplink capped), and the freeze was blamed on Bob's downlink.
+  const { seen, pub, sub } = await givenSamples('diag-freeze-first');
+  const [producerId, consumerId] = ['diag-freeze-first-producer', 'diag-freeze-first-consumer'];
+  // What the room knows of the two tracks: whose producer Bob's consumer receives.
+  pub.producers.set(producerId, { id: producerId } as ms.Producer);
+  sub.consumers.set(consumerId, { id: consumerId, producerId } as ms.Consumer);
+  const viewer = (freezeCount: number, totalFreezesDurationMs: number) =>
+    sub.observer.emit('clientstats', {
+      tracks: [
+        {
+          kind: 'video',
+          direction: 'inbound',
+          consumerId,
+          ssrc: 1,
+          bytes: 0,
+          packets: 0,
+          packetsLost: 0,
+          freezeCount,
+          totalFreezesDurationMs,
+        },
+      ],
+    });
+  const encoder = () =>
+    pub.observer.emit('clientstats', {
+      tracks: [
+        {
+          kind: 'video',
+          direction: 'outbound',
+          producerId,
+          ssrc: 2,
+          bytes: 0,
+          packets: 0,
+          packetsLost: 0,
+          qualityLimitationReason: 'bandwidth',
+          framesPerSecond: 0,
+        },
+      ],
+    });
+  viewer(0, 0);
+  viewer(1, 1616);
+  encoder();
+  encoder();
+  const freeze = await waitFor('the freeze', async () => seen.raised.find((i) => i.kind === 'video_frozen'), Boolean);
+  assert.deepEqual(labels(seen.raised), ['encoder_limited alice', 'video_frozen alice']);
+  assert.equal(freeze!.evidence.cause, 'encoder_limited');
+  assert.deepEqual(freeze!.affected, [sub]);
 });
 
 test('a track that reaches the SFU but not one of its subscribers is one-way media for that subscriber', async () => {

@@ -147,7 +147,8 @@ export class CallDiagnosis {
     private readonly workers: WorkerHealth,
     private readonly events: CallEventRecorder,
     private readonly keys: CallKeys,
-    private readonly options: { intervalMs: number },
+    /** `intervalMs`: the SFU's stats interval; `clientStatsIntervalMs`: how often each browser reports. */
+    private readonly options: { intervalMs: number; clientStatsIntervalMs: number },
   ) {}
 
   start(): void {
@@ -292,34 +293,29 @@ export class CallDiagnosis {
         const now = { count: t.freezeCount ?? 0, ms: t.totalFreezesDurationMs ?? 0 };
         this.#freezes.set(t.consumerId, now);
         if (!prev) continue;
-        const frozenMs = Math.max(0, now.ms - prev.ms);
         const consumerId = t.consumerId;
         const publisher = room.ownerOf(peer.consumers.get(consumerId)?.producerId ?? '');
-        this.#judge(`video_frozen/${consumerId}`, {
-          bad: now.count > prev.count && frozenMs >= DIAGNOSIS_RULES.freezeMs,
-          good: now.count === prev.count,
-          needed: 1,
-          issue: () => {
-            // The viewer sees the freeze whoever caused it: the publisher's side or the server, when an issue of
-            // theirs covered the time the video froze, or else the viewer's own downlink.
-            const cause = this.#upstreamIssue(room, publisher, ts - frozenMs);
-            return {
-              ...base,
-              kind: 'video_frozen',
-              peer: cause ? cause.peer : peer,
-              direction: cause ? cause.direction : 'downlink',
-              trackId: consumerId,
-              affected: [peer],
-              evidence: {
-                freezes: now.count - prev.count,
-                frozen_ms: Math.round(frozenMs),
-                fps: t.framesPerSecond ?? 0,
-                ...(publisher ? { publisher: this.keys.participant(publisher) } : {}),
-                ...(cause ? { cause: cause.kind, cause_id: cause.id } : {}),
-              },
-            };
-          },
-        });
+        const freeze = {
+          ts,
+          frozenMs: Math.max(0, now.ms - prev.ms),
+          count: now.count - prev.count,
+          fps: t.framesPerSecond,
+        };
+        const frozen = freeze.count > 0 && freeze.frozenMs >= DIAGNOSIS_RULES.freezeMs;
+        if (frozen && !this.#upstreamIssue(room, publisher, ts - freeze.frozenMs)) {
+          // The viewer's report can come before what explains its freeze: the publisher's own report of its encoder,
+          // or the SFU's samples of its uplink, each raised after `startSamples` of them. The freeze waits for those
+          // once, then is judged with whatever cause there is by then.
+          const waitMs =
+            DIAGNOSIS_RULES.startSamples * Math.max(this.options.intervalMs, this.options.clientStatsIntervalMs);
+          const later = () =>
+            this.#active &&
+            this.#freezes.has(consumerId) &&
+            this.#judgeFreeze(room, peer, consumerId, publisher, freeze);
+          setTimeout(later, waitMs).unref();
+          continue;
+        }
+        this.#judgeFreeze(room, peer, consumerId, publisher, freeze);
       }
     }
     for (const [producerId, t] of limited) {
@@ -400,6 +396,44 @@ export class CallDiagnosis {
           ...(publisher ? { publisher: this.keys.participant(publisher) } : {}),
         },
       }),
+    });
+  }
+
+  /** A viewer's freeze, judged: put down to an issue of the publisher's side or of the server that covered it. */
+  #judgeFreeze(
+    room: Room,
+    peer: Peer,
+    consumerId: string,
+    publisher: Peer | undefined,
+    freeze: { ts: number; frozenMs: number; count: number; fps?: number },
+  ): void {
+    const { ts, frozenMs } = freeze;
+    this.#judge(`video_frozen/${consumerId}`, {
+      bad: freeze.count > 0 && frozenMs >= DIAGNOSIS_RULES.freezeMs,
+      good: freeze.count === 0,
+      needed: 1,
+      issue: () => {
+        // The viewer sees the freeze whoever caused it: the publisher's side or the server, when an issue of
+        // theirs covered the time the video froze, or else the viewer's own downlink.
+        const cause = this.#upstreamIssue(room, publisher, ts - frozenMs);
+        return {
+          room,
+          peer: cause ? cause.peer : peer,
+          startedAt: ts,
+          mediaKind: 'video',
+          kind: 'video_frozen',
+          direction: cause ? cause.direction : 'downlink',
+          trackId: consumerId,
+          affected: [peer],
+          evidence: {
+            freezes: freeze.count,
+            frozen_ms: Math.round(frozenMs),
+            fps: freeze.fps ?? 0,
+            ...(publisher ? { publisher: this.keys.participant(publisher) } : {}),
+            ...(cause ? { cause: cause.kind, cause_id: cause.id } : {}),
+          },
+        };
+      },
     });
   }
 

@@ -28,6 +28,7 @@ export default fp(
     const workers = new WorkerHealth(app.sfu, telemetry.collector.finestIntervalMs);
     const diagnosis = new CallDiagnosis(app.sfu, telemetry.collector, workers, telemetry.events, telemetry.keys, {
       intervalMs: app.config.telemetry.statsIntervalMs,
+      clientStatsIntervalMs: app.config.telemetry.clientStatsIntervalMs,
     });
     // Without telemetry there are no samples to judge: the detectors run only when stats are collected.
     if (app.config.telemetry.enabled) {
