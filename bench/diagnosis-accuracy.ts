@@ -21,7 +21,11 @@
  *   only the browser's reports (client stats, every second here);
  * - `freeze_browser`: the same for FREEZE_MS only, a freeze the viewer notices;
  * - `uplink_rate_browser`, `downlink_rate_browser`: the tbf limit on the target's uplink (its encoder is held back and
- *   drops layers) or downlink (the SFU holds it on a lower layer).
+ *   drops layers) or downlink (the SFU holds it on a lower layer);
+ * - `relay_browser`: the target joins through a TURN relay (coturn, in the same namespace; the join page's `relay=1`
+ *   forces it), from its join on;
+ * - `ice_cut_browser`: everything the target sends the SFU is dropped and the SFU restarts the target's sending ICE;
+ *   held ICE_CUT_MS, past the detector's 10 s, so that the restart cannot recover.
  *
  * The whole run happens in a network namespace of its own (the script re-executes itself inside one), so its
  * nftables rules and qdiscs touch no other process of this shared machine, and every participant's path is a
@@ -38,6 +42,7 @@ import type { types } from 'mediasoup';
 import { startGateway } from '../test/helpers/gateway.js';
 import { encodedLoop, startFfmpegBot } from '../test/helpers/ffmpegBot.js';
 import { startPlainSubscriber } from '../test/helpers/plainSubscriber.js';
+import { startCoturn } from '../test/helpers/coturn.js';
 import { joinThroughPage, launchBrowser, receivedMedia, waitFor } from '../test/helpers/browser.js';
 
 /** Waves of trials; each wave runs one trial of each entry of WAVE at once. */
@@ -65,16 +70,23 @@ type Fault =
   | 'one_way_browser'
   | 'uplink_rate_browser'
   | 'downlink_rate_browser'
-  | 'freeze_browser';
+  | 'freeze_browser'
+  | 'relay_browser'
+  | 'ice_cut_browser';
 const BROWSER_FAULTS: Fault[] = [
   'clean_browser',
   'one_way_browser',
   'uplink_rate_browser',
   'downlink_rate_browser',
   'freeze_browser',
+  'relay_browser',
+  'ice_cut_browser',
 ];
 /** The blackout of `freeze_browser` (ms): a freeze a viewer notices (at least a second), short of one-way media. */
 const FREEZE_MS = 2000;
+/** How long `ice_cut_browser` holds its cut (ms): past `iceRestartRecoverMs` (10 s) and the check after it. */
+const ICE_CUT_MS = 16_000;
+const TURN_SECRET = 'acc-turn-secret-0123456789abcdef';
 type WebRtcTransport = types.WebRtcTransport;
 /**
  * One wave: three clean calls, three one-way and three starved workers, and for each loss detector two calls with
@@ -131,6 +143,15 @@ const EXPECTED: Record<
   },
   // Two seconds of nothing towards one Chromium subscriber: a freeze it notices, too short for one-way media.
   freeze_browser: { kinds: ['video_frozen'], who: 'target', direction: 'downlink' },
+  relay_browser: { kinds: ['turn_relay'], who: 'target', direction: 'both' },
+  // Nothing from the target reaches the SFU after its ICE restart: its viewers' video stops (a freeze they may report,
+  // put down to the target), and its encoder, starved of feedback, may say it is limited.
+  ice_cut_browser: {
+    kinds: ['ice_restart_failed'],
+    who: 'target',
+    direction: 'both',
+    consistent: ['video_frozen', 'encoder_limited', 'uplink_congestion', 'uplink_loss'],
+  },
 };
 function expectedOf(f: Fault) {
   return f === 'clean' || f === 'clean_browser' ? undefined : EXPECTED[f];
@@ -258,6 +279,8 @@ interface Subscriber {
   port: () => number;
   /** A browser's: the SFU's port its uplink arrives on. */
   sendPort?: () => number;
+  /** A browser's: the SFU restarts ICE on its sending transport. */
+  restartSend?: () => Promise<unknown>;
   received: () => Promise<number>;
   close: () => unknown;
 }
@@ -276,11 +299,12 @@ let gw: Awaited<ReturnType<typeof startGateway>>;
 let browser: Awaited<ReturnType<typeof launchBrowser>> | undefined;
 
 /** A Chromium page joined through the join page: the port is its browser's end of the SFU's receive transport. */
-async function browserSubscriber(room: Room, roomName: string, who: string): Promise<Subscriber> {
+async function browserSubscriber(room: Room, roomName: string, who: string, relay = false): Promise<Subscriber> {
   browser ??= await launchBrowser();
   const page = await browser.context.newPage();
   try {
-    await joinThroughPage(page, `${gw.url}/join?token=${await gw.mint({ room: roomName, identity: who, name: who })}`);
+    const token = await gw.mint({ room: roomName, identity: who, name: who });
+    await joinThroughPage(page, `${gw.url}/join?token=${token}${relay ? '&relay=1' : ''}`);
     const peer = (await waitFor('the page to join', async () => room.findPeerByIdentity(who), Boolean, 20_000))!;
     const connected = (direction: string) =>
       waitFor(
@@ -301,6 +325,7 @@ async function browserSubscriber(room: Room, roomName: string, who: string): Pro
       peer,
       port: () => portOf(recv!.iceSelectedTuple?.remotePort, 'receive'),
       sendPort: () => portOf(send!.iceSelectedTuple?.localPort, 'send'),
+      restartSend: () => room.restartIce(peer, send!.id),
       received: async () => (await receivedMedia(page)).framesDecoded,
       close: () => page.close(),
     };
@@ -317,7 +342,12 @@ async function main(): Promise<void> {
   await run('tc', ['class', 'add', 'dev', 'lo', 'parent', '1:', 'classid', '1:1', 'htb', 'rate', '10gbit']);
 
   const starvedWorkers = WAVE.filter((f) => f === 'overload').length;
+  // A TURN server only when a trial relays: offered to every page, it is one more candidate each gathers.
+  const coturn = WAVE.includes('relay_browser')
+    ? await startCoturn({ secret: TURN_SECRET, realm: 'vigie.bench' })
+    : undefined;
   gw = await startGateway({
+    ...(coturn ? { ice: { turnUrls: [`${coturn.url}?transport=udp`], turnSecret: TURN_SECRET } } : {}),
     // Client stats every second, as the browser trials' detector counts reports (3 of them).
     telemetry: { statsIntervalMs: 1000, clientStatsIntervalMs: 1000 },
     media: { workers: 2 + starvedWorkers },
@@ -347,13 +377,16 @@ async function main(): Promise<void> {
     gw.app.diagnosis.observer.on('issue', onIssue);
     const cleanup: Array<() => unknown> = [];
     const result: TrialResult = { fault, param: '', raised: [] };
+    // The subscriber that suffers a downlink fault alternates, so that naming the right one is tested.
+    const targetIndex = index % 2;
+    const startedAt = Date.now();
     try {
       const bot = await startFfmpegBot(room, { kind: 'video', bitrateKbps: BITRATE_KBPS, file: clip, name: 'pub' });
       cleanup.push(bot.stop);
       const subs: Subscriber[] = [];
-      for (const who of ['sub1', 'sub2']) {
+      for (const [i, who] of ['sub1', 'sub2'].entries()) {
         const sub = BROWSER_FAULTS.includes(fault)
-          ? await browserSubscriber(room, name, who)
+          ? await browserSubscriber(room, name, who, fault === 'relay_browser' && i === targetIndex)
           : await rtpSubscriber(room, bot.producer.id, who);
         cleanup.push(sub.close);
         subs.push(sub);
@@ -365,11 +398,11 @@ async function main(): Promise<void> {
         20_000,
       );
       await sleep(BEFORE_MS);
-      // The subscriber that suffers a downlink fault alternates, so that naming the right one is tested.
-      const target = subs[index % 2]!;
+      const target = subs[targetIndex]!;
       const pubPort = bot.transport.tuple.localPort;
       const pct = LOSS_PCTS[index % LOSS_PCTS.length]!;
-      const injectedAt = Date.now();
+      // A relayed route is the fault from the target's join on.
+      const injectedAt = fault === 'relay_browser' ? startedAt : Date.now();
       let remove: () => unknown = () => undefined;
       if (fault === 'uplink_loss') remove = await nftDrop(pubPort, pct);
       else if (fault === 'downlink_loss') remove = await nftDrop(target.port(), pct);
@@ -380,6 +413,10 @@ async function main(): Promise<void> {
       else if (fault === 'uplink_rate_browser') remove = await tbfLimit(target.sendPort!(), RATE_KBIT);
       else if (fault === 'downlink_rate_browser') remove = await tbfLimit(target.port(), RATE_KBIT);
       else if (fault === 'freeze_browser') remove = await nftDrop(target.port(), 100);
+      else if (fault === 'ice_cut_browser') {
+        remove = await nftDrop(target.sendPort!(), 100);
+        await target.restartSend!();
+      }
       cleanup.push(remove);
       result.param = fault.endsWith('_loss')
         ? `${pct}%`
@@ -387,14 +424,16 @@ async function main(): Promise<void> {
           ? `${RATE_KBIT} kbit/s`
           : fault === 'overload'
             ? 'starved'
-            : '';
+            : fault === 'relay_browser'
+              ? 'TURN over UDP'
+              : '';
       if (fault === 'freeze_browser') {
         // A short blackout, then the rest of the fault's time with media back: the freeze is reported as it ends.
         await sleep(FREEZE_MS);
         await remove();
         remove = () => undefined;
         await sleep(FAULT_MS - FREEZE_MS);
-      } else await sleep(FAULT_MS);
+      } else await sleep(fault === 'ice_cut_browser' ? ICE_CUT_MS : FAULT_MS);
       await remove();
       cleanup.pop();
       const removedAt = Date.now();
@@ -446,6 +485,7 @@ async function main(): Promise<void> {
   clearInterval(loadTimer);
   await browser?.close();
   await gw.close();
+  await coturn?.stop();
   const scored = score(results, { load, durationS: Math.round((Date.now() - startedAt) / 1000) });
   // The table for bench/README.md.
   console.error(

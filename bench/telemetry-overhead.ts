@@ -33,8 +33,9 @@ const FOCUS_INTERVAL_MS = process.env.BENCH_FOCUS_INTERVAL_MS ? Number(process.e
 // This many publishers lose 5% of their packets on the way in (a relay drops every 20th), in both modes: their
 // tracks, and their viewers', are the ones in trouble.
 const LOSSY_PRODUCERS = Number(process.env.BENCH_LOSSY_PRODUCERS ?? 0);
-// With telemetry on, each viewer's browser also reports its own getStats() summary (client stats) every
-// VIGIE_CLIENT_STATS_INTERVAL_MS, one inbound video per producer: counted from the frame's text on (see clientReports).
+// A third gateway in each round, telemetry on, whose viewers' browsers also report their own getStats() summary
+// (client stats) every BENCH_CLIENT_STATS_INTERVAL_MS, one inbound video per producer: counted from the frame's text
+// on (see clientReports). Side by side with "on", it gives what the reports cost by themselves.
 const CLIENT_STATS = process.env.BENCH_CLIENT_STATS === '1';
 const CLIENT_STATS_INTERVAL_MS = Number(process.env.BENCH_CLIENT_STATS_INTERVAL_MS ?? 5000);
 
@@ -79,7 +80,10 @@ const sink = spawn(
  * unmasking of the frame, its rate limiter, and the request's span (a no-op without an OpenTelemetry exporter).
  * Returns what stops the reports.
  */
-function clientReports(viewers: Array<{ peer: Peer; consumers: ms.Consumer[] }>, everyMs: number): () => void {
+function clientReports(
+  viewers: Array<{ peer: Peer; consumers: ms.Consumer[] }>,
+  everyMs: number,
+): { stop: () => void; sent: () => number } {
   const started = Date.now();
   let seq = 0;
   const report = (consumers: ms.Consumer[]) => {
@@ -126,23 +130,28 @@ function clientReports(viewers: Array<{ peer: Peer; consumers: ms.Consumer[] }>,
       clearInterval(interval);
     };
   });
-  return () => {
-    for (const stop of timers) stop();
+  return {
+    stop: () => {
+      for (const stop of timers) stop();
+    },
+    sent: () => seq,
   };
 }
 
-type Mode = 'off' | 'on';
+/** Telemetry off, on, or on with every viewer's client stats. */
+type Mode = 'off' | 'on' | 'client';
 interface Round {
   workerMs: number;
   nodeMs: number;
   rows: number;
   clientRows: number;
+  reports: number;
 }
 
 async function round(sinkPort: number, clickhouseUrl: string, mode: Mode, counted: boolean): Promise<Round> {
   const gw = await startGateway({
     telemetry: {
-      enabled: mode === 'on',
+      enabled: mode !== 'off',
       statsIntervalMs: STATS_INTERVAL_MS,
       clientStatsIntervalMs: CLIENT_STATS_INTERVAL_MS,
       ...(FOCUS_INTERVAL_MS !== undefined ? { focusIntervalMs: FOCUS_INTERVAL_MS } : {}),
@@ -152,7 +161,7 @@ async function round(sinkPort: number, clickhouseUrl: string, mode: Mode, counte
   });
   const bots: Array<Awaited<ReturnType<typeof startFfmpegBot>>> = [];
   const relays: Array<{ close: () => Promise<void> }> = [];
-  let stopReports: () => void = () => undefined;
+  let reports: ReturnType<typeof clientReports> | undefined;
   try {
     const room = await gw.app.sfu.getOrCreateRoom('acme', 'load');
     for (let i = 0; i < PRODUCERS; i++) {
@@ -195,34 +204,36 @@ async function round(sinkPort: number, clickhouseUrl: string, mode: Mode, counte
       }
       viewers.push({ peer: viewer, consumers });
     }
-    if (CLIENT_STATS && mode === 'on') stopReports = clientReports(viewers, CLIENT_STATS_INTERVAL_MS);
+    if (mode === 'client') reports = clientReports(viewers, CLIENT_STATS_INTERVAL_MS);
     await new Promise((r) => setTimeout(r, SETTLE_MS));
     const worker = gw.app.sfu.pool.slots[0]!.worker;
     const w0 = await worker.getResourceUsage();
     const n0 = process.cpuUsage();
+    const sent0 = reports?.sent() ?? 0;
     await new Promise((r) => setTimeout(r, MEASURE_MS));
     const w1 = await worker.getResourceUsage();
     const n1 = process.cpuUsage(n0);
     const r = {
+      reports: (reports?.sent() ?? 0) - sent0,
       workerMs: w1.ru_utime + w1.ru_stime - (w0.ru_utime + w0.ru_stime),
       nodeMs: (n1.user + n1.system) / 1000,
       rows: gw.app.telemetry?.collector.samplesTaken.track_stats ?? 0,
       clientRows: gw.app.telemetry?.collector.samplesTaken.client_stats ?? 0,
     };
     console.error(
-      `[telemetry ${mode.padEnd(3)}]${counted ? '' : ' (warm-up)'} worker ${r.workerMs} ms, node ${Math.round(r.nodeMs)} ms, track rows ${r.rows}, client rows ${r.clientRows}`,
+      `[telemetry ${mode.padEnd(6)}]${counted ? '' : ' (warm-up)'} worker ${r.workerMs} ms, node ${Math.round(r.nodeMs)} ms, track rows ${r.rows}, client rows ${r.clientRows}, reports ${r.reports}`,
     );
     return r;
   } finally {
-    stopReports();
+    reports?.stop();
     for (const b of bots) await b.stop();
     for (const r of relays) await r.close();
     await gw.close();
   }
 }
 
-const modes: Mode[] = ['off', 'on'];
-const results: Record<Mode, Round[]> = { off: [], on: [] };
+const modes: Mode[] = CLIENT_STATS ? ['off', 'on', 'client'] : ['off', 'on'];
+const results: Record<Mode, Round[]> = { off: [], on: [], client: [] };
 let clickhouse: Awaited<ReturnType<typeof startChdbHttp>> | undefined;
 try {
   const sinkPort = await new Promise<number>((r) => sink.stdout!.once('data', (d) => r(Number(String(d).trim()))));
@@ -237,7 +248,7 @@ try {
   // Before the folder holding its data is removed (at exit, by benchTempDir).
   await clickhouse?.stop();
 }
-const { off, on } = results;
+const { off, on, client } = results;
 const totals = (rs: Round[]) => rs.map((r) => r.workerMs + r.nodeMs);
 const total = (rs: Round[], k: 'workerMs' | 'nodeMs') => Math.round(sum(rs.map((r) => r[k])));
 console.log(
@@ -247,7 +258,9 @@ console.log(
     statsIntervalMs: STATS_INTERVAL_MS,
     focusIntervalMs: FOCUS_INTERVAL_MS ?? 'default (1000)',
     lossyProducers: LOSSY_PRODUCERS,
-    clientStats: CLIENT_STATS ? `every ${CLIENT_STATS_INTERVAL_MS} ms per viewer, telemetry on` : 'none',
+    clientStats: CLIENT_STATS
+      ? `a third gateway, telemetry on, every ${CLIENT_STATS_INTERVAL_MS} ms per viewer`
+      : 'none',
     measureMsPerRound: MEASURE_MS,
     rounds: ROUNDS,
     warmUp: 'one round of each, not counted; then rounds alternate which goes first',
@@ -263,5 +276,27 @@ console.log(
     ratioCi95: ratioInterval(totals(on), totals(off), sum),
     roundRatios: on.map((r, i) => Number(((r.workerMs + r.nodeMs) / (off[i]!.workerMs + off[i]!.nodeMs)).toFixed(3))),
     target: 'ratio <= 1.05',
+    ...(CLIENT_STATS
+      ? {
+          client: {
+            workerCpuMs: total(client, 'workerMs'),
+            nodeCpuMs: total(client, 'nodeMs'),
+            clientStatsRows: sum(client.map((r) => r.clientRows)),
+            reports: sum(client.map((r) => r.reports)),
+            // Telemetry with client stats against none, and against telemetry alone: what the reports add.
+            ratio: Number((sum(totals(client)) / sum(totals(off))).toFixed(3)),
+            ratioCi95: ratioInterval(totals(client), totals(off), sum),
+            ratioToOn: Number((sum(totals(client)) / sum(totals(on))).toFixed(3)),
+            ratioToOnCi95: ratioInterval(totals(client), totals(on), sum),
+            // The gateway's Node CPU the reports add, per report: the difference of the paired rounds' Node CPU.
+            nodeMsPerReport: Number(
+              (
+                (total(client, 'nodeMs') - total(on, 'nodeMs')) /
+                Math.max(1, sum(client.map((r) => r.reports)))
+              ).toFixed(3),
+            ),
+          },
+        }
+      : {}),
   }),
 );
