@@ -302,7 +302,9 @@ export class CallDiagnosis {
           fps: t.framesPerSecond,
         };
         const frozen = freeze.count > 0 && freeze.frozenMs >= DIAGNOSIS_RULES.freezeMs;
-        if (frozen && !this.#upstreamIssue(room, publisher, ts - freeze.frozenMs)) {
+        const cause = () => this.#upstreamIssue(room, publisher, ts - freeze.frozenMs);
+        const causeNow = frozen ? cause() : undefined;
+        if (frozen && !causeNow) {
           // The viewer's report can come before what explains its freeze: the publisher's own report of its encoder,
           // or the SFU's samples of its uplink, each raised after `startSamples` of them. The freeze waits for those
           // once, then is judged with whatever cause there is by then.
@@ -311,11 +313,11 @@ export class CallDiagnosis {
           const later = () =>
             this.#active &&
             this.#freezes.has(consumerId) &&
-            this.#judgeFreeze(room, peer, consumerId, publisher, freeze);
+            this.#judgeFreeze(room, peer, consumerId, publisher, { ...freeze, frozen, cause: cause() });
           setTimeout(later, waitMs).unref();
           continue;
         }
-        this.#judgeFreeze(room, peer, consumerId, publisher, freeze);
+        this.#judgeFreeze(room, peer, consumerId, publisher, { ...freeze, frozen, cause: causeNow });
       }
     }
     for (const [producerId, t] of limited) {
@@ -399,41 +401,40 @@ export class CallDiagnosis {
     });
   }
 
-  /** A viewer's freeze, judged: put down to an issue of the publisher's side or of the server that covered it. */
+  /**
+   * A viewer's freeze, judged by its caller (`frozen`), and put down to `cause`: the issue of the publisher's side or of
+   * the server that covered the time the video froze, if any.
+   */
   #judgeFreeze(
     room: Room,
     peer: Peer,
     consumerId: string,
     publisher: Peer | undefined,
-    freeze: { ts: number; frozenMs: number; count: number; fps?: number },
+    freeze: { ts: number; frozenMs: number; count: number; fps?: number; frozen: boolean; cause?: QualityIssue },
   ): void {
-    const { ts, frozenMs } = freeze;
+    const { ts, frozenMs, cause } = freeze;
     this.#judge(`video_frozen/${consumerId}`, {
-      bad: freeze.count > 0 && frozenMs >= DIAGNOSIS_RULES.freezeMs,
+      bad: freeze.frozen,
       good: freeze.count === 0,
       needed: 1,
-      issue: () => {
-        // The viewer sees the freeze whoever caused it: the publisher's side or the server, when an issue of
-        // theirs covered the time the video froze, or else the viewer's own downlink.
-        const cause = this.#upstreamIssue(room, publisher, ts - frozenMs);
-        return {
-          room,
-          peer: cause ? cause.peer : peer,
-          startedAt: ts,
-          mediaKind: 'video',
-          kind: 'video_frozen',
-          direction: cause ? cause.direction : 'downlink',
-          trackId: consumerId,
-          affected: [peer],
-          evidence: {
-            freezes: freeze.count,
-            frozen_ms: Math.round(frozenMs),
-            fps: freeze.fps ?? 0,
-            ...(publisher ? { publisher: this.keys.participant(publisher) } : {}),
-            ...(cause ? { cause: cause.kind, cause_id: cause.id } : {}),
-          },
-        };
-      },
+      // The viewer sees the freeze whoever caused it: the cause's side, or else the viewer's own downlink.
+      issue: () => ({
+        room,
+        peer: cause ? cause.peer : peer,
+        startedAt: ts,
+        mediaKind: 'video',
+        kind: 'video_frozen',
+        direction: cause ? cause.direction : 'downlink',
+        trackId: consumerId,
+        affected: [peer],
+        evidence: {
+          freezes: freeze.count,
+          frozen_ms: Math.round(frozenMs),
+          fps: freeze.fps ?? 0,
+          ...(publisher ? { publisher: this.keys.participant(publisher) } : {}),
+          ...(cause ? { cause: cause.kind, cause_id: cause.id } : {}),
+        },
+      }),
     });
   }
 
