@@ -19,15 +19,20 @@ afterAll(async () => {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** A bot whose RTP passes through a counting (and optionally dropping) relay. */
-async function botThroughRelay(room: Room, kind: 'video' | 'audio', kbps: number, dropEvery?: number) {
+/** A bot whose RTP passes through a counting relay, which drops, delays or reorders as `path` says. */
+async function botThroughRelay(
+  room: Room,
+  kind: 'video' | 'audio',
+  kbps: number,
+  path: { dropEvery?: number; jitterMs?: number } = {},
+) {
   let relay!: Awaited<ReturnType<typeof startUdpRelay>>;
   const bot: FfmpegBot = await startFfmpegBot(room, {
     kind,
     bitrateKbps: kbps,
-    name: `${kind}-${dropEvery ?? 'clean'}`,
+    name: `${kind}-${Object.entries(path).flat().join('-') || 'clean'}`,
     through: async (port) => {
-      relay = await startUdpRelay({ ip: '127.0.0.1', port }, { dropEvery });
+      relay = await startUdpRelay({ ip: '127.0.0.1', port }, path);
       return relay.port;
     },
   });
@@ -98,10 +103,39 @@ test('bitrate: rows arrive for producer and consumer, within ±25% of the rate m
   assert.ok(Number(meta.score) > 0);
 });
 
+test('jitter: a relay that holds each audio packet 0–300 ms at random is recorded as jitter, and the audio MOS falls', async () => {
+  const room = await gw.app.sfu.getOrCreateRoom('acme', 'jitter');
+  const jittery = await botThroughRelay(room, 'audio', 64, { jitterMs: 300 });
+  const clean = await botThroughRelay(room, 'audio', 64);
+  // Rows of at least 5 sampling intervals with media, each with the jitter mediasoup's receiver estimates (RFC 3550).
+  const rows = await waitFor(
+    'five intervals of each audio track sampled',
+    () =>
+      gw.query<{ track_id: string; intervals: string; jitter: number; mos: number }>(
+        `SELECT track_id, countIf(packets > 0) AS intervals, avgIf(jitter_ms, packets > 0) AS jitter,
+                avgIf(mos, packets > 0) AS mos
+         FROM vigie.track_stats WHERE room = 'jitter' AND direction = 'inbound' GROUP BY track_id`,
+      ),
+    (rs) => [jittery, clean].every((b) => rs.some((r) => r.track_id === b.bot.producer.id && Number(r.intervals) >= 5)),
+    120_000,
+  );
+  const of = (b: typeof clean) => rows.find((r) => r.track_id === b.bot.producer.id)!;
+  console.log(`jitter: jittery ${JSON.stringify(of(jittery))}, clean ${JSON.stringify(of(clean))}`);
+  // Delays spread evenly over 0–300 ms differ by 100 ms on average between two packets: the estimate tends to that,
+  // on top of what the clean path shows (ffmpeg's pacing; more on a loaded machine).
+  const added = of(jittery).jitter - of(clean).jitter;
+  assert.ok(added >= 50 && added <= 200, `the relay adds ${added} ms of jitter`);
+  assert.ok(of(clean).mos > 4.2, `clean audio MOS ${of(clean).mos}`);
+  assert.ok(
+    of(jittery).mos < of(clean).mos - 0.15,
+    `jitter lowers the MOS (${of(jittery).mos.toFixed(2)} vs ${of(clean).mos.toFixed(2)})`,
+  );
+});
+
 test('loss: a relay dropping 5% of packets is recorded as 3–7% loss, and the audio MOS falls', async () => {
   const room = await gw.app.sfu.getOrCreateRoom('acme', 'loss');
-  const lossyVideo = await botThroughRelay(room, 'video', 600, 20);
-  const lossyAudio = await botThroughRelay(room, 'audio', 64, 20);
+  const lossyVideo = await botThroughRelay(room, 'video', 600, { dropEvery: 20 });
+  const lossyAudio = await botThroughRelay(room, 'audio', 64, { dropEvery: 20 });
   const cleanAudio = await botThroughRelay(room, 'audio', 64);
   // Until the relays have dropped enough packets (a fixed wait failed on a loaded 2-core CI, where the live VP8
   // encoder fell to a tenth of real time); then the senders stop, so that what the relays passed on is final.
