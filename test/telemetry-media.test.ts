@@ -6,6 +6,7 @@ import { startGateway, type TestGateway } from './helpers/gateway.js';
 import { startFfmpegBot, type FfmpegBot } from './helpers/ffmpegBot.js';
 import { startUdpRelay } from './helpers/udpRelay.js';
 import { waitFor } from './helpers/browser.js';
+import { startPlainSubscriber } from './helpers/plainSubscriber.js';
 
 let gw: TestGateway;
 const cleanups: Array<() => Promise<unknown> | unknown> = [];
@@ -129,6 +130,35 @@ test('jitter: a relay that holds each audio packet 0–300 ms at random is recor
   assert.ok(
     of(jittery).mos < of(clean).mos - 0.15,
     `jitter lowers the MOS (${of(jittery).mos.toFixed(2)} vs ${of(clean).mos.toFixed(2)})`,
+  );
+});
+
+test('delay: a subscriber whose reports take 400 ms to come back is recorded with that round trip, and its audio MOS falls', async () => {
+  const room = await gw.app.sfu.getOrCreateRoom('acme', 'delay');
+  const { bot } = await botThroughRelay(room, 'audio', 64);
+  const far = await startPlainSubscriber(room, bot.producer.id, 'far', { reportDelayMs: 400 });
+  const near = await startPlainSubscriber(room, bot.producer.id, 'near');
+  cleanups.push(far.close, near.close);
+  // The SFU measures a consumer's round trip from each receiver report that answers one of its sender reports.
+  const rows = await waitFor(
+    'five intervals of each consumer with a round trip',
+    () =>
+      gw.query<{ track_id: string; intervals: string; rtt: number; mos: number }>(
+        `SELECT track_id, countIf(packets > 0 AND rtt_ms IS NOT NULL) AS intervals,
+                avgIf(rtt_ms, packets > 0) AS rtt, avgIf(mos, packets > 0 AND rtt_ms IS NOT NULL) AS mos
+         FROM vigie.track_stats WHERE room = 'delay' AND direction = 'outbound' GROUP BY track_id`,
+      ),
+    (rs) => [far, near].every((s) => rs.some((r) => r.track_id === s.consumer.id && Number(r.intervals) >= 5)),
+    120_000,
+  );
+  const of = (s: typeof far) => rows.find((r) => r.track_id === s.consumer.id)!;
+  console.log(`delay: far ${JSON.stringify(of(far))}, near ${JSON.stringify(of(near))}`);
+  assert.ok(of(far).rtt >= 380 && of(far).rtt <= 600, `far subscriber's round trip ${of(far).rtt} ms`);
+  assert.ok(of(near).rtt < 100, `near subscriber's round trip ${of(near).rtt} ms`);
+  assert.ok(of(near).mos > 4.2, `near subscriber's MOS ${of(near).mos}`);
+  assert.ok(
+    of(far).mos < of(near).mos - 0.15,
+    `delay lowers the MOS (${of(far).mos.toFixed(2)} vs ${of(near).mos.toFixed(2)})`,
   );
 });
 

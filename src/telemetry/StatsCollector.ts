@@ -357,8 +357,11 @@ export class StatsCollector {
       const lost = Math.max(0, cur.lost - prev.lost);
       const lossFraction = packets + lost > 0 ? lost / (packets + lost) : 0;
       const jitterMs = s.jitter > 0 ? (s.jitter / e.clockRate) * 1000 : e.role === 'producer' ? 0 : null;
-      const rttMs = s.roundTripTime ?? net?.rttMs ?? null;
-      if (e.role === 'consumer' && s.roundTripTime !== undefined && net) net.rttMs = s.roundTripTime;
+      // mediasoup says 0 until a receiver report answers one of its sender reports (and for a producer's stream,
+      // always): not measured, rather than a perfect path.
+      const measuredRtt = s.roundTripTime ? s.roundTripTime : undefined;
+      const rttMs = measuredRtt ?? net?.rttMs ?? null;
+      if (e.role === 'consumer' && measuredRtt !== undefined && net) net.rttMs = measuredRtt;
       const isAudio = e.obj.kind === 'audio';
       const mos = isAudio ? estimateMos({ lossFraction, jitterMs: jitterMs ?? 0, rttMs: rttMs ?? 0 }) : null;
       if (mos !== null)

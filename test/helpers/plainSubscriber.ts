@@ -5,13 +5,18 @@ import { startUdpRelay } from './udpRelay.js';
 /**
  * A subscriber without a browser: a participant whose consumer sends over a PlainTransport to a receiver that
  * reports its loss back in RTCP, as a client would. `loss` puts a relay that drops every Nth packet on the way
- * (its `dropEvery` can change while media flows); `connected: false` leaves the transport without a destination.
+ * (its `dropEvery` can change while media flows); `reportDelayMs` holds its reports that long on their way back;
+ * `connected: false` leaves the transport without a destination.
  */
 export async function startPlainSubscriber(
   room: Room,
   producerId: string,
   name: string,
-  { connected = true, loss }: { connected?: boolean; loss?: { dropEvery?: number } } = {},
+  {
+    connected = true,
+    loss,
+    reportDelayMs,
+  }: { connected?: boolean; loss?: { dropEvery?: number }; reportDelayMs?: number } = {},
 ) {
   const peer = new Peer(
     {
@@ -30,7 +35,7 @@ export async function startPlainSubscriber(
     rtcpMux: false,
     comedia: false,
   });
-  const receiver = await startRtpReceiver();
+  const receiver = await startRtpReceiver({ reportDelayMs });
   const relay = loss ? await startUdpRelay({ ip: '127.0.0.1', port: receiver.rtpPort }, loss) : undefined;
   if (connected) {
     await transport.connect({ ip: '127.0.0.1', port: relay?.port ?? receiver.rtpPort, rtcpPort: receiver.rtcpPort });

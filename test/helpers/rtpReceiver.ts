@@ -5,9 +5,12 @@ import dgram from 'node:dgram';
  * statistics: it counts what arrives and sends an RTCP receiver report (RFC
  * 3550 §6.4.2) every second, from its RTCP socket, with the loss it saw. Put
  * behind a dropping relay, it makes the SFU see a subscriber's downlink loss
- * exactly as a browser's reports would show it.
+ * exactly as a browser's reports would show it. It answers the SFU's sender
+ * reports (last SR and delay since it, §6.4.1), so the SFU measures the round
+ * trip; `reportDelayMs` holds each report that long before sending it, a slow
+ * path back to the SFU (the kernel here has no netem).
  */
-export async function startRtpReceiver() {
+export async function startRtpReceiver({ reportDelayMs = 0 }: { reportDelayMs?: number } = {}) {
   const rtp = dgram.createSocket('udp4');
   const rtcp = dgram.createSocket('udp4');
   await Promise.all([rtp, rtcp].map((s) => new Promise<void>((r) => s.bind(0, '127.0.0.1', r))));
@@ -16,7 +19,19 @@ export async function startRtpReceiver() {
     number,
     { base: number; highest: number; received: number; prior: { expected: number; received: number } }
   >();
+  /** Per sender SSRC: the middle 32 bits of its last sender report's NTP time, and when that report came. */
+  const senderReports = new Map<number, { lsr: number; at: number }>();
   let rtcpTarget: { ip: string; port: number } | undefined;
+  let closed = false;
+  rtcp.on('message', (msg) => {
+    // A compound packet: each part's length is in its header (32-bit words, minus one).
+    for (let off = 0; off + 20 <= msg.length; off += (msg.readUInt16BE(off + 2) + 1) * 4) {
+      if (msg[off + 1] !== 200) continue; // SR
+      const ssrc = msg.readUInt32BE(off + 4);
+      const lsr = (((msg.readUInt32BE(off + 8) & 0xffff) << 16) | (msg.readUInt32BE(off + 12) >>> 16)) >>> 0;
+      senderReports.set(ssrc, { lsr, at: performance.now() });
+    }
+  });
   rtp.on('message', (msg) => {
     if (msg.length < 12 || msg[0]! >> 6 !== 2) return;
     const seq = msg.readUInt16BE(2);
@@ -50,8 +65,17 @@ export async function startRtpReceiver() {
       rr.writeUInt32BE(ssrc, 8);
       rr.writeUInt32BE((((fraction & 0xff) << 24) | (lost & 0xffffff)) >>> 0, 12);
       rr.writeUInt32BE(st.highest >>> 0, 16);
-      // Jitter, last SR and delay since it: zero (no sender report is tracked).
-      rtcp.send(rr, rtcpTarget.port, rtcpTarget.ip);
+      // Jitter: zero (not estimated). The delay since the last SR is this receiver's own: the hold after it is the
+      // path's, which the SFU's round trip includes.
+      const sr = senderReports.get(ssrc);
+      if (sr) {
+        rr.writeUInt32BE(sr.lsr, 24);
+        rr.writeUInt32BE(Math.round(((performance.now() - sr.at) / 1000) * 65536) >>> 0, 28);
+      }
+      const target = rtcpTarget;
+      const send = () => !closed && rtcp.send(rr, target.port, target.ip);
+      if (reportDelayMs > 0) setTimeout(send, reportDelayMs);
+      else send();
     }
   };
   const timer = setInterval(report, 1000);
@@ -64,6 +88,7 @@ export async function startRtpReceiver() {
     },
     received: () => [...streams.values()].reduce((n, s) => n + s.received, 0),
     close: () => {
+      closed = true;
       clearInterval(timer);
       rtp.close();
       rtcp.close();
