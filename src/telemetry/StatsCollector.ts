@@ -357,8 +357,8 @@ export class StatsCollector {
       const lost = Math.max(0, cur.lost - prev.lost);
       const lossFraction = packets + lost > 0 ? lost / (packets + lost) : 0;
       const jitterMs = s.jitter > 0 ? (s.jitter / e.clockRate) * 1000 : e.role === 'producer' ? 0 : null;
-      // mediasoup says 0 until a receiver report answers one of its sender reports (and for a producer's stream,
-      // always): not measured, rather than a perfect path.
+      // mediasoup says 0 until a receiver report answers one of its sender reports (for a producer's stream, until the
+      // sender answers in RTCP XR, which browsers and ffmpeg do not): not measured, rather than a perfect path.
       const measuredRtt = s.roundTripTime ? s.roundTripTime : undefined;
       const rttMs = measuredRtt ?? net?.rttMs ?? null;
       if (e.role === 'consumer' && measuredRtt !== undefined && net) net.rttMs = measuredRtt;
