@@ -251,6 +251,18 @@ try {
 const { off, on, client } = results;
 const totals = (rs: Round[]) => rs.map((r) => r.workerMs + r.nodeMs);
 const total = (rs: Round[], k: 'workerMs' | 'nodeMs') => Math.round(sum(rs.map((r) => r[k])));
+/** What one mode's measured rounds used, and the rows its telemetry sampled. */
+const used = (rs: Round[]) => ({
+  workerCpuMs: total(rs, 'workerMs'),
+  nodeCpuMs: total(rs, 'nodeMs'),
+  trackRows: sum(rs.map((r) => r.rows)),
+  clientStatsRows: sum(rs.map((r) => r.clientRows)),
+});
+/** The ratio of the CPU summed over the measured rounds; its interval from a paired bootstrap over the rounds. */
+const compared = (a: Round[], b: Round[]) => ({
+  ratio: Number((sum(totals(a)) / sum(totals(b))).toFixed(3)),
+  ratioCi95: ratioInterval(totals(a), totals(b), sum),
+});
 console.log(
   JSON.stringify({
     bench: 'telemetry-overhead',
@@ -264,30 +276,19 @@ console.log(
     measureMsPerRound: MEASURE_MS,
     rounds: ROUNDS,
     warmUp: 'one round of each, not counted; then rounds alternate which goes first',
-    off: { workerCpuMs: total(off, 'workerMs'), nodeCpuMs: total(off, 'nodeMs') },
-    on: {
-      workerCpuMs: total(on, 'workerMs'),
-      nodeCpuMs: total(on, 'nodeMs'),
-      trackRows: sum(on.map((r) => r.rows)),
-      clientStatsRows: sum(on.map((r) => r.clientRows)),
-    },
-    // The ratio of the CPU summed over the measured rounds; its interval from a paired bootstrap over the rounds.
-    ratio: Number((sum(totals(on)) / sum(totals(off))).toFixed(3)),
-    ratioCi95: ratioInterval(totals(on), totals(off), sum),
+    off: used(off),
+    on: used(on),
+    ...compared(on, off),
     roundRatios: on.map((r, i) => Number(((r.workerMs + r.nodeMs) / (off[i]!.workerMs + off[i]!.nodeMs)).toFixed(3))),
     target: 'ratio <= 1.05',
     ...(CLIENT_STATS
       ? {
           client: {
-            workerCpuMs: total(client, 'workerMs'),
-            nodeCpuMs: total(client, 'nodeMs'),
-            clientStatsRows: sum(client.map((r) => r.clientRows)),
+            ...used(client),
             reports: sum(client.map((r) => r.reports)),
             // Telemetry with client stats against none, and against telemetry alone: what the reports add.
-            ratio: Number((sum(totals(client)) / sum(totals(off))).toFixed(3)),
-            ratioCi95: ratioInterval(totals(client), totals(off), sum),
-            ratioToOn: Number((sum(totals(client)) / sum(totals(on))).toFixed(3)),
-            ratioToOnCi95: ratioInterval(totals(client), totals(on), sum),
+            ...compared(client, off),
+            toOn: compared(client, on),
             // The gateway's Node CPU the reports add, per report: the difference of the paired rounds' Node CPU.
             nodeMsPerReport: Number(
               (
