@@ -402,8 +402,8 @@ export class CallDiagnosis {
   }
 
   /**
-   * A viewer's freeze, judged by its caller (`frozen`), and put down to `cause`: the issue of the publisher's side or of
-   * the server that covered the time the video froze, if any.
+   * A viewer's freeze, judged by its caller (`frozen`), and put down to `cause`: the issue of the publisher's side or
+   * of the server that covered the time the video froze, if any.
    */
   #judgeFreeze(
     room: Room,
