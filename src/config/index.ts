@@ -103,6 +103,7 @@ export interface Config {
   writer: {
     batchRows: number;
     flushIntervalMs: number;
+    clientStatsFlushIntervalMs: number;
     maxBufferedRows: number;
     spoolMaxBytes: number;
     spoolFullPolicy: 'drop-oldest' | 'drop-newest';

@@ -569,6 +569,14 @@ export const SETTINGS: readonly SettingSpec[] = [
     'Longest time a row waits in memory before its batch is sent.',
   ),
   setting(
+    'writer.clientStatsFlushIntervalMs',
+    'VIGIE_WRITER_CLIENT_STATS_FLUSH_MS',
+    positiveInt.min(50).max(600_000).default(10_000),
+    '10000',
+    "The same for browsers' client-stats rows: they trickle in, and each insert costs the gateway " +
+      'about 2 ms of CPU whatever its size.',
+  ),
+  setting(
     'writer.maxBufferedRows',
     'VIGIE_WRITER_MAX_BUFFERED_ROWS',
     positiveInt.max(10_000_000).default(100_000),

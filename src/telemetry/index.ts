@@ -60,7 +60,11 @@ export default fp(
     const writer = new ClickHouseWriter(
       app.clickhouse.client,
       spool,
-      { database: app.clickhouse.database, ...config.writer },
+      {
+        database: app.clickhouse.database,
+        ...config.writer,
+        flushIntervalMsByTable: { client_stats: config.writer.clientStatsFlushIntervalMs },
+      },
       log,
     );
     writer.start();

@@ -91,6 +91,38 @@ describe('ClickHouseWriter', () => {
     );
   });
 
+  test('a table with a flush interval of its own waits for it, while the others go at each tick; flush() sends all', async () => {
+    const { ch, writer } = await setup({
+      batchRows: 1000,
+      flushIntervalMs: 50,
+      flushIntervalMsByTable: { slow: 4000 },
+    });
+    const writtenAt = Date.now();
+    writer.write('slow', { n: 1 });
+    for (const n of [2, 3, 4]) {
+      writer.write('fast', { n });
+      await waitFor(
+        `fast row ${n} sent`,
+        async () => ch.stored,
+        (s) => s.includes(n),
+      );
+    }
+    assert.deepEqual(
+      ch.attempts.map((a) => a.table),
+      ['vigie.fast', 'vigie.fast', 'vigie.fast'],
+      'three ticks went by, each with its insert of the fast table, and the slow row still waits',
+    );
+    await waitFor(
+      'the slow row sent',
+      async () => ch.stored,
+      (s) => s.includes(1),
+    );
+    assert.ok(Date.now() - writtenAt >= 4000, 'not before its interval');
+    writer.write('slow', { n: 5 });
+    await writer.flush();
+    assert.ok(ch.stored.includes(5), 'flush (drain, close, erasure) does not wait for the interval');
+  });
+
   test('an outage: refused batches go to the spool, later ones queue behind them, and the replay ships all in order with their tokens', async () => {
     const { ch, writer, messages } = await setup();
     ch.down = true;
