@@ -38,6 +38,10 @@ const LOSSY_PRODUCERS = Number(process.env.BENCH_LOSSY_PRODUCERS ?? 0);
 // on (see clientReports). Side by side with "on", it gives what the reports cost by themselves.
 const CLIENT_STATS = process.env.BENCH_CLIENT_STATS === '1';
 const CLIENT_STATS_INTERVAL_MS = Number(process.env.BENCH_CLIENT_STATS_INTERVAL_MS ?? 5000);
+// How long client-stats rows wait for their insert (the gateway's default, 10 s, unless set).
+const CLIENT_STATS_FLUSH_MS = process.env.BENCH_CLIENT_STATS_FLUSH_MS
+  ? Number(process.env.BENCH_CLIENT_STATS_FLUSH_MS)
+  : undefined;
 
 const dir = benchTempDir('load');
 const clip = path.join(dir, 'clip.webm');
@@ -158,6 +162,7 @@ async function round(sinkPort: number, clickhouseUrl: string, mode: Mode, counte
     },
     media: { workers: 1 },
     clickhouse: { url: clickhouseUrl },
+    ...(CLIENT_STATS_FLUSH_MS !== undefined ? { writer: { clientStatsFlushIntervalMs: CLIENT_STATS_FLUSH_MS } } : {}),
   });
   const bots: Array<Awaited<ReturnType<typeof startFfmpegBot>>> = [];
   const relays: Array<{ close: () => Promise<void> }> = [];
@@ -271,7 +276,7 @@ console.log(
     focusIntervalMs: FOCUS_INTERVAL_MS ?? 'default (1000)',
     lossyProducers: LOSSY_PRODUCERS,
     clientStats: CLIENT_STATS
-      ? `a third gateway, telemetry on, every ${CLIENT_STATS_INTERVAL_MS} ms per viewer`
+      ? `a third gateway, telemetry on, every ${CLIENT_STATS_INTERVAL_MS} ms per viewer, rows sent every ${CLIENT_STATS_FLUSH_MS ?? 'default (10000)'} ms`
       : 'none',
     measureMsPerRound: MEASURE_MS,
     rounds: ROUNDS,
