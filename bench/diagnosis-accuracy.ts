@@ -182,14 +182,18 @@ function run(cmd: string, args: string[], input?: string): Promise<string> {
 }
 
 let chainSeq = 0;
-/** nftables: drops `pct`% of the UDP packets to `port` (in this namespace), until the returned function runs. */
-async function nftDrop(port: number, pct: number): Promise<() => Promise<void>> {
+/**
+ * nftables: drops `pct`% of the packets, UDP or TCP, to `port` or to each of `port`'s list (in this namespace), until
+ * the returned function runs.
+ */
+async function nftDrop(port: number | number[], pct: number): Promise<() => Promise<void>> {
+  const ports = [port].flat().join(', ');
   const chain = `f${++chainSeq}`;
   const verdict = pct >= 100 ? 'drop' : `numgen random mod 100 < ${pct} drop`;
   await run(
     'nft',
     ['-f', '-'],
-    `add chain inet vigie_acc ${chain} { type filter hook input priority 0; }\nadd rule inet vigie_acc ${chain} udp dport ${port} ${verdict}\n`,
+    `add chain inet vigie_acc ${chain} { type filter hook input priority 0; }\nadd rule inet vigie_acc ${chain} meta l4proto { tcp, udp } th dport { ${ports} } ${verdict}\n`,
   );
   return () =>
     run('nft', ['-f', '-'], `flush chain inet vigie_acc ${chain}\ndelete chain inet vigie_acc ${chain}\n`).then(
@@ -279,6 +283,8 @@ interface Subscriber {
   port: () => number;
   /** A browser's: the SFU's port its uplink arrives on. */
   sendPort?: () => number;
+  /** A browser's: every port its sending transport offers (UDP and TCP candidates). */
+  sendPorts?: () => number[];
   /** A browser's: the SFU restarts ICE on its sending transport. */
   restartSend?: () => Promise<unknown>;
   received: () => Promise<number>;
@@ -325,6 +331,7 @@ async function browserSubscriber(room: Room, roomName: string, who: string, rela
       peer,
       port: () => portOf(recv!.iceSelectedTuple?.remotePort, 'receive'),
       sendPort: () => portOf(send!.iceSelectedTuple?.localPort, 'send'),
+      sendPorts: () => send!.iceCandidates.map((c) => c.port),
       restartSend: () => room.restartIce(peer, send!.id),
       received: async () => (await receivedMedia(page)).framesDecoded,
       close: () => page.close(),
@@ -414,7 +421,8 @@ async function main(): Promise<void> {
       else if (fault === 'downlink_rate_browser') remove = await tbfLimit(target.port(), RATE_KBIT);
       else if (fault === 'freeze_browser') remove = await nftDrop(target.port(), 100);
       else if (fault === 'ice_cut_browser') {
-        remove = await nftDrop(target.sendPort!(), 100);
+        // Every path: with only its UDP port cut, the browser's own ICE restart would find the TCP candidate.
+        remove = await nftDrop(target.sendPorts!(), 100);
         await target.restartSend!();
       }
       cleanup.push(remove);
