@@ -64,7 +64,10 @@ export async function roomRoutes(app: FastifyInstance): Promise<void> {
   const describe = async (tenant: string, roomId: string, placement?: RoomPlacement | null) => {
     const declared = app.rooms.get(tenant, roomId);
     const live = app.sfu.getRoom(tenant, roomId);
-    const placed = live ? undefined : placement === undefined ? await app.rooms.placement(tenant, roomId) : placement;
+    const found = live ? undefined : placement === undefined ? await app.rooms.placement(tenant, roomId) : placement;
+    // This node knows its own calls: a placement naming it for a room not open here is a call that just closed, its
+    // release still on its way to the database (a DELETE /v1/rooms answers before it lands).
+    const placed = found?.nodeId === app.rooms.nodeId ? undefined : found;
     if (!declared && !live && !placed) return undefined;
     return {
       room: roomId,
@@ -135,8 +138,10 @@ export async function roomRoutes(app: FastifyInstance): Promise<void> {
       const placements = await app.rooms.placements(p.tenant);
       for (const id of placements.keys()) ids.add(id);
       const rooms = [];
-      for (const id of [...ids].filter((id) => p.room === undefined || id === p.room).sort())
-        rooms.push((await describe(p.tenant, id, placements.get(id) ?? null))!);
+      for (const id of [...ids].filter((id) => p.room === undefined || id === p.room).sort()) {
+        const room = await describe(p.tenant, id, placements.get(id) ?? null);
+        if (room) rooms.push(room);
+      }
       return { rooms };
     },
   );
