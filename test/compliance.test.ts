@@ -18,6 +18,7 @@ import {
   verifyDigestSignature,
 } from '../src/compliance/index.js';
 import { loadConfig } from '../src/config/index.js';
+import { Peer } from '../src/media/index.js';
 import type { VigieError } from '../src/errors.js';
 import {
   appendAuditEntries,
@@ -462,4 +463,79 @@ test('DSAR after a browser call: access returns that participant only; erasure l
     copies.map((c) => [c.request_id, c.statuses]).sort(),
     requests.map((r) => [r.requestId, ['completed', 'received']]).sort(),
   );
+});
+
+test("DSAR: rows that name other participants (a quality issue's `affected`, a freeze's `publisher`) disclose none of them in an access export, and an erasure takes the subject out of other people's rows", async () => {
+  const room = await gw.app.sfu.getOrCreateRoom('acme', 'dsar-mentions');
+  const keys = gw.app.telemetry!.keys;
+  const identities = ['carol@example.fr', 'dave@example.fr'];
+  // As the join hook does: each participant's pseudonym is ready before they enter the room.
+  const [pc, pd] = (await Promise.all(identities.map((i) => keys.pseudonymizer.pseudonym('acme', i)))) as [
+    string,
+    string,
+  ];
+  const [carol, dave] = identities.map((identity) => {
+    const peer = new Peer(
+      {
+        identity,
+        name: identity,
+        tenant: 'acme',
+        room: room.id,
+        grants: new Set(),
+        expiresAt: Number.MAX_SAFE_INTEGER,
+      },
+      () => undefined,
+    );
+    room.addPeer(peer);
+    return peer;
+  }) as [Peer, Peer];
+  // The rows as the diagnosis writes them (src/diagnosis/CallDiagnosis.ts, #record): Carol's encoder held back her
+  // video, which Dave watched; then Dave saw it freeze, and his row names her as its publisher.
+  const events = gw.app.telemetry!.events;
+  events.record(room, carol, 'quality.issue', 'track-c', '', {
+    issue: 'encoder_limited',
+    direction: 'uplink',
+    affected: `${pd},${pc}`,
+  });
+  events.record(room, dave, 'quality.issue', 'track-d', '', {
+    issue: 'video_frozen',
+    direction: 'downlink',
+    affected: pd,
+    publisher: pc,
+  });
+  room.close('test');
+
+  const access = await dpo('POST', '/v1/compliance/dsar/access', { identity: 'carol@example.fr' });
+  assert.equal(access.statusCode, 201, access.body);
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'vigie-dsar-'));
+  writeFileSync(path.join(dir, 'a.tar'), (await dpo('GET', access.json().download)).rawPayload);
+  await promisify(execFile)('tar', ['-xf', 'a.tar'], { cwd: dir });
+  const rows = readFileSync(path.join(dir, 'call_events.jsonl'), 'utf8');
+  const issue = rows
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l))
+    .find((r) => r.event === 'quality.issue');
+  assert.equal(issue?.attrs.affected, `[another participant],${pc}`, 'her issue, with Dave unnamed');
+  assert.ok(
+    !readdirSync(dir, { recursive: true, withFileTypes: true })
+      .filter((f) => f.isFile())
+      .some((f) => readFileSync(path.join(f.parentPath, f.name)).includes(pd)),
+    "Dave's pseudonym is nowhere",
+  );
+
+  const erased = await dpo('POST', '/v1/compliance/dsar/erasure', { identity: 'carol@example.fr' });
+  assert.equal(erased.statusCode, 200, erased.body);
+  assert.deepEqual(erased.json().mentionsRedacted, [{ table: 'call_events', rows: 1 }]);
+  const left = await gw.query<{ participant: string; attrs: Record<string, string> }>(
+    `SELECT participant, attrs FROM vigie.call_events WHERE room = 'dsar-mentions' AND event = 'quality.issue'`,
+  );
+  assert.deepEqual(left, [
+    { participant: pd, attrs: { issue: 'video_frozen', direction: 'downlink', affected: pd, publisher: '[erased]' } },
+  ]);
+  const [mentions] = await gw.query<{ c: string }>(
+    `SELECT count() AS c FROM vigie.call_events WHERE position(toString(tuple(*)), {p:String}) > 0`,
+    { p: pc },
+  );
+  assert.equal(Number(mentions?.c), 0, "Carol's pseudonym is in no call event");
 });

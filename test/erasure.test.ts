@@ -269,6 +269,19 @@ test('erasure removes the subject from the telemetry spool, and nobody else', as
       attrs: {},
     });
   }
+  // Erin's row names Dave: a freeze of his video that she saw (as the diagnosis writes it).
+  writer.write('call_events', {
+    ts: Date.now(),
+    tenant: 'acme',
+    room: 'spool',
+    call_id: 'c',
+    peer_id: 'y',
+    participant: erin,
+    event: 'quality.issue',
+    object_id: 'consumer-1',
+    reason: '',
+    attrs: { issue: 'video_frozen', affected: erin, publisher: dave },
+  });
   await writer.flush();
   const text = () =>
     readdirSync(dir)
@@ -288,7 +301,8 @@ test('erasure removes the subject from the telemetry spool, and nobody else', as
   assert.equal(result.files.spoolRows, 2);
   assert.ok(!text().includes('dave@example.fr') && !text().includes(dave!), 'nothing of dave is left in the spool');
   assert.ok(text().includes('erin@example.fr') && text().includes(erin!), "erin's rows still wait for ClickHouse");
-  assert.equal(spool.rows, 2);
+  assert.ok(text().includes('"publisher":"[erased]"'), 'her row that named him stays, without his name');
+  assert.equal(spool.rows, 3);
 });
 
 test("erasure deletes the subject's recordings still waiting for upload, and they are never uploaded", async () => {

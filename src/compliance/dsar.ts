@@ -98,6 +98,29 @@ export interface DsarContext {
 const LIVE_STATUSES: CatalogRow['status'][] = ['uploading', 'ready', 'failed', 'deleting'];
 
 /**
+ * Rows about one person can name others: a quality issue of theirs lists who was affected (`affected`), a freeze they
+ * saw names the publisher (`publisher`). An access export must not disclose those others (GDPR art. 15(4)), so their
+ * pseudonyms are replaced by this; and an erasure removes the person's pseudonym from other people's rows.
+ */
+const ANOTHER_PARTICIPANT = '[another participant]';
+/** A pseudonym as the Pseudonymizer writes it: 32 lowercase hex digits, standing alone. */
+const PSEUDONYM_TOKEN = /(?<![0-9a-f])[0-9a-f]{32}(?![0-9a-f])/g;
+/** The one table whose rows carry free-form attributes (`attrs`) that may name other participants. */
+const MENTIONS_TABLE = 'call_events';
+
+/** The pseudonyms of the people who shared a call with the subject: their call events carry the same call id. */
+async function coParticipants(ctx: DsarContext, params: { tenant: string; p: string }): Promise<Set<string>> {
+  const rs = await ctx.client.query({
+    query: `SELECT DISTINCT participant FROM ${ctx.db}.${MENTIONS_TABLE}
+            WHERE tenant = {tenant:String} AND participant NOT IN ('', {p:String})
+              AND call_id IN (SELECT call_id FROM ${ctx.db}.${MENTIONS_TABLE} WHERE ${where(MENTIONS_TABLE)})`,
+    query_params: params,
+    format: 'JSONEachRow',
+  });
+  return new Set((await rs.json<{ participant: string }>()).map((r) => r.participant));
+}
+
+/**
  * Access request: every row about the person (each subject table, streamed to
  * JSON Lines), the recordings they appear in, and the audit entries about them,
  * packed in a tar archive with a manifest of SHA-256s. Returns the archive's digest.
@@ -111,13 +134,16 @@ export async function dsarAccess(
   const dir = path.join(o.workDir, id);
   await mkdir(path.join(dir, 'recordings'), { recursive: true });
   const manifest: Array<{ file: string; rows?: number; sha256: string }> = [];
+  const others = await coParticipants(ctx, { tenant: o.tenant, p: o.pseudonym });
+  const withoutOthers = (line: string) =>
+    others.size ? line.replace(PSEUDONYM_TOKEN, (m) => (others.has(m) ? ANOTHER_PARTICIPANT : m)) : line;
   for (const [table, t] of Object.entries(SUBJECT_TABLES)) {
     const file = path.join(dir, `${table}.jsonl`);
     const out = createWriteStream(file);
     let rows = 0;
     const write = async (line: string) => {
       rows++;
-      if (!out.write(`${line}\n`)) await once(out, 'drain');
+      if (!out.write(`${withoutOthers(line)}\n`)) await once(out, 'drain');
     };
     // A table whose truth is on PostgreSQL is read there, not from its ClickHouse copy.
     const fromStore = ctx.controlPlane?.[table];
@@ -149,6 +175,7 @@ export async function dsarAccess(
         subject: o.identity,
         pseudonym: o.pseudonym,
         generatedAt: new Date().toISOString(),
+        others: `other participants named in these rows appear as "${ANOTHER_PARTICIPANT}" (GDPR art. 15(4))`,
         files: manifest,
       },
       null,
@@ -177,6 +204,8 @@ export interface ErasureResult {
   /** The per-subject salt was destroyed: the identity no longer leads to the pseudonym. */
   saltDestroyed: boolean;
   kept: Array<{ what: string; reason: string }>;
+  /** Other people's rows that named the subject (a quality issue that affected them): the name replaced, per table. */
+  mentionsRedacted: Array<{ table: string; rows: number }>;
 }
 
 export interface ErasureContext extends DsarContext {
@@ -242,6 +271,7 @@ export async function dsarErase(
     files: { spoolRows: 0, webhookBodiesRedacted: 0, exportsDeleted: [], pendingRecordingsDeleted: [] },
     saltDestroyed: false,
     kept: [],
+    mentionsRedacted: [],
   };
   const params = { tenant: o.tenant, p: o.pseudonym };
   // Recordings not uploaded yet first: an upload finishing later would store the person again.
@@ -321,7 +351,9 @@ export async function dsarErase(
       rowIsSubject(row, subject) &&
       !(table === 'recordings' && keptIds.includes((row as CatalogRow).id))
         ? undefined
-        : row,
+        : table === MENTIONS_TABLE
+          ? withoutMention(row, o.pseudonym)
+          : row,
     );
   for (const [table, t] of Object.entries(SUBJECT_TABLES)) {
     // A kept recording keeps its catalog row.
@@ -349,6 +381,7 @@ export async function dsarErase(
     });
     result.erased.push({ table, rows: n });
   }
+  result.mentionsRedacted.push({ table: MENTIONS_TABLE, rows: await eraseMentions(ctx, params) });
   const redact = new Set([...subject, ...names]);
   if (ctx.redactDeliveries)
     result.files.webhookBodiesRedacted = await ctx.redactDeliveries((d) =>
@@ -357,6 +390,36 @@ export async function dsarErase(
   if (ctx.exportsDir) result.files.exportsDeleted = await deleteSubjectExports(ctx.exportsDir, o.tenant, o.pseudonym);
   result.saltDestroyed = await ctx.forget();
   return result;
+}
+
+/** A held row of someone else's with the subject's pseudonym replaced in its attributes (the row itself unchanged). */
+function withoutMention(row: unknown, pseudonym: string): unknown {
+  const attrs = (row as { attrs?: Record<string, string> }).attrs;
+  if (!attrs || !Object.values(attrs).some((v) => v.includes(pseudonym))) return row;
+  const scrubbed = Object.fromEntries(Object.entries(attrs).map(([k, v]) => [k, v.replaceAll(pseudonym, ERASED)]));
+  return { ...(row as object), attrs: scrubbed };
+}
+
+/** Replaces the subject's pseudonym in other people's stored rows (a ClickHouse mutation, waited for). */
+async function eraseMentions(ctx: DsarContext, params: { tenant: string; p: string }): Promise<number> {
+  const filter = `tenant = {tenant:String} AND participant != {p:String}
+                  AND arrayExists(v -> position(v, {p:String}) > 0, mapValues(attrs))`;
+  const [count] = await (
+    await ctx.client.query({
+      query: `SELECT count() AS c FROM ${ctx.db}.${MENTIONS_TABLE} WHERE ${filter}`,
+      query_params: params,
+      format: 'JSONEachRow',
+    })
+  ).json<{ c: string }>();
+  const n = Number(count?.c ?? 0);
+  if (n === 0) return 0;
+  await ctx.client.command({
+    query: `ALTER TABLE ${ctx.db}.${MENTIONS_TABLE}
+            UPDATE attrs = mapApply((k, v) -> (k, replaceAll(v, {p:String}, {erased:String})), attrs) WHERE ${filter}`,
+    query_params: { ...params, erased: ERASED },
+    clickhouse_settings: { mutations_sync: '2' },
+  });
+  return n;
 }
 
 /** Deletes the DSAR access archives made for the subject (their meta names the subject's pseudonym). */
