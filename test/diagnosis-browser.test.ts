@@ -5,6 +5,8 @@ import { startCoturn, type Coturn } from './helpers/coturn.js';
 import { issuesOf } from './helpers/issues.js';
 import { startGateway, type TestGateway } from './helpers/gateway.js';
 import { joinThroughPage, launchBrowser, receivedMedia, waitFor } from './helpers/browser.js';
+import type { Peer } from '../src/media/index.js';
+import type { TrackSample } from '../src/telemetry/StatsCollector.js';
 
 /**
  * The detectors that read what the browsers report (client stats): an encoder limited by bandwidth, frozen video,
@@ -51,6 +53,30 @@ async function call(room: string, names: string[], { relay = [] as string[] } = 
   return { room: r, peer: (name: string) => r.findPeerByIdentity(name)! };
 }
 
+/**
+ * Until the SFU has received both simulcast layers of the participant's video in 3 samples in a row: its upload has
+ * settled, and a congestion is a fall from there (layers its estimate turns on and off as it climbs are not).
+ */
+function uploadSettled(peer: Peer): Promise<void> {
+  const collector = gw.app.telemetry!.collector.observer;
+  let run = 0;
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      collector.off('tracksample', onSample);
+      reject(new Error(`${peer.identity}'s upload did not settle on two layers in 30 s`));
+    }, 30_000);
+    const onSample = (s: TrackSample) => {
+      if (s.peer !== peer || s.role !== 'producer' || s.kind !== 'video') return;
+      run = (s.activeStreams ?? 0) >= 2 ? run + 1 : 0;
+      if (run < 3) return;
+      clearTimeout(timer);
+      collector.off('tracksample', onSample);
+      resolve();
+    };
+    collector.on('tracksample', onSample);
+  });
+}
+
 test('a clean two-party Chromium call raises no issue', async () => {
   const seen = issuesOf(gw, () => gw.app.sfu.getRoom('acme', 'diag-b-clean'));
   await call('diag-b-clean', ['alice', 'bob']);
@@ -61,6 +87,7 @@ test('a clean two-party Chromium call raises no issue', async () => {
 test("an encoder held back by the bandwidth is the publisher's issue, seen by whoever watches", async () => {
   const seen = issuesOf(gw, () => gw.app.sfu.getRoom('acme', 'diag-b-bwe'));
   const { peer } = await call('diag-b-bwe', ['alice', 'bob']);
+  await uploadSettled(peer('alice'));
   // The SFU tells Alice's browser it may send no more than 80 kbit/s (REMB): her encoder must scale down.
   const send = [...peer('alice').transports.values()].find((t) => t.appData.direction === 'send') as ms.WebRtcTransport;
   await send.setMaxIncomingBitrate(80_000);

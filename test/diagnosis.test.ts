@@ -293,7 +293,7 @@ test("a viewer's freeze reported before the publisher's encoder says why is stil
         },
       ],
     });
-  const encoder = () =>
+  const encoder = (qualityLimitationReason: 'none' | 'bandwidth' = 'bandwidth') =>
     pub.observer.emit('clientstats', {
       tracks: [
         {
@@ -304,11 +304,13 @@ test("a viewer's freeze reported before the publisher's encoder says why is stil
           bytes: 0,
           packets: 0,
           packetsLost: 0,
-          qualityLimitationReason: 'bandwidth',
+          qualityLimitationReason,
           framesPerSecond: 0,
         },
       ],
     });
+  // Her encoder was unlimited before the cap (an encoder limited from its first report is its estimate climbing).
+  encoder('none');
   viewer(0, 0);
   viewer(1, 1616);
   encoder();
@@ -317,6 +319,39 @@ test("a viewer's freeze reported before the publisher's encoder says why is stil
   assert.deepEqual(labels(seen.raised), ['encoder_limited alice', 'video_frozen alice']);
   assert.equal(freeze!.evidence.cause, 'encoder_limited');
   assert.deepEqual(freeze!.affected, [sub]);
+});
+
+test("a browser's estimate climbing in a call's first seconds is no issue: a layer sent for a moment, an encoder limited before it was ever unlimited", async () => {
+  // CI saw both on a clean call (run 34): Bob's browser sent two layers for a moment (280 kbit/s in all), then one,
+  // and his encoder said `bandwidth` with its top layer off, as Chromium's estimate climbed from its start.
+  const { seen, sample, pub } = await givenSamples('diag-ramp-up');
+  const producerId = 'diag-ramp-up-producer';
+  pub.producers.set(producerId, { id: producerId } as ms.Producer);
+  const encoder = (qualityLimitationReason: 'none' | 'bandwidth') =>
+    pub.observer.emit('clientstats', {
+      tracks: [
+        {
+          kind: 'video',
+          direction: 'outbound',
+          producerId,
+          ssrc: 2,
+          bytes: 0,
+          packets: 0,
+          packetsLost: 0,
+          qualityLimitationReason,
+          framesPerSecond: 0,
+        },
+      ],
+    });
+  for (const layers of [1, 1, 2, 1, 1, 1, 1]) sample('producer', { activeStreams: layers });
+  for (let i = 0; i < 3; i++) encoder('bandwidth');
+  assert.deepEqual(seen.list(), [], seen.detail());
+  // Once the publisher has held two layers, and its encoder has been unlimited, falling back is the real thing.
+  for (const layers of [2, 2, 2, 1, 1, 1]) sample('producer', { activeStreams: layers });
+  encoder('none');
+  encoder('bandwidth');
+  encoder('bandwidth');
+  assert.deepEqual(seen.list().sort(), ['encoder_limited alice', 'uplink_congestion alice'], seen.detail());
 });
 
 test('a track that reaches the SFU but not one of its subscribers is one-way media for that subscriber', async () => {

@@ -53,9 +53,17 @@ export const DIAGNOSIS_RULES = {
   /**
    * A video publisher sends fewer simulcast layers than it has sent since it started, this many samples in a row:
    * its browser's estimate of its uplink no longer fits them (a browser adds layers as its estimate grows and drops
-   * the top ones when it falls). Seen at the SFU's ingress, with or without the browser's own reports.
+   * the top ones when it falls). Seen at the SFU's ingress, with or without the browser's own reports. A layer count
+   * is one the publisher "has sent" once it held it this many samples in a row: while its estimate climbs in a call's
+   * first seconds, a browser turns a layer on and off again (CI saw two layers for a moment at 280 kbit/s in all).
    */
   uplinkCongestionSamples: 3,
+  /**
+   * An encoder that says `bandwidth` while its browser's estimate still climbs from where it starts (Chromium: 300
+   * kbit/s, the top layer off) is not held back: that counts once the encoder has said `none`, or this long (ms) after
+   * the track's first report, for an uplink too narrow from the start.
+   */
+  encoderRampUpMs: 15_000,
   /**
    * A worker is strained when it answers a request on its channel this late (ms), or uses this share of its core;
    * healthy again below the second pair. While strained, loss on its tracks is not blamed on anyone's network.
@@ -125,6 +133,10 @@ export class CallDiagnosis {
   readonly #priorLoss = new Map<string, number>();
   /** The most simulcast layers each video producer has sent at once, and its bitrate then (bit/s). */
   readonly #fullest = new Map<string, { layers: number; bitrateBps: number }>();
+  /** Each video producer's current layer count and for how many samples in a row it has held it. */
+  readonly #layerRun = new Map<string, { layers: number; samples: number }>();
+  /** Each video producer's first client report, and whether its encoder has said it is unlimited since. */
+  readonly #encoders = new Map<string, { firstAt: number; unlimited: boolean }>();
   /** Each inbound video's freeze count and total freeze time at its last client report, by consumer. */
   readonly #freezes = new Map<string, { count: number; ms: number }>();
   /** What the SFU has sent on each consumer: its packets, summed from its samples, and how many samples. */
@@ -161,6 +173,8 @@ export class CallDiagnosis {
           this.#producers.delete(p.id);
           this.#priorLoss.delete(p.id);
           this.#fullest.delete(p.id);
+          this.#layerRun.delete(p.id);
+          this.#encoders.delete(p.id);
           this.#endTrack(p.id, 'track closed');
         }),
       consumerCreated: (_room, _peer, c) =>
@@ -257,11 +271,18 @@ export class CallDiagnosis {
   #uplinkLayers(s: TrackSample): void {
     const layers = s.activeStreams ?? 0;
     if (s.kind !== 'video' || layers === 0) return;
+    const run = this.#layerRun.get(s.trackId);
+    const held = run?.layers === layers ? run.samples + 1 : 1;
+    this.#layerRun.set(s.trackId, { layers, samples: held });
     const fullest = this.#fullest.get(s.trackId);
-    if (!fullest || layers > fullest.layers || (layers === fullest.layers && s.bitrateBps > fullest.bitrateBps))
+    const steady = held >= DIAGNOSIS_RULES.uplinkCongestionSamples;
+    if (
+      steady &&
+      (!fullest || layers > fullest.layers || (layers === fullest.layers && s.bitrateBps > fullest.bitrateBps))
+    )
       this.#fullest.set(s.trackId, { layers, bitrateBps: s.bitrateBps });
-    const most = this.#fullest.get(s.trackId)!;
-    if (most.layers < 2) return; // one stream: a layer count says nothing
+    const most = this.#fullest.get(s.trackId);
+    if (!most || most.layers < 2) return; // one stream: a layer count says nothing
     this.#judge(`uplink_congestion/${s.trackId}`, {
       bad: layers < most.layers,
       good: layers >= most.layers,
@@ -322,8 +343,12 @@ export class CallDiagnosis {
     }
     for (const [producerId, t] of limited) {
       const reason = t.qualityLimitationReason ?? 'none';
+      const encoder = this.#encoders.get(producerId) ?? { firstAt: ts, unlimited: false };
+      if (reason === 'none') encoder.unlimited = true;
+      this.#encoders.set(producerId, encoder);
+      const rampingUp = !encoder.unlimited && ts - encoder.firstAt < DIAGNOSIS_RULES.encoderRampUpMs;
       this.#judge(`encoder_limited/${producerId}`, {
-        bad: reason === 'cpu' || reason === 'bandwidth',
+        bad: reason === 'cpu' || (reason === 'bandwidth' && !rampingUp),
         good: reason === 'none',
         issue: () => ({
           ...base,
