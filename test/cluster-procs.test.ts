@@ -12,7 +12,13 @@ import { SignalingClient, SignalingError } from '../src/sdk/SignalingClient.js';
 import { type Database, openDatabase } from '../src/store/index.js';
 import { waitFor } from './helpers/browser.js';
 import { type Cluster, type ClusterNode, clusterTenant, startCluster, WEBHOOK_ENV } from './helpers/cluster.js';
-import { assertExactlyOnceInOrder, type Enqueued, logOutbox, slowReceivers } from './helpers/webhookLedger.js';
+import {
+  assertExactlyOnceInOrder,
+  claimedBy,
+  type Enqueued,
+  logOutbox,
+  slowReceivers,
+} from './helpers/webhookLedger.js';
 
 const MINT = generateApiKey('acme01');
 const DPO = generateApiKey('acmedpo1');
@@ -135,7 +141,7 @@ test('webhooks exactly once by delivery id, in order per endpoint, across a SIGK
       await join([a, b, c][i % 3]!, `hooks-${i}`, `guest-${i}`);
     }
   })();
-  const orphans = await waitFor(
+  const caught = await waitFor(
     `${victim.id} to have a delivery in flight`,
     async () => hooks.holdFrom(victim.pid),
     (h) => h.length > 0,
@@ -151,8 +157,11 @@ test('webhooks exactly once by delivery id, in order per endpoint, across a SIGK
     30_000,
   );
   await victim.kill();
+  // What the kill left to be sent again: the request caught above (held; on a slow machine the victim may have timed
+  // it out meanwhile, and it was sent again then) and whatever the victim still held claimed: claimed and not sent
+  // yet, in flight, or answered a moment before the kill and not recorded.
+  const orphanIds = new Set([...caught.map((o) => o.id), ...(await claimedBy(db, victim.id))]);
   hooks.release();
-  const orphanIds = new Set(orphans.map((o) => o.id));
 
   // More events, on the nodes left, once they hold the victim dead (its heartbeat older than
   // VIGIE_NODES_DEAD_AFTER_S, and a heartbeat more for each node to have read it): until then a new room may
@@ -198,8 +207,10 @@ test('webhooks exactly once by delivery id, in order per endpoint, across a SIGK
         );
   assertExactlyOnceInOrder(all, hooks.arrivals, orphanIds);
   // What the kill left in flight was sent again, by a node still alive: the lease expired, the delivery was not lost.
+  for (const o of caught)
+    assert.equal(hooks.arrivals.filter((x) => x.id === o.id).length, 2, `${o.id}: sent again after its node died`);
   for (const id of orphanIds)
-    assert.equal(hooks.arrivals.filter((x) => x.id === id).length, 2, `${id}: sent again after its node died`);
+    assert.ok(hooks.arrivals.filter((x) => x.id === id).length <= 2, `${id}: sent at most once more after the kill`);
   // Nothing is left pending: the dead node's claims were all taken over.
   assert.deepEqual((await db.query('SELECT id FROM webhook_outbox')).rows, []);
 });

@@ -41,6 +41,17 @@ CREATE TRIGGER test_outbox_log AFTER INSERT ON webhook_outbox FOR EACH ROW EXECU
     }));
 }
 
+/**
+ * What a killed node leaves to be sent again: the deliveries it still holds claimed in the outbox. Its lease keeps them
+ * from every other node until it expires, so this read, made after the kill, is the whole set, whatever moment the
+ * kill caught each in: claimed and not sent yet, sent and unanswered, or answered before the node could record it
+ * (the last two arrive twice; the first, once).
+ */
+export async function claimedBy(db: Database, nodeId: string): Promise<string[]> {
+  const { rows } = await db.query<{ id: string }>('SELECT id FROM webhook_outbox WHERE claimed_by = $1', [nodeId]);
+  return rows.map((r) => r.id);
+}
+
 export interface Arrival {
   id: string;
   endpoint: string;
@@ -114,7 +125,7 @@ export function assertExactlyOnceInOrder(enqueued: Enqueued[], arrivals: Arrival
     assert.deepEqual(
       repeated.filter((id) => !orphans.has(id)),
       [],
-      `${endpoint}: only a delivery in flight at the killed node is sent twice`,
+      `${endpoint}: only a delivery the killed node left claimed is sent twice`,
     );
     const live = got.filter((a, i) => !(orphans.has(a.id) && got.findIndex((b) => b.id === a.id) === i));
     for (const [i, a] of live.entries())
