@@ -34,7 +34,8 @@ import { recordFromFirstFiles } from './helpers/recording.js';
 
 let gw: TestGateway;
 beforeAll(async () => {
-  gw = await startGateway({ writer: { flushIntervalMs: 100 } });
+  // Browsers report their stats every second, so a short call has client_stats rows to export.
+  gw = await startGateway({ writer: { flushIntervalMs: 100 }, telemetry: { clientStatsIntervalMs: 1000 } });
 });
 afterAll(() => gw?.close());
 
@@ -356,6 +357,21 @@ test('DSAR after a browser call: access returns that participant only; erasure l
         () => receivedMedia(page),
         (m) => m.framesDecoded > 5,
       );
+    // The access archive must hold her client_stats: the call lasts until each browser has reported (on a fast
+    // machine the recording below can end before a browser's first report).
+    const reporters = await Promise.all(
+      identities.map((i) => gw.app.telemetry!.keys.pseudonymizer.pseudonym('acme', i)),
+    );
+    await waitFor(
+      'client_stats from both browsers',
+      async () => {
+        await gw.app.telemetry!.writer.flush();
+        return gw.query<{ participant: string }>(
+          `SELECT DISTINCT participant FROM vigie.client_stats WHERE room = 'dsar'`,
+        );
+      },
+      (rows) => reporters.every((p) => rows.some((r) => r.participant === p)),
+    );
     await gw.app.inject({
       method: 'POST',
       url: '/v1/rooms/dsar/recording',
