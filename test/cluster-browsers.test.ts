@@ -13,7 +13,7 @@ import { joinThroughPage, launchBrowser, receivedMedia, waitFor } from './helper
 import { type Cluster, type ClusterNode, clusterTenant, startCluster, WEBHOOK_ENV } from './helpers/cluster.js';
 import {
   assertExactlyOnceInOrder,
-  claimedBy,
+  leftToResend,
   type Enqueued,
   logOutbox,
   slowReceivers,
@@ -112,9 +112,8 @@ test('SIGKILL the owning node: the participants are back in a call on another no
   // The deliveries the owner is sending at this moment are held unanswered: it dies before it records them.
   const caught = hooks.holdFrom(owner.pid);
   await owner.kill();
-  // What the kill left to be sent again: those, and any delivery the owner still held claimed (answered, say, but not
-  // recorded yet).
-  const orphans = new Set([...caught.map((o) => o.id), ...(await claimedBy(db, owner.id))]);
+  // What the kill left to be sent again: those, and whatever the owner still held claimed.
+  const orphans = await leftToResend(db, owner.id, caught);
   hooks.release();
 
   const call = await inOneCall('both participants back in one call');

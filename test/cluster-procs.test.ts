@@ -14,7 +14,7 @@ import { waitFor } from './helpers/browser.js';
 import { type Cluster, type ClusterNode, clusterTenant, startCluster, WEBHOOK_ENV } from './helpers/cluster.js';
 import {
   assertExactlyOnceInOrder,
-  claimedBy,
+  leftToResend,
   type Enqueued,
   logOutbox,
   slowReceivers,
@@ -157,10 +157,8 @@ test('webhooks exactly once by delivery id, in order per endpoint, across a SIGK
     30_000,
   );
   await victim.kill();
-  // What the kill left to be sent again: the request caught above (held; on a slow machine the victim may have timed
-  // it out meanwhile, and it was sent again then) and whatever the victim still held claimed: claimed and not sent
-  // yet, in flight, or answered a moment before the kill and not recorded.
-  const orphanIds = new Set([...caught.map((o) => o.id), ...(await claimedBy(db, victim.id))]);
+  // What the kill left to be sent again: the request caught above, and whatever the victim still held claimed.
+  const orphanIds = await leftToResend(db, victim.id, caught);
   hooks.release();
 
   // More events, on the nodes left, once they hold the victim dead (its heartbeat older than

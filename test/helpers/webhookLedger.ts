@@ -42,14 +42,19 @@ CREATE TRIGGER test_outbox_log AFTER INSERT ON webhook_outbox FOR EACH ROW EXECU
 }
 
 /**
- * What a killed node leaves to be sent again: the deliveries it still holds claimed in the outbox. Its lease keeps them
- * from every other node until it expires, so this read, made after the kill, is the whole set, whatever moment the
- * kill caught each in: claimed and not sent yet, sent and unanswered, or answered before the node could record it
- * (the last two arrive twice; the first, once).
+ * What a killed node leaves to be sent again: the requests the test caught it sending (held until the kill; on a slow
+ * machine the node may have timed one out and sent it again before), and the deliveries it still holds claimed in the
+ * outbox. Its lease keeps those from every other node until it expires, so this read, made after the kill, is the
+ * whole set, whatever moment the kill caught each in: claimed and not sent yet, sent and unanswered, or answered before
+ * the node could record it (the last two arrive twice; the first, once).
  */
-export async function claimedBy(db: Database, nodeId: string): Promise<string[]> {
+export async function leftToResend(
+  db: Database,
+  nodeId: string,
+  caught: ReadonlyArray<{ id: string }>,
+): Promise<Set<string>> {
   const { rows } = await db.query<{ id: string }>('SELECT id FROM webhook_outbox WHERE claimed_by = $1', [nodeId]);
-  return rows.map((r) => r.id);
+  return new Set([...caught.map((c) => c.id), ...rows.map((r) => r.id)]);
 }
 
 export interface Arrival {
