@@ -68,9 +68,12 @@ test('a clean call raises no issue', async () => {
   const room = await gw.app.sfu.getOrCreateRoom('acme', 'diag-clean');
   const seen = issuesOf(gw, room);
   const alice = await lossyPublisher(room, 'alice');
+  const aliceVoice = await lossyPublisher(room, 'alice-voice', 'audio');
   const bob = await lossySubscriber(room, alice.bot.producer.id, 'bob');
+  const bobHears = await lossySubscriber(room, aliceVoice.bot.producer.id, 'bob-ears');
   // Ten samples of media flowing both ways (RTP to Bob, reports back).
   await flowing(bob);
+  await flowing(bobHears);
   await sleep(10_000);
   assert.deepEqual(labels(seen.raised), [], 'no detector fires on a clean call');
 });
@@ -114,10 +117,11 @@ test("the publisher's uplink loss is the publisher's issue, seen by its subscrib
   assert.ok(Number(rows[1]!.attrs.duration_ms) > 0);
 });
 
-test("a subscriber's downlink loss is that subscriber's issue alone", async () => {
-  const room = await gw.app.sfu.getOrCreateRoom('acme', 'diag-downlink');
+/** Alice publishing `kind` to Bob and Carol, each behind a relay the test impairs, once media reaches both. */
+async function aliceToBobAndCarol(roomName: string, kind: 'video' | 'audio') {
+  const room = await gw.app.sfu.getOrCreateRoom('acme', roomName);
   const seen = issuesOf(gw, room);
-  const alice = await lossyPublisher(room, 'alice');
+  const alice = await lossyPublisher(room, 'alice', kind);
   const bob = await lossySubscriber(room, alice.bot.producer.id, 'bob');
   const carol = await lossySubscriber(room, alice.bot.producer.id, 'carol');
   await waitFor(
@@ -125,6 +129,11 @@ test("a subscriber's downlink loss is that subscriber's issue alone", async () =
     async () => Math.min(bob.receiver.received(), carol.receiver.received()),
     (n) => n > 50,
   );
+  return { room, seen, alice, bob, carol };
+}
+
+test("a subscriber's downlink loss is that subscriber's issue alone", async () => {
+  const { seen, carol } = await aliceToBobAndCarol('diag-downlink', 'video');
   carol.loss.dropEvery = 8;
   const issue = await waitFor(
     'a downlink issue',
@@ -137,6 +146,70 @@ test("a subscriber's downlink loss is that subscriber's issue alone", async () =
   assert.equal(issue!.evidence.producer_loss_pct, 0, 'what Alice sent arrived whole');
   await sleep(3000);
   assert.deepEqual(labels(seen.raised), ['downlink_loss carol'], 'neither Alice nor Bob is blamed');
+});
+
+test("jitter on the publisher's uplink is the publisher's issue, seen by all; on one subscriber's downlink, theirs alone", async () => {
+  const { seen, alice, bob, carol } = await aliceToBobAndCarol('diag-jitter', 'audio');
+  // Each of Alice's packets held 0–200 ms at random on the way to the SFU: about 67 ms of jitter (RFC 3550).
+  alice.loss.jitterMs = 200;
+  const uplink = await waitFor(
+    'an uplink jitter issue',
+    async () => seen.raised.find((i) => i.kind === 'uplink_jitter'),
+    Boolean,
+    30_000,
+  );
+  assert.equal(uplink!.peer, alice.peer, "it is Alice's network");
+  assert.equal(uplink!.direction, 'uplink');
+  assert.deepEqual(new Set(uplink!.affected), new Set([bob.peer, carol.peer]), 'everyone who hears her');
+  assert.ok(Number(uplink!.evidence.jitter_ms) >= 30, `evidence: ${JSON.stringify(uplink!.evidence)}`);
+  alice.loss.jitterMs = undefined;
+  await waitFor('the uplink issue to end', async () => seen.resolved.find((i) => i.id === uplink!.id), Boolean);
+  assert.deepEqual(
+    labels(seen.raised),
+    ['uplink_jitter bot:alice'],
+    "Bob's and Carol's reports carry it, not their links",
+  );
+
+  // The same on the way to Carol only: what the SFU received was steady, so it is Carol's downlink.
+  carol.loss.jitterMs = 200;
+  const downlink = await waitFor(
+    'a downlink jitter issue',
+    async () => seen.raised.find((i) => i.kind === 'downlink_jitter'),
+    Boolean,
+    30_000,
+  );
+  assert.equal(downlink!.peer, carol.peer, "it is Carol's network");
+  assert.equal(downlink!.direction, 'downlink');
+  assert.deepEqual(downlink!.affected, [carol.peer]);
+  assert.ok(Number(downlink!.evidence.producer_jitter_ms) < 15, `evidence: ${JSON.stringify(downlink!.evidence)}`);
+  carol.loss.jitterMs = undefined;
+  await waitFor('the downlink issue to end', async () => seen.resolved.find((i) => i.id === downlink!.id), Boolean);
+  assert.deepEqual(labels(seen.raised), ['uplink_jitter bot:alice', 'downlink_jitter carol'], 'Bob is never blamed');
+});
+
+test('a subscriber whose round trip to the SFU is too long for conversation: a slow connection, theirs', async () => {
+  const room = await gw.app.sfu.getOrCreateRoom('acme', 'diag-rtt');
+  const seen = issuesOf(gw, room);
+  const alice = await lossyPublisher(room, 'alice', 'audio');
+  // Bob's reports take 500 ms to come back: the SFU measures a round trip of at least that.
+  const bob = await lossySubscriber(room, alice.bot.producer.id, 'bob', { reportDelayMs: 500 });
+  const carol = await lossySubscriber(room, alice.bot.producer.id, 'carol');
+  const issue = await waitFor(
+    'a round-trip issue',
+    async () => seen.raised.find((i) => i.kind === 'high_rtt'),
+    Boolean,
+    30_000,
+  );
+  assert.equal(issue!.peer, bob.peer, "it is Bob's connection");
+  assert.equal(issue!.direction, 'both', 'a round trip does not say which way');
+  assert.deepEqual(issue!.affected, [bob.peer], 'Bob publishes nothing: nobody else waits on him');
+  assert.ok(Number(issue!.evidence.rtt_ms) >= 400, `evidence: ${JSON.stringify(issue!.evidence)}`);
+  await waitFor(
+    'media to flow to Carol',
+    async () => carol.receiver.received(),
+    (n) => n > 150,
+  );
+  assert.deepEqual(labels(seen.raised), ['high_rtt bob'], 'Carol, a near subscriber, has no issue');
 });
 
 /**
@@ -172,7 +245,24 @@ async function givenSamples(name: string) {
       score: 8,
       ...o,
     });
-  return { seen, sample, pub: pub!, sub: sub! };
+  /** Alice's browser reports what limits the encoder of her video `producerId`. */
+  const encoder = (producerId: string, qualityLimitationReason: 'none' | 'bandwidth' = 'bandwidth') =>
+    pub!.observer.emit('clientstats', {
+      tracks: [
+        {
+          kind: 'video',
+          direction: 'outbound',
+          producerId,
+          ssrc: 2,
+          bytes: 0,
+          packets: 0,
+          packetsLost: 0,
+          qualityLimitationReason,
+          framesPerSecond: 0,
+        },
+      ],
+    });
+  return { seen, sample, encoder, pub: pub!, sub: sub! };
 }
 
 test("a publisher's loss that its latest sample missed is not blamed on a subscriber's downlink", async () => {
@@ -272,7 +362,7 @@ test("a browser that receives nothing while the SFU sends is one-way media, when
 test("a viewer's freeze reported before the publisher's encoder says why is still put down to the publisher", async () => {
   // CI saw this order with real browsers: Bob's report of a freeze came before the two reports of Alice's that raise
   // her encoder's limitation (her uplink capped), and the freeze was blamed on Bob's downlink.
-  const { seen, pub, sub } = await givenSamples('diag-freeze-first');
+  const { seen, pub, sub, encoder: report } = await givenSamples('diag-freeze-first');
   const [producerId, consumerId] = ['diag-freeze-first-producer', 'diag-freeze-first-consumer'];
   // What the room knows of the two tracks: whose producer Bob's consumer receives.
   pub.producers.set(producerId, { id: producerId } as ms.Producer);
@@ -293,22 +383,7 @@ test("a viewer's freeze reported before the publisher's encoder says why is stil
         },
       ],
     });
-  const encoder = (qualityLimitationReason: 'none' | 'bandwidth' = 'bandwidth') =>
-    pub.observer.emit('clientstats', {
-      tracks: [
-        {
-          kind: 'video',
-          direction: 'outbound',
-          producerId,
-          ssrc: 2,
-          bytes: 0,
-          packets: 0,
-          packetsLost: 0,
-          qualityLimitationReason,
-          framesPerSecond: 0,
-        },
-      ],
-    });
+  const encoder = (reason?: 'none' | 'bandwidth') => report(producerId, reason);
   // Her encoder was unlimited before the cap (an encoder limited from its first report is its estimate climbing).
   encoder('none');
   viewer(0, 0);
@@ -324,25 +399,10 @@ test("a viewer's freeze reported before the publisher's encoder says why is stil
 test("a browser's estimate climbing in a call's first seconds is no issue: a layer sent for a moment, an encoder limited before it was ever unlimited", async () => {
   // CI saw both on a clean call (run 34): Bob's browser sent two layers for a moment (280 kbit/s in all), then one,
   // and his encoder said `bandwidth` with its top layer off, as Chromium's estimate climbed from its start.
-  const { seen, sample, pub } = await givenSamples('diag-ramp-up');
+  const { seen, sample, pub, encoder: report } = await givenSamples('diag-ramp-up');
   const producerId = 'diag-ramp-up-producer';
   pub.producers.set(producerId, { id: producerId } as ms.Producer);
-  const encoder = (qualityLimitationReason: 'none' | 'bandwidth') =>
-    pub.observer.emit('clientstats', {
-      tracks: [
-        {
-          kind: 'video',
-          direction: 'outbound',
-          producerId,
-          ssrc: 2,
-          bytes: 0,
-          packets: 0,
-          packetsLost: 0,
-          qualityLimitationReason,
-          framesPerSecond: 0,
-        },
-      ],
-    });
+  const encoder = (reason: 'none' | 'bandwidth') => report(producerId, reason);
   for (const layers of [1, 1, 2, 1, 1, 1, 1]) sample('producer', { activeStreams: layers });
   for (let i = 0; i < 3; i++) encoder('bandwidth');
   assert.deepEqual(seen.list(), [], seen.detail());

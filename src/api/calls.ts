@@ -37,7 +37,7 @@ const diagnosisView = z.object({
         .describe(
           'the detector (docs/operators.md, "Call diagnosis"): uplink_loss, uplink_congestion, downlink_loss, ' +
             'downlink_congestion, one_way_media, sfu_overload, encoder_limited, video_frozen, turn_relay, ' +
-            'ice_restart_failed; more may come',
+            'ice_restart_failed, uplink_jitter, downlink_jitter, high_rtt; more may come',
         ),
       direction: z.string(),
       kind: z.string(),

@@ -18,7 +18,10 @@ export type IssueKind =
   | 'video_frozen'
   | 'turn_relay'
   | 'ice_restart_failed'
-  | 'downlink_congestion';
+  | 'downlink_congestion'
+  | 'uplink_jitter'
+  | 'downlink_jitter'
+  | 'high_rtt';
 
 /** The figures that triggered an issue (numbers, or a reason as the browser gave it). */
 export type Evidence = Record<string, number | string>;
@@ -83,6 +86,21 @@ export const DIAGNOSIS_RULES = {
    * then, the issue is open; it is checked again at each interval and ends when media comes back.
    */
   iceRestartRecoverMs: 10_000,
+  /**
+   * Interarrival jitter (RFC 3550 §6.4.1, ms) at which an audio stream is bad, and below which it is good again.
+   * Audio only: its packets leave every 20 ms, so their spread is the path's, while a video frame's packets share one
+   * timestamp and leave paced, so their spread is the sender's pacer as much as the path. Past 30 ms, a receiver's
+   * jitter buffer grows (more delay) or late packets are lost (gaps in the sound).
+   */
+  jitterStartMs: 30,
+  jitterEndMs: 15,
+  /**
+   * The round trip between the SFU and a participant (ms, from their receiver reports) at which their path is too
+   * slow for conversation, and below which it is good again. ITU-T G.114 asks for at most 150 ms mouth to ear; one leg
+   * of 400 ms round trip is already 200 ms one way, before the other participant's leg.
+   */
+  rttStartMs: 400,
+  rttEndMs: 300,
 } as const;
 
 export interface QualityIssue {
@@ -129,14 +147,16 @@ export class CallDiagnosis {
   readonly #state = new Map<string, Tracked>();
   /** The last sample of each producer, as its subscribers' samples are judged against it. */
   readonly #producers = new Map<string, TrackSample>();
-  /** Each producer's loss in the sample before its last. */
-  readonly #priorLoss = new Map<string, number>();
+  /** Each producer's sample before its last. */
+  readonly #prior = new Map<string, TrackSample>();
   /** The most simulcast layers each video producer has sent at once, and its bitrate then (bit/s). */
   readonly #fullest = new Map<string, { layers: number; bitrateBps: number }>();
   /** Each video producer's current layer count and for how many samples in a row it has held it. */
   readonly #layerRun = new Map<string, { layers: number; samples: number }>();
   /** Each video producer's first client report, and whether its encoder has said it is unlimited since. */
   readonly #encoders = new Map<string, { firstAt: number; unlimited: boolean }>();
+  /** By participant: the consumer whose samples judge their round trip (one per participant, not one per track). */
+  readonly #rttTrack = new Map<string, string>();
   /** Each inbound video's freeze count and total freeze time at its last client report, by consumer. */
   readonly #freezes = new Map<string, { count: number; ms: number }>();
   /** What the SFU has sent on each consumer: its packets, summed from its samples, and how many samples. */
@@ -171,7 +191,7 @@ export class CallDiagnosis {
       producerCreated: (_room, _peer, p) =>
         p.observer.once('close', () => {
           this.#producers.delete(p.id);
-          this.#priorLoss.delete(p.id);
+          this.#prior.delete(p.id);
           this.#fullest.delete(p.id);
           this.#layerRun.delete(p.id);
           this.#encoders.delete(p.id);
@@ -185,7 +205,10 @@ export class CallDiagnosis {
           this.#endTrack(c.id, 'track closed');
         }),
       clientStats: (room, peer, report) => this.#clientStats(room, peer, report),
-      peerLeft: (_room, peer) => this.#endTrack(peer.id, 'participant left'),
+      peerLeft: (_room, peer) => {
+        this.#rttTrack.delete(peer.id);
+        this.#endTrack(peer.id, 'participant left');
+      },
       iceRestarted: (room, peer, t) => void this.#watchIceRestart(room, peer, t),
     });
   }
@@ -208,7 +231,8 @@ export class CallDiagnosis {
   #sample(s: TrackSample): void {
     if (this.#strained(s.room, s.peer)) return; // its issue is sfu_overload
     if (s.role === 'producer') {
-      this.#priorLoss.set(s.trackId, this.#producers.get(s.trackId)?.lossFraction ?? 0);
+      const last = this.#producers.get(s.trackId);
+      if (last) this.#prior.set(s.trackId, last);
       this.#producers.set(s.trackId, s);
       if (s.paused) return;
       this.#judge(`uplink_loss/${s.trackId}`, {
@@ -217,8 +241,15 @@ export class CallDiagnosis {
         issue: () => this.#trackIssue('uplink_loss', s),
       });
       this.#uplinkLayers(s);
+      if (s.kind === 'audio' && s.jitterMs !== undefined)
+        this.#judge(`uplink_jitter/${s.trackId}`, {
+          bad: s.jitterMs >= DIAGNOSIS_RULES.jitterStartMs,
+          good: s.jitterMs < DIAGNOSIS_RULES.jitterEndMs,
+          issue: () => this.#trackIssue('uplink_jitter', s, { jitter_ms: Math.round(s.jitterMs!) }),
+        });
       return;
     }
+    this.#roundTrip(s);
     // A consumer: what the SFU sent to one subscriber, against what it received from the publisher.
     const sent = this.#sent.get(s.trackId) ?? { packets: 0, samples: 0 };
     this.#sent.set(s.trackId, { packets: sent.packets + s.packets, samples: sent.samples + 1 });
@@ -227,7 +258,8 @@ export class CallDiagnosis {
     // Loss the publisher's uplink already had reaches every subscriber: it is not this subscriber's downlink.
     // mediasoup counts a producer's loss when it sends its own receiver report, every 0.5–1.5 s for video, so one
     // sample can miss a loss that the subscriber's report (every second) still carries: clean twice running.
-    const upstreamLoss = Math.max(upstream.lossFraction, this.#priorLoss.get(s.producerId) ?? 0);
+    const prior = this.#prior.get(s.producerId);
+    const upstreamLoss = Math.max(upstream.lossFraction, prior?.lossFraction ?? 0);
     const upstreamClean = upstreamLoss < DIAGNOSIS_RULES.lossEnd;
     this.#judge(`downlink_loss/${s.trackId}`, {
       bad: upstreamClean && s.lossFraction >= DIAGNOSIS_RULES.lossStart,
@@ -253,6 +285,19 @@ export class CallDiagnosis {
           this.#trackIssue('downlink_congestion', s, { layer: current, sender_top_layer: top, wanted_layer: wanted }),
       });
     }
+    // What the subscriber reports is the jitter of the whole path from the publisher: theirs only when the SFU
+    // received the track steadily, in its last two samples (a receiver report can be a second old).
+    const upstreamJitter = Math.max(upstream.jitterMs ?? 0, prior?.jitterMs ?? 0);
+    if (s.kind === 'audio' && s.jitterMs !== undefined)
+      this.#judge(`downlink_jitter/${s.trackId}`, {
+        bad: upstreamJitter < DIAGNOSIS_RULES.jitterEndMs && s.jitterMs >= DIAGNOSIS_RULES.jitterStartMs,
+        good: s.jitterMs < DIAGNOSIS_RULES.jitterEndMs,
+        issue: () =>
+          this.#trackIssue('downlink_jitter', s, {
+            jitter_ms: Math.round(s.jitterMs!),
+            producer_jitter_ms: Math.round(upstreamJitter),
+          }),
+      });
     // A simulcast consumer held below its lowest layer (the subscriber's bandwidth affords none) sends nothing as well:
     // that is its downlink congestion, judged above, not a second issue.
     const noLayer = s.layers !== undefined && (s.layers.current ?? -1) < 0;
@@ -261,6 +306,35 @@ export class CallDiagnosis {
       good: s.packets > 0,
       needed: DIAGNOSIS_RULES.oneWaySamples,
       issue: () => this.#trackIssue('one_way_media', s, { producer_packets: upstream.packets }),
+    });
+  }
+
+  /**
+   * A participant whose round trip to the SFU is too long for conversation, judged on one of their consumers (each
+   * measures the same path): one issue per participant, whatever they receive. A round trip does not say which way
+   * the delay is, so the issue is of both directions, and everyone who receives the participant suffers it too. A
+   * participant who receives nothing is not judged (mediasoup measures a round trip only from a subscriber's receiver
+   * reports).
+   */
+  #roundTrip(s: TrackSample): void {
+    if (s.rttMs === undefined) return;
+    const probe = this.#rttTrack.get(s.peer.id);
+    if (probe !== undefined && probe !== s.trackId && s.peer.consumers.has(probe)) return;
+    this.#rttTrack.set(s.peer.id, s.trackId);
+    this.#judge(`high_rtt/${s.peer.id}`, {
+      bad: s.rttMs >= DIAGNOSIS_RULES.rttStartMs,
+      good: s.rttMs < DIAGNOSIS_RULES.rttEndMs,
+      issue: () => ({
+        ...this.#trackIssue('high_rtt', s, { rtt_ms: Math.round(s.rttMs!) }),
+        direction: 'both',
+        trackId: '',
+        mediaKind: '',
+        // The delay is in what they hear and see, and in what everyone hears and sees of them.
+        affected: [
+          s.peer,
+          ...[...s.peer.producers.keys()].flatMap((id) => subscribersOf(s.room, id)).filter((p) => p !== s.peer),
+        ].filter((p, i, all) => all.indexOf(p) === i),
+      }),
     });
   }
 

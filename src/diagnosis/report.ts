@@ -264,6 +264,22 @@ function ownClause(name: string, i: StoredIssue, nameOf: (p: string) => string):
       );
     case 'turn_relay':
       return `${name} was connected through the TURN relay ${span(i)} (a restrictive network: more delay)`;
+    case 'uplink_jitter':
+      return (
+        `${name}'s uplink delivered their ${media} unevenly (jitter ${i.evidence.jitter_ms} ms) ${span(i)}` +
+        (others.length ? `; everyone who received it was affected (${names(others)})` : '')
+      );
+    case 'downlink_jitter':
+      return (
+        `${name}'s downlink delivered the ${media} sent to them unevenly (jitter ${i.evidence.jitter_ms} ms) ` +
+        `${span(i)}; only ${name} was affected`
+      );
+    case 'high_rtt':
+      return (
+        `${name}'s connection was slow (${i.evidence.rtt_ms} ms round trip to the server) ${span(i)}, which ` +
+        `delayed the conversation` +
+        (others.length ? ` with ${names(others)}` : '')
+      );
     case 'ice_restart_failed':
       return `${name}'s connection was lost and an ICE restart did not bring it back ${span(i)}`;
     default:

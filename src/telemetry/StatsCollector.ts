@@ -112,6 +112,13 @@ export interface TrackSample {
   activeStreams?: number;
   /** A simulcast consumer's spatial layer now (none while no layer fits), and the one its subscriber asked for. */
   layers?: { current?: number; preferred?: number };
+  /**
+   * Interarrival jitter (RFC 3550 §6.4.1, ms), the highest of the track's streams: measured by the SFU on what it
+   * receives for a producer; the subscriber's own, from its receiver reports, for a consumer. Unset until measured.
+   */
+  jitterMs?: number;
+  /** A consumer's round trip between the SFU and its subscriber (ms), from the subscriber's receiver reports. */
+  rttMs?: number;
 }
 
 export class StatsCollector {
@@ -417,11 +424,15 @@ export class StatsCollector {
     const prev = e.sampled ?? { packets: 0, lost: 0, bytes: 0, at: e.createdAt };
     const cur = { packets: 0, lost: 0, bytes: 0, at: now };
     let score = 10;
+    let jitter = 0;
+    let rttMs = 0;
     for (const s of streams) {
       cur.packets += s.packetCount;
       cur.lost += s.packetsLost;
       cur.bytes += s.byteCount;
       score = Math.min(score, s.score);
+      jitter = Math.max(jitter, s.jitter);
+      rttMs = Math.max(rttMs, s.roundTripTime ?? 0);
     }
     e.sampled = cur;
     const packets = Math.max(0, cur.packets - prev.packets);
@@ -452,6 +463,8 @@ export class StatsCollector {
       lossFraction,
       bitrateBps: (Math.max(0, cur.bytes - prev.bytes) * 8 * 1000) / intervalMs,
       score: streams.length ? score : 0,
+      ...(jitter > 0 ? { jitterMs: (jitter / e.clockRate) * 1000 } : {}),
+      ...(rttMs > 0 ? { rttMs } : {}),
       ...(e.role === 'producer'
         ? { activeStreams }
         : obj.type === 'simulcast' || obj.type === 'svc'

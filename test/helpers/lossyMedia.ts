@@ -10,13 +10,16 @@ import { startUdpRelay } from './udpRelay.js';
  * (`loss.dropEvery`). Both are torn down when the test ends.
  */
 
-/** A publisher made of ffmpeg (VP8), its RTP through a relay whose drop rate the test changes (`loss.dropEvery`). */
-export async function lossyPublisher(room: Room, name: string) {
-  const loss: { dropEvery?: number } = {};
+/**
+ * A publisher made of ffmpeg (VP8, or Opus for `audio`), its RTP through a relay whose drop rate (`loss.dropEvery`)
+ * and random hold (`loss.jitterMs`) the test changes.
+ */
+export async function lossyPublisher(room: Room, name: string, kind: 'video' | 'audio' = 'video') {
+  const loss: { dropEvery?: number; jitterMs?: number } = {};
   let relay!: Awaited<ReturnType<typeof startUdpRelay>>;
   const bot = await startFfmpegBot(room, {
-    kind: 'video',
-    bitrateKbps: 400,
+    kind,
+    bitrateKbps: kind === 'video' ? 400 : 64,
     name,
     through: async (port) => {
       relay = await startUdpRelay({ ip: '127.0.0.1', port }, loss);
@@ -31,12 +34,17 @@ export async function lossyPublisher(room: Room, name: string) {
 }
 
 /**
- * A subscriber named `name` (identity and display name) behind a relay whose drop rate the test changes
- * (`loss.dropEvery`): see `startPlainSubscriber`; `connected: false` leaves its transport without a destination.
+ * A subscriber named `name` (identity and display name) behind a relay whose drop rate and random hold the test
+ * changes (`loss.dropEvery`, `loss.jitterMs`): see `startPlainSubscriber`; `connected: false` leaves its transport without a destination.
  */
-export async function lossySubscriber(room: Room, producerId: string, name: string, { connected = true } = {}) {
-  const loss: { dropEvery?: number } = {};
-  const sub = await startPlainSubscriber(room, producerId, name, { connected, loss });
+export async function lossySubscriber(
+  room: Room,
+  producerId: string,
+  name: string,
+  { connected = true, reportDelayMs }: { connected?: boolean; reportDelayMs?: number } = {},
+) {
+  const loss: { dropEvery?: number; jitterMs?: number } = {};
+  const sub = await startPlainSubscriber(room, producerId, name, { connected, loss, reportDelayMs });
   onTestFinished(sub.close);
   return { ...sub, loss };
 }

@@ -4,8 +4,8 @@ import { startUdpRelay } from './udpRelay.js';
 
 /**
  * A subscriber without a browser: a participant whose consumer sends over a PlainTransport to a receiver that
- * reports its loss back in RTCP, as a client would. `loss` puts a relay that drops every Nth packet on the way
- * (its `dropEvery` can change while media flows); `reportDelayMs` holds its reports that long on their way back;
+ * reports its loss and jitter back in RTCP, as a client would. `loss` puts a relay that drops every Nth packet on
+ * the way, or holds each packet a random time up to `jitterMs` (both can change while media flows); `reportDelayMs` holds its reports that long on their way back;
  * `connected: false` leaves the transport without a destination.
  */
 export async function startPlainSubscriber(
@@ -16,7 +16,7 @@ export async function startPlainSubscriber(
     connected = true,
     loss,
     reportDelayMs,
-  }: { connected?: boolean; loss?: { dropEvery?: number }; reportDelayMs?: number } = {},
+  }: { connected?: boolean; loss?: { dropEvery?: number; jitterMs?: number }; reportDelayMs?: number } = {},
 ) {
   const peer = new Peer(
     {
@@ -43,6 +43,7 @@ export async function startPlainSubscriber(
   }
   peer.transports.set(transport.id, transport);
   const consumer = await transport.consume({ producerId, rtpCapabilities: room.router.rtpCapabilities });
+  receiver.setClockRate(consumer.rtpParameters.codecs[0]!.clockRate);
   peer.consumers.set(consumer.id, consumer);
   peer.observer.emit('newconsumer', consumer);
   return {

@@ -3,7 +3,7 @@ import dgram from 'node:dgram';
 /**
  * An RTP receiver that does what a subscriber's client does for the SFU's
  * statistics: it counts what arrives and sends an RTCP receiver report (RFC
- * 3550 §6.4.2) every second, from its RTCP socket, with the loss it saw. Put
+ * 3550 §6.4.2) every second, from its RTCP socket, with the loss and jitter it saw. Put
  * behind a dropping relay, it makes the SFU see a subscriber's downlink loss
  * exactly as a browser's reports would show it. It answers the SFU's sender
  * reports (last SR and delay since it, §6.4.1), so the SFU measures the round
@@ -14,11 +14,23 @@ export async function startRtpReceiver({ reportDelayMs = 0 }: { reportDelayMs?: 
   const rtp = dgram.createSocket('udp4');
   const rtcp = dgram.createSocket('udp4');
   await Promise.all([rtp, rtcp].map((s) => new Promise<void>((r) => s.bind(0, '127.0.0.1', r))));
-  /** Per media SSRC: the first and highest extended sequence numbers and the packets received. */
+  /**
+   * Per media SSRC: the first and highest extended sequence numbers, the packets received, and the interarrival
+   * jitter (RFC 3550 §6.4.1, in timestamp units) from the last packet's transit time.
+   */
   const streams = new Map<
     number,
-    { base: number; highest: number; received: number; prior: { expected: number; received: number } }
+    {
+      base: number;
+      highest: number;
+      received: number;
+      prior: { expected: number; received: number };
+      transit?: number;
+      jitter: number;
+    }
   >();
+  /** The media's RTP clock rate (per second), for the jitter: set once the consumer's codec is known. */
+  let clockRate = 90_000;
   /** Per sender SSRC: the middle 32 bits of its last sender report's NTP time, and when that report came. */
   const senderReports = new Map<number, { lsr: number; at: number }>();
   let rtcpTarget: { ip: string; port: number } | undefined;
@@ -36,12 +48,26 @@ export async function startRtpReceiver({ reportDelayMs = 0 }: { reportDelayMs?: 
     if (msg.length < 12 || msg[0]! >> 6 !== 2) return;
     const seq = msg.readUInt16BE(2);
     const ssrc = msg.readUInt32BE(8);
+    // Transit time in timestamp units, modulo 2^32 as the RTP timestamp wraps (RFC 3550 A.8).
+    const transit = (Math.floor((performance.now() / 1000) * clockRate) - msg.readUInt32BE(4)) >>> 0;
     const st = streams.get(ssrc);
     if (!st) {
-      streams.set(ssrc, { base: seq, highest: seq, received: 1, prior: { expected: 0, received: 0 } });
+      streams.set(ssrc, {
+        base: seq,
+        highest: seq,
+        received: 1,
+        prior: { expected: 0, received: 0 },
+        transit,
+        jitter: 0,
+      });
       return;
     }
     st.received++;
+    if (st.transit !== undefined) {
+      const d = Math.abs((transit - st.transit) | 0);
+      st.jitter += (d - st.jitter) / 16;
+    }
+    st.transit = transit;
     // Extends the 16-bit sequence number by the cycles seen (wraps forward only).
     let ext = (st.highest & ~0xffff) | seq;
     if (ext < st.highest - 0x8000) ext += 0x10000;
@@ -65,8 +91,9 @@ export async function startRtpReceiver({ reportDelayMs = 0 }: { reportDelayMs?: 
       rr.writeUInt32BE(ssrc, 8);
       rr.writeUInt32BE((((fraction & 0xff) << 24) | (lost & 0xffffff)) >>> 0, 12);
       rr.writeUInt32BE(st.highest >>> 0, 16);
-      // Jitter: zero (not estimated). The delay since the last SR is this receiver's own: the hold after it is the
-      // path's, which the SFU's round trip includes.
+      rr.writeUInt32BE(Math.round(st.jitter) >>> 0, 20);
+      // The delay since the last SR is this receiver's own: the hold after it is the path's, which the SFU's round trip
+      // includes.
       const sr = senderReports.get(ssrc);
       if (sr) {
         rr.writeUInt32BE(sr.lsr, 24);
@@ -87,6 +114,14 @@ export async function startRtpReceiver({ reportDelayMs = 0 }: { reportDelayMs?: 
       rtcpTarget = target;
     },
     received: () => [...streams.values()].reduce((n, s) => n + s.received, 0),
+    /** Holds each report `ms` from now on (0: none): a path back to the SFU that becomes slow, or fast again. */
+    setReportDelayMs: (ms: number) => {
+      reportDelayMs = ms;
+    },
+    /** The RTP clock rate of what it receives (90 kHz, video's, until told). */
+    setClockRate: (rate: number) => {
+      clockRate = rate;
+    },
     close: () => {
       closed = true;
       clearInterval(timer);

@@ -70,6 +70,28 @@ test('each detector has its own words, and the server is named as the server', (
       'Alice was connected through the TURN relay since 10:02:00 UTC (still going on) (a restrictive network: more delay).',
     ],
     [
+      { issue: 'uplink_jitter', kind: 'audio', evidence: { jitter_ms: 48 } },
+      'a',
+      "Alice's uplink delivered their audio unevenly (jitter 48 ms) from 10:02:00 to 10:05:00 UTC; everyone who received it was affected (Bob).",
+    ],
+    [
+      {
+        issue: 'downlink_jitter',
+        kind: 'audio',
+        direction: 'downlink',
+        participant: 'b',
+        affected: ['b'],
+        evidence: { jitter_ms: 41 },
+      },
+      'b',
+      "Bob's downlink delivered the audio sent to them unevenly (jitter 41 ms) from 10:02:00 to 10:05:00 UTC; only Bob was affected.",
+    ],
+    [
+      { issue: 'high_rtt', kind: '', direction: 'both', affected: ['a', 'b'], evidence: { rtt_ms: 620 } },
+      'a',
+      "Alice's connection was slow (620 ms round trip to the server) from 10:02:00 to 10:05:00 UTC, which delayed the conversation with Bob.",
+    ],
+    [
       { issue: 'ice_restart_failed', direction: 'both', affected: ['a'] },
       'a',
       "Alice's connection was lost and an ICE restart did not bring it back from 10:02:00 to 10:05:00 UTC.",

@@ -1533,7 +1533,7 @@ export interface paths {
                             }[];
                             issues: {
                                 issueId: string;
-                                /** @description the detector (docs/operators.md, "Call diagnosis"): uplink_loss, uplink_congestion, downlink_loss, downlink_congestion, one_way_media, sfu_overload, encoder_limited, video_frozen, turn_relay, ice_restart_failed; more may come */
+                                /** @description the detector (docs/operators.md, "Call diagnosis"): uplink_loss, uplink_congestion, downlink_loss, downlink_congestion, one_way_media, sfu_overload, encoder_limited, video_frozen, turn_relay, ice_restart_failed, uplink_jitter, downlink_jitter, high_rtt; more may come */
                                 issue: string;
                                 direction: string;
                                 kind: string;
