@@ -13,6 +13,11 @@
  * - one-way media: the same nftables rule dropping 100% of one subscriber's RTP;
  * - a CPU-starved worker: at nice 19 in a cgroup (v1 `cpu`) of 2 ms per second, with a busy loop at nice -20.
  *
+ * Audio trials (an ffmpeg bot publishing Opus instead of VP8, its RTP and each subscriber's through a userspace UDP
+ * relay, as this kernel has no netem): `clean_audio`; `uplink_jitter` and `downlink_jitter`, the relay of the
+ * publisher or of one subscriber holding each packet a random 0 to JITTER_MS; `path_delay`, one subscriber's reports
+ * held DELAY_MS on their way back to the SFU, a slow path that the SFU's round trip measures.
+ *
  * Browser trials, run on their own with BENCH_ONLY (a few at once: each page encodes its fake camera in simulcast):
  * the same publisher, and two Chromium subscribers (the join page, publishing their fake camera too) instead of RTP
  * receivers, one of them the target:
@@ -42,6 +47,7 @@ import type { types } from 'mediasoup';
 import { startGateway } from '../test/helpers/gateway.js';
 import { encodedLoop, startFfmpegBot } from '../test/helpers/ffmpegBot.js';
 import { startPlainSubscriber } from '../test/helpers/plainSubscriber.js';
+import { startUdpRelay } from '../test/helpers/udpRelay.js';
 import { startCoturn } from '../test/helpers/coturn.js';
 import { joinThroughPage, launchBrowser, receivedMedia, waitFor } from '../test/helpers/browser.js';
 
@@ -56,7 +62,12 @@ const GRACE_MS = 2000;
 /** Under what the clip really sends: its 400 kbit/s target comes out at about 150 kbit/s for a test pattern. */
 const RATE_KBIT = 120;
 const BITRATE_KBPS = 400;
+const AUDIO_KBPS = 64;
 const LOSS_PCTS = [8, 10, 12, 15];
+/** The relay's random hold (ms) in the jitter trials: about a third of it is the jitter a receiver estimates. */
+const JITTER_MS = [120, 160, 200];
+/** The hold of a delayed subscriber's reports (ms): the round trip the SFU measures, and a little more. */
+const DELAY_MS = [450, 500, 600];
 
 type Fault =
   | 'clean'
@@ -66,6 +77,10 @@ type Fault =
   | 'downlink_rate'
   | 'one_way'
   | 'overload'
+  | 'clean_audio'
+  | 'uplink_jitter'
+  | 'downlink_jitter'
+  | 'path_delay'
   | 'clean_browser'
   | 'one_way_browser'
   | 'uplink_rate_browser'
@@ -82,6 +97,7 @@ const BROWSER_FAULTS: Fault[] = [
   'relay_browser',
   'ice_cut_browser',
 ];
+const AUDIO_FAULTS: Fault[] = ['clean_audio', 'uplink_jitter', 'downlink_jitter', 'path_delay'];
 /** The blackout of `freeze_browser` (ms): a freeze a viewer notices (at least a second), short of one-way media. */
 const FREEZE_MS = 2000;
 /** How long `ice_cut_browser` holds its cut (ms): past `iceRestartRecoverMs` (10 s) and the check after it. */
@@ -90,7 +106,8 @@ const TURN_SECRET = 'acc-turn-secret-0123456789abcdef';
 type WebRtcTransport = types.WebRtcTransport;
 /**
  * One wave: three clean calls, three one-way and three starved workers, and for each loss detector two calls with
- * random loss and one with a rate limit; ten waves give each detector 30 faults, and 30 clean calls.
+ * random loss and one with a rate limit; three clean audio calls and three of each audio fault. Ten waves give each
+ * detector 30 faults, and 30 clean calls of each kind.
  */
 const WAVE: Fault[] = process.env.BENCH_ONLY
   ? (process.env.BENCH_ONLY.split(',') as Fault[])
@@ -110,6 +127,7 @@ const WAVE: Fault[] = process.env.BENCH_ONLY
       'overload',
       'overload',
       'overload',
+      ...(['clean_audio', 'uplink_jitter', 'downlink_jitter', 'path_delay'] as const).flatMap((f) => [f, f, f]),
     ];
 /**
  * What each fault should raise: the detectors (each is scored: a fault that raises one but not the other is a hit for
@@ -117,7 +135,7 @@ const WAVE: Fault[] = process.env.BENCH_ONLY
  * rightly fire on the same participant and direction (a blackout freezes the video too), neither hit nor miss.
  */
 const EXPECTED: Record<
-  Exclude<Fault, 'clean' | 'clean_browser'>,
+  Exclude<Fault, 'clean' | 'clean_browser' | 'clean_audio'>,
   { kinds: string[]; who: 'publisher' | 'target'; direction: string; consistent?: string[] }
 > = {
   uplink_loss: { kinds: ['uplink_loss'], who: 'publisher', direction: 'uplink' },
@@ -125,6 +143,10 @@ const EXPECTED: Record<
   downlink_loss: { kinds: ['downlink_loss'], who: 'target', direction: 'downlink' },
   downlink_rate: { kinds: ['downlink_loss'], who: 'target', direction: 'downlink' },
   one_way: { kinds: ['one_way_media'], who: 'target', direction: 'downlink' },
+  uplink_jitter: { kinds: ['uplink_jitter'], who: 'publisher', direction: 'uplink' },
+  downlink_jitter: { kinds: ['downlink_jitter'], who: 'target', direction: 'downlink' },
+  // A round trip does not say which way the delay is.
+  path_delay: { kinds: ['high_rtt'], who: 'target', direction: 'both' },
   overload: { kinds: ['sfu_overload'], who: 'target', direction: 'server' },
   one_way_browser: { kinds: ['one_way_media'], who: 'target', direction: 'downlink', consistent: ['video_frozen'] },
   // A Chromium publisher (simulcast) whose uplink is capped: its encoder says so, and it drops layers.
@@ -145,16 +167,17 @@ const EXPECTED: Record<
   freeze_browser: { kinds: ['video_frozen'], who: 'target', direction: 'downlink' },
   relay_browser: { kinds: ['turn_relay'], who: 'target', direction: 'both' },
   // Nothing from the target reaches the SFU after its ICE restart: its viewers' video stops (a freeze they may report,
-  // put down to the target), and its encoder, starved of feedback, may say it is limited.
+  // put down to the target), and its encoder, starved of feedback, may say it is limited. When the run offers a TURN
+  // server, the browser may come back through it as the cut ends: a relay then really in use (seen once, at 16.4 s).
   ice_cut_browser: {
     kinds: ['ice_restart_failed'],
     who: 'target',
     direction: 'both',
-    consistent: ['video_frozen', 'encoder_limited', 'uplink_congestion', 'uplink_loss'],
+    consistent: ['video_frozen', 'encoder_limited', 'uplink_congestion', 'uplink_loss', 'turn_relay'],
   },
 };
 function expectedOf(f: Fault) {
-  return f === 'clean' || f === 'clean_browser' ? undefined : EXPECTED[f];
+  return f === 'clean' || f === 'clean_browser' || f === 'clean_audio' ? undefined : EXPECTED[f];
 }
 /** The detectors this run's faults test: each gets its row, even with nothing raised. */
 const DETECTORS = [...new Set(WAVE.flatMap((f) => expectedOf(f)?.kinds ?? []))];
@@ -165,6 +188,11 @@ interface TrialResult {
   /** What was raised, as `kind who direction`, and whether it was the injected fault (in time). */
   raised: Array<{ label: string; match: boolean; consistent?: boolean; afterMs: number; evidence: string }>;
   setupFailed?: string;
+  /**
+   * Audio trials: each stream's mean MOS before the fault and while it lasted, by whose stream it is and its direction
+   * (`publisher inbound`, `target outbound`, `other outbound`): the score must fall where the fault is, and only there.
+   */
+  scores?: Record<string, { before: number; during: number }>;
 }
 
 /** Runs a command, feeding it `input`; throws with its stderr when it fails. */
@@ -287,14 +315,22 @@ interface Subscriber {
   sendPorts?: () => number[];
   /** A browser's: the SFU restarts ICE on its sending transport. */
   restartSend?: () => Promise<unknown>;
+  /** An RTP receiver's: the relay in front of it, whose random hold a fault sets. */
+  path?: { jitterMs?: number };
+  /** An RTP receiver's: holds its reports on their way back to the SFU (0: not). */
+  delayReports?: (ms: number) => void;
   received: () => Promise<number>;
   close: () => unknown;
 }
 
-async function rtpSubscriber(room: Room, producerId: string, who: string): Promise<Subscriber> {
-  const sub = await startPlainSubscriber(room, producerId, who);
+/** An RTP receiver that reports in RTCP; `relayed` puts a UDP relay in front of it (audio trials). */
+async function rtpSubscriber(room: Room, producerId: string, who: string, relayed = false): Promise<Subscriber> {
+  const path: { jitterMs?: number } = {};
+  const sub = await startPlainSubscriber(room, producerId, who, relayed ? { loss: path } : {});
   return {
     peer: sub.peer,
+    path,
+    delayReports: sub.receiver.setReportDelayMs,
     port: () => sub.receiver.rtpPort,
     received: async () => sub.receiver.received(),
     close: sub.close,
@@ -367,6 +403,7 @@ async function main(): Promise<void> {
   const leastLoaded = pool.leastLoaded.bind(pool);
   pool.leastLoaded = (avoid) => placeOn ?? leastLoaded(avoid);
   const clip = await encodedLoop('video', BITRATE_KBPS);
+  const voice = await encodedLoop('audio', AUDIO_KBPS);
 
   const load: number[] = [];
   const loadTimer = setInterval(() => load.push(os.loadavg()[0]!), 5000);
@@ -388,13 +425,31 @@ async function main(): Promise<void> {
     const targetIndex = index % 2;
     const startedAt = Date.now();
     try {
-      const bot = await startFfmpegBot(room, { kind: 'video', bitrateKbps: BITRATE_KBPS, file: clip, name: 'pub' });
+      const audio = AUDIO_FAULTS.includes(fault);
+      // The audio publisher's RTP goes through a relay whose random hold the uplink jitter fault sets.
+      const uplink: { jitterMs?: number } = {};
+      const bot = await startFfmpegBot(
+        room,
+        audio
+          ? {
+              kind: 'audio',
+              bitrateKbps: AUDIO_KBPS,
+              file: voice,
+              name: 'pub',
+              through: async (port) => {
+                const relay = await startUdpRelay({ ip: '127.0.0.1', port }, uplink);
+                cleanup.push(relay.close);
+                return relay.port;
+              },
+            }
+          : { kind: 'video', bitrateKbps: BITRATE_KBPS, file: clip, name: 'pub' },
+      );
       cleanup.push(bot.stop);
       const subs: Subscriber[] = [];
       for (const [i, who] of ['sub1', 'sub2'].entries()) {
         const sub = BROWSER_FAULTS.includes(fault)
           ? await browserSubscriber(room, name, who, fault === 'relay_browser' && i === targetIndex)
-          : await rtpSubscriber(room, bot.producer.id, who);
+          : await rtpSubscriber(room, bot.producer.id, who, audio);
         cleanup.push(sub.close);
         subs.push(sub);
       }
@@ -408,6 +463,8 @@ async function main(): Promise<void> {
       const target = subs[targetIndex]!;
       const pubPort = bot.transport.tuple.localPort;
       const pct = LOSS_PCTS[index % LOSS_PCTS.length]!;
+      const jitterMs = JITTER_MS[index % JITTER_MS.length]!;
+      const delayMs = DELAY_MS[index % DELAY_MS.length]!;
       // A relayed route is the fault from the target's join on.
       const injectedAt = fault === 'relay_browser' ? startedAt : Date.now();
       let remove: () => unknown = () => undefined;
@@ -417,7 +474,16 @@ async function main(): Promise<void> {
       else if (fault === 'uplink_rate') remove = await tbfLimit(pubPort, RATE_KBIT);
       else if (fault === 'downlink_rate') remove = await tbfLimit(target.port(), RATE_KBIT);
       else if (fault === 'overload') remove = starve(slot.worker.pid, `vigie-acc${process.pid}-${name}`);
-      else if (fault === 'uplink_rate_browser') remove = await tbfLimit(target.sendPort!(), RATE_KBIT);
+      else if (fault === 'uplink_jitter') {
+        uplink.jitterMs = jitterMs;
+        remove = () => (uplink.jitterMs = undefined);
+      } else if (fault === 'downlink_jitter') {
+        target.path!.jitterMs = jitterMs;
+        remove = () => (target.path!.jitterMs = undefined);
+      } else if (fault === 'path_delay') {
+        target.delayReports!(delayMs);
+        remove = () => target.delayReports!(0);
+      } else if (fault === 'uplink_rate_browser') remove = await tbfLimit(target.sendPort!(), RATE_KBIT);
       else if (fault === 'downlink_rate_browser') remove = await tbfLimit(target.port(), RATE_KBIT);
       else if (fault === 'freeze_browser') remove = await nftDrop(target.port(), 100);
       else if (fault === 'ice_cut_browser') {
@@ -430,11 +496,15 @@ async function main(): Promise<void> {
         ? `${pct}%`
         : fault.includes('_rate')
           ? `${RATE_KBIT} kbit/s`
-          : fault === 'overload'
-            ? 'starved'
-            : fault === 'relay_browser'
-              ? 'TURN over UDP'
-              : '';
+          : fault.endsWith('_jitter')
+            ? `0–${jitterMs} ms hold`
+            : fault === 'path_delay'
+              ? `${delayMs} ms`
+              : fault === 'overload'
+                ? 'starved'
+                : fault === 'relay_browser'
+                  ? 'TURN over UDP'
+                  : '';
       if (fault === 'freeze_browser') {
         // A short blackout, then the rest of the fault's time with media back: the freeze is reported as it ends.
         await sleep(FREEZE_MS);
@@ -448,6 +518,7 @@ async function main(): Promise<void> {
       await sleep(AFTER_MS);
       const who = (p?: Peer) =>
         p === undefined ? 'server' : p === bot.peer ? 'publisher' : p === target.peer ? 'target' : 'other';
+      if (audio) result.scores = await scores(room, who, injectedAt, removedAt);
       const expected = expectedOf(fault);
       for (const { issue, at } of raised) {
         const w = who(issue.peer);
@@ -506,6 +577,61 @@ async function main(): Promise<void> {
   console.log(JSON.stringify(scored));
 }
 
+/**
+ * The mean MOS of each audio stream of a call (the SFU's samples, `track_stats`), before `from` and from `from` to
+ * `to`, keyed `whose direction`. Samples that carried no packet are left out.
+ */
+async function scores(room: Room, who: (p?: Peer) => string, from: number, to: number) {
+  const rows = await gw.query<{ peer_id: string; direction: string; during: number; mean_mos: number }>(
+    `SELECT peer_id, direction, toUnixTimestamp64Milli(ts) >= {from:Int64} AS during, avg(mos) AS mean_mos
+     FROM vigie.track_stats
+     WHERE room = {room:String} AND call_id = {call:String} AND kind = 'audio' AND packets > 0 AND mos IS NOT NULL
+       AND toUnixTimestamp64Milli(ts) <= {to:Int64}
+     GROUP BY peer_id, direction, during`,
+    { room: room.id, call: room.callId, from, to },
+  );
+  const out: Record<string, { before: number; during: number }> = {};
+  for (const r of rows) {
+    const key = `${who(room.peers.get(r.peer_id))} ${r.direction}`;
+    out[key] ??= { before: Number.NaN, during: Number.NaN };
+    out[key][Number(r.during) ? 'during' : 'before'] = round3(r.mean_mos);
+  }
+  return out;
+}
+
+/**
+ * Per audio fault: in how many trials the MOS of the stream the fault hits fell by at least `MOS_DROP`, and the mean
+ * change of it and of the streams the fault does not hit (a subscriber's stream carries what the publisher's uplink
+ * did to it, so an uplink fault hits every stream).
+ */
+const MOS_DROP = 0.1;
+const HIT: Partial<Record<Fault, string[]>> = {
+  uplink_jitter: ['publisher inbound', 'target outbound', 'other outbound'],
+  downlink_jitter: ['target outbound'],
+  path_delay: ['target outbound'],
+  clean_audio: [],
+};
+function scoreChanges(results: TrialResult[]) {
+  const out: Record<string, { trials: number; hitFell: number; hitMean: number; othersMean: number | null }> = {};
+  for (const [fault, hit] of Object.entries(HIT)) {
+    const trials = results.filter((r) => r.fault === fault && r.scores);
+    if (!trials.length) continue;
+    const hitDeltas: number[] = [];
+    const otherDeltas: number[] = [];
+    let hitFell = 0;
+    for (const r of trials) {
+      const deltas = Object.entries(r.scores!).map(([k, v]) => ({ k, d: v.during - v.before }));
+      const hits = deltas.filter((x) => hit!.includes(x.k) && Number.isFinite(x.d));
+      if (hits.length && hits.every((x) => x.d <= -MOS_DROP)) hitFell++;
+      hitDeltas.push(...hits.map((x) => x.d));
+      otherDeltas.push(...deltas.filter((x) => !hit!.includes(x.k) && Number.isFinite(x.d)).map((x) => x.d));
+    }
+    const mean = (xs: number[]) => (xs.length ? round3(xs.reduce((a, b) => a + b, 0) / xs.length) : null);
+    out[fault] = { trials: trials.length, hitFell, hitMean: mean(hitDeltas) ?? 0, othersMean: mean(otherDeltas) };
+  }
+  return out;
+}
+
 function score(results: TrialResult[], run: { load: number[]; durationS: number }) {
   const table: Record<
     string,
@@ -562,6 +688,7 @@ function score(results: TrialResult[], run: { load: number[]; durationS: number 
     detectors: table,
     detectionMsMedian: Object.fromEntries(Object.entries(latencies).map(([k, v]) => [k, median(v)])),
     confusions: Object.fromEntries(confusions),
+    mosChanges: scoreChanges(results),
     falseAlarms,
     ...(errors.size ? { errors: [...errors] } : {}),
     durationS: run.durationS,
