@@ -91,25 +91,17 @@ test("an encoder held back by the bandwidth is the publisher's issue, seen by wh
   // The SFU tells Alice's browser it may send no more than 80 kbit/s (REMB): her encoder must scale down.
   const send = [...peer('alice').transports.values()].find((t) => t.appData.direction === 'send') as ms.WebRtcTransport;
   await send.setMaxIncomingBitrate(80_000);
-  const issue = await waitFor(
-    'an encoder limitation',
-    async () => seen.raised.find((i) => i.kind === 'encoder_limited'),
-    Boolean,
-  );
-  assert.equal(issue!.peer, peer('alice'));
-  assert.equal(issue!.direction, 'uplink');
-  assert.equal(issue!.evidence.reason, 'bandwidth');
-  assert.deepEqual(issue!.affected, [peer('bob')]);
+  const issue = await seen.raisedOf('encoder_limited');
+  assert.equal(issue.peer, peer('alice'));
+  assert.equal(issue.direction, 'uplink');
+  assert.equal(issue.evidence.reason, 'bandwidth');
+  assert.deepEqual(issue.affected, [peer('bob')]);
   // The SFU sees it at its ingress too, without the browser's word: Alice's top layer no longer arrives.
-  const narrow = await waitFor(
-    'uplink congestion',
-    async () => seen.raised.find((i) => i.kind === 'uplink_congestion'),
-    Boolean,
-  );
-  assert.equal(narrow!.peer, peer('alice'));
-  assert.equal(narrow!.direction, 'uplink');
-  assert.deepEqual(narrow!.affected, [peer('bob')]);
-  assert.ok(Number(narrow!.evidence.layers) < Number(narrow!.evidence.sender_top_layers), seen.detail());
+  const narrow = await seen.raisedOf('uplink_congestion');
+  assert.equal(narrow.peer, peer('alice'));
+  assert.equal(narrow.direction, 'uplink');
+  assert.deepEqual(narrow.affected, [peer('bob')]);
+  assert.ok(Number(narrow.evidence.layers) < Number(narrow.evidence.sender_top_layers), seen.detail());
   // Bob's video may freeze while his consumer moves to the layer that still arrives: that is put down to Alice.
   assert.deepEqual(
     seen.list().filter((l) => !/^(encoder_limited|uplink_congestion|video_frozen) alice$/.test(l)),
@@ -125,17 +117,15 @@ test("a subscriber whose bandwidth holds them on a lower layer is that subscribe
   // The SFU may send Bob no more than 250 kbit/s: Alice's top layer (500 kbit/s) no longer fits.
   const recv = [...peer('bob').transports.values()].find((t) => t.appData.direction === 'recv') as ms.WebRtcTransport;
   await recv.setMaxOutgoingBitrate(250_000);
-  const issue = await waitFor(
-    'downlink congestion',
-    async () => seen.raised.find((i) => i.kind === 'downlink_congestion'),
-    Boolean,
+  const issue = await seen.raisedOf(
+    'downlink_congestion',
     // The SFU's estimate of Bob's bandwidth comes down over some seconds before the layer changes.
     60_000,
   );
-  assert.equal(issue!.peer, peer('bob'));
-  assert.equal(issue!.direction, 'downlink');
-  assert.deepEqual(issue!.affected, [peer('bob')]);
-  assert.ok(Number(issue!.evidence.layer) < Number(issue!.evidence.wanted_layer), JSON.stringify(issue!.evidence));
+  assert.equal(issue.peer, peer('bob'));
+  assert.equal(issue.direction, 'downlink');
+  assert.deepEqual(issue.affected, [peer('bob')]);
+  assert.ok(Number(issue.evidence.layer) < Number(issue.evidence.wanted_layer), JSON.stringify(issue.evidence));
   assert.deepEqual(
     seen.list().filter((l) => !l.startsWith('downlink_congestion')),
     [],
@@ -152,25 +142,25 @@ test("video that stops reaching one subscriber for a while is a freeze on that s
   await sleep(2000);
   await video.resume();
   await video.requestKeyFrame();
-  const issue = await waitFor('a freeze', async () => seen.raised.find((i) => i.kind === 'video_frozen'), Boolean);
-  assert.equal(issue!.peer, peer('bob'));
-  assert.equal(issue!.direction, 'downlink');
-  assert.deepEqual(issue!.affected, [peer('bob')]);
-  assert.ok(Number(issue!.evidence.frozen_ms) >= 1000, JSON.stringify(issue!.evidence));
-  assert.equal(issue!.evidence.publisher, gw.app.telemetry!.keys.participant(peer('alice')));
-  await waitFor('the freeze to be over', async () => seen.resolved.find((i) => i.id === issue!.id), Boolean);
+  const issue = await seen.raisedOf('video_frozen');
+  assert.equal(issue.peer, peer('bob'));
+  assert.equal(issue.direction, 'downlink');
+  assert.deepEqual(issue.affected, [peer('bob')]);
+  assert.ok(Number(issue.evidence.frozen_ms) >= 1000, JSON.stringify(issue.evidence));
+  assert.equal(issue.evidence.publisher, gw.app.telemetry!.keys.participant(peer('alice')));
+  await seen.ended(issue);
 });
 
 test('a participant connected through the TURN relay is reported, and only that one', async () => {
   const seen = issuesOf(gw, () => gw.app.sfu.getRoom('acme', 'diag-b-relay'));
   const { peer } = await call('diag-b-relay', ['alice', 'carol'], { relay: ['carol'] });
-  const issue = await waitFor('a relayed route', async () => seen.raised.find((i) => i.kind === 'turn_relay'), Boolean);
-  assert.equal(issue!.peer, peer('carol'));
-  assert.equal(issue!.direction, 'both');
-  assert.equal(issue!.evidence.protocol, 'udp');
+  const issue = await seen.raisedOf('turn_relay');
+  assert.equal(issue.peer, peer('carol'));
+  assert.equal(issue.direction, 'both');
+  assert.equal(issue.evidence.protocol, 'udp');
   await sleep(3000);
   assert.deepEqual(seen.list(), ['turn_relay carol']);
   // Carol leaves: her route's issue ends with her.
   gw.app.sfu.getRoom('acme', 'diag-b-relay')!.removePeer(peer('carol'), 'test');
-  await waitFor('the relay issue to end', async () => seen.resolved.find((i) => i.id === issue!.id), Boolean);
+  await seen.ended(issue);
 });

@@ -55,13 +55,8 @@ test('a stalled worker holds up the samples, and the diagnosis, of no call on an
     process.kill(stalled.pid, 'SIGCONT');
   });
   carol.loss.dropEvery = 8;
-  const issue = await waitFor(
-    "a downlink issue on the other worker's call",
-    async () => seen.raised.find((i) => i.kind === 'downlink_loss'),
-    Boolean,
-    10_000,
-  );
-  assert.equal(issue!.peer, carol.peer);
+  const issue = await seen.raisedOf('downlink_loss', 10_000);
+  assert.equal(issue.peer, carol.peer);
 });
 
 test('a clean call raises no issue', async () => {
@@ -85,22 +80,18 @@ test("the publisher's uplink loss is the publisher's issue, seen by its subscrib
   const bob = await lossySubscriber(room, alice.bot.producer.id, 'bob');
   await flowing(bob);
   alice.loss.dropEvery = 8; // 12.5% of Alice's packets lost on the way to the SFU
-  const issue = await waitFor(
-    'an uplink issue',
-    async () => seen.raised.find((i) => i.kind === 'uplink_loss'),
-    Boolean,
-  );
-  assert.equal(issue!.peer, alice.peer, "it is Alice's network");
-  assert.equal(issue!.direction, 'uplink');
-  assert.deepEqual(issue!.affected, [bob.peer], 'Bob, who watches her, suffers from it');
-  assert.ok(Number(issue!.evidence.loss_pct) >= 5, `evidence: ${JSON.stringify(issue!.evidence)}`);
+  const issue = await seen.raisedOf('uplink_loss');
+  assert.equal(issue.peer, alice.peer, "it is Alice's network");
+  assert.equal(issue.direction, 'uplink');
+  assert.deepEqual(issue.affected, [bob.peer], 'Bob, who watches her, suffers from it');
+  assert.ok(Number(issue.evidence.loss_pct) >= 5, `evidence: ${JSON.stringify(issue.evidence)}`);
   // Bob's reports carry the same loss, but it is not Bob's downlink.
   assert.deepEqual(
     seen.raised.filter((i) => i.kind !== 'uplink_loss').map((i) => `${i.kind} ${i.peer?.identity}`),
     [],
   );
   alice.loss.dropEvery = undefined;
-  await waitFor('the issue to end', async () => seen.resolved.find((i) => i.id === issue!.id), Boolean);
+  await seen.ended(issue);
 
   const rows = await gw.query<{ event: string; participant: string; reason: string; attrs: Record<string, string> }>(
     `SELECT event, participant, reason, attrs FROM vigie.call_events
@@ -135,15 +126,11 @@ async function aliceToBobAndCarol(roomName: string, kind: 'video' | 'audio') {
 test("a subscriber's downlink loss is that subscriber's issue alone", async () => {
   const { seen, carol } = await aliceToBobAndCarol('diag-downlink', 'video');
   carol.loss.dropEvery = 8;
-  const issue = await waitFor(
-    'a downlink issue',
-    async () => seen.raised.find((i) => i.kind === 'downlink_loss'),
-    Boolean,
-  );
-  assert.equal(issue!.peer, carol.peer, "it is Carol's network");
-  assert.equal(issue!.direction, 'downlink');
-  assert.deepEqual(issue!.affected, [carol.peer]);
-  assert.equal(issue!.evidence.producer_loss_pct, 0, 'what Alice sent arrived whole');
+  const issue = await seen.raisedOf('downlink_loss');
+  assert.equal(issue.peer, carol.peer, "it is Carol's network");
+  assert.equal(issue.direction, 'downlink');
+  assert.deepEqual(issue.affected, [carol.peer]);
+  assert.equal(issue.evidence.producer_loss_pct, 0, 'what Alice sent arrived whole');
   await sleep(3000);
   assert.deepEqual(labels(seen.raised), ['downlink_loss carol'], 'neither Alice nor Bob is blamed');
 });
@@ -152,18 +139,13 @@ test("jitter on the publisher's uplink is the publisher's issue, seen by all; on
   const { seen, alice, bob, carol } = await aliceToBobAndCarol('diag-jitter', 'audio');
   // Each of Alice's packets held 0–200 ms at random on the way to the SFU: about 67 ms of jitter (RFC 3550).
   alice.loss.jitterMs = 200;
-  const uplink = await waitFor(
-    'an uplink jitter issue',
-    async () => seen.raised.find((i) => i.kind === 'uplink_jitter'),
-    Boolean,
-    30_000,
-  );
-  assert.equal(uplink!.peer, alice.peer, "it is Alice's network");
-  assert.equal(uplink!.direction, 'uplink');
-  assert.deepEqual(new Set(uplink!.affected), new Set([bob.peer, carol.peer]), 'everyone who hears her');
-  assert.ok(Number(uplink!.evidence.jitter_ms) >= 30, `evidence: ${JSON.stringify(uplink!.evidence)}`);
+  const uplink = await seen.raisedOf('uplink_jitter', 30_000);
+  assert.equal(uplink.peer, alice.peer, "it is Alice's network");
+  assert.equal(uplink.direction, 'uplink');
+  assert.deepEqual(new Set(uplink.affected), new Set([bob.peer, carol.peer]), 'everyone who hears her');
+  assert.ok(Number(uplink.evidence.jitter_ms) >= 30, `evidence: ${JSON.stringify(uplink.evidence)}`);
   alice.loss.jitterMs = undefined;
-  await waitFor('the uplink issue to end', async () => seen.resolved.find((i) => i.id === uplink!.id), Boolean);
+  await seen.ended(uplink);
   assert.deepEqual(
     labels(seen.raised),
     ['uplink_jitter bot:alice'],
@@ -172,18 +154,13 @@ test("jitter on the publisher's uplink is the publisher's issue, seen by all; on
 
   // The same on the way to Carol only: what the SFU received was steady, so it is Carol's downlink.
   carol.loss.jitterMs = 200;
-  const downlink = await waitFor(
-    'a downlink jitter issue',
-    async () => seen.raised.find((i) => i.kind === 'downlink_jitter'),
-    Boolean,
-    30_000,
-  );
-  assert.equal(downlink!.peer, carol.peer, "it is Carol's network");
-  assert.equal(downlink!.direction, 'downlink');
-  assert.deepEqual(downlink!.affected, [carol.peer]);
-  assert.ok(Number(downlink!.evidence.producer_jitter_ms) < 15, `evidence: ${JSON.stringify(downlink!.evidence)}`);
+  const downlink = await seen.raisedOf('downlink_jitter', 30_000);
+  assert.equal(downlink.peer, carol.peer, "it is Carol's network");
+  assert.equal(downlink.direction, 'downlink');
+  assert.deepEqual(downlink.affected, [carol.peer]);
+  assert.ok(Number(downlink.evidence.producer_jitter_ms) < 15, `evidence: ${JSON.stringify(downlink.evidence)}`);
   carol.loss.jitterMs = undefined;
-  await waitFor('the downlink issue to end', async () => seen.resolved.find((i) => i.id === downlink!.id), Boolean);
+  await seen.ended(downlink);
   assert.deepEqual(labels(seen.raised), ['uplink_jitter bot:alice', 'downlink_jitter carol'], 'Bob is never blamed');
 });
 
@@ -194,16 +171,11 @@ test('a subscriber whose round trip to the SFU is too long for conversation: a s
   // Bob's reports take 500 ms to come back: the SFU measures a round trip of at least that.
   const bob = await lossySubscriber(room, alice.bot.producer.id, 'bob', { reportDelayMs: 500 });
   const carol = await lossySubscriber(room, alice.bot.producer.id, 'carol');
-  const issue = await waitFor(
-    'a round-trip issue',
-    async () => seen.raised.find((i) => i.kind === 'high_rtt'),
-    Boolean,
-    30_000,
-  );
-  assert.equal(issue!.peer, bob.peer, "it is Bob's connection");
-  assert.equal(issue!.direction, 'both', 'a round trip does not say which way');
-  assert.deepEqual(issue!.affected, [bob.peer], 'Bob publishes nothing: nobody else waits on him');
-  assert.ok(Number(issue!.evidence.rtt_ms) >= 400, `evidence: ${JSON.stringify(issue!.evidence)}`);
+  const issue = await seen.raisedOf('high_rtt', 30_000);
+  assert.equal(issue.peer, bob.peer, "it is Bob's connection");
+  assert.equal(issue.direction, 'both', 'a round trip does not say which way');
+  assert.deepEqual(issue.affected, [bob.peer], 'Bob publishes nothing: nobody else waits on him');
+  assert.ok(Number(issue.evidence.rtt_ms) >= 400, `evidence: ${JSON.stringify(issue.evidence)}`);
   await waitFor(
     'media to flow to Carol',
     async () => carol.receiver.received(),
@@ -390,10 +362,10 @@ test("a viewer's freeze reported before the publisher's encoder says why is stil
   viewer(1, 1616);
   encoder();
   encoder();
-  const freeze = await waitFor('the freeze', async () => seen.raised.find((i) => i.kind === 'video_frozen'), Boolean);
+  const freeze = await seen.raisedOf('video_frozen');
   assert.deepEqual(labels(seen.raised), ['encoder_limited alice', 'video_frozen alice']);
-  assert.equal(freeze!.evidence.cause, 'encoder_limited');
-  assert.deepEqual(freeze!.affected, [sub]);
+  assert.equal(freeze.evidence.cause, 'encoder_limited');
+  assert.deepEqual(freeze.affected, [sub]);
 });
 
 test("a browser's estimate climbing in a call's first seconds is no issue: a layer sent for a moment, an encoder limited before it was ever unlimited", async () => {
@@ -419,17 +391,13 @@ test('a track that reaches the SFU but not one of its subscribers is one-way med
   const seen = issuesOf(gw, room);
   const alice = await lossyPublisher(room, 'alice');
   const dave = await lossySubscriber(room, alice.bot.producer.id, 'dave', { connected: false });
-  const issue = await waitFor(
-    'a one-way issue',
-    async () => seen.raised.find((i) => i.kind === 'one_way_media'),
-    Boolean,
-  );
-  assert.equal(issue!.peer, dave.peer);
-  assert.ok(Number(issue!.evidence.producer_packets) > 0, "Alice's track was flowing into the SFU");
-  assert.equal(issue!.evidence.packets, 0);
+  const issue = await seen.raisedOf('one_way_media');
+  assert.equal(issue.peer, dave.peer);
+  assert.ok(Number(issue.evidence.producer_packets) > 0, "Alice's track was flowing into the SFU");
+  assert.equal(issue.evidence.packets, 0);
   // Dave leaves: the issue ends with his track.
   dave.consumer.close();
-  await waitFor('the issue to end', async () => seen.resolved.find((i) => i.id === issue!.id), Boolean);
+  await seen.ended(issue);
 });
 
 test("a worker starved of CPU is the server's issue: every participant on it is affected, and nobody's network is blamed", async () => {
@@ -441,18 +409,14 @@ test("a worker starved of CPU is the server's issue: every participant on it is 
   const slot = room.slotOf(alice.peer);
   const release = starveProcess(slot.worker.pid);
   onTestFinished(release);
-  const issue = await waitFor(
-    'an overload issue',
-    async () => seen.raised.find((i) => i.kind === 'sfu_overload'),
-    Boolean,
-  );
+  const issue = await seen.raisedOf('sfu_overload');
   release();
-  assert.equal(issue!.direction, 'server');
-  assert.equal(issue!.peer, undefined, "nobody's network");
-  assert.equal(issue!.worker, slot.index);
-  assert.deepEqual(new Set(issue!.affected), new Set([alice.peer, bob.peer]));
-  assert.ok(Number(issue!.evidence.latency_ms) >= 250, `evidence: ${JSON.stringify(issue!.evidence)}`);
-  await waitFor('the overload to end', async () => seen.resolved.find((i) => i.id === issue!.id), Boolean);
+  assert.equal(issue.direction, 'server');
+  assert.equal(issue.peer, undefined, "nobody's network");
+  assert.equal(issue.worker, slot.index);
+  assert.deepEqual(new Set(issue.affected), new Set([alice.peer, bob.peer]));
+  assert.ok(Number(issue.evidence.latency_ms) >= 250, `evidence: ${JSON.stringify(issue.evidence)}`);
+  await seen.ended(issue);
   // The packets the starved worker could not read were lost, but on the server, not on Alice's or Bob's network.
   await sleep(3000);
   assert.deepEqual(

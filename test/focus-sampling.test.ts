@@ -43,10 +43,6 @@ async function call(name: string) {
   return { room, seen, alice, bob };
 }
 
-/** The issue of this kind, once raised (focused samples come every second: well within the wait). */
-const raisedIssue = (seen: ReturnType<typeof issuesOf>, kind: string) =>
-  waitFor(`a ${kind} issue`, async () => seen.raised.find((i) => i.kind === kind), Boolean, 30_000);
-
 test('a clean call is not sampled between intervals: no track row at all while the interval has not come', async () => {
   const { seen } = await call('focus-clean');
   await new Promise((r) => setTimeout(r, 6000));
@@ -58,16 +54,16 @@ test('a clean call is not sampled between intervals: no track row at all while t
 test("a publisher's uplink loss is seen within seconds, sampled only once the worker's score shows it, and ends", async () => {
   const { seen, alice, bob } = await call('focus-uplink');
   alice.loss.dropEvery = 8; // 12.5%
-  const issue = await raisedIssue(seen, 'uplink_loss');
-  assert.equal(issue!.peer, alice.peer);
-  assert.deepEqual(issue!.affected, [bob.peer]);
+  const issue = await seen.raisedOf('uplink_loss');
+  assert.equal(issue.peer, alice.peer);
+  assert.deepEqual(issue.affected, [bob.peer]);
   assert.deepEqual(
     seen.raised.map((i) => i.kind),
     ['uplink_loss'],
     'not blamed on Bob',
   );
   alice.loss.dropEvery = undefined;
-  await waitFor('the issue to end', async () => seen.resolved.find((i) => i.id === issue!.id), Boolean, 30_000);
+  await seen.ended(issue, 30_000);
   await gw.app.telemetry!.writer.flush();
   assert.ok((await trackRows('focus-uplink')) > 0, 'the focused samples are stored as rows');
 });
@@ -75,9 +71,9 @@ test("a publisher's uplink loss is seen within seconds, sampled only once the wo
 test("a subscriber's downlink loss is seen within seconds, judged against the publisher sampled with it", async () => {
   const { seen, bob } = await call('focus-downlink');
   bob.loss.dropEvery = 8;
-  const issue = await raisedIssue(seen, 'downlink_loss');
-  assert.equal(issue!.peer, bob.peer);
-  assert.deepEqual(issue!.affected, [bob.peer]);
+  const issue = await seen.raisedOf('downlink_loss');
+  assert.equal(issue.peer, bob.peer);
+  assert.deepEqual(issue.affected, [bob.peer]);
   assert.deepEqual(
     seen.raised.map((i) => i.kind),
     ['downlink_loss'],
@@ -90,9 +86,9 @@ test('a starved worker is seen within seconds: the workers are probed at the foc
   const slot = room.slotOf(alice.peer);
   const release = starveProcess(slot.worker.pid);
   onTestFinished(release);
-  const issue = await raisedIssue(seen, 'sfu_overload');
+  const issue = await seen.raisedOf('sfu_overload');
   release();
-  assert.equal(issue!.worker, slot.index);
-  assert.deepEqual(new Set(issue!.affected), new Set([alice.peer, bob.peer]));
-  await waitFor('the overload to end', async () => seen.resolved.find((i) => i.id === issue!.id), Boolean, 30_000);
+  assert.equal(issue.worker, slot.index);
+  assert.deepEqual(new Set(issue.affected), new Set([alice.peer, bob.peer]));
+  await seen.ended(issue, 30_000);
 });

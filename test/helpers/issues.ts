@@ -1,6 +1,7 @@
 import { onTestFinished } from 'vitest';
 import type { QualityIssue } from '../../src/diagnosis/index.js';
 import type { Room } from '../../src/media/index.js';
+import { waitFor } from './browser.js';
 import type { TestGateway } from './gateway.js';
 
 /**
@@ -24,6 +25,12 @@ export function issuesOf(gw: TestGateway, room: Room | (() => Room | undefined))
     resolved,
     /** What was raised, as `kind identity` ('server' for the server's issues). */
     list: () => raised.map((i) => `${i.kind} ${i.peer?.identity ?? 'server'}`),
+    /** The first issue of this kind raised, once it is (`ms`: how long to wait for it). */
+    raisedOf: async (kind: QualityIssue['kind'], ms = 30_000) =>
+      (await waitFor(`a ${kind} issue`, async () => raised.find((i) => i.kind === kind), Boolean, ms))!,
+    /** Waits for this issue to be resolved. */
+    ended: (issue: QualityIssue, ms = 30_000) =>
+      waitFor(`${issue.kind} to end`, async () => resolved.find((i) => i.id === issue.id), Boolean, ms),
     /** Their evidence too, for a failure's message. */
     detail: () => JSON.stringify(raised.map((i) => [i.kind, i.peer?.identity, i.evidence])),
   };
