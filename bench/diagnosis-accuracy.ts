@@ -149,12 +149,13 @@ const EXPECTED: Record<
   path_delay: { kinds: ['high_rtt'], who: 'target', direction: 'both' },
   overload: { kinds: ['sfu_overload'], who: 'target', direction: 'server' },
   one_way_browser: { kinds: ['one_way_media'], who: 'target', direction: 'downlink', consistent: ['video_frozen'] },
-  // A Chromium publisher (simulcast) whose uplink is capped: its encoder says so, and it drops layers.
+  // A Chromium publisher (simulcast) whose uplink is capped: its encoder says so, and it drops layers. Its audio
+  // waits in the same queue: the SFU measures 100–230 ms of jitter on it, rightly an uplink_jitter of the target.
   uplink_rate_browser: {
     kinds: ['encoder_limited', 'uplink_congestion'],
     who: 'target',
     direction: 'uplink',
-    consistent: ['uplink_loss', 'video_frozen'],
+    consistent: ['uplink_loss', 'video_frozen', 'uplink_jitter'],
   },
   // A Chromium subscriber whose downlink is capped: the SFU holds it on a lower layer of the other browser's video.
   downlink_rate_browser: {
@@ -189,8 +190,8 @@ interface TrialResult {
   raised: Array<{ label: string; match: boolean; consistent?: boolean; afterMs: number; evidence: string }>;
   setupFailed?: string;
   /**
-   * Audio trials: each stream's mean MOS before the fault and while it lasted, by whose stream it is and its direction
-   * (`publisher inbound`, `target outbound`, `other outbound`): the score must fall where the fault is, and only there.
+   * Each stream's mean score (audio MOS, video quality) before the fault and while it lasted, for the faults of `HIT`:
+   * the score must fall where the fault is, and only there.
    */
   scores?: Record<string, { before: number; during: number }>;
 }
@@ -518,11 +519,13 @@ async function main(): Promise<void> {
       await sleep(AFTER_MS);
       const who = (p?: Peer) =>
         p === undefined ? 'server' : p === bot.peer ? 'publisher' : p === target.peer ? 'target' : 'other';
-      if (audio) result.scores = await scores(room, who, injectedAt, removedAt);
+      if (fault in HIT) result.scores = await scores(room, who, injectedAt, removedAt);
       const expected = expectedOf(fault);
       for (const { issue, at } of raised) {
         const w = who(issue.peer);
-        const inTime = at >= injectedAt && at <= removedAt + GRACE_MS;
+        // A freeze is reported as it ends: what must fall within the fault is when it began.
+        const began = issue.kind === 'video_frozen' ? at - Number(issue.evidence.frozen_ms ?? 0) : at;
+        const inTime = at >= injectedAt && began <= removedAt + GRACE_MS;
         const there =
           !!expected &&
           inTime &&
@@ -582,34 +585,44 @@ async function main(): Promise<void> {
  * `to`, keyed `whose direction`. Samples that carried no packet are left out.
  */
 async function scores(room: Room, who: (p?: Peer) => string, from: number, to: number) {
-  const rows = await gw.query<{ peer_id: string; direction: string; during: number; mean_mos: number }>(
-    `SELECT peer_id, direction, toUnixTimestamp64Milli(ts) >= {from:Int64} AS during, avg(mos) AS mean_mos
+  // Audio is scored by its MOS, video by its quality score (docs/operators.md, "Scores"), on the same 1–5 scale.
+  const rows = await gw.query<{ peer_id: string; producer_id: string; direction: string; during: number; s: number }>(
+    `SELECT peer_id, producer_id, direction, toUnixTimestamp64Milli(ts) >= {from:Int64} AS during,
+            avg(if(kind = 'audio', mos, video_quality)) AS s
      FROM vigie.track_stats
-     WHERE room = {room:String} AND call_id = {call:String} AND kind = 'audio' AND packets > 0 AND mos IS NOT NULL
-       AND toUnixTimestamp64Milli(ts) <= {to:Int64}
-     GROUP BY peer_id, direction, during`,
+     WHERE room = {room:String} AND call_id = {call:String} AND packets > 0
+       AND if(kind = 'audio', mos, video_quality) IS NOT NULL AND toUnixTimestamp64Milli(ts) <= {to:Int64}
+     GROUP BY peer_id, producer_id, direction, during`,
     { room: room.id, call: room.callId, from, to },
   );
+  const ownerOf = (producerId: string) => [...room.peers.values()].find((p) => p.producers.has(producerId));
   const out: Record<string, { before: number; during: number }> = {};
   for (const r of rows) {
-    const key = `${who(room.peers.get(r.peer_id))} ${r.direction}`;
+    // A stream is named by whose end it is, its direction and whose track it carries: `target outbound publisher`.
+    const key = `${who(room.peers.get(r.peer_id))} ${r.direction} ${who(ownerOf(r.producer_id))}`;
     out[key] ??= { before: Number.NaN, during: Number.NaN };
-    out[key][Number(r.during) ? 'during' : 'before'] = round3(r.mean_mos);
+    out[key][Number(r.during) ? 'during' : 'before'] = round3(r.s);
   }
   return out;
 }
 
 /**
- * Per audio fault: in how many trials the MOS of the stream the fault hits fell by at least `MOS_DROP`, and the mean
- * change of it and of the streams the fault does not hit (a subscriber's stream carries what the publisher's uplink
- * did to it, so an uplink fault hits every stream).
+ * Per fault: in how many trials the score of each stream the fault hits fell by at least `SCORE_DROP`, and the mean
+ * change of those and of the streams it does not hit. A stream is hit when its name matches one of the fault's
+ * patterns: a subscriber's stream carries what the publisher's uplink did to it, so an uplink fault hits every view of
+ * the publisher's track; a downlink fault hits every stream the target receives.
  */
-const MOS_DROP = 0.1;
-const HIT: Partial<Record<Fault, string[]>> = {
-  uplink_jitter: ['publisher inbound', 'target outbound', 'other outbound'],
-  downlink_jitter: ['target outbound'],
-  path_delay: ['target outbound'],
+const SCORE_DROP = 0.1;
+const HIT: Partial<Record<Fault, RegExp[]>> = {
   clean_audio: [],
+  uplink_jitter: [/^\w+ \w+ publisher$/],
+  downlink_jitter: [/^target outbound /],
+  path_delay: [/^target outbound /],
+  clean_browser: [],
+  one_way_browser: [/^target outbound /],
+  freeze_browser: [/^target outbound /],
+  downlink_rate_browser: [/^target outbound /],
+  uplink_rate_browser: [/^target inbound target$/, /^\w+ outbound target$/],
 };
 function scoreChanges(results: TrialResult[]) {
   const out: Record<string, { trials: number; hitFell: number; hitMean: number; othersMean: number | null }> = {};
@@ -621,10 +634,11 @@ function scoreChanges(results: TrialResult[]) {
     let hitFell = 0;
     for (const r of trials) {
       const deltas = Object.entries(r.scores!).map(([k, v]) => ({ k, d: v.during - v.before }));
-      const hits = deltas.filter((x) => hit!.includes(x.k) && Number.isFinite(x.d));
-      if (hits.length && hits.every((x) => x.d <= -MOS_DROP)) hitFell++;
+      const isHit = (k: string) => hit!.some((re) => re.test(k));
+      const hits = deltas.filter((x) => isHit(x.k) && Number.isFinite(x.d));
+      if (hits.length && hits.every((x) => x.d <= -SCORE_DROP)) hitFell++;
       hitDeltas.push(...hits.map((x) => x.d));
-      otherDeltas.push(...deltas.filter((x) => !hit!.includes(x.k) && Number.isFinite(x.d)).map((x) => x.d));
+      otherDeltas.push(...deltas.filter((x) => !isHit(x.k) && Number.isFinite(x.d)).map((x) => x.d));
     }
     const mean = (xs: number[]) => (xs.length ? round3(xs.reduce((a, b) => a + b, 0) / xs.length) : null);
     out[fault] = { trials: trials.length, hitFell, hitMean: mean(hitDeltas) ?? 0, othersMean: mean(otherDeltas) };
@@ -688,7 +702,7 @@ function score(results: TrialResult[], run: { load: number[]; durationS: number 
     detectors: table,
     detectionMsMedian: Object.fromEntries(Object.entries(latencies).map(([k, v]) => [k, median(v)])),
     confusions: Object.fromEntries(confusions),
-    mosChanges: scoreChanges(results),
+    scoreChanges: scoreChanges(results),
     falseAlarms,
     ...(errors.size ? { errors: [...errors] } : {}),
     durationS: run.durationS,
