@@ -47,7 +47,7 @@ import type { types } from 'mediasoup';
 import { startGateway } from '../test/helpers/gateway.js';
 import { encodedLoop, startFfmpegBot } from '../test/helpers/ffmpegBot.js';
 import { startPlainSubscriber } from '../test/helpers/plainSubscriber.js';
-import { startUdpRelay } from '../test/helpers/udpRelay.js';
+import { type RelayImpairment, startUdpRelay } from '../test/helpers/udpRelay.js';
 import { startCoturn } from '../test/helpers/coturn.js';
 import { joinThroughPage, launchBrowser, receivedMedia, waitFor } from '../test/helpers/browser.js';
 
@@ -317,7 +317,7 @@ interface Subscriber {
   /** A browser's: the SFU restarts ICE on its sending transport. */
   restartSend?: () => Promise<unknown>;
   /** An RTP receiver's: the relay in front of it, whose random hold a fault sets. */
-  path?: { jitterMs?: number };
+  path?: RelayImpairment;
   /** An RTP receiver's: holds its reports on their way back to the SFU (0: not). */
   delayReports?: (ms: number) => void;
   received: () => Promise<number>;
@@ -326,7 +326,7 @@ interface Subscriber {
 
 /** An RTP receiver that reports in RTCP; `relayed` puts a UDP relay in front of it (audio trials). */
 async function rtpSubscriber(room: Room, producerId: string, who: string, relayed = false): Promise<Subscriber> {
-  const path: { jitterMs?: number } = {};
+  const path: RelayImpairment = {};
   const sub = await startPlainSubscriber(room, producerId, who, relayed ? { loss: path } : {});
   return {
     peer: sub.peer,
@@ -428,7 +428,7 @@ async function main(): Promise<void> {
     try {
       const audio = AUDIO_FAULTS.includes(fault);
       // The audio publisher's RTP goes through a relay whose random hold the uplink jitter fault sets.
-      const uplink: { jitterMs?: number } = {};
+      const uplink: RelayImpairment = {};
       const bot = await startFfmpegBot(
         room,
         audio

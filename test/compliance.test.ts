@@ -341,6 +341,9 @@ test('every table with an identity or pseudonym column is covered by data-subjec
 test('DSAR after a browser call: access returns that participant only; erasure leaves no trace but what a legal hold keeps, and says so', async () => {
   const browser = await launchBrowser();
   const identities = ['alice.martin@example.fr', 'bruno.petit@example.fr'];
+  const [alice, bruno] = await Promise.all(
+    identities.map((i) => gw.app.telemetry!.keys.pseudonymizer.pseudonym('acme', i)),
+  );
   try {
     const pages = [];
     for (const identity of identities) {
@@ -359,9 +362,6 @@ test('DSAR after a browser call: access returns that participant only; erasure l
       );
     // The access archive must hold her client_stats: the call lasts until each browser has reported (on a fast
     // machine the recording below can end before a browser's first report).
-    const reporters = await Promise.all(
-      identities.map((i) => gw.app.telemetry!.keys.pseudonymizer.pseudonym('acme', i)),
-    );
     await waitFor(
       'client_stats from both browsers',
       async () => {
@@ -370,7 +370,7 @@ test('DSAR after a browser call: access returns that participant only; erasure l
           `SELECT DISTINCT participant FROM vigie.client_stats WHERE room = 'dsar'`,
         );
       },
-      (rows) => reporters.every((p) => rows.some((r) => r.participant === p)),
+      (rows) => [alice, bruno].every((p) => rows.some((r) => r.participant === p)),
     );
     await gw.app.inject({
       method: 'POST',
@@ -390,9 +390,6 @@ test('DSAR after a browser call: access returns that participant only; erasure l
   } finally {
     await browser.close();
   }
-  const [alice, bruno] = await Promise.all(
-    identities.map((i) => gw.app.telemetry!.keys.pseudonymizer.pseudonym('acme', i)),
-  );
   // The catalog is written once each upload ends: wait for both participants' recordings.
   const recs = await waitFor(
     "both participants' recordings in the catalog",

@@ -2,7 +2,7 @@ import { onTestFinished } from 'vitest';
 import type { Room } from '../../src/media/index.js';
 import { startFfmpegBot } from './ffmpegBot.js';
 import { startPlainSubscriber } from './plainSubscriber.js';
-import { startUdpRelay } from './udpRelay.js';
+import { type RelayImpairment, startUdpRelay } from './udpRelay.js';
 
 /**
  * Real media with loss on the wire, one side at a time, for the call diagnosis' tests: a publisher made of ffmpeg
@@ -15,7 +15,7 @@ import { startUdpRelay } from './udpRelay.js';
  * and random hold (`loss.jitterMs`) the test changes.
  */
 export async function lossyPublisher(room: Room, name: string, kind: 'video' | 'audio' = 'video') {
-  const loss: { dropEvery?: number; jitterMs?: number } = {};
+  const loss: RelayImpairment = {};
   let relay!: Awaited<ReturnType<typeof startUdpRelay>>;
   const bot = await startFfmpegBot(room, {
     kind,
@@ -35,7 +35,8 @@ export async function lossyPublisher(room: Room, name: string, kind: 'video' | '
 
 /**
  * A subscriber named `name` (identity and display name) behind a relay whose drop rate and random hold the test
- * changes (`loss.dropEvery`, `loss.jitterMs`): see `startPlainSubscriber`; `connected: false` leaves its transport without a destination.
+ * changes (`loss.dropEvery`, `loss.jitterMs`): see `startPlainSubscriber`; `connected: false` leaves its transport
+ * without a destination.
  */
 export async function lossySubscriber(
   room: Room,
@@ -43,7 +44,7 @@ export async function lossySubscriber(
   name: string,
   { connected = true, reportDelayMs }: { connected?: boolean; reportDelayMs?: number } = {},
 ) {
-  const loss: { dropEvery?: number; jitterMs?: number } = {};
+  const loss: RelayImpairment = {};
   const sub = await startPlainSubscriber(room, producerId, name, { connected, loss, reportDelayMs });
   onTestFinished(sub.close);
   return { ...sub, loss };

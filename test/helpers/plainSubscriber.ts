@@ -1,11 +1,12 @@
 import { Peer, type Room } from '../../src/media/index.js';
 import { startRtpReceiver } from './rtpReceiver.js';
-import { startUdpRelay } from './udpRelay.js';
+import { type RelayImpairment, startUdpRelay } from './udpRelay.js';
 
 /**
  * A subscriber without a browser: a participant whose consumer sends over a PlainTransport to a receiver that
  * reports its loss and jitter back in RTCP, as a client would. `loss` puts a relay that drops every Nth packet on
- * the way, or holds each packet a random time up to `jitterMs` (both can change while media flows); `reportDelayMs` holds its reports that long on their way back;
+ * the way, or holds each packet a random time up to `jitterMs` (both can change while media flows);
+ * `reportDelayMs` holds its reports that long on their way back;
  * `connected: false` leaves the transport without a destination.
  */
 export async function startPlainSubscriber(
@@ -16,7 +17,7 @@ export async function startPlainSubscriber(
     connected = true,
     loss,
     reportDelayMs,
-  }: { connected?: boolean; loss?: { dropEvery?: number; jitterMs?: number }; reportDelayMs?: number } = {},
+  }: { connected?: boolean; loss?: RelayImpairment; reportDelayMs?: number } = {},
 ) {
   const peer = new Peer(
     {

@@ -9,10 +9,10 @@ import dgram from 'node:dgram';
  * jittery path. The options are read at each packet, so a caller can change
  * them while media flows.
  */
-export async function startUdpRelay(
-  target: { ip: string; port: number },
-  opts: { dropEvery?: number; delayMs?: number; jitterMs?: number } = {},
-) {
+/** What a relay does to the packets it forwards; the test may change each field while media flows. */
+export type RelayImpairment = { dropEvery?: number; delayMs?: number; jitterMs?: number };
+
+export async function startUdpRelay(target: { ip: string; port: number }, opts: RelayImpairment = {}) {
   const socket = dgram.createSocket('udp4');
   let open = true;
   const stats = { received: 0, forwarded: 0, dropped: 0, bytesForwarded: 0, firstAt: 0, lastAt: 0 };
