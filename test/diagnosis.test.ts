@@ -264,6 +264,34 @@ test("a publisher's loss that its latest sample missed is not blamed on a subscr
   );
 });
 
+test("a subscriber's audio report that still carries the publisher's past jitter is not their downlink", async () => {
+  // A browser reports on the audio it receives every 2.5–7.5 s (libwebrtc): after Alice's uplink jitter is gone from
+  // the SFU's ingress, Bob's last report can carry it for seconds more. Seen in the accuracy bench (Chromium, an uplink
+  // capped at 120 kbit/s): 51 ms in the subscriber's report against 6 ms at the SFU. Report intervals are not
+  // controllable in a browser, so the samples are given in that alignment, a second apart.
+  const { seen, sample } = await givenSamples('diag-stale-jitter');
+  const t0 = Date.now();
+  const at = (i: number) => ({ kind: 'audio', ts: t0 + i * 1000 }) as const;
+  // Three seconds of jitter on Alice's uplink, which Bob's report carries too.
+  for (let i = 0; i < 3; i++) {
+    sample('producer', { ...at(i), jitterMs: 60 });
+    sample('consumer', { ...at(i), jitterMs: 60 });
+  }
+  // Alice's uplink steady again; Bob's next report comes 7 s after his last one.
+  for (let i = 3; i < 10; i++) {
+    sample('producer', { ...at(i), jitterMs: 5 });
+    sample('consumer', { ...at(i), jitterMs: 60 });
+  }
+  sample('consumer', { ...at(10), jitterMs: 4 });
+  assert.deepEqual(labels(seen.raised), ['uplink_jitter alice'], "Bob's report was Alice's jitter, late");
+  // Long after, what Bob reports while the SFU receives Alice steadily is his downlink's jitter.
+  for (let i = 11; i < 22; i++) {
+    sample('producer', { ...at(i), jitterMs: 5 });
+    sample('consumer', { ...at(i), jitterMs: i < 19 ? 4 : 60 });
+  }
+  assert.deepEqual(labels(seen.raised), ['uplink_jitter alice', 'downlink_jitter bob']);
+});
+
 test("after the publisher's trouble, a subscriber's climb back to the top layer is not their downlink congestion", async () => {
   // When Alice's uplink recovers, the SFU brings every subscriber back to her top layer over seconds, all at once:
   // Bob below his layer then is her issue's tail, not his bandwidth. Seen in CI (diagnosis-ice) as a race; here the

@@ -71,8 +71,8 @@ export default fp(
     const actingNode = async (req: FastifyRequest, tenant: string, room: string) => {
       const live = app.sfu.getRoom(tenant, room);
       if (!live) {
-        const placement = await app.rooms.placement(tenant, room);
-        if (!placement || placement.nodeId === app.rooms.nodeId) return undefined;
+        const placement = app.rooms.elsewhere(await app.rooms.placement(tenant, room));
+        if (!placement) return undefined;
         return { nodeId: placement.nodeId, what: `room ${room}`, relays: false };
       }
       const participantId = (req.params as { participantId?: string }).participantId;

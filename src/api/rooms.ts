@@ -65,9 +65,8 @@ export async function roomRoutes(app: FastifyInstance): Promise<void> {
     const declared = app.rooms.get(tenant, roomId);
     const live = app.sfu.getRoom(tenant, roomId);
     const found = live ? undefined : placement === undefined ? await app.rooms.placement(tenant, roomId) : placement;
-    // This node knows its own calls: a placement naming it for a room not open here is a call that just closed, its
-    // release still on its way to the database (a DELETE /v1/rooms answers before it lands).
-    const placed = found?.nodeId === app.rooms.nodeId ? undefined : found;
+    // A DELETE /v1/rooms answers before the closed call's release lands.
+    const placed = app.rooms.elsewhere(found);
     if (!declared && !live && !placed) return undefined;
     return {
       room: roomId,

@@ -95,6 +95,12 @@ export const DIAGNOSIS_RULES = {
   jitterStartMs: 30,
   jitterEndMs: 15,
   /**
+   * How old a subscriber's receiver report can be when a sample carries it (ms). A browser reports on what it receives
+   * of audio every 5 s on average, each interval drawn between 2.5 and 7.5 s (libwebrtc's RTCP interval, randomized as
+   * RFC 3550 §6.2 asks): its jitter can be the publisher's from seconds ago, after the publisher's uplink recovered.
+   */
+  receiverReportAgeMs: 7_500,
+  /**
    * The round trip between the SFU and a participant (ms, from their receiver reports) at which their path is too
    * slow for conversation, and below which it is good again. ITU-T G.114 asks for at most 150 ms mouth to ear; one leg
    * of 400 ms round trip is already 200 ms one way, before the other participant's leg.
@@ -149,6 +155,8 @@ export class CallDiagnosis {
   readonly #producers = new Map<string, TrackSample>();
   /** Each producer's sample before its last. */
   readonly #prior = new Map<string, TrackSample>();
+  /** Since when (its first such sample) each audio producer has arrived at the SFU with jitter under the end mark. */
+  readonly #steadySince = new Map<string, number>();
   /** The most simulcast layers each video producer has sent at once, and its bitrate then (bit/s). */
   readonly #fullest = new Map<string, { layers: number; bitrateBps: number }>();
   /** Each video producer's current layer count and for how many samples in a row it has held it. */
@@ -192,6 +200,7 @@ export class CallDiagnosis {
         p.observer.once('close', () => {
           this.#producers.delete(p.id);
           this.#prior.delete(p.id);
+          this.#steadySince.delete(p.id);
           this.#fullest.delete(p.id);
           this.#layerRun.delete(p.id);
           this.#encoders.delete(p.id);
@@ -241,12 +250,15 @@ export class CallDiagnosis {
         issue: () => this.#trackIssue('uplink_loss', s),
       });
       this.#uplinkLayers(s);
-      if (s.kind === 'audio' && s.jitterMs !== undefined)
+      if (s.kind === 'audio' && s.jitterMs !== undefined) {
+        if (s.jitterMs >= DIAGNOSIS_RULES.jitterEndMs) this.#steadySince.delete(s.trackId);
+        else if (!this.#steadySince.has(s.trackId)) this.#steadySince.set(s.trackId, s.ts);
         this.#judge(`uplink_jitter/${s.trackId}`, {
           bad: s.jitterMs >= DIAGNOSIS_RULES.jitterStartMs,
           good: s.jitterMs < DIAGNOSIS_RULES.jitterEndMs,
           issue: () => this.#trackIssue('uplink_jitter', s, { jitter_ms: Math.round(s.jitterMs!) }),
         });
+      }
       return;
     }
     this.#roundTrip(s);
@@ -285,17 +297,20 @@ export class CallDiagnosis {
           this.#trackIssue('downlink_congestion', s, { layer: current, sender_top_layer: top, wanted_layer: wanted }),
       });
     }
-    // What the subscriber reports is the jitter of the whole path from the publisher: theirs only when the SFU
-    // received the track steadily, in its last two samples (a receiver report can be a second old).
-    const upstreamJitter = Math.max(upstream.jitterMs ?? 0, prior?.jitterMs ?? 0);
+    // What the subscriber reports is the jitter of the whole path from the publisher: theirs only when the SFU has
+    // received the track steadily for longer than the subscriber's report can be old. Else the report can still carry
+    // the publisher's own jitter, gone from the SFU's ingress since.
+    const steadySince = this.#steadySince.get(s.producerId);
+    const upstreamSteady = steadySince !== undefined && s.ts - steadySince >= DIAGNOSIS_RULES.receiverReportAgeMs;
     if (s.kind === 'audio' && s.jitterMs !== undefined)
       this.#judge(`downlink_jitter/${s.trackId}`, {
-        bad: upstreamJitter < DIAGNOSIS_RULES.jitterEndMs && s.jitterMs >= DIAGNOSIS_RULES.jitterStartMs,
+        bad: upstreamSteady && s.jitterMs >= DIAGNOSIS_RULES.jitterStartMs,
         good: s.jitterMs < DIAGNOSIS_RULES.jitterEndMs,
         issue: () =>
           this.#trackIssue('downlink_jitter', s, {
             jitter_ms: Math.round(s.jitterMs!),
-            producer_jitter_ms: Math.round(upstreamJitter),
+            producer_jitter_ms: Math.round(upstream.jitterMs ?? 0),
+            producer_steady_ms: s.ts - steadySince!,
           }),
       });
     // A simulcast consumer held below its lowest layer (the subscriber's bandwidth affords none) sends nothing as well:

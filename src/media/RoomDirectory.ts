@@ -263,6 +263,14 @@ export class RoomDirectory {
     return rows[0] && toPlacement(rows[0]);
   }
 
+  /**
+   * The placement when it names another node: that node has the call. One naming this node, for a room not open
+   * here, is a call that just closed, its release still on its way to the database: this node knows its own calls.
+   */
+  elsewhere(placement: RoomPlacement | null | undefined): RoomPlacement | undefined {
+    return placement && placement.nodeId !== this.nodeId ? placement : undefined;
+  }
+
   /** The tenant's placed rooms, by room id. */
   async placements(tenant: string): Promise<Map<string, RoomPlacement>> {
     const { rows } = await this.#db.query<PlacementRow>(
