@@ -526,15 +526,16 @@ async function main(): Promise<void> {
         // A freeze is reported as it ends: what must fall within the fault is when it began.
         const began = issue.kind === 'video_frozen' ? at - Number(issue.evidence.frozen_ms ?? 0) : at;
         const inTime = at >= injectedAt && began <= removedAt + GRACE_MS;
-        const there =
-          !!expected &&
-          inTime &&
-          issue.direction === expected.direction &&
-          (expected.direction === 'server' ? w === 'server' : w === expected.who);
+        const whom = !!expected && inTime && (expected.direction === 'server' ? w === 'server' : w === expected.who);
+        // A fault of both directions (a route) covers what it does to either: a cut target's encoder, starved of
+        // feedback, is limited on its uplink.
+        const covered =
+          issue.direction === expected?.direction ||
+          (expected?.direction === 'both' && (issue.direction === 'uplink' || issue.direction === 'downlink'));
         result.raised.push({
           label: `${issue.kind} ${w} ${issue.direction}`,
-          match: there && expected.kinds.includes(issue.kind),
-          consistent: there && !!expected.consistent?.includes(issue.kind),
+          match: whom && issue.direction === expected!.direction && expected!.kinds.includes(issue.kind),
+          consistent: whom && covered && !!expected!.consistent?.includes(issue.kind),
           afterMs: at - injectedAt,
           evidence: JSON.stringify(issue.evidence),
         });
