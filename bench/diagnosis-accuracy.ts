@@ -16,7 +16,8 @@
  * Audio trials (an ffmpeg bot publishing Opus instead of VP8, its RTP and each subscriber's through a userspace UDP
  * relay, as this kernel has no netem): `clean_audio`; `uplink_jitter` and `downlink_jitter`, the relay of the
  * publisher or of one subscriber holding each packet a random 0 to JITTER_MS; `path_delay`, one subscriber's reports
- * held DELAY_MS on their way back to the SFU, a slow path that the SFU's round trip measures.
+ * held DELAY_MS on their way back to the SFU, a slow path that the SFU's round trip measures; `audio_uplink_loss` and
+ * `audio_downlink_loss`, the nftables drop of the loss trials on the Opus publisher's or one subscriber's path.
  *
  * Browser trials, run on their own with BENCH_ONLY (a few at once: each page encodes its fake camera in simulcast):
  * the same publisher, and two Chromium subscribers (the join page, publishing their fake camera too) instead of RTP
@@ -81,6 +82,8 @@ type Fault =
   | 'uplink_jitter'
   | 'downlink_jitter'
   | 'path_delay'
+  | 'audio_uplink_loss'
+  | 'audio_downlink_loss'
   | 'clean_browser'
   | 'one_way_browser'
   | 'uplink_rate_browser'
@@ -97,7 +100,14 @@ const BROWSER_FAULTS: Fault[] = [
   'relay_browser',
   'ice_cut_browser',
 ];
-const AUDIO_FAULTS: Fault[] = ['clean_audio', 'uplink_jitter', 'downlink_jitter', 'path_delay'];
+const AUDIO_FAULTS: Fault[] = [
+  'clean_audio',
+  'uplink_jitter',
+  'downlink_jitter',
+  'path_delay',
+  'audio_uplink_loss',
+  'audio_downlink_loss',
+];
 /** The blackout of `freeze_browser` (ms): a freeze a viewer notices (at least a second), short of one-way media. */
 const FREEZE_MS = 2000;
 /** How long `ice_cut_browser` holds its cut (ms): past `iceRestartRecoverMs` (10 s) and the check after it. */
@@ -127,7 +137,7 @@ const WAVE: Fault[] = process.env.BENCH_ONLY
       'overload',
       'overload',
       'overload',
-      ...(['clean_audio', 'uplink_jitter', 'downlink_jitter', 'path_delay'] as const).flatMap((f) => [f, f, f]),
+      ...AUDIO_FAULTS.flatMap((f) => [f, f, f]),
     ];
 /**
  * What each fault should raise: the detectors (each is scored: a fault that raises one but not the other is a hit for
@@ -147,6 +157,10 @@ const EXPECTED: Record<
   downlink_jitter: { kinds: ['downlink_jitter'], who: 'target', direction: 'downlink' },
   // A round trip does not say which way the delay is.
   path_delay: { kinds: ['high_rtt'], who: 'target', direction: 'both' },
+  // A subscriber's loss on audio is judged once the SFU has received the track whole for 7.5 s (a browser's reports
+  // on audio are that far apart): the RTP receivers here report every second, so this measures the wait alone.
+  audio_uplink_loss: { kinds: ['uplink_loss'], who: 'publisher', direction: 'uplink' },
+  audio_downlink_loss: { kinds: ['downlink_loss'], who: 'target', direction: 'downlink' },
   overload: { kinds: ['sfu_overload'], who: 'target', direction: 'server' },
   one_way_browser: { kinds: ['one_way_media'], who: 'target', direction: 'downlink', consistent: ['video_frozen'] },
   // A Chromium publisher (simulcast) whose uplink is capped: its encoder says so, and it drops layers. Its audio
@@ -469,8 +483,8 @@ async function main(): Promise<void> {
       // A relayed route is the fault from the target's join on.
       const injectedAt = fault === 'relay_browser' ? startedAt : Date.now();
       let remove: () => unknown = () => undefined;
-      if (fault === 'uplink_loss') remove = await nftDrop(pubPort, pct);
-      else if (fault === 'downlink_loss') remove = await nftDrop(target.port(), pct);
+      if (fault === 'uplink_loss' || fault === 'audio_uplink_loss') remove = await nftDrop(pubPort, pct);
+      else if (fault === 'downlink_loss' || fault === 'audio_downlink_loss') remove = await nftDrop(target.port(), pct);
       else if (fault === 'one_way' || fault === 'one_way_browser') remove = await nftDrop(target.port(), 100);
       else if (fault === 'uplink_rate') remove = await tbfLimit(pubPort, RATE_KBIT);
       else if (fault === 'downlink_rate') remove = await tbfLimit(target.port(), RATE_KBIT);
@@ -619,6 +633,8 @@ const HIT: Partial<Record<Fault, RegExp[]>> = {
   uplink_jitter: [/^\w+ \w+ publisher$/],
   downlink_jitter: [/^target outbound /],
   path_delay: [/^target outbound /],
+  audio_uplink_loss: [/^\w+ \w+ publisher$/],
+  audio_downlink_loss: [/^target outbound /],
   clean_browser: [],
   one_way_browser: [/^target outbound /],
   freeze_browser: [/^target outbound /],

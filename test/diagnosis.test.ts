@@ -164,6 +164,32 @@ test("jitter on the publisher's uplink is the publisher's issue, seen by all; on
   assert.deepEqual(labels(seen.raised), ['uplink_jitter bot:alice', 'downlink_jitter carol'], 'Bob is never blamed');
 });
 
+test("audio loss on the publisher's uplink is the publisher's issue, seen by all; on one subscriber's downlink, theirs alone", async () => {
+  // The audio counterpart of the loss tests above: after Alice's loss, her subscribers' reports must not be blamed
+  // on their links while the SFU receives her whole again.
+  const { seen, alice, bob, carol } = await aliceToBobAndCarol('diag-audio-loss', 'audio');
+  alice.loss.dropEvery = 8; // 12.5%
+  const uplink = await seen.raisedOf('uplink_loss');
+  assert.equal(uplink.peer, alice.peer, "it is Alice's network");
+  assert.equal(uplink.direction, 'uplink');
+  assert.equal(uplink.mediaKind, 'audio');
+  assert.deepEqual(new Set(uplink.affected), new Set([bob.peer, carol.peer]), 'everyone who hears her');
+  alice.loss.dropEvery = undefined;
+  await seen.ended(uplink);
+  assert.deepEqual(
+    labels(seen.raised),
+    ['uplink_loss bot:alice'],
+    "Bob's and Carol's reports carry it, not their links",
+  );
+
+  carol.loss.dropEvery = 8;
+  const downlink = await seen.raisedOf('downlink_loss');
+  assert.equal(downlink.peer, carol.peer, "it is Carol's network");
+  assert.deepEqual(downlink.affected, [carol.peer]);
+  assert.equal(downlink.evidence.producer_loss_pct, 0, 'what Alice sent arrived whole');
+  assert.deepEqual(labels(seen.raised), ['uplink_loss bot:alice', 'downlink_loss carol'], 'Bob is never blamed');
+});
+
 test('a subscriber whose round trip to the SFU is too long for conversation: a slow connection, theirs', async () => {
   const room = await gw.app.sfu.getOrCreateRoom('acme', 'diag-rtt');
   const seen = issuesOf(gw, room);
@@ -290,6 +316,30 @@ test("a subscriber's audio report that still carries the publisher's past jitter
     sample('consumer', { ...at(i), jitterMs: i < 19 ? 4 : 60 });
   }
   assert.deepEqual(labels(seen.raised), ['uplink_jitter alice', 'downlink_jitter bob']);
+});
+
+test("a subscriber's audio report that still carries the publisher's past loss is not their downlink", async () => {
+  // The same as for jitter, above: Bob's report on audio can come 7.5 s after his last, and give the loss of an
+  // interval in which Alice's uplink still lost packets, after the SFU's own report on her track shows none.
+  const { seen, sample } = await givenSamples('diag-stale-loss');
+  const t0 = Date.now();
+  const at = (i: number) => ({ kind: 'audio', ts: t0 + i * 1000 }) as const;
+  for (let i = 0; i < 3; i++) {
+    sample('producer', { ...at(i), lossFraction: 0.1 });
+    sample('consumer', { ...at(i), lossFraction: 0.1 });
+  }
+  for (let i = 3; i < 10; i++) {
+    sample('producer', { ...at(i), lossFraction: 0 });
+    sample('consumer', { ...at(i), lossFraction: 0.1 });
+  }
+  sample('consumer', { ...at(10), lossFraction: 0 });
+  assert.deepEqual(labels(seen.raised), ['uplink_loss alice'], "Bob's report was Alice's loss, late");
+  // Long after, what Bob reports while the SFU receives Alice whole is his downlink's loss.
+  for (let i = 11; i < 22; i++) {
+    sample('producer', { ...at(i), lossFraction: 0 });
+    sample('consumer', { ...at(i), lossFraction: i < 19 ? 0 : 0.1 });
+  }
+  assert.deepEqual(labels(seen.raised), ['uplink_loss alice', 'downlink_loss bob']);
 });
 
 test("after the publisher's trouble, a subscriber's climb back to the top layer is not their downlink congestion", async () => {

@@ -52,9 +52,14 @@ test('npm start on an empty data dir: the printed demo link, opened in two Chrom
   const browser = await launchBrowser();
   onTestFinished(() => browser.close());
   const pages: Page[] = [];
+  const consoleErrors: string[] = [];
   for (const name of ['first', 'second']) {
     const page = await browser.context.newPage();
-    page.on('pageerror', (e) => console.error(`[${name}] page error:`, e.message));
+    page.on('pageerror', (e) => consoleErrors.push(`[${name}] page error: ${e.message}`));
+    page.on(
+      'console',
+      (m) => m.type() === 'error' && consoleErrors.push(`[${name}] ${m.text()} (${m.location().url})`),
+    );
     const res = await joinThroughPage(page, link);
     assert.equal(res?.status(), 200, `${name} page loads the join page`);
     assert.equal(new URL(page.url()).pathname, '/join');
@@ -84,6 +89,8 @@ test('npm start on an empty data dir: the printed demo link, opened in two Chrom
   );
   assert.equal(new Set(names.map((n) => n.replace(' (you)', ''))).size, 2, `two distinct guests: ${names.join(', ')}`);
   assert.equal(output.text.split(key).length - 1, 1, 'the key is printed once, and never logged');
+  // What a new user who opens the console sees: nothing wrong (not even a missing favicon).
+  assert.deepEqual(consoleErrors, []);
 
   gateway.kill('SIGTERM');
   const [code] = await once(gateway, 'exit');

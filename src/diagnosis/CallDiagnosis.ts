@@ -157,6 +157,8 @@ export class CallDiagnosis {
   readonly #prior = new Map<string, TrackSample>();
   /** Since when (its first such sample) each audio producer has arrived at the SFU with jitter under the end mark. */
   readonly #steadySince = new Map<string, number>();
+  /** Since when (its first such sample) each audio producer has arrived at the SFU with loss under the end mark. */
+  readonly #lossFreeSince = new Map<string, number>();
   /** The most simulcast layers each video producer has sent at once, and its bitrate then (bit/s). */
   readonly #fullest = new Map<string, { layers: number; bitrateBps: number }>();
   /** Each video producer's current layer count and for how many samples in a row it has held it. */
@@ -201,6 +203,7 @@ export class CallDiagnosis {
           this.#producers.delete(p.id);
           this.#prior.delete(p.id);
           this.#steadySince.delete(p.id);
+          this.#lossFreeSince.delete(p.id);
           this.#fullest.delete(p.id);
           this.#layerRun.delete(p.id);
           this.#encoders.delete(p.id);
@@ -250,9 +253,9 @@ export class CallDiagnosis {
         issue: () => this.#trackIssue('uplink_loss', s),
       });
       this.#uplinkLayers(s);
+      if (s.kind === 'audio') markSince(this.#lossFreeSince, s, s.lossFraction < DIAGNOSIS_RULES.lossEnd);
       if (s.kind === 'audio' && s.jitterMs !== undefined) {
-        if (s.jitterMs >= DIAGNOSIS_RULES.jitterEndMs) this.#steadySince.delete(s.trackId);
-        else if (!this.#steadySince.has(s.trackId)) this.#steadySince.set(s.trackId, s.ts);
+        markSince(this.#steadySince, s, s.jitterMs < DIAGNOSIS_RULES.jitterEndMs);
         this.#judge(`uplink_jitter/${s.trackId}`, {
           bad: s.jitterMs >= DIAGNOSIS_RULES.jitterStartMs,
           good: s.jitterMs < DIAGNOSIS_RULES.jitterEndMs,
@@ -269,10 +272,12 @@ export class CallDiagnosis {
     if (s.paused || !upstream || upstream.paused) return;
     // Loss the publisher's uplink already had reaches every subscriber: it is not this subscriber's downlink.
     // mediasoup counts a producer's loss when it sends its own receiver report, every 0.5–1.5 s for video, so one
-    // sample can miss a loss that the subscriber's report (every second) still carries: clean twice running.
+    // sample can miss a loss that the subscriber's report (every second) still carries: clean twice running. On audio,
+    // the subscriber's report can be 7.5 s old (see `receiverReportAgeMs`): clean for that long.
     const prior = this.#prior.get(s.producerId);
     const upstreamLoss = Math.max(upstream.lossFraction, prior?.lossFraction ?? 0);
-    const upstreamClean = upstreamLoss < DIAGNOSIS_RULES.lossEnd;
+    const upstreamClean =
+      upstreamLoss < DIAGNOSIS_RULES.lossEnd && (s.kind !== 'audio' || this.#heldFor(this.#lossFreeSince, s));
     this.#judge(`downlink_loss/${s.trackId}`, {
       bad: upstreamClean && s.lossFraction >= DIAGNOSIS_RULES.lossStart,
       good: s.lossFraction < DIAGNOSIS_RULES.lossEnd,
@@ -301,10 +306,9 @@ export class CallDiagnosis {
     // received the track steadily for longer than the subscriber's report can be old. Else the report can still carry
     // the publisher's own jitter, gone from the SFU's ingress since.
     const steadySince = this.#steadySince.get(s.producerId);
-    const upstreamSteady = steadySince !== undefined && s.ts - steadySince >= DIAGNOSIS_RULES.receiverReportAgeMs;
     if (s.kind === 'audio' && s.jitterMs !== undefined)
       this.#judge(`downlink_jitter/${s.trackId}`, {
-        bad: upstreamSteady && s.jitterMs >= DIAGNOSIS_RULES.jitterStartMs,
+        bad: this.#heldFor(this.#steadySince, s) && s.jitterMs >= DIAGNOSIS_RULES.jitterStartMs,
         good: s.jitterMs < DIAGNOSIS_RULES.jitterEndMs,
         issue: () =>
           this.#trackIssue('downlink_jitter', s, {
@@ -599,6 +603,15 @@ export class CallDiagnosis {
     setTimeout(check, DIAGNOSIS_RULES.iceRestartRecoverMs).unref();
   }
 
+  /**
+   * Whether the producer a subscriber's sample is judged against has been in the state `since` keeps (clean, steady)
+   * for as long as the subscriber's report can be old: only then is what the report says the subscriber's own path.
+   */
+  #heldFor(since: Map<string, number>, s: TrackSample): boolean {
+    const from = since.get(s.producerId);
+    return from !== undefined && s.ts - from >= DIAGNOSIS_RULES.receiverReportAgeMs;
+  }
+
   /** An issue of the publisher's side or of the server, open or ended after `since`, in the same call. */
   #upstreamIssue(room: Room, publisher: Peer | undefined, since: number): QualityIssue | undefined {
     const candidates = [...this.openIssues(), ...this.#recent];
@@ -741,6 +754,12 @@ export class CallDiagnosis {
 const pct = (fraction: number) => Math.round(fraction * 1000) / 10;
 
 /** The participants of the room who receive a producer (its consumers' owners). */
+/** Keeps, by track, the time of the first sample of a run in which `ok` held; a sample where it does not ends the run. */
+function markSince(since: Map<string, number>, s: TrackSample, ok: boolean): void {
+  if (!ok) since.delete(s.trackId);
+  else if (!since.has(s.trackId)) since.set(s.trackId, s.ts);
+}
+
 function subscribersOf(room: Room, producerId: string): Peer[] {
   return [...room.peers.values()].filter((p) => [...p.consumers.values()].some((c) => c.producerId === producerId));
 }

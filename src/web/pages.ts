@@ -91,6 +91,7 @@ export function callPage(kind: PageKind, opts: { embedOrigins: string[]; lang: L
 <meta charset="utf-8">
 ${earlyJoin}
 <meta name="viewport" content="width=device-width, initial-scale=1">
+${NO_FAVICON}
 <title>${t(lang, 'title')}</title>
 <style>${STYLE}</style>
 </head>
@@ -127,13 +128,19 @@ ${early ? '' : CALL_PAGE_SCRIPTS.map((src) => `<script src="${src}"></script>`).
 </html>`;
 }
 
+/**
+ * An empty icon, given in the page: without one, every browser asks for `/favicon.ico`, and the 404 it gets is the
+ * first error a new user sees in the console of a call that works.
+ */
+const NO_FAVICON = '<link rel="icon" href="data:,">';
+
 /** The page shown instead of a call: a refused link (by its error code, in `lang`), or the gateway's front page. */
 export function errorPage(err: VigieError | null, lang: Language): string {
   const body = err
     ? `<h1>${t(lang, 'cannotJoin')}</h1><p>${escapeHtml(errorText(lang, err.code))}</p><p><code>${err.code}</code></p>`
     : `<h1>${t(lang, 'gatewayTitle')}</h1><p>${escapeHtml(t(lang, 'gatewayHint'))}</p>`;
   return (
-    `<!doctype html><html lang="${lang}"><head><meta charset="utf-8"><title>Vigie</title>` +
+    `<!doctype html><html lang="${lang}"><head><meta charset="utf-8">${NO_FAVICON}<title>Vigie</title>` +
     `<style>${STYLE}</style></head><body><main class="error">${body}</main></body></html>`
   );
 }
