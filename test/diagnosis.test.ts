@@ -135,60 +135,62 @@ test("a subscriber's downlink loss is that subscriber's issue alone", async () =
   assert.deepEqual(labels(seen.raised), ['downlink_loss carol'], 'neither Alice nor Bob is blamed');
 });
 
-test("jitter on the publisher's uplink is the publisher's issue, seen by all; on one subscriber's downlink, theirs alone", async () => {
-  const { seen, alice, bob, carol } = await aliceToBobAndCarol('diag-jitter', 'audio');
-  // Each of Alice's packets held 0–200 ms at random on the way to the SFU: about 67 ms of jitter (RFC 3550).
-  alice.loss.jitterMs = 200;
-  const uplink = await seen.raisedOf('uplink_jitter', 30_000);
-  assert.equal(uplink.peer, alice.peer, "it is Alice's network");
-  assert.equal(uplink.direction, 'uplink');
-  assert.deepEqual(new Set(uplink.affected), new Set([bob.peer, carol.peer]), 'everyone who hears her');
-  assert.ok(Number(uplink.evidence.jitter_ms) >= 30, `evidence: ${JSON.stringify(uplink.evidence)}`);
-  alice.loss.jitterMs = undefined;
-  await seen.ended(uplink);
-  assert.deepEqual(
-    labels(seen.raised),
-    ['uplink_jitter bot:alice'],
-    "Bob's and Carol's reports carry it, not their links",
-  );
+/**
+ * Audio troubles on the wire, on Alice's uplink and then on Carol's downlink only: what the relay does, and what the
+ * evidence of each issue must show.
+ */
+const AUDIO_PATH_CASES = [
+  {
+    what: 'jitter',
+    // Each packet held 0–200 ms at random: about 67 ms of jitter (RFC 3550).
+    impair: { jitterMs: 200 },
+    uplinkEvidence: (e: QualityIssue['evidence']) => Number(e.jitter_ms) >= 30,
+    // What the SFU received was steady.
+    downlinkEvidence: (e: QualityIssue['evidence']) => Number(e.producer_jitter_ms) < 15,
+  },
+  {
+    what: 'loss',
+    impair: { dropEvery: 8 }, // 12.5%
+    uplinkEvidence: (e: QualityIssue['evidence']) => Number(e.loss_pct) >= 5,
+    // What Alice sent arrived whole.
+    downlinkEvidence: (e: QualityIssue['evidence']) => e.producer_loss_pct === 0,
+  },
+] as const;
 
-  // The same on the way to Carol only: what the SFU received was steady, so it is Carol's downlink.
-  carol.loss.jitterMs = 200;
-  const downlink = await seen.raisedOf('downlink_jitter', 30_000);
-  assert.equal(downlink.peer, carol.peer, "it is Carol's network");
-  assert.equal(downlink.direction, 'downlink');
-  assert.deepEqual(downlink.affected, [carol.peer]);
-  assert.ok(Number(downlink.evidence.producer_jitter_ms) < 15, `evidence: ${JSON.stringify(downlink.evidence)}`);
-  carol.loss.jitterMs = undefined;
-  await seen.ended(downlink);
-  assert.deepEqual(labels(seen.raised), ['uplink_jitter bot:alice', 'downlink_jitter carol'], 'Bob is never blamed');
-});
+for (const { what, impair, uplinkEvidence, downlinkEvidence } of AUDIO_PATH_CASES)
+  test(`audio ${what} on the publisher's uplink is the publisher's issue, seen by all; on one subscriber's downlink, theirs alone`, async () => {
+    const { seen, alice, bob, carol } = await aliceToBobAndCarol(`diag-audio-${what}`, 'audio');
+    const clear = (relay: typeof alice.loss) => Object.assign(relay, { jitterMs: undefined, dropEvery: undefined });
+    Object.assign(alice.loss, impair);
+    const uplink = await seen.raisedOf(`uplink_${what}`, 30_000);
+    assert.equal(uplink.peer, alice.peer, "it is Alice's network");
+    assert.equal(uplink.direction, 'uplink');
+    assert.equal(uplink.mediaKind, 'audio');
+    assert.deepEqual(new Set(uplink.affected), new Set([bob.peer, carol.peer]), 'everyone who hears her');
+    assert.ok(uplinkEvidence(uplink.evidence), `evidence: ${JSON.stringify(uplink.evidence)}`);
+    clear(alice.loss);
+    await seen.ended(uplink);
+    assert.deepEqual(
+      labels(seen.raised),
+      [`uplink_${what} bot:alice`],
+      "Bob's and Carol's reports carry it, not their links",
+    );
 
-test("audio loss on the publisher's uplink is the publisher's issue, seen by all; on one subscriber's downlink, theirs alone", async () => {
-  // The audio counterpart of the loss tests above: after Alice's loss, her subscribers' reports must not be blamed
-  // on their links while the SFU receives her whole again.
-  const { seen, alice, bob, carol } = await aliceToBobAndCarol('diag-audio-loss', 'audio');
-  alice.loss.dropEvery = 8; // 12.5%
-  const uplink = await seen.raisedOf('uplink_loss');
-  assert.equal(uplink.peer, alice.peer, "it is Alice's network");
-  assert.equal(uplink.direction, 'uplink');
-  assert.equal(uplink.mediaKind, 'audio');
-  assert.deepEqual(new Set(uplink.affected), new Set([bob.peer, carol.peer]), 'everyone who hears her');
-  alice.loss.dropEvery = undefined;
-  await seen.ended(uplink);
-  assert.deepEqual(
-    labels(seen.raised),
-    ['uplink_loss bot:alice'],
-    "Bob's and Carol's reports carry it, not their links",
-  );
-
-  carol.loss.dropEvery = 8;
-  const downlink = await seen.raisedOf('downlink_loss');
-  assert.equal(downlink.peer, carol.peer, "it is Carol's network");
-  assert.deepEqual(downlink.affected, [carol.peer]);
-  assert.equal(downlink.evidence.producer_loss_pct, 0, 'what Alice sent arrived whole');
-  assert.deepEqual(labels(seen.raised), ['uplink_loss bot:alice', 'downlink_loss carol'], 'Bob is never blamed');
-});
+    // The same on the way to Carol only: it is Carol's downlink.
+    Object.assign(carol.loss, impair);
+    const downlink = await seen.raisedOf(`downlink_${what}`, 30_000);
+    assert.equal(downlink.peer, carol.peer, "it is Carol's network");
+    assert.equal(downlink.direction, 'downlink');
+    assert.deepEqual(downlink.affected, [carol.peer]);
+    assert.ok(downlinkEvidence(downlink.evidence), `evidence: ${JSON.stringify(downlink.evidence)}`);
+    clear(carol.loss);
+    await seen.ended(downlink);
+    assert.deepEqual(
+      labels(seen.raised),
+      [`uplink_${what} bot:alice`, `downlink_${what} carol`],
+      'Bob is never blamed',
+    );
+  });
 
 test('a subscriber whose round trip to the SFU is too long for conversation: a slow connection, theirs', async () => {
   const room = await gw.app.sfu.getOrCreateRoom('acme', 'diag-rtt');
@@ -290,57 +292,40 @@ test("a publisher's loss that its latest sample missed is not blamed on a subscr
   );
 });
 
-test("a subscriber's audio report that still carries the publisher's past jitter is not their downlink", async () => {
-  // A browser reports on the audio it receives every 2.5–7.5 s (libwebrtc): after Alice's uplink jitter is gone from
-  // the SFU's ingress, Bob's last report can carry it for seconds more. Seen in the accuracy bench (Chromium, an uplink
-  // capped at 120 kbit/s): 51 ms in the subscriber's report against 6 ms at the SFU. Report intervals are not
-  // controllable in a browser, so the samples are given in that alignment, a second apart.
-  const { seen, sample } = await givenSamples('diag-stale-jitter');
-  const t0 = Date.now();
-  const at = (i: number) => ({ kind: 'audio', ts: t0 + i * 1000 }) as const;
-  // Three seconds of jitter on Alice's uplink, which Bob's report carries too.
-  for (let i = 0; i < 3; i++) {
-    sample('producer', { ...at(i), jitterMs: 60 });
-    sample('consumer', { ...at(i), jitterMs: 60 });
-  }
-  // Alice's uplink steady again; Bob's next report comes 7 s after his last one.
-  for (let i = 3; i < 10; i++) {
-    sample('producer', { ...at(i), jitterMs: 5 });
-    sample('consumer', { ...at(i), jitterMs: 60 });
-  }
-  sample('consumer', { ...at(10), jitterMs: 4 });
-  assert.deepEqual(labels(seen.raised), ['uplink_jitter alice'], "Bob's report was Alice's jitter, late");
-  // Long after, what Bob reports while the SFU receives Alice steadily is his downlink's jitter.
-  for (let i = 11; i < 22; i++) {
-    sample('producer', { ...at(i), jitterMs: 5 });
-    sample('consumer', { ...at(i), jitterMs: i < 19 ? 4 : 60 });
-  }
-  assert.deepEqual(labels(seen.raised), ['uplink_jitter alice', 'downlink_jitter bob']);
-});
+/** Figures of a sample that are bad, and good, for the jitter detectors and for the loss ones. */
+const STALE_CASES = [
+  { what: 'jitter', bad: { jitterMs: 60 }, good: { jitterMs: 5 } },
+  { what: 'loss', bad: { lossFraction: 0.1 }, good: { lossFraction: 0 } },
+] as const;
 
-test("a subscriber's audio report that still carries the publisher's past loss is not their downlink", async () => {
-  // The same as for jitter, above: Bob's report on audio can come 7.5 s after his last, and give the loss of an
-  // interval in which Alice's uplink still lost packets, after the SFU's own report on her track shows none.
-  const { seen, sample } = await givenSamples('diag-stale-loss');
-  const t0 = Date.now();
-  const at = (i: number) => ({ kind: 'audio', ts: t0 + i * 1000 }) as const;
-  for (let i = 0; i < 3; i++) {
-    sample('producer', { ...at(i), lossFraction: 0.1 });
-    sample('consumer', { ...at(i), lossFraction: 0.1 });
-  }
-  for (let i = 3; i < 10; i++) {
-    sample('producer', { ...at(i), lossFraction: 0 });
-    sample('consumer', { ...at(i), lossFraction: 0.1 });
-  }
-  sample('consumer', { ...at(10), lossFraction: 0 });
-  assert.deepEqual(labels(seen.raised), ['uplink_loss alice'], "Bob's report was Alice's loss, late");
-  // Long after, what Bob reports while the SFU receives Alice whole is his downlink's loss.
-  for (let i = 11; i < 22; i++) {
-    sample('producer', { ...at(i), lossFraction: 0 });
-    sample('consumer', { ...at(i), lossFraction: i < 19 ? 0 : 0.1 });
-  }
-  assert.deepEqual(labels(seen.raised), ['uplink_loss alice', 'downlink_loss bob']);
-});
+for (const { what, bad, good } of STALE_CASES)
+  test(`a subscriber's audio report that still carries the publisher's past ${what} is not their downlink`, async () => {
+    // A browser reports on the audio it receives every 2.5–7.5 s (libwebrtc): after Alice's uplink trouble is gone
+    // from the SFU's ingress, Bob's last report can carry it for seconds more. Seen for jitter in the accuracy bench
+    // (Chromium, an uplink capped at 120 kbit/s): 51 ms in the subscriber's report against 6 ms at the SFU. Report
+    // intervals are not controllable in a browser, so the samples are given in that alignment, a second apart.
+    const { seen, sample } = await givenSamples(`diag-stale-${what}`);
+    const t0 = Date.now();
+    const at = (i: number) => ({ kind: 'audio', ts: t0 + i * 1000 }) as const;
+    // Three seconds of trouble on Alice's uplink, which Bob's report carries too.
+    for (let i = 0; i < 3; i++) {
+      sample('producer', { ...at(i), ...bad });
+      sample('consumer', { ...at(i), ...bad });
+    }
+    // Alice's uplink clean again; Bob's next report comes 7 s after his last one.
+    for (let i = 3; i < 10; i++) {
+      sample('producer', { ...at(i), ...good });
+      sample('consumer', { ...at(i), ...bad });
+    }
+    sample('consumer', { ...at(10), ...good });
+    assert.deepEqual(labels(seen.raised), [`uplink_${what} alice`], `Bob's report was Alice's ${what}, late`);
+    // Long after, what Bob reports while the SFU receives Alice cleanly is his downlink's.
+    for (let i = 11; i < 22; i++) {
+      sample('producer', { ...at(i), ...good });
+      sample('consumer', { ...at(i), ...(i < 19 ? good : bad) });
+    }
+    assert.deepEqual(labels(seen.raised), [`uplink_${what} alice`, `downlink_${what} bob`]);
+  });
 
 test("after the publisher's trouble, a subscriber's climb back to the top layer is not their downlink congestion", async () => {
   // When Alice's uplink recovers, the SFU brings every subscriber back to her top layer over seconds, all at once:
