@@ -753,13 +753,13 @@ export class CallDiagnosis {
 
 const pct = (fraction: number) => Math.round(fraction * 1000) / 10;
 
-/** The participants of the room who receive a producer (its consumers' owners). */
 /** Keeps, by track, the time of the first sample of a run in which `ok` held; a sample where it fails ends the run. */
 function markSince(since: Map<string, number>, s: TrackSample, ok: boolean): void {
   if (!ok) since.delete(s.trackId);
   else if (!since.has(s.trackId)) since.set(s.trackId, s.ts);
 }
 
+/** The participants of the room who receive a producer (its consumers' owners). */
 function subscribersOf(room: Room, producerId: string): Peer[] {
   return [...room.peers.values()].filter((p) => [...p.consumers.values()].some((c) => c.producerId === producerId));
 }
