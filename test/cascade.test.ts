@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { SignJWT } from 'jose';
 import type { types as ms } from 'mediasoup';
-import { afterAll, beforeAll, test } from 'vitest';
+import { afterAll, beforeAll, beforeEach, test } from 'vitest';
 import WebSocket from 'ws';
 import { LINK_PATH } from '../src/cascade/index.js';
 import type { Room } from '../src/media/index.js';
@@ -52,6 +52,20 @@ beforeAll(async () => {
   a = await node('node-a', 'eu-west');
   b = await node('node-b', 'eu-east');
 });
+
+// A failed test prints what the two gateways warned of (a refused link, a dial that failed, and why): CI keeps no other
+// trace of them. Seen once in CI: the first two joins on B answered UNAVAILABLE within milliseconds, then every later
+// one worked.
+beforeEach(({ onTestFailed }) =>
+  onTestFailed(() => {
+    for (const [name, node] of [
+      ['A', a],
+      ['B', b],
+    ] as const)
+      for (const line of node?.logs().split('\n') ?? [])
+        if (/"level":(40|50|60)/.test(line)) console.error(`[node ${name}] ${line}`);
+  }),
+);
 
 afterAll(async () => {
   await b?.close();

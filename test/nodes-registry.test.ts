@@ -56,6 +56,32 @@ describe.each(['pglite', 'postgres'] as const)('node registry on %s', (kind) => 
     return registry;
   }
 
+  test('a heartbeat asked for while one runs publishes what changed before it was asked (the public URL)', async () => {
+    // Seen in CI (cascade.test): a gateway learns its URL once it listens, then asks for a heartbeat; the timer's beat,
+    // running meanwhile, had read the old URL, and the call only joined it: another node dialled the old URL until
+    // the next beat. Here the URL changes, and a beat is asked for, just after a running beat has read it.
+    let url = 'http://before-listen.test';
+    let asked: Promise<void> | undefined;
+    let armed = false; // not while the node registers
+    const r = await node('n-url', {
+      heartbeatSeconds: 3600,
+      publicUrl: () => {
+        const read = url;
+        if (armed && !asked) {
+          url = 'http://listening.test';
+          asked = r.heartbeat();
+        }
+        return read;
+      },
+    });
+    armed = true;
+    await r.heartbeat();
+    assert.ok(asked, 'a beat was asked for while one ran');
+    await asked;
+    const me = (await r.list()).find((n) => n.id === 'n-url');
+    assert.equal(me?.publicUrl, 'http://listening.test', 'the heartbeat asked for after the change published it');
+  });
+
   test('a node registers, heartbeats its load, and is shown stopped after it stops', async () => {
     let load = IDLE;
     const r = await node('n-load', { load: async () => load });

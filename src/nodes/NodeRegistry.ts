@@ -107,7 +107,9 @@ export class NodeRegistry {
   readonly instance = randomUUID();
   readonly #identity: Singleton;
   #timer?: NodeJS.Timeout;
+  /** The beat running, and the one asked for while it runs. */
   #beat?: Promise<void>;
+  #nextBeat?: Promise<void>;
   #draining = false;
   #replaced = false;
   /** The live nodes as last read (liveNodes, and each heartbeat). */
@@ -154,12 +156,23 @@ export class NodeRegistry {
     this.#timer.unref();
   }
 
-  /** Publishes liveness and load now (one at a time); the timer calls it every `heartbeatSeconds`. */
+  /**
+   * Publishes liveness and load (one beat at a time); the timer calls it every `heartbeatSeconds`. A call made while a
+   * beat runs waits for the next one, not the running one: that may have read the state before the caller changed it
+   * (the public URL learned once the server listens, draining just set). Calls made meanwhile share that next beat.
+   */
   heartbeat(): Promise<void> {
-    this.#beat ??= this.#heartbeat()
-      .catch((err) => this.log.warn({ reason: (err as Error).message }, 'node heartbeat failed; retrying'))
-      .finally(() => (this.#beat = undefined));
-    return this.#beat;
+    if (!this.#beat) {
+      this.#beat = this.#heartbeat()
+        .catch((err) => this.log.warn({ reason: (err as Error).message }, 'node heartbeat failed; retrying'))
+        .finally(() => (this.#beat = undefined));
+      return this.#beat;
+    }
+    this.#nextBeat ??= this.#beat.then(() => {
+      this.#nextBeat = undefined;
+      return this.heartbeat();
+    });
+    return this.#nextBeat;
   }
 
   async #heartbeat(): Promise<void> {
@@ -219,7 +232,7 @@ export class NodeRegistry {
   /** Stops the heartbeat and marks the node stopped (it is shown, not alive); releases its id. */
   async stop(): Promise<void> {
     clearInterval(this.#timer);
-    await this.#beat;
+    await (this.#nextBeat ?? this.#beat);
     if (!this.#replaced)
       await this.db
         .query('UPDATE nodes SET stopped_at = now(), draining = false WHERE id = $1 AND instance = $2', [
