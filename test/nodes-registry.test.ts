@@ -57,9 +57,10 @@ describe.each(['pglite', 'postgres'] as const)('node registry on %s', (kind) => 
   }
 
   test('a heartbeat asked for while one runs publishes what changed before it was asked (the public URL)', async () => {
-    // Seen in CI (cascade.test): a gateway learns its URL once it listens, then asks for a heartbeat; the timer's beat,
-    // running meanwhile, had read the old URL, and the call only joined it: another node dialled the old URL until
-    // the next beat. Here the URL changes, and a beat is asked for, just after a running beat has read it.
+    // The likely cause of a CI failure (cascade.test): a gateway learns its URL once it listens, then asks for a
+    // heartbeat; the timer's beat, running meanwhile, had read the old URL, and the call only joined it: another node
+    // dialled the old URL until the next beat. Here the URL changes, and a beat is asked for, just after a running
+    // beat has read it.
     let url = 'http://before-listen.test';
     let asked: Promise<void> | undefined;
     let armed = false; // not while the node registers
